@@ -1,0 +1,266 @@
+#include "app/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_usage(FILE *to) {
+    fputs(
+        "Usage: bitnet-chat [OPTIONS] [MODEL]          full-screen chat\n"
+        "       bitnet-chat -p PROMPT [OPTIONS]         one reply to stdout\n"
+        "       bitnet-chat convert SRC OUT.gguf        write a GGUF I2_S model\n"
+        "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
+        "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
+        "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
+        "\n"
+        "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
+        "shipped in assets/ is used.\n"
+        "\n"
+        "Model and backend:\n"
+        "  -m, --model PATH         model file or directory\n"
+        "  -b, --backend B          auto (default), cpu or cuda\n"
+        "  -t, --threads N          CPU threads (default: all cores)\n"
+        "  -c, --ctx N              context length (default: the model's)\n"
+        "\n"
+        "Generation:\n"
+        "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
+        "  -s, --system TEXT        system prompt\n"
+        "      --temp T             temperature, 0 = greedy (default 0.7)\n"
+        "      --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
+        "      --top-p P            nucleus sampling, 1 = off (default 0.95)\n"
+        "      --min-p P            drop tokens below P x the top probability (default 0.05)\n"
+        "      --repeat-penalty R   penalty for recent tokens, 1 = off (default 1.1)\n"
+        "      --seed N             random seed (default: from the clock)\n"
+        "  -n, --max-tokens N       reply length limit (default 1024)\n"
+        "\n"
+        "History:\n"
+        "      --db PATH            history database (default\n"
+        "                           $XDG_DATA_HOME/bitnet-chat/history.db)\n"
+        "      --no-history         do not read or write the history database\n"
+        "      --sessions           list saved sessions\n"
+        "      --show ID            print a session with per-reply stats\n"
+        "      --search TEXT        full-text search across all messages\n"
+        "      --export ID          export a session (--format md|json, -o FILE)\n"
+        "      --format F           md (default) or json\n"
+        "  -o, --output FILE        write the export to FILE instead of stdout\n"
+        "      --delete ID          delete a session (asks unless --yes)\n"
+        "  -y, --yes                do not ask for confirmation\n"
+        "      --browse             open the session browser\n"
+        "\n"
+        "Other:\n"
+        "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
+        "      --quick              bench: fewer repetitions\n"
+        "  -h, --help               show this help\n"
+        "  -V, --version            show the version\n",
+        to);
+}
+
+enum {
+    OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
+    OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
+    OPT_JSONL, OPT_QUICK,
+};
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, 'm'},     {"backend", required_argument, 0, 'b'},
+    {"threads", required_argument, 0, 't'},   {"ctx", required_argument, 0, 'c'},
+    {"prompt", required_argument, 0, 'p'},    {"system", required_argument, 0, 's'},
+    {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
+    {"top-p", required_argument, 0, OPT_TOPP}, {"min-p", required_argument, 0, OPT_MINP},
+    {"repeat-penalty", required_argument, 0, OPT_REPEAT},
+    {"seed", required_argument, 0, OPT_SEED}, {"max-tokens", required_argument, 0, 'n'},
+    {"db", required_argument, 0, OPT_DB},     {"no-history", no_argument, 0, OPT_NOHIST},
+    {"sessions", no_argument, 0, OPT_SESSIONS}, {"show", required_argument, 0, OPT_SHOW},
+    {"search", required_argument, 0, OPT_SEARCH}, {"export", required_argument, 0, OPT_EXPORT},
+    {"format", required_argument, 0, OPT_FORMAT}, {"output", required_argument, 0, 'o'},
+    {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
+    {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
+    {"quick", no_argument, 0, OPT_QUICK},     {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
+};
+
+static int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "bitnet-chat: %s: '%s' is not a number in [%g, %g]\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_i64(const char *opt, const char *s, long long lo, long long hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "bitnet-chat: %s: '%s' is not an integer in [%lld, %lld]\n", opt, s, lo,
+                hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int set_mode(AppConfig *c, AppMode m, const char *opt) {
+    if (c->mode != MODE_CHAT && c->mode != m) {
+        fprintf(stderr, "bitnet-chat: %s cannot be combined with another mode\n", opt);
+        return -1;
+    }
+    c->mode = m;
+    return 0;
+}
+
+int cli_parse(AppConfig *c, int argc, char **argv) {
+    memset(c, 0, sizeof *c);
+    c->backend = "auto";
+    c->temp = c->top_p = c->min_p = c->repeat_penalty = NAN;
+    c->top_k = c->max_tokens = -1;
+    c->format = "md";
+
+    /* A leading word selects a subcommand. */
+    int first = 1;
+    if (argc > 1) {
+        const char *w = argv[1];
+        if (!strcmp(w, "convert")) c->mode = MODE_CONVERT, first = 2;
+        else if (!strcmp(w, "tokenize")) c->mode = MODE_TOKENIZE, first = 2;
+        else if (!strcmp(w, "bench")) c->mode = MODE_BENCH, first = 2;
+        else if (!strcmp(w, "perplexity")) c->mode = MODE_PERPLEXITY, first = 2;
+    }
+    optind = first;
+    opterr = 1;
+    int ch;
+    int64_t iv;
+    double dv;
+    while ((ch = getopt_long(argc, argv, "m:b:t:c:p:s:n:o:yhV", long_opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': c->model = optarg; break;
+        case 'b':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
+                fprintf(stderr, "bitnet-chat: --backend: expected auto, cpu or cuda, not '%s'\n",
+                        optarg);
+                return 2;
+            }
+            c->backend = optarg;
+            break;
+        case 't':
+            if (parse_i64("--threads", optarg, 0, 1024, &iv)) return 2;
+            c->threads = (int)iv;
+            break;
+        case 'c':
+            if (parse_i64("--ctx", optarg, 0, 1 << 20, &iv)) return 2;
+            c->ctx = (int)iv;
+            break;
+        case 'p':
+            if (c->mode != MODE_CHAT && c->mode != MODE_PROMPT) {
+                fprintf(stderr, "bitnet-chat: -p cannot be combined with a subcommand\n");
+                return 2;
+            }
+            c->mode = MODE_PROMPT;
+            c->prompt = optarg;
+            break;
+        case 's': c->system = optarg; break;
+        case OPT_TEMP: if (parse_double("--temp", optarg, 0, 100, &c->temp)) return 2; break;
+        case OPT_TOPK:
+            if (parse_i64("--top-k", optarg, 0, 1 << 24, &iv)) return 2;
+            c->top_k = (int)iv;
+            break;
+        case OPT_TOPP: if (parse_double("--top-p", optarg, 0, 1, &c->top_p)) return 2; break;
+        case OPT_MINP: if (parse_double("--min-p", optarg, 0, 1, &c->min_p)) return 2; break;
+        case OPT_REPEAT:
+            if (parse_double("--repeat-penalty", optarg, 0.01, 100, &c->repeat_penalty)) return 2;
+            break;
+        case OPT_SEED:
+            if (parse_i64("--seed", optarg, 0, INT64_MAX, &c->seed)) return 2;
+            c->seed_set = true;
+            break;
+        case 'n':
+            if (parse_i64("--max-tokens", optarg, 1, 1 << 24, &iv)) return 2;
+            c->max_tokens = (int)iv;
+            break;
+        case OPT_DB: c->db_path = optarg; break;
+        case OPT_NOHIST: c->no_history = true; break;
+        case OPT_SESSIONS: if (set_mode(c, MODE_SESSIONS, "--sessions")) return 2; break;
+        case OPT_SHOW:
+        case OPT_EXPORT:
+        case OPT_DELETE: {
+            const char *name = ch == OPT_SHOW ? "--show" : ch == OPT_EXPORT ? "--export" : "--delete";
+            if (parse_i64(name, optarg, 1, INT64_MAX, &c->session_id)) return 2;
+            if (set_mode(c, ch == OPT_SHOW ? MODE_SHOW : ch == OPT_EXPORT ? MODE_EXPORT : MODE_DELETE,
+                         name))
+                return 2;
+            break;
+        }
+        case OPT_SEARCH:
+            if (set_mode(c, MODE_SEARCH, "--search")) return 2;
+            c->search = optarg;
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "md") && strcmp(optarg, "json")) {
+                fprintf(stderr, "bitnet-chat: --format: expected md or json, not '%s'\n", optarg);
+                return 2;
+            }
+            c->format = optarg;
+            break;
+        case 'o': c->output = optarg; break;
+        case 'y': c->yes = true; break;
+        case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
+        case OPT_JSONL: c->jsonl = true; break;
+        case OPT_QUICK: c->quick = true; break;
+        case 'h': c->mode = MODE_HELP; return 0;
+        case 'V': c->mode = MODE_VERSION; return 0;
+        default:
+            fprintf(stderr, "Try 'bitnet-chat --help' for more information.\n");
+            return 2;
+        }
+    }
+    (void)dv;
+    c->npos = argc - optind;
+    c->pos = argv + optind;
+
+    switch (c->mode) {
+    case MODE_CHAT:
+    case MODE_PROMPT:
+    case MODE_BROWSE:
+        if (c->npos > 1) {
+            fprintf(stderr, "bitnet-chat: unexpected argument '%s'\n", c->pos[1]);
+            return 2;
+        }
+        if (c->npos == 1) {
+            if (c->model) {
+                fprintf(stderr, "bitnet-chat: give the model either as MODEL or with --model\n");
+                return 2;
+            }
+            c->model = c->pos[0];
+        }
+        break;
+    case MODE_CONVERT:
+        if (c->npos != 2) {
+            fprintf(stderr, "bitnet-chat: usage: bitnet-chat convert SRC OUT.gguf\n");
+            return 2;
+        }
+        break;
+    case MODE_TOKENIZE:
+        if (c->npos < 1 || c->npos > 2) {
+            fprintf(stderr, "bitnet-chat: usage: bitnet-chat tokenize MODEL_OR_TOKENIZER [TEXT]\n");
+            return 2;
+        }
+        break;
+    case MODE_PERPLEXITY:
+        if (c->npos != 1 || !c->model) {
+            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
+            return 2;
+        }
+        break;
+    default:
+        if (c->npos) {
+            fprintf(stderr, "bitnet-chat: unexpected argument '%s'\n", c->pos[0]);
+            return 2;
+        }
+    }
+    return 0;
+}

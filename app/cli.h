@@ -1,0 +1,57 @@
+/* Command-line parsing: argv -> AppConfig. The usage text here and man/bitnet-chat.1 describe
+ * the same options; tests/ check that they agree. */
+#ifndef BN_CLI_H
+#define BN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    MODE_CHAT = 0,   /* full-screen chat (default) */
+    MODE_PROMPT,     /* -p: one-shot prompt to stdout */
+    MODE_SESSIONS,   /* --sessions */
+    MODE_SHOW,       /* --show ID */
+    MODE_SEARCH,     /* --search TEXT */
+    MODE_EXPORT,     /* --export ID */
+    MODE_DELETE,     /* --delete ID */
+    MODE_BROWSE,     /* --browse */
+    MODE_CONVERT,    /* convert SRC OUT.gguf */
+    MODE_TOKENIZE,   /* tokenize MODEL_OR_TOKENIZER [TEXT] */
+    MODE_BENCH,      /* bench */
+    MODE_PERPLEXITY, /* perplexity --model M FILE */
+    MODE_HELP,
+    MODE_VERSION,
+} AppMode;
+
+typedef struct {
+    AppMode mode;
+    const char *model;         /* --model or the positional MODEL; NULL: the default model */
+    const char *prompt;        /* -p */
+    const char *system;        /* --system */
+    const char *backend;       /* "auto" (default), "cpu", "cuda" */
+    int threads;               /* 0 = all cores */
+    int ctx;                   /* 0 = model's context */
+    /* Sampling overrides; NAN / -1 = not given on the command line. */
+    double temp, top_p, min_p, repeat_penalty;
+    int top_k, max_tokens;
+    int64_t seed;
+    bool seed_set;
+    const char *db_path;       /* --db */
+    bool no_history;
+    int64_t session_id;        /* --show/--export/--delete ID */
+    const char *search;        /* --search TEXT */
+    const char *format;        /* --format md|json */
+    const char *output;        /* -o FILE */
+    bool yes;                  /* --yes */
+    bool jsonl;                /* tokenize --jsonl */
+    bool quick;                /* bench --quick */
+    int npos;                  /* positional arguments after the subcommand */
+    char **pos;
+} AppConfig;
+
+/* Returns 0 on success, 2 on a usage error (message already printed to stderr). */
+int cli_parse(AppConfig *cfg, int argc, char **argv);
+void cli_usage(FILE *to);
+
+#endif

@@ -1,0 +1,31 @@
+/* Where the default (demo) model is found: next to the binary (build tree), under the install
+ * prefix (share/bitnet-chat), or in the source tree the binary was built from. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/commands_cli.h"
+
+#define DEMO_MODEL "bitnet-demo.gguf"
+
+const char *app_default_model_path(void) {
+    static char found[PATH_MAX + 64];
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *rel[] = {"/assets/", "/../share/bitnet-chat/", "/../assets/"};
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            snprintf(found, sizeof found, "%s%s%s", exe, rel[i], DEMO_MODEL);
+            if (access(found, R_OK) == 0) return found;
+        }
+    }
+#ifdef BITNET_SOURCE_DIR
+    snprintf(found, sizeof found, "%s/assets/%s", BITNET_SOURCE_DIR, DEMO_MODEL);
+    if (access(found, R_OK) == 0) return found;
+#endif
+    return NULL;
+}

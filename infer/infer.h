@@ -1,0 +1,53 @@
+/* Infer: one Model running on one backend (CPU or CUDA) with its KV cache and scratch buffers,
+ * all sized once at creation for the context length: evaluation allocates nothing and does no
+ * I/O. Not thread-safe: one Infer belongs to one thread (the engine thread). */
+#ifndef BN_INFER_H
+#define BN_INFER_H
+
+#include <stdint.h>
+
+#include "infer/err.h"
+#include "infer/model.h"
+#include "infer/sampler.h"
+
+typedef enum { BACKEND_AUTO = 0, BACKEND_CPU, BACKEND_CUDA } BackendKind;
+
+typedef struct {
+    BackendKind backend;   /* AUTO: CUDA when a device is present, else CPU */
+    int threads;           /* CPU threads; 0 = all cores */
+    int ctx;               /* KV cache length; 0 = the model's context length */
+} InferOptions;
+
+typedef struct Infer Infer;
+
+/* Backend operations. infer.c dispatches through this table; each backend file defines one. */
+typedef struct {
+    const char *kind;                      /* "cpu", "cuda" */
+    void *(*create)(const Model *m, const InferOptions *o, Err *err);
+    void (*destroy)(void *b);
+    /* Runs tokens[0..n) at positions pos..pos+n-1 (prefill in batches when n > 1), appending
+     * to the KV cache. If all_logits is non-NULL it receives n * vocab logits; the logits of
+     * the last token are always kept for logits()/sample(). */
+    int (*eval)(void *b, const int32_t *tokens, int n, int pos, float *all_logits, Err *err);
+    const float *(*logits)(void *b);       /* host copy of the last token's logits */
+    /* Optional: picks the next token on the device (greedy, or whatever it supports) and
+     * returns 1, or returns 0 to let the host sampler run on logits(). */
+    int (*sample)(void *b, Sampler *s, int32_t *tok, Err *err);
+    void (*describe)(void *b, char *buf, int cap);  /* "CPU, 2 threads, AVX2" / "CUDA: NVIDIA H100" */
+} BackendOps;
+
+extern const BackendOps backend_cpu_ops;
+#ifdef BITNET_HAVE_CUDA
+extern const BackendOps backend_cuda_ops;
+#endif
+
+Infer *infer_create(const Model *m, const InferOptions *o, Err *err);
+void infer_destroy(Infer *inf);
+int infer_eval(Infer *inf, const int32_t *tokens, int n, int pos, float *all_logits, Err *err);
+const float *infer_logits(Infer *inf);
+int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err);
+int infer_ctx(const Infer *inf);
+BackendKind infer_backend(const Infer *inf);
+void infer_describe(Infer *inf, char *buf, int cap);
+
+#endif

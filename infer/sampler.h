@@ -1,0 +1,33 @@
+/* Token sampling over host logits: greedy, temperature, top-k, top-p, min-p, repetition
+ * penalty, seeded RNG (same seed + same settings + same backend = same text). */
+#ifndef BN_SAMPLER_H
+#define BN_SAMPLER_H
+
+#include <stdint.h>
+
+typedef struct {
+    float temperature;     /* 0 = greedy */
+    int top_k;             /* 0 = off */
+    float top_p;           /* 1 = off */
+    float min_p;           /* 0 = off */
+    float repeat_penalty;  /* 1 = off */
+    int repeat_last_n;     /* window for the penalty */
+    uint64_t seed;
+    int max_tokens;        /* reply length limit */
+} SamplerParams;
+
+/* Defaults: temperature 0.7, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.1 over 64,
+ * seed from the clock, max_tokens 1024. */
+SamplerParams sampler_params_default(void);
+
+typedef struct Sampler Sampler;
+Sampler *sampler_create(const SamplerParams *p, int n_vocab);
+void sampler_free(Sampler *s);
+void sampler_reset(Sampler *s, const SamplerParams *p);
+/* Records a token in the penalty window (prompt and generated tokens alike). */
+void sampler_accept(Sampler *s, int32_t tok);
+/* Picks a token; may modify logits in place. */
+int32_t sampler_sample(Sampler *s, float *logits, int n_vocab);
+const SamplerParams *sampler_params(const Sampler *s);
+
+#endif

@@ -1,0 +1,70 @@
+/* Byte-level BPE tokenizer of the Llama 3 family (BitNet-b1.58-2B-4T): 128000 merge-ranked
+ * tokens + 256 special tokens, Llama 3 pre-tokenizer regex (PCRE2, Unicode). Built from GGUF
+ * metadata (tokenizer.ggml.*) or from an HF tokenizer.json. Immutable after creation, so one
+ * Tokenizer may be used from several threads. */
+#ifndef BN_TOKENIZER_H
+#define BN_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/err.h"
+
+typedef struct Tokenizer Tokenizer;
+
+/* GGUF token types (tokenizer.ggml.token_type). */
+enum { TOKTYPE_NORMAL = 1, TOKTYPE_UNKNOWN = 2, TOKTYPE_CONTROL = 3, TOKTYPE_USER = 4,
+       TOKTYPE_UNUSED = 5, TOKTYPE_BYTE = 6 };
+
+/* The vocabulary as stored in files: token strings in GPT-2 byte-to-unicode form (as in
+ * tokenizer.json and tokenizer.ggml.tokens), merges as "left right". Arrays are borrowed for
+ * the duration of tokenizer_from_vocab only. */
+typedef struct {
+    int n_tokens;
+    const char *const *tokens;
+    const size_t *token_lens;    /* NULL: NUL-terminated */
+    const int32_t *token_types;  /* NULL: ids >= first special are CONTROL, others NORMAL */
+    int n_merges;
+    const char *const *merges;
+    const size_t *merge_lens;    /* NULL: NUL-terminated */
+    const char *pre;             /* tokenizer.ggml.pre; NULL or "llama-bpe"/"llama3": Llama 3 regex */
+    int bos_id, eos_id, eot_id;  /* -1 when unknown; eot is looked up by name when -1 */
+    int ignore_merges;           /* Llama 3: a pre-token that is itself a token is taken whole */
+} TokenizerVocab;
+
+Tokenizer *tokenizer_from_vocab(const TokenizerVocab *v, Err *err);
+/* tokenizer.json (reads tokenizer_config.json beside it when present, for bos/eos). */
+Tokenizer *tokenizer_load_json(const char *path, Err *err);
+void tokenizer_free(Tokenizer *t);
+
+/* Encodes plain text. Special-token strings in the text (e.g. "<|eot_id|>") are encoded as
+ * ordinary text: specials are only ever inserted by the chat template. *ids is malloc'ed. */
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids,
+                     size_t *n_ids, Err *err);
+
+int tokenizer_n_vocab(const Tokenizer *t);
+int tokenizer_bos(const Tokenizer *t);   /* -1 if none */
+int tokenizer_eos(const Tokenizer *t);   /* <|end_of_text|> or the file's eos */
+int tokenizer_eot(const Tokenizer *t);   /* <|eot_id|>, -1 if absent */
+int tokenizer_find(const Tokenizer *t, const char *token_text); /* exact token string -> id, -1 */
+int tokenizer_is_special(const Tokenizer *t, int id);
+
+/* Raw bytes a token stands for (specials: their text). NULL for an out-of-range id. */
+const char *tokenizer_token_bytes(const Tokenizer *t, int id, size_t *len);
+
+/* The vocabulary back in file form (for writing GGUF). Valid while t lives. */
+const TokenizerVocab *tokenizer_vocab(const Tokenizer *t);
+
+/* Streaming decode: feeds a token's bytes and emits only complete UTF-8 sequences; an
+ * incomplete tail is held until the next token completes it (invalid bytes become U+FFFD). */
+typedef struct {
+    unsigned char pending[8];
+    int n_pending;
+} Utf8Stream;
+/* Appends the complete UTF-8 text available after adding `bytes` to out (capacity cap,
+ * needs len + 8 bytes); returns the number of bytes written. */
+size_t utf8_stream_feed(Utf8Stream *s, const char *bytes, size_t len, char *out, size_t cap);
+/* Flushes what is left (as U+FFFD for an incomplete sequence). */
+size_t utf8_stream_flush(Utf8Stream *s, char *out, size_t cap);
+
+#endif

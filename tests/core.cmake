@@ -1,0 +1,5 @@
+# Core: the W2A8 layout helpers and the layering rule.
+bn_add_test(NAME test_w2a8_layout SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_w2a8_layout.c
+            LIBS bn_kernels LABELS cpu)
+bn_add_script_test(NAME test_layers SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/check_layers.sh
+                   ARGS ${CMAKE_SOURCE_DIR} LABELS cpu)
