@@ -59,7 +59,7 @@ typedef struct {
     TernaryMatrix w_down;        /* [dim][ffn] */
 } LayerWeights;
 
-typedef struct ModelStorage ModelStorage; /* loader-private: mappings and owned buffers */
+typedef struct ModelStorage ModelStorage; /* mappings and owned buffers (infer/model_storage.h) */
 
 typedef struct Model {
     ModelConfig cfg;
@@ -68,6 +68,8 @@ typedef struct Model {
     const float *output_norm;    /* [dim] */
     LayerWeights *layers;        /* [n_layers] */
     Tokenizer *tok;              /* owned; may be NULL only for synthetic benchmark models */
+    /* layers and chat_template are malloc'ed and freed by model_free; tensor data lives in
+     * storage (mappings or model_storage_alloc buffers). */
     char *chat_template;         /* as found in the file (informational; we render our own) */
     char path[4096];
     char format[32];             /* "gguf", "hf-safetensors" ... */
