@@ -197,10 +197,11 @@ int st_open_dir(StSet *set, const char *dir, Err *err) {
     const char *key;
     json_t *v;
     /* Open each distinct shard once, in order of first appearance. */
+    int rc = 0;
     json_object_foreach(wm, key, v) {
         if (!json_is_string(v) || !plain_name(json_string_value(v))) {
-            json_decref(idx);
-            return err_set(err, "%s: weight_map entry \"%.80s\" is not a plain file name", p, key);
+            rc = err_set(err, "%s: weight_map entry \"%.80s\" is not a plain file name", p, key);
+            break;
         }
         char sp[1200];
         snprintf(sp, sizeof sp, "%s/%s", dir, json_string_value(v));
@@ -209,31 +210,30 @@ int st_open_dir(StSet *set, const char *dir, Err *err) {
             if (!strcmp(set->files[i].path, sp)) seen = 1;
         if (seen) continue;
         if (set->n_files >= 1024) {
-            json_decref(idx);
-            return err_set(err, "%s: too many shards", p);
+            rc = err_set(err, "%s: too many shards", p);
+            break;
         }
         if (!file_exists(sp)) {
-            json_decref(idx);
-            return err_set(err, "%s: shard %s named in the index is missing", dir,
-                           json_string_value(v));
+            rc = err_set(err, "%s: shard %s named in the index is missing", dir, json_string_value(v));
+            break;
         }
-        if (st_open_file(set, sp, err)) {
-            json_decref(idx);
-            return -1;
-        }
+        if ((rc = st_open_file(set, sp, err))) break;
     }
-    /* Every indexed tensor must be in the shard the index names; no name twice across shards. */
-    json_object_foreach(wm, key, v) {
-        const StTensor *t = st_find(set, key);
-        char sp[1200];
-        snprintf(sp, sizeof sp, "%s/%s", dir, json_string_value(v));
-        if (!t || strcmp(set->files[t->file].path, sp)) {
-            json_decref(idx);
-            return err_set(err, "%s: tensor %.80s is not in shard %s as the index says", dir, key,
-                           json_string_value(v));
+    /* Every indexed tensor must be in the shard the index names. */
+    if (!rc) {
+        json_object_foreach(wm, key, v) {
+            const StTensor *t = st_find(set, key);
+            char sp[1200];
+            snprintf(sp, sizeof sp, "%s/%s", dir, json_string_value(v));
+            if (!t || strcmp(set->files[t->file].path, sp)) {
+                rc = err_set(err, "%s: tensor %.80s is not in shard %s as the index says", dir, key,
+                             json_string_value(v));
+                break;
+            }
         }
     }
     json_decref(idx);
+    if (rc) return -1;
     for (size_t i = 0; i < set->n_tensors; i++)
         for (size_t j = i + 1; j < set->n_tensors; j++)
             if (!strcmp(set->tensors[i].name, set->tensors[j].name))
