@@ -334,6 +334,26 @@ def main():
     with open(os.path.join(HERE, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
 
+    # Seed corpora for the libFuzzer targets (tests/fuzz): the same writers, smaller models.
+    fz = os.path.join(HERE, "..", "..", "fuzz")
+    for sub in ("corpus_gguf", "corpus_safetensors", "corpus_tokenizer"):
+        os.makedirs(os.path.join(fz, sub), exist_ok=True)
+    cfg_s = {"dim": 128, "ffn": 128, "layers": 1, "heads": 2, "kv_heads": 1}
+    cfg_f = {"dim": 64, "ffn": 64, "layers": 1, "heads": 2, "kv_heads": 1}
+    ms, mf = random_model(cfg_s, vocab, 42), random_model(cfg_f, vocab, 43)
+    junk = {}
+    write_gguf(os.path.join(fz, "corpus_gguf", "tiny_i2s.gguf"), ms, cfg_s, vocab, tables, "i2s", junk)
+    write_gguf(os.path.join(fz, "corpus_gguf", "tiny_f16.gguf"), mf, cfg_f, vocab, tables, "f16", junk)
+    stn.save_file({"model.norm.weight": mf["output_norm"].astype(ml_dtypes.bfloat16),
+                   "w.weight": hf_pack(absmean(mf["layers"][0]["wq"])[0]),
+                   "w.weight_scale": np.array([0.5], np.float32)},
+                  os.path.join(fz, "corpus_safetensors", "small.safetensors"), metadata={"format": "pt"})
+    tok.save(os.path.join(fz, "corpus_tokenizer", "tokenizer.json"))
+    for root in (HERE, fz):  # safetensors writes 0600; fixtures are ordinary files
+        for d, _, files in os.walk(root):
+            for fn in files:
+                os.chmod(os.path.join(d, fn), 0o644)
+
 
 if __name__ == "__main__":
     main()
