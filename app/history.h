@@ -140,6 +140,10 @@ const StoreMessage *history_messages(const History *h, int *n);
 /* The current session (id 0 until its row is written). */
 const StoreSession *history_session(const History *h);
 
+/* Bytes of the open (or last) reply known to be committed to the database: the UI may show
+ * "saved"; the crash test uses it to check that a killed reply kept its last checkpoint. */
+size_t history_saved_reply_len(const History *h);
+
 /* Checkpoint interval for reply text in ms (default 2000; tests use less). */
 void history_set_checkpoint_ms(History *h, int ms);
 
