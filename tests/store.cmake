@@ -13,3 +13,7 @@ endif()
 bn_add_test(NAME test_store_kill SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_store_kill.c
             LIBS bn_app LABELS cpu TIMEOUT 120 ARGS $<TARGET_FILE:store_kill_child>)
 add_dependencies(test_store_kill store_kill_child)
+
+# The history command line through the real binary.
+bn_add_script_test(NAME test_store_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_store_cli.sh
+                   LABELS cpu TIMEOUT 120)
