@@ -100,15 +100,18 @@ AVX2_TARGET static void dense_gemv_avx2(CpuDenseType type, const void *w, int k,
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         __m256 a[4][2];
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
         for (int j = 0; j < k16; j += 16) {
             const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+            #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
                 const size_t base = (size_t)(r + i) * k + j;
                 a[i][0] = _mm256_fmadd_ps(load8(type, w, base), x0, a[i][0]);
                 a[i][1] = _mm256_fmadd_ps(load8(type, w, base + 8), x1, a[i][1]);
             }
         }
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             float s = hsum_ps(_mm256_add_ps(a[i][0], a[i][1]));
             for (int j = k16; j < k; j++) s += dense_get(type, w, (size_t)(r + i) * k + j) * x[j];
@@ -128,17 +131,24 @@ AVX2_TARGET static void dense_gemm_avx2(CpuDenseType type, const void *w, int k,
         for (int m = 0; m < M; m += 4) {
             const int nt = M - m >= 4 ? 4 : M - m;
             __m256 a[2][4];
+            #pragma GCC unroll 4
             for (int i = 0; i < 2; i++)
+                #pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) a[i][t] = _mm256_setzero_ps();
             for (int j = 0; j < k8; j += 8) {
                 __m256 wv[2];
+                #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) wv[i] = load8(type, w, (size_t)(r + i) * k + j);
+                #pragma GCC unroll 4
                 for (int t = 0; t < nt; t++) {
                     const __m256 xv = _mm256_loadu_ps(x + (size_t)(m + t) * k + j);
+                    #pragma GCC unroll 4
                     for (int i = 0; i < nr; i++) a[i][t] = _mm256_fmadd_ps(wv[i], xv, a[i][t]);
                 }
             }
+            #pragma GCC unroll 4
             for (int i = 0; i < nr; i++)
+                #pragma GCC unroll 4
                 for (int t = 0; t < nt; t++) {
                     float s = hsum_ps(a[i][t]);
                     for (int j = k8; j < k; j++)
