@@ -448,6 +448,10 @@ static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) 
         else pattern = LLAMA3_PATTERN; /* also when tokenizer.ggml.pre is missing (BitNet) */
     }
     if (compile_pattern(t, pattern, err) < 0) goto fail;
+    /* Llama 3 was trained with tiktoken, which always takes a pre-token that is a token whole;
+     * GGUF has no field for it and older tokenizer.json conversions lack the flag (588 Llama 3
+     * tokens come out split without it). */
+    if (t->fast_ascii) t->ignore_merges = 1;
     snprintf(t->pre, sizeof t->pre, "%s",
              t->fast_ascii ? "llama-bpe" : pattern == GPT2_PATTERN ? "gpt2" : "custom");
 
