@@ -273,6 +273,8 @@ static void test_malformed(const char *real_json, size_t real_len) {
         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", /* no pre_tokenizer */
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": \"x\"}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": -1}}}",
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\\nb\\r\": -1}}}",
+        "{\"pre_tokenizer\": {\"type\": \"Bad\\nType\"}, \"model\": {\"vocab\": {\"a\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 99999999999}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0, \"b\": 0}}}",
