@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
@@ -168,6 +169,15 @@ static void check_fixture(json_t *all, const char *name) {
     CHECK_MSG(has_eot && has_eos, "%s: stops must include eot %d and eos %d (n_stop %d)", name, eot,
               eos, m.cfg.n_stop);
     CHECK(m.chat_template && strstr(m.chat_template, "<|eot_id|>"));
+    /* the tokenizer built from this file's metadata encodes like Hugging Face tokenizers did */
+    json_t *hello = json_object_get(tk, "hello_ids");
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    REQUIRE(tokenizer_encode(m.tok, "Hello world", 11, &ids, &n_ids, &err) == 0);
+    CHECK_EQ_INT(n_ids, json_array_size(hello));
+    for (size_t i = 0; i < n_ids && i < json_array_size(hello); i++)
+        CHECK_EQ_INT(ids[i], json_integer_value(json_array_get(hello, i)));
+    free(ids);
     if (!strcmp(name, "i2s.gguf")) {
         /* the official layout is used in place: codes and embedding point into the file's mapping */
         CHECK_EQ_INT(mapped_from(m.layers[1].w_down.codes, "/i2s.gguf"), 1);
