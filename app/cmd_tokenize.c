@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "app/commands_cli.h"
+#include "infer/model.h"
 #include "infer/tokenizer.h"
 
 /* A tokenizer.json, a folder holding one, or a model file (GGUF) through the model loader. */
@@ -26,9 +27,8 @@ static Tokenizer *open_tokenizer(const char *path, Err *err) {
         snprintf(p, sizeof p, "%s/tokenizer.json", path);
         if (stat(p, &st) == 0) return tokenizer_load_json(p, err);
     }
-    /* TODO(models merge): GGUF and other model files go through model_load_tokenizer. */
-    err_set(err, "%s: not a tokenizer.json or a folder holding one", path);
-    return NULL;
+    /* GGUF files and Hugging Face model folders go through the model loader's reader. */
+    return model_load_tokenizer(path, err);
 }
 
 static char *read_stream(FILE *f, size_t *len) {
