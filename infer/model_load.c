@@ -231,9 +231,18 @@ static int g_norm(GgufCtx *c, const char *name, int n, float *dst, Err *err) {
 static int g_dense(Model *m, GgufCtx *c, const char *name, DenseMatrix *d, Err *err) {
     const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)m->cfg.dim, (uint64_t)m->cfg.vocab_size, err);
     if (!t) return -1;
+    if (dequant_supported((int)t->type)) {
+        /* llama-quantize often stores the embedding as Q4_K/Q6_K/Q8_0: expand to f16 once */
+        const size_t n = (size_t)m->cfg.vocab_size * (size_t)m->cfg.dim;
+        uint16_t *buf = model_storage_alloc(m, n * 2, err);
+        if (!buf) return -1;
+        dequant_to_f16(t->data, (int)t->type, n, buf);
+        *d = (DenseMatrix){FT_F16, m->cfg.vocab_size, m->cfg.dim, buf};
+        return 0;
+    }
     if (!float_type_ok((int)t->type))
-        return err_set(err, "%s: %s has type %s; only F16, BF16 or F32 embeddings are supported",
-                       c->g.path, name, gguf_type_name(t->type));
+        return err_set(err, "%s: %s has type %s; embeddings must be F16, BF16, F32, Q8_0, Q4_K or "
+                            "Q6_K", c->g.path, name, gguf_type_name(t->type));
     return dense_in_place(m, d, (int)t->type, m->cfg.vocab_size, m->cfg.dim, t->data, err);
 }
 

@@ -9,7 +9,21 @@
  *   4 bytes packed four per byte, then an f16 scale d. A byte q stores its digits as a fixed
  *   point fraction: digit n is the integer part of 3 * (q * 3^n mod 256) / 256. Bytes 0..31
  *   give weights n*32 + m (n = 0..4), bytes 32..47 give weights 160 + n*16 + m, and the 4
- *   trailing bytes give weights 240 + n*4 + m (n = 0..3). Value = (digit - 1) * d. */
+ *   trailing bytes give weights 240 + n*4 + m (n = 0..3). Value = (digit - 1) * d.
+ *
+ * Embedding types (dequant_to_f16):
+ * Q8_0 (34 bytes / 32 values): f16 d, then 32 int8 q; value = d * q.
+ * Q4_K (144 bytes / 256): f16 d, f16 dmin, 12 bytes holding eight 6-bit scales and eight 6-bit
+ *   mins, 128 bytes of 4-bit q. Sub-block j (32 values) has scale sc_j and min m_j: for j < 4
+ *   the low 6 bits of byte j and byte j+4; for j >= 4 the low/high nibble of byte j+4 with the
+ *   top two bits of byte j-4 / byte j as bits 5..4. Values come in 64-value chunks c = 0..3:
+ *   byte c*32 + l gives value c*64 + l from its low nibble (sub-block 2c) and value
+ *   c*64 + 32 + l from its high nibble (sub-block 2c+1); value = (d*sc)*q - (dmin*m).
+ * Q6_K (210 bytes / 256): 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales,
+ *   f16 d. In half h (128 values), for l = 0..31: value h*128 + 32*c + l takes its low bits from
+ *   ql[h*64 + l + 32*(c&1)] (low nibble for c < 2, high nibble for c >= 2) and its high bits
+ *   from bits 2c+1..2c of qh[h*32 + l]; q = that 6-bit number - 32; value = (d*scale[e/16])*q
+ *   with e the value's index in the block. */
 #include "infer/model_quant.h"
 
 #include <math.h>
@@ -208,4 +222,66 @@ int hf_packed_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t
         }
     }
     return 0;
+}
+
+int dequant_supported(int type) { return type == 8 || type == 12 || type == 14; }
+
+int dequant_to_f16(const uint8_t *src, int type, size_t n, uint16_t *dst) {
+    if (type == 8) {
+        for (size_t b = 0; b < n / 32; b++, src += 34) {
+            uint16_t dh;
+            memcpy(&dh, src, 2);
+            const float d = f16_to_f32(dh);
+            for (int i = 0; i < 32; i++) dst[b * 32 + i] = f32_to_f16(d * (float)(int8_t)src[2 + i]);
+        }
+        return 0;
+    }
+    if (type == 12) {
+        for (size_t b = 0; b < n / 256; b++, src += 144) {
+            uint16_t dh, mh;
+            memcpy(&dh, src, 2);
+            memcpy(&mh, src + 2, 2);
+            const float d = f16_to_f32(dh), dmin = f16_to_f32(mh);
+            const uint8_t *sc = src + 4, *q = src + 16;
+            uint16_t *y = dst + b * 256;
+            for (int j = 0; j < 8; j++) {
+                int s, m;
+                if (j < 4) {
+                    s = sc[j] & 63;
+                    m = sc[j + 4] & 63;
+                } else {
+                    s = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+                    m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+                }
+                const float ds = d * (float)s, dm = dmin * (float)m;
+                const int chunk = j / 2, hi = j % 2;
+                for (int l = 0; l < 32; l++) {
+                    int v = hi ? q[chunk * 32 + l] >> 4 : q[chunk * 32 + l] & 0xF;
+                    y[j * 32 + l] = f32_to_f16(ds * (float)v - dm);
+                }
+            }
+        }
+        return 0;
+    }
+    if (type == 14) {
+        for (size_t b = 0; b < n / 256; b++, src += 210) {
+            const uint8_t *ql = src, *qh = src + 128;
+            const int8_t *sc = (const int8_t *)(src + 192);
+            uint16_t dh;
+            memcpy(&dh, src + 208, 2);
+            const float d = f16_to_f32(dh);
+            uint16_t *y = dst + b * 256;
+            for (int h = 0; h < 2; h++)
+                for (int c = 0; c < 4; c++)
+                    for (int l = 0; l < 32; l++) {
+                        const uint8_t lo = ql[h * 64 + l + 32 * (c & 1)];
+                        const int low = c < 2 ? lo & 0xF : lo >> 4;
+                        const int high = (qh[h * 32 + l] >> (2 * c)) & 3;
+                        const int e = h * 128 + c * 32 + l;
+                        y[e] = f32_to_f16((d * (float)sc[e / 16]) * (float)((low | (high << 4)) - 32));
+                    }
+        }
+        return 0;
+    }
+    return -1;
 }

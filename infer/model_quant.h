@@ -36,4 +36,11 @@ int tq1_0_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *ou
  * packed row r holds original row r + i*n_out/4, code = t + 1) to I2_S. Code 3 is refused. */
 int hf_packed_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, Err *err);
 
+/* Quantized embedding / lm_head rows as llama.cpp writes them (Q8_0, Q4_K, Q6_K; ggml type ids
+ * 8, 12, 14) to f16: the value is computed in fp32 exactly as ggml does, then rounded once to
+ * f16 (relative error <= 2^-11, far below the quantization error of those types).
+ * n must be a multiple of the type's block (32 or 256). Returns -1 for other types. */
+int dequant_to_f16(const uint8_t *src, int type, size_t n, uint16_t *dst);
+int dequant_supported(int type);
+
 #endif

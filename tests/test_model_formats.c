@@ -130,7 +130,13 @@ static void check_fixture(json_t *all, const char *name) {
     CHECK(progress_calls >= 7 * m.cfg.n_layers);
     CHECK_NEAR(last_frac, 1.0, 1e-6);
     check_dense(&m.tok_embd, json_object_get(e, "embd"));
-    CHECK(m.output.data == m.tok_embd.data); /* tied */
+    json_t *eo = json_object_get(e, "output");
+    if (eo) {
+        CHECK(m.output.data != m.tok_embd.data); /* untied lm_head */
+        check_dense(&m.output, eo);
+    } else {
+        CHECK(m.output.data == m.tok_embd.data); /* tied */
+    }
     json_t *norms = json_object_get(e, "norms"), *mats = json_object_get(e, "mats");
     check_vec(m.output_norm, m.cfg.dim, json_object_get(norms, "output_norm"), "output_norm");
     for (int l = 0; l < m.cfg.n_layers; l++) {
