@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "infer/model.h"
@@ -221,6 +222,49 @@ int main(void) {
         model_free(&b);
     }
     model_free(&a);
+
+    /* HF packed with linear_class "bitlinear" (or none): weight_scale is 1/gamma. Same files,
+     * config rewritten; also eos_token_id as a plain number and the older torch_dtype key. */
+    {
+        char tmp[] = "/tmp/bn-hfcfg-XXXXXX";
+        REQUIRE(mkdtemp(tmp));
+        const char *files[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                               "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"};
+        char a_[600], b_[600];
+        for (int i = 0; i < 5; i++) {
+            snprintf(a_, sizeof a_, DIR "/hf_packed/%s", files[i]);
+            snprintf(b_, sizeof b_, "%s/%s", tmp, files[i]);
+            REQUIRE(symlink(a_, b_) == 0);
+        }
+        Model ref;
+        REQUIRE(model_load(&ref, DIR "/hf_packed", NULL, &err) == 0);
+        json_t *cfgj = json_load_file(DIR "/hf_packed/config.json", 0, NULL);
+        REQUIRE(cfgj);
+        for (int variant = 0; variant < 2; variant++) {
+            json_t *qc = json_object_get(cfgj, "quantization_config");
+            if (variant == 0) json_object_set_new(qc, "linear_class", json_string("bitlinear"));
+            else json_object_del(cfgj, "quantization_config");
+            json_object_set_new(cfgj, "eos_token_id", json_integer(301));
+            snprintf(b_, sizeof b_, "%s/config.json", tmp);
+            REQUIRE(json_dump_file(cfgj, b_, 0) == 0);
+            Model m2;
+            int rc = model_load(&m2, tmp, NULL, &err);
+            CHECK_MSG(rc == 0, "%s", err.msg);
+            if (rc) continue;
+            const TernaryMatrix *x = &ref.layers[0].wk, *y = &m2.layers[0].wk;
+            CHECK(x->scale > 0 && y->scale == 1.0f / x->scale); /* autobitlinear gamma = ws */
+            CHECK(!memcmp(x->codes, y->codes, (size_t)x->n_out * x->n_in_pad / 4));
+            int has301 = 0;
+            for (int i = 0; i < m2.cfg.n_stop; i++) has301 |= m2.cfg.stop_ids[i] == 301;
+            CHECK(has301);
+            model_free(&m2);
+        }
+        json_decref(cfgj);
+        model_free(&ref);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        CHECK(system(cmd) == 0);
+    }
 
     /* The cancel flag stops a load with an error and leaves nothing behind. */
     volatile int cancel = 1;

@@ -383,7 +383,8 @@ def main():
     for root in (HERE, fz):  # safetensors writes 0600; fixtures are ordinary files
         for d, _, files in os.walk(root):
             for fn in files:
-                os.chmod(os.path.join(d, fn), 0o644)
+                if not fn.endswith((".sh", ".c", ".py")):
+                    os.chmod(os.path.join(d, fn), 0o644)
 
 
 if __name__ == "__main__":
