@@ -209,7 +209,8 @@ static int g_ternary(Model *m, GgufCtx *c, const char *name, int n_out, int n_in
     case GGML_BF16: {
         uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
         if (!buf) return -1;
-        tm->scale = ternarize_absmean(t->data, (int)t->type, n_out, n_in, tm->n_in_pad, buf);
+        if (ternarize_absmean(t->data, (int)t->type, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
+            return err_set(err, "out of memory ternarizing %s", name);
         return 0;
     }
     default:
@@ -554,7 +555,8 @@ static int h_ternary(Model *m, HfCtx *h, const char *base, int n_out, int n_in, 
     if (!(t = h_tensor(h, name, (uint64_t)n_out, (uint64_t)n_in, 2, err))) return -1;
     uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
     if (!buf) return -1;
-    tm->scale = ternarize_absmean(t->data, ft, n_out, n_in, tm->n_in_pad, buf);
+    if (ternarize_absmean(t->data, ft, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
+        return err_set(err, "out of memory ternarizing %s", name);
     return 0;
 }
 

@@ -19,8 +19,10 @@ float float_elem(const void *data, int type, size_t i);
 
 /* Absmean ternarization of W[n_out][n_in] (ggml type F32/F16/BF16), in fp32:
  * gamma = max(mean|W|, 1e-5) (sum in double, rounded once to float), t = clamp(rint(W / gamma
- * computed as W * (1/gamma)), -1, 1) with round-half-to-even. Writes I2_S rows of k_pad. */
-float ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, uint8_t *out);
+ * computed as W * (1/gamma)), -1, 1) with round-half-to-even. Writes I2_S rows of k_pad.
+ * Returns -1 only when out of memory. */
+int ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, uint8_t *out,
+                      float *gamma);
 
 /* llama.cpp TQ2_0 / TQ1_0 (256-element blocks, one f16 scale d per block) to I2_S. Every
  * block whose d is nonzero must carry the same d: that is the BitNet case, where the file was

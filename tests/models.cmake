@@ -37,3 +37,5 @@ bn_add_test(NAME test_model_convert SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_mod
             LIBS bn_infer LABELS cpu)
 bn_add_script_test(NAME test_model_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_model_convert_cli.sh
                    LABELS cpu)
+bn_add_test(NAME test_model_quant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_quant.c
+            LIBS bn_infer LABELS cpu)
