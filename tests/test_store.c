@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1047,6 +1049,7 @@ static void test_read_only(void) {
         if (!h) _exit(21);
         /* Either opened read-only (WAL files could be made) or could not open at all: both
          * must say so, and the chat must go on in memory. */
+        fprintf(stderr, "read-only warning: %s\n", w.msg);
         if (!strstr(w.msg, "read-only") && !strstr(w.msg, "cannot open")) {
             fprintf(stderr, "warning was: %s\n", w.msg);
             _exit(22);
@@ -1169,6 +1172,58 @@ static void test_locked(void) {
     CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 7);
 }
 
+/* A full disk (simulated with a file size limit in a child): the write fails, the recorder
+ * warns and keeps the message in memory, and writes it once space is back. */
+static void test_disk_full(void) {
+    char p[600];
+    path_in(p, sizeof p, "full.db");
+    rm_db(p);
+    pid_t kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        signal(SIGXFSZ, SIG_IGN); /* a write past the limit then fails with EFBIG */
+        History *h = history_open(p, false, NULL);
+        if (!h || !history_persistent(h)) _exit(40);
+        if (history_add_user(h, "small first message")) _exit(41);
+        struct rlimit rl;
+        getrlimit(RLIMIT_FSIZE, &rl);
+        struct rlimit tight = {64 * 1024, rl.rlim_max};
+        if (setrlimit(RLIMIT_FSIZE, &tight)) _exit(42);
+        size_t big = 400 * 1024;
+        char *text = malloc(big + 1);
+        for (size_t i = 0; i < big; i++) text[i] = "abcdefgh "[i % 9];
+        text[big] = 0;
+        if (history_add_user(h, text)) _exit(43);
+        Err w;
+        if (history_persistent(h) || !history_take_warning(h, &w)) _exit(44);
+        fprintf(stderr, "disk full warning: %s\n", w.msg);
+        if (!strstr(w.msg, "saved when possible")) _exit(45);
+        int n;
+        const StoreMessage *m = history_messages(h, &n);
+        if (n != 2 || strlen(m[1].text) != big) _exit(46);
+        if (setrlimit(RLIMIT_FSIZE, &rl)) _exit(47); /* space is back */
+        HistoryReplyInfo ri = {0};
+        if (history_reply_begin(h, &ri)) _exit(48);
+        if (!history_persistent(h) || !history_take_warning(h, &w) || !strstr(w.msg, "again"))
+            _exit(49);
+        history_reply_append(h, "ok", 2);
+        history_reply_end(h, NULL, STOP_EOS, false);
+        history_close(h);
+        free(text);
+        _exit(0);
+    }
+    int st;
+    REQUIRE(waitpid(kid, &st, 0) == kid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "disk-full child exit %d", WEXITSTATUS(st));
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 3);
+    CHECK_EQ_INT(count_rows(p, "SELECT max(length(text)) FROM messages"), 400 * 1024);
+    Err err;
+    Store *s = store_open(p, &err);
+    REQUIRE(s);
+    CHECK(store_integrity_check(s, &err) == 0);
+    store_close(s);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/test_store.XXXXXX", BN_BINARY_DIR);
     REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -1186,6 +1241,7 @@ int main(void) {
     test_corrupt();
     test_read_only();
     test_locked();
+    test_disk_full();
     int rc = check_report("test_store");
     if (rc == 0) {
         char cmd[700];
