@@ -176,8 +176,8 @@ static void test_v1_migration(void) {
     StoreSession *ss;
     int n;
     REQUIRE(store_session_list(s, &ss, &n, &err) == 0);
-    CHECK_EQ_INT(n, 2);
-    if (n == 2) { /* newest first */
+    CHECK_EQ_INT(n, 3);
+    if (n == 3) { /* newest first */
         CHECK_EQ_INT(ss[0].id, 2);
         CHECK_STREQ(ss[0].title, "Crème brûlée");
         CHECK_EQ_INT(ss[0].message_count, 2);
@@ -252,7 +252,7 @@ static void test_v1_migration(void) {
     REQUIRE(s);
     CHECK_EQ_INT(store_schema_version(s), STORE_SCHEMA_VERSION);
     store_close(s);
-    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 6);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 8);
 }
 
 /* Migrations from empty run every step, each in its own transaction: a step that fails
@@ -279,7 +279,7 @@ static void test_migration_steps(void) {
     CHECK_MSG(strstr(err.msg, "from v1 to v2") != NULL, "%s", err.msg);
     CHECK_EQ_INT(count_rows(p, "PRAGMA user_version"), 1);    /* rolled back whole */
     CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'parent_id'"), 0);
-    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 6);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 8);
     store_close(s);
 }
 
@@ -1169,7 +1169,7 @@ static void test_locked(void) {
     CHECK(history_persistent(h));
     history_close(h);
     CHECK_EQ_INT(count_rows(p, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
-    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 7);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 9);
 }
 
 /* A full disk (simulated with a file size limit in a child): the write fails, the recorder
