@@ -7,11 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak until infer/backend_cuda.c is in every CUDA build: such a build still links, and
- * cuda_ops() checks the address before use. */
-#ifdef BITNET_HAVE_CUDA
-extern const BackendOps backend_cuda_ops __attribute__((weak));
-#endif
 
 struct Infer {
     const BackendOps *ops;
@@ -24,9 +19,10 @@ struct Infer {
 
 static const BackendOps *cuda_ops(void) {
 #ifdef BITNET_HAVE_CUDA
-    if (&backend_cuda_ops) return &backend_cuda_ops;
-#endif
+    return &backend_cuda_ops;
+#else
     return NULL;
+#endif
 }
 
 Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
