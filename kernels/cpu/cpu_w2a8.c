@@ -506,23 +506,27 @@ typedef struct {
     int M;
     float *out;
     int ld_out, accumulate;
-    int rc;
+    int rc, next;
 } LinearJob;
+
+enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of GEMM_RB) */
 
 static void linear_task(void *ctx, int ith, int nth) {
     LinearJob *j = ctx;
-    int r0, r1;
-    cpu_split(j->n_out, GEMM_RB, ith, nth, &r0, &r1);
-    if (r1 > r0 && w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
-                                    j->out, j->ld_out, j->accumulate) != 0)
-        j->rc = KERR_BAD_SHAPE;
+    (void)ith, (void)nth;
+    for (int c; (c = cpu_chunk_claim(&j->next)) * LINEAR_CHUNK < j->n_out;) {
+        const int r0 = c * LINEAR_CHUNK, r1 = r0 + LINEAR_CHUNK < j->n_out ? r0 + LINEAR_CHUNK : j->n_out;
+        if (w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1, j->out,
+                             j->ld_out, j->accumulate) != 0)
+            j->rc = KERR_BAD_SHAPE;
+    }
 }
 
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                    int ld_out, int accumulate) {
     if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
-    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0};
+    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0, 0};
     cpu_pool_run(p, linear_task, &j);
     return j.rc;
 }

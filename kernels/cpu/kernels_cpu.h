@@ -63,6 +63,12 @@ void cpu_pool_run(CpuPool *p, CpuTaskFn fn, void *ctx);
 /* Splits [0, n) into nth nearly equal parts aligned to `align` and returns part ith. */
 void cpu_split(int n, int align, int ith, int nth, int *begin, int *end);
 
+/* Dynamic sharing inside one job: threads claim chunk indices from a shared counter (reset it
+ * to 0 before cpu_pool_run), so a thread that starts late on a busy machine takes fewer chunks
+ * instead of making the others wait for its fixed share. Results never depend on who ran a
+ * chunk. */
+static inline int cpu_chunk_claim(int *next) { return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); }
+
 /* ---- activation quantization (W2A8 "A8") ------------------------------------------------------ */
 
 /* Same as quant_act_ref (kernels/w2a8.h), and also stores sum(q) in *qsum when qsum != NULL. */
