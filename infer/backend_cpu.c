@@ -36,7 +36,7 @@ typedef struct {
     float *q, *k, *v;/* [B][q_dim], [B][kv_dim], [B][kv_dim] */
     float *att;      /* [B][q_dim] attention output */
     float *g, *u;    /* [B][ffn] */
-    float *scores;   /* [n_threads][ctx] */
+    float *scores;   /* [n_threads][group][ctx] attention probabilities */
     float *rope;     /* [ctx][head_dim/2][2] cos, sin */
     float *logits;   /* [vocab] of the last token evaluated */
     void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 */
@@ -158,7 +158,8 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->att = xcalloc(B * q_dim, sizeof(float), &failed);
     b->g = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
     b->u = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
-    b->scores = xcalloc((size_t)b->n_threads * b->ctx, sizeof(float), &failed);
+    b->scores = xcalloc((size_t)b->n_threads * b->ctx * (c->n_heads / c->n_kv_heads),
+                        sizeof(float), &failed);
     b->rope = xcalloc((size_t)b->ctx * hd2 * 2, sizeof(float), &failed);
     b->logits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
     b->kcache = xcalloc(kv_elems, kv_size, &failed);
@@ -296,20 +297,25 @@ static void rope_store_task(void *ctx, int ith, int nth) {
     }
 }
 
+/* Items are (token, block of hb query heads of one KV group): the heads of a block read their
+ * K and V rows once (attention_group_cpu). hb is the whole group unless that leaves too few
+ * items to keep every thread busy (decode: 5 KV heads on 2 threads -> blocks of 2 heads). */
 static void attention_task(void *ctx, int ith, int nth) {
     AttnJob *j = ctx;
     CpuBackend *b = j->b;
     const int hd = b->c.head_dim, nh = b->c.n_heads, group = nh / b->c.n_kv_heads;
     const size_t esz = b->kv_f16 ? 2 : 4;
-    float *scratch = b->scores + (size_t)ith * b->ctx;
-    (void)nth;
-    for (int i; (i = cpu_chunk_claim(&j->next)) < j->T * nh;) {
-        const int t = i / nh, h = i % nh, kvh = h / group;
+    int hb = group;
+    while (hb % 2 == 0 && j->T * (nh / hb) < 4 * nth) hb /= 2;
+    const int per_t = nh / hb;
+    float *scratch = b->scores + (size_t)ith * b->ctx * group;
+    for (int i; (i = cpu_chunk_claim(&j->next)) < j->T * per_t;) {
+        const int t = i / per_t, h = (i % per_t) * hb, kvh = h / group;
         const size_t off = (kv_offset(b, j->layer, 0) + (size_t)kvh * hd) * esz;
-        attention_head_cpu(b->q + (size_t)t * b->q_dim + (size_t)h * hd,
-                           (const char *)b->kcache + off, (const char *)b->vcache + off,
-                           b->kv_f16, (size_t)b->kv_dim, j->pos + t + 1, hd, scratch,
-                           b->att + (size_t)t * b->q_dim + (size_t)h * hd);
+        attention_group_cpu(b->q + (size_t)t * b->q_dim + (size_t)h * hd, hb,
+                            (const char *)b->kcache + off, (const char *)b->vcache + off,
+                            b->kv_f16, (size_t)b->kv_dim, j->pos + t + 1, hd, scratch,
+                            b->att + (size_t)t * b->q_dim + (size_t)h * hd);
     }
 }
 

@@ -207,13 +207,10 @@ AVX2_TARGET static void rmsnorm_avx2(const float *x, const float *w, int n, floa
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
+        acc = _mm256_fmadd_ps(v, v, acc);
     }
     float ss = hsum_ps(acc);
-    for (; i < n; i++) {
-        const float p = x[i] * x[i];
-        ss = ss + p;
-    }
+    for (; i < n; i++) ss = fmaf(x[i], x[i], ss);
     const float inv = 1.0f / sqrtf(ss / (float)n + eps);
     const __m256 vinv = _mm256_set1_ps(inv);
     i = 0;
@@ -236,78 +233,109 @@ void rmsnorm_cpu(const float *x, const float *w, int n, float eps, float *out) {
 /* ---- attention (one query head) ------------------------------------------------------------------ */
 
 #ifdef BN_X86
-/* head_dim % 8 == 0. Scores: four positions at a time (independent chains), each one 8-lane
- * accumulator over the head as in dot_f32_ref. Output: out[i] += p_t * V[t][i] in t order,
- * four 8-wide column groups at a time. */
-AVX2_TARGET static void attention_head_avx2(const float *q, const void *k, const void *v,
-                                            int kv_f16, size_t kv_stride, int n_ctx,
-                                            int head_dim, float *scratch, float *out) {
+/* G (<= 4 per pass) heads sharing one KV head, head_dim % 8 == 0. Scores: two positions at a
+ * time, each (head, position) one 8-lane FMA accumulator over the head as in dot_f32_ref, so
+ * every K row is loaded and converted once for all the heads. Softmax as the reference. Output:
+ * out[g][i] = fma(p[g][t], V[t][i], out[g][i]) in t order, 16 columns x 4 heads at a time. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+attention_pass_avx2(const float *qg, int ng, const void *k, const void *v, CpuDenseType ty,
+                    size_t kv_stride, int n_ctx, int head_dim, float *sg, float *outg) {
     const float scale = 1.0f / sqrtf((float)head_dim);
+    {
+        int t = 0;
+        for (; t + 2 <= n_ctx; t += 2) {
+            __m256 a[4][2];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) a[g][0] = a[g][1] = _mm256_setzero_ps();
+            const size_t b0 = (size_t)t * kv_stride;
+            for (int i = 0; i < head_dim; i += 8) {
+                const __m256 k0 = load8(ty, k, b0 + i), k1 = load8(ty, k, b0 + kv_stride + i);
+#pragma GCC unroll 4
+                for (int g = 0; g < ng; g++) {
+                    const __m256 qv = _mm256_loadu_ps(qg + (size_t)g * head_dim + i);
+                    a[g][0] = _mm256_fmadd_ps(qv, k0, a[g][0]);
+                    a[g][1] = _mm256_fmadd_ps(qv, k1, a[g][1]);
+                }
+            }
+            for (int g = 0; g < ng; g++) {
+                sg[(size_t)g * n_ctx + t] = hsum_ps(a[g][0]) * scale;
+                sg[(size_t)g * n_ctx + t + 1] = hsum_ps(a[g][1]) * scale;
+            }
+        }
+        for (; t < n_ctx; t++)
+            for (int g = 0; g < ng; g++) {
+                __m256 a0 = _mm256_setzero_ps();
+                for (int i = 0; i < head_dim; i += 8)
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + (size_t)g * head_dim + i), load8(ty, k, (size_t)t * kv_stride + i), a0);
+                sg[(size_t)g * n_ctx + t] = hsum_ps(a0) * scale;
+            }
+        for (int g = 0; g < ng; g++) {
+            float *sc = sg + (size_t)g * n_ctx;
+            float mx = -INFINITY, sum = 0.0f;
+            for (t = 0; t < n_ctx; t++)
+                if (sc[t] > mx) mx = sc[t];
+            for (t = 0; t < n_ctx; t++) {
+                sc[t] = expf(sc[t] - mx);
+                sum += sc[t];
+            }
+            const float inv = 1.0f / sum;
+            for (t = 0; t < n_ctx; t++) sc[t] = sc[t] * inv;
+        }
+        for (int i = 0; i < head_dim; i += 16) {
+            const int two = i + 16 <= head_dim;
+            __m256 o[4][2];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) o[g][0] = o[g][1] = _mm256_setzero_ps();
+            for (t = 0; t < n_ctx; t++) {
+                const size_t b = (size_t)t * kv_stride + i;
+                const __m256 v0 = load8(ty, v, b), v1 = two ? load8(ty, v, b + 8) : v0;
+#pragma GCC unroll 4
+                for (int g = 0; g < ng; g++) {
+                    const __m256 p = _mm256_set1_ps(sg[(size_t)g * n_ctx + t]);
+                    o[g][0] = _mm256_fmadd_ps(p, v0, o[g][0]);
+                    o[g][1] = _mm256_fmadd_ps(p, v1, o[g][1]);
+                }
+            }
+            for (int g = 0; g < ng; g++) {
+                float *og = outg + (size_t)g * head_dim + i;
+                _mm256_storeu_ps(og, o[g][0]);
+                if (two) _mm256_storeu_ps(og + 8, o[g][1]);
+            }
+        }
+    }
+}
+
+/* Passes of 4 heads (the 2B model's GQA group), then 2 and 1, each with a constant head count
+ * so the accumulators stay in registers. */
+AVX2_TARGET static void attention_group_avx2(const float *q, int G, const void *k, const void *v,
+                                             int kv_f16, size_t kv_stride, int n_ctx,
+                                             int head_dim, float *scratch, float *out) {
     const CpuDenseType ty = kv_f16 ? CPU_DENSE_F16 : CPU_DENSE_F32;
-    float mx = -INFINITY;
-    int t = 0;
-    for (; t + 4 <= n_ctx; t += 4) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const size_t b0 = (size_t)t * kv_stride;
-        for (int i = 0; i < head_dim; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(qv, load8(ty, k, b0 + i)));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(qv, load8(ty, k, b0 + kv_stride + i)));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(qv, load8(ty, k, b0 + 2 * kv_stride + i)));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(qv, load8(ty, k, b0 + 3 * kv_stride + i)));
-        }
-        scratch[t] = hsum_ps(a0) * scale;
-        scratch[t + 1] = hsum_ps(a1) * scale;
-        scratch[t + 2] = hsum_ps(a2) * scale;
-        scratch[t + 3] = hsum_ps(a3) * scale;
-    }
-    for (; t < n_ctx; t++) {
-        __m256 a0 = _mm256_setzero_ps();
-        for (int i = 0; i < head_dim; i += 8)
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(q + i), load8(ty, k, (size_t)t * kv_stride + i)));
-        scratch[t] = hsum_ps(a0) * scale;
-    }
-    for (t = 0; t < n_ctx; t++)
-        if (scratch[t] > mx) mx = scratch[t];
-    float sum = 0.0f;
-    for (t = 0; t < n_ctx; t++) {
-        scratch[t] = expf(scratch[t] - mx);
-        sum += scratch[t];
-    }
-    const float inv = 1.0f / sum;
-    for (t = 0; t < n_ctx; t++) scratch[t] = scratch[t] * inv;
-    int i = 0;
-    for (; i + 32 <= head_dim; i += 32) {
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        for (t = 0; t < n_ctx; t++) {
-            const __m256 p = _mm256_set1_ps(scratch[t]);
-            const size_t b = (size_t)t * kv_stride + i;
-            o0 = _mm256_add_ps(o0, _mm256_mul_ps(p, load8(ty, v, b)));
-            o1 = _mm256_add_ps(o1, _mm256_mul_ps(p, load8(ty, v, b + 8)));
-            o2 = _mm256_add_ps(o2, _mm256_mul_ps(p, load8(ty, v, b + 16)));
-            o3 = _mm256_add_ps(o3, _mm256_mul_ps(p, load8(ty, v, b + 24)));
-        }
-        _mm256_storeu_ps(out + i, o0);
-        _mm256_storeu_ps(out + i + 8, o1);
-        _mm256_storeu_ps(out + i + 16, o2);
-        _mm256_storeu_ps(out + i + 24, o3);
-    }
-    for (; i < head_dim; i += 8) {
-        __m256 o0 = _mm256_setzero_ps();
-        for (t = 0; t < n_ctx; t++)
-            o0 = _mm256_add_ps(o0, _mm256_mul_ps(_mm256_set1_ps(scratch[t]), load8(ty, v, (size_t)t * kv_stride + i)));
-        _mm256_storeu_ps(out + i, o0);
-    }
+    int g0 = 0;
+    for (; g0 + 4 <= G; g0 += 4)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 4, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
+    for (; g0 + 2 <= G; g0 += 2)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 2, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
+    for (; g0 < G; g0++)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 1, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
 }
 #endif
 
-void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
-                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+void attention_group_cpu(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
 #ifdef BN_X86
-    if (cpu_isa_active() >= CPU_ISA_AVX2 && head_dim % 8 == 0 && head_dim <= 1024) {
-        attention_head_avx2(q, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+    if (cpu_isa_active() >= CPU_ISA_AVX2 && head_dim % 8 == 0) {
+        attention_group_avx2(q, G, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
         return;
     }
 #endif
-    attention_head_ref(q, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+    attention_group_ref(q, G, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+}
+
+void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
+                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+    attention_group_cpu(q, 1, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
 }
