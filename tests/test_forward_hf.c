@@ -22,7 +22,7 @@
  * than in the other. That moves a linear's output by ~gamma * max|x| / 127 and the change
  * propagates (through the KV cache to every later position too): from then on logits differ by
  * ~1e-2 of their range (max measured 1.5%). With the f32 cache this starts at a few places here
- * and touches 45 of the 128 prompt positions (the count moves with any change of fp32 summation
+ * and touches 16-45 of the 128 prompt positions (the count moves with any change of fp32 summation
  * order); top-1 and greedy still agree everywhere. An f16 cache rounds K and V to 11 bits, a far larger perturbation than fp32
  * noise, so flips start at once: logits differ by ~1e-2 (max measured 2.7%) and top-1 can
  * change where the top two are within ~1% (measured at 5 positions / greedy steps, all with

@@ -86,11 +86,65 @@ AVX2_TARGET static inline __m256 load8(CpuDenseType type, const void *w, size_t 
     return _mm256_loadu_ps((const float *)w + i);
 }
 
+/* ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)): the reference's combination order (dot_f32_ref) */
 AVX2_TARGET static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    const __m256 t = _mm256_hadd_ps(v, v);
+    const __m256 u = _mm256_hadd_ps(t, t);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+}
+
+/* The same sum for eight vectors at once: lane j of the result is hsum_ps(v[j]). */
+AVX2_TARGET static inline __m256 hsum8_ps(const __m256 v[8]) {
+    const __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* exp_ref on 8 lanes with the same operations */
+AVX2_TARGET static inline __m256 exp8_ps(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ); /* false for nan and below -87 */
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 z = _mm256_mul_ps(r, r);
+    __m256 y = _mm256_fmadd_ps(p, z, r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
+}
+
+/* softmax in place, as the reference's softmax_ref */
+AVX2_TARGET static void softmax_avx2(float *x, int n) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++)
+        if (x[t] > mx) mx = x[t];
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    int t = 0;
+    for (; t + 8 <= n; t += 8) {
+        const __m256 e = exp8_ps(_mm256_sub_ps(_mm256_loadu_ps(x + t), vmx));
+        _mm256_storeu_ps(x + t, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum_ps(acc);
+    for (; t < n; t++) {
+        x[t] = exp_ref(x[t] - mx);
+        sum = sum + x[t];
+    }
+    const float inv = 1.0f / sum;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (t = 0; t + 8 <= n; t += 8) _mm256_storeu_ps(x + t, _mm256_mul_ps(_mm256_loadu_ps(x + t), vinv));
+    for (; t < n; t++) x[t] = x[t] * inv;
 }
 
 /* One token: 4 rows at a time, two accumulators per row (8 FMA chains in flight). */
@@ -257,9 +311,14 @@ attention_pass_avx2(const float *qg, int ng, const void *k, const void *v, CpuDe
                     a[g][1] = _mm256_fmadd_ps(qv, k1, a[g][1]);
                 }
             }
+            __m256 all[8];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) all[g] = a[g][0], all[4 + g] = a[g][1];
+            float sums[8];
+            _mm256_storeu_ps(sums, _mm256_mul_ps(hsum8_ps(all), _mm256_set1_ps(scale)));
             for (int g = 0; g < ng; g++) {
-                sg[(size_t)g * n_ctx + t] = hsum_ps(a[g][0]) * scale;
-                sg[(size_t)g * n_ctx + t + 1] = hsum_ps(a[g][1]) * scale;
+                sg[(size_t)g * n_ctx + t] = sums[g];
+                sg[(size_t)g * n_ctx + t + 1] = sums[4 + g];
             }
         }
         for (; t < n_ctx; t++)
@@ -269,18 +328,7 @@ attention_pass_avx2(const float *qg, int ng, const void *k, const void *v, CpuDe
                     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + (size_t)g * head_dim + i), load8(ty, k, (size_t)t * kv_stride + i), a0);
                 sg[(size_t)g * n_ctx + t] = hsum_ps(a0) * scale;
             }
-        for (int g = 0; g < ng; g++) {
-            float *sc = sg + (size_t)g * n_ctx;
-            float mx = -INFINITY, sum = 0.0f;
-            for (t = 0; t < n_ctx; t++)
-                if (sc[t] > mx) mx = sc[t];
-            for (t = 0; t < n_ctx; t++) {
-                sc[t] = expf(sc[t] - mx);
-                sum += sc[t];
-            }
-            const float inv = 1.0f / sum;
-            for (t = 0; t < n_ctx; t++) sc[t] = sc[t] * inv;
-        }
+        for (int g = 0; g < ng; g++) softmax_avx2(sg + (size_t)g * n_ctx, n_ctx);
         for (int i = 0; i < head_dim; i += 16) {
             const int two = i + 16 <= head_dim;
             __m256 o[4][2];

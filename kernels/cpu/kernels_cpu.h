@@ -144,7 +144,8 @@ void rope_table_init(float *cs, int n_pos, int head_dim, float theta);
  * ("rotate half", HF/GGUF); style 1: pairs (2i, 2i+1). cs_pos = table row of the position. */
 void rope_apply_ref(float *x, int n_heads, int head_dim, const float *cs_pos, int style);
 
-/* One query head against a KV cache: out[hd] = softmax(q . K[t] / sqrt(hd), t < n_ctx) V.
+/* One query head against a KV cache: out[hd] = softmax(q . K[t] / sqrt(hd), t < n_ctx) V, with
+ * dot_f32_ref's order for q . K, exp_ref, and out accumulated by fmaf in t order.
  * K/V rows are `kv_stride` elements apart (f32 or f16 per kv_f16).
  * scratch: n_ctx floats. _cpu is bit-identical to _ref (same sums in the same order, expf). */
 void attention_head_ref(const float *q, const void *k, const void *v, int kv_f16,
@@ -159,6 +160,10 @@ void attention_group_ref(const float *q, int G, const void *k, const void *v, in
                          size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
 void attention_group_cpu(const float *q, int G, const void *k, const void *v, int kv_f16,
                          size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+
+/* e^x as the attention softmax computes it (scalar; the SIMD twin is bit-identical): within
+ * 2 ulp of e^x, 0 below -87. */
+float exp_ref(float x);
 
 /* m[i] = relu(g[i])^2 * u[i] */
 void relu2_mul_ref(const float *g, const float *u, int n, float *m);
