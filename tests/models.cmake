@@ -41,3 +41,5 @@ bn_add_test(NAME test_model_quant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model
             LIBS bn_infer LABELS cpu)
 bn_add_test(NAME test_model_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_gguf.c
             LIBS bn_infer LABELS cpu)
+bn_add_test(NAME test_model_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_infer.c
+            LIBS bn_infer LABELS cpu)
