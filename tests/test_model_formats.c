@@ -102,6 +102,16 @@ static void on_progress(void *user, float frac, const char *stage) {
     progress_calls++;
 }
 
+struct CancelAt {
+    volatile int *flag;
+    float at;
+};
+static void cancel_at(void *user, float frac, const char *stage) {
+    struct CancelAt *c = user;
+    (void)stage;
+    if (frac >= c->at) *c->flag = 1;
+}
+
 static void check_fixture(json_t *all, const char *name) {
     json_t *e = json_object_get(all, name);
     REQUIRE(e);
@@ -272,6 +282,17 @@ int main(void) {
     CHECK(model_load(&a, DIR "/tq2_0.gguf", &copt, &err) == -1);
     CHECK(strstr(err.msg, "cancel") != NULL);
     CHECK(a.layers == NULL && a.storage == NULL);
+
+    /* Cancelled in the middle of the threaded conversion (from the progress callback, as the
+     * UI does): stops with an error, workers joined, nothing leaked (ASan build checks that). */
+    for (int f = 0; f < 2; f++) {
+        volatile int cancel2 = 0;
+        struct CancelAt ca = {&cancel2, f ? 0.6f : 0.3f};
+        ModelLoadOptions mopt = {cancel_at, &ca, &cancel2};
+        CHECK(model_load(&a, f ? DIR "/tq1_0.gguf" : DIR "/hf_bf16", &mopt, &err) == -1);
+        CHECK(strstr(err.msg, "cancel") != NULL);
+        CHECK(a.layers == NULL && a.storage == NULL);
+    }
 
     /* Clear messages for bad paths. */
     CHECK(model_load(&a, DIR "/no-such-model.gguf", NULL, &err) == -1);
