@@ -497,6 +497,23 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
     const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
     Progress pr = {opt, 0, 14 * L + 3, path};
+    char name[96];
+    static const char *mats[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                  "ffn_gate", "ffn_up", "ffn_down"};
+    /* Every tensor present with its shape before anything is allocated, so that a header
+     * claiming a huge model cannot make us allocate more than the file backs. */
+    for (int l = 0; l < L; l++) {
+        static const char *norms_[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
+        const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms_[i]);
+            if (!g_tensor(&c, name, 1, (uint64_t)(i == 3 ? F : D), 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i]);
+            if (!g_tensor(&c, name, 2, (uint64_t)ins[i], (uint64_t)outs[i], err)) goto out;
+        }
+    }
     m->layers = calloc((size_t)L, sizeof *m->layers);
     float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
     if (!m->layers || !norms) {
@@ -512,9 +529,6 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     m->output_norm = norms;
     if (g_norm(&c, "output_norm.weight", D, norms, err)) goto out;
     norms += D;
-    char name[96];
-    static const char *mats[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                  "ffn_gate", "ffn_up", "ffn_down"};
     for (int l = 0; l < L; l++) {
         LayerWeights *lw = &m->layers[l];
         TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
@@ -790,6 +804,25 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
     const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
     Progress pr = {opt, 0, 14 * L + 3, dir};
+    /* As for GGUF: all tensors present (norms with their shapes) before allocating. */
+    for (int l = 0; l < L; l++) {
+        static const char *hn[4] = {"input_layernorm", "self_attn.attn_sub_norm",
+                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
+        static const char *hm[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        char nm2[160];
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hn[i]);
+            if (!h_tensor(&h, nm2, (uint64_t)(i == 3 ? F : D), 0, 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hm[i]);
+            if (!st_find(&h.st, nm2)) {
+                err_set(err, "%s: missing tensor %s", dir, nm2);
+                goto out;
+            }
+        }
+    }
     m->layers = calloc((size_t)L, sizeof *m->layers);
     float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
     if (!m->layers || !norms) {
