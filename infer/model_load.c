@@ -493,6 +493,29 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         err_set(err, "%s: partial RoPE (%d of %d dims) is not supported", path, rot, cfg->head_dim);
         goto out;
     }
+    int kl, vl;
+    if (g_int(&c, "attention.key_length", &kl, 0, cfg->head_dim, err) ||
+        g_int(&c, "attention.value_length", &vl, 0, cfg->head_dim, err))
+        goto out;
+    if (kl != cfg->head_dim || vl != cfg->head_dim) {
+        err_set(err, "%s: attention key/value length %d/%d differs from dim/heads = %d (not supported)",
+                path, kl, vl, cfg->head_dim);
+        goto out;
+    }
+    if (gguf_find_kv(&c.g, akey(&c, "rope.scaling.type"))) {
+        char st[32] = "";
+        gguf_get_cstr(&c.g, akey(&c, "rope.scaling.type"), st, sizeof st, NULL);
+        if (strcmp(st, "none")) {
+            err_set(err, "%s: RoPE scaling \"%s\" is not supported", path, st);
+            goto out;
+        }
+    }
+    if (!cfg->name[0]) { /* no general.name: the file name without its extension */
+        const char *b = strrchr(path, '/');
+        snprintf(cfg->name, sizeof cfg->name, "%s", b ? b + 1 : path);
+        char *dot = strrchr(cfg->name, '.');
+        if (dot && dot != cfg->name) *dot = 0;
+    }
 
     const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
     const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
@@ -788,6 +811,11 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, p, err)) goto out;
+    json_t *rs = json_object_get(jc, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        err_set(err, "%s: rope_scaling is not supported (BitNet b1.58 uses plain RoPE)", p);
+        goto out;
+    }
     json_t *tie = json_object_get(jc, "tie_word_embeddings");
     /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
      * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */
