@@ -17,6 +17,10 @@ Two random BitNet-shaped models (seeded, so the output is reproducible):
   M ("master", dim 128, ffn 256, 2 layers, heads 4 / kv 2): float master weights
       f16.gguf   F16 linear weights (the loader ternarizes with absmean)
       hf_bf16/   HF bf16 master weights in one model.safetensors
+  bitnet25.gguf  the older published variant: arch "bitnet-25" (every key prefixed with it),
+                 I2_S, one layer (dim 128, ffn 256, heads 2 / kv 1)
+Seed corpora for tests/fuzz/corpus_* are written too (tiny I2_S and F16 GGUFs, a small
+safetensors file, the tokenizer.json).
 
 expected.json holds, per fixture, what a loader must produce, computed here with numpy:
 for each ternary matrix the FNV-1a 64 hash of its ternary values (t + 1 as bytes, row-major
