@@ -610,12 +610,12 @@ static int j_int(json_t *cfg, const char *key, int *out, int required, int def, 
                  Err *err) {
     json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v)) {
-        if (required) return err_set(err, "%s: config.json has no %s", path, key);
+        if (required) return err_set(err, "%s: no %s", path, key);
         *out = def;
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
-        return err_set(err, "%s: config.json %s is not a non-negative integer", path, key);
+        return err_set(err, "%s: %s is not a non-negative integer", path, key);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -626,7 +626,7 @@ static int j_float(json_t *cfg, const char *key, float *out, float def, const ch
         *out = def;
         return 0;
     }
-    if (!json_is_number(v)) return err_set(err, "%s: config.json %s is not a number", path, key);
+    if (!json_is_number(v)) return err_set(err, "%s: %s is not a number", path, key);
     *out = (float)json_number_value(v);
     return 0;
 }
@@ -769,6 +769,17 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     if (!json_is_object(jc)) {
         err_set(err, "%s: not a JSON object", p);
         goto out;
+    }
+    {
+        /* checked first so that a missing tokenizer is reported before minutes of conversion */
+        char tp[1200];
+        struct stat st;
+        snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+        if (stat(tp, &st) != 0) {
+            err_set(err, "%s: no tokenizer.json (a Hugging Face model folder needs config.json, "
+                         "model.safetensors and tokenizer.json)", dir);
+            goto out;
+        }
     }
     json_t *mt = json_object_get(jc, "model_type");
     if (json_is_string(mt) && strcmp(json_string_value(mt), "bitnet")) {
