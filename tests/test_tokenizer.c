@@ -276,6 +276,7 @@ static void test_malformed(const char *real_json, size_t real_len) {
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\\nb\\r\": -1}}}",
         "{\"pre_tokenizer\": {\"type\": \"Bad\\nType\"}, \"model\": {\"vocab\": {\"a\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 99999999999}}}",
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 2000000}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0, \"b\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0}, \"merges\": 5}}",
