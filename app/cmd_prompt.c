@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "app/commands_cli.h"
+#include "app/history.h"
+#include "app/perplexity.h"
 #include "infer/engine.h"
 #include "infer/infer.h"
 #include "infer/model.h"
@@ -126,10 +128,32 @@ int cmd_prompt(const AppConfig *cfg) {
     ChatTurn turns[2];
     int n_turns = 0;
     if (cfg->system && cfg->system[0]) turns[n_turns++] = (ChatTurn){ROLE_SYSTEM, cfg->system};
-    turns[n_turns++] = (ChatTurn){ROLE_USER, cfg->prompt ? cfg->prompt : ""};
+    const char *prompt = cfg->prompt ? cfg->prompt : "";
+    turns[n_turns++] = (ChatTurn){ROLE_USER, prompt};
     SamplerParams sp = sampler_params_from(cfg);
-    /* TODO(history): record the exchange through app/history.h once it is on main. */
+
+    /* The exchange is recorded like a chat: the user message is committed before generation,
+     * the reply is checkpointed while it streams and finalised with its figures. */
+    Err warn = {{0}};
+    History *h = history_open(cfg->db_path, cfg->no_history, &warn);
+    if (!h) {
+        fprintf(stderr, "bitnet-chat: out of memory\n");
+        engine_destroy(e);
+        return 1;
+    }
+    if (warn.msg[0]) fprintf(stderr, "bitnet-chat: %s\n", warn.msg);
+    EngineModelInfo info;
+    memset(&info, 0, sizeof info);
+    engine_model_info(e, &info);
+    HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
+                             .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};
+    HistoryReplyInfo ri = {.model_name = info.name, .backend = info.backend,
+                           .sampling = history_sampling_from(&sp)};
+    history_begin_session(h, &si);
+    history_add_user(h, prompt);
+
     uint64_t req = engine_submit(e, turns, n_turns, &sp);
+    if (req) history_reply_begin(h, &ri);
 
     int rc = 1, done = 0, cancel_sent = 0, ended_newline = 1;
     EngineEvent ev[32];
@@ -145,27 +169,36 @@ int cmd_prompt(const AppConfig *cfg) {
             case EV_TOKEN:
                 fwrite(ev[i].u.token.text, 1, (size_t)ev[i].u.token.len, stdout);
                 fflush(stdout);
+                history_reply_append(h, ev[i].u.token.text, (size_t)ev[i].u.token.len);
                 if (ev[i].u.token.len > 0)
                     ended_newline = ev[i].u.token.text[ev[i].u.token.len - 1] == '\n';
                 break;
+            case EV_STATS: history_reply_stats(h, &ev[i].u.stats); break;
             case EV_ERROR:
                 if (!ended_newline) fputc('\n', stdout), ended_newline = 1;
                 fflush(stdout);
                 fprintf(stderr, "bitnet-chat: %s\n", ev[i].u.error.msg);
                 break;
-            case EV_DONE:
+            case EV_DONE: {
+                StopReason why = ev[i].u.done.reason;
                 if (!ended_newline) fputc('\n', stdout);
                 fflush(stdout);
-                if (ev[i].u.done.reason != STOP_ERROR) print_stats(&ev[i].u.done.stats, ev[i].u.done.reason);
-                rc = ev[i].u.done.reason == STOP_ERROR ? 1 : ev[i].u.done.reason == STOP_CANCELLED ? 130 : 0;
+                history_reply_end(h, &ev[i].u.done.stats, why,
+                                  why == STOP_CANCELLED || why == STOP_ERROR);
+                if (why != STOP_ERROR) print_stats(&ev[i].u.done.stats, why);
+                rc = why == STOP_ERROR ? 1 : why == STOP_CANCELLED ? 130 : 0;
                 done = 1;
                 break;
+            }
             default: break;
             }
         }
         if (req == 0) break; /* refused at once; the error event was printed above */
     }
     engine_destroy(e);
+    Err hw = {{0}};
+    if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
+    history_close(h);
     if (ferror(stdout)) {
         fprintf(stderr, "bitnet-chat: writing the reply failed: %s\n", strerror(errno));
         return 1;
@@ -174,13 +207,6 @@ int cmd_prompt(const AppConfig *cfg) {
 }
 
 /* ---- perplexity ------------------------------------------------------------------------------- */
-/* The method of llama.cpp's perplexity tool, so figures can be compared: the text is tokenized
- * once (BOS first), cut into chunks of ctx tokens whose first token is set to BOS, and in each
- * chunk only the second half is scored (every scored token then has at least ctx/2 tokens of
- * context). PPL = exp(mean negative log-likelihood); the +/- is the standard error of that mean
- * carried through exp. */
-
-enum { PPL_DEFAULT_CTX = 512, PPL_LOGIT_BATCH = 64 };
 
 static char *read_file(const char *path, size_t *len, Err *err) {
     FILE *f = fopen(path, "rb");
@@ -191,8 +217,7 @@ static char *read_file(const char *path, size_t *len, Err *err) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
+        n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break;
         char *nb = cap > ((size_t)1 << 32) ? NULL : realloc(buf, cap * 2 + 1);
         if (!nb) {
@@ -219,14 +244,20 @@ static char *read_file(const char *path, size_t *len, Err *err) {
     return buf;
 }
 
-/* -log softmax(logits)[tok], in double. */
-static double token_nll(const float *logits, int n_vocab, int tok) {
-    float mx = logits[0];
-    for (int i = 1; i < n_vocab; i++)
-        if (logits[i] > mx) mx = logits[i];
-    double z = 0;
-    for (int i = 0; i < n_vocab; i++) z += exp((double)logits[i] - mx);
-    return -((double)logits[tok] - mx - log(z));
+static void print_ppl(FILE *to, double v) {
+    if (v < 1e7) fprintf(to, "%.4f", v);
+    else fprintf(to, "%.4e", v);
+}
+
+static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, double secs) {
+    (void)user;
+    printf("[%d]", chunk + 1);
+    print_ppl(stdout, running_ppl);
+    putchar(',');
+    fflush(stdout);
+    if (chunk == 0)
+        fprintf(stderr, "perplexity: %.2f s per chunk, about %.0f s in all\n", secs,
+                secs * n_chunks);
 }
 
 int cmd_perplexity(const AppConfig *cfg) {
@@ -246,7 +277,6 @@ int cmd_perplexity(const AppConfig *cfg) {
     memset(&m, 0, sizeof m);
     Infer *inf = NULL;
     int32_t *ids = NULL, *tokens = NULL;
-    float *logits = NULL;
     int rc = 1;
     if (model_load(&m, cfg->model, NULL, &err) < 0) {
         fprintf(stderr, "bitnet-chat: cannot load the model: %s\n", err.msg);
@@ -263,10 +293,6 @@ int cmd_perplexity(const AppConfig *cfg) {
     }
     int bos = tokenizer_bos(m.tok);
     size_t n_tok = n_ids + (bos >= 0 ? 1 : 0);
-    if (n_tok > (size_t)INT32_MAX) {
-        fprintf(stderr, "bitnet-chat: %s: too many tokens\n", file);
-        goto out;
-    }
     tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
     if (!tokens) {
         fprintf(stderr, "bitnet-chat: out of memory\n");
@@ -277,12 +303,12 @@ int cmd_perplexity(const AppConfig *cfg) {
 
     int n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
     if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) n_ctx = m.cfg.ctx_len;
-    if (n_ctx < 8) {
-        fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least 8)\n", n_ctx);
+    if (n_ctx < PPL_MIN_CTX) {
+        fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
+                PPL_MIN_CTX);
         goto out;
     }
-    int n_chunks = (int)(n_tok / (size_t)n_ctx);
-    if (n_chunks < 1) {
+    if (n_tok < (size_t)n_ctx) {
         fprintf(stderr,
                 "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
                 "(use a longer text or a smaller --ctx)\n",
@@ -296,60 +322,25 @@ int cmd_perplexity(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
         goto out;
     }
-    int nv = m.cfg.vocab_size;
-    logits = malloc((size_t)PPL_LOGIT_BATCH * (size_t)nv * sizeof *logits);
-    if (!logits) {
-        fprintf(stderr, "bitnet-chat: out of memory\n");
+    char desc[160] = "";
+    infer_describe(inf, desc, sizeof desc);
+    fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the last %d of each (%s)\n",
+            n_tok, n_tok / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, desc);
+    PplResult res;
+    if (perplexity_run(inf, m.cfg.vocab_size, tokens, n_tok, n_ctx, bos, on_chunk, NULL, &res,
+                       &err) < 0) {
+        fprintf(stderr, "\nbitnet-chat: %s\n", err.msg);
         goto out;
     }
-    char desc[128] = "";
-    infer_describe(inf, desc, sizeof desc);
-    fprintf(stderr, "perplexity: %zu tokens, %d chunks of %d, scoring the last %d of each (%s)\n",
-            n_tok, n_chunks, n_ctx, n_ctx - 1 - n_ctx / 2, desc);
-
-    double nll = 0, nll2 = 0;
-    long count = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int first = n_ctx / 2;
-    for (int c = 0; c < n_chunks; c++) {
-        int32_t *chunk = tokens + (size_t)c * (size_t)n_ctx;
-        int32_t saved = chunk[0];
-        if (bos >= 0) chunk[0] = bos;
-        /* the first half only builds context */
-        int ok = infer_eval(inf, chunk, first, 0, NULL, &err) == 0;
-        /* logits at position j predict token j + 1: score j = first .. n_ctx-2 */
-        for (int j = first; ok && j < n_ctx - 1; j += PPL_LOGIT_BATCH) {
-            int n = n_ctx - 1 - j < PPL_LOGIT_BATCH ? n_ctx - 1 - j : PPL_LOGIT_BATCH;
-            ok = infer_eval(inf, chunk + j, n, j, logits, &err) == 0;
-            for (int k = 0; ok && k < n; k++) {
-                double v = token_nll(logits + (size_t)k * nv, nv, chunk[j + k + 1]);
-                nll += v;
-                nll2 += v * v;
-                count++;
-            }
-        }
-        chunk[0] = saved;
-        if (!ok) {
-            fprintf(stderr, "\nbitnet-chat: %s\n", err.msg);
-            goto out;
-        }
-        printf("[%d]%.4f,", c + 1, exp(nll / (double)count));
-        fflush(stdout);
-        if (c == 0) {
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-            fprintf(stderr, "perplexity: %.2f s per chunk, about %.0f s in all\n", s,
-                    s * n_chunks);
-        }
-    }
-    double mean = nll / (double)count, ppl = exp(mean);
-    double var = nll2 / (double)count - mean * mean;
-    double se = count > 1 && var > 0 ? sqrt(var / (double)(count - 1)) : 0;
-    printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", ppl, ppl * se);
+    printf("\nFinal estimate: PPL = ");
+    print_ppl(stdout, res.ppl);
+    printf(" +/- ");
+    print_ppl(stdout, res.ppl_stderr);
+    printf("\n");
+    fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
+            res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;
 out:
-    free(logits);
     free(tokens);
     free(ids);
     infer_destroy(inf);
