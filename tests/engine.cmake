@@ -14,3 +14,12 @@ bn_add_script_test(NAME test_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_
                    LABELS cpu)
 bn_add_test(NAME test_perplexity SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_perplexity.c
             LIBS bn_app LABELS cpu)
+
+# Sampler speed (not a test): bench_sampler prints ms/token against a full-sort baseline.
+add_executable(bench_sampler ${CMAKE_CURRENT_SOURCE_DIR}/bench_sampler.c)
+target_compile_options(bench_sampler PRIVATE ${BN_WARN})
+target_include_directories(bench_sampler PRIVATE ${CMAKE_SOURCE_DIR})
+target_link_libraries(bench_sampler PRIVATE bn_infer)
+if(BN_HAVE_CUDA)
+  set_target_properties(bench_sampler PROPERTIES LINKER_LANGUAGE CUDA)
+endif()
