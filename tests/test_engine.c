@@ -390,6 +390,34 @@ static void test_slow_reader(void) {
     CHECK(slow.utf8_ok && fast.utf8_ok);
 }
 
+/* A real model file (the GGUF fixture of tests/data/models) through engine_load: progress from
+ * the loader, the loaded event, a reply; then a swap to a file that is not a model. */
+static void test_load_file(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/i2s.gguf", BN_TEST_DATA);
+    EngineOptions o = {.model_path = path, .infer = {.backend = BACKEND_CPU, .threads = 2}};
+    Engine *e = engine_create(&o, NULL);
+    REQUIRE(e);
+    Result r;
+    collect(e, 1, &r); /* engine_create's load is request 1 */
+    CHECK_MSG(r.loaded_ok, "%s", r.error);
+    CHECK(r.n_progress >= 1);
+    CHECK_STREQ(r.loaded.path, path);
+    CHECK(r.loaded.n_params_m >= 0 && r.loaded.ctx_size > 0);
+    ChatTurn t[] = {{ROLE_USER, "hi"}};
+    SamplerParams p = greedy(5);
+    collect(e, engine_submit(e, t, 1, &p), &r);
+    CHECK(r.done && (r.reason == STOP_MAX_TOKENS || r.reason == STOP_EOS));
+    /* a file that exists but is not a model */
+    char bad[4096];
+    snprintf(bad, sizeof bad, "%s/models/gen_fixtures.py", BN_TEST_DATA);
+    collect(e, engine_load(e, bad), &r);
+    CHECK(r.load_failed && r.error[0]);
+    EngineModelInfo info;
+    CHECK(engine_model_info(e, &info) == 1 && strcmp(info.path, path) == 0);
+    engine_destroy(e);
+}
+
 static void test_destroy_busy(void) {
     Result load;
     Engine *e = new_engine(0, &load);
@@ -424,6 +452,7 @@ int main(int argc, char **argv) {
     test_swap_and_ids();
     test_context();
     test_slow_reader();
+    test_load_file();
     test_destroy_busy();
     return check_report("test_engine");
 }
