@@ -232,6 +232,18 @@ static void test_generate(void) {
               "evaluated %d of %d", r3.final.prompt_tokens, total3);
     CHECK(r3.final.prompt_tokens >= 8); /* eot + "User: And again?" + eot + "Assistant: " */
 
+    /* a prompt longer than one prefill batch (512) is evaluated in several, all of it */
+    static char longmsg[5 * 700 + 1];
+    for (int i = 0; i < 700; i++) memcpy(longmsg + 5 * i, "word ", 5);
+    ChatTurn tl[] = {{ROLE_USER, longmsg}};
+    SamplerParams p3 = greedy(3);
+    Result rl;
+    collect(e, engine_submit(e, tl, 1, &p3), &rl);
+    CHECK_MSG(rl.reason == STOP_MAX_TOKENS, "%s", rl.error);
+    CHECK(rl.final.prompt_tokens > 600);
+    CHECK_EQ_INT(rl.final.ctx_used, 1 + rl.final.prompt_tokens + 2); /* BOS came from the cache */
+    CHECK_EQ_INT(rl.final.dropped_turns, 0);
+
     /* seeded sampling is reproducible */
     SamplerParams s = sampler_params_default();
     s.temperature = 1.0f;
