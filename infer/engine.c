@@ -304,7 +304,11 @@ static void do_load(Engine *e, Request *r) {
 
 /* ---- generation ------------------------------------------------------------------------------- */
 
+/* The model's stop tokens; a model file that names none stops at the tokenizer's <|eot_id|>
+ * and end-of-text tokens instead. */
 static int is_stop(const Model *m, int32_t tok) {
+    if (m->cfg.n_stop <= 0)
+        return tok == tokenizer_eot(m->tok) || tok == tokenizer_eos(m->tok);
     for (int i = 0; i < m->cfg.n_stop && i < 8; i++)
         if (m->cfg.stop_ids[i] == tok) return 1;
     return 0;

@@ -33,8 +33,10 @@ static ModelConfig tiny_config(void) {
     c.norm_eps = 1e-5f;
     c.rope_style = ROPE_HALF;
     c.bos_id = 128000;
-    /* no stop tokens: random weights could stop at any time otherwise */
-    c.n_stop = 0;
+    /* a stop token no reply can produce (beyond the tokenizer's 128256), so that random
+     * weights never end a reply early and every run reaches its limit */
+    c.n_stop = 1;
+    c.stop_ids[0] = 128255 + 1000000;
     return c;
 }
 
