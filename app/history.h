@@ -23,6 +23,9 @@
  * next commit point (user message, reply start, reply end) with a short busy timeout; what was
  * not yet saved is written then, so a passing lock loses nothing.
  *
+ * A new chat (history_begin_session, history_resume) while the database is unavailable keeps
+ * the unsaved earlier conversation on an owed list, written first at the next commit point.
+ *
  * Branches: history_regenerate drops the last reply from the in-memory branch; the next reply
  * becomes its sibling (same parent) and the session's active branch moves to it. The old reply
  * stays in the database. history_truncate does the same for any point (edit a message).
