@@ -28,3 +28,6 @@ add_executable(bitnet-chat-fake ${BN_UI_FAKE_DIR}/fake_main.c ${BN_UI_FAKE_DIR}/
                ${BN_UI_STANDINS})
 target_compile_options(bitnet-chat-fake PRIVATE ${BN_WARN})
 target_link_libraries(bitnet-chat-fake PRIVATE bn_ui bn_app)
+
+bn_add_script_test(NAME test_ui_fake SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_fake.sh
+                   ARGS $<TARGET_FILE:bitnet-chat-fake> LABELS ui TIMEOUT 240)

@@ -32,7 +32,7 @@ struct ChatView {
     bool follow;
     uint64_t anchor_serial;
     int anchor_part;
-    int anchor_sub; /* head: row within the head; text: byte offset; tail: 0 */
+    int anchor_sub; /* head: row within the head; text: byte offset; tail: row in the tail */
     int pending_delta;
     int pending_pages;
     bool pending_home, pending_end;
@@ -67,9 +67,17 @@ int chatview_lines_below(const ChatView *v) {
 
 static bool has_head(const AppMessage *m) { return m->kind == MSG_USER || m->kind == MSG_ASSISTANT; }
 
-static int head_rows(const ChatView *v, const AppMessage *m) {
-    if (!has_head(m)) return 0;
-    return v->detailed && m->kind == MSG_ASSISTANT && m->has_sampling ? 2 : 1;
+static int head_rows(const ChatView *v, const AppMessage *m) { return has_head(m) ? 1 : 0; }
+
+/* Rows after the text: a finished reply's figures (and, in the detailed view, its settings),
+ * then one blank line. */
+static int tail_rows(const ChatView *v, const AppMessage *m) {
+    int r = 1;
+    if (m->kind == MSG_ASSISTANT && !m->streaming) {
+        r++;
+        if (v->detailed && m->has_sampling) r++;
+    }
+    return r;
 }
 
 static int text_indent(const AppMessage *m) { return has_head(m) ? INDENT : 0; }
@@ -97,7 +105,7 @@ static WrapCache *wrap(ChatView *v, int idx, const AppMessage *m, int cols) {
 }
 
 static int msg_rows(const ChatView *v, const AppMessage *m, const WrapCache *c) {
-    return head_rows(v, m) + (c ? c->n : 1) + 1;
+    return head_rows(v, m) + (c ? c->n : 1) + tail_rows(v, m);
 }
 
 /* Line of the text part that holds byte offset off. */
@@ -115,8 +123,7 @@ static void fmt_clock(int64_t ms, char *out, size_t cap) {
     strftime(out, cap, "%H:%M", &tm);
 }
 
-static void head_text(const ChatView *v, const AppMessage *m, int row, char *label, size_t lcap,
-                      char *meta, size_t mcap) {
+static void head_text(const AppMessage *m, char *label, size_t lcap, char *meta, size_t mcap) {
     char clock[16];
     fmt_clock(m->created_at, clock, sizeof clock);
     if (m->kind == MSG_USER) {
@@ -124,36 +131,27 @@ static void head_text(const ChatView *v, const AppMessage *m, int row, char *lab
         snprintf(meta, mcap, "  %s", clock);
         return;
     }
-    snprintf(label, lcap, row == 0 ? "Assistant" : "");
+    snprintf(label, lcap, "Assistant");
+    snprintf(meta, mcap, "  %s%s%s%s", clock, m->model[0] ? " · " : "", m->model,
+             m->streaming ? " · writing… (Esc stops)" : "");
+}
+
+/* The figures under a finished reply (row 0) and, in the detailed view, its settings. */
+static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
     if (row == 1) {
         const AppSampling *s = &m->sampling;
-        snprintf(meta, mcap, "  T %.2f  top-p %.2f  top-k %d  min-p %.2f  repeat %.2f  seed %lld%s%s",
+        snprintf(out, cap, "T %.2f · top-p %.2f · top-k %d · min-p %.2f · repeat %.2f · seed %lld%s%s",
                  s->temperature, s->top_p, s->top_k, s->min_p, s->repeat_penalty,
-                 (long long)s->seed, m->backend[0] ? "  " : "", m->backend);
+                 (long long)s->seed, m->backend[0] ? " · " : "", m->backend);
         return;
     }
-    size_t o = 0;
-    o += (size_t)snprintf(meta + o, mcap - o, "  %s", clock);
-    if (m->model[0] && o < mcap) o += (size_t)snprintf(meta + o, mcap - o, " · %s", m->model);
-    if (m->streaming) {
-        if (m->gen_tokens && o < mcap)
-            o += (size_t)snprintf(meta + o, mcap - o, " · %d tok · %.1f tok/s", m->gen_tokens,
-                                  m->tok_s);
-        if (o < mcap) snprintf(meta + o, mcap - o, " · writing… (Esc stops)");
-        return;
-    }
-    if (o < mcap)
-        o += (size_t)snprintf(meta + o, mcap - o, " · %d tok · %.1f tok/s · TTFT %.0f ms",
-                              m->gen_tokens, m->tok_s, m->ttft_ms);
-    if (o < mcap) {
-        if (m->interrupted) snprintf(meta + o, mcap - o, " · interrupted");
-        else if (!strcmp(m->stop_reason, "max_tokens"))
-            snprintf(meta + o, mcap - o, " · stopped at the token limit");
-        else if (!strcmp(m->stop_reason, "ctx_full"))
-            snprintf(meta + o, mcap - o, " · stopped: context full");
-        else if (!strcmp(m->stop_reason, "error"))
-            snprintf(meta + o, mcap - o, " · failed");
-    }
+    size_t o = (size_t)snprintf(out, cap, "%d tok · %.1f tok/s · TTFT %.0f ms", m->gen_tokens,
+                                m->tok_s, m->ttft_ms);
+    if (o >= cap) return;
+    if (m->interrupted) snprintf(out + o, cap - o, " · interrupted");
+    else if (!strcmp(m->stop_reason, "max_tokens")) snprintf(out + o, cap - o, " · stopped at the token limit");
+    else if (!strcmp(m->stop_reason, "ctx_full")) snprintf(out + o, cap - o, " · stopped: context full");
+    else if (!strcmp(m->stop_reason, "error")) snprintf(out + o, cap - o, " · failed");
 }
 
 /* Draws UTF-8 text at (row, col), clipped to max_cols. */
@@ -182,7 +180,7 @@ static void draw_line(ChatView *v, WINDOW *w, int row, int cols, const AppMessag
     int hr = head_rows(v, m);
     if (line < hr) {
         char label[32], meta[512];
-        head_text(v, m, line, label, sizeof label, meta, sizeof meta);
+        head_text(m, label, sizeof label, meta, sizeof meta);
         int lw = tw_width(label, strlen(label));
         attr_t la = screen_style(m->kind == MSG_USER ? ST_USER_LABEL : ST_ASSIST_LABEL);
         put_text(w, row, 0, label, strlen(label), cols, la);
@@ -190,9 +188,9 @@ static void draw_line(ChatView *v, WINDOW *w, int row, int cols, const AppMessag
         return;
     }
     line -= hr;
+    int ind = text_indent(m);
     if (line < c->n) {
         const TwLine *l = &c->lines[line];
-        int ind = text_indent(m);
         if (m->streaming && m->len == 0) {
             put_text(w, row, ind, "…", strlen("…"), cols - ind, screen_style(ST_META));
             return;
@@ -203,6 +201,13 @@ static void draw_line(ChatView *v, WINDOW *w, int row, int cols, const AppMessag
             mvwaddstr(w, row, ind + l->cols, "▍");
             wattrset(w, A_NORMAL);
         }
+        return;
+    }
+    line -= c->n;
+    if (line < tail_rows(v, m) - 1) {
+        char t[512];
+        tail_text(m, line, t, sizeof t);
+        put_text(w, row, ind, t, strlen(t), cols - ind, screen_style(ST_META));
     }
 }
 
@@ -219,13 +224,13 @@ static void set_anchor(ChatView *v, const AppTranscript *t, const int *rows_of, 
             if (in < hr) {
                 v->anchor_part = PART_HEAD;
                 v->anchor_sub = in;
-            } else if (in < r - 1) {
+            } else if (in < hr + v->cache[i].n) {
                 v->anchor_part = PART_TEXT;
                 const WrapCache *c = &v->cache[i];
                 v->anchor_sub = (int)c->lines[in - hr].start;
             } else {
                 v->anchor_part = PART_TAIL;
-                v->anchor_sub = 0;
+                v->anchor_sub = in - hr - v->cache[i].n;
             }
             return;
         }
@@ -257,7 +262,10 @@ void chatview_draw(ChatView *v, WINDOW *w, const AppTranscript *t) {
             int hr = head_rows(v, m);
             if (v->anchor_part == PART_HEAD) anchor_line = total + (v->anchor_sub < hr ? v->anchor_sub : 0);
             else if (v->anchor_part == PART_TEXT) anchor_line = total + hr + text_line_of(c, v->anchor_sub);
-            else anchor_line = total + r - 1;
+            else {
+                int tr = tail_rows(v, m);
+                anchor_line = total + hr + c->n + (v->anchor_sub < tr ? v->anchor_sub : tr - 1);
+            }
         }
         total += r;
     }

@@ -135,8 +135,10 @@ int screen_init(char *why, size_t whylen) {
             fcntl(g_sig_pipe[1], F_SETFD, FD_CLOEXEC);
         }
     }
-    /* ncurses must not read LINES/COLUMNS from the environment: they go stale on resize. */
-    use_env(FALSE);
+    /* The size comes from the tty (ioctl), not from LINES/COLUMNS in the environment, which
+     * go stale on resize. (use_env(FALSE) would take terminfo's fixed size instead.) */
+    use_env(TRUE);
+    use_tioctl(TRUE);
     g_screen = newterm(NULL, stdout, stdin);
     if (!g_screen) {
         const char *t = getenv("TERM");

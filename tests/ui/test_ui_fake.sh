@@ -1,0 +1,118 @@
+#!/bin/sh
+# UI mechanics over the scripted engine (exact reply lengths and rates): streaming and the
+# status bar, slash commands and hints, Ctrl-C / Esc stopping a long reply, resize mid-reply,
+# a tiny terminal, wide characters and emoji, multi-line input and bracketed paste, Ctrl-D.
+# usage: test_ui_fake.sh PATH/bitnet-chat-fake
+FAKE=${1:?usage: test_ui_fake.sh bitnet-chat-fake}
+. "$(dirname "$0")/lib.sh"
+
+MODEL="$T_DIR/model.gguf"
+: >"$MODEL"
+APP="BN_FAKE_LOAD_MS=200 $FAKE --db '$T_DIR/h.db'"
+
+# 1. Loads with a progress bar, a reply streams, the status bar shows the figures.
+t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_RATE=100 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_wait "T 0.70"
+t_type "hello"
+t_keys Enter
+t_wait "You said: hello. w1 w2"
+t_wait "w30"
+t_wait_re "model\.gguf · [0-9.]+ tok/s · TTFT [0-9]+ ms · 31 tok"
+
+# 2. /temp changes the status bar; a bad value gives a hint and keeps the old value.
+t_type "/temp 0.3"; t_keys Enter
+t_wait "T 0.30"
+t_wait "temperature set to 0.30"
+t_type "/temp hot"; t_keys Enter
+t_wait "/temp: expected a number from 0 to 100"
+t_wait "T 0.30"
+t_type "/nosuchcommand"; t_keys Enter
+t_wait "Unknown command /nosuchcommand"
+t_type "/top_k -3"; t_keys Enter
+t_wait "/top_k: expected a whole number"
+
+# 3. /load of a path that does not exist keeps the model.
+t_type "/load $T_DIR/missing.gguf"; t_keys Enter
+t_wait "Could not load missing.gguf"
+t_wait_re "^ model\.gguf · "
+t_type "again"; t_keys Enter
+t_wait "You said: again."
+t_wait_count "31 tok · " 2
+
+# 4. Ctrl-C at an empty prompt explains how to quit; with text it clears the line.
+t_keys C-c
+t_wait "To leave, press Ctrl-D or type /quit."
+t_type "some draft"
+t_wait "> some draft"
+t_keys C-c
+t_wait_gone "> some draft"
+
+# 5. Ctrl-C stops a long reply within a token; the partial text stays, marked interrupted.
+t_start 100 30 "BN_FAKE_TOKENS=100000 BN_FAKE_RATE=40 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "long story"; t_keys Enter
+t_wait "w20 "
+t_wait "generating"
+t_keys C-c
+t_wait_re "[0-9]+ tok · [0-9.]+ tok/s · TTFT [0-9]+ ms · interrupted"
+t_wait_gone "generating"
+n1=$(t_screen | grep -o 'w[0-9]*' | tail -n 1)
+sleep 0.5
+n2=$(t_screen | grep -o 'w[0-9]*' | tail -n 1)
+T_CHECKS=$((T_CHECKS + 1))
+[ "$n1" = "$n2" ] || t_fail "reply kept growing after Ctrl-C ($n1 -> $n2)"
+# Esc stops the next one the same way.
+t_type "another"; t_keys Enter
+t_wait "You said: another."
+t_wait "generating"
+t_keys Escape
+t_wait_gone "generating"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(t_screen | grep -c ' · interrupted')" -ge 2 ] || t_fail "second reply not marked interrupted"
+
+# 6. Resize mid-reply: the text is re-wrapped, streaming goes on, tiny sizes show a note.
+t_type "resize me"; t_keys Enter
+t_wait "You said: resize me."
+t_resize 50 20
+t_wait "generating"
+t_resize 10 3
+t_wait "too small"
+t_resize 70 20
+t_wait "generating"
+t_wait_re "^  w[0-9]+ w[0-9]+"
+t_keys C-c
+t_wait_gone "generating"
+t_wait "interrupted"
+t_screen | awk 'length($0) > 70 { bad = 1 } END { exit bad }' || t_fail "a line is wider than the window"
+T_CHECKS=$((T_CHECKS + 1))
+
+# 7. Wide characters and emoji in the input line and in the transcript.
+t_start 60 20 "BN_FAKE_TOKENS=3 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "日本語のテキスト 😀 café"
+t_wait "> 日本語のテキスト 😀 café"
+t_keys Enter
+t_wait "You said: 日本語のテキスト 😀 café."
+# The cursor sits after the last wide character: type at the end, then check the line.
+t_type "漢字"; t_keys Left; t_type "X"
+t_wait "> 漢X字"
+t_keys C-c
+
+# 8. Multi-line input: Ctrl-J inserts a new line, a bracketed paste stays one message.
+t_type "first line"; t_keys C-j; t_type "second line"
+t_wait "  second line"
+t_keys Enter
+t_wait "You said: first line"
+t_paste "pasted one
+pasted two"
+t_wait "  pasted two"
+t_absent "You said: pasted one"
+t_keys Enter
+t_wait "You said: pasted one"
+
+# 9. Ctrl-D quits and the terminal is given back.
+t_keys C-d
+t_wait "EXITED rc=0"
+
+t_done test_ui_fake
