@@ -111,6 +111,13 @@ History *history_open(const char *path, bool no_history, Err *warnout) {
     History *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->ckpt_ms = DEFAULT_CHECKPOINT_MS;
+    /* The interval can be tuned from outside (the crash test of the real program uses it). */
+    const char *env = getenv("BITNET_HISTORY_CHECKPOINT_MS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (!*end && v >= 0 && v <= 600000) h->ckpt_ms = (int)v;
+    }
     reset_conversation(h);
     if (no_history) return h;
     h->path = path ? strdup(path) : store_default_path();

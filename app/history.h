@@ -147,7 +147,8 @@ const StoreSession *history_session(const History *h);
  * "saved"; the crash test uses it to check that a killed reply kept its last checkpoint. */
 size_t history_saved_reply_len(const History *h);
 
-/* Checkpoint interval for reply text in ms (default 2000; tests use less). */
+/* Checkpoint interval for reply text in ms (default 2000, or the environment variable
+ * BITNET_HISTORY_CHECKPOINT_MS when set to 0..600000 at history_open; tests use less). */
 void history_set_checkpoint_ms(History *h, int ms);
 
 #endif

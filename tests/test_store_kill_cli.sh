@@ -6,13 +6,20 @@
 # implemented or no default model is available.
 set -u
 : "${BN_BIN:?BN_BIN must point at bitnet-chat}"
+: "${BN_SOURCE_DIR:?}"
 T=$(mktemp -d "${TMPDIR:-/tmp}/bn_store_kill_cli.XXXXXX")
 pid=
 cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
 DB="$T/h.db"
+# A random-weights fixture model: it almost never emits a stop token, so the reply streams
+# until the context is full. Checkpoints every 100 ms so that a short run still makes several.
+MODEL="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
+set --
+[ -f "$MODEL" ] && set -- -m "$MODEL"
+export BITNET_HISTORY_CHECKPOINT_MS=100
 
-"$BN_BIN" -p "hi" -n 1 --db "$T/probe.db" >"$T/out" 2>"$T/err"
+"$BN_BIN" "$@" -p "hi" -n 1 --db "$T/probe.db" >"$T/out" 2>"$T/err"
 rc=$?
 if grep -q "not implemented" "$T/err"; then
     echo "SKIP: bitnet-chat -p is not implemented in this build"; exit 77
@@ -27,13 +34,13 @@ reply_text() {
     "$BN_BIN" --db "$DB" --show 1 2>/dev/null | awk '/^\[assistant\]/ { getline; print; exit }'
 }
 
-"$BN_BIN" -p "Write a very long story about a lighthouse keeper." -n 1000000 --temp 1 --seed 7 \
-    --db "$DB" >"$T/reply" 2>"$T/stats" &
+"$BN_BIN" "$@" -t 1 -p "Write a very long story about a lighthouse keeper." -n 1000000 \
+    --temp 1 --seed 7 --db "$DB" >"$T/reply" 2>"$T/stats" &
 pid=$!
 i=0
 text=
-while [ $i -lt 300 ]; do          # up to 60 s
-    sleep 0.2
+while [ $i -lt 1200 ]; do         # up to 60 s
+    sleep 0.05
     i=$((i + 1))
     kill -0 "$pid" 2>/dev/null || break
     text=$(reply_text)
