@@ -29,6 +29,18 @@ if [ "$rc" != 0 ]; then
     exit 77
 fi
 
+# --no-history: the one-shot prompt answers and writes nothing, not even a directory.
+"$BN_BIN" "$@" -p "hi" -n 4 --no-history --db "$T/nohist/h.db" >"$T/out" 2>"$T/err"
+rc=$?
+if [ "$rc" != 0 ]; then echo "FAIL: -p --no-history: rc $rc"; cat "$T/err"; exit 1; fi
+if [ -e "$T/nohist" ]; then echo "FAIL: --no-history created $T/nohist"; exit 1; fi
+XDG_DATA_HOME="$T/xdg" "$BN_BIN" "$@" -p "hi" -n 4 --no-history >"$T/out" 2>"$T/err"
+if [ -e "$T/xdg" ]; then echo "FAIL: --no-history created the default history directory"; exit 1; fi
+echo "ok: -p --no-history wrote nothing"
+# Without it, the one-shot prompt is recorded.
+"$BN_BIN" --db "$T/probe.db" --sessions >"$T/out" 2>&1
+grep -q " hi$" "$T/out" || { echo "FAIL: the probe prompt was not recorded:"; cat "$T/out"; exit 1; }
+
 # Reply text of session 1's assistant turn as --show prints it (the line after "[assistant]").
 reply_text() {
     "$BN_BIN" --db "$DB" --show 1 2>/dev/null | awk '/^\[assistant\]/ { getline; print; exit }'
