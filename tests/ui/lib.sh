@@ -19,7 +19,10 @@ mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
 
 t_cleanup() {
     tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
-    if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then rm -rf "$T_DIR"; fi
+    if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then
+        # The program may still be saving its input history as the server goes away.
+        rm -rf "$T_DIR" 2>/dev/null || { sleep 1; rm -rf "$T_DIR"; }
+    fi
 }
 trap t_cleanup EXIT INT TERM
 

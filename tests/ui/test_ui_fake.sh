@@ -18,7 +18,7 @@ t_type "hello"
 t_keys Enter
 t_wait "You said: hello. w1 w2"
 t_wait "w30"
-t_wait_re "model\.gguf · [0-9.]+ tok/s · TTFT [0-9]+ ms · 31 tok"
+t_wait_re "^ model\.gguf · .*[0-9.]+ tok/s · TTFT [0-9]+ ms · 31 tok"
 
 # 2. /temp changes the status bar; a bad value gives a hint and keeps the old value.
 t_type "/temp 0.3"; t_keys Enter
@@ -110,8 +110,50 @@ t_wait "  pasted two"
 t_absent "You said: pasted one"
 t_keys Enter
 t_wait "You said: pasted one"
+t_wait_count "4 tok · " 3
 
 # 9. Ctrl-D quits and the terminal is given back.
+t_keys C-d
+t_wait "EXITED rc=0"
+
+# 10. After a restart the sessions are in the browser, newest first; search finds a message
+# and highlights it; a session opens read-only with its figures; resume continues it.
+t_start 100 30 "BN_FAKE_TOKENS=3 $APP --browse '$MODEL'"
+t_wait "Saved sessions:"
+t_wait "long story"
+t_wait_re "^ hello +model\.gguf +20[0-9-]+ [0-9:]+ +4 msg"
+t_type "/"
+t_wait "Search:"
+t_type "café"; t_keys Enter
+t_wait "2 matches for \"café\""
+t_wait "You said: 日本語のテキスト"
+# The match is drawn in its own style: an SGR sequence right before it, another after.
+T_CHECKS=$((T_CHECKS + 1))
+tmux -L "$T_SOCK" capture-pane -p -e | grep -q "$(printf '\033')\[[0-9;]*mcafé$(printf '\033')" ||
+    t_fail "search match not highlighted"
+t_keys Enter
+t_wait "(read-only)"
+t_wait_re "T 0\.70 · top-p 0\.95 · top-k 40"
+t_type "r"
+t_wait "Resumed"
+t_wait "You said: 日本語のテキスト"
+t_type "and more"; t_keys Enter
+t_wait "You said: and more."
+t_type "/rename Renamed chat"; t_keys Enter
+t_wait "Session renamed"
+t_type "/sessions"; t_keys Enter
+t_wait "Renamed chat"
+# Delete asks first; n keeps it, y deletes it.
+t_keys Home
+t_type "d"
+t_wait "(y/N)"
+t_type "n"
+t_wait "Not deleted."
+t_type "d"; t_type "y"
+t_wait "Session deleted."
+t_wait_gone "Renamed chat"
+t_type "q"
+t_wait_re "^>"
 t_keys C-d
 t_wait "EXITED rc=0"
 
