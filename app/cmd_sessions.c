@@ -44,6 +44,28 @@ static void clip(const char *s, int max_cols, char *out, size_t cap) {
     out[o] = 0;
 }
 
+/* Writes stored text to the terminal with control characters made visible (ESC -> "^["), so
+ * that a stored reply can never move the cursor, clear the screen or retitle the window.
+ * Newlines and tabs pass; with keep_newlines 0 they become spaces (one-line contexts). */
+static void put_safe(const char *t, int keep_newlines) {
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+        unsigned char c = *p;
+        if (c == '\n' || c == '\t') {
+            putchar(keep_newlines ? c : ' ');
+        } else if (c == '\r' && !keep_newlines) {
+            putchar(' ');
+        } else if (c < 0x20 || c == 0x7f) {
+            putchar('^');
+            putchar(c == 0x7f ? '?' : c + 64);
+        } else if (c == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) { /* C1 controls, e.g. CSI */
+            fputs("^?", stdout);
+            p++;
+        } else {
+            putchar(c);
+        }
+    }
+}
+
 static Store *open_for(const AppConfig *cfg, Err *err) {
     /* --no-history promises no writes: open read-only (no migration, no WAL switch). */
     unsigned flags = cfg->no_history ? STORE_OPEN_READONLY : STORE_OPEN_NOCREATE;
@@ -80,9 +102,13 @@ static int list_sessions(const AppConfig *cfg) {
             char when[32], model[128], title[512];
             fmt_local(ss[i].updated_at, when, sizeof when);
             clip(ss[i].model_name[0] ? ss[i].model_name : "-", 21, model, sizeof model);
+            for (char *q = model; *q; q++)
+                if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
             clip(ss[i].title[0] ? ss[i].title : "(untitled)", 60, title, sizeof title);
-            printf("%6lld  %-16s  %-24s  %5d  %s\n", (long long)ss[i].id, when, model,
-                   ss[i].message_count, title);
+            printf("%6lld  %-16s  %-24s  %5d  ", (long long)ss[i].id, when, model,
+                   ss[i].message_count);
+            put_safe(title, 0);
+            putchar('\n');
         }
     }
     store_sessions_free(ss, n);
@@ -109,20 +135,36 @@ static int show_session(const AppConfig *cfg) {
     char t1[32], t2[32], line[1024];
     fmt_local(ss.created_at, t1, sizeof t1);
     fmt_local(ss.updated_at, t2, sizeof t2);
-    printf("Session %lld: %s\n", (long long)ss.id, ss.title[0] ? ss.title : "(untitled)");
-    printf("Created %s, updated %s\n", t1, t2);
-    if (ss.model_name[0] || ss.model_path[0])
-        printf("Model: %s%s%s%s\n", ss.model_name, ss.model_path[0] ? " (" : "", ss.model_path,
-               ss.model_path[0] ? ")" : "");
+    printf("Session %lld: ", (long long)ss.id);
+    put_safe(ss.title[0] ? ss.title : "(untitled)", 0);
+    printf("\nCreated %s, updated %s\n", t1, t2);
+    if (ss.model_name[0] || ss.model_path[0]) {
+        fputs("Model: ", stdout);
+        put_safe(ss.model_name, 0);
+        if (ss.model_path[0]) {
+            fputs(ss.model_name[0] ? " (" : "(", stdout);
+            put_safe(ss.model_path, 0);
+            putchar(')');
+        }
+        putchar('\n');
+    }
     store_sampling_describe(&ss.sampling, line, sizeof line);
     if (line[0]) printf("Sampling: %s\n", line);
-    if (ss.system_prompt[0]) printf("System prompt: %s\n", ss.system_prompt);
+    if (ss.system_prompt[0]) {
+        fputs("System prompt: ", stdout);
+        put_safe(ss.system_prompt, 1);
+        putchar('\n');
+    }
     for (int i = 0; i < n; i++) {
         fmt_local(m[i].created_at, t1, sizeof t1);
-        printf("\n[%s] %s\n%s\n", m[i].role, t1, m[i].text);
+        printf("\n[%s] %s\n", m[i].role, t1);
+        put_safe(m[i].text, 1);
+        putchar('\n');
         if (!strcmp(m[i].role, "assistant")) {
             store_reply_describe(&m[i], line, sizeof line);
-            printf("  (%s)\n", line);
+            fputs("  (", stdout);
+            put_safe(line, 0);
+            fputs(")\n", stdout);
         }
     }
     if (ss.message_count > n)
@@ -149,13 +191,21 @@ static int search(const AppConfig *cfg) {
     for (int i = 0; i < n; i++) {
         char title[512];
         clip(h[i].session_title[0] ? h[i].session_title : "(untitled)", 60, title, sizeof title);
-        printf("session %lld, message %lld: %s\n  ", (long long)h[i].session_id,
-               (long long)h[i].message_id, title);
-        for (const char *p = h[i].snippet; *p; p++) {
-            if (*p == '\x01') fputs(on, stdout);
-            else if (*p == '\x02') fputs(off, stdout);
-            else if (*p == '\n' || *p == '\r' || *p == '\t') putchar(' ');
-            else putchar(*p);
+        printf("session %lld, message %lld: ", (long long)h[i].session_id,
+               (long long)h[i].message_id);
+        put_safe(title, 0);
+        fputs("\n  ", stdout);
+        /* The snippet's match markers become highlighting; everything else is made safe. */
+        char *snip = h[i].snippet;
+        for (char *p = snip; *p;) {
+            size_t k = strcspn(p, "\x01\x02");
+            char save = p[k];
+            p[k] = 0;
+            put_safe(p, 0);
+            p[k] = save;
+            p += k;
+            if (*p == '\x01') fputs(on, stdout), p++;
+            else if (*p == '\x02') fputs(off, stdout), p++;
         }
         putchar('\n');
     }

@@ -6,30 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "app/commands_cli.h"
+#include "infer/model.h"
 #include "infer/tokenizer.h"
-
-/* A tokenizer.json, a folder holding one, or a model file (GGUF) through the model loader. */
-static Tokenizer *open_tokenizer(const char *path, Err *err) {
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        err_set(err, "%s: no such file or folder", path);
-        return NULL;
-    }
-    size_t n = strlen(path);
-    if (S_ISREG(st.st_mode) && n >= 5 && !strcmp(path + n - 5, ".json"))
-        return tokenizer_load_json(path, err);
-    if (S_ISDIR(st.st_mode)) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/tokenizer.json", path);
-        if (stat(p, &st) == 0) return tokenizer_load_json(p, err);
-    }
-    /* TODO(models merge): GGUF and other model files go through model_load_tokenizer. */
-    err_set(err, "%s: not a tokenizer.json or a folder holding one", path);
-    return NULL;
-}
 
 static char *read_stream(FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -115,7 +95,8 @@ int cmd_tokenize(const AppConfig *cfg) {
         return 2;
     }
     Err err = {{0}};
-    Tokenizer *t = open_tokenizer(cfg->pos[0], &err);
+    /* A tokenizer.json, an HF folder or a GGUF file (its embedded vocabulary). */
+    Tokenizer *t = model_load_tokenizer(cfg->pos[0], &err);
     if (!t) {
         fprintf(stderr, "bitnet-chat: tokenize: %s\n", err.msg);
         return 1;

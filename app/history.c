@@ -389,7 +389,8 @@ void history_close(History *h) {
     if (!h) return;
     finish_open_reply(h);
     sync_db(h, 0);
-    reset_conversation(h);
+    drop_from(h, 0);
+    store_session_clear(&h->sess);
     store_close(h->store);
     free(h->msgs);
     free(h->meta);
@@ -420,6 +421,7 @@ int history_resume(History *h, int64_t session_id, Err *err) {
     finish_open_reply(h);
     sync_db(h, 0);
     reset_conversation(h);
+    store_session_clear(&h->sess);
     h->sess = ss;
     h->title_auto = 0;
     for (int i = 0; i < n; i++) {

@@ -79,9 +79,11 @@ void store_close(Store *s);
 const char *store_path(const Store *s);
 char *store_default_path(void);   /* malloc'ed */
 
+/* Inserts a session (in->id ignored; created_at/updated_at 0 = now). Returns the new id. */
 int64_t store_session_create(Store *s, const StoreSession *in, Err *err);
 int store_session_get(Store *s, int64_t id, StoreSession *out, Err *err);
 int store_session_rename(Store *s, int64_t id, const char *title, Err *err);
+/* Sets model_name, model_path, system_prompt and sampling of session in->id (not the title). */
 int store_session_update_settings(Store *s, const StoreSession *in, Err *err);
 int store_session_delete(Store *s, int64_t id, Err *err);
 /* Newest first; *out is malloc'ed (free with store_sessions_free). */
@@ -89,6 +91,8 @@ int store_session_list(Store *s, StoreSession **out, int *n, Err *err);
 void store_session_clear(StoreSession *ss);
 void store_sessions_free(StoreSession *arr, int n);
 
+/* Inserts m (id ignored; created_at 0 = now; parent_id 0 = first message) and makes it the
+ * session's active leaf. Returns the new id. */
 int64_t store_message_add(Store *s, const StoreMessage *m, Err *err);
 /* Checkpoint of a streaming reply: text so far and figures; interrupted stays 1 until final. */
 int store_message_update(Store *s, const StoreMessage *m, Err *err);

@@ -239,6 +239,15 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
         put_str(&kv, v->merges[i], v->merge_lens ? v->merge_lens[i] : strlen(v->merges[i]));
     n_kv++;
     int bos = tokenizer_bos(m->tok), eos = tokenizer_eos(m->tok), eot = tokenizer_eot(m->tok);
+    /* GGUF has one eos and one eot key. HF configs often name <|eot_id|> as the tokenizer's eos
+     * and list <|end_of_text|> only in config.json; keep both stops by writing the first stop
+     * that is not the eot as eos. */
+    if (eos == eot)
+        for (int i = 0; i < c->n_stop; i++)
+            if (c->stop_ids[i] != eot) {
+                eos = c->stop_ids[i];
+                break;
+            }
     if (bos >= 0) kv_u32(&kv, &n_kv, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
     if (eos >= 0) kv_u32(&kv, &n_kv, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
     if (eot >= 0) kv_u32(&kv, &n_kv, "tokenizer.ggml.eot_token_id", (uint32_t)eot);

@@ -209,7 +209,8 @@ static int g_ternary(Model *m, GgufCtx *c, const char *name, int n_out, int n_in
     case GGML_BF16: {
         uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
         if (!buf) return -1;
-        tm->scale = ternarize_absmean(t->data, (int)t->type, n_out, n_in, tm->n_in_pad, buf);
+        if (ternarize_absmean(t->data, (int)t->type, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
+            return err_set(err, "out of memory ternarizing %s", name);
         return 0;
     }
     default:
@@ -231,9 +232,18 @@ static int g_norm(GgufCtx *c, const char *name, int n, float *dst, Err *err) {
 static int g_dense(Model *m, GgufCtx *c, const char *name, DenseMatrix *d, Err *err) {
     const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)m->cfg.dim, (uint64_t)m->cfg.vocab_size, err);
     if (!t) return -1;
+    if (dequant_supported((int)t->type)) {
+        /* llama-quantize often stores the embedding as Q4_K/Q6_K/Q8_0: expand to f16 once */
+        const size_t n = (size_t)m->cfg.vocab_size * (size_t)m->cfg.dim;
+        uint16_t *buf = model_storage_alloc(m, n * 2, err);
+        if (!buf) return -1;
+        dequant_to_f16(t->data, (int)t->type, n, buf);
+        *d = (DenseMatrix){FT_F16, m->cfg.vocab_size, m->cfg.dim, buf};
+        return 0;
+    }
     if (!float_type_ok((int)t->type))
-        return err_set(err, "%s: %s has type %s; only F16, BF16 or F32 embeddings are supported",
-                       c->g.path, name, gguf_type_name(t->type));
+        return err_set(err, "%s: %s has type %s; embeddings must be F16, BF16, F32, Q8_0, Q4_K or "
+                            "Q6_K", c->g.path, name, gguf_type_name(t->type));
     return dense_in_place(m, d, (int)t->type, m->cfg.vocab_size, m->cfg.dim, t->data, err);
 }
 
@@ -545,7 +555,8 @@ static int h_ternary(Model *m, HfCtx *h, const char *base, int n_out, int n_in, 
     if (!(t = h_tensor(h, name, (uint64_t)n_out, (uint64_t)n_in, 2, err))) return -1;
     uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
     if (!buf) return -1;
-    tm->scale = ternarize_absmean(t->data, ft, n_out, n_in, tm->n_in_pad, buf);
+    if (ternarize_absmean(t->data, ft, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
+        return err_set(err, "out of memory ternarizing %s", name);
     return 0;
 }
 

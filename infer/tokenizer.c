@@ -134,6 +134,22 @@ static uint32_t table_size_for(size_t n) {
     return s;
 }
 
+/* A file's string quoted in a one-line message: at most 40 bytes, control characters as '?'. */
+typedef struct {
+    char s[48];
+} Quoted;
+static Quoted quote(const char *str) {
+    Quoted q;
+    size_t i = 0;
+    for (; str && str[i] && i < 40; i++) {
+        unsigned char c = (unsigned char)str[i];
+        q.s[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (str && str[i]) q.s[i++] = '.', q.s[i++] = '.', q.s[i++] = '.';
+    q.s[i] = 0;
+    return q;
+}
+
 /* ---- the tokenizer ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -416,8 +432,8 @@ static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) 
             const char *sp = memchr(m, ' ', l);
             if (!sp || sp == m || sp == m + l - 1) {
                 free(buf);
-                err_set(err, "tokenizer: merge %d (\"%.40s\") is not of the form \"left right\"",
-                        r, m);
+                err_set(err, "tokenizer: merge %d (\"%s\") is not of the form \"left right\"",
+                        r, quote(m).s);
                 goto fail;
             }
             size_t la = (size_t)(sp - m), lb = l - la - 1;
@@ -448,6 +464,10 @@ static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) 
         else pattern = LLAMA3_PATTERN; /* also when tokenizer.ggml.pre is missing (BitNet) */
     }
     if (compile_pattern(t, pattern, err) < 0) goto fail;
+    /* Llama 3 was trained with tiktoken, which always takes a pre-token that is a token whole;
+     * GGUF has no field for it and older tokenizer.json conversions lack the flag (588 Llama 3
+     * tokens come out split without it). */
+    if (t->fast_ascii) t->ignore_merges = 1;
     snprintf(t->pre, sizeof t->pre, "%s",
              t->fast_ascii ? "llama-bpe" : pattern == GPT2_PATTERN ? "gpt2" : "custom");
 
@@ -496,7 +516,7 @@ const char *tokenizer_token_bytes(const Tokenizer *t, int id, size_t *len) {
 
 /* Specials by their text first, then ordinary tokens by file spelling, then by raw bytes. */
 int tokenizer_find(const Tokenizer *t, const char *text) {
-    if (!t || !text) return -1;
+    if (!t || !text || !*text) return -1;
     size_t n = strlen(text);
     for (int i = 0; i < t->n_vocab; i++)
         if (t->types[i] != TOKTYPE_NORMAL && t->file_token_lens[i] == n &&
@@ -939,7 +959,7 @@ static int find_pattern(json_t *pt, const char **pattern, int *bytelevel_regex, 
         if (!re) return err_set(err, "pre_tokenizer Split without a Regex pattern (unsupported)");
         const char *behavior = json_string_value(json_object_get(pt, "behavior"));
         if (behavior && strcmp(behavior, "Isolated"))
-            return err_set(err, "pre_tokenizer Split behavior \"%.40s\" is not supported", behavior);
+            return err_set(err, "pre_tokenizer Split behavior \"%s\" is not supported", quote(behavior).s);
         if (json_is_true(json_object_get(pt, "invert")))
             return err_set(err, "pre_tokenizer Split with invert is not supported");
         if (*pattern) return err_set(err, "more than one pre_tokenizer regex is not supported");
@@ -953,7 +973,7 @@ static int find_pattern(json_t *pt, const char **pattern, int *bytelevel_regex, 
         if (!ur || json_is_true(ur)) *bytelevel_regex = 1;
         return 0;
     }
-    return err_set(err, "pre_tokenizer type \"%.40s\" is not supported", type);
+    return err_set(err, "pre_tokenizer type \"%s\" is not supported", quote(type).s);
 }
 
 typedef struct {
@@ -993,7 +1013,7 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
     }
     const char *mtype = json_string_value(json_object_get(model, "type"));
     if (mtype && strcmp(mtype, "BPE")) {
-        err_set(err, "tokenizer.json: model type \"%.40s\" is not supported (BPE only)", mtype);
+        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", quote(mtype).s);
         goto done;
     }
     if (json_is_true(json_object_get(model, "byte_fallback"))) {
@@ -1047,7 +1067,7 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
             json_integer_value(val) >= MAX_VOCAB) {
-            err_set(err, "tokenizer.json: vocab entry \"%.40s\" has a bad id", key);
+            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", quote(key).s);
             goto done;
         }
         if (json_integer_value(val) > max_id) max_id = json_integer_value(val);
@@ -1091,7 +1111,7 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
         const char *s = json_string_value(content);
         size_t l = json_string_length(content);
         if (a.tokens[id] && (a.lens[id] != l || memcmp(a.tokens[id], s, l))) {
-            err_set(err, "tokenizer.json: added token %d (\"%.40s\") clashes with the vocab", id, s);
+            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, quote(s).s);
             goto done;
         }
         a.tokens[id] = s;

@@ -29,7 +29,8 @@ typedef struct {
     const size_t *merge_lens;    /* NULL: NUL-terminated */
     const char *pre;             /* tokenizer.ggml.pre; NULL or "llama-bpe"/"llama3": Llama 3 regex */
     int bos_id, eos_id, eot_id;  /* -1 when unknown; eot is looked up by name when -1 */
-    int ignore_merges;           /* Llama 3: a pre-token that is itself a token is taken whole */
+    int ignore_merges;           /* Llama 3: a pre-token that is itself a token is taken whole
+                                    (always on with the Llama 3 pre-tokenizer, as in tiktoken) */
 } TokenizerVocab;
 
 Tokenizer *tokenizer_from_vocab(const TokenizerVocab *v, Err *err);

@@ -33,3 +33,9 @@ if(BITNET_FUZZ)
 endif()
 bn_add_script_test(NAME fuzz_smoke SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/smoke.sh LABELS fuzz
                    TIMEOUT 300)
+bn_add_test(NAME test_model_convert SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_convert.c
+            LIBS bn_infer LABELS cpu)
+bn_add_script_test(NAME test_model_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_model_convert_cli.sh
+                   LABELS cpu)
+bn_add_test(NAME test_model_quant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_quant.c
+            LIBS bn_infer LABELS cpu)

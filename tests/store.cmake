@@ -17,3 +17,7 @@ add_dependencies(test_store_kill store_kill_child)
 # The history command line through the real binary.
 bn_add_script_test(NAME test_store_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_store_cli.sh
                    LABELS cpu TIMEOUT 120)
+
+# SIGKILL of the real program mid-reply (skips while -p or a default model is missing).
+bn_add_script_test(NAME test_store_kill_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_store_kill_cli.sh
+                   LABELS cpu TIMEOUT 180)

@@ -4,7 +4,9 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "infer/model.h"
@@ -129,7 +131,13 @@ static void check_fixture(json_t *all, const char *name) {
     CHECK(progress_calls >= 7 * m.cfg.n_layers);
     CHECK_NEAR(last_frac, 1.0, 1e-6);
     check_dense(&m.tok_embd, json_object_get(e, "embd"));
-    CHECK(m.output.data == m.tok_embd.data); /* tied */
+    json_t *eo = json_object_get(e, "output");
+    if (eo) {
+        CHECK(m.output.data != m.tok_embd.data); /* untied lm_head */
+        check_dense(&m.output, eo);
+    } else {
+        CHECK(m.output.data == m.tok_embd.data); /* tied */
+    }
     json_t *norms = json_object_get(e, "norms"), *mats = json_object_get(e, "mats");
     check_vec(m.output_norm, m.cfg.dim, json_object_get(norms, "output_norm"), "output_norm");
     for (int l = 0; l < m.cfg.n_layers; l++) {
@@ -168,6 +176,15 @@ static void check_fixture(json_t *all, const char *name) {
     CHECK_MSG(has_eot && has_eos, "%s: stops must include eot %d and eos %d (n_stop %d)", name, eot,
               eos, m.cfg.n_stop);
     CHECK(m.chat_template && strstr(m.chat_template, "<|eot_id|>"));
+    /* the tokenizer built from this file's metadata encodes like Hugging Face tokenizers did */
+    json_t *hello = json_object_get(tk, "hello_ids");
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    REQUIRE(tokenizer_encode(m.tok, "Hello world", 11, &ids, &n_ids, &err) == 0);
+    CHECK_EQ_INT(n_ids, json_array_size(hello));
+    for (size_t i = 0; i < n_ids && i < json_array_size(hello); i++)
+        CHECK_EQ_INT(ids[i], json_integer_value(json_array_get(hello, i)));
+    free(ids);
     if (!strcmp(name, "i2s.gguf")) {
         /* the official layout is used in place: codes and embedding point into the file's mapping */
         CHECK_EQ_INT(mapped_from(m.layers[1].w_down.codes, "/i2s.gguf"), 1);
@@ -205,6 +222,49 @@ int main(void) {
         model_free(&b);
     }
     model_free(&a);
+
+    /* HF packed with linear_class "bitlinear" (or none): weight_scale is 1/gamma. Same files,
+     * config rewritten; also eos_token_id as a plain number and the older torch_dtype key. */
+    {
+        char tmp[] = "/tmp/bn-hfcfg-XXXXXX";
+        REQUIRE(mkdtemp(tmp));
+        const char *files[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                               "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"};
+        char a_[600], b_[600];
+        for (int i = 0; i < 5; i++) {
+            snprintf(a_, sizeof a_, DIR "/hf_packed/%s", files[i]);
+            snprintf(b_, sizeof b_, "%s/%s", tmp, files[i]);
+            REQUIRE(symlink(a_, b_) == 0);
+        }
+        Model ref;
+        REQUIRE(model_load(&ref, DIR "/hf_packed", NULL, &err) == 0);
+        json_t *cfgj = json_load_file(DIR "/hf_packed/config.json", 0, NULL);
+        REQUIRE(cfgj);
+        for (int variant = 0; variant < 2; variant++) {
+            json_t *qc = json_object_get(cfgj, "quantization_config");
+            if (variant == 0) json_object_set_new(qc, "linear_class", json_string("bitlinear"));
+            else json_object_del(cfgj, "quantization_config");
+            json_object_set_new(cfgj, "eos_token_id", json_integer(301));
+            snprintf(b_, sizeof b_, "%s/config.json", tmp);
+            REQUIRE(json_dump_file(cfgj, b_, 0) == 0);
+            Model m2;
+            int rc = model_load(&m2, tmp, NULL, &err);
+            CHECK_MSG(rc == 0, "%s", err.msg);
+            if (rc) continue;
+            const TernaryMatrix *x = &ref.layers[0].wk, *y = &m2.layers[0].wk;
+            CHECK(x->scale > 0 && y->scale == 1.0f / x->scale); /* autobitlinear gamma = ws */
+            CHECK(!memcmp(x->codes, y->codes, (size_t)x->n_out * x->n_in_pad / 4));
+            int has301 = 0;
+            for (int i = 0; i < m2.cfg.n_stop; i++) has301 |= m2.cfg.stop_ids[i] == 301;
+            CHECK(has301);
+            model_free(&m2);
+        }
+        json_decref(cfgj);
+        model_free(&ref);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        CHECK(system(cmd) == 0);
+    }
 
     /* The cancel flag stops a load with an error and leaves nothing behind. */
     volatile int cancel = 1;

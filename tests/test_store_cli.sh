@@ -100,6 +100,18 @@ else
     echo "note: 'script' not installed; the terminal confirmation part is not run"
     expect "delete --yes" 0 "$BN_BIN" --db "$DB" --delete 1 --yes
 fi
+# Stored escape sequences are shown visibly, never sent to the terminal raw.
+expect "show escapes" 0 "$BN_BIN" --db "$DB" --show 3
+has "escape in title made visible" "$T/out" 'Terminal ^[[2J title'
+has "OSC in text made visible" "$T/out" 'show me ^[]0;pwned^G escapes'
+has "C1 CSI made visible" "$T/out" 'ok ^[[31mred^[[0m ^?'
+if LC_ALL=C grep -q "$(printf '\033')" "$T/out"; then bad "raw ESC in --show output"; else ok "no raw ESC in --show output"; fi
+expect "sessions with escapes" 0 "$BN_BIN" --db "$DB" --sessions
+if LC_ALL=C grep -q "$(printf '\033')" "$T/out"; then bad "raw ESC in --sessions output"; else ok "no raw ESC in --sessions output"; fi
+expect "export keeps the bytes" 0 "$BN_BIN" --db "$DB" --export 3
+if LC_ALL=C grep -q "$(printf '\033')" "$T/out"; then ok "export keeps the original text"; else bad "export lost the ESC bytes"; fi
+expect "delete --yes 3" 0 "$BN_BIN" --db "$DB" --delete 3 --yes
+
 expect "delete --yes" 0 "$BN_BIN" --db "$DB" --delete 2 --yes
 has "delete message" "$T/out" "Deleted session 2"
 expect "delete unknown" 1 "$BN_BIN" --db "$DB" --delete 2 --yes

@@ -21,6 +21,18 @@ out=$(printf '{"text": "Hello, my dog is cute"}\n{"text": ""}\n{"text": "a\\u000
 check "jsonl" '{"ids": [9906, 11, 856, 5679, 374, 19369]}
 {"ids": []}
 {"ids": [64, 188, 65]}' "$out"
+# A GGUF file (its embedded vocabulary, through the model loader), an HF folder and its
+# tokenizer.json give the same ids (the models fixtures share one small vocabulary).
+models=$BN_SOURCE_DIR/tests/data/models
+if [ -f "$models/i2s.gguf" ] && [ -d "$models/hf_bf16" ]; then
+    text='Hello world! The model has thirty layers. <|eot_id|>'
+    a=$("$BN_BIN" tokenize "$models/i2s.gguf" "$text") || fail=1
+    b=$("$BN_BIN" tokenize "$models/hf_bf16" "$text") || fail=1
+    c=$("$BN_BIN" tokenize "$models/hf_bf16/tokenizer.json" "$text") || fail=1
+    check "gguf = hf folder" "$b" "$a"
+    check "hf folder = tokenizer.json" "$c" "$b"
+    [ -n "$a" ] || { echo "FAIL: no ids from the GGUF"; fail=1; }
+fi
 # Errors: one line on stderr, nonzero exit, nothing on stdout.
 for bad in /nonexistent/tokenizer.json "$BN_SOURCE_DIR/tests"; do
     err=$("$BN_BIN" tokenize "$bad" "x" 2>&1 >/dev/null); rc=$?

@@ -234,6 +234,21 @@ static void test_long_inputs(const Tokenizer *t) {
         CHECK_MSG(compare_paths(t, s, n), "long run of \"%s\"", fills[f]);
         free(s);
     }
+    /* 1 MB runs through PCRE2 (non-ASCII): no JIT stack trouble, round trip. */
+    static const char *wide[] = {"\xc2\xa0", "\xe2\x80\x94", "\xe3\x80\x80\n", "\xff"};
+    for (size_t f = 0; f < sizeof wide / sizeof *wide; f++) {
+        size_t fl = strlen(wide[f]), n = 0, cap = 1u << 20;
+        char *s = malloc(cap + 8);
+        while (n + fl <= cap) memcpy(s + n, wide[f], fl), n += fl;
+        s[n++] = 'x';
+        int32_t *ids = NULL;
+        size_t nids = 0;
+        Err err = {{0}};
+        CHECK_MSG(tokenizer_encode(t, s, n, &ids, &nids, &err) == 0, "%s", err.msg);
+        CHECK(nids > 0 && round_trips(t, s, n, ids, nids));
+        free(ids);
+        free(s);
+    }
     /* 1 MB of one letter: the heap path (the piece is not a token), then whitespace. */
     size_t n = 1u << 20;
     char *s = malloc(n);
@@ -258,6 +273,8 @@ static void test_malformed(const char *real_json, size_t real_len) {
         "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", /* no pre_tokenizer */
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": \"x\"}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": -1}}}",
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\\nb\\r\": -1}}}",
+        "{\"pre_tokenizer\": {\"type\": \"Bad\\nType\"}, \"model\": {\"vocab\": {\"a\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 99999999999}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0, \"b\": 0}}}",
@@ -417,12 +434,26 @@ int main(int argc, char **argv) {
     gv.bos_id = 128000;
     gv.eos_id = 128001;
     gv.pre = "llama-bpe";
+    gv.ignore_merges = 0; /* GGUF cannot say it; implied by the Llama 3 pre-tokenizer */
     tg = tokenizer_from_vocab(&gv, &err);
     CHECK_MSG(tg != NULL, "from_vocab without types: %s", err.msg);
     if (tg) {
         CHECK_EQ_INT(check_vectors(tg, v, nv, 0, "from_vocab no types"), nv);
         CHECK_EQ_INT(check_vectors(tg, x, nx, 0, "from_vocab no types extra"), nx);
         CHECK(tokenizer_is_special(tg, 128009) && !tokenizer_is_special(tg, 127999));
+        tokenizer_free(tg);
+    }
+    /* GPT-2 pre-tokenizer and merging by rank for every piece (no ignore_merges): no expected
+     * ids from elsewhere, but the heap merge must equal the O(n^2) reference everywhere. */
+    gv.pre = "gpt2";
+    tg = tokenizer_from_vocab(&gv, &err);
+    CHECK_MSG(tg != NULL, "from_vocab gpt2: %s", err.msg);
+    if (tg) {
+        CHECK(!tokenizer_vocab(tg)->ignore_merges);
+        int bad = 0;
+        for (size_t i = 0; i < nv; i++) bad += !compare_paths(tg, v[i].text, v[i].len);
+        for (size_t i = 0; i < nx; i++) bad += !compare_paths(tg, x[i].text, x[i].len);
+        CHECK_EQ_INT(bad, 0);
         tokenizer_free(tg);
     }
     /* Hostile arrays. */

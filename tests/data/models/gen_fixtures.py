@@ -169,6 +169,19 @@ def expect_mat(t, gamma):
             "gamma_bits": f32bits(gamma), "gamma": float(gamma)}
 
 
+def random_kquant(qt, n_blocks, seed):
+    """Random but well-formed Q4_K / Q6_K blocks: random codes and sub-scales, small f16 d."""
+    rng = np.random.default_rng(seed)
+    if qt == gguf.GGMLQuantizationType.Q4_K:
+        b = rng.integers(0, 256, (n_blocks, 144), dtype=np.uint8)
+        b[:, 0:2] = rng.uniform(0.001, 0.02, (n_blocks, 1)).astype(np.float16).view(np.uint8)
+        b[:, 2:4] = rng.uniform(0.001, 0.02, (n_blocks, 1)).astype(np.float16).view(np.uint8)
+    else:
+        b = rng.integers(0, 256, (n_blocks, 210), dtype=np.uint8)
+        b[:, 208:210] = rng.uniform(0.0005, 0.005, (n_blocks, 1)).astype(np.float16).view(np.uint8)
+    return b.reshape(-1)
+
+
 def expect_vec(v):
     return fnv64(np.asarray(v, dtype="<f4").tobytes())
 
@@ -203,9 +216,27 @@ def write_gguf(path, model, cfg, vocab, tok_tables, kind, expected):
     gguf_common(w, cfg, vocab, tokens, types, merges, "fixture-" + kind,
                 None if kind == "i2s" else "llama-bpe")
     exp = {"format": "gguf", "cfg": cfg, "vocab": vocab, "mats": {}, "norms": {}}
-    emb16 = model["embd"].astype(np.float16)
-    w.add_tensor("token_embd.weight", emb16)
-    exp["embd"] = expect_vec(emb16.astype(np.float32))
+    if kind in ("tq2_0", "tq1_0"):
+        # llama-quantize usually leaves the embedding in a k-quant: Q4_K in one file, Q6_K in the
+        # other. gguf-py has no k-quant quantizer, so the blocks are random (with sane scales)
+        # and the expected values are gguf-py's own dequantization, rounded to f16.
+        qt = gguf.GGMLQuantizationType.Q4_K if kind == "tq2_0" else gguf.GGMLQuantizationType.Q6_K
+        blob = random_kquant(qt, vocab * cfg["dim"] // 256, 77 if kind == "tq2_0" else 78)
+        qbytes = blob.reshape(vocab, -1)
+        w.add_tensor("token_embd.weight", qbytes, raw_dtype=qt)
+        deq = gguf.quants.dequantize(qbytes, qt).astype(np.float16)
+        exp["embd"] = expect_vec(deq.astype(np.float32))
+    else:
+        emb16 = model["embd"].astype(np.float16)
+        w.add_tensor("token_embd.weight", emb16)
+        exp["embd"] = expect_vec(emb16.astype(np.float32))
+    if kind == "f16":
+        # an untied lm_head, as Q8_0 quantized by gguf-py
+        out = np.random.default_rng(79).normal(0, 1.0, (vocab, cfg["dim"])).astype(np.float32)
+        q = gguf.quants.quantize(out, gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor("output.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        deq = gguf.quants.dequantize(q, gguf.GGMLQuantizationType.Q8_0).astype(np.float16)
+        exp["output"] = expect_vec(deq.astype(np.float32))
     w.add_tensor("output_norm.weight", model["output_norm"])
     exp["norms"]["output_norm"] = expect_vec(model["output_norm"])
     for li, lw in enumerate(model["layers"]):
@@ -352,7 +383,8 @@ def main():
     for root in (HERE, fz):  # safetensors writes 0600; fixtures are ordinary files
         for d, _, files in os.walk(root):
             for fn in files:
-                os.chmod(os.path.join(d, fn), 0o644)
+                if not fn.endswith((".sh", ".c", ".py")):
+                    os.chmod(os.path.join(d, fn), 0o644)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ SESSIONS = [
      "/models/ggml-model-i2_s.gguf", "You are a concise assistant.", SAMPLING),
     (2, "Crème brûlée", T0 + 3600000, T0 + 3700000, "bitnet-demo", "assets/bitnet-demo.gguf",
      "", {"temperature": 0.0, "top_k": 0, "max_tokens": 256, "seed": 7}),
+    # Hostile text: terminal escape sequences must never reach a terminal raw (--show).
+    (3, "Terminal \x1b[2J title", T0 - 86400000, T0 - 86000000, "bitnet-demo", "", "", {}),
 ]
 
 MESSAGES = [
@@ -62,6 +64,8 @@ MESSAGES = [
     (5, 2, "user", "Recette de crème brûlée, s'il te plaît 🍮", T0 + 3601000, 0, 0, 0, 0, "", 0),
     (6, 2, "assistant", "Crème : 50 cl, 6 jaunes, 80 g de sucre. Cuire à 100 °C pendant",
      T0 + 3602000, 22, 18, 210.0, 12.75, "", 1),
+    (7, 3, "user", "show me \x1b]0;pwned\x07 escapes", T0 - 86300000, 0, 0, 0, 0, "", 0),
+    (8, 3, "assistant", "ok \x1b[31mred\x1b[0m \u009b", T0 - 86200000, 5, 4, 10.0, 20.0, "eos", 0),
 ]
 
 

@@ -47,6 +47,7 @@ texts = [
     "\ufeffBOM",
     "mixed日本語English123テキスト",
     "ﬁ ligature Ω ohm K kelvin",
+    " việc hợp nhiều điều jeho",  # whole tokens that merging by rank would split (ignore_merges)
 ]
 for t in texts:
     print(json.dumps({"text": t, "ids": tok.encode(t, add_special_tokens=False).ids},

@@ -1,0 +1,295 @@
+// Dense (f16 / bf16 / f32) kernels: the lm_head GEMV with the final RMSNorm fused in front and
+// the greedy argmax fused behind, and the embedding lookup.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/common.cuh"
+
+namespace {
+
+enum { LM_THREADS = 256, LM_WARPS = LM_THREADS / 32 };
+
+struct LmParams {
+    const void *w;
+    int n, k;
+    const float *x, *norm_w;
+    float eps;
+    float *logits;
+    int *best;
+    int *argmax;
+};
+
+template <typename T> struct Conv;
+template <> struct Conv<__half> {
+    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
+        const __half2 *h = (const __half2 *)&v;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __half22float2(h[i]);
+            acc = fmaf(f.x, x[2 * i], acc);
+            acc = fmaf(f.y, x[2 * i + 1], acc);
+        }
+        return acc;
+    }
+    enum { EPC = 8 };
+};
+template <> struct Conv<__nv_bfloat16> {
+    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            acc = fmaf(__uint_as_float(u[i] << 16), x[2 * i], acc);
+            acc = fmaf(__uint_as_float(u[i] & 0xffff0000u), x[2 * i + 1], acc);
+        }
+        return acc;
+    }
+    enum { EPC = 8 };
+};
+template <> struct Conv<float> {
+    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
+        acc = fmaf(__uint_as_float(v.x), x[0], acc);
+        acc = fmaf(__uint_as_float(v.y), x[1], acc);
+        acc = fmaf(__uint_as_float(v.z), x[2], acc);
+        acc = fmaf(__uint_as_float(v.w), x[3], acc);
+        return acc;
+    }
+    enum { EPC = 4 };
+};
+
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
+    return v > bv || (v == bv && i < bi);
+}
+
+// One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
+// up to MAXL of them in flight before the first use.
+template <typename T, int MAXL>
+__global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
+    extern __shared__ float xs[];
+    __shared__ float red[LM_WARPS];
+    __shared__ float bv_sh[LM_WARPS];
+    __shared__ int bi_sh[LM_WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int EPC = Conv<T>::EPC;
+    const int C = p.k / EPC;
+    const size_t row_chunks = (size_t)C;
+    const uint4 *W = (const uint4 *)p.w;
+    int row = blockIdx.x * LM_WARPS + warp;
+    const int stride = gridDim.x * LM_WARPS;
+
+    uint4 wv[MAXL];
+    auto issue = [&](int r, int base) {
+#pragma unroll
+        for (int i = 0; i < MAXL; i++) {
+            const int c = base + lane + 32 * i;
+            wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    issue(row, 0);
+    pdl_trigger();
+    pdl_wait();
+
+    float inv = 1.0f;
+    if (p.norm_w) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < p.k; i += LM_THREADS) ss += p.x[i] * p.x[i];
+        ss = block_sum<LM_THREADS>(ss, red);
+        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
+    }
+    for (int i = threadIdx.x; i < p.k; i += LM_THREADS)
+        xs[i] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+    __syncthreads();
+
+    float best_v = -INFINITY;
+    int best_i = 0x7fffffff;
+    for (; row < p.n; row += stride) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < MAXL; i++) {
+            const int c = lane + 32 * i;
+            if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
+        }
+        for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
+            issue(row, base);
+#pragma unroll
+            for (int i = 0; i < MAXL; i++) {
+                const int c = base + lane + 32 * i;
+                if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
+            }
+        }
+        const int next = row + stride;
+        if (next < p.n) issue(next, 0);
+        acc = warp_sum(acc);
+        if (lane == 0) p.logits[row] = acc;
+        if (better(acc, row, best_v, best_i)) {
+            best_v = acc;
+            best_i = row;
+        }
+    }
+    if (!p.best) return;
+    if (lane == 0) {
+        bv_sh[warp] = best_v;
+        bi_sh[warp] = best_i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float v = bv_sh[0];
+        int i = bi_sh[0];
+        for (int w = 1; w < LM_WARPS; w++)
+            if (better(bv_sh[w], bi_sh[w], v, i)) {
+                v = bv_sh[w];
+                i = bi_sh[w];
+            }
+        p.best[2 * blockIdx.x] = __float_as_int(v);
+        p.best[2 * blockIdx.x + 1] = i;
+    }
+}
+
+__global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int nblocks, int *out) {
+    __shared__ float vs[32];
+    __shared__ int is[32];
+    pdl_trigger();
+    pdl_wait();
+    float v = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int b = threadIdx.x; b < nblocks; b += blockDim.x) {
+        const float bv = __int_as_float(best[2 * b]);
+        const int bi = best[2 * b + 1];
+        if (better(bv, bi, v, idx)) {
+            v = bv;
+            idx = bi;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (better(ov, oi, v, idx)) {
+            v = ov;
+            idx = oi;
+        }
+    }
+    if ((threadIdx.x & 31) == 0) {
+        vs[threadIdx.x >> 5] = v;
+        is[threadIdx.x >> 5] = idx;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        v = vs[0];
+        idx = is[0];
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+            if (better(vs[w], is[w], v, idx)) {
+                v = vs[w];
+                idx = is[w];
+            }
+        out[0] = idx == 0x7fffffff ? 0 : idx;
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
+                                                    float *x, int *err) {
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x;
+    const int id = tok[t];
+    const bool ok = id >= 0 && id < vocab;
+    if (!ok && threadIdx.x == 0 && err) *err = 1;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = 0.0f;
+        if (ok) {
+            const T w = e[(size_t)id * dim + i];
+            if constexpr (sizeof(T) == 4) v = (float)w;
+            else v = (float)w;
+        }
+        x[(size_t)t * dim + i] = v;
+    }
+}
+
+template <typename T, int MAXL>
+int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
+    static int grid = 0;
+    const size_t smem = (size_t)lp.k * sizeof(float);
+    if (!grid) {
+        int per_sm = 0, dev = 0;
+        cudaDeviceProp prop;
+        KCUDA_TRY(cudaGetDevice(&dev));
+        KCUDA_TRY(cudaGetDeviceProperties(&prop, dev));
+        KCUDA_TRY(cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+        KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS, 64 * 1024 > smem ? smem : 64 * 1024));
+        if (per_sm < 1) per_sm = 1;
+        grid = prop.multiProcessorCount * per_sm;
+    }
+    int g = grid;
+    const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
+    if (g > need) g = need;
+    *nblocks_out = g;
+    return kcuda_launch(lm_head_kernel1<T, MAXL>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+}
+
+template <typename T>
+int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
+    const int per_lane = (lp.k / Conv<T>::EPC + 31) / 32;
+    if (per_lane <= 4) return lm_launch<T, 4>(lp, stream, pdl, nb);
+    if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
+    return lm_launch<T, 12>(lp, stream, pdl, nb);
+}
+
+int g_sms = 0;
+
+}  // namespace
+
+extern "C" int kcuda_lm_head_scratch(int n) {
+    if (!g_sms) {
+        int dev = 0;
+        cudaDeviceProp prop;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+            g_sms = 256;
+        else
+            g_sms = prop.multiProcessorCount;
+    }
+    (void)n;
+    return 2 * 64 * g_sms;  // at most 64 resident blocks per SM
+}
+
+extern "C" int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d_x,
+                             const float *d_norm_w, float eps, float *d_logits, int *d_best,
+                             int *d_argmax, int pdl, void *stream) {
+    if (!d_w || !d_x || !d_logits || (d_best && !d_argmax))
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: NULL pointer");
+    const int esize = type == KCUDA_F32 ? 4 : 2;
+    if (type != KCUDA_F32 && type != KCUDA_F16 && type != KCUDA_BF16)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: bad dtype %d", (int)type);
+    if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", n, k);
+    if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: weights not 16-byte aligned");
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax};
+    int nb = 0, rc;
+    if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
+    else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
+    else rc = lm_dispatch<float>(lp, stream, pdl, &nb);
+    if (rc || !d_best) return rc;
+    if (nb * 2 > kcuda_lm_head_scratch(n))
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: scratch too small for %d blocks", nb);
+    return kcuda_launch(argmax_final_kernel, dim3(1), dim3(1024), 0, stream, pdl, (const int *)d_best, nb, d_argmax);
+}
+
+extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
+                           const int32_t *d_tok, int T, float *d_x, int *d_err, int pdl,
+                           void *stream) {
+    if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
+    if (vocab <= 0 || dim <= 0 || T <= 0)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
+    switch (type) {
+    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err);
+    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
+    }
+}

@@ -1,0 +1,162 @@
+/* CUDA kernels of the BitNet b1.58 forward pass (W2A8), callable from C.
+ *
+ * Layout on the device: a ternary matrix keeps the host I2_S rows (kernels/w2a8.h) byte for
+ * byte, row-major, k_pad/4 bytes a row, with code 3 rewritten to 1 at upload. Why no tile
+ * permutation: a 16-byte load of an I2_S block half gives, after (word >> 6/4/2/0) & 0x03030303,
+ * four int8 words of four consecutive weights each, which feed dp4a against activations at
+ * offsets +0/+32/+64/+96 of the block; rows are contiguous, so a warp reading consecutive
+ * 16-byte pieces of a few rows is fully coalesced. Codes stay unsigned {0,1,2}; the kernels
+ * compute sum(c*q) - sum(q) (exact int32), which equals sum(t*q) with t = c - 1.
+ * Fused matrices (QKV, gate+up) are one device matrix whose rows are the parts' rows:
+ * QKV concatenated (segment scales at the true part boundaries), gate/up interleaved row by row
+ * (g0,u0,g1,u1,...) so one warp sees both halves of a relu^2(g)*u output.
+ *
+ * Every launcher checks its shape and arguments and returns KCUDA_OK (0) or a negative
+ * KCUDA_ERR_*; kcuda_last_error() then holds one line saying why. Nothing prints or exits.
+ * Streams are passed as void * (a cudaStream_t; NULL = the legacy default stream) so that C
+ * files need no CUDA header. Pointers named d_* are device memory. */
+#ifndef BN_KERNELS_CUDA_H
+#define BN_KERNELS_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    KCUDA_OK = 0,
+    KCUDA_ERR_SHAPE = -2,   /* unsupported shape (message names it) */
+    KCUDA_ERR_ARG = -3,     /* NULL pointer, misaligned pointer, bad enum */
+    KCUDA_ERR_CUDA = -4,    /* a CUDA call failed (message has its error string) */
+};
+
+/* Message of the last failure on this thread ("" if none). */
+const char *kcuda_last_error(void);
+
+/* Number of usable CUDA devices; 0 when the driver or device is missing (never fails). */
+int kcuda_device_count(void);
+/* "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" */
+int kcuda_device_describe(char *buf, int cap);
+
+/* ---- ternary matrices ----------------------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *d_codes;  /* device: n_out rows of k_pad/4 bytes, I2_S, codes 0..2 */
+    int n_out, k_pad;        /* k_pad % 128 == 0 */
+    int glu;                 /* rows interleaved gate/up (output n_out/2, relu^2(g)*u) */
+    /* Scale per row segment: rows [0, seg_end[0]) gamma[0], [seg_end[0], seg_end[1])
+     * gamma[1], rest gamma[2]. With glu: even rows gamma[0] (gate), odd rows gamma[1] (up). */
+    int seg_end[2];
+    float gamma[3];
+} KcudaTernary;
+
+/* Copies I2_S rows (host) into d_dst (device, rows*k_pad/4 bytes) starting at device row
+ * `row0` with row stride `row_step` (1 = consecutive; 2 = interleave for gate/up), code 3
+ * rewritten to 1. Synchronous. */
+int kcuda_upload_i2s(uint8_t *d_dst, const uint8_t *h_rows, int rows, int k_pad, int row0,
+                     int row_step);
+
+/* Epilogues of the ternary linear: y = (float)acc / s * gamma(row). */
+typedef enum {
+    KCUDA_EP_F32 = 0,        /* out[r] = y                               (float) */
+    KCUDA_EP_RESID = 1,      /* out[r] += y  (residual add in place)     (float) */
+    KCUDA_EP_GLU = 2,        /* out[r/2] = relu(y_gate)^2 * y_up; needs glu matrix (float) */
+    KCUDA_EP_I32 = 3,        /* out[r] = acc, exact int32 (tests)        (int32) */
+} KcudaEpilogue;
+
+/* Decode GEMV, batch 1. Input either
+ *   (a) d_x (float, k_in <= k_pad values) with an optional RMSNorm (d_norm_w != NULL, eps):
+ *       every block recomputes x_n = norm_w * (x * inv_rms), s = 127/max|x_n|, q = rint(x_n*s)
+ *       in shared memory (the "fused RMSNorm + quant" prologue), or
+ *   (b) pre-quantized d_q (k_pad int8) with d_s (its scale) and d_qsum (sum of q): d_x NULL.
+ * Launched with programmatic dependent launch when pdl != 0 (the weight loads start before the
+ * previous kernel finishes; inputs are read after it). */
+int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const float *d_norm_w,
+                    float eps, const int8_t *d_q, const float *d_s, const int32_t *d_qsum,
+                    KcudaEpilogue ep, void *d_out, int pdl, void *stream);
+
+/* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
+ * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].
+ * d_norm_w NULL = quantize x as is (then q equals quant_act_ref exactly). */
+int kcuda_rmsnorm_quant(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
+                        const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
+                        int32_t *d_qsum, int pdl, void *stream);
+
+/* Prefill GEMM on int8 tensor cores (mma.sync m16n8k32 s8): tokens q [M][k_pad] (from
+ * kcuda_rmsnorm_quant), out rows of ld_out elements, epilogue as above per token. */
+int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
+                    const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
+                    void *stream);
+
+/* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
+
+typedef enum { KCUDA_F32 = 0, KCUDA_F16 = 1, KCUDA_BF16 = 30 } KcudaDtype;
+
+/* logits[r] = sum_j W[r][j] * x_n[j] (fp32 accumulation) for W [n][k], x_n = RMSNorm(x, norm_w)
+ * (norm skipped when d_norm_w is NULL). When d_best != NULL, also the greedy pick: block
+ * maxima go to d_best (2 ints per block, scratch of kcuda_lm_head_scratch ints) and
+ * d_argmax[0] receives the index of the largest logit (lowest index on ties). */
+int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d_x,
+                  const float *d_norm_w, float eps, float *d_logits, int *d_best, int *d_argmax,
+                  int pdl, void *stream);
+int kcuda_lm_head_scratch(int n);
+
+/* x[t][:] = float(E[tok[t]][:]) for t < T; tokens out of range give an error flag in
+ * d_err (set to 1) and a zero row. */
+int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim, const int32_t *d_tok,
+                int T, float *d_x, int *d_err, int pdl, void *stream);
+
+/* ---- attention ----------------------------------------------------------------------------- */
+
+/* KV cache of one layer: K and V, each [n_kv][ctx][head_dim] f16. */
+typedef struct {
+    int n_heads, n_kv, head_dim, ctx;
+    int rope_style;          /* 0: pairs (i, i+hd/2); 1: pairs (2i, 2i+1) */
+    const float *d_rope;     /* [ctx][hd/2][2] cos, sin (kernels_cpu.h rope_table_init) */
+} KcudaAttnShape;
+
+/* Decode: one token at position *d_pos (device int), qkv = [q | k | v] (f32, n_heads*hd +
+ * 2*n_kv*hd). Applies RoPE, writes k, v (f16) at *d_pos, attends positions 0..*d_pos, writes
+ * out [n_heads*hd]. Split over the sequence in chunks of 64 with a last-block combine;
+ * d_part (kcuda_attn_decode_scratch floats) and d_count (n_kv ints, zero at start, left zero)
+ * are scratch. */
+int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
+                      uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
+                      int *d_count, int pdl, void *stream);
+size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
+
+/* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv]. RoPE on q (in place) and k,
+ * k/v written to the cache, then causal attention over positions 0..pos0+t for each t;
+ * out [T][n_heads*hd]. */
+int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
+                       uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
+
+/* ---- benchmark ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int n, k;
+    double w2a8_us, w2a8_pdl_us;  /* per launch, L2-cold (rotating buffers), in a CUDA graph */
+    double cublas_us;             /* cuBLAS bf16 GEMV, same method; < 0 if unavailable */
+    double w2a8_bytes, bf16_bytes;
+    int rot_w2a8, rot_bf16;       /* number of rotating weight buffers */
+    int checked_rows;             /* rows compared exactly against w2a8_gemv_ref */
+} KcudaGemvBench;
+
+/* Device-to-device copy bandwidth (read + write bytes counted), GB/s, median of reps. */
+double kcuda_copy_bandwidth_gbs(size_t bytes, int reps);
+/* Times the W2A8 GEMV and a cuBLAS bf16 GEMV for each shape (see KcudaGemvBench). Each W2A8
+ * shape is first checked exactly against w2a8_gemv_ref on sampled rows; a mismatch fails. */
+int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick);
+/* Four GEMVs of one 2B layer (QKV, O, gate/up, down) in sequence, L2-cold, in a graph:
+ * microseconds per layer, with and without PDL. */
+int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl);
+
+/* Bytes of device memory in use now (cudaMemGetInfo total - free). */
+size_t kcuda_mem_used(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,344 @@
+// W2A8 decode GEMV (batch 1) with the fused RMSNorm+quant prologue and the epilogues of
+// kernels_cuda.h; per-row RMSNorm+quant for the prefill path. Lab lineage: kernels/dev
+// w2a8_gemv.cu version 3 (I2_S rows, 16-byte loads, all of a lane's loads issued before the
+// prologue, 8 lanes per row, swizzled activations in shared memory).
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "kernels/cuda/common.cuh"
+
+static thread_local char g_err[512];
+
+int kcuda_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+extern "C" const char *kcuda_last_error(void) { return g_err; }
+
+extern "C" int kcuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" int kcuda_device_describe(char *buf, int cap) {
+    int dev = 0;
+    cudaDeviceProp p;
+    KCUDA_TRY(cudaGetDevice(&dev));
+    KCUDA_TRY(cudaGetDeviceProperties(&p, dev));
+    snprintf(buf, (size_t)cap, "%s, sm_%d%d, %d SMs, %.1f GiB", p.name, p.major, p.minor,
+             p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024 * 1024));
+    return KCUDA_OK;
+}
+
+extern "C" size_t kcuda_mem_used(void) {
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return 0;
+    return tot - fr;
+}
+
+// ---- upload ------------------------------------------------------------------------------------
+
+extern "C" int kcuda_upload_i2s(uint8_t *d_dst, const uint8_t *h_rows, int rows, int k_pad,
+                                int row0, int row_step) {
+    if (!d_dst || !h_rows || rows <= 0 || k_pad <= 0 || k_pad % 128 || row0 < 0 || row_step < 1)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_upload_i2s: bad arguments (rows %d, k_pad %d)",
+                          rows, k_pad);
+    const size_t rb = (size_t)k_pad / 4;
+    uint8_t *tmp = (uint8_t *)malloc(rb * (size_t)rows);
+    if (!tmp) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_upload_i2s: out of host memory");
+    for (size_t i = 0; i < rb * (size_t)rows; i++) {
+        // Code 3 is never written; the reference reads it as 0, so make it code 1.
+        uint8_t b = h_rows[i];
+        uint8_t hi = b & 0xaa, lo = b & 0x55;
+        uint8_t three = hi & (uint8_t)(lo << 1);  // bit 2i+1 set where the pair is 11
+        b ^= three;                               // 11 -> 01
+        tmp[i] = b;
+    }
+    cudaError_t e;
+    if (row_step == 1)
+        e = cudaMemcpy(d_dst + rb * (size_t)row0, tmp, rb * (size_t)rows, cudaMemcpyHostToDevice);
+    else
+        e = cudaMemcpy2D(d_dst + rb * (size_t)row0, rb * (size_t)row_step, tmp, rb, rb,
+                         (size_t)rows, cudaMemcpyHostToDevice);
+    free(tmp);
+    if (e != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_upload_i2s: %s", cudaGetErrorString(e));
+    return KCUDA_OK;
+}
+
+// ---- GEMV ----------------------------------------------------------------------------------------
+
+struct GemvParams {
+    const uint8_t *w;
+    int n_out, k_pad, k_in;
+    const float *x, *norm_w;
+    float eps;
+    const int8_t *q;
+    const float *s;
+    const int32_t *qsum;
+    int seg0, seg1;
+    float g0, g1, g2;
+    void *out;
+};
+
+enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
+
+// Activation layout in shared memory: chunk c (64 weights = 16 bytes of a row, half h of I2_S
+// block b) needs the 16 activations at block offsets 32j + 16h for j = 0..3. Those four
+// 16-byte pieces are stored together at 64c, piece j in slot (j + b) % 4, so the 8 lanes of a
+// row group (chunks c..c+7) hit 8 different 16-byte bank groups.
+__device__ __forceinline__ int act_offset(int i) {
+    const int b = i >> 7, o = i & 127, j = o >> 5, h = (o >> 4) & 1, e = o & 15;
+    return (b << 7) + (h << 6) + (((j + b) & 3) << 4) + e;
+}
+
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int acc) {
+    const int b = c >> 1;
+    const uint4 *base = (const uint4 *)(qs + (c << 6));
+    const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint4 a = base[(j + b) & 3];
+        const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
+        const int sh = 6 - 2 * j;
+#pragma unroll
+        for (int m = 0; m < 4; m++) acc = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc);
+    }
+    return acc;
+}
+
+template <int MAXC, int EP>
+__global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) {
+    extern __shared__ uint4 smem_q4[];
+    int8_t *qs = (int8_t *)smem_q4;
+    __shared__ float red[GEMV_THREADS / 32];
+    __shared__ float s_sh;
+    __shared__ int qsum_sh;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int grp = lane >> 3, sub = lane & 7;
+    const int row = blockIdx.x * GEMV_ROWS + warp * 4 + grp;
+    const bool row_ok = row < p.n_out;
+    const int C = p.k_pad >> 6;
+    const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row_ok ? row : 0) * (size_t)(p.k_pad >> 2));
+
+    // Weights do not depend on the previous kernel: start streaming them now.
+    uint4 wv[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int c = sub + 8 * i;
+        wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_trigger();
+    pdl_wait();
+
+    if (p.x) {
+        // Prologue writes natural order into a temporary, then the swizzle: do it directly by
+        // computing per element offsets.
+        const int tid = threadIdx.x;
+        float inv = 1.0f;
+        if (p.norm_w) {
+            float ss = 0.0f;
+            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
+            ss = block_sum<GEMV_THREADS>(ss, red);
+            inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+        }
+        float amax = 0.0f;
+        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
+            float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+            amax = fmaxf(amax, fabsf(v));
+        }
+        amax = block_max<GEMV_THREADS>(amax, red);
+        const float s = 127.0f / fmaxf(amax, 1e-5f);
+        int sum = 0;
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
+            uint32_t word = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int i = i4 + j;
+                int qi = 0;
+                if (i < p.k_in) {
+                    float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+                    float r = fminf(fmaxf(rintf(v * s), -128.0f), 127.0f);
+                    qi = (int)r;
+                }
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * j);
+            }
+            *(uint32_t *)(qs + act_offset(i4)) = word;
+        }
+        sum = block_sum_i<GEMV_THREADS>(sum, red);
+        if (threadIdx.x == 0) {
+            s_sh = s;
+            qsum_sh = sum;
+        }
+    } else {
+        for (int i4 = threadIdx.x * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
+            *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
+        if (threadIdx.x == 0) {
+            s_sh = p.s ? p.s[0] : 1.0f;
+            qsum_sh = p.qsum[0];
+        }
+    }
+    __syncthreads();
+
+    int acc = 0;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int c = sub + 8 * i;
+        if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+    }
+    for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = base + sub + 8 * i;
+            wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = base + sub + 8 * i;
+            if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+        }
+    }
+    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+    acc -= qsum_sh;  // codes c = t + 1
+    const float s = s_sh;
+    if (EP == KCUDA_EP_GLU) {
+        const float y = (float)acc / s * ((grp & 1) ? p.g1 : p.g0);
+        const float up = __shfl_down_sync(0xffffffffu, y, 8);
+        if (sub == 0 && (grp & 1) == 0 && row_ok) {
+            const float r = y > 0.0f ? y : 0.0f;
+            ((float *)p.out)[row >> 1] = r * r * up;
+        }
+        return;
+    }
+    if (sub != 0 || !row_ok) return;
+    if (EP == KCUDA_EP_I32) {
+        ((int32_t *)p.out)[row] = acc;
+        return;
+    }
+    const float g = row < p.seg0 ? p.g0 : row < p.seg1 ? p.g1 : p.g2;
+    const float y = (float)acc / s * g;
+    float *o = (float *)p.out + row;
+    if (EP == KCUDA_EP_RESID) *o = *o + y;
+    else *o = y;
+}
+
+template <int MAXC>
+static int gemv_dispatch_ep(int ep, dim3 grid, size_t smem, void *stream, int pdl,
+                            const GemvParams &p) {
+    switch (ep) {
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_F32>, grid, dim3(GEMV_THREADS), smem, stream, pdl, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_RESID>, grid, dim3(GEMV_THREADS), smem, stream, pdl, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_GLU>, grid, dim3(GEMV_THREADS), smem, stream, pdl, p);
+    default: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_I32>, grid, dim3(GEMV_THREADS), smem, stream, pdl, p);
+    }
+}
+
+static int check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn) {
+    if (!w || !w->d_codes)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL matrix", fn);
+    if (w->n_out <= 0 || w->k_pad <= 0 || w->k_pad % 128)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (k_pad must be a positive multiple of 128)", fn, w->n_out, w->k_pad);
+    if ((uintptr_t)w->d_codes % 16)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
+    if (ep == KCUDA_EP_GLU && (!w->glu || w->n_out % 2))
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: GLU epilogue needs an interleaved gate/up matrix with even rows (n_out %d)", fn, w->n_out);
+    if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: gate/up matrix needs the GLU epilogue", fn);
+    if ((int)ep < 0 || (int)ep > 3) return kcuda_fail(KCUDA_ERR_ARG, "%s: bad epilogue %d", fn, (int)ep);
+    return KCUDA_OK;
+}
+
+static GemvParams make_params(const KcudaTernary *w, void *out) {
+    GemvParams p = {};
+    p.w = w->d_codes;
+    p.n_out = w->n_out;
+    p.k_pad = w->k_pad;
+    p.seg0 = w->glu ? w->n_out : w->seg_end[0];
+    p.seg1 = w->glu ? w->n_out : w->seg_end[1];
+    p.g0 = w->gamma[0];
+    p.g1 = w->gamma[1];
+    p.g2 = w->gamma[2];
+    p.out = out;
+    return p;
+}
+
+extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in,
+                               const float *d_norm_w, float eps, const int8_t *d_q,
+                               const float *d_s, const int32_t *d_qsum, KcudaEpilogue ep,
+                               void *d_out, int pdl, void *stream) {
+    int rc = check_ternary(w, ep, "kcuda_w2a8_gemv");
+    if (rc) return rc;
+    if (!d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemv: NULL output");
+    if (d_x) {
+        if (k_in <= 0 || k_in > w->k_pad)
+            return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemv: input length %d does not fit k_pad %d", k_in, w->k_pad);
+    } else if (!d_q || !d_qsum || ((uintptr_t)d_q % 4)) {
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemv: needs d_x, or d_q (4-byte aligned) with d_qsum");
+    }
+    if (w->k_pad > 32768)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemv: k_pad %d above 32768 (shared memory)", w->k_pad);
+    GemvParams p = make_params(w, d_out);
+    p.k_in = d_x ? k_in : w->k_pad;
+    p.x = d_x;
+    p.norm_w = d_norm_w;
+    p.eps = eps;
+    p.q = d_q;
+    p.s = d_s;
+    p.qsum = d_qsum;
+    const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
+    const size_t smem = (size_t)w->k_pad;
+    const int per_lane = (w->k_pad / 64 + 7) / 8;
+    if (per_lane <= 4) return gemv_dispatch_ep<4>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 8) return gemv_dispatch_ep<8>(ep, grid, smem, stream, pdl, p);
+    return gemv_dispatch_ep<16>(ep, grid, smem, stream, pdl, p);
+}
+
+// ---- per-row RMSNorm + quant (prefill) ------------------------------------------------------
+
+__global__ void __launch_bounds__(GEMV_THREADS) rmsnorm_quant_rows_kernel(
+    const float *x, int ld_x, int k_in, int k_pad, const float *norm_w, float eps, int8_t *q,
+    float *s, int32_t *qsum) {
+    __shared__ float red[GEMV_THREADS / 32];
+    pdl_trigger();
+    pdl_wait();
+    const int r = blockIdx.x;
+    int sum = 0;
+    const float sc = norm_quant_prologue<GEMV_THREADS>(x + (size_t)r * ld_x, k_in, k_pad, norm_w,
+                                                       eps, q + (size_t)r * k_pad, &sum, red);
+    if (threadIdx.x == 0) {
+        s[r] = sc;
+        qsum[r] = sum;
+    }
+}
+
+extern "C" int kcuda_rmsnorm_quant(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
+                                   const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
+                                   int32_t *d_qsum, int pdl, void *stream) {
+    if (!d_x || !d_q || !d_s || !d_qsum)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_rmsnorm_quant: NULL pointer");
+    if (rows <= 0 || k_in <= 0 || k_in > k_pad || k_pad % 128 || ld_x < k_in)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_rmsnorm_quant: rows %d, k_in %d, k_pad %d, ld %d unsupported", rows, k_in, k_pad, ld_x);
+    if ((uintptr_t)d_q % 4)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_rmsnorm_quant: q not 4-byte aligned");
+    return kcuda_launch(rmsnorm_quant_rows_kernel, dim3((unsigned)rows), dim3(GEMV_THREADS), 0,
+                        stream, pdl, d_x, ld_x, k_in, k_pad, d_norm_w, eps, d_q, d_s, d_qsum);
+}

@@ -1,0 +1,430 @@
+/* Each CUDA kernel against the scalar references of kernels/w2a8.h (and plain loops here):
+ * exact int32 accumulators of the GEMV and GEMM, the same float epilogue bit for bit, the fused
+ * quant prologue equal to quant_act_ref, poisoned outputs, ragged shapes (odd N, k_in < k_pad),
+ * rejected bad shapes; the lm_head + argmax, and attention (decode with splits, prefill).
+ * Skips (77) without a CUDA device. */
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/cuda/kernels_cuda.h"
+#include "kernels/w2a8.h"
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float frand(float a) { return ((float)(rnd() % 200001) / 100000.0f - 1.0f) * a; }
+
+static void *dmalloc(size_t n) {
+    void *p = NULL;
+    REQUIRE(cudaMalloc(&p, n) == cudaSuccess);
+    return p;
+}
+static void up(void *d, const void *h, size_t n) { REQUIRE(cudaMemcpy(d, h, n, cudaMemcpyHostToDevice) == cudaSuccess); }
+static void down(void *h, const void *d, size_t n) {
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(cudaMemcpy(h, d, n, cudaMemcpyDeviceToHost) == cudaSuccess);
+}
+
+/* Random I2_S rows; about 1 in 50 code pairs is 3 (never written, read as 0). */
+static void rand_i2s(uint8_t *w, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) {
+        uint8_t v = 0;
+        for (int j = 0; j < 4; j++) {
+            uint32_t c = rnd() % 100;
+            v |= (uint8_t)((c < 2 ? 3 : c % 3) << (2 * j));
+        }
+        w[i] = v;
+    }
+}
+
+static float host_y(int32_t acc, float s, float g) { return (float)acc / s * g; }
+
+static void test_gemv(int n, int k_in, int glu) {
+    const int k_pad = i2s_round_up_k(k_in);
+    const size_t rb = (size_t)k_pad / 4;
+    uint8_t *hw = malloc(rb * n);
+    rand_i2s(hw, rb * n);
+    float *x = malloc(sizeof(float) * k_pad);
+    for (int i = 0; i < k_in; i++) x[i] = frand(3.0f);
+    int8_t *q = malloc(k_pad);
+    const float s = quant_act_ref(x, k_in, k_pad, q);
+    int32_t qsum = 0;
+    for (int i = 0; i < k_pad; i++) qsum += q[i];
+    int32_t *ref = malloc(sizeof(int32_t) * n);
+    w2a8_gemv_ref(hw, n, k_pad, q, ref);
+
+    uint8_t *dw = dmalloc(rb * n);
+    float *dx = dmalloc(sizeof(float) * k_pad);
+    int8_t *dq = dmalloc(k_pad);
+    float *ds = dmalloc(4);
+    int32_t *dqs = dmalloc(4);
+    void *dout = dmalloc(sizeof(float) * n);
+    up(dx, x, sizeof(float) * k_in);
+    up(dq, q, k_pad);
+    up(ds, &s, 4);
+    up(dqs, &qsum, 4);
+    KcudaTernary m = {0};
+    m.d_codes = dw;
+    m.n_out = n;
+    m.k_pad = k_pad;
+    int32_t *got = malloc(sizeof(int32_t) * n);
+    float *gotf = malloc(sizeof(float) * n);
+    if (!glu) {
+        REQUIRE(kcuda_upload_i2s(dw, hw, n, k_pad, 0, 1) == 0);
+        m.seg_end[0] = n / 2;
+        m.seg_end[1] = (3 * n) / 4;
+        m.gamma[0] = 0.75f, m.gamma[1] = 1.25f, m.gamma[2] = 2.5f;
+        /* (1) pre-quantized input, exact int32 */
+        REQUIRE(cudaMemset(dout, 0x7f, sizeof(float) * n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemv(&m, NULL, 0, NULL, 0, dq, ds, dqs, KCUDA_EP_I32, dout, 0, NULL), 0);
+        down(got, dout, sizeof(int32_t) * n);
+        int bad = 0;
+        for (int r = 0; r < n; r++) bad += got[r] != ref[r];
+        CHECK_MSG(bad == 0, "gemv %dx%d prequant: %d rows differ", n, k_in, bad);
+        /* (2) the fused quantization prologue, exact int32 */
+        REQUIRE(cudaMemset(dout, 0x7f, sizeof(float) * n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, NULL, 0, NULL, NULL, NULL, KCUDA_EP_I32, dout, 1, NULL), 0);
+        down(got, dout, sizeof(int32_t) * n);
+        bad = 0;
+        for (int r = 0; r < n; r++) bad += got[r] != ref[r];
+        CHECK_MSG(bad == 0, "gemv %dx%d fused quant: %d rows differ", n, k_in, bad);
+        /* (3) float epilogue with segment scales, bit-identical to the host formula */
+        REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), 0);
+        down(gotf, dout, sizeof(float) * n);
+        bad = 0;
+        for (int r = 0; r < n; r++) {
+            const float g = r < m.seg_end[0] ? m.gamma[0] : r < m.seg_end[1] ? m.gamma[1] : m.gamma[2];
+            bad += gotf[r] != host_y(ref[r], s, g);
+        }
+        CHECK_MSG(bad == 0, "gemv %dx%d f32 epilogue: %d rows differ", n, k_in, bad);
+        /* (4) residual add */
+        float *base = malloc(sizeof(float) * n);
+        for (int r = 0; r < n; r++) base[r] = frand(10.0f);
+        up(dout, base, sizeof(float) * n);
+        CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, NULL, 0, NULL, NULL, NULL, KCUDA_EP_RESID, dout, 0, NULL), 0);
+        down(gotf, dout, sizeof(float) * n);
+        bad = 0;
+        for (int r = 0; r < n; r++) {
+            const float g = r < m.seg_end[0] ? m.gamma[0] : r < m.seg_end[1] ? m.gamma[1] : m.gamma[2];
+            bad += gotf[r] != base[r] + host_y(ref[r], s, g);
+        }
+        CHECK_MSG(bad == 0, "gemv %dx%d residual epilogue: %d rows differ", n, k_in, bad);
+        free(base);
+    } else {
+        /* host rows 0..n/2-1 = gate, n/2.. = up; device interleaves them */
+        const int h = n / 2;
+        REQUIRE(kcuda_upload_i2s(dw, hw, h, k_pad, 0, 2) == 0);
+        REQUIRE(kcuda_upload_i2s(dw, hw + rb * h, h, k_pad, 1, 2) == 0);
+        m.glu = 1;
+        m.gamma[0] = 0.5f, m.gamma[1] = 1.5f;
+        REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, NULL, 0, NULL, NULL, NULL, KCUDA_EP_GLU, dout, 0, NULL), 0);
+        down(gotf, dout, sizeof(float) * h);
+        int bad = 0;
+        for (int i = 0; i < h; i++) {
+            const float g = host_y(ref[i], s, 0.5f), u = host_y(ref[h + i], s, 1.5f);
+            const float r = g > 0 ? g : 0;
+            bad += gotf[i] != r * r * u;
+        }
+        CHECK_MSG(bad == 0, "gemv glu %dx%d: %d outputs differ", n, k_in, bad);
+        /* GEMM GLU, 3 tokens: the same input three times */
+        int8_t *q3 = malloc((size_t)3 * k_pad);
+        float s3[3] = {s, s, s};
+        int32_t qs3[3] = {qsum, qsum, qsum};
+        for (int t = 0; t < 3; t++) memcpy(q3 + (size_t)t * k_pad, q, k_pad);
+        int8_t *dq3 = dmalloc((size_t)3 * k_pad);
+        float *ds3 = dmalloc(12);
+        int32_t *dqs3 = dmalloc(12);
+        float *do3 = dmalloc(sizeof(float) * 3 * h);
+        up(dq3, q3, (size_t)3 * k_pad);
+        up(ds3, s3, 12);
+        up(dqs3, qs3, 12);
+        REQUIRE(cudaMemset(do3, 0xff, sizeof(float) * 3 * h) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq3, ds3, dqs3, 3, KCUDA_EP_GLU, do3, h, NULL), 0);
+        float *g3 = malloc(sizeof(float) * 3 * h);
+        down(g3, do3, sizeof(float) * 3 * h);
+        bad = 0;
+        for (int t = 0; t < 3; t++)
+            for (int i = 0; i < h; i++) bad += g3[(size_t)t * h + i] != gotf[i];
+        CHECK_MSG(bad == 0, "gemm glu %dx%d: %d outputs differ from the GEMV", n, k_in, bad);
+        free(q3), free(g3);
+        cudaFree(dq3), cudaFree(ds3), cudaFree(dqs3), cudaFree(do3);
+    }
+    free(hw), free(x), free(q), free(ref), free(got), free(gotf);
+    cudaFree(dw), cudaFree(dx), cudaFree(dq), cudaFree(ds), cudaFree(dqs), cudaFree(dout);
+}
+
+/* GEMM: M tokens, exact int32 against w2a8_gemv_ref per token, and the f32 epilogue. Also the
+ * per-row norm+quant kernel (no norm) against quant_act_ref. */
+static void test_gemm(int M, int n, int k_in) {
+    const int k_pad = i2s_round_up_k(k_in);
+    const size_t rb = (size_t)k_pad / 4;
+    uint8_t *hw = malloc(rb * n);
+    rand_i2s(hw, rb * n);
+    float *x = calloc((size_t)M * k_in, sizeof(float));
+    for (size_t i = 0; i < (size_t)M * k_in; i++) x[i] = frand(2.0f);
+    int8_t *q = malloc((size_t)M * k_pad);
+    float *s = malloc(sizeof(float) * M);
+    for (int t = 0; t < M; t++) s[t] = quant_act_ref(x + (size_t)t * k_in, k_in, k_pad, q + (size_t)t * k_pad);
+    uint8_t *dw = dmalloc(rb * n);
+    float *dx = dmalloc(sizeof(float) * M * k_in);
+    int8_t *dq = dmalloc((size_t)M * k_pad);
+    float *ds = dmalloc(sizeof(float) * M);
+    int32_t *dqs = dmalloc(sizeof(int32_t) * M);
+    int32_t *dout = dmalloc(sizeof(int32_t) * M * n);
+    REQUIRE(kcuda_upload_i2s(dw, hw, n, k_pad, 0, 1) == 0);
+    up(dx, x, sizeof(float) * M * k_in);
+    REQUIRE(cudaMemset(dq, 0x55, (size_t)M * k_pad) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, M, k_in, k_in, k_pad, NULL, 0, dq, ds, dqs, 0, NULL), 0);
+    int8_t *gq = malloc((size_t)M * k_pad);
+    float *gs = malloc(sizeof(float) * M);
+    down(gq, dq, (size_t)M * k_pad);
+    down(gs, ds, sizeof(float) * M);
+    CHECK_MSG(memcmp(gq, q, (size_t)M * k_pad) == 0, "rmsnorm_quant rows (no norm) differ from quant_act_ref");
+    int bad = 0;
+    for (int t = 0; t < M; t++) bad += gs[t] != s[t];
+    CHECK_MSG(bad == 0, "quant scales differ in %d rows", bad);
+    REQUIRE(cudaMemset(dout, 0x7f, sizeof(int32_t) * M * n) == cudaSuccess);
+    KcudaTernary m = {0};
+    m.d_codes = dw;
+    m.n_out = n;
+    m.k_pad = k_pad;
+    m.seg_end[0] = m.seg_end[1] = n;
+    m.gamma[0] = m.gamma[1] = m.gamma[2] = 0.3f;
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_I32, dout, n, NULL), 0);
+    int32_t *got = malloc(sizeof(int32_t) * M * n), *ref = malloc(sizeof(int32_t) * n);
+    down(got, dout, sizeof(int32_t) * M * n);
+    bad = 0;
+    for (int t = 0; t < M; t++) {
+        w2a8_gemv_ref(hw, n, k_pad, q + (size_t)t * k_pad, ref);
+        for (int r = 0; r < n; r++) bad += got[(size_t)t * n + r] != ref[r];
+    }
+    CHECK_MSG(bad == 0, "gemm M=%d %dx%d: %d outputs differ", M, n, k_in, bad);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_F32, dout, n, NULL), 0);
+    float *gf = (float *)got;
+    down(gf, dout, sizeof(float) * M * n);
+    bad = 0;
+    for (int t = 0; t < M; t++) {
+        w2a8_gemv_ref(hw, n, k_pad, q + (size_t)t * k_pad, ref);
+        for (int r = 0; r < n; r++) bad += gf[(size_t)t * n + r] != host_y(ref[r], s[t], 0.3f);
+    }
+    CHECK_MSG(bad == 0, "gemm M=%d %dx%d f32: %d outputs differ", M, n, k_in, bad);
+    free(hw), free(x), free(q), free(s), free(gq), free(gs), free(got), free(ref);
+    cudaFree(dw), cudaFree(dx), cudaFree(dq), cudaFree(ds), cudaFree(dqs), cudaFree(dout);
+}
+
+static void test_bad_shapes(void) {
+    uint8_t *dw = dmalloc(4096);
+    float *dx = dmalloc(4096);
+    float *dout = dmalloc(4096);
+    KcudaTernary m = {0};
+    m.d_codes = dw;
+    m.n_out = 8;
+    m.k_pad = 100; /* not a multiple of 128 */
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 100, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_SHAPE);
+    CHECK(strstr(kcuda_last_error(), "multiple of 128") != NULL);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, (int8_t *)dx, dx, (int32_t *)dx, 4, KCUDA_EP_F32, dout, 8, NULL), KCUDA_ERR_SHAPE);
+    m.k_pad = 128;
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 200, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 128, NULL, 0, NULL, NULL, NULL, KCUDA_EP_GLU, dout, 0, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, NULL, 0, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_ARG);
+    m.d_codes = dw + 4; /* misaligned */
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 128, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_lm_head(KCUDA_F16, dw, 10, 100, dx, NULL, 0, dout, NULL, NULL, 0, NULL), KCUDA_ERR_SHAPE);
+    KcudaAttnShape a = {4, 3, 64, 16, 0, dx}; /* 4 heads over 3 kv heads */
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 1024, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, 1, 64, 200, 128, NULL, 0, (int8_t *)dw, dx, (int32_t *)dx, 0, NULL), KCUDA_ERR_SHAPE);
+    cudaFree(dw), cudaFree(dx), cudaFree(dout);
+}
+
+static uint16_t f2h(float f) { /* round to nearest even, normal range only (test data) */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax < 0x38800000u) return (uint16_t)sign;
+    uint32_t h = (ax >> 13) - ((127u - 15u) << 10);
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+static float h2f(uint16_t h) {
+    const uint32_t e = (h >> 10) & 0x1f, mnt = h & 0x3ff, sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t x = e == 0 ? sign : (sign | ((e + 112u) << 23) | (mnt << 13));
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+static void test_lm_head(KcudaDtype type, int n, int k) {
+    const size_t es = type == KCUDA_F32 ? 4 : 2;
+    void *hw = malloc(es * n * k);
+    double *wf = malloc(sizeof(double) * n * k);
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        const float v = frand(1.0f);
+        if (type == KCUDA_F32) ((float *)hw)[i] = v, wf[i] = v;
+        else if (type == KCUDA_F16) ((uint16_t *)hw)[i] = f2h(v), wf[i] = h2f(f2h(v));
+        else {
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            ((uint16_t *)hw)[i] = (uint16_t)(u >> 16);
+            u &= 0xffff0000u;
+            float t;
+            memcpy(&t, &u, 4);
+            wf[i] = t;
+        }
+    }
+    float *x = malloc(sizeof(float) * k), *nw = malloc(sizeof(float) * k);
+    double ss = 0;
+    for (int i = 0; i < k; i++) x[i] = frand(2.0f), nw[i] = 0.5f + frand(0.4f), ss += (double)x[i] * x[i];
+    const double inv = 1.0 / sqrt(ss / k + 1e-5);
+    void *dw = dmalloc(es * n * k);
+    float *dx = dmalloc(sizeof(float) * k), *dn = dmalloc(sizeof(float) * k), *dl = dmalloc(sizeof(float) * n);
+    int *dbest = dmalloc(sizeof(int) * kcuda_lm_head_scratch(n)), *dam = dmalloc(sizeof(int));
+    up(dw, hw, es * n * k);
+    up(dx, x, sizeof(float) * k);
+    up(dn, nw, sizeof(float) * k);
+    REQUIRE(cudaMemset(dl, 0xff, sizeof(float) * n) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_lm_head(type, dw, n, k, dx, dn, 1e-5f, dl, dbest, dam, 1, NULL), 0);
+    float *got = malloc(sizeof(float) * n);
+    int am = -1;
+    down(got, dl, sizeof(float) * n);
+    down(&am, dam, sizeof(int));
+    double maxerr = 0, maxref = 0;
+    int ref_am = 0;
+    for (int r = 0; r < n; r++) {
+        double acc = 0;
+        for (int j = 0; j < k; j++) acc += wf[(size_t)r * k + j] * (nw[j] * (x[j] * inv));
+        maxerr = fmax(maxerr, fabs(acc - got[r]));
+        maxref = fmax(maxref, fabs(acc));
+        if (got[r] > got[ref_am]) ref_am = r;
+    }
+    CHECK_MSG(maxerr <= 1e-5 * maxref + 1e-5, "lm_head type %d: max error %g (max |logit| %g)", (int)type, maxerr, maxref);
+    CHECK_EQ_INT(am, ref_am);
+    free(hw), free(wf), free(x), free(nw), free(got);
+    cudaFree(dw), cudaFree(dx), cudaFree(dn), cudaFree(dl), cudaFree(dbest), cudaFree(dam);
+}
+
+/* Attention: host reference over f16-rounded K/V (RoPE rotate-half or adjacent). */
+static void rope_host(float *v, int hd, int pos, float theta, int style) {
+    const int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        const float a = (float)pos * inv_freq, c = cosf(a), s = sinf(a);
+        const int i0 = style ? 2 * i : i, i1 = style ? 2 * i + 1 : i + half;
+        const float x0 = v[i0], x1 = v[i1];
+        v[i0] = x0 * c - x1 * s;
+        v[i1] = x1 * c + x0 * s;
+    }
+}
+
+static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
+    const float theta = 10000.0f;
+    const int qkv_dim = (n_heads + 2 * n_kv) * hd, half = hd / 2;
+    float *rope = malloc(sizeof(float) * ctx * hd);
+    for (int i = 0; i < half; i++) {
+        const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int p = 0; p < ctx; p++) {
+            rope[((size_t)p * half + i) * 2] = cosf((float)p * inv_freq);
+            rope[((size_t)p * half + i) * 2 + 1] = sinf((float)p * inv_freq);
+        }
+    }
+    float *qkv = malloc(sizeof(float) * qkv_dim * steps);
+    for (int i = 0; i < qkv_dim * steps; i++) qkv[i] = frand(1.5f);
+    /* host K/V after rope, f16-rounded */
+    float *K = malloc(sizeof(float) * steps * n_kv * hd), *V = malloc(sizeof(float) * steps * n_kv * hd);
+    float *Q = malloc(sizeof(float) * steps * n_heads * hd);
+    for (int t = 0; t < steps; t++) {
+        const float *row = qkv + (size_t)t * qkv_dim;
+        memcpy(Q + (size_t)t * n_heads * hd, row, sizeof(float) * n_heads * hd);
+        for (int h = 0; h < n_heads; h++) rope_host(Q + ((size_t)t * n_heads + h) * hd, hd, t, theta, style);
+        for (int g = 0; g < n_kv; g++) {
+            float *k = K + ((size_t)t * n_kv + g) * hd, *v = V + ((size_t)t * n_kv + g) * hd;
+            memcpy(k, row + (size_t)(n_heads + g) * hd, sizeof(float) * hd);
+            memcpy(v, row + (size_t)(n_heads + n_kv + g) * hd, sizeof(float) * hd);
+            rope_host(k, hd, t, theta, style);
+            for (int i = 0; i < hd; i++) k[i] = h2f(f2h(k[i])), v[i] = h2f(f2h(v[i]));
+        }
+    }
+    float *ref = malloc(sizeof(float) * steps * n_heads * hd), *sc = malloc(sizeof(float) * steps);
+    for (int t = 0; t < steps; t++)
+        for (int h = 0; h < n_heads; h++) {
+            const int g = h / (n_heads / n_kv);
+            const float *q = Q + ((size_t)t * n_heads + h) * hd;
+            double mx = -1e30, sum = 0;
+            for (int j = 0; j <= t; j++) {
+                double d = 0;
+                for (int i = 0; i < hd; i++) d += (double)q[i] * K[((size_t)j * n_kv + g) * hd + i];
+                sc[j] = (float)(d / sqrt((double)hd));
+                mx = fmax(mx, sc[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += exp(sc[j] - mx);
+            for (int i = 0; i < hd; i++) {
+                double o = 0;
+                for (int j = 0; j <= t; j++) o += exp(sc[j] - mx) / sum * V[((size_t)j * n_kv + g) * hd + i];
+                ref[((size_t)t * n_heads + h) * hd + i] = (float)o;
+            }
+        }
+    float *drope = dmalloc(sizeof(float) * ctx * hd), *dqkv = dmalloc(sizeof(float) * qkv_dim * steps);
+    float *dout = dmalloc(sizeof(float) * n_heads * hd * steps);
+    uint16_t *dk = dmalloc(2 * (size_t)n_kv * ctx * hd), *dv = dmalloc(2 * (size_t)n_kv * ctx * hd);
+    KcudaAttnShape a = {n_heads, n_kv, hd, ctx, style, drope};
+    float *dpart = dmalloc(sizeof(float) * kcuda_attn_decode_scratch(&a));
+    int *dcount = dmalloc(sizeof(int) * n_kv), *dpos = dmalloc(sizeof(int));
+    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_kv) == cudaSuccess);
+    up(drope, rope, sizeof(float) * ctx * hd);
+    up(dqkv, qkv, sizeof(float) * qkv_dim * steps);
+    float *got = malloc(sizeof(float) * n_heads * hd * steps);
+    /* decode, one position at a time */
+    double maxerr = 0;
+    for (int t = 0; t < steps; t++) {
+        up(dpos, &t, sizeof(int));
+        REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n_heads * hd) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv + (size_t)t * qkv_dim, dk, dv, dpos, dout, dpart, dcount, 1, NULL), 0);
+        down(got, dout, sizeof(float) * n_heads * hd);
+        for (int i = 0; i < n_heads * hd; i++) maxerr = fmax(maxerr, fabs(got[i] - ref[(size_t)t * n_heads * hd + i]));
+    }
+    CHECK_MSG(maxerr < 2e-5, "attention decode %d/%d hd %d style %d: max error %g", n_heads, n_kv, hd, style, maxerr);
+    /* prefill: first half at once, then the rest at once (pos0 > 0) */
+    REQUIRE(cudaMemset(dk, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
+    REQUIRE(cudaMemset(dv, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
+    const int t1 = steps / 2;
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, NULL), 0);
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv + (size_t)t1 * qkv_dim, qkv_dim, steps - t1, t1, dk, dv,
+                                    dout + (size_t)t1 * n_heads * hd, NULL), 0);
+    down(got, dout, sizeof(float) * n_heads * hd * steps);
+    maxerr = 0;
+    for (int i = 0; i < n_heads * hd * steps; i++) maxerr = fmax(maxerr, fabs(got[i] - ref[i]));
+    CHECK_MSG(maxerr < 2e-5, "attention prefill %d/%d hd %d: max error %g", n_heads, n_kv, hd, maxerr);
+    free(rope), free(qkv), free(K), free(V), free(Q), free(ref), free(sc), free(got);
+    cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
+}
+
+int main(void) {
+    if (kcuda_device_count() <= 0) SKIP("no CUDA device");
+    char desc[200];
+    if (kcuda_device_describe(desc, sizeof desc) == 0) printf("device: %s\n", desc);
+    const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
+                             {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
+    test_gemv(13824, 2560, 1);
+    test_gemv(22, 300, 1);
+    test_gemm(1, 256, 256);
+    test_gemm(5, 130, 384);
+    test_gemm(77, 3840, 2560);
+    test_gemm(64, 200, 6912);
+    test_bad_shapes();
+    test_lm_head(KCUDA_F16, 1000, 256);
+    test_lm_head(KCUDA_BF16, 777, 2560);
+    test_lm_head(KCUDA_F32, 300, 132);
+    test_attention(20, 5, 128, 512, 150, 0);
+    test_attention(4, 2, 64, 128, 70, 1);
+    test_attention(2, 2, 32, 64, 40, 0);
+    return check_report("test_kernels_cuda");
+}
