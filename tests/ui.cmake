@@ -40,3 +40,7 @@ bn_add_test(NAME test_commands
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_commands.c ${BN_UI_FAKE_DIR}/fake_engine.c
                     ${BN_UI_STANDINS}
             LIBS bn_app LABELS cpu)
+
+# The real program with a real small model.
+bn_add_script_test(NAME test_ui_real SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_real.sh
+                   LABELS ui TIMEOUT 300)
