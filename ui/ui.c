@@ -47,6 +47,8 @@ typedef struct {
     int rows, cols, input_rows;
     unsigned dirty;
     int64_t last_draw;
+    int64_t last_drain;      /* when engine events were last taken */
+    bool engine_waiting;     /* the engine fd was readable; taken at the next frame */
     char inbuf[INBUF];
     size_t inlen;
     int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
@@ -386,10 +388,18 @@ static int run(const AppConfig *cfg, bool browse) {
     while (!u.quit) {
         int64_t now = mono_ms();
         int timeout = 1000;
-        if (app_busy(app)) timeout = 250; /* reply checkpoints */
+        if (app_busy(app)) timeout = 250; /* history warnings, the hint timer */
         if (u.dirty) {
             int wait = (int)(u.last_draw + FRAME_MS - now);
             timeout = wait > 0 ? wait : 0;
+        }
+        /* Engine events are taken at most once a frame: while a reply streams, the main
+         * thread wakes ~30 times a second instead of once per token, leaving the cores to
+         * the decoder (the channel merges the text meanwhile; it never blocks the engine). */
+        if (u.engine_waiting) {
+            int wait = (int)(u.last_drain + FRAME_MS - now);
+            if (wait < 0) wait = 0;
+            if (wait < timeout) timeout = wait;
         }
         if (u.esc_deadline) {
             int wait = (int)(u.esc_deadline - now);
@@ -398,11 +408,12 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         struct pollfd fds[3] = {
             {STDIN_FILENO, POLLIN, 0},
-            {app_event_fd(app), POLLIN, 0},
             {screen_signal_fd(), POLLIN, 0},
+            {u.engine_waiting ? -1 : app_event_fd(app), POLLIN, 0},
         };
         int pr = poll(fds, 3, timeout);
         if (pr < 0 && errno != EINTR) break;
+        if (pr > 0 && (fds[2].revents & POLLIN)) u.engine_waiting = true;
 
         ScreenSignals sig = screen_take_signals();
         if (sig.quit) break;
@@ -422,7 +433,11 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         bool at_end = u.esc_deadline && mono_ms() >= u.esc_deadline;
         if (u.inlen) process_input(&u, at_end || u.inlen == sizeof u.inbuf);
-        if (pr > 0 && (fds[1].revents & POLLIN)) apply(&u, app_process_events(app));
+        if (u.engine_waiting && mono_ms() - u.last_drain >= FRAME_MS) {
+            u.engine_waiting = false;
+            u.last_drain = mono_ms();
+            apply(&u, app_process_events(app));
+        }
         app_tick(app);
 
         char matches[512];
