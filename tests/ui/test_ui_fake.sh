@@ -157,4 +157,75 @@ t_wait_re "^>"
 t_keys C-d
 t_wait "EXITED rc=0"
 
+# 11. Tab completes commands; several matches are listed on the hint line.
+t_start 100 30 "BN_FAKE_TOKENS=600 BN_FAKE_RATE=1000 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/para"; t_keys Tab
+t_wait "> /params"
+t_keys C-c
+t_type "/top"; t_keys Tab
+t_wait "/top_k  /top_p"
+t_keys C-c
+
+# 12. Scrolled up, the view stays put while a reply streams and across a resize (the same
+# text stays at the top); End follows again.
+t_type "scroll test"; t_keys Enter
+t_wait "w600"
+t_keys PPage
+t_wait "more (End)"
+top=$(t_screen | head -n 1 | grep -o 'w[0-9]*' | head -n 1)
+t_resize 80 30
+t_wait "more (End)"
+T_CHECKS=$((T_CHECKS + 1))
+t_screen | head -n 3 | grep -q -- "$top " || t_fail "after the resize $top is no longer at the top"
+t_keys End
+t_wait_gone "more (End)"
+
+# 13. /regen writes the last reply again; the old one stays in the history as a branch.
+t_type "/regen"; t_keys Enter
+t_wait_count "You said: scroll test." 1
+t_wait "601 tok · "
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(t_screen | grep -c 'Assistant ')" -le 1 ] || t_fail "the old reply is still on screen"
+n_asst=$(sqlite3 "$T_DIR/h.db" "select count(*) from messages where role='assistant' and text like 'You said: scroll test.%'" 2>/dev/null)
+T_CHECKS=$((T_CHECKS + 1))
+[ -z "$n_asst" ] || [ "$n_asst" -eq 2 ] || t_fail "expected 2 stored replies (branches), found $n_asst"
+
+# 14. SIGTERM mid-reply: the partial reply is saved as interrupted and the terminal restored
+# (alternate screen left, mouse reporting off).
+t_type "/max_tokens 100000"; t_keys Enter
+t_start 100 30 "BN_FAKE_TOKENS=100000 BN_FAKE_RATE=50 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "until killed"; t_keys Enter
+t_wait "w10 "
+pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+kill -TERM "$pid"
+t_wait "EXITED rc=0"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}')" = "00" ] ||
+    t_fail "terminal modes not restored after SIGTERM"
+saved=$(sqlite3 "$T_DIR/h.db" "select interrupted || ':' || (text like 'You said: until killed.%') from messages where role='assistant' order by id desc limit 1" 2>/dev/null)
+T_CHECKS=$((T_CHECKS + 1))
+[ -z "$saved" ] || [ "$saved" = "1:1" ] || t_fail "partial reply not saved as interrupted ($saved)"
+
+# 15. A crash (SIGSEGV) still gives the terminal back.
+t_start 100 30 "$APP '$MODEL'"
+t_wait "Loaded model.gguf"
+pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+kill -SEGV "$pid"
+t_wait "EXITED rc=139"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}')" = "00" ] ||
+    t_fail "terminal modes not restored after a crash"
+
+# 16. NO_COLOR: no colour sequences at all.
+t_start 100 30 "NO_COLOR=1 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+T_CHECKS=$((T_CHECKS + 1))
+# (39/49, "default colour", may appear; any other colour parameter may not)
+tmux -L "$T_SOCK" capture-pane -p -e | grep -oE "$(printf '\033')\[[0-9;]*m" | tr -d 'm\033[' |
+    tr ';' '\n' | grep -qxE '3[0-8]|4[0-8]|9[0-7]|10[0-7]' && t_fail "colours used despite NO_COLOR"
+t_keys C-d
+t_wait "EXITED rc=0"
+
 t_done test_ui_fake
