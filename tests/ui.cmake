@@ -44,3 +44,6 @@ bn_add_test(NAME test_commands
 # The real program with a real small model.
 bn_add_script_test(NAME test_ui_real SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_real.sh
                    LABELS ui TIMEOUT 300)
+
+bn_add_test(NAME test_keys SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_keys.c ${CMAKE_SOURCE_DIR}/ui/keys.c
+            LABELS cpu)
