@@ -332,6 +332,16 @@ static void process_input(Ui *u, bool at_end) {
             continue;
         }
         if (k.type == K_PASTE_END) continue;
+        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b && (u->browser || app_busy(u->app))) {
+            /* Esc and a key typed right after it arrive together and look like Alt+key. The
+             * browser has no Alt keys, and while a reply runs Esc means stop: split them. */
+            Key esc = {K_ESC, k.bytes, 1};
+            if (u->browser) browser_result(u, browser_key(u->browser, &esc));
+            else chat_key(u, &esc);
+            if (u->quit) break;
+            off -= 1;
+            continue;
+        }
         if (u->browser) {
             browser_result(u, browser_key(u->browser, &k));
             u->dirty |= D_ALL;

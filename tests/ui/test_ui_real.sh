@@ -67,6 +67,9 @@ t_keys Enter
 t_wait "(read-only)"
 t_wait_re "T 0\.70 · top-p"
 t_keys Escape
+t_wait "Search \"naïve\""
+t_keys Escape
+t_wait "Saved sessions: 1"
 t_type "q"
 t_wait "EXITED rc=0" 20
 
