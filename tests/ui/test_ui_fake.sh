@@ -166,6 +166,13 @@ t_keys C-c
 t_type "/top"; t_keys Tab
 t_wait "/top_k  /top_p"
 t_keys C-c
+mkdir -p "$T_DIR/models_dir" && : >"$T_DIR/models_dir/other.gguf"
+t_type "/load $T_DIR/models_d"; t_keys Tab
+t_wait "/load $T_DIR/models_dir/"
+t_keys Tab
+t_wait "/load $T_DIR/models_dir/other.gguf"
+t_keys Enter
+t_wait "Switched to other.gguf"
 
 # 12. Scrolled up, the view stays put while a reply streams and across a resize (the same
 # text stays at the top); End follows again.
