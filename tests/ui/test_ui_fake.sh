@@ -232,6 +232,17 @@ T_CHECKS=$((T_CHECKS + 1))
 # (39/49, "default colour", may appear; any other colour parameter may not)
 tmux -L "$T_SOCK" capture-pane -p -e | grep -oE "$(printf '\033')\[[0-9;]*m" | tr -d 'm\033[' |
     tr ';' '\n' | grep -qxE '3[0-8]|4[0-8]|9[0-7]|10[0-7]' && t_fail "colours used despite NO_COLOR"
+
+# 17. The input history survives restarts (saved on quit and on SIGTERM/SIGHUP); Up recalls
+# it and Ctrl-R searches it.
+t_keys Up
+t_wait "> until killed"
+t_keys C-c
+t_keys C-r
+t_type "scroll"
+t_wait "(reverse-i-search)\`scroll': scroll test"
+t_keys C-g
+t_keys C-c
 t_keys C-d
 t_wait "EXITED rc=0"
 
