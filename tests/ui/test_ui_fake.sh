@@ -10,6 +10,14 @@ MODEL="$T_DIR/model.gguf"
 : >"$MODEL"
 APP="BN_FAKE_LOAD_MS=200 $FAKE --db '$T_DIR/h.db'"
 
+# 0. A slow load shows a progress bar; a message typed meanwhile is answered once it is ready.
+t_start 100 30 "BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=4000 $FAKE --db '$T_DIR/h0.db' '$MODEL'"
+t_wait_re "^ Loading model\.gguf \[#*-+\] +[0-9]+% · layer [0-9]+/10"
+t_type "early bird"; t_keys Enter
+t_wait "The model is still loading"
+t_wait "You said: early bird." 15
+t_wait "Loaded model.gguf"
+
 # 1. Loads with a progress bar, a reply streams, the status bar shows the figures.
 t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_RATE=100 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
