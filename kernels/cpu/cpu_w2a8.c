@@ -236,28 +236,41 @@ __attribute__((target("avx2,fma,f16c"))) static void unpack_panel_avx2(const uin
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 tile_avx2(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int NT,
           int32_t out[GEMM_RB][GEMM_MT], int r_off, int t_off) {
+    /* vpmaddubsw lanes are in [-512, 508], so 64 of them (2048 k) sum exactly in int16
+     * ([-32768, 32512]); widen with vpmaddwd once per 2048 k instead of once per 32. */
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[2][4];
-    #pragma GCC unroll 4
+    __m256i acc32[2][4];
+#pragma GCC unroll 4
     for (int r = 0; r < 2; r++)
-        #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
-    for (int k = 0; k < kc; k += 32) {
-        __m256i wv[2];
-        #pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
-        #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
-            #pragma GCC unroll 4
-            for (int r = 0; r < NR; r++)
-                acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc32[r][t] = _mm256_setzero_si256();
+    for (int k0 = 0; k0 < kc; k0 += 2048) {
+        const int k1 = k0 + 2048 < kc ? k0 + 2048 : kc;
+        __m256i acc[2][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 2; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
+        for (int k = k0; k < k1; k += 32) {
+            __m256i wv[2];
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++) acc[r][t] = _mm256_add_epi16(acc[r][t], _mm256_maddubs_epi16(wv[r], a));
+            }
         }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) acc32[r][t] = _mm256_add_epi32(acc32[r][t], _mm256_madd_epi16(acc[r][t], ones));
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
-        #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc[r][t]);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc32[r][t]);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void gemm_core_avx2(const uint8_t *w,
