@@ -152,7 +152,8 @@ __attribute__((target("avx2,fma,f16c"))) static inline int32_t hsum_epi32_avx2(_
 
 /* GEMV over NR consecutive rows (NR = 4 or 1); raw sums of c*q into out[0..NR). */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
-gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
+               const uint8_t *pf) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -169,8 +170,8 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
             const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
             const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
             /* next row group, one group ahead (see gemv_rows_vnni) */
-            _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR), _MM_HINT_T0);
-            if (NR > 1) _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+            if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i wv =
@@ -197,16 +198,21 @@ __attribute__((target("avx2,fma,f16c"))) static void gemv_avx2(const uint8_t *w,
                                                                 int r0, int r1, int32_t *acc) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
+    /* the first group has no predecessor to prefetch it */
+    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
+    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
-        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 4, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_avx2(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
         #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
         int32_t o[1];
-        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 1, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_avx2(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
         acc[r - r0] = o[0] - qsum;
     }
 }
@@ -299,7 +305,8 @@ __attribute__((target("avx2,fma,f16c"))) static void gemm_core_avx2(const uint8_
 #define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 
 __attribute__((target(VNNI_TARGET), always_inline)) static inline void
-gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
+               const uint8_t *pf) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
     __m256i acc[4][2];
@@ -314,9 +321,10 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
         /* The rows of a group are read as interleaved streams, which the hardware prefetcher
          * follows poorly (measured: 5 GB/s from DRAM on one core, against 25+ for a plain
          * stream); fetch the next group (contiguous after this one) one group ahead, 32 bytes
-         * per row per block step: 21 GB/s. Prefetching past the matrix end is harmless. */
-        _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR), _MM_HINT_T0);
-        if (NR > 1) _mm_prefetch((const char *)(w + (size_t)NR * rb + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+         * per row per block step: 21 GB/s. pf is the next group of this call's rows, or this
+         * group itself for the last one (rows past r1 belong to another thread's chunk). */
+        _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+        if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
@@ -339,16 +347,21 @@ __attribute__((target(VNNI_TARGET))) static void gemv_vnni(const uint8_t *w, int
                                                            int r1, int32_t *acc) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
+    /* the first group has no predecessor to prefetch it */
+    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
+    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
-        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 4, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_vnni(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
         #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
         int32_t o[1];
-        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 1, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_vnni(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
         acc[r - r0] = o[0] - qsum;
     }
 }
