@@ -98,10 +98,20 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
                      const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
                      int ld_out, int accumulate);
 
-/* Multithreaded whole-matrix linear on a pool (splits rows across threads). */
+/* Flags of the _ex / _mt forms. W2A8_CODES_VALID: the caller checked (i2s_codes_valid) that
+ * the rows hold no code 3, which lets the decode GEMV mask the 2-bit fields in place instead of
+ * shifting and remapping them (half the vector work per byte). Without it, code 3 reads as 0. */
+enum { W2A8_CODES_VALID = 1 };
+int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
+                        const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                        int ld_out, int accumulate, int flags);
+/* 1 if no 2-bit field of the n_bytes of I2_S codes is 3 (the unused code). */
+int i2s_codes_valid(const uint8_t *w, size_t n_bytes);
+
+/* Multithreaded whole-matrix linear on a pool (threads claim chunks of rows); flags as above. */
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
-                   int ld_out, int accumulate);
+                   int ld_out, int accumulate, int flags);
 
 /* ---- dense matrices (embedding / lm_head), fp32 accumulation ----------------------------------- */
 
