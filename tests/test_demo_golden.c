@@ -39,7 +39,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #endif
 
-enum { MAXP = 8, MAXLEN = 256, GEN = 48 };
+enum { MAXP = 8, MAXLEN = 256, GEN = 48, SCAN_MAX = 256 };
 #define TOL 0.03
 #define MARGIN 0.1
 
@@ -187,8 +187,9 @@ static int argmax(const float *v, int n) {
 }
 
 /* Greedy decoding from logits lg (of the prompt's last token, prompt of plen tokens): writes up
- * to GEN tokens to out, stopping after a stop token; *min_margin gets the smallest top-2 gap. */
-static int greedy(Path *p, const Model *m, const float *lg, int plen, int *out, double *min_margin) {
+ * to limit tokens to out, stopping after a stop token; *min_margin gets the smallest top-2 gap. */
+static int greedy(Path *p, const Model *m, const float *lg, int plen, int *out, int limit,
+                  double *min_margin) {
     const int V = m->cfg.vocab_size, eot = tokenizer_eot(m->tok), eos = tokenizer_eos(m->tok);
     int n = 0, pos = plen;
     *min_margin = 1e30;
@@ -199,7 +200,7 @@ static int greedy(Path *p, const Model *m, const float *lg, int plen, int *out, 
             if (k != t && lg[k] > second) second = lg[k];
         *min_margin = fmin(*min_margin, (double)lg[t] - second);
         out[n++] = t;
-        if (t == eot || t == eos || n >= GEN) break;
+        if (t == eot || t == eos || n >= limit) break;
         lg = path_eval(p, &t, 1, pos++);
         if (!lg) return -1;
     }
@@ -236,7 +237,7 @@ static void run_path(Path *p, const Golden *g, const Model *m) {
         double rel = mx / (mr > 0 ? mr : 1), mm;
         worst = fmax(worst, rel);
         CHECK(rel <= TOL);
-        int n = greedy(p, m, lg, g->plen[i], out, &mm);
+        int n = greedy(p, m, lg, g->plen[i], out, GEN, &mm);
         REQUIRE(n > 0);
         int agree = 0, upto = 0;
         while (upto < g->rlen[i] && upto < g->mlen[i] && g->margin[i][upto] >= MARGIN) upto++;
@@ -255,7 +256,7 @@ static void run_path(Path *p, const Golden *g, const Model *m) {
         const float *lg = path_eval(p, ids, n, 0);
         REQUIRE(lg != NULL);
         double mm;
-        int r = greedy(p, m, lg, n, out, &mm);
+        int r = greedy(p, m, lg, n, out, GEN, &mm);
         int same = r == g->elen[i] && memcmp(out, g->engine[i], (size_t)r * sizeof(int)) == 0;
         printf("  %-10s engine prompt %d (%s): %s (%d tokens, min top-2 margin %.3f)\n", p->name, i,
                g->etext[i], same ? "identical" : "DIFFERS", r, mm);
@@ -303,16 +304,16 @@ int main(int argc, char **argv) {
         FILE *f = fopen(argv[2], "r");
         REQUIRE(f != NULL);
         char line[1024];
-        path_open(&p, "cpu", &m, &backend_cpu_ops);
+        path_open(&p, "cpu", &m, &backend_cpu_ops);  /* ctx 512: prompt + SCAN_MAX fit */
         while (fgets(line, sizeof line, f)) {
             line[strcspn(line, "\n")] = 0;
             int32_t ids[MAXLEN];
-            int out[GEN];
+            int out[SCAN_MAX];
             double mm = 0;
             int n = render(&m, line, ids, MAXLEN);
             if (n <= 0 || path_reset(&p) != 0) continue;
             const float *lg = path_eval(&p, ids, n, 0);
-            int r = lg ? greedy(&p, &m, lg, n, out, &mm) : -1;
+            int r = lg ? greedy(&p, &m, lg, n, out, SCAN_MAX, &mm) : -1;
             printf("scan %.3f %d|%s|", mm, r, line);
             for (int k = 0; k < r; k++) printf(" %d", out[k]);
             printf("\n");
