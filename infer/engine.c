@@ -80,8 +80,7 @@ struct Engine {
     InferOptions iopts;      /* read-only after create */
 
     /* engine thread only */
-    Model model;
-    int model_ready;
+    Model *model;            /* heap: Infer keeps a pointer to it, so it must not move */
     Infer *inf;
     Sampler *sampler;
     int32_t *kv_tokens;      /* tokens whose K/V sit at positions 0..n_kv */
@@ -192,42 +191,49 @@ static int64_t count_params(const ModelConfig *c, int tied) {
     return layer * c->n_layers + (int64_t)c->vocab_size * d * (tied ? 1 : 2) + d;
 }
 
-/* Makes a freshly loaded model the active one (the old one is freed), or frees it on failure. */
+static void free_model(Model *m) {
+    if (!m) return;
+    model_free(m);
+    free(m);
+}
+
+/* Makes a freshly loaded model (heap, ownership taken) the active one, freeing the old one;
+ * on failure frees the new one and leaves the old one active. */
 static int install_model(Engine *e, Model *m, Err *err) {
     if (!m->tok) {
-        model_free(m);
-        return err_set(err, "%s: the model has no tokenizer", m->path[0] ? m->path : "model");
+        err_set(err, "%s: the model has no tokenizer", m->path[0] ? m->path : "model");
+        free_model(m);
+        return -1;
     }
     if (tokenizer_n_vocab(m->tok) > m->cfg.vocab_size) {
-        int nv = tokenizer_n_vocab(m->tok), mv = m->cfg.vocab_size;
-        model_free(m);
-        return err_set(err, "tokenizer has %d tokens but the model only %d", nv, mv);
+        err_set(err, "%s: the tokenizer has %d tokens but the model only %d", m->path,
+                tokenizer_n_vocab(m->tok), m->cfg.vocab_size);
+        free_model(m);
+        return -1;
     }
     load_progress(e, 1.0f, "preparing backend");
     Infer *inf = infer_create(m, &e->iopts, err);
     if (!inf) {
-        model_free(m);
+        free_model(m);
         return -1;
     }
     SamplerParams sp = sampler_params_default();
     Sampler *s = sampler_create(&sp, m->cfg.vocab_size);
     int ctx = infer_ctx(inf);
     int32_t *kv = malloc((size_t)(ctx > 0 ? ctx : 1) * sizeof *kv);
-    if (!s || !kv) {
+    if (!s || !kv || ctx < 1) {
         sampler_free(s);
         free(kv);
         infer_destroy(inf);
-        model_free(m);
-        return err_set(err, "out of memory");
+        free_model(m);
+        return err_set(err, ctx < 1 ? "the backend reports no context" : "out of memory");
     }
-    /* swap in */
+    /* swap in: the old Infer goes before the old Model it points into */
     infer_destroy(e->inf);
     sampler_free(e->sampler);
     free(e->kv_tokens);
-    if (e->model_ready) model_free(&e->model);
-    e->model = *m;
-    memset(m, 0, sizeof *m);
-    e->model_ready = 1;
+    free_model(e->model);
+    e->model = m;
     e->inf = inf;
     e->sampler = s;
     e->kv_tokens = kv;
@@ -236,12 +242,11 @@ static int install_model(Engine *e, Model *m, Err *err) {
 
     EngineModelInfo info;
     memset(&info, 0, sizeof info);
-    const Model *mm = &e->model;
-    snprintf(info.name, sizeof info.name, "%s", mm->cfg.name[0] ? mm->cfg.name : "model");
-    snprintf(info.path, sizeof info.path, "%s", mm->path);
+    snprintf(info.name, sizeof info.name, "%s", m->cfg.name[0] ? m->cfg.name : "model");
+    snprintf(info.path, sizeof info.path, "%s", m->path);
     infer_describe(inf, info.backend, sizeof info.backend);
     info.ctx_size = ctx;
-    info.n_params_m = (int)(count_params(&mm->cfg, mm->output.data == mm->tok_embd.data) / 1000000);
+    info.n_params_m = (int)(count_params(&m->cfg, m->output.data == m->tok_embd.data) / 1000000);
     pthread_mutex_lock(&e->mu);
     e->info = info;
     e->has_model = 1;
@@ -251,26 +256,32 @@ static int install_model(Engine *e, Model *m, Err *err) {
 
 static void do_load(Engine *e, Request *r) {
     Err err = {{0}};
-    Model m;
-    memset(&m, 0, sizeof m);
     e->load_req = r->id;
     load_progress(e, 0.0f, "opening");
-    int rc;
-    if (r->kind == REQ_LOAD) {
+    int rc = -1;
+    Model *m = calloc(1, sizeof *m);
+    if (!m) {
+        err_set(&err, "out of memory");
+    } else if (r->kind == REQ_LOAD) {
         ModelLoadOptions lo = {.progress = load_progress, .user = e, .cancel = &e->load_cancel};
-        rc = model_load(&m, r->path, &lo, &err);
+        rc = model_load(m, r->path, &lo, &err);
     } else {
-        rc = model_init_random(&m, &r->synth_cfg, r->synth_seed, &err);
+        rc = model_init_random(m, &r->synth_cfg, r->synth_seed, &err);
         if (rc == 0 && r->path) {
-            m.tok = model_load_tokenizer(r->path, &err);
-            if (!m.tok) {
-                model_free(&m);
+            m->tok = model_load_tokenizer(r->path, &err);
+            if (!m->tok) {
+                model_free(m);
                 rc = -1;
             }
         }
-        if (rc == 0) snprintf(m.path, sizeof m.path, "synthetic:%s", m.cfg.name);
+        if (rc == 0) snprintf(m->path, sizeof m->path, "synthetic:%s", m->cfg.name);
     }
-    if (rc == 0) rc = install_model(e, &m, &err);
+    if (rc == 0) {
+        rc = install_model(e, m, &err);
+    } else if (m) {
+        model_free(m); /* a failed loader leaves it zeroed or partly filled: both are safe */
+        free(m);
+    }
 
     EngineEvent ev;
     memset(&ev, 0, sizeof ev);
@@ -293,7 +304,11 @@ static void do_load(Engine *e, Request *r) {
 
 /* ---- generation ------------------------------------------------------------------------------- */
 
+/* The model's stop tokens; a model file that names none stops at the tokenizer's <|eot_id|>
+ * and end-of-text tokens instead. */
 static int is_stop(const Model *m, int32_t tok) {
+    if (m->cfg.n_stop <= 0)
+        return tok == tokenizer_eot(m->tok) || tok == tokenizer_eos(m->tok);
     for (int i = 0; i < m->cfg.n_stop && i < 8; i++)
         if (m->cfg.stop_ids[i] == tok) return 1;
     return 0;
@@ -318,7 +333,7 @@ static void fail_request(Engine *e, uint64_t req, const char *msg, const EngineS
 static int32_t *fit_prompt(Engine *e, const Request *r, int ctx, int max_tokens, int *n_out,
                            int *dropped, Err *err) {
     ChatTokens ct;
-    if (chat_template_tokens(e->model.tok, r->turns, r->n_turns, 1, &ct, err) < 0) return NULL;
+    if (chat_template_tokens(e->model->tok, r->turns, r->n_turns, 1, &ct, err) < 0) return NULL;
     int room = max_tokens < ctx / 4 ? max_tokens : ctx / 4;
     if (room < 1) room = 1;
     int first = 0;
@@ -345,14 +360,14 @@ static int32_t *fit_prompt(Engine *e, const Request *r, int ctx, int max_tokens,
 
 /* Feeds one reply token's text through the UTF-8 assembler to the ring. */
 static void emit_token_text(Engine *e, uint64_t req, Utf8Stream *u8, int32_t tok) {
-    const Tokenizer *t = e->model.tok;
+    const Tokenizer *t = e->model->tok;
     if (tokenizer_is_special(t, tok)) return; /* control tokens are not reply text */
     size_t blen = 0;
     const char *bytes = tokenizer_token_bytes(t, tok, &blen);
-    char text[256];
+    char text[512];
     while (bytes && blen > 0) {
-        /* utf8_stream_feed needs len + 8 bytes of room */
-        size_t piece = blen < sizeof text - 16 ? blen : sizeof text - 16;
+        /* utf8_stream_feed needs 3 * len + 8 bytes of room (invalid bytes become U+FFFD) */
+        size_t piece = blen < (sizeof text - 8) / 3 ? blen : (sizeof text - 8) / 3;
         size_t n = utf8_stream_feed(u8, bytes, piece, text, sizeof text);
         emit_text(e, req, text, n);
         bytes += piece;
@@ -368,12 +383,12 @@ static void do_submit(Engine *e, Request *r) {
         emit_done(e, r->id, STOP_CANCELLED, &st);
         return;
     }
-    if (!e->model_ready) {
+    if (!e->model) {
         fail_request(e, r->id, "no model is loaded", &st);
         return;
     }
     Err err = {{0}};
-    const Model *m = &e->model;
+    const Model *m = e->model;
     int ctx = infer_ctx(e->inf);
     int max_tokens = r->params.max_tokens > 0 ? r->params.max_tokens : ctx;
     st.ctx_size = ctx;
@@ -481,7 +496,7 @@ static void do_submit(Engine *e, Request *r) {
         }
     }
     {
-        char tail[32];
+        char tail[64];
         size_t n = utf8_stream_flush(&u8, tail, sizeof tail);
         emit_text(e, r->id, tail, n);
     }
@@ -535,8 +550,8 @@ static void *engine_main(void *arg) {
     e->inf = NULL;
     sampler_free(e->sampler);
     e->sampler = NULL;
-    if (e->model_ready) model_free(&e->model);
-    e->model_ready = 0;
+    free_model(e->model);
+    e->model = NULL;
     return NULL;
 }
 
@@ -544,14 +559,14 @@ static void *engine_main(void *arg) {
 
 static uint64_t enqueue(Engine *e, Request *r) {
     pthread_mutex_lock(&e->mu);
-    r->id = ++e->next_id;
+    uint64_t id = r->id = ++e->next_id; /* r belongs to the engine thread once queued */
     if (r->kind != REQ_SUBMIT) e->loads_pending++;
     if (e->q_tail) e->q_tail->next = r;
     else e->q_head = r;
     e->q_tail = r;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
-    return r->id;
+    return id;
 }
 
 Engine *engine_create(const EngineOptions *opts, Err *err) {

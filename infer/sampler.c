@@ -5,11 +5,14 @@
  * Top-p and min-p therefore look at the distribution at temperature 1; the temperature only
  * reshapes what survives the filters. Temperature <= 0 is greedy (argmax after the penalty).
  *
- * Cost per token is O(vocab): candidates are (logit, id) pairs in a buffer sized once; top-k
- * and top-p need only the best few sorted, which a quickselect (expected linear) followed by a
- * heapsort of that prefix gives. Top-p grows its sorted prefix geometrically until the mass is
- * reached, so a peaked distribution sorts a few dozen entries and only a flat one sorts more.
- * Nothing is allocated per token.
+ * Cost per token is O(vocab) and nothing is allocated per token (buffers are sized once):
+ *   - top-k keeps the k best in one pass through a k-entry heap (most logits cost one compare);
+ *   - min-p is a threshold filter;
+ *   - top-p needs its nucleus in rank order: a quickselect (expected linear) plus a heapsort of
+ *     a prefix that grows geometrically until the mass is reached, so a peaked distribution
+ *     sorts a few dozen entries; only a flat nucleus without top-k or min-p sorts many;
+ *   - the final weights are computed once, and weights below 1e-35 of the best are not computed.
+ * bench_sampler (tests/) measures this against a full sort of the vocabulary.
  *
  * Determinism: candidates are ordered by (logit desc, id asc), a strict total order, and the RNG
  * is xoshiro256** seeded through splitmix64, so a seed and the same logits give the same token
@@ -38,7 +41,8 @@ struct Sampler {
     /* stamp[id] == stamp_round marks a token already penalised in this call */
     uint32_t *stamp;
     uint32_t stamp_round;
-    Cand *cand; /* n_vocab entries */
+    Cand *cand;     /* n_vocab entries */
+    float *weights; /* n_vocab entries: sampling weights of the surviving candidates */
 };
 
 SamplerParams sampler_params_default(void) {
@@ -199,7 +203,8 @@ Sampler *sampler_create(const SamplerParams *p, int n_vocab) {
     s->n_vocab = n_vocab;
     s->cand = malloc((size_t)n_vocab * sizeof *s->cand);
     s->stamp = calloc((size_t)n_vocab, sizeof *s->stamp);
-    if (!s->cand || !s->stamp) {
+    s->weights = malloc((size_t)n_vocab * sizeof *s->weights);
+    if (!s->cand || !s->stamp || !s->weights) {
         sampler_free(s);
         return NULL;
     }
@@ -212,6 +217,7 @@ void sampler_free(Sampler *s) {
     free(s->window);
     free(s->stamp);
     free(s->cand);
+    free(s->weights);
     free(s);
 }
 
@@ -260,6 +266,39 @@ static int32_t argmax(const float *logits, int n) {
     return best;
 }
 
+/* The k best valid logits into c[0..k) in rank order, in one pass: a heap of the k best so far
+ * whose root is the worst of them, so most logits cost one comparison. Returns the count. */
+static int top_k_heap(Cand *c, const float *logits, int n_vocab, int k) {
+    int n = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        float v = logits[i];
+        if (v != v) continue; /* NaN */
+        Cand x = {v, i};
+        if (n < k) {
+            /* sift up: parents rank after (are worse than) children */
+            int j = n++;
+            while (j > 0 && cand_before(&c[(j - 1) / 2], &x)) {
+                c[j] = c[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
+            c[j] = x;
+        } else if (cand_before(&x, &c[0])) {
+            c[0] = x;
+            sift_down(c, n, 0);
+        }
+    }
+    /* the heap has its worst on top: popping it to the end leaves rank order */
+    for (int end = n - 1; end > 0; end--) {
+        cand_swap(&c[0], &c[end]);
+        sift_down(c, end, 0);
+    }
+    return n;
+}
+
+/* Below this (logit - max) / temperature a token's weight is under 1e-35: it cannot change a
+ * double sum that already holds the best token's 1.0, so its exp() is skipped. */
+#define NEGLIGIBLE_LOG_WEIGHT (-80.0)
+
 int32_t sampler_sample(Sampler *s, float *logits, int n_vocab) {
     if (!s || !logits || n_vocab <= 0 || n_vocab > s->n_vocab) return -1;
     apply_repeat_penalty(s, logits, n_vocab);
@@ -267,30 +306,44 @@ int32_t sampler_sample(Sampler *s, float *logits, int n_vocab) {
     if (!(p->temperature > 0.0f)) return argmax(logits, n_vocab);
 
     Cand *c = s->cand;
-    int n = 0;
-    for (int i = 0; i < n_vocab; i++) {
-        /* NaN logits can never be chosen; -inf ones have zero probability anyway */
-        if (logits[i] == logits[i]) c[n++] = (Cand){logits[i], i};
+    int n = 0, sorted = 0; /* c[0..sorted) is in rank order */
+    if (p->top_k > 0 && p->top_k < n_vocab) {
+        n = sorted = top_k_heap(c, logits, n_vocab, p->top_k);
+    } else {
+        for (int i = 0; i < n_vocab; i++)
+            if (logits[i] == logits[i]) c[n++] = (Cand){logits[i], i};
     }
     if (n == 0) return argmax(logits, n_vocab);
-    int sorted = 0; /* c[0..sorted) is in rank order */
-
-    /* top-k */
-    if (p->top_k > 0 && p->top_k < n) {
-        cand_sorted_prefix(c, n, &sorted, p->top_k);
-        n = p->top_k;
-    }
-
     float max_logit = c[0].logit;
     if (sorted == 0)
         for (int i = 1; i < n; i++)
             if (c[i].logit > max_logit) max_logit = c[i].logit;
     if (max_logit == -INFINITY) return c[0].id;
 
-    /* top-p: smallest rank-ordered prefix whose probability mass reaches top_p (at least 1) */
+    /* Top-p is measured on the distribution after top-k (temperature 1); min-p's test,
+     * p_i >= min_p * p_max, does not change with renormalisation. Both keep a rank-ordered
+     * prefix, so applying them in order equals keeping the shorter of the two prefixes: the
+     * cheap min-p filter runs first and the top-p walk only sorts its survivors. */
+    double z = 0.0;
+    if (p->top_p < 1.0f && n > 1)
+        for (int i = 0; i < n; i++) {
+            double d = (double)c[i].logit - max_logit;
+            if (d > NEGLIGIBLE_LOG_WEIGHT) z += exp(d);
+        }
+    if (p->min_p > 0.0f && n > 1) {
+        float thresh = max_logit + logf(p->min_p);
+        if (sorted >= n) {
+            int keep = 1;
+            while (keep < n && c[keep].logit >= thresh) keep++;
+            n = sorted = keep;
+        } else {
+            int w = 0;
+            for (int i = 0; i < n; i++)
+                if (c[i].logit >= thresh) c[w++] = c[i];
+            n = w; /* the best token always passes */
+        }
+    }
     if (p->top_p < 1.0f && n > 1) {
-        double z = 0.0;
-        for (int i = 0; i < n; i++) z += exp((double)c[i].logit - max_logit);
         double target = (p->top_p > 0.0f ? p->top_p : 0.0f) * z;
         double cum = 0.0;
         int keep = n, i = 0;
@@ -310,30 +363,22 @@ int32_t sampler_sample(Sampler *s, float *logits, int n_vocab) {
         n = keep;
     }
 
-    /* min-p: keep tokens whose probability is at least min_p times the best one's */
-    if (p->min_p > 0.0f && n > 1) {
-        float thresh = max_logit + logf(p->min_p);
-        if (sorted >= n) {
-            int keep = 1;
-            while (keep < n && c[keep].logit >= thresh) keep++;
-            n = keep;
-        } else {
-            int w = 0;
-            for (int i = 0; i < n; i++)
-                if (c[i].logit >= thresh) c[w++] = c[i];
-            n = w; /* the best token always passes */
-            sorted = sorted < n ? sorted : n;
-        }
-    }
-
-    /* temperature, then draw */
+    /* temperature, then draw: weights computed once into a scratch array */
     double inv_t = 1.0 / (double)p->temperature;
-    double z = 0.0;
-    for (int i = 0; i < n; i++) z += exp(((double)c[i].logit - max_logit) * inv_t);
+    float *w = s->weights;
+    z = 0.0;
+    for (int i = 0; i < n; i++) {
+        double d = ((double)c[i].logit - max_logit) * inv_t;
+        w[i] = d > NEGLIGIBLE_LOG_WEIGHT ? (float)exp(d) : 0.0f;
+        z += w[i];
+    }
     double u = rng_uniform(s->rng) * z, cum = 0.0;
     for (int i = 0; i < n; i++) {
-        cum += exp(((double)c[i].logit - max_logit) * inv_t);
+        cum += w[i];
         if (u < cum) return c[i].id;
     }
-    return c[n - 1].id; /* rounding left u at the very top */
+    /* rounding left u at the very top: the last token with any weight */
+    for (int i = n - 1; i > 0; i--)
+        if (w[i] > 0.0f) return c[i].id;
+    return c[0].id;
 }

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 
 /* Limits that keep hostile files from asking for absurd allocations. */
-#define MAX_VOCAB (1 << 22)
+#define MAX_VOCAB (1 << 21)
 #define MAX_MERGES (1 << 23)
 #define MAX_TOKEN_BYTES 65536
 #define MAX_JSON_BYTES ((size_t)1 << 30)
@@ -1085,6 +1085,12 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
     }
     if (max_id < 0) {
         err_set(err, "tokenizer.json: empty vocabulary");
+        goto done;
+    }
+    /* Ids are dense in real files; a few entries with huge ids would only make us allocate. */
+    size_t n_entries = json_object_size(vocab) + json_array_size(added);
+    if ((size_t)max_id + 1 > 2 * n_entries + 65536) {
+        err_set(err, "tokenizer.json: %zu tokens but ids up to %lld (too sparse)", n_entries, max_id);
         goto done;
     }
     int n = (int)max_id + 1;

@@ -296,6 +296,22 @@ static void test_large_vocab(void) {
     }
     CHECK(ok);
 
+    /* ties rank by id: with every logit equal, top-k 5 draws only ids 0..4, all of them */
+    for (int i = 0; i < NV; i++) l[i] = 0.5f;
+    p = plain(1.0f, 8);
+    p.top_k = 5;
+    sampler_reset(s, &p);
+    int seen[5] = {0};
+    ok = 1;
+    for (int t = 0; t < 500; t++) {
+        memcpy(buf, l, NV * sizeof *l);
+        int32_t tok = sampler_sample(s, buf, NV);
+        ok &= tok >= 0 && tok < 5;
+        if (tok >= 0 && tok < 5) seen[tok] = 1;
+    }
+    CHECK(ok);
+    CHECK(seen[0] && seen[1] && seen[2] && seen[3] && seen[4]);
+
     /* NaN logits are never picked */
     for (int i = 0; i < NV; i++) buf[i] = (i == 5) ? 1.0f : NAN;
     p = plain(1.0f, 6);

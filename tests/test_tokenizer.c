@@ -276,6 +276,7 @@ static void test_malformed(const char *real_json, size_t real_len) {
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\\nb\\r\": -1}}}",
         "{\"pre_tokenizer\": {\"type\": \"Bad\\nType\"}, \"model\": {\"vocab\": {\"a\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 99999999999}}}",
+        "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 2000000}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0, \"b\": 0}}}",
         "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"vocab\": {\"a\": 0}, \"merges\": 5}}",
@@ -409,6 +410,17 @@ int main(int argc, char **argv) {
         tokenizer_free(tp);
     }
     free(pairs);
+    /* tokenizer_config.json names bos/eos as a string or as {"content": ...}. */
+    const char *cfg = "{\"bos_token\": {\"content\": \"<|begin_of_text|>\"}, \"eos_token\": "
+                      "\"<|eot_id|>\", \"model_max_length\": 1000000000000000019884624838656}";
+    Tokenizer *tc = tokenizer_load_json_buffer(json, jlen, cfg, &err);
+    CHECK_MSG(tc != NULL, "with config: %s", err.msg);
+    if (tc) {
+        CHECK_EQ_INT(tokenizer_bos(tc), 128000);
+        CHECK_EQ_INT(tokenizer_eos(tc), 128009);
+        CHECK_EQ_INT(tokenizer_eot(tc), 128009);
+        tokenizer_free(tc);
+    }
 
     /* GGUF-style arrays: the vocabulary handed back, rebuilt; also without token types and
      * without "pre" (tokenizer.ggml.pre is missing in the BitNet GGUF). */
