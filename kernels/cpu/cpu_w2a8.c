@@ -495,6 +495,20 @@ static void gemv_dispatch(const uint8_t *w, int k_pad, const int8_t *q, int32_t 
     gemm_scalar(w, k_pad, q, 1, r0, r1, acc, 0);
 }
 
+/* Prefill: while one panel (4 rows) is multiplied by every token of the batch, pull the next
+ * panel's codes into L2, so its unpack does not wait on DRAM (a panel is computed for ~5 us,
+ * long enough for the hardware prefetcher to have lost the stream). */
+static void prefetch_next_panel(const uint8_t *w, size_t rb, int r, int r1) {
+#ifdef BN_X86
+    if (r >= r1) return;
+    const int n = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+    const char *p = (const char *)(w + rb * (size_t)r);
+    for (size_t o = 0; o < rb * (size_t)n; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+#else
+    (void)w, (void)rb, (void)r, (void)r1;
+#endif
+}
+
 static int shape_ok(int k_pad, int r0, int r1, int M) {
     return k_pad > 0 && k_pad % I2S_BLOCK == 0 && r0 >= 0 && r1 >= r0 && M >= 0;
 }
@@ -513,6 +527,7 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
         const int8_t *qm = q + (size_t)m0 * k_pad;
         for (int r = r0; r < r1; r += GEMM_RB) {
             const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
             if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
                 gemm_scalar(w, k_pad, qm, mt, r, r + nr, acc + (size_t)m0 * ld_acc + r, ld_acc);
                 continue;
@@ -556,6 +571,7 @@ int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *
         const int8_t *qm = q + (size_t)m0 * k_pad;
         for (int r = r0; r < r1; r += GEMM_RB) {
             const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
             if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
                 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
