@@ -434,6 +434,19 @@ static int cpu_eval(void *bp, const int32_t *tokens, int n, int pos, float *all_
 
 static const float *cpu_logits(void *bp) { return ((CpuBackend *)bp)->logits; }
 
+/* No sampler (s == NULL): greedy pick, returns 1. With a sampler: 0, so that infer_sample runs
+ * the host sampler on logits() (the CPU has nothing faster to offer than that). */
+static int cpu_sample(void *bp, Sampler *s, int32_t *tok, Err *err) {
+    CpuBackend *b = bp;
+    (void)err;
+    if (s) return 0;
+    int best = 0;
+    for (int i = 1; i < b->c.vocab_size; i++)
+        if (b->logits[i] > b->logits[best]) best = i;
+    *tok = best;
+    return 1;
+}
+
 static void cpu_describe(void *bp, char *buf, int cap) {
     snprintf(buf, (size_t)cap, "%s", ((CpuBackend *)bp)->desc);
 }
@@ -444,6 +457,6 @@ const BackendOps backend_cpu_ops = {
     .destroy = cpu_destroy,
     .eval = cpu_eval,
     .logits = cpu_logits,
-    .sample = NULL, /* the host sampler runs on logits() */
+    .sample = cpu_sample,
     .describe = cpu_describe,
 };
