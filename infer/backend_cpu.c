@@ -355,7 +355,7 @@ static void ffn_mid_task(void *ctx, int ith, int nth) {
     const int f = b->c.ffn_dim;
     for (int t = ith; t < j->T; t += nth) {
         float *g = b->g + (size_t)t * f, *xn = b->xn + (size_t)t * b->xn_ld;
-        relu2_mul_ref(g, b->u + (size_t)t * f, f, g);
+        relu2_mul_cpu(g, b->u + (size_t)t * f, f, g);
         rmsnorm_cpu(g, j->w, f, b->c.norm_eps, xn);
         b->qs[t] = quant_act_cpu(xn, f, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
     }

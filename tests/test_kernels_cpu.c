@@ -245,6 +245,16 @@ static void test_norm_attention(CpuIsa isa) {
                   cpu_isa_name(isa), n);
         free(x), free(w), free(a), free(b);
     }
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) { /* relu^2 gating */
+        const int n = ns[i];
+        float *g = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
+        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        for (int j = 0; j < n; j++) g[j] = rndf() * 30.0f, u[j] = rndf();
+        relu2_mul_ref(g, u, n, a);
+        relu2_mul_cpu(g, u, n, b);
+        CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s relu2_mul n=%d", cpu_isa_name(isa), n);
+        free(g), free(u), free(a), free(b);
+    }
     const int hds[] = {64, 128, 24, 40};
     const int ctxs[] = {1, 2, 17, 300};
     for (size_t hi = 0; hi < 4; hi++)

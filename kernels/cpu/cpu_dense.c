@@ -394,3 +394,27 @@ void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16
                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
     attention_group_cpu(q, 1, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
 }
+
+/* ---- relu(g)^2 * u ------------------------------------------------------------------------------ */
+
+#ifdef BN_X86
+AVX2_TARGET static void relu2_mul_avx2(const float *g, const float *u, int n, float *m) {
+    const __m256 z = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 r = _mm256_max_ps(_mm256_loadu_ps(g + i), z);
+        _mm256_storeu_ps(m + i, _mm256_mul_ps(_mm256_mul_ps(r, r), _mm256_loadu_ps(u + i)));
+    }
+    if (i < n) relu2_mul_ref(g + i, u + i, n - i, m + i);
+}
+#endif
+
+void relu2_mul_cpu(const float *g, const float *u, int n, float *m) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) {
+        relu2_mul_avx2(g, u, n, m);
+        return;
+    }
+#endif
+    relu2_mul_ref(g, u, n, m);
+}

@@ -175,8 +175,9 @@ void attention_group_cpu(const float *q, int G, const void *k, const void *v, in
  * 2 ulp of e^x, 0 below -87. */
 float exp_ref(float x);
 
-/* m[i] = relu(g[i])^2 * u[i] */
+/* m[i] = relu(g[i])^2 * u[i], as (r * r) * u; _cpu is bit-identical (m may alias g). */
 void relu2_mul_ref(const float *g, const float *u, int n, float *m);
+void relu2_mul_cpu(const float *g, const float *u, int n, float *m);
 
 /* ---- benchmark probes -------------------------------------------------------------------------- */
 
