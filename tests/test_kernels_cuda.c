@@ -376,8 +376,8 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     uint16_t *dk = dmalloc(2 * (size_t)n_kv * ctx * hd), *dv = dmalloc(2 * (size_t)n_kv * ctx * hd);
     KcudaAttnShape a = {n_heads, n_kv, hd, ctx, style, drope};
     float *dpart = dmalloc(sizeof(float) * kcuda_attn_decode_scratch(&a));
-    int *dcount = dmalloc(sizeof(int) * n_kv), *dpos = dmalloc(sizeof(int));
-    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_kv) == cudaSuccess);
+    int *dcount = dmalloc(sizeof(int) * n_heads), *dpos = dmalloc(sizeof(int));
+    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_heads) == cudaSuccess);
     up(drope, rope, sizeof(float) * ctx * hd);
     up(dqkv, qkv, sizeof(float) * qkv_dim * steps);
     float *got = malloc(sizeof(float) * n_heads * hd * steps);

@@ -17,11 +17,18 @@ int kcuda_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 
                               cudaGetErrorString(e_));                                          \
     } while (0)
 
+// Sets one shared-memory carveout (the maximum) on every kernel before its first launch. Why:
+// when consecutive kernels prefer different L1/shared splits, the SMs reconfigure between them;
+// measured (ncu, H100) an 18 us decode-attention launch with 1.7k active SM cycles of 29k.
+int kcuda_prepare_func(const void *fn);
+
 // Launches kernel with grid/block/smem on stream, with programmatic dependent launch on
 // request, and checks the launch.
 template <typename... KArgs, typename... Args>
 static int kcuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                         void *stream, int pdl, Args... args) {
+    int rc = kcuda_prepare_func((const void *)kernel);
+    if (rc) return rc;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
