@@ -1,16 +1,350 @@
-/* Placeholder until this mode is implemented: fails loudly, never pretends. */
+/* Non-interactive generation:
+ *   bitnet-chat -p PROMPT [options]          one reply streamed to stdout, stats to stderr;
+ *   bitnet-chat perplexity --model M FILE    perplexity of a text file (llama.cpp's method).
+ * The one-shot prompt goes through the engine thread exactly as the chat does, so its figures
+ * are the ones the chat shows. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "app/commands_cli.h"
+#include "app/history.h"
+#include "app/perplexity.h"
+#include "infer/engine.h"
+#include "infer/infer.h"
+#include "infer/model.h"
+#include "infer/tokenizer.h"
+
+/* ---- shared option handling ------------------------------------------------------------------- */
+
+static InferOptions infer_options_from(const AppConfig *cfg) {
+    InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx};
+    if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
+    else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
+    return o;
+}
+
+/* Sampler defaults with the command line's overrides (NAN / -1 = not given). */
+static SamplerParams sampler_params_from(const AppConfig *cfg) {
+    SamplerParams p = sampler_params_default();
+    if (!isnan(cfg->temp)) p.temperature = (float)cfg->temp;
+    if (!isnan(cfg->top_p)) p.top_p = (float)cfg->top_p;
+    if (!isnan(cfg->min_p)) p.min_p = (float)cfg->min_p;
+    if (!isnan(cfg->repeat_penalty)) p.repeat_penalty = (float)cfg->repeat_penalty;
+    if (cfg->top_k >= 0) p.top_k = cfg->top_k;
+    if (cfg->max_tokens > 0) p.max_tokens = cfg->max_tokens;
+    if (cfg->seed_set) p.seed = (uint64_t)cfg->seed;
+    return p;
+}
+
+static const char *model_path_or_default(const AppConfig *cfg) {
+    if (cfg->model) return cfg->model;
+    return app_default_model_path();
+}
+
+/* ---- one-shot prompt -------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted++;
+    if (interrupted > 1) signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+/* Waits for the load started by engine_create; 0 when loaded, -1 (message printed) if not. */
+static int wait_loaded(Engine *e, int show_progress) {
+    EngineEvent ev[16];
+    int last_pct = -1;
+    for (;;) {
+        int n = engine_wait(e, ev, 16, 200);
+        if (interrupted) {
+            if (last_pct >= 0) fputc('\n', stderr);
+            fprintf(stderr, "bitnet-chat: interrupted while loading the model\n");
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            switch (ev[i].type) {
+            case EV_LOAD_PROGRESS: {
+                int pct = (int)(ev[i].u.progress.frac * 100.0f + 0.5f);
+                if (show_progress && pct != last_pct) {
+                    fprintf(stderr, "\rloading model: %3d%% %-40s", pct, ev[i].u.progress.stage);
+                    last_pct = pct;
+                }
+                break;
+            }
+            case EV_LOADED:
+                if (last_pct >= 0) fprintf(stderr, "\r%-60s\r", "");
+                return 0;
+            case EV_LOAD_FAILED:
+                if (last_pct >= 0) fprintf(stderr, "\r%-60s\r", "");
+                fprintf(stderr, "bitnet-chat: cannot load the model: %s\n", ev[i].u.error.msg);
+                return -1;
+            default: break;
+            }
+        }
+    }
+}
+
+static void print_stats(const EngineStats *st, StopReason reason) {
+    fprintf(stderr,
+            "bitnet-chat: prompt %d tokens (%.1f tok/s), reply %d tokens (%.1f tok/s), "
+            "TTFT %.0f ms, context %d/%d, stop: %s",
+            st->prompt_tokens, st->prompt_tok_s, st->gen_tokens, st->gen_tok_s, st->ttft_ms,
+            st->ctx_used, st->ctx_size, stop_reason_name(reason));
+    if (st->dropped_turns) fprintf(stderr, ", %d oldest turns left out", st->dropped_turns);
+    fputc('\n', stderr);
+}
 
 int cmd_prompt(const AppConfig *cfg) {
-    (void)cfg;
-    fprintf(stderr, "bitnet-chat: 'prompt' is not implemented yet\n");
-    return 2;
+    const char *path = model_path_or_default(cfg);
+    if (!path) {
+        fprintf(stderr, "bitnet-chat: no model given and the demo model (assets/bitnet-demo.gguf) "
+                        "was not found; use --model PATH\n");
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+
+    EngineOptions eo = {.model_path = path, .infer = infer_options_from(cfg)};
+    Err err = {{0}};
+    Engine *e = engine_create(&eo, &err);
+    if (!e) {
+        fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        return 1;
+    }
+    if (wait_loaded(e, isatty(STDERR_FILENO)) < 0) {
+        engine_destroy(e);
+        return 1;
+    }
+
+    ChatTurn turns[2];
+    int n_turns = 0;
+    if (cfg->system && cfg->system[0]) turns[n_turns++] = (ChatTurn){ROLE_SYSTEM, cfg->system};
+    const char *prompt = cfg->prompt ? cfg->prompt : "";
+    turns[n_turns++] = (ChatTurn){ROLE_USER, prompt};
+    SamplerParams sp = sampler_params_from(cfg);
+
+    /* The exchange is recorded like a chat: the user message is committed before generation,
+     * the reply is checkpointed while it streams and finalised with its figures. */
+    Err warn = {{0}};
+    History *h = history_open(cfg->db_path, cfg->no_history, &warn);
+    if (!h) {
+        fprintf(stderr, "bitnet-chat: out of memory\n");
+        engine_destroy(e);
+        return 1;
+    }
+    if (warn.msg[0]) fprintf(stderr, "bitnet-chat: %s\n", warn.msg);
+    EngineModelInfo info;
+    memset(&info, 0, sizeof info);
+    engine_model_info(e, &info);
+    HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
+                             .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};
+    HistoryReplyInfo ri = {.model_name = info.name, .backend = info.backend,
+                           .sampling = history_sampling_from(&sp)};
+    history_begin_session(h, &si);
+    history_add_user(h, prompt);
+
+    uint64_t req = engine_submit(e, turns, n_turns, &sp);
+    if (req) history_reply_begin(h, &ri);
+
+    int rc = 1, done = 0, cancel_sent = 0, ended_newline = 1;
+    EngineEvent ev[32];
+    while (!done) {
+        if (interrupted && !cancel_sent) {
+            engine_cancel(e);
+            cancel_sent = 1;
+        }
+        int n = engine_wait(e, ev, 32, 100);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].req != req) continue;
+            switch (ev[i].type) {
+            case EV_TOKEN:
+                fwrite(ev[i].u.token.text, 1, (size_t)ev[i].u.token.len, stdout);
+                fflush(stdout);
+                history_reply_append(h, ev[i].u.token.text, (size_t)ev[i].u.token.len);
+                if (ev[i].u.token.len > 0)
+                    ended_newline = ev[i].u.token.text[ev[i].u.token.len - 1] == '\n';
+                break;
+            case EV_STATS: history_reply_stats(h, &ev[i].u.stats); break;
+            case EV_ERROR:
+                if (!ended_newline) fputc('\n', stdout), ended_newline = 1;
+                fflush(stdout);
+                fprintf(stderr, "bitnet-chat: %s\n", ev[i].u.error.msg);
+                break;
+            case EV_DONE: {
+                StopReason why = ev[i].u.done.reason;
+                if (!ended_newline) fputc('\n', stdout);
+                fflush(stdout);
+                history_reply_end(h, &ev[i].u.done.stats, why,
+                                  why == STOP_CANCELLED || why == STOP_ERROR);
+                if (why != STOP_ERROR) print_stats(&ev[i].u.done.stats, why);
+                rc = why == STOP_ERROR ? 1 : why == STOP_CANCELLED ? 130 : 0;
+                done = 1;
+                break;
+            }
+            default: break;
+            }
+        }
+        if (req == 0) break; /* refused at once; the error event was printed above */
+    }
+    engine_destroy(e);
+    Err hw = {{0}};
+    if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
+    history_close(h);
+    if (ferror(stdout)) {
+        fprintf(stderr, "bitnet-chat: writing the reply failed: %s\n", strerror(errno));
+        return 1;
+    }
+    return rc;
+}
+
+/* ---- perplexity ------------------------------------------------------------------------------- */
+
+static char *read_file(const char *path, size_t *len, Err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = cap > ((size_t)1 << 32) ? NULL : realloc(buf, cap * 2 + 1);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) {
+        err_set(err, "%s: out of memory (or larger than 4 GiB)", path);
+        return NULL;
+    }
+    if (bad) {
+        free(buf);
+        err_set(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static void print_ppl(FILE *to, double v) {
+    if (v < 1e7) fprintf(to, "%.4f", v);
+    else fprintf(to, "%.4e", v);
+}
+
+static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, double secs) {
+    (void)user;
+    printf("[%d]", chunk + 1);
+    print_ppl(stdout, running_ppl);
+    putchar(',');
+    fflush(stdout);
+    if (chunk == 0)
+        fprintf(stderr, "perplexity: %.2f s per chunk, about %.0f s in all\n", secs,
+                secs * n_chunks);
 }
 
 int cmd_perplexity(const AppConfig *cfg) {
-    (void)cfg;
-    fprintf(stderr, "bitnet-chat: 'perplexity' is not implemented yet\n");
-    return 2;
+    const char *file = cfg->npos > 0 ? cfg->pos[0] : NULL;
+    if (!cfg->model || !file) {
+        fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
+        return 2;
+    }
+    Err err = {{0}};
+    size_t text_len = 0;
+    char *text = read_file(file, &text_len, &err);
+    if (!text) {
+        fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        return 1;
+    }
+    Model m;
+    memset(&m, 0, sizeof m);
+    Infer *inf = NULL;
+    int32_t *ids = NULL, *tokens = NULL;
+    int rc = 1;
+    if (model_load(&m, cfg->model, NULL, &err) < 0) {
+        fprintf(stderr, "bitnet-chat: cannot load the model: %s\n", err.msg);
+        goto out;
+    }
+    if (!m.tok) {
+        fprintf(stderr, "bitnet-chat: %s: the model has no tokenizer\n", cfg->model);
+        goto out;
+    }
+    size_t n_ids = 0;
+    if (tokenizer_encode(m.tok, text, text_len, &ids, &n_ids, &err) < 0) {
+        fprintf(stderr, "bitnet-chat: %s: %s\n", file, err.msg);
+        goto out;
+    }
+    int bos = tokenizer_bos(m.tok);
+    size_t n_tok = n_ids + (bos >= 0 ? 1 : 0);
+    tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
+    if (!tokens) {
+        fprintf(stderr, "bitnet-chat: out of memory\n");
+        goto out;
+    }
+    if (bos >= 0) tokens[0] = bos;
+    memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
+
+    int n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
+    if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) n_ctx = m.cfg.ctx_len;
+    if (n_ctx < PPL_MIN_CTX) {
+        fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
+                PPL_MIN_CTX);
+        goto out;
+    }
+    if (n_tok < (size_t)n_ctx) {
+        fprintf(stderr,
+                "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
+                "(use a longer text or a smaller --ctx)\n",
+                file, n_tok, n_ctx, n_ctx);
+        goto out;
+    }
+    InferOptions io = infer_options_from(cfg);
+    io.ctx = n_ctx;
+    inf = infer_create(&m, &io, &err);
+    if (!inf) {
+        fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        goto out;
+    }
+    char desc[160] = "";
+    infer_describe(inf, desc, sizeof desc);
+    fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the last %d of each (%s)\n",
+            n_tok, n_tok / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, desc);
+    PplResult res;
+    if (perplexity_run(inf, m.cfg.vocab_size, tokens, n_tok, n_ctx, bos, on_chunk, NULL, &res,
+                       &err) < 0) {
+        fprintf(stderr, "\nbitnet-chat: %s\n", err.msg);
+        goto out;
+    }
+    printf("\nFinal estimate: PPL = ");
+    print_ppl(stdout, res.ppl);
+    printf(" +/- ");
+    print_ppl(stdout, res.ppl_stderr);
+    printf("\n");
+    fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
+            res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
+    rc = 0;
+out:
+    free(tokens);
+    free(ids);
+    infer_destroy(inf);
+    model_free(&m);
+    free(text);
+    return rc;
 }

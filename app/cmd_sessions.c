@@ -1,10 +1,301 @@
-/* Placeholder until this mode is implemented: fails loudly, never pretends. */
+/* The history tools on the command line: --sessions, --show ID, --search TEXT,
+ * --export ID [--format md|json] [-o FILE], --delete ID [--yes].
+ * Exit codes: 0 done, 1 failed (message on stderr; for --search: no match), 2 usage. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "app/commands_cli.h"
+#include "app/store.h"
+#include "app/store_internal.h"
+
+static void fmt_local(int64_t ms, char *buf, size_t cap) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M", &tm);
+}
+
+/* Copies at most max_cols characters of s (UTF-8; one column each, which is right for the
+ * common case and never splits a character), adding "..." when cut. */
+static void clip(const char *s, int max_cols, char *out, size_t cap) {
+    size_t o = 0;
+    int cols = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && o + 8 < cap) {
+        if (cols == max_cols) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char c = *p;
+        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            out[o++] = ' ';
+            p++;
+        } else {
+            for (int i = 0; i < len && *p; i++) out[o++] = (char)*p++;
+        }
+        cols++;
+    }
+    out[o] = 0;
+}
+
+/* Writes stored text to the terminal with control characters made visible (ESC -> "^["), so
+ * that a stored reply can never move the cursor, clear the screen or retitle the window.
+ * Newlines and tabs pass; with keep_newlines 0 they become spaces (one-line contexts). */
+static void put_safe(const char *t, int keep_newlines) {
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+        unsigned char c = *p;
+        if (c == '\n' || c == '\t') {
+            putchar(keep_newlines ? c : ' ');
+        } else if (c == '\r' && !keep_newlines) {
+            putchar(' ');
+        } else if (c < 0x20 || c == 0x7f) {
+            putchar('^');
+            putchar(c == 0x7f ? '?' : c + 64);
+        } else if (c == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) { /* C1 controls, e.g. CSI */
+            fputs("^?", stdout);
+            p++;
+        } else {
+            putchar(c);
+        }
+    }
+}
+
+static Store *open_for(const AppConfig *cfg, Err *err) {
+    /* --no-history promises no writes: open read-only (no migration, no WAL switch). */
+    unsigned flags = cfg->no_history ? STORE_OPEN_READONLY : STORE_OPEN_NOCREATE;
+    return store_open_ex(cfg->db_path, flags, err);
+}
+
+static int fail(const Err *err) {
+    fprintf(stderr, "bitnet-chat: %s\n", err->msg);
+    return 1;
+}
+
+static int list_sessions(const AppConfig *cfg) {
+    Err err = {{0}};
+    Store *s = open_for(cfg, &err);
+    if (!s) {
+        if (strstr(err.msg, "no history database")) { /* nothing recorded yet is not an error */
+            printf("No saved sessions.\n");
+            fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+            return 0;
+        }
+        return fail(&err);
+    }
+    StoreSession *ss;
+    int n;
+    if (store_session_list(s, &ss, &n, &err)) {
+        store_close(s);
+        return fail(&err);
+    }
+    if (n == 0) {
+        printf("No saved sessions.\n");
+    } else {
+        printf("%6s  %-16s  %-24s  %5s  %s\n", "ID", "UPDATED", "MODEL", "MSGS", "TITLE");
+        for (int i = 0; i < n; i++) {
+            char when[32], model[128], title[512];
+            fmt_local(ss[i].updated_at, when, sizeof when);
+            clip(ss[i].model_name[0] ? ss[i].model_name : "-", 21, model, sizeof model);
+            for (char *q = model; *q; q++)
+                if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
+            clip(ss[i].title[0] ? ss[i].title : "(untitled)", 60, title, sizeof title);
+            printf("%6lld  %-16s  %-24s  %5d  ", (long long)ss[i].id, when, model,
+                   ss[i].message_count);
+            put_safe(title, 0);
+            putchar('\n');
+        }
+    }
+    store_sessions_free(ss, n);
+    store_close(s);
+    return 0;
+}
+
+static int show_session(const AppConfig *cfg) {
+    Err err = {{0}};
+    Store *s = open_for(cfg, &err);
+    if (!s) return fail(&err);
+    StoreSession ss;
+    StoreMessage *m = NULL;
+    int n = 0;
+    if (store_session_get(s, cfg->session_id, &ss, &err)) {
+        store_close(s);
+        return fail(&err);
+    }
+    if (store_message_branch(s, cfg->session_id, &m, &n, &err)) {
+        store_session_clear(&ss);
+        store_close(s);
+        return fail(&err);
+    }
+    char t1[32], t2[32], line[1024];
+    fmt_local(ss.created_at, t1, sizeof t1);
+    fmt_local(ss.updated_at, t2, sizeof t2);
+    printf("Session %lld: ", (long long)ss.id);
+    put_safe(ss.title[0] ? ss.title : "(untitled)", 0);
+    printf("\nCreated %s, updated %s\n", t1, t2);
+    if (ss.model_name[0] || ss.model_path[0]) {
+        fputs("Model: ", stdout);
+        put_safe(ss.model_name, 0);
+        if (ss.model_path[0]) {
+            fputs(ss.model_name[0] ? " (" : "(", stdout);
+            put_safe(ss.model_path, 0);
+            putchar(')');
+        }
+        putchar('\n');
+    }
+    store_sampling_describe(&ss.sampling, line, sizeof line);
+    if (line[0]) printf("Sampling: %s\n", line);
+    if (ss.system_prompt[0]) {
+        fputs("System prompt: ", stdout);
+        put_safe(ss.system_prompt, 1);
+        putchar('\n');
+    }
+    for (int i = 0; i < n; i++) {
+        fmt_local(m[i].created_at, t1, sizeof t1);
+        printf("\n[%s] %s\n", m[i].role, t1);
+        put_safe(m[i].text, 1);
+        putchar('\n');
+        if (!strcmp(m[i].role, "assistant")) {
+            store_reply_describe(&m[i], line, sizeof line);
+            fputs("  (", stdout);
+            put_safe(line, 0);
+            fputs(")\n", stdout);
+        }
+    }
+    if (ss.message_count > n)
+        printf("\n(%d more message%s on other branches: --export %lld --format json has them all)\n",
+               ss.message_count - n, ss.message_count - n == 1 ? "" : "s", (long long)ss.id);
+    store_messages_free(m, n);
+    store_session_clear(&ss);
+    store_close(s);
+    return 0;
+}
+
+static int search(const AppConfig *cfg) {
+    Err err = {{0}};
+    Store *s = open_for(cfg, &err);
+    if (!s) return fail(&err);
+    StoreSearchHit *h;
+    int n;
+    if (store_search(s, cfg->search, &h, &n, &err)) {
+        store_close(s);
+        return fail(&err);
+    }
+    int tty = isatty(STDOUT_FILENO);
+    const char *on = tty ? "\033[1m" : "[", *off = tty ? "\033[0m" : "]";
+    for (int i = 0; i < n; i++) {
+        char title[512];
+        clip(h[i].session_title[0] ? h[i].session_title : "(untitled)", 60, title, sizeof title);
+        printf("session %lld, message %lld: ", (long long)h[i].session_id,
+               (long long)h[i].message_id);
+        put_safe(title, 0);
+        fputs("\n  ", stdout);
+        /* The snippet's match markers become highlighting; everything else is made safe. */
+        char *snip = h[i].snippet;
+        for (char *p = snip; *p;) {
+            size_t k = strcspn(p, "\x01\x02");
+            char save = p[k];
+            p[k] = 0;
+            put_safe(p, 0);
+            p[k] = save;
+            p += k;
+            if (*p == '\x01') fputs(on, stdout), p++;
+            else if (*p == '\x02') fputs(off, stdout), p++;
+        }
+        putchar('\n');
+    }
+    if (n == 0) fprintf(stderr, "bitnet-chat: no message matches '%s'\n", cfg->search);
+    store_search_free(h, n);
+    store_close(s);
+    return n ? 0 : 1;
+}
+
+static int export_session(const AppConfig *cfg) {
+    Err err = {{0}};
+    Store *s = open_for(cfg, &err);
+    if (!s) return fail(&err);
+    int json = cfg->format && !strcmp(cfg->format, "json");
+    FILE *to = stdout;
+    char tmp[4200] = "";
+    if (cfg->output && strcmp(cfg->output, "-")) {
+        /* Written beside the target and renamed into place: a failed export never leaves a
+         * half-written file or clobbers an existing one. */
+        snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", cfg->output);
+        int fd = mkstemp(tmp);
+        if (fd < 0 || !(to = fdopen(fd, "w"))) {
+            fprintf(stderr, "bitnet-chat: cannot write %s: %s\n", cfg->output, strerror(errno));
+            if (fd >= 0) close(fd), unlink(tmp);
+            store_close(s);
+            return 1;
+        }
+    }
+    int r = json ? store_export_json(s, cfg->session_id, to, &err)
+                 : store_export_markdown(s, cfg->session_id, to, &err);
+    store_close(s);
+    if (tmp[0]) {
+        if (fclose(to) != 0 && r == 0) r = err_set(&err, "export: writing %s failed", cfg->output);
+        if (r == 0 && rename(tmp, cfg->output) != 0)
+            r = err_set(&err, "export: cannot write %s: %s", cfg->output, strerror(errno));
+        if (r != 0) unlink(tmp);
+    }
+    return r ? fail(&err) : 0;
+}
+
+static int delete_session(const AppConfig *cfg) {
+    if (cfg->no_history) {
+        fprintf(stderr, "bitnet-chat: --delete changes the history; it cannot be combined with "
+                        "--no-history\n");
+        return 2;
+    }
+    Err err = {{0}};
+    Store *s = open_for(cfg, &err);
+    if (!s) return fail(&err);
+    StoreSession ss;
+    if (store_session_get(s, cfg->session_id, &ss, &err)) {
+        store_close(s);
+        return fail(&err);
+    }
+    if (!cfg->yes) {
+        if (!isatty(STDIN_FILENO)) {
+            fprintf(stderr, "bitnet-chat: not deleting session %lld without confirmation (stdin is "
+                            "not a terminal); add --yes\n",
+                    (long long)ss.id);
+            store_session_clear(&ss);
+            store_close(s);
+            return 1;
+        }
+        fprintf(stderr, "Delete session %lld \"%s\" (%d messages)? [y/N] ", (long long)ss.id,
+                ss.title, ss.message_count);
+        fflush(stderr);
+        char ans[16] = "";
+        if (!fgets(ans, sizeof ans, stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
+            fprintf(stderr, "Not deleted.\n");
+            store_session_clear(&ss);
+            store_close(s);
+            return 1;
+        }
+    }
+    int r = store_session_delete(s, ss.id, &err);
+    if (r == 0) printf("Deleted session %lld (%d messages).\n", (long long)ss.id, ss.message_count);
+    store_session_clear(&ss);
+    store_close(s);
+    return r ? fail(&err) : 0;
+}
 
 int cmd_sessions(const AppConfig *cfg) {
-    (void)cfg;
-    fprintf(stderr, "bitnet-chat: 'sessions' is not implemented yet\n");
+    switch (cfg->mode) {
+    case MODE_SESSIONS: return list_sessions(cfg);
+    case MODE_SHOW: return show_session(cfg);
+    case MODE_SEARCH: return search(cfg);
+    case MODE_EXPORT: return export_session(cfg);
+    case MODE_DELETE: return delete_session(cfg);
+    default: break;
+    }
+    fprintf(stderr, "bitnet-chat: internal error: cmd_sessions called for another mode\n");
     return 2;
 }

@@ -109,4 +109,16 @@ void engine_cancel(Engine *e);
 /* Info on the active model; returns 0 if none. Safe from the main thread. */
 int engine_model_info(Engine *e, EngineModelInfo *out);
 
+/* Additions (engine helper) ------------------------------------------------------------------ */
+
+/* Loads a synthetic model (model_init_random with cfg and seed) plus the tokenizer at
+ * tokenizer_path (a tokenizer.json, GGUF file or HF directory; required: without a tokenizer the
+ * load fails),
+ * like engine_load. For tests and benchmarks: random weights produce noise. */
+uint64_t engine_load_synthetic(Engine *e, const ModelConfig *cfg, uint64_t seed,
+                               const char *tokenizer_path);
+
+/* Reply tokens generated so far by the request being answered now (any thread). */
+int engine_reply_tokens(Engine *e);
+
 #endif

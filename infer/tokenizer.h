@@ -29,18 +29,34 @@ typedef struct {
     const size_t *merge_lens;    /* NULL: NUL-terminated */
     const char *pre;             /* tokenizer.ggml.pre; NULL or "llama-bpe"/"llama3": Llama 3 regex */
     int bos_id, eos_id, eot_id;  /* -1 when unknown; eot is looked up by name when -1 */
-    int ignore_merges;           /* Llama 3: a pre-token that is itself a token is taken whole */
+    int ignore_merges;           /* Llama 3: a pre-token that is itself a token is taken whole
+                                    (always on with the Llama 3 pre-tokenizer, as in tiktoken) */
 } TokenizerVocab;
 
 Tokenizer *tokenizer_from_vocab(const TokenizerVocab *v, Err *err);
 /* tokenizer.json (reads tokenizer_config.json beside it when present, for bos/eos). */
 Tokenizer *tokenizer_load_json(const char *path, Err *err);
+/* The same from memory: json is the text of a tokenizer.json (len bytes, need not be
+ * NUL-terminated); config_json, when not NULL, is the NUL-terminated text of a
+ * tokenizer_config.json. A malformed or hostile buffer gives an error, never a crash. */
+Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *config_json,
+                                      Err *err);
 void tokenizer_free(Tokenizer *t);
 
 /* Encodes plain text. Special-token strings in the text (e.g. "<|eot_id|>") are encoded as
  * ordinary text: specials are only ever inserted by the chat template. *ids is malloc'ed. */
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids,
                      size_t *n_ids, Err *err);
+
+/* The plain reference the fast path is tested against: PCRE2 for every pre-token and
+ * O(n^2) merging by rank (lowest rank first, leftmost on ties). Same contract; slow. */
+int tokenizer_encode_reference(const Tokenizer *t, const char *text, size_t len, int32_t **ids,
+                               size_t *n_ids, Err *err);
+/* Pre-tokenization only (for tests and benchmarks): *bounds gets n+1 offsets, piece i being
+ * text[bounds[i], bounds[i+1]). reference != 0 uses PCRE2 for every piece. *bounds is
+ * malloc'ed. */
+int tokenizer_pretokenize(const Tokenizer *t, const char *text, size_t len, int reference,
+                          size_t **bounds, size_t *n_pieces, Err *err);
 
 int tokenizer_n_vocab(const Tokenizer *t);
 int tokenizer_bos(const Tokenizer *t);   /* -1 if none */
@@ -61,8 +77,10 @@ typedef struct {
     unsigned char pending[8];
     int n_pending;
 } Utf8Stream;
-/* Appends the complete UTF-8 text available after adding `bytes` to out (capacity cap,
- * needs len + 8 bytes); returns the number of bytes written. */
+/* Appends the complete UTF-8 text available after adding `bytes` to out (capacity cap);
+ * returns the number of bytes written. len + 8 bytes suffice for valid UTF-8; each invalid byte
+ * may become a 3-byte U+FFFD, so 3 * len + 8 is always enough (with less, the output stops at
+ * a character boundary). */
 size_t utf8_stream_feed(Utf8Stream *s, const char *bytes, size_t len, char *out, size_t cap);
 /* Flushes what is left (as U+FFFD for an incomplete sequence). */
 size_t utf8_stream_flush(Utf8Stream *s, char *out, size_t cap);

@@ -1,16 +1,474 @@
-/* Placeholder until the full-screen chat lands: fails loudly, never pretends. */
+/* The full-screen chat and its event loop.
+ *
+ * One thread (the main one) runs curses, readline and the App; the engine decodes on its own
+ * thread. The loop poll()s three descriptors: the terminal, the engine's event fd and the
+ * signal pipe. Terminal bytes are split into keys (ui/keys.c): the keys the UI owns (scroll,
+ * wheel, Esc/Ctrl-C, paste) are handled here, the rest go to readline. Engine events are
+ * drained in batches, so a burst of tokens costs one repaint. Repaints are bounded to
+ * FRAME_MS apart (about 30 per second): the UI never slows decoding down, it only shows
+ * its progress. */
+#define _GNU_SOURCE
 #include "ui/ui.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-int ui_run_chat(const AppConfig *cfg) {
-    (void)cfg;
-    fprintf(stderr, "bitnet-chat: the full-screen chat is not implemented yet\n");
-    return 2;
+#include "app/app.h"
+#include "ui/browser.h"
+#include "ui/chatview.h"
+#include "ui/input.h"
+#include "ui/keys.h"
+#include "ui/screen.h"
+#include "ui/statusbar.h"
+#include "ui/textwidth.h"
+
+enum {
+    FRAME_MS = 33,     /* at most ~30 repaints a second */
+    ESC_WAIT_MS = 30,  /* a lone ESC: nothing followed within this time */
+    HINT_MIN_MS = 1500,/* a hint stays at least this long before a key clears it */
+    MIN_COLS = 24,
+    MIN_ROWS = 5,
+    INBUF = 16384,
+};
+
+enum { D_CHAT = 1, D_STATUS = 2, D_INPUT = 4, D_ALL = 8 };
+
+typedef struct {
+    App *app;
+    ChatView *view;
+    Browser *browser;
+    bool browse_only;        /* started as --browse: closing the browser quits */
+    WINDOW *chat_w, *status_w, *input_w;
+    int rows, cols, input_rows;
+    unsigned dirty;
+    int64_t last_draw;
+    int64_t last_drain;      /* when engine events were last taken */
+    bool engine_waiting;     /* the engine fd was readable; taken at the next frame */
+    char inbuf[INBUF];
+    size_t inlen;
+    int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
+    bool in_paste;
+    char *paste;
+    size_t paste_len, paste_cap;
+    unsigned hint_serial;
+    char hint[512];
+    int64_t hint_shown_at;
+    bool quit;
+} Ui;
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int ui_run_browser(const AppConfig *cfg) {
-    (void)cfg;
-    fprintf(stderr, "bitnet-chat: the session browser is not implemented yet\n");
-    return 2;
+static void show_hint(Ui *u, const char *text) {
+    snprintf(u->hint, sizeof u->hint, "%s", text);
+    u->hint_shown_at = mono_ms();
+    u->dirty |= D_CHAT;
 }
+
+/* ---- layout and drawing ------------------------------------------------------------------ */
+
+static void free_windows(Ui *u) {
+    if (u->chat_w) delwin(u->chat_w);
+    if (u->status_w) delwin(u->status_w);
+    if (u->input_w) delwin(u->input_w);
+    u->chat_w = u->status_w = u->input_w = NULL;
+}
+
+static bool too_small(const Ui *u) { return u->rows < MIN_ROWS || u->cols < MIN_COLS; }
+
+/* (Re)creates the windows when the size or the input's height changed. */
+static void layout(Ui *u) {
+    int rows = LINES, cols = COLS;
+    int want = input_rows_needed(cols);
+    int max_in = (rows - 2) / 3;
+    if (max_in < 1) max_in = 1;
+    if (want > max_in) want = max_in;
+    if (want < 1) want = 1;
+    if (u->chat_w && rows == u->rows && cols == u->cols && want == u->input_rows) return;
+    free_windows(u);
+    u->rows = rows;
+    u->cols = cols;
+    u->input_rows = want;
+    u->dirty |= D_ALL;
+    if (too_small(u)) return;
+    int chat_rows = rows - 1 - want;
+    u->chat_w = newwin(chat_rows, cols, 0, 0);
+    u->status_w = newwin(1, cols, chat_rows, 0);
+    u->input_w = newwin(want, cols, chat_rows + 1, 0);
+    input_resize(rows, cols);
+}
+
+static void draw_too_small(Ui *u) {
+    erase();
+    char msg[96];
+    snprintf(msg, sizeof msg, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
+             MIN_COLS, MIN_ROWS);
+    /* Word-wrapped into whatever space there is. */
+    TwLine *lines = NULL;
+    int n = 0, cap = 0;
+    tw_wrap(msg, strlen(msg), u->cols > 0 ? u->cols : 1, &lines, &n, &cap);
+    for (int i = 0; i < n && i < u->rows; i++) mvaddnstr(i, 0, msg + lines[i].start, (int)lines[i].len);
+    free(lines);
+    curs_set(0);
+    wnoutrefresh(stdscr);
+}
+
+static void draw_hint(Ui *u) {
+    if (!u->hint[0] || !u->chat_w) return;
+    int rows, cols;
+    getmaxyx(u->chat_w, rows, cols);
+    char line[600];
+    snprintf(line, sizeof line, " %s ", u->hint);
+    size_t fit = tw_fit(line, strlen(line), cols);
+    wchar_t wbuf[600];
+    size_t k = tw_to_wcs(line, fit, wbuf, sizeof wbuf / sizeof wbuf[0]);
+    wattrset(u->chat_w, screen_style(ST_HINT));
+    mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
+    if (k) mvwaddnwstr(u->chat_w, rows - 1, 0, wbuf, (int)k);
+    wattrset(u->chat_w, A_NORMAL);
+}
+
+static void draw(Ui *u) {
+    layout(u);
+    if (u->dirty & D_ALL) clearok(curscr, FALSE);
+    if (too_small(u)) {
+        draw_too_small(u);
+        doupdate();
+        u->dirty = 0;
+        return;
+    }
+    if (u->browser) {
+        WINDOW *full = newwin(u->rows, u->cols, 0, 0);
+        if (full) {
+            browser_draw(u->browser, full);
+            wnoutrefresh(full);
+            delwin(full);
+        }
+        doupdate();
+        u->dirty = 0;
+        return;
+    }
+    AppStatus st;
+    app_status(u->app, &st);
+    chatview_draw(u->view, u->chat_w, app_transcript(u->app));
+    draw_hint(u);
+    statusbar_draw(u->status_w, &st);
+    input_draw(u->input_w);
+    wnoutrefresh(u->chat_w);
+    wnoutrefresh(u->status_w);
+    wnoutrefresh(u->input_w); /* last: the terminal cursor stays in the input line */
+    doupdate();
+    u->dirty = 0;
+}
+
+/* ---- reactions --------------------------------------------------------------------------- */
+
+static void apply(Ui *u, int react) {
+    if (react & REACT_CHAT) u->dirty |= D_CHAT;
+    if (react & REACT_STATUS) u->dirty |= D_STATUS;
+    if (react & REACT_REDRAW) {
+        u->dirty |= D_ALL;
+        chatview_end(u->view);
+    }
+    if (react & REACT_QUIT) u->quit = true;
+    if (react & REACT_BROWSER) {
+        browser_free(u->browser);
+        u->browser = browser_open(u->app, app_browser_query(u->app));
+        u->dirty |= D_ALL;
+    }
+    unsigned serial;
+    const char *h = app_hint(u->app, &serial);
+    if (serial != u->hint_serial) {
+        u->hint_serial = serial;
+        show_hint(u, h);
+    }
+}
+
+static void submit_lines(Ui *u) {
+    bool eof;
+    char *line = input_take_line(&eof);
+    if (eof) {
+        u->quit = true;
+        free(line);
+        return;
+    }
+    if (!line) return;
+    /* A new line clears the old hint; the command may set a new one. */
+    u->hint[0] = 0;
+    int react = app_submit_line(u->app, line);
+    if (react & REACT_KEEP_INPUT) input_set_text(line);
+    else if (!(react & REACT_BROWSER)) chatview_end(u->view); /* sending jumps to the bottom */
+    free(line);
+    apply(u, react | REACT_CHAT);
+    u->dirty |= D_INPUT;
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+static void browser_result(Ui *u, BrowserResult r) {
+    switch (r) {
+    case BROWSER_STAY: break;
+    case BROWSER_QUIT: u->quit = true; break;
+    case BROWSER_CLOSE:
+        if (u->browse_only) {
+            u->quit = true;
+            break;
+        }
+        browser_free(u->browser);
+        u->browser = NULL;
+        break;
+    case BROWSER_RESUMED:
+        browser_free(u->browser);
+        u->browser = NULL;
+        u->browse_only = false;
+        chatview_end(u->view);
+        apply(u, REACT_REDRAW | REACT_CHAT | REACT_STATUS);
+        break;
+    }
+    u->dirty |= D_ALL;
+}
+
+static void chat_key(Ui *u, const Key *k) {
+    /* Any key clears a hint that has been readable for a while. */
+    if (u->hint[0] && mono_ms() - u->hint_shown_at > HINT_MIN_MS) {
+        u->hint[0] = 0;
+        u->dirty |= D_CHAT;
+    }
+    switch (k->type) {
+    case K_CTRL_C:
+        if (app_busy(u->app)) apply(u, app_cancel(u->app));
+        else if (!input_is_empty()) input_clear();
+        else show_hint(u, "To leave, press Ctrl-D or type /quit.");
+        break;
+    case K_ESC:
+        if (app_busy(u->app)) apply(u, app_cancel(u->app));
+        else input_feed(k->bytes, k->len); /* vi mode, or Meta- prefix in emacs mode */
+        break;
+    case K_PGUP: chatview_page(u->view, -1); u->dirty |= D_CHAT; break;
+    case K_PGDN: chatview_page(u->view, 1); u->dirty |= D_CHAT; break;
+    case K_WHEEL_UP: chatview_scroll(u->view, -3); u->dirty |= D_CHAT; break;
+    case K_WHEEL_DOWN: chatview_scroll(u->view, 3); u->dirty |= D_CHAT; break;
+    case K_MOUSE_OTHER: break;
+    case K_HOME:
+    case K_END:
+        if (input_is_empty()) {
+            if (k->type == K_HOME) chatview_home(u->view);
+            else chatview_end(u->view);
+            u->dirty |= D_CHAT;
+        } else {
+            input_feed(k->bytes, k->len);
+        }
+        break;
+    case K_CTRL_L:
+        clearok(curscr, TRUE);
+        u->dirty |= D_ALL;
+        break;
+    case K_CTRL_Z:
+        screen_suspend();
+        u->dirty |= D_ALL;
+        break;
+    default:
+        input_feed(k->bytes, k->len);
+        submit_lines(u);
+        break;
+    }
+    u->dirty |= D_INPUT;
+}
+
+static void paste_append(Ui *u, const char *s, size_t n) {
+    if (u->paste_len + n + 1 > u->paste_cap) {
+        size_t cap = u->paste_cap ? u->paste_cap : 4096;
+        while (cap < u->paste_len + n + 1) cap *= 2;
+        char *p = realloc(u->paste, cap);
+        if (!p) return;
+        u->paste = p;
+        u->paste_cap = cap;
+    }
+    memcpy(u->paste + u->paste_len, s, n);
+    u->paste_len += n;
+}
+
+static void paste_done(Ui *u) {
+    if (u->browser) browser_paste(u->browser, u->paste, u->paste_len);
+    else input_insert(u->paste, u->paste_len);
+    u->paste_len = 0;
+    u->in_paste = false;
+    u->dirty |= D_INPUT;
+}
+
+/* Splits the bytes read so far into keys; with at_end, an unfinished escape is resolved. */
+static void process_input(Ui *u, bool at_end) {
+    size_t off = 0;
+    while (off < u->inlen && !u->quit) {
+        if (u->in_paste) {
+            /* Everything up to ESC[201~ is pasted text, kept as one block. */
+            long end = keys_find_paste_end(u->inbuf + off, u->inlen - off);
+            if (end >= 0) {
+                paste_append(u, u->inbuf + off, (size_t)end);
+                off += (size_t)end + 6;
+                paste_done(u);
+                continue;
+            }
+            size_t keep = u->inlen - off > 5 ? 5 : u->inlen - off; /* a marker may be split */
+            paste_append(u, u->inbuf + off, u->inlen - off - keep);
+            off = u->inlen - keep;
+            break;
+        }
+        Key k;
+        size_t used = keys_decode(u->inbuf + off, u->inlen - off, at_end, &k);
+        if (!used) break; /* wait for the rest of a sequence */
+        off += used;
+        if (k.type == K_PASTE_BEGIN) {
+            u->in_paste = true;
+            u->paste_len = 0;
+            continue;
+        }
+        if (k.type == K_PASTE_END) continue;
+        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b && (u->browser || app_busy(u->app))) {
+            /* Esc and a key typed right after it arrive together and look like Alt+key. The
+             * browser has no Alt keys, and while a reply runs Esc means stop: split them. */
+            Key esc = {K_ESC, k.bytes, 1};
+            if (u->browser) browser_result(u, browser_key(u->browser, &esc));
+            else chat_key(u, &esc);
+            if (u->quit) break;
+            off -= 1;
+            continue;
+        }
+        if (u->browser) {
+            browser_result(u, browser_key(u->browser, &k));
+            u->dirty |= D_ALL;
+        } else {
+            chat_key(u, &k);
+        }
+    }
+    memmove(u->inbuf, u->inbuf + off, u->inlen - off);
+    u->inlen -= off;
+    u->esc_deadline = u->inlen && !u->in_paste ? (u->esc_deadline ? u->esc_deadline
+                                                                   : mono_ms() + ESC_WAIT_MS)
+                                               : 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static char *input_history_path(void) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    char buf[4096];
+    if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/bitnet-chat/input_history", xdg);
+    else if (home && *home) snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/input_history", home);
+    else return NULL;
+    return strdup(buf);
+}
+
+static int run(const AppConfig *cfg, bool browse) {
+    char why[600];
+    AppOptions opt = {.load_model = !browse};
+    /* The App (engine thread, database) starts before curses so that a failure is printed
+     * on a normal terminal. */
+    App *app = app_create(cfg, &opt, why, sizeof why);
+    if (!app) {
+        fprintf(stderr, "bitnet-chat: %s\n", why);
+        return 1;
+    }
+    if (screen_init(why, sizeof why)) {
+        app_destroy(app);
+        fprintf(stderr, "bitnet-chat: %s\n", why);
+        return 1;
+    }
+    Ui u;
+    memset(&u, 0, sizeof u);
+    u.app = app;
+    u.view = chatview_new(false);
+    u.browse_only = browse;
+    char *hist = cfg->no_history ? NULL : input_history_path();
+    input_init(hist, LINES, COLS);
+    free(hist);
+    if (browse) u.browser = browser_open(app, "");
+    u.dirty = D_ALL;
+    apply(&u, REACT_CHAT | REACT_STATUS);
+
+    while (!u.quit) {
+        int64_t now = mono_ms();
+        int timeout = 1000;
+        if (app_busy(app)) timeout = 250; /* history warnings, the hint timer */
+        if (u.dirty) {
+            int wait = (int)(u.last_draw + FRAME_MS - now);
+            timeout = wait > 0 ? wait : 0;
+        }
+        /* Engine events are taken at most once a frame: while a reply streams, the main
+         * thread wakes ~30 times a second instead of once per token, leaving the cores to
+         * the decoder (the channel merges the text meanwhile; it never blocks the engine). */
+        if (u.engine_waiting) {
+            int wait = (int)(u.last_drain + FRAME_MS - now);
+            if (wait < 0) wait = 0;
+            if (wait < timeout) timeout = wait;
+        }
+        if (u.esc_deadline) {
+            int wait = (int)(u.esc_deadline - now);
+            if (wait < 0) wait = 0;
+            if (wait < timeout) timeout = wait;
+        }
+        struct pollfd fds[3] = {
+            {STDIN_FILENO, POLLIN, 0},
+            {screen_signal_fd(), POLLIN, 0},
+            {u.engine_waiting ? -1 : app_event_fd(app), POLLIN, 0},
+        };
+        int pr = poll(fds, 3, timeout);
+        if (pr < 0 && errno != EINTR) break;
+        if (pr > 0 && (fds[2].revents & POLLIN)) u.engine_waiting = true;
+
+        ScreenSignals sig = screen_take_signals();
+        if (sig.quit) break;
+        if (sig.resize) {
+            screen_apply_resize();
+            u.dirty |= D_ALL;
+        }
+        if (sig.intr) {
+            Key k = {K_CTRL_C, "\x03", 1};
+            if (u.browser) browser_result(&u, browser_key(u.browser, &k));
+            else chat_key(&u, &k);
+        }
+        if (pr > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = read(STDIN_FILENO, u.inbuf + u.inlen, sizeof u.inbuf - u.inlen);
+            if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) break; /* terminal gone */
+            if (r > 0) u.inlen += (size_t)r;
+        }
+        bool at_end = u.esc_deadline && mono_ms() >= u.esc_deadline;
+        if (u.inlen) process_input(&u, at_end || u.inlen == sizeof u.inbuf);
+        if (u.engine_waiting && mono_ms() - u.last_drain >= FRAME_MS) {
+            u.engine_waiting = false;
+            u.last_drain = mono_ms();
+            apply(&u, app_process_events(app));
+        }
+        app_tick(app);
+
+        char matches[512];
+        if (input_take_matches(matches, sizeof matches)) show_hint(&u, matches);
+        if (input_take_dirty()) u.dirty |= D_INPUT;
+        now = mono_ms();
+        if (u.dirty && now - u.last_draw >= FRAME_MS) {
+            draw(&u);
+            u.last_draw = now;
+        }
+    }
+
+    input_shutdown();
+    browser_free(u.browser);
+    chatview_free(u.view);
+    free_windows(&u);
+    free(u.paste);
+    screen_shutdown();
+    app_destroy(app);
+    return 0;
+}
+
+int ui_run_chat(const AppConfig *cfg) { return run(cfg, false); }
+int ui_run_browser(const AppConfig *cfg) { return run(cfg, true); }

@@ -1,0 +1,402 @@
+/* The slash-command table and its handlers (see commands.h). Ranges match the command-line
+ * options in app/cli.c so that a value accepted there is accepted here. */
+#include "app/commands.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_parse_double(const char *s, double lo, double hi, double *out, char *why, size_t whylen) {
+    while (isspace((unsigned char)*s)) s++;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    while (isspace((unsigned char)*end)) end++;
+    if (!*s || errno || end == s || *end || !(v >= lo && v <= hi)) {
+        snprintf(why, whylen, "expected a number from %g to %g", lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cmd_parse_int(const char *s, long long lo, long long hi, long long *out, char *why,
+                  size_t whylen) {
+    while (isspace((unsigned char)*s)) s++;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    while (isspace((unsigned char)*end)) end++;
+    if (!*s || errno || end == s || *end || v < lo || v > hi) {
+        snprintf(why, whylen, "expected a whole number from %lld to %lld", lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool blank(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return !*s;
+}
+
+/* The argument without surrounding white space, in a caller buffer. */
+static const char *trimmed(const char *s, char *buf, size_t cap) {
+    while (isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    return buf;
+}
+
+static const Command *find_by_fn(CommandFn fn);
+
+static int bad_arg(App *a, CommandFn fn, const char *why) {
+    const Command *c = find_by_fn(fn);
+    app_set_hint(a, "%s: %s (usage: %s)", c ? c->name : "?", why, c ? c->usage : "");
+    return REACT_STATUS;
+}
+
+/* ---- sampling settings: shown without an argument, validated and set with one ---------- */
+
+typedef enum { F_TEMP, F_TOP_P, F_MIN_P, F_REPEAT, F_TOP_K, F_MAX_TOKENS } Field;
+
+static int set_number(App *a, const char *args, Field f, CommandFn self) {
+    AppSampling s = app_get_sampling(a);
+    static const char *names[] = {"temperature", "top-p", "min-p", "repeat penalty", "top-k",
+                                  "max tokens"};
+    if (blank(args)) {
+        switch (f) {
+        case F_TEMP: app_set_hint(a, "temperature %.2f", s.temperature); break;
+        case F_TOP_P: app_set_hint(a, "top-p %.2f", s.top_p); break;
+        case F_MIN_P: app_set_hint(a, "min-p %.2f", s.min_p); break;
+        case F_REPEAT: app_set_hint(a, "repeat penalty %.2f", s.repeat_penalty); break;
+        case F_TOP_K: app_set_hint(a, "top-k %d", s.top_k); break;
+        case F_MAX_TOKENS: app_set_hint(a, "max tokens %d", s.max_tokens); break;
+        }
+        return REACT_STATUS;
+    }
+    char why[128];
+    double d;
+    long long i;
+    switch (f) {
+    case F_TEMP:
+        if (cmd_parse_double(args, 0, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
+        s.temperature = d;
+        break;
+    case F_TOP_P:
+        if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
+        s.top_p = d;
+        break;
+    case F_MIN_P:
+        if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
+        s.min_p = d;
+        break;
+    case F_REPEAT:
+        if (cmd_parse_double(args, 0.01, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
+        s.repeat_penalty = d;
+        break;
+    case F_TOP_K:
+        if (cmd_parse_int(args, 0, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
+        s.top_k = (int)i;
+        break;
+    case F_MAX_TOKENS:
+        if (cmd_parse_int(args, 1, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
+        s.max_tokens = (int)i;
+        break;
+    }
+    int r = app_set_sampling(a, &s);
+    char val[64];
+    switch (f) {
+    case F_TOP_K: snprintf(val, sizeof val, "%d", s.top_k); break;
+    case F_MAX_TOKENS: snprintf(val, sizeof val, "%d", s.max_tokens); break;
+    default: snprintf(val, sizeof val, "%.2f", d); break;
+    }
+    app_set_hint(a, "%s set to %s%s", names[f], val, app_busy(a) ? " (from the next reply)" : "");
+    return r | REACT_STATUS;
+}
+
+static int cmd_temp(App *a, const char *args) { return set_number(a, args, F_TEMP, cmd_temp); }
+static int cmd_top_p(App *a, const char *args) { return set_number(a, args, F_TOP_P, cmd_top_p); }
+static int cmd_min_p(App *a, const char *args) { return set_number(a, args, F_MIN_P, cmd_min_p); }
+static int cmd_top_k(App *a, const char *args) { return set_number(a, args, F_TOP_K, cmd_top_k); }
+static int cmd_repeat(App *a, const char *args) {
+    return set_number(a, args, F_REPEAT, cmd_repeat);
+}
+static int cmd_max_tokens(App *a, const char *args) {
+    return set_number(a, args, F_MAX_TOKENS, cmd_max_tokens);
+}
+
+static int cmd_seed(App *a, const char *args) {
+    AppSampling s = app_get_sampling(a);
+    char buf[64];
+    trimmed(args, buf, sizeof buf);
+    if (!*buf) {
+        if (s.seed_set) app_set_hint(a, "seed %lld", (long long)s.seed);
+        else app_set_hint(a, "seed: a new random seed for every reply");
+        return REACT_STATUS;
+    }
+    if (!strcmp(buf, "random") || !strcmp(buf, "off")) {
+        s.seed_set = false;
+        app_set_sampling(a, &s);
+        app_set_hint(a, "seed: a new random seed for every reply");
+        return REACT_STATUS;
+    }
+    long long v;
+    char why[128];
+    if (cmd_parse_int(buf, 0, INT64_MAX, &v, why, sizeof why)) {
+        snprintf(why, sizeof why, "expected a whole number >= 0 or 'random'");
+        return bad_arg(a, cmd_seed, why);
+    }
+    s.seed = v;
+    s.seed_set = true;
+    app_set_sampling(a, &s);
+    app_set_hint(a, "seed set to %lld: replies are reproducible", v);
+    return REACT_STATUS;
+}
+
+static int cmd_params(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_params, "takes no argument");
+    AppSampling s = app_get_sampling(a);
+    char seed[48];
+    if (s.seed_set) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
+    else snprintf(seed, sizeof seed, "random per reply");
+    const char *sys = app_get_system(a);
+    app_note(a, MSG_NOTE,
+             "Settings:\n"
+             "  temperature     %.2f   (/temp)\n"
+             "  top-p           %.2f   (/top_p)\n"
+             "  top-k           %d   (/top_k)\n"
+             "  min-p           %.2f   (/min_p)\n"
+             "  repeat penalty  %.2f   (/repeat_penalty)\n"
+             "  seed            %s   (/seed)\n"
+             "  max tokens      %d   (/max_tokens)\n"
+             "  system prompt   %s%s%s",
+             s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, seed, s.max_tokens,
+             *sys ? "\"" : "(none)", sys, *sys ? "\"" : "");
+    return REACT_CHAT;
+}
+
+static int cmd_system(App *a, const char *args) {
+    char *buf = strdup(args);
+    if (!buf) return REACT_NONE;
+    trimmed(args, buf, strlen(args) + 1);
+    if (!*buf) {
+        const char *cur = app_get_system(a);
+        if (*cur) app_note(a, MSG_NOTE, "System prompt: %s\n(/system - clears it)", cur);
+        else app_set_hint(a, "No system prompt. Set one with /system TEXT.");
+        free(buf);
+        return REACT_CHAT | REACT_STATUS;
+    }
+    int r;
+    if (!strcmp(buf, "-")) {
+        r = app_set_system(a, NULL);
+        app_set_hint(a, "System prompt cleared.");
+    } else {
+        r = app_set_system(a, buf);
+        app_set_hint(a, "System prompt set; it applies from the next reply.");
+    }
+    free(buf);
+    return r | REACT_STATUS;
+}
+
+static int cmd_load(App *a, const char *args) {
+    char path[1024];
+    trimmed(args, path, sizeof path);
+    if (!*path) return bad_arg(a, cmd_load, "give the path of a model file or directory");
+    /* ~/ is expanded here since no shell did it. */
+    char full[1200];
+    if (path[0] == '~' && path[1] == '/' && getenv("HOME")) {
+        snprintf(full, sizeof full, "%s%s", getenv("HOME"), path + 1);
+    } else {
+        snprintf(full, sizeof full, "%s", path);
+    }
+    return app_load_model(a, full);
+}
+
+static int cmd_new(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_new, "takes no argument");
+    return app_new_session(a);
+}
+
+static int cmd_regen(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_regen, "takes no argument");
+    return app_regenerate(a);
+}
+
+static int cmd_clear(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_clear, "takes no argument");
+    return app_clear_view(a);
+}
+
+static int cmd_sessions(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_sessions, "takes no argument (use /search TEXT)");
+    return app_open_browser(a, "");
+}
+
+static int cmd_search(App *a, const char *args) {
+    char q[256];
+    trimmed(args, q, sizeof q);
+    if (!*q) return bad_arg(a, cmd_search, "give the text to look for");
+    return app_open_browser(a, q);
+}
+
+static int cmd_rename(App *a, const char *args) {
+    char t[160];
+    trimmed(args, t, sizeof t);
+    if (!*t) return bad_arg(a, cmd_rename, "give the new title");
+    return app_rename_session(a, t);
+}
+
+static int cmd_export(App *a, const char *args) {
+    char buf[1200];
+    trimmed(args, buf, sizeof buf);
+    const char *format = "md";
+    char *path = buf;
+    /* First word may be the format. */
+    char *sp = strpbrk(buf, " \t");
+    size_t wl = sp ? (size_t)(sp - buf) : strlen(buf);
+    if ((wl == 2 && !strncmp(buf, "md", 2)) || (wl == 4 && !strncmp(buf, "json", 4))) {
+        format = wl == 2 ? "md" : "json";
+        path = buf + wl;
+        while (*path == ' ' || *path == '\t') path++;
+    }
+    if (*path && !strcmp(format, "md")) {
+        size_t pl = strlen(path);
+        if (pl > 5 && !strcmp(path + pl - 5, ".json")) format = "json";
+    }
+    char written[1200], why[512];
+    if (app_export(a, format, *path ? path : NULL, written, sizeof written, why, sizeof why)) {
+        app_set_hint(a, "Export failed: %s", why);
+        return REACT_STATUS;
+    }
+    app_set_hint(a, "Exported to %s", written);
+    return REACT_STATUS;
+}
+
+static int cmd_stats(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_stats, "takes no argument");
+    AppStatus st;
+    app_status(a, &st);
+    const AppTranscript *t = app_transcript(a);
+    int replies = 0, tokens = 0, users = 0;
+    double tok_s_sum = 0;
+    for (int i = 0; i < t->n; i++) {
+        if (t->msgs[i].kind == MSG_USER) users++;
+        if (t->msgs[i].kind == MSG_ASSISTANT && !t->msgs[i].streaming) {
+            replies++;
+            tokens += t->msgs[i].gen_tokens;
+            tok_s_sum += t->msgs[i].tok_s;
+        }
+    }
+    app_note(a, MSG_NOTE,
+             "Model: %s\nBackend: %s\nContext: %d of %d tokens in use\n"
+             "Last reply: %d tokens, %.1f tok/s, first token after %.0f ms, prompt %d tokens\n"
+             "This session: %d messages, %d replies, %d reply tokens, mean %.1f tok/s\n"
+             "History: %s",
+             st.model_loaded ? st.model : "(none)", st.model_loaded ? st.backend : "-",
+             st.ctx_used, st.ctx_size, st.gen_tokens, st.tok_s, st.ttft_ms, st.prompt_tokens,
+             users + replies, replies, tokens, replies ? tok_s_sum / replies : 0.0,
+             st.history_ok ? "saved" : st.history_msg);
+    return REACT_CHAT;
+}
+
+static int cmd_help(App *a, const char *args);
+
+static int cmd_quit(App *a, const char *args) { return REACT_QUIT; }
+
+static const Command table[] = {
+    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false},
+    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true},
+    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false},
+    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false},
+    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false},
+    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false},
+    {"/repeat_penalty", "/repeat_penalty [R]", "penalty for repeated tokens, 1 = off",
+     cmd_repeat, false},
+    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false},
+    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false},
+    {"/params", "/params", "show all settings", cmd_params, false},
+    {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,
+     false},
+    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false},
+    {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
+     false},
+    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false},
+    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false},
+    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false},
+    {"/export", "/export [md|json] [PATH]", "write this conversation to a file", cmd_export,
+     true},
+    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false},
+    {"/clear", "/clear", "clear the screen (the conversation goes on)", cmd_clear, false},
+    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false},
+};
+enum { N_COMMANDS = sizeof table / sizeof table[0] };
+
+static const Command *find_by_fn(CommandFn fn) {
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (table[i].fn == fn) return &table[i];
+    return NULL;
+}
+
+const Command *commands_table(int *n) {
+    *n = N_COMMANDS;
+    return table;
+}
+
+const Command *commands_find(const char *name, size_t len) {
+    const Command *prefix = NULL;
+    int n_prefix = 0;
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) return &table[i];
+        if (len > 1 && !strncmp(table[i].name, name, len)) prefix = &table[i], n_prefix++;
+    }
+    if (!strncmp("/exit", name, len) && len == 5) return commands_find("/quit", 5);
+    return n_prefix == 1 ? prefix : NULL;
+}
+
+static int cmd_help(App *a, const char *args) {
+    char name[64];
+    trimmed(args, name, sizeof name);
+    if (*name) {
+        char with_slash[72];
+        snprintf(with_slash, sizeof with_slash, "%s%s", name[0] == '/' ? "" : "/", name);
+        const Command *c = commands_find(with_slash, strlen(with_slash));
+        if (!c) return bad_arg(a, cmd_help, "no such command");
+        app_note(a, MSG_NOTE, "%s\n  %s", c->usage, c->help);
+        return REACT_CHAT;
+    }
+    char buf[4096];
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "Commands:");
+    for (int i = 0; i < N_COMMANDS && o < sizeof buf; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "\n  %-26s %s", table[i].usage,
+                              table[i].help);
+    if (o < sizeof buf)
+        snprintf(buf + o, sizeof buf - o,
+                 "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
+                 "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
+                 "Tab complete,\n  Ctrl-L redraw, Ctrl-D quit. //text sends a line starting "
+                 "with /.");
+    app_note(a, MSG_NOTE, "%s", buf);
+    return REACT_CHAT;
+}
+
+int commands_run(App *a, const char *line) {
+    const char *p = line;
+    while (*p && !isspace((unsigned char)*p)) p++;
+    size_t len = (size_t)(p - line);
+    const Command *c = commands_find(line, len);
+    if (!c) {
+        int shown = len > 40 ? 40 : (int)len;
+        app_set_hint(a, "Unknown command %.*s%s: /help lists the commands.", shown, line,
+                     len > 40 ? "..." : "");
+        return REACT_STATUS;
+    }
+    while (*p == ' ' || *p == '\t') p++;
+    return c->fn(a, p) | REACT_STATUS;
+}

@@ -1,0 +1,1119 @@
+/* The SQLite conversation store: opening (paths, permissions, WAL, busy timeout), the versioned
+ * schema and its migrations, and the prepared statements behind store.h.
+ *
+ * Schema history (PRAGMA user_version):
+ *   v1  sessions(id, title, created_at, updated_at, model_name, model_path, system_prompt,
+ *       sampling JSON) and a linear messages list (no parent, no per-reply model/backend).
+ *   v2  messages.parent_id (branches; backfilled as "previous message of the session"),
+ *       per-reply backend / model_name / sampling / prompt_tok_s, sessions.active_leaf
+ *       (backfilled as the newest message).
+ *   v3  messages_fts: an FTS5 index over messages.text, kept in sync by triggers.
+ * Each step runs in its own BEGIN IMMEDIATE transaction and re-reads the version inside it, so
+ * two programs opening an old file at once apply each step exactly once. */
+#include "app/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <pwd.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/store_internal.h"
+
+/* ---- statements ------------------------------------------------------------------------- */
+
+#define MSG_COLS                                                                              \
+    "m.id, m.session_id, coalesce(m.parent_id, 0), m.role, m.text, m.created_at, "            \
+    "m.prompt_tokens, m.reply_tokens, m.ttft_ms, m.tok_per_s, m.stop_reason, m.interrupted, " \
+    "m.backend, m.model_name, m.sampling, m.prompt_tok_s"
+#define SESSION_COLS                                                                          \
+    "s.id, s.title, s.created_at, s.updated_at, s.model_name, s.model_path, s.system_prompt, " \
+    "s.sampling, coalesce(s.active_leaf, 0), "                                                \
+    "(SELECT count(*) FROM messages c WHERE c.session_id = s.id)"
+
+enum {
+    ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+    ST_SESSION_INSERT, ST_SESSION_GET, ST_SESSION_LIST, ST_SESSION_RENAME, ST_SESSION_SETTINGS,
+    ST_SESSION_DELETE_MESSAGES, ST_SESSION_DELETE, ST_SESSION_TOUCH, ST_SET_LEAF,
+    ST_MSG_INSERT, ST_MSG_UPDATE, ST_MSG_GET, ST_MSG_ALL, ST_MSG_SIBLINGS, ST_MSG_NEWEST_CHILD,
+    ST_BRANCH, ST_BRANCH_IDS, ST_SEARCH, ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SESSION_INSERT] =
+        "INSERT INTO sessions(title, created_at, updated_at, model_name, model_path, "
+        "system_prompt, sampling, active_leaf) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+    [ST_SESSION_GET] = "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = ?1",
+    [ST_SESSION_LIST] = "SELECT " SESSION_COLS " FROM sessions s ORDER BY s.updated_at DESC, s.id DESC",
+    [ST_SESSION_RENAME] = "UPDATE sessions SET title = ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_SESSION_SETTINGS] =
+        "UPDATE sessions SET model_name = ?2, model_path = ?3, system_prompt = ?4, sampling = ?5, "
+        "updated_at = ?6 WHERE id = ?1",
+    [ST_SESSION_DELETE_MESSAGES] = "DELETE FROM messages WHERE session_id = ?1",
+    [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE id = ?1",
+    [ST_SESSION_TOUCH] = "UPDATE sessions SET updated_at = max(updated_at, ?2) WHERE id = ?1",
+    [ST_SET_LEAF] =
+        "UPDATE sessions SET active_leaf = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1",
+    [ST_MSG_INSERT] =
+        "INSERT INTO messages(session_id, parent_id, role, text, created_at, prompt_tokens, "
+        "reply_tokens, ttft_ms, tok_per_s, stop_reason, interrupted, backend, model_name, "
+        "sampling, prompt_tok_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+        "?14, ?15)",
+    [ST_MSG_UPDATE] =
+        "UPDATE messages SET text = ?2, prompt_tokens = ?3, reply_tokens = ?4, ttft_ms = ?5, "
+        "tok_per_s = ?6, stop_reason = ?7, interrupted = ?8, backend = ?9, model_name = ?10, "
+        "sampling = ?11, prompt_tok_s = ?12 WHERE id = ?1",
+    [ST_MSG_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = ?1",
+    [ST_MSG_ALL] = "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = ?1 ORDER BY m.id",
+    [ST_MSG_SIBLINGS] =
+        "SELECT " MSG_COLS " FROM messages m, messages me WHERE me.id = ?1 "
+        "AND m.session_id = me.session_id AND m.parent_id IS me.parent_id ORDER BY m.id",
+    [ST_MSG_NEWEST_CHILD] = "SELECT max(id) FROM messages WHERE parent_id = ?1",
+    /* Walk from the active leaf up to the root; depth orders the result root first. */
+    [ST_BRANCH] =
+        "WITH RECURSIVE b(id, depth) AS ("
+        "  SELECT active_leaf, 0 FROM sessions WHERE id = ?1 AND active_leaf IS NOT NULL"
+        "  UNION ALL SELECT p.parent_id, b.depth + 1 FROM messages p JOIN b ON p.id = b.id"
+        "  WHERE p.parent_id IS NOT NULL)"
+        " SELECT " MSG_COLS " FROM b JOIN messages m ON m.id = b.id ORDER BY b.depth DESC",
+    [ST_BRANCH_IDS] =
+        "WITH RECURSIVE b(id) AS ("
+        "  SELECT active_leaf FROM sessions WHERE id = ?1 AND active_leaf IS NOT NULL"
+        "  UNION ALL SELECT p.parent_id FROM messages p JOIN b ON p.id = b.id"
+        "  WHERE p.parent_id IS NOT NULL) SELECT id FROM b",
+    [ST_SEARCH] =
+        "SELECT m.session_id, m.id, s.title, "
+        "snippet(messages_fts, 0, char(1), char(2), '\xe2\x80\xa6', 16) "
+        "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+        "JOIN sessions s ON s.id = m.session_id "
+        "WHERE messages_fts MATCH ?1 ORDER BY rank, m.id DESC LIMIT ?2",
+};
+
+struct Store {
+    sqlite3 *db;
+    char *path;
+    int readonly;
+    int in_tx;                     /* an explicit store_begin is open */
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+/* ---- migrations ------------------------------------------------------------------------- */
+
+static const char *const migrations[STORE_SCHEMA_VERSION] = {
+    /* -> v1 */
+    "CREATE TABLE sessions("
+    "  id INTEGER PRIMARY KEY,"
+    "  title TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"            /* unix ms */
+    "  updated_at INTEGER NOT NULL,"
+    "  model_name TEXT NOT NULL DEFAULT '',"
+    "  model_path TEXT NOT NULL DEFAULT '',"
+    "  system_prompt TEXT NOT NULL DEFAULT '',"
+    "  sampling TEXT NOT NULL DEFAULT '{}');"   /* JSON: see sampling_to_json */
+    "CREATE TABLE messages("
+    "  id INTEGER PRIMARY KEY,"
+    "  session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,"
+    "  role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),"
+    "  text TEXT NOT NULL DEFAULT '',"
+    "  created_at INTEGER NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  reply_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms REAL NOT NULL DEFAULT 0,"
+    "  tok_per_s REAL NOT NULL DEFAULT 0,"
+    "  stop_reason TEXT NOT NULL DEFAULT '',"
+    "  interrupted INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX messages_by_session ON messages(session_id, id);"
+    "CREATE INDEX sessions_by_update ON sessions(updated_at);",
+    /* -> v2: branches and per-reply provenance. parent_id has no ON DELETE action: messages
+     * go only with their session (one statement), never one by one, and a cascade along a
+     * long chain would recurse once per message. */
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id);"
+    "ALTER TABLE messages ADD COLUMN backend TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN model_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN sampling TEXT NOT NULL DEFAULT '{}';"
+    "ALTER TABLE messages ADD COLUMN prompt_tok_s REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN active_leaf INTEGER;"
+    "UPDATE messages SET parent_id = (SELECT max(p.id) FROM messages p"
+    "  WHERE p.session_id = messages.session_id AND p.id < messages.id);"
+    "UPDATE messages SET model_name = (SELECT s.model_name FROM sessions s"
+    "  WHERE s.id = messages.session_id), sampling = (SELECT s.sampling FROM sessions s"
+    "  WHERE s.id = messages.session_id) WHERE role = 'assistant';"
+    "UPDATE sessions SET active_leaf = (SELECT max(m.id) FROM messages m"
+    "  WHERE m.session_id = sessions.id);"
+    "CREATE INDEX messages_by_parent ON messages(parent_id);",
+    /* -> v3: full-text search. External content: the text lives once, in messages. */
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(text, content = 'messages',"
+    "  content_rowid = 'id', tokenize = 'unicode61 remove_diacritics 2');"
+    "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN"
+    "  INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN"
+    "  INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  END;"
+    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN"
+    "  INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+    "  INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text); END;"
+    "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+};
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+int64_t store_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One line for the user: what went wrong in words, the SQLite message, the file. */
+static int db_fail(const Store *s, sqlite3 *db, Err *err, const char *what) {
+    int rc = sqlite3_extended_errcode(db) & 0xff;
+    const char *path = s && s->path ? s->path : "";
+    const char *hint = "";
+    switch (rc) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: hint = "the database is locked by another program; "; break;
+    case SQLITE_READONLY: hint = "the database is read-only; "; break;
+    case SQLITE_FULL: hint = "the disk is full; "; break;
+    case SQLITE_CORRUPT: hint = "the database is damaged; "; break;
+    case SQLITE_NOTADB: hint = "the file is not a database (or is damaged); "; break;
+    case SQLITE_IOERR: hint = "input/output error; "; break;
+    case SQLITE_CANTOPEN: hint = "cannot open the file; "; break;
+    default: break;
+    }
+    return err_set(err, "history %s: %s%s (%s)", what, hint, sqlite3_errmsg(db), path);
+}
+
+int store_errcode(const Store *s) { return s && s->db ? sqlite3_extended_errcode(s->db) & 0xff : 0; }
+
+static char *dup_col(sqlite3_stmt *st, int col) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    char *r = malloc((size_t)n + 1);
+    if (!r) return NULL;
+    if (n) memcpy(r, t, (size_t)n);
+    r[n] = 0;
+    return r;
+}
+
+static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *t) {
+    return sqlite3_bind_text(st, i, t ? t : "", -1, SQLITE_TRANSIENT);
+}
+
+/* Sampling settings as a small JSON object; non-finite / negative "unset" values are left
+ * out and read back as NAN / -1. */
+char *store_sampling_to_json(const StoreSampling *sp) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    struct { const char *k; double v; } d[] = {
+        {"temperature", sp->temperature}, {"top_p", sp->top_p}, {"min_p", sp->min_p},
+        {"repeat_penalty", sp->repeat_penalty}};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (isfinite(d[i].v)) json_object_set_new(o, d[i].k, json_real(d[i].v));
+    if (sp->top_k >= 0) json_object_set_new(o, "top_k", json_integer(sp->top_k));
+    if (sp->max_tokens >= 0) json_object_set_new(o, "max_tokens", json_integer(sp->max_tokens));
+    if (sp->seed >= 0) json_object_set_new(o, "seed", json_integer(sp->seed));
+    char *r = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    return r;
+}
+
+StoreSampling store_sampling_unset(void) {
+    StoreSampling sp = {NAN, NAN, NAN, NAN, -1, -1, -1};
+    return sp;
+}
+
+void store_sampling_from_json(const char *text, StoreSampling *sp) {
+    *sp = store_sampling_unset();
+    if (!text) return;
+    json_t *o = json_loads(text, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return;
+    }
+    json_t *v;
+    if ((v = json_object_get(o, "temperature")) && json_is_number(v)) sp->temperature = json_number_value(v);
+    if ((v = json_object_get(o, "top_p")) && json_is_number(v)) sp->top_p = json_number_value(v);
+    if ((v = json_object_get(o, "min_p")) && json_is_number(v)) sp->min_p = json_number_value(v);
+    if ((v = json_object_get(o, "repeat_penalty")) && json_is_number(v))
+        sp->repeat_penalty = json_number_value(v);
+    if ((v = json_object_get(o, "top_k")) && json_is_integer(v)) sp->top_k = (int)json_integer_value(v);
+    if ((v = json_object_get(o, "max_tokens")) && json_is_integer(v))
+        sp->max_tokens = (int)json_integer_value(v);
+    if ((v = json_object_get(o, "seed")) && json_is_integer(v)) sp->seed = json_integer_value(v);
+    json_decref(o);
+}
+
+static int bind_sampling(sqlite3_stmt *st, int i, const StoreSampling *sp) {
+    char *j = store_sampling_to_json(sp);
+    if (!j) return SQLITE_NOMEM;
+    return sqlite3_bind_text(st, i, j, -1, free);
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored). */
+static int step_done(sqlite3_stmt *st) {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void stmt_done(sqlite3_stmt *st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Implicit transactions: a call made outside store_begin runs in its own. */
+static int tx_open(Store *s, int *own, Err *err) {
+    *own = 0;
+    if (s->in_tx) return 0;
+    if (step_done(s->st[ST_BEGIN])) return db_fail(s, s->db, err, "begin");
+    *own = 1;
+    return 0;
+}
+
+static int tx_close(Store *s, int own, int ok, Err *err) {
+    if (!own) return ok ? 0 : -1;
+    if (ok) {
+        if (step_done(s->st[ST_COMMIT]) == 0) return 0;
+        db_fail(s, s->db, err, "commit");
+    }
+    step_done(s->st[ST_ROLLBACK]);
+    return -1;
+}
+
+int store_begin(Store *s, Err *err) {
+    if (s->in_tx) return err_set(err, "history: a transaction is already open");
+    if (step_done(s->st[ST_BEGIN])) return db_fail(s, s->db, err, "begin");
+    s->in_tx = 1;
+    return 0;
+}
+
+int store_commit(Store *s, Err *err) {
+    if (!s->in_tx) return err_set(err, "history: no transaction is open");
+    if (step_done(s->st[ST_COMMIT])) {
+        db_fail(s, s->db, err, "commit");
+        step_done(s->st[ST_ROLLBACK]);
+        s->in_tx = 0;
+        return -1;
+    }
+    s->in_tx = 0;
+    return 0;
+}
+
+void store_rollback(Store *s) {
+    if (!s->in_tx) return;
+    step_done(s->st[ST_ROLLBACK]);
+    s->in_tx = 0;
+}
+
+/* ---- paths ------------------------------------------------------------------------------ */
+
+char *store_default_path(void) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    char buf[4096];
+    if (xdg && xdg[0] == '/') { /* the XDG spec: relative values are ignored */
+        snprintf(buf, sizeof buf, "%s/bitnet-chat/history.db", xdg);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !home[0]) {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (!home) return NULL;
+        snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/history.db", home);
+    }
+    return strdup(buf);
+}
+
+/* mkdir -p of the directory holding path; new directories are 0700 (private history). */
+static int make_parent_dirs(const char *path, Err *err) {
+    char *d = strdup(path);
+    if (!d) return err_set(err, "out of memory");
+    char *slash = strrchr(d, '/');
+    if (!slash || slash == d) {
+        free(d);
+        return 0;
+    }
+    *slash = 0;
+    for (char *p = d + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(d, 0700) != 0 && errno != EEXIST) {
+                err_set(err, "history: cannot create directory %s: %s", d, strerror(errno));
+                free(d);
+                return -1;
+            }
+            *p = c;
+            if (!c) break;
+        }
+    }
+    free(d);
+    return 0;
+}
+
+/* ---- open / close ----------------------------------------------------------------------- */
+
+static int exec_sql(Store *s, const char *sql, Err *err, const char *what) {
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_free(msg);
+        return db_fail(s, s->db, err, what);
+    }
+    return 0;
+}
+
+static int read_version(Store *s, int *version, Err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, s->db, err, "open");
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return db_fail(s, s->db, err, "open");
+    }
+    *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* A version-0 file with tables in it belongs to some other program: leave it alone. */
+static int check_foreign_tables(Store *s, Err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM sqlite_master", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, s->db, err, "open");
+    int rc = sqlite3_step(st), n = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return db_fail(s, s->db, err, "open");
+    if (n > 0)
+        return err_set(err, "history: %s is an SQLite database of another program (it has "
+                            "tables but no bitnet-chat schema version); it was left untouched",
+                       s->path);
+    return 0;
+}
+
+static int migrate(Store *s, Err *err) {
+    for (;;) {
+        if (exec_sql(s, "BEGIN IMMEDIATE", err, "migrate")) return -1;
+        int v;
+        if (read_version(s, &v, err)) goto fail;
+        if (v == 0 && check_foreign_tables(s, err)) goto fail;
+        if (v >= STORE_SCHEMA_VERSION) {
+            exec_sql(s, "COMMIT", NULL, "migrate");
+            return 0;
+        }
+        if (exec_sql(s, migrations[v], err, "migrate")) {
+            err_prefix(err, "upgrading the schema from v%d to v%d", v, v + 1);
+            goto fail;
+        }
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        if (exec_sql(s, sql, err, "migrate")) goto fail;
+        if (exec_sql(s, "COMMIT", err, "migrate")) goto fail;
+        continue;
+    fail:
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+}
+
+/* Opens s->path read-only through a URI with immutable=1 (no locks, no WAL index). */
+static int open_immutable(Store *s) {
+    size_t n = strlen(s->path);
+    char *uri = malloc(n * 3 + 32), *o = uri;
+    if (!uri) return -1;
+    o += sprintf(o, "file:");
+    for (const unsigned char *p = (const unsigned char *)s->path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x20) o += sprintf(o, "%%%02X", *p);
+        else *o++ = (char)*p;
+    }
+    strcpy(o, "?immutable=1");
+    int rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (!s->db) return -1;
+    sqlite3_extended_result_codes(s->db, 1);
+    s->readonly = 1;
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+Store *store_open(const char *path, Err *err) { return store_open_rc(path, 0, err, NULL); }
+
+Store *store_open_ex(const char *path, unsigned flags, Err *err) {
+    return store_open_rc(path, flags, err, NULL);
+}
+
+Store *store_open_rc(const char *path, unsigned flags, Err *err, int *sqlite_rc) {
+    if (sqlite_rc) *sqlite_rc = 0;
+    Store *s = calloc(1, sizeof *s);
+    if (!s) {
+        err_set(err, "out of memory");
+        return NULL;
+    }
+    int nocreate = (flags & (STORE_OPEN_NOCREATE | STORE_OPEN_READONLY)) != 0;
+    if (path) {
+        s->path = strdup(path);
+    } else {
+        s->path = store_default_path();
+        if (!s->path) {
+            err_set(err, "history: no home directory (set HOME or XDG_DATA_HOME, or use --db)");
+            goto fail;
+        }
+        if (!nocreate && make_parent_dirs(s->path, err)) goto fail;
+    }
+    if (!s->path) {
+        err_set(err, "out of memory");
+        goto fail;
+    }
+    struct stat sb;
+    if (stat(s->path, &sb) != 0) {
+        if (errno != ENOENT) {
+            err_set(err, "history: %s: %s", s->path, strerror(errno));
+            goto fail;
+        }
+        if (nocreate) {
+            err_set(err, "history: no history database at %s yet", s->path);
+            goto fail;
+        }
+        /* Created here, not by SQLite, so that it is private (0600) from the first byte; the
+         * -wal and -shm files SQLite makes later copy these permissions. */
+        int fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            err_set(err, "history: cannot create %s: %s", s->path, strerror(errno));
+            goto fail;
+        }
+        if (fd >= 0) close(fd);
+    } else if (S_ISDIR(sb.st_mode)) {
+        err_set(err, "history: %s is a directory, not a database file", s->path);
+        goto fail;
+    }
+
+    int oflags = (flags & STORE_OPEN_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (sqlite3_open_v2(s->path, &s->db, oflags, NULL) != SQLITE_OK) {
+        if (!s->db) {
+            err_set(err, "out of memory");
+            goto fail;
+        }
+        db_fail(s, s->db, err, "open");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, 5000);
+    s->readonly = sqlite3_db_readonly(s->db, "main") == 1;
+
+    /* The version is read before anything could write: a newer file is refused untouched. */
+    int version;
+    if (read_version(s, &version, err)) {
+        /* A WAL file we may not write: SQLite cannot set up its shared-memory index beside it,
+         * so even reading fails. Such a file can still be browsed as an immutable snapshot. */
+        int rc = sqlite3_extended_errcode(s->db) & 0xff;
+        if (!((rc == SQLITE_READONLY || rc == SQLITE_CANTOPEN) && access(s->path, W_OK) != 0))
+            goto fail;
+        sqlite3_close_v2(s->db);
+        s->db = NULL;
+        if (open_immutable(s) || read_version(s, &version, err)) goto fail;
+    }
+    if (version > STORE_SCHEMA_VERSION) {
+        err_set(err, "history: %s has schema version %d, newer than this bitnet-chat knows (%d); "
+                     "it was left untouched (upgrade bitnet-chat, or use --db for another file)",
+                s->path, version, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    if (version < STORE_SCHEMA_VERSION && s->readonly) {
+        err_set(err, "history: %s has schema version %d and needs upgrading to %d, but it is "
+                     "read-only",
+                s->path, version, STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    if (version == 0 && check_foreign_tables(s, err)) goto fail;
+    if (!s->readonly) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW) {
+            db_fail(s, s->db, err, "open");
+            sqlite3_finalize(st);
+            goto fail;
+        }
+        sqlite3_finalize(st);
+        /* FULL: each commit is synced to disk, so a committed message survives a power cut
+         * too, not only a crash of the program. It costs one fsync per commit (about 3 ms here),
+         * and the recorder commits at most every 2 s while a reply streams. */
+        if (exec_sql(s, "PRAGMA synchronous = FULL", err, "open")) goto fail;
+    }
+    if (exec_sql(s, "PRAGMA foreign_keys = ON", err, "open")) goto fail;
+    if (version < STORE_SCHEMA_VERSION && migrate(s, err)) goto fail;
+
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            db_fail(s, s->db, err, "prepare");
+            err_prefix(err, "the schema of %s is not what bitnet-chat v%d expects", s->path,
+                       STORE_SCHEMA_VERSION);
+            goto fail;
+        }
+    }
+    return s;
+fail:
+    if (sqlite_rc && s->db) *sqlite_rc = sqlite3_extended_errcode(s->db) & 0xff;
+    store_close(s);
+    return NULL;
+}
+
+void store_close(Store *s) {
+    if (!s) return;
+    if (s->in_tx) store_rollback(s);
+    for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(s->st[i]);
+    if (s->db) sqlite3_close_v2(s->db);
+    free(s->path);
+    free(s);
+}
+
+const char *store_path(const Store *s) { return s ? s->path : NULL; }
+int store_readonly(const Store *s) { return s ? s->readonly : 1; }
+void store_set_busy_timeout(Store *s, int ms) { sqlite3_busy_timeout(s->db, ms); }
+
+int store_schema_version(Store *s) {
+    int v = -1;
+    if (read_version(s, &v, NULL)) return -1;
+    return v;
+}
+
+int store_integrity_check(Store *s, Err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(s, s->db, err, "integrity check");
+    int rc = sqlite3_step(st), ok = 0;
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        ok = t && strcmp(t, "ok") == 0;
+        if (!ok) err_set(err, "history: integrity check of %s: %s", s->path, t ? t : "?");
+    } else {
+        db_fail(s, s->db, err, "integrity check");
+    }
+    sqlite3_finalize(st);
+    if (!ok) return -1;
+    /* The FTS index must agree with the messages it indexes. */
+    if (sqlite3_exec(s->db, "INSERT INTO messages_fts(messages_fts, rank) VALUES('integrity-check', 1)",
+                     NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(s, s->db, err, "full-text index check");
+    return 0;
+}
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+static int read_session(sqlite3_stmt *st, StoreSession *o) {
+    memset(o, 0, sizeof *o);
+    o->id = sqlite3_column_int64(st, 0);
+    o->title = dup_col(st, 1);
+    o->created_at = sqlite3_column_int64(st, 2);
+    o->updated_at = sqlite3_column_int64(st, 3);
+    o->model_name = dup_col(st, 4);
+    o->model_path = dup_col(st, 5);
+    o->system_prompt = dup_col(st, 6);
+    store_sampling_from_json((const char *)sqlite3_column_text(st, 7), &o->sampling);
+    o->active_leaf = sqlite3_column_int64(st, 8);
+    o->message_count = sqlite3_column_int(st, 9);
+    if (!o->title || !o->model_name || !o->model_path || !o->system_prompt) {
+        store_session_clear(o);
+        return -1;
+    }
+    return 0;
+}
+
+void store_session_clear(StoreSession *ss) {
+    if (!ss) return;
+    free(ss->title);
+    free(ss->model_name);
+    free(ss->model_path);
+    free(ss->system_prompt);
+    memset(ss, 0, sizeof *ss);
+}
+
+void store_sessions_free(StoreSession *arr, int n) {
+    for (int i = 0; i < n; i++) store_session_clear(&arr[i]);
+    free(arr);
+}
+
+int64_t store_session_create(Store *s, const StoreSession *in, Err *err) {
+    sqlite3_stmt *st = s->st[ST_SESSION_INSERT];
+    int64_t now = store_now_ms();
+    int64_t created = in->created_at ? in->created_at : now;
+    bind_text(st, 1, in->title);
+    sqlite3_bind_int64(st, 2, created);
+    sqlite3_bind_int64(st, 3, in->updated_at ? in->updated_at : created);
+    bind_text(st, 4, in->model_name);
+    bind_text(st, 5, in->model_path);
+    bind_text(st, 6, in->system_prompt);
+    if (bind_sampling(st, 7, &in->sampling) != SQLITE_OK) {
+        stmt_done(st);
+        return err_set(err, "out of memory");
+    }
+    if (step_done(st)) return db_fail(s, s->db, err, "create session");
+    return sqlite3_last_insert_rowid(s->db);
+}
+
+int store_session_get(Store *s, int64_t id, StoreSession *out, Err *err) {
+    sqlite3_stmt *st = s->st[ST_SESSION_GET];
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    int r = -1;
+    if (rc == SQLITE_ROW) {
+        r = read_session(st, out);
+        if (r) err_set(err, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        err_set(err, "history: no session %lld", (long long)id);
+    } else {
+        db_fail(s, s->db, err, "read session");
+    }
+    stmt_done(st);
+    return r;
+}
+
+static int changes_or_missing(Store *s, int64_t id, Err *err) {
+    if (sqlite3_changes(s->db) == 0) return err_set(err, "history: no session %lld", (long long)id);
+    return 0;
+}
+
+int store_session_rename(Store *s, int64_t id, const char *title, Err *err) {
+    sqlite3_stmt *st = s->st[ST_SESSION_RENAME];
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, title);
+    sqlite3_bind_int64(st, 3, store_now_ms());
+    if (step_done(st)) return db_fail(s, s->db, err, "rename session");
+    return changes_or_missing(s, id, err);
+}
+
+int store_session_update_settings(Store *s, const StoreSession *in, Err *err) {
+    sqlite3_stmt *st = s->st[ST_SESSION_SETTINGS];
+    sqlite3_bind_int64(st, 1, in->id);
+    bind_text(st, 2, in->model_name);
+    bind_text(st, 3, in->model_path);
+    bind_text(st, 4, in->system_prompt);
+    if (bind_sampling(st, 5, &in->sampling) != SQLITE_OK) {
+        stmt_done(st);
+        return err_set(err, "out of memory");
+    }
+    sqlite3_bind_int64(st, 6, store_now_ms());
+    if (step_done(st)) return db_fail(s, s->db, err, "update session");
+    return changes_or_missing(s, in->id, err);
+}
+
+int store_session_delete(Store *s, int64_t id, Err *err) {
+    int own;
+    if (tx_open(s, &own, err)) return -1;
+    sqlite3_stmt *a = s->st[ST_SESSION_DELETE_MESSAGES], *b = s->st[ST_SESSION_DELETE];
+    sqlite3_bind_int64(a, 1, id);
+    int ok = step_done(a) == 0;
+    int found = 0;
+    if (ok) {
+        sqlite3_bind_int64(b, 1, id);
+        ok = step_done(b) == 0;
+        found = sqlite3_changes(s->db) > 0;
+    }
+    if (!ok) db_fail(s, s->db, err, "delete session");
+    if (tx_close(s, own, ok, err)) return -1;
+    if (!found) return err_set(err, "history: no session %lld", (long long)id);
+    return 0;
+}
+
+int store_session_list(Store *s, StoreSession **out, int *n, Err *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = s->st[ST_SESSION_LIST];
+    int cap = 0, rc;
+    StoreSession *arr = NULL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            StoreSession *na = realloc(arr, (size_t)cap * sizeof *arr);
+            if (!na) goto oom;
+            arr = na;
+        }
+        if (read_session(st, &arr[*n])) goto oom;
+        (*n)++;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        store_sessions_free(arr, *n);
+        *n = 0;
+        return db_fail(s, s->db, err, "list sessions");
+    }
+    *out = arr;
+    return 0;
+oom:
+    stmt_done(st);
+    store_sessions_free(arr, *n);
+    *n = 0;
+    return err_set(err, "out of memory");
+}
+
+/* ---- messages --------------------------------------------------------------------------- */
+
+static int read_message(sqlite3_stmt *st, StoreMessage *m) {
+    memset(m, 0, sizeof *m);
+    m->id = sqlite3_column_int64(st, 0);
+    m->session_id = sqlite3_column_int64(st, 1);
+    m->parent_id = sqlite3_column_int64(st, 2);
+    copy_col(st, 3, m->role, sizeof m->role);
+    m->text = dup_col(st, 4);
+    m->created_at = sqlite3_column_int64(st, 5);
+    m->prompt_tokens = sqlite3_column_int(st, 6);
+    m->reply_tokens = sqlite3_column_int(st, 7);
+    m->ttft_ms = sqlite3_column_double(st, 8);
+    m->tok_per_s = sqlite3_column_double(st, 9);
+    copy_col(st, 10, m->stop_reason, sizeof m->stop_reason);
+    m->interrupted = sqlite3_column_int(st, 11);
+    copy_col(st, 12, m->backend, sizeof m->backend);
+    copy_col(st, 13, m->model_name, sizeof m->model_name);
+    store_sampling_from_json((const char *)sqlite3_column_text(st, 14), &m->sampling);
+    m->prompt_tok_s = sqlite3_column_double(st, 15);
+    return m->text ? 0 : -1;
+}
+
+void store_message_clear(StoreMessage *m) {
+    if (!m) return;
+    free(m->text);
+    memset(m, 0, sizeof *m);
+}
+
+void store_messages_free(StoreMessage *arr, int n) {
+    for (int i = 0; i < n; i++) free(arr[i].text);
+    free(arr);
+}
+
+static int bind_message_fields(sqlite3_stmt *st, const StoreMessage *m, int first_text) {
+    /* UPDATE binds from ?2: text, prompt_tokens, reply_tokens, ttft, tok/s, stop, interrupted,
+     * backend, model_name, sampling, prompt_tok_s. */
+    int i = first_text;
+    const char *t = m->text ? m->text : "";
+    sqlite3_bind_text(st, i++, t, (int)strlen(t), SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, i++, m->prompt_tokens);
+    sqlite3_bind_int(st, i++, m->reply_tokens);
+    sqlite3_bind_double(st, i++, isfinite(m->ttft_ms) ? m->ttft_ms : 0);
+    sqlite3_bind_double(st, i++, isfinite(m->tok_per_s) ? m->tok_per_s : 0);
+    bind_text(st, i++, m->stop_reason);
+    sqlite3_bind_int(st, i++, m->interrupted ? 1 : 0);
+    bind_text(st, i++, m->backend);
+    bind_text(st, i++, m->model_name);
+    if (bind_sampling(st, i++, &m->sampling) != SQLITE_OK) return -1;
+    sqlite3_bind_double(st, i++, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
+    return 0;
+}
+
+int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
+    if (strcmp(m->role, "user") && strcmp(m->role, "assistant") && strcmp(m->role, "system"))
+        return err_set(err, "history: unknown message role '%s'", m->role);
+    int own;
+    if (tx_open(s, &own, err)) return -1;
+    int64_t now = store_now_ms(), id = -1;
+    sqlite3_stmt *st = s->st[ST_MSG_INSERT];
+    sqlite3_bind_int64(st, 1, m->session_id);
+    if (m->parent_id > 0) sqlite3_bind_int64(st, 2, m->parent_id);
+    else sqlite3_bind_null(st, 2);
+    bind_text(st, 3, m->role);
+    /* INSERT binds: ?4 text .. ?15 prompt_tok_s, with created_at at ?5 in between. */
+    const char *t = m->text ? m->text : "";
+    sqlite3_bind_text(st, 4, t, (int)strlen(t), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, m->created_at ? m->created_at : now);
+    sqlite3_bind_int(st, 6, m->prompt_tokens);
+    sqlite3_bind_int(st, 7, m->reply_tokens);
+    sqlite3_bind_double(st, 8, isfinite(m->ttft_ms) ? m->ttft_ms : 0);
+    sqlite3_bind_double(st, 9, isfinite(m->tok_per_s) ? m->tok_per_s : 0);
+    bind_text(st, 10, m->stop_reason);
+    sqlite3_bind_int(st, 11, m->interrupted ? 1 : 0);
+    bind_text(st, 12, m->backend);
+    bind_text(st, 13, m->model_name);
+    int ok = bind_sampling(st, 14, &m->sampling) == SQLITE_OK;
+    sqlite3_bind_double(st, 15, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
+    if (!ok) {
+        stmt_done(st);
+        err_set(err, "out of memory");
+    } else if (step_done(st)) {
+        ok = 0;
+        db_fail(s, s->db, err, "add message");
+    } else {
+        id = sqlite3_last_insert_rowid(s->db);
+        sqlite3_stmt *lf = s->st[ST_SET_LEAF];
+        sqlite3_bind_int64(lf, 1, m->session_id);
+        sqlite3_bind_int64(lf, 2, id);
+        sqlite3_bind_int64(lf, 3, m->created_at ? m->created_at : now);
+        if (step_done(lf)) {
+            ok = 0;
+            db_fail(s, s->db, err, "add message");
+        } else if (sqlite3_changes(s->db) == 0) {
+            ok = 0;
+            err_set(err, "history: no session %lld", (long long)m->session_id);
+        }
+    }
+    if (tx_close(s, own, ok, err)) return -1;
+    return id;
+}
+
+int store_message_update(Store *s, const StoreMessage *m, Err *err) {
+    int own;
+    if (tx_open(s, &own, err)) return -1;
+    sqlite3_stmt *st = s->st[ST_MSG_UPDATE];
+    sqlite3_bind_int64(st, 1, m->id);
+    int ok = bind_message_fields(st, m, 2) == 0;
+    if (!ok) {
+        stmt_done(st);
+        err_set(err, "out of memory");
+    } else if (step_done(st)) {
+        ok = 0;
+        db_fail(s, s->db, err, "save message");
+    } else if (sqlite3_changes(s->db) == 0) {
+        ok = 0;
+        err_set(err, "history: no message %lld", (long long)m->id);
+    } else {
+        sqlite3_stmt *tc = s->st[ST_SESSION_TOUCH];
+        sqlite3_bind_int64(tc, 1, m->session_id);
+        sqlite3_bind_int64(tc, 2, store_now_ms());
+        if (step_done(tc)) {
+            ok = 0;
+            db_fail(s, s->db, err, "save message");
+        }
+    }
+    return tx_close(s, own, ok, err);
+}
+
+/* Runs a message query bound to one id and collects the rows. */
+static int collect_messages(Store *s, int stmt, int64_t id, StoreMessage **out, int *n, Err *err,
+                            const char *what) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = s->st[stmt];
+    sqlite3_bind_int64(st, 1, id);
+    StoreMessage *arr = NULL;
+    int cap = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            StoreMessage *na = realloc(arr, (size_t)cap * sizeof *arr);
+            if (!na) goto oom;
+            arr = na;
+        }
+        if (read_message(st, &arr[*n])) goto oom;
+        (*n)++;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        store_messages_free(arr, *n);
+        *n = 0;
+        return db_fail(s, s->db, err, what);
+    }
+    *out = arr;
+    return 0;
+oom:
+    stmt_done(st);
+    store_messages_free(arr, *n);
+    *n = 0;
+    return err_set(err, "out of memory");
+}
+
+int store_message_branch(Store *s, int64_t session_id, StoreMessage **out, int *n, Err *err) {
+    return collect_messages(s, ST_BRANCH, session_id, out, n, err, "read conversation");
+}
+
+int store_message_all(Store *s, int64_t session_id, StoreMessage **out, int *n, Err *err) {
+    if (collect_messages(s, ST_MSG_ALL, session_id, out, n, err, "read conversation")) return -1;
+    sqlite3_stmt *st = s->st[ST_BRANCH_IDS];
+    sqlite3_bind_int64(st, 1, session_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        for (int i = 0; i < *n; i++)
+            if ((*out)[i].id == id) (*out)[i].on_active_branch = 1;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        store_messages_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return db_fail(s, s->db, err, "read conversation");
+    }
+    return 0;
+}
+
+int store_message_get(Store *s, int64_t id, StoreMessage *out, Err *err) {
+    sqlite3_stmt *st = s->st[ST_MSG_GET];
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), r = -1;
+    if (rc == SQLITE_ROW) {
+        r = read_message(st, out);
+        if (r) err_set(err, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        err_set(err, "history: no message %lld", (long long)id);
+    } else {
+        db_fail(s, s->db, err, "read message");
+    }
+    stmt_done(st);
+    return r;
+}
+
+int store_message_siblings(Store *s, int64_t message_id, StoreMessage **out, int *n, Err *err) {
+    return collect_messages(s, ST_MSG_SIBLINGS, message_id, out, n, err, "read branches");
+}
+
+int64_t store_branch_leaf(Store *s, int64_t message_id, Err *err) {
+    sqlite3_stmt *st = s->st[ST_MSG_NEWEST_CHILD];
+    int64_t cur = message_id;
+    for (;;) {
+        sqlite3_bind_int64(st, 1, cur);
+        int rc = sqlite3_step(st);
+        int64_t child = 0;
+        if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            child = sqlite3_column_int64(st, 0);
+        stmt_done(st);
+        if (rc != SQLITE_ROW) return db_fail(s, s->db, err, "read branches");
+        if (!child) return cur;
+        cur = child;
+    }
+}
+
+int store_set_active_leaf(Store *s, int64_t session_id, int64_t message_id, Err *err) {
+    if (message_id > 0) {
+        StoreMessage m;
+        if (store_message_get(s, message_id, &m, err)) return -1;
+        int64_t owner = m.session_id;
+        store_message_clear(&m);
+        if (owner != session_id)
+            return err_set(err, "history: message %lld is not in session %lld",
+                           (long long)message_id, (long long)session_id);
+    }
+    sqlite3_stmt *st = s->st[ST_SET_LEAF];
+    sqlite3_bind_int64(st, 1, session_id);
+    if (message_id > 0) sqlite3_bind_int64(st, 2, message_id);
+    else sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, store_now_ms());
+    if (step_done(st)) return db_fail(s, s->db, err, "switch branch");
+    return changes_or_missing(s, session_id, err);
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+/* A term is searchable when it holds a letter or digit (any non-ASCII byte counts: the FTS
+ * tokenizer decides for those); pure punctuation would make an empty FTS phrase. */
+static int has_word_char(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80 || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z')) return 1;
+    }
+    return 0;
+}
+
+static void append_quoted(char **o, const char *p, size_t n) {
+    *(*o)++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"') *(*o)++ = '"';
+        *(*o)++ = p[i];
+    }
+    *(*o)++ = '"';
+}
+
+char *store_fts_query(const char *q) {
+    if (!q) return NULL;
+    size_t len = strlen(q);
+    char *out = malloc(len * 2 + 16), *o = out;
+    if (!out) return NULL;
+    const char *p = q;
+    int terms = 0;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) break;
+        const char *start;
+        size_t n;
+        int prefix = 0;
+        if (*p == '"') { /* a phrase, up to the closing quote (or the end) */
+            start = ++p;
+            while (*p && *p != '"') p++;
+            n = (size_t)(p - start);
+            if (*p == '"') p++;
+        } else {
+            start = p;
+            while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '"') p++;
+            n = (size_t)(p - start);
+            if (n > 1 && start[n - 1] == '*') {
+                prefix = 1;
+                n--;
+            }
+        }
+        if (!has_word_char(start, n)) continue;
+        if (terms++) *o++ = ' ';
+        append_quoted(&o, start, n);
+        if (prefix) *o++ = '*';
+    }
+    *o = 0;
+    if (!terms) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+void store_search_free(StoreSearchHit *arr, int n) {
+    for (int i = 0; i < n; i++) {
+        free(arr[i].session_title);
+        free(arr[i].snippet);
+    }
+    free(arr);
+}
+
+int store_search(Store *s, const char *query, StoreSearchHit **out, int *n, Err *err) {
+    return store_search_max(s, query, 0, out, n, err);
+}
+
+int store_search_max(Store *s, const char *query, int max, StoreSearchHit **out, int *n, Err *err) {
+    *out = NULL;
+    *n = 0;
+    char *fts = store_fts_query(query);
+    if (!fts)
+        return err_set(err, "search: '%s' has no word to search for (letters or digits)",
+                       query ? query : "");
+    sqlite3_stmt *st = s->st[ST_SEARCH];
+    sqlite3_bind_text(st, 1, fts, -1, free);
+    sqlite3_bind_int(st, 2, max > 0 ? max : 100);
+    StoreSearchHit *arr = NULL;
+    int cap = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            StoreSearchHit *na = realloc(arr, (size_t)cap * sizeof *arr);
+            if (!na) goto oom;
+            arr = na;
+        }
+        StoreSearchHit *h = &arr[*n];
+        h->session_id = sqlite3_column_int64(st, 0);
+        h->message_id = sqlite3_column_int64(st, 1);
+        h->session_title = dup_col(st, 2);
+        h->snippet = dup_col(st, 3);
+        (*n)++;
+        if (!h->session_title || !h->snippet) goto oom;
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        store_search_free(arr, *n);
+        *n = 0;
+        return db_fail(s, s->db, err, "search");
+    }
+    *out = arr;
+    return 0;
+oom:
+    stmt_done(st);
+    store_search_free(arr, *n);
+    *n = 0;
+    return err_set(err, "out of memory");
+}

@@ -1,0 +1,216 @@
+/* Session exports: Markdown (the active branch, for reading) and JSON (every stored field of
+ * the session and of every message on every branch, for scripts). The JSON format is
+ * documented in README.md, section "History"; tests/test_store.c parses it back. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/store.h"
+#include "app/store_internal.h"
+
+enum { EXPORT_FORMAT_VERSION = 1 };
+
+/* Copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so that a reply cut in the
+ * middle of a character still exports (jansson refuses invalid UTF-8). */
+char *store_utf8_clean(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(n * 3 + 1), *w = o;
+    if (!o) return NULL;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned c = *p;
+        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        int ok = len > 0 && p + len <= end;
+        unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+        for (int i = 1; ok && i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) ok = 0;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        /* Reject overlong forms, surrogates and values past U+10FFFF. */
+        if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+                   (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
+            ok = 0;
+        if (ok) {
+            memcpy(w, p, (size_t)len);
+            w += len;
+            p += len;
+        } else {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            p++;
+        }
+    }
+    *w = 0;
+    return o;
+}
+
+static void fmt_time(int64_t ms, char *buf, size_t cap) {
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* "temperature 0.7, top-k 40, ..." for the settings that are set; "" when none is. */
+void store_sampling_describe(const StoreSampling *sp, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+#define ADD(...)                                                                              \
+    do {                                                                                      \
+        if (used < cap) {                                                                     \
+            int k = snprintf(buf + used, cap - used, "%s", used ? ", " : "");                 \
+            if (k > 0) used += (size_t)k;                                                     \
+        }                                                                                     \
+        if (used < cap) {                                                                     \
+            int k = snprintf(buf + used, cap - used, __VA_ARGS__);                            \
+            if (k > 0) used += (size_t)k;                                                     \
+        }                                                                                     \
+    } while (0)
+    if (isfinite(sp->temperature)) ADD("temperature %g", sp->temperature);
+    if (sp->top_k >= 0) ADD("top-k %d", sp->top_k);
+    if (isfinite(sp->top_p)) ADD("top-p %g", sp->top_p);
+    if (isfinite(sp->min_p)) ADD("min-p %g", sp->min_p);
+    if (isfinite(sp->repeat_penalty)) ADD("repeat penalty %g", sp->repeat_penalty);
+    if (sp->max_tokens >= 0) ADD("max tokens %d", sp->max_tokens);
+    if (sp->seed >= 0) ADD("seed %lld", (long long)sp->seed);
+#undef ADD
+}
+
+/* "34 tokens · 45.2 tok/s · TTFT 120 ms · ..." for one reply. */
+void store_reply_describe(const StoreMessage *m, char *buf, size_t cap) {
+    int k = snprintf(buf, cap, "%d prompt tokens, %d reply tokens", m->prompt_tokens, m->reply_tokens);
+    size_t used = k > 0 ? (size_t)k : 0;
+#define ADD(...)                                                                              \
+    do {                                                                                      \
+        if (used < cap) {                                                                     \
+            int k_ = snprintf(buf + used, cap - used, __VA_ARGS__);                           \
+            if (k_ > 0) used += (size_t)k_;                                                   \
+        }                                                                                     \
+    } while (0)
+    if (m->ttft_ms > 0) ADD(" \xC2\xB7 TTFT %.1f ms", m->ttft_ms);
+    if (m->prompt_tok_s > 0) ADD(" \xC2\xB7 prefill %.1f tok/s", m->prompt_tok_s);
+    if (m->tok_per_s > 0) ADD(" \xC2\xB7 %.1f tok/s", m->tok_per_s);
+    ADD(" \xC2\xB7 stop: %s", m->stop_reason[0] ? m->stop_reason : "none");
+    if (m->interrupted) ADD(" \xC2\xB7 interrupted");
+    if (m->model_name[0]) ADD(" \xC2\xB7 model: %s", m->model_name);
+    if (m->backend[0]) ADD(" \xC2\xB7 %s", m->backend);
+#undef ADD
+}
+
+int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
+    StoreSession ss;
+    if (store_session_get(s, session_id, &ss, err)) return -1;
+    StoreMessage *msgs;
+    int n;
+    if (store_message_branch(s, session_id, &msgs, &n, err)) {
+        store_session_clear(&ss);
+        return -1;
+    }
+    char t1[64], t2[64], samp[512], line[1024];
+    fmt_time(ss.created_at, t1, sizeof t1);
+    fmt_time(ss.updated_at, t2, sizeof t2);
+    fprintf(to, "# %s\n\n", ss.title[0] ? ss.title : "(untitled)");
+    fprintf(to, "- Session: %lld\n", (long long)ss.id);
+    fprintf(to, "- Created: %s\n- Updated: %s\n", t1, t2);
+    if (ss.model_name[0] || ss.model_path[0])
+        fprintf(to, "- Model: %s%s%s%s\n", ss.model_name, ss.model_path[0] ? " (" : "",
+                ss.model_path, ss.model_path[0] ? ")" : "");
+    store_sampling_describe(&ss.sampling, samp, sizeof samp);
+    if (samp[0]) fprintf(to, "- Sampling: %s\n", samp);
+    if (ss.system_prompt[0]) fprintf(to, "\n## System prompt\n\n%s\n", ss.system_prompt);
+    for (int i = 0; i < n; i++) {
+        const StoreMessage *m = &msgs[i];
+        const char *who = !strcmp(m->role, "user") ? "User"
+                          : !strcmp(m->role, "assistant") ? "Assistant" : "System";
+        fprintf(to, "\n## %s\n\n%s\n", who, m->text);
+        if (!strcmp(m->role, "assistant")) {
+            store_reply_describe(m, line, sizeof line);
+            fprintf(to, "\n*%s*\n", line);
+        }
+    }
+    store_messages_free(msgs, n);
+    store_session_clear(&ss);
+    if (fflush(to) != 0 || ferror(to)) return err_set(err, "export: write failed");
+    return 0;
+}
+
+static json_t *jstr(const char *s) {
+    char *c = store_utf8_clean(s ? s : "");
+    json_t *j = c ? json_string(c) : NULL;
+    free(c);
+    return j ? j : json_string("");
+}
+
+static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *jsampling(const StoreSampling *sp) {
+    json_t *o = json_object();
+    json_object_set_new(o, "temperature", jreal(sp->temperature));
+    json_object_set_new(o, "top_k", sp->top_k >= 0 ? json_integer(sp->top_k) : json_null());
+    json_object_set_new(o, "top_p", jreal(sp->top_p));
+    json_object_set_new(o, "min_p", jreal(sp->min_p));
+    json_object_set_new(o, "repeat_penalty", jreal(sp->repeat_penalty));
+    json_object_set_new(o, "max_tokens", sp->max_tokens >= 0 ? json_integer(sp->max_tokens) : json_null());
+    json_object_set_new(o, "seed", sp->seed >= 0 ? json_integer(sp->seed) : json_null());
+    return o;
+}
+
+int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
+    StoreSession ss;
+    if (store_session_get(s, session_id, &ss, err)) return -1;
+    StoreMessage *msgs;
+    int n;
+    if (store_message_all(s, session_id, &msgs, &n, err)) {
+        store_session_clear(&ss);
+        return -1;
+    }
+    json_t *root = json_object();
+    json_object_set_new(root, "format", json_string("bitnet-chat-session"));
+    json_object_set_new(root, "format_version", json_integer(EXPORT_FORMAT_VERSION));
+    json_object_set_new(root, "schema_version", json_integer(STORE_SCHEMA_VERSION));
+    json_t *js = json_object();
+    json_object_set_new(js, "id", json_integer(ss.id));
+    json_object_set_new(js, "title", jstr(ss.title));
+    json_object_set_new(js, "created_at", json_integer(ss.created_at));
+    json_object_set_new(js, "updated_at", json_integer(ss.updated_at));
+    json_object_set_new(js, "model_name", jstr(ss.model_name));
+    json_object_set_new(js, "model_path", jstr(ss.model_path));
+    json_object_set_new(js, "system_prompt", jstr(ss.system_prompt));
+    json_object_set_new(js, "sampling", jsampling(&ss.sampling));
+    json_object_set_new(js, "active_leaf", ss.active_leaf ? json_integer(ss.active_leaf) : json_null());
+    json_object_set_new(js, "message_count", json_integer(ss.message_count));
+    json_object_set_new(root, "session", js);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        const StoreMessage *m = &msgs[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(m->id));
+        json_object_set_new(o, "parent_id", m->parent_id ? json_integer(m->parent_id) : json_null());
+        json_object_set_new(o, "role", jstr(m->role));
+        json_object_set_new(o, "text", jstr(m->text));
+        json_object_set_new(o, "created_at", json_integer(m->created_at));
+        json_object_set_new(o, "prompt_tokens", json_integer(m->prompt_tokens));
+        json_object_set_new(o, "reply_tokens", json_integer(m->reply_tokens));
+        json_object_set_new(o, "ttft_ms", jreal(m->ttft_ms));
+        json_object_set_new(o, "tok_per_s", jreal(m->tok_per_s));
+        json_object_set_new(o, "prompt_tok_s", jreal(m->prompt_tok_s));
+        json_object_set_new(o, "stop_reason", jstr(m->stop_reason));
+        json_object_set_new(o, "interrupted", json_boolean(m->interrupted));
+        json_object_set_new(o, "backend", jstr(m->backend));
+        json_object_set_new(o, "model_name", jstr(m->model_name));
+        json_object_set_new(o, "sampling", jsampling(&m->sampling));
+        json_object_set_new(o, "on_active_branch", json_boolean(m->on_active_branch));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(root, "messages", arr);
+    store_messages_free(msgs, n);
+    store_session_clear(&ss);
+    int r = json_dumpf(root, to, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_decref(root);
+    fputc('\n', to);
+    if (r != 0 || fflush(to) != 0 || ferror(to)) return err_set(err, "export: write failed");
+    return 0;
+}

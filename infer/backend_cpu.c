@@ -1,0 +1,424 @@
+/* CPU backend: the BitNet b1.58 forward pass on the CPU kernels (kernels/cpu), multithreaded on
+ * one persistent pool. Per layer, for a batch of T tokens (bitnet.md 1.2):
+ *   h = RMSNorm(x) -> int8 per token -> q, k, v (ternary) -> RoPE -> KV cache
+ *   -> causal GQA attention -> RMSNorm (attn_sub_norm) -> int8 -> o_proj -> x += o
+ *   h = RMSNorm(x) -> int8 -> gate, up (ternary) -> relu(g)^2 * u -> RMSNorm (ffn_sub_norm)
+ *   -> int8 -> down_proj -> x += d
+ * then the final RMSNorm and the lm_head (f16/bf16/f32 embedding, fp32 accumulation).
+ * Prompts run in batches of up to max_batch tokens through the ternary GEMM, so each weight is
+ * read once per batch; decode is the T = 1 case (GEMV). Every buffer, the KV cache and the RoPE
+ * table are allocated once at create: eval allocates nothing and does no I/O. */
+#include "infer/backend_cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels_cpu.h"
+
+typedef struct {
+    const Model *m;
+    ModelConfig c;
+    CpuPool *pool;
+    int n_threads;
+    int ctx, B, kv_f16;
+    int q_dim, kv_dim;
+    CpuDenseType emb_type, out_type;
+    /* activations, B token rows each */
+    float *x;        /* [B][dim] residual stream */
+    float *xn;       /* [B][xn_ld] normed rows / lm_head input */
+    int xn_ld;       /* max(dim, q_dim, ffn) */
+    int8_t *q8;      /* [B][k_pad] int8 activations of the current linear, rows k_pad apart */
+    int k8_ld;       /* max n_in_pad */
+    float *qs;       /* [B] activation scales s */
+    int32_t *qsum;   /* [B] sums of the int8 rows */
+    float *q, *k, *v;/* [B][q_dim], [B][kv_dim], [B][kv_dim] */
+    float *att;      /* [B][q_dim] attention output */
+    float *g, *u;    /* [B][ffn] */
+    float *scores;   /* [n_threads][group][ctx] attention probabilities */
+    float *rope;     /* [ctx][head_dim/2][2] cos, sin */
+    float *logits;   /* [vocab] of the last token evaluated */
+    void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 */
+    char desc[128];
+} CpuBackend;
+
+static void *xcalloc(size_t n, size_t size, int *failed) {
+    void *p = NULL;
+    const size_t bytes = n * size;
+    if (size && bytes / size != n) {
+        *failed = 1;
+        return NULL;
+    }
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cpu_destroy(void *bp) {
+    CpuBackend *b = bp;
+    if (!b) return;
+    cpu_pool_destroy(b->pool);
+    void *bufs[] = {b->x, b->xn, b->q8, b->qs, b->qsum, b->q, b->k, b->v, b->att, b->g,
+                    b->u, b->scores, b->rope, b->logits, b->kcache, b->vcache};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(b);
+}
+
+static int dense_type(FloatType t, CpuDenseType *out) {
+    switch (t) {
+    case FT_F32: *out = CPU_DENSE_F32; return 0;
+    case FT_F16: *out = CPU_DENSE_F16; return 0;
+    case FT_BF16: *out = CPU_DENSE_BF16; return 0;
+    }
+    return -1;
+}
+
+static int check_ternary(const TernaryMatrix *t, int n_out, int n_in, const char *name, int l,
+                         Err *err) {
+    if (!t->codes || t->n_out != n_out || t->n_in != n_in || t->n_in_pad != i2s_round_up_k(n_in))
+        return err_set(err, "cpu backend: layer %d %s has shape %dx%d (pad %d), expected %dx%d",
+                       l, name, t->n_out, t->n_in, t->n_in_pad, n_out, n_in);
+    if (!isfinite(t->scale))
+        return err_set(err, "cpu backend: layer %d %s has a non-finite scale", l, name);
+    return 0;
+}
+
+void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBackendOptions *co,
+                            Err *err) {
+    const ModelConfig *c = &m->cfg;
+    if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+        c->head_dim <= 0 || c->head_dim % 2 || c->n_heads % c->n_kv_heads || c->ffn_dim <= 0 ||
+        c->vocab_size <= 0 || !m->layers) {
+        err_set(err, "cpu backend: invalid model config");
+        return NULL;
+    }
+    const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *L = &m->layers[l];
+        if (!L->attn_norm || !L->attn_sub_norm || !L->ffn_norm || !L->ffn_sub_norm) {
+            err_set(err, "cpu backend: layer %d lacks a norm weight", l);
+            return NULL;
+        }
+        if (check_ternary(&L->wq, q_dim, c->dim, "q_proj", l, err) ||
+            check_ternary(&L->wk, kv_dim, c->dim, "k_proj", l, err) ||
+            check_ternary(&L->wv, kv_dim, c->dim, "v_proj", l, err) ||
+            check_ternary(&L->wo, c->dim, q_dim, "o_proj", l, err) ||
+            check_ternary(&L->w_gate, c->ffn_dim, c->dim, "gate_proj", l, err) ||
+            check_ternary(&L->w_up, c->ffn_dim, c->dim, "up_proj", l, err) ||
+            check_ternary(&L->w_down, c->dim, c->ffn_dim, "down_proj", l, err))
+            return NULL;
+    }
+    CpuDenseType et, ot;
+    if (!m->tok_embd.data || !m->output.data || !m->output_norm ||
+        dense_type(m->tok_embd.type, &et) || dense_type(m->output.type, &ot) ||
+        m->tok_embd.rows != c->vocab_size || m->tok_embd.cols != c->dim ||
+        m->output.rows != c->vocab_size || m->output.cols != c->dim) {
+        err_set(err, "cpu backend: embedding / lm_head missing or not [%d][%d] f32/f16/bf16",
+                c->vocab_size, c->dim);
+        return NULL;
+    }
+
+    CpuBackend *b = calloc(1, sizeof *b);
+    if (!b) {
+        err_set(err, "cpu backend: out of memory");
+        return NULL;
+    }
+    b->m = m;
+    b->c = *c;
+    b->q_dim = q_dim;
+    b->kv_dim = kv_dim;
+    b->emb_type = et;
+    b->out_type = ot;
+    b->ctx = o && o->ctx > 0 ? o->ctx : c->ctx_len;
+    if (b->ctx <= 0) b->ctx = 4096;
+    b->B = co && co->max_batch > 0 ? co->max_batch : 64;
+    b->kv_f16 = co && co->kv_f32 ? 0 : 1;
+    b->n_threads = o && o->threads > 0 ? o->threads : cpu_num_cores();
+    if (b->n_threads > 256) b->n_threads = 256;
+
+    b->xn_ld = c->dim > q_dim ? c->dim : q_dim;
+    if (c->ffn_dim > b->xn_ld) b->xn_ld = c->ffn_dim;
+    b->k8_ld = i2s_round_up_k(b->xn_ld);
+    const size_t B = (size_t)b->B, hd2 = (size_t)c->head_dim / 2;
+    const size_t kv_elems = (size_t)c->n_layers * (size_t)b->ctx * (size_t)kv_dim;
+    const size_t kv_size = b->kv_f16 ? 2 : 4;
+    int failed = 0;
+    b->x = xcalloc(B * c->dim, sizeof(float), &failed);
+    b->xn = xcalloc(B * b->xn_ld, sizeof(float), &failed);
+    b->q8 = xcalloc(B * b->k8_ld, 1, &failed);
+    b->qs = xcalloc(B, sizeof(float), &failed);
+    b->qsum = xcalloc(B, sizeof(int32_t), &failed);
+    b->q = xcalloc(B * q_dim, sizeof(float), &failed);
+    b->k = xcalloc(B * kv_dim, sizeof(float), &failed);
+    b->v = xcalloc(B * kv_dim, sizeof(float), &failed);
+    b->att = xcalloc(B * q_dim, sizeof(float), &failed);
+    b->g = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
+    b->u = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
+    b->scores = xcalloc((size_t)b->n_threads * b->ctx * (c->n_heads / c->n_kv_heads),
+                        sizeof(float), &failed);
+    b->rope = xcalloc((size_t)b->ctx * hd2 * 2, sizeof(float), &failed);
+    b->logits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
+    b->kcache = xcalloc(kv_elems, kv_size, &failed);
+    b->vcache = xcalloc(kv_elems, kv_size, &failed);
+    if (failed) {
+        err_set(err, "cpu backend: out of memory for a %d-token context (KV cache %.0f MiB)",
+                b->ctx, 2.0 * (double)kv_elems * (double)kv_size / 1048576.0);
+        cpu_destroy(b);
+        return NULL;
+    }
+    rope_table_init(b->rope, b->ctx, c->head_dim, c->rope_theta);
+    b->pool = cpu_pool_create(b->n_threads);
+    if (!b->pool) {
+        err_set(err, "cpu backend: cannot start %d threads", b->n_threads);
+        cpu_destroy(b);
+        return NULL;
+    }
+    snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s", b->n_threads,
+             b->n_threads == 1 ? "" : "s", cpu_isa_name(cpu_isa_active()),
+             b->kv_f16 ? "f16" : "f32");
+    return b;
+}
+
+static void *cpu_create(const Model *m, const InferOptions *o, Err *err) {
+    return backend_cpu_create_ex(m, o, NULL, err);
+}
+
+/* ---- parallel steps ------------------------------------------------------------------------ */
+
+/* Runs fn over the pool, or inline on the caller for work too small to share. */
+static void run(CpuBackend *b, CpuTaskFn fn, void *ctx, int parallel) {
+    if (parallel) cpu_pool_run(b->pool, fn, ctx);
+    else fn(ctx, 0, 1);
+}
+
+typedef struct {
+    CpuBackend *b;
+    const float *in;    /* [T][ld_in] */
+    int ld_in, n;
+    const float *w;     /* norm weight [n] */
+    int k_pad, T;
+} NormQuantJob;
+
+/* xn = RMSNorm(in) * w, then q8 = int8(xn) per token. */
+static void norm_quant_task(void *ctx, int ith, int nth) {
+    NormQuantJob *j = ctx;
+    CpuBackend *b = j->b;
+    for (int t = ith; t < j->T; t += nth) {
+        float *xn = b->xn + (size_t)t * b->xn_ld;
+        rmsnorm_cpu(j->in + (size_t)t * j->ld_in, j->w, j->n, b->c.norm_eps, xn);
+        b->qs[t] = quant_act_cpu(xn, j->n, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
+    }
+}
+
+static void norm_quant(CpuBackend *b, const float *in, int ld_in, int n, const float *w,
+                       int k_pad, int T) {
+    NormQuantJob j = {b, in, ld_in, n, w, k_pad, T};
+    run(b, norm_quant_task, &j, T > 1);
+}
+
+/* Several ternary matrices sharing one int8 input, as one row space split across threads. */
+typedef struct {
+    const TernaryMatrix *w[3];
+    float *out[3];
+    int ld_out[3];
+    int n_mat, accumulate, T;
+    const int8_t *q8;
+    const int32_t *qsum;
+    const float *qs;
+    int rc, next;
+} MultiLinearJob;
+
+enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of 4, the kernels' row group) */
+
+/* Chunks of each matrix in turn; a chunk never spans two matrices. */
+static void multi_linear_task(void *ctx, int ith, int nth) {
+    MultiLinearJob *j = ctx;
+    (void)ith, (void)nth;
+    int n_chunks[3], total = 0;
+    for (int i = 0; i < j->n_mat; i++) {
+        n_chunks[i] = (j->w[i]->n_out + LINEAR_CHUNK - 1) / LINEAR_CHUNK;
+        total += n_chunks[i];
+    }
+    for (int c; (c = cpu_chunk_claim(&j->next)) < total;) {
+        int i = 0;
+        while (c >= n_chunks[i]) c -= n_chunks[i++];
+        const TernaryMatrix *w = j->w[i];
+        const int a = c * LINEAR_CHUNK, e = a + LINEAR_CHUNK < w->n_out ? a + LINEAR_CHUNK : w->n_out;
+        if (w2a8_linear_rows(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a, e,
+                             j->out[i], j->ld_out[i], j->accumulate) != 0)
+            j->rc = -1;
+    }
+}
+
+static int linear(CpuBackend *b, int n_mat, const TernaryMatrix *w0, float *o0,
+                  const TernaryMatrix *w1, float *o1, const TernaryMatrix *w2, float *o2,
+                  int ld0, int ld12, int accumulate, int T, Err *err) {
+    MultiLinearJob j = {{w0, w1, w2}, {o0, o1, o2}, {ld0, ld12, ld12}, n_mat, accumulate, T,
+                        b->q8, b->qsum, b->qs, 0, 0};
+    cpu_pool_run(b->pool, multi_linear_task, &j);
+    if (j.rc) return err_set(err, "cpu backend: ternary linear rejected its shape");
+    return 0;
+}
+
+typedef struct {
+    CpuBackend *b;
+    int layer, pos, T;
+    int next; /* chunk counter (attention) */
+} AttnJob;
+
+static size_t kv_offset(const CpuBackend *b, int layer, int p) {
+    return ((size_t)layer * b->ctx + (size_t)p) * (size_t)b->kv_dim;
+}
+
+/* RoPE on q and k of each token, then k and v into the cache. */
+static void rope_store_task(void *ctx, int ith, int nth) {
+    AttnJob *j = ctx;
+    CpuBackend *b = j->b;
+    const int hd = b->c.head_dim, style = b->c.rope_style == ROPE_ADJACENT ? 1 : 0;
+    for (int t = ith; t < j->T; t += nth) {
+        const int p = j->pos + t;
+        const float *cs = b->rope + (size_t)p * hd; /* hd/2 pairs of (cos, sin) */
+        float *q = b->q + (size_t)t * b->q_dim, *k = b->k + (size_t)t * b->kv_dim;
+        const float *v = b->v + (size_t)t * b->kv_dim;
+        rope_apply_ref(q, b->c.n_heads, hd, cs, style);
+        rope_apply_ref(k, b->c.n_kv_heads, hd, cs, style);
+        const size_t off = kv_offset(b, j->layer, p);
+        if (b->kv_f16) {
+            f32_to_f16_row(k, (uint16_t *)b->kcache + off, b->kv_dim);
+            f32_to_f16_row(v, (uint16_t *)b->vcache + off, b->kv_dim);
+        } else {
+            memcpy((float *)b->kcache + off, k, (size_t)b->kv_dim * sizeof(float));
+            memcpy((float *)b->vcache + off, v, (size_t)b->kv_dim * sizeof(float));
+        }
+    }
+}
+
+/* Items are (token, block of hb query heads of one KV group): the heads of a block read their
+ * K and V rows once (attention_group_cpu). hb is the whole group unless that leaves too few
+ * items to keep every thread busy (decode: 5 KV heads on 2 threads -> blocks of 2 heads). */
+static void attention_task(void *ctx, int ith, int nth) {
+    AttnJob *j = ctx;
+    CpuBackend *b = j->b;
+    const int hd = b->c.head_dim, nh = b->c.n_heads, group = nh / b->c.n_kv_heads;
+    const size_t esz = b->kv_f16 ? 2 : 4;
+    int hb = group;
+    while (hb % 2 == 0 && j->T * (nh / hb) < 4 * nth) hb /= 2;
+    const int per_t = nh / hb;
+    float *scratch = b->scores + (size_t)ith * b->ctx * group;
+    for (int i; (i = cpu_chunk_claim(&j->next)) < j->T * per_t;) {
+        const int t = i / per_t, h = (i % per_t) * hb, kvh = h / group;
+        const size_t off = (kv_offset(b, j->layer, 0) + (size_t)kvh * hd) * esz;
+        attention_group_cpu(b->q + (size_t)t * b->q_dim + (size_t)h * hd, hb,
+                            (const char *)b->kcache + off, (const char *)b->vcache + off,
+                            b->kv_f16, (size_t)b->kv_dim, j->pos + t + 1, hd, scratch,
+                            b->att + (size_t)t * b->q_dim + (size_t)h * hd);
+    }
+}
+
+typedef struct {
+    CpuBackend *b;
+    int T;
+    const float *w;
+    int k_pad;
+} FfnMidJob;
+
+/* m = relu(g)^2 * u, then RMSNorm (ffn_sub_norm) and int8, per token. */
+static void ffn_mid_task(void *ctx, int ith, int nth) {
+    FfnMidJob *j = ctx;
+    CpuBackend *b = j->b;
+    const int f = b->c.ffn_dim;
+    for (int t = ith; t < j->T; t += nth) {
+        float *g = b->g + (size_t)t * f, *xn = b->xn + (size_t)t * b->xn_ld;
+        relu2_mul_ref(g, b->u + (size_t)t * f, f, g);
+        rmsnorm_cpu(g, j->w, f, b->c.norm_eps, xn);
+        b->qs[t] = quant_act_cpu(xn, f, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
+    }
+}
+
+/* ---- eval ------------------------------------------------------------------------------------- */
+
+static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, float *all_logits,
+                      int want_last, Err *err) {
+    const ModelConfig *c = &b->c;
+    const Model *m = b->m;
+    for (int t = 0; t < T; t++)
+        dense_row_to_f32(b->emb_type, m->tok_embd.data, c->dim, tokens[t], b->x + (size_t)t * c->dim);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *L = &m->layers[l];
+        /* attention */
+        norm_quant(b, b->x, c->dim, c->dim, L->attn_norm, L->wq.n_in_pad, T);
+        if (linear(b, 3, &L->wq, b->q, &L->wk, b->k, &L->wv, b->v, b->q_dim, b->kv_dim, 0, T, err))
+            return -1;
+        AttnJob aj = {b, l, pos, T, 0};
+        run(b, rope_store_task, &aj, T > 1);
+        cpu_pool_run(b->pool, attention_task, &aj);
+        norm_quant(b, b->att, b->q_dim, b->q_dim, L->attn_sub_norm, L->wo.n_in_pad, T);
+        if (linear(b, 1, &L->wo, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T, err)) return -1;
+        /* feed-forward */
+        norm_quant(b, b->x, c->dim, c->dim, L->ffn_norm, L->w_gate.n_in_pad, T);
+        if (linear(b, 2, &L->w_gate, b->g, &L->w_up, b->u, NULL, NULL, c->ffn_dim, c->ffn_dim,
+                   0, T, err))
+            return -1;
+        FfnMidJob fj = {b, T, L->ffn_sub_norm, L->w_down.n_in_pad};
+        run(b, ffn_mid_task, &fj, T > 1);
+        if (linear(b, 1, &L->w_down, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T, err))
+            return -1;
+    }
+
+    /* final norm + lm_head: every token for all_logits, else only the last one */
+    const int first = all_logits ? 0 : T - 1;
+    if (!all_logits && !want_last) return 0;
+    for (int t = first; t < T; t++)
+        rmsnorm_cpu(b->x + (size_t)t * c->dim, m->output_norm, c->dim, c->norm_eps,
+                    b->xn + (size_t)(t - first) * c->dim); /* packed at dim apart */
+    if (all_logits) {
+        dense_gemm_mt(b->pool, b->out_type, m->output.data, c->vocab_size, c->dim, b->xn, T,
+                      all_logits, c->vocab_size);
+        memcpy(b->logits, all_logits + (size_t)(T - 1) * c->vocab_size,
+               (size_t)c->vocab_size * sizeof(float));
+    } else {
+        dense_gemm_mt(b->pool, b->out_type, m->output.data, c->vocab_size, c->dim, b->xn, 1,
+                      b->logits, c->vocab_size);
+    }
+    return 0;
+}
+
+static int cpu_eval(void *bp, const int32_t *tokens, int n, int pos, float *all_logits,
+                    Err *err) {
+    CpuBackend *b = bp;
+    if (n <= 0) return err_set(err, "cpu backend: eval of %d tokens", n);
+    if (pos < 0 || pos > b->ctx || n > b->ctx - pos)
+        return err_set(err, "cpu backend: positions %d..%d exceed the %d-token context", pos,
+                       pos + n - 1, b->ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= b->c.vocab_size)
+            return err_set(err, "cpu backend: token id %d out of range (vocab %d)", tokens[i],
+                           b->c.vocab_size);
+    for (int i0 = 0; i0 < n; i0 += b->B) {
+        const int T = n - i0 < b->B ? n - i0 : b->B;
+        float *al = all_logits ? all_logits + (size_t)i0 * b->c.vocab_size : NULL;
+        if (eval_batch(b, tokens + i0, T, pos + i0, al, i0 + T == n, err)) return -1;
+    }
+    return 0;
+}
+
+static const float *cpu_logits(void *bp) { return ((CpuBackend *)bp)->logits; }
+
+static void cpu_describe(void *bp, char *buf, int cap) {
+    snprintf(buf, (size_t)cap, "%s", ((CpuBackend *)bp)->desc);
+}
+
+const BackendOps backend_cpu_ops = {
+    .kind = "cpu",
+    .create = cpu_create,
+    .destroy = cpu_destroy,
+    .eval = cpu_eval,
+    .logits = cpu_logits,
+    .sample = NULL, /* the host sampler runs on logits() */
+    .describe = cpu_describe,
+};

@@ -1,0 +1,19 @@
+/* The CPU backend's extra knobs, beyond InferOptions (infer/infer.h): tests and benchmarks use
+ * them to pin the KV cache precision, the prefill batch and the kernel ISA. The engine goes
+ * through infer_create / backend_cpu_ops, which use the defaults. */
+#ifndef BN_BACKEND_CPU_H
+#define BN_BACKEND_CPU_H
+
+#include "infer/infer.h"
+
+typedef struct {
+    int kv_f32;      /* 1: f32 KV cache; 0 (default): f16 (half the memory, F16C converts) */
+    int max_batch;   /* tokens per prefill batch (weights are read once per batch); 0 = 64 */
+} CpuBackendOptions;
+
+/* backend_cpu_ops.create with explicit CPU options; returns the backend state for
+ * backend_cpu_ops' other functions, or NULL with err set. */
+void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBackendOptions *co,
+                            Err *err);
+
+#endif

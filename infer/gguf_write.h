@@ -1,0 +1,29 @@
+/* Writes a loaded Model as a GGUF v3 file in the layout of Microsoft's official BitNet GGUF:
+ * arch "bitnet-b1.58", I2_S (type 36) ternary matrices (codes, then the f32 scale, then padding
+ * to +32 bytes), F16 token embedding (BF16/F32 kept only when F16 would change a value), F32
+ * norms, general.alignment 32, the full tokenizer (gpt2 BPE, tokens, token types, merges,
+ * bos/eos/eot, pre "llama-bpe" for Llama 3 vocabularies) and the BitNet chat template
+ * (User:/Assistant: turns closed by <|eot_id|>).
+ * The file is written to a temporary name in the target directory, synced, then renamed, so a
+ * failure (full disk, bad path) leaves no partial OUT behind. */
+#ifndef BN_GGUF_WRITE_H
+#define BN_GGUF_WRITE_H
+
+#include <stddef.h>
+
+#include "infer/err.h"
+#include "infer/model.h"
+
+/* The chat template written into converted files (Jinja, as in tokenizer_config.json). */
+extern const char *const BITNET_CHAT_TEMPLATE;
+
+/* note (may be NULL, cap bytes) receives a short remark, e.g. that the embedding was kept in
+ * BF16 because F16 cannot hold it exactly. */
+int gguf_write_model(const Model *m, const char *out_path, char *note, size_t note_cap, Err *err);
+
+/* Compares what a loader produced: config shapes, ternary codes (logical n_out x n_in) and
+ * scales bit for bit, norms and embedding/lm_head values (as f32) bit for bit. Returns 0 when
+ * equal, else -1 with the first difference in why. */
+int model_weights_equal(const Model *a, const Model *b, char *why, size_t cap);
+
+#endif

@@ -1,0 +1,1009 @@
+/* model_load: GGUF files and Hugging Face directories -> Model (infer/model.h).
+ *
+ * What is used in place from the mapping (no copy): I2_S matrices of an official GGUF and
+ * f16/bf16/f32 embeddings whose data is suitably aligned. Everything that has to change form
+ * (TQ1_0/TQ2_0, HF packed uint8, float weights to ternarize, norms to f32) gets one buffer from
+ * model_storage_alloc. Mappings are handed to the Model's storage, so model_free releases all. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "infer/gguf.h"
+#include "infer/model.h"
+#include "infer/model_quant.h"
+#include "infer/model_storage.h"
+#include "infer/safetensors.h"
+#include "infer/tokenizer.h"
+#include "kernels/w2a8.h"
+
+/* Upper bounds that keep every size computation far from overflow and refuse absurd configs
+ * before any allocation. */
+enum { MAX_LAYERS = 1024, MAX_DIM = 1 << 16, MAX_FFN = 1 << 18, MAX_VOCAB = 1 << 22,
+       MAX_HEADS = 1024 };
+
+/* ---- progress / cancel ---------------------------------------------------------------------- */
+
+typedef struct {
+    const ModelLoadOptions *opt;
+    int done, total;
+    const char *path;
+} Progress;
+
+static int step(Progress *p, const char *stage, Err *err) {
+    if (p->opt && p->opt->cancel && *p->opt->cancel)
+        return err_set(err, "%s: loading cancelled", p->path);
+    p->done++;
+    if (p->opt && p->opt->progress)
+        p->opt->progress(p->opt->user, p->total ? (float)p->done / (float)p->total : 0.0f, stage);
+    return 0;
+}
+
+/* ---- conversion jobs -------------------------------------------------------------------------
+ * Matrices that must change form (TQ, HF packed, float -> ternary) are validated and given
+ * their buffers while the file is walked, then converted by a few worker threads: the bf16
+ * master checkpoint is 2 G weights. The loading thread meanwhile reports progress and watches
+ * the cancel flag. Each job writes only its own buffer and scale, so no locking is needed. */
+
+typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED } JobKind;
+
+typedef struct {
+    JobKind kind;
+    const uint8_t *src;
+    int type, n_out, n_in, k_pad;
+    uint8_t *dst;
+    float *scale;
+    float packed_scale;   /* JOB_PACKED: the scale to store */
+    char name[96];
+    int rc;
+    Err err;
+} ConvJob;
+
+typedef struct {
+    ConvJob *jobs;
+    int n, cap;
+    atomic_int next, done, stop;
+} JobList;
+
+static ConvJob *job_add(JobList *jl, Err *err) {
+    if (jl->n == jl->cap) {
+        int cap = jl->cap ? jl->cap * 2 : 64;
+        ConvJob *j = realloc(jl->jobs, (size_t)cap * sizeof *j);
+        if (!j) {
+            err_set(err, "out of memory");
+            return NULL;
+        }
+        jl->jobs = j;
+        jl->cap = cap;
+    }
+    ConvJob *j = &jl->jobs[jl->n++];
+    memset(j, 0, sizeof *j);
+    return j;
+}
+
+static void job_run(ConvJob *j) {
+    switch (j->kind) {
+    case JOB_FLOAT:
+        j->rc = ternarize_absmean(j->src, j->type, j->n_out, j->n_in, j->k_pad, j->dst, j->scale);
+        if (j->rc) err_set(&j->err, "out of memory");
+        break;
+    case JOB_TQ1:
+        j->rc = tq1_0_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, j->scale, &j->err);
+        break;
+    case JOB_TQ2:
+        j->rc = tq2_0_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, j->scale, &j->err);
+        break;
+    case JOB_PACKED:
+        j->rc = hf_packed_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
+        *j->scale = j->packed_scale;
+        break;
+    }
+}
+
+static void *job_worker(void *arg) {
+    JobList *jl = arg;
+    for (;;) {
+        if (atomic_load(&jl->stop)) break;
+        int i = atomic_fetch_add(&jl->next, 1);
+        if (i >= jl->n) break;
+        job_run(&jl->jobs[i]);
+        atomic_fetch_add(&jl->done, 1);
+    }
+    return NULL;
+}
+
+static int jobs_run(JobList *jl, Progress *pr, Err *err) {
+    if (jl->n == 0) return 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    if (nt > jl->n) nt = jl->n;
+    pthread_t th[16];
+    int started = 0;
+    for (int i = 0; i < nt; i++)
+        if (pthread_create(&th[started], NULL, job_worker, jl) == 0) started++;
+    if (!started) job_worker(jl); /* no threads to be had: convert here */
+    int reported = 0, cancelled = 0;
+    while (started) {
+        int d = atomic_load(&jl->done);
+        for (; reported < d; reported++)
+            if (step(pr, "converting", err)) {
+                cancelled = 1;
+                atomic_store(&jl->stop, 1);
+            }
+        if (d >= jl->n || cancelled) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    if (cancelled) return -1;
+    for (; reported < jl->n; reported++)
+        if (step(pr, "converting", err)) return -1;
+    for (int i = 0; i < jl->n; i++)
+        if (jl->jobs[i].rc) return err_set(err, "%s: tensor %s: %s", pr->path, jl->jobs[i].name, jl->jobs[i].err.msg);
+    return 0;
+}
+
+/* ---- common --------------------------------------------------------------------------------- */
+
+static int check_config(const ModelConfig *c, const char *path, Err *err) {
+    if (c->n_layers < 1 || c->n_layers > MAX_LAYERS || c->dim < 1 || c->dim > MAX_DIM ||
+        c->n_heads < 1 || c->n_heads > MAX_HEADS || c->n_kv_heads < 1 ||
+        c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads || c->dim % c->n_heads ||
+        c->ffn_dim < 1 || c->ffn_dim > MAX_FFN || c->vocab_size < 1 || c->vocab_size > MAX_VOCAB)
+        return err_set(err, "%s: implausible model shape (layers %d, dim %d, heads %d/%d, ffn %d, "
+                            "vocab %d)", path, c->n_layers, c->dim, c->n_heads, c->n_kv_heads,
+                       c->ffn_dim, c->vocab_size);
+    if (c->head_dim % 2)
+        return err_set(err, "%s: head dimension %d is odd (RoPE needs pairs)", path, c->head_dim);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta) || !(c->norm_eps > 0) ||
+        !isfinite(c->norm_eps) || c->ctx_len < 1)
+        return err_set(err, "%s: bad rope_theta, rms eps or context length", path);
+    return 0;
+}
+
+static void set_stops(ModelConfig *c, const int *ids, int n) {
+    for (int i = 0; i < n; i++) {
+        int id = ids[i], dup = 0;
+        if (id < 0 || id >= c->vocab_size) continue;
+        for (int j = 0; j < c->n_stop; j++) dup |= c->stop_ids[j] == id;
+        if (!dup && c->n_stop < (int)(sizeof c->stop_ids / sizeof c->stop_ids[0]))
+            c->stop_ids[c->n_stop++] = id;
+    }
+}
+
+/* Stops: end of turn first (what a chat stops on), then eos, then the file's extra eos ids. */
+static void finish_stops(Model *m, const int *extra, int n_extra) {
+    int ids[2] = {-1, -1};
+    if (m->tok) {
+        ids[0] = tokenizer_eot(m->tok);
+        ids[1] = tokenizer_eos(m->tok);
+    }
+    set_stops(&m->cfg, ids, 2);
+    set_stops(&m->cfg, extra, n_extra);
+}
+
+static int float_type_ok(int t) { return t == FT_F32 || t == FT_F16 || t == FT_BF16; }
+static size_t float_size(int t) { return t == FT_F32 ? 4 : 2; }
+
+/* A norm vector of any float type -> f32 buffer slot. */
+static void norm_to_f32(const void *src, int type, int n, float *dst) {
+    for (int i = 0; i < n; i++) dst[i] = float_elem(src, type, (size_t)i);
+}
+
+/* Dense matrix used in place when aligned for its element type, else copied. */
+static int dense_in_place(Model *m, DenseMatrix *d, int type, int rows, int cols, const void *src,
+                          Err *err) {
+    d->type = (FloatType)type;
+    d->rows = rows;
+    d->cols = cols;
+    const size_t es = float_size(type);
+    if ((uintptr_t)src % es == 0) {
+        d->data = src;
+        return 0;
+    }
+    void *buf = model_storage_alloc(m, (size_t)rows * cols * es, err);
+    if (!buf) return -1;
+    memcpy(buf, src, (size_t)rows * cols * es);
+    d->data = buf;
+    return 0;
+}
+
+static uint8_t *alloc_codes(Model *m, TernaryMatrix *tm, int n_out, int n_in, Err *err) {
+    tm->n_out = n_out;
+    tm->n_in = n_in;
+    tm->n_in_pad = i2s_round_up_k(n_in);
+    uint8_t *buf = model_storage_alloc(m, (size_t)n_out * i2s_row_bytes(tm->n_in_pad), err);
+    tm->codes = buf;
+    return buf;
+}
+
+static int finite_scale(float s) { return isfinite(s) && s >= 0.0f; }
+
+/* ---- GGUF ----------------------------------------------------------------------------------- */
+
+typedef struct {
+    GgufFile g;
+    char arch[32];
+    char key[256];
+} GgufCtx;
+
+static const char *akey(GgufCtx *c, const char *suffix) {
+    snprintf(c->key, sizeof c->key, "%s.%s", c->arch, suffix);
+    return c->key;
+}
+
+static int g_int(GgufCtx *c, const char *suffix, int *out, int required, int def, Err *err) {
+    int64_t v;
+    const char *k = akey(c, suffix);
+    if (!gguf_find_kv(&c->g, k)) {
+        if (required) return err_set(err, "%s: missing key %s", c->g.path, k);
+        *out = def;
+        return 0;
+    }
+    if (gguf_get_int(&c->g, k, &v, err)) return -1;
+    if (v < 0 || v > INT32_MAX) return err_set(err, "%s: key %s out of range", c->g.path, k);
+    *out = (int)v;
+    return 0;
+}
+
+static int g_float(GgufCtx *c, const char *suffix, float *out, float def, Err *err) {
+    double v;
+    const char *k = akey(c, suffix);
+    if (!gguf_find_kv(&c->g, k)) {
+        *out = def;
+        return 0;
+    }
+    if (gguf_get_float(&c->g, k, &v, err)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+static const GgufTensor *g_tensor(GgufCtx *c, const char *name, int n_dims_max, uint64_t ne0,
+                                  uint64_t ne1, Err *err) {
+    const GgufTensor *t = gguf_find_tensor(&c->g, name);
+    if (!t) {
+        err_set(err, "%s: missing tensor %s", c->g.path, name);
+        return NULL;
+    }
+    if ((int)t->n_dims > n_dims_max || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 ||
+        t->ne[3] != 1) {
+        err_set(err, "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]",
+                c->g.path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
+                (unsigned long long)ne0, (unsigned long long)ne1);
+        return NULL;
+    }
+    return t;
+}
+
+static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_out, int n_in,
+                     TernaryMatrix *tm, Err *err) {
+    const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)n_in, (uint64_t)n_out, err);
+    if (!t) return -1;
+    switch (t->type) {
+    case GGML_I2_S: {
+        if (n_in % I2S_BLOCK)
+            return err_set(err, "%s: I2_S tensor %s has rows of %d, not a multiple of %d", c->g.path,
+                           name, n_in, I2S_BLOCK);
+        tm->n_out = n_out;
+        tm->n_in = n_in;
+        tm->n_in_pad = n_in;
+        tm->codes = t->data; /* in place */
+        memcpy(&tm->scale, t->data + (size_t)n_out * n_in / 4, 4);
+        if (!finite_scale(tm->scale))
+            return err_set(err, "%s: I2_S tensor %s has a bad scale %g", c->g.path, name,
+                           (double)tm->scale);
+        return 1; /* nothing to convert */
+    }
+    case GGML_TQ1_0:
+    case GGML_TQ2_0:
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16: {
+        uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+        if (!buf) return -1;
+        ConvJob *j = job_add(jl, err);
+        if (!j) return -1;
+        j->kind = t->type == GGML_TQ1_0 ? JOB_TQ1 : t->type == GGML_TQ2_0 ? JOB_TQ2 : JOB_FLOAT;
+        j->src = t->data;
+        j->type = (int)t->type;
+        j->n_out = n_out;
+        j->n_in = n_in;
+        j->k_pad = tm->n_in_pad;
+        j->dst = buf;
+        j->scale = &tm->scale;
+        snprintf(j->name, sizeof j->name, "%s", name);
+        return 0;
+    }
+    default:
+        return err_set(err, "%s: tensor %s has type %s; ternary weights must be I2_S, TQ1_0, "
+                            "TQ2_0, F32, F16 or BF16", c->g.path, name, gguf_type_name(t->type));
+    }
+}
+
+static int g_norm(GgufCtx *c, const char *name, int n, float *dst, Err *err) {
+    const GgufTensor *t = g_tensor(c, name, 1, (uint64_t)n, 1, err);
+    if (!t) return -1;
+    if (!float_type_ok((int)t->type))
+        return err_set(err, "%s: norm %s has type %s (expected F32, F16 or BF16)", c->g.path, name,
+                       gguf_type_name(t->type));
+    norm_to_f32(t->data, (int)t->type, n, dst);
+    return 0;
+}
+
+static int g_dense(Model *m, GgufCtx *c, const char *name, DenseMatrix *d, Err *err) {
+    const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)m->cfg.dim, (uint64_t)m->cfg.vocab_size, err);
+    if (!t) return -1;
+    if (dequant_supported((int)t->type)) {
+        /* llama-quantize often stores the embedding as Q4_K/Q6_K/Q8_0: expand to f16 once */
+        const size_t n = (size_t)m->cfg.vocab_size * (size_t)m->cfg.dim;
+        uint16_t *buf = model_storage_alloc(m, n * 2, err);
+        if (!buf) return -1;
+        dequant_to_f16(t->data, (int)t->type, n, buf);
+        *d = (DenseMatrix){FT_F16, m->cfg.vocab_size, m->cfg.dim, buf};
+        return 0;
+    }
+    if (!float_type_ok((int)t->type))
+        return err_set(err, "%s: %s has type %s; embeddings must be F16, BF16, F32, Q8_0, Q4_K or "
+                            "Q6_K", c->g.path, name, gguf_type_name(t->type));
+    return dense_in_place(m, d, (int)t->type, m->cfg.vocab_size, m->cfg.dim, t->data, err);
+}
+
+static int g_id(GgufCtx *c, const char *key, int *out) {
+    int64_t v;
+    *out = -1;
+    if (gguf_find_kv(&c->g, key) && !gguf_get_int(&c->g, key, &v, NULL) && v >= 0 && v < INT32_MAX)
+        *out = (int)v;
+    return *out;
+}
+
+/* tokenizer.ggml.* -> Tokenizer. */
+static Tokenizer *gguf_tokenizer(GgufCtx *c, Err *err) {
+    char model[64];
+    if (gguf_get_cstr(&c->g, "tokenizer.ggml.model", model, sizeof model, err)) return NULL;
+    if (strcmp(model, "gpt2")) {
+        err_set(err, "%s: tokenizer model \"%s\" is not supported (only byte-level BPE \"gpt2\")",
+                c->g.path, model);
+        return NULL;
+    }
+    TokenizerVocab v;
+    memset(&v, 0, sizeof v);
+    uint64_t n_tok = 0, n_merge = 0;
+    const char **toks = NULL, **merges = NULL;
+    size_t *tok_lens = NULL, *merge_lens = NULL;
+    int32_t *types = NULL;
+    Tokenizer *tk = NULL;
+    char pre[64];
+    if (gguf_get_str_array(&c->g, "tokenizer.ggml.tokens", &n_tok, &toks, &tok_lens, err)) goto out;
+    if (n_tok == 0 || n_tok > MAX_VOCAB) {
+        err_set(err, "%s: tokenizer.ggml.tokens has %llu entries", c->g.path, (unsigned long long)n_tok);
+        goto out;
+    }
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.merges") &&
+        gguf_get_str_array(&c->g, "tokenizer.ggml.merges", &n_merge, &merges, &merge_lens, err))
+        goto out;
+    if (n_merge > (1u << 24)) {
+        err_set(err, "%s: too many merges", c->g.path);
+        goto out;
+    }
+    const GgufKV *tt = gguf_find_kv(&c->g, "tokenizer.ggml.token_type");
+    if (tt) {
+        if (tt->type != GGUF_ARRAY || tt->arr_n != n_tok) {
+            err_set(err, "%s: tokenizer.ggml.token_type does not match the token count", c->g.path);
+            goto out;
+        }
+        types = malloc(n_tok * sizeof *types);
+        if (!types) {
+            err_set(err, "out of memory");
+            goto out;
+        }
+        for (uint64_t i = 0; i < n_tok; i++) {
+            int64_t x;
+            if (gguf_get_arr_int(tt, i, &x) || x < INT32_MIN || x > INT32_MAX) {
+                err_set(err, "%s: tokenizer.ggml.token_type is not an integer array", c->g.path);
+                goto out;
+            }
+            types[i] = (int32_t)x;
+        }
+    }
+    v.n_tokens = (int)n_tok;
+    v.tokens = toks;
+    v.token_lens = tok_lens;
+    v.token_types = types;
+    v.n_merges = (int)n_merge;
+    v.merges = merges;
+    v.merge_lens = merge_lens;
+    v.pre = NULL;
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.pre") &&
+        !gguf_get_cstr(&c->g, "tokenizer.ggml.pre", pre, sizeof pre, NULL))
+        v.pre = pre;
+    /* The official BitNet file has no tokenizer.ggml.pre although its vocabulary is Llama 3's:
+     * NULL means the Llama 3 regex (infer/tokenizer.h). */
+    g_id(c, "tokenizer.ggml.bos_token_id", &v.bos_id);
+    g_id(c, "tokenizer.ggml.eos_token_id", &v.eos_id);
+    g_id(c, "tokenizer.ggml.eot_token_id", &v.eot_id);
+    v.ignore_merges = !v.pre || !strcmp(v.pre, "llama-bpe") || !strcmp(v.pre, "llama3");
+    tk = tokenizer_from_vocab(&v, err);
+    if (!tk) err_prefix(err, "%s: tokenizer", c->g.path);
+out:
+    free(toks);
+    free(tok_lens);
+    free(merges);
+    free(merge_lens);
+    free(types);
+    return tk;
+}
+
+static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Err *err) {
+    GgufCtx c;
+    memset(&c, 0, sizeof c);
+    JobList jl;
+    memset(&jl, 0, sizeof jl);
+    if (gguf_open(&c.g, path, err)) return -1;
+    /* From here the mapping belongs to the Model (model_free unmaps it). */
+    if (model_storage_add_mapping(m, c.g.map, c.g.map_len, err)) {
+        gguf_close(&c.g);
+        return -1;
+    }
+    c.g.map = NULL;
+    int rc = -1;
+    ModelConfig *cfg = &m->cfg;
+    if (gguf_get_cstr(&c.g, "general.architecture", c.arch, sizeof c.arch, err)) goto out;
+    if (strcmp(c.arch, "bitnet-b1.58") && strcmp(c.arch, "bitnet-25")) {
+        err_set(err, "%s: architecture \"%s\" is not supported (expected bitnet-b1.58 or "
+                     "bitnet-25, i.e. BitNet b1.58 2B-4T style models)", path, c.arch);
+        goto out;
+    }
+    snprintf(cfg->arch, sizeof cfg->arch, "%s", c.arch);
+    if (gguf_find_kv(&c.g, "general.name"))
+        gguf_get_cstr(&c.g, "general.name", cfg->name, sizeof cfg->name, NULL);
+    if (g_int(&c, "block_count", &cfg->n_layers, 1, 0, err) ||
+        g_int(&c, "embedding_length", &cfg->dim, 1, 0, err) ||
+        g_int(&c, "feed_forward_length", &cfg->ffn_dim, 1, 0, err) ||
+        g_int(&c, "attention.head_count", &cfg->n_heads, 1, 0, err) ||
+        g_int(&c, "context_length", &cfg->ctx_len, 0, 4096, err))
+        goto out;
+    if (g_int(&c, "attention.head_count_kv", &cfg->n_kv_heads, 0, cfg->n_heads, err) ||
+        g_float(&c, "rope.freq_base", &cfg->rope_theta, 500000.0f, err) ||
+        g_float(&c, "attention.layer_norm_rms_epsilon", &cfg->norm_eps, 1e-5f, err))
+        goto out;
+    const GgufTensor *emb = gguf_find_tensor(&c.g, "token_embd.weight");
+    if (!emb) {
+        err_set(err, "%s: missing tensor token_embd.weight", path);
+        goto out;
+    }
+    if (emb->ne[1] > MAX_VOCAB) {
+        err_set(err, "%s: token_embd.weight has %llu rows", path, (unsigned long long)emb->ne[1]);
+        goto out;
+    }
+    g_int(&c, "vocab_size", &cfg->vocab_size, 0, (int)emb->ne[1], NULL);
+    cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
+    cfg->rope_style = ROPE_HALF;
+    if (check_config(cfg, path, err)) goto out;
+    int rot;
+    if (g_int(&c, "rope.dimension_count", &rot, 0, cfg->head_dim, err)) goto out;
+    if (rot != cfg->head_dim) {
+        err_set(err, "%s: partial RoPE (%d of %d dims) is not supported", path, rot, cfg->head_dim);
+        goto out;
+    }
+    int kl, vl;
+    if (g_int(&c, "attention.key_length", &kl, 0, cfg->head_dim, err) ||
+        g_int(&c, "attention.value_length", &vl, 0, cfg->head_dim, err))
+        goto out;
+    if (kl != cfg->head_dim || vl != cfg->head_dim) {
+        err_set(err, "%s: attention key/value length %d/%d differs from dim/heads = %d (not supported)",
+                path, kl, vl, cfg->head_dim);
+        goto out;
+    }
+    if (gguf_find_kv(&c.g, akey(&c, "rope.scaling.type"))) {
+        char st[32] = "";
+        gguf_get_cstr(&c.g, akey(&c, "rope.scaling.type"), st, sizeof st, NULL);
+        if (strcmp(st, "none")) {
+            err_set(err, "%s: RoPE scaling \"%s\" is not supported", path, st);
+            goto out;
+        }
+    }
+    if (!cfg->name[0]) { /* no general.name: the file name without its extension */
+        const char *b = strrchr(path, '/');
+        snprintf(cfg->name, sizeof cfg->name, "%s", b ? b + 1 : path);
+        char *dot = strrchr(cfg->name, '.');
+        if (dot && dot != cfg->name) *dot = 0;
+    }
+
+    const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
+    const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
+    Progress pr = {opt, 0, 14 * L + 3, path};
+    char name[96];
+    static const char *mats[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                  "ffn_gate", "ffn_up", "ffn_down"};
+    /* Every tensor present with its shape before anything is allocated, so that a header
+     * claiming a huge model cannot make us allocate more than the file backs. */
+    for (int l = 0; l < L; l++) {
+        static const char *norms_[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
+        const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms_[i]);
+            if (!g_tensor(&c, name, 1, (uint64_t)(i == 3 ? F : D), 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i]);
+            if (!g_tensor(&c, name, 2, (uint64_t)ins[i], (uint64_t)outs[i], err)) goto out;
+        }
+    }
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
+    if (!m->layers || !norms) {
+        if (!m->layers) err_set(err, "out of memory");
+        goto out;
+    }
+    if (g_dense(m, &c, "token_embd.weight", &m->tok_embd, err) || step(&pr, "embedding", err)) goto out;
+    if (gguf_find_tensor(&c.g, "output.weight")) {
+        if (g_dense(m, &c, "output.weight", &m->output, err)) goto out;
+    } else {
+        m->output = m->tok_embd; /* tied, as in the official file */
+    }
+    m->output_norm = norms;
+    if (g_norm(&c, "output_norm.weight", D, norms, err)) goto out;
+    norms += D;
+    for (int l = 0; l < L; l++) {
+        LayerWeights *lw = &m->layers[l];
+        TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
+        struct { const char *n; int len; const float **dst; } nm[4] = {
+            {"attn_norm", D, &lw->attn_norm}, {"attn_sub_norm", D, &lw->attn_sub_norm},
+            {"ffn_norm", D, &lw->ffn_norm}, {"ffn_sub_norm", F, &lw->ffn_sub_norm}};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm[i].n);
+            if (g_norm(&c, name, nm[i].len, norms, err)) goto out;
+            *nm[i].dst = norms;
+            norms += nm[i].len;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i]);
+            int r = g_ternary(m, &c, &jl, name, outs[i], ins[i], tms[i], err);
+            if (r < 0 || step(&pr, "weights", err) || (r == 1 && step(&pr, "weights", err))) goto out;
+        }
+    }
+    if (gguf_find_kv(&c.g, "tokenizer.chat_template")) {
+        GgufStr s;
+        if (!gguf_get_str(&c.g, "tokenizer.chat_template", &s, NULL) && s.len < (1u << 20)) {
+            m->chat_template = malloc(s.len + 1);
+            if (m->chat_template) {
+                memcpy(m->chat_template, s.ptr, s.len);
+                m->chat_template[s.len] = 0;
+            }
+        }
+    }
+    if (jobs_run(&jl, &pr, err)) goto out;
+    if (step(&pr, "tokenizer", err)) goto out;
+    m->tok = gguf_tokenizer(&c, err);
+    if (!m->tok) goto out;
+    if (tokenizer_n_vocab(m->tok) > cfg->vocab_size) {
+        err_set(err, "%s: tokenizer has %d tokens but the embedding only %d rows", path,
+                tokenizer_n_vocab(m->tok), cfg->vocab_size);
+        goto out;
+    }
+    cfg->bos_id = tokenizer_bos(m->tok);
+    int extra[2];
+    g_id(&c, "tokenizer.ggml.eot_token_id", &extra[0]);
+    g_id(&c, "tokenizer.ggml.eos_token_id", &extra[1]);
+    finish_stops(m, extra, 2);
+    snprintf(m->format, sizeof m->format, "gguf");
+    if (step(&pr, "done", err)) goto out;
+    rc = 0;
+out:
+    free(jl.jobs);
+    gguf_close(&c.g); /* tables only: the mapping is the Model's */
+    return rc;
+}
+
+/* ---- Hugging Face directory ----------------------------------------------------------------- */
+
+static int j_int(json_t *cfg, const char *key, int *out, int required, int def, const char *path,
+                 Err *err) {
+    json_t *v = json_object_get(cfg, key);
+    if (!v || json_is_null(v)) {
+        if (required) return err_set(err, "%s: no %s", path, key);
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
+        return err_set(err, "%s: %s is not a non-negative integer", path, key);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int j_float(json_t *cfg, const char *key, float *out, float def, const char *path, Err *err) {
+    json_t *v = json_object_get(cfg, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v)) return err_set(err, "%s: %s is not a number", path, key);
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+/* eos_token_id: a number or a list of numbers. */
+static int j_ids(json_t *v, int *ids, int cap) {
+    int n = 0;
+    if (json_is_integer(v)) {
+        ids[n++] = (int)json_integer_value(v);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) if (json_is_integer(e) && n < cap) ids[n++] = (int)json_integer_value(e);
+    }
+    return n;
+}
+
+static int st_float_type(StDtype d) {
+    return d == ST_F32 ? FT_F32 : d == ST_F16 ? FT_F16 : d == ST_BF16 ? FT_BF16 : -1;
+}
+
+typedef struct {
+    StSet st;
+    const char *dir;
+    int autobit;   /* weight_scale multiplies (AutoBitLinear) rather than divides (BitLinear) */
+} HfCtx;
+
+static const StTensor *h_tensor(HfCtx *h, const char *name, uint64_t d0, uint64_t d1, int ndim,
+                                Err *err) {
+    const StTensor *t = st_find(&h->st, name);
+    if (!t) {
+        err_set(err, "%s: missing tensor %s", h->dir, name);
+        return NULL;
+    }
+    if (t->n_dims != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        err_set(err, "%s: tensor %s has an unexpected shape (%d dims, [%llu, %llu]; expected [%llu%s%llu])",
+                h->dir, name, t->n_dims, (unsigned long long)t->shape[0],
+                (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0), (unsigned long long)d0,
+                ndim == 2 ? ", " : "", ndim == 2 ? (unsigned long long)d1 : 0ull);
+        return NULL;
+    }
+    return t;
+}
+
+static int h_ternary(Model *m, HfCtx *h, JobList *jl, const char *base, int n_out, int n_in,
+                     TernaryMatrix *tm, Err *err) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", base);
+    const StTensor *t = st_find(&h->st, name);
+    if (!t) return err_set(err, "%s: missing tensor %s", h->dir, name);
+    ConvJob *j;
+    if (t->dtype == ST_U8) {
+        if (!(t = h_tensor(h, name, (uint64_t)n_out / 4, (uint64_t)n_in, 2, err))) return -1;
+        if (n_out % 4) return err_set(err, "%s: packed %s: %d rows not a multiple of 4", h->dir, name, n_out);
+        char sname[176];
+        snprintf(sname, sizeof sname, "%s.weight_scale", base);
+        const StTensor *s = st_find(&h->st, sname);
+        if (!s) return err_set(err, "%s: packed weight %s has no %s", h->dir, name, sname);
+        int ft = st_float_type(s->dtype);
+        if (ft < 0 || s->n_elements != 1)
+            return err_set(err, "%s: %s must be one float (is %s with %llu elements)", h->dir, sname,
+                           st_dtype_name(s->dtype), (unsigned long long)s->n_elements);
+        float ws = float_elem(s->data, ft, 0);
+        if (!isfinite(ws) || ws <= 0.0f)
+            return err_set(err, "%s: %s = %g is not a positive scale", h->dir, sname, (double)ws);
+        uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+        if (!buf || !(j = job_add(jl, err))) return -1;
+        j->kind = JOB_PACKED;
+        j->packed_scale = h->autobit ? ws : 1.0f / ws;
+        j->dst = buf;
+    } else {
+        int ft = st_float_type(t->dtype);
+        if (ft < 0)
+            return err_set(err, "%s: %s has dtype %s (expected BF16/F16/F32 master weights or packed U8)",
+                           h->dir, name, st_dtype_name(t->dtype));
+        if (!(t = h_tensor(h, name, (uint64_t)n_out, (uint64_t)n_in, 2, err))) return -1;
+        uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+        if (!buf || !(j = job_add(jl, err))) return -1;
+        j->kind = JOB_FLOAT;
+        j->type = ft;
+        j->dst = buf;
+    }
+    j->src = t->data;
+    j->n_out = n_out;
+    j->n_in = n_in;
+    j->k_pad = tm->n_in_pad;
+    j->scale = &tm->scale;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    return 0;
+}
+
+static int h_norm(HfCtx *h, const char *name, int n, float *dst, Err *err) {
+    const StTensor *t = h_tensor(h, name, (uint64_t)n, 0, 1, err);
+    if (!t) return -1;
+    int ft = st_float_type(t->dtype);
+    if (ft < 0) return err_set(err, "%s: norm %s has dtype %s", h->dir, name, st_dtype_name(t->dtype));
+    norm_to_f32(t->data, ft, n, dst);
+    return 0;
+}
+
+static int h_dense(Model *m, HfCtx *h, const char *name, DenseMatrix *d, Err *err) {
+    const StTensor *t = h_tensor(h, name, (uint64_t)m->cfg.vocab_size, (uint64_t)m->cfg.dim, 2, err);
+    if (!t) return -1;
+    int ft = st_float_type(t->dtype);
+    if (ft < 0) return err_set(err, "%s: %s has dtype %s (expected BF16/F16/F32)", h->dir, name,
+                               st_dtype_name(t->dtype));
+    return dense_in_place(m, d, ft, m->cfg.vocab_size, m->cfg.dim, t->data, err);
+}
+
+static char *read_chat_template(const char *dir) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    json_t *j = json_load_file(p, 0, NULL);
+    if (!j) return NULL;
+    json_t *t = json_object_get(j, "chat_template");
+    char *out = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
+    json_decref(j);
+    return out;
+}
+
+static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *err) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    json_error_t je;
+    json_t *jc = json_load_file(p, JSON_REJECT_DUPLICATES, &je);
+    if (!jc) {
+        struct stat st;
+        if (stat(p, &st) != 0)
+            return err_set(err, "%s: no config.json (expected a GGUF file or a Hugging Face model "
+                                "directory)", dir);
+        return err_set(err, "%s: %s (line %d)", p, je.text, je.line);
+    }
+    int rc = -1;
+    HfCtx h;
+    memset(&h, 0, sizeof h);
+    JobList jl;
+    memset(&jl, 0, sizeof jl);
+    h.dir = dir;
+    ModelConfig *cfg = &m->cfg;
+    if (!json_is_object(jc)) {
+        err_set(err, "%s: not a JSON object", p);
+        goto out;
+    }
+    {
+        /* checked first so that a missing tokenizer is reported before minutes of conversion */
+        char tp[1200];
+        struct stat st;
+        snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+        if (stat(tp, &st) != 0) {
+            err_set(err, "%s: no tokenizer.json (a Hugging Face model folder needs config.json, "
+                         "model.safetensors and tokenizer.json)", dir);
+            goto out;
+        }
+    }
+    json_t *mt = json_object_get(jc, "model_type");
+    if (json_is_string(mt) && strcmp(json_string_value(mt), "bitnet")) {
+        err_set(err, "%s: model_type \"%.40s\" is not supported (expected \"bitnet\")", p,
+                json_string_value(mt));
+        goto out;
+    }
+    json_t *act = json_object_get(jc, "hidden_act");
+    if (json_is_string(act) && strcmp(json_string_value(act), "relu2")) {
+        err_set(err, "%s: hidden_act \"%.40s\" is not supported (BitNet b1.58 uses relu2)", p,
+                json_string_value(act));
+        goto out;
+    }
+    snprintf(cfg->arch, sizeof cfg->arch, "bitnet");
+    {
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", dir);
+        size_t tl = strlen(tmp);
+        while (tl > 1 && tmp[tl - 1] == '/') tmp[--tl] = 0;
+        const char *b = strrchr(tmp, '/');
+        snprintf(cfg->name, sizeof cfg->name, "%s", b && b[1] ? b + 1 : tmp);
+    }
+    if (j_int(jc, "hidden_size", &cfg->dim, 1, 0, p, err) ||
+        j_int(jc, "num_hidden_layers", &cfg->n_layers, 1, 0, p, err) ||
+        j_int(jc, "num_attention_heads", &cfg->n_heads, 1, 0, p, err) ||
+        j_int(jc, "intermediate_size", &cfg->ffn_dim, 1, 0, p, err) ||
+        j_int(jc, "vocab_size", &cfg->vocab_size, 1, 0, p, err))
+        goto out;
+    if (j_int(jc, "num_key_value_heads", &cfg->n_kv_heads, 0, cfg->n_heads, p, err) ||
+        j_int(jc, "max_position_embeddings", &cfg->ctx_len, 0, 2048, p, err) ||
+        j_float(jc, "rope_theta", &cfg->rope_theta, 500000.0f, p, err) ||
+        j_float(jc, "rms_norm_eps", &cfg->norm_eps, 1e-5f, p, err))
+        goto out;
+    cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
+    json_t *hd = json_object_get(jc, "head_dim");
+    if (json_is_integer(hd) && json_integer_value(hd) != cfg->head_dim) {
+        err_set(err, "%s: head_dim %lld != hidden_size / num_attention_heads is not supported", p,
+                (long long)json_integer_value(hd));
+        goto out;
+    }
+    cfg->rope_style = ROPE_HALF;
+    if (check_config(cfg, p, err)) goto out;
+    json_t *rs = json_object_get(jc, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        err_set(err, "%s: rope_scaling is not supported (BitNet b1.58 uses plain RoPE)", p);
+        goto out;
+    }
+    json_t *tie = json_object_get(jc, "tie_word_embeddings");
+    /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
+     * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */
+    int tied = !json_is_false(tie);
+    json_t *qc = json_object_get(jc, "quantization_config");
+    json_t *lc = json_is_object(qc) ? json_object_get(qc, "linear_class") : NULL;
+    h.autobit = json_is_string(lc) && !strcmp(json_string_value(lc), "autobitlinear");
+
+    if (st_open_dir(&h.st, dir, err)) goto out;
+    for (int i = 0; i < h.st.n_files; i++) {
+        if (model_storage_add_mapping(m, h.st.files[i].map, h.st.files[i].map_len, err)) goto out;
+        h.st.files[i].map = NULL;
+    }
+    const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
+    const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
+    Progress pr = {opt, 0, 14 * L + 3, dir};
+    /* As for GGUF: all tensors present (norms with their shapes) before allocating. */
+    for (int l = 0; l < L; l++) {
+        static const char *hn[4] = {"input_layernorm", "self_attn.attn_sub_norm",
+                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
+        static const char *hm[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        char nm2[160];
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hn[i]);
+            if (!h_tensor(&h, nm2, (uint64_t)(i == 3 ? F : D), 0, 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hm[i]);
+            if (!st_find(&h.st, nm2)) {
+                err_set(err, "%s: missing tensor %s", dir, nm2);
+                goto out;
+            }
+        }
+    }
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
+    if (!m->layers || !norms) {
+        if (!m->layers) err_set(err, "out of memory");
+        goto out;
+    }
+    if (h_dense(m, &h, "model.embed_tokens.weight", &m->tok_embd, err) || step(&pr, "embedding", err))
+        goto out;
+    if (st_find(&h.st, "lm_head.weight") && !tied) {
+        if (h_dense(m, &h, "lm_head.weight", &m->output, err)) goto out;
+    } else {
+        m->output = m->tok_embd;
+    }
+    m->output_norm = norms;
+    if (h_norm(&h, "model.norm.weight", D, norms, err)) goto out;
+    norms += D;
+    char name[160];
+    static const char *mats[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                  "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    for (int l = 0; l < L; l++) {
+        LayerWeights *lw = &m->layers[l];
+        TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
+        struct { const char *n; int len; const float **dst; } nm[4] = {
+            {"input_layernorm", D, &lw->attn_norm}, {"self_attn.attn_sub_norm", D, &lw->attn_sub_norm},
+            {"post_attention_layernorm", D, &lw->ffn_norm}, {"mlp.ffn_sub_norm", F, &lw->ffn_sub_norm}};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nm[i].n);
+            if (h_norm(&h, name, nm[i].len, norms, err)) goto out;
+            *nm[i].dst = norms;
+            norms += nm[i].len;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, mats[i]);
+            if (h_ternary(m, &h, &jl, name, outs[i], ins[i], tms[i], err) || step(&pr, "weights", err))
+                goto out;
+        }
+    }
+    if (jobs_run(&jl, &pr, err)) goto out;
+    if (step(&pr, "tokenizer", err)) goto out;
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    m->tok = tokenizer_load_json(p, err);
+    if (!m->tok) goto out;
+    if (tokenizer_n_vocab(m->tok) > cfg->vocab_size) {
+        err_set(err, "%s: tokenizer has %d tokens but the model only %d", dir,
+                tokenizer_n_vocab(m->tok), cfg->vocab_size);
+        goto out;
+    }
+    m->chat_template = read_chat_template(dir);
+    cfg->bos_id = tokenizer_bos(m->tok);
+    json_t *bos = json_object_get(jc, "bos_token_id");
+    if (cfg->bos_id < 0 && json_is_integer(bos) && json_integer_value(bos) >= 0 &&
+        json_integer_value(bos) < cfg->vocab_size)
+        cfg->bos_id = (int)json_integer_value(bos);
+    int extra[8];
+    int n_extra = j_ids(json_object_get(jc, "eos_token_id"), extra, 8);
+    finish_stops(m, extra, n_extra);
+    snprintf(m->format, sizeof m->format, "hf-safetensors");
+    if (step(&pr, "done", err)) goto out;
+    rc = 0;
+out:
+    free(jl.jobs);
+    st_close(&h.st);
+    json_decref(jc);
+    return rc;
+}
+
+/* ---- entry points --------------------------------------------------------------------------- */
+
+static int has_magic(const char *path, const char *magic) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char b[4] = {0};
+    size_t n = fread(b, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(b, magic, 4);
+}
+
+/* Resolves PATH to either a GGUF file or an HF directory (a config.json or *.safetensors path
+ * inside one counts as the directory). Returns 1 = GGUF, 2 = HF dir (dir filled), -1 = error. */
+static int classify(const char *path, char *dir, size_t cap, Err *err) {
+    struct stat st;
+    if (!path || !*path) return err_set(err, "no model path given");
+    if (stat(path, &st) != 0)
+        return err_set(err, "%s: %s", path, errno == ENOENT ? "no such file or directory" : strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(dir, cap, "%s", path);
+        return 2;
+    }
+    if (!S_ISREG(st.st_mode)) return err_set(err, "%s: not a regular file or directory", path);
+    if (has_magic(path, "GGUF") || has_magic(path, "FUGG")) return 1;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (!strcmp(base, "config.json") || (n > 12 && !strcmp(base + n - 12, ".safetensors")) ||
+        !strcmp(base, "model.safetensors.index.json")) {
+        size_t dl = (size_t)(base - path);
+        if (dl == 0) snprintf(dir, cap, ".");
+        else snprintf(dir, cap, "%.*s", (int)(dl - 1 ? dl - 1 : 1), path);
+        return 2;
+    }
+    if (st.st_size < 4) return err_set(err, "%s: empty or tiny file, not a model", path);
+    return err_set(err, "%s: not a GGUF file (bad magic) nor a Hugging Face model directory", path);
+}
+
+int model_load(Model *m, const char *path, const ModelLoadOptions *opt, Err *err) {
+    memset(m, 0, sizeof *m);
+    char dir[4096];
+    int kind = classify(path, dir, sizeof dir, err);
+    if (kind < 0) return -1;
+    int rc = kind == 1 ? load_gguf(m, path, opt, err) : load_hf(m, dir, opt, err);
+    if (rc) {
+        model_free(m);
+        return -1;
+    }
+    snprintf(m->path, sizeof m->path, "%s", path);
+    return 0;
+}
+
+Tokenizer *model_load_tokenizer(const char *path, Err *err) {
+    char dir[4096];
+    struct stat st;
+    if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        size_t n = strlen(path);
+        if (n >= 5 && !strcmp(path + n - 5, ".json") && strcmp(path + (n >= 11 ? n - 11 : 0), "config.json"))
+            return tokenizer_load_json(path, err);
+    }
+    int kind = classify(path, dir, sizeof dir, err);
+    if (kind < 0) return NULL;
+    if (kind == 2) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+        if (stat(p, &st) != 0) {
+            err_set(err, "%s: no tokenizer.json", dir);
+            return NULL;
+        }
+        return tokenizer_load_json(p, err);
+    }
+    GgufCtx c;
+    memset(&c, 0, sizeof c);
+    if (gguf_open(&c.g, path, err)) return NULL;
+    Tokenizer *t = gguf_tokenizer(&c, err);
+    gguf_close(&c.g);
+    return t;
+}

@@ -1,0 +1,532 @@
+/* Fast ternary x int8 products on I2_S rows (see kernels_cpu.h for the contract).
+ *
+ * The trick shared by every x86 path: an I2_S block is 32 bytes holding 128 weights; shifting
+ * the block right by 6, 4, 2, 0 and masking with 3 gives the codes of weights g, g+32, g+64,
+ * g+96 (g = 0..31) as 32 byte lanes, i.e. 32 consecutive weights. A byte shuffle maps the codes
+ * {0,1,2,3} to {0,1,2,1}, so an (unused) code 3 counts as zero exactly as in the reference.
+ * The unsigned codes c then multiply the signed int8 activations q:
+ *   AVX2:    vpmaddubsw (u8 x s8 -> pairs summed in int16; |pair| <= 2*2*128 = 512, so never
+ *            saturates), summed in int16 for at most 32 products (|sum| <= 16384), then widened
+ *            with vpmaddwd against ones;
+ *   AVX-512: vpdpbusd (u8 x s8, four products summed straight into int32, no saturation).
+ * and sum_j (c_j - 1) q_j = sum_j c_j q_j - sum_j q_j: the row sum of q (qsum) is subtracted
+ * once per output. All integer results equal w2a8_gemm_ref exactly.
+ *
+ * Decode (one token) streams each weight byte once: it is memory bound, so the GEMV decodes the
+ * codes on the fly, 4 rows at a time sharing the activation loads. Prefill (many tokens) is
+ * compute bound: the GEMM decodes a panel of 4 rows once into a stack buffer and reuses it for
+ * every token of the batch, with a 4 rows x 4 tokens register tile. */
+#include "kernels/cpu/cpu_fp.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels_cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BN_X86 1
+#endif
+
+enum {
+    GEMM_RB = 4,      /* rows per panel */
+    GEMM_TB = 4,      /* tokens per register tile */
+    GEMM_MT = 64,     /* tokens per pass over a panel (acc tile on the stack) */
+    GEMM_KC = 8192,   /* k per panel chunk: 4 rows x 8192 codes = 32 KiB of stack */
+};
+
+/* ---- activation quantization ---------------------------------------------------------------- */
+
+#ifdef BN_X86
+__attribute__((target("avx2,fma,f16c"))) static float quant_act_avx2(const float *x, int n,
+                                                                      int n_pad, int8_t *q,
+                                                                      int32_t *qsum) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vmax = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + i), absmask));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    float amax = _mm_cvtss_f32(m4);
+    for (; i < n; i++) {
+        const float a = x[i] < 0 ? -x[i] : x[i];
+        if (a > amax) amax = a;
+    }
+    const float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    const __m256 vs = _mm256_set1_ps(s);
+    __m256i vsum = _mm256_setzero_si256();
+    i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v[4];
+        #pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const __m256 f = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vs),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v[j] = _mm256_cvtps_epi32(f);
+            vsum = _mm256_add_epi32(vsum, v[j]);
+        }
+        /* packs saturate to [-128, 127], the same clamp as the reference */
+        const __m256i p01 = _mm256_packs_epi32(v[0], v[1]), p23 = _mm256_packs_epi32(v[2], v[3]);
+        __m256i b = _mm256_packs_epi16(p01, p23);
+        b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + i), b);
+    }
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(vsum), _mm256_extracti128_si256(vsum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    int32_t sum = _mm_cvtsi128_si32(s4);
+    /* the tail: rintf rounds half to even, as _mm256_round_ps does */
+    for (int j = i; j < n; j++) {
+        float v = rintf(x[j] * s);
+        v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v;
+        q[j] = (int8_t)v;
+        sum += q[j];
+    }
+    memset(q + n, 0, (size_t)(n_pad - n));
+    if (qsum) *qsum = sum;
+    return s;
+}
+#endif
+
+float quant_act_cpu(const float *x, int n, int n_pad, int8_t *q, int32_t *qsum) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) return quant_act_avx2(x, n, n_pad, q, qsum);
+#endif
+    const float s = quant_act_ref(x, n, n_pad, q);
+    if (qsum) *qsum = qsum_ref(q, n_pad);
+    return s;
+}
+
+/* ---- scalar fast path ----------------------------------------------------------------------- */
+
+static const int8_t code_value[4] = {-1, 0, 1, 0};
+
+/* Decodes a row of I2_S codes into int8 {-1, 0, 1}. */
+static void decode_row_scalar(const uint8_t *row, int k_pad, int8_t *t) {
+    for (int b = 0; b < k_pad / I2S_BLOCK; b++) {
+        const uint8_t *blk = row + (size_t)b * I2S_BLOCK_BYTES;
+        int8_t *tb = t + (size_t)b * I2S_BLOCK;
+        for (int g = 0; g < 32; g++) {
+            const uint8_t c = blk[g];
+            tb[g] = code_value[c >> 6];
+            tb[g + 32] = code_value[(c >> 4) & 3];
+            tb[g + 64] = code_value[(c >> 2) & 3];
+            tb[g + 96] = code_value[c & 3];
+        }
+    }
+}
+
+/* rows [r0, r1) x tokens [0, M): true sums (already signed, no qsum needed), written to
+ * acc[m * ld_acc + (r - r0)] */
+static void gemm_scalar(const uint8_t *w, int k_pad, const int8_t *q, int M, int r0, int r1,
+                        int32_t *acc, int ld_acc) {
+    int8_t t[GEMM_KC];
+    const size_t rb = i2s_row_bytes(k_pad);
+    for (int r = r0; r < r1; r++) {
+        for (int m = 0; m < M; m++) acc[(size_t)m * ld_acc + (r - r0)] = 0;
+        for (int k0 = 0; k0 < k_pad; k0 += GEMM_KC) {
+            const int kc = k_pad - k0 < GEMM_KC ? k_pad - k0 : GEMM_KC;
+            decode_row_scalar(w + rb * (size_t)r + (size_t)k0 / 4, kc, t);
+            for (int m = 0; m < M; m++) {
+                const int8_t *qm = q + (size_t)m * k_pad + k0;
+                int32_t s = 0;
+                for (int j = 0; j < kc; j++) s += t[j] * qm[j];
+                acc[(size_t)m * ld_acc + (r - r0)] += s;
+            }
+        }
+    }
+}
+
+#ifdef BN_X86
+/* ---- AVX2 ------------------------------------------------------------------------------------ */
+
+#define CODE_LUT_BYTES 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+
+__attribute__((target("avx2,fma,f16c"))) static inline int32_t hsum_epi32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* GEMV over NR consecutive rows (NR = 4 or 1); raw sums of c*q into out[0..NR). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc32[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        const int b1 = b0 + 8 < nb ? b0 + 8 : nb;
+        __m256i acc16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
+                            _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int b = b0; b < b1; b++) {
+            const int8_t *qb = q + (size_t)b * I2S_BLOCK;
+            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
+            const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
+            const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
+            const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+            #pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                const __m256i wv =
+                    _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
+                const __m256i c0 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
+                const __m256i c1 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3));
+                const __m256i c2 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3));
+                const __m256i c3 = _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3));
+                __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, a0), _mm256_maddubs_epi16(c1, a1));
+                s = _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(c2, a2),
+                                                         _mm256_maddubs_epi16(c3, a3)));
+                acc16[r] = _mm256_add_epi16(acc16[r], s);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc32[r] = _mm256_add_epi32(acc32[r], _mm256_madd_epi16(acc16[r], ones));
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_epi32_avx2(acc32[r]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void gemv_avx2(const uint8_t *w, int k_pad,
+                                                                const int8_t *q, int32_t qsum,
+                                                                int r0, int r1, int32_t *acc) {
+    const size_t rb = i2s_row_bytes(k_pad);
+    const int nb = k_pad / I2S_BLOCK;
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int32_t o[4];
+        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 4, o);
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
+    }
+    for (; r < r1; r++) {
+        int32_t o[1];
+        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 1, o);
+        acc[r - r0] = o[0] - qsum;
+    }
+}
+
+/* Decodes nr rows x kc codes (kc % 128 == 0) into unsigned codes {0,1,2} in natural k order. */
+__attribute__((target("avx2,fma,f16c"))) static void unpack_panel_avx2(const uint8_t *w,
+                                                                        size_t rb, int nr,
+                                                                        int kc, uint8_t *panel) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
+    #pragma GCC unroll 4
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *row = w + rb * (size_t)r;
+        uint8_t *pr = panel + (size_t)r * GEMM_KC;
+        for (int b = 0; b < kc / I2S_BLOCK; b++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(row + (size_t)b * 32));
+            uint8_t *pb = pr + (size_t)b * I2S_BLOCK;
+            _mm256_storeu_si256((__m256i *)(pb + 0), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3)));
+            _mm256_storeu_si256((__m256i *)(pb + 32), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3)));
+            _mm256_storeu_si256((__m256i *)(pb + 64), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3)));
+            _mm256_storeu_si256((__m256i *)(pb + 96), _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3)));
+        }
+    }
+}
+
+/* Tile: NR (<= 2) panel rows x NT (<= 4) tokens over kc codes; adds raw sums into out[r][t]. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+tile_avx2(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int NT,
+          int32_t out[GEMM_RB][GEMM_MT], int r_off, int t_off) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[2][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < 2; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
+    for (int k = 0; k < kc; k += 32) {
+        __m256i wv[2];
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
+        #pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
+            #pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones));
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc[r][t]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void gemm_core_avx2(const uint8_t *w,
+                                                                     int k_pad, const int8_t *q,
+                                                                     int M, int nr,
+                                                                     int32_t out[GEMM_RB][GEMM_MT]) {
+    uint8_t panel[GEMM_RB * GEMM_KC] __attribute__((aligned(64)));
+    const size_t rb = i2s_row_bytes(k_pad);
+    for (int k0 = 0; k0 < k_pad; k0 += GEMM_KC) {
+        const int kc = k_pad - k0 < GEMM_KC ? k_pad - k0 : GEMM_KC;
+        unpack_panel_avx2(w + (size_t)k0 / 4, rb, nr, kc, panel);
+        for (int r = 0; r < nr; r += 2) {
+            const int nrr = nr - r >= 2 ? 2 : 1;
+            int t = 0;
+            for (; t + 4 <= M; t += 4) {
+                if (nrr == 2) tile_avx2(panel + (size_t)r * GEMM_KC, kc, q + (size_t)t * k_pad + k0, (size_t)k_pad, 2, 4, out, r, t);
+                else tile_avx2(panel + (size_t)r * GEMM_KC, kc, q + (size_t)t * k_pad + k0, (size_t)k_pad, 1, 4, out, r, t);
+            }
+            for (; t < M; t++) tile_avx2(panel + (size_t)r * GEMM_KC, kc, q + (size_t)t * k_pad + k0, (size_t)k_pad, nrr, 1, out, r, t);
+        }
+    }
+}
+
+/* ---- AVX-512 VNNI ---------------------------------------------------------------------------- */
+
+#define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+
+__attribute__((target(VNNI_TARGET), always_inline)) static inline void
+gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
+    __m256i acc[4][2];
+    #pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = q + (size_t)b * I2S_BLOCK;
+        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
+        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
+        const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
+        const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
+            const __m256i c0 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
+            const __m256i c1 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3));
+            const __m256i c2 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3));
+            const __m256i c3 = _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3));
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c0, a0);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c1, a1);
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c2, a2);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c3, a3);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_epi32_avx2(_mm256_add_epi32(acc[r][0], acc[r][1]));
+}
+
+__attribute__((target(VNNI_TARGET))) static void gemv_vnni(const uint8_t *w, int k_pad,
+                                                           const int8_t *q, int32_t qsum, int r0,
+                                                           int r1, int32_t *acc) {
+    const size_t rb = i2s_row_bytes(k_pad);
+    const int nb = k_pad / I2S_BLOCK;
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int32_t o[4];
+        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 4, o);
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
+    }
+    for (; r < r1; r++) {
+        int32_t o[1];
+        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 1, o);
+        acc[r - r0] = o[0] - qsum;
+    }
+}
+
+__attribute__((target(VNNI_TARGET))) static inline int32_t hsum_epi32_512(__m512i v) {
+    return _mm512_reduce_add_epi32(v);
+}
+
+/* Tile: NR (<= 4) panel rows x NT (<= 4) tokens over kc codes, 64 at a time. */
+__attribute__((target(VNNI_TARGET), always_inline)) static inline void
+tile_vnni(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int NT,
+          int32_t out[GEMM_RB][GEMM_MT], int t_off) {
+    __m512i acc[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_si512();
+    for (int k = 0; k < kc; k += 64) {
+        __m512i wv[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) wv[r] = _mm512_loadu_si512((const void *)(panel + (size_t)r * GEMM_KC + k));
+        #pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            const __m512i a = _mm512_loadu_si512((const void *)(q + (size_t)t * ldq + k));
+            #pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], a);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) out[r][t_off + t] += hsum_epi32_512(acc[r][t]);
+}
+
+__attribute__((target(VNNI_TARGET))) static void gemm_core_vnni(const uint8_t *w, int k_pad,
+                                                                const int8_t *q, int M, int nr,
+                                                                int32_t out[GEMM_RB][GEMM_MT]) {
+    uint8_t panel[GEMM_RB * GEMM_KC] __attribute__((aligned(64)));
+    const size_t rb = i2s_row_bytes(k_pad);
+    for (int k0 = 0; k0 < k_pad; k0 += GEMM_KC) {
+        const int kc = k_pad - k0 < GEMM_KC ? k_pad - k0 : GEMM_KC;
+        unpack_panel_avx2(w + (size_t)k0 / 4, rb, nr, kc, panel);
+        const int8_t *qk = q + k0;
+        int t = 0;
+        if (nr == 4) {
+            for (; t + 4 <= M; t += 4) tile_vnni(panel, kc, qk + (size_t)t * k_pad, (size_t)k_pad, 4, 4, out, t);
+            for (; t < M; t++) tile_vnni(panel, kc, qk + (size_t)t * k_pad, (size_t)k_pad, 4, 1, out, t);
+        } else {
+            for (; t < M; t++) tile_vnni(panel, kc, qk + (size_t)t * k_pad, (size_t)k_pad, nr, 1, out, t);
+        }
+    }
+}
+#endif /* BN_X86 */
+
+/* ---- dispatch ---------------------------------------------------------------------------------- */
+
+/* Raw sums sum_j c_j q_j (unsigned codes) for nr <= GEMM_RB rows starting at w, M <= GEMM_MT
+ * tokens, into out[r][m]; returns 1, or 0 when no SIMD path applies. */
+static int gemm_core(const uint8_t *w, int k_pad, const int8_t *q, int M, int nr,
+                     int32_t out[GEMM_RB][GEMM_MT]) {
+#ifdef BN_X86
+    const CpuIsa isa = cpu_isa_active();
+    if (isa >= CPU_ISA_AVX2) {
+        #pragma GCC unroll 4
+        for (int r = 0; r < nr; r++)
+            for (int m = 0; m < M; m++) out[r][m] = 0;
+        if (isa >= CPU_ISA_AVX512) gemm_core_vnni(w, k_pad, q, M, nr, out);
+        else gemm_core_avx2(w, k_pad, q, M, nr, out);
+        return 1;
+    }
+#endif
+    (void)w, (void)k_pad, (void)q, (void)M, (void)nr, (void)out;
+    return 0;
+}
+
+/* GEMV (M == 1): true sums for rows [r0, r1) into acc[r - r0]. */
+static void gemv_dispatch(const uint8_t *w, int k_pad, const int8_t *q, int32_t qsum, int r0,
+                          int r1, int32_t *acc) {
+#ifdef BN_X86
+    const CpuIsa isa = cpu_isa_active();
+    if (isa >= CPU_ISA_AVX512) {
+        gemv_vnni(w, k_pad, q, qsum, r0, r1, acc);
+        return;
+    }
+    if (isa >= CPU_ISA_AVX2) {
+        gemv_avx2(w, k_pad, q, qsum, r0, r1, acc);
+        return;
+    }
+#endif
+    (void)qsum;
+    gemm_scalar(w, k_pad, q, 1, r0, r1, acc, 0);
+}
+
+static int shape_ok(int k_pad, int r0, int r1, int M) {
+    return k_pad > 0 && k_pad % I2S_BLOCK == 0 && r0 >= 0 && r1 >= r0 && M >= 0;
+}
+
+int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *qsum, int M,
+                   int r0, int r1, int32_t *acc, int ld_acc) {
+    if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
+    if (M == 1) {
+        gemv_dispatch(w, k_pad, q, qsum[0], r0, r1, acc + r0);
+        return 0;
+    }
+    const size_t rb = i2s_row_bytes(k_pad);
+    int32_t tile[GEMM_RB][GEMM_MT];
+    for (int m0 = 0; m0 < M; m0 += GEMM_MT) {
+        const int mt = M - m0 < GEMM_MT ? M - m0 : GEMM_MT;
+        const int8_t *qm = q + (size_t)m0 * k_pad;
+        for (int r = r0; r < r1; r += GEMM_RB) {
+            const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
+                gemm_scalar(w, k_pad, qm, mt, r, r + nr, acc + (size_t)m0 * ld_acc + r, ld_acc);
+                continue;
+            }
+            #pragma GCC unroll 4
+            for (int i = 0; i < nr; i++)
+                for (int m = 0; m < mt; m++)
+                    acc[(size_t)(m0 + m) * ld_acc + r + i] = tile[i][m] - qsum[m0 + m];
+        }
+    }
+    return 0;
+}
+
+int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
+                     const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                     int ld_out, int accumulate) {
+    if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
+    enum { CHUNK = 256 };
+    int32_t acc[CHUNK];
+    if (M == 1) {
+        for (int c0 = r0; c0 < r1; c0 += CHUNK) {
+            const int c1 = r1 - c0 < CHUNK ? r1 : c0 + CHUNK;
+            gemv_dispatch(w, k_pad, q, qsum[0], c0, c1, acc);
+            for (int r = c0; r < c1; r++) {
+                const float y = (float)acc[r - c0] / s[0] * gamma;
+                out[r] = accumulate ? out[r] + y : y;
+            }
+        }
+        return 0;
+    }
+    const size_t rb = i2s_row_bytes(k_pad);
+    int32_t tile[GEMM_RB][GEMM_MT];
+    for (int m0 = 0; m0 < M; m0 += GEMM_MT) {
+        const int mt = M - m0 < GEMM_MT ? M - m0 : GEMM_MT;
+        const int8_t *qm = q + (size_t)m0 * k_pad;
+        for (int r = r0; r < r1; r += GEMM_RB) {
+            const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
+                #pragma GCC unroll 4
+                for (int i = 0; i < nr; i++) {
+                    gemm_scalar(w, k_pad, qm, mt, r + i, r + i + 1, &tile[i][0], 1);
+                    /* gemm_scalar wrote signed sums at tile[i][m]; undo the qsum step below */
+                    for (int m = 0; m < mt; m++) tile[i][m] += qsum[m0 + m];
+                }
+            }
+            #pragma GCC unroll 4
+            for (int i = 0; i < nr; i++)
+                for (int m = 0; m < mt; m++) {
+                    const int32_t a = tile[i][m] - qsum[m0 + m];
+                    const float y = (float)a / s[m0 + m] * gamma;
+                    float *o = &out[(size_t)(m0 + m) * ld_out + r + i];
+                    *o = accumulate ? *o + y : y;
+                }
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *w;
+    int n_out, k_pad;
+    float gamma;
+    const int8_t *q;
+    const int32_t *qsum;
+    const float *s;
+    int M;
+    float *out;
+    int ld_out, accumulate;
+    int rc, next;
+} LinearJob;
+
+enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of GEMM_RB) */
+
+static void linear_task(void *ctx, int ith, int nth) {
+    LinearJob *j = ctx;
+    (void)ith, (void)nth;
+    for (int c; (c = cpu_chunk_claim(&j->next)) * LINEAR_CHUNK < j->n_out;) {
+        const int r0 = c * LINEAR_CHUNK, r1 = r0 + LINEAR_CHUNK < j->n_out ? r0 + LINEAR_CHUNK : j->n_out;
+        if (w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1, j->out,
+                             j->ld_out, j->accumulate) != 0)
+            j->rc = KERR_BAD_SHAPE;
+    }
+}
+
+int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                   const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                   int ld_out, int accumulate) {
+    if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
+    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0, 0};
+    cpu_pool_run(p, linear_task, &j);
+    return j.rc;
+}

@@ -1,0 +1,182 @@
+/* CPU kernels of the BitNet b1.58 forward pass: a scalar `_ref` oracle for every kernel and
+ * fast paths (AVX2; AVX-512 VNNI where the CPU has it) picked at run time, plus the persistent
+ * thread pool they run on and the probes `bitnet-chat bench --backend cpu` reports.
+ *
+ * Conventions:
+ *   - Ternary weights are I2_S rows (kernels/w2a8.h) of k_pad weights, k_pad % 128 == 0.
+ *   - Activations entering a ternary linear are int8 rows of k_pad lanes (zeros past k) with one
+ *     fp32 scale s per row (s = 127 / max|x|) and, for the fast paths, the row sum of the int8
+ *     values (qsum), which turns the unsigned codes {0,1,2} into {-1,0,+1}:
+ *         sum_j (c_j - 1) * q_j = sum_j c_j * q_j - qsum.
+ *   - Integer results of every fast path equal the reference EXACTLY (no int16 saturation,
+ *     code 3 read as 0 as the reference does). Scaled outputs use the same float operations in
+ *     the same order as the reference, y = (float)acc / s * gamma, so they are bit-identical.
+ *   - Dense (f16 / bf16 / f32) dot products accumulate in fp32 in a different order from the
+ *     reference, so they agree to fp32 rounding, not bit for bit.
+ *   - Nothing here allocates per call, except the pool at creation.
+ * Kernels never print or exit: they return 0, or KERR_BAD_SHAPE for shapes they cannot do. */
+#ifndef BN_KERNELS_CPU_H
+#define BN_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/w2a8.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { KERR_BAD_SHAPE = -2 };
+
+/* ---- CPU features ---------------------------------------------------------------------------- */
+
+typedef enum {
+    CPU_ISA_SCALAR = 0,   /* portable C, any CPU */
+    CPU_ISA_AVX2 = 1,     /* AVX2 + FMA + F16C */
+    CPU_ISA_AVX512 = 2,   /* + AVX-512 F/BW/VL and VNNI (vpdpbusd) */
+} CpuIsa;
+
+/* The best ISA this CPU supports (detected once, __builtin_cpu_supports). */
+CpuIsa cpu_isa_detect(void);
+/* The ISA fast kernels use now: the detected one, unless capped by cpu_isa_set. */
+CpuIsa cpu_isa_active(void);
+/* Caps the ISA (tests use it to run every path the CPU can); returns the ISA now active,
+ * min(want, detected). Not thread-safe against running kernels: call between runs. */
+CpuIsa cpu_isa_set(CpuIsa want);
+const char *cpu_isa_name(CpuIsa isa); /* "scalar", "AVX2", "AVX-512 VNNI" */
+int cpu_num_cores(void);              /* online CPUs (at least 1) */
+
+/* ---- thread pool ------------------------------------------------------------------------------ */
+
+/* A persistent pool of n_threads - 1 workers plus the calling thread. cpu_pool_run(p, fn, ctx)
+ * calls fn(ctx, ith, nth) once for every ith in 0..nth-1 (ith 0 on the caller) and returns
+ * when all have finished. Workers spin briefly for the next job, then sleep on a condition
+ * variable, so an idle pool costs no CPU. A NULL pool runs fn(ctx, 0, 1) on the caller. */
+typedef struct CpuPool CpuPool;
+typedef void (*CpuTaskFn)(void *ctx, int ith, int nth);
+CpuPool *cpu_pool_create(int n_threads); /* NULL if threads cannot be started */
+void cpu_pool_destroy(CpuPool *p);        /* NULL ok */
+int cpu_pool_threads(const CpuPool *p);   /* 1 for NULL */
+void cpu_pool_run(CpuPool *p, CpuTaskFn fn, void *ctx);
+
+/* Splits [0, n) into nth nearly equal parts aligned to `align` and returns part ith. */
+void cpu_split(int n, int align, int ith, int nth, int *begin, int *end);
+
+/* Dynamic sharing inside one job: threads claim chunk indices from a shared counter (reset it
+ * to 0 before cpu_pool_run), so a thread that starts late on a busy machine takes fewer chunks
+ * instead of making the others wait for its fixed share. Results never depend on who ran a
+ * chunk. */
+static inline int cpu_chunk_claim(int *next) { return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); }
+
+/* ---- activation quantization (W2A8 "A8") ------------------------------------------------------ */
+
+/* Same as quant_act_ref (kernels/w2a8.h), and also stores sum(q) in *qsum when qsum != NULL. */
+float quant_act_cpu(const float *x, int n, int n_pad, int8_t *q, int32_t *qsum);
+int32_t qsum_ref(const int8_t *q, int n_pad);
+
+/* ---- ternary x int8 products ------------------------------------------------------------------- */
+
+/* acc[m * ld_acc + r] = sum_j t(W[r][j]) * q[m * k_pad + j] for tokens m < M and all rows r;
+ * exact int32. The oracle for every fast path below. */
+void w2a8_gemm_ref(const uint8_t *w, int n_out, int k_pad, const int8_t *q, int M,
+                   int32_t *acc, int ld_acc);
+
+/* Fast twin of w2a8_gemm_ref for rows [r0, r1) only (one thread's share). q holds M rows of
+ * k_pad int8, qsum their sums (quant_act_cpu). M == 1 is the decode GEMV; M > 1 is the prefill
+ * GEMM, which unpacks each weight tile once and reuses it for all M tokens. */
+int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *qsum, int M,
+                   int r0, int r1, int32_t *acc, int ld_acc);
+
+/* The ternary linear with its epilogue, for rows [r0, r1):
+ *   y = (float)acc / s[m] * gamma;   out[m * ld_out + r] = y      (accumulate == 0)
+ *                                    out[m * ld_out + r] += y     (accumulate != 0, residual)
+ * _ref is the scalar oracle (all rows); _rows is the fast path. */
+void w2a8_linear_ref(const uint8_t *w, int n_out, int k_pad, float gamma, const int8_t *q,
+                     const float *s, int M, float *out, int ld_out, int accumulate);
+int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
+                     const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                     int ld_out, int accumulate);
+
+/* Multithreaded whole-matrix linear on a pool (splits rows across threads). */
+int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                   const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                   int ld_out, int accumulate);
+
+/* ---- dense matrices (embedding / lm_head), fp32 accumulation ----------------------------------- */
+
+typedef enum { CPU_DENSE_F32 = 0, CPU_DENSE_F16 = 1, CPU_DENSE_BF16 = 30 } CpuDenseType;
+
+/* y[m * ld_y + r] = sum_j W[r][j] * x[m * k + j] for M rows of x and rows r of W [n][k].
+ * _ref: scalar, accumulates in double (the oracle). _rows: fast, rows [r0, r1). */
+void dense_gemm_ref(CpuDenseType type, const void *w, int n, int k, const float *x, int M,
+                    float *y, int ld_y);
+void dense_gemm_rows(CpuDenseType type, const void *w, int k, const float *x, int M, int r0,
+                     int r1, float *y, int ld_y);
+void dense_gemm_mt(CpuPool *p, CpuDenseType type, const void *w, int n, int k, const float *x,
+                   int M, float *y, int ld_y);
+/* Row r of W as fp32 (embedding lookup). */
+void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out);
+
+/* IEEE half / bfloat16 conversions, round to nearest even (scalar, exact). */
+uint16_t f32_to_f16_ref(float f);
+float f16_to_f32_ref(uint16_t h);
+float bf16_to_f32_ref(uint16_t h);
+/* n values; fast paths (F16C) with scalar fallback; bit-identical to the _ref conversions. */
+void f32_to_f16_row(const float *x, uint16_t *h, int n);
+void f16_to_f32_row(const uint16_t *h, float *x, int n);
+
+/* ---- norms, RoPE, attention, elementwise ------------------------------------------------------- */
+
+/* Dot product in the reference's fixed fp32 order (see cpu_ref.c): 8 interleaved fused
+ * multiply-add partial sums, a fixed pairwise combination, then the tail. RMSNorm and attention use this order in
+ * both their _ref and fast forms, so those fast paths are bit-identical to the reference. */
+float dot_f32_ref(const float *a, const float *b, int n);
+
+/* out = w * (x * (1 / sqrt(dot_f32_ref(x, x) / n + eps))), fp32; _cpu is bit-identical. */
+void rmsnorm_ref(const float *x, const float *w, int n, float eps, float *out);
+void rmsnorm_cpu(const float *x, const float *w, int n, float eps, float *out);
+
+/* The RoPE table for positions [0, n_pos): cs[(p * hd/2 + i) * 2 + {0,1}] = cos, sin of
+ * p * theta^(-2i/hd), computed in fp32 the way transformers does (inv_freq in fp32). */
+void rope_table_init(float *cs, int n_pos, int head_dim, float theta);
+/* Rotates n_heads heads of head_dim at one position in place. style 0: pairs (i, i + hd/2)
+ * ("rotate half", HF/GGUF); style 1: pairs (2i, 2i+1). cs_pos = table row of the position. */
+void rope_apply_ref(float *x, int n_heads, int head_dim, const float *cs_pos, int style);
+
+/* One query head against a KV cache: out[hd] = softmax(q . K[t] / sqrt(hd), t < n_ctx) V, with
+ * dot_f32_ref's order for q . K, exp_ref, and out accumulated by fmaf in t order.
+ * K/V rows are `kv_stride` elements apart (f32 or f16 per kv_f16).
+ * scratch: n_ctx floats. _cpu is bit-identical to _ref (same sums in the same order, expf). */
+void attention_head_ref(const float *q, const void *k, const void *v, int kv_f16,
+                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
+                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+
+/* G query heads that share one KV head (GQA): q and out hold G consecutive heads of head_dim,
+ * scratch G * n_ctx floats. Same results as attention_head_ref on each head; the fast path
+ * reads each K and V row once for all G heads. */
+void attention_group_ref(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+void attention_group_cpu(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+
+/* e^x as the attention softmax computes it (scalar; the SIMD twin is bit-identical): within
+ * 2 ulp of e^x, 0 below -87. */
+float exp_ref(float x);
+
+/* m[i] = relu(g[i])^2 * u[i] */
+void relu2_mul_ref(const float *g, const float *u, int n, float *m);
+
+/* ---- benchmark probes -------------------------------------------------------------------------- */
+
+/* Read bandwidth of main memory, GB/s (1e9 bytes/s): all cores stream a buffer much larger
+ * than the last-level cache with vector loads; best of a few passes. Takes ~0.5 s.
+ * n_threads 0 = all cores. Returns 0 if the buffer cannot be allocated. */
+double cpu_measure_read_bandwidth_gbs_threads(int n_threads);
+double cpu_measure_read_bandwidth_gbs(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,25 @@
+# Engine area: sampler, chat template, event channel, engine thread, one-shot prompt.
+# TSan: cmake -S . -B build-tsan -G Ninja -DBITNET_SANITIZE=thread && cmake --build build-tsan
+#       ctest --test-dir build-tsan -R 'test_chan|test_engine'
+bn_add_test(NAME test_sampler SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_sampler.c
+            LIBS bn_infer LABELS cpu)
+bn_add_test(NAME test_chan SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_chan.c
+            LIBS bn_infer LABELS cpu)
+# The Llama 3 tokenizer is unpacked into the build tree by tests/tokenizer.cmake at configure time.
+bn_add_test(NAME test_chat_template SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_chat_template.c
+            LIBS bn_infer LABELS cpu ARGS ${CMAKE_BINARY_DIR}/tokenizer-data/llama3)
+bn_add_test(NAME test_engine SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_engine.c
+            LIBS bn_infer LABELS cpu ARGS ${CMAKE_BINARY_DIR}/tokenizer-data/llama3)
+bn_add_script_test(NAME test_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_prompt_cli.sh
+                   LABELS cpu)
+bn_add_test(NAME test_perplexity SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_perplexity.c
+            LIBS bn_app LABELS cpu)
+
+# Sampler speed (not a test): bench_sampler prints ms/token against a full-sort baseline.
+add_executable(bench_sampler ${CMAKE_CURRENT_SOURCE_DIR}/bench_sampler.c)
+target_compile_options(bench_sampler PRIVATE ${BN_WARN})
+target_include_directories(bench_sampler PRIVATE ${CMAKE_SOURCE_DIR})
+target_link_libraries(bench_sampler PRIVATE bn_infer)
+if(BN_HAVE_CUDA)
+  set_target_properties(bench_sampler PROPERTIES LINKER_LANGUAGE CUDA)
+endif()

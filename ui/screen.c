@@ -1,0 +1,209 @@
+/* Curses lifecycle, colours and signal flags (see screen.h). */
+#define _GNU_SOURCE
+#include "ui/screen.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Mouse wheel reports (X10 + SGR encoding) and bracketed paste, on and off. */
+static const char TERM_MODES_ON[] = "\x1b[?1000h\x1b[?1006h\x1b[?2004h";
+static const char TERM_MODES_OFF[] = "\x1b[?2004l\x1b[?1006l\x1b[?1000l";
+/* Emergency reset used from a crash handler: modes off, leave the alternate screen, show the
+ * cursor, reset attributes. */
+static const char TERM_EMERGENCY[] =
+    "\x1b[?2004l\x1b[?1006l\x1b[?1000l\x1b[0m\x1b[?1049l\x1b[?25h\r\n";
+
+static bool g_active;
+static bool g_colors;
+static attr_t g_style[ST__COUNT];
+static struct termios g_saved_tios;
+static bool g_have_tios;
+static int g_sig_pipe[2] = {-1, -1};
+static volatile sig_atomic_t g_sig_quit, g_sig_int, g_sig_winch;
+static SCREEN *g_screen;
+
+static void write_all(int fd, const char *s, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void on_signal(int sig) {
+    int saved = errno;
+    if (sig == SIGWINCH) g_sig_winch = 1;
+    else if (sig == SIGINT) g_sig_int = 1;
+    else g_sig_quit = 1;
+    if (g_sig_pipe[1] >= 0) {
+        char b = 1;
+        ssize_t w = write(g_sig_pipe[1], &b, 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+/* A crash: put the terminal back with async-signal-safe calls only, then die as we would
+ * have. */
+static void on_crash(int sig) {
+    if (g_active) {
+        if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+        write_all(STDOUT_FILENO, TERM_EMERGENCY, sizeof TERM_EMERGENCY - 1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGWINCH, &sa, NULL);
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGFPE, &sa, NULL);
+    sigaction(SIGILL, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void setup_styles(void) {
+    const char *nc = getenv("NO_COLOR");
+    g_colors = has_colors() && !(nc && *nc);
+    if (g_colors) {
+        start_color();
+        use_default_colors();
+    }
+    bool c256 = g_colors && COLORS >= 256;
+    /* pair, fg (256 / 8 colours), bg */
+    struct { Style s; short fg256, fg8, bg256, bg8; attr_t extra, mono; } def[] = {
+        {ST_USER_LABEL, 39, COLOR_CYAN, -1, -1, A_BOLD, A_BOLD},
+        {ST_USER_TEXT, 153, COLOR_CYAN, -1, -1, 0, 0},
+        {ST_ASSIST_LABEL, 114, COLOR_GREEN, -1, -1, A_BOLD, A_BOLD | A_UNDERLINE},
+        {ST_META, 245, COLOR_WHITE, -1, -1, 0, A_DIM},
+        {ST_NOTE, 250, COLOR_WHITE, -1, -1, 0, A_DIM},
+        {ST_ERROR, 203, COLOR_RED, -1, -1, A_BOLD, A_BOLD},
+        {ST_STATUS, 252, COLOR_WHITE, 236, COLOR_BLUE, 0, A_REVERSE},
+        {ST_STATUS_BUSY, 220, COLOR_YELLOW, 236, COLOR_BLUE, A_BOLD, A_REVERSE | A_BOLD},
+        {ST_STATUS_WARN, 203, COLOR_RED, 236, COLOR_BLUE, A_BOLD, A_REVERSE | A_BOLD},
+        {ST_HINT, 16, COLOR_BLACK, 222, COLOR_YELLOW, 0, A_REVERSE},
+        {ST_SELECTED, 255, COLOR_WHITE, 24, COLOR_BLUE, A_BOLD, A_REVERSE},
+        {ST_MATCH, 16, COLOR_BLACK, 214, COLOR_YELLOW, A_BOLD, A_BOLD | A_UNDERLINE},
+        {ST_TITLE, 255, COLOR_WHITE, 238, COLOR_BLUE, A_BOLD, A_REVERSE | A_BOLD},
+        {ST_PROMPT, 39, COLOR_CYAN, -1, -1, A_BOLD, A_BOLD},
+    };
+    g_style[ST_NORMAL] = A_NORMAL;
+    for (size_t i = 0; i < sizeof def / sizeof def[0]; i++) {
+        short pair = (short)(i + 1);
+        if (g_colors) {
+            init_pair(pair, c256 ? def[i].fg256 : def[i].fg8, c256 ? def[i].bg256 : def[i].bg8);
+            g_style[def[i].s] = COLOR_PAIR(pair) | def[i].extra;
+        } else {
+            g_style[def[i].s] = def[i].mono;
+        }
+    }
+}
+
+int screen_init(char *why, size_t whylen) {
+    if (g_active) return 0;
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        snprintf(why, whylen, "the chat needs a terminal (use -p PROMPT for scripts)");
+        return -1;
+    }
+    if (tcgetattr(STDIN_FILENO, &g_saved_tios) == 0) g_have_tios = true;
+    if (g_sig_pipe[0] < 0) {
+        if (pipe(g_sig_pipe) == 0) {
+            fcntl(g_sig_pipe[0], F_SETFL, O_NONBLOCK);
+            fcntl(g_sig_pipe[1], F_SETFL, O_NONBLOCK);
+            fcntl(g_sig_pipe[0], F_SETFD, FD_CLOEXEC);
+            fcntl(g_sig_pipe[1], F_SETFD, FD_CLOEXEC);
+        }
+    }
+    /* The size comes from the tty (ioctl), not from LINES/COLUMNS in the environment, which
+     * go stale on resize. (use_env(FALSE) would take terminfo's fixed size instead.) */
+    use_env(TRUE);
+    use_tioctl(TRUE);
+    g_screen = newterm(NULL, stdout, stdin);
+    if (!g_screen) {
+        const char *t = getenv("TERM");
+        snprintf(why, whylen, "cannot set up the terminal (TERM=%s)", t ? t : "(unset)");
+        return -1;
+    }
+    set_term(g_screen);
+    g_active = true;
+    atexit(screen_shutdown);
+    raw();
+    noecho();
+    nonl();
+    intrflush(stdscr, FALSE);
+    keypad(stdscr, FALSE);
+    set_escdelay(25);
+    setup_styles();
+    install_handlers();
+    fflush(stdout);
+    write_all(STDOUT_FILENO, TERM_MODES_ON, sizeof TERM_MODES_ON - 1);
+    return 0;
+}
+
+void screen_shutdown(void) {
+    if (!g_active) return;
+    g_active = false;
+    write_all(STDOUT_FILENO, TERM_MODES_OFF, sizeof TERM_MODES_OFF - 1);
+    endwin();
+    if (g_screen) {
+        delscreen(g_screen);
+        g_screen = NULL;
+    }
+    if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+    fflush(stdout);
+}
+
+bool screen_active(void) { return g_active; }
+attr_t screen_style(Style s) { return (unsigned)s < ST__COUNT ? g_style[s] : A_NORMAL; }
+bool screen_has_colors(void) { return g_colors; }
+int screen_signal_fd(void) { return g_sig_pipe[0]; }
+
+ScreenSignals screen_take_signals(void) {
+    char buf[64];
+    while (g_sig_pipe[0] >= 0 && read(g_sig_pipe[0], buf, sizeof buf) > 0) {}
+    ScreenSignals s = {g_sig_quit != 0, g_sig_int != 0, g_sig_winch != 0};
+    g_sig_quit = g_sig_int = g_sig_winch = 0;
+    return s;
+}
+
+void screen_apply_resize(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0)
+        resize_term(ws.ws_row, ws.ws_col);
+    clearok(curscr, TRUE);
+}
+
+void screen_suspend(void) {
+    if (!g_active) return;
+    write_all(STDOUT_FILENO, TERM_MODES_OFF, sizeof TERM_MODES_OFF - 1);
+    def_prog_mode();
+    endwin();
+    if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+    /* SIGTSTP's default action stops us; SIGCONT resumes here. */
+    signal(SIGTSTP, SIG_DFL);
+    raise(SIGTSTP);
+    reset_prog_mode();
+    write_all(STDOUT_FILENO, TERM_MODES_ON, sizeof TERM_MODES_ON - 1);
+    screen_apply_resize();
+}

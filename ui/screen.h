@@ -1,0 +1,60 @@
+/* The terminal: curses setup and teardown, colours, signals. One screen_shutdown() restores
+ * the terminal on every path: normal exit, an error, exit() (atexit), SIGTERM/SIGHUP (flags,
+ * handled by the loop) and crashes (a handler that resets the tty with async-signal-safe
+ * calls, then re-raises). */
+#ifndef BN_SCREEN_H
+#define BN_SCREEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifndef NCURSES_WIDECHAR
+#define NCURSES_WIDECHAR 1
+#endif
+#include <ncurses.h>
+
+typedef enum {
+    ST_NORMAL = 0,
+    ST_USER_LABEL,   /* "You" */
+    ST_USER_TEXT,
+    ST_ASSIST_LABEL, /* "Assistant" */
+    ST_META,         /* dim figures beside a label */
+    ST_NOTE,         /* program output */
+    ST_ERROR,
+    ST_STATUS,       /* the status bar */
+    ST_STATUS_BUSY,  /* the status bar's "generating" part */
+    ST_STATUS_WARN,  /* "history not saved" */
+    ST_HINT,         /* one-line hints */
+    ST_SELECTED,     /* browser selection */
+    ST_MATCH,        /* search match */
+    ST_TITLE,        /* browser header */
+    ST_PROMPT,       /* input prompt */
+    ST__COUNT
+} Style;
+
+/* Sets up curses (raw, noecho, nonl, no keypad: readline gets raw bytes), colours (none
+ * when NO_COLOR is set), mouse wheel reports and bracketed paste. Returns 0, or -1 with why
+ * (e.g. not a terminal). */
+int screen_init(char *why, size_t whylen);
+/* Idempotent. */
+void screen_shutdown(void);
+bool screen_active(void);
+
+attr_t screen_style(Style s);
+bool screen_has_colors(void);
+
+/* Signals seen since the last call (flags are cleared). */
+typedef struct {
+    bool quit;    /* SIGTERM, SIGHUP */
+    bool intr;    /* SIGINT from outside (Ctrl-C itself arrives as a key in raw mode) */
+    bool resize;  /* SIGWINCH */
+} ScreenSignals;
+ScreenSignals screen_take_signals(void);
+/* Readable when a signal arrived (poll it beside stdin). */
+int screen_signal_fd(void);
+/* Reads the new size from the tty and resizes curses. */
+void screen_apply_resize(void);
+/* Ctrl-Z: restores the terminal, stops, and sets it up again on SIGCONT. */
+void screen_suspend(void);
+
+#endif

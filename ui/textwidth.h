@@ -1,0 +1,47 @@
+/* Display width of UTF-8 text and word wrapping: pure functions, no curses, unit-tested
+ * (tests/test_textwidth.c). Widths follow wcwidth() of the current locale (main() calls
+ * setlocale): combining marks take 0 columns, East Asian wide and emoji 2, the rest 1.
+ * Bytes that are not valid UTF-8 and control characters are shown as U+FFFD (1 column), a
+ * tab as TW_TAB spaces, so text from a model can never emit terminal escape sequences. */
+#ifndef BN_TEXTWIDTH_H
+#define BN_TEXTWIDTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <wchar.h>
+
+enum { TW_TAB = 4 };
+
+/* Decodes one character at s[0..n) (n >= 1). Returns the bytes it takes (>= 1) and stores the
+ * code point, or 0xFFFD for a malformed, overlong, surrogate or truncated sequence (then one
+ * byte is consumed so decoding resynchronises at the next byte). */
+int tw_decode(const char *s, size_t n, uint32_t *cp);
+
+/* Columns a code point takes on screen after tw_display_cp(). */
+int tw_cp_width(uint32_t cp);
+/* What is drawn for cp: controls and unprintables become U+FFFD (tab is handled by callers). */
+uint32_t tw_display_cp(uint32_t cp);
+
+/* Columns of s[0..n). */
+int tw_width(const char *s, size_t n);
+/* Number of bytes of s[0..n) that fit in max_cols columns, never splitting a character and
+ * keeping following zero-width marks with their base character. */
+size_t tw_fit(const char *s, size_t n, int max_cols);
+
+/* One wrapped line: bytes [start, start+len) of the text, cols wide. */
+typedef struct {
+    size_t start, len;
+    int cols;
+} TwLine;
+
+/* Word-wraps s[0..n) to width columns (width >= 1). '\n' ends a line; a line breaks after the
+ * last space that fits, or inside a word longer than the line; the spaces at a soft break
+ * are dropped; an empty text is one empty line. Appends to *lines (realloc'ed, *cap its
+ * capacity, caller frees) and returns the number of lines appended, -1 if out of memory. */
+int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int *cap);
+
+/* Converts s[0..n) to what is drawn: wide chars, U+FFFD for bad bytes and controls, tabs as
+ * spaces. Writes at most cap-1 wchar_t plus a terminating 0; returns how many were written. */
+size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap);
+
+#endif
