@@ -426,5 +426,6 @@ int main(void) {
     test_attention(20, 5, 128, 512, 150, 0);
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
+    test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
     return check_report("test_kernels_cuda");
 }

@@ -4,6 +4,7 @@
 // prologue, 8 lanes per row, swizzled activations in shared memory).
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/common.cuh"
 
@@ -24,8 +25,13 @@ int kcuda_prepare_func(const void *fn) {
     static int n_done;
     for (int i = 0; i < n_done; i++)
         if (done[i] == fn) return KCUDA_OK;
-    const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                               cudaSharedmemCarveoutMaxShared);
+    static int carveout = -1;  // percent of the maximum shared memory; lab override by env
+    if (carveout < 0) {
+        const char *env = getenv("BITNET_CUDA_CARVEOUT");
+        carveout = env ? atoi(env) : 70;
+        if (carveout < 0 || carveout > 100) carveout = 70;
+    }
+    const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
     if (e != cudaSuccess)
         return kcuda_fail(KCUDA_ERR_CUDA, "setting the shared memory carveout: %s", cudaGetErrorString(e));
     if (n_done < 256) done[n_done++] = fn;
