@@ -10,7 +10,9 @@ SRC=${BN_SOURCE_DIR:?BN_SOURCE_DIR not set}
 . "$(dirname "$0")/lib.sh"
 
 MODEL=""
-for m in "$SRC/assets/bitnet-demo.gguf" "$SRC/tests/data/models/i2s.gguf"; do
+# The random test model first: the Ctrl-C step needs a reply that does not end by itself, and
+# the trained demo model (assets/) ends its replies with <|eot_id|> after a few dozen tokens.
+for m in "$SRC/tests/data/models/i2s.gguf" "$SRC/assets/bitnet-demo.gguf"; do
     [ -f "$m" ] && { MODEL=$m; break; }
 done
 [ -n "$MODEL" ] || { echo "SKIP: no model (assets/bitnet-demo.gguf or tests/data/models/i2s.gguf)"; exit 77; }
