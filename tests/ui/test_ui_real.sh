@@ -2,8 +2,8 @@
 # The real program with a real (small) model, driven in tmux: a reply streams and the status
 # bar shows tok/s; /temp changes the status; /load of a bad path keeps the model; Ctrl-C stops
 # a long reply; resize mid-reply; a wide-character and emoji prompt; after a restart the
-# session is in the browser and search finds it. Uses the demo model when it is built, else
-# the small test model.
+# session is in the browser and search finds it. Uses the small random test model, else the
+# demo model.
 # usage: test_ui_real.sh (env BN_BIN, BN_SOURCE_DIR)
 BIN=${BN_BIN:?BN_BIN not set}
 SRC=${BN_SOURCE_DIR:?BN_SOURCE_DIR not set}
