@@ -142,7 +142,10 @@ int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
 
 typedef struct {
     int n, k;
-    double w2a8_us, w2a8_pdl_us;  /* per launch, L2-cold (rotating buffers), in a CUDA graph */
+    /* per launch, L2-cold (rotating buffers), in a CUDA graph: f32 input with the fused
+     * quantization prologue (as decode uses it), and int8 input (as the seed kernel takes it),
+     * each without and with programmatic dependent launch */
+    double w2a8_us, w2a8_pdl_us, w2a8_q_us, w2a8_q_pdl_us;
     double cublas_us;             /* cuBLAS bf16 GEMV, same method; < 0 if unavailable */
     double w2a8_bytes, bf16_bytes;
     int rot_w2a8, rot_bf16;       /* number of rotating weight buffers */
