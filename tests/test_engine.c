@@ -124,6 +124,15 @@ static void collect(Engine *e, uint64_t req, Result *r) {
     r->text[r->text_len] = 0;
 }
 
+/* Waits (up to 120 s) until the running request has made at least n reply tokens. */
+static int wait_reply_tokens(Engine *e, int n) {
+    for (int i = 0; i < 120000 && engine_reply_tokens(e) < n; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return engine_reply_tokens(e) >= n;
+}
+
 static SamplerParams greedy(int max_tokens) {
     SamplerParams p = sampler_params_default();
     p.temperature = 0.0f;
@@ -266,10 +275,7 @@ static void test_cancel(void) {
     SamplerParams p = greedy(100000);
     uint64_t id = engine_submit(e, t, 1, &p);
     /* wait until it is generating */
-    for (int i = 0; i < 6000 && engine_reply_tokens(e) < 5; i++) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e, 5));
     engine_cancel(e);
     int at_cancel = engine_reply_tokens(e);
     collect(e, id, &r);
@@ -387,10 +393,7 @@ static void test_slow_reader(void) {
 
     Engine *e2 = new_engine(0, &load);
     uint64_t id = engine_submit(e2, t, 1, &p);
-    while (engine_reply_tokens(e2) < 300) {
-        struct timespec ts = {0, 5000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e2, 300));
     /* the wake fd is readable while events wait */
     struct pollfd pf = {.fd = engine_event_fd(e2), .events = POLLIN};
     CHECK_EQ_INT(poll(&pf, 1, 1000), 1);
@@ -439,10 +442,7 @@ static void test_destroy_busy(void) {
     SamplerParams p = greedy(100000);
     engine_submit(e, t, 1, &p);
     engine_submit(e, t, 1, &p); /* a queued one too */
-    while (engine_reply_tokens(e) < 2) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e, 2));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     engine_destroy(e);
