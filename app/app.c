@@ -27,11 +27,10 @@
 
 #include "app/commands.h"
 #include "app/commands_cli.h"
+#include "app/history.h"
 #include "app/store.h"
 #include "infer/engine.h"
 #include "infer/sampler.h"
-
-enum { CHECKPOINT_MS = 2000 };
 
 struct App {
     Engine *engine;
@@ -54,19 +53,14 @@ struct App {
     int reply_idx;              /* index of the streaming MSG_ASSISTANT, -1 if none */
     bool submit_when_loaded;    /* a message typed while the model was loading */
     EngineStats stats;          /* live, then the last reply's final figures */
-    int64_t last_checkpoint_ms;
-    unsigned checkpoint_version;
 
     AppSampling sampling;
     char *system_prompt;
 
     /* history */
-    Store *store;
-    bool history_ok;
-    char history_msg[200];
-    int64_t session_id;
-    char session_title[128];
-    int64_t leaf_id;            /* last stored message of the active branch */
+    History *hist;              /* the recorder: never NULL once created */
+    bool history_ok;            /* the recorder writes to a database now */
+    char history_msg[200];      /* why not */
 
     char hint[256];
     unsigned hint_serial;
@@ -76,12 +70,6 @@ struct App {
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -221,112 +209,47 @@ static AppSampling app_sampling_of(const StoreSampling *s, const AppSampling *fa
     return o;
 }
 
-/* ---- history ---------------------------------------------------------------------------- */
+/* ---- history ------------------------------------------------------------------------------
+ * The recorder (app/history.h) owns durability: the user message is committed before the
+ * request goes to the engine, the reply row exists from its first token on and its text is
+ * checkpointed every 2 s; a failure degrades it to memory with one warning, which is shown. */
 
-static void history_failed(App *a, const char *what, const Err *err) {
-    if (!a->history_ok) return;
-    a->history_ok = false;
-    snprintf(a->history_msg, sizeof a->history_msg, "history not saved: %s: %s", what,
-             err ? err->msg : "");
-    app_note(a, MSG_ERROR, "History is not being saved (%s: %s). The chat goes on in memory.",
-             what, err ? err->msg : "");
-}
-
-static void make_title(const char *text, char *out, size_t cap) {
-    size_t n = 0;
-    const char *p = text;
-    while (*p == ' ' || *p == '\n' || *p == '\t') p++;
-    /* First line, at most ~60 bytes, cut at a UTF-8 character boundary. */
-    while (p[n] && p[n] != '\n' && n < 60 && n + 1 < cap) n++;
-    while (n > 0 && p[n] && ((unsigned char)p[n] & 0xC0) == 0x80) n--;
-    memcpy(out, p, n);
-    out[n] = 0;
-    if (!n) copy_str(out, cap, "(untitled)");
-}
-
-static int ensure_session(App *a, const char *first_text) {
-    if (!a->history_ok) return -1;
-    if (a->session_id) return 0;
-    StoreSession s;
-    memset(&s, 0, sizeof s);
-    char title[128];
-    make_title(first_text, title, sizeof title);
-    s.title = title;
-    s.model_name = a->model.name;
-    s.model_path = a->model.path;
-    s.system_prompt = a->system_prompt ? a->system_prompt : "";
-    s.sampling = store_sampling(&a->sampling);
-    Err err = {{0}};
-    int64_t id = store_session_create(a->store, &s, &err);
-    if (id <= 0) {
-        history_failed(a, "creating the session", &err);
-        return -1;
+static void history_check(App *a) {
+    Err w = {{0}};
+    if (history_take_warning(a->hist, &w)) app_note(a, MSG_ERROR, "%s", w.msg);
+    bool ok = history_persistent(a->hist);
+    if (ok) {
+        a->history_ok = true;
+        a->history_msg[0] = 0;
+    } else if (a->history_ok || !a->history_msg[0]) {
+        a->history_ok = false;
+        if (a->cfg.no_history) copy_str(a->history_msg, sizeof a->history_msg, "history off (--no-history)");
+        else snprintf(a->history_msg, sizeof a->history_msg, "history not saved%s%s",
+                      w.msg[0] ? ": " : "", w.msg);
     }
-    a->session_id = id;
-    a->leaf_id = 0;
-    copy_str(a->session_title, sizeof a->session_title, title);
-    return 0;
 }
 
-static void fill_store_msg(App *a, const AppMessage *m, StoreMessage *sm) {
-    memset(sm, 0, sizeof *sm);
-    sm->id = m->store_id;
-    sm->session_id = a->session_id;
-    copy_str(sm->role, sizeof sm->role, m->kind == MSG_USER ? "user" : "assistant");
-    sm->text = m->text;
-    sm->created_at = m->created_at;
-    sm->prompt_tokens = m->prompt_tokens;
-    sm->reply_tokens = m->gen_tokens;
-    sm->ttft_ms = m->ttft_ms;
-    sm->tok_per_s = m->tok_s;
-    copy_str(sm->stop_reason, sizeof sm->stop_reason, m->stop_reason);
-    sm->interrupted = m->streaming || m->interrupted;
-    copy_str(sm->backend, sizeof sm->backend, m->backend);
-    copy_str(sm->model_name, sizeof sm->model_name, m->model);
-    sm->sampling = store_sampling(&m->sampling);
-}
-
-/* Adds a message (user before generation, assistant as soon as it starts) to the active
- * branch. */
-static void history_add(App *a, AppMessage *m) {
-    if (!a->history_ok || ensure_session(a, m->text)) return;
-    StoreMessage sm;
-    fill_store_msg(a, m, &sm);
-    sm.parent_id = a->leaf_id;
-    Err err = {{0}};
-    int64_t id = store_message_add(a->store, &sm, &err);
-    if (id <= 0) {
-        history_failed(a, "saving a message", &err);
-        return;
-    }
-    m->store_id = id;
-    a->leaf_id = id;
-    if (store_set_active_leaf(a->store, a->session_id, id, &err))
-        history_failed(a, "saving the active branch", &err);
-}
-
-static void history_update(App *a, AppMessage *m) {
-    if (!a->history_ok || !m->store_id) return;
-    StoreMessage sm;
-    fill_store_msg(a, m, &sm);
-    Err err = {{0}};
-    if (store_message_update(a->store, &sm, &err)) history_failed(a, "saving the reply", &err);
+static HistorySessionInfo session_info(const App *a) {
+    HistorySessionInfo in;
+    memset(&in, 0, sizeof in);
+    in.model_name = a->model_loaded ? a->model.name : a->load_name;
+    in.model_path = a->model_loaded ? a->model.path : "";
+    in.system_prompt = a->system_prompt ? a->system_prompt : "";
+    in.sampling = store_sampling(&a->sampling);
+    return in;
 }
 
 static void history_save_settings(App *a) {
-    if (!a->history_ok || !a->session_id) return;
-    StoreSession s;
-    memset(&s, 0, sizeof s);
-    s.id = a->session_id;
-    s.title = a->session_title;
-    s.model_name = a->model.name;
-    s.model_path = a->model.path;
-    s.system_prompt = a->system_prompt ? a->system_prompt : "";
-    s.sampling = store_sampling(&a->sampling);
-    s.active_leaf = a->leaf_id;
-    Err err = {{0}};
-    if (store_session_update_settings(a->store, &s, &err))
-        history_failed(a, "saving the settings", &err);
+    HistorySessionInfo in = session_info(a);
+    history_update_session(a->hist, &in);
+    history_check(a);
+}
+
+static int64_t current_session_id(const App *a) { return history_session(a->hist)->id; }
+
+static const char *current_title(const App *a) {
+    const StoreSession *s = history_session(a->hist);
+    return s->title ? s->title : "";
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -352,22 +275,19 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     if (cfg->system && *cfg->system) a->system_prompt = strdup(cfg->system);
 
     /* History first: a broken database is a message, never a reason to stop. */
-    if (cfg->no_history) {
-        a->history_ok = false;
-        copy_str(a->history_msg, sizeof a->history_msg, "history off (--no-history)");
-    } else {
-        Err err = {{0}};
-        a->store = store_open(cfg->db_path, &err);
-        if (a->store) {
-            a->history_ok = true;
-        } else {
-            a->history_ok = false;
-            snprintf(a->history_msg, sizeof a->history_msg, "history not saved: %s", err.msg);
-            app_note(a, MSG_ERROR,
-                     "The history database cannot be used (%s). The chat works, but nothing "
-                     "is saved.", err.msg);
-        }
+    Err warn = {{0}};
+    a->hist = history_open(cfg->db_path, cfg->no_history, &warn);
+    if (!a->hist) {
+        snprintf(errbuf, errlen, "out of memory");
+        free(a->system_prompt);
+        free(a);
+        return NULL;
     }
+    if (warn.msg[0]) {
+        app_note(a, MSG_ERROR, "%s", warn.msg);
+        snprintf(a->history_msg, sizeof a->history_msg, "history not saved: %s", warn.msg);
+    }
+    history_check(a);
 
     const char *model = cfg->model ? cfg->model : app_default_model_path();
     EngineOptions eo;
@@ -398,6 +318,8 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     } else {
         copy_str(a->pending_load_path, sizeof a->pending_load_path, model);
     }
+    HistorySessionInfo in = session_info(a);
+    history_begin_session(a->hist, &in);
     return a;
 }
 
@@ -409,16 +331,9 @@ void app_ensure_model(App *a) {
 
 void app_destroy(App *a) {
     if (!a) return;
-    /* A reply still streaming is saved as interrupted before the engine goes away. */
-    if (a->reply_idx >= 0 && a->reply_idx < a->tr.n) {
-        AppMessage *m = &a->tr.msgs[a->reply_idx];
-        m->streaming = false;
-        m->interrupted = true;
-        copy_str(m->stop_reason, sizeof m->stop_reason, "cancelled");
-        history_update(a, m);
-    }
+    /* A reply still streaming is committed as interrupted by history_close. */
+    history_close(a->hist);
     engine_destroy(a->engine);
-    store_close(a->store);
     app_transcript_free(&a->tr);
     free(a->system_prompt);
     free(a);
@@ -449,8 +364,8 @@ void app_status(const App *a, AppStatus *o) {
     o->sampling = a->sampling;
     o->history_ok = a->history_ok;
     copy_str(o->history_msg, sizeof o->history_msg, a->history_msg);
-    o->session_id = a->session_id;
-    copy_str(o->session_title, sizeof o->session_title, a->session_title);
+    o->session_id = current_session_id(a);
+    copy_str(o->session_title, sizeof o->session_title, current_title(a));
     o->has_system = a->system_prompt && *a->system_prompt;
 }
 
@@ -490,9 +405,10 @@ static int start_reply(App *a) {
     copy_str(r->model, sizeof r->model, a->model.name);
     copy_str(r->backend, sizeof r->backend, a->model.backend);
     a->reply_idx = a->tr.n - 1;
-    history_add(a, r);
-    a->last_checkpoint_ms = mono_ms();
-    a->checkpoint_version = r->version;
+    HistoryReplyInfo ri = {a->model.name, a->model.backend, store_sampling(&r->sampling)};
+    ri.sampling.seed = r->sampling.seed;
+    history_reply_begin(a->hist, &ri);
+    history_check(a);
     return REACT_CHAT | REACT_STATUS;
 }
 
@@ -510,7 +426,8 @@ static int send_message(App *a, const char *text) {
         app_set_hint(a, "out of memory");
         return REACT_STATUS;
     }
-    history_add(a, m);
+    history_add_user(a->hist, text); /* committed before the request is sent */
+    history_check(a);
     if (!a->model_loaded) {
         a->submit_when_loaded = true;
         app_set_hint(a, "The model is still loading; the reply starts when it is ready.");
@@ -560,12 +477,11 @@ static void finish_reply(App *a, StopReason reason, const EngineStats *st) {
     m->ttft_ms = st->ttft_ms;
     m->tok_s = st->gen_tok_s;
     m->version++;
+    history_reply_end(a->hist, st, reason, reason == STOP_CANCELLED || reason == STOP_ERROR);
+    history_check(a);
     if (reason == STOP_ERROR && m->len == 0) {
         /* Nothing was written: the failure is shown as an error note instead. */
-        if (m->store_id) history_update(a, m);
         tr_remove(&a->tr, a->reply_idx);
-    } else {
-        history_update(a, m);
     }
     if (st->dropped_turns > 0)
         app_set_hint(a, "The conversation is longer than the context: the %d oldest turn%s "
@@ -625,6 +541,8 @@ int app_process_events(App *a) {
             case EV_TOKEN:
                 if (e->req != a->gen_req || a->reply_idx < 0) break;
                 msg_append(&a->tr.msgs[a->reply_idx], e->u.token.text, (size_t)e->u.token.len);
+                /* Cheap: copies, and writes a checkpoint when 2 s have passed. */
+                history_reply_append(a->hist, e->u.token.text, (size_t)e->u.token.len);
                 react |= REACT_CHAT;
                 break;
             case EV_STATS:
@@ -637,6 +555,7 @@ int app_process_events(App *a) {
                     m->ttft_ms = a->stats.ttft_ms;
                     m->prompt_tokens = a->stats.prompt_tokens;
                     m->version++;
+                    history_reply_stats(a->hist, &a->stats);
                 }
                 react |= REACT_STATUS | REACT_CHAT;
                 break;
@@ -659,15 +578,11 @@ int app_process_events(App *a) {
 }
 
 int app_tick(App *a) {
-    if (!a->gen_req || a->reply_idx < 0) return 0;
-    int64_t t = mono_ms();
-    AppMessage *m = &a->tr.msgs[a->reply_idx];
-    if (t - a->last_checkpoint_ms >= CHECKPOINT_MS && m->version != a->checkpoint_version) {
-        history_update(a, m);
-        a->last_checkpoint_ms = t;
-        a->checkpoint_version = m->version;
-    }
-    return 0;
+    /* Checkpoints ride on the token events (history_reply_append); here only the warnings a
+     * background retry may have produced are collected. */
+    bool was = a->history_ok;
+    history_check(a);
+    return was != a->history_ok ? REACT_STATUS | REACT_CHAT : 0;
 }
 
 /* ---- settings and actions -------------------------------------------------------------- */
@@ -705,9 +620,6 @@ int app_load_model(App *a, const char *path) {
 static void reset_conversation(App *a) {
     app_transcript_free(&a->tr);
     a->tr.generation++;
-    a->session_id = 0;
-    a->leaf_id = 0;
-    a->session_title[0] = 0;
     memset(&a->stats, 0, sizeof a->stats);
     a->stats.ctx_size = a->model.ctx_size;
 }
@@ -720,6 +632,9 @@ int app_new_session(App *a) {
     uint64_t gen = a->tr.generation;
     reset_conversation(a);
     a->tr.generation = gen + 1;
+    HistorySessionInfo in = session_info(a);
+    history_begin_session(a->hist, &in);
+    history_check(a);
     app_set_hint(a, "New session: the model, settings and system prompt are kept.");
     return REACT_REDRAW | REACT_CHAT | REACT_STATUS;
 }
@@ -746,8 +661,10 @@ int app_regenerate(App *a) {
         return REACT_STATUS;
     }
     /* The old reply stays in the history as another branch under the same user message. */
-    if (last_asst > last_user) tr_remove(&a->tr, last_asst);
-    a->leaf_id = a->tr.msgs[last_user].store_id;
+    if (last_asst > last_user) {
+        tr_remove(&a->tr, last_asst);
+        history_regenerate(a->hist);
+    }
     return start_reply(a) | REACT_CHAT | REACT_REDRAW;
 }
 
@@ -758,17 +675,12 @@ int app_clear_view(App *a) {
 }
 
 int app_rename_session(App *a, const char *title) {
-    if (!a->session_id) {
-        app_set_hint(a, "Nothing saved yet: the session gets its name with the first message.");
-        return REACT_STATUS;
-    }
-    char why[256];
-    if (app_session_rename(a, a->session_id, title, why, sizeof why)) {
-        app_set_hint(a, "Rename failed: %s", why);
-        return REACT_STATUS;
-    }
-    copy_str(a->session_title, sizeof a->session_title, title);
-    app_set_hint(a, "Session renamed to \"%s\".", a->session_title);
+    history_rename(a->hist, title);
+    history_check(a);
+    if (!current_session_id(a))
+        app_set_hint(a, "Title set; the session is saved with the first message.");
+    else
+        app_set_hint(a, "Session renamed to \"%s\".", current_title(a));
     return REACT_STATUS;
 }
 
@@ -789,7 +701,7 @@ static void fmt_time(int64_t ms, char *out, size_t cap) {
 }
 
 static int export_md(App *a, FILE *f) {
-    fprintf(f, "# %s\n\n", a->session_title[0] ? a->session_title : "bitnet-chat conversation");
+    fprintf(f, "# %s\n\n", current_title(a)[0] ? current_title(a) : "bitnet-chat conversation");
     if (a->model_loaded) fprintf(f, "Model: %s (%s)\n\n", a->model.name, a->model.backend);
     if (a->system_prompt) fprintf(f, "**System:** %s\n\n", a->system_prompt);
     for (int i = 0; i < a->tr.n; i++) {
@@ -853,7 +765,7 @@ static json_t *json_text(const char *s, size_t n) {
 
 static int export_json(App *a, FILE *f) {
     json_t *root = json_object();
-    json_object_set_new(root, "title", json_text(a->session_title, strlen(a->session_title)));
+    json_object_set_new(root, "title", json_text(current_title(a), strlen(current_title(a))));
     json_object_set_new(root, "model", json_string(a->model_loaded ? a->model.name : ""));
     const char *sys = a->system_prompt ? a->system_prompt : "";
     json_object_set_new(root, "system", json_text(sys, strlen(sys)));
@@ -901,7 +813,21 @@ int app_export(App *a, const char *format, const char *path, char *written, size
         snprintf(why, whylen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    int rc = json ? export_json(a, f) : export_md(a, f);
+    /* A saved session is exported from the database (every field, all branches in JSON);
+     * one not saved (no history) from memory. */
+    Store *st = history_store(a->hist);
+    int64_t sid = current_session_id(a);
+    int rc;
+    Err err = {{0}};
+    if (st && sid && history_persistent(a->hist))
+        rc = json ? store_export_json(st, sid, f, &err) : store_export_markdown(st, sid, f, &err);
+    else
+        rc = json ? export_json(a, f) : export_md(a, f);
+    if (rc && err.msg[0]) {
+        fclose(f);
+        snprintf(why, whylen, "%s", err.msg);
+        return -1;
+    }
     if (fclose(f) || rc) {
         snprintf(why, whylen, "%s: write failed", path);
         return -1;
@@ -913,7 +839,7 @@ int app_export(App *a, const char *format, const char *path, char *written, size
 /* ---- saved sessions ---------------------------------------------------------------------- */
 
 static int need_store(App *a, char *why, size_t whylen) {
-    if (a->store) return 0;
+    if (history_store(a->hist)) return 0;
     snprintf(why, whylen, "%s", a->history_msg[0] ? a->history_msg : "no history database");
     return -1;
 }
@@ -935,7 +861,7 @@ int app_sessions(App *a, AppSessionRow **out, int *n, char *why, size_t whylen) 
     StoreSession *ss = NULL;
     int cnt = 0;
     Err err = {{0}};
-    if (store_session_list(a->store, &ss, &cnt, &err)) {
+    if (store_session_list(history_store(a->hist), &ss, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
@@ -959,7 +885,7 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
     StoreSearchHit *hits = NULL;
     int cnt = 0;
     Err err = {{0}};
-    if (store_search(a->store, query, &hits, &cnt, &err)) {
+    if (store_search(history_store(a->hist), query, &hits, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
@@ -984,13 +910,13 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
 static int load_branch(App *a, int64_t id, StoreSession *sess, AppTranscript *out,
                        uint64_t *serial, char *why, size_t whylen) {
     Err err = {{0}};
-    if (store_session_get(a->store, id, sess, &err)) {
+    if (store_session_get(history_store(a->hist), id, sess, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
     StoreMessage *msgs = NULL;
     int cnt = 0;
-    if (store_message_branch(a->store, id, &msgs, &cnt, &err)) {
+    if (store_message_branch(history_store(a->hist), id, &msgs, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         store_session_clear(sess);
         return -1;
@@ -1053,63 +979,80 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
         return -1;
     }
     if (need_store(a, why, whylen)) return -1;
-    StoreSession sess;
-    memset(&sess, 0, sizeof sess);
-    AppTranscript t;
-    memset(&t, 0, sizeof t);
-    if (load_branch(a, id, &sess, &t, &a->next_serial, why, whylen)) return -1;
+    Err err = {{0}};
+    if (history_resume(a->hist, id, &err)) {
+        snprintf(why, whylen, "%s", err.msg);
+        return -1;
+    }
     uint64_t gen = a->tr.generation;
     reset_conversation(a);
-    /* System messages stored in the branch are not re-sent as turns: the session's system
-     * prompt is. */
-    for (int i = 0; i < t.n; i++)
-        if (t.msgs[i].kind == MSG_NOTE) {
-            msg_free(&t.msgs[i]);
-            memmove(&t.msgs[i], &t.msgs[i + 1], (size_t)(t.n - i - 1) * sizeof *t.msgs);
-            t.n--;
-            i--;
-        }
-    a->tr = t;
     a->tr.generation = gen + 1;
-    a->session_id = sess.id;
-    a->leaf_id = t.n ? t.msgs[t.n - 1].store_id : 0;
-    copy_str(a->session_title, sizeof a->session_title, sess.title);
-    app_set_system(a, sess.system_prompt);
-    a->sampling = app_sampling_of(&sess.sampling, &a->sampling);
+    int n = 0;
+    const StoreMessage *msgs = history_messages(a->hist, &n);
+    for (int i = 0; i < n; i++) {
+        const StoreMessage *sm = &msgs[i];
+        bool user = !strcmp(sm->role, "user");
+        if (!user && strcmp(sm->role, "assistant")) continue; /* the system prompt is the session's */
+        AppMessage *m = tr_push(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT);
+        if (!m) break;
+        msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
+        m->store_id = sm->id;
+        m->created_at = sm->created_at;
+        m->prompt_tokens = sm->prompt_tokens;
+        m->gen_tokens = sm->reply_tokens;
+        m->ttft_ms = sm->ttft_ms;
+        m->tok_s = sm->tok_per_s;
+        copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
+        m->interrupted = sm->interrupted;
+        copy_str(m->model, sizeof m->model, sm->model_name);
+        copy_str(m->backend, sizeof m->backend, sm->backend);
+        if (!user) {
+            m->sampling = app_sampling_of(&sm->sampling, &a->sampling);
+            m->has_sampling = true;
+        }
+    }
+    const StoreSession *sess = history_session(a->hist);
+    free(a->system_prompt);
+    a->system_prompt = sess->system_prompt && *sess->system_prompt ? strdup(sess->system_prompt) : NULL;
+    a->sampling = app_sampling_of(&sess->sampling, &a->sampling);
     app_note(a, MSG_NOTE, "Resumed \"%s\" (%d messages). The next reply continues it.",
-             a->session_title, t.n);
-    store_session_clear(&sess);
+             current_title(a), a->tr.n);
+    history_check(a);
     app_ensure_model(a);
     return 0;
 }
 
 int app_session_rename(App *a, int64_t id, const char *title, char *why, size_t whylen) {
+    if (id && id == current_session_id(a)) {
+        history_rename(a->hist, title); /* keeps the recorder's copy in step */
+        history_check(a);
+        return 0;
+    }
     if (need_store(a, why, whylen)) return -1;
     Err err = {{0}};
-    if (store_session_rename(a->store, id, title, &err)) {
+    if (store_session_rename(history_store(a->hist), id, title, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
-    if (id == a->session_id) copy_str(a->session_title, sizeof a->session_title, title);
     return 0;
 }
 
 int app_session_delete(App *a, int64_t id, char *why, size_t whylen) {
     if (need_store(a, why, whylen)) return -1;
-    if (id == a->session_id && a->gen_req) {
+    bool current = id == current_session_id(a);
+    if (current && a->gen_req) {
         snprintf(why, whylen, "this session is writing a reply; stop it first");
         return -1;
     }
     Err err = {{0}};
-    if (store_session_delete(a->store, id, &err)) {
+    if (store_session_delete(history_store(a->hist), id, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
-    if (id == a->session_id) {
+    if (current) {
         /* The live chat goes on; its next message starts a new saved session. */
-        a->session_id = 0;
-        a->leaf_id = 0;
-        a->session_title[0] = 0;
+        HistorySessionInfo in = session_info(a);
+        history_begin_session(a->hist, &in);
         for (int i = 0; i < a->tr.n; i++) a->tr.msgs[i].store_id = 0;
     }
     return 0;

@@ -152,15 +152,17 @@ static int bench_e2e(const BackendOps *ops, const Model *m, int quick) {
     printf("Method: prefill = eval(P tokens) + first pick; decode = G-1 steps of eval(1 token) + pick,\n"
            "host clock around each phase; median of %d runs after 1 warm-up; tok/s = (G-1) / decode.\n",
            quick ? 3 : 5);
-    const int cfgs[3][2] = {{64, 16}, {64, 64}, {512, 64}};
+    /* BITNET_BENCH_PROFILE=1: one short run (64, 8) without warm-up, for a profiler. */
+    const int profile = getenv("BITNET_BENCH_PROFILE") != NULL;
+    const int cfgs[3][2] = {{64, profile ? 8 : 16}, {64, 64}, {512, 64}};
     printf("\n| prompt | gen | prefill ms | decode ms | decode tok/s | ms/token |\n|---:|---:|---:|---:|---:|---:|\n");
     int32_t *toks = malloc(sizeof(int32_t) * 512);
     for (int i = 0; i < 512; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
     int rc = 0;
-    for (int ci = 0; ci < 3 && !rc; ci++) {
-        const int P = cfgs[ci][0], G = cfgs[ci][1], runs = quick ? 3 : 5;
+    for (int ci = 0; ci < (profile ? 1 : 3) && !rc; ci++) {
+        const int P = cfgs[ci][0], G = cfgs[ci][1], runs = profile ? 1 : quick ? 3 : 5;
         double pre[8], dec[8];
-        for (int r = 0; r <= runs && !rc; r++) {
+        for (int r = profile ? 1 : 0; r <= runs && !rc; r++) {
             double t0 = now_s();
             int32_t tok = 0;
             if (ops->eval(b, toks, P, 0, NULL, &err) || ops->sample(b, NULL, &tok, &err) != 1) {
@@ -259,7 +261,7 @@ int cmd_bench(const AppConfig *cfg) {
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
     if (use_cuda) {
-        rc = bench_cuda_kernels(cfg->quick);
+        rc = getenv("BITNET_BENCH_PROFILE") ? 0 : bench_cuda_kernels(cfg->quick);
         if (rc) return rc;
         printf("\nBuilding the random model...\n");
         fflush(stdout);

@@ -5,22 +5,35 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "app/commands_cli.h"
 #include "infer/gguf_write.h"
 #include "infer/model.h"
 
+/* Percent on one terminal line; nothing when stderr is not a terminal (scripts, logs). */
+static int progress_open; /* a progress line is on screen without its newline */
+
 static void show_progress(void *user, float frac, const char *stage) {
     const char *what = user;
     static int last = -1;
+    if (!isatty(2)) return;
     int pct = (int)(frac * 100.0f + 0.5f);
     if (pct == last) return;
     last = pct;
     fprintf(stderr, "\r%s: %3d%% %-12s", what, pct, stage);
+    progress_open = 1;
     if (pct >= 100) {
         fputc('\n', stderr);
         last = -1;
+        progress_open = 0;
     }
+}
+
+static void fail_line(const char *fmt, const char *a, const char *b) {
+    if (progress_open) fputc('\n', stderr);
+    progress_open = 0;
+    fprintf(stderr, fmt, a, b);
 }
 
 int cmd_convert(const AppConfig *cfg) {
@@ -38,26 +51,26 @@ int cmd_convert(const AppConfig *cfg) {
     Err err = {{0}};
     ModelLoadOptions opt = {show_progress, (void *)"loading", NULL};
     if (model_load(&m, src, &opt, &err)) {
-        fprintf(stderr, "bitnet-chat: convert: %s\n", err.msg);
+        fail_line("bitnet-chat: convert: %s%s\n", err.msg, "");
         return 1;
     }
     char note[256];
     if (gguf_write_model(&m, out, note, sizeof note, &err)) {
-        fprintf(stderr, "bitnet-chat: convert: %s\n", err.msg);
+        fail_line("bitnet-chat: convert: %s%s\n", err.msg, "");
         model_free(&m);
         return 1;
     }
     Model back;
     ModelLoadOptions opt2 = {show_progress, (void *)"verifying", NULL};
     if (model_load(&back, out, &opt2, &err)) {
-        fprintf(stderr, "bitnet-chat: convert: wrote %s but it does not load back: %s\n", out, err.msg);
+        fail_line("bitnet-chat: convert: wrote %s but it does not load back: %s\n", out, err.msg);
         model_free(&m);
         return 1;
     }
     char why[256];
     int same = model_weights_equal(&m, &back, why, sizeof why) == 0;
     if (!same)
-        fprintf(stderr, "bitnet-chat: convert: %s does not match the source after writing: %s\n", out, why);
+        fail_line("bitnet-chat: convert: %s does not match the source after writing: %s\n", out, why);
     else
         printf("wrote %s (%s, %d layers, dim %d, vocab %d; I2_S; verified bit-identical)%s%s\n", out,
                m.format, m.cfg.n_layers, m.cfg.dim, m.cfg.vocab_size, note[0] ? "; " : "", note);

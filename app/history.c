@@ -24,6 +24,16 @@ typedef struct {
     int64_t new_id;     /* id handed out by the sync in progress */
 } MsgMeta;
 
+/* One conversation as the recorder holds it. */
+typedef struct {
+    StoreSession sess;  /* sess.id 0 until the row exists */
+    int sess_dirty, title_dirty, title_auto;
+    int64_t leaf_in_db; /* the session's active_leaf as last written */
+    StoreMessage *msgs; /* the active branch, root first */
+    MsgMeta *meta;
+    int n, cap;
+} Conv;
+
 struct History {
     Store *store;       /* NULL: memory only (no_history, or the file could not be opened) */
     char *path;         /* NULL with no_history */
@@ -33,13 +43,10 @@ struct History {
     int warn_pending;
     Err warning;
 
-    StoreSession sess;  /* sess.id 0 until the row exists */
-    int sess_dirty, title_dirty, title_auto;
-    int64_t leaf_in_db; /* the session's active_leaf as last written */
-
-    StoreMessage *msgs; /* the active branch, root first */
-    MsgMeta *meta;
-    int n, cap;
+    Conv c;             /* the current conversation */
+    Conv *owed;         /* earlier conversations not yet fully written (the database was
+                         * unavailable when a new one started); written first by sync_db */
+    int n_owed;
 
     int reply_open;
     size_t saved_reply_len;
@@ -104,6 +111,13 @@ History *history_open(const char *path, bool no_history, Err *warnout) {
     History *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->ckpt_ms = DEFAULT_CHECKPOINT_MS;
+    /* The interval can be tuned from outside (the crash test of the real program uses it). */
+    const char *env = getenv("BITNET_HISTORY_CHECKPOINT_MS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (!*end && v >= 0 && v <= 600000) h->ckpt_ms = (int)v;
+    }
     reset_conversation(h);
     if (no_history) return h;
     h->path = path ? strdup(path) : store_default_path();
@@ -168,9 +182,96 @@ static char *auto_title(const char *text) {
     return t;
 }
 
-/* Writes everything owed in one transaction. checkpoint: a timed write while a reply streams;
- * skipped while degraded so a locked database never stalls the stream. Returns 0 when the
- * database is up to date (or there is none to write to). */
+static void conv_free(Conv *c) {
+    for (int i = 0; i < c->n; i++) free(c->msgs[i].text);
+    free(c->msgs);
+    free(c->meta);
+    store_session_clear(&c->sess);
+    memset(c, 0, sizeof *c);
+}
+
+/* Whether the database lacks anything of c. */
+static int conv_unsaved(const Conv *c) {
+    if (c->sess.id == 0) return c->n > 0;
+    if (c->sess_dirty || c->title_dirty) return 1;
+    for (int i = 0; i < c->n; i++)
+        if (!c->msgs[i].id || c->meta[i].dirty) return 1;
+    return (c->n ? c->msgs[c->n - 1].id : 0) != c->leaf_in_db;
+}
+
+/* Writes what the database lacks of one conversation, in one transaction. On failure it is
+ * rolled back whole and the ids it handed out are forgotten, so the next try starts clean. */
+static int sync_conv(History *h, Conv *c, Err *e) {
+    if (c->sess.id == 0 && c->n == 0) return 0; /* sessions are born with their first message */
+    int created_session = 0;
+    if (store_begin(h->store, e)) goto fail;
+    if (c->sess.id == 0) {
+        if (c->title_auto && (!c->sess.title || !c->sess.title[0])) {
+            for (int i = 0; i < c->n; i++)
+                if (!strcmp(c->msgs[i].role, "user")) {
+                    char *t = auto_title(c->msgs[i].text);
+                    if (t) free(c->sess.title), c->sess.title = t;
+                    break;
+                }
+        }
+        int64_t id = store_session_create(h->store, &c->sess, e);
+        if (id < 0) goto fail_tx;
+        c->sess.id = id;
+        created_session = 1;
+    } else {
+        if (c->sess_dirty && store_session_update_settings(h->store, &c->sess, e)) goto fail_tx;
+        if (c->title_dirty && store_session_rename(h->store, c->sess.id, c->sess.title, e))
+            goto fail_tx;
+    }
+    int64_t leaf = 0;
+    for (int i = 0; i < c->n; i++) {
+        StoreMessage *m = &c->msgs[i];
+        MsgMeta *mm = &c->meta[i];
+        mm->new_id = 0;
+        if (m->id && !mm->dirty) {
+            leaf = m->id;
+            continue;
+        }
+        m->session_id = c->sess.id;
+        if (i > 0) m->parent_id = c->msgs[i - 1].id ? c->msgs[i - 1].id : c->meta[i - 1].new_id;
+        else m->parent_id = 0;
+        if (m->id) {
+            if (store_message_update(h->store, m, e)) goto fail_tx;
+            leaf = m->id;
+        } else {
+            int64_t id = store_message_add(h->store, m, e);
+            if (id < 0) goto fail_tx;
+            mm->new_id = leaf = id;
+        }
+    }
+    if (leaf != c->leaf_in_db && store_set_active_leaf(h->store, c->sess.id, leaf, e))
+        goto fail_tx;
+    if (store_commit(h->store, e)) goto fail;
+    /* Committed: the new ids are real now. */
+    for (int i = 0; i < c->n; i++) {
+        if (c->meta[i].new_id) c->msgs[i].id = c->meta[i].new_id;
+        c->meta[i].new_id = 0;
+        c->meta[i].dirty = 0;
+    }
+    c->leaf_in_db = leaf;
+    c->sess_dirty = c->title_dirty = 0;
+    return 0;
+
+fail_tx:
+    store_rollback(h->store);
+fail:
+    if (created_session) c->sess.id = 0;
+    for (int i = 0; i < c->n; i++) {
+        c->meta[i].new_id = 0;
+        if (!c->msgs[i].id) c->msgs[i].parent_id = 0;
+    }
+    return -1;
+}
+
+/* Brings the database up to date: first any earlier conversations still owed, then the
+ * current one. checkpoint: a timed write while a reply streams; skipped while degraded so a
+ * locked database never stalls the stream. Returns 0 when the database has everything (or
+ * there is none to write to). */
 static int sync_db(History *h, int checkpoint) {
     if (!h->path) return 0;
     if ((h->degraded || h->reopen) && checkpoint) return -1;
@@ -195,78 +296,26 @@ static int sync_db(History *h, int checkpoint) {
     if (h->degraded) store_set_busy_timeout(h->store, RETRY_BUSY_MS);
 
     Err e = {{0}};
-    int created_session = 0;
-    if (store_begin(h->store, &e)) goto fail;
-    if (h->sess.id == 0) {
-        if (h->n == 0) { /* nothing to save yet: sessions are born with their first message */
-            store_rollback(h->store);
-            goto done;
-        }
-        if (h->title_auto && (!h->sess.title || !h->sess.title[0])) {
-            for (int i = 0; i < h->n; i++)
-                if (!strcmp(h->msgs[i].role, "user")) {
-                    char *t = auto_title(h->msgs[i].text);
-                    if (t) free(h->sess.title), h->sess.title = t;
-                    break;
-                }
-        }
-        int64_t id = store_session_create(h->store, &h->sess, &e);
-        if (id < 0) goto fail_tx;
-        h->sess.id = id;
-        created_session = 1;
-    } else {
-        if (h->sess_dirty && store_session_update_settings(h->store, &h->sess, &e)) goto fail_tx;
-        if (h->title_dirty && store_session_rename(h->store, h->sess.id, h->sess.title, &e))
-            goto fail_tx;
-    }
-    int64_t leaf = 0;
-    for (int i = 0; i < h->n; i++) {
-        StoreMessage *m = &h->msgs[i];
-        MsgMeta *mm = &h->meta[i];
-        mm->new_id = 0;
-        if (m->id && !mm->dirty) {
-            leaf = m->id;
-            continue;
-        }
-        m->session_id = h->sess.id;
-        if (i > 0) m->parent_id = h->msgs[i - 1].id ? h->msgs[i - 1].id : h->meta[i - 1].new_id;
-        else m->parent_id = 0;
-        if (m->id) {
-            if (store_message_update(h->store, m, &e)) goto fail_tx;
-            leaf = m->id;
+    int ok = 1;
+    while (ok && h->n_owed > 0) {
+        if (sync_conv(h, &h->owed[0], &e)) {
+            ok = 0;
         } else {
-            int64_t id = store_message_add(h->store, m, &e);
-            if (id < 0) goto fail_tx;
-            mm->new_id = leaf = id;
+            conv_free(&h->owed[0]);
+            memmove(h->owed, h->owed + 1, (size_t)(h->n_owed - 1) * sizeof *h->owed);
+            h->n_owed--;
         }
     }
-    if (leaf != h->leaf_in_db && store_set_active_leaf(h->store, h->sess.id, leaf, &e))
-        goto fail_tx;
-    if (store_commit(h->store, &e)) goto fail;
-    /* Committed: the new ids are real now. */
-    for (int i = 0; i < h->n; i++) {
-        if (h->meta[i].new_id) h->msgs[i].id = h->meta[i].new_id;
-        h->meta[i].new_id = 0;
-        h->meta[i].dirty = 0;
-    }
-    h->leaf_in_db = leaf;
-    h->sess_dirty = h->title_dirty = 0;
-    if (h->n && !strcmp(h->msgs[h->n - 1].role, "assistant")) h->saved_reply_len = h->meta[h->n - 1].len;
-done:
-    if (h->degraded) {
-        h->degraded = 0;
-        store_set_busy_timeout(h->store, NORMAL_BUSY_MS);
-        warn(h, "history: saving to %s again; the conversation so far is saved", h->path);
-    }
-    return 0;
-
-fail_tx:
-    store_rollback(h->store);
-fail:
-    if (created_session) h->sess.id = 0;
-    for (int i = 0; i < h->n; i++) {
-        h->meta[i].new_id = 0;
-        if (!h->msgs[i].id) h->msgs[i].parent_id = 0;
+    if (ok && sync_conv(h, &h->c, &e)) ok = 0;
+    if (ok) {
+        if (h->c.n && !strcmp(h->c.msgs[h->c.n - 1].role, "assistant"))
+            h->saved_reply_len = h->c.meta[h->c.n - 1].len;
+        if (h->degraded) {
+            h->degraded = 0;
+            store_set_busy_timeout(h->store, NORMAL_BUSY_MS);
+            warn(h, "history: saving to %s again; the conversation so far is saved", h->path);
+        }
+        return 0;
     }
     int rc = store_errcode(h->store);
     if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB || rc == SQLITE_READONLY) {
@@ -291,15 +340,15 @@ fail:
 /* ---- the conversation in memory ---------------------------------------------------------- */
 
 static int grow(History *h) {
-    if (h->n < h->cap) return 0;
-    int cap = h->cap ? h->cap * 2 : 16;
-    StoreMessage *m = realloc(h->msgs, (size_t)cap * sizeof *m);
+    if (h->c.n < h->c.cap) return 0;
+    int cap = h->c.cap ? h->c.cap * 2 : 16;
+    StoreMessage *m = realloc(h->c.msgs, (size_t)cap * sizeof *m);
     if (!m) return -1;
-    h->msgs = m;
-    MsgMeta *mm = realloc(h->meta, (size_t)cap * sizeof *mm);
+    h->c.msgs = m;
+    MsgMeta *mm = realloc(h->c.meta, (size_t)cap * sizeof *mm);
     if (!mm) return -1;
-    h->meta = mm;
-    h->cap = cap;
+    h->c.meta = mm;
+    h->c.cap = cap;
     return 0;
 }
 
@@ -310,20 +359,20 @@ static StoreMessage *push(History *h, const char *role, const char *text) {
     if (!t) return NULL;
     if (len) memcpy(t, text, len);
     t[len] = 0;
-    StoreMessage *m = &h->msgs[h->n];
+    StoreMessage *m = &h->c.msgs[h->c.n];
     memset(m, 0, sizeof *m);
     snprintf(m->role, sizeof m->role, "%s", role);
     m->text = t;
     m->created_at = store_now_ms();
     m->sampling = store_sampling_unset();
-    h->meta[h->n] = (MsgMeta){.dirty = 1, .len = len, .cap = len + 1};
-    h->n++;
+    h->c.meta[h->c.n] = (MsgMeta){.dirty = 1, .len = len, .cap = len + 1};
+    h->c.n++;
     return m;
 }
 
 static void drop_from(History *h, int keep) {
-    for (int i = keep; i < h->n; i++) free(h->msgs[i].text);
-    h->n = keep;
+    for (int i = keep; i < h->c.n; i++) free(h->c.msgs[i].text);
+    h->c.n = keep;
 }
 
 static const char *reason_name(StopReason r) {
@@ -349,39 +398,47 @@ static void apply_stats(StoreMessage *m, const EngineStats *st) {
 /* An open reply is finished as interrupted (the program stopped it, not the model). */
 static void finish_open_reply(History *h) {
     if (!h->reply_open) return;
-    StoreMessage *m = &h->msgs[h->n - 1];
+    StoreMessage *m = &h->c.msgs[h->c.n - 1];
     m->interrupted = 1;
-    h->meta[h->n - 1].dirty = 1;
+    h->c.meta[h->c.n - 1].dirty = 1;
     h->reply_open = 0;
 }
 
+/* Starts a fresh current conversation. The old one is kept on the owed list when the
+ * database lacks some of it and may still take it (a lock or a full disk may pass). */
 static void reset_conversation(History *h) {
-    drop_from(h, 0);
-    store_session_clear(&h->sess);
-    /* Strings are never NULL in h->sess ("" until set); on OOM strdup fails and they stay
+    int retry_possible = h->path && (h->reopen || (h->store && h->can_write));
+    if (retry_possible && conv_unsaved(&h->c)) {
+        Conv *o = realloc(h->owed, (size_t)(h->n_owed + 1) * sizeof *o);
+        if (o) {
+            h->owed = o;
+            h->owed[h->n_owed++] = h->c;
+            memset(&h->c, 0, sizeof h->c);
+        }
+    }
+    conv_free(&h->c);
+    /* Strings are never NULL in the session ("" until set); on OOM strdup fails and they stay
      * NULL, which the store binds as "" too. */
-    h->sess.title = strdup("");
-    h->sess.model_name = strdup("");
-    h->sess.model_path = strdup("");
-    h->sess.system_prompt = strdup("");
-    h->sess.sampling = store_sampling_unset();
-    h->sess_dirty = h->title_dirty = 0;
-    h->title_auto = 1;
-    h->leaf_in_db = 0;
+    h->c.sess.title = strdup("");
+    h->c.sess.model_name = strdup("");
+    h->c.sess.model_path = strdup("");
+    h->c.sess.system_prompt = strdup("");
+    h->c.sess.sampling = store_sampling_unset();
+    h->c.title_auto = 1;
     h->reply_open = 0;
 }
 
 static int fill_session(History *h, const HistorySessionInfo *in, int keep_title) {
     if (!keep_title || in->title) {
-        set_str(&h->sess.title, in->title);
-        if (in->title) h->title_auto = 0, h->title_dirty = 1;
+        set_str(&h->c.sess.title, in->title);
+        if (in->title) h->c.title_auto = 0, h->c.title_dirty = 1;
     }
-    set_str(&h->sess.model_name, in->model_name);
-    set_str(&h->sess.model_path, in->model_path);
-    set_str(&h->sess.system_prompt, in->system_prompt);
-    h->sess.sampling = in->sampling;
-    h->sess_dirty = 1;
-    return h->sess.title && h->sess.model_name && h->sess.model_path && h->sess.system_prompt ? 0
+    set_str(&h->c.sess.model_name, in->model_name);
+    set_str(&h->c.sess.model_path, in->model_path);
+    set_str(&h->c.sess.system_prompt, in->system_prompt);
+    h->c.sess.sampling = in->sampling;
+    h->c.sess_dirty = 1;
+    return h->c.sess.title && h->c.sess.model_name && h->c.sess.model_path && h->c.sess.system_prompt ? 0
                                                                                               : -1;
 }
 
@@ -389,11 +446,10 @@ void history_close(History *h) {
     if (!h) return;
     finish_open_reply(h);
     sync_db(h, 0);
-    drop_from(h, 0);
-    store_session_clear(&h->sess);
+    conv_free(&h->c);
+    for (int i = 0; i < h->n_owed; i++) conv_free(&h->owed[i]);
+    free(h->owed);
     store_close(h->store);
-    free(h->msgs);
-    free(h->meta);
     free(h->path);
     free(h);
 }
@@ -404,7 +460,7 @@ int history_begin_session(History *h, const HistorySessionInfo *info) {
     reset_conversation(h);
     HistorySessionInfo none = {0};
     if (fill_session(h, info ? info : &none, 0)) return -1;
-    h->title_dirty = 0; /* the title goes in with the row itself */
+    h->c.title_dirty = 0; /* the title goes in with the row itself */
     return 0;
 }
 
@@ -421,36 +477,36 @@ int history_resume(History *h, int64_t session_id, Err *err) {
     finish_open_reply(h);
     sync_db(h, 0);
     reset_conversation(h);
-    store_session_clear(&h->sess);
-    h->sess = ss;
-    h->title_auto = 0;
+    store_session_clear(&h->c.sess);
+    h->c.sess = ss;
+    h->c.title_auto = 0;
     for (int i = 0; i < n; i++) {
         if (grow(h)) { /* out of memory: keep what fits */
             for (int j = i; j < n; j++) free(arr[j].text);
             break;
         }
-        h->msgs[h->n] = arr[i];
+        h->c.msgs[h->c.n] = arr[i];
         size_t len = strlen(arr[i].text);
-        h->meta[h->n] = (MsgMeta){.dirty = 0, .len = len, .cap = len + 1};
-        h->n++;
+        h->c.meta[h->c.n] = (MsgMeta){.dirty = 0, .len = len, .cap = len + 1};
+        h->c.n++;
     }
     free(arr);
-    h->leaf_in_db = ss.active_leaf;
+    h->c.leaf_in_db = ss.active_leaf;
     return 0;
 }
 
 int history_update_session(History *h, const HistorySessionInfo *info) {
     if (!info) return -1;
     int r = fill_session(h, info, 1);
-    if (h->sess.id) sync_db(h, 0);
+    if (h->c.sess.id) sync_db(h, 0);
     return r;
 }
 
 int history_rename(History *h, const char *title) {
-    set_str(&h->sess.title, title);
-    h->title_auto = 0;
-    h->title_dirty = 1;
-    if (h->sess.id) sync_db(h, 0);
+    set_str(&h->c.sess.title, title);
+    h->c.title_auto = 0;
+    h->c.title_dirty = 1;
+    if (h->c.sess.id) sync_db(h, 0);
     return 0;
 }
 
@@ -481,8 +537,8 @@ int history_reply_begin(History *h, const HistoryReplyInfo *info) {
 
 int history_reply_append(History *h, const char *text, size_t len) {
     if (!h->reply_open) return -1;
-    StoreMessage *m = &h->msgs[h->n - 1];
-    MsgMeta *mm = &h->meta[h->n - 1];
+    StoreMessage *m = &h->c.msgs[h->c.n - 1];
+    MsgMeta *mm = &h->c.meta[h->c.n - 1];
     if (mm->len + len + 1 > mm->cap) {
         size_t cap = mm->cap * 2;
         if (cap < mm->len + len + 1) cap = mm->len + len + 1;
@@ -506,39 +562,39 @@ int history_reply_append(History *h, const char *text, size_t len) {
 
 int history_reply_stats(History *h, const EngineStats *stats) {
     if (!h->reply_open) return -1;
-    apply_stats(&h->msgs[h->n - 1], stats);
-    h->meta[h->n - 1].dirty = 1;
+    apply_stats(&h->c.msgs[h->c.n - 1], stats);
+    h->c.meta[h->c.n - 1].dirty = 1;
     return 0;
 }
 
 int history_reply_end(History *h, const EngineStats *stats, StopReason reason, bool interrupted) {
     if (!h->reply_open) return -1;
-    StoreMessage *m = &h->msgs[h->n - 1];
+    StoreMessage *m = &h->c.msgs[h->c.n - 1];
     apply_stats(m, stats);
     snprintf(m->stop_reason, sizeof m->stop_reason, "%s", reason_name(reason));
     m->interrupted = interrupted ? 1 : 0;
-    h->meta[h->n - 1].dirty = 1;
+    h->c.meta[h->c.n - 1].dirty = 1;
     h->reply_open = 0;
     sync_db(h, 0);
     return 0;
 }
 
 int history_truncate(History *h, int n_keep) {
-    if (h->reply_open || n_keep < 0 || n_keep > h->n) return -1;
+    if (h->reply_open || n_keep < 0 || n_keep > h->c.n) return -1;
     drop_from(h, n_keep);
     return 0;
 }
 
 int history_regenerate(History *h) {
-    if (h->reply_open || h->n == 0 || strcmp(h->msgs[h->n - 1].role, "assistant")) return -1;
-    return history_truncate(h, h->n - 1);
+    if (h->reply_open || h->c.n == 0 || strcmp(h->c.msgs[h->c.n - 1].role, "assistant")) return -1;
+    return history_truncate(h, h->c.n - 1);
 }
 
 const StoreMessage *history_messages(const History *h, int *n) {
-    *n = h->n;
-    return h->msgs;
+    *n = h->c.n;
+    return h->c.msgs;
 }
 
-const StoreSession *history_session(const History *h) { return &h->sess; }
+const StoreSession *history_session(const History *h) { return &h->c.sess; }
 
 size_t history_saved_reply_len(const History *h) { return h->saved_reply_len; }

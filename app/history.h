@@ -23,6 +23,9 @@
  * next commit point (user message, reply start, reply end) with a short busy timeout; what was
  * not yet saved is written then, so a passing lock loses nothing.
  *
+ * A new chat (history_begin_session, history_resume) while the database is unavailable keeps
+ * the unsaved earlier conversation on an owed list, written first at the next commit point.
+ *
  * Branches: history_regenerate drops the last reply from the in-memory branch; the next reply
  * becomes its sibling (same parent) and the session's active branch moves to it. The old reply
  * stays in the database. history_truncate does the same for any point (edit a message).
@@ -144,7 +147,8 @@ const StoreSession *history_session(const History *h);
  * "saved"; the crash test uses it to check that a killed reply kept its last checkpoint. */
 size_t history_saved_reply_len(const History *h);
 
-/* Checkpoint interval for reply text in ms (default 2000; tests use less). */
+/* Checkpoint interval for reply text in ms (default 2000, or the environment variable
+ * BITNET_HISTORY_CHECKPOINT_MS when set to 0..600000 at history_open; tests use less). */
 void history_set_checkpoint_ms(History *h, int ms);
 
 #endif

@@ -36,7 +36,7 @@ typedef struct {
     float *q, *k, *v;/* [B][q_dim], [B][kv_dim], [B][kv_dim] */
     float *att;      /* [B][q_dim] attention output */
     float *g, *u;    /* [B][ffn] */
-    float *scores;   /* [n_threads][ctx] */
+    float *scores;   /* [n_threads][group][ctx] attention probabilities */
     float *rope;     /* [ctx][head_dim/2][2] cos, sin */
     float *logits;   /* [vocab] of the last token evaluated */
     void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 */
@@ -158,7 +158,8 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->att = xcalloc(B * q_dim, sizeof(float), &failed);
     b->g = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
     b->u = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
-    b->scores = xcalloc((size_t)b->n_threads * b->ctx, sizeof(float), &failed);
+    b->scores = xcalloc((size_t)b->n_threads * b->ctx * (c->n_heads / c->n_kv_heads),
+                        sizeof(float), &failed);
     b->rope = xcalloc((size_t)b->ctx * hd2 * 2, sizeof(float), &failed);
     b->logits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
     b->kcache = xcalloc(kv_elems, kv_size, &failed);
@@ -228,26 +229,28 @@ typedef struct {
     const int8_t *q8;
     const int32_t *qsum;
     const float *qs;
-    int rc;
+    int rc, next;
 } MultiLinearJob;
 
+enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of 4, the kernels' row group) */
+
+/* Chunks of each matrix in turn; a chunk never spans two matrices. */
 static void multi_linear_task(void *ctx, int ith, int nth) {
     MultiLinearJob *j = ctx;
-    int total = 0;
-    for (int i = 0; i < j->n_mat; i++) total += j->w[i]->n_out;
-    int r0, r1;
-    cpu_split(total, 4, ith, nth, &r0, &r1);
-    int base = 0;
+    (void)ith, (void)nth;
+    int n_chunks[3], total = 0;
     for (int i = 0; i < j->n_mat; i++) {
+        n_chunks[i] = (j->w[i]->n_out + LINEAR_CHUNK - 1) / LINEAR_CHUNK;
+        total += n_chunks[i];
+    }
+    for (int c; (c = cpu_chunk_claim(&j->next)) < total;) {
+        int i = 0;
+        while (c >= n_chunks[i]) c -= n_chunks[i++];
         const TernaryMatrix *w = j->w[i];
-        const int a = r0 > base ? r0 - base : 0;
-        const int e = r1 - base < w->n_out ? r1 - base : w->n_out;
-        if (e > a) {
-            if (w2a8_linear_rows(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T,
-                                 a, e, j->out[i], j->ld_out[i], j->accumulate) != 0)
-                j->rc = -1;
-        }
-        base += w->n_out;
+        const int a = c * LINEAR_CHUNK, e = a + LINEAR_CHUNK < w->n_out ? a + LINEAR_CHUNK : w->n_out;
+        if (w2a8_linear_rows(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a, e,
+                             j->out[i], j->ld_out[i], j->accumulate) != 0)
+            j->rc = -1;
     }
 }
 
@@ -255,7 +258,7 @@ static int linear(CpuBackend *b, int n_mat, const TernaryMatrix *w0, float *o0,
                   const TernaryMatrix *w1, float *o1, const TernaryMatrix *w2, float *o2,
                   int ld0, int ld12, int accumulate, int T, Err *err) {
     MultiLinearJob j = {{w0, w1, w2}, {o0, o1, o2}, {ld0, ld12, ld12}, n_mat, accumulate, T,
-                        b->q8, b->qsum, b->qs, 0};
+                        b->q8, b->qsum, b->qs, 0, 0};
     cpu_pool_run(b->pool, multi_linear_task, &j);
     if (j.rc) return err_set(err, "cpu backend: ternary linear rejected its shape");
     return 0;
@@ -264,6 +267,7 @@ static int linear(CpuBackend *b, int n_mat, const TernaryMatrix *w0, float *o0,
 typedef struct {
     CpuBackend *b;
     int layer, pos, T;
+    int next; /* chunk counter (attention) */
 } AttnJob;
 
 static size_t kv_offset(const CpuBackend *b, int layer, int p) {
@@ -293,21 +297,25 @@ static void rope_store_task(void *ctx, int ith, int nth) {
     }
 }
 
+/* Items are (token, block of hb query heads of one KV group): the heads of a block read their
+ * K and V rows once (attention_group_cpu). hb is the whole group unless that leaves too few
+ * items to keep every thread busy (decode: 5 KV heads on 2 threads -> blocks of 2 heads). */
 static void attention_task(void *ctx, int ith, int nth) {
     AttnJob *j = ctx;
     CpuBackend *b = j->b;
     const int hd = b->c.head_dim, nh = b->c.n_heads, group = nh / b->c.n_kv_heads;
     const size_t esz = b->kv_f16 ? 2 : 4;
-    int i0, i1;
-    cpu_split(j->T * nh, 1, ith, nth, &i0, &i1);
-    float *scratch = b->scores + (size_t)ith * b->ctx;
-    for (int i = i0; i < i1; i++) {
-        const int t = i / nh, h = i % nh, kvh = h / group;
+    int hb = group;
+    while (hb % 2 == 0 && j->T * (nh / hb) < 4 * nth) hb /= 2;
+    const int per_t = nh / hb;
+    float *scratch = b->scores + (size_t)ith * b->ctx * group;
+    for (int i; (i = cpu_chunk_claim(&j->next)) < j->T * per_t;) {
+        const int t = i / per_t, h = (i % per_t) * hb, kvh = h / group;
         const size_t off = (kv_offset(b, j->layer, 0) + (size_t)kvh * hd) * esz;
-        attention_head_cpu(b->q + (size_t)t * b->q_dim + (size_t)h * hd,
-                           (const char *)b->kcache + off, (const char *)b->vcache + off,
-                           b->kv_f16, (size_t)b->kv_dim, j->pos + t + 1, hd, scratch,
-                           b->att + (size_t)t * b->q_dim + (size_t)h * hd);
+        attention_group_cpu(b->q + (size_t)t * b->q_dim + (size_t)h * hd, hb,
+                            (const char *)b->kcache + off, (const char *)b->vcache + off,
+                            b->kv_f16, (size_t)b->kv_dim, j->pos + t + 1, hd, scratch,
+                            b->att + (size_t)t * b->q_dim + (size_t)h * hd);
     }
 }
 
@@ -346,7 +354,7 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
         norm_quant(b, b->x, c->dim, c->dim, L->attn_norm, L->wq.n_in_pad, T);
         if (linear(b, 3, &L->wq, b->q, &L->wk, b->k, &L->wv, b->v, b->q_dim, b->kv_dim, 0, T, err))
             return -1;
-        AttnJob aj = {b, l, pos, T};
+        AttnJob aj = {b, l, pos, T, 0};
         run(b, rope_store_task, &aj, T > 1);
         cpu_pool_run(b->pool, attention_task, &aj);
         norm_quant(b, b->att, b->q_dim, b->q_dim, L->attn_sub_norm, L->wo.n_in_pad, T);

@@ -53,6 +53,8 @@ typedef struct {
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
     cudaGraphExec_t graph;
+    int *h_pin;        /* pinned: [0] token, [1] position (read by the graph), [2] greedy pick */
+    int inflight;      /* work queued that reads h_pin[0..1] */
     float *h_logits;
     int logits_valid;
     char desc[256];
@@ -77,6 +79,7 @@ static void cuda_destroy(void *vb) {
     cudaFree(b->d_emb_own);
     cudaFree(b->d_out_own);
     if (b->st) cudaStreamDestroy(b->st);
+    if (b->h_pin) cudaFreeHost(b->h_pin);
     free(b->L);
     free(b->h_logits);
     free(b);
@@ -183,6 +186,11 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     const int NL = c->n_layers;
     if ((e = cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking)) != cudaSuccess) {
         cuda_err(err, "stream", e);
+        goto fail;
+    }
+    if ((e = cudaMallocHost((void **)&b->h_pin, 64)) != cudaSuccess) {
+        b->h_pin = NULL;
+        cuda_err(err, "pinned buffer", e);
         goto fail;
     }
     b->L = calloc((size_t)NL, sizeof *b->L);
@@ -370,7 +378,14 @@ static int capture_graph(CudaBackend *b, Err *err) {
         cudaGraph_t g = NULL;
         cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
         if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
-        const int rc = enqueue_decode(b, pdl, err);
+        /* token and position in from pinned memory, the greedy pick out: one small copy each
+         * way inside the graph, so a step costs the host one launch and one wait. */
+        int rc = 0;
+        if ((e = cudaMemcpyAsync(b->d_io, b->h_pin, 2 * sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+            rc = cuda_err(err, "capturing the token copy", e);
+        if (!rc) rc = enqueue_decode(b, pdl, err);
+        if (!rc && (e = cudaMemcpyAsync(b->h_pin + 2, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess)
+            rc = cuda_err(err, "capturing the result copy", e);
         e = cudaStreamEndCapture(b->st, &g);
         if (rc) {
             if (g) cudaGraphDestroy(g);
@@ -436,10 +451,11 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
     cudaError_t e;
     if (n == 1) {
         if (!b->graph && capture_graph(b, err)) return -1;
-        const int io[2] = {tokens[0], pos};
-        if ((e = cudaMemcpyAsync(b->d_io, io, sizeof io, cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
-            return cuda_err(err, "copying the token", e);
+        if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
+        b->h_pin[0] = tokens[0];
+        b->h_pin[1] = pos;
         if ((e = cudaGraphLaunch(b->graph, b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
+        b->inflight = 1;
         if (all_logits) {
             if ((e = cudaMemcpyAsync(all_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st)) !=
                 cudaSuccess)
@@ -455,7 +471,9 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
             return -1;
         /* tokens are copied from pageable memory (staged at once), so the loop may go on. */
     }
-    if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "prefill", e);
+    if ((e = cudaMemcpyAsync(b->h_pin + 2, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
+        (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
+        return cuda_err(err, "prefill", e);
     return 0;
 }
 
@@ -466,6 +484,7 @@ static const float *cuda_logits(void *vb) {
                 cudaSuccess ||
             cudaStreamSynchronize(b->st) != cudaSuccess)
             return NULL;
+        b->inflight = 0;
         b->logits_valid = 1;
     }
     return b->h_logits;
@@ -476,11 +495,10 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     if (s && !sampler_params) return 0;
     const SamplerParams *p = s ? sampler_params(s) : NULL;
     if (p && !(p->temperature <= 0.0f && p->repeat_penalty == 1.0f)) return 0;
-    int v = 0;
-    cudaError_t e = cudaMemcpyAsync(&v, b->d_argmax, sizeof v, cudaMemcpyDeviceToHost, b->st);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(b->st);
+    cudaError_t e = cudaStreamSynchronize(b->st);
     if (e != cudaSuccess) return cuda_err(err, "greedy sample", e);
-    *tok = v;
+    b->inflight = 0;
+    *tok = b->h_pin[2];
     return 1;
 }
 

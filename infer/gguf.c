@@ -158,8 +158,9 @@ static int64_t set_insert(int64_t *slots, uint64_t cap, const GgufStr *all, int6
     return -1;
 }
 
-static int check_unique(const GgufStr *strs, uint64_t n, const char *name, const char *what,
-                        Err *err) {
+/* Builds the hash index of n strings (kept for lookups) and refuses duplicates. */
+static int build_index(const GgufStr *strs, uint64_t n, const char *name, const char *what,
+                       int64_t **slots_out, uint64_t *cap_out, Err *err) {
     uint64_t cap = 16;
     while (cap < n * 2) cap *= 2;
     int64_t *slots = malloc(cap * sizeof *slots);
@@ -173,7 +174,8 @@ static int check_unique(const GgufStr *strs, uint64_t n, const char *name, const
             return err_set(err, "%s: duplicate %s \"%s\"", name, what, show);
         }
     }
-    free(slots);
+    *slots_out = slots;
+    *cap_out = cap;
     return 0;
 }
 
@@ -309,7 +311,7 @@ int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err
         if (parse_value(&c, kv, kv->key)) goto fail_names;
         names[i] = kv->key;
     }
-    if (check_unique(names, g->n_kv, name, "key", err)) goto fail_names;
+    if (build_index(names, g->n_kv, name, "key", &g->kv_slots, &g->kv_cap, err)) goto fail_names;
 
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     const GgufKV *al = gguf_find_kv(g, "general.alignment");
@@ -358,7 +360,8 @@ int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err
         }
         names[i] = t->name;
     }
-    if (check_unique(names, g->n_tensors, name, "tensor name", err)) goto fail_names;
+    if (build_index(names, g->n_tensors, name, "tensor name", &g->t_slots, &g->t_cap, err))
+        goto fail_names;
     free(names);
     names = NULL;
 
@@ -406,6 +409,8 @@ fail_names:
 fail:
     free(g->kv);
     free(g->tensors);
+    free(g->kv_slots);
+    free(g->t_slots);
     memset(g, 0, sizeof *g);
     return -1;
 }
@@ -451,27 +456,37 @@ void gguf_close(GgufFile *g) {
     if (!g) return;
     free(g->kv);
     free(g->tensors);
+    free(g->kv_slots);
+    free(g->t_slots);
     if (g->map) munmap(g->map, g->map_len);
     memset(g, 0, sizeof *g);
 }
 
 /* ---- lookup -------------------------------------------------------------------------------- */
 
-static int str_is(GgufStr s, const char *c) {
-    size_t n = strlen(c);
-    return s.len == n && !memcmp(s.ptr, c, n);
+
+static int64_t index_find(const int64_t *slots, uint64_t cap, const char *key, const void *base,
+                          size_t stride) {
+    if (!slots) return -1;
+    GgufStr k = {key, strlen(key)};
+    uint64_t h = str_hash(k) & (cap - 1);
+    while (slots[h] >= 0) {
+        const GgufStr *s = (const GgufStr *)((const char *)base + (size_t)slots[h] * stride);
+        if (str_eq(*s, k)) return slots[h];
+        h = (h + 1) & (cap - 1);
+    }
+    return -1;
 }
 
+/* The key and name are the first member of GgufKV and GgufTensor: the index walks them by stride. */
 const GgufKV *gguf_find_kv(const GgufFile *g, const char *key) {
-    for (uint64_t i = 0; i < g->n_kv; i++)
-        if (str_is(g->kv[i].key, key)) return &g->kv[i];
-    return NULL;
+    int64_t i = index_find(g->kv_slots, g->kv_cap, key, g->kv, sizeof *g->kv);
+    return i < 0 ? NULL : &g->kv[i];
 }
 
 const GgufTensor *gguf_find_tensor(const GgufFile *g, const char *name) {
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (str_is(g->tensors[i].name, name)) return &g->tensors[i];
-    return NULL;
+    int64_t i = index_find(g->t_slots, g->t_cap, name, g->tensors, sizeof *g->tensors);
+    return i < 0 ? NULL : &g->tensors[i];
 }
 
 static int scalar_to_int(uint32_t type, const uint8_t *p, int64_t *out) {

@@ -75,6 +75,8 @@ typedef struct {
     GgufTensor *tensors;
     uint64_t alignment;
     uint64_t data_offset;
+    int64_t *kv_slots, *t_slots;   /* hash indexes for the lookups */
+    uint64_t kv_cap, t_cap;
 } GgufFile;
 
 /* Maps and parses a file. On error returns -1 with "PATH: problem" in err and *g zeroed. */

@@ -340,6 +340,7 @@ static int tm_equal(const TernaryMatrix *a, const TernaryMatrix *b, const char *
         return -1;
     }
     const size_t ra = i2s_row_bytes(a->n_in_pad), rb = i2s_row_bytes(b->n_in_pad);
+    if (ra == rb && !memcmp(a->codes, b->codes, ra * (size_t)a->n_out)) return 0; /* fast path */
     for (int r = 0; r < a->n_out; r++)
         for (int j = 0; j < a->n_in; j++)
             if (i2s_get(a->codes + ra * (size_t)r, j) != i2s_get(b->codes + rb * (size_t)r, j)) {
@@ -365,6 +366,7 @@ static int dense_equal(const DenseMatrix *a, const DenseMatrix *b, const char *w
         return -1;
     }
     const size_t n = (size_t)a->rows * a->cols;
+    if (a->type == b->type && !memcmp(a->data, b->data, n * (a->type == FT_F32 ? 4 : 2))) return 0;
     for (size_t i = 0; i < n; i++) {
         float x = float_elem(a->data, a->type, i), y = float_elem(b->data, b->type, i);
         if (memcmp(&x, &y, 4) && !(isnan(x) && isnan(y))) {

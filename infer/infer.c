@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Weak until backend_cuda.c and sampler.c are in every build: a build without them still
- * links, and the code below checks the address before use. */
-#ifdef BITNET_HAVE_CUDA
-extern const BackendOps backend_cuda_ops __attribute__((weak));
-#endif
-extern int32_t sampler_sample(Sampler *s, float *logits, int n_vocab) __attribute__((weak));
 
 struct Infer {
     const BackendOps *ops;
@@ -25,9 +19,10 @@ struct Infer {
 
 static const BackendOps *cuda_ops(void) {
 #ifdef BITNET_HAVE_CUDA
-    if (&backend_cuda_ops) return &backend_cuda_ops;
-#endif
+    return &backend_cuda_ops;
+#else
     return NULL;
+#endif
 }
 
 Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
@@ -101,7 +96,6 @@ int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err) {
         const int r = inf->ops->sample(inf->b, s, tok, err);
         if (r != 0) return r < 0 ? -1 : 0;
     }
-    if (!sampler_sample) return err_set(err, "infer_sample: no sampler in this build");
     const float *lg = inf->ops->logits(inf->b);
     if (!lg) return err_set(err, "infer_sample: no logits yet");
     memcpy(inf->sample_buf, lg, (size_t)inf->vocab * sizeof(float));

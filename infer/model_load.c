@@ -5,6 +5,10 @@
  * (TQ1_0/TQ2_0, HF packed uint8, float weights to ternarize, norms to f32) gets one buffer from
  * model_storage_alloc. Mappings are handed to the Model's storage, so model_free releases all. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +43,110 @@ static int step(Progress *p, const char *stage, Err *err) {
     p->done++;
     if (p->opt && p->opt->progress)
         p->opt->progress(p->opt->user, p->total ? (float)p->done / (float)p->total : 0.0f, stage);
+    return 0;
+}
+
+/* ---- conversion jobs -------------------------------------------------------------------------
+ * Matrices that must change form (TQ, HF packed, float -> ternary) are validated and given
+ * their buffers while the file is walked, then converted by a few worker threads: the bf16
+ * master checkpoint is 2 G weights. The loading thread meanwhile reports progress and watches
+ * the cancel flag. Each job writes only its own buffer and scale, so no locking is needed. */
+
+typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED } JobKind;
+
+typedef struct {
+    JobKind kind;
+    const uint8_t *src;
+    int type, n_out, n_in, k_pad;
+    uint8_t *dst;
+    float *scale;
+    float packed_scale;   /* JOB_PACKED: the scale to store */
+    char name[96];
+    int rc;
+    Err err;
+} ConvJob;
+
+typedef struct {
+    ConvJob *jobs;
+    int n, cap;
+    atomic_int next, done, stop;
+} JobList;
+
+static ConvJob *job_add(JobList *jl, Err *err) {
+    if (jl->n == jl->cap) {
+        int cap = jl->cap ? jl->cap * 2 : 64;
+        ConvJob *j = realloc(jl->jobs, (size_t)cap * sizeof *j);
+        if (!j) {
+            err_set(err, "out of memory");
+            return NULL;
+        }
+        jl->jobs = j;
+        jl->cap = cap;
+    }
+    ConvJob *j = &jl->jobs[jl->n++];
+    memset(j, 0, sizeof *j);
+    return j;
+}
+
+static void job_run(ConvJob *j) {
+    switch (j->kind) {
+    case JOB_FLOAT:
+        j->rc = ternarize_absmean(j->src, j->type, j->n_out, j->n_in, j->k_pad, j->dst, j->scale);
+        if (j->rc) err_set(&j->err, "out of memory");
+        break;
+    case JOB_TQ1:
+        j->rc = tq1_0_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, j->scale, &j->err);
+        break;
+    case JOB_TQ2:
+        j->rc = tq2_0_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, j->scale, &j->err);
+        break;
+    case JOB_PACKED:
+        j->rc = hf_packed_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
+        *j->scale = j->packed_scale;
+        break;
+    }
+}
+
+static void *job_worker(void *arg) {
+    JobList *jl = arg;
+    for (;;) {
+        if (atomic_load(&jl->stop)) break;
+        int i = atomic_fetch_add(&jl->next, 1);
+        if (i >= jl->n) break;
+        job_run(&jl->jobs[i]);
+        atomic_fetch_add(&jl->done, 1);
+    }
+    return NULL;
+}
+
+static int jobs_run(JobList *jl, Progress *pr, Err *err) {
+    if (jl->n == 0) return 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+    if (nt > jl->n) nt = jl->n;
+    pthread_t th[16];
+    int started = 0;
+    for (int i = 0; i < nt; i++)
+        if (pthread_create(&th[started], NULL, job_worker, jl) == 0) started++;
+    if (!started) job_worker(jl); /* no threads to be had: convert here */
+    int reported = 0, cancelled = 0;
+    while (started) {
+        int d = atomic_load(&jl->done);
+        for (; reported < d; reported++)
+            if (step(pr, "converting", err)) {
+                cancelled = 1;
+                atomic_store(&jl->stop, 1);
+            }
+        if (d >= jl->n || cancelled) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    if (cancelled) return -1;
+    for (; reported < jl->n; reported++)
+        if (step(pr, "converting", err)) return -1;
+    for (int i = 0; i < jl->n; i++)
+        if (jl->jobs[i].rc) return err_set(err, "%s: tensor %s: %s", pr->path, jl->jobs[i].name, jl->jobs[i].err.msg);
     return 0;
 }
 
@@ -175,11 +283,10 @@ static const GgufTensor *g_tensor(GgufCtx *c, const char *name, int n_dims_max, 
     return t;
 }
 
-static int g_ternary(Model *m, GgufCtx *c, const char *name, int n_out, int n_in,
+static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_out, int n_in,
                      TernaryMatrix *tm, Err *err) {
     const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)n_in, (uint64_t)n_out, err);
     if (!t) return -1;
-    Err e2;
     switch (t->type) {
     case GGML_I2_S: {
         if (n_in % I2S_BLOCK)
@@ -193,24 +300,26 @@ static int g_ternary(Model *m, GgufCtx *c, const char *name, int n_out, int n_in
         if (!finite_scale(tm->scale))
             return err_set(err, "%s: I2_S tensor %s has a bad scale %g", c->g.path, name,
                            (double)tm->scale);
-        return 0;
+        return 1; /* nothing to convert */
     }
     case GGML_TQ1_0:
-    case GGML_TQ2_0: {
-        uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
-        if (!buf) return -1;
-        int rc = t->type == GGML_TQ2_0 ? tq2_0_to_i2s(t->data, n_out, n_in, tm->n_in_pad, buf, &tm->scale, &e2)
-                                       : tq1_0_to_i2s(t->data, n_out, n_in, tm->n_in_pad, buf, &tm->scale, &e2);
-        if (rc) return err_set(err, "%s: tensor %s: %s", c->g.path, name, e2.msg);
-        return 0;
-    }
+    case GGML_TQ2_0:
     case GGML_F32:
     case GGML_F16:
     case GGML_BF16: {
         uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
         if (!buf) return -1;
-        if (ternarize_absmean(t->data, (int)t->type, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
-            return err_set(err, "out of memory ternarizing %s", name);
+        ConvJob *j = job_add(jl, err);
+        if (!j) return -1;
+        j->kind = t->type == GGML_TQ1_0 ? JOB_TQ1 : t->type == GGML_TQ2_0 ? JOB_TQ2 : JOB_FLOAT;
+        j->src = t->data;
+        j->type = (int)t->type;
+        j->n_out = n_out;
+        j->n_in = n_in;
+        j->k_pad = tm->n_in_pad;
+        j->dst = buf;
+        j->scale = &tm->scale;
+        snprintf(j->name, sizeof j->name, "%s", name);
         return 0;
     }
     default:
@@ -335,6 +444,8 @@ out:
 static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Err *err) {
     GgufCtx c;
     memset(&c, 0, sizeof c);
+    JobList jl;
+    memset(&jl, 0, sizeof jl);
     if (gguf_open(&c.g, path, err)) return -1;
     /* From here the mapping belongs to the Model (model_free unmaps it). */
     if (model_storage_add_mapping(m, c.g.map, c.g.map_len, err)) {
@@ -382,10 +493,50 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         err_set(err, "%s: partial RoPE (%d of %d dims) is not supported", path, rot, cfg->head_dim);
         goto out;
     }
+    int kl, vl;
+    if (g_int(&c, "attention.key_length", &kl, 0, cfg->head_dim, err) ||
+        g_int(&c, "attention.value_length", &vl, 0, cfg->head_dim, err))
+        goto out;
+    if (kl != cfg->head_dim || vl != cfg->head_dim) {
+        err_set(err, "%s: attention key/value length %d/%d differs from dim/heads = %d (not supported)",
+                path, kl, vl, cfg->head_dim);
+        goto out;
+    }
+    if (gguf_find_kv(&c.g, akey(&c, "rope.scaling.type"))) {
+        char st[32] = "";
+        gguf_get_cstr(&c.g, akey(&c, "rope.scaling.type"), st, sizeof st, NULL);
+        if (strcmp(st, "none")) {
+            err_set(err, "%s: RoPE scaling \"%s\" is not supported", path, st);
+            goto out;
+        }
+    }
+    if (!cfg->name[0]) { /* no general.name: the file name without its extension */
+        const char *b = strrchr(path, '/');
+        snprintf(cfg->name, sizeof cfg->name, "%s", b ? b + 1 : path);
+        char *dot = strrchr(cfg->name, '.');
+        if (dot && dot != cfg->name) *dot = 0;
+    }
 
     const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
     const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
-    Progress pr = {opt, 0, 7 * L + 3, path};
+    Progress pr = {opt, 0, 14 * L + 3, path};
+    char name[96];
+    static const char *mats[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                  "ffn_gate", "ffn_up", "ffn_down"};
+    /* Every tensor present with its shape before anything is allocated, so that a header
+     * claiming a huge model cannot make us allocate more than the file backs. */
+    for (int l = 0; l < L; l++) {
+        static const char *norms_[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
+        const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
+        for (int i = 0; i < 4; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms_[i]);
+            if (!g_tensor(&c, name, 1, (uint64_t)(i == 3 ? F : D), 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i]);
+            if (!g_tensor(&c, name, 2, (uint64_t)ins[i], (uint64_t)outs[i], err)) goto out;
+        }
+    }
     m->layers = calloc((size_t)L, sizeof *m->layers);
     float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
     if (!m->layers || !norms) {
@@ -401,9 +552,6 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     m->output_norm = norms;
     if (g_norm(&c, "output_norm.weight", D, norms, err)) goto out;
     norms += D;
-    char name[96];
-    static const char *mats[7] = {"attn_q", "attn_k", "attn_v", "attn_output",
-                                  "ffn_gate", "ffn_up", "ffn_down"};
     for (int l = 0; l < L; l++) {
         LayerWeights *lw = &m->layers[l];
         TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
@@ -419,8 +567,8 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         }
         for (int i = 0; i < 7; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[i]);
-            if (g_ternary(m, &c, name, outs[i], ins[i], tms[i], err) || step(&pr, "weights", err))
-                goto out;
+            int r = g_ternary(m, &c, &jl, name, outs[i], ins[i], tms[i], err);
+            if (r < 0 || step(&pr, "weights", err) || (r == 1 && step(&pr, "weights", err))) goto out;
         }
     }
     if (gguf_find_kv(&c.g, "tokenizer.chat_template")) {
@@ -433,6 +581,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
             }
         }
     }
+    if (jobs_run(&jl, &pr, err)) goto out;
     if (step(&pr, "tokenizer", err)) goto out;
     m->tok = gguf_tokenizer(&c, err);
     if (!m->tok) goto out;
@@ -450,6 +599,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     if (step(&pr, "done", err)) goto out;
     rc = 0;
 out:
+    free(jl.jobs);
     gguf_close(&c.g); /* tables only: the mapping is the Model's */
     return rc;
 }
@@ -460,12 +610,12 @@ static int j_int(json_t *cfg, const char *key, int *out, int required, int def, 
                  Err *err) {
     json_t *v = json_object_get(cfg, key);
     if (!v || json_is_null(v)) {
-        if (required) return err_set(err, "%s: config.json has no %s", path, key);
+        if (required) return err_set(err, "%s: no %s", path, key);
         *out = def;
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
-        return err_set(err, "%s: config.json %s is not a non-negative integer", path, key);
+        return err_set(err, "%s: %s is not a non-negative integer", path, key);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -476,7 +626,7 @@ static int j_float(json_t *cfg, const char *key, float *out, float def, const ch
         *out = def;
         return 0;
     }
-    if (!json_is_number(v)) return err_set(err, "%s: config.json %s is not a number", path, key);
+    if (!json_is_number(v)) return err_set(err, "%s: %s is not a number", path, key);
     *out = (float)json_number_value(v);
     return 0;
 }
@@ -521,42 +671,50 @@ static const StTensor *h_tensor(HfCtx *h, const char *name, uint64_t d0, uint64_
     return t;
 }
 
-static int h_ternary(Model *m, HfCtx *h, const char *base, int n_out, int n_in, TernaryMatrix *tm,
-                     Err *err) {
+static int h_ternary(Model *m, HfCtx *h, JobList *jl, const char *base, int n_out, int n_in,
+                     TernaryMatrix *tm, Err *err) {
     char name[160];
     snprintf(name, sizeof name, "%s.weight", base);
     const StTensor *t = st_find(&h->st, name);
     if (!t) return err_set(err, "%s: missing tensor %s", h->dir, name);
-    Err e2;
+    ConvJob *j;
     if (t->dtype == ST_U8) {
         if (!(t = h_tensor(h, name, (uint64_t)n_out / 4, (uint64_t)n_in, 2, err))) return -1;
         if (n_out % 4) return err_set(err, "%s: packed %s: %d rows not a multiple of 4", h->dir, name, n_out);
-        snprintf(name, sizeof name, "%s.weight_scale", base);
-        const StTensor *s = st_find(&h->st, name);
-        if (!s) return err_set(err, "%s: packed weight %s.weight has no %s", h->dir, base, name);
+        char sname[176];
+        snprintf(sname, sizeof sname, "%s.weight_scale", base);
+        const StTensor *s = st_find(&h->st, sname);
+        if (!s) return err_set(err, "%s: packed weight %s has no %s", h->dir, name, sname);
         int ft = st_float_type(s->dtype);
         if (ft < 0 || s->n_elements != 1)
-            return err_set(err, "%s: %s must be one float (is %s with %llu elements)", h->dir, name,
+            return err_set(err, "%s: %s must be one float (is %s with %llu elements)", h->dir, sname,
                            st_dtype_name(s->dtype), (unsigned long long)s->n_elements);
         float ws = float_elem(s->data, ft, 0);
         if (!isfinite(ws) || ws <= 0.0f)
-            return err_set(err, "%s: %s = %g is not a positive scale", h->dir, name, (double)ws);
+            return err_set(err, "%s: %s = %g is not a positive scale", h->dir, sname, (double)ws);
         uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
-        if (!buf) return -1;
-        if (hf_packed_to_i2s(t->data, n_out, n_in, tm->n_in_pad, buf, &e2))
-            return err_set(err, "%s: %s.weight: %s", h->dir, base, e2.msg);
-        tm->scale = h->autobit ? ws : 1.0f / ws;
-        return 0;
+        if (!buf || !(j = job_add(jl, err))) return -1;
+        j->kind = JOB_PACKED;
+        j->packed_scale = h->autobit ? ws : 1.0f / ws;
+        j->dst = buf;
+    } else {
+        int ft = st_float_type(t->dtype);
+        if (ft < 0)
+            return err_set(err, "%s: %s has dtype %s (expected BF16/F16/F32 master weights or packed U8)",
+                           h->dir, name, st_dtype_name(t->dtype));
+        if (!(t = h_tensor(h, name, (uint64_t)n_out, (uint64_t)n_in, 2, err))) return -1;
+        uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+        if (!buf || !(j = job_add(jl, err))) return -1;
+        j->kind = JOB_FLOAT;
+        j->type = ft;
+        j->dst = buf;
     }
-    int ft = st_float_type(t->dtype);
-    if (ft < 0)
-        return err_set(err, "%s: %s has dtype %s (expected BF16/F16/F32 master weights or packed U8)",
-                       h->dir, name, st_dtype_name(t->dtype));
-    if (!(t = h_tensor(h, name, (uint64_t)n_out, (uint64_t)n_in, 2, err))) return -1;
-    uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
-    if (!buf) return -1;
-    if (ternarize_absmean(t->data, ft, n_out, n_in, tm->n_in_pad, buf, &tm->scale))
-        return err_set(err, "out of memory ternarizing %s", name);
+    j->src = t->data;
+    j->n_out = n_out;
+    j->n_in = n_in;
+    j->k_pad = tm->n_in_pad;
+    j->scale = &tm->scale;
+    snprintf(j->name, sizeof j->name, "%s", name);
     return 0;
 }
 
@@ -604,11 +762,24 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     int rc = -1;
     HfCtx h;
     memset(&h, 0, sizeof h);
+    JobList jl;
+    memset(&jl, 0, sizeof jl);
     h.dir = dir;
     ModelConfig *cfg = &m->cfg;
     if (!json_is_object(jc)) {
         err_set(err, "%s: not a JSON object", p);
         goto out;
+    }
+    {
+        /* checked first so that a missing tokenizer is reported before minutes of conversion */
+        char tp[1200];
+        struct stat st;
+        snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+        if (stat(tp, &st) != 0) {
+            err_set(err, "%s: no tokenizer.json (a Hugging Face model folder needs config.json, "
+                         "model.safetensors and tokenizer.json)", dir);
+            goto out;
+        }
     }
     json_t *mt = json_object_get(jc, "model_type");
     if (json_is_string(mt) && strcmp(json_string_value(mt), "bitnet")) {
@@ -651,6 +822,11 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, p, err)) goto out;
+    json_t *rs = json_object_get(jc, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        err_set(err, "%s: rope_scaling is not supported (BitNet b1.58 uses plain RoPE)", p);
+        goto out;
+    }
     json_t *tie = json_object_get(jc, "tie_word_embeddings");
     /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
      * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */
@@ -666,7 +842,26 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     const int L = cfg->n_layers, D = cfg->dim, F = cfg->ffn_dim;
     const int QD = cfg->n_heads * cfg->head_dim, KVD = cfg->n_kv_heads * cfg->head_dim;
-    Progress pr = {opt, 0, 7 * L + 3, dir};
+    Progress pr = {opt, 0, 14 * L + 3, dir};
+    /* As for GGUF: all tensors present (norms with their shapes) before allocating. */
+    for (int l = 0; l < L; l++) {
+        static const char *hn[4] = {"input_layernorm", "self_attn.attn_sub_norm",
+                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
+        static const char *hm[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                    "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        char nm2[160];
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hn[i]);
+            if (!h_tensor(&h, nm2, (uint64_t)(i == 3 ? F : D), 0, 1, err)) goto out;
+        }
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hm[i]);
+            if (!st_find(&h.st, nm2)) {
+                err_set(err, "%s: missing tensor %s", dir, nm2);
+                goto out;
+            }
+        }
+    }
     m->layers = calloc((size_t)L, sizeof *m->layers);
     float *norms = model_storage_alloc(m, ((size_t)L * (3 * D + F) + D) * sizeof(float), err);
     if (!m->layers || !norms) {
@@ -701,10 +896,11 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         }
         for (int i = 0; i < 7; i++) {
             snprintf(name, sizeof name, "model.layers.%d.%s", l, mats[i]);
-            if (h_ternary(m, &h, name, outs[i], ins[i], tms[i], err) || step(&pr, "weights", err))
+            if (h_ternary(m, &h, &jl, name, outs[i], ins[i], tms[i], err) || step(&pr, "weights", err))
                 goto out;
         }
     }
+    if (jobs_run(&jl, &pr, err)) goto out;
     if (step(&pr, "tokenizer", err)) goto out;
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     m->tok = tokenizer_load_json(p, err);
@@ -727,6 +923,7 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     if (step(&pr, "done", err)) goto out;
     rc = 0;
 out:
+    free(jl.jobs);
     st_close(&h.st);
     json_decref(jc);
     return rc;

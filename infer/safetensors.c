@@ -179,7 +179,40 @@ static int plain_name(const char *s) {
     return s[0] && s[0] != '.' && !strchr(s, '/') && !strchr(s, '\\') && strlen(s) < 256;
 }
 
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Hash index over all tensor names; a name in two shards is an error. */
+static int build_index(StSet *set, const char *dir, Err *err) {
+    size_t cap = 16;
+    while (cap < set->n_tensors * 2) cap *= 2;
+    set->slots = malloc(cap * sizeof *set->slots);
+    if (!set->slots) return err_set(err, "out of memory");
+    memset(set->slots, 0xff, cap * sizeof *set->slots);
+    set->n_slots = cap;
+    for (size_t i = 0; i < set->n_tensors; i++) {
+        size_t h = name_hash(set->tensors[i].name) & (cap - 1);
+        while (set->slots[h] >= 0) {
+            if (!strcmp(set->tensors[set->slots[h]].name, set->tensors[i].name))
+                return err_set(err, "%s: tensor %.80s appears in two shards", dir, set->tensors[i].name);
+            h = (h + 1) & (cap - 1);
+        }
+        set->slots[h] = (int64_t)i;
+    }
+    return 0;
+}
+
+static int open_dir_files(StSet *set, const char *dir, Err *err);
+
 int st_open_dir(StSet *set, const char *dir, Err *err) {
+    if (open_dir_files(set, dir, err)) return -1;
+    return set->slots ? 0 : build_index(set, dir, err);
+}
+
+static int open_dir_files(StSet *set, const char *dir, Err *err) {
     char p[1200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     if (file_exists(p)) return st_open_file(set, p, err);
@@ -220,6 +253,7 @@ int st_open_dir(StSet *set, const char *dir, Err *err) {
         if ((rc = st_open_file(set, sp, err))) break;
     }
     /* Every indexed tensor must be in the shard the index names. */
+    if (!rc) rc = build_index(set, dir, err);
     if (!rc) {
         json_object_foreach(wm, key, v) {
             const StTensor *t = st_find(set, key);
@@ -234,11 +268,6 @@ int st_open_dir(StSet *set, const char *dir, Err *err) {
     }
     json_decref(idx);
     if (rc) return -1;
-    for (size_t i = 0; i < set->n_tensors; i++)
-        for (size_t j = i + 1; j < set->n_tensors; j++)
-            if (!strcmp(set->tensors[i].name, set->tensors[j].name))
-                return err_set(err, "%s: tensor %.80s appears in two shards", dir,
-                               set->tensors[i].name);
     return 0;
 }
 
@@ -249,10 +278,19 @@ void st_close(StSet *set) {
     for (int i = 0; i < set->n_files; i++)
         if (set->files[i].map) munmap(set->files[i].map, set->files[i].map_len);
     free(set->files);
+    free(set->slots);
     memset(set, 0, sizeof *set);
 }
 
 const StTensor *st_find(const StSet *set, const char *name) {
+    if (set->slots) {
+        size_t h = name_hash(name) & (set->n_slots - 1);
+        while (set->slots[h] >= 0) {
+            if (!strcmp(set->tensors[set->slots[h]].name, name)) return &set->tensors[set->slots[h]];
+            h = (h + 1) & (set->n_slots - 1);
+        }
+        return NULL;
+    }
     for (size_t i = 0; i < set->n_tensors; i++)
         if (!strcmp(set->tensors[i].name, name)) return &set->tensors[i];
     return NULL;

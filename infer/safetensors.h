@@ -43,6 +43,8 @@ typedef struct {
     int n_files;
     StTensor *tensors;
     size_t n_tensors, cap_tensors;
+    int64_t *slots;               /* name hash index, built by st_open_dir */
+    size_t n_slots;
 } StSet;
 
 /* Parses one buffer (kept alive by the caller) and appends its tensors to set, tagged `file`. */

@@ -6,3 +6,14 @@ if(BN_HAVE_CUDA)
   bn_add_test(NAME test_backend_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_cuda.c
               LIBS bn_infer LABELS gpu)
 endif()
+
+# The kernel lab (kernels/dev): built everywhere nvcc is, so that it cannot rot; run by hand on
+# a GPU (./dev_w2a8_gemv [version]).
+if(BN_HAVE_CUDA)
+  add_executable(dev_w2a8_gemv ${CMAKE_SOURCE_DIR}/kernels/dev/w2a8_gemv.cu)
+  target_link_libraries(dev_w2a8_gemv PRIVATE bn_kernels)
+endif()
+if(BN_HAVE_CUDA)
+  add_executable(dev_w2a8_gemm ${CMAKE_SOURCE_DIR}/kernels/dev/w2a8_gemm.cu)
+  target_link_libraries(dev_w2a8_gemm PRIVATE bn_kernels)
+endif()

@@ -39,3 +39,7 @@ bn_add_script_test(NAME test_model_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR
                    LABELS cpu)
 bn_add_test(NAME test_model_quant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_quant.c
             LIBS bn_infer LABELS cpu)
+bn_add_test(NAME test_model_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_gguf.c
+            LIBS bn_infer LABELS cpu)
+bn_add_test(NAME test_model_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_infer.c
+            LIBS bn_infer LABELS cpu)

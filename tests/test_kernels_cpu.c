@@ -260,6 +260,18 @@ static void test_norm_attention(CpuIsa isa) {
                 CHECK_MSG(memcmp(o1, o2, sizeof(float) * (size_t)hd) == 0,
                           "%s attention hd=%d ctx=%d f16=%d not bit-identical (max err %g)",
                           cpu_isa_name(isa), hd, nc, f16, rel_err(o1, o2, hd, 1.0));
+                /* GQA groups of 1..5 heads (5 = a pass of 4 and a pass of 1) */
+                for (int G = 1; G <= 5; G++) {
+                    float *qg = malloc(sizeof(float) * (size_t)G * hd), *scg = malloc(sizeof(float) * (size_t)G * nc);
+                    float *g1 = malloc(sizeof(float) * (size_t)G * hd), *g2 = malloc(sizeof(float) * (size_t)G * hd);
+                    for (int j = 0; j < G * hd; j++) qg[j] = rndf() * 4.0f;
+                    attention_group_ref(qg, G, K, V, f16, stride, nc, hd, scg, g1);
+                    attention_group_cpu(qg, G, K, V, f16, stride, nc, hd, scg, g2);
+                    CHECK_MSG(memcmp(g1, g2, sizeof(float) * (size_t)G * hd) == 0,
+                              "%s attention group G=%d hd=%d ctx=%d f16=%d not bit-identical",
+                              cpu_isa_name(isa), G, hd, nc, f16);
+                    free(qg), free(scg), free(g1), free(g2);
+                }
                 free(q), free(kf), free(vf), free(kh), free(vh), free(sc), free(o1), free(o2);
             }
 }

@@ -278,6 +278,8 @@ int main(int argc, char **argv) {
     hostile_hf("hf_bf16", "config.json", 40 * scale, 150 * scale);
     hostile_hf("hf_packed", "model-00002-of-00002.safetensors", 60 * scale, 200 * scale);
     hostile_hf("hf_packed", "model.safetensors.index.json", 40 * scale, 150 * scale);
+    hostile_hf("hf_packed", "tokenizer.json", 40 * scale, 150 * scale);
+    hostile_hf("hf_packed", "tokenizer_config.json", 20 * scale, 60 * scale);
     printf("hostile files: %ld damaged inputs tried, %ld refused with a clean error, %ld loaded "
            "(benign damage), 0 crashes\n", n_tried, n_failed_clean, n_loaded);
     char cmd[300];

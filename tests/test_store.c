@@ -1122,20 +1122,30 @@ static void test_locked(void) {
     REQUIRE(history_reply_begin(h, &ri) == 0); /* retried: still locked (short timeout) */
     CHECK(!history_take_warning(h, &w));        /* no repeated warning */
     REQUIRE(history_reply_append(h, "partial ", 8) == 0);
+    REQUIRE(history_reply_append(h, "reply", 5) == 0);
+    REQUIRE(history_reply_end(h, NULL, STOP_EOS, false) == 0);
+    /* A new chat while the first is still unsaved: the first is owed, not dropped. */
+    REQUIRE(history_begin_session(h, NULL) == 0);
+    REQUIRE(history_add_user(h, "second chat while locked") == 0);
+    CHECK(!history_persistent(h));
     c = 1;
     REQUIRE(write(done[1], &c, 1) == 1);
     int st;
     waitpid(kid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    REQUIRE(history_reply_append(h, "reply", 5) == 0);
-    REQUIRE(history_reply_end(h, NULL, STOP_EOS, false) == 0); /* commit point: writes all */
+    REQUIRE(history_reply_begin(h, &ri) == 0); /* commit point: writes both chats */
     CHECK(history_persistent(h));
     CHECK(history_take_warning(h, &w));
     CHECK_MSG(strstr(w.msg, "again"), "%s", w.msg);
+    REQUIRE(history_reply_append(h, "second reply", 12) == 0);
+    REQUIRE(history_reply_end(h, NULL, STOP_EOS, false) == 0);
     history_close(h);
     CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text = 'written while locked'"), 1);
     CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text = 'partial reply' AND interrupted = 0"), 1);
-    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM sessions"), 1);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text = 'second reply' AND interrupted = 0"), 1);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM sessions"), 2);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM sessions WHERE title = 'second chat while locked'"), 1);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 4);
 
     /* Locked while opening (an old-format file another program holds exclusively): the
      * recorder keeps the path and opens (and migrates) it at the next commit point. */

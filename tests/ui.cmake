@@ -14,8 +14,8 @@ endif()
 if(NOT EXISTS ${CMAKE_SOURCE_DIR}/app/store.c)
   list(APPEND BN_UI_STANDINS ${BN_UI_FAKE_DIR}/fake_store.c)
 endif()
-if(NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/engine.c)
-  message(WARNING "infer/engine.c is missing: bitnet-chat is linked with the scripted test engine")
+if(NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/engine.c OR NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/infer.c)
+  message(WARNING "infer/engine.c or infer/infer.c is missing: bitnet-chat is linked with the scripted test engine")
   target_sources(bitnet-chat PRIVATE ${BN_UI_FAKE_DIR}/fake_engine.c)
 endif()
 if(BN_UI_STANDINS)
@@ -31,3 +31,19 @@ target_link_libraries(bitnet-chat-fake PRIVATE bn_ui bn_app)
 
 bn_add_script_test(NAME test_ui_fake SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_fake.sh
                    ARGS $<TARGET_FILE:bitnet-chat-fake> LABELS ui TIMEOUT 240)
+
+# The man page must match `--help` and the slash-command table, both ways.
+bn_add_script_test(NAME test_manpage SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_manpage.sh LABELS cpu)
+
+# Slash-command parsing and effects, no terminal (over the scripted engine).
+bn_add_test(NAME test_commands
+            SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_commands.c ${BN_UI_FAKE_DIR}/fake_engine.c
+                    ${BN_UI_STANDINS}
+            LIBS bn_app LABELS cpu)
+
+# The real program with a real small model.
+bn_add_script_test(NAME test_ui_real SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_real.sh
+                   LABELS ui TIMEOUT 300)
+
+bn_add_test(NAME test_keys SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_keys.c ${CMAKE_SOURCE_DIR}/ui/keys.c
+            LABELS cpu)

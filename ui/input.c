@@ -200,7 +200,10 @@ void input_init(const char *history_path, int rows, int cols) {
     rl_redisplay_function = hook_redisplay;
     rl_attempted_completion_function = attempt_completion;
     rl_completion_display_matches_hook = show_matches;
-    rl_initialize(); /* reads ~/.inputrc once; our bindings below win over it */
+    /* Defaults that suit a hint line; ~/.inputrc (read by rl_initialize) may change them. */
+    rl_variable_bind("show-all-if-ambiguous", "on");
+    rl_variable_bind("bell-style", "none");
+    rl_initialize(); /* reads ~/.inputrc once; the key bindings below win over it */
     rl_bind_key_in_map('\n', insert_newline, emacs_standard_keymap);
     rl_bind_key_in_map('\n', insert_newline, vi_insertion_keymap);
     rl_bind_keyseq_in_map("\x1b\r", insert_newline, emacs_standard_keymap);
@@ -265,6 +268,7 @@ void input_clear(void) {
     rl_replace_line("", 1);
     rl_point = rl_end = 0;
     rl_mark = 0;
+    rl_last_func = NULL; /* the next Tab starts a fresh completion */
     /* Leave any incremental search or vi command state and show the normal prompt again. */
     rl_callback_handler_remove();
     rl_callback_handler_install(PROMPT, on_line);

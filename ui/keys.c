@@ -62,7 +62,7 @@ size_t keys_decode(const char *buf, size_t n, bool at_end, Key *k) {
         case 0x7f: case 0x08: return set(k, K_BACKSPACE, buf, 1);
         }
         /* A UTF-8 character is passed whole when complete (readline takes it either way). */
-        size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        size_t need = c >= 0xF8 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
         if (need > 1 && n < need && !at_end) return 0;
         size_t len = 1;
         while (len < need && len < n && ((unsigned char)buf[len] & 0xC0) == 0x80) len++;

@@ -47,6 +47,8 @@ typedef struct {
     int rows, cols, input_rows;
     unsigned dirty;
     int64_t last_draw;
+    int64_t last_drain;      /* when engine events were last taken */
+    bool engine_waiting;     /* the engine fd was readable; taken at the next frame */
     char inbuf[INBUF];
     size_t inlen;
     int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
@@ -330,6 +332,16 @@ static void process_input(Ui *u, bool at_end) {
             continue;
         }
         if (k.type == K_PASTE_END) continue;
+        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b && (u->browser || app_busy(u->app))) {
+            /* Esc and a key typed right after it arrive together and look like Alt+key. The
+             * browser has no Alt keys, and while a reply runs Esc means stop: split them. */
+            Key esc = {K_ESC, k.bytes, 1};
+            if (u->browser) browser_result(u, browser_key(u->browser, &esc));
+            else chat_key(u, &esc);
+            if (u->quit) break;
+            off -= 1;
+            continue;
+        }
         if (u->browser) {
             browser_result(u, browser_key(u->browser, &k));
             u->dirty |= D_ALL;
@@ -386,10 +398,18 @@ static int run(const AppConfig *cfg, bool browse) {
     while (!u.quit) {
         int64_t now = mono_ms();
         int timeout = 1000;
-        if (app_busy(app)) timeout = 250; /* reply checkpoints */
+        if (app_busy(app)) timeout = 250; /* history warnings, the hint timer */
         if (u.dirty) {
             int wait = (int)(u.last_draw + FRAME_MS - now);
             timeout = wait > 0 ? wait : 0;
+        }
+        /* Engine events are taken at most once a frame: while a reply streams, the main
+         * thread wakes ~30 times a second instead of once per token, leaving the cores to
+         * the decoder (the channel merges the text meanwhile; it never blocks the engine). */
+        if (u.engine_waiting) {
+            int wait = (int)(u.last_drain + FRAME_MS - now);
+            if (wait < 0) wait = 0;
+            if (wait < timeout) timeout = wait;
         }
         if (u.esc_deadline) {
             int wait = (int)(u.esc_deadline - now);
@@ -398,11 +418,12 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         struct pollfd fds[3] = {
             {STDIN_FILENO, POLLIN, 0},
-            {app_event_fd(app), POLLIN, 0},
             {screen_signal_fd(), POLLIN, 0},
+            {u.engine_waiting ? -1 : app_event_fd(app), POLLIN, 0},
         };
         int pr = poll(fds, 3, timeout);
         if (pr < 0 && errno != EINTR) break;
+        if (pr > 0 && (fds[2].revents & POLLIN)) u.engine_waiting = true;
 
         ScreenSignals sig = screen_take_signals();
         if (sig.quit) break;
@@ -422,7 +443,11 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         bool at_end = u.esc_deadline && mono_ms() >= u.esc_deadline;
         if (u.inlen) process_input(&u, at_end || u.inlen == sizeof u.inbuf);
-        if (pr > 0 && (fds[1].revents & POLLIN)) apply(&u, app_process_events(app));
+        if (u.engine_waiting && mono_ms() - u.last_drain >= FRAME_MS) {
+            u.engine_waiting = false;
+            u.last_drain = mono_ms();
+            apply(&u, app_process_events(app));
+        }
         app_tick(app);
 
         char matches[512];

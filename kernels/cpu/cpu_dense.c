@@ -86,11 +86,65 @@ AVX2_TARGET static inline __m256 load8(CpuDenseType type, const void *w, size_t 
     return _mm256_loadu_ps((const float *)w + i);
 }
 
+/* ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)): the reference's combination order (dot_f32_ref) */
 AVX2_TARGET static inline float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    const __m256 t = _mm256_hadd_ps(v, v);
+    const __m256 u = _mm256_hadd_ps(t, t);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+}
+
+/* The same sum for eight vectors at once: lane j of the result is hsum_ps(v[j]). */
+AVX2_TARGET static inline __m256 hsum8_ps(const __m256 v[8]) {
+    const __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+    const __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* exp_ref on 8 lanes with the same operations */
+AVX2_TARGET static inline __m256 exp8_ps(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.0f);
+    const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ); /* false for nan and below -87 */
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 z = _mm256_mul_ps(r, r);
+    __m256 y = _mm256_fmadd_ps(p, z, r);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
+}
+
+/* softmax in place, as the reference's softmax_ref */
+AVX2_TARGET static void softmax_avx2(float *x, int n) {
+    float mx = -INFINITY;
+    for (int t = 0; t < n; t++)
+        if (x[t] > mx) mx = x[t];
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    int t = 0;
+    for (; t + 8 <= n; t += 8) {
+        const __m256 e = exp8_ps(_mm256_sub_ps(_mm256_loadu_ps(x + t), vmx));
+        _mm256_storeu_ps(x + t, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum_ps(acc);
+    for (; t < n; t++) {
+        x[t] = exp_ref(x[t] - mx);
+        sum = sum + x[t];
+    }
+    const float inv = 1.0f / sum;
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (t = 0; t + 8 <= n; t += 8) _mm256_storeu_ps(x + t, _mm256_mul_ps(_mm256_loadu_ps(x + t), vinv));
+    for (; t < n; t++) x[t] = x[t] * inv;
 }
 
 /* One token: 4 rows at a time, two accumulators per row (8 FMA chains in flight). */
@@ -100,15 +154,18 @@ AVX2_TARGET static void dense_gemv_avx2(CpuDenseType type, const void *w, int k,
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         __m256 a[4][2];
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
         for (int j = 0; j < k16; j += 16) {
             const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+            #pragma GCC unroll 4
             for (int i = 0; i < 4; i++) {
                 const size_t base = (size_t)(r + i) * k + j;
                 a[i][0] = _mm256_fmadd_ps(load8(type, w, base), x0, a[i][0]);
                 a[i][1] = _mm256_fmadd_ps(load8(type, w, base + 8), x1, a[i][1]);
             }
         }
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             float s = hsum_ps(_mm256_add_ps(a[i][0], a[i][1]));
             for (int j = k16; j < k; j++) s += dense_get(type, w, (size_t)(r + i) * k + j) * x[j];
@@ -128,17 +185,24 @@ AVX2_TARGET static void dense_gemm_avx2(CpuDenseType type, const void *w, int k,
         for (int m = 0; m < M; m += 4) {
             const int nt = M - m >= 4 ? 4 : M - m;
             __m256 a[2][4];
+            #pragma GCC unroll 4
             for (int i = 0; i < 2; i++)
+                #pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) a[i][t] = _mm256_setzero_ps();
             for (int j = 0; j < k8; j += 8) {
                 __m256 wv[2];
+                #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) wv[i] = load8(type, w, (size_t)(r + i) * k + j);
+                #pragma GCC unroll 4
                 for (int t = 0; t < nt; t++) {
                     const __m256 xv = _mm256_loadu_ps(x + (size_t)(m + t) * k + j);
+                    #pragma GCC unroll 4
                     for (int i = 0; i < nr; i++) a[i][t] = _mm256_fmadd_ps(wv[i], xv, a[i][t]);
                 }
             }
+            #pragma GCC unroll 4
             for (int i = 0; i < nr; i++)
+                #pragma GCC unroll 4
                 for (int t = 0; t < nt; t++) {
                     float s = hsum_ps(a[i][t]);
                     for (int j = k8; j < k; j++)
@@ -169,19 +233,23 @@ typedef struct {
     const float *x;
     int M;
     float *y;
-    int ld_y;
+    int ld_y, next;
 } DenseJob;
 
+enum { DENSE_CHUNK = 256 }; /* rows per claimed chunk: 1.3 MB of an f16 2560-wide lm_head */
+
 static void dense_task(void *ctx, int ith, int nth) {
-    const DenseJob *j = ctx;
-    int r0, r1;
-    cpu_split(j->n, 16, ith, nth, &r0, &r1);
-    if (r1 > r0) dense_gemm_rows(j->type, j->w, j->k, j->x, j->M, r0, r1, j->y, j->ld_y);
+    DenseJob *j = ctx;
+    (void)ith, (void)nth;
+    for (int c; (c = cpu_chunk_claim(&j->next)) * DENSE_CHUNK < j->n;) {
+        const int r0 = c * DENSE_CHUNK, r1 = r0 + DENSE_CHUNK < j->n ? r0 + DENSE_CHUNK : j->n;
+        dense_gemm_rows(j->type, j->w, j->k, j->x, j->M, r0, r1, j->y, j->ld_y);
+    }
 }
 
 void dense_gemm_mt(CpuPool *p, CpuDenseType type, const void *w, int n, int k, const float *x,
                    int M, float *y, int ld_y) {
-    DenseJob j = {type, w, n, k, x, M, y, ld_y};
+    DenseJob j = {type, w, n, k, x, M, y, ld_y, 0};
     cpu_pool_run(p, dense_task, &j);
 }
 
@@ -193,13 +261,10 @@ AVX2_TARGET static void rmsnorm_avx2(const float *x, const float *w, int n, floa
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
+        acc = _mm256_fmadd_ps(v, v, acc);
     }
     float ss = hsum_ps(acc);
-    for (; i < n; i++) {
-        const float p = x[i] * x[i];
-        ss = ss + p;
-    }
+    for (; i < n; i++) ss = fmaf(x[i], x[i], ss);
     const float inv = 1.0f / sqrtf(ss / (float)n + eps);
     const __m256 vinv = _mm256_set1_ps(inv);
     i = 0;
@@ -222,78 +287,103 @@ void rmsnorm_cpu(const float *x, const float *w, int n, float eps, float *out) {
 /* ---- attention (one query head) ------------------------------------------------------------------ */
 
 #ifdef BN_X86
-/* head_dim % 8 == 0. Scores: four positions at a time (independent chains), each one 8-lane
- * accumulator over the head as in dot_f32_ref. Output: out[i] += p_t * V[t][i] in t order,
- * four 8-wide column groups at a time. */
-AVX2_TARGET static void attention_head_avx2(const float *q, const void *k, const void *v,
-                                            int kv_f16, size_t kv_stride, int n_ctx,
-                                            int head_dim, float *scratch, float *out) {
+/* G (<= 4 per pass) heads sharing one KV head, head_dim % 8 == 0. Scores: two positions at a
+ * time, each (head, position) one 8-lane FMA accumulator over the head as in dot_f32_ref, so
+ * every K row is loaded and converted once for all the heads. Softmax as the reference. Output:
+ * out[g][i] = fma(p[g][t], V[t][i], out[g][i]) in t order, 16 columns x 4 heads at a time. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+attention_pass_avx2(const float *qg, int ng, const void *k, const void *v, CpuDenseType ty,
+                    size_t kv_stride, int n_ctx, int head_dim, float *sg, float *outg) {
     const float scale = 1.0f / sqrtf((float)head_dim);
+    {
+        int t = 0;
+        for (; t + 2 <= n_ctx; t += 2) {
+            __m256 a[4][2];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) a[g][0] = a[g][1] = _mm256_setzero_ps();
+            const size_t b0 = (size_t)t * kv_stride;
+            for (int i = 0; i < head_dim; i += 8) {
+                const __m256 k0 = load8(ty, k, b0 + i), k1 = load8(ty, k, b0 + kv_stride + i);
+#pragma GCC unroll 4
+                for (int g = 0; g < ng; g++) {
+                    const __m256 qv = _mm256_loadu_ps(qg + (size_t)g * head_dim + i);
+                    a[g][0] = _mm256_fmadd_ps(qv, k0, a[g][0]);
+                    a[g][1] = _mm256_fmadd_ps(qv, k1, a[g][1]);
+                }
+            }
+            __m256 all[8];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) all[g] = a[g][0], all[4 + g] = a[g][1];
+            float sums[8];
+            _mm256_storeu_ps(sums, _mm256_mul_ps(hsum8_ps(all), _mm256_set1_ps(scale)));
+            for (int g = 0; g < ng; g++) {
+                sg[(size_t)g * n_ctx + t] = sums[g];
+                sg[(size_t)g * n_ctx + t + 1] = sums[4 + g];
+            }
+        }
+        for (; t < n_ctx; t++)
+            for (int g = 0; g < ng; g++) {
+                __m256 a0 = _mm256_setzero_ps();
+                for (int i = 0; i < head_dim; i += 8)
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qg + (size_t)g * head_dim + i), load8(ty, k, (size_t)t * kv_stride + i), a0);
+                sg[(size_t)g * n_ctx + t] = hsum_ps(a0) * scale;
+            }
+        for (int g = 0; g < ng; g++) softmax_avx2(sg + (size_t)g * n_ctx, n_ctx);
+        for (int i = 0; i < head_dim; i += 16) {
+            const int two = i + 16 <= head_dim;
+            __m256 o[4][2];
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) o[g][0] = o[g][1] = _mm256_setzero_ps();
+            for (t = 0; t < n_ctx; t++) {
+                const size_t b = (size_t)t * kv_stride + i;
+                const __m256 v0 = load8(ty, v, b), v1 = two ? load8(ty, v, b + 8) : v0;
+#pragma GCC unroll 4
+                for (int g = 0; g < ng; g++) {
+                    const __m256 p = _mm256_set1_ps(sg[(size_t)g * n_ctx + t]);
+                    o[g][0] = _mm256_fmadd_ps(p, v0, o[g][0]);
+                    o[g][1] = _mm256_fmadd_ps(p, v1, o[g][1]);
+                }
+            }
+            for (int g = 0; g < ng; g++) {
+                float *og = outg + (size_t)g * head_dim + i;
+                _mm256_storeu_ps(og, o[g][0]);
+                if (two) _mm256_storeu_ps(og + 8, o[g][1]);
+            }
+        }
+    }
+}
+
+/* Passes of 4 heads (the 2B model's GQA group), then 2 and 1, each with a constant head count
+ * so the accumulators stay in registers. */
+AVX2_TARGET static void attention_group_avx2(const float *q, int G, const void *k, const void *v,
+                                             int kv_f16, size_t kv_stride, int n_ctx,
+                                             int head_dim, float *scratch, float *out) {
     const CpuDenseType ty = kv_f16 ? CPU_DENSE_F16 : CPU_DENSE_F32;
-    float mx = -INFINITY;
-    int t = 0;
-    for (; t + 4 <= n_ctx; t += 4) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const size_t b0 = (size_t)t * kv_stride;
-        for (int i = 0; i < head_dim; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(qv, load8(ty, k, b0 + i)));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(qv, load8(ty, k, b0 + kv_stride + i)));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(qv, load8(ty, k, b0 + 2 * kv_stride + i)));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(qv, load8(ty, k, b0 + 3 * kv_stride + i)));
-        }
-        scratch[t] = hsum_ps(a0) * scale;
-        scratch[t + 1] = hsum_ps(a1) * scale;
-        scratch[t + 2] = hsum_ps(a2) * scale;
-        scratch[t + 3] = hsum_ps(a3) * scale;
-    }
-    for (; t < n_ctx; t++) {
-        __m256 a0 = _mm256_setzero_ps();
-        for (int i = 0; i < head_dim; i += 8)
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(q + i), load8(ty, k, (size_t)t * kv_stride + i)));
-        scratch[t] = hsum_ps(a0) * scale;
-    }
-    for (t = 0; t < n_ctx; t++)
-        if (scratch[t] > mx) mx = scratch[t];
-    float sum = 0.0f;
-    for (t = 0; t < n_ctx; t++) {
-        scratch[t] = expf(scratch[t] - mx);
-        sum += scratch[t];
-    }
-    const float inv = 1.0f / sum;
-    for (t = 0; t < n_ctx; t++) scratch[t] = scratch[t] * inv;
-    int i = 0;
-    for (; i + 32 <= head_dim; i += 32) {
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        for (t = 0; t < n_ctx; t++) {
-            const __m256 p = _mm256_set1_ps(scratch[t]);
-            const size_t b = (size_t)t * kv_stride + i;
-            o0 = _mm256_add_ps(o0, _mm256_mul_ps(p, load8(ty, v, b)));
-            o1 = _mm256_add_ps(o1, _mm256_mul_ps(p, load8(ty, v, b + 8)));
-            o2 = _mm256_add_ps(o2, _mm256_mul_ps(p, load8(ty, v, b + 16)));
-            o3 = _mm256_add_ps(o3, _mm256_mul_ps(p, load8(ty, v, b + 24)));
-        }
-        _mm256_storeu_ps(out + i, o0);
-        _mm256_storeu_ps(out + i + 8, o1);
-        _mm256_storeu_ps(out + i + 16, o2);
-        _mm256_storeu_ps(out + i + 24, o3);
-    }
-    for (; i < head_dim; i += 8) {
-        __m256 o0 = _mm256_setzero_ps();
-        for (t = 0; t < n_ctx; t++)
-            o0 = _mm256_add_ps(o0, _mm256_mul_ps(_mm256_set1_ps(scratch[t]), load8(ty, v, (size_t)t * kv_stride + i)));
-        _mm256_storeu_ps(out + i, o0);
-    }
+    int g0 = 0;
+    for (; g0 + 4 <= G; g0 += 4)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 4, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
+    for (; g0 + 2 <= G; g0 += 2)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 2, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
+    for (; g0 < G; g0++)
+        attention_pass_avx2(q + (size_t)g0 * head_dim, 1, k, v, ty, kv_stride, n_ctx, head_dim,
+                            scratch + (size_t)g0 * n_ctx, out + (size_t)g0 * head_dim);
 }
 #endif
 
-void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
-                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+void attention_group_cpu(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
 #ifdef BN_X86
-    if (cpu_isa_active() >= CPU_ISA_AVX2 && head_dim % 8 == 0 && head_dim <= 1024) {
-        attention_head_avx2(q, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+    if (cpu_isa_active() >= CPU_ISA_AVX2 && head_dim % 8 == 0) {
+        attention_group_avx2(q, G, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
         return;
     }
 #endif
-    attention_head_ref(q, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+    attention_group_ref(q, G, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
+}
+
+void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
+                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+    attention_group_cpu(q, 1, k, v, kv_f16, kv_stride, n_ctx, head_dim, scratch, out);
 }

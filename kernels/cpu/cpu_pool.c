@@ -74,7 +74,10 @@ void cpu_split(int n, int align, int ith, int nth, int *begin, int *end) {
 
 /* ---- pool ----------------------------------------------------------------------------------- */
 
-enum { POOL_SPIN = 1 << 15 }; /* pause iterations (~0.5-1 ms) before a worker sleeps */
+/* Pause iterations a worker spins for the next job (~0.3-1 ms) before it sleeps, and that the
+ * caller spins for the workers before it starts yielding its core (a worker that is not
+ * running, on a busy machine, cannot finish while we spin on its core). */
+enum { POOL_SPIN = 1 << 14, POOL_WAIT_SPIN = 1 << 11 };
 
 typedef struct {
     CpuPool *pool;
@@ -186,7 +189,7 @@ void cpu_pool_run(CpuPool *p, CpuTaskFn fn, void *ctx) {
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
     for (long i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
-        if (i < POOL_SPIN) cpu_relax();
+        if (i < POOL_WAIT_SPIN) cpu_relax();
         else sched_yield(); /* a worker was descheduled: give it the core */
     }
 }

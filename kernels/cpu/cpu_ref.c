@@ -120,23 +120,18 @@ void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out
 /* ---- norms, rope, attention ----------------------------------------------------------------- */
 
 /* The fixed summation order of fp32 dot products in the reference: 8 interleaved partial sums
- * (lane l takes elements l, l+8, l+16, ...; each step a multiply, then an add), combined as
- * ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)), then the tail (n % 8) in order. A SIMD path that keeps
- * one 8-lane accumulator and does the same horizontal sum gets the same bits, so the fast
- * forward pass can match this reference exactly (no int8 rounding flips between them). */
+ * (lane l takes elements l, l+8, l+16, ...; each step one fused multiply-add, fmaf), combined
+ * as ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7)), then the tail (n % 8) in order, also fused. A SIMD
+ * path that keeps one 8-lane FMA accumulator and does the same horizontal sum gets the same
+ * bits, so the fast forward pass can match this reference exactly (no int8 rounding flips
+ * between them). */
 float dot_f32_ref(const float *a, const float *b, int n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) {
-            const float p = a[i + l] * b[i + l];
-            acc[l] = acc[l] + p;
-        }
-    float s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
-    for (; i < n; i++) {
-        const float p = a[i] * b[i];
-        s = s + p;
-    }
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(a[i + l], b[i + l], acc[l]);
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s = fmaf(a[i], b[i], s);
     return s;
 }
 
@@ -173,35 +168,86 @@ void rope_apply_ref(float *x, int n_heads, int head_dim, const float *cs_pos, in
     }
 }
 
-void attention_head_ref(const float *q, const void *k, const void *v, int kv_f16,
-                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
-    /* rows of K and V as f32 (head_dim <= 1024 here; larger heads are not a BitNet shape) */
-    float row[1024];
-    const float scale = 1.0f / sqrtf((float)head_dim);
+static float kv_get(const void *base, int kv_f16, size_t i) {
+    return kv_f16 ? f16_to_f32_ref(((const uint16_t *)base)[i]) : ((const float *)base)[i];
+}
+
+/* dot_f32_ref's order, with the K row read (and converted) in place */
+static float dot_kv_ref(const float *q, const void *k, int kv_f16, size_t row, int n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(q[i + l], kv_get(k, kv_f16, row + i + l), acc[l]);
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s = fmaf(q[i], kv_get(k, kv_f16, row + i), s);
+    return s;
+}
+
+/* e^x for the softmax, defined here (not libm's expf) so that the scalar reference and the SIMD
+ * paths compute it with the same IEEE operations and agree bit for bit: x = n ln2 + r with
+ * n = rint(x log2 e), r reduced with a two-part ln2 by fused multiply-adds, e^r from the
+ * Cephes degree-7 polynomial (Horner, fused), then scaled by 2^n through the exponent bits.
+ * Within 2 ulp of e^x on [-87, 88]; below -87 it returns 0 (e^-87 < 2e-38; softmax inputs are
+ * x - max <= 0, and the sum they are divided by is at least 1). */
+float exp_ref(float x) {
+    if (!(x >= -87.0f)) return 0.0f; /* also -inf and nan */
+    if (x > 88.0f) x = 88.0f;
+    const float n = rintf(x * 1.44269504088896341f);
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    const float z = r * r;
+    float y = fmaf(p, z, r);
+    y = y + 1.0f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float two_n;
+    memcpy(&two_n, &bits, 4);
+    return y * two_n;
+}
+
+/* In place: x = softmax(x). The sum uses dot_f32_ref's order (8 interleaved partial sums). */
+static void softmax_ref(float *x, int n) {
     float mx = -INFINITY;
-    for (int t = 0; t < n_ctx; t++) {
-        for (int i = 0; i < head_dim; i++)
-            row[i] = kv_f16 ? f16_to_f32_ref(((const uint16_t *)k)[(size_t)t * kv_stride + i])
-                            : ((const float *)k)[(size_t)t * kv_stride + i];
-        scratch[t] = dot_f32_ref(q, row, head_dim) * scale;
-        if (scratch[t] > mx) mx = scratch[t];
-    }
-    float sum = 0.0f;
-    for (int t = 0; t < n_ctx; t++) {
-        scratch[t] = expf(scratch[t] - mx);
-        sum += scratch[t];
+    for (int t = 0; t < n; t++)
+        if (x[t] > mx) mx = x[t];
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int t = 0;
+    for (; t + 8 <= n; t += 8)
+        for (int l = 0; l < 8; l++) {
+            x[t + l] = exp_ref(x[t + l] - mx);
+            acc[l] = acc[l] + x[t + l];
+        }
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; t < n; t++) {
+        x[t] = exp_ref(x[t] - mx);
+        sum = sum + x[t];
     }
     const float inv = 1.0f / sum;
+    for (t = 0; t < n; t++) x[t] = x[t] * inv;
+}
+
+void attention_head_ref(const float *q, const void *k, const void *v, int kv_f16,
+                        size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    for (int t = 0; t < n_ctx; t++)
+        scratch[t] = dot_kv_ref(q, k, kv_f16, (size_t)t * kv_stride, head_dim) * scale;
+    softmax_ref(scratch, n_ctx);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
-    for (int t = 0; t < n_ctx; t++) {
-        const float p = scratch[t] * inv;
-        for (int i = 0; i < head_dim; i++) {
-            const float vi = kv_f16 ? f16_to_f32_ref(((const uint16_t *)v)[(size_t)t * kv_stride + i])
-                                    : ((const float *)v)[(size_t)t * kv_stride + i];
-            const float pv = p * vi;
-            out[i] = out[i] + pv;
-        }
-    }
+    for (int t = 0; t < n_ctx; t++)
+        for (int i = 0; i < head_dim; i++)
+            out[i] = fmaf(scratch[t], kv_get(v, kv_f16, (size_t)t * kv_stride + i), out[i]);
+}
+
+void attention_group_ref(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out) {
+    for (int g = 0; g < G; g++)
+        attention_head_ref(q + (size_t)g * head_dim, k, v, kv_f16, kv_stride, n_ctx, head_dim,
+                           scratch + (size_t)g * n_ctx, out + (size_t)g * head_dim);
 }
 
 void relu2_mul_ref(const float *g, const float *u, int n, float *m) {

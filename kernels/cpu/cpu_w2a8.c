@@ -59,6 +59,7 @@ __attribute__((target("avx2,fma,f16c"))) static float quant_act_avx2(const float
     i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256i v[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             const __m256 f = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vs),
                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -167,6 +168,7 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
             const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
             const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
             const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i wv =
                     _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
@@ -180,8 +182,10 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
                 acc16[r] = _mm256_add_epi16(acc16[r], s);
             }
         }
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) acc32[r] = _mm256_add_epi32(acc32[r], _mm256_madd_epi16(acc16[r], ones));
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) out[r] = hsum_epi32_avx2(acc32[r]);
 }
 
@@ -194,6 +198,7 @@ __attribute__((target("avx2,fma,f16c"))) static void gemv_avx2(const uint8_t *w,
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
         gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 4, o);
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
@@ -209,6 +214,7 @@ __attribute__((target("avx2,fma,f16c"))) static void unpack_panel_avx2(const uin
                                                                         int kc, uint8_t *panel) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
+    #pragma GCC unroll 4
     for (int r = 0; r < nr; r++) {
         const uint8_t *row = w + rb * (size_t)r;
         uint8_t *pr = panel + (size_t)r * GEMM_KC;
@@ -229,18 +235,25 @@ tile_avx2(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int
           int32_t out[GEMM_RB][GEMM_MT], int r_off, int t_off) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[2][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 2; r++)
+        #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
     for (int k = 0; k < kc; k += 32) {
         __m256i wv[2];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++)
                 acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones));
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc[r][t]);
 }
 
@@ -274,6 +287,7 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
     __m256i acc[4][2];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int b = 0; b < nb; b++) {
         const int8_t *qb = q + (size_t)b * I2S_BLOCK;
@@ -281,6 +295,7 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
         const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
         const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
         const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
             const __m256i c0 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
@@ -293,6 +308,7 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
             acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c3, a3);
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) out[r] = hsum_epi32_avx2(_mm256_add_epi32(acc[r][0], acc[r][1]));
 }
 
@@ -305,6 +321,7 @@ __attribute__((target(VNNI_TARGET))) static void gemv_vnni(const uint8_t *w, int
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
         gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 4, o);
+        #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
@@ -323,17 +340,24 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void
 tile_vnni(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int NT,
           int32_t out[GEMM_RB][GEMM_MT], int t_off) {
     __m512i acc[4][4];
+    #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
+        #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_si512();
     for (int k = 0; k < kc; k += 64) {
         __m512i wv[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) wv[r] = _mm512_loadu_si512((const void *)(panel + (size_t)r * GEMM_KC + k));
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             const __m512i a = _mm512_loadu_si512((const void *)(q + (size_t)t * ldq + k));
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], a);
         }
     }
+    #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) out[r][t_off + t] += hsum_epi32_512(acc[r][t]);
 }
 
@@ -366,6 +390,7 @@ static int gemm_core(const uint8_t *w, int k_pad, const int8_t *q, int M, int nr
 #ifdef BN_X86
     const CpuIsa isa = cpu_isa_active();
     if (isa >= CPU_ISA_AVX2) {
+        #pragma GCC unroll 4
         for (int r = 0; r < nr; r++)
             for (int m = 0; m < M; m++) out[r][m] = 0;
         if (isa >= CPU_ISA_AVX512) gemm_core_vnni(w, k_pad, q, M, nr, out);
@@ -417,6 +442,7 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
                 gemm_scalar(w, k_pad, qm, mt, r, r + nr, acc + (size_t)m0 * ld_acc + r, ld_acc);
                 continue;
             }
+            #pragma GCC unroll 4
             for (int i = 0; i < nr; i++)
                 for (int m = 0; m < mt; m++)
                     acc[(size_t)(m0 + m) * ld_acc + r + i] = tile[i][m] - qsum[m0 + m];
@@ -450,12 +476,14 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
         for (int r = r0; r < r1; r += GEMM_RB) {
             const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
             if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
+                #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
                     gemm_scalar(w, k_pad, qm, mt, r + i, r + i + 1, &tile[i][0], 1);
                     /* gemm_scalar wrote signed sums at tile[i][m]; undo the qsum step below */
                     for (int m = 0; m < mt; m++) tile[i][m] += qsum[m0 + m];
                 }
             }
+            #pragma GCC unroll 4
             for (int i = 0; i < nr; i++)
                 for (int m = 0; m < mt; m++) {
                     const int32_t a = tile[i][m] - qsum[m0 + m];
@@ -478,23 +506,27 @@ typedef struct {
     int M;
     float *out;
     int ld_out, accumulate;
-    int rc;
+    int rc, next;
 } LinearJob;
+
+enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of GEMM_RB) */
 
 static void linear_task(void *ctx, int ith, int nth) {
     LinearJob *j = ctx;
-    int r0, r1;
-    cpu_split(j->n_out, GEMM_RB, ith, nth, &r0, &r1);
-    if (r1 > r0 && w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
-                                    j->out, j->ld_out, j->accumulate) != 0)
-        j->rc = KERR_BAD_SHAPE;
+    (void)ith, (void)nth;
+    for (int c; (c = cpu_chunk_claim(&j->next)) * LINEAR_CHUNK < j->n_out;) {
+        const int r0 = c * LINEAR_CHUNK, r1 = r0 + LINEAR_CHUNK < j->n_out ? r0 + LINEAR_CHUNK : j->n_out;
+        if (w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1, j->out,
+                             j->ld_out, j->accumulate) != 0)
+            j->rc = KERR_BAD_SHAPE;
+    }
 }
 
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                    int ld_out, int accumulate) {
     if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
-    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0};
+    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0, 0};
     cpu_pool_run(p, linear_task, &j);
     return j.rc;
 }

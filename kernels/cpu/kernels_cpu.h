@@ -63,6 +63,12 @@ void cpu_pool_run(CpuPool *p, CpuTaskFn fn, void *ctx);
 /* Splits [0, n) into nth nearly equal parts aligned to `align` and returns part ith. */
 void cpu_split(int n, int align, int ith, int nth, int *begin, int *end);
 
+/* Dynamic sharing inside one job: threads claim chunk indices from a shared counter (reset it
+ * to 0 before cpu_pool_run), so a thread that starts late on a busy machine takes fewer chunks
+ * instead of making the others wait for its fixed share. Results never depend on who ran a
+ * chunk. */
+static inline int cpu_chunk_claim(int *next) { return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); }
+
 /* ---- activation quantization (W2A8 "A8") ------------------------------------------------------ */
 
 /* Same as quant_act_ref (kernels/w2a8.h), and also stores sum(q) in *qsum when qsum != NULL. */
@@ -122,12 +128,12 @@ void f16_to_f32_row(const uint16_t *h, float *x, int n);
 
 /* ---- norms, RoPE, attention, elementwise ------------------------------------------------------- */
 
-/* Dot product in the reference's fixed fp32 order (see cpu_ref.c): 8 interleaved partial
- * sums, a fixed pairwise combination, then the tail. RMSNorm and attention use this order in
+/* Dot product in the reference's fixed fp32 order (see cpu_ref.c): 8 interleaved fused
+ * multiply-add partial sums, a fixed pairwise combination, then the tail. RMSNorm and attention use this order in
  * both their _ref and fast forms, so those fast paths are bit-identical to the reference. */
 float dot_f32_ref(const float *a, const float *b, int n);
 
-/* out = w * (x * (1 / sqrt(dot(x, x) / n + eps))), fp32; _cpu is bit-identical to _ref. */
+/* out = w * (x * (1 / sqrt(dot_f32_ref(x, x) / n + eps))), fp32; _cpu is bit-identical. */
 void rmsnorm_ref(const float *x, const float *w, int n, float eps, float *out);
 void rmsnorm_cpu(const float *x, const float *w, int n, float eps, float *out);
 
@@ -138,13 +144,26 @@ void rope_table_init(float *cs, int n_pos, int head_dim, float theta);
  * ("rotate half", HF/GGUF); style 1: pairs (2i, 2i+1). cs_pos = table row of the position. */
 void rope_apply_ref(float *x, int n_heads, int head_dim, const float *cs_pos, int style);
 
-/* One query head against a KV cache: out[hd] = softmax(q . K[t] / sqrt(hd), t < n_ctx) V.
- * K/V rows are `kv_stride` elements apart (f32 or f16 per kv_f16); head_dim <= 1024.
+/* One query head against a KV cache: out[hd] = softmax(q . K[t] / sqrt(hd), t < n_ctx) V, with
+ * dot_f32_ref's order for q . K, exp_ref, and out accumulated by fmaf in t order.
+ * K/V rows are `kv_stride` elements apart (f32 or f16 per kv_f16).
  * scratch: n_ctx floats. _cpu is bit-identical to _ref (same sums in the same order, expf). */
 void attention_head_ref(const float *q, const void *k, const void *v, int kv_f16,
                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
 void attention_head_cpu(const float *q, const void *k, const void *v, int kv_f16,
                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+
+/* G query heads that share one KV head (GQA): q and out hold G consecutive heads of head_dim,
+ * scratch G * n_ctx floats. Same results as attention_head_ref on each head; the fast path
+ * reads each K and V row once for all G heads. */
+void attention_group_ref(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+void attention_group_cpu(const float *q, int G, const void *k, const void *v, int kv_f16,
+                         size_t kv_stride, int n_ctx, int head_dim, float *scratch, float *out);
+
+/* e^x as the attention softmax computes it (scalar; the SIMD twin is bit-identical): within
+ * 2 ulp of e^x, 0 below -87. */
+float exp_ref(float x);
 
 /* m[i] = relu(g[i])^2 * u[i] */
 void relu2_mul_ref(const float *g, const float *u, int n, float *m);

@@ -109,28 +109,61 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
 
     float best_v = -INFINITY;
     int best_i = 0x7fffffff;
-    for (; row < p.n; row += stride) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXL; i++) {
-            const int c = lane + 32 * i;
-            if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
+    auto finish = [&](float acc, int r) {
+        acc = warp_sum(acc);
+        if (lane == 0) p.logits[r] = acc;
+        if (better(acc, r, best_v, best_i)) {
+            best_v = acc;
+            best_i = r;
         }
-        for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
-            issue(row, base);
+    };
+    if (C <= 32 * MAXL) {
+        // Two register sets: the next row's loads are in flight while this row is reduced.
+        uint4 wn[MAXL];
+        auto issue_into = [&](uint4 (&dst)[MAXL], int r) {
 #pragma unroll
             for (int i = 0; i < MAXL; i++) {
-                const int c = base + lane + 32 * i;
+                const int c = lane + 32 * i;
+                dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        auto dot_row = [&](const uint4 (&src)[MAXL]) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MAXL; i++) {
+                const int c = lane + 32 * i;
+                if (c < C) acc = Conv<T>::dot(src[i], xs + c * EPC, acc);
+            }
+            return acc;
+        };
+        while (row < p.n) {
+            issue_into(wn, row + stride);
+            finish(dot_row(wv), row);
+            row += stride;
+            if (row >= p.n) break;
+            issue_into(wv, row + stride);
+            finish(dot_row(wn), row);
+            row += stride;
+        }
+    } else {
+        for (; row < p.n; row += stride) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MAXL; i++) {
+                const int c = lane + 32 * i;
                 if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
             }
-        }
-        const int next = row + stride;
-        if (next < p.n) issue(next, 0);
-        acc = warp_sum(acc);
-        if (lane == 0) p.logits[row] = acc;
-        if (better(acc, row, best_v, best_i)) {
-            best_v = acc;
-            best_i = row;
+            for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
+                issue(row, base);
+#pragma unroll
+                for (int i = 0; i < MAXL; i++) {
+                    const int c = base + lane + 32 * i;
+                    if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
+                }
+            }
+            const int next = row + stride;
+            if (next < p.n) issue(next, 0);
+            finish(acc, row);
         }
     }
     if (!p.best) return;
@@ -238,6 +271,7 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     const int per_lane = (lp.k / Conv<T>::EPC + 31) / 32;
     if (per_lane <= 4) return lm_launch<T, 4>(lp, stream, pdl, nb);
     if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
+    if (per_lane <= 10) return lm_launch<T, 10>(lp, stream, pdl, nb);
     return lm_launch<T, 12>(lp, stream, pdl, nb);
 }
 

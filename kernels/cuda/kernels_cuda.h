@@ -90,6 +90,9 @@ int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
                     void *stream);
 
+/* Lab switch: GEMM version 1 (32-bit fragment loads) or 2 (ldmatrix, the default). */
+void kcuda_set_gemm_version(int v);
+
 /* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
 
 typedef enum { KCUDA_F32 = 0, KCUDA_F16 = 1, KCUDA_BF16 = 30 } KcudaDtype;

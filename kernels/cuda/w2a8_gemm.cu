@@ -1,7 +1,9 @@
-// W2A8 prefill GEMM on int8 tensor cores: mma.sync.m16n8k32 s8 x s8 -> s32. Lab lineage:
-// kernels/dev w2a8_gemm.cu version 1 (64x128 block tile, k-tile 128 = one I2_S block, 4 warps
+// W2A8 prefill GEMM on int8 tensor cores: mma.sync.m16n8k32 s8 x s8 -> s32. Versions 1 and 2
+// (fragment loads, below); version 1 (64x128 block tile, k-tile 128 = one I2_S block, 4 warps
 // of 32x64, weights expanded from 2-bit codes to int8 {0,1,2} in shared memory, next tile
 // prefetched into registers while the tensor cores work on the current one).
+#include <stdlib.h>
+
 #include "kernels/cuda/common.cuh"
 
 namespace {
@@ -28,8 +30,17 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], const uint32_t (&a)[4], cons
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-template <int EP>
-__global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) {
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *ptr) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(ptr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+// VER 1: fragments by 32-bit shared loads; VER 2: by ldmatrix.x4 (4x fewer load instructions;
+// an 8x16-byte int8 tile has the layout of an 8x8 b16 matrix, which is what mma expects).
+template <int EP, int VER>
+__global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel(GemmParams p) {
     __shared__ __align__(16) int8_t As[BM][PADK];
     __shared__ __align__(16) int8_t Ws[BN][PADK];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -96,6 +107,20 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) 
 #pragma unroll
         for (int kk = 0; kk < BK / 32; kk++) {
             uint32_t af[2][4], bf[8][2];
+            if (VER == 2) {
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+                    ldsm_x4(af[mt], &As[wm * 32 + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][kk * 32 + (lane >> 4) * 16]);
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    uint32_t r[4];
+                    ldsm_x4(r, &Ws[wn * 64 + np * 16 + (lane & 7) + (lane >> 4) * 8][kk * 32 + ((lane >> 3) & 1) * 16]);
+                    bf[2 * np][0] = r[0];
+                    bf[2 * np][1] = r[1];
+                    bf[2 * np + 1][0] = r[2];
+                    bf[2 * np + 1][1] = r[3];
+                }
+            } else {
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
                 const int r = wm * 32 + mt * 16 + gid;
@@ -109,6 +134,7 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) 
                 const int n = wn * 64 + nt * 8 + gid;
                 bf[nt][0] = *(const uint32_t *)&Ws[n][kk * 32 + tig * 4];
                 bf[nt][1] = *(const uint32_t *)&Ws[n][kk * 32 + 16 + tig * 4];
+            }
             }
 #pragma unroll
             for (int mt = 0; mt < 2; mt++)
@@ -135,9 +161,10 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) 
                     if (n + 1 < p.n_out) o[n + 1] = a1;
                 } else if (EP == KCUDA_EP_GLU) {
                     if (n + 1 < p.n_out) {
-                        const float g = (float)a0 / s * p.g0, u = (float)a1 / s * p.g1;
+                        const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
+                        const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
                         const float r = g > 0.0f ? g : 0.0f;
-                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = r * r * u;
+                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = __fmul_rn(__fmul_rn(r, r), u);
                     }
                 } else {
                     float *o = (float *)p.out + (size_t)t * p.ld_out;
@@ -146,8 +173,8 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) 
                         const int nn = n + e;
                         if (nn >= p.n_out) continue;
                         const float g = nn < p.seg0 ? p.g0 : nn < p.seg1 ? p.g1 : p.g2;
-                        const float y = (float)(e ? a1 : a0) / s * g;
-                        if (EP == KCUDA_EP_RESID) o[nn] = o[nn] + y;
+                        const float y = __fmul_rn(__fdiv_rn((float)(e ? a1 : a0), s), g);
+                        if (EP == KCUDA_EP_RESID) o[nn] = __fadd_rn(o[nn], y);
                         else o[nn] = y;
                     }
                 }
@@ -156,7 +183,22 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel1(GemmParams p) 
     }
 }
 
+int g_gemm_version = 2;
+
+template <int VER>
+int gemm_launch(int ep, dim3 grid, void *stream, const GemmParams &p) {
+    switch (ep) {
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemm_kernel<KCUDA_EP_F32, VER>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemm_kernel<KCUDA_EP_RESID, VER>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemm_kernel<KCUDA_EP_GLU, VER>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
+    case KCUDA_EP_I32: return kcuda_launch(w2a8_gemm_kernel<KCUDA_EP_I32, VER>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
+    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
+    }
+}
+
 }  // namespace
+
+extern "C" void kcuda_set_gemm_version(int v) { g_gemm_version = v == 1 ? 1 : 2; }
 
 extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                                const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out,
@@ -190,11 +232,6 @@ extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const f
     p.out = d_out;
     p.ld_out = ld_out;
     const dim3 grid((unsigned)((w->n_out + BN - 1) / BN), (unsigned)((M + BM - 1) / BM));
-    switch (ep) {
-    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemm_kernel1<KCUDA_EP_F32>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
-    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemm_kernel1<KCUDA_EP_RESID>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
-    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemm_kernel1<KCUDA_EP_GLU>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
-    case KCUDA_EP_I32: return kcuda_launch(w2a8_gemm_kernel1<KCUDA_EP_I32>, grid, dim3(GEMM_THREADS), 0, stream, 0, p);
-    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", (int)ep);
-    }
+    if (g_gemm_version == 1) return gemm_launch<1>(ep, grid, stream, p);
+    return gemm_launch<2>(ep, grid, stream, p);
 }

@@ -15,11 +15,18 @@ T_CHECKS=0
 export HOME="$T_DIR/home" XDG_DATA_HOME="$T_DIR/data" XDG_CONFIG_HOME="$T_DIR/config"
 export LC_ALL=C.UTF-8 LANG=C.UTF-8
 unset NO_COLOR
+# The terminal type inside tmux: tmux's own entry where installed, else screen's.
+T_TERM=tmux-256color
+infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen-256color
+infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen
 mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
 
 t_cleanup() {
     tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
-    if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then rm -rf "$T_DIR"; fi
+    if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then
+        # The program may still be saving its input history as the server goes away.
+        rm -rf "$T_DIR" 2>/dev/null || { sleep 1; rm -rf "$T_DIR"; }
+    fi
 }
 trap t_cleanup EXIT INT TERM
 
@@ -30,7 +37,7 @@ t_start() {
     T_RUNS=$((T_RUNS + 1))
     T_SOCK="${T_BASE}_$T_RUNS" # a fresh server each time: no race with one shutting down
     {
-        echo "TERM=tmux-256color; export TERM"
+        echo "TERM=$T_TERM; export TERM"
         echo "$3 2>>'$T_DIR/stderr'"
         echo 'echo "EXITED rc=$?"'
         echo 'sleep 600'

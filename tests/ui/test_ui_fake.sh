@@ -10,6 +10,14 @@ MODEL="$T_DIR/model.gguf"
 : >"$MODEL"
 APP="BN_FAKE_LOAD_MS=200 $FAKE --db '$T_DIR/h.db'"
 
+# 0. A slow load shows a progress bar; a message typed meanwhile is answered once it is ready.
+t_start 100 30 "BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=4000 $FAKE --db '$T_DIR/h0.db' '$MODEL'"
+t_wait_re "^ Loading model\.gguf \[#*-+\] +[0-9]+% · layer [0-9]+/10"
+t_type "early bird"; t_keys Enter
+t_wait "The model is still loading"
+t_wait "You said: early bird." 15
+t_wait "Loaded model.gguf"
+
 # 1. Loads with a progress bar, a reply streams, the status bar shows the figures.
 t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_RATE=100 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
@@ -18,7 +26,7 @@ t_type "hello"
 t_keys Enter
 t_wait "You said: hello. w1 w2"
 t_wait "w30"
-t_wait_re "model\.gguf · [0-9.]+ tok/s · TTFT [0-9]+ ms · 31 tok"
+t_wait_re "^ model\.gguf · .*[0-9.]+ tok/s · TTFT [0-9]+ ms · 31 tok"
 
 # 2. /temp changes the status bar; a bad value gives a hint and keeps the old value.
 t_type "/temp 0.3"; t_keys Enter
@@ -110,8 +118,139 @@ t_wait "  pasted two"
 t_absent "You said: pasted one"
 t_keys Enter
 t_wait "You said: pasted one"
+t_wait_count "4 tok · " 3
 
 # 9. Ctrl-D quits and the terminal is given back.
+t_keys C-d
+t_wait "EXITED rc=0"
+
+# 10. After a restart the sessions are in the browser, newest first; search finds a message
+# and highlights it; a session opens read-only with its figures; resume continues it.
+t_start 100 30 "BN_FAKE_TOKENS=3 $APP --browse '$MODEL'"
+t_wait "Saved sessions:"
+t_wait "long story"
+t_wait_re "^ hello +model\.gguf +20[0-9-]+ [0-9:]+ +4 msg"
+t_type "/"
+t_wait "Search:"
+t_type "café"; t_keys Enter
+t_wait "2 matches for \"café\""
+t_wait "You said: 日本語のテキスト"
+# The match is drawn in its own style: an SGR sequence right before it, another after.
+T_CHECKS=$((T_CHECKS + 1))
+tmux -L "$T_SOCK" capture-pane -p -e | grep -q "$(printf '\033')\[[0-9;]*mcafé$(printf '\033')" ||
+    t_fail "search match not highlighted"
+t_keys Enter
+t_wait "(read-only)"
+t_wait_re "T 0\.70 · top-p 0\.95 · top-k 40"
+t_type "r"
+t_wait "Resumed"
+t_wait "You said: 日本語のテキスト"
+t_type "and more"; t_keys Enter
+t_wait "You said: and more."
+t_type "/rename Renamed chat"; t_keys Enter
+t_wait "Session renamed"
+t_type "/sessions"; t_keys Enter
+t_wait "Renamed chat"
+# Delete asks first; n keeps it, y deletes it.
+t_keys Home
+t_type "d"
+t_wait "(y/N)"
+t_type "n"
+t_wait "Not deleted."
+t_type "d"; t_type "y"
+t_wait "Session deleted."
+t_wait_gone "Renamed chat"
+t_type "q"
+t_wait_re "^>"
+t_keys C-d
+t_wait "EXITED rc=0"
+
+# 11. Tab completes commands; several matches are listed on the hint line.
+t_start 100 30 "BN_FAKE_TOKENS=600 BN_FAKE_RATE=1000 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/para"; t_keys Tab
+t_wait "> /params"
+t_keys C-c
+t_type "/top"; t_keys Tab
+t_wait "/top_k  /top_p"
+t_keys C-c
+mkdir -p "$T_DIR/models_dir" && : >"$T_DIR/models_dir/other.gguf"
+t_type "/load $T_DIR/models_d"; t_keys Tab
+t_wait "/load $T_DIR/models_dir/"
+t_keys Tab
+t_wait "/load $T_DIR/models_dir/other.gguf"
+t_keys Enter
+t_wait "Switched to other.gguf"
+
+# 12. Scrolled up, the view stays put while a reply streams and across a resize (the same
+# text stays at the top); End follows again.
+t_type "scroll test"; t_keys Enter
+t_wait "w600"
+t_keys PPage
+t_wait "more (End)"
+top=$(t_screen | head -n 1 | grep -o 'w[0-9]*' | head -n 1)
+t_resize 80 30
+t_wait "more (End)"
+T_CHECKS=$((T_CHECKS + 1))
+t_screen | head -n 3 | grep -q -- "$top " || t_fail "after the resize $top is no longer at the top"
+t_keys End
+t_wait_gone "more (End)"
+
+# 13. /regen writes the last reply again; the old one stays in the history as a branch.
+t_type "/regen"; t_keys Enter
+t_wait_count "You said: scroll test." 1
+t_wait "601 tok · "
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(t_screen | grep -c 'Assistant ')" -le 1 ] || t_fail "the old reply is still on screen"
+n_asst=$(sqlite3 "$T_DIR/h.db" "select count(*) from messages where role='assistant' and text like 'You said: scroll test.%'" 2>/dev/null)
+T_CHECKS=$((T_CHECKS + 1))
+[ -z "$n_asst" ] || [ "$n_asst" -eq 2 ] || t_fail "expected 2 stored replies (branches), found $n_asst"
+
+# 14. SIGTERM mid-reply: the partial reply is saved as interrupted and the terminal restored
+# (alternate screen left, mouse reporting off).
+t_type "/max_tokens 100000"; t_keys Enter
+t_start 100 30 "BN_FAKE_TOKENS=100000 BN_FAKE_RATE=50 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "until killed"; t_keys Enter
+t_wait "w10 "
+pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+kill -TERM "$pid"
+t_wait "EXITED rc=0"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}')" = "00" ] ||
+    t_fail "terminal modes not restored after SIGTERM"
+saved=$(sqlite3 "$T_DIR/h.db" "select interrupted || ':' || (text like 'You said: until killed.%') from messages where role='assistant' order by id desc limit 1" 2>/dev/null)
+T_CHECKS=$((T_CHECKS + 1))
+[ -z "$saved" ] || [ "$saved" = "1:1" ] || t_fail "partial reply not saved as interrupted ($saved)"
+
+# 15. A crash (SIGSEGV) still gives the terminal back.
+t_start 100 30 "$APP '$MODEL'"
+t_wait "Loaded model.gguf"
+pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+kill -SEGV "$pid"
+t_wait "EXITED rc=139"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}')" = "00" ] ||
+    t_fail "terminal modes not restored after a crash"
+
+# 16. NO_COLOR: no colour sequences at all.
+t_start 100 30 "NO_COLOR=1 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+T_CHECKS=$((T_CHECKS + 1))
+# (39/49, "default colour", may appear; any other colour parameter may not)
+tmux -L "$T_SOCK" capture-pane -p -e | grep -oE "$(printf '\033')\[[0-9;]*m" | tr -d 'm\033[' |
+    tr ';' '\n' | grep -qxE '3[0-8]|4[0-8]|9[0-7]|10[0-7]' && t_fail "colours used despite NO_COLOR"
+
+# 17. The input history survives restarts (saved on quit and on SIGTERM/SIGHUP); Up recalls
+# it and Ctrl-R searches it.
+t_keys Up
+t_wait "> until killed"
+t_keys C-c
+t_keys C-r
+t_type "scroll"
+t_wait "(reverse-i-search)\`scroll': scroll test"
+t_keys C-g
+t_keys C-c
 t_keys C-d
 t_wait "EXITED rc=0"
 

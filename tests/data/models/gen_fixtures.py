@@ -17,6 +17,10 @@ Two random BitNet-shaped models (seeded, so the output is reproducible):
   M ("master", dim 128, ffn 256, 2 layers, heads 4 / kv 2): float master weights
       f16.gguf   F16 linear weights (the loader ternarizes with absmean)
       hf_bf16/   HF bf16 master weights in one model.safetensors
+  bitnet25.gguf  the older published variant: arch "bitnet-25" (every key prefixed with it),
+                 I2_S, one layer (dim 128, ffn 256, heads 2 / kv 1)
+Seed corpora for tests/fuzz/corpus_* are written too (tiny I2_S and F16 GGUFs, a small
+safetensors file, the tokenizer.json).
 
 expected.json holds, per fixture, what a loader must produce, computed here with numpy:
 for each ternary matrix the FNV-1a 64 hash of its ternary values (t + 1 as bytes, row-major
@@ -186,7 +190,8 @@ def expect_vec(v):
     return fnv64(np.asarray(v, dtype="<f4").tobytes())
 
 
-def gguf_common(w, cfg, vocab, tokens, types, merges, name, pre):
+def gguf_common(w, cfg, vocab, tokens, types, merges, name, pre, arch=ARCH):
+    ARCH = arch  # noqa: N806 (the key prefix is the architecture name)
     w.add_name(name)
     w.add_uint32(f"{ARCH}.vocab_size", vocab)
     w.add_uint32(f"{ARCH}.context_length", 4096)
@@ -210,11 +215,11 @@ def gguf_common(w, cfg, vocab, tokens, types, merges, name, pre):
     w.add_add_bos_token(True)
 
 
-def write_gguf(path, model, cfg, vocab, tok_tables, kind, expected):
+def write_gguf(path, model, cfg, vocab, tok_tables, kind, expected, arch=ARCH):
     tokens, types, merges = tok_tables
-    w = gguf.GGUFWriter(path, ARCH)
+    w = gguf.GGUFWriter(path, arch)
     gguf_common(w, cfg, vocab, tokens, types, merges, "fixture-" + kind,
-                None if kind == "i2s" else "llama-bpe")
+                None if kind == "i2s" else "llama-bpe", arch)
     exp = {"format": "gguf", "cfg": cfg, "vocab": vocab, "mats": {}, "norms": {}}
     if kind in ("tq2_0", "tq1_0"):
         # llama-quantize usually leaves the embedding in a k-quant: Q4_K in one file, Q6_K in the
@@ -355,6 +360,10 @@ def main():
     for kind in ("i2s", "tq2_0", "tq1_0"):
         write_gguf(os.path.join(HERE, kind + ".gguf"), mt, cfg_t, vocab, tables, kind, expected)
     write_gguf(os.path.join(HERE, "f16.gguf"), mm, cfg_m, vocab, tables, "f16", expected)
+    # the older published variant: arch "bitnet-25" (keys prefixed with it), one small layer
+    cfg_o = {"dim": 128, "ffn": 256, "layers": 1, "heads": 2, "kv_heads": 1}
+    write_gguf(os.path.join(HERE, "bitnet25.gguf"), random_model(cfg_o, vocab, 91), cfg_o, vocab,
+               tables, "i2s", expected, arch="bitnet-25")
     write_hf(os.path.join(HERE, "hf_packed"), mt, cfg_t, vocab, tok, True, expected)
     write_hf(os.path.join(HERE, "hf_bf16"), mm, cfg_m, vocab, tok, False, expected)
     ids = {t: i for i, t in enumerate(tables[0])}

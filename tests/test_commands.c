@@ -1,0 +1,270 @@
+/* app/commands.c without a terminal: argument parsing and validation, the command table,
+ * and the effect of each command on an App (over the scripted engine, no model, no history
+ * unless a test asks for one). A bad argument must change nothing and leave a hint. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "app/cli.h"
+#include "app/commands.h"
+#include "check.h"
+
+static App *make_app(const char *db) {
+    static char *argv_hist[] = {"bitnet-chat", "--db", NULL, NULL};
+    static char *argv_nohist[] = {"bitnet-chat", "--no-history", NULL};
+    static AppConfig cfg; /* the App keeps pointers into it */
+    int rc;
+    if (db) {
+        argv_hist[2] = (char *)db;
+        rc = cli_parse(&cfg, 3, argv_hist);
+    } else {
+        rc = cli_parse(&cfg, 2, argv_nohist);
+    }
+    REQUIRE(rc == 0);
+    cfg.model = "/nonexistent/model.gguf";
+    char why[256];
+    AppOptions opt = {.load_model = false};
+    App *a = app_create(&cfg, &opt, why, sizeof why);
+    REQUIRE(a != NULL);
+    return a;
+}
+
+static const char *hint(App *a) { return app_hint(a, NULL); }
+
+static void test_parse(void) {
+    char why[128];
+    double d;
+    long long i;
+    CHECK_EQ_INT(cmd_parse_double("0.5", 0, 1, &d, why, sizeof why), 0);
+    CHECK_NEAR(d, 0.5, 1e-12);
+    CHECK_EQ_INT(cmd_parse_double("  1  ", 0, 1, &d, why, sizeof why), 0);
+    CHECK_EQ_INT(cmd_parse_double("1.01", 0, 1, &d, why, sizeof why), -1);
+    CHECK(strstr(why, "from 0 to 1") != NULL);
+    CHECK_EQ_INT(cmd_parse_double("", 0, 1, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_double("abc", 0, 1, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_double("0.5x", 0, 1, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_double("nan", 0, 1, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_double("inf", 0, 1e300, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_double("1e999", 0, 1e300, &d, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_int("42", 0, 100, &i, why, sizeof why), 0);
+    CHECK_EQ_INT(i, 42);
+    CHECK_EQ_INT(cmd_parse_int("-1", 0, 100, &i, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_int("4.5", 0, 100, &i, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_int("99999999999999999999999", 0, 100, &i, why, sizeof why), -1);
+    CHECK_EQ_INT(cmd_parse_int("9223372036854775807", 0, INT64_MAX, &i, why, sizeof why), 0);
+}
+
+static void test_table(void) {
+    int n;
+    const Command *t = commands_table(&n);
+    CHECK(n >= 20);
+    for (int i = 0; i < n; i++) {
+        CHECK(t[i].name[0] == '/');
+        CHECK(!strncmp(t[i].usage, t[i].name, strlen(t[i].name)));
+        CHECK(t[i].help && *t[i].help && t[i].fn);
+        for (int j = 0; j < i; j++) CHECK(strcmp(t[i].name, t[j].name) != 0);
+    }
+    const char *required[] = {"/load", "/temp", "/top_p", "/top_k", "/min_p", "/repeat_penalty",
+                              "/seed", "/max_tokens", "/params", "/system", "/new", "/regen",
+                              "/sessions", "/search", "/rename", "/export", "/stats", "/clear",
+                              "/help", "/quit"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        CHECK_MSG(commands_find(required[i], strlen(required[i])) != NULL, "%s", required[i]);
+    CHECK(commands_find("/he", 3) == commands_find("/help", 5));   /* unique prefix */
+    CHECK(commands_find("/t", 2) == NULL);                         /* ambiguous */
+    CHECK(commands_find("/exit", 5) == commands_find("/quit", 5)); /* alias */
+    CHECK(commands_find("/nope", 5) == NULL);
+    CHECK(commands_find("/load", 5)->arg_is_path);
+}
+
+static void test_settings(void) {
+    App *a = make_app(NULL);
+    AppSampling before = app_get_sampling(a);
+    int r = app_submit_line(a, "/temp 0.25");
+    CHECK(r & REACT_STATUS);
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.25, 1e-12);
+    AppStatus st;
+    app_status(a, &st);
+    CHECK_NEAR(st.sampling.temperature, 0.25, 1e-12); /* what the status bar shows */
+
+    /* Bad values change nothing and explain themselves. */
+    const char *bad[] = {"/temp hot", "/temp -1", "/temp 101", "/temp", "/top_p 1.5",
+                         "/top_p x", "/top_k -3", "/top_k 2.5", "/min_p 2", "/repeat_penalty 0",
+                         "/max_tokens 0", "/seed -5", "/seed abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        AppSampling s0 = app_get_sampling(a);
+        unsigned h0, h1;
+        app_hint(a, &h0);
+        app_submit_line(a, bad[i]);
+        app_hint(a, &h1);
+        AppSampling s1 = app_get_sampling(a);
+        CHECK_MSG(!memcmp(&s0, &s1, sizeof s0), "%s changed the settings", bad[i]);
+        CHECK_MSG(h1 != h0 && *hint(a), "%s gave no hint", bad[i]);
+    }
+    app_submit_line(a, "/temp hot");
+    CHECK(strstr(hint(a), "expected a number from 0 to 100") != NULL);
+    CHECK(strstr(hint(a), "usage: /temp") != NULL);
+    app_submit_line(a, "/temp");
+    CHECK(strstr(hint(a), "temperature 0.25") != NULL); /* no argument: shows the value */
+
+    app_submit_line(a, "/top_p 0.5");
+    app_submit_line(a, "/top_k 7");
+    app_submit_line(a, "/min_p 0.1");
+    app_submit_line(a, "/repeat_penalty 1.3");
+    app_submit_line(a, "/max_tokens 77");
+    app_submit_line(a, "/seed 42");
+    AppSampling s = app_get_sampling(a);
+    CHECK_NEAR(s.top_p, 0.5, 1e-12);
+    CHECK_EQ_INT(s.top_k, 7);
+    CHECK_NEAR(s.min_p, 0.1, 1e-12);
+    CHECK_NEAR(s.repeat_penalty, 1.3, 1e-12);
+    CHECK_EQ_INT(s.max_tokens, 77);
+    CHECK(s.seed_set && s.seed == 42);
+    app_submit_line(a, "/seed random");
+    CHECK(!app_get_sampling(a).seed_set);
+    CHECK(before.temperature != s.temperature);
+
+    /* /params lists everything as a note in the transcript. */
+    int n0 = app_transcript(a)->n;
+    r = app_submit_line(a, "/params");
+    CHECK(r & REACT_CHAT);
+    const AppTranscript *t = app_transcript(a);
+    REQUIRE(t->n == n0 + 1);
+    CHECK_EQ_INT(t->msgs[t->n - 1].kind, MSG_NOTE);
+    CHECK(strstr(t->msgs[t->n - 1].text, "top-k           7") != NULL);
+    CHECK(strstr(t->msgs[t->n - 1].text, "max tokens      77") != NULL);
+    app_destroy(a);
+}
+
+static void test_actions(void) {
+    App *a = make_app(NULL);
+    CHECK_EQ_INT(app_submit_line(a, "/quit") & REACT_QUIT, REACT_QUIT);
+    CHECK_EQ_INT(app_submit_line(a, "/exit") & REACT_QUIT, REACT_QUIT);
+    CHECK_EQ_INT(app_submit_line(a, "/nosuch") & REACT_QUIT, 0);
+    CHECK(strstr(hint(a), "Unknown command /nosuch") != NULL);
+
+    int r = app_submit_line(a, "/sessions");
+    CHECK(r & REACT_BROWSER);
+    CHECK_STREQ(app_browser_query(a), "");
+    r = app_submit_line(a, "/search  hello world ");
+    CHECK(r & REACT_BROWSER);
+    CHECK_STREQ(app_browser_query(a), "hello world");
+    r = app_submit_line(a, "/search");
+    CHECK(!(r & REACT_BROWSER));
+
+    app_submit_line(a, "/system Be brief.");
+    CHECK_STREQ(app_get_system(a), "Be brief.");
+    app_submit_line(a, "/system -");
+    CHECK_STREQ(app_get_system(a), "");
+
+    CHECK(!(app_submit_line(a, "/load") & REACT_QUIT));
+    CHECK(strstr(hint(a), "usage: /load PATH") != NULL);
+
+    app_submit_line(a, "/regen");
+    CHECK(strstr(hint(a), "No model") != NULL || strstr(hint(a), "Nothing to regenerate") != NULL);
+
+    /* A message with no model is refused and handed back. */
+    r = app_submit_line(a, "hello");
+    CHECK(r & REACT_KEEP_INPUT);
+    /* "//" sends a literal slash (refused the same way here, not run as a command). */
+    r = app_submit_line(a, "//temp 5");
+    CHECK(r & REACT_KEEP_INPUT);
+    CHECK(app_get_sampling(a).temperature != 5);
+    CHECK_EQ_INT(app_submit_line(a, "   "), REACT_NONE);
+
+    int n0 = app_transcript(a)->n;
+    app_submit_line(a, "/help");
+    const AppTranscript *t = app_transcript(a);
+    REQUIRE(t->n == n0 + 1);
+    int n;
+    const Command *tab = commands_table(&n);
+    for (int i = 0; i < n; i++) CHECK_MSG(strstr(t->msgs[t->n - 1].text, tab[i].name), "%s", tab[i].name);
+    app_submit_line(a, "/help temp");
+    CHECK(strstr(app_transcript(a)->msgs[app_transcript(a)->n - 1].text, "/temp [T]") != NULL);
+
+    r = app_submit_line(a, "/clear");
+    CHECK(r & REACT_REDRAW);
+    CHECK_EQ_INT(app_transcript(a)->view_start, app_transcript(a)->n);
+    r = app_submit_line(a, "/new");
+    CHECK(r & REACT_REDRAW);
+    CHECK_EQ_INT(app_transcript(a)->n, 0);
+
+    /* Hostile lines: long, control bytes, invalid UTF-8 -> hints, never a crash. */
+    char big[5000];
+    memset(big, 'x', sizeof big - 1);
+    big[0] = '/';
+    big[sizeof big - 1] = 0;
+    app_submit_line(a, big);
+    CHECK(strstr(hint(a), "Unknown command") != NULL);
+    CHECK(strlen(hint(a)) < 200);
+    app_submit_line(a, "/temp \x1b[31m\xff\xfe");
+    CHECK(strstr(hint(a), "expected a number") != NULL);
+    unsigned seed = 7;
+    for (int k = 0; k < 2000; k++) {
+        char line[64];
+        int len = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 60;
+        line[0] = '/';
+        for (int j = 1; j < len; j++) line[j] = (char)(((seed = seed * 1103515245u + 12345u) >> 16) & 0xff);
+        line[len] = 0;
+        app_submit_line(a, line);
+    }
+    CHECK(1); /* reaching here: no crash */
+    app_destroy(a);
+}
+
+static void test_export(void) {
+    App *a = make_app(NULL);
+    char path[256], written[512], why[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_export_%d.json", (int)getpid());
+    CHECK_EQ_INT(app_submit_line(a, "/system Be brief.") & REACT_QUIT, 0);
+    char line[300];
+    snprintf(line, sizeof line, "/export json %s", path);
+    app_submit_line(a, line);
+    CHECK(strstr(hint(a), "Exported to") != NULL);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK_STREQ(json_string_value(json_object_get(j, "system")), "Be brief.");
+        CHECK(json_is_array(json_object_get(j, "messages")));
+        json_decref(j);
+    }
+    unlink(path);
+    CHECK_EQ_INT(app_export(a, "md", "/nonexistent-dir/x.md", written, sizeof written, why, sizeof why), -1);
+    CHECK(strstr(why, "nonexistent-dir") != NULL);
+    app_destroy(a);
+}
+
+/* A database that is not a database: the chat opens, says history is not saved. */
+static void test_broken_history(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_broken_%d.db", (int)getpid());
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    fputs("this is not an SQLite database, just some text that is long enough ...........\n", f);
+    for (int i = 0; i < 200; i++) fputs("garbage garbage garbage garbage\n", f);
+    fclose(f);
+    App *a = make_app(path);
+    AppStatus st;
+    app_status(a, &st);
+    CHECK(!st.history_ok);
+    CHECK(strstr(st.history_msg, "history not saved") != NULL);
+    const AppTranscript *t = app_transcript(a);
+    CHECK(t->n >= 1 && t->msgs[0].kind == MSG_ERROR);
+    app_destroy(a);
+    unlink(path);
+}
+
+int main(void) {
+    test_parse();
+    test_table();
+    test_settings();
+    test_actions();
+    test_export();
+    test_broken_history();
+    return check_report("test_commands");
+}

@@ -1,0 +1,76 @@
+#!/bin/sh
+# The real program with a real (small) model, driven in tmux: a reply streams and the status
+# bar shows tok/s; /temp changes the status; /load of a bad path keeps the model; Ctrl-C stops
+# a long reply; resize mid-reply; a wide-character and emoji prompt; after a restart the
+# session is in the browser and search finds it. Uses the demo model when it is built, else
+# the small test model.
+# usage: test_ui_real.sh (env BN_BIN, BN_SOURCE_DIR)
+BIN=${BN_BIN:?BN_BIN not set}
+SRC=${BN_SOURCE_DIR:?BN_SOURCE_DIR not set}
+. "$(dirname "$0")/lib.sh"
+
+MODEL=""
+for m in "$SRC/assets/bitnet-demo.gguf" "$SRC/tests/data/models/i2s.gguf"; do
+    [ -f "$m" ] && { MODEL=$m; break; }
+done
+[ -n "$MODEL" ] || { echo "SKIP: no model (assets/bitnet-demo.gguf or tests/data/models/i2s.gguf)"; exit 77; }
+NAME=$(basename "$MODEL")
+# One thread keeps the reply slow enough on a fast machine to interrupt it.
+APP="$BIN --db '$T_DIR/h.db' --threads 1 --backend cpu"
+
+t_start 100 30 "$APP '$MODEL'"
+t_wait_re "^(Loaded|Could not load)" 60
+t_wait "Loaded "
+MODEL_NAME=$(t_screen | sed -n 's/^Loaded \([^ ]*\) .*/\1/p' | head -n 1)
+
+# A reply streams (the model's words are noise for a random test model; any text will do),
+# then the status bar keeps its figures.
+t_type "Hello 日本語 😀 naïve"
+t_wait "> Hello 日本語 😀 naïve"
+t_keys Enter
+t_wait "  Hello 日本語 😀 naïve"
+t_wait_re "[0-9]+ tok · [0-9.]+ tok/s · TTFT [0-9]+ ms" 60
+t_wait_re "^ $MODEL_NAME · .*[0-9.]+ tok/s · TTFT [0-9]+ ms · [0-9]+ tok · ctx [0-9]+/[0-9]+ · T 0\.70"
+
+# /temp changes the status bar.
+t_type "/temp 0.2"; t_keys Enter
+t_wait_re "· T 0\.20"
+
+# /load of a bad path keeps the model.
+t_type "/load $T_DIR/no-such-model.gguf"; t_keys Enter
+t_wait "Could not load no-such-model.gguf" 30
+t_wait_re "^ $MODEL_NAME · "
+t_type "/stats"; t_keys Enter
+t_wait "Model: $MODEL_NAME"
+
+# Ctrl-C stops a long reply; resize while it runs.
+t_type "/max_tokens 100000"; t_keys Enter
+t_type "/temp 1.5"; t_keys Enter
+t_type "Write a very long story."; t_keys Enter
+t_wait "generating" 30
+t_resize 60 20
+t_wait "generating" 5
+t_resize 100 30
+t_keys C-c
+t_wait_gone "generating" 10
+t_wait_re "(interrupted|stopped: context full|stopped at the token limit)"
+t_keys C-d
+t_wait "EXITED rc=0" 20
+
+# After a restart the session is in the browser, and search finds the message.
+t_start 100 30 "$APP --browse '$MODEL'"
+t_wait "Saved sessions: 1"
+t_wait "Hello 日本語 😀 naïve"
+t_type "/"; t_type "naïve"; t_keys Enter
+t_wait "1 match for \"naïve\""
+t_keys Enter
+t_wait "(read-only)"
+t_wait_re "T 0\.70 · top-p"
+t_keys Escape
+t_wait "Search \"naïve\""
+t_keys Escape
+t_wait "Saved sessions: 1"
+t_type "q"
+t_wait "EXITED rc=0" 20
+
+t_done test_ui_real
