@@ -407,6 +407,71 @@ static void test_slow_reader(void) {
     CHECK(slow.utf8_ok && fast.utf8_ok);
 }
 
+/* Rapid submits, cancels and failing loads from the UI side while reading events: every request
+ * ends exactly once (EV_DONE, EV_LOADED or EV_LOAD_FAILED), in the order made, and the engine
+ * still answers afterwards. */
+enum { CHURN_N = 40 };
+typedef struct {
+    uint64_t ids[CHURN_N + 1];
+    int ends[CHURN_N + 1];
+    int n_ids;
+    int in_order, unknown;
+    uint64_t last_ended;
+} Churn;
+
+static void churn_read(Churn *c, const EngineEvent *ev, int n) {
+    for (int i = 0; i < n; i++) {
+        EngineEventType ty = ev[i].type;
+        if (ty != EV_DONE && ty != EV_LOADED && ty != EV_LOAD_FAILED) continue;
+        int k = 0;
+        while (k < c->n_ids && c->ids[k] != ev[i].req) k++;
+        if (k == c->n_ids) {
+            c->unknown++;
+            continue;
+        }
+        c->ends[k]++;
+        c->in_order &= ev[i].req > c->last_ended;
+        c->last_ended = ev[i].req;
+    }
+}
+
+static void test_churn(void) {
+    Result load;
+    Engine *e = new_engine(0, &load);
+    ChatTurn t[] = {{ROLE_USER, "Churn."}};
+    Churn c;
+    memset(&c, 0, sizeof c);
+    c.in_order = 1;
+    EngineEvent ev[16];
+    for (int i = 0; i <= CHURN_N; i++) {
+        SamplerParams p = greedy(1 + i % 5);
+        c.ids[i] = i % 7 == 3 ? engine_load(e, "/nonexistent/churn.gguf") : engine_submit(e, t, 1, &p);
+        c.n_ids = i + 1;
+        if (i % 3 == 0 && i < CHURN_N) engine_cancel(e);
+        churn_read(&c, ev, engine_poll(e, ev, 1 + i % 16));
+    }
+    int inc = 1;
+    for (int i = 1; i <= CHURN_N; i++) inc &= c.ids[i] > c.ids[i - 1];
+    CHECK(inc);
+    for (int w = 0; w < 600 && c.ends[CHURN_N] == 0;) {
+        int n = engine_wait(e, ev, 16, 100);
+        if (!n) w++;
+        churn_read(&c, ev, n);
+    }
+    int once = 1;
+    for (int i = 0; i <= CHURN_N; i++) once &= c.ends[i] == 1;
+    CHECK(once);
+    CHECK(c.in_order);
+    CHECK_EQ_INT(c.unknown, 0);
+    EngineModelInfo info;
+    CHECK_EQ_INT(engine_model_info(e, &info), 1);
+    SamplerParams p = greedy(2);
+    Result r;
+    collect(e, engine_submit(e, t, 1, &p), &r);
+    CHECK(r.done && r.reason == STOP_MAX_TOKENS && r.final.gen_tokens == 2);
+    engine_destroy(e);
+}
+
 /* A real model file (the GGUF fixture of tests/data/models) through engine_load: progress from
  * the loader, the loaded event, a reply; then a swap to a file that is not a model. */
 static void test_load_file(void) {
@@ -467,6 +532,7 @@ int main(int argc, char **argv) {
     test_context();
     test_slow_reader();
     test_load_file();
+    test_churn();
     test_destroy_busy();
     return check_report("test_engine");
 }
