@@ -219,13 +219,15 @@ typedef struct {
     int ld_in, n;
     const float *w;     /* norm weight [n] */
     int k_pad, T;
+    int next;           /* token counter (cpu_chunk_claim) */
 } NormQuantJob;
 
 /* xn = RMSNorm(in) * w, then q8 = int8(xn) per token. */
 static void norm_quant_task(void *ctx, int ith, int nth) {
     NormQuantJob *j = ctx;
     CpuBackend *b = j->b;
-    for (int t = ith; t < j->T; t += nth) {
+    (void)ith, (void)nth;
+    for (int t; (t = cpu_chunk_claim(&j->next)) < j->T;) {
         float *xn = b->xn + (size_t)t * b->xn_ld;
         rmsnorm_cpu(j->in + (size_t)t * j->ld_in, j->w, j->n, b->c.norm_eps, xn);
         b->qs[t] = quant_act_cpu(xn, j->n, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
@@ -234,7 +236,7 @@ static void norm_quant_task(void *ctx, int ith, int nth) {
 
 static void norm_quant(CpuBackend *b, const float *in, int ld_in, int n, const float *w,
                        int k_pad, int T) {
-    NormQuantJob j = {b, in, ld_in, n, w, k_pad, T};
+    NormQuantJob j = {b, in, ld_in, n, w, k_pad, T, 0};
     run(b, norm_quant_task, &j, T > 1);
 }
 
@@ -289,7 +291,7 @@ static int linear(CpuBackend *b, int l, int mat, int n_mat, const TernaryMatrix 
 typedef struct {
     CpuBackend *b;
     int layer, pos, T;
-    int next; /* chunk counter (attention) */
+    int next; /* chunk counter */
 } AttnJob;
 
 static size_t kv_offset(const CpuBackend *b, int layer, int p) {
@@ -301,7 +303,8 @@ static void rope_store_task(void *ctx, int ith, int nth) {
     AttnJob *j = ctx;
     CpuBackend *b = j->b;
     const int hd = b->c.head_dim, style = b->c.rope_style == ROPE_ADJACENT ? 1 : 0;
-    for (int t = ith; t < j->T; t += nth) {
+    (void)ith, (void)nth;
+    for (int t; (t = cpu_chunk_claim(&j->next)) < j->T;) {
         const int p = j->pos + t;
         const float *cs = b->rope + (size_t)p * hd; /* hd/2 pairs of (cos, sin) */
         float *q = b->q + (size_t)t * b->q_dim, *k = b->k + (size_t)t * b->kv_dim;
@@ -346,6 +349,7 @@ typedef struct {
     int T;
     const float *w;
     int k_pad;
+    int next; /* token counter */
 } FfnMidJob;
 
 /* m = relu(g)^2 * u, then RMSNorm (ffn_sub_norm) and int8, per token. */
@@ -353,7 +357,8 @@ static void ffn_mid_task(void *ctx, int ith, int nth) {
     FfnMidJob *j = ctx;
     CpuBackend *b = j->b;
     const int f = b->c.ffn_dim;
-    for (int t = ith; t < j->T; t += nth) {
+    (void)ith, (void)nth;
+    for (int t; (t = cpu_chunk_claim(&j->next)) < j->T;) {
         float *g = b->g + (size_t)t * f, *xn = b->xn + (size_t)t * b->xn_ld;
         relu2_mul_cpu(g, b->u + (size_t)t * f, f, g);
         rmsnorm_cpu(g, j->w, f, b->c.norm_eps, xn);
@@ -379,6 +384,7 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
             return -1;
         AttnJob aj = {b, l, pos, T, 0};
         run(b, rope_store_task, &aj, T > 1);
+        aj.next = 0;
         cpu_pool_run(b->pool, attention_task, &aj);
         norm_quant(b, b->att, b->q_dim, b->q_dim, L->attn_sub_norm, L->wo.n_in_pad, T);
         if (linear(b, l, MAT_O, 1, &L->wo, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T, err))
@@ -388,7 +394,7 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
         if (linear(b, l, MAT_GATE, 2, &L->w_gate, b->g, &L->w_up, b->u, NULL, NULL, c->ffn_dim,
                    c->ffn_dim, 0, T, err))
             return -1;
-        FfnMidJob fj = {b, T, L->ffn_sub_norm, L->w_down.n_in_pad};
+        FfnMidJob fj = {b, T, L->ffn_sub_norm, L->w_down.n_in_pad, 0};
         run(b, ffn_mid_task, &fj, T > 1);
         if (linear(b, l, MAT_DOWN, 1, &L->w_down, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T,
                    err))

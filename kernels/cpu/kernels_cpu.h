@@ -50,9 +50,13 @@ int cpu_num_cores(void);              /* online CPUs (at least 1) */
 /* ---- thread pool ------------------------------------------------------------------------------ */
 
 /* A persistent pool of n_threads - 1 workers plus the calling thread. cpu_pool_run(p, fn, ctx)
- * calls fn(ctx, ith, nth) once for every ith in 0..nth-1 (ith 0 on the caller) and returns
- * when all have finished. Workers spin briefly for the next job, then sleep on a condition
- * variable, so an idle pool costs no CPU. A NULL pool runs fn(ctx, 0, 1) on the caller. */
+ * calls fn(ctx, 0, nth) on the caller and fn(ctx, ith, nth) on each worker ith that joins the
+ * job before the caller's own call returns, then waits for the workers that joined. So fn must
+ * share its work dynamically (cpu_chunk_claim), never by ith: a worker that is asleep or not
+ * scheduled is not waited for, and the caller alone may do everything. ith is unique among the
+ * concurrent calls (use it to pick per-thread scratch). Workers spin briefly for the next job,
+ * then sleep on a condition variable, so an idle pool costs no CPU. A NULL pool runs
+ * fn(ctx, 0, 1) on the caller. */
 typedef struct CpuPool CpuPool;
 typedef void (*CpuTaskFn)(void *ctx, int ith, int nth);
 CpuPool *cpu_pool_create(int n_threads); /* NULL if threads cannot be started */
