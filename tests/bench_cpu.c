@@ -92,8 +92,8 @@ int main(int argc, char **argv) {
                 const TernaryMatrix *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
                 const TernaryMatrix *t = ts[i];
                 s = quant_act_cpu(x, t->n_in, t->n_in_pad, q8, &qsum);
-                w2a8_linear_mt(pool, t->codes, t->n_out, t->n_in_pad, t->scale, q8, &qsum, &s, 1, y, t->n_out, 0,
-                               W2A8_CODES_VALID); /* random models never hold code 3 */
+                w2a8_linear_mt_ex(pool, t->codes, t->n_out, t->n_in_pad, t->scale, q8, &qsum, &s, 1, y, t->n_out, 0,
+                                  W2A8_CODES_VALID); /* random models never hold code 3 */
             }
             const double dt = (now_s() - a) / iters;
             if (dt < best) best = dt;

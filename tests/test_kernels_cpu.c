@@ -91,7 +91,7 @@ static void test_gemm_shapes(CpuIsa isa) {
                     REQUIRE(p != NULL);
                     for (size_t i = 0; i < (size_t)M * n; i++) yg[i] = -1.0f;
                     w2a8_linear_ref(w, n, kp, gamma, q, s, M, yr, n, 0);
-                    CHECK_EQ_INT(w2a8_linear_mt(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0, 0), 0);
+                    CHECK_EQ_INT(w2a8_linear_mt(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0), 0);
                     CHECK_MSG(memcmp(yr, yg, sizeof(float) * (size_t)M * n) == 0,
                               "%s linear_mt threads=%d n=%d k=%d M=%d", cpu_isa_name(isa), th, n, kp, M);
                     /* the fast path for rows known to hold no code 3 */
@@ -99,7 +99,7 @@ static void test_gemm_shapes(CpuIsa isa) {
                     CHECK_EQ_INT(valid, cm != 1); /* random bytes hold some 3s, the others none */
                     if (valid) {
                         for (size_t i = 0; i < (size_t)M * n; i++) yg[i] = -1.0f;
-                        CHECK_EQ_INT(w2a8_linear_mt(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0, W2A8_CODES_VALID), 0);
+                        CHECK_EQ_INT(w2a8_linear_mt_ex(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0, W2A8_CODES_VALID), 0);
                         CHECK_MSG(memcmp(yr, yg, sizeof(float) * (size_t)M * n) == 0,
                                   "%s linear_mt CODES_VALID threads=%d n=%d k=%d M=%d", cpu_isa_name(isa), th, n, kp, M);
                     }

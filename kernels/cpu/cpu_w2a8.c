@@ -651,7 +651,13 @@ static void linear_task(void *ctx, int ith, int nth) {
 
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
-                   int ld_out, int accumulate, int flags) {
+                   int ld_out, int accumulate) {
+    return w2a8_linear_mt_ex(p, w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0);
+}
+
+int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                      const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                      int ld_out, int accumulate, int flags) {
     if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
     LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, flags, 0, 0};
     cpu_pool_run(p, linear_task, &j);

@@ -112,10 +112,14 @@ int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *
 /* 1 if no 2-bit field of the n_bytes of I2_S codes is 3 (the unused code). */
 int i2s_codes_valid(const uint8_t *w, size_t n_bytes);
 
-/* Multithreaded whole-matrix linear on a pool (threads claim chunks of rows); flags as above. */
+/* Multithreaded whole-matrix linear on a pool (threads claim chunks of rows); _ex takes the
+ * flags above (w2a8_linear_mt = flags 0: any codes accepted). */
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
-                   int ld_out, int accumulate, int flags);
+                   int ld_out, int accumulate);
+int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                      const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                      int ld_out, int accumulate, int flags);
 
 /* ---- dense matrices (embedding / lm_head), fp32 accumulation ----------------------------------- */
 
