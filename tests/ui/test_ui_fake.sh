@@ -241,10 +241,22 @@ T_CHECKS=$((T_CHECKS + 1))
 tmux -L "$T_SOCK" capture-pane -p -e | grep -oE "$(printf '\033')\[[0-9;]*m" | tr -d 'm\033[' |
     tr ';' '\n' | grep -qxE '3[0-8]|4[0-8]|9[0-7]|10[0-7]' && t_fail "colours used despite NO_COLOR"
 
+# 18 (here, while a server runs). A damaged database: the chat works and says history is off.
+head -c 20000 /dev/urandom >"$T_DIR/broken.db"
+t_start 110 30 "BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/broken.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_wait "history not saved"
+t_type "still works"; t_keys Enter
+t_wait "You said: still works."
+t_keys C-d
+t_wait "EXITED rc=0"
+t_start 100 30 "NO_COLOR=1 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+
 # 17. The input history survives restarts (saved on quit and on SIGTERM/SIGHUP); Up recalls
 # it and Ctrl-R searches it.
 t_keys Up
-t_wait "> until killed"
+t_wait "> still works"
 t_keys C-c
 t_keys C-r
 t_type "scroll"
