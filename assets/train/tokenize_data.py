@@ -58,9 +58,10 @@ def main():
                 else:
                     out.append(convs[i]); i += 1
             convs = out
-            # the small sources are upweighted (3x jargon, 2x fortunes)
+            # the small sources are upweighted (3x jargon, 2x fortunes, 40x small talk)
             extra = [c for c in convs if c["src"] == "jargon"] * 2 + \
-                    [c for c in convs if c["src"].startswith("fortune")]
+                    [c for c in convs if c["src"].startswith("fortune")] + \
+                    [c for c in convs if c["src"] == "smalltalk"] * 39
             convs += extra
         toks, masks, offs = [], [], [0]
         dropped = 0

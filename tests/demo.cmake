@@ -1,0 +1,8 @@
+# The shipped demo model (owner: demo): assets/bitnet-demo.gguf against the PyTorch reference of
+# its own training run, and greedy replies identical on every path (tests/test_demo_golden.c).
+set(BN_DEMO_SRC ${CMAKE_CURRENT_SOURCE_DIR}/test_demo_golden.c ${CMAKE_CURRENT_SOURCE_DIR}/forward_ref.c)
+bn_add_test(NAME test_demo_golden SOURCES ${BN_DEMO_SRC} LIBS bn_infer ARGS fast LABELS cpu)
+bn_add_test(NAME test_demo_golden_ref SOURCES ${BN_DEMO_SRC} LIBS bn_infer ARGS ref LABELS cpu slow)
+if(BN_HAVE_CUDA)
+  bn_add_test(NAME test_demo_golden_cuda SOURCES ${BN_DEMO_SRC} LIBS bn_infer ARGS cuda LABELS gpu)
+endif()
