@@ -117,6 +117,21 @@ t_absent() {
     if t_screen | grep -qF -- "$1"; then t_fail "unexpected '$1' on screen"; return 1; fi
 }
 
+# t_layout_ok MODEL_NAME: the screen is one clean frame: the status bar (starting with the
+# model name) is on the line above the input line, exactly once, and the input line is last.
+t_layout_ok() {
+    T_CHECKS=$((T_CHECKS + 1))
+    sleep 0.3 # let a frame pass after the last change
+    t_screen | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' >"$T_DIR/layout" # drop trailing blank lines
+    n=$(wc -l <"$T_DIR/layout")
+    status=$(sed -n "$((n - 1))p" "$T_DIR/layout")
+    last=$(sed -n "${n}p" "$T_DIR/layout")
+    bars=$(grep -c "^ $1 · " "$T_DIR/layout")
+    case "$status" in " $1 · "*) ;; *) t_fail "no status bar above the input line"; return 1 ;; esac
+    case "$last" in ">"*) ;; *) t_fail "the input line is not last"; return 1 ;; esac
+    [ "$bars" -eq 1 ] || { t_fail "$bars status bars on screen (a stale frame)"; return 1; }
+}
+
 # t_line_of TEXT: prints the first screen line holding TEXT.
 t_line_of() { t_screen | grep -F -- "$1" | head -n 1; }
 
