@@ -2,15 +2,17 @@
 # The real program with a real (small) model, driven in tmux: a reply streams and the status
 # bar shows tok/s; /temp changes the status; /load of a bad path keeps the model; Ctrl-C stops
 # a long reply; resize mid-reply; a wide-character and emoji prompt; after a restart the
-# session is in the browser and search finds it. Uses the demo model when it is built, else
-# the small test model.
+# session is in the browser and search finds it. Uses the small random test model, else the
+# demo model.
 # usage: test_ui_real.sh (env BN_BIN, BN_SOURCE_DIR)
 BIN=${BN_BIN:?BN_BIN not set}
 SRC=${BN_SOURCE_DIR:?BN_SOURCE_DIR not set}
 . "$(dirname "$0")/lib.sh"
 
 MODEL=""
-for m in "$SRC/assets/bitnet-demo.gguf" "$SRC/tests/data/models/i2s.gguf"; do
+# The random test model first: the Ctrl-C step needs a reply that does not end by itself, and
+# the trained demo model (assets/) ends its replies with <|eot_id|> after a few dozen tokens.
+for m in "$SRC/tests/data/models/i2s.gguf" "$SRC/assets/bitnet-demo.gguf"; do
     [ -f "$m" ] && { MODEL=$m; break; }
 done
 [ -n "$MODEL" ] || { echo "SKIP: no model (assets/bitnet-demo.gguf or tests/data/models/i2s.gguf)"; exit 77; }
