@@ -78,6 +78,16 @@ t_wait() {
     done
 }
 
+# t_seen TEXT [SECONDS]: like t_wait, but only returns whether TEXT showed up (no failure).
+t_seen() {
+    deadline=$(( $(date +%s) + ${2:-10} ))
+    while :; do
+        if t_screen | grep -qF -- "$1"; then return 0; fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
+        sleep 0.05
+    done
+}
+
 # t_wait_re REGEX [SECONDS]: same with an extended regular expression.
 t_wait_re() {
     T_CHECKS=$((T_CHECKS + 1))
