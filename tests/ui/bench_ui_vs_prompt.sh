@@ -32,7 +32,7 @@ run_ui() {
     t_wait "Loaded " 120 || exit 1
     # CPU time of the UI (main) thread against all the program's threads while the reply is
     # written, from /proc: the UI's cost, which other load on the machine does not disturb.
-    pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+    pid=$(t_pid)
     main_0=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat" 2>/dev/null)
     all_0=$(cat /proc/"$pid"/task/*/stat 2>/dev/null | awk '{ s += $14 + $15 } END { print s }')
     t_type "$PROMPT"; t_keys Enter

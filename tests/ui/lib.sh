@@ -36,13 +36,26 @@ t_start() {
     tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
     T_RUNS=$((T_RUNS + 1))
     T_SOCK="${T_BASE}_$T_RUNS" # a fresh server each time: no race with one shutting down
+    rm -f "$T_DIR/pid"
+    {
+        # The program replaces this shell (exec), so the pid written here is the program's.
+        echo "echo \$\$ >'$T_DIR/pid'"
+        echo "exec env $3"
+    } >"$T_DIR/prog.sh"
     {
         echo "TERM=$T_TERM; export TERM"
-        echo "$3 2>>'$T_DIR/stderr'"
+        echo "sh '$T_DIR/prog.sh' 2>>'$T_DIR/stderr'"
         echo 'echo "EXITED rc=$?"'
         echo 'sleep 600'
     } >"$T_DIR/run.sh"
     tmux -L "$T_SOCK" -u -f /dev/null new-session -d -x "$1" -y "$2" "sh '$T_DIR/run.sh'"
+}
+
+# t_pid: the process id of the program started by t_start.
+t_pid() {
+    i=0
+    while [ ! -s "$T_DIR/pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    cat "$T_DIR/pid"
 }
 
 t_screen() { tmux -L "$T_SOCK" capture-pane -p 2>/dev/null; }

@@ -212,7 +212,7 @@ t_start 100 30 "BN_FAKE_TOKENS=100000 BN_FAKE_RATE=50 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
 t_type "until killed"; t_keys Enter
 t_wait "w10 "
-pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+pid=$(t_pid)
 kill -TERM "$pid"
 t_wait "EXITED rc=0"
 T_CHECKS=$((T_CHECKS + 1))
@@ -225,7 +225,7 @@ T_CHECKS=$((T_CHECKS + 1))
 # 15. A crash (SIGSEGV) still gives the terminal back.
 t_start 100 30 "$APP '$MODEL'"
 t_wait "Loaded model.gguf"
-pid=$(pgrep -P "$(tmux -L "$T_SOCK" display -p '#{pane_pid}')" | head -n 1)
+pid=$(t_pid)
 kill -SEGV "$pid"
 t_wait "EXITED rc=139"
 T_CHECKS=$((T_CHECKS + 1))
