@@ -251,13 +251,13 @@ static void print_ppl(FILE *to, double v) {
 
 static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, double secs) {
     (void)user;
+    if (chunk == 0) /* before the first value, so that a terminal shows it on a line of its own */
+        fprintf(stderr, "perplexity: %.2f s per chunk, about %.0f s in all\n", secs,
+                secs * n_chunks);
     printf("[%d]", chunk + 1);
     print_ppl(stdout, running_ppl);
     putchar(',');
     fflush(stdout);
-    if (chunk == 0)
-        fprintf(stderr, "perplexity: %.2f s per chunk, about %.0f s in all\n", secs,
-                secs * n_chunks);
 }
 
 int cmd_perplexity(const AppConfig *cfg) {
@@ -337,6 +337,7 @@ int cmd_perplexity(const AppConfig *cfg) {
     printf(" +/- ");
     print_ppl(stdout, res.ppl_stderr);
     printf("\n");
+    fflush(stdout);
     fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
             res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;

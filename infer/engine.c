@@ -20,7 +20,12 @@
  * already holds, the rest is prefilled in batches, then tokens are decoded one by one until a
  * stop token, max_tokens, a full context, a cancel or an error. Token text reaches the ring as
  * complete UTF-8; if the UI falls behind, text is merged into fewer events or kept here until
- * there is room, never dropped, so decoding never waits for the UI. */
+ * there is room, never dropped, so decoding never waits for the UI. Only the end of a request
+ * (its last text, then EV_DONE) waits for room, and only if the UI has read nothing for a whole
+ * ring's worth of events; engine_destroy() ends that wait.
+ *
+ * Loads ignore engine_cancel(); engine_destroy() stops one in progress (through
+ * ModelLoadOptions.cancel) and drops what is still queued. */
 #include "infer/engine.h"
 
 #include <pthread.h>

@@ -102,8 +102,13 @@ uint64_t engine_load(Engine *e, const char *path);
  * count is reported in the stats. Returns the request id, 0 if no model is loaded (an
  * EV_ERROR then tells why). */
 uint64_t engine_submit(Engine *e, const ChatTurn *turns, int n_turns, const SamplerParams *p);
+/* (Requests run one at a time in the order made: a submit during a reply starts after it, so
+ * call engine_cancel first to replace one. A submit while a load is pending is accepted and
+ * runs on the new model, or fails with EV_ERROR if that load fails and no model is left.) */
 
-/* Stops the current generation within one token (EV_DONE with STOP_CANCELLED). */
+/* Stops the current generation within one token (EV_DONE with STOP_CANCELLED). Replies
+ * requested before this call and still queued end the same way without running; later ones
+ * are not affected, nor are model loads. */
 void engine_cancel(Engine *e);
 
 /* Info on the active model; returns 0 if none. Safe from the main thread. */

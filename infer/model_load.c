@@ -38,7 +38,8 @@ typedef struct {
 } Progress;
 
 static int step(Progress *p, const char *stage, Err *err) {
-    if (p->opt && p->opt->cancel && *p->opt->cancel)
+    /* The flag is set from another thread (engine_destroy), so read it atomically. */
+    if (p->opt && p->opt->cancel && __atomic_load_n(p->opt->cancel, __ATOMIC_ACQUIRE))
         return err_set(err, "%s: loading cancelled", p->path);
     p->done++;
     if (p->opt && p->opt->progress)

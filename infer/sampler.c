@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { SAMPLER_MAX_WINDOW = 1 << 16, TOP_P_FIRST_PREFIX = 64 };
+enum { SAMPLER_MAX_WINDOW = 1 << 16, TOP_P_FIRST_PREFIX = 64, TOP_P_MAX_SORTED = 1024 };
 
 typedef struct {
     float logit;
@@ -266,6 +266,48 @@ static int32_t argmax(const float *logits, int n) {
     return best;
 }
 
+/* Top-p over a wide nucleus. c[0..lo) holds the best candidates, of mass acc (weights
+ * exp(logit - max_logit)); c[lo..hi) the rest, all ranked after them. Rearranges c[lo..hi) and
+ * returns keep such that c[0..keep) is the smallest rank-ordered prefix whose mass reaches
+ * target (hi if none does). A quickselect on mass: each round partitions around a pivot and
+ * sums the better side only, so the expected cost is linear and nothing is sorted but the
+ * last few candidates. */
+static int select_mass(Cand *c, int lo, int hi, float max_logit, double acc, double target) {
+    while (hi - lo > 16) {
+        int mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (cand_before(&c[mid], &c[lo])) cand_swap(&c[mid], &c[lo]);
+        if (cand_before(&c[last], &c[lo])) cand_swap(&c[last], &c[lo]);
+        if (cand_before(&c[last], &c[mid])) cand_swap(&c[last], &c[mid]);
+        cand_swap(&c[mid], &c[last]); /* the median goes to the end */
+        Cand pivot = c[last];
+        int store = lo;
+        double better = 0.0;
+        for (int k = lo; k < last; k++) {
+            if (cand_before(&c[k], &pivot)) {
+                better += exp((double)c[k].logit - max_logit);
+                cand_swap(&c[k], &c[store++]);
+            }
+        }
+        cand_swap(&c[store], &c[last]);
+        /* c[lo..store) rank before the pivot, now at c[store], and c[store+1..hi) after it */
+        double with_pivot = better + exp((double)pivot.logit - max_logit);
+        if (acc + better >= target) {
+            hi = store;
+        } else if (acc + with_pivot >= target) {
+            return store + 1;
+        } else {
+            acc += with_pivot;
+            lo = store + 1;
+        }
+    }
+    cand_sort(c + lo, hi - lo);
+    for (int i = lo; i < hi; i++) {
+        acc += exp((double)c[i].logit - max_logit);
+        if (acc >= target) return i + 1;
+    }
+    return hi;
+}
+
 /* The k best valid logits into c[0..k) in rank order, in one pass: a heap of the k best so far
  * whose root is the worst of them, so most logits cost one comparison. Returns the count. */
 static int top_k_heap(Cand *c, const float *logits, int n_vocab, int k) {
@@ -358,6 +400,11 @@ int32_t sampler_sample(Sampler *s, float *logits, int n_vocab) {
                 }
             }
             if (keep < n || sorted >= n) break;
+            if (want >= TOP_P_MAX_SORTED) {
+                /* a wide nucleus: find its edge among the rest without sorting it */
+                keep = select_mass(c, sorted, n, max_logit, cum, target);
+                break;
+            }
             want = want > n / 4 ? n : want * 4;
         }
         n = keep;

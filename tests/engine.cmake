@@ -23,3 +23,12 @@ target_link_libraries(bench_sampler PRIVATE bn_infer)
 if(BN_HAVE_CUDA)
   set_target_properties(bench_sampler PROPERTIES LINKER_LANGUAGE CUDA)
 endif()
+
+# Engine overhead (not a test): bench_engine TOKENIZER_JSON [n] [dim] [layers].
+add_executable(bench_engine ${CMAKE_CURRENT_SOURCE_DIR}/bench_engine.c)
+target_compile_options(bench_engine PRIVATE ${BN_WARN})
+target_include_directories(bench_engine PRIVATE ${CMAKE_SOURCE_DIR})
+target_link_libraries(bench_engine PRIVATE bn_infer)
+if(BN_HAVE_CUDA)
+  set_target_properties(bench_engine PROPERTIES LINKER_LANGUAGE CUDA)
+endif()

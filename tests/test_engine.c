@@ -124,6 +124,15 @@ static void collect(Engine *e, uint64_t req, Result *r) {
     r->text[r->text_len] = 0;
 }
 
+/* Waits (up to 120 s) until the running request has made at least n reply tokens. */
+static int wait_reply_tokens(Engine *e, int n) {
+    for (int i = 0; i < 120000 && engine_reply_tokens(e) < n; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return engine_reply_tokens(e) >= n;
+}
+
 static SamplerParams greedy(int max_tokens) {
     SamplerParams p = sampler_params_default();
     p.temperature = 0.0f;
@@ -266,10 +275,7 @@ static void test_cancel(void) {
     SamplerParams p = greedy(100000);
     uint64_t id = engine_submit(e, t, 1, &p);
     /* wait until it is generating */
-    for (int i = 0; i < 6000 && engine_reply_tokens(e) < 5; i++) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e, 5));
     engine_cancel(e);
     int at_cancel = engine_reply_tokens(e);
     collect(e, id, &r);
@@ -387,10 +393,7 @@ static void test_slow_reader(void) {
 
     Engine *e2 = new_engine(0, &load);
     uint64_t id = engine_submit(e2, t, 1, &p);
-    while (engine_reply_tokens(e2) < 300) {
-        struct timespec ts = {0, 5000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e2, 300));
     /* the wake fd is readable while events wait */
     struct pollfd pf = {.fd = engine_event_fd(e2), .events = POLLIN};
     CHECK_EQ_INT(poll(&pf, 1, 1000), 1);
@@ -402,6 +405,71 @@ static void test_slow_reader(void) {
     /* the unread events were merged: fewer of them than tokens */
     CHECK(slow.n_token_events < 300);
     CHECK(slow.utf8_ok && fast.utf8_ok);
+}
+
+/* Rapid submits, cancels and failing loads from the UI side while reading events: every request
+ * ends exactly once (EV_DONE, EV_LOADED or EV_LOAD_FAILED), in the order made, and the engine
+ * still answers afterwards. */
+enum { CHURN_N = 40 };
+typedef struct {
+    uint64_t ids[CHURN_N + 1];
+    int ends[CHURN_N + 1];
+    int n_ids;
+    int in_order, unknown;
+    uint64_t last_ended;
+} Churn;
+
+static void churn_read(Churn *c, const EngineEvent *ev, int n) {
+    for (int i = 0; i < n; i++) {
+        EngineEventType ty = ev[i].type;
+        if (ty != EV_DONE && ty != EV_LOADED && ty != EV_LOAD_FAILED) continue;
+        int k = 0;
+        while (k < c->n_ids && c->ids[k] != ev[i].req) k++;
+        if (k == c->n_ids) {
+            c->unknown++;
+            continue;
+        }
+        c->ends[k]++;
+        c->in_order &= ev[i].req > c->last_ended;
+        c->last_ended = ev[i].req;
+    }
+}
+
+static void test_churn(void) {
+    Result load;
+    Engine *e = new_engine(0, &load);
+    ChatTurn t[] = {{ROLE_USER, "Churn."}};
+    Churn c;
+    memset(&c, 0, sizeof c);
+    c.in_order = 1;
+    EngineEvent ev[16];
+    for (int i = 0; i <= CHURN_N; i++) {
+        SamplerParams p = greedy(1 + i % 5);
+        c.ids[i] = i % 7 == 3 ? engine_load(e, "/nonexistent/churn.gguf") : engine_submit(e, t, 1, &p);
+        c.n_ids = i + 1;
+        if (i % 3 == 0 && i < CHURN_N) engine_cancel(e);
+        churn_read(&c, ev, engine_poll(e, ev, 1 + i % 16));
+    }
+    int inc = 1;
+    for (int i = 1; i <= CHURN_N; i++) inc &= c.ids[i] > c.ids[i - 1];
+    CHECK(inc);
+    for (int w = 0; w < 600 && c.ends[CHURN_N] == 0;) {
+        int n = engine_wait(e, ev, 16, 100);
+        if (!n) w++;
+        churn_read(&c, ev, n);
+    }
+    int once = 1;
+    for (int i = 0; i <= CHURN_N; i++) once &= c.ends[i] == 1;
+    CHECK(once);
+    CHECK(c.in_order);
+    CHECK_EQ_INT(c.unknown, 0);
+    EngineModelInfo info;
+    CHECK_EQ_INT(engine_model_info(e, &info), 1);
+    SamplerParams p = greedy(2);
+    Result r;
+    collect(e, engine_submit(e, t, 1, &p), &r);
+    CHECK(r.done && r.reason == STOP_MAX_TOKENS && r.final.gen_tokens == 2);
+    engine_destroy(e);
 }
 
 /* A real model file (the GGUF fixture of tests/data/models) through engine_load: progress from
@@ -439,10 +507,7 @@ static void test_destroy_busy(void) {
     SamplerParams p = greedy(100000);
     engine_submit(e, t, 1, &p);
     engine_submit(e, t, 1, &p); /* a queued one too */
-    while (engine_reply_tokens(e) < 2) {
-        struct timespec ts = {0, 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    REQUIRE(wait_reply_tokens(e, 2));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     engine_destroy(e);
@@ -467,6 +532,7 @@ int main(int argc, char **argv) {
     test_context();
     test_slow_reader();
     test_load_file();
+    test_churn();
     test_destroy_busy();
     return check_report("test_engine");
 }

@@ -281,8 +281,37 @@ static void test_large_vocab(void) {
         seen_low |= l[tok] < sorted[keep / 2];
     }
     CHECK_MSG(ok, "top-p drew a token outside the nucleus of %d", keep);
-    CHECK(keep > 64);      /* the test exercised prefix growth */
+    CHECK_MSG(keep > 1024, "nucleus %d", keep); /* exercises prefix growth and the mass select */
     CHECK(seen_low);       /* and drew from the lower half of the nucleus too */
+
+    /* the edge of a wide nucleus is exact: 4000 near-equal tokens, the rest negligible; at a
+     * very high temperature the draw is near uniform over the nucleus, so its far end shows up,
+     * and nothing beyond it ever does */
+    {
+        for (int i = 0; i < NV; i++) buf[i] = i < 4000 ? 5.0f + (float)i * 5e-5f : -100.0f;
+        memcpy(sorted, buf, NV * sizeof *buf);
+        qsort(sorted, NV, sizeof *sorted, cmp_desc);
+        double zz = 0, cc = 0;
+        for (int i = 0; i < NV; i++) zz += exp((double)sorted[i] - sorted[0]);
+        int edge = 0;
+        while (cc < 0.5 * zz) cc += exp((double)sorted[edge++] - sorted[0]);
+        float *lw = malloc(NV * sizeof *lw);
+        memcpy(lw, buf, NV * sizeof *lw);
+        p = plain(1000.0f, 9);
+        p.top_p = 0.5f;
+        sampler_reset(s, &p);
+        int inside = 1, far_end = 0;
+        for (int t = 0; t < 3000; t++) {
+            memcpy(buf, lw, NV * sizeof *lw);
+            int32_t tok = sampler_sample(s, buf, NV);
+            inside &= tok >= 0 && tok < NV && lw[tok] >= sorted[edge - 1];
+            far_end |= tok >= 0 && tok < NV && lw[tok] < sorted[edge - 1 - edge / 20];
+        }
+        CHECK_MSG(edge > 1900 && edge < 2100, "edge %d", edge); /* beyond the sorted prefix */
+        CHECK(inside);
+        CHECK(far_end);
+        free(lw);
+    }
 
     /* min-p 0.1 alone (the unsorted compaction path) */
     p = plain(1.0f, 5);
