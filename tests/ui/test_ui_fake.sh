@@ -249,6 +249,14 @@ t_type "still works"; t_keys Enter
 t_wait "You said: still works."
 t_keys C-d
 t_wait "EXITED rc=0"
+# 19. A fresh account (no ~/.local/share yet) and no --db: the default database is created.
+t_start 100 30 "XDG_DATA_HOME='$T_DIR/fresh/share' BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "first words"; t_keys Enter
+t_wait "You said: first words."
+t_absent "history not saved"
+T_CHECKS=$((T_CHECKS + 1))
+[ -f "$T_DIR/fresh/share/bitnet-chat/history.db" ] || t_fail "default history database not created"
 t_start 100 30 "NO_COLOR=1 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
 
