@@ -21,8 +21,19 @@ infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen-256color
 infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen
 mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
 
-t_cleanup() {
+t_kill_server() {
     tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$T_SOCK" # the socket file stays behind otherwise
+}
+
+t_cleanup() {
+    # Every server this test started (one may be left from an interrupted step).
+    i=1
+    while [ $i -le "$T_RUNS" ]; do
+        T_SOCK="${T_BASE}_$i"
+        t_kill_server
+        i=$((i + 1))
+    done
     if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then
         # The program may still be saving its input history as the server goes away.
         rm -rf "$T_DIR" 2>/dev/null || { sleep 1; rm -rf "$T_DIR"; }
@@ -33,7 +44,7 @@ trap t_cleanup EXIT INT TERM
 # t_start W H 'COMMAND': starts the shell command COMMAND in a new private server (stopping a
 # running one). When the command exits, the pane stays, showing "EXITED rc=N".
 t_start() {
-    tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
+    [ "$T_RUNS" -gt 0 ] && t_kill_server
     T_RUNS=$((T_RUNS + 1))
     T_SOCK="${T_BASE}_$T_RUNS" # a fresh server each time: no race with one shutting down
     rm -f "$T_DIR/pid"
