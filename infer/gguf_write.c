@@ -138,8 +138,48 @@ static int is_llama3_vocab(const TokenizerVocab *v) {
     return !v->pre || !strcmp(v->pre, "llama-bpe") || !strcmp(v->pre, "llama3");
 }
 
+/* The output must be a new file or a regular file to replace: the finished file is renamed
+ * into place, which would swap a device (/dev/null), a FIFO or a directory for a regular file.
+ * A symbolic link to a regular file is followed, so the file it names is the one replaced. */
+int gguf_write_check_output(const char *out_path, char *resolved, size_t cap, Err *err) {
+    struct stat ls, st;
+    if (resolved && cap) snprintf(resolved, cap, "%s", out_path);
+    if (!out_path || !out_path[0]) return err_set(err, "the output path is empty");
+    if (lstat(out_path, &ls) != 0) {
+        if (errno == ENOENT) return 0;
+        return err_set(err, "%s: %s", out_path, strerror(errno));
+    }
+    if (S_ISLNK(ls.st_mode)) {
+        if (stat(out_path, &st) != 0) {
+            if (errno == ENOENT) return 0; /* a dangling link is replaced like a missing file */
+            return err_set(err, "%s: %s", out_path, strerror(errno));
+        }
+    } else {
+        st = ls;
+    }
+    if (S_ISDIR(st.st_mode))
+        return err_set(err, "%s: is a directory (give the path of the .gguf file to write)",
+                       out_path);
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, "%s: not a regular file (a device, FIFO or socket); refusing to "
+                       "replace it", out_path);
+    if (S_ISLNK(ls.st_mode) && resolved && cap) {
+        char *real = realpath(out_path, NULL);
+        if (!real) return err_set(err, "%s: %s", out_path, strerror(errno));
+        if (strlen(real) >= cap) {
+            free(real);
+            return err_set(err, "%s: path too long", out_path);
+        }
+        snprintf(resolved, cap, "%s", real);
+        free(real);
+    }
+    return 0;
+}
+
 int gguf_write_model(const Model *m, const char *out_path, char *note, size_t note_cap, Err *err) {
     if (note && note_cap) note[0] = 0;
+    char out_real[4096];
+    if (gguf_write_check_output(out_path, out_real, sizeof out_real, err)) return -1;
     const ModelConfig *c = &m->cfg;
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
@@ -278,7 +318,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     /* ---- write to a temporary file beside OUT, then rename ---- */
     {
         char dir[4096];
-        snprintf(dir, sizeof dir, "%s", out_path);
+        snprintf(dir, sizeof dir, "%s", out_real);
         snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dirname(dir), "bitnet-convert");
     }
     int fd = mkstemp(tmp);
@@ -304,7 +344,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
         goto io_fail;
     }
     f = NULL;
-    if (rename(tmp, out_path)) {
+    if (rename(tmp, out_real)) {
         err_set(err, "%s: cannot rename the finished file into place: %s", out_path, strerror(errno));
         goto out;
     }
