@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -262,6 +263,21 @@ static char *read_file(const char *path, size_t *len, Err *err) {
         err_set(err, "%s: %s", path, strerror(errno));
         return NULL;
     }
+    /* A directory opens but reads as an error; an endless stream (/dev/zero) or a huge file
+     * would first fill memory: both refused up front where the kind or size is known. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0) {
+        const char *why = S_ISDIR(st.st_mode)                          ? "is a directory"
+                          : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "is a device, not a text file"
+                          : S_ISREG(st.st_mode) && (uint64_t)st.st_size > ((uint64_t)1 << 32)
+                              ? "is larger than 4 GiB"
+                              : NULL;
+        if (why) {
+            fclose(f);
+            err_set(err, "%s: %s", path, why);
+            return NULL;
+        }
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
@@ -319,6 +335,11 @@ int cmd_perplexity(const AppConfig *cfg) {
     char *text = read_file(file, &text_len, &err);
     if (!text) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        return 1;
+    }
+    if (text_len == 0) {
+        fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
+        free(text);
         return 1;
     }
     Model m;

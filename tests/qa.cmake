@@ -3,3 +3,5 @@ bn_add_script_test(NAME test_qa_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/t
                    LABELS cpu TIMEOUT 120)
 bn_add_script_test(NAME test_qa_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_prompt_cli.sh
                    LABELS cpu TIMEOUT 120)
+bn_add_script_test(NAME test_qa_files_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_files_cli.sh
+                   LABELS cpu TIMEOUT 120)
