@@ -3,7 +3,8 @@
 #   --export -o onto a FIFO (stands for /dev/stdout, /dev/null: the export used to be renamed
 #   over it, replacing the device) is written through and the FIFO stays; a link to a regular
 #   file replaces the file it names, not the link; a directory or an empty name is one clear
-#   line; perplexity of an empty file, a directory or a device is one clear line, exit 1.
+#   line; --db on a FIFO or device is refused by name and -p goes on without history;
+#   perplexity of an empty file, a directory or a device is one clear line, exit 1.
 set -u
 : "${BN_BIN:?BN_BIN must point at bitnet-chat}"
 : "${BN_SOURCE_DIR:?}"
@@ -57,6 +58,15 @@ mkdir "$T/dir"
 one_line_fail "is a directory" "$BN_BIN" --db "$T/h.db" --export 1 -o "$T/dir"
 one_line_fail "empty" "$BN_BIN" --db "$T/h.db" --export 1 -o ""
 ls -A "$T" "$T/dir" | grep -q "tmp-" && fail "a temporary file was left"
+
+# --db on a FIFO (stands for /dev/null): refused by name, nothing created beside it, and -p
+# still answers (without history)
+one_line_fail "not a regular file" "$BN_BIN" --db "$T/fifo" --sessions
+"$BN_BIN" -p "hi" --model "$M" --temp 0 -n 2 --db "$T/fifo" >"$T/out" 2>"$T/err" \
+    || { fail "-p with --db on a FIFO"; cat "$T/err"; }
+grep -q "fifo is not a regular file.*will not be saved" "$T/err" || { fail "-p --db FIFO: no warning"; cat "$T/err"; }
+[ -s "$T/out" ] || fail "-p --db FIFO: no reply"
+ls "$T" | grep -q "fifo-" && fail "a file was created beside the FIFO"
 
 # perplexity inputs
 : >"$T/empty.txt"
