@@ -5,3 +5,5 @@ bn_add_script_test(NAME test_qa_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/te
                    LABELS cpu TIMEOUT 120)
 bn_add_script_test(NAME test_qa_files_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_files_cli.sh
                    LABELS cpu TIMEOUT 120)
+bn_add_script_test(NAME test_qa_args_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_args_cli.sh
+                   LABELS cpu TIMEOUT 120)
