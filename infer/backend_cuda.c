@@ -318,7 +318,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         size_t sizes[17] = {
             (size_t)b->dim * 4, (size_t)b->qkv_dim * 4, (size_t)b->q_dim * 4, (size_t)b->ffn * 4,
             (size_t)b->vocab * 4, kcuda_attn_decode_scratch(&b->ash) * 4,
-            16, (size_t)kcuda_lm_head_scratch(b->vocab) * 4, 16, 16, (size_t)c->n_kv_heads * 4,
+            16, (size_t)kcuda_lm_head_scratch(b->vocab) * 4, 16, 16, (size_t)c->n_heads * 4,
             T * b->dim * 4, T * b->qkv_dim * 4, T * b->q_dim * 4, T * b->ffn * 4, T * 4 * 3,
             T * (size_t)maxk};
         size_t tot = 0;

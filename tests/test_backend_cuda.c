@@ -279,6 +279,27 @@ int main(void) {
     CHECK(strstr(err.msg, "out of range") != NULL);
     backend_cuda_ops.destroy(b);
 
+    /* a long prompt: prefill in two chunks (512 + 88) against 600 host steps */
+    {
+        InferOptions lo = {BACKEND_CUDA, 0, 700};
+        void *b2 = backend_cuda_ops.create(&m, &lo, &err);
+        REQUIRE(b2 != NULL);
+        HostRef h2 = {&m, NULL, NULL, 700};
+        h2.kc = calloc((size_t)m.cfg.n_layers * h2.ctx * kvd, sizeof(float));
+        h2.vc = calloc((size_t)m.cfg.n_layers * h2.ctx * kvd, sizeof(float));
+        int32_t *lt = malloc(sizeof(int32_t) * 600);
+        for (int i = 0; i < 600; i++) lt[i] = (int32_t)(rnd() % V);
+        CHECK_EQ_INT(backend_cuda_ops.eval(b2, lt, 600, 0, NULL, &err), 0);
+        for (int t = 0; t < 600; t++) host_step(&h2, lt[t], t, ref);
+        lg = backend_cuda_ops.logits(b2);
+        REQUIRE(lg != NULL);
+        const double e2 = rel_err(lg, ref, V);
+        printf("600-token prefill (2 chunks): last logits max error / max|logit| = %.3g\n", e2);
+        CHECK(e2 < 2e-2);
+        free(lt), free(h2.kc), free(h2.vc);
+        backend_cuda_ops.destroy(b2);
+    }
+
     /* a shape the kernels cannot do gives a message, not a crash */
     m.cfg.head_dim = 60;
     b = backend_cuda_ops.create(&m, &opt, &err);

@@ -376,8 +376,8 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     uint16_t *dk = dmalloc(2 * (size_t)n_kv * ctx * hd), *dv = dmalloc(2 * (size_t)n_kv * ctx * hd);
     KcudaAttnShape a = {n_heads, n_kv, hd, ctx, style, drope};
     float *dpart = dmalloc(sizeof(float) * kcuda_attn_decode_scratch(&a));
-    int *dcount = dmalloc(sizeof(int) * n_kv), *dpos = dmalloc(sizeof(int));
-    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_kv) == cudaSuccess);
+    int *dcount = dmalloc(sizeof(int) * n_heads), *dpos = dmalloc(sizeof(int));
+    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_heads) == cudaSuccess);
     up(drope, rope, sizeof(float) * ctx * hd);
     up(dqkv, qkv, sizeof(float) * qkv_dim * steps);
     float *got = malloc(sizeof(float) * n_heads * hd * steps);
@@ -426,5 +426,6 @@ int main(void) {
     test_attention(20, 5, 128, 512, 150, 0);
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
+    test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
     return check_report("test_kernels_cuda");
 }

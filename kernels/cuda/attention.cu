@@ -7,7 +7,7 @@
 
 namespace {
 
-enum { ATT_THREADS = 128, CHUNK = 64, MAX_REP = 8, MAX_HD = 128, QT = 16 };
+enum { ATT_THREADS = 128, CHUNK = 64, MAX_REP = 8, MAX_HD = 128, QT = 16, MAX_SPLITS_FAST = 16 };
 
 struct AttnParams {
     int n_heads, n_kv, hd, ctx, style, max_splits;
@@ -29,25 +29,30 @@ __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int
     }
 }
 
-// Version 2: the chunk's K and V rows are staged in shared memory with 16-byte loads all issued
-// at once (version 1 read V inside the position loop: one memory latency per position).
-__global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel2(AttnParams p) {
-    __shared__ float qs[MAX_REP][MAX_HD];
-    __shared__ float sc[MAX_REP][CHUNK];
+// Version 3: one block per (query head, chunk of 64 positions): 4x the blocks of version 2 (one
+// per KV head) and no per-head predication, so each block's instruction stream is ~10x shorter
+// (version 2: ~4k instructions per warp at 4 warps per SM, 18 us per layer). The chunk's K/V
+// rows are staged in shared memory with 16-byte loads issued before waiting on the previous
+// kernel (positions < pos and the position itself are final by then, see below).
+__global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p) {
+    __shared__ __align__(16) float qs[MAX_HD];
+    __shared__ float sc[CHUNK];
     __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
     __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
-    __shared__ float mloc[MAX_REP], lloc[MAX_REP];
+    __shared__ float ml[2];
     __shared__ int last_sh;
+    __shared__ float mls[2][MAX_SPLITS_FAST];
     pdl_trigger();
-    pdl_wait();
-    const int g = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x;
-    const int hd = p.hd, half = hd / 2, n_rep = p.n_heads / p.n_kv;
+    // The position and the cached rows (< pos) were written before the previous kernel started
+    // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
+    // they are read before waiting on it: the K/V loads overlap the QKV projection.
+    const int h = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x;
+    const int hd = p.hd, half = hd / 2, n_rep = p.n_heads / p.n_kv, g = h / n_rep;
     const int pos = *p.pos, kv_len = pos + 1;
     const int nsplit = (kv_len + CHUNK - 1) / CHUNK;
     if (sp >= nsplit) return;
     const int t0 = sp * CHUNK, nt = min(CHUNK, kv_len - t0);
     const size_t head_base = ((size_t)g * p.ctx) * hd;
-    // Issue the cached rows (positions < pos) first; the current one is computed below.
     const int per_row = hd / 8;
 #pragma unroll 8
     for (int idx = tid; idx < CHUNK * per_row; idx += ATT_THREADS) {
@@ -61,141 +66,137 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel2(AttnParams p)
         *(uint4 *)&vs[j][c * 8] = vv4;
     }
     const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
-    const float *q = p.qkv + (size_t)g * n_rep * hd;
-    for (int idx = tid; idx < n_rep * half; idx += ATT_THREADS) {
-        const int h = idx / half, i = idx % half;
+    pdl_wait();
+    const float *q = p.qkv + (size_t)h * hd;
+    const bool last = sp == nsplit - 1;
+    const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
+    const float *v = k + (size_t)p.n_kv * hd;
+    __syncthreads();  // staged rows complete before the current row is written into them
+    if (tid < half) {
         int i0, i1;
-        rope_pair(p.style, hd, i, &i0, &i1);
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float a = q[h * hd + i0], b = q[h * hd + i1];
-        qs[h][i0] = a * c - b * s;
-        qs[h][i1] = b * c + a * s;
-    }
-    __syncthreads();  // the staged rows are complete before the current row is written
-    if (sp == nsplit - 1) {
-        const int jc = pos - t0;
-        const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
-        const float *v = k + (size_t)p.n_kv * hd;
-        for (int i = tid; i < half; i += ATT_THREADS) {
-            int i0, i1;
-            rope_pair(p.style, hd, i, &i0, &i1);
-            const float c = cs[2 * i], s = cs[2 * i + 1];
-            const float a = k[i0], b = k[i1];
-            const __half h0 = __float2half_rn(a * c - b * s), h1 = __float2half_rn(b * c + a * s);
+        rope_pair(p.style, hd, tid, &i0, &i1);
+        const float c = cs[2 * tid], s = cs[2 * tid + 1];
+        const float a = q[i0], b = q[i1];
+        qs[i0] = a * c - b * s;
+        qs[i1] = b * c + a * s;
+        if (last) {
+            const int jc = pos - t0;
+            const float ka = k[i0], kb = k[i1];
+            const __half h0 = __float2half_rn(ka * c - kb * s), h1 = __float2half_rn(kb * c + ka * s);
             ks[jc][i0] = h0;
             ks[jc][i1] = h1;
-            p.kc[head_base + (size_t)pos * hd + i0] = h0;
-            p.kc[head_base + (size_t)pos * hd + i1] = h1;
+            if (h % n_rep == 0) {  // one block per KV head writes the cache row
+                p.kc[head_base + (size_t)pos * hd + i0] = h0;
+                p.kc[head_base + (size_t)pos * hd + i1] = h1;
+            }
         }
-        for (int i = tid; i < hd; i += ATT_THREADS) {
-            const __half hv = __float2half_rn(v[i]);
-            vs[jc][i] = hv;
-            p.vc[head_base + (size_t)pos * hd + i] = hv;
-        }
+    }
+    if (last && tid < hd) {
+        const __half hv = __float2half_rn(v[tid]);
+        vs[pos - t0][tid] = hv;
+        if (h % n_rep == 0) p.vc[head_base + (size_t)pos * hd + tid] = hv;
     }
     __syncthreads();
     const float scale = 1.0f / sqrtf((float)hd);
     {
-        const int j = tid >> 1, hh = tid & 1;
-        float part[MAX_REP];
-#pragma unroll
-        for (int h = 0; h < MAX_REP; h++) part[h] = 0.0f;
+        const int j = tid >> 1, hh = tid & 1, d0 = hh * half;
+        float acc = 0.0f;
         if (j < nt) {
-            const int d0 = hh * half;
             for (int m = 0; m < half / 8; m++) {
                 const uint4 u = *(const uint4 *)&ks[j][d0 + m * 8];
+                const float4 qa = *(const float4 *)&qs[d0 + m * 8], qb = *(const float4 *)&qs[d0 + m * 8 + 4];
                 const __half2 *h2 = (const __half2 *)&u;
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float2 f = __half22float2(h2[e]);
-                    const int d = d0 + m * 8 + 2 * e;
-#pragma unroll
-                    for (int h = 0; h < MAX_REP; h++)
-                        if (h < n_rep) {
-                            part[h] = fmaf(qs[h][d], f.x, part[h]);
-                            part[h] = fmaf(qs[h][d + 1], f.y, part[h]);
-                        }
-                }
+                const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
+                const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
+                acc = fmaf(qa.x, f0.x, acc);
+                acc = fmaf(qa.y, f0.y, acc);
+                acc = fmaf(qa.z, f1.x, acc);
+                acc = fmaf(qa.w, f1.y, acc);
+                acc = fmaf(qb.x, f2.x, acc);
+                acc = fmaf(qb.y, f2.y, acc);
+                acc = fmaf(qb.z, f3.x, acc);
+                acc = fmaf(qb.w, f3.y, acc);
             }
         }
-#pragma unroll
-        for (int h = 0; h < MAX_REP; h++) part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
-        if (hh == 0) {
-#pragma unroll
-            for (int h = 0; h < MAX_REP; h++)
-                if (h < n_rep) sc[h][j] = j < nt ? part[h] * scale : -INFINITY;
-        }
+        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        if (hh == 0) sc[j] = j < nt ? acc * scale : -INFINITY;
     }
     __syncthreads();
     const int lane = tid & 31, warp = tid >> 5;
-    for (int h = warp; h < n_rep; h += ATT_THREADS / 32) {
-        const float v0 = sc[h][lane], v1 = sc[h][lane + 32];
+    if (warp == 0) {
+        const float v0 = sc[lane], v1 = sc[lane + 32];
         const float m = warp_max(fmaxf(v0, v1));
         const float e0 = lane < nt ? expf(v0 - m) : 0.0f;
         const float e1 = lane + 32 < nt ? expf(v1 - m) : 0.0f;
         const float l = warp_sum(e0 + e1);
-        sc[h][lane] = e0;
-        sc[h][lane + 32] = e1;
+        sc[lane] = e0;
+        sc[lane + 32] = e1;
         if (lane == 0) {
-            mloc[h] = m;
-            lloc[h] = l;
+            ml[0] = m;
+            ml[1] = l;
         }
     }
     __syncthreads();
-    float o[MAX_REP];
-#pragma unroll
-    for (int h = 0; h < MAX_REP; h++) o[h] = 0.0f;
     const int d = tid;
+    float o = 0.0f;
     if (d < hd) {
-        for (int j = 0; j < nt; j++) {
-            const float vv = __half2float(vs[j][d]);
-#pragma unroll
-            for (int h = 0; h < MAX_REP; h++)
-                if (h < n_rep) o[h] = fmaf(sc[h][j], vv, o[h]);
-        }
+#pragma unroll 8
+        for (int j = 0; j < nt; j++) o = fmaf(sc[j], __half2float(vs[j][d]), o);
     }
     if (nsplit == 1) {
-        if (d < hd) {
-#pragma unroll
-            for (int h = 0; h < MAX_REP; h++)
-                if (h < n_rep) p.out[(size_t)(g * n_rep + h) * hd + d] = o[h] / lloc[h];
-        }
+        if (d < hd) p.out[(size_t)h * hd + d] = o / ml[1];
         return;
     }
-    // Partial (m, l, o) of this split; the last split block to finish combines all of them.
+    // Partial (m, l, o) of this split; the last split block of this head combines them.
     const int rec = hd + 2;
-    float *mine = p.part + ((size_t)g * p.max_splits + sp) * n_rep * rec;
-    if (d < hd) {
-#pragma unroll
-        for (int h = 0; h < MAX_REP; h++)
-            if (h < n_rep) mine[h * rec + 2 + d] = o[h];
-    }
-    if (tid < n_rep) {
-        mine[tid * rec] = mloc[tid];
-        mine[tid * rec + 1] = lloc[tid];
+    float *base = p.part + (size_t)h * p.max_splits * rec;
+    if (d < hd) base[(size_t)sp * rec + 2 + d] = o;
+    if (tid == 0) {
+        base[(size_t)sp * rec] = ml[0];
+        base[(size_t)sp * rec + 1] = ml[1];
     }
     __threadfence();
     __syncthreads();
-    if (tid == 0) last_sh = atomicAdd(&p.count[g], 1) == nsplit - 1;
+    if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
     __syncthreads();
     if (!last_sh) return;
     __threadfence();
-    if (d < hd) {
-        for (int h = 0; h < n_rep; h++) {
-            float M = -INFINITY;
-            for (int s2 = 0; s2 < nsplit; s2++)
-                M = fmaxf(M, __ldcg(p.part + ((size_t)g * p.max_splits + s2) * n_rep * rec + h * rec));
-            float num = 0.0f, den = 0.0f;
-            for (int s2 = 0; s2 < nsplit; s2++) {
-                const float *r = p.part + ((size_t)g * p.max_splits + s2) * n_rep * rec + h * rec;
-                const float f = expf(__ldcg(r) - M);
-                den = fmaf(__ldcg(r + 1), f, den);
-                num = fmaf(__ldcg(r + 2 + d), f, num);
-            }
-            p.out[(size_t)(g * n_rep + h) * hd + d] = num / den;
+    if (nsplit <= MAX_SPLITS_FAST) {
+        if (tid < nsplit) {
+            mls[0][tid] = __ldcg(base + (size_t)tid * rec);
+            mls[1][tid] = __ldcg(base + (size_t)tid * rec + 1);
         }
+        float ov[MAX_SPLITS_FAST];
+#pragma unroll
+        for (int s2 = 0; s2 < MAX_SPLITS_FAST; s2++)
+            ov[s2] = (s2 < nsplit && d < hd) ? __ldcg(base + (size_t)s2 * rec + 2 + d) : 0.0f;
+        __syncthreads();
+        if (d < hd) {
+            float M = -INFINITY;
+            for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, mls[0][s2]);
+            float num = 0.0f, den = 0.0f;
+#pragma unroll
+            for (int s2 = 0; s2 < MAX_SPLITS_FAST; s2++)
+                if (s2 < nsplit) {
+                    const float f = expf(mls[0][s2] - M);
+                    den = fmaf(mls[1][s2], f, den);
+                    num = fmaf(ov[s2], f, num);
+                }
+            p.out[(size_t)h * hd + d] = num / den;
+        }
+    } else if (d < hd) {
+        float M = -INFINITY;
+        for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, __ldcg(base + (size_t)s2 * rec));
+        float num = 0.0f, den = 0.0f;
+        for (int s2 = 0; s2 < nsplit; s2++) {
+            const float *r = base + (size_t)s2 * rec;
+            const float f = expf(__ldcg(r) - M);
+            den = fmaf(__ldcg(r + 1), f, den);
+            num = fmaf(__ldcg(r + 2 + d), f, num);
+        }
+        p.out[(size_t)h * hd + d] = num / den;
     }
-    if (tid == 0) p.count[g] = 0;
+    if (tid == 0) p.count[h] = 0;
 }
 
 // ---- prefill ------------------------------------------------------------------------------------
@@ -235,10 +236,10 @@ __global__ void rope_kv_prefill_kernel(float *qkv, int ld, int n_heads, int n_kv
 __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel1(
     const float *qkv, int ld, int T, int pos0, int n_heads, int n_kv, int hd, int ctx,
     const __half *kc, const __half *vc, float *out) {
-    __shared__ float qs[QT][MAX_HD];
+    __shared__ __align__(16) float qs[QT][MAX_HD];
     __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
     __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
-    __shared__ float sc[QT][CHUNK];
+    __shared__ __align__(16) float sc[QT][CHUNK];
     __shared__ float mrow[QT], lrow[QT], corr[QT];
     const int h = blockIdx.x, tq0 = blockIdx.y * QT, tid = threadIdx.x;
     const int g = h / (n_heads / n_kv);
@@ -281,14 +282,23 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel1(
             for (int c = 0; c < hd / 8; c++) {
                 const uint4 u = *(const uint4 *)&ks[j][c * 8];
                 const __half2 *h2 = (const __half2 *)&u;
+                const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
+                const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float2 f = __half22float2(h2[e]);
-#pragma unroll
-                    for (int r = 0; r < 8; r++) {
-                        acc[r] = fmaf(qs[qg * 8 + r][c * 8 + 2 * e], f.x, acc[r]);
-                        acc[r] = fmaf(qs[qg * 8 + r][c * 8 + 2 * e + 1], f.y, acc[r]);
-                    }
+                for (int r = 0; r < 8; r++) {
+                    // 16-byte broadcast reads of q: 4x fewer shared loads than scalar reads
+                    const float4 qa = *(const float4 *)&qs[qg * 8 + r][c * 8];
+                    const float4 qb = *(const float4 *)&qs[qg * 8 + r][c * 8 + 4];
+                    float a = acc[r];
+                    a = fmaf(qa.x, f0.x, a);
+                    a = fmaf(qa.y, f0.y, a);
+                    a = fmaf(qa.z, f1.x, a);
+                    a = fmaf(qa.w, f1.y, a);
+                    a = fmaf(qb.x, f2.x, a);
+                    a = fmaf(qb.y, f2.y, a);
+                    a = fmaf(qb.z, f3.x, a);
+                    a = fmaf(qb.w, f3.y, a);
+                    acc[r] = a;
                 }
             }
 #pragma unroll
@@ -319,10 +329,20 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel1(
         if (tid < hd) {
 #pragma unroll
             for (int r = 0; r < QT; r++) o[r] *= corr[r];
-            for (int j = 0; j < nk; j++) {
-                const float vv = __half2float(vs[j][tid]);
+            // Four keys at a time: sc rows read as float4 (probabilities past nk are 0).
+            for (int j = 0; j < nk; j += 4) {
+                const float v0 = __half2float(vs[j][tid]), v1 = __half2float(vs[j + 1][tid]);
+                const float v2 = __half2float(vs[j + 2][tid]), v3 = __half2float(vs[j + 3][tid]);
 #pragma unroll
-                for (int r = 0; r < QT; r++) o[r] = fmaf(sc[r][j], vv, o[r]);
+                for (int r = 0; r < QT; r++) {
+                    const float4 pr = *(const float4 *)&sc[r][j];
+                    float a = o[r];
+                    a = fmaf(pr.x, v0, a);
+                    a = fmaf(pr.y, v1, a);
+                    a = fmaf(pr.z, v2, a);
+                    a = fmaf(pr.w, v3, a);
+                    o[r] = a;
+                }
             }
         }
     }
@@ -371,7 +391,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
-    return kcuda_launch(attn_decode_kernel2, dim3((unsigned)a->n_kv, (unsigned)p.max_splits),
+    return kcuda_launch(attn_decode_kernel3, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
 }
 

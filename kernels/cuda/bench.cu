@@ -200,16 +200,20 @@ extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
         if (rc) break;
         b->checked_rows = checked;
         const int L = std::max(100, R);
-        for (int pdl = 0; pdl < 2 && !rc; pdl++) {
+        for (int v = 0; v < 4 && !rc; v++) {
+            const int pdl = v & 1, int8_in = v >> 1;
             double us = 0;
             rc = time_graph(st, L, reps, [&](int i) {
                 KcudaTernary mi = m;
                 mi.d_codes = (const uint8_t *)dw.p + wb * (i % R);
+                if (int8_in)
+                    return kcuda_w2a8_gemv(&mi, nullptr, 0, nullptr, 0.0f, (const int8_t *)dq.p, (const float *)dsq.p,
+                                           (const int32_t *)((char *)dsq.p + 4), KCUDA_EP_F32, dout.p, pdl, st);
                 return kcuda_w2a8_gemv(&mi, (const float *)dx.p, k, nullptr, 0.0f, nullptr, nullptr,
                                        nullptr, KCUDA_EP_F32, dout.p, pdl, st);
             }, &us);
-            if (pdl) b->w2a8_pdl_us = us;
-            else b->w2a8_us = us;
+            double *dst[4] = {&b->w2a8_us, &b->w2a8_pdl_us, &b->w2a8_q_us, &b->w2a8_q_pdl_us};
+            *dst[v] = us;
         }
         if (rc) break;
         cudaFree(dw.p);

@@ -234,6 +234,7 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
     const int id = tok[t];
     const bool ok = id >= 0 && id < vocab;
     if (!ok && threadIdx.x == 0 && err) *err = 1;
+#pragma unroll 8
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float v = 0.0f;
         if (ok) {

@@ -90,7 +90,8 @@ int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
                     void *stream);
 
-/* Lab switch: GEMM version 1 (32-bit fragment loads) or 2 (ldmatrix, the default). */
+/* Lab switch: GEMM version 1 (32-bit fragment loads), 2 (ldmatrix), 3 (ldmatrix + 4-stage
+ * cp.async pipeline, the default). */
 void kcuda_set_gemm_version(int v);
 
 /* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
@@ -123,7 +124,8 @@ typedef struct {
 /* Decode: one token at position *d_pos (device int), qkv = [q | k | v] (f32, n_heads*hd +
  * 2*n_kv*hd). Applies RoPE, writes k, v (f16) at *d_pos, attends positions 0..*d_pos, writes
  * out [n_heads*hd]. Split over the sequence in chunks of 64 with a last-block combine;
- * d_part (kcuda_attn_decode_scratch floats) and d_count (n_kv ints, zero at start, left zero)
+ * d_part (kcuda_attn_decode_scratch floats) and d_count (n_heads ints, zero at start, left
+ * zero)
  * are scratch. */
 int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                       uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
@@ -140,7 +142,10 @@ int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
 
 typedef struct {
     int n, k;
-    double w2a8_us, w2a8_pdl_us;  /* per launch, L2-cold (rotating buffers), in a CUDA graph */
+    /* per launch, L2-cold (rotating buffers), in a CUDA graph: f32 input with the fused
+     * quantization prologue (as decode uses it), and int8 input (as the seed kernel takes it),
+     * each without and with programmatic dependent launch */
+    double w2a8_us, w2a8_pdl_us, w2a8_q_us, w2a8_q_pdl_us;
     double cublas_us;             /* cuBLAS bf16 GEMV, same method; < 0 if unavailable */
     double w2a8_bytes, bf16_bytes;
     int rot_w2a8, rot_bf16;       /* number of rotating weight buffers */

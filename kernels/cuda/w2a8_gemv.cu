@@ -4,6 +4,7 @@
 // prologue, 8 lanes per row, swizzled activations in shared memory).
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/common.cuh"
 
@@ -18,6 +19,24 @@ int kcuda_fail(int code, const char *fmt, ...) {
 }
 
 extern "C" const char *kcuda_last_error(void) { return g_err; }
+
+int kcuda_prepare_func(const void *fn) {
+    static const void *done[256];
+    static int n_done;
+    for (int i = 0; i < n_done; i++)
+        if (done[i] == fn) return KCUDA_OK;
+    static int carveout = -1;  // percent of the maximum shared memory; lab override by env
+    if (carveout < 0) {
+        const char *env = getenv("BITNET_CUDA_CARVEOUT");
+        carveout = env ? atoi(env) : 70;
+        if (carveout < 0 || carveout > 100) carveout = 70;
+    }
+    const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
+    if (e != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "setting the shared memory carveout: %s", cudaGetErrorString(e));
+    if (n_done < 256) done[n_done++] = fn;
+    return KCUDA_OK;
+}
 
 extern "C" int kcuda_device_count(void) {
     int n = 0;
@@ -142,23 +161,29 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
         const int c = sub + 8 * i;
         wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
     }
+    // The norm weights are constant too: fetched before the wait as well.
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+                      ((uintptr_t)p.norm_w & 15) == 0;
+    float4 wn[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (threadIdx.x + GEMV_THREADS * i);
+        wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
     pdl_trigger();
     pdl_wait();
 
     __shared__ int qred[GEMV_THREADS / 32];
     float s;
-    if (p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
-        ((uintptr_t)p.norm_w & 15) == 0) {
-        // Fast prologue: each thread loads its float4s of x (and of the norm weights) in one
-        // batch, so the whole prologue waits for one L2 round trip, then two reductions.
+    if (fast) {
+        // Fast prologue: each thread loads its float4s of x in one batch, so the prologue
+        // waits for one L2 round trip, then two reductions.
         const int tid = threadIdx.x;
-        float4 xv[MAXC], wn[MAXC];
+        float4 xv[MAXC];
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
             const int e = 4 * (tid + GEMV_THREADS * i);
-            const bool in = e < p.k_in;
-            xv[i] = in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
-            wn[i] = in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
         if (p.norm_w) {
             float ss = 0.0f;
