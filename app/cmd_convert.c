@@ -3,6 +3,7 @@
  * I2_S GGUF (infer/gguf_write.h). The written file is then loaded back and compared with the
  * source weight by weight, so a successful convert is a verified one. */
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,14 @@ static int output_replaces_hf_source(const char *src, const char *out) {
     return sd.st_dev == od.st_dev && sd.st_ino == od.st_ino;
 }
 
+/* Ctrl-C, SIGTERM or SIGHUP while writing: the partial temporary file is removed, then the
+ * process ends by the signal as it would have. */
+static void on_stop_signal(int sig) {
+    gguf_write_remove_partial();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int cmd_convert(const AppConfig *cfg) {
     if (cfg->npos != 2) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat convert SRC OUT.gguf\n");
@@ -82,6 +91,12 @@ int cmd_convert(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: convert: %s\n", oerr.msg);
         return 1;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     Model m;
     Err err = {{0}};
     ModelLoadOptions opt = {show_progress, (void *)"loading", NULL};

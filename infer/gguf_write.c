@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +138,14 @@ static void add_tensor(OutTensor *ts, int *n, const char *name, SrcKind kind, ui
 
 static int is_llama3_vocab(const TokenizerVocab *v) {
     return !v->pre || !strcmp(v->pre, "llama-bpe") || !strcmp(v->pre, "llama3");
+}
+
+/* The temporary file being written, for gguf_write_remove_partial (from a signal handler). */
+static char partial_path[4200];
+static volatile sig_atomic_t partial_set;
+
+void gguf_write_remove_partial(void) {
+    if (partial_set) unlink(partial_path);
 }
 
 /* The output must be a new file or a regular file to replace: the finished file is renamed
@@ -321,7 +331,20 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
         snprintf(dir, sizeof dir, "%s", out_real);
         snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dirname(dir), "bitnet-convert");
     }
+    /* Stop signals wait while the file is created and recorded, so that a handler calling
+     * gguf_write_remove_partial never misses a file that exists. */
+    sigset_t stop_sigs, old_mask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
     int fd = mkstemp(tmp);
+    if (fd >= 0) {
+        memcpy(partial_path, tmp, sizeof partial_path);
+        partial_set = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     if (fd < 0) {
         err_set(err, "%s: cannot create the output file: %s", out_path, strerror(errno));
         tmp[0] = 0;
@@ -359,6 +382,7 @@ io_fail:
 out:
     if (f) fclose(f);
     if (tmp[0]) unlink(tmp);
+    partial_set = 0;
     free(h.p);
     free(ts);
     return rc;

@@ -25,6 +25,11 @@ extern const char *const BITNET_CHAT_TEMPLATE;
  * Returns 0 or -1 with err set. gguf_write_model calls it first. */
 int gguf_write_check_output(const char *out_path, char *resolved, size_t cap, Err *err);
 
+/* Removes the temporary file of a gguf_write_model in progress, if any. Async-signal-safe:
+ * for a SIGINT/SIGTERM handler, so an interrupted convert leaves no hidden partial file (which
+ * can be gigabytes) beside the output. */
+void gguf_write_remove_partial(void);
+
 int gguf_write_model(const Model *m, const char *out_path, char *note, size_t note_cap, Err *err);
 
 /* Compares what a loader produced: config shapes, ternary codes (logical n_out x n_in) and
