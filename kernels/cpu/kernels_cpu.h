@@ -11,8 +11,12 @@
  *   - Integer results of every fast path equal the reference EXACTLY (no int16 saturation,
  *     code 3 read as 0 as the reference does). Scaled outputs use the same float operations in
  *     the same order as the reference, y = (float)acc / s * gamma, so they are bit-identical.
- *   - Dense (f16 / bf16 / f32) dot products accumulate in fp32 in a different order from the
- *     reference, so they agree to fp32 rounding, not bit for bit.
+ *   - RMSNorm, attention (scores, softmax with our own exp, weighted sum) and relu^2 gating
+ *     are bit-identical to their references too: the references fix the fp32 order (8 lanes,
+ *     fused multiply-adds, a fixed pairwise combination; see dot_f32_ref), so the whole CPU
+ *     forward pass matches the scalar reference forward bit for bit up to the lm_head.
+ *   - Dense (f16 / bf16 / f32) dot products (the lm_head) accumulate in fp32 FMA lanes, the
+ *     reference in double, so they agree to fp32 rounding, not bit for bit.
  *   - Nothing here allocates per call, except the pool at creation.
  * Kernels never print or exit: they return 0, or KERR_BAD_SHAPE for shapes they cannot do. */
 #ifndef BN_KERNELS_CPU_H
