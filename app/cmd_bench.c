@@ -23,7 +23,10 @@
 
 static const int SHAPES[8][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                  {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
+#ifdef BITNET_HAVE_CUDA
+/* Microsoft's seed W2A8 kernel on an H100, same method (research/peers-h100.md, table A). */
 static const double SEED_US[8] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
+#endif
 
 static double now_s(void) {
     struct timespec ts;

@@ -190,6 +190,7 @@ t_wait "more (End)"
 top=$(t_screen | head -n 1 | grep -o 'w[0-9]*' | head -n 1)
 t_resize 80 30
 t_wait "more (End)"
+sleep 0.5 # let the program see the new size and repaint
 T_CHECKS=$((T_CHECKS + 1))
 t_screen | head -n 3 | grep -q -- "$top " || t_fail "after the resize $top is no longer at the top"
 t_keys End
