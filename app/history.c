@@ -123,7 +123,9 @@ History *history_open(const char *path, bool no_history, Err *warnout) {
     h->path = path ? strdup(path) : store_default_path();
     Err e = {{0}};
     int rc = 0;
-    Store *st = h->path ? store_open_rc(h->path, 0, &e, &rc) : NULL;
+    /* The default location is opened as such (path NULL), so that the store creates its
+     * directories (~/.local/share/bitnet-chat) on first use; an explicit --db is used as is. */
+    Store *st = h->path ? store_open_rc(path, 0, &e, &rc) : NULL;
     if (!h->path) err_set(&e, "history: no home directory (set HOME or XDG_DATA_HOME, or use --db)");
     if (st) {
         attach_store(h, st);

@@ -4,7 +4,8 @@
 #   over it, replacing the device) is written through and the FIFO stays; a link to a regular
 #   file replaces the file it names, not the link; a directory or an empty name is one clear
 #   line; --db on a FIFO or device is refused by name and -p goes on without history;
-#   perplexity of an empty file, a directory or a device is one clear line, exit 1.
+#   the first run creates the default history directory (it used to run without history when
+#   ~/.local/share/bitnet-chat did not exist); perplexity of an empty file, a directory or a device is one clear line, exit 1.
 set -u
 : "${BN_BIN:?BN_BIN must point at bitnet-chat}"
 : "${BN_SOURCE_DIR:?}"
@@ -67,6 +68,20 @@ one_line_fail "not a regular file" "$BN_BIN" --db "$T/fifo" --sessions
 grep -q "fifo is not a regular file.*will not be saved" "$T/err" || { fail "-p --db FIFO: no warning"; cat "$T/err"; }
 [ -s "$T/out" ] || fail "-p --db FIFO: no reply"
 ls "$T" | grep -q "fifo-" && fail "a file was created beside the FIFO"
+
+# first run with the default database: its directory is created (private), the exchange saved
+mkdir "$T/home"
+env -u XDG_DATA_HOME HOME="$T/home" "$BN_BIN" -p "first run" --model "$M" --temp 0 -n 2 \
+    >/dev/null 2>"$T/err" || { fail "-p on first run"; cat "$T/err"; }
+grep -q "will not be saved" "$T/err" && { fail "first run: history not saved"; cat "$T/err"; }
+[ -f "$T/home/.local/share/bitnet-chat/history.db" ] || fail "first run: no history.db created"
+[ "$(stat -c %a "$T/home/.local/share/bitnet-chat" 2>/dev/null)" = 700 ] || fail "history directory not 0700"
+env -u XDG_DATA_HOME HOME="$T/home" "$BN_BIN" --sessions >"$T/out" 2>&1
+grep -q "first run" "$T/out" || { fail "first run: session not listed"; cat "$T/out"; }
+# XDG_DATA_HOME (absolute) is honoured the same way
+env XDG_DATA_HOME="$T/xdg/data" "$BN_BIN" -p "xdg run" --model "$M" --temp 0 -n 2 >/dev/null 2>"$T/err" \
+    || { fail "-p with XDG_DATA_HOME"; cat "$T/err"; }
+[ -f "$T/xdg/data/bitnet-chat/history.db" ] || { fail "XDG_DATA_HOME: no history.db"; cat "$T/err"; }
 
 # perplexity inputs
 : >"$T/empty.txt"
