@@ -409,7 +409,11 @@ int cmd_perplexity(const AppConfig *cfg) {
     printf(" +/- ");
     print_ppl(stdout, res.ppl_stderr);
     printf("\n");
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) { /* the result is the whole point: say so */
+        fprintf(stderr, "bitnet-chat: perplexity: writing the result to stdout failed: %s\n",
+                strerror(errno ? errno : EIO));
+        goto out;
+    }
     fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
             res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;

@@ -89,5 +89,17 @@ one_line_fail "empty.txt is empty" "$BN_BIN" perplexity --model "$M" "$T/empty.t
 one_line_fail "dir: is a directory" "$BN_BIN" perplexity --model "$M" "$T/dir"
 one_line_fail "/dev/zero: is a device" timeout 20 "$BN_BIN" perplexity --model "$M" /dev/zero
 
+# perplexity whose result cannot be written: exit 1 with a message (it used to exit 0)
+i=0
+: >"$T/text.txt"
+while [ $i -lt 40 ]; do
+    echo "The quick brown fox jumps over the lazy dog. Line $i of a short text." >>"$T/text.txt"
+    i=$((i + 1))
+done
+"$BN_BIN" perplexity --model "$M" "$T/text.txt" --ctx 64 >&- 2>"$T/err"
+rc=$?
+[ $rc = 1 ] || fail "perplexity with stdout closed: exit $rc, expected 1"
+grep -q "writing the result to stdout failed" "$T/err" || { fail "perplexity >&-: no message"; cat "$T/err"; }
+
 [ $fails = 0 ] && echo "test_qa_files_cli: all passed"
 exit $((fails > 0))
