@@ -89,6 +89,14 @@ one_line_fail "empty.txt is empty" "$BN_BIN" perplexity --model "$M" "$T/empty.t
 one_line_fail "dir: is a directory" "$BN_BIN" perplexity --model "$M" "$T/dir"
 one_line_fail "/dev/zero: is a device" timeout 20 "$BN_BIN" perplexity --model "$M" /dev/zero
 
+# history listings whose output cannot be written: exit 1 with a message (they exited 0)
+for args in "--sessions" "--show 1" "--search exchange"; do
+    "$BN_BIN" --db "$T/h.db" $args >&- 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "$args with stdout closed: exit $rc, expected 1"
+    grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
+done
+
 # perplexity whose result cannot be written: exit 1 with a message (it used to exit 0)
 i=0
 : >"$T/text.txt"
