@@ -1,10 +1,12 @@
 #include "app/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cli_usage(FILE *to) {
     fputs(
@@ -122,7 +124,24 @@ static int set_mode(AppConfig *c, AppMode m, const char *opt) {
     return 0;
 }
 
+/* A process started with stdin, stdout or stderr closed would hand those numbers to the next
+ * files it opens: the engine's wake pipe became fd 0/1, so the reply was written into that pipe
+ * (lost, exit 0, and a long reply blocked forever on the full pipe). Each closed one is given
+ * /dev/null, read-only, so that writes to stdout or stderr still fail (EBADF) as they would. */
+static void protect_std_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        int nfd = open("/dev/null", O_RDONLY);
+        if (nfd < 0) return;
+        if (nfd != fd) { /* a lower number was free: cannot happen, fds are taken in order */
+            close(nfd);
+            return;
+        }
+    }
+}
+
 int cli_parse(AppConfig *c, int argc, char **argv) {
+    protect_std_fds();
     memset(c, 0, sizeof *c);
     c->backend = "auto";
     c->temp = c->top_p = c->min_p = c->repeat_penalty = NAN;

@@ -160,8 +160,11 @@ int cmd_prompt(const AppConfig *cfg) {
     }
     int loaded = wait_loaded(e, isatty(STDERR_FILENO));
     if (loaded < 0) {
-        engine_destroy(e);
+        /* SIGTERM/SIGHUP end the process at once: joining the engine would wait for a load
+         * that may be stuck in a read (nothing is saved yet). After Ctrl-C the load is cancelled
+         * and joined; a second Ctrl-C ends the process if that takes too long. */
         if (loaded == -2 && terminated_by) die_by_signal(terminated_by);
+        engine_destroy(e);
         return loaded == -2 ? 130 : 1;
     }
 
@@ -406,7 +409,11 @@ int cmd_perplexity(const AppConfig *cfg) {
     printf(" +/- ");
     print_ppl(stdout, res.ppl_stderr);
     printf("\n");
-    fflush(stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) { /* the result is the whole point: say so */
+        fprintf(stderr, "bitnet-chat: perplexity: writing the result to stdout failed: %s\n",
+                strerror(errno ? errno : EIO));
+        goto out;
+    }
     fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
             res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;

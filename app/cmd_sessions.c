@@ -332,13 +332,24 @@ static int delete_session(const AppConfig *cfg) {
     return r ? fail(&err) : 0;
 }
 
+/* What the listing commands print is their result: a stdout that could not take it (closed,
+ * full disk) is an error, as for the export. */
+static int finish_stdout(int rc) {
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "bitnet-chat: writing to stdout failed: %s\n", strerror(errno ? errno : EIO));
+        return 1;
+    }
+    return rc;
+}
+
 int cmd_sessions(const AppConfig *cfg) {
     switch (cfg->mode) {
-    case MODE_SESSIONS: return list_sessions(cfg);
-    case MODE_SHOW: return show_session(cfg);
-    case MODE_SEARCH: return search(cfg);
+    case MODE_SESSIONS: return finish_stdout(list_sessions(cfg));
+    case MODE_SHOW: return finish_stdout(show_session(cfg));
+    case MODE_SEARCH: return finish_stdout(search(cfg));
     case MODE_EXPORT: return export_session(cfg);
-    case MODE_DELETE: return delete_session(cfg);
+    case MODE_DELETE: return finish_stdout(delete_session(cfg));
     default: break;
     }
     fprintf(stderr, "bitnet-chat: internal error: cmd_sessions called for another mode\n");

@@ -351,8 +351,8 @@ static int32_t *fit_prompt(Engine *e, const Request *r, int ctx, int max_tokens,
     int32_t *prompt = NULL;
     if (n > ctx - 1) {
         err_set(err,
-                "the prompt needs %d tokens but the context holds %d; shorten the message or the "
-                "system prompt, or use a larger context",
+                "the prompt needs %d tokens and the reply at least 1, but the context holds %d; "
+                "shorten the message or the system prompt, or use a larger context",
                 n, ctx);
     } else if (!(prompt = malloc((size_t)n * sizeof *prompt))) {
         err_set(err, "out of memory");

@@ -737,10 +737,22 @@ static int h_dense(Model *m, HfCtx *h, const char *name, DenseMatrix *d, Err *er
     return dense_in_place(m, d, ft, m->cfg.vocab_size, m->cfg.dim, t->data, err);
 }
 
+/* json_load_file for a path that must be a regular file: a FIFO would block the read forever
+ * and a device (/dev/zero) would be read without end. *not_regular is set for those. */
+static json_t *load_json_file(const char *p, size_t flags, json_error_t *je, int *not_regular) {
+    struct stat st;
+    if (not_regular) *not_regular = 0;
+    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (not_regular) *not_regular = 1;
+        return NULL;
+    }
+    return json_load_file(p, flags, je);
+}
+
 static char *read_chat_template(const char *dir) {
     char p[1200];
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
-    json_t *j = json_load_file(p, 0, NULL);
+    json_t *j = load_json_file(p, 0, NULL, NULL);
     if (!j) return NULL;
     json_t *t = json_object_get(j, "chat_template");
     char *out = json_is_string(t) ? strdup(json_string_value(t)) : NULL;
@@ -752,7 +764,9 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     char p[1200];
     snprintf(p, sizeof p, "%s/config.json", dir);
     json_error_t je;
-    json_t *jc = json_load_file(p, JSON_REJECT_DUPLICATES, &je);
+    int not_regular = 0;
+    json_t *jc = load_json_file(p, JSON_REJECT_DUPLICATES, &je, &not_regular);
+    if (!jc && not_regular) return err_set(err, "%s: not a regular file", p);
     if (!jc) {
         struct stat st;
         if (stat(p, &st) != 0)

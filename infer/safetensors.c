@@ -137,7 +137,7 @@ fail:
 }
 
 int st_open_file(StSet *set, const char *path, Err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) return err_set(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -215,11 +215,16 @@ int st_open_dir(StSet *set, const char *dir, Err *err) {
 static int open_dir_files(StSet *set, const char *dir, Err *err) {
     char p[1200];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    if (file_exists(p)) return st_open_file(set, p, err);
+    struct stat st;
+    /* present but not a regular file (a FIFO, a link to /dev/zero, a directory): named as such
+     * rather than reported missing */
+    if (stat(p, &st) == 0) return st_open_file(set, p, err);
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) return err_set(err, "%s: not a regular file", p);
     if (!file_exists(p))
         return err_set(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
     json_error_t je;
+    /* file_exists: a regular file; a FIFO would block json_load_file */
     json_t *idx = json_load_file(p, JSON_REJECT_DUPLICATES, &je);
     if (!idx) return err_set(err, "%s: %s (line %d)", p, je.text, je.line);
     json_t *wm = json_object_get(idx, "weight_map");

@@ -18,6 +18,7 @@
 #include "infer/tokenizer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pcre2.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Limits that keep hostile files from asking for absurd allocations. */
 #define MAX_VOCAB (1 << 21)
@@ -1230,8 +1232,14 @@ done:
 
 /* Reads a whole file (bounded); NULL with err set on failure. */
 static char *read_file(const char *path, size_t *len, Err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, "%s: %s", path, strerror(errno)), NULL;
+    /* O_NONBLOCK: a FIFO would block the open until a writer comes; fstat refuses it below */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return err_set(err, "%s: %s", path, strerror(e)), NULL;
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);

@@ -53,6 +53,16 @@ rc=$?
 [ $rc = 1 ] || fail "--ctx 1: exit $rc, expected 1"
 grep -q "context holds 1" "$T/err" || { fail "--ctx 1: message"; cat "$T/err"; }
 [ -s "$T/out" ] && fail "--ctx 1 wrote to stdout"
+# a context that holds the prompt but no reply says why (it read "needs N but holds N")
+n=$(sed -n 's/.*the prompt needs \([0-9]*\) tokens.*/\1/p' "$T/err")
+"$BN_BIN" -p "hi" --model "$M" --ctx "$n" --no-history >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc = 1 ] || fail "--ctx $n: exit $rc, expected 1"
+grep -q "needs $n tokens and the reply at least 1, but the context holds $n" "$T/err" \
+    || { fail "--ctx = prompt length: message"; cat "$T/err"; }
+"$BN_BIN" -p "hi" --model "$M" --ctx $((n + 1)) --temp 0 --no-history >"$T/out" 2>"$T/err" \
+    || { fail "--ctx prompt+1 refused"; cat "$T/err"; }
+grep -q "stop: ctx_full" "$T/err" || { fail "--ctx prompt+1: not ctx_full"; cat "$T/err"; }
 
 # tokenize --jsonl: blank lines hold no record and are skipped
 printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M" >"$T/out" 2>"$T/err" \

@@ -4,7 +4,8 @@
 #   over it, replacing the device) is written through and the FIFO stays; a link to a regular
 #   file replaces the file it names, not the link; a directory or an empty name is one clear
 #   line; --db on a FIFO or device is refused by name and -p goes on without history;
-#   perplexity of an empty file, a directory or a device is one clear line, exit 1.
+#   the first run creates the default history directory (it used to run without history when
+#   ~/.local/share/bitnet-chat did not exist); perplexity of an empty file, a directory or a device is one clear line, exit 1.
 set -u
 : "${BN_BIN:?BN_BIN must point at bitnet-chat}"
 : "${BN_SOURCE_DIR:?}"
@@ -68,11 +69,45 @@ grep -q "fifo is not a regular file.*will not be saved" "$T/err" || { fail "-p -
 [ -s "$T/out" ] || fail "-p --db FIFO: no reply"
 ls "$T" | grep -q "fifo-" && fail "a file was created beside the FIFO"
 
+# first run with the default database: its directory is created (private), the exchange saved
+mkdir "$T/home"
+env -u XDG_DATA_HOME HOME="$T/home" "$BN_BIN" -p "first run" --model "$M" --temp 0 -n 2 \
+    >/dev/null 2>"$T/err" || { fail "-p on first run"; cat "$T/err"; }
+grep -q "will not be saved" "$T/err" && { fail "first run: history not saved"; cat "$T/err"; }
+[ -f "$T/home/.local/share/bitnet-chat/history.db" ] || fail "first run: no history.db created"
+[ "$(stat -c %a "$T/home/.local/share/bitnet-chat" 2>/dev/null)" = 700 ] || fail "history directory not 0700"
+env -u XDG_DATA_HOME HOME="$T/home" "$BN_BIN" --sessions >"$T/out" 2>&1
+grep -q "first run" "$T/out" || { fail "first run: session not listed"; cat "$T/out"; }
+# XDG_DATA_HOME (absolute) is honoured the same way
+env XDG_DATA_HOME="$T/xdg/data" "$BN_BIN" -p "xdg run" --model "$M" --temp 0 -n 2 >/dev/null 2>"$T/err" \
+    || { fail "-p with XDG_DATA_HOME"; cat "$T/err"; }
+[ -f "$T/xdg/data/bitnet-chat/history.db" ] || { fail "XDG_DATA_HOME: no history.db"; cat "$T/err"; }
+
 # perplexity inputs
 : >"$T/empty.txt"
 one_line_fail "empty.txt is empty" "$BN_BIN" perplexity --model "$M" "$T/empty.txt"
 one_line_fail "dir: is a directory" "$BN_BIN" perplexity --model "$M" "$T/dir"
 one_line_fail "/dev/zero: is a device" timeout 20 "$BN_BIN" perplexity --model "$M" /dev/zero
+
+# history listings whose output cannot be written: exit 1 with a message (they exited 0)
+for args in "--sessions" "--show 1" "--search exchange"; do
+    "$BN_BIN" --db "$T/h.db" $args >&- 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "$args with stdout closed: exit $rc, expected 1"
+    grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
+done
+
+# perplexity whose result cannot be written: exit 1 with a message (it used to exit 0)
+i=0
+: >"$T/text.txt"
+while [ $i -lt 40 ]; do
+    echo "The quick brown fox jumps over the lazy dog. Line $i of a short text." >>"$T/text.txt"
+    i=$((i + 1))
+done
+"$BN_BIN" perplexity --model "$M" "$T/text.txt" --ctx 64 >&- 2>"$T/err"
+rc=$?
+[ $rc = 1 ] || fail "perplexity with stdout closed: exit $rc, expected 1"
+grep -q "writing the result to stdout failed" "$T/err" || { fail "perplexity >&-: no message"; cat "$T/err"; }
 
 [ $fails = 0 ] && echo "test_qa_files_cli: all passed"
 exit $((fails > 0))

@@ -2,7 +2,7 @@
 # -p when its output goes away or it is told to stop; the reply must be saved every time:
 #   - a reader that exits (`| true`, `| head -c 10`): the process ends by SIGPIPE (status 141),
 #     quietly, and the reply is in the history, marked cancelled, starting with what was read;
-#   - stdout closed or on a full disk: one line naming the error, exit 1, reply saved;
+#   - stdout (or all of stdin/stdout/stderr) closed, or on a full disk: one line naming the error, exit 1, reply saved;
 #   - SIGTERM mid-reply: the reply is cancelled and saved (not only its last checkpoint), then
 #     the process ends by SIGTERM (143);
 #   - a one-token reply has no decode speed to show ("-" rather than a bogus figure).
@@ -75,6 +75,14 @@ rc=$?
 [ -s "$T/o5" ] || fail "SIGTERM: no reply text before the signal"
 head -c 20 "$T/o5" >"$T/o5head"
 reply_saved $next "$T/h.db" "$T/o5head"
+
+# 5b. stdin, stdout and stderr all closed: the reply used to go into the engine's own wake pipe
+# (which took fd 1), exit 0 with the text lost. Now: exit 1, the reply saved as cancelled.
+next=$((next + 1))
+sh -c 'exec <&- >&- 2>&-; "$0" "$@"; echo $? >"'"$T/rc_closed"'"' "$BN_BIN" -p "all closed" \
+    --model "$M" --temp 1 --seed 7 -n 3000 --db "$T/h.db"
+[ "$(cat "$T/rc_closed")" = 1 ] || fail "all fds closed: exit $(cat "$T/rc_closed"), expected 1"
+reply_saved $next "$T/h.db"
 
 # 6. one token: no decode speed
 "$BN_BIN" -p "one" --model "$M" --temp 0 -n 1 --no-history >/dev/null 2>"$T/e6" || fail "-n 1 failed"
