@@ -274,7 +274,21 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     if (cfg->seed_set) a->sampling.seed = cfg->seed, a->sampling.seed_set = true;
     if (cfg->system && *cfg->system) a->system_prompt = strdup(cfg->system);
 
-    /* History first: a broken database is a message, never a reason to stop. */
+    /* History first: a broken database is a message, never a reason to stop. On a fresh
+     * account $XDG_DATA_HOME (~/.local/share) may not exist yet: create the default
+     * directory's parents (0700) so that history works out of the box. */
+    if (!cfg->no_history && !cfg->db_path) {
+        char *def = store_default_path();
+        if (def) {
+            for (char *p = def + 1; *p; p++)
+                if (*p == '/') {
+                    *p = 0;
+                    mkdir(def, 0700);
+                    *p = '/';
+                }
+            free(def);
+        }
+    }
     Err warn = {{0}};
     a->hist = history_open(cfg->db_path, cfg->no_history, &warn);
     if (!a->hist) {

@@ -106,6 +106,13 @@ static int parse_i64(const char *opt, const char *s, long long lo, long long hi,
     return 0;
 }
 
+/* True when s holds something besides spaces, tabs and line breaks. */
+static bool has_visible_text(const char *s) {
+    for (; s && *s; s++)
+        if (!strchr(" \t\r\n\v\f", *s)) return true;
+    return false;
+}
+
 static int set_mode(AppConfig *c, AppMode m, const char *opt) {
     if (c->mode != MODE_CHAT && c->mode != m) {
         fprintf(stderr, "bitnet-chat: %s cannot be combined with another mode\n", opt);
@@ -219,6 +226,14 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         }
     }
     (void)dv;
+    if (c->db_path && !c->db_path[0]) {
+        fprintf(stderr, "bitnet-chat: --db: empty path (leave the option out for the default)\n");
+        return 2;
+    }
+    if (c->mode == MODE_PROMPT && !has_visible_text(c->prompt)) {
+        fprintf(stderr, "bitnet-chat: -p: the prompt is empty\n");
+        return 2;
+    }
     c->npos = argc - optind;
     c->pos = argv + optind;
 

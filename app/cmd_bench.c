@@ -23,7 +23,10 @@
 
 static const int SHAPES[8][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                  {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
+#ifdef BITNET_HAVE_CUDA
+/* Microsoft's seed W2A8 kernel on an H100, same method (research/peers-h100.md, table A). */
 static const double SEED_US[8] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
+#endif
 
 static double now_s(void) {
     struct timespec ts;
@@ -183,7 +186,7 @@ static int bench_cpu_kernels(int quick) {
     const double bw = cpu_measure_read_bandwidth_gbs();
     printf("CPU: %s, %d threads; read bandwidth (all cores, buffer >> LLC): %.1f GB/s\n",
            cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool), bw);
-    printf("\nW2A8 linear (w2a8_linear_mt), batch 1. Method: weights in rotating buffers (>= 256 MiB in all),\n"
+    printf("\nW2A8 linear (w2a8_linear_mt_ex), batch 1. Method: weights in rotating buffers (>= 256 MiB in all),\n"
            "each shape first checked exactly (int32) against w2a8_gemm_ref on 64 rows, then the mean of\n"
            "%d calls (cycling through the buffers). GB/s over packed weights + activations + outputs.\n",
            quick ? 20 : 60);
@@ -218,10 +221,14 @@ static int bench_cpu_kernels(int quick) {
                     rc = 1;
                     break;
                 }
+            /* Time the path decode runs: the backend checks the codes once at load and then
+             * uses the masked (no code 3) GEMV. */
+            const int flags = i2s_codes_valid(w, wb) ? W2A8_CODES_VALID : 0;
             const int L = quick ? 20 : 60;
             double t0 = now_s();
             for (int it = 0; it < L && !rc; it++)
-                w2a8_linear_mt(pool, w + wb * (size_t)(it % R), n, k, 1.0f, q, &qsum, &s, 1, out, n, 0);
+                w2a8_linear_mt_ex(pool, w + wb * (size_t)(it % R), n, k, 1.0f, q, &qsum, &s, 1, out,
+                                  n, 0, flags);
             const double us = (now_s() - t0) / L * 1e6;
             const double gbs = ((double)wb + k + 4.0 * n) / (us * 1e-6) / 1e9;
             if (!rc) printf("| %dx%d | %.1f | %.1f | %.0f%% |\n", n, k, us, gbs, 100.0 * gbs / bw);

@@ -2,7 +2,10 @@
  * F16/BF16/F32, Hugging Face bf16 or packed directory) and writes it as an official-layout
  * I2_S GGUF (infer/gguf_write.h). The written file is then loaded back and compared with the
  * source weight by weight, so a successful convert is a verified one. */
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -36,6 +39,36 @@ static void fail_line(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, fmt, a, b);
 }
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* A Hugging Face source is a folder (or a config.json / .safetensors inside one); its files are
+ * read while the output is written, so an output that replaces one of them (model.safetensors,
+ * config.json, tokenizer.json, ...) would destroy the source. True for such an output. */
+static int output_replaces_hf_source(const char *src, const char *out) {
+    struct stat st, od, sd;
+    if (stat(out, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    if (!ends_with(out, ".safetensors") && !ends_with(out, ".json")) return 0;
+    char sbuf[4096], obuf[4096];
+    snprintf(sbuf, sizeof sbuf, "%s", src);
+    snprintf(obuf, sizeof obuf, "%s", out);
+    const char *src_dir = src;
+    if (stat(src, &sd) != 0) return 0;
+    if (!S_ISDIR(sd.st_mode)) src_dir = dirname(sbuf);
+    if (stat(src_dir, &sd) != 0 || stat(dirname(obuf), &od) != 0) return 0;
+    return sd.st_dev == od.st_dev && sd.st_ino == od.st_ino;
+}
+
+/* Ctrl-C, SIGTERM or SIGHUP while writing: the partial temporary file is removed, then the
+ * process ends by the signal as it would have. */
+static void on_stop_signal(int sig) {
+    gguf_write_remove_partial();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int cmd_convert(const AppConfig *cfg) {
     if (cfg->npos != 2) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat convert SRC OUT.gguf\n");
@@ -47,6 +80,23 @@ int cmd_convert(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: convert: %s: output would overwrite the source\n", out);
         return 1;
     }
+    if (output_replaces_hf_source(src, out)) {
+        fprintf(stderr, "bitnet-chat: convert: %s: output would overwrite a file of the source "
+                        "model folder\n", out);
+        return 1;
+    }
+    Err oerr = {{0}};
+    /* Checked before the (long) load; gguf_write_model checks again. */
+    if (gguf_write_check_output(out, NULL, 0, &oerr)) {
+        fprintf(stderr, "bitnet-chat: convert: %s\n", oerr.msg);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     Model m;
     Err err = {{0}};
     ModelLoadOptions opt = {show_progress, (void *)"loading", NULL};

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,11 +51,32 @@ static const char *model_path_or_default(const AppConfig *cfg) {
 /* ---- one-shot prompt -------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted = 0;
+/* SIGTERM or SIGHUP (e.g. `timeout`, a closed terminal): the reply is cancelled and saved like
+ * a Ctrl-C, then the process ends by that signal so the caller sees what happened. */
+static volatile sig_atomic_t terminated_by = 0;
 
 static void on_sigint(int sig) {
     (void)sig;
     interrupted++;
     if (interrupted > 1) signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+static void on_sigterm(int sig) {
+    if (terminated_by) signal(sig, SIG_DFL); /* a second one ends the process at once */
+    terminated_by = sig;
+}
+
+static int stop_requested(void) { return interrupted || terminated_by; }
+
+/* Ends the process by sig with its default action (after the history was saved). */
+static void die_by_signal(int sig) {
+    fflush(NULL);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
 }
 
 /* Waits for the load started by engine_create; 0 when loaded, -1 (message printed) if not. */
@@ -63,10 +85,10 @@ static int wait_loaded(Engine *e, int show_progress) {
     int last_pct = -1;
     for (;;) {
         int n = engine_wait(e, ev, 16, 200);
-        if (interrupted) {
+        if (stop_requested()) {
             if (last_pct >= 0) fputc('\n', stderr);
             fprintf(stderr, "bitnet-chat: interrupted while loading the model\n");
-            return -1;
+            return -2;
         }
         for (int i = 0; i < n; i++) {
             switch (ev[i].type) {
@@ -91,12 +113,21 @@ static int wait_loaded(Engine *e, int show_progress) {
     }
 }
 
+/* "12.3", or "-" for a speed that was not measured (0: e.g. a reply of one token). */
+static const char *speed_str(char *buf, size_t cap, double tok_s) {
+    if (tok_s > 0 && isfinite(tok_s)) snprintf(buf, cap, "%.1f", tok_s);
+    else snprintf(buf, cap, "-");
+    return buf;
+}
+
 static void print_stats(const EngineStats *st, StopReason reason) {
+    char ps[32], gs[32];
     fprintf(stderr,
-            "bitnet-chat: prompt %d tokens (%.1f tok/s), reply %d tokens (%.1f tok/s), "
+            "bitnet-chat: prompt %d tokens (%s tok/s), reply %d tokens (%s tok/s), "
             "TTFT %.0f ms, context %d/%d, stop: %s",
-            st->prompt_tokens, st->prompt_tok_s, st->gen_tokens, st->gen_tok_s, st->ttft_ms,
-            st->ctx_used, st->ctx_size, stop_reason_name(reason));
+            st->prompt_tokens, speed_str(ps, sizeof ps, st->prompt_tok_s), st->gen_tokens,
+            speed_str(gs, sizeof gs, st->gen_tok_s), st->ttft_ms, st->ctx_used, st->ctx_size,
+            stop_reason_name(reason));
     if (st->dropped_turns) fprintf(stderr, ", %d oldest turns left out", st->dropped_turns);
     fputc('\n', stderr);
 }
@@ -112,6 +143,13 @@ int cmd_prompt(const AppConfig *cfg) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_sigterm;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* A reader that goes away (`| head -c 10`) must not kill the process before the reply is
+     * saved: a failed write (EPIPE) stops the reply instead, and the process then ends by
+     * SIGPIPE as it would have, quietly. */
+    signal(SIGPIPE, SIG_IGN);
 
     EngineOptions eo = {.model_path = path, .infer = infer_options_from(cfg)};
     Err err = {{0}};
@@ -120,9 +158,11 @@ int cmd_prompt(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
         return 1;
     }
-    if (wait_loaded(e, isatty(STDERR_FILENO)) < 0) {
+    int loaded = wait_loaded(e, isatty(STDERR_FILENO));
+    if (loaded < 0) {
         engine_destroy(e);
-        return 1;
+        if (loaded == -2 && terminated_by) die_by_signal(terminated_by);
+        return loaded == -2 ? 130 : 1;
     }
 
     ChatTurn turns[2];
@@ -156,9 +196,10 @@ int cmd_prompt(const AppConfig *cfg) {
     if (req) history_reply_begin(h, &ri);
 
     int rc = 1, done = 0, cancel_sent = 0, ended_newline = 1;
+    int out_errno = 0; /* the first failed write to stdout: the reply stops, and is still saved */
     EngineEvent ev[32];
     while (!done) {
-        if (interrupted && !cancel_sent) {
+        if ((stop_requested() || out_errno) && !cancel_sent) {
             engine_cancel(e);
             cancel_sent = 1;
         }
@@ -167,22 +208,27 @@ int cmd_prompt(const AppConfig *cfg) {
             if (ev[i].req != req) continue;
             switch (ev[i].type) {
             case EV_TOKEN:
-                fwrite(ev[i].u.token.text, 1, (size_t)ev[i].u.token.len, stdout);
-                fflush(stdout);
+                if (!out_errno) {
+                    errno = 0;
+                    size_t len = (size_t)ev[i].u.token.len;
+                    if (fwrite(ev[i].u.token.text, 1, len, stdout) != len || fflush(stdout))
+                        out_errno = errno ? errno : EIO;
+                }
                 history_reply_append(h, ev[i].u.token.text, (size_t)ev[i].u.token.len);
                 if (ev[i].u.token.len > 0)
                     ended_newline = ev[i].u.token.text[ev[i].u.token.len - 1] == '\n';
                 break;
             case EV_STATS: history_reply_stats(h, &ev[i].u.stats); break;
             case EV_ERROR:
-                if (!ended_newline) fputc('\n', stdout), ended_newline = 1;
-                fflush(stdout);
+                if (!ended_newline && !out_errno) fputc('\n', stdout);
+                ended_newline = 1;
+                if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
                 fprintf(stderr, "bitnet-chat: %s\n", ev[i].u.error.msg);
                 break;
             case EV_DONE: {
                 StopReason why = ev[i].u.done.reason;
-                if (!ended_newline) fputc('\n', stdout);
-                fflush(stdout);
+                if (!ended_newline && !out_errno) fputc('\n', stdout);
+                if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
                 history_reply_end(h, &ev[i].u.done.stats, why,
                                   why == STOP_CANCELLED || why == STOP_ERROR);
                 if (why != STOP_ERROR) print_stats(&ev[i].u.done.stats, why);
@@ -199,8 +245,11 @@ int cmd_prompt(const AppConfig *cfg) {
     Err hw = {{0}};
     if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     history_close(h);
-    if (ferror(stdout)) {
-        fprintf(stderr, "bitnet-chat: writing the reply failed: %s\n", strerror(errno));
+    if (terminated_by) die_by_signal(terminated_by);
+    if (out_errno == EPIPE) die_by_signal(SIGPIPE);
+    if (out_errno) {
+        fprintf(stderr, "bitnet-chat: writing the reply to stdout failed: %s\n",
+                strerror(out_errno));
         return 1;
     }
     return rc;
@@ -213,6 +262,21 @@ static char *read_file(const char *path, size_t *len, Err *err) {
     if (!f) {
         err_set(err, "%s: %s", path, strerror(errno));
         return NULL;
+    }
+    /* A directory opens but reads as an error; an endless stream (/dev/zero) or a huge file
+     * would first fill memory: both refused up front where the kind or size is known. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0) {
+        const char *why = S_ISDIR(st.st_mode)                          ? "is a directory"
+                          : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "is a device, not a text file"
+                          : S_ISREG(st.st_mode) && (uint64_t)st.st_size > ((uint64_t)1 << 32)
+                              ? "is larger than 4 GiB"
+                              : NULL;
+        if (why) {
+            fclose(f);
+            err_set(err, "%s: %s", path, why);
+            return NULL;
+        }
     }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
@@ -271,6 +335,11 @@ int cmd_perplexity(const AppConfig *cfg) {
     char *text = read_file(file, &text_len, &err);
     if (!text) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        return 1;
+    }
+    if (text_len == 0) {
+        fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
+        free(text);
         return 1;
     }
     Model m;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,32 +218,76 @@ static int search(const AppConfig *cfg) {
 
 static int export_session(const AppConfig *cfg) {
     Err err = {{0}};
+    const char *out = cfg->output && strcmp(cfg->output, "-") ? cfg->output : NULL;
+    /* Where the export goes: a new or regular file is written beside its target and renamed
+     * into place (a failed export never leaves a half-written file or clobbers an existing
+     * one); a link to a regular file replaces the file it names, not the link. Anything else
+     * that exists (/dev/stdout, /dev/null, a FIFO, a terminal) is written to directly: a
+     * rename would swap the device or FIFO itself for a regular file. */
+    char *dest = NULL;
+    int direct = 0;
+    if (out) {
+        struct stat st;
+        if (!out[0]) {
+            fprintf(stderr, "bitnet-chat: export: -o: empty file name\n");
+            return 1;
+        }
+        if (stat(out, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "bitnet-chat: export: %s is a directory (give a file name)\n", out);
+                return 1;
+            }
+            if (S_ISREG(st.st_mode)) dest = realpath(out, NULL);
+            else direct = 1;
+        }
+        if (!direct && !dest) dest = strdup(out);
+        if (!direct && !dest) {
+            fprintf(stderr, "bitnet-chat: out of memory\n");
+            return 1;
+        }
+    }
     Store *s = open_for(cfg, &err);
-    if (!s) return fail(&err);
+    if (!s) {
+        free(dest);
+        return fail(&err);
+    }
     int json = cfg->format && !strcmp(cfg->format, "json");
     FILE *to = stdout;
     char tmp[4200] = "";
-    if (cfg->output && strcmp(cfg->output, "-")) {
-        /* Written beside the target and renamed into place: a failed export never leaves a
-         * half-written file or clobbers an existing one. */
-        snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", cfg->output);
+    if (direct) {
+        to = fopen(out, "w");
+        if (!to) {
+            fprintf(stderr, "bitnet-chat: cannot write %s: %s\n", out, strerror(errno));
+            store_close(s);
+            return 1;
+        }
+    } else if (out) {
+        snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", dest);
         int fd = mkstemp(tmp);
         if (fd < 0 || !(to = fdopen(fd, "w"))) {
-            fprintf(stderr, "bitnet-chat: cannot write %s: %s\n", cfg->output, strerror(errno));
+            fprintf(stderr, "bitnet-chat: cannot write %s: %s\n", out, strerror(errno));
             if (fd >= 0) close(fd), unlink(tmp);
             store_close(s);
+            free(dest);
             return 1;
         }
     }
     int r = json ? store_export_json(s, cfg->session_id, to, &err)
                  : store_export_markdown(s, cfg->session_id, to, &err);
     store_close(s);
-    if (tmp[0]) {
-        if (fclose(to) != 0 && r == 0) r = err_set(&err, "export: writing %s failed", cfg->output);
-        if (r == 0 && rename(tmp, cfg->output) != 0)
-            r = err_set(&err, "export: cannot write %s: %s", cfg->output, strerror(errno));
+    if (direct) {
+        if (fclose(to) != 0 && r == 0)
+            r = err_set(&err, "export: writing %s failed: %s", out, strerror(errno));
+    } else if (tmp[0]) {
+        if (fclose(to) != 0 && r == 0)
+            r = err_set(&err, "export: writing %s failed: %s", out, strerror(errno));
+        if (r == 0 && rename(tmp, dest) != 0)
+            r = err_set(&err, "export: cannot write %s: %s", out, strerror(errno));
         if (r != 0) unlink(tmp);
+    } else if (fflush(stdout) != 0 && r == 0) {
+        r = err_set(&err, "export: writing to stdout failed: %s", strerror(errno));
     }
+    free(dest);
     return r ? fail(&err) : 0;
 }
 

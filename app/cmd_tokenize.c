@@ -11,11 +11,20 @@
 #include "infer/model.h"
 #include "infer/tokenizer.h"
 
-static char *read_stream(FILE *f, size_t *len) {
+/* Text read from stdin is held in memory whole; an endless stream (/dev/zero) stops here. */
+#define STDIN_MAX ((size_t)1 << 30)
+
+static char *read_stream(FILE *f, size_t *len, int *too_big) {
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
+    *too_big = 0;
     if (!buf) return NULL;
     for (;;) {
+        if (n == cap && cap >= STDIN_MAX) {
+            free(buf);
+            *too_big = 1;
+            return NULL;
+        }
         if (n == cap) {
             char *nb = realloc(buf, cap * 2);
             if (!nb) {
@@ -59,6 +68,8 @@ static int run_jsonl(const Tokenizer *t) {
     int rc = 0;
     while ((got = getline(&line, &cap, stdin)) > 0) {
         lineno++;
+        /* A blank line (often the last one) holds no record: skipped, nothing written. */
+        if (strspn(line, " \t\r\n") == (size_t)got) continue;
         json_error_t je;
         json_t *o = json_loadb(line, (size_t)got, JSON_ALLOW_NUL, &je);
         json_t *text = json_object_get(o, "text");
@@ -113,9 +124,14 @@ int cmd_tokenize(const AppConfig *cfg) {
         rc = print_ids(t, cfg->pos[1], strlen(cfg->pos[1]));
     } else {
         size_t len = 0;
-        char *text = read_stream(stdin, &len);
+        int too_big = 0;
+        char *text = read_stream(stdin, &len, &too_big);
         if (!text) {
-            fprintf(stderr, "bitnet-chat: tokenize: cannot read stdin\n");
+            if (too_big)
+                fprintf(stderr, "bitnet-chat: tokenize: stdin holds more than %zu MiB; split it "
+                                "(or use --jsonl)\n", STDIN_MAX >> 20);
+            else
+                fprintf(stderr, "bitnet-chat: tokenize: cannot read stdin\n");
             rc = 1;
         } else {
             rc = print_ids(t, text, len);

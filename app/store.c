@@ -188,6 +188,8 @@ static int db_fail(const Store *s, sqlite3 *db, Err *err, const char *what) {
     case SQLITE_CANTOPEN: hint = "cannot open the file; "; break;
     default: break;
     }
+    if (rc == SQLITE_NOTADB) /* SQLite's own text ("file is not a database") says it again */
+        return err_set(err, "history %s: %s: not a database (not SQLite, or damaged)", what, path);
     return err_set(err, "history %s: %s%s (%s)", what, hint, sqlite3_errmsg(db), path);
 }
 
@@ -499,6 +501,12 @@ Store *store_open_rc(const char *path, unsigned flags, Err *err, int *sqlite_rc)
         if (fd >= 0) close(fd);
     } else if (S_ISDIR(sb.st_mode)) {
         err_set(err, "history: %s is a directory, not a database file", s->path);
+        goto fail;
+    } else if (!S_ISREG(sb.st_mode)) {
+        /* SQLite would fail on it with "disk I/O error", after leaving a -journal file beside
+         * it (in /dev for --db /dev/null). */
+        err_set(err, "history: %s is not a regular file (a device, FIFO or socket), not a "
+                     "database file", s->path);
         goto fail;
     }
 

@@ -319,11 +319,13 @@ static int is_stop(const Model *m, int32_t tok) {
     return 0;
 }
 
+/* Decode speed: tokens after the first over the time since the first. The first token is
+ * sampled from the prefill's logits, so a one-token reply has no decode step to time: its speed
+ * stays 0 (unknown) rather than 1 / (sampling time), which read as thousands of tok/s. */
 static void finish_stats(EngineStats *st, double t_prefill_end, double t_first, double t_last) {
+    (void)t_prefill_end;
     if (st->gen_tokens > 1 && t_last > t_first)
         st->gen_tok_s = (st->gen_tokens - 1) * 1000.0 / (t_last - t_first);
-    else if (st->gen_tokens == 1 && t_first > t_prefill_end)
-        st->gen_tok_s = 1000.0 / (t_first - t_prefill_end);
 }
 
 static void fail_request(Engine *e, uint64_t req, const char *msg, const EngineStats *st) {

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,8 +140,56 @@ static int is_llama3_vocab(const TokenizerVocab *v) {
     return !v->pre || !strcmp(v->pre, "llama-bpe") || !strcmp(v->pre, "llama3");
 }
 
+/* The temporary file being written, for gguf_write_remove_partial (from a signal handler). */
+static char partial_path[4200];
+static volatile sig_atomic_t partial_set;
+
+void gguf_write_remove_partial(void) {
+    if (partial_set) unlink(partial_path);
+}
+
+/* The output must be a new file or a regular file to replace: the finished file is renamed
+ * into place, which would swap a device (/dev/null), a FIFO or a directory for a regular file.
+ * A symbolic link to a regular file is followed, so the file it names is the one replaced. */
+int gguf_write_check_output(const char *out_path, char *resolved, size_t cap, Err *err) {
+    struct stat ls, st;
+    if (resolved && cap) snprintf(resolved, cap, "%s", out_path);
+    if (!out_path || !out_path[0]) return err_set(err, "the output path is empty");
+    if (lstat(out_path, &ls) != 0) {
+        if (errno == ENOENT) return 0;
+        return err_set(err, "%s: %s", out_path, strerror(errno));
+    }
+    if (S_ISLNK(ls.st_mode)) {
+        if (stat(out_path, &st) != 0) {
+            if (errno == ENOENT) return 0; /* a dangling link is replaced like a missing file */
+            return err_set(err, "%s: %s", out_path, strerror(errno));
+        }
+    } else {
+        st = ls;
+    }
+    if (S_ISDIR(st.st_mode))
+        return err_set(err, "%s: is a directory (give the path of the .gguf file to write)",
+                       out_path);
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, "%s: not a regular file (a device, FIFO or socket); refusing to "
+                       "replace it", out_path);
+    if (S_ISLNK(ls.st_mode) && resolved && cap) {
+        char *real = realpath(out_path, NULL);
+        if (!real) return err_set(err, "%s: %s", out_path, strerror(errno));
+        if (strlen(real) >= cap) {
+            free(real);
+            return err_set(err, "%s: path too long", out_path);
+        }
+        snprintf(resolved, cap, "%s", real);
+        free(real);
+    }
+    return 0;
+}
+
 int gguf_write_model(const Model *m, const char *out_path, char *note, size_t note_cap, Err *err) {
     if (note && note_cap) note[0] = 0;
+    char out_real[4096];
+    if (gguf_write_check_output(out_path, out_real, sizeof out_real, err)) return -1;
     const ModelConfig *c = &m->cfg;
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
@@ -278,10 +328,23 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     /* ---- write to a temporary file beside OUT, then rename ---- */
     {
         char dir[4096];
-        snprintf(dir, sizeof dir, "%s", out_path);
+        snprintf(dir, sizeof dir, "%s", out_real);
         snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", dirname(dir), "bitnet-convert");
     }
+    /* Stop signals wait while the file is created and recorded, so that a handler calling
+     * gguf_write_remove_partial never misses a file that exists. */
+    sigset_t stop_sigs, old_mask;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
     int fd = mkstemp(tmp);
+    if (fd >= 0) {
+        memcpy(partial_path, tmp, sizeof partial_path);
+        partial_set = 1;
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     if (fd < 0) {
         err_set(err, "%s: cannot create the output file: %s", out_path, strerror(errno));
         tmp[0] = 0;
@@ -304,7 +367,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
         goto io_fail;
     }
     f = NULL;
-    if (rename(tmp, out_path)) {
+    if (rename(tmp, out_real)) {
         err_set(err, "%s: cannot rename the finished file into place: %s", out_path, strerror(errno));
         goto out;
     }
@@ -319,6 +382,7 @@ io_fail:
 out:
     if (f) fclose(f);
     if (tmp[0]) unlink(tmp);
+    partial_set = 0;
     free(h.p);
     free(ts);
     return rc;

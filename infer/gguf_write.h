@@ -19,6 +19,17 @@ extern const char *const BITNET_CHAT_TEMPLATE;
 
 /* note (may be NULL, cap bytes) receives a short remark, e.g. that the embedding was kept in
  * BF16 because F16 cannot hold it exactly. */
+/* Checks that out_path may be written by gguf_write_model: missing (or a dangling link), or a
+ * regular file (a link to one is followed; resolved, when not NULL, gets the path that will be
+ * replaced). A directory, device, FIFO or socket is refused with a message naming the path.
+ * Returns 0 or -1 with err set. gguf_write_model calls it first. */
+int gguf_write_check_output(const char *out_path, char *resolved, size_t cap, Err *err);
+
+/* Removes the temporary file of a gguf_write_model in progress, if any. Async-signal-safe:
+ * for a SIGINT/SIGTERM handler, so an interrupted convert leaves no hidden partial file (which
+ * can be gigabytes) beside the output. */
+void gguf_write_remove_partial(void);
+
 int gguf_write_model(const Model *m, const char *out_path, char *note, size_t note_cap, Err *err);
 
 /* Compares what a loader produced: config shapes, ternary codes (logical n_out x n_in) and

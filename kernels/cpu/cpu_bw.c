@@ -18,8 +18,11 @@
 typedef struct {
     const uint8_t *buf;
     size_t bytes;
+    int next; /* chunk counter */
     uint64_t sink[64];
 } BwJob;
+
+enum { BW_CHUNK = 4 << 20 };
 
 #ifdef BN_X86
 __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t *p, size_t n) {
@@ -48,15 +51,17 @@ static uint64_t read_scalar(const uint8_t *p, size_t n) {
 
 static void bw_task(void *ctx, int ith, int nth) {
     BwJob *j = ctx;
-    const size_t per = j->bytes / (size_t)nth / 128 * 128;
-    const uint8_t *p = j->buf + per * (size_t)ith;
+    (void)nth;
+    for (int c; (size_t)(c = cpu_chunk_claim(&j->next)) * BW_CHUNK < j->bytes;) {
+        const uint8_t *p = j->buf + (size_t)c * BW_CHUNK;
 #ifdef BN_X86
-    if (cpu_isa_active() >= CPU_ISA_AVX2) {
-        j->sink[ith & 63] ^= read_avx2(p, per);
-        return;
-    }
+        if (cpu_isa_active() >= CPU_ISA_AVX2) {
+            j->sink[ith & 63] ^= read_avx2(p, BW_CHUNK);
+            continue;
+        }
 #endif
-    j->sink[ith & 63] ^= read_scalar(p, per);
+        j->sink[ith & 63] ^= read_scalar(p, BW_CHUNK);
+    }
 }
 
 static double now_s(void) {
@@ -81,6 +86,7 @@ double cpu_measure_read_bandwidth_gbs_threads(int n_threads) {
     cpu_pool_run(pool, bw_task, &j); /* warm-up: wakes the workers */
     double best = 1e30;
     for (int pass = 0; pass < 5; pass++) {
+        j.next = 0;
         const double t0 = now_s();
         cpu_pool_run(pool, bw_task, &j);
         const double dt = now_s() - t0;

@@ -91,11 +91,19 @@ struct CpuPool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_uint gen;      /* bumped once per job */
-    atomic_int pending;   /* workers still running the current job */
+    atomic_int entry;     /* workers that joined the current job; negative once it is closed */
+    atomic_int left;      /* joined workers that have finished */
     atomic_int stop;
-    CpuTaskFn fn;
+    CpuTaskFn fn;         /* written only while no worker can join; read only after joining */
     void *ctx;
 };
+
+/* Why join-then-close: the caller does not wait for every worker to check in, only for the
+ * workers that joined before it finished its own share. A worker that is asleep or descheduled
+ * (a busy machine) is simply not waited for: tasks share their work through cpu_chunk_claim, so
+ * whoever runs takes it all. Without this, each of the ~150 jobs of a decode step waited one
+ * scheduler wake-up for an idle worker. */
+enum { POOL_CLOSED = 1 << 30 };
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -121,8 +129,10 @@ static void *worker_main(void *arg) {
         }
         if (atomic_load(&p->stop)) break;
         seen = g;
-        p->fn(p->ctx, wk->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        if (atomic_fetch_add_explicit(&p->entry, 1, memory_order_acq_rel) >= 0) {
+            p->fn(p->ctx, wk->ith, p->n);
+            atomic_fetch_add_explicit(&p->left, 1, memory_order_release);
+        }
     }
     return NULL;
 }
@@ -135,7 +145,8 @@ CpuPool *cpu_pool_create(int n_threads) {
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->entry, -POOL_CLOSED);
+    atomic_init(&p->left, 0);
     atomic_init(&p->stop, 0);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads, sizeof *p->threads);
@@ -180,16 +191,19 @@ void cpu_pool_run(CpuPool *p, CpuTaskFn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    /* the previous job is closed and every worker that joined it has left: nobody reads these */
     p->fn = fn;
     p->ctx = ctx;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    atomic_store_explicit(&p->left, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->entry, 0, memory_order_release); /* open */
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    for (long i = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++) {
+    const int joined = atomic_fetch_sub_explicit(&p->entry, POOL_CLOSED, memory_order_acq_rel);
+    for (long i = 0; atomic_load_explicit(&p->left, memory_order_acquire) < joined; i++) {
         if (i < POOL_WAIT_SPIN) cpu_relax();
-        else sched_yield(); /* a worker was descheduled: give it the core */
+        else sched_yield(); /* a joined worker was descheduled mid-chunk: give it the core */
     }
 }

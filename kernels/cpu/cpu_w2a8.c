@@ -152,7 +152,8 @@ __attribute__((target("avx2,fma,f16c"))) static inline int32_t hsum_epi32_avx2(_
 
 /* GEMV over NR consecutive rows (NR = 4 or 1); raw sums of c*q into out[0..NR). */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
-gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
+               const uint8_t *pf) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -168,6 +169,9 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
             const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
             const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
             const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+            /* next row group, one group ahead (see gemv_rows_vnni) */
+            _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+            if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i wv =
@@ -194,16 +198,21 @@ __attribute__((target("avx2,fma,f16c"))) static void gemv_avx2(const uint8_t *w,
                                                                 int r0, int r1, int32_t *acc) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
+    /* the first group has no predecessor to prefetch it */
+    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
+    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
-        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 4, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_avx2(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
         #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
         int32_t o[1];
-        gemv_rows_avx2(w + rb * (size_t)r, rb, nb, q, 1, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        gemv_rows_avx2(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
         acc[r - r0] = o[0] - qsum;
     }
 }
@@ -233,28 +242,41 @@ __attribute__((target("avx2,fma,f16c"))) static void unpack_panel_avx2(const uin
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 tile_avx2(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int NT,
           int32_t out[GEMM_RB][GEMM_MT], int r_off, int t_off) {
+    /* vpmaddubsw lanes are in [-512, 508], so 64 of them (2048 k) sum exactly in int16
+     * ([-32768, 32512]); widen with vpmaddwd once per 2048 k instead of once per 32. */
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[2][4];
-    #pragma GCC unroll 4
+    __m256i acc32[2][4];
+#pragma GCC unroll 4
     for (int r = 0; r < 2; r++)
-        #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
-    for (int k = 0; k < kc; k += 32) {
-        __m256i wv[2];
-        #pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
-        #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
-            #pragma GCC unroll 4
-            for (int r = 0; r < NR; r++)
-                acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) acc32[r][t] = _mm256_setzero_si256();
+    for (int k0 = 0; k0 < kc; k0 += 2048) {
+        const int k1 = k0 + 2048 < kc ? k0 + 2048 : kc;
+        __m256i acc[2][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 2; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) acc[r][t] = _mm256_setzero_si256();
+        for (int k = k0; k < k1; k += 32) {
+            __m256i wv[2];
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(panel + (size_t)r * GEMM_KC + k));
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(q + (size_t)t * ldq + k));
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++) acc[r][t] = _mm256_add_epi16(acc[r][t], _mm256_maddubs_epi16(wv[r], a));
+            }
         }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) acc32[r][t] = _mm256_add_epi32(acc32[r][t], _mm256_madd_epi16(acc[r][t], ones));
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
-        #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc[r][t]);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) out[r_off + r][t_off + t] += hsum_epi32_avx2(acc32[r][t]);
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void gemm_core_avx2(const uint8_t *w,
@@ -283,7 +305,8 @@ __attribute__((target("avx2,fma,f16c"))) static void gemm_core_avx2(const uint8_
 #define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
 
 __attribute__((target(VNNI_TARGET), always_inline)) static inline void
-gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out) {
+gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
+               const uint8_t *pf) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m256i lut = _mm256_setr_epi8(CODE_LUT_BYTES, CODE_LUT_BYTES);
     __m256i acc[4][2];
@@ -295,6 +318,13 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
         const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
         const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
         const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+        /* The rows of a group are read as interleaved streams, which the hardware prefetcher
+         * follows poorly (measured: 5 GB/s from DRAM on one core, against 25+ for a plain
+         * stream); fetch the next group (contiguous after this one) one group ahead, 32 bytes
+         * per row per block step: 21 GB/s. pf is the next group of this call's rows, or this
+         * group itself for the last one (rows past r1 belong to another thread's chunk). */
+        _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+        if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
@@ -312,21 +342,66 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
     for (int r = 0; r < NR; r++) out[r] = hsum_epi32_avx2(_mm256_add_epi32(acc[r][0], acc[r][1]));
 }
 
+/* GEMV for rows known to hold no code 3 (W2A8_CODES_VALID): each 2-bit field is masked in
+ * place, never shifted or remapped: (byte & 0xC0) = c << 6, (byte & 0x30) = c << 4, ... so the
+ * four fields of a block feed four accumulators whose sums are exact multiples of 64, 16, 4, 1
+ * (|sum| < 2^31 for k < 131072) and are scaled back by exact shifts. 9 vector ops per 32 bytes
+ * instead of 16: one core decodes faster than it can stream. */
+__attribute__((target(VNNI_TARGET), always_inline)) static inline void
+gemv_rows_vnni_valid(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
+                     const uint8_t *pf) {
+    const __m256i f6 = _mm256_set1_epi8((char)0xc0), f4 = _mm256_set1_epi8(0x30);
+    const __m256i f2 = _mm256_set1_epi8(0x0c), f0 = _mm256_set1_epi8(0x03);
+    __m256i acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int f = 0; f < 4; f++) acc[r][f] = _mm256_setzero_si256();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = q + (size_t)b * I2S_BLOCK;
+        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
+        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
+        const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
+        const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
+        _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+        if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], _mm256_and_si256(wv, f6), a0);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], _mm256_and_si256(wv, f4), a1);
+            acc[r][2] = _mm256_dpbusd_epi32(acc[r][2], _mm256_and_si256(wv, f2), a2);
+            acc[r][3] = _mm256_dpbusd_epi32(acc[r][3], _mm256_and_si256(wv, f0), a3);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+        out[r] = (hsum_epi32_avx2(acc[r][0]) >> 6) + (hsum_epi32_avx2(acc[r][1]) >> 4) +
+                 (hsum_epi32_avx2(acc[r][2]) >> 2) + hsum_epi32_avx2(acc[r][3]);
+}
+
 __attribute__((target(VNNI_TARGET))) static void gemv_vnni(const uint8_t *w, int k_pad,
                                                            const int8_t *q, int32_t qsum, int r0,
-                                                           int r1, int32_t *acc) {
+                                                           int r1, int32_t *acc, int valid) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
+    /* the first group has no predecessor to prefetch it */
+    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
+    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
     int r = r0;
     for (; r + 4 <= r1; r += 4) {
         int32_t o[4];
-        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 4, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        if (valid) gemv_rows_vnni_valid(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
+        else gemv_rows_vnni(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
         #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
     }
     for (; r < r1; r++) {
         int32_t o[1];
-        gemv_rows_vnni(w + rb * (size_t)r, rb, nb, q, 1, o);
+        const uint8_t *g = w + rb * (size_t)r;
+        if (valid) gemv_rows_vnni_valid(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
+        else gemv_rows_vnni(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
         acc[r - r0] = o[0] - qsum;
     }
 }
@@ -404,11 +479,11 @@ static int gemm_core(const uint8_t *w, int k_pad, const int8_t *q, int M, int nr
 
 /* GEMV (M == 1): true sums for rows [r0, r1) into acc[r - r0]. */
 static void gemv_dispatch(const uint8_t *w, int k_pad, const int8_t *q, int32_t qsum, int r0,
-                          int r1, int32_t *acc) {
+                          int r1, int32_t *acc, int flags) {
 #ifdef BN_X86
     const CpuIsa isa = cpu_isa_active();
     if (isa >= CPU_ISA_AVX512) {
-        gemv_vnni(w, k_pad, q, qsum, r0, r1, acc);
+        gemv_vnni(w, k_pad, q, qsum, r0, r1, acc, (flags & W2A8_CODES_VALID) != 0);
         return;
     }
     if (isa >= CPU_ISA_AVX2) {
@@ -416,8 +491,52 @@ static void gemv_dispatch(const uint8_t *w, int k_pad, const int8_t *q, int32_t 
         return;
     }
 #endif
-    (void)qsum;
+    (void)qsum, (void)flags;
     gemm_scalar(w, k_pad, q, 1, r0, r1, acc, 0);
+}
+
+/* y[m] = (float)(acc[m] - qsum[m]) / s[m] * gamma for one output row over n tokens: the
+ * epilogue of the prefill GEMM, vectorized over tokens (a division per output is otherwise a
+ * measurable share of prefill). Same IEEE operations as the scalar reference, same bits. */
+#ifdef BN_X86
+__attribute__((target("avx2,fma,f16c"))) static void scale_row_avx2(const int32_t *acc,
+                                                                     const int32_t *qsum,
+                                                                     const float *s, float gamma,
+                                                                     int n, float *y) {
+    const __m256 g = _mm256_set1_ps(gamma);
+    int m = 0;
+    for (; m + 8 <= n; m += 8) {
+        const __m256i a = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(acc + m)),
+                                           _mm256_loadu_si256((const __m256i *)(qsum + m)));
+        _mm256_storeu_ps(y + m, _mm256_mul_ps(_mm256_div_ps(_mm256_cvtepi32_ps(a), _mm256_loadu_ps(s + m)), g));
+    }
+    for (; m < n; m++) y[m] = (float)(acc[m] - qsum[m]) / s[m] * gamma;
+}
+#endif
+
+static void scale_row(const int32_t *acc, const int32_t *qsum, const float *s, float gamma, int n,
+                      float *y) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) {
+        scale_row_avx2(acc, qsum, s, gamma, n, y);
+        return;
+    }
+#endif
+    for (int m = 0; m < n; m++) y[m] = (float)(acc[m] - qsum[m]) / s[m] * gamma;
+}
+
+/* Prefill: while one panel (4 rows) is multiplied by every token of the batch, pull the next
+ * panel's codes into L2, so its unpack does not wait on DRAM (a panel is computed for ~5 us,
+ * long enough for the hardware prefetcher to have lost the stream). */
+static void prefetch_next_panel(const uint8_t *w, size_t rb, int r, int r1) {
+#ifdef BN_X86
+    if (r >= r1) return;
+    const int n = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+    const char *p = (const char *)(w + rb * (size_t)r);
+    for (size_t o = 0; o < rb * (size_t)n; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+#else
+    (void)w, (void)rb, (void)r, (void)r1;
+#endif
 }
 
 static int shape_ok(int k_pad, int r0, int r1, int M) {
@@ -428,7 +547,7 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
                    int r0, int r1, int32_t *acc, int ld_acc) {
     if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
     if (M == 1) {
-        gemv_dispatch(w, k_pad, q, qsum[0], r0, r1, acc + r0);
+        gemv_dispatch(w, k_pad, q, qsum[0], r0, r1, acc + r0, 0);
         return 0;
     }
     const size_t rb = i2s_row_bytes(k_pad);
@@ -438,6 +557,7 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
         const int8_t *qm = q + (size_t)m0 * k_pad;
         for (int r = r0; r < r1; r += GEMM_RB) {
             const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
             if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
                 gemm_scalar(w, k_pad, qm, mt, r, r + nr, acc + (size_t)m0 * ld_acc + r, ld_acc);
                 continue;
@@ -454,13 +574,19 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
 int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
                      const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
                      int ld_out, int accumulate) {
+    return w2a8_linear_rows_ex(w, k_pad, gamma, q, qsum, s, M, r0, r1, out, ld_out, accumulate, 0);
+}
+
+int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
+                        const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                        int ld_out, int accumulate, int flags) {
     if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
     enum { CHUNK = 256 };
     int32_t acc[CHUNK];
     if (M == 1) {
         for (int c0 = r0; c0 < r1; c0 += CHUNK) {
             const int c1 = r1 - c0 < CHUNK ? r1 : c0 + CHUNK;
-            gemv_dispatch(w, k_pad, q, qsum[0], c0, c1, acc);
+            gemv_dispatch(w, k_pad, q, qsum[0], c0, c1, acc, flags);
             for (int r = c0; r < c1; r++) {
                 const float y = (float)acc[r - c0] / s[0] * gamma;
                 out[r] = accumulate ? out[r] + y : y;
@@ -475,6 +601,7 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
         const int8_t *qm = q + (size_t)m0 * k_pad;
         for (int r = r0; r < r1; r += GEMM_RB) {
             const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
             if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
                 #pragma GCC unroll 4
                 for (int i = 0; i < nr; i++) {
@@ -483,14 +610,14 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
                     for (int m = 0; m < mt; m++) tile[i][m] += qsum[m0 + m];
                 }
             }
-            #pragma GCC unroll 4
-            for (int i = 0; i < nr; i++)
+            for (int i = 0; i < nr; i++) {
+                float y[GEMM_MT];
+                scale_row(&tile[i][0], qsum + m0, s + m0, gamma, mt, y);
                 for (int m = 0; m < mt; m++) {
-                    const int32_t a = tile[i][m] - qsum[m0 + m];
-                    const float y = (float)a / s[m0 + m] * gamma;
                     float *o = &out[(size_t)(m0 + m) * ld_out + r + i];
-                    *o = accumulate ? *o + y : y;
+                    *o = accumulate ? *o + y[m] : y[m];
                 }
+            }
         }
     }
     return 0;
@@ -505,7 +632,7 @@ typedef struct {
     const float *s;
     int M;
     float *out;
-    int ld_out, accumulate;
+    int ld_out, accumulate, flags;
     int rc, next;
 } LinearJob;
 
@@ -516,8 +643,8 @@ static void linear_task(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     for (int c; (c = cpu_chunk_claim(&j->next)) * LINEAR_CHUNK < j->n_out;) {
         const int r0 = c * LINEAR_CHUNK, r1 = r0 + LINEAR_CHUNK < j->n_out ? r0 + LINEAR_CHUNK : j->n_out;
-        if (w2a8_linear_rows(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1, j->out,
-                             j->ld_out, j->accumulate) != 0)
+        if (w2a8_linear_rows_ex(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
+                                j->out, j->ld_out, j->accumulate, j->flags) != 0)
             j->rc = KERR_BAD_SHAPE;
     }
 }
@@ -525,8 +652,41 @@ static void linear_task(void *ctx, int ith, int nth) {
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                    int ld_out, int accumulate) {
+    return w2a8_linear_mt_ex(p, w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0);
+}
+
+int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                      const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                      int ld_out, int accumulate, int flags) {
     if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
-    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, 0, 0};
+    LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, flags, 0, 0};
     cpu_pool_run(p, linear_task, &j);
     return j.rc;
+}
+
+/* ---- code validation ------------------------------------------------------------------------ */
+
+#ifdef BN_X86
+__attribute__((target("avx2"))) static int codes_valid_avx2(const uint8_t *w, size_t n) {
+    /* a field is 3 iff both of its bits are set: (b & (b >> 1)) & 0x55 != 0 */
+    const __m256i m = _mm256_set1_epi8(0x55);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + i));
+        bad = _mm256_or_si256(bad, _mm256_and_si256(_mm256_and_si256(v, _mm256_srli_epi16(v, 1)), m));
+    }
+    int ok = _mm256_testz_si256(bad, bad);
+    for (; i < n; i++) ok &= ((w[i] & (w[i] >> 1)) & 0x55) == 0;
+    return ok;
+}
+#endif
+
+int i2s_codes_valid(const uint8_t *w, size_t n_bytes) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) return codes_valid_avx2(w, n_bytes);
+#endif
+    for (size_t i = 0; i < n_bytes; i++)
+        if ((w[i] & (w[i] >> 1)) & 0x55) return 0;
+    return 1;
 }

@@ -11,8 +11,12 @@
  *   - Integer results of every fast path equal the reference EXACTLY (no int16 saturation,
  *     code 3 read as 0 as the reference does). Scaled outputs use the same float operations in
  *     the same order as the reference, y = (float)acc / s * gamma, so they are bit-identical.
- *   - Dense (f16 / bf16 / f32) dot products accumulate in fp32 in a different order from the
- *     reference, so they agree to fp32 rounding, not bit for bit.
+ *   - RMSNorm, attention (scores, softmax with our own exp, weighted sum) and relu^2 gating
+ *     are bit-identical to their references too: the references fix the fp32 order (8 lanes,
+ *     fused multiply-adds, a fixed pairwise combination; see dot_f32_ref), so the whole CPU
+ *     forward pass matches the scalar reference forward bit for bit up to the lm_head.
+ *   - Dense (f16 / bf16 / f32) dot products (the lm_head) accumulate in fp32 FMA lanes, the
+ *     reference in double, so they agree to fp32 rounding, not bit for bit.
  *   - Nothing here allocates per call, except the pool at creation.
  * Kernels never print or exit: they return 0, or KERR_BAD_SHAPE for shapes they cannot do. */
 #ifndef BN_KERNELS_CPU_H
@@ -50,9 +54,13 @@ int cpu_num_cores(void);              /* online CPUs (at least 1) */
 /* ---- thread pool ------------------------------------------------------------------------------ */
 
 /* A persistent pool of n_threads - 1 workers plus the calling thread. cpu_pool_run(p, fn, ctx)
- * calls fn(ctx, ith, nth) once for every ith in 0..nth-1 (ith 0 on the caller) and returns
- * when all have finished. Workers spin briefly for the next job, then sleep on a condition
- * variable, so an idle pool costs no CPU. A NULL pool runs fn(ctx, 0, 1) on the caller. */
+ * calls fn(ctx, 0, nth) on the caller and fn(ctx, ith, nth) on each worker ith that joins the
+ * job before the caller's own call returns, then waits for the workers that joined. So fn must
+ * share its work dynamically (cpu_chunk_claim), never by ith: a worker that is asleep or not
+ * scheduled is not waited for, and the caller alone may do everything. ith is unique among the
+ * concurrent calls (use it to pick per-thread scratch). Workers spin briefly for the next job,
+ * then sleep on a condition variable, so an idle pool costs no CPU. A NULL pool runs
+ * fn(ctx, 0, 1) on the caller. */
 typedef struct CpuPool CpuPool;
 typedef void (*CpuTaskFn)(void *ctx, int ith, int nth);
 CpuPool *cpu_pool_create(int n_threads); /* NULL if threads cannot be started */
@@ -98,10 +106,24 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
                      const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
                      int ld_out, int accumulate);
 
-/* Multithreaded whole-matrix linear on a pool (splits rows across threads). */
+/* Flags of the _ex / _mt forms. W2A8_CODES_VALID: the caller checked (i2s_codes_valid) that
+ * the rows hold no code 3, which lets the decode GEMV mask the 2-bit fields in place instead of
+ * shifting and remapping them (half the vector work per byte). Without it, code 3 reads as 0. */
+enum { W2A8_CODES_VALID = 1 };
+int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
+                        const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                        int ld_out, int accumulate, int flags);
+/* 1 if no 2-bit field of the n_bytes of I2_S codes is 3 (the unused code). */
+int i2s_codes_valid(const uint8_t *w, size_t n_bytes);
+
+/* Multithreaded whole-matrix linear on a pool (threads claim chunks of rows); _ex takes the
+ * flags above (w2a8_linear_mt = flags 0: any codes accepted). */
 int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                    const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                    int ld_out, int accumulate);
+int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
+                      const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                      int ld_out, int accumulate, int flags);
 
 /* ---- dense matrices (embedding / lm_head), fp32 accumulation ----------------------------------- */
 
@@ -165,8 +187,9 @@ void attention_group_cpu(const float *q, int G, const void *k, const void *v, in
  * 2 ulp of e^x, 0 below -87. */
 float exp_ref(float x);
 
-/* m[i] = relu(g[i])^2 * u[i] */
+/* m[i] = relu(g[i])^2 * u[i], as (r * r) * u; _cpu is bit-identical (m may alias g). */
 void relu2_mul_ref(const float *g, const float *u, int n, float *m);
+void relu2_mul_cpu(const float *g, const float *u, int n, float *m);
 
 /* ---- benchmark probes -------------------------------------------------------------------------- */
 

@@ -21,8 +21,19 @@ infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen-256color
 infocmp "$T_TERM" >/dev/null 2>&1 || T_TERM=screen
 mkdir -p "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
 
-t_cleanup() {
+t_kill_server() {
     tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$T_SOCK" # the socket file stays behind otherwise
+}
+
+t_cleanup() {
+    # Every server this test started (one may be left from an interrupted step).
+    i=1
+    while [ $i -le "$T_RUNS" ]; do
+        T_SOCK="${T_BASE}_$i"
+        t_kill_server
+        i=$((i + 1))
+    done
     if [ "$T_FAILS" -eq 0 ] || [ -z "$KEEP_UI_TMP" ]; then
         # The program may still be saving its input history as the server goes away.
         rm -rf "$T_DIR" 2>/dev/null || { sleep 1; rm -rf "$T_DIR"; }
@@ -33,16 +44,29 @@ trap t_cleanup EXIT INT TERM
 # t_start W H 'COMMAND': starts the shell command COMMAND in a new private server (stopping a
 # running one). When the command exits, the pane stays, showing "EXITED rc=N".
 t_start() {
-    tmux -L "$T_SOCK" kill-server >/dev/null 2>&1
+    [ "$T_RUNS" -gt 0 ] && t_kill_server
     T_RUNS=$((T_RUNS + 1))
     T_SOCK="${T_BASE}_$T_RUNS" # a fresh server each time: no race with one shutting down
+    rm -f "$T_DIR/pid"
+    {
+        # The program replaces this shell (exec), so the pid written here is the program's.
+        echo "echo \$\$ >'$T_DIR/pid'"
+        echo "exec env $3"
+    } >"$T_DIR/prog.sh"
     {
         echo "TERM=$T_TERM; export TERM"
-        echo "$3 2>>'$T_DIR/stderr'"
+        echo "sh '$T_DIR/prog.sh' 2>>'$T_DIR/stderr'"
         echo 'echo "EXITED rc=$?"'
         echo 'sleep 600'
     } >"$T_DIR/run.sh"
     tmux -L "$T_SOCK" -u -f /dev/null new-session -d -x "$1" -y "$2" "sh '$T_DIR/run.sh'"
+}
+
+# t_pid: the process id of the program started by t_start.
+t_pid() {
+    i=0
+    while [ ! -s "$T_DIR/pid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    cat "$T_DIR/pid"
 }
 
 t_screen() { tmux -L "$T_SOCK" capture-pane -p 2>/dev/null; }
@@ -75,6 +99,16 @@ t_wait() {
         if t_screen | grep -qF -- "$1"; then return 0; fi
         if [ "$(date +%s)" -ge "$deadline" ]; then t_fail "timed out waiting for '$1'"; return 1; fi
         sleep 0.1
+    done
+}
+
+# t_seen TEXT [SECONDS]: like t_wait, but only returns whether TEXT showed up (no failure).
+t_seen() {
+    deadline=$(( $(date +%s) + ${2:-10} ))
+    while :; do
+        if t_screen | grep -qF -- "$1"; then return 0; fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then return 1; fi
+        sleep 0.05
     done
 }
 
@@ -115,6 +149,21 @@ t_wait_gone() {
 t_absent() {
     T_CHECKS=$((T_CHECKS + 1))
     if t_screen | grep -qF -- "$1"; then t_fail "unexpected '$1' on screen"; return 1; fi
+}
+
+# t_layout_ok MODEL_NAME: the screen is one clean frame: the status bar (starting with the
+# model name) is on the line above the input line, exactly once, and the input line is last.
+t_layout_ok() {
+    T_CHECKS=$((T_CHECKS + 1))
+    sleep 0.3 # let a frame pass after the last change
+    t_screen | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' >"$T_DIR/layout" # drop trailing blank lines
+    n=$(wc -l <"$T_DIR/layout")
+    status=$(sed -n "$((n - 1))p" "$T_DIR/layout")
+    last=$(sed -n "${n}p" "$T_DIR/layout")
+    bars=$(grep -c "^ $1 · " "$T_DIR/layout")
+    case "$status" in " $1 · "*) ;; *) t_fail "no status bar above the input line"; return 1 ;; esac
+    case "$last" in ">"*) ;; *) t_fail "the input line is not last"; return 1 ;; esac
+    [ "$bars" -eq 1 ] || { t_fail "$bars status bars on screen (a stale frame)"; return 1; }
 }
 
 # t_line_of TEXT: prints the first screen line holding TEXT.

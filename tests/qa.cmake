@@ -1,0 +1,11 @@
+# QA: hostile input and odd uses of the non-interactive program, through the real binary.
+bn_add_script_test(NAME test_qa_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_convert_cli.sh
+                   LABELS cpu TIMEOUT 120)
+bn_add_script_test(NAME test_qa_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_prompt_cli.sh
+                   LABELS cpu TIMEOUT 120)
+bn_add_script_test(NAME test_qa_files_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_files_cli.sh
+                   LABELS cpu TIMEOUT 120)
+bn_add_script_test(NAME test_qa_args_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_args_cli.sh
+                   LABELS cpu TIMEOUT 120)
+bn_add_test(NAME test_qa_convert_signal SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_convert_signal.c
+            LIBS bn_infer LABELS cpu)

@@ -1,0 +1,63 @@
+#!/bin/sh
+# Bad and edge values on the command line: a usage error is one line and exit 2, before any
+# model is loaded; edge values that are allowed work.
+set -u
+: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
+: "${BN_SOURCE_DIR:?}"
+M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
+T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_args.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# usage_error EXPECTED_TEXT ARGS...: exit 2, one line on stderr with the text, nothing on stdout
+usage_error() {
+    want=$1
+    shift
+    "$BN_BIN" "$@" >"$T/out" 2>"$T/err" </dev/null
+    rc=$?
+    [ $rc = 2 ] || fail "$*: exit $rc, expected 2"
+    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
+    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
+    [ -s "$T/out" ] && fail "$*: wrote to stdout"
+    return 0
+}
+
+usage_error "the prompt is empty" -p "" --model "$M" --db "$T/h.db"
+usage_error "the prompt is empty" -p "
+	 " --model "$M" --db "$T/h.db"
+[ -e "$T/h.db" ] && fail "an empty prompt created the history database"
+usage_error "--db: empty path" --db "" --sessions
+usage_error "--db: empty path" --db "" -p "hi" --model "$M"
+usage_error "--ctx" -p hi --ctx -1
+usage_error "--ctx" -p hi --ctx 1x
+usage_error "--threads" -p hi --threads 5000
+usage_error "--temp" -p hi --temp nan
+usage_error "--temp" -p hi --temp inf
+usage_error "--temp" -p hi --temp -0.5
+usage_error "--top-p" -p hi --top-p 1.5
+usage_error "--max-tokens" -p hi -n 0
+usage_error "--seed" -p hi --seed -1
+usage_error "--show" --show 0
+usage_error "--show" --show 9223372036854775808
+usage_error "--backend" -p hi --backend gpu
+usage_error "--format" --export 1 --format html
+usage_error "cannot be combined" --sessions --search x
+usage_error "unexpected argument" -p hi a b
+
+# allowed edges: the context just large enough, one token, --top-k far above the vocabulary
+"$BN_BIN" -p "hi" --model "$M" -n 1 --temp 0 --top-k 16777216 --no-history >"$T/out" 2>"$T/err" \
+    || { fail "edge values refused"; cat "$T/err"; }
+# a context that cannot hold the prompt: one line, exit 1, nothing on stdout
+"$BN_BIN" -p "hi" --model "$M" --ctx 1 --no-history >"$T/out" 2>"$T/err"
+rc=$?
+[ $rc = 1 ] || fail "--ctx 1: exit $rc, expected 1"
+grep -q "context holds 1" "$T/err" || { fail "--ctx 1: message"; cat "$T/err"; }
+[ -s "$T/out" ] && fail "--ctx 1 wrote to stdout"
+
+# tokenize --jsonl: blank lines hold no record and are skipped
+printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M" >"$T/out" 2>"$T/err" \
+    || { fail "jsonl with blank lines"; cat "$T/err"; }
+[ "$(wc -l <"$T/out")" = 2 ] || { fail "jsonl: expected 2 records"; cat "$T/out"; }
+
+[ $fails = 0 ] && echo "test_qa_args_cli: all passed"
+exit $((fails > 0))
