@@ -117,6 +117,67 @@ static int bench_e2e(BackendKind kind, const Model *m, int quick) {
     return rc;
 }
 
+#ifdef BITNET_HAVE_CUDA
+/* Median decode tok/s of P-token prompt + G generated (greedy) over `runs` runs after a warm-up. */
+static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
+    InferOptions o = {BACKEND_CUDA, 0, 1024};
+    Err err = {{0}};
+    Infer *inf = infer_create(m, &o, &err);
+    if (!inf) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    SamplerParams sp = sampler_params_default();
+    sp.temperature = 0.0f;
+    sp.repeat_penalty = 1.0f;
+    Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
+    int32_t toks[64];
+    for (int i = 0; i < 64; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    double dec[16];
+    int rc = !smp || P > 64 || runs > 15;
+    for (int r = 0; r <= runs && !rc; r++) {
+        int32_t tok = 0;
+        if (infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err)) {
+            rc = 1;
+            break;
+        }
+        const double t1 = now_s();
+        for (int s = 1; s < G && !rc; s++)
+            rc = infer_eval(inf, &tok, 1, P + s - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+        dec[r] = now_s() - t1;
+    }
+    if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+    sampler_free(smp);
+    infer_destroy(inf);
+    if (rc) return -1;
+    qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
+    return (G - 1) / dec[1 + runs / 2];
+}
+
+/* BITNET_BENCH_VERSIONS=1: the decode GEMV versions side by side in this run (layer of four
+ * GEMVs with PDL, and end-to-end decode 64/64), ratios against version 3. */
+static void bench_cuda_versions(const Model *m) {
+    /* BITNET_CUDA_GEMV / _LATE choose the default; the table sets each version explicitly */
+    enum { NV = 8 };
+    static const int V[NV][3] = {{3, 0, 0}, {5, 0, 0}, {5, 0, 1}, {6, 0, 0}, {6, 0, 1}, {6, 2, 0}, {6, 2, 1}, {5, 4, 1}};
+    double layer[NV] = {0}, tps[NV] = {0};
+    for (int i = 0; i < NV; i++) {
+        kcuda_set_gemv_version(V[i][0], V[i][1]);
+        kcuda_set_gemv_late_trigger(V[i][2]);
+        double us = 0;
+        if (kcuda_bench_layer(2560, 6912, 640, &us, &layer[i])) layer[i] = -1;
+        tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
+    }
+    printf("\nDecode GEMV versions in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold, graph;\n"
+           "decode: 64 in / 64 out, median of 5 runs after a warm-up). R = rows per 8-lane group (0: by shape).\n\n"
+           "| version | layer us | layer v3 / this | decode tok/s | this / v3 |\n|---|---:|---:|---:|---:|\n");
+    for (int i = 0; i < NV; i++)
+        printf("| %d, R %d%s | %.2f | %.2f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2] ? ", late trigger" : "",
+               layer[i], layer[0] / layer[i], tps[i], tps[i] / tps[0]);
+    fflush(stdout);
+}
+#endif
+
 /* CPU kernel table: the fast multithreaded W2A8 linear (kernels/cpu) on the 8 shapes, checked
  * exactly against w2a8_gemm_ref on sampled rows, timed over rotating weight buffers. */
 static int bench_cpu_kernels(int quick) {
@@ -256,6 +317,9 @@ int cmd_bench(const AppConfig *cfg) {
         return 1;
     }
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick);
+#ifdef BITNET_HAVE_CUDA
+    if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m);
+#endif
     model_free(&m);
     return rc;
 }

@@ -45,6 +45,9 @@ static void rand_i2s(uint8_t *w, size_t bytes) {
 
 static float host_y(int32_t acc, float s, float g) { return (float)acc / s * g; }
 
+/* Decode GEMV version under test (kcuda_set_gemv_version): 3 (default), 5 or 6, rows per group. */
+static int g_ver = 3, g_rows = 0;
+
 static void test_gemv(int n, int k_in, int glu) {
     const int k_pad = i2s_round_up_k(k_in);
     const size_t rb = (size_t)k_pad / 4;
@@ -117,6 +120,28 @@ static void test_gemv(int n, int k_in, int glu) {
         }
         CHECK_MSG(bad == 0, "gemv %dx%d residual epilogue: %d rows differ", n, k_in, bad);
         free(base);
+        /* (5) with the RMSNorm prologue: version g_ver must give the same bits as version 3
+         * (same per-thread partials and reduction order; rmsnorm itself is checked end to end
+         * by test_backend_cuda against the host forward pass) */
+        if (g_ver != 3) {
+            float *nw = malloc(sizeof(float) * k_pad), *ref3 = malloc(sizeof(float) * n);
+            for (int i = 0; i < k_in; i++) nw[i] = 0.25f + (float)(rnd() % 1000) / 500.0f;
+            float *dnw = dmalloc(sizeof(float) * k_pad);
+            up(dnw, nw, sizeof(float) * k_in);
+            kcuda_set_gemv_version(3, 0);
+            REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
+            CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dout, 1, NULL), 0);
+            down(ref3, dout, sizeof(float) * n);
+            kcuda_set_gemv_version(g_ver, g_rows);
+            REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
+            CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dout, 1, NULL), 0);
+            down(gotf, dout, sizeof(float) * n);
+            bad = 0;
+            for (int r = 0; r < n; r++) bad += memcmp(&gotf[r], &ref3[r], 4) != 0;
+            CHECK_MSG(bad == 0, "gemv v%d R%d %dx%d norm prologue: %d rows differ from version 3", g_ver, g_rows, n, k_in, bad);
+            free(nw), free(ref3);
+            cudaFree(dnw);
+        }
     } else {
         /* host rows 0..n/2-1 = gate, n/2.. = up; device interleaves them */
         const int h = n / 2;
@@ -412,6 +437,10 @@ int main(void) {
     if (kcuda_device_describe(desc, sizeof desc) == 0) printf("device: %s\n", desc);
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
+    /* the default GEMV (version 3) first, so that the tests below draw the same random inputs
+     * whatever the list of lab versions at the end */
+    kcuda_set_gemv_version(3, 0);
+    kcuda_set_gemv_late_trigger(0);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
     test_gemv(13824, 2560, 1);
     test_gemv(22, 300, 1);
@@ -427,5 +456,21 @@ int main(void) {
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
+    /* every other GEMV version / rows-per-group / trigger setting the backend can be switched
+     * to (BITNET_CUDA_GEMV, BITNET_CUDA_GEMV_LATE), each also against version 3 with a norm */
+    const int vers[8][3] = {{5, 1, 0}, {5, 2, 0}, {5, 4, 0}, {5, 0, 0},
+                            {5, 0, 1}, {6, 0, 0}, {6, 2, 1}, {6, 4, 1}};
+    for (int v = 0; v < 8; v++) {
+        g_ver = vers[v][0], g_rows = vers[v][1];
+        kcuda_set_gemv_version(g_ver, g_rows);
+        kcuda_set_gemv_late_trigger(vers[v][2]);
+        printf("GEMV version %d, rows per group %d, late trigger %d\n", g_ver, g_rows, vers[v][2]);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
+        test_gemv(13824, 2560, 1);
+        test_gemv(22, 300, 1);
+        test_gemv(20480, 3200, 0);
+    }
+    kcuda_set_gemv_version(3, 0);
+    kcuda_set_gemv_late_trigger(0);
     return check_report("test_kernels_cuda");
 }

@@ -77,6 +77,19 @@ int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const flo
                     float eps, const int8_t *d_q, const float *d_s, const int32_t *d_qsum,
                     KcudaEpilogue ep, void *d_out, int pdl, void *stream);
 
+/* Lab switches of the decode GEMV (all versions give identical bits):
+ *   3: the default: 16 rows per block, norm weights in registers, next launch triggered before
+ *      the PDL wait;
+ *   5: 16*R rows per block (R = rows_per_group 1, 2, 4, or 0: by shape), norm weights staged in
+ *      shared memory by cp.async before the wait;
+ *   6: version 3 where R = 1 is chosen, else version 5 with the norm weights in registers.
+ * kcuda_set_gemv_late_trigger(1): version 5/6 kernels let the next kernel launch only after
+ * their own PDL wait (at most one kernel runs ahead). The environment variables
+ * BITNET_CUDA_GEMV=3|5|6|5R|6R (e.g. 54) and BITNET_CUDA_GEMV_LATE=0|1 set the same before the
+ * first launch. */
+void kcuda_set_gemv_version(int v, int rows_per_group);
+void kcuda_set_gemv_late_trigger(int late);
+
 /* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
  * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].
  * d_norm_w NULL = quantize x as is (then q equals quant_act_ref exactly). */

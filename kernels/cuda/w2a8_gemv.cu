@@ -106,6 +106,7 @@ struct GemvParams {
     int seg0, seg1;
     float g0, g1, g2;
     void *out;
+    int late_trigger;  // version 5: let the next kernel launch only after this one's PDL wait
 };
 
 enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
@@ -315,6 +316,355 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     else *o = y;
 }
 
+// ---- versions 5 and 6 (lab: not the default) ------------------------------------------------------
+// Measured on an H100 (2026-11-23, kernels/dev/README.md): faster in isolation on the big
+// matrices (13824x2560 int8-in PDL 5.83 -> 4.32 us, 20480x3200 10.02 -> 8.38 us), but no faster
+// end to end (decode 64/64: version 3 1007 tok/s; 5: 778; 6: 904; 6 with R 2 and the late
+// trigger: 1013, within run-to-run spread): with fewer registers per block, the kernels after
+// the current one become resident early and their weight loads compete with the current
+// kernel's critical path. Kept selectable (BITNET_CUDA_GEMV) for the lab; version 3 is the default.
+// Version 3 with (a) R rows per 8-lane group (a block covers 16*R rows), so the big matrices run
+// in one wave with fewer registers per weight byte and leave room on each SM for the next
+// kernel's blocks (PDL) to preload their weights; (b) the norm weights copied to shared memory
+// with cp.async before the PDL wait instead of being held in registers (v3: K 2560 80 registers,
+// K 6912 228, i.e. 6 and 2 blocks per SM, so the 864 blocks of the 13824-row gate/up matrix
+// took two waves). Each thread copies and later reads only its own float4s of norm_w, so
+// cp.async.wait_all suffices (no barrier). The prologue arithmetic is written exactly as in
+// version 3 (same per-thread partials, same block reduction order): same s, same q, same bits.
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit_wait_all() {
+    asm volatile("cp.async.commit_group;\ncp.async.wait_all;" ::: "memory");
+}
+
+// NA independent accumulators per row (a single int chain of MAXC*16 dependent dp4a was the
+// longest path after the PDL wait: K 6912 has 224 of them per lane); integer sums, so exact.
+template <int R>
+struct GemvAcc {
+    static constexpr int NA = R >= 4 ? 1 : R == 2 ? 2 : 4;
+};
+
+template <int MAXC, int R>
+__device__ __forceinline__ void dot_chunk_rows(const uint4 (&w)[R][MAXC], int i, const int8_t *qs, int c,
+                                               int (&acc)[R][GemvAcc<R>::NA]) {
+    constexpr int NA = GemvAcc<R>::NA;
+    const int b = c >> 1;
+    const uint4 *base = (const uint4 *)(qs + (c << 6));
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint4 a = base[(j + b) & 3];
+        const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
+        const int sh = 6 - 2 * j;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint32_t ww[4] = {w[r][i].x, w[r][i].y, w[r][i].z, w[r][i].w};
+#pragma unroll
+            for (int m = 0; m < 4; m++)
+                acc[r][j % NA] = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc[r][j % NA]);
+        }
+    }
+}
+
+// Block reductions without the leading barrier of block_sum/block_max: each call gets its own
+// shared slots, so no earlier reader can still be using them. Same order of operations.
+__device__ __forceinline__ float block_sum_once(float v, float *red) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = 0.0f;
+#pragma unroll
+    for (int i = 0; i < GEMV_THREADS / 32; i++) t += red[i];
+    return t;
+}
+__device__ __forceinline__ float block_max_once(float v, float *red) {
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = red[0];
+#pragma unroll
+    for (int i = 1; i < GEMV_THREADS / 32; i++) t = fmaxf(t, red[i]);
+    return t;
+}
+
+template <int MAXC, int R, int EP, int NS>
+__global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
+    extern __shared__ uint4 smem_q4[];
+    int8_t *qs = (int8_t *)smem_q4;
+    float *wn_s = (float *)(qs + p.k_pad);  // k_pad floats when the fast path has a norm
+    __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
+    __shared__ int qred[GEMV_THREADS / 32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int grp = lane >> 3, sub = lane & 7;
+    const int row0 = blockIdx.x * (GEMV_ROWS * R) + warp * 4 + grp;  // row r: row0 + 16 r
+    const int C = p.k_pad >> 6;
+    const size_t rb = (size_t)(p.k_pad >> 2);
+
+    uint4 wv[R][MAXC];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int row = row0 + GEMV_ROWS * r;
+        const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = sub + 8 * i;
+            wv[r][i] = (row < p.n_out && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+        }
+    }
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+                      ((uintptr_t)p.norm_w & 15) == 0;
+    const int tid = threadIdx.x;
+    // NS = 1: norm weights to shared memory by cp.async; NS = 0: into registers (as version 3).
+    float4 wnr[NS ? 1 : MAXC];
+    if (NS && fast && p.norm_w) {
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int e = 4 * (tid + GEMV_THREADS * i);
+            if (e < p.k_in) cp_async16(wn_s + e, p.norm_w + e);
+        }
+    }
+    if (!NS) {
+#pragma unroll
+        for (int i = 0; i < (NS ? 1 : MAXC); i++) {
+            const int e = 4 * (tid + GEMV_THREADS * i);
+            wnr[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    }
+    if (!p.late_trigger) pdl_trigger();
+    pdl_wait();
+    if (p.late_trigger) pdl_trigger();
+
+    float s;
+    if (fast) {
+        float4 xv[MAXC];
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int e = 4 * (tid + GEMV_THREADS * i);
+            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+        if (p.norm_w) {
+            float ss = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MAXC; i++)
+                ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
+            if (NS) cp_async_commit_wait_all();
+            ss = block_sum_once(ss, red);
+            const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+#pragma unroll
+            for (int i = 0; i < MAXC; i++) {
+                const int e = 4 * (tid + GEMV_THREADS * i);
+                const float4 wn = !NS ? wnr[NS ? 0 : i]
+                                  : e < p.k_in ? *(const float4 *)(wn_s + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+                xv[i].x = wn.x * (xv[i].x * inv);
+                xv[i].y = wn.y * (xv[i].y * inv);
+                xv[i].z = wn.z * (xv[i].z * inv);
+                xv[i].w = wn.w * (xv[i].w * inv);
+            }
+        }
+        float amax = 0.0f;
+#pragma unroll
+        for (int i = 0; i < MAXC; i++)
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
+        amax = block_max_once(amax, red2);
+        s = 127.0f / fmaxf(amax, 1e-5f);
+        int sum = 0;
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int e = 4 * (tid + GEMV_THREADS * i);
+            if (e < p.k_pad) {
+                const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+                uint32_t word = 0;
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
+                    sum += qi;
+                    word |= (uint32_t)(qi & 0xff) << (8 * j);
+                }
+                *(uint32_t *)(qs + act_offset(e)) = word;
+            }
+        }
+        sum = warp_sum_i(sum);
+        if (lane == 0) qred[warp] = sum;
+    } else if (p.x) {
+        float inv = 1.0f;
+        if (p.norm_w) {
+            float ss = 0.0f;
+            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
+            ss = block_sum<GEMV_THREADS>(ss, red);
+            inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+        }
+        float amax = 0.0f;
+        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
+            float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+            amax = fmaxf(amax, fabsf(v));
+        }
+        amax = block_max<GEMV_THREADS>(amax, red);
+        s = 127.0f / fmaxf(amax, 1e-5f);
+        int sum = 0;
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
+            uint32_t word = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int i = i4 + j;
+                int qi = 0;
+                if (i < p.k_in) {
+                    float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+                    float r = fminf(fmaxf(rintf(v * s), -128.0f), 127.0f);
+                    qi = (int)r;
+                }
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * j);
+            }
+            *(uint32_t *)(qs + act_offset(i4)) = word;
+        }
+        sum = warp_sum_i(sum);
+        if (lane == 0) qred[warp] = sum;
+    } else {
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
+            *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
+        s = p.s ? p.s[0] : 1.0f;
+        if (tid < GEMV_THREADS / 32) qred[tid] = tid == 0 ? p.qsum[0] : 0;
+    }
+    __syncthreads();
+
+    constexpr int NA = GemvAcc<R>::NA;
+    int acc[R][NA];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int a = 0; a < NA; a++) acc[r][a] = 0;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int c = sub + 8 * i;
+        if (c < C) dot_chunk_rows<MAXC, R>(wv, i, qs, c, acc);
+    }
+    for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + GEMV_ROWS * r;
+            const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
+#pragma unroll
+            for (int i = 0; i < MAXC; i++) {
+                const int c = base + sub + 8 * i;
+                wv[r][i] = (row < p.n_out && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = base + sub + 8 * i;
+            if (c < C) dot_chunk_rows<MAXC, R>(wv, i, qs, c, acc);
+        }
+    }
+    int qsum = 0;
+#pragma unroll
+    for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        int a = acc[r][0];
+#pragma unroll
+        for (int t = 1; t < NA; t++) a += acc[r][t];
+        a += __shfl_xor_sync(0xffffffffu, a, 4);
+        a += __shfl_xor_sync(0xffffffffu, a, 2);
+        a += __shfl_xor_sync(0xffffffffu, a, 1);
+        a -= qsum;  // codes c = t + 1
+        const int row = row0 + GEMV_ROWS * r;
+        const bool row_ok = row < p.n_out;
+        if (EP == KCUDA_EP_GLU) {
+            const float y = __fmul_rn(__fdiv_rn((float)a, s), (grp & 1) ? p.g1 : p.g0);
+            const float up = __shfl_down_sync(0xffffffffu, y, 8);
+            if (sub == 0 && (grp & 1) == 0 && row_ok) {
+                const float rl = y > 0.0f ? y : 0.0f;
+                ((float *)p.out)[row >> 1] = __fmul_rn(__fmul_rn(rl, rl), up);
+            }
+            continue;
+        }
+        if (sub != 0 || !row_ok) continue;
+        if (EP == KCUDA_EP_I32) {
+            ((int32_t *)p.out)[row] = a;
+            continue;
+        }
+        const float g = row < p.seg0 ? p.g0 : row < p.seg1 ? p.g1 : p.g2;
+        const float y = __fmul_rn(__fdiv_rn((float)a, s), g);
+        float *o = (float *)p.out + row;
+        if (EP == KCUDA_EP_RESID) *o = __fadd_rn(*o, y);
+        else *o = y;
+    }
+}
+
+template <int MAXC, int R, int NS>
+static int gemv5_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    const dim3 blk(GEMV_THREADS);
+    switch (ep) {
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_F32, NS>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_RESID, NS>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_GLU, NS>, grid, blk, smem, stream, pdl, p);
+    default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_I32, NS>, grid, blk, smem, stream, pdl, p);
+    }
+}
+// Norm weights in shared memory (version 5) or in registers (version 6, big matrices only).
+static int g_gemv_ns = 1;
+template <int MAXC, int R>
+static int gemv5_dispatch_ep(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    if constexpr (R == 1) {
+        return gemv5_launch<MAXC, R, 1>(ep, grid, smem, stream, pdl, p);
+    } else {
+        if (g_gemv_ns) return gemv5_launch<MAXC, R, 1>(ep, grid, smem, stream, pdl, p);
+        return gemv5_launch<MAXC, R, 0>(ep, grid, smem, stream, pdl, p);
+    }
+}
+
+// R > 1 only where a lane holds at most 8 chunks of a row (K <= 4096): beyond that R rows of
+// weights would not fit in registers.
+template <int R>
+static int gemv5_dispatch(int per_lane, int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    if (per_lane <= 4) return gemv5_dispatch_ep<4, R>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 5) return gemv5_dispatch_ep<5, R>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 7) return gemv5_dispatch_ep<7, R>(ep, grid, smem, stream, pdl, p);
+    return gemv5_dispatch_ep<8, R>(ep, grid, smem, stream, pdl, p);
+}
+template <>
+int gemv5_dispatch<1>(int per_lane, int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    if (per_lane <= 4) return gemv5_dispatch_ep<4, 1>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 5) return gemv5_dispatch_ep<5, 1>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 7) return gemv5_dispatch_ep<7, 1>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 8) return gemv5_dispatch_ep<8, 1>(ep, grid, smem, stream, pdl, p);
+    if (per_lane <= 14) return gemv5_dispatch_ep<14, 1>(ep, grid, smem, stream, pdl, p);
+    return gemv5_dispatch_ep<16, 1>(ep, grid, smem, stream, pdl, p);
+}
+
+// Lab switches (kernels_cuda.h): version 3, 5 or 6; rows per 8-lane group for versions 5/6
+// (0 = by shape); where version 5/6 kernels trigger the next launch (before or after their PDL
+// wait). BITNET_CUDA_GEMV=3|5|6|51|52|54|62|64 and BITNET_CUDA_GEMV_LATE=0|1 set them from the
+// environment.
+static int g_gemv_version = -1, g_gemv_rows = 0, g_gemv_late = 0;
+
+extern "C" void kcuda_set_gemv_version(int v, int rows_per_group) {
+    g_gemv_version = v == 3 ? 3 : v == 6 ? 6 : 5;
+    g_gemv_rows = rows_per_group == 1 || rows_per_group == 2 || rows_per_group == 4 ? rows_per_group : 0;
+}
+extern "C" void kcuda_set_gemv_late_trigger(int late) { g_gemv_late = late != 0; }
+
+static void gemv_version_from_env(void) {
+    if (g_gemv_version >= 0) return;
+    const char *env = getenv("BITNET_CUDA_GEMV");
+    const char *late = getenv("BITNET_CUDA_GEMV_LATE");
+    if (late) g_gemv_late = atoi(late) != 0;
+    const int v = env ? atoi(env) : 3;
+    if (v > 10) kcuda_set_gemv_version(v / 10, v % 10);
+    else kcuda_set_gemv_version(v, 0);
+}
+
+// Rows per group by shape: as many as keep >= 1.5 blocks per SM (132 SMs), so a matrix of
+// 13824 rows runs 216 blocks of 64 rows instead of 864 of 16; small matrices keep 1 row (their
+// latency, not bandwidth, decides).
+static int gemv5_rows(int n_out) {
+    const int want = 198;
+    if ((n_out + 63) / 64 >= want) return 4;
+    if ((n_out + 31) / 32 >= want) return 2;
+    return 1;
+}
+
 template <int MAXC>
 static int gemv_dispatch_ep(int ep, dim3 grid, size_t smem, void *stream, int pdl,
                             const GemvParams &p) {
@@ -378,9 +728,25 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.q = d_q;
     p.s = d_s;
     p.qsum = d_qsum;
+    const int per_lane = (w->k_pad / 64 + 7) / 8;
+    gemv_version_from_env();
+    int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
+    // Version 6: version 3 where one row per group is chosen, else version 5 with the norm
+    // weights in registers.
+    if (g_gemv_version == 6 && per_lane <= 8 && gemv5_rows(w->n_out) == 1) R = 1;
+    if (g_gemv_version == 5 || (g_gemv_version == 6 && R > 1)) {
+        g_gemv_ns = g_gemv_version == 5;
+        p.late_trigger = g_gemv_late;
+        const dim3 grid5((unsigned)((w->n_out + GEMV_ROWS * R - 1) / (GEMV_ROWS * R)));
+        // q, then the norm weights (fast path only: k_pad <= 512 * MAXC, so <= 32 KB here)
+        const bool norm_smem = g_gemv_ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
+        const size_t smem5 = (size_t)w->k_pad + (norm_smem ? (size_t)w->k_pad * 4 : 0);
+        if (R == 4) return gemv5_dispatch<4>(per_lane, ep, grid5, smem5, stream, pdl, p);
+        if (R == 2) return gemv5_dispatch<2>(per_lane, ep, grid5, smem5, stream, pdl, p);
+        return gemv5_dispatch<1>(per_lane, ep, grid5, smem5, stream, pdl, p);
+    }
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
     const size_t smem = (size_t)w->k_pad;
-    const int per_lane = (w->k_pad / 64 + 7) / 8;
     // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7,
     // 6912: 14), so no registers are spent on always-masked chunks.
     if (per_lane <= 4) return gemv_dispatch_ep<4>(ep, grid, smem, stream, pdl, p);

@@ -4,7 +4,7 @@
 // Build (also built by CMake as dev_w2a8_gemv when nvcc is present):
 //   nvcc -arch=sm_90 -O3 -std=c++17 -I. kernels/dev/w2a8_gemv.cu kernels/w2a8_ref.c \
 //        kernels/cuda/w2a8_gemv.cu -o dev_w2a8_gemv
-// Run: ./dev_w2a8_gemv [version]   (no argument: all versions)
+// Run: ./dev_w2a8_gemv [version|fast]   (no argument: all versions; fast: versions 3-8)
 //
 // Versions:
 //   1  one thread per row, byte loads of the I2_S row, scalar decode (the naive port)
@@ -12,6 +12,12 @@
 //   3  8 lanes per row, 16-byte loads, all of a lane's loads issued before the activations
 //      are staged (swizzled) in shared memory, qsum trick (promoted: kernels/cuda/w2a8_gemv.cu)
 //   4  version 3 launched with programmatic dependent launch (overlaps consecutive launches)
+//   5  kernel 5 (kernels/cuda/w2a8_gemv.cu), PDL: R rows per 8-lane group chosen by shape
+//      (R = 4 where that still gives >= 198 blocks, e.g. 13824 rows: 216 blocks of 64 rows
+//      instead of 864 of 16), norm weights staged in shared memory by cp.async before the wait
+//   6  kernel 5 with R = 2 everywhere K <= 4096 (PDL)
+//   7  kernel 5 with R = 4 everywhere K <= 4096 (PDL)
+//   8  version 5 with the next launch triggered after the PDL wait (at most one kernel ahead)
 //
 // Timing: weights in rotating buffers of >= 256 MiB in all (> 5x L2), max(100, buffers)
 // launches in one CUDA graph, median replay / launches; GB/s over packed weight bytes +
@@ -19,6 +25,7 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <vector>
@@ -94,13 +101,16 @@ static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStr
         m.k_pad = k;
         m.seg_end[0] = m.seg_end[1] = n;
         m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
-        return kcuda_w2a8_gemv(&m, nullptr, 0, nullptr, 0, d.q, d.s, d.qsum, KCUDA_EP_I32, d.out, ver == 4, st);
+        kcuda_set_gemv_version(ver <= 4 ? 3 : 5, ver == 6 ? 2 : ver == 7 ? 4 : 0);
+        kcuda_set_gemv_late_trigger(ver == 8);
+        return kcuda_w2a8_gemv(&m, nullptr, 0, nullptr, 0, d.q, d.s, d.qsum, KCUDA_EP_I32, d.out, ver >= 4, st);
     }
     }
 }
 
 int main(int argc, char **argv) {
-    const int only = argc > 1 ? atoi(argv[1]) : 0;
+    const int fast = argc > 1 && strcmp(argv[1], "fast") == 0;
+    const int only = argc > 1 && !fast ? atoi(argv[1]) : 0;
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                              {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200},
                              {7, 128},     {1001, 384}};
@@ -115,8 +125,8 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&ea));
     CK(cudaEventCreate(&eb));
     printf("| version | N x K | us | GB/s | %% copy |\n|---:|---|---:|---:|---:|\n");
-    for (int ver = 1; ver <= 4; ver++) {
-        if (only && ver != only) continue;
+    for (int ver = 1; ver <= 8; ver++) {
+        if ((only && ver != only) || (fast && ver < 3)) continue;
         for (int si = 0; si < n_shapes; si++) {
             const int n = shapes[si][0], k = shapes[si][1];
             const size_t wb = (size_t)n * k / 4;
