@@ -22,6 +22,8 @@
 #include "kernels/w2a8.h"
 
 enum { PREFILL_MAX = 512 };
+/* Default lookahead of the decode L2 prefetch, in layers (BITNET_CUDA_PREFETCH overrides). */
+#define DECODE_PREFETCH_LAYERS 1.0
 
 /* The sampler lives in another area of the tree; until it is linked in, greedy is assumed
  * only when no sampler is given. */
@@ -37,6 +39,10 @@ typedef struct {
     ModelConfig cfg;
     int ctx, dim, hd, q_dim, kv_dim, qkv_dim, ffn, vocab, kd, ko, kf;
     int pdl;
+    /* decode L2 prefetch: lookahead in bytes along the weight stream (0 = off), whether the
+     * stream goes on into the lm_head, and the stream's bytes (all layers' ternary matrices,
+     * in the order decode reads them: one allocation, d_tern) */
+    size_t pf_bytes, pf_lm_bytes, tern_bytes;
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -206,6 +212,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         tern += (size_t)(w->wq.n_out + w->wk.n_out + w->wv.n_out + 2 * w->w_gate.n_out) * b->kd / 4;
         tern += (size_t)w->wo.n_out * w->wo.n_in_pad / 4 + (size_t)w->w_down.n_out * w->w_down.n_in_pad / 4;
     }
+    b->tern_bytes = tern;
     if ((e = cudaMalloc(&b->d_tern, tern)) != cudaSuccess) {
         cuda_err(err, "allocating ternary weights", e);
         goto fail;
@@ -341,10 +348,21 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         b->p_tok = b->p_qsum + T;
     }
     {
+        /* Lookahead of the L2 prefetch in layers (BITNET_CUDA_PREFETCH, 0 = off) and whether the
+         * last layers prefetch the start of the lm_head too (BITNET_CUDA_PREFETCH_LM=1). */
+        const char *pf = getenv("BITNET_CUDA_PREFETCH");
+        const double layers = pf ? atof(pf) : DECODE_PREFETCH_LAYERS;
+        const size_t per_layer = NL > 0 ? tern / (size_t)NL : 0;
+        b->pf_bytes = layers > 0 && layers < 64 ? (size_t)(layers * (double)per_layer) : 0;
+        const char *pfl = getenv("BITNET_CUDA_PREFETCH_LM");
+        if (b->pf_bytes && pfl && atoi(pfl) != 0)
+            b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+    }
+    {
         char dev[160] = "?";
         kcuda_device_describe(dev, sizeof dev);
-        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s", dev,
-                 b->pdl ? " + PDL" : "");
+        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s%s", dev,
+                 b->pdl ? " + PDL" : "", b->pf_bytes ? " + L2 prefetch" : "");
     }
     return b;
 fail:
@@ -352,20 +370,49 @@ fail:
     return NULL;
 }
 
-/* Enqueues one decode step (token in d_io[0], position in d_io[1]). */
+/* The L2 prefetch of the next launch: bytes [a, e) of the decode weight stream (the ternary
+ * matrices of all layers in decode order, then, with pf_lm_bytes, the lm_head), clipped to it. */
+static int set_prefetch(CudaBackend *b, size_t a, size_t e) {
+    const size_t T = b->tern_bytes, total = T + b->pf_lm_bytes;
+    if (e > total) e = total;
+    if (!b->pf_bytes || a >= e) return 0;
+    const uint8_t *t = b->d_tern, *lm = b->d_outw;
+    const size_t ta = a < T ? a : T, te = e < T ? e : T;
+    const size_t la = a > T ? a - T : 0, le = e > T ? e - T : 0;
+    return kcuda_set_l2_prefetch(ta < te ? t + ta : NULL, te - ta, la < le ? lm + la : NULL, le - la);
+}
+
+/* Bytes of the weight stream up to the end of matrix m. */
+static size_t stream_end(const CudaBackend *b, const KcudaTernary *m) {
+    return (size_t)(m->d_codes - (const uint8_t *)b->d_tern) + (size_t)m->n_out * m->k_pad / 4;
+}
+
+/* Enqueues one decode step (token in d_io[0], position in d_io[1]). With the L2 prefetch, each
+ * GEMV asks for the weights pf_bytes further along the stream than its own (the embedding
+ * kernel for the first pf_bytes), so the HBM streams ahead of the dependency chain and every
+ * GEMV after the first reads its weights from L2. */
 static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     const float eps = b->cfg.norm_eps;
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))
+    const size_t D = b->pf_bytes;
+    size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
+    if (set_prefetch(b, 0, D) ||
+        kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))
         return kc_err(err, "embed", -1);
+#define PF(m) (set_prefetch(b, done + D, stream_end(b, m) + D) || (done = stream_end(b, m), 0))
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
-        if (kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
+        if (PF(&L->qkv) ||
+            kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
             kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl, b->st) ||
+            PF(&L->o) ||
             kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st) ||
+            PF(&L->gu) ||
             kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu, pdl, b->st) ||
+            PF(&L->down) ||
             kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st))
             return kc_err(err, "decode layer", -1);
     }
+#undef PF
     if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
                       b->d_argmax, pdl, b->st))
         return kc_err(err, "lm_head", -1);

@@ -2,6 +2,7 @@
 // the sequence in chunks of 64 positions, last block combines) and the prefill kernels
 // (RoPE + cache write for T tokens, then causal attention tiled 16 queries x 64 keys).
 #include <cuda_fp16.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/common.cuh"
 
@@ -17,6 +18,8 @@ struct AttnParams {
     const int *pos;
     float *out, *part;
     int *count;
+    L2Pf pf;   // later kernels' weights to prefetch into L2 (decode)
+    int late;  // trigger the next launch after the PDL wait, not at the start
 };
 
 __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
@@ -42,7 +45,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __shared__ float ml[2];
     __shared__ int last_sh;
     __shared__ float mls[2][MAX_SPLITS_FAST];
-    pdl_trigger();
+    // Every block, also those of splits beyond the position that leave at once, takes its share.
+    l2_prefetch_share(p.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y);
+    if (!p.late) pdl_trigger();
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it: the K/V loads overlap the QKV projection.
@@ -67,6 +72,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
     pdl_wait();
+    if (p.late) pdl_trigger();
     const float *q = p.qkv + (size_t)h * hd;
     const bool last = sp == nsplit - 1;
     const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
@@ -364,6 +370,11 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
 
 }  // namespace
 
+// Where the decode kernel lets the next launch start: at its start (0, the default) or after its
+// PDL wait (1); BITNET_CUDA_ATTN_LATE sets it before the first launch.
+static int g_attn_late = -1;
+extern "C" void kcuda_set_attn_late_trigger(int late) { g_attn_late = late != 0; }
+
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
     const int max_splits = (a->ctx + CHUNK - 1) / CHUNK;
     return (size_t)a->n_kv * max_splits * (a->n_heads / a->n_kv) * (a->head_dim + 2);
@@ -376,6 +387,10 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     if (rc) return rc;
     if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: NULL pointer");
+    if (g_attn_late < 0) {
+        const char *env = getenv("BITNET_CUDA_ATTN_LATE");
+        g_attn_late = env && atoi(env) != 0;
+    }
     AttnParams p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
@@ -391,6 +406,8 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
+    p.pf = kcuda_take_prefetch();
+    p.late = g_attn_late;
     return kcuda_launch(attn_decode_kernel3, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
 }

@@ -60,6 +60,46 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// ---- L2 prefetch of weights that later kernels will read (decode) --------------------------------
+// Decode runs ~150 dependent kernels per token; each GEMV's weights are known in advance, so a
+// kernel can ask the memory system for a later kernel's weights at its very start, before its
+// PDL wait, and that later kernel then reads them from L2. `cp.async.bulk.prefetch.L2` (sm_90)
+// is fire-and-forget: no registers, no shared memory, no completion to wait for. Two byte ranges
+// (the weight stream can end in one buffer and go on in another, e.g. the lm_head), both
+// 16-byte aligned with sizes a multiple of 16 (kcuda_set_l2_prefetch rounds them).
+struct L2Pf {
+    const char *p0, *p1;
+    unsigned long long n0, n1;
+};
+enum { L2PF_CHUNK = 16384 };  // bytes per prefetch instruction
+
+// The range set by kcuda_set_l2_prefetch for the next decode launch on this thread (then
+// cleared), or an empty range.
+L2Pf kcuda_take_prefetch();
+// The GEMV late-trigger setting now (so a benchmark can restore it).
+int kcuda_gemv_late_now();
+
+__device__ __forceinline__ void l2_prefetch_bulk(const void *p, unsigned bytes) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+// Spreads the chunks of pf over the blocks of the grid (block `blk` of `nblk`): chunk c goes to
+// block c % nblk, thread c / nblk, so a few threads per block issue one instruction each.
+__device__ __forceinline__ void l2_prefetch_share(const L2Pf &pf, unsigned blk, unsigned nblk) {
+    const unsigned long long n = pf.n0 + pf.n1;
+    if (n == 0) return;
+    const unsigned long long c0 = (pf.n0 + L2PF_CHUNK - 1) / L2PF_CHUNK;
+    const unsigned long long nch = c0 + (pf.n1 + L2PF_CHUNK - 1) / L2PF_CHUNK;
+    for (unsigned long long c = blk + (unsigned long long)nblk * threadIdx.x; c < nch;
+         c += (unsigned long long)nblk * blockDim.x) {
+        const bool first = c < c0;
+        const unsigned long long off = (first ? c : c - c0) * L2PF_CHUNK;
+        const unsigned long long len = (first ? pf.n0 : pf.n1) - off;
+        l2_prefetch_bulk((first ? pf.p0 : pf.p1) + off, (unsigned)(len < L2PF_CHUNK ? len : L2PF_CHUNK));
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -17,6 +17,7 @@ struct LmParams {
     float *logits;
     int *best;
     int *argmax;
+    L2Pf pf;  // weights of later launches to prefetch into L2 (decode), may be empty
 };
 
 template <typename T> struct Conv;
@@ -93,6 +94,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
         }
     };
     issue(row, 0);
+    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     pdl_trigger();
     pdl_wait();
 
@@ -227,7 +229,8 @@ __global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
-                                                    float *x, int *err) {
+                                                    float *x, int *err, L2Pf pf) {
+    l2_prefetch_share(pf, blockIdx.x, gridDim.x);  // decode: the first layers' weights
     pdl_trigger();
     pdl_wait();
     const int t = blockIdx.x;
@@ -304,7 +307,7 @@ extern "C" int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, con
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: weights not 16-byte aligned");
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, kcuda_take_prefetch()};
     int nb = 0, rc;
     if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
     else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
@@ -321,10 +324,11 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
     if (vocab <= 0 || dim <= 0 || T <= 0)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
+    const L2Pf pf = kcuda_take_prefetch();
     switch (type) {
-    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err);
-    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err);
-    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err, pf);
+    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err, pf);
+    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
 }

@@ -4,7 +4,7 @@
 // Build (also built by CMake as dev_w2a8_gemv when nvcc is present):
 //   nvcc -arch=sm_90 -O3 -std=c++17 -I. kernels/dev/w2a8_gemv.cu kernels/w2a8_ref.c \
 //        kernels/cuda/w2a8_gemv.cu -o dev_w2a8_gemv
-// Run: ./dev_w2a8_gemv [version|fast]   (no argument: all versions; fast: versions 3-8)
+// Run: ./dev_w2a8_gemv [version|fast]   (no argument: all versions; fast: versions 3-10)
 //
 // Versions:
 //   1  one thread per row, byte loads of the I2_S row, scalar decode (the naive port)
@@ -18,6 +18,13 @@
 //   6  kernel 5 with R = 2 everywhere K <= 4096 (PDL)
 //   7  kernel 5 with R = 4 everywhere K <= 4096 (PDL)
 //   8  version 5 with the next launch triggered after the PDL wait (at most one kernel ahead)
+//   9  version 3 + L2 prefetch: each launch first issues cp.async.bulk.prefetch.L2 for the
+//      weights of the launch ~16 MB further along the rotation (as decode prefetches one layer
+//      ahead), and triggers the next launch after its PDL wait
+//  10  version 9 with the kernel of version 6 (R 2 rows per 8-lane group where K <= 4096)
+//
+// Versions 9/10 still move every launch's weights from HBM (the rotation is > 5x L2); the
+// prefetch only moves the moment they are read from HBM ahead of the launch's dependency wait.
 //
 // Timing: weights in rotating buffers of >= 256 MiB in all (> 5x L2), max(100, buffers)
 // launches in one CUDA graph, median replay / launches; GB/s over packed weight bytes +
@@ -90,7 +97,8 @@ struct Dev {
     int qsum_h;
 };
 
-static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStream_t st) {
+static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStream_t st,
+                  const uint8_t *pf = nullptr, size_t pf_n = 0) {
     switch (ver) {
     case 1: w2a8_gemv_kernel1<<<(n + 127) / 128, 128, 0, st>>>(w, n, k, d.q, d.out); return cudaGetLastError() != cudaSuccess;
     case 2: w2a8_gemv_kernel2<<<(n + 3) / 4, 128, 0, st>>>(w, n, k, d.q, d.qsum_h, d.out); return cudaGetLastError() != cudaSuccess;
@@ -101,8 +109,9 @@ static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStr
         m.k_pad = k;
         m.seg_end[0] = m.seg_end[1] = n;
         m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
-        kcuda_set_gemv_version(ver <= 4 ? 3 : 5, ver == 6 ? 2 : ver == 7 ? 4 : 0);
-        kcuda_set_gemv_late_trigger(ver == 8);
+        kcuda_set_gemv_version(ver <= 4 || ver == 9 ? 3 : ver == 10 ? 6 : 5, ver == 6 || ver == 10 ? 2 : ver == 7 ? 4 : 0);
+        kcuda_set_gemv_late_trigger(ver >= 8);
+        if (ver >= 9 && pf_n) kcuda_set_l2_prefetch(pf, pf_n, nullptr, 0);
         return kcuda_w2a8_gemv(&m, nullptr, 0, nullptr, 0, d.q, d.s, d.qsum, KCUDA_EP_I32, d.out, ver >= 4, st);
     }
     }
@@ -125,7 +134,7 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&ea));
     CK(cudaEventCreate(&eb));
     printf("| version | N x K | us | GB/s | %% copy |\n|---:|---|---:|---:|---:|\n");
-    for (int ver = 1; ver <= 8; ver++) {
+    for (int ver = 1; ver <= 10; ver++) {
         if ((only && ver != only) || (fast && ver < 3)) continue;
         for (int si = 0; si < n_shapes; si++) {
             const int n = shapes[si][0], k = shapes[si][1];
@@ -153,7 +162,7 @@ int main(int argc, char **argv) {
             CK(cudaMemcpy(d.q, hq.data(), k, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(d.qsum, &qs, 4, cudaMemcpyHostToDevice));
             CK(cudaMemset(d.out, 0x7f, n * 4));
-            if (launch(ver, d, d.w, n, k, st)) {
+            if (launch(ver, d, d.w, n, k, st, d.w, wb)) {
                 fprintf(stderr, "v%d %dx%d: launch failed: %s\n", ver, n, k, kcuda_last_error());
                 return 1;
             }
@@ -165,11 +174,14 @@ int main(int argc, char **argv) {
                     return 1;
                 }
             if (si < n_timed) {
-                const int L = std::max(100, R);
+                // a whole number of rotations, so the prefetch of the last launches (wrapping
+                // around) is what the first launches of the next replay read
+                const int L = R * ((100 + R - 1) / R);
+                const int ahead = (int)std::min<size_t>(R - 1, std::max<size_t>(1, ((16u << 20) + wb - 1) / wb));
                 cudaGraph_t g;
                 cudaGraphExec_t ge;
                 CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-                for (int i = 0; i < L; i++) launch(ver, d, d.w + wb * (i % R), n, k, st);
+                for (int i = 0; i < L; i++) launch(ver, d, d.w + wb * (i % R), n, k, st, d.w + wb * ((i + ahead) % R), wb);
                 CK(cudaStreamEndCapture(st, &g));
                 CK(cudaGraphInstantiate(&ge, g, 0));
                 std::vector<float> ms;
