@@ -162,7 +162,7 @@ static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
 static void bench_cuda_versions(const Model *m, const char *spec) {
     enum { NV = 24 };
     static const char *DEFAULT = "3/0/0/0/0/0;3/0/1/0/1/0;3/0/1/1/1/0;6/2/1/1/1/0";
-    int V[NV][5];
+    int V[NV][6];
     double PF[NV];
     int nv = 0;
     const char *p = strcmp(spec, "1") == 0 ? DEFAULT : spec;
@@ -172,8 +172,10 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
             fprintf(stderr, "bench: BITNET_BENCH_VERSIONS: cannot read \"%s\" (want v/R/gl/al/pf/lm;...)\n", p);
             return;
         }
-        nv++;
         p += n;
+        V[nv][5] = 0; /* optional 7th field: prefetch mode (BITNET_CUDA_PREFETCH_MODE) */
+        if (*p == '/' && sscanf(p + 1, "%d%n", &V[nv][5], &n) == 1) p += 1 + n;
+        nv++;
         while (*p == ';' || *p == ' ') p++;
     }
     const double layer_bytes = (3840.0 * 2560 + 2560.0 * 2560 + 13824.0 * 2560 + 2560.0 * 6912) / 4;
@@ -186,6 +188,8 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
         snprintf(buf, sizeof buf, "%g", PF[i]);
         setenv("BITNET_CUDA_PREFETCH", buf, 1);
         setenv("BITNET_CUDA_PREFETCH_LM", V[i][4] ? "1" : "0", 1);
+        snprintf(buf, sizeof buf, "%d", V[i][5]);
+        setenv("BITNET_CUDA_PREFETCH_MODE", buf, 1);
         if (kcuda_bench_layer_pf(2560, 6912, 640, (size_t)(PF[i] * layer_bytes), V[i][2], &layer[i])) layer[i] = -1;
         tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
         tps512[i] = e2e_decode_tok_s(m, 512, 64, 5);
@@ -197,11 +201,12 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
            "| GEMV | R | late | prefetch | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
            "|---:|---:|---|---|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < nv; i++)
-        printf("| %d | %d | %d/%d | %g%s | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
-               PF[i], V[i][4] ? " +lm" : "", layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
+        printf("| %d | %d | %d/%d | %g%s%s | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
+               PF[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
     fflush(stdout);
     unsetenv("BITNET_CUDA_PREFETCH");
     unsetenv("BITNET_CUDA_PREFETCH_LM");
+    unsetenv("BITNET_CUDA_PREFETCH_MODE");
 }
 #endif
 

@@ -23,7 +23,7 @@
 
 enum { PREFILL_MAX = 512 };
 /* Default lookahead of the decode L2 prefetch, in layers (BITNET_CUDA_PREFETCH overrides). */
-#define DECODE_PREFETCH_LAYERS 1.0
+#define DECODE_PREFETCH_LAYERS 0.0
 
 /* The sampler lives in another area of the tree; until it is linked in, greedy is assumed
  * only when no sampler is given. */
@@ -43,6 +43,9 @@ typedef struct {
      * stream goes on into the lm_head, and the stream's bytes (all layers' ternary matrices,
      * in the order decode reads them: one allocation, d_tern) */
     size_t pf_bytes, pf_lm_bytes, tern_bytes;
+    /* lab timeline (BITNET_CUDA_TRACE=file): 3 slots per decode kernel, see kcuda_set_trace */
+    unsigned long long *d_trace;
+    int n_trace;
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -74,9 +77,57 @@ static int kc_err(Err *err, const char *what, int rc) {
     return err_set(err, "cuda: %s: %s", what, kcuda_last_error());
 }
 
+static const char *const TRACE_NAMES[5] = {"QKV GEMV", "attention", "O GEMV", "gate/up GEMV", "down GEMV"};
+
+/* Appends the timeline of the last decode step to the file named by BITNET_CUDA_TRACE: per kernel
+ * of a layer (means over layers 1..n-1, ns): entry, wait release and end of work, each relative
+ * to the end of work of the kernel before it; then the embedding and the lm_head. */
+static void trace_dump(CudaBackend *b) {
+    const char *path = getenv("BITNET_CUDA_TRACE");
+    if (!path || !b->d_trace || !b->graph) return;
+    const int n = b->n_trace, NL = b->cfg.n_layers;
+    unsigned long long *h = malloc(sizeof *h * 3 * (size_t)n);
+    FILE *f = h ? fopen(path, "a") : NULL;
+    if (!f || cudaStreamSynchronize(b->st) != cudaSuccess ||
+        cudaMemcpy(h, b->d_trace, sizeof *h * 3 * (size_t)n, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        if (f) fclose(f);
+        free(h);
+        return;
+    }
+    for (int k = 0; k < n; k++) h[3 * k + 2] = ~h[3 * k + 2];
+    const double t0 = (double)h[0];
+    fprintf(f, "\n%s; prefetch %zu bytes ahead%s; GEMV late %s, attention late %s\n", b->desc, b->pf_bytes,
+            b->pf_lm_bytes ? " into the lm_head" : "", getenv("BITNET_CUDA_GEMV_LATE") ? getenv("BITNET_CUDA_GEMV_LATE") : "-",
+            getenv("BITNET_CUDA_ATTN_LATE") ? getenv("BITNET_CUDA_ATTN_LATE") : "-");
+    fprintf(f, "step %.2f us (embed entry to lm_head end); per layer kernel, mean of layers 1..%d, us after the previous kernel's end:\n",
+            (h[3 * (n - 1) + 2] - t0) / 1e3, NL - 1);
+    fprintf(f, "| kernel | entry | wait released | work done | wait->done |\n|---|---:|---:|---:|---:|\n");
+    for (int j = 0; j < 5; j++) {
+        double e = 0, w = 0, d = 0;
+        for (int l = 1; l < NL; l++) {
+            const int k = 1 + 5 * l + j;
+            const double prev = (double)h[3 * (k - 1) + 2];
+            e += ((double)h[3 * k] - prev) / (NL - 1);
+            w += ((double)h[3 * k + 1] - prev) / (NL - 1);
+            d += ((double)h[3 * k + 2] - prev) / (NL - 1);
+        }
+        fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f |\n", TRACE_NAMES[j], e / 1e3, w / 1e3, d / 1e3, (d - w) / 1e3);
+    }
+    const int lm = n - 1;
+    fprintf(f, "| lm_head | %.2f | %.2f | %.2f | %.2f |\n", ((double)h[3 * lm] - (double)h[3 * (lm - 1) + 2]) / 1e3,
+            ((double)h[3 * lm + 1] - (double)h[3 * (lm - 1) + 2]) / 1e3, ((double)h[3 * lm + 2] - (double)h[3 * (lm - 1) + 2]) / 1e3,
+            ((double)h[3 * lm + 2] - (double)h[3 * lm + 1]) / 1e3);
+    fprintf(f, "layers: %.2f us from the embedding's end to the last layer's end (%.2f per layer)\n",
+            ((double)h[3 * (lm - 1) + 2] - (double)h[2]) / 1e3, ((double)h[3 * (lm - 1) + 2] - (double)h[2]) / 1e3 / NL);
+    fclose(f);
+    free(h);
+}
+
 static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
+    trace_dump(b);
+    cudaFree(b->d_trace);
     if (b->graph) cudaGraphExecDestroy(b->graph);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
@@ -357,6 +408,12 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         const char *pfl = getenv("BITNET_CUDA_PREFETCH_LM");
         if (b->pf_bytes && pfl && atoi(pfl) != 0)
             b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+        b->n_trace = 2 + 5 * NL;
+        if (getenv("BITNET_CUDA_TRACE") &&
+            cudaMalloc((void **)&b->d_trace, sizeof(unsigned long long) * 3 * (size_t)b->n_trace) != cudaSuccess) {
+            b->d_trace = NULL;
+            cudaGetLastError();
+        }
     }
     {
         char dev[160] = "?";
@@ -395,14 +452,19 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     const float eps = b->cfg.norm_eps;
     const size_t D = b->pf_bytes;
     size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
-    if (set_prefetch(b, 0, D) ||
+    int tk = 0;      /* timeline slot of the next kernel */
+#define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 3 * tk++), 0) : 0)
+    if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 3 * (size_t)b->n_trace, b->st) != cudaSuccess)
+        return err_set(err, "cuda: trace reset");
+    if (TR() || set_prefetch(b, 0, D) ||
         kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))
         return kc_err(err, "embed", -1);
-#define PF(m) (set_prefetch(b, done + D, stream_end(b, m) + D) || (done = stream_end(b, m), 0))
+#define PF(m) (TR() || set_prefetch(b, done + D, stream_end(b, m) + D) || (done = stream_end(b, m), 0))
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
         if (PF(&L->qkv) ||
             kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
+            TR() ||
             kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl, b->st) ||
             PF(&L->o) ||
             kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st) ||
@@ -413,6 +475,8 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
             return kc_err(err, "decode layer", -1);
     }
 #undef PF
+    TR();
+#undef TR
     if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
                       b->d_argmax, pdl, b->st))
         return kc_err(err, "lm_head", -1);

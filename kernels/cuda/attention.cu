@@ -19,6 +19,7 @@ struct AttnParams {
     float *out, *part;
     int *count;
     L2Pf pf;   // later kernels' weights to prefetch into L2 (decode)
+    unsigned long long *trace;  // decode timeline slots (lab), or NULL
     int late;  // trigger the next launch after the PDL wait, not at the start
 };
 
@@ -46,6 +47,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __shared__ int last_sh;
     __shared__ float mls[2][MAX_SPLITS_FAST];
     // Every block, also those of splits beyond the position that leave at once, takes its share.
+    trace_mark(p.trace, 0);
     l2_prefetch_share(p.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y);
     if (!p.late) pdl_trigger();
     // The position and the cached rows (< pos) were written before the previous kernel started
@@ -72,6 +74,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
     pdl_wait();
+    trace_mark(p.trace, 1);
     if (p.late) pdl_trigger();
     const float *q = p.qkv + (size_t)h * hd;
     const bool last = sp == nsplit - 1;
@@ -151,6 +154,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     if (nsplit == 1) {
         if (d < hd) p.out[(size_t)h * hd + d] = o / ml[1];
+        trace_mark(p.trace, 2);
         return;
     }
     // Partial (m, l, o) of this split; the last split block of this head combines them.
@@ -165,7 +169,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __syncthreads();
     if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
     __syncthreads();
-    if (!last_sh) return;
+    if (!last_sh) {
+        trace_mark(p.trace, 2);
+        return;
+    }
     __threadfence();
     if (nsplit <= MAX_SPLITS_FAST) {
         if (tid < nsplit) {
@@ -203,6 +210,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         p.out[(size_t)h * hd + d] = num / den;
     }
     if (tid == 0) p.count[h] = 0;
+    trace_mark(p.trace, 2);
 }
 
 // ---- prefill ------------------------------------------------------------------------------------
@@ -407,6 +415,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.part = d_part;
     p.count = d_count;
     p.pf = kcuda_take_prefetch();
+    p.trace = kcuda_take_trace();
     p.late = g_attn_late;
     return kcuda_launch(attn_decode_kernel3, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);

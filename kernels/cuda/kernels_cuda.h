@@ -102,6 +102,11 @@ int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t 
 /* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
  * kernel's start (0, default). BITNET_CUDA_ATTN_LATE=0|1 sets it before the first launch. */
 void kcuda_set_attn_late_trigger(int late);
+/* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
+ * d_slots[0..2] (device, initialised to all ones) the %globaltimer ns of its first block's entry,
+ * of the first release of its PDL wait, and the complement (~t) of its last block's end of work,
+ * each with atomicMin. */
+void kcuda_set_trace(unsigned long long *d_slots);
 
 /* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
  * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].

@@ -37,8 +37,21 @@ extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_
         if (!pf.n0) pf.p0 = (const char *)a, pf.n0 = e - a;
         else pf.p1 = (const char *)a, pf.n1 = e - a;
     }
+    // how the ranges are prefetched (lab; read at each call, i.e. at graph capture):
+    // BITNET_CUDA_PREFETCH_MODE=0 bulk (default), 1 prefetch.global.L2 per 128 B, 2 per 32 B
+    const char *env = getenv("BITNET_CUDA_PREFETCH_MODE");
+    const int mode = env ? atoi(env) : 0;
+    pf.mode = mode >= 0 && mode <= 2 ? mode : 0;
     g_pf = pf;
     return KCUDA_OK;
+}
+
+static thread_local unsigned long long *g_trace;
+extern "C" void kcuda_set_trace(unsigned long long *d_slots) { g_trace = d_slots; }
+unsigned long long *kcuda_take_trace() {
+    unsigned long long *t = g_trace;
+    g_trace = nullptr;
+    return t;
 }
 
 L2Pf kcuda_take_prefetch() {
@@ -135,6 +148,7 @@ struct GemvParams {
     void *out;
     int late_trigger;  // let the next kernel launch only after this one's PDL wait
     L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
+    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
@@ -175,6 +189,7 @@ template <int MAXC, int EP>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
+    trace_mark(p.trace, 0);
     __shared__ float red[GEMV_THREADS / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
@@ -203,6 +218,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
+    trace_mark(p.trace, 1);
     if (p.late_trigger) pdl_trigger();
 
     __shared__ int qred[GEMV_THREADS / 32];
@@ -324,6 +340,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
+    trace_mark(p.trace, 2);
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
         const float up = __shfl_down_sync(0xffffffffu, y, 8);
@@ -766,6 +783,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.s = d_s;
     p.qsum = d_qsum;
     p.pf = kcuda_take_prefetch();
+    p.trace = kcuda_take_trace();
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     gemv_version_from_env();
     int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
