@@ -86,39 +86,39 @@ static void trace_dump(CudaBackend *b) {
     const char *path = getenv("BITNET_CUDA_TRACE");
     if (!path || !b->d_trace || !b->graph) return;
     const int n = b->n_trace, NL = b->cfg.n_layers;
-    unsigned long long *h = malloc(sizeof *h * 3 * (size_t)n);
+    unsigned long long *h = malloc(sizeof *h * 4 * (size_t)n);
     FILE *f = h ? fopen(path, "a") : NULL;
     if (!f || cudaStreamSynchronize(b->st) != cudaSuccess ||
-        cudaMemcpy(h, b->d_trace, sizeof *h * 3 * (size_t)n, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaMemcpy(h, b->d_trace, sizeof *h * 4 * (size_t)n, cudaMemcpyDeviceToHost) != cudaSuccess) {
         if (f) fclose(f);
         free(h);
         return;
     }
-    for (int k = 0; k < n; k++) h[3 * k + 2] = ~h[3 * k + 2];
+    for (int k = 0; k < n; k++) h[4 * k + 2] = ~h[4 * k + 2], h[4 * k + 3] = ~h[4 * k + 3];
     const double t0 = (double)h[0];
-    fprintf(f, "\n%s; prefetch %zu bytes ahead%s; GEMV late %s, attention late %s\n", b->desc, b->pf_bytes,
-            b->pf_lm_bytes ? " into the lm_head" : "", getenv("BITNET_CUDA_GEMV_LATE") ? getenv("BITNET_CUDA_GEMV_LATE") : "-",
-            getenv("BITNET_CUDA_ATTN_LATE") ? getenv("BITNET_CUDA_ATTN_LATE") : "-");
+    fprintf(f, "\n%s; prefetch %zu bytes ahead%s (mode %s); %s%s\n", b->desc, b->pf_bytes,
+            b->pf_lm_bytes ? " into the lm_head" : "", getenv("BITNET_CUDA_PREFETCH_MODE") ? getenv("BITNET_CUDA_PREFETCH_MODE") : "0",
+            getenv("BITNET_CUDA_TRACE_LABEL") ? getenv("BITNET_CUDA_TRACE_LABEL") : "", "");
     fprintf(f, "step %.2f us (embed entry to lm_head end); per layer kernel, mean of layers 1..%d, us after the previous kernel's end:\n",
-            (h[3 * (n - 1) + 2] - t0) / 1e3, NL - 1);
-    fprintf(f, "| kernel | entry | wait released | work done | wait->done |\n|---|---:|---:|---:|---:|\n");
-    for (int j = 0; j < 5; j++) {
-        double e = 0, w = 0, d = 0;
-        for (int l = 1; l < NL; l++) {
-            const int k = 1 + 5 * l + j;
-            const double prev = (double)h[3 * (k - 1) + 2];
-            e += ((double)h[3 * k] - prev) / (NL - 1);
-            w += ((double)h[3 * k + 1] - prev) / (NL - 1);
-            d += ((double)h[3 * k + 2] - prev) / (NL - 1);
+            (h[4 * (n - 1) + 2] - t0) / 1e3, NL - 1);
+    fprintf(f, "| kernel | first entry | last entry | wait released | work done | wait->done |\n|---|---:|---:|---:|---:|---:|\n");
+    for (int j = 0; j < 6; j++) {
+        double e = 0, e2 = 0, w = 0, d = 0;
+        const int cnt = j < 5 ? NL - 1 : 1;
+        for (int l = 1; l < NL || (j == 5 && l == 1); l++) {
+            const int k = j < 5 ? 1 + 5 * l + j : n - 1;
+            const double prev = (double)h[4 * (k - 1) + 2];
+            e += ((double)h[4 * k] - prev) / cnt;
+            e2 += ((double)h[4 * k + 3] - prev) / cnt;
+            w += ((double)h[4 * k + 1] - prev) / cnt;
+            d += ((double)h[4 * k + 2] - prev) / cnt;
+            if (j == 5) break;
         }
-        fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f |\n", TRACE_NAMES[j], e / 1e3, w / 1e3, d / 1e3, (d - w) / 1e3);
+        fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", j < 5 ? TRACE_NAMES[j] : "lm_head", e / 1e3, e2 / 1e3, w / 1e3,
+                d / 1e3, (d - w) / 1e3);
     }
-    const int lm = n - 1;
-    fprintf(f, "| lm_head | %.2f | %.2f | %.2f | %.2f |\n", ((double)h[3 * lm] - (double)h[3 * (lm - 1) + 2]) / 1e3,
-            ((double)h[3 * lm + 1] - (double)h[3 * (lm - 1) + 2]) / 1e3, ((double)h[3 * lm + 2] - (double)h[3 * (lm - 1) + 2]) / 1e3,
-            ((double)h[3 * lm + 2] - (double)h[3 * lm + 1]) / 1e3);
     fprintf(f, "layers: %.2f us from the embedding's end to the last layer's end (%.2f per layer)\n",
-            ((double)h[3 * (lm - 1) + 2] - (double)h[2]) / 1e3, ((double)h[3 * (lm - 1) + 2] - (double)h[2]) / 1e3 / NL);
+            ((double)h[4 * (n - 2) + 2] - (double)h[2]) / 1e3, ((double)h[4 * (n - 2) + 2] - (double)h[2]) / 1e3 / NL);
     fclose(f);
     free(h);
 }
@@ -410,7 +410,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
             b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
         b->n_trace = 2 + 5 * NL;
         if (getenv("BITNET_CUDA_TRACE") &&
-            cudaMalloc((void **)&b->d_trace, sizeof(unsigned long long) * 3 * (size_t)b->n_trace) != cudaSuccess) {
+            cudaMalloc((void **)&b->d_trace, sizeof(unsigned long long) * 4 * (size_t)b->n_trace) != cudaSuccess) {
             b->d_trace = NULL;
             cudaGetLastError();
         }
@@ -453,8 +453,8 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     const size_t D = b->pf_bytes;
     size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
     int tk = 0;      /* timeline slot of the next kernel */
-#define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 3 * tk++), 0) : 0)
-    if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 3 * (size_t)b->n_trace, b->st) != cudaSuccess)
+#define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 4 * tk++), 0) : 0)
+    if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 4 * (size_t)b->n_trace, b->st) != cudaSuccess)
         return err_set(err, "cuda: trace reset");
     if (TR() || set_prefetch(b, 0, D) ||
         kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))

@@ -522,11 +522,19 @@ int main(void) {
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
+    /* the older decode kernel (version 3: reads in program order) and the late trigger */
+    kcuda_set_attn_version(3);
+    test_attention(20, 5, 128, 512, 150, 0);
+    test_attention(2, 1, 32, 1280, 1100, 0);
+    kcuda_set_attn_version(4);
+    kcuda_set_attn_late_trigger(1);
+    test_attention(4, 2, 64, 128, 70, 1);
+    kcuda_set_attn_late_trigger(0);
     /* every other GEMV version / rows-per-group / trigger setting the backend can be switched
      * to (BITNET_CUDA_GEMV, BITNET_CUDA_GEMV_LATE), each also against version 3 with a norm */
-    const int vers[8][3] = {{5, 1, 0}, {5, 2, 0}, {5, 4, 0}, {5, 0, 0},
-                            {5, 0, 1}, {6, 0, 0}, {6, 2, 1}, {6, 4, 1}};
-    for (int v = 0; v < 8; v++) {
+    const int vers[10][3] = {{5, 1, 0}, {5, 2, 0}, {5, 4, 0}, {5, 0, 0}, {5, 0, 1},
+                             {6, 0, 0}, {6, 2, 1}, {6, 4, 1}, {3, 0, 1}, {6, 2, 0}};
+    for (int v = 0; v < 10; v++) {
         g_ver = vers[v][0], g_rows = vers[v][1];
         kcuda_set_gemv_version(g_ver, g_rows);
         kcuda_set_gemv_late_trigger(vers[v][2]);

@@ -38,6 +38,8 @@ __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int
 // (version 2: ~4k instructions per warp at 4 warps per SM, 18 us per layer). The chunk's K/V
 // rows are staged in shared memory with 16-byte loads issued before waiting on the previous
 // kernel (positions < pos and the position itself are final by then, see below).
+// Version 4 (BATCH): the same, with the post-wait reads of q/k/v issued in one batch (below).
+template <bool BATCH>
 __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p) {
     __shared__ __align__(16) float qs[MAX_HD];
     __shared__ float sc[CHUNK];
@@ -72,7 +74,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         *(uint4 *)&ks[j][c * 8] = kv4;
         *(uint4 *)&vs[j][c * 8] = vv4;
     }
+    // The rope pair of this thread, read before the wait (the table is constant).
     const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
+    int i0 = 0, i1 = 0;
+    float c = 0.0f, s = 0.0f;
+    if (tid < half) {
+        rope_pair(p.style, hd, tid, &i0, &i1);
+        c = cs[2 * tid];
+        s = cs[2 * tid + 1];
+    }
     pdl_wait();
     trace_mark(p.trace, 1);
     if (p.late) pdl_trigger();
@@ -80,17 +90,30 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     const bool last = sp == nsplit - 1;
     const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
     const float *v = k + (size_t)p.n_kv * hd;
+    // All of this block's reads of the previous kernel's output (q, and for the last split the
+    // new k and v) are issued together, before any shared-memory store: generic loads cannot be
+    // moved across those stores by the compiler, so issued in program order they cost one L2
+    // round trip each (three in a row in version 3).
+    float a = 0.0f, b = 0.0f, ka = 0.0f, kb = 0.0f, vv = 0.0f;
+    if (BATCH) {
+        if (tid < half) {
+            a = q[i0];
+            b = q[i1];
+            if (last) {
+                ka = k[i0];
+                kb = k[i1];
+            }
+        }
+        if (last && tid < hd) vv = v[tid];
+    }
     __syncthreads();  // staged rows complete before the current row is written into them
     if (tid < half) {
-        int i0, i1;
-        rope_pair(p.style, hd, tid, &i0, &i1);
-        const float c = cs[2 * tid], s = cs[2 * tid + 1];
-        const float a = q[i0], b = q[i1];
+        if (!BATCH) a = q[i0], b = q[i1];
         qs[i0] = a * c - b * s;
         qs[i1] = b * c + a * s;
         if (last) {
             const int jc = pos - t0;
-            const float ka = k[i0], kb = k[i1];
+            if (!BATCH) ka = k[i0], kb = k[i1];
             const __half h0 = __float2half_rn(ka * c - kb * s), h1 = __float2half_rn(kb * c + ka * s);
             ks[jc][i0] = h0;
             ks[jc][i1] = h1;
@@ -101,7 +124,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         }
     }
     if (last && tid < hd) {
-        const __half hv = __float2half_rn(v[tid]);
+        if (!BATCH) vv = v[tid];
+        const __half hv = __float2half_rn(vv);
         vs[pos - t0][tid] = hv;
         if (h % n_rep == 0) p.vc[head_base + (size_t)pos * hd + tid] = hv;
     }
@@ -382,6 +406,9 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
 // PDL wait (1); BITNET_CUDA_ATTN_LATE sets it before the first launch.
 static int g_attn_late = -1;
 extern "C" void kcuda_set_attn_late_trigger(int late) { g_attn_late = late != 0; }
+// Decode kernel version: 4 (default: post-wait reads batched) or 3; BITNET_CUDA_ATTN=3|4.
+static int g_attn_version = -1;
+extern "C" void kcuda_set_attn_version(int v) { g_attn_version = v == 3 ? 3 : 4; }
 
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
     const int max_splits = (a->ctx + CHUNK - 1) / CHUNK;
@@ -398,6 +425,10 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     if (g_attn_late < 0) {
         const char *env = getenv("BITNET_CUDA_ATTN_LATE");
         g_attn_late = env && atoi(env) != 0;
+    }
+    if (g_attn_version < 0) {
+        const char *env = getenv("BITNET_CUDA_ATTN");
+        kcuda_set_attn_version(env ? atoi(env) : 4);
     }
     AttnParams p = {};
     p.n_heads = a->n_heads;
@@ -417,7 +448,10 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
     p.late = g_attn_late;
-    return kcuda_launch(attn_decode_kernel3, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
+    if (g_attn_version == 3)
+        return kcuda_launch(attn_decode_kernel3<false>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
+                            dim3(ATT_THREADS), 0, stream, pdl, p);
+    return kcuda_launch(attn_decode_kernel3<true>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
 }
 

@@ -115,15 +115,16 @@ __device__ __forceinline__ void l2_prefetch_share(const L2Pf &pf, unsigned blk, 
 
 // ---- decode timeline (lab) ---------------------------------------------------------------------
 // When armed (kcuda_set_trace), thread 0 of every block of the next decode launch records
-// %globaltimer (ns) into t[0..2] with atomicMin: its entry, the release of its PDL wait, and the
-// complement of the time its block's work is done (so the minimum is the latest end). Initialise
-// the slots to all ones.
+// %globaltimer (ns) into t[0..3] with atomicMin: its entry, the release of its PDL wait, the
+// complement of the time its block's work is done (so the minimum is the latest end), and the
+// complement of its entry (the last block's entry). Initialise the slots to all ones.
 unsigned long long *kcuda_take_trace();
 __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
     if (t && threadIdx.x == 0) {
         unsigned long long now;
         asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
         atomicMin(t + i, i == 2 ? ~now : now);
+        if (i == 0) atomicMin(t + 3, ~now);  // the last block's entry
     }
 }
 

@@ -440,6 +440,7 @@ template <int MAXC, int R, int EP, int NS>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
+    trace_mark(p.trace, 0);
     float *wn_s = (float *)(qs + p.k_pad);  // k_pad floats when the fast path has a norm
     __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
     __shared__ int qred[GEMV_THREADS / 32];
@@ -482,6 +483,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
+    trace_mark(p.trace, 1);
     if (p.late_trigger) pdl_trigger();
 
     float s;
@@ -608,6 +610,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     int qsum = 0;
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+    trace_mark(p.trace, 2);
 #pragma unroll
     for (int r = 0; r < R; r++) {
         int a = acc[r][0];

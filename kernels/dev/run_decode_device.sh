@@ -5,7 +5,7 @@
 # $2: BITNET_BENCH_VERSIONS list for the variants table ("-": no table); $3: phases, any of
 #   lab (GEMV lab, versions 3-10), l2 (L2 prefetch study + L2-resident floors), tests (the four
 #   GPU tests), sanitize (compute-sanitizer memcheck over test_kernels_cuda, test_backend_cuda),
-#   bench (bitnet-chat bench --backend cuda + the variants table), trace (decode timelines of the
+#   pftests (test_backend_cuda with the L2 prefetch on), bench (bitnet-chat bench --backend cuda + the variants table), trace (decode timelines of the
 #   variants in $4, one short run each, to $OUT/trace.txt).
 set -u
 D=$1
@@ -25,6 +25,12 @@ if has tests; then
     echo "test_demo_golden_cli_cuda rc $?" >>"$S"
     grep -E "FAIL|worst error" "$OUT/tests.txt" | head -20 >>"$S"
 fi
+if has pftests; then  # the backend with the L2 prefetch on (both modes, into the lm_head too)
+    for m in 0 1; do
+        BITNET_CUDA_PREFETCH=1 BITNET_CUDA_PREFETCH_LM=1 BITNET_CUDA_PREFETCH_MODE=$m "$D/test_backend_cuda" >>"$OUT/tests.txt" 2>&1
+        echo "test_backend_cuda, prefetch mode $m rc $?" >>"$S"
+    done
+fi
 if has sanitize; then
     for t in test_kernels_cuda test_backend_cuda; do
         compute-sanitizer --tool memcheck "$D/$t" >"$OUT/memcheck_$t.txt" 2>&1
@@ -41,7 +47,7 @@ if has trace; then
     echo "trace rc $?" >>"$S"
 fi
 [ -f "$OUT/lab.txt" ] && grep -E "^\| (3|4|9|10) \|" "$OUT/lab.txt" | grep -vE "\| (7x128|1001x384) " >>"$S"
-[ -f "$OUT/bench.txt" ] && grep -E "per layer|^\| (64|512) \||^\| [0-9]+ \| [0-9]+ \| [01]/[01]" "$OUT/bench.txt" >>"$S"
+[ -f "$OUT/bench.txt" ] && grep -E "per layer|^\| (64|512) \||^\| [0-9]+ \| [0-9]+ \| [01]/[01]|^\| [0-9]+x[0-9]+ \|" "$OUT/bench.txt" >>"$S"
 cat "$S"
 [ -f "$OUT/l2.txt" ] && cat "$OUT/l2.txt"
 [ -f "$OUT/trace.txt" ] && grep -vE "^\|---" "$OUT/trace.txt"
