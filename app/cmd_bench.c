@@ -163,6 +163,7 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
     enum { NV = 24 };
     static const char *DEFAULT = "3/0/0/0/0/0;3/0/1/0/1/0;3/0/1/1/1/0;6/2/1/1/1/0";
     int V[NV][6], AV[NV];
+    char TG[NV][6], PN[NV][6];
     double PF[NV];
     int nv = 0;
     const char *p = strcmp(spec, "1") == 0 ? DEFAULT : spec;
@@ -175,8 +176,12 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
         p += n;
         V[nv][5] = 0; /* optional 7th field: prefetch mode (BITNET_CUDA_PREFETCH_MODE) */
         if (*p == '/' && sscanf(p + 1, "%d%n", &V[nv][5], &n) == 1) p += 1 + n;
-        AV[nv] = 4; /* optional 8th field: attention decode version */
+        AV[nv] = 3; /* optional 8th field: attention decode version */
         if (*p == '/' && sscanf(p + 1, "%d%n", &AV[nv], &n) == 1) p += 1 + n;
+        TG[nv][0] = 0; /* optional 9th field: trigger per kernel of a layer (BITNET_CUDA_TRIGGER) */
+        if (*p == '/' && sscanf(p + 1, "%5[ELD-]%n", TG[nv], &n) == 1) p += 1 + n;
+        PN[nv][0] = 0; /* optional 10th: which kernels prefetch the next GEMV (BITNET_CUDA_PREFETCH_NEXT) */
+        if (*p == '/' && sscanf(p + 1, "%5[P-]%n", PN[nv], &n) == 1) p += 1 + n;
         nv++;
         while (*p == ';' || *p == ' ') p++;
     }
@@ -193,25 +198,29 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
         snprintf(buf, sizeof buf, "%d", V[i][5]);
         setenv("BITNET_CUDA_PREFETCH_MODE", buf, 1);
         kcuda_set_attn_version(AV[i]);
+        setenv("BITNET_CUDA_TRIGGER", TG[i], 1);
+        setenv("BITNET_CUDA_PREFETCH_NEXT", PN[i], 1);
         char label[96];
-        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g", V[i][0], V[i][1],
-                 V[i][2], AV[i], V[i][3], PF[i]);
+        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g/%s, triggers %s", V[i][0],
+                 V[i][1], V[i][2], AV[i], V[i][3], PF[i], PN[i][0] ? PN[i] : "-", TG[i][0] ? TG[i] : "-");
         setenv("BITNET_CUDA_TRACE_LABEL", label, 1);
         if (kcuda_bench_layer_pf(2560, 6912, 640, (size_t)(PF[i] * layer_bytes), V[i][2], &layer[i])) layer[i] = -1;
         tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
         tps512[i] = e2e_decode_tok_s(m, 512, 64, 5);
     }
-    kcuda_set_attn_version(4);
+    kcuda_set_attn_version(3);
     unsetenv("BITNET_CUDA_TRACE_LABEL");
+    unsetenv("BITNET_CUDA_TRIGGER");
+    unsetenv("BITNET_CUDA_PREFETCH_NEXT");
     printf("\nDecode variants in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold stream of\n"
            "layers, graph, prefetching as decode does; decode: median of 5 runs after a warm-up). R = rows per\n"
            "8-lane group (0: by shape); late = next launch triggered after the PDL wait (GEMV / attention);\n"
            "prefetch = L2 lookahead in layers (+lm: into the lm_head).\n\n"
-           "| GEMV | R | late | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
-           "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+           "| GEMV | R | late | triggers | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
+           "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < nv; i++)
-        printf("| %d | %d | %d/%d | %g%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
-               PF[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
+        printf("| %d | %d | %d/%d | %s | %g%s%s%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
+               TG[i][0] ? TG[i] : "-", PF[i], PN[i][0] ? " next " : "", PN[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
     fflush(stdout);
     unsetenv("BITNET_CUDA_PREFETCH");
     unsetenv("BITNET_CUDA_PREFETCH_LM");

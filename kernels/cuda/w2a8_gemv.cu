@@ -46,6 +46,14 @@ extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_
     return KCUDA_OK;
 }
 
+static thread_local int g_next_trigger = -1;
+extern "C" void kcuda_set_next_trigger(int late) { g_next_trigger = late < 0 ? -1 : late != 0; }
+int kcuda_take_trigger() {
+    const int t = g_next_trigger;
+    g_next_trigger = -1;
+    return t;
+}
+
 static thread_local unsigned long long *g_trace;
 extern "C" void kcuda_set_trace(unsigned long long *d_slots) { g_trace = d_slots; }
 unsigned long long *kcuda_take_trace() {
@@ -787,6 +795,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.qsum = d_qsum;
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
+    const int trig = kcuda_take_trigger();
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     gemv_version_from_env();
     int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
@@ -795,7 +804,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     if (g_gemv_version == 6 && per_lane <= 8 && gemv5_rows(w->n_out) == 1) R = 1;
     if (g_gemv_version == 5 || (g_gemv_version == 6 && R > 1)) {
         g_gemv_ns = g_gemv_version == 5;
-        p.late_trigger = g_gemv_late;
+        p.late_trigger = trig >= 0 ? trig : g_gemv_late;
         const dim3 grid5((unsigned)((w->n_out + GEMV_ROWS * R - 1) / (GEMV_ROWS * R)));
         // q, then the norm weights (fast path only: k_pad <= 512 * MAXC, so <= 32 KB here)
         const bool norm_smem = g_gemv_ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
@@ -804,7 +813,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
         if (R == 2) return gemv5_dispatch<2>(per_lane, ep, grid5, smem5, stream, pdl, p);
         return gemv5_dispatch<1>(per_lane, ep, grid5, smem5, stream, pdl, p);
     }
-    p.late_trigger = g_gemv_late;
+    p.late_trigger = trig >= 0 ? trig : g_gemv_late;
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
     const size_t smem = (size_t)w->k_pad;
     // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7,
