@@ -179,7 +179,7 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
         AV[nv] = 3; /* optional 8th field: attention decode version */
         if (*p == '/' && sscanf(p + 1, "%d%n", &AV[nv], &n) == 1) p += 1 + n;
         TG[nv][0] = 0; /* optional 9th field: trigger per kernel of a layer (BITNET_CUDA_TRIGGER) */
-        if (*p == '/' && sscanf(p + 1, "%5[ELD-]%n", TG[nv], &n) == 1) p += 1 + n;
+        if (*p == '/' && sscanf(p + 1, "%5[ELMD-]%n", TG[nv], &n) == 1) p += 1 + n;
         PN[nv][0] = 0; /* optional 10th: which kernels prefetch the next GEMV (BITNET_CUDA_PREFETCH_NEXT) */
         if (*p == '/' && sscanf(p + 1, "%5[P-]%n", PN[nv], &n) == 1) p += 1 + n;
         nv++;

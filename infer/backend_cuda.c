@@ -25,7 +25,7 @@ enum { PREFILL_MAX = 512 };
 /* Default lookahead of the decode L2 prefetch, in layers (BITNET_CUDA_PREFETCH overrides). */
 #define DECODE_PREFETCH_LAYERS 0.0
 /* Default trigger placement per kernel of a layer (see CudaBackend.trig); "" = global settings. */
-#define DECODE_TRIGGERS ""
+#define DECODE_TRIGGERS "LLELL"
 
 /* The sampler lives in another area of the tree; until it is linked in, greedy is assumed
  * only when no sampler is given. */
@@ -49,8 +49,9 @@ typedef struct {
     unsigned long long *d_trace;
     int n_trace;
     /* trigger placement per kernel of a layer (QKV, attention, O, gate/up, down): 'E' the next
-     * kernel may launch at this one's start, 'L' after its PDL wait, other = the global
-     * setting (BITNET_CUDA_TRIGGER overrides DECODE_TRIGGERS) */
+     * kernel may launch at this one's start, 'L' after its PDL wait, 'M' after its main work
+     * (dot products / softmax), other = the global setting (BITNET_CUDA_TRIGGER overrides
+     * DECODE_TRIGGERS) */
     char trig[6];
     /* per kernel of a layer, 'P': this kernel prefetches into L2 the whole weights of the next
      * GEMV of the chain (BITNET_CUDA_PREFETCH_NEXT; lab) */
@@ -467,7 +468,8 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
     int tk = 0;      /* timeline slot of the next kernel */
 #define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 4 * tk++), 0) : 0)
-#define TG(j) (b->trig[j] == 'E' || b->trig[j] == 'L' ? (kcuda_set_next_trigger(b->trig[j] == 'L'), 0) : 0)
+#define TG(j) (b->trig[j] == 'E' || b->trig[j] == 'L' || b->trig[j] == 'M' \
+                   ? (kcuda_set_next_trigger(b->trig[j] == 'E' ? 0 : b->trig[j] == 'L' ? 1 : 2), 0) : 0)
     /* prefetch of the next GEMV's weights (lab): m = that matrix */
 #define PN(j, m) (b->pf_next[j] == 'P' ? kcuda_set_l2_prefetch((m)->d_codes, (size_t)(m)->n_out * (m)->k_pad / 4, NULL, 0) : 0)
     if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 4 * (size_t)b->n_trace, b->st) != cudaSuccess)

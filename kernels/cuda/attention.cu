@@ -20,7 +20,7 @@ struct AttnParams {
     int *count;
     L2Pf pf;   // later kernels' weights to prefetch into L2 (decode)
     unsigned long long *trace;  // decode timeline slots (lab), or NULL
-    int late;  // trigger the next launch after the PDL wait, not at the start
+    int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after the softmax
 };
 
 __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late) pdl_trigger();
+    if (p.late == 1) pdl_trigger();
     const float *q = p.qkv + (size_t)h * hd;
     const bool last = sp == nsplit - 1;
     const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
@@ -170,6 +170,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         }
     }
     __syncthreads();
+    if (p.late == 2) pdl_trigger();
     const int d = tid;
     float o = 0.0f;
     if (d < hd) {

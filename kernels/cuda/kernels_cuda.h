@@ -108,7 +108,8 @@ void kcuda_set_attn_late_trigger(int late);
 void kcuda_set_attn_version(int v);
 /* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
  * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
- * kernel's start, 1 = after its PDL wait, -1 = the kernel's global setting. */
+ * kernel's start, 1 = after its PDL wait, 2 = after its main work (GEMV: the dot products;
+ * attention: the softmax), -1 = the kernel's global setting. */
 void kcuda_set_next_trigger(int late);
 /* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
  * d_slots[0..3] (device, initialised to all ones) the %globaltimer ns of its first block's entry,

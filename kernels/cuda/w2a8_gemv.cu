@@ -47,7 +47,7 @@ extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_
 }
 
 static thread_local int g_next_trigger = -1;
-extern "C" void kcuda_set_next_trigger(int late) { g_next_trigger = late < 0 ? -1 : late != 0; }
+extern "C" void kcuda_set_next_trigger(int late) { g_next_trigger = late < 0 || late > 2 ? -1 : late; }
 int kcuda_take_trigger() {
     const int t = g_next_trigger;
     g_next_trigger = -1;
@@ -154,7 +154,7 @@ struct GemvParams {
     int seg0, seg1;
     float g0, g1, g2;
     void *out;
-    int late_trigger;  // let the next kernel launch only after this one's PDL wait
+    int late_trigger;  // next kernel may launch: 0 at the start, 1 after the PDL wait, 2 after the dot products
     L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
     unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late_trigger) pdl_trigger();
+    if (p.late_trigger == 1) pdl_trigger();
 
     __shared__ int qred[GEMV_THREADS / 32];
     float s;
@@ -349,6 +349,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
     trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
         const float up = __shfl_down_sync(0xffffffffu, y, 8);
@@ -492,7 +493,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late_trigger) pdl_trigger();
+    if (p.late_trigger == 1) pdl_trigger();
 
     float s;
     if (fast) {
@@ -619,6 +620,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
         int a = acc[r][0];
@@ -715,7 +717,9 @@ static void gemv_version_from_env(void) {
     const char *env = getenv("BITNET_CUDA_GEMV");
     const char *late = getenv("BITNET_CUDA_GEMV_LATE");
     if (late) g_gemv_late = atoi(late) != 0;
-    const int v = env ? atoi(env) : 3;
+    // default: version 6 with 2 rows per group (gate/up in one wave; measured end to end
+    // 2026-11-23 with the per-kernel triggers of the backend: kernels/dev/README.md)
+    const int v = env ? atoi(env) : 62;
     if (v > 10) kcuda_set_gemv_version(v / 10, v % 10);
     else kcuda_set_gemv_version(v, 0);
 }
