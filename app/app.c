@@ -517,6 +517,9 @@ int app_process_events(App *a) {
                 app_note(a, MSG_NOTE, "%s %s (%s, %d-token context).",
                          switched ? "Switched to" : "Loaded", a->model.name, a->model.backend,
                          a->model.ctx_size);
+                if (a->cfg.ctx > a->model.ctx_size)
+                    app_note(a, MSG_NOTE, "--ctx %d is more than this model's trained context; "
+                             "using %d.", a->cfg.ctx, a->model.ctx_size);
                 history_save_settings(a);
                 react |= REACT_CHAT | REACT_STATUS;
                 if (a->submit_when_loaded) {

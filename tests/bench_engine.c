@@ -24,8 +24,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int n_tok = argc > 2 ? atoi(argv[2]) : 200;
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
+    ModelConfig c = model_config_tiny(); /* resized below */
     snprintf(c.name, sizeof c.name, "bench");
     c.dim = argc > 3 ? atoi(argv[3]) : 512;
     c.n_layers = argc > 4 ? atoi(argv[4]) : 4;
@@ -33,11 +32,7 @@ int main(int argc, char **argv) {
     c.n_kv_heads = 2;
     c.head_dim = c.dim / 8;
     c.ffn_dim = c.dim * 2;
-    c.vocab_size = 128256;
     c.ctx_len = 2048;
-    c.rope_theta = 500000.0f;
-    c.norm_eps = 1e-5f;
-    c.bos_id = 128000;
     c.n_stop = 1;
     c.stop_ids[0] = 1 << 30; /* never: every run makes n_tok tokens */
     InferOptions io = {.backend = BACKEND_CPU, .threads = 0, .ctx = 0};

@@ -11,3 +11,5 @@ bn_add_test(NAME test_qa_convert_signal SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test
             LIBS bn_infer LABELS cpu)
 bn_add_script_test(NAME test_qa_model_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_model_cli.sh
                    LABELS cpu TIMEOUT 120)
+bn_add_test(NAME test_qa_ctx SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_ctx.c
+            LIBS bn_infer LABELS cpu)

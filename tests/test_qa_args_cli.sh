@@ -31,6 +31,12 @@ usage_error "--db: empty path" --db "" -p "hi" --model "$M"
 usage_error "--ctx" -p hi --ctx -1
 usage_error "--ctx" -p hi --ctx 1x
 usage_error "--threads" -p hi --threads 5000
+usage_error "--threads" -p hi --threads 0
+usage_error "--threads" -p hi --threads -2
+usage_error "--threads" -p hi --threads two
+usage_error "--threads" -p hi --threads 99999999999999999999
+usage_error "--ctx" -p hi --ctx 0
+usage_error "--ctx" -p hi --ctx 99999999999999999999
 usage_error "--temp" -p hi --temp nan
 usage_error "--temp" -p hi --temp inf
 usage_error "--temp" -p hi --temp -0.5
@@ -63,6 +69,29 @@ grep -q "needs $n tokens and the reply at least 1, but the context holds $n" "$T
 "$BN_BIN" -p "hi" --model "$M" --ctx $((n + 1)) --temp 0 --no-history >"$T/out" 2>"$T/err" \
     || { fail "--ctx prompt+1 refused"; cat "$T/err"; }
 grep -q "stop: ctx_full" "$T/err" || { fail "--ctx prompt+1: not ctx_full"; cat "$T/err"; }
+
+# More threads than CPUs: capped, said once on stderr, and the reply is the same as with the
+# CPU count (greedy). A context beyond the model's trained one: capped with a message, same reply.
+ncpu=$(getconf _NPROCESSORS_ONLN)
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history >"$T/ref" 2>"$T/err" \
+    || { fail "reference reply"; cat "$T/err"; }
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history --threads 1000 >"$T/out" 2>"$T/err" \
+    || { fail "--threads 1000 refused"; cat "$T/err"; }
+[ "$(grep -c "threads 1000 is more than the" "$T/err")" = 1 ] || { fail "--threads 1000: message"; cat "$T/err"; }
+grep -q "using $ncpu" "$T/err" || { fail "--threads 1000: not capped at $ncpu"; cat "$T/err"; }
+cmp -s "$T/ref" "$T/out" || fail "--threads 1000: another reply"
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history --ctx 1048576 >"$T/out" 2>"$T/err" \
+    || { fail "--ctx 1048576 refused"; cat "$T/err"; }
+grep -q "ctx 1048576 is more than the model's trained context; using [0-9]" "$T/err" \
+    || { fail "--ctx 1048576: message"; cat "$T/err"; }
+cmp -s "$T/ref" "$T/out" || fail "--ctx 1048576: another reply"
+trained=$(sed -n "s/.*trained context; using \([0-9]*\).*/\1/p" "$T/err")
+grep -q "context [0-9]*/$trained," "$T/err" || { fail "--ctx 1048576: context not $trained"; cat "$T/err"; }
+# perplexity caps the same way and says so
+awk 'BEGIN { for (i = 0; i < 400; i++) printf "the cat sat on the mat and looked at the dog. " }' >"$T/text"
+"$BN_BIN" perplexity --model "$M" --ctx 1048576 "$T/text" >"$T/out" 2>"$T/err"
+grep -q "ctx 1048576 is more than the model's trained context" "$T/err" \
+    || { fail "perplexity --ctx 1048576: message"; cat "$T/err"; }
 
 # tokenize --jsonl: blank lines hold no record and are skipped
 printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M" >"$T/out" 2>"$T/err" \
