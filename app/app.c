@@ -332,7 +332,10 @@ void app_ensure_model(App *a) {
 
 void app_destroy(App *a) {
     if (!a) return;
-    /* A reply still streaming is committed as interrupted by history_close. */
+    /* A reply still streaming is committed as interrupted; the screen is gone by now, so a
+     * conversation that could not be saved after all is reported on stderr. */
+    Err lost = {{0}};
+    if (history_flush_final(a->hist, &lost)) fprintf(stderr, "bitnet-chat: %s\n", lost.msg);
     history_close(a->hist);
     engine_destroy(a->engine);
     app_transcript_free(&a->tr);

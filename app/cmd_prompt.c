@@ -254,6 +254,7 @@ int cmd_prompt(const AppConfig *cfg) {
     engine_destroy(e);
     Err hw = {{0}};
     if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
+    if (history_flush_final(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     history_close(h);
     if (terminated_by) die_by_signal(terminated_by);
     if (out_errno == EPIPE) die_by_signal(SIGPIPE);

@@ -444,6 +444,19 @@ static int fill_session(History *h, const HistorySessionInfo *in, int keep_title
                                                                                               : -1;
 }
 
+bool history_flush_final(History *h, Err *lost) {
+    if (lost) lost->msg[0] = 0;
+    if (!h || !h->path) return false;
+    const bool promised = h->reopen || h->degraded; /* "saved once the database is free" */
+    finish_open_reply(h);
+    sync_db(h, 0);
+    if (!promised || (!conv_unsaved(&h->c) && h->n_owed == 0)) return false;
+    if (lost)
+        err_set(lost, "history: %s stayed locked or unwritable to the end; this conversation "
+                      "was not saved", h->path);
+    return true;
+}
+
 void history_close(History *h) {
     if (!h) return;
     finish_open_reply(h);

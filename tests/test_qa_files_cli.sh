@@ -109,5 +109,32 @@ rc=$?
 [ $rc = 1 ] || fail "perplexity with stdout closed: exit $rc, expected 1"
 grep -q "writing the result to stdout failed" "$T/err" || { fail "perplexity >&-: no message"; cat "$T/err"; }
 
+# A database another program keeps locked for the whole run: -p still answers, says the
+# exchange is kept in memory, and at exit says that it was not saved after all (it used to
+# promise "saved when possible" and exit without a word). Once the lock is gone, -p saves.
+LOCKER=${1:-}
+if [ -n "$LOCKER" ] && [ -x "$LOCKER" ]; then
+    "$BN_BIN" -p "First" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >/dev/null 2>&1 || fail "lk.db setup"
+    "$LOCKER" "$T/lk.db" 60 >"$T/lk.out" 2>&1 &
+    lpid=$!
+    i=0
+    while ! grep -q locked "$T/lk.out" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    "$BN_BIN" -p "While locked" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >"$T/out" 2>"$T/err"
+    rc=$?
+    kill "$lpid" 2>/dev/null
+    wait "$lpid" 2>/dev/null
+    [ $rc = 0 ] || fail "-p on a locked database: exit $rc"
+    [ -s "$T/out" ] || fail "-p on a locked database: no reply"
+    grep -q "locked by another program" "$T/err" || { fail "locked: no lock message"; cat "$T/err"; }
+    grep -q "was not saved" "$T/err" || { fail "locked: the loss is not reported"; cat "$T/err"; }
+    "$BN_BIN" --db "$T/lk.db" --search "locked" >/dev/null 2>&1 && fail "the locked exchange was saved?"
+    "$BN_BIN" -p "After the lock" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >/dev/null 2>"$T/err" \
+        || { fail "-p after the lock"; cat "$T/err"; }
+    [ -s "$T/err" ] && grep -q "not saved" "$T/err" && { fail "after the lock: still not saved"; cat "$T/err"; }
+    "$BN_BIN" --db "$T/lk.db" --search "After" >/dev/null 2>&1 || fail "the exchange after the lock was not saved"
+else
+    echo "SKIP part: no qa_lock_db helper given"
+fi
+
 [ $fails = 0 ] && echo "test_qa_files_cli: all passed"
 exit $((fails > 0))
