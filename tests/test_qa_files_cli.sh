@@ -97,6 +97,20 @@ for args in "--sessions" "--show 1" "--search exchange"; do
     grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
 done
 
+# --help and --version into a full disk or a closed stdout: exit 1 with a message (exit 0 before)
+for args in "--help" "--version"; do
+    if [ -w /dev/full ]; then
+        "$BN_BIN" $args >/dev/full 2>"$T/err"
+        rc=$?
+        [ $rc = 1 ] || fail "$args >/dev/full: exit $rc, expected 1"
+        grep -q "writing to stdout failed" "$T/err" || { fail "$args >/dev/full: no message"; cat "$T/err"; }
+    fi
+    "$BN_BIN" $args >&- 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "$args >&-: exit $rc, expected 1"
+    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$args >&-: not one line"; cat "$T/err"; }
+done
+
 # perplexity whose result cannot be written: exit 1 with a message (it used to exit 0)
 i=0
 : >"$T/text.txt"
