@@ -1,26 +1,7 @@
 #!/bin/sh
 # Bad and edge values on the command line: a usage error is one line and exit 2, before any
 # model is loaded; edge values that are allowed work.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_args.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# usage_error EXPECTED_TEXT ARGS...: exit 2, one line on stderr with the text, nothing on stdout
-usage_error() {
-    want=$1
-    shift
-    "$BN_BIN" "$@" >"$T/out" 2>"$T/err" </dev/null
-    rc=$?
-    [ $rc = 2 ] || fail "$*: exit $rc, expected 2"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
-    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
-    [ -s "$T/out" ] && fail "$*: wrote to stdout"
-    return 0
-}
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 
 usage_error "the prompt is empty" -p "" --model "$M" --db "$T/h.db"
 usage_error "the prompt is empty" -p "
@@ -105,5 +86,4 @@ printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M
     || { fail "jsonl with blank lines"; cat "$T/err"; }
 [ "$(wc -l <"$T/out")" = 2 ] || { fail "jsonl: expected 2 records"; cat "$T/out"; }
 
-[ $fails = 0 ] && echo "test_qa_args_cli: all passed"
-exit $((fails > 0))
+cli_done

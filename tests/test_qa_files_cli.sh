@@ -6,24 +6,9 @@
 #   line; --db on a FIFO or device is refused by name and -p goes on without history;
 #   the first run creates the default history directory (it used to run without history when
 #   ~/.local/share/bitnet-chat did not exist); perplexity of an empty file, a directory or a device is one clear line, exit 1.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_files.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 # one_line_fail EXPECTED_TEXT CMD...: exit 1, one line on stderr holding the text
-one_line_fail() {
-    want=$1
-    shift
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    [ $rc = 1 ] || fail "$*: exit $rc, expected 1"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
-    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
-}
+one_line_fail() { expect_fail 1 "$@"; }
 
 "$BN_BIN" -p "Keep this exchange" --model "$M" --temp 0 -n 4 --db "$T/h.db" >/dev/null 2>&1 \
     || fail "-p to set up the history"
@@ -150,5 +135,4 @@ else
     echo "SKIP part: no qa_lock_db helper given"
 fi
 
-[ $fails = 0 ] && echo "test_qa_files_cli: all passed"
-exit $((fails > 0))
+cli_done
