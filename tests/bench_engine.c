@@ -11,12 +11,7 @@
 #include "infer/engine.h"
 #include "infer/infer.h"
 #include "infer/model.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#include "test_util.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {
