@@ -4,9 +4,7 @@ bn_add_script_test(NAME test_qa_convert_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/t
 bn_add_script_test(NAME test_qa_prompt_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_prompt_cli.sh
                    LABELS cpu TIMEOUT 120)
 # qa_lock_db: holds a SQLite write lock, as another program would (test_qa_files_cli).
-add_executable(qa_lock_db ${CMAKE_CURRENT_SOURCE_DIR}/qa_lock_db.c)
-target_compile_options(qa_lock_db PRIVATE ${BN_WARN})
-target_link_libraries(qa_lock_db PRIVATE PkgConfig::SQLITE3)
+bn_add_tool(NAME qa_lock_db SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/qa_lock_db.c LIBS PkgConfig::SQLITE3)
 bn_add_script_test(NAME test_qa_files_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_files_cli.sh
                    LABELS cpu TIMEOUT 120 ARGS $<TARGET_FILE:qa_lock_db>)
 bn_add_script_test(NAME test_qa_args_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_qa_args_cli.sh
