@@ -82,6 +82,14 @@ for args in "--sessions" "--show 1" "--search exchange"; do
     grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
 done
 
+# an export onto a full disk names the cause (it said only "write failed")
+if [ -w /dev/full ]; then
+    one_line_fail "export: writing failed: No space left on device" "$BN_BIN" --db "$T/h.db" --export 1 -o /dev/full
+    "$BN_BIN" --db "$T/h.db" --export 1 --format json >/dev/full 2>"$T/err"
+    [ $? = 1 ] || fail "json export >/dev/full: exit status"
+    grep -q "No space left on device" "$T/err" || { fail "json export >/dev/full: message"; cat "$T/err"; }
+fi
+
 # --help and --version into a full disk or a closed stdout: exit 1 with a message (exit 0 before)
 for args in "--help" "--version"; do
     if [ -w /dev/full ]; then
