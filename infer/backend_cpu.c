@@ -7,10 +7,10 @@
  * then the final RMSNorm and the lm_head (f16/bf16/f32 embedding, fp32 accumulation).
  * Prompts run in batches of up to max_batch tokens through the ternary GEMM, so each weight is
  * read once per batch; decode is the T = 1 case (GEMV). Every buffer, the KV cache and the RoPE
- * table are allocated once at create: eval allocates nothing and does no I/O. */
+ * table are allocated once at create (the ones sized by the context are mapped and take memory
+ * only as positions are used; see lazy_map): eval allocates nothing and does no I/O. */
 #include "infer/backend_cpu.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +97,7 @@ static void cpu_destroy(void *bp) {
     free(b);
 }
 
-/* Bytes of memory this process can still take without swapping, or 0 when unknown: the
- * kernel's MemAvailable, lowered to what is left under a cgroup v2 memory limit (containers)
- * and under an address-space limit (ulimit -v). */
+/* The first number of path (key NULL) or of its line starting with key, into *out; 1 if found. */
 static int read_u64_file(const char *path, const char *key, uint64_t *out) {
     FILE *f = fopen(path, "r");
     if (!f) return 0;
@@ -117,6 +115,8 @@ static int read_u64_file(const char *path, const char *key, uint64_t *out) {
     return found;
 }
 
+/* MemAvailable, lowered to what is left under a cgroup v2 memory limit (containers) and under
+ * an address-space limit (ulimit -v); 0 when none of them can be read. */
 uint64_t backend_cpu_mem_available(void) {
     uint64_t avail = 0, v, cur;
     if (read_u64_file("/proc/meminfo", "MemAvailable:", &v)) avail = v * 1024;
