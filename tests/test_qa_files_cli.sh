@@ -82,6 +82,10 @@ for args in "--sessions" "--show 1" "--search exchange"; do
     grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
 done
 
+# tokenize reading a directory as stdin: an error, not an empty input (--jsonl exited 0)
+one_line_fail "cannot read stdin: Is a directory" sh -c '"$0" tokenize "$1" <"$2"' "$BN_BIN" "$M" "$T"
+one_line_fail "cannot read stdin: Is a directory" sh -c '"$0" tokenize --jsonl "$1" <"$2"' "$BN_BIN" "$M" "$T"
+
 # an export onto a full disk names the cause (it said only "write failed")
 if [ -w /dev/full ]; then
     one_line_fail "export: writing failed: No space left on device" "$BN_BIN" --db "$T/h.db" --export 1 -o /dev/full
