@@ -68,6 +68,25 @@ grep -q "ctx 1048576 is more than the model's trained context; using [0-9]" "$T/
 cmp -s "$T/ref" "$T/out" || fail "--ctx 1048576: another reply"
 trained=$(sed -n "s/.*trained context; using \([0-9]*\).*/\1/p" "$T/err")
 grep -q "context [0-9]*/$trained," "$T/err" || { fail "--ctx 1048576: context not $trained"; cat "$T/err"; }
+# A model trained for 2^30 positions (the fixture with its u32 context_length patched): its
+# default context would need far more memory than there is, so it is refused with one line that
+# says so and what to do; a --ctx that fits works.
+cp "$M" "$T/long.gguf"
+off=$(grep -obUa "context_length" "$T/long.gguf" | head -1 | cut -d: -f1)
+if [ -n "$off" ] && [ "$(od -A n -t u4 -j $((off + 14)) -N 4 "$T/long.gguf" | tr -d ' ')" = 4 ]; then
+    printf '\000\000\000\100' | dd of="$T/long.gguf" bs=1 seek=$((off + 18)) conv=notrunc 2>/dev/null
+    "$BN_BIN" -p "hi" --model "$T/long.gguf" -n 2 --no-history >"$T/out" 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "2^30-position model: exit $rc, expected 1"
+    grep -q "1073741824-token context needs .* GiB of memory .* use a smaller --ctx" "$T/err" \
+        || { fail "2^30-position model: message"; cat "$T/err"; }
+    [ "$(wc -l <"$T/err")" = 1 ] || { fail "2^30-position model: not one line"; cat "$T/err"; }
+    "$BN_BIN" -p "hi" --model "$T/long.gguf" -n 2 --no-history --ctx 4096 >"$T/out" 2>"$T/err" \
+        || { fail "2^30-position model with --ctx 4096"; cat "$T/err"; }
+else
+    fail "cannot find the u32 context_length of the fixture"
+fi
+
 # perplexity caps the same way and says so
 awk 'BEGIN { for (i = 0; i < 400; i++) printf "the cat sat on the mat and looked at the dog. " }' >"$T/text"
 "$BN_BIN" perplexity --model "$M" --ctx 1048576 "$T/text" >"$T/out" 2>"$T/err"
