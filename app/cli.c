@@ -262,8 +262,11 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
      * first token take 15 s), so the request is capped, and said once. */
     const int cpus = cpu_num_cores();
     if (c->threads > cpus) {
-        fprintf(stderr, "bitnet-chat: --threads %d is more than the %d CPU%s available; using %d\n",
-                c->threads, cpus, cpus == 1 ? "" : "s", cpus);
+        const bool runs_model = c->mode == MODE_CHAT || c->mode == MODE_PROMPT ||
+                                c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH;
+        if (runs_model)
+            fprintf(stderr, "bitnet-chat: --threads %d is more than the %d CPU%s available; "
+                            "using %d\n", c->threads, cpus, cpus == 1 ? "" : "s", cpus);
         c->threads = cpus;
     }
 
