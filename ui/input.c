@@ -10,6 +10,7 @@
 #include "ui/input.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,8 +166,15 @@ static void history_save(const char *path) {
     mkdirs_for(path);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return;
+    /* 0600: the file holds everything the user typed, as private as the chats themselves. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
     int start = history_length > HISTORY_MAX ? history_length - HISTORY_MAX : 0;
     for (int i = start; i < history_length; i++) {
         HIST_ENTRY *h = history_get(history_base + i);

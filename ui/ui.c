@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "app/store.h"
 #include "ui/browser.h"
 #include "ui/chatview.h"
 #include "ui/input.h"
@@ -357,14 +358,23 @@ static void process_input(Ui *u, bool at_end) {
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+/* The input history lives beside the default history database, in the same per-user data
+ * directory: store_default_path() applies the XDG rules (a relative XDG_DATA_HOME is ignored,
+ * as the spec says; then $HOME, then the password database), so both files always agree. */
 static char *input_history_path(void) {
-    const char *xdg = getenv("XDG_DATA_HOME");
-    const char *home = getenv("HOME");
-    char buf[4096];
-    if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/bitnet-chat/input_history", xdg);
-    else if (home && *home) snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/input_history", home);
-    else return NULL;
-    return strdup(buf);
+    char *db = store_default_path();
+    if (!db) return NULL;
+    char *slash = strrchr(db, '/');
+    if (!slash) {
+        free(db);
+        return NULL;
+    }
+    *slash = 0;
+    size_t n = strlen(db) + sizeof "/input_history";
+    char *path = malloc(n);
+    if (path) snprintf(path, n, "%s/input_history", db);
+    free(db);
+    return path;
 }
 
 static int run(const AppConfig *cfg, bool browse) {

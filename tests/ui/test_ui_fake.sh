@@ -274,4 +274,24 @@ t_keys C-c
 t_keys C-d
 t_wait "EXITED rc=0"
 
+# 20. A relative XDG_DATA_HOME is ignored (the XDG rule): the input history goes to
+# ~/.local/share/bitnet-chat/, not under the working directory, and is private (0600).
+mkdir -p "$T_DIR/cwd"
+cd "$T_DIR/cwd" || exit 1
+t_start 100 30 "XDG_DATA_HOME=rel/data BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20.db' '$MODEL'"
+cd - >/dev/null || exit 1
+t_wait "Loaded model.gguf"
+t_type "remember me"; t_keys Enter
+t_wait "You said: remember me."
+t_keys C-d
+t_wait "EXITED rc=0"
+T_CHECKS=$((T_CHECKS + 1))
+[ ! -e "$T_DIR/cwd/rel" ] || t_fail "a relative XDG_DATA_HOME was used ($T_DIR/cwd/rel exists)"
+T_CHECKS=$((T_CHECKS + 1))
+grep -qx "remember me" "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null ||
+    t_fail "input history not in \$HOME/.local/share/bitnet-chat"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null)" = 600 ] ||
+    t_fail "input history is not private (mode $(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null))"
+
 t_done test_ui_fake
