@@ -271,10 +271,6 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
-    case K_CTRL_Z:
-        screen_suspend();
-        u->dirty |= D_ALL;
-        break;
     default:
         input_feed(k->bytes, k->len);
         submit_lines(u);
@@ -340,6 +336,12 @@ static void process_input(Ui *u, bool at_end) {
             else chat_key(u, &esc);
             if (u->quit) break;
             off -= 1;
+            continue;
+        }
+        if (k.type == K_CTRL_Z) {
+            /* Suspends from the chat and from the browser alike. */
+            screen_suspend();
+            u->dirty |= D_ALL;
             continue;
         }
         if (u->browser) {
@@ -438,6 +440,13 @@ static int run(const AppConfig *cfg, bool browse) {
         if (sig.quit) break;
         if (sig.resize) {
             screen_apply_resize();
+            u.dirty |= D_ALL;
+        }
+        if (sig.stop) {
+            screen_suspend();
+            u.dirty |= D_ALL;
+        } else if (sig.cont) {
+            screen_resume();
             u.dirty |= D_ALL;
         }
         if (sig.intr) {

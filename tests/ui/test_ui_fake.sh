@@ -294,4 +294,40 @@ T_CHECKS=$((T_CHECKS + 1))
 [ "$(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null)" = 600 ] ||
     t_fail "input history is not private (mode $(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null))"
 
+# 21. Ctrl-Z and SIGTSTP from outside, under a shell with job control: the terminal is given
+# back (normal screen, mouse reporting off) before the program stops; after fg it is set up
+# again and repainted, and typing works. The same from the browser.
+if command -v bash >/dev/null 2>&1; then
+    t_start 100 30 "PS1='SHELL> ' bash --norc --noprofile -i 2>/dev/tty" # (its prompt goes to stderr)
+    t_wait 'SHELL>'
+    t_type "sh -c 'echo \$\$ >\"$T_DIR/pid21\"; exec env BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=100 $FAKE --db \"$T_DIR/h21.db\" \"$MODEL\"'"
+    t_keys Enter
+    t_wait "Loaded model.gguf"
+    modes() { tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}'; }
+    for how in key signal browser; do
+        case $how in
+        key) t_keys C-z ;;
+        signal) kill -TSTP "$(cat "$T_DIR/pid21")" ;;
+        browser) t_type "/sessions"; t_keys Enter; t_wait "Saved sessions:"; t_keys C-z ;;
+        esac
+        t_wait "Stopped"
+        T_CHECKS=$((T_CHECKS + 1))
+        [ "$(modes)" = "00" ] || t_fail "$how: terminal not given back on suspend ($(modes))"
+        tmux -L "$T_SOCK" send-keys -l "clear; fg"; t_keys Enter
+        if [ $how = browser ]; then
+            t_wait "Saved sessions:"
+            t_type "q"
+        fi
+        t_wait_re "^ model\.gguf · "
+        T_CHECKS=$((T_CHECKS + 1))
+        [ "$(modes)" = "11" ] || t_fail "$how: terminal modes not set up again after fg ($(modes))"
+        t_type "after $how"
+        t_wait "> after $how"
+        t_keys Enter
+        t_wait "You said: after $how."
+    done
+    t_keys C-d
+    t_wait 'SHELL>'
+fi
+
 t_done test_ui_fake
