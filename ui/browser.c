@@ -291,14 +291,7 @@ BrowserResult browser_key(Browser *b, const Key *k) {
 /* ---- drawing ---------------------------------------------------------------------------- */
 
 static int put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a) {
-    if (max_cols <= 0) return 0;
-    size_t fit = tw_fit(s, n, max_cols);
-    wchar_t buf[1024];
-    size_t k = tw_to_wcs(s, fit, buf, sizeof buf / sizeof buf[0]);
-    wattrset(w, a);
-    if (k) mvwaddnwstr(w, row, col, buf, (int)k);
-    wattrset(w, A_NORMAL);
-    return tw_width(s, fit);
+    return max_cols > 0 ? screen_put(w, row, col, s, n, max_cols, a) : 0;
 }
 
 static void fmt_date(int64_t ms, char *out, size_t cap) {

@@ -174,13 +174,7 @@ static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
 /* Draws UTF-8 text at (row, col), clipped to max_cols. */
 static void put_text(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols,
                      attr_t attr) {
-    if (max_cols <= 0) return;
-    size_t fit = tw_fit(s, n, max_cols);
-    wchar_t buf[1024];
-    size_t k = tw_to_wcs(s, fit, buf, sizeof buf / sizeof buf[0]);
-    wattrset(w, attr);
-    if (k) mvwaddnwstr(w, row, col, buf, (int)k);
-    wattrset(w, A_NORMAL);
+    if (max_cols > 0) screen_put(w, row, col, s, n, max_cols, attr);
 }
 
 static attr_t text_style(const AppMessage *m) {

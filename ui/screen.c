@@ -1,6 +1,7 @@
 /* Curses lifecycle, colours and signal flags (see screen.h). */
 #define _GNU_SOURCE
 #include "ui/screen.h"
+#include "ui/textwidth.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -184,6 +185,36 @@ void screen_shutdown(void) {
 }
 
 bool screen_active(void) { return g_active; }
+
+int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a) {
+    int used = 0;
+    for (size_t i = 0; i < n;) {
+        int cw;
+        size_t len = tw_cluster(s + i, n - i, &cw);
+        if (used + cw > max_cols) break;
+        for (size_t j = i; j < i + len;) {
+            TwCell c;
+            bool glue;
+            j += tw_cell(s + j, i + len - j, &c, &glue);
+            wchar_t first[2] = {(wchar_t)c.cp[0], 0};
+            cchar_t cc;
+            memset(&cc, 0, sizeof cc);
+            setcchar(&cc, first, a & ~A_COLOR, (short)PAIR_NUMBER(a), NULL);
+            if (c.tab) {
+                for (int k = 0; k < c.width; k++) mvwadd_wch(w, row, col + used + k, &cc);
+            } else {
+                /* The rest of the cell goes in directly: setcchar() keeps only zero-width code
+                 * points after the first, and an emoji ZWJ sequence is drawn as one cell
+                 * (curses then counts the first emoji's width, as the terminal draws it). */
+                for (int k = 1; k < c.n; k++) cc.chars[k] = (wchar_t)c.cp[k];
+                mvwadd_wch(w, row, col + used, &cc);
+            }
+            used += c.width;
+        }
+        i += len;
+    }
+    return used;
+}
 attr_t screen_style(Style s) { return (unsigned)s < ST__COUNT ? g_style[s] : A_NORMAL; }
 bool screen_has_colors(void) { return g_colors; }
 int screen_signal_fd(void) { return g_sig_pipe[0]; }

@@ -41,6 +41,10 @@ void screen_shutdown(void);
 bool screen_active(void);
 
 attr_t screen_style(Style s);
+/* Draws UTF-8 text at (row, col) in attribute a, at most max_cols columns (a grapheme cluster
+ * that does not fit is left out whole), cell by cell as ui/textwidth.c measures it, so that
+ * curses and the terminal agree on every column. Returns the columns drawn. */
+int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a);
 bool screen_has_colors(void);
 
 /* Signals seen since the last call (flags are cleared). */

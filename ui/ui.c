@@ -128,13 +128,10 @@ static void draw_hint(Ui *u) {
     getmaxyx(u->chat_w, rows, cols);
     char line[600];
     snprintf(line, sizeof line, " %s ", u->hint);
-    size_t fit = tw_fit(line, strlen(line), cols);
-    wchar_t wbuf[600];
-    size_t k = tw_to_wcs(line, fit, wbuf, sizeof wbuf / sizeof wbuf[0]);
     wattrset(u->chat_w, screen_style(ST_HINT));
     mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
-    if (k) mvwaddnwstr(u->chat_w, rows - 1, 0, wbuf, (int)k);
     wattrset(u->chat_w, A_NORMAL);
+    screen_put(u->chat_w, rows - 1, 0, line, strlen(line), cols, screen_style(ST_HINT));
 }
 
 static void draw(Ui *u) {

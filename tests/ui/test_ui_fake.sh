@@ -330,4 +330,22 @@ if command -v bash >/dev/null 2>&1; then
     t_wait 'SHELL>'
 fi
 
+# 22. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
+# sequence (2 columns), a flag, VS16, a skin tone (4, as tmux 3.3 draws it), a combining mark
+# and a family of four (cut into 3 + 1 members). The text after each sits in the right column
+# (tmux's own grid, via capture-pane) and the cursor is where tmux put it.
+S7=$(printf 'A\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247B\360\237\207\257\360\237\207\265C\342\235\244\357\270\217D\360\237\221\215\360\237\217\275Ee\314\201F\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247\342\200\215\360\237\221\246G')
+# What tmux shows: the family of four without the ZWJ that was not sent.
+S7_SHOWN=$(printf '%s' "$S7" | sed "s/$(printf '\360\237\221\247\342\200\215\360\237\221\246')/$(printf '\360\237\221\247\360\237\221\246')/")
+t_start 60 20 "BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h22.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "$S7"
+t_wait "> $S7_SHOWN"
+T_CHECKS=$((T_CHECKS + 1))
+cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
+[ "$cx" = 23 ] || t_fail "cursor after the emoji line at column $cx, expected 23"
+t_keys Enter
+t_wait "  You said: $S7_SHOWN. w1"
+t_layout_ok model.gguf
+
 t_done test_ui_fake
