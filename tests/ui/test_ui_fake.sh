@@ -150,15 +150,27 @@ t_type "/rename Renamed chat"; t_keys Enter
 t_wait "Session renamed"
 t_type "/sessions"; t_keys Enter
 t_wait "Renamed chat"
+# Rename in the browser: the old title is offered, Ctrl-U clears it, Ctrl-W drops a word.
+t_keys Home
+t_type "n"
+t_wait "New title (Ctrl-U clears): Renamed chat"
+t_keys C-u
+t_type "Browser title extra"
+t_wait "New title (Ctrl-U clears): Browser title extra"
+t_keys C-w
+t_wait_gone "title extra"
+t_keys Enter
+t_wait "Renamed."
+t_wait_re "^ Browser title +model\.gguf"
 # Delete asks first; n keeps it, y deletes it.
 t_keys Home
 t_type "d"
-t_wait "(y/N)"
+t_wait "Delete \"Browser title\" and all its messages? (y/N)"
 t_type "n"
 t_wait "Not deleted."
 t_type "d"; t_type "y"
 t_wait "Session deleted."
-t_wait_gone "Renamed chat"
+t_wait_gone "Browser title"
 t_type "q"
 t_wait_re "^>"
 t_keys C-d
