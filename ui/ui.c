@@ -109,14 +109,27 @@ static void layout(Ui *u) {
 
 static void draw_too_small(Ui *u) {
     erase();
-    char msg[96];
-    snprintf(msg, sizeof msg, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
+    /* The longest note that fits whole, word-wrapped into whatever space there is. */
+    char full[96], mid[64];
+    snprintf(full, sizeof full, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
              MIN_COLS, MIN_ROWS);
-    /* Word-wrapped into whatever space there is. */
+    snprintf(mid, sizeof mid, "too small: %dx%d < %dx%d", u->cols, u->rows, MIN_COLS, MIN_ROWS);
+    const char *notes[] = {full, mid, "too small", "small", "!"};
+    int cols = u->cols > 0 ? u->cols : 1;
     TwLine *lines = NULL;
     int n = 0, cap = 0;
-    tw_wrap(msg, strlen(msg), u->cols > 0 ? u->cols : 1, &lines, &n, &cap);
-    for (int i = 0; i < n && i < u->rows; i++) mvaddnstr(i, 0, msg + lines[i].start, (int)lines[i].len);
+    const char *msg = notes[0];
+    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
+        msg = notes[i];
+        n = 0;
+        tw_wrap(msg, strlen(msg), cols, &lines, &n, &cap);
+        bool fits = n <= u->rows;
+        for (int j = 0; j < n; j++)
+            if (lines[j].cols > cols) fits = false;
+        if (fits) break;
+    }
+    for (int i = 0; i < n && i < u->rows; i++)
+        screen_put(stdscr, i, 0, msg + lines[i].start, lines[i].len, cols, A_NORMAL);
     free(lines);
     curs_set(0);
     wnoutrefresh(stdscr);

@@ -86,6 +86,7 @@ t_resize 50 20
 t_wait "generating"
 t_resize 10 3
 t_wait "too small"
+t_wait "24x5" # the shorter note fits whole
 t_resize 70 20
 t_wait "generating"
 t_wait_re "^  w[0-9]+ w[0-9]+"
