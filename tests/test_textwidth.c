@@ -167,6 +167,19 @@ static void test_clusters(void) {
     CHECK_STREQ(wrap_str(THUMBS_TONE THUMBS_TONE, 5), THUMBS_TONE "|" THUMBS_TONE);
 }
 
+static void test_sanitize(void) {
+    const char in[] = "A\xff\xfe" "B\xc2\x9b" "C\xe2\x80\x8b" "D\xed\xa0\x80" "E\x1b[31m\x7f\n\tF\xe6\x97";
+    char *out = tw_sanitize(in, sizeof in - 1);
+    CHECK(out != NULL);
+    if (out)
+        CHECK_STREQ(out, "A\xef\xbf\xbd\xef\xbf\xbd" "B" "C\xe2\x80\x8b" "D\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                         "E[31m\n\tF\xef\xbf\xbd\xef\xbf\xbd");
+    free(out);
+    out = tw_sanitize("日本 😀 ok", strlen("日本 😀 ok"));
+    CHECK_STREQ(out, "日本 😀 ok");
+    free(out);
+}
+
 /* Random texts: every line fits, lines are in order and together keep every non-space byte. */
 static void test_wrap_random(void) {
     const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
@@ -267,6 +280,7 @@ int main(void) {
     test_width();
     test_wrap();
     test_clusters();
+    test_sanitize();
     test_wrap_random();
     test_wrap_incremental();
     free(g_lines);

@@ -3,6 +3,7 @@
 #include "ui/textwidth.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <wchar.h>
 
 int tw_decode(const char *str, size_t n, uint32_t *cp) {
@@ -320,4 +321,24 @@ size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap) {
     }
     out[o] = 0;
     return o;
+}
+
+char *tw_sanitize(const char *s, size_t n) {
+    char *out = malloc(n * 3 + 1); /* one bad byte becomes 3 bytes of U+FFFD */
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = tw_decode(s + i, n - i, &cp);
+        if (cp == 0xFFFD) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else if (cp == '\n' || cp == '\t' || !(cp < 0x20 || (cp >= 0x7F && cp < 0xA0))) {
+            memcpy(out + o, s + i, (size_t)l);
+            o += (size_t)l;
+        }
+        i += (size_t)l;
+    }
+    out[o] = 0;
+    return out;
 }

@@ -63,4 +63,9 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
  * spaces. Writes at most cap-1 wchar_t plus a terminating 0; returns how many were written. */
 size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap);
 
+/* Typed or pasted text made safe to send and store: malformed UTF-8 becomes U+FFFD, control
+ * characters other than new line and tab (C0, DEL, C1) are dropped. Returns a malloc'ed
+ * string (NULL if out of memory). */
+char *tw_sanitize(const char *s, size_t n);
+
 #endif

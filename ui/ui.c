@@ -211,6 +211,13 @@ static void submit_lines(Ui *u) {
         return;
     }
     if (!line) return;
+    /* What the terminal sent may be anything (a paste of binary, a stray C1 control):
+     * the model and the history get valid UTF-8 without control characters. */
+    char *clean = tw_sanitize(line, strlen(line));
+    if (clean) {
+        free(line);
+        line = clean;
+    }
     /* A new line clears the old hint; the command may set a new one. */
     u->hint[0] = 0;
     int react = app_submit_line(u->app, line);

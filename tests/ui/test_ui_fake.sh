@@ -360,5 +360,10 @@ cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
 t_keys Enter
 t_wait "  You said: $S7_SHOWN. w1"
 t_layout_ok model.gguf
+# Bytes that are not UTF-8 and a C1 control (CSI) typed in: what is sent and saved is valid
+# UTF-8 (U+FFFD for each bad byte) without the control.
+tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
+t_keys Enter
+t_wait "You said: A$(printf '\357\277\275\357\277\275')BC$(printf '\342\200\213')D."
 
 t_done test_ui_fake
