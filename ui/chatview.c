@@ -313,9 +313,14 @@ void chatview_draw(ChatView *v, WINDOW *w, const AppTranscript *t) {
     v->last_rows = rows;
     v->last_total = total;
     v->last_top = top;
-    if (total == 0 && rows > 1) {
+    /* Until the first message, say how to start (under the notes, e.g. "Loaded ..."). */
+    bool any_turn = false;
+    for (int i = t->view_start; i < t->n && !any_turn; i++)
+        any_turn = has_head(&t->msgs[i]);
+    if (!any_turn && !v->detailed && row < rows) {
         const char *hello = "Type a message and press Enter. /help lists the commands.";
-        put_text(w, 0, 0, hello, strlen(hello), cols, screen_style(ST_META));
+        put_text(w, row > 0 ? row + 1 < rows ? row + 1 : row : 0, 0, hello, strlen(hello), cols,
+                 screen_style(ST_META));
     }
     if (!v->follow && rows > 0) {
         char more[64];

@@ -22,6 +22,7 @@ t_wait "Loaded model.gguf"
 t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_RATE=100 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
 t_wait "T 0.70"
+t_wait "Type a message and press Enter. /help lists the commands."
 t_type "hello"
 t_keys Enter
 t_wait "You said: hello. w1 w2"
