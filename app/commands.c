@@ -413,8 +413,8 @@ static int cmd_help(App *a, const char *args) {
         snprintf(buf + o, sizeof buf - o,
                  "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
                  "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
-                 "Tab complete,\n  Ctrl-L redraw, Ctrl-D quit. //text sends a line starting "
-                 "with /.");
+                 "Tab complete,\n  Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit. //text sends a "
+                 "line starting with /.");
     app_note(a, MSG_NOTE, "%s", buf);
     return REACT_CHAT;
 }
