@@ -291,6 +291,21 @@ void input_set_text(const char *text) {
 
 bool input_is_empty(void) { return rl_end == 0; }
 
+void input_snap_point(int dir) {
+    if (!rl_line_buffer) return;
+    size_t point = (size_t)rl_point, n = (size_t)rl_end;
+    for (size_t i = 0; i < n && i < point;) {
+        int w;
+        size_t l = tw_cluster(rl_line_buffer + i, n - i, &w);
+        if (point > i && point < i + l) {
+            rl_point = (int)(dir < 0 ? i : i + l);
+            g_dirty = true;
+            return;
+        }
+        i += l;
+    }
+}
+
 char *input_take_line(bool *eof) {
     *eof = g_eof;
     g_eof = false;

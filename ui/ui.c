@@ -288,6 +288,11 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
+    case K_LEFT:
+    case K_RIGHT:
+        input_feed(k->bytes, k->len);
+        input_snap_point(k->type == K_LEFT ? -1 : 1);
+        break;
     default:
         input_feed(k->bytes, k->len);
         submit_lines(u);

@@ -361,6 +361,17 @@ cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
 t_keys Enter
 t_wait "  You said: $S7_SHOWN. w1"
 t_layout_ok model.gguf
+# Left and Right step over a whole cluster (readline alone would stop inside the family).
+FAM=$(printf '\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247')
+t_type "a${FAM}b"
+t_wait "> a${FAM}b"
+t_keys Left Left
+t_type "X"
+t_wait "> aX${FAM}b"
+t_keys Right
+t_type "Y"
+t_wait "> aX${FAM}Yb"
+t_keys C-c
 # Bytes that are not UTF-8 and a C1 control (CSI) typed in: what is sent and saved is valid
 # UTF-8 (U+FFFD for each bad byte) without the control.
 tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
