@@ -47,8 +47,9 @@ static int cmp_double(const void *a, const void *b) {
 
 /* End-to-end through the infer API: prefill P tokens (infer_eval) + the first greedy pick
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
-static int bench_e2e(BackendKind kind, const Model *m, int quick) {
-    InferOptions o = {kind, 0, 1024};
+/* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
+static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads) {
+    InferOptions o = {kind, threads, 1024};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
     const size_t mem0 = kind == BACKEND_CUDA ? kcuda_mem_used() : 0;
@@ -230,12 +231,13 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
 
 /* CPU kernel table: the fast multithreaded W2A8 linear (kernels/cpu) on the 8 shapes, checked
  * exactly against w2a8_gemm_ref on sampled rows, timed over rotating weight buffers. */
-static int bench_cpu_kernels(int quick) {
-    const int nth = cpu_num_cores();
+static int bench_cpu_kernels(int quick, int threads) {
+    const int nth = threads > 0 ? threads : cpu_num_cores();
     CpuPool *pool = cpu_pool_create(nth);
-    const double bw = cpu_measure_read_bandwidth_gbs();
-    printf("CPU: %s, %d threads; read bandwidth (all cores, buffer >> LLC): %.1f GB/s\n",
-           cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool), bw);
+    const double bw = cpu_measure_read_bandwidth_gbs_threads(nth);
+    printf("CPU: %s, %d thread%s; read bandwidth (same threads, buffer >> LLC): %.1f GB/s\n",
+           cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool),
+           cpu_pool_threads(pool) == 1 ? "" : "s", bw);
     printf("\nW2A8 linear (w2a8_linear_mt_ex), batch 1. Method: weights in rotating buffers (>= 256 MiB in all),\n"
            "each shape first checked exactly (int32) against w2a8_gemm_ref on 64 rows, then the mean of\n"
            "%d calls (cycling through the buffers). GB/s over packed weights + activations + outputs.\n",
@@ -364,7 +366,7 @@ int cmd_bench(const AppConfig *cfg) {
 #ifdef BITNET_HAVE_CUDA
     if (use_cuda && !getenv("BITNET_BENCH_PROFILE")) rc = bench_cuda_kernels(cfg->quick);
 #endif
-    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick);
+    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (rc) return rc;
     printf("\nBuilding the random model...\n");
     fflush(stdout);
@@ -375,7 +377,7 @@ int cmd_bench(const AppConfig *cfg) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick);
+    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick, cfg->threads);
 #ifdef BITNET_HAVE_CUDA
     if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m, getenv("BITNET_BENCH_VERSIONS"));
 #endif

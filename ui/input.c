@@ -10,6 +10,7 @@
 #include "ui/input.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,8 +166,15 @@ static void history_save(const char *path) {
     mkdirs_for(path);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return;
+    /* 0600: the file holds everything the user typed, as private as the chats themselves. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(tmp);
+        return;
+    }
     int start = history_length > HISTORY_MAX ? history_length - HISTORY_MAX : 0;
     for (int i = start; i < history_length; i++) {
         HIST_ENTRY *h = history_get(history_base + i);
@@ -283,6 +291,21 @@ void input_set_text(const char *text) {
 
 bool input_is_empty(void) { return rl_end == 0; }
 
+void input_snap_point(int dir) {
+    if (!rl_line_buffer) return;
+    size_t point = (size_t)rl_point, n = (size_t)rl_end;
+    for (size_t i = 0; i < n && i < point;) {
+        int w;
+        size_t l = tw_cluster(rl_line_buffer + i, n - i, &w);
+        if (point > i && point < i + l) {
+            rl_point = (int)(dir < 0 ? i : i + l);
+            g_dirty = true;
+            return;
+        }
+        i += l;
+    }
+}
+
 char *input_take_line(bool *eof) {
     *eof = g_eof;
     g_eof = false;
@@ -310,9 +333,12 @@ void input_resize(int rows, int cols) {
 }
 
 /* Lays out prompt + buffer: rows break at '\n' and at the right edge; continuation rows start
- * under the first character after the prompt. Calls put() for each character (may be NULL)
- * and returns the rows used; cur_row and cur_col get the position of byte rl_point. */
-typedef void (*PutFn)(void *ctx, int row, int col, const char *s, size_t n, uint32_t cp);
+ * under the first character after the prompt. Steps by grapheme cluster (an emoji sequence or
+ * a letter with its marks is never split across rows). Calls put() for each cluster (may be
+ * NULL) and returns the rows used; cur_row and cur_col get the position of byte rl_point (the
+ * start of its cluster when readline's point is inside one, e.g. between the parts of a ZWJ
+ * sequence). */
+typedef void (*PutFn)(void *ctx, int row, int col, const char *s, size_t n, bool is_prompt);
 
 static int layout(int cols, PutFn put, void *ctx, int *cur_row, int *cur_col) {
     const char *prompt = rl_display_prompt ? rl_display_prompt : PROMPT;
@@ -321,39 +347,38 @@ static int layout(int cols, PutFn put, void *ctx, int *cur_row, int *cur_col) {
     int row = 0, col = 0;
     /* The prompt itself wraps like text. */
     for (size_t i = 0, n = strlen(prompt); i < n;) {
-        uint32_t cp;
-        int l = tw_decode(prompt + i, n - i, &cp);
-        int w = tw_cp_width(cp);
-        if (col + w > cols) row++, col = 0;
-        if (put) put(ctx, row, col, prompt + i, (size_t)l, cp | 0x80000000u);
+        int w;
+        size_t l = tw_cluster(prompt + i, n - i, &w);
+        if (col + w > cols && col > 0) row++, col = 0;
+        if (put) put(ctx, row, col, prompt + i, l, true);
         col += w;
-        i += (size_t)l;
+        i += l;
     }
     const char *buf = rl_line_buffer ? rl_line_buffer : "";
     size_t n = (size_t)rl_end;
+    size_t point = (size_t)rl_point;
     *cur_row = row;
     *cur_col = col;
     for (size_t i = 0; i < n;) {
-        if ((size_t)rl_point == i) *cur_row = row, *cur_col = col;
-        uint32_t cp;
-        int l = tw_decode(buf + i, n - i, &cp);
-        if (cp == '\n') {
+        if (buf[i] == '\n') {
+            if (point == i) *cur_row = row, *cur_col = col;
             row++;
             col = indent;
-            i += (size_t)l;
+            i++;
             continue;
         }
-        int w = tw_cp_width(cp);
+        int w;
+        size_t l = tw_cluster(buf + i, n - i, &w);
         if (col + w > cols && col > indent) {
             row++;
             col = indent;
-            if ((size_t)rl_point == i) *cur_row = row, *cur_col = col;
         }
-        if (put) put(ctx, row, col, buf + i, (size_t)l, cp);
+        if (point >= i && point < i + l) *cur_row = row, *cur_col = col;
+        if (put) put(ctx, row, col, buf + i, l, false);
         col += w;
-        i += (size_t)l;
+        i += l;
     }
-    if ((size_t)rl_point >= n) {
+    if (point >= n) {
         if (col >= cols) row++, col = indent;
         *cur_row = row;
         *cur_col = col;
@@ -368,20 +393,14 @@ int input_rows_needed(int cols) {
 
 typedef struct {
     WINDOW *w;
-    int first_row, rows;
+    int first_row, rows, cols;
 } DrawCtx;
 
-static void put_cell(void *vctx, int row, int col, const char *s, size_t n, uint32_t cp) {
+static void put_cell(void *vctx, int row, int col, const char *s, size_t n, bool is_prompt) {
     DrawCtx *d = vctx;
     int r = row - d->first_row;
     if (r < 0 || r >= d->rows) return;
-    bool is_prompt = cp & 0x80000000u;
-    cp &= 0x7FFFFFFFu;
-    wchar_t wc[TW_TAB + 2];
-    size_t k = tw_to_wcs(s, n, wc, sizeof wc / sizeof wc[0]);
-    if (!k) return;
-    wattrset(d->w, is_prompt ? screen_style(ST_PROMPT) : A_NORMAL);
-    mvwaddnwstr(d->w, r, col, wc, (int)k);
+    screen_put(d->w, r, col, s, n, d->cols - col, is_prompt ? screen_style(ST_PROMPT) : A_NORMAL);
 }
 
 void input_draw(WINDOW *w) {
@@ -393,7 +412,7 @@ void input_draw(WINDOW *w) {
     /* Scroll so that the cursor row is visible. */
     int first = 0;
     if (need > rows) first = cr - rows + 1 > 0 ? cr - rows + 1 : 0;
-    DrawCtx d = {w, first, rows};
+    DrawCtx d = {w, first, rows, cols};
     layout(cols, put_cell, &d, &cr, &cc);
     wattrset(w, A_NORMAL);
     int r = cr - first;

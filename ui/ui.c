@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "app/store.h"
 #include "ui/browser.h"
 #include "ui/chatview.h"
 #include "ui/input.h"
@@ -108,14 +109,27 @@ static void layout(Ui *u) {
 
 static void draw_too_small(Ui *u) {
     erase();
-    char msg[96];
-    snprintf(msg, sizeof msg, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
+    /* The longest note that fits whole, word-wrapped into whatever space there is. */
+    char full[96], mid[64];
+    snprintf(full, sizeof full, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
              MIN_COLS, MIN_ROWS);
-    /* Word-wrapped into whatever space there is. */
+    snprintf(mid, sizeof mid, "too small: %dx%d < %dx%d", u->cols, u->rows, MIN_COLS, MIN_ROWS);
+    const char *notes[] = {full, mid, "too small", "small", "!"};
+    int cols = u->cols > 0 ? u->cols : 1;
     TwLine *lines = NULL;
     int n = 0, cap = 0;
-    tw_wrap(msg, strlen(msg), u->cols > 0 ? u->cols : 1, &lines, &n, &cap);
-    for (int i = 0; i < n && i < u->rows; i++) mvaddnstr(i, 0, msg + lines[i].start, (int)lines[i].len);
+    const char *msg = notes[0];
+    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
+        msg = notes[i];
+        n = 0;
+        tw_wrap(msg, strlen(msg), cols, &lines, &n, &cap);
+        bool fits = n <= u->rows;
+        for (int j = 0; j < n; j++)
+            if (lines[j].cols > cols) fits = false;
+        if (fits) break;
+    }
+    for (int i = 0; i < n && i < u->rows; i++)
+        screen_put(stdscr, i, 0, msg + lines[i].start, lines[i].len, cols, A_NORMAL);
     free(lines);
     curs_set(0);
     wnoutrefresh(stdscr);
@@ -127,13 +141,10 @@ static void draw_hint(Ui *u) {
     getmaxyx(u->chat_w, rows, cols);
     char line[600];
     snprintf(line, sizeof line, " %s ", u->hint);
-    size_t fit = tw_fit(line, strlen(line), cols);
-    wchar_t wbuf[600];
-    size_t k = tw_to_wcs(line, fit, wbuf, sizeof wbuf / sizeof wbuf[0]);
     wattrset(u->chat_w, screen_style(ST_HINT));
     mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
-    if (k) mvwaddnwstr(u->chat_w, rows - 1, 0, wbuf, (int)k);
     wattrset(u->chat_w, A_NORMAL);
+    screen_put(u->chat_w, rows - 1, 0, line, strlen(line), cols, screen_style(ST_HINT));
 }
 
 static void draw(Ui *u) {
@@ -200,6 +211,13 @@ static void submit_lines(Ui *u) {
         return;
     }
     if (!line) return;
+    /* What the terminal sent may be anything (a paste of binary, a stray C1 control):
+     * the model and the history get valid UTF-8 without control characters. */
+    char *clean = tw_sanitize(line, strlen(line));
+    if (clean) {
+        free(line);
+        line = clean;
+    }
     /* A new line clears the old hint; the command may set a new one. */
     u->hint[0] = 0;
     int react = app_submit_line(u->app, line);
@@ -270,9 +288,10 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
-    case K_CTRL_Z:
-        screen_suspend();
-        u->dirty |= D_ALL;
+    case K_LEFT:
+    case K_RIGHT:
+        input_feed(k->bytes, k->len);
+        input_snap_point(k->type == K_LEFT ? -1 : 1);
         break;
     default:
         input_feed(k->bytes, k->len);
@@ -341,6 +360,12 @@ static void process_input(Ui *u, bool at_end) {
             off -= 1;
             continue;
         }
+        if (k.type == K_CTRL_Z) {
+            /* Suspends from the chat and from the browser alike. */
+            screen_suspend();
+            u->dirty |= D_ALL;
+            continue;
+        }
         if (u->browser) {
             browser_result(u, browser_key(u->browser, &k));
             u->dirty |= D_ALL;
@@ -357,14 +382,23 @@ static void process_input(Ui *u, bool at_end) {
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+/* The input history lives beside the default history database, in the same per-user data
+ * directory: store_default_path() applies the XDG rules (a relative XDG_DATA_HOME is ignored,
+ * as the spec says; then $HOME, then the password database), so both files always agree. */
 static char *input_history_path(void) {
-    const char *xdg = getenv("XDG_DATA_HOME");
-    const char *home = getenv("HOME");
-    char buf[4096];
-    if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/bitnet-chat/input_history", xdg);
-    else if (home && *home) snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/input_history", home);
-    else return NULL;
-    return strdup(buf);
+    char *db = store_default_path();
+    if (!db) return NULL;
+    char *slash = strrchr(db, '/');
+    if (!slash) {
+        free(db);
+        return NULL;
+    }
+    *slash = 0;
+    size_t n = strlen(db) + sizeof "/input_history";
+    char *path = malloc(n);
+    if (path) snprintf(path, n, "%s/input_history", db);
+    free(db);
+    return path;
 }
 
 static int run(const AppConfig *cfg, bool browse) {
@@ -428,6 +462,13 @@ static int run(const AppConfig *cfg, bool browse) {
         if (sig.quit) break;
         if (sig.resize) {
             screen_apply_resize();
+            u.dirty |= D_ALL;
+        }
+        if (sig.stop) {
+            screen_suspend();
+            u.dirty |= D_ALL;
+        } else if (sig.cont) {
+            screen_resume();
             u.dirty |= D_ALL;
         }
         if (sig.intr) {
