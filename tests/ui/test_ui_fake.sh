@@ -63,6 +63,10 @@ t_wait "Loaded model.gguf"
 t_type "long story"; t_keys Enter
 t_wait "w20 "
 t_wait "generating"
+# /clear would hide the reply being written: refused while it runs.
+t_type "/clear"; t_keys Enter
+t_wait "Stop the reply first (Esc), then /clear."
+t_wait "You said: long story."
 t_keys C-c
 t_wait_re "[0-9]+ tok · [0-9.]+ tok/s · TTFT [0-9]+ ms · interrupted"
 t_wait_gone "generating"
