@@ -156,6 +156,20 @@ int screen_init(char *why, size_t whylen) {
         return -1;
     }
     set_term(g_screen);
+    /* A terminal that cannot place the cursor (TERM=dumb, an editor's shell buffer) would
+     * get a scramble of text: refuse with a reason instead. */
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (char *)-1 || !*cup) {
+        const char *t = getenv("TERM");
+        endwin();
+        delscreen(g_screen);
+        g_screen = NULL;
+        if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+        snprintf(why, whylen,
+                 "the terminal (TERM=%s) cannot move the cursor; the chat needs a full-screen "
+                 "terminal (use -p PROMPT for one reply)", t ? t : "(unset)");
+        return -1;
+    }
     g_active = true;
     atexit(screen_shutdown);
     raw();

@@ -348,7 +348,13 @@ if command -v bash >/dev/null 2>&1; then
     t_wait 'SHELL>'
 fi
 
-# 22. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
+# 22. A terminal that cannot move the cursor gets a reason, not a scrambled screen.
+t_start 100 30 "TERM=dumb BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h23.db' '$MODEL'"
+t_wait "EXITED rc=1"
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "TERM=dumb) cannot move the cursor" "$T_DIR/stderr" || t_fail "no reason given for TERM=dumb"
+
+# 23. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
 # sequence (2 columns), a flag, VS16, a skin tone (4, as tmux 3.3 draws it), a combining mark
 # and a family of four (cut into 3 + 1 members). The text after each sits in the right column
 # (tmux's own grid, via capture-pane) and the cursor is where tmux put it.
