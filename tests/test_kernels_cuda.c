@@ -507,6 +507,8 @@ int main(void) {
      * whatever the list of lab versions at the end */
     kcuda_set_gemv_version(3, 0);
     kcuda_set_gemv_late_trigger(0);
+    kcuda_set_attn_version(3);
+    kcuda_set_attn_late_trigger(0);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
     test_gemv(13824, 2560, 1);
     test_gemv(22, 300, 1);
@@ -522,11 +524,11 @@ int main(void) {
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
-    /* the older decode kernel (version 3: reads in program order) and the late trigger */
-    kcuda_set_attn_version(3);
+    /* the lab decode kernel (version 4: reads batched) and the late trigger */
+    kcuda_set_attn_version(4);
     test_attention(20, 5, 128, 512, 150, 0);
     test_attention(2, 1, 32, 1280, 1100, 0);
-    kcuda_set_attn_version(4);
+    kcuda_set_attn_version(3);
     kcuda_set_attn_late_trigger(1);
     test_attention(4, 2, 64, 128, 70, 1);
     kcuda_set_attn_late_trigger(0);

@@ -102,9 +102,15 @@ int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t 
 /* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
  * kernel's start (0, default). BITNET_CUDA_ATTN_LATE=0|1 sets it before the first launch. */
 void kcuda_set_attn_late_trigger(int late);
-/* kcuda_attn_decode kernel version: 4 (default; q/k/v reads after the PDL wait issued in one
- * batch) or 3 (the same arithmetic, reads in program order). BITNET_CUDA_ATTN=3|4 sets it. */
+/* kcuda_attn_decode kernel version: 3 (default; reads of q/k/v after the PDL wait in program
+ * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
+ * BITNET_CUDA_ATTN=3|4 sets it. */
 void kcuda_set_attn_version(int v);
+/* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
+ * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
+ * kernel's start, 1 = after its PDL wait, 2 = after its main work (GEMV: the dot products;
+ * attention: the softmax), -1 = the kernel's global setting. */
+void kcuda_set_next_trigger(int late);
 /* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
  * d_slots[0..3] (device, initialised to all ones) the %globaltimer ns of its first block's entry,
  * of the first release of its PDL wait, the complement (~t) of its last block's end of work and
