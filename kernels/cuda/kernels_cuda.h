@@ -103,9 +103,21 @@ int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
                     void *stream);
 
+/* The same, launched with programmatic dependent launch when pdl != 0 (version 4: the first
+ * weight tiles are fetched before the previous kernel finishes). */
+int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
+                       const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
+                       int pdl, void *stream);
+
 /* Lab switch: GEMM version 1 (32-bit fragment loads), 2 (ldmatrix), 3 (ldmatrix + 4-stage
- * cp.async pipeline, the default). */
+ * cp.async pipeline), 4 (the default: 2-bit weights expanded straight into mma fragments,
+ * tile chosen by shape). */
 void kcuda_set_gemm_version(int v);
+/* Version 4's tile: 0 = by shape (the default), 1..5 = forced (1: 128x128, 2: 128x64, 3: 64x64,
+ * 4: 64x32, 5: 64x16 tokens x outputs). BITNET_CUDA_GEMM_CFG sets it in the backend.
+ * kcuda_gemm_config(M, N) returns the tile version 4 would use for that shape. */
+void kcuda_set_gemm_config(int c);
+int kcuda_gemm_config(int M, int N);
 
 /* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
 
@@ -150,6 +162,11 @@ size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
  * out [T][n_heads*hd]. */
 int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                        uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
+/* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
+int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
+                          uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
+/* Lab switch: prefill attention version 1 (CUDA cores) or 2 (tensor cores, the default). */
+void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 

@@ -295,7 +295,258 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     gemm_epilogue<EP>(p, acc, m_base, n_base, wm, wn, gid, tig);
 }
 
-int g_gemm_version = 3;
+// VER 4: weights stay 2-bit in shared memory and are expanded straight into mma B fragments.
+// The I2_S block of a row is 32 bytes; byte b holds the weights k = b, b+32, b+64, b+96 (shifts
+// 6/4/2/0). The m16n8k32 B fragment of thread (gid, tig) for k-step kk needs the four weights
+// 32kk + 4tig + 0..3 (b0) and 32kk + 16 + 4tig + 0..3 (b1) of column gid: (word >> (6 - 2kk)) &
+// 0x03030303 of the 32-bit words at bytes 4tig and 16 + 4tig. So two 32-bit shared loads per
+// column and k-tile give all 8 fragment registers of the four k-steps; version 3's expansion
+// pass (16 KB of int8 stores per k-tile and a second barrier) is gone. Block tiles are
+// templated (warps WGM x WGN, each MT x 16 rows by NT x 8 columns) so the launcher can pick a
+// tile that fills the 132 SMs at every M and N; activation tiles are swizzled (16-byte chunk c
+// of row r at c ^ (r & 7): conflict-free ldmatrix without padding), weight halves likewise
+// (half h of row n at h ^ ((n >> 2) & 1): the 8 columns x 4 lanes of a fragment load hit 32
+// different banks).
+template <int WGM, int WGN, int MT, int NT, int ST>
+struct Gemm4Cfg {
+    static constexpr int BM = WGM * MT * 16, BN = WGN * NT * 8, THREADS = WGM * WGN * 32, STAGES = ST;
+    static constexpr int A_STAGE = BM * BK, W_STAGE = BN * 32;
+    static constexpr size_t SMEM = (size_t)STAGES * (A_STAGE + W_STAGE);
+};
+
+template <int EP, int MT, int NT>
+__device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[MT][NT][4], int m0, int n0,
+                                               int gid, int tig) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = m0 + mt * 16 + gid + half * 8;
+            if (t >= p.M) continue;
+            const float s = p.s ? p.s[t] : 1.0f;
+            const int qs = p.qsum[t];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const int n = n0 + nt * 8 + tig * 2;
+                const int a0 = acc[mt][nt][half * 2] - qs, a1 = acc[mt][nt][half * 2 + 1] - qs;
+                if (EP == KCUDA_EP_I32) {
+                    int32_t *o = (int32_t *)p.out + (size_t)t * p.ld_out;
+                    if (n < p.n_out) o[n] = a0;
+                    if (n + 1 < p.n_out) o[n + 1] = a1;
+                } else if (EP == KCUDA_EP_GLU) {
+                    if (n + 1 < p.n_out) {
+                        const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
+                        const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
+                        const float r = g > 0.0f ? g : 0.0f;
+                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = __fmul_rn(__fmul_rn(r, r), u);
+                    }
+                } else {
+                    float *o = (float *)p.out + (size_t)t * p.ld_out;
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int nn = n + e;
+                        if (nn >= p.n_out) continue;
+                        const float g = nn < p.seg0 ? p.g0 : nn < p.seg1 ? p.g1 : p.g2;
+                        const float y = __fmul_rn(__fdiv_rn((float)(e ? a1 : a0), s), g);
+                        if (EP == KCUDA_EP_RESID) o[nn] = __fadd_rn(o[nn], y);
+                        else o[nn] = y;
+                    }
+                }
+            }
+        }
+    }
+}
+
+template <int EP, class C, int WGM, int WGN, int MT, int NT>
+__global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
+    extern __shared__ __align__(128) uint8_t smem[];
+    uint8_t *const As = smem;                                  // [STAGES][BM][128], swizzled
+    uint8_t *const Wr = smem + (size_t)C::STAGES * C::A_STAGE;  // [STAGES][BN][32], swizzled
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WGN, wn = warp % WGN, gid = lane >> 2, tig = lane & 3;
+    const int n_base = blockIdx.x * C::BN, m_base = blockIdx.y * C::BM;
+    const size_t rb = (size_t)p.k_pad / 4;
+    const int KT = p.k_pad / BK;
+    constexpr int A_CHUNKS = C::BM * 8, W_CHUNKS = C::BN * 2;
+    auto issue_a = [&](int kt, int st) {
+#pragma unroll
+        for (int i = 0; i < (A_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
+            const int idx = tid + C::THREADS * i;
+            if (A_CHUNKS % C::THREADS == 0 || idx < A_CHUNKS) {
+                const int r = idx >> 3, c = idx & 7, t = m_base + r;
+                const int8_t *src = p.q + (size_t)(t < p.M ? t : 0) * p.k_pad + (size_t)kt * BK + c * 16;
+                cp_async16(As + (size_t)st * C::A_STAGE + r * BK + ((c ^ (r & 7)) << 4), src, t < p.M);
+            }
+        }
+    };
+    auto issue_w = [&](int kt, int st) {
+#pragma unroll
+        for (int i = 0; i < (W_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
+            const int idx = tid + C::THREADS * i;
+            if (W_CHUNKS % C::THREADS == 0 || idx < W_CHUNKS) {
+                const int r = idx >> 1, h = idx & 1, n = n_base + r;
+                const uint8_t *src = p.w + (size_t)(n < p.n_out ? n : 0) * rb + (size_t)kt * 32 + h * 16;
+                cp_async16(Wr + (size_t)st * C::W_STAGE + r * 32 + ((h ^ ((r >> 2) & 1)) << 4), src, n < p.n_out);
+            }
+        }
+    };
+    int acc[MT][NT][4];
+#pragma unroll
+    for (int a = 0; a < MT; a++)
+#pragma unroll
+        for (int b = 0; b < NT; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0;
+    // The weights are constant: their first stages are requested before waiting on the previous
+    // kernel (PDL), the activations after. Group 0 then holds W(0..STAGES-2) and A(0), group s
+    // A(s): tile s is complete when group s is.
+    pdl_trigger();
+#pragma unroll
+    for (int st = 0; st < C::STAGES - 1; st++)
+        if (st < KT) issue_w(st, st);
+    pdl_wait();
+#pragma unroll
+    for (int st = 0; st < C::STAGES - 1; st++) {
+        if (st < KT) issue_a(st, st);
+        cp_async_commit();
+    }
+    // per-lane constant parts of the shared addresses
+    const int a_row0 = wm * MT * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;  // + mt * 16
+    const int a_hi = lane >> 4;                                              // chunk = 2kk + a_hi
+    const int w_row0 = wn * NT * 8 + gid;                                    // + nt * 8
+    const int w_sw = (w_row0 >> 2) & 1;  // (row >> 2) & 1 is the same for every nt (rows + 8k)
+    for (int kt = 0; kt < KT; kt++) {
+        const int st = kt % C::STAGES;
+        cp_async_wait<C::STAGES - 2>();
+        __syncthreads();  // tile kt landed for every thread; every warp finished tile kt-1
+        {
+            const int nk = kt + C::STAGES - 1;
+            if (nk < KT) {
+                issue_w(nk, nk % C::STAGES);
+                issue_a(nk, nk % C::STAGES);
+            }
+            cp_async_commit();
+        }
+        const uint8_t *A = As + (size_t)st * C::A_STAGE;
+        const uint8_t *W = Wr + (size_t)st * C::W_STAGE;
+        uint32_t w0[NT], w1[NT];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const uint8_t *row = W + (w_row0 + nt * 8) * 32 + tig * 4;
+            w0[nt] = *(const uint32_t *)(row + (w_sw << 4));
+            w1[nt] = *(const uint32_t *)(row + ((w_sw ^ 1) << 4));
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; kk++) {
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                const int r = a_row0 + mt * 16;
+                ldsm_x4(af[mt], A + r * BK + (((2 * kk + a_hi) ^ (r & 7)) << 4));
+            }
+            const int sh = 6 - 2 * kk;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const uint32_t bf[2] = {(w0[nt] >> sh) & 0x03030303u, (w1[nt] >> sh) & 0x03030303u};
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) mma_s8(acc[mt][nt], af[mt], bf);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    gemm4_epilogue<EP, MT, NT>(p, acc, m_base + wm * MT * 16, n_base + wn * NT * 8, gid, tig);
+}
+
+// The tile configurations of version 4 (index = kcuda_set_gemm_config's argument - 1):
+//   1: 128x128, 8 warps of 64x32   2: 128x64, 4 warps of 64x32   3: 64x64, 4 warps of 32x32
+//   4: 64x32, 4 warps of 16x32     5: 64x16, 4 warps of 16x16 (small M: many blocks)
+#define GEMM4_CONFIGS(X)  \
+    X(1, 2, 4, 4, 4, 4)   \
+    X(2, 2, 2, 4, 4, 4)   \
+    X(3, 2, 2, 2, 4, 4)   \
+    X(4, 4, 1, 1, 4, 6)   \
+    X(5, 4, 1, 1, 2, 6)
+enum { GEMM4_NCFG = 5 };
+const int GEMM4_BM[GEMM4_NCFG] = {128, 128, 64, 64, 64};
+const int GEMM4_BN[GEMM4_NCFG] = {128, 64, 64, 32, 16};
+
+int g_pdl = 0;  // PDL for this launch (kcuda_w2a8_gemm_ex)
+
+template <int EP, int WGM, int WGN, int MT, int NT, int ST>
+int gemm4_launch_ep(dim3 grid, void *stream, const GemmParams &p) {
+    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST>;
+    auto kern = w2a8_gemm_kernel4<EP, C, WGM, WGN, MT, NT>;
+    static bool attr = false;
+    if (!attr) {
+        KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+        attr = true;
+    }
+    return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, g_pdl, p);
+}
+
+template <int WGM, int WGN, int MT, int NT, int ST>
+int gemm4_launch_cfg(int ep, int M, void *stream, const GemmParams &p) {
+    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST>;
+    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((M + C::BM - 1) / C::BM));
+    switch (ep) {
+    case KCUDA_EP_F32: return gemm4_launch_ep<KCUDA_EP_F32, WGM, WGN, MT, NT, ST>(grid, stream, p);
+    case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST>(grid, stream, p);
+    case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST>(grid, stream, p);
+    case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST>(grid, stream, p);
+    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
+    }
+}
+
+int g_sm_count = 0;
+void gemm_defaults();
+int g_gemm_config = -1;  // 0: by shape (gemm4_pick), 1..GEMM4_NCFG: forced, -1: not set yet
+
+// Picks the largest tile whose grid still covers ~90% of the SMs once (a 128x128 grid of 80
+// blocks leaves 52 SMs idle; two 128x64 blocks per SM do the same work with all of them busy);
+// when none does (small M), the smallest tile.
+int gemm4_pick(int M, int N) {
+    gemm_defaults();
+    if (g_gemm_config >= 1 && g_gemm_config <= GEMM4_NCFG) return g_gemm_config;
+    if (!g_sm_count) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&g_sm_count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+            cudaGetLastError();
+            g_sm_count = 132;
+        }
+    }
+    for (int c = 0; c < GEMM4_NCFG; c++) {
+        const long blocks = (long)((N + GEMM4_BN[c] - 1) / GEMM4_BN[c]) * ((M + GEMM4_BM[c] - 1) / GEMM4_BM[c]);
+        if (blocks * 10 >= (long)g_sm_count * 9) return c + 1;
+    }
+    return GEMM4_NCFG;
+}
+
+int gemm4_launch(int ep, int M, void *stream, const GemmParams &p) {
+    switch (gemm4_pick(M, p.n_out)) {
+#define X(id, wgm, wgn, mt, nt, st) \
+    case id: return gemm4_launch_cfg<wgm, wgn, mt, nt, st>(ep, M, stream, p);
+        GEMM4_CONFIGS(X)
+#undef X
+    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad tile configuration");
+    }
+}
+
+int g_gemm_version = 0;  // 0: not set yet
+
+// The first launch takes the lab switches from the environment unless kcuda_set_gemm_* ran:
+// BITNET_CUDA_GEMM_VER=1..4 (default 4), BITNET_CUDA_GEMM_CFG=0..5 (default 0, by shape).
+void gemm_defaults() {
+    if (g_gemm_version == 0) {
+        const char *e = getenv("BITNET_CUDA_GEMM_VER");
+        const int v = e ? atoi(e) : 4;
+        g_gemm_version = v >= 1 && v <= 4 ? v : 4;
+    }
+    if (g_gemm_config < 0) {
+        const char *e = getenv("BITNET_CUDA_GEMM_CFG");
+        const int c = e ? atoi(e) : 0;
+        g_gemm_config = c >= 1 && c <= GEMM4_NCFG ? c : 0;
+    }
+}
 
 template <int EP>
 int gemm3_launch_ep(dim3 grid, void *stream, const GemmParams &p) {
@@ -330,11 +581,21 @@ int gemm_launch(int ep, dim3 grid, void *stream, const GemmParams &p) {
 
 }  // namespace
 
-extern "C" void kcuda_set_gemm_version(int v) { g_gemm_version = v >= 1 && v <= 3 ? v : 3; }
+extern "C" void kcuda_set_gemm_version(int v) { g_gemm_version = v >= 1 && v <= 4 ? v : 4; }
+
+extern "C" void kcuda_set_gemm_config(int c) { g_gemm_config = c >= 1 && c <= GEMM4_NCFG ? c : 0; }
+
+extern "C" int kcuda_gemm_config(int M, int N) { return gemm4_pick(M, N); }
 
 extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                                const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out,
                                int ld_out, void *stream) {
+    return kcuda_w2a8_gemm_ex(w, d_q, d_s, d_qsum, M, ep, d_out, ld_out, 0, stream);
+}
+
+extern "C" int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
+                                  const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out,
+                                  int ld_out, int pdl, void *stream) {
     if (!w || !w->d_codes || !d_q || !d_qsum || !d_out)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: NULL pointer");
     if (w->n_out <= 0 || w->k_pad <= 0 || w->k_pad % 128 || M <= 0)
@@ -364,7 +625,12 @@ extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const f
     p.out = d_out;
     p.ld_out = ld_out;
     const dim3 grid((unsigned)((w->n_out + BN - 1) / BN), (unsigned)((M + BM - 1) / BM));
+    gemm_defaults();
     if (g_gemm_version == 1) return gemm_launch<1>(ep, grid, stream, p);
     if (g_gemm_version == 2) return gemm_launch<2>(ep, grid, stream, p);
-    return gemm3_launch(ep, grid, stream, p);
+    if (g_gemm_version == 3) return gemm3_launch(ep, grid, stream, p);
+    g_pdl = pdl;  // versions 1-3 launch without PDL
+    const int rc = gemm4_launch(ep, M, stream, p);
+    g_pdl = 0;
+    return rc;
 }
