@@ -307,10 +307,10 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
 // of row r at c ^ (r & 7): conflict-free ldmatrix without padding), weight halves likewise
 // (half h of row n at h ^ ((n >> 2) & 1): the 8 columns x 4 lanes of a fragment load hit 32
 // different banks).
-template <int WGM, int WGN, int MT, int NT, int ST>
-struct Gemm4Cfg {
+template <int WGM, int WGN, int MT, int NT, int ST, int KB>
+struct Gemm4Cfg {  // KB: I2_S blocks (k-tiles of 128) per pipeline stage, i.e. per barrier
     static constexpr int BM = WGM * MT * 16, BN = WGN * NT * 8, THREADS = WGM * WGN * 32, STAGES = ST;
-    static constexpr int A_STAGE = BM * BK, W_STAGE = BN * 32;
+    static constexpr int A_STAGE = BM * BK * KB, W_STAGE = BN * 32 * KB;
     static constexpr size_t SMEM = (size_t)STAGES * (A_STAGE + W_STAGE);
 };
 
@@ -366,27 +366,39 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
     const int wm = warp / WGN, wn = warp % WGN, gid = lane >> 2, tig = lane & 3;
     const int n_base = blockIdx.x * C::BN, m_base = blockIdx.y * C::BM;
     const size_t rb = (size_t)p.k_pad / 4;
-    const int KT = p.k_pad / BK;
+    constexpr int KB = C::A_STAGE / (C::BM * BK);
+    const int NB = p.k_pad / BK;             // I2_S blocks
+    const int KT = (NB + KB - 1) / KB;       // pipeline stages; blocks past NB are zero-filled
     constexpr int A_CHUNKS = C::BM * 8, W_CHUNKS = C::BN * 2;
     auto issue_a = [&](int kt, int st) {
 #pragma unroll
-        for (int i = 0; i < (A_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
-            const int idx = tid + C::THREADS * i;
-            if (A_CHUNKS % C::THREADS == 0 || idx < A_CHUNKS) {
-                const int r = idx >> 3, c = idx & 7, t = m_base + r;
-                const int8_t *src = p.q + (size_t)(t < p.M ? t : 0) * p.k_pad + (size_t)kt * BK + c * 16;
-                cp_async16(As + (size_t)st * C::A_STAGE + r * BK + ((c ^ (r & 7)) << 4), src, t < p.M);
+        for (int b = 0; b < KB; b++) {
+            const int kb = kt * KB + b;
+#pragma unroll
+            for (int i = 0; i < (A_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
+                const int idx = tid + C::THREADS * i;
+                if (A_CHUNKS % C::THREADS == 0 || idx < A_CHUNKS) {
+                    const int r = idx >> 3, c = idx & 7, t = m_base + r;
+                    const bool ok = t < p.M && kb < NB;
+                    const int8_t *src = p.q + (ok ? (size_t)t * p.k_pad + (size_t)kb * BK + c * 16 : 0);
+                    cp_async16(As + (size_t)st * C::A_STAGE + b * C::BM * BK + r * BK + ((c ^ (r & 7)) << 4), src, ok);
+                }
             }
         }
     };
     auto issue_w = [&](int kt, int st) {
 #pragma unroll
-        for (int i = 0; i < (W_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
-            const int idx = tid + C::THREADS * i;
-            if (W_CHUNKS % C::THREADS == 0 || idx < W_CHUNKS) {
-                const int r = idx >> 1, h = idx & 1, n = n_base + r;
-                const uint8_t *src = p.w + (size_t)(n < p.n_out ? n : 0) * rb + (size_t)kt * 32 + h * 16;
-                cp_async16(Wr + (size_t)st * C::W_STAGE + r * 32 + ((h ^ ((r >> 2) & 1)) << 4), src, n < p.n_out);
+        for (int b = 0; b < KB; b++) {
+            const int kb = kt * KB + b;
+#pragma unroll
+            for (int i = 0; i < (W_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
+                const int idx = tid + C::THREADS * i;
+                if (W_CHUNKS % C::THREADS == 0 || idx < W_CHUNKS) {
+                    const int r = idx >> 1, h = idx & 1, n = n_base + r;
+                    const bool ok = n < p.n_out && kb < NB;
+                    const uint8_t *src = p.w + (ok ? (size_t)n * rb + (size_t)kb * 32 + h * 16 : 0);
+                    cp_async16(Wr + (size_t)st * C::W_STAGE + b * C::BN * 32 + r * 32 + ((h ^ ((r >> 2) & 1)) << 4), src, ok);
+                }
             }
         }
     };
@@ -427,8 +439,10 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
             }
             cp_async_commit();
         }
-        const uint8_t *A = As + (size_t)st * C::A_STAGE;
-        const uint8_t *W = Wr + (size_t)st * C::W_STAGE;
+#pragma unroll
+        for (int b = 0; b < KB; b++) {
+        const uint8_t *A = As + (size_t)st * C::A_STAGE + b * C::BM * BK;
+        const uint8_t *W = Wr + (size_t)st * C::W_STAGE + b * C::BN * 32;
         uint32_t w0[NT], w1[NT];
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
@@ -452,6 +466,7 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
                 for (int mt = 0; mt < MT; mt++) mma_s8(acc[mt][nt], af[mt], bf);
             }
         }
+        }
     }
     cp_async_wait<0>();
     gemm4_epilogue<EP, MT, NT>(p, acc, m_base + wm * MT * 16, n_base + wn * NT * 8, gid, tig);
@@ -460,39 +475,50 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
 // The tile configurations of version 4 (index = kcuda_set_gemm_config's argument - 1):
 //   1: 128x128, 8 warps of 64x32   2: 128x64, 4 warps of 64x32   3: 64x64, 4 warps of 32x32
 //   4: 64x32, 4 warps of 16x32     5: 64x16, 4 warps of 16x16 (small M: many blocks)
-#define GEMM4_CONFIGS(X)  \
-    X(1, 2, 4, 4, 4, 4)   \
-    X(2, 2, 2, 4, 4, 4)   \
-    X(3, 2, 2, 2, 4, 4)   \
-    X(4, 4, 1, 1, 4, 6)   \
-    X(5, 4, 1, 1, 2, 6)
-enum { GEMM4_NCFG = 5 };
-const int GEMM4_BM[GEMM4_NCFG] = {128, 128, 64, 64, 64};
-const int GEMM4_BN[GEMM4_NCFG] = {128, 64, 64, 32, 16};
+//   6: 64x64 as 3, two k-tiles per stage (half the barriers), 3 stages
+//   7: 64x16 as 5, two k-tiles per stage, 4 stages
+#define GEMM4_CONFIGS(X)    \
+    X(1, 2, 4, 4, 4, 4, 1)  \
+    X(2, 2, 2, 4, 4, 4, 1)  \
+    X(3, 2, 2, 2, 4, 4, 1)  \
+    X(4, 4, 1, 1, 4, 6, 1)  \
+    X(5, 4, 1, 1, 2, 6, 1)  \
+    X(6, 2, 2, 2, 4, 3, 2)  \
+    X(7, 4, 1, 1, 2, 4, 2)
+enum { GEMM4_NCFG = 7 };
+const int GEMM4_BM[GEMM4_NCFG] = {128, 128, 64, 64, 64, 64, 64};
+const int GEMM4_BN[GEMM4_NCFG] = {128, 64, 64, 32, 16, 64, 16};
 
 int g_pdl = 0;  // PDL for this launch (kcuda_w2a8_gemm_ex)
 
-template <int EP, int WGM, int WGN, int MT, int NT, int ST>
+int g_gemm_carveout = -1;  // BITNET_CUDA_GEMM_CARVEOUT: percent for the GEMM kernels (-1: the common one)
+
+template <int EP, int WGM, int WGN, int MT, int NT, int ST, int KB>
 int gemm4_launch_ep(dim3 grid, void *stream, const GemmParams &p) {
-    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST>;
+    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     auto kern = w2a8_gemm_kernel4<EP, C, WGM, WGN, MT, NT>;
     static bool attr = false;
     if (!attr) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+        if (g_gemm_carveout >= 0) {
+            const int rc = kcuda_prepare_func((const void *)kern);  // the common carveout first, then ours
+            if (rc) return rc;
+            KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, g_gemm_carveout));
+        }
         attr = true;
     }
     return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, g_pdl, p);
 }
 
-template <int WGM, int WGN, int MT, int NT, int ST>
+template <int WGM, int WGN, int MT, int NT, int ST, int KB>
 int gemm4_launch_cfg(int ep, int M, void *stream, const GemmParams &p) {
-    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST>;
+    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((M + C::BM - 1) / C::BM));
     switch (ep) {
-    case KCUDA_EP_F32: return gemm4_launch_ep<KCUDA_EP_F32, WGM, WGN, MT, NT, ST>(grid, stream, p);
-    case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST>(grid, stream, p);
-    case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST>(grid, stream, p);
-    case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST>(grid, stream, p);
+    case KCUDA_EP_F32: return gemm4_launch_ep<KCUDA_EP_F32, WGM, WGN, MT, NT, ST, KB>(grid, stream, p);
+    case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST, KB>(grid, stream, p);
+    case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST, KB>(grid, stream, p);
+    case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST, KB>(grid, stream, p);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
     }
 }
@@ -501,9 +527,12 @@ int g_sm_count = 0;
 void gemm_defaults();
 int g_gemm_config = -1;  // 0: by shape (gemm4_pick), 1..GEMM4_NCFG: forced, -1: not set yet
 
-// Picks the largest tile whose grid still covers ~90% of the SMs once (a 128x128 grid of 80
-// blocks leaves 52 SMs idle; two 128x64 blocks per SM do the same work with all of them busy);
-// when none does (small M), the smallest tile.
+// Measured on the H100 (lab, 2026-11-23): the 64x64 tile (4 blocks of 4 warps per SM) is the
+// fastest or within 10% at T = 512 on all four 2B shapes and at T = 64 on gate/up, the bigger
+// tiles lose (fewer warps to hide the mma and shared-load latencies); where 64x64 gives too
+// few blocks to cover the SMs once (T = 64, N = 2560/3840), 64x16 is fastest. Rule: PICK_BIG
+// when its grid covers ~90% of the SMs, else PICK_SMALL.
+int g_pick_big = 3, g_pick_small = 5;
 int gemm4_pick(int M, int N) {
     gemm_defaults();
     if (g_gemm_config >= 1 && g_gemm_config <= GEMM4_NCFG) return g_gemm_config;
@@ -514,17 +543,15 @@ int gemm4_pick(int M, int N) {
             g_sm_count = 132;
         }
     }
-    for (int c = 0; c < GEMM4_NCFG; c++) {
-        const long blocks = (long)((N + GEMM4_BN[c] - 1) / GEMM4_BN[c]) * ((M + GEMM4_BM[c] - 1) / GEMM4_BM[c]);
-        if (blocks * 10 >= (long)g_sm_count * 9) return c + 1;
-    }
-    return GEMM4_NCFG;
+    const int c = g_pick_big - 1;
+    const long blocks = (long)((N + GEMM4_BN[c] - 1) / GEMM4_BN[c]) * ((M + GEMM4_BM[c] - 1) / GEMM4_BM[c]);
+    return blocks * 10 >= (long)g_sm_count * 9 ? g_pick_big : g_pick_small;
 }
 
 int gemm4_launch(int ep, int M, void *stream, const GemmParams &p) {
     switch (gemm4_pick(M, p.n_out)) {
-#define X(id, wgm, wgn, mt, nt, st) \
-    case id: return gemm4_launch_cfg<wgm, wgn, mt, nt, st>(ep, M, stream, p);
+#define X(id, wgm, wgn, mt, nt, st, kb) \
+    case id: return gemm4_launch_cfg<wgm, wgn, mt, nt, st, kb>(ep, M, stream, p);
         GEMM4_CONFIGS(X)
 #undef X
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad tile configuration");
@@ -534,14 +561,24 @@ int gemm4_launch(int ep, int M, void *stream, const GemmParams &p) {
 int g_gemm_version = 0;  // 0: not set yet
 
 // The first launch takes the lab switches from the environment unless kcuda_set_gemm_* ran:
-// BITNET_CUDA_GEMM_VER=1..4 (default 4), BITNET_CUDA_GEMM_CFG=0..5 (default 0, by shape).
+// BITNET_CUDA_GEMM_VER=1..4 (default 4), BITNET_CUDA_GEMM_CFG=0..7 (default 0, by shape),
+// BITNET_CUDA_GEMM_PICK, BITNET_CUDA_GEMM_CARVEOUT (kernels_cuda.h).
 void gemm_defaults() {
     if (g_gemm_version == 0) {
         const char *e = getenv("BITNET_CUDA_GEMM_VER");
         const int v = e ? atoi(e) : 4;
         g_gemm_version = v >= 1 && v <= 4 ? v : 4;
     }
+    if (g_gemm_carveout < 0) {
+        const char *e = getenv("BITNET_CUDA_GEMM_CARVEOUT");
+        const int c = e ? atoi(e) : -1;
+        g_gemm_carveout = c >= 0 && c <= 100 ? c : -2;  // -2: checked, none
+    }
     if (g_gemm_config < 0) {
+        if (const char *e = getenv("BITNET_CUDA_GEMM_PICK")) {  // lab: "BS", e.g. 65
+            const int v = atoi(e), big = v / 10, small = v % 10;
+            if (big >= 1 && big <= GEMM4_NCFG && small >= 1 && small <= GEMM4_NCFG) g_pick_big = big, g_pick_small = small;
+        }
         const char *e = getenv("BITNET_CUDA_GEMM_CFG");
         const int c = e ? atoi(e) : 0;
         g_gemm_config = c >= 1 && c <= GEMM4_NCFG ? c : 0;
@@ -579,7 +616,97 @@ int gemm_launch(int ep, dim3 grid, void *stream, const GemmParams &p) {
     }
 }
 
+
+// ---- per-row RMSNorm + int8 quantization for prefill, version 2 -----------------------------
+// The same formulas as norm_quant_prologue (kcuda_rmsnorm_quant), but each row is read from
+// memory once, as float4 into registers (up to 8 per thread: k_pad <= 8192), instead of three
+// strided passes with a block reduction after each: version 1 took 5.6 us (512 rows x 2560)
+// and 11.4 us (x 6912), four times per layer. Only the order of the sum of squares differs.
+enum { NQ_THREADS = 256, NQ_VPT = 8 };
+__global__ void __launch_bounds__(NQ_THREADS) norm_quant_rows2_kernel(const float *x, int ld_x, int k_in, int k_pad,
+                                                                    const float *norm_w, float eps, int8_t *q,
+                                                                    float *s_out, int32_t *qsum) {
+    __shared__ float red[NQ_THREADS / 32];
+    pdl_trigger();
+    const int r = blockIdx.x, tid = threadIdx.x, n4 = k_in / 4, p4 = k_pad / 4;
+    float4 w[NQ_VPT];
+#pragma unroll
+    for (int v = 0; v < NQ_VPT; v++) {  // norm weights are constant: read before the wait
+        const int j = tid + NQ_THREADS * v;
+        w[v] = norm_w && j < n4 ? ((const float4 *)norm_w)[j] : make_float4(1.f, 1.f, 1.f, 1.f);
+    }
+    pdl_wait();
+    const float4 *xr = (const float4 *)(x + (size_t)r * ld_x);
+    float4 xv[NQ_VPT];
+    float ss = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NQ_VPT; v++) {
+        const int j = tid + NQ_THREADS * v;
+        xv[v] = j < n4 ? xr[j] : make_float4(0.f, 0.f, 0.f, 0.f);
+        ss += xv[v].x * xv[v].x + xv[v].y * xv[v].y + xv[v].z * xv[v].z + xv[v].w * xv[v].w;
+    }
+    float inv = 1.0f;
+    if (norm_w) {
+        ss = block_sum<NQ_THREADS>(ss, red);
+        inv = 1.0f / sqrtf(ss / (float)k_in + eps);
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int v = 0; v < NQ_VPT; v++) {
+        if (norm_w) {
+            xv[v].x = w[v].x * (xv[v].x * inv);
+            xv[v].y = w[v].y * (xv[v].y * inv);
+            xv[v].z = w[v].z * (xv[v].z * inv);
+            xv[v].w = w[v].w * (xv[v].w * inv);
+        }
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[v].x), fabsf(xv[v].y)), fmaxf(fabsf(xv[v].z), fabsf(xv[v].w))));
+    }
+    amax = block_max<NQ_THREADS>(amax, red);
+    const float sc = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+#pragma unroll
+    for (int v = 0; v < NQ_VPT; v++) {
+        const int j = tid + NQ_THREADS * v;
+        if (j < p4) {
+            const float e[4] = {xv[v].x, xv[v].y, xv[v].z, xv[v].w};  // zeros past k_in
+            uint32_t word = 0;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int qi = (int)fminf(fmaxf(rintf(e[i] * sc), -128.0f), 127.0f);
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * i);
+            }
+            ((uint32_t *)(q + (size_t)r * k_pad))[j] = word;
+        }
+    }
+    sum = block_sum_i<NQ_THREADS>(sum, red);
+    if (tid == 0) {
+        s_out[r] = sc;
+        qsum[r] = sum;
+    }
+}
+
+int g_norm_version = 0;  // 0: not set yet (BITNET_CUDA_NORM_PREFILL=1|2, default 2)
+
 }  // namespace
+
+extern "C" void kcuda_set_prefill_norm_version(int v) { g_norm_version = v == 1 ? 1 : 2; }
+
+extern "C" int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
+                                           const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
+                                           int32_t *d_qsum, int pdl, void *stream) {
+    if (g_norm_version == 0) {
+        const char *e = getenv("BITNET_CUDA_NORM_PREFILL");
+        g_norm_version = e && atoi(e) == 1 ? 1 : 2;
+    }
+    const bool fits = d_x && d_q && d_s && d_qsum && rows > 0 && k_in > 0 && k_in <= k_pad && k_pad % 128 == 0 &&
+                      k_pad <= NQ_THREADS * NQ_VPT * 4 && k_in % 4 == 0 && ld_x % 4 == 0 && ld_x >= k_in &&
+                      ((uintptr_t)d_x | (uintptr_t)d_norm_w | (uintptr_t)d_q) % 16 == 0;
+    if (g_norm_version == 1 || !fits)  // version 1 also checks the arguments and names what is wrong
+        return kcuda_rmsnorm_quant(d_x, rows, ld_x, k_in, k_pad, d_norm_w, eps, d_q, d_s, d_qsum, pdl, stream);
+    return kcuda_launch(norm_quant_rows2_kernel, dim3((unsigned)rows), dim3(NQ_THREADS), 0, stream, pdl, d_x, ld_x,
+                        k_in, k_pad, d_norm_w, eps, d_q, d_s, d_qsum);
+}
 
 extern "C" void kcuda_set_gemm_version(int v) { g_gemm_version = v >= 1 && v <= 4 ? v : 4; }
 
