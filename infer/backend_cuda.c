@@ -541,21 +541,26 @@ static int capture_graph(CudaBackend *b, Err *err) {
 static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0, float *all_logits, int last,
                          Err *err) {
     const float eps = b->cfg.norm_eps;
+    /* BITNET_CUDA_PREFILL_PDL=1 chains the ~10 kernels of a layer with PDL (the next launch and
+     * a GEMM's first weight loads overlap the tail of the kernel before). Off by default: on the
+     * H100 it made prefill 512 slower (8.75 vs 8.27 ms, bench 2026-11-23). */
+    const char *pe = getenv("BITNET_CUDA_PREFILL_PDL");
+    const int pdl = b->pdl && pe && pe[0] == '1';
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
     if (e != cudaSuccess) return cuda_err(err, "copying tokens", e);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, 0, b->st))
         return kc_err(err, "embed", -1);
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
-        if (kcuda_rmsnorm_quant(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, b->st) ||
-            kcuda_attn_prefill(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st) ||
-            kcuda_rmsnorm_quant(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, b->st) ||
-            kcuda_rmsnorm_quant(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, b->st) ||
-            kcuda_rmsnorm_quant(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, b->st))
+        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, pdl, b->st) ||
+            kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
             return kc_err(err, "prefill layer", -1);
     }
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {
