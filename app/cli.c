@@ -27,6 +27,8 @@ void cli_usage(FILE *to) {
         "  -b, --backend B          auto (default), cpu or cuda\n"
         "  -t, --threads N          CPU threads (default and maximum: all cores)\n"
         "  -c, --ctx N              context length (default and maximum: the model's)\n"
+        "      --lm-head T          f16 (default) or int8: CUDA backend, int8 lm_head with\n"
+        "                           per-row scales (half the bytes; top-1 may differ)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -64,7 +66,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD,
 };
 
 static const struct option long_opts[] = {
@@ -81,7 +83,7 @@ static const struct option long_opts[] = {
     {"format", required_argument, 0, OPT_FORMAT}, {"output", required_argument, 0, 'o'},
     {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
     {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
-    {"quick", no_argument, 0, OPT_QUICK},     {"help", no_argument, 0, 'h'},
+    {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
 
@@ -240,6 +242,13 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
         case OPT_JSONL: c->jsonl = true; break;
         case OPT_QUICK: c->quick = true; break;
+        case OPT_LMHEAD:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "int8")) {
+                fprintf(stderr, "bitnet-chat: --lm-head: expected f16 or int8, not '%s'\n", optarg);
+                return 2;
+            }
+            c->lm_head_int8 = !strcmp(optarg, "int8");
+            break;
         case 'h': c->mode = MODE_HELP; return 0;
         case 'V': c->mode = MODE_VERSION; return 0;
         default:

@@ -48,8 +48,8 @@ static int cmp_double(const void *a, const void *b) {
 /* End-to-end through the infer API: prefill P tokens (infer_eval) + the first greedy pick
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
 /* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
-static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads) {
-    InferOptions o = {kind, threads, 1024};
+static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads, int lm_int8) {
+    InferOptions o = {kind, threads, 1024, lm_int8};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
     const size_t mem0 = kind == BACKEND_CUDA ? kcuda_mem_used() : 0;
@@ -120,10 +120,14 @@ static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads) {
 
 #ifdef BITNET_HAVE_CUDA
 /* Median decode tok/s of P-token prompt + G generated (greedy) over `runs` runs after a warm-up. */
-static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
-    InferOptions o = {BACKEND_CUDA, 0, 1024};
+/* lm_int8: the int8 lm_head; mem (may be NULL): device bytes the backend took (cudaMemGetInfo
+ * after infer_create minus before). */
+static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int lm_int8, size_t *mem) {
+    InferOptions o = {BACKEND_CUDA, 0, 1024, lm_int8};
     Err err = {{0}};
+    const size_t mem0 = kcuda_mem_used();
     Infer *inf = infer_create(m, &o, &err);
+    if (mem) *mem = inf ? kcuda_mem_used() - mem0 : 0;
     if (!inf) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
@@ -153,6 +157,45 @@ static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
     if (rc) return -1;
     qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
     return (G - 1) / dec[1 + runs / 2];
+}
+
+static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
+    return e2e_decode_tok_s_ex(m, P, G, runs, 0, NULL);
+}
+
+/* The f16 and the int8 lm_head side by side in this run: the lm_head kernel alone at the 2B
+ * shape, then decode 64/64 and 512/64 end to end and the backend's device memory, each way. */
+static void bench_lm_head_compare(const Model *m, int quick) {
+    const int V = m->cfg.vocab_size, D = m->cfg.dim, reps = quick ? 11 : 31, runs = quick ? 3 : 5;
+    double us16 = 0, us8 = 0;
+    int same = 0;
+    printf("\nlm_head f16 vs int8 (--lm-head; int8 = per-row absmax scales made at load, fp32 activations,\n"
+           "final RMSNorm and greedy argmax fused as in f16). Kernel: %d x %d, random weights, median of %d\n"
+           "event-timed launches (the weights are far larger than L2). Decode: as in the end-to-end table,\n"
+           "median of %d runs after 1 warm-up. Memory: device bytes the backend takes (ctx 1024); the\n"
+           "embedding lookup keeps the f16 table (tied to the lm_head), so int8 adds its copy.\n\n",
+           V, D, reps, runs);
+    if (kcuda_bench_lm_head(V, D, reps, &us16, &us8, &same)) {
+        fprintf(stderr, "bench lm_head: %s\n", kcuda_last_error());
+        return;
+    }
+    double t[2][2];
+    size_t mem[2];
+    for (int v = 0; v < 2; v++) {
+        t[v][0] = e2e_decode_tok_s_ex(m, 64, 64, runs, v, &mem[v]);
+        t[v][1] = e2e_decode_tok_s_ex(m, 512, 64, runs, v, NULL);
+    }
+    printf("| lm_head | kernel us | GB/s | decode 64/64 tok/s | decode 512/64 tok/s | backend MiB |\n"
+           "|---|---:|---:|---:|---:|---:|\n");
+    const double bytes[2] = {(double)V * D * 2, (double)V * D + V * 4.0};
+    const double us[2] = {us16, us8};
+    for (int v = 0; v < 2; v++)
+        printf("| %s | %.1f | %.0f | %.1f | %.1f | %.0f |\n", v ? "int8" : "f16", us[v], bytes[v] / (us[v] * 1e3),
+               t[v][0], t[v][1], mem[v] / 1048576.0);
+    printf("| int8 / f16 | %.2fx time | | %.2fx | %.2fx | %+.0f |\n", us8 / us16, t[1][0] / t[0][0], t[1][1] / t[0][1],
+           ((double)mem[1] - (double)mem[0]) / 1048576.0);
+    printf("(random weights: top-1 of the two kernels %s on the bench input; agreement on real text:\n"
+           "test_lm_head_int8 on the demo model, README GPU section)\n", same ? "agreed" : "differed");
 }
 
 /* BITNET_BENCH_VERSIONS: decode variants side by side in this run (layer of four GEMVs with
@@ -384,7 +427,10 @@ int cmd_bench(const AppConfig *cfg) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick, cfg->threads);
+    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick, cfg->threads, cfg->lm_head_int8);
+#ifdef BITNET_HAVE_CUDA
+    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_lm_head_compare(&m, cfg->quick);
+#endif
 #ifdef BITNET_HAVE_CUDA
     if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m, getenv("BITNET_BENCH_VERSIONS"));
 #endif

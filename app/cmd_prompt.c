@@ -24,7 +24,8 @@
 /* ---- shared option handling ------------------------------------------------------------------- */
 
 static InferOptions infer_options_from(const AppConfig *cfg) {
-    InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx};
+    InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx,
+                      .lm_head_int8 = cfg->lm_head_int8};
     if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
     else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
     return o;

@@ -62,6 +62,11 @@ typedef struct {
     KcudaAttnShape ash;
     KcudaDtype emb_type, out_type;
     const void *d_emb, *d_outw;
+    /* the optional int8 lm_head (InferOptions.lm_head_int8): rows quantized at load, one f32
+     * scale per row; replaces d_outw in decode and prefill (d_outw is then freed unless the
+     * embedding shares it) */
+    int8_t *d_lm_q;
+    float *d_lm_s;
     const float *d_out_norm;
     /* one allocation each for weights, norms + rope, KV cache, scratch */
     void *d_tern, *d_dense, *d_kv, *d_scratch, *d_emb_own, *d_out_own;
@@ -146,6 +151,7 @@ static void cuda_destroy(void *vb) {
     cudaFree(b->d_scratch);
     cudaFree(b->d_emb_own);
     cudaFree(b->d_out_own);
+    cudaFree(b->d_lm_q);
     if (b->st) cudaStreamDestroy(b->st);
     if (b->h_pin) cudaFreeHost(b->h_pin);
     free(b->L);
@@ -164,6 +170,17 @@ static int dtype_of(FloatType t, KcudaDtype *out) {
     }
 }
 static size_t dtype_size(KcudaDtype t) { return t == KCUDA_F32 ? 4 : 2; }
+
+/* The lm_head (final RMSNorm fused, greedy argmax when best/argmax are given): f16 (or the
+ * model's float type) by default, int8 with per-row scales when asked for. */
+static int lm_head(CudaBackend *b, const float *d_x, int pdl) {
+    const float eps = b->cfg.norm_eps;
+    if (b->d_lm_q)
+        return kcuda_lm_head_i8(b->d_lm_q, b->d_lm_s, b->vocab, b->dim, d_x, b->d_out_norm, eps, b->d_logits,
+                                b->d_best, b->d_argmax, pdl, b->st);
+    return kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
+                         b->d_argmax, pdl, b->st);
+}
 
 /* Checks that the model has shapes the kernels support; a clear message otherwise. */
 static int check_model(const Model *m, Err *err) {
@@ -367,6 +384,34 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
             b->d_outw = b->d_out_own;
         }
     }
+    if (o && o->lm_head_int8) {
+        /* int8 lm_head: quantized on the device from the uploaded table (one block per row, a
+         * few ms), then the float copy goes unless the embedding lookup shares it (tied). */
+        if (b->dim % 16) {
+            err_set(err, "cuda: --lm-head int8 needs a hidden size that is a multiple of 16 (this model: %d)", b->dim);
+            goto fail;
+        }
+        const size_t qb = align256((size_t)b->vocab * b->dim);
+        if ((e = cudaMalloc((void **)&b->d_lm_q, qb + (size_t)b->vocab * sizeof(float))) != cudaSuccess) {
+            b->d_lm_q = NULL;
+            cuda_err(err, "allocating the int8 lm_head", e);
+            goto fail;
+        }
+        b->d_lm_s = (float *)((char *)b->d_lm_q + qb);
+        if (kcuda_quant_rows_i8(b->out_type, b->d_outw, b->vocab, b->dim, b->d_lm_q, b->d_lm_s, b->st)) {
+            kc_err(err, "quantizing the lm_head", -1);
+            goto fail;
+        }
+        if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) {
+            cuda_err(err, "quantizing the lm_head", e);
+            goto fail;
+        }
+        if (b->d_out_own) {
+            cudaFree(b->d_out_own);
+            b->d_out_own = NULL;
+        }
+        b->d_outw = b->d_lm_q;
+    }
     /* KV cache */
     {
         const size_t per = (size_t)c->n_kv_heads * b->ctx * b->hd;
@@ -418,7 +463,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         b->pf_bytes = layers > 0 && layers < 64 ? (size_t)(layers * (double)per_layer) : 0;
         const char *pfl = getenv("BITNET_CUDA_PREFETCH_LM");
         if (b->pf_bytes && pfl && atoi(pfl) != 0)
-            b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+            b->pf_lm_bytes = (size_t)b->vocab * b->dim * (b->d_lm_q ? 1 : dtype_size(b->out_type));
         const char *tg = getenv("BITNET_CUDA_TRIGGER");
         snprintf(b->trig, sizeof b->trig, "%s", tg ? tg : DECODE_TRIGGERS);
         const char *pn = getenv("BITNET_CUDA_PREFETCH_NEXT");
@@ -433,8 +478,8 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     {
         char dev[160] = "?";
         kcuda_device_describe(dev, sizeof dev);
-        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s%s", dev,
-                 b->pdl ? " + PDL" : "", b->pf_bytes ? " + L2 prefetch" : "");
+        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s%s; %s lm_head", dev,
+                 b->pdl ? " + PDL" : "", b->pf_bytes ? " + L2 prefetch" : "", b->d_lm_q ? "int8" : "f16");
     }
     return b;
 fail:
@@ -499,9 +544,7 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
 #undef PN
     TR();
 #undef TR
-    if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
-                      b->d_argmax, pdl, b->st))
-        return kc_err(err, "lm_head", -1);
+    if (lm_head(b, b->d_x, pdl)) return kc_err(err, "lm_head", -1);
     return 0;
 }
 
@@ -565,9 +608,7 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
     }
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {
         if (!all_logits && !last) break;
-        if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->p_x + (size_t)t * b->dim, b->d_out_norm, eps,
-                          b->d_logits, b->d_best, b->d_argmax, 0, b->st))
-            return kc_err(err, "lm_head", -1);
+        if (lm_head(b, b->p_x + (size_t)t * b->dim, 0)) return kc_err(err, "lm_head", -1);
         if (all_logits) {
             e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
                                 cudaMemcpyDeviceToHost, b->st);

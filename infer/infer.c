@@ -26,7 +26,7 @@ static const BackendOps *cuda_ops(void) {
 }
 
 Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
-    InferOptions opt = {BACKEND_AUTO, 0, 0};
+    InferOptions opt = {BACKEND_AUTO, 0, 0, 0};
     if (o) opt = *o;
     if (!m || !m->layers) {
         err_set(err, "infer_create: no model");

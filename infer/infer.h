@@ -16,6 +16,7 @@ typedef struct {
     BackendKind backend;   /* AUTO: CUDA when a device is present, else CPU */
     int threads;           /* CPU threads; 0 = all cores */
     int ctx;               /* KV cache length; 0 = the model's context length */
+    int lm_head_int8;      /* CUDA: int8 lm_head (per-row scales, made at load); 0 = f16 as stored */
 } InferOptions;
 
 typedef struct Infer Infer;

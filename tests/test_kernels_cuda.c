@@ -654,6 +654,8 @@ static void test_prefill_versions(void) {
     kcuda_set_attn_prefill_version(2);
 }
 
+static void test_lm_head_i8_all(void); /* int8 lm_head (lmhead helper), defined at the end */
+
 int main(void) {
     if (kcuda_device_count() <= 0) SKIP("no CUDA device");
     char desc[200];
@@ -706,5 +708,90 @@ int main(void) {
     kcuda_set_gemv_version(3, 0);
     kcuda_set_gemv_late_trigger(0);
     test_prefill_versions();
+    test_lm_head_i8_all();
     return check_report("test_kernels_cuda");
+}
+
+/* ---- the optional int8 lm_head (kcuda_quant_rows_i8 + kcuda_lm_head_i8) ------------------------
+ * The device quantizer against lm_head_quant_i8_ref byte for byte (q and the scales), then the
+ * int8 GEMV with the fused RMSNorm against a double-precision reference over the same int8 rows
+ * (fp32 summation order only: 1e-5 of the largest logit), every logit written over a NaN-poisoned
+ * buffer, the argmax equal to the largest logit returned (lowest index on ties: zero rows
+ * tie), ragged n, k from 16 to 16384 (both loop shapes of the kernel), with and without PDL. */
+#include "kernels/cpu/kernels_cpu.h"
+
+static void test_lm_head_i8(int n, int k, int with_norm, int pdl) {
+    uint16_t *hw = malloc(sizeof(uint16_t) * n * k);
+    for (size_t i = 0; i < (size_t)n * k; i++) hw[i] = f2h(frand(0.05f));
+    if (n > 3) {
+        memset(hw + (size_t)1 * k, 0, sizeof(uint16_t) * k);  /* all-zero rows: scale 0 */
+        memset(hw + (size_t)3 * k, 0, sizeof(uint16_t) * k);
+        hw[(size_t)2 * k + k / 2] = f2h(60000.0f);             /* one huge weight: the rest rounds to 0 */
+    }
+    int8_t *q = malloc((size_t)n * k), *gq = malloc((size_t)n * k);
+    float *sc = malloc(sizeof(float) * n), *gsc = malloc(sizeof(float) * n);
+    lm_head_quant_i8_ref(CPU_DENSE_F16, hw, n, k, q, sc);
+    void *dw = dmalloc(sizeof(uint16_t) * n * k);
+    int8_t *dq = dmalloc((size_t)n * k);
+    float *ds = dmalloc(sizeof(float) * n);
+    up(dw, hw, sizeof(uint16_t) * n * k);
+    REQUIRE(cudaMemset(dq, 0x55, (size_t)n * k) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_quant_rows_i8(KCUDA_F16, dw, n, k, dq, ds, NULL), 0);
+    down(gq, dq, (size_t)n * k);
+    down(gsc, ds, sizeof(float) * n);
+    CHECK_MSG(memcmp(q, gq, (size_t)n * k) == 0, "int8 lm_head %dx%d: device quantizer bytes differ from the reference", n, k);
+    CHECK_MSG(memcmp(sc, gsc, sizeof(float) * n) == 0, "int8 lm_head %dx%d: device row scales differ", n, k);
+
+    float *x = malloc(sizeof(float) * k), *nw = malloc(sizeof(float) * k), *xn = malloc(sizeof(float) * k);
+    double ss = 0;
+    for (int i = 0; i < k; i++) x[i] = frand(2.0f), nw[i] = 0.5f + frand(0.4f), ss += (double)x[i] * x[i];
+    const double inv = 1.0 / sqrt(ss / k + 1e-5);
+    for (int i = 0; i < k; i++) xn[i] = with_norm ? (float)(nw[i] * (x[i] * inv)) : x[i];
+    float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    lm_head_i8_gemv_ref(q, sc, n, k, xn, ref);
+    float *dx = dmalloc(sizeof(float) * k), *dn = dmalloc(sizeof(float) * k), *dl = dmalloc(sizeof(float) * n);
+    int *dbest = dmalloc(sizeof(int) * kcuda_lm_head_scratch(n)), *dam = dmalloc(sizeof(int));
+    up(dx, x, sizeof(float) * k);
+    up(dn, nw, sizeof(float) * k);
+    REQUIRE(cudaMemset(dl, 0xff, sizeof(float) * n) == cudaSuccess);
+    REQUIRE(cudaMemset(dam, 0xff, sizeof(int)) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_lm_head_i8(dq, ds, n, k, dx, with_norm ? dn : NULL, 1e-5f, dl, dbest, dam, pdl, NULL), 0);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    int am = -1;
+    down(got, dl, sizeof(float) * n);
+    down(&am, dam, sizeof(int));
+    double maxerr = 0, maxref = 0;
+    int ref_am = 0, nan = 0;
+    for (int r = 0; r < n; r++) {
+        if (!(got[r] == got[r])) nan++;
+        maxerr = fmax(maxerr, fabs((double)ref[r] - got[r]));
+        maxref = fmax(maxref, fabs((double)ref[r]));
+        if (got[r] > got[ref_am]) ref_am = r;
+    }
+    CHECK_MSG(nan == 0, "int8 lm_head %dx%d: %d logits not written", n, k, nan);
+    CHECK_MSG(maxerr <= 1e-5 * maxref + 1e-6, "int8 lm_head %dx%d norm %d: max error %g (max |logit| %g)", n, k,
+              with_norm, maxerr, maxref);
+    CHECK_EQ_INT(am, ref_am);
+    if (n > 3) CHECK(got[1] == 0.0f && got[3] == 0.0f);
+    printf("int8 lm_head %dx%d norm %d pdl %d: quantizer identical, max error %.2e of %.2e, argmax %d\n", n, k, with_norm,
+           pdl, maxerr, maxref, am);
+    free(hw), free(q), free(gq), free(sc), free(gsc), free(x), free(nw), free(xn), free(ref), free(got);
+    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dx), cudaFree(dn), cudaFree(dl), cudaFree(dbest), cudaFree(dam);
+}
+
+static void test_lm_head_i8_all(void) {
+    test_lm_head_i8(1001, 2560, 1, 1);
+    test_lm_head_i8(7, 16, 1, 0);
+    test_lm_head_i8(33, 4096, 0, 1);
+    test_lm_head_i8(300, 5008, 1, 1);
+    test_lm_head_i8(50, 16384, 1, 0);
+    test_lm_head_i8(12345, 2560, 1, 1);
+    /* bad arguments: k not a multiple of 16, no scales, NULL weights */
+    int8_t *dq = dmalloc(64 * 32);
+    float *ds = dmalloc(64 * 4), *dx = dmalloc(64 * 4), *dl = dmalloc(64 * 4);
+    CHECK_EQ_INT(kcuda_lm_head_i8(dq, ds, 64, 24, dx, NULL, 0, dl, NULL, NULL, 0, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_lm_head_i8(dq, NULL, 64, 32, dx, NULL, 0, dl, NULL, NULL, 0, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_lm_head_i8(NULL, ds, 64, 32, dx, NULL, 0, dl, NULL, NULL, 0, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_quant_rows_i8((KcudaDtype)7, dq, 64, 32, dq, ds, NULL), KCUDA_ERR_ARG);
+    cudaFree(dq), cudaFree(ds), cudaFree(dx), cudaFree(dl);
 }

@@ -140,6 +140,13 @@ void dense_gemm_mt(CpuPool *p, CpuDenseType type, const void *w, int n, int k, c
 /* Row r of W as fp32 (embedding lookup). */
 void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out);
 
+/* The optional int8 lm_head (bitnet-chat --lm-head int8), scalar references:
+ * per-row absmax quantization of W [n][k]: scale[r] = max|W[r]| / 127 (fp32), q = rint(W / scale)
+ * (round half to even, clamped to +-127; an all-zero row gives scale 0, q 0), the same bytes as
+ * kcuda_quant_rows_i8; and y[r] = scale[r] * sum_j q[r][j] * x[j] accumulated in double. */
+void lm_head_quant_i8_ref(CpuDenseType type, const void *w, int n, int k, int8_t *q, float *scale);
+void lm_head_i8_gemv_ref(const int8_t *q, const float *scale, int n, int k, const float *x, float *y);
+
 /* IEEE half / bfloat16 conversions, round to nearest even (scalar, exact). */
 uint16_t f32_to_f16_ref(float f);
 float f16_to_f32_ref(uint16_t h);

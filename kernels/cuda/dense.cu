@@ -15,6 +15,7 @@ struct LmParams {
     const float *x, *norm_w;
     float eps;
     float *logits;
+    const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
     int *best;
     int *argmax;
     L2Pf pf;  // weights of later launches to prefetch into L2 (decode), may be empty
@@ -46,6 +47,21 @@ template <> struct Conv<__nv_bfloat16> {
         return acc;
     }
     enum { EPC = 8 };
+};
+// int8 weights (the optional int8 lm_head): 16 weights per 16-byte chunk, f32 activations, so
+// the only error against the f16 head is the weight rounding; the row scale is applied once to
+// the finished dot product (finish()).
+template <> struct Conv<int8_t> {
+    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc = fmaf((float)(int8_t)(u[i] >> (8 * j)), x[4 * i + j], acc);
+        }
+        return acc;
+    }
+    enum { EPC = 16 };
 };
 template <> struct Conv<float> {
     static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
@@ -116,6 +132,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     int best_i = 0x7fffffff;
     auto finish = [&](float acc, int r) {
         acc = warp_sum(acc);
+        if (p.row_scale) acc *= p.row_scale[r];
         if (lane == 0) p.logits[r] = acc;
         if (better(acc, r, best_v, best_i)) {
             best_v = acc;
@@ -303,26 +320,82 @@ extern "C" int kcuda_lm_head_scratch(int n) {
     return 2 * 64 * g_sms;  // at most 64 resident blocks per SM
 }
 
-extern "C" int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d_x,
-                             const float *d_norm_w, float eps, float *d_logits, int *d_best,
-                             int *d_argmax, int pdl, void *stream) {
+// Shared by the float and int8 heads: type KCUDA_F32/F16/BF16 with row_scale NULL, or int8
+// rows (type ignored) with row_scale.
+static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_scale, int n, int k,
+                          const float *d_x, const float *d_norm_w, float eps, float *d_logits,
+                          int *d_best, int *d_argmax, int pdl, void *stream, const char *fn) {
     if (!d_w || !d_x || !d_logits || (d_best && !d_argmax))
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: NULL pointer");
-    const int esize = type == KCUDA_F32 ? 4 : 2;
-    if (type != KCUDA_F32 && type != KCUDA_F16 && type != KCUDA_BF16)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: bad dtype %d", (int)type);
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL pointer", fn);
+    if (!row_scale && type != KCUDA_F32 && type != KCUDA_F16 && type != KCUDA_BF16)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: bad dtype %d", fn, (int)type);
+    const int esize = row_scale ? 1 : type == KCUDA_F32 ? 4 : 2;
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", n, k);
-    if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: weights not 16-byte aligned");
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, kcuda_take_prefetch(), kcuda_take_trace()};
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", fn, n, k);
+    if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, kcuda_take_prefetch(), kcuda_take_trace()};
     int nb = 0, rc;
-    if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
+    if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
+    else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
     else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
     else rc = lm_dispatch<float>(lp, stream, pdl, &nb);
     if (rc || !d_best) return rc;
     if (nb * 2 > kcuda_lm_head_scratch(n))
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: scratch too small for %d blocks", nb);
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: scratch too small for %d blocks", fn, nb);
     return kcuda_launch(argmax_final_kernel, dim3(1), dim3(1024), 0, stream, pdl, (const int *)d_best, nb, d_argmax);
+}
+
+extern "C" int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d_x,
+                             const float *d_norm_w, float eps, float *d_logits, int *d_best,
+                             int *d_argmax, int pdl, void *stream) {
+    return lm_head_common(type, d_w, NULL, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, pdl, stream,
+                          "kcuda_lm_head");
+}
+
+extern "C" int kcuda_lm_head_i8(const int8_t *d_q, const float *d_scale, int n, int k, const float *d_x,
+                                const float *d_norm_w, float eps, float *d_logits, int *d_best,
+                                int *d_argmax, int pdl, void *stream) {
+    if (!d_scale) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head_i8: NULL row scales");
+    return lm_head_common(KCUDA_F32, d_q, d_scale, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, pdl, stream,
+                          "kcuda_lm_head_i8");
+}
+
+namespace {
+template <typename T> __device__ __forceinline__ float to_f32(T v) { return (float)v; }
+template <> __device__ __forceinline__ float to_f32<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// One block per row: absmax, scale = amax / 127, q = rint(w / scale) (IEEE division and
+// round-half-even, written out so that the host reference lm_head_quant_i8_ref gives the same
+// bytes).
+template <typename T>
+__global__ void __launch_bounds__(256) quant_rows_i8_kernel(const T *w, int k, int8_t *q, float *scale) {
+    __shared__ float red[8];
+    const size_t r = blockIdx.x;
+    const T *row = w + r * (size_t)k;
+    float m = 0.0f;
+    for (int i = threadIdx.x; i < k; i += 256) m = fmaxf(m, fabsf(to_f32(row[i])));
+    m = block_max<256>(m, red);
+    const float s = __fdiv_rn(m, 127.0f);
+    if (threadIdx.x == 0) scale[r] = s;
+    for (int i = threadIdx.x; i < k; i += 256) {
+        float v = s > 0.0f ? rintf(__fdiv_rn(to_f32(row[i]), s)) : 0.0f;
+        v = fminf(fmaxf(v, -127.0f), 127.0f);
+        q[r * (size_t)k + i] = (int8_t)(int)v;
+    }
+}
+}  // namespace
+
+extern "C" int kcuda_quant_rows_i8(KcudaDtype type, const void *d_w, int n, int k, int8_t *d_q, float *d_scale,
+                                   void *stream) {
+    if (!d_w || !d_q || !d_scale) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_quant_rows_i8: NULL pointer");
+    if (n <= 0 || k <= 0) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_quant_rows_i8: shape %d x %d", n, k);
+    switch (type) {
+    case KCUDA_F16: return kcuda_launch(quant_rows_i8_kernel<__half>, dim3((unsigned)n), dim3(256), 0, stream, 0, (const __half *)d_w, k, d_q, d_scale);
+    case KCUDA_BF16: return kcuda_launch(quant_rows_i8_kernel<__nv_bfloat16>, dim3((unsigned)n), dim3(256), 0, stream, 0, (const __nv_bfloat16 *)d_w, k, d_q, d_scale);
+    case KCUDA_F32: return kcuda_launch(quant_rows_i8_kernel<float>, dim3((unsigned)n), dim3(256), 0, stream, 0, (const float *)d_w, k, d_q, d_scale);
+    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_quant_rows_i8: bad dtype %d", (int)type);
+    }
 }
 
 extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
@@ -339,4 +412,84 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
+}
+
+// ---- benchmark of the two lm_heads (bitnet-chat bench) -----------------------------------------
+
+namespace {
+__global__ void fill_f16_kernel(__half *w, size_t n, unsigned seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned h = (unsigned)i * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+        w[i] = __float2half(((float)(h & 0xffff) / 65536.0f - 0.5f) * 0.1f);
+    }
+}
+}  // namespace
+
+// Median time per launch (norm + GEMV + argmax, no PDL) of the f16 and the int8 lm_head at
+// n x k, random weights; the matrices (n*k*3 bytes) are far larger than L2, so each launch
+// streams its weights from HBM.
+extern "C" int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax) {
+    if (n <= 0 || k <= 0 || k % 16 || reps < 1 || reps > 101)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_bench_lm_head: bad shape %d x %d or reps %d", n, k, reps);
+    __half *w = NULL;
+    int8_t *q = NULL;
+    float *s = NULL, *x = NULL, *nw = NULL, *logits = NULL;
+    int *best = NULL, *am = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int rc = KCUDA_OK;
+    float ms[2][101];
+    const size_t nk = (size_t)n * k;
+    const int scr = kcuda_lm_head_scratch(n);
+    if (cudaMalloc(&w, nk * 2) != cudaSuccess || cudaMalloc(&q, nk) != cudaSuccess ||
+        cudaMalloc(&s, (size_t)n * 4) != cudaSuccess || cudaMalloc(&x, (size_t)k * 8) != cudaSuccess ||
+        cudaMalloc(&logits, (size_t)n * 4) != cudaSuccess || cudaMalloc(&best, (size_t)scr * 4) != cudaSuccess ||
+        cudaMalloc(&am, 8) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+        rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of device memory");
+        goto done;
+    }
+    nw = x + k;
+    fill_f16_kernel<<<1024, 256>>>(w, nk, 12345u);
+    {
+        // x and the norm weights: simple finite values
+        float *h = (float *)malloc((size_t)k * 8);
+        if (!h) {
+            rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < k; i++) h[i] = (float)((i * 37) % 101) / 50.0f - 1.0f, h[k + i] = 1.0f + (float)(i % 7) / 10.0f;
+        cudaMemcpy(x, h, (size_t)k * 8, cudaMemcpyHostToDevice);
+        free(h);
+    }
+    if ((rc = kcuda_quant_rows_i8(KCUDA_F16, w, n, k, q, s, NULL))) goto done;
+    for (int v = 0; v < 2 && !rc; v++) {
+        int am_v[2];
+        for (int r = -2; r < reps && !rc; r++) {  // two warm-up launches
+            cudaEventRecord(e0, NULL);
+            rc = v == 0 ? kcuda_lm_head(KCUDA_F16, w, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL)
+                        : kcuda_lm_head_i8(q, s, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL);
+            cudaEventRecord(e1, NULL);
+            if (cudaEventSynchronize(e1) != cudaSuccess) rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: launch failed");
+            if (r >= 0) cudaEventElapsedTime(&ms[v][r], e0, e1);
+        }
+        cudaMemcpy(&am_v[0], am, 4, cudaMemcpyDeviceToHost);
+        if (v == 0) *same_argmax = am_v[0];
+        else *same_argmax = *same_argmax == am_v[0];
+    }
+    if (!rc) {
+        for (int v = 0; v < 2; v++)  // insertion sort, then the median
+            for (int i = 1; i < reps; i++)
+                for (int j = i; j > 0 && ms[v][j] < ms[v][j - 1]; j--) {
+                    const float t = ms[v][j];
+                    ms[v][j] = ms[v][j - 1];
+                    ms[v][j - 1] = t;
+                }
+        *us_f16 = ms[0][reps / 2] * 1e3;
+        *us_i8 = ms[1][reps / 2] * 1e3;
+    }
+done:
+    cudaFree(w), cudaFree(q), cudaFree(s), cudaFree(x), cudaFree(logits), cudaFree(best), cudaFree(am);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return rc;
 }

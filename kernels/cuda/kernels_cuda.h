@@ -171,6 +171,18 @@ int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d
                   int pdl, void *stream);
 int kcuda_lm_head_scratch(int n);
 
+/* The optional int8 lm_head: the same as kcuda_lm_head (fused RMSNorm, f32 activations, greedy
+ * argmax epilogue) over int8 rows d_q [n][k] with one f32 scale per row:
+ * logits[r] = d_scale[r] * sum_j q[r][j] * x_n[j]. k a multiple of 16. */
+int kcuda_lm_head_i8(const int8_t *d_q, const float *d_scale, int n, int k, const float *d_x,
+                     const float *d_norm_w, float eps, float *d_logits, int *d_best,
+                     int *d_argmax, int pdl, void *stream);
+/* Per-row absmax int8 quantization of a dense matrix W [n][k] (f32/f16/bf16) on the device:
+ * scale[r] = max|W[r]| / 127, q = rint(W / scale[r]) (half to even, clamped to +-127; an all-zero
+ * row gives scale 0 and q 0). Byte for byte what lm_head_quant_i8_ref (kernels_cpu.h) gives. */
+int kcuda_quant_rows_i8(KcudaDtype type, const void *d_w, int n, int k, int8_t *d_q,
+                        float *d_scale, void *stream);
+
 /* x[t][:] = float(E[tok[t]][:]) for t < T; tokens out of range give an error flag in
  * d_err (set to 1) and a zero row. */
 int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim, const int32_t *d_tok,
@@ -234,6 +246,11 @@ int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl
  * weights `lookahead` bytes further along the rotating stream of layers (0 = no prefetch), with
  * the GEMV late trigger on (late != 0) or off; PDL on. Microseconds per layer. */
 int kcuda_bench_layer_pf(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, double *us);
+
+/* The f16 and the int8 lm_head at n x k (random weights, final norm and greedy argmax included,
+ * no PDL): median microseconds per launch over reps (1..101) after 2 warm-ups, event-timed on
+ * the default stream; *same_argmax = 1 when both picked the same token. */
+int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax);
 
 /* Bytes of device memory in use now (cudaMemGetInfo total - free). */
 size_t kcuda_mem_used(void);
