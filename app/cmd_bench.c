@@ -414,7 +414,9 @@ int cmd_bench(const AppConfig *cfg) {
     printf("bitnet-chat bench (%s backend%s)\n", use_cuda ? "cuda" : "cpu", cfg->quick ? ", quick" : "");
     int rc = 0;
 #ifdef BITNET_HAVE_CUDA
-    if (use_cuda && !getenv("BITNET_BENCH_PROFILE")) rc = bench_cuda_kernels(cfg->quick);
+    /* BITNET_BENCH_SKIP_KERNELS=1 (lab): straight to the end-to-end tables, to spend less device time */
+    if (use_cuda && !getenv("BITNET_BENCH_PROFILE") && !getenv("BITNET_BENCH_SKIP_KERNELS"))
+        rc = bench_cuda_kernels(cfg->quick);
 #endif
     if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (rc) return rc;

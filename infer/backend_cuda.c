@@ -398,6 +398,12 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
             goto fail;
         }
         b->d_lm_s = (float *)((char *)b->d_lm_q + qb);
+        /* the table was copied with cudaMemcpy from pageable memory on the legacy stream, whose
+         * DMA may still be under way when it returns; b->st does not wait for that stream */
+        if ((e = cudaDeviceSynchronize()) != cudaSuccess) {
+            cuda_err(err, "uploading the lm_head", e);
+            goto fail;
+        }
         if (kcuda_quant_rows_i8(b->out_type, b->d_outw, b->vocab, b->dim, b->d_lm_q, b->d_lm_s, b->st)) {
             kc_err(err, "quantizing the lm_head", -1);
             goto fail;

@@ -6,3 +6,8 @@ if(BN_HAVE_CUDA)
   bn_add_test(NAME test_lm_head_int8_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_lm_head_int8.c
               LIBS bn_infer ARGS cuda LABELS gpu)
 endif()
+bn_add_script_test(NAME test_lm_head_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_lm_head_cli.sh LABELS cpu)
+if(BN_HAVE_CUDA)
+  bn_add_script_test(NAME test_lm_head_cli_cuda SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_lm_head_cli.sh
+                     ARGS cuda LABELS gpu)
+endif()

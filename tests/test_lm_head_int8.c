@@ -13,7 +13,10 @@
  *        quantizer makes, tested equal in test_kernels_cuda) expanded to fp32 as q * scale, so
  *        the logits are scale * sum(q * x) with fp32 activations, as the CUDA int8 kernel takes
  *        them, up to fp32 summation order;
- *   cuda (label gpu, skips without a device): the CUDA backend with lm_head_int8 = 0 and 1.
+ *   cuda (label gpu, skips without a device): the CUDA backend with lm_head_int8 = 0 and 1; and
+ *        the CUDA int8 logits against the cpu path's int8 logits on every position, within XTOL
+ *        of max |logit| (the tolerance test_demo_golden allows between backends: int8
+ *        activations of the linears may round the other way after fp32 differences upstream).
  * Printed per path: top-1 agreement over all positions, the largest f16 top-2 margin at a
  * position where the picks differ (flips should happen only at near-ties), max and mean of
  * max|logit diff| / (max - min f16 logit) per position, and for 8 prompts the greedy replies
@@ -40,6 +43,7 @@
 
 #define MIN_AGREE 0.985
 #define MAX_REL 0.02
+#define XTOL 0.03
 #define FLIP_MARGIN 0.1
 enum { WIN = 256, GEN = 48, NGREEDY = 8, MAXSEQ = 512 };
 
@@ -309,11 +313,11 @@ int main(int argc, char **argv) {
     }
     Infer *a = NULL, *b = NULL;
     Model mq = m;
+    deq = malloc(sizeof(float) * (size_t)V * D);
+    REQUIRE(deq);
+    for (size_t i = 0; i < (size_t)V * D; i++) deq[i] = (float)q[i] * sc[i / (size_t)D];
+    mq.output = (DenseMatrix){FT_F32, V, D, deq};
     if (!cuda) {
-        deq = malloc(sizeof(float) * (size_t)V * D);
-        REQUIRE(deq);
-        for (size_t i = 0; i < (size_t)V * D; i++) deq[i] = (float)q[i] * sc[i / (size_t)D];
-        mq.output = (DenseMatrix){FT_F32, V, D, deq};
         InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
         a = infer_create(&m, &o, &err);
         b = a ? infer_create(&mq, &o, &err) : NULL;
@@ -329,6 +333,34 @@ int main(int argc, char **argv) {
     printf("path %s: %s\n", which, desc);
     Stats st;
     measure(which, a, b, &m, &c, &st);
+    if (cuda) {
+        /* the CUDA int8 head against the CPU reference of the same int8 table */
+        InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
+        Infer *r = infer_create(&mq, &o, &err);
+        REQUIRE(r);
+        float *lr = malloc(sizeof(float) * (size_t)V * MAXSEQ), *lb = malloc(sizeof(float) * (size_t)V * MAXSEQ);
+        REQUIRE(lr && lb);
+        double worst = 0;
+        long same = 0, pos = 0;
+        for (int s = 0; s < c.n; s++) {
+            REQUIRE(infer_eval(r, c.s[s].ids, c.s[s].n, 0, lr, &err) == 0);
+            REQUIRE(infer_eval(b, c.s[s].ids, c.s[s].n, 0, lb, &err) == 0);
+            for (int t = 0; t < c.s[s].n; t++) {
+                const float *x = lr + (size_t)t * V, *y = lb + (size_t)t * V;
+                double mx = 0, d = 0;
+                for (int i = 0; i < V; i++) mx = fmax(mx, fabs(x[i])), d = fmax(d, fabs((double)x[i] - y[i]));
+                worst = fmax(worst, d / (mx > 0 ? mx : 1));
+                same += argmax_v(x, V) == argmax_v(y, V);
+                pos++;
+            }
+        }
+        printf("cuda int8 vs cpu int8 reference: max |diff| / max |logit| %.3e (tolerance %.2g), top-1 equal at %ld / %ld positions\n",
+               worst, XTOL, same, pos);
+        CHECK(worst <= XTOL);
+        free(lr);
+        free(lb);
+        infer_destroy(r);
+    }
     infer_destroy(a);
     infer_destroy(b);
     for (int i = 0; i < c.n; i++) free(c.s[i].ids);
