@@ -235,6 +235,11 @@ static int cmd_regen(App *a, const char *args) {
 
 static int cmd_clear(App *a, const char *args) {
     if (!blank(args)) return bad_arg(a, cmd_clear, "takes no argument");
+    if (app_busy(a)) {
+        /* Clearing would hide the reply being written while it goes on out of sight. */
+        app_set_hint(a, "Stop the reply first (Esc), then /clear.");
+        return REACT_STATUS;
+    }
     return app_clear_view(a);
 }
 

@@ -61,6 +61,8 @@ static int hook_input_available(void) { return g_q_len > 0; }
 
 static void hook_redisplay(void) { g_dirty = true; }
 
+static void remember_new(const char *line);
+
 static void on_line(char *line) {
     if (!line) {
         g_eof = true;
@@ -70,7 +72,10 @@ static void on_line(char *line) {
     g_line = line;
     if (*line) {
         HIST_ENTRY *last = history_length ? history_get(history_base + history_length - 1) : NULL;
-        if (!last || strcmp(last->line, line)) add_history(line);
+        if (!last || strcmp(last->line, line)) {
+            add_history(line);
+            remember_new(line);
+        }
     }
 }
 
@@ -162,32 +167,90 @@ static void mkdirs_for(const char *path) {
     free(d);
 }
 
+/* Lines entered in this run, escaped as in the file, to be merged into it on exit. */
+static char **g_new;
+static size_t g_n_new, g_cap_new;
+
+static char *escape_line(const char *line) {
+    char *e = malloc(strlen(line) * 2 + 1), *o = e;
+    if (!e) return NULL;
+    for (const char *p = line; *p; p++) {
+        if (*p == '\n') *o++ = '\\', *o++ = 'n';
+        else if (*p == '\\') *o++ = '\\', *o++ = '\\';
+        else *o++ = *p;
+    }
+    *o = 0;
+    return e;
+}
+
+static void remember_new(const char *line) {
+    if (g_n_new == g_cap_new) {
+        size_t cap = g_cap_new ? g_cap_new * 2 : 64;
+        char **n = realloc(g_new, cap * sizeof *n);
+        if (!n) return;
+        g_new = n;
+        g_cap_new = cap;
+    }
+    char *e = escape_line(line);
+    if (e) g_new[g_n_new++] = e;
+}
+
+/* Writes the file as it is now (another copy of the program may have added lines since we
+ * read it) plus this run's lines, the last HISTORY_MAX of them, through a private temporary
+ * file renamed into place, so that two copies quitting together never lose each other's
+ * lines nor leave a torn file. */
 static void history_save(const char *path) {
     mkdirs_for(path);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char **lines = NULL;
+    size_t n = 0, cap = 0;
+    FILE *in = fopen(path, "r");
+    if (in) {
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t len;
+        while ((len = getline(&line, &lcap, in)) > 0) {
+            if (line[len - 1] == '\n') line[--len] = 0;
+            if (!len) continue;
+            if (n == cap) {
+                size_t c = cap ? cap * 2 : 256;
+                char **l = realloc(lines, c * sizeof *l);
+                if (!l) break;
+                lines = l;
+                cap = c;
+            }
+            lines[n] = strdup(line);
+            if (lines[n]) n++;
+        }
+        free(line);
+        fclose(in);
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     /* 0600: the file holds everything the user typed, as private as the chats themselves. */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f && fd >= 0) {
         close(fd);
         unlink(tmp);
-        return;
     }
-    int start = history_length > HISTORY_MAX ? history_length - HISTORY_MAX : 0;
-    for (int i = start; i < history_length; i++) {
-        HIST_ENTRY *h = history_get(history_base + i);
-        if (!h) continue;
-        for (const char *p = h->line; *p; p++) {
-            if (*p == '\n') fputs("\\n", f);
-            else if (*p == '\\') fputs("\\\\", f);
-            else fputc(*p, f);
+    if (f) {
+        /* The merged list: file lines, then ours (a line equal to the one before is left
+         * out); only the last HISTORY_MAX are written. */
+        size_t total = n + g_n_new, skip = total > HISTORY_MAX ? total - HISTORY_MAX : 0;
+        const char *prev = NULL;
+        for (size_t i = 0; i < total; i++) {
+            const char *l = i < n ? lines[i] : g_new[i - n];
+            if (i >= n && prev && !strcmp(prev, l)) continue;
+            prev = l;
+            if (i < skip) continue;
+            fputs(l, f);
+            fputc('\n', f);
         }
-        fputc('\n', f);
+        if (fclose(f) == 0) rename(tmp, path);
+        else unlink(tmp);
     }
-    if (fclose(f) == 0) rename(tmp, path);
-    else unlink(tmp);
+    for (size_t i = 0; i < n; i++) free(lines[i]);
+    free(lines);
 }
 
 /* ---- public ---------------------------------------------------------------------------- */
@@ -233,6 +296,10 @@ void input_shutdown(void) {
     if (g_history_path) history_save(g_history_path);
     free(g_history_path);
     g_history_path = NULL;
+    for (size_t i = 0; i < g_n_new; i++) free(g_new[i]);
+    free(g_new);
+    g_new = NULL;
+    g_n_new = g_cap_new = 0;
     free(g_line);
     g_line = NULL;
     if (g_null_out) fclose(g_null_out);

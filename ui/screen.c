@@ -156,6 +156,20 @@ int screen_init(char *why, size_t whylen) {
         return -1;
     }
     set_term(g_screen);
+    /* A terminal that cannot place the cursor (TERM=dumb, an editor's shell buffer) would
+     * get a scramble of text: refuse with a reason instead. */
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (char *)-1 || !*cup) {
+        const char *t = getenv("TERM");
+        endwin();
+        delscreen(g_screen);
+        g_screen = NULL;
+        if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+        snprintf(why, whylen,
+                 "the terminal (TERM=%s) cannot move the cursor; the chat needs a full-screen "
+                 "terminal (use -p PROMPT for one reply)", t ? t : "(unset)");
+        return -1;
+    }
     g_active = true;
     atexit(screen_shutdown);
     raw();
@@ -188,7 +202,23 @@ bool screen_active(void) { return g_active; }
 
 int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a) {
     int used = 0;
+    wattrset(w, a);
     for (size_t i = 0; i < n;) {
+        /* Fast path (this runs for every visible line at every frame): a run of printable
+         * ASCII goes in with one call. Its last character stays out when a non-ASCII byte
+         * follows, since that may be a mark belonging to it. */
+        size_t end = i;
+        while (end < n && (unsigned char)s[end] >= 0x20 && (unsigned char)s[end] < 0x7F) end++;
+        if (end < n && (unsigned char)s[end] >= 0x80 && end > i) end--;
+        if (end > i) {
+            int run = (int)(end - i);
+            if (run > max_cols - used) run = max_cols - used;
+            if (run <= 0) break;
+            mvwaddnstr(w, row, col + used, s + i, run);
+            used += run;
+            i += (size_t)run;
+            continue;
+        }
         int cw;
         size_t len = tw_cluster(s + i, n - i, &cw);
         if (used + cw > max_cols) break;
@@ -213,6 +243,7 @@ int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_col
         }
         i += len;
     }
+    wattrset(w, A_NORMAL);
     return used;
 }
 attr_t screen_style(Style s) { return (unsigned)s < ST__COUNT ? g_style[s] : A_NORMAL; }

@@ -173,6 +173,12 @@ size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
 }
 
 size_t tw_cluster(const char *s, size_t n, int *cols) {
+    /* Fast path, most text: an ASCII character not followed by a mark (a mark would be
+     * non-ASCII) is a cluster of its own, 1 column (a control is drawn as U+FFFD). */
+    if ((unsigned char)s[0] < 0x80 && (n == 1 || (unsigned char)s[1] < 0x80)) {
+        *cols = s[0] == '\t' ? TW_TAB : 1;
+        return 1;
+    }
     size_t i = 0;
     int w = 0;
     for (int cells = 0;; cells++) {

@@ -63,6 +63,10 @@ t_wait "Loaded model.gguf"
 t_type "long story"; t_keys Enter
 t_wait "w20 "
 t_wait "generating"
+# /clear would hide the reply being written: refused while it runs.
+t_type "/clear"; t_keys Enter
+t_wait "Stop the reply first (Esc), then /clear."
+t_wait "You said: long story."
 t_keys C-c
 t_wait_re "[0-9]+ tok · [0-9.]+ tok/s · TTFT [0-9]+ ms · interrupted"
 t_wait_gone "generating"
@@ -308,6 +312,24 @@ T_CHECKS=$((T_CHECKS + 1))
 [ "$(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null)" = 600 ] ||
     t_fail "input history is not private (mode $(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null))"
 
+# 20b. Two copies at once: each one's typed lines survive the other's exit.
+t_start 100 30 "BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20b.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+tmux -L "$T_SOCK" new-window -d "env TERM=$T_TERM BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20c.db' '$MODEL'"
+sleep 1
+t_type "typed in copy one"; t_keys Enter
+t_wait "You said: typed in copy one."
+tmux -L "$T_SOCK" send-keys -t :1 -l "typed in copy two"; tmux -L "$T_SOCK" send-keys -t :1 Enter
+sleep 0.5
+tmux -L "$T_SOCK" send-keys -t :1 C-d
+sleep 1
+t_keys C-d
+t_wait "EXITED rc=0"
+for l in "typed in copy one" "typed in copy two" "still works"; do
+    T_CHECKS=$((T_CHECKS + 1))
+    grep -qx "$l" "$XDG_DATA_HOME/bitnet-chat/input_history" || t_fail "input history lost '$l'"
+done
+
 # 21. Ctrl-Z and SIGTSTP from outside, under a shell with job control: the terminal is given
 # back (normal screen, mouse reporting off) before the program stops; after fg it is set up
 # again and repainted, and typing works. The same from the browser.
@@ -344,7 +366,13 @@ if command -v bash >/dev/null 2>&1; then
     t_wait 'SHELL>'
 fi
 
-# 22. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
+# 22. A terminal that cannot move the cursor gets a reason, not a scrambled screen.
+t_start 100 30 "TERM=dumb BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h23.db' '$MODEL'"
+t_wait "EXITED rc=1"
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "TERM=dumb) cannot move the cursor" "$T_DIR/stderr" || t_fail "no reason given for TERM=dumb"
+
+# 23. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
 # sequence (2 columns), a flag, VS16, a skin tone (4, as tmux 3.3 draws it), a combining mark
 # and a family of four (cut into 3 + 1 members). The text after each sits in the right column
 # (tmux's own grid, via capture-pane) and the cursor is where tmux put it.
