@@ -157,27 +157,35 @@ static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
 
 /* BITNET_BENCH_VERSIONS: decode variants side by side in this run (layer of four GEMVs with
  * PDL, and end-to-end decode 64/64 and 512/64), ratios against the first. "1" = the list
- * below; otherwise variants "v/R/gl/al/pf/lm" separated by ';': GEMV version, rows per group,
- * GEMV late trigger, attention late trigger, L2 prefetch lookahead in layers, prefetch into the
- * lm_head. */
+ * below; otherwise variants separated by ';', each "v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]]":
+ * GEMV version, rows per group, GEMV late trigger, attention late trigger (global settings),
+ * L2 prefetch lookahead in layers, prefetch into the lm_head, prefetch mode (0 bulk, 1 per
+ * line, 2 per sector), attention decode version, trigger letters per kernel of a layer
+ * (E/L/M, BITNET_CUDA_TRIGGER; absent = the backend's default), kernels that prefetch the next
+ * GEMV's weights (P/-, BITNET_CUDA_PREFETCH_NEXT). */
 static void bench_cuda_versions(const Model *m, const char *spec) {
     enum { NV = 24 };
-    static const char *DEFAULT = "3/0/0/0/0/0;3/0/1/0/1/0;3/0/1/1/1/0;6/2/1/1/1/0";
+    static const char *DEFAULT = "3/0/0/0/0/0/0/3/EEEEE;6/2/0/0/0/0/0/3;6/2/0/0/0/0/0/3/ELELL";
     int V[NV][6], AV[NV];
+    char TG[NV][6], PN[NV][6];
     double PF[NV];
     int nv = 0;
     const char *p = strcmp(spec, "1") == 0 ? DEFAULT : spec;
     while (*p && nv < NV) {
         int n = 0;
         if (sscanf(p, "%d/%d/%d/%d/%lf/%d%n", &V[nv][0], &V[nv][1], &V[nv][2], &V[nv][3], &PF[nv], &V[nv][4], &n) != 6) {
-            fprintf(stderr, "bench: BITNET_BENCH_VERSIONS: cannot read \"%s\" (want v/R/gl/al/pf/lm;...)\n", p);
+            fprintf(stderr, "bench: BITNET_BENCH_VERSIONS: cannot read \"%s\" (want v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]];...)\n", p);
             return;
         }
         p += n;
         V[nv][5] = 0; /* optional 7th field: prefetch mode (BITNET_CUDA_PREFETCH_MODE) */
         if (*p == '/' && sscanf(p + 1, "%d%n", &V[nv][5], &n) == 1) p += 1 + n;
-        AV[nv] = 4; /* optional 8th field: attention decode version */
+        AV[nv] = 3; /* optional 8th field: attention decode version */
         if (*p == '/' && sscanf(p + 1, "%d%n", &AV[nv], &n) == 1) p += 1 + n;
+        TG[nv][0] = 0; /* optional 9th field: trigger per kernel of a layer (BITNET_CUDA_TRIGGER) */
+        if (*p == '/' && sscanf(p + 1, "%5[ELMD-]%n", TG[nv], &n) == 1) p += 1 + n;
+        PN[nv][0] = 0; /* optional 10th: which kernels prefetch the next GEMV (BITNET_CUDA_PREFETCH_NEXT) */
+        if (*p == '/' && sscanf(p + 1, "%5[P-]%n", PN[nv], &n) == 1) p += 1 + n;
         nv++;
         while (*p == ';' || *p == ' ') p++;
     }
@@ -194,25 +202,33 @@ static void bench_cuda_versions(const Model *m, const char *spec) {
         snprintf(buf, sizeof buf, "%d", V[i][5]);
         setenv("BITNET_CUDA_PREFETCH_MODE", buf, 1);
         kcuda_set_attn_version(AV[i]);
+        /* no trigger field: the backend's default placement */
+        if (TG[i][0]) setenv("BITNET_CUDA_TRIGGER", TG[i], 1);
+        else unsetenv("BITNET_CUDA_TRIGGER");
+        setenv("BITNET_CUDA_PREFETCH_NEXT", PN[i], 1);
         char label[96];
-        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g", V[i][0], V[i][1],
-                 V[i][2], AV[i], V[i][3], PF[i]);
+        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g/%s, triggers %s", V[i][0],
+                 V[i][1], V[i][2], AV[i], V[i][3], PF[i], PN[i][0] ? PN[i] : "-", TG[i][0] ? TG[i] : "-");
         setenv("BITNET_CUDA_TRACE_LABEL", label, 1);
         if (kcuda_bench_layer_pf(2560, 6912, 640, (size_t)(PF[i] * layer_bytes), V[i][2], &layer[i])) layer[i] = -1;
         tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
         tps512[i] = e2e_decode_tok_s(m, 512, 64, 5);
     }
-    kcuda_set_attn_version(4);
+    kcuda_set_attn_version(3);
     unsetenv("BITNET_CUDA_TRACE_LABEL");
+    unsetenv("BITNET_CUDA_TRIGGER");
+    unsetenv("BITNET_CUDA_PREFETCH_NEXT");
     printf("\nDecode variants in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold stream of\n"
            "layers, graph, prefetching as decode does; decode: median of 5 runs after a warm-up). R = rows per\n"
            "8-lane group (0: by shape); late = next launch triggered after the PDL wait (GEMV / attention);\n"
+           "triggers = per kernel of a layer (QKV, attention, O, gate/up, down): E at the start, L after the\n"
+           "PDL wait, M after the main work;\n"
            "prefetch = L2 lookahead in layers (+lm: into the lm_head).\n\n"
-           "| GEMV | R | late | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
-           "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n");
+           "| GEMV | R | late | triggers | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
+           "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < nv; i++)
-        printf("| %d | %d | %d/%d | %g%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
-               PF[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
+        printf("| %d | %d | %d/%d | %s | %g%s%s%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
+               TG[i][0] ? TG[i] : "default", PF[i], PN[i][0] ? " next " : "", PN[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
     fflush(stdout);
     unsetenv("BITNET_CUDA_PREFETCH");
     unsetenv("BITNET_CUDA_PREFETCH_LM");

@@ -24,6 +24,8 @@
 enum { PREFILL_MAX = 512 };
 /* Default lookahead of the decode L2 prefetch, in layers (BITNET_CUDA_PREFETCH overrides). */
 #define DECODE_PREFETCH_LAYERS 0.0
+/* Default trigger placement per kernel of a layer (see CudaBackend.trig); "" = global settings. */
+#define DECODE_TRIGGERS "LLELL"
 
 /* The sampler lives in another area of the tree; until it is linked in, greedy is assumed
  * only when no sampler is given. */
@@ -46,6 +48,14 @@ typedef struct {
     /* lab timeline (BITNET_CUDA_TRACE=file): 3 slots per decode kernel, see kcuda_set_trace */
     unsigned long long *d_trace;
     int n_trace;
+    /* trigger placement per kernel of a layer (QKV, attention, O, gate/up, down): 'E' the next
+     * kernel may launch at this one's start, 'L' after its PDL wait, 'M' after its main work
+     * (dot products / softmax), other = the global setting (BITNET_CUDA_TRIGGER overrides
+     * DECODE_TRIGGERS) */
+    char trig[6];
+    /* per kernel of a layer, 'P': this kernel prefetches into L2 the whole weights of the next
+     * GEMV of the chain (BITNET_CUDA_PREFETCH_NEXT; lab) */
+    char pf_next[6];
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -408,6 +418,10 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         const char *pfl = getenv("BITNET_CUDA_PREFETCH_LM");
         if (b->pf_bytes && pfl && atoi(pfl) != 0)
             b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+        const char *tg = getenv("BITNET_CUDA_TRIGGER");
+        snprintf(b->trig, sizeof b->trig, "%s", tg ? tg : DECODE_TRIGGERS);
+        const char *pn = getenv("BITNET_CUDA_PREFETCH_NEXT");
+        snprintf(b->pf_next, sizeof b->pf_next, "%s", pn ? pn : "");
         b->n_trace = 2 + 5 * NL;
         if (getenv("BITNET_CUDA_TRACE") &&
             cudaMalloc((void **)&b->d_trace, sizeof(unsigned long long) * 4 * (size_t)b->n_trace) != cudaSuccess) {
@@ -454,6 +468,10 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
     int tk = 0;      /* timeline slot of the next kernel */
 #define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 4 * tk++), 0) : 0)
+#define TG(j) (b->trig[j] == 'E' || b->trig[j] == 'L' || b->trig[j] == 'M' \
+                   ? (kcuda_set_next_trigger(b->trig[j] == 'E' ? 0 : b->trig[j] == 'L' ? 1 : 2), 0) : 0)
+    /* prefetch of the next GEMV's weights (lab): m = that matrix */
+#define PN(j, m) (b->pf_next[j] == 'P' ? kcuda_set_l2_prefetch((m)->d_codes, (size_t)(m)->n_out * (m)->k_pad / 4, NULL, 0) : 0)
     if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 4 * (size_t)b->n_trace, b->st) != cudaSuccess)
         return err_set(err, "cuda: trace reset");
     if (TR() || set_prefetch(b, 0, D) ||
@@ -462,19 +480,22 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
 #define PF(m) (TR() || set_prefetch(b, done + D, stream_end(b, m) + D) || (done = stream_end(b, m), 0))
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
-        if (PF(&L->qkv) ||
+        const KcudaTernary *next_qkv = l + 1 < b->cfg.n_layers ? &b->L[l + 1].qkv : &b->L[0].qkv;
+        if (PF(&L->qkv) || TG(0) || PN(0, &L->o) ||
             kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
-            TR() ||
+            TR() || TG(1) || PN(1, &L->o) ||
             kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl, b->st) ||
-            PF(&L->o) ||
+            PF(&L->o) || TG(2) || PN(2, &L->gu) ||
             kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st) ||
-            PF(&L->gu) ||
+            PF(&L->gu) || TG(3) || PN(3, &L->down) ||
             kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu, pdl, b->st) ||
-            PF(&L->down) ||
+            PF(&L->down) || TG(4) || PN(4, next_qkv) ||
             kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st))
             return kc_err(err, "decode layer", -1);
     }
 #undef PF
+#undef TG
+#undef PN
     TR();
 #undef TR
     if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
@@ -519,21 +540,26 @@ static int capture_graph(CudaBackend *b, Err *err) {
 static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0, float *all_logits, int last,
                          Err *err) {
     const float eps = b->cfg.norm_eps;
+    /* BITNET_CUDA_PREFILL_PDL=1 chains the ~10 kernels of a layer with PDL (the next launch and
+     * a GEMM's first weight loads overlap the tail of the kernel before). Off by default: on the
+     * H100 it made prefill 512 slower (8.75 vs 8.27 ms, bench 2026-11-23). */
+    const char *pe = getenv("BITNET_CUDA_PREFILL_PDL");
+    const int pdl = b->pdl && pe && pe[0] == '1';
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
     if (e != cudaSuccess) return cuda_err(err, "copying tokens", e);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, 0, b->st))
         return kc_err(err, "embed", -1);
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
-        if (kcuda_rmsnorm_quant(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, b->st) ||
-            kcuda_attn_prefill(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st) ||
-            kcuda_rmsnorm_quant(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, b->st) ||
-            kcuda_rmsnorm_quant(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, b->st) ||
-            kcuda_rmsnorm_quant(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, 0, b->st) ||
-            kcuda_w2a8_gemm(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, b->st))
+        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, pdl, b->st) ||
+            kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, pdl, b->st) ||
+            kcuda_rmsnorm_quant_prefill(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
+            kcuda_w2a8_gemm_ex(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
             return kc_err(err, "prefill layer", -1);
     }
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {

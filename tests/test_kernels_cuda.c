@@ -497,6 +497,163 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
 }
 
+/* Prefill GEMM version 4, every tile configuration (and version 3): the residual and GLU
+ * epilogues against the host formulas on the exact int32 reference, outputs poisoned first. */
+static void test_gemm_epilogues(int M, int n, int k_in) {
+    const int k_pad = i2s_round_up_k(k_in);
+    const size_t rb = (size_t)k_pad / 4;
+    uint8_t *hw = malloc(rb * n);
+    rand_i2s(hw, rb * n);
+    float *x = malloc(sizeof(float) * (size_t)M * k_in), *s = malloc(sizeof(float) * M);
+    int8_t *q = malloc((size_t)M * k_pad);
+    int32_t *qs = malloc(sizeof(int32_t) * M), *ref = malloc(sizeof(int32_t) * (size_t)M * n);
+    for (size_t i = 0; i < (size_t)M * k_in; i++) x[i] = frand(2.0f);
+    for (int t = 0; t < M; t++) {
+        s[t] = quant_act_ref(x + (size_t)t * k_in, k_in, k_pad, q + (size_t)t * k_pad);
+        qs[t] = 0;
+        for (int i = 0; i < k_pad; i++) qs[t] += q[(size_t)t * k_pad + i];
+        w2a8_gemv_ref(hw, n, k_pad, q + (size_t)t * k_pad, ref + (size_t)t * n);
+    }
+    uint8_t *dw = dmalloc(rb * n);
+    int8_t *dq = dmalloc((size_t)M * k_pad);
+    float *ds = dmalloc(sizeof(float) * M), *dout = dmalloc(sizeof(float) * (size_t)M * n);
+    int32_t *dqs = dmalloc(sizeof(int32_t) * M);
+    REQUIRE(kcuda_upload_i2s(dw, hw, n, k_pad, 0, 1) == 0);
+    up(dq, q, (size_t)M * k_pad);
+    up(ds, s, sizeof(float) * M);
+    up(dqs, qs, sizeof(int32_t) * M);
+    float *base = malloc(sizeof(float) * (size_t)M * n), *got = malloc(sizeof(float) * (size_t)M * n);
+    for (size_t i = 0; i < (size_t)M * n; i++) base[i] = frand(4.0f);
+    /* residual: out += acc / s * gamma(row segment) (three segments, as QKV) */
+    KcudaTernary m = {0};
+    m.d_codes = dw;
+    m.n_out = n;
+    m.k_pad = k_pad;
+    m.seg_end[0] = n / 3, m.seg_end[1] = 2 * n / 3;
+    m.gamma[0] = 0.25f, m.gamma[1] = 1.75f, m.gamma[2] = 0.5f;
+    up(dout, base, sizeof(float) * (size_t)M * n);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_RESID, dout, n, NULL), 0);
+    down(got, dout, sizeof(float) * (size_t)M * n);
+    int bad = 0;
+    for (int t = 0; t < M; t++)
+        for (int r = 0; r < n; r++) {
+            const float g = r < m.seg_end[0] ? 0.25f : r < m.seg_end[1] ? 1.75f : 0.5f;
+            bad += got[(size_t)t * n + r] != base[(size_t)t * n + r] + host_y(ref[(size_t)t * n + r], s[t], g);
+        }
+    CHECK_MSG(bad == 0, "gemm resid M=%d %dx%d cfg %d: %d outputs differ", M, n, k_in, kcuda_gemm_config(M, n), bad);
+    /* GLU: rows interleaved gate/up (n even) */
+    if (n % 2 == 0) {
+        m.glu = 1;
+        m.seg_end[0] = m.seg_end[1] = n;
+        m.gamma[0] = 0.5f, m.gamma[1] = 1.5f;
+        const int h = n / 2;
+        REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * (size_t)M * n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_GLU, dout, h, NULL), 0);
+        down(got, dout, sizeof(float) * (size_t)M * h);
+        bad = 0;
+        for (int t = 0; t < M; t++)
+            for (int i = 0; i < h; i++) {
+                const float g = host_y(ref[(size_t)t * n + 2 * i], s[t], 0.5f);
+                const float u = host_y(ref[(size_t)t * n + 2 * i + 1], s[t], 1.5f);
+                const float r = g > 0 ? g : 0;
+                bad += got[(size_t)t * h + i] != r * r * u;
+            }
+        CHECK_MSG(bad == 0, "gemm glu M=%d %dx%d cfg %d: %d outputs differ", M, n, k_in, kcuda_gemm_config(M, n), bad);
+    }
+    free(hw), free(x), free(s), free(q), free(qs), free(ref), free(base), free(got);
+    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dout), cudaFree(dqs);
+}
+
+/* Prefill norm+quant version 2: without a norm exactly quant_act_ref (q, s, sum q); with a norm
+ * against version 1 (only the order of the sum of squares differs: scales within 1e-6, a
+ * quantized value off by one only where x*s sits on a rounding boundary, at most 1 in 1000). */
+static void test_norm_prefill(int rows, int k_in, int ld) {
+    const int k_pad = i2s_round_up_k(k_in);
+    float *x = calloc((size_t)rows * ld, sizeof(float)), *nw = malloc(sizeof(float) * k_in);
+    for (size_t i = 0; i < (size_t)rows * ld; i++) x[i] = frand(3.0f);
+    for (int i = 0; i < k_in; i++) nw[i] = 0.5f + frand(0.4f);
+    int8_t *q = malloc((size_t)rows * k_pad), *g1 = malloc((size_t)rows * k_pad), *g2 = malloc((size_t)rows * k_pad);
+    float *s = malloc(sizeof(float) * rows), *s1 = malloc(sizeof(float) * rows), *s2 = malloc(sizeof(float) * rows);
+    int32_t *qs1 = malloc(sizeof(int32_t) * rows), *qs2 = malloc(sizeof(int32_t) * rows);
+    float *dx = dmalloc(sizeof(float) * (size_t)rows * ld), *dn = dmalloc(sizeof(float) * k_in), *ds = dmalloc(sizeof(float) * rows);
+    int8_t *dq = dmalloc((size_t)rows * k_pad);
+    int32_t *dqs = dmalloc(sizeof(int32_t) * rows);
+    up(dx, x, sizeof(float) * (size_t)rows * ld);
+    up(dn, nw, sizeof(float) * k_in);
+    kcuda_set_prefill_norm_version(2);
+    REQUIRE(cudaMemset(dq, 0x55, (size_t)rows * k_pad) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_rmsnorm_quant_prefill(dx, rows, ld, k_in, k_pad, NULL, 0, dq, ds, dqs, 0, NULL), 0);
+    down(g2, dq, (size_t)rows * k_pad);
+    down(s2, ds, sizeof(float) * rows);
+    down(qs2, dqs, sizeof(int32_t) * rows);
+    int bad = 0;
+    for (int t = 0; t < rows; t++) {
+        s[t] = quant_act_ref(x + (size_t)t * ld, k_in, k_pad, q + (size_t)t * k_pad);
+        int32_t sum = 0;
+        for (int i = 0; i < k_pad; i++) sum += q[(size_t)t * k_pad + i];
+        bad += s[t] != s2[t] || sum != qs2[t] || memcmp(q + (size_t)t * k_pad, g2 + (size_t)t * k_pad, k_pad) != 0;
+    }
+    CHECK_MSG(bad == 0, "norm_quant_prefill %dx%d (ld %d) without norm: %d rows differ from quant_act_ref", rows, k_in, ld, bad);
+    /* with the norm: version 2 against version 1 */
+    REQUIRE(cudaMemset(dq, 0x55, (size_t)rows * k_pad) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_rmsnorm_quant_prefill(dx, rows, ld, k_in, k_pad, dn, 1e-5f, dq, ds, dqs, 0, NULL), 0);
+    down(g2, dq, (size_t)rows * k_pad);
+    down(s2, ds, sizeof(float) * rows);
+    down(qs2, dqs, sizeof(int32_t) * rows);
+    CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, rows, ld, k_in, k_pad, dn, 1e-5f, dq, ds, dqs, 0, NULL), 0);
+    down(g1, dq, (size_t)rows * k_pad);
+    down(s1, ds, sizeof(float) * rows);
+    down(qs1, dqs, sizeof(int32_t) * rows);
+    int off = 0, far = 0, sbad = 0, sumbad = 0;
+    for (int t = 0; t < rows; t++) {
+        sbad += fabsf(s1[t] - s2[t]) > 1e-6f * s1[t];
+        int32_t sum = 0;
+        for (int i = 0; i < k_pad; i++) {
+            const int d = g2[(size_t)t * k_pad + i] - g1[(size_t)t * k_pad + i];
+            off += d != 0;
+            far += d > 1 || d < -1 || (i >= k_in && g2[(size_t)t * k_pad + i] != 0);
+            sum += g2[(size_t)t * k_pad + i];
+        }
+        sumbad += sum != qs2[t];
+    }
+    CHECK_MSG(sbad == 0 && far == 0 && sumbad == 0 && off * 1000 <= rows * k_in,
+              "norm_quant_prefill %dx%d with norm: %d scales, %d values off by more than 1, %d sums, %d off by one", rows,
+              k_in, sbad, far, sumbad, off);
+    free(x), free(nw), free(q), free(g1), free(g2), free(s), free(s1), free(s2), free(qs1), free(qs2);
+    cudaFree(dx), cudaFree(dn), cudaFree(ds), cudaFree(dq), cudaFree(dqs);
+}
+
+/* The prefill lab switches: GEMM version 4 with each tile forced (exact int32 for every token
+ * and column at ragged M, N and K 2560/3200/6912, the epilogues), version 3; attention
+ * version 1 and version 2 at more group sizes and head dims (48: padded to 64). */
+static void test_prefill_versions(void) {
+    const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560}, {200, 264, 2560}};
+    for (int v = 3; v <= 4; v++)
+        for (int c = v == 3 ? 0 : 1; c <= (v == 3 ? 0 : 7); c++) {
+            kcuda_set_gemm_version(v);
+            kcuda_set_gemm_config(c);
+            printf("GEMM version %d, tile %d\n", v, c);
+            for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) test_gemm(gs[i][0], gs[i][1], gs[i][2]);
+            test_gemm_epilogues(77, 1002, 2560);
+            test_gemm_epilogues(3, 64, 6912);
+        }
+    kcuda_set_gemm_version(4);
+    kcuda_set_gemm_config(0);
+    test_gemm_epilogues(300, 1000, 2560);
+    test_norm_prefill(37, 2560, 2560);
+    test_norm_prefill(20, 6912, 6912);
+    test_norm_prefill(9, 2600, 2604); /* k_pad 2688 > k_in, ld > k_in */
+    test_norm_prefill(5, 8192, 8192);
+    test_norm_prefill(3, 9000, 9000); /* over 8192: falls back to version 1 */
+    test_attention(6, 2, 48, 256, 130, 1);  /* 3 heads per KV head, head_dim 48 */
+    test_attention(8, 1, 128, 600, 520, 0); /* 8 heads per KV head */
+    kcuda_set_attn_prefill_version(1);
+    printf("attention prefill version 1\n");
+    test_attention(20, 5, 128, 512, 150, 0);
+    test_attention(4, 2, 64, 128, 70, 1);
+    kcuda_set_attn_prefill_version(2);
+}
+
 int main(void) {
     if (kcuda_device_count() <= 0) SKIP("no CUDA device");
     char desc[200];
@@ -507,6 +664,8 @@ int main(void) {
      * whatever the list of lab versions at the end */
     kcuda_set_gemv_version(3, 0);
     kcuda_set_gemv_late_trigger(0);
+    kcuda_set_attn_version(3);
+    kcuda_set_attn_late_trigger(0);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
     test_gemv(13824, 2560, 1);
     test_gemv(22, 300, 1);
@@ -522,11 +681,11 @@ int main(void) {
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
-    /* the older decode kernel (version 3: reads in program order) and the late trigger */
-    kcuda_set_attn_version(3);
+    /* the lab decode kernel (version 4: reads batched) and the late trigger */
+    kcuda_set_attn_version(4);
     test_attention(20, 5, 128, 512, 150, 0);
     test_attention(2, 1, 32, 1280, 1100, 0);
-    kcuda_set_attn_version(4);
+    kcuda_set_attn_version(3);
     kcuda_set_attn_late_trigger(1);
     test_attention(4, 2, 64, 128, 70, 1);
     kcuda_set_attn_late_trigger(0);
@@ -546,5 +705,6 @@ int main(void) {
     }
     kcuda_set_gemv_version(3, 0);
     kcuda_set_gemv_late_trigger(0);
+    test_prefill_versions();
     return check_report("test_kernels_cuda");
 }

@@ -1,6 +1,6 @@
 // Attention over the f16 KV cache with RoPE and GQA: the decode kernel (one token, split over
-// the sequence in chunks of 64 positions, last block combines) and the prefill kernels
-// (RoPE + cache write for T tokens, then causal attention tiled 16 queries x 64 keys).
+// the sequence in chunks of 64 positions, last block combines). The prefill kernels are in
+// attention_prefill.cu.
 #include <cuda_fp16.h>
 #include <stdlib.h>
 
@@ -20,7 +20,7 @@ struct AttnParams {
     int *count;
     L2Pf pf;   // later kernels' weights to prefetch into L2 (decode)
     unsigned long long *trace;  // decode timeline slots (lab), or NULL
-    int late;  // trigger the next launch after the PDL wait, not at the start
+    int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after the softmax
 };
 
 __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late) pdl_trigger();
+    if (p.late == 1) pdl_trigger();
     const float *q = p.qkv + (size_t)h * hd;
     const bool last = sp == nsplit - 1;
     const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
@@ -170,6 +170,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         }
     }
     __syncthreads();
+    if (p.late == 2) pdl_trigger();
     const int d = tid;
     float o = 0.0f;
     if (d < hd) {
@@ -237,161 +238,6 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     trace_mark(p.trace, 2);
 }
 
-// ---- prefill ------------------------------------------------------------------------------------
-
-__global__ void rope_kv_prefill_kernel(float *qkv, int ld, int n_heads, int n_kv, int hd,
-                                       int ctx, int style, const float *rope, int pos0,
-                                       __half *kc, __half *vc) {
-    const int t = blockIdx.x, pos = pos0 + t, half = hd / 2;
-    const float *cs = rope + (size_t)pos * hd;
-    float *row = qkv + (size_t)t * ld;
-    for (int idx = threadIdx.x; idx < (n_heads + n_kv) * half; idx += blockDim.x) {
-        const int h = idx / half, i = idx % half;
-        int i0, i1;
-        rope_pair(style, hd, i, &i0, &i1);
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        float *v = row + (size_t)h * hd;
-        const float a = v[i0], b = v[i1];
-        const float r0 = a * c - b * s, r1 = b * c + a * s;
-        if (h < n_heads) {
-            v[i0] = r0;
-            v[i1] = r1;
-        } else {
-            const size_t base = ((size_t)(h - n_heads) * ctx + pos) * hd;
-            kc[base + i0] = __float2half_rn(r0);
-            kc[base + i1] = __float2half_rn(r1);
-        }
-    }
-    const float *vsrc = row + (size_t)(n_heads + n_kv) * hd;
-    for (int idx = threadIdx.x; idx < n_kv * hd; idx += blockDim.x) {
-        const int g = idx / hd, i = idx % hd;
-        vc[((size_t)g * ctx + pos) * hd + i] = __float2half_rn(vsrc[idx]);
-    }
-}
-
-// One block per (query head, 16 queries); keys in tiles of 64 through shared memory, online
-// softmax per query row.
-__global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel1(
-    const float *qkv, int ld, int T, int pos0, int n_heads, int n_kv, int hd, int ctx,
-    const __half *kc, const __half *vc, float *out) {
-    __shared__ __align__(16) float qs[QT][MAX_HD];
-    __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
-    __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
-    __shared__ __align__(16) float sc[QT][CHUNK];
-    __shared__ float mrow[QT], lrow[QT], corr[QT];
-    const int h = blockIdx.x, tq0 = blockIdx.y * QT, tid = threadIdx.x;
-    const int g = h / (n_heads / n_kv);
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int idx = tid; idx < QT * hd; idx += ATT_THREADS) {
-        const int r = idx / hd, d = idx % hd, t = tq0 + r;
-        qs[r][d] = t < T ? qkv[(size_t)t * ld + (size_t)h * hd + d] : 0.0f;
-    }
-    if (tid < QT) {
-        mrow[tid] = -INFINITY;
-        lrow[tid] = 0.0f;
-    }
-    float o[QT];
-#pragma unroll
-    for (int r = 0; r < QT; r++) o[r] = 0.0f;
-    const int t_last = min(T, tq0 + QT) - 1;
-    const int kv_end = pos0 + t_last + 1;  // keys [0, kv_end)
-    const __half *kh = kc + (size_t)g * ctx * hd, *vh = vc + (size_t)g * ctx * hd;
-    const int lane = tid & 31, warp = tid >> 5;
-    for (int kb = 0; kb < kv_end; kb += CHUNK) {
-        const int nk = min(CHUNK, kv_end - kb);
-        __syncthreads();
-#pragma unroll 8
-        for (int idx = tid; idx < CHUNK * (hd / 8); idx += ATT_THREADS) {
-            const int j = idx / (hd / 8), c = idx % (hd / 8);
-            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
-            if (j < nk) {
-                kv4 = *(const uint4 *)(kh + (size_t)(kb + j) * hd + c * 8);
-                vv4 = *(const uint4 *)(vh + (size_t)(kb + j) * hd + c * 8);
-            }
-            *(uint4 *)&ks[j][c * 8] = kv4;
-            *(uint4 *)&vs[j][c * 8] = vv4;
-        }
-        __syncthreads();
-        {
-            const int j = tid & (CHUNK - 1), qg = tid >> 6;  // queries qg*8 .. qg*8+7
-            float acc[8];
-#pragma unroll
-            for (int r = 0; r < 8; r++) acc[r] = 0.0f;
-            for (int c = 0; c < hd / 8; c++) {
-                const uint4 u = *(const uint4 *)&ks[j][c * 8];
-                const __half2 *h2 = (const __half2 *)&u;
-                const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
-                const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
-#pragma unroll
-                for (int r = 0; r < 8; r++) {
-                    // 16-byte broadcast reads of q: 4x fewer shared loads than scalar reads
-                    const float4 qa = *(const float4 *)&qs[qg * 8 + r][c * 8];
-                    const float4 qb = *(const float4 *)&qs[qg * 8 + r][c * 8 + 4];
-                    float a = acc[r];
-                    a = fmaf(qa.x, f0.x, a);
-                    a = fmaf(qa.y, f0.y, a);
-                    a = fmaf(qa.z, f1.x, a);
-                    a = fmaf(qa.w, f1.y, a);
-                    a = fmaf(qb.x, f2.x, a);
-                    a = fmaf(qb.y, f2.y, a);
-                    a = fmaf(qb.z, f3.x, a);
-                    a = fmaf(qb.w, f3.y, a);
-                    acc[r] = a;
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < 8; r++) {
-                const int qr = qg * 8 + r, qpos = pos0 + tq0 + qr, kpos = kb + j;
-                sc[qr][j] = (j < nk && kpos <= qpos && tq0 + qr < T) ? acc[r] * scale : -INFINITY;
-            }
-        }
-        __syncthreads();
-        for (int r = warp; r < QT; r += ATT_THREADS / 32) {
-            const float v0 = sc[r][lane], v1 = sc[r][lane + 32];
-            const float mold = mrow[r];
-            const float mnew = fmaxf(mold, warp_max(fmaxf(v0, v1)));
-            const float e0 = mnew == -INFINITY ? 0.0f : expf(v0 - mnew);
-            const float e1 = mnew == -INFINITY ? 0.0f : expf(v1 - mnew);
-            const float sum = warp_sum(e0 + e1);
-            sc[r][lane] = e0;
-            sc[r][lane + 32] = e1;
-            __syncwarp();
-            if (lane == 0) {
-                const float cf = (mold == -INFINITY) ? 0.0f : expf(mold - mnew);
-                corr[r] = cf;
-                lrow[r] = lrow[r] * cf + sum;
-                mrow[r] = mnew;
-            }
-        }
-        __syncthreads();
-        if (tid < hd) {
-#pragma unroll
-            for (int r = 0; r < QT; r++) o[r] *= corr[r];
-            // Four keys at a time: sc rows read as float4 (probabilities past nk are 0).
-            for (int j = 0; j < nk; j += 4) {
-                const float v0 = __half2float(vs[j][tid]), v1 = __half2float(vs[j + 1][tid]);
-                const float v2 = __half2float(vs[j + 2][tid]), v3 = __half2float(vs[j + 3][tid]);
-#pragma unroll
-                for (int r = 0; r < QT; r++) {
-                    const float4 pr = *(const float4 *)&sc[r][j];
-                    float a = o[r];
-                    a = fmaf(pr.x, v0, a);
-                    a = fmaf(pr.y, v1, a);
-                    a = fmaf(pr.z, v2, a);
-                    a = fmaf(pr.w, v3, a);
-                    o[r] = a;
-                }
-            }
-        }
-    }
-    __syncthreads();
-    if (tid < hd)
-        for (int r = 0; r < QT; r++) {
-            const int t = tq0 + r;
-            if (t < T) out[(size_t)t * n_heads * hd + (size_t)h * hd + tid] = o[r] / lrow[r];
-        }
-}
-
 int check_shape(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
     if (a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->n_heads / a->n_kv > MAX_REP ||
@@ -406,8 +252,8 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
 // PDL wait (1); BITNET_CUDA_ATTN_LATE sets it before the first launch.
 static int g_attn_late = -1;
 extern "C" void kcuda_set_attn_late_trigger(int late) { g_attn_late = late != 0; }
-// Decode kernel version: 4 (default: post-wait reads batched) or 3; BITNET_CUDA_ATTN=3|4.
-static int g_attn_version = -1;
+// Decode kernel version: 3 (default) or 4 (post-wait reads batched); BITNET_CUDA_ATTN=3|4.
+static int g_attn_version = -1;  // v4 measured no faster end to end: v3 stays the default
 extern "C" void kcuda_set_attn_version(int v) { g_attn_version = v == 3 ? 3 : 4; }
 
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
@@ -428,7 +274,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     }
     if (g_attn_version < 0) {
         const char *env = getenv("BITNET_CUDA_ATTN");
-        kcuda_set_attn_version(env ? atoi(env) : 4);
+        kcuda_set_attn_version(env ? atoi(env) : 3);
     }
     AttnParams p = {};
     p.n_heads = a->n_heads;
@@ -447,28 +293,11 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.count = d_count;
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
-    p.late = g_attn_late;
+    const int trig = kcuda_take_trigger();
+    p.late = trig >= 0 ? trig : g_attn_late;
     if (g_attn_version == 3)
         return kcuda_launch(attn_decode_kernel3<false>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                             dim3(ATT_THREADS), 0, stream, pdl, p);
     return kcuda_launch(attn_decode_kernel3<true>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
-}
-
-extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
-                                  int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
-                                  void *stream) {
-    int rc = check_shape(a, "kcuda_attn_prefill");
-    if (rc) return rc;
-    if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
-    if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
-    rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, stream, 0, d_qkv,
-                      ld_qkv, a->n_heads, a->n_kv, a->head_dim, a->ctx, a->rope_style, a->d_rope,
-                      pos0, (__half *)d_kc, (__half *)d_vc);
-    if (rc) return rc;
-    return kcuda_launch(attn_prefill_kernel1, dim3((unsigned)a->n_heads, (unsigned)((T + QT - 1) / QT)),
-                        dim3(ATT_THREADS), 0, stream, 0, (const float *)d_qkv, ld_qkv, T, pos0,
-                        a->n_heads, a->n_kv, a->head_dim, a->ctx, (const __half *)d_kc,
-                        (const __half *)d_vc, d_out);
 }

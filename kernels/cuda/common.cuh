@@ -119,6 +119,9 @@ __device__ __forceinline__ void l2_prefetch_share(const L2Pf &pf, unsigned blk, 
 // complement of the time its block's work is done (so the minimum is the latest end), and the
 // complement of its entry (the last block's entry). Initialise the slots to all ones.
 unsigned long long *kcuda_take_trace();
+// The trigger placement armed for the next decode launch by kcuda_set_next_trigger (then
+// cleared): 0 early, 1 late, -1 none (the kernel's own setting).
+int kcuda_take_trigger();
 __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
     if (t && threadIdx.x == 0) {
         unsigned long long now;

@@ -102,9 +102,15 @@ int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t 
 /* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
  * kernel's start (0, default). BITNET_CUDA_ATTN_LATE=0|1 sets it before the first launch. */
 void kcuda_set_attn_late_trigger(int late);
-/* kcuda_attn_decode kernel version: 4 (default; q/k/v reads after the PDL wait issued in one
- * batch) or 3 (the same arithmetic, reads in program order). BITNET_CUDA_ATTN=3|4 sets it. */
+/* kcuda_attn_decode kernel version: 3 (default; reads of q/k/v after the PDL wait in program
+ * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
+ * BITNET_CUDA_ATTN=3|4 sets it. */
 void kcuda_set_attn_version(int v);
+/* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
+ * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
+ * kernel's start, 1 = after its PDL wait, 2 = after its main work (GEMV: the dot products;
+ * attention: the softmax), -1 = the kernel's global setting. */
+void kcuda_set_next_trigger(int late);
 /* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
  * d_slots[0..3] (device, initialised to all ones) the %globaltimer ns of its first block's entry,
  * of the first release of its PDL wait, the complement (~t) of its last block's end of work and
@@ -118,15 +124,39 @@ int kcuda_rmsnorm_quant(const float *d_x, int rows, int ld_x, int k_in, int k_pa
                         const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
                         int32_t *d_qsum, int pdl, void *stream);
 
+/* The same for prefill rows, version 2 (the default): each row read once into registers.
+ * Same arithmetic except the order of the sum of squares; rows that do not fit (k_pad > 8192,
+ * k_in or ld_x not multiples of 4, unaligned pointers) and version 1
+ * (kcuda_set_prefill_norm_version(1), BITNET_CUDA_NORM_PREFILL=1) go to kcuda_rmsnorm_quant. */
+int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
+                                const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
+                                int32_t *d_qsum, int pdl, void *stream);
+void kcuda_set_prefill_norm_version(int v);
+
 /* Prefill GEMM on int8 tensor cores (mma.sync m16n8k32 s8): tokens q [M][k_pad] (from
  * kcuda_rmsnorm_quant), out rows of ld_out elements, epilogue as above per token. */
 int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
                     void *stream);
 
+/* The same, launched with programmatic dependent launch when pdl != 0 (version 4: the first
+ * weight tiles are fetched before the previous kernel finishes). */
+int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
+                       const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
+                       int pdl, void *stream);
+
 /* Lab switch: GEMM version 1 (32-bit fragment loads), 2 (ldmatrix), 3 (ldmatrix + 4-stage
- * cp.async pipeline, the default). */
+ * cp.async pipeline), 4 (the default: 2-bit weights expanded straight into mma fragments,
+ * tile chosen by shape). */
 void kcuda_set_gemm_version(int v);
+/* Version 4's tile: 0 = by shape (the default: 64x64 where that grid covers the SMs, else
+ * 64x16), 1..7 = forced (1: 128x128, 2: 128x64, 3: 64x64, 4: 64x32, 5: 64x16 tokens x outputs;
+ * 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage). In the backend the environment
+ * sets the same: BITNET_CUDA_GEMM_VER=1..4, BITNET_CUDA_GEMM_CFG=0..7, BITNET_CUDA_GEMM_PICK=BS
+ * (by shape between tiles B and S, default 35), BITNET_CUDA_GEMM_CARVEOUT=percent.
+ * kcuda_gemm_config(M, N) returns the tile version 4 would use for that shape. */
+void kcuda_set_gemm_config(int c);
+int kcuda_gemm_config(int M, int N);
 
 /* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
 
@@ -171,6 +201,11 @@ size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
  * out [T][n_heads*hd]. */
 int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                        uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
+/* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
+int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
+                          uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
+/* Lab switch: prefill attention version 1 (CUDA cores) or 2 (tensor cores, the default). */
+void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 

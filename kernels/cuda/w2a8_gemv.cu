@@ -46,6 +46,14 @@ extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_
     return KCUDA_OK;
 }
 
+static thread_local int g_next_trigger = -1;
+extern "C" void kcuda_set_next_trigger(int late) { g_next_trigger = late < 0 || late > 2 ? -1 : late; }
+int kcuda_take_trigger() {
+    const int t = g_next_trigger;
+    g_next_trigger = -1;
+    return t;
+}
+
 static thread_local unsigned long long *g_trace;
 extern "C" void kcuda_set_trace(unsigned long long *d_slots) { g_trace = d_slots; }
 unsigned long long *kcuda_take_trace() {
@@ -146,7 +154,7 @@ struct GemvParams {
     int seg0, seg1;
     float g0, g1, g2;
     void *out;
-    int late_trigger;  // let the next kernel launch only after this one's PDL wait
+    int late_trigger;  // next kernel may launch: 0 at the start, 1 after the PDL wait, 2 after the dot products
     L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
     unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
@@ -219,7 +227,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late_trigger) pdl_trigger();
+    if (p.late_trigger == 1) pdl_trigger();
 
     __shared__ int qred[GEMV_THREADS / 32];
     float s;
@@ -341,6 +349,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
     trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
         const float up = __shfl_down_sync(0xffffffffu, y, 8);
@@ -484,7 +493,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     trace_mark(p.trace, 1);
-    if (p.late_trigger) pdl_trigger();
+    if (p.late_trigger == 1) pdl_trigger();
 
     float s;
     if (fast) {
@@ -611,6 +620,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
         int a = acc[r][0];
@@ -707,7 +717,9 @@ static void gemv_version_from_env(void) {
     const char *env = getenv("BITNET_CUDA_GEMV");
     const char *late = getenv("BITNET_CUDA_GEMV_LATE");
     if (late) g_gemv_late = atoi(late) != 0;
-    const int v = env ? atoi(env) : 3;
+    // default: version 6 with 2 rows per group (gate/up in one wave; measured end to end
+    // 2026-11-23 with the per-kernel triggers of the backend: kernels/dev/README.md)
+    const int v = env ? atoi(env) : 62;
     if (v > 10) kcuda_set_gemv_version(v / 10, v % 10);
     else kcuda_set_gemv_version(v, 0);
 }
@@ -787,6 +799,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.qsum = d_qsum;
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
+    const int trig = kcuda_take_trigger();
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     gemv_version_from_env();
     int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
@@ -795,7 +808,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     if (g_gemv_version == 6 && per_lane <= 8 && gemv5_rows(w->n_out) == 1) R = 1;
     if (g_gemv_version == 5 || (g_gemv_version == 6 && R > 1)) {
         g_gemv_ns = g_gemv_version == 5;
-        p.late_trigger = g_gemv_late;
+        p.late_trigger = trig >= 0 ? trig : g_gemv_late;
         const dim3 grid5((unsigned)((w->n_out + GEMV_ROWS * R - 1) / (GEMV_ROWS * R)));
         // q, then the norm weights (fast path only: k_pad <= 512 * MAXC, so <= 32 KB here)
         const bool norm_smem = g_gemv_ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
@@ -804,7 +817,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
         if (R == 2) return gemv5_dispatch<2>(per_lane, ep, grid5, smem5, stream, pdl, p);
         return gemv5_dispatch<1>(per_lane, ep, grid5, smem5, stream, pdl, p);
     }
-    p.late_trigger = g_gemv_late;
+    p.late_trigger = trig >= 0 ? trig : g_gemv_late;
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
     const size_t smem = (size_t)w->k_pad;
     // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7,

@@ -31,12 +31,12 @@ if has pftests; then  # the backend with the L2 prefetch on (both modes, into th
         echo "test_backend_cuda, prefetch mode $m rc $?" >>"$S"
     done
 fi
-if has sanitize; then
+sanitize() {
     for t in test_kernels_cuda test_backend_cuda; do
-        compute-sanitizer --tool memcheck "$D/$t" >"$OUT/memcheck_$t.txt" 2>&1
+        timeout 120 compute-sanitizer --tool memcheck "$D/$t" >"$OUT/memcheck_$t.txt" 2>&1
         echo "memcheck $t rc $?: $(grep 'ERROR SUMMARY' "$OUT/memcheck_$t.txt" | tail -1)" >>"$S"
     done
-fi
+}
 if has bench; then
     if [ "$V" = - ]; then "$D/bitnet-chat" bench --backend cuda >"$OUT/bench.txt" 2>&1
     else BITNET_BENCH_VERSIONS=$V "$D/bitnet-chat" bench --backend cuda >"$OUT/bench.txt" 2>&1; fi
@@ -46,9 +46,11 @@ if has trace; then
     BITNET_BENCH_PROFILE=1 BITNET_CUDA_TRACE=$OUT/trace.txt BITNET_BENCH_VERSIONS=$TV "$D/bitnet-chat" bench --backend cuda >"$OUT/trace_bench.txt" 2>&1
     echo "trace rc $?" >>"$S"
 fi
+if has sanitize; then sanitize; fi  # last: slow
 [ -f "$OUT/lab.txt" ] && grep -E "^\| (3|4|9|10) \|" "$OUT/lab.txt" | grep -vE "\| (7x128|1001x384) " >>"$S"
 [ -f "$OUT/bench.txt" ] && grep -E "per layer|^\| (64|512) \||^\| [0-9]+ \| [0-9]+ \| [01]/[01]|^\| [0-9]+x[0-9]+ \|" "$OUT/bench.txt" >>"$S"
 cat "$S"
 [ -f "$OUT/l2.txt" ] && cat "$OUT/l2.txt"
 [ -f "$OUT/trace.txt" ] && grep -vE "^\|---" "$OUT/trace.txt"
+[ -f "$OUT/bench.txt" ] && grep -E "^\| [0-9]+ \| [0-9]+ \| [01]/[01]" "$OUT/bench.txt"
 exit 0

@@ -1,15 +1,23 @@
-// Kernel lab: the prefill path at T tokens (default 512) on the four matrices of one 2B layer:
-// W2A8 GEMM versions (1: 32-bit fragment loads, 2: ldmatrix, 3: + 4-stage cp.async), checked exactly against
-// w2a8_gemv_ref on sampled tokens before timing; also the per-row norm+quant kernel and the
-// prefill attention (RoPE + KV write + causal attention). Times: median of 20 graph replays.
+// Kernel lab: the prefill path on the four matrices of one 2B layer (plus ragged shapes) at T
+// tokens: W2A8 GEMM versions (1: 32-bit fragment loads, 2: ldmatrix, 3: + 4-stage cp.async,
+// 4: 2-bit weights expanded straight into mma fragments, tiles 1..5 and "by shape"), each
+// checked exactly (int32) against a host reference for EVERY token and column before it is
+// timed (the host reference is itself checked against w2a8_gemv_ref on sampled tokens); the
+// per-row norm+quant kernel; prefill attention versions 1 (CUDA cores) and 2 (tensor cores),
+// each checked against a double-precision host reference before timing.
+// Times: median of 20 graph replays of 20 launches each (weights L2-resident: prefill is
+// compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
-// Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [T]
+// Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [T ...] (default 512 64)
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <algorithm>
 #include <functional>
+#include <thread>
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.h"
@@ -57,102 +65,300 @@ static double time_us(cudaStream_t st, int L, const std::function<int()> &body) 
     std::sort(ms.begin(), ms.end());
     cudaGraphExecDestroy(ge);
     cudaGraphDestroy(g);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
     return ms[ms.size() / 2] * 1000.0 / L;
 }
 
-int main(int argc, char **argv) {
-    const int T = argc > 1 ? atoi(argv[1]) : 512;
-    const int shapes[4][3] = {{3840, 2560, 0}, {2560, 2560, 0}, {13824, 2560, 1}, {2560, 6912, 0}};
-    cudaStream_t st;
-    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    printf("prefill lab, T = %d tokens\n| op | version | shape | us | TOPS |\n|---|---:|---|---:|---:|\n", T);
-    double layer_best = 0;
-    for (int si = 0; si < 4; si++) {
-        const int n = shapes[si][0], k = shapes[si][1];
-        const size_t wb = (size_t)n * k / 4;
-        std::vector<uint8_t> hw(wb);
-        for (auto &b : hw) {
-            uint8_t v = 0;
-            for (int j = 0; j < 4; j++) v |= (uint8_t)((rnd() % 3) << (2 * j));
-            b = v;
+// Runs f(i) for i < n on all host cores.
+static void parallel_for(int n, const std::function<void(int)> &f) {
+    const int nt = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> th;
+    for (int w = 0; w < nt; w++)
+        th.emplace_back([&, w] {
+            for (int i = w; i < n; i += nt) f(i);
+        });
+    for (auto &t : th) t.join();
+}
+
+// Host reference of all T x N accumulators: the codes expanded to int8 {-1, 0, 1} once (code
+// 3 reads as 0, as the device's upload rewrites it), plain int32 dot products; checked against
+// w2a8_gemv_ref (the project's reference) on three tokens before use.
+static std::vector<int32_t> host_gemm(const std::vector<uint8_t> &w, int n, int k, const std::vector<int8_t> &q, int T) {
+    std::vector<int8_t> wt((size_t)n * k);
+    parallel_for(n, [&](int r) {
+        const uint8_t *row = w.data() + (size_t)r * (k / 4);
+        for (int b = 0; b < k / 128; b++)
+            for (int j = 0; j < 32; j++)
+                for (int s = 0; s < 4; s++) {
+                    const int c = (row[b * 32 + j] >> (6 - 2 * s)) & 3;
+                    wt[(size_t)r * k + b * 128 + s * 32 + j] = (int8_t)(c == 3 ? 0 : c - 1);
+                }
+    });
+    std::vector<int32_t> out((size_t)T * n);
+    parallel_for(T, [&](int t) {
+        const int8_t *x = q.data() + (size_t)t * k;
+        for (int r = 0; r < n; r++) {
+            const int8_t *wr = wt.data() + (size_t)r * k;
+            int32_t acc = 0;
+            for (int i = 0; i < k; i++) acc += (int32_t)x[i] * wr[i];
+            out[(size_t)t * n + r] = acc;
         }
-        std::vector<int8_t> hq((size_t)T * k);
-        std::vector<float> hs(T, 1.0f);
-        std::vector<int32_t> hsum(T, 0);
-        for (int t = 0; t < T; t++)
-            for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
-        uint8_t *dw;
-        int8_t *dq;
-        float *ds;
-        int32_t *dsum, *dout;
-        CK(cudaMalloc(&dw, wb));
-        CK(cudaMalloc(&dq, (size_t)T * k));
-        CK(cudaMalloc(&ds, T * 4));
-        CK(cudaMalloc(&dsum, T * 4));
-        CK(cudaMalloc(&dout, (size_t)T * n * 4));
-        CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
-        KcudaTernary m = {};
-        m.d_codes = dw;
-        m.n_out = n;
-        m.k_pad = k;
-        m.seg_end[0] = m.seg_end[1] = n;
-        m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
-        double best = 1e30;
-        for (int ver = 1; ver <= 3; ver++) {
-            kcuda_set_gemm_version(ver);
-            CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));
-            if (kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st)) {
-                fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
-                return 1;
+    });
+    std::vector<int32_t> ref(n);
+    for (int c = 0; c < 3; c++) {
+        const int t = c == 0 ? 0 : c == 1 ? T - 1 : (int)(rnd() % T);
+        w2a8_gemv_ref(w.data(), n, k, q.data() + (size_t)t * k, ref.data());
+        for (int r = 0; r < n; r++)
+            if (ref[r] != out[(size_t)t * n + r]) {
+                fprintf(stderr, "host reference %dx%d token %d row %d: %d vs w2a8_gemv_ref %d FAILED\n", n, k, t, r,
+                        out[(size_t)t * n + r], ref[r]);
+                exit(1);
             }
-            CK(cudaStreamSynchronize(st));
-            std::vector<int32_t> got((size_t)T * n), ref(n);
-            CK(cudaMemcpy(got.data(), dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
-            for (int c = 0; c < 4; c++) {
-                const int t = c == 0 ? 0 : c == 1 ? T - 1 : (int)(rnd() % T);
-                w2a8_gemv_ref(hw.data(), n, k, hq.data() + (size_t)t * k, ref.data());
-                for (int r = 0; r < n; r++)
-                    if (ref[r] != got[(size_t)t * n + r]) {
-                        fprintf(stderr, "v%d %dx%d token %d row %d: %d vs reference %d FAILED\n", ver, n, k, t, r, got[(size_t)t * n + r], ref[r]);
-                        return 1;
-                    }
-            }
-            const double us = time_us(st, 20, [&] { return kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st); });
-            best = std::min(best, us);
-            printf("| gemm | %d | %dx%d | %.1f | %.0f |\n", ver, n, k, us, 2.0 * T * n * k / (us * 1e-6) / 1e12);
-        }
-        layer_best += best;
-        cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
     }
-    kcuda_set_gemm_version(3);
-    printf("four GEMMs of one layer (best versions): %.1f us; x30 layers = %.2f ms\n", layer_best, layer_best * 30 / 1000);
-    // norm + quant rows and attention at 2B shapes
-    const int dim = 2560, nh = 20, nkv = 5, hd = 128, ctx = 1024, qkv = (nh + 2 * nkv) * hd;
-    float *dx, *dqkv, *datt, *drope, *dsc;
-    int8_t *dq8;
-    int32_t *dqs;
+    return out;
+}
+
+struct Variant {
+    int ver, cfg;  // cfg 0 = by shape (version 4)
+    const char *name;
+};
+static const Variant VARIANTS[] = {{1, 0, "1"},         {2, 0, "2"},         {3, 0, "3"},
+                                   {4, 1, "4 128x128"}, {4, 2, "4 128x64"},  {4, 3, "4 64x64"},
+                                   {4, 4, "4 64x32"},   {4, 5, "4 64x16"},   {4, 6, "4 64x64 KB2"},
+                                   {4, 7, "4 64x16 KB2"}, {4, 0, "4 by shape"}};
+
+static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4) {
+    const size_t wb = (size_t)n * k / 4;
+    std::vector<uint8_t> hw(wb);
+    for (auto &b : hw) {
+        uint8_t v = 0;
+        for (int j = 0; j < 4; j++) v |= (uint8_t)((rnd() % 3) << (2 * j));
+        b = v;
+    }
+    std::vector<int8_t> hq((size_t)T * k);
+    std::vector<float> hs(T, 1.0f);
+    std::vector<int32_t> hsum(T, 0);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
+    const std::vector<int32_t> ref = host_gemm(hw, n, k, hq, T);
+    uint8_t *dw;
+    int8_t *dq;
+    float *ds;
+    int32_t *dsum, *dout;
+    CK(cudaMalloc(&dw, wb));
+    CK(cudaMalloc(&dq, (size_t)T * k));
+    CK(cudaMalloc(&ds, T * 4));
+    CK(cudaMalloc(&dsum, T * 4));
+    CK(cudaMalloc(&dout, (size_t)T * n * 4));
+    CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
+    KcudaTernary m = {};
+    m.d_codes = dw;
+    m.n_out = n;
+    m.k_pad = k;
+    m.seg_end[0] = m.seg_end[1] = n;
+    m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    std::vector<int32_t> got((size_t)T * n);
+    for (const Variant &v : VARIANTS) {
+        kcuda_set_gemm_version(v.ver);
+        kcuda_set_gemm_config(v.cfg);
+        CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));  // poison: every output must be written
+        if (kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st)) {
+            fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
+            return 1;
+        }
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(got.data(), dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < got.size(); i++)
+            if (got[i] != ref[i] && !bad++) first = i;
+        if (bad) {
+            fprintf(stderr, "v%s M=%d %dx%d: %zu of %zu outputs differ (first: token %zu col %zu: %d vs %d) FAILED\n", v.name,
+                    T, n, k, bad, got.size(), first / n, first % n, got[first], ref[first]);
+            return 1;
+        }
+        if (!timed) continue;
+        const double us = time_us(st, 20, [&] { return kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st); });
+        printf("| gemm | %s | %d | %dx%d | %.1f | %.0f |\n", v.name, T, n, k, us, 2.0 * T * n * k / (us * 1e-6) / 1e12);
+        if (v.ver == 3) *best_v3 = us;
+        if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
+    }
+    if (!timed) printf("| gemm | all versions exact | %d | %dx%d | - | - |\n", T, n, k);
+    kcuda_set_gemm_version(4);
+    kcuda_set_gemm_config(0);
+    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
+    return 0;
+}
+
+static uint16_t f2h(float f) {  // round to nearest even (normal range)
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    int e = (int)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t m = x & 0x7fffffu;
+    if (e <= 0) return (uint16_t)sign;
+    uint32_t r = (uint32_t)(e << 10) | (m >> 13);
+    const uint32_t rem = m & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+static float h2f(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const int e = (h >> 10) & 0x1f;
+    const uint32_t m = h & 0x3ffu;
+    uint32_t x = e == 0 ? sign : sign | (uint32_t)(e - 15 + 127) << 23 | m << 13;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+// Attention at the 2B shapes: both versions against a double-precision host reference over the
+// same f16 K/V (relative to the largest |output|), then timed (RoPE + cache write included).
+static int attention(cudaStream_t st, int T) {
+    const int nh = 20, nkv = 5, hd = 128, ctx = 1024, qkv = (nh + 2 * nkv) * hd, half = hd / 2;
+    std::vector<float> rope((size_t)ctx * hd), hx((size_t)T * qkv);
+    for (int i = 0; i < half; i++) {
+        const float inv_freq = 1.0f / powf(500000.0f, (float)(2 * i) / (float)hd);
+        for (int p = 0; p < ctx; p++) {
+            rope[((size_t)p * half + i) * 2] = cosf((float)p * inv_freq);
+            rope[((size_t)p * half + i) * 2 + 1] = sinf((float)p * inv_freq);
+        }
+    }
+    for (auto &v : hx) v = (float)((int)(rnd() % 2001) - 1000) / 400.0f;  // |x| <= 2.5: peaked softmax rows too
+    // host: rope (float, the kernel's formulas), f16 K/V, double attention
+    std::vector<float> Q((size_t)T * nh * hd), K((size_t)T * nkv * hd), V((size_t)T * nkv * hd);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nh + 2 * nkv; h++) {
+            const float *src = hx.data() + (size_t)t * qkv + (size_t)h * hd;
+            float v[128];
+            memcpy(v, src, sizeof v);
+            if (h < nh + nkv)
+                for (int i = 0; i < half; i++) {
+                    const float c = rope[((size_t)t * half + i) * 2], s = rope[((size_t)t * half + i) * 2 + 1];
+                    const float a = src[i], b = src[i + half];
+                    v[i] = a * c - b * s;
+                    v[i + half] = b * c + a * s;
+                }
+            if (h < nh) memcpy(&Q[((size_t)t * nh + h) * hd], v, sizeof v);
+            else if (h < nh + nkv)
+                for (int i = 0; i < hd; i++) K[((size_t)t * nkv + h - nh) * hd + i] = h2f(f2h(v[i]));
+            else
+                for (int i = 0; i < hd; i++) V[((size_t)t * nkv + h - nh - nkv) * hd + i] = h2f(f2h(v[i]));
+        }
+    std::vector<double> ref((size_t)T * nh * hd);
+    parallel_for(T * nh, [&](int th) {
+        const int t = th / nh, h = th % nh, g = h / (nh / nkv);
+        std::vector<double> sc(t + 1);
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j <= t; j++) {
+            double d = 0;
+            for (int i = 0; i < hd; i++) d += (double)Q[((size_t)t * nh + h) * hd + i] * K[((size_t)j * nkv + g) * hd + i];
+            sc[j] = d / sqrt((double)hd);
+            mx = std::max(mx, sc[j]);
+        }
+        for (int j = 0; j <= t; j++) sum += (sc[j] = exp(sc[j] - mx));
+        for (int i = 0; i < hd; i++) {
+            double o = 0;
+            for (int j = 0; j <= t; j++) o += sc[j] * V[((size_t)j * nkv + g) * hd + i];
+            ref[((size_t)t * nh + h) * hd + i] = o / sum;
+        }
+    });
+    double amax = 0;
+    for (double v : ref) amax = std::max(amax, fabs(v));
+    float *dqkv, *dqkv0, *datt, *drope;
     uint16_t *dk, *dv;
-    CK(cudaMalloc(&dx, (size_t)T * 6912 * 4));
-    CK(cudaMalloc(&dq8, (size_t)T * 6912));
-    CK(cudaMalloc(&dsc, T * 4));
-    CK(cudaMalloc(&dqs, T * 4));
     CK(cudaMalloc(&dqkv, (size_t)T * qkv * 4));
-    CK(cudaMalloc(&datt, (size_t)T * dim * 4));
+    CK(cudaMalloc(&dqkv0, (size_t)T * qkv * 4));
+    CK(cudaMalloc(&datt, (size_t)T * nh * hd * 4));
     CK(cudaMalloc(&drope, (size_t)ctx * hd * 4));
     CK(cudaMalloc(&dk, (size_t)nkv * ctx * hd * 2));
     CK(cudaMalloc(&dv, (size_t)nkv * ctx * hd * 2));
-    std::vector<float> hx((size_t)T * qkv);
-    for (auto &v : hx) v = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
-    CK(cudaMemcpy(dx, hx.data(), (size_t)T * dim * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dqkv, hx.data(), (size_t)T * qkv * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(drope, hx.data(), (size_t)ctx * hd * 4, cudaMemcpyHostToDevice));
-    double us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant(dx, T, dim, dim, dim, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
-    printf("| rmsnorm_quant rows | - | %dx%d | %.1f | - |\n", T, dim, us);
+    CK(cudaMemcpy(dqkv0, hx.data(), (size_t)T * qkv * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(drope, rope.data(), (size_t)ctx * hd * 4, cudaMemcpyHostToDevice));
     KcudaAttnShape a = {nh, nkv, hd, ctx, 0, drope};
-    us = time_us(st, 5, [&] { return kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st); });
-    printf("| attention prefill | - | T=%d | %.1f | %.1f |\n", T, us, 4.0 * nh * hd * (double)T * T / 2 / (us * 1e-6) / 1e12);
+    std::vector<float> got((size_t)T * nh * hd);
+    double us[3] = {0, 0, 0};
+    for (int ver = 1; ver <= 2; ver++) {
+        kcuda_set_attn_prefill_version(ver);
+        CK(cudaMemcpy(dqkv, dqkv0, (size_t)T * qkv * 4, cudaMemcpyDeviceToDevice));
+        CK(cudaMemset(datt, 0xff, (size_t)T * nh * hd * 4));  // NaN poison
+        CK(cudaMemset(dk, 0xff, (size_t)nkv * ctx * hd * 2));
+        CK(cudaMemset(dv, 0xff, (size_t)nkv * ctx * hd * 2));
+        if (kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st)) {
+            fprintf(stderr, "attention failed: %s\n", kcuda_last_error());
+            return 1;
+        }
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(got.data(), datt, got.size() * 4, cudaMemcpyDeviceToHost));
+        double maxerr = 0;
+        for (size_t i = 0; i < got.size(); i++) {
+            const double e = fabs((double)got[i] - ref[i]);
+            if (!(e <= maxerr)) maxerr = e;  // NaN sticks
+        }
+        // fp32 with ~T-term sums: a few 1e-6 of the output magnitude; 1e-5 relative is the bar
+        const bool ok = maxerr <= 1e-5 * amax;
+        printf("| attention check | %d | T=%d | max |err| %.3g (max |out| %.3g, rel %.2g) %s |\n", ver, T, maxerr, amax,
+               maxerr / amax, ok ? "ok" : "FAILED");
+        if (!ok && ver == 2) return 1;
+        // timed on q already rotated: the RoPE kernel rotates q in place each call, which changes
+        // the values but not the work
+        us[ver] = time_us(st, 5, [&] { return kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st); });
+        printf("| attention prefill (RoPE + KV write + attention) | %d | T=%d | %.1f | %.1f TFLOP/s |\n", ver, T,
+               us[ver], 4.0 * nh * hd * (double)T * (T + 1) / 2 / (us[ver] * 1e-6) / 1e12);
+    }
+    printf("attention v1 / v2 at T=%d: %.2f\n", T, us[1] / us[2]);
+    kcuda_set_attn_prefill_version(2);
+    cudaFree(dqkv), cudaFree(dqkv0), cudaFree(datt), cudaFree(drope), cudaFree(dk), cudaFree(dv);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    std::vector<int> Ts;
+    for (int i = 1; i < argc; i++) Ts.push_back(atoi(argv[i]));
+    if (Ts.empty()) Ts = {512, 64};
+    const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    printf("| op | version | T | shape | us | TOPS |\n|---|---|---:|---|---:|---:|\n");
+    // ragged shapes first (exactness only): odd M, N not a multiple of any tile, K 3200
+    const int ragged[4][3] = {{77, 1000, 3200}, {5, 130, 384}, {300, 2600, 6912}, {129, 3848, 2560}};
+    for (auto &r : ragged)
+        if (gemm_shape(st, r[0], r[1], r[2], false, nullptr, nullptr)) return 1;
+    for (int T : Ts) {
+        double l3 = 0, l4 = 0;
+        for (auto &s : shapes) {
+            double b3 = 0, b4 = 0;
+            if (gemm_shape(st, T, s[0], s[1], true, &b3, &b4)) return 1;
+            l3 += b3, l4 += b4;
+            printf("(T=%d %dx%d: version 4 picks tile %d)\n", T, s[0], s[1], kcuda_gemm_config(T, s[0]));
+        }
+        printf("four GEMMs of one layer at T=%d: version 3 %.1f us, version 4 (by shape) %.1f us (x30: %.2f -> %.2f ms)\n",
+               T, l3, l4, l3 * 30 / 1000, l4 * 30 / 1000);
+        // norm + quant rows
+        float *dx, *dsc;
+        int8_t *dq8;
+        int32_t *dqs;
+        CK(cudaMalloc(&dx, (size_t)T * 6912 * 4));
+        CK(cudaMalloc(&dq8, (size_t)T * 6912));
+        CK(cudaMalloc(&dsc, T * 4));
+        CK(cudaMalloc(&dqs, T * 4));
+        std::vector<float> hx((size_t)T * 6912);
+        for (auto &v : hx) v = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+        CK(cudaMemcpy(dx, hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+        double us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant(dx, T, 2560, 2560, 2560, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
+        printf("| rmsnorm_quant rows | 1 | %d | x2560 | %.1f | - |\n", T, us);
+        us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant(dx, T, 6912, 6912, 6912, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
+        printf("| rmsnorm_quant rows | 1 | %d | x6912 | %.1f | - |\n", T, us);
+        kcuda_set_prefill_norm_version(2);
+        us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant_prefill(dx, T, 2560, 2560, 2560, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
+        printf("| rmsnorm_quant rows | 2 | %d | x2560 | %.1f | - |\n", T, us);
+        us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant_prefill(dx, T, 6912, 6912, 6912, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
+        printf("| rmsnorm_quant rows | 2 | %d | x6912 | %.1f | - |\n", T, us);
+        cudaFree(dx), cudaFree(dq8), cudaFree(dsc), cudaFree(dqs);
+        if (attention(st, T)) return 1;
+    }
     return 0;
 }

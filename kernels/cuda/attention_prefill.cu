@@ -1,0 +1,478 @@
+// Prefill attention over the f16 KV cache: RoPE + cache write for T tokens, then causal
+// attention with GQA. Version 2 (the default) runs on the tensor cores (mma.sync m16n8k16 f16
+// -> f32, flash-attention style); version 1 on CUDA cores stays for the lab
+// (kcuda_set_attn_prefill_version).
+#include <cuda_fp16.h>
+#include <stdlib.h>
+
+#include "kernels/cuda/common.cuh"
+
+namespace {
+
+enum { ATT_THREADS = 128, CHUNK = 64, MAX_REP = 8, MAX_HD = 128, QT = 16 };
+
+__device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
+    if (style == 0) {
+        *i0 = i;
+        *i1 = i + hd / 2;
+    } else {
+        *i0 = 2 * i;
+        *i1 = 2 * i + 1;
+    }
+}
+
+__global__ void rope_kv_prefill_kernel(float *qkv, int ld, int n_heads, int n_kv, int hd,
+                                       int ctx, int style, const float *rope, int pos0,
+                                       __half *kc, __half *vc) {
+    pdl_trigger();
+    pdl_wait();  // qkv comes from the previous kernel
+    const int t = blockIdx.x, pos = pos0 + t, half = hd / 2;
+    const float *cs = rope + (size_t)pos * hd;
+    float *row = qkv + (size_t)t * ld;
+    for (int idx = threadIdx.x; idx < (n_heads + n_kv) * half; idx += blockDim.x) {
+        const int h = idx / half, i = idx % half;
+        int i0, i1;
+        rope_pair(style, hd, i, &i0, &i1);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        float *v = row + (size_t)h * hd;
+        const float a = v[i0], b = v[i1];
+        const float r0 = a * c - b * s, r1 = b * c + a * s;
+        if (h < n_heads) {
+            v[i0] = r0;
+            v[i1] = r1;
+        } else {
+            const size_t base = ((size_t)(h - n_heads) * ctx + pos) * hd;
+            kc[base + i0] = __float2half_rn(r0);
+            kc[base + i1] = __float2half_rn(r1);
+        }
+    }
+    const float *vsrc = row + (size_t)(n_heads + n_kv) * hd;
+    for (int idx = threadIdx.x; idx < n_kv * hd; idx += blockDim.x) {
+        const int g = idx / hd, i = idx % hd;
+        vc[((size_t)g * ctx + pos) * hd + i] = __float2half_rn(vsrc[idx]);
+    }
+}
+
+// Version 1 (CUDA cores, kept for the lab): one block per (query head, 16 queries); keys in
+// tiles of 64 through shared memory, online softmax per query row. 122 us per 2B layer at
+// T = 512 on an H100 (11 TFLOP/s).
+__global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel1(
+    const float *qkv, int ld, int T, int pos0, int n_heads, int n_kv, int hd, int ctx,
+    const __half *kc, const __half *vc, float *out) {
+    __shared__ __align__(16) float qs[QT][MAX_HD];
+    __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
+    __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
+    __shared__ __align__(16) float sc[QT][CHUNK];
+    __shared__ float mrow[QT], lrow[QT], corr[QT];
+    const int h = blockIdx.x, tq0 = blockIdx.y * QT, tid = threadIdx.x;
+    const int g = h / (n_heads / n_kv);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int idx = tid; idx < QT * hd; idx += ATT_THREADS) {
+        const int r = idx / hd, d = idx % hd, t = tq0 + r;
+        qs[r][d] = t < T ? qkv[(size_t)t * ld + (size_t)h * hd + d] : 0.0f;
+    }
+    if (tid < QT) {
+        mrow[tid] = -INFINITY;
+        lrow[tid] = 0.0f;
+    }
+    float o[QT];
+#pragma unroll
+    for (int r = 0; r < QT; r++) o[r] = 0.0f;
+    const int t_last = min(T, tq0 + QT) - 1;
+    const int kv_end = pos0 + t_last + 1;  // keys [0, kv_end)
+    const __half *kh = kc + (size_t)g * ctx * hd, *vh = vc + (size_t)g * ctx * hd;
+    const int lane = tid & 31, warp = tid >> 5;
+    for (int kb = 0; kb < kv_end; kb += CHUNK) {
+        const int nk = min(CHUNK, kv_end - kb);
+        __syncthreads();
+#pragma unroll 8
+        for (int idx = tid; idx < CHUNK * (hd / 8); idx += ATT_THREADS) {
+            const int j = idx / (hd / 8), c = idx % (hd / 8);
+            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+            if (j < nk) {
+                kv4 = *(const uint4 *)(kh + (size_t)(kb + j) * hd + c * 8);
+                vv4 = *(const uint4 *)(vh + (size_t)(kb + j) * hd + c * 8);
+            }
+            *(uint4 *)&ks[j][c * 8] = kv4;
+            *(uint4 *)&vs[j][c * 8] = vv4;
+        }
+        __syncthreads();
+        {
+            const int j = tid & (CHUNK - 1), qg = tid >> 6;  // queries qg*8 .. qg*8+7
+            float acc[8];
+#pragma unroll
+            for (int r = 0; r < 8; r++) acc[r] = 0.0f;
+            for (int c = 0; c < hd / 8; c++) {
+                const uint4 u = *(const uint4 *)&ks[j][c * 8];
+                const __half2 *h2 = (const __half2 *)&u;
+                const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
+                const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
+#pragma unroll
+                for (int r = 0; r < 8; r++) {
+                    // 16-byte broadcast reads of q: 4x fewer shared loads than scalar reads
+                    const float4 qa = *(const float4 *)&qs[qg * 8 + r][c * 8];
+                    const float4 qb = *(const float4 *)&qs[qg * 8 + r][c * 8 + 4];
+                    float a = acc[r];
+                    a = fmaf(qa.x, f0.x, a);
+                    a = fmaf(qa.y, f0.y, a);
+                    a = fmaf(qa.z, f1.x, a);
+                    a = fmaf(qa.w, f1.y, a);
+                    a = fmaf(qb.x, f2.x, a);
+                    a = fmaf(qb.y, f2.y, a);
+                    a = fmaf(qb.z, f3.x, a);
+                    a = fmaf(qb.w, f3.y, a);
+                    acc[r] = a;
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 8; r++) {
+                const int qr = qg * 8 + r, qpos = pos0 + tq0 + qr, kpos = kb + j;
+                sc[qr][j] = (j < nk && kpos <= qpos && tq0 + qr < T) ? acc[r] * scale : -INFINITY;
+            }
+        }
+        __syncthreads();
+        for (int r = warp; r < QT; r += ATT_THREADS / 32) {
+            const float v0 = sc[r][lane], v1 = sc[r][lane + 32];
+            const float mold = mrow[r];
+            const float mnew = fmaxf(mold, warp_max(fmaxf(v0, v1)));
+            const float e0 = mnew == -INFINITY ? 0.0f : expf(v0 - mnew);
+            const float e1 = mnew == -INFINITY ? 0.0f : expf(v1 - mnew);
+            const float sum = warp_sum(e0 + e1);
+            sc[r][lane] = e0;
+            sc[r][lane + 32] = e1;
+            __syncwarp();
+            if (lane == 0) {
+                const float cf = (mold == -INFINITY) ? 0.0f : expf(mold - mnew);
+                corr[r] = cf;
+                lrow[r] = lrow[r] * cf + sum;
+                mrow[r] = mnew;
+            }
+        }
+        __syncthreads();
+        if (tid < hd) {
+#pragma unroll
+            for (int r = 0; r < QT; r++) o[r] *= corr[r];
+            // Four keys at a time: sc rows read as float4 (probabilities past nk are 0).
+            for (int j = 0; j < nk; j += 4) {
+                const float v0 = __half2float(vs[j][tid]), v1 = __half2float(vs[j + 1][tid]);
+                const float v2 = __half2float(vs[j + 2][tid]), v3 = __half2float(vs[j + 3][tid]);
+#pragma unroll
+                for (int r = 0; r < QT; r++) {
+                    const float4 pr = *(const float4 *)&sc[r][j];
+                    float a = o[r];
+                    a = fmaf(pr.x, v0, a);
+                    a = fmaf(pr.y, v1, a);
+                    a = fmaf(pr.z, v2, a);
+                    a = fmaf(pr.w, v3, a);
+                    o[r] = a;
+                }
+            }
+        }
+    }
+    __syncthreads();
+    if (tid < hd)
+        for (int r = 0; r < QT; r++) {
+            const int t = tq0 + r;
+            if (t < T) out[(size_t)t * n_heads * hd + (size_t)h * hd + tid] = o[r] / lrow[r];
+        }
+}
+
+// ---- version 2: tensor cores ----------------------------------------------------------------
+//
+// A block is 4 warps; each warp owns 16 query rows of one head. The block's warps are HPB heads
+// of one KV group (GQA: HPB = 4, 2 or 1, the largest dividing the group size) times 4/HPB
+// consecutive 16-query tiles, so each K/V tile staged in shared memory serves all of them. Keys
+// go in tiles of 64 (double-buffered cp.async, zero-filled past the end), S = Q K^T and O += P V
+// by mma.sync m16n8k16 with f32 accumulation, online softmax in registers (the S accumulator
+// layout is the A-fragment layout of P, so P never leaves registers), and warps skip key tiles
+// past their own causal limit. Precision: Q and P are split into f16 hi + lo parts (x = hi + lo
+// to ~2^-22 relative) and each product is done twice, so the only roundings beyond fp32 are the
+// f16 K/V of the cache, which the host reference and the decode kernel share. Blocks of late
+// queries (the longest) are scheduled first.
+struct Attn2Params {
+    const float *qkv;
+    int ld, T, pos0, n_heads, n_kv, hd, ctx, hpb, qpb;
+    const __half *kc, *vc;
+    float *out;
+    float scale_log2;  // log2(e) / sqrt(hd)
+};
+
+__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const void *ptr) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(ptr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], const void *ptr) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(ptr);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void cp_async16z(void *dst, const void *src, bool valid) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+}
+// (x, y) -> f16x2 hi and the f16x2 of the remainders
+__device__ __forceinline__ void split2(float x, float y, uint32_t *hi, uint32_t *lo) {
+    const __half2 h = __floats2half2_rn(x, y);
+    const float2 hf = __half22float2(h);
+    const __half2 l = __floats2half2_rn(x - hf.x, y - hf.y);
+    *hi = *(const uint32_t *)&h;
+    *lo = *(const uint32_t *)&l;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params p) {
+    constexpr int KS = HD / 16;      // k-steps of Q K^T
+    constexpr int ON = HD / 8;       // n-tiles of O
+    constexpr int ROW = HD + 8;      // padded smem row (halves): 16-byte rows offset by one bank group
+    constexpr int TILE = CHUNK * ROW;
+    extern __shared__ __align__(16) __half kvs[];  // [2][K, V][CHUNK][ROW]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tig = lane & 3;
+    const int n_rep = p.n_heads / p.n_kv, groups_per_kv = n_rep / p.hpb;
+    const int g = blockIdx.x / groups_per_kv, hsub = blockIdx.x % groups_per_kv;
+    const int qb = gridDim.y - 1 - blockIdx.y;  // long (late) query blocks first
+    const int h = g * n_rep + hsub * p.hpb + warp % p.hpb;
+    const int t0 = (qb * p.qpb + warp / p.hpb) * 16;
+    const int q_span = 16 * p.qpb;
+    const int kv_end = p.pos0 + min(p.T, (qb + 1) * q_span);  // keys [0, kv_end) for the block
+    const bool active = t0 < p.T;
+    const int kv_end_w = p.pos0 + min(p.T, t0 + 16);          // this warp's keys
+    const __half *kh = p.kc + (size_t)g * p.ctx * p.hd, *vh = p.vc + (size_t)g * p.ctx * p.hd;
+
+    auto load_tile = [&](int kb, int buf) {
+        __half *ks = kvs + (size_t)buf * 2 * TILE, *vs = ks + TILE;
+        constexpr int CPR = HD / 8;  // 16-byte chunks per row
+        for (int idx = tid; idx < CHUNK * CPR; idx += ATT_THREADS) {
+            const int j = idx / CPR, c = idx % CPR, key = kb + j;
+            const bool ok = key < kv_end && c * 8 < p.hd;
+            const size_t off = ok ? (size_t)key * p.hd + c * 8 : 0;
+            cp_async16z(ks + j * ROW + c * 8, kh + off, ok);
+            cp_async16z(vs + j * ROW + c * 8, vh + off, ok);
+        }
+        asm volatile("cp.async.commit_group;");
+    };
+
+    pdl_trigger();
+    pdl_wait();  // the RoPE kernel wrote q and the cache rows
+    load_tile(0, 0);
+    // Q fragments (hi and lo) of this warp's 16 rows; rows past T repeat row T-1 (finite, never
+    // stored), dims past hd are zero.
+    uint32_t qh[KS][4], ql[KS][4];
+    {
+        const int ta = min(t0 + gid, p.T - 1), tb = min(t0 + gid + 8, p.T - 1);
+        const float *ra = p.qkv + (size_t)ta * p.ld + (size_t)h * p.hd;
+        const float *rb = p.qkv + (size_t)tb * p.ld + (size_t)h * p.hd;
+#pragma unroll
+        for (int ks = 0; ks < KS; ks++) {
+            const int d0 = ks * 16 + 2 * tig, d1 = d0 + 8;
+            float2 a0 = make_float2(0.f, 0.f), b0 = a0, a1 = a0, b1 = a0;
+            if (active && d0 < p.hd) {
+                a0 = *(const float2 *)(ra + d0);
+                b0 = *(const float2 *)(rb + d0);
+            }
+            if (active && d1 < p.hd) {
+                a1 = *(const float2 *)(ra + d1);
+                b1 = *(const float2 *)(rb + d1);
+            }
+            split2(a0.x, a0.y, &qh[ks][0], &ql[ks][0]);
+            split2(b0.x, b0.y, &qh[ks][1], &ql[ks][1]);
+            split2(a1.x, a1.y, &qh[ks][2], &ql[ks][2]);
+            split2(b1.x, b1.y, &qh[ks][3], &ql[ks][3]);
+        }
+    }
+    float o[ON][4];
+#pragma unroll
+    for (int i = 0; i < ON; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;  // rows gid, gid + 8
+    const int qpos_a = p.pos0 + min(t0 + gid, p.T - 1), qpos_b = p.pos0 + min(t0 + gid + 8, p.T - 1);
+    const int n_tiles = (kv_end + CHUNK - 1) / CHUNK;
+    for (int it = 0; it < n_tiles; it++) {
+        const int kb = it * CHUNK;
+        if (it + 1 < n_tiles) load_tile(kb + CHUNK, (it + 1) & 1);
+        else asm volatile("cp.async.commit_group;");
+        asm volatile("cp.async.wait_group 1;");
+        __syncthreads();
+        if (active && kb < kv_end_w) {
+            const __half *ks = kvs + (size_t)(it & 1) * 2 * TILE, *vs = ks + TILE;
+            float s[8][4];
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+            for (int ks_ = 0; ks_ < KS; ks_++) {
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) {
+                    uint32_t b[4];
+                    const int i = lane >> 3;
+                    ldsm4(b, ks + (jj * 16 + (lane & 7) + (i >> 1) * 8) * ROW + ks_ * 16 + (i & 1) * 8);
+                    mma_f16(s[2 * jj], qh[ks_], b[0], b[1]);
+                    mma_f16(s[2 * jj], ql[ks_], b[0], b[1]);
+                    mma_f16(s[2 * jj + 1], qh[ks_], b[2], b[3]);
+                    mma_f16(s[2 * jj + 1], ql[ks_], b[2], b[3]);
+                }
+            }
+            if (kb + CHUNK - 1 > p.pos0 + t0) {  // the tile reaches past the warp's first query
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int key = kb + nt * 8 + 2 * tig + e;
+                        if (key > qpos_a) s[nt][e] = -INFINITY;
+                        if (key > qpos_b) s[nt][2 + e] = -INFINITY;
+                    }
+            }
+            float mx_a = m_a, mx_b = m_b;
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                mx_a = fmaxf(mx_a, fmaxf(s[nt][0], s[nt][1]));
+                mx_b = fmaxf(mx_b, fmaxf(s[nt][2], s[nt][3]));
+            }
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 1));
+            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
+            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
+            // key 0 is in every row's range and is in the first tile, so mx_* are finite here
+            const float ca = exp2f((m_a - mx_a) * p.scale_log2), cb = exp2f((m_b - mx_b) * p.scale_log2);
+            m_a = mx_a;
+            m_b = mx_b;
+            const float oa = mx_a * p.scale_log2, ob = mx_b * p.scale_log2;
+            float sa = 0.0f, sb = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++) {
+                s[nt][0] = exp2f(fmaf(s[nt][0], p.scale_log2, -oa));
+                s[nt][1] = exp2f(fmaf(s[nt][1], p.scale_log2, -oa));
+                s[nt][2] = exp2f(fmaf(s[nt][2], p.scale_log2, -ob));
+                s[nt][3] = exp2f(fmaf(s[nt][3], p.scale_log2, -ob));
+                sa += s[nt][0] + s[nt][1];
+                sb += s[nt][2] + s[nt][3];
+            }
+            l_a = l_a * ca + sa;
+            l_b = l_b * cb + sb;
+#pragma unroll
+            for (int i = 0; i < ON; i++) {
+                o[i][0] *= ca;
+                o[i][1] *= ca;
+                o[i][2] *= cb;
+                o[i][3] *= cb;
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {  // keys 16j .. 16j+15 of the tile
+                uint32_t ph[4], pl[4];
+                split2(s[2 * j][0], s[2 * j][1], &ph[0], &pl[0]);
+                split2(s[2 * j][2], s[2 * j][3], &ph[1], &pl[1]);
+                split2(s[2 * j + 1][0], s[2 * j + 1][1], &ph[2], &pl[2]);
+                split2(s[2 * j + 1][2], s[2 * j + 1][3], &ph[3], &pl[3]);
+#pragma unroll
+                for (int dd = 0; dd < HD / 16; dd++) {
+                    uint32_t b[4];
+                    const int i = lane >> 3;
+                    ldsm4_t(b, vs + (j * 16 + (lane & 7) + (i & 1) * 8) * ROW + dd * 16 + (i >> 1) * 8);
+                    mma_f16(o[2 * dd], ph, b[0], b[1]);
+                    mma_f16(o[2 * dd], pl, b[0], b[1]);
+                    mma_f16(o[2 * dd + 1], ph, b[2], b[3]);
+                    mma_f16(o[2 * dd + 1], pl, b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads();  // every warp is done with this buffer before it is refilled
+    }
+    if (!active) return;
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 1);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, 2);
+    const int ta = t0 + gid, tb = t0 + gid + 8;
+    float *outa = p.out + (size_t)ta * p.n_heads * p.hd + (size_t)h * p.hd;
+    float *outb = p.out + (size_t)tb * p.n_heads * p.hd + (size_t)h * p.hd;
+#pragma unroll
+    for (int i = 0; i < ON; i++) {
+        const int d = i * 8 + 2 * tig;
+        if (d < p.hd) {
+            if (ta < p.T) *(float2 *)(outa + d) = make_float2(o[i][0] / l_a, o[i][1] / l_a);
+            if (tb < p.T) *(float2 *)(outb + d) = make_float2(o[i][2] / l_b, o[i][3] / l_b);
+        }
+    }
+}
+
+template <int HD>
+int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0, uint16_t *d_kc,
+                 uint16_t *d_vc, float *d_out, int pdl, void *stream) {
+    const size_t smem = (size_t)2 * 2 * CHUNK * (HD + 8) * sizeof(__half);
+    static bool attr = false;
+    if (!attr) {
+        KCUDA_TRY(cudaFuncSetAttribute(attn_prefill_kernel2<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr = true;
+    }
+    Attn2Params p = {};
+    p.qkv = d_qkv;
+    p.ld = ld_qkv;
+    p.T = T;
+    p.pos0 = pos0;
+    p.n_heads = a->n_heads;
+    p.n_kv = a->n_kv;
+    p.hd = a->head_dim;
+    p.ctx = a->ctx;
+    const int n_rep = a->n_heads / a->n_kv;
+    p.hpb = n_rep % 4 == 0 ? 4 : n_rep % 2 == 0 ? 2 : 1;
+    p.qpb = 4 / p.hpb;
+    p.kc = (const __half *)d_kc;
+    p.vc = (const __half *)d_vc;
+    p.out = d_out;
+    p.scale_log2 = 1.4426950408889634f / sqrtf((float)a->head_dim);
+    const dim3 grid((unsigned)(a->n_heads / p.hpb), (unsigned)((T + 16 * p.qpb - 1) / (16 * p.qpb)));
+    return kcuda_launch(attn_prefill_kernel2<HD>, grid, dim3(ATT_THREADS), smem, stream, pdl, p);
+}
+
+int check_shape(const KcudaAttnShape *a, const char *fn) {
+    if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
+    if (a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->n_heads / a->n_kv > MAX_REP ||
+        a->head_dim <= 0 || a->head_dim > MAX_HD || a->head_dim % 16 || a->ctx <= 0)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: heads %d/%d, head_dim %d, ctx %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)", fn, a->n_heads, a->n_kv, a->head_dim, a->ctx);
+    return KCUDA_OK;
+}
+
+int g_attn_prefill_version = 0;  // 0: not set yet (BITNET_CUDA_ATTN_PREFILL=1|2, default 2)
+
+}  // namespace
+
+extern "C" void kcuda_set_attn_prefill_version(int v) { g_attn_prefill_version = v == 1 ? 1 : 2; }
+
+extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
+                                  int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
+                                  void *stream) {
+    return kcuda_attn_prefill_ex(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, 0, stream);
+}
+
+extern "C" int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
+                                     int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
+                                     int pdl, void *stream) {
+    int rc = check_shape(a, "kcuda_attn_prefill");
+    if (rc) return rc;
+    if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
+    if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
+    if (g_attn_prefill_version == 0) {
+        const char *e = getenv("BITNET_CUDA_ATTN_PREFILL");
+        g_attn_prefill_version = e && atoi(e) == 1 ? 1 : 2;
+    }
+    rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, stream, pdl, d_qkv,
+                      ld_qkv, a->n_heads, a->n_kv, a->head_dim, a->ctx, a->rope_style, a->d_rope,
+                      pos0, (__half *)d_kc, (__half *)d_vc);
+    if (rc) return rc;
+    if (g_attn_prefill_version == 2) {
+        if (a->head_dim <= 64) return attn2_launch<64>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+        return attn2_launch<128>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+    }
+    return kcuda_launch(attn_prefill_kernel1, dim3((unsigned)a->n_heads, (unsigned)((T + QT - 1) / QT)),
+                        dim3(ATT_THREADS), 0, stream, 0, (const float *)d_qkv, ld_qkv, T, pos0,
+                        a->n_heads, a->n_kv, a->head_dim, a->ctx, (const __half *)d_kc,
+                        (const __half *)d_vc, d_out);
+}
