@@ -292,6 +292,9 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
+    case K_BACKSPACE:
+        if (!input_delete_cluster_before()) input_feed(k->bytes, k->len);
+        break;
     case K_LEFT:
     case K_RIGHT:
         input_feed(k->bytes, k->len);

@@ -401,6 +401,21 @@ t_keys Right
 t_type "Y"
 t_wait "> aX${FAM}Yb"
 t_keys C-c
+# Backspace takes a whole flag or ZWJ family, not one code point of it.
+FLAG=$(printf '\360\237\207\257\360\237\207\265')
+t_type "a${FLAG}b${FAM}"
+t_wait "> a${FLAG}b${FAM}"
+t_keys BSpace
+t_wait_gone "> a${FLAG}b${FAM}"
+t_wait "> a${FLAG}b"
+T_CHECKS=$((T_CHECKS + 1))
+cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
+[ "$cx" = 6 ] || t_fail "Backspace left part of the family (cursor at $cx, expected 6)"
+t_keys Left BSpace
+t_wait "> ab"
+t_keys C-_ # readline's undo brings the flag back
+t_wait "> a${FLAG}b"
+t_keys C-c
 # Bytes that are not UTF-8 and a C1 control (CSI) typed in: what is sent and saved is valid
 # UTF-8 (U+FFFD for each bad byte) without the control.
 tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
