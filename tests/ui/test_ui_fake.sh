@@ -422,4 +422,10 @@ tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
 t_keys Enter
 t_wait "You said: A$(printf '\357\277\275\357\277\275')BC$(printf '\342\200\213')D."
 
+# With --no-history, /rename says that nothing will be saved (not "saved with the first message").
+t_start 100 30 "BN_FAKE_TOKENS=3 $FAKE --no-history '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/rename Kept nowhere"; t_keys Enter
+t_wait "nothing is saved (--no-history)"
+
 t_done test_ui_fake
