@@ -332,7 +332,10 @@ void app_ensure_model(App *a) {
 
 void app_destroy(App *a) {
     if (!a) return;
-    /* A reply still streaming is committed as interrupted by history_close. */
+    /* A reply still streaming is committed as interrupted; the screen is gone by now, so a
+     * conversation that could not be saved after all is reported on stderr. */
+    Err lost = {{0}};
+    if (history_flush_final(a->hist, &lost)) fprintf(stderr, "bitnet-chat: %s\n", lost.msg);
     history_close(a->hist);
     engine_destroy(a->engine);
     app_transcript_free(&a->tr);
@@ -517,6 +520,9 @@ int app_process_events(App *a) {
                 app_note(a, MSG_NOTE, "%s %s (%s, %d-token context).",
                          switched ? "Switched to" : "Loaded", a->model.name, a->model.backend,
                          a->model.ctx_size);
+                if (a->cfg.ctx > a->model.ctx_size)
+                    app_note(a, MSG_NOTE, "--ctx %d is more than this model's trained context; "
+                             "using %d.", a->cfg.ctx, a->model.ctx_size);
                 history_save_settings(a);
                 react |= REACT_CHAT | REACT_STATUS;
                 if (a->submit_when_loaded) {
@@ -908,6 +914,31 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
     return 0;
 }
 
+/* A stored message as a transcript entry of the given kind (a note is the system prompt), with
+ * its figures; an assistant reply gets its sampling, fallback filling what was not stored. */
+static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind kind,
+                               const StoreMessage *sm, const AppSampling *fallback) {
+    AppMessage *m = tr_push(tr, serial, kind);
+    if (!m) return NULL;
+    if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
+    msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
+    m->store_id = sm->id;
+    m->created_at = sm->created_at;
+    m->prompt_tokens = sm->prompt_tokens;
+    m->gen_tokens = sm->reply_tokens;
+    m->ttft_ms = sm->ttft_ms;
+    m->tok_s = sm->tok_per_s;
+    copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
+    m->interrupted = sm->interrupted;
+    copy_str(m->model, sizeof m->model, sm->model_name);
+    copy_str(m->backend, sizeof m->backend, sm->backend);
+    if (kind == MSG_ASSISTANT) {
+        m->sampling = app_sampling_of(&sm->sampling, fallback);
+        m->has_sampling = true;
+    }
+    return m;
+}
+
 static int load_branch(App *a, int64_t id, StoreSession *sess, AppTranscript *out,
                        uint64_t *serial, char *why, size_t whylen) {
     Err err = {{0}};
@@ -928,24 +959,7 @@ static int load_branch(App *a, int64_t id, StoreSession *sess, AppTranscript *ou
         AppMsgKind kind = !strcmp(sm->role, "user")        ? MSG_USER
                           : !strcmp(sm->role, "assistant") ? MSG_ASSISTANT
                                                            : MSG_NOTE;
-        AppMessage *m = tr_push(out, serial, kind);
-        if (!m) break;
-        if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
-        msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
-        m->store_id = sm->id;
-        m->created_at = sm->created_at;
-        m->prompt_tokens = sm->prompt_tokens;
-        m->gen_tokens = sm->reply_tokens;
-        m->ttft_ms = sm->ttft_ms;
-        m->tok_s = sm->tok_per_s;
-        copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
-        m->interrupted = sm->interrupted;
-        copy_str(m->model, sizeof m->model, sm->model_name);
-        copy_str(m->backend, sizeof m->backend, sm->backend);
-        if (kind == MSG_ASSISTANT) {
-            m->sampling = app_sampling_of(&sm->sampling, &fallback);
-            m->has_sampling = true;
-        }
+        if (!push_stored(out, serial, kind, sm, &fallback)) break;
     }
     store_messages_free(msgs, cnt);
     return 0;
@@ -994,23 +1008,9 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
         const StoreMessage *sm = &msgs[i];
         bool user = !strcmp(sm->role, "user");
         if (!user && strcmp(sm->role, "assistant")) continue; /* the system prompt is the session's */
-        AppMessage *m = tr_push(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT);
-        if (!m) break;
-        msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
-        m->store_id = sm->id;
-        m->created_at = sm->created_at;
-        m->prompt_tokens = sm->prompt_tokens;
-        m->gen_tokens = sm->reply_tokens;
-        m->ttft_ms = sm->ttft_ms;
-        m->tok_s = sm->tok_per_s;
-        copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
-        m->interrupted = sm->interrupted;
-        copy_str(m->model, sizeof m->model, sm->model_name);
-        copy_str(m->backend, sizeof m->backend, sm->backend);
-        if (!user) {
-            m->sampling = app_sampling_of(&sm->sampling, &a->sampling);
-            m->has_sampling = true;
-        }
+        if (!push_stored(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT, sm,
+                         &a->sampling))
+            break;
     }
     const StoreSession *sess = history_session(a->hist);
     free(a->system_prompt);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/cpu/kernels_cpu.h"
+
 void cli_usage(FILE *to) {
     fputs(
         "Usage: bitnet-chat [OPTIONS] [MODEL]          full-screen chat\n"
@@ -23,8 +25,8 @@ void cli_usage(FILE *to) {
         "Model and backend:\n"
         "  -m, --model PATH         model file or directory\n"
         "  -b, --backend B          auto (default), cpu or cuda\n"
-        "  -t, --threads N          CPU threads (default: all cores)\n"
-        "  -c, --ctx N              context length (default: the model's)\n"
+        "  -t, --threads N          CPU threads (default and maximum: all cores)\n"
+        "  -c, --ctx N              context length (default and maximum: the model's)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -174,11 +176,12 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             c->backend = optarg;
             break;
         case 't':
-            if (parse_i64("--threads", optarg, 0, 1024, &iv)) return 2;
+            /* 0 is refused rather than read as "all cores": leaving the option out says that */
+            if (parse_i64("--threads", optarg, 1, 1024, &iv)) return 2;
             c->threads = (int)iv;
             break;
         case 'c':
-            if (parse_i64("--ctx", optarg, 0, 1 << 20, &iv)) return 2;
+            if (parse_i64("--ctx", optarg, 1, 1 << 20, &iv)) return 2;
             c->ctx = (int)iv;
             break;
         case 'p':
@@ -255,6 +258,17 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     }
     c->npos = argc - optind;
     c->pos = argv + optind;
+    /* Threads beyond the CPUs this process may run on only wait for each other (1000 made the
+     * first token take 15 s), so the request is capped, and said once. */
+    const int cpus = cpu_num_cores();
+    if (c->threads > cpus) {
+        const bool runs_model = c->mode == MODE_CHAT || c->mode == MODE_PROMPT ||
+                                c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH;
+        if (runs_model)
+            fprintf(stderr, "bitnet-chat: --threads %d is more than the %d CPU%s available; "
+                            "using %d\n", c->threads, cpus, cpus == 1 ? "" : "s", cpus);
+        c->threads = cpus;
+    }
 
     switch (c->mode) {
     case MODE_CHAT:

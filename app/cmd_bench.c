@@ -47,8 +47,9 @@ static int cmp_double(const void *a, const void *b) {
 
 /* End-to-end through the infer API: prefill P tokens (infer_eval) + the first greedy pick
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
-static int bench_e2e(BackendKind kind, const Model *m, int quick) {
-    InferOptions o = {kind, 0, 1024};
+/* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
+static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads) {
+    InferOptions o = {kind, threads, 1024};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
     const size_t mem0 = kind == BACKEND_CUDA ? kcuda_mem_used() : 0;
@@ -131,10 +132,10 @@ static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
     sp.temperature = 0.0f;
     sp.repeat_penalty = 1.0f;
     Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
-    int32_t toks[64];
-    for (int i = 0; i < 64; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    int32_t toks[512];
+    for (int i = 0; i < 512; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
     double dec[16];
-    int rc = !smp || P > 64 || runs > 15;
+    int rc = !smp || P > 512 || runs > 15;
     for (int r = 0; r <= runs && !rc; r++) {
         int32_t tok = 0;
         if (infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err)) {
@@ -154,38 +155,96 @@ static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
     return (G - 1) / dec[1 + runs / 2];
 }
 
-/* BITNET_BENCH_VERSIONS=1: the decode GEMV versions side by side in this run (layer of four
- * GEMVs with PDL, and end-to-end decode 64/64), ratios against version 3. */
-static void bench_cuda_versions(const Model *m) {
-    /* BITNET_CUDA_GEMV / _LATE choose the default; the table sets each version explicitly */
-    enum { NV = 8 };
-    static const int V[NV][3] = {{3, 0, 0}, {5, 0, 0}, {5, 0, 1}, {6, 0, 0}, {6, 0, 1}, {6, 2, 0}, {6, 2, 1}, {5, 4, 1}};
-    double layer[NV] = {0}, tps[NV] = {0};
-    for (int i = 0; i < NV; i++) {
+/* BITNET_BENCH_VERSIONS: decode variants side by side in this run (layer of four GEMVs with
+ * PDL, and end-to-end decode 64/64 and 512/64), ratios against the first. "1" = the list
+ * below; otherwise variants separated by ';', each "v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]]":
+ * GEMV version, rows per group, GEMV late trigger, attention late trigger (global settings),
+ * L2 prefetch lookahead in layers, prefetch into the lm_head, prefetch mode (0 bulk, 1 per
+ * line, 2 per sector), attention decode version, trigger letters per kernel of a layer
+ * (E/L/M, BITNET_CUDA_TRIGGER; absent = the backend's default), kernels that prefetch the next
+ * GEMV's weights (P/-, BITNET_CUDA_PREFETCH_NEXT). */
+static void bench_cuda_versions(const Model *m, const char *spec) {
+    enum { NV = 24 };
+    static const char *DEFAULT = "3/0/0/0/0/0/0/3/EEEEE;6/2/0/0/0/0/0/3;6/2/0/0/0/0/0/3/ELELL";
+    int V[NV][6], AV[NV];
+    char TG[NV][6], PN[NV][6];
+    double PF[NV];
+    int nv = 0;
+    const char *p = strcmp(spec, "1") == 0 ? DEFAULT : spec;
+    while (*p && nv < NV) {
+        int n = 0;
+        if (sscanf(p, "%d/%d/%d/%d/%lf/%d%n", &V[nv][0], &V[nv][1], &V[nv][2], &V[nv][3], &PF[nv], &V[nv][4], &n) != 6) {
+            fprintf(stderr, "bench: BITNET_BENCH_VERSIONS: cannot read \"%s\" (want v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]];...)\n", p);
+            return;
+        }
+        p += n;
+        V[nv][5] = 0; /* optional 7th field: prefetch mode (BITNET_CUDA_PREFETCH_MODE) */
+        if (*p == '/' && sscanf(p + 1, "%d%n", &V[nv][5], &n) == 1) p += 1 + n;
+        AV[nv] = 3; /* optional 8th field: attention decode version */
+        if (*p == '/' && sscanf(p + 1, "%d%n", &AV[nv], &n) == 1) p += 1 + n;
+        TG[nv][0] = 0; /* optional 9th field: trigger per kernel of a layer (BITNET_CUDA_TRIGGER) */
+        if (*p == '/' && sscanf(p + 1, "%5[ELMD-]%n", TG[nv], &n) == 1) p += 1 + n;
+        PN[nv][0] = 0; /* optional 10th: which kernels prefetch the next GEMV (BITNET_CUDA_PREFETCH_NEXT) */
+        if (*p == '/' && sscanf(p + 1, "%5[P-]%n", PN[nv], &n) == 1) p += 1 + n;
+        nv++;
+        while (*p == ';' || *p == ' ') p++;
+    }
+    const double layer_bytes = (3840.0 * 2560 + 2560.0 * 2560 + 13824.0 * 2560 + 2560.0 * 6912) / 4;
+    double layer[NV] = {0}, tps[NV] = {0}, tps512[NV] = {0};
+    for (int i = 0; i < nv; i++) {
+        char buf[32];
         kcuda_set_gemv_version(V[i][0], V[i][1]);
         kcuda_set_gemv_late_trigger(V[i][2]);
-        double us = 0;
-        if (kcuda_bench_layer(2560, 6912, 640, &us, &layer[i])) layer[i] = -1;
+        kcuda_set_attn_late_trigger(V[i][3]);
+        snprintf(buf, sizeof buf, "%g", PF[i]);
+        setenv("BITNET_CUDA_PREFETCH", buf, 1);
+        setenv("BITNET_CUDA_PREFETCH_LM", V[i][4] ? "1" : "0", 1);
+        snprintf(buf, sizeof buf, "%d", V[i][5]);
+        setenv("BITNET_CUDA_PREFETCH_MODE", buf, 1);
+        kcuda_set_attn_version(AV[i]);
+        /* no trigger field: the backend's default placement */
+        if (TG[i][0]) setenv("BITNET_CUDA_TRIGGER", TG[i], 1);
+        else unsetenv("BITNET_CUDA_TRIGGER");
+        setenv("BITNET_CUDA_PREFETCH_NEXT", PN[i], 1);
+        char label[96];
+        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g/%s, triggers %s", V[i][0],
+                 V[i][1], V[i][2], AV[i], V[i][3], PF[i], PN[i][0] ? PN[i] : "-", TG[i][0] ? TG[i] : "-");
+        setenv("BITNET_CUDA_TRACE_LABEL", label, 1);
+        if (kcuda_bench_layer_pf(2560, 6912, 640, (size_t)(PF[i] * layer_bytes), V[i][2], &layer[i])) layer[i] = -1;
         tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
+        tps512[i] = e2e_decode_tok_s(m, 512, 64, 5);
     }
-    printf("\nDecode GEMV versions in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold, graph;\n"
-           "decode: 64 in / 64 out, median of 5 runs after a warm-up). R = rows per 8-lane group (0: by shape).\n\n"
-           "| version | layer us | layer v3 / this | decode tok/s | this / v3 |\n|---|---:|---:|---:|---:|\n");
-    for (int i = 0; i < NV; i++)
-        printf("| %d, R %d%s | %.2f | %.2f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2] ? ", late trigger" : "",
-               layer[i], layer[0] / layer[i], tps[i], tps[i] / tps[0]);
+    kcuda_set_attn_version(3);
+    unsetenv("BITNET_CUDA_TRACE_LABEL");
+    unsetenv("BITNET_CUDA_TRIGGER");
+    unsetenv("BITNET_CUDA_PREFETCH_NEXT");
+    printf("\nDecode variants in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold stream of\n"
+           "layers, graph, prefetching as decode does; decode: median of 5 runs after a warm-up). R = rows per\n"
+           "8-lane group (0: by shape); late = next launch triggered after the PDL wait (GEMV / attention);\n"
+           "triggers = per kernel of a layer (QKV, attention, O, gate/up, down): E at the start, L after the\n"
+           "PDL wait, M after the main work;\n"
+           "prefetch = L2 lookahead in layers (+lm: into the lm_head).\n\n"
+           "| GEMV | R | late | triggers | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
+           "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < nv; i++)
+        printf("| %d | %d | %d/%d | %s | %g%s%s%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
+               TG[i][0] ? TG[i] : "default", PF[i], PN[i][0] ? " next " : "", PN[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
     fflush(stdout);
+    unsetenv("BITNET_CUDA_PREFETCH");
+    unsetenv("BITNET_CUDA_PREFETCH_LM");
+    unsetenv("BITNET_CUDA_PREFETCH_MODE");
 }
 #endif
 
 /* CPU kernel table: the fast multithreaded W2A8 linear (kernels/cpu) on the 8 shapes, checked
  * exactly against w2a8_gemm_ref on sampled rows, timed over rotating weight buffers. */
-static int bench_cpu_kernels(int quick) {
-    const int nth = cpu_num_cores();
+static int bench_cpu_kernels(int quick, int threads) {
+    const int nth = threads > 0 ? threads : cpu_num_cores();
     CpuPool *pool = cpu_pool_create(nth);
-    const double bw = cpu_measure_read_bandwidth_gbs();
-    printf("CPU: %s, %d threads; read bandwidth (all cores, buffer >> LLC): %.1f GB/s\n",
-           cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool), bw);
+    const double bw = cpu_measure_read_bandwidth_gbs_threads(nth);
+    printf("CPU: %s, %d thread%s; read bandwidth (same threads, buffer >> LLC): %.1f GB/s\n",
+           cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool),
+           cpu_pool_threads(pool) == 1 ? "" : "s", bw);
     printf("\nW2A8 linear (w2a8_linear_mt_ex), batch 1. Method: weights in rotating buffers (>= 256 MiB in all),\n"
            "each shape first checked exactly (int32) against w2a8_gemm_ref on 64 rows, then the mean of\n"
            "%d calls (cycling through the buffers). GB/s over packed weights + activations + outputs.\n",
@@ -281,6 +340,15 @@ static int bench_cuda_kernels(int quick) {
                us, us_pdl);
     else
         fprintf(stderr, "bench layer: %s\n", kcuda_last_error());
+    /* as decode runs it: each GEMV prefetches into L2 the weights one layer further along the
+     * stream, next launch triggered after the PDL wait */
+    const size_t layer_bytes = ((size_t)3840 * 2560 + (size_t)2560 * 2560 + (size_t)13824 * 2560 + (size_t)2560 * 6912) / 4;
+    if (kcuda_bench_layer_pf(2560, 6912, 640, layer_bytes, 1, &us_pdl) == 0)
+        printf("With L2 prefetch one layer ahead (cp.async.bulk.prefetch.L2 at each GEMV's start; every layer's\n"
+               "weights still come from HBM) and the next launch triggered after the PDL wait: %.2f us per layer.\n",
+               us_pdl);
+    else
+        fprintf(stderr, "bench layer: %s\n", kcuda_last_error());
     return 0;
 }
 #endif
@@ -305,7 +373,7 @@ int cmd_bench(const AppConfig *cfg) {
 #ifdef BITNET_HAVE_CUDA
     if (use_cuda && !getenv("BITNET_BENCH_PROFILE")) rc = bench_cuda_kernels(cfg->quick);
 #endif
-    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick);
+    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (rc) return rc;
     printf("\nBuilding the random model...\n");
     fflush(stdout);
@@ -316,9 +384,9 @@ int cmd_bench(const AppConfig *cfg) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
-    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick);
+    rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick, cfg->threads);
 #ifdef BITNET_HAVE_CUDA
-    if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m);
+    if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m, getenv("BITNET_BENCH_VERSIONS"));
 #endif
     model_free(&m);
     return rc;

@@ -30,6 +30,12 @@ static InferOptions infer_options_from(const AppConfig *cfg) {
     return o;
 }
 
+/* infer_create caps a context longer than the model's trained one; the user hears of it once. */
+static void ctx_capped_note(int asked, int got) {
+    fprintf(stderr, "bitnet-chat: --ctx %d is more than the model's trained context; using %d\n",
+            asked, got);
+}
+
 /* Sampler defaults with the command line's overrides (NAN / -1 = not given). */
 static SamplerParams sampler_params_from(const AppConfig *cfg) {
     SamplerParams p = sampler_params_default();
@@ -188,6 +194,7 @@ int cmd_prompt(const AppConfig *cfg) {
     EngineModelInfo info;
     memset(&info, 0, sizeof info);
     engine_model_info(e, &info);
+    if (cfg->ctx > info.ctx_size) ctx_capped_note(cfg->ctx, info.ctx_size);
     HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
                              .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};
     HistoryReplyInfo ri = {.model_name = info.name, .backend = info.backend,
@@ -247,6 +254,7 @@ int cmd_prompt(const AppConfig *cfg) {
     engine_destroy(e);
     Err hw = {{0}};
     if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
+    if (history_flush_final(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     history_close(h);
     if (terminated_by) die_by_signal(terminated_by);
     if (out_errno == EPIPE) die_by_signal(SIGPIPE);
@@ -374,7 +382,10 @@ int cmd_perplexity(const AppConfig *cfg) {
     memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
 
     int n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
-    if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) n_ctx = m.cfg.ctx_len;
+    if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
+        n_ctx = m.cfg.ctx_len;
+        if (cfg->ctx > 0) ctx_capped_note(cfg->ctx, n_ctx);
+    }
     if (n_ctx < PPL_MIN_CTX) {
         fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
                 PPL_MIN_CTX);

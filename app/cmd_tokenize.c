@@ -1,6 +1,7 @@
 /* `bitnet-chat tokenize MODEL_OR_TOKENIZER [TEXT]`: prints the token ids of TEXT (or of all of
  * stdin, byte for byte) separated by spaces. With --jsonl, reads lines {"text": "..."} and writes
  * lines {"ids": [...]}. Plain text only: special-token strings in the text are not specials. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ static int run_jsonl(const Tokenizer *t) {
     ssize_t got;
     long lineno = 0;
     int rc = 0;
+    errno = 0;
     while ((got = getline(&line, &cap, stdin)) > 0) {
         lineno++;
         /* A blank line (often the last one) holds no record: skipped, nothing written. */
@@ -96,6 +98,12 @@ static int run_jsonl(const Tokenizer *t) {
         free(ids);
         json_decref(o);
     }
+    /* A read error (stdin a directory, an I/O error) is not the end of the input: it ended
+     * with exit 0 and no output. */
+    if (rc == 0 && ferror(stdin)) {
+        fprintf(stderr, "bitnet-chat: tokenize: cannot read stdin: %s\n", strerror(errno));
+        rc = 1;
+    }
     free(line);
     return rc;
 }
@@ -125,13 +133,15 @@ int cmd_tokenize(const AppConfig *cfg) {
     } else {
         size_t len = 0;
         int too_big = 0;
+        errno = 0;
         char *text = read_stream(stdin, &len, &too_big);
         if (!text) {
             if (too_big)
                 fprintf(stderr, "bitnet-chat: tokenize: stdin holds more than %zu MiB; split it "
                                 "(or use --jsonl)\n", STDIN_MAX >> 20);
             else
-                fprintf(stderr, "bitnet-chat: tokenize: cannot read stdin\n");
+                fprintf(stderr, "bitnet-chat: tokenize: cannot read stdin: %s\n",
+                        errno ? strerror(errno) : "out of memory");
             rc = 1;
         } else {
             rc = print_ids(t, text, len);

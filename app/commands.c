@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cmd_parse_double(const char *s, double lo, double hi, double *out, char *why, size_t whylen) {
     while (isspace((unsigned char)*s)) s++;
@@ -204,17 +205,21 @@ static int cmd_system(App *a, const char *args) {
     return r | REACT_STATUS;
 }
 
+/* ~/ at the start of a path is expanded here, since no shell did it. */
+static void expand_home(const char *path, char *out, size_t cap) {
+    const char *home = getenv("HOME");
+    if (path[0] == '~' && (path[1] == '/' || !path[1]) && home && *home)
+        snprintf(out, cap, "%s%s", home, path + 1);
+    else
+        snprintf(out, cap, "%s", path);
+}
+
 static int cmd_load(App *a, const char *args) {
     char path[1024];
     trimmed(args, path, sizeof path);
     if (!*path) return bad_arg(a, cmd_load, "give the path of a model file or directory");
-    /* ~/ is expanded here since no shell did it. */
     char full[1200];
-    if (path[0] == '~' && path[1] == '/' && getenv("HOME")) {
-        snprintf(full, sizeof full, "%s%s", getenv("HOME"), path + 1);
-    } else {
-        snprintf(full, sizeof full, "%s", path);
-    }
+    expand_home(path, full, sizeof full);
     return app_load_model(a, full);
 }
 
@@ -230,6 +235,11 @@ static int cmd_regen(App *a, const char *args) {
 
 static int cmd_clear(App *a, const char *args) {
     if (!blank(args)) return bad_arg(a, cmd_clear, "takes no argument");
+    if (app_busy(a)) {
+        /* Clearing would hide the reply being written while it goes on out of sight. */
+        app_set_hint(a, "Stop the reply first (Esc), then /clear.");
+        return REACT_STATUS;
+    }
     return app_clear_view(a);
 }
 
@@ -260,17 +270,45 @@ static int cmd_export(App *a, const char *args) {
     /* First word may be the format. */
     char *sp = strpbrk(buf, " \t");
     size_t wl = sp ? (size_t)(sp - buf) : strlen(buf);
-    if ((wl == 2 && !strncmp(buf, "md", 2)) || (wl == 4 && !strncmp(buf, "json", 4))) {
-        format = wl == 2 ? "md" : "json";
+    static const char *const formats[][2] = {{"md", "md"}, {"markdown", "md"}, {"json", "json"}};
+    bool is_format = false;
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
+        if (wl == strlen(formats[i][0]) && !strncmp(buf, formats[i][0], wl)) {
+            format = formats[i][1];
+            is_format = true;
+        }
+    if (is_format) {
         path = buf + wl;
         while (*path == ' ' || *path == '\t') path++;
+    } else if (!sp) {
+        /* One bare word that names another format ("/export txt") is a mistake, not a file
+         * name: a file called "txt" in the working directory would surprise. */
+        static const char *const others[] = {"txt", "text", "html", "xml", "csv", "yaml",
+                                             "yml", "pdf", "org", "rst", "jsonl"};
+        for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+            if (!strcmp(buf, others[i])) {
+                char why[120];
+                snprintf(why, sizeof why, "no format '%s': md or json (a file named so: ./%s)",
+                         buf, buf);
+                return bad_arg(a, cmd_export, why);
+            }
     }
-    if (*path && !strcmp(format, "md")) {
+    if (*path && !strcmp(format, "md") && !is_format) {
         size_t pl = strlen(path);
         if (pl > 5 && !strcmp(path + pl - 5, ".json")) format = "json";
     }
-    char written[1200], why[512];
-    if (app_export(a, format, *path ? path : NULL, written, sizeof written, why, sizeof why)) {
+    char full[1300];
+    if (*path) {
+        expand_home(path, full, sizeof full);
+        /* Never overwrite: an existing file may be anything, a previous export included. */
+        if (access(full, F_OK) == 0) {
+            char why[1400];
+            snprintf(why, sizeof why, "%s already exists; choose another name", full);
+            return bad_arg(a, cmd_export, why);
+        }
+    }
+    char written[1400], why[512];
+    if (app_export(a, format, *path ? full : NULL, written, sizeof written, why, sizeof why)) {
         app_set_hint(a, "Export failed: %s", why);
         return REACT_STATUS;
     }
@@ -380,8 +418,8 @@ static int cmd_help(App *a, const char *args) {
         snprintf(buf + o, sizeof buf - o,
                  "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
                  "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
-                 "Tab complete,\n  Ctrl-L redraw, Ctrl-D quit. //text sends a line starting "
-                 "with /.");
+                 "Tab complete,\n  Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit. //text sends a "
+                 "line starting with /.");
     app_note(a, MSG_NOTE, "%s", buf);
     return REACT_CHAT;
 }

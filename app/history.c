@@ -74,6 +74,12 @@ static void warn(History *h, const char *fmt, const char *detail) {
     h->warn_pending = 1;
 }
 
+/* "WHY; THEN": what went wrong, then what becomes of the conversation. */
+static void warn_why(History *h, const char *why, const char *then) {
+    err_set(&h->warning, "%s; %s", why, then);
+    h->warn_pending = 1;
+}
+
 static double float_setting(float f) {
     /* 0.7f is 0.69999998...; keep the value the user typed, not its float rounding. */
     char buf[32];
@@ -131,15 +137,9 @@ History *history_open(const char *path, bool no_history, Err *warnout) {
         attach_store(h, st);
     } else if (is_lock(rc)) {
         h->reopen = 1; /* a passing lock: keep the path and try again when there is news */
-        char line[600];
-        snprintf(line, sizeof line, "%s; the conversation is kept in memory and saved once the "
-                                    "database is free", e.msg);
-        warn(h, "%s", line);
+        warn_why(h, e.msg, "the conversation is kept in memory and saved once the database is free");
     } else {
-        char line[600];
-        snprintf(line, sizeof line, "%s; running without history: this conversation will not be "
-                                    "saved", e.msg);
-        warn(h, "%s", line);
+        warn_why(h, e.msg, "running without history: this conversation will not be saved");
     }
     if (warnout && h->warn_pending) {
         *warnout = h->warning;
@@ -284,9 +284,7 @@ static int sync_db(History *h, int checkpoint) {
         if (!st) {
             if (!is_lock(rc)) {
                 h->reopen = 0;
-                char line[600];
-                snprintf(line, sizeof line, "%s; this conversation will not be saved", e.msg);
-                warn(h, "%s", line);
+                warn_why(h, e.msg, "this conversation will not be saved");
             }
             return -1;
         }
@@ -323,18 +321,10 @@ static int sync_db(History *h, int checkpoint) {
     if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB || rc == SQLITE_READONLY) {
         /* Never write into a damaged or read-only file again during this run. */
         h->can_write = 0;
-        char line[700];
-        snprintf(line, sizeof line, "%s; this conversation continues in memory but will not be "
-                                    "saved",
-                 e.msg);
-        warn(h, "%s", line);
+        warn_why(h, e.msg, "this conversation continues in memory but will not be saved");
     } else if (!h->degraded) {
         h->degraded = 1;
-        char line[700];
-        snprintf(line, sizeof line, "%s; the conversation is kept in memory and saved when "
-                                    "possible",
-                 e.msg);
-        warn(h, "%s", line);
+        warn_why(h, e.msg, "the conversation is kept in memory and saved when possible");
     }
     return -1;
 }
@@ -375,17 +365,6 @@ static StoreMessage *push(History *h, const char *role, const char *text) {
 static void drop_from(History *h, int keep) {
     for (int i = keep; i < h->c.n; i++) free(h->c.msgs[i].text);
     h->c.n = keep;
-}
-
-static const char *reason_name(StopReason r) {
-    switch (r) {
-    case STOP_EOS: return "eos";
-    case STOP_MAX_TOKENS: return "max_tokens";
-    case STOP_CTX_FULL: return "ctx_full";
-    case STOP_CANCELLED: return "cancelled";
-    case STOP_ERROR: return "error";
-    }
-    return "error";
 }
 
 static void apply_stats(StoreMessage *m, const EngineStats *st) {
@@ -442,6 +421,19 @@ static int fill_session(History *h, const HistorySessionInfo *in, int keep_title
     h->c.sess_dirty = 1;
     return h->c.sess.title && h->c.sess.model_name && h->c.sess.model_path && h->c.sess.system_prompt ? 0
                                                                                               : -1;
+}
+
+bool history_flush_final(History *h, Err *lost) {
+    if (lost) lost->msg[0] = 0;
+    if (!h || !h->path) return false;
+    const bool promised = h->reopen || h->degraded; /* "saved once the database is free" */
+    finish_open_reply(h);
+    sync_db(h, 0);
+    if (!promised || (!conv_unsaved(&h->c) && h->n_owed == 0)) return false;
+    if (lost)
+        err_set(lost, "history: %s stayed locked or unwritable to the end; this conversation "
+                      "was not saved", h->path);
+    return true;
 }
 
 void history_close(History *h) {
@@ -573,7 +565,7 @@ int history_reply_end(History *h, const EngineStats *stats, StopReason reason, b
     if (!h->reply_open) return -1;
     StoreMessage *m = &h->c.msgs[h->c.n - 1];
     apply_stats(m, stats);
-    snprintf(m->stop_reason, sizeof m->stop_reason, "%s", reason_name(reason));
+    snprintf(m->stop_reason, sizeof m->stop_reason, "%s", stop_reason_name(reason));
     m->interrupted = interrupted ? 1 : 0;
     h->c.meta[h->c.n - 1].dirty = 1;
     h->reply_open = 0;

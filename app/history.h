@@ -74,6 +74,12 @@ History *history_open(const char *path, bool no_history, Err *warn);
  * owed, closes the database and frees everything. Safe with NULL. */
 void history_close(History *h);
 
+/* For a program about to exit: commits an open reply and tries once more to write what is
+ * owed (as history_close does). Returns true, with one line in lost->msg, when a conversation
+ * that was promised to be "saved when possible" (a lock, a failed write) still is not: the
+ * last chance has passed and the user must hear it. */
+bool history_flush_final(History *h, Err *lost);
+
 /* True while the recorder writes to a database (false: --no-history, or degraded). */
 bool history_persistent(const History *h);
 

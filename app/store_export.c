@@ -1,6 +1,7 @@
 /* Session exports: Markdown (the active branch, for reading) and JSON (every stored field of
  * the session and of every message on every branch, for scripts). The JSON format is
  * documented in README.md, section "History"; tests/test_store.c parses it back. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +46,13 @@ char *store_utf8_clean(const char *s) {
     }
     *w = 0;
     return o;
+}
+
+
+/* A failed write of the export (a full disk, a closed pipe): errno holds the latest cause. */
+static int write_failed(Err *err) {
+    const int e = errno;
+    return err_set(err, "export: writing failed: %s", e ? strerror(e) : "the output is incomplete");
 }
 
 static void fmt_time(int64_t ms, char *buf, size_t cap) {
@@ -133,7 +141,7 @@ int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
     }
     store_messages_free(msgs, n);
     store_session_clear(&ss);
-    if (fflush(to) != 0 || ferror(to)) return err_set(err, "export: write failed");
+    if (fflush(to) != 0 || ferror(to)) return write_failed(err);
     return 0;
 }
 
@@ -211,6 +219,6 @@ int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
     int r = json_dumpf(root, to, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(root);
     fputc('\n', to);
-    if (r != 0 || fflush(to) != 0 || ferror(to)) return err_set(err, "export: write failed");
+    if (r != 0 || fflush(to) != 0 || ferror(to)) return write_failed(err);
     return 0;
 }

@@ -7,13 +7,17 @@
  * then the final RMSNorm and the lm_head (f16/bf16/f32 embedding, fp32 accumulation).
  * Prompts run in batches of up to max_batch tokens through the ternary GEMM, so each weight is
  * read once per batch; decode is the T = 1 case (GEMV). Every buffer, the KV cache and the RoPE
- * table are allocated once at create: eval allocates nothing and does no I/O. */
+ * table are allocated once at create (the ones sized by the context are mapped and take memory
+ * only as positions are used; see lazy_map): eval allocates nothing and does no I/O. */
 #include "infer/backend_cpu.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "kernels/cpu/kernels_cpu.h"
 
@@ -36,10 +40,12 @@ typedef struct {
     float *q, *k, *v;/* [B][q_dim], [B][kv_dim], [B][kv_dim] */
     float *att;      /* [B][q_dim] attention output */
     float *g, *u;    /* [B][ffn] */
-    float *scores;   /* [n_threads][group][ctx] attention probabilities */
-    float *rope;     /* [ctx][head_dim/2][2] cos, sin */
+    float *scores;   /* [n_threads][group][ctx] attention probabilities (lazy_map) */
+    float *rope;     /* [ctx][head_dim/2][2] cos, sin (lazy_map), rows < rope_rows filled */
+    int rope_rows;
     float *logits;   /* [vocab] of the last token evaluated */
-    void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 */
+    void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 (lazy_map) */
+    size_t kv_bytes, scores_bytes, rope_bytes; /* sizes of the lazy_map buffers */
     uint8_t *valid;  /* [n_layers][7]: W2A8_CODES_VALID when the matrix holds no code 3 */
     char desc[128];
 } CpuBackend;
@@ -59,14 +65,75 @@ static void *xcalloc(size_t n, size_t size, int *failed) {
     return p;
 }
 
+/* The buffers that grow with the context (KV cache, RoPE table, attention scores) are mapped,
+ * not allocated and cleared: the kernel hands out zero pages on first write, so a long context
+ * costs nothing until it is used (clearing 5.5 GB for --ctx 1048576 took 27 s before the first
+ * token). Nothing unwritten is read: attention at position p reads KV rows 0..p, which eval
+ * writes in order; the scores row is written before it is read; RoPE rows are filled as
+ * positions come into use. An unwritten page would read as zero, as calloc'd memory did.
+ * MAP_NORESERVE: the size was checked against free memory instead. */
+static void *lazy_map(size_t bytes, int *failed) {
+    if (bytes == 0) bytes = 1;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        *failed = 1;
+        return NULL;
+    }
+    return p;
+}
+
 static void cpu_destroy(void *bp) {
     CpuBackend *b = bp;
     if (!b) return;
     cpu_pool_destroy(b->pool);
     void *bufs[] = {b->x, b->xn, b->q8, b->qs, b->qsum, b->q, b->k, b->v, b->att, b->g,
-                    b->u, b->scores, b->rope, b->logits, b->kcache, b->vcache, b->valid};
+                    b->u, b->logits, b->valid};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    void *maps[] = {b->kcache, b->vcache, b->scores, b->rope};
+    const size_t sizes[] = {b->kv_bytes, b->kv_bytes, b->scores_bytes, b->rope_bytes};
+    for (size_t i = 0; i < 4; i++)
+        if (maps[i]) munmap(maps[i], sizes[i] ? sizes[i] : 1);
     free(b);
+}
+
+/* The first number of path (key NULL) or of its line starting with key, into *out; 1 if found. */
+static int read_u64_file(const char *path, const char *key, uint64_t *out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[256];
+    int found = 0;
+    const size_t kl = key ? strlen(key) : 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (key && strncmp(line, key, kl)) continue;
+        char *end;
+        const unsigned long long v = strtoull(line + kl, &end, 10);
+        if (end != line + kl) *out = v, found = 1;
+        if (!key) break;
+    }
+    fclose(f);
+    return found;
+}
+
+/* MemAvailable, lowered to what is left under a cgroup v2 memory limit (containers) and under
+ * an address-space limit (ulimit -v); 0 when none of them can be read. */
+uint64_t backend_cpu_mem_available(void) {
+    uint64_t avail = 0, v, cur;
+    if (read_u64_file("/proc/meminfo", "MemAvailable:", &v)) avail = v * 1024;
+    /* memory.max holds "max" when there is no limit: strtoull then reads nothing */
+    if (read_u64_file("/sys/fs/cgroup/memory.max", NULL, &v) &&
+        read_u64_file("/sys/fs/cgroup/memory.current", NULL, &cur)) {
+        const uint64_t left = v > cur ? v - cur : 0;
+        if (!avail || left < avail) avail = left;
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        read_u64_file("/proc/self/statm", NULL, &v)) {
+        const uint64_t used = v * (uint64_t)sysconf(_SC_PAGESIZE);
+        const uint64_t left = (uint64_t)rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 0;
+        if (!avail || left < avail) avail = left;
+    }
+    return avail;
 }
 
 static int dense_type(FloatType t, CpuDenseType *out) {
@@ -141,10 +208,16 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->kv_dim = kv_dim;
     b->emb_type = et;
     b->out_type = ot;
+    /* Positions past the trained context have no meaning to the model (infer_create caps the
+     * request with a note; this covers direct callers). */
     b->ctx = o && o->ctx > 0 ? o->ctx : c->ctx_len;
+    if (c->ctx_len > 0 && b->ctx > c->ctx_len) b->ctx = c->ctx_len;
     if (b->ctx <= 0) b->ctx = 4096;
     b->B = co && co->max_batch > 0 ? co->max_batch : 64;
     b->kv_f16 = co && co->kv_f32 ? 0 : 1;
+    /* The command line caps --threads at the CPU count (more only queue behind each other:
+     * --threads 1000 made the first token take 15 s); tests run more threads than CPUs on
+     * purpose, to cover uneven work splits, so the backend itself only bounds the pool. */
     b->n_threads = o && o->threads > 0 ? o->threads : cpu_num_cores();
     if (b->n_threads > 256) b->n_threads = 256;
 
@@ -154,6 +227,21 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     const size_t B = (size_t)b->B, hd2 = (size_t)c->head_dim / 2;
     const size_t kv_elems = (size_t)c->n_layers * (size_t)b->ctx * (size_t)kv_dim;
     const size_t kv_size = b->kv_f16 ? 2 : 4;
+    b->kv_bytes = kv_elems * kv_size;
+    b->scores_bytes = (size_t)b->n_threads * (size_t)b->ctx * (size_t)(c->n_heads / c->n_kv_heads) *
+                      sizeof(float);
+    b->rope_bytes = (size_t)b->ctx * hd2 * 2 * sizeof(float);
+    /* A context whose cache (with the RoPE table and attention scratch, which also grow with it)
+     * would not fit in free memory is refused here, not discovered by swapping once it fills. */
+    const double need = 2.0 * (double)b->kv_bytes + (double)b->scores_bytes + (double)b->rope_bytes;
+    const uint64_t avail = backend_cpu_mem_available();
+    if (avail && need > (double)avail) {
+        err_set(err, "a %d-token context needs %.1f GiB of memory (KV cache) but only %.1f GiB "
+                "is free; use a smaller --ctx", b->ctx, need / 1073741824.0,
+                (double)avail / 1073741824.0);
+        cpu_destroy(b);
+        return NULL;
+    }
     int failed = 0;
     b->x = xcalloc(B * c->dim, sizeof(float), &failed);
     b->xn = xcalloc(B * b->xn_ld, sizeof(float), &failed);
@@ -166,12 +254,11 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->att = xcalloc(B * q_dim, sizeof(float), &failed);
     b->g = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
     b->u = xcalloc(B * c->ffn_dim, sizeof(float), &failed);
-    b->scores = xcalloc((size_t)b->n_threads * b->ctx * (c->n_heads / c->n_kv_heads),
-                        sizeof(float), &failed);
-    b->rope = xcalloc((size_t)b->ctx * hd2 * 2, sizeof(float), &failed);
+    b->scores = lazy_map(b->scores_bytes, &failed);
+    b->rope = lazy_map(b->rope_bytes, &failed);
     b->logits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
-    b->kcache = xcalloc(kv_elems, kv_size, &failed);
-    b->vcache = xcalloc(kv_elems, kv_size, &failed);
+    b->kcache = lazy_map(b->kv_bytes, &failed);
+    b->vcache = lazy_map(b->kv_bytes, &failed);
     b->valid = xcalloc((size_t)c->n_layers * 7, 1, &failed);
     if (failed) {
         err_set(err, "cpu backend: out of memory for a %d-token context (KV cache %.0f MiB)",
@@ -179,7 +266,6 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         cpu_destroy(b);
         return NULL;
     }
-    rope_table_init(b->rope, b->ctx, c->head_dim, c->rope_theta);
     /* One pass over the codes (~25 ms for the 2B model) buys the faster decode GEMV for every
      * matrix without the unused code 3, i.e. all of them unless the file is damaged. */
     for (int l = 0; l < c->n_layers; l++) {
@@ -430,6 +516,10 @@ static int cpu_eval(void *bp, const int32_t *tokens, int n, int pos, float *all_
         if (tokens[i] < 0 || tokens[i] >= b->c.vocab_size)
             return err_set(err, "cpu backend: token id %d out of range (vocab %d)", tokens[i],
                            b->c.vocab_size);
+    if (pos + n > b->rope_rows) { /* RoPE rows for the positions coming into use */
+        rope_table_fill(b->rope, b->rope_rows, pos + n, b->c.head_dim, b->c.rope_theta);
+        b->rope_rows = pos + n;
+    }
     for (int i0 = 0; i0 < n; i0 += b->B) {
         const int T = n - i0 < b->B ? n - i0 : b->B;
         float *al = all_logits ? all_logits + (size_t)i0 * b->c.vocab_size : NULL;

@@ -4,6 +4,8 @@
 #ifndef BN_BACKEND_CPU_H
 #define BN_BACKEND_CPU_H
 
+#include <stdint.h>
+
 #include "infer/infer.h"
 
 typedef struct {
@@ -15,5 +17,10 @@ typedef struct {
  * backend_cpu_ops' other functions, or NULL with err set. */
 void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBackendOptions *co,
                             Err *err);
+
+/* Bytes of memory the process can still take without swapping (MemAvailable, lowered to a
+ * cgroup v2 limit and to ulimit -v), or 0 when unknown. The backend refuses a context whose
+ * KV cache would not fit in it. */
+uint64_t backend_cpu_mem_available(void);
 
 #endif

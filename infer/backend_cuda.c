@@ -22,6 +22,10 @@
 #include "kernels/w2a8.h"
 
 enum { PREFILL_MAX = 512 };
+/* Default lookahead of the decode L2 prefetch, in layers (BITNET_CUDA_PREFETCH overrides). */
+#define DECODE_PREFETCH_LAYERS 0.0
+/* Default trigger placement per kernel of a layer (see CudaBackend.trig); "" = global settings. */
+#define DECODE_TRIGGERS "LLELL"
 
 /* The sampler lives in another area of the tree; until it is linked in, greedy is assumed
  * only when no sampler is given. */
@@ -37,6 +41,21 @@ typedef struct {
     ModelConfig cfg;
     int ctx, dim, hd, q_dim, kv_dim, qkv_dim, ffn, vocab, kd, ko, kf;
     int pdl;
+    /* decode L2 prefetch: lookahead in bytes along the weight stream (0 = off), whether the
+     * stream goes on into the lm_head, and the stream's bytes (all layers' ternary matrices,
+     * in the order decode reads them: one allocation, d_tern) */
+    size_t pf_bytes, pf_lm_bytes, tern_bytes;
+    /* lab timeline (BITNET_CUDA_TRACE=file): 3 slots per decode kernel, see kcuda_set_trace */
+    unsigned long long *d_trace;
+    int n_trace;
+    /* trigger placement per kernel of a layer (QKV, attention, O, gate/up, down): 'E' the next
+     * kernel may launch at this one's start, 'L' after its PDL wait, 'M' after its main work
+     * (dot products / softmax), other = the global setting (BITNET_CUDA_TRIGGER overrides
+     * DECODE_TRIGGERS) */
+    char trig[6];
+    /* per kernel of a layer, 'P': this kernel prefetches into L2 the whole weights of the next
+     * GEMV of the chain (BITNET_CUDA_PREFETCH_NEXT; lab) */
+    char pf_next[6];
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -68,9 +87,57 @@ static int kc_err(Err *err, const char *what, int rc) {
     return err_set(err, "cuda: %s: %s", what, kcuda_last_error());
 }
 
+static const char *const TRACE_NAMES[5] = {"QKV GEMV", "attention", "O GEMV", "gate/up GEMV", "down GEMV"};
+
+/* Appends the timeline of the last decode step to the file named by BITNET_CUDA_TRACE: per kernel
+ * of a layer (means over layers 1..n-1, ns): entry, wait release and end of work, each relative
+ * to the end of work of the kernel before it; then the embedding and the lm_head. */
+static void trace_dump(CudaBackend *b) {
+    const char *path = getenv("BITNET_CUDA_TRACE");
+    if (!path || !b->d_trace || !b->graph) return;
+    const int n = b->n_trace, NL = b->cfg.n_layers;
+    unsigned long long *h = malloc(sizeof *h * 4 * (size_t)n);
+    FILE *f = h ? fopen(path, "a") : NULL;
+    if (!f || cudaStreamSynchronize(b->st) != cudaSuccess ||
+        cudaMemcpy(h, b->d_trace, sizeof *h * 4 * (size_t)n, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        if (f) fclose(f);
+        free(h);
+        return;
+    }
+    for (int k = 0; k < n; k++) h[4 * k + 2] = ~h[4 * k + 2], h[4 * k + 3] = ~h[4 * k + 3];
+    const double t0 = (double)h[0];
+    fprintf(f, "\n%s; prefetch %zu bytes ahead%s (mode %s); %s%s\n", b->desc, b->pf_bytes,
+            b->pf_lm_bytes ? " into the lm_head" : "", getenv("BITNET_CUDA_PREFETCH_MODE") ? getenv("BITNET_CUDA_PREFETCH_MODE") : "0",
+            getenv("BITNET_CUDA_TRACE_LABEL") ? getenv("BITNET_CUDA_TRACE_LABEL") : "", "");
+    fprintf(f, "step %.2f us (embed entry to lm_head end); per layer kernel, mean of layers 1..%d, us after the previous kernel's end:\n",
+            (h[4 * (n - 1) + 2] - t0) / 1e3, NL - 1);
+    fprintf(f, "| kernel | first entry | last entry | wait released | work done | wait->done |\n|---|---:|---:|---:|---:|---:|\n");
+    for (int j = 0; j < 6; j++) {
+        double e = 0, e2 = 0, w = 0, d = 0;
+        const int cnt = j < 5 ? NL - 1 : 1;
+        for (int l = 1; l < NL || (j == 5 && l == 1); l++) {
+            const int k = j < 5 ? 1 + 5 * l + j : n - 1;
+            const double prev = (double)h[4 * (k - 1) + 2];
+            e += ((double)h[4 * k] - prev) / cnt;
+            e2 += ((double)h[4 * k + 3] - prev) / cnt;
+            w += ((double)h[4 * k + 1] - prev) / cnt;
+            d += ((double)h[4 * k + 2] - prev) / cnt;
+            if (j == 5) break;
+        }
+        fprintf(f, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", j < 5 ? TRACE_NAMES[j] : "lm_head", e / 1e3, e2 / 1e3, w / 1e3,
+                d / 1e3, (d - w) / 1e3);
+    }
+    fprintf(f, "layers: %.2f us from the embedding's end to the last layer's end (%.2f per layer)\n",
+            ((double)h[4 * (n - 2) + 2] - (double)h[2]) / 1e3, ((double)h[4 * (n - 2) + 2] - (double)h[2]) / 1e3 / NL);
+    fclose(f);
+    free(h);
+}
+
 static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
+    trace_dump(b);
+    cudaFree(b->d_trace);
     if (b->graph) cudaGraphExecDestroy(b->graph);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
@@ -206,6 +273,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         tern += (size_t)(w->wq.n_out + w->wk.n_out + w->wv.n_out + 2 * w->w_gate.n_out) * b->kd / 4;
         tern += (size_t)w->wo.n_out * w->wo.n_in_pad / 4 + (size_t)w->w_down.n_out * w->w_down.n_in_pad / 4;
     }
+    b->tern_bytes = tern;
     if ((e = cudaMalloc(&b->d_tern, tern)) != cudaSuccess) {
         cuda_err(err, "allocating ternary weights", e);
         goto fail;
@@ -341,10 +409,31 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         b->p_tok = b->p_qsum + T;
     }
     {
+        /* Lookahead of the L2 prefetch in layers (BITNET_CUDA_PREFETCH, 0 = off) and whether the
+         * last layers prefetch the start of the lm_head too (BITNET_CUDA_PREFETCH_LM=1). */
+        const char *pf = getenv("BITNET_CUDA_PREFETCH");
+        const double layers = pf ? atof(pf) : DECODE_PREFETCH_LAYERS;
+        const size_t per_layer = NL > 0 ? tern / (size_t)NL : 0;
+        b->pf_bytes = layers > 0 && layers < 64 ? (size_t)(layers * (double)per_layer) : 0;
+        const char *pfl = getenv("BITNET_CUDA_PREFETCH_LM");
+        if (b->pf_bytes && pfl && atoi(pfl) != 0)
+            b->pf_lm_bytes = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+        const char *tg = getenv("BITNET_CUDA_TRIGGER");
+        snprintf(b->trig, sizeof b->trig, "%s", tg ? tg : DECODE_TRIGGERS);
+        const char *pn = getenv("BITNET_CUDA_PREFETCH_NEXT");
+        snprintf(b->pf_next, sizeof b->pf_next, "%s", pn ? pn : "");
+        b->n_trace = 2 + 5 * NL;
+        if (getenv("BITNET_CUDA_TRACE") &&
+            cudaMalloc((void **)&b->d_trace, sizeof(unsigned long long) * 4 * (size_t)b->n_trace) != cudaSuccess) {
+            b->d_trace = NULL;
+            cudaGetLastError();
+        }
+    }
+    {
         char dev[160] = "?";
         kcuda_device_describe(dev, sizeof dev);
-        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s", dev,
-                 b->pdl ? " + PDL" : "");
+        snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph%s%s", dev,
+                 b->pdl ? " + PDL" : "", b->pf_bytes ? " + L2 prefetch" : "");
     }
     return b;
 fail:
@@ -352,20 +441,63 @@ fail:
     return NULL;
 }
 
-/* Enqueues one decode step (token in d_io[0], position in d_io[1]). */
+/* The L2 prefetch of the next launch: bytes [a, e) of the decode weight stream (the ternary
+ * matrices of all layers in decode order, then, with pf_lm_bytes, the lm_head), clipped to it. */
+static int set_prefetch(CudaBackend *b, size_t a, size_t e) {
+    const size_t T = b->tern_bytes, total = T + b->pf_lm_bytes;
+    if (e > total) e = total;
+    if (!b->pf_bytes || a >= e) return 0;
+    const uint8_t *t = b->d_tern, *lm = b->d_outw;
+    const size_t ta = a < T ? a : T, te = e < T ? e : T;
+    const size_t la = a > T ? a - T : 0, le = e > T ? e - T : 0;
+    return kcuda_set_l2_prefetch(ta < te ? t + ta : NULL, te - ta, la < le ? lm + la : NULL, le - la);
+}
+
+/* Bytes of the weight stream up to the end of matrix m. */
+static size_t stream_end(const CudaBackend *b, const KcudaTernary *m) {
+    return (size_t)(m->d_codes - (const uint8_t *)b->d_tern) + (size_t)m->n_out * m->k_pad / 4;
+}
+
+/* Enqueues one decode step (token in d_io[0], position in d_io[1]). With the L2 prefetch, each
+ * GEMV asks for the weights pf_bytes further along the stream than its own (the embedding
+ * kernel for the first pf_bytes), so the HBM streams ahead of the dependency chain and every
+ * GEMV after the first reads its weights from L2. */
 static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     const float eps = b->cfg.norm_eps;
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))
+    const size_t D = b->pf_bytes;
+    size_t done = 0; /* stream bytes whose prefetch has been asked for, minus D */
+    int tk = 0;      /* timeline slot of the next kernel */
+#define TR() (b->d_trace ? (kcuda_set_trace(b->d_trace + 4 * tk++), 0) : 0)
+#define TG(j) (b->trig[j] == 'E' || b->trig[j] == 'L' || b->trig[j] == 'M' \
+                   ? (kcuda_set_next_trigger(b->trig[j] == 'E' ? 0 : b->trig[j] == 'L' ? 1 : 2), 0) : 0)
+    /* prefetch of the next GEMV's weights (lab): m = that matrix */
+#define PN(j, m) (b->pf_next[j] == 'P' ? kcuda_set_l2_prefetch((m)->d_codes, (size_t)(m)->n_out * (m)->k_pad / 4, NULL, 0) : 0)
+    if (b->d_trace && cudaMemsetAsync(b->d_trace, 0xff, sizeof(unsigned long long) * 4 * (size_t)b->n_trace, b->st) != cudaSuccess)
+        return err_set(err, "cuda: trace reset");
+    if (TR() || set_prefetch(b, 0, D) ||
+        kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, pdl, b->st))
         return kc_err(err, "embed", -1);
+#define PF(m) (TR() || set_prefetch(b, done + D, stream_end(b, m) + D) || (done = stream_end(b, m), 0))
     for (int l = 0; l < b->cfg.n_layers; l++) {
         CudaLayer *L = &b->L[l];
-        if (kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
+        const KcudaTernary *next_qkv = l + 1 < b->cfg.n_layers ? &b->L[l + 1].qkv : &b->L[0].qkv;
+        if (PF(&L->qkv) || TG(0) || PN(0, &L->o) ||
+            kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv, pdl, b->st) ||
+            TR() || TG(1) || PN(1, &L->o) ||
             kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl, b->st) ||
+            PF(&L->o) || TG(2) || PN(2, &L->gu) ||
             kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st) ||
+            PF(&L->gu) || TG(3) || PN(3, &L->down) ||
             kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu, pdl, b->st) ||
+            PF(&L->down) || TG(4) || PN(4, next_qkv) ||
             kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x, pdl, b->st))
             return kc_err(err, "decode layer", -1);
     }
+#undef PF
+#undef TG
+#undef PN
+    TR();
+#undef TR
     if (kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
                       b->d_argmax, pdl, b->st))
         return kc_err(err, "lm_head", -1);

@@ -38,6 +38,9 @@ Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
         return NULL;
     }
     inf->vocab = m->cfg.vocab_size;
+    /* The model was trained on ctx_len positions: a longer request is capped (callers compare
+     * infer_ctx with what they asked for to tell the user), never given a cache it cannot use. */
+    if (m->cfg.ctx_len > 0 && opt.ctx > m->cfg.ctx_len) opt.ctx = m->cfg.ctx_len;
     inf->ctx = opt.ctx > 0 ? opt.ctx : m->cfg.ctx_len;
     inf->sample_buf = malloc((size_t)inf->vocab * sizeof(float));
     if (!inf->sample_buf) {

@@ -13,19 +13,22 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/w2a8.h"
 
-ModelConfig model_config_bitnet_2b(void) {
+/* A Llama 3 vocabulary model (BitNet-b1.58-2B-4T's tokens, RoPE and norms) of the given
+ * shapes: the configs below differ only in these. */
+static ModelConfig config_llama3_vocab(const char *name, int n_layers, int dim, int n_heads,
+                                       int n_kv_heads, int head_dim, int ffn_dim, int ctx_len) {
     ModelConfig c;
     memset(&c, 0, sizeof c);
     snprintf(c.arch, sizeof c.arch, "bitnet-b1.58");
-    snprintf(c.name, sizeof c.name, "BitNet-b1.58-2B-4T shapes");
-    c.n_layers = 30;
-    c.dim = 2560;
-    c.n_heads = 20;
-    c.n_kv_heads = 5;
-    c.head_dim = 128;
-    c.ffn_dim = 6912;
+    snprintf(c.name, sizeof c.name, "%s", name);
+    c.n_layers = n_layers;
+    c.dim = dim;
+    c.n_heads = n_heads;
+    c.n_kv_heads = n_kv_heads;
+    c.head_dim = head_dim;
+    c.ffn_dim = ffn_dim;
     c.vocab_size = 128256;
-    c.ctx_len = 4096;
+    c.ctx_len = ctx_len;
     c.rope_theta = 500000.0f;
     c.norm_eps = 1e-5f;
     c.rope_style = ROPE_HALF;
@@ -34,6 +37,14 @@ ModelConfig model_config_bitnet_2b(void) {
     c.stop_ids[0] = 128009; /* <|eot_id|> */
     c.stop_ids[1] = 128001; /* <|end_of_text|> */
     return c;
+}
+
+ModelConfig model_config_bitnet_2b(void) {
+    return config_llama3_vocab("BitNet-b1.58-2B-4T shapes", 30, 2560, 20, 5, 128, 6912, 4096);
+}
+
+ModelConfig model_config_tiny(void) {
+    return config_llama3_vocab("tiny-random", 2, 64, 4, 2, 16, 128, 1024);
 }
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */

@@ -18,12 +18,7 @@
 
 #include "infer/infer.h"
 #include "kernels/cpu/kernels_cpu.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "test_util.h"
 
 static double cpu_s(void) {
     struct timespec ts;

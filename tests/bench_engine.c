@@ -11,12 +11,7 @@
 #include "infer/engine.h"
 #include "infer/infer.h"
 #include "infer/model.h"
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#include "test_util.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -24,8 +19,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int n_tok = argc > 2 ? atoi(argv[2]) : 200;
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
+    ModelConfig c = model_config_tiny(); /* resized below */
     snprintf(c.name, sizeof c.name, "bench");
     c.dim = argc > 3 ? atoi(argv[3]) : 512;
     c.n_layers = argc > 4 ? atoi(argv[4]) : 4;
@@ -33,11 +27,7 @@ int main(int argc, char **argv) {
     c.n_kv_heads = 2;
     c.head_dim = c.dim / 8;
     c.ffn_dim = c.dim * 2;
-    c.vocab_size = 128256;
     c.ctx_len = 2048;
-    c.rope_theta = 500000.0f;
-    c.norm_eps = 1e-5f;
-    c.bos_id = 128000;
     c.n_stop = 1;
     c.stop_ids[0] = 1 << 30; /* never: every run makes n_tok tokens */
     InferOptions io = {.backend = BACKEND_CPU, .threads = 0, .ctx = 0};

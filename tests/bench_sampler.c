@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "infer/sampler.h"
+#include "test_util.h"
 
 enum { NV = 128256, REPS = 200 };
 
@@ -21,12 +22,6 @@ typedef struct {
 static int cmp_pair(const void *a, const void *b) {
     const Pair *x = a, *y = b;
     return (x->l < y->l) - (x->l > y->l);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 int main(void) {

@@ -12,27 +12,7 @@
 #include <time.h>
 
 #include "infer/tokenizer.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    size_t got;
-    while (b && (got = fread(b + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) b = realloc(b, cap *= 2);
-    }
-    fclose(f);
-    *n = len;
-    return b;
-}
+#include "test_util.h"
 
 typedef enum { ST_MEMCPY, ST_PRE_REF, ST_PRE_FAST, ST_ENC_REF, ST_ENC_FAST } Stage;
 
@@ -41,7 +21,7 @@ static volatile size_t sink;
 static double run_stage(Stage st, const Tokenizer *t, const char *text, size_t n, char *scratch,
                         size_t *count) {
     Err err = {{0}};
-    double t0 = now();
+    double t0 = now_s();
     size_t c = 0;
     if (st == ST_MEMCPY) {
         memcpy(scratch, text, n);
@@ -63,7 +43,7 @@ static double run_stage(Stage st, const Tokenizer *t, const char *text, size_t n
         }
         free(ids);
     }
-    double dt = now() - t0;
+    double dt = now_s() - t0;
     sink += c;
     *count = c;
     return dt;
@@ -87,13 +67,13 @@ int main(int argc, char **argv) {
     if (reps < 1) reps = 1;
     if (mb <= 0) mb = 1;
     Err err = {{0}};
-    double t0 = now();
+    double t0 = now_s();
     Tokenizer *t = tokenizer_load_json(tok_path, &err);
     if (!t) {
         fprintf(stderr, "bench_tokenizer: %s\n", err.msg);
         return 1;
     }
-    double load_s = now() - t0;
+    double load_s = now_s() - t0;
     size_t flen = 0;
     char *file = read_file(text_path, &flen);
     if (!file || flen == 0) {

@@ -16,19 +16,7 @@ bn_add_test(NAME test_perplexity SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_perple
             LIBS bn_app LABELS cpu)
 
 # Sampler speed (not a test): bench_sampler prints ms/token against a full-sort baseline.
-add_executable(bench_sampler ${CMAKE_CURRENT_SOURCE_DIR}/bench_sampler.c)
-target_compile_options(bench_sampler PRIVATE ${BN_WARN})
-target_include_directories(bench_sampler PRIVATE ${CMAKE_SOURCE_DIR})
-target_link_libraries(bench_sampler PRIVATE bn_infer)
-if(BN_HAVE_CUDA)
-  set_target_properties(bench_sampler PROPERTIES LINKER_LANGUAGE CUDA)
-endif()
+bn_add_tool(NAME bench_sampler SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/bench_sampler.c LIBS bn_infer)
 
 # Engine overhead (not a test): bench_engine TOKENIZER_JSON [n] [dim] [layers].
-add_executable(bench_engine ${CMAKE_CURRENT_SOURCE_DIR}/bench_engine.c)
-target_compile_options(bench_engine PRIVATE ${BN_WARN})
-target_include_directories(bench_engine PRIVATE ${CMAKE_SOURCE_DIR})
-target_link_libraries(bench_engine PRIVATE bn_infer)
-if(BN_HAVE_CUDA)
-  set_target_properties(bench_engine PROPERTIES LINKER_LANGUAGE CUDA)
-endif()
+bn_add_tool(NAME bench_engine SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/bench_engine.c LIBS bn_infer)

@@ -3,13 +3,7 @@ bn_add_test(NAME test_store SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_store.c
             LIBS bn_app LABELS cpu TIMEOUT 120)
 
 # SIGKILL mid-reply: a helper program streams through the recorder and is killed.
-add_executable(store_kill_child ${CMAKE_CURRENT_SOURCE_DIR}/store_kill_child.c)
-target_compile_options(store_kill_child PRIVATE ${BN_WARN})
-target_include_directories(store_kill_child PRIVATE ${CMAKE_SOURCE_DIR})
-target_link_libraries(store_kill_child PRIVATE bn_app)
-if(BN_HAVE_CUDA)
-  set_target_properties(store_kill_child PROPERTIES LINKER_LANGUAGE CUDA)
-endif()
+bn_add_tool(NAME store_kill_child SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/store_kill_child.c LIBS bn_app)
 bn_add_test(NAME test_store_kill SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_store_kill.c
             LIBS bn_app LABELS cpu TIMEOUT 120 ARGS $<TARGET_FILE:store_kill_child>)
 add_dependencies(test_store_kill store_kill_child)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/app.h"
@@ -233,7 +234,47 @@ static void test_export(void) {
         CHECK(json_is_array(json_object_get(j, "messages")));
         json_decref(j);
     }
+    /* An existing file is never overwritten; the file keeps its content. */
+    app_submit_line(a, line);
+    CHECK(strstr(hint(a), "already exists") != NULL);
+    j = json_load_file(path, 0, &je);
+    CHECK(j != NULL);
+    json_decref(j);
     unlink(path);
+    /* A bare word naming another format is refused, nothing is written. */
+    char cwd[1024], dir[256];
+    snprintf(dir, sizeof dir, "/tmp/bn_test_export_dir_%d", (int)getpid());
+    CHECK(getcwd(cwd, sizeof cwd) != NULL);
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    CHECK_EQ_INT(chdir(dir), 0);
+    app_submit_line(a, "/export xml");
+    CHECK(strstr(hint(a), "no format 'xml'") != NULL);
+    CHECK(access("xml", F_OK) != 0);
+    CHECK_EQ_INT(chdir(cwd), 0);
+    CHECK_EQ_INT(rmdir(dir), 0);
+    /* "markdown" is md; ~/ is the home directory. */
+    char home[256], md[300];
+    snprintf(home, sizeof home, "/tmp/bn_test_export_home_%d", (int)getpid());
+    CHECK_EQ_INT(mkdir(home, 0700), 0);
+    const char *old_home = getenv("HOME");
+    char *saved_home = old_home ? strdup(old_home) : NULL;
+    setenv("HOME", home, 1);
+    app_submit_line(a, "/export markdown ~/out.md");
+    snprintf(md, sizeof md, "%s/out.md", home);
+    CHECK(strstr(hint(a), md) != NULL);
+    FILE *f = fopen(md, "r");
+    CHECK(f != NULL);
+    if (f) {
+        char first[64] = "";
+        CHECK(fgets(first, sizeof first, f) != NULL);
+        CHECK(strncmp(first, "# ", 2) == 0); /* Markdown, not JSON */
+        fclose(f);
+    }
+    unlink(md);
+    rmdir(home);
+    if (saved_home) setenv("HOME", saved_home, 1);
+    else unsetenv("HOME");
+    free(saved_home);
     CHECK_EQ_INT(app_export(a, "md", "/nonexistent-dir/x.md", written, sizeof written, why, sizeof why), -1);
     CHECK(strstr(why, "nonexistent-dir") != NULL);
     app_destroy(a);

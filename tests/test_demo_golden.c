@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "forward_ref.h"
 #include "infer/backend_cpu.h"
 #include "infer/chat_template.h"
@@ -55,18 +56,6 @@ typedef struct {
     int elen[MAXP], engine[MAXP][GEN];
     float *logits;
 } Golden;
-
-static int read_ints(const char *p, int *out, int max) {
-    int n = 0;
-    char *end;
-    for (;;) {
-        long v = strtol(p, &end, 10);
-        if (end == p || n >= max) break;
-        out[n++] = (int)v;
-        p = end;
-    }
-    return n;
-}
 
 /* Source tree root: BN_DEMO_ROOT in the environment (to run a binary built elsewhere, e.g. on a
  * GPU machine with a copy of assets/ and tests/data/demo/), else the build's source dir. */

@@ -16,25 +16,10 @@
 
 static char tok_path[4096];
 
+/* model_config_tiny, with a stop token no reply can produce (beyond the tokenizer's 128256),
+ * so that random weights never end a reply early and every run reaches its limit */
 static ModelConfig tiny_config(void) {
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.arch, sizeof c.arch, "bitnet-b1.58");
-    snprintf(c.name, sizeof c.name, "tiny-random");
-    c.n_layers = 2;
-    c.dim = 64;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 16;
-    c.ffn_dim = 128;
-    c.vocab_size = 128256;
-    c.ctx_len = 1024;
-    c.rope_theta = 500000.0f;
-    c.norm_eps = 1e-5f;
-    c.rope_style = ROPE_HALF;
-    c.bos_id = 128000;
-    /* a stop token no reply can produce (beyond the tokenizer's 128256), so that random
-     * weights never end a reply early and every run reaches its limit */
+    ModelConfig c = model_config_tiny();
     c.n_stop = 1;
     c.stop_ids[0] = 128255 + 1000000;
     return c;

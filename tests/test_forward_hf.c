@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_util.h"
 #include "infer/backend_cpu.h"
 #include "infer/infer.h"
 
@@ -46,30 +47,6 @@ typedef struct {
     float margin[MAX_PROMPTS][MAX_LEN], gmargin[MAX_PROMPTS][GEN]; /* transformers' top1 - top2 */
     float *logits; /* all prompts' positions, concatenated */
 } Reference;
-
-static int read_ints(char *p, int *out, int max) {
-    int n = 0;
-    char *end;
-    for (;;) {
-        long v = strtol(p, &end, 10);
-        if (end == p || n >= max) break;
-        out[n++] = (int)v;
-        p = end;
-    }
-    return n;
-}
-
-static int read_floats(char *p, float *out, int max) {
-    int n = 0;
-    char *end;
-    for (;;) {
-        float v = strtof(p, &end);
-        if (end == p || n >= max) break;
-        out[n++] = v;
-        p = end;
-    }
-    return n;
-}
 
 static int load_reference(Reference *r, const char *dir) {
     char path[1024], line[8192];

@@ -22,19 +22,11 @@ static void test_nll(void) {
 
 int main(void) {
     test_nll();
-    ModelConfig c;
-    memset(&c, 0, sizeof c);
-    c.n_layers = 2;
-    c.dim = 64;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.head_dim = 16;
-    c.ffn_dim = 128;
+    ModelConfig c = model_config_tiny(); /* with a small vocabulary and context */
     c.vocab_size = 300;
     c.ctx_len = 64;
-    c.rope_theta = 10000.0f;
-    c.norm_eps = 1e-5f;
     c.bos_id = 1;
+    c.n_stop = 0;
     Model m;
     Err err = {{0}};
     REQUIRE(model_init_random(&m, &c, 77, &err) == 0);

@@ -4,14 +4,7 @@
 #   -p: exit 0, a stats line on stderr, greedy and seeded runs reproducible, a bad model path is
 #       one error line and a non-zero exit, the exchange lands in the history database;
 #   perplexity: running values and a final estimate; a too-short file is a clear error.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_prompt_cli.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 
 "$BN_BIN" -p "Hello there" --model "$M" --temp 0 -n 12 --no-history >"$T/a" 2>"$T/a.err"
 rc=$?
@@ -63,5 +56,4 @@ echo "short" >"$T/short.txt"
 [ $? != 0 ] || fail "perplexity of a too-short file exits 0"
 grep -q "needs at least 64" "$T/short.err" || { fail "short file message"; cat "$T/short.err"; }
 
-[ $fails = 0 ] && echo "test_prompt_cli: all passed"
-[ $fails = 0 ]
+cli_done

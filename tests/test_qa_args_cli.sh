@@ -1,26 +1,7 @@
 #!/bin/sh
 # Bad and edge values on the command line: a usage error is one line and exit 2, before any
 # model is loaded; edge values that are allowed work.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_args.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# usage_error EXPECTED_TEXT ARGS...: exit 2, one line on stderr with the text, nothing on stdout
-usage_error() {
-    want=$1
-    shift
-    "$BN_BIN" "$@" >"$T/out" 2>"$T/err" </dev/null
-    rc=$?
-    [ $rc = 2 ] || fail "$*: exit $rc, expected 2"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
-    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
-    [ -s "$T/out" ] && fail "$*: wrote to stdout"
-    return 0
-}
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 
 usage_error "the prompt is empty" -p "" --model "$M" --db "$T/h.db"
 usage_error "the prompt is empty" -p "
@@ -31,6 +12,12 @@ usage_error "--db: empty path" --db "" -p "hi" --model "$M"
 usage_error "--ctx" -p hi --ctx -1
 usage_error "--ctx" -p hi --ctx 1x
 usage_error "--threads" -p hi --threads 5000
+usage_error "--threads" -p hi --threads 0
+usage_error "--threads" -p hi --threads -2
+usage_error "--threads" -p hi --threads two
+usage_error "--threads" -p hi --threads 99999999999999999999
+usage_error "--ctx" -p hi --ctx 0
+usage_error "--ctx" -p hi --ctx 99999999999999999999
 usage_error "--temp" -p hi --temp nan
 usage_error "--temp" -p hi --temp inf
 usage_error "--temp" -p hi --temp -0.5
@@ -64,10 +51,58 @@ grep -q "needs $n tokens and the reply at least 1, but the context holds $n" "$T
     || { fail "--ctx prompt+1 refused"; cat "$T/err"; }
 grep -q "stop: ctx_full" "$T/err" || { fail "--ctx prompt+1: not ctx_full"; cat "$T/err"; }
 
+# More threads than CPUs: capped, said once on stderr, and the reply is the same as with the
+# CPU count (greedy). A context beyond the model's trained one: capped with a message, same reply.
+ncpu=$(getconf _NPROCESSORS_ONLN)
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history >"$T/ref" 2>"$T/err" \
+    || { fail "reference reply"; cat "$T/err"; }
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history --threads 1000 >"$T/out" 2>"$T/err" \
+    || { fail "--threads 1000 refused"; cat "$T/err"; }
+[ "$(grep -c "threads 1000 is more than the" "$T/err")" = 1 ] || { fail "--threads 1000: message"; cat "$T/err"; }
+grep -q "using $ncpu" "$T/err" || { fail "--threads 1000: not capped at $ncpu"; cat "$T/err"; }
+cmp -s "$T/ref" "$T/out" || fail "--threads 1000: another reply"
+"$BN_BIN" -p "hi" --model "$M" -n 4 --temp 0 --no-history --ctx 1048576 >"$T/out" 2>"$T/err" \
+    || { fail "--ctx 1048576 refused"; cat "$T/err"; }
+grep -q "ctx 1048576 is more than the model's trained context; using [0-9]" "$T/err" \
+    || { fail "--ctx 1048576: message"; cat "$T/err"; }
+cmp -s "$T/ref" "$T/out" || fail "--ctx 1048576: another reply"
+trained=$(sed -n "s/.*trained context; using \([0-9]*\).*/\1/p" "$T/err")
+grep -q "context [0-9]*/$trained," "$T/err" || { fail "--ctx 1048576: context not $trained"; cat "$T/err"; }
+# A model trained for 2^30 positions (the fixture with its u32 context_length patched): its
+# default context would need far more memory than there is, so it is refused with one line that
+# says so and what to do; a --ctx that fits works.
+cp "$M" "$T/long.gguf"
+off=$(grep -obUa "context_length" "$T/long.gguf" | head -1 | cut -d: -f1)
+if [ -n "$off" ] && [ "$(od -A n -t u4 -j $((off + 14)) -N 4 "$T/long.gguf" | tr -d ' ')" = 4 ]; then
+    printf '\000\000\000\100' | dd of="$T/long.gguf" bs=1 seek=$((off + 18)) conv=notrunc 2>/dev/null
+    "$BN_BIN" -p "hi" --model "$T/long.gguf" -n 2 --no-history >"$T/out" 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "2^30-position model: exit $rc, expected 1"
+    grep -q "1073741824-token context needs .* GiB of memory .* use a smaller --ctx" "$T/err" \
+        || { fail "2^30-position model: message"; cat "$T/err"; }
+    [ "$(wc -l <"$T/err")" = 1 ] || { fail "2^30-position model: not one line"; cat "$T/err"; }
+    "$BN_BIN" -p "hi" --model "$T/long.gguf" -n 2 --no-history --ctx 4096 >"$T/out" 2>"$T/err" \
+        || { fail "2^30-position model with --ctx 4096"; cat "$T/err"; }
+else
+    fail "cannot find the u32 context_length of the fixture"
+fi
+
+# perplexity caps the same way and says so
+awk 'BEGIN { for (i = 0; i < 400; i++) printf "the cat sat on the mat and looked at the dog. " }' >"$T/text"
+"$BN_BIN" perplexity --model "$M" --ctx 1048576 "$T/text" >"$T/out" 2>"$T/err"
+grep -q "ctx 1048576 is more than the model's trained context" "$T/err" \
+    || { fail "perplexity --ctx 1048576: message"; cat "$T/err"; }
+
+# bench runs on the threads it is given (it used all cores whatever --threads said); the
+# profile setting keeps it to one short end-to-end run
+BITNET_BENCH_PROFILE=1 "$BN_BIN" bench --backend cpu --quick --threads 1 >"$T/out" 2>"$T/err" \
+    || { fail "bench --threads 1"; cat "$T/err"; }
+grep -q "^CPU: .*, 1 thread;" "$T/out" || { fail "bench --threads 1: kernel table not on 1 thread"; head -3 "$T/out"; }
+grep -q "^End to end (CPU, 1 thread," "$T/out" || { fail "bench --threads 1: end to end not on 1 thread"; grep "End to end" "$T/out"; }
+
 # tokenize --jsonl: blank lines hold no record and are skipped
 printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M" >"$T/out" 2>"$T/err" \
     || { fail "jsonl with blank lines"; cat "$T/err"; }
 [ "$(wc -l <"$T/out")" = 2 ] || { fail "jsonl: expected 2 records"; cat "$T/out"; }
 
-[ $fails = 0 ] && echo "test_qa_args_cli: all passed"
-exit $((fails > 0))
+cli_done

@@ -3,25 +3,12 @@
 # devices: the finished file used to be renamed over it), a directory, a file of the source's
 # Hugging Face folder. Each is refused up front with one line naming it, and left untouched.
 # A link to a regular file is followed: the file it names is replaced, the link stays.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 HF="$BN_SOURCE_DIR/tests/data/models/hf_bf16"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_convert.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # refused: exit 1, exactly one line on stderr that names the output, nothing on stdout
 refused() { # out expect_text
-    "$BN_BIN" convert "$SRC" "$1" >"$T/out" 2>"$T/err"
-    rc=$?
-    [ $rc = 1 ] || fail "convert $SRC $1: exit $rc, expected 1"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "convert $1: not one line"; cat "$T/err"; }
-    grep -q "$2" "$T/err" || { fail "convert $1: message lacks '$2'"; cat "$T/err"; }
-    [ -s "$T/out" ] && fail "convert $1: wrote to stdout"
-    return 0
+    expect_fail 1 "$2" "$BN_BIN" convert "$SRC" "$1"
 }
 
 SRC="$M"
@@ -56,5 +43,4 @@ done
 # a new file in the folder is fine
 "$BN_BIN" convert "$T/hf" "$T/hf/out.gguf" >/dev/null 2>"$T/err" || { fail "convert into the source folder"; cat "$T/err"; }
 
-[ $fails = 0 ] && echo "test_qa_convert_cli: all passed"
-exit $((fails > 0))
+cli_done

@@ -6,24 +6,9 @@
 #   line; --db on a FIFO or device is refused by name and -p goes on without history;
 #   the first run creates the default history directory (it used to run without history when
 #   ~/.local/share/bitnet-chat did not exist); perplexity of an empty file, a directory or a device is one clear line, exit 1.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_files.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 # one_line_fail EXPECTED_TEXT CMD...: exit 1, one line on stderr holding the text
-one_line_fail() {
-    want=$1
-    shift
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    [ $rc = 1 ] || fail "$*: exit $rc, expected 1"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
-    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
-}
+one_line_fail() { expect_fail 1 "$@"; }
 
 "$BN_BIN" -p "Keep this exchange" --model "$M" --temp 0 -n 4 --db "$T/h.db" >/dev/null 2>&1 \
     || fail "-p to set up the history"
@@ -97,6 +82,32 @@ for args in "--sessions" "--show 1" "--search exchange"; do
     grep -q "writing to stdout failed" "$T/err" || { fail "$args >&-: no message"; cat "$T/err"; }
 done
 
+# tokenize reading a directory as stdin: an error, not an empty input (--jsonl exited 0)
+one_line_fail "cannot read stdin: Is a directory" sh -c '"$0" tokenize "$1" <"$2"' "$BN_BIN" "$M" "$T"
+one_line_fail "cannot read stdin: Is a directory" sh -c '"$0" tokenize --jsonl "$1" <"$2"' "$BN_BIN" "$M" "$T"
+
+# an export onto a full disk names the cause (it said only "write failed")
+if [ -w /dev/full ]; then
+    one_line_fail "export: writing failed: No space left on device" "$BN_BIN" --db "$T/h.db" --export 1 -o /dev/full
+    "$BN_BIN" --db "$T/h.db" --export 1 --format json >/dev/full 2>"$T/err"
+    [ $? = 1 ] || fail "json export >/dev/full: exit status"
+    grep -q "No space left on device" "$T/err" || { fail "json export >/dev/full: message"; cat "$T/err"; }
+fi
+
+# --help and --version into a full disk or a closed stdout: exit 1 with a message (exit 0 before)
+for args in "--help" "--version"; do
+    if [ -w /dev/full ]; then
+        "$BN_BIN" $args >/dev/full 2>"$T/err"
+        rc=$?
+        [ $rc = 1 ] || fail "$args >/dev/full: exit $rc, expected 1"
+        grep -q "writing to stdout failed" "$T/err" || { fail "$args >/dev/full: no message"; cat "$T/err"; }
+    fi
+    "$BN_BIN" $args >&- 2>"$T/err"
+    rc=$?
+    [ $rc = 1 ] || fail "$args >&-: exit $rc, expected 1"
+    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$args >&-: not one line"; cat "$T/err"; }
+done
+
 # perplexity whose result cannot be written: exit 1 with a message (it used to exit 0)
 i=0
 : >"$T/text.txt"
@@ -109,5 +120,31 @@ rc=$?
 [ $rc = 1 ] || fail "perplexity with stdout closed: exit $rc, expected 1"
 grep -q "writing the result to stdout failed" "$T/err" || { fail "perplexity >&-: no message"; cat "$T/err"; }
 
-[ $fails = 0 ] && echo "test_qa_files_cli: all passed"
-exit $((fails > 0))
+# A database another program keeps locked for the whole run: -p still answers, says the
+# exchange is kept in memory, and at exit says that it was not saved after all (it used to
+# promise "saved when possible" and exit without a word). Once the lock is gone, -p saves.
+LOCKER=${1:-}
+if [ -n "$LOCKER" ] && [ -x "$LOCKER" ]; then
+    "$BN_BIN" -p "First" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >/dev/null 2>&1 || fail "lk.db setup"
+    "$LOCKER" "$T/lk.db" 60 >"$T/lk.out" 2>&1 &
+    lpid=$!
+    i=0
+    while ! grep -q locked "$T/lk.out" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    "$BN_BIN" -p "While locked" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >"$T/out" 2>"$T/err"
+    rc=$?
+    kill "$lpid" 2>/dev/null
+    wait "$lpid" 2>/dev/null
+    [ $rc = 0 ] || fail "-p on a locked database: exit $rc"
+    [ -s "$T/out" ] || fail "-p on a locked database: no reply"
+    grep -q "locked by another program" "$T/err" || { fail "locked: no lock message"; cat "$T/err"; }
+    grep -q "was not saved" "$T/err" || { fail "locked: the loss is not reported"; cat "$T/err"; }
+    "$BN_BIN" --db "$T/lk.db" --search "locked" >/dev/null 2>&1 && fail "the locked exchange was saved?"
+    "$BN_BIN" -p "After the lock" --model "$M" --temp 0 -n 2 --db "$T/lk.db" >/dev/null 2>"$T/err" \
+        || { fail "-p after the lock"; cat "$T/err"; }
+    [ -s "$T/err" ] && grep -q "not saved" "$T/err" && { fail "after the lock: still not saved"; cat "$T/err"; }
+    "$BN_BIN" --db "$T/lk.db" --search "After" >/dev/null 2>&1 || fail "the exchange after the lock was not saved"
+else
+    echo "SKIP part: no qa_lock_db helper given"
+fi
+
+cli_done

@@ -4,24 +4,14 @@
 # used to block the load forever (open/read of a FIFO) or read without end. Each must now be
 # one line naming the file, exit 1, within seconds; for -p and tokenize alike. Also the top
 # path: a FIFO, a device, a directory without config.json, a symlink loop.
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 HF="$BN_SOURCE_DIR/tests/data/models/hf_bf16"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_model.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 command -v timeout >/dev/null || { echo "no timeout command"; exit 77; }
 # load_fails EXPECTED_TEXT ARGS...: exit 1 (not a hang: timeout gives 124), one line with the text
 load_fails() {
     want=$1
     shift
-    timeout 20 "$BN_BIN" "$@" >"$T/out" 2>"$T/err" </dev/null
-    rc=$?
-    [ $rc = 1 ] || fail "$*: exit $rc, expected 1 (124 = hung)"
-    [ "$(wc -l <"$T/err")" = 1 ] || { fail "$*: not one line"; cat "$T/err"; }
-    grep -q -- "$want" "$T/err" || { fail "$*: message lacks '$want'"; cat "$T/err"; }
+    expect_fail 1 "$want" timeout 20 "$BN_BIN" "$@"
 }
 
 for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
@@ -53,5 +43,4 @@ ln -s loop2 "$T/loop1"
 ln -s loop1 "$T/loop2"
 load_fails "loop1" -p hi --no-history --model "$T/loop1"
 
-[ $fails = 0 ] && echo "test_qa_model_cli: all passed"
-exit $((fails > 0))
+cli_done

@@ -6,14 +6,7 @@
 #   - SIGTERM mid-reply: the reply is cancelled and saved (not only its last checkpoint), then
 #     the process ends by SIGTERM (143);
 #   - a one-token reply has no decode speed to show ("-" rather than a bogus figure).
-set -u
-: "${BN_BIN:?BN_BIN must point at bitnet-chat}"
-: "${BN_SOURCE_DIR:?}"
-M="$BN_SOURCE_DIR/tests/data/models/i2s.gguf"
-T=$(mktemp -d "${TMPDIR:-/tmp}/bn_qa_prompt.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 # checkpoints far apart: what is found in the database was written by the final save
 BITNET_HISTORY_CHECKPOINT_MS=600000
 export BITNET_HISTORY_CHECKPOINT_MS
@@ -88,5 +81,4 @@ reply_saved $next "$T/h.db"
 "$BN_BIN" -p "one" --model "$M" --temp 0 -n 1 --no-history >/dev/null 2>"$T/e6" || fail "-n 1 failed"
 grep -q "reply 1 tokens (- tok/s)" "$T/e6" || { fail "-n 1: decode speed shown"; cat "$T/e6"; }
 
-[ $fails = 0 ] && echo "test_qa_prompt_cli: all passed"
-exit $((fails > 0))
+cli_done

@@ -19,6 +19,7 @@
 #include "app/store.h"
 #include "app/store_internal.h"
 #include "check.h"
+#include "test_util.h"
 
 static char tmpdir[512];
 
@@ -35,22 +36,6 @@ static void rm_db(const char *p) {
     unlink(b);
 }
 
-static char *read_all(const char *p, size_t *n) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    size_t k;
-    while ((k = fread(b + len, 1, cap - len, f)) > 0) {
-        len += k;
-        if (len == cap) b = realloc(b, cap *= 2);
-    }
-    fclose(f);
-    b[len] = 0;
-    *n = len;
-    return b;
-}
-
 static void write_all(const char *p, const void *d, size_t n) {
     FILE *f = fopen(p, "wb");
     REQUIRE(f);
@@ -60,7 +45,7 @@ static void write_all(const char *p, const void *d, size_t n) {
 
 static void copy_file(const char *from, const char *to) {
     size_t n;
-    char *d = read_all(from, &n);
+    char *d = read_file(from, &n);
     REQUIRE(d);
     write_all(to, d, n);
     free(d);
@@ -68,7 +53,7 @@ static void copy_file(const char *from, const char *to) {
 
 static int same_bytes(const char *p, const char *d, size_t n) {
     size_t m;
-    char *e = read_all(p, &m);
+    char *e = read_file(p, &m);
     int same = e && m == n && memcmp(e, d, n) == 0;
     free(e);
     return same;
@@ -293,7 +278,7 @@ static void test_newer_and_foreign_refused(void) {
                              "PRAGMA user_version = 99;", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     size_t n;
-    char *before = read_all(p, &n);
+    char *before = read_file(p, &n);
     Err err = {{0}};
     Store *s = store_open(p, &err);
     CHECK(s == NULL);
@@ -315,7 +300,7 @@ static void test_newer_and_foreign_refused(void) {
     REQUIRE(sqlite3_exec(db, "CREATE TABLE notes(x); INSERT INTO notes VALUES ('mine');", NULL, NULL,
                          NULL) == SQLITE_OK);
     sqlite3_close(db);
-    before = read_all(p, &n);
+    before = read_file(p, &n);
     s = store_open(p, &err);
     CHECK(s == NULL);
     CHECK_MSG(strstr(err.msg, "another program") != NULL, "%s", err.msg);
@@ -812,7 +797,7 @@ static void test_exports(void) {
     fclose(f);
     snprintf(expect, sizeof expect, "%s/store/expected_session1.md", BN_TEST_DATA);
     size_t ne, no;
-    char *e = read_all(expect, &ne), *got = read_all(out, &no);
+    char *e = read_file(expect, &ne), *got = read_file(out, &no);
     CHECK(e && got && ne == no && memcmp(e, got, ne) == 0);
     if (e && got && (ne != no || memcmp(e, got, ne)))
         fprintf(stderr, "markdown export differs: diff %s %s\n", expect, out);
@@ -1000,7 +985,7 @@ static void test_corrupt(void) {
     for (int i = 0; i < 40; i++) add_msg(s, sid, "user", big);
     store_close(s);
     size_t len;
-    char *d = read_all(p, &len);
+    char *d = read_file(p, &len);
     REQUIRE(d && len > 4096 * 8);
     memset(d + 4096 * 3, 0x5A, 4096 * 3); /* pages 4-6: b-tree pages turned to noise */
     write_all(p, d, len);
@@ -1036,7 +1021,7 @@ static void test_read_only(void) {
     store_close(s);
     REQUIRE(chmod(p, 0444) == 0);
     size_t n;
-    char *before = read_all(p, &n);
+    char *before = read_file(p, &n);
     pid_t kid = fork();
     REQUIRE(kid >= 0);
     if (kid == 0) {

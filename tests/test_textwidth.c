@@ -99,10 +99,92 @@ static void test_wrap(void) {
     CHECK_STREQ(wrap_str("one two 日本 three", 6), "one|two|日本|three");
 }
 
+#define FAMILY3 "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7"
+#define FAMILY4 FAMILY3 "\xe2\x80\x8d\xf0\x9f\x91\xa6"
+#define HEART_VS16 "\xe2\x9d\xa4\xef\xb8\x8f"
+#define FLAG_JP "\xf0\x9f\x87\xaf\xf0\x9f\x87\xb5"
+#define RI_F "\xf0\x9f\x87\xab"
+#define THUMBS_TONE "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd"
+#define WOMAN_TONE_LAPTOP "\xf0\x9f\x91\xa9\xf0\x9f\x8f\xbd\xe2\x80\x8d\xf0\x9f\x92\xbb"
+#define RAINBOW_FLAG "\xf0\x9f\x8f\xb3\xef\xb8\x8f\xe2\x80\x8d\xf0\x9f\x8c\x88"
+#define RUNNER_FEMALE "\xf0\x9f\x8f\x83\xe2\x80\x8d\xe2\x99\x80\xef\xb8\x8f"
+#define ACUTE "\xcc\x81"
+#define ZWJ_S "\xe2\x80\x8d"
+
+static int cluster_len(const char *s) {
+    int w;
+    return (int)tw_cluster(s, strlen(s), &w);
+}
+
+/* Grapheme clusters and their widths, as tmux 3.3 draws them (the expected values were
+ * measured there: printf the sequence, then read #{cursor_x}); see ui/textwidth.c. */
+static void test_clusters(void) {
+    CHECK_EQ_INT(tw_width(FAMILY3, strlen(FAMILY3)), 2);          /* ZWJ sequence: one emoji */
+    CHECK_EQ_INT(cluster_len(FAMILY3), (int)strlen(FAMILY3));
+    CHECK_EQ_INT(tw_width(FAMILY4, strlen(FAMILY4)), 4);          /* too long for a cell: cut */
+    CHECK_EQ_INT(cluster_len(FAMILY4), (int)strlen(FAMILY4));     /* ...but never split */
+    CHECK_EQ_INT(tw_width(RUNNER_FEMALE, strlen(RUNNER_FEMALE)), 2);
+    CHECK_EQ_INT(cluster_len(RUNNER_FEMALE), (int)strlen(RUNNER_FEMALE));
+    CHECK_EQ_INT(tw_width(RAINBOW_FLAG, strlen(RAINBOW_FLAG)), 1); /* first emoji is 1 wide */
+    CHECK_EQ_INT(tw_width(HEART_VS16, strlen(HEART_VS16)), 1);    /* VS16 does not widen */
+    CHECK_EQ_INT(cluster_len(HEART_VS16), (int)strlen(HEART_VS16));
+    CHECK_EQ_INT(tw_width(FLAG_JP, strlen(FLAG_JP)), 2);
+    CHECK_EQ_INT(cluster_len(FLAG_JP), (int)strlen(FLAG_JP));
+    CHECK_EQ_INT(cluster_len(FLAG_JP RI_F), (int)strlen(FLAG_JP)); /* pairs, not runs */
+    CHECK_EQ_INT(tw_width(FLAG_JP RI_F, strlen(FLAG_JP RI_F)), 3);
+    CHECK_EQ_INT(tw_width(THUMBS_TONE, strlen(THUMBS_TONE)), 4);  /* modifier: its own cell */
+    CHECK_EQ_INT(cluster_len(THUMBS_TONE), (int)strlen(THUMBS_TONE));
+    CHECK_EQ_INT(tw_width(WOMAN_TONE_LAPTOP, strlen(WOMAN_TONE_LAPTOP)), 4);
+    CHECK_EQ_INT(cluster_len(WOMAN_TONE_LAPTOP), (int)strlen(WOMAN_TONE_LAPTOP));
+    CHECK_EQ_INT(tw_width("e" ACUTE ACUTE, 5), 1);
+    CHECK_EQ_INT(cluster_len("e" ACUTE "x"), 3);
+    CHECK_EQ_INT(tw_width(ACUTE "x", 3), 2);                       /* a stray mark: on a space */
+    CHECK_EQ_INT(tw_width("a " ACUTE, 4), 3);
+    CHECK_EQ_INT(cluster_len(" " ACUTE), 1);                        /* a space stays a break */
+    CHECK_EQ_INT(tw_width("a" ZWJ_S "b", 5), 2);                    /* ZWJ joins emoji only */
+    CHECK_EQ_INT(cluster_len("a" ZWJ_S "b"), 4);
+    /* The cells curses gets: the family is one cell of 5 code points, 2 columns. */
+    TwCell c;
+    bool glue;
+    CHECK_EQ_INT(tw_cell(FAMILY3, strlen(FAMILY3), &c, &glue), (int)strlen(FAMILY3));
+    CHECK(c.n == 5 && c.width == 2 && c.cp[0] == 0x1F468 && c.cp[2] == 0x1F469 && c.cp[4] == 0x1F467);
+    CHECK(!glue);
+    /* Family of four: the first cell takes three members; the ZWJ before the fourth is not
+     * sent (it would make the terminal join what curses counts as another cell). */
+    size_t l = tw_cell(FAMILY4, strlen(FAMILY4), &c, &glue);
+    CHECK_EQ_INT(l, strlen(FAMILY3) + 3);
+    CHECK(c.n == 5 && glue);
+    CHECK_EQ_INT(tw_cell(FAMILY4 + l, strlen(FAMILY4) - l, &c, &glue), 4);
+    CHECK(c.n == 1 && c.cp[0] == 0x1F466 && c.width == 2);
+    /* Fitting and wrapping never split a cluster. */
+    CHECK_EQ_INT(tw_fit(FAMILY3, strlen(FAMILY3), 1), 0);
+    CHECK_EQ_INT(tw_fit("x" FAMILY3, 1 + strlen(FAMILY3), 2), 1);
+    CHECK_EQ_INT(tw_fit("x" FAMILY3, 1 + strlen(FAMILY3), 3), 1 + (int)strlen(FAMILY3));
+    CHECK_EQ_INT(tw_fit(FLAG_JP, strlen(FLAG_JP), 1), 0);
+    CHECK_EQ_INT(tw_fit(THUMBS_TONE, strlen(THUMBS_TONE), 3), 0);
+    CHECK_STREQ(wrap_str("ab " FAMILY3 " cd", 3), "ab|" FAMILY3 "|cd");
+    CHECK_STREQ(wrap_str("abc" FLAG_JP, 4), "abc|" FLAG_JP);
+    CHECK_STREQ(wrap_str(THUMBS_TONE THUMBS_TONE, 5), THUMBS_TONE "|" THUMBS_TONE);
+}
+
+static void test_sanitize(void) {
+    const char in[] = "A\xff\xfe" "B\xc2\x9b" "C\xe2\x80\x8b" "D\xed\xa0\x80" "E\x1b[31m\x7f\n\tF\xe6\x97";
+    char *out = tw_sanitize(in, sizeof in - 1);
+    CHECK(out != NULL);
+    if (out)
+        CHECK_STREQ(out, "A\xef\xbf\xbd\xef\xbf\xbd" "B" "C\xe2\x80\x8b" "D\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                         "E[31m\n\tF\xef\xbf\xbd\xef\xbf\xbd");
+    free(out);
+    out = tw_sanitize("日本 😀 ok", strlen("日本 😀 ok"));
+    CHECK_STREQ(out, "日本 😀 ok");
+    free(out);
+}
+
 /* Random texts: every line fits, lines are in order and together keep every non-space byte. */
 static void test_wrap_random(void) {
     const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
-                            "longlonglongword", "\t"};
+                            "longlonglongword", "\t", FAMILY3, FAMILY4, FLAG_JP, RI_F, THUMBS_TONE,
+                            HEART_VS16, ACUTE, ZWJ_S};
     unsigned seed = 12345;
     int bad = 0;
     for (int iter = 0; iter < 2000; iter++) {
@@ -124,11 +206,11 @@ static void test_wrap_random(void) {
         size_t jn = 0, last_end = 0;
         for (int i = 0; i < g_count; i++) {
             TwLine *l = &g_lines[i];
-            uint32_t cp0;
-            /* Only a single character wider than the whole line (a tab or wide char in a
+            int cw0;
+            /* Only a single cluster wider than the whole line (a tab or wide char in a
              * very narrow pane) may exceed it. */
             int oversize = l->cols > width &&
-                           !(l->len && (size_t)tw_decode(text + l->start, l->len, &cp0) == l->len);
+                           !(l->len && tw_cluster(text + l->start, l->len, &cw0) == l->len);
             if (oversize || l->start < last_end ||
                 tw_width(text + l->start, l->len) != l->cols)
                 bad++;
@@ -151,7 +233,8 @@ static void test_wrap_random(void) {
  * only if appending text never moves an earlier break: check it against a full wrap. */
 static void test_wrap_incremental(void) {
     const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
-                            "longlonglongword", "\t", "w12 ", "x"};
+                            "longlonglongword", "\t", "w12 ", "x", FAMILY3, FLAG_JP, RI_F,
+                            THUMBS_TONE, "\xf0\x9f\x8f\xbd", HEART_VS16, ACUTE, ZWJ_S};
     unsigned seed = 4242;
     int bad = 0;
     for (int iter = 0; iter < 500; iter++) {
@@ -196,6 +279,8 @@ int main(void) {
     test_decode();
     test_width();
     test_wrap();
+    test_clusters();
+    test_sanitize();
     test_wrap_random();
     test_wrap_incremental();
     free(g_lines);

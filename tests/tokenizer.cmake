@@ -19,11 +19,5 @@ bn_add_script_test(NAME test_tokenize_cli
                    ARGS ${BN_TOK_DIR}/llama3 LABELS cpu)
 
 # Encoding speed (not a test): bench_tokenizer [FILE] prints MB/s against baselines.
-add_executable(bench_tokenizer ${CMAKE_CURRENT_SOURCE_DIR}/bench_tokenizer.c)
-target_compile_options(bench_tokenizer PRIVATE ${BN_WARN})
-target_include_directories(bench_tokenizer PRIVATE ${CMAKE_SOURCE_DIR})
+bn_add_tool(NAME bench_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/bench_tokenizer.c LIBS bn_infer)
 target_compile_definitions(bench_tokenizer PRIVATE BN_TOK_DIR="${BN_TOK_DIR}/llama3")
-target_link_libraries(bench_tokenizer PRIVATE bn_infer)
-if(BN_HAVE_CUDA)
-  set_target_properties(bench_tokenizer PROPERTIES LINKER_LANGUAGE CUDA)
-endif()

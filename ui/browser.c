@@ -175,6 +175,20 @@ static BrowserResult prompt_key(Browser *b, const Key *k) {
         b->prompt = PR_NONE;
         return BROWSER_STAY;
     case K_BACKSPACE: pop_char(b->edit); return BROWSER_STAY;
+    case K_BYTES:
+        if (k->len == 1 && k->bytes[0] == 0x15) { /* Ctrl-U: clear (the old title is prefilled) */
+            b->edit[0] = 0;
+            return BROWSER_STAY;
+        }
+        if (k->len == 1 && k->bytes[0] == 0x17) { /* Ctrl-W: delete the last word */
+            size_t n = strlen(b->edit);
+            while (n && b->edit[n - 1] == ' ') n--;
+            while (n && b->edit[n - 1] != ' ') n--;
+            b->edit[n] = 0;
+            return BROWSER_STAY;
+        }
+        edit_append(b, k->bytes, k->len);
+        return BROWSER_STAY;
     case K_ENTER:
         if (b->prompt == PR_SEARCH) {
             snprintf(b->query, sizeof b->query, "%s", b->edit);
@@ -182,6 +196,11 @@ static BrowserResult prompt_key(Browser *b, const Key *k) {
             b->message[0] = 0;
             reload(b);
         } else if (b->prompt == PR_RENAME) {
+            /* Surrounding spaces are not part of a title (as with /rename). */
+            size_t n = strlen(b->edit), lead = strspn(b->edit, " ");
+            while (n > lead && b->edit[n - 1] == ' ') n--;
+            memmove(b->edit, b->edit + lead, n - lead);
+            b->edit[n - lead] = 0;
             char why[300];
             int64_t id = b->scr == SCR_VIEW ? b->view_row.id : selected_id(b);
             if (!b->edit[0]) set_msg(b, true, "The title cannot be empty.");
@@ -196,7 +215,6 @@ static BrowserResult prompt_key(Browser *b, const Key *k) {
         }
         b->prompt = PR_NONE;
         return BROWSER_STAY;
-    case K_BYTES: edit_append(b, k->bytes, k->len); return BROWSER_STAY;
     default: return BROWSER_STAY;
     }
 }
@@ -291,14 +309,7 @@ BrowserResult browser_key(Browser *b, const Key *k) {
 /* ---- drawing ---------------------------------------------------------------------------- */
 
 static int put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a) {
-    if (max_cols <= 0) return 0;
-    size_t fit = tw_fit(s, n, max_cols);
-    wchar_t buf[1024];
-    size_t k = tw_to_wcs(s, fit, buf, sizeof buf / sizeof buf[0]);
-    wattrset(w, a);
-    if (k) mvwaddnwstr(w, row, col, buf, (int)k);
-    wattrset(w, A_NORMAL);
-    return tw_width(s, fit);
+    return max_cols > 0 ? screen_put(w, row, col, s, n, max_cols, a) : 0;
 }
 
 static void fmt_date(int64_t ms, char *out, size_t cap) {
@@ -340,7 +351,7 @@ static void draw_footer(Browser *b, WINDOW *w, int rows, int cols, const char *k
     int r = rows - 1;
     fill_row(w, r, cols, screen_style(ST_STATUS));
     if (b->prompt == PR_SEARCH || b->prompt == PR_RENAME) {
-        const char *label = b->prompt == PR_SEARCH ? "Search: " : "New title: ";
+        const char *label = b->prompt == PR_SEARCH ? "Search: " : "New title (Ctrl-U clears): ";
         int lw = put(w, r, 0, label, strlen(label), cols, screen_style(ST_STATUS));
         int ew = put(w, r, lw, b->edit, strlen(b->edit), cols - lw - 1, screen_style(ST_STATUS));
         wmove(w, r, lw + ew < cols ? lw + ew : cols - 1);

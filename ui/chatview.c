@@ -174,13 +174,7 @@ static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
 /* Draws UTF-8 text at (row, col), clipped to max_cols. */
 static void put_text(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols,
                      attr_t attr) {
-    if (max_cols <= 0) return;
-    size_t fit = tw_fit(s, n, max_cols);
-    wchar_t buf[1024];
-    size_t k = tw_to_wcs(s, fit, buf, sizeof buf / sizeof buf[0]);
-    wattrset(w, attr);
-    if (k) mvwaddnwstr(w, row, col, buf, (int)k);
-    wattrset(w, A_NORMAL);
+    if (max_cols > 0) screen_put(w, row, col, s, n, max_cols, attr);
 }
 
 static attr_t text_style(const AppMessage *m) {
@@ -319,9 +313,14 @@ void chatview_draw(ChatView *v, WINDOW *w, const AppTranscript *t) {
     v->last_rows = rows;
     v->last_total = total;
     v->last_top = top;
-    if (total == 0 && rows > 1) {
+    /* Until the first message, say how to start (under the notes, e.g. "Loaded ..."). */
+    bool any_turn = false;
+    for (int i = t->view_start; i < t->n && !any_turn; i++)
+        any_turn = has_head(&t->msgs[i]);
+    if (!any_turn && !v->detailed && row < rows) {
         const char *hello = "Type a message and press Enter. /help lists the commands.";
-        put_text(w, 0, 0, hello, strlen(hello), cols, screen_style(ST_META));
+        put_text(w, row > 0 ? row + 1 < rows ? row + 1 : row : 0, 0, hello, strlen(hello), cols,
+                 screen_style(ST_META));
     }
     if (!v->follow && rows > 0) {
         char more[64];

@@ -10,6 +10,7 @@
 #include "ui/input.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,8 @@ static int hook_input_available(void) { return g_q_len > 0; }
 
 static void hook_redisplay(void) { g_dirty = true; }
 
+static void remember_new(const char *line);
+
 static void on_line(char *line) {
     if (!line) {
         g_eof = true;
@@ -69,7 +72,10 @@ static void on_line(char *line) {
     g_line = line;
     if (*line) {
         HIST_ENTRY *last = history_length ? history_get(history_base + history_length - 1) : NULL;
-        if (!last || strcmp(last->line, line)) add_history(line);
+        if (!last || strcmp(last->line, line)) {
+            add_history(line);
+            remember_new(line);
+        }
     }
 }
 
@@ -161,25 +167,90 @@ static void mkdirs_for(const char *path) {
     free(d);
 }
 
+/* Lines entered in this run, escaped as in the file, to be merged into it on exit. */
+static char **g_new;
+static size_t g_n_new, g_cap_new;
+
+static char *escape_line(const char *line) {
+    char *e = malloc(strlen(line) * 2 + 1), *o = e;
+    if (!e) return NULL;
+    for (const char *p = line; *p; p++) {
+        if (*p == '\n') *o++ = '\\', *o++ = 'n';
+        else if (*p == '\\') *o++ = '\\', *o++ = '\\';
+        else *o++ = *p;
+    }
+    *o = 0;
+    return e;
+}
+
+static void remember_new(const char *line) {
+    if (g_n_new == g_cap_new) {
+        size_t cap = g_cap_new ? g_cap_new * 2 : 64;
+        char **n = realloc(g_new, cap * sizeof *n);
+        if (!n) return;
+        g_new = n;
+        g_cap_new = cap;
+    }
+    char *e = escape_line(line);
+    if (e) g_new[g_n_new++] = e;
+}
+
+/* Writes the file as it is now (another copy of the program may have added lines since we
+ * read it) plus this run's lines, the last HISTORY_MAX of them, through a private temporary
+ * file renamed into place, so that two copies quitting together never lose each other's
+ * lines nor leave a torn file. */
 static void history_save(const char *path) {
     mkdirs_for(path);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return;
-    int start = history_length > HISTORY_MAX ? history_length - HISTORY_MAX : 0;
-    for (int i = start; i < history_length; i++) {
-        HIST_ENTRY *h = history_get(history_base + i);
-        if (!h) continue;
-        for (const char *p = h->line; *p; p++) {
-            if (*p == '\n') fputs("\\n", f);
-            else if (*p == '\\') fputs("\\\\", f);
-            else fputc(*p, f);
+    char **lines = NULL;
+    size_t n = 0, cap = 0;
+    FILE *in = fopen(path, "r");
+    if (in) {
+        char *line = NULL;
+        size_t lcap = 0;
+        ssize_t len;
+        while ((len = getline(&line, &lcap, in)) > 0) {
+            if (line[len - 1] == '\n') line[--len] = 0;
+            if (!len) continue;
+            if (n == cap) {
+                size_t c = cap ? cap * 2 : 256;
+                char **l = realloc(lines, c * sizeof *l);
+                if (!l) break;
+                lines = l;
+                cap = c;
+            }
+            lines[n] = strdup(line);
+            if (lines[n]) n++;
         }
-        fputc('\n', f);
+        free(line);
+        fclose(in);
     }
-    if (fclose(f) == 0) rename(tmp, path);
-    else unlink(tmp);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    /* 0600: the file holds everything the user typed, as private as the chats themselves. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f && fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    if (f) {
+        /* The merged list: file lines, then ours (a line equal to the one before is left
+         * out); only the last HISTORY_MAX are written. */
+        size_t total = n + g_n_new, skip = total > HISTORY_MAX ? total - HISTORY_MAX : 0;
+        const char *prev = NULL;
+        for (size_t i = 0; i < total; i++) {
+            const char *l = i < n ? lines[i] : g_new[i - n];
+            if (i >= n && prev && !strcmp(prev, l)) continue;
+            prev = l;
+            if (i < skip) continue;
+            fputs(l, f);
+            fputc('\n', f);
+        }
+        if (fclose(f) == 0) rename(tmp, path);
+        else unlink(tmp);
+    }
+    for (size_t i = 0; i < n; i++) free(lines[i]);
+    free(lines);
 }
 
 /* ---- public ---------------------------------------------------------------------------- */
@@ -225,6 +296,10 @@ void input_shutdown(void) {
     if (g_history_path) history_save(g_history_path);
     free(g_history_path);
     g_history_path = NULL;
+    for (size_t i = 0; i < g_n_new; i++) free(g_new[i]);
+    free(g_new);
+    g_new = NULL;
+    g_n_new = g_cap_new = 0;
     free(g_line);
     g_line = NULL;
     if (g_null_out) fclose(g_null_out);
@@ -283,6 +358,21 @@ void input_set_text(const char *text) {
 
 bool input_is_empty(void) { return rl_end == 0; }
 
+void input_snap_point(int dir) {
+    if (!rl_line_buffer) return;
+    size_t point = (size_t)rl_point, n = (size_t)rl_end;
+    for (size_t i = 0; i < n && i < point;) {
+        int w;
+        size_t l = tw_cluster(rl_line_buffer + i, n - i, &w);
+        if (point > i && point < i + l) {
+            rl_point = (int)(dir < 0 ? i : i + l);
+            g_dirty = true;
+            return;
+        }
+        i += l;
+    }
+}
+
 char *input_take_line(bool *eof) {
     *eof = g_eof;
     g_eof = false;
@@ -310,9 +400,12 @@ void input_resize(int rows, int cols) {
 }
 
 /* Lays out prompt + buffer: rows break at '\n' and at the right edge; continuation rows start
- * under the first character after the prompt. Calls put() for each character (may be NULL)
- * and returns the rows used; cur_row and cur_col get the position of byte rl_point. */
-typedef void (*PutFn)(void *ctx, int row, int col, const char *s, size_t n, uint32_t cp);
+ * under the first character after the prompt. Steps by grapheme cluster (an emoji sequence or
+ * a letter with its marks is never split across rows). Calls put() for each cluster (may be
+ * NULL) and returns the rows used; cur_row and cur_col get the position of byte rl_point (the
+ * start of its cluster when readline's point is inside one, e.g. between the parts of a ZWJ
+ * sequence). */
+typedef void (*PutFn)(void *ctx, int row, int col, const char *s, size_t n, bool is_prompt);
 
 static int layout(int cols, PutFn put, void *ctx, int *cur_row, int *cur_col) {
     const char *prompt = rl_display_prompt ? rl_display_prompt : PROMPT;
@@ -321,39 +414,38 @@ static int layout(int cols, PutFn put, void *ctx, int *cur_row, int *cur_col) {
     int row = 0, col = 0;
     /* The prompt itself wraps like text. */
     for (size_t i = 0, n = strlen(prompt); i < n;) {
-        uint32_t cp;
-        int l = tw_decode(prompt + i, n - i, &cp);
-        int w = tw_cp_width(cp);
-        if (col + w > cols) row++, col = 0;
-        if (put) put(ctx, row, col, prompt + i, (size_t)l, cp | 0x80000000u);
+        int w;
+        size_t l = tw_cluster(prompt + i, n - i, &w);
+        if (col + w > cols && col > 0) row++, col = 0;
+        if (put) put(ctx, row, col, prompt + i, l, true);
         col += w;
-        i += (size_t)l;
+        i += l;
     }
     const char *buf = rl_line_buffer ? rl_line_buffer : "";
     size_t n = (size_t)rl_end;
+    size_t point = (size_t)rl_point;
     *cur_row = row;
     *cur_col = col;
     for (size_t i = 0; i < n;) {
-        if ((size_t)rl_point == i) *cur_row = row, *cur_col = col;
-        uint32_t cp;
-        int l = tw_decode(buf + i, n - i, &cp);
-        if (cp == '\n') {
+        if (buf[i] == '\n') {
+            if (point == i) *cur_row = row, *cur_col = col;
             row++;
             col = indent;
-            i += (size_t)l;
+            i++;
             continue;
         }
-        int w = tw_cp_width(cp);
+        int w;
+        size_t l = tw_cluster(buf + i, n - i, &w);
         if (col + w > cols && col > indent) {
             row++;
             col = indent;
-            if ((size_t)rl_point == i) *cur_row = row, *cur_col = col;
         }
-        if (put) put(ctx, row, col, buf + i, (size_t)l, cp);
+        if (point >= i && point < i + l) *cur_row = row, *cur_col = col;
+        if (put) put(ctx, row, col, buf + i, l, false);
         col += w;
-        i += (size_t)l;
+        i += l;
     }
-    if ((size_t)rl_point >= n) {
+    if (point >= n) {
         if (col >= cols) row++, col = indent;
         *cur_row = row;
         *cur_col = col;
@@ -368,20 +460,14 @@ int input_rows_needed(int cols) {
 
 typedef struct {
     WINDOW *w;
-    int first_row, rows;
+    int first_row, rows, cols;
 } DrawCtx;
 
-static void put_cell(void *vctx, int row, int col, const char *s, size_t n, uint32_t cp) {
+static void put_cell(void *vctx, int row, int col, const char *s, size_t n, bool is_prompt) {
     DrawCtx *d = vctx;
     int r = row - d->first_row;
     if (r < 0 || r >= d->rows) return;
-    bool is_prompt = cp & 0x80000000u;
-    cp &= 0x7FFFFFFFu;
-    wchar_t wc[TW_TAB + 2];
-    size_t k = tw_to_wcs(s, n, wc, sizeof wc / sizeof wc[0]);
-    if (!k) return;
-    wattrset(d->w, is_prompt ? screen_style(ST_PROMPT) : A_NORMAL);
-    mvwaddnwstr(d->w, r, col, wc, (int)k);
+    screen_put(d->w, r, col, s, n, d->cols - col, is_prompt ? screen_style(ST_PROMPT) : A_NORMAL);
 }
 
 void input_draw(WINDOW *w) {
@@ -393,7 +479,7 @@ void input_draw(WINDOW *w) {
     /* Scroll so that the cursor row is visible. */
     int first = 0;
     if (need > rows) first = cr - rows + 1 > 0 ? cr - rows + 1 : 0;
-    DrawCtx d = {w, first, rows};
+    DrawCtx d = {w, first, rows, cols};
     layout(cols, put_cell, &d, &cr, &cc);
     wattrset(w, A_NORMAL);
     int r = cr - first;

@@ -26,6 +26,11 @@ void input_clear(void);
 /* Replaces the line (puts back text that could not be sent). */
 void input_set_text(const char *text);
 bool input_is_empty(void);
+/* After a cursor motion: readline moves by code point (marks go with their letter), which
+ * can leave the point inside a grapheme cluster such as an emoji ZWJ sequence. Moves it to
+ * the cluster's start (dir < 0) or end (dir > 0), so that Left/Right step over a family or a
+ * flag in one press. */
+void input_snap_point(int dir);
 
 /* A completed line, if Enter was pressed since the last call: malloc'ed, caller frees. Sets
  * *eof when Ctrl-D was pressed on an empty line. */

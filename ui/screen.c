@@ -1,9 +1,11 @@
 /* Curses lifecycle, colours and signal flags (see screen.h). */
 #define _GNU_SOURCE
 #include "ui/screen.h"
+#include "ui/textwidth.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +28,7 @@ static attr_t g_style[ST__COUNT];
 static struct termios g_saved_tios;
 static bool g_have_tios;
 static int g_sig_pipe[2] = {-1, -1};
-static volatile sig_atomic_t g_sig_quit, g_sig_int, g_sig_winch;
+static volatile sig_atomic_t g_sig_quit, g_sig_int, g_sig_winch, g_sig_tstp, g_sig_cont;
 static SCREEN *g_screen;
 
 static void write_all(int fd, const char *s, size_t n) {
@@ -43,6 +45,8 @@ static void on_signal(int sig) {
     int saved = errno;
     if (sig == SIGWINCH) g_sig_winch = 1;
     else if (sig == SIGINT) g_sig_int = 1;
+    else if (sig == SIGTSTP) g_sig_tstp = 1;
+    else if (sig == SIGCONT) g_sig_cont = 1;
     else g_sig_quit = 1;
     if (g_sig_pipe[1] >= 0) {
         char b = 1;
@@ -73,6 +77,12 @@ static void install_handlers(void) {
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGWINCH, &sa, NULL);
+    /* A stop from outside (kill -TSTP) only sets a flag: the loop then gives the terminal
+     * back before stopping, as for Ctrl-Z. SIGCONT after a stop we could not catch (SIGSTOP)
+     * sets the terminal up again. These replace the handler newterm() installed, which knows
+     * nothing of our mouse and paste modes. */
+    sigaction(SIGTSTP, &sa, NULL);
+    sigaction(SIGCONT, &sa, NULL);
     sa.sa_handler = on_crash;
     sa.sa_flags = SA_RESETHAND;
     sigaction(SIGSEGV, &sa, NULL);
@@ -146,6 +156,20 @@ int screen_init(char *why, size_t whylen) {
         return -1;
     }
     set_term(g_screen);
+    /* A terminal that cannot place the cursor (TERM=dumb, an editor's shell buffer) would
+     * get a scramble of text: refuse with a reason instead. */
+    const char *cup = tigetstr("cup");
+    if (!cup || cup == (char *)-1 || !*cup) {
+        const char *t = getenv("TERM");
+        endwin();
+        delscreen(g_screen);
+        g_screen = NULL;
+        if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
+        snprintf(why, whylen,
+                 "the terminal (TERM=%s) cannot move the cursor; the chat needs a full-screen "
+                 "terminal (use -p PROMPT for one reply)", t ? t : "(unset)");
+        return -1;
+    }
     g_active = true;
     atexit(screen_shutdown);
     raw();
@@ -175,6 +199,53 @@ void screen_shutdown(void) {
 }
 
 bool screen_active(void) { return g_active; }
+
+int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a) {
+    int used = 0;
+    wattrset(w, a);
+    for (size_t i = 0; i < n;) {
+        /* Fast path (this runs for every visible line at every frame): a run of printable
+         * ASCII goes in with one call. Its last character stays out when a non-ASCII byte
+         * follows, since that may be a mark belonging to it. */
+        size_t end = i;
+        while (end < n && (unsigned char)s[end] >= 0x20 && (unsigned char)s[end] < 0x7F) end++;
+        if (end < n && (unsigned char)s[end] >= 0x80 && end > i) end--;
+        if (end > i) {
+            int run = (int)(end - i);
+            if (run > max_cols - used) run = max_cols - used;
+            if (run <= 0) break;
+            mvwaddnstr(w, row, col + used, s + i, run);
+            used += run;
+            i += (size_t)run;
+            continue;
+        }
+        int cw;
+        size_t len = tw_cluster(s + i, n - i, &cw);
+        if (used + cw > max_cols) break;
+        for (size_t j = i; j < i + len;) {
+            TwCell c;
+            bool glue;
+            j += tw_cell(s + j, i + len - j, &c, &glue);
+            wchar_t first[2] = {(wchar_t)c.cp[0], 0};
+            cchar_t cc;
+            memset(&cc, 0, sizeof cc);
+            setcchar(&cc, first, a & ~A_COLOR, (short)PAIR_NUMBER(a), NULL);
+            if (c.tab) {
+                for (int k = 0; k < c.width; k++) mvwadd_wch(w, row, col + used + k, &cc);
+            } else {
+                /* The rest of the cell goes in directly: setcchar() keeps only zero-width code
+                 * points after the first, and an emoji ZWJ sequence is drawn as one cell
+                 * (curses then counts the first emoji's width, as the terminal draws it). */
+                for (int k = 1; k < c.n; k++) cc.chars[k] = (wchar_t)c.cp[k];
+                mvwadd_wch(w, row, col + used, &cc);
+            }
+            used += c.width;
+        }
+        i += len;
+    }
+    wattrset(w, A_NORMAL);
+    return used;
+}
 attr_t screen_style(Style s) { return (unsigned)s < ST__COUNT ? g_style[s] : A_NORMAL; }
 bool screen_has_colors(void) { return g_colors; }
 int screen_signal_fd(void) { return g_sig_pipe[0]; }
@@ -182,8 +253,9 @@ int screen_signal_fd(void) { return g_sig_pipe[0]; }
 ScreenSignals screen_take_signals(void) {
     char buf[64];
     while (g_sig_pipe[0] >= 0 && read(g_sig_pipe[0], buf, sizeof buf) > 0) {}
-    ScreenSignals s = {g_sig_quit != 0, g_sig_int != 0, g_sig_winch != 0};
-    g_sig_quit = g_sig_int = g_sig_winch = 0;
+    ScreenSignals s = {g_sig_quit != 0, g_sig_int != 0, g_sig_winch != 0, g_sig_tstp != 0,
+                       g_sig_cont != 0};
+    g_sig_quit = g_sig_int = g_sig_winch = g_sig_tstp = g_sig_cont = 0;
     return s;
 }
 
@@ -200,10 +272,30 @@ void screen_suspend(void) {
     def_prog_mode();
     endwin();
     if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
-    /* SIGTSTP's default action stops us; SIGCONT resumes here. */
-    signal(SIGTSTP, SIG_DFL);
+    fflush(stdout);
+    /* Stop with the default action; execution goes on here once we are continued. Our
+     * handler comes back afterwards, and the SIGCONT flag this raises is dropped: the
+     * set-up below is what it would trigger. */
+    struct sigaction dfl, ours;
+    memset(&dfl, 0, sizeof dfl);
+    sigemptyset(&dfl.sa_mask);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGTSTP, &dfl, &ours);
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTSTP);
+    pthread_sigmask(SIG_UNBLOCK, &set, &old);
     raise(SIGTSTP);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sigaction(SIGTSTP, &ours, NULL);
+    g_sig_cont = 0;
+    screen_resume();
+}
+
+void screen_resume(void) {
+    if (!g_active) return;
+    /* The shell we were stopped from may have put the tty back in cooked mode. */
     reset_prog_mode();
     write_all(STDOUT_FILENO, TERM_MODES_ON, sizeof TERM_MODES_ON - 1);
-    screen_apply_resize();
+    screen_apply_resize(); /* the size may have changed meanwhile; forces a full repaint */
 }

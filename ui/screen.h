@@ -41,6 +41,10 @@ void screen_shutdown(void);
 bool screen_active(void);
 
 attr_t screen_style(Style s);
+/* Draws UTF-8 text at (row, col) in attribute a, at most max_cols columns (a grapheme cluster
+ * that does not fit is left out whole), cell by cell as ui/textwidth.c measures it, so that
+ * curses and the terminal agree on every column. Returns the columns drawn. */
+int screen_put(WINDOW *w, int row, int col, const char *s, size_t n, int max_cols, attr_t a);
 bool screen_has_colors(void);
 
 /* Signals seen since the last call (flags are cleared). */
@@ -48,13 +52,19 @@ typedef struct {
     bool quit;    /* SIGTERM, SIGHUP */
     bool intr;    /* SIGINT from outside (Ctrl-C itself arrives as a key in raw mode) */
     bool resize;  /* SIGWINCH */
+    bool stop;    /* SIGTSTP from outside (kill -TSTP; Ctrl-Z itself arrives as a key) */
+    bool cont;    /* SIGCONT: continued after a stop we could not see (SIGSTOP) */
 } ScreenSignals;
 ScreenSignals screen_take_signals(void);
 /* Readable when a signal arrived (poll it beside stdin). */
 int screen_signal_fd(void);
 /* Reads the new size from the tty and resizes curses. */
 void screen_apply_resize(void);
-/* Ctrl-Z: restores the terminal, stops, and sets it up again on SIGCONT. */
+/* Ctrl-Z or SIGTSTP: restores the terminal, stops the process, and when it is continued
+ * sets the terminal up again (the caller repaints everything). */
 void screen_suspend(void);
+/* After SIGCONT: puts the terminal back in the program's modes (a shell may have reset it
+ * while we were stopped) and forces a full repaint. */
+void screen_resume(void);
 
 #endif

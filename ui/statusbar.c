@@ -133,12 +133,7 @@ void statusbar_draw(WINDOW *w, const AppStatus *st) {
     for (int s = 0; s < 3; s++) {
         size_t from = (size_t)cuts[s], to = s < 2 ? (size_t)cuts[s + 1] : n;
         if (to <= from || col >= cols) continue;
-        size_t fit = tw_fit(text + from, to - from, cols - col);
-        wchar_t wbuf[1024];
-        size_t k = tw_to_wcs(text + from, fit, wbuf, sizeof wbuf / sizeof wbuf[0]);
-        wattrset(w, screen_style(styles[s]));
-        if (k) mvwaddnwstr(w, 0, col, wbuf, (int)k);
-        col += tw_width(text + from, fit);
+        col += screen_put(w, 0, col, text + from, to - from, cols - col, screen_style(styles[s]));
     }
     wattrset(w, A_NORMAL);
 }

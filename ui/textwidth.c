@@ -3,6 +3,7 @@
 #include "ui/textwidth.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <wchar.h>
 
 int tw_decode(const char *str, size_t n, uint32_t *cp) {
@@ -52,12 +53,163 @@ int tw_cp_width(uint32_t cp) {
     return w < 0 ? 1 : w;
 }
 
+/* ---- grapheme clusters ---------------------------------------------------------------------
+ *
+ * Which convention, and why. Terminals do not agree on the width of emoji sequences, and what
+ * matters most is that our idea of a width matches both the terminal's and curses' (curses
+ * places every cell itself; a cell the terminal draws wider or narrower than curses thinks
+ * shifts the rest of the line). So widths follow what the terminal is sent, cell by cell, and
+ * each cell is what tmux 3.3 (measured: our tests run in it) and most emoji-aware terminals
+ * (kitty, WezTerm, foot, iTerm2, Windows Terminal) draw as one unit:
+ *   - a character and the zero-width code points after it (combining marks, variation
+ *     selectors, ZWJ, tags) are one cell as wide as that character (wcwidth). So U+2764 U+FE0F
+ *     (red heart + VS16) is 1 column, as in tmux 3.3, xterm and VTE (kitty and WezTerm widen
+ *     it to 2: there a VS16 emoji is drawn one column too narrow, nothing worse);
+ *   - an emoji ZWJ sequence (Extended_Pictographic, ZWJ, Extended_Pictographic, ...) is one
+ *     cell as wide as its first emoji: the family U+1F468 ZWJ U+1F469 ZWJ U+1F467 is 2 columns.
+ *     A cell holds at most TW_CELL_MAX code points (curses' CCHARW_MAX); a longer sequence is
+ *     cut at a ZWJ, which is then not sent, so that the terminal draws the rest as another
+ *     emoji rather than joining it behind curses' back (a family of four: 4 columns). xterm
+ *     and VTE do not join ZWJ sequences and draw the family as 6 columns; on those the rest of
+ *     such a line is misplaced until the next repaint of that line;
+ *   - a skin-tone modifier (U+1F3FB..U+1F3FF) is a cell of its own, 2 columns, as tmux 3.3,
+ *     xterm and VTE draw it (a thumbs-up with a tone is 4 columns);
+ *   - regional indicators are 1 column each (wcwidth), so a flag (a pair) is 2, as everywhere.
+ * Whatever the widths, a grapheme cluster (Unicode UAX #29, in the subset above plus
+ * regional-indicator pairs and emoji modifiers) is never split: not by wrapping, fitting or
+ * cursor placement. A zero-width code point with nothing to attach to (at the start of the
+ * text, or after a space, tab or line end) is drawn on a space: 1 column. */
+
+static bool is_ext_pict(uint32_t c) {
+    /* Extended_Pictographic (Unicode emoji-data), in coarse ranges. */
+    if (c < 0xA9) return false;
+    if (c == 0xA9 || c == 0xAE || c == 0x203C || c == 0x2049 || c == 0x2122 || c == 0x2139 ||
+        c == 0x2328 || c == 0x2388 || c == 0x23CF || c == 0x24C2 || c == 0x25B6 || c == 0x25C0 ||
+        c == 0x2B50 || c == 0x2B55 || c == 0x3030 || c == 0x303D || c == 0x3297 || c == 0x3299)
+        return true;
+    return (c >= 0x2194 && c <= 0x2199) || (c >= 0x21A9 && c <= 0x21AA) ||
+           (c >= 0x231A && c <= 0x231B) || (c >= 0x23E9 && c <= 0x23F3) ||
+           (c >= 0x23F8 && c <= 0x23FA) || (c >= 0x25AA && c <= 0x25AB) ||
+           (c >= 0x25FB && c <= 0x25FE) || (c >= 0x2600 && c <= 0x27BF) ||
+           (c >= 0x2934 && c <= 0x2935) || (c >= 0x2B05 && c <= 0x2B07) ||
+           (c >= 0x2B1B && c <= 0x2B1C) || (c >= 0x1F000 && c <= 0x1F0FF) ||
+           (c >= 0x1F10D && c <= 0x1F10F) || c == 0x1F12F || (c >= 0x1F16C && c <= 0x1F171) ||
+           (c >= 0x1F17E && c <= 0x1F17F) || c == 0x1F18E || (c >= 0x1F191 && c <= 0x1F19A) ||
+           (c >= 0x1F1AD && c <= 0x1F1E5) || (c >= 0x1F201 && c <= 0x1F20F) || c == 0x1F21A ||
+           c == 0x1F22F || (c >= 0x1F232 && c <= 0x1F23A) || (c >= 0x1F23C && c <= 0x1F23F) ||
+           (c >= 0x1F249 && c <= 0x1F3FA) || (c >= 0x1F400 && c <= 0x1F53D) ||
+           (c >= 0x1F546 && c <= 0x1F64F) || (c >= 0x1F680 && c <= 0x1F6FF) ||
+           (c >= 0x1F774 && c <= 0x1F77F) || (c >= 0x1F7D5 && c <= 0x1F7FF) ||
+           (c >= 0x1F80C && c <= 0x1F80F) || (c >= 0x1F848 && c <= 0x1F84F) ||
+           (c >= 0x1F85A && c <= 0x1F85F) || (c >= 0x1F888 && c <= 0x1F88F) ||
+           (c >= 0x1F8AE && c <= 0x1F8FF) || (c >= 0x1F90C && c <= 0x1F93A) ||
+           (c >= 0x1F93C && c <= 0x1F945) || (c >= 0x1F947 && c <= 0x1FAFF) ||
+           (c >= 0x1FC00 && c <= 0x1FFFD);
+}
+
+static bool is_modifier(uint32_t c) { return c >= 0x1F3FB && c <= 0x1F3FF; }
+static bool is_ri(uint32_t c) { return c >= 0x1F1E6 && c <= 0x1F1FF; }
+enum { ZWJ = 0x200D };
+
+/* Zero-width code points that attach to the cell before them. */
+static bool is_extend(uint32_t c) {
+    return c >= 0x300 && tw_display_cp(c) == c && wcwidth((wchar_t)c) == 0;
+}
+
+size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
+    uint32_t cp;
+    size_t i = (size_t)tw_decode(s, n, &cp);
+    c->n = 0;
+    *glue = false;
+    if (cp == '\t') {
+        c->cp[c->n++] = ' ';
+        c->width = TW_TAB;
+        c->tab = true;
+        return i;
+    }
+    c->tab = false;
+    bool pict = false;
+    if (is_extend(cp)) {
+        /* Nothing to attach to: drawn on a space. */
+        c->cp[c->n++] = ' ';
+        c->width = 1;
+        c->cp[c->n++] = cp;
+    } else {
+        c->cp[c->n++] = tw_display_cp(cp);
+        c->width = tw_cp_width(cp);
+        pict = is_ext_pict(cp) || is_modifier(cp); /* a modifier continues its emoji */
+        if (cp == ' ' || cp == '\n') return i; /* a space never takes marks: it stays a break */
+    }
+    while (i < n) {
+        uint32_t next;
+        int l = tw_decode(s + i, n - i, &next);
+        if (next == ZWJ && pict && i + (size_t)l < n) {
+            uint32_t after;
+            int l2 = tw_decode(s + i + (size_t)l, n - i - (size_t)l, &after);
+            if (is_ext_pict(after)) {
+                /* An emoji ZWJ sequence: the next emoji joins this cell (no width of its
+                 * own), if the cell has room for both; else the ZWJ is dropped and the emoji
+                 * starts the next cell of the same cluster. */
+                if (c->n + 2 <= TW_CELL_MAX) {
+                    c->cp[c->n++] = ZWJ;
+                    c->cp[c->n++] = after;
+                    i += (size_t)(l + l2);
+                    continue;
+                }
+                *glue = true;
+                return i + (size_t)l;
+            }
+        }
+        if (!is_extend(next)) {
+            /* An emoji modifier after an emoji: a cell of its own, but the same cluster. */
+            if ((pict && is_modifier(next)))
+                *glue = true;
+            break;
+        }
+        if (c->n < TW_CELL_MAX) c->cp[c->n++] = next; /* further marks are not drawn */
+        i += (size_t)l;
+    }
+    return i;
+}
+
+size_t tw_cluster(const char *s, size_t n, int *cols) {
+    /* Fast path, most text: an ASCII character not followed by a mark (a mark would be
+     * non-ASCII) is a cluster of its own, 1 column (a control is drawn as U+FFFD). */
+    if ((unsigned char)s[0] < 0x80 && (n == 1 || (unsigned char)s[1] < 0x80)) {
+        *cols = s[0] == '\t' ? TW_TAB : 1;
+        return 1;
+    }
+    size_t i = 0;
+    int w = 0;
+    for (int cells = 0;; cells++) {
+        TwCell c;
+        bool glue;
+        uint32_t first;
+        tw_decode(s + i, n - i, &first);
+        i += tw_cell(s + i, n - i, &c, &glue);
+        w += c.width;
+        if (i >= n) break;
+        if (!glue) {
+            /* Regional indicators pair up into flags: a lone one takes the next. */
+            uint32_t next;
+            tw_decode(s + i, n - i, &next);
+            if (cells == 0 && is_ri(first) && is_ri(next)) {
+                i += tw_cell(s + i, n - i, &c, &glue);
+                w += c.width;
+            }
+            break;
+        }
+    }
+    *cols = w;
+    return i;
+}
+
 int tw_width(const char *s, size_t n) {
     int cols = 0;
     for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        i += (size_t)tw_decode(s + i, n - i, &cp);
-        cols += tw_cp_width(cp);
+        int w;
+        i += tw_cluster(s + i, n - i, &w);
+        cols += w;
     }
     return cols;
 }
@@ -66,12 +218,11 @@ size_t tw_fit(const char *s, size_t n, int max_cols) {
     int cols = 0;
     size_t i = 0;
     while (i < n) {
-        uint32_t cp;
-        int len = tw_decode(s + i, n - i, &cp);
-        int w = tw_cp_width(cp);
+        int w;
+        size_t len = tw_cluster(s + i, n - i, &w);
         if (cols + w > max_cols) break;
         cols += w;
-        i += (size_t)len;
+        i += len;
     }
     return i;
 }
@@ -117,10 +268,9 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
             }
             continue;
         }
-        uint32_t cp;
-        int len = tw_decode(s + i, n - i, &cp);
-        int w = tw_cp_width(cp);
-        if (cp == ' ') {
+        int w;
+        size_t len = tw_cluster(s + i, n - i, &w);
+        if (s[i] == ' ' && len == 1) {
             /* A break opportunity: the line may end before this space. */
             if (!have_brk || brk_next != i) {
                 brk_end = i;
@@ -129,7 +279,7 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
             have_brk = 1;
             brk_next = i + 1;
             cols += w;
-            i += (size_t)len; /* spaces past the edge are absorbed by the break */
+            i += len; /* spaces past the edge are absorbed by the break */
             continue;
         }
         if (cols + w > width && cols > 0) {
@@ -157,15 +307,8 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
             have_brk = 0;
             continue;
         }
-        cols += w;
-        i += (size_t)len;
-        /* Zero-width marks right after stay with their base character. */
-        while (i < n) {
-            uint32_t next;
-            int nlen = tw_decode(s + i, n - i, &next);
-            if (next == '\n' || next == ' ' || tw_cp_width(next) != 0) break;
-            i += (size_t)nlen;
-        }
+        cols += w; /* a whole cluster: marks and joined emoji stay with their base */
+        i += len;
     }
     return *count - before;
 }
@@ -184,4 +327,24 @@ size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap) {
     }
     out[o] = 0;
     return o;
+}
+
+char *tw_sanitize(const char *s, size_t n) {
+    char *out = malloc(n * 3 + 1); /* one bad byte becomes 3 bytes of U+FFFD */
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = tw_decode(s + i, n - i, &cp);
+        if (cp == 0xFFFD) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else if (cp == '\n' || cp == '\t' || !(cp < 0x20 || (cp >= 0x7F && cp < 0xA0))) {
+            memcpy(out + o, s + i, (size_t)l);
+            o += (size_t)l;
+        }
+        i += (size_t)l;
+    }
+    out[o] = 0;
+    return out;
 }

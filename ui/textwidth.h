@@ -1,11 +1,14 @@
 /* Display width of UTF-8 text and word wrapping: pure functions, no curses, unit-tested
  * (tests/test_textwidth.c). Widths follow wcwidth() of the current locale (main() calls
- * setlocale): combining marks take 0 columns, East Asian wide and emoji 2, the rest 1.
+ * setlocale) for each terminal cell: combining marks take 0 columns, East Asian wide and
+ * emoji 2, the rest 1; text is measured, wrapped and cut by grapheme clusters (emoji ZWJ
+ * sequences, flags, marks are never split; textwidth.c says which widths and why).
  * Bytes that are not valid UTF-8 and control characters are shown as U+FFFD (1 column), a
  * tab as TW_TAB spaces, so text from a model can never emit terminal escape sequences. */
 #ifndef BN_TEXTWIDTH_H
 #define BN_TEXTWIDTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <wchar.h>
@@ -22,10 +25,26 @@ int tw_cp_width(uint32_t cp);
 /* What is drawn for cp: controls and unprintables become U+FFFD (tab is handled by callers). */
 uint32_t tw_display_cp(uint32_t cp);
 
+/* One terminal cell as curses stores it (cchar_t): a spacing character plus what is drawn with
+ * it (marks, variation selectors, the rest of an emoji ZWJ sequence). See textwidth.c for
+ * the width convention and why. */
+enum { TW_CELL_MAX = 5 }; /* curses' CCHARW_MAX */
+typedef struct {
+    uint32_t cp[TW_CELL_MAX]; /* what is drawn (controls already replaced by U+FFFD) */
+    int n;
+    int width;                /* columns: the first code point's, TW_TAB for a tab */
+    bool tab;                 /* a tab: draw width spaces */
+} TwCell;
+/* Decodes the cell at s[0..n) (n >= 1) into *c; returns the bytes it takes. *glue is set
+ * when the next cell belongs to the same grapheme cluster (must not be split from it). */
+size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue);
+/* Bytes of the grapheme cluster at s[0..n) (n >= 1); *cols gets its width. */
+size_t tw_cluster(const char *s, size_t n, int *cols);
+
 /* Columns of s[0..n). */
 int tw_width(const char *s, size_t n);
-/* Number of bytes of s[0..n) that fit in max_cols columns, never splitting a character and
- * keeping following zero-width marks with their base character. */
+/* Number of bytes of s[0..n) that fit in max_cols columns, never splitting a grapheme
+ * cluster. */
 size_t tw_fit(const char *s, size_t n, int max_cols);
 
 /* One wrapped line: bytes [start, start+len) of the text, cols wide. */
@@ -43,5 +62,10 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
 /* Converts s[0..n) to what is drawn: wide chars, U+FFFD for bad bytes and controls, tabs as
  * spaces. Writes at most cap-1 wchar_t plus a terminating 0; returns how many were written. */
 size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap);
+
+/* Typed or pasted text made safe to send and store: malformed UTF-8 becomes U+FFFD, control
+ * characters other than new line and tab (C0, DEL, C1) are dropped. Returns a malloc'ed
+ * string (NULL if out of memory). */
+char *tw_sanitize(const char *s, size_t n);
 
 #endif

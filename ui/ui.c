@@ -5,8 +5,8 @@
  * signal pipe. Terminal bytes are split into keys (ui/keys.c): the keys the UI owns (scroll,
  * wheel, Esc/Ctrl-C, paste) are handled here, the rest go to readline. Engine events are
  * drained in batches, so a burst of tokens costs one repaint. Repaints are bounded to
- * FRAME_MS apart (about 30 per second): the UI never slows decoding down, it only shows
- * its progress. */
+ * FRAME_MS apart (about 30 per second), engine events taken DRAIN_MS apart (20 per second):
+ * the UI never slows decoding down, it only shows its progress. */
 #define _GNU_SOURCE
 #include "ui/ui.h"
 
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "app/store.h"
 #include "ui/browser.h"
 #include "ui/chatview.h"
 #include "ui/input.h"
@@ -28,7 +29,11 @@
 #include "ui/textwidth.h"
 
 enum {
-    FRAME_MS = 33,     /* at most ~30 repaints a second */
+    FRAME_MS = 33,     /* at most ~30 repaints a second (typing, scrolling) */
+    /* Engine events are taken at most every DRAIN_MS: a streaming reply is repainted ~20
+     * times a second, smooth to the eye, while the main thread's share of a core stays well
+     * under 2% even when the engine has every core busy (tests/ui/bench_ui_vs_prompt.py). */
+    DRAIN_MS = 50,
     ESC_WAIT_MS = 30,  /* a lone ESC: nothing followed within this time */
     HINT_MIN_MS = 1500,/* a hint stays at least this long before a key clears it */
     MIN_COLS = 24,
@@ -108,14 +113,27 @@ static void layout(Ui *u) {
 
 static void draw_too_small(Ui *u) {
     erase();
-    char msg[96];
-    snprintf(msg, sizeof msg, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
+    /* The longest note that fits whole, word-wrapped into whatever space there is. */
+    char full[96], mid[64];
+    snprintf(full, sizeof full, "terminal too small (%dx%d); need %dx%d", u->cols, u->rows,
              MIN_COLS, MIN_ROWS);
-    /* Word-wrapped into whatever space there is. */
+    snprintf(mid, sizeof mid, "too small: %dx%d < %dx%d", u->cols, u->rows, MIN_COLS, MIN_ROWS);
+    const char *notes[] = {full, mid, "too small", "small", "!"};
+    int cols = u->cols > 0 ? u->cols : 1;
     TwLine *lines = NULL;
     int n = 0, cap = 0;
-    tw_wrap(msg, strlen(msg), u->cols > 0 ? u->cols : 1, &lines, &n, &cap);
-    for (int i = 0; i < n && i < u->rows; i++) mvaddnstr(i, 0, msg + lines[i].start, (int)lines[i].len);
+    const char *msg = notes[0];
+    for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
+        msg = notes[i];
+        n = 0;
+        tw_wrap(msg, strlen(msg), cols, &lines, &n, &cap);
+        bool fits = n <= u->rows;
+        for (int j = 0; j < n; j++)
+            if (lines[j].cols > cols) fits = false;
+        if (fits) break;
+    }
+    for (int i = 0; i < n && i < u->rows; i++)
+        screen_put(stdscr, i, 0, msg + lines[i].start, lines[i].len, cols, A_NORMAL);
     free(lines);
     curs_set(0);
     wnoutrefresh(stdscr);
@@ -127,13 +145,10 @@ static void draw_hint(Ui *u) {
     getmaxyx(u->chat_w, rows, cols);
     char line[600];
     snprintf(line, sizeof line, " %s ", u->hint);
-    size_t fit = tw_fit(line, strlen(line), cols);
-    wchar_t wbuf[600];
-    size_t k = tw_to_wcs(line, fit, wbuf, sizeof wbuf / sizeof wbuf[0]);
     wattrset(u->chat_w, screen_style(ST_HINT));
     mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
-    if (k) mvwaddnwstr(u->chat_w, rows - 1, 0, wbuf, (int)k);
     wattrset(u->chat_w, A_NORMAL);
+    screen_put(u->chat_w, rows - 1, 0, line, strlen(line), cols, screen_style(ST_HINT));
 }
 
 static void draw(Ui *u) {
@@ -200,6 +215,13 @@ static void submit_lines(Ui *u) {
         return;
     }
     if (!line) return;
+    /* What the terminal sent may be anything (a paste of binary, a stray C1 control):
+     * the model and the history get valid UTF-8 without control characters. */
+    char *clean = tw_sanitize(line, strlen(line));
+    if (clean) {
+        free(line);
+        line = clean;
+    }
     /* A new line clears the old hint; the command may set a new one. */
     u->hint[0] = 0;
     int react = app_submit_line(u->app, line);
@@ -270,9 +292,10 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
-    case K_CTRL_Z:
-        screen_suspend();
-        u->dirty |= D_ALL;
+    case K_LEFT:
+    case K_RIGHT:
+        input_feed(k->bytes, k->len);
+        input_snap_point(k->type == K_LEFT ? -1 : 1);
         break;
     default:
         input_feed(k->bytes, k->len);
@@ -341,6 +364,12 @@ static void process_input(Ui *u, bool at_end) {
             off -= 1;
             continue;
         }
+        if (k.type == K_CTRL_Z) {
+            /* Suspends from the chat and from the browser alike. */
+            screen_suspend();
+            u->dirty |= D_ALL;
+            continue;
+        }
         if (u->browser) {
             browser_result(u, browser_key(u->browser, &k));
             u->dirty |= D_ALL;
@@ -357,14 +386,23 @@ static void process_input(Ui *u, bool at_end) {
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
+/* The input history lives beside the default history database, in the same per-user data
+ * directory: store_default_path() applies the XDG rules (a relative XDG_DATA_HOME is ignored,
+ * as the spec says; then $HOME, then the password database), so both files always agree. */
 static char *input_history_path(void) {
-    const char *xdg = getenv("XDG_DATA_HOME");
-    const char *home = getenv("HOME");
-    char buf[4096];
-    if (xdg && *xdg) snprintf(buf, sizeof buf, "%s/bitnet-chat/input_history", xdg);
-    else if (home && *home) snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/input_history", home);
-    else return NULL;
-    return strdup(buf);
+    char *db = store_default_path();
+    if (!db) return NULL;
+    char *slash = strrchr(db, '/');
+    if (!slash) {
+        free(db);
+        return NULL;
+    }
+    *slash = 0;
+    size_t n = strlen(db) + sizeof "/input_history";
+    char *path = malloc(n);
+    if (path) snprintf(path, n, "%s/input_history", db);
+    free(db);
+    return path;
 }
 
 static int run(const AppConfig *cfg, bool browse) {
@@ -402,11 +440,11 @@ static int run(const AppConfig *cfg, bool browse) {
             int wait = (int)(u.last_draw + FRAME_MS - now);
             timeout = wait > 0 ? wait : 0;
         }
-        /* Engine events are taken at most once a frame: while a reply streams, the main
-         * thread wakes ~30 times a second instead of once per token, leaving the cores to
+        /* Engine events are taken at most every DRAIN_MS: while a reply streams, the main
+         * thread wakes ~20 times a second instead of once per token, leaving the cores to
          * the decoder (the channel merges the text meanwhile; it never blocks the engine). */
         if (u.engine_waiting) {
-            int wait = (int)(u.last_drain + FRAME_MS - now);
+            int wait = (int)(u.last_drain + DRAIN_MS - now);
             if (wait < 0) wait = 0;
             if (wait < timeout) timeout = wait;
         }
@@ -430,6 +468,13 @@ static int run(const AppConfig *cfg, bool browse) {
             screen_apply_resize();
             u.dirty |= D_ALL;
         }
+        if (sig.stop) {
+            screen_suspend();
+            u.dirty |= D_ALL;
+        } else if (sig.cont) {
+            screen_resume();
+            u.dirty |= D_ALL;
+        }
         if (sig.intr) {
             Key k = {K_CTRL_C, "\x03", 1};
             if (u.browser) browser_result(&u, browser_key(u.browser, &k));
@@ -442,7 +487,7 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         bool at_end = u.esc_deadline && mono_ms() >= u.esc_deadline;
         if (u.inlen) process_input(&u, at_end || u.inlen == sizeof u.inbuf);
-        if (u.engine_waiting && mono_ms() - u.last_drain >= FRAME_MS) {
+        if (u.engine_waiting && mono_ms() - u.last_drain >= DRAIN_MS) {
             u.engine_waiting = false;
             u.last_drain = mono_ms();
             apply(&u, app_process_events(app));

@@ -5,6 +5,7 @@
  * thread creation. Workers spin on a generation counter for a short while after each job (the
  * next one usually follows within microseconds), then sleep on a condition variable so an idle
  * engine burns no CPU. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "kernels/cpu/kernels_cpu.h"
 
 #include <pthread.h>
@@ -54,8 +55,14 @@ const char *cpu_isa_name(CpuIsa isa) {
     }
 }
 
+/* Online CPUs, fewer when the process is restricted to a subset (taskset, cpusets). */
 int cpu_num_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        const int a = CPU_COUNT(&set);
+        if (a >= 1 && (n < 1 || a < n)) n = a;
+    }
     return n < 1 ? 1 : (int)n;
 }
 

@@ -142,11 +142,15 @@ void rmsnorm_ref(const float *x, const float *w, int n, float eps, float *out) {
 }
 
 void rope_table_init(float *cs, int n_pos, int head_dim, float theta) {
+    rope_table_fill(cs, 0, n_pos, head_dim, theta);
+}
+
+void rope_table_fill(float *cs, int p0, int p1, int head_dim, float theta) {
     const int half = head_dim / 2;
     for (int i = 0; i < half; i++) {
         /* transformers: inv_freq = 1 / base ** (arange(0, hd, 2).float() / hd), all fp32 */
         const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
-        for (int p = 0; p < n_pos; p++) {
+        for (int p = p0; p < p1; p++) {
             const float a = (float)p * inv_freq;
             cs[((size_t)p * half + i) * 2 + 0] = cosf(a);
             cs[((size_t)p * half + i) * 2 + 1] = sinf(a);

@@ -150,6 +150,66 @@ __attribute__((target("avx2,fma,f16c"))) static inline int32_t hsum_epi32_avx2(_
     return _mm_cvtsi128_si32(s);
 }
 
+/* Building blocks shared by the AVX2 and AVX-512 paths (always inlined: an AVX2 function inlines
+ * into an AVX-512 one, so each caller gets the code it had when these were written out). */
+
+/* The 128 int8 activations of block b, as the four 32-lane vectors that meet code fields 6, 4,
+ * 2, 0 of the block's 32 bytes. */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+act_block_avx2(const int8_t *q, int b, __m256i a[4]) {
+    const int8_t *qb = q + (size_t)b * I2S_BLOCK;
+    #pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) a[i] = _mm256_loadu_si256((const __m256i *)(qb + 32 * i));
+}
+
+/* The rows of a group are read as interleaved streams, which the hardware prefetcher follows
+ * poorly (measured: 5 GB/s from DRAM on one core, against 25+ for a plain stream); fetch the next
+ * group (contiguous after this one) one group ahead, 32 bytes per row per block step: 21 GB/s.
+ * pf is the next group of this call's rows, or this group itself for the last one (rows past r1
+ * belong to another thread's chunk). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+prefetch_group(const uint8_t *pf, int b, int NR) {
+    _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
+    if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+}
+
+/* The four code fields (bits 7-6, 5-4, 3-2, 1-0) of 32 I2_S bytes as unsigned codes {0,1,2}
+ * (code 3 -> 1, i.e. weight 0, as in the reference). */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
+codes_avx2(__m256i wv, __m256i lut, __m256i m3, __m256i c[4]) {
+    c[0] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
+    c[1] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3));
+    c[2] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3));
+    c[3] = _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3));
+}
+
+/* The row loop of a GEMV over rows [r0, r1): groups of 4 rows, then single rows, each prefetching
+ * the group after it. ROWS(g, NR, o, pf) leaves the raw sums of rows g..g+NR-1 in o; the loop
+ * subtracts qsum. A macro, not a function, because each ISA's row kernel must be inlined into a
+ * caller compiled for that ISA. */
+#define GEMV_ROW_LOOP(w, k_pad, qsum, r0, r1, acc, ROWS)                                          \
+    do {                                                                                          \
+        const size_t rb_ = i2s_row_bytes(k_pad);                                                  \
+        /* the first group has no predecessor to prefetch it */                                   \
+        const size_t first_ = rb_ * (size_t)((r1) - (r0) < 4 ? (r1) - (r0) : 4);                  \
+        for (size_t o_ = 0; o_ < first_; o_ += 64)                                                \
+            _mm_prefetch((const char *)((w) + rb_ * (size_t)(r0) + o_), _MM_HINT_T0);             \
+        int r_ = (r0);                                                                            \
+        for (; r_ + 4 <= (r1); r_ += 4) {                                                         \
+            int32_t o4_[4];                                                                       \
+            const uint8_t *g_ = (w) + rb_ * (size_t)r_;                                           \
+            ROWS(g_, 4, o4_, r_ + 8 <= (r1) ? g_ + 4 * rb_ : g_);                                 \
+            _Pragma("GCC unroll 4") for (int i_ = 0; i_ < 4; i_++) (acc)[r_ - (r0) + i_] =        \
+                o4_[i_] - (qsum);                                                                 \
+        }                                                                                         \
+        for (; r_ < (r1); r_++) {                                                                 \
+            int32_t o1_[1];                                                                       \
+            const uint8_t *g_ = (w) + rb_ * (size_t)r_;                                           \
+            ROWS(g_, 1, o1_, r_ + 1 < (r1) ? g_ + rb_ : g_);                                      \
+            (acc)[r_ - (r0)] = o1_[0] - (qsum);                                                   \
+        }                                                                                         \
+    } while (0)
+
 /* GEMV over NR consecutive rows (NR = 4 or 1); raw sums of c*q into out[0..NR). */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void
 gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int32_t *out,
@@ -164,25 +224,16 @@ gemv_rows_avx2(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
         __m256i acc16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(),
                             _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int b = b0; b < b1; b++) {
-            const int8_t *qb = q + (size_t)b * I2S_BLOCK;
-            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
-            const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
-            const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
-            const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
-            /* next row group, one group ahead (see gemv_rows_vnni) */
-            _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
-            if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+            __m256i a[4], c[4];
+            act_block_avx2(q, b, a);
+            prefetch_group(pf, b, NR);
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
-                const __m256i wv =
-                    _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
-                const __m256i c0 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
-                const __m256i c1 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3));
-                const __m256i c2 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3));
-                const __m256i c3 = _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3));
-                __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, a0), _mm256_maddubs_epi16(c1, a1));
-                s = _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(c2, a2),
-                                                         _mm256_maddubs_epi16(c3, a3)));
+                codes_avx2(_mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32)),
+                           lut, m3, c);
+                __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c[0], a[0]), _mm256_maddubs_epi16(c[1], a[1]));
+                s = _mm256_add_epi16(s, _mm256_add_epi16(_mm256_maddubs_epi16(c[2], a[2]),
+                                                         _mm256_maddubs_epi16(c[3], a[3])));
                 acc16[r] = _mm256_add_epi16(acc16[r], s);
             }
         }
@@ -198,23 +249,9 @@ __attribute__((target("avx2,fma,f16c"))) static void gemv_avx2(const uint8_t *w,
                                                                 int r0, int r1, int32_t *acc) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
-    /* the first group has no predecessor to prefetch it */
-    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
-    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
-    int r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        int32_t o[4];
-        const uint8_t *g = w + rb * (size_t)r;
-        gemv_rows_avx2(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
-        #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
-    }
-    for (; r < r1; r++) {
-        int32_t o[1];
-        const uint8_t *g = w + rb * (size_t)r;
-        gemv_rows_avx2(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
-        acc[r - r0] = o[0] - qsum;
-    }
+#define ROWS_AVX2(g, NR, o, pf) gemv_rows_avx2(g, rb, nb, q, NR, o, pf)
+    GEMV_ROW_LOOP(w, k_pad, qsum, r0, r1, acc, ROWS_AVX2);
+#undef ROWS_AVX2
 }
 
 /* Decodes nr rows x kc codes (kc % 128 == 0) into unsigned codes {0,1,2} in natural k order. */
@@ -228,12 +265,11 @@ __attribute__((target("avx2,fma,f16c"))) static void unpack_panel_avx2(const uin
         const uint8_t *row = w + rb * (size_t)r;
         uint8_t *pr = panel + (size_t)r * GEMM_KC;
         for (int b = 0; b < kc / I2S_BLOCK; b++) {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(row + (size_t)b * 32));
+            __m256i c[4];
+            codes_avx2(_mm256_loadu_si256((const __m256i *)(row + (size_t)b * 32)), lut, m3, c);
             uint8_t *pb = pr + (size_t)b * I2S_BLOCK;
-            _mm256_storeu_si256((__m256i *)(pb + 0), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3)));
-            _mm256_storeu_si256((__m256i *)(pb + 32), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3)));
-            _mm256_storeu_si256((__m256i *)(pb + 64), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3)));
-            _mm256_storeu_si256((__m256i *)(pb + 96), _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3)));
+            #pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(pb + 32 * i), c[i]);
         }
     }
 }
@@ -313,29 +349,17 @@ gemv_rows_vnni(const uint8_t *w, size_t rb, int nb, const int8_t *q, int NR, int
     #pragma GCC unroll 4
     for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = q + (size_t)b * I2S_BLOCK;
-        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
-        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
-        const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
-        const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
-        /* The rows of a group are read as interleaved streams, which the hardware prefetcher
-         * follows poorly (measured: 5 GB/s from DRAM on one core, against 25+ for a plain
-         * stream); fetch the next group (contiguous after this one) one group ahead, 32 bytes
-         * per row per block step: 21 GB/s. pf is the next group of this call's rows, or this
-         * group itself for the last one (rows past r1 belong to another thread's chunk). */
-        _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
-        if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+        __m256i a[4], c[4];
+        act_block_avx2(q, b, a);
+        prefetch_group(pf, b, NR);
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
-            const __m256i c0 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 6), m3));
-            const __m256i c1 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 4), m3));
-            const __m256i c2 = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(wv, 2), m3));
-            const __m256i c3 = _mm256_shuffle_epi8(lut, _mm256_and_si256(wv, m3));
-            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c0, a0);
-            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c1, a1);
-            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c2, a2);
-            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c3, a3);
+            codes_avx2(_mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32)),
+                       lut, m3, c);
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c[0], a[0]);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c[1], a[1]);
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], c[2], a[2]);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], c[3], a[3]);
         }
     }
     #pragma GCC unroll 4
@@ -358,20 +382,16 @@ gemv_rows_vnni_valid(const uint8_t *w, size_t rb, int nb, const int8_t *q, int N
 #pragma GCC unroll 4
         for (int f = 0; f < 4; f++) acc[r][f] = _mm256_setzero_si256();
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = q + (size_t)b * I2S_BLOCK;
-        const __m256i a0 = _mm256_loadu_si256((const __m256i *)(qb + 0));
-        const __m256i a1 = _mm256_loadu_si256((const __m256i *)(qb + 32));
-        const __m256i a2 = _mm256_loadu_si256((const __m256i *)(qb + 64));
-        const __m256i a3 = _mm256_loadu_si256((const __m256i *)(qb + 96));
-        _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR), _MM_HINT_T0);
-        if (NR > 1) _mm_prefetch((const char *)(pf + (size_t)b * 32 * NR + 64), _MM_HINT_T0);
+        __m256i a[4];
+        act_block_avx2(q, b, a);
+        prefetch_group(pf, b, NR);
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + rb * (size_t)r + (size_t)b * 32));
-            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], _mm256_and_si256(wv, f6), a0);
-            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], _mm256_and_si256(wv, f4), a1);
-            acc[r][2] = _mm256_dpbusd_epi32(acc[r][2], _mm256_and_si256(wv, f2), a2);
-            acc[r][3] = _mm256_dpbusd_epi32(acc[r][3], _mm256_and_si256(wv, f0), a3);
+            acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], _mm256_and_si256(wv, f6), a[0]);
+            acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], _mm256_and_si256(wv, f4), a[1]);
+            acc[r][2] = _mm256_dpbusd_epi32(acc[r][2], _mm256_and_si256(wv, f2), a[2]);
+            acc[r][3] = _mm256_dpbusd_epi32(acc[r][3], _mm256_and_si256(wv, f0), a[3]);
         }
     }
 #pragma GCC unroll 4
@@ -385,25 +405,13 @@ __attribute__((target(VNNI_TARGET))) static void gemv_vnni(const uint8_t *w, int
                                                            int r1, int32_t *acc, int valid) {
     const size_t rb = i2s_row_bytes(k_pad);
     const int nb = k_pad / I2S_BLOCK;
-    /* the first group has no predecessor to prefetch it */
-    const size_t first = rb * (size_t)(r1 - r0 < 4 ? r1 - r0 : 4);
-    for (size_t o = 0; o < first; o += 64) _mm_prefetch((const char *)(w + rb * (size_t)r0 + o), _MM_HINT_T0);
-    int r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        int32_t o[4];
-        const uint8_t *g = w + rb * (size_t)r;
-        if (valid) gemv_rows_vnni_valid(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
-        else gemv_rows_vnni(g, rb, nb, q, 4, o, r + 8 <= r1 ? g + 4 * rb : g);
-        #pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) acc[r - r0 + i] = o[i] - qsum;
-    }
-    for (; r < r1; r++) {
-        int32_t o[1];
-        const uint8_t *g = w + rb * (size_t)r;
-        if (valid) gemv_rows_vnni_valid(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
-        else gemv_rows_vnni(g, rb, nb, q, 1, o, r + 1 < r1 ? g + rb : g);
-        acc[r - r0] = o[0] - qsum;
-    }
+#define ROWS_VNNI(g, NR, o, pf)                                                                   \
+    do {                                                                                          \
+        if (valid) gemv_rows_vnni_valid(g, rb, nb, q, NR, o, pf);                                 \
+        else gemv_rows_vnni(g, rb, nb, q, NR, o, pf);                                             \
+    } while (0)
+    GEMV_ROW_LOOP(w, k_pad, qsum, r0, r1, acc, ROWS_VNNI);
+#undef ROWS_VNNI
 }
 
 __attribute__((target(VNNI_TARGET))) static inline int32_t hsum_epi32_512(__m512i v) {
@@ -539,6 +547,75 @@ static void prefetch_next_panel(const uint8_t *w, size_t rb, int r, int r1) {
 #endif
 }
 
+/* Raw sums sum_j c_j q_j of panel rows [r, r + nr) x the mt tokens of qm into tile[i][m]: the
+ * SIMD core, or without one the scalar kernel, whose signed sums get qsum (of those tokens)
+ * added back. Each panel is first pulled towards L2 by the previous one (prefetch_next_panel). */
+static void panel_sums(const uint8_t *w, int k_pad, const int8_t *qm, const int32_t *qsum, int mt,
+                       int r, int r1, int32_t tile[GEMM_RB][GEMM_MT]) {
+    const size_t rb = i2s_row_bytes(k_pad);
+    const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
+    prefetch_next_panel(w, rb, r + GEMM_RB, r1);
+    if (gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) return;
+    for (int i = 0; i < nr; i++) {
+        gemm_scalar(w, k_pad, qm, mt, r + i, r + i + 1, &tile[i][0], 1);
+        for (int m = 0; m < mt; m++) tile[i][m] += qsum[m];
+    }
+}
+
+/* The batched (M > 1) loop of w2a8_gemm_rows and w2a8_linear_rows_ex: blocks of GEMM_MT
+ * tokens, panels of GEMM_RB rows; store(ctx, m0, mt, r, nr, tile) writes out each panel's raw
+ * sums (one indirect call per panel, which takes microseconds to compute). */
+typedef void (*PanelStore)(void *ctx, int m0, int mt, int r, int nr,
+                           int32_t tile[GEMM_RB][GEMM_MT]);
+static void gemm_panels(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *qsum, int M,
+                        int r0, int r1, PanelStore store, void *ctx) {
+    int32_t tile[GEMM_RB][GEMM_MT];
+    for (int m0 = 0; m0 < M; m0 += GEMM_MT) {
+        const int mt = M - m0 < GEMM_MT ? M - m0 : GEMM_MT;
+        for (int r = r0; r < r1; r += GEMM_RB) {
+            panel_sums(w, k_pad, q + (size_t)m0 * k_pad, qsum + m0, mt, r, r1, tile);
+            store(ctx, m0, mt, r, r1 - r < GEMM_RB ? r1 - r : GEMM_RB, tile);
+        }
+    }
+}
+
+typedef struct {
+    const int32_t *qsum;
+    int32_t *acc;
+    int ld_acc;
+} SumsOut;
+
+/* true sums: acc[m][r] = raw - qsum[m] */
+static void store_sums(void *ctx, int m0, int mt, int r, int nr, int32_t tile[GEMM_RB][GEMM_MT]) {
+    const SumsOut *o = ctx;
+    #pragma GCC unroll 4
+    for (int i = 0; i < nr; i++)
+        for (int m = 0; m < mt; m++)
+            o->acc[(size_t)(m0 + m) * o->ld_acc + r + i] = tile[i][m] - o->qsum[m0 + m];
+}
+
+typedef struct {
+    const int32_t *qsum;
+    const float *s;
+    float gamma;
+    float *out;
+    int ld_out, accumulate;
+} LinearOut;
+
+/* out[m][r] (+)= (raw - qsum[m]) / s[m] * gamma */
+static void store_linear(void *ctx, int m0, int mt, int r, int nr,
+                         int32_t tile[GEMM_RB][GEMM_MT]) {
+    const LinearOut *o = ctx;
+    for (int i = 0; i < nr; i++) {
+        float y[GEMM_MT];
+        scale_row(&tile[i][0], o->qsum + m0, o->s + m0, o->gamma, mt, y);
+        for (int m = 0; m < mt; m++) {
+            float *d = &o->out[(size_t)(m0 + m) * o->ld_out + r + i];
+            *d = o->accumulate ? *d + y[m] : y[m];
+        }
+    }
+}
+
 static int shape_ok(int k_pad, int r0, int r1, int M) {
     return k_pad > 0 && k_pad % I2S_BLOCK == 0 && r0 >= 0 && r1 >= r0 && M >= 0;
 }
@@ -550,24 +627,8 @@ int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *
         gemv_dispatch(w, k_pad, q, qsum[0], r0, r1, acc + r0, 0);
         return 0;
     }
-    const size_t rb = i2s_row_bytes(k_pad);
-    int32_t tile[GEMM_RB][GEMM_MT];
-    for (int m0 = 0; m0 < M; m0 += GEMM_MT) {
-        const int mt = M - m0 < GEMM_MT ? M - m0 : GEMM_MT;
-        const int8_t *qm = q + (size_t)m0 * k_pad;
-        for (int r = r0; r < r1; r += GEMM_RB) {
-            const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
-            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
-            if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
-                gemm_scalar(w, k_pad, qm, mt, r, r + nr, acc + (size_t)m0 * ld_acc + r, ld_acc);
-                continue;
-            }
-            #pragma GCC unroll 4
-            for (int i = 0; i < nr; i++)
-                for (int m = 0; m < mt; m++)
-                    acc[(size_t)(m0 + m) * ld_acc + r + i] = tile[i][m] - qsum[m0 + m];
-        }
-    }
+    SumsOut o = {qsum, acc, ld_acc};
+    gemm_panels(w, k_pad, q, qsum, M, r0, r1, store_sums, &o);
     return 0;
 }
 
@@ -594,32 +655,8 @@ int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *
         }
         return 0;
     }
-    const size_t rb = i2s_row_bytes(k_pad);
-    int32_t tile[GEMM_RB][GEMM_MT];
-    for (int m0 = 0; m0 < M; m0 += GEMM_MT) {
-        const int mt = M - m0 < GEMM_MT ? M - m0 : GEMM_MT;
-        const int8_t *qm = q + (size_t)m0 * k_pad;
-        for (int r = r0; r < r1; r += GEMM_RB) {
-            const int nr = r1 - r < GEMM_RB ? r1 - r : GEMM_RB;
-            prefetch_next_panel(w, rb, r + GEMM_RB, r1);
-            if (!gemm_core(w + rb * (size_t)r, k_pad, qm, mt, nr, tile)) {
-                #pragma GCC unroll 4
-                for (int i = 0; i < nr; i++) {
-                    gemm_scalar(w, k_pad, qm, mt, r + i, r + i + 1, &tile[i][0], 1);
-                    /* gemm_scalar wrote signed sums at tile[i][m]; undo the qsum step below */
-                    for (int m = 0; m < mt; m++) tile[i][m] += qsum[m0 + m];
-                }
-            }
-            for (int i = 0; i < nr; i++) {
-                float y[GEMM_MT];
-                scale_row(&tile[i][0], qsum + m0, s + m0, gamma, mt, y);
-                for (int m = 0; m < mt; m++) {
-                    float *o = &out[(size_t)(m0 + m) * ld_out + r + i];
-                    *o = accumulate ? *o + y[m] : y[m];
-                }
-            }
-        }
-    }
+    LinearOut o = {qsum, s, gamma, out, ld_out, accumulate};
+    gemm_panels(w, k_pad, q, qsum, M, r0, r1, store_linear, &o);
     return 0;
 }
 

@@ -49,7 +49,7 @@ CpuIsa cpu_isa_active(void);
  * min(want, detected). Not thread-safe against running kernels: call between runs. */
 CpuIsa cpu_isa_set(CpuIsa want);
 const char *cpu_isa_name(CpuIsa isa); /* "scalar", "AVX2", "AVX-512 VNNI" */
-int cpu_num_cores(void);              /* online CPUs (at least 1) */
+int cpu_num_cores(void);              /* online CPUs this process may use (at least 1) */
 
 /* ---- thread pool ------------------------------------------------------------------------------ */
 
@@ -162,6 +162,8 @@ void rmsnorm_cpu(const float *x, const float *w, int n, float eps, float *out);
 /* The RoPE table for positions [0, n_pos): cs[(p * hd/2 + i) * 2 + {0,1}] = cos, sin of
  * p * theta^(-2i/hd), computed in fp32 the way transformers does (inv_freq in fp32). */
 void rope_table_init(float *cs, int n_pos, int head_dim, float theta);
+/* Rows [p0, p1) of the same table, so a long context fills rows only as positions are used. */
+void rope_table_fill(float *cs, int p0, int p1, int head_dim, float theta);
 /* Rotates n_heads heads of head_dim at one position in place. style 0: pairs (i, i + hd/2)
  * ("rotate half", HF/GGUF); style 1: pairs (2i, 2i+1). cs_pos = table row of the position. */
 void rope_apply_ref(float *x, int n_heads, int head_dim, const float *cs_pos, int style);

@@ -2,6 +2,7 @@
 // the sequence in chunks of 64 positions, last block combines). The prefill kernels are in
 // attention_prefill.cu.
 #include <cuda_fp16.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/common.cuh"
 
@@ -17,6 +18,9 @@ struct AttnParams {
     const int *pos;
     float *out, *part;
     int *count;
+    L2Pf pf;   // later kernels' weights to prefetch into L2 (decode)
+    unsigned long long *trace;  // decode timeline slots (lab), or NULL
+    int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after the softmax
 };
 
 __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
@@ -34,6 +38,8 @@ __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int
 // (version 2: ~4k instructions per warp at 4 warps per SM, 18 us per layer). The chunk's K/V
 // rows are staged in shared memory with 16-byte loads issued before waiting on the previous
 // kernel (positions < pos and the position itself are final by then, see below).
+// Version 4 (BATCH): the same, with the post-wait reads of q/k/v issued in one batch (below).
+template <bool BATCH>
 __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p) {
     __shared__ __align__(16) float qs[MAX_HD];
     __shared__ float sc[CHUNK];
@@ -42,7 +48,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __shared__ float ml[2];
     __shared__ int last_sh;
     __shared__ float mls[2][MAX_SPLITS_FAST];
-    pdl_trigger();
+    // Every block, also those of splits beyond the position that leave at once, takes its share.
+    trace_mark(p.trace, 0);
+    l2_prefetch_share(p.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y);
+    if (!p.late) pdl_trigger();
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it: the K/V loads overlap the QKV projection.
@@ -65,23 +74,46 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         *(uint4 *)&ks[j][c * 8] = kv4;
         *(uint4 *)&vs[j][c * 8] = vv4;
     }
+    // The rope pair of this thread, read before the wait (the table is constant).
     const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
+    int i0 = 0, i1 = 0;
+    float c = 0.0f, s = 0.0f;
+    if (tid < half) {
+        rope_pair(p.style, hd, tid, &i0, &i1);
+        c = cs[2 * tid];
+        s = cs[2 * tid + 1];
+    }
     pdl_wait();
+    trace_mark(p.trace, 1);
+    if (p.late == 1) pdl_trigger();
     const float *q = p.qkv + (size_t)h * hd;
     const bool last = sp == nsplit - 1;
     const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
     const float *v = k + (size_t)p.n_kv * hd;
+    // All of this block's reads of the previous kernel's output (q, and for the last split the
+    // new k and v) are issued together, before any shared-memory store: generic loads cannot be
+    // moved across those stores by the compiler, so issued in program order they cost one L2
+    // round trip each (three in a row in version 3).
+    float a = 0.0f, b = 0.0f, ka = 0.0f, kb = 0.0f, vv = 0.0f;
+    if (BATCH) {
+        if (tid < half) {
+            a = q[i0];
+            b = q[i1];
+            if (last) {
+                ka = k[i0];
+                kb = k[i1];
+            }
+        }
+        if (last && tid < hd) vv = v[tid];
+    }
     __syncthreads();  // staged rows complete before the current row is written into them
     if (tid < half) {
-        int i0, i1;
-        rope_pair(p.style, hd, tid, &i0, &i1);
-        const float c = cs[2 * tid], s = cs[2 * tid + 1];
-        const float a = q[i0], b = q[i1];
+        if (!BATCH) a = q[i0], b = q[i1];
         qs[i0] = a * c - b * s;
         qs[i1] = b * c + a * s;
         if (last) {
             const int jc = pos - t0;
-            const float ka = k[i0], kb = k[i1];
+            if (!BATCH) ka = k[i0], kb = k[i1];
             const __half h0 = __float2half_rn(ka * c - kb * s), h1 = __float2half_rn(kb * c + ka * s);
             ks[jc][i0] = h0;
             ks[jc][i1] = h1;
@@ -92,7 +124,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         }
     }
     if (last && tid < hd) {
-        const __half hv = __float2half_rn(v[tid]);
+        if (!BATCH) vv = v[tid];
+        const __half hv = __float2half_rn(vv);
         vs[pos - t0][tid] = hv;
         if (h % n_rep == 0) p.vc[head_base + (size_t)pos * hd + tid] = hv;
     }
@@ -137,6 +170,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         }
     }
     __syncthreads();
+    if (p.late == 2) pdl_trigger();
     const int d = tid;
     float o = 0.0f;
     if (d < hd) {
@@ -145,6 +179,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     }
     if (nsplit == 1) {
         if (d < hd) p.out[(size_t)h * hd + d] = o / ml[1];
+        trace_mark(p.trace, 2);
         return;
     }
     // Partial (m, l, o) of this split; the last split block of this head combines them.
@@ -159,7 +194,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __syncthreads();
     if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
     __syncthreads();
-    if (!last_sh) return;
+    if (!last_sh) {
+        trace_mark(p.trace, 2);
+        return;
+    }
     __threadfence();
     if (nsplit <= MAX_SPLITS_FAST) {
         if (tid < nsplit) {
@@ -197,6 +235,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         p.out[(size_t)h * hd + d] = num / den;
     }
     if (tid == 0) p.count[h] = 0;
+    trace_mark(p.trace, 2);
 }
 
 int check_shape(const KcudaAttnShape *a, const char *fn) {
@@ -208,6 +247,14 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
 }
 
 }  // namespace
+
+// Where the decode kernel lets the next launch start: at its start (0, the default) or after its
+// PDL wait (1); BITNET_CUDA_ATTN_LATE sets it before the first launch.
+static int g_attn_late = -1;
+extern "C" void kcuda_set_attn_late_trigger(int late) { g_attn_late = late != 0; }
+// Decode kernel version: 3 (default) or 4 (post-wait reads batched); BITNET_CUDA_ATTN=3|4.
+static int g_attn_version = -1;  // v4 measured no faster end to end: v3 stays the default
+extern "C" void kcuda_set_attn_version(int v) { g_attn_version = v == 3 ? 3 : 4; }
 
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
     const int max_splits = (a->ctx + CHUNK - 1) / CHUNK;
@@ -221,6 +268,14 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     if (rc) return rc;
     if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: NULL pointer");
+    if (g_attn_late < 0) {
+        const char *env = getenv("BITNET_CUDA_ATTN_LATE");
+        g_attn_late = env && atoi(env) != 0;
+    }
+    if (g_attn_version < 0) {
+        const char *env = getenv("BITNET_CUDA_ATTN");
+        kcuda_set_attn_version(env ? atoi(env) : 3);
+    }
     AttnParams p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
@@ -236,6 +291,13 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
-    return kcuda_launch(attn_decode_kernel3, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
+    p.pf = kcuda_take_prefetch();
+    p.trace = kcuda_take_trace();
+    const int trig = kcuda_take_trigger();
+    p.late = trig >= 0 ? trig : g_attn_late;
+    if (g_attn_version == 3)
+        return kcuda_launch(attn_decode_kernel3<false>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
+                            dim3(ATT_THREADS), 0, stream, pdl, p);
+    return kcuda_launch(attn_decode_kernel3<true>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
 }

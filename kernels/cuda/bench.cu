@@ -251,7 +251,8 @@ extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
     return rc;
 }
 
-extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl) {
+static int bench_layer(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, int pdl_from, double *us,
+                       double *us_pdl) {
     cudaStream_t st;
     KCUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     const int kd = i2s_round_up_k(dim), kf = i2s_round_up_k(ffn);
@@ -280,7 +281,22 @@ extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, dou
     KCUDA_TRY(cudaMemcpy(att.p, hx.data(), (size_t)nq * 4, cudaMemcpyHostToDevice));
     KCUDA_TRY(cudaMemcpy(y.p, hx.data(), (size_t)kd * 4, cudaMemcpyHostToDevice));
     const float *nw = (const float *)x.p;  // any positive-ish weights will do for timing
-    for (int pdl = 0; pdl < 2 && !rc; pdl++) {
+    // The stream of R layers is one buffer; with a lookahead, each GEMV prefetches the bytes
+    // [end of the previous GEMV + lookahead, its own end + lookahead) of it, wrapping around.
+    const size_t S = layer * R;
+    const size_t ends[4] = {b_qkv, b_qkv + b_o, b_qkv + b_o + b_gu, layer};
+    auto prefetch = [&](int i, int j) {
+        if (!lookahead) return;
+        const size_t g = layer * (size_t)(i % R);
+        size_t a = (g + (j ? ends[j - 1] : 0) + lookahead) % S;
+        size_t n = ends[j] - (j ? ends[j - 1] : 0);
+        const uint8_t *base = (const uint8_t *)w.p;
+        if (a + n <= S) kcuda_set_l2_prefetch(base + a, n, nullptr, 0);
+        else kcuda_set_l2_prefetch(base + a, S - a, base, a + n - S);
+    };
+    const int saved_late = kcuda_gemv_late_now();
+    if (pdl_from == 1) kcuda_set_gemv_late_trigger(late);  // the prefetch variant sets it
+    for (int pdl = pdl_from; pdl < 2 && !rc; pdl++) {
         double t = 0;
         rc = time_graph(st, 3 * R, 11, [&](int i) {
             const uint8_t *base = (const uint8_t *)w.p + layer * (i % R);
@@ -291,27 +307,41 @@ extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, dou
             m.k_pad = kd;
             m.seg_end[0] = dim;
             m.seg_end[1] = dim + n_kv_dim;
+            prefetch(i, 0);
             int r = kcuda_w2a8_gemv(&m, (const float *)y.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_F32, att.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv;
             m.n_out = dim;
             m.seg_end[0] = m.seg_end[1] = dim;
+            prefetch(i, 1);
             r = kcuda_w2a8_gemv(&m, (const float *)att.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_RESID, y.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv + b_o;
             m.n_out = 2 * ffn;
             m.glu = 1;
+            prefetch(i, 2);
             r = kcuda_w2a8_gemv(&m, (const float *)y.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_GLU, gu.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv + b_o + b_gu;
             m.n_out = dim;
             m.k_pad = kf;
             m.glu = 0;
+            prefetch(i, 3);
             return kcuda_w2a8_gemv(&m, (const float *)gu.p, ffn, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_RESID, y.p, pdl, st);
         }, &t);
         if (pdl) *us_pdl = t;
         else *us = t;
     }
+    kcuda_set_gemv_late_trigger(saved_late);
     cudaStreamDestroy(st);
     return rc;
+}
+
+extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl) {
+    return bench_layer(dim, ffn, n_kv_dim, 0, 0, 0, us, us_pdl);
+}
+
+extern "C" int kcuda_bench_layer_pf(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, double *us) {
+    double unused = 0;
+    return bench_layer(dim, ffn, n_kv_dim, lookahead, late, 1, &unused, us);
 }

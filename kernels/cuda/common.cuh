@@ -60,6 +60,77 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// ---- L2 prefetch of weights that later kernels will read (decode) --------------------------------
+// Decode runs ~150 dependent kernels per token; each GEMV's weights are known in advance, so a
+// kernel can ask the memory system for a later kernel's weights at its very start, before its
+// PDL wait, and that later kernel then reads them from L2. `cp.async.bulk.prefetch.L2` (sm_90)
+// is fire-and-forget: no registers, no shared memory, no completion to wait for. Two byte ranges
+// (the weight stream can end in one buffer and go on in another, e.g. the lm_head), both
+// 16-byte aligned with sizes a multiple of 16 (kcuda_set_l2_prefetch rounds them).
+struct L2Pf {
+    const char *p0, *p1;
+    unsigned long long n0, n1;
+    int mode;  // 0: bulk (16 KB per instruction); 1: prefetch.global.L2 every 128 B; 2: every 32 B
+};
+enum { L2PF_CHUNK = 16384 };  // bytes per prefetch instruction
+
+// The range set by kcuda_set_l2_prefetch for the next decode launch on this thread (then
+// cleared), or an empty range.
+L2Pf kcuda_take_prefetch();
+// The GEMV late-trigger setting now (so a benchmark can restore it).
+int kcuda_gemv_late_now();
+
+__device__ __forceinline__ void l2_prefetch_bulk(const void *p, unsigned bytes) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+// Spreads the chunks of pf over the blocks of the grid (block `blk` of `nblk`): chunk c goes to
+// block c % nblk, thread c / nblk, so a few threads per block issue one instruction each.
+__device__ __forceinline__ void l2_prefetch_lines(const char *p, unsigned long long n, unsigned long long t,
+                                                  unsigned long long nt, unsigned step) {
+    for (unsigned long long o = t * step; o < n; o += nt * step) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+}
+__device__ __forceinline__ void l2_prefetch_share(const L2Pf &pf, unsigned blk, unsigned nblk) {
+    const unsigned long long n = pf.n0 + pf.n1;
+    if (n == 0) return;
+    if (pf.mode) {
+        // one line (or sector) per thread and instruction, over every thread of the grid
+        const unsigned step = pf.mode == 1 ? 128 : 32;
+        const unsigned long long t = (unsigned long long)blk * blockDim.x + threadIdx.x, nt = (unsigned long long)nblk * blockDim.x;
+        l2_prefetch_lines(pf.p0, pf.n0, t, nt, step);
+        l2_prefetch_lines(pf.p1, pf.n1, t, nt, step);
+        return;
+    }
+    const unsigned long long c0 = (pf.n0 + L2PF_CHUNK - 1) / L2PF_CHUNK;
+    const unsigned long long nch = c0 + (pf.n1 + L2PF_CHUNK - 1) / L2PF_CHUNK;
+    for (unsigned long long c = blk + (unsigned long long)nblk * threadIdx.x; c < nch;
+         c += (unsigned long long)nblk * blockDim.x) {
+        const bool first = c < c0;
+        const unsigned long long off = (first ? c : c - c0) * L2PF_CHUNK;
+        const unsigned long long len = (first ? pf.n0 : pf.n1) - off;
+        l2_prefetch_bulk((first ? pf.p0 : pf.p1) + off, (unsigned)(len < L2PF_CHUNK ? len : L2PF_CHUNK));
+    }
+}
+
+// ---- decode timeline (lab) ---------------------------------------------------------------------
+// When armed (kcuda_set_trace), thread 0 of every block of the next decode launch records
+// %globaltimer (ns) into t[0..3] with atomicMin: its entry, the release of its PDL wait, the
+// complement of the time its block's work is done (so the minimum is the latest end), and the
+// complement of its entry (the last block's entry). Initialise the slots to all ones.
+unsigned long long *kcuda_take_trace();
+// The trigger placement armed for the next decode launch by kcuda_set_next_trigger (then
+// cleared): 0 early, 1 late, -1 none (the kernel's own setting).
+int kcuda_take_trigger();
+__device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
+    if (t && threadIdx.x == 0) {
+        unsigned long long now;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+        atomicMin(t + i, i == 2 ? ~now : now);
+        if (i == 0) atomicMin(t + 3, ~now);  // the last block's entry
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

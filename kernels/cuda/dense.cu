@@ -17,6 +17,8 @@ struct LmParams {
     float *logits;
     int *best;
     int *argmax;
+    L2Pf pf;  // weights of later launches to prefetch into L2 (decode), may be empty
+    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 template <typename T> struct Conv;
@@ -92,9 +94,12 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
         }
     };
+    trace_mark(p.trace, 0);
     issue(row, 0);
+    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     pdl_trigger();
     pdl_wait();
+    trace_mark(p.trace, 1);
 
     float inv = 1.0f;
     if (p.norm_w) {
@@ -166,6 +171,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             finish(acc, row);
         }
     }
+    trace_mark(p.trace, 2);
     if (!p.best) return;
     if (lane == 0) {
         bv_sh[warp] = best_v;
@@ -227,9 +233,12 @@ __global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
-                                                    float *x, int *err) {
+                                                    float *x, int *err, L2Pf pf, unsigned long long *trace) {
+    trace_mark(trace, 0);
+    l2_prefetch_share(pf, blockIdx.x, gridDim.x);  // decode: the first layers' weights
     pdl_trigger();
     pdl_wait();
+    trace_mark(trace, 1);
     const int t = blockIdx.x;
     const int id = tok[t];
     const bool ok = id >= 0 && id < vocab;
@@ -244,6 +253,7 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
         }
         x[(size_t)t * dim + i] = v;
     }
+    trace_mark(trace, 2);
 }
 
 template <typename T, int MAXL>
@@ -304,7 +314,7 @@ extern "C" int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, con
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_lm_head: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head: weights not 16-byte aligned");
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, kcuda_take_prefetch(), kcuda_take_trace()};
     int nb = 0, rc;
     if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
     else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
@@ -321,10 +331,12 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
     if (vocab <= 0 || dim <= 0 || T <= 0)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
+    const L2Pf pf = kcuda_take_prefetch();
+    unsigned long long *tr = kcuda_take_trace();
     switch (type) {
-    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err);
-    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err);
-    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
+    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
+    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
 }

@@ -89,6 +89,33 @@ int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const flo
  * first launch. */
 void kcuda_set_gemv_version(int v, int rows_per_group);
 void kcuda_set_gemv_late_trigger(int late);
+/* (Since the L2 prefetch below, the late trigger applies to version 3 as well.) */
+
+/* Decode L2 prefetch: the NEXT decode launch on this thread (kcuda_w2a8_gemv, kcuda_attn_decode,
+ * kcuda_lm_head or kcuda_embed) also issues, at its very start and spread over its blocks,
+ * `cp.async.bulk.prefetch.L2` of the device byte ranges [d_p0, d_p0+n0) and [d_p1, d_p1+n1)
+ * (either may be empty; each is shrunk inwards to 16-byte boundaries); the setting is then
+ * cleared. Meant for weights that a later kernel of the chain reads, so that kernel finds them
+ * in L2 and the HBM streams while the dependency chain waits. Works inside graph capture (the
+ * range becomes a kernel parameter). Prefetching is a hint: results never depend on it. */
+int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t n1);
+/* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
+ * kernel's start (0, default). BITNET_CUDA_ATTN_LATE=0|1 sets it before the first launch. */
+void kcuda_set_attn_late_trigger(int late);
+/* kcuda_attn_decode kernel version: 3 (default; reads of q/k/v after the PDL wait in program
+ * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
+ * BITNET_CUDA_ATTN=3|4 sets it. */
+void kcuda_set_attn_version(int v);
+/* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
+ * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
+ * kernel's start, 1 = after its PDL wait, 2 = after its main work (GEMV: the dot products;
+ * attention: the softmax), -1 = the kernel's global setting. */
+void kcuda_set_next_trigger(int late);
+/* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
+ * d_slots[0..3] (device, initialised to all ones) the %globaltimer ns of its first block's entry,
+ * of the first release of its PDL wait, the complement (~t) of its last block's end of work and
+ * the complement of its last block's entry, each with atomicMin. */
+void kcuda_set_trace(unsigned long long *d_slots);
 
 /* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
  * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].
@@ -205,6 +232,11 @@ int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick);
 /* Four GEMVs of one 2B layer (QKV, O, gate/up, down) in sequence, L2-cold, in a graph:
  * microseconds per layer, with and without PDL. */
 int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl);
+
+/* The same layer with L2 prefetch as decode uses it: each GEMV prefetches, at its start, the
+ * weights `lookahead` bytes further along the rotating stream of layers (0 = no prefetch), with
+ * the GEMV late trigger on (late != 0) or off; PDL on. Microseconds per layer. */
+int kcuda_bench_layer_pf(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, double *us);
 
 /* Bytes of device memory in use now (cudaMemGetInfo total - free). */
 size_t kcuda_mem_used(void);

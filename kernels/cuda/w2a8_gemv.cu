@@ -20,6 +20,54 @@ int kcuda_fail(int code, const char *fmt, ...) {
 
 extern "C" const char *kcuda_last_error(void) { return g_err; }
 
+// The L2 prefetch range of the next decode launch on this thread (kernels_cuda.h).
+static thread_local L2Pf g_pf;
+
+extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t n1) {
+    L2Pf pf = {};
+    const void *p[2] = {d_p0, d_p1};
+    const size_t n[2] = {n0, n1};
+    for (int i = 0; i < 2; i++) {
+        if (!n[i]) continue;
+        if (!p[i]) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_set_l2_prefetch: NULL range of %zu bytes", n[i]);
+        // the instruction wants 16-byte alignment and a multiple of 16 bytes: shrink inwards
+        const uintptr_t a = ((uintptr_t)p[i] + 15) & ~(uintptr_t)15;
+        const uintptr_t e = ((uintptr_t)p[i] + n[i]) & ~(uintptr_t)15;
+        if (e <= a) continue;
+        if (!pf.n0) pf.p0 = (const char *)a, pf.n0 = e - a;
+        else pf.p1 = (const char *)a, pf.n1 = e - a;
+    }
+    // how the ranges are prefetched (lab; read at each call, i.e. at graph capture):
+    // BITNET_CUDA_PREFETCH_MODE=0 bulk (default), 1 prefetch.global.L2 per 128 B, 2 per 32 B
+    const char *env = getenv("BITNET_CUDA_PREFETCH_MODE");
+    const int mode = env ? atoi(env) : 0;
+    pf.mode = mode >= 0 && mode <= 2 ? mode : 0;
+    g_pf = pf;
+    return KCUDA_OK;
+}
+
+static thread_local int g_next_trigger = -1;
+extern "C" void kcuda_set_next_trigger(int late) { g_next_trigger = late < 0 || late > 2 ? -1 : late; }
+int kcuda_take_trigger() {
+    const int t = g_next_trigger;
+    g_next_trigger = -1;
+    return t;
+}
+
+static thread_local unsigned long long *g_trace;
+extern "C" void kcuda_set_trace(unsigned long long *d_slots) { g_trace = d_slots; }
+unsigned long long *kcuda_take_trace() {
+    unsigned long long *t = g_trace;
+    g_trace = nullptr;
+    return t;
+}
+
+L2Pf kcuda_take_prefetch() {
+    const L2Pf pf = g_pf;
+    g_pf = L2Pf{};
+    return pf;
+}
+
 int kcuda_prepare_func(const void *fn) {
     static const void *done[256];
     static int n_done;
@@ -106,7 +154,9 @@ struct GemvParams {
     int seg0, seg1;
     float g0, g1, g2;
     void *out;
-    int late_trigger;  // version 5: let the next kernel launch only after this one's PDL wait
+    int late_trigger;  // next kernel may launch: 0 at the start, 1 after the PDL wait, 2 after the dot products
+    L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
+    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
@@ -147,6 +197,7 @@ template <int MAXC, int EP>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
+    trace_mark(p.trace, 0);
     __shared__ float red[GEMV_THREADS / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
@@ -171,8 +222,12 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
         const int e = 4 * (threadIdx.x + GEMV_THREADS * i);
         wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    pdl_trigger();
+    // After this kernel's own loads: a later kernel's weights into L2 (no registers held).
+    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
+    if (!p.late_trigger) pdl_trigger();
     pdl_wait();
+    trace_mark(p.trace, 1);
+    if (p.late_trigger == 1) pdl_trigger();
 
     __shared__ int qred[GEMV_THREADS / 32];
     float s;
@@ -293,6 +348,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
+    trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
         const float up = __shfl_down_sync(0xffffffffu, y, 8);
@@ -392,6 +449,7 @@ template <int MAXC, int R, int EP, int NS>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
+    trace_mark(p.trace, 0);
     float *wn_s = (float *)(qs + p.k_pad);  // k_pad floats when the fast path has a norm
     __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
     __shared__ int qred[GEMV_THREADS / 32];
@@ -431,9 +489,11 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
             wnr[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
     }
+    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
-    if (p.late_trigger) pdl_trigger();
+    trace_mark(p.trace, 1);
+    if (p.late_trigger == 1) pdl_trigger();
 
     float s;
     if (fast) {
@@ -559,6 +619,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     int qsum = 0;
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+    trace_mark(p.trace, 2);
+    if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
         int a = acc[r][0];
@@ -644,13 +706,20 @@ extern "C" void kcuda_set_gemv_version(int v, int rows_per_group) {
     g_gemv_rows = rows_per_group == 1 || rows_per_group == 2 || rows_per_group == 4 ? rows_per_group : 0;
 }
 extern "C" void kcuda_set_gemv_late_trigger(int late) { g_gemv_late = late != 0; }
+static void gemv_version_from_env(void);
+int kcuda_gemv_late_now() {
+    gemv_version_from_env();
+    return g_gemv_late;
+}
 
 static void gemv_version_from_env(void) {
     if (g_gemv_version >= 0) return;
     const char *env = getenv("BITNET_CUDA_GEMV");
     const char *late = getenv("BITNET_CUDA_GEMV_LATE");
     if (late) g_gemv_late = atoi(late) != 0;
-    const int v = env ? atoi(env) : 3;
+    // default: version 6 with 2 rows per group (gate/up in one wave; measured end to end
+    // 2026-11-23 with the per-kernel triggers of the backend: kernels/dev/README.md)
+    const int v = env ? atoi(env) : 62;
     if (v > 10) kcuda_set_gemv_version(v / 10, v % 10);
     else kcuda_set_gemv_version(v, 0);
 }
@@ -728,6 +797,9 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.q = d_q;
     p.s = d_s;
     p.qsum = d_qsum;
+    p.pf = kcuda_take_prefetch();
+    p.trace = kcuda_take_trace();
+    const int trig = kcuda_take_trigger();
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     gemv_version_from_env();
     int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
@@ -736,7 +808,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     if (g_gemv_version == 6 && per_lane <= 8 && gemv5_rows(w->n_out) == 1) R = 1;
     if (g_gemv_version == 5 || (g_gemv_version == 6 && R > 1)) {
         g_gemv_ns = g_gemv_version == 5;
-        p.late_trigger = g_gemv_late;
+        p.late_trigger = trig >= 0 ? trig : g_gemv_late;
         const dim3 grid5((unsigned)((w->n_out + GEMV_ROWS * R - 1) / (GEMV_ROWS * R)));
         // q, then the norm weights (fast path only: k_pad <= 512 * MAXC, so <= 32 KB here)
         const bool norm_smem = g_gemv_ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
@@ -745,6 +817,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
         if (R == 2) return gemv5_dispatch<2>(per_lane, ep, grid5, smem5, stream, pdl, p);
         return gemv5_dispatch<1>(per_lane, ep, grid5, smem5, stream, pdl, p);
     }
+    p.late_trigger = trig >= 0 ? trig : g_gemv_late;
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
     const size_t smem = (size_t)w->k_pad;
     // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7,

@@ -4,7 +4,7 @@
 // Build (also built by CMake as dev_w2a8_gemv when nvcc is present):
 //   nvcc -arch=sm_90 -O3 -std=c++17 -I. kernels/dev/w2a8_gemv.cu kernels/w2a8_ref.c \
 //        kernels/cuda/w2a8_gemv.cu -o dev_w2a8_gemv
-// Run: ./dev_w2a8_gemv [version|fast]   (no argument: all versions; fast: versions 3-8)
+// Run: ./dev_w2a8_gemv [version|fast]   (no argument: all versions; fast: versions 3-10)
 //
 // Versions:
 //   1  one thread per row, byte loads of the I2_S row, scalar decode (the naive port)
@@ -18,6 +18,13 @@
 //   6  kernel 5 with R = 2 everywhere K <= 4096 (PDL)
 //   7  kernel 5 with R = 4 everywhere K <= 4096 (PDL)
 //   8  version 5 with the next launch triggered after the PDL wait (at most one kernel ahead)
+//   9  version 3 + L2 prefetch: each launch first issues cp.async.bulk.prefetch.L2 for the
+//      weights of the launch ~16 MB further along the rotation (as decode prefetches one layer
+//      ahead), and triggers the next launch after its PDL wait
+//  10  version 9 with the kernel of version 6 (R 2 rows per 8-lane group where K <= 4096)
+//
+// Versions 9/10 still move every launch's weights from HBM (the rotation is > 5x L2); the
+// prefetch only moves the moment they are read from HBM ahead of the launch's dependency wait.
 //
 // Timing: weights in rotating buffers of >= 256 MiB in all (> 5x L2), max(100, buffers)
 // launches in one CUDA graph, median replay / launches; GB/s over packed weight bytes +
@@ -28,6 +35,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "kernels/cuda/kernels_cuda.h"
@@ -90,7 +98,8 @@ struct Dev {
     int qsum_h;
 };
 
-static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStream_t st) {
+static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStream_t st,
+                  const uint8_t *pf = nullptr, size_t pf_n = 0) {
     switch (ver) {
     case 1: w2a8_gemv_kernel1<<<(n + 127) / 128, 128, 0, st>>>(w, n, k, d.q, d.out); return cudaGetLastError() != cudaSuccess;
     case 2: w2a8_gemv_kernel2<<<(n + 3) / 4, 128, 0, st>>>(w, n, k, d.q, d.qsum_h, d.out); return cudaGetLastError() != cudaSuccess;
@@ -101,14 +110,152 @@ static int launch(int ver, const Dev &d, const uint8_t *w, int n, int k, cudaStr
         m.k_pad = k;
         m.seg_end[0] = m.seg_end[1] = n;
         m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
-        kcuda_set_gemv_version(ver <= 4 ? 3 : 5, ver == 6 ? 2 : ver == 7 ? 4 : 0);
-        kcuda_set_gemv_late_trigger(ver == 8);
+        kcuda_set_gemv_version(ver <= 4 || ver == 9 ? 3 : ver == 10 ? 6 : 5, ver == 6 || ver == 10 ? 2 : ver == 7 ? 4 : 0);
+        kcuda_set_gemv_late_trigger(ver >= 8);
+        if (ver >= 9 && pf_n) kcuda_set_l2_prefetch(pf, pf_n, nullptr, 0);
         return kcuda_w2a8_gemv(&m, nullptr, 0, nullptr, 0, d.q, d.s, d.qsum, KCUDA_EP_I32, d.out, ver >= 4, st);
     }
     }
 }
 
+// ---- "l2": does a prefetch put weights into L2, and how fast? ------------------------------------
+// Raw streams over 16 MB regions of a 1 GiB buffer (each region cold: the buffer is 20x L2).
+// Per iteration: [prefetch kernel over region i] [spin kernel of G us] [read kernel over region i];
+// read time = time(all three) - time(prefetch + spin), in graphs of 48 iterations.
+__global__ void read_kernel(const uint4 *p, size_t n16, int *sink) {
+    uint32_t x = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n16; i += 4 * stride) {
+        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride), d = __ldcs(p + i + 3 * stride);
+        x ^= a.x ^ b.y ^ c.z ^ d.w;
+    }
+    for (; i < n16; i += stride) x ^= __ldcs(p + i).x;
+    if (x == 0x12345679u) *sink = 1;
+}
+__global__ void spin_kernel(long long ns) {
+    const long long t0 = clock64();
+    // the SM clock is ~1.7-2 GHz; a spin of ns*2 cycles is >= ns nanoseconds
+    while (clock64() - t0 < 2 * ns) {
+    }
+}
+// mode 0: nothing; 1: bulk (cp.async.bulk.prefetch.L2, 16 KB per instruction); 2: per-thread
+// prefetch.global.L2 every 128 bytes; 3: every 32 bytes; 4: ld.global.L2::256B of one byte per 256
+__global__ void prefetch_kernel(const char *p, size_t n, int mode, int *sink) {
+    const size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x, nt = (size_t)gridDim.x * blockDim.x;
+    if (mode == 1) {
+        for (size_t c = tid; c * 16384 < n; c += nt)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + c * 16384), "r"(16384u) : "memory");
+    } else if (mode == 2 || mode == 3) {
+        const size_t st = mode == 2 ? 128 : 32;
+        for (size_t o = tid * st; o < n; o += nt * st) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+    } else if (mode == 4) {
+        uint32_t x = 0;
+        for (size_t o = tid * 256; o < n; o += nt * 256) {
+            uint32_t v;
+            asm volatile("ld.global.L2::256B.u32 %0, [%1];" : "=r"(v) : "l"(p + o));
+            x ^= v;
+        }
+        if (x == 0x12345679u) *sink = 1;
+    }
+}
+
+static double graph_us(cudaStream_t st, int iters, const std::function<void(int)> &body) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < iters; i++) body(i);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> ms;
+    for (int r = 0; r < 9; r++) {
+        CK(cudaEventRecord(a, st));
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
+        float m;
+        CK(cudaEventElapsedTime(&m, a, b));
+        if (r >= 2) ms.push_back(m);
+    }
+    std::sort(ms.begin(), ms.end());
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms[ms.size() / 2] * 1000.0 / iters;
+}
+
+static int l2_study(double copy) {
+    const size_t total = (size_t)1 << 30, region = (size_t)16 << 20;
+    const int nreg = (int)(total / region);
+    char *buf;
+    int *sink;
+    CK(cudaMalloc(&buf, total));
+    CK(cudaMalloc(&sink, 4));
+    CK(cudaMemset(buf, 1, total));
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    const int rb = prop.multiProcessorCount * 4;
+    const int iters = 48;
+    auto rd = [&](int i) { read_kernel<<<rb, 256, 0, st>>>((const uint4 *)(buf + region * (size_t)(i % nreg)), region / 16, sink); };
+    // hot: the same region each time (L2-resident after the first)
+    const double hot = graph_us(st, iters, [&](int) { read_kernel<<<rb, 256, 0, st>>>((const uint4 *)buf, region / 16, sink); });
+    // hot, but each read maps addresses to SMs differently from the one before (other grid size)
+    const double hot2 = graph_us(st, iters, [&](int i) {
+        read_kernel<<<(i & 1) ? rb : rb * 3 / 4 + 1, 256, 0, st>>>((const uint4 *)buf, region / 16, sink);
+    });
+    const double cold = graph_us(st, iters, rd);
+    printf("\nL2 study: read of a 16 MB region: cold (from HBM) %.2f us (%.0f GB/s), L2-resident %.2f us (%.0f GB/s),\n"
+           "L2-resident but read by other SMs than last time %.2f us (%.0f GB/s); copy %.0f GB/s\n",
+           cold, region / cold / 1e3, hot, region / hot / 1e3, hot2, region / hot2 / 1e3, copy);
+    printf("| prefetch | gap us | read us after it | GB/s | prefetch kernel + gap us |\n|---|---:|---:|---:|---:|\n");
+    const char *names[5] = {"none", "bulk 16 KB", "prefetch.L2 /128 B", "prefetch.L2 /32 B", "ld.L2::256B"};
+    for (int mode = 0; mode <= 4; mode++)
+        for (int gap : {0, 4, 8, 16, 32}) {
+            if (mode == 0 && gap) continue;
+            const int pb = mode == 1 ? prop.multiProcessorCount * 2 : rb;
+            auto pf = [&](int i) {
+                prefetch_kernel<<<pb, 256, 0, st>>>(buf + region * (size_t)(i % nreg), region, mode, sink);
+                spin_kernel<<<1, 32, 0, st>>>(gap * 1000LL);
+            };
+            const double a = graph_us(st, iters, pf);
+            const double b = graph_us(st, iters, [&](int i) { pf(i); rd(i); });
+            printf("| %s | %d | %.2f | %.0f | %.2f |\n", names[mode], gap, b - a, region / (b - a) / 1e3, a);
+        }
+    // A stream: read region i while region i+1 is prefetched (the decode pattern), per mode
+    printf("\n| prefetch of the next region during the read of this one | us per 16 MB | GB/s |\n|---|---:|---:|\n");
+    for (int mode = 0; mode <= 4; mode++) {
+        const int pb = mode == 1 ? prop.multiProcessorCount * 2 : rb;
+        const double t = graph_us(st, iters, [&](int i) {
+            prefetch_kernel<<<pb, 256, 0, st>>>(buf + region * (size_t)((i + 1) % nreg), region, mode, sink);
+            rd(i);
+        });
+        printf("| %s | %.2f | %.0f |\n", names[mode], t, region / t / 1e3);
+    }
+    cudaFree(buf);
+    cudaFree(sink);
+    return 0;
+}
+
+// Each timed shape once more with its weights L2-resident (one buffer, R = 1): the kernel's floor
+// when every weight byte is an L2 hit.
+static void hot_floor(int ver, const int (*shapes)[2], int n_timed, double copy);
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "l2") == 0) {
+        const double copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, 11);
+        l2_study(copy);
+        const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
+                                 {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
+        printf("\nWeights L2-resident (one buffer), int8 input, PDL:\n| version | N x K | us | GB/s |\n|---:|---|---:|---:|\n");
+        for (int v : {4, 9, 10}) hot_floor(v, shapes, 8, copy);
+        return 0;
+    }
     const int fast = argc > 1 && strcmp(argv[1], "fast") == 0;
     const int only = argc > 1 && !fast ? atoi(argv[1]) : 0;
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
@@ -125,7 +272,7 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&ea));
     CK(cudaEventCreate(&eb));
     printf("| version | N x K | us | GB/s | %% copy |\n|---:|---|---:|---:|---:|\n");
-    for (int ver = 1; ver <= 8; ver++) {
+    for (int ver = 1; ver <= 10; ver++) {
         if ((only && ver != only) || (fast && ver < 3)) continue;
         for (int si = 0; si < n_shapes; si++) {
             const int n = shapes[si][0], k = shapes[si][1];
@@ -153,7 +300,7 @@ int main(int argc, char **argv) {
             CK(cudaMemcpy(d.q, hq.data(), k, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(d.qsum, &qs, 4, cudaMemcpyHostToDevice));
             CK(cudaMemset(d.out, 0x7f, n * 4));
-            if (launch(ver, d, d.w, n, k, st)) {
+            if (launch(ver, d, d.w, n, k, st, d.w, wb)) {
                 fprintf(stderr, "v%d %dx%d: launch failed: %s\n", ver, n, k, kcuda_last_error());
                 return 1;
             }
@@ -165,11 +312,14 @@ int main(int argc, char **argv) {
                     return 1;
                 }
             if (si < n_timed) {
-                const int L = std::max(100, R);
+                // a whole number of rotations, so the prefetch of the last launches (wrapping
+                // around) is what the first launches of the next replay read
+                const int L = R * ((100 + R - 1) / R);
+                const int ahead = (int)std::min<size_t>(R - 1, std::max<size_t>(1, ((16u << 20) + wb - 1) / wb));
                 cudaGraph_t g;
                 cudaGraphExec_t ge;
                 CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-                for (int i = 0; i < L; i++) launch(ver, d, d.w + wb * (i % R), n, k, st);
+                for (int i = 0; i < L; i++) launch(ver, d, d.w + wb * (i % R), n, k, st, d.w + wb * ((i + ahead) % R), wb);
                 CK(cudaStreamEndCapture(st, &g));
                 CK(cudaGraphInstantiate(&ge, g, 0));
                 std::vector<float> ms;
@@ -194,4 +344,34 @@ int main(int argc, char **argv) {
         printf("(v%d: all %d shapes checked exactly against w2a8_gemv_ref)\n", ver, n_shapes);
     }
     return 0;
+}
+
+static void hot_floor(int ver, const int (*shapes)[2], int n_timed, double copy) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    for (int si = 0; si < n_timed; si++) {
+        const int n = shapes[si][0], k = shapes[si][1];
+        const size_t wb = (size_t)n * k / 4;
+        std::vector<uint8_t> hw(wb);
+        for (auto &b : hw) b = (uint8_t)(rnd() & 0x55);
+        std::vector<int8_t> hq(k);
+        int qs = 0;
+        for (auto &v : hq) qs += (v = (int8_t)((int)(rnd() % 255) - 127));
+        Dev d;
+        d.qsum_h = qs;
+        CK(cudaMalloc(&d.w, wb));
+        CK(cudaMalloc(&d.q, k));
+        CK(cudaMalloc(&d.s, 4));
+        CK(cudaMalloc(&d.qsum, 4));
+        CK(cudaMalloc(&d.out, n * 4));
+        CK(cudaMemcpy(d.w, hw.data(), wb, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.q, hq.data(), k, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.qsum, &qs, 4, cudaMemcpyHostToDevice));
+        const double us = graph_us(st, 100, [&](int) { launch(ver, d, d.w, n, k, st); });
+        const double gbs = (wb + k + 4.0 * n) / (us * 1e-6) / 1e9;
+        printf("| %d | %dx%d | %.2f | %.0f |\n", ver, n, k, us, gbs);
+        cudaFree(d.w), cudaFree(d.q), cudaFree(d.s), cudaFree(d.qsum), cudaFree(d.out);
+    }
+    (void)copy;
+    cudaStreamDestroy(st);
 }

@@ -22,6 +22,7 @@ t_wait "Loaded model.gguf"
 t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_RATE=100 $APP '$MODEL'"
 t_wait "Loaded model.gguf"
 t_wait "T 0.70"
+t_wait "Type a message and press Enter. /help lists the commands."
 t_type "hello"
 t_keys Enter
 t_wait "You said: hello. w1 w2"
@@ -62,6 +63,10 @@ t_wait "Loaded model.gguf"
 t_type "long story"; t_keys Enter
 t_wait "w20 "
 t_wait "generating"
+# /clear would hide the reply being written: refused while it runs.
+t_type "/clear"; t_keys Enter
+t_wait "Stop the reply first (Esc), then /clear."
+t_wait "You said: long story."
 t_keys C-c
 t_wait_re "[0-9]+ tok · [0-9.]+ tok/s · TTFT [0-9]+ ms · interrupted"
 t_wait_gone "generating"
@@ -86,6 +91,7 @@ t_resize 50 20
 t_wait "generating"
 t_resize 10 3
 t_wait "too small"
+t_wait "24x5" # the shorter note fits whole
 t_resize 70 20
 t_wait "generating"
 t_wait_re "^  w[0-9]+ w[0-9]+"
@@ -150,15 +156,27 @@ t_type "/rename Renamed chat"; t_keys Enter
 t_wait "Session renamed"
 t_type "/sessions"; t_keys Enter
 t_wait "Renamed chat"
+# Rename in the browser: the old title is offered, Ctrl-U clears it, Ctrl-W drops a word.
+t_keys Home
+t_type "n"
+t_wait "New title (Ctrl-U clears): Renamed chat"
+t_keys C-u
+t_type "Browser title extra"
+t_wait "New title (Ctrl-U clears): Browser title extra"
+t_keys C-w
+t_wait_gone "title extra"
+t_keys Enter
+t_wait "Renamed."
+t_wait_re "^ Browser title +model\.gguf"
 # Delete asks first; n keeps it, y deletes it.
 t_keys Home
 t_type "d"
-t_wait "(y/N)"
+t_wait "Delete \"Browser title\" and all its messages? (y/N)"
 t_type "n"
 t_wait "Not deleted."
 t_type "d"; t_type "y"
 t_wait "Session deleted."
-t_wait_gone "Renamed chat"
+t_wait_gone "Browser title"
 t_type "q"
 t_wait_re "^>"
 t_keys C-d
@@ -273,5 +291,119 @@ t_keys C-g
 t_keys C-c
 t_keys C-d
 t_wait "EXITED rc=0"
+
+# 20. A relative XDG_DATA_HOME is ignored (the XDG rule): the input history goes to
+# ~/.local/share/bitnet-chat/, not under the working directory, and is private (0600).
+mkdir -p "$T_DIR/cwd"
+cd "$T_DIR/cwd" || exit 1
+t_start 100 30 "XDG_DATA_HOME=rel/data BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20.db' '$MODEL'"
+cd - >/dev/null || exit 1
+t_wait "Loaded model.gguf"
+t_type "remember me"; t_keys Enter
+t_wait "You said: remember me."
+t_keys C-d
+t_wait "EXITED rc=0"
+T_CHECKS=$((T_CHECKS + 1))
+[ ! -e "$T_DIR/cwd/rel" ] || t_fail "a relative XDG_DATA_HOME was used ($T_DIR/cwd/rel exists)"
+T_CHECKS=$((T_CHECKS + 1))
+grep -qx "remember me" "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null ||
+    t_fail "input history not in \$HOME/.local/share/bitnet-chat"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null)" = 600 ] ||
+    t_fail "input history is not private (mode $(stat -c %a "$HOME/.local/share/bitnet-chat/input_history" 2>/dev/null))"
+
+# 20b. Two copies at once: each one's typed lines survive the other's exit.
+t_start 100 30 "BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20b.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+tmux -L "$T_SOCK" new-window -d "env TERM=$T_TERM BN_FAKE_TOKENS=2 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h20c.db' '$MODEL'"
+sleep 1
+t_type "typed in copy one"; t_keys Enter
+t_wait "You said: typed in copy one."
+tmux -L "$T_SOCK" send-keys -t :1 -l "typed in copy two"; tmux -L "$T_SOCK" send-keys -t :1 Enter
+sleep 0.5
+tmux -L "$T_SOCK" send-keys -t :1 C-d
+sleep 1
+t_keys C-d
+t_wait "EXITED rc=0"
+for l in "typed in copy one" "typed in copy two" "still works"; do
+    T_CHECKS=$((T_CHECKS + 1))
+    grep -qx "$l" "$XDG_DATA_HOME/bitnet-chat/input_history" || t_fail "input history lost '$l'"
+done
+
+# 21. Ctrl-Z and SIGTSTP from outside, under a shell with job control: the terminal is given
+# back (normal screen, mouse reporting off) before the program stops; after fg it is set up
+# again and repainted, and typing works. The same from the browser.
+if command -v bash >/dev/null 2>&1; then
+    t_start 100 30 "PS1='SHELL> ' bash --norc --noprofile -i 2>/dev/tty" # (its prompt goes to stderr)
+    t_wait 'SHELL>'
+    t_type "sh -c 'echo \$\$ >\"$T_DIR/pid21\"; exec env BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=100 $FAKE --db \"$T_DIR/h21.db\" \"$MODEL\"'"
+    t_keys Enter
+    t_wait "Loaded model.gguf"
+    modes() { tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}'; }
+    for how in key signal browser; do
+        case $how in
+        key) t_keys C-z ;;
+        signal) kill -TSTP "$(cat "$T_DIR/pid21")" ;;
+        browser) t_type "/sessions"; t_keys Enter; t_wait "Saved sessions:"; t_keys C-z ;;
+        esac
+        t_wait "Stopped"
+        T_CHECKS=$((T_CHECKS + 1))
+        [ "$(modes)" = "00" ] || t_fail "$how: terminal not given back on suspend ($(modes))"
+        tmux -L "$T_SOCK" send-keys -l "clear; fg"; t_keys Enter
+        if [ $how = browser ]; then
+            t_wait "Saved sessions:"
+            t_type "q"
+        fi
+        t_wait_re "^ model\.gguf · "
+        T_CHECKS=$((T_CHECKS + 1))
+        [ "$(modes)" = "11" ] || t_fail "$how: terminal modes not set up again after fg ($(modes))"
+        t_type "after $how"
+        t_wait "> after $how"
+        t_keys Enter
+        t_wait "You said: after $how."
+    done
+    t_keys C-d
+    t_wait 'SHELL>'
+fi
+
+# 22. A terminal that cannot move the cursor gets a reason, not a scrambled screen.
+t_start 100 30 "TERM=dumb BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h23.db' '$MODEL'"
+t_wait "EXITED rc=1"
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "TERM=dumb) cannot move the cursor" "$T_DIR/stderr" || t_fail "no reason given for TERM=dumb"
+
+# 23. Grapheme clusters drawn as the terminal draws them (ui/textwidth.c): an emoji ZWJ
+# sequence (2 columns), a flag, VS16, a skin tone (4, as tmux 3.3 draws it), a combining mark
+# and a family of four (cut into 3 + 1 members). The text after each sits in the right column
+# (tmux's own grid, via capture-pane) and the cursor is where tmux put it.
+S7=$(printf 'A\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247B\360\237\207\257\360\237\207\265C\342\235\244\357\270\217D\360\237\221\215\360\237\217\275Ee\314\201F\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247\342\200\215\360\237\221\246G')
+# What tmux shows: the family of four without the ZWJ that was not sent.
+S7_SHOWN=$(printf '%s' "$S7" | sed "s/$(printf '\360\237\221\247\342\200\215\360\237\221\246')/$(printf '\360\237\221\247\360\237\221\246')/")
+t_start 60 20 "BN_FAKE_TOKENS=3 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h22.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "$S7"
+t_wait "> $S7_SHOWN"
+T_CHECKS=$((T_CHECKS + 1))
+cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
+[ "$cx" = 23 ] || t_fail "cursor after the emoji line at column $cx, expected 23"
+t_keys Enter
+t_wait "  You said: $S7_SHOWN. w1"
+t_layout_ok model.gguf
+# Left and Right step over a whole cluster (readline alone would stop inside the family).
+FAM=$(printf '\360\237\221\250\342\200\215\360\237\221\251\342\200\215\360\237\221\247')
+t_type "a${FAM}b"
+t_wait "> a${FAM}b"
+t_keys Left Left
+t_type "X"
+t_wait "> aX${FAM}b"
+t_keys Right
+t_type "Y"
+t_wait "> aX${FAM}Yb"
+t_keys C-c
+# Bytes that are not UTF-8 and a C1 control (CSI) typed in: what is sent and saved is valid
+# UTF-8 (U+FFFD for each bad byte) without the control.
+tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
+t_keys Enter
+t_wait "You said: A$(printf '\357\277\275\357\277\275')BC$(printf '\342\200\213')D."
 
 t_done test_ui_fake
