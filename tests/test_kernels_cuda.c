@@ -625,8 +625,8 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
 
 /* The prefill lab switches: GEMM version 4 with each tile forced (exact int32 for every token
  * and column at ragged M, N and K 2560/3200/6912, the epilogues), version 3; attention
- * versions 1 and 2 (3 is the default, tested above) and more group sizes and head dims (48:
- * padded to 64). */
+ * versions 1, 2 and 3 forced (the default picks 2 or 3 by T) and more group sizes and head
+ * dims (48: padded to 64). */
 static void test_prefill_versions(void) {
     const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560}, {200, 264, 2560}};
     for (int v = 3; v <= 4; v++)
@@ -648,15 +648,15 @@ static void test_prefill_versions(void) {
     test_norm_prefill(3, 9000, 9000); /* over 8192: falls back to version 1 */
     test_attention(6, 2, 48, 256, 130, 1);  /* 3 heads per KV head, head_dim 48 */
     test_attention(8, 1, 128, 600, 520, 0); /* 8 heads per KV head */
-    for (int v = 1; v <= 2; v++) { /* the default (3) ran above */
+    for (int v = 1; v <= 3; v++) { /* the default (by T: 2 below 192 tokens, else 3) ran above */
         kcuda_set_attn_prefill_version(v);
         printf("attention prefill version %d\n", v);
         test_attention(20, 5, 128, 512, 150, 0);
         test_attention(4, 2, 64, 128, 70, 1);
         test_attention(2, 1, 32, 1280, 1100, 0);
-        if (v == 2) test_attention(6, 2, 48, 256, 130, 1);
+        if (v >= 2) test_attention(6, 2, 48, 256, 130, 1);
     }
-    kcuda_set_attn_prefill_version(3);
+    kcuda_set_attn_prefill_version(0);
 }
 
 /* `test_kernels_cuda prefill`: a small run of the prefill kernels alone, for compute-sanitizer

@@ -485,11 +485,15 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
     return KCUDA_OK;
 }
 
-int g_attn_prefill_version = 0;  // 0: not set yet (BITNET_CUDA_ATTN_PREFILL=1|2|3, default 3)
+// -1: not set yet (BITNET_CUDA_ATTN_PREFILL=0|1|2|3); 0 (the default): by T. Measured on the
+// H100 (lab, 2026-11-23, RoPE kernel included): T = 512 v2 29.5 us, v3 26.6 us; T = 64 v2
+// 11.2 us, v3 12.5 us (short chains: the merge and 8-warp blocks cost more than they save).
+int g_attn_prefill_version = -1;
+enum { ATTN_SPLIT_MIN_T = 192 };  // by T: version 3 from here on, else version 2
 
 }  // namespace
 
-extern "C" void kcuda_set_attn_prefill_version(int v) { g_attn_prefill_version = v >= 1 && v <= 3 ? v : 3; }
+extern "C" void kcuda_set_attn_prefill_version(int v) { g_attn_prefill_version = v >= 1 && v <= 3 ? v : 0; }
 
 extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
                                   int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
@@ -505,20 +509,21 @@ extern "C" int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int 
     if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
     if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
-    if (g_attn_prefill_version == 0) {
+    if (g_attn_prefill_version < 0) {
         const char *e = getenv("BITNET_CUDA_ATTN_PREFILL");
-        const int v = e ? atoi(e) : 3;
-        g_attn_prefill_version = v >= 1 && v <= 3 ? v : 3;
+        const int v = e ? atoi(e) : 0;
+        g_attn_prefill_version = v >= 1 && v <= 3 ? v : 0;
     }
+    const int ver = g_attn_prefill_version ? g_attn_prefill_version : T >= ATTN_SPLIT_MIN_T ? 3 : 2;
     rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, stream, pdl, d_qkv,
                       ld_qkv, a->n_heads, a->n_kv, a->head_dim, a->ctx, a->rope_style, a->d_rope,
                       pos0, (__half *)d_kc, (__half *)d_vc);
     if (rc) return rc;
-    if (g_attn_prefill_version == 2) {
+    if (ver == 2) {
         if (a->head_dim <= 64) return attn2_launch<64, 1>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
         return attn2_launch<128, 1>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
     }
-    if (g_attn_prefill_version == 3) {
+    if (ver == 3) {
         if (a->head_dim <= 64) return attn2_launch<64, 2>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
         return attn2_launch<128, 2>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
     }

@@ -205,9 +205,9 @@ int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
 /* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
 int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                           uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
-/* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps) or 3 (the
- * default: 8 warps, key tiles split over two warp sets and merged). BITNET_CUDA_ATTN_PREFILL=1|2|3
- * sets it in the backend. */
+/* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps), 3 (8 warps,
+ * key tiles split over two warp sets and merged) or 0 (the default: 3 from T = 192 tokens on,
+ * else 2). BITNET_CUDA_ATTN_PREFILL=0|1|2|3 sets it in the backend. */
 void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */

@@ -338,7 +338,7 @@ static int attention(cudaStream_t st, int T) {
                us[ver], 4.0 * nh * hd * (double)T * (T + 1) / 2 / (us[ver] * 1e-6) / 1e12);
     }
     printf("attention v1 / v2 / v3 at T=%d: %.1f / %.1f / %.1f us\n", T, us[1], us[2], us[3]);
-    kcuda_set_attn_prefill_version(3);
+    kcuda_set_attn_prefill_version(0);
     cudaFree(dqkv), cudaFree(dqkv0), cudaFree(datt), cudaFree(drope), cudaFree(dk), cudaFree(dv);
     return 0;
 }
