@@ -6,7 +6,8 @@
  *     position are read from device memory, 5 kernels per layer (QKV GEMV with fused RMSNorm
  *     +quant, attention with RoPE + KV write, O GEMV + residual, gate/up GEMV with relu^2*up,
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
- *     with programmatic dependent launch so each kernel's weight loads overlap the previous one.
+ *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
+ *     where each kernel of a layer lets its successor launch is chosen per kernel (trig).
  * Logits stay on the device until logits() asks for them; greedy sampling returns one int.
  * Compiled only with the CUDA toolkit (BITNET_HAVE_CUDA). */
 #ifdef BITNET_HAVE_CUDA

@@ -428,6 +428,7 @@ static int run(const AppConfig *cfg, bool browse) {
     char *hist = cfg->no_history ? NULL : input_history_path();
     input_init(hist, LINES, COLS);
     free(hist);
+    u.inlen = screen_take_typeahead(u.inbuf, sizeof u.inbuf);
     if (browse) u.browser = browser_open(app, "");
     u.dirty = D_ALL;
     apply(&u, REACT_CHAT | REACT_STATUS);

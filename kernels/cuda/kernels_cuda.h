@@ -77,19 +77,19 @@ int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const flo
                     float eps, const int8_t *d_q, const float *d_s, const int32_t *d_qsum,
                     KcudaEpilogue ep, void *d_out, int pdl, void *stream);
 
-/* Lab switches of the decode GEMV (all versions give identical bits):
- *   3: the default: 16 rows per block, norm weights in registers, next launch triggered before
- *      the PDL wait;
+/* Switches of the decode GEMV (all versions give identical bits):
+ *   3: 16 rows per block, norm weights in registers;
  *   5: 16*R rows per block (R = rows_per_group 1, 2, 4, or 0: by shape), norm weights staged in
  *      shared memory by cp.async before the wait;
- *   6: version 3 where R = 1 is chosen, else version 5 with the norm weights in registers.
- * kcuda_set_gemv_late_trigger(1): version 5/6 kernels let the next kernel launch only after
- * their own PDL wait (at most one kernel runs ahead). The environment variables
- * BITNET_CUDA_GEMV=3|5|6|5R|6R (e.g. 54) and BITNET_CUDA_GEMV_LATE=0|1 set the same before the
- * first launch. */
+ *   6: version 3 where R = 1 is chosen by shape (K > 4096 or small matrices), else version 5
+ *      with the norm weights in registers. Version 6 with R = 2 is the default (the 13824-row
+ *      gate/up matrix then runs in one wave; measured end to end, kernels/dev/README.md).
+ * kcuda_set_gemv_late_trigger(1): the kernels let the next kernel launch only after their own
+ * PDL wait (default 0: at their start; the decode backend chooses per kernel, see
+ * kcuda_set_next_trigger). The environment variables BITNET_CUDA_GEMV=3|5|6|5R|6R (e.g. 62, the
+ * default) and BITNET_CUDA_GEMV_LATE=0|1 set the same before the first launch. */
 void kcuda_set_gemv_version(int v, int rows_per_group);
 void kcuda_set_gemv_late_trigger(int late);
-/* (Since the L2 prefetch below, the late trigger applies to version 3 as well.) */
 
 /* Decode L2 prefetch: the NEXT decode launch on this thread (kcuda_w2a8_gemv, kcuda_attn_decode,
  * kcuda_lm_head or kcuda_embed) also issues, at its very start and spread over its blocks,

@@ -373,13 +373,15 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     else *o = y;
 }
 
-// ---- versions 5 and 6 (lab: not the default) ------------------------------------------------------
+// ---- versions 5 and 6 (version 6 with R 2 is the default since 2026-11-23) ----------------------
 // Measured on an H100 (2026-11-23, kernels/dev/README.md): faster in isolation on the big
 // matrices (13824x2560 int8-in PDL 5.83 -> 4.32 us, 20480x3200 10.02 -> 8.38 us), but no faster
 // end to end (decode 64/64: version 3 1007 tok/s; 5: 778; 6: 904; 6 with R 2 and the late
 // trigger: 1013, within run-to-run spread): with fewer registers per block, the kernels after
 // the current one become resident early and their weight loads compete with the current
-// kernel's critical path. Kept selectable (BITNET_CUDA_GEMV) for the lab; version 3 is the default.
+// kernel's critical path. Kept selectable (BITNET_CUDA_GEMV). Later (kernels/dev/README.md,
+// fourth and final calls): version 6 with R 2 (only gate/up uses the kernel below, in one wave)
+// and a trigger placement chosen per kernel by the backend: decode 64/64 996 -> 1062 tok/s.
 // Version 3 with (a) R rows per 8-lane group (a block covers 16*R rows), so the big matrices run
 // in one wave with fewer registers per weight byte and leave room on each SM for the next
 // kernel's blocks (PDL) to preload their weights; (b) the norm weights copied to shared memory

@@ -123,7 +123,8 @@ t_wait "  pasted two"
 t_absent "You said: pasted one"
 t_keys Enter
 t_wait "You said: pasted one"
-t_wait_count "4 tok · " 3
+t_wait "pasted two. w1 w2 w3"
+t_wait_count "4 tok · " 2 # this step's two replies are done (older ones may have scrolled away)
 
 # 9. Ctrl-D quits and the terminal is given back.
 t_keys C-d
