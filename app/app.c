@@ -685,7 +685,9 @@ int app_clear_view(App *a) {
 int app_rename_session(App *a, const char *title) {
     history_rename(a->hist, title);
     history_check(a);
-    if (!current_session_id(a))
+    if (a->cfg.no_history)
+        app_set_hint(a, "Title set for this run; nothing is saved (--no-history).");
+    else if (!current_session_id(a))
         app_set_hint(a, "Title set; the session is saved with the first message.");
     else
         app_set_hint(a, "Session renamed to \"%s\".", current_title(a));

@@ -625,7 +625,8 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
 
 /* The prefill lab switches: GEMM version 4 with each tile forced (exact int32 for every token
  * and column at ragged M, N and K 2560/3200/6912, the epilogues), version 3; attention
- * version 1 and version 2 at more group sizes and head dims (48: padded to 64). */
+ * versions 1, 2 and 3 forced (the default picks 2 or 3 by T) and more group sizes and head
+ * dims (48: padded to 64). */
 static void test_prefill_versions(void) {
     const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560}, {200, 264, 2560}};
     for (int v = 3; v <= 4; v++)
@@ -647,19 +648,44 @@ static void test_prefill_versions(void) {
     test_norm_prefill(3, 9000, 9000); /* over 8192: falls back to version 1 */
     test_attention(6, 2, 48, 256, 130, 1);  /* 3 heads per KV head, head_dim 48 */
     test_attention(8, 1, 128, 600, 520, 0); /* 8 heads per KV head */
-    kcuda_set_attn_prefill_version(1);
-    printf("attention prefill version 1\n");
-    test_attention(20, 5, 128, 512, 150, 0);
-    test_attention(4, 2, 64, 128, 70, 1);
-    kcuda_set_attn_prefill_version(2);
+    for (int v = 1; v <= 3; v++) { /* the default (by T: 2 below 192 tokens, else 3) ran above */
+        kcuda_set_attn_prefill_version(v);
+        printf("attention prefill version %d\n", v);
+        test_attention(20, 5, 128, 512, 150, 0);
+        test_attention(4, 2, 64, 128, 70, 1);
+        test_attention(2, 1, 32, 1280, 1100, 0);
+        if (v >= 2) test_attention(6, 2, 48, 256, 130, 1);
+    }
+    kcuda_set_attn_prefill_version(0);
 }
 
 static void test_lm_head_i8_all(void); /* int8 lm_head (lmhead helper), defined at the end */
 
-int main(void) {
+/* `test_kernels_cuda prefill`: a small run of the prefill kernels alone, for compute-sanitizer
+ * (memcheck, racecheck): every GEMM tile at ragged shapes, norm+quant, attention versions 2/3. */
+static int prefill_only(void) {
+    for (int c = 1; c <= 7; c++) {
+        kcuda_set_gemm_config(c);
+        test_gemm(5, 130, 384);
+        test_gemm(70, 200, 3200);
+        test_gemm_epilogues(19, 66, 256);
+    }
+    kcuda_set_gemm_config(0);
+    test_norm_prefill(7, 2560, 2560);
+    test_norm_prefill(3, 2600, 2604);
+    for (int v = 3; v >= 2; v--) {
+        kcuda_set_attn_prefill_version(v);
+        test_attention(4, 2, 64, 160, 150, 1);
+        test_attention(8, 2, 128, 160, 150, 0);
+    }
+    return check_report("test_kernels_cuda prefill");
+}
+
+int main(int argc, char **argv) {
     if (kcuda_device_count() <= 0) SKIP("no CUDA device");
     char desc[200];
     if (kcuda_device_describe(desc, sizeof desc) == 0) printf("device: %s\n", desc);
+    if (argc > 1 && strcmp(argv[1], "prefill") == 0) return prefill_only();
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
     /* the default GEMV (version 3) first, so that the tests below draw the same random inputs

@@ -180,6 +180,38 @@ static void test_sanitize(void) {
     free(out);
 }
 
+/* The other conventions, as measured on terminals that draw these differently. */
+static void test_terminal_modes(void) {
+    TwTerm saved = tw_get_terminal();
+    TwTerm t = saved;
+    t.zwj_joins = false; /* xterm, VTE */
+    tw_set_terminal(&t);
+    CHECK_EQ_INT(tw_width(FAMILY3, strlen(FAMILY3)), 6);
+    CHECK_EQ_INT(cluster_len(FAMILY3), (int)strlen(FAMILY3)); /* still one cluster */
+    CHECK_EQ_INT(tw_fit("x" FAMILY3, 1 + strlen(FAMILY3), 6), 1);
+    TwCell c;
+    bool glue;
+    CHECK_EQ_INT(tw_cell(FAMILY3, strlen(FAMILY3), &c, &glue), 7); /* man + ZWJ */
+    CHECK(c.n == 2 && c.cp[1] == 0x200D && glue && c.width == 2);
+    t = saved;
+    t.modifier_joins = true; /* kitty, WezTerm */
+    tw_set_terminal(&t);
+    CHECK_EQ_INT(tw_width(THUMBS_TONE, strlen(THUMBS_TONE)), 2);
+    CHECK_EQ_INT(tw_cell(THUMBS_TONE, strlen(THUMBS_TONE), &c, &glue), (int)strlen(THUMBS_TONE));
+    CHECK(c.n == 2 && c.cp[1] == 0x1F3FD && !glue);
+    CHECK_EQ_INT(tw_width(WOMAN_TONE_LAPTOP, strlen(WOMAN_TONE_LAPTOP)), 2);
+    t = saved;
+    t.vs16_widens = true; /* kitty, WezTerm */
+    tw_set_terminal(&t);
+    CHECK_EQ_INT(tw_width(HEART_VS16, strlen(HEART_VS16)), 1);
+    CHECK_EQ_INT(tw_cell(HEART_VS16, strlen(HEART_VS16), &c, &glue), (int)strlen(HEART_VS16));
+    CHECK(c.n == 1 && c.cp[0] == 0x2764); /* the VS16 is not sent */
+    CHECK_EQ_INT(tw_width("\xf0\x9f\x98\x80\xef\xb8\x8f", 7), 2); /* 2 wide anyway: kept */
+    CHECK_EQ_INT(tw_cell("\xf0\x9f\x98\x80\xef\xb8\x8f", 7, &c, &glue), 7);
+    CHECK(c.n == 2);
+    tw_set_terminal(&saved);
+}
+
 /* Random texts: every line fits, lines are in order and together keep every non-space byte. */
 static void test_wrap_random(void) {
     const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
@@ -280,9 +312,19 @@ int main(void) {
     test_width();
     test_wrap();
     test_clusters();
+    test_terminal_modes();
     test_sanitize();
     test_wrap_random();
     test_wrap_incremental();
+    /* The wrapping invariants hold under every measured convention. */
+    TwTerm saved = tw_get_terminal();
+    for (int mode = 0; mode < 8; mode++) {
+        TwTerm t = {.zwj_joins = mode & 1, .modifier_joins = (mode >> 1) & 1, .vs16_widens = (mode >> 2) & 1};
+        tw_set_terminal(&t);
+        test_wrap_random();
+        test_wrap_incremental();
+    }
+    tw_set_terminal(&saved);
     free(g_lines);
     return check_report("test_textwidth");
 }

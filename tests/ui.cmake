@@ -13,6 +13,13 @@ target_link_libraries(bitnet-chat-fake PRIVATE bn_ui bn_app)
 bn_add_script_test(NAME test_ui_fake SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_fake.sh
                    ARGS $<TARGET_FILE:bitnet-chat-fake> LABELS ui TIMEOUT 240)
 
+# The start-up width probe against a terminal played by the test (a pty, no tmux).
+find_program(BN_PYTHON3 python3)
+if(BN_PYTHON3)
+  add_test(NAME test_probe COMMAND ${BN_PYTHON3} ${BN_UI_FAKE_DIR}/test_probe.py $<TARGET_FILE:bitnet-chat-fake>)
+  set_tests_properties(test_probe PROPERTIES LABELS ui TIMEOUT 120)
+endif()
+
 # The man page must match `--help` and the slash-command table, both ways.
 bn_add_script_test(NAME test_manpage SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_manpage.sh LABELS cpu)
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <readline/history.h>
 #include <readline/readline.h>
@@ -357,6 +358,33 @@ void input_set_text(const char *text) {
 }
 
 bool input_is_empty(void) { return rl_end == 0; }
+
+bool input_delete_cluster_before(void) {
+    if (!rl_line_buffer || rl_point <= 0) return false;
+    if (rl_editing_mode == 0 && rl_get_keymap() != vi_insertion_keymap) return false;
+    size_t point = (size_t)rl_point, n = (size_t)rl_end;
+    for (size_t i = 0; i < n;) {
+        int w;
+        size_t l = tw_cluster(rl_line_buffer + i, n - i, &w);
+        if (point > i && point <= i + l) {
+            /* Only when the cluster holds more than one spacing character (readline deletes
+             * one spacing character and the zero-width ones after it). */
+            int spacing = 0;
+            for (size_t j = i; j < point;) {
+                uint32_t cp;
+                j += (size_t)tw_decode(rl_line_buffer + j, point - j, &cp);
+                if (cp < 0x300 || wcwidth((wchar_t)cp) != 0) spacing++;
+            }
+            if (spacing < 2) return false;
+            rl_delete_text((int)i, (int)point);
+            rl_point = (int)i;
+            g_dirty = true;
+            return true;
+        }
+        i += l;
+    }
+    return false;
+}
 
 void input_snap_point(int dir) {
     if (!rl_line_buffer) return;

@@ -31,6 +31,11 @@ bool input_is_empty(void);
  * the cluster's start (dir < 0) or end (dir > 0), so that Left/Right step over a family or a
  * flag in one press. */
 void input_snap_point(int dir);
+/* Backspace over a grapheme cluster that readline would take apart (a flag, an emoji ZWJ
+ * sequence, an emoji with a skin tone): deletes all of it (undoable) and returns true. Returns
+ * false where readline's own Backspace does the right thing (a letter and its marks) or in vi
+ * command mode; the caller then passes the key on. */
+bool input_delete_cluster_before(void);
 
 /* A completed line, if Enter was pressed since the last call: malloc'ed, caller frees. Sets
  * *eof when Ctrl-D was pressed on an empty line. */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Mouse wheel reports (X10 + SGR encoding) and bracketed paste, on and off. */
@@ -130,6 +132,85 @@ static void setup_styles(void) {
     }
 }
 
+/* Typed-ahead bytes read while waiting for the width probe's answers (see probe_widths). */
+static char g_stash[4096];
+static size_t g_stash_len;
+
+size_t screen_take_typeahead(char *buf, size_t cap) {
+    size_t n = g_stash_len < cap ? g_stash_len : cap;
+    memcpy(buf, g_stash, n);
+    memmove(g_stash, g_stash + n, g_stash_len - n);
+    g_stash_len -= n;
+    return n;
+}
+
+/* Asks the terminal how it draws the three kinds of sequence terminals disagree on (an emoji
+ * ZWJ sequence, a skin-tone modifier, VS16; see ui/textwidth.c): each sample is written at the
+ * top-left corner of the (still blank) screen followed by a cursor position request, and the
+ * answer's column is its width. Bytes typed meanwhile are kept for the input. A terminal that
+ * does not answer within PROBE_MS keeps the defaults. The screen is cleared afterwards. */
+enum { PROBE_MS = 300 };
+
+static void probe_widths(void) {
+    static const char *const samples[3] = {
+        "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7", /* family */
+        "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", /* thumbs up, medium skin tone */
+        "\xe2\x9d\xa4\xef\xb8\x8f",           /* red heart + VS16 */
+    };
+    char q[128];
+    size_t o = 0;
+    for (int i = 0; i < 3; i++)
+        o += (size_t)snprintf(q + o, sizeof q - o, "\x1b[H%s\x1b[6n", samples[i]);
+    o += (size_t)snprintf(q + o, sizeof q - o, "\x1b[H\x1b[2K");
+    fflush(stdout);
+    write_all(STDOUT_FILENO, q, o);
+    int width[3], got = 0;
+    char in[513];
+    size_t len = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (got < 3) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = PROBE_MS - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0) break;
+        ssize_t r = read(STDIN_FILENO, in + len, sizeof in - 1 - len);
+        if (r <= 0) break;
+        len += (size_t)r;
+        in[len] = 0;
+        /* Take every answer ESC [ row ; col R out; the other bytes were typed: keep them. */
+        size_t i = 0;
+        while (i < len) {
+            if (in[i] == 0x1b && got < 3) {
+                int row, col, used = 0;
+                if (sscanf(in + i, "\x1b[%d;%dR%n", &row, &col, &used) == 2 && used > 0) {
+                    width[got++] = col - 1;
+                    i += (size_t)used;
+                    continue;
+                }
+                if (!memchr(in + i, 'R', len - i) && len - i < 16) break; /* cut in two reads */
+            }
+            if (g_stash_len < sizeof g_stash) g_stash[g_stash_len++] = in[i];
+            i++;
+        }
+        memmove(in, in + i, len - i);
+        len -= i;
+    }
+    for (size_t i = 0; i < len && g_stash_len < sizeof g_stash; i++) g_stash[g_stash_len++] = in[i];
+    if (got == 3) {
+        TwTerm t = tw_get_terminal();
+        if (width[0] == 2) t.zwj_joins = true;
+        else if (width[0] == 6) t.zwj_joins = false;
+        if (width[1] == 2) t.modifier_joins = true;
+        else if (width[1] == 4) t.modifier_joins = false;
+        if (width[2] == 2) t.vs16_widens = true;
+        else if (width[2] == 1) t.vs16_widens = false;
+        tw_set_terminal(&t);
+    }
+    clearok(curscr, TRUE);
+}
+
 int screen_init(char *why, size_t whylen) {
     if (g_active) return 0;
     if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
@@ -175,6 +256,8 @@ int screen_init(char *why, size_t whylen) {
     raw();
     noecho();
     nonl();
+    refresh(); /* the alternate screen is on and blank before the probe writes to it */
+    probe_widths();
     intrflush(stdscr, FALSE);
     keypad(stdscr, FALSE);
     set_escdelay(25);

@@ -38,6 +38,9 @@ typedef enum {
 int screen_init(char *why, size_t whylen);
 /* Idempotent. */
 void screen_shutdown(void);
+/* Bytes typed while screen_init() waited for the terminal's answers (its width probe), to be
+ * handled as input first. Returns how many were copied into buf. */
+size_t screen_take_typeahead(char *buf, size_t cap);
 bool screen_active(void);
 
 attr_t screen_style(Style s);

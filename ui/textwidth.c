@@ -59,26 +59,35 @@ int tw_cp_width(uint32_t cp) {
  * matters most is that our idea of a width matches both the terminal's and curses' (curses
  * places every cell itself; a cell the terminal draws wider or narrower than curses thinks
  * shifts the rest of the line). So widths follow what the terminal is sent, cell by cell, and
- * each cell is what tmux 3.3 (measured: our tests run in it) and most emoji-aware terminals
- * (kitty, WezTerm, foot, iTerm2, Windows Terminal) draw as one unit:
+ * the three points where terminals differ are measured on the terminal itself at start-up
+ * (ui/screen.c writes a sample and asks for the cursor position, as vim does for ambiguous
+ * widths; tw_set_terminal() takes the answer). Without an answer the defaults are what tmux
+ * 3.3 draws (measured; our tests run in it):
  *   - a character and the zero-width code points after it (combining marks, variation
- *     selectors, ZWJ, tags) are one cell as wide as that character (wcwidth). So U+2764 U+FE0F
- *     (red heart + VS16) is 1 column, as in tmux 3.3, xterm and VTE (kitty and WezTerm widen
- *     it to 2: there a VS16 emoji is drawn one column too narrow, nothing worse);
+ *     selectors, ZWJ, tags) are one cell as wide as that character (wcwidth);
  *   - an emoji ZWJ sequence (Extended_Pictographic, ZWJ, Extended_Pictographic, ...) is one
- *     cell as wide as its first emoji: the family U+1F468 ZWJ U+1F469 ZWJ U+1F467 is 2 columns.
- *     A cell holds at most TW_CELL_MAX code points (curses' CCHARW_MAX); a longer sequence is
- *     cut at a ZWJ, which is then not sent, so that the terminal draws the rest as another
- *     emoji rather than joining it behind curses' back (a family of four: 4 columns). xterm
- *     and VTE do not join ZWJ sequences and draw the family as 6 columns; on those the rest of
- *     such a line is misplaced until the next repaint of that line;
- *   - a skin-tone modifier (U+1F3FB..U+1F3FF) is a cell of its own, 2 columns, as tmux 3.3,
- *     xterm and VTE draw it (a thumbs-up with a tone is 4 columns);
+ *     cell as wide as its first emoji: the family U+1F468 ZWJ U+1F469 ZWJ U+1F467 is 2 columns,
+ *     as in tmux >= 3.3, kitty, WezTerm, foot, iTerm2, Windows Terminal. A cell holds at most
+ *     TW_CELL_MAX code points (curses' CCHARW_MAX); a longer sequence is cut at a ZWJ, which is
+ *     then not sent, so that the terminal draws the rest as another emoji rather than joining
+ *     it behind curses' back (a family of four: 4 columns). Measured "not joined" (xterm,
+ *     VTE): each emoji is a cell of its own, the family 6 columns;
+ *   - a skin-tone modifier (U+1F3FB..U+1F3FF) is a cell of its own, 2 columns (a thumbs-up
+ *     with a tone is 4), as tmux, xterm and VTE draw it. Measured "joined" (kitty, WezTerm):
+ *     it goes into its emoji's cell, 2 columns in all;
+ *   - VS16 does not widen: U+2764 U+FE0F (red heart) is 1 column. Measured "widens" (kitty,
+ *     WezTerm draw it 2 wide, which curses cannot count for a 1-column character): the VS16 is
+ *     not sent, so the heart is drawn 1 column wide there too;
  *   - regional indicators are 1 column each (wcwidth), so a flag (a pair) is 2, as everywhere.
  * Whatever the widths, a grapheme cluster (Unicode UAX #29, in the subset above plus
- * regional-indicator pairs and emoji modifiers) is never split: not by wrapping, fitting or
- * cursor placement. A zero-width code point with nothing to attach to (at the start of the
- * text, or after a space, tab or line end) is drawn on a space: 1 column. */
+ * regional-indicator pairs) is never split: not by wrapping, fitting or cursor placement. A
+ * zero-width code point with nothing to attach to (at the start of the text, or after a space,
+ * tab or line end) is drawn on a space: 1 column. */
+
+static TwTerm g_term = {.zwj_joins = true, .modifier_joins = false, .vs16_widens = false};
+
+void tw_set_terminal(const TwTerm *t) { g_term = *t; }
+TwTerm tw_get_terminal(void) { return g_term; }
 
 static bool is_ext_pict(uint32_t c) {
     /* Extended_Pictographic (Unicode emoji-data), in coarse ranges. */
@@ -149,7 +158,13 @@ size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
             if (is_ext_pict(after)) {
                 /* An emoji ZWJ sequence: the next emoji joins this cell (no width of its
                  * own), if the cell has room for both; else the ZWJ is dropped and the emoji
-                 * starts the next cell of the same cluster. */
+                 * starts the next cell of the same cluster. On a terminal that does not join
+                 * them, the ZWJ stays with this cell and the emoji takes a cell of its own. */
+                if (!g_term.zwj_joins) {
+                    if (c->n < TW_CELL_MAX) c->cp[c->n++] = ZWJ;
+                    *glue = true;
+                    return i + (size_t)l;
+                }
                 if (c->n + 2 <= TW_CELL_MAX) {
                     c->cp[c->n++] = ZWJ;
                     c->cp[c->n++] = after;
@@ -161,12 +176,21 @@ size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
             }
         }
         if (!is_extend(next)) {
-            /* An emoji modifier after an emoji: a cell of its own, but the same cluster. */
-            if ((pict && is_modifier(next)))
+            if (pict && is_modifier(next)) {
+                /* An emoji modifier: in this cell where the terminal joins it, else a cell of
+                 * its own in the same cluster. */
+                if (g_term.modifier_joins && c->n < TW_CELL_MAX) {
+                    c->cp[c->n++] = next;
+                    i += (size_t)l;
+                    continue;
+                }
                 *glue = true;
+            }
             break;
         }
-        if (c->n < TW_CELL_MAX) c->cp[c->n++] = next; /* further marks are not drawn */
+        /* VS16 on a 1-column character, where the terminal would draw it 2 wide: not sent. */
+        bool drop = next == 0xFE0F && g_term.vs16_widens && c->width == 1;
+        if (c->n < TW_CELL_MAX && !drop) c->cp[c->n++] = next; /* further marks are not drawn */
         i += (size_t)l;
     }
     return i;

@@ -35,6 +35,16 @@ typedef struct {
     int width;                /* columns: the first code point's, TW_TAB for a tab */
     bool tab;                 /* a tab: draw width spaces */
 } TwCell;
+/* How this terminal draws the sequences terminals disagree on (see textwidth.c); measured by
+ * ui/screen.c at start-up. Defaults: as tmux 3.3 (ZWJ sequences joined, the rest not). */
+typedef struct {
+    bool zwj_joins;      /* an emoji ZWJ sequence is drawn as one emoji */
+    bool modifier_joins; /* a skin-tone modifier is drawn in its emoji's cell */
+    bool vs16_widens;    /* VS16 makes a 1-column character 2 columns wide */
+} TwTerm;
+void tw_set_terminal(const TwTerm *t);
+TwTerm tw_get_terminal(void);
+
 /* Decodes the cell at s[0..n) (n >= 1) into *c; returns the bytes it takes. *glue is set
  * when the next cell belongs to the same grapheme cluster (must not be split from it). */
 size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue);

@@ -292,6 +292,9 @@ static void chat_key(Ui *u, const Key *k) {
         clearok(curscr, TRUE);
         u->dirty |= D_ALL;
         break;
+    case K_BACKSPACE:
+        if (!input_delete_cluster_before()) input_feed(k->bytes, k->len);
+        break;
     case K_LEFT:
     case K_RIGHT:
         input_feed(k->bytes, k->len);
@@ -428,6 +431,7 @@ static int run(const AppConfig *cfg, bool browse) {
     char *hist = cfg->no_history ? NULL : input_history_path();
     input_init(hist, LINES, COLS);
     free(hist);
+    u.inlen = screen_take_typeahead(u.inbuf, sizeof u.inbuf);
     if (browse) u.browser = browser_open(app, "");
     u.dirty = D_ALL;
     apply(&u, REACT_CHAT | REACT_STATUS);

@@ -229,14 +229,22 @@ __device__ __forceinline__ void split2(float x, float y, uint32_t *hi, uint32_t 
     *lo = *(const uint32_t *)&l;
 }
 
-template <int HD>
-__global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params p) {
+// Version 3 = KSPLIT 2: 8 warps; warps 4..7 take the same rows as warps 0..3 but the odd key
+// tiles (each stage brings two tiles), and their (max, sum, O) are merged into warps 0..3
+// through shared memory at the end. Why: at T = 512 the grid is 160 blocks, all resident at
+// once, so the time is the longest block's serial chain of key tiles (8 for the last queries);
+// the split halves it at the same number of warps per SM (one 8-warp block instead of two
+// 4-warp blocks: 249 registers a thread).
+template <int HD, int KSPLIT>
+__global__ void __launch_bounds__(ATT_THREADS * KSPLIT) attn_prefill_kernel2(Attn2Params p) {
     constexpr int KS = HD / 16;      // k-steps of Q K^T
     constexpr int ON = HD / 8;       // n-tiles of O
     constexpr int ROW = HD + 8;      // padded smem row (halves): 16-byte rows offset by one bank group
     constexpr int TILE = CHUNK * ROW;
-    extern __shared__ __align__(16) __half kvs[];  // [2][K, V][CHUNK][ROW]
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tig = lane & 3;
+    constexpr int NTH = ATT_THREADS * KSPLIT;
+    extern __shared__ __align__(16) __half kvs[];  // [2 stages][KSPLIT tiles][K, V][CHUNK][ROW]
+    const int tid = threadIdx.x, lane = tid & 31, gid = lane >> 2, tig = lane & 3;
+    const int warp = (tid >> 5) & 3, kslice = tid >> 7;  // rows by warp, key tiles by kslice
     const int n_rep = p.n_heads / p.n_kv, groups_per_kv = n_rep / p.hpb;
     const int g = blockIdx.x / groups_per_kv, hsub = blockIdx.x % groups_per_kv;
     const int qb = gridDim.y - 1 - blockIdx.y;  // long (late) query blocks first
@@ -248,11 +256,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params 
     const int kv_end_w = p.pos0 + min(p.T, t0 + 16);          // this warp's keys
     const __half *kh = p.kc + (size_t)g * p.ctx * p.hd, *vh = p.vc + (size_t)g * p.ctx * p.hd;
 
-    auto load_tile = [&](int kb, int buf) {
-        __half *ks = kvs + (size_t)buf * 2 * TILE, *vs = ks + TILE;
+    auto load_tile = [&](int kb, int buf) {  // KSPLIT tiles from key kb
         constexpr int CPR = HD / 8;  // 16-byte chunks per row
-        for (int idx = tid; idx < CHUNK * CPR; idx += ATT_THREADS) {
-            const int j = idx / CPR, c = idx % CPR, key = kb + j;
+        for (int idx = tid; idx < KSPLIT * CHUNK * CPR; idx += NTH) {
+            const int sl = idx / (CHUNK * CPR), rem = idx % (CHUNK * CPR);
+            __half *ks = kvs + ((size_t)buf * KSPLIT + sl) * 2 * TILE, *vs = ks + TILE;
+            const int j = rem / CPR, c = rem % CPR, key = kb + sl * CHUNK + j;
             const bool ok = key < kv_end && c * 8 < p.hd;
             const size_t off = ok ? (size_t)key * p.hd + c * 8 : 0;
             cp_async16z(ks + j * ROW + c * 8, kh + off, ok);
@@ -294,15 +303,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params 
     for (int i = 0; i < ON; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;  // rows gid, gid + 8
     const int qpos_a = p.pos0 + min(t0 + gid, p.T - 1), qpos_b = p.pos0 + min(t0 + gid + 8, p.T - 1);
-    const int n_tiles = (kv_end + CHUNK - 1) / CHUNK;
+    const int n_tiles = (kv_end + KSPLIT * CHUNK - 1) / (KSPLIT * CHUNK);  // stages
     for (int it = 0; it < n_tiles; it++) {
-        const int kb = it * CHUNK;
-        if (it + 1 < n_tiles) load_tile(kb + CHUNK, (it + 1) & 1);
+        const int kb = (it * KSPLIT + kslice) * CHUNK;  // this warp's tile
+        if (it + 1 < n_tiles) load_tile((it + 1) * KSPLIT * CHUNK, (it + 1) & 1);
         else asm volatile("cp.async.commit_group;");
         asm volatile("cp.async.wait_group 1;");
         __syncthreads();
         if (active && kb < kv_end_w) {
-            const __half *ks = kvs + (size_t)(it & 1) * 2 * TILE, *vs = ks + TILE;
+            const __half *ks = kvs + ((size_t)(it & 1) * KSPLIT + kslice) * 2 * TILE, *vs = ks + TILE;
             float s[8][4];
 #pragma unroll
             for (int i = 0; i < 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
@@ -339,11 +348,16 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params 
             mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, 2));
             mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 1));
             mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, 2));
-            // key 0 is in every row's range and is in the first tile, so mx_* are finite here
-            const float ca = exp2f((m_a - mx_a) * p.scale_log2), cb = exp2f((m_b - mx_b) * p.scale_log2);
+            // Slice 0 starts with tile 0, where key 0 is valid for every row, so its maxima are
+            // finite from then on. A slice-1 warp's first tile can mask a whole row (a tile that
+            // starts inside the warp's rows when pos0 is not a multiple of 16): that row keeps
+            // m = -inf, factor 1, offset 0, so its probabilities are exp2(-inf) = 0, not NaN.
+            const float ca = mx_a == -INFINITY ? 1.0f : exp2f((m_a - mx_a) * p.scale_log2);
+            const float cb = mx_b == -INFINITY ? 1.0f : exp2f((m_b - mx_b) * p.scale_log2);
             m_a = mx_a;
             m_b = mx_b;
-            const float oa = mx_a * p.scale_log2, ob = mx_b * p.scale_log2;
+            const float oa = mx_a == -INFINITY ? 0.0f : mx_a * p.scale_log2;
+            const float ob = mx_b == -INFINITY ? 0.0f : mx_b * p.scale_log2;
             float sa = 0.0f, sb = 0.0f;
 #pragma unroll
             for (int nt = 0; nt < 8; nt++) {
@@ -384,6 +398,38 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params 
         }
         __syncthreads();  // every warp is done with this buffer before it is refilled
     }
+    if (KSPLIT == 2) {  // merge slice 1 into slice 0 (the K/V buffers are free after the loop)
+        float *mg = (float *)kvs + (size_t)warp * (4 * ON + 4) * 32 + lane;  // [warp][value][lane]
+        if (kslice == 1 && active) {
+#pragma unroll
+            for (int i = 0; i < ON; i++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) mg[(i * 4 + e) * 32] = o[i][e];
+            mg[(4 * ON) * 32] = m_a;
+            mg[(4 * ON + 1) * 32] = m_b;
+            mg[(4 * ON + 2) * 32] = l_a;
+            mg[(4 * ON + 3) * 32] = l_b;
+        }
+        __syncthreads();
+        if (kslice == 1) return;
+        if (active) {
+            // slice 0 always saw key 0 (finite m); slice 1 may have seen nothing (m = -inf,
+            // factor exp2(-inf) = 0, its l and O are 0)
+            const float m1a = mg[(4 * ON) * 32], m1b = mg[(4 * ON + 1) * 32];
+            const float ma = fmaxf(m_a, m1a), mb = fmaxf(m_b, m1b);
+            const float c0a = exp2f((m_a - ma) * p.scale_log2), c1a = exp2f((m1a - ma) * p.scale_log2);
+            const float c0b = exp2f((m_b - mb) * p.scale_log2), c1b = exp2f((m1b - mb) * p.scale_log2);
+            l_a = l_a * c0a + mg[(4 * ON + 2) * 32] * c1a;
+            l_b = l_b * c0b + mg[(4 * ON + 3) * 32] * c1b;
+#pragma unroll
+            for (int i = 0; i < ON; i++) {
+                o[i][0] = o[i][0] * c0a + mg[(i * 4 + 0) * 32] * c1a;
+                o[i][1] = o[i][1] * c0a + mg[(i * 4 + 1) * 32] * c1a;
+                o[i][2] = o[i][2] * c0b + mg[(i * 4 + 2) * 32] * c1b;
+                o[i][3] = o[i][3] * c0b + mg[(i * 4 + 3) * 32] * c1b;
+            }
+        }
+    }
     if (!active) return;
     l_a += __shfl_xor_sync(0xffffffffu, l_a, 1);
     l_a += __shfl_xor_sync(0xffffffffu, l_a, 2);
@@ -402,13 +448,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_prefill_kernel2(Attn2Params 
     }
 }
 
-template <int HD>
+template <int HD, int KSPLIT>
 int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0, uint16_t *d_kc,
                  uint16_t *d_vc, float *d_out, int pdl, void *stream) {
-    const size_t smem = (size_t)2 * 2 * CHUNK * (HD + 8) * sizeof(__half);
+    const size_t smem = (size_t)2 * KSPLIT * 2 * CHUNK * (HD + 8) * sizeof(__half);
     static bool attr = false;
     if (!attr) {
-        KCUDA_TRY(cudaFuncSetAttribute(attn_prefill_kernel2<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        KCUDA_TRY(cudaFuncSetAttribute(attn_prefill_kernel2<HD, KSPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr = true;
     }
     Attn2Params p = {};
@@ -428,7 +474,7 @@ int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int p
     p.out = d_out;
     p.scale_log2 = 1.4426950408889634f / sqrtf((float)a->head_dim);
     const dim3 grid((unsigned)(a->n_heads / p.hpb), (unsigned)((T + 16 * p.qpb - 1) / (16 * p.qpb)));
-    return kcuda_launch(attn_prefill_kernel2<HD>, grid, dim3(ATT_THREADS), smem, stream, pdl, p);
+    return kcuda_launch(attn_prefill_kernel2<HD, KSPLIT>, grid, dim3(ATT_THREADS * KSPLIT), smem, stream, pdl, p);
 }
 
 int check_shape(const KcudaAttnShape *a, const char *fn) {
@@ -439,11 +485,15 @@ int check_shape(const KcudaAttnShape *a, const char *fn) {
     return KCUDA_OK;
 }
 
-int g_attn_prefill_version = 0;  // 0: not set yet (BITNET_CUDA_ATTN_PREFILL=1|2, default 2)
+// -1: not set yet (BITNET_CUDA_ATTN_PREFILL=0|1|2|3); 0 (the default): by T. Measured on the
+// H100 (lab, 2026-11-23, RoPE kernel included): T = 512 v2 29.5 us, v3 26.6 us; T = 64 v2
+// 11.2 us, v3 12.5 us (short chains: the merge and 8-warp blocks cost more than they save).
+int g_attn_prefill_version = -1;
+enum { ATTN_SPLIT_MIN_T = 192 };  // by T: version 3 from here on, else version 2
 
 }  // namespace
 
-extern "C" void kcuda_set_attn_prefill_version(int v) { g_attn_prefill_version = v == 1 ? 1 : 2; }
+extern "C" void kcuda_set_attn_prefill_version(int v) { g_attn_prefill_version = v >= 1 && v <= 3 ? v : 0; }
 
 extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
                                   int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
@@ -459,17 +509,23 @@ extern "C" int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int 
     if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
     if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
-    if (g_attn_prefill_version == 0) {
+    if (g_attn_prefill_version < 0) {
         const char *e = getenv("BITNET_CUDA_ATTN_PREFILL");
-        g_attn_prefill_version = e && atoi(e) == 1 ? 1 : 2;
+        const int v = e ? atoi(e) : 0;
+        g_attn_prefill_version = v >= 1 && v <= 3 ? v : 0;
     }
+    const int ver = g_attn_prefill_version ? g_attn_prefill_version : T >= ATTN_SPLIT_MIN_T ? 3 : 2;
     rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, stream, pdl, d_qkv,
                       ld_qkv, a->n_heads, a->n_kv, a->head_dim, a->ctx, a->rope_style, a->d_rope,
                       pos0, (__half *)d_kc, (__half *)d_vc);
     if (rc) return rc;
-    if (g_attn_prefill_version == 2) {
-        if (a->head_dim <= 64) return attn2_launch<64>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
-        return attn2_launch<128>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+    if (ver == 2) {
+        if (a->head_dim <= 64) return attn2_launch<64, 1>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+        return attn2_launch<128, 1>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+    }
+    if (ver == 3) {
+        if (a->head_dim <= 64) return attn2_launch<64, 2>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+        return attn2_launch<128, 2>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
     }
     return kcuda_launch(attn_prefill_kernel1, dim3((unsigned)a->n_heads, (unsigned)((T + QT - 1) / QT)),
                         dim3(ATT_THREADS), 0, stream, 0, (const float *)d_qkv, ld_qkv, T, pos0,

@@ -150,11 +150,12 @@ int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_
  * tile chosen by shape). */
 void kcuda_set_gemm_version(int v);
 /* Version 4's tile: 0 = by shape (the default: 64x64 where that grid covers the SMs, else
- * 64x16), 1..7 = forced (1: 128x128, 2: 128x64, 3: 64x64, 4: 64x32, 5: 64x16 tokens x outputs;
- * 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage). In the backend the environment
- * sets the same: BITNET_CUDA_GEMM_VER=1..4, BITNET_CUDA_GEMM_CFG=0..7, BITNET_CUDA_GEMM_PICK=BS
- * (by shape between tiles B and S, default 35), BITNET_CUDA_GEMM_CARVEOUT=percent.
- * kcuda_gemm_config(M, N) returns the tile version 4 would use for that shape. */
+ * 64x16 with two k-tiles per stage), 1..7 = forced (1: 128x128, 2: 128x64, 3: 64x64, 4: 64x32,
+ * 5: 64x16 tokens x outputs; 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage). In
+ * the backend the environment sets the same: BITNET_CUDA_GEMM_VER=1..4,
+ * BITNET_CUDA_GEMM_CFG=0..7, BITNET_CUDA_GEMM_PICK=BS (by shape between tiles B and S, default
+ * 37), BITNET_CUDA_GEMM_CARVEOUT=percent. kcuda_gemm_config(M, N) returns the tile version 4
+ * would use for that shape. */
 void kcuda_set_gemm_config(int c);
 int kcuda_gemm_config(int M, int N);
 
@@ -216,7 +217,9 @@ int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
 /* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
 int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                           uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
-/* Lab switch: prefill attention version 1 (CUDA cores) or 2 (tensor cores, the default). */
+/* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps), 3 (8 warps,
+ * key tiles split over two warp sets and merged) or 0 (the default: 3 from T = 192 tokens on,
+ * else 2). BITNET_CUDA_ATTN_PREFILL=0|1|2|3 sets it in the backend. */
 void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */

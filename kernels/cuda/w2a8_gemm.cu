@@ -530,9 +530,11 @@ int g_gemm_config = -1;  // 0: by shape (gemm4_pick), 1..GEMM4_NCFG: forced, -1:
 // Measured on the H100 (lab, 2026-11-23): the 64x64 tile (4 blocks of 4 warps per SM) is the
 // fastest or within 10% at T = 512 on all four 2B shapes and at T = 64 on gate/up, the bigger
 // tiles lose (fewer warps to hide the mma and shared-load latencies); where 64x64 gives too
-// few blocks to cover the SMs once (T = 64, N = 2560/3840), 64x16 is fastest. Rule: PICK_BIG
-// when its grid covers ~90% of the SMs, else PICK_SMALL.
-int g_pick_big = 3, g_pick_small = 5;
+// few blocks to cover the SMs once (T = 64, N = 2560/3840), 64x16 with two k-tiles per stage
+// (tile 7) is fastest (7.2-7.4 us against 7.7-8.1 for tile 5; two k-tiles per stage lose at
+// 64x64: 3 stages of 20 KB leave room for fewer blocks). Rule: PICK_BIG when its grid covers
+// ~90% of the SMs, else PICK_SMALL.
+int g_pick_big = 3, g_pick_small = 7;
 int gemm4_pick(int M, int N) {
     gemm_defaults();
     if (g_gemm_config >= 1 && g_gemm_config <= GEMM4_NCFG) return g_gemm_config;

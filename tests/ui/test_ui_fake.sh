@@ -123,7 +123,8 @@ t_wait "  pasted two"
 t_absent "You said: pasted one"
 t_keys Enter
 t_wait "You said: pasted one"
-t_wait_count "4 tok · " 3
+t_wait "pasted two. w1 w2 w3"
+t_wait_count "4 tok · " 2 # this step's two replies are done (older ones may have scrolled away)
 
 # 9. Ctrl-D quits and the terminal is given back.
 t_keys C-d
@@ -400,10 +401,31 @@ t_keys Right
 t_type "Y"
 t_wait "> aX${FAM}Yb"
 t_keys C-c
+# Backspace takes a whole flag or ZWJ family, not one code point of it.
+FLAG=$(printf '\360\237\207\257\360\237\207\265')
+t_type "a${FLAG}b${FAM}"
+t_wait "> a${FLAG}b${FAM}"
+t_keys BSpace
+t_wait_gone "> a${FLAG}b${FAM}"
+t_wait "> a${FLAG}b"
+T_CHECKS=$((T_CHECKS + 1))
+cx=$(tmux -L "$T_SOCK" display -p '#{cursor_x}')
+[ "$cx" = 6 ] || t_fail "Backspace left part of the family (cursor at $cx, expected 6)"
+t_keys Left BSpace
+t_wait "> ab"
+t_keys C-_ # readline's undo brings the flag back
+t_wait "> a${FLAG}b"
+t_keys C-c
 # Bytes that are not UTF-8 and a C1 control (CSI) typed in: what is sent and saved is valid
 # UTF-8 (U+FFFD for each bad byte) without the control.
 tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
 t_keys Enter
 t_wait "You said: A$(printf '\357\277\275\357\277\275')BC$(printf '\342\200\213')D."
+
+# With --no-history, /rename says that nothing will be saved (not "saved with the first message").
+t_start 100 30 "BN_FAKE_TOKENS=3 $FAKE --no-history '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/rename Kept nowhere"; t_keys Enter
+t_wait "nothing is saved (--no-history)"
 
 t_done test_ui_fake
