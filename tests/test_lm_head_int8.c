@@ -4,7 +4,9 @@
  *
  * Text: (a) the 41 conversations of assets/eval/prompts.jsonl, each rendered with the chat
  * template as a user prompt followed by the dataset's answer (the text the model was trained
- * to produce), and (b) the prose of README.md, tokenized plainly, in windows of WIN tokens.
+ * to produce), and (b) tests/data/lm_head/prose.txt (this project's README.md of 2026-11-23
+ * without code blocks, tables and headings: a fixed copy, so the figures do not drift with the
+ * README), tokenized plainly, in windows of WIN tokens.
  * Every position of every sequence is scored both ways (teacher forcing).
  *
  * Paths (argv[1]):
@@ -132,21 +134,10 @@ static int build_corpus(Corpus *c, const Model *m) {
         free(a);
     }
     fclose(f);
-    snprintf(path, sizeof path, "%s/README.md", root_dir());
+    snprintf(path, sizeof path, "%s/tests/data/lm_head/prose.txt", root_dir());
     size_t len = 0;
-    char *text = read_file(path, &len);
-    if (!text) return -1;
-    /* prose only: drop code blocks and table rows, which are mostly numbers and symbols */
-    char *prose = malloc(len + 1), *o = prose;
-    int in_code = 0;
-    for (char *l = text; *l;) {
-        char *e = strchr(l, '\n');
-        const size_t n = e ? (size_t)(e - l) + 1 : strlen(l);
-        if (!strncmp(l, "```", 3)) in_code = !in_code;
-        else if (!in_code && l[0] != '|' && l[0] != '#') memcpy(o, l, n), o += n;
-        l += n;
-    }
-    *o = 0;
+    char *prose = read_file(path, &len);
+    if (!prose) return -1;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     Err err = {{0}};
@@ -164,7 +155,6 @@ static int build_corpus(Corpus *c, const Model *m) {
     }
     free(ids);
     free(prose);
-    free(text);
     return 0;
 }
 
