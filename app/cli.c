@@ -279,6 +279,12 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         c->threads = cpus;
     }
 
+    /* said once, not refused: the same command line then works on either backend */
+    if (c->lm_head_int8 && !strcmp(c->backend, "cpu") &&
+        (c->mode == MODE_CHAT || c->mode == MODE_PROMPT || c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH))
+        fprintf(stderr, "bitnet-chat: --lm-head int8 applies to the CUDA backend only; the CPU backend "
+                        "uses the model's lm_head\n");
+
     switch (c->mode) {
     case MODE_CHAT:
     case MODE_PROMPT:
