@@ -686,6 +686,10 @@ int main(int argc, char **argv) {
     char desc[200];
     if (kcuda_device_describe(desc, sizeof desc) == 0) printf("device: %s\n", desc);
     if (argc > 1 && strcmp(argv[1], "prefill") == 0) return prefill_only();
+    if (argc > 1 && strcmp(argv[1], "lm_head_i8") == 0) { /* the int8 lm_head alone (short device runs) */
+        test_lm_head_i8_all();
+        return check_report("test_kernels_cuda lm_head_i8");
+    }
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
     /* the default GEMV (version 3) first, so that the tests below draw the same random inputs
