@@ -37,20 +37,22 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *ptr) {
                  : "r"(a));
 }
 
-template <int EP>
-__device__ __forceinline__ void gemm_epilogue(const GemmParams &p, int (&acc)[2][8][4], int m_base,
-                                              int n_base, int wm, int wn, int gid, int tig) {
+// Epilogue of every GEMM version: a warp's MT x NT mma tiles (rows from m0, columns from n0)
+// -> acc - qsum, then y = acc / s * gamma per the epilogue, bit for bit as the CPU reference.
+template <int EP, int MT, int NT>
+__device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[MT][NT][4], int m0, int n0,
+                                               int gid, int tig) {
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++) {
+    for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
         for (int half = 0; half < 2; half++) {
-            const int t = m_base + wm * 32 + mt * 16 + gid + half * 8;
+            const int t = m0 + mt * 16 + gid + half * 8;
             if (t >= p.M) continue;
             const float s = p.s ? p.s[t] : 1.0f;
             const int qs = p.qsum[t];
 #pragma unroll
-            for (int nt = 0; nt < 8; nt++) {
-                const int n = n_base + wn * 64 + nt * 8 + tig * 2;
+            for (int nt = 0; nt < NT; nt++) {
+                const int n = n0 + nt * 8 + tig * 2;
                 const int a0 = acc[mt][nt][half * 2] - qs, a1 = acc[mt][nt][half * 2 + 1] - qs;
                 if (EP == KCUDA_EP_I32) {
                     int32_t *o = (int32_t *)p.out + (size_t)t * p.ld_out;
@@ -78,6 +80,13 @@ __device__ __forceinline__ void gemm_epilogue(const GemmParams &p, int (&acc)[2]
             }
         }
     }
+}
+
+// Versions 1-3: a warp covers 32 rows x 64 columns of the block tile (2 x 8 mma tiles).
+template <int EP>
+__device__ __forceinline__ void gemm_epilogue(const GemmParams &p, int (&acc)[2][8][4], int m_base,
+                                              int n_base, int wm, int wn, int gid, int tig) {
+    gemm4_epilogue<EP, 2, 8>(p, acc, m_base + wm * 32, n_base + wn * 64, gid, tig);
 }
 
 // VER 1: fragments by 32-bit shared loads; VER 2: by ldmatrix.x4 (4x fewer load instructions;
@@ -313,49 +322,6 @@ struct Gemm4Cfg {  // KB: I2_S blocks (k-tiles of 128) per pipeline stage, i.e. 
     static constexpr int A_STAGE = BM * BK * KB, W_STAGE = BN * 32 * KB;
     static constexpr size_t SMEM = (size_t)STAGES * (A_STAGE + W_STAGE);
 };
-
-template <int EP, int MT, int NT>
-__device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[MT][NT][4], int m0, int n0,
-                                               int gid, int tig) {
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int t = m0 + mt * 16 + gid + half * 8;
-            if (t >= p.M) continue;
-            const float s = p.s ? p.s[t] : 1.0f;
-            const int qs = p.qsum[t];
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const int n = n0 + nt * 8 + tig * 2;
-                const int a0 = acc[mt][nt][half * 2] - qs, a1 = acc[mt][nt][half * 2 + 1] - qs;
-                if (EP == KCUDA_EP_I32) {
-                    int32_t *o = (int32_t *)p.out + (size_t)t * p.ld_out;
-                    if (n < p.n_out) o[n] = a0;
-                    if (n + 1 < p.n_out) o[n + 1] = a1;
-                } else if (EP == KCUDA_EP_GLU) {
-                    if (n + 1 < p.n_out) {
-                        const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
-                        const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
-                        const float r = g > 0.0f ? g : 0.0f;
-                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = __fmul_rn(__fmul_rn(r, r), u);
-                    }
-                } else {
-                    float *o = (float *)p.out + (size_t)t * p.ld_out;
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int nn = n + e;
-                        if (nn >= p.n_out) continue;
-                        const float g = nn < p.seg0 ? p.g0 : nn < p.seg1 ? p.g1 : p.g2;
-                        const float y = __fmul_rn(__fdiv_rn((float)(e ? a1 : a0), s), g);
-                        if (EP == KCUDA_EP_RESID) o[nn] = __fadd_rn(o[nn], y);
-                        else o[nn] = y;
-                    }
-                }
-            }
-        }
-    }
-}
 
 template <int EP, class C, int WGM, int WGN, int MT, int NT>
 __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
