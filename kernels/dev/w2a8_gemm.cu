@@ -23,51 +23,15 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
-#define CK(x)                                                                                   \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));        \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
+#include "kernels/dev/lab.cuh"
 
-static uint64_t rng = 0x0123456789ABCDEFull;
-static uint32_t rnd() {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-
+// Median us per launch of `body`, L launches in a graph (lab.cuh), 23 replays, 3 warm-up.
 static double time_us(cudaStream_t st, int L, const std::function<int()> &body) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < L; i++)
-        if (body()) {
-            fprintf(stderr, "launch failed: %s\n", kcuda_last_error());
-            exit(1);
-        }
-    CK(cudaStreamEndCapture(st, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<float> ms;
-    for (int r = 0; r < 23; r++) {
-        CK(cudaEventRecord(a, st));
-        CK(cudaGraphLaunch(ge, st));
-        CK(cudaEventRecord(b, st));
-        CK(cudaEventSynchronize(b));
-        float m;
-        CK(cudaEventElapsedTime(&m, a, b));
-        if (r >= 3) ms.push_back(m);
-    }
-    std::sort(ms.begin(), ms.end());
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return ms[ms.size() / 2] * 1000.0 / L;
+    return lab_graph_us(st, L, 23, 3, [&](int) {
+        const int rc = body();
+        if (rc) fprintf(stderr, "launch failed: %s\n", kcuda_last_error());
+        return rc;
+    });
 }
 
 // Runs f(i) for i < n on all host cores.
@@ -130,12 +94,7 @@ static const Variant VARIANTS[] = {{1, 0, "1"},         {2, 0, "2"},         {3,
 
 static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4) {
     const size_t wb = (size_t)n * k / 4;
-    std::vector<uint8_t> hw(wb);
-    for (auto &b : hw) {
-        uint8_t v = 0;
-        for (int j = 0; j < 4; j++) v |= (uint8_t)((rnd() % 3) << (2 * j));
-        b = v;
-    }
+    std::vector<uint8_t> hw = lab_random_i2s(wb);
     std::vector<int8_t> hq((size_t)T * k);
     std::vector<float> hs(T, 1.0f);
     std::vector<int32_t> hsum(T, 0);

@@ -41,20 +41,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
-#define CK(x)                                                                                   \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));        \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
-
-static uint64_t rng = 0xDEADBEEFCAFEF00Dull;
-static uint32_t rnd() {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+#include "kernels/dev/lab.cuh"
 
 // ---- version 1 --------------------------------------------------------------------------------
 __global__ void w2a8_gemv_kernel1(const uint8_t *w, int n, int k_pad, const int8_t *q, int32_t *out) {
@@ -160,32 +147,12 @@ __global__ void prefetch_kernel(const char *p, size_t n, int mode, int *sink) {
     }
 }
 
+// Median us per launch of `body`, `iters` launches in a graph (lab.cuh), 9 replays, 2 warm-up.
 static double graph_us(cudaStream_t st, int iters, const std::function<void(int)> &body) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < iters; i++) body(i);
-    CK(cudaStreamEndCapture(st, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<float> ms;
-    for (int r = 0; r < 9; r++) {
-        CK(cudaEventRecord(a, st));
-        CK(cudaGraphLaunch(ge, st));
-        CK(cudaEventRecord(b, st));
-        CK(cudaEventSynchronize(b));
-        float m;
-        CK(cudaEventElapsedTime(&m, a, b));
-        if (r >= 2) ms.push_back(m);
-    }
-    std::sort(ms.begin(), ms.end());
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return ms[ms.size() / 2] * 1000.0 / iters;
+    return lab_graph_us(st, iters, 9, 2, [&](int i) {
+        body(i);
+        return 0;
+    });
 }
 
 static int l2_study(double copy) {
@@ -247,6 +214,7 @@ static int l2_study(double copy) {
 static void hot_floor(int ver, const int (*shapes)[2], int n_timed, double copy);
 
 int main(int argc, char **argv) {
+    lab_seed(0xDEADBEEFCAFEF00Dull);
     if (argc > 1 && strcmp(argv[1], "l2") == 0) {
         const double copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, 11);
         l2_study(copy);
@@ -268,21 +236,13 @@ int main(int argc, char **argv) {
     printf("device %s, copy bandwidth %.0f GB/s (1 GiB D2D, read+write counted)\n", prop.name, copy);
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    cudaEvent_t ea, eb;
-    CK(cudaEventCreate(&ea));
-    CK(cudaEventCreate(&eb));
     printf("| version | N x K | us | GB/s | %% copy |\n|---:|---|---:|---:|---:|\n");
     for (int ver = 1; ver <= 10; ver++) {
         if ((only && ver != only) || (fast && ver < 3)) continue;
         for (int si = 0; si < n_shapes; si++) {
             const int n = shapes[si][0], k = shapes[si][1];
             const size_t wb = (size_t)n * k / 4;
-            std::vector<uint8_t> hw(wb);
-            for (auto &b : hw) {
-                uint8_t v = 0;
-                for (int j = 0; j < 4; j++) v |= (uint8_t)((rnd() % 3) << (2 * j));
-                b = v;
-            }
+            std::vector<uint8_t> hw = lab_random_i2s(wb);
             std::vector<int8_t> hq(k);
             int qs = 0;
             for (auto &v : hq) qs += (v = (int8_t)((int)(rnd() % 255) - 127));
@@ -316,28 +276,12 @@ int main(int argc, char **argv) {
                 // around) is what the first launches of the next replay read
                 const int L = R * ((100 + R - 1) / R);
                 const int ahead = (int)std::min<size_t>(R - 1, std::max<size_t>(1, ((16u << 20) + wb - 1) / wb));
-                cudaGraph_t g;
-                cudaGraphExec_t ge;
-                CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-                for (int i = 0; i < L; i++) launch(ver, d, d.w + wb * (i % R), n, k, st, d.w + wb * ((i + ahead) % R), wb);
-                CK(cudaStreamEndCapture(st, &g));
-                CK(cudaGraphInstantiate(&ge, g, 0));
-                std::vector<float> ms;
-                for (int r = 0; r < 13; r++) {
-                    CK(cudaEventRecord(ea, st));
-                    CK(cudaGraphLaunch(ge, st));
-                    CK(cudaEventRecord(eb, st));
-                    CK(cudaEventSynchronize(eb));
-                    float m;
-                    CK(cudaEventElapsedTime(&m, ea, eb));
-                    if (r >= 3) ms.push_back(m);
-                }
-                std::sort(ms.begin(), ms.end());
-                const double us = ms[ms.size() / 2] * 1000.0 / L;
+                const double us = lab_graph_us(st, L, 13, 3, [&](int i) {
+                    launch(ver, d, d.w + wb * (i % R), n, k, st, d.w + wb * ((i + ahead) % R), wb);
+                    return 0;
+                });
                 const double gbs = (wb + k + 4.0 * n) / (us * 1e-6) / 1e9;
                 printf("| %d | %dx%d | %.2f | %.0f | %.0f%% |\n", ver, n, k, us, gbs, 100 * gbs / copy);
-                cudaGraphExecDestroy(ge);
-                cudaGraphDestroy(g);
             }
             cudaFree(d.w), cudaFree(d.q), cudaFree(d.s), cudaFree(d.qsum), cudaFree(d.out);
         }
