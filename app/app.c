@@ -942,40 +942,115 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     return m;
 }
 
-static int load_branch(App *a, int64_t id, StoreSession *sess, AppTranscript *out,
-                       uint64_t *serial, char *why, size_t whylen) {
+/* The messages of the branch through message `through` (its newest leaf back to the root, root
+ * first), as indices into all[] (every message of the session, store_message_all); NULL when
+ * the message is not in the session. Why here and not a store query: a session's messages are
+ * already read whole for the view, and walking parent ids over them is exact and cheap. */
+static int *branch_through(Store *st, const StoreMessage *all, int n_all, int64_t through, int *n_out) {
+    *n_out = 0;
     Err err = {{0}};
-    if (store_session_get(history_store(a->hist), id, sess, &err)) {
+    int64_t cur = store_branch_leaf(st, through, &err);
+    if (cur <= 0) return NULL;
+    int *idx = malloc((size_t)(n_all > 0 ? n_all : 1) * sizeof *idx);
+    if (!idx) return NULL;
+    int n = 0;
+    while (cur && n < n_all) { /* n < n_all also stops a (corrupt) parent cycle */
+        int k = -1;
+        for (int i = 0; i < n_all; i++)
+            if (all[i].id == cur) k = i;
+        if (k < 0) break;
+        idx[n++] = k;
+        cur = all[k].parent_id;
+    }
+    if (cur || n == 0) { /* a parent outside the session: not a usable branch */
+        free(idx);
+        return NULL;
+    }
+    for (int i = 0; i < n / 2; i++) {
+        int t = idx[i];
+        idx[i] = idx[n - 1 - i];
+        idx[n - 1 - i] = t;
+    }
+    *n_out = n;
+    return idx;
+}
+
+/* The session's active branch, or, when `through` names a message that is not on it (a search
+ * hit in an older /regen branch), the branch that holds that message (*other set). */
+static int load_branch(App *a, int64_t id, int64_t through, StoreSession *sess, AppTranscript *out,
+                       uint64_t *serial, bool *other, char *why, size_t whylen) {
+    Err err = {{0}};
+    *other = false;
+    Store *st = history_store(a->hist);
+    if (store_session_get(st, id, sess, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
     StoreMessage *msgs = NULL;
-    int cnt = 0;
-    if (store_message_branch(history_store(a->hist), id, &msgs, &cnt, &err)) {
+    int cnt = 0, *order = NULL, n_order = 0;
+    if (through) {
+        if (store_message_all(st, id, &msgs, &cnt, &err)) {
+            snprintf(why, whylen, "%s", err.msg);
+            store_session_clear(sess);
+            return -1;
+        }
+        bool off_branch = false;
+        for (int i = 0; i < cnt; i++)
+            if (msgs[i].id == through) off_branch = !msgs[i].on_active_branch;
+        if (off_branch) order = branch_through(st, msgs, cnt, through, &n_order);
+        if (!order) { /* on the active branch (or not found): the usual view */
+            store_messages_free(msgs, cnt);
+            msgs = NULL;
+            cnt = 0;
+        }
+    }
+    if (!order && store_message_branch(st, id, &msgs, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         store_session_clear(sess);
         return -1;
     }
+    *other = order != NULL;
     AppSampling fallback = a->sampling;
-    for (int i = 0; i < cnt; i++) {
-        const StoreMessage *sm = &msgs[i];
+    const int n_show = order ? n_order : cnt;
+    for (int j = 0; j < n_show; j++) {
+        const StoreMessage *sm = &msgs[order ? order[j] : j];
         AppMsgKind kind = !strcmp(sm->role, "user")        ? MSG_USER
                           : !strcmp(sm->role, "assistant") ? MSG_ASSISTANT
                                                            : MSG_NOTE;
         if (!push_stored(out, serial, kind, sm, &fallback)) break;
     }
+    free(order);
     store_messages_free(msgs, cnt);
     return 0;
 }
 
+/* Inserts a note before the first message of a view. */
+static void view_note_first(App *a, AppTranscript *out, const char *text) {
+    AppMessage *m = tr_push(out, &a->next_serial, MSG_NOTE);
+    if (!m) return;
+    msg_append(m, text, strlen(text));
+    AppMessage tmp = *m;
+    memmove(&out->msgs[1], &out->msgs[0], (size_t)(out->n - 1) * sizeof *out->msgs);
+    out->msgs[0] = tmp;
+}
+
 int app_session_view(App *a, int64_t id, AppSessionRow *row, AppTranscript *out, char *why,
                      size_t whylen) {
+    return app_session_view_at(a, id, 0, row, out, why, whylen);
+}
+
+int app_session_view_at(App *a, int64_t id, int64_t message_id, AppSessionRow *row, AppTranscript *out,
+                        char *why, size_t whylen) {
     memset(out, 0, sizeof *out);
     if (need_store(a, why, whylen)) return -1;
     StoreSession sess;
     memset(&sess, 0, sizeof sess);
-    if (load_branch(a, id, &sess, out, &a->next_serial, why, whylen)) return -1;
+    bool other = false;
+    if (load_branch(a, id, message_id, &sess, out, &a->next_serial, &other, why, whylen)) return -1;
     row_from(&sess, row);
+    if (other) /* shown above the system prompt */
+        view_note_first(a, out, "This is an earlier branch (a reply made again with /regen), the one that "
+                                "holds the match; resuming continues the session's current branch.");
     if (sess.system_prompt && *sess.system_prompt) {
         /* Shown first, as a note. */
         AppMessage *m = tr_push(out, &a->next_serial, MSG_NOTE);

@@ -168,6 +168,10 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
 /* The active branch of a saved session with per-reply figures (read-only view). */
 int app_session_view(App *a, int64_t id, AppSessionRow *row, AppTranscript *out, char *why,
                      size_t whylen);
+/* The same, but when message_id (a search hit) is not on the active branch, the branch that
+ * holds it, under a note saying so. message_id 0: the active branch. */
+int app_session_view_at(App *a, int64_t id, int64_t message_id, AppSessionRow *row, AppTranscript *out,
+                        char *why, size_t whylen);
 /* Continues a saved session: its messages, system prompt and settings become the live
  * chat (the next reply re-reads the conversation into the engine's cache). */
 int app_session_resume(App *a, int64_t id, char *why, size_t whylen);

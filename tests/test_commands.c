@@ -12,6 +12,7 @@
 #include "app/app.h"
 #include "app/cli.h"
 #include "app/commands.h"
+#include "app/store.h"
 #include "check.h"
 
 static App *make_app(const char *db) {
@@ -300,6 +301,73 @@ static void test_broken_history(void) {
     unlink(path);
 }
 
+/* A search hit in an older /regen branch opens the branch that holds it (with a note), not the
+ * session's active branch; a hit on the active branch opens that, without the note. */
+static int64_t add_msg(Store *s, int64_t sid, int64_t parent, const char *role, const char *text) {
+    Err err = {{0}};
+    StoreMessage m = {.session_id = sid, .parent_id = parent, .text = (char *)text};
+    snprintf(m.role, sizeof m.role, "%s", role);
+    int64_t id = store_message_add(s, &m, &err);
+    REQUIRE(id > 0);
+    return id;
+}
+
+static bool view_has(const AppTranscript *t, const char *needle) {
+    for (int i = 0; i < t->n; i++)
+        if (t->msgs[i].text && strstr(t->msgs[i].text, needle)) return true;
+    return false;
+}
+
+static void test_view_branch_of_hit(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_branch_%d.db", (int)getpid());
+    unlink(path);
+    Err err = {{0}};
+    Store *s = store_open(path, &err);
+    REQUIRE(s != NULL);
+    StoreSession in = {.title = "branches"};
+    int64_t sid = store_session_create(s, &in, &err);
+    REQUIRE(sid > 0);
+    int64_t u1 = add_msg(s, sid, 0, "user", "tell me about animals");
+    int64_t old_reply = add_msg(s, sid, u1, "assistant", "the zebra has stripes");
+    int64_t u2 = add_msg(s, sid, old_reply, "user", "and its food");
+    add_msg(s, sid, u2, "assistant", "grass, mostly");
+    int64_t new_reply = add_msg(s, sid, u1, "assistant", "the giraffe is tall"); /* /regen: now active */
+    store_close(s);
+
+    App *a = make_app(path);
+    AppSessionRow row;
+    AppTranscript t;
+    char why[256];
+    AppSearchHit *hits = NULL;
+    int n_hits = 0;
+    CHECK_EQ_INT(app_search(a, "zebra", &hits, &n_hits, why, sizeof why), 0);
+    CHECK_EQ_INT(n_hits, 1);
+    if (n_hits == 1) CHECK(hits[0].message_id == old_reply && hits[0].session_id == sid);
+    free(hits);
+
+    CHECK_EQ_INT(app_session_view(a, sid, &row, &t, why, sizeof why), 0);
+    CHECK(view_has(&t, "giraffe") && !view_has(&t, "zebra") && !view_has(&t, "earlier branch"));
+    app_transcript_free(&t);
+
+    /* the older branch, followed to its newest leaf, with the note first */
+    CHECK_EQ_INT(app_session_view_at(a, sid, old_reply, &row, &t, why, sizeof why), 0);
+    CHECK(view_has(&t, "zebra") && view_has(&t, "grass, mostly") && !view_has(&t, "giraffe"));
+    CHECK(t.n == 5 && t.msgs[0].kind == MSG_NOTE && strstr(t.msgs[0].text, "earlier branch"));
+    CHECK(t.n == 5 && t.msgs[1].kind == MSG_USER && t.msgs[4].kind == MSG_ASSISTANT);
+    app_transcript_free(&t);
+
+    /* a hit on the active branch: the usual view */
+    CHECK_EQ_INT(app_session_view_at(a, sid, new_reply, &row, &t, why, sizeof why), 0);
+    CHECK(view_has(&t, "giraffe") && !view_has(&t, "zebra") && !view_has(&t, "earlier branch"));
+    app_transcript_free(&t);
+    app_destroy(a);
+    unlink(path);
+    char side[300];
+    snprintf(side, sizeof side, "%s-wal", path), unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path), unlink(side);
+}
+
 int main(void) {
     test_parse();
     test_table();
@@ -307,5 +375,6 @@ int main(void) {
     test_actions();
     test_export();
     test_broken_history();
+    test_view_branch_of_hit();
     return check_report("test_commands");
 }

@@ -106,7 +106,9 @@ static void open_view(Browser *b) {
     if (!id) return;
     char why[300];
     app_transcript_free(&b->view);
-    if (app_session_view(b->app, id, &b->view_row, &b->view, why, sizeof why)) {
+    /* from a search hit: the branch that holds the match, also when /regen made it an older one */
+    const int64_t hit_msg = b->query[0] ? b->hits[b->sel].message_id : 0;
+    if (app_session_view_at(b->app, id, hit_msg, &b->view_row, &b->view, why, sizeof why)) {
         set_msg(b, true, "Cannot open the session: %s", why);
         return;
     }
