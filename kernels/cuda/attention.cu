@@ -238,13 +238,6 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     trace_mark(p.trace, 2);
 }
 
-int check_shape(const KcudaAttnShape *a, const char *fn) {
-    if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
-    if (a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->n_heads / a->n_kv > MAX_REP ||
-        a->head_dim <= 0 || a->head_dim > MAX_HD || a->head_dim % 16 || a->ctx <= 0)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: heads %d/%d, head_dim %d, ctx %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)", fn, a->n_heads, a->n_kv, a->head_dim, a->ctx);
-    return KCUDA_OK;
-}
 
 }  // namespace
 
@@ -264,7 +257,7 @@ extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
 extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                                  uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                                  int *d_count, int pdl, void *stream) {
-    int rc = check_shape(a, "kcuda_attn_decode");
+    int rc = kcuda_attn_check_shape(a, "kcuda_attn_decode");
     if (rc) return rc;
     if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: NULL pointer");
@@ -300,4 +293,15 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
                             dim3(ATT_THREADS), 0, stream, pdl, p);
     return kcuda_launch(attn_decode_kernel3<true>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),
                         dim3(ATT_THREADS), 0, stream, pdl, p);
+}
+
+// Shapes both attention kernels (decode and prefill) support: their shared-memory tiles hold
+// head_dim <= MAX_HD and up to MAX_REP query heads per KV head (attention_prefill.cu has the
+// same two limits).
+int kcuda_attn_check_shape(const KcudaAttnShape *a, const char *fn) {
+    if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
+    if (a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->n_heads / a->n_kv > MAX_REP ||
+        a->head_dim <= 0 || a->head_dim > MAX_HD || a->head_dim % 16 || a->ctx <= 0)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: heads %d/%d, head_dim %d, ctx %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)", fn, a->n_heads, a->n_kv, a->head_dim, a->ctx);
+    return KCUDA_OK;
 }

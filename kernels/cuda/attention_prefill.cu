@@ -477,13 +477,6 @@ int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int p
     return kcuda_launch(attn_prefill_kernel2<HD, KSPLIT>, grid, dim3(ATT_THREADS * KSPLIT), smem, stream, pdl, p);
 }
 
-int check_shape(const KcudaAttnShape *a, const char *fn) {
-    if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
-    if (a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->n_heads / a->n_kv > MAX_REP ||
-        a->head_dim <= 0 || a->head_dim > MAX_HD || a->head_dim % 16 || a->ctx <= 0)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: heads %d/%d, head_dim %d, ctx %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)", fn, a->n_heads, a->n_kv, a->head_dim, a->ctx);
-    return KCUDA_OK;
-}
 
 // -1: not set yet (BITNET_CUDA_ATTN_PREFILL=0|1|2|3); 0 (the default): by T. Measured on the
 // H100 (lab, 2026-11-23, RoPE kernel included): T = 512 v2 29.5 us, v3 26.6 us; T = 64 v2
@@ -504,7 +497,7 @@ extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_
 extern "C" int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
                                      int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out,
                                      int pdl, void *stream) {
-    int rc = check_shape(a, "kcuda_attn_prefill");
+    int rc = kcuda_attn_check_shape(a, "kcuda_attn_prefill");
     if (rc) return rc;
     if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
     if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)

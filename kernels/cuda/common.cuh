@@ -9,6 +9,9 @@
 // Records the message of the last failure (thread-local) and returns code.
 int kcuda_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// KCUDA_OK, or the error (with a message naming fn) for a shape no attention kernel supports.
+int kcuda_attn_check_shape(const KcudaAttnShape *a, const char *fn);
+
 #define KCUDA_TRY(call)                                                                         \
     do {                                                                                        \
         cudaError_t e_ = (call);                                                                \
