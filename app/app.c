@@ -423,8 +423,10 @@ static int send_message(App *a, const char *text) {
         return REACT_STATUS | REACT_KEEP_INPUT;
     }
     if (!a->model_loaded && !a->loading) {
-        app_set_hint(a, "No model is loaded: use /load PATH.");
-        return REACT_STATUS | REACT_KEEP_INPUT;
+        /* Not handed back to the input line: the /load typed next would be appended to it.
+         * The input history has it. */
+        app_set_hint(a, "No model is loaded: use /load PATH (Up brings the message back).");
+        return REACT_STATUS;
     }
     AppMessage *m = tr_push(&a->tr, &a->next_serial, MSG_USER);
     if (!m || msg_append(m, text, strlen(text))) {
@@ -444,7 +446,9 @@ static int send_message(App *a, const char *text) {
 int app_submit_line(App *a, const char *line) {
     const char *p = line;
     while (*p == ' ' || *p == '\t') p++;
-    if (*p == '/' && p[1] != '/' && p[1] != ' ' && p[1]) return commands_run(a, p);
+    /* Every line whose first visible character is '/' is a command ("/ temp" included: it
+     * is refused with a hint rather than sent to the model), except "//text". */
+    if (*p == '/' && p[1] != '/') return commands_run(a, p);
     /* "//text" sends "/text" literally. */
     if (*p == '/' && p[1] == '/') line = p + 1;
     bool blank = true;

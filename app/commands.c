@@ -348,30 +348,33 @@ static int cmd_help(App *a, const char *args);
 static int cmd_quit(App *a, const char *args) { return REACT_QUIT; }
 
 static const Command table[] = {
-    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false},
-    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true},
-    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false},
-    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false},
-    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false},
-    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false},
+    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false, false},
+    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true,
+     false},
+    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false, false},
+    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false, false},
+    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false, false},
+    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false, false},
     {"/repeat_penalty", "/repeat_penalty [R]", "penalty for repeated tokens, 1 = off",
-     cmd_repeat, false},
-    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false},
-    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false},
-    {"/params", "/params", "show all settings", cmd_params, false},
+     cmd_repeat, false, false},
+    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false,
+     false},
+    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false, false},
+    {"/params", "/params", "show all settings", cmd_params, false, false},
     {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,
-     false},
-    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false},
+     false, false},
+    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false, true},
     {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
-     false},
-    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false},
-    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false},
-    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false},
+     false, true},
+    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false, false},
+    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false, false},
+    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false, false},
     {"/export", "/export [md|json] [PATH]", "write this conversation to a file", cmd_export,
-     true},
-    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false},
-    {"/clear", "/clear", "clear the screen (the conversation goes on)", cmd_clear, false},
-    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false},
+     true, false},
+    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false, false},
+    {"/clear", "/clear", "clear the screen (the conversation goes on)", cmd_clear, false, true},
+    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false, true},
+    {"/exit", "/exit", "leave (the same as /quit)", cmd_quit, false, true},
 };
 enum { N_COMMANDS = sizeof table / sizeof table[0] };
 
@@ -386,15 +389,35 @@ const Command *commands_table(int *n) {
     return table;
 }
 
-const Command *commands_find(const char *name, size_t len) {
-    const Command *prefix = NULL;
+CmdMatch commands_match(const char *name, size_t len, const Command **out) {
+    *out = NULL;
     int n_prefix = 0;
     for (int i = 0; i < N_COMMANDS; i++) {
-        if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) return &table[i];
-        if (len > 1 && !strncmp(table[i].name, name, len)) prefix = &table[i], n_prefix++;
+        if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) {
+            *out = &table[i];
+            return CMD_FOUND;
+        }
+        if (len > 1 && !strncmp(table[i].name, name, len)) {
+            if (!n_prefix) *out = &table[i];
+            n_prefix++;
+        }
     }
-    if (!strncmp("/exit", name, len) && len == 5) return commands_find("/quit", 5);
-    return n_prefix == 1 ? prefix : NULL;
+    if (n_prefix == 0) return CMD_UNKNOWN;
+    if (n_prefix > 1) return CMD_AMBIGUOUS;
+    return (*out)->full_name ? CMD_FULL_NAME : CMD_FOUND;
+}
+
+void commands_prefixed(const char *name, size_t len, char *out, size_t cap) {
+    size_t o = 0;
+    if (cap) out[0] = 0;
+    for (int i = 0; i < N_COMMANDS && o < cap; i++)
+        if (!strncmp(table[i].name, name, len))
+            o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? " " : "", table[i].name);
+}
+
+const Command *commands_find(const char *name, size_t len) {
+    const Command *c;
+    return commands_match(name, len, &c) == CMD_FOUND ? c : NULL;
 }
 
 static int cmd_help(App *a, const char *args) {
@@ -403,8 +426,16 @@ static int cmd_help(App *a, const char *args) {
     if (*name) {
         char with_slash[72];
         snprintf(with_slash, sizeof with_slash, "%s%s", name[0] == '/' ? "" : "/", name);
-        const Command *c = commands_find(with_slash, strlen(with_slash));
-        if (!c) return bad_arg(a, cmd_help, "no such command");
+        /* Help is harmless: any unique prefix explains its command. */
+        const Command *c;
+        CmdMatch m = commands_match(with_slash, strlen(with_slash), &c);
+        if (m == CMD_AMBIGUOUS) {
+            char names[300], why[340];
+            commands_prefixed(with_slash, strlen(with_slash), names, sizeof names);
+            snprintf(why, sizeof why, "ambiguous: %s", names);
+            return bad_arg(a, cmd_help, why);
+        }
+        if (m == CMD_UNKNOWN) return bad_arg(a, cmd_help, "no such command");
         app_note(a, MSG_NOTE, "%s\n  %s", c->usage, c->help);
         return REACT_CHAT;
     }
@@ -428,11 +459,28 @@ int commands_run(App *a, const char *line) {
     const char *p = line;
     while (*p && !isspace((unsigned char)*p)) p++;
     size_t len = (size_t)(p - line);
-    const Command *c = commands_find(line, len);
-    if (!c) {
-        int shown = len > 40 ? 40 : (int)len;
-        app_set_hint(a, "Unknown command %.*s%s: /help lists the commands.", shown, line,
-                     len > 40 ? "..." : "");
+    int shown = len > 40 ? 40 : (int)len;
+    const char *more = len > 40 ? "..." : "";
+    if (len == 1) {
+        app_set_hint(a, "No command after /: write /help, or //text to send a line starting "
+                        "with /.");
+        return REACT_STATUS;
+    }
+    const Command *c;
+    switch (commands_match(line, len, &c)) {
+    case CMD_FOUND: break;
+    case CMD_UNKNOWN:
+        app_set_hint(a, "Unknown command %.*s%s: /help lists the commands.", shown, line, more);
+        return REACT_STATUS;
+    case CMD_AMBIGUOUS: {
+        char names[300];
+        commands_prefixed(line, len, names, sizeof names);
+        app_set_hint(a, "%.*s is ambiguous: %s", shown, line, names);
+        return REACT_STATUS;
+    }
+    case CMD_FULL_NAME:
+        app_set_hint(a, "%.*s: type %s in full (commands that leave or drop text are never "
+                        "abbreviated).", shown, line, c->name);
         return REACT_STATUS;
     }
     while (*p == ' ' || *p == '\t') p++;

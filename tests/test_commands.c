@@ -78,7 +78,7 @@ static void test_table(void) {
         CHECK_MSG(commands_find(required[i], strlen(required[i])) != NULL, "%s", required[i]);
     CHECK(commands_find("/he", 3) == commands_find("/help", 5));   /* unique prefix */
     CHECK(commands_find("/t", 2) == NULL);                         /* ambiguous */
-    CHECK(commands_find("/exit", 5) == commands_find("/quit", 5)); /* alias */
+    CHECK(commands_find("/exit", 5)->fn == commands_find("/quit", 5)->fn); /* alias */
     CHECK(commands_find("/nope", 5) == NULL);
     CHECK(commands_find("/load", 5)->arg_is_path);
 }
@@ -169,12 +169,16 @@ static void test_actions(void) {
     app_submit_line(a, "/regen");
     CHECK(strstr(hint(a), "No model") != NULL || strstr(hint(a), "Nothing to regenerate") != NULL);
 
-    /* A message with no model is refused and handed back. */
+    /* A message with no model is refused and not handed back to the input line (a /load
+     * typed next would be appended to it); the hint says where it is. */
     r = app_submit_line(a, "hello");
-    CHECK(r & REACT_KEEP_INPUT);
+    CHECK(!(r & REACT_KEEP_INPUT));
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    CHECK(strstr(hint(a), "Up brings the message back") != NULL);
     /* "//" sends a literal slash (refused the same way here, not run as a command). */
+    app_set_hint(a, "-");
     r = app_submit_line(a, "//temp 5");
-    CHECK(r & REACT_KEEP_INPUT);
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
     CHECK(app_get_sampling(a).temperature != 5);
     CHECK_EQ_INT(app_submit_line(a, "   "), REACT_NONE);
 
@@ -215,6 +219,56 @@ static void test_actions(void) {
         app_submit_line(a, line);
     }
     CHECK(1); /* reaching here: no crash */
+    app_destroy(a);
+}
+
+/* Issue 15: what a line starting with '/' does. Every such line is a command (the man page's
+ * rule); prefixes run only when they name one harmless command. */
+static void test_prefixes(void) {
+    App *a = make_app(NULL);
+    double t0 = app_get_sampling(a).temperature;
+    /* "/ temp" is not sent to the model (it would be, as a chat message, before). */
+    int n0 = app_transcript(a)->n;
+    int r = app_submit_line(a, "/ temp 0.5");
+    CHECK(!(r & REACT_KEEP_INPUT));
+    CHECK(strstr(hint(a), "No command after /") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->n, n0);
+    CHECK_NEAR(app_get_sampling(a).temperature, t0, 1e-12);
+    app_set_hint(a, "-");
+    app_submit_line(a, "/");
+    CHECK(strstr(hint(a), "No command after /") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->n, n0);
+
+    /* "/ex" names /exit and /export: neither runs. */
+    r = app_submit_line(a, "/ex");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "/ex is ambiguous: /export /exit") != NULL);
+    /* "/q" names only /quit, which leaves: it must be typed in full. */
+    r = app_submit_line(a, "/q");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "type /quit in full") != NULL);
+    r = app_submit_line(a, "/qui");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "type /quit in full") != NULL);
+    /* "/re" lists its candidates instead of "Unknown command". */
+    app_submit_line(a, "/re");
+    CHECK(strstr(hint(a), "ambiguous: /repeat_penalty /regen /rename") != NULL);
+    /* /new, /clear and /regen drop or replace text: never from a prefix. */
+    app_submit_line(a, "/ne");
+    CHECK(strstr(hint(a), "type /new in full") != NULL);
+    app_submit_line(a, "/cle");
+    CHECK(strstr(hint(a), "type /clear in full") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->view_start, 0);
+    /* A harmless unique prefix still works. */
+    app_submit_line(a, "/tem 0.4");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.4, 1e-12);
+    app_submit_line(a, "/para");
+    CHECK_EQ_INT(app_transcript(a)->msgs[app_transcript(a)->n - 1].kind, MSG_NOTE);
+    /* /help explains any unique prefix, a full-name command included. */
+    app_submit_line(a, "/help q");
+    CHECK(strstr(app_transcript(a)->msgs[app_transcript(a)->n - 1].text, "/quit") != NULL);
+    app_submit_line(a, "/help re");
+    CHECK(strstr(hint(a), "ambiguous") != NULL);
     app_destroy(a);
 }
 
@@ -373,6 +427,7 @@ int main(void) {
     test_table();
     test_settings();
     test_actions();
+    test_prefixes();
     test_export();
     test_broken_history();
     test_view_branch_of_hit();

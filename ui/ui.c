@@ -35,6 +35,10 @@ enum {
      * under 2% even when the engine has every core busy (tests/ui/bench_ui_vs_prompt.py). */
     DRAIN_MS = 50,
     ESC_WAIT_MS = 30,  /* a lone ESC: nothing followed within this time */
+    /* Esc pressed to stop a reply that has just ended, then a key: the two may arrive as one
+     * Alt+key (tmux holds an Esc for 500 ms by default to see what follows). For this long
+     * after a reply ends, Esc + key is taken as two keys, so the key is never eaten. */
+    ESC_AFTER_REPLY_MS = 1000,
     HINT_MIN_MS = 1500,/* a hint stays at least this long before a key clears it */
     MIN_COLS = 24,
     MIN_ROWS = 5,
@@ -57,6 +61,7 @@ typedef struct {
     char inbuf[INBUF];
     size_t inlen;
     int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
+    int64_t reply_ended_at;  /* when the last reply ended (mono_ms), 0 if none yet */
     bool in_paste;
     char *paste;
     size_t paste_len, paste_cap;
@@ -257,6 +262,10 @@ static void browser_result(Ui *u, BrowserResult r) {
     u->dirty |= D_ALL;
 }
 
+static bool reply_just_ended(const Ui *u) {
+    return u->reply_ended_at && mono_ms() - u->reply_ended_at < ESC_AFTER_REPLY_MS;
+}
+
 static void chat_key(Ui *u, const Key *k) {
     /* Any key clears a hint that has been readable for a while. */
     if (u->hint[0] && mono_ms() - u->hint_shown_at > HINT_MIN_MS) {
@@ -271,7 +280,7 @@ static void chat_key(Ui *u, const Key *k) {
         break;
     case K_ESC:
         if (app_busy(u->app)) apply(u, app_cancel(u->app));
-        else input_feed(k->bytes, k->len); /* vi mode, or Meta- prefix in emacs mode */
+        else if (!reply_just_ended(u)) input_escape(); /* else it was meant for the reply */
         break;
     case K_PGUP: chatview_page(u->view, -1); u->dirty |= D_CHAT; break;
     case K_PGDN: chatview_page(u->view, 1); u->dirty |= D_CHAT; break;
@@ -357,9 +366,11 @@ static void process_input(Ui *u, bool at_end) {
             continue;
         }
         if (k.type == K_PASTE_END) continue;
-        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b && (u->browser || app_busy(u->app))) {
+        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b &&
+            (u->browser || app_busy(u->app) || reply_just_ended(u))) {
             /* Esc and a key typed right after it arrive together and look like Alt+key. The
-             * browser has no Alt keys, and while a reply runs Esc means stop: split them. */
+             * browser has no Alt keys, while a reply runs Esc means stop, and just after one
+             * ended it was meant to: split them. */
             Key esc = {K_ESC, k.bytes, 1};
             if (u->browser) browser_result(u, browser_key(u->browser, &esc));
             else chat_key(u, &esc);
@@ -494,7 +505,13 @@ static int run(const AppConfig *cfg, bool browse) {
         if (u.engine_waiting && mono_ms() - u.last_drain >= DRAIN_MS) {
             u.engine_waiting = false;
             u.last_drain = mono_ms();
+            bool was_busy = app_busy(app);
             apply(&u, app_process_events(app));
+            if (was_busy && !app_busy(app)) {
+                /* An Esc meant for the reply must not linger as a prefix of the next key. */
+                u.reply_ended_at = mono_ms();
+                input_drop_pending();
+            }
         }
         app_tick(app);
 
