@@ -27,7 +27,8 @@ typedef enum {
 typedef struct {
     AppMode mode;
     const char *model;         /* --model or the positional MODEL; NULL: the default model */
-    const char *prompt;        /* -p */
+    const char *prompt;        /* -p TEXT ("-": read standard input) */
+    const char *prompt_file;   /* -f FILE ("-": standard input): the prompt, after -p TEXT */
     const char *system;        /* --system */
     const char *backend;       /* "auto" (default), "cpu", "cuda" */
     int threads;               /* 0 = all cores */
@@ -41,8 +42,10 @@ typedef struct {
     const char *db_path;       /* --db */
     bool no_history;
     int64_t session_id;        /* --show/--export/--delete ID */
+    int64_t resume_id;         /* --resume ID: the chat continues this saved session */
+    bool resume_latest;        /* --continue: the chat continues the newest saved session */
     const char *search;        /* --search TEXT */
-    const char *format;        /* --format md|json */
+    const char *format;        /* --format md|json; NULL: not given (md) */
     const char *output;        /* -o FILE */
     bool yes;                  /* --yes */
     bool jsonl;                /* tokenize --jsonl */

@@ -4,8 +4,11 @@
  * The one-shot prompt goes through the engine thread exactly as the chat does, so its figures
  * are the ones the chat shows. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +89,131 @@ static void die_by_signal(int sig) {
     raise(sig);
 }
 
+/* ---- the prompt's text: -p TEXT, -f FILE, standard input ------------------------------------ */
+
+enum { PROMPT_MAX_BYTES = 64 << 20 }; /* far beyond any model's context; stops /dev/zero */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+/* Appends everything fd holds to b. what names the source in messages. A pipe that stays open
+ * with nothing in it (stdin of a job run over ssh) would wait silently: after 2 s a note on
+ * stderr says what is being waited for. */
+static int read_all(int fd, const char *what, Buf *b, bool note_wait) {
+    char chunk[65536];
+    bool noted = !note_wait;
+    for (;;) {
+        if (!noted) {
+            struct pollfd p = {fd, POLLIN, 0};
+            int r = poll(&p, 1, 2000);
+            if (r == 0) {
+                fprintf(stderr, "bitnet-chat: waiting for %s to end (it is added to the prompt; "
+                                "</dev/null leaves it out)\n", what);
+                noted = true;
+                continue;
+            }
+            if (r < 0 && errno == EINTR) {
+                if (stop_requested()) return -1;
+                continue;
+            }
+            noted = true;
+        }
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r == 0) return 0;
+        if (r < 0) {
+            if (errno == EINTR) {
+                if (stop_requested()) return -1;
+                continue;
+            }
+            fprintf(stderr, "bitnet-chat: reading %s: %s\n", what, strerror(errno));
+            return -1;
+        }
+        if (b->n + (size_t)r > PROMPT_MAX_BYTES) {
+            fprintf(stderr, "bitnet-chat: %s is larger than %d MiB; no model's context holds "
+                            "that\n", what, PROMPT_MAX_BYTES >> 20);
+            return -1;
+        }
+        if (buf_add(b, chunk, (size_t)r)) {
+            fprintf(stderr, "bitnet-chat: out of memory reading %s\n", what);
+            return -1;
+        }
+    }
+}
+
+/* The prompt: -p TEXT (or stdin for "-"), then -f FILE (or stdin for "-"), then, after -p TEXT
+ * without -f, standard input when it is not a terminal (`cat notes | bitnet-chat -p "Sum
+ * up:"`; one argument is limited to 128 KiB by the kernel, so long inputs come this way).
+ * Parts are joined by a blank line. NULL (message printed) when it cannot be read or is empty. */
+static char *prompt_text(const AppConfig *cfg) {
+    Buf b = {0};
+    bool from_stdin = false, ok = true;
+    if (cfg->prompt && strcmp(cfg->prompt, "-")) ok = !buf_add(&b, cfg->prompt, strlen(cfg->prompt));
+    else if (cfg->prompt) ok = !read_all(STDIN_FILENO, "stdin", &b, false), from_stdin = true;
+    if (ok && cfg->prompt_file) {
+        Buf f = {0};
+        if (!strcmp(cfg->prompt_file, "-")) {
+            ok = !read_all(STDIN_FILENO, "stdin", &f, false);
+            from_stdin = true;
+        } else {
+            int fd = open(cfg->prompt_file, O_RDONLY | O_CLOEXEC);
+            struct stat st;
+            if (fd < 0) {
+                fprintf(stderr, "bitnet-chat: -f %s: %s\n", cfg->prompt_file, strerror(errno));
+                ok = false;
+            } else if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "bitnet-chat: -f %s: is a directory\n", cfg->prompt_file);
+                ok = false;
+            } else {
+                ok = !read_all(fd, cfg->prompt_file, &f, false);
+            }
+            if (fd >= 0) close(fd);
+        }
+        if (ok && f.n && b.n) ok = !buf_add(&b, "\n\n", 2);
+        if (ok && f.n) ok = !buf_add(&b, f.p, f.n);
+        free(f.p);
+    }
+    if (ok && cfg->prompt && !cfg->prompt_file && !from_stdin && !isatty(STDIN_FILENO)) {
+        Buf in = {0};
+        ok = !read_all(STDIN_FILENO, "stdin", &in, true);
+        if (ok && in.n) ok = !buf_add(&b, "\n\n", 2) && !buf_add(&b, in.p, in.n);
+        free(in.p);
+    }
+    bool visible = false;
+    for (size_t i = 0; ok && i < b.n && !visible; i++)
+        visible = b.p[i] && !strchr(" \t\r\n\v\f", b.p[i]);
+    if (ok && !visible) {
+        fprintf(stderr, "bitnet-chat: the prompt is empty%s\n",
+                from_stdin ? " (stdin had no text)" : cfg->prompt_file ? " (the file has no text)" : "");
+        ok = false;
+    }
+    if (ok && memchr(b.p, 0, b.n)) {
+        fprintf(stderr, "bitnet-chat: the prompt holds a NUL byte (a binary file?)\n");
+        ok = false;
+    }
+    if (!ok) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
 /* Waits for the load started by engine_create; 0 when loaded, -1 (message printed) if not. */
 static int wait_loaded(Engine *e, int show_progress) {
     EngineEvent ev[16];
@@ -153,6 +281,12 @@ int cmd_prompt(const AppConfig *cfg) {
     sa.sa_handler = on_sigterm;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* Read before the model loads: an empty or unreadable input fails at once. */
+    char *prompt = prompt_text(cfg);
+    if (!prompt) {
+        if (terminated_by) die_by_signal(terminated_by);
+        return interrupted ? 130 : 1;
+    }
     /* A reader that goes away (`| head -c 10`) must not kill the process before the reply is
      * saved: a failed write (EPIPE) stops the reply instead, and the process then ends by
      * SIGPIPE as it would have, quietly. */
@@ -163,6 +297,7 @@ int cmd_prompt(const AppConfig *cfg) {
     Engine *e = engine_create(&eo, &err);
     if (!e) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        free(prompt);
         return 1;
     }
     int loaded = wait_loaded(e, isatty(STDERR_FILENO));
@@ -172,13 +307,13 @@ int cmd_prompt(const AppConfig *cfg) {
          * and joined; a second Ctrl-C ends the process if that takes too long. */
         if (loaded == -2 && terminated_by) die_by_signal(terminated_by);
         engine_destroy(e);
+        free(prompt);
         return loaded == -2 ? 130 : 1;
     }
 
     ChatTurn turns[2];
     int n_turns = 0;
     if (cfg->system && cfg->system[0]) turns[n_turns++] = (ChatTurn){ROLE_SYSTEM, cfg->system};
-    const char *prompt = cfg->prompt ? cfg->prompt : "";
     turns[n_turns++] = (ChatTurn){ROLE_USER, prompt};
     SamplerParams sp = sampler_params_from(cfg);
 
@@ -189,6 +324,7 @@ int cmd_prompt(const AppConfig *cfg) {
     if (!h) {
         fprintf(stderr, "bitnet-chat: out of memory\n");
         engine_destroy(e);
+        free(prompt);
         return 1;
     }
     if (warn.msg[0]) fprintf(stderr, "bitnet-chat: %s\n", warn.msg);
@@ -257,6 +393,7 @@ int cmd_prompt(const AppConfig *cfg) {
     if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     if (history_flush_final(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     history_close(h);
+    free(prompt);
     if (terminated_by) die_by_signal(terminated_by);
     if (out_errno == EPIPE) die_by_signal(SIGPIPE);
     if (out_errno) {

@@ -343,6 +343,71 @@ static int cmd_stats(App *a, const char *args) {
     return REACT_CHAT;
 }
 
+static int cmd_reset(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_reset, "takes no argument");
+    return app_reset_context(a);
+}
+
+static int cmd_undo(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_undo, "takes no argument");
+    return app_undo(a);
+}
+
+static int cmd_edit(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_edit, "takes no argument");
+    return app_edit_last(a);
+}
+
+static int cmd_copy(App *a, const char *args) {
+    long long n = 0;
+    char why[128];
+    if (!blank(args) && cmd_parse_int(args, 1, 1000, &n, why, sizeof why))
+        return bad_arg(a, cmd_copy, why);
+    return app_copy_reply(a, (int)n);
+}
+
+/* /show and /info: what is loaded, with the long backend description the status bar shortens. */
+static int cmd_show(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_show, "takes no argument");
+    AppStatus st;
+    app_status(a, &st);
+    if (!st.model_loaded) {
+        app_set_hint(a, st.loading ? "The model is still loading." : "No model is loaded: use /load PATH.");
+        return REACT_STATUS;
+    }
+    app_note(a, MSG_NOTE,
+             "Model: %s\nFile: %s\nParameters: %d million\nContext: %d tokens\n"
+             "Backend: %s\nLoaded in %.2f s",
+             st.model, st.model_path, st.n_params_m, st.ctx_size, st.backend, st.load_ms / 1000.0);
+    return REACT_CHAT;
+}
+
+/* /set NAME VALUE: the names Ollama and llama.cpp users type, as aliases of the commands. */
+static int cmd_set(App *a, const char *args) {
+    static const struct {
+        const char *name;
+        CommandFn fn;
+    } names[] = {
+        {"temp", cmd_temp}, {"temperature", cmd_temp}, {"top_p", cmd_top_p}, {"top-p", cmd_top_p},
+        {"top_k", cmd_top_k}, {"top-k", cmd_top_k}, {"min_p", cmd_min_p}, {"min-p", cmd_min_p},
+        {"repeat_penalty", cmd_repeat}, {"repeat-penalty", cmd_repeat}, {"seed", cmd_seed},
+        {"max_tokens", cmd_max_tokens}, {"max-tokens", cmd_max_tokens},
+        {"num_predict", cmd_max_tokens}, {"system", cmd_system},
+    };
+    while (isspace((unsigned char)*args)) args++;
+    if (!*args) return cmd_params(a, "");
+    size_t wl = strcspn(args, " \t");
+    const char *value = args + wl;
+    while (*value == ' ' || *value == '\t') value++;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i].name) == wl && !strncmp(names[i].name, args, wl))
+            return names[i].fn(a, value);
+    char why[200];
+    snprintf(why, sizeof why, "no setting '%.*s': temperature, top_p, top_k, min_p, "
+             "repeat_penalty, seed, max_tokens or system", (int)(wl > 40 ? 40 : wl), args);
+    return bad_arg(a, cmd_set, why);
+}
+
 static int cmd_help(App *a, const char *args);
 
 static int cmd_quit(App *a, const char *args) { return REACT_QUIT; }
@@ -361,20 +426,35 @@ static const Command table[] = {
      false},
     {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false, false},
     {"/params", "/params", "show all settings", cmd_params, false, false},
+    {"/set", "/set [NAME VALUE]", "set temperature, top_p, top_k, ..., system (Ollama's names)",
+     cmd_set, false, false},
+    {"/show", "/show", "the model: file, parameters, context, backend, load time", cmd_show,
+     false, false},
+    {"/info", "/info", "the same as /show", cmd_show, false, false},
     {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,
      false, false},
     {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false, true},
     {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
      false, true},
+    {"/undo", "/undo", "drop your last message and its reply (kept as a branch)", cmd_undo,
+     false, true},
+    {"/edit", "/edit", "take your last message back into the input line to change and resend",
+     cmd_edit, false, true},
+    {"/copy", "/copy [N]", "put the last reply (or its N-th code block) on the clipboard",
+     cmd_copy, false, false},
     {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false, false},
     {"/search", "/search TEXT", "search all saved sessions", cmd_search, false, false},
     {"/rename", "/rename TITLE", "rename this session", cmd_rename, false, false},
     {"/export", "/export [md|json] [PATH]", "write this conversation to a file", cmd_export,
      true, false},
     {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false, false},
-    {"/clear", "/clear", "clear the screen (the conversation goes on)", cmd_clear, false, true},
+    {"/clear", "/clear", "clear the screen (the model still sees the conversation)", cmd_clear,
+     false, true},
+    {"/reset", "/reset", "new context, same screen: the model forgets the text above", cmd_reset,
+     false, true},
     {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false, true},
     {"/exit", "/exit", "leave (the same as /quit)", cmd_quit, false, true},
+    {"/bye", "/bye", "leave (the same as /quit)", cmd_quit, false, true},
 };
 enum { N_COMMANDS = sizeof table / sizeof table[0] };
 

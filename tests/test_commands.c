@@ -272,6 +272,53 @@ static void test_prefixes(void) {
     app_destroy(a);
 }
 
+/* Issue 15: the commands Ollama and llama.cpp users reach for. */
+static void test_more_commands(void) {
+    App *a = make_app(NULL);
+    app_submit_line(a, "/set temperature 0.3");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    app_submit_line(a, "/set num_predict 99");
+    CHECK_EQ_INT(app_get_sampling(a).max_tokens, 99);
+    app_submit_line(a, "/set top-k 5");
+    CHECK_EQ_INT(app_get_sampling(a).top_k, 5);
+    app_submit_line(a, "/set system Be terse.");
+    CHECK_STREQ(app_get_system(a), "Be terse.");
+    app_submit_line(a, "/set warmth 3");
+    CHECK(strstr(hint(a), "no setting 'warmth'") != NULL);
+    app_submit_line(a, "/set temperature hot");
+    CHECK(strstr(hint(a), "expected a number") != NULL);
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    CHECK_EQ_INT(app_submit_line(a, "/bye") & REACT_QUIT, REACT_QUIT);
+    CHECK_EQ_INT(app_submit_line(a, "/by") & REACT_QUIT, 0);
+    app_submit_line(a, "/show");
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    app_submit_line(a, "/info");
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    app_submit_line(a, "/undo");
+    CHECK(strstr(hint(a), "Nothing to undo") != NULL);
+    int r = app_submit_line(a, "/edit");
+    CHECK(strstr(hint(a), "Nothing to edit") != NULL);
+    CHECK(!(r & REACT_SET_INPUT));
+    r = app_submit_line(a, "/copy");
+    CHECK(strstr(hint(a), "Nothing to copy") != NULL);
+    CHECK(!(r & REACT_COPY));
+    app_submit_line(a, "/copy x");
+    CHECK(strstr(hint(a), "usage: /copy") != NULL);
+    int n0 = app_transcript(a)->n;
+    r = app_submit_line(a, "/reset");
+    CHECK(r & REACT_CHAT);
+    CHECK_EQ_INT(app_transcript(a)->n, n0 + 1);
+    CHECK_EQ_INT(app_transcript(a)->ctx_start, app_transcript(a)->n);
+    CHECK(strstr(app_transcript(a)->msgs[n0].text, "Context reset") != NULL);
+    /* /help says what /clear and /reset each do (Ollama users expect /clear to forget). */
+    app_submit_line(a, "/help");
+    const char *help = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    CHECK(strstr(help, "/clear") && strstr(help, "the model still sees the conversation"));
+    CHECK(strstr(help, "/reset") && strstr(help, "the model forgets the text above"));
+    CHECK(strstr(help, "/exit") != NULL);
+    app_destroy(a);
+}
+
 static void test_export(void) {
     App *a = make_app(NULL);
     char path[256], written[512], why[256];
@@ -428,6 +475,7 @@ int main(void) {
     test_settings();
     test_actions();
     test_prefixes();
+    test_more_commands();
     test_export();
     test_broken_history();
     test_view_branch_of_hit();

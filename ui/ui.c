@@ -198,6 +198,7 @@ static void apply(Ui *u, int react) {
         chatview_end(u->view);
     }
     if (react & REACT_QUIT) u->quit = true;
+    if (react & REACT_COPY) screen_clipboard(app_take_copy(u->app));
     if (react & REACT_BROWSER) {
         browser_free(u->browser);
         u->browser = browser_open(u->app, app_browser_query(u->app));
@@ -231,6 +232,7 @@ static void submit_lines(Ui *u) {
     u->hint[0] = 0;
     int react = app_submit_line(u->app, line);
     if (react & REACT_KEEP_INPUT) input_set_text(line);
+    if (react & REACT_SET_INPUT) input_set_text(app_take_input(u->app));
     else if (!(react & REACT_BROWSER)) chatview_end(u->view); /* sending jumps to the bottom */
     free(line);
     apply(u, react | REACT_CHAT);
@@ -429,6 +431,15 @@ static int run(const AppConfig *cfg, bool browse) {
         fprintf(stderr, "bitnet-chat: %s\n", why);
         return 1;
     }
+    if (cfg->resume_latest || cfg->resume_id) {
+        /* --continue / --resume ID: the chat opens on that session, without the browser. */
+        int64_t id = cfg->resume_id ? cfg->resume_id : app_newest_session(app, why, sizeof why);
+        if (!id || app_session_resume(app, id, why, sizeof why)) {
+            fprintf(stderr, "bitnet-chat: %s: %s\n", cfg->resume_id ? "--resume" : "--continue", why);
+            app_destroy(app);
+            return 1;
+        }
+    }
     if (screen_init(why, sizeof why)) {
         app_destroy(app);
         fprintf(stderr, "bitnet-chat: %s\n", why);
@@ -447,6 +458,7 @@ static int run(const AppConfig *cfg, bool browse) {
     u.dirty = D_ALL;
     apply(&u, REACT_CHAT | REACT_STATUS);
 
+    int quit_signal = 0;
     while (!u.quit) {
         int64_t now = mono_ms();
         int timeout = 1000;
@@ -478,7 +490,10 @@ static int run(const AppConfig *cfg, bool browse) {
         if (pr > 0 && (fds[2].revents & POLLIN)) u.engine_waiting = true;
 
         ScreenSignals sig = screen_take_signals();
-        if (sig.quit) break;
+        if (sig.quit) {
+            quit_signal = sig.quit;
+            break;
+        }
         if (sig.resize) {
             screen_apply_resize();
             u.dirty |= D_ALL;
@@ -532,7 +547,8 @@ static int run(const AppConfig *cfg, bool browse) {
     free(u.paste);
     screen_shutdown();
     app_destroy(app);
-    return 0;
+    /* Ended by SIGTERM/SIGHUP: say so in the status, as a shell would (143 for SIGTERM). */
+    return quit_signal ? 128 + quit_signal : 0;
 }
 
 int ui_run_chat(const AppConfig *cfg) { return run(cfg, false); }

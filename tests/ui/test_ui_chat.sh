@@ -73,4 +73,149 @@ sleep 0.3
 t_type "0iX"
 t_wait "> Xabc"
 
+# 7. /quit mid-reply: the partial reply is recorded as cancelled (before: stop reason "").
+t_start 100 30 "BN_FAKE_TOKENS=100000 BN_FAKE_RATE=50 $FAKE --db '$T_DIR/h7.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "until quit"; t_keys Enter
+t_wait "w5 "
+t_type "/quit"; t_keys Enter
+t_wait "EXITED rc=0"
+if command -v sqlite3 >/dev/null 2>&1; then
+    saved=$(sqlite3 "$T_DIR/h7.db" "select interrupted || ':' || stop_reason from messages where role='assistant'")
+    T_CHECKS=$((T_CHECKS + 1))
+    [ "$saved" = "1:cancelled" ] || t_fail "/quit mid-reply recorded '$saved', expected 1:cancelled"
+fi
+
+# 8. The session browser: ids and dates on every row; F2 as xterm and tmux send it (ESC O Q,
+# terminfo kf2) renames; after a rename the selection stays on the renamed session (the list is
+# sorted by time, so it moves); the session being chatted in is not deleted; e exports; search
+# hits name their session.
+mkdir -p "$T_DIR/cwd8"
+cd "$T_DIR/cwd8" || exit 1
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h8.db' '$MODEL'"
+cd - >/dev/null || exit 1
+t_wait "Loaded model.gguf"
+for w in alpha beta gamma; do
+    t_type "$w"; t_keys Enter
+    t_wait "You said: $w. w1 w2"
+    t_wait_gone "generating"
+    [ $w = gamma ] || { t_type "/new"; t_keys Enter; t_wait "New session"; }
+done
+t_type "/sessions"; t_keys Enter
+t_wait "Saved sessions: 3 "
+t_wait_re "^ alpha +model\.gguf +20[0-9-]+ [0-9:]+ +2 msg +#1"
+t_keys End
+t_keys F2
+t_wait "New title (Ctrl-U clears): alpha"
+t_keys C-u; t_type "zulu renamed"; t_keys Enter
+t_wait "Renamed."
+t_wait_re "^ zulu renamed +model"
+t_type "d"
+t_wait "Delete \"zulu renamed\" and all its messages? (y/N)"
+t_type "n"
+t_wait "Not deleted."
+t_keys Home Down # gamma: the live chat's session
+t_type "d"
+t_wait "This is the session you are chatting in: start /new first"
+t_type "e"
+t_wait "Exported to bitnet-chat-"
+T_CHECKS=$((T_CHECKS + 1))
+f=$(ls "$T_DIR"/cwd8/bitnet-chat-*.md 2>/dev/null | head -n 1)
+{ [ -n "$f" ] && grep -q "gamma" "$f"; } || t_fail "e did not export the selected session"
+T_CHECKS=$((T_CHECKS + 1))
+[ -n "$f" ] && [ "$(stat -c %a "$f")" = 600 ] || t_fail "browser export is not private (0600)"
+t_keys Enter
+t_wait_re "^ #3 gamma \(read-only\) · model\.gguf · "
+t_keys Escape
+t_type "/"; t_type "beta"; t_keys Enter
+t_wait "#2 beta: "
+t_keys Escape
+t_type "q"
+# /export from the chat is private as well (it was 0644).
+t_type "/export $T_DIR/chat.md"; t_keys Enter
+t_wait "Exported to"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(stat -c %a "$T_DIR/chat.md" 2>/dev/null)" = 600 ] || t_fail "/export file is not 0600"
+t_keys C-d
+t_wait "EXITED rc=0"
+
+# 9. /sessions with --no-history opens the file read-only (it said there were none).
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --no-history --db '$T_DIR/h8.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/sessions"; t_keys Enter
+t_wait "Saved sessions: 3 "
+t_type "d"
+t_wait "Read-only (--no-history): sessions cannot be deleted."
+t_type "r"
+t_wait "read-only with --no-history"
+t_keys Enter
+t_wait "You said: alpha."
+
+# 10. A load says how long it took, also when it is quick; /show tells what is loaded.
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h10.db' --temp 0.2 '$MODEL'"
+t_wait_re "Loaded model\.gguf \(.*-token context\) in [0-9]+\.[0-9] s\."
+t_type "/show"; t_keys Enter
+t_wait "File: $MODEL"
+t_wait_re "Loaded in [0-9]+\.[0-9]+ s"
+t_type "/bye"; t_keys Enter
+t_wait "EXITED rc=0"
+
+# 11. /undo, /edit, /reset, /copy.
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h11.db' '$MODEL'"
+tmux -L "$T_SOCK" set -g set-clipboard on
+t_wait "Loaded model.gguf"
+t_type "first"; t_keys Enter
+t_wait "You said: first. w1 w2"; t_wait_gone "generating"
+t_type "secnd"; t_keys Enter
+t_wait "You said: secnd. w1 w2"; t_wait_gone "generating"
+t_type "/edit"; t_keys Enter
+t_wait "> secnd"
+t_wait_gone "You said: secnd."
+t_keys C-u; t_type "second"; t_keys Enter
+t_wait "You said: second. w1 w2"; t_wait_gone "generating"
+t_type "/undo"; t_keys Enter
+t_wait "Removed your last message and its reply"
+t_wait_gone "You said: second."
+t_wait "You said: first."
+if command -v sqlite3 >/dev/null 2>&1; then
+    T_CHECKS=$((T_CHECKS + 1))
+    # every version stays in the history as a branch: first, secnd, second and their replies
+    [ "$(sqlite3 "$T_DIR/h11.db" 'select count(*) from messages')" = 6 ] ||
+        t_fail "/edit and /undo lost messages: $(sqlite3 "$T_DIR/h11.db" 'select role, text from messages')"
+fi
+t_type "code:"; t_keys C-j; t_type '```'; t_keys C-j; t_type "x = 1"; t_keys C-j; t_type '```'; t_keys Enter
+t_wait "w1 w2"; t_wait_gone "generating"
+t_type "/copy 1"; t_keys Enter
+t_wait "Copied code block 1"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(tmux -L "$T_SOCK" show-buffer 2>/dev/null)" = "x = 1" ] ||
+    t_fail "/copy 1: clipboard holds '$(tmux -L "$T_SOCK" show-buffer 2>/dev/null)'"
+t_type "/reset"; t_keys Enter
+t_wait "Context reset: the model no longer sees the text above"
+t_wait "You said: first."
+t_keys C-d
+t_wait "EXITED rc=0"
+
+# 12. --continue opens the newest session and says which settings it brings (it was silent);
+# --resume with an unknown id is one line on stderr.
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h11.db' --continue '$MODEL'"
+t_wait "Resumed \"first\""
+t_keys C-d
+t_wait "EXITED rc=0"
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h12.db' --temp 0.2 '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "cold"; t_keys Enter
+t_wait "You said: cold. w1 w2"; t_wait_gone "generating"
+t_keys C-d
+t_wait "EXITED rc=0"
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h12.db' --resume 1 '$MODEL'"
+t_wait "Resumed \"cold\""
+t_wait "The session's settings are now in use: temperature 0.70 -> 0.20."
+t_wait "T 0.20"
+t_keys C-d
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h12.db' --resume 99 '$MODEL'"
+t_wait "EXITED rc=1"
+T_CHECKS=$((T_CHECKS + 1))
+grep -q "bitnet-chat: --resume: " "$T_DIR/stderr" || t_fail "--resume 99: no reason on stderr"
+
 t_done test_ui_chat
