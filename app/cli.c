@@ -56,6 +56,7 @@ void cli_usage(FILE *to) {
         "      --format F           md (default) or json; json also for --sessions, --show\n"
         "                           and --search\n"
         "  -o, --output FILE        write the export to FILE instead of stdout\n"
+        "      --force              let --export -o replace an existing FILE\n"
         "      --delete ID          delete a session (asks unless --yes)\n"
         "  -y, --yes                do not ask for confirmation\n"
         "      --browse             open the session browser\n"
@@ -73,7 +74,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +93,7 @@ static const struct option long_opts[] = {
     {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
     {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
     {"continue", no_argument, 0, OPT_CONTINUE}, {"resume", required_argument, 0, OPT_RESUME},
+    {"force", no_argument, 0, OPT_FORCE},
     {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
@@ -261,6 +263,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case 'y': c->yes = true; break;
         case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
         case OPT_CONTINUE: c->resume_latest = true; break;
+        case OPT_FORCE: c->force = true; break;
         case OPT_RESUME:
             if (parse_i64("--resume", optarg, 1, INT64_MAX, &c->resume_id)) return 2;
             break;

@@ -48,6 +48,7 @@ typedef struct {
     const char *format;        /* --format md|json; NULL: not given (md) */
     const char *output;        /* -o FILE */
     bool yes;                  /* --yes */
+    bool force;                /* --force: --export -o may replace an existing file */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
     int npos;                  /* positional arguments after the subcommand */

@@ -331,6 +331,7 @@ int cmd_prompt(const AppConfig *cfg) {
     EngineModelInfo info;
     memset(&info, 0, sizeof info);
     engine_model_info(e, &info);
+    app_absolute_path(info.path, sizeof info.path);
     if (cfg->ctx > info.ctx_size) ctx_capped_note(cfg->ctx, info.ctx_size);
     HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
                              .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};

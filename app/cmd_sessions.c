@@ -334,6 +334,22 @@ static int export_session(const AppConfig *cfg) {
         free(dest);
         return fail(&err);
     }
+    /* One rule with /export: an existing file is not replaced unless --force says so (an
+     * unknown session is reported first: that is the bigger mistake). */
+    struct stat ost;
+    if (out && !direct && !cfg->force && stat(out, &ost) == 0) {
+        StoreSession ss;
+        if (store_session_get(s, cfg->session_id, &ss, &err)) {
+            store_close(s);
+            free(dest);
+            return fail(&err);
+        }
+        store_session_clear(&ss);
+        fprintf(stderr, "bitnet-chat: export: %s already exists (--force replaces it)\n", out);
+        store_close(s);
+        free(dest);
+        return 1;
+    }
     int json = cfg->format && !strcmp(cfg->format, "json");
     FILE *to = stdout;
     char tmp[4200] = "";

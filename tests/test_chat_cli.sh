@@ -35,6 +35,22 @@ tr -d ' \n' <"$T/hits.json" | grep -q '"matches":\[\[9,13\]\]' || { fail "--sear
 [ $? = 1 ] || fail "--search with no match: exit status not 1"
 tr -d ' \n' <"$T/none.json" | grep -q '"hits":\[\]' || fail "--search with no match: not an empty list"
 
+# Model paths are stored absolute and normalised (they were stored as typed).
+"$BN_BIN" --model "$BN_SOURCE_DIR/tests/../tests/data/models/i2s.gguf" --db "$T/p.db" -n 1 -p hi \
+    </dev/null >/dev/null 2>&1 || fail "-p with a relative model path: exit $?"
+"$BN_BIN" --db "$T/p.db" --sessions --format json >"$T/p.json"
+grep -q "\"model_path\": \"$(realpath "$M")\"" "$T/p.json" || { fail "model path not normalised"; grep model_path "$T/p.json"; }
+
+# --export -o: one rule with /export: an existing file is kept unless --force (it was replaced).
+echo "keep me" >"$T/exists.md"
+expect_fail 1 "exists.md already exists (--force replaces it)" "$BN_BIN" --db "$DB" --export 1 -o "$T/exists.md"
+grep -qx "keep me" "$T/exists.md" || fail "--export -o replaced an existing file without --force"
+expect_fail 1 "no session 77" "$BN_BIN" --db "$DB" --export 77 -o "$T/exists.md"
+"$BN_BIN" --db "$DB" --export 1 -o "$T/exists.md" --force 2>"$T/err" || fail "--force: exit $?"
+grep -q "question from stdin" "$T/exists.md" || fail "--force did not replace the file"
+"$BN_BIN" --db "$DB" --export 1 -o "$T/new.md" || fail "--export -o to a new file: exit $?"
+[ "$(stat -c %a "$T/new.md")" = 600 ] || fail "--export -o file is not 0600"
+
 # Bad input: one line, nothing done.
 expect_fail 1 "the prompt is empty (stdin had no text)" "$BN_BIN" --model "$M" --no-history -p -
 expect_fail 1 "-f $T/missing.txt: No such file" "$BN_BIN" --model "$M" --no-history -f "$T/missing.txt"
