@@ -547,6 +547,7 @@ int app_process_events(App *a) {
             case EV_LOADED: {
                 bool switched = a->model_loaded;
                 a->model = e->u.loaded;
+                app_absolute_path(a->model.path, sizeof a->model.path);
                 a->model_loaded = true;
                 if (e->req == a->load_req) a->loading = false;
                 memset(&a->stats, 0, sizeof a->stats);
@@ -705,11 +706,19 @@ int app_regenerate(App *a) {
         return REACT_STATUS;
     }
     /* The old reply stays in the history as another branch under the same user message. */
+    int versions = 1;
     if (last_asst > last_user) {
+        versions = a->tr.msgs[last_asst].alt_n > 0 ? a->tr.msgs[last_asst].alt_n + 1 : 2;
         tr_remove(&a->tr, last_asst);
         history_regenerate(a->hist);
     }
-    return start_reply(a) | REACT_CHAT | REACT_REDRAW;
+    int r = start_reply(a);
+    if (a->reply_idx >= 0 && versions > 1) {
+        /* Shown as "2/2" under the reply: an older version exists, /reply brings it back. */
+        a->tr.msgs[a->reply_idx].alt_i = versions;
+        a->tr.msgs[a->reply_idx].alt_n = versions;
+    }
+    return r | REACT_CHAT | REACT_REDRAW;
 }
 
 int app_clear_view(App *a) {
@@ -1257,6 +1266,83 @@ int app_session_view_at(App *a, int64_t id, int64_t message_id, AppSessionRow *r
     return 0;
 }
 
+/* Which version of its replies a stored reply is (its siblings under the same message). */
+static void set_versions(App *a, AppMessage *m) {
+    Store *st = browse_store(a);
+    StoreMessage *sib = NULL;
+    int n = 0;
+    Err err = {{0}};
+    if (!st || !m->store_id || store_message_siblings(st, m->store_id, &sib, &n, &err)) return;
+    if (n > 1)
+        for (int i = 0; i < n; i++)
+            if (sib[i].id == m->store_id) m->alt_i = i + 1, m->alt_n = n;
+    store_messages_free(sib, n);
+}
+
+int app_switch_reply(App *a, int version) {
+    if (a->gen_req) {
+        app_set_hint(a, "Stop the reply first (Esc), then /reply.");
+        return REACT_STATUS;
+    }
+    int n_hist = 0;
+    const StoreMessage *hm = history_messages(a->hist, &n_hist);
+    Store *st = history_store(a->hist);
+    int idx = -1;
+    for (int i = a->tr.n - 1; i >= a->tr.ctx_start && idx < 0; i--)
+        if (a->tr.msgs[i].kind == MSG_ASSISTANT) idx = i;
+    if (idx < 0 || n_hist == 0 || strcmp(hm[n_hist - 1].role, "assistant") || !hm[n_hist - 1].id) {
+        app_set_hint(a, "No saved reply to switch: /reply works on the last reply of a saved "
+                        "session.");
+        return REACT_STATUS;
+    }
+    if (!st || !history_persistent(a->hist)) {
+        app_set_hint(a, "Other versions of a reply are kept in the history, which is off.");
+        return REACT_STATUS;
+    }
+    StoreMessage *sib = NULL;
+    int n = 0;
+    Err err = {{0}};
+    if (store_message_siblings(st, hm[n_hist - 1].id, &sib, &n, &err)) {
+        app_set_hint(a, "/reply: %s", err.msg);
+        return REACT_STATUS;
+    }
+    if (n < 2 || version < 1 || version > n) {
+        if (n < 2) app_set_hint(a, "The last reply has one version: /regen writes another.");
+        else app_set_hint(a, "/reply: expected a version from 1 to %d", n);
+        store_messages_free(sib, n);
+        return REACT_STATUS;
+    }
+    const StoreMessage *t = &sib[version - 1];
+    int64_t sid = current_session_id(a);
+    int rc = store_set_active_leaf(st, sid, t->id, &err);
+    if (!rc) rc = history_resume(a->hist, sid, &err);
+    if (rc) {
+        app_set_hint(a, "/reply: %s", err.msg);
+        store_messages_free(sib, n);
+        return REACT_STATUS;
+    }
+    /* The view keeps everything above; only the reply changes. */
+    AppMessage *m = &a->tr.msgs[idx];
+    m->len = 0;
+    m->text[0] = 0;
+    msg_append(m, t->text ? t->text : "", t->text ? strlen(t->text) : 0);
+    m->store_id = t->id;
+    m->prompt_tokens = t->prompt_tokens;
+    m->gen_tokens = t->reply_tokens;
+    m->ttft_ms = t->ttft_ms;
+    m->tok_s = t->tok_per_s;
+    copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
+    m->interrupted = t->interrupted;
+    copy_str(m->model, sizeof m->model, t->model_name);
+    m->sampling = app_sampling_of(&t->sampling, &a->sampling);
+    m->alt_i = version;
+    m->alt_n = n;
+    a->tr.generation++;
+    store_messages_free(sib, n);
+    app_set_hint(a, "Reply version %d of %d; the next message continues from it.", version, n);
+    return REACT_CHAT | REACT_STATUS | REACT_REDRAW;
+}
+
 /* "temperature 0.70 -> 0.20, top-k 40 -> 10" for the settings that differ; "" if none. */
 static void sampling_changes(const AppSampling *o, const AppSampling *n, char *out, size_t cap) {
     size_t k = 0;
@@ -1310,9 +1396,10 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
         const StoreMessage *sm = &msgs[i];
         bool user = !strcmp(sm->role, "user");
         if (!user && strcmp(sm->role, "assistant")) continue; /* the system prompt is the session's */
-        if (!push_stored(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT, sm,
-                         &a->sampling))
-            break;
+        AppMessage *m = push_stored(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT,
+                                    sm, &a->sampling);
+        if (!m) break;
+        if (!user) set_versions(a, m);
     }
     const StoreSession *sess = history_session(a->hist);
     bool system_changed = strcmp(a->system_prompt ? a->system_prompt : "",

@@ -64,6 +64,7 @@ typedef struct {
     AppSampling sampling; /* settings a reply was made with */
     bool has_sampling;
     int64_t store_id;     /* row in the history, 0 if not stored */
+    int alt_i, alt_n;     /* a reply made again (/regen): version alt_i of alt_n (0: only one) */
     int64_t created_at;   /* unix ms */
 } AppMessage;
 
@@ -154,6 +155,9 @@ int app_undo(App *a);
 int app_edit_last(App *a);
 /* /copy [N]: the last reply, or its N-th fenced code block, for the clipboard (REACT_COPY). */
 int app_copy_reply(App *a, int block);
+/* /reply N: the last reply becomes its version N (of those /regen made), in the view, the
+ * context and the saved session's active branch. */
+int app_switch_reply(App *a, int version);
 /* The text for the input line or the clipboard that the last such reaction was about. */
 const char *app_take_input(App *a);
 const char *app_take_copy(App *a);

@@ -358,6 +358,13 @@ static int cmd_edit(App *a, const char *args) {
     return app_edit_last(a);
 }
 
+static int cmd_reply(App *a, const char *args) {
+    long long n = 0;
+    char why[128];
+    if (cmd_parse_int(args, 1, 1000, &n, why, sizeof why)) return bad_arg(a, cmd_reply, why);
+    return app_switch_reply(a, (int)n);
+}
+
 static int cmd_copy(App *a, const char *args) {
     long long n = 0;
     char why[128];
@@ -436,6 +443,8 @@ static const Command table[] = {
     {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false, true},
     {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
      false, true},
+    {"/reply", "/reply N", "show version N of the last reply (\"2/2\" under one made again)",
+     cmd_reply, false, false},
     {"/undo", "/undo", "drop your last message and its reply (kept as a branch)", cmd_undo,
      false, true},
     {"/edit", "/edit", "take your last message back into the input line to change and resend",
@@ -530,7 +539,8 @@ static int cmd_help(App *a, const char *args) {
                  "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
                  "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
                  "Tab complete,\n  Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit. //text sends a "
-                 "line starting with /.");
+                 "line starting with /.\nA command may be shortened while it is unambiguous "
+                 "(/he), except those that leave or drop text.");
     app_note(a, MSG_NOTE, "%s", buf);
     return REACT_CHAT;
 }

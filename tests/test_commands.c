@@ -252,7 +252,7 @@ static void test_prefixes(void) {
     CHECK(strstr(hint(a), "type /quit in full") != NULL);
     /* "/re" lists its candidates instead of "Unknown command". */
     app_submit_line(a, "/re");
-    CHECK(strstr(hint(a), "ambiguous: /repeat_penalty /regen /rename") != NULL);
+    CHECK(strstr(hint(a), "ambiguous: /repeat_penalty /regen /reply /rename /reset") != NULL);
     /* /new, /clear and /regen drop or replace text: never from a prefix. */
     app_submit_line(a, "/ne");
     CHECK(strstr(hint(a), "type /new in full") != NULL);

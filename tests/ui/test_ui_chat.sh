@@ -43,7 +43,7 @@ t_wait "/ex is ambiguous: /export /exit"
 t_type "/q"; t_keys Enter
 t_wait "type /quit in full"
 t_type "/re"; t_keys Enter
-t_wait "/re is ambiguous: /repeat_penalty /regen /rename"
+t_wait "/re is ambiguous: /repeat_penalty /regen /reply /rename /reset"
 T_CHECKS=$((T_CHECKS + 1))
 ls "$T_DIR"/bitnet-chat-*.md >/dev/null 2>&1 && t_fail "/ex wrote an export"
 t_type "/exit"; t_keys Enter
@@ -217,5 +217,32 @@ t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h12.db' --resume 99 '$MODEL'
 t_wait "EXITED rc=1"
 T_CHECKS=$((T_CHECKS + 1))
 grep -q "bitnet-chat: --resume: " "$T_DIR/stderr" || t_fail "--resume 99: no reason on stderr"
+
+# 13. Versions of a reply: after /regen the reply says "version 2/2"; /reply 1 brings the first
+# back (in the view and as the saved session's active branch); resuming shows the same.
+t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h13.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "pick one"; t_keys Enter
+t_wait "You said: pick one. w1 w2"; t_wait_gone "generating"
+t_absent "version 1/"
+t_type "/regen"; t_keys Enter
+t_wait "version 2/2 (/reply N)"
+t_type "/reply 1"; t_keys Enter
+t_wait "version 1/2 (/reply N)"
+t_wait "Reply version 1 of 2"
+if command -v sqlite3 >/dev/null 2>&1; then
+    T_CHECKS=$((T_CHECKS + 1))
+    [ "$(sqlite3 "$T_DIR/h13.db" "select active_leaf = (select min(id) from messages where role='assistant') from sessions")" = 1 ] ||
+        t_fail "/reply 1 did not make the first reply the active branch"
+fi
+t_type "/reply 3"; t_keys Enter
+t_wait "/reply: expected a version from 1 to 2"
+t_type "/sessions"; t_keys Enter
+t_wait "Saved sessions: 1 "
+t_type "r"
+t_wait "Resumed"
+t_wait "version 1/2 (/reply N)"
+t_keys C-d
+t_wait "EXITED rc=0"
 
 t_done test_ui_chat
