@@ -70,6 +70,7 @@ struct App {
     char *input_preset;         /* REACT_SET_INPUT text */
     char *copy_text;            /* REACT_COPY text */
     int64_t load_started_ms;    /* when the current load began (monotonic) */
+    int64_t reply_started_ms;   /* when the current reply was requested (monotonic) */
     double load_ms;             /* how long the last load took */
     /* --no-history: the history file opened read-only for the browser, on first use */
     Store *ro_store;
@@ -426,6 +427,7 @@ static int start_reply(App *a) {
     free(turns);
     if (!req) return REACT_CHAT | REACT_STATUS; /* an EV_ERROR says why */
     a->gen_req = req;
+    a->reply_started_ms = mono_ms();
     memset(&a->stats, 0, sizeof a->stats);
     AppMessage *r = tr_push(&a->tr, &a->next_serial, MSG_ASSISTANT);
     if (!r) {
@@ -585,6 +587,14 @@ int app_process_events(App *a) {
             case EV_TOKEN:
                 if (e->req != a->gen_req || a->reply_idx < 0) break;
                 msg_append(&a->tr.msgs[a->reply_idx], e->u.token.text, (size_t)e->u.token.len);
+                if (a->stats.gen_tokens == 0) {
+                    /* The engine's figures come a little later: until then the bar read "0 tok
+                     * · TTFT 0 ms" over streaming text. The first token sets both (the time as
+                     * seen here); the engine's own figures replace them. */
+                    a->stats.gen_tokens = 1;
+                    a->stats.ttft_ms = (double)(mono_ms() - a->reply_started_ms);
+                    react |= REACT_STATUS;
+                }
                 /* Cheap: copies, and writes a checkpoint when 2 s have passed. */
                 history_reply_append(a->hist, e->u.token.text, (size_t)e->u.token.len);
                 react |= REACT_CHAT;
@@ -1414,8 +1424,16 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
     if (system_changed)
         snprintf(changed + strlen(changed), sizeof changed - strlen(changed), "%ssystem prompt",
                  changed[0] ? ", " : "");
-    app_note(a, MSG_NOTE, "Resumed \"%s\" (%d messages). The next reply continues it.%s%s%s",
-             current_title(a), a->tr.n, changed[0] ? "\nThe session's settings are now in use: " : "",
+    /* The browser counts every message of the session, versions from /regen and /edit
+     * included; say how the two numbers relate when they differ. */
+    char count[96];
+    if (sess->message_count > a->tr.n)
+        snprintf(count, sizeof count, "%d messages on its current branch, %d in all", a->tr.n,
+                 sess->message_count);
+    else
+        snprintf(count, sizeof count, "%d message%s", a->tr.n, a->tr.n == 1 ? "" : "s");
+    app_note(a, MSG_NOTE, "Resumed \"%s\" (%s). The next reply continues it.%s%s%s",
+             current_title(a), count, changed[0] ? "\nThe session's settings are now in use: " : "",
              changed, changed[0] ? "." : "");
     history_check(a);
     app_ensure_model(a);

@@ -167,18 +167,28 @@ static int cmd_params(App *a, const char *args) {
     if (s.seed_set) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
     else snprintf(seed, sizeof seed, "random per reply");
     const char *sys = app_get_system(a);
+    /* Values in one column wide enough for the longest ("random per reply"), so that the
+     * command names line up. */
+    char v[7][48];
+    snprintf(v[0], sizeof v[0], "%.2f", s.temperature);
+    snprintf(v[1], sizeof v[1], "%.2f", s.top_p);
+    snprintf(v[2], sizeof v[2], "%d", s.top_k);
+    snprintf(v[3], sizeof v[3], "%.2f", s.min_p);
+    snprintf(v[4], sizeof v[4], "%.2f", s.repeat_penalty);
+    snprintf(v[5], sizeof v[5], "%s", seed);
+    snprintf(v[6], sizeof v[6], "%d", s.max_tokens);
     app_note(a, MSG_NOTE,
              "Settings:\n"
-             "  temperature     %.2f   (/temp)\n"
-             "  top-p           %.2f   (/top_p)\n"
-             "  top-k           %d   (/top_k)\n"
-             "  min-p           %.2f   (/min_p)\n"
-             "  repeat penalty  %.2f   (/repeat_penalty)\n"
-             "  seed            %s   (/seed)\n"
-             "  max tokens      %d   (/max_tokens)\n"
+             "  temperature     %-16s  /temp\n"
+             "  top-p           %-16s  /top_p\n"
+             "  top-k           %-16s  /top_k\n"
+             "  min-p           %-16s  /min_p\n"
+             "  repeat penalty  %-16s  /repeat_penalty\n"
+             "  seed            %-16s  /seed\n"
+             "  max tokens      %-16s  /max_tokens\n"
              "  system prompt   %s%s%s",
-             s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, seed, s.max_tokens,
-             *sys ? "\"" : "(none)", sys, *sys ? "\"" : "");
+             v[0], v[1], v[2], v[3], v[4], v[5], v[6], *sys ? "\"" : "(none)", sys,
+             *sys ? "\"" : "");
     return REACT_CHAT;
 }
 
@@ -316,30 +326,43 @@ static int cmd_export(App *a, const char *args) {
     return REACT_STATUS;
 }
 
+/* "1 token", "2 tokens". */
+static const char *plural(int n, const char *one, const char *many) { return n == 1 ? one : many; }
+
 static int cmd_stats(App *a, const char *args) {
     if (!blank(args)) return bad_arg(a, cmd_stats, "takes no argument");
     AppStatus st;
     app_status(a, &st);
     const AppTranscript *t = app_transcript(a);
-    int replies = 0, tokens = 0, users = 0;
+    /* The running reply counts too (its figures so far); mean speed over replies that had one. */
+    int replies = 0, tokens = 0, users = 0, timed = 0;
     double tok_s_sum = 0;
     for (int i = 0; i < t->n; i++) {
-        if (t->msgs[i].kind == MSG_USER) users++;
-        if (t->msgs[i].kind == MSG_ASSISTANT && !t->msgs[i].streaming) {
-            replies++;
-            tokens += t->msgs[i].gen_tokens;
-            tok_s_sum += t->msgs[i].tok_s;
-        }
+        const AppMessage *m = &t->msgs[i];
+        if (m->kind == MSG_USER) users++;
+        if (m->kind != MSG_ASSISTANT) continue;
+        replies++;
+        tokens += m->gen_tokens;
+        if (m->tok_s > 0) tok_s_sum += m->tok_s, timed++;
     }
+    char last[200], session[200], mean[48];
+    if (st.gen_tokens || st.generating)
+        snprintf(last, sizeof last, "%s%d %s, %.1f tok/s, first token after %.0f ms, prompt %d %s",
+                 st.generating ? "(being written) " : "", st.gen_tokens,
+                 plural(st.gen_tokens, "token", "tokens"), st.tok_s, st.ttft_ms, st.prompt_tokens,
+                 plural(st.prompt_tokens, "token", "tokens"));
+    else
+        snprintf(last, sizeof last, "none yet");
+    if (timed) snprintf(mean, sizeof mean, ", mean %.1f tok/s", tok_s_sum / timed);
+    else mean[0] = 0;
+    snprintf(session, sizeof session, "%d %s, %d %s, %d reply %s%s", users + replies,
+             plural(users + replies, "message", "messages"), replies,
+             plural(replies, "reply", "replies"), tokens, plural(tokens, "token", "tokens"), mean);
     app_note(a, MSG_NOTE,
              "Model: %s\nBackend: %s\nContext: %d of %d tokens in use\n"
-             "Last reply: %d tokens, %.1f tok/s, first token after %.0f ms, prompt %d tokens\n"
-             "This session: %d messages, %d replies, %d reply tokens, mean %.1f tok/s\n"
-             "History: %s",
+             "Last reply: %s\nThis session: %s\nHistory: %s",
              st.model_loaded ? st.model : "(none)", st.model_loaded ? st.backend : "-",
-             st.ctx_used, st.ctx_size, st.gen_tokens, st.tok_s, st.ttft_ms, st.prompt_tokens,
-             users + replies, replies, tokens, replies ? tok_s_sum / replies : 0.0,
-             st.history_ok ? "saved" : st.history_msg);
+             st.ctx_used, st.ctx_size, last, session, st.history_ok ? "saved" : st.history_msg);
     return REACT_CHAT;
 }
 

@@ -310,6 +310,25 @@ static void test_more_commands(void) {
     CHECK_EQ_INT(app_transcript(a)->n, n0 + 1);
     CHECK_EQ_INT(app_transcript(a)->ctx_start, app_transcript(a)->n);
     CHECK(strstr(app_transcript(a)->msgs[n0].text, "Context reset") != NULL);
+    /* /stats on an empty session: no "0 tok/s" figures, no "1 tokens". */
+    app_submit_line(a, "/stats");
+    const char *stats = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    CHECK(strstr(stats, "Last reply: none yet") != NULL);
+    CHECK(strstr(stats, "This session: 0 messages, 0 replies, 0 reply tokens\n") != NULL);
+    CHECK(strstr(stats, "tok/s") == NULL);
+    /* /params: the command names in one column. */
+    app_submit_line(a, "/seed 7");
+    app_submit_line(a, "/params");
+    const char *params = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    int col = -1;
+    for (const char *l = params; (l = strstr(l, "\n  ")) != NULL; l++) {
+        const char *slash = strchr(l + 1, '/'), *eol = strchr(l + 1, '\n');
+        if (!slash || (eol && slash > eol)) continue; /* the system prompt line */
+        int c = (int)(slash - l);
+        CHECK_MSG(col < 0 || c == col, "/params column %d, expected %d", c, col);
+        col = c;
+    }
+    CHECK(col > 0);
     /* /help says what /clear and /reset each do (Ollama users expect /clear to forget). */
     app_submit_line(a, "/help");
     const char *help = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;

@@ -44,9 +44,18 @@ void statusbar_format(const AppStatus *st, int cols, char *out, size_t cap, int 
         snprintf(f[n].text, sizeof f[n].text, "no model (/load PATH)");
         f[n++].priority = 0;
     } else {
-        snprintf(f[n].text, sizeof f[n].text, "%s", st->model);
+        /* The file's name too when it is not the model's (two files may share a name). */
+        const char *slash = strrchr(st->model_path, '/');
+        const char *file = slash ? slash + 1 : st->model_path;
+        if (*file && strcmp(file, st->model))
+            snprintf(f[n].text, sizeof f[n].text, "%s (%s)", st->model, file);
+        else
+            snprintf(f[n].text, sizeof f[n].text, "%s", st->model);
         f[n++].priority = 1;
-        snprintf(f[n].text, sizeof f[n].text, "%s", st->backend);
+        /* The short form: the part in parentheses (why CUDA is not used, ...) is in /show. */
+        size_t bl = strcspn(st->backend, "(");
+        while (bl && st->backend[bl - 1] == ' ') bl--;
+        snprintf(f[n].text, sizeof f[n].text, "%.*s", (int)bl, st->backend);
         f[n++].priority = 5;
     }
     if (st->model_loaded && !st->loading) {

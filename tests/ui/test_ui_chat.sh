@@ -239,10 +239,26 @@ t_type "/reply 3"; t_keys Enter
 t_wait "/reply: expected a version from 1 to 2"
 t_type "/sessions"; t_keys Enter
 t_wait "Saved sessions: 1 "
+t_wait_re "^ pick one +model\\.gguf .* 3 msg" # the browser counts both versions
 t_type "r"
-t_wait "Resumed"
+t_wait "Resumed \"pick one\" (2 messages on its current branch, 3 in all)"
 t_wait "version 1/2 (/reply N)"
 t_keys C-d
 t_wait "EXITED rc=0"
+
+# 14. The status bar: tokens and TTFT are set at the first token (they read "0 tok · TTFT 0 ms"
+# until the engine's figures came); the backend in its short form (/show has the whole).
+t_start 110 30 "BN_FAKE_TOKENS=40 BN_FAKE_RATE=10 BN_FAKE_STATS_MS=100000 $FAKE --db '$T_DIR/h14.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_wait_re "^ model\.gguf · fake engine · "
+t_absent "scripted replies: no model runs) ·"
+t_type "figures"; t_keys Enter
+t_wait "You said: figures."
+t_wait_re "TTFT [1-9][0-9]* ms · 1 tok"
+t_absent " 0 tok "
+t_keys C-c
+t_wait_gone "generating"
+t_type "/show"; t_keys Enter
+t_wait "Backend: fake engine (scripted replies: no model runs)"
 
 t_done test_ui_chat
