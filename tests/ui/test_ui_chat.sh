@@ -261,4 +261,13 @@ t_wait_gone "generating"
 t_type "/show"; t_keys Enter
 t_wait "Backend: fake engine (scripted replies: no model runs)"
 
+# 15. A reply that failed comes back from the history as "failed", not "interrupted".
+if command -v sqlite3 >/dev/null 2>&1; then
+    sqlite3 "$T_DIR/h14.db" "update messages set stop_reason='error', interrupted=1 where role='assistant'"
+    t_start 110 30 "BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h14.db' --continue '$MODEL'"
+    t_wait "Resumed \"figures\""
+    t_wait_re "[0-9]+ tok · .* · failed"
+    t_absent "· interrupted"
+fi
+
 t_done test_ui_chat
