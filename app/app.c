@@ -351,11 +351,11 @@ void app_ensure_model(App *a) {
 
 void app_destroy(App *a) {
     if (!a) return;
-    /* A reply still streaming is committed as interrupted; the screen is gone by now, so a
-     * conversation that could not be saved after all is reported on stderr. */
+    /* Leaving mid-reply (/quit, Ctrl-D, SIGTERM) stops the reply as Esc would: the text so
+     * far is kept and recorded as cancelled (it was stop reason "", as after a crash). The
+     * screen is gone by now, so a conversation that could not be saved after all is reported
+     * on stderr. */
     if (a->gen_req && a->reply_idx >= 0) {
-        /* Leaving mid-reply (/quit, Ctrl-D, SIGTERM) stops it as Esc would: the text so far is
-         * kept and recorded as cancelled (before: stop reason "", as after a crash). */
         engine_cancel(a->engine);
         history_reply_end(a->hist, &a->stats, STOP_CANCELLED, true);
     }

@@ -184,7 +184,8 @@ if command -v sqlite3 >/dev/null 2>&1; then
         t_fail "/edit and /undo lost messages: $(sqlite3 "$T_DIR/h11.db" 'select role, text from messages')"
 fi
 t_type "code:"; t_keys C-j; t_type '```'; t_keys C-j; t_type "x = 1"; t_keys C-j; t_type '```'; t_keys Enter
-t_wait "w1 w2"; t_wait_gone "generating"
+t_wait_count "x = 1" 2 # the message and the reply that echoes it
+t_wait_gone "generating"
 t_type "/copy 1"; t_keys Enter
 t_wait "Copied code block 1"
 T_CHECKS=$((T_CHECKS + 1))
