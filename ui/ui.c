@@ -62,6 +62,8 @@ typedef struct {
     size_t inlen;
     int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
     int64_t reply_ended_at;  /* when the last reply ended (mono_ms), 0 if none yet */
+    char kf2[16];            /* the terminal's F2 key (terminfo kf2), "" if unknown */
+    size_t kf2_len;
     bool in_paste;
     char *paste;
     size_t paste_len, paste_cap;
@@ -359,7 +361,17 @@ static void process_input(Ui *u, bool at_end) {
             break;
         }
         Key k;
-        size_t used = keys_decode(u->inbuf + off, u->inlen - off, at_end, &k);
+        size_t used = 0;
+        if (u->kf2_len) {
+            /* F2 as this terminal sends it (terminfo kf2), which keys_decode may not know
+             * (the Linux console's ESC [ [ B). A partial match waits like any sequence. */
+            size_t avail = u->inlen - off, m = avail < u->kf2_len ? avail : u->kf2_len;
+            if (!memcmp(u->inbuf + off, u->kf2, m)) {
+                if (m == u->kf2_len) k = (Key){K_F2, u->inbuf + off, m}, used = m;
+                else if (!at_end) break;
+            }
+        }
+        if (!used) used = keys_decode(u->inbuf + off, u->inlen - off, at_end, &k);
         if (!used) break; /* wait for the rest of a sequence */
         off += used;
         if (k.type == K_PASTE_BEGIN) {
@@ -450,6 +462,11 @@ static int run(const AppConfig *cfg, bool browse) {
     u.app = app;
     u.view = chatview_new(false);
     u.browse_only = browse;
+    const char *kf2 = tigetstr("kf2");
+    if (kf2 && kf2 != (const char *)-1 && strlen(kf2) > 1 && strlen(kf2) < sizeof u.kf2) {
+        snprintf(u.kf2, sizeof u.kf2, "%s", kf2);
+        u.kf2_len = strlen(kf2);
+    }
     char *hist = cfg->no_history ? NULL : input_history_path();
     input_init(hist, LINES, COLS);
     free(hist);

@@ -271,4 +271,12 @@ if command -v sqlite3 >/dev/null 2>&1; then
     t_absent "· interrupted"
 fi
 
+# 16. F2 as the terminal's terminfo says (the Linux console sends ESC [ [ B) renames too.
+if infocmp linux >/dev/null 2>&1; then
+    t_start 110 30 "TERM=linux BN_FAKE_TOKENS=2 $FAKE --db '$T_DIR/h14.db' --browse '$MODEL'"
+    t_wait "Saved sessions: 1 "
+    tmux -L "$T_SOCK" send-keys -H 1b 5b 5b 42
+    t_wait "New title (Ctrl-U clears): figures"
+fi
+
 t_done test_ui_chat
