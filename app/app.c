@@ -835,7 +835,8 @@ int app_copy_reply(App *a, int block) {
     }
     free(a->copy_text);
     a->copy_text = t;
-    if (block > 0) app_set_hint(a, "Copied code block %d of the last reply (%zu bytes).", block, strlen(t));
+    if (block > 0)
+        app_set_hint(a, "Copied code block %d of the last reply (%zu bytes).", block, strlen(t));
     else app_set_hint(a, "Copied the last reply (%zu bytes).", strlen(t));
     return REACT_COPY | REACT_STATUS;
 }

@@ -164,8 +164,12 @@ static int read_all(int fd, const char *what, Buf *b, bool note_wait) {
 static char *prompt_text(const AppConfig *cfg) {
     Buf b = {0};
     bool from_stdin = false, ok = true;
-    if (cfg->prompt && strcmp(cfg->prompt, "-")) ok = !buf_add(&b, cfg->prompt, strlen(cfg->prompt));
-    else if (cfg->prompt) ok = !read_all(STDIN_FILENO, "stdin", &b, false), from_stdin = true;
+    if (cfg->prompt && strcmp(cfg->prompt, "-")) {
+        ok = !buf_add(&b, cfg->prompt, strlen(cfg->prompt));
+    } else if (cfg->prompt) {
+        ok = !read_all(STDIN_FILENO, "stdin", &b, false);
+        from_stdin = true;
+    }
     if (ok && cfg->prompt_file) {
         Buf f = {0};
         if (!strcmp(cfg->prompt_file, "-")) {
@@ -200,7 +204,9 @@ static char *prompt_text(const AppConfig *cfg) {
         visible = b.p[i] && !strchr(" \t\r\n\v\f", b.p[i]);
     if (ok && !visible) {
         fprintf(stderr, "bitnet-chat: the prompt is empty%s\n",
-                from_stdin ? " (stdin had no text)" : cfg->prompt_file ? " (the file has no text)" : "");
+                from_stdin          ? " (stdin had no text)"
+                : cfg->prompt_file ? " (the file has no text)"
+                                   : "");
         ok = false;
     }
     if (ok && memchr(b.p, 0, b.n)) {

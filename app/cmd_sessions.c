@@ -129,7 +129,8 @@ static json_t *hit_json(const StoreSearchHit *h) {
     size_t o_len = 0, start = 0;
     for (const char *p = clean ? clean : ""; *p; p++) {
         if (*p == '\x01') start = o_len;
-        else if (*p == '\x02') json_array_append_new(ranges, json_pack("[I,I]", (json_int_t)start, (json_int_t)o_len));
+        else if (*p == '\x02')
+            json_array_append_new(ranges, json_pack("[I,I]", (json_int_t)start, (json_int_t)o_len));
         else clean[o_len++] = *p;
     }
     if (clean) clean[o_len] = 0;

@@ -402,7 +402,8 @@ static int cmd_show(App *a, const char *args) {
     AppStatus st;
     app_status(a, &st);
     if (!st.model_loaded) {
-        app_set_hint(a, st.loading ? "The model is still loading." : "No model is loaded: use /load PATH.");
+        app_set_hint(a, st.loading ? "The model is still loading."
+                                   : "No model is loaded: use /load PATH.");
         return REACT_STATUS;
     }
     app_note(a, MSG_NOTE,

@@ -490,6 +490,7 @@ void browser_draw(Browser *b, WINDOW *w) {
         }
     }
     draw_footer(b, w, rows, cols,
-                b->query[0] ? " Enter open · r resume · e export · / search · Esc all sessions · q back"
-                            : " Enter open · r resume · / search · n rename · d delete · e export · q back");
+                b->query[0]
+                    ? " Enter open · r resume · e export · / search · Esc all sessions · q back"
+                    : " Enter open · r resume · / search · n rename · d delete · e export · q back");
 }

@@ -168,8 +168,10 @@ static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
     /* A failed reply says so (it read "interrupted" when it came back from the history). */
     if (!strcmp(m->stop_reason, "error")) o += (size_t)snprintf(out + o, cap - o, " · failed");
     else if (m->interrupted) o += (size_t)snprintf(out + o, cap - o, " · interrupted");
-    else if (!strcmp(m->stop_reason, "max_tokens")) o += (size_t)snprintf(out + o, cap - o, " · stopped at the token limit");
-    else if (!strcmp(m->stop_reason, "ctx_full")) o += (size_t)snprintf(out + o, cap - o, " · stopped: context full");
+    else if (!strcmp(m->stop_reason, "max_tokens"))
+        o += (size_t)snprintf(out + o, cap - o, " · stopped at the token limit");
+    else if (!strcmp(m->stop_reason, "ctx_full"))
+        o += (size_t)snprintf(out + o, cap - o, " · stopped: context full");
     if (o < cap && m->alt_n > 1)
         snprintf(out + o, cap - o, " · version %d/%d (/reply N)", m->alt_i, m->alt_n);
 }

@@ -447,7 +447,8 @@ static int run(const AppConfig *cfg, bool browse) {
         /* --continue / --resume ID: the chat opens on that session, without the browser. */
         int64_t id = cfg->resume_id ? cfg->resume_id : app_newest_session(app, why, sizeof why);
         if (!id || app_session_resume(app, id, why, sizeof why)) {
-            fprintf(stderr, "bitnet-chat: %s: %s\n", cfg->resume_id ? "--resume" : "--continue", why);
+            fprintf(stderr, "bitnet-chat: %s: %s\n", cfg->resume_id ? "--resume" : "--continue",
+                    why);
             app_destroy(app);
             return 1;
         }
