@@ -1,0 +1,4 @@
+# Agreement with Hugging Face transformers: config.json spellings, the KL-divergence comparison
+# and the grid oracle (fixtures and the scripts that made them under tests/oracle/).
+bn_add_test(NAME test_hf_config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_hf_config.c
+            LIBS bn_infer LABELS cpu)
