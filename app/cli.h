@@ -47,6 +47,8 @@ typedef struct {
     bool yes;                  /* --yes */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
+    const char *kl_base;       /* perplexity --kl-divergence-base FILE */
+    const char *kl_compare;    /* perplexity --kl-divergence FILE */
     int npos;                  /* positional arguments after the subcommand */
     char **pos;
 } AppConfig;
