@@ -32,6 +32,8 @@ void cli_usage(FILE *to) {
         "      --lm-head T          f16 (default) or int8: CUDA backend, int8 lm_head with\n"
         "                           per-row scales (half the bytes; top-1 may differ;\n"
         "                           experimental: not yet run on a GPU)\n"
+        "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
+        "                           (CPU backend only; for comparisons with a reference)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -72,7 +74,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE,
 };
 
 static const struct option long_opts[] = {
@@ -92,6 +94,7 @@ static const struct option long_opts[] = {
     {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
     {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
     {"kl-divergence", required_argument, 0, OPT_KL},
+    {"kv-cache", required_argument, 0, OPT_KVCACHE},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
 
@@ -252,6 +255,13 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case OPT_QUICK: c->quick = true; break;
         case OPT_KLBASE: c->kl_base = optarg; break;
         case OPT_KL: c->kl_compare = optarg; break;
+        case OPT_KVCACHE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
+                return 2;
+            }
+            c->kv_f32 = !strcmp(optarg, "f32");
+            break;
         case OPT_LMHEAD:
             if (strcmp(optarg, "f16") && strcmp(optarg, "int8")) {
                 fprintf(stderr, "bitnet-chat: --lm-head: expected f16 or int8, not '%s'\n", optarg);
@@ -329,11 +339,6 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         }
         break;
     case MODE_PERPLEXITY:
-        if (c->kl_base && c->kl_compare) {
-            fprintf(stderr, "bitnet-chat: --kl-divergence-base and --kl-divergence are two runs: give "
-                            "one of them\n");
-            return 2;
-        }
         /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
         if (c->npos > 1 || (c->npos == 0 && !c->kl_compare) || !c->model) {
             fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N] "

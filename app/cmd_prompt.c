@@ -25,7 +25,7 @@
 
 static InferOptions infer_options_from(const AppConfig *cfg) {
     InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx,
-                      .lm_head_int8 = cfg->lm_head_int8};
+                      .lm_head_int8 = cfg->lm_head_int8, .kv_f32 = cfg->kv_f32};
     if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
     else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
     return o;
@@ -468,6 +468,9 @@ int cmd_perplexity(const AppConfig *cfg) {
                klr.kl_max);
         printf("Same top-1 = %.4f%% (%ld of %ld positions)\n", 100.0 * klr.top1,
                (long)lround(klr.top1 * (double)klr.n), klr.n);
+        printf("Same top-1 without near-ties = %.4f%% (%ld of %ld positions; a near-tie: the base's "
+               "top two within %g%% of its largest |logit|)\n", 100.0 * klr.top1_clear,
+               (long)lround(klr.top1_clear * (double)klr.n_clear), klr.n_clear, 100.0 * PPL_KL_NEAR_TIE);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) { /* the result is the whole point: say so */
         fprintf(stderr, "bitnet-chat: perplexity: writing the result to stdout failed: %s\n",

@@ -52,6 +52,17 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+/* top-2 gap under PPL_KL_NEAR_TIE of the largest |logit| */
+static int near_tie(const float *x, int n) {
+    float a = -INFINITY, b = -INFINITY, mx = 0;
+    for (int i = 0; i < n; i++) {
+        if (x[i] > a) b = a, a = x[i];
+        else if (x[i] > b) b = x[i];
+        if (fabsf(x[i]) > mx) mx = fabsf(x[i]);
+    }
+    return n > 1 && (double)(a - b) < PPL_KL_NEAR_TIE * (double)mx;
+}
+
 static void put_u32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
@@ -197,7 +208,7 @@ int perplexity_run_kl(Infer *inf, int n_vocab, const int32_t *tokens, size_t n_t
         }
     }
     double nll = 0, nll2 = 0, bnll = 0, ksum = 0, ksum2 = 0;
-    long count = 0, evaluated = 0, same_top = 0;
+    long count = 0, evaluated = 0, same_top = 0, n_clear = 0, same_clear = 0;
     int first = n_ctx / 2;
     struct timespec t_all;
     clock_gettime(CLOCK_MONOTONIC, &t_all);
@@ -239,7 +250,12 @@ int perplexity_run_kl(Infer *inf, int n_vocab, const int32_t *tokens, size_t n_t
                     kls[count] = d;
                     ksum += d;
                     ksum2 += d * d;
-                    same_top += argmax(bl, n_vocab) == argmax(lg, n_vocab);
+                    const int same = argmax(bl, n_vocab) == argmax(lg, n_vocab);
+                    same_top += same;
+                    if (!near_tie(bl, n_vocab)) {
+                        n_clear++;
+                        same_clear += same;
+                    }
                     bnll += perplexity_token_nll(bl, n_vocab, next);
                 }
                 count++;
@@ -275,6 +291,8 @@ int perplexity_run_kl(Infer *inf, int n_vocab, const int32_t *tokens, size_t n_t
         klr->kl_p99 = kls[(r < 1 ? 1 : r) - 1];
         klr->kl_max = kls[count - 1];
         klr->top1 = (double)same_top / (double)count;
+        klr->n_clear = n_clear;
+        klr->top1_clear = n_clear ? (double)same_clear / (double)n_clear : 1.0;
         klr->base_ppl = exp(bnll / (double)count);
     }
 done:

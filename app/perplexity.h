@@ -56,8 +56,16 @@ typedef struct {
                                * match the run's, and tokens should be base->tokens with bos -1 */
 } PplKl;
 
+/* A position whose base top-2 logits lie within this fraction of the base's largest |logit| is
+ * a near-tie: there an int8 activation that rounds the other way (float summation order; 1-4%
+ * of the logit range, README "Agreement with transformers") may swap the two, whichever engine
+ * is right. Top-1 agreement is also reported without them. */
+#define PPL_KL_NEAR_TIE 0.01
+
 typedef struct {
     long n;                   /* positions compared */
+    long n_clear;             /* positions that are not near-ties in the base */
+    double top1_clear;        /* argmax agreement over those */
     double kl_mean, kl_stderr, kl_p99, kl_max;   /* KL(base || this run), nats per position */
     double top1;              /* fraction of positions whose argmax agrees */
     double base_ppl;          /* the perplexity the base logits give the same tokens */
