@@ -707,6 +707,16 @@ static int hf_config_rope(json_t *jc, ModelConfig *cfg, const char *path, Err *e
     if (rs && !json_is_null(rs)) {
         if (!json_is_object(rs)) return err_set(err, "%s: rope_scaling is not an object", path);
         if (hf_rope_kind_ok(rs, "rope_scaling", path, err)) return -1;
+        /* transformers versions between the two layouts may keep theta in rope_scaling too */
+        json_t *st = json_object_get(rs, "rope_theta");
+        if (st && !json_is_null(st)) {
+            if (!json_is_number(st) || !(json_number_value(st) > 0))
+                return err_set(err, "%s: rope_scaling.rope_theta is not a positive number", path);
+            if ((double)cfg->rope_theta != (double)(float)json_number_value(st) && (top || inner))
+                return err_set(err, "%s: rope_scaling.rope_theta %g disagrees with rope_theta %g",
+                               path, json_number_value(st), (double)cfg->rope_theta);
+            cfg->rope_theta = (float)json_number_value(st);
+        }
         if (!json_object_get(rs, "rope_type") && !json_object_get(rs, "type"))
             return err_set(err, "%s: rope_scaling without a rope_type is not supported", path);
     }

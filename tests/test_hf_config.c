@@ -115,6 +115,9 @@ int main(void) {
                20000.0, 0);
     CHECK_NEAR(theta_of("{\"rope_scaling\": {\"rope_type\": \"default\"}}"), 500000.0, 0);
     CHECK_NEAR(theta_of("{\"rope_interleaved\": false, \"partial_rotary_factor\": 1.0}"), 500000.0, 0);
+    CHECK_NEAR(theta_of("{\"rope_parameters\": null, \"rope_scaling\": {\"rope_type\": \"default\","
+                        " \"rope_theta\": 10000.0}}"), 10000.0, 0);
+    refused("{\"rope_scaling\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}}", "disagrees");
     refused("{\"rope_parameters\": {\"rope_theta\": 10000.0}, \"rope_theta\": 500000.0}", "disagree");
     refused("{\"rope_parameters\": {\"rope_theta\": 0}}", "rope_theta");
     refused("{\"rope_parameters\": \"<delete>\", \"rope_theta\": \"1e4\"}", "rope_theta");

@@ -4,9 +4,9 @@ documented in app/perplexity.h and the README) from Hugging Face transformers' l
 
     write_kl_base.py MODEL_DIR TEXT_FILE OUT.kl [--ctx 512] [--chunks N] [--dtype float32]
 
-The text is tokenized by the model folder's tokenizer with BOS first, cut into chunks of --ctx
-tokens whose first token is set to BOS (llama.cpp's perplexity method, as bitnet-chat does), and
-each chunk is run through AutoModelForCausalLM in one forward pass (eager attention). The logits
+The text is tokenized by the model folder's tokenizer (special-token text taken as text) with BOS
+first, cut into chunks of --ctx tokens whose first token is set to BOS (llama.cpp's perplexity
+method, as bitnet-chat does), and each chunk is run through AutoModelForCausalLM in one forward pass (eager attention). The logits
 of positions ctx/2 .. ctx-2 of every chunk are stored as float32. Then:
 
     bitnet-chat perplexity --model MODEL_DIR --kl-divergence OUT.kl
@@ -73,7 +73,11 @@ def main():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(a.model_dir)
+    # Text that spells a special token ("<|eot_id|>") is taken as text, as bitnet-chat's
+    # perplexity (and llama.cpp's) tokenizes it; transformers would otherwise make it the special
+    # token. With this the ids are identical to `bitnet-chat tokenize` (checked on this README:
+    # 37145 tokens with the tests/data/hf_ref tokenizer).
+    tok = AutoTokenizer.from_pretrained(a.model_dir, split_special_tokens=True)
     model = AutoModelForCausalLM.from_pretrained(a.model_dir, dtype=getattr(torch, a.dtype),
                                                  attn_implementation="eager").eval()
     text = open(a.text, encoding="utf-8").read()
