@@ -18,7 +18,7 @@ void cli_usage(FILE *to) {
         "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
         "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
         "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
-        "       bitnet-chat perplexity --model M --kl-divergence BASE [FILE]\n"
+        "       bitnet-chat perplexity --model M --kl-divergence BASE\n"
         "                                               compare with saved logits\n"
         "\n"
         "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
@@ -63,7 +63,8 @@ void cli_usage(FILE *to) {
         "Other:\n"
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
-        "      --kl-divergence-base F  perplexity: save the scored positions' logits to F\n"
+        "      --kl-divergence-base F\n"
+        "                           perplexity: save the scored positions' logits to F\n"
         "      --kl-divergence F    perplexity: compare with the base file F (its tokens\n"
         "                           are scored): KL divergence, top-1 agreement, delta PPL\n"
         "  -h, --help               show this help\n"
@@ -342,7 +343,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
         if (c->npos > 1 || (c->npos == 0 && !c->kl_compare) || !c->model) {
             fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N] "
-                            "[--kl-divergence-base BASE] or --kl-divergence BASE [FILE]\n");
+                            "[--kl-divergence-base BASE] or --kl-divergence BASE\n");
             return 2;
         }
         break;
