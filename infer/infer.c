@@ -73,6 +73,8 @@ Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
             goto fail;
         }
     }
+    if (opt.kv_f32 && opt.backend == BACKEND_AUTO && cuda)
+        snprintf(inf->note, sizeof inf->note, "the f32 KV cache is CPU only");
     inf->b = backend_cpu_ops.create(m, &opt, err);
     if (!inf->b) goto fail;
     inf->ops = &backend_cpu_ops;

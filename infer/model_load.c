@@ -765,6 +765,20 @@ static int hf_config_refusals(json_t *jc, const char *path, Err *err) {
                                        strcmp(json_string_value(mode), "offline"))))
             return err_set(err, "%s: quantization_config.quantization_mode is not \"online\" or "
                                 "\"offline\"", path);
+        /* transformers keeps the listed linears in float; this engine ternarizes every one
+         * but the lm_head, so only the lm_head may be listed */
+        json_t *keep = json_object_get(qc, "modules_to_not_convert");
+        if (keep && !json_is_null(keep)) {
+            if (!json_is_array(keep))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert is not a list",
+                               path);
+            size_t i;
+            json_t *e;
+            json_array_foreach(keep, i, e) if (!json_is_string(e) || strcmp(json_string_value(e), "lm_head"))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert lists %.60s: "
+                                    "only lm_head may stay unquantized here", path,
+                               json_is_string(e) ? json_string_value(e) : "a non-string");
+        }
         if (json_is_true(json_object_get(qc, "use_rms_norm")))
             return err_set(err, "%s: quantization_config.use_rms_norm true (an RMSNorm inside every "
                                 "BitLinear) is not supported", path);

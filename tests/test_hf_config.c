@@ -167,6 +167,9 @@ int main(void) {
     loads("{\"quantization_config\": {\"quant_method\": \"bitnet\", \"linear_class\": \"bitlinear\","
           " \"quantization_mode\": \"offline\", \"use_rms_norm\": false, \"modules_to_not_convert\": null}}");
     loads("{\"quantization_config\": \"<delete>\"}");
+    loads("{\"quantization_config\": {\"quant_method\": \"bitnet\", \"modules_to_not_convert\": [\"lm_head\"]}}");
+    refused("{\"quantization_config\": {\"quant_method\": \"bitnet\", \"modules_to_not_convert\":"
+            " [\"lm_head\", \"model.layers.0.mlp.down_proj\"]}}", "modules_to_not_convert");
 
     /* the other keys: refused */
     refused("{\"head_dim\": 32}", "head_dim");
