@@ -63,6 +63,7 @@ void cli_usage(FILE *to) {
         "Other:\n"
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
+        "      --chunks N           perplexity: score at most the first N chunks\n"
         "      --kl-divergence-base F\n"
         "                           perplexity: save the scored positions' logits to F\n"
         "      --kl-divergence F    perplexity: compare with the base file F (its tokens\n"
@@ -75,7 +76,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE, OPT_CHUNKS,
 };
 
 static const struct option long_opts[] = {
@@ -96,6 +97,7 @@ static const struct option long_opts[] = {
     {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
     {"kl-divergence", required_argument, 0, OPT_KL},
     {"kv-cache", required_argument, 0, OPT_KVCACHE},
+    {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
 
@@ -256,6 +258,10 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case OPT_QUICK: c->quick = true; break;
         case OPT_KLBASE: c->kl_base = optarg; break;
         case OPT_KL: c->kl_compare = optarg; break;
+        case OPT_CHUNKS:
+            if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
+            c->chunks = (int)iv;
+            break;
         case OPT_KVCACHE:
             if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
                 fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
@@ -306,9 +312,9 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         fprintf(stderr, "bitnet-chat: --lm-head int8 applies to the CUDA backend only; the CPU backend "
                         "uses the model's lm_head\n");
 
-    if ((c->kl_base || c->kl_compare) && c->mode != MODE_PERPLEXITY) {
-        fprintf(stderr, "bitnet-chat: --kl-divergence%s belongs to the perplexity subcommand\n",
-                c->kl_base ? "-base" : "");
+    if ((c->kl_base || c->kl_compare || c->chunks) && c->mode != MODE_PERPLEXITY) {
+        fprintf(stderr, "bitnet-chat: %s belongs to the perplexity subcommand\n",
+                c->kl_base ? "--kl-divergence-base" : c->kl_compare ? "--kl-divergence" : "--chunks");
         return 2;
     }
     switch (c->mode) {

@@ -50,6 +50,7 @@ typedef struct {
     bool quick;                /* bench --quick */
     const char *kl_base;       /* perplexity --kl-divergence-base FILE */
     const char *kl_compare;    /* perplexity --kl-divergence FILE */
+    int chunks;                /* perplexity --chunks N; 0 = all */
     int npos;                  /* positional arguments after the subcommand */
     char **pos;
 } AppConfig;

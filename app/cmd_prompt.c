@@ -434,6 +434,16 @@ int cmd_perplexity(const AppConfig *cfg) {
             goto out;
         }
     }
+    if (cfg->chunks > 0 && n_tok > (size_t)cfg->chunks * (size_t)n_ctx)
+        n_tok = (size_t)cfg->chunks * (size_t)n_ctx;
+    if (cfg->kl_base) {
+        /* the logits dominate: vocab floats for each scored position (9 GB for 70 chunks of 512
+         * with a 128256-token vocabulary), so say so before the run rather than after */
+        const double gb = (double)(n_tok / (size_t)n_ctx) * (double)(n_ctx - 1 - n_ctx / 2) *
+                          (double)m.cfg.vocab_size * 4.0 / 1e9;
+        fprintf(stderr, "perplexity: %s will take %.2f GB%s\n", cfg->kl_base, gb,
+                gb > 1.0 && !cfg->chunks ? " (--chunks N limits it)" : "");
+    }
     InferOptions io = infer_options_from(cfg);
     io.ctx = n_ctx;
     inf = infer_create(&m, &io, &err);

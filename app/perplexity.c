@@ -168,7 +168,8 @@ int perplexity_run_kl(Infer *inf, int n_vocab, const int32_t *tokens, size_t n_t
     if (n_chunks > 0x7fffffff) n_chunks = 0x7fffffff;
     PplKlBase *base = kl ? kl->base : NULL;
     const char *save = kl ? kl->save_path : NULL;
-    if (base && (base->n_vocab != n_vocab || base->n_ctx != n_ctx || (size_t)base->n_chunks != n_chunks))
+    /* a run may score the first chunks of a base only (--chunks) */
+    if (base && (base->n_vocab != n_vocab || base->n_ctx != n_ctx || (size_t)base->n_chunks < n_chunks))
         return err_set(err, "%s: made with vocab %d, ctx %d, %d chunks; this run has vocab %d, ctx %d, "
                             "%zu chunks", base->path, base->n_vocab, base->n_ctx, base->n_chunks,
                        n_vocab, n_ctx, n_chunks);

@@ -53,7 +53,9 @@ void ppl_kl_base_close(PplKlBase *b);
 typedef struct {
     const char *save_path;    /* write a base file here (NULL: none) */
     PplKlBase *base;          /* compare with this base (NULL: none); its n_vocab and n_ctx must
-                               * match the run's, and tokens should be base->tokens with bos -1 */
+                               * match the run's, it must hold at least the run's chunks (the
+                               * first ones are compared), and tokens should be base->tokens
+                               * with bos -1 */
 } PplKl;
 
 /* A position whose base top-2 logits lie within this fraction of the base's largest |logit| is

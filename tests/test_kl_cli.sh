@@ -2,7 +2,8 @@
 # perplexity --kl-divergence-base / --kl-divergence and --kv-cache through the real binary:
 #   a run compared with its own base: KL 0, same top-1, same PPL, no text file needed;
 #   a grid model (tests/data/grid) against transformers' base: the summary lines, 100% top-1
-#   with --kv-cache f32; both options at once compare and save;
+#   with --kv-cache f32; both options at once compare and save; --chunks N scores the first N
+#   chunks (of a text or of a base) and a base file is announced with its size first;
 #   bad input (missing or broken base, another vocabulary, options in the wrong place, a bad
 #   --kv-cache value, f32 cache with --backend cuda): one clear line, non-zero exit.
 . "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
@@ -25,6 +26,18 @@ grep -q "^Base PPL = $ppl$" "$T/b" || { fail "base PPL is not the saving run's (
 grep -q "^Final estimate: PPL = $ppl " "$T/b" || { fail "PPL differs from the saving run"; cat "$T/b"; }
 grep -q "^Mean KL divergence = 0 " "$T/b" || { fail "own base: KL not 0"; cat "$T/b"; }
 grep -q "^Same top-1 = 100.0000% " "$T/b" || { fail "own base: top-1 not 100%"; cat "$T/b"; }
+
+# --chunks: only the first chunks, of the text or of the base
+"$BN_BIN" perplexity --model "$M" -b cpu --chunks 1 --kl-divergence "$T/base.kl" >"$T/c" 2>"$T/c.err" \
+    || { fail "--chunks 1 with a base"; cat "$T/c.err"; }
+grep -q "^Same top-1 = 100.0000% (31 of 31 positions)" "$T/c" || { fail "--chunks 1: positions"; cat "$T/c"; }
+"$BN_BIN" perplexity --model "$M" "$T/text.txt" --ctx 64 -b cpu --chunks 2 --kl-divergence-base "$T/c2.kl" \
+    >/dev/null 2>"$T/c2.err" || { fail "--chunks 2 saving"; cat "$T/c2.err"; }
+V=$(od -An -tu4 -j8 -N4 "$T/base.kl" | tr -d ' ')   # the vocabulary, from the header
+[ "$(wc -c <"$T/c2.kl")" = $((24 + 2 * 64 * 4 + 2 * 31 * V * 4)) ] \
+    || fail "--chunks 2: base file size"
+grep -q "will take" "$T/c2.err" || { fail "no size note before saving"; cat "$T/c2.err"; }
+usage_error "perplexity subcommand" -p hi --model "$M" --chunks 2
 
 # a grid model against transformers
 "$BN_BIN" perplexity --model "$G/g2" -b cpu --kv-cache f32 --kl-divergence "$G/g2/base.kl" \
