@@ -521,6 +521,7 @@ int app_process_events(App *a) {
                 app_note(a, MSG_NOTE, "%s %s (%s, %d-token context).",
                          switched ? "Switched to" : "Loaded", a->model.name, a->model.backend,
                          a->model.ctx_size);
+                if (a->model.chat_note[0]) app_note(a, MSG_NOTE, "Note: %s.", a->model.chat_note);
                 if (a->cfg.ctx > a->model.ctx_size)
                     app_note(a, MSG_NOTE, "--ctx %d is more than this model's trained context; "
                              "using %d.", a->cfg.ctx, a->model.ctx_size);

@@ -194,6 +194,12 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
     if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
+    /* The file is written as arch bitnet-b1.58, which readers (ours included) take as the
+     * BitNet block with both sub-norms; the other families would need their own arch. */
+    if (!c->sub_norms || c->ffn_act != FFN_RELU2)
+        return err_set(err, "%s: writing %s models (%s) to GGUF is not supported yet", out_path,
+                       c->sub_norms ? "SiLU BitNet (1bitLLM)" : "Llama-style",
+                       c->arch[0] ? c->arch : "no sub-norms");
 
     /* ---- tensor list ---- */
     const int n_max = 3 + 11 * c->n_layers;

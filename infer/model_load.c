@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "infer/chat_template.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "infer/model_quant.h"
@@ -179,14 +180,19 @@ static void set_stops(ModelConfig *c, const int *ids, int n) {
     }
 }
 
-/* Stops: end of turn first (what a chat stops on), then eos, then the file's extra eos ids. */
+/* The chat format the model's template asks for (chat_format_detect), then the stops: the
+ * format's end of turn first (what a chat stops on), <|eot_id|>, eos, then the file's extra eos
+ * ids. */
 static void finish_stops(Model *m, const int *extra, int n_extra) {
-    int ids[2] = {-1, -1};
+    int ids[3] = {-1, -1, -1};
+    m->cfg.chat_format = chat_format_detect(m->chat_template, m->tok, m->cfg.ffn_act, m->chat_note,
+                                            sizeof m->chat_note);
     if (m->tok) {
-        ids[0] = tokenizer_eot(m->tok);
-        ids[1] = tokenizer_eos(m->tok);
+        ids[0] = chat_format_end_token(m->tok, m->cfg.chat_format);
+        ids[1] = tokenizer_eot(m->tok);
+        ids[2] = tokenizer_eos(m->tok);
     }
-    set_stops(&m->cfg, ids, 2);
+    set_stops(&m->cfg, ids, 3);
     set_stops(&m->cfg, extra, n_extra);
 }
 
@@ -442,6 +448,41 @@ out:
     return tk;
 }
 
+/* The family switches of a GGUF file. Arch "llama" is a plain Llama block (SiLU, no
+ * sub-norms). The bitnet arches have both sub-norms, and their name does not tell the FFN
+ * activation: 2B-4T (relu^2) and 1bitLLM (SiLU) are both written as "bitnet-b1.58". What does
+ * tell is the vocabulary, the only metadata the two differ in: 1bitLLM keeps LLaMA-2's
+ * SentencePiece tokenizer (tokenizer.ggml.model "llama"), 2B-4T the Llama 3 BPE ("gpt2"). */
+static int gguf_family(GgufCtx *c, int is_llama, ModelConfig *cfg, Err *err) {
+    char tm[32] = "";
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.model"))
+        gguf_get_cstr(&c->g, "tokenizer.ggml.model", tm, sizeof tm, NULL);
+    cfg->sub_norms = !is_llama;
+    cfg->ffn_act = is_llama || !strcmp(tm, "llama") ? FFN_SILU : FFN_RELU2;
+    if (is_llama && gguf_find_tensor(&c->g, "blk.0.attn_sub_norm.weight"))
+        return err_set(err, "%s: arch llama with attn_sub_norm tensors: a BitNet model written "
+                            "under the wrong architecture name", c->g.path);
+    return 0;
+}
+
+/* llama.cpp's converters store q and k with the rows of each head reordered for adjacent-pair
+ * RoPE: HF row (half, i) of a head (i < head_dim/2) is GGUF row 2i + half. This puts them back
+ * into HF order, so the model is the same whatever file it came from (rotate-half RoPE, and
+ * `convert` writes what it read). I2_S rows used in place are copied out of the mapping. */
+static int unpermute_qk(Model *m, TernaryMatrix *w, int n_head, Err *err) {
+    const int hd = w->n_out / n_head, half = hd / 2;
+    const size_t rb = i2s_row_bytes(w->n_in_pad);
+    uint8_t *dst = model_storage_alloc(m, rb * (size_t)w->n_out, err);
+    if (!dst) return -1;
+    for (int h = 0; h < n_head; h++)
+        for (int i = 0; i < half; i++)
+            for (int k = 0; k < 2; k++)
+                memcpy(dst + rb * (size_t)(h * hd + k * half + i),
+                       w->codes + rb * (size_t)(h * hd + 2 * i + k), rb);
+    w->codes = dst; /* a converted buffer left behind stays owned by the storage */
+    return 0;
+}
+
 static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Err *err) {
     GgufCtx c;
     memset(&c, 0, sizeof c);
@@ -457,9 +498,14 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     int rc = -1;
     ModelConfig *cfg = &m->cfg;
     if (gguf_get_cstr(&c.g, "general.architecture", c.arch, sizeof c.arch, err)) goto out;
-    if (strcmp(c.arch, "bitnet-b1.58") && strcmp(c.arch, "bitnet-25")) {
-        err_set(err, "%s: architecture \"%s\" is not supported (expected bitnet-b1.58 or "
-                     "bitnet-25, i.e. BitNet b1.58 2B-4T style models)", path, c.arch);
+    /* bitnet.cpp writes the Llama-style ternary models (Llama3-8B-1.58, Falcon3, Falcon-E) as
+     * "llama", BitNet-b1.58-2B-4T as "bitnet-b1.58" (older files "bitnet-25") and 1bitLLM's
+     * models as "bitnet-b1.58" (older files "bitnet"). */
+    const int is_llama = !strcmp(c.arch, "llama");
+    if (!is_llama && strcmp(c.arch, "bitnet-b1.58") && strcmp(c.arch, "bitnet-25") &&
+        strcmp(c.arch, "bitnet")) {
+        err_set(err, "%s: architecture \"%s\" is not supported (expected bitnet-b1.58, "
+                     "bitnet-25, bitnet or llama with ternary weights)", path, c.arch);
         goto out;
     }
     snprintf(cfg->arch, sizeof cfg->arch, "%s", c.arch);
@@ -488,6 +534,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, path, err)) goto out;
+    if (gguf_family(&c, is_llama, cfg, err)) goto out;
     int rot;
     if (g_int(&c, "rope.dimension_count", &rot, 0, cfg->head_dim, err)) goto out;
     if (rot != cfg->head_dim) {
@@ -530,6 +577,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         static const char *norms_[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
         const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
         for (int i = 0; i < 4; i++) {
+            if (!cfg->sub_norms && i % 2) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms_[i]);
             if (!g_tensor(&c, name, 1, (uint64_t)(i == 3 ? F : D), 1, err)) goto out;
         }
@@ -545,7 +593,8 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         goto out;
     }
     if (g_dense(m, &c, "token_embd.weight", &m->tok_embd, err) || step(&pr, "embedding", err)) goto out;
-    if (gguf_find_tensor(&c.g, "output.weight")) {
+    cfg->tied = !gguf_find_tensor(&c.g, "output.weight");
+    if (!cfg->tied) {
         if (g_dense(m, &c, "output.weight", &m->output, err)) goto out;
     } else {
         m->output = m->tok_embd; /* tied, as in the official file */
@@ -561,6 +610,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
             {"attn_norm", D, &lw->attn_norm}, {"attn_sub_norm", D, &lw->attn_sub_norm},
             {"ffn_norm", D, &lw->ffn_norm}, {"ffn_sub_norm", F, &lw->ffn_sub_norm}};
         for (int i = 0; i < 4; i++) {
+            if (!cfg->sub_norms && i % 2) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm[i].n);
             if (g_norm(&c, name, nm[i].len, norms, err)) goto out;
             *nm[i].dst = norms;
@@ -583,6 +633,11 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         }
     }
     if (jobs_run(&jl, &pr, err)) goto out;
+    if (is_llama) /* llama.cpp's converters permute q/k rows for adjacent-pair RoPE */
+        for (int l = 0; l < L; l++)
+            if (unpermute_qk(m, &m->layers[l].wq, cfg->n_heads, err) ||
+                unpermute_qk(m, &m->layers[l].wk, cfg->n_kv_heads, err))
+                goto out;
     if (step(&pr, "tokenizer", err)) goto out;
     m->tok = gguf_tokenizer(&c, err);
     if (!m->tok) goto out;
@@ -760,6 +815,48 @@ static char *read_chat_template(const char *dir) {
     return out;
 }
 
+/* modules_to_not_convert names the modules transformers leaves as dense nn.Linear (it matches
+ * by substring). Only lm_head, which is dense in every family anyway, can be honoured: a dense
+ * projection inside a layer would need a float matmul this engine does not have, and
+ * ternarizing it would silently compute something else. */
+static int hf_not_converted(json_t *list, const char *path, Err *err) {
+    static const char *lin[7] = {"model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                                 "model.layers.0.self_attn.v_proj", "model.layers.0.self_attn.o_proj",
+                                 "model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj",
+                                 "model.layers.0.mlp.down_proj"};
+    size_t i;
+    json_t *e;
+    if (!json_is_array(list)) return 0;
+    json_array_foreach(list, i, e) {
+        const char *s = json_is_string(e) ? json_string_value(e) : "";
+        for (int k = 0; k < 7; k++)
+            if (*s && (strstr(lin[k], s) || strstr(s, "layers.") || strstr(s, "_proj")))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert lists \"%.60s\": "
+                                    "dense (unquantized) projections inside the layers are not "
+                                    "supported", path, s);
+    }
+    return 0;
+}
+
+/* Names of the four per-layer norms (attn, attn sub, ffn, ffn sub) after "model.layers.N.",
+ * NULL for the sub-norms of a plain Llama block. 2B-4T names its sub-norms attn_sub_norm /
+ * ffn_sub_norm; 1bitLLM's modeling_bitnet.py inner_attn_ln / ffn_layernorm (the same places:
+ * attention output before o_proj, act(g) * u before down_proj). Sets cfg->sub_norms. */
+static const char *const *hf_norm_names(HfCtx *h, ModelConfig *cfg) {
+    static const char *bitnet[4] = {"input_layernorm", "self_attn.attn_sub_norm",
+                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
+    static const char *onebit[4] = {"input_layernorm", "self_attn.inner_attn_ln",
+                                    "post_attention_layernorm", "mlp.ffn_layernorm"};
+    static const char *llama[4] = {"input_layernorm", NULL, "post_attention_layernorm", NULL};
+    cfg->sub_norms = 1;
+    if (st_find(&h->st, "model.layers.0.self_attn.inner_attn_ln.weight")) return onebit;
+    /* model_type "bitnet" always has them: a missing one is reported as a missing tensor */
+    if (!strcmp(cfg->arch, "bitnet") || st_find(&h->st, "model.layers.0.self_attn.attn_sub_norm.weight"))
+        return bitnet;
+    cfg->sub_norms = 0;
+    return llama;
+}
+
 static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *err) {
     char p[1200];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -796,19 +893,27 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
             goto out;
         }
     }
+    /* model_type "bitnet": BitNet-b1.58-2B-4T. "llama": transformers' LlamaForCausalLM with
+     * BitLinear layers (Llama3-8B-1.58, Falcon3-*-1.58bit, Falcon-E) or 1bitLLM's custom
+     * BitnetForCausalLM; the tensors present tell which (hf_family). */
     json_t *mt = json_object_get(jc, "model_type");
-    if (json_is_string(mt) && strcmp(json_string_value(mt), "bitnet")) {
-        err_set(err, "%s: model_type \"%.40s\" is not supported (expected \"bitnet\")", p,
-                json_string_value(mt));
+    const int is_llama = json_is_string(mt) && !strcmp(json_string_value(mt), "llama");
+    if (json_is_string(mt) && !is_llama && strcmp(json_string_value(mt), "bitnet")) {
+        err_set(err, "%s: model_type \"%.40s\" is not supported (expected \"bitnet\" or a "
+                     "ternary \"llama\")", p, json_string_value(mt));
         goto out;
     }
     json_t *act = json_object_get(jc, "hidden_act");
-    if (json_is_string(act) && strcmp(json_string_value(act), "relu2")) {
-        err_set(err, "%s: hidden_act \"%.40s\" is not supported (BitNet b1.58 uses relu2)", p,
-                json_string_value(act));
+    const char *acts = json_is_string(act) ? json_string_value(act) : is_llama ? "silu" : "relu2";
+    if (!strcmp(acts, "relu2")) {
+        cfg->ffn_act = FFN_RELU2;
+    } else if (!strcmp(acts, "silu")) {
+        cfg->ffn_act = FFN_SILU;
+    } else {
+        err_set(err, "%s: hidden_act \"%.40s\" is not supported (relu2 or silu)", p, acts);
         goto out;
     }
-    snprintf(cfg->arch, sizeof cfg->arch, "bitnet");
+    snprintf(cfg->arch, sizeof cfg->arch, "%s", is_llama ? "llama" : "bitnet");
     {
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "%s", dir);
@@ -830,6 +935,8 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         goto out;
     cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
     json_t *hd = json_object_get(jc, "head_dim");
+    /* Falcon3 states head_dim 256 (as it is: 3072 / 12); a head_dim other than hidden /
+     * heads would make q wider than the residual stream, which none of the families does */
     if (json_is_integer(hd) && json_integer_value(hd) != cfg->head_dim) {
         err_set(err, "%s: head_dim %lld != hidden_size / num_attention_heads is not supported", p,
                 (long long)json_integer_value(hd));
@@ -843,14 +950,26 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         goto out;
     }
     json_t *tie = json_object_get(jc, "tie_word_embeddings");
-    /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
-     * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */
-    int tied = !json_is_false(tie);
     json_t *qc = json_object_get(jc, "quantization_config");
+    /* transformers' BitLinear (linear_class absent or "bitlinear": Llama3-8B-1.58, Falcon3,
+     * Falcon-E) stores weight_scale = 1 / mean|W| and divides by it; AutoBitLinear (2B-4T)
+     * stores mean|W| and multiplies (research/model-family.md section 0). */
     json_t *lc = json_is_object(qc) ? json_object_get(qc, "linear_class") : NULL;
     h.autobit = json_is_string(lc) && !strcmp(json_string_value(lc), "autobitlinear");
+    if (hf_not_converted(json_is_object(qc) ? json_object_get(qc, "modules_to_not_convert") : NULL,
+                         p, err))
+        goto out;
 
     if (st_open_dir(&h.st, dir, err)) goto out;
+    /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
+     * ship no lm_head.weight; an absent lm_head is therefore taken as tied. The Llama-style
+     * ones say false and ship it. */
+    cfg->tied = json_is_true(tie) || !st_find(&h.st, "lm_head.weight");
+    if (json_is_false(tie) && cfg->tied) {
+        err_set(err, "%s: tie_word_embeddings is false but there is no lm_head.weight", dir);
+        goto out;
+    }
+    const char *const *hn = hf_norm_names(&h, cfg);
     for (int i = 0; i < h.st.n_files; i++) {
         if (model_storage_add_mapping(m, h.st.files[i].map, h.st.files[i].map_len, err)) goto out;
         h.st.files[i].map = NULL;
@@ -860,12 +979,11 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     Progress pr = {opt, 0, 14 * L + 3, dir};
     /* As for GGUF: all tensors present (norms with their shapes) before allocating. */
     for (int l = 0; l < L; l++) {
-        static const char *hn[4] = {"input_layernorm", "self_attn.attn_sub_norm",
-                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
         static const char *hm[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
         char nm2[160];
         for (int i = 0; i < 4; i++) {
+            if (!hn[i]) continue;
             snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hn[i]);
             if (!h_tensor(&h, nm2, (uint64_t)(i == 3 ? F : D), 0, 1, err)) goto out;
         }
@@ -885,7 +1003,7 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     if (h_dense(m, &h, "model.embed_tokens.weight", &m->tok_embd, err) || step(&pr, "embedding", err))
         goto out;
-    if (st_find(&h.st, "lm_head.weight") && !tied) {
+    if (!cfg->tied) {
         if (h_dense(m, &h, "lm_head.weight", &m->output, err)) goto out;
     } else {
         m->output = m->tok_embd;
@@ -901,9 +1019,10 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
         const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
         struct { const char *n; int len; const float **dst; } nm[4] = {
-            {"input_layernorm", D, &lw->attn_norm}, {"self_attn.attn_sub_norm", D, &lw->attn_sub_norm},
-            {"post_attention_layernorm", D, &lw->ffn_norm}, {"mlp.ffn_sub_norm", F, &lw->ffn_sub_norm}};
+            {hn[0], D, &lw->attn_norm}, {hn[1], D, &lw->attn_sub_norm},
+            {hn[2], D, &lw->ffn_norm}, {hn[3], F, &lw->ffn_sub_norm}};
         for (int i = 0; i < 4; i++) {
+            if (!nm[i].n) continue;
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nm[i].n);
             if (h_norm(&h, name, nm[i].len, norms, err)) goto out;
             *nm[i].dst = norms;

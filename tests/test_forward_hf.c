@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "test_util.h"
@@ -89,14 +90,20 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-int main(void) {
-    const char *dir = BN_TEST_DATA "/hf_ref";
+/* argv[1]: the fixture folder under tests/data (default hf_ref, BitNet 2B-4T style); the
+ * families fixtures (tests/data/families/{llama3,falcon3}, made by make_families.py there:
+ * transformers' LlamaForCausalLM with packed BitLinear weights) have the same layout and are
+ * held to the same tolerances. */
+int main(int argc, char **argv) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", BN_TEST_DATA, argc > 1 ? argv[1] : "hf_ref");
     Reference ref;
     REQUIRE(load_reference(&ref, dir) == 0);
     Model m;
     Err err = {{0}};
     char mdir[1024];
-    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    snprintf(mdir, sizeof mdir, "%s/model", dir); /* hf_ref keeps the model in a subfolder */
+    if (access(mdir, F_OK) != 0) snprintf(mdir, sizeof mdir, "%s", dir);
     if (model_load(&m, mdir, NULL, &err) != 0) {
         fprintf(stderr, "model_load(%s): %s\n", mdir, err.msg);
         REQUIRE(!"the HF fixture loads");
