@@ -7,3 +7,11 @@ bn_add_test(NAME test_forward_falcon3 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_f
             LIBS bn_infer ARGS families/falcon3 LABELS cpu)
 bn_add_test(NAME test_families SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_families.c
             LIBS bn_app bn_infer LABELS cpu)
+# The same Falcon3-style weights as bitnet.cpp / llama.cpp write them: GGUF arch "llama" with
+# q/k rows permuted, as I2_S, TQ2_0, TQ1_0 and F16.
+bn_add_test(NAME test_forward_falcon3_i2s SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
+            LIBS bn_infer ARGS families/falcon3 i2s.gguf LABELS cpu)
+foreach(form tq2_0 tq1_0 f16)
+  bn_add_test(NAME test_forward_falcon3_${form} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
+              LIBS bn_infer ARGS families/falcon3 ${form}.gguf f16-scales LABELS cpu)
+endforeach()

@@ -9,10 +9,17 @@ checkpoints are, and run by transformers' own classes to record what the C engin
             padding of down_proj), untied lm_head, rope_theta 500000.0, eps 1e-5,
             quantization_config {quant_method: bitnet, modules_to_not_convert: null} and a
             Llama 3 header chat template.
-  falcon3/  Falcon3-*-1.58bit style: the same class with head_dim 256 stated in the config
-            (hidden 512, 2 heads / 1 KV head), intermediate 384, rope_theta 1000042 written as an
+  falcon3/  Falcon3-*-1.58bit style: the same class with head_dim stated in the config (128
+            here to keep the files small; test_forward_cpu runs head_dim 256), hidden 256, 2 heads
+            / 1 KV head, intermediate 256, vocab 320, rope_theta 1000042 written as an
             integer, eps 1e-6, modules_to_not_convert ["lm_head"], eos <|endoftext|>, the
-            Falcon3 <|system|>/<|user|>/<|assistant|> template.
+            Falcon3 <|system|>/<|user|>/<|assistant|> template; and the same weights as GGUF
+            files of arch "llama" the way llama.cpp-family converters write them (q/k rows
+            permuted for adjacent-pair RoPE, tokenizer.ggml.pre "falcon3"), written with
+            llama.cpp's gguf-py: i2s.gguf (I2_S, type 36, bytes made here from the published
+            layout as tests/data/models/gen_fixtures.py does, F16 embedding and lm_head),
+            tq2_0.gguf / tq1_0.gguf (gguf-py's own quantizers) and f16.gguf (the ternary values
+            times their scale, as F16: what converters write before quantizing).
   chatml/   a tokenizer folder only, with a ChatML (<|im_start|> ... <|im_end|>) template, the
             form reported for Falcon-E: checks the C rendering against transformers'.
 
@@ -31,7 +38,7 @@ stream by app/perplexity.h's method: chunks of n_ctx tokens, the first set to BO
 one, the second half of each chunk scored).
 
 Run:  python3 tests/data/families/make_families.py  (needs torch, transformers >= 5, accelerate,
-tokenizers, safetensors, numpy; CPU is enough, ~30 s).
+tokenizers, safetensors, numpy, gguf==0.19.0; CPU is enough, a few minutes).
 """
 import json
 import math
@@ -91,12 +98,12 @@ FAMILIES = {
                  max_position_embeddings=256),
         theta=500000.0, not_convert=None, seed=2024),
     "falcon3": dict(
-        vocab=400, specials=["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"],
+        vocab=320, specials=["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"],
         bos=None, eos="<|endoftext|>", template=FALCON3_TEMPLATE,
-        cfg=dict(hidden_size=512, intermediate_size=384, num_hidden_layers=2,
-                 num_attention_heads=2, num_key_value_heads=1, head_dim=256, rms_norm_eps=1e-6,
+        cfg=dict(hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6,
                  max_position_embeddings=256),
-        theta=1000042, not_convert=["lm_head"], seed=3030),
+        theta=1000042, not_convert=["lm_head"], seed=3030, gguf=True),
     "chatml": dict(
         vocab=360, specials=["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"],
         bos="<|begin_of_text|>", eos="<|im_end|>", template=CHATML_TEMPLATE, cfg=None),
@@ -254,6 +261,96 @@ def make_model(name, fam):
     with open(os.path.join(out, "reference.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     np.concatenate(all_logits, axis=0).tofile(os.path.join(out, "logits.f32"))
+    if fam.get("gguf"):
+        write_gguf_forms(out, fam, tok)
+
+
+def i2s_bytes(t):
+    """I2_S bytes of an int8 ternary matrix [n][k]: tests/data/models/gen_fixtures.py's."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "gen_fixtures", os.path.join(HERE, "..", "models", "gen_fixtures.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.i2s_bytes(t)
+
+
+def llama_permute(t, n_head):
+    """llama.cpp's q/k row order: HF row (half, i) of each head becomes row 2i + half."""
+    n, k = t.shape
+    return t.reshape(n_head, 2, n // n_head // 2, k).swapaxes(1, 2).reshape(n, k)
+
+
+def write_gguf_forms(out, fam, tok):
+    import gguf
+    from transformers.integrations.bitnet import unpack_weights
+    sd = load_file(os.path.join(out, "model.safetensors"))
+    c = fam["cfg"]
+    hd, nh, nkv = c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"]
+    j = json.loads(tok.to_str())
+    vocab = j["model"]["vocab"]
+    for a in j["added_tokens"]:
+        vocab[a["content"]] = a["id"]
+    tokens = [None] * fam["vocab"]
+    for t, i in vocab.items():
+        tokens[i] = t
+    types = [3 if t in fam["specials"] else 1 for t in tokens]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+    mats = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+            "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
+    for kind in ("i2s", "tq2_0", "tq1_0", "f16"):
+        w = gguf.GGUFWriter(os.path.join(out, kind + ".gguf"), "llama")
+        w.add_name("falcon3-fixture-" + kind)
+        w.add_context_length(c["max_position_embeddings"])
+        w.add_embedding_length(c["hidden_size"])
+        w.add_block_count(c["num_hidden_layers"])
+        w.add_feed_forward_length(c["intermediate_size"])
+        w.add_rope_dimension_count(hd)
+        w.add_head_count(nh)
+        w.add_head_count_kv(nkv)
+        w.add_key_length(hd)
+        w.add_value_length(hd)
+        w.add_layer_norm_rms_eps(c["rms_norm_eps"])
+        w.add_rope_freq_base(float(fam["theta"]))
+        w.add_uint32("general.file_type", 40)
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("falcon3")
+        w.add_token_list(tokens)
+        w.add_token_types(types)
+        w.add_token_merges(merges)
+        w.add_eos_token_id(tokens.index(fam["eos"]))
+        w.add_chat_template(fam["template"])
+        f16 = lambda x: x.float().numpy().astype(np.float16)  # noqa: E731
+        f32 = lambda x: x.float().numpy().astype(np.float32)  # noqa: E731
+        w.add_tensor("token_embd.weight", f16(sd["model.embed_tokens.weight"]))
+        w.add_tensor("output.weight", f16(sd["lm_head.weight"]))
+        w.add_tensor("output_norm.weight", f32(sd["model.norm.weight"]))
+        for li in range(c["num_hidden_layers"]):
+            pre = f"model.layers.{li}."
+            w.add_tensor(f"blk.{li}.attn_norm.weight", f32(sd[pre + "input_layernorm.weight"]))
+            w.add_tensor(f"blk.{li}.ffn_norm.weight", f32(sd[pre + "post_attention_layernorm.weight"]))
+            for hf, gn in mats.items():
+                base = pre + ("self_attn." if hf in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp.") + hf
+                t = unpack_weights(sd[base + ".weight"], dtype=torch.float32).numpy().astype(np.int8)
+                gamma = np.float32(1.0) / np.float32(sd[base + ".weight_scale"].float().item())
+                if hf == "q_proj":
+                    t = llama_permute(t, nh)
+                elif hf == "k_proj":
+                    t = llama_permute(t, nkv)
+                name = f"blk.{li}.{gn}.weight"
+                if kind == "i2s":
+                    blob = np.concatenate([i2s_bytes(t), np.frombuffer(np.float32(gamma).tobytes(), np.uint8),
+                                           np.zeros(28, np.uint8)])
+                    w.add_tensor(name, blob.view(np.int8), raw_shape=t.shape, raw_dtype=36)
+                elif kind == "f16":
+                    w.add_tensor(name, (t.astype(np.float32) * gamma).astype(np.float16))
+                else:
+                    qt = gguf.GGMLQuantizationType.TQ2_0 if kind == "tq2_0" else gguf.GGMLQuantizationType.TQ1_0
+                    w.add_tensor(name, gguf.quants.quantize(t.astype(np.float32) * gamma, qt), raw_dtype=qt)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
 
 
 def make_tokenizer_only(name, fam):
