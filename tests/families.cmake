@@ -15,3 +15,7 @@ foreach(form tq2_0 tq1_0 f16)
   bn_add_test(NAME test_forward_falcon3_${form} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
               LIBS bn_infer ARGS families/falcon3 ${form}.gguf f16-scales LABELS cpu)
 endforeach()
+# 1bitLLM bitnet_b1_58 style (SiLU with inner_attn_ln / ffn_layernorm, fp16 masters, tied,
+# head_dim 100, intermediate 270) against its graph written out in make_families.py.
+bn_add_test(NAME test_forward_onebit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
+            LIBS bn_infer ARGS families/onebit LABELS cpu)

@@ -367,11 +367,32 @@ static void test_convert(void) {
     rmdir(out);
 }
 
+/* 1bitLLM's layout (its logits: test_forward_onebit): read as a SiLU BitNet block with both
+ * sub-norms under their 1bitLLM names, tied, head_dim 100; no template means the plain format,
+ * said so; convert refuses it (bitnet-b1.58 + a BPE vocabulary would read back as relu2). */
+static void test_onebit(void) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/families/onebit", BN_TEST_DATA);
+    Model m;
+    Err err = {{0}};
+    REQUIRE(model_load(&m, dir, NULL, &err) == 0);
+    CHECK(m.cfg.ffn_act == FFN_SILU && m.cfg.sub_norms && m.cfg.tied);
+    CHECK(m.layers[1].attn_sub_norm && m.layers[1].ffn_sub_norm && m.output.data == m.tok_embd.data);
+    CHECK_EQ_INT(m.cfg.head_dim, 100);
+    CHECK_EQ_INT(m.cfg.chat_format, CHAT_PLAIN);
+    CHECK(strstr(m.chat_note, "no chat template") != NULL);
+    CHECK_EQ_INT(m.cfg.stop_ids[0], tokenizer_eos(m.tok));
+    CHECK_EQ_INT(gguf_write_model(&m, "/tmp/bn_families_never.gguf", NULL, 0, &err), -1);
+    CHECK(strstr(err.msg, "1bitLLM") != NULL);
+    model_free(&m);
+}
+
 int main(void) {
     test_family("llama3", 64, 500000.0f, 1e-5f, CHAT_LLAMA3);
     test_family("falcon3", 128, 1000042.0f, 1e-6f, CHAT_FALCON3);
     test_gguf_forms();
     test_convert();
+    test_onebit();
     test_chatml();
     test_refusals();
     return check_report("test_families");

@@ -20,6 +20,14 @@ checkpoints are, and run by transformers' own classes to record what the C engin
             layout as tests/data/models/gen_fixtures.py does, F16 embedding and lm_head),
             tq2_0.gguf / tq1_0.gguf (gguf-py's own quantizers) and f16.gguf (the ternary values
             times their scale, as F16: what converters write before quantizing).
+  onebit/   1bitLLM bitnet_b1_58 style: BitnetForCausalLM (model_type "llama", no
+            quantization_config), fp16 master weights quantized on the fly (absmean ternary
+            weights, absmax int8 activations), SiLU FFN with inner_attn_ln before o_proj and
+            ffn_layernorm before down_proj, tied embedding, rope_theta 10000. transformers has no
+            class for it (the published repos carry their own modeling_bitnet.py), so the graph is
+            written out below (onebit_forward) from that description; hidden 200, 2 heads of
+            head_dim 100 (as 1bitLLM-3B), intermediate 270 (not a multiple of 128, as its 8640).
+            The tokenizer is a byte-level BPE like the others: the test is of the numerics.
   chatml/   a tokenizer folder only, with a ChatML (<|im_start|> ... <|im_end|>) template, the
             form reported for Falcon-E: checks the C rendering against transformers'.
 
@@ -37,7 +45,7 @@ tokenizer.apply_chat_template with the generation prompt) and `ppl` (perplexity 
 stream by app/perplexity.h's method: chunks of n_ctx tokens, the first set to BOS when there is
 one, the second half of each chunk scored).
 
-Run:  python3 tests/data/families/make_families.py  (needs torch, transformers >= 5, accelerate,
+Run:  python3 tests/data/families/make_families.py [FAMILY...]  (needs torch, transformers >= 5, accelerate,
 tokenizers, safetensors, numpy, gguf==0.19.0; CPU is enough, a few minutes).
 """
 import json
@@ -104,6 +112,12 @@ FAMILIES = {
                  num_attention_heads=2, num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6,
                  max_position_embeddings=256),
         theta=1000042, not_convert=["lm_head"], seed=3030, gguf=True),
+    "onebit": dict(
+        vocab=320, specials=["<s>", "</s>"], bos="<s>", eos="</s>", template=None,
+        cfg=dict(hidden_size=200, intermediate_size=270, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=2, rms_norm_eps=1e-5,
+                 max_position_embeddings=256),
+        theta=10000.0, seed=4242, onebit=True),
     "chatml": dict(
         vocab=360, specials=["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>", "<|im_end|>"],
         bos="<|begin_of_text|>", eos="<|im_end|>", template=CHATML_TEMPLATE, cfg=None),
@@ -353,6 +367,124 @@ def write_gguf_forms(out, fam, tok):
         w.close()
 
 
+def onebit_weights(fam):
+    """Random fp16 masters in 1bitLLM's tensor names."""
+    c = fam["cfg"]
+    g = torch.Generator().manual_seed(fam["seed"])
+    d, f, v = c["hidden_size"], c["intermediate_size"], fam["vocab"]
+    rn = lambda *shape, std=1.0: (std * torch.randn(*shape, generator=g)).half()  # noqa: E731
+    sd = {"model.embed_tokens.weight": rn(v, d, std=0.25), "model.norm.weight": (1 + rn(d, std=0.2).float()).half()}
+    for li in range(c["num_hidden_layers"]):
+        p = f"model.layers.{li}."
+        for n, shape in (("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (d, d)), ("self_attn.v_proj", (d, d)),
+                         ("self_attn.o_proj", (d, d)), ("mlp.gate_proj", (f, d)), ("mlp.up_proj", (f, d)),
+                         ("mlp.down_proj", (d, f))):
+            sd[p + n + ".weight"] = rn(*shape, std=0.05)
+        for n, k in (("input_layernorm", d), ("post_attention_layernorm", d),
+                     ("self_attn.inner_attn_ln", d), ("mlp.ffn_layernorm", f)):
+            sd[p + n + ".weight"] = (1 + rn(k, std=0.2).float()).half()
+    return sd
+
+
+def onebit_forward(sd, c, theta, ids):
+    """1bitLLM's forward in float32: BitLinear = F.linear(act_quant(x), weight_quant(W))."""
+    W = {k: v.float() for k, v in sd.items()}
+    eps, nh = c["rms_norm_eps"], c["num_attention_heads"]
+    d = c["hidden_size"]
+    hd = d // nh
+
+    def wq(w):
+        s = 1.0 / w.abs().mean().clamp(min=1e-5)
+        return (w * s).round().clamp(-1, 1) / s
+
+    def aq(x):
+        s = 127.0 / x.abs().max(dim=-1, keepdim=True).values.clamp(min=1e-5)
+        return (x * s).round().clamp(-128, 127) / s
+
+    def lin(x, name):
+        return torch.nn.functional.linear(aq(x), wq(W[name]))
+
+    def rms(x, w):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+    T = len(ids)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    ang = torch.outer(torch.arange(T).float(), inv)
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+
+    def rope(x):  # [h, T, hd], rotate half
+        x1, x2 = x[..., :hd // 2], x[..., hd // 2:]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
+
+    x = W["model.embed_tokens.weight"][torch.tensor(ids)]
+    mask = torch.full((T, T), float("-inf")).triu(1)
+    for li in range(c["num_hidden_layers"]):
+        p = f"model.layers.{li}."
+        h = rms(x, W[p + "input_layernorm.weight"])
+        q, k, v = (lin(h, p + f"self_attn.{n}_proj.weight").view(T, nh, hd).transpose(0, 1) for n in "qkv")
+        q, k = rope(q), rope(k)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + mask, dim=-1) @ v
+        a = a.transpose(0, 1).reshape(T, d)
+        x = x + lin(rms(a, W[p + "self_attn.inner_attn_ln.weight"]), p + "self_attn.o_proj.weight")
+        h = rms(x, W[p + "post_attention_layernorm.weight"])
+        m = torch.nn.functional.silu(lin(h, p + "mlp.gate_proj.weight")) * lin(h, p + "mlp.up_proj.weight")
+        x = x + lin(rms(m, W[p + "mlp.ffn_layernorm.weight"]), p + "mlp.down_proj.weight")
+    x = rms(x, W["model.norm.weight"])
+    return x @ W["model.embed_tokens.weight"].T
+
+
+def make_onebit(name, fam):
+    out = os.path.join(HERE, name)
+    tok = build_tokenizer(fam["vocab"], fam["specials"])
+    tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": fam["bos"], "eos_token": fam["eos"], "add_bos_token": True}, f, indent=2)
+    bos, eos = tok.token_to_id(fam["bos"]), tok.token_to_id(fam["eos"])
+    c = fam["cfg"]
+    sd = onebit_weights(fam)
+    save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    conf = {"architectures": ["BitnetForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+            "hidden_size": c["hidden_size"], "intermediate_size": c["intermediate_size"],
+            "num_hidden_layers": c["num_hidden_layers"], "num_attention_heads": c["num_attention_heads"],
+            "num_key_value_heads": c["num_key_value_heads"], "max_position_embeddings": c["max_position_embeddings"],
+            "rms_norm_eps": c["rms_norm_eps"], "rope_theta": fam["theta"], "rope_scaling": None,
+            "tie_word_embeddings": True, "torch_dtype": "float16", "vocab_size": fam["vocab"],
+            "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": None, "weight_bits": 1,
+            "input_bits": 8}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(conf, f, indent=2, sort_keys=True)
+    fwd = lambda ids: onebit_forward(sd, c, fam["theta"], ids).numpy()  # noqa: E731
+    texts = ["The quick brown fox jumps over the lazy dog.",
+             "Ternary weights and int8 activations: the linears of every family."]
+    prompts = [[bos] + tok.encode(t, add_special_tokens=False).ids for t in texts]
+    rng = np.random.default_rng(fam["seed"])
+    prompts.append([bos] + [int(v) for v in rng.integers(0, fam["vocab"], size=39)])
+    prompts.append([int(v) for v in rng.integers(0, fam["vocab"], size=5)])
+    lines = [f"# torch {torch.__version__}, float32, 1bitLLM graph written in make_families.py "
+             f"(onebit_forward)", f"vocab {fam['vocab']}", f"prompts {len(prompts)}"]
+    all_logits = []
+    with torch.no_grad():
+        for i, p in enumerate(prompts):
+            logits = fwd(p)
+            all_logits.append(logits.astype("<f4"))
+            seq = list(p)
+            for _ in range(GEN):
+                seq.append(int(fwd(seq)[-1].argmax()))
+            full = fwd(seq)
+            gen = seq[len(p):]
+            top2 = np.sort(logits, axis=-1)[:, -2:]
+            t2 = np.sort(full, axis=-1)[:, -2:]
+            gmargin = (t2[:, 1] - t2[:, 0])[len(p) - 1:len(p) - 1 + GEN]
+            lines.append(f"prompt {i} {len(p)} " + " ".join(map(str, p)))
+            lines.append(f"greedy {i} {len(gen)} " + " ".join(map(str, gen)))
+            lines.append(f"margin {i} {len(p)} " + " ".join(f"{m:.5f}" for m in top2[:, 1] - top2[:, 0]))
+            lines.append(f"greedy_margin {i} {len(gmargin)} " + " ".join(f"{m:.5f}" for m in gmargin))
+            lines.append(f"logit_absmax {i} {float(np.abs(logits).max()):.5f}")
+    with open(os.path.join(out, "reference.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    np.concatenate(all_logits, axis=0).tofile(os.path.join(out, "logits.f32"))
+
+
 def make_tokenizer_only(name, fam):
     out = os.path.join(HERE, name)
     _, hf_tok = write_tokenizer(out, fam)
@@ -365,13 +497,18 @@ def make_tokenizer_only(name, fam):
 
 
 def main():
+    only = sys.argv[1:]  # family names to remake (default: all)
     for name, fam in FAMILIES.items():
+        if only and name not in only:
+            continue
         out = os.path.join(HERE, name)
         if os.path.isdir(out):
             shutil.rmtree(out)
         os.makedirs(out)
         if fam["cfg"] is None:
             make_tokenizer_only(name, fam)
+        elif fam.get("onebit"):
+            make_onebit(name, fam)
         else:
             make_model(name, fam)
         size = sum(os.path.getsize(os.path.join(out, x)) for x in os.listdir(out))
