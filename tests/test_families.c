@@ -19,6 +19,7 @@
 #include "app/perplexity.h"
 #include "check.h"
 #include "infer/chat_template.h"
+#include "infer/engine.h"
 #include "infer/gguf.h"
 #include "infer/gguf_write.h"
 #include "infer/infer.h"
@@ -387,12 +388,72 @@ static void test_onebit(void) {
     model_free(&m);
 }
 
+/* Waits for req's end (EV_LOADED / EV_LOAD_FAILED / EV_DONE, or 60 s): returns its type and
+ * fills *last with that event; EV_ERROR of req counts as a failure. */
+static int wait_end(Engine *e, uint64_t req, EngineEvent *last) {
+    EngineEvent ev;
+    for (int waited = 0; waited < 600;) {
+        const int n = engine_wait(e, &ev, 1, 100);
+        if (n == 0) waited++;
+        if (n == 0 || ev.req != req) continue;
+        if (ev.type == EV_LOADED || ev.type == EV_LOAD_FAILED || ev.type == EV_DONE || ev.type == EV_ERROR) {
+            *last = ev;
+            return ev.type;
+        }
+    }
+    return -1;
+}
+
+/* /load between families at run time: one engine loads each family in turn (CPU), reports the
+ * chat format it found, and answers a chat rendered in that family's format (the prompt
+ * tokens are those chat_template_tokens gives for the model, so the format travels with it). */
+static void test_engine_switch(void) {
+    static const char *dirs[] = {"families/llama3", "families/falcon3", "families/onebit",
+                                 "hf_ref/model", "families/falcon3/i2s.gguf"};
+    static const char *formats[] = {"llama3", "falcon3", "plain", "bitnet", "falcon3"};
+    EngineOptions eo = {NULL, {BACKEND_CPU, 2, 128, 0}};
+    Err err = {{0}};
+    Engine *e = engine_create(&eo, &err);
+    REQUIRE(e);
+    for (int i = 0; i < 5; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", BN_TEST_DATA, dirs[i]);
+        EngineEvent ev;
+        const int ty = wait_end(e, engine_load(e, path), &ev);
+        if (ty != EV_LOADED) {
+            CHECK_MSG(0, "engine load of %s: %s", dirs[i], ty == EV_LOAD_FAILED ? ev.u.error.msg : "no answer");
+            continue;
+        }
+        CHECK_STREQ(ev.u.loaded.chat_format, formats[i]);
+        CHECK_MSG(!strcmp(formats[i], "plain") == (ev.u.loaded.chat_note[0] != 0),
+                  "%s: note \"%s\"", dirs[i], ev.u.loaded.chat_note);
+        Model m;
+        REQUIRE(model_load(&m, path, NULL, &err) == 0);
+        ChatTokens ct;
+        REQUIRE(chat_template_tokens(m.tok, m.cfg.chat_format, CONVERSATION, 2, 1, &ct, &err) == 0);
+        SamplerParams sp = sampler_params_default();
+        sp.temperature = 0.0f;
+        sp.max_tokens = 3;
+        const int dt = wait_end(e, engine_submit(e, CONVERSATION, 2, &sp), &ev);
+        CHECK_MSG(dt == EV_DONE, "%s: the chat did not finish (%s)", dirs[i],
+                  dt == EV_ERROR ? ev.u.error.msg : "no EV_DONE");
+        if (dt == EV_DONE) {
+            CHECK_EQ_INT(ev.u.done.stats.prompt_tokens, ct.n_ids);
+            CHECK(ev.u.done.reason == STOP_EOS || ev.u.done.reason == STOP_MAX_TOKENS);
+        }
+        chat_tokens_free(&ct);
+        model_free(&m);
+    }
+    engine_destroy(e);
+}
+
 int main(void) {
     test_family("llama3", 64, 500000.0f, 1e-5f, CHAT_LLAMA3);
     test_family("falcon3", 128, 1000042.0f, 1e-6f, CHAT_FALCON3);
     test_gguf_forms();
     test_convert();
     test_onebit();
+    test_engine_switch();
     test_chatml();
     test_refusals();
     return check_report("test_families");
