@@ -204,9 +204,6 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     char out_real[4096];
     if (gguf_write_check_output(out_path, out_real, sizeof out_real, err)) return -1;
     const ModelConfig *c = &m->cfg;
-    if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
-    const TokenizerVocab *v = tokenizer_vocab(m->tok);
-    if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
     /* BitNet 2B-4T is written as arch bitnet-b1.58, the Llama-style models (SiLU, no
      * sub-norms) as bitnet.cpp writes them: arch llama, q/k rows permuted. 1bitLLM's SiLU
      * BitNet would be bitnet-b1.58 too, which readers tell from 2B-4T by its SentencePiece
@@ -215,6 +212,9 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     if (!is_llama && (c->ffn_act != FFN_RELU2 || !c->sub_norms))
         return err_set(err, "%s: writing a %s model to GGUF is not supported", out_path,
                        c->sub_norms ? "SiLU BitNet (1bitLLM)" : "relu2 model without sub-norms");
+    if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
+    const TokenizerVocab *v = tokenizer_vocab(m->tok);
+    if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
 
     /* ---- tensor list ---- */
     const int n_max = 3 + 11 * c->n_layers;

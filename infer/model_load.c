@@ -23,6 +23,7 @@
 #include "infer/model_storage.h"
 #include "infer/safetensors.h"
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 #include "kernels/w2a8.h"
 
 /* Upper bounds that keep every size computation far from overflow and refuse absurd configs
@@ -371,13 +372,66 @@ static int g_id(GgufCtx *c, const char *key, int *out) {
     return *out;
 }
 
+/* tokenizer.ggml.model "llama": SentencePiece pieces with scores and types (1bitLLM). */
+static Tokenizer *gguf_spm_tokenizer(GgufCtx *c, Err *err) {
+    uint64_t n = 0;
+    const char **toks = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    Tokenizer *tk = NULL;
+    if (gguf_get_str_array(&c->g, "tokenizer.ggml.tokens", &n, &toks, &lens, err)) return NULL;
+    if (n == 0 || n > MAX_VOCAB) {
+        err_set(err, "%s: tokenizer.ggml.tokens has %llu entries", c->g.path, (unsigned long long)n);
+        goto out;
+    }
+    const GgufKV *sc = gguf_find_kv(&c->g, "tokenizer.ggml.scores");
+    const GgufKV *tt = gguf_find_kv(&c->g, "tokenizer.ggml.token_type");
+    scores = calloc(n, sizeof *scores);
+    types = malloc(n * sizeof *types);
+    if (!scores || !types) {
+        err_set(err, "out of memory");
+        goto out;
+    }
+    if (!sc || sc->type != GGUF_ARRAY || sc->arr_type != GGUF_FLOAT32 || sc->arr_n != n) {
+        err_set(err, "%s: a SentencePiece tokenizer needs tokenizer.ggml.scores (f32, one per token)",
+                c->g.path);
+        goto out;
+    }
+    memcpy(scores, sc->val, n * sizeof *scores);
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t x = TOKTYPE_NORMAL;
+        if (tt && (tt->type != GGUF_ARRAY || tt->arr_n != n || gguf_get_arr_int(tt, i, &x) ||
+                   x < TOKTYPE_NORMAL || x > TOKTYPE_BYTE)) {
+            err_set(err, "%s: tokenizer.ggml.token_type is not a token type per token", c->g.path);
+            goto out;
+        }
+        types[i] = (int32_t)x;
+    }
+    int prefix = 1, bos, eos;
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.add_space_prefix"))
+        gguf_get_bool(&c->g, "tokenizer.ggml.add_space_prefix", &prefix, NULL);
+    g_id(c, "tokenizer.ggml.bos_token_id", &bos);
+    g_id(c, "tokenizer.ggml.eos_token_id", &eos);
+    SpmModel *s = spm_from_pieces((int)n, toks, lens, scores, types, prefix, bos, eos, err);
+    if (s) tk = tokenizer_from_spm(s, err);
+    if (!tk) err_prefix(err, "%s: tokenizer", c->g.path);
+out:
+    free(toks);
+    free(lens);
+    free(scores);
+    free(types);
+    return tk;
+}
+
 /* tokenizer.ggml.* -> Tokenizer. */
 static Tokenizer *gguf_tokenizer(GgufCtx *c, Err *err) {
     char model[64];
     if (gguf_get_cstr(&c->g, "tokenizer.ggml.model", model, sizeof model, err)) return NULL;
+    if (!strcmp(model, "llama")) return gguf_spm_tokenizer(c, err);
     if (strcmp(model, "gpt2")) {
-        err_set(err, "%s: tokenizer model \"%s\" is not supported (only byte-level BPE \"gpt2\")",
-                c->g.path, model);
+        err_set(err, "%s: tokenizer model \"%s\" is not supported (byte-level BPE \"gpt2\" or "
+                     "SentencePiece \"llama\")", c->g.path, model);
         return NULL;
     }
     TokenizerVocab v;
@@ -815,6 +869,27 @@ static char *read_chat_template(const char *dir) {
     return out;
 }
 
+/* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
+ * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
+ * it is of a kind the JSON reader does not handle (the first error is the one reported when
+ * neither loads). */
+static Tokenizer *hf_tokenizer(const char *dir, Err *err) {
+    char tj[1200], tm[1200];
+    struct stat st;
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
+    const int has_model = stat(tm, &st) == 0;
+    Err e2 = {{0}};
+    if (stat(tj, &st) == 0) {
+        Tokenizer *t = tokenizer_load_json(tj, err);
+        if (t || !has_model) return t;
+        SpmModel *s = spm_load_file(tm, &e2);
+        return s ? tokenizer_from_spm(s, err) : NULL;
+    }
+    SpmModel *s = spm_load_file(tm, err);
+    return s ? tokenizer_from_spm(s, err) : NULL;
+}
+
 /* modules_to_not_convert names the modules transformers leaves as dense nn.Linear (it matches
  * by substring). Only lm_head, which is dense in every family anyway, can be honoured: a dense
  * projection inside a layer would need a float matmul this engine does not have, and
@@ -884,12 +959,14 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     {
         /* checked first so that a missing tokenizer is reported before minutes of conversion */
-        char tp[1200];
+        char tp[1200], tm[1200];
         struct stat st;
         snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-        if (stat(tp, &st) != 0) {
+        snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
+        if (stat(tp, &st) != 0 && stat(tm, &st) != 0) {
             err_set(err, "%s: no tokenizer.json (a Hugging Face model folder needs config.json, "
-                         "model.safetensors and tokenizer.json)", dir);
+                         "model.safetensors and tokenizer.json, or SentencePiece's "
+                         "tokenizer.model)", dir);
             goto out;
         }
     }
@@ -1036,8 +1113,7 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     if (jobs_run(&jl, &pr, err)) goto out;
     if (step(&pr, "tokenizer", err)) goto out;
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    m->tok = tokenizer_load_json(p, err);
+    m->tok = hf_tokenizer(dir, err);
     if (!m->tok) goto out;
     if (tokenizer_n_vocab(m->tok) > cfg->vocab_size) {
         err_set(err, "%s: tokenizer has %d tokens but the model only %d", dir,
@@ -1122,18 +1198,14 @@ Tokenizer *model_load_tokenizer(const char *path, Err *err) {
         size_t n = strlen(path);
         if (n >= 5 && !strcmp(path + n - 5, ".json") && strcmp(path + (n >= 11 ? n - 11 : 0), "config.json"))
             return tokenizer_load_json(path, err);
+        if (n >= 6 && !strcmp(path + n - 6, ".model")) { /* SentencePiece's tokenizer.model */
+            SpmModel *s = spm_load_file(path, err);
+            return s ? tokenizer_from_spm(s, err) : NULL;
+        }
     }
     int kind = classify(path, dir, sizeof dir, err);
     if (kind < 0) return NULL;
-    if (kind == 2) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-        if (stat(p, &st) != 0) {
-            err_set(err, "%s: no tokenizer.json", dir);
-            return NULL;
-        }
-        return tokenizer_load_json(p, err);
-    }
+    if (kind == 2) return hf_tokenizer(dir, err);
     GgufCtx c;
     memset(&c, 0, sizeof c);
     if (gguf_open(&c.g, path, err)) return NULL;

@@ -19,3 +19,5 @@ endforeach()
 # head_dim 100, intermediate 270) against its graph written out in make_families.py.
 bn_add_test(NAME test_forward_onebit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
             LIBS bn_infer ARGS families/onebit LABELS cpu)
+bn_add_test(NAME test_forward_onebit_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
+            LIBS bn_infer ARGS families/onebit f16.gguf LABELS cpu)

@@ -25,6 +25,7 @@
 #include "infer/infer.h"
 #include "infer/model.h"
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 #include "kernels/w2a8.h"
 #include "test_util.h"
 
@@ -447,12 +448,102 @@ static void test_engine_switch(void) {
     engine_destroy(e);
 }
 
+/* SentencePiece (infer/tokenizer_spm.c): the onebit fixture's tokenizer.model, and the same
+ * pieces from its GGUF (tokenizer.ggml.model "llama"), encode as the sentencepiece package
+ * does (reference.txt "spm" lines: dummy prefix, runs of spaces, byte fallback for characters
+ * without a piece, a literal U+2581), and decode back to the text with its leading space. The
+ * GGUF (arch bitnet-b1.58 with a SentencePiece vocabulary) is read as 1bitLLM: SiLU. */
+static void test_spm(void) {
+    char dir[1024], path[1100], line[4096];
+    snprintf(dir, sizeof dir, "%s/families/onebit", BN_TEST_DATA);
+    snprintf(path, sizeof path, "%s/f16.gguf", dir);
+    Err err = {{0}};
+    Tokenizer *tk[2] = {model_load_tokenizer(dir, &err), model_load_tokenizer(path, &err)};
+    REQUIRE(tk[0] && tk[1]);
+    snprintf(path, sizeof path, "%s/reference.txt", dir);
+    FILE *f = fopen(path, "r");
+    REQUIRE(f);
+    int n_cases = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "spm ", 4)) continue;
+        json_error_t je;
+        json_t *js = json_loads(line + 4, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+        REQUIRE(json_is_string(js));
+        const char *text = json_string_value(js);
+        int want[256], n;
+        const char *rest = line + 4 + je.position;
+        n = atoi(rest);
+        while (*rest == ' ') rest++;
+        rest = strchr(rest, ' ');
+        REQUIRE(read_ints(rest ? rest : "", want, 256) == n);
+        for (int k = 0; k < 2; k++) {
+            int32_t *ids = NULL;
+            size_t n_ids = 0;
+            REQUIRE(tokenizer_encode(tk[k], text, strlen(text), &ids, &n_ids, &err) == 0);
+            int same = (int)n_ids == n;
+            for (int i = 0; same && i < n; i++) same = ids[i] == want[i];
+            CHECK_MSG(same, "%s: \"%s\" encodes to %zu ids, sentencepiece %d", k ? "gguf" : "tokenizer.model",
+                      text, n_ids, n);
+            /* decoding: the pieces' bytes give back the text after the dummy-prefix space */
+            char buf[1024];
+            size_t o = 0;
+            for (size_t i = 0; i < n_ids && o < 900; i++) {
+                size_t l;
+                const char *b = tokenizer_token_bytes(tk[k], ids[i], &l);
+                memcpy(buf + o, b, l);
+                o += l;
+            }
+            buf[o] = 0;
+            /* (a U+2581 the user typed comes back as a space, in sentencepiece too) */
+            if (!strstr(text, "\xe2\x96\x81"))
+                CHECK_MSG(o > 0 && buf[0] == ' ' && !strcmp(buf + 1, text), "decode of \"%s\": \"%s\"",
+                          text, buf);
+            free(ids);
+        }
+        json_decref(js);
+        n_cases++;
+    }
+    fclose(f);
+    CHECK_EQ_INT(n_cases, 11);
+    CHECK_EQ_INT(tokenizer_bos(tk[0]), tokenizer_find(tk[0], "<s>"));
+    CHECK_EQ_INT(tokenizer_eos(tk[1]), tokenizer_find(tk[1], "</s>"));
+    CHECK(tokenizer_is_special(tk[0], tokenizer_bos(tk[0])) && !tokenizer_is_special(tk[0], 300));
+    /* "<s>" typed as text is text */
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    REQUIRE(tokenizer_encode(tk[0], "<s>", 3, &ids, &n_ids, &err) == 0);
+    for (size_t i = 0; i < n_ids; i++) CHECK(ids[i] != tokenizer_bos(tk[0]));
+    free(ids);
+    CHECK(tokenizer_vocab(tk[0]) == NULL);
+    tokenizer_free(tk[0]);
+    tokenizer_free(tk[1]);
+
+    /* the GGUF form is the HF folder's model */
+    Model a, b;
+    REQUIRE(model_load(&a, dir, NULL, &err) == 0);
+    snprintf(path, sizeof path, "%s/f16.gguf", dir);
+    if (model_load(&b, path, NULL, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+    } else {
+        char why[256] = "";
+        CHECK(b.cfg.ffn_act == FFN_SILU && b.cfg.sub_norms && b.cfg.tied);
+        CHECK_MSG(model_weights_equal(&a, &b, why, sizeof why) == 0, "onebit GGUF vs HF: %s", why);
+        model_free(&b);
+    }
+    model_free(&a);
+    /* a tokenizer.model that is not one */
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    SpmModel *bad = spm_load_file(path, &err);
+    CHECK(bad == NULL && strstr(err.msg, "config.json") != NULL);
+}
+
 int main(void) {
     test_family("llama3", 64, 500000.0f, 1e-5f, CHAT_LLAMA3);
     test_family("falcon3", 128, 1000042.0f, 1e-6f, CHAT_FALCON3);
     test_gguf_forms();
     test_convert();
     test_onebit();
+    test_spm();
     test_engine_switch();
     test_chatml();
     test_refusals();

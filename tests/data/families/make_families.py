@@ -27,7 +27,13 @@ checkpoints are, and run by transformers' own classes to record what the C engin
             class for it (the published repos carry their own modeling_bitnet.py), so the graph is
             written out below (onebit_forward) from that description; hidden 200, 2 heads of
             head_dim 100 (as 1bitLLM-3B), intermediate 270 (not a multiple of 128, as its 8640).
-            The tokenizer is a byte-level BPE like the others: the test is of the numerics.
+            The tokenizer is a SentencePiece BPE model with byte fallback, as LLaMA-2's (trained
+            here with the `sentencepiece` package: identity normalization, dummy prefix, spaces
+            kept), shipped as tokenizer.model only; reference.txt also records
+            sentencepiece's own encoding of a few awkward strings (`spm` lines). f16.gguf holds
+            the same model as bitnet.cpp's converter names it (arch "bitnet-b1.58", sub-norms
+            as attn_sub_norm / ffn_sub_norm, q/k not permuted, tokenizer.ggml.model "llama" with
+            scores and token types), with the fp16 masters as F16.
   chatml/   a tokenizer folder only, with a ChatML (<|im_start|> ... <|im_end|>) template, the
             form reported for Falcon-E: checks the C rendering against transformers'.
 
@@ -113,7 +119,7 @@ FAMILIES = {
                  max_position_embeddings=256),
         theta=1000042, not_convert=["lm_head"], seed=3030, gguf=True),
     "onebit": dict(
-        vocab=320, specials=["<s>", "</s>"], bos="<s>", eos="</s>", template=None,
+        vocab=400, specials=["<s>", "</s>"], bos="<s>", eos="</s>", template=None,
         cfg=dict(hidden_size=200, intermediate_size=270, num_hidden_layers=2,
                  num_attention_heads=2, num_key_value_heads=2, rms_norm_eps=1e-5,
                  max_position_embeddings=256),
@@ -433,13 +439,78 @@ def onebit_forward(sd, c, theta, ids):
     return x @ W["model.embed_tokens.weight"].T
 
 
+SPM_TESTS = ["Hello world", "  two leading spaces", "trailing  ", "several   spaces inside",
+             "tab\tand\nnewline\n", "caf\u00e9 na\u00efve \u2713 \u65e5\u672c\u8a9e \U0001F642", "12345 3.14159",
+             "The quick brown fox jumps over the lazy dog.", " ", "a", "\u2581 literal"]
+
+
+def build_spm(out, vocab):
+    import io
+    import sentencepiece as spm
+    model = io.BytesIO()
+    corpus = [line for line in (__doc__ * 4).split("\n") if line.strip()]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=vocab, model_type="bpe",
+        byte_fallback=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        add_dummy_prefix=True, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        character_coverage=1.0, minloglevel=2)
+    with open(os.path.join(out, "tokenizer.model"), "wb") as f:
+        f.write(model.getvalue())
+    return spm.SentencePieceProcessor(model_proto=model.getvalue())
+
+
+def write_onebit_gguf(out, fam, sd, sp):
+    import gguf
+    c, A = fam["cfg"], "bitnet-b1.58"
+    w = gguf.GGUFWriter(os.path.join(out, "f16.gguf"), A)
+    w.add_name("onebit-fixture")
+    for k, v in (("context_length", c["max_position_embeddings"]), ("embedding_length", c["hidden_size"]),
+                 ("block_count", c["num_hidden_layers"]), ("feed_forward_length", c["intermediate_size"]),
+                 ("rope.dimension_count", c["hidden_size"] // c["num_attention_heads"]),
+                 ("attention.head_count", c["num_attention_heads"]),
+                 ("attention.head_count_kv", c["num_key_value_heads"])):
+        w.add_uint32(f"{A}.{k}", v)
+    w.add_float32(f"{A}.attention.layer_norm_rms_epsilon", c["rms_norm_eps"])
+    w.add_float32(f"{A}.rope.freq_base", float(fam["theta"]))
+    n = sp.get_piece_size()
+    types = [3 if sp.is_control(i) else 2 if sp.is_unknown(i) else 6 if sp.is_byte(i)
+             else 5 if sp.is_unused(i) else 1 for i in range(n)]
+    w.add_tokenizer_model("llama")
+    w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+    w.add_token_scores([sp.get_score(i) for i in range(n)])
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_add_space_prefix(True)
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"].numpy())
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"].float().numpy())
+    names = {"input_layernorm": "attn_norm", "self_attn.inner_attn_ln": "attn_sub_norm",
+             "post_attention_layernorm": "ffn_norm", "mlp.ffn_layernorm": "ffn_sub_norm",
+             "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down"}
+    for li in range(c["num_hidden_layers"]):
+        for hf, gn in names.items():
+            t = sd[f"model.layers.{li}.{hf}.weight"]
+            w.add_tensor(f"blk.{li}.{gn}.weight", t.float().numpy() if t.dim() == 1 else t.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def make_onebit(name, fam):
     out = os.path.join(HERE, name)
-    tok = build_tokenizer(fam["vocab"], fam["specials"])
-    tok.save(os.path.join(out, "tokenizer.json"))
+    sp = build_spm(out, fam["vocab"])
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
-        json.dump({"bos_token": fam["bos"], "eos_token": fam["eos"], "add_bos_token": True}, f, indent=2)
-    bos, eos = tok.token_to_id(fam["bos"]), tok.token_to_id(fam["eos"])
+        json.dump({"bos_token": fam["bos"], "eos_token": fam["eos"], "add_bos_token": True,
+                   "tokenizer_class": "LlamaTokenizer"}, f, indent=2)
+    bos, eos = sp.piece_to_id(fam["bos"]), sp.piece_to_id(fam["eos"])
+
+    class Tok:  # the few calls below, on sentencepiece
+        def encode(self, text, add_special_tokens=False):
+            return type("E", (), {"ids": sp.encode(text)})
+    tok = Tok()
     c = fam["cfg"]
     sd = onebit_weights(fam)
     save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
@@ -480,6 +551,10 @@ def make_onebit(name, fam):
             lines.append(f"margin {i} {len(p)} " + " ".join(f"{m:.5f}" for m in top2[:, 1] - top2[:, 0]))
             lines.append(f"greedy_margin {i} {len(gmargin)} " + " ".join(f"{m:.5f}" for m in gmargin))
             lines.append(f"logit_absmax {i} {float(np.abs(logits).max()):.5f}")
+    write_onebit_gguf(out, fam, sd, sp)
+    for t in SPM_TESTS:
+        ids = sp.encode(t)
+        lines.append(f"spm {json.dumps(t)} {len(ids)} " + " ".join(map(str, ids)))
     with open(os.path.join(out, "reference.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     np.concatenate(all_logits, axis=0).tofile(os.path.join(out, "logits.f32"))
