@@ -125,6 +125,9 @@ int model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, Err *err)
 
 /* Config of BitNet-b1.58-2B-4T (2560 hidden, 30 layers, 20/5 heads, ffn 6912, vocab 128256). */
 ModelConfig model_config_bitnet_2b(void);
+/* Config of Llama3-8B-1.58-100B-tokens (4096 hidden, 32 layers, 32/8 heads, ffn 14336, vocab
+ * 128256, SiLU, no sub-norms, untied lm_head): the largest Llama-style shape, for benchmarks. */
+ModelConfig model_config_llama3_8b(void);
 /* The same vocabulary, RoPE and stop tokens at toy shapes (2 layers, dim 64, 4/2 heads of 16,
  * ffn 128, context 1024): a model that runs in microseconds, for tests. */
 ModelConfig model_config_tiny(void);

@@ -516,6 +516,11 @@ static int gguf_family(GgufCtx *c, int is_llama, ModelConfig *cfg, Err *err) {
     if (is_llama && gguf_find_tensor(&c->g, "blk.0.attn_sub_norm.weight"))
         return err_set(err, "%s: arch llama with attn_sub_norm tensors: a BitNet model written "
                             "under the wrong architecture name", c->g.path);
+    /* Some early "bitnet" conversions keep each matrix scale as a separate {1} tensor
+     * multiplied after the matmul; ignoring it would compute something else. */
+    if (gguf_find_tensor(&c->g, "blk.0.attn_q.scale"))
+        return err_set(err, "%s: per-matrix scale tensors (blk.N.*.scale) are not supported; "
+                            "convert the model again with a current converter", c->g.path);
     return 0;
 }
 
@@ -1039,10 +1044,10 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
 
     if (st_open_dir(&h.st, dir, err)) goto out;
     /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
-     * ship no lm_head.weight; an absent lm_head is therefore taken as tied. The Llama-style
-     * ones say false and ship it. */
+     * ship no lm_head.weight; an absent lm_head is therefore taken as tied there. The
+     * Llama-style ones say false and ship it: missing, it is an incomplete download. */
     cfg->tied = json_is_true(tie) || !st_find(&h.st, "lm_head.weight");
-    if (json_is_false(tie) && cfg->tied) {
+    if (is_llama && json_is_false(tie) && cfg->tied) {
         err_set(err, "%s: tie_word_embeddings is false but there is no lm_head.weight", dir);
         goto out;
     }

@@ -47,6 +47,16 @@ ModelConfig model_config_bitnet_2b(void) {
     return config_llama3_vocab("BitNet-b1.58-2B-4T shapes", 30, 2560, 20, 5, 128, 6912, 4096);
 }
 
+ModelConfig model_config_llama3_8b(void) {
+    ModelConfig c = config_llama3_vocab("Llama3-8B-1.58 shapes", 32, 4096, 32, 8, 128, 14336, 8192);
+    c.ffn_act = FFN_SILU;
+    c.sub_norms = 0;
+    c.tied = 0;
+    c.chat_format = CHAT_LLAMA3;
+    snprintf(c.arch, sizeof c.arch, "llama");
+    return c;
+}
+
 ModelConfig model_config_tiny(void) {
     return config_llama3_vocab("tiny-random", 2, 64, 4, 2, 16, 128, 1024);
 }

@@ -1,5 +1,6 @@
-/* CPU speed benchmark at the BitNet-b1.58-2B-4T shapes (random weights; speed does not depend
- * on the values). Not a ctest: run by hand, e.g.  ./build/tests/bench_cpu [threads] [pp] [tg]
+/* CPU speed benchmark at the BitNet-b1.58-2B-4T shapes, or with a fifth argument "llama3-8b"
+ * at Llama3-8B-1.58's (SiLU, no sub-norms, untied lm_head) (random weights; speed does not
+ * depend on the values). Not a ctest: run by hand, e.g.  ./build/tests/bench_cpu [threads] [pp] [tg]
  *
  * Method (printed with the results):
  *   1. memory read bandwidth: all threads stream a 512 MiB buffer (cpu_measure_read_bandwidth);
@@ -46,13 +47,14 @@ int main(int argc, char **argv) {
 
     Model m;
     Err err = {{0}};
-    ModelConfig cfg = model_config_bitnet_2b();
+    const int big = argc > 5 && !strcmp(argv[5], "llama3-8b");
+    ModelConfig cfg = big ? model_config_llama3_8b() : model_config_bitnet_2b();
     double t0 = now_s();
     if (model_init_random(&m, &cfg, 1, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("random 2B-4T-shape model made in %.1f s\n", now_s() - t0);
+    printf("random %s model made in %.1f s\n", cfg.name, now_s() - t0);
 
     /* bytes read per decoded token: all ternary codes + the f16 lm_head (+ KV, small here) */
     double tern_bytes = 0;
