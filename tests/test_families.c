@@ -412,7 +412,7 @@ static void test_engine_switch(void) {
     static const char *dirs[] = {"families/llama3", "families/falcon3", "families/onebit",
                                  "hf_ref/model", "families/falcon3/i2s.gguf"};
     static const char *formats[] = {"llama3", "falcon3", "plain", "bitnet", "falcon3"};
-    EngineOptions eo = {NULL, {BACKEND_CPU, 2, 128, 0}};
+    EngineOptions eo = {.model_path = NULL, .infer = {.backend = BACKEND_CPU, .threads = 2, .ctx = 128}};
     Err err = {{0}};
     Engine *e = engine_create(&eo, &err);
     REQUIRE(e);

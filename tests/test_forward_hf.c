@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     for (int kv_f32 = 1; kv_f32 >= 0; kv_f32--) {
         double worst_rel = 0;
         int flipped = 0, positions = 0, near_tie_top1 = 0, near_tie_greedy = 0;
-        InferOptions o = {BACKEND_CPU, 2, 256, 0};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = 2, .ctx = 256, .lm_head_int8 = 0};
         CpuBackendOptions co = {kv_f32, 16};
         void *b = backend_cpu_create_ex(&m, &o, &co, &err);
         REQUIRE(b != NULL);
