@@ -559,6 +559,7 @@ int app_process_events(App *a) {
                 app_note(a, MSG_NOTE, "%s %s (%s, %d-token context) in %.1f s.",
                          switched ? "Switched to" : "Loaded", a->model.name, a->model.backend,
                          a->model.ctx_size, a->load_ms / 1000.0);
+                if (a->model.chat_note[0]) app_note(a, MSG_NOTE, "Note: %s.", a->model.chat_note);
                 if (a->cfg.ctx > a->model.ctx_size)
                     app_note(a, MSG_NOTE, "--ctx %d is more than this model's trained context; "
                              "using %d.", a->cfg.ctx, a->model.ctx_size);

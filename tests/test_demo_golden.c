@@ -201,7 +201,7 @@ static int render(const Model *m, const char *text, int32_t *ids, int max) {
     ChatTurn turn = {ROLE_USER, text};
     ChatTokens ct;
     Err err = {{0}};
-    if (chat_template_tokens(m->tok, &turn, 1, 1, &ct, &err) != 0 || ct.n_ids > max) return -1;
+    if (chat_template_tokens(m->tok, m->cfg.chat_format, &turn, 1, 1, &ct, &err) != 0 || ct.n_ids > max) return -1;
     memcpy(ids, ct.ids, (size_t)ct.n_ids * sizeof *ids);
     int n = ct.n_ids;
     chat_tokens_free(&ct);

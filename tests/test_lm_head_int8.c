@@ -122,8 +122,8 @@ static int build_corpus(Corpus *c, const Model *m) {
             ChatTurn t1[1] = {{ROLE_USER, q}};
             ChatTurn t2[2] = {{ROLE_USER, q}, {ROLE_ASSISTANT, a}};
             ChatTokens p, full;
-            if (chat_template_tokens(m->tok, t1, 1, 1, &p, &err) == 0) {
-                if (chat_template_tokens(m->tok, t2, 2, 0, &full, &err) == 0) {
+            if (chat_template_tokens(m->tok, m->cfg.chat_format, t1, 1, 1, &p, &err) == 0) {
+                if (chat_template_tokens(m->tok, m->cfg.chat_format, t2, 2, 0, &full, &err) == 0) {
                     if (full.n_ids <= MAXSEQ) add_seq(c, full.ids, full.n_ids, p.n_ids);
                     chat_tokens_free(&full);
                 }
