@@ -533,17 +533,31 @@ int history_reply_append(History *h, const char *text, size_t len) {
     if (!h->reply_open) return -1;
     StoreMessage *m = &h->c.msgs[h->c.n - 1];
     MsgMeta *mm = &h->c.meta[h->c.n - 1];
-    if (mm->len + len + 1 > mm->cap) {
+    /* A model may emit byte 0 like any other byte. Texts are C strings from here on (store,
+     * exports, the next prompt), so a NUL is kept as U+FFFD: otherwise the reply would be
+     * stored cut at it and resumed cut. */
+    size_t nuls = 0;
+    for (size_t i = 0; i < len; i++) nuls += text[i] == 0;
+    const size_t add = len + 2 * nuls;
+    if (mm->len + add + 1 > mm->cap) {
         size_t cap = mm->cap * 2;
-        if (cap < mm->len + len + 1) cap = mm->len + len + 1;
+        if (cap < mm->len + add + 1) cap = mm->len + add + 1;
         if (cap < 256) cap = 256;
         char *t = realloc(m->text, cap);
         if (!t) return -1;
         m->text = t;
         mm->cap = cap;
     }
-    if (len) memcpy(m->text + mm->len, text, len);
-    mm->len += len;
+    if (nuls == 0) {
+        if (len) memcpy(m->text + mm->len, text, len);
+    } else {
+        char *w = m->text + mm->len;
+        for (size_t i = 0; i < len; i++) {
+            if (text[i]) *w++ = text[i];
+            else memcpy(w, "\xEF\xBF\xBD", 3), w += 3;
+        }
+    }
+    mm->len += add;
     m->text[mm->len] = 0;
     mm->dirty = 1;
     int64_t now = mono_ms();

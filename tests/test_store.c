@@ -679,6 +679,67 @@ static void test_recorder(void) {
     CHECK(access(q, F_OK) != 0);
 }
 
+/* A reply holding every byte value 0-255 (a model can emit byte 0 like any other byte token),
+ * streamed in pieces: bytes 1-255 are stored and read back exactly, byte 0 as U+FFFD (texts are
+ * C strings; cutting at the NUL stored a fraction of the reply marked complete), and the reply
+ * keeps its stop reason. The text in memory (what a resumed chat sends) is the same. */
+static void test_every_byte(void) {
+    char p[600];
+    path_in(p, sizeof p, "bytes.db");
+    rm_db(p);
+    History *h = history_open(p, false, NULL);
+    REQUIRE(h);
+    REQUIRE(history_begin_session(h, NULL) == 0);
+    REQUIRE(history_add_user(h, "all bytes please") == 0);
+    HistoryReplyInfo ri = reply_info();
+    REQUIRE(history_reply_begin(h, &ri) == 0);
+    char all[512];
+    for (int i = 0; i < 512; i++) all[i] = (char)(i & 0xff); /* 0..255 twice */
+    for (int i = 0; i < 512; i += 7) REQUIRE(history_reply_append(h, all + i, i + 7 <= 512 ? 7 : 512 - i) == 0);
+    EngineStats st = {.gen_tokens = 512};
+    REQUIRE(history_reply_end(h, &st, STOP_EOS, false) == 0);
+    char want[600];
+    size_t wl = 0;
+    for (int i = 0; i < 512; i++) {
+        if (all[i]) want[wl++] = all[i];
+        else memcpy(want + wl, "\xEF\xBF\xBD", 3), wl += 3;
+    }
+    want[wl] = 0;
+    int n;
+    const StoreMessage *mem = history_messages(h, &n);
+    REQUIRE(n == 2);
+    CHECK_EQ_INT(strlen(mem[1].text), wl);
+    CHECK(memcmp(mem[1].text, want, wl + 1) == 0);
+    int64_t sid = history_session(h)->id;
+    history_close(h);
+    Err err = {{0}};
+    Store *s = store_open(p, &err);
+    REQUIRE(s);
+    StoreMessage *m;
+    REQUIRE(store_message_branch(s, sid, &m, &n, &err) == 0);
+    REQUIRE(n == 2);
+    CHECK_EQ_INT(strlen(m[1].text), wl);
+    CHECK(memcmp(m[1].text, want, wl + 1) == 0);
+    CHECK_STREQ(m[1].stop_reason, "eos");
+    CHECK_EQ_INT(m[1].interrupted, 0);
+    /* Through the store directly: bytes 1-255 round-trip exactly. */
+    StoreMessage in = {.session_id = sid, .parent_id = m[1].id, .text = all + 1};
+    char tail[256];
+    memcpy(tail, all + 1, 255);
+    tail[255] = 0;
+    in.text = tail;
+    snprintf(in.role, sizeof in.role, "user");
+    int64_t id = store_message_add(s, &in, &err);
+    REQUIRE(id > 0);
+    StoreMessage back;
+    REQUIRE(store_message_get(s, id, &back, &err) == 0);
+    CHECK_EQ_INT(strlen(back.text), 255);
+    CHECK(memcmp(back.text, tail, 256) == 0);
+    store_message_clear(&back);
+    store_messages_free(m, n);
+    store_close(s);
+}
+
 /* ---- search ----------------------------------------------------------------------------- */
 
 static int64_t add_msg(Store *s, int64_t sid, const char *role, const char *text) {
@@ -1230,6 +1291,7 @@ int main(void) {
     test_long_chain_delete();
     test_branches();
     test_recorder();
+    test_every_byte();
     test_search();
     test_exports();
     test_two_writers();
