@@ -109,7 +109,7 @@ static void attach_store(History *h, Store *st) {
     h->store = st;
     h->can_write = !store_readonly(st);
     if (!h->can_write)
-        warn(h, "%s", "history: the database is read-only; this conversation will not be saved");
+        warn(h, "history: %s; this conversation will not be saved", store_readonly_reason(st));
 }
 
 History *history_open(const char *path, bool no_history, Err *warnout) {
