@@ -160,6 +160,11 @@ int ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, u
         for (; j < n_in; j++) acc[0] += fabsf(row[j]);
     }
     const double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    if (!isfinite(sum)) { /* a NaN or an infinity among the weights: no gamma describes them */
+        free(row);
+        free(codes);
+        return -2;
+    }
     float gamma = n ? (float)(sum / (double)n) : 0.0f;
     if (!(gamma >= 1e-5f)) gamma = 1e-5f; /* also catches NaN */
     const float s = 1.0f / gamma;

@@ -56,3 +56,7 @@ bn_add_test(NAME test_model_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_
             LIBS bn_infer LABELS cpu)
 bn_add_test(NAME test_model_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_infer.c
             LIBS bn_infer LABELS cpu)
+# Loader validations: unusable tokenizers, special ids, non-finite weights, overlapping
+# safetensors, message figures (each refused at load with the file named).
+bn_add_test(NAME test_model_validate SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_validate.c
+            LIBS bn_infer PkgConfig::JANSSON LABELS cpu)
