@@ -60,3 +60,4 @@ bn_add_test(NAME test_model_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model
 # safetensors, message figures (each refused at load with the file named).
 bn_add_test(NAME test_model_validate SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_validate.c
             LIBS bn_infer PkgConfig::JANSSON LABELS cpu)
+add_dependencies(test_model_validate bitnet-chat) # its convert cases run the program

@@ -393,6 +393,35 @@ static void test_gguf_offset_wrap(void) {
     REFUSED("GGUF offset that wraps", p, "wrap.gguf", "lies outside", offs);
 }
 
+/* convert refuses what the loader refuses: exit 1, the reason on stderr, no output file. */
+static void convert_refused(const char *what, const char *src, const char *want) {
+    char out[400], errf[400], cmd[2000];
+    snprintf(out, sizeof out, "%s/converted.gguf", tmp);
+    snprintf(errf, sizeof errf, "%s/convert.err", tmp);
+    unlink(out);
+    snprintf(cmd, sizeof cmd, "'%s/bitnet-chat' convert '%s' '%s' >/dev/null 2>'%s'", BN_BINARY_DIR,
+             src, out, errf);
+    int rc = system(cmd);
+    size_t n = 0;
+    char *msg = read_file(errf, &n);
+    CHECK_MSG(rc != 0, "convert %s: exit 0", what);
+    CHECK_MSG(access(out, F_OK) != 0, "convert %s: left %s behind", what, out);
+    CHECK_MSG(msg && strstr(msg, want), "convert %s: '%s' not in: %s", what, want, msg ? msg : "");
+    free(msg);
+}
+
+static void test_convert(void) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/all NaN weights", tmp);
+    convert_refused("NaN weights", p, "model.layers.1.self_attn.q_proj.weight");
+    snprintf(p, sizeof p, "%s/one inf weight", tmp);
+    convert_refused("an inf weight", p, "model.layers.0.mlp.down_proj.weight");
+    snprintf(p, sizeof p, "%s/tok_nobyte", tmp);
+    convert_refused("a byte without a token", p, "tokenizer.json");
+    snprintf(p, sizeof p, "%s/tok_noend", tmp);
+    convert_refused("no end token", p, "no end-of-text token");
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/bn-validate-XXXXXX");
     REQUIRE(mkdtemp(tmp));
@@ -401,6 +430,7 @@ int main(void) {
     test_non_finite();
     test_layout();
     test_gguf_offset_wrap();
+    test_convert(); /* on folders the cases above made */
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);
