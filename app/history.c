@@ -430,7 +430,13 @@ bool history_flush_final(History *h, Err *lost) {
     finish_open_reply(h);
     sync_db(h, 0);
     if (!promised || (!conv_unsaved(&h->c) && h->n_owed == 0)) return false;
-    if (lost)
+    if (!lost) return true;
+    if (h->c.sess.id)
+        /* its start is in the database (the user message is committed before generation) */
+        err_set(lost, "history: %s stayed locked or unwritable to the end; session %lld holds this "
+                      "conversation only up to its last successful save, the rest was not saved",
+                h->path, (long long)h->c.sess.id);
+    else
         err_set(lost, "history: %s stayed locked or unwritable to the end; this conversation "
                       "was not saved", h->path);
     return true;

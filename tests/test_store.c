@@ -1421,6 +1421,49 @@ static void test_disk_full(void) {
     store_close(s);
 }
 
+/* A write that fails mid-reply (the file size limit; a full disk alike) and never succeeds
+ * again: the closing line must not say the conversation was not saved when its start was (the
+ * user message and the reply's first checkpoint are in the database). */
+static void test_disk_full_mid_reply(void) {
+    char p[600];
+    path_in(p, sizeof p, "full2.db");
+    rm_db(p);
+    pid_t kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        History *h = history_open(p, false, NULL);
+        if (!h || !history_persistent(h)) _exit(40);
+        history_set_checkpoint_ms(h, 0);
+        if (history_add_user(h, "question")) _exit(41);
+        HistoryReplyInfo ri = reply_info();
+        if (history_reply_begin(h, &ri) || history_reply_append(h, "the start, saved. ", 18)) _exit(42);
+        struct stat sb;
+        if (stat(p, &sb)) _exit(43);
+        struct rlimit rl;
+        getrlimit(RLIMIT_FSIZE, &rl);
+        struct rlimit tight = {(rlim_t)sb.st_size + 4096, rl.rlim_max};
+        if (setrlimit(RLIMIT_FSIZE, &tight)) _exit(44);
+        static char chunk[8192];
+        memset(chunk, 'x', sizeof chunk);
+        for (int i = 0; i < 64; i++) history_reply_append(h, chunk, sizeof chunk);
+        history_reply_end(h, NULL, STOP_EOS, false);
+        Err lost = {{0}};
+        if (!history_flush_final(h, &lost)) _exit(45);
+        fprintf(stderr, "mid-reply failure, closing line: %s\n", lost.msg);
+        if (strstr(lost.msg, "this conversation was not saved")) _exit(46);
+        if (!strstr(lost.msg, "session 1")) _exit(47);
+        history_close(h);
+        _exit(0);
+    }
+    int st;
+    REQUIRE(waitpid(kid, &st, 0) == kid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mid-reply disk-full child exit %d", WEXITSTATUS(st));
+    /* what the closing line says was saved is there */
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text = 'question'"), 1);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text LIKE 'the start, saved.%'"), 1);
+}
+
 /* A disk that is full when the database is opened (SQLite needs room for its -shm and -wal):
  * the message says the disk is full, not "disk I/O error". Needs a small filesystem: a
  * tmpfs of 1 MiB, mounted when the test runs as root (skipped with a note otherwise). */
@@ -1483,6 +1526,7 @@ int main(void) {
     test_locked();
     test_disk_full();
     test_disk_full_at_open();
+    test_disk_full_mid_reply();
     int rc = check_report("test_store");
     if (rc == 0) {
         char cmd[700];
