@@ -1195,6 +1195,11 @@ static void test_read_only_side_files(void) {
         if (store_session_list(s, &list, &nl, &e) || nl != 1) _exit(2);
         store_sessions_free(list, nl);
         store_close(s);
+        char side[450];
+        snprintf(side, sizeof side, "%s-shm", db);
+        if (access(side, F_OK) == 0) _exit(8); /* browsing created nothing beside it */
+        snprintf(side, sizeof side, "%s-wal", db);
+        if (access(side, F_OK) == 0) _exit(9);
         if (chmod(db, 0600)) _exit(3);
         Err w = {{0}};
         History *h = history_open(db, false, &w);
