@@ -550,7 +550,7 @@ int tokenizer_check(const Tokenizer *t, Err *err) {
         if (t->tok_len[i] == 0) return err_set(err, "tokenizer: token %d is empty", i);
         int first = map_find(t, t->bytes + t->tok_off[i], t->tok_len[i]);
         if (first != i)
-            return err_set(err, "tokenizer: tokens %d and %d are the same string \"%s\"", first, i,
+            return err_set(err, "tokenizer: tokens %d and %d stand for the same bytes (\"%s\")", first, i,
                            quote(t->file_tokens[i]).s);
     }
     /* Byte-level BPE spells any text with byte tokens: one missing fails the first text that

@@ -8,6 +8,7 @@
  *   - weights: NaN and infinite ternary weights, a NaN norm;
  *   - safetensors: two tensors sharing bytes;
  *   - messages: a 1-D and a 5-D shape shown as they are, a GGUF tensor offset that wraps. */
+#define _GNU_SOURCE /* memmem */
 #include <dirent.h>
 #include <jansson.h>
 #include <stdint.h>
@@ -201,7 +202,7 @@ static void test_tokenizers(void) {
     json_object_set_new(v, "\xE4\xB8\xAD", json_integer(299));
     save_json(d, "tokenizer.json", t);
     snprintf(want, sizeof want, "%s/tokenizer.json", d);
-    REFUSED("two tokens, one string", d, want, "tokens 298 and 299 are the same string");
+    REFUSED("two tokens, one string", d, want, "tokens 298 and 299 stand for the same bytes");
 
     d = fresh("hf_bf16", "tok_noend");
     t = load_json(d, "tokenizer.json");
@@ -233,7 +234,7 @@ static void test_tokenizers(void) {
     Err err = {{0}};
     Tokenizer *tk = tokenizer_from_vocab(&tv, &err);
     REQUIRE(tk);
-    CHECK(tokenizer_check(tk, &err) < 0 && strstr(err.msg, "tokens 0 and 2 are the same string"));
+    CHECK(tokenizer_check(tk, &err) < 0 && strstr(err.msg, "tokens 0 and 2 stand for the same bytes"));
     tokenizer_free(tk);
     static const char *empty[] = {"a", "", "b"};
     tv.tokens = empty;
@@ -393,6 +394,44 @@ static void test_gguf_offset_wrap(void) {
     REFUSED("GGUF offset that wraps", p, "wrap.gguf", "lies outside", offs);
 }
 
+/* A copy of i2s.gguf with one thing changed at the first place the bytes `find` occur (after
+ * `skip` bytes of them): `with` written over the bytes that follow. */
+static void gguf_patch(const char *name, const void *find, size_t fn, size_t skip, const void *with,
+                       size_t wn, char *path, size_t cap) {
+    size_t n;
+    char *raw = read_file(FIXDIR "/i2s.gguf", &n);
+    REQUIRE(raw);
+    char *hit = memmem(raw, n, find, fn);
+    REQUIRE(hit && (size_t)(hit - raw) + fn + skip + wn <= n);
+    memcpy(hit + fn + skip, with, wn);
+    snprintf(path, cap, "%s/%s", tmp, name);
+    spill(path, raw, n);
+    free(raw);
+}
+
+static void test_gguf_tokenizer(void) {
+    char p[400];
+    /* tokenizer.ggml.eos_token_id: key, then u32 type, then the value */
+    static const char key[] = "tokenizer.ggml.eos_token_id";
+    int32_t bad = 999999;
+    gguf_patch("eos999999.gguf", key, sizeof key - 1, 4, &bad, 4, p, sizeof p);
+    REFUSED("GGUF eos 999999", p, "eos999999.gguf", "tokenizer.ggml.eos_token_id", "999999");
+    /* the one-byte token "U" (u64 length 1, then the byte) spelled as a space: byte 0x55 has no
+     * token and the space's raw bytes repeat the token for 0x20 */
+    static const char u_tok[9] = {1, 0, 0, 0, 0, 0, 0, 0, 'U'};
+    gguf_patch("nou.gguf", u_tok, 9, 0, NULL, 0, p, sizeof p);
+    {
+        size_t n;
+        char *raw = read_file(p, &n);
+        char *hit = memmem(raw, n, u_tok, 9);
+        REQUIRE(hit);
+        hit[8] = ' ';
+        spill(p, raw, n);
+        free(raw);
+    }
+    REFUSED("GGUF token repeated", p, "nou.gguf: tokenizer: ", "the same bytes");
+}
+
 /* convert refuses what the loader refuses: exit 1, the reason on stderr, no output file. */
 static void convert_refused(const char *what, const char *src, const char *want) {
     char out[400], errf[400], cmd[2000];
@@ -430,6 +469,7 @@ int main(void) {
     test_non_finite();
     test_layout();
     test_gguf_offset_wrap();
+    test_gguf_tokenizer();
     test_convert(); /* on folders the cases above made */
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
