@@ -210,8 +210,9 @@ static void test_tokenizers(void) {
     size_t i;
     json_array_foreach(added, i, val) {
         const char *c = json_string_value(json_object_get(val, "content"));
-        if (!strcmp(c, "<|end_of_text|>")) json_object_set_new(val, "content", json_string("<|gone_a|>"));
-        if (!strcmp(c, "<|eot_id|>")) json_object_set_new(val, "content", json_string("<|gone_b|>"));
+        const int end = !strcmp(c, "<|end_of_text|>"), eot = !strcmp(c, "<|eot_id|>");
+        if (end) json_object_set_new(val, "content", json_string("<|gone_a|>")); /* frees c */
+        if (eot) json_object_set_new(val, "content", json_string("<|gone_b|>"));
     }
     save_json(d, "tokenizer.json", t);
     t = load_json(d, "config.json");
