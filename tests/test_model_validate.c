@@ -404,7 +404,7 @@ static void gguf_patch(const char *name, const void *find, size_t fn, size_t ski
     REQUIRE(raw);
     char *hit = memmem(raw, n, find, fn);
     REQUIRE(hit && (size_t)(hit - raw) + fn + skip + wn <= n);
-    memcpy(hit + fn + skip, with, wn);
+    if (wn) memcpy(hit + fn + skip, with, wn);
     snprintf(path, cap, "%s/%s", tmp, name);
     spill(path, raw, n);
     free(raw);
