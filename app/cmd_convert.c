@@ -112,16 +112,22 @@ int cmd_convert(const AppConfig *cfg) {
     }
     Model back;
     ModelLoadOptions opt2 = {show_progress, (void *)"verifying", NULL};
+    /* What could not be verified is removed: a file that does not load, or loads as other
+     * weights, must not be left behind looking like a converted model. */
     if (model_load(&back, out, &opt2, &err)) {
-        fail_line("bitnet-chat: convert: wrote %s but it does not load back: %s\n", out, err.msg);
+        unlink(out);
+        fail_line("bitnet-chat: convert: wrote %s but it does not load back (removed): %s\n", out,
+                  err.msg);
         model_free(&m);
         return 1;
     }
     char why[256];
     int same = model_weights_equal(&m, &back, why, sizeof why) == 0;
-    if (!same)
-        fail_line("bitnet-chat: convert: %s does not match the source after writing: %s\n", out, why);
-    else
+    if (!same) {
+        unlink(out);
+        fail_line("bitnet-chat: convert: %s does not match the source after writing (removed): %s\n",
+                  out, why);
+    } else
         printf("wrote %s (%s, %d layers, dim %d, vocab %d; I2_S; verified bit-identical)%s%s\n", out,
                m.format, m.cfg.n_layers, m.cfg.dim, m.cfg.vocab_size, note[0] ? "; " : "", note);
     model_free(&back);

@@ -19,6 +19,7 @@
 #include "app/commands_cli.h"
 #include "app/history.h"
 #include "app/perplexity.h"
+#include "app/termsafe.h"
 #include "infer/engine.h"
 #include "infer/infer.h"
 #include "infer/model.h"
@@ -350,6 +351,10 @@ int cmd_prompt(const AppConfig *cfg) {
     if (req) history_reply_begin(h, &ri);
 
     int rc = 1, done = 0, cancel_sent = 0, ended_newline = 1;
+    /* To a terminal the model's bytes are made safe (app/termsafe.h): a reply holding ESC, BEL
+     * or a C1 control must not drive the terminal. Pipes and files get the bytes exactly. */
+    const int tty_out = isatty(STDOUT_FILENO);
+    TermSafe ts = {0, 1};
     int out_errno = 0; /* the first failed write to stdout: the reply stops, and is still saved */
     EngineEvent ev[32];
     while (!done) {
@@ -365,7 +370,9 @@ int cmd_prompt(const AppConfig *cfg) {
                 if (!out_errno) {
                     errno = 0;
                     size_t len = (size_t)ev[i].u.token.len;
-                    if (fwrite(ev[i].u.token.text, 1, len, stdout) != len || fflush(stdout))
+                    if ((tty_out ? termsafe_write(&ts, stdout, ev[i].u.token.text, len) != 0
+                                 : fwrite(ev[i].u.token.text, 1, len, stdout) != len) ||
+                        fflush(stdout))
                         out_errno = errno ? errno : EIO;
                 }
                 history_reply_append(h, ev[i].u.token.text, (size_t)ev[i].u.token.len);
@@ -374,6 +381,7 @@ int cmd_prompt(const AppConfig *cfg) {
                 break;
             case EV_STATS: history_reply_stats(h, &ev[i].u.stats); break;
             case EV_ERROR:
+                if (tty_out && !out_errno) termsafe_finish(&ts, stdout);
                 if (!ended_newline && !out_errno) fputc('\n', stdout);
                 ended_newline = 1;
                 if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
@@ -381,6 +389,7 @@ int cmd_prompt(const AppConfig *cfg) {
                 break;
             case EV_DONE: {
                 StopReason why = ev[i].u.done.reason;
+                if (tty_out && !out_errno) termsafe_finish(&ts, stdout);
                 if (!ended_newline && !out_errno) fputc('\n', stdout);
                 if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
                 history_reply_end(h, &ev[i].u.done.stats, why,

@@ -14,6 +14,7 @@
 #include "app/commands_cli.h"
 #include "app/store.h"
 #include "app/store_internal.h"
+#include "app/termsafe.h"
 
 static void fmt_local(int64_t ms, char *buf, size_t cap) {
     time_t t = (time_t)(ms / 1000);
@@ -47,27 +48,8 @@ static void clip(const char *s, int max_cols, char *out, size_t cap) {
     out[o] = 0;
 }
 
-/* Writes stored text to the terminal with control characters made visible (ESC -> "^["), so
- * that a stored reply can never move the cursor, clear the screen or retitle the window.
- * Newlines and tabs pass; with keep_newlines 0 they become spaces (one-line contexts). */
-static void put_safe(const char *t, int keep_newlines) {
-    for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
-        unsigned char c = *p;
-        if (c == '\n' || c == '\t') {
-            putchar(keep_newlines ? c : ' ');
-        } else if (c == '\r' && !keep_newlines) {
-            putchar(' ');
-        } else if (c < 0x20 || c == 0x7f) {
-            putchar('^');
-            putchar(c == 0x7f ? '?' : c + 64);
-        } else if (c == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) { /* C1 controls, e.g. CSI */
-            fputs("^?", stdout);
-            p++;
-        } else {
-            putchar(c);
-        }
-    }
-}
+/* Stored text to the terminal, control characters made visible (app/termsafe.h). */
+static void put_safe(const char *t, int keep_newlines) { termsafe_puts(stdout, t, keep_newlines); }
 
 static Store *open_for(const AppConfig *cfg, Err *err) {
     /* --no-history promises no writes: open read-only (no migration, no WAL switch). */
@@ -372,8 +354,31 @@ static int export_session(const AppConfig *cfg) {
             return 1;
         }
     }
+    /* To a terminal the export is made safe like --show (a stored ESC, BEL or C1 byte would
+     * otherwise retitle the window, clear the screen or write the clipboard); pipes and files
+     * get the stored bytes exactly. */
+    FILE *dst = to;
+    char *tty_buf = NULL;
+    size_t tty_len = 0;
+    if (isatty(fileno(to)) && !(to = open_memstream(&tty_buf, &tty_len))) {
+        fprintf(stderr, "bitnet-chat: out of memory\n");
+        store_close(s);
+        free(dest);
+        return 1;
+    }
     int r = json ? store_export_json(s, cfg->session_id, to, &err)
                  : store_export_markdown(s, cfg->session_id, to, &err);
+    if (to != dst) {
+        fclose(to);
+        to = dst;
+        if (r == 0) {
+            TermSafe ts = {0, 1};
+            errno = 0;
+            if (termsafe_write(&ts, to, tty_buf, tty_len) || termsafe_finish(&ts, to) || fflush(to))
+                r = err_set(&err, "export: writing failed: %s", errno ? strerror(errno) : "output error");
+        }
+        free(tty_buf);
+    }
     store_close(s);
     if (direct) {
         if (fclose(to) != 0 && r == 0)

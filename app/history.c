@@ -109,7 +109,7 @@ static void attach_store(History *h, Store *st) {
     h->store = st;
     h->can_write = !store_readonly(st);
     if (!h->can_write)
-        warn(h, "%s", "history: the database is read-only; this conversation will not be saved");
+        warn(h, "history: %s; this conversation will not be saved", store_readonly_reason(st));
 }
 
 History *history_open(const char *path, bool no_history, Err *warnout) {
@@ -430,7 +430,13 @@ bool history_flush_final(History *h, Err *lost) {
     finish_open_reply(h);
     sync_db(h, 0);
     if (!promised || (!conv_unsaved(&h->c) && h->n_owed == 0)) return false;
-    if (lost)
+    if (!lost) return true;
+    if (h->c.sess.id)
+        /* its start is in the database (the user message is committed before generation) */
+        err_set(lost, "history: %s stayed locked or unwritable to the end; session %lld holds this "
+                      "conversation only up to its last successful save, the rest was not saved",
+                h->path, (long long)h->c.sess.id);
+    else
         err_set(lost, "history: %s stayed locked or unwritable to the end; this conversation "
                       "was not saved", h->path);
     return true;
@@ -533,17 +539,31 @@ int history_reply_append(History *h, const char *text, size_t len) {
     if (!h->reply_open) return -1;
     StoreMessage *m = &h->c.msgs[h->c.n - 1];
     MsgMeta *mm = &h->c.meta[h->c.n - 1];
-    if (mm->len + len + 1 > mm->cap) {
+    /* A model may emit byte 0 like any other byte. Texts are C strings from here on (store,
+     * exports, the next prompt), so a NUL is kept as U+FFFD: otherwise the reply would be
+     * stored cut at it and resumed cut. */
+    size_t nuls = 0;
+    for (size_t i = 0; i < len; i++) nuls += text[i] == 0;
+    const size_t add = len + 2 * nuls;
+    if (mm->len + add + 1 > mm->cap) {
         size_t cap = mm->cap * 2;
-        if (cap < mm->len + len + 1) cap = mm->len + len + 1;
+        if (cap < mm->len + add + 1) cap = mm->len + add + 1;
         if (cap < 256) cap = 256;
         char *t = realloc(m->text, cap);
         if (!t) return -1;
         m->text = t;
         mm->cap = cap;
     }
-    if (len) memcpy(m->text + mm->len, text, len);
-    mm->len += len;
+    if (nuls == 0) {
+        if (len) memcpy(m->text + mm->len, text, len);
+    } else {
+        char *w = m->text + mm->len;
+        for (size_t i = 0; i < len; i++) {
+            if (text[i]) *w++ = text[i];
+            else memcpy(w, "\xEF\xBF\xBD", 3), w += 3;
+        }
+    }
+    mm->len += add;
     m->text[mm->len] = 0;
     mm->dirty = 1;
     int64_t now = mono_ms();

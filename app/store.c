@@ -102,6 +102,7 @@ struct Store {
     sqlite3 *db;
     char *path;
     int readonly;
+    char ro_reason[700];           /* why it is read-only, naming the file or directory */
     int in_tx;                     /* an explicit store_begin is open */
     sqlite3_stmt *st[ST_COUNT];
 };
@@ -184,7 +185,16 @@ static int db_fail(const Store *s, sqlite3 *db, Err *err, const char *what) {
     case SQLITE_FULL: hint = "the disk is full; "; break;
     case SQLITE_CORRUPT: hint = "the database is damaged; "; break;
     case SQLITE_NOTADB: hint = "the file is not a database (or is damaged); "; break;
-    case SQLITE_IOERR: hint = "input/output error; "; break;
+    case SQLITE_IOERR:
+        /* SQLite reports a full disk met outside a plain write (at open: the -shm, the -wal
+         * header) as an I/O error; the system's errno tells what it was. */
+        switch (sqlite3_system_errno(db)) {
+        case ENOSPC: hint = "the disk is full; "; break;
+        case EDQUOT: hint = "the disk quota is exceeded; "; break;
+        case EFBIG: hint = "the file size limit is reached; "; break;
+        default: hint = "input/output error; "; break;
+        }
+        break;
     case SQLITE_CANTOPEN: hint = "cannot open the file; "; break;
     default: break;
     }
@@ -510,8 +520,52 @@ Store *store_open_rc(const char *path, unsigned flags, Err *err, int *sqlite_rc)
         goto fail;
     }
 
+    /* What we cannot write is opened as an immutable snapshot (no locks, no -wal/-shm files),
+     * so that browsing never leaves side files behind: SQLite made them with the database's
+     * mode, and a -shm of mode 0400 left by browsing a 0400 file kept the database read-only
+     * after it was made writable again. Exact as long as no -wal holds data; one that does is
+     * read through SQLite's normal read-only path below. */
+    int immutable = 0;
+    {
+        char side[2][4200], dir[4200];
+        snprintf(side[0], sizeof side[0], "%s-wal", s->path);
+        snprintf(side[1], sizeof side[1], "%s-shm", s->path);
+        snprintf(dir, sizeof dir, "%s", s->path);
+        char *slash = strrchr(dir, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == dir) dir[1] = 0;
+        else *slash = 0;
+        struct stat ws;
+        const int wal_data = stat(side[0], &ws) == 0 && ws.st_size > 0;
+        const int side_missing = access(side[0], F_OK) != 0 || access(side[1], F_OK) != 0;
+        if (access(s->path, W_OK) != 0) {
+            snprintf(s->ro_reason, sizeof s->ro_reason, "%s is read-only", s->path);
+            immutable = !wal_data;
+        } else if (access(side[0], F_OK) == 0 && access(side[0], W_OK) != 0) {
+            snprintf(s->ro_reason, sizeof s->ro_reason, "%s is read-only (remove it, or make it "
+                     "writable, to save history again)", side[0]);
+            immutable = 1;
+        } else if (access(side[1], F_OK) == 0 && access(side[1], W_OK) != 0) {
+            snprintf(s->ro_reason, sizeof s->ro_reason, "%s is read-only (remove it, or make it "
+                     "writable, to save history again)", side[1]);
+            immutable = 1;
+        } else if (side_missing && access(dir, W_OK) != 0) {
+            snprintf(s->ro_reason, sizeof s->ro_reason, "the directory %s is read-only (SQLite "
+                     "keeps its -wal and -shm files beside the database)", dir);
+            immutable = !wal_data;
+        }
+    }
     int oflags = (flags & STORE_OPEN_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-    if (sqlite3_open_v2(s->path, &s->db, oflags, NULL) != SQLITE_OK) {
+    if (immutable) {
+        if (open_immutable(s)) {
+            if (!s->db) {
+                err_set(err, "out of memory");
+                goto fail;
+            }
+            db_fail(s, s->db, err, "open");
+            goto fail;
+        }
+    } else if (sqlite3_open_v2(s->path, &s->db, oflags, NULL) != SQLITE_OK) {
         if (!s->db) {
             err_set(err, "out of memory");
             goto fail;
@@ -521,7 +575,9 @@ Store *store_open_rc(const char *path, unsigned flags, Err *err, int *sqlite_rc)
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
-    s->readonly = sqlite3_db_readonly(s->db, "main") == 1;
+    if (!immutable) s->readonly = sqlite3_db_readonly(s->db, "main") == 1;
+    if (s->readonly && !s->ro_reason[0])
+        snprintf(s->ro_reason, sizeof s->ro_reason, "%s is read-only", s->path);
 
     /* The version is read before anything could write: a newer file is refused untouched. */
     int version;
@@ -592,6 +648,9 @@ void store_close(Store *s) {
 
 const char *store_path(const Store *s) { return s ? s->path : NULL; }
 int store_readonly(const Store *s) { return s ? s->readonly : 1; }
+const char *store_readonly_reason(const Store *s) {
+    return s && s->ro_reason[0] ? s->ro_reason : "the database is read-only";
+}
 void store_set_busy_timeout(Store *s, int ms) { sqlite3_busy_timeout(s->db, ms); }
 
 int store_schema_version(Store *s) {

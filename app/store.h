@@ -70,6 +70,9 @@ enum {
 Store *store_open(const char *path, Err *err);
 Store *store_open_ex(const char *path, unsigned flags, Err *err);
 int store_readonly(const Store *s);
+/* Why a read-only store is read-only, naming what is: "PATH is read-only", "PATH-shm is
+ * read-only (...)", "the directory D is read-only (...)". */
+const char *store_readonly_reason(const Store *s);
 /* Busy timeout in ms for later calls (the recorder shortens it while retrying). */
 void store_set_busy_timeout(Store *s, int ms);
 /* PRAGMA integrity_check: 0 when "ok", else -1 with the first problem in err. */

@@ -534,9 +534,15 @@ static void request_free(Request *r) {
 
 static void *engine_main(void *arg) {
     Engine *e = arg;
-    /* signals belong to the main thread */
+    /* Asynchronous signals (Ctrl-C, SIGTERM, SIGWINCH ...) belong to the main thread. Faults
+     * stay unblocked: a blocked SIGSEGV/SIGBUS/SIGFPE/SIGILL raised by this thread (or by the
+     * CPU pool threads, which inherit this mask) kills the process without running the crash
+     * handler that puts the terminal back; a model file truncated during a reply does that
+     * (tests/test_engine_fault.c). */
     sigset_t all;
     sigfillset(&all);
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) sigdelset(&all, faults[i]);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
         pthread_mutex_lock(&e->mu);

@@ -381,9 +381,12 @@ int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err
         GgufTensor *t = &g->tensors[i];
         if (t->offset > data_size || t->nbytes > data_size - t->offset) {
             str_show(t->name, show, sizeof show);
-            err_set(err, "%s: tensor \"%s\" data (%llu bytes at offset %llu) lies outside the file "
-                         "(truncated?)", name, show, (unsigned long long)t->nbytes,
-                    (unsigned long long)(g->data_offset + t->offset));
+            /* Figures relative to the data section: an absolute offset could wrap past 2^64 and
+             * print as a place inside the file. */
+            err_set(err, "%s: tensor \"%s\" data (%llu bytes at data offset %llu) lies outside the "
+                         "file, whose data section holds %llu bytes (truncated?)", name, show,
+                    (unsigned long long)t->nbytes, (unsigned long long)t->offset,
+                    (unsigned long long)data_size);
             free(sp);
             goto fail;
         }

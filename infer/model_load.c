@@ -95,7 +95,8 @@ static void job_run(ConvJob *j) {
     switch (j->kind) {
     case JOB_FLOAT:
         j->rc = ternarize_absmean(j->src, j->type, j->n_out, j->n_in, j->k_pad, j->dst, j->scale);
-        if (j->rc) err_set(&j->err, "out of memory");
+        if (j->rc == -2) err_set(&j->err, "holds non-finite weights (NaN or infinity)");
+        else if (j->rc) err_set(&j->err, "out of memory");
         break;
     case JOB_TQ1:
         j->rc = tq1_0_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, j->scale, &j->err);
@@ -121,6 +122,8 @@ static void *job_worker(void *arg) {
     }
     return NULL;
 }
+
+static int finite_scale(float s) { return isfinite(s) && s >= 0.0f; }
 
 static int jobs_run(JobList *jl, Progress *pr, Err *err) {
     if (jl->n == 0) return 0;
@@ -148,8 +151,13 @@ static int jobs_run(JobList *jl, Progress *pr, Err *err) {
     if (cancelled) return -1;
     for (; reported < jl->n; reported++)
         if (step(pr, "converting", err)) return -1;
-    for (int i = 0; i < jl->n; i++)
+    for (int i = 0; i < jl->n; i++) {
         if (jl->jobs[i].rc) return err_set(err, "%s: tensor %s: %s", pr->path, jl->jobs[i].name, jl->jobs[i].err.msg);
+        /* e.g. a TQ block scale of inf: refused here, with the tensor's name, not by a backend */
+        if (!finite_scale(*jl->jobs[i].scale))
+            return err_set(err, "%s: tensor %s: scale %g is not a finite non-negative number",
+                           pr->path, jl->jobs[i].name, (double)*jl->jobs[i].scale);
+    }
     return 0;
 }
 
@@ -200,9 +208,15 @@ static void finish_stops(Model *m, const int *extra, int n_extra) {
 static int float_type_ok(int t) { return t == FT_F32 || t == FT_F16 || t == FT_BF16; }
 static size_t float_size(int t) { return t == FT_F32 ? 4 : 2; }
 
-/* A norm vector of any float type -> f32 buffer slot. */
-static void norm_to_f32(const void *src, int type, int n, float *dst) {
-    for (int i = 0; i < n; i++) dst[i] = float_elem(src, type, (size_t)i);
+/* A norm vector of any float type -> f32 buffer slot. Returns -1 when an element is NaN or
+ * infinite (it would turn every activation after it into NaN). */
+static int norm_to_f32(const void *src, int type, int n, float *dst) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        dst[i] = float_elem(src, type, (size_t)i);
+        bad |= !isfinite(dst[i]);
+    }
+    return bad ? -1 : 0;
 }
 
 /* Dense matrix used in place when aligned for its element type, else copied. */
@@ -232,7 +246,6 @@ static uint8_t *alloc_codes(Model *m, TernaryMatrix *tm, int n_out, int n_in, Er
     return buf;
 }
 
-static int finite_scale(float s) { return isfinite(s) && s >= 0.0f; }
 
 /* ---- GGUF ----------------------------------------------------------------------------------- */
 
@@ -273,6 +286,14 @@ static int g_float(GgufCtx *c, const char *suffix, float *out, float def, Err *e
     return 0;
 }
 
+/* "[2560, 128]": the dims of a shape, as many as it has ("[]" for a scalar). */
+static void fmt_shape(char *buf, size_t cap, const uint64_t *dims, int n) {
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
 static const GgufTensor *g_tensor(GgufCtx *c, const char *name, int n_dims_max, uint64_t ne0,
                                   uint64_t ne1, Err *err) {
     const GgufTensor *t = gguf_find_tensor(&c->g, name);
@@ -282,10 +303,11 @@ static const GgufTensor *g_tensor(GgufCtx *c, const char *name, int n_dims_max, 
     }
     if ((int)t->n_dims > n_dims_max || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 ||
         t->ne[3] != 1) {
-        err_set(err, "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]",
-                c->g.path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
-                (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
-                (unsigned long long)ne0, (unsigned long long)ne1);
+        char got[160], want[64];
+        const uint64_t w[2] = {ne0, ne1};
+        fmt_shape(got, sizeof got, t->ne, (int)t->n_dims);
+        fmt_shape(want, sizeof want, w, n_dims_max == 1 && ne1 == 1 ? 1 : 2);
+        err_set(err, "%s: tensor %s has shape %s, expected %s", c->g.path, name, got, want);
         return NULL;
     }
     return t;
@@ -342,7 +364,8 @@ static int g_norm(GgufCtx *c, const char *name, int n, float *dst, Err *err) {
     if (!float_type_ok((int)t->type))
         return err_set(err, "%s: norm %s has type %s (expected F32, F16 or BF16)", c->g.path, name,
                        gguf_type_name(t->type));
-    norm_to_f32(t->data, (int)t->type, n, dst);
+    if (norm_to_f32(t->data, (int)t->type, n, dst))
+        return err_set(err, "%s: norm %s holds non-finite values (NaN or infinity)", c->g.path, name);
     return 0;
 }
 
@@ -422,6 +445,20 @@ out:
     free(scores);
     free(types);
     return tk;
+
+/* A special token id (bos, eos, eot): absent -> -1; present but not an id of the vocabulary ->
+ * refused, since a stop token that can never match lets every reply run to the limit. */
+static int g_special_id(GgufCtx *c, const char *key, uint64_t n_tok, int *out, Err *err) {
+    int64_t v;
+    *out = -1;
+    if (!gguf_find_kv(&c->g, key)) return 0;
+    if (gguf_get_int(&c->g, key, &v, NULL))
+        return err_set(err, "%s: %s is not an integer", c->g.path, key);
+    if (v < 0 || (uint64_t)v >= n_tok)
+        return err_set(err, "%s: %s = %lld is not a token id (the vocabulary has %llu tokens)",
+                       c->g.path, key, (long long)v, (unsigned long long)n_tok);
+    *out = (int)v;
+    return 0;
 }
 
 /* tokenizer.ggml.* -> Tokenizer. */
@@ -487,12 +524,17 @@ static Tokenizer *gguf_tokenizer(GgufCtx *c, Err *err) {
         v.pre = pre;
     /* The official BitNet file has no tokenizer.ggml.pre although its vocabulary is Llama 3's:
      * NULL means the Llama 3 regex (infer/tokenizer.h). */
-    g_id(c, "tokenizer.ggml.bos_token_id", &v.bos_id);
-    g_id(c, "tokenizer.ggml.eos_token_id", &v.eos_id);
-    g_id(c, "tokenizer.ggml.eot_token_id", &v.eot_id);
+    if (g_special_id(c, "tokenizer.ggml.bos_token_id", n_tok, &v.bos_id, err) ||
+        g_special_id(c, "tokenizer.ggml.eos_token_id", n_tok, &v.eos_id, err) ||
+        g_special_id(c, "tokenizer.ggml.eot_token_id", n_tok, &v.eot_id, err))
+        goto out;
     v.ignore_merges = !v.pre || !strcmp(v.pre, "llama-bpe") || !strcmp(v.pre, "llama3");
     tk = tokenizer_from_vocab(&v, err);
-    if (!tk) err_prefix(err, "%s: tokenizer", c->g.path);
+    if (tk && tokenizer_check(tk, err)) {
+        tokenizer_free(tk);
+        tk = NULL;
+    }
+    if (!tk) err_prefix(err, "%s", c->g.path); /* the message starts "tokenizer: " */
 out:
     free(toks);
     free(tok_lens);
@@ -720,6 +762,11 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     g_id(&c, "tokenizer.ggml.eot_token_id", &extra[0]);
     g_id(&c, "tokenizer.ggml.eos_token_id", &extra[1]);
     finish_stops(m, extra, 2);
+    if (cfg->n_stop == 0) {
+        err_set(err, "%s: no end-of-text token (no <|eot_id|>, <|end_of_text|> or "
+                     "tokenizer.ggml.eos_token_id): a reply could never stop", path);
+        goto out;
+    }
     snprintf(m->format, sizeof m->format, "gguf");
     if (step(&pr, "done", err)) goto out;
     rc = 0;
@@ -756,15 +803,24 @@ static int j_float(json_t *cfg, const char *key, float *out, float def, const ch
     return 0;
 }
 
-/* eos_token_id: a number or a list of numbers. */
-static int j_ids(json_t *v, int *ids, int cap) {
+/* bos_token_id / eos_token_id: absent, null, a number or a list of numbers (at most cap), each
+ * an id of the vocabulary. Returns how many, or -1 with err naming the file and the value: a
+ * stop id that can never match would let every reply run to the limit. */
+static int j_ids(json_t *v, int *ids, int cap, const char *key, int vocab, const char *path, Err *err) {
+    if (!v || json_is_null(v)) return 0;
+    if (json_is_array(v) && json_array_size(v) > (size_t)cap)
+        return err_set(err, "%s: %s lists %zu ids (at most %d are supported)", path, key,
+                       json_array_size(v), cap);
     int n = 0;
-    if (json_is_integer(v)) {
-        ids[n++] = (int)json_integer_value(v);
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) if (json_is_integer(e) && n < cap) ids[n++] = (int)json_integer_value(e);
+    size_t i, len = json_is_array(v) ? json_array_size(v) : 1;
+    for (i = 0; i < len; i++) {
+        json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
+        if (!json_is_integer(e)) return err_set(err, "%s: %s is not an integer or a list of integers", path, key);
+        json_int_t id = json_integer_value(e);
+        if (id < 0 || id >= vocab)
+            return err_set(err, "%s: %s %lld is not a token id (vocab_size is %d)", path, key,
+                           (long long)id, vocab);
+        ids[n++] = (int)id;
     }
     return n;
 }
@@ -928,10 +984,11 @@ static const StTensor *h_tensor(HfCtx *h, const char *name, uint64_t d0, uint64_
         return NULL;
     }
     if (t->n_dims != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
-        err_set(err, "%s: tensor %s has an unexpected shape (%d dims, [%llu, %llu]; expected [%llu%s%llu])",
-                h->dir, name, t->n_dims, (unsigned long long)t->shape[0],
-                (unsigned long long)(t->n_dims > 1 ? t->shape[1] : 0), (unsigned long long)d0,
-                ndim == 2 ? ", " : "", ndim == 2 ? (unsigned long long)d1 : 0ull);
+        char got[160], want[64];
+        const uint64_t w[2] = {d0, d1};
+        fmt_shape(got, sizeof got, t->shape, t->n_dims);
+        fmt_shape(want, sizeof want, w, ndim);
+        err_set(err, "%s: tensor %s has shape %s, expected %s", h->dir, name, got, want);
         return NULL;
     }
     return t;
@@ -989,7 +1046,8 @@ static int h_norm(HfCtx *h, const char *name, int n, float *dst, Err *err) {
     if (!t) return -1;
     int ft = st_float_type(t->dtype);
     if (ft < 0) return err_set(err, "%s: norm %s has dtype %s", h->dir, name, st_dtype_name(t->dtype));
-    norm_to_f32(t->data, ft, n, dst);
+    if (norm_to_f32(t->data, ft, n, dst))
+        return err_set(err, "%s: norm %s holds non-finite values (NaN or infinity)", h->dir, name);
     return 0;
 }
 
@@ -1025,6 +1083,16 @@ static char *read_chat_template(const char *dir) {
     return out;
 }
 
+/* tokenizer.json loaded and found usable (tokenizer_check), or NULL with err naming the file. */
+static Tokenizer *checked_json_tokenizer(const char *path, Err *err) {
+    Tokenizer *t = tokenizer_load_json(path, err);
+    if (t && tokenizer_check(t, err)) {
+        err_prefix(err, "%s", path);
+        tokenizer_free(t);
+        t = NULL;
+    }
+    return t;
+
 /* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
  * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
  * it is of a kind the JSON reader does not handle (the first error is the one reported when
@@ -1037,7 +1105,7 @@ static Tokenizer *hf_tokenizer(const char *dir, Err *err) {
     const int has_model = stat(tm, &st) == 0;
     Err e2 = {{0}};
     if (stat(tj, &st) == 0) {
-        Tokenizer *t = tokenizer_load_json(tj, err);
+        Tokenizer *t = checked_json_tokenizer(tj, err);
         if (t || !has_model) return t;
         SpmModel *s = spm_load_file(tm, &e2);
         return s ? tokenizer_from_spm(s, err) : NULL;
@@ -1247,13 +1315,20 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     m->chat_template = read_chat_template(dir);
     cfg->bos_id = tokenizer_bos(m->tok);
-    json_t *bos = json_object_get(jc, "bos_token_id");
-    if (cfg->bos_id < 0 && json_is_integer(bos) && json_integer_value(bos) >= 0 &&
-        json_integer_value(bos) < cfg->vocab_size)
-        cfg->bos_id = (int)json_integer_value(bos);
-    int extra[8];
-    int n_extra = j_ids(json_object_get(jc, "eos_token_id"), extra, 8);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    int bos_cfg[1], extra[8], n_bos, n_extra;
+    if ((n_bos = j_ids(json_object_get(jc, "bos_token_id"), bos_cfg, 1, "bos_token_id",
+                       cfg->vocab_size, p, err)) < 0 ||
+        (n_extra = j_ids(json_object_get(jc, "eos_token_id"), extra, 8, "eos_token_id",
+                         cfg->vocab_size, p, err)) < 0)
+        goto out;
+    if (cfg->bos_id < 0 && n_bos == 1) cfg->bos_id = bos_cfg[0];
     finish_stops(m, extra, n_extra);
+    if (cfg->n_stop == 0) {
+        err_set(err, "%s: no end-of-text token (no <|eot_id|> or <|end_of_text|> in tokenizer.json, "
+                     "no eos_token_id in config.json): a reply could never stop", dir);
+        goto out;
+    }
     snprintf(m->format, sizeof m->format, "hf-safetensors");
     if (step(&pr, "done", err)) goto out;
     rc = 0;
@@ -1322,7 +1397,7 @@ Tokenizer *model_load_tokenizer(const char *path, Err *err) {
     if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
         size_t n = strlen(path);
         if (n >= 5 && !strcmp(path + n - 5, ".json") && strcmp(path + (n >= 11 ? n - 11 : 0), "config.json"))
-            return tokenizer_load_json(path, err);
+            return checked_json_tokenizer(path, err);
         if (n >= 6 && !strcmp(path + n - 6, ".model")) { /* SentencePiece's tokenizer.model */
             SpmModel *s = spm_load_file(path, err);
             return s ? tokenizer_from_spm(s, err) : NULL;

@@ -170,6 +170,11 @@ int ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, u
         }
     }
     const double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    if (!isfinite(sum)) { /* a NaN or an infinity among the weights: no gamma describes them */
+        free(row);
+        free(codes);
+        return -2;
+    }
     float gamma = n ? (float)(sum / (double)n) : 0.0f;
     if (exact && mag > 0.0f && isfinite(mag)) gamma = mag;
     if (!(gamma >= 1e-5f)) gamma = 1e-5f; /* also catches NaN */

@@ -20,7 +20,7 @@ float float_elem(const void *data, int type, size_t i);
 /* Absmean ternarization of W[n_out][n_in] (ggml type F32/F16/BF16), in fp32:
  * gamma = max(mean|W|, 1e-5) (sum in double, rounded once to float), t = clamp(rint(W / gamma
  * computed as W * (1/gamma)), -1, 1) with round-half-to-even. Writes I2_S rows of k_pad.
- * Returns -1 only when out of memory. */
+ * Returns -1 when out of memory, -2 when a weight is NaN or infinite (nothing is written). */
 int ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, uint8_t *out,
                       float *gamma);
 

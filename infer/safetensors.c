@@ -44,6 +44,43 @@ static int get_u64(json_t *j, uint64_t *out) {
     return 0;
 }
 
+typedef struct {
+    uint64_t b, e;
+    size_t idx;
+} Span;
+
+static int span_cmp(const void *x, const void *y) {
+    const Span *a = x, *b = y;
+    return a->b < b->b ? -1 : a->b > b->b ? 1 : (a->e > b->e) - (a->e < b->e);
+}
+
+/* No two tensors of one file may share bytes (a hostile header could otherwise alias one
+ * tensor's data as another's; the GGUF reader refuses the same). Empty tensors take no bytes. */
+static int check_overlap(StSet *set, size_t first, const uint8_t *base, const char *name, Err *err) {
+    const size_t n = set->n_tensors - first;
+    if (n < 2) return 0;
+    Span *sp = malloc(n * sizeof *sp);
+    if (!sp) return err_set(err, "%s: out of memory", name);
+    size_t k = 0;
+    for (size_t i = first; i < set->n_tensors; i++) {
+        const StTensor *t = &set->tensors[i];
+        if (!t->nbytes) continue;
+        const uint64_t b = (uint64_t)(t->data - base);
+        sp[k++] = (Span){b, b + t->nbytes, i};
+    }
+    qsort(sp, k, sizeof *sp, span_cmp);
+    int rc = 0;
+    for (size_t i = 1; i < k && !rc; i++)
+        if (sp[i].b < sp[i - 1].e)
+            rc = err_set(err, "%s: tensors \"%.80s\" and \"%.80s\" overlap (data_offsets [%llu, %llu] "
+                              "and [%llu, %llu])", name, set->tensors[sp[i - 1].idx].name,
+                         set->tensors[sp[i].idx].name, (unsigned long long)sp[i - 1].b,
+                         (unsigned long long)sp[i - 1].e, (unsigned long long)sp[i].b,
+                         (unsigned long long)sp[i].e);
+    free(sp);
+    return rc;
+}
+
 int st_parse(StSet *set, int file, const void *data, size_t size, const char *name, Err *err) {
     const uint8_t *base = data;
     if (size < 8) return err_set(err, "%s: not a safetensors file (only %zu bytes)", name, size);
@@ -128,9 +165,11 @@ int st_parse(StSet *set, int file, const void *data, size_t size, const char *na
         }
     }
     json_decref(root);
+    if (check_overlap(set, first, base + data_start, name, err)) goto fail_tensors;
     return 0;
 fail:
     json_decref(root);
+fail_tensors:
     for (size_t i = first; i < set->n_tensors; i++) free(set->tensors[i].name);
     set->n_tensors = first;
     return -1;

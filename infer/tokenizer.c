@@ -558,6 +558,56 @@ int tokenizer_find(const Tokenizer *t, const char *text) {
     return id;
 }
 
+static int is_ordinary(int type) {
+    return type != TOKTYPE_CONTROL && type != TOKTYPE_UNKNOWN && type != TOKTYPE_UNUSED;
+}
+
+int tokenizer_check(const Tokenizer *t, Err *err) {
+    if (!t || t->n_vocab <= 0) return err_set(err, "tokenizer: empty vocabulary");
+    /* Ordinary tokens: none empty (it would match nothing yet take an id), none twice (the
+     * second could never be produced, and decoding would disagree with encoding). */
+    for (int i = 0; i < t->n_vocab; i++) {
+        if (!is_ordinary(t->types[i])) continue;
+        if (t->tok_len[i] == 0) return err_set(err, "tokenizer: token %d is empty", i);
+        int first = map_find(t, t->bytes + t->tok_off[i], t->tok_len[i]);
+        if (first != i)
+            return err_set(err, "tokenizer: tokens %d and %d stand for the same bytes (\"%s\")", first, i,
+                           quote(t->file_tokens[i]).s);
+    }
+    /* Byte-level BPE spells any text with byte tokens: one missing fails the first text that
+     * holds that byte, long after the load. */
+    for (int b = 0; b < 256; b++)
+        if (t->byte_id[b] < 0)
+            return err_set(err, "tokenizer: byte 0x%02x has no token (a byte-level BPE vocabulary "
+                                "needs one for each of the 256 bytes)", b);
+    /* Special tokens are found by their text (the chat template's <|eot_id|>): none twice. */
+    int n_special = 0;
+    for (int i = 0; i < t->n_vocab; i++) n_special += !is_ordinary(t->types[i]) && t->file_token_lens[i];
+    if (n_special > 1) {
+        const uint32_t mask = table_size_for((size_t)n_special) - 1;
+        int32_t *slot = malloc(((size_t)mask + 1) * sizeof *slot);
+        if (!slot) return err_set(err, "tokenizer: out of memory");
+        memset(slot, 0xff, ((size_t)mask + 1) * sizeof *slot);
+        for (int i = 0; i < t->n_vocab; i++) {
+            if (is_ordinary(t->types[i]) || !t->file_token_lens[i]) continue;
+            const unsigned char *txt = (const unsigned char *)t->file_tokens[i];
+            const size_t n = t->file_token_lens[i];
+            uint32_t h = (uint32_t)hash_bytes(txt, n) & mask;
+            for (; slot[h] >= 0; h = (h + 1) & mask) {
+                const int o = slot[h];
+                if (t->file_token_lens[o] == n && !memcmp(t->file_tokens[o], txt, n)) {
+                    free(slot);
+                    return err_set(err, "tokenizer: special tokens %d and %d are the same string "
+                                        "\"%s\"", o, i, quote(t->file_tokens[i]).s);
+                }
+            }
+            slot[h] = i;
+        }
+        free(slot);
+    }
+    return 0;
+}
+
 /* ---- pre-tokenization ------------------------------------------------------------------------- */
 
 /* ASCII classes as PCRE2 (UCP) sees them: letters, digits, \s, everything else. */
@@ -1236,10 +1286,23 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
         goto done;
     }
     if (cfg) {
-        const char *bos = config_token(cfg, "bos_token"), *eos = config_token(cfg, "eos_token");
-        int id;
-        if (bos && (id = tokenizer_find(t, bos)) >= 0) t->bos = t->view.bos_id = id;
-        if (eos && (id = tokenizer_find(t, eos)) >= 0) t->eos = t->view.eos_id = id;
+        /* A named token that is not in the vocabulary is refused: an eos that never matches
+         * would let every reply run to the limit. */
+        static const char *keys[2] = {"bos_token", "eos_token"};
+        for (int k = 0; k < 2; k++) {
+            const char *name = config_token(cfg, keys[k]);
+            if (!name) continue;
+            int id = tokenizer_find(t, name);
+            if (id < 0) {
+                err_set(err, "tokenizer_config.json: %s \"%s\" is not a token of tokenizer.json",
+                        keys[k], quote(name).s);
+                tokenizer_free(t);
+                t = NULL;
+                goto done;
+            }
+            if (k == 0) t->bos = t->view.bos_id = id;
+            else t->eos = t->view.eos_id = id;
+        }
     }
 done:
     free(a.tokens);

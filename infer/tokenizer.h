@@ -42,6 +42,11 @@ Tokenizer *tokenizer_load_json(const char *path, Err *err);
 Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *config_json,
                                       Err *err);
 void tokenizer_free(Tokenizer *t);
+/* Whether a loaded vocabulary can encode any text and decode unambiguously: no empty or
+ * repeated ordinary token, a token for each of the 256 bytes, no special text twice. Model
+ * loaders call it so that such a file is refused at load, named, rather than failing on the
+ * first text that needs a missing byte. Returns 0, or -1 with "tokenizer: ..." in err. */
+int tokenizer_check(const Tokenizer *t, Err *err);
 
 /* A SentencePiece model (infer/tokenizer_spm.h: tokenizer.model, or GGUF tokenizer.ggml.model
  * "llama") as a Tokenizer; takes ownership of s (freed on failure too). tokenizer_vocab gives

@@ -20,3 +20,9 @@ bn_add_tool(NAME bench_sampler SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/bench_sampler
 
 # Engine overhead (not a test): bench_engine TOKENIZER_JSON [n] [dim] [layers].
 bn_add_tool(NAME bench_engine SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/bench_engine.c LIBS bn_infer)
+# A fault in the engine thread reaches the crash handler (a model truncated during a reply).
+bn_add_test(NAME test_engine_fault SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_engine_fault.c
+            LIBS bn_infer LABELS cpu)
+# The same through the real chat in a pty: terminal restored and the bus error explained.
+bn_add_script_test(NAME test_model_truncated_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_model_truncated_cli.sh
+                   LABELS cpu TIMEOUT 120)

@@ -6,7 +6,8 @@ bn_add_test(NAME test_model_hostile SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_mod
 
 # ---- fuzzing ------------------------------------------------------------------------------------
 # -DBITNET_FUZZ=ON (with -DCMAKE_C_COMPILER=clang) builds libFuzzer targets for the GGUF reader
-# (+ the whole loader), the safetensors reader and tokenizer.json. Their own copy of the reader
+# (+ the whole loader), the safetensors reader, tokenizer.json, the whole Hugging Face folder
+# load (fuzz_hf_folder) and the chat-history text paths (fuzz_history_text). Their own copy of the reader
 # sources is compiled with coverage instrumentation so that the fuzzer sees inside them.
 if(BITNET_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
@@ -23,12 +24,24 @@ if(BITNET_FUZZ)
   target_compile_options(bn_fuzz_core PRIVATE -g -O1 -fsanitize=fuzzer-no-link,address,undefined
                          -fno-sanitize-recover=undefined)
   target_link_libraries(bn_fuzz_core PUBLIC PkgConfig::JANSSON PkgConfig::PCRE2 Threads::Threads m)
-  foreach(t gguf safetensors tokenizer_json)
+  # The chat-history text paths (recorder, store, exports, search, terminal-safe output).
+  add_library(bn_fuzz_history STATIC
+    ${CMAKE_SOURCE_DIR}/app/history.c ${CMAKE_SOURCE_DIR}/app/store.c
+    ${CMAKE_SOURCE_DIR}/app/store_export.c ${CMAKE_SOURCE_DIR}/app/termsafe.c)
+  target_include_directories(bn_fuzz_history PUBLIC ${CMAKE_SOURCE_DIR})
+  target_compile_options(bn_fuzz_history PRIVATE -g -O1 -fsanitize=fuzzer-no-link,address,undefined
+                         -fno-sanitize-recover=undefined)
+  target_link_libraries(bn_fuzz_history PUBLIC bn_fuzz_core PkgConfig::SQLITE3)
+  foreach(t gguf safetensors tokenizer_json hf_folder history_text)
     add_executable(fuzz_${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_${t}.c)
     target_include_directories(fuzz_${t} PRIVATE ${CMAKE_SOURCE_DIR})
     target_compile_options(fuzz_${t} PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)
     target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_libraries(fuzz_${t} PRIVATE bn_fuzz_core)
+    if(t STREQUAL "history_text")
+      target_link_libraries(fuzz_${t} PRIVATE bn_fuzz_history)
+    else()
+      target_link_libraries(fuzz_${t} PRIVATE bn_fuzz_core)
+    endif()
   endforeach()
 endif()
 bn_add_script_test(NAME fuzz_smoke SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/smoke.sh LABELS fuzz
@@ -43,3 +56,8 @@ bn_add_test(NAME test_model_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_
             LIBS bn_infer LABELS cpu)
 bn_add_test(NAME test_model_infer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_infer.c
             LIBS bn_infer LABELS cpu)
+# Loader validations: unusable tokenizers, special ids, non-finite weights, overlapping
+# safetensors, message figures (each refused at load with the file named).
+bn_add_test(NAME test_model_validate SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_validate.c
+            LIBS bn_infer PkgConfig::JANSSON LABELS cpu)
+add_dependencies(test_model_validate bitnet-chat) # its convert cases run the program

@@ -15,3 +15,7 @@ bn_add_script_test(NAME test_store_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_s
 # SIGKILL of the real program mid-reply (skips while -p or a default model is missing).
 bn_add_script_test(NAME test_store_kill_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_store_kill_cli.sh
                    LABELS cpu TIMEOUT 180)
+
+# The terminal-safe text writer used by --show, --search, --export and -p on a terminal.
+bn_add_test(NAME test_termsafe SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_termsafe.c
+            LIBS bn_app LABELS cpu)

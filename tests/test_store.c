@@ -679,6 +679,67 @@ static void test_recorder(void) {
     CHECK(access(q, F_OK) != 0);
 }
 
+/* A reply holding every byte value 0-255 (a model can emit byte 0 like any other byte token),
+ * streamed in pieces: bytes 1-255 are stored and read back exactly, byte 0 as U+FFFD (texts are
+ * C strings; cutting at the NUL stored a fraction of the reply marked complete), and the reply
+ * keeps its stop reason. The text in memory (what a resumed chat sends) is the same. */
+static void test_every_byte(void) {
+    char p[600];
+    path_in(p, sizeof p, "bytes.db");
+    rm_db(p);
+    History *h = history_open(p, false, NULL);
+    REQUIRE(h);
+    REQUIRE(history_begin_session(h, NULL) == 0);
+    REQUIRE(history_add_user(h, "all bytes please") == 0);
+    HistoryReplyInfo ri = reply_info();
+    REQUIRE(history_reply_begin(h, &ri) == 0);
+    char all[512];
+    for (int i = 0; i < 512; i++) all[i] = (char)(i & 0xff); /* 0..255 twice */
+    for (int i = 0; i < 512; i += 7) REQUIRE(history_reply_append(h, all + i, i + 7 <= 512 ? 7 : 512 - i) == 0);
+    EngineStats st = {.gen_tokens = 512};
+    REQUIRE(history_reply_end(h, &st, STOP_EOS, false) == 0);
+    char want[600];
+    size_t wl = 0;
+    for (int i = 0; i < 512; i++) {
+        if (all[i]) want[wl++] = all[i];
+        else memcpy(want + wl, "\xEF\xBF\xBD", 3), wl += 3;
+    }
+    want[wl] = 0;
+    int n;
+    const StoreMessage *mem = history_messages(h, &n);
+    REQUIRE(n == 2);
+    CHECK_EQ_INT(strlen(mem[1].text), wl);
+    CHECK(memcmp(mem[1].text, want, wl + 1) == 0);
+    int64_t sid = history_session(h)->id;
+    history_close(h);
+    Err err = {{0}};
+    Store *s = store_open(p, &err);
+    REQUIRE(s);
+    StoreMessage *m;
+    REQUIRE(store_message_branch(s, sid, &m, &n, &err) == 0);
+    REQUIRE(n == 2);
+    CHECK_EQ_INT(strlen(m[1].text), wl);
+    CHECK(memcmp(m[1].text, want, wl + 1) == 0);
+    CHECK_STREQ(m[1].stop_reason, "eos");
+    CHECK_EQ_INT(m[1].interrupted, 0);
+    /* Through the store directly: bytes 1-255 round-trip exactly. */
+    StoreMessage in = {.session_id = sid, .parent_id = m[1].id, .text = all + 1};
+    char tail[256];
+    memcpy(tail, all + 1, 255);
+    tail[255] = 0;
+    in.text = tail;
+    snprintf(in.role, sizeof in.role, "user");
+    int64_t id = store_message_add(s, &in, &err);
+    REQUIRE(id > 0);
+    StoreMessage back;
+    REQUIRE(store_message_get(s, id, &back, &err) == 0);
+    CHECK_EQ_INT(strlen(back.text), 255);
+    CHECK(memcmp(back.text, tail, 256) == 0);
+    store_message_clear(&back);
+    store_messages_free(m, n);
+    store_close(s);
+}
+
 /* ---- search ----------------------------------------------------------------------------- */
 
 static int64_t add_msg(Store *s, int64_t sid, const char *role, const char *text) {
@@ -1008,10 +1069,50 @@ static void test_corrupt(void) {
 
 /* A read-only file: its history is still readable; the recorder warns and keeps the chat in
  * memory; the file is not changed. Root ignores file modes, so then a child drops to nobody. */
+/* ---- permissions: run as another user (root drops to nobody), in a directory under /tmp so
+ * that the test does not depend on where the build tree lives (a build inside root's home
+ * could not be entered by nobody). ---------------------------------------------------------- */
+
+static void become_other_user(void) {
+    if (geteuid() == 0 && (setgid(65534) || setuid(65534))) _exit(90);
+}
+
+/* A fresh directory under /tmp holding name, a database with one session, owned by the user the
+ * child becomes; the directory is writable by that user. */
+static void make_owned_db(char *dir, size_t dcap, char *db, size_t cap, const char *name) {
+    snprintf(dir, dcap, "/tmp/bn-store-perm.XXXXXX");
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(db, cap, "%s/%s", dir, name);
+    Err err = {{0}};
+    Store *s = store_open(db, &err);
+    REQUIRE(s);
+    StoreSession ss = {.title = "perm"};
+    int64_t sid = store_session_create(s, &ss, &err);
+    add_msg(s, sid, "user", "kept");
+    store_close(s);
+    if (geteuid() == 0) {
+        REQUIRE(chown(dir, 65534, 65534) == 0);
+        REQUIRE(chown(db, 65534, 65534) == 0);
+    }
+}
+
+static void rm_tree(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "chmod -R u+rwX '%s' 2>/dev/null; rm -rf '%s'", dir, dir);
+    CHECK(system(cmd) == 0);
+}
+
+static int child_status(pid_t kid) {
+    int st;
+    REQUIRE(waitpid(kid, &st, 0) == kid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+}
+
 static void test_read_only(void) {
-    char p[600];
-    path_in(p, sizeof p, "ro.db");
-    rm_db(p);
+    char dir[256], p[400];
+    snprintf(dir, sizeof dir, "/tmp/bn-store-ro.XXXXXX"); /* enterable by nobody, wherever the build is */
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(p, sizeof p, "%s/ro.db", dir);
     Err err = {{0}};
     Store *s = store_open(p, &err);
     REQUIRE(s);
@@ -1026,7 +1127,7 @@ static void test_read_only(void) {
     REQUIRE(kid >= 0);
     if (kid == 0) {
         if (geteuid() == 0) {
-            chmod(tmpdir, 0755);
+            chmod(dir, 0755);
             if (setgid(65534) || setuid(65534)) _exit(20);
         }
         Err w = {{0}};
@@ -1064,9 +1165,115 @@ static void test_read_only(void) {
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "read-only child exit %d", WEXITSTATUS(st));
     CHECK(same_bytes(p, before, n));
     free(before);
-    chmod(tmpdir, 0700);
     chmod(p, 0600);
     CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages"), 1);
+    rm_tree(dir);
+}
+
+/* Browsing a 0400 database (--sessions) must leave nothing behind that makes it read-only once
+ * it is writable again (it left -shm/-wal files of mode 0400, and every later chat said "the
+ * database is read-only"). A writable database in a read-only directory can still be browsed,
+ * and a chat there names the directory. A read-only -shm left beside a writable database is
+ * named as the file that is read-only. */
+static void test_read_only_side_files(void) {
+    char dir[256], db[400];
+    /* 1. 0400 database, browsed, then made writable again */
+    make_owned_db(dir, sizeof dir, db, sizeof db, "h.db");
+    REQUIRE(chmod(db, 0400) == 0);
+    pid_t kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        become_other_user();
+        Err e = {{0}};
+        Store *s = store_open_ex(db, STORE_OPEN_NOCREATE, &e);
+        if (!s) {
+            fprintf(stderr, "open 0400: %s\n", e.msg);
+            _exit(1);
+        }
+        StoreSession *list;
+        int nl;
+        if (store_session_list(s, &list, &nl, &e) || nl != 1) _exit(2);
+        store_sessions_free(list, nl);
+        store_close(s);
+        char side[450];
+        snprintf(side, sizeof side, "%s-shm", db);
+        if (access(side, F_OK) == 0) _exit(8); /* browsing created nothing beside it */
+        snprintf(side, sizeof side, "%s-wal", db);
+        if (access(side, F_OK) == 0) _exit(9);
+        if (chmod(db, 0600)) _exit(3);
+        Err w = {{0}};
+        History *h = history_open(db, false, &w);
+        if (!h) _exit(4);
+        if (w.msg[0]) fprintf(stderr, "after chmod 0600: %s\n", w.msg);
+        if (!history_persistent(h) || w.msg[0]) _exit(5);
+        if (history_add_user(h, "saved again")) _exit(6);
+        if (history_take_warning(h, &w)) {
+            fprintf(stderr, "after chmod 0600, writing: %s\n", w.msg);
+            _exit(7);
+        }
+        history_close(h);
+        _exit(0);
+    }
+    CHECK_EQ_INT(child_status(kid), 0);
+    CHECK_EQ_INT(count_rows(db, "SELECT count(*) FROM messages"), 2);
+    rm_tree(dir);
+
+    /* 2. writable database, read-only directory */
+    make_owned_db(dir, sizeof dir, db, sizeof db, "h.db");
+    REQUIRE(chmod(dir, 0555) == 0);
+    kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        become_other_user();
+        Err e = {{0}};
+        Store *s = store_open_ex(db, STORE_OPEN_NOCREATE, &e);
+        if (!s) {
+            fprintf(stderr, "open in a read-only directory: %s\n", e.msg);
+            _exit(11);
+        }
+        StoreMessage *m;
+        int nm;
+        if (store_message_branch(s, 1, &m, &nm, &e) || nm != 1 || strcmp(m[0].text, "kept")) _exit(12);
+        store_messages_free(m, nm);
+        store_close(s);
+        Err w = {{0}};
+        History *h = history_open(db, false, &w);
+        if (!h) _exit(13);
+        fprintf(stderr, "read-only directory warning: %s\n", w.msg);
+        if (history_persistent(h) || !strstr(w.msg, dir)) _exit(14);
+        if (strstr(w.msg, "database is read-only")) _exit(15); /* the file is not */
+        history_close(h);
+        _exit(0);
+    }
+    CHECK_EQ_INT(child_status(kid), 0);
+    rm_tree(dir);
+
+    /* 3. a read-only -shm beside a writable database */
+    make_owned_db(dir, sizeof dir, db, sizeof db, "h.db");
+    char shm[420];
+    snprintf(shm, sizeof shm, "%s-shm", db);
+    {
+        FILE *f = fopen(shm, "wb");
+        REQUIRE(f);
+        fclose(f);
+        if (geteuid() == 0) REQUIRE(chown(shm, 65534, 65534) == 0);
+        REQUIRE(chmod(shm, 0400) == 0);
+    }
+    kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        become_other_user();
+        Err w = {{0}};
+        History *h = history_open(db, false, &w);
+        if (!h) _exit(21);
+        if (!w.msg[0] && !history_add_user(h, "x")) history_take_warning(h, &w);
+        fprintf(stderr, "read-only -shm warning: %s\n", w.msg);
+        if (!strstr(w.msg, shm)) _exit(22);
+        history_close(h);
+        _exit(0);
+    }
+    CHECK_EQ_INT(child_status(kid), 0);
+    rm_tree(dir);
 }
 
 /* Another program holds the write lock: the recorder warns, keeps the conversation in memory
@@ -1219,6 +1426,90 @@ static void test_disk_full(void) {
     store_close(s);
 }
 
+/* A write that fails mid-reply (the file size limit; a full disk alike) and never succeeds
+ * again: the closing line must not say the conversation was not saved when its start was (the
+ * user message and the reply's first checkpoint are in the database). */
+static void test_disk_full_mid_reply(void) {
+    char p[600];
+    path_in(p, sizeof p, "full2.db");
+    rm_db(p);
+    pid_t kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        History *h = history_open(p, false, NULL);
+        if (!h || !history_persistent(h)) _exit(40);
+        history_set_checkpoint_ms(h, 0);
+        if (history_add_user(h, "question")) _exit(41);
+        HistoryReplyInfo ri = reply_info();
+        if (history_reply_begin(h, &ri) || history_reply_append(h, "the start, saved. ", 18)) _exit(42);
+        struct stat sb;
+        if (stat(p, &sb)) _exit(43);
+        struct rlimit rl;
+        getrlimit(RLIMIT_FSIZE, &rl);
+        struct rlimit tight = {(rlim_t)sb.st_size + 4096, rl.rlim_max};
+        if (setrlimit(RLIMIT_FSIZE, &tight)) _exit(44);
+        static char chunk[8192];
+        memset(chunk, 'x', sizeof chunk);
+        for (int i = 0; i < 64; i++) history_reply_append(h, chunk, sizeof chunk);
+        history_reply_end(h, NULL, STOP_EOS, false);
+        Err lost = {{0}};
+        if (!history_flush_final(h, &lost)) _exit(45);
+        fprintf(stderr, "mid-reply failure, closing line: %s\n", lost.msg);
+        if (strstr(lost.msg, "this conversation was not saved")) _exit(46);
+        if (!strstr(lost.msg, "session 1")) _exit(47);
+        history_close(h);
+        _exit(0);
+    }
+    int st;
+    REQUIRE(waitpid(kid, &st, 0) == kid);
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "mid-reply disk-full child exit %d", WEXITSTATUS(st));
+    /* what the closing line says was saved is there */
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text = 'question'"), 1);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM messages WHERE text LIKE 'the start, saved.%'"), 1);
+}
+
+/* A disk that is full when the database is opened (SQLite needs room for its -shm and -wal):
+ * the message says the disk is full, not "disk I/O error". Needs a small filesystem: a
+ * tmpfs of 1 MiB, mounted when the test runs as root (skipped with a note otherwise). */
+static void test_disk_full_at_open(void) {
+    char mnt[] = "/tmp/bn-store-full.XXXXXX";
+    REQUIRE(mkdtemp(mnt) != NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=1m tmpfs '%s' 2>/dev/null", mnt);
+    if (geteuid() != 0 || system(cmd) != 0) {
+        printf("note: disk full at open not checked (needs root and a tmpfs mount)\n");
+        rmdir(mnt);
+        return;
+    }
+    char db[300], fill[300];
+    snprintf(db, sizeof db, "%s/h.db", mnt);
+    snprintf(fill, sizeof fill, "%s/fill", mnt);
+    Err err = {{0}};
+    Store *s = store_open(db, &err);
+    CHECK_MSG(s != NULL, "open on an empty tmpfs: %s", err.msg);
+    store_close(s);
+    FILE *f = fopen(fill, "wb");
+    REQUIRE(f);
+    static char block[512];
+    while (fwrite(block, 1, sizeof block, f) == sizeof block && fflush(f) == 0) {
+    }
+    fclose(f);
+    char side[320];
+    snprintf(side, sizeof side, "%s-wal", db);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", db);
+    unlink(side);
+    err.msg[0] = 0;
+    s = store_open(db, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "disk is full") != NULL, "open on a full disk said: %s", err.msg);
+    store_close(s);
+    snprintf(cmd, sizeof cmd, "umount '%s'", mnt);
+    CHECK(system(cmd) == 0);
+    rmdir(mnt);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s/test_store.XXXXXX", BN_BINARY_DIR);
     REQUIRE(mkdtemp(tmpdir) != NULL);
@@ -1230,13 +1521,17 @@ int main(void) {
     test_long_chain_delete();
     test_branches();
     test_recorder();
+    test_every_byte();
     test_search();
     test_exports();
     test_two_writers();
     test_corrupt();
     test_read_only();
+    test_read_only_side_files();
     test_locked();
     test_disk_full();
+    test_disk_full_at_open();
+    test_disk_full_mid_reply();
     int rc = check_report("test_store");
     if (rc == 0) {
         char cmd[700];

@@ -110,6 +110,20 @@ expect "sessions with escapes" 0 "$BN_BIN" --db "$DB" --sessions
 if LC_ALL=C grep -q "$(printf '\033')" "$T/out"; then bad "raw ESC in --sessions output"; else ok "no raw ESC in --sessions output"; fi
 expect "export keeps the bytes" 0 "$BN_BIN" --db "$DB" --export 3
 if LC_ALL=C grep -q "$(printf '\033')" "$T/out"; then ok "export keeps the original text"; else bad "export lost the ESC bytes"; fi
+# ... but to a terminal it is made safe like --show (a pty from script(1)), in both formats
+# and with -o naming the terminal.
+if command -v script >/dev/null 2>&1; then
+    for how in "--export 3" "--export 3 --format json" "--export 3 -o /dev/tty"; do
+        script -qec "\"$BN_BIN\" --db \"$DB\" $how" /dev/null >"$T/tty" 2>&1
+        if LC_ALL=C grep -q "$(printf '\033')" "$T/tty"; then bad "raw ESC in $how to a terminal"
+        else ok "no raw ESC in $how to a terminal"; fi
+        if LC_ALL=C grep -q "$(printf '\007')" "$T/tty"; then bad "raw BEL in $how to a terminal"
+        else ok "no raw BEL in $how to a terminal"; fi
+    done
+    has "export to a terminal shows the escape" "$T/tty" '^[]0;pwned^G'
+else
+    echo "note: 'script' not installed; export to a terminal is not checked"
+fi
 expect "delete --yes 3" 0 "$BN_BIN" --db "$DB" --delete 3 --yes
 
 expect "delete --yes" 0 "$BN_BIN" --db "$DB" --delete 2 --yes

@@ -65,6 +65,10 @@ static void on_crash(int sig) {
         if (g_have_tios) tcsetattr(STDIN_FILENO, TCSANOW, &g_saved_tios);
         write_all(STDOUT_FILENO, TERM_EMERGENCY, sizeof TERM_EMERGENCY - 1);
     }
+    /* The usual bus error here: the model is mapped, and its file was truncated or replaced. */
+    static const char bus[] = "bitnet-chat: bus error: a file mapped into memory (the model file?) "
+                              "was truncated or replaced while in use\n";
+    if (sig == SIGBUS) write_all(STDERR_FILENO, bus, sizeof bus - 1);
     signal(sig, SIG_DFL);
     raise(sig);
 }

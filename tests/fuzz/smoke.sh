@@ -6,7 +6,7 @@
 secs=${BN_FUZZ_SECONDS:-12}
 src=${BN_SOURCE_DIR:?}
 bin=${BN_BINARY_DIR:?}
-if [ -x "$bin/tests/fuzz_gguf" ]; then
+if [ -x "$bin/tests/fuzz_history_text" ]; then
     fz="$bin/tests"
 else
     command -v clang >/dev/null 2>&1 || { echo "SKIP: clang not found (fuzz targets need clang)"; exit 77; }
@@ -17,13 +17,18 @@ else
             -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$b.log" 2>&1; then
         cat "$b.log"; echo "fuzz side build: configure failed"; exit 1
     fi
-    cmake --build "$b" -j2 --target fuzz_gguf fuzz_safetensors fuzz_tokenizer_json >>"$b.log" 2>&1 ||
+    cmake --build "$b" -j2 --target fuzz_gguf fuzz_safetensors fuzz_tokenizer_json \
+            fuzz_hf_folder fuzz_history_text >>"$b.log" 2>&1 ||
         { tail -40 "$b.log"; echo "fuzz side build failed"; exit 1; }
     fz="$b/tests"
 fi
 status=0
-for t in gguf safetensors tokenizer_json; do
-    case $t in tokenizer_json) corpus=corpus_tokenizer ;; *) corpus=corpus_$t ;; esac
+for t in gguf safetensors tokenizer_json hf_folder history_text; do
+    case $t in
+    tokenizer_json) corpus=corpus_tokenizer ;;
+    history_text) corpus=corpus_history ;;
+    *) corpus=corpus_$t ;;
+    esac
     work="$bin/fuzz-work/$t"
     mkdir -p "$work"
     echo "== fuzz_$t for ${secs}s (seeds: tests/fuzz/$corpus)"
