@@ -395,6 +395,21 @@ static int g_id(GgufCtx *c, const char *key, int *out) {
     return *out;
 }
 
+/* A special token id (bos, eos, eot): absent -> -1; present but not an id of the vocabulary ->
+ * refused, since a stop token that can never match lets every reply run to the limit. */
+static int g_special_id(GgufCtx *c, const char *key, uint64_t n_tok, int *out, Err *err) {
+    int64_t v;
+    *out = -1;
+    if (!gguf_find_kv(&c->g, key)) return 0;
+    if (gguf_get_int(&c->g, key, &v, NULL))
+        return err_set(err, "%s: %s is not an integer", c->g.path, key);
+    if (v < 0 || (uint64_t)v >= n_tok)
+        return err_set(err, "%s: %s = %lld is not a token id (the vocabulary has %llu tokens)",
+                       c->g.path, key, (long long)v, (unsigned long long)n_tok);
+    *out = (int)v;
+    return 0;
+}
+
 /* tokenizer.ggml.model "llama": SentencePiece pieces with scores and types (1bitLLM). */
 static Tokenizer *gguf_spm_tokenizer(GgufCtx *c, Err *err) {
     uint64_t n = 0;
@@ -434,8 +449,9 @@ static Tokenizer *gguf_spm_tokenizer(GgufCtx *c, Err *err) {
     int prefix = 1, bos, eos;
     if (gguf_find_kv(&c->g, "tokenizer.ggml.add_space_prefix"))
         gguf_get_bool(&c->g, "tokenizer.ggml.add_space_prefix", &prefix, NULL);
-    g_id(c, "tokenizer.ggml.bos_token_id", &bos);
-    g_id(c, "tokenizer.ggml.eos_token_id", &eos);
+    if (g_special_id(c, "tokenizer.ggml.bos_token_id", n, &bos, err) ||
+        g_special_id(c, "tokenizer.ggml.eos_token_id", n, &eos, err))
+        goto out;
     SpmModel *s = spm_from_pieces((int)n, toks, lens, scores, types, prefix, bos, eos, err);
     if (s) tk = tokenizer_from_spm(s, err);
     if (!tk) err_prefix(err, "%s: tokenizer", c->g.path);
@@ -446,19 +462,6 @@ out:
     free(types);
     return tk;
 
-/* A special token id (bos, eos, eot): absent -> -1; present but not an id of the vocabulary ->
- * refused, since a stop token that can never match lets every reply run to the limit. */
-static int g_special_id(GgufCtx *c, const char *key, uint64_t n_tok, int *out, Err *err) {
-    int64_t v;
-    *out = -1;
-    if (!gguf_find_kv(&c->g, key)) return 0;
-    if (gguf_get_int(&c->g, key, &v, NULL))
-        return err_set(err, "%s: %s is not an integer", c->g.path, key);
-    if (v < 0 || (uint64_t)v >= n_tok)
-        return err_set(err, "%s: %s = %lld is not a token id (the vocabulary has %llu tokens)",
-                       c->g.path, key, (long long)v, (unsigned long long)n_tok);
-    *out = (int)v;
-    return 0;
 }
 
 /* tokenizer.ggml.* -> Tokenizer. */
@@ -1092,6 +1095,7 @@ static Tokenizer *checked_json_tokenizer(const char *path, Err *err) {
         t = NULL;
     }
     return t;
+}
 
 /* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
  * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
