@@ -1,7 +1,12 @@
-/* Where the default (demo) model is found: next to the binary (build tree), under the install
- * prefix (share/bitnet-chat), or in the source tree the binary was built from. */
+/* Where files are found: the default (demo) model next to the binary (build tree), under the
+ * install prefix (share/bitnet-chat), or in the source tree the binary was built from; the
+ * per-user data (history database, input history) under the XDG data directory. */
+#include "app/paths.h"
+
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,4 +33,21 @@ const char *app_default_model_path(void) {
     if (access(found, R_OK) == 0) return found;
 #endif
     return NULL;
+}
+
+char *app_data_file(const char *name) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    char buf[4096];
+    if (xdg && xdg[0] == '/') { /* the XDG spec: relative values are ignored */
+        snprintf(buf, sizeof buf, "%s/bitnet-chat/%s", xdg, name);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !home[0]) {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (!home) return NULL;
+        snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/%s", home, name);
+    }
+    return strdup(buf);
 }

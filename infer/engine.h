@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "infer/chat_template.h"
 #include "infer/err.h"
 #include "infer/infer.h"
 #include "infer/sampler.h"
@@ -68,13 +69,6 @@ typedef struct {
         struct { char msg[384]; } error;
     } u;
 } EngineEvent;
-
-typedef enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT } ChatRole;
-
-typedef struct {
-    ChatRole role;
-    const char *text;
-} ChatTurn;
 
 typedef struct {
     const char *model_path;  /* NULL: start with no model (engine_load later) */

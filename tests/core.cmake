@@ -3,3 +3,5 @@ bn_add_test(NAME test_w2a8_layout SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_w2a8_
             LIBS bn_kernels LABELS cpu)
 bn_add_script_test(NAME test_layers SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/check_layers.sh
                    ARGS ${CMAKE_SOURCE_DIR} LABELS cpu)
+bn_add_script_test(NAME test_layers_build SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/check_layers_build.sh
+                   ARGS ${CMAKE_BINARY_DIR} LABELS cpu)
