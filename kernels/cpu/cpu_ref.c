@@ -90,14 +90,6 @@ float bf16_to_f32_ref(uint16_t h) {
     return f;
 }
 
-static float dense_get_ref(CpuDenseType type, const void *w, size_t i) {
-    switch (type) {
-    case CPU_DENSE_F16: return f16_to_f32_ref(((const uint16_t *)w)[i]);
-    case CPU_DENSE_BF16: return bf16_to_f32_ref(((const uint16_t *)w)[i]);
-    default: return ((const float *)w)[i];
-    }
-}
-
 void dense_gemm_ref(CpuDenseType type, const void *w, int n, int k, const float *x, int M,
                     float *y, int ld_y) {
     for (int m = 0; m < M; m++)
@@ -109,11 +101,7 @@ void dense_gemm_ref(CpuDenseType type, const void *w, int n, int k, const float 
         }
 }
 
-void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out) {
-    if (type == CPU_DENSE_F16) {
-        f16_to_f32_row((const uint16_t *)w + (size_t)r * k, out, k);
-        return;
-    }
+void dense_row_to_f32_ref(CpuDenseType type, const void *w, int k, int r, float *out) {
     for (int j = 0; j < k; j++) out[j] = dense_get_ref(type, w, (size_t)r * k + j);
 }
 
