@@ -31,6 +31,7 @@
 #include "app/store.h"
 #include "infer/engine.h"
 #include "infer/sampler.h"
+#include "infer/utf8.h"
 
 struct App {
     Engine *engine;
@@ -731,43 +732,9 @@ static int export_md(App *a, FILE *f) {
     return ferror(f) ? -1 : 0;
 }
 
-/* A copy of s[0..n) with every malformed UTF-8 byte replaced by U+FFFD (a model may stream
- * any bytes; JSON must be valid UTF-8). Caller frees. */
-static char *utf8_clean(const char *s, size_t n) {
-    char *o = malloc(n * 3 + 1);
-    if (!o) return NULL;
-    size_t k = 0;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        int need = c < 0x80 ? 0 : (c >= 0xC2 && c <= 0xDF) ? 1 : (c >= 0xE0 && c <= 0xEF) ? 2
-                 : (c >= 0xF0 && c <= 0xF4) ? 3 : -1;
-        bool ok = need >= 0 && i + (size_t)need < n;
-        for (int j = 1; ok && j <= need; j++) ok = (u[i + j] & 0xC0) == 0x80;
-        if (ok && need == 2) {
-            unsigned v = ((c & 0x0F) << 12) | ((u[i + 1] & 0x3F) << 6);
-            ok = v >= 0x800 && (v < 0xD800 || v > 0xDFFF);
-        }
-        if (ok && need == 3) {
-            unsigned v = ((c & 0x07) << 18) | ((u[i + 1] & 0x3F) << 12);
-            ok = v >= 0x10000 && v <= 0x10FFFF;
-        }
-        if (!ok) {
-            memcpy(o + k, "\xEF\xBF\xBD", 3);
-            k += 3;
-            i++;
-            continue;
-        }
-        memcpy(o + k, s + i, (size_t)need + 1);
-        k += (size_t)need + 1;
-        i += (size_t)need + 1;
-    }
-    o[k] = 0;
-    return o;
-}
-
+/* Malformed UTF-8 becomes U+FFFD (a model may stream any bytes; JSON must be valid UTF-8). */
 static json_t *json_text(const char *s, size_t n) {
-    char *c = utf8_clean(s, n);
+    char *c = utf8_repair(s, n);
     json_t *j = json_string(c ? c : "");
     free(c);
     return j;

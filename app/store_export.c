@@ -11,43 +11,9 @@
 
 #include "app/store.h"
 #include "app/store_internal.h"
+#include "infer/utf8.h"
 
 enum { EXPORT_FORMAT_VERSION = 1 };
-
-/* Copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so that a reply cut in the
- * middle of a character still exports (jansson refuses invalid UTF-8). */
-char *store_utf8_clean(const char *s) {
-    size_t n = strlen(s);
-    char *o = malloc(n * 3 + 1), *w = o;
-    if (!o) return NULL;
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        unsigned c = *p;
-        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-        int ok = len > 0 && p + len <= end;
-        unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-        for (int i = 1; ok && i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) ok = 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        /* Reject overlong forms, surrogates and values past U+10FFFF. */
-        if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                   (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
-            ok = 0;
-        if (ok) {
-            memcpy(w, p, (size_t)len);
-            w += len;
-            p += len;
-        } else {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            p++;
-        }
-    }
-    *w = 0;
-    return o;
-}
-
 
 /* A failed write of the export (a full disk, a closed pipe): errno holds the latest cause. */
 static int write_failed(Err *err) {
@@ -145,8 +111,10 @@ int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
     return 0;
 }
 
+/* Malformed UTF-8 (a reply cut in the middle of a character) becomes U+FFFD: jansson refuses
+ * invalid UTF-8. */
 static json_t *jstr(const char *s) {
-    char *c = store_utf8_clean(s ? s : "");
+    char *c = utf8_repair(s ? s : "", s ? strlen(s) : 0);
     json_t *j = c ? json_string(c) : NULL;
     free(c);
     return j ? j : json_string("");

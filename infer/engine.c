@@ -40,6 +40,7 @@
 #include "infer/chat_template.h"
 #include "infer/model.h"
 #include "infer/tokenizer.h"
+#include "infer/utf8.h"
 
 enum {
     ENGINE_RING = 256,       /* events in the ring */

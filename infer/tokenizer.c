@@ -28,6 +28,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "infer/utf8.h"
+
 /* Limits that keep hostile files from asking for absurd allocations. */
 #define MAX_VOCAB (1 << 21)
 #define MAX_MERGES (1 << 23)
@@ -63,36 +65,13 @@ static void bytemap_init(ByteMap *m) {
     }
 }
 
-/* Decodes one UTF-8 code point (strict); returns its length or 0 if invalid. */
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (n == 0) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    int len;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07;
-    else return 0;
-    if ((size_t)len > n) return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
-        (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* File spelling -> raw bytes. Returns the byte count, or -1 if `s` is not in the byte-level
  * spelling (then the caller keeps the text as it is). out needs n bytes. */
 static long bytelevel_decode(const ByteMap *m, const char *s, size_t n, unsigned char *out) {
     size_t i = 0, o = 0;
     while (i < n) {
         uint32_t cp;
-        int l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        int l = utf8_decode(s + i, n - i, &cp);
         if (!l || cp >= U2B_SIZE || m->u2b[cp] < 0) return -1;
         out[o++] = (unsigned char)m->u2b[cp];
         i += (size_t)l;
@@ -628,7 +607,7 @@ typedef struct {
 
 static size_t utf8_char_len_at(const unsigned char *s, size_t n, size_t i) {
     uint32_t cp;
-    int l = utf8_decode(s + i, n - i, &cp);
+    int l = utf8_decode((const char *)s + i, n - i, &cp);
     return l ? (size_t)l : 1;
 }
 
@@ -1301,77 +1280,4 @@ Tokenizer *tokenizer_load_json(const char *path, Err *err) {
     free(json);
     free(config);
     return t;
-}
-
-/* ---- streaming UTF-8 ----------------------------------------------------------------------- */
-
-static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-
-/* Expected length of a sequence led by c (0: c cannot lead). */
-static int utf8_lead_len(unsigned c) {
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) return 3;
-    if (c >= 0xF0 && c <= 0xF4) return 4;
-    return 0;
-}
-
-/* Whether byte b may follow the prefix p[0..k) (k >= 1) in well-formed UTF-8. */
-static int utf8_continues(const unsigned char *p, int k, unsigned b) {
-    if ((b & 0xC0) != 0x80) return 0;
-    if (k == 1) {
-        unsigned c = p[0];
-        if (c == 0xE0) return b >= 0xA0;
-        if (c == 0xED) return b <= 0x9F;
-        if (c == 0xF0) return b >= 0x90;
-        if (c == 0xF4) return b <= 0x8F;
-    }
-    return 1;
-}
-
-static int out_put(char *out, size_t cap, size_t *o, const void *src, size_t n) {
-    if (*o + n > cap) return 0;
-    memcpy(out + *o, src, n);
-    *o += n;
-    return 1;
-}
-
-size_t utf8_stream_feed(Utf8Stream *s, const char *bytes, size_t len, char *out, size_t cap) {
-    size_t o = 0;
-    if (!s || !out) return 0;
-    if (s->n_pending < 0 || s->n_pending > 3) s->n_pending = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned b = (unsigned char)bytes[i];
-        if (s->n_pending) {
-            if (utf8_continues(s->pending, s->n_pending, b)) {
-                s->pending[s->n_pending++] = (unsigned char)b;
-                if (s->n_pending == utf8_lead_len(s->pending[0])) {
-                    if (!out_put(out, cap, &o, s->pending, (size_t)s->n_pending)) return o;
-                    s->n_pending = 0;
-                }
-                continue;
-            }
-            /* A broken sequence: one U+FFFD for it, then b starts afresh. */
-            if (!out_put(out, cap, &o, REPLACEMENT, 3)) return o;
-            s->n_pending = 0;
-        }
-        int l = utf8_lead_len(b);
-        if (l == 1) {
-            if (!out_put(out, cap, &o, &bytes[i], 1)) return o;
-        } else if (l == 0) {
-            if (!out_put(out, cap, &o, REPLACEMENT, 3)) return o;
-        } else {
-            s->pending[0] = (unsigned char)b;
-            s->n_pending = 1;
-        }
-    }
-    return o;
-}
-
-size_t utf8_stream_flush(Utf8Stream *s, char *out, size_t cap) {
-    size_t o = 0;
-    if (!s) return 0;
-    if (s->n_pending > 0 && out) out_put(out, cap, &o, REPLACEMENT, 3);
-    s->n_pending = 0;
-    return o;
 }

@@ -1,6 +1,7 @@
 # The full-screen UI: display width and wrapping, slash commands, the man page, tmux tests.
 bn_add_test(NAME test_textwidth
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_textwidth.c ${CMAKE_SOURCE_DIR}/ui/textwidth.c
+                    ${CMAKE_SOURCE_DIR}/infer/utf8.c
             LABELS cpu)
 
 set(BN_UI_FAKE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/ui)
