@@ -108,8 +108,6 @@ void engine_cancel(Engine *e);
 /* Info on the active model; returns 0 if none. Safe from the main thread. */
 int engine_model_info(Engine *e, EngineModelInfo *out);
 
-/* Additions (engine helper) ------------------------------------------------------------------ */
-
 /* Loads a synthetic model (model_init_random with cfg and seed) plus the tokenizer at
  * tokenizer_path (a tokenizer.json, GGUF file or HF directory; required: without a tokenizer the
  * load fails),
