@@ -214,7 +214,9 @@ static void test_actions(void) {
         line[len] = 0;
         app_submit_line(a, line);
     }
-    CHECK(1); /* reaching here: no crash */
+    /* after them the App still works: a valid setting takes effect */
+    app_submit_line(a, "/temp 0.25");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.25, 1e-12);
     app_destroy(a);
 }
 
