@@ -111,21 +111,6 @@ int store_write_markdown(const StoreSession *ss, const StoreMessage *msgs, int n
     return 0;
 }
 
-int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
-    StoreSession ss;
-    if (store_session_get(s, session_id, &ss, err)) return -1;
-    StoreMessage *msgs;
-    int n;
-    if (store_message_branch(s, session_id, &msgs, &n, err)) {
-        store_session_clear(&ss);
-        return -1;
-    }
-    int rc = store_write_markdown(&ss, msgs, n, to, err);
-    store_messages_free(msgs, n);
-    store_session_clear(&ss);
-    return rc;
-}
-
 /* Malformed UTF-8 (a reply cut in the middle of a character) becomes U+FFFD: jansson refuses
  * invalid UTF-8. */
 static json_t *jstr(const char *s) {
@@ -199,17 +184,30 @@ int store_write_json(const StoreSession *ss, const StoreMessage *msgs, int n, FI
     return 0;
 }
 
-int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
+typedef int (*ViewWriter)(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to,
+                         Err *err);
+
+/* Loads a saved session with its messages (every branch, or the active one) and writes it. */
+static int export_saved(Store *s, int64_t session_id, int all_branches, ViewWriter write,
+                        FILE *to, Err *err) {
     StoreSession ss;
     if (store_session_get(s, session_id, &ss, err)) return -1;
     StoreMessage *msgs;
     int n;
-    if (store_message_all(s, session_id, &msgs, &n, err)) {
+    if ((all_branches ? store_message_all : store_message_branch)(s, session_id, &msgs, &n, err)) {
         store_session_clear(&ss);
         return -1;
     }
-    int rc = store_write_json(&ss, msgs, n, to, err);
+    int rc = write(&ss, msgs, n, to, err);
     store_messages_free(msgs, n);
     store_session_clear(&ss);
     return rc;
+}
+
+int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
+    return export_saved(s, session_id, 0, store_write_markdown, to, err);
+}
+
+int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
+    return export_saved(s, session_id, 1, store_write_json, to, err);
 }

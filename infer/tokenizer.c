@@ -262,6 +262,15 @@ static size_t str_len(const char *const *strs, const size_t *lens, int i) {
     return lens ? lens[i] : strlen(strs[i]);
 }
 
+/* Copies s[0..l) and a NUL to arena + *off, advances *off, returns the copy. */
+static const char *arena_put(char *arena, size_t *off, const char *s, size_t l) {
+    char *d = arena + *off;
+    memcpy(d, s, l);
+    d[l] = 0;
+    *off += l + 1;
+    return d;
+}
+
 Tokenizer *tokenizer_build(const TokenizerVocab *v, const char *pattern, Err *err) {
     if (!v || !v->tokens || v->n_tokens <= 0)
         return err_set(err, "tokenizer: empty vocabulary"), NULL;
@@ -320,11 +329,8 @@ Tokenizer *tokenizer_build(const TokenizerVocab *v, const char *pattern, Err *er
     size_t fo = 0, bo = 0;
     for (int i = 0; i < n; i++) {
         size_t l = str_len(v->tokens, v->token_lens, i);
-        memcpy(t->file_arena + fo, v->tokens[i], l);
-        t->file_arena[fo + l] = 0;
-        t->file_tokens[i] = t->file_arena + fo;
+        t->file_tokens[i] = arena_put(t->file_arena, &fo, v->tokens[i], l);
         t->file_token_lens[i] = l;
-        fo += l + 1;
         long rl = bytelevel_decode(&bm, v->tokens[i], l, t->bytes + bo);
         if (rl < 0) { /* not byte-level spelled (e.g. a special like "<|x y|>"): keep the text */
             memcpy(t->bytes + bo, v->tokens[i], l);
@@ -336,11 +342,8 @@ Tokenizer *tokenizer_build(const TokenizerVocab *v, const char *pattern, Err *er
     }
     for (int i = 0; i < v->n_merges; i++) {
         size_t l = str_len(v->merges, v->merge_lens, i);
-        memcpy(t->file_arena + fo, v->merges[i], l);
-        t->file_arena[fo + l] = 0;
-        t->file_merges[i] = t->file_arena + fo;
+        t->file_merges[i] = arena_put(t->file_arena, &fo, v->merges[i], l);
         t->file_merge_lens[i] = l;
-        fo += l + 1;
     }
 
     /* Token types. Without them, ids from the first known special onwards are CONTROL. */
