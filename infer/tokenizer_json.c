@@ -71,6 +71,204 @@ typedef struct {
     char *merge_arena;
 } JsonArrays;
 
+/* Step 1: the model and pre-tokenizer the file describes must be what tokenizer.c implements
+ * (byte-level BPE, no normalizer); *pattern gets the pre-tokenizer regex. */
+static int check_model(json_t *root, json_t *model, const char **pattern, Err *err) {
+    int bytelevel_regex = 0;
+    const char *mtype = json_string_value(json_object_get(model, "type"));
+    if (mtype && strcmp(mtype, "BPE")) {
+        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", tokenizer_quote(mtype).s);
+        return -1;
+    }
+    if (json_is_true(json_object_get(model, "byte_fallback"))) {
+        err_set(err, "tokenizer.json: byte_fallback BPE is not supported (byte-level BPE only)");
+        return -1;
+    }
+    const char *csp = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+    const char *ews = json_string_value(json_object_get(model, "end_of_word_suffix"));
+    if ((csp && *csp) || (ews && *ews)) {
+        err_set(err, "tokenizer.json: subword prefixes/suffixes are not supported");
+        return -1;
+    }
+    json_t *norm = json_object_get(root, "normalizer");
+    if (norm && !json_is_null(norm)) {
+        err_set(err, "tokenizer.json: normalizers are not supported");
+        return -1;
+    }
+    json_t *pt = json_object_get(root, "pre_tokenizer");
+    if (!pt || json_is_null(pt)) {
+        err_set(err, "tokenizer.json: no pre_tokenizer (not a byte-level BPE tokenizer)");
+        return -1;
+    }
+    if (find_pattern(pt, pattern, &bytelevel_regex, err) < 0) {
+        err_prefix(err, "tokenizer.json");
+        return -1;
+    }
+    if (*pattern && bytelevel_regex) {
+        err_set(err, "tokenizer.json: a Split regex together with ByteLevel use_regex is not supported");
+        return -1;
+    }
+    if (!*pattern && !bytelevel_regex) {
+        err_set(err, "tokenizer.json: the pre_tokenizer has no regex");
+        return -1;
+    }
+    if (!*pattern) *pattern = GPT2_PATTERN;
+    return 0;
+}
+
+/* Step 2: model.vocab and added_tokens into a->tokens/lens/types, indexed by id (*n_out of them);
+ * ids must be unique and dense-ish, holes become unused empty tokens. */
+static int read_vocab(json_t *root, json_t *model, JsonArrays *a, int *n_out, Err *err) {
+    json_t *vocab = json_object_get(model, "vocab");
+    json_t *added = json_object_get(root, "added_tokens");
+    if (!json_is_object(vocab)) {
+        err_set(err, "tokenizer.json: model.vocab is not an object");
+        return -1;
+    }
+    if (added && !json_is_null(added) && !json_is_array(added)) {
+        err_set(err, "tokenizer.json: added_tokens is not a list");
+        return -1;
+    }
+    long long max_id = -1;
+    const char *key;
+    json_t *val;
+    json_object_foreach(vocab, key, val) {
+        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+            json_integer_value(val) >= MAX_VOCAB) {
+            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", tokenizer_quote(key).s);
+            return -1;
+        }
+        if (json_integer_value(val) > max_id) max_id = json_integer_value(val);
+    }
+    size_t ai;
+    json_t *at;
+    json_array_foreach(added, ai, at) {
+        json_t *id = json_object_get(at, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= MAX_VOCAB ||
+            !json_is_string(json_object_get(at, "content"))) {
+            err_set(err, "tokenizer.json: added_tokens[%zu] needs an id and a content", ai);
+            return -1;
+        }
+        if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
+    }
+    if (max_id < 0) {
+        err_set(err, "tokenizer.json: empty vocabulary");
+        return -1;
+    }
+    /* Ids are dense in real files; a few entries with huge ids would only make us allocate. */
+    size_t n_entries = json_object_size(vocab) + json_array_size(added);
+    if ((size_t)max_id + 1 > 2 * n_entries + 65536) {
+        err_set(err, "tokenizer.json: %zu tokens but ids up to %lld (too sparse)", n_entries, max_id);
+        return -1;
+    }
+    const int n = (int)max_id + 1;
+    *n_out = n;
+    a->tokens = calloc((size_t)n, sizeof *a->tokens);
+    a->lens = calloc((size_t)n, sizeof *a->lens);
+    a->types = calloc((size_t)n, sizeof *a->types);
+    if (!a->tokens || !a->lens || !a->types) {
+        err_set(err, "tokenizer.json: out of memory");
+        return -1;
+    }
+    json_object_foreach(vocab, key, val) {
+        int id = (int)json_integer_value(val);
+        if (a->tokens[id]) {
+            err_set(err, "tokenizer.json: id %d is used twice in the vocab", id);
+            return -1;
+        }
+        a->tokens[id] = key;
+        a->lens[id] = strlen(key); /* jansson keys are NUL-terminated and NUL-free */
+        a->types[id] = TOKTYPE_NORMAL;
+    }
+    json_array_foreach(added, ai, at) {
+        int id = (int)json_integer_value(json_object_get(at, "id"));
+        json_t *content = json_object_get(at, "content");
+        const char *s = json_string_value(content);
+        size_t l = json_string_length(content);
+        if (a->tokens[id] && (a->lens[id] != l || memcmp(a->tokens[id], s, l))) {
+            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, tokenizer_quote(s).s);
+            return -1;
+        }
+        a->tokens[id] = s;
+        a->lens[id] = l;
+        a->types[id] = json_is_false(json_object_get(at, "special")) ? TOKTYPE_USER : TOKTYPE_CONTROL;
+    }
+    /* Holes in the id range become unused, empty tokens. */
+    for (int i = 0; i < n; i++)
+        if (!a->tokens[i]) a->tokens[i] = "", a->lens[i] = 0, a->types[i] = TOKTYPE_UNUSED;
+    return 0;
+}
+
+/* Step 3: model.merges, "a b" strings or ["a", "b"] pairs, all into a->merges as "a b". */
+static int read_merges(json_t *model, JsonArrays *a, size_t *n_out, Err *err) {
+    json_t *merges = json_object_get(model, "merges");
+    size_t n_merges = 0;
+    if (merges && !json_is_null(merges)) {
+        if (!json_is_array(merges)) {
+            err_set(err, "tokenizer.json: model.merges is not a list");
+            return -1;
+        }
+        n_merges = json_array_size(merges);
+    }
+    if (n_merges > MAX_MERGES) {
+        err_set(err, "tokenizer.json: %zu merges is more than the limit", n_merges);
+        return -1;
+    }
+    a->merges = calloc(n_merges + 1, sizeof *a->merges);
+    a->merge_lens = calloc(n_merges + 1, sizeof *a->merge_lens);
+    if (!a->merges || !a->merge_lens) {
+        err_set(err, "tokenizer.json: out of memory");
+        return -1;
+    }
+    size_t pair_bytes = 0;
+    for (size_t i = 0; i < n_merges; i++) {
+        json_t *m = json_array_get(merges, i);
+        if (json_is_array(m)) {
+            json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
+            if (json_array_size(m) != 2 || !json_is_string(l) || !json_is_string(r)) {
+                err_set(err, "tokenizer.json: merge %zu is not a pair of strings", i);
+                return -1;
+            }
+            pair_bytes += json_string_length(l) + json_string_length(r) + 2;
+        } else if (!json_is_string(m)) {
+            err_set(err, "tokenizer.json: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", i);
+            return -1;
+        }
+    }
+    if (pair_bytes) {
+        a->merge_arena = malloc(pair_bytes);
+        if (!a->merge_arena) {
+            err_set(err, "tokenizer.json: out of memory");
+            return -1;
+        }
+    }
+    size_t mo = 0;
+    for (size_t i = 0; i < n_merges; i++) {
+        json_t *m = json_array_get(merges, i);
+        if (json_is_string(m)) {
+            a->merges[i] = json_string_value(m);
+            a->merge_lens[i] = json_string_length(m);
+            continue;
+        }
+        json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
+        size_t ll = json_string_length(l), rl = json_string_length(r);
+        if (memchr(json_string_value(l), ' ', ll) || memchr(json_string_value(r), ' ', rl)) {
+            err_set(err, "tokenizer.json: merge %zu has a space inside a part (unsupported)", i);
+            return -1;
+        }
+        char *d = a->merge_arena + mo;
+        memcpy(d, json_string_value(l), ll);
+        d[ll] = ' ';
+        memcpy(d + ll + 1, json_string_value(r), rl);
+        d[ll + 1 + rl] = 0;
+        a->merges[i] = d;
+        a->merge_lens[i] = ll + 1 + rl;
+        mo += ll + rl + 2;
+    }
+    *n_out = n_merges;
+    return 0;
+}
+
 Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *config_json,
                                       Err *err) {
     if (!json) return err_set(err, "tokenizer.json: no data"), NULL;
@@ -90,195 +288,17 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
     JsonArrays a;
     memset(&a, 0, sizeof a);
     const char *pattern = NULL;
-    int bytelevel_regex = 0;
+    int n = 0;
+    size_t n_merges = 0;
 
     json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
         err_set(err, "tokenizer.json: no \"model\" object");
         goto done;
     }
-    const char *mtype = json_string_value(json_object_get(model, "type"));
-    if (mtype && strcmp(mtype, "BPE")) {
-        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", tokenizer_quote(mtype).s);
+    if (check_model(root, model, &pattern, err) || read_vocab(root, model, &a, &n, err) ||
+        read_merges(model, &a, &n_merges, err))
         goto done;
-    }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        err_set(err, "tokenizer.json: byte_fallback BPE is not supported (byte-level BPE only)");
-        goto done;
-    }
-    const char *csp = json_string_value(json_object_get(model, "continuing_subword_prefix"));
-    const char *ews = json_string_value(json_object_get(model, "end_of_word_suffix"));
-    if ((csp && *csp) || (ews && *ews)) {
-        err_set(err, "tokenizer.json: subword prefixes/suffixes are not supported");
-        goto done;
-    }
-    json_t *norm = json_object_get(root, "normalizer");
-    if (norm && !json_is_null(norm)) {
-        err_set(err, "tokenizer.json: normalizers are not supported");
-        goto done;
-    }
-    json_t *pt = json_object_get(root, "pre_tokenizer");
-    if (!pt || json_is_null(pt)) {
-        err_set(err, "tokenizer.json: no pre_tokenizer (not a byte-level BPE tokenizer)");
-        goto done;
-    }
-    if (find_pattern(pt, &pattern, &bytelevel_regex, err) < 0) {
-        err_prefix(err, "tokenizer.json");
-        goto done;
-    }
-    if (pattern && bytelevel_regex) {
-        err_set(err, "tokenizer.json: a Split regex together with ByteLevel use_regex is not supported");
-        goto done;
-    }
-    if (!pattern && !bytelevel_regex) {
-        err_set(err, "tokenizer.json: the pre_tokenizer has no regex");
-        goto done;
-    }
-    if (!pattern) pattern = GPT2_PATTERN;
-
-    /* Vocabulary: model.vocab plus added_tokens; ids must be dense-ish and unique. */
-    json_t *vocab = json_object_get(model, "vocab");
-    json_t *added = json_object_get(root, "added_tokens");
-    if (!json_is_object(vocab)) {
-        err_set(err, "tokenizer.json: model.vocab is not an object");
-        goto done;
-    }
-    if (added && !json_is_null(added) && !json_is_array(added)) {
-        err_set(err, "tokenizer.json: added_tokens is not a list");
-        goto done;
-    }
-    long long max_id = -1;
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) >= MAX_VOCAB) {
-            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", tokenizer_quote(key).s);
-            goto done;
-        }
-        if (json_integer_value(val) > max_id) max_id = json_integer_value(val);
-    }
-    size_t ai;
-    json_t *at;
-    json_array_foreach(added, ai, at) {
-        json_t *id = json_object_get(at, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= MAX_VOCAB ||
-            !json_is_string(json_object_get(at, "content"))) {
-            err_set(err, "tokenizer.json: added_tokens[%zu] needs an id and a content", ai);
-            goto done;
-        }
-        if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
-    }
-    if (max_id < 0) {
-        err_set(err, "tokenizer.json: empty vocabulary");
-        goto done;
-    }
-    /* Ids are dense in real files; a few entries with huge ids would only make us allocate. */
-    size_t n_entries = json_object_size(vocab) + json_array_size(added);
-    if ((size_t)max_id + 1 > 2 * n_entries + 65536) {
-        err_set(err, "tokenizer.json: %zu tokens but ids up to %lld (too sparse)", n_entries, max_id);
-        goto done;
-    }
-    int n = (int)max_id + 1;
-    a.tokens = calloc((size_t)n, sizeof *a.tokens);
-    a.lens = calloc((size_t)n, sizeof *a.lens);
-    a.types = calloc((size_t)n, sizeof *a.types);
-    if (!a.tokens || !a.lens || !a.types) {
-        err_set(err, "tokenizer.json: out of memory");
-        goto done;
-    }
-    json_object_foreach(vocab, key, val) {
-        int id = (int)json_integer_value(val);
-        if (a.tokens[id]) {
-            err_set(err, "tokenizer.json: id %d is used twice in the vocab", id);
-            goto done;
-        }
-        a.tokens[id] = key;
-        a.lens[id] = strlen(key); /* jansson keys are NUL-terminated and NUL-free */
-        a.types[id] = TOKTYPE_NORMAL;
-    }
-    json_array_foreach(added, ai, at) {
-        int id = (int)json_integer_value(json_object_get(at, "id"));
-        json_t *content = json_object_get(at, "content");
-        const char *s = json_string_value(content);
-        size_t l = json_string_length(content);
-        if (a.tokens[id] && (a.lens[id] != l || memcmp(a.tokens[id], s, l))) {
-            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, tokenizer_quote(s).s);
-            goto done;
-        }
-        a.tokens[id] = s;
-        a.lens[id] = l;
-        a.types[id] = json_is_false(json_object_get(at, "special")) ? TOKTYPE_USER : TOKTYPE_CONTROL;
-    }
-    /* Holes in the id range become unused, empty tokens. */
-    for (int i = 0; i < n; i++)
-        if (!a.tokens[i]) a.tokens[i] = "", a.lens[i] = 0, a.types[i] = TOKTYPE_UNUSED;
-
-    /* Merges: "a b" strings or ["a", "b"] pairs; both become "a b". */
-    json_t *merges = json_object_get(model, "merges");
-    size_t n_merges = 0;
-    if (merges && !json_is_null(merges)) {
-        if (!json_is_array(merges)) {
-            err_set(err, "tokenizer.json: model.merges is not a list");
-            goto done;
-        }
-        n_merges = json_array_size(merges);
-    }
-    if (n_merges > MAX_MERGES) {
-        err_set(err, "tokenizer.json: %zu merges is more than the limit", n_merges);
-        goto done;
-    }
-    a.merges = calloc(n_merges + 1, sizeof *a.merges);
-    a.merge_lens = calloc(n_merges + 1, sizeof *a.merge_lens);
-    if (!a.merges || !a.merge_lens) {
-        err_set(err, "tokenizer.json: out of memory");
-        goto done;
-    }
-    size_t pair_bytes = 0;
-    for (size_t i = 0; i < n_merges; i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_array(m)) {
-            json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
-            if (json_array_size(m) != 2 || !json_is_string(l) || !json_is_string(r)) {
-                err_set(err, "tokenizer.json: merge %zu is not a pair of strings", i);
-                goto done;
-            }
-            pair_bytes += json_string_length(l) + json_string_length(r) + 2;
-        } else if (!json_is_string(m)) {
-            err_set(err, "tokenizer.json: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", i);
-            goto done;
-        }
-    }
-    if (pair_bytes) {
-        a.merge_arena = malloc(pair_bytes);
-        if (!a.merge_arena) {
-            err_set(err, "tokenizer.json: out of memory");
-            goto done;
-        }
-    }
-    size_t mo = 0;
-    for (size_t i = 0; i < n_merges; i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_string(m)) {
-            a.merges[i] = json_string_value(m);
-            a.merge_lens[i] = json_string_length(m);
-            continue;
-        }
-        json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
-        size_t ll = json_string_length(l), rl = json_string_length(r);
-        if (memchr(json_string_value(l), ' ', ll) || memchr(json_string_value(r), ' ', rl)) {
-            err_set(err, "tokenizer.json: merge %zu has a space inside a part (unsupported)", i);
-            goto done;
-        }
-        char *d = a.merge_arena + mo;
-        memcpy(d, json_string_value(l), ll);
-        d[ll] = ' ';
-        memcpy(d + ll + 1, json_string_value(r), rl);
-        d[ll + 1 + rl] = 0;
-        a.merges[i] = d;
-        a.merge_lens[i] = ll + 1 + rl;
-        mo += ll + rl + 2;
-    }
 
     TokenizerVocab v;
     memset(&v, 0, sizeof v);
