@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "app/commands_cli.h"
-#include "app/paths.h"
 #include "app/history.h"
 #include "app/perplexity.h"
 #include "infer/engine.h"

@@ -13,4 +13,8 @@ int cmd_bench(const AppConfig *cfg);       /* app/cmd_bench.c */
 int cmd_sessions(const AppConfig *cfg);    /* app/cmd_sessions.c: --sessions/--show/--search/
                                               --export/--delete */
 
+/* Path of the default model (assets/ next to the binary, the install prefix or the source
+ * tree); NULL if none is found. */
+const char *app_default_model_path(void);
+
 #endif

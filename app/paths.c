@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/commands_cli.h"
+
 #define DEMO_MODEL "bitnet-demo.gguf"
 
 const char *app_default_model_path(void) {

@@ -1,4 +1,4 @@
-/* Where the program's files are: the default model and the per-user data. */
+/* Where the program's per-user files live. */
 #ifndef BN_PATHS_H
 #define BN_PATHS_H
 
@@ -7,9 +7,5 @@
  * with the password database standing in for an empty $HOME. malloc'ed; NULL when no home
  * directory is known or out of memory. The directory is not created here. */
 char *app_data_file(const char *name);
-
-/* Path of the default model (assets/ next to the binary, the install prefix or the source
- * tree); NULL if none is found. */
-const char *app_default_model_path(void);
 
 #endif
