@@ -315,7 +315,8 @@ static void do_load(Engine *e, Request *r) {
 static int is_stop(const Model *m, int32_t tok) {
     if (m->cfg.n_stop <= 0)
         return tok == tokenizer_eot(m->tok) || tok == tokenizer_eos(m->tok);
-    for (int i = 0; i < m->cfg.n_stop && i < MODEL_MAX_STOP; i++)
+    const int max_stop = (int)(sizeof m->cfg.stop_ids / sizeof m->cfg.stop_ids[0]);
+    for (int i = 0; i < m->cfg.n_stop && i < max_stop; i++)
         if (m->cfg.stop_ids[i] == tok) return 1;
     return 0;
 }

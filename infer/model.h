@@ -35,8 +35,6 @@ typedef struct {
     const void *data;
 } DenseMatrix;
 
-enum { MODEL_MAX_STOP = 8 }; /* stop tokens a model may have */
-
 typedef struct {
     char arch[32];          /* "bitnet-b1.58", "bitnet-25", "bitnet" (HF) */
     char name[128];         /* general.name or the directory name */
@@ -46,7 +44,7 @@ typedef struct {
     RopeStyle rope_style;
     int bos_id;             /* -1 if none */
     int n_stop;             /* stop tokens, e.g. 128009 <|eot_id|> and 128001 <|end_of_text|> */
-    int stop_ids[MODEL_MAX_STOP];
+    int stop_ids[8];
 } ModelConfig;
 
 typedef struct {

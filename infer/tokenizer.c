@@ -110,18 +110,6 @@ static uint32_t table_size_for(size_t n) {
     return s;
 }
 
-Quoted tokenizer_quote(const char *str) {
-    Quoted q;
-    size_t i = 0;
-    for (; str && str[i] && i < 40; i++) {
-        unsigned char c = (unsigned char)str[i];
-        q.s[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    if (str && str[i]) q.s[i++] = '.', q.s[i++] = '.', q.s[i++] = '.';
-    q.s[i] = 0;
-    return q;
-}
-
 /* ---- the tokenizer ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -407,7 +395,7 @@ Tokenizer *tokenizer_build(const TokenizerVocab *v, const char *pattern, Err *er
             if (!sp || sp == m || sp == m + l - 1) {
                 free(buf);
                 err_set(err, "tokenizer: merge %d (\"%s\") is not of the form \"left right\"",
-                        r, tokenizer_quote(m).s);
+                        r, quote(m).s);
                 goto fail;
             }
             size_t la = (size_t)(sp - m), lb = l - la - 1;

@@ -24,6 +24,16 @@ void tokenizer_set_bos_eos(Tokenizer *t, int bos, int eos);
 typedef struct {
     char s[48];
 } Quoted;
-Quoted tokenizer_quote(const char *str);
+static inline Quoted quote(const char *str) {
+    Quoted q;
+    size_t i = 0;
+    for (; str && str[i] && i < 40; i++) {
+        unsigned char c = (unsigned char)str[i];
+        q.s[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (str && str[i]) q.s[i++] = '.', q.s[i++] = '.', q.s[i++] = '.';
+    q.s[i] = 0;
+    return q;
+}
 
 #endif

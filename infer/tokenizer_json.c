@@ -45,7 +45,7 @@ static int find_pattern(json_t *pt, const char **pattern, int *bytelevel_regex, 
         if (!re) return err_set(err, "pre_tokenizer Split without a Regex pattern (unsupported)");
         const char *behavior = json_string_value(json_object_get(pt, "behavior"));
         if (behavior && strcmp(behavior, "Isolated"))
-            return err_set(err, "pre_tokenizer Split behavior \"%s\" is not supported", tokenizer_quote(behavior).s);
+            return err_set(err, "pre_tokenizer Split behavior \"%s\" is not supported", quote(behavior).s);
         if (json_is_true(json_object_get(pt, "invert")))
             return err_set(err, "pre_tokenizer Split with invert is not supported");
         if (*pattern) return err_set(err, "more than one pre_tokenizer regex is not supported");
@@ -59,7 +59,7 @@ static int find_pattern(json_t *pt, const char **pattern, int *bytelevel_regex, 
         if (!ur || json_is_true(ur)) *bytelevel_regex = 1;
         return 0;
     }
-    return err_set(err, "pre_tokenizer type \"%s\" is not supported", tokenizer_quote(type).s);
+    return err_set(err, "pre_tokenizer type \"%s\" is not supported", quote(type).s);
 }
 
 typedef struct {
@@ -77,7 +77,7 @@ static int check_model(json_t *root, json_t *model, const char **pattern, Err *e
     int bytelevel_regex = 0;
     const char *mtype = json_string_value(json_object_get(model, "type"));
     if (mtype && strcmp(mtype, "BPE")) {
-        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", tokenizer_quote(mtype).s);
+        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", quote(mtype).s);
         return -1;
     }
     if (json_is_true(json_object_get(model, "byte_fallback"))) {
@@ -135,7 +135,7 @@ static int read_vocab(json_t *root, json_t *model, JsonArrays *a, int *n_out, Er
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
             json_integer_value(val) >= MAX_VOCAB) {
-            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", tokenizer_quote(key).s);
+            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", quote(key).s);
             return -1;
         }
         if (json_integer_value(val) > max_id) max_id = json_integer_value(val);
@@ -186,7 +186,7 @@ static int read_vocab(json_t *root, json_t *model, JsonArrays *a, int *n_out, Er
         const char *s = json_string_value(content);
         size_t l = json_string_length(content);
         if (a->tokens[id] && (a->lens[id] != l || memcmp(a->tokens[id], s, l))) {
-            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, tokenizer_quote(s).s);
+            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, quote(s).s);
             return -1;
         }
         a->tokens[id] = s;

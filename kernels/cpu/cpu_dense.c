@@ -70,9 +70,9 @@ static void dense_rows_scalar(CpuDenseType type, const void *w, int k, const flo
             const float *xm = x + (size_t)m * k;
             int j = 0;
             for (; j + 8 <= k; j += 8)
-                for (int l = 0; l < 8; l++) acc[l] += dense_get_ref(type, w, (size_t)r * k + j + l) * xm[j + l];
+                for (int l = 0; l < 8; l++) acc[l] += dense_get(type, w, (size_t)r * k + j + l) * xm[j + l];
             float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for (; j < k; j++) s += dense_get_ref(type, w, (size_t)r * k + j) * xm[j];
+            for (; j < k; j++) s += dense_get(type, w, (size_t)r * k + j) * xm[j];
             y[(size_t)m * ld_y + r] = s;
         }
 }
@@ -175,7 +175,7 @@ AVX2_TARGET static void dense_gemv_avx2(CpuDenseType type, const void *w, int k,
         #pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             float s = hsum_ps(_mm256_add_ps(a[i][0], a[i][1]));
-            for (int j = k16; j < k; j++) s += dense_get_ref(type, w, (size_t)(r + i) * k + j) * x[j];
+            for (int j = k16; j < k; j++) s += dense_get(type, w, (size_t)(r + i) * k + j) * x[j];
             y[r + i] = s;
         }
     }
@@ -213,7 +213,7 @@ AVX2_TARGET static void dense_gemm_avx2(CpuDenseType type, const void *w, int k,
                 for (int t = 0; t < nt; t++) {
                     float s = hsum_ps(a[i][t]);
                     for (int j = k8; j < k; j++)
-                        s += dense_get_ref(type, w, (size_t)(r + i) * k + j) * x[(size_t)(m + t) * k + j];
+                        s += dense_get(type, w, (size_t)(r + i) * k + j) * x[(size_t)(m + t) * k + j];
                     y[(size_t)(m + t) * ld_y + r + i] = s;
                 }
         }

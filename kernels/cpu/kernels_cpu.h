@@ -154,7 +154,7 @@ uint16_t f32_to_f16_ref(float f);
 float f16_to_f32_ref(uint16_t h);
 float bf16_to_f32_ref(uint16_t h);
 /* Element i of a dense matrix as fp32 (scalar; the reference's and the fast paths' tails). */
-static inline float dense_get_ref(CpuDenseType type, const void *w, size_t i) {
+static inline float dense_get(CpuDenseType type, const void *w, size_t i) {
     switch (type) {
     case CPU_DENSE_F16: return f16_to_f32_ref(((const uint16_t *)w)[i]);
     case CPU_DENSE_BF16: return bf16_to_f32_ref(((const uint16_t *)w)[i]);
