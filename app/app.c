@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -866,106 +865,23 @@ const char *app_browser_query(const App *a) { return a->browser_query; }
 
 /* ---- export ---------------------------------------------------------------------------- */
 
-static void fmt_time(int64_t ms, char *out, size_t cap) {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm);
-}
-
-static int export_md(App *a, FILE *f) {
-    fprintf(f, "# %s\n\n", current_title(a)[0] ? current_title(a) : "bitnet-chat conversation");
-    if (a->model_loaded) fprintf(f, "Model: %s (%s)\n\n", a->model.name, a->model.backend);
-    if (a->system_prompt) fprintf(f, "**System:** %s\n\n", a->system_prompt);
-    for (int i = 0; i < a->tr.n; i++) {
-        const AppMessage *m = &a->tr.msgs[i];
-        if (m->kind != MSG_USER && m->kind != MSG_ASSISTANT) continue;
-        char when[32];
-        fmt_time(m->created_at, when, sizeof when);
-        if (m->kind == MSG_USER) {
-            fprintf(f, "## User (%s)\n\n%s\n\n", when, m->text);
-        } else {
-            fprintf(f, "## Assistant (%s)\n\n%s\n\n", when, m->text);
-            fprintf(f, "*%s: %d tokens, %.1f tok/s, first token after %.0f ms, T %.2f%s*\n\n",
-                    m->model, m->gen_tokens, m->tok_s, m->ttft_ms, m->sampling.temperature,
-                    m->interrupted ? ", interrupted" : "");
-        }
+/* A conversation that is not saved (no history, or the database failed) is exported from the
+ * recorder's memory by the same writers as a saved one: one format either way. Its messages
+ * are the active branch. */
+static int export_unsaved(App *a, bool json, FILE *f, Err *err) {
+    int n;
+    const StoreMessage *msgs = history_messages(a->hist, &n);
+    StoreSession ss = *history_session(a->hist);
+    ss.message_count = n;
+    StoreMessage *view = malloc(sizeof *view * (size_t)(n ? n : 1));
+    if (!view) return err_set(err, "export: out of memory");
+    for (int i = 0; i < n; i++) {
+        view[i] = msgs[i];
+        view[i].on_active_branch = 1;
     }
-    return ferror(f) ? -1 : 0;
-}
-
-/* A copy of s[0..n) with every malformed UTF-8 byte replaced by U+FFFD (a model may stream
- * any bytes; JSON must be valid UTF-8). Caller frees. */
-static char *utf8_clean(const char *s, size_t n) {
-    char *o = malloc(n * 3 + 1);
-    if (!o) return NULL;
-    size_t k = 0;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        int need = c < 0x80 ? 0 : (c >= 0xC2 && c <= 0xDF) ? 1 : (c >= 0xE0 && c <= 0xEF) ? 2
-                 : (c >= 0xF0 && c <= 0xF4) ? 3 : -1;
-        bool ok = need >= 0 && i + (size_t)need < n;
-        for (int j = 1; ok && j <= need; j++) ok = (u[i + j] & 0xC0) == 0x80;
-        if (ok && need == 2) {
-            unsigned v = ((c & 0x0F) << 12) | ((u[i + 1] & 0x3F) << 6);
-            ok = v >= 0x800 && (v < 0xD800 || v > 0xDFFF);
-        }
-        if (ok && need == 3) {
-            unsigned v = ((c & 0x07) << 18) | ((u[i + 1] & 0x3F) << 12);
-            ok = v >= 0x10000 && v <= 0x10FFFF;
-        }
-        if (!ok) {
-            memcpy(o + k, "\xEF\xBF\xBD", 3);
-            k += 3;
-            i++;
-            continue;
-        }
-        memcpy(o + k, s + i, (size_t)need + 1);
-        k += (size_t)need + 1;
-        i += (size_t)need + 1;
-    }
-    o[k] = 0;
-    return o;
-}
-
-static json_t *json_text(const char *s, size_t n) {
-    char *c = utf8_clean(s, n);
-    json_t *j = json_string(c ? c : "");
-    free(c);
-    return j;
-}
-
-static int export_json(App *a, FILE *f) {
-    json_t *root = json_object();
-    json_object_set_new(root, "title", json_text(current_title(a), strlen(current_title(a))));
-    json_object_set_new(root, "model", json_string(a->model_loaded ? a->model.name : ""));
-    const char *sys = a->system_prompt ? a->system_prompt : "";
-    json_object_set_new(root, "system", json_text(sys, strlen(sys)));
-    json_t *arr = json_array();
-    for (int i = 0; i < a->tr.n; i++) {
-        const AppMessage *m = &a->tr.msgs[i];
-        if (m->kind != MSG_USER && m->kind != MSG_ASSISTANT) continue;
-        json_t *o = json_object();
-        json_object_set_new(o, "role", json_string(m->kind == MSG_USER ? "user" : "assistant"));
-        json_object_set_new(o, "text", json_text(m->text, m->len));
-        json_object_set_new(o, "created_at", json_integer(m->created_at));
-        if (m->kind == MSG_ASSISTANT) {
-            json_object_set_new(o, "model", json_string(m->model));
-            json_object_set_new(o, "tokens", json_integer(m->gen_tokens));
-            json_object_set_new(o, "tok_per_s", json_real(m->tok_s));
-            json_object_set_new(o, "ttft_ms", json_real(m->ttft_ms));
-            json_object_set_new(o, "stop_reason", json_string(m->stop_reason));
-            json_object_set_new(o, "interrupted", json_boolean(m->interrupted));
-            json_object_set_new(o, "temperature", json_real(m->sampling.temperature));
-        }
-        json_array_append_new(arr, o);
-    }
-    json_object_set_new(root, "messages", arr);
-    int rc = json_dumpf(root, f, JSON_INDENT(2) | JSON_ENSURE_ASCII);
-    fputc('\n', f);
-    json_decref(root);
-    return rc || ferror(f) ? -1 : 0;
+    int rc = json ? store_write_json(&ss, view, n, f, err) : store_write_markdown(&ss, view, n, f, err);
+    free(view);
+    return rc;
 }
 
 static int export_to(App *a, int64_t id, const char *format, const char *path, char *written,
@@ -1016,7 +932,7 @@ static int export_to(App *a, int64_t sid, const char *format, const char *path, 
     if (st && sid)
         rc = json ? store_export_json(st, sid, f, &err) : store_export_markdown(st, sid, f, &err);
     else
-        rc = json ? export_json(a, f) : export_md(a, f);
+        rc = export_unsaved(a, json, f, &err);
     if (rc && err.msg[0]) {
         fclose(f);
         unlink(path);

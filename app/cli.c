@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kernels/cpu/kernels_cpu.h"
+#include "infer/infer.h"
 
 void cli_usage(FILE *to) {
     fputs(
@@ -347,7 +347,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     c->pos = argv + optind;
     /* Threads beyond the CPUs this process may run on only wait for each other (1000 made the
      * first token take 15 s), so the request is capped, and said once. */
-    const int cpus = cpu_num_cores();
+    const int cpus = infer_cpu_count();
     if (c->threads > cpus) {
         const bool runs_model = c->mode == MODE_CHAT || c->mode == MODE_PROMPT ||
                                 c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH;

@@ -15,6 +15,7 @@
 #include "app/store.h"
 #include "app/store_internal.h"
 #include "app/termsafe.h"
+#include "infer/utf8.h"
 
 static void fmt_local(int64_t ms, char *buf, size_t cap) {
     time_t t = (time_t)(ms / 1000);
@@ -67,7 +68,7 @@ static int fail(const Err *err) {
 static bool want_json(const AppConfig *cfg) { return cfg->format && !strcmp(cfg->format, "json"); }
 
 static json_t *jtext(const char *s) {
-    char *c = store_utf8_clean(s ? s : "");
+    char *c = utf8_repair(s ? s : "", s ? strlen(s) : 0);
     json_t *j = c ? json_string(c) : json_null();
     free(c);
     return j ? j : json_null();
@@ -106,7 +107,7 @@ static json_t *hit_json(const StoreSearchHit *h) {
     json_object_set_new(o, "session_id", json_integer(h->session_id));
     json_object_set_new(o, "message_id", json_integer(h->message_id));
     json_object_set_new(o, "session_title", jtext(h->session_title));
-    char *clean = store_utf8_clean(h->snippet ? h->snippet : "");
+    char *clean = utf8_repair(h->snippet ? h->snippet : "", h->snippet ? strlen(h->snippet) : 0);
     json_t *ranges = json_array();
     size_t o_len = 0, start = 0;
     for (const char *p = clean ? clean : ""; *p; p++) {

@@ -1,14 +1,34 @@
 /* Where the default (demo) model is found: next to the binary (build tree), under the install
- * prefix (share/bitnet-chat), or in the source tree the binary was built from. */
+ * prefix (share/bitnet-chat), or in the source tree the binary was built from. Where the
+ * per-user data lives: app_data_file (app/paths.h). */
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "app/commands_cli.h"
+#include "app/paths.h"
 
 #define DEMO_MODEL "bitnet-demo.gguf"
+
+char *app_data_file(const char *name) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    char buf[4096];
+    if (xdg && xdg[0] == '/') { /* the XDG spec: relative values are ignored */
+        snprintf(buf, sizeof buf, "%s/bitnet-chat/%s", xdg, name);
+    } else {
+        const char *home = getenv("HOME");
+        if (!home || !home[0]) {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (!home) return NULL;
+        snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/%s", home, name);
+    }
+    return strdup(buf);
+}
 
 const char *app_default_model_path(void) {
     static char found[PATH_MAX + 64];

@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
-#include <pwd.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/paths.h"
 #include "app/store_internal.h"
 
 /* ---- statements ------------------------------------------------------------------------- */
@@ -336,20 +336,7 @@ void store_rollback(Store *s) {
 /* ---- paths ------------------------------------------------------------------------------ */
 
 char *store_default_path(void) {
-    const char *xdg = getenv("XDG_DATA_HOME");
-    char buf[4096];
-    if (xdg && xdg[0] == '/') { /* the XDG spec: relative values are ignored */
-        snprintf(buf, sizeof buf, "%s/bitnet-chat/history.db", xdg);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !home[0]) {
-            struct passwd *pw = getpwuid(getuid());
-            home = pw ? pw->pw_dir : NULL;
-        }
-        if (!home) return NULL;
-        snprintf(buf, sizeof buf, "%s/.local/share/bitnet-chat/history.db", home);
-    }
-    return strdup(buf);
+    return app_data_file("history.db");
 }
 
 /* mkdir -p of the directory holding path; new directories are 0700 (private history). */

@@ -138,5 +138,11 @@ char *store_fts_query(const char *user_query);
  * is documented in README.md (section "History"). */
 int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err);
 int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err);
+/* The writers behind both, over a session and messages held in memory (a conversation that is
+ * not saved: history_session / history_messages): msgs are written as given, id 0 (no row yet)
+ * as null in JSON, and Markdown leaves out the session id and times a view does not have. */
+int store_write_markdown(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to,
+                         Err *err);
+int store_write_json(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to, Err *err);
 
 #endif

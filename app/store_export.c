@@ -1,6 +1,8 @@
 /* Session exports: Markdown (the active branch, for reading) and JSON (every stored field of
  * the session and of every message on every branch, for scripts). The JSON format is
- * documented in README.md, section "History"; tests/test_store.c parses it back. */
+ * documented in README.md, section "History"; tests/test_store.c parses it back. One writer per
+ * format takes a plain view (a session and its messages), which the database gives for a saved
+ * session and the recorder's memory for one that is not saved (app_export). */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -11,43 +13,9 @@
 
 #include "app/store.h"
 #include "app/store_internal.h"
+#include "infer/utf8.h"
 
 enum { EXPORT_FORMAT_VERSION = 1 };
-
-/* Copy of s with every invalid UTF-8 sequence replaced by U+FFFD, so that a reply cut in the
- * middle of a character still exports (jansson refuses invalid UTF-8). */
-char *store_utf8_clean(const char *s) {
-    size_t n = strlen(s);
-    char *o = malloc(n * 3 + 1), *w = o;
-    if (!o) return NULL;
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    while (p < end) {
-        unsigned c = *p;
-        int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-        int ok = len > 0 && p + len <= end;
-        unsigned cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
-        for (int i = 1; ok && i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) ok = 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        /* Reject overlong forms, surrogates and values past U+10FFFF. */
-        if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-                   (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
-            ok = 0;
-        if (ok) {
-            memcpy(w, p, (size_t)len);
-            w += len;
-            p += len;
-        } else {
-            memcpy(w, "\xEF\xBF\xBD", 3);
-            w += 3;
-            p++;
-        }
-    }
-    *w = 0;
-    return o;
-}
-
 
 /* A failed write of the export (a full disk, a closed pipe): errno holds the latest cause. */
 static int write_failed(Err *err) {
@@ -108,27 +76,27 @@ void store_reply_describe(const StoreMessage *m, char *buf, size_t cap) {
 #undef ADD
 }
 
-int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
-    StoreSession ss;
-    if (store_session_get(s, session_id, &ss, err)) return -1;
-    StoreMessage *msgs;
-    int n;
-    if (store_message_branch(s, session_id, &msgs, &n, err)) {
-        store_session_clear(&ss);
-        return -1;
-    }
+/* A string of a view: "" for NULL (a session not saved may lack some). */
+static const char *s_or_empty(const char *s) { return s ? s : ""; }
+
+int store_write_markdown(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to,
+                         Err *err) {
     char t1[64], t2[64], samp[512], line[1024];
-    fmt_time(ss.created_at, t1, sizeof t1);
-    fmt_time(ss.updated_at, t2, sizeof t2);
-    fprintf(to, "# %s\n\n", ss.title[0] ? ss.title : "(untitled)");
-    fprintf(to, "- Session: %lld\n", (long long)ss.id);
-    fprintf(to, "- Created: %s\n- Updated: %s\n", t1, t2);
-    if (ss.model_name[0] || ss.model_path[0])
-        fprintf(to, "- Model: %s%s%s%s\n", ss.model_name, ss.model_path[0] ? " (" : "",
-                ss.model_path, ss.model_path[0] ? ")" : "");
-    store_sampling_describe(&ss.sampling, samp, sizeof samp);
+    const char *title = s_or_empty(ss->title), *model_name = s_or_empty(ss->model_name);
+    const char *model_path = s_or_empty(ss->model_path), *system = s_or_empty(ss->system_prompt);
+    fprintf(to, "# %s\n\n", title[0] ? title : "(untitled)");
+    if (ss->id) fprintf(to, "- Session: %lld\n", (long long)ss->id);
+    if (ss->created_at) {
+        fmt_time(ss->created_at, t1, sizeof t1);
+        fmt_time(ss->updated_at, t2, sizeof t2);
+        fprintf(to, "- Created: %s\n- Updated: %s\n", t1, t2);
+    }
+    if (model_name[0] || model_path[0])
+        fprintf(to, "- Model: %s%s%s%s\n", model_name, model_path[0] ? " (" : "", model_path,
+                model_path[0] ? ")" : "");
+    store_sampling_describe(&ss->sampling, samp, sizeof samp);
     if (samp[0]) fprintf(to, "- Sampling: %s\n", samp);
-    if (ss.system_prompt[0]) fprintf(to, "\n## System prompt\n\n%s\n", ss.system_prompt);
+    if (system[0]) fprintf(to, "\n## System prompt\n\n%s\n", system);
     for (int i = 0; i < n; i++) {
         const StoreMessage *m = &msgs[i];
         const char *who = !strcmp(m->role, "user") ? "User"
@@ -139,14 +107,14 @@ int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
             fprintf(to, "\n*%s*\n", line);
         }
     }
-    store_messages_free(msgs, n);
-    store_session_clear(&ss);
     if (fflush(to) != 0 || ferror(to)) return write_failed(err);
     return 0;
 }
 
+/* Malformed UTF-8 (a reply cut in the middle of a character) becomes U+FFFD: jansson refuses
+ * invalid UTF-8. */
 static json_t *jstr(const char *s) {
-    char *c = store_utf8_clean(s ? s : "");
+    char *c = utf8_repair(s ? s : "", s ? strlen(s) : 0);
     json_t *j = c ? json_string(c) : NULL;
     free(c);
     return j ? j : json_string("");
@@ -166,37 +134,32 @@ static json_t *jsampling(const StoreSampling *sp) {
     return o;
 }
 
-int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
-    StoreSession ss;
-    if (store_session_get(s, session_id, &ss, err)) return -1;
-    StoreMessage *msgs;
-    int n;
-    if (store_message_all(s, session_id, &msgs, &n, err)) {
-        store_session_clear(&ss);
-        return -1;
-    }
+/* An id of a view: 0 means not saved (no row yet). */
+static json_t *jid(int64_t id) { return id ? json_integer(id) : json_null(); }
+
+int store_write_json(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to, Err *err) {
     json_t *root = json_object();
     json_object_set_new(root, "format", json_string("bitnet-chat-session"));
     json_object_set_new(root, "format_version", json_integer(EXPORT_FORMAT_VERSION));
     json_object_set_new(root, "schema_version", json_integer(STORE_SCHEMA_VERSION));
     json_t *js = json_object();
-    json_object_set_new(js, "id", json_integer(ss.id));
-    json_object_set_new(js, "title", jstr(ss.title));
-    json_object_set_new(js, "created_at", json_integer(ss.created_at));
-    json_object_set_new(js, "updated_at", json_integer(ss.updated_at));
-    json_object_set_new(js, "model_name", jstr(ss.model_name));
-    json_object_set_new(js, "model_path", jstr(ss.model_path));
-    json_object_set_new(js, "system_prompt", jstr(ss.system_prompt));
-    json_object_set_new(js, "sampling", jsampling(&ss.sampling));
-    json_object_set_new(js, "active_leaf", ss.active_leaf ? json_integer(ss.active_leaf) : json_null());
-    json_object_set_new(js, "message_count", json_integer(ss.message_count));
+    json_object_set_new(js, "id", jid(ss->id));
+    json_object_set_new(js, "title", jstr(ss->title));
+    json_object_set_new(js, "created_at", json_integer(ss->created_at));
+    json_object_set_new(js, "updated_at", json_integer(ss->updated_at));
+    json_object_set_new(js, "model_name", jstr(ss->model_name));
+    json_object_set_new(js, "model_path", jstr(ss->model_path));
+    json_object_set_new(js, "system_prompt", jstr(ss->system_prompt));
+    json_object_set_new(js, "sampling", jsampling(&ss->sampling));
+    json_object_set_new(js, "active_leaf", jid(ss->active_leaf));
+    json_object_set_new(js, "message_count", json_integer(ss->message_count));
     json_object_set_new(root, "session", js);
     json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
         const StoreMessage *m = &msgs[i];
         json_t *o = json_object();
-        json_object_set_new(o, "id", json_integer(m->id));
-        json_object_set_new(o, "parent_id", m->parent_id ? json_integer(m->parent_id) : json_null());
+        json_object_set_new(o, "id", jid(m->id));
+        json_object_set_new(o, "parent_id", jid(m->parent_id));
         json_object_set_new(o, "role", jstr(m->role));
         json_object_set_new(o, "text", jstr(m->text));
         json_object_set_new(o, "created_at", json_integer(m->created_at));
@@ -214,11 +177,37 @@ int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
         json_array_append_new(arr, o);
     }
     json_object_set_new(root, "messages", arr);
-    store_messages_free(msgs, n);
-    store_session_clear(&ss);
     int r = json_dumpf(root, to, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(root);
     fputc('\n', to);
     if (r != 0 || fflush(to) != 0 || ferror(to)) return write_failed(err);
     return 0;
+}
+
+typedef int (*ViewWriter)(const StoreSession *ss, const StoreMessage *msgs, int n, FILE *to,
+                         Err *err);
+
+/* Loads a saved session with its messages (every branch, or the active one) and writes it. */
+static int export_saved(Store *s, int64_t session_id, int all_branches, ViewWriter write,
+                        FILE *to, Err *err) {
+    StoreSession ss;
+    if (store_session_get(s, session_id, &ss, err)) return -1;
+    StoreMessage *msgs;
+    int n;
+    if ((all_branches ? store_message_all : store_message_branch)(s, session_id, &msgs, &n, err)) {
+        store_session_clear(&ss);
+        return -1;
+    }
+    int rc = write(&ss, msgs, n, to, err);
+    store_messages_free(msgs, n);
+    store_session_clear(&ss);
+    return rc;
+}
+
+int store_export_markdown(Store *s, int64_t session_id, FILE *to, Err *err) {
+    return export_saved(s, session_id, 0, store_write_markdown, to, err);
+}
+
+int store_export_json(Store *s, int64_t session_id, FILE *to, Err *err) {
+    return export_saved(s, session_id, 1, store_write_json, to, err);
 }

@@ -22,8 +22,6 @@ void store_sampling_from_json(const char *text, StoreSampling *sp);
 /* All fields unset: NAN doubles, -1 integers. */
 StoreSampling store_sampling_unset(void);
 
-/* Copy with invalid UTF-8 replaced by U+FFFD (malloc'ed). */
-char *store_utf8_clean(const char *s);
 /* One-line descriptions used by the exports and --show. */
 void store_sampling_describe(const StoreSampling *sp, char *buf, size_t cap);
 void store_reply_describe(const StoreMessage *m, char *buf, size_t cap);

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "infer/utf8.h"
+
 /* Slots at the end of the ring kept for the events that must not be skipped. */
 enum { CHAN_RESERVE = 16, CHAN_MIN_CAPACITY = 2 * CHAN_RESERVE };
 
@@ -87,14 +89,6 @@ static void append(EventChan *c, const EngineEvent *ev) {
         }
         pthread_cond_signal(&c->nonempty);
     }
-}
-
-/* Largest n <= room such that text[0..n) ends between UTF-8 characters. */
-static size_t utf8_cut(const char *text, size_t len, size_t room) {
-    if (len <= room) return len;
-    size_t n = room;
-    while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) n--;
-    return n;
 }
 
 /* Appends what fits of text to the tail token event (if it is one of req). */

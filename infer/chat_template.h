@@ -29,10 +29,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "infer/engine.h"
 #include "infer/err.h"
 #include "infer/model.h"
 #include "infer/tokenizer.h"
+
+/* One message of a conversation, as the engine receives it and the template renders it. */
+typedef enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT } ChatRole;
+
+typedef struct {
+    ChatRole role;
+    const char *text;
+} ChatTurn;
 
 /* A conversation rendered to tokens, kept in pieces. ids = head | msg 0 | msg 1 | ... | gen. */
 typedef struct {

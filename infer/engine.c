@@ -40,6 +40,7 @@
 #include "infer/chat_template.h"
 #include "infer/model.h"
 #include "infer/tokenizer.h"
+#include "infer/utf8.h"
 
 enum {
     ENGINE_RING = 256,       /* events in the ring */
@@ -316,7 +317,8 @@ static void do_load(Engine *e, Request *r) {
 static int is_stop(const Model *m, int32_t tok) {
     if (m->cfg.n_stop <= 0)
         return tok == tokenizer_eot(m->tok) || tok == tokenizer_eos(m->tok);
-    for (int i = 0; i < m->cfg.n_stop && i < 8; i++)
+    const int max_stop = (int)(sizeof m->cfg.stop_ids / sizeof m->cfg.stop_ids[0]);
+    for (int i = 0; i < m->cfg.n_stop && i < max_stop; i++)
         if (m->cfg.stop_ids[i] == tok) return 1;
     return 0;
 }
@@ -324,8 +326,7 @@ static int is_stop(const Model *m, int32_t tok) {
 /* Decode speed: tokens after the first over the time since the first. The first token is
  * sampled from the prefill's logits, so a one-token reply has no decode step to time: its speed
  * stays 0 (unknown) rather than 1 / (sampling time), which read as thousands of tok/s. */
-static void finish_stats(EngineStats *st, double t_prefill_end, double t_first, double t_last) {
-    (void)t_prefill_end;
+static void finish_stats(EngineStats *st, double t_first, double t_last) {
     if (st->gen_tokens > 1 && t_last > t_first)
         st->gen_tok_s = (st->gen_tokens - 1) * 1000.0 / (t_last - t_first);
 }
@@ -499,7 +500,7 @@ static void do_submit(Engine *e, Request *r) {
         e->kv_tokens[e->n_kv++] = tok;
         st.ctx_used = e->n_kv;
         if (t - t_stats >= STATS_EVERY_MS) {
-            finish_stats(&st, t_prefill_end, t_first, t_last);
+            finish_stats(&st, t_first, t_last);
             emit_stats(e, r->id, &st);
             t_stats = t;
         }
@@ -513,7 +514,7 @@ done:
     free(prompt);
     flush_text(e, r->id);
     st.ctx_used = e->n_kv;
-    finish_stats(&st, t_prefill_end, t_first, t_last);
+    finish_stats(&st, t_first, t_last);
     if (failed) {
         /* the cache may hold half-written positions: start from scratch next time */
         e->n_kv = 0;

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "infer/chat_template.h"
 #include "infer/err.h"
 #include "infer/infer.h"
 #include "infer/sampler.h"
@@ -71,13 +72,6 @@ typedef struct {
     } u;
 } EngineEvent;
 
-typedef enum { ROLE_SYSTEM = 0, ROLE_USER, ROLE_ASSISTANT } ChatRole;
-
-typedef struct {
-    ChatRole role;
-    const char *text;
-} ChatTurn;
-
 typedef struct {
     const char *model_path;  /* NULL: start with no model (engine_load later) */
     InferOptions infer;
@@ -115,8 +109,6 @@ void engine_cancel(Engine *e);
 
 /* Info on the active model; returns 0 if none. Safe from the main thread. */
 int engine_model_info(Engine *e, EngineModelInfo *out);
-
-/* Additions (engine helper) ------------------------------------------------------------------ */
 
 /* Loads a synthetic model (model_init_random with cfg and seed) plus the tokenizer at
  * tokenizer_path (a tokenizer.json, GGUF file or HF directory; required: without a tokenizer the

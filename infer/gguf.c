@@ -245,138 +245,113 @@ static int span_cmp(const void *a, const void *b) {
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err *err) {
-    memset(g, 0, sizeof *g);
-    snprintf(g->path, sizeof g->path, "%s", name ? name : "(memory)");
-    name = g->path;
-    g->base = data;
-    g->size = size;
-    Cur c = {data, (const uint8_t *)data + size, data, name, err};
-    char show[128];
-
+/* Step 1: magic, version and the two counts, each checked against the limits and against what
+ * the file can hold before anything is allocated. */
+static int parse_header(GgufFile *g, Cur *c) {
+    const char *name = c->name;
     char magic[4];
-    if (size < 4 || memcmp(data, "GGUF", 4) != 0) {
-        if (size >= 4 && !memcmp(data, "FUGG", 4))
-            return err_set(err, "%s: big-endian GGUF is not supported", name);
-        return err_set(err, "%s: not a GGUF file (bad magic)", name);
+    if (g->size < 4 || memcmp(g->base, "GGUF", 4) != 0) {
+        if (g->size >= 4 && !memcmp(g->base, "FUGG", 4))
+            return err_set(c->err, "%s: big-endian GGUF is not supported", name);
+        return err_set(c->err, "%s: not a GGUF file (bad magic)", name);
     }
-    cur_read(&c, magic, 4, "magic");
-    if (cur_u32(&c, &g->version, "version")) goto fail;
+    cur_read(c, magic, 4, "magic");
+    if (cur_u32(c, &g->version, "version")) return -1;
     if (g->version == 1)
-        return err_set(err, "%s: GGUF version 1 is not supported (only 2 and 3)", name);
-    if (g->version != 2 && g->version != 3) {
-        err_set(err, "%s: unsupported GGUF version %u (expected 2 or 3)", name, g->version);
-        goto fail;
-    }
-    if (cur_u64(&c, &g->n_tensors, "tensor count") || cur_u64(&c, &g->n_kv, "key count")) goto fail;
-    if (g->n_tensors > GGUF_MAX_TENSORS) {
-        err_set(err, "%s: tensor count %llu exceeds the limit %d", name,
-                (unsigned long long)g->n_tensors, GGUF_MAX_TENSORS);
-        goto fail;
-    }
-    if (g->n_kv > GGUF_MAX_KV) {
-        err_set(err, "%s: key count %llu exceeds the limit %d", name, (unsigned long long)g->n_kv,
-                GGUF_MAX_KV);
-        goto fail;
-    }
+        return err_set(c->err, "%s: GGUF version 1 is not supported (only 2 and 3)", name);
+    if (g->version != 2 && g->version != 3)
+        return err_set(c->err, "%s: unsupported GGUF version %u (expected 2 or 3)", name, g->version);
+    if (cur_u64(c, &g->n_tensors, "tensor count") || cur_u64(c, &g->n_kv, "key count")) return -1;
+    if (g->n_tensors > GGUF_MAX_TENSORS)
+        return err_set(c->err, "%s: tensor count %llu exceeds the limit %d", name,
+                       (unsigned long long)g->n_tensors, GGUF_MAX_TENSORS);
+    if (g->n_kv > GGUF_MAX_KV)
+        return err_set(c->err, "%s: key count %llu exceeds the limit %d", name,
+                       (unsigned long long)g->n_kv, GGUF_MAX_KV);
     /* A key/value takes at least 12 bytes and a tensor entry at least 24: reject absurd counts
      * before allocating. */
-    if (g->n_kv > cur_left(&c) / 12 || g->n_tensors > cur_left(&c) / 24) {
-        err_set(err, "%s: truncated file (%llu keys and %llu tensors cannot fit in %zu bytes)", name,
-                (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, size);
-        goto fail;
-    }
-    g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
-    g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
-    GgufStr *names = calloc((g->n_kv > g->n_tensors ? g->n_kv : g->n_tensors) + 1, sizeof *names);
-    if (!g->kv || !g->tensors || !names) {
-        free(names);
-        err_set(err, "%s: out of memory", name);
-        goto fail;
-    }
+    if (g->n_kv > cur_left(c) / 12 || g->n_tensors > cur_left(c) / 24)
+        return err_set(c->err, "%s: truncated file (%llu keys and %llu tensors cannot fit in %zu bytes)",
+                       name, (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size);
+    return 0;
+}
 
+/* Step 2: the key/values (names: scratch of n_kv entries), their index, then the alignment they
+ * may set. */
+static int parse_kvs(GgufFile *g, Cur *c, GgufStr *names) {
+    const char *name = c->name;
+    char show[128];
     for (uint64_t i = 0; i < g->n_kv; i++) {
         GgufKV *kv = &g->kv[i];
-        if (cur_str(&c, &kv->key, GGUF_MAX_KEY, "key")) goto fail_names;
-        if (kv->key.len == 0) {
-            err_set(err, "%s: key %llu is empty", name, (unsigned long long)i);
-            goto fail_names;
-        }
-        if (cur_u32(&c, &kv->type, "value type")) goto fail_names;
+        if (cur_str(c, &kv->key, GGUF_MAX_KEY, "key")) return -1;
+        if (kv->key.len == 0)
+            return err_set(c->err, "%s: key %llu is empty", name, (unsigned long long)i);
+        if (cur_u32(c, &kv->type, "value type")) return -1;
         if (kv->type >= GGUF_N_TYPES) {
             str_show(kv->key, show, sizeof show);
-            err_set(err, "%s: key \"%s\" has unknown value type %u", name, show, kv->type);
-            goto fail_names;
+            return err_set(c->err, "%s: key \"%s\" has unknown value type %u", name, show, kv->type);
         }
-        if (parse_value(&c, kv, kv->key)) goto fail_names;
+        if (parse_value(c, kv, kv->key)) return -1;
         names[i] = kv->key;
     }
-    if (build_index(names, g->n_kv, name, "key", &g->kv_slots, &g->kv_cap, err)) goto fail_names;
+    if (build_index(names, g->n_kv, name, "key", &g->kv_slots, &g->kv_cap, c->err)) return -1;
 
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
-    const GgufKV *al = gguf_find_kv(g, "general.alignment");
-    if (al) {
+    if (gguf_find_kv(g, "general.alignment")) {
         int64_t a;
         if (gguf_get_int(g, "general.alignment", &a, NULL) || a <= 0 || a > GGUF_MAX_ALIGNMENT ||
-            (a & (a - 1))) {
-            err_set(err, "%s: general.alignment is not a power of two up to %d", name,
-                    GGUF_MAX_ALIGNMENT);
-            goto fail_names;
-        }
+            (a & (a - 1)))
+            return err_set(c->err, "%s: general.alignment is not a power of two up to %d", name,
+                           GGUF_MAX_ALIGNMENT);
         g->alignment = (uint64_t)a;
     }
+    return 0;
+}
 
+/* Step 3: the tensor infos (name, shape, type, aligned offset; names: scratch of n_tensors
+ * entries) and their index. */
+static int parse_tensor_infos(GgufFile *g, Cur *c, GgufStr *names) {
+    const char *name = c->name;
+    char show[128];
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         GgufTensor *t = &g->tensors[i];
-        if (cur_str(&c, &t->name, GGUF_MAX_KEY, "tensor name")) goto fail_names;
+        if (cur_str(c, &t->name, GGUF_MAX_KEY, "tensor name")) return -1;
         str_show(t->name, show, sizeof show);
-        if (cur_u32(&c, &t->n_dims, "tensor dims")) goto fail_names;
-        if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS) {
-            err_set(err, "%s: tensor \"%s\" has %u dimensions (1..%d allowed)", name, show,
-                    t->n_dims, GGUF_MAX_DIMS);
-            goto fail_names;
-        }
+        if (cur_u32(c, &t->n_dims, "tensor dims")) return -1;
+        if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
+            return err_set(c->err, "%s: tensor \"%s\" has %u dimensions (1..%d allowed)", name, show,
+                           t->n_dims, GGUF_MAX_DIMS);
         for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
-            if (cur_u64(&c, &t->ne[d], "tensor shape")) goto fail_names;
-            if (t->ne[d] == 0 || t->ne[d] > ((uint64_t)1 << 40)) {
-                err_set(err, "%s: tensor \"%s\" has an invalid dimension %llu", name, show,
-                        (unsigned long long)t->ne[d]);
-                goto fail_names;
-            }
+            if (cur_u64(c, &t->ne[d], "tensor shape")) return -1;
+            if (t->ne[d] == 0 || t->ne[d] > ((uint64_t)1 << 40))
+                return err_set(c->err, "%s: tensor \"%s\" has an invalid dimension %llu", name, show,
+                               (unsigned long long)t->ne[d]);
         }
-        if (cur_u32(&c, &t->type, "tensor type") || cur_u64(&c, &t->offset, "tensor offset"))
-            goto fail_names;
+        if (cur_u32(c, &t->type, "tensor type") || cur_u64(c, &t->offset, "tensor offset"))
+            return -1;
         Err e2;
         t->nbytes = gguf_tensor_nbytes(t->type, t->ne, &e2);
-        if (!t->nbytes) {
-            err_set(err, "%s: tensor \"%s\": %s", name, show, e2.msg);
-            goto fail_names;
-        }
-        if (t->offset % g->alignment) {
-            err_set(err, "%s: tensor \"%s\" data offset %llu is not aligned to %llu", name, show,
-                    (unsigned long long)t->offset, (unsigned long long)g->alignment);
-            goto fail_names;
-        }
+        if (!t->nbytes) return err_set(c->err, "%s: tensor \"%s\": %s", name, show, e2.msg);
+        if (t->offset % g->alignment)
+            return err_set(c->err, "%s: tensor \"%s\" data offset %llu is not aligned to %llu", name,
+                           show, (unsigned long long)t->offset, (unsigned long long)g->alignment);
         names[i] = t->name;
     }
-    if (build_index(names, g->n_tensors, name, "tensor name", &g->t_slots, &g->t_cap, err))
-        goto fail_names;
-    free(names);
-    names = NULL;
+    return build_index(names, g->n_tensors, name, "tensor name", &g->t_slots, &g->t_cap, c->err);
+}
 
-    uint64_t header_end = (uint64_t)(c.p - (const uint8_t *)data);
+/* Step 4: the data section starts at the first aligned offset after the header (header_end);
+ * every tensor must lie inside the file, and no two may overlap. */
+static int place_tensor_data(GgufFile *g, uint64_t header_end, Err *err) {
+    const char *name = g->path;
+    char show[128];
     g->data_offset = (header_end + g->alignment - 1) / g->alignment * g->alignment;
-    if (g->n_tensors && g->data_offset > size) {
-        err_set(err, "%s: truncated file (no room for tensor data)", name);
-        goto fail;
-    }
-    uint64_t data_size = size > g->data_offset ? size - g->data_offset : 0;
+    if (g->n_tensors && g->data_offset > g->size)
+        return err_set(err, "%s: truncated file (no room for tensor data)", name);
+    uint64_t data_size = g->size > g->data_offset ? g->size - g->data_offset : 0;
     Span *sp = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *sp);
-    if (!sp) {
-        err_set(err, "%s: out of memory", name);
-        goto fail;
-    }
+    if (!sp) return err_set(err, "%s: out of memory", name);
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         GgufTensor *t = &g->tensors[i];
         if (t->offset > data_size || t->nbytes > data_size - t->offset) {
@@ -388,9 +363,9 @@ int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err
                     (unsigned long long)t->nbytes, (unsigned long long)t->offset,
                     (unsigned long long)data_size);
             free(sp);
-            goto fail;
+            return -1;
         }
-        t->data = (const uint8_t *)data + g->data_offset + t->offset;
+        t->data = (const uint8_t *)g->base + g->data_offset + t->offset;
         sp[i] = (Span){t->offset, t->offset + t->nbytes, i};
     }
     qsort(sp, g->n_tensors, sizeof *sp, span_cmp);
@@ -401,14 +376,33 @@ int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err
             str_show(g->tensors[sp[i - 1].idx].name, show2, sizeof show2);
             err_set(err, "%s: tensors \"%s\" and \"%s\" overlap", name, show2, show);
             free(sp);
-            goto fail;
+            return -1;
         }
     }
     free(sp);
     return 0;
+}
 
-fail_names:
+int gguf_parse(GgufFile *g, const void *data, size_t size, const char *name, Err *err) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->path, sizeof g->path, "%s", name ? name : "(memory)");
+    g->base = data;
+    g->size = size;
+    Cur c = {data, (const uint8_t *)data + size, data, g->path, err};
+    if (parse_header(g, &c)) goto fail;
+    g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
+    g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
+    GgufStr *names = calloc((g->n_kv > g->n_tensors ? g->n_kv : g->n_tensors) + 1, sizeof *names);
+    if (!g->kv || !g->tensors || !names) {
+        free(names);
+        err_set(err, "%s: out of memory", g->path);
+        goto fail;
+    }
+    const int bad = parse_kvs(g, &c, names) || parse_tensor_infos(g, &c, names);
     free(names);
+    if (bad || place_tensor_data(g, (uint64_t)(c.p - (const uint8_t *)data), err)) goto fail;
+    return 0;
+
 fail:
     free(g->kv);
     free(g->tensors);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/kernels_cpu.h"
 
 struct Infer {
     const BackendOps *ops;
@@ -123,6 +124,8 @@ int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err) {
 int infer_ctx(const Infer *inf) { return inf->ctx; }
 
 BackendKind infer_backend(const Infer *inf) { return inf->kind; }
+
+int infer_cpu_count(void) { return cpu_num_cores(); }
 
 void infer_describe(Infer *inf, char *buf, int cap) {
     if (cap <= 0) return;

@@ -55,4 +55,8 @@ int infer_ctx(const Infer *inf);
 BackendKind infer_backend(const Infer *inf);
 void infer_describe(Infer *inf, char *buf, int cap);
 
+/* CPUs this process may run on (at least 1): more CPU threads than this only wait for each
+ * other. */
+int infer_cpu_count(void);
+
 #endif

@@ -13,32 +13,29 @@
  *   - BPE: a piece that is itself a token is taken whole (ignore_merges, Llama 3); otherwise
  *     merges are applied lowest rank first (leftmost on ties) using a binary heap over a linked
  *     list of symbols: O(n log n) in the piece length.
- * tokenizer_encode_reference does the same with PCRE2 only and O(n^2) merging; tests compare. */
+ * tokenizer_encode_reference does the same with PCRE2 only and O(n^2) merging; tests compare.
+ * The tokenizer.json reader is tokenizer_json.c; UTF-8 rules come from utf8.c. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "infer/tokenizer.h"
 #include "infer/tokenizer_spm.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <jansson.h>
 #include <pcre2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-/* Limits that keep hostile files from asking for absurd allocations. */
-#define MAX_VOCAB (1 << 21)
-#define MAX_MERGES (1 << 23)
+#include "infer/tokenizer_internal.h"
+#include "infer/utf8.h"
+
+/* A limit that keeps hostile files from asking for absurd allocations (with MAX_VOCAB and
+ * MAX_MERGES of tokenizer_internal.h). */
 #define MAX_TOKEN_BYTES 65536
-#define MAX_JSON_BYTES ((size_t)1 << 30)
 
 static const char LLAMA3_PATTERN[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char GPT2_PATTERN[] =
+const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /* ---- GPT-2 byte <-> unicode spelling ------------------------------------------------------- */
@@ -64,36 +61,13 @@ static void bytemap_init(ByteMap *m) {
     }
 }
 
-/* Decodes one UTF-8 code point (strict); returns its length or 0 if invalid. */
-static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (n == 0) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    int len;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07;
-    else return 0;
-    if ((size_t)len > n) return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)) ||
-        (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* File spelling -> raw bytes. Returns the byte count, or -1 if `s` is not in the byte-level
  * spelling (then the caller keeps the text as it is). out needs n bytes. */
 static long bytelevel_decode(const ByteMap *m, const char *s, size_t n, unsigned char *out) {
     size_t i = 0, o = 0;
     while (i < n) {
         uint32_t cp;
-        int l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        int l = utf8_decode(s + i, n - i, &cp);
         if (!l || cp >= U2B_SIZE || m->u2b[cp] < 0) return -1;
         out[o++] = (unsigned char)m->u2b[cp];
         i += (size_t)l;
@@ -135,22 +109,6 @@ static uint32_t table_size_for(size_t n) {
     uint32_t s = 16;
     while (s < n * 2 + 16) s <<= 1;
     return s;
-}
-
-/* A file's string quoted in a one-line message: at most 40 bytes, control characters as '?'. */
-typedef struct {
-    char s[48];
-} Quoted;
-static Quoted quote(const char *str) {
-    Quoted q;
-    size_t i = 0;
-    for (; str && str[i] && i < 40; i++) {
-        unsigned char c = (unsigned char)str[i];
-        q.s[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    if (str && str[i]) q.s[i++] = '.', q.s[i++] = '.', q.s[i++] = '.';
-    q.s[i] = 0;
-    return q;
 }
 
 /* ---- the tokenizer ---------------------------------------------------------------------------- */
@@ -295,8 +253,16 @@ static size_t str_len(const char *const *strs, const size_t *lens, int i) {
     return lens ? lens[i] : strlen(strs[i]);
 }
 
-/* The one constructor behind tokenizer_from_vocab and the JSON loader. */
-static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) {
+/* Copies s[0..l) and a NUL to arena + *off, advances *off, returns the copy. */
+static const char *arena_put(char *arena, size_t *off, const char *s, size_t l) {
+    char *d = arena + *off;
+    memcpy(d, s, l);
+    d[l] = 0;
+    *off += l + 1;
+    return d;
+}
+
+Tokenizer *tokenizer_build(const TokenizerVocab *v, const char *pattern, Err *err) {
     if (!v || !v->tokens || v->n_tokens <= 0)
         return err_set(err, "tokenizer: empty vocabulary"), NULL;
     if (v->n_tokens > MAX_VOCAB)
@@ -354,11 +320,8 @@ static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) 
     size_t fo = 0, bo = 0;
     for (int i = 0; i < n; i++) {
         size_t l = str_len(v->tokens, v->token_lens, i);
-        memcpy(t->file_arena + fo, v->tokens[i], l);
-        t->file_arena[fo + l] = 0;
-        t->file_tokens[i] = t->file_arena + fo;
+        t->file_tokens[i] = arena_put(t->file_arena, &fo, v->tokens[i], l);
         t->file_token_lens[i] = l;
-        fo += l + 1;
         long rl = bytelevel_decode(&bm, v->tokens[i], l, t->bytes + bo);
         if (rl < 0) { /* not byte-level spelled (e.g. a special like "<|x y|>"): keep the text */
             memcpy(t->bytes + bo, v->tokens[i], l);
@@ -370,11 +333,8 @@ static Tokenizer *build(const TokenizerVocab *v, const char *pattern, Err *err) 
     }
     for (int i = 0; i < v->n_merges; i++) {
         size_t l = str_len(v->merges, v->merge_lens, i);
-        memcpy(t->file_arena + fo, v->merges[i], l);
-        t->file_arena[fo + l] = 0;
-        t->file_merges[i] = t->file_arena + fo;
+        t->file_merges[i] = arena_put(t->file_arena, &fo, v->merges[i], l);
         t->file_merge_lens[i] = l;
-        fo += l + 1;
     }
 
     /* Token types. Without them, ids from the first known special onwards are CONTROL. */
@@ -495,7 +455,12 @@ fail:
 }
 
 Tokenizer *tokenizer_from_vocab(const TokenizerVocab *v, Err *err) {
-    return build(v, NULL, err);
+    return tokenizer_build(v, NULL, err);
+}
+
+void tokenizer_set_bos_eos(Tokenizer *t, int bos, int eos) {
+    if (bos >= 0) t->bos = t->view.bos_id = bos;
+    if (eos >= 0) t->eos = t->view.eos_id = eos;
 }
 
 /* ---- accessors -------------------------------------------------------------------------------- */
@@ -699,7 +664,7 @@ typedef struct {
 
 static size_t utf8_char_len_at(const unsigned char *s, size_t n, size_t i) {
     uint32_t cp;
-    int l = utf8_decode(s + i, n - i, &cp);
+    int l = utf8_decode((const char *)s + i, n - i, &cp);
     return l ? (size_t)l : 1;
 }
 
@@ -1001,463 +966,4 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int32_t *
 int tokenizer_encode_reference(const Tokenizer *t, const char *text, size_t len, int32_t **ids,
                                size_t *n_ids, Err *err) {
     return encode_impl(t, text, len, 1, ids, n_ids, err);
-}
-
-/* ---- tokenizer.json ------------------------------------------------------------------------- */
-
-/* bos_token / eos_token in tokenizer_config.json: a string or {"content": "..."}. */
-static const char *config_token(json_t *cfg, const char *key) {
-    json_t *v = json_object_get(cfg, key);
-    if (json_is_object(v)) v = json_object_get(v, "content");
-    return json_is_string(v) ? json_string_value(v) : NULL;
-}
-
-/* Finds the pre-tokenizer regex. Supported: Split(Regex, Isolated) and ByteLevel, alone or in
- * a Sequence; ByteLevel(use_regex) without a Split means the GPT-2 pattern. */
-static int find_pattern(json_t *pt, const char **pattern, int *bytelevel_regex, Err *err) {
-    if (!json_is_object(pt)) return err_set(err, "pre_tokenizer is not an object");
-    const char *type = json_string_value(json_object_get(pt, "type"));
-    if (!type) return err_set(err, "pre_tokenizer without a type");
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(pt, "pretokenizers");
-        if (!json_is_array(list)) return err_set(err, "pre_tokenizer Sequence without a list");
-        size_t i;
-        json_t *item;
-        json_array_foreach(list, i, item) {
-            if (find_pattern(item, pattern, bytelevel_regex, err) < 0) return -1;
-        }
-        return 0;
-    }
-    if (!strcmp(type, "Split")) {
-        json_t *pat = json_object_get(pt, "pattern");
-        const char *re = json_string_value(json_object_get(pat, "Regex"));
-        if (!re) return err_set(err, "pre_tokenizer Split without a Regex pattern (unsupported)");
-        const char *behavior = json_string_value(json_object_get(pt, "behavior"));
-        if (behavior && strcmp(behavior, "Isolated"))
-            return err_set(err, "pre_tokenizer Split behavior \"%s\" is not supported", quote(behavior).s);
-        if (json_is_true(json_object_get(pt, "invert")))
-            return err_set(err, "pre_tokenizer Split with invert is not supported");
-        if (*pattern) return err_set(err, "more than one pre_tokenizer regex is not supported");
-        *pattern = re;
-        return 0;
-    }
-    if (!strcmp(type, "ByteLevel")) {
-        if (json_is_true(json_object_get(pt, "add_prefix_space")))
-            return err_set(err, "pre_tokenizer ByteLevel add_prefix_space is not supported");
-        json_t *ur = json_object_get(pt, "use_regex");
-        if (!ur || json_is_true(ur)) *bytelevel_regex = 1;
-        return 0;
-    }
-    return err_set(err, "pre_tokenizer type \"%s\" is not supported", quote(type).s);
-}
-
-typedef struct {
-    const char **tokens;
-    size_t *lens;
-    int32_t *types;
-    const char **merges;
-    size_t *merge_lens;
-    char *merge_arena;
-} JsonArrays;
-
-Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *config_json,
-                                      Err *err) {
-    if (!json) return err_set(err, "tokenizer.json: no data"), NULL;
-    json_error_t je;
-    json_t *root = json_loadb(json, len, 0, &je);
-    if (!root)
-        return err_set(err, "tokenizer.json: line %d: %s", je.line, je.text), NULL;
-    json_t *cfg = NULL;
-    if (config_json) {
-        cfg = json_loads(config_json, JSON_DECODE_INT_AS_REAL, &je); /* model_max_length: 1e30 */
-        if (!cfg) {
-            json_decref(root);
-            return err_set(err, "tokenizer_config.json: line %d: %s", je.line, je.text), NULL;
-        }
-    }
-    Tokenizer *t = NULL;
-    JsonArrays a;
-    memset(&a, 0, sizeof a);
-    const char *pattern = NULL;
-    int bytelevel_regex = 0;
-
-    json_t *model = json_object_get(root, "model");
-    if (!json_is_object(model)) {
-        err_set(err, "tokenizer.json: no \"model\" object");
-        goto done;
-    }
-    const char *mtype = json_string_value(json_object_get(model, "type"));
-    if (mtype && strcmp(mtype, "BPE")) {
-        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", quote(mtype).s);
-        goto done;
-    }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        err_set(err, "tokenizer.json: byte_fallback BPE is not supported (byte-level BPE only)");
-        goto done;
-    }
-    const char *csp = json_string_value(json_object_get(model, "continuing_subword_prefix"));
-    const char *ews = json_string_value(json_object_get(model, "end_of_word_suffix"));
-    if ((csp && *csp) || (ews && *ews)) {
-        err_set(err, "tokenizer.json: subword prefixes/suffixes are not supported");
-        goto done;
-    }
-    json_t *norm = json_object_get(root, "normalizer");
-    if (norm && !json_is_null(norm)) {
-        err_set(err, "tokenizer.json: normalizers are not supported");
-        goto done;
-    }
-    json_t *pt = json_object_get(root, "pre_tokenizer");
-    if (!pt || json_is_null(pt)) {
-        err_set(err, "tokenizer.json: no pre_tokenizer (not a byte-level BPE tokenizer)");
-        goto done;
-    }
-    if (find_pattern(pt, &pattern, &bytelevel_regex, err) < 0) {
-        err_prefix(err, "tokenizer.json");
-        goto done;
-    }
-    if (pattern && bytelevel_regex) {
-        err_set(err, "tokenizer.json: a Split regex together with ByteLevel use_regex is not supported");
-        goto done;
-    }
-    if (!pattern && !bytelevel_regex) {
-        err_set(err, "tokenizer.json: the pre_tokenizer has no regex");
-        goto done;
-    }
-    if (!pattern) pattern = GPT2_PATTERN;
-
-    /* Vocabulary: model.vocab plus added_tokens; ids must be dense-ish and unique. */
-    json_t *vocab = json_object_get(model, "vocab");
-    json_t *added = json_object_get(root, "added_tokens");
-    if (!json_is_object(vocab)) {
-        err_set(err, "tokenizer.json: model.vocab is not an object");
-        goto done;
-    }
-    if (added && !json_is_null(added) && !json_is_array(added)) {
-        err_set(err, "tokenizer.json: added_tokens is not a list");
-        goto done;
-    }
-    long long max_id = -1;
-    const char *key;
-    json_t *val;
-    json_object_foreach(vocab, key, val) {
-        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-            json_integer_value(val) >= MAX_VOCAB) {
-            err_set(err, "tokenizer.json: vocab entry \"%s\" has a bad id", quote(key).s);
-            goto done;
-        }
-        if (json_integer_value(val) > max_id) max_id = json_integer_value(val);
-    }
-    size_t ai;
-    json_t *at;
-    json_array_foreach(added, ai, at) {
-        json_t *id = json_object_get(at, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= MAX_VOCAB ||
-            !json_is_string(json_object_get(at, "content"))) {
-            err_set(err, "tokenizer.json: added_tokens[%zu] needs an id and a content", ai);
-            goto done;
-        }
-        if (json_integer_value(id) > max_id) max_id = json_integer_value(id);
-    }
-    if (max_id < 0) {
-        err_set(err, "tokenizer.json: empty vocabulary");
-        goto done;
-    }
-    /* Ids are dense in real files; a few entries with huge ids would only make us allocate. */
-    size_t n_entries = json_object_size(vocab) + json_array_size(added);
-    if ((size_t)max_id + 1 > 2 * n_entries + 65536) {
-        err_set(err, "tokenizer.json: %zu tokens but ids up to %lld (too sparse)", n_entries, max_id);
-        goto done;
-    }
-    int n = (int)max_id + 1;
-    a.tokens = calloc((size_t)n, sizeof *a.tokens);
-    a.lens = calloc((size_t)n, sizeof *a.lens);
-    a.types = calloc((size_t)n, sizeof *a.types);
-    if (!a.tokens || !a.lens || !a.types) {
-        err_set(err, "tokenizer.json: out of memory");
-        goto done;
-    }
-    json_object_foreach(vocab, key, val) {
-        int id = (int)json_integer_value(val);
-        if (a.tokens[id]) {
-            err_set(err, "tokenizer.json: id %d is used twice in the vocab", id);
-            goto done;
-        }
-        a.tokens[id] = key;
-        a.lens[id] = strlen(key); /* jansson keys are NUL-terminated and NUL-free */
-        a.types[id] = TOKTYPE_NORMAL;
-    }
-    json_array_foreach(added, ai, at) {
-        int id = (int)json_integer_value(json_object_get(at, "id"));
-        json_t *content = json_object_get(at, "content");
-        const char *s = json_string_value(content);
-        size_t l = json_string_length(content);
-        if (a.tokens[id] && (a.lens[id] != l || memcmp(a.tokens[id], s, l))) {
-            err_set(err, "tokenizer.json: added token %d (\"%s\") clashes with the vocab", id, quote(s).s);
-            goto done;
-        }
-        a.tokens[id] = s;
-        a.lens[id] = l;
-        a.types[id] = json_is_false(json_object_get(at, "special")) ? TOKTYPE_USER : TOKTYPE_CONTROL;
-    }
-    /* Holes in the id range become unused, empty tokens. */
-    for (int i = 0; i < n; i++)
-        if (!a.tokens[i]) a.tokens[i] = "", a.lens[i] = 0, a.types[i] = TOKTYPE_UNUSED;
-
-    /* Merges: "a b" strings or ["a", "b"] pairs; both become "a b". */
-    json_t *merges = json_object_get(model, "merges");
-    size_t n_merges = 0;
-    if (merges && !json_is_null(merges)) {
-        if (!json_is_array(merges)) {
-            err_set(err, "tokenizer.json: model.merges is not a list");
-            goto done;
-        }
-        n_merges = json_array_size(merges);
-    }
-    if (n_merges > MAX_MERGES) {
-        err_set(err, "tokenizer.json: %zu merges is more than the limit", n_merges);
-        goto done;
-    }
-    a.merges = calloc(n_merges + 1, sizeof *a.merges);
-    a.merge_lens = calloc(n_merges + 1, sizeof *a.merge_lens);
-    if (!a.merges || !a.merge_lens) {
-        err_set(err, "tokenizer.json: out of memory");
-        goto done;
-    }
-    size_t pair_bytes = 0;
-    for (size_t i = 0; i < n_merges; i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_array(m)) {
-            json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
-            if (json_array_size(m) != 2 || !json_is_string(l) || !json_is_string(r)) {
-                err_set(err, "tokenizer.json: merge %zu is not a pair of strings", i);
-                goto done;
-            }
-            pair_bytes += json_string_length(l) + json_string_length(r) + 2;
-        } else if (!json_is_string(m)) {
-            err_set(err, "tokenizer.json: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", i);
-            goto done;
-        }
-    }
-    if (pair_bytes) {
-        a.merge_arena = malloc(pair_bytes);
-        if (!a.merge_arena) {
-            err_set(err, "tokenizer.json: out of memory");
-            goto done;
-        }
-    }
-    size_t mo = 0;
-    for (size_t i = 0; i < n_merges; i++) {
-        json_t *m = json_array_get(merges, i);
-        if (json_is_string(m)) {
-            a.merges[i] = json_string_value(m);
-            a.merge_lens[i] = json_string_length(m);
-            continue;
-        }
-        json_t *l = json_array_get(m, 0), *r = json_array_get(m, 1);
-        size_t ll = json_string_length(l), rl = json_string_length(r);
-        if (memchr(json_string_value(l), ' ', ll) || memchr(json_string_value(r), ' ', rl)) {
-            err_set(err, "tokenizer.json: merge %zu has a space inside a part (unsupported)", i);
-            goto done;
-        }
-        char *d = a.merge_arena + mo;
-        memcpy(d, json_string_value(l), ll);
-        d[ll] = ' ';
-        memcpy(d + ll + 1, json_string_value(r), rl);
-        d[ll + 1 + rl] = 0;
-        a.merges[i] = d;
-        a.merge_lens[i] = ll + 1 + rl;
-        mo += ll + rl + 2;
-    }
-
-    TokenizerVocab v;
-    memset(&v, 0, sizeof v);
-    v.n_tokens = n;
-    v.tokens = a.tokens;
-    v.token_lens = a.lens;
-    v.token_types = a.types;
-    v.n_merges = (int)n_merges;
-    v.merges = a.merges;
-    v.merge_lens = a.merge_lens;
-    v.bos_id = v.eos_id = v.eot_id = -1;
-    v.ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
-    t = build(&v, pattern, err);
-    if (!t) {
-        err_prefix(err, "tokenizer.json");
-        goto done;
-    }
-    if (cfg) {
-        /* A named token that is not in the vocabulary is refused: an eos that never matches
-         * would let every reply run to the limit. */
-        static const char *keys[2] = {"bos_token", "eos_token"};
-        for (int k = 0; k < 2; k++) {
-            const char *name = config_token(cfg, keys[k]);
-            if (!name) continue;
-            int id = tokenizer_find(t, name);
-            if (id < 0) {
-                err_set(err, "tokenizer_config.json: %s \"%s\" is not a token of tokenizer.json",
-                        keys[k], quote(name).s);
-                tokenizer_free(t);
-                t = NULL;
-                goto done;
-            }
-            if (k == 0) t->bos = t->view.bos_id = id;
-            else t->eos = t->view.eos_id = id;
-        }
-    }
-done:
-    free(a.tokens);
-    free(a.lens);
-    free(a.types);
-    free(a.merges);
-    free(a.merge_lens);
-    free(a.merge_arena);
-    json_decref(root);
-    json_decref(cfg);
-    return t;
-}
-
-/* Reads a whole file (bounded); NULL with err set on failure. */
-static char *read_file(const char *path, size_t *len, Err *err) {
-    /* O_NONBLOCK: a FIFO would block the open until a writer comes; fstat refuses it below */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
-    if (!f) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return err_set(err, "%s: %s", path, strerror(e)), NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return err_set(err, "%s: not a regular file", path), NULL;
-    }
-    if ((size_t)st.st_size > MAX_JSON_BYTES) {
-        fclose(f);
-        return err_set(err, "%s: too large (%lld bytes)", path, (long long)st.st_size), NULL;
-    }
-    size_t n = (size_t)st.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return err_set(err, "%s: out of memory", path), NULL;
-    }
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != n) {
-        free(buf);
-        return err_set(err, "%s: read error", path), NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
-Tokenizer *tokenizer_load_json(const char *path, Err *err) {
-    if (!path) return err_set(err, "tokenizer: no path"), NULL;
-    size_t len = 0, clen = 0;
-    char *json = read_file(path, &len, err);
-    if (!json) return NULL;
-    /* tokenizer_config.json beside it, when present. */
-    char cpath[4096];
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-    char *config = NULL;
-    if (dirlen + sizeof "tokenizer_config.json" <= sizeof cpath) {
-        memcpy(cpath, path, dirlen);
-        memcpy(cpath + dirlen, "tokenizer_config.json", sizeof "tokenizer_config.json");
-        struct stat st;
-        if (stat(cpath, &st) == 0) {
-            config = read_file(cpath, &clen, err);
-            if (!config) {
-                free(json);
-                return NULL;
-            }
-        }
-    }
-    Tokenizer *t = tokenizer_load_json_buffer(json, len, config, err);
-    if (!t && err) {
-        /* The buffer loader names the file by its kind; name it by its path instead. */
-        char msg[sizeof err->msg];
-        memcpy(msg, err->msg, sizeof msg);
-        if (!strncmp(msg, "tokenizer.json: ", 16)) err_set(err, "%s: %s", path, msg + 16);
-        else if (!strncmp(msg, "tokenizer_config.json: ", 23)) err_set(err, "%s: %s", cpath, msg + 23);
-        else err_prefix(err, "%s", path);
-    }
-    free(json);
-    free(config);
-    return t;
-}
-
-/* ---- streaming UTF-8 ----------------------------------------------------------------------- */
-
-static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-
-/* Expected length of a sequence led by c (0: c cannot lead). */
-static int utf8_lead_len(unsigned c) {
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return 2;
-    if (c >= 0xE0 && c <= 0xEF) return 3;
-    if (c >= 0xF0 && c <= 0xF4) return 4;
-    return 0;
-}
-
-/* Whether byte b may follow the prefix p[0..k) (k >= 1) in well-formed UTF-8. */
-static int utf8_continues(const unsigned char *p, int k, unsigned b) {
-    if ((b & 0xC0) != 0x80) return 0;
-    if (k == 1) {
-        unsigned c = p[0];
-        if (c == 0xE0) return b >= 0xA0;
-        if (c == 0xED) return b <= 0x9F;
-        if (c == 0xF0) return b >= 0x90;
-        if (c == 0xF4) return b <= 0x8F;
-    }
-    return 1;
-}
-
-static int out_put(char *out, size_t cap, size_t *o, const void *src, size_t n) {
-    if (*o + n > cap) return 0;
-    memcpy(out + *o, src, n);
-    *o += n;
-    return 1;
-}
-
-size_t utf8_stream_feed(Utf8Stream *s, const char *bytes, size_t len, char *out, size_t cap) {
-    size_t o = 0;
-    if (!s || !out) return 0;
-    if (s->n_pending < 0 || s->n_pending > 3) s->n_pending = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned b = (unsigned char)bytes[i];
-        if (s->n_pending) {
-            if (utf8_continues(s->pending, s->n_pending, b)) {
-                s->pending[s->n_pending++] = (unsigned char)b;
-                if (s->n_pending == utf8_lead_len(s->pending[0])) {
-                    if (!out_put(out, cap, &o, s->pending, (size_t)s->n_pending)) return o;
-                    s->n_pending = 0;
-                }
-                continue;
-            }
-            /* A broken sequence: one U+FFFD for it, then b starts afresh. */
-            if (!out_put(out, cap, &o, REPLACEMENT, 3)) return o;
-            s->n_pending = 0;
-        }
-        int l = utf8_lead_len(b);
-        if (l == 1) {
-            if (!out_put(out, cap, &o, &bytes[i], 1)) return o;
-        } else if (l == 0) {
-            if (!out_put(out, cap, &o, REPLACEMENT, 3)) return o;
-        } else {
-            s->pending[0] = (unsigned char)b;
-            s->n_pending = 1;
-        }
-    }
-    return o;
-}
-
-size_t utf8_stream_flush(Utf8Stream *s, char *out, size_t cap) {
-    size_t o = 0;
-    if (!s) return 0;
-    if (s->n_pending > 0 && out) out_put(out, cap, &o, REPLACEMENT, 3);
-    s->n_pending = 0;
-    return o;
 }

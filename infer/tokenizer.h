@@ -82,18 +82,4 @@ const char *tokenizer_token_bytes(const Tokenizer *t, int id, size_t *len);
 /* The vocabulary back in file form (for writing GGUF). Valid while t lives. */
 const TokenizerVocab *tokenizer_vocab(const Tokenizer *t);
 
-/* Streaming decode: feeds a token's bytes and emits only complete UTF-8 sequences; an
- * incomplete tail is held until the next token completes it (invalid bytes become U+FFFD). */
-typedef struct {
-    unsigned char pending[8];
-    int n_pending;
-} Utf8Stream;
-/* Appends the complete UTF-8 text available after adding `bytes` to out (capacity cap);
- * returns the number of bytes written. len + 8 bytes suffice for valid UTF-8; each invalid byte
- * may become a 3-byte U+FFFD, so 3 * len + 8 is always enough (with less, the output stops at
- * a character boundary). */
-size_t utf8_stream_feed(Utf8Stream *s, const char *bytes, size_t len, char *out, size_t cap);
-/* Flushes what is left (as U+FFFD for an incomplete sequence). */
-size_t utf8_stream_flush(Utf8Stream *s, char *out, size_t cap);
-
 #endif

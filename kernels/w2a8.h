@@ -16,7 +16,8 @@
  * k_pad = round_up(k, 128) with code 1 (zero); activations are quantized into k_pad lanes with
  * zeros in the tail, so padding never changes a dot product.
  *
- * The GPU keeps its own tile-permuted layout, made once at upload from this one (kernels/cuda). */
+ * The GPU keeps these rows byte for byte, code 3 rewritten to 1 at upload (kernels/cuda/kernels_cuda.h
+ * says why no tile permutation is needed). */
 #ifndef BN_W2A8_H
 #define BN_W2A8_H
 

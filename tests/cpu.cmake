@@ -1,4 +1,4 @@
-# CPU kernels and the CPU forward pass (owner: cpu).
+# CPU kernels and the CPU forward pass.
 bn_add_test(NAME test_kernels_cpu SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels_cpu.c
             LIBS bn_kernels LABELS cpu)
 bn_add_test(NAME test_forward_cpu

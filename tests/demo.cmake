@@ -1,4 +1,4 @@
-# The shipped demo model (owner: demo): assets/bitnet-demo.gguf against the PyTorch reference of
+# The shipped demo model: assets/bitnet-demo.gguf against the PyTorch reference of
 # its own training run, and greedy replies identical on every path (tests/test_demo_golden.c).
 set(BN_DEMO_SRC ${CMAKE_CURRENT_SOURCE_DIR}/test_demo_golden.c ${CMAKE_CURRENT_SOURCE_DIR}/forward_ref.c)
 bn_add_test(NAME test_demo_golden SOURCES ${BN_DEMO_SRC} LIBS bn_infer ARGS fast LABELS cpu)

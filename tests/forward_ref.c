@@ -65,7 +65,7 @@ void ref_forward_step(RefForward *r, int token, int pos, float *logits) {
     const Model *m = r->m;
     const ModelConfig *c = &m->cfg;
     const int hd = c->head_dim, style = c->rope_style == ROPE_ADJACENT;
-    dense_row_to_f32(dt(m->tok_embd.type), m->tok_embd.data, c->dim, token, r->x);
+    dense_row_to_f32_ref(dt(m->tok_embd.type), m->tok_embd.data, c->dim, token, r->x);
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *L = &m->layers[l];
         rmsnorm_ref(r->x, L->attn_norm, c->dim, c->norm_eps, r->xn);

@@ -218,7 +218,9 @@ static void test_actions(void) {
         line[len] = 0;
         app_submit_line(a, line);
     }
-    CHECK(1); /* reaching here: no crash */
+    /* after them the App still works: a valid setting takes effect */
+    app_submit_line(a, "/temp 0.25");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.25, 1e-12);
     app_destroy(a);
 }
 
@@ -351,7 +353,11 @@ static void test_export(void) {
     json_t *j = json_load_file(path, 0, &je);
     CHECK(j != NULL);
     if (j) {
-        CHECK_STREQ(json_string_value(json_object_get(j, "system")), "Be brief.");
+        /* Not saved (--no-history), yet the documented format, as for a saved session. */
+        CHECK_STREQ(json_string_value(json_object_get(j, "format")), "bitnet-chat-session");
+        json_t *js = json_object_get(j, "session");
+        CHECK_STREQ(json_string_value(json_object_get(js, "system_prompt")), "Be brief.");
+        CHECK(json_is_null(json_object_get(js, "id"))); /* no row */
         CHECK(json_is_array(json_object_get(j, "messages")));
         json_decref(j);
     }
@@ -399,6 +405,53 @@ static void test_export(void) {
     CHECK_EQ_INT(app_export(a, "md", "/nonexistent-dir/x.md", written, sizeof written, why, sizeof why), -1);
     CHECK(strstr(why, "nonexistent-dir") != NULL);
     app_destroy(a);
+}
+
+/* The export writers over a conversation held in memory (what /export writes when it is not
+ * saved): ids 0 are null, text that is not UTF-8 is repaired, Markdown has no session line. */
+static void test_export_view(void) {
+    StoreSession ss = {.title = "t", .system_prompt = "sys", .message_count = 2};
+    ss.sampling = (StoreSampling){0.5, NAN, NAN, NAN, -1, -1, -1};
+    StoreMessage m[2] = {{.role = "user", .text = "hi \xe2\x82", .on_active_branch = 1},
+                         {.role = "assistant", .text = "hello", .reply_tokens = 3,
+                          .stop_reason = "eos", .on_active_branch = 1}};
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_export_view_%d", (int)getpid());
+    Err err = {{0}};
+    FILE *f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    CHECK_EQ_INT(store_write_json(&ss, m, 2, f, &err), 0);
+    fclose(f);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK(json_is_null(json_object_get(json_object_get(j, "session"), "id")));
+        CHECK(json_is_null(json_object_get(json_object_get(j, "session"), "active_leaf")));
+        json_t *arr = json_object_get(j, "messages");
+        CHECK_EQ_INT(json_array_size(arr), 2);
+        json_t *u = json_array_get(arr, 0), *r = json_array_get(arr, 1);
+        CHECK(json_is_null(json_object_get(u, "id")) && json_is_null(json_object_get(u, "parent_id")));
+        CHECK_STREQ(json_string_value(json_object_get(u, "text")), "hi \xef\xbf\xbd\xef\xbf\xbd");
+        CHECK_EQ_INT(json_integer_value(json_object_get(r, "reply_tokens")), 3);
+        CHECK(json_is_true(json_object_get(r, "on_active_branch")));
+        json_decref(j);
+    }
+    f = fopen(path, "w");
+    REQUIRE(f != NULL);
+    CHECK_EQ_INT(store_write_markdown(&ss, m, 2, f, &err), 0);
+    fclose(f);
+    char text[1024] = "";
+    f = fopen(path, "r");
+    REQUIRE(f != NULL);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    text[got] = 0;
+    fclose(f);
+    CHECK(strncmp(text, "# t\n", 4) == 0);
+    CHECK(strstr(text, "- Session:") == NULL && strstr(text, "- Created:") == NULL);
+    CHECK(strstr(text, "## System prompt\n\nsys\n") != NULL);
+    CHECK(strstr(text, "## User\n\nhi ") != NULL && strstr(text, "## Assistant\n\nhello\n") != NULL);
+    unlink(path);
 }
 
 /* A database that is not a database: the chat opens, says history is not saved. */
@@ -496,6 +549,7 @@ int main(void) {
     test_prefixes();
     test_more_commands();
     test_export();
+    test_export_view();
     test_broken_history();
     test_view_branch_of_hit();
     return check_report("test_commands");

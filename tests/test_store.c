@@ -19,6 +19,7 @@
 #include "app/store.h"
 #include "app/store_internal.h"
 #include "check.h"
+#include "infer/utf8.h"
 #include "test_util.h"
 
 static char tmpdir[512];
@@ -913,7 +914,7 @@ static void test_exports(void) {
             json_t *par = json_object_get(o, "parent_id");
             CHECK(m->parent_id ? json_integer_value(par) == m->parent_id : json_is_null(par));
             CHECK_STREQ(json_string_value(json_object_get(o, "role")), m->role);
-            char *clean = store_utf8_clean(m->text);
+            char *clean = utf8_repair(m->text, strlen(m->text));
             CHECK_STREQ(json_string_value(json_object_get(o, "text")), clean);
             free(clean);
             CHECK_EQ_INT(json_integer_value(json_object_get(o, "created_at")), m->created_at);
@@ -953,7 +954,8 @@ static void test_exports(void) {
     fclose(f);
     store_close(s);
 
-    char *c = store_utf8_clean("ok \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xf0\x9f\x99\x82");
+    const char *bad = "ok \xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xf0\x9f\x99\x82";
+    char *c = utf8_repair(bad, strlen(bad));
     CHECK_STREQ(c, "ok \xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD "
                    "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xf0\x9f\x99\x82");
     free(c);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "infer/utf8.h"
 #include "ui/textwidth.h"
 
 static TwLine *g_lines;
@@ -27,26 +28,26 @@ static const char *wrap_str(const char *s, int width) {
 
 static void test_decode(void) {
     uint32_t cp;
-    CHECK_EQ_INT(tw_decode("A", 1, &cp), 1);
+    CHECK_EQ_INT(utf8_next("A", 1, &cp), 1);
     CHECK_EQ_INT(cp, 'A');
-    CHECK_EQ_INT(tw_decode("\xc3\xa9", 2, &cp), 2); /* é */
+    CHECK_EQ_INT(utf8_next("\xc3\xa9", 2, &cp), 2); /* é */
     CHECK_EQ_INT(cp, 0xE9);
-    CHECK_EQ_INT(tw_decode("\xe6\x97\xa5", 3, &cp), 3); /* 日 */
+    CHECK_EQ_INT(utf8_next("\xe6\x97\xa5", 3, &cp), 3); /* 日 */
     CHECK_EQ_INT(cp, 0x65E5);
-    CHECK_EQ_INT(tw_decode("\xf0\x9f\x98\x80", 4, &cp), 4); /* 😀 */
+    CHECK_EQ_INT(utf8_next("\xf0\x9f\x98\x80", 4, &cp), 4); /* 😀 */
     CHECK_EQ_INT(cp, 0x1F600);
     /* Malformed: each consumes one byte and yields U+FFFD. */
-    CHECK_EQ_INT(tw_decode("\xc0\x80", 2, &cp), 1); /* overlong */
+    CHECK_EQ_INT(utf8_next("\xc0\x80", 2, &cp), 1); /* overlong */
     CHECK_EQ_INT(cp, 0xFFFD);
-    CHECK_EQ_INT(tw_decode("\xed\xa0\x80", 3, &cp), 1); /* surrogate */
+    CHECK_EQ_INT(utf8_next("\xed\xa0\x80", 3, &cp), 1); /* surrogate */
     CHECK_EQ_INT(cp, 0xFFFD);
-    CHECK_EQ_INT(tw_decode("\xe6\x97", 2, &cp), 1); /* truncated */
+    CHECK_EQ_INT(utf8_next("\xe6\x97", 2, &cp), 1); /* truncated */
     CHECK_EQ_INT(cp, 0xFFFD);
-    CHECK_EQ_INT(tw_decode("\xe6" "A", 2, &cp), 1); /* bad continuation */
+    CHECK_EQ_INT(utf8_next("\xe6" "A", 2, &cp), 1); /* bad continuation */
     CHECK_EQ_INT(cp, 0xFFFD);
-    CHECK_EQ_INT(tw_decode("\xff", 1, &cp), 1);
+    CHECK_EQ_INT(utf8_next("\xff", 1, &cp), 1);
     CHECK_EQ_INT(cp, 0xFFFD);
-    CHECK_EQ_INT(tw_decode("\xf4\x90\x80\x80", 4, &cp), 1); /* > U+10FFFF */
+    CHECK_EQ_INT(utf8_next("\xf4\x90\x80\x80", 4, &cp), 1); /* > U+10FFFF */
     CHECK_EQ_INT(cp, 0xFFFD);
 }
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "infer/tokenizer.h"
+#include "infer/utf8.h"
 
 #define FFFD "\xef\xbf\xbd"
 

@@ -14,6 +14,7 @@ bn_add_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokeniz
             LIBS bn_infer LABELS cpu ARGS ${BN_TOK_DIR}/llama3)
 bn_add_test(NAME test_tokenizer_utf8 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_utf8.c
             LIBS bn_infer LABELS cpu)
+bn_add_test(NAME test_utf8 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_utf8.c LIBS bn_infer LABELS cpu)
 bn_add_script_test(NAME test_tokenize_cli
                    SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenize_cli.sh
                    ARGS ${BN_TOK_DIR}/llama3 LABELS cpu)

@@ -1,6 +1,7 @@
 # The full-screen UI: display width and wrapping, slash commands, the man page, tmux tests.
 bn_add_test(NAME test_textwidth
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_textwidth.c ${CMAKE_SOURCE_DIR}/ui/textwidth.c
+                    ${CMAKE_SOURCE_DIR}/infer/utf8.c
             LABELS cpu)
 
 set(BN_UI_FAKE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/ui)
@@ -8,6 +9,7 @@ set(BN_UI_FAKE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/ui)
 # bitnet-chat-fake: the real UI + App over the scripted engine, for deterministic UI tests.
 add_executable(bitnet-chat-fake ${BN_UI_FAKE_DIR}/fake_main.c ${BN_UI_FAKE_DIR}/fake_engine.c)
 target_compile_options(bitnet-chat-fake PRIVATE ${BN_WARN})
+target_include_directories(bitnet-chat-fake PRIVATE ${CMAKE_SOURCE_DIR})
 target_link_libraries(bitnet-chat-fake PRIVATE bn_ui bn_app)
 
 bn_add_script_test(NAME test_ui_fake SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_fake.sh

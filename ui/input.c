@@ -23,6 +23,7 @@
 #include <readline/readline.h>
 
 #include "app/commands.h"
+#include "infer/utf8.h"
 #include "ui/textwidth.h"
 
 enum { QUEUE = 8192, HISTORY_MAX = 1000 };
@@ -388,7 +389,7 @@ bool input_delete_cluster_before(void) {
             int spacing = 0;
             for (size_t j = i; j < point;) {
                 uint32_t cp;
-                j += (size_t)tw_decode(rl_line_buffer + j, point - j, &cp);
+                j += (size_t)utf8_next(rl_line_buffer + j, point - j, &cp);
                 if (cp < 0x300 || wcwidth((wchar_t)cp) != 0) spacing++;
             }
             if (spacing < 2) return false;

@@ -1,4 +1,4 @@
-/* UTF-8 decoding, display widths and greedy word wrap (see textwidth.h). */
+/* Display widths and greedy word wrap of UTF-8 text (see textwidth.h). */
 #define _GNU_SOURCE /* wcwidth */
 #include "ui/textwidth.h"
 
@@ -6,40 +6,7 @@
 #include <string.h>
 #include <wchar.h>
 
-int tw_decode(const char *str, size_t n, uint32_t *cp) {
-    const unsigned char *s = (const unsigned char *)str;
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int need;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) need = 1, v = c & 0x1F, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) need = 2, v = c & 0x0F, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) need = 3, v = c & 0x07, min = 0x10000;
-    else {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    if ((size_t)need >= n) {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    for (int i = 1; i <= need; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *cp = 0xFFFD;
-            return 1;
-        }
-        v = (v << 6) | (s[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
-        *cp = 0xFFFD;
-        return 1;
-    }
-    *cp = v;
-    return need + 1;
-}
+#include "infer/utf8.h"
 
 uint32_t tw_display_cp(uint32_t cp) {
     if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) return 0xFFFD;
@@ -127,7 +94,7 @@ static bool is_extend(uint32_t c) {
 
 size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
     uint32_t cp;
-    size_t i = (size_t)tw_decode(s, n, &cp);
+    size_t i = (size_t)utf8_next(s, n, &cp);
     c->n = 0;
     *glue = false;
     if (cp == '\t') {
@@ -151,10 +118,10 @@ size_t tw_cell(const char *s, size_t n, TwCell *c, bool *glue) {
     }
     while (i < n) {
         uint32_t next;
-        int l = tw_decode(s + i, n - i, &next);
+        int l = utf8_next(s + i, n - i, &next);
         if (next == ZWJ && pict && i + (size_t)l < n) {
             uint32_t after;
-            int l2 = tw_decode(s + i + (size_t)l, n - i - (size_t)l, &after);
+            int l2 = utf8_next(s + i + (size_t)l, n - i - (size_t)l, &after);
             if (is_ext_pict(after)) {
                 /* An emoji ZWJ sequence: the next emoji joins this cell (no width of its
                  * own), if the cell has room for both; else the ZWJ is dropped and the emoji
@@ -209,14 +176,14 @@ size_t tw_cluster(const char *s, size_t n, int *cols) {
         TwCell c;
         bool glue;
         uint32_t first;
-        tw_decode(s + i, n - i, &first);
+        utf8_next(s + i, n - i, &first);
         i += tw_cell(s + i, n - i, &c, &glue);
         w += c.width;
         if (i >= n) break;
         if (!glue) {
             /* Regional indicators pair up into flags: a lone one takes the next. */
             uint32_t next;
-            tw_decode(s + i, n - i, &next);
+            utf8_next(s + i, n - i, &next);
             if (cells == 0 && is_ri(first) && is_ri(next)) {
                 i += tw_cell(s + i, n - i, &c, &glue);
                 w += c.width;
@@ -342,7 +309,7 @@ size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap) {
     if (cap == 0) return 0;
     for (size_t i = 0; i < n && o + 1 < cap;) {
         uint32_t cp;
-        i += (size_t)tw_decode(s + i, n - i, &cp);
+        i += (size_t)utf8_next(s + i, n - i, &cp);
         if (cp == '\t') {
             for (int k = 0; k < TW_TAB && o + 1 < cap; k++) out[o++] = L' ';
             continue;
@@ -359,9 +326,9 @@ char *tw_sanitize(const char *s, size_t n) {
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        int l = tw_decode(s + i, n - i, &cp);
+        int l = utf8_next(s + i, n - i, &cp);
         if (cp == 0xFFFD) {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
+            memcpy(out + o, UTF8_REPLACEMENT, 3);
             o += 3;
         } else if (cp == '\n' || cp == '\t' || !(cp < 0x20 || (cp >= 0x7F && cp < 0xA0))) {
             memcpy(out + o, s + i, (size_t)l);

@@ -3,8 +3,9 @@
  * setlocale) for each terminal cell: combining marks take 0 columns, East Asian wide and
  * emoji 2, the rest 1; text is measured, wrapped and cut by grapheme clusters (emoji ZWJ
  * sequences, flags, marks are never split; textwidth.c says which widths and why).
- * Bytes that are not valid UTF-8 and control characters are shown as U+FFFD (1 column), a
- * tab as TW_TAB spaces, so text from a model can never emit terminal escape sequences. */
+ * Bytes that are not valid UTF-8 (utf8_next of infer/utf8.h: one U+FFFD a byte) and control
+ * characters are shown as U+FFFD (1 column), a tab as TW_TAB spaces, so text from a model can
+ * never emit terminal escape sequences. */
 #ifndef BN_TEXTWIDTH_H
 #define BN_TEXTWIDTH_H
 
@@ -14,11 +15,6 @@
 #include <wchar.h>
 
 enum { TW_TAB = 4 };
-
-/* Decodes one character at s[0..n) (n >= 1). Returns the bytes it takes (>= 1) and stores the
- * code point, or 0xFFFD for a malformed, overlong, surrogate or truncated sequence (then one
- * byte is consumed so decoding resynchronises at the next byte). */
-int tw_decode(const char *s, size_t n, uint32_t *cp);
 
 /* Columns a code point takes on screen after tw_display_cp(). */
 int tw_cp_width(uint32_t cp);

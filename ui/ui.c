@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
-#include "app/store.h"
+#include "app/paths.h"
 #include "ui/browser.h"
 #include "ui/chatview.h"
 #include "ui/input.h"
@@ -415,22 +415,9 @@ static void process_input(Ui *u, bool at_end) {
 /* ---- the loop ---------------------------------------------------------------------------- */
 
 /* The input history lives beside the default history database, in the same per-user data
- * directory: store_default_path() applies the XDG rules (a relative XDG_DATA_HOME is ignored,
- * as the spec says; then $HOME, then the password database), so both files always agree. */
+ * directory (app_data_file applies the XDG rules for both), so both files always agree. */
 static char *input_history_path(void) {
-    char *db = store_default_path();
-    if (!db) return NULL;
-    char *slash = strrchr(db, '/');
-    if (!slash) {
-        free(db);
-        return NULL;
-    }
-    *slash = 0;
-    size_t n = strlen(db) + sizeof "/input_history";
-    char *path = malloc(n);
-    if (path) snprintf(path, n, "%s/input_history", db);
-    free(db);
-    return path;
+    return app_data_file("input_history");
 }
 
 static int run(const AppConfig *cfg, bool browse) {

@@ -52,15 +52,15 @@ void f16_to_f32_row(const uint16_t *h, float *x, int n) {
     for (int i = 0; i < n; i++) x[i] = f16_to_f32_ref(h[i]);
 }
 
-/* ---- dense GEMM --------------------------------------------------------------------------------- */
-
-static float dense_get(CpuDenseType type, const void *w, size_t i) {
-    switch (type) {
-    case CPU_DENSE_F16: return f16_to_f32_ref(((const uint16_t *)w)[i]);
-    case CPU_DENSE_BF16: return bf16_to_f32_ref(((const uint16_t *)w)[i]);
-    default: return ((const float *)w)[i];
+void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out) {
+    if (type == CPU_DENSE_F16) {
+        f16_to_f32_row((const uint16_t *)w + (size_t)r * k, out, k);
+        return;
     }
+    dense_row_to_f32_ref(type, w, k, r, out);
 }
+
+/* ---- dense GEMM --------------------------------------------------------------------------------- */
 
 static void dense_rows_scalar(CpuDenseType type, const void *w, int k, const float *x, int M,
                               int r0, int r1, float *y, int ld_y) {

@@ -90,43 +90,31 @@ float bf16_to_f32_ref(uint16_t h) {
     return f;
 }
 
-static float dense_get_ref(CpuDenseType type, const void *w, size_t i) {
-    switch (type) {
-    case CPU_DENSE_F16: return f16_to_f32_ref(((const uint16_t *)w)[i]);
-    case CPU_DENSE_BF16: return bf16_to_f32_ref(((const uint16_t *)w)[i]);
-    default: return ((const float *)w)[i];
-    }
-}
-
 void dense_gemm_ref(CpuDenseType type, const void *w, int n, int k, const float *x, int M,
                     float *y, int ld_y) {
     for (int m = 0; m < M; m++)
         for (int r = 0; r < n; r++) {
             double acc = 0;
             for (int j = 0; j < k; j++)
-                acc += (double)dense_get_ref(type, w, (size_t)r * k + j) * x[(size_t)m * k + j];
+                acc += (double)dense_get(type, w, (size_t)r * k + j) * x[(size_t)m * k + j];
             y[(size_t)m * ld_y + r] = (float)acc;
         }
 }
 
-void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out) {
-    if (type == CPU_DENSE_F16) {
-        f16_to_f32_row((const uint16_t *)w + (size_t)r * k, out, k);
-        return;
-    }
-    for (int j = 0; j < k; j++) out[j] = dense_get_ref(type, w, (size_t)r * k + j);
+void dense_row_to_f32_ref(CpuDenseType type, const void *w, int k, int r, float *out) {
+    for (int j = 0; j < k; j++) out[j] = dense_get(type, w, (size_t)r * k + j);
 }
 
 void lm_head_quant_i8_ref(CpuDenseType type, const void *w, int n, int k, int8_t *q, float *scale) {
     for (int r = 0; r < n; r++) {
         float m = 0.0f;
-        for (int j = 0; j < k; j++) m = fmaxf(m, fabsf(dense_get_ref(type, w, (size_t)r * k + j)));
+        for (int j = 0; j < k; j++) m = fmaxf(m, fabsf(dense_get(type, w, (size_t)r * k + j)));
         /* volatile: the division is done in fp32 exactly as written (no reassociation into a
          * multiply by 127/m), so the bytes match the device quantizer */
         volatile float s = m / 127.0f;
         scale[r] = s;
         for (int j = 0; j < k; j++) {
-            float v = s > 0.0f ? rintf(dense_get_ref(type, w, (size_t)r * k + j) / s) : 0.0f;
+            float v = s > 0.0f ? rintf(dense_get(type, w, (size_t)r * k + j) / s) : 0.0f;
             v = fminf(fmaxf(v, -127.0f), 127.0f);
             q[(size_t)r * k + j] = (int8_t)(int)v;
         }

@@ -622,7 +622,7 @@ static int shape_ok(int k_pad, int r0, int r1, int M) {
 
 int w2a8_gemm_rows(const uint8_t *w, int k_pad, const int8_t *q, const int32_t *qsum, int M,
                    int r0, int r1, int32_t *acc, int ld_acc) {
-    if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
+    if (!shape_ok(k_pad, r0, r1, M)) return KERR_SHAPE;
     if (M == 1) {
         gemv_dispatch(w, k_pad, q, qsum[0], r0, r1, acc + r0, 0);
         return 0;
@@ -641,7 +641,7 @@ int w2a8_linear_rows(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
 int w2a8_linear_rows_ex(const uint8_t *w, int k_pad, float gamma, const int8_t *q,
                         const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
                         int ld_out, int accumulate, int flags) {
-    if (!shape_ok(k_pad, r0, r1, M)) return KERR_BAD_SHAPE;
+    if (!shape_ok(k_pad, r0, r1, M)) return KERR_SHAPE;
     enum { CHUNK = 256 };
     int32_t acc[CHUNK];
     if (M == 1) {
@@ -682,7 +682,7 @@ static void linear_task(void *ctx, int ith, int nth) {
         const int r0 = c * LINEAR_CHUNK, r1 = r0 + LINEAR_CHUNK < j->n_out ? r0 + LINEAR_CHUNK : j->n_out;
         if (w2a8_linear_rows_ex(j->w, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
                                 j->out, j->ld_out, j->accumulate, j->flags) != 0)
-            j->rc = KERR_BAD_SHAPE;
+            j->rc = KERR_SHAPE;
     }
 }
 
@@ -695,7 +695,7 @@ int w2a8_linear_mt(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gam
 int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float gamma,
                       const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                       int ld_out, int accumulate, int flags) {
-    if (!shape_ok(k_pad, 0, n_out, M)) return KERR_BAD_SHAPE;
+    if (!shape_ok(k_pad, 0, n_out, M)) return KERR_SHAPE;
     LinearJob j = {w, n_out, k_pad, gamma, q, qsum, s, M, out, ld_out, accumulate, flags, 0, 0};
     cpu_pool_run(p, linear_task, &j);
     return j.rc;

@@ -18,20 +18,20 @@
  *   - Dense (f16 / bf16 / f32) dot products (the lm_head) accumulate in fp32 FMA lanes, the
  *     reference in double, so they agree to fp32 rounding, not bit for bit.
  *   - Nothing here allocates per call, except the pool at creation.
- * Kernels never print or exit: they return 0, or KERR_BAD_SHAPE for shapes they cannot do. */
+ * Kernels never print or exit: they return 0, or KERR_SHAPE (kernels/kerr.h) for shapes they
+ * cannot do. */
 #ifndef BN_KERNELS_CPU_H
 #define BN_KERNELS_CPU_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kerr.h"
 #include "kernels/w2a8.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-enum { KERR_BAD_SHAPE = -2 };
 
 /* ---- CPU features ---------------------------------------------------------------------------- */
 
@@ -137,7 +137,9 @@ void dense_gemm_rows(CpuDenseType type, const void *w, int k, const float *x, in
                      int r1, float *y, int ld_y);
 void dense_gemm_mt(CpuPool *p, CpuDenseType type, const void *w, int n, int k, const float *x,
                    int M, float *y, int ld_y);
-/* Row r of W as fp32 (embedding lookup). */
+/* Row r of W as fp32 (embedding lookup). _ref: scalar (the oracle); the other: F16C for f16
+ * rows, bit-identical. */
+void dense_row_to_f32_ref(CpuDenseType type, const void *w, int k, int r, float *out);
 void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out);
 
 /* The optional int8 lm_head (bitnet-chat --lm-head int8), scalar references:
@@ -151,6 +153,14 @@ void lm_head_i8_gemv_ref(const int8_t *q, const float *scale, int n, int k, cons
 uint16_t f32_to_f16_ref(float f);
 float f16_to_f32_ref(uint16_t h);
 float bf16_to_f32_ref(uint16_t h);
+/* Element i of a dense matrix as fp32 (scalar; the reference's and the fast paths' tails). */
+static inline float dense_get(CpuDenseType type, const void *w, size_t i) {
+    switch (type) {
+    case CPU_DENSE_F16: return f16_to_f32_ref(((const uint16_t *)w)[i]);
+    case CPU_DENSE_BF16: return bf16_to_f32_ref(((const uint16_t *)w)[i]);
+    default: return ((const float *)w)[i];
+    }
+}
 /* n values; fast paths (F16C) with scalar fallback; bit-identical to the _ref conversions. */
 void f32_to_f16_row(const float *x, uint16_t *h, int n);
 void f16_to_f32_row(const uint16_t *h, float *x, int n);

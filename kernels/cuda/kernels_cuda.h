@@ -21,15 +21,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kerr.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* The launchers' names for the kernel return codes of kernels/kerr.h. */
 enum {
-    KCUDA_OK = 0,
-    KCUDA_ERR_SHAPE = -2,   /* unsupported shape (message names it) */
-    KCUDA_ERR_ARG = -3,     /* NULL pointer, misaligned pointer, bad enum */
-    KCUDA_ERR_CUDA = -4,    /* a CUDA call failed (message has its error string) */
+    KCUDA_OK = KERR_OK,
+    KCUDA_ERR_SHAPE = KERR_SHAPE,
+    KCUDA_ERR_ARG = KERR_ARG,
+    KCUDA_ERR_CUDA = KERR_CUDA,
 };
 
 /* Message of the last failure on this thread ("" if none). */
