@@ -26,3 +26,6 @@ bn_add_test(NAME test_engine_fault SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_engi
 # The same through the real chat in a pty: terminal restored and the bus error explained.
 bn_add_script_test(NAME test_model_truncated_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_model_truncated_cli.sh
                    LABELS cpu TIMEOUT 120)
+# A random-weight model file at a published shape, to time `bitnet-chat -p` on it (not a test):
+# make_bench_model TOKENIZER OUT.gguf [2b|llama3-8b] [seed].
+bn_add_tool(NAME make_bench_model SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/make_bench_model.c LIBS bn_infer)

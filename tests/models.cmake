@@ -27,7 +27,8 @@ if(BITNET_FUZZ)
   # The chat-history text paths (recorder, store, exports, search, terminal-safe output).
   add_library(bn_fuzz_history STATIC
     ${CMAKE_SOURCE_DIR}/app/history.c ${CMAKE_SOURCE_DIR}/app/store.c
-    ${CMAKE_SOURCE_DIR}/app/store_export.c ${CMAKE_SOURCE_DIR}/app/termsafe.c)
+    ${CMAKE_SOURCE_DIR}/app/store_export.c ${CMAKE_SOURCE_DIR}/app/termsafe.c
+    ${CMAKE_SOURCE_DIR}/app/paths.c)
   target_include_directories(bn_fuzz_history PUBLIC ${CMAKE_SOURCE_DIR})
   target_compile_options(bn_fuzz_history PRIVATE -g -O1 -fsanitize=fuzzer-no-link,address,undefined
                          -fno-sanitize-recover=undefined)
