@@ -445,6 +445,7 @@ out:
     free(scores);
     free(types);
     return tk;
+}
 
 /* A special token id (bos, eos, eot): absent -> -1; present but not an id of the vocabulary ->
  * refused, since a stop token that can never match lets every reply run to the limit. */
@@ -1092,6 +1093,7 @@ static Tokenizer *checked_json_tokenizer(const char *path, Err *err) {
         t = NULL;
     }
     return t;
+}
 
 /* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
  * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
