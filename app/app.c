@@ -382,6 +382,15 @@ void app_status(const App *a, AppStatus *o) {
     copy_str(o->backend, sizeof o->backend, a->model_loaded ? a->model.backend : "");
     copy_str(o->model_path, sizeof o->model_path, a->model_loaded ? a->model.path : "");
     o->n_params_m = a->model_loaded ? a->model.n_params_m : 0;
+    if (a->model_loaded) {
+        copy_str(o->arch, sizeof o->arch, a->model.arch);
+        copy_str(o->format, sizeof o->format, a->model.format);
+        copy_str(o->weights, sizeof o->weights, a->model.weights);
+        copy_str(o->chat_format, sizeof o->chat_format, a->model.chat_format);
+        copy_str(o->chat_note, sizeof o->chat_note, a->model.chat_note);
+        o->vocab_size = a->model.vocab_size;
+        o->ctx_train = a->model.ctx_train;
+    }
     o->load_ms = a->load_ms;
     o->model_loaded = a->model_loaded;
     o->loading = a->loading;
