@@ -631,6 +631,13 @@ int app_process_events(App *a) {
                 break;
             case EV_ERROR:
                 if (e->req && e->req != a->gen_req && e->req != a->load_req) break;
+                if (e->req && e->req == a->gen_req) {
+                    /* kept with the reply, so a resume or an export says why it failed */
+                    history_reply_error(a->hist, e->u.error.msg);
+                    if (a->reply_idx >= 0 && a->reply_idx < a->tr.n)
+                        copy_str(a->tr.msgs[a->reply_idx].error,
+                                 sizeof a->tr.msgs[a->reply_idx].error, e->u.error.msg);
+                }
                 app_note(a, MSG_ERROR, "%s", e->u.error.msg);
                 react |= REACT_CHAT | REACT_STATUS;
                 break;
@@ -895,9 +902,9 @@ static int export_md(App *a, FILE *f) {
             fprintf(f, "## User (%s)\n\n%s\n\n", when, m->text);
         } else {
             fprintf(f, "## Assistant (%s)\n\n%s\n\n", when, m->text);
-            fprintf(f, "*%s: %d tokens, %.1f tok/s, first token after %.0f ms, T %.2f%s*\n\n",
+            fprintf(f, "*%s: %d tokens, %.1f tok/s, first token after %.0f ms, T %.2f%s%s*\n\n",
                     m->model, m->gen_tokens, m->tok_s, m->ttft_ms, m->sampling.temperature,
-                    m->interrupted ? ", interrupted" : "");
+                    m->error[0] ? ", failed: " : m->interrupted ? ", interrupted" : "", m->error);
         }
     }
     return ferror(f) ? -1 : 0;
@@ -966,6 +973,7 @@ static int export_json(App *a, FILE *f) {
             json_object_set_new(o, "ttft_ms", json_real(m->ttft_ms));
             json_object_set_new(o, "stop_reason", json_string(m->stop_reason));
             json_object_set_new(o, "interrupted", json_boolean(m->interrupted));
+            json_object_set_new(o, "error", json_string(m->error));
             json_object_set_new(o, "temperature", json_real(m->sampling.temperature));
         }
         json_array_append_new(arr, o);
@@ -1153,6 +1161,7 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     m->ttft_ms = sm->ttft_ms;
     m->tok_s = sm->tok_per_s;
     copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
+    copy_str(m->error, sizeof m->error, sm->error);
     m->interrupted = sm->interrupted;
     copy_str(m->model, sizeof m->model, sm->model_name);
     copy_str(m->backend, sizeof m->backend, sm->backend);
@@ -1353,6 +1362,7 @@ int app_switch_reply(App *a, int version) {
     m->ttft_ms = t->ttft_ms;
     m->tok_s = t->tok_per_s;
     copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
+    copy_str(m->error, sizeof m->error, t->error);
     m->interrupted = t->interrupted;
     copy_str(m->model, sizeof m->model, t->model_name);
     m->sampling = app_sampling_of(&t->sampling, &a->sampling);

@@ -57,6 +57,7 @@ typedef struct {
     bool streaming;       /* reply still being generated */
     bool interrupted;     /* stopped by the user (partial text kept) */
     char stop_reason[16]; /* "eos", "max_tokens", "ctx_full", "cancelled", "error", "" */
+    char error[384];      /* why a reply failed (stop "error"), also when read back, else "" */
     int prompt_tokens, gen_tokens;
     double ttft_ms, tok_s;
     char model[128];      /* model that wrote a reply */

@@ -386,6 +386,7 @@ int cmd_prompt(const AppConfig *cfg) {
                 ended_newline = 1;
                 if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
                 fprintf(stderr, "bitnet-chat: %s\n", ev[i].u.error.msg);
+                history_reply_error(h, ev[i].u.error.msg);
                 break;
             case EV_DONE: {
                 StopReason why = ev[i].u.done.reason;
