@@ -381,6 +381,15 @@ void app_status(const App *a, AppStatus *o) {
     copy_str(o->backend, sizeof o->backend, a->model_loaded ? a->model.backend : "");
     copy_str(o->model_path, sizeof o->model_path, a->model_loaded ? a->model.path : "");
     o->n_params_m = a->model_loaded ? a->model.n_params_m : 0;
+    if (a->model_loaded) {
+        copy_str(o->arch, sizeof o->arch, a->model.arch);
+        copy_str(o->format, sizeof o->format, a->model.format);
+        copy_str(o->weights, sizeof o->weights, a->model.weights);
+        copy_str(o->chat_format, sizeof o->chat_format, a->model.chat_format);
+        copy_str(o->chat_note, sizeof o->chat_note, a->model.chat_note);
+        o->vocab_size = a->model.vocab_size;
+        o->ctx_train = a->model.ctx_train;
+    }
     o->load_ms = a->load_ms;
     o->model_loaded = a->model_loaded;
     o->loading = a->loading;
@@ -621,6 +630,13 @@ int app_process_events(App *a) {
                 break;
             case EV_ERROR:
                 if (e->req && e->req != a->gen_req && e->req != a->load_req) break;
+                if (e->req && e->req == a->gen_req) {
+                    /* kept with the reply, so a resume or an export says why it failed */
+                    history_reply_error(a->hist, e->u.error.msg);
+                    if (a->reply_idx >= 0 && a->reply_idx < a->tr.n)
+                        copy_str(a->tr.msgs[a->reply_idx].error,
+                                 sizeof a->tr.msgs[a->reply_idx].error, e->u.error.msg);
+                }
                 app_note(a, MSG_ERROR, "%s", e->u.error.msg);
                 react |= REACT_CHAT | REACT_STATUS;
                 break;
@@ -1060,6 +1076,7 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     m->ttft_ms = sm->ttft_ms;
     m->tok_s = sm->tok_per_s;
     copy_str(m->stop_reason, sizeof m->stop_reason, sm->stop_reason);
+    copy_str(m->error, sizeof m->error, sm->error);
     m->interrupted = sm->interrupted;
     copy_str(m->model, sizeof m->model, sm->model_name);
     copy_str(m->backend, sizeof m->backend, sm->backend);
@@ -1260,6 +1277,7 @@ int app_switch_reply(App *a, int version) {
     m->ttft_ms = t->ttft_ms;
     m->tok_s = t->tok_per_s;
     copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
+    copy_str(m->error, sizeof m->error, t->error);
     m->interrupted = t->interrupted;
     copy_str(m->model, sizeof m->model, t->model_name);
     m->sampling = app_sampling_of(&t->sampling, &a->sampling);

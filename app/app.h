@@ -57,6 +57,7 @@ typedef struct {
     bool streaming;       /* reply still being generated */
     bool interrupted;     /* stopped by the user (partial text kept) */
     char stop_reason[16]; /* "eos", "max_tokens", "ctx_full", "cancelled", "error", "" */
+    char error[384];      /* why a reply failed (stop "error"), also when read back, else "" */
     int prompt_tokens, gen_tokens;
     double ttft_ms, tok_s;
     char model[128];      /* model that wrote a reply */
@@ -83,6 +84,13 @@ typedef struct {
     char model[128];        /* active model name, "" if none */
     char model_path[1024];  /* its file or directory, absolute */
     int n_params_m;         /* millions of parameters */
+    char arch[32];          /* architecture as the file names it */
+    char format[32];        /* "gguf", "hf-safetensors" */
+    char weights[48];       /* how the file stored the ternary weights */
+    int vocab_size;
+    int ctx_train;          /* trained context; ctx_size below is the one in use */
+    char chat_format[16];   /* chat format in use */
+    char chat_note[192];    /* why that format when it is a fallback, else "" */
     double load_ms;         /* how long its load took */
     char backend[128];
     bool model_loaded;

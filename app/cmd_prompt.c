@@ -274,6 +274,33 @@ static void print_stats(const EngineStats *st, StopReason reason) {
     fputc('\n', stderr);
 }
 
+void prompt_out_init(PromptOut *o, FILE *f) {
+    memset(o, 0, sizeof *o);
+    o->f = f;
+    o->tty = isatty(fileno(f));
+    o->ts.keep_newlines = 1;
+    o->ended_newline = 1;
+}
+
+int prompt_out_write(PromptOut *o, const char *s, size_t n) {
+    if (!o->err) {
+        errno = 0;
+        if ((o->tty ? termsafe_write(&o->ts, o->f, s, n) != 0 : fwrite(s, 1, n, o->f) != n) ||
+            fflush(o->f))
+            o->err = errno ? errno : EIO;
+    }
+    if (n > 0) o->ended_newline = s[n - 1] == '\n';
+    return o->err ? -1 : 0;
+}
+
+void prompt_out_end(PromptOut *o) {
+    if (o->tty && !o->err) termsafe_finish(&o->ts, o->f);
+    if (!o->ended_newline && !o->err) fputc('\n', o->f);
+    o->ended_newline = 1;
+    errno = 0;
+    if (!o->err && fflush(o->f)) o->err = errno ? errno : EIO;
+}
+
 int cmd_prompt(const AppConfig *cfg) {
     const char *path = model_path_or_default(cfg);
     if (!path) {
@@ -350,15 +377,12 @@ int cmd_prompt(const AppConfig *cfg) {
     uint64_t req = engine_submit(e, turns, n_turns, &sp);
     if (req) history_reply_begin(h, &ri);
 
-    int rc = 1, done = 0, cancel_sent = 0, ended_newline = 1;
-    /* To a terminal the model's bytes are made safe (app/termsafe.h): a reply holding ESC, BEL
-     * or a C1 control must not drive the terminal. Pipes and files get the bytes exactly. */
-    const int tty_out = isatty(STDOUT_FILENO);
-    TermSafe ts = {0, 1};
-    int out_errno = 0; /* the first failed write to stdout: the reply stops, and is still saved */
+    int rc = 1, done = 0, cancel_sent = 0;
+    PromptOut out;
+    prompt_out_init(&out, stdout);
     EngineEvent ev[32];
     while (!done) {
-        if ((stop_requested() || out_errno) && !cancel_sent) {
+        if ((stop_requested() || out.err) && !cancel_sent) {
             engine_cancel(e);
             cancel_sent = 1;
         }
@@ -367,31 +391,18 @@ int cmd_prompt(const AppConfig *cfg) {
             if (ev[i].req != req) continue;
             switch (ev[i].type) {
             case EV_TOKEN:
-                if (!out_errno) {
-                    errno = 0;
-                    size_t len = (size_t)ev[i].u.token.len;
-                    if ((tty_out ? termsafe_write(&ts, stdout, ev[i].u.token.text, len) != 0
-                                 : fwrite(ev[i].u.token.text, 1, len, stdout) != len) ||
-                        fflush(stdout))
-                        out_errno = errno ? errno : EIO;
-                }
+                prompt_out_write(&out, ev[i].u.token.text, (size_t)ev[i].u.token.len);
                 history_reply_append(h, ev[i].u.token.text, (size_t)ev[i].u.token.len);
-                if (ev[i].u.token.len > 0)
-                    ended_newline = ev[i].u.token.text[ev[i].u.token.len - 1] == '\n';
                 break;
             case EV_STATS: history_reply_stats(h, &ev[i].u.stats); break;
             case EV_ERROR:
-                if (tty_out && !out_errno) termsafe_finish(&ts, stdout);
-                if (!ended_newline && !out_errno) fputc('\n', stdout);
-                ended_newline = 1;
-                if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
+                prompt_out_end(&out);
                 fprintf(stderr, "bitnet-chat: %s\n", ev[i].u.error.msg);
+                history_reply_error(h, ev[i].u.error.msg);
                 break;
             case EV_DONE: {
                 StopReason why = ev[i].u.done.reason;
-                if (tty_out && !out_errno) termsafe_finish(&ts, stdout);
-                if (!ended_newline && !out_errno) fputc('\n', stdout);
-                if (!out_errno && fflush(stdout)) out_errno = errno ? errno : EIO;
+                prompt_out_end(&out);
                 history_reply_end(h, &ev[i].u.done.stats, why,
                                   why == STOP_CANCELLED || why == STOP_ERROR);
                 if (why != STOP_ERROR) print_stats(&ev[i].u.done.stats, why);
@@ -411,10 +422,10 @@ int cmd_prompt(const AppConfig *cfg) {
     history_close(h);
     free(prompt);
     if (terminated_by) die_by_signal(terminated_by);
-    if (out_errno == EPIPE) die_by_signal(SIGPIPE);
-    if (out_errno) {
+    if (out.err == EPIPE) die_by_signal(SIGPIPE);
+    if (out.err) {
         fprintf(stderr, "bitnet-chat: writing the reply to stdout failed: %s\n",
-                strerror(out_errno));
+                strerror(out.err));
         return 1;
     }
     return rc;

@@ -407,9 +407,13 @@ static int cmd_show(App *a, const char *args) {
         return REACT_STATUS;
     }
     app_note(a, MSG_NOTE,
-             "Model: %s\nFile: %s\nParameters: %d million\nContext: %d tokens\n"
-             "Backend: %s\nLoaded in %.2f s",
-             st.model, st.model_path, st.n_params_m, st.ctx_size, st.backend, st.load_ms / 1000.0);
+             "Model: %s\nFile: %s (%s)\nArchitecture: %s\nParameters: %d million\n"
+             "Weights: %s\nVocabulary: %d tokens\nContext: %d tokens in use, trained %d\n"
+             "Chat format: %s%s%s%s\nBackend: %s\nLoaded in %.2f s",
+             st.model, st.model_path, st.format, st.arch, st.n_params_m, st.weights,
+             st.vocab_size, st.ctx_size, st.ctx_train, st.chat_format,
+             st.chat_note[0] ? " (" : "", st.chat_note, st.chat_note[0] ? ")" : "", st.backend,
+             st.load_ms / 1000.0);
     return REACT_CHAT;
 }
 
@@ -459,7 +463,7 @@ static const Command table[] = {
     {"/params", "/params", "show all settings", cmd_params, false, false},
     {"/set", "/set [NAME VALUE]", "set temperature, top_p, top_k, ..., system (Ollama's names)",
      cmd_set, false, false},
-    {"/show", "/show", "the model: file, parameters, context, backend, load time", cmd_show,
+    {"/show", "/show", "the model: file, architecture, weights, vocabulary, context, chat format, backend", cmd_show,
      false, false},
     {"/info", "/info", "the same as /show", cmd_show, false, false},
     {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,

@@ -581,6 +581,14 @@ int history_reply_stats(History *h, const EngineStats *stats) {
     return 0;
 }
 
+int history_reply_error(History *h, const char *msg) {
+    if (!h->reply_open) return -1;
+    StoreMessage *m = &h->c.msgs[h->c.n - 1];
+    snprintf(m->error, sizeof m->error, "%s", msg ? msg : "");
+    h->c.meta[h->c.n - 1].dirty = 1;
+    return 0;
+}
+
 int history_reply_end(History *h, const EngineStats *stats, StopReason reason, bool interrupted) {
     if (!h->reply_open) return -1;
     StoreMessage *m = &h->c.msgs[h->c.n - 1];

@@ -132,6 +132,10 @@ int history_reply_stats(History *h, const EngineStats *stats);
  * flag (true for a cancel or an error), committed in full. Returns 0 (-1: no reply open). */
 int history_reply_end(History *h, const EngineStats *stats, StopReason reason, bool interrupted);
 
+/* Records why the open reply failed (the engine's error message; saved with the next write,
+ * at the latest by history_reply_end). Returns 0 (-1: no reply open). */
+int history_reply_error(History *h, const char *msg);
+
 /* Drops the last assistant reply from the active branch (it stays in the database); the next
  * history_reply_begin records the new reply as its sibling. Returns 0, or -1 when the branch
  * does not end with a finished assistant reply. */

@@ -8,6 +8,7 @@
  *       per-reply backend / model_name / sampling / prompt_tok_s, sessions.active_leaf
  *       (backfilled as the newest message).
  *   v3  messages_fts: an FTS5 index over messages.text, kept in sync by triggers.
+ *   v4  messages.error: why a failed reply failed (older failed replies keep '').
  * Each step runs in its own BEGIN IMMEDIATE transaction and re-reads the version inside it, so
  * two programs opening an old file at once apply each step exactly once. */
 #include "app/store.h"
@@ -31,7 +32,7 @@
 #define MSG_COLS                                                                              \
     "m.id, m.session_id, coalesce(m.parent_id, 0), m.role, m.text, m.created_at, "            \
     "m.prompt_tokens, m.reply_tokens, m.ttft_ms, m.tok_per_s, m.stop_reason, m.interrupted, " \
-    "m.backend, m.model_name, m.sampling, m.prompt_tok_s"
+    "m.backend, m.model_name, m.sampling, m.prompt_tok_s, m.error"
 #define SESSION_COLS                                                                          \
     "s.id, s.title, s.created_at, s.updated_at, s.model_name, s.model_path, s.system_prompt, " \
     "s.sampling, coalesce(s.active_leaf, 0), "                                                \
@@ -66,12 +67,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MSG_INSERT] =
         "INSERT INTO messages(session_id, parent_id, role, text, created_at, prompt_tokens, "
         "reply_tokens, ttft_ms, tok_per_s, stop_reason, interrupted, backend, model_name, "
-        "sampling, prompt_tok_s) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-        "?14, ?15)",
+        "sampling, prompt_tok_s, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14, ?15, ?16)",
     [ST_MSG_UPDATE] =
         "UPDATE messages SET text = ?2, prompt_tokens = ?3, reply_tokens = ?4, ttft_ms = ?5, "
         "tok_per_s = ?6, stop_reason = ?7, interrupted = ?8, backend = ?9, model_name = ?10, "
-        "sampling = ?11, prompt_tok_s = ?12 WHERE id = ?1",
+        "sampling = ?11, prompt_tok_s = ?12, error = ?13 WHERE id = ?1",
     [ST_MSG_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = ?1",
     [ST_MSG_ALL] = "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = ?1 ORDER BY m.id",
     [ST_MSG_SIBLINGS] =
@@ -163,6 +164,8 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     "  INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);"
     "  INSERT INTO messages_fts(rowid, text) VALUES (new.id, new.text); END;"
     "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');",
+    /* -> v4: the reason a reply failed, shown on resume, --show and export. */
+    "ALTER TABLE messages ADD COLUMN error TEXT NOT NULL DEFAULT '';",
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -835,6 +838,7 @@ static int read_message(sqlite3_stmt *st, StoreMessage *m) {
     copy_col(st, 13, m->model_name, sizeof m->model_name);
     store_sampling_from_json((const char *)sqlite3_column_text(st, 14), &m->sampling);
     m->prompt_tok_s = sqlite3_column_double(st, 15);
+    copy_col(st, 16, m->error, sizeof m->error);
     return m->text ? 0 : -1;
 }
 
@@ -851,7 +855,7 @@ void store_messages_free(StoreMessage *arr, int n) {
 
 static int bind_message_fields(sqlite3_stmt *st, const StoreMessage *m, int first_text) {
     /* UPDATE binds from ?2: text, prompt_tokens, reply_tokens, ttft, tok/s, stop, interrupted,
-     * backend, model_name, sampling, prompt_tok_s. */
+     * backend, model_name, sampling, prompt_tok_s, error. */
     int i = first_text;
     const char *t = m->text ? m->text : "";
     sqlite3_bind_text(st, i++, t, (int)strlen(t), SQLITE_TRANSIENT);
@@ -865,6 +869,7 @@ static int bind_message_fields(sqlite3_stmt *st, const StoreMessage *m, int firs
     bind_text(st, i++, m->model_name);
     if (bind_sampling(st, i++, &m->sampling) != SQLITE_OK) return -1;
     sqlite3_bind_double(st, i++, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
+    bind_text(st, i++, m->error);
     return 0;
 }
 
@@ -879,7 +884,7 @@ int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
     if (m->parent_id > 0) sqlite3_bind_int64(st, 2, m->parent_id);
     else sqlite3_bind_null(st, 2);
     bind_text(st, 3, m->role);
-    /* INSERT binds: ?4 text .. ?15 prompt_tok_s, with created_at at ?5 in between. */
+    /* INSERT binds: ?4 text .. ?16 error, with created_at at ?5 in between. */
     const char *t = m->text ? m->text : "";
     sqlite3_bind_text(st, 4, t, (int)strlen(t), SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 5, m->created_at ? m->created_at : now);
@@ -893,6 +898,7 @@ int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
     bind_text(st, 13, m->model_name);
     int ok = bind_sampling(st, 14, &m->sampling) == SQLITE_OK;
     sqlite3_bind_double(st, 15, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
+    bind_text(st, 16, m->error);
     if (!ok) {
         stmt_done(st);
         err_set(err, "out of memory");

@@ -37,6 +37,7 @@ typedef struct {
     double ttft_ms, tok_per_s;
     char stop_reason[16];              /* "", "eos", "max_tokens", "ctx_full", "cancelled", "error" */
     int interrupted;
+    char error[384];                   /* why a reply failed (stop "error"), else "" (v4) */
     char backend[128];
     char model_name[128];
     StoreSampling sampling;            /* settings the reply was made with */
@@ -53,7 +54,7 @@ typedef struct {
 /* The schema version this program writes (PRAGMA user_version). A database with a higher
  * version is refused (and left untouched); lower versions are migrated step by step, each step
  * in its own transaction. */
-enum { STORE_SCHEMA_VERSION = 3 };
+enum { STORE_SCHEMA_VERSION = 4 };
 
 /* Flags for store_open_ex. */
 enum {

@@ -70,7 +70,8 @@ void store_reply_describe(const StoreMessage *m, char *buf, size_t cap) {
     if (m->prompt_tok_s > 0) ADD(" \xC2\xB7 prefill %.1f tok/s", m->prompt_tok_s);
     if (m->tok_per_s > 0) ADD(" \xC2\xB7 %.1f tok/s", m->tok_per_s);
     ADD(" \xC2\xB7 stop: %s", m->stop_reason[0] ? m->stop_reason : "none");
-    if (m->interrupted) ADD(" \xC2\xB7 interrupted");
+    if (m->error[0]) ADD(" \xC2\xB7 failed: %s", m->error);
+    else if (m->interrupted) ADD(" \xC2\xB7 interrupted");
     if (m->model_name[0]) ADD(" \xC2\xB7 model: %s", m->model_name);
     if (m->backend[0]) ADD(" \xC2\xB7 %s", m->backend);
 #undef ADD
@@ -170,6 +171,7 @@ int store_write_json(const StoreSession *ss, const StoreMessage *msgs, int n, FI
         json_object_set_new(o, "prompt_tok_s", jreal(m->prompt_tok_s));
         json_object_set_new(o, "stop_reason", jstr(m->stop_reason));
         json_object_set_new(o, "interrupted", json_boolean(m->interrupted));
+        json_object_set_new(o, "error", jstr(m->error));
         json_object_set_new(o, "backend", jstr(m->backend));
         json_object_set_new(o, "model_name", jstr(m->model_name));
         json_object_set_new(o, "sampling", jsampling(&m->sampling));

@@ -251,7 +251,12 @@ static int install_model(Engine *e, Model *m, Err *err) {
     snprintf(info.name, sizeof info.name, "%s", m->cfg.name[0] ? m->cfg.name : "model");
     snprintf(info.path, sizeof info.path, "%s", m->path);
     infer_describe(inf, info.backend, sizeof info.backend);
+    snprintf(info.arch, sizeof info.arch, "%s", m->cfg.arch);
+    snprintf(info.format, sizeof info.format, "%s", m->format);
+    snprintf(info.weights, sizeof info.weights, "%s", m->weights);
     info.ctx_size = ctx;
+    info.ctx_train = m->cfg.ctx_len;
+    info.vocab_size = m->cfg.vocab_size;
     info.n_params_m = (int)(count_params(&m->cfg, m->output.data == m->tok_embd.data) / 1000000);
     snprintf(info.chat_format, sizeof info.chat_format, "%s", chat_format_name(m->cfg.chat_format));
     snprintf(info.chat_note, sizeof info.chat_note, "%s", m->chat_note);

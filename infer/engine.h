@@ -51,7 +51,12 @@ typedef struct {
     char name[128];         /* model name */
     char path[1024];
     char backend[128];      /* "CUDA: NVIDIA H100 80GB HBM3" / "CPU, 2 threads (AVX2)" */
-    int ctx_size;
+    char arch[32];          /* ModelConfig.arch: "bitnet-b1.58", "llama", "bitnet" (HF) ... */
+    char format[32];        /* Model.format: "gguf", "hf-safetensors" */
+    char weights[48];       /* Model.weights: how the file stored the ternary weights */
+    int ctx_size;           /* context in use (what the backend allocated) */
+    int ctx_train;          /* trained context (ModelConfig.ctx_len) */
+    int vocab_size;
     int n_params_m;         /* millions of parameters */
     char chat_format[16];   /* chat_format_name(): "bitnet", "llama3", "falcon3", "chatml", "plain" */
     char chat_note[192];    /* why that format when it is a fallback (Model.chat_note), else "" */

@@ -100,6 +100,9 @@ typedef struct Model {
     char chat_note[192];         /* why cfg.chat_format is a fallback, "" when it is not */
     char path[4096];
     char format[32];             /* "gguf", "hf-safetensors" ... */
+    char weights[48];            /* how the file stores the ternary linears: "I2_S",
+                                    "TQ2_0 repacked to I2_S", "ternarized from BF16", ... or
+                                    "mixed" when they differ (shown by /show) */
     ModelStorage *storage;
 } Model;
 

@@ -313,6 +313,12 @@ static const GgufTensor *g_tensor(GgufCtx *c, const char *name, int n_dims_max, 
     return t;
 }
 
+/* Records how the file stored a ternary linear in m->weights ("mixed" once two differ). */
+static void note_weights(Model *m, const char *what) {
+    if (!m->weights[0]) snprintf(m->weights, sizeof m->weights, "%s", what);
+    else if (strcmp(m->weights, what) != 0) snprintf(m->weights, sizeof m->weights, "mixed");
+}
+
 static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_out, int n_in,
                      TernaryMatrix *tm, Err *err) {
     const GgufTensor *t = g_tensor(c, name, 2, (uint64_t)n_in, (uint64_t)n_out, err);
@@ -330,6 +336,7 @@ static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_
         if (!finite_scale(tm->scale))
             return err_set(err, "%s: I2_S tensor %s has a bad scale %g", c->g.path, name,
                            (double)tm->scale);
+        note_weights(m, "I2_S");
         return 1; /* nothing to convert */
     }
     case GGML_TQ1_0:
@@ -342,6 +349,10 @@ static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_
         ConvJob *j = job_add(jl, err);
         if (!j) return -1;
         j->kind = t->type == GGML_TQ1_0 ? JOB_TQ1 : t->type == GGML_TQ2_0 ? JOB_TQ2 : JOB_FLOAT;
+        char what[48];
+        snprintf(what, sizeof what, j->kind == JOB_FLOAT ? "ternarized from %s" : "%s repacked to I2_S",
+                 gguf_type_name(t->type));
+        note_weights(m, what);
         j->src = t->data;
         j->type = (int)t->type;
         j->n_out = n_out;
@@ -461,6 +472,7 @@ out:
     free(scores);
     free(types);
     return tk;
+}
 
 }
 
@@ -1021,6 +1033,7 @@ static int h_ternary(Model *m, HfCtx *h, JobList *jl, const char *base, int n_ou
         uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
         if (!buf || !(j = job_add(jl, err))) return -1;
         j->kind = JOB_PACKED;
+        note_weights(m, "packed U8 repacked to I2_S");
         j->packed_scale = h->autobit ? ws : 1.0f / ws;
         j->dst = buf;
     } else {
@@ -1033,6 +1046,9 @@ static int h_ternary(Model *m, HfCtx *h, JobList *jl, const char *base, int n_ou
         if (!buf || !(j = job_add(jl, err))) return -1;
         j->kind = JOB_FLOAT;
         j->type = ft;
+        char what[48];
+        snprintf(what, sizeof what, "ternarized from %s", st_dtype_name(t->dtype));
+        note_weights(m, what);
         j->dst = buf;
     }
     j->src = t->data;

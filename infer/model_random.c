@@ -146,6 +146,7 @@ int model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, Err *err)
                        c->vocab_size, c->ctx_len);
     m->cfg = *c;
     snprintf(m->format, sizeof m->format, "random");
+    snprintf(m->weights, sizeof m->weights, "random ternary");
     snprintf(m->path, sizeof m->path, "random:%llu", (unsigned long long)seed);
     if (!m->cfg.name[0]) snprintf(m->cfg.name, sizeof m->cfg.name, "random");
     uint64_t rng = seed * 0x2545f4914f6cdd1dull + 1;

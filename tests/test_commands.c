@@ -491,6 +491,53 @@ static bool view_has(const AppTranscript *t, const char *needle) {
     return false;
 }
 
+/* A reply that failed comes back with its reason, in the browser's view and on resume (it read
+ * as an empty "interrupted" reply). */
+static void test_failed_reply_resumed(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_failed_%d.db", (int)getpid());
+    unlink(path);
+    Err err = {{0}};
+    Store *s = store_open(path, &err);
+    REQUIRE(s != NULL);
+    StoreSession in = {.title = "failed"};
+    int64_t sid = store_session_create(s, &in, &err);
+    REQUIRE(sid > 0);
+    int64_t u1 = add_msg(s, sid, 0, "user", "hello");
+    StoreMessage r = {.session_id = sid, .parent_id = u1, .text = "", .interrupted = 1};
+    snprintf(r.role, sizeof r.role, "assistant");
+    snprintf(r.stop_reason, sizeof r.stop_reason, "error");
+    snprintf(r.error, sizeof r.error, "the backend ran out of memory");
+    REQUIRE(store_message_add(s, &r, &err) > 0);
+    store_close(s);
+
+    App *a = make_app(path);
+    AppSessionRow row;
+    AppTranscript t;
+    char why[256];
+    REQUIRE(app_session_view(a, sid, &row, &t, why, sizeof why) == 0);
+    int found = 0;
+    for (int i = 0; i < t.n; i++)
+        if (t.msgs[i].kind == MSG_ASSISTANT) {
+            CHECK_STREQ(t.msgs[i].error, "the backend ran out of memory");
+            CHECK_STREQ(t.msgs[i].stop_reason, "error");
+            found++;
+        }
+    CHECK_EQ_INT(found, 1);
+    app_transcript_free(&t);
+    REQUIRE(app_session_resume(a, sid, why, sizeof why) == 0);
+    const AppTranscript *live = app_transcript(a);
+    found = 0;
+    for (int i = 0; i < live->n; i++)
+        if (live->msgs[i].kind == MSG_ASSISTANT) {
+            CHECK_STREQ(live->msgs[i].error, "the backend ran out of memory");
+            found++;
+        }
+    CHECK_EQ_INT(found, 1);
+    app_destroy(a);
+    unlink(path);
+}
+
 static void test_view_branch_of_hit(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/bn_test_branch_%d.db", (int)getpid());
@@ -552,5 +599,6 @@ int main(void) {
     test_export_view();
     test_broken_history();
     test_view_branch_of_hit();
+    test_failed_reply_resumed();
     return check_report("test_commands");
 }

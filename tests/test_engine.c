@@ -471,6 +471,13 @@ static void test_load_file(void) {
     CHECK(r.n_progress >= 1);
     CHECK_STREQ(r.loaded.path, path);
     CHECK(r.loaded.n_params_m >= 0 && r.loaded.ctx_size > 0);
+    /* what /show prints, filled at load */
+    CHECK_STREQ(r.loaded.arch, "bitnet-b1.58");
+    CHECK_STREQ(r.loaded.format, "gguf");
+    CHECK_STREQ(r.loaded.weights, "I2_S");
+    CHECK(r.loaded.vocab_size > 0 && r.loaded.ctx_train > 0);
+    CHECK(r.loaded.ctx_size <= r.loaded.ctx_train);
+    CHECK(r.loaded.chat_format[0] != 0);
     ChatTurn t[] = {{ROLE_USER, "hi"}};
     SamplerParams p = greedy(5);
     collect(e, engine_submit(e, t, 1, &p), &r);

@@ -216,6 +216,25 @@ int main(void) {
                            "bitnet25.gguf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) check_fixture(all, names[i]);
 
+    /* Model.weights says how each file stored its ternary linears (/show prints it). */
+    {
+        const char *enc[][2] = {{"i2s.gguf", "I2_S"},
+                                {"tq2_0.gguf", "TQ2_0 repacked to I2_S"},
+                                {"tq1_0.gguf", "TQ1_0 repacked to I2_S"},
+                                {"f16.gguf", "ternarized from F16"},
+                                {"hf_packed", "packed U8 repacked to I2_S"},
+                                {"hf_bf16", "ternarized from BF16"}};
+        for (size_t i = 0; i < sizeof enc / sizeof enc[0]; i++) {
+            char p[600];
+            snprintf(p, sizeof p, DIR "/%s", enc[i][0]);
+            Model m;
+            Err e;
+            REQUIRE(model_load(&m, p, NULL, &e) == 0);
+            CHECK_MSG(strcmp(m.weights, enc[i][1]) == 0, "%s: weights \"%s\"", enc[i][0], m.weights);
+            model_free(&m);
+        }
+    }
+
     /* Same ternary model in four encodings: I2_S, TQ2_0, TQ1_0 and HF packed carry the same codes
      * (their scales differ only by the f16/bf16 rounding each format imposes). */
     Model a, b;

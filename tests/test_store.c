@@ -680,6 +680,80 @@ static void test_recorder(void) {
     CHECK(access(q, F_OK) != 0);
 }
 
+/* A reply that failed keeps the engine's reason (schema v4): read back with the branch (what a
+ * resume shows), in --show's line and in both exports; an old v3 file gains the column on open
+ * and keeps every row. */
+static void test_failed_reply_reason(void) {
+    char p[600];
+    path_in(p, sizeof p, "failed.db");
+    rm_db(p);
+    History *h = history_open(p, false, NULL);
+    REQUIRE(h);
+    REQUIRE(history_begin_session(h, NULL) == 0);
+    REQUIRE(history_add_user(h, "question") == 0);
+    CHECK(history_reply_error(h, "too early") < 0); /* no reply open */
+    HistoryReplyInfo ri = reply_info();
+    REQUIRE(history_reply_begin(h, &ri) == 0);
+    REQUIRE(history_reply_append(h, "part", 4) == 0);
+    REQUIRE(history_reply_error(h, "cuda: out of memory in layer 3") == 0);
+    REQUIRE(history_reply_end(h, NULL, STOP_ERROR, true) == 0);
+    int64_t sid = history_session(h)->id;
+    history_close(h);
+
+    Err err = {{0}};
+    Store *s = store_open(p, &err);
+    REQUIRE(s);
+    StoreMessage *m;
+    int n;
+    REQUIRE(store_message_branch(s, sid, &m, &n, &err) == 0);
+    REQUIRE(n == 2);
+    CHECK_STREQ(m[1].stop_reason, "error");
+    CHECK_STREQ(m[1].error, "cuda: out of memory in layer 3");
+    CHECK_STREQ(m[0].error, "");
+    char line[1024];
+    store_reply_describe(&m[1], line, sizeof line);
+    CHECK_MSG(strstr(line, "failed: cuda: out of memory in layer 3") != NULL, "%s", line);
+    store_messages_free(m, n);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    REQUIRE(f);
+    CHECK(store_export_json(s, sid, f, &err) == 0);
+    CHECK(store_export_markdown(s, sid, f, &err) == 0);
+    fclose(f);
+    CHECK(buf && strstr(buf, "\"error\": \"cuda: out of memory in layer 3\"") != NULL);
+    CHECK(buf && strstr(buf, "\xC2\xB7 failed: cuda: out of memory in layer 3") != NULL); /* Markdown */
+    free(buf);
+    store_close(s);
+
+    /* The same file as schema v3 wrote it (no error column), then opened: migrated, rows kept,
+     * the old failed reply with an empty reason. */
+    sqlite3 *db;
+    REQUIRE(sqlite3_open(p, &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "ALTER TABLE messages DROP COLUMN error; PRAGMA user_version = 3;",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(count_rows(p, "PRAGMA user_version"), 3);
+    CHECK_EQ_INT(count_rows(p, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'error'"), 0);
+    s = store_open(p, &err);
+    REQUIRE(s);
+    CHECK_EQ_INT(store_schema_version(s), STORE_SCHEMA_VERSION);
+    CHECK(store_integrity_check(s, &err) == 0);
+    REQUIRE(store_message_branch(s, sid, &m, &n, &err) == 0);
+    REQUIRE(n == 2);
+    CHECK_STREQ(m[0].text, "question");
+    CHECK_STREQ(m[1].text, "part");
+    CHECK_STREQ(m[1].stop_reason, "error");
+    CHECK_EQ_INT(m[1].interrupted, 1);
+    CHECK_STREQ(m[1].error, "");
+    store_messages_free(m, n);
+    StoreSearchHit *hits;
+    REQUIRE(store_search(s, "question", &hits, &n, &err) == 0);
+    CHECK_EQ_INT(n, 1);
+    store_search_free(hits, n);
+    store_close(s);
+}
+
 /* A reply holding every byte value 0-255 (a model can emit byte 0 like any other byte token),
  * streamed in pieces: bytes 1-255 are stored and read back exactly, byte 0 as U+FFFD (texts are
  * C strings; cutting at the NUL stored a fraction of the reply marked complete), and the reply
@@ -1523,6 +1597,7 @@ int main(void) {
     test_long_chain_delete();
     test_branches();
     test_recorder();
+    test_failed_reply_reason();
     test_every_byte();
     test_search();
     test_exports();

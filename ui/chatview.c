@@ -166,7 +166,8 @@ static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
                                 m->tok_s, m->ttft_ms);
     if (o >= cap) return;
     /* A failed reply says so (it read "interrupted" when it came back from the history). */
-    if (!strcmp(m->stop_reason, "error")) o += (size_t)snprintf(out + o, cap - o, " · failed");
+    if (!strcmp(m->stop_reason, "error"))
+        o += (size_t)snprintf(out + o, cap - o, " · failed%s%s", m->error[0] ? ": " : "", m->error);
     else if (m->interrupted) o += (size_t)snprintf(out + o, cap - o, " · interrupted");
     else if (!strcmp(m->stop_reason, "max_tokens"))
         o += (size_t)snprintf(out + o, cap - o, " · stopped at the token limit");

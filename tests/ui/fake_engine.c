@@ -6,7 +6,8 @@
  * Environment: BN_FAKE_TOKENS (reply length, default 40), BN_FAKE_RATE (tokens/s, default
  * 200), BN_FAKE_LOAD_MS (load time, default 300), BN_FAKE_STATS_MS (interval of the figures
  * events, default 250). A model "loads" when its path is readable.
- * A reply echoes the last user message, then counts words: "w1 w2 ...". */
+ * A reply echoes the last user message, then counts words: "w1 w2 ...". A message starting
+ * with "FAIL:" fails after its first token with the error "fake: " and the rest of the message. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -148,6 +149,15 @@ static void do_submit(Engine *e, Req *r) {
         memcpy(ev.u.token.text, word, (size_t)ev.u.token.len);
         push(e, &ev);
         st.gen_tokens = i + 1;
+        if (!strncmp(r->last_user, "FAIL:", 5)) {
+            memset(&ev, 0, sizeof ev);
+            ev.type = EV_ERROR;
+            ev.req = r->id;
+            snprintf(ev.u.error.msg, sizeof ev.u.error.msg, "fake: %s", r->last_user + 5);
+            push(e, &ev);
+            reason = STOP_ERROR;
+            break;
+        }
         double el = now_s() - first;
         st.ttft_ms = (first - t0) * 1000;
         st.gen_tok_s = el > 0 ? (st.gen_tokens - 1) / el : 0;

@@ -428,6 +428,15 @@ tmux -L "$T_SOCK" send-keys -H 41 ff fe 42 c2 9b 43 e2 80 8b 44
 t_keys Enter
 t_wait "You said: A$(printf '\357\277\275\357\277\275')BC$(printf '\342\200\213')D."
 
+# A reply that fails says why under it, and still does when the session is resumed.
+t_start 100 30 "BN_FAKE_TOKENS=30 BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h24.db' '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "FAIL:the device was lost"; t_keys Enter
+t_wait "· failed: fake: the device was lost"
+t_start 100 30 "BN_FAKE_LOAD_MS=100 $FAKE --db '$T_DIR/h24.db' --continue '$MODEL'"
+t_wait "You said: FAIL:the device was lost."
+t_wait "· failed: fake: the device was lost"
+
 # With --no-history, /rename says that nothing will be saved (not "saved with the first message").
 t_start 100 30 "BN_FAKE_TOKENS=3 $FAKE --no-history '$MODEL'"
 t_wait "Loaded model.gguf"

@@ -47,6 +47,13 @@ t_wait "Could not load no-such-model.gguf" 30
 t_wait_re "^ $MODEL_NAME · "
 t_type "/stats"; t_keys Enter
 t_wait "Model: $MODEL_NAME"
+# /show: what was loaded and how (the engine fills it at load; the UI formats it).
+t_type "/show"; t_keys Enter
+t_wait_re "^ *Architecture: bitnet"
+t_wait_re "^ *Weights: I2_S"
+t_wait_re "^ *Vocabulary: [0-9]+ tokens"
+t_wait_re "^ *Context: [0-9]+ tokens in use, trained [0-9]+"
+t_wait_re "^ *Chat format: [a-z0-9]+"
 
 # Ctrl-C stops a long reply. Near-uniform sampling makes the end-of-text token unlikely, so
 # replies run long; a reply may still end on its own before the key arrives, hence a few tries.
