@@ -27,9 +27,9 @@ void cli_usage(FILE *to) {
         "  -b, --backend B          auto (default), cpu or cuda\n"
         "  -t, --threads N          CPU threads (default and maximum: all cores)\n"
         "  -c, --ctx N              context length (default and maximum: the model's)\n"
-        "      --lm-head T          f16 (default) or int8: CUDA backend, int8 lm_head with\n"
-        "                           per-row scales (half the bytes; top-1 may differ;\n"
-        "                           experimental: not yet run on a GPU)\n"
+        "      --lm-head T          f16 (default) or int8: int8 lm_head with per-row\n"
+        "                           scales (half the bytes; top-1 may differ; CUDA:\n"
+        "                           experimental, not yet run on a GPU)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -279,12 +279,6 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
                             "using %d\n", c->threads, cpus, cpus == 1 ? "" : "s", cpus);
         c->threads = cpus;
     }
-
-    /* said once, not refused: the same command line then works on either backend */
-    if (c->lm_head_int8 && !strcmp(c->backend, "cpu") &&
-        (c->mode == MODE_CHAT || c->mode == MODE_PROMPT || c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH))
-        fprintf(stderr, "bitnet-chat: --lm-head int8 applies to the CUDA backend only; the CPU backend "
-                        "uses the model's lm_head\n");
 
     switch (c->mode) {
     case MODE_CHAT:
