@@ -66,6 +66,37 @@ static void quant_task(void *ctx, int ith, int nth) {
     }
 }
 
+/* The copy itself, shared by the pool's threads in 4 MiB pieces: a cold file is read from disk
+ * here instead of during the first prompt, and two threads fault in and fill the huge pages
+ * faster than one. */
+typedef struct {
+    const void *src;
+    void *dst;
+    size_t n;
+} CopyItem;
+
+typedef struct {
+    const CopyItem *items;
+    int n_items;
+    int next;
+} CopyJob;
+
+enum { COPY_PIECE = 4 << 20 };
+
+static void copy_task(void *ctx, int ith, int nth) {
+    CopyJob *j = ctx;
+    (void)ith, (void)nth;
+    for (int c; (c = cpu_chunk_claim(&j->next)) >= 0;) {
+        int i = 0;
+        size_t off = (size_t)c * COPY_PIECE;
+        while (i < j->n_items && off >= j->items[i].n) off -= up(j->items[i].n, COPY_PIECE), i++;
+        if (i >= j->n_items) return;
+        /* piece c is [off, off + COPY_PIECE) of item i (items are counted in whole pieces) */
+        const size_t n = j->items[i].n - off < COPY_PIECE ? j->items[i].n - off : COPY_PIECE;
+        memcpy((char *)j->items[i].dst + off, (const char *)j->items[i].src + off, n);
+    }
+}
+
 static CpuDenseType dense_kind(FloatType t) {
     return t == FT_F32 ? CPU_DENSE_F32 : t == FT_F16 ? CPU_DENSE_F16 : CPU_DENSE_BF16;
 }
@@ -125,39 +156,49 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
         if (!info->huge) need = 0;
     }
     char *p = w->store;
+    CpuPool *pool = (need || lm_int8) && n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
     if (need) {
+        CopyItem *items = malloc(sizeof(CopyItem) * ((size_t)L * 7 + 1));
+        if (!items) {
+            cpu_pool_destroy(pool);
+            cpu_weights_free(w);
+            err_set(err, "cpu backend: out of memory");
+            return NULL;
+        }
+        int ni = 0;
         for (int l = 0; l < L; l++) {
             TernaryMatrix *ts[7];
             layer_ternaries(&w->layers[l], ts);
             for (int i = 0; i < 7; i++) {
                 if (!model_storage_is_mapped(m, ts[i]->codes)) continue;
                 const size_t n = ternary_bytes(ts[i]);
-                memcpy(p, ts[i]->codes, n);
-                drop_mapped_pages(ts[i]->codes, n);
+                items[ni++] = (CopyItem){ts[i]->codes, p, n};
                 ts[i]->codes = (const uint8_t *)p;
                 p += up(n, ALIGN);
-                info->copied_bytes += n;
             }
         }
         if (copy_out) {
-            const size_t n = dense_bytes(&m->output);
-            memcpy(p, m->output.data, n);
             /* a tied embedding keeps reading its rows from the file (a few per token) */
-            drop_mapped_pages(m->output.data, n);
+            items[ni++] = (CopyItem){m->output.data, p, dense_bytes(&m->output)};
             w->view.output.data = p;
-            p += up(n, ALIGN);
-            info->copied_bytes += n;
+            p += up(dense_bytes(&m->output), ALIGN);
         }
+        CopyJob cj = {items, ni, 0};
+        cpu_pool_run(pool, copy_task, &cj);
+        for (int i = 0; i < ni; i++) {
+            drop_mapped_pages(items[i].src, items[i].n);
+            info->copied_bytes += items[i].n;
+        }
+        free(items);
     }
     if (lm_int8) {
         QuantJob j = {&w->view, dense_kind(m->output.type), (int8_t *)p,
                       (float *)(p + lm_q_bytes), 0};
-        CpuPool *pool = n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
         cpu_pool_run(pool, quant_task, &j);
-        cpu_pool_destroy(pool);
         info->lm_q = j.q;
         info->lm_scale = j.scale;
     }
+    cpu_pool_destroy(pool);
     info->view = &w->view;
     return w;
 }

@@ -438,6 +438,32 @@ tile_vnni(const uint8_t *panel, int kc, const int8_t *q, size_t ldq, int NR, int
             for (int r = 0; r < NR; r++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], a);
         }
     }
+    if (NR == 4 && NT == 4) {
+        /* the 16 horizontal sums at once: a transpose-and-add tree (45 vector ops) instead of 16
+         * separate reductions (~9 ops each), which cost about a fifth of the 640 vpdpbusd of a
+         * 2560-deep tile; integer adds, so the sums are the same whatever the order */
+        __m512i u[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[r][0], acc[r][1]),
+                                                 _mm512_unpackhi_epi32(acc[r][0], acc[r][1]));
+            const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[r][2], acc[r][3]),
+                                                 _mm512_unpackhi_epi32(acc[r][2], acc[r][3]));
+            /* lane 4L + t of u[r]: the part of acc[r][t] in 128-bit lane L */
+            u[r] = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+        }
+        const __m512i v01 = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], 0x88), _mm512_shuffle_i32x4(u[0], u[1], 0xdd));
+        const __m512i v23 = _mm512_add_epi32(_mm512_shuffle_i32x4(u[2], u[3], 0x88), _mm512_shuffle_i32x4(u[2], u[3], 0xdd));
+        /* lane 4r + t: the whole sum of acc[r][t] */
+        const __m512i w = _mm512_add_epi32(_mm512_shuffle_i32x4(v01, v23, 0x88), _mm512_shuffle_i32x4(v01, v23, 0xdd));
+        int32_t sums[16];
+        _mm512_storeu_si512((void *)sums, w);
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            #pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) out[r][t_off + t] += sums[4 * r + t];
+        return;
+    }
     #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         #pragma GCC unroll 4
