@@ -187,18 +187,23 @@ codes_avx2(__m256i wv, __m256i lut, __m256i m3, __m256i c[4]) {
  * the group after it. ROWS(g, NR, o, pf) leaves the raw sums of rows g..g+NR-1 in o; the loop
  * subtracts qsum. A macro, not a function, because each ISA's row kernel must be inlined into a
  * caller compiled for that ISA. */
+/* Prefetch distance of the decode GEMV, in 4-row groups. Measured with tests/ab_w2a8.sh (M = 1,
+ * 15 interleaved rounds, 2 threads, 2026-12-06 on the shared 2-core VM) against 1 group: 2 groups
+ * 0.99-1.04x the time over the four 2B shapes, 4 groups 0.97-1.20x; no gain, so one group. */
+#define GEMV_PF_GROUPS 1
 #define GEMV_ROW_LOOP(w, k_pad, qsum, r0, r1, acc, ROWS)                                          \
     do {                                                                                          \
         const size_t rb_ = i2s_row_bytes(k_pad);                                                  \
-        /* the first group has no predecessor to prefetch it */                                   \
-        const size_t first_ = rb_ * (size_t)((r1) - (r0) < 4 ? (r1) - (r0) : 4);                  \
-        for (size_t o_ = 0; o_ < first_; o_ += 64)                                                \
+        /* the first GEMV_PF_GROUPS groups have no predecessor to prefetch them */              \
+        const int nf_ = (r1) - (r0) < 4 * GEMV_PF_GROUPS ? (r1) - (r0) : 4 * GEMV_PF_GROUPS;      \
+        for (size_t o_ = 0; o_ < rb_ * (size_t)nf_; o_ += 64)                                     \
             _mm_prefetch((const char *)((w) + rb_ * (size_t)(r0) + o_), _MM_HINT_T0);             \
         int r_ = (r0);                                                                            \
         for (; r_ + 4 <= (r1); r_ += 4) {                                                         \
             int32_t o4_[4];                                                                       \
             const uint8_t *g_ = (w) + rb_ * (size_t)r_;                                           \
-            ROWS(g_, 4, o4_, r_ + 8 <= (r1) ? g_ + 4 * rb_ : g_);                                 \
+            ROWS(g_, 4, o4_,                                                                      \
+                 r_ + 4 * (GEMV_PF_GROUPS + 1) <= (r1) ? g_ + 4 * GEMV_PF_GROUPS * rb_ : g_);     \
             _Pragma("GCC unroll 4") for (int i_ = 0; i_ < 4; i_++) (acc)[r_ - (r0) + i_] =        \
                 o4_[i_] - (qsum);                                                                 \
         }                                                                                         \
