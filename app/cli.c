@@ -59,6 +59,7 @@ void cli_usage(FILE *to) {
         "Other:\n"
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
+        "                           (bench --backend cpu --model M adds rows on the file M)\n"
         "  -h, --help               show this help\n"
         "  -V, --version            show the version\n",
         to);
