@@ -125,7 +125,9 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
         for (int i = 0; i < 7; i++)
             if (model_storage_is_mapped(m, ts[i]->codes)) need += up(ternary_bytes(ts[i]), ALIGN);
     }
-    const int copy_out = copy && model_storage_is_mapped(m, m->output.data);
+    /* with the int8 lm_head the f16 table is only read a row per token, by the embedding lookup
+     * (tied), so it stays in the mapping */
+    const int copy_out = copy && !lm_int8 && model_storage_is_mapped(m, m->output.data);
     if (copy_out) need += up(dense_bytes(&m->output), ALIGN);
     const size_t lm_q_bytes = lm_int8 ? up((size_t)m->output.rows * m->output.cols, ALIGN) : 0;
     const size_t lm_s_bytes = lm_int8 ? up((size_t)m->output.rows * sizeof(float), ALIGN) : 0;
@@ -195,6 +197,9 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
         QuantJob j = {&w->view, dense_kind(m->output.type), (int8_t *)p,
                       (float *)(p + lm_q_bytes), 0};
         cpu_pool_run(pool, quant_task, &j);
+        /* the f16 pages just read for the quantization are not needed resident any more */
+        if (model_storage_is_mapped(m, m->output.data))
+            drop_mapped_pages(m->output.data, dense_bytes(&m->output));
         info->lm_q = j.q;
         info->lm_scale = j.scale;
     }

@@ -116,6 +116,12 @@ def main():
         "bn": lambda: llama_bench(bn_bench, i2s, a.threads, []),
         "ik-rtr": lambda: llama_bench(ik_bench, iq2, a.threads, ["-rtr", "1"]),
     }
+    # a peer whose build or model is missing is left out (with a note), not waited for
+    for n, need in (("bn", [bn_bench]), ("ik-rtr", [ik_bench, iq2])):
+        missing = [f for f in need if not os.path.exists(f)]
+        if missing:
+            print(f"note: {n} left out, missing {', '.join(missing)}", file=sys.stderr)
+            del configs[n]
     names = list(configs)
     res = {n: [] for n in names}
     t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -145,7 +151,7 @@ def main():
     for n in names:
         print(f"| {label[n]} | {cell([x['pp'] for x in res[n]])} | {cell([x['tg'] for x in res[n]])} | "
               f"{statistics.median([x['rss'] for x in res[n]]):.0f} |")
-    for peer in ("ik-rtr", "bn"):
+    for peer in (p for p in ("ik-rtr", "bn") if p in res):
         rp = [o["pp"] / p["pp"] for o, p in zip(res["ours-p"], res[peer])]
         rt = [o["tg"] / p["tg"] for o, p in zip(res["ours-p"], res[peer])]
         print(f"| ratio ours / {peer} (paired) | {statistics.median(rp):.2f} ({min(rp):.2f}-{max(rp):.2f}) | "
