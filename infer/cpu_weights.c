@@ -94,6 +94,9 @@ static void copy_task(void *ctx, int ith, int nth) {
         /* piece c is [off, off + COPY_PIECE) of item i (items are counted in whole pieces) */
         const size_t n = j->items[i].n - off < COPY_PIECE ? j->items[i].n - off : COPY_PIECE;
         memcpy((char *)j->items[i].dst + off, (const char *)j->items[i].src + off, n);
+        /* released piece by piece, so the process never holds the file pages and the copy at
+         * once (peak RSS of a -p run: 2293 MiB when they were released only at the end) */
+        drop_mapped_pages((const char *)j->items[i].src + off, n);
     }
 }
 

@@ -73,11 +73,12 @@ def prompt_of(bc, model, n_target):
 def ours_p(bc, model, prompt, n, threads):
     _, err, secs, rss = run_rss([bc, "-p", prompt, "-m", model, "--no-history", "--temp", "0",
                                  "-n", str(n), "-t", str(threads)])
-    m = re.search(r"prompt (\d+) tokens \(([\d.]+) tok/s\), reply (\d+) tokens \(([\d.]+) tok/s\)", err)
+    # a 1-token reply has no decode rate: "(- tok/s)"
+    m = re.search(r"prompt (\d+) tokens \(([\d.]+) tok/s\), reply (\d+) tokens \(([\d.]+|-) tok/s\)", err)
     if not m:
         raise SystemExit("cannot read bitnet-chat's stats line:\n" + err[-1000:])
     return {"pp_tokens": int(m.group(1)), "pp": float(m.group(2)), "tg_tokens": int(m.group(3)),
-            "tg": float(m.group(4)), "rss": rss, "secs": secs}
+            "tg": float(m.group(4)) if m.group(4) != "-" else 0.0, "rss": rss, "secs": secs}
 
 
 def llama_bench(binary, model, threads, extra):
