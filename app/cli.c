@@ -18,6 +18,8 @@ void cli_usage(FILE *to) {
         "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
         "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
         "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
+        "       bitnet-chat perplexity --model M --kl-divergence BASE\n"
+        "                                               compare with saved logits\n"
         "\n"
         "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
         "shipped in assets/ is used.\n"
@@ -30,6 +32,8 @@ void cli_usage(FILE *to) {
         "      --lm-head T          f16 (default) or int8: int8 lm_head with per-row\n"
         "                           scales (half the bytes; top-1 may differ; CUDA:\n"
         "                           experimental, not yet run on a GPU)\n"
+        "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
+        "                           (CPU backend only; for comparisons with a reference)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -60,6 +64,11 @@ void cli_usage(FILE *to) {
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
         "                           (bench --backend cpu --model M adds rows on the file M)\n"
+        "      --chunks N           perplexity: score at most the first N chunks\n"
+        "      --kl-divergence-base F\n"
+        "                           perplexity: save the scored positions' logits to F\n"
+        "      --kl-divergence F    perplexity: compare with the base file F (its tokens\n"
+        "                           are scored): KL divergence, top-1 agreement, delta PPL\n"
         "  -h, --help               show this help\n"
         "  -V, --version            show the version\n",
         to);
@@ -68,7 +77,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE, OPT_CHUNKS,
 };
 
 static const struct option long_opts[] = {
@@ -86,6 +95,10 @@ static const struct option long_opts[] = {
     {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
     {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
     {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
+    {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
+    {"kl-divergence", required_argument, 0, OPT_KL},
+    {"kv-cache", required_argument, 0, OPT_KVCACHE},
+    {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
 
@@ -244,6 +257,19 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
         case OPT_JSONL: c->jsonl = true; break;
         case OPT_QUICK: c->quick = true; break;
+        case OPT_KLBASE: c->kl_base = optarg; break;
+        case OPT_KL: c->kl_compare = optarg; break;
+        case OPT_CHUNKS:
+            if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
+            c->chunks = (int)iv;
+            break;
+        case OPT_KVCACHE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
+                return 2;
+            }
+            c->kv_f32 = !strcmp(optarg, "f32");
+            break;
         case OPT_LMHEAD:
             if (strcmp(optarg, "f16") && strcmp(optarg, "int8")) {
                 fprintf(stderr, "bitnet-chat: --lm-head: expected f16 or int8, not '%s'\n", optarg);
@@ -281,6 +307,12 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         c->threads = cpus;
     }
 
+    if ((c->kl_base || c->kl_compare || c->chunks) && c->mode != MODE_PERPLEXITY) {
+        fprintf(stderr, "bitnet-chat: %s belongs to the perplexity subcommand\n",
+                c->kl_base ? "--kl-divergence-base" : c->kl_compare ? "--kl-divergence" : "--chunks");
+        return 2;
+    }
+
     switch (c->mode) {
     case MODE_CHAT:
     case MODE_PROMPT:
@@ -310,8 +342,10 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         }
         break;
     case MODE_PERPLEXITY:
-        if (c->npos != 1 || !c->model) {
-            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
+        /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
+        if (c->npos > 1 || (c->npos == 0 && !c->kl_compare) || !c->model) {
+            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N] "
+                            "[--kl-divergence-base BASE] or --kl-divergence BASE\n");
             return 2;
         }
         break;

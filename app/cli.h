@@ -33,6 +33,7 @@ typedef struct {
     int threads;               /* 0 = all cores */
     int ctx;                   /* 0 = model's context */
     bool lm_head_int8;         /* --lm-head int8 (CUDA backend) */
+    bool kv_f32;               /* --kv-cache f32 (CPU backend) */
     /* Sampling overrides; NAN / -1 = not given on the command line. */
     double temp, top_p, min_p, repeat_penalty;
     int top_k, max_tokens;
@@ -47,6 +48,9 @@ typedef struct {
     bool yes;                  /* --yes */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
+    const char *kl_base;       /* perplexity --kl-divergence-base FILE */
+    const char *kl_compare;    /* perplexity --kl-divergence FILE */
+    int chunks;                /* perplexity --chunks N; 0 = all */
     int npos;                  /* positional arguments after the subcommand */
     char **pos;
 } AppConfig;

@@ -25,7 +25,7 @@
 
 static InferOptions infer_options_from(const AppConfig *cfg) {
     InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx,
-                      .lm_head_int8 = cfg->lm_head_int8};
+                      .lm_head_int8 = cfg->lm_head_int8, .kv_f32 = cfg->kv_f32};
     if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
     else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
     return o;
@@ -338,21 +338,35 @@ static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, do
 
 int cmd_perplexity(const AppConfig *cfg) {
     const char *file = cfg->npos > 0 ? cfg->pos[0] : NULL;
-    if (!cfg->model || !file) {
+    if (!cfg->model || (!file && !cfg->kl_compare)) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
         return 2;
     }
     Err err = {{0}};
+    char *text = NULL;
     size_t text_len = 0;
-    char *text = read_file(file, &text_len, &err);
-    if (!text) {
-        fprintf(stderr, "bitnet-chat: %s\n", err.msg);
-        return 1;
-    }
-    if (text_len == 0) {
-        fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
-        free(text);
-        return 1;
+    PplKlBase base;
+    memset(&base, 0, sizeof base);
+    if (cfg->kl_compare) {
+        /* the base file's tokens are scored, so a FILE given beside it is not read */
+        if (ppl_kl_base_open(&base, cfg->kl_compare, &err)) {
+            fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+            return 1;
+        }
+        if (file)
+            fprintf(stderr, "bitnet-chat: %s is not read: the tokens of %s are scored\n", file,
+                    cfg->kl_compare);
+    } else {
+        text = read_file(file, &text_len, &err);
+        if (!text) {
+            fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+            return 1;
+        }
+        if (text_len == 0) {
+            fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
+            free(text);
+            return 1;
+        }
     }
     Model m;
     memset(&m, 0, sizeof m);
@@ -363,41 +377,72 @@ int cmd_perplexity(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: cannot load the model: %s\n", err.msg);
         goto out;
     }
-    if (!m.tok) {
-        fprintf(stderr, "bitnet-chat: %s: the model has no tokenizer\n", cfg->model);
-        goto out;
+    size_t n_tok = 0;
+    int bos = -1, n_ctx;
+    if (cfg->kl_compare) {
+        if (base.n_vocab != m.cfg.vocab_size) {
+            fprintf(stderr, "bitnet-chat: %s was made with a vocabulary of %d, the model has %d\n",
+                    cfg->kl_compare, base.n_vocab, m.cfg.vocab_size);
+            goto out;
+        }
+        if (cfg->ctx > 0 && cfg->ctx != base.n_ctx) {
+            fprintf(stderr, "bitnet-chat: %s was made with --ctx %d; leave --ctx out or give that\n",
+                    cfg->kl_compare, base.n_ctx);
+            goto out;
+        }
+        n_ctx = base.n_ctx;
+        n_tok = (size_t)base.n_chunks * (size_t)n_ctx;
+        if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
+            fprintf(stderr, "bitnet-chat: %s uses chunks of %d tokens, more than the model's "
+                            "context of %d\n", cfg->kl_compare, n_ctx, m.cfg.ctx_len);
+            goto out;
+        }
+    } else {
+        if (!m.tok) {
+            fprintf(stderr, "bitnet-chat: %s: the model has no tokenizer\n", cfg->model);
+            goto out;
+        }
+        size_t n_ids = 0;
+        if (tokenizer_encode(m.tok, text, text_len, &ids, &n_ids, &err) < 0) {
+            fprintf(stderr, "bitnet-chat: %s: %s\n", file, err.msg);
+            goto out;
+        }
+        bos = tokenizer_bos(m.tok);
+        n_tok = n_ids + (bos >= 0 ? 1 : 0);
+        tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
+        if (!tokens) {
+            fprintf(stderr, "bitnet-chat: out of memory\n");
+            goto out;
+        }
+        if (bos >= 0) tokens[0] = bos;
+        memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
+        n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
+        if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
+            n_ctx = m.cfg.ctx_len;
+            if (cfg->ctx > 0) ctx_capped_note(cfg->ctx, n_ctx);
+        }
+        if (n_ctx < PPL_MIN_CTX) {
+            fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
+                    PPL_MIN_CTX);
+            goto out;
+        }
+        if (n_tok < (size_t)n_ctx) {
+            fprintf(stderr,
+                    "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
+                    "(use a longer text or a smaller --ctx)\n",
+                    file, n_tok, n_ctx, n_ctx);
+            goto out;
+        }
     }
-    size_t n_ids = 0;
-    if (tokenizer_encode(m.tok, text, text_len, &ids, &n_ids, &err) < 0) {
-        fprintf(stderr, "bitnet-chat: %s: %s\n", file, err.msg);
-        goto out;
-    }
-    int bos = tokenizer_bos(m.tok);
-    size_t n_tok = n_ids + (bos >= 0 ? 1 : 0);
-    tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
-    if (!tokens) {
-        fprintf(stderr, "bitnet-chat: out of memory\n");
-        goto out;
-    }
-    if (bos >= 0) tokens[0] = bos;
-    memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
-
-    int n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
-    if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
-        n_ctx = m.cfg.ctx_len;
-        if (cfg->ctx > 0) ctx_capped_note(cfg->ctx, n_ctx);
-    }
-    if (n_ctx < PPL_MIN_CTX) {
-        fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
-                PPL_MIN_CTX);
-        goto out;
-    }
-    if (n_tok < (size_t)n_ctx) {
-        fprintf(stderr,
-                "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
-                "(use a longer text or a smaller --ctx)\n",
-                file, n_tok, n_ctx, n_ctx);
-        goto out;
+    if (cfg->chunks > 0 && n_tok > (size_t)cfg->chunks * (size_t)n_ctx)
+        n_tok = (size_t)cfg->chunks * (size_t)n_ctx;
+    if (cfg->kl_base) {
+        /* the logits dominate: vocab floats for each scored position (9 GB for 70 chunks of 512
+         * with a 128256-token vocabulary), so say so before the run rather than after */
+        const double gb = (double)(n_tok / (size_t)n_ctx) * (double)(n_ctx - 1 - n_ctx / 2) *
+                          (double)m.cfg.vocab_size * 4.0 / 1e9;
+        fprintf(stderr, "perplexity: %s will take %.2f GB%s\n", cfg->kl_base, gb,
+                gb > 1.0 && !cfg->chunks ? " (--chunks N limits it)" : "");
     }
     InferOptions io = infer_options_from(cfg);
     io.ctx = n_ctx;
@@ -411,8 +456,10 @@ int cmd_perplexity(const AppConfig *cfg) {
     fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the last %d of each (%s)\n",
             n_tok, n_tok / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, desc);
     PplResult res;
-    if (perplexity_run(inf, m.cfg.vocab_size, tokens, n_tok, n_ctx, bos, on_chunk, NULL, &res,
-                       &err) < 0) {
+    PplKlResult klr;
+    PplKl kl = {cfg->kl_base, cfg->kl_compare ? &base : NULL};
+    if (perplexity_run_kl(inf, m.cfg.vocab_size, cfg->kl_compare ? base.tokens : tokens, n_tok, n_ctx,
+                          bos, &kl, on_chunk, NULL, &res, &klr, &err) < 0) {
         fprintf(stderr, "\nbitnet-chat: %s\n", err.msg);
         goto out;
     }
@@ -421,15 +468,32 @@ int cmd_perplexity(const AppConfig *cfg) {
     printf(" +/- ");
     print_ppl(stdout, res.ppl_stderr);
     printf("\n");
+    if (cfg->kl_compare) {
+        printf("Base PPL = ");
+        print_ppl(stdout, klr.base_ppl);
+        printf("\nDelta PPL = %+.6f (%+.4f%%)\n", res.ppl - klr.base_ppl,
+               100.0 * (res.ppl / klr.base_ppl - 1.0));
+        printf("Mean KL divergence = %.6g +/- %.2g nats\n", klr.kl_mean, klr.kl_stderr);
+        printf("99th percentile KL divergence = %.6g\nMaximum KL divergence = %.6g\n", klr.kl_p99,
+               klr.kl_max);
+        printf("Same top-1 = %.4f%% (%ld of %ld positions)\n", 100.0 * klr.top1,
+               (long)lround(klr.top1 * (double)klr.n), klr.n);
+        printf("Same top-1 without near-ties = %.4f%% (%ld of %ld positions; a near-tie: the base's "
+               "top two within %g%% of its largest |logit|)\n", 100.0 * klr.top1_clear,
+               (long)lround(klr.top1_clear * (double)klr.n_clear), klr.n_clear, 100.0 * PPL_KL_NEAR_TIE);
+    }
     if (fflush(stdout) != 0 || ferror(stdout)) { /* the result is the whole point: say so */
         fprintf(stderr, "bitnet-chat: perplexity: writing the result to stdout failed: %s\n",
                 strerror(errno ? errno : EIO));
         goto out;
     }
+    if (cfg->kl_base)
+        fprintf(stderr, "perplexity: logits of %ld positions saved to %s\n", res.n_scored, cfg->kl_base);
     fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
             res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;
 out:
+    ppl_kl_base_close(&base);
     free(tokens);
     free(ids);
     infer_destroy(inf);

@@ -218,7 +218,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     if (c->ctx_len > 0 && b->ctx > c->ctx_len) b->ctx = c->ctx_len;
     if (b->ctx <= 0) b->ctx = 4096;
     b->B = co && co->max_batch > 0 ? co->max_batch : 64;
-    b->kv_f16 = co && co->kv_f32 ? 0 : 1;
+    b->kv_f16 = (co && co->kv_f32) || (o && o->kv_f32) ? 0 : 1;
     /* The command line caps --threads at the CPU count (more only queue behind each other:
      * --threads 1000 made the first token take 15 s); tests run more threads than CPUs on
      * purpose, to cover uneven work splits, so the backend itself only bounds the pool. */

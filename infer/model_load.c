@@ -645,6 +645,147 @@ static int j_ids(json_t *v, int *ids, int cap) {
     return n;
 }
 
+/* ---- config.json keys ------------------------------------------------------------------------
+ * What transformers 4.4x-5.x writes for BitNet and Llama models, key by key: each one is read,
+ * refused when it asks for something this engine does not compute, or ignored because it cannot
+ * change the forward pass (README "config.json keys" lists them all). Nothing that changes the
+ * result is ever ignored silently. */
+
+/* A rope_type (rope_parameters.rope_type, or rope_scaling's "rope_type" / older "type") other
+ * than the plain one is refused: linear, dynamic, yarn, longrope, llama3 ... all rescale the
+ * frequencies, which this engine does not do. */
+static int hf_rope_kind_ok(json_t *obj, const char *where, const char *path, Err *err) {
+    static const char *keys[2] = {"rope_type", "type"};
+    for (int i = 0; i < 2; i++) {
+        json_t *t = json_object_get(obj, keys[i]);
+        if (!t || json_is_null(t)) continue;
+        if (!json_is_string(t))
+            return err_set(err, "%s: %s.%s is not a string", path, where, keys[i]);
+        if (strcmp(json_string_value(t), "default"))
+            return err_set(err, "%s: %s.%s \"%.40s\" is not supported (only plain RoPE, rope_type "
+                                "\"default\", is implemented)", path, where, keys[i],
+                           json_string_value(t));
+    }
+    json_t *prf = json_object_get(obj, "partial_rotary_factor");
+    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return err_set(err, "%s: %s.partial_rotary_factor is not supported (RoPE on all of each head "
+                            "only)", path, where);
+    return 0;
+}
+
+/* rope_theta: at the top level (transformers 4.x) or inside rope_parameters (5.x, which
+ * writes it only there). Both present and different is refused: the file contradicts itself. */
+static int hf_config_rope(json_t *jc, ModelConfig *cfg, const char *path, Err *err) {
+    json_t *top = json_object_get(jc, "rope_theta");
+    json_t *rp = json_object_get(jc, "rope_parameters");
+    json_t *inner = NULL;
+    if (top && !json_is_null(top) && (!json_is_number(top) || !(json_number_value(top) > 0)))
+        return err_set(err, "%s: rope_theta is not a positive number", path);
+    if (rp && !json_is_null(rp)) {
+        if (!json_is_object(rp))
+            return err_set(err, "%s: rope_parameters is not an object", path);
+        const char *k;
+        json_t *v;
+        json_object_foreach(rp, k, v) if (json_is_object(v))
+            return err_set(err, "%s: rope_parameters.%.40s: RoPE parameters per layer type are not "
+                                "supported", path, k);
+        if (hf_rope_kind_ok(rp, "rope_parameters", path, err)) return -1;
+        inner = json_object_get(rp, "rope_theta");
+        if (inner && !json_is_null(inner) &&
+            (!json_is_number(inner) || !(json_number_value(inner) > 0)))
+            return err_set(err, "%s: rope_parameters.rope_theta is not a positive number", path);
+        if (inner && json_is_null(inner)) inner = NULL;
+    }
+    if (top && json_is_null(top)) top = NULL;
+    if (top && inner && json_number_value(top) != json_number_value(inner))
+        return err_set(err, "%s: rope_theta %g and rope_parameters.rope_theta %g disagree", path,
+                       json_number_value(top), json_number_value(inner));
+    /* 500000 when neither says: BitNet b1.58's value and transformers' BitNetConfig default */
+    cfg->rope_theta = inner ? (float)json_number_value(inner)
+                    : top   ? (float)json_number_value(top) : 500000.0f;
+    json_t *rs = json_object_get(jc, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        if (!json_is_object(rs)) return err_set(err, "%s: rope_scaling is not an object", path);
+        if (hf_rope_kind_ok(rs, "rope_scaling", path, err)) return -1;
+        /* transformers versions between the two layouts may keep theta in rope_scaling too */
+        json_t *st = json_object_get(rs, "rope_theta");
+        if (st && !json_is_null(st)) {
+            if (!json_is_number(st) || !(json_number_value(st) > 0))
+                return err_set(err, "%s: rope_scaling.rope_theta is not a positive number", path);
+            if ((double)cfg->rope_theta != (double)(float)json_number_value(st) && (top || inner))
+                return err_set(err, "%s: rope_scaling.rope_theta %g disagrees with rope_theta %g",
+                               path, json_number_value(st), (double)cfg->rope_theta);
+            cfg->rope_theta = (float)json_number_value(st);
+        }
+        if (!json_object_get(rs, "rope_type") && !json_object_get(rs, "type"))
+            return err_set(err, "%s: rope_scaling without a rope_type is not supported", path);
+    }
+    json_t *prf = json_object_get(jc, "partial_rotary_factor");
+    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return err_set(err, "%s: partial_rotary_factor is not supported (RoPE on all of each head "
+                            "only)", path);
+    if (json_is_true(json_object_get(jc, "rope_interleaved")))
+        return err_set(err, "%s: rope_interleaved true is not supported (Hugging Face weights pair "
+                            "dimension i with i + head_dim/2)", path);
+    return 0;
+}
+
+/* The keys that would add computation this engine does not have. */
+static int hf_config_refusals(json_t *jc, const char *path, Err *err) {
+    static const char *bias[2] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++)
+        if (json_is_true(json_object_get(jc, bias[i])))
+            return err_set(err, "%s: %s true is not supported (BitNet linears have no bias)", path,
+                           bias[i]);
+    static const char *window[2] = {"sliding_window", "use_sliding_window"};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(jc, window[i]);
+        if (v && !json_is_null(v) && !json_is_false(v))
+            return err_set(err, "%s: %s is not supported (full causal attention only)", path,
+                           window[i]);
+    }
+    json_t *qc = json_object_get(jc, "quantization_config");
+    if (qc && !json_is_null(qc)) {
+        if (!json_is_object(qc)) return err_set(err, "%s: quantization_config is not an object", path);
+        json_t *qm = json_object_get(qc, "quant_method");
+        if (json_is_string(qm) && strcmp(json_string_value(qm), "bitnet"))
+            return err_set(err, "%s: quantization_config.quant_method \"%.40s\" is not supported "
+                                "(expected \"bitnet\")", path, json_string_value(qm));
+        json_t *lc = json_object_get(qc, "linear_class");
+        if (lc && !json_is_null(lc) &&
+            (!json_is_string(lc) || (strcmp(json_string_value(lc), "bitlinear") &&
+                                     strcmp(json_string_value(lc), "autobitlinear"))))
+            return err_set(err, "%s: quantization_config.linear_class %s%.40s%s is not supported "
+                                "(expected \"bitlinear\" or \"autobitlinear\")", path,
+                           json_is_string(lc) ? "\"" : "", json_is_string(lc) ? json_string_value(lc)
+                           : "(not a string)", json_is_string(lc) ? "\"" : "");
+        json_t *mode = json_object_get(qc, "quantization_mode");
+        if (mode && !json_is_null(mode) &&
+            (!json_is_string(mode) || (strcmp(json_string_value(mode), "online") &&
+                                       strcmp(json_string_value(mode), "offline"))))
+            return err_set(err, "%s: quantization_config.quantization_mode is not \"online\" or "
+                                "\"offline\"", path);
+        /* transformers keeps the listed linears in float; this engine ternarizes every one
+         * but the lm_head, so only the lm_head may be listed */
+        json_t *keep = json_object_get(qc, "modules_to_not_convert");
+        if (keep && !json_is_null(keep)) {
+            if (!json_is_array(keep))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert is not a list",
+                               path);
+            size_t i;
+            json_t *e;
+            json_array_foreach(keep, i, e) if (!json_is_string(e) || strcmp(json_string_value(e), "lm_head"))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert lists %.60s: "
+                                    "only lm_head may stay unquantized here", path,
+                               json_is_string(e) ? json_string_value(e) : "a non-string");
+        }
+        if (json_is_true(json_object_get(qc, "use_rms_norm")))
+            return err_set(err, "%s: quantization_config.use_rms_norm true (an RMSNorm inside every "
+                                "BitLinear) is not supported", path);
+    }
+    return 0;
+}
+
 static int st_float_type(StDtype d) {
     return d == ST_F32 ? FT_F32 : d == ST_F16 ? FT_F16 : d == ST_BF16 ? FT_BF16 : -1;
 }
@@ -825,23 +966,18 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         goto out;
     if (j_int(jc, "num_key_value_heads", &cfg->n_kv_heads, 0, cfg->n_heads, p, err) ||
         j_int(jc, "max_position_embeddings", &cfg->ctx_len, 0, 2048, p, err) ||
-        j_float(jc, "rope_theta", &cfg->rope_theta, 500000.0f, p, err) ||
+        hf_config_rope(jc, cfg, p, err) || hf_config_refusals(jc, p, err) ||
         j_float(jc, "rms_norm_eps", &cfg->norm_eps, 1e-5f, p, err))
         goto out;
     cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
     json_t *hd = json_object_get(jc, "head_dim");
-    if (json_is_integer(hd) && json_integer_value(hd) != cfg->head_dim) {
+    if (hd && !json_is_null(hd) && (!json_is_integer(hd) || json_integer_value(hd) != cfg->head_dim)) {
         err_set(err, "%s: head_dim %lld != hidden_size / num_attention_heads is not supported", p,
-                (long long)json_integer_value(hd));
+                json_is_integer(hd) ? (long long)json_integer_value(hd) : -1LL);
         goto out;
     }
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, p, err)) goto out;
-    json_t *rs = json_object_get(jc, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
-        err_set(err, "%s: rope_scaling is not supported (BitNet b1.58 uses plain RoPE)", p);
-        goto out;
-    }
     json_t *tie = json_object_get(jc, "tie_word_embeddings");
     /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
      * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */

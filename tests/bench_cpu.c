@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
     free(q8), free(x), free(y);
 
     /* ---- end to end ---- */
-    InferOptions o = {BACKEND_CPU, threads, pp + tg + 8, 0};
+    InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = pp + tg + 8, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     if (!inf) {
         fprintf(stderr, "%s\n", err.msg);

@@ -71,7 +71,7 @@ int main(void) {
     const uint8_t *codes0 = m.layers[0].wq.codes;
     const int thp = thp_available();
     for (int th = 1; th <= 2; th++) {
-        InferOptions o = {BACKEND_CPU, th, 64, 0};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = th, .ctx = 64};
         CpuBackendOptions copy = {.kv_f32 = 0}, map = {.weights_map = 1};
         char dc[256], dm[256];
         float *a = run(&m, &o, &copy, dc), *b = run(&m, &o, &map, dm);
@@ -95,7 +95,7 @@ int main(void) {
 
         /* int8 lm_head: every position against the same model whose lm_head is the reference
          * int8 table expanded to f32 (q * scale), run on the dense f32 path */
-        InferOptions o8 = {BACKEND_CPU, th, 64, 1};
+        InferOptions o8 = {.backend = BACKEND_CPU, .threads = th, .ctx = 64, .lm_head_int8 = 1};
         char d8[256];
         float *q8 = run(&m, &o8, &copy, d8);
         REQUIRE(q8);

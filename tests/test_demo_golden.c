@@ -143,7 +143,7 @@ static int path_reset(Path *p) {
         if (!p->buf) p->buf = malloc((size_t)p->m->cfg.vocab_size * sizeof(float));
         return p->ref && p->buf ? 0 : -1;
     }
-    InferOptions o = {p->ops == &backend_cpu_ops ? BACKEND_CPU : BACKEND_CUDA, 0, 512, 0};
+    InferOptions o = {.backend = p->ops == &backend_cpu_ops ? BACKEND_CPU : BACKEND_CUDA, .ctx = 512};
     p->b = p->ops->create(p->m, &o, &err);
     if (!p->b) fprintf(stderr, "%s: %s\n", p->name, err.msg);
     return p->b ? 0 : -1;

@@ -71,7 +71,7 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
         const int batches[] = {64, 7, 1};
         for (int ti = 0; ti < 3; ti++) {
             const int th = threads[ti], mb = batches[ti];
-            InferOptions o = {BACKEND_CPU, th, ctx, 0};
+            InferOptions o = {.backend = BACKEND_CPU, .threads = th, .ctx = ctx, .lm_head_int8 = 0};
             CpuBackendOptions co = {.kv_f32 = !kv_f16, .max_batch = mb};
             void *b = backend_cpu_create_ex(&m, &o, &co, &err);
             REQUIRE(b != NULL);
@@ -117,7 +117,7 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
     }
 
     /* the public API: infer_create picks the CPU, prefill in one call == step by step */
-    InferOptions o = {BACKEND_AUTO, 2, ctx, 0};
+    InferOptions o = {.backend = BACKEND_AUTO, .threads = 2, .ctx = ctx, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     REQUIRE(inf != NULL);
     char desc[256];

@@ -308,11 +308,12 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)V * D; i++) deq[i] = (float)q[i] * sc[i / (size_t)D];
     mq.output = (DenseMatrix){FT_F32, V, D, deq};
     if (!cuda) {
-        InferOptions o16 = {BACKEND_CPU, 0, MAXSEQ, 0}, o8 = {BACKEND_CPU, 0, MAXSEQ, 1};
+        InferOptions o16 = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
+        InferOptions o8 = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 1};
         a = infer_create(&m, &o16, &err);
         b = a ? infer_create(&m, &o8, &err) : NULL;
     } else {
-        InferOptions o16 = {BACKEND_CUDA, 0, MAXSEQ, 0}, o8 = {BACKEND_CUDA, 0, MAXSEQ, 1};
+        InferOptions o16 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ}, o8 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ, .lm_head_int8 = 1};
         a = infer_create(&m, &o16, &err);
         b = a ? infer_create(&m, &o8, &err) : NULL;
     }
@@ -325,7 +326,7 @@ int main(int argc, char **argv) {
     measure(which, a, b, &m, &c, &st);
     if (cuda) {
         /* the CUDA int8 head against the CPU reference of the same int8 table */
-        InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
         Infer *r = infer_create(&mq, &o, &err);
         REQUIRE(r);
         float *lr = malloc(sizeof(float) * (size_t)V * MAXSEQ), *lb = malloc(sizeof(float) * (size_t)V * MAXSEQ);
