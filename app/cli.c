@@ -34,6 +34,8 @@ void cli_usage(FILE *to) {
         "                           experimental, not yet run on a GPU)\n"
         "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
         "                           (CPU backend only; for comparisons with a reference)\n"
+        "      --mmap               CPU backend: read the weights in place from the file\n"
+        "                           (default: copied onto huge pages at load; faster decode)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
@@ -77,7 +79,7 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE, OPT_CHUNKS,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_KLBASE, OPT_KL, OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP,
 };
 
 static const struct option long_opts[] = {
@@ -98,6 +100,7 @@ static const struct option long_opts[] = {
     {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
     {"kl-divergence", required_argument, 0, OPT_KL},
     {"kv-cache", required_argument, 0, OPT_KVCACHE},
+    {"mmap", no_argument, 0, OPT_MMAP},
     {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
@@ -263,6 +266,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
             c->chunks = (int)iv;
             break;
+        case OPT_MMAP: c->mmap_weights = true; break;
         case OPT_KVCACHE:
             if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
                 fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);

@@ -247,9 +247,11 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         return NULL;
     }
     /* The weights: by default copied onto huge pages when they come from a file mapping
-     * (cpu_weights.h; measured in README "CPU speed"), or read in place when memory is short. */
+     * (cpu_weights.h; measured in README "CPU speed"), or read in place when memory is short or
+     * on request (--mmap). */
     CpuWeightsInfo wi;
-    b->weights = cpu_weights_create(m, co && co->weights_map ? CPU_WEIGHTS_MAP : CPU_WEIGHTS_AUTO,
+    b->weights = cpu_weights_create(m, (co && co->weights_map) || (o && o->weights_map)
+                                        ? CPU_WEIGHTS_MAP : CPU_WEIGHTS_AUTO,
                                     o && o->lm_head_int8, b->n_threads, &wi, err);
     if (!b->weights) {
         cpu_destroy(b);

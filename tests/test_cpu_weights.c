@@ -90,6 +90,17 @@ int main(void) {
         float *c = malloc(sizeof(float) * (size_t)V * P);
         REQUIRE(c && infer_eval(inf, toks, P, 0, c, &err) == 0);
         CHECK(!memcmp(a, c, sizeof(float) * (size_t)V * P));
+        char di[320];
+        infer_describe(inf, di, sizeof di);
+        if (thp) CHECK_MSG(strstr(di, "huge pages") != NULL, "infer_create did not copy: %s", di);
+        infer_destroy(inf);
+        /* InferOptions.weights_map (the command line's --mmap) reaches the backend */
+        InferOptions om = o;
+        om.weights_map = 1;
+        inf = infer_create(&m, &om, &err);
+        REQUIRE(inf);
+        infer_describe(inf, di, sizeof di);
+        CHECK_MSG(strstr(di, "huge pages") == NULL, "weights_map ignored: %s", di);
         infer_destroy(inf);
         free(c);
 
