@@ -315,6 +315,7 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     eo.infer.threads = cfg->threads;
     eo.infer.ctx = cfg->ctx;
     eo.infer.lm_head_int8 = cfg->lm_head_int8;
+    eo.infer.weights_map = cfg->mmap_weights;
     bool load_now = !opt || opt->load_model;
     eo.model_path = load_now ? model : NULL;
     Err err = {{0}};

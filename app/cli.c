@@ -29,11 +29,13 @@ void cli_usage(FILE *to) {
         "  -b, --backend B          auto (default), cpu or cuda\n"
         "  -t, --threads N          CPU threads (default and maximum: all cores)\n"
         "  -c, --ctx N              context length (default and maximum: the model's)\n"
-        "      --lm-head T          f16 (default) or int8: CUDA backend, int8 lm_head with\n"
-        "                           per-row scales (half the bytes; top-1 may differ;\n"
-        "                           experimental: not yet run on a GPU)\n"
+        "      --lm-head T          f16 (default) or int8: int8 lm_head with per-row\n"
+        "                           scales (half the bytes; top-1 may differ; CUDA:\n"
+        "                           experimental, not yet run on a GPU)\n"
         "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
         "                           (CPU backend only; for comparisons with a reference)\n"
+        "      --mmap               CPU backend: read the weights in place from the file\n"
+        "                           (default: copied onto huge pages at load; faster decode)\n"
         "\n"
         "Generation:\n"
         "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit;\n"
@@ -70,6 +72,7 @@ void cli_usage(FILE *to) {
         "Other:\n"
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
+        "                           (bench --backend cpu --model M adds rows on the file M)\n"
         "      --chunks N           perplexity: score at most the first N chunks\n"
         "      --kl-divergence-base F\n"
         "                           perplexity: save the scored positions' logits to F\n"
@@ -84,7 +87,7 @@ enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
     OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE, OPT_KLBASE, OPT_KL,
-    OPT_KVCACHE, OPT_CHUNKS,
+    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP,
 };
 
 static const struct option long_opts[] = {
@@ -108,6 +111,7 @@ static const struct option long_opts[] = {
     {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
     {"kl-divergence", required_argument, 0, OPT_KL},
     {"kv-cache", required_argument, 0, OPT_KVCACHE},
+    {"mmap", no_argument, 0, OPT_MMAP},
     {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
@@ -289,6 +293,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
             c->chunks = (int)iv;
             break;
+        case OPT_MMAP: c->mmap_weights = true; break;
         case OPT_KVCACHE:
             if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
                 fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
@@ -357,17 +362,12 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         c->threads = cpus;
     }
 
-    /* said once, not refused: the same command line then works on either backend */
-    if (c->lm_head_int8 && !strcmp(c->backend, "cpu") &&
-        (c->mode == MODE_CHAT || c->mode == MODE_PROMPT || c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH))
-        fprintf(stderr, "bitnet-chat: --lm-head int8 applies to the CUDA backend only; the CPU backend "
-                        "uses the model's lm_head\n");
-
     if ((c->kl_base || c->kl_compare || c->chunks) && c->mode != MODE_PERPLEXITY) {
         fprintf(stderr, "bitnet-chat: %s belongs to the perplexity subcommand\n",
                 c->kl_base ? "--kl-divergence-base" : c->kl_compare ? "--kl-divergence" : "--chunks");
         return 2;
     }
+
     switch (c->mode) {
     case MODE_CHAT:
     case MODE_PROMPT:

@@ -35,6 +35,7 @@ typedef struct {
     int ctx;                   /* 0 = model's context */
     bool lm_head_int8;         /* --lm-head int8 (CUDA backend) */
     bool kv_f32;               /* --kv-cache f32 (CPU backend) */
+    bool mmap_weights;         /* --mmap: CPU backend reads the weights in place (no copy) */
     /* Sampling overrides; NAN / -1 = not given on the command line. */
     double temp, top_p, min_p, repeat_penalty;
     int top_k, max_tokens;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "app/commands_cli.h"
+#include "infer/backend_cpu.h"
 #include "infer/infer.h"
 #include "infer/model.h"
 #include "infer/sampler.h"
@@ -27,6 +28,27 @@ static const int SHAPES[8][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {256
 /* Microsoft's seed W2A8 kernel on an H100, same method (research/peers-h100.md, table A). */
 static const double SEED_US[8] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
 #endif
+
+/* CPU read bandwidth measured by bench_cpu_kernels in this run (GB/s), for the % columns. */
+static double g_cpu_bw;
+
+/* Bytes one decode step reads from memory: every ternary matrix, the lm_head (int8 + scales or
+ * as stored) and the norm weights; the KV cache (under 6 MB per token at these contexts) and the
+ * embedding row are left out. */
+static double decode_bytes(const Model *m, int lm_int8) {
+    const ModelConfig *c = &m->cfg;
+    double b = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *L = &m->layers[l];
+        const TernaryMatrix *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) b += (double)ts[i]->n_out * (double)i2s_row_bytes(ts[i]->n_in_pad);
+        b += 4.0 * (3.0 * c->dim + c->ffn_dim);
+    }
+    const double es = m->output.type == FT_F32 ? 4 : 2;
+    b += lm_int8 ? (double)m->output.rows * m->output.cols + 4.0 * m->output.rows
+                 : (double)m->output.rows * m->output.cols * es;
+    return b + 4.0 * c->dim;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -73,7 +95,13 @@ static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads, i
            "tok/s = (G-1) / decode.\n",
            desc, runs, runs > 1 ? " after 1 warm-up" : "");
     const int cfgs[3][2] = {{64, profile ? 8 : 16}, {64, 64}, {512, 64}};
-    printf("\n| prompt | gen | prefill ms | decode ms | decode tok/s | ms/token |\n|---:|---:|---:|---:|---:|---:|\n");
+    const int cpu_cols = kind == BACKEND_CPU && g_cpu_bw > 0;
+    const double dbytes = decode_bytes(m, lm_int8);
+    if (cpu_cols)
+        printf("Decode GB/s = %.1f MB read per token (ternary matrices + lm_head + norms) x tok/s; %% of the\n"
+               "read bandwidth measured above (%.1f GB/s).\n", dbytes / 1e6, g_cpu_bw);
+    printf("\n| prompt | gen | prefill ms | decode ms | decode tok/s | ms/token |%s\n|---:|---:|---:|---:|---:|---:|%s\n",
+           cpu_cols ? " GB/s | % read BW |" : "", cpu_cols ? "---:|---:|" : "");
     int32_t *toks = malloc(sizeof(int32_t) * 512);
     for (int i = 0; i < 512; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
     int rc = !smp || !toks;
@@ -100,7 +128,12 @@ static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads, i
         qsort(pre, (size_t)runs, sizeof(double), cmp_double);
         qsort(dec, (size_t)runs, sizeof(double), cmp_double);
         const double pm = pre[runs / 2], dm = dec[runs / 2];
-        printf("| %d | %d | %.2f | %.2f | %.1f | %.3f |\n", P, G, pm, dm, (G - 1) / (dm * 1e-3), dm / (G - 1));
+        printf("| %d | %d | %.2f | %.2f | %.1f | %.3f |", P, G, pm, dm, (G - 1) / (dm * 1e-3), dm / (G - 1));
+        if (cpu_cols) {
+            const double gbs = dbytes * (G - 1) / (dm * 1e-3) / 1e9;
+            printf(" %.1f | %.0f%% |", gbs, 100.0 * gbs / g_cpu_bw);
+        }
+        printf("\n");
         fflush(stdout);
     }
     if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
@@ -285,6 +318,7 @@ static int bench_cpu_kernels(int quick, int threads) {
     const int nth = threads > 0 ? threads : cpu_num_cores();
     CpuPool *pool = cpu_pool_create(nth);
     const double bw = cpu_measure_read_bandwidth_gbs_threads(nth);
+    g_cpu_bw = bw;
     printf("CPU: %s, %d thread%s; read bandwidth (same threads, buffer >> LLC): %.1f GB/s\n",
            cpu_isa_name(cpu_isa_active()), cpu_pool_threads(pool),
            cpu_pool_threads(pool) == 1 ? "" : "s", bw);
@@ -338,6 +372,140 @@ static int bench_cpu_kernels(int quick, int threads) {
         free(w), free(q), free(out), free(x), free(acc), free(ref);
     }
     cpu_pool_destroy(pool);
+    return rc;
+}
+
+/* kB of a /proc/self/status line (VmRSS, VmHWM); 0 if unreadable. */
+static double proc_status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double v = 0;
+    const size_t kl = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl)) v = atof(line + kl + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int argmax_f(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* "On the real file": the model of --model loaded as the chat loads it, then the CPU backend
+ * three ways side by side in alternated rounds: weights copied onto huge pages (the default),
+ * read in place from the file mapping, and the huge-page copy with the int8 lm_head. */
+static int bench_cpu_file(const char *path, int quick, int threads) {
+    enum { NV = 3, PP = 512, P0 = 16, TG = 64 };
+    const int rounds = quick ? 3 : 5;
+    printf("\nOn the real file: %s\n", path);
+    fflush(stdout);
+    Model m;
+    Err err = {{0}};
+    double t0 = now_s();
+    if (model_load(&m, path, NULL, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    const double load_s = now_s() - t0;
+    static const char *names[NV] = {"huge-page copy (default)", "mapped in place", "huge-page copy, int8 lm_head"};
+    void *b[NV] = {0};
+    double create_s[NV], rss_mib[NV];
+    int rc = 0;
+    for (int v = 0; v < NV && !rc; v++) {
+        InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024, .lm_head_int8 = v == 2};
+        CpuBackendOptions co = {.weights_map = v == 1};
+        const double r0 = proc_status_kb("VmRSS:");
+        t0 = now_s();
+        b[v] = backend_cpu_create_ex(&m, &o, &co, &err);
+        create_s[v] = now_s() - t0;
+        rss_mib[v] = (proc_status_kb("VmRSS:") - r0) / 1024.0;
+        if (!b[v]) fprintf(stderr, "bench: %s\n", err.msg), rc = 1;
+    }
+    const int V = m.cfg.vocab_size;
+    int32_t *toks = malloc(sizeof(int32_t) * PP);
+    double pre[NV][8], dec[NV][8], dec_cpu[NV][8];
+    rc |= !toks;
+    for (int i = 0; i < PP && !rc; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)V);
+    char desc[NV][200];
+    for (int v = 0; v < NV && !rc; v++) backend_cpu_ops.describe(b[v], desc[v], sizeof desc[v]);
+    printf("Method: model_load once (%.2f s), then one backend per row (creation time: the copy, and\n"
+           "for int8 the quantization); %d alternated rounds (order rotated each round), each row per round:\n"
+           "prefill = eval of %d random tokens at position 0; decode = eval of a %d-token prompt, then %d\n"
+           "steps of eval(1 token) + host argmax, tok/s = %d / time of those steps. Medians; ratios paired\n"
+           "within a round, then the median. RSS: growth of the process RSS while the backend was created.\n"
+           "With 1 thread (-t 1) all work runs on the timing thread, so decode is also given from its CPU\n"
+           "time (CLOCK_THREAD_CPUTIME_ID), which other tenants of a shared machine disturb far less.\n",
+           load_s, rounds, PP, P0, TG, TG);
+    for (int r = 0; r < rounds && !rc; r++)
+        for (int i = 0; i < NV && !rc; i++) {
+            const int v = (i + r) % NV;
+            double t1 = now_s();
+            rc = backend_cpu_ops.eval(b[v], toks, PP, 0, NULL, &err);
+            pre[v][r] = now_s() - t1;
+            if (!rc) rc = backend_cpu_ops.eval(b[v], toks, P0, 0, NULL, &err);
+            t1 = now_s();
+            const double c1 = thread_cpu_s();
+            for (int s = 0; s < TG && !rc; s++) {
+                int32_t t = argmax_f(backend_cpu_ops.logits(b[v]), V);
+                rc = backend_cpu_ops.eval(b[v], &t, 1, P0 + s, NULL, &err);
+            }
+            dec[v][r] = now_s() - t1;
+            dec_cpu[v][r] = thread_cpu_s() - c1;
+        }
+    if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+    if (!rc) {
+        if (threads == 1)
+            for (int v = 0; v < NV; v++) {
+                double d[8];
+                memcpy(d, dec_cpu[v], sizeof(double) * (size_t)rounds);
+                qsort(d, (size_t)rounds, sizeof(double), cmp_double);
+                printf("%s: decode %.1f tok/s by thread CPU time\n", names[v], TG / d[rounds / 2]);
+            }
+        printf("\n| weights | backend | create s | RSS +MiB | prefill %d tok/s | decode tok/s | MB/token | GB/s | %% read BW |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|\n", PP);
+        double pm[NV], dm[NV];
+        for (int v = 0; v < NV; v++) {
+            double a[8], d[8];
+            memcpy(a, pre[v], sizeof(double) * (size_t)rounds);
+            memcpy(d, dec[v], sizeof(double) * (size_t)rounds);
+            qsort(a, (size_t)rounds, sizeof(double), cmp_double);
+            qsort(d, (size_t)rounds, sizeof(double), cmp_double);
+            pm[v] = PP / a[rounds / 2], dm[v] = TG / d[rounds / 2];
+            const double mb = decode_bytes(&m, v == 2) / 1e6, gbs = mb * dm[v] / 1e3;
+            printf("| %s | %s | %.2f | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f%% |\n", names[v], desc[v], create_s[v],
+                   rss_mib[v], pm[v], dm[v], mb, gbs, g_cpu_bw > 0 ? 100.0 * gbs / g_cpu_bw : 0.0);
+        }
+        for (int v = 0; v < NV; v += 2) {
+            const int o = v == 0 ? 1 : 0; /* copy / map, then int8 / f16 (both copies) */
+            double rp[8], rd[8];
+            for (int r = 0; r < rounds; r++) rp[r] = pre[o][r] / pre[v][r], rd[r] = dec[o][r] / dec[v][r];
+            qsort(rp, (size_t)rounds, sizeof(double), cmp_double);
+            qsort(rd, (size_t)rounds, sizeof(double), cmp_double);
+            printf("| ratio %s / %s (paired) | | | | %.3f | %.3f | | | |\n", v == 0 ? "copy" : "int8",
+                   v == 0 ? "map" : "f16", rp[rounds / 2], rd[rounds / 2]);
+            if (threads == 1) {
+                for (int r = 0; r < rounds; r++) rd[r] = dec_cpu[o][r] / dec_cpu[v][r];
+                qsort(rd, (size_t)rounds, sizeof(double), cmp_double);
+                printf("| ratio %s / %s, decode by thread CPU time (paired) | | | | | %.3f | | | |\n",
+                       v == 0 ? "copy" : "int8", v == 0 ? "map" : "f16", rd[rounds / 2]);
+            }
+        }
+        printf("Peak RSS of this process (all three backends and the load): %.0f MiB.\n",
+               proc_status_kb("VmHWM:") / 1024.0);
+    }
+    for (int v = 0; v < NV; v++)
+        if (b[v]) backend_cpu_ops.destroy(b[v]);
+    free(toks);
+    model_free(&m);
     return rc;
 }
 
@@ -419,6 +587,7 @@ int cmd_bench(const AppConfig *cfg) {
         rc = bench_cuda_kernels(cfg->quick);
 #endif
     if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
+    if (!rc && !use_cuda && cfg->model) rc = bench_cpu_file(cfg->model, cfg->quick, cfg->threads);
     if (rc) return rc;
     printf("\nBuilding the random model...\n");
     fflush(stdout);

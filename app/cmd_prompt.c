@@ -29,7 +29,8 @@
 
 static InferOptions infer_options_from(const AppConfig *cfg) {
     InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx,
-                      .lm_head_int8 = cfg->lm_head_int8, .kv_f32 = cfg->kv_f32};
+                      .lm_head_int8 = cfg->lm_head_int8, .kv_f32 = cfg->kv_f32,
+                      .weights_map = cfg->mmap_weights};
     if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
     else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
     return o;

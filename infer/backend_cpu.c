@@ -21,10 +21,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "infer/cpu_weights.h"
 #include "kernels/cpu/kernels_cpu.h"
 
 typedef struct {
-    const Model *m;
+    const Model *m;  /* the model as the kernels read it: the weight store's view (cpu_weights.h) */
+    CpuWeights *weights;
+    const int8_t *lm_q;     /* optional int8 lm_head (InferOptions.lm_head_int8) */
+    const float *lm_scale;
     ModelConfig c;
     CpuPool *pool;
     int n_threads;
@@ -49,7 +53,7 @@ typedef struct {
     void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 (lazy_map) */
     size_t kv_bytes, scores_bytes, rope_bytes; /* sizes of the lazy_map buffers */
     uint8_t *valid;  /* [n_layers][7]: W2A8_CODES_VALID when the matrix holds no code 3 */
-    char desc[128];
+    char desc[160];
 } CpuBackend;
 
 static void *xcalloc(size_t n, size_t size, int *failed) {
@@ -89,6 +93,7 @@ static void cpu_destroy(void *bp) {
     CpuBackend *b = bp;
     if (!b) return;
     cpu_pool_destroy(b->pool);
+    cpu_weights_free(b->weights);
     void *bufs[] = {b->x, b->xn, b->q8, b->qs, b->qsum, b->q, b->k, b->v, b->att, b->g,
                     b->u, b->logits, b->valid};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -206,7 +211,6 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         err_set(err, "cpu backend: out of memory");
         return NULL;
     }
-    b->m = m;
     b->c = *c;
     b->q_dim = q_dim;
     b->kv_dim = kv_dim;
@@ -246,6 +250,20 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         cpu_destroy(b);
         return NULL;
     }
+    /* The weights: by default copied onto huge pages when they come from a file mapping
+     * (cpu_weights.h; measured in README "CPU speed"), or read in place when memory is short or
+     * on request (--mmap). */
+    CpuWeightsInfo wi;
+    b->weights = cpu_weights_create(m, (co && co->weights_map) || (o && o->weights_map)
+                                        ? CPU_WEIGHTS_MAP : CPU_WEIGHTS_AUTO,
+                                    o && o->lm_head_int8, b->n_threads, &wi, err);
+    if (!b->weights) {
+        cpu_destroy(b);
+        return NULL;
+    }
+    b->m = wi.view;
+    b->lm_q = wi.lm_q;
+    b->lm_scale = wi.lm_scale;
     int failed = 0;
     b->x = xcalloc(B * c->dim, sizeof(float), &failed);
     b->xn = xcalloc(B * b->xn_ld, sizeof(float), &failed);
@@ -274,7 +292,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
      * matrix without the unused code 3, i.e. all of them unless the file is damaged. */
     for (int l = 0; l < c->n_layers; l++) {
         const TernaryMatrix *ts[7];
-        layer_mats(&m->layers[l], ts);
+        layer_mats(&b->m->layers[l], ts);
         for (int i = 0; i < 7; i++)
             b->valid[l * 7 + i] = i2s_codes_valid(ts[i]->codes, (size_t)ts[i]->n_out * i2s_row_bytes(ts[i]->n_in_pad))
                                       ? W2A8_CODES_VALID : 0;
@@ -285,9 +303,10 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         cpu_destroy(b);
         return NULL;
     }
-    snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s", b->n_threads,
+    snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s%s%s", b->n_threads,
              b->n_threads == 1 ? "" : "s", cpu_isa_name(cpu_isa_active()),
-             b->kv_f16 ? "f16" : "f32");
+             b->kv_f16 ? "f16" : "f32", wi.copied_bytes ? ", weights on huge pages" : "",
+             b->lm_q ? ", int8 lm_head" : "");
     return b;
 }
 
@@ -502,7 +521,14 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
     for (int t = first; t < T; t++)
         rmsnorm_cpu(b->x + (size_t)t * c->dim, m->output_norm, c->dim, c->norm_eps,
                     b->xn + (size_t)(t - first) * c->dim); /* packed at dim apart */
-    if (all_logits) {
+    if (b->lm_q) {
+        float *y = all_logits ? all_logits : b->logits;
+        lm_head_i8_gemm_mt(b->pool, b->lm_q, b->lm_scale, c->vocab_size, c->dim, b->xn,
+                           T - first, y, c->vocab_size);
+        if (all_logits)
+            memcpy(b->logits, all_logits + (size_t)(T - 1) * c->vocab_size,
+                   (size_t)c->vocab_size * sizeof(float));
+    } else if (all_logits) {
         dense_gemm_mt(b->pool, b->out_type, m->output.data, c->vocab_size, c->dim, b->xn, T,
                       all_logits, c->vocab_size);
         memcpy(b->logits, all_logits + (size_t)(T - 1) * c->vocab_size,

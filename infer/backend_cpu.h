@@ -11,6 +11,8 @@
 typedef struct {
     int kv_f32;      /* 1: f32 KV cache; 0 (default): f16 (half the memory, F16C converts) */
     int max_batch;   /* tokens per prefill batch (weights are read once per batch); 0 = 64 */
+    int weights_map; /* 1: read the weights in place from the file mapping, never copy them
+                      * onto huge pages (infer/cpu_weights.h; the default copies when it fits) */
 } CpuBackendOptions;
 
 /* backend_cpu_ops.create with explicit CPU options; returns the backend state for

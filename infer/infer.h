@@ -21,6 +21,8 @@ typedef struct {
                             * comparing with a float32 reference, where the f16 cache's rounding
                             * is the largest difference (README, "Agreement with transformers");
                             * 0 = f16 */
+    int weights_map;       /* CPU: 1 = read the weights in place from the model file's mapping;
+                            * 0 = copy them onto huge pages when they fit (infer/cpu_weights.h) */
 } InferOptions;
 
 typedef struct Infer Infer;

@@ -62,6 +62,17 @@ int model_storage_add_mapping(Model *m, void *addr, size_t len, Err *err) {
     return storage_push(m, addr, len, 1, err);
 }
 
+int model_storage_is_mapped(const Model *m, const void *p) {
+    if (!m->storage || !p) return 0;
+    const char *c = p;
+    for (int i = 0; i < m->storage->n; i++) {
+        const StorageItem *it = &m->storage->items[i];
+        if (it->is_mapping && c >= (const char *)it->addr && c < (const char *)it->addr + it->len)
+            return 1;
+    }
+    return 0;
+}
+
 void model_free(Model *m) {
     if (!m) return;
     if (m->storage) {

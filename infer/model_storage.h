@@ -11,5 +11,7 @@
 void *model_storage_alloc(Model *m, size_t bytes, Err *err);
 /* Registers a read-only mapping to be munmap'ed by model_free. */
 int model_storage_add_mapping(Model *m, void *addr, size_t len, Err *err);
+/* 1 if p lies inside one of the model's file mappings (not in an owned buffer). */
+int model_storage_is_mapped(const Model *m, const void *p);
 
 #endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # A/B timing of kernels/cpu/cpu_w2a8.c: REV's version against the working tree's, in one process
 # (see tests/ab_w2a8.c for the method). Not a ctest. Build the tree first (build/libbn_kernels.a).
-# usage: sh tests/ab_w2a8.sh REV [M tokens] [rounds] [BUILD_DIR]
+# usage: sh tests/ab_w2a8.sh REV [M tokens] [rounds] [BUILD_DIR] [threads]
 #   e.g. sh tests/ab_w2a8.sh HEAD~3 1 41      decode GEMV;  ... HEAD~3 64 11   prefill GEMM
 # An A/A run (REV = the tree's own commit, no changes) shows the noise floor of the machine.
 set -eu
@@ -10,6 +10,7 @@ m=${2:-1}
 rounds=${3:-21}
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${4:-$src/build}
+threads=${5:-2}
 [ -f "$build/libbn_kernels.a" ] || { echo "no $build/libbn_kernels.a: build the tree first"; exit 1; }
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
@@ -23,5 +24,5 @@ done
 ${CC:-cc} $flags $ren -c "$t/old_w2a8.c" -o "$t/old.o"
 ${CC:-cc} $flags -c "$src/tests/ab_w2a8.c" -o "$t/ab.o"
 ${CC:-cc} "$t/ab.o" "$t/old.o" "$build/libbn_kernels.a" -o "$t/ab_w2a8" -lm -lpthread
-echo "ab_w2a8: old = $rev:kernels/cpu/cpu_w2a8.c, new = the working tree; 2 threads"
-"$t/ab_w2a8" "$m" "$rounds"
+echo "ab_w2a8: old = $rev:kernels/cpu/cpu_w2a8.c, new = the working tree; $threads thread(s)"
+"$t/ab_w2a8" "$m" "$rounds" "$threads"

@@ -72,7 +72,7 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
         for (int ti = 0; ti < 3; ti++) {
             const int th = threads[ti], mb = batches[ti];
             InferOptions o = {.backend = BACKEND_CPU, .threads = th, .ctx = ctx, .lm_head_int8 = 0};
-            CpuBackendOptions co = {!kv_f16, mb};
+            CpuBackendOptions co = {.kv_f32 = !kv_f16, .max_batch = mb};
             void *b = backend_cpu_create_ex(&m, &o, &co, &err);
             REQUIRE(b != NULL);
             float *all = malloc(sizeof(float) * (size_t)PROMPT * V);

@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
         double worst_rel = 0;
         int flipped = 0, positions = 0, near_tie_top1 = 0, near_tie_greedy = 0;
         InferOptions o = {.backend = BACKEND_CPU, .threads = 2, .ctx = 256, .lm_head_int8 = 0};
-        CpuBackendOptions co = {kv_f32, 16};
+        CpuBackendOptions co = {.kv_f32 = kv_f32, .max_batch = 16};
         void *b = backend_cpu_create_ex(&m, &o, &co, &err);
         REQUIRE(b != NULL);
         size_t off = 0;

@@ -297,6 +297,65 @@ static void test_norm_attention(CpuIsa isa) {
             }
 }
 
+/* The int8 lm_head: the fast quantizer makes the reference's bytes and scales exactly (rows with
+ * an exact .5 after division, an all-zero row, a NaN weight, f16 / bf16 / f32 sources); the fast
+ * GEMV (1..3 threads, M tokens) agrees with lm_head_i8_gemv_ref to fp32 rounding. */
+static void test_lm_head_i8(CpuIsa isa) {
+    const struct { int n, k, M; } shapes[] = {{1, 8, 1}, {7, 100, 1}, {37, 2560, 1}, {66, 96, 3}, {9, 17, 2}};
+    const CpuDenseType types[] = {CPU_DENSE_F32, CPU_DENSE_F16, CPU_DENSE_BF16};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int ti = 0; ti < 3; ti++) {
+            const int n = shapes[si].n, k = shapes[si].k, M = shapes[si].M;
+            const CpuDenseType t = types[ti];
+            const size_t esz = t == CPU_DENSE_F32 ? 4 : 2;
+            void *w = malloc(esz * (size_t)n * k);
+            for (size_t i = 0; i < (size_t)n * k; i++) {
+                const int r = (int)(i / (size_t)k);
+                /* row 1: multiples of 1/2 up to 127 (q = v / (127/127) lands on .5 exactly) */
+                float v = r == 1 ? (float)((int)(rnd() % 255) - 127) * 0.5f : rndf() * (float)(1 + r % 5);
+                if (r == 2 % n && n > 2) v = 0.0f; /* an all-zero row: scale 0, q 0 */
+                if (r == 1 && i % (size_t)k == 3 % (size_t)k) v = 127.0f;
+                if (t == CPU_DENSE_F32) ((float *)w)[i] = v;
+                else if (t == CPU_DENSE_F16) ((uint16_t *)w)[i] = f32_to_f16_ref(v);
+                else {
+                    uint32_t b;
+                    memcpy(&b, &v, 4);
+                    ((uint16_t *)w)[i] = (uint16_t)(b >> 16);
+                }
+            }
+            if (n > 3 && t == CPU_DENSE_F32) ((float *)w)[(size_t)3 * k + k / 2] = NAN;
+            int8_t *qr = malloc((size_t)n * k), *qf = malloc((size_t)n * k);
+            float *sr = malloc(sizeof(float) * (size_t)n), *sf = malloc(sizeof(float) * (size_t)n);
+            lm_head_quant_i8_ref(t, w, n, k, qr, sr);
+            lm_head_quant_i8_cpu(t, w, n, k, qf, sf);
+            CHECK_MSG(memcmp(qr, qf, (size_t)n * k) == 0 && memcmp(sr, sf, sizeof(float) * (size_t)n) == 0,
+                      "%s int8 lm_head quant type %d n=%d k=%d differs from the reference",
+                      cpu_isa_name(isa), (int)t, n, k);
+            float *x = malloc(sizeof(float) * (size_t)M * k);
+            float *yr = malloc(sizeof(float) * (size_t)M * n), *yg = malloc(sizeof(float) * (size_t)M * n);
+            for (size_t i = 0; i < (size_t)M * k; i++) x[i] = rndf();
+            double mag = 0; /* max over rows of scale * sum |q x|: the size fp32 rounding scales with */
+            for (int m = 0; m < M; m++) {
+                lm_head_i8_gemv_ref(qr, sr, n, k, x + (size_t)m * k, yr + (size_t)m * n);
+                for (int r = 0; r < n; r++) {
+                    double a = 0;
+                    for (int j = 0; j < k; j++) a += fabs((double)qr[(size_t)r * k + j] * x[(size_t)m * k + j]);
+                    mag = fmax(mag, a * (isnan(sr[r]) ? 0 : sr[r]));
+                }
+            }
+            for (int th = 1; th <= 3; th++) {
+                CpuPool *p = cpu_pool_create(th);
+                memset(yg, 0, sizeof(float) * (size_t)M * n);
+                lm_head_i8_gemm_mt(p, qf, sf, n, k, x, M, yg, n);
+                const double e = rel_err(yr, yg, M * n, mag > 0 ? mag : 1.0);
+                CHECK_MSG(e < 1e-6, "%s int8 lm_head gemv type %d n=%d k=%d M=%d threads %d: err %g",
+                          cpu_isa_name(isa), (int)t, n, k, M, th, e);
+                cpu_pool_destroy(p);
+            }
+            free(w), free(qr), free(qf), free(sr), free(sf), free(x), free(yr), free(yg);
+        }
+}
+
 int main(void) {
     const CpuIsa best = cpu_isa_detect();
     printf("CPU: best ISA %s, %d cores\n", cpu_isa_name(best), cpu_num_cores());
@@ -307,6 +366,7 @@ int main(void) {
         test_gemm_shapes((CpuIsa)isa);
         test_half((CpuIsa)isa);
         test_dense((CpuIsa)isa);
+        test_lm_head_i8((CpuIsa)isa);
         test_norm_attention((CpuIsa)isa);
     }
     cpu_isa_set(CPU_ISA_AVX512);

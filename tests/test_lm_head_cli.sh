@@ -1,6 +1,6 @@
 #!/bin/sh
 # --lm-head on the command line: a bad value is one clear line and exit 2; f16 and int8 are
-# accepted; the CPU backend ignores int8 (its reply is the f16 one, byte for byte) and says so.
+# accepted; the CPU backend runs int8 too (a reply, no note that it would be ignored).
 # With "cuda" as $1 (label gpu): int8 on the CUDA backend runs the demo model to a reply.
 . "${BN_SOURCE_DIR:?}/tests/cli_lib.sh"
 
@@ -20,6 +20,6 @@ for h in f16 int8; do
     "$BN_BIN" -p "Hello there" --model "$M" --backend cpu --lm-head $h --temp 0 -n 12 --no-history \
         >"$T/$h" 2>"$T/$h.err" || { fail "--lm-head $h run"; cat "$T/$h.err"; }
 done
-cmp -s "$T/f16" "$T/int8" || fail "the CPU backend does not ignore --lm-head int8"
-grep -q "^bitnet-chat: --lm-head int8 applies to the CUDA backend only" "$T/int8.err" || fail "no note on the CPU backend"
+[ -s "$T/int8" ] || fail "no reply with --lm-head int8 on the CPU backend"
+grep -q "applies to the CUDA backend only" "$T/int8.err" && fail "the CPU backend says it ignores --lm-head int8"
 cli_done

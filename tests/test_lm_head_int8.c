@@ -10,11 +10,11 @@
  * Every position of every sequence is scored both ways (teacher forcing).
  *
  * Paths (argv[1]):
- *   cpu  (label cpu): the CPU backend twice: on the model as loaded (f16 lm_head), and on a copy
- *        whose lm_head is the int8 table made by lm_head_quant_i8_ref (the bytes the CUDA
- *        quantizer makes, tested equal in test_kernels_cuda) expanded to fp32 as q * scale, so
- *        the logits are scale * sum(q * x) with fp32 activations, as the CUDA int8 kernel takes
- *        them, up to fp32 summation order;
+ *   cpu  (label cpu): the CPU backend with lm_head_int8 = 0 and 1 (its int8 table has the bytes
+ *        of lm_head_quant_i8_ref, the ones the CUDA quantizer makes, tested equal in
+ *        test_kernels_cpu / test_kernels_cuda; logits scale * sum(q * x) with fp32 activations);
+ *        the same model whose lm_head is that table expanded to fp32 as q * scale is the
+ *        reference the cuda path is held to;
  *   cuda (label gpu, skips without a device): the CUDA backend with lm_head_int8 = 0 and 1; and
  *        the CUDA int8 logits against the cpu path's int8 logits on every position, within XTOL
  *        of max |logit| (the tolerance test_demo_golden allows between backends: int8
@@ -308,9 +308,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)V * D; i++) deq[i] = (float)q[i] * sc[i / (size_t)D];
     mq.output = (DenseMatrix){FT_F32, V, D, deq};
     if (!cuda) {
-        InferOptions o = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
-        a = infer_create(&m, &o, &err);
-        b = a ? infer_create(&mq, &o, &err) : NULL;
+        InferOptions o16 = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
+        InferOptions o8 = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 1};
+        a = infer_create(&m, &o16, &err);
+        b = a ? infer_create(&m, &o8, &err) : NULL;
     } else {
         InferOptions o16 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ}, o8 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ, .lm_head_int8 = 1};
         a = infer_create(&m, &o16, &err);

@@ -260,6 +260,184 @@ void dense_gemm_mt(CpuPool *p, CpuDenseType type, const void *w, int n, int k, c
     cpu_pool_run(p, dense_task, &j);
 }
 
+/* ---- int8 lm_head ----------------------------------------------------------------------------- */
+
+/* Quantization: the same operations as lm_head_quant_i8_ref (max |w| per row; s = max / 127 in
+ * fp32; q = rint(w / s) clamped to +-127, an IEEE division per element), 8 lanes at a time, so
+ * the bytes and scales are identical. */
+#ifdef BN_X86
+AVX2_TARGET static void quant_i8_rows_avx2(CpuDenseType type, const void *w, int n, int k,
+                                           int8_t *q, float *scale) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const int k8 = k / 8 * 8;
+    for (int r = 0; r < n; r++) {
+        const size_t base = (size_t)r * k;
+        __m256 vm = _mm256_setzero_ps();
+        for (int j = 0; j < k8; j += 8) vm = _mm256_max_ps(_mm256_and_ps(load8(type, w, base + j), absmask), vm);
+        float lanes[8], m = 0.0f;
+        _mm256_storeu_ps(lanes, vm);
+        for (int l = 0; l < 8; l++) m = fmaxf(m, lanes[l]);
+        for (int j = k8; j < k; j++) m = fmaxf(m, fabsf(dense_get(type, w, base + j)));
+        volatile float sv = m / 127.0f; /* as the reference: one fp32 division, kept as written */
+        const float s = sv;
+        scale[r] = s;
+        if (!(s > 0.0f)) {
+            memset(q + base, 0, (size_t)k);
+            continue;
+        }
+        const __m256 vs = _mm256_set1_ps(s), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+        int j = 0;
+        for (; j < k8; j += 8) {
+            __m256 v = _mm256_round_ps(_mm256_div_ps(load8(type, w, base + j), vs),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            const __m256i i32 = _mm256_cvtps_epi32(v);
+            const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+            _mm_storel_epi64((__m128i *)(q + base + j), _mm_packs_epi16(i16, i16));
+        }
+        for (; j < k; j++) {
+            float v = rintf(dense_get(type, w, base + j) / s);
+            v = fminf(fmaxf(v, -127.0f), 127.0f);
+            q[base + j] = (int8_t)(int)v;
+        }
+    }
+}
+#endif
+
+void lm_head_quant_i8_cpu(CpuDenseType type, const void *w, int n, int k, int8_t *q, float *scale) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) {
+        quant_i8_rows_avx2(type, w, n, k, q, scale);
+        return;
+    }
+#endif
+    lm_head_quant_i8_ref(type, w, n, k, q, scale);
+}
+
+/* GEMV: y[r] = scale[r] * sum_j q[r][j] x[j], fp32 FMA lanes (the reference sums in double, so
+ * the two agree to fp32 rounding). 4 rows at a time share the activation loads; the next group
+ * is prefetched into L2 as in dense_gemv_avx2 (4 interleaved row streams). */
+static void i8_gemv_scalar(const int8_t *q, const float *scale, int k, const float *x, int r0,
+                           int r1, float *y) {
+    for (int r = r0; r < r1; r++) {
+        float acc = 0.0f;
+        for (int j = 0; j < k; j++) acc += (float)q[(size_t)r * k + j] * x[j];
+        y[r] = acc * scale[r];
+    }
+}
+
+#ifdef BN_X86
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+AVX512_TARGET static void i8_gemv_avx512(const int8_t *q, const float *scale, int k,
+                                         const float *x, int r0, int r1, float *y) {
+    const int k32 = k / 32 * 32;
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        __m512 a[4][2];
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+        const char *next = (const char *)(q + (size_t)(r + 4) * k);
+        for (int j = 0; j < k32; j += 32) {
+            _mm_prefetch(next + (size_t)j * 4, _MM_HINT_T1);
+            _mm_prefetch(next + (size_t)j * 4 + 64, _MM_HINT_T1);
+            const __m512 x0 = _mm512_loadu_ps(x + j), x1 = _mm512_loadu_ps(x + j + 16);
+            #pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const int8_t *row = q + (size_t)(r + i) * k + j;
+                const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)row)));
+                const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + 16))));
+                a[i][0] = _mm512_fmadd_ps(w0, x0, a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(w1, x1, a[i][1]);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1]));
+            for (int j = k32; j < k; j++) s += (float)q[(size_t)(r + i) * k + j] * x[j];
+            y[r + i] = s * scale[r + i];
+        }
+    }
+    if (r < r1) i8_gemv_scalar(q, scale, k, x, r, r1, y);
+}
+
+AVX2_TARGET static void i8_gemv_avx2(const int8_t *q, const float *scale, int k, const float *x,
+                                     int r0, int r1, float *y) {
+    const int k16 = k / 16 * 16;
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        __m256 a[4][2];
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
+        const char *next = (const char *)(q + (size_t)(r + 4) * k);
+        for (int j = 0; j < k16; j += 16) {
+            _mm_prefetch(next + (size_t)j * 4, _MM_HINT_T1);
+            const __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
+            #pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                const int8_t *row = q + (size_t)(r + i) * k + j;
+                const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)row)));
+                const __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + 8))));
+                a[i][0] = _mm256_fmadd_ps(w0, x0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(w1, x1, a[i][1]);
+            }
+        }
+        #pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            float s = hsum_ps(_mm256_add_ps(a[i][0], a[i][1]));
+            for (int j = k16; j < k; j++) s += (float)q[(size_t)(r + i) * k + j] * x[j];
+            y[r + i] = s * scale[r + i];
+        }
+    }
+    if (r < r1) i8_gemv_scalar(q, scale, k, x, r, r1, y);
+}
+#endif
+
+void lm_head_i8_gemv_rows(const int8_t *q, const float *scale, int k, const float *x, int r0,
+                          int r1, float *y) {
+#ifdef BN_X86
+    const CpuIsa isa = cpu_isa_active();
+    if (isa >= CPU_ISA_AVX512) {
+        i8_gemv_avx512(q, scale, k, x, r0, r1, y);
+        return;
+    }
+    if (isa >= CPU_ISA_AVX2) {
+        i8_gemv_avx2(q, scale, k, x, r0, r1, y);
+        return;
+    }
+#endif
+    i8_gemv_scalar(q, scale, k, x, r0, r1, y);
+}
+
+typedef struct {
+    const int8_t *q;
+    const float *scale;
+    int n, k;
+    const float *x;
+    int M;
+    float *y;
+    int ld_y, next;
+} I8Job;
+
+enum { I8_CHUNK = 512 }; /* rows per claimed chunk: 1.3 MB of a 2560-wide int8 lm_head */
+
+static void i8_task(void *ctx, int ith, int nth) {
+    I8Job *j = ctx;
+    (void)ith, (void)nth;
+    const int per = (j->n + I8_CHUNK - 1) / I8_CHUNK;
+    for (int c; (c = cpu_chunk_claim(&j->next)) < per * j->M;) {
+        const int m = c / per, r0 = (c % per) * I8_CHUNK;
+        const int r1 = r0 + I8_CHUNK < j->n ? r0 + I8_CHUNK : j->n;
+        lm_head_i8_gemv_rows(j->q, j->scale, j->k, j->x + (size_t)m * j->k, r0, r1,
+                             j->y + (size_t)m * j->ld_y);
+    }
+}
+
+void lm_head_i8_gemm_mt(CpuPool *p, const int8_t *q, const float *scale, int n, int k,
+                        const float *x, int M, float *y, int ld_y) {
+    I8Job j = {q, scale, n, k, x, M, y, ld_y, 0};
+    cpu_pool_run(p, i8_task, &j);
+}
+
 /* ---- RMSNorm ----------------------------------------------------------------------------------- */
 
 #ifdef BN_X86

@@ -148,6 +148,14 @@ void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out
  * kcuda_quant_rows_i8; and y[r] = scale[r] * sum_j q[r][j] * x[j] accumulated in double. */
 void lm_head_quant_i8_ref(CpuDenseType type, const void *w, int n, int k, int8_t *q, float *scale);
 void lm_head_i8_gemv_ref(const int8_t *q, const float *scale, int n, int k, const float *x, float *y);
+/* Fast twins: _quant_i8_cpu makes the same bytes and scales as the reference; the GEMV sums in
+ * fp32 lanes (agrees with the reference to fp32 rounding). _gemm_mt: M rows of x (each token's
+ * logits; the weights are re-read per token, as only prompts with all logits use M > 1). */
+void lm_head_quant_i8_cpu(CpuDenseType type, const void *w, int n, int k, int8_t *q, float *scale);
+void lm_head_i8_gemv_rows(const int8_t *q, const float *scale, int k, const float *x, int r0,
+                          int r1, float *y);
+void lm_head_i8_gemm_mt(CpuPool *p, const int8_t *q, const float *scale, int n, int k,
+                        const float *x, int M, float *y, int ld_y);
 
 /* IEEE half / bfloat16 conversions, round to nearest even (scalar, exact). */
 uint16_t f32_to_f16_ref(float f);

@@ -1,0 +1,41 @@
+/* Where the CPU backend reads its weights from. A GGUF model's tensors are used in place from
+ * the file's mmap (4 KiB pages); decode streams every ternary matrix and the lm_head once per
+ * token, so the CPU backend by default copies them once, at create, into anonymous memory on
+ * transparent huge pages (2 MiB), drops its mappings of the copied file pages, and runs on the
+ * copy. Buffers that are already anonymous (a converted model, the random bench model) are
+ * used as they are. With CPU_WEIGHTS_MAP nothing is copied (the mmap-without-copy promise, for
+ * users short of memory). The optional int8 lm_head (per-row scales) lives in the same store.
+ * The Model is never changed: the backend runs on a view (a shallow copy of it whose layer
+ * table and lm_head point into the store). */
+#ifndef BN_CPU_WEIGHTS_H
+#define BN_CPU_WEIGHTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/err.h"
+#include "infer/model.h"
+
+typedef enum {
+    CPU_WEIGHTS_AUTO = 0, /* copy file-mapped weights to huge pages when THP and memory allow */
+    CPU_WEIGHTS_MAP = 1,  /* use the file mapping as is (no copy) */
+} CpuWeightsMode;
+
+typedef struct CpuWeights CpuWeights;
+
+typedef struct {
+    const Model *view;      /* the model the backend runs on (the original or the view) */
+    const int8_t *lm_q;     /* int8 lm_head [vocab][dim], NULL unless requested */
+    const float *lm_scale;  /* [vocab] per-row scales of lm_q */
+    size_t copied_bytes;    /* bytes copied into huge-page memory (0: none) */
+    int huge;               /* 1 if the store was advised onto huge pages */
+} CpuWeightsInfo;
+
+/* Prepares the weights of m for the CPU backend; lm_int8: also make the int8 lm_head
+ * (lm_head_quant_i8_ref's bytes). n_threads: how many threads may share the copy / quantization.
+ * Returns NULL with err set (out of memory). *info describes the result. */
+CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8, int n_threads,
+                               CpuWeightsInfo *info, Err *err);
+void cpu_weights_free(CpuWeights *w); /* NULL ok */
+
+#endif
