@@ -474,8 +474,6 @@ out:
     return tk;
 }
 
-}
-
 /* tokenizer.ggml.* -> Tokenizer. */
 static Tokenizer *gguf_tokenizer(GgufCtx *c, Err *err) {
     char model[64];
