@@ -23,6 +23,7 @@ enum {
     PD_MAX_REP = 8,
     PD_MAX_HD = 256,
     PD_ATT_CHUNK = 256,        // positions of one attention task at most
+    PD_MAX_LAYERS = 64,        // the weight pointers of every layer sit in shared memory
 };
 
 struct PdLayerDev {
@@ -116,7 +117,7 @@ __device__ __forceinline__ void signal_count(unsigned *c, unsigned long long *t)
 }
 // The lab timeline slot of (layer, step, which) for this block, or NULL.
 __device__ __forceinline__ unsigned long long *trace_slot(unsigned long long *tr, int n_layers, int l, int k, int which) {
-    return tr ? tr + (((size_t)blockIdx.x * n_layers + l) * 5 + k) * 2 + which : nullptr;
+    return tr ? tr + (((size_t)blockIdx.x * n_layers + l) * 5 + k) * 4 + which : nullptr;
 }
 
 // The activation layout and dot product of the per-kernel GEMV (w2a8_gemv.cu, version 3): piece
@@ -144,6 +145,9 @@ __device__ __forceinline__ int dot_piece(uint4 w, const int8_t *qs, int c, int a
 struct PdSmem {
     int r0[4], r1[4], nch[4];
     int cpl, total;
+    // the weight pointers of every layer: the producer (thread 0) starts a bulk copy without a
+    // global load (measured: one L2 round trip per chunk on the critical path otherwise)
+    const uint8_t *w[PD_MAX_LAYERS][4];
 };
 
 __device__ __forceinline__ void block_rows(const PdStep &s, int b, int G, int *r0, int *r1) {
@@ -163,7 +167,7 @@ __device__ void issue_chunk(const PdParams &p, const PdSmem &sc, int j, uint8_t 
     const int row = sc.r0[m] + r * S.cr;
     const int rows = min(S.cr, sc.r1[m] - row);
     const unsigned bytes = (unsigned)rows * (unsigned)S.rb;
-    const uint8_t *src = (const uint8_t *)__ldg((const unsigned long long *)&p.layers[l].w[m]) + (size_t)row * S.rb;
+    const uint8_t *src = sc.w[l][m] + (size_t)row * S.rb;
     const int slot = j % p.ns;
     mbar_expect_tx(&bars[slot], bytes);
     bulk_g2s(ring + (size_t)slot * p.stage_bytes, src, bytes, &bars[slot]);
@@ -254,7 +258,18 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
     const int tid = threadIdx.x, G = gridDim.x;
     const PdLayerDev &L = p.layers[l];
     const float *nw = L.norm[M];
-    // the norm weights are constant: loaded before waiting for the input
+    const int r0 = sh.sc.r0[M], nrows = sh.sc.r1[M] - r0, nch = sh.sc.nch[M];
+    // Constants and this block's own rows are loaded before waiting for the input: the norm
+    // weights, the scales, and for the residual steps the rows of x this block owns (O and down
+    // split x's rows identically, so this block wrote them itself, before this step).
+    const float g0 = L.g[M][0], g1 = L.g[M][1], g2 = L.g[M][2];
+    const int seg0 = L.seg[M][0], seg1 = L.seg[M][1];
+    float xold[PD_MAX_ROWS / PD_THREADS];
+#pragma unroll
+    for (int u = 0; u < PD_MAX_ROWS / PD_THREADS; u++) {
+        const int i = tid + u * PD_THREADS;
+        xold[u] = (M == 1 || M == 3) && i < nrows ? __ldcg(p.x + r0 + i) : 0.0f;
+    }
     float4 wn[PD_MAXV];
 #pragma unroll
     for (int i = 0; i < PD_MAXV; i++) {
@@ -271,10 +286,10 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
     if (M == 2) wait_count(p.cnt + l * 5 + 2, (unsigned)G, t_rel);
     if (M == 3) wait_count(p.cnt + l * 5 + 3, (unsigned)G, t_rel);
     const float *in = M == 0 || M == 2 ? p.x : M == 1 ? p.att : p.gu;
-    const int r0 = sh.sc.r0[M], nrows = sh.sc.r1[M] - r0, nch = sh.sc.nch[M];
     for (int i = tid; i < nrows; i += PD_THREADS) sh.acc[i] = 0;
     const float s = pd_prologue(in, S.k_in, S.k_pad, wn, nw != nullptr, p.eps, sh.qs, sh.red_ss, sh.red_mx, sh.redi);
     __syncthreads();  // q and the zeroed accumulators complete
+    if (tid == 0) trace_at(trace_slot(p.taps.trace, p.n_layers, l, K, 2));
 
     const int grp = tid >> 3, sub = tid & 7, P = S.rb >> 4;
     for (int c = 0; c < nch; c++) {
@@ -311,14 +326,15 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
         }
     }
     if (nch == 0) __syncthreads();  // accumulators complete (each chunk ends with a barrier)
+    if (tid == 0) trace_at(trace_slot(p.taps.trace, p.n_layers, l, K, 3));
     jn += nch;
     int qsum = 0;
 #pragma unroll
     for (int w = 0; w < PD_WARPS; w++) qsum += sh.redi[w];
     if (M == 2) {
         for (int i = 2 * tid; i < nrows; i += 2 * PD_THREADS) {
-            const float yg = __fmul_rn(__fdiv_rn((float)(sh.acc[i] - qsum), s), L.g[M][0]);
-            const float yu = __fmul_rn(__fdiv_rn((float)(sh.acc[i + 1] - qsum), s), L.g[M][1]);
+            const float yg = __fmul_rn(__fdiv_rn((float)(sh.acc[i] - qsum), s), g0);
+            const float yu = __fmul_rn(__fdiv_rn((float)(sh.acc[i + 1] - qsum), s), g1);
             const float r = yg > 0.0f ? yg : 0.0f;
             const float m = __fmul_rn(__fmul_rn(r, r), yu);
             const int o = (r0 + i) >> 1;
@@ -326,15 +342,18 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
             if (p.taps.gu) p.taps.gu[(size_t)l * (S.n_out >> 1) + o] = m;
         }
     } else {
-        for (int i = tid; i < nrows; i += PD_THREADS) {
+#pragma unroll
+        for (int u = 0; u < PD_MAX_ROWS / PD_THREADS; u++) {
+            const int i = tid + u * PD_THREADS;
+            if (i >= nrows) break;
             const int r = r0 + i;
-            const float g = r < L.seg[M][0] ? L.g[M][0] : r < L.seg[M][1] ? L.g[M][1] : L.g[M][2];
+            const float g = r < seg0 ? g0 : r < seg1 ? g1 : g2;
             const float y = __fmul_rn(__fdiv_rn((float)(sh.acc[i] - qsum), s), g);
             if (M == 0) {
                 p.qkv[r] = y;
                 if (p.taps.qkv) p.taps.qkv[(size_t)l * S.n_out + r] = y;
             } else {
-                const float v = __fadd_rn(__ldcg(p.x + r), y);
+                const float v = __fadd_rn(xold[u], y);
                 p.x[r] = v;
                 float *t = M == 1 ? p.taps.x_mid : p.taps.x_out;
                 if (t) t[(size_t)l * S.n_out + r] = v;
@@ -350,7 +369,9 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
 
 // Attention of layer l: tasks (KV group g, slice sp of the context) over the blocks; the slice's
 // scores, softmax and P.V for the group's query heads; the last slice of a group to finish
-// combines the partial (max, sum, output) records and counts the group as done.
+// combines the partial (max, sum, output) records and counts the group as done. Every loop that
+// reads global memory issues its loads in batches (unrolled, predicated): a loop of dependent
+// single loads costs one L2 round trip per element, and attention sits on the critical path.
 __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) {
     const int G = gridDim.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, rep = p.n_heads / p.n_kv;
@@ -362,10 +383,13 @@ __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) 
     if ((int)blockIdx.x >= ntask) return;
     wait_count(p.cnt + l * 5 + 0, (unsigned)G, trace_slot(p.taps.trace, p.n_layers, l, 1, 0));
     const PdLayerDev &L = p.layers[l];
+    __half *const kc = L.kc, *const vc = L.vc;
     const float scale = 1.0f / sqrtf((float)hd);
     const float *cs = p.rope + (size_t)pos * hd;
     const int q_dim = p.n_heads * hd, kv_dim = p.n_kv * hd;
     const int rec = hd + 2;
+    const int slices = PD_THREADS / hd;  // P.V: position slices of hd threads each
+    float *pv = (float *)sh.qs;          // P.V partials [slice][head][hd] (the GEMV input is free now)
     for (int task = blockIdx.x; task < ntask; task += G) {
         const int g = task % p.n_kv, sp = task / p.n_kv;
         const int t0 = sp * chunk, nt = min(chunk, kv_len - t0);
@@ -385,31 +409,46 @@ __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) 
             for (int i = tid; i < half; i += PD_THREADS) {
                 const int i0 = p.style == 0 ? i : 2 * i, i1 = p.style == 0 ? i + half : 2 * i + 1;
                 const float a = __ldcg(k + i0), b = __ldcg(k + i1), c = cs[2 * i], s = cs[2 * i + 1];
-                L.kc[head_base + (size_t)pos * hd + i0] = __float2half_rn(a * c - b * s);
-                L.kc[head_base + (size_t)pos * hd + i1] = __float2half_rn(b * c + a * s);
+                kc[head_base + (size_t)pos * hd + i0] = __float2half_rn(a * c - b * s);
+                kc[head_base + (size_t)pos * hd + i1] = __float2half_rn(b * c + a * s);
             }
-            for (int d = tid; d < hd; d += PD_THREADS)
-                L.vc[head_base + (size_t)pos * hd + d] = __float2half_rn(__ldcg(v + d));
+            for (int d = tid; d < hd; d += PD_THREADS) vc[head_base + (size_t)pos * hd + d] = __float2half_rn(__ldcg(v + d));
         }
         __syncthreads();  // q in shared memory; this block's cache row visible to the block
-        // scores: a warp per position, lanes over head_dim
-        for (int j = warp; j < nt; j += PD_WARPS) {
-            const __half *kr = L.kc + head_base + (size_t)(t0 + j) * hd;
-            float part[PD_MAX_REP];
+        // scores: a warp takes 4 positions at a time, lanes over head_dim (d = lane + 32u)
+        constexpr int U = PD_MAX_HD / 32, PP = 4;
+        for (int j0 = warp; j0 < nt; j0 += PD_WARPS * PP) {
+            float kv[PP][U];
 #pragma unroll
-            for (int h = 0; h < PD_MAX_REP; h++) part[h] = 0.0f;
-            for (int d = lane; d < hd; d += 32) {
-                const float kv = __half2float(kr[d]);
+            for (int pp = 0; pp < PP; pp++) {
+                const int j = j0 + pp * PD_WARPS;
+                const __half *kr = kc + head_base + (size_t)(t0 + j) * hd;
 #pragma unroll
-                for (int h = 0; h < PD_MAX_REP; h++)
-                    if (h < rep) part[h] = fmaf(sh.att_q[h * hd + d], kv, part[h]);
+                for (int u = 0; u < U; u++) {
+                    const int d = lane + 32 * u;
+                    kv[pp][u] = j < nt && d < hd ? __half2float(kr[d]) : 0.0f;
+                }
             }
 #pragma unroll
-            for (int h = 0; h < PD_MAX_REP; h++)
-                if (h < rep) {
-                    const float t = warp_sum(part[h]);
-                    if (lane == 0) sh.att_sc[h * PD_ATT_CHUNK + j] = t * scale;
+            for (int h = 0; h < PD_MAX_REP; h++) {
+                if (h >= rep) break;
+                float part[PP];
+#pragma unroll
+                for (int pp = 0; pp < PP; pp++) part[pp] = 0.0f;
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int d = lane + 32 * u;
+                    const float qv = d < hd ? sh.att_q[h * hd + d] : 0.0f;
+#pragma unroll
+                    for (int pp = 0; pp < PP; pp++) part[pp] = fmaf(qv, kv[pp][u], part[pp]);
                 }
+#pragma unroll
+                for (int pp = 0; pp < PP; pp++) {
+                    const float t = warp_sum(part[pp]);
+                    const int j = j0 + pp * PD_WARPS;
+                    if (lane == 0 && j < nt) sh.att_sc[h * PD_ATT_CHUNK + j] = t * scale;
+                }
+            }
         }
         __syncthreads();
         if (warp < rep) {  // softmax of head `warp` over the slice
@@ -427,14 +466,41 @@ __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) 
             if (lane == 0) sh.att_ml[warp][0] = m, sh.att_ml[warp][1] = sum;
         }
         __syncthreads();
+        // P.V: thread (slice, d) reads v[j][d] once for all heads of the group, 8 positions a batch
+        {
+            const int sl = tid / hd, d = tid - sl * hd;
+            if (sl < slices) {
+                float o[PD_MAX_REP];
+#pragma unroll
+                for (int h = 0; h < PD_MAX_REP; h++) o[h] = 0.0f;
+                const __half *vr = vc + head_base + (size_t)t0 * hd + d;
+                for (int j0 = sl; j0 < nt; j0 += slices * 8) {
+                    float vv[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        const int j = j0 + u * slices;
+                        vv[u] = j < nt ? __half2float(vr[(size_t)j * hd]) : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        const int j = j0 + u * slices;
+                        if (j < nt)
+#pragma unroll
+                            for (int h = 0; h < PD_MAX_REP; h++)
+                                if (h < rep) o[h] = fmaf(sh.att_sc[h * PD_ATT_CHUNK + j], vv[u], o[h]);
+                    }
+                }
+#pragma unroll
+                for (int h = 0; h < PD_MAX_REP; h++)
+                    if (h < rep) pv[((size_t)sl * rep + h) * hd + d] = o[h];
+            }
+        }
+        __syncthreads();
         float *part_g = p.part + (size_t)g * rep * p.max_splits * rec;
         for (int idx = tid; idx < rep * hd; idx += PD_THREADS) {
-            const int h = idx / hd, d = idx % hd;
-            const float *sc = sh.att_sc + h * PD_ATT_CHUNK;
-            const __half *vr = L.vc + head_base + (size_t)t0 * hd + d;
+            const int h = idx / hd, d = idx - h * hd;
             float o = 0.0f;
-#pragma unroll 8
-            for (int j = 0; j < nt; j++) o = fmaf(sc[j], __half2float(vr[(size_t)j * hd]), o);
+            for (int s2 = 0; s2 < slices; s2++) o += pv[((size_t)s2 * rep + h) * hd + d];
             if (nsplit == 1) {
                 const float r = o / sh.att_ml[h][1];
                 const size_t oi = (size_t)(g * rep + h) * hd + d;
@@ -455,17 +521,33 @@ __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) 
             done = sh.flag;
             if (done) {
                 __threadfence();
+                // (max, sum) of every (head, slice) record into shared memory in one batch
+                float *ml = sh.att_sc;  // rep * nsplit pairs (the plan bounds rep * max_splits)
+                for (int idx = tid; idx < rep * nsplit; idx += PD_THREADS) {
+                    const int h = idx / nsplit, s2 = idx - h * nsplit;
+                    const float *rp = part_g + ((size_t)h * p.max_splits + s2) * rec;
+                    ml[2 * idx] = __ldcg(rp);
+                    ml[2 * idx + 1] = __ldcg(rp + 1);
+                }
+                __syncthreads();
                 for (int idx = tid; idx < rep * hd; idx += PD_THREADS) {
-                    const int h = idx / hd, d = idx % hd;
-                    const float *rp = part_g + (size_t)h * p.max_splits * rec;
+                    const int h = idx / hd, d = idx - h * hd;
+                    const float *rp = part_g + (size_t)h * p.max_splits * rec + 2 + d;
+                    const float *mh = ml + 2 * h * nsplit;
                     float M = -INFINITY;
-                    for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, __ldcg(rp + (size_t)s2 * rec));
+                    for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, mh[2 * s2]);
                     float num = 0.0f, den = 0.0f;
-                    for (int s2 = 0; s2 < nsplit; s2++) {
-                        const float *r = rp + (size_t)s2 * rec;
-                        const float f = expf(__ldcg(r) - M);
-                        den = fmaf(__ldcg(r + 1), f, den);
-                        num = fmaf(__ldcg(r + 2 + d), f, num);
+                    for (int s0 = 0; s0 < nsplit; s0 += 8) {
+                        float ov[8];
+#pragma unroll
+                        for (int u = 0; u < 8; u++) ov[u] = s0 + u < nsplit ? __ldcg(rp + (size_t)(s0 + u) * rec) : 0.0f;
+#pragma unroll
+                        for (int u = 0; u < 8; u++)
+                            if (s0 + u < nsplit) {
+                                const float f = expf(mh[2 * (s0 + u)] - M);
+                                den = fmaf(mh[2 * (s0 + u) + 1], f, den);
+                                num = fmaf(ov[u], f, num);
+                            }
                     }
                     const float r = num / den;
                     const size_t oi = (size_t)(g * rep + h) * hd + d;
@@ -501,6 +583,7 @@ __global__ void __launch_bounds__(PD_THREADS, 1) decode_persistent_kernel(PdPara
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
+    for (int i = tid; i < p.n_layers * 4; i += PD_THREADS) sh.sc.w[i >> 2][i & 3] = p.layers[i >> 2].w[i & 3];
     __syncthreads();
     if (tid == 0)
         for (int j = 0; j < p.ns; j++) issue_chunk(p, sh.sc, j, ring, bars);
@@ -633,6 +716,11 @@ extern "C" int kcuda_decode_plan_create(const KcudaDecodeShape *s, const KcudaDe
     const int G = sms;  // one block per SM: the ring is sized to the SM's shared memory
     p->blocks = G;
     PdParams &P = p->p;
+    if (s->n_layers > PD_MAX_LAYERS) {
+        free(hl);
+        return plan_fail(p, kcuda_fail(KCUDA_ERR_SHAPE, "persistent decode: %d layers unsupported (at most %d)", s->n_layers,
+                                       PD_MAX_LAYERS));
+    }
     P.n_layers = s->n_layers;
     for (int m = 0; m < 4; m++) {
         PdStep &S = P.st[m];
@@ -659,6 +747,11 @@ extern "C" int kcuda_decode_plan_create(const KcudaDecodeShape *s, const KcudaDe
     P.spl = G / nkv > 0 ? G / nkv : 1;
     const int long_splits = (a->ctx + PD_ATT_CHUNK - 1) / PD_ATT_CHUNK;
     P.max_splits = P.spl > long_splits ? P.spl : long_splits;
+    if ((nh / nkv) * P.max_splits > PD_MAX_REP * PD_ATT_CHUNK / 2) {
+        free(hl);
+        return plan_fail(p, kcuda_fail(KCUDA_ERR_SHAPE, "persistent decode: context %d too long for %d query heads per KV head",
+                                       a->ctx, nh / nkv));
+    }
     P.eps = s->eps;
     P.rope = a->d_rope;
     P.ns = ns;
