@@ -96,12 +96,15 @@ __device__ __forceinline__ void trace_at(unsigned long long *t) {
     }
 }
 
-// Waits until *c >= target (thread 0 polls; the barrier releases the block). t: lab timeline slot.
+// The grid-wide step counters follow CUTLASS's generic barrier (cutlass/barrier.h): a block
+// counts a step with __syncthreads then one red.release.gpu from thread 0; a waiting block's
+// thread 0 polls with ld.acquire.gpu, then __syncthreads. The barrier orders the other threads'
+// writes before the release and their reads after the acquire; no separate fence.
+// Waits until *c >= target. t: lab timeline slot.
 __device__ __forceinline__ void wait_count(const unsigned *c, unsigned target, unsigned long long *t) {
     if (threadIdx.x == 0) {
         while (ld_acquire(c) < target) {
         }
-        __threadfence();
         trace_at(t);
     }
     __syncthreads();
@@ -110,7 +113,6 @@ __device__ __forceinline__ void wait_count(const unsigned *c, unsigned target, u
 __device__ __forceinline__ void signal_count(unsigned *c, unsigned long long *t) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
         red_release_add(c, 1u);
         trace_at(t);
     }
@@ -377,7 +379,9 @@ __device__ void attention_step(const PdParams &p, int l, int pos, PdShared &sh) 
     const int hd = p.hd, half = hd / 2, rep = p.n_heads / p.n_kv;
     const int kv_len = pos + 1;
     int chunk = (kv_len + p.spl - 1) / p.spl;
-    chunk = min(PD_ATT_CHUNK, max(32, (chunk + 31) / 32 * 32));
+    // at least 64 positions a task: below that the combine (two more L2 round trips) costs more
+    // than the positions it spreads
+    chunk = min(PD_ATT_CHUNK, max(64, (chunk + 31) / 32 * 32));
     const int nsplit = (kv_len + chunk - 1) / chunk;
     const int ntask = p.n_kv * nsplit;
     if ((int)blockIdx.x >= ntask) return;

@@ -2,7 +2,8 @@
 // reference and against the per-kernel decode chain, then timed against that chain.
 //
 // Built by CMake as dev_decode_persistent where nvcc is present. Run:
-//   ./dev_decode_persistent [check|time|all|small]   (default all; small: the small shapes only,
+//   ./dev_decode_persistent [check|time|all|small|tiny]   (default all; small: the small shapes
+//                                                     only, tiny: those with dim <= 1024,
 //                                                     for compute-sanitizer)
 //
 // Check (every shape, one decode step at the given positions, random ternary weights): the
@@ -514,9 +515,14 @@ static void time_shape(Model &m, KcudaDecodePlan *plan, Chain &ch, int pos, doub
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);  // lines survive a timeout
     const char *mode = argc > 1 ? argv[1] : "all";
-    const bool small = !strcmp(mode, "small");
+    const bool tiny = !strcmp(mode, "tiny");  // compute-sanitizer: the shapes with dim <= 1024
+    const bool small = tiny || !strcmp(mode, "small");
     const bool do_check = small || !strcmp(mode, "check") || !strcmp(mode, "all");
     const bool do_time = !small && (!strcmp(mode, "time") || !strcmp(mode, "all"));
+    if (kcuda_device_count() <= 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
     init_i2s_table();
     lab_seed(0x5eed12ull);
     char desc[200] = "?";
@@ -550,7 +556,7 @@ int main(int argc, char **argv) {
                "| shape | pos | layers checked | exact bad | kv bad | att | k | q flips | s | chain | |\n"
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (const Shape &s : shapes) {
-        if (small && s.n_layers > 3) continue;
+        if ((small && s.n_layers > 3) || (tiny && s.dim > 1024)) continue;
         if (!do_check && !s.time) continue;
         Model m;
         build(m, s, s.n_layers);
