@@ -159,8 +159,89 @@ static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int lm
     return (G - 1) / dec[1 + runs / 2];
 }
 
-static double e2e_decode_tok_s(const Model *m, int P, int G, int runs) {
-    return e2e_decode_tok_s_ex(m, P, G, runs, 0, NULL);
+/* Bytes one decode step at context `pos` must read at least: every ternary matrix, the lm_head
+ * (f16 or int8 + row scales), one embedding row, and the K and V rows of positions 0..pos of
+ * every layer (f16). */
+static double decode_floor_bytes(const Model *m, int lm_int8, double pos) {
+    const ModelConfig *c = &m->cfg;
+    double b = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *w = &m->layers[l];
+        const TernaryMatrix *t[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int i = 0; i < 7; i++) b += (double)t[i]->n_out * t[i]->n_in_pad / 4;
+    }
+    b += lm_int8 ? (double)c->vocab_size * c->dim + 4.0 * c->vocab_size : 2.0 * c->vocab_size * c->dim;
+    b += 2.0 * c->dim;
+    b += (pos + 1) * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2.0;
+    return b;
+}
+
+/* Decode at contexts 64..4096 as a chat sees it: the engine API (infer_eval of one token +
+ * infer_sample) with the default sampler and with greedy, after a prompt of C tokens; % of the
+ * byte floor at the copy bandwidth measured in this run. */
+static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_gbs) {
+    enum { G = 64 };
+    static const int CTX[4] = {64, 512, 2048, 4096};
+    const int runs = quick ? 3 : 5;
+    InferOptions o = {BACKEND_CUDA, 0, 4096 + G, lm_int8};
+    Err err = {{0}};
+    Infer *inf = infer_create(m, &o, &err);
+    int32_t *toks = malloc(sizeof(int32_t) * 4096);
+    if (!inf || !toks) {
+        fprintf(stderr, "bench: %s\n", inf ? "out of memory" : err.msg);
+        infer_destroy(inf);
+        free(toks);
+        return;
+    }
+    for (int i = 0; i < 4096; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    const SamplerParams def = sampler_params_default();
+    printf("\nDecode by context (%s lm_head): the engine API, infer_eval(1 token) + infer_sample, after a prompt\n"
+           "of C random tokens; %d tokens generated; median of %d runs after 1 warm-up. Default sampler =\n"
+           "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, repetition penalty %.1f over %d (on the device);\n"
+           "greedy = temperature 0, no penalty. Byte floor = ternary weights + lm_head + the K/V rows read at\n"
+           "that context (mean position C + %d), at the copy bandwidth of this run (%.0f GB/s).\n\n",
+           lm_int8 ? "int8" : "f16", G, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty,
+           def.repeat_last_n, G / 2, copy_gbs);
+    printf("| context | greedy tok/s | default sampler tok/s | default / greedy | MB read per token | %% of byte floor (default) |\n"
+           "|---:|---:|---:|---:|---:|---:|\n");
+    for (int ci = 0; ci < 4; ci++) {
+        const int C = CTX[ci];
+        double tps[2] = {0, 0};
+        for (int way = 0; way < 2; way++) {
+            SamplerParams sp = def;
+            sp.seed = 42;
+            if (way == 0) sp.temperature = 0.0f, sp.repeat_penalty = 1.0f;
+            double dec[16];
+            int rc = 0;
+            for (int r = 0; r <= runs && !rc; r++) {
+                Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
+                int32_t tok = 0;
+                for (int i = 0; i < C && smp; i++) sampler_accept(smp, toks[i]);
+                rc = !smp || infer_eval(inf, toks, C, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                const double t1 = now_s();
+                for (int g = 1; g < G && !rc; g++) {
+                    sampler_accept(smp, tok);
+                    rc = infer_eval(inf, &tok, 1, C + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                }
+                dec[r] = now_s() - t1;
+                sampler_free(smp);
+            }
+            if (rc) {
+                fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+                infer_destroy(inf);
+                free(toks);
+                return;
+            }
+            qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
+            tps[way] = (G - 1) / dec[1 + runs / 2];
+        }
+        const double bytes = decode_floor_bytes(m, lm_int8, C + G / 2.0);
+        printf("| %d | %.1f | %.1f | %.3f | %.0f | %.0f%% |\n", C, tps[0], tps[1], tps[1] / tps[0], bytes / 1e6,
+               100.0 * bytes * tps[1] / (copy_gbs * 1e9));
+        fflush(stdout);
+    }
+    infer_destroy(inf);
+    free(toks);
 }
 
 /* The f16 and the int8 lm_head side by side in this run: the lm_head kernel alone at the 2B
@@ -198,85 +279,6 @@ static void bench_lm_head_compare(const Model *m, int quick) {
            "test_lm_head_int8 on the demo model, README GPU section)\n", same ? "agreed" : "differed");
 }
 
-/* BITNET_BENCH_VERSIONS: decode variants side by side in this run (layer of four GEMVs with
- * PDL, and end-to-end decode 64/64 and 512/64), ratios against the first. "1" = the list
- * below; otherwise variants separated by ';', each "v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]]":
- * GEMV version, rows per group, GEMV late trigger, attention late trigger (global settings),
- * L2 prefetch lookahead in layers, prefetch into the lm_head, prefetch mode (0 bulk, 1 per
- * line, 2 per sector), attention decode version, trigger letters per kernel of a layer
- * (E/L/M, BITNET_CUDA_TRIGGER; absent = the backend's default), kernels that prefetch the next
- * GEMV's weights (P/-, BITNET_CUDA_PREFETCH_NEXT). */
-static void bench_cuda_versions(const Model *m, const char *spec) {
-    enum { NV = 24 };
-    static const char *DEFAULT = "3/0/0/0/0/0/0/3/EEEEE;6/2/0/0/0/0/0/3;6/2/0/0/0/0/0/3/ELELL";
-    int V[NV][6], AV[NV];
-    char TG[NV][6], PN[NV][6];
-    double PF[NV];
-    int nv = 0;
-    const char *p = strcmp(spec, "1") == 0 ? DEFAULT : spec;
-    while (*p && nv < NV) {
-        int n = 0;
-        if (sscanf(p, "%d/%d/%d/%d/%lf/%d%n", &V[nv][0], &V[nv][1], &V[nv][2], &V[nv][3], &PF[nv], &V[nv][4], &n) != 6) {
-            fprintf(stderr, "bench: BITNET_BENCH_VERSIONS: cannot read \"%s\" (want v/R/gl/al/pf/lm[/mode[/attn[/TRIG[/PN]]]];...)\n", p);
-            return;
-        }
-        p += n;
-        V[nv][5] = 0; /* optional 7th field: prefetch mode (BITNET_CUDA_PREFETCH_MODE) */
-        if (*p == '/' && sscanf(p + 1, "%d%n", &V[nv][5], &n) == 1) p += 1 + n;
-        AV[nv] = 3; /* optional 8th field: attention decode version */
-        if (*p == '/' && sscanf(p + 1, "%d%n", &AV[nv], &n) == 1) p += 1 + n;
-        TG[nv][0] = 0; /* optional 9th field: trigger per kernel of a layer (BITNET_CUDA_TRIGGER) */
-        if (*p == '/' && sscanf(p + 1, "%5[ELMD-]%n", TG[nv], &n) == 1) p += 1 + n;
-        PN[nv][0] = 0; /* optional 10th: which kernels prefetch the next GEMV (BITNET_CUDA_PREFETCH_NEXT) */
-        if (*p == '/' && sscanf(p + 1, "%5[P-]%n", PN[nv], &n) == 1) p += 1 + n;
-        nv++;
-        while (*p == ';' || *p == ' ') p++;
-    }
-    const double layer_bytes = (3840.0 * 2560 + 2560.0 * 2560 + 13824.0 * 2560 + 2560.0 * 6912) / 4;
-    double layer[NV] = {0}, tps[NV] = {0}, tps512[NV] = {0};
-    for (int i = 0; i < nv; i++) {
-        char buf[32];
-        kcuda_set_gemv_version(V[i][0], V[i][1]);
-        kcuda_set_gemv_late_trigger(V[i][2]);
-        kcuda_set_attn_late_trigger(V[i][3]);
-        snprintf(buf, sizeof buf, "%g", PF[i]);
-        setenv("BITNET_CUDA_PREFETCH", buf, 1);
-        setenv("BITNET_CUDA_PREFETCH_LM", V[i][4] ? "1" : "0", 1);
-        snprintf(buf, sizeof buf, "%d", V[i][5]);
-        setenv("BITNET_CUDA_PREFETCH_MODE", buf, 1);
-        kcuda_set_attn_version(AV[i]);
-        /* no trigger field: the backend's default placement */
-        if (TG[i][0]) setenv("BITNET_CUDA_TRIGGER", TG[i], 1);
-        else unsetenv("BITNET_CUDA_TRIGGER");
-        setenv("BITNET_CUDA_PREFETCH_NEXT", PN[i], 1);
-        char label[96];
-        snprintf(label, sizeof label, "variant: GEMV %d R %d late %d, attention v%d late %d, prefetch %g/%s, triggers %s", V[i][0],
-                 V[i][1], V[i][2], AV[i], V[i][3], PF[i], PN[i][0] ? PN[i] : "-", TG[i][0] ? TG[i] : "-");
-        setenv("BITNET_CUDA_TRACE_LABEL", label, 1);
-        if (kcuda_bench_layer_pf(2560, 6912, 640, (size_t)(PF[i] * layer_bytes), V[i][2], &layer[i])) layer[i] = -1;
-        tps[i] = e2e_decode_tok_s(m, 64, 64, 5);
-        tps512[i] = e2e_decode_tok_s(m, 512, 64, 5);
-    }
-    kcuda_set_attn_version(3);
-    unsetenv("BITNET_CUDA_TRACE_LABEL");
-    unsetenv("BITNET_CUDA_TRIGGER");
-    unsetenv("BITNET_CUDA_PREFETCH_NEXT");
-    printf("\nDecode variants in this run (layer: the four GEMVs of one 2B layer with PDL, L2-cold stream of\n"
-           "layers, graph, prefetching as decode does; decode: median of 5 runs after a warm-up). R = rows per\n"
-           "8-lane group (0: by shape); late = next launch triggered after the PDL wait (GEMV / attention);\n"
-           "triggers = per kernel of a layer (QKV, attention, O, gate/up, down): E at the start, L after the\n"
-           "PDL wait, M after the main work;\n"
-           "prefetch = L2 lookahead in layers (+lm: into the lm_head).\n\n"
-           "| GEMV | R | late | triggers | prefetch | attention | layer us | decode 64/64 tok/s | / first | decode 512/64 tok/s | / first |\n"
-           "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i < nv; i++)
-        printf("| %d | %d | %d/%d | %s | %g%s%s%s%s | v%d | %.2f | %.1f | %.3f | %.1f | %.3f |\n", V[i][0], V[i][1], V[i][2], V[i][3],
-               TG[i][0] ? TG[i] : "default", PF[i], PN[i][0] ? " next " : "", PN[i], V[i][4] ? " +lm" : "", V[i][5] == 1 ? " lines" : V[i][5] == 2 ? " sectors" : "", AV[i], layer[i], tps[i], tps[i] / tps[0], tps512[i], tps512[i] / tps512[0]);
-    fflush(stdout);
-    unsetenv("BITNET_CUDA_PREFETCH");
-    unsetenv("BITNET_CUDA_PREFETCH_LM");
-    unsetenv("BITNET_CUDA_PREFETCH_MODE");
-}
 #endif
 
 /* CPU kernel table: the fast multithreaded W2A8 linear (kernels/cpu) on the 8 shapes, checked
@@ -342,20 +344,21 @@ static int bench_cpu_kernels(int quick, int threads) {
 }
 
 #ifdef BITNET_HAVE_CUDA
-static int bench_cuda_kernels(int quick) {
+static int bench_cuda_kernels(int quick, double *copy_out) {
     char dev[200] = "?";
     kcuda_device_describe(dev, sizeof dev);
     printf("Device: %s\n", dev);
     const double copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, quick ? 5 : 15);
     printf("Copy bandwidth: cudaMemcpy device-to-device of 1 GiB, read + write bytes counted, median: %.0f GB/s\n",
            copy);
+    *copy_out = copy;
     printf("\nW2A8 GEMV, batch 1. Method: weights in rotating buffers (>= 256 MiB in all, > 5x L2) so each\n"
            "launch reads its weights from HBM; max(100, buffers) launches captured in one CUDA graph; median\n"
            "replay time / launches. Four variants: int8 input (as the seed kernel takes it) and f32 input\n"
            "quantized inside the kernel (as decode uses it), each without and with programmatic dependent\n"
            "launch (PDL: the next launch's weight loads overlap this one). Each shape is first checked exactly\n"
-           "(int32) against w2a8_gemv_ref on 256 rows. cuBLAS: bf16 GEMV (cublasGemmEx, fp32 compute), same\n"
-           "method. GB/s and %% of copy: int8 input with PDL, bytes = packed weights + activations + outputs.\n"
+           "(int32) against w2a8_gemv_ref on 256 rows. cuBLAS: bf16 GEMV (cublasGemmEx, fp32 compute; libcublas\n"
+           "opened by bench only), same method. GB/s and %% of copy: int8 input with PDL, bytes = packed weights + activations + outputs.\n"
            "Seed = Microsoft BitNet gpu/ kernel (int8 input) on an H100, same method (research/peers-h100.md);\n"
            "seed / W2A8 uses the int8-input kernel with PDL.\n");
     KcudaGemvBench rows[8];
@@ -371,9 +374,11 @@ static int bench_cuda_kernels(int quick) {
         const KcudaGemvBench *r = &rows[i];
         const double best = r->w2a8_q_pdl_us;
         const double gbs = r->w2a8_bytes / (best * 1e-6) / 1e9;
-        printf("| %dx%d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f%% | %.2f | %.2f | %.2f | %.2f |\n", r->n, r->k,
-               r->w2a8_q_us, r->w2a8_q_pdl_us, r->w2a8_us, r->w2a8_pdl_us, gbs, 100.0 * gbs / copy, r->cublas_us,
-               r->cublas_us / best, SEED_US[i], SEED_US[i] / best);
+        char cb[48] = "n/a | n/a"; /* libcublas not found: the baseline column stays empty */
+        if (r->cublas_us > 0) snprintf(cb, sizeof cb, "%.2f | %.2f", r->cublas_us, r->cublas_us / best);
+        printf("| %dx%d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f%% | %s | %.2f | %.2f |\n", r->n, r->k, r->w2a8_q_us,
+               r->w2a8_q_pdl_us, r->w2a8_us, r->w2a8_pdl_us, gbs, 100.0 * gbs / copy, cb, SEED_US[i],
+               SEED_US[i] / best);
     }
     double us = 0, us_pdl = 0;
     if (kcuda_bench_layer(2560, 6912, 640, &us, &us_pdl) == 0)
@@ -381,15 +386,6 @@ static int bench_cuda_kernels(int quick) {
                "with fused norm+quant prologues and residual / relu^2*up epilogues), L2-cold, in a graph:\n"
                "%.2f us per layer; with PDL between kernels: %.2f us (seed: 29.94 us).\n",
                us, us_pdl);
-    else
-        fprintf(stderr, "bench layer: %s\n", kcuda_last_error());
-    /* as decode runs it: each GEMV prefetches into L2 the weights one layer further along the
-     * stream, next launch triggered after the PDL wait */
-    const size_t layer_bytes = ((size_t)3840 * 2560 + (size_t)2560 * 2560 + (size_t)13824 * 2560 + (size_t)2560 * 6912) / 4;
-    if (kcuda_bench_layer_pf(2560, 6912, 640, layer_bytes, 1, &us_pdl) == 0)
-        printf("With L2 prefetch one layer ahead (cp.async.bulk.prefetch.L2 at each GEMV's start; every layer's\n"
-               "weights still come from HBM) and the next launch triggered after the PDL wait: %.2f us per layer.\n",
-               us_pdl);
     else
         fprintf(stderr, "bench layer: %s\n", kcuda_last_error());
     return 0;
@@ -414,9 +410,12 @@ int cmd_bench(const AppConfig *cfg) {
     printf("bitnet-chat bench (%s backend%s)\n", use_cuda ? "cuda" : "cpu", cfg->quick ? ", quick" : "");
     int rc = 0;
 #ifdef BITNET_HAVE_CUDA
+    double copy = 0;
     /* BITNET_BENCH_SKIP_KERNELS=1 (lab): straight to the end-to-end tables, to spend less device time */
     if (use_cuda && !getenv("BITNET_BENCH_PROFILE") && !getenv("BITNET_BENCH_SKIP_KERNELS"))
-        rc = bench_cuda_kernels(cfg->quick);
+        rc = bench_cuda_kernels(cfg->quick, &copy);
+    else if (use_cuda)
+        copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, cfg->quick ? 5 : 15);
 #endif
     if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (rc) return rc;
@@ -431,10 +430,8 @@ int cmd_bench(const AppConfig *cfg) {
     }
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, cfg->quick, cfg->threads, cfg->lm_head_int8);
 #ifdef BITNET_HAVE_CUDA
+    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
     if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_lm_head_compare(&m, cfg->quick);
-#endif
-#ifdef BITNET_HAVE_CUDA
-    if (!rc && use_cuda && getenv("BITNET_BENCH_VERSIONS")) bench_cuda_versions(&m, getenv("BITNET_BENCH_VERSIONS"));
 #endif
     model_free(&m);
     return rc;

@@ -239,6 +239,38 @@ void sampler_accept(Sampler *s, int32_t tok) {
     }
 }
 
+static int cmp_i32(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int sampler_penalty_ids(Sampler *s, int32_t *ids, int cap) {
+    const int wl = s ? window_len(s) : 0;
+    if (!s || s->p.repeat_penalty == 1.0f || s->p.repeat_penalty <= 0.0f || s->win_n == 0 || wl <= 0) return 0;
+    if (++s->stamp_round == 0) { /* as in apply_repeat_penalty */
+        memset(s->stamp, 0, (size_t)s->n_vocab * sizeof *s->stamp);
+        s->stamp_round = 1;
+    }
+    int n = 0;
+    for (int i = 0; i < s->win_n; i++) {
+        const int32_t t = s->window[(s->win_head + i) % wl];
+        if (t < 0 || t >= s->n_vocab || s->stamp[t] == s->stamp_round) continue;
+        s->stamp[t] = s->stamp_round;
+        if (n == cap) return -1;
+        ids[n++] = t;
+    }
+    qsort(ids, (size_t)n, sizeof *ids, cmp_i32);
+    return n;
+}
+
+double sampler_peek_uniform(const Sampler *s) {
+    uint64_t st[4];
+    memcpy(st, s->rng, sizeof st);
+    return rng_uniform(st);
+}
+
+void sampler_skip_uniform(Sampler *s) { (void)rng_uniform(s->rng); }
+
 /* ---- sampling --------------------------------------------------------------------------------- */
 
 /* llama.cpp semantics: each distinct token of the window once; positive logits are divided by

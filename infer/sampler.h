@@ -30,4 +30,13 @@ void sampler_accept(Sampler *s, int32_t tok);
 int32_t sampler_sample(Sampler *s, float *logits, int n_vocab);
 const SamplerParams *sampler_params(const Sampler *s);
 
+/* For a device sampler that draws what sampler_sample() would from the same logits
+ * (infer/backend_cuda.c): the distinct ids of the penalty window, ascending, into ids[0..cap)
+ * (returns their count: 0 when the penalty is off, -1 when more than cap); the uniform that the
+ * next draw would use, without consuming it; and consuming it, which the caller does exactly
+ * when the draw happened (sampler_sample() draws once per call that reaches its final draw). */
+int sampler_penalty_ids(Sampler *s, int32_t *ids, int cap);
+double sampler_peek_uniform(const Sampler *s);
+void sampler_skip_uniform(Sampler *s);
+
 #endif

@@ -5,6 +5,8 @@ if(BN_HAVE_CUDA)
               LIBS bn_kernels LABELS gpu)
   bn_add_test(NAME test_backend_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_backend_cuda.c
               LIBS bn_infer LABELS gpu)
+  bn_add_test(NAME test_sample_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_sample_cuda.c
+              LIBS bn_infer LABELS gpu)
 endif()
 
 # The kernel lab (kernels/dev): built everywhere nvcc is, so that it cannot rot; run by hand on

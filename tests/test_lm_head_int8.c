@@ -16,9 +16,9 @@
  *        the logits are scale * sum(q * x) with fp32 activations, as the CUDA int8 kernel takes
  *        them, up to fp32 summation order;
  *   cuda (label gpu, skips without a device): the CUDA backend with lm_head_int8 = 0 and 1; and
- *        the CUDA int8 logits against the cpu path's int8 logits on every position, within XTOL
- *        of max |logit| (the tolerance test_demo_golden allows between backends: int8
- *        activations of the linears may round the other way after fp32 differences upstream).
+ *        the CUDA int8 logits against the cpu path's int8 logits on every position, next to the
+ *        CUDA f16 logits against the CPU f16 logits: the int8 difference may exceed the f16 one
+ *        by XEXCESS of max |logit| at most (why: at the check).
  * Printed per path: top-1 agreement over all positions, the largest f16 top-2 margin at a
  * position where the picks differ (flips should happen only at near-ties), max and mean of
  * max|logit diff| / (max - min f16 logit) per position, and for 8 prompts the greedy replies
@@ -45,7 +45,7 @@
 
 #define MIN_AGREE 0.985
 #define MAX_REL 0.02
-#define XTOL 0.03
+#define XEXCESS 0.01
 #define FLIP_MARGIN 0.1
 enum { WIN = 256, GEN = 48, NGREEDY = 8, MAXSEQ = 512 };
 
@@ -324,32 +324,55 @@ int main(int argc, char **argv) {
     Stats st;
     measure(which, a, b, &m, &c, &st);
     if (cuda) {
-        /* the CUDA int8 head against the CPU reference of the same int8 table */
+        /* The CUDA int8 head against the CPU reference of the same int8 table, next to the same
+         * comparison for the f16 head at the same positions. Both differences carry the same
+         * hidden-state difference (CUDA and CPU forwards part by fp32 summation order and by int8
+         * activations that round the other way, test_demo_golden), because the layers below the
+         * lm_head are the same code in both runs; what the int8 head adds on top is its own
+         * arithmetic: the table moves each weight by <= max|w_r|/254 (so W8 - W16 maps the hidden
+         * difference to at most 0.4% of what W16 maps it to, per row) and the kernel sums fp32
+         * products in another order (<= K * 2^-24 relative, K = 2560). So per position the int8
+         * difference may exceed the f16 one by XEXCESS of max|logit| at most. */
         InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
-        Infer *r = infer_create(&mq, &o, &err);
-        REQUIRE(r);
+        Infer *r = infer_create(&mq, &o, &err), *r16 = r ? infer_create(&m, &o, &err) : NULL;
+        REQUIRE(r && r16);
         float *lr = malloc(sizeof(float) * (size_t)V * MAXSEQ), *lb = malloc(sizeof(float) * (size_t)V * MAXSEQ);
-        REQUIRE(lr && lb);
-        double worst = 0;
+        float *lr16 = malloc(sizeof(float) * (size_t)V * MAXSEQ), *la = malloc(sizeof(float) * (size_t)V * MAXSEQ);
+        REQUIRE(lr && lb && lr16 && la);
+        double worst = 0, worst16 = 0, excess = 0;
         long same = 0, pos = 0;
         for (int s = 0; s < c.n; s++) {
             REQUIRE(infer_eval(r, c.s[s].ids, c.s[s].n, 0, lr, &err) == 0);
             REQUIRE(infer_eval(b, c.s[s].ids, c.s[s].n, 0, lb, &err) == 0);
+            REQUIRE(infer_eval(r16, c.s[s].ids, c.s[s].n, 0, lr16, &err) == 0);
+            REQUIRE(infer_eval(a, c.s[s].ids, c.s[s].n, 0, la, &err) == 0);
             for (int t = 0; t < c.s[s].n; t++) {
-                const float *x = lr + (size_t)t * V, *y = lb + (size_t)t * V;
-                double mx = 0, d = 0;
-                for (int i = 0; i < V; i++) mx = fmax(mx, fabs(x[i])), d = fmax(d, fabs((double)x[i] - y[i]));
-                worst = fmax(worst, d / (mx > 0 ? mx : 1));
+                const size_t o0 = (size_t)t * V;
+                const float *x = lr + o0, *y = lb + o0, *x16 = lr16 + o0, *y16 = la + o0;
+                double mx = 0, d = 0, d16 = 0;
+                for (int i = 0; i < V; i++) {
+                    mx = fmax(mx, fabs(x[i]));
+                    d = fmax(d, fabs((double)x[i] - y[i]));
+                    d16 = fmax(d16, fabs((double)x16[i] - y16[i]));
+                }
+                const double den = mx > 0 ? mx : 1;
+                worst = fmax(worst, d / den);
+                worst16 = fmax(worst16, d16 / den);
+                excess = fmax(excess, (d - d16) / den);
                 same += argmax_v(x, V) == argmax_v(y, V);
                 pos++;
             }
         }
-        printf("cuda int8 vs cpu int8 reference: max |diff| / max |logit| %.3e (tolerance %.2g), top-1 equal at %ld / %ld positions\n",
-               worst, XTOL, same, pos);
-        CHECK(worst <= XTOL);
+        printf("cuda vs cpu, max |diff| / max |logit| per position: int8 head %.3e, f16 head %.3e; int8 beyond f16 at "
+               "most %.3e (tolerance %.2g); int8 top-1 equal at %ld / %ld positions\n",
+               worst, worst16, excess, XEXCESS, same, pos);
+        CHECK(excess <= XEXCESS);
         free(lr);
         free(lb);
+        free(lr16);
+        free(la);
         infer_destroy(r);
+        infer_destroy(r16);
     }
     infer_destroy(a);
     infer_destroy(b);

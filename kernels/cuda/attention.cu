@@ -8,7 +8,7 @@
 
 namespace {
 
-enum { ATT_THREADS = 128, CHUNK = 64, MAX_REP = 8, MAX_HD = 128, QT = 16, MAX_SPLITS_FAST = 16 };
+enum { ATT_THREADS = 128, CHUNK = 64, MAX_REP = 8, MAX_HD = 128, QT = 16, COMBINE_TILE = 128 };
 
 struct AttnParams {
     int n_heads, n_kv, hd, ctx, style, max_splits;
@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
     __shared__ float ml[2];
     __shared__ int last_sh;
-    __shared__ float mls[2][MAX_SPLITS_FAST];
+    __shared__ float mls[2][COMBINE_TILE];  // per split of a tile: e^(m - M), l
+    __shared__ float red[ATT_THREADS / 32];
     // Every block, also those of splits beyond the position that leave at once, takes its share.
     trace_mark(p.trace, 0);
     l2_prefetch_share(p.pf, blockIdx.y * gridDim.x + blockIdx.x, gridDim.x * gridDim.y);
@@ -199,40 +200,41 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
         return;
     }
     __threadfence();
-    if (nsplit <= MAX_SPLITS_FAST) {
-        if (tid < nsplit) {
-            mls[0][tid] = __ldcg(base + (size_t)tid * rec);
-            mls[1][tid] = __ldcg(base + (size_t)tid * rec + 1);
-        }
-        float ov[MAX_SPLITS_FAST];
-#pragma unroll
-        for (int s2 = 0; s2 < MAX_SPLITS_FAST; s2++)
-            ov[s2] = (s2 < nsplit && d < hd) ? __ldcg(base + (size_t)s2 * rec + 2 + d) : 0.0f;
-        __syncthreads();
-        if (d < hd) {
-            float M = -INFINITY;
-            for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, mls[0][s2]);
-            float num = 0.0f, den = 0.0f;
-#pragma unroll
-            for (int s2 = 0; s2 < MAX_SPLITS_FAST; s2++)
-                if (s2 < nsplit) {
-                    const float f = expf(mls[0][s2] - M);
-                    den = fmaf(mls[1][s2], f, den);
-                    num = fmaf(ov[s2], f, num);
-                }
-            p.out[(size_t)h * hd + d] = num / den;
-        }
-    } else if (d < hd) {
-        float M = -INFINITY;
-        for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, __ldcg(base + (size_t)s2 * rec));
+    // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). The splits' (m, l) pass through
+    // shared memory in tiles, so the loop over splits reads no global memory but the o values,
+    // eight independent loads at a time. (The earlier form read m, l and o of every split with
+    // dependent loads past 16 splits: ~1 us per split and layer, which made decode at context
+    // ~1,900 half as fast as at 512, issue #11.)
+    {
+        float mloc = -INFINITY;
+        for (int s2 = tid; s2 < nsplit; s2 += ATT_THREADS) mloc = fmaxf(mloc, __ldcg(base + (size_t)s2 * rec));
+        const float M = block_max<ATT_THREADS>(mloc, red);
         float num = 0.0f, den = 0.0f;
-        for (int s2 = 0; s2 < nsplit; s2++) {
-            const float *r = base + (size_t)s2 * rec;
-            const float f = expf(__ldcg(r) - M);
-            den = fmaf(__ldcg(r + 1), f, den);
-            num = fmaf(__ldcg(r + 2 + d), f, num);
+        for (int s0 = 0; s0 < nsplit; s0 += COMBINE_TILE) {
+            const int ns = min((int)COMBINE_TILE, nsplit - s0);
+            __syncthreads();  // the previous tile is consumed
+            for (int j = tid; j < ns; j += ATT_THREADS) {
+                const float *r = base + (size_t)(s0 + j) * rec;
+                mls[0][j] = expf(__ldcg(r) - M);
+                mls[1][j] = __ldcg(r + 1);
+            }
+            __syncthreads();
+            if (d < hd) {
+                const float *o0 = base + (size_t)s0 * rec + 2 + d;
+                for (int j = 0; j < ns; j += 8) {
+                    float ov[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) ov[u] = j + u < ns ? __ldcg(o0 + (size_t)(j + u) * rec) : 0.0f;
+#pragma unroll
+                    for (int u = 0; u < 8; u++)
+                        if (j + u < ns) {
+                            den = fmaf(mls[1][j + u], mls[0][j + u], den);
+                            num = fmaf(ov[u], mls[0][j + u], num);
+                        }
+                }
+            }
         }
-        p.out[(size_t)h * hd + d] = num / den;
+        if (d < hd) p.out[(size_t)h * hd + d] = num / den;
     }
     if (tid == 0) p.count[h] = 0;
     trace_mark(p.trace, 2);
@@ -241,11 +243,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
 
 }  // namespace
 
-// Where the decode kernel lets the next launch start: at its start (0, the default) or after its
-// PDL wait (1); BITNET_CUDA_ATTN_LATE sets it before the first launch.
+// Where the decode kernel lets the next launch start when the launch option does not say: at its
+// start (0, the default) or after its PDL wait (1); lab only.
 static int g_attn_late = -1;
 extern "C" void kcuda_set_attn_late_trigger(int late) { g_attn_late = late != 0; }
-// Decode kernel version: 3 (default) or 4 (post-wait reads batched); BITNET_CUDA_ATTN=3|4.
+// Decode kernel version: 3 (default) or 4 (post-wait reads batched); lab only.
 static int g_attn_version = -1;  // v4 measured no faster end to end: v3 stays the default
 extern "C" void kcuda_set_attn_version(int v) { g_attn_version = v == 3 ? 3 : 4; }
 
@@ -261,14 +263,8 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     if (rc) return rc;
     if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: NULL pointer");
-    if (g_attn_late < 0) {
-        const char *env = getenv("BITNET_CUDA_ATTN_LATE");
-        g_attn_late = env && atoi(env) != 0;
-    }
-    if (g_attn_version < 0) {
-        const char *env = getenv("BITNET_CUDA_ATTN");
-        kcuda_set_attn_version(env ? atoi(env) : 3);
-    }
+    if (g_attn_late < 0) g_attn_late = 0;
+    if (g_attn_version < 0) g_attn_version = 3;
     AttnParams p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
@@ -286,7 +282,8 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.count = d_count;
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
-    const int trig = kcuda_take_trigger();
+    const int armed = kcuda_take_trigger();  // the launch option first, then the lab's settings
+    const int trig = pdl >= KCUDA_PDL_LATE ? pdl - 1 : armed;
     p.late = trig >= 0 ? trig : g_attn_late;
     if (g_attn_version == 3)
         return kcuda_launch(attn_decode_kernel3<false>, dim3((unsigned)a->n_heads, (unsigned)p.max_splits),

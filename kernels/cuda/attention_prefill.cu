@@ -478,7 +478,7 @@ int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int p
 }
 
 
-// -1: not set yet (BITNET_CUDA_ATTN_PREFILL=0|1|2|3); 0 (the default): by T. Measured on the
+// -1: not set yet (the lab's kcuda_set_attn_prefill_version); 0 (the default): by T. Measured on the
 // H100 (lab, 2026-11-23, RoPE kernel included): T = 512 v2 29.5 us, v3 26.6 us; T = 64 v2
 // 11.2 us, v3 12.5 us (short chains: the merge and 8-warp blocks cost more than they save).
 int g_attn_prefill_version = -1;
@@ -502,11 +502,7 @@ extern "C" int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int 
     if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill: NULL pointer");
     if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
-    if (g_attn_prefill_version < 0) {
-        const char *e = getenv("BITNET_CUDA_ATTN_PREFILL");
-        const int v = e ? atoi(e) : 0;
-        g_attn_prefill_version = v >= 1 && v <= 3 ? v : 0;
-    }
+    if (g_attn_prefill_version < 0) g_attn_prefill_version = 0;
     const int ver = g_attn_prefill_version ? g_attn_prefill_version : T >= ATTN_SPLIT_MIN_T ? 3 : 2;
     rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, stream, pdl, d_qkv,
                       ld_qkv, a->n_heads, a->n_kv, a->head_dim, a->ctx, a->rope_style, a->d_rope,

@@ -4,6 +4,8 @@
 // 3 warm-up replays, then the median replay time / L.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <dlfcn.h>
+#include <stdio.h>
 
 #include <algorithm>
 #include <vector>
@@ -124,15 +126,50 @@ extern "C" double kcuda_copy_bandwidth_gbs(size_t bytes, int reps) {
     return 2.0 * (double)bytes / (ms[ms.size() / 2] * 1e-3) / 1e9;
 }
 
+// cuBLAS is the benchmark's baseline only, so bitnet-chat does not link it (the program must
+// start where libcublas is missing or cannot be mapped): the library is opened here, at bench
+// time, and its absence only leaves the baseline column empty. The header gives the types.
+namespace {
+struct Cublas {
+    void *lib;
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetWorkspace_v2) set_workspace;
+    cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                              const void *, cudaDataType, int, const void *, cudaDataType, int, const void *, void *,
+                              cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+};
+
+// Opens the cuBLAS of this toolkit's major version (or the unversioned name); false if absent.
+bool cublas_open(Cublas *c) {
+    char name[32];
+    snprintf(name, sizeof name, "libcublas.so.%d", CUDART_VERSION / 1000);
+    c->lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!c->lib) c->lib = dlopen("libcublas.so", RTLD_NOW | RTLD_LOCAL);
+    if (!c->lib) return false;
+    c->create = (decltype(c->create))dlsym(c->lib, "cublasCreate_v2");
+    c->destroy = (decltype(c->destroy))dlsym(c->lib, "cublasDestroy_v2");
+    c->set_stream = (decltype(c->set_stream))dlsym(c->lib, "cublasSetStream_v2");
+    c->set_workspace = (decltype(c->set_workspace))dlsym(c->lib, "cublasSetWorkspace_v2");
+    c->gemm_ex = (decltype(c->gemm_ex))dlsym(c->lib, "cublasGemmEx");
+    if (c->create && c->destroy && c->set_stream && c->set_workspace && c->gemm_ex) return true;
+    dlclose(c->lib);
+    c->lib = nullptr;
+    return false;
+}
+}  // namespace
+
 extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
     cudaStream_t st;
     KCUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     cublasHandle_t cb = nullptr;
     DevBuf ws;
-    if (cublasCreate(&cb) == CUBLAS_STATUS_SUCCESS) {
-        cublasSetStream(cb, st);
+    Cublas cu = {};
+    if (cublas_open(&cu) && cu.create(&cb) == CUBLAS_STATUS_SUCCESS) {
+        cu.set_stream(cb, st);
         cudaMalloc(&ws.p, 32u << 20);
-        cublasSetWorkspace(cb, ws.p, 32u << 20);
+        cu.set_workspace(cb, ws.p, 32u << 20);
     } else {
         cb = nullptr;
     }
@@ -236,7 +273,7 @@ extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
             double us = 0;
             int r2 = time_graph(st, Lb, reps, [&](int i) {
                 const void *W = (const char *)bw.p + bb * (i % Rb);
-                cublasStatus_t cs = cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, n, 1, k, &alpha, W, CUDA_R_16BF, k,
+                cublasStatus_t cs = cu.gemm_ex(cb, CUBLAS_OP_T, CUBLAS_OP_N, n, 1, k, &alpha, W, CUDA_R_16BF, k,
                                                  bx.p, CUDA_R_16BF, k, &beta, by.p, CUDA_R_16BF, n,
                                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
                 return cs == CUBLAS_STATUS_SUCCESS ? 0 : kcuda_fail(KCUDA_ERR_CUDA, "cublasGemmEx failed (%d)", (int)cs);
@@ -246,7 +283,8 @@ extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
             cudaGetLastError();
         }
     }
-    if (cb) cublasDestroy(cb);
+    if (cb) cu.destroy(cb);
+    if (cu.lib) dlclose(cu.lib);
     cudaStreamDestroy(st);
     return rc;
 }

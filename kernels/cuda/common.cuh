@@ -21,7 +21,7 @@ int kcuda_attn_check_shape(const KcudaAttnShape *a, const char *fn);
     } while (0)
 
 // Sets one shared-memory carveout on every kernel before its first launch (70% of the maximum
-// shared memory, BITNET_CUDA_CARVEOUT=percent overrides). Why: kernels that prefer different
+// shared memory). Why: kernels that prefer different
 // L1/shared splits make the SMs reconfigure between launches. Measured end to end on an H100
 // (2026-11-23, 64/64 decode): per-kernel defaults 950 tok/s, all at 100% 958, all at 70% 1016
 // (70% keeps more L1 for the GEMV prologues and still fits the 71 KB prefill GEMM twice).

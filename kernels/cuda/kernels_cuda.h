@@ -32,6 +32,13 @@ enum {
     KCUDA_ERR_CUDA = -4,    /* a CUDA call failed (message has its error string) */
 };
 
+/* The launch option `pdl` of the decode launchers: 0 = a plain launch; otherwise programmatic
+ * dependent launch (the kernel starts its weight loads before the previous kernel finishes, and
+ * reads that kernel's outputs after its PDL wait), with where it lets the NEXT kernel launch:
+ * at its start (EARLY), after its PDL wait (LATE) or after its main work (AFTER_WORK: GEMV the
+ * dot products, attention the softmax). Other launchers take only 0 or EARLY. */
+enum { KCUDA_PDL_OFF = 0, KCUDA_PDL_EARLY = 1, KCUDA_PDL_LATE = 2, KCUDA_PDL_AFTER_WORK = 3 };
+
 /* Message of the last failure on this thread ("" if none). */
 const char *kcuda_last_error(void);
 
@@ -86,8 +93,8 @@ int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const flo
  *      gate/up matrix then runs in one wave; measured end to end, kernels/dev/README.md).
  * kcuda_set_gemv_late_trigger(1): the kernels let the next kernel launch only after their own
  * PDL wait (default 0: at their start; the decode backend chooses per kernel, see
- * kcuda_set_next_trigger). The environment variables BITNET_CUDA_GEMV=3|5|6|5R|6R (e.g. 62, the
- * default) and BITNET_CUDA_GEMV_LATE=0|1 set the same before the first launch. */
+ * kcuda_set_next_trigger; a launch option KCUDA_PDL_LATE or AFTER_WORK overrides both). Lab
+ * switches: the product never calls them. */
 void kcuda_set_gemv_version(int v, int rows_per_group);
 void kcuda_set_gemv_late_trigger(int late);
 
@@ -100,11 +107,11 @@ void kcuda_set_gemv_late_trigger(int late);
  * range becomes a kernel parameter). Prefetching is a hint: results never depend on it. */
 int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t n1);
 /* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
- * kernel's start (0, default). BITNET_CUDA_ATTN_LATE=0|1 sets it before the first launch. */
+ * kernel's start (0, default); lab only. */
 void kcuda_set_attn_late_trigger(int late);
 /* kcuda_attn_decode kernel version: 3 (default; reads of q/k/v after the PDL wait in program
  * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
- * BITNET_CUDA_ATTN=3|4 sets it. */
+ * Lab only. */
 void kcuda_set_attn_version(int v);
 /* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
  * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
@@ -127,7 +134,7 @@ int kcuda_rmsnorm_quant(const float *d_x, int rows, int ld_x, int k_in, int k_pa
 /* The same for prefill rows, version 2 (the default): each row read once into registers.
  * Same arithmetic except the order of the sum of squares; rows that do not fit (k_pad > 8192,
  * k_in or ld_x not multiples of 4, unaligned pointers) and version 1
- * (kcuda_set_prefill_norm_version(1), BITNET_CUDA_NORM_PREFILL=1) go to kcuda_rmsnorm_quant. */
+ * (kcuda_set_prefill_norm_version(1), lab) go to kcuda_rmsnorm_quant. */
 int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
                                 const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
                                 int32_t *d_qsum, int pdl, void *stream);
@@ -151,11 +158,8 @@ int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_
 void kcuda_set_gemm_version(int v);
 /* Version 4's tile: 0 = by shape (the default: 64x64 where that grid covers the SMs, else
  * 64x16 with two k-tiles per stage), 1..7 = forced (1: 128x128, 2: 128x64, 3: 64x64, 4: 64x32,
- * 5: 64x16 tokens x outputs; 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage). In
- * the backend the environment sets the same: BITNET_CUDA_GEMM_VER=1..4,
- * BITNET_CUDA_GEMM_CFG=0..7, BITNET_CUDA_GEMM_PICK=BS (by shape between tiles B and S, default
- * 37), BITNET_CUDA_GEMM_CARVEOUT=percent. kcuda_gemm_config(M, N) returns the tile version 4
- * would use for that shape. */
+ * 5: 64x16 tokens x outputs; 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage); lab
+ * only. kcuda_gemm_config(M, N) returns the tile version 4 would use for that shape. */
 void kcuda_set_gemm_config(int c);
 int kcuda_gemm_config(int M, int N);
 
@@ -189,6 +193,32 @@ int kcuda_quant_rows_i8(KcudaDtype type, const void *d_w, int n, int k, int8_t *
 int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim, const int32_t *d_tok,
                 int T, float *d_x, int *d_err, int pdl, void *stream);
 
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+/* One draw of the host sampler (infer/sampler.c) on the device, from d_logits [n_vocab] (left
+ * unchanged). The arguments live in device memory (the caller copies them per token): */
+typedef struct {
+    float temperature;    /* <= 0: greedy (argmax of the penalised logits, lowest id on ties) */
+    int top_k;            /* <= 0 or >= n_vocab: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float log_min_p;      /* logf(min_p), computed on the host so the threshold has its bits */
+    float penalty;        /* applied to the logits of pen_ids (positive / penalty, else * penalty) */
+    int n_pen;            /* distinct penalised ids, ascending, in d_pen_ids[0..n_pen) */
+    int pad_;
+    double inv_temp;      /* 1.0 / (double)temperature */
+    double u01;           /* the host sampler's next uniform in [0, 1) */
+} KcudaSampleArgs;
+
+/* d_out[0] = the token, d_out[1] = 1 when the draw used the uniform (the host then consumes it;
+ * greedy and degenerate logits do not). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte
+ * aligned. Not captured in a graph by the backend: launched after the decode graph, it is
+ * enqueued while that graph runs. */
+int kcuda_sample(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                 const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes, int *d_out,
+                 void *stream);
+size_t kcuda_sample_scratch(int n_vocab);
+
 /* ---- attention ----------------------------------------------------------------------------- */
 
 /* KV cache of one layer: K and V, each [n_kv][ctx][head_dim] f16. */
@@ -219,7 +249,7 @@ int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int
                           uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
 /* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps), 3 (8 warps,
  * key tiles split over two warp sets and merged) or 0 (the default: 3 from T = 192 tokens on,
- * else 2). BITNET_CUDA_ATTN_PREFILL=0|1|2|3 sets it in the backend. */
+ * else 2). Lab only. */
 void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */

@@ -457,7 +457,7 @@ const int GEMM4_BN[GEMM4_NCFG] = {128, 64, 64, 32, 16, 64, 16};
 
 int g_pdl = 0;  // PDL for this launch (kcuda_w2a8_gemm_ex)
 
-int g_gemm_carveout = -1;  // BITNET_CUDA_GEMM_CARVEOUT: percent for the GEMM kernels (-1: the common one)
+int g_gemm_carveout = -1;  // percent for the GEMM kernels (-1 / -2: the common one)
 
 template <int EP, int WGM, int WGN, int MT, int NT, int ST, int KB>
 int gemm4_launch_ep(dim3 grid, void *stream, const GemmParams &p) {
@@ -528,29 +528,12 @@ int gemm4_launch(int ep, int M, void *stream, const GemmParams &p) {
 
 int g_gemm_version = 0;  // 0: not set yet
 
-// The first launch takes the lab switches from the environment unless kcuda_set_gemm_* ran:
-// BITNET_CUDA_GEMM_VER=1..4 (default 4), BITNET_CUDA_GEMM_CFG=0..7 (default 0, by shape),
-// BITNET_CUDA_GEMM_PICK, BITNET_CUDA_GEMM_CARVEOUT (kernels_cuda.h).
+// The defaults unless the lab's kcuda_set_gemm_* ran: version 4, tile by shape, no carveout of
+// its own.
 void gemm_defaults() {
-    if (g_gemm_version == 0) {
-        const char *e = getenv("BITNET_CUDA_GEMM_VER");
-        const int v = e ? atoi(e) : 4;
-        g_gemm_version = v >= 1 && v <= 4 ? v : 4;
-    }
-    if (g_gemm_carveout < 0) {
-        const char *e = getenv("BITNET_CUDA_GEMM_CARVEOUT");
-        const int c = e ? atoi(e) : -1;
-        g_gemm_carveout = c >= 0 && c <= 100 ? c : -2;  // -2: checked, none
-    }
-    if (g_gemm_config < 0) {
-        if (const char *e = getenv("BITNET_CUDA_GEMM_PICK")) {  // lab: "BS", e.g. 65
-            const int v = atoi(e), big = v / 10, small = v % 10;
-            if (big >= 1 && big <= GEMM4_NCFG && small >= 1 && small <= GEMM4_NCFG) g_pick_big = big, g_pick_small = small;
-        }
-        const char *e = getenv("BITNET_CUDA_GEMM_CFG");
-        const int c = e ? atoi(e) : 0;
-        g_gemm_config = c >= 1 && c <= GEMM4_NCFG ? c : 0;
-    }
+    if (g_gemm_version == 0) g_gemm_version = 4;
+    if (g_gemm_carveout < 0) g_gemm_carveout = -2;  // -2: checked, none
+    if (g_gemm_config < 0) g_gemm_config = 0;
 }
 
 template <int EP>
@@ -654,7 +637,7 @@ __global__ void __launch_bounds__(NQ_THREADS) norm_quant_rows2_kernel(const floa
     }
 }
 
-int g_norm_version = 0;  // 0: not set yet (BITNET_CUDA_NORM_PREFILL=1|2, default 2)
+int g_norm_version = 0;  // 0: not set yet (the lab's kcuda_set_prefill_norm_version; default 2)
 
 }  // namespace
 
@@ -663,10 +646,7 @@ extern "C" void kcuda_set_prefill_norm_version(int v) { g_norm_version = v == 1 
 extern "C" int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
                                            const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
                                            int32_t *d_qsum, int pdl, void *stream) {
-    if (g_norm_version == 0) {
-        const char *e = getenv("BITNET_CUDA_NORM_PREFILL");
-        g_norm_version = e && atoi(e) == 1 ? 1 : 2;
-    }
+    if (g_norm_version == 0) g_norm_version = 2;
     const bool fits = d_x && d_q && d_s && d_qsum && rows > 0 && k_in > 0 && k_in <= k_pad && k_pad % 128 == 0 &&
                       k_pad <= NQ_THREADS * NQ_VPT * 4 && k_in % 4 == 0 && ld_x % 4 == 0 && ld_x >= k_in &&
                       ((uintptr_t)d_x | (uintptr_t)d_norm_w | (uintptr_t)d_q) % 16 == 0;

@@ -37,11 +37,8 @@ extern "C" int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_
         if (!pf.n0) pf.p0 = (const char *)a, pf.n0 = e - a;
         else pf.p1 = (const char *)a, pf.n1 = e - a;
     }
-    // how the ranges are prefetched (lab; read at each call, i.e. at graph capture):
-    // BITNET_CUDA_PREFETCH_MODE=0 bulk (default), 1 prefetch.global.L2 per 128 B, 2 per 32 B
-    const char *env = getenv("BITNET_CUDA_PREFETCH_MODE");
-    const int mode = env ? atoi(env) : 0;
-    pf.mode = mode >= 0 && mode <= 2 ? mode : 0;
+    // bulk prefetch instructions (per-line and per-sector modes measured no better, lab)
+    pf.mode = 0;
     g_pf = pf;
     return KCUDA_OK;
 }
@@ -73,12 +70,7 @@ int kcuda_prepare_func(const void *fn) {
     static int n_done;
     for (int i = 0; i < n_done; i++)
         if (done[i] == fn) return KCUDA_OK;
-    static int carveout = -1;  // percent of the maximum shared memory; lab override by env
-    if (carveout < 0) {
-        const char *env = getenv("BITNET_CUDA_CARVEOUT");
-        carveout = env ? atoi(env) : 70;
-        if (carveout < 0 || carveout > 100) carveout = 70;
-    }
+    const int carveout = 70;  // percent of the maximum shared memory (why: common.cuh)
     const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, carveout);
     if (e != cudaSuccess)
         return kcuda_fail(KCUDA_ERR_CUDA, "setting the shared memory carveout: %s", cudaGetErrorString(e));
@@ -379,7 +371,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 // end to end (decode 64/64: version 3 1007 tok/s; 5: 778; 6: 904; 6 with R 2 and the late
 // trigger: 1013, within run-to-run spread): with fewer registers per block, the kernels after
 // the current one become resident early and their weight loads compete with the current
-// kernel's critical path. Kept selectable (BITNET_CUDA_GEMV). Later (kernels/dev/README.md,
+// kernel's critical path. Kept selectable (lab: kcuda_set_gemv_version). Later (kernels/dev/README.md,
 // fourth and final calls): version 6 with R 2 (only gate/up uses the kernel below, in one wave)
 // and a trigger placement chosen per kernel by the backend: decode 64/64 996 -> 1062 tok/s.
 // Version 3 with (a) R rows per 8-lane group (a block covers 16*R rows), so the big matrices run
@@ -699,8 +691,7 @@ int gemv5_dispatch<1>(int per_lane, int ep, dim3 grid, size_t smem, void *stream
 
 // Lab switches (kernels_cuda.h): version 3, 5 or 6; rows per 8-lane group for versions 5/6
 // (0 = by shape); where version 5/6 kernels trigger the next launch (before or after their PDL
-// wait). BITNET_CUDA_GEMV=3|5|6|51|52|54|62|64 and BITNET_CUDA_GEMV_LATE=0|1 set them from the
-// environment.
+// wait). Only the lab sets them; the product runs the defaults below.
 static int g_gemv_version = -1, g_gemv_rows = 0, g_gemv_late = 0;
 
 extern "C" void kcuda_set_gemv_version(int v, int rows_per_group) {
@@ -716,14 +707,9 @@ int kcuda_gemv_late_now() {
 
 static void gemv_version_from_env(void) {
     if (g_gemv_version >= 0) return;
-    const char *env = getenv("BITNET_CUDA_GEMV");
-    const char *late = getenv("BITNET_CUDA_GEMV_LATE");
-    if (late) g_gemv_late = atoi(late) != 0;
     // default: version 6 with 2 rows per group (gate/up in one wave; measured end to end
     // 2026-11-23 with the per-kernel triggers of the backend: kernels/dev/README.md)
-    const int v = env ? atoi(env) : 62;
-    if (v > 10) kcuda_set_gemv_version(v / 10, v % 10);
-    else kcuda_set_gemv_version(v, 0);
+    kcuda_set_gemv_version(6, 2);
 }
 
 // Rows per group by shape: as many as keep >= 1.5 blocks per SM (132 SMs), so a matrix of
@@ -801,7 +787,9 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     p.qsum = d_qsum;
     p.pf = kcuda_take_prefetch();
     p.trace = kcuda_take_trace();
-    const int trig = kcuda_take_trigger();
+    // the trigger placement: from the launch option, else what the lab armed, else the global
+    const int armed = kcuda_take_trigger();
+    const int trig = pdl >= KCUDA_PDL_LATE ? pdl - 1 : armed;
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     gemv_version_from_env();
     int R = per_lane > 8 ? 1 : g_gemv_rows ? g_gemv_rows : gemv5_rows(w->n_out);
