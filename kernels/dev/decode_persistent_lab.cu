@@ -1,4 +1,4 @@
-// Kernel lab: the persistent decode kernel (kernels/cuda/decode_persistent.cu) against the CPU
+// Kernel lab: the persistent decode kernel (kernels/dev/decode_persistent.cu) against the CPU
 // reference and against the per-kernel decode chain, then timed against that chain.
 //
 // Built by CMake as dev_decode_persistent where nvcc is present. Run:
@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels_cpu.h"
-#include "kernels/cuda/decode_persistent.h"
+#include "kernels/dev/decode_persistent.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
@@ -198,7 +198,8 @@ static KcudaAttnShape attn_shape(const Model &m) {
     return a;
 }
 
-// The per-kernel decode chain as infer/backend_cuda.c enqueues it (PDL, triggers LLELL).
+// The per-kernel decode chain as infer/backend_cuda.c enqueues it (PDL with its trigger
+// placement per kernel: late, late, early, late, late).
 struct Chain {
     float *d_qkv, *d_att, *d_gu, *d_part;
     int *d_count;
@@ -219,19 +220,15 @@ static Chain chain_make(Model &m) {
 }
 static int chain_step(Model &m, Chain &c, float *d_x, const int *d_pos, cudaStream_t st) {
     const float eps = 1e-5f;
-    const int pdl = 1;
+    const int late = KCUDA_PDL_LATE, early = KCUDA_PDL_EARLY;
     for (int l = 0; l < m.s.n_layers; l++) {
         KcudaDecodeLayer &L = m.dl[l];
-        kcuda_set_next_trigger(1);
-        if (kcuda_w2a8_gemv(&L.qkv, d_x, m.s.dim, L.attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, c.d_qkv, pdl, st)) return 1;
-        kcuda_set_next_trigger(1);
-        if (kcuda_attn_decode(&c.a, c.d_qkv, L.kc, L.vc, d_pos, c.d_att, c.d_part, c.d_count, pdl, st)) return 1;
-        kcuda_set_next_trigger(0);
-        if (kcuda_w2a8_gemv(&L.o, c.d_att, m.q_dim, L.attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, d_x, pdl, st)) return 1;
-        kcuda_set_next_trigger(1);
-        if (kcuda_w2a8_gemv(&L.gu, d_x, m.s.dim, L.ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, c.d_gu, pdl, st)) return 1;
-        kcuda_set_next_trigger(1);
-        if (kcuda_w2a8_gemv(&L.down, c.d_gu, m.s.ffn, L.ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, d_x, pdl, st))
+        if (kcuda_w2a8_gemv(&L.qkv, d_x, m.s.dim, L.attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, c.d_qkv, late, st)) return 1;
+        if (kcuda_attn_decode(&c.a, c.d_qkv, L.kc, L.vc, d_pos, c.d_att, c.d_part, c.d_count, late, st)) return 1;
+        if (kcuda_w2a8_gemv(&L.o, c.d_att, m.q_dim, L.attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, d_x, early, st))
+            return 1;
+        if (kcuda_w2a8_gemv(&L.gu, d_x, m.s.dim, L.ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, c.d_gu, late, st)) return 1;
+        if (kcuda_w2a8_gemv(&L.down, c.d_gu, m.s.ffn, L.ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, d_x, late, st))
             return 1;
     }
     return 0;
@@ -583,7 +580,7 @@ int main(int argc, char **argv) {
                 CK(cudaMalloc(&best, kcuda_lm_head_scratch((int)n) * 4));
                 CK(cudaMalloc(&am, 4));
                 lm_us = lab_graph_us(st, 10, 15, 3, [&](int) {
-                    return kcuda_lm_head(KCUDA_F16, w, (int)n, s.dim, x, nw, 1e-5f, logits, best, am, 1, st);
+                    return kcuda_lm_head(KCUDA_F16, w, (int)n, s.dim, x, nw, 1e-5f, logits, best, am, KCUDA_PDL_EARLY, st);
                 });
                 cudaFree(w), cudaFree(x), cudaFree(nw), cudaFree(logits), cudaFree(best), cudaFree(am);
                 printf("\nf16 lm_head 128256x%d alone: %.1f us\n", s.dim, lm_us);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/decode_persistent.h"
+#include "kernels/dev/decode_persistent.h"
 #include "kernels/w2a8.h"
 
 namespace {
