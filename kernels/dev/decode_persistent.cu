@@ -88,12 +88,13 @@ __device__ __forceinline__ void red_release_add(unsigned *p, unsigned v) {
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
+__device__ __forceinline__ unsigned long long globaltimer() {
+    unsigned long long now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    return now;
+}
 __device__ __forceinline__ void trace_at(unsigned long long *t) {
-    if (t) {
-        unsigned long long now;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-        *t = now;
-    }
+    if (t) *t = globaltimer();
 }
 
 // The grid-wide step counters follow CUTLASS's generic barrier (cutlass/barrier.h): a block
@@ -119,7 +120,7 @@ __device__ __forceinline__ void signal_count(unsigned *c, unsigned long long *t)
 }
 // The lab timeline slot of (layer, step, which) for this block, or NULL.
 __device__ __forceinline__ unsigned long long *trace_slot(unsigned long long *tr, int n_layers, int l, int k, int which) {
-    return tr ? tr + (((size_t)blockIdx.x * n_layers + l) * 5 + k) * 4 + which : nullptr;
+    return tr ? tr + (((size_t)blockIdx.x * n_layers + l) * 5 + k) * 6 + which : nullptr;
 }
 
 // The activation layout and dot product of the per-kernel GEMV (w2a8_gemv.cu, version 3): piece
@@ -292,11 +293,16 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
     const float s = pd_prologue(in, S.k_in, S.k_pad, wn, nw != nullptr, p.eps, sh.qs, sh.red_ss, sh.red_mx, sh.redi);
     __syncthreads();  // q and the zeroed accumulators complete
     if (tid == 0) trace_at(trace_slot(p.taps.trace, p.n_layers, l, K, 2));
+    // lab timeline: thread 0's time in the stages' mbarrier waits and in the refills
+    unsigned long long *const tr4 = tid == 0 ? trace_slot(p.taps.trace, p.n_layers, l, K, 4) : nullptr;
+    unsigned long long t_wait = 0, t_issue = 0;
 
     const int grp = tid >> 3, sub = tid & 7, P = S.rb >> 4;
     for (int c = 0; c < nch; c++) {
         const int j = jn + c, slot = j % p.ns;
+        const unsigned long long tw0 = tr4 ? globaltimer() : 0;
         mbar_wait(&bars[slot], (unsigned)(j / p.ns) & 1u);
+        if (tr4) t_wait += globaltimer() - tw0;
         const uint8_t *wb = ring + (size_t)slot * p.stage_bytes;
         const int rbase = c * S.cr, nr = min(S.cr, nrows - rbase);
         // rows x segments over the 8-lane groups: (row, segment) pairs cover the groups when the
@@ -324,11 +330,14 @@ __device__ __forceinline__ void gemv_step(const PdParams &p, int l, PdShared &sh
         __syncthreads();
         if (tid == 0) {
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            const unsigned long long ti0 = tr4 ? globaltimer() : 0;
             issue_chunk(p, sh.sc, j + p.ns, ring, bars);
+            if (tr4) t_issue += globaltimer() - ti0;
         }
     }
     if (nch == 0) __syncthreads();  // accumulators complete (each chunk ends with a barrier)
     if (tid == 0) trace_at(trace_slot(p.taps.trace, p.n_layers, l, K, 3));
+    if (tr4) tr4[0] = t_wait, tr4[1] = t_issue;
     jn += nch;
     int qsum = 0;
 #pragma unroll

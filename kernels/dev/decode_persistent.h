@@ -52,9 +52,11 @@ typedef struct {
     float *qkv, *att, *x_mid, *gu, *x_out;
     int8_t *q[4];
     float *s[4];
-    /* timeline: [block][layer][step 0..4][4] %globaltimer ns when the block's wait for the
+    /* timeline: [block][layer][step 0..4][6] %globaltimer ns when the block's wait for the
      * step's input released, when it counted the step done, and (GEMV steps) when its int8
-     * input was in shared memory and when its dot products were done (0 where it did not) */
+     * input was in shared memory and when its dot products were done (0 where it did not);
+     * then (GEMV steps) the ns thread 0 spent waiting for the stages' bulk copies and issuing
+     * the refills */
     unsigned long long *trace;
 } KcudaDecodeTaps;
 

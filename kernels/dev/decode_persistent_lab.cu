@@ -434,7 +434,7 @@ static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_p
     int blocks, stages, sb;
     kcuda_decode_plan_describe(plan, &blocks, &stages, &sb);
     const int NL = m.s.n_layers;
-    const size_t n = (size_t)blocks * NL * 5 * 4;
+    const size_t n = (size_t)blocks * NL * 5 * 6;
     unsigned long long *d_tr = (unsigned long long *)dmalloc(m, n * 8);
     CK(cudaMemset(d_tr, 0, n * 8));
     for (int i = 0; i < 3; i++) CK(kcuda_decode_layers(plan, d_x, d_pos, st) ? cudaErrorUnknown : cudaSuccess);
@@ -446,23 +446,24 @@ static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_p
     CK(cudaStreamSynchronize(st));
     auto h = dget(d_tr, n);
     std::vector<double> rel_min(NL * 5, 1e30), rel_max(NL * 5, 0), done(NL * 5, 0);
-    double pro[5] = {0}, dots[5] = {0}, epi[5] = {0};  // per block means, layers 1..NL-1
+    double pro[5] = {0}, dots[5] = {0}, epi[5] = {0}, wt[5] = {0}, is[5] = {0};  // per block, layers 1..NL-1
     int cnt[5] = {0};
     for (int b = 0; b < blocks; b++)
         for (int i = 0; i < NL * 5; i++) {
-            const unsigned long long *e = &h[((size_t)b * NL * 5 + i) * 4];
+            const unsigned long long *e = &h[((size_t)b * NL * 5 + i) * 6];
             if (e[0]) rel_min[i] = std::min(rel_min[i], (double)e[0]), rel_max[i] = std::max(rel_max[i], (double)e[0]);
             if (e[1]) done[i] = std::max(done[i], (double)e[1]);
             if (i >= 5 && e[0] && e[1] && e[2] && e[3]) {
                 const int k = i % 5;
                 pro[k] += (double)(e[2] - e[0]), dots[k] += (double)(e[3] - e[2]), epi[k] += (double)(e[1] - e[3]);
+                wt[k] += (double)e[4], is[k] += (double)e[5];
                 cnt[k]++;
             }
         }
     const char *names[5] = {"QKV", "attention", "O", "gate/up", "down"};
     printf("\nTimeline, %s at pos %d (us after the previous step's completion, means over layers 1..%d):\n\n"
-           "| step | first release | last release | done | block: prologue | dots | epilogue+signal |\n"
-           "|---|---:|---:|---:|---:|---:|---:|\n",
+           "| step | first release | last release | done | block: prologue | dots | (of which stage waits | refills) | "
+           "epilogue+signal |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
            m.s.name, pos, NL - 1);
     for (int k = 0; k < 5; k++) {
         double a = 0, b2 = 0, c = 0;
@@ -472,7 +473,8 @@ static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_p
             a += (rel_min[i] - prev) / 1e3 / (NL - 1), b2 += (rel_max[i] - prev) / 1e3 / (NL - 1), c += (done[i] - prev) / 1e3 / (NL - 1);
         }
         const double nc = cnt[k] ? cnt[k] * 1e3 : 1.0;
-        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", names[k], a, b2, c, pro[k] / nc, dots[k] / nc, epi[k] / nc);
+        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", names[k], a, b2, c, pro[k] / nc, dots[k] / nc,
+               wt[k] / nc, is[k] / nc, epi[k] / nc);
     }
     printf("layers 1..%d: %.2f us per layer; whole step (first release to last done): %.1f us\n", NL - 1,
            (done[NL * 5 - 1] - done[4]) / 1e3 / (NL - 1), (done[NL * 5 - 1] - rel_min[0]) / 1e3);
