@@ -713,6 +713,7 @@ int main(int argc, char **argv) {
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
+    test_attention(2, 1, 32, 8448, 8300, 1); /* 130 splits: the combine's second tile of 128 */
     /* the lab decode kernel (version 4: reads batched) and the late trigger */
     kcuda_set_attn_version(4);
     test_attention(20, 5, 128, 512, 150, 0);

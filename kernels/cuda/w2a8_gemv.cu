@@ -658,14 +658,14 @@ static int gemv5_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, c
     default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_I32, NS>, grid, blk, smem, stream, pdl, p);
     }
 }
-// Norm weights in shared memory (version 5) or in registers (version 6, big matrices only).
-static int g_gemv_ns = 1;
+// Norm weights in shared memory (ns = 1, version 5) or in registers (ns = 0, version 6, big
+// matrices only).
 template <int MAXC, int R>
-static int gemv5_dispatch_ep(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+static int gemv5_dispatch_ep(int ep, int ns, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
     if constexpr (R == 1) {
         return gemv5_launch<MAXC, R, 1>(ep, grid, smem, stream, pdl, p);
     } else {
-        if (g_gemv_ns) return gemv5_launch<MAXC, R, 1>(ep, grid, smem, stream, pdl, p);
+        if (ns) return gemv5_launch<MAXC, R, 1>(ep, grid, smem, stream, pdl, p);
         return gemv5_launch<MAXC, R, 0>(ep, grid, smem, stream, pdl, p);
     }
 }
@@ -673,20 +673,20 @@ static int gemv5_dispatch_ep(int ep, dim3 grid, size_t smem, void *stream, int p
 // R > 1 only where a lane holds at most 8 chunks of a row (K <= 4096): beyond that R rows of
 // weights would not fit in registers.
 template <int R>
-static int gemv5_dispatch(int per_lane, int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
-    if (per_lane <= 4) return gemv5_dispatch_ep<4, R>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 5) return gemv5_dispatch_ep<5, R>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 7) return gemv5_dispatch_ep<7, R>(ep, grid, smem, stream, pdl, p);
-    return gemv5_dispatch_ep<8, R>(ep, grid, smem, stream, pdl, p);
+static int gemv5_dispatch(int per_lane, int ep, int ns, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    if (per_lane <= 4) return gemv5_dispatch_ep<4, R>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 5) return gemv5_dispatch_ep<5, R>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 7) return gemv5_dispatch_ep<7, R>(ep, ns, grid, smem, stream, pdl, p);
+    return gemv5_dispatch_ep<8, R>(ep, ns, grid, smem, stream, pdl, p);
 }
 template <>
-int gemv5_dispatch<1>(int per_lane, int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
-    if (per_lane <= 4) return gemv5_dispatch_ep<4, 1>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 5) return gemv5_dispatch_ep<5, 1>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 7) return gemv5_dispatch_ep<7, 1>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 8) return gemv5_dispatch_ep<8, 1>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 14) return gemv5_dispatch_ep<14, 1>(ep, grid, smem, stream, pdl, p);
-    return gemv5_dispatch_ep<16, 1>(ep, grid, smem, stream, pdl, p);
+int gemv5_dispatch<1>(int per_lane, int ep, int ns, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
+    if (per_lane <= 4) return gemv5_dispatch_ep<4, 1>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 5) return gemv5_dispatch_ep<5, 1>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 7) return gemv5_dispatch_ep<7, 1>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 8) return gemv5_dispatch_ep<8, 1>(ep, ns, grid, smem, stream, pdl, p);
+    if (per_lane <= 14) return gemv5_dispatch_ep<14, 1>(ep, ns, grid, smem, stream, pdl, p);
+    return gemv5_dispatch_ep<16, 1>(ep, ns, grid, smem, stream, pdl, p);
 }
 
 // Lab switches (kernels_cuda.h): version 3, 5 or 6; rows per 8-lane group for versions 5/6
@@ -797,15 +797,15 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     // weights in registers.
     if (g_gemv_version == 6 && per_lane <= 8 && gemv5_rows(w->n_out) == 1) R = 1;
     if (g_gemv_version == 5 || (g_gemv_version == 6 && R > 1)) {
-        g_gemv_ns = g_gemv_version == 5;
+        const int ns = g_gemv_version == 5;
         p.late_trigger = trig >= 0 ? trig : g_gemv_late;
         const dim3 grid5((unsigned)((w->n_out + GEMV_ROWS * R - 1) / (GEMV_ROWS * R)));
         // q, then the norm weights (fast path only: k_pad <= 512 * MAXC, so <= 32 KB here)
-        const bool norm_smem = g_gemv_ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
+        const bool norm_smem = ns && d_x && d_norm_w && w->k_pad <= 512 * 16;
         const size_t smem5 = (size_t)w->k_pad + (norm_smem ? (size_t)w->k_pad * 4 : 0);
-        if (R == 4) return gemv5_dispatch<4>(per_lane, ep, grid5, smem5, stream, pdl, p);
-        if (R == 2) return gemv5_dispatch<2>(per_lane, ep, grid5, smem5, stream, pdl, p);
-        return gemv5_dispatch<1>(per_lane, ep, grid5, smem5, stream, pdl, p);
+        if (R == 4) return gemv5_dispatch<4>(per_lane, ep, ns, grid5, smem5, stream, pdl, p);
+        if (R == 2) return gemv5_dispatch<2>(per_lane, ep, ns, grid5, smem5, stream, pdl, p);
+        return gemv5_dispatch<1>(per_lane, ep, ns, grid5, smem5, stream, pdl, p);
     }
     p.late_trigger = trig >= 0 ? trig : g_gemv_late;
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));

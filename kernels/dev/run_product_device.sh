@@ -24,12 +24,17 @@ if has tests; then
     step test_sample_cuda 120 tests.txt $D/test_sample_cuda
     step test_backend_cuda 45 tbc.txt $D/test_backend_cuda
     step test_kernels_cuda 60 tkc.txt $D/test_kernels_cuda
-    step test_demo_golden_cuda 45 golden.txt env BN_DEMO_ROOT=$PWD $D/test_demo_golden_cuda cuda
+    [ -x $D/test_demo_golden_cuda ] && step test_demo_golden_cuda 45 golden.txt env BN_DEMO_ROOT=$PWD $D/test_demo_golden_cuda cuda
     step test_lm_head_int8_cuda 90 lmi8.txt env BN_DEMO_ROOT=$PWD $D/test_lm_head_int8_cuda cuda
-    cat $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt >>$OUT/tests.txt
+    cat $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt >>$OUT/tests.txt 2>/dev/null
     rm -f $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt
 fi
 if has bench; then
+    # the engine path with the default sampler on the demo model (smoke + stats line), new and old
+    for b in bitnet-chat bitnet-chat-old; do
+        step "prompt $b" 30 prompt_$b.txt $D/$b -p "Tell me about the sea." --model assets/bitnet-demo.gguf -n 200 --seed 1 --no-history --backend cuda
+        tail -1 $OUT/prompt_$b.txt >>"$S"
+    done
     step bench 150 bench.txt $D/bitnet-chat bench --backend cuda --quick
     step bench_old 90 bench_old.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat-old bench --backend cuda --quick
 fi
