@@ -16,6 +16,7 @@
 #include "app/app.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app/commands.h"
 #include "app/commands_cli.h"
@@ -65,7 +67,21 @@ struct App {
     char hint[256];
     unsigned hint_serial;
     char browser_query[256];
+    char *input_preset;         /* REACT_SET_INPUT text */
+    char *copy_text;            /* REACT_COPY text */
+    int64_t load_started_ms;    /* when the current load began (monotonic) */
+    int64_t reply_started_ms;   /* when the current reply was requested (monotonic) */
+    double load_ms;             /* how long the last load took */
+    /* --no-history: the history file opened read-only for the browser, on first use */
+    Store *ro_store;
+    bool ro_tried;
 };
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -136,6 +152,7 @@ static void tr_remove(AppTranscript *t, int idx) {
     memmove(&t->msgs[idx], &t->msgs[idx + 1], (size_t)(t->n - idx - 1) * sizeof *t->msgs);
     t->n--;
     if (t->view_start > idx) t->view_start--;
+    if (t->ctx_start > idx) t->ctx_start--;
     t->generation++;
 }
 
@@ -315,6 +332,7 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     } else if (load_now) {
         a->loading = true;
         a->load_req = 1;
+        a->load_started_ms = mono_ms();
         copy_str(a->load_name, sizeof a->load_name, base_name(model));
         copy_str(a->load_stage, sizeof a->load_stage, "starting");
     } else {
@@ -333,14 +351,23 @@ void app_ensure_model(App *a) {
 
 void app_destroy(App *a) {
     if (!a) return;
-    /* A reply still streaming is committed as interrupted; the screen is gone by now, so a
-     * conversation that could not be saved after all is reported on stderr. */
+    /* Leaving mid-reply (/quit, Ctrl-D, SIGTERM) stops the reply as Esc would: the text so
+     * far is kept and recorded as cancelled (it was stop reason "", as after a crash). The
+     * screen is gone by now, so a conversation that could not be saved after all is reported
+     * on stderr. */
+    if (a->gen_req && a->reply_idx >= 0) {
+        engine_cancel(a->engine);
+        history_reply_end(a->hist, &a->stats, STOP_CANCELLED, true);
+    }
     Err lost = {{0}};
     if (history_flush_final(a->hist, &lost)) fprintf(stderr, "bitnet-chat: %s\n", lost.msg);
     history_close(a->hist);
+    store_close(a->ro_store);
     engine_destroy(a->engine);
     app_transcript_free(&a->tr);
     free(a->system_prompt);
+    free(a->input_preset);
+    free(a->copy_text);
     free(a);
 }
 
@@ -353,6 +380,9 @@ void app_status(const App *a, AppStatus *o) {
     memset(o, 0, sizeof *o);
     copy_str(o->model, sizeof o->model, a->model_loaded ? a->model.name : "");
     copy_str(o->backend, sizeof o->backend, a->model_loaded ? a->model.backend : "");
+    copy_str(o->model_path, sizeof o->model_path, a->model_loaded ? a->model.path : "");
+    o->n_params_m = a->model_loaded ? a->model.n_params_m : 0;
+    o->load_ms = a->load_ms;
     o->model_loaded = a->model_loaded;
     o->loading = a->loading;
     o->load_frac = a->load_frac;
@@ -387,7 +417,7 @@ static int start_reply(App *a) {
     }
     if (a->system_prompt && *a->system_prompt)
         turns[n++] = (ChatTurn){ROLE_SYSTEM, a->system_prompt};
-    for (int i = 0; i < a->tr.n; i++) {
+    for (int i = a->tr.ctx_start; i < a->tr.n; i++) {
         const AppMessage *m = &a->tr.msgs[i];
         if (m->kind == MSG_USER) turns[n++] = (ChatTurn){ROLE_USER, m->text};
         else if (m->kind == MSG_ASSISTANT && m->len) turns[n++] = (ChatTurn){ROLE_ASSISTANT, m->text};
@@ -397,6 +427,7 @@ static int start_reply(App *a) {
     free(turns);
     if (!req) return REACT_CHAT | REACT_STATUS; /* an EV_ERROR says why */
     a->gen_req = req;
+    a->reply_started_ms = mono_ms();
     memset(&a->stats, 0, sizeof a->stats);
     AppMessage *r = tr_push(&a->tr, &a->next_serial, MSG_ASSISTANT);
     if (!r) {
@@ -423,8 +454,10 @@ static int send_message(App *a, const char *text) {
         return REACT_STATUS | REACT_KEEP_INPUT;
     }
     if (!a->model_loaded && !a->loading) {
-        app_set_hint(a, "No model is loaded: use /load PATH.");
-        return REACT_STATUS | REACT_KEEP_INPUT;
+        /* Not handed back to the input line: the /load typed next would be appended to it.
+         * The input history has it. */
+        app_set_hint(a, "No model is loaded: use /load PATH (Up brings the message back).");
+        return REACT_STATUS;
     }
     AppMessage *m = tr_push(&a->tr, &a->next_serial, MSG_USER);
     if (!m || msg_append(m, text, strlen(text))) {
@@ -444,7 +477,9 @@ static int send_message(App *a, const char *text) {
 int app_submit_line(App *a, const char *line) {
     const char *p = line;
     while (*p == ' ' || *p == '\t') p++;
-    if (*p == '/' && p[1] != '/' && p[1] != ' ' && p[1]) return commands_run(a, p);
+    /* Every line whose first visible character is '/' is a command ("/ temp" included: it
+     * is refused with a hint rather than sent to the model), except "//text". */
+    if (*p == '/' && p[1] != '/') return commands_run(a, p);
     /* "//text" sends "/text" literally. */
     if (*p == '/' && p[1] == '/') line = p + 1;
     bool blank = true;
@@ -514,13 +549,17 @@ int app_process_events(App *a) {
             case EV_LOADED: {
                 bool switched = a->model_loaded;
                 a->model = e->u.loaded;
+                app_absolute_path(a->model.path, sizeof a->model.path);
                 a->model_loaded = true;
                 if (e->req == a->load_req) a->loading = false;
                 memset(&a->stats, 0, sizeof a->stats);
                 a->stats.ctx_size = a->model.ctx_size;
-                app_note(a, MSG_NOTE, "%s %s (%s, %d-token context).",
+                /* Said also when it was quick: the user sees the load ended, and its cost. */
+                a->load_ms = a->load_started_ms ? (double)(mono_ms() - a->load_started_ms) : 0;
+                app_note(a, MSG_NOTE, "%s %s (%s, %d-token context) in %.1f s.",
                          switched ? "Switched to" : "Loaded", a->model.name, a->model.backend,
-                         a->model.ctx_size);
+                         a->model.ctx_size, a->load_ms / 1000.0);
+                if (a->model.chat_note[0]) app_note(a, MSG_NOTE, "Note: %s.", a->model.chat_note);
                 if (a->cfg.ctx > a->model.ctx_size)
                     app_note(a, MSG_NOTE, "--ctx %d is more than this model's trained context; "
                              "using %d.", a->cfg.ctx, a->model.ctx_size);
@@ -549,6 +588,14 @@ int app_process_events(App *a) {
             case EV_TOKEN:
                 if (e->req != a->gen_req || a->reply_idx < 0) break;
                 msg_append(&a->tr.msgs[a->reply_idx], e->u.token.text, (size_t)e->u.token.len);
+                if (a->stats.gen_tokens == 0) {
+                    /* The engine's figures come a little later: until then the bar read "0 tok
+                     * · TTFT 0 ms" over streaming text. The first token sets both (the time as
+                     * seen here); the engine's own figures replace them. */
+                    a->stats.gen_tokens = 1;
+                    a->stats.ttft_ms = (double)(mono_ms() - a->reply_started_ms);
+                    react |= REACT_STATUS;
+                }
                 /* Cheap: copies, and writes a checkpoint when 2 s have passed. */
                 history_reply_append(a->hist, e->u.token.text, (size_t)e->u.token.len);
                 react |= REACT_CHAT;
@@ -619,6 +666,7 @@ int app_load_model(App *a, const char *path) {
     }
     a->load_req = engine_load(a->engine, path);
     a->loading = true;
+    a->load_started_ms = mono_ms();
     a->load_frac = 0;
     copy_str(a->load_name, sizeof a->load_name, base_name(path));
     copy_str(a->load_stage, sizeof a->load_stage, "starting");
@@ -657,7 +705,7 @@ int app_regenerate(App *a) {
         return REACT_STATUS;
     }
     int last_asst = -1, last_user = -1;
-    for (int i = a->tr.n - 1; i >= 0; i--) {
+    for (int i = a->tr.n - 1; i >= a->tr.ctx_start; i--) {
         if (a->tr.msgs[i].kind == MSG_ASSISTANT && last_asst < 0 && last_user < 0) last_asst = i;
         if (a->tr.msgs[i].kind == MSG_USER) {
             last_user = i;
@@ -669,11 +717,19 @@ int app_regenerate(App *a) {
         return REACT_STATUS;
     }
     /* The old reply stays in the history as another branch under the same user message. */
+    int versions = 1;
     if (last_asst > last_user) {
+        versions = a->tr.msgs[last_asst].alt_n > 0 ? a->tr.msgs[last_asst].alt_n + 1 : 2;
         tr_remove(&a->tr, last_asst);
         history_regenerate(a->hist);
     }
-    return start_reply(a) | REACT_CHAT | REACT_REDRAW;
+    int r = start_reply(a);
+    if (a->reply_idx >= 0 && versions > 1) {
+        /* Shown as "2/2" under the reply: an older version exists, /reply brings it back. */
+        a->tr.msgs[a->reply_idx].alt_i = versions;
+        a->tr.msgs[a->reply_idx].alt_n = versions;
+    }
+    return r | REACT_CHAT | REACT_REDRAW;
 }
 
 int app_clear_view(App *a) {
@@ -681,6 +737,113 @@ int app_clear_view(App *a) {
     a->tr.generation++;
     return REACT_REDRAW | REACT_CHAT;
 }
+
+int app_reset_context(App *a) {
+    if (a->gen_req) {
+        app_set_hint(a, "Stop the reply first (Esc), then /reset.");
+        return REACT_STATUS;
+    }
+    a->tr.ctx_start = a->tr.n;
+    memset(&a->stats, 0, sizeof a->stats);
+    a->stats.ctx_size = a->model.ctx_size;
+    HistorySessionInfo in = session_info(a);
+    history_begin_session(a->hist, &in);
+    history_check(a);
+    app_note(a, MSG_NOTE, "Context reset: the model no longer sees the text above (a new "
+                          "session; /clear only clears the screen).");
+    a->tr.ctx_start = a->tr.n; /* the note itself is not part of the new context either */
+    return REACT_CHAT | REACT_STATUS;
+}
+
+/* Drops the last user message and everything after it from the view and from the recorder's
+ * active branch (the rows stay in the database as a branch). Returns the index it was at, or
+ * -1 with a hint. */
+static int drop_last_exchange(App *a, const char *what, char **user_text) {
+    if (a->gen_req) {
+        app_set_hint(a, "Stop the reply first (Esc), then %s.", what);
+        return -1;
+    }
+    int last_user = -1;
+    for (int i = a->tr.n - 1; i >= a->tr.ctx_start && last_user < 0; i--)
+        if (a->tr.msgs[i].kind == MSG_USER) last_user = i;
+    int n_hist = 0, keep = -1;
+    const StoreMessage *hm = history_messages(a->hist, &n_hist);
+    for (int i = n_hist - 1; i >= 0 && keep < 0; i--)
+        if (!strcmp(hm[i].role, "user")) keep = i;
+    if (last_user < 0 || keep < 0) {
+        app_set_hint(a, "Nothing to %s: no message of yours in this context.", what + 1);
+        return -1;
+    }
+    if (history_truncate(a->hist, keep)) {
+        app_set_hint(a, "%s failed: the history is not at a message of yours.", what);
+        return -1;
+    }
+    history_check(a);
+    if (user_text) *user_text = strdup(a->tr.msgs[last_user].text);
+    while (a->tr.n > last_user) tr_remove(&a->tr, a->tr.n - 1);
+    return last_user;
+}
+
+int app_undo(App *a) {
+    if (drop_last_exchange(a, "/undo", NULL) < 0) return REACT_STATUS;
+    app_set_hint(a, "Removed your last message and its reply (kept in the history as a "
+                    "branch).");
+    return REACT_CHAT | REACT_STATUS | REACT_REDRAW;
+}
+
+int app_edit_last(App *a) {
+    char *text = NULL;
+    if (drop_last_exchange(a, "/edit", &text) < 0) return REACT_STATUS;
+    free(a->input_preset);
+    a->input_preset = text;
+    app_set_hint(a, "Edit your message and press Enter: the reply starts a new branch.");
+    return REACT_CHAT | REACT_STATUS | REACT_REDRAW | REACT_SET_INPUT;
+}
+
+/* The n-th (1-based) ``` fenced block of text, malloc'ed; NULL when there are fewer. */
+static char *code_block(const char *text, int n) {
+    const char *p = text;
+    for (int k = 1;; k++) {
+        const char *open = strstr(p, "```");
+        if (!open) return NULL;
+        const char *body = strchr(open, '\n');
+        if (!body) return NULL;
+        body++;
+        const char *close = strstr(body, "```");
+        if (!close) close = body + strlen(body);
+        if (k == n) {
+            size_t len = (size_t)(close - body);
+            if (len && body[len - 1] == '\n') len--;
+            return strndup(body, len);
+        }
+        if (!*close) return NULL;
+        p = close + 3;
+    }
+}
+
+int app_copy_reply(App *a, int block) {
+    const AppMessage *m = NULL;
+    for (int i = a->tr.n - 1; i >= 0 && !m; i--)
+        if (a->tr.msgs[i].kind == MSG_ASSISTANT && a->tr.msgs[i].len) m = &a->tr.msgs[i];
+    if (!m) {
+        app_set_hint(a, "Nothing to copy yet: no reply.");
+        return REACT_STATUS;
+    }
+    char *t = block > 0 ? code_block(m->text, block) : strdup(m->text);
+    if (!t) {
+        app_set_hint(a, "The last reply has no code block %d.", block);
+        return REACT_STATUS;
+    }
+    free(a->copy_text);
+    a->copy_text = t;
+    if (block > 0)
+        app_set_hint(a, "Copied code block %d of the last reply (%zu bytes).", block, strlen(t));
+    else app_set_hint(a, "Copied the last reply (%zu bytes).", strlen(t));
+    return REACT_COPY | REACT_STATUS;
+}
+
+const char *app_take_input(App *a) { return a->input_preset ? a->input_preset : ""; }
+const char *app_take_copy(App *a) { return a->copy_text ? a->copy_text : ""; }
 
 int app_rename_session(App *a, const char *title) {
     history_rename(a->hist, title);
@@ -805,8 +968,29 @@ static int export_json(App *a, FILE *f) {
     return rc || ferror(f) ? -1 : 0;
 }
 
+static int export_to(App *a, int64_t id, const char *format, const char *path, char *written,
+                     size_t wlen, char *why, size_t whylen);
+static Store *browse_store(App *a);
+static int need_store(App *a, char *why, size_t whylen);
+
 int app_export(App *a, const char *format, const char *path, char *written, size_t wlen,
                char *why, size_t whylen) {
+    /* A saved session is exported from the database (every field, all branches in JSON);
+     * one not saved (no history) from memory. */
+    int64_t sid = history_persistent(a->hist) ? current_session_id(a) : 0;
+    return export_to(a, sid, format, path, written, wlen, why, whylen);
+}
+
+int app_session_export(App *a, int64_t id, const char *format, const char *path, char *written,
+                       size_t wlen, char *why, size_t whylen) {
+    if (need_store(a, why, whylen)) return -1;
+    return export_to(a, id, format, path, written, wlen, why, whylen);
+}
+
+/* id 0: the live conversation from memory. Creates path (never replacing a file), mode 0600:
+ * a conversation is as private as the database it comes from. */
+static int export_to(App *a, int64_t sid, const char *format, const char *path, char *written,
+                     size_t wlen, char *why, size_t whylen) {
     bool json = format && !strcmp(format, "json");
     char def[256];
     if (!path || !*path) {
@@ -818,27 +1002,29 @@ int app_export(App *a, const char *format, const char *path, char *written, size
         snprintf(def, sizeof def, "bitnet-chat-%s.%s", stamp, json ? "json" : "md");
         path = def;
     }
-    FILE *f = fopen(path, "w");
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        snprintf(why, whylen, "%s: %s", path,
+                 errno == EEXIST ? "already exists; choose another name" : strerror(errno));
+        if (fd >= 0) close(fd), unlink(path);
         return -1;
     }
-    /* A saved session is exported from the database (every field, all branches in JSON);
-     * one not saved (no history) from memory. */
-    Store *st = history_store(a->hist);
-    int64_t sid = current_session_id(a);
+    Store *st = browse_store(a);
     int rc;
     Err err = {{0}};
-    if (st && sid && history_persistent(a->hist))
+    if (st && sid)
         rc = json ? store_export_json(st, sid, f, &err) : store_export_markdown(st, sid, f, &err);
     else
         rc = json ? export_json(a, f) : export_md(a, f);
     if (rc && err.msg[0]) {
         fclose(f);
+        unlink(path);
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
     if (fclose(f) || rc) {
+        unlink(path);
         snprintf(why, whylen, "%s: write failed", path);
         return -1;
     }
@@ -848,11 +1034,37 @@ int app_export(App *a, const char *format, const char *path, char *written, size
 
 /* ---- saved sessions ---------------------------------------------------------------------- */
 
+/* The database the browser reads: the recorder's, or with --no-history the same file opened
+ * read-only (the README promises the history tools do so; before, /sessions said there were
+ * none while the file held 17). */
+static Store *browse_store(App *a) {
+    Store *st = history_store(a->hist);
+    if (st || !a->cfg.no_history) return st;
+    if (!a->ro_tried) {
+        a->ro_tried = true;
+        Err err = {{0}};
+        a->ro_store = store_open_ex(a->cfg.db_path, STORE_OPEN_READONLY, &err);
+    }
+    return a->ro_store;
+}
+
 static int need_store(App *a, char *why, size_t whylen) {
-    if (history_store(a->hist)) return 0;
+    if (browse_store(a)) return 0;
     snprintf(why, whylen, "%s", a->history_msg[0] ? a->history_msg : "no history database");
     return -1;
 }
+
+/* Changes to saved sessions: refused when the history is only read (--no-history). */
+static int need_writable_store(App *a, char *why, size_t whylen) {
+    if (need_store(a, why, whylen)) return -1;
+    if (history_store(a->hist)) return 0;
+    snprintf(why, whylen, "the history is read-only with --no-history");
+    return -1;
+}
+
+bool app_history_readonly(App *a) { return !history_store(a->hist) && browse_store(a); }
+
+int64_t app_current_session(const App *a) { return current_session_id(a); }
 
 static void row_from(const StoreSession *s, AppSessionRow *r) {
     memset(r, 0, sizeof *r);
@@ -871,7 +1083,7 @@ int app_sessions(App *a, AppSessionRow **out, int *n, char *why, size_t whylen) 
     StoreSession *ss = NULL;
     int cnt = 0;
     Err err = {{0}};
-    if (store_session_list(history_store(a->hist), &ss, &cnt, &err)) {
+    if (store_session_list(browse_store(a), &ss, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
@@ -895,7 +1107,7 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
     StoreSearchHit *hits = NULL;
     int cnt = 0;
     Err err = {{0}};
-    if (store_search(history_store(a->hist), query, &hits, &cnt, &err)) {
+    if (store_search(browse_store(a), query, &hits, &cnt, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
     }
@@ -981,7 +1193,7 @@ static int load_branch(App *a, int64_t id, int64_t through, StoreSession *sess, 
                        uint64_t *serial, bool *other, char *why, size_t whylen) {
     Err err = {{0}};
     *other = false;
-    Store *st = history_store(a->hist);
+    Store *st = browse_store(a);
     if (store_session_get(st, id, sess, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
@@ -1066,12 +1278,122 @@ int app_session_view_at(App *a, int64_t id, int64_t message_id, AppSessionRow *r
     return 0;
 }
 
+/* Which version of its replies a stored reply is (its siblings under the same message). */
+static void set_versions(App *a, AppMessage *m) {
+    Store *st = browse_store(a);
+    StoreMessage *sib = NULL;
+    int n = 0;
+    Err err = {{0}};
+    if (!st || !m->store_id || store_message_siblings(st, m->store_id, &sib, &n, &err)) return;
+    if (n > 1)
+        for (int i = 0; i < n; i++)
+            if (sib[i].id == m->store_id) m->alt_i = i + 1, m->alt_n = n;
+    store_messages_free(sib, n);
+}
+
+int app_switch_reply(App *a, int version) {
+    if (a->gen_req) {
+        app_set_hint(a, "Stop the reply first (Esc), then /reply.");
+        return REACT_STATUS;
+    }
+    int n_hist = 0;
+    const StoreMessage *hm = history_messages(a->hist, &n_hist);
+    Store *st = history_store(a->hist);
+    int idx = -1;
+    for (int i = a->tr.n - 1; i >= a->tr.ctx_start && idx < 0; i--)
+        if (a->tr.msgs[i].kind == MSG_ASSISTANT) idx = i;
+    if (idx < 0 || n_hist == 0 || strcmp(hm[n_hist - 1].role, "assistant") || !hm[n_hist - 1].id) {
+        app_set_hint(a, "No saved reply to switch: /reply works on the last reply of a saved "
+                        "session.");
+        return REACT_STATUS;
+    }
+    if (!st || !history_persistent(a->hist)) {
+        app_set_hint(a, "Other versions of a reply are kept in the history, which is off.");
+        return REACT_STATUS;
+    }
+    StoreMessage *sib = NULL;
+    int n = 0;
+    Err err = {{0}};
+    if (store_message_siblings(st, hm[n_hist - 1].id, &sib, &n, &err)) {
+        app_set_hint(a, "/reply: %s", err.msg);
+        return REACT_STATUS;
+    }
+    if (n < 2 || version < 1 || version > n) {
+        if (n < 2) app_set_hint(a, "The last reply has one version: /regen writes another.");
+        else app_set_hint(a, "/reply: expected a version from 1 to %d", n);
+        store_messages_free(sib, n);
+        return REACT_STATUS;
+    }
+    const StoreMessage *t = &sib[version - 1];
+    int64_t sid = current_session_id(a);
+    int rc = store_set_active_leaf(st, sid, t->id, &err);
+    if (!rc) rc = history_resume(a->hist, sid, &err);
+    if (rc) {
+        app_set_hint(a, "/reply: %s", err.msg);
+        store_messages_free(sib, n);
+        return REACT_STATUS;
+    }
+    /* The view keeps everything above; only the reply changes. */
+    AppMessage *m = &a->tr.msgs[idx];
+    m->len = 0;
+    m->text[0] = 0;
+    msg_append(m, t->text ? t->text : "", t->text ? strlen(t->text) : 0);
+    m->store_id = t->id;
+    m->prompt_tokens = t->prompt_tokens;
+    m->gen_tokens = t->reply_tokens;
+    m->ttft_ms = t->ttft_ms;
+    m->tok_s = t->tok_per_s;
+    copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
+    m->interrupted = t->interrupted;
+    copy_str(m->model, sizeof m->model, t->model_name);
+    m->sampling = app_sampling_of(&t->sampling, &a->sampling);
+    m->alt_i = version;
+    m->alt_n = n;
+    a->tr.generation++;
+    store_messages_free(sib, n);
+    app_set_hint(a, "Reply version %d of %d; the next message continues from it.", version, n);
+    return REACT_CHAT | REACT_STATUS | REACT_REDRAW;
+}
+
+/* "temperature 0.70 -> 0.20, top-k 40 -> 10" for the settings that differ; "" if none. */
+static void sampling_changes(const AppSampling *o, const AppSampling *n, char *out, size_t cap) {
+    size_t k = 0;
+    out[0] = 0;
+#define BN_CHANGED(cond, ...)                                                                  \
+    if ((cond) && k < cap) {                                                                   \
+        k += (size_t)snprintf(out + k, cap - k, "%s", k ? ", " : "");                          \
+        if (k < cap) k += (size_t)snprintf(out + k, cap - k, __VA_ARGS__);                     \
+    }
+    BN_CHANGED(o->temperature != n->temperature, "temperature %.2f -> %.2f", o->temperature,
+               n->temperature);
+    BN_CHANGED(o->top_p != n->top_p, "top-p %.2f -> %.2f", o->top_p, n->top_p);
+    BN_CHANGED(o->top_k != n->top_k, "top-k %d -> %d", o->top_k, n->top_k);
+    BN_CHANGED(o->min_p != n->min_p, "min-p %.2f -> %.2f", o->min_p, n->min_p);
+    BN_CHANGED(o->repeat_penalty != n->repeat_penalty, "repeat penalty %.2f -> %.2f",
+               o->repeat_penalty, n->repeat_penalty);
+    BN_CHANGED(o->max_tokens != n->max_tokens, "max tokens %d -> %d", o->max_tokens,
+               n->max_tokens);
+    BN_CHANGED(o->seed_set != n->seed_set || (n->seed_set && o->seed != n->seed), "seed %s -> %s",
+               o->seed_set ? "fixed" : "random", n->seed_set ? "fixed" : "random");
+#undef BN_CHANGED
+}
+
+int64_t app_newest_session(App *a, char *why, size_t whylen) {
+    AppSessionRow *rows = NULL;
+    int n = 0;
+    if (app_sessions(a, &rows, &n, why, whylen)) return 0;
+    int64_t id = n > 0 ? rows[0].id : 0;
+    free(rows);
+    if (!id) snprintf(why, whylen, "there is no saved session to continue");
+    return id;
+}
+
 int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
     if (a->gen_req) {
         snprintf(why, whylen, "a reply is being written; stop it first");
         return -1;
     }
-    if (need_store(a, why, whylen)) return -1;
+    if (need_writable_store(a, why, whylen)) return -1;
     Err err = {{0}};
     if (history_resume(a->hist, id, &err)) {
         snprintf(why, whylen, "%s", err.msg);
@@ -1086,16 +1408,35 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
         const StoreMessage *sm = &msgs[i];
         bool user = !strcmp(sm->role, "user");
         if (!user && strcmp(sm->role, "assistant")) continue; /* the system prompt is the session's */
-        if (!push_stored(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT, sm,
-                         &a->sampling))
-            break;
+        AppMessage *m = push_stored(&a->tr, &a->next_serial, user ? MSG_USER : MSG_ASSISTANT,
+                                    sm, &a->sampling);
+        if (!m) break;
+        if (!user) set_versions(a, m);
     }
     const StoreSession *sess = history_session(a->hist);
+    bool system_changed = strcmp(a->system_prompt ? a->system_prompt : "",
+                                 sess->system_prompt ? sess->system_prompt : "") != 0;
     free(a->system_prompt);
     a->system_prompt = sess->system_prompt && *sess->system_prompt ? strdup(sess->system_prompt) : NULL;
+    AppSampling before = a->sampling;
     a->sampling = app_sampling_of(&sess->sampling, &a->sampling);
-    app_note(a, MSG_NOTE, "Resumed \"%s\" (%d messages). The next reply continues it.",
-             current_title(a), a->tr.n);
+    /* The session's settings replace the ones in use: say which did change (it was silent). */
+    char changed[512];
+    sampling_changes(&before, &a->sampling, changed, sizeof changed);
+    if (system_changed)
+        snprintf(changed + strlen(changed), sizeof changed - strlen(changed), "%ssystem prompt",
+                 changed[0] ? ", " : "");
+    /* The browser counts every message of the session, versions from /regen and /edit
+     * included; say how the two numbers relate when they differ. */
+    char count[96];
+    if (sess->message_count > a->tr.n)
+        snprintf(count, sizeof count, "%d messages on its current branch, %d in all", a->tr.n,
+                 sess->message_count);
+    else
+        snprintf(count, sizeof count, "%d message%s", a->tr.n, a->tr.n == 1 ? "" : "s");
+    app_note(a, MSG_NOTE, "Resumed \"%s\" (%s). The next reply continues it.%s%s%s",
+             current_title(a), count, changed[0] ? "\nThe session's settings are now in use: " : "",
+             changed, changed[0] ? "." : "");
     history_check(a);
     app_ensure_model(a);
     return 0;
@@ -1107,7 +1448,7 @@ int app_session_rename(App *a, int64_t id, const char *title, char *why, size_t 
         history_check(a);
         return 0;
     }
-    if (need_store(a, why, whylen)) return -1;
+    if (need_writable_store(a, why, whylen)) return -1;
     Err err = {{0}};
     if (store_session_rename(history_store(a->hist), id, title, &err)) {
         snprintf(why, whylen, "%s", err.msg);
@@ -1117,22 +1458,17 @@ int app_session_rename(App *a, int64_t id, const char *title, char *why, size_t 
 }
 
 int app_session_delete(App *a, int64_t id, char *why, size_t whylen) {
-    if (need_store(a, why, whylen)) return -1;
-    bool current = id == current_session_id(a);
-    if (current && a->gen_req) {
-        snprintf(why, whylen, "this session is writing a reply; stop it first");
+    if (need_writable_store(a, why, whylen)) return -1;
+    if (id && id == current_session_id(a)) {
+        /* Deleting it under the live chat split the conversation: the model still saw the old
+         * turns while the database kept only the later ones. */
+        snprintf(why, whylen, "it is the session you are chatting in; start /new first");
         return -1;
     }
     Err err = {{0}};
     if (store_session_delete(history_store(a->hist), id, &err)) {
         snprintf(why, whylen, "%s", err.msg);
         return -1;
-    }
-    if (current) {
-        /* The live chat goes on; its next message starts a new saved session. */
-        HistorySessionInfo in = session_info(a);
-        history_begin_session(a->hist, &in);
-        for (int i = 0; i < a->tr.n; i++) a->tr.msgs[i].store_id = 0;
     }
     return 0;
 }

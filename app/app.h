@@ -26,6 +26,8 @@ enum {
     REACT_BROWSER = 1 << 3, /* open the session browser (app_browser_query() may preset a search) */
     REACT_REDRAW = 1 << 4,  /* repaint the whole screen (the transcript was replaced) */
     REACT_KEEP_INPUT = 1 << 5, /* the line was not taken (e.g. a reply is running): give it back */
+    REACT_SET_INPUT = 1 << 6,  /* put app_take_input() into the input line (/edit) */
+    REACT_COPY = 1 << 7,       /* put app_take_copy() on the clipboard (/copy) */
 };
 
 typedef struct {
@@ -62,6 +64,7 @@ typedef struct {
     AppSampling sampling; /* settings a reply was made with */
     bool has_sampling;
     int64_t store_id;     /* row in the history, 0 if not stored */
+    int alt_i, alt_n;     /* a reply made again (/regen): version alt_i of alt_n (0: only one) */
     int64_t created_at;   /* unix ms */
 } AppMessage;
 
@@ -70,6 +73,7 @@ typedef struct {
     AppMessage *msgs;
     int n, cap;
     int view_start;       /* /clear hides messages before this index from the view */
+    int ctx_start;        /* /reset: messages before this index are shown, not sent */
     uint64_t generation;  /* bumped when messages are removed or replaced (re-wrap everything) */
 } AppTranscript;
 
@@ -77,6 +81,9 @@ void app_transcript_free(AppTranscript *t);
 
 typedef struct {
     char model[128];        /* active model name, "" if none */
+    char model_path[1024];  /* its file or directory, absolute */
+    int n_params_m;         /* millions of parameters */
+    double load_ms;         /* how long its load took */
     char backend[128];
     bool model_loaded;
     bool loading;           /* a load is under way */
@@ -137,6 +144,23 @@ int app_load_model(App *a, const char *path);
 int app_new_session(App *a);
 int app_regenerate(App *a);
 int app_clear_view(App *a);
+/* /reset: a new context (and saved session) in the same view: the text above stays on screen
+ * and the model no longer sees it. */
+int app_reset_context(App *a);
+/* /undo: drops the last exchange (your message and its reply) from the view and the context;
+ * it stays in the history as another branch. */
+int app_undo(App *a);
+/* /edit: the same, and your message goes back into the input line (REACT_SET_INPUT) to be
+ * changed and sent again as a new branch. */
+int app_edit_last(App *a);
+/* /copy [N]: the last reply, or its N-th fenced code block, for the clipboard (REACT_COPY). */
+int app_copy_reply(App *a, int block);
+/* /reply N: the last reply becomes its version N (of those /regen made), in the view, the
+ * context and the saved session's active branch. */
+int app_switch_reply(App *a, int version);
+/* The text for the input line or the clipboard that the last such reaction was about. */
+const char *app_take_input(App *a);
+const char *app_take_copy(App *a);
 int app_rename_session(App *a, const char *title);
 /* Writes the live conversation as "md" or "json" to path (NULL: a name in the current
  * directory); returns 0 and the path written, or -1 with why. */
@@ -162,6 +186,14 @@ typedef struct {
 } AppSearchHit;
 
 bool app_history_ok(const App *a);
+/* --no-history: saved sessions can be browsed, searched and exported, not changed. */
+bool app_history_readonly(App *a);
+/* The saved session of the live chat, 0 until its first message is stored. */
+int64_t app_current_session(const App *a);
+/* Writes saved session id as "md" or "json" to path (NULL: a time-stamped name in the current
+ * directory), never replacing a file, mode 0600; 0 and the path, or -1 with why. */
+int app_session_export(App *a, int64_t id, const char *format, const char *path, char *written,
+                       size_t wlen, char *why, size_t whylen);
 /* Newest first; *out malloc'ed (free()). Return 0, or -1 with why. */
 int app_sessions(App *a, AppSessionRow **out, int *n, char *why, size_t whylen);
 int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why, size_t whylen);
@@ -175,6 +207,8 @@ int app_session_view_at(App *a, int64_t id, int64_t message_id, AppSessionRow *r
 /* Continues a saved session: its messages, system prompt and settings become the live
  * chat (the next reply re-reads the conversation into the engine's cache). */
 int app_session_resume(App *a, int64_t id, char *why, size_t whylen);
+/* The newest saved session (--continue): its id, or 0 with why. */
+int64_t app_newest_session(App *a, char *why, size_t whylen);
 int app_session_rename(App *a, int64_t id, const char *title, char *why, size_t whylen);
 int app_session_delete(App *a, int64_t id, char *why, size_t whylen);
 

@@ -13,11 +13,13 @@
 void cli_usage(FILE *to) {
     fputs(
         "Usage: bitnet-chat [OPTIONS] [MODEL]          full-screen chat\n"
-        "       bitnet-chat -p PROMPT [OPTIONS]         one reply to stdout\n"
+        "       bitnet-chat -p PROMPT|-f FILE [OPTIONS] one reply to stdout\n"
         "       bitnet-chat convert SRC OUT.gguf        write a GGUF I2_S model\n"
         "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
         "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
         "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
+        "       bitnet-chat perplexity --model M --kl-divergence BASE\n"
+        "                                               compare with saved logits\n"
         "\n"
         "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
         "shipped in assets/ is used.\n"
@@ -30,9 +32,14 @@ void cli_usage(FILE *to) {
         "      --lm-head T          f16 (default) or int8: CUDA backend, int8 lm_head with\n"
         "                           per-row scales (half the bytes; top-1 may differ;\n"
         "                           experimental: not yet run on a GPU)\n"
+        "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
+        "                           (CPU backend only; for comparisons with a reference)\n"
         "\n"
         "Generation:\n"
-        "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit\n"
+        "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit;\n"
+        "                           - reads the prompt from stdin, and stdin that is not a\n"
+        "                           terminal is added after TEXT (cat f | ... -p \"Sum up:\")\n"
+        "  -f, --file FILE          the prompt (after -p TEXT, if given) from FILE (- = stdin)\n"
         "  -s, --system TEXT        system prompt\n"
         "      --temp T             temperature, 0 = greedy (default 0.7)\n"
         "      --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
@@ -50,15 +57,24 @@ void cli_usage(FILE *to) {
         "      --show ID            print a session with per-reply stats\n"
         "      --search TEXT        full-text search across all messages\n"
         "      --export ID          export a session (--format md|json, -o FILE)\n"
-        "      --format F           md (default) or json\n"
+        "      --format F           md (default) or json; json also for --sessions, --show\n"
+        "                           and --search\n"
         "  -o, --output FILE        write the export to FILE instead of stdout\n"
+        "      --force              let --export -o replace an existing FILE\n"
         "      --delete ID          delete a session (asks unless --yes)\n"
         "  -y, --yes                do not ask for confirmation\n"
         "      --browse             open the session browser\n"
+        "      --continue           chat on in the newest saved session\n"
+        "      --resume ID          chat on in saved session ID\n"
         "\n"
         "Other:\n"
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
+        "      --chunks N           perplexity: score at most the first N chunks\n"
+        "      --kl-divergence-base F\n"
+        "                           perplexity: save the scored positions' logits to F\n"
+        "      --kl-divergence F    perplexity: compare with the base file F (its tokens\n"
+        "                           are scored): KL divergence, top-1 agreement, delta PPL\n"
         "  -h, --help               show this help\n"
         "  -V, --version            show the version\n",
         to);
@@ -67,13 +83,15 @@ void cli_usage(FILE *to) {
 enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD,
+    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE, OPT_KLBASE, OPT_KL,
+    OPT_KVCACHE, OPT_CHUNKS,
 };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, 'm'},     {"backend", required_argument, 0, 'b'},
     {"threads", required_argument, 0, 't'},   {"ctx", required_argument, 0, 'c'},
     {"prompt", required_argument, 0, 'p'},    {"system", required_argument, 0, 's'},
+    {"file", required_argument, 0, 'f'},
     {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
     {"top-p", required_argument, 0, OPT_TOPP}, {"min-p", required_argument, 0, OPT_MINP},
     {"repeat-penalty", required_argument, 0, OPT_REPEAT},
@@ -84,7 +102,13 @@ static const struct option long_opts[] = {
     {"format", required_argument, 0, OPT_FORMAT}, {"output", required_argument, 0, 'o'},
     {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
     {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
+    {"continue", no_argument, 0, OPT_CONTINUE}, {"resume", required_argument, 0, OPT_RESUME},
+    {"force", no_argument, 0, OPT_FORCE},
     {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
+    {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
+    {"kl-divergence", required_argument, 0, OPT_KL},
+    {"kv-cache", required_argument, 0, OPT_KVCACHE},
+    {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
 
@@ -151,7 +175,6 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     c->backend = "auto";
     c->temp = c->top_p = c->min_p = c->repeat_penalty = NAN;
     c->top_k = c->max_tokens = -1;
-    c->format = "md";
 
     /* A leading word selects a subcommand. */
     int first = 1;
@@ -167,7 +190,7 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     int ch;
     int64_t iv;
     double dv;
-    while ((ch = getopt_long(argc, argv, "m:b:t:c:p:s:n:o:yhV", long_opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:b:t:c:p:f:s:n:o:yhV", long_opts, NULL)) != -1) {
         switch (ch) {
         case 'm': c->model = optarg; break;
         case 'b':
@@ -194,6 +217,18 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             }
             c->mode = MODE_PROMPT;
             c->prompt = optarg;
+            break;
+        case 'f':
+            if (c->mode != MODE_CHAT && c->mode != MODE_PROMPT) {
+                fprintf(stderr, "bitnet-chat: -f cannot be combined with a subcommand\n");
+                return 2;
+            }
+            if (!optarg[0]) {
+                fprintf(stderr, "bitnet-chat: -f: empty file name (- reads stdin)\n");
+                return 2;
+            }
+            c->mode = MODE_PROMPT;
+            c->prompt_file = optarg;
             break;
         case 's': c->system = optarg; break;
         case OPT_TEMP: if (parse_double("--temp", optarg, 0, 100, &c->temp)) return 2; break;
@@ -241,8 +276,26 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         case 'o': c->output = optarg; break;
         case 'y': c->yes = true; break;
         case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
+        case OPT_CONTINUE: c->resume_latest = true; break;
+        case OPT_FORCE: c->force = true; break;
+        case OPT_RESUME:
+            if (parse_i64("--resume", optarg, 1, INT64_MAX, &c->resume_id)) return 2;
+            break;
         case OPT_JSONL: c->jsonl = true; break;
         case OPT_QUICK: c->quick = true; break;
+        case OPT_KLBASE: c->kl_base = optarg; break;
+        case OPT_KL: c->kl_compare = optarg; break;
+        case OPT_CHUNKS:
+            if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
+            c->chunks = (int)iv;
+            break;
+        case OPT_KVCACHE:
+            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
+                fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
+                return 2;
+            }
+            c->kv_f32 = !strcmp(optarg, "f32");
+            break;
         case OPT_LMHEAD:
             if (strcmp(optarg, "f16") && strcmp(optarg, "int8")) {
                 fprintf(stderr, "bitnet-chat: --lm-head: expected f16 or int8, not '%s'\n", optarg);
@@ -262,7 +315,31 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         fprintf(stderr, "bitnet-chat: --db: empty path (leave the option out for the default)\n");
         return 2;
     }
-    if (c->mode == MODE_PROMPT && !has_visible_text(c->prompt)) {
+    if (c->prompt && c->prompt_file && !strcmp(c->prompt, "-") && !strcmp(c->prompt_file, "-")) {
+        fprintf(stderr, "bitnet-chat: -p - and -f - both read stdin: give one of them\n");
+        return 2;
+    }
+    if ((c->resume_latest || c->resume_id) && c->mode != MODE_CHAT) {
+        fprintf(stderr, "bitnet-chat: --continue and --resume open the chat; they cannot be "
+                        "combined with another mode\n");
+        return 2;
+    }
+    if (c->resume_latest && c->resume_id) {
+        fprintf(stderr, "bitnet-chat: give either --continue or --resume ID\n");
+        return 2;
+    }
+    if ((c->resume_latest || c->resume_id) && c->no_history) {
+        fprintf(stderr, "bitnet-chat: --continue and --resume write to the history; they cannot "
+                        "be combined with --no-history\n");
+        return 2;
+    }
+    if (c->format && c->mode != MODE_EXPORT && c->mode != MODE_SESSIONS && c->mode != MODE_SHOW &&
+        c->mode != MODE_SEARCH) {
+        fprintf(stderr, "bitnet-chat: --format applies to --export, --sessions, --show and "
+                        "--search only\n");
+        return 2;
+    }
+    if (c->mode == MODE_PROMPT && c->prompt && !has_visible_text(c->prompt)) {
         fprintf(stderr, "bitnet-chat: -p: the prompt is empty\n");
         return 2;
     }
@@ -286,6 +363,11 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         fprintf(stderr, "bitnet-chat: --lm-head int8 applies to the CUDA backend only; the CPU backend "
                         "uses the model's lm_head\n");
 
+    if ((c->kl_base || c->kl_compare || c->chunks) && c->mode != MODE_PERPLEXITY) {
+        fprintf(stderr, "bitnet-chat: %s belongs to the perplexity subcommand\n",
+                c->kl_base ? "--kl-divergence-base" : c->kl_compare ? "--kl-divergence" : "--chunks");
+        return 2;
+    }
     switch (c->mode) {
     case MODE_CHAT:
     case MODE_PROMPT:
@@ -315,8 +397,10 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
         }
         break;
     case MODE_PERPLEXITY:
-        if (c->npos != 1 || !c->model) {
-            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
+        /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
+        if (c->npos > 1 || (c->npos == 0 && !c->kl_compare) || !c->model) {
+            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N] "
+                            "[--kl-divergence-base BASE] or --kl-divergence BASE\n");
             return 2;
         }
         break;

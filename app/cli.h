@@ -27,12 +27,14 @@ typedef enum {
 typedef struct {
     AppMode mode;
     const char *model;         /* --model or the positional MODEL; NULL: the default model */
-    const char *prompt;        /* -p */
+    const char *prompt;        /* -p TEXT ("-": read standard input) */
+    const char *prompt_file;   /* -f FILE ("-": standard input): the prompt, after -p TEXT */
     const char *system;        /* --system */
     const char *backend;       /* "auto" (default), "cpu", "cuda" */
     int threads;               /* 0 = all cores */
     int ctx;                   /* 0 = model's context */
     bool lm_head_int8;         /* --lm-head int8 (CUDA backend) */
+    bool kv_f32;               /* --kv-cache f32 (CPU backend) */
     /* Sampling overrides; NAN / -1 = not given on the command line. */
     double temp, top_p, min_p, repeat_penalty;
     int top_k, max_tokens;
@@ -41,12 +43,18 @@ typedef struct {
     const char *db_path;       /* --db */
     bool no_history;
     int64_t session_id;        /* --show/--export/--delete ID */
+    int64_t resume_id;         /* --resume ID: the chat continues this saved session */
+    bool resume_latest;        /* --continue: the chat continues the newest saved session */
     const char *search;        /* --search TEXT */
-    const char *format;        /* --format md|json */
+    const char *format;        /* --format md|json; NULL: not given (md) */
     const char *output;        /* -o FILE */
     bool yes;                  /* --yes */
+    bool force;                /* --force: --export -o may replace an existing file */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
+    const char *kl_base;       /* perplexity --kl-divergence-base FILE */
+    const char *kl_compare;    /* perplexity --kl-divergence FILE */
+    int chunks;                /* perplexity --chunks N; 0 = all */
     int npos;                  /* positional arguments after the subcommand */
     char **pos;
 } AppConfig;

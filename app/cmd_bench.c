@@ -49,7 +49,7 @@ static int cmp_double(const void *a, const void *b) {
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
 /* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
 static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads, int lm_int8) {
-    InferOptions o = {kind, threads, 1024, lm_int8};
+    InferOptions o = {.backend = kind, .threads = threads, .ctx = 1024, .lm_head_int8 = lm_int8};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
     const size_t mem0 = kind == BACKEND_CUDA ? kcuda_mem_used() : 0;
@@ -123,7 +123,7 @@ static int bench_e2e(BackendKind kind, const Model *m, int quick, int threads, i
 /* lm_int8: the int8 lm_head; mem (may be NULL): device bytes the backend took (cudaMemGetInfo
  * after infer_create minus before). */
 static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int lm_int8, size_t *mem) {
-    InferOptions o = {BACKEND_CUDA, 0, 1024, lm_int8};
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = lm_int8};
     Err err = {{0}};
     const size_t mem0 = kcuda_mem_used();
     Infer *inf = infer_create(m, &o, &err);

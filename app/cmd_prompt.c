@@ -4,8 +4,11 @@
  * The one-shot prompt goes through the engine thread exactly as the chat does, so its figures
  * are the ones the chat shows. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +28,7 @@
 
 static InferOptions infer_options_from(const AppConfig *cfg) {
     InferOptions o = {.backend = BACKEND_AUTO, .threads = cfg->threads, .ctx = cfg->ctx,
-                      .lm_head_int8 = cfg->lm_head_int8};
+                      .lm_head_int8 = cfg->lm_head_int8, .kv_f32 = cfg->kv_f32};
     if (cfg->backend && !strcmp(cfg->backend, "cpu")) o.backend = BACKEND_CPU;
     else if (cfg->backend && !strcmp(cfg->backend, "cuda")) o.backend = BACKEND_CUDA;
     return o;
@@ -84,6 +87,137 @@ static void die_by_signal(int sig) {
     sigaddset(&set, sig);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     raise(sig);
+}
+
+/* ---- the prompt's text: -p TEXT, -f FILE, standard input ------------------------------------ */
+
+enum { PROMPT_MAX_BYTES = 64 << 20 }; /* far beyond any model's context; stops /dev/zero */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return 0;
+}
+
+/* Appends everything fd holds to b. what names the source in messages. A pipe that stays open
+ * with nothing in it (stdin of a job run over ssh) would wait silently: after 2 s a note on
+ * stderr says what is being waited for. */
+static int read_all(int fd, const char *what, Buf *b, bool note_wait) {
+    char chunk[65536];
+    bool noted = !note_wait;
+    for (;;) {
+        if (!noted) {
+            struct pollfd p = {fd, POLLIN, 0};
+            int r = poll(&p, 1, 2000);
+            if (r == 0) {
+                fprintf(stderr, "bitnet-chat: waiting for %s to end (it is added to the prompt; "
+                                "</dev/null leaves it out)\n", what);
+                noted = true;
+                continue;
+            }
+            if (r < 0 && errno == EINTR) {
+                if (stop_requested()) return -1;
+                continue;
+            }
+            noted = true;
+        }
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r == 0) return 0;
+        if (r < 0) {
+            if (errno == EINTR) {
+                if (stop_requested()) return -1;
+                continue;
+            }
+            fprintf(stderr, "bitnet-chat: reading %s: %s\n", what, strerror(errno));
+            return -1;
+        }
+        if (b->n + (size_t)r > PROMPT_MAX_BYTES) {
+            fprintf(stderr, "bitnet-chat: %s is larger than %d MiB; no model's context holds "
+                            "that\n", what, PROMPT_MAX_BYTES >> 20);
+            return -1;
+        }
+        if (buf_add(b, chunk, (size_t)r)) {
+            fprintf(stderr, "bitnet-chat: out of memory reading %s\n", what);
+            return -1;
+        }
+    }
+}
+
+/* The prompt: -p TEXT (or stdin for "-"), then -f FILE (or stdin for "-"), then, after -p TEXT
+ * without -f, standard input when it is not a terminal (`cat notes | bitnet-chat -p "Sum
+ * up:"`; one argument is limited to 128 KiB by the kernel, so long inputs come this way).
+ * Parts are joined by a blank line. NULL (message printed) when it cannot be read or is empty. */
+static char *prompt_text(const AppConfig *cfg) {
+    Buf b = {0};
+    bool from_stdin = false, ok = true;
+    if (cfg->prompt && strcmp(cfg->prompt, "-")) {
+        ok = !buf_add(&b, cfg->prompt, strlen(cfg->prompt));
+    } else if (cfg->prompt) {
+        ok = !read_all(STDIN_FILENO, "stdin", &b, false);
+        from_stdin = true;
+    }
+    if (ok && cfg->prompt_file) {
+        Buf f = {0};
+        if (!strcmp(cfg->prompt_file, "-")) {
+            ok = !read_all(STDIN_FILENO, "stdin", &f, false);
+            from_stdin = true;
+        } else {
+            int fd = open(cfg->prompt_file, O_RDONLY | O_CLOEXEC);
+            struct stat st;
+            if (fd < 0) {
+                fprintf(stderr, "bitnet-chat: -f %s: %s\n", cfg->prompt_file, strerror(errno));
+                ok = false;
+            } else if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "bitnet-chat: -f %s: is a directory\n", cfg->prompt_file);
+                ok = false;
+            } else {
+                ok = !read_all(fd, cfg->prompt_file, &f, false);
+            }
+            if (fd >= 0) close(fd);
+        }
+        if (ok && f.n && b.n) ok = !buf_add(&b, "\n\n", 2);
+        if (ok && f.n) ok = !buf_add(&b, f.p, f.n);
+        free(f.p);
+    }
+    if (ok && cfg->prompt && !cfg->prompt_file && !from_stdin && !isatty(STDIN_FILENO)) {
+        Buf in = {0};
+        ok = !read_all(STDIN_FILENO, "stdin", &in, true);
+        if (ok && in.n) ok = !buf_add(&b, "\n\n", 2) && !buf_add(&b, in.p, in.n);
+        free(in.p);
+    }
+    bool visible = false;
+    for (size_t i = 0; ok && i < b.n && !visible; i++)
+        visible = b.p[i] && !strchr(" \t\r\n\v\f", b.p[i]);
+    if (ok && !visible) {
+        fprintf(stderr, "bitnet-chat: the prompt is empty%s\n",
+                from_stdin          ? " (stdin had no text)"
+                : cfg->prompt_file ? " (the file has no text)"
+                                   : "");
+        ok = false;
+    }
+    if (ok && memchr(b.p, 0, b.n)) {
+        fprintf(stderr, "bitnet-chat: the prompt holds a NUL byte (a binary file?)\n");
+        ok = false;
+    }
+    if (!ok) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
 }
 
 /* Waits for the load started by engine_create; 0 when loaded, -1 (message printed) if not. */
@@ -153,6 +287,12 @@ int cmd_prompt(const AppConfig *cfg) {
     sa.sa_handler = on_sigterm;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* Read before the model loads: an empty or unreadable input fails at once. */
+    char *prompt = prompt_text(cfg);
+    if (!prompt) {
+        if (terminated_by) die_by_signal(terminated_by);
+        return interrupted ? 130 : 1;
+    }
     /* A reader that goes away (`| head -c 10`) must not kill the process before the reply is
      * saved: a failed write (EPIPE) stops the reply instead, and the process then ends by
      * SIGPIPE as it would have, quietly. */
@@ -163,6 +303,7 @@ int cmd_prompt(const AppConfig *cfg) {
     Engine *e = engine_create(&eo, &err);
     if (!e) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+        free(prompt);
         return 1;
     }
     int loaded = wait_loaded(e, isatty(STDERR_FILENO));
@@ -172,13 +313,13 @@ int cmd_prompt(const AppConfig *cfg) {
          * and joined; a second Ctrl-C ends the process if that takes too long. */
         if (loaded == -2 && terminated_by) die_by_signal(terminated_by);
         engine_destroy(e);
+        free(prompt);
         return loaded == -2 ? 130 : 1;
     }
 
     ChatTurn turns[2];
     int n_turns = 0;
     if (cfg->system && cfg->system[0]) turns[n_turns++] = (ChatTurn){ROLE_SYSTEM, cfg->system};
-    const char *prompt = cfg->prompt ? cfg->prompt : "";
     turns[n_turns++] = (ChatTurn){ROLE_USER, prompt};
     SamplerParams sp = sampler_params_from(cfg);
 
@@ -189,12 +330,14 @@ int cmd_prompt(const AppConfig *cfg) {
     if (!h) {
         fprintf(stderr, "bitnet-chat: out of memory\n");
         engine_destroy(e);
+        free(prompt);
         return 1;
     }
     if (warn.msg[0]) fprintf(stderr, "bitnet-chat: %s\n", warn.msg);
     EngineModelInfo info;
     memset(&info, 0, sizeof info);
     engine_model_info(e, &info);
+    app_absolute_path(info.path, sizeof info.path);
     if (cfg->ctx > info.ctx_size) ctx_capped_note(cfg->ctx, info.ctx_size);
     HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
                              .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};
@@ -257,6 +400,7 @@ int cmd_prompt(const AppConfig *cfg) {
     if (history_take_warning(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     if (history_flush_final(h, &hw)) fprintf(stderr, "bitnet-chat: %s\n", hw.msg);
     history_close(h);
+    free(prompt);
     if (terminated_by) die_by_signal(terminated_by);
     if (out_errno == EPIPE) die_by_signal(SIGPIPE);
     if (out_errno) {
@@ -338,21 +482,35 @@ static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, do
 
 int cmd_perplexity(const AppConfig *cfg) {
     const char *file = cfg->npos > 0 ? cfg->pos[0] : NULL;
-    if (!cfg->model || !file) {
+    if (!cfg->model || (!file && !cfg->kl_compare)) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");
         return 2;
     }
     Err err = {{0}};
+    char *text = NULL;
     size_t text_len = 0;
-    char *text = read_file(file, &text_len, &err);
-    if (!text) {
-        fprintf(stderr, "bitnet-chat: %s\n", err.msg);
-        return 1;
-    }
-    if (text_len == 0) {
-        fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
-        free(text);
-        return 1;
+    PplKlBase base;
+    memset(&base, 0, sizeof base);
+    if (cfg->kl_compare) {
+        /* the base file's tokens are scored, so a FILE given beside it is not read */
+        if (ppl_kl_base_open(&base, cfg->kl_compare, &err)) {
+            fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+            return 1;
+        }
+        if (file)
+            fprintf(stderr, "bitnet-chat: %s is not read: the tokens of %s are scored\n", file,
+                    cfg->kl_compare);
+    } else {
+        text = read_file(file, &text_len, &err);
+        if (!text) {
+            fprintf(stderr, "bitnet-chat: %s\n", err.msg);
+            return 1;
+        }
+        if (text_len == 0) {
+            fprintf(stderr, "bitnet-chat: %s is empty; perplexity needs a text to score\n", file);
+            free(text);
+            return 1;
+        }
     }
     Model m;
     memset(&m, 0, sizeof m);
@@ -363,41 +521,72 @@ int cmd_perplexity(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: cannot load the model: %s\n", err.msg);
         goto out;
     }
-    if (!m.tok) {
-        fprintf(stderr, "bitnet-chat: %s: the model has no tokenizer\n", cfg->model);
-        goto out;
+    size_t n_tok = 0;
+    int bos = -1, n_ctx;
+    if (cfg->kl_compare) {
+        if (base.n_vocab != m.cfg.vocab_size) {
+            fprintf(stderr, "bitnet-chat: %s was made with a vocabulary of %d, the model has %d\n",
+                    cfg->kl_compare, base.n_vocab, m.cfg.vocab_size);
+            goto out;
+        }
+        if (cfg->ctx > 0 && cfg->ctx != base.n_ctx) {
+            fprintf(stderr, "bitnet-chat: %s was made with --ctx %d; leave --ctx out or give that\n",
+                    cfg->kl_compare, base.n_ctx);
+            goto out;
+        }
+        n_ctx = base.n_ctx;
+        n_tok = (size_t)base.n_chunks * (size_t)n_ctx;
+        if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
+            fprintf(stderr, "bitnet-chat: %s uses chunks of %d tokens, more than the model's "
+                            "context of %d\n", cfg->kl_compare, n_ctx, m.cfg.ctx_len);
+            goto out;
+        }
+    } else {
+        if (!m.tok) {
+            fprintf(stderr, "bitnet-chat: %s: the model has no tokenizer\n", cfg->model);
+            goto out;
+        }
+        size_t n_ids = 0;
+        if (tokenizer_encode(m.tok, text, text_len, &ids, &n_ids, &err) < 0) {
+            fprintf(stderr, "bitnet-chat: %s: %s\n", file, err.msg);
+            goto out;
+        }
+        bos = tokenizer_bos(m.tok);
+        n_tok = n_ids + (bos >= 0 ? 1 : 0);
+        tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
+        if (!tokens) {
+            fprintf(stderr, "bitnet-chat: out of memory\n");
+            goto out;
+        }
+        if (bos >= 0) tokens[0] = bos;
+        memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
+        n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
+        if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
+            n_ctx = m.cfg.ctx_len;
+            if (cfg->ctx > 0) ctx_capped_note(cfg->ctx, n_ctx);
+        }
+        if (n_ctx < PPL_MIN_CTX) {
+            fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
+                    PPL_MIN_CTX);
+            goto out;
+        }
+        if (n_tok < (size_t)n_ctx) {
+            fprintf(stderr,
+                    "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
+                    "(use a longer text or a smaller --ctx)\n",
+                    file, n_tok, n_ctx, n_ctx);
+            goto out;
+        }
     }
-    size_t n_ids = 0;
-    if (tokenizer_encode(m.tok, text, text_len, &ids, &n_ids, &err) < 0) {
-        fprintf(stderr, "bitnet-chat: %s: %s\n", file, err.msg);
-        goto out;
-    }
-    int bos = tokenizer_bos(m.tok);
-    size_t n_tok = n_ids + (bos >= 0 ? 1 : 0);
-    tokens = malloc((n_tok ? n_tok : 1) * sizeof *tokens);
-    if (!tokens) {
-        fprintf(stderr, "bitnet-chat: out of memory\n");
-        goto out;
-    }
-    if (bos >= 0) tokens[0] = bos;
-    memcpy(tokens + (bos >= 0), ids, n_ids * sizeof *ids);
-
-    int n_ctx = cfg->ctx > 0 ? cfg->ctx : PPL_DEFAULT_CTX;
-    if (m.cfg.ctx_len > 0 && n_ctx > m.cfg.ctx_len) {
-        n_ctx = m.cfg.ctx_len;
-        if (cfg->ctx > 0) ctx_capped_note(cfg->ctx, n_ctx);
-    }
-    if (n_ctx < PPL_MIN_CTX) {
-        fprintf(stderr, "bitnet-chat: --ctx %d is too small for perplexity (at least %d)\n", n_ctx,
-                PPL_MIN_CTX);
-        goto out;
-    }
-    if (n_tok < (size_t)n_ctx) {
-        fprintf(stderr,
-                "bitnet-chat: %s has %zu tokens; perplexity with --ctx %d needs at least %d "
-                "(use a longer text or a smaller --ctx)\n",
-                file, n_tok, n_ctx, n_ctx);
-        goto out;
+    if (cfg->chunks > 0 && n_tok > (size_t)cfg->chunks * (size_t)n_ctx)
+        n_tok = (size_t)cfg->chunks * (size_t)n_ctx;
+    if (cfg->kl_base) {
+        /* the logits dominate: vocab floats for each scored position (9 GB for 70 chunks of 512
+         * with a 128256-token vocabulary), so say so before the run rather than after */
+        const double gb = (double)(n_tok / (size_t)n_ctx) * (double)(n_ctx - 1 - n_ctx / 2) *
+                          (double)m.cfg.vocab_size * 4.0 / 1e9;
+        fprintf(stderr, "perplexity: %s will take %.2f GB%s\n", cfg->kl_base, gb,
+                gb > 1.0 && !cfg->chunks ? " (--chunks N limits it)" : "");
     }
     InferOptions io = infer_options_from(cfg);
     io.ctx = n_ctx;
@@ -411,8 +600,10 @@ int cmd_perplexity(const AppConfig *cfg) {
     fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the last %d of each (%s)\n",
             n_tok, n_tok / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, desc);
     PplResult res;
-    if (perplexity_run(inf, m.cfg.vocab_size, tokens, n_tok, n_ctx, bos, on_chunk, NULL, &res,
-                       &err) < 0) {
+    PplKlResult klr;
+    PplKl kl = {cfg->kl_base, cfg->kl_compare ? &base : NULL};
+    if (perplexity_run_kl(inf, m.cfg.vocab_size, cfg->kl_compare ? base.tokens : tokens, n_tok, n_ctx,
+                          bos, &kl, on_chunk, NULL, &res, &klr, &err) < 0) {
         fprintf(stderr, "\nbitnet-chat: %s\n", err.msg);
         goto out;
     }
@@ -421,15 +612,32 @@ int cmd_perplexity(const AppConfig *cfg) {
     printf(" +/- ");
     print_ppl(stdout, res.ppl_stderr);
     printf("\n");
+    if (cfg->kl_compare) {
+        printf("Base PPL = ");
+        print_ppl(stdout, klr.base_ppl);
+        printf("\nDelta PPL = %+.6f (%+.4f%%)\n", res.ppl - klr.base_ppl,
+               100.0 * (res.ppl / klr.base_ppl - 1.0));
+        printf("Mean KL divergence = %.6g +/- %.2g nats\n", klr.kl_mean, klr.kl_stderr);
+        printf("99th percentile KL divergence = %.6g\nMaximum KL divergence = %.6g\n", klr.kl_p99,
+               klr.kl_max);
+        printf("Same top-1 = %.4f%% (%ld of %ld positions)\n", 100.0 * klr.top1,
+               (long)lround(klr.top1 * (double)klr.n), klr.n);
+        printf("Same top-1 without near-ties = %.4f%% (%ld of %ld positions; a near-tie: the base's "
+               "top two within %g%% of its largest |logit|)\n", 100.0 * klr.top1_clear,
+               (long)lround(klr.top1_clear * (double)klr.n_clear), klr.n_clear, 100.0 * PPL_KL_NEAR_TIE);
+    }
     if (fflush(stdout) != 0 || ferror(stdout)) { /* the result is the whole point: say so */
         fprintf(stderr, "bitnet-chat: perplexity: writing the result to stdout failed: %s\n",
                 strerror(errno ? errno : EIO));
         goto out;
     }
+    if (cfg->kl_base)
+        fprintf(stderr, "perplexity: logits of %ld positions saved to %s\n", res.n_scored, cfg->kl_base);
     fprintf(stderr, "perplexity: %ld tokens scored in %.1f s (%.1f tokens/s evaluated)\n",
             res.n_scored, res.seconds, res.seconds > 0 ? res.n_evaluated / res.seconds : 0.0);
     rc = 0;
 out:
+    ppl_kl_base_close(&base);
     free(tokens);
     free(ids);
     infer_destroy(inf);

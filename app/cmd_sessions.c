@@ -2,6 +2,8 @@
  * --export ID [--format md|json] [-o FILE], --delete ID [--yes].
  * Exit codes: 0 done, 1 failed (message on stderr; for --search: no match), 2 usage. */
 #include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,12 +80,74 @@ static int fail(const Err *err) {
     return 1;
 }
 
+/* ---- --format json for the listings (shape documented in the README, "Scripts") ---------- */
+
+static bool want_json(const AppConfig *cfg) { return cfg->format && !strcmp(cfg->format, "json"); }
+
+static json_t *jtext(const char *s) {
+    char *c = store_utf8_clean(s ? s : "");
+    json_t *j = c ? json_string(c) : json_null();
+    free(c);
+    return j ? j : json_null();
+}
+
+/* {"format": NAME, "format_version": 1, key: arr}, one object on stdout, then a new line. */
+static int print_json(const char *name, const char *key, json_t *arr, json_t *extra) {
+    json_t *root = json_object();
+    json_object_set_new(root, "format", json_string(name));
+    json_object_set_new(root, "format_version", json_integer(1));
+    if (extra) json_object_update(root, extra);
+    json_object_set_new(root, key, arr);
+    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    putchar('\n');
+    json_decref(root);
+    json_decref(extra);
+    return rc ? 1 : 0;
+}
+
+static json_t *session_json(const StoreSession *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(s->id));
+    json_object_set_new(o, "title", jtext(s->title));
+    json_object_set_new(o, "created_at", json_integer(s->created_at));
+    json_object_set_new(o, "updated_at", json_integer(s->updated_at));
+    json_object_set_new(o, "model_name", jtext(s->model_name));
+    json_object_set_new(o, "model_path", jtext(s->model_path));
+    json_object_set_new(o, "message_count", json_integer(s->message_count));
+    return o;
+}
+
+/* A search hit: the snippet as plain text, and where the matches are in it as [start, end)
+ * byte offsets (the store marks them with \x01 ... \x02). */
+static json_t *hit_json(const StoreSearchHit *h) {
+    json_t *o = json_object();
+    json_object_set_new(o, "session_id", json_integer(h->session_id));
+    json_object_set_new(o, "message_id", json_integer(h->message_id));
+    json_object_set_new(o, "session_title", jtext(h->session_title));
+    char *clean = store_utf8_clean(h->snippet ? h->snippet : "");
+    json_t *ranges = json_array();
+    size_t o_len = 0, start = 0;
+    for (const char *p = clean ? clean : ""; *p; p++) {
+        if (*p == '\x01') start = o_len;
+        else if (*p == '\x02')
+            json_array_append_new(ranges, json_pack("[I,I]", (json_int_t)start, (json_int_t)o_len));
+        else clean[o_len++] = *p;
+    }
+    if (clean) clean[o_len] = 0;
+    json_t *snip = clean ? json_string(clean) : NULL;
+    json_object_set_new(o, "snippet", snip ? snip : json_string(""));
+    json_object_set_new(o, "matches", ranges);
+    free(clean);
+    return o;
+}
+
 static int list_sessions(const AppConfig *cfg) {
     Err err = {{0}};
     Store *s = open_for(cfg, &err);
     if (!s) {
         if (strstr(err.msg, "no history database")) { /* nothing recorded yet is not an error */
-            printf("No saved sessions.\n");
+            if (want_json(cfg)) print_json("bitnet-chat-sessions", "sessions", json_array(), NULL);
+            else printf("No saved sessions.\n");
             fprintf(stderr, "bitnet-chat: %s\n", err.msg);
             return 0;
         }
@@ -95,7 +159,11 @@ static int list_sessions(const AppConfig *cfg) {
         store_close(s);
         return fail(&err);
     }
-    if (n == 0) {
+    if (want_json(cfg)) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(arr, session_json(&ss[i]));
+        print_json("bitnet-chat-sessions", "sessions", arr, NULL);
+    } else if (n == 0) {
         printf("No saved sessions.\n");
     } else {
         printf("%6s  %-16s  %-24s  %5s  %s\n", "ID", "UPDATED", "MODEL", "MSGS", "TITLE");
@@ -121,6 +189,11 @@ static int show_session(const AppConfig *cfg) {
     Err err = {{0}};
     Store *s = open_for(cfg, &err);
     if (!s) return fail(&err);
+    if (want_json(cfg)) { /* the whole session, every branch: what --export writes */
+        int r = store_export_json(s, cfg->session_id, stdout, &err);
+        store_close(s);
+        return r ? fail(&err) : 0;
+    }
     StoreSession ss;
     StoreMessage *m = NULL;
     int n = 0;
@@ -187,6 +260,17 @@ static int search(const AppConfig *cfg) {
         store_close(s);
         return fail(&err);
     }
+    if (want_json(cfg)) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++) json_array_append_new(arr, hit_json(&h[i]));
+        json_t *extra = json_object();
+        json_object_set_new(extra, "query", jtext(cfg->search));
+        print_json("bitnet-chat-search", "hits", arr, extra);
+        if (n == 0) fprintf(stderr, "bitnet-chat: no message matches '%s'\n", cfg->search);
+        store_search_free(h, n);
+        store_close(s);
+        return n ? 0 : 1;
+    }
     int tty = isatty(STDOUT_FILENO);
     const char *on = tty ? "\033[1m" : "[", *off = tty ? "\033[0m" : "]";
     for (int i = 0; i < n; i++) {
@@ -250,6 +334,22 @@ static int export_session(const AppConfig *cfg) {
     if (!s) {
         free(dest);
         return fail(&err);
+    }
+    /* One rule with /export: an existing file is not replaced unless --force says so (an
+     * unknown session is reported first: that is the bigger mistake). */
+    struct stat ost;
+    if (out && !direct && !cfg->force && stat(out, &ost) == 0) {
+        StoreSession ss;
+        if (store_session_get(s, cfg->session_id, &ss, &err)) {
+            store_close(s);
+            free(dest);
+            return fail(&err);
+        }
+        store_session_clear(&ss);
+        fprintf(stderr, "bitnet-chat: export: %s already exists (--force replaces it)\n", out);
+        store_close(s);
+        free(dest);
+        return 1;
     }
     int json = cfg->format && !strcmp(cfg->format, "json");
     FILE *to = stdout;

@@ -167,18 +167,28 @@ static int cmd_params(App *a, const char *args) {
     if (s.seed_set) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
     else snprintf(seed, sizeof seed, "random per reply");
     const char *sys = app_get_system(a);
+    /* Values in one column wide enough for the longest ("random per reply"), so that the
+     * command names line up. */
+    char v[7][48];
+    snprintf(v[0], sizeof v[0], "%.2f", s.temperature);
+    snprintf(v[1], sizeof v[1], "%.2f", s.top_p);
+    snprintf(v[2], sizeof v[2], "%d", s.top_k);
+    snprintf(v[3], sizeof v[3], "%.2f", s.min_p);
+    snprintf(v[4], sizeof v[4], "%.2f", s.repeat_penalty);
+    snprintf(v[5], sizeof v[5], "%s", seed);
+    snprintf(v[6], sizeof v[6], "%d", s.max_tokens);
     app_note(a, MSG_NOTE,
              "Settings:\n"
-             "  temperature     %.2f   (/temp)\n"
-             "  top-p           %.2f   (/top_p)\n"
-             "  top-k           %d   (/top_k)\n"
-             "  min-p           %.2f   (/min_p)\n"
-             "  repeat penalty  %.2f   (/repeat_penalty)\n"
-             "  seed            %s   (/seed)\n"
-             "  max tokens      %d   (/max_tokens)\n"
+             "  temperature     %-16s  /temp\n"
+             "  top-p           %-16s  /top_p\n"
+             "  top-k           %-16s  /top_k\n"
+             "  min-p           %-16s  /min_p\n"
+             "  repeat penalty  %-16s  /repeat_penalty\n"
+             "  seed            %-16s  /seed\n"
+             "  max tokens      %-16s  /max_tokens\n"
              "  system prompt   %s%s%s",
-             s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, seed, s.max_tokens,
-             *sys ? "\"" : "(none)", sys, *sys ? "\"" : "");
+             v[0], v[1], v[2], v[3], v[4], v[5], v[6], *sys ? "\"" : "(none)", sys,
+             *sys ? "\"" : "");
     return REACT_CHAT;
 }
 
@@ -316,31 +326,117 @@ static int cmd_export(App *a, const char *args) {
     return REACT_STATUS;
 }
 
+/* "1 token", "2 tokens". */
+static const char *plural(int n, const char *one, const char *many) { return n == 1 ? one : many; }
+
 static int cmd_stats(App *a, const char *args) {
     if (!blank(args)) return bad_arg(a, cmd_stats, "takes no argument");
     AppStatus st;
     app_status(a, &st);
     const AppTranscript *t = app_transcript(a);
-    int replies = 0, tokens = 0, users = 0;
+    /* The running reply counts too (its figures so far); mean speed over replies that had one. */
+    int replies = 0, tokens = 0, users = 0, timed = 0;
     double tok_s_sum = 0;
     for (int i = 0; i < t->n; i++) {
-        if (t->msgs[i].kind == MSG_USER) users++;
-        if (t->msgs[i].kind == MSG_ASSISTANT && !t->msgs[i].streaming) {
-            replies++;
-            tokens += t->msgs[i].gen_tokens;
-            tok_s_sum += t->msgs[i].tok_s;
-        }
+        const AppMessage *m = &t->msgs[i];
+        if (m->kind == MSG_USER) users++;
+        if (m->kind != MSG_ASSISTANT) continue;
+        replies++;
+        tokens += m->gen_tokens;
+        if (m->tok_s > 0) tok_s_sum += m->tok_s, timed++;
     }
+    char last[200], session[200], mean[48];
+    if (st.gen_tokens || st.generating)
+        snprintf(last, sizeof last, "%s%d %s, %.1f tok/s, first token after %.0f ms, prompt %d %s",
+                 st.generating ? "(being written) " : "", st.gen_tokens,
+                 plural(st.gen_tokens, "token", "tokens"), st.tok_s, st.ttft_ms, st.prompt_tokens,
+                 plural(st.prompt_tokens, "token", "tokens"));
+    else
+        snprintf(last, sizeof last, "none yet");
+    if (timed) snprintf(mean, sizeof mean, ", mean %.1f tok/s", tok_s_sum / timed);
+    else mean[0] = 0;
+    snprintf(session, sizeof session, "%d %s, %d %s, %d reply %s%s", users + replies,
+             plural(users + replies, "message", "messages"), replies,
+             plural(replies, "reply", "replies"), tokens, plural(tokens, "token", "tokens"), mean);
     app_note(a, MSG_NOTE,
              "Model: %s\nBackend: %s\nContext: %d of %d tokens in use\n"
-             "Last reply: %d tokens, %.1f tok/s, first token after %.0f ms, prompt %d tokens\n"
-             "This session: %d messages, %d replies, %d reply tokens, mean %.1f tok/s\n"
-             "History: %s",
+             "Last reply: %s\nThis session: %s\nHistory: %s",
              st.model_loaded ? st.model : "(none)", st.model_loaded ? st.backend : "-",
-             st.ctx_used, st.ctx_size, st.gen_tokens, st.tok_s, st.ttft_ms, st.prompt_tokens,
-             users + replies, replies, tokens, replies ? tok_s_sum / replies : 0.0,
-             st.history_ok ? "saved" : st.history_msg);
+             st.ctx_used, st.ctx_size, last, session, st.history_ok ? "saved" : st.history_msg);
     return REACT_CHAT;
+}
+
+static int cmd_reset(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_reset, "takes no argument");
+    return app_reset_context(a);
+}
+
+static int cmd_undo(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_undo, "takes no argument");
+    return app_undo(a);
+}
+
+static int cmd_edit(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_edit, "takes no argument");
+    return app_edit_last(a);
+}
+
+static int cmd_reply(App *a, const char *args) {
+    long long n = 0;
+    char why[128];
+    if (cmd_parse_int(args, 1, 1000, &n, why, sizeof why)) return bad_arg(a, cmd_reply, why);
+    return app_switch_reply(a, (int)n);
+}
+
+static int cmd_copy(App *a, const char *args) {
+    long long n = 0;
+    char why[128];
+    if (!blank(args) && cmd_parse_int(args, 1, 1000, &n, why, sizeof why))
+        return bad_arg(a, cmd_copy, why);
+    return app_copy_reply(a, (int)n);
+}
+
+/* /show and /info: what is loaded, with the long backend description the status bar shortens. */
+static int cmd_show(App *a, const char *args) {
+    if (!blank(args)) return bad_arg(a, cmd_show, "takes no argument");
+    AppStatus st;
+    app_status(a, &st);
+    if (!st.model_loaded) {
+        app_set_hint(a, st.loading ? "The model is still loading."
+                                   : "No model is loaded: use /load PATH.");
+        return REACT_STATUS;
+    }
+    app_note(a, MSG_NOTE,
+             "Model: %s\nFile: %s\nParameters: %d million\nContext: %d tokens\n"
+             "Backend: %s\nLoaded in %.2f s",
+             st.model, st.model_path, st.n_params_m, st.ctx_size, st.backend, st.load_ms / 1000.0);
+    return REACT_CHAT;
+}
+
+/* /set NAME VALUE: the names Ollama and llama.cpp users type, as aliases of the commands. */
+static int cmd_set(App *a, const char *args) {
+    static const struct {
+        const char *name;
+        CommandFn fn;
+    } names[] = {
+        {"temp", cmd_temp}, {"temperature", cmd_temp}, {"top_p", cmd_top_p}, {"top-p", cmd_top_p},
+        {"top_k", cmd_top_k}, {"top-k", cmd_top_k}, {"min_p", cmd_min_p}, {"min-p", cmd_min_p},
+        {"repeat_penalty", cmd_repeat}, {"repeat-penalty", cmd_repeat}, {"seed", cmd_seed},
+        {"max_tokens", cmd_max_tokens}, {"max-tokens", cmd_max_tokens},
+        {"num_predict", cmd_max_tokens}, {"system", cmd_system},
+    };
+    while (isspace((unsigned char)*args)) args++;
+    if (!*args) return cmd_params(a, "");
+    size_t wl = strcspn(args, " \t");
+    const char *value = args + wl;
+    while (*value == ' ' || *value == '\t') value++;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i].name) == wl && !strncmp(names[i].name, args, wl))
+            return names[i].fn(a, value);
+    char why[200];
+    snprintf(why, sizeof why, "no setting '%.*s': temperature, top_p, top_k, min_p, "
+             "repeat_penalty, seed, max_tokens or system", (int)(wl > 40 ? 40 : wl), args);
+    return bad_arg(a, cmd_set, why);
 }
 
 static int cmd_help(App *a, const char *args);
@@ -348,30 +444,50 @@ static int cmd_help(App *a, const char *args);
 static int cmd_quit(App *a, const char *args) { return REACT_QUIT; }
 
 static const Command table[] = {
-    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false},
-    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true},
-    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false},
-    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false},
-    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false},
-    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false},
+    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false, false},
+    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true,
+     false},
+    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false, false},
+    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false, false},
+    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false, false},
+    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false, false},
     {"/repeat_penalty", "/repeat_penalty [R]", "penalty for repeated tokens, 1 = off",
-     cmd_repeat, false},
-    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false},
-    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false},
-    {"/params", "/params", "show all settings", cmd_params, false},
+     cmd_repeat, false, false},
+    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false,
+     false},
+    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false, false},
+    {"/params", "/params", "show all settings", cmd_params, false, false},
+    {"/set", "/set [NAME VALUE]", "set temperature, top_p, top_k, ..., system (Ollama's names)",
+     cmd_set, false, false},
+    {"/show", "/show", "the model: file, parameters, context, backend, load time", cmd_show,
+     false, false},
+    {"/info", "/info", "the same as /show", cmd_show, false, false},
     {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,
-     false},
-    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false},
+     false, false},
+    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false, true},
     {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
-     false},
-    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false},
-    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false},
-    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false},
+     false, true},
+    {"/reply", "/reply N", "show version N of the last reply (\"2/2\" under one made again)",
+     cmd_reply, false, false},
+    {"/undo", "/undo", "drop your last message and its reply (kept as a branch)", cmd_undo,
+     false, true},
+    {"/edit", "/edit", "take your last message back into the input line to change and resend",
+     cmd_edit, false, true},
+    {"/copy", "/copy [N]", "put the last reply (or its N-th code block) on the clipboard",
+     cmd_copy, false, false},
+    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false, false},
+    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false, false},
+    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false, false},
     {"/export", "/export [md|json] [PATH]", "write this conversation to a file", cmd_export,
-     true},
-    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false},
-    {"/clear", "/clear", "clear the screen (the conversation goes on)", cmd_clear, false},
-    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false},
+     true, false},
+    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false, false},
+    {"/clear", "/clear", "clear the screen (the model still sees the conversation)", cmd_clear,
+     false, true},
+    {"/reset", "/reset", "new context, same screen: the model forgets the text above", cmd_reset,
+     false, true},
+    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false, true},
+    {"/exit", "/exit", "leave (the same as /quit)", cmd_quit, false, true},
+    {"/bye", "/bye", "leave (the same as /quit)", cmd_quit, false, true},
 };
 enum { N_COMMANDS = sizeof table / sizeof table[0] };
 
@@ -386,15 +502,35 @@ const Command *commands_table(int *n) {
     return table;
 }
 
-const Command *commands_find(const char *name, size_t len) {
-    const Command *prefix = NULL;
+CmdMatch commands_match(const char *name, size_t len, const Command **out) {
+    *out = NULL;
     int n_prefix = 0;
     for (int i = 0; i < N_COMMANDS; i++) {
-        if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) return &table[i];
-        if (len > 1 && !strncmp(table[i].name, name, len)) prefix = &table[i], n_prefix++;
+        if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) {
+            *out = &table[i];
+            return CMD_FOUND;
+        }
+        if (len > 1 && !strncmp(table[i].name, name, len)) {
+            if (!n_prefix) *out = &table[i];
+            n_prefix++;
+        }
     }
-    if (!strncmp("/exit", name, len) && len == 5) return commands_find("/quit", 5);
-    return n_prefix == 1 ? prefix : NULL;
+    if (n_prefix == 0) return CMD_UNKNOWN;
+    if (n_prefix > 1) return CMD_AMBIGUOUS;
+    return (*out)->full_name ? CMD_FULL_NAME : CMD_FOUND;
+}
+
+void commands_prefixed(const char *name, size_t len, char *out, size_t cap) {
+    size_t o = 0;
+    if (cap) out[0] = 0;
+    for (int i = 0; i < N_COMMANDS && o < cap; i++)
+        if (!strncmp(table[i].name, name, len))
+            o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? " " : "", table[i].name);
+}
+
+const Command *commands_find(const char *name, size_t len) {
+    const Command *c;
+    return commands_match(name, len, &c) == CMD_FOUND ? c : NULL;
 }
 
 static int cmd_help(App *a, const char *args) {
@@ -403,8 +539,16 @@ static int cmd_help(App *a, const char *args) {
     if (*name) {
         char with_slash[72];
         snprintf(with_slash, sizeof with_slash, "%s%s", name[0] == '/' ? "" : "/", name);
-        const Command *c = commands_find(with_slash, strlen(with_slash));
-        if (!c) return bad_arg(a, cmd_help, "no such command");
+        /* Help is harmless: any unique prefix explains its command. */
+        const Command *c;
+        CmdMatch m = commands_match(with_slash, strlen(with_slash), &c);
+        if (m == CMD_AMBIGUOUS) {
+            char names[300], why[340];
+            commands_prefixed(with_slash, strlen(with_slash), names, sizeof names);
+            snprintf(why, sizeof why, "ambiguous: %s", names);
+            return bad_arg(a, cmd_help, why);
+        }
+        if (m == CMD_UNKNOWN) return bad_arg(a, cmd_help, "no such command");
         app_note(a, MSG_NOTE, "%s\n  %s", c->usage, c->help);
         return REACT_CHAT;
     }
@@ -419,7 +563,8 @@ static int cmd_help(App *a, const char *args) {
                  "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
                  "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
                  "Tab complete,\n  Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit. //text sends a "
-                 "line starting with /.");
+                 "line starting with /.\nA command may be shortened while it is unambiguous "
+                 "(/he), except those that leave or drop text.");
     app_note(a, MSG_NOTE, "%s", buf);
     return REACT_CHAT;
 }
@@ -428,11 +573,28 @@ int commands_run(App *a, const char *line) {
     const char *p = line;
     while (*p && !isspace((unsigned char)*p)) p++;
     size_t len = (size_t)(p - line);
-    const Command *c = commands_find(line, len);
-    if (!c) {
-        int shown = len > 40 ? 40 : (int)len;
-        app_set_hint(a, "Unknown command %.*s%s: /help lists the commands.", shown, line,
-                     len > 40 ? "..." : "");
+    int shown = len > 40 ? 40 : (int)len;
+    const char *more = len > 40 ? "..." : "";
+    if (len == 1) {
+        app_set_hint(a, "No command after /: write /help, or //text to send a line starting "
+                        "with /.");
+        return REACT_STATUS;
+    }
+    const Command *c;
+    switch (commands_match(line, len, &c)) {
+    case CMD_FOUND: break;
+    case CMD_UNKNOWN:
+        app_set_hint(a, "Unknown command %.*s%s: /help lists the commands.", shown, line, more);
+        return REACT_STATUS;
+    case CMD_AMBIGUOUS: {
+        char names[300];
+        commands_prefixed(line, len, names, sizeof names);
+        app_set_hint(a, "%.*s is ambiguous: %s", shown, line, names);
+        return REACT_STATUS;
+    }
+    case CMD_FULL_NAME:
+        app_set_hint(a, "%.*s: type %s in full (commands that leave or drop text are never "
+                        "abbreviated).", shown, line, c->name);
         return REACT_STATUS;
     }
     while (*p == ' ' || *p == '\t') p++;

@@ -2,6 +2,7 @@
  * prefix (share/bitnet-chat), or in the source tree the binary was built from. */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,4 +29,10 @@ const char *app_default_model_path(void) {
     if (access(found, R_OK) == 0) return found;
 #endif
     return NULL;
+}
+
+void app_absolute_path(char *path, size_t cap) {
+    char *r = path[0] ? realpath(path, NULL) : NULL;
+    if (r && strlen(r) < cap) snprintf(path, cap, "%s", r);
+    free(r);
 }

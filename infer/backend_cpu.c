@@ -2,8 +2,10 @@
  * one persistent pool. Per layer, for a batch of T tokens (bitnet.md 1.2):
  *   h = RMSNorm(x) -> int8 per token -> q, k, v (ternary) -> RoPE -> KV cache
  *   -> causal GQA attention -> RMSNorm (attn_sub_norm) -> int8 -> o_proj -> x += o
- *   h = RMSNorm(x) -> int8 -> gate, up (ternary) -> relu(g)^2 * u -> RMSNorm (ffn_sub_norm)
+ *   h = RMSNorm(x) -> int8 -> gate, up (ternary) -> act(g) * u -> RMSNorm (ffn_sub_norm)
  *   -> int8 -> down_proj -> x += d
+ * where act is relu^2 (2B-4T) or SiLU (Llama-style, 1bitLLM), and a plain Llama block
+ * (cfg.sub_norms == 0) quantizes the attention output and act(g) * u without the sub-norms.
  * then the final RMSNorm and the lm_head (f16/bf16/f32 embedding, fp32 accumulation).
  * Prompts run in batches of up to max_batch tokens through the ternary GEMM, so each weight is
  * read once per batch; decode is the T = 1 case (GEMV). Every buffer, the KV cache and the RoPE
@@ -167,15 +169,17 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     const ModelConfig *c = &m->cfg;
     if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
         c->head_dim <= 0 || c->head_dim % 2 || c->n_heads % c->n_kv_heads || c->ffn_dim <= 0 ||
-        c->vocab_size <= 0 || !m->layers) {
+        c->vocab_size <= 0 || (c->ffn_act != FFN_RELU2 && c->ffn_act != FFN_SILU) || !m->layers) {
         err_set(err, "cpu backend: invalid model config");
         return NULL;
     }
     const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *L = &m->layers[l];
-        if (!L->attn_norm || !L->attn_sub_norm || !L->ffn_norm || !L->ffn_sub_norm) {
-            err_set(err, "cpu backend: layer %d lacks a norm weight", l);
+        if (!L->attn_norm || !L->ffn_norm || !L->attn_sub_norm != !c->sub_norms ||
+            !L->ffn_sub_norm != !c->sub_norms) {
+            err_set(err, "cpu backend: layer %d's norm weights do not match the config (%s)", l,
+                    c->sub_norms ? "attn/ffn norms and both sub-norms" : "attn/ffn norms only");
             return NULL;
         }
         if (check_ternary(&L->wq, q_dim, c->dim, "q_proj", l, err) ||
@@ -214,7 +218,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     if (c->ctx_len > 0 && b->ctx > c->ctx_len) b->ctx = c->ctx_len;
     if (b->ctx <= 0) b->ctx = 4096;
     b->B = co && co->max_batch > 0 ? co->max_batch : 64;
-    b->kv_f16 = co && co->kv_f32 ? 0 : 1;
+    b->kv_f16 = (co && co->kv_f32) || (o && o->kv_f32) ? 0 : 1;
     /* The command line caps --threads at the CPU count (more only queue behind each other:
      * --threads 1000 made the first token take 15 s); tests run more threads than CPUs on
      * purpose, to cover uneven work splits, so the backend itself only bounds the pool. */
@@ -303,20 +307,24 @@ typedef struct {
     CpuBackend *b;
     const float *in;    /* [T][ld_in] */
     int ld_in, n;
-    const float *w;     /* norm weight [n] */
+    const float *w;     /* norm weight [n]; NULL: quantize `in` as it is (no sub-norm) */
     int k_pad, T;
     int next;           /* token counter (cpu_chunk_claim) */
 } NormQuantJob;
 
-/* xn = RMSNorm(in) * w, then q8 = int8(xn) per token. */
+/* xn = RMSNorm(in) * w, then q8 = int8(xn) per token (q8 = int8(in) when w is NULL). */
 static void norm_quant_task(void *ctx, int ith, int nth) {
     NormQuantJob *j = ctx;
     CpuBackend *b = j->b;
     (void)ith, (void)nth;
     for (int t; (t = cpu_chunk_claim(&j->next)) < j->T;) {
-        float *xn = b->xn + (size_t)t * b->xn_ld;
-        rmsnorm_cpu(j->in + (size_t)t * j->ld_in, j->w, j->n, b->c.norm_eps, xn);
-        b->qs[t] = quant_act_cpu(xn, j->n, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
+        const float *in = j->in + (size_t)t * j->ld_in;
+        if (j->w) {
+            float *xn = b->xn + (size_t)t * b->xn_ld;
+            rmsnorm_cpu(in, j->w, j->n, b->c.norm_eps, xn);
+            in = xn;
+        }
+        b->qs[t] = quant_act_cpu(in, j->n, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
     }
 }
 
@@ -438,7 +446,7 @@ typedef struct {
     int next; /* token counter */
 } FfnMidJob;
 
-/* m = relu(g)^2 * u, then RMSNorm (ffn_sub_norm) and int8, per token. */
+/* m = act(g) * u, then RMSNorm (ffn_sub_norm, when the block has it) and int8, per token. */
 static void ffn_mid_task(void *ctx, int ith, int nth) {
     FfnMidJob *j = ctx;
     CpuBackend *b = j->b;
@@ -446,9 +454,10 @@ static void ffn_mid_task(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     for (int t; (t = cpu_chunk_claim(&j->next)) < j->T;) {
         float *g = b->g + (size_t)t * f, *xn = b->xn + (size_t)t * b->xn_ld;
-        relu2_mul_cpu(g, b->u + (size_t)t * f, f, g);
-        rmsnorm_cpu(g, j->w, f, b->c.norm_eps, xn);
-        b->qs[t] = quant_act_cpu(xn, f, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
+        if (b->c.ffn_act == FFN_SILU) silu_mul_ref(g, b->u + (size_t)t * f, f, g);
+        else relu2_mul_cpu(g, b->u + (size_t)t * f, f, g);
+        if (j->w) rmsnorm_cpu(g, j->w, f, b->c.norm_eps, xn);
+        b->qs[t] = quant_act_cpu(j->w ? xn : g, f, j->k_pad, b->q8 + (size_t)t * j->k_pad, &b->qsum[t]);
     }
 }
 

@@ -130,6 +130,15 @@ static int check_model(const Model *m, Err *err) {
     if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
         c->ffn_dim <= 0 || c->vocab_size <= 0 || !m->layers)
         return err_set(err, "cuda: model config incomplete");
+    /* The model families (ModelConfig) the kernels do not implement yet: the fused FFN
+     * epilogue computes relu(g)^2 * u, and o_proj / down_proj fuse the sub-norm into their
+     * input quantization. */
+    if (c->ffn_act != FFN_RELU2)
+        return err_set(err, "cuda: the SiLU feed-forward of %s models is not implemented on the GPU "
+                            "yet (--backend cpu runs it)", c->sub_norms ? "1bitLLM" : "Llama-style");
+    if (!c->sub_norms)
+        return err_set(err, "cuda: plain Llama blocks without sub-norms (Llama3-8B-1.58, Falcon3, "
+                            "Falcon-E) are not implemented on the GPU yet (--backend cpu runs them)");
     if (c->n_heads % c->n_kv_heads || c->n_heads / c->n_kv_heads > 8 || c->head_dim % 16 || c->head_dim > 128)
         return err_set(err, "cuda: attention shape %d/%d heads, head_dim %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)",
                        c->n_heads, c->n_kv_heads, c->head_dim);

@@ -70,38 +70,139 @@ static int idbuf_push(IdBuf *b, const int32_t *ids, int n, Err *err) {
     return 0;
 }
 
-/* "Role: content" as one plain-text piece. */
-static int push_text(IdBuf *b, const Tokenizer *t, const char *label, const char *content,
-                     size_t content_len, Err *err) {
-    size_t ll = strlen(label);
-    char *buf = malloc(ll + 2 + content_len + 1);
-    if (!buf) return err_set(err, "chat template: out of memory");
-    memcpy(buf, label, ll);
-    memcpy(buf + ll, ": ", 2);
-    memcpy(buf + ll + 2, content, content_len);
-    buf[ll + 2 + content_len] = 0;
+/* ---- rendering -------------------------------------------------------------------------------
+ * One renderer writes every format to an Out, which either tokenizes (text between specials
+ * gathered and encoded as one piece at the next special or message end) or spells the text
+ * out (chat_template_text). */
+
+typedef struct {
+    const Tokenizer *t;
+    int as_text;
+    IdBuf ids;       /* as_text == 0 */
+    char *pend;      /* text since the last special (tokens) / the whole text (as_text) */
+    size_t pn, pcap;
+    Err *err;
+} Out;
+
+static int out_text(Out *o, const char *s, size_t n) {
+    if (o->pn + n + 1 > o->pcap) {
+        size_t cap = o->pcap ? o->pcap : 256;
+        while (cap < o->pn + n + 1) cap *= 2;
+        char *p = realloc(o->pend, cap);
+        if (!p) return err_set(o->err, "chat template: out of memory");
+        o->pend = p;
+        o->pcap = cap;
+    }
+    memcpy(o->pend + o->pn, s, n);
+    o->pn += n;
+    o->pend[o->pn] = 0;
+    return 0;
+}
+
+static int out_str(Out *o, const char *s) { return out_text(o, s, strlen(s)); }
+
+/* Tokenizes the text gathered since the last special. */
+static int out_flush(Out *o) {
+    if (o->as_text || o->pn == 0) return 0;
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    int rc = tokenizer_encode(t, buf, ll + 2 + content_len, &ids, &n_ids, err);
-    free(buf);
-    if (rc < 0) return -1;
-    rc = n_ids > 0x3fffffff ? err_set(err, "chat template: message too long")
-                            : idbuf_push(b, ids, (int)n_ids, err);
+    int rc = tokenizer_encode(o->t, o->pend, o->pn, &ids, &n_ids, o->err);
+    if (rc == 0)
+        rc = n_ids > 0x3fffffff ? err_set(o->err, "chat template: message too long")
+                                : idbuf_push(&o->ids, ids, (int)n_ids, o->err);
     free(ids);
+    o->pn = 0;
     return rc;
 }
 
-int chat_template_tokens(const Tokenizer *t, const ChatTurn *turns, int n_turns,
+/* A special token: id when known (>= 0), else looked up by name; in text, its name. */
+static int out_special(Out *o, int id, const char *name) {
+    if (o->as_text) {
+        size_t len = 0;
+        const char *b = id >= 0 && o->t ? tokenizer_token_bytes(o->t, id, &len) : NULL;
+        return b ? out_text(o, b, len) : out_str(o, name);
+    }
+    if (id < 0) id = tokenizer_find(o->t, name);
+    if (id < 0) return err_set(o->err, "chat template: the tokenizer has no %s token", name);
+    int32_t v = id;
+    return out_flush(o) || idbuf_push(&o->ids, &v, 1, o->err) ? -1 : 0;
+}
+
+static int tok_id(const Tokenizer *t, int id) { return t ? id : -1; }
+
+static const char *role_lower(ChatRole r) {
+    return r == ROLE_SYSTEM ? "system" : r == ROLE_ASSISTANT ? "assistant" : "user";
+}
+
+static int render_bos(Out *o) {
+    if (!o->t) return out_str(o, "<|begin_of_text|>");
+    int bos = tokenizer_bos(o->t);
+    return bos >= 0 ? out_special(o, bos, "<bos>") : 0;
+}
+
+/* BitNet's end of message: <|eot_id|>, or the eos of a tokenizer without one. */
+static int bitnet_eot(const Tokenizer *t) {
+    if (!t) return -1;
+    int eot = tokenizer_eot(t);
+    return eot >= 0 ? eot : tokenizer_eos(t);
+}
+
+static int render_msg(Out *o, ChatFormat f, ChatRole r, const char *text, int last) {
+    const char *s;
+    size_t len;
+    const char *label = chat_role_label(r);
+    switch (f) {
+    case CHAT_BITNET:
+        trim(text, &s, &len);
+        if (out_str(o, label) || out_str(o, ": ") || out_text(o, s, len)) return -1;
+        if (o->t && bitnet_eot(o->t) < 0)
+            return err_set(o->err, "chat template: the tokenizer has no <|eot_id|> or eos token");
+        return out_special(o, bitnet_eot(o->t), "<|eot_id|>");
+    case CHAT_LLAMA3:
+        trim(text, &s, &len);
+        return out_special(o, -1, "<|start_header_id|>") || out_str(o, role_lower(r)) ||
+                       out_special(o, -1, "<|end_header_id|>") || out_str(o, "\n\n") ||
+                       out_text(o, s, len) || out_special(o, -1, "<|eot_id|>") ? -1 : 0;
+    case CHAT_FALCON3: {
+        const char *mark = r == ROLE_SYSTEM ? "<|system|>" : r == ROLE_ASSISTANT ? "<|assistant|>" : "<|user|>";
+        text = text ? text : "";
+        if (out_special(o, -1, mark) || out_str(o, "\n") || out_str(o, text)) return -1;
+        if (r != ROLE_ASSISTANT) return out_str(o, "\n");
+        if (o->t && tokenizer_eos(o->t) < 0)
+            return err_set(o->err, "chat template: the tokenizer has no eos token");
+        if (out_special(o, tok_id(o->t, o->t ? tokenizer_eos(o->t) : -1), "<|endoftext|>")) return -1;
+        return last ? 0 : out_str(o, "\n");
+    }
+    case CHAT_CHATML:
+        return out_special(o, -1, "<|im_start|>") || out_str(o, role_lower(r)) || out_str(o, "\n") ||
+                       out_str(o, text ? text : "") || out_special(o, -1, "<|im_end|>") ||
+                       out_str(o, "\n") ? -1 : 0;
+    case CHAT_PLAIN:
+        trim(text, &s, &len);
+        return out_str(o, label) || out_str(o, ": ") || out_text(o, s, len) || out_str(o, "\n\n") ? -1 : 0;
+    }
+    return err_set(o->err, "chat template: unknown format %d", (int)f);
+}
+
+static int render_gen(Out *o, ChatFormat f) {
+    switch (f) {
+    case CHAT_BITNET: return out_str(o, "Assistant: ");
+    case CHAT_LLAMA3:
+        return out_special(o, -1, "<|start_header_id|>") || out_str(o, "assistant") ||
+                       out_special(o, -1, "<|end_header_id|>") || out_str(o, "\n\n") ? -1 : 0;
+    case CHAT_FALCON3: return out_special(o, -1, "<|assistant|>") || out_str(o, "\n") ? -1 : 0;
+    case CHAT_CHATML: return out_special(o, -1, "<|im_start|>") || out_str(o, "assistant\n") ? -1 : 0;
+    case CHAT_PLAIN: return out_str(o, "Assistant:");
+    }
+    return err_set(o->err, "chat template: unknown format %d", (int)f);
+}
+
+int chat_template_tokens(const Tokenizer *t, ChatFormat f, const ChatTurn *turns, int n_turns,
                          int add_generation_prompt, ChatTokens *out, Err *err) {
     memset(out, 0, sizeof *out);
     if (!t) return err_set(err, "chat template: the model has no tokenizer");
     if (n_turns < 0 || (n_turns > 0 && !turns)) return err_set(err, "chat template: no turns");
-    int32_t eot = tokenizer_eot(t);
-    if (eot < 0) eot = tokenizer_eos(t);
-    if (eot < 0) return err_set(err, "chat template: the tokenizer has no <|eot_id|> or eos token");
-    int32_t bos = tokenizer_bos(t);
-
-    IdBuf b = {0};
+    Out o = {t, 0, {0}, NULL, 0, 0, err};
     int n_head = 0;
     while (n_head < n_turns && turns[n_head].role == ROLE_SYSTEM) n_head++;
     out->n_msgs = n_turns - n_head;
@@ -111,31 +212,30 @@ int chat_template_tokens(const Tokenizer *t, const ChatTurn *turns, int n_turns,
         err_set(err, "chat template: out of memory");
         goto fail;
     }
-    if (bos >= 0 && idbuf_push(&b, &bos, 1, err)) goto fail;
+    if (render_bos(&o) || out_flush(&o)) goto fail;
+    out->head_end = o.ids.n;
     for (int i = 0; i < n_turns; i++) {
-        const char *s;
-        size_t len;
-        trim(turns[i].text, &s, &len);
-        if (push_text(&b, t, chat_role_label(turns[i].role), s, len, err)) goto fail;
-        if (idbuf_push(&b, &eot, 1, err)) goto fail;
+        if (render_msg(&o, f, turns[i].role, turns[i].text, i == n_turns - 1) || out_flush(&o))
+            goto fail;
         if (i < n_head) {
-            out->head_end = b.n;
+            out->head_end = o.ids.n;
         } else {
-            out->msg_end[i - n_head] = b.n;
+            out->msg_end[i - n_head] = o.ids.n;
             out->msg_role[i - n_head] = turns[i].role;
         }
     }
-    if (n_head == 0) out->head_end = bos >= 0 ? 1 : 0;
     if (add_generation_prompt) {
-        int before = b.n;
-        if (push_text(&b, t, "Assistant", "", 0, err)) goto fail;
-        out->gen_len = b.n - before;
+        int before = o.ids.n;
+        if (render_gen(&o, f) || out_flush(&o)) goto fail;
+        out->gen_len = o.ids.n - before;
     }
-    out->ids = b.ids;
-    out->n_ids = b.n;
+    free(o.pend);
+    out->ids = o.ids.ids;
+    out->n_ids = o.ids.n;
     return 0;
 fail:
-    free(b.ids);
+    free(o.pend);
+    free(o.ids.ids);
     chat_tokens_free(out);
     return -1;
 }
@@ -168,23 +268,81 @@ int chat_tokens_assemble(const ChatTokens *ct, int first, int32_t *out) {
     return n;
 }
 
-char *chat_template_text(const ChatTurn *turns, int n_turns, int add_generation_prompt) {
-    static const char bos[] = "<|begin_of_text|>", eot[] = "<|eot_id|>";
-    size_t cap = sizeof bos + 16;
-    for (int i = 0; i < n_turns; i++) cap += strlen(turns[i].text ? turns[i].text : "") + 32;
-    char *out = malloc(cap), *w = out;
-    if (!out) return NULL;
-    w += sprintf(w, "%s", bos);
-    for (int i = 0; i < n_turns; i++) {
-        const char *s;
-        size_t len;
-        trim(turns[i].text, &s, &len);
-        w += sprintf(w, "%s: ", chat_role_label(turns[i].role));
-        memcpy(w, s, len);
-        w += len;
-        w += sprintf(w, "%s", eot);
+char *chat_template_text(const Tokenizer *t, ChatFormat f, const ChatTurn *turns, int n_turns,
+                         int add_generation_prompt) {
+    Err err = {{0}};
+    Out o = {t, 1, {0}, NULL, 0, 0, &err};
+    if (out_str(&o, "") || render_bos(&o)) goto fail;
+    for (int i = 0; i < n_turns; i++)
+        if (render_msg(&o, f, turns[i].role, turns[i].text, i == n_turns - 1)) goto fail;
+    if (add_generation_prompt && render_gen(&o, f)) goto fail;
+    return o.pend;
+fail:
+    free(o.pend);
+    return NULL;
+}
+
+/* ---- which format ---------------------------------------------------------------------------- */
+
+const char *chat_format_name(ChatFormat f) {
+    switch (f) {
+    case CHAT_BITNET: return "bitnet";
+    case CHAT_LLAMA3: return "llama3";
+    case CHAT_FALCON3: return "falcon3";
+    case CHAT_CHATML: return "chatml";
+    case CHAT_PLAIN: return "plain";
     }
-    if (add_generation_prompt) w += sprintf(w, "Assistant: ");
-    *w = 0;
-    return out;
+    return "unknown";
+}
+
+static int has(const Tokenizer *t, const char *name) { return t && tokenizer_find(t, name) >= 0; }
+
+int chat_format_end_token(const Tokenizer *t, ChatFormat f) {
+    if (!t) return -1;
+    switch (f) {
+    case CHAT_BITNET: return bitnet_eot(t);
+    case CHAT_LLAMA3: return tokenizer_find(t, "<|eot_id|>");
+    case CHAT_CHATML: return tokenizer_find(t, "<|im_end|>");
+    case CHAT_FALCON3:
+    case CHAT_PLAIN: return tokenizer_eos(t);
+    }
+    return -1;
+}
+
+ChatFormat chat_format_detect(const char *tmpl, const Tokenizer *t, FfnAct act, char *note,
+                              size_t cap) {
+    if (cap) note[0] = 0;
+    const char *missing = NULL;
+    if (tmpl && strstr(tmpl, "<|start_header_id|>")) {
+        if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>") && has(t, "<|eot_id|>"))
+            return CHAT_LLAMA3;
+        missing = "Llama 3 header";
+    } else if (tmpl && strstr(tmpl, "<|im_start|>")) {
+        if (has(t, "<|im_start|>") && has(t, "<|im_end|>")) return CHAT_CHATML;
+        missing = "ChatML";
+    } else if (tmpl && strstr(tmpl, "<|assistant|>")) {
+        if (has(t, "<|system|>") && has(t, "<|user|>") && has(t, "<|assistant|>") &&
+            tokenizer_eos(t) >= 0)
+            return CHAT_FALCON3;
+        missing = "Falcon3";
+    } else if (tmpl && ((strstr(tmpl, "capitalize") && strstr(tmpl, "<|eot_id|>")) ||
+                        strstr(tmpl, "BITNETAssistant"))) {
+        /* 2B-4T's trained "Role: text<|eot_id|>" (the template bitnet.cpp's converter writes
+         * into the GGUF, "Human: ... BITNETAssistant:", is not what it was trained on) */
+        if (bitnet_eot(t) >= 0) return CHAT_BITNET;
+        missing = "BitNet";
+    }
+    const ChatFormat fb = act == FFN_RELU2 && bitnet_eot(t) >= 0 ? CHAT_BITNET : CHAT_PLAIN;
+    const char *fbname = fb == CHAT_BITNET ? "BitNet's \"User: ...<|eot_id|>Assistant:\""
+                                           : "the plain \"User: ... Assistant:\"";
+    if (missing)
+        snprintf(note, cap, "the chat template is %s style but the tokenizer lacks its special "
+                 "tokens; using %s format", missing, fbname);
+    else if (tmpl)
+        snprintf(note, cap, "the model's chat template is not one bitnet-chat knows; using %s "
+                 "format", fbname);
+    else if (fb == CHAT_PLAIN)
+        snprintf(note, cap, "the model has no chat template (a base model); using %s format",
+                 fbname);
+    return fb;
 }

@@ -252,6 +252,8 @@ static int install_model(Engine *e, Model *m, Err *err) {
     infer_describe(inf, info.backend, sizeof info.backend);
     info.ctx_size = ctx;
     info.n_params_m = (int)(count_params(&m->cfg, m->output.data == m->tok_embd.data) / 1000000);
+    snprintf(info.chat_format, sizeof info.chat_format, "%s", chat_format_name(m->cfg.chat_format));
+    snprintf(info.chat_note, sizeof info.chat_note, "%s", m->chat_note);
     pthread_mutex_lock(&e->mu);
     e->info = info;
     e->has_model = 1;
@@ -340,7 +342,7 @@ static void fail_request(Engine *e, uint64_t req, const char *msg, const EngineS
 static int32_t *fit_prompt(Engine *e, const Request *r, int ctx, int max_tokens, int *n_out,
                            int *dropped, Err *err) {
     ChatTokens ct;
-    if (chat_template_tokens(e->model->tok, r->turns, r->n_turns, 1, &ct, err) < 0) return NULL;
+    if (chat_template_tokens(e->model->tok, e->model->cfg.chat_format, r->turns, r->n_turns, 1, &ct, err) < 0) return NULL;
     int room = max_tokens < ctx / 4 ? max_tokens : ctx / 4;
     if (room < 1) room = 1;
     int first = 0;

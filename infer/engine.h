@@ -52,6 +52,8 @@ typedef struct {
     char backend[128];      /* "CUDA: NVIDIA H100 80GB HBM3" / "CPU, 2 threads (AVX2)" */
     int ctx_size;
     int n_params_m;         /* millions of parameters */
+    char chat_format[16];   /* chat_format_name(): "bitnet", "llama3", "falcon3", "chatml", "plain" */
+    char chat_note[192];    /* why that format when it is a fallback (Model.chat_note), else "" */
 } EngineModelInfo;
 
 enum { ENGINE_TOKEN_TEXT = 120 };

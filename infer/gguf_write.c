@@ -77,6 +77,7 @@ typedef struct {
     int n_dims;
     uint64_t nbytes;
     const TernaryMatrix *tm;
+    int permute_heads;   /* SRC_TERNARY: > 0 = q/k of arch llama, rows reordered per head */
     const float *norm;
     const DenseMatrix *dense;
 } OutTensor;
@@ -102,7 +103,19 @@ static int write_pad(FILE *f, uint64_t n) {
 static int write_tensor(FILE *f, const OutTensor *t) {
     if (t->kind == SRC_TERNARY) {
         const TernaryMatrix *tm = t->tm;
-        if (write_all(f, tm->codes, (size_t)tm->n_out * tm->n_in / 4)) return -1;
+        const size_t rb = (size_t)tm->n_in / 4;
+        if (t->permute_heads > 0) {
+            /* llama.cpp's q/k order (model_load.c unpermute_qk is the inverse): file row
+             * 2i + half of a head holds model row half * head_dim/2 + i */
+            const int hd = tm->n_out / t->permute_heads;
+            for (int g = 0; g < tm->n_out; g++) {
+                const int h = g / hd, r = g % hd;
+                if (write_all(f, tm->codes + rb * (size_t)(h * hd + (r % 2) * (hd / 2) + r / 2), rb))
+                    return -1;
+            }
+        } else if (write_all(f, tm->codes, (size_t)tm->n_out * rb)) {
+            return -1;
+        }
         uint8_t tail[32] = {0};
         memcpy(tail, &tm->scale, 4);
         return write_all(f, tail, sizeof tail);
@@ -191,6 +204,14 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     char out_real[4096];
     if (gguf_write_check_output(out_path, out_real, sizeof out_real, err)) return -1;
     const ModelConfig *c = &m->cfg;
+    /* BitNet 2B-4T is written as arch bitnet-b1.58, the Llama-style models (SiLU, no
+     * sub-norms) as bitnet.cpp writes them: arch llama, q/k rows permuted. 1bitLLM's SiLU
+     * BitNet would be bitnet-b1.58 too, which readers tell from 2B-4T by its SentencePiece
+     * vocabulary, and this writer only writes BPE ones. */
+    const int is_llama = c->ffn_act == FFN_SILU && !c->sub_norms;
+    if (!is_llama && (c->ffn_act != FFN_RELU2 || !c->sub_norms))
+        return err_set(err, "%s: writing a %s model to GGUF is not supported", out_path,
+                       c->sub_norms ? "SiLU BitNet (1bitLLM)" : "relu2 model without sub-norms");
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
     if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
@@ -226,6 +247,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
         for (int i = 0; i < 11; i++) {
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, parts[i].n);
+            if (!parts[i].tm && !parts[i].norm) continue; /* a plain Llama block's sub-norms */
             if (parts[i].tm) {
                 const TernaryMatrix *tm = parts[i].tm;
                 if (tm->n_in % I2S_BLOCK || tm->n_in_pad != tm->n_in) {
@@ -235,6 +257,8 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
                 }
                 add_tensor(ts, &nt, name, SRC_TERNARY, GGML_I2_S, (uint64_t)tm->n_in, (uint64_t)tm->n_out, 2);
                 ts[nt - 1].tm = tm;
+                if (is_llama && tm == &lw->wq) ts[nt - 1].permute_heads = c->n_heads;
+                if (is_llama && tm == &lw->wk) ts[nt - 1].permute_heads = c->n_kv_heads;
             } else {
                 add_tensor(ts, &nt, name, SRC_NORM, GGML_F32, (uint64_t)parts[i].len, 1, 1);
                 ts[nt - 1].norm = parts[i].norm;
@@ -245,7 +269,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     /* ---- header: key/values ---- */
     int n_kv = 0;
     Buf kv = {0};
-    const char *A = "bitnet-b1.58";
+    const char *A = is_llama ? "llama" : "bitnet-b1.58";
     char k[128];
 #define AK(s) (snprintf(k, sizeof k, "%s.%s", A, s), k)
     kv_str(&kv, &n_kv, "general.architecture", A);
@@ -302,7 +326,12 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     if (eos >= 0) kv_u32(&kv, &n_kv, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
     if (eot >= 0) kv_u32(&kv, &n_kv, "tokenizer.ggml.eot_token_id", (uint32_t)eot);
     kv_bool(&kv, &n_kv, "tokenizer.ggml.add_bos_token", bos >= 0);
-    kv_str(&kv, &n_kv, "tokenizer.chat_template", BITNET_CHAT_TEMPLATE);
+    /* 2B-4T gets the template it was trained on (not the one bitnet.cpp writes); the other
+     * families keep their own, which is what readers detect the format from */
+    if (c->chat_format == CHAT_BITNET)
+        kv_str(&kv, &n_kv, "tokenizer.chat_template", BITNET_CHAT_TEMPLATE);
+    else if (m->chat_template)
+        kv_str(&kv, &n_kv, "tokenizer.chat_template", m->chat_template);
 
     put(&h, "GGUF", 4);
     put_u32(&h, 3);
@@ -416,7 +445,7 @@ static int tm_equal(const TernaryMatrix *a, const TernaryMatrix *b, const char *
 
 static int vec_equal(const float *a, const float *b, int n, const char *what, int l, char *why,
                      size_t cap) {
-    if (memcmp(a, b, (size_t)n * 4)) {
+    if (!a || !b ? a != b : memcmp(a, b, (size_t)n * 4) != 0) { /* sub-norms may be absent */
         snprintf(why, cap, "layer %d %s differs", l, what);
         return -1;
     }
@@ -445,7 +474,8 @@ int model_weights_equal(const Model *a, const Model *b, char *why, size_t cap) {
     const ModelConfig *x = &a->cfg, *y = &b->cfg;
     if (x->n_layers != y->n_layers || x->dim != y->dim || x->n_heads != y->n_heads ||
         x->n_kv_heads != y->n_kv_heads || x->ffn_dim != y->ffn_dim || x->vocab_size != y->vocab_size ||
-        x->ctx_len != y->ctx_len || x->rope_theta != y->rope_theta || x->norm_eps != y->norm_eps) {
+        x->ctx_len != y->ctx_len || x->rope_theta != y->rope_theta || x->norm_eps != y->norm_eps ||
+        x->ffn_act != y->ffn_act || x->sub_norms != y->sub_norms) {
         snprintf(why, cap, "model configs differ");
         return -1;
     }

@@ -3,7 +3,10 @@
  * to +32 bytes), F16 token embedding (BF16/F32 kept only when F16 would change a value), F32
  * norms, general.alignment 32, the full tokenizer (gpt2 BPE, tokens, token types, merges,
  * bos/eos/eot, pre "llama-bpe" for Llama 3 vocabularies) and the BitNet chat template
- * (User:/Assistant: turns closed by <|eot_id|>).
+ * (User:/Assistant: turns closed by <|eot_id|>). The Llama-style families (SiLU, no sub-norms:
+ * Llama3-8B-1.58, Falcon3, Falcon-E) are written as bitnet.cpp writes them: arch "llama", q/k
+ * rows permuted llama.cpp's way, an untied "output" lm_head, and the model's own chat
+ * template. 1bitLLM-style models (SiLU with sub-norms) are refused.
  * The file is written to a temporary name in the target directory, synced, then renamed, so a
  * failure (full disk, bad path) leaves no partial OUT behind. */
 #ifndef BN_GGUF_WRITE_H

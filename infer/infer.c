@@ -26,7 +26,7 @@ static const BackendOps *cuda_ops(void) {
 }
 
 Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
-    InferOptions opt = {BACKEND_AUTO, 0, 0, 0};
+    InferOptions opt = {.backend = BACKEND_AUTO, .threads = 0, .ctx = 0, .lm_head_int8 = 0};
     if (o) opt = *o;
     if (!m || !m->layers) {
         err_set(err, "infer_create: no model");
@@ -50,7 +50,11 @@ Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
     }
 
     const BackendOps *cuda = cuda_ops();
-    if (opt.backend == BACKEND_CUDA || opt.backend == BACKEND_AUTO) {
+    if (opt.kv_f32 && opt.backend == BACKEND_CUDA) {
+        err_set(err, "an f32 KV cache is available on the CPU backend only");
+        goto fail;
+    }
+    if (opt.backend == BACKEND_CUDA || (opt.backend == BACKEND_AUTO && !opt.kv_f32)) {
         if (cuda) {
             Err cerr = {{0}};
             inf->b = cuda->create(m, &opt, &cerr);
@@ -69,6 +73,8 @@ Infer *infer_create(const Model *m, const InferOptions *o, Err *err) {
             goto fail;
         }
     }
+    if (opt.kv_f32 && opt.backend == BACKEND_AUTO && cuda)
+        snprintf(inf->note, sizeof inf->note, "the f32 KV cache is CPU only");
     inf->b = backend_cpu_ops.create(m, &opt, err);
     if (!inf->b) goto fail;
     inf->ops = &backend_cpu_ops;

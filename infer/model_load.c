@@ -16,12 +16,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "infer/chat_template.h"
 #include "infer/gguf.h"
 #include "infer/model.h"
 #include "infer/model_quant.h"
 #include "infer/model_storage.h"
 #include "infer/safetensors.h"
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 #include "kernels/w2a8.h"
 
 /* Upper bounds that keep every size computation far from overflow and refuse absurd configs
@@ -179,14 +181,19 @@ static void set_stops(ModelConfig *c, const int *ids, int n) {
     }
 }
 
-/* Stops: end of turn first (what a chat stops on), then eos, then the file's extra eos ids. */
+/* The chat format the model's template asks for (chat_format_detect), then the stops: the
+ * format's end of turn first (what a chat stops on), <|eot_id|>, eos, then the file's extra eos
+ * ids. */
 static void finish_stops(Model *m, const int *extra, int n_extra) {
-    int ids[2] = {-1, -1};
+    int ids[3] = {-1, -1, -1};
+    m->cfg.chat_format = chat_format_detect(m->chat_template, m->tok, m->cfg.ffn_act, m->chat_note,
+                                            sizeof m->chat_note);
     if (m->tok) {
-        ids[0] = tokenizer_eot(m->tok);
-        ids[1] = tokenizer_eos(m->tok);
+        ids[0] = chat_format_end_token(m->tok, m->cfg.chat_format);
+        ids[1] = tokenizer_eot(m->tok);
+        ids[2] = tokenizer_eos(m->tok);
     }
-    set_stops(&m->cfg, ids, 2);
+    set_stops(&m->cfg, ids, 3);
     set_stops(&m->cfg, extra, n_extra);
 }
 
@@ -365,13 +372,66 @@ static int g_id(GgufCtx *c, const char *key, int *out) {
     return *out;
 }
 
+/* tokenizer.ggml.model "llama": SentencePiece pieces with scores and types (1bitLLM). */
+static Tokenizer *gguf_spm_tokenizer(GgufCtx *c, Err *err) {
+    uint64_t n = 0;
+    const char **toks = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    Tokenizer *tk = NULL;
+    if (gguf_get_str_array(&c->g, "tokenizer.ggml.tokens", &n, &toks, &lens, err)) return NULL;
+    if (n == 0 || n > MAX_VOCAB) {
+        err_set(err, "%s: tokenizer.ggml.tokens has %llu entries", c->g.path, (unsigned long long)n);
+        goto out;
+    }
+    const GgufKV *sc = gguf_find_kv(&c->g, "tokenizer.ggml.scores");
+    const GgufKV *tt = gguf_find_kv(&c->g, "tokenizer.ggml.token_type");
+    scores = calloc(n, sizeof *scores);
+    types = malloc(n * sizeof *types);
+    if (!scores || !types) {
+        err_set(err, "out of memory");
+        goto out;
+    }
+    if (!sc || sc->type != GGUF_ARRAY || sc->arr_type != GGUF_FLOAT32 || sc->arr_n != n) {
+        err_set(err, "%s: a SentencePiece tokenizer needs tokenizer.ggml.scores (f32, one per token)",
+                c->g.path);
+        goto out;
+    }
+    memcpy(scores, sc->val, n * sizeof *scores);
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t x = TOKTYPE_NORMAL;
+        if (tt && (tt->type != GGUF_ARRAY || tt->arr_n != n || gguf_get_arr_int(tt, i, &x) ||
+                   x < TOKTYPE_NORMAL || x > TOKTYPE_BYTE)) {
+            err_set(err, "%s: tokenizer.ggml.token_type is not a token type per token", c->g.path);
+            goto out;
+        }
+        types[i] = (int32_t)x;
+    }
+    int prefix = 1, bos, eos;
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.add_space_prefix"))
+        gguf_get_bool(&c->g, "tokenizer.ggml.add_space_prefix", &prefix, NULL);
+    g_id(c, "tokenizer.ggml.bos_token_id", &bos);
+    g_id(c, "tokenizer.ggml.eos_token_id", &eos);
+    SpmModel *s = spm_from_pieces((int)n, toks, lens, scores, types, prefix, bos, eos, err);
+    if (s) tk = tokenizer_from_spm(s, err);
+    if (!tk) err_prefix(err, "%s: tokenizer", c->g.path);
+out:
+    free(toks);
+    free(lens);
+    free(scores);
+    free(types);
+    return tk;
+}
+
 /* tokenizer.ggml.* -> Tokenizer. */
 static Tokenizer *gguf_tokenizer(GgufCtx *c, Err *err) {
     char model[64];
     if (gguf_get_cstr(&c->g, "tokenizer.ggml.model", model, sizeof model, err)) return NULL;
+    if (!strcmp(model, "llama")) return gguf_spm_tokenizer(c, err);
     if (strcmp(model, "gpt2")) {
-        err_set(err, "%s: tokenizer model \"%s\" is not supported (only byte-level BPE \"gpt2\")",
-                c->g.path, model);
+        err_set(err, "%s: tokenizer model \"%s\" is not supported (byte-level BPE \"gpt2\" or "
+                     "SentencePiece \"llama\")", c->g.path, model);
         return NULL;
     }
     TokenizerVocab v;
@@ -442,6 +502,56 @@ out:
     return tk;
 }
 
+/* The family switches of a GGUF file. Arch "llama" is a plain Llama block (SiLU, no
+ * sub-norms). The bitnet arches have both sub-norms, and their name does not tell the FFN
+ * activation: 2B-4T (relu^2) and 1bitLLM (SiLU) are both written as "bitnet-b1.58". What does
+ * tell is the vocabulary, the only metadata the two differ in: 1bitLLM keeps LLaMA-2's
+ * SentencePiece tokenizer (tokenizer.ggml.model "llama"), 2B-4T the Llama 3 BPE ("gpt2"). */
+static int gguf_family(GgufCtx *c, int is_llama, ModelConfig *cfg, Err *err) {
+    char tm[32] = "";
+    if (gguf_find_kv(&c->g, "tokenizer.ggml.model"))
+        gguf_get_cstr(&c->g, "tokenizer.ggml.model", tm, sizeof tm, NULL);
+    cfg->sub_norms = !is_llama;
+    cfg->ffn_act = is_llama || !strcmp(tm, "llama") ? FFN_SILU : FFN_RELU2;
+    if (is_llama && gguf_find_tensor(&c->g, "blk.0.attn_sub_norm.weight"))
+        return err_set(err, "%s: arch llama with attn_sub_norm tensors: a BitNet model written "
+                            "under the wrong architecture name", c->g.path);
+    /* Some early "bitnet" conversions keep each matrix scale as a separate {1} tensor
+     * multiplied after the matmul; ignoring it would compute something else. */
+    if (gguf_find_tensor(&c->g, "blk.0.attn_q.scale"))
+        return err_set(err, "%s: per-matrix scale tensors (blk.N.*.scale) are not supported; "
+                            "convert the model again with a current converter", c->g.path);
+    return 0;
+}
+
+/* llama.cpp's converters store q and k with the rows of each head reordered for adjacent-pair
+ * RoPE: HF row (half, i) of a head (i < head_dim/2) is GGUF row 2i + half. This puts them back
+ * into HF order, so the model is the same whatever file it came from (rotate-half RoPE, and
+ * `convert` writes what it read). Rows used in place from the file's mapping (I2_S) are copied
+ * out of it (q and k: ~170 MB for Llama3-8B); a buffer of our own (converted from TQ/F16) is
+ * reordered where it is, one head at a time. */
+static int unpermute_qk(Model *m, const GgufFile *g, TernaryMatrix *w, int n_head, Err *err) {
+    const int hd = w->n_out / n_head, half = hd / 2;
+    const size_t rb = i2s_row_bytes(w->n_in_pad), head_bytes = rb * (size_t)hd;
+    const int in_file = w->codes >= g->base && w->codes < g->base + g->size;
+    uint8_t *dst = in_file ? model_storage_alloc(m, rb * (size_t)w->n_out, err) : (uint8_t *)w->codes;
+    uint8_t *tmp = malloc(head_bytes);
+    if (!dst || !tmp) {
+        free(tmp);
+        return dst ? err_set(err, "out of memory") : -1;
+    }
+    for (int h = 0; h < n_head; h++) {
+        const uint8_t *src = w->codes + head_bytes * (size_t)h;
+        for (int i = 0; i < half; i++)
+            for (int k = 0; k < 2; k++)
+                memcpy(tmp + rb * (size_t)(k * half + i), src + rb * (size_t)(2 * i + k), rb);
+        memcpy(dst + head_bytes * (size_t)h, tmp, head_bytes);
+    }
+    free(tmp);
+    w->codes = dst;
+    return 0;
+}
+
 static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Err *err) {
     GgufCtx c;
     memset(&c, 0, sizeof c);
@@ -457,9 +567,14 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     int rc = -1;
     ModelConfig *cfg = &m->cfg;
     if (gguf_get_cstr(&c.g, "general.architecture", c.arch, sizeof c.arch, err)) goto out;
-    if (strcmp(c.arch, "bitnet-b1.58") && strcmp(c.arch, "bitnet-25")) {
-        err_set(err, "%s: architecture \"%s\" is not supported (expected bitnet-b1.58 or "
-                     "bitnet-25, i.e. BitNet b1.58 2B-4T style models)", path, c.arch);
+    /* bitnet.cpp writes the Llama-style ternary models (Llama3-8B-1.58, Falcon3, Falcon-E) as
+     * "llama", BitNet-b1.58-2B-4T as "bitnet-b1.58" (older files "bitnet-25") and 1bitLLM's
+     * models as "bitnet-b1.58" (older files "bitnet"). */
+    const int is_llama = !strcmp(c.arch, "llama");
+    if (!is_llama && strcmp(c.arch, "bitnet-b1.58") && strcmp(c.arch, "bitnet-25") &&
+        strcmp(c.arch, "bitnet")) {
+        err_set(err, "%s: architecture \"%s\" is not supported (expected bitnet-b1.58, "
+                     "bitnet-25, bitnet or llama with ternary weights)", path, c.arch);
         goto out;
     }
     snprintf(cfg->arch, sizeof cfg->arch, "%s", c.arch);
@@ -488,6 +603,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
     cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, path, err)) goto out;
+    if (gguf_family(&c, is_llama, cfg, err)) goto out;
     int rot;
     if (g_int(&c, "rope.dimension_count", &rot, 0, cfg->head_dim, err)) goto out;
     if (rot != cfg->head_dim) {
@@ -530,6 +646,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         static const char *norms_[4] = {"attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"};
         const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
         for (int i = 0; i < 4; i++) {
+            if (!cfg->sub_norms && i % 2) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms_[i]);
             if (!g_tensor(&c, name, 1, (uint64_t)(i == 3 ? F : D), 1, err)) goto out;
         }
@@ -545,7 +662,8 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         goto out;
     }
     if (g_dense(m, &c, "token_embd.weight", &m->tok_embd, err) || step(&pr, "embedding", err)) goto out;
-    if (gguf_find_tensor(&c.g, "output.weight")) {
+    cfg->tied = !gguf_find_tensor(&c.g, "output.weight");
+    if (!cfg->tied) {
         if (g_dense(m, &c, "output.weight", &m->output, err)) goto out;
     } else {
         m->output = m->tok_embd; /* tied, as in the official file */
@@ -561,6 +679,7 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
             {"attn_norm", D, &lw->attn_norm}, {"attn_sub_norm", D, &lw->attn_sub_norm},
             {"ffn_norm", D, &lw->ffn_norm}, {"ffn_sub_norm", F, &lw->ffn_sub_norm}};
         for (int i = 0; i < 4; i++) {
+            if (!cfg->sub_norms && i % 2) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, nm[i].n);
             if (g_norm(&c, name, nm[i].len, norms, err)) goto out;
             *nm[i].dst = norms;
@@ -583,6 +702,11 @@ static int load_gguf(Model *m, const char *path, const ModelLoadOptions *opt, Er
         }
     }
     if (jobs_run(&jl, &pr, err)) goto out;
+    if (is_llama) /* llama.cpp's converters permute q/k rows for adjacent-pair RoPE */
+        for (int l = 0; l < L; l++)
+            if (unpermute_qk(m, &c.g, &m->layers[l].wq, cfg->n_heads, err) ||
+                unpermute_qk(m, &c.g, &m->layers[l].wk, cfg->n_kv_heads, err))
+                goto out;
     if (step(&pr, "tokenizer", err)) goto out;
     m->tok = gguf_tokenizer(&c, err);
     if (!m->tok) goto out;
@@ -643,6 +767,147 @@ static int j_ids(json_t *v, int *ids, int cap) {
         json_array_foreach(v, i, e) if (json_is_integer(e) && n < cap) ids[n++] = (int)json_integer_value(e);
     }
     return n;
+}
+
+/* ---- config.json keys ------------------------------------------------------------------------
+ * What transformers 4.4x-5.x writes for BitNet and Llama models, key by key: each one is read,
+ * refused when it asks for something this engine does not compute, or ignored because it cannot
+ * change the forward pass (README "config.json keys" lists them all). Nothing that changes the
+ * result is ever ignored silently. */
+
+/* A rope_type (rope_parameters.rope_type, or rope_scaling's "rope_type" / older "type") other
+ * than the plain one is refused: linear, dynamic, yarn, longrope, llama3 ... all rescale the
+ * frequencies, which this engine does not do. */
+static int hf_rope_kind_ok(json_t *obj, const char *where, const char *path, Err *err) {
+    static const char *keys[2] = {"rope_type", "type"};
+    for (int i = 0; i < 2; i++) {
+        json_t *t = json_object_get(obj, keys[i]);
+        if (!t || json_is_null(t)) continue;
+        if (!json_is_string(t))
+            return err_set(err, "%s: %s.%s is not a string", path, where, keys[i]);
+        if (strcmp(json_string_value(t), "default"))
+            return err_set(err, "%s: %s.%s \"%.40s\" is not supported (only plain RoPE, rope_type "
+                                "\"default\", is implemented)", path, where, keys[i],
+                           json_string_value(t));
+    }
+    json_t *prf = json_object_get(obj, "partial_rotary_factor");
+    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return err_set(err, "%s: %s.partial_rotary_factor is not supported (RoPE on all of each head "
+                            "only)", path, where);
+    return 0;
+}
+
+/* rope_theta: at the top level (transformers 4.x) or inside rope_parameters (5.x, which
+ * writes it only there). Both present and different is refused: the file contradicts itself. */
+static int hf_config_rope(json_t *jc, ModelConfig *cfg, const char *path, Err *err) {
+    json_t *top = json_object_get(jc, "rope_theta");
+    json_t *rp = json_object_get(jc, "rope_parameters");
+    json_t *inner = NULL;
+    if (top && !json_is_null(top) && (!json_is_number(top) || !(json_number_value(top) > 0)))
+        return err_set(err, "%s: rope_theta is not a positive number", path);
+    if (rp && !json_is_null(rp)) {
+        if (!json_is_object(rp))
+            return err_set(err, "%s: rope_parameters is not an object", path);
+        const char *k;
+        json_t *v;
+        json_object_foreach(rp, k, v) if (json_is_object(v))
+            return err_set(err, "%s: rope_parameters.%.40s: RoPE parameters per layer type are not "
+                                "supported", path, k);
+        if (hf_rope_kind_ok(rp, "rope_parameters", path, err)) return -1;
+        inner = json_object_get(rp, "rope_theta");
+        if (inner && !json_is_null(inner) &&
+            (!json_is_number(inner) || !(json_number_value(inner) > 0)))
+            return err_set(err, "%s: rope_parameters.rope_theta is not a positive number", path);
+        if (inner && json_is_null(inner)) inner = NULL;
+    }
+    if (top && json_is_null(top)) top = NULL;
+    if (top && inner && json_number_value(top) != json_number_value(inner))
+        return err_set(err, "%s: rope_theta %g and rope_parameters.rope_theta %g disagree", path,
+                       json_number_value(top), json_number_value(inner));
+    /* 500000 when neither says: BitNet b1.58's value and transformers' BitNetConfig default */
+    cfg->rope_theta = inner ? (float)json_number_value(inner)
+                    : top   ? (float)json_number_value(top) : 500000.0f;
+    json_t *rs = json_object_get(jc, "rope_scaling");
+    if (rs && !json_is_null(rs)) {
+        if (!json_is_object(rs)) return err_set(err, "%s: rope_scaling is not an object", path);
+        if (hf_rope_kind_ok(rs, "rope_scaling", path, err)) return -1;
+        /* transformers versions between the two layouts may keep theta in rope_scaling too */
+        json_t *st = json_object_get(rs, "rope_theta");
+        if (st && !json_is_null(st)) {
+            if (!json_is_number(st) || !(json_number_value(st) > 0))
+                return err_set(err, "%s: rope_scaling.rope_theta is not a positive number", path);
+            if ((double)cfg->rope_theta != (double)(float)json_number_value(st) && (top || inner))
+                return err_set(err, "%s: rope_scaling.rope_theta %g disagrees with rope_theta %g",
+                               path, json_number_value(st), (double)cfg->rope_theta);
+            cfg->rope_theta = (float)json_number_value(st);
+        }
+        if (!json_object_get(rs, "rope_type") && !json_object_get(rs, "type"))
+            return err_set(err, "%s: rope_scaling without a rope_type is not supported", path);
+    }
+    json_t *prf = json_object_get(jc, "partial_rotary_factor");
+    if (prf && !json_is_null(prf) && !(json_is_number(prf) && json_number_value(prf) == 1.0))
+        return err_set(err, "%s: partial_rotary_factor is not supported (RoPE on all of each head "
+                            "only)", path);
+    if (json_is_true(json_object_get(jc, "rope_interleaved")))
+        return err_set(err, "%s: rope_interleaved true is not supported (Hugging Face weights pair "
+                            "dimension i with i + head_dim/2)", path);
+    return 0;
+}
+
+/* The keys that would add computation this engine does not have. */
+static int hf_config_refusals(json_t *jc, const char *path, Err *err) {
+    static const char *bias[2] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++)
+        if (json_is_true(json_object_get(jc, bias[i])))
+            return err_set(err, "%s: %s true is not supported (BitNet linears have no bias)", path,
+                           bias[i]);
+    static const char *window[2] = {"sliding_window", "use_sliding_window"};
+    for (int i = 0; i < 2; i++) {
+        json_t *v = json_object_get(jc, window[i]);
+        if (v && !json_is_null(v) && !json_is_false(v))
+            return err_set(err, "%s: %s is not supported (full causal attention only)", path,
+                           window[i]);
+    }
+    json_t *qc = json_object_get(jc, "quantization_config");
+    if (qc && !json_is_null(qc)) {
+        if (!json_is_object(qc)) return err_set(err, "%s: quantization_config is not an object", path);
+        json_t *qm = json_object_get(qc, "quant_method");
+        if (json_is_string(qm) && strcmp(json_string_value(qm), "bitnet"))
+            return err_set(err, "%s: quantization_config.quant_method \"%.40s\" is not supported "
+                                "(expected \"bitnet\")", path, json_string_value(qm));
+        json_t *lc = json_object_get(qc, "linear_class");
+        if (lc && !json_is_null(lc) &&
+            (!json_is_string(lc) || (strcmp(json_string_value(lc), "bitlinear") &&
+                                     strcmp(json_string_value(lc), "autobitlinear"))))
+            return err_set(err, "%s: quantization_config.linear_class %s%.40s%s is not supported "
+                                "(expected \"bitlinear\" or \"autobitlinear\")", path,
+                           json_is_string(lc) ? "\"" : "", json_is_string(lc) ? json_string_value(lc)
+                           : "(not a string)", json_is_string(lc) ? "\"" : "");
+        json_t *mode = json_object_get(qc, "quantization_mode");
+        if (mode && !json_is_null(mode) &&
+            (!json_is_string(mode) || (strcmp(json_string_value(mode), "online") &&
+                                       strcmp(json_string_value(mode), "offline"))))
+            return err_set(err, "%s: quantization_config.quantization_mode is not \"online\" or "
+                                "\"offline\"", path);
+        /* transformers keeps the listed linears in float; this engine ternarizes every one
+         * but the lm_head, so only the lm_head may be listed */
+        json_t *keep = json_object_get(qc, "modules_to_not_convert");
+        if (keep && !json_is_null(keep)) {
+            if (!json_is_array(keep))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert is not a list",
+                               path);
+            size_t i;
+            json_t *e;
+            json_array_foreach(keep, i, e) if (!json_is_string(e) || strcmp(json_string_value(e), "lm_head"))
+                return err_set(err, "%s: quantization_config.modules_to_not_convert lists %.60s: "
+                                    "only lm_head may stay unquantized here", path,
+                               json_is_string(e) ? json_string_value(e) : "a non-string");
+        }
+        if (json_is_true(json_object_get(qc, "use_rms_norm")))
+            return err_set(err, "%s: quantization_config.use_rms_norm true (an RMSNorm inside every "
+                                "BitLinear) is not supported", path);
+    }
+    return 0;
 }
 
 static int st_float_type(StDtype d) {
@@ -760,6 +1025,46 @@ static char *read_chat_template(const char *dir) {
     return out;
 }
 
+/* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
+ * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
+ * it is of a kind the JSON reader does not handle (the first error is the one reported when
+ * neither loads). */
+static Tokenizer *hf_tokenizer(const char *dir, Err *err) {
+    char tj[1200], tm[1200];
+    struct stat st;
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
+    const int has_model = stat(tm, &st) == 0;
+    Err e2 = {{0}};
+    if (stat(tj, &st) == 0) {
+        Tokenizer *t = tokenizer_load_json(tj, err);
+        if (t || !has_model) return t;
+        SpmModel *s = spm_load_file(tm, &e2);
+        return s ? tokenizer_from_spm(s, err) : NULL;
+    }
+    SpmModel *s = spm_load_file(tm, err);
+    return s ? tokenizer_from_spm(s, err) : NULL;
+}
+
+/* Names of the four per-layer norms (attn, attn sub, ffn, ffn sub) after "model.layers.N.",
+ * NULL for the sub-norms of a plain Llama block. 2B-4T names its sub-norms attn_sub_norm /
+ * ffn_sub_norm; 1bitLLM's modeling_bitnet.py inner_attn_ln / ffn_layernorm (the same places:
+ * attention output before o_proj, act(g) * u before down_proj). Sets cfg->sub_norms. */
+static const char *const *hf_norm_names(HfCtx *h, ModelConfig *cfg) {
+    static const char *bitnet[4] = {"input_layernorm", "self_attn.attn_sub_norm",
+                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
+    static const char *onebit[4] = {"input_layernorm", "self_attn.inner_attn_ln",
+                                    "post_attention_layernorm", "mlp.ffn_layernorm"};
+    static const char *llama[4] = {"input_layernorm", NULL, "post_attention_layernorm", NULL};
+    cfg->sub_norms = 1;
+    if (st_find(&h->st, "model.layers.0.self_attn.inner_attn_ln.weight")) return onebit;
+    /* model_type "bitnet" always has them: a missing one is reported as a missing tensor */
+    if (!strcmp(cfg->arch, "bitnet") || st_find(&h->st, "model.layers.0.self_attn.attn_sub_norm.weight"))
+        return bitnet;
+    cfg->sub_norms = 0;
+    return llama;
+}
+
 static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *err) {
     char p[1200];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -787,28 +1092,38 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     {
         /* checked first so that a missing tokenizer is reported before minutes of conversion */
-        char tp[1200];
+        char tp[1200], tm[1200];
         struct stat st;
         snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-        if (stat(tp, &st) != 0) {
+        snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
+        if (stat(tp, &st) != 0 && stat(tm, &st) != 0) {
             err_set(err, "%s: no tokenizer.json (a Hugging Face model folder needs config.json, "
-                         "model.safetensors and tokenizer.json)", dir);
+                         "model.safetensors and tokenizer.json, or SentencePiece's "
+                         "tokenizer.model)", dir);
             goto out;
         }
     }
+    /* model_type "bitnet": BitNet-b1.58-2B-4T. "llama": transformers' LlamaForCausalLM with
+     * BitLinear layers (Llama3-8B-1.58, Falcon3-*-1.58bit, Falcon-E) or 1bitLLM's custom
+     * BitnetForCausalLM; the tensors present tell which (hf_family). */
     json_t *mt = json_object_get(jc, "model_type");
-    if (json_is_string(mt) && strcmp(json_string_value(mt), "bitnet")) {
-        err_set(err, "%s: model_type \"%.40s\" is not supported (expected \"bitnet\")", p,
-                json_string_value(mt));
+    const int is_llama = json_is_string(mt) && !strcmp(json_string_value(mt), "llama");
+    if (json_is_string(mt) && !is_llama && strcmp(json_string_value(mt), "bitnet")) {
+        err_set(err, "%s: model_type \"%.40s\" is not supported (expected \"bitnet\" or a "
+                     "ternary \"llama\")", p, json_string_value(mt));
         goto out;
     }
     json_t *act = json_object_get(jc, "hidden_act");
-    if (json_is_string(act) && strcmp(json_string_value(act), "relu2")) {
-        err_set(err, "%s: hidden_act \"%.40s\" is not supported (BitNet b1.58 uses relu2)", p,
-                json_string_value(act));
+    const char *acts = json_is_string(act) ? json_string_value(act) : is_llama ? "silu" : "relu2";
+    if (!strcmp(acts, "relu2")) {
+        cfg->ffn_act = FFN_RELU2;
+    } else if (!strcmp(acts, "silu")) {
+        cfg->ffn_act = FFN_SILU;
+    } else {
+        err_set(err, "%s: hidden_act \"%.40s\" is not supported (relu2 or silu)", p, acts);
         goto out;
     }
-    snprintf(cfg->arch, sizeof cfg->arch, "bitnet");
+    snprintf(cfg->arch, sizeof cfg->arch, "%s", is_llama ? "llama" : "bitnet");
     {
         char tmp[1024];
         snprintf(tmp, sizeof tmp, "%s", dir);
@@ -825,32 +1140,38 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         goto out;
     if (j_int(jc, "num_key_value_heads", &cfg->n_kv_heads, 0, cfg->n_heads, p, err) ||
         j_int(jc, "max_position_embeddings", &cfg->ctx_len, 0, 2048, p, err) ||
-        j_float(jc, "rope_theta", &cfg->rope_theta, 500000.0f, p, err) ||
+        hf_config_rope(jc, cfg, p, err) || hf_config_refusals(jc, p, err) ||
         j_float(jc, "rms_norm_eps", &cfg->norm_eps, 1e-5f, p, err))
         goto out;
     cfg->head_dim = cfg->n_heads > 0 ? cfg->dim / cfg->n_heads : 0;
     json_t *hd = json_object_get(jc, "head_dim");
-    if (json_is_integer(hd) && json_integer_value(hd) != cfg->head_dim) {
+    /* Falcon3 states head_dim 256 (as it is: 3072 / 12); a head_dim other than hidden /
+     * heads would make q wider than the residual stream, which none of the families does */
+    if (hd && !json_is_null(hd) && (!json_is_integer(hd) || json_integer_value(hd) != cfg->head_dim)) {
         err_set(err, "%s: head_dim %lld != hidden_size / num_attention_heads is not supported", p,
-                (long long)json_integer_value(hd));
+                json_is_integer(hd) ? (long long)json_integer_value(hd) : -1LL);
         goto out;
     }
     cfg->rope_style = ROPE_HALF;
     if (check_config(cfg, p, err)) goto out;
-    json_t *rs = json_object_get(jc, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
-        err_set(err, "%s: rope_scaling is not supported (BitNet b1.58 uses plain RoPE)", p);
-        goto out;
-    }
     json_t *tie = json_object_get(jc, "tie_word_embeddings");
-    /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
-     * ship no lm_head.weight; an absent lm_head is therefore taken as tied. */
-    int tied = !json_is_false(tie);
     json_t *qc = json_object_get(jc, "quantization_config");
+    /* transformers' BitLinear (linear_class absent or "bitlinear": Llama3-8B-1.58, Falcon3,
+     * Falcon-E) stores weight_scale = 1 / mean|W| and divides by it; AutoBitLinear (2B-4T)
+     * stores mean|W| and multiplies (research/model-family.md section 0). */
     json_t *lc = json_is_object(qc) ? json_object_get(qc, "linear_class") : NULL;
     h.autobit = json_is_string(lc) && !strcmp(json_string_value(lc), "autobitlinear");
 
     if (st_open_dir(&h.st, dir, err)) goto out;
+    /* transformers' BitNetConfig defaults to untied, but the BitNet checkpoints are tied and
+     * ship no lm_head.weight; an absent lm_head is therefore taken as tied there. The
+     * Llama-style ones say false and ship it: missing, it is an incomplete download. */
+    cfg->tied = json_is_true(tie) || !st_find(&h.st, "lm_head.weight");
+    if (is_llama && json_is_false(tie) && cfg->tied) {
+        err_set(err, "%s: tie_word_embeddings is false but there is no lm_head.weight", dir);
+        goto out;
+    }
+    const char *const *hn = hf_norm_names(&h, cfg);
     for (int i = 0; i < h.st.n_files; i++) {
         if (model_storage_add_mapping(m, h.st.files[i].map, h.st.files[i].map_len, err)) goto out;
         h.st.files[i].map = NULL;
@@ -860,12 +1181,11 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     Progress pr = {opt, 0, 14 * L + 3, dir};
     /* As for GGUF: all tensors present (norms with their shapes) before allocating. */
     for (int l = 0; l < L; l++) {
-        static const char *hn[4] = {"input_layernorm", "self_attn.attn_sub_norm",
-                                    "post_attention_layernorm", "mlp.ffn_sub_norm"};
         static const char *hm[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                     "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
         char nm2[160];
         for (int i = 0; i < 4; i++) {
+            if (!hn[i]) continue;
             snprintf(nm2, sizeof nm2, "model.layers.%d.%s.weight", l, hn[i]);
             if (!h_tensor(&h, nm2, (uint64_t)(i == 3 ? F : D), 0, 1, err)) goto out;
         }
@@ -885,7 +1205,7 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     if (h_dense(m, &h, "model.embed_tokens.weight", &m->tok_embd, err) || step(&pr, "embedding", err))
         goto out;
-    if (st_find(&h.st, "lm_head.weight") && !tied) {
+    if (!cfg->tied) {
         if (h_dense(m, &h, "lm_head.weight", &m->output, err)) goto out;
     } else {
         m->output = m->tok_embd;
@@ -901,9 +1221,10 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
         TernaryMatrix *tms[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
         const int outs[7] = {QD, KVD, KVD, D, F, F, D}, ins[7] = {D, D, D, QD, D, D, F};
         struct { const char *n; int len; const float **dst; } nm[4] = {
-            {"input_layernorm", D, &lw->attn_norm}, {"self_attn.attn_sub_norm", D, &lw->attn_sub_norm},
-            {"post_attention_layernorm", D, &lw->ffn_norm}, {"mlp.ffn_sub_norm", F, &lw->ffn_sub_norm}};
+            {hn[0], D, &lw->attn_norm}, {hn[1], D, &lw->attn_sub_norm},
+            {hn[2], D, &lw->ffn_norm}, {hn[3], F, &lw->ffn_sub_norm}};
         for (int i = 0; i < 4; i++) {
+            if (!nm[i].n) continue;
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nm[i].n);
             if (h_norm(&h, name, nm[i].len, norms, err)) goto out;
             *nm[i].dst = norms;
@@ -917,8 +1238,7 @@ static int load_hf(Model *m, const char *dir, const ModelLoadOptions *opt, Err *
     }
     if (jobs_run(&jl, &pr, err)) goto out;
     if (step(&pr, "tokenizer", err)) goto out;
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    m->tok = tokenizer_load_json(p, err);
+    m->tok = hf_tokenizer(dir, err);
     if (!m->tok) goto out;
     if (tokenizer_n_vocab(m->tok) > cfg->vocab_size) {
         err_set(err, "%s: tokenizer has %d tokens but the model only %d", dir,
@@ -1003,18 +1323,14 @@ Tokenizer *model_load_tokenizer(const char *path, Err *err) {
         size_t n = strlen(path);
         if (n >= 5 && !strcmp(path + n - 5, ".json") && strcmp(path + (n >= 11 ? n - 11 : 0), "config.json"))
             return tokenizer_load_json(path, err);
+        if (n >= 6 && !strcmp(path + n - 6, ".model")) { /* SentencePiece's tokenizer.model */
+            SpmModel *s = spm_load_file(path, err);
+            return s ? tokenizer_from_spm(s, err) : NULL;
+        }
     }
     int kind = classify(path, dir, sizeof dir, err);
     if (kind < 0) return NULL;
-    if (kind == 2) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-        if (stat(p, &st) != 0) {
-            err_set(err, "%s: no tokenizer.json", dir);
-            return NULL;
-        }
-        return tokenizer_load_json(p, err);
-    }
+    if (kind == 2) return hf_tokenizer(dir, err);
     GgufCtx c;
     memset(&c, 0, sizeof c);
     if (gguf_open(&c.g, path, err)) return NULL;

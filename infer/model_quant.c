@@ -152,15 +152,26 @@ int ternarize_absmean(const void *w, int type, int n_out, int n_in, int k_pad, u
     /* gamma = mean |W|: four double accumulators (exact enough that the one rounding to float
      * matches a pairwise double sum such as numpy's) */
     double acc[4] = {0, 0, 0, 0};
+    /* A matrix that is already ternary (every value 0 or +-a: what converters write when they
+     * expand packed weights to F16/F32, e.g. for Llama3-8B-1.58) keeps a as its scale: a float
+     * engine computes with those values as they are, while mean|W| = a * (share of nonzeros)
+     * would shrink every output by that share. Master weights are never of this form. */
+    float mag = 0.0f;
+    int exact = 1;
     for (int r = 0; r < n_out; r++) {
         row_to_f32((const uint8_t *)w + (size_t)r * n_in * es, type, (size_t)n_in, row);
         int j = 0;
         for (; j + 4 <= n_in; j += 4)
             for (int q = 0; q < 4; q++) acc[q] += fabsf(row[j + q]);
         for (; j < n_in; j++) acc[0] += fabsf(row[j]);
+        for (j = 0; exact && j < n_in; j++) {
+            const float a = fabsf(row[j]);
+            if (a != 0.0f && a != mag) exact = mag == 0.0f ? (mag = a, 1) : 0;
+        }
     }
     const double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     float gamma = n ? (float)(sum / (double)n) : 0.0f;
+    if (exact && mag > 0.0f && isfinite(mag)) gamma = mag;
     if (!(gamma >= 1e-5f)) gamma = 1e-5f; /* also catches NaN */
     const float s = 1.0f / gamma;
     const size_t rb = i2s_row_bytes(k_pad);

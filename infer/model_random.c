@@ -36,11 +36,25 @@ static ModelConfig config_llama3_vocab(const char *name, int n_layers, int dim, 
     c.n_stop = 2;
     c.stop_ids[0] = 128009; /* <|eot_id|> */
     c.stop_ids[1] = 128001; /* <|end_of_text|> */
+    c.ffn_act = FFN_RELU2;
+    c.sub_norms = 1;
+    c.tied = 1;
+    c.chat_format = CHAT_BITNET;
     return c;
 }
 
 ModelConfig model_config_bitnet_2b(void) {
     return config_llama3_vocab("BitNet-b1.58-2B-4T shapes", 30, 2560, 20, 5, 128, 6912, 4096);
+}
+
+ModelConfig model_config_llama3_8b(void) {
+    ModelConfig c = config_llama3_vocab("Llama3-8B-1.58 shapes", 32, 4096, 32, 8, 128, 14336, 8192);
+    c.ffn_act = FFN_SILU;
+    c.sub_norms = 0;
+    c.tied = 0;
+    c.chat_format = CHAT_LLAMA3;
+    snprintf(c.arch, sizeof c.arch, "llama");
+    return c;
 }
 
 ModelConfig model_config_tiny(void) {
@@ -94,6 +108,30 @@ static float *ones(Model *m, int n, Err *err) {
     return p;
 }
 
+/* An f16 [rows][cols] matrix of mean 0, variance 1 (the embedding, and an untied lm_head). */
+static int random_f16(Model *m, DenseMatrix *d, int rows, int cols, uint64_t *rng, Err *err) {
+    const size_t n_emb = (size_t)rows * cols;
+    uint16_t *emb = model_storage_alloc(m, n_emb * sizeof(uint16_t), err);
+    if (!emb) return -1;
+    enum { CH = 4096 };
+    float tmp[CH];
+    for (size_t i = 0; i < n_emb; i += CH) {
+        const size_t n = n_emb - i < CH ? n_emb - i : CH;
+        for (size_t j = 0; j < n; j += 2) {
+            const uint64_t r = rng_next(rng);
+            /* two values per draw, each a sum of two 16-bit uniforms (triangular: mean 1,
+             * variance 2/12), rescaled to mean 0, variance 1 */
+            const float u0 = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff);
+            const float u1 = (float)((r >> 32) & 0xffff) + (float)(r >> 48);
+            tmp[j] = (u0 / 65536.0f - 1.0f) * 2.4494897f;
+            if (j + 1 < n) tmp[j + 1] = (u1 / 65536.0f - 1.0f) * 2.4494897f;
+        }
+        f32_to_f16_row(tmp, emb + i, (int)n);
+    }
+    *d = (DenseMatrix){FT_F16, rows, cols, emb};
+    return 0;
+}
+
 int model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, Err *err) {
     memset(m, 0, sizeof *m);
     const ModelConfig *c = cfg;
@@ -117,8 +155,9 @@ int model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, Err *err)
     const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     for (int l = 0; l < c->n_layers; l++) {
         LayerWeights *L = &m->layers[l];
-        if (!(L->attn_norm = ones(m, c->dim, err)) || !(L->attn_sub_norm = ones(m, q_dim, err)) ||
-            !(L->ffn_norm = ones(m, c->dim, err)) || !(L->ffn_sub_norm = ones(m, c->ffn_dim, err)) ||
+        if (!(L->attn_norm = ones(m, c->dim, err)) || !(L->ffn_norm = ones(m, c->dim, err)) ||
+            (c->sub_norms && (!(L->attn_sub_norm = ones(m, q_dim, err)) ||
+                              !(L->ffn_sub_norm = ones(m, c->ffn_dim, err)))) ||
             init_ternary(m, &L->wq, q_dim, c->dim, &rng, err) ||
             init_ternary(m, &L->wk, kv_dim, c->dim, &rng, err) ||
             init_ternary(m, &L->wv, kv_dim, c->dim, &rng, err) ||
@@ -130,29 +169,13 @@ int model_init_random(Model *m, const ModelConfig *cfg, uint64_t seed, Err *err)
     }
     if (!(m->output_norm = ones(m, c->dim, err))) goto fail;
 
-    const size_t n_emb = (size_t)c->vocab_size * c->dim;
-    uint16_t *emb = model_storage_alloc(m, n_emb * sizeof(uint16_t), err);
-    if (!emb) goto fail;
-    enum { CH = 4096 };
-    float tmp[CH];
-    for (size_t i = 0; i < n_emb; i += CH) {
-        const size_t n = n_emb - i < CH ? n_emb - i : CH;
-        for (size_t j = 0; j < n; j += 2) {
-            const uint64_t r = rng_next(&rng);
-            /* two values per draw, each a sum of two 16-bit uniforms (triangular: mean 1,
-             * variance 2/12), rescaled to mean 0, variance 1 */
-            const float u0 = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff);
-            const float u1 = (float)((r >> 32) & 0xffff) + (float)(r >> 48);
-            tmp[j] = (u0 / 65536.0f - 1.0f) * 2.4494897f;
-            if (j + 1 < n) tmp[j + 1] = (u1 / 65536.0f - 1.0f) * 2.4494897f;
-        }
-        f32_to_f16_row(tmp, emb + i, (int)n);
-    }
-    m->tok_embd = (DenseMatrix){FT_F16, c->vocab_size, c->dim, emb};
+    if (random_f16(m, &m->tok_embd, c->vocab_size, c->dim, &rng, err)) goto fail;
     m->output = m->tok_embd;
+    if (!c->tied && random_f16(m, &m->output, c->vocab_size, c->dim, &rng, err)) goto fail;
     return 0;
 fail:
     err_prefix(err, "model_init_random");
     model_free(m);
     return -1;
 }
+

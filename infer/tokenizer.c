@@ -16,6 +16,7 @@
  * tokenizer_encode_reference does the same with PCRE2 only and O(n^2) merging; tests compare. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -190,6 +191,7 @@ struct Tokenizer {
     size_t *file_merge_lens;
     char pre[32];
     TokenizerVocab view;
+    SpmModel *spm; /* a SentencePiece model (tokenizer_spm.c) answers instead, when set */
 };
 
 static int map_find(const Tokenizer *t, const unsigned char *s, size_t n) {
@@ -257,6 +259,7 @@ static int merge_insert(Tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_
 
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
+    spm_free(t->spm);
     if (t->re) pcre2_code_free(t->re);
     free(t->tok_off);
     free(t->tok_len);
@@ -501,13 +504,30 @@ int tokenizer_n_vocab(const Tokenizer *t) { return t ? t->n_vocab : 0; }
 int tokenizer_bos(const Tokenizer *t) { return t ? t->bos : -1; }
 int tokenizer_eos(const Tokenizer *t) { return t ? t->eos : -1; }
 int tokenizer_eot(const Tokenizer *t) { return t ? t->eot : -1; }
-const TokenizerVocab *tokenizer_vocab(const Tokenizer *t) { return t ? &t->view : NULL; }
+const TokenizerVocab *tokenizer_vocab(const Tokenizer *t) { return t && !t->spm ? &t->view : NULL; }
+
+Tokenizer *tokenizer_from_spm(SpmModel *s, Err *err) {
+    Tokenizer *t = s ? calloc(1, sizeof *t) : NULL;
+    if (!t) {
+        spm_free(s);
+        err_set(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    t->spm = s;
+    t->n_vocab = spm_n_vocab(s);
+    t->bos = spm_bos(s);
+    t->eos = spm_eos(s);
+    t->eot = -1;
+    return t;
+}
 
 int tokenizer_is_special(const Tokenizer *t, int id) {
+    if (t && t->spm) return spm_is_special(t->spm, id);
     return t && id >= 0 && id < t->n_vocab && t->types[id] == TOKTYPE_CONTROL;
 }
 
 const char *tokenizer_token_bytes(const Tokenizer *t, int id, size_t *len) {
+    if (t && t->spm) return spm_token_bytes(t->spm, id, len);
     if (!t || id < 0 || id >= t->n_vocab) {
         if (len) *len = 0;
         return NULL;
@@ -519,6 +539,7 @@ const char *tokenizer_token_bytes(const Tokenizer *t, int id, size_t *len) {
 /* Specials by their text first, then ordinary tokens by file spelling, then by raw bytes. */
 int tokenizer_find(const Tokenizer *t, const char *text) {
     if (!t || !text || !*text) return -1;
+    if (t->spm) return spm_find(t->spm, text);
     size_t n = strlen(text);
     for (int i = 0; i < t->n_vocab; i++)
         if (t->types[i] != TOKTYPE_NORMAL && t->file_token_lens[i] == n &&
@@ -689,6 +710,7 @@ int tokenizer_pretokenize(const Tokenizer *t, const char *text, size_t len, int 
     *n_pieces = 0;
     if (!t) return err_set(err, "tokenizer: none loaded");
     if (!text && len) return err_set(err, "tokenizer: no text");
+    if (t->spm) return err_set(err, "tokenizer: SentencePiece has no pre-tokenizer");
     PreTok p;
     if (pretok_init(&p, t, text, len, reference, err) < 0) return -1;
     size_t cap = 64, n = 0;
@@ -893,6 +915,7 @@ static int encode_impl(const Tokenizer *t, const char *text, size_t len, int ref
     *n_ids = 0;
     if (!t) return err_set(err, "tokenizer: none loaded");
     if (!text && len) return err_set(err, "tokenizer: no text");
+    if (t->spm) return spm_encode(t->spm, text, len, ids, n_ids, err);
     PreTok p;
     if (pretok_init(&p, t, text, len, reference, err) < 0) return -1;
     Work w;

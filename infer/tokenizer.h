@@ -43,6 +43,12 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
                                       Err *err);
 void tokenizer_free(Tokenizer *t);
 
+/* A SentencePiece model (infer/tokenizer_spm.h: tokenizer.model, or GGUF tokenizer.ggml.model
+ * "llama") as a Tokenizer; takes ownership of s (freed on failure too). tokenizer_vocab gives
+ * NULL for it (GGUF writing handles byte-level BPE vocabularies only), pretokenize an error. */
+typedef struct SpmModel SpmModel;
+Tokenizer *tokenizer_from_spm(SpmModel *s, Err *err);
+
 /* Encodes plain text. Special-token strings in the text (e.g. "<|eot_id|>") are encoded as
  * ordinary text: specials are only ever inserted by the chat template. *ids is malloc'ed. */
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int32_t **ids,

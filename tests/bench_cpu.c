@@ -1,5 +1,6 @@
-/* CPU speed benchmark at the BitNet-b1.58-2B-4T shapes (random weights; speed does not depend
- * on the values). Not a ctest: run by hand, e.g.  ./build/tests/bench_cpu [threads] [pp] [tg]
+/* CPU speed benchmark at the BitNet-b1.58-2B-4T shapes, or with a fifth argument "llama3-8b"
+ * at Llama3-8B-1.58's (SiLU, no sub-norms, untied lm_head) (random weights; speed does not
+ * depend on the values). Not a ctest: run by hand, e.g.  ./build/tests/bench_cpu [threads] [pp] [tg]
  *
  * Method (printed with the results):
  *   1. memory read bandwidth: all threads stream a 512 MiB buffer (cpu_measure_read_bandwidth);
@@ -46,13 +47,14 @@ int main(int argc, char **argv) {
 
     Model m;
     Err err = {{0}};
-    ModelConfig cfg = model_config_bitnet_2b();
+    const int big = argc > 5 && !strcmp(argv[5], "llama3-8b");
+    ModelConfig cfg = big ? model_config_llama3_8b() : model_config_bitnet_2b();
     double t0 = now_s();
     if (model_init_random(&m, &cfg, 1, &err) != 0) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("random 2B-4T-shape model made in %.1f s\n", now_s() - t0);
+    printf("random %s model made in %.1f s\n", cfg.name, now_s() - t0);
 
     /* bytes read per decoded token: all ternary codes + the f16 lm_head (+ KV, small here) */
     double tern_bytes = 0;
@@ -112,7 +114,7 @@ int main(int argc, char **argv) {
     free(q8), free(x), free(y);
 
     /* ---- end to end ---- */
-    InferOptions o = {BACKEND_CPU, threads, pp + tg + 8, 0};
+    InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = pp + tg + 8, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     if (!inf) {
         fprintf(stderr, "%s\n", err.msg);
@@ -172,10 +174,13 @@ int main(int argc, char **argv) {
         fclose(lf);
     }
     printf("\nend to end (%s), best of %d runs; load average now %.2f:\n", desc, reps, la[0]);
-    printf("  prefill pp64:  %.1f tok/s   (ik_llama.cpp on this machine kind: 84, 106 with -rtr)\n", 64 / best_pp64);
-    printf("  prefill pp%d: %.1f tok/s   (ik_llama.cpp: pp512 73, 103 with -rtr)\n", pp, pp / best_pp);
-    printf("  decode  tg%d: %.2f tok/s; best %d-token window %.2f tok/s   (ik_llama.cpp tg64: 17.1)\n", tg, dec,
-           WIN, dec_win);
+    /* the ik_llama.cpp figures are of the 2B-4T model (research/peers-cpu.md) */
+    printf("  prefill pp64:  %.1f tok/s   %s\n", 64 / best_pp64,
+           big ? "" : "(ik_llama.cpp on this machine kind: 84, 106 with -rtr)");
+    printf("  prefill pp%d: %.1f tok/s   %s\n", pp, pp / best_pp,
+           big ? "" : "(ik_llama.cpp: pp512 73, 103 with -rtr)");
+    printf("  decode  tg%d: %.2f tok/s; best %d-token window %.2f tok/s   %s\n", tg, dec, WIN, dec_win,
+           big ? "" : "(ik_llama.cpp tg64: 17.1)");
     printf("  decode reads %.1f MB/token -> %.1f GB/s effective (best window %.1f) = %.0f%% (%.0f%%) of the "
            "measured %.1f GB/s; %.2fx the bandwidth floor time\n", tok_bytes / 1e6, dec * tok_bytes / 1e9,
            dec_win * tok_bytes / 1e9, 100.0 * dec * tok_bytes / 1e9 / bw, 100.0 * dec_win * tok_bytes / 1e9 / bw,

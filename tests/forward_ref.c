@@ -1,7 +1,7 @@
 /* An independent, plain, one-token-at-a-time BitNet b1.58 forward pass built only from the
  * scalar _ref kernels (no SIMD, no threads, no batching): the oracle the CPU backend's fast
  * batched forward is compared with (tests/test_forward_cpu.c). It follows bitnet.md 1.2 step
- * by step; the KV cache is f32, or rounded through f16 when kv_f16 is set, as the backend's
+ * by step (with the family switches of ModelConfig: SiLU or relu^2, sub-norms or none); the KV cache is f32, or rounded through f16 when kv_f16 is set, as the backend's
  * default cache is. */
 #include "forward_ref.h"
 
@@ -86,13 +86,16 @@ void ref_forward_step(RefForward *r, int token, int pos, float *logits) {
             attention_head_ref(r->q + (size_t)h * hd, kl + (size_t)kvh * hd, vl + (size_t)kvh * hd, 0,
                                (size_t)r->kv_dim, pos + 1, hd, r->scores, r->att + (size_t)h * hd);
         }
-        rmsnorm_ref(r->att, L->attn_sub_norm, r->q_dim, c->norm_eps, r->xn);
+        if (c->sub_norms) rmsnorm_ref(r->att, L->attn_sub_norm, r->q_dim, c->norm_eps, r->xn);
+        else memcpy(r->xn, r->att, (size_t)r->q_dim * sizeof(float));
         bitlinear(r, &L->wo, r->xn, r->x, 1);
         rmsnorm_ref(r->x, L->ffn_norm, c->dim, c->norm_eps, r->xn);
         bitlinear(r, &L->w_gate, r->xn, r->g, 0);
         bitlinear(r, &L->w_up, r->xn, r->u, 0);
-        relu2_mul_ref(r->g, r->u, c->ffn_dim, r->g);
-        rmsnorm_ref(r->g, L->ffn_sub_norm, c->ffn_dim, c->norm_eps, r->xn);
+        if (c->ffn_act == FFN_SILU) silu_mul_ref(r->g, r->u, c->ffn_dim, r->g);
+        else relu2_mul_ref(r->g, r->u, c->ffn_dim, r->g);
+        if (c->sub_norms) rmsnorm_ref(r->g, L->ffn_sub_norm, c->ffn_dim, c->norm_eps, r->xn);
+        else memcpy(r->xn, r->g, (size_t)c->ffn_dim * sizeof(float));
         bitlinear(r, &L->w_down, r->xn, r->x, 1);
     }
     rmsnorm_ref(r->x, m->output_norm, c->dim, c->norm_eps, r->xn);

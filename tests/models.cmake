@@ -17,7 +17,7 @@ if(BITNET_FUZZ)
   add_library(bn_fuzz_core STATIC
     ${CMAKE_SOURCE_DIR}/infer/gguf.c ${CMAKE_SOURCE_DIR}/infer/safetensors.c
     ${CMAKE_SOURCE_DIR}/infer/model_quant.c ${CMAKE_SOURCE_DIR}/infer/model_load.c
-    ${CMAKE_SOURCE_DIR}/infer/model.c ${CMAKE_SOURCE_DIR}/infer/err.c
+    ${CMAKE_SOURCE_DIR}/infer/model.c ${CMAKE_SOURCE_DIR}/infer/err.c ${CMAKE_SOURCE_DIR}/infer/chat_template.c
     ${CMAKE_SOURCE_DIR}/kernels/w2a8_ref.c ${BN_FUZZ_TOKENIZER_SRC})
   target_include_directories(bn_fuzz_core PUBLIC ${CMAKE_SOURCE_DIR})
   target_compile_options(bn_fuzz_core PRIVATE -g -O1 -fsanitize=fuzzer-no-link,address,undefined

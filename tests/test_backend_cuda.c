@@ -215,7 +215,7 @@ int main(void) {
     Model m;
     make_model(&m);
     const int V = m.cfg.vocab_size, P = 20, G = 24;
-    InferOptions opt = {BACKEND_CUDA, 0, 0, 0};
+    InferOptions opt = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 0, .lm_head_int8 = 0};
     Err err = {{0}};
     void *b = backend_cuda_ops.create(&m, &opt, &err);
     REQUIRE(b != NULL);
@@ -281,7 +281,7 @@ int main(void) {
 
     /* a long prompt: prefill in two chunks (512 + 88) against 600 host steps */
     {
-        InferOptions lo = {BACKEND_CUDA, 0, 700, 0};
+        InferOptions lo = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 700, .lm_head_int8 = 0};
         void *b2 = backend_cuda_ops.create(&m, &lo, &err);
         REQUIRE(b2 != NULL);
         HostRef h2 = {&m, NULL, NULL, 700};

@@ -25,12 +25,12 @@ static void test_text(void) {
         {ROLE_ASSISTANT, " Fine. "},
         {ROLE_USER, "\xc2\xa0Good\xe3\x80\x80"}, /* NBSP and ideographic space are trimmed too */
     };
-    char *s = chat_template_text(turns, 4, 1);
+    char *s = chat_template_text(NULL, CHAT_BITNET, turns, 4, 1);
     CHECK_STREQ(s, "<|begin_of_text|>System: You are a helpful AI assistant.<|eot_id|>"
                    "User: How are you?<|eot_id|>Assistant: Fine.<|eot_id|>"
                    "User: Good<|eot_id|>Assistant: ");
     free(s);
-    s = chat_template_text(turns + 1, 1, 0);
+    s = chat_template_text(NULL, CHAT_BITNET, turns + 1, 1, 0);
     CHECK_STREQ(s, "<|begin_of_text|>User: How are you?<|eot_id|>");
     free(s);
     CHECK_STREQ(chat_role_label(ROLE_ASSISTANT), "Assistant");
@@ -41,7 +41,7 @@ static void test_tokens(const Tokenizer *t) {
     ChatTokens ct;
     /* the check from research/bitnet.md section 5 */
     ChatTurn hi[] = {{ROLE_USER, "hi"}};
-    REQUIRE(chat_template_tokens(t, hi, 1, 1, &ct, &err) == 0);
+    REQUIRE(chat_template_tokens(t, CHAT_BITNET, hi, 1, 1, &ct, &err) == 0);
     const int32_t want[] = {128000, 1502, 25, 15960, 128009, 72803, 25, 220};
     CHECK(same_ids(ct.ids, ct.n_ids, want, 8));
     if (!same_ids(ct.ids, ct.n_ids, want, 8)) print_ids("got", ct.ids, ct.n_ids);
@@ -53,19 +53,19 @@ static void test_tokens(const Tokenizer *t) {
 
     /* surrounding whitespace does not change the tokens */
     ChatTurn hi2[] = {{ROLE_USER, " \t hi\n\n"}};
-    REQUIRE(chat_template_tokens(t, hi2, 1, 1, &ct, &err) == 0);
+    REQUIRE(chat_template_tokens(t, CHAT_BITNET, hi2, 1, 1, &ct, &err) == 0);
     CHECK(same_ids(ct.ids, ct.n_ids, want, 8));
     chat_tokens_free(&ct);
 
     /* no turns: BOS + generation prompt */
-    REQUIRE(chat_template_tokens(t, NULL, 0, 1, &ct, &err) == 0);
+    REQUIRE(chat_template_tokens(t, CHAT_BITNET, NULL, 0, 1, &ct, &err) == 0);
     const int32_t want_empty[] = {128000, 72803, 25, 220};
     CHECK(same_ids(ct.ids, ct.n_ids, want_empty, 4));
     chat_tokens_free(&ct);
 
     /* special-token text typed by a user stays plain text */
     ChatTurn sneaky[] = {{ROLE_USER, "a<|eot_id|>b"}};
-    REQUIRE(chat_template_tokens(t, sneaky, 1, 0, &ct, &err) == 0);
+    REQUIRE(chat_template_tokens(t, CHAT_BITNET, sneaky, 1, 0, &ct, &err) == 0);
     int n_eot = 0;
     for (int i = 0; i < ct.n_ids; i++) n_eot += ct.ids[i] == 128009;
     CHECK_EQ_INT(n_eot, 1); /* only the one the template puts after the message */
@@ -79,7 +79,7 @@ static void test_tokens(const Tokenizer *t) {
         {ROLE_ASSISTANT, "I am fine, thank you."},
         {ROLE_USER, "Tell me a joke about ternary weights."},
     };
-    REQUIRE(chat_template_tokens(t, conv, 4, 1, &ct, &err) == 0);
+    REQUIRE(chat_template_tokens(t, CHAT_BITNET, conv, 4, 1, &ct, &err) == 0);
     const char *pieces[] = {"System: You are a helpful AI assistant.", "User: How are you?",
                             "Assistant: I am fine, thank you.",
                             "User: Tell me a joke about ternary weights.", "Assistant: "};
@@ -117,7 +117,7 @@ static void test_tokens(const Tokenizer *t) {
     chat_tokens_free(&ct);
 
     /* the rendered text, encoded with specials split out, gives the same ids */
-    char *text = chat_template_text(conv, 4, 1);
+    char *text = chat_template_text(t, CHAT_BITNET, conv, 4, 1);
     CHECK(text && strstr(text, "<|eot_id|>User: Tell me"));
     free(text);
 }

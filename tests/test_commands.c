@@ -78,7 +78,7 @@ static void test_table(void) {
         CHECK_MSG(commands_find(required[i], strlen(required[i])) != NULL, "%s", required[i]);
     CHECK(commands_find("/he", 3) == commands_find("/help", 5));   /* unique prefix */
     CHECK(commands_find("/t", 2) == NULL);                         /* ambiguous */
-    CHECK(commands_find("/exit", 5) == commands_find("/quit", 5)); /* alias */
+    CHECK(commands_find("/exit", 5)->fn == commands_find("/quit", 5)->fn); /* alias */
     CHECK(commands_find("/nope", 5) == NULL);
     CHECK(commands_find("/load", 5)->arg_is_path);
 }
@@ -169,12 +169,16 @@ static void test_actions(void) {
     app_submit_line(a, "/regen");
     CHECK(strstr(hint(a), "No model") != NULL || strstr(hint(a), "Nothing to regenerate") != NULL);
 
-    /* A message with no model is refused and handed back. */
+    /* A message with no model is refused and not handed back to the input line (a /load
+     * typed next would be appended to it); the hint says where it is. */
     r = app_submit_line(a, "hello");
-    CHECK(r & REACT_KEEP_INPUT);
+    CHECK(!(r & REACT_KEEP_INPUT));
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    CHECK(strstr(hint(a), "Up brings the message back") != NULL);
     /* "//" sends a literal slash (refused the same way here, not run as a command). */
+    app_set_hint(a, "-");
     r = app_submit_line(a, "//temp 5");
-    CHECK(r & REACT_KEEP_INPUT);
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
     CHECK(app_get_sampling(a).temperature != 5);
     CHECK_EQ_INT(app_submit_line(a, "   "), REACT_NONE);
 
@@ -215,6 +219,122 @@ static void test_actions(void) {
         app_submit_line(a, line);
     }
     CHECK(1); /* reaching here: no crash */
+    app_destroy(a);
+}
+
+/* Issue 15: what a line starting with '/' does. Every such line is a command (the man page's
+ * rule); prefixes run only when they name one harmless command. */
+static void test_prefixes(void) {
+    App *a = make_app(NULL);
+    double t0 = app_get_sampling(a).temperature;
+    /* "/ temp" is not sent to the model (it would be, as a chat message, before). */
+    int n0 = app_transcript(a)->n;
+    int r = app_submit_line(a, "/ temp 0.5");
+    CHECK(!(r & REACT_KEEP_INPUT));
+    CHECK(strstr(hint(a), "No command after /") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->n, n0);
+    CHECK_NEAR(app_get_sampling(a).temperature, t0, 1e-12);
+    app_set_hint(a, "-");
+    app_submit_line(a, "/");
+    CHECK(strstr(hint(a), "No command after /") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->n, n0);
+
+    /* "/ex" names /exit and /export: neither runs. */
+    r = app_submit_line(a, "/ex");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "/ex is ambiguous: /export /exit") != NULL);
+    /* "/q" names only /quit, which leaves: it must be typed in full. */
+    r = app_submit_line(a, "/q");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "type /quit in full") != NULL);
+    r = app_submit_line(a, "/qui");
+    CHECK(!(r & REACT_QUIT));
+    CHECK(strstr(hint(a), "type /quit in full") != NULL);
+    /* "/re" lists its candidates instead of "Unknown command". */
+    app_submit_line(a, "/re");
+    CHECK(strstr(hint(a), "ambiguous: /repeat_penalty /regen /reply /rename /reset") != NULL);
+    /* /new, /clear and /regen drop or replace text: never from a prefix. */
+    app_submit_line(a, "/ne");
+    CHECK(strstr(hint(a), "type /new in full") != NULL);
+    app_submit_line(a, "/cle");
+    CHECK(strstr(hint(a), "type /clear in full") != NULL);
+    CHECK_EQ_INT(app_transcript(a)->view_start, 0);
+    /* A harmless unique prefix still works. */
+    app_submit_line(a, "/tem 0.4");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.4, 1e-12);
+    app_submit_line(a, "/para");
+    CHECK_EQ_INT(app_transcript(a)->msgs[app_transcript(a)->n - 1].kind, MSG_NOTE);
+    /* /help explains any unique prefix, a full-name command included. */
+    app_submit_line(a, "/help q");
+    CHECK(strstr(app_transcript(a)->msgs[app_transcript(a)->n - 1].text, "/quit") != NULL);
+    app_submit_line(a, "/help re");
+    CHECK(strstr(hint(a), "ambiguous") != NULL);
+    app_destroy(a);
+}
+
+/* Issue 15: the commands Ollama and llama.cpp users reach for. */
+static void test_more_commands(void) {
+    App *a = make_app(NULL);
+    app_submit_line(a, "/set temperature 0.3");
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    app_submit_line(a, "/set num_predict 99");
+    CHECK_EQ_INT(app_get_sampling(a).max_tokens, 99);
+    app_submit_line(a, "/set top-k 5");
+    CHECK_EQ_INT(app_get_sampling(a).top_k, 5);
+    app_submit_line(a, "/set system Be terse.");
+    CHECK_STREQ(app_get_system(a), "Be terse.");
+    app_submit_line(a, "/set warmth 3");
+    CHECK(strstr(hint(a), "no setting 'warmth'") != NULL);
+    app_submit_line(a, "/set temperature hot");
+    CHECK(strstr(hint(a), "expected a number") != NULL);
+    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    CHECK_EQ_INT(app_submit_line(a, "/bye") & REACT_QUIT, REACT_QUIT);
+    CHECK_EQ_INT(app_submit_line(a, "/by") & REACT_QUIT, 0);
+    app_submit_line(a, "/show");
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    app_submit_line(a, "/info");
+    CHECK(strstr(hint(a), "No model is loaded") != NULL);
+    app_submit_line(a, "/undo");
+    CHECK(strstr(hint(a), "Nothing to undo") != NULL);
+    int r = app_submit_line(a, "/edit");
+    CHECK(strstr(hint(a), "Nothing to edit") != NULL);
+    CHECK(!(r & REACT_SET_INPUT));
+    r = app_submit_line(a, "/copy");
+    CHECK(strstr(hint(a), "Nothing to copy") != NULL);
+    CHECK(!(r & REACT_COPY));
+    app_submit_line(a, "/copy x");
+    CHECK(strstr(hint(a), "usage: /copy") != NULL);
+    int n0 = app_transcript(a)->n;
+    r = app_submit_line(a, "/reset");
+    CHECK(r & REACT_CHAT);
+    CHECK_EQ_INT(app_transcript(a)->n, n0 + 1);
+    CHECK_EQ_INT(app_transcript(a)->ctx_start, app_transcript(a)->n);
+    CHECK(strstr(app_transcript(a)->msgs[n0].text, "Context reset") != NULL);
+    /* /stats on an empty session: no "0 tok/s" figures, no "1 tokens". */
+    app_submit_line(a, "/stats");
+    const char *stats = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    CHECK(strstr(stats, "Last reply: none yet") != NULL);
+    CHECK(strstr(stats, "This session: 0 messages, 0 replies, 0 reply tokens\n") != NULL);
+    CHECK(strstr(stats, "tok/s") == NULL);
+    /* /params: the command names in one column. */
+    app_submit_line(a, "/seed 7");
+    app_submit_line(a, "/params");
+    const char *params = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    int col = -1;
+    for (const char *l = params; (l = strstr(l, "\n  ")) != NULL; l++) {
+        const char *slash = strchr(l + 1, '/'), *eol = strchr(l + 1, '\n');
+        if (!slash || (eol && slash > eol)) continue; /* the system prompt line */
+        int c = (int)(slash - l);
+        CHECK_MSG(col < 0 || c == col, "/params column %d, expected %d", c, col);
+        col = c;
+    }
+    CHECK(col > 0);
+    /* /help says what /clear and /reset each do (Ollama users expect /clear to forget). */
+    app_submit_line(a, "/help");
+    const char *help = app_transcript(a)->msgs[app_transcript(a)->n - 1].text;
+    CHECK(strstr(help, "/clear") && strstr(help, "the model still sees the conversation"));
+    CHECK(strstr(help, "/reset") && strstr(help, "the model forgets the text above"));
+    CHECK(strstr(help, "/exit") != NULL);
     app_destroy(a);
 }
 
@@ -373,6 +493,8 @@ int main(void) {
     test_table();
     test_settings();
     test_actions();
+    test_prefixes();
+    test_more_commands();
     test_export();
     test_broken_history();
     test_view_branch_of_hit();

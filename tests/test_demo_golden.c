@@ -143,7 +143,7 @@ static int path_reset(Path *p) {
         if (!p->buf) p->buf = malloc((size_t)p->m->cfg.vocab_size * sizeof(float));
         return p->ref && p->buf ? 0 : -1;
     }
-    InferOptions o = {p->ops == &backend_cpu_ops ? BACKEND_CPU : BACKEND_CUDA, 0, 512, 0};
+    InferOptions o = {.backend = p->ops == &backend_cpu_ops ? BACKEND_CPU : BACKEND_CUDA, .ctx = 512};
     p->b = p->ops->create(p->m, &o, &err);
     if (!p->b) fprintf(stderr, "%s: %s\n", p->name, err.msg);
     return p->b ? 0 : -1;
@@ -201,7 +201,7 @@ static int render(const Model *m, const char *text, int32_t *ids, int max) {
     ChatTurn turn = {ROLE_USER, text};
     ChatTokens ct;
     Err err = {{0}};
-    if (chat_template_tokens(m->tok, &turn, 1, 1, &ct, &err) != 0 || ct.n_ids > max) return -1;
+    if (chat_template_tokens(m->tok, m->cfg.chat_format, &turn, 1, 1, &ct, &err) != 0 || ct.n_ids > max) return -1;
     memcpy(ids, ct.ids, (size_t)ct.n_ids * sizeof *ids);
     int n = ct.n_ids;
     chat_tokens_free(&ct);

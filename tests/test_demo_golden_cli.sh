@@ -13,7 +13,7 @@ fail=0
 i=0
 while IFS= read -r prompt; do
     "$BN_BIN" -p "$prompt" --temp 0 --repeat-penalty 1 -n 48 --no-history --backend "$backend" \
-        --model "$model" >"$tmp/out" 2>"$tmp/err"
+        --model "$model" >"$tmp/out" 2>"$tmp/err" </dev/null
     rc=$?
     if [ $rc -ne 0 ] && [ "$backend" = cuda ] && grep -q -i "cuda" "$tmp/err"; then
         echo "SKIP: $(tail -n 1 "$tmp/err")"

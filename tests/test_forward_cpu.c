@@ -71,7 +71,7 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
         const int batches[] = {64, 7, 1};
         for (int ti = 0; ti < 3; ti++) {
             const int th = threads[ti], mb = batches[ti];
-            InferOptions o = {BACKEND_CPU, th, ctx, 0};
+            InferOptions o = {.backend = BACKEND_CPU, .threads = th, .ctx = ctx, .lm_head_int8 = 0};
             CpuBackendOptions co = {!kv_f16, mb};
             void *b = backend_cpu_create_ex(&m, &o, &co, &err);
             REQUIRE(b != NULL);
@@ -117,7 +117,7 @@ static void run_config(const char *name, const ModelConfig *cfg, int ctx) {
     }
 
     /* the public API: infer_create picks the CPU, prefill in one call == step by step */
-    InferOptions o = {BACKEND_AUTO, 2, ctx, 0};
+    InferOptions o = {.backend = BACKEND_AUTO, .threads = 2, .ctx = ctx, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     REQUIRE(inf != NULL);
     char desc[256];
@@ -158,6 +158,20 @@ int main(void) {
     b.n_layers = 3, b.dim = 256, b.n_heads = 4, b.n_kv_heads = 2, b.head_dim = 64;
     b.ffn_dim = 512, b.vocab_size = 400, b.ctx_len = 128;
     run_config("hf-like", &b, 128);
+
+    /* a Llama-style block (Llama3-8B-1.58, Falcon3, Falcon-E): SiLU, no sub-norms, untied
+     * lm_head, head_dim 256 as Falcon3 has it */
+    ModelConfig c = model_config_bitnet_2b();
+    c.n_layers = 2, c.dim = 192, c.n_heads = 3, c.n_kv_heads = 1, c.head_dim = 256;
+    c.ffn_dim = 320, c.vocab_size = 350, c.ctx_len = 64, c.rope_theta = 1000042.0f;
+    c.ffn_act = FFN_SILU, c.sub_norms = 0, c.tied = 0;
+    run_config("llama-style", &c, 64);
+    /* 1bitLLM: SiLU with both sub-norms, head_dim 100 (not a multiple of 8) */
+    ModelConfig d = model_config_bitnet_2b();
+    d.n_layers = 2, d.dim = 200, d.n_heads = 2, d.n_kv_heads = 2, d.head_dim = 100;
+    d.ffn_dim = 270, d.vocab_size = 300, d.ctx_len = 64, d.rope_theta = 10000.0f;
+    d.ffn_act = FFN_SILU;
+    run_config("1bitllm-style", &d, 64);
 
     /* the scalar kernels drive the same forward */
     cpu_isa_set(CPU_ISA_SCALAR);

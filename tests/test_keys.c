@@ -39,6 +39,7 @@ int main(void) {
     CHECK_EQ_INT(one("\x1b[4~", false, &u), K_END);
     CHECK_EQ_INT(one("\x1b[3~", false, &u), K_DELETE);
     CHECK_EQ_INT(one("\x1b[12~", false, &u), K_F2);
+    CHECK_EQ_INT(one("\x1bOQ", false, &u), K_F2); /* xterm, tmux: terminfo kf2 */
     CHECK_EQ_INT(one("\x1b[1;5C", false, &u), K_RIGHT);
     CHECK_EQ_INT(u, 6);
     CHECK_EQ_INT(one("\x1b[99~", false, &u), K_BYTES); /* unknown: passed through whole */

@@ -122,8 +122,8 @@ static int build_corpus(Corpus *c, const Model *m) {
             ChatTurn t1[1] = {{ROLE_USER, q}};
             ChatTurn t2[2] = {{ROLE_USER, q}, {ROLE_ASSISTANT, a}};
             ChatTokens p, full;
-            if (chat_template_tokens(m->tok, t1, 1, 1, &p, &err) == 0) {
-                if (chat_template_tokens(m->tok, t2, 2, 0, &full, &err) == 0) {
+            if (chat_template_tokens(m->tok, m->cfg.chat_format, t1, 1, 1, &p, &err) == 0) {
+                if (chat_template_tokens(m->tok, m->cfg.chat_format, t2, 2, 0, &full, &err) == 0) {
                     if (full.n_ids <= MAXSEQ) add_seq(c, full.ids, full.n_ids, p.n_ids);
                     chat_tokens_free(&full);
                 }
@@ -308,11 +308,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)V * D; i++) deq[i] = (float)q[i] * sc[i / (size_t)D];
     mq.output = (DenseMatrix){FT_F32, V, D, deq};
     if (!cuda) {
-        InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
         a = infer_create(&m, &o, &err);
         b = a ? infer_create(&mq, &o, &err) : NULL;
     } else {
-        InferOptions o16 = {BACKEND_CUDA, 0, MAXSEQ, 0}, o8 = {BACKEND_CUDA, 0, MAXSEQ, 1};
+        InferOptions o16 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ}, o8 = {.backend = BACKEND_CUDA, .ctx = MAXSEQ, .lm_head_int8 = 1};
         a = infer_create(&m, &o16, &err);
         b = a ? infer_create(&m, &o8, &err) : NULL;
     }
@@ -333,7 +333,7 @@ int main(int argc, char **argv) {
          * difference to at most 0.4% of what W16 maps it to, per row) and the kernel sums fp32
          * products in another order (<= K * 2^-24 relative, K = 2560). So per position the int8
          * difference may exceed the f16 one by XEXCESS of max|logit| at most. */
-        InferOptions o = {BACKEND_CPU, 0, MAXSEQ, 0};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
         Infer *r = infer_create(&mq, &o, &err), *r16 = r ? infer_create(&m, &o, &err) : NULL;
         REQUIRE(r && r16);
         float *lr = malloc(sizeof(float) * (size_t)V * MAXSEQ), *lb = malloc(sizeof(float) * (size_t)V * MAXSEQ);

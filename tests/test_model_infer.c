@@ -15,7 +15,7 @@
 #define FIXDIR BN_TEST_DATA "/models"
 
 static float *run(const Model *m, const int32_t *toks, int n) {
-    InferOptions o = {BACKEND_CPU, 1, 64, 0};
+    InferOptions o = {.backend = BACKEND_CPU, .threads = 1, .ctx = 64, .lm_head_int8 = 0};
     Err err = {{0}};
     Infer *inf = infer_create(m, &o, &err);
     CHECK_MSG(inf != NULL, "%s", err.msg);

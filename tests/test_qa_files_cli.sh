@@ -30,7 +30,7 @@ cmp -s "$T/fifo.out" "$T/ref.md" || fail "the FIFO did not receive the export"
 # a link to a regular file
 echo old >"$T/target.md"
 ln -s target.md "$T/link.md"
-"$BN_BIN" --db "$T/h.db" --export 1 -o "$T/link.md" 2>"$T/err" || { fail "export to a link"; cat "$T/err"; }
+"$BN_BIN" --db "$T/h.db" --export 1 -o "$T/link.md" --force 2>"$T/err" || { fail "export to a link"; cat "$T/err"; }
 [ -L "$T/link.md" ] || fail "the link was replaced by a file"
 cmp -s "$T/target.md" "$T/ref.md" || fail "the link's target does not hold the export"
 

@@ -34,3 +34,10 @@ bn_add_script_test(NAME test_ui_real SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_
 
 bn_add_test(NAME test_keys SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_keys.c ${CMAKE_SOURCE_DIR}/ui/keys.c
             LABELS cpu)
+
+# Issue 15: keys never lost or misrouted, commands never run by accident (scripted engine).
+bn_add_script_test(NAME test_ui_chat SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_chat.sh
+                   ARGS $<TARGET_FILE:bitnet-chat-fake> LABELS ui TIMEOUT 240)
+
+# Issue 15: scripts: the prompt from stdin or a file, --format json for the history listings.
+bn_add_script_test(NAME test_chat_cli SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/test_chat_cli.sh LABELS cpu)

@@ -77,6 +77,50 @@ static void reload(Browser *b) {
     if (b->sel < 0) b->sel = 0;
 }
 
+/* Puts the selection on session id (in the list or, for a search, on its first hit). */
+static void select_id(Browser *b, int64_t id) {
+    for (int i = 0; i < count(b); i++)
+        if ((b->query[0] ? b->hits[i].session_id : b->rows[i].id) == id) {
+            b->sel = i;
+            return;
+        }
+}
+
+/* 'd': asks first, but the live chat's own session is refused at once (deleting it split
+ * the conversation: the model kept the old turns, the database only the later ones). */
+static void ask_delete(Browser *b, int64_t id) {
+    if (!id) return;
+    if (app_history_readonly(b->app)) {
+        set_msg(b, true, "Read-only (--no-history): sessions cannot be deleted.");
+        return;
+    }
+    if (id == app_current_session(b->app)) {
+        set_msg(b, true, "This is the session you are chatting in: start /new first, then "
+                         "delete it.");
+        return;
+    }
+    b->prompt = PR_CONFIRM_DELETE;
+}
+
+static void ask_rename(Browser *b, const char *title) {
+    if (app_history_readonly(b->app)) {
+        set_msg(b, true, "Read-only (--no-history): sessions cannot be renamed.");
+        return;
+    }
+    b->prompt = PR_RENAME;
+    snprintf(b->edit, sizeof b->edit, "%s", title);
+}
+
+/* 'e': the session as Markdown in the current directory, under a new time-stamped name. */
+static void export_id(Browser *b, int64_t id) {
+    if (!id) return;
+    char written[1400], why[600];
+    if (app_session_export(b->app, id, "md", NULL, written, sizeof written, why, sizeof why))
+        set_msg(b, true, "Export failed: %s", why);
+    else
+        set_msg(b, false, "Exported to %s", written);
+}
+
 Browser *browser_open(App *a, const char *query) {
     Browser *b = calloc(1, sizeof *b);
     if (!b) return NULL;
@@ -213,6 +257,9 @@ static BrowserResult prompt_key(Browser *b, const Key *k) {
                 if (b->scr == SCR_VIEW)
                     snprintf(b->view_row.title, sizeof b->view_row.title, "%s", b->edit);
                 reload(b);
+                /* The list is sorted by time: the renamed session may have moved. The next
+                 * key must act on it, not on whatever took its row. */
+                select_id(b, id);
             }
         }
         b->prompt = PR_NONE;
@@ -239,11 +286,8 @@ BrowserResult browser_key(Browser *b, const Key *k) {
         case K_HOME: chatview_home(b->cv); break;
         case K_END: chatview_end(b->cv); break;
         case K_ESC: case K_LEFT: case K_CTRL_C: close_view(b); break;
-        case K_F2:
-            b->prompt = PR_RENAME;
-            snprintf(b->edit, sizeof b->edit, "%s", b->view_row.title);
-            break;
-        case K_DELETE: b->prompt = PR_CONFIRM_DELETE; break;
+        case K_F2: ask_rename(b, b->view_row.title); break;
+        case K_DELETE: ask_delete(b, b->view_row.id); break;
         default:
             if (is_char(k, 'q')) close_view(b);
             else if (is_char(k, 'k')) chatview_scroll(b->cv, -1);
@@ -252,10 +296,9 @@ BrowserResult browser_key(Browser *b, const Key *k) {
             else if (is_char(k, 'g')) chatview_home(b->cv);
             else if (is_char(k, 'G')) chatview_end(b->cv);
             else if (is_char(k, 'r')) return resume(b, b->view_row.id);
-            else if (is_char(k, 'n')) {
-                b->prompt = PR_RENAME;
-                snprintf(b->edit, sizeof b->edit, "%s", b->view_row.title);
-            } else if (is_char(k, 'd')) b->prompt = PR_CONFIRM_DELETE;
+            else if (is_char(k, 'n')) ask_rename(b, b->view_row.title);
+            else if (is_char(k, 'd')) ask_delete(b, b->view_row.id);
+            else if (is_char(k, 'e')) export_id(b, b->view_row.id);
         }
         return BROWSER_STAY;
     }
@@ -272,13 +315,9 @@ BrowserResult browser_key(Browser *b, const Key *k) {
     case K_END: b->sel = n - 1; break;
     case K_ENTER: case K_RIGHT: open_view(b); break;
     case K_F2:
-        if (!selected_id(b)) break;
-        b->prompt = PR_RENAME;
-        snprintf(b->edit, sizeof b->edit, "%s", selected_title(b));
+        if (selected_id(b)) ask_rename(b, selected_title(b));
         break;
-    case K_DELETE:
-        if (selected_id(b)) b->prompt = PR_CONFIRM_DELETE;
-        break;
+    case K_DELETE: ask_delete(b, selected_id(b)); break;
     case K_ESC: case K_CTRL_C:
         if (b->query[0]) {
             b->query[0] = 0;
@@ -297,10 +336,9 @@ BrowserResult browser_key(Browser *b, const Key *k) {
         else if (is_char(k, '/') || is_char(k, 's')) {
             b->prompt = PR_SEARCH;
             snprintf(b->edit, sizeof b->edit, "%s", b->query);
-        } else if (is_char(k, 'n') && selected_id(b)) {
-            b->prompt = PR_RENAME;
-            snprintf(b->edit, sizeof b->edit, "%s", selected_title(b));
-        } else if (is_char(k, 'd') && selected_id(b)) b->prompt = PR_CONFIRM_DELETE;
+        } else if (is_char(k, 'n') && selected_id(b)) ask_rename(b, selected_title(b));
+        else if (is_char(k, 'd')) ask_delete(b, selected_id(b));
+        else if (is_char(k, 'e')) export_id(b, selected_id(b));
         else if (is_char(k, 'R')) reload(b);
     }
     if (b->sel >= n) b->sel = n - 1;
@@ -387,8 +425,12 @@ void browser_draw(Browser *b, WINDOW *w) {
     if (b->scr == SCR_VIEW) {
         char head[400], date[32];
         fmt_date(b->view_row.updated_at, date, sizeof date);
-        snprintf(head, sizeof head, " %s · %s · %s · %d messages (read-only)", b->view_row.title,
-                 b->view_row.model[0] ? b->view_row.model : "?", date, b->view_row.message_count);
+        char created[32];
+        fmt_date(b->view_row.created_at, created, sizeof created);
+        snprintf(head, sizeof head, " #%lld %s (read-only) · %s · %d messages · %s to %s",
+                 (long long)b->view_row.id, b->view_row.title,
+                 b->view_row.model[0] ? b->view_row.model : "?", b->view_row.message_count,
+                 created, date);
         fill_row(w, 0, cols, screen_style(ST_TITLE));
         put(w, 0, 0, head, strlen(head), cols, screen_style(ST_TITLE));
         int body = rows - 2;
@@ -400,7 +442,7 @@ void browser_draw(Browser *b, WINDOW *w) {
             }
         }
         draw_footer(b, w, rows, cols,
-                    " r resume · n rename · d delete · PgUp/PgDn scroll · Esc back");
+                    " r resume · n rename · d delete · e export · PgUp/PgDn scroll · Esc back");
         return;
     }
     char head[400];
@@ -430,14 +472,15 @@ void browser_draw(Browser *b, WINDOW *w) {
         if (b->query[0]) {
             const AppSearchHit *h = &b->hits[i];
             char t[200];
-            snprintf(t, sizeof t, " %s: ", h->title);
+            snprintf(t, sizeof t, " #%lld %s: ", (long long)h->session_id, h->title);
             int tw = put(w, r, 0, t, strlen(t), cols, base | A_BOLD);
             put_snippet(w, r, tw, h->snippet, cols - tw, base);
         } else {
             const AppSessionRow *s = &b->rows[i];
             char date[32], right[200];
             fmt_date(s->updated_at, date, sizeof date);
-            snprintf(right, sizeof right, "  %s  %s  %3d msg ", s->model, date, s->message_count);
+            snprintf(right, sizeof right, "  %s  %s  %3d msg  #%-4lld", s->model, date,
+                     s->message_count, (long long)s->id);
             int rw = tw_width(right, strlen(right));
             if (rw > cols * 2 / 3) rw = 0;
             char t[200];
@@ -447,6 +490,7 @@ void browser_draw(Browser *b, WINDOW *w) {
         }
     }
     draw_footer(b, w, rows, cols,
-                b->query[0] ? " Enter open · r resume · / search · Esc all sessions · q back"
-                            : " Enter open · r resume · / search · n rename · d delete · q back");
+                b->query[0]
+                    ? " Enter open · r resume · e export · / search · Esc all sessions · q back"
+                    : " Enter open · r resume · / search · n rename · d delete · e export · q back");
 }

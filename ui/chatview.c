@@ -165,10 +165,15 @@ static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
     size_t o = (size_t)snprintf(out, cap, "%d tok · %.1f tok/s · TTFT %.0f ms", m->gen_tokens,
                                 m->tok_s, m->ttft_ms);
     if (o >= cap) return;
-    if (m->interrupted) snprintf(out + o, cap - o, " · interrupted");
-    else if (!strcmp(m->stop_reason, "max_tokens")) snprintf(out + o, cap - o, " · stopped at the token limit");
-    else if (!strcmp(m->stop_reason, "ctx_full")) snprintf(out + o, cap - o, " · stopped: context full");
-    else if (!strcmp(m->stop_reason, "error")) snprintf(out + o, cap - o, " · failed");
+    /* A failed reply says so (it read "interrupted" when it came back from the history). */
+    if (!strcmp(m->stop_reason, "error")) o += (size_t)snprintf(out + o, cap - o, " · failed");
+    else if (m->interrupted) o += (size_t)snprintf(out + o, cap - o, " · interrupted");
+    else if (!strcmp(m->stop_reason, "max_tokens"))
+        o += (size_t)snprintf(out + o, cap - o, " · stopped at the token limit");
+    else if (!strcmp(m->stop_reason, "ctx_full"))
+        o += (size_t)snprintf(out + o, cap - o, " · stopped: context full");
+    if (o < cap && m->alt_n > 1)
+        snprintf(out + o, cap - o, " · version %d/%d (/reply N)", m->alt_i, m->alt_n);
 }
 
 /* Draws UTF-8 text at (row, col), clipped to max_cols. */

@@ -351,6 +351,22 @@ void input_clear(void) {
     g_dirty = true;
 }
 
+void input_escape(void) {
+    /* vi insert mode: the one place a lone Esc means something (to command mode). Done as a
+     * call, not by feeding the byte, so readline is never left waiting for a sequence. */
+    if (rl_editing_mode == 0 && rl_get_keymap() == vi_insertion_keymap) {
+        rl_vi_movement_mode(1, 27);
+        g_dirty = true;
+    }
+}
+
+void input_drop_pending(void) {
+    if (RL_ISSTATE(RL_STATE_MULTIKEY | RL_STATE_METANEXT)) {
+        rl_callback_sigcleanup(); /* the line itself is kept */
+        g_dirty = true;
+    }
+}
+
 void input_set_text(const char *text) {
     rl_replace_line(text, 1);
     rl_point = rl_end;

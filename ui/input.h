@@ -23,6 +23,12 @@ void input_feed(const char *bytes, size_t n);
 void input_insert(const char *text, size_t n);
 /* Clears the line and any half-typed state (Ctrl-C at the prompt). */
 void input_clear(void);
+/* A lone Esc with no reply running: vi insert mode goes to command mode; otherwise it is
+ * dropped, never left pending as readline's Meta prefix (which ate the next key: Esc, then
+ * "/temp 0.5" sent "temp 0.5" to the model). */
+void input_escape(void);
+/* Forgets a half-read key sequence (an Esc that readline holds), keeping the line. */
+void input_drop_pending(void);
 /* Replaces the line (puts back text that could not be sent). */
 void input_set_text(const char *text);
 bool input_is_empty(void);

@@ -102,6 +102,7 @@ size_t keys_decode(const char *buf, size_t n, bool at_end, Key *k) {
         case 'D': t = K_LEFT; break;
         case 'H': t = K_HOME; break;
         case 'F': t = K_END; break;
+        case 'Q': t = K_F2; break; /* F2 as xterm and tmux send it (terminfo kf2) */
         }
         return set(k, t, buf, 3);
     }

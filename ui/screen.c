@@ -49,7 +49,7 @@ static void on_signal(int sig) {
     else if (sig == SIGINT) g_sig_int = 1;
     else if (sig == SIGTSTP) g_sig_tstp = 1;
     else if (sig == SIGCONT) g_sig_cont = 1;
-    else g_sig_quit = 1;
+    else g_sig_quit = sig;
     if (g_sig_pipe[1] >= 0) {
         char b = 1;
         ssize_t w = write(g_sig_pipe[1], &b, 1);
@@ -336,7 +336,7 @@ int screen_signal_fd(void) { return g_sig_pipe[0]; }
 ScreenSignals screen_take_signals(void) {
     char buf[64];
     while (g_sig_pipe[0] >= 0 && read(g_sig_pipe[0], buf, sizeof buf) > 0) {}
-    ScreenSignals s = {g_sig_quit != 0, g_sig_int != 0, g_sig_winch != 0, g_sig_tstp != 0,
+    ScreenSignals s = {(int)g_sig_quit, g_sig_int != 0, g_sig_winch != 0, g_sig_tstp != 0,
                        g_sig_cont != 0};
     g_sig_quit = g_sig_int = g_sig_winch = g_sig_tstp = g_sig_cont = 0;
     return s;
@@ -381,4 +381,29 @@ void screen_resume(void) {
     reset_prog_mode();
     write_all(STDOUT_FILENO, TERM_MODES_ON, sizeof TERM_MODES_ON - 1);
     screen_apply_resize(); /* the size may have changed meanwhile; forces a full repaint */
+}
+
+void screen_clipboard(const char *text) {
+    /* OSC 52: the terminal (or tmux with set-clipboard on) puts the text on the system
+     * clipboard; base64 keeps any byte of it from being read as a control. Terminals that do
+     * not know OSC 52 ignore it. */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(text), cap = 16 + (n + 2) / 3 * 4;
+    char *out = malloc(cap);
+    if (!out) return;
+    size_t o = 0;
+    memcpy(out, "\033]52;c;", 7);
+    o = 7;
+    const unsigned char *u = (const unsigned char *)text;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)u[i] << 16 | (i + 1 < n ? (unsigned)u[i + 1] << 8 : 0) |
+                     (i + 2 < n ? u[i + 2] : 0);
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    out[o++] = '\a';
+    write_all(STDOUT_FILENO, out, o);
+    free(out);
 }

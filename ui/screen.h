@@ -52,13 +52,15 @@ bool screen_has_colors(void);
 
 /* Signals seen since the last call (flags are cleared). */
 typedef struct {
-    bool quit;    /* SIGTERM, SIGHUP */
+    int quit;     /* SIGTERM or SIGHUP: its number (the exit status is 128 + it); 0: none */
     bool intr;    /* SIGINT from outside (Ctrl-C itself arrives as a key in raw mode) */
     bool resize;  /* SIGWINCH */
     bool stop;    /* SIGTSTP from outside (kill -TSTP; Ctrl-Z itself arrives as a key) */
     bool cont;    /* SIGCONT: continued after a stop we could not see (SIGSTOP) */
 } ScreenSignals;
 ScreenSignals screen_take_signals(void);
+/* Puts text on the terminal's clipboard (OSC 52). */
+void screen_clipboard(const char *text);
 /* Readable when a signal arrived (poll it beside stdin). */
 int screen_signal_fd(void);
 /* Reads the new size from the tty and resizes curses. */

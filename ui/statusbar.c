@@ -1,6 +1,7 @@
 /* Status bar text and painting (see statusbar.h). */
 #include "ui/statusbar.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,9 +45,22 @@ void statusbar_format(const AppStatus *st, int cols, char *out, size_t cap, int 
         snprintf(f[n].text, sizeof f[n].text, "no model (/load PATH)");
         f[n++].priority = 0;
     } else {
-        snprintf(f[n].text, sizeof f[n].text, "%s", st->model);
+        /* The file's name too when it is not the model's (two files may share a name). */
+        const char *slash = strrchr(st->model_path, '/');
+        const char *file = slash ? slash + 1 : st->model_path;
+        const char *dot = strrchr(file, '.');
+        size_t stem = dot && dot > file ? (size_t)(dot - file) : strlen(file);
+        bool same = !strcmp(file, st->model) ||
+                    (strlen(st->model) == stem && !strncmp(file, st->model, stem));
+        if (*file && !same)
+            snprintf(f[n].text, sizeof f[n].text, "%s (%s)", st->model, file);
+        else
+            snprintf(f[n].text, sizeof f[n].text, "%s", st->model);
         f[n++].priority = 1;
-        snprintf(f[n].text, sizeof f[n].text, "%s", st->backend);
+        /* The short form: the part in parentheses (why CUDA is not used, ...) is in /show. */
+        size_t bl = strcspn(st->backend, "(");
+        while (bl && st->backend[bl - 1] == ' ') bl--;
+        snprintf(f[n].text, sizeof f[n].text, "%.*s", (int)bl, st->backend);
         f[n++].priority = 5;
     }
     if (st->model_loaded && !st->loading) {

@@ -35,6 +35,10 @@ enum {
      * under 2% even when the engine has every core busy (tests/ui/bench_ui_vs_prompt.py). */
     DRAIN_MS = 50,
     ESC_WAIT_MS = 30,  /* a lone ESC: nothing followed within this time */
+    /* Esc pressed to stop a reply that has just ended, then a key: the two may arrive as one
+     * Alt+key (tmux holds an Esc for 500 ms by default to see what follows). For this long
+     * after a reply ends, Esc + key is taken as two keys, so the key is never eaten. */
+    ESC_AFTER_REPLY_MS = 1000,
     HINT_MIN_MS = 1500,/* a hint stays at least this long before a key clears it */
     MIN_COLS = 24,
     MIN_ROWS = 5,
@@ -57,6 +61,9 @@ typedef struct {
     char inbuf[INBUF];
     size_t inlen;
     int64_t esc_deadline;    /* >0: an unfinished escape sequence is waiting */
+    int64_t reply_ended_at;  /* when the last reply ended (mono_ms), 0 if none yet */
+    char kf2[16];            /* the terminal's F2 key (terminfo kf2), "" if unknown */
+    size_t kf2_len;
     bool in_paste;
     char *paste;
     size_t paste_len, paste_cap;
@@ -193,6 +200,7 @@ static void apply(Ui *u, int react) {
         chatview_end(u->view);
     }
     if (react & REACT_QUIT) u->quit = true;
+    if (react & REACT_COPY) screen_clipboard(app_take_copy(u->app));
     if (react & REACT_BROWSER) {
         browser_free(u->browser);
         u->browser = browser_open(u->app, app_browser_query(u->app));
@@ -226,6 +234,7 @@ static void submit_lines(Ui *u) {
     u->hint[0] = 0;
     int react = app_submit_line(u->app, line);
     if (react & REACT_KEEP_INPUT) input_set_text(line);
+    if (react & REACT_SET_INPUT) input_set_text(app_take_input(u->app));
     else if (!(react & REACT_BROWSER)) chatview_end(u->view); /* sending jumps to the bottom */
     free(line);
     apply(u, react | REACT_CHAT);
@@ -257,6 +266,10 @@ static void browser_result(Ui *u, BrowserResult r) {
     u->dirty |= D_ALL;
 }
 
+static bool reply_just_ended(const Ui *u) {
+    return u->reply_ended_at && mono_ms() - u->reply_ended_at < ESC_AFTER_REPLY_MS;
+}
+
 static void chat_key(Ui *u, const Key *k) {
     /* Any key clears a hint that has been readable for a while. */
     if (u->hint[0] && mono_ms() - u->hint_shown_at > HINT_MIN_MS) {
@@ -271,7 +284,7 @@ static void chat_key(Ui *u, const Key *k) {
         break;
     case K_ESC:
         if (app_busy(u->app)) apply(u, app_cancel(u->app));
-        else input_feed(k->bytes, k->len); /* vi mode, or Meta- prefix in emacs mode */
+        else if (!reply_just_ended(u)) input_escape(); /* else it was meant for the reply */
         break;
     case K_PGUP: chatview_page(u->view, -1); u->dirty |= D_CHAT; break;
     case K_PGDN: chatview_page(u->view, 1); u->dirty |= D_CHAT; break;
@@ -348,7 +361,17 @@ static void process_input(Ui *u, bool at_end) {
             break;
         }
         Key k;
-        size_t used = keys_decode(u->inbuf + off, u->inlen - off, at_end, &k);
+        size_t used = 0;
+        if (u->kf2_len) {
+            /* F2 as this terminal sends it (terminfo kf2), which keys_decode may not know
+             * (the Linux console's ESC [ [ B). A partial match waits like any sequence. */
+            size_t avail = u->inlen - off, m = avail < u->kf2_len ? avail : u->kf2_len;
+            if (!memcmp(u->inbuf + off, u->kf2, m)) {
+                if (m == u->kf2_len) k = (Key){K_F2, u->inbuf + off, m}, used = m;
+                else if (!at_end) break;
+            }
+        }
+        if (!used) used = keys_decode(u->inbuf + off, u->inlen - off, at_end, &k);
         if (!used) break; /* wait for the rest of a sequence */
         off += used;
         if (k.type == K_PASTE_BEGIN) {
@@ -357,9 +380,11 @@ static void process_input(Ui *u, bool at_end) {
             continue;
         }
         if (k.type == K_PASTE_END) continue;
-        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b && (u->browser || app_busy(u->app))) {
+        if (k.type == K_BYTES && k.len == 2 && k.bytes[0] == 0x1b &&
+            (u->browser || app_busy(u->app) || reply_just_ended(u))) {
             /* Esc and a key typed right after it arrive together and look like Alt+key. The
-             * browser has no Alt keys, and while a reply runs Esc means stop: split them. */
+             * browser has no Alt keys, while a reply runs Esc means stop, and just after one
+             * ended it was meant to: split them. */
             Key esc = {K_ESC, k.bytes, 1};
             if (u->browser) browser_result(u, browser_key(u->browser, &esc));
             else chat_key(u, &esc);
@@ -418,6 +443,16 @@ static int run(const AppConfig *cfg, bool browse) {
         fprintf(stderr, "bitnet-chat: %s\n", why);
         return 1;
     }
+    if (cfg->resume_latest || cfg->resume_id) {
+        /* --continue / --resume ID: the chat opens on that session, without the browser. */
+        int64_t id = cfg->resume_id ? cfg->resume_id : app_newest_session(app, why, sizeof why);
+        if (!id || app_session_resume(app, id, why, sizeof why)) {
+            fprintf(stderr, "bitnet-chat: %s: %s\n", cfg->resume_id ? "--resume" : "--continue",
+                    why);
+            app_destroy(app);
+            return 1;
+        }
+    }
     if (screen_init(why, sizeof why)) {
         app_destroy(app);
         fprintf(stderr, "bitnet-chat: %s\n", why);
@@ -428,6 +463,11 @@ static int run(const AppConfig *cfg, bool browse) {
     u.app = app;
     u.view = chatview_new(false);
     u.browse_only = browse;
+    const char *kf2 = tigetstr("kf2");
+    if (kf2 && kf2 != (const char *)-1 && strlen(kf2) > 1 && strlen(kf2) < sizeof u.kf2) {
+        snprintf(u.kf2, sizeof u.kf2, "%s", kf2);
+        u.kf2_len = strlen(kf2);
+    }
     char *hist = cfg->no_history ? NULL : input_history_path();
     input_init(hist, LINES, COLS);
     free(hist);
@@ -436,6 +476,7 @@ static int run(const AppConfig *cfg, bool browse) {
     u.dirty = D_ALL;
     apply(&u, REACT_CHAT | REACT_STATUS);
 
+    int quit_signal = 0;
     while (!u.quit) {
         int64_t now = mono_ms();
         int timeout = 1000;
@@ -467,7 +508,10 @@ static int run(const AppConfig *cfg, bool browse) {
         if (pr > 0 && (fds[2].revents & POLLIN)) u.engine_waiting = true;
 
         ScreenSignals sig = screen_take_signals();
-        if (sig.quit) break;
+        if (sig.quit) {
+            quit_signal = sig.quit;
+            break;
+        }
         if (sig.resize) {
             screen_apply_resize();
             u.dirty |= D_ALL;
@@ -494,7 +538,13 @@ static int run(const AppConfig *cfg, bool browse) {
         if (u.engine_waiting && mono_ms() - u.last_drain >= DRAIN_MS) {
             u.engine_waiting = false;
             u.last_drain = mono_ms();
+            bool was_busy = app_busy(app);
             apply(&u, app_process_events(app));
+            if (was_busy && !app_busy(app)) {
+                /* An Esc meant for the reply must not linger as a prefix of the next key. */
+                u.reply_ended_at = mono_ms();
+                input_drop_pending();
+            }
         }
         app_tick(app);
 
@@ -515,7 +565,8 @@ static int run(const AppConfig *cfg, bool browse) {
     free(u.paste);
     screen_shutdown();
     app_destroy(app);
-    return 0;
+    /* Ended by SIGTERM/SIGHUP: say so in the status, as a shell would (143 for SIGTERM). */
+    return quit_signal ? 128 + quit_signal : 0;
 }
 
 int ui_run_chat(const AppConfig *cfg) { return run(cfg, false); }

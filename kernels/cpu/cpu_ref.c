@@ -284,3 +284,7 @@ void relu2_mul_ref(const float *g, const float *u, int n, float *m) {
         m[i] = r * r * u[i];
     }
 }
+
+void silu_mul_ref(const float *g, const float *u, int n, float *m) {
+    for (int i = 0; i < n; i++) m[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}

@@ -199,6 +199,9 @@ float exp_ref(float x);
 /* m[i] = relu(g[i])^2 * u[i], as (r * r) * u; _cpu is bit-identical (m may alias g). */
 void relu2_mul_ref(const float *g, const float *u, int n, float *m);
 void relu2_mul_cpu(const float *g, const float *u, int n, float *m);
+/* m[i] = silu(g[i]) * u[i] = g / (1 + e^-g) * u (the Llama-style FFN; m may alias g). Scalar
+ * only: it runs once per FFN element per token, next to a matrix row of work for each. */
+void silu_mul_ref(const float *g, const float *u, int n, float *m);
 
 /* ---- benchmark probes -------------------------------------------------------------------------- */
 

@@ -55,8 +55,10 @@ def cpu_ticks(pid, tid=None):
 
 
 def run_p(binary, model, opts):
+    # stdin from /dev/null: -p adds a stdin that is not a terminal to the prompt.
     r = subprocess.run([binary, "-p", PROMPT, "--no-history", *opts, model],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=300)
     m = REPLY_RE.search(r.stderr)
     if r.returncode != 0 or not m:
         sys.exit(f"-p run failed (rc {r.returncode}): {r.stderr.decode(errors='replace')}")

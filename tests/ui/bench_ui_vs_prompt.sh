@@ -21,7 +21,7 @@ echo "method: $RUNS alternating runs of '-p' and the UI (tmux 120x40), greedy, $
 echo "        prompt \"$PROMPT\", options: $OPTS; tok/s as reported by the engine${NICE:+; run with $NICE}"
 : >"$T_DIR/p.txt"; : >"$T_DIR/ui.txt"
 run_p() {
-    line=$($NICE "$BIN" -p "$PROMPT" $OPTS "$MODEL" 2>&1 >/dev/null | grep 'reply [0-9]* tokens')
+    line=$($NICE "$BIN" -p "$PROMPT" $OPTS "$MODEL" </dev/null 2>&1 >/dev/null | grep 'reply [0-9]* tokens')
     p_tok=$(echo "$line" | sed -n 's/.*reply \([0-9]*\) tokens (\([0-9.]*\) tok\/s).*/\1/p')
     p_rate=$(echo "$line" | sed -n 's/.*reply \([0-9]*\) tokens (\([0-9.]*\) tok\/s).*/\2/p')
     [ -n "$p_rate" ] || { echo "could not read the -p figures: $line"; exit 1; }

@@ -4,7 +4,8 @@
  * program is tested with a real model as well (the tmux scripts in tests/ui).
  *
  * Environment: BN_FAKE_TOKENS (reply length, default 40), BN_FAKE_RATE (tokens/s, default
- * 200), BN_FAKE_LOAD_MS (load time, default 300). A model "loads" when its path is readable.
+ * 200), BN_FAKE_LOAD_MS (load time, default 300), BN_FAKE_STATS_MS (interval of the figures
+ * events, default 250). A model "loads" when its path is readable.
  * A reply echoes the last user message, then counts words: "w1 w2 ...". */
 #include <errno.h>
 #include <fcntl.h>
@@ -106,7 +107,10 @@ static void do_load(Engine *e, Req *r) {
     const char *b = strrchr(r->path, '/');
     snprintf(ev.u.loaded.name, sizeof ev.u.loaded.name, "%s", b ? b + 1 : r->path);
     snprintf(ev.u.loaded.path, sizeof ev.u.loaded.path, "%s", r->path);
-    snprintf(ev.u.loaded.backend, sizeof ev.u.loaded.backend, "fake engine");
+    /* A long description with a part in parentheses, as the CPU backend's can be: the status
+     * bar shows the short form, /show the whole. */
+    snprintf(ev.u.loaded.backend, sizeof ev.u.loaded.backend,
+             "fake engine (scripted replies: no model runs)");
     ev.u.loaded.ctx_size = 2048;
     pthread_mutex_lock(&e->mu);
     e->info = ev.u.loaded;
@@ -119,6 +123,7 @@ static void do_load(Engine *e, Req *r) {
 static void do_submit(Engine *e, Req *r) {
     EngineEvent ev;
     int total = env_int("BN_FAKE_TOKENS", 40), rate = env_int("BN_FAKE_RATE", 200);
+    double stats_s = env_int("BN_FAKE_STATS_MS", 250) / 1000.0;
     double t0 = now_s(), first = 0, last_stats = t0;
     int prompt = 10 + (int)strlen(r->last_user) / 4;
     EngineStats st = {.prompt_tokens = prompt, .ctx_size = 2048};
@@ -147,7 +152,7 @@ static void do_submit(Engine *e, Req *r) {
         st.ttft_ms = (first - t0) * 1000;
         st.gen_tok_s = el > 0 ? (st.gen_tokens - 1) / el : 0;
         st.ctx_used = e->ctx_used + prompt + st.gen_tokens;
-        if (now_s() - last_stats > 0.25) {
+        if (now_s() - last_stats > stats_s) {
             memset(&ev, 0, sizeof ev);
             ev.type = EV_STATS;
             ev.req = r->id;

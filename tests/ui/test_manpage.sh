@@ -1,6 +1,8 @@
 #!/bin/sh
-# The man page and `bitnet-chat --help` must describe the same options, and the man page must
-# list exactly the slash commands of app/commands.c. Prints what is missing on either side.
+# The man page and `bitnet-chat --help` must describe the same options, the man page must
+# list exactly the slash commands of app/commands.c, and so must the README's command table
+# (its option tables hold only real options, and it mentions every option). Prints what is
+# missing on either side.
 # usage: test_manpage.sh (env BN_BIN, BN_SOURCE_DIR)
 BIN=${BN_BIN:?BN_BIN not set}
 SRC=${BN_SOURCE_DIR:?BN_SOURCE_DIR not set}
@@ -41,6 +43,28 @@ for c in $(cat "$tmp/cmds"); do
 done
 for c in $(cat "$tmp/man_cmds"); do
     grep -qx -- "$c" "$tmp/cmds" || { echo "FAIL: the man page lists $c, which app/commands.c lacks"; bad=1; }
+done
+
+# The README: the slash commands of its command table (the chat screen section) are exactly
+# the table's; every option named in an option row of its tables ("| `--opt ...") exists in
+# --help, and every option of --help is documented somewhere in it.
+README="$SRC/README.md"
+sed -n '/^## The chat screen/,/^## /p' "$README" | grep -E '^\| `/' | grep -oE '`/[a-z_]+' |
+    tr -d '`' | sort -u >"$tmp/readme_cmds"
+[ -s "$tmp/readme_cmds" ] || { echo "FAIL: no command table found in the README"; bad=1; }
+for c in $(cat "$tmp/cmds"); do
+    grep -qx -- "$c" "$tmp/readme_cmds" || { echo "FAIL: command $c is not in the README's command table"; bad=1; }
+done
+for c in $(cat "$tmp/readme_cmds"); do
+    grep -qx -- "$c" "$tmp/cmds" || { echo "FAIL: the README's command table lists $c, which app/commands.c lacks"; bad=1; }
+done
+grep -E '^\| `-' "$README" | grep -oE -- '(^|[ `(])--[a-z][a-z-]*' | grep -oE -- '--[a-z][a-z-]*' |
+    sort -u >"$tmp/readme_table_long"
+for o in $(cat "$tmp/readme_table_long"); do
+    grep -qx -- "$o" "$tmp/help_long" || { echo "FAIL: $o is in a README table but not in --help"; bad=1; }
+done
+for o in $(cat "$tmp/help_long"); do
+    grep -q -- "$o" "$README" || { echo "FAIL: $o is in --help but not in the README"; bad=1; }
 done
 
 n_long=$(wc -l <"$tmp/help_long")

@@ -169,15 +169,21 @@ t_wait_gone "title extra"
 t_keys Enter
 t_wait "Renamed."
 t_wait_re "^ Browser title +model\.gguf"
-# Delete asks first; n keeps it, y deletes it.
+# The session being chatted in is not deleted (that split the conversation); another one
+# is, after a question: n keeps it, y deletes it.
 t_keys Home
 t_type "d"
-t_wait "Delete \"Browser title\" and all its messages? (y/N)"
+t_wait "This is the session you are chatting in: start /new first"
+t_keys Down
+before=$(t_screen | grep -o 'Saved sessions: [0-9]*' | grep -o '[0-9]*$')
+t_type "d"
+t_wait "and all its messages? (y/N)"
 t_type "n"
 t_wait "Not deleted."
 t_type "d"; t_type "y"
 t_wait "Session deleted."
-t_wait_gone "Browser title"
+t_wait "Saved sessions: $((before - 1)) "
+t_wait "Browser title"
 t_type "q"
 t_wait_re "^>"
 t_keys C-d
@@ -234,13 +240,13 @@ t_type "until killed"; t_keys Enter
 t_wait "w10 "
 pid=$(t_pid)
 kill -TERM "$pid"
-t_wait "EXITED rc=0"
+t_wait "EXITED rc=143"
 T_CHECKS=$((T_CHECKS + 1))
 [ "$(tmux -L "$T_SOCK" display -p '#{alternate_on}#{mouse_any_flag}')" = "00" ] ||
     t_fail "terminal modes not restored after SIGTERM"
-saved=$(sqlite3 "$T_DIR/h.db" "select interrupted || ':' || (text like 'You said: until killed.%') from messages where role='assistant' order by id desc limit 1" 2>/dev/null)
+saved=$(sqlite3 "$T_DIR/h.db" "select interrupted || ':' || (text like 'You said: until killed.%') || ':' || stop_reason from messages where role='assistant' order by id desc limit 1" 2>/dev/null)
 T_CHECKS=$((T_CHECKS + 1))
-[ -z "$saved" ] || [ "$saved" = "1:1" ] || t_fail "partial reply not saved as interrupted ($saved)"
+[ -z "$saved" ] || [ "$saved" = "1:1:cancelled" ] || t_fail "partial reply not saved as interrupted, cancelled ($saved)"
 
 # 15. A crash (SIGSEGV) still gives the terminal back.
 t_start 100 30 "$APP '$MODEL'"

@@ -1,0 +1,50 @@
+/* SentencePiece tokenizer of the LLaMA / LLaMA-2 kind (1bitLLM's bitnet_b1_58 models): a BPE
+ * model whose pieces carry scores, with byte fallback. Read from a SentencePiece
+ * `tokenizer.model` (protobuf ModelProto) or from GGUF metadata (tokenizer.ggml.model "llama":
+ * tokens, scores, token types). Wrapped as a Tokenizer by tokenizer_from_spm (tokenizer.h),
+ * so callers see one tokenizer type.
+ *
+ * Encoding, as sentencepiece's BPE model does it:
+ *   - normalization: the identity (models with a normalization rule such as NFKC are refused),
+ *     runs of whitespace collapsed and the ends stripped when remove_extra_whitespaces is set,
+ *     a leading space added when add_dummy_prefix is set, then every ' ' written as U+2581;
+ *   - the text is split into UTF-8 characters, and the adjacent pair whose concatenation is a
+ *     piece with the highest score is merged, leftmost first on equal scores, until no pair is
+ *     a piece;
+ *   - a symbol that is not a piece becomes its bytes' <0xXX> pieces (byte fallback), or the
+ *     unknown piece when the model has no byte pieces.
+ * Control pieces (<s>, </s>) are never produced from text. */
+#ifndef BN_TOKENIZER_SPM_H
+#define BN_TOKENIZER_SPM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer/err.h"
+
+typedef struct SpmModel SpmModel;
+
+/* A SentencePiece model file (tokenizer.model). */
+SpmModel *spm_load_file(const char *path, Err *err);
+/* The same from memory (the file's bytes). */
+SpmModel *spm_load_buffer(const unsigned char *buf, size_t len, Err *err);
+/* From GGUF arrays: n pieces (UTF-8, with U+2581 for spaces), their scores and token types
+ * (TOKTYPE_*; NULL = all normal); bos/eos -1 when unknown. */
+SpmModel *spm_from_pieces(int n, const char *const *pieces, const size_t *lens,
+                          const float *scores, const int32_t *types, int add_dummy_prefix,
+                          int bos, int eos, Err *err);
+void spm_free(SpmModel *s);
+
+int spm_n_vocab(const SpmModel *s);
+int spm_bos(const SpmModel *s);
+int spm_eos(const SpmModel *s);
+int spm_is_special(const SpmModel *s, int id);     /* control pieces */
+/* What a piece stands for: U+2581 as ' ', <0xXX> as that byte, control pieces as their text. */
+const char *spm_token_bytes(const SpmModel *s, int id, size_t *len);
+/* A piece by its spelling (e.g. "<s>"), -1 if none. */
+int spm_find(const SpmModel *s, const char *piece);
+/* *ids is malloc'ed (a valid pointer even for no ids). */
+int spm_encode(const SpmModel *s, const char *text, size_t len, int32_t **ids, size_t *n_ids,
+               Err *err);
+
+#endif
