@@ -202,9 +202,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     __threadfence();
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). The splits' (m, l) pass through
     // shared memory in tiles, so the loop over splits reads no global memory but the o values,
-    // eight independent loads at a time. (The earlier form read m, l and o of every split with
-    // dependent loads past 16 splits: ~1 us per split and layer, which made decode at context
-    // ~1,900 half as fast as at 512, issue #11.)
+    // eight independent loads at a time. (The earlier form, past 16 splits, read m, l and o of
+    // every split in a loop of dependent L2 round trips, twice; issue #11 measured decode at
+    // context ~1,900, 30 splits, at about half the speed of context 512, 8 splits.)
     {
         float mloc = -INFINITY;
         for (int s2 = tid; s2 < nsplit; s2 += ATT_THREADS) mloc = fmaxf(mloc, __ldcg(base + (size_t)s2 * rec));

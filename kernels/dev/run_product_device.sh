@@ -29,14 +29,40 @@ if has tests; then
     cat $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt >>$OUT/tests.txt 2>/dev/null
     rm -f $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt
 fi
-if has bench; then
+if has q; then
+    step test_sample_cuda 60 tests.txt $D/test_sample_cuda
+    step test_backend_cuda 30 tbc.txt $D/test_backend_cuda
+    cat $OUT/tbc.txt >>$OUT/tests.txt 2>/dev/null
+    rm -f $OUT/tbc.txt
+    step bench 90 bench.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat bench --backend cuda --quick
+    cat "$S"
+    step test_kernels_cuda 40 tkc.txt $D/test_kernels_cuda
+    grep -E "FAIL|checks" $OUT/tkc.txt | tail -5 >>"$S"
+fi
+if has core; then
+    step test_sample_cuda 90 tests.txt $D/test_sample_cuda
+    step test_backend_cuda 40 tbc.txt $D/test_backend_cuda
+    step test_kernels_cuda 70 tkc.txt $D/test_kernels_cuda
+    cat $OUT/tbc.txt $OUT/tkc.txt >>$OUT/tests.txt 2>/dev/null
+    rm -f $OUT/tbc.txt $OUT/tkc.txt
+fi
+if has benchq; then
+    step bench 110 bench.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat bench --backend cuda --quick
+fi
+if has bench || has benchq; then
     # the engine path with the default sampler on the demo model (smoke + stats line), new and old
     for b in bitnet-chat bitnet-chat-old; do
-        step "prompt $b" 30 prompt_$b.txt $D/$b -p "Tell me about the sea." --model assets/bitnet-demo.gguf -n 200 --seed 1 --no-history --backend cuda
+        step "prompt $b" 20 prompt_$b.txt $D/$b -p "Tell me about the sea." --model assets/bitnet-demo.gguf -n 200 --seed 1 --no-history --backend cuda
         tail -1 $OUT/prompt_$b.txt >>"$S"
     done
+fi
+if has bench; then
     step bench 150 bench.txt $D/bitnet-chat bench --backend cuda --quick
     step bench_old 90 bench_old.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat-old bench --backend cuda --quick
+fi
+if has san; then
+    step memcheck_sample 40 san.txt compute-sanitizer --tool memcheck $D/test_sample_cuda quick
+    grep -E "ERROR SUMMARY" $OUT/san.txt >>"$S"
 fi
 if has sanitize; then
     step memcheck_sample 60 san.txt compute-sanitizer --tool memcheck $D/test_sample_cuda quick
