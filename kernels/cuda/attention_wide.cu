@@ -154,11 +154,6 @@ int wide_run(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int
 
 }  // namespace
 
-extern "C" int kcuda_attn_wide_supported(const KcudaAttnShape *a) {
-    return a && a->n_heads > 0 && a->n_kv > 0 && a->n_heads % a->n_kv == 0 && a->head_dim > 0 && a->head_dim % 2 == 0 &&
-           a->head_dim <= WIDE_MAX_HD;
-}
-
 extern "C" int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc, uint16_t *d_vc,
                                       const int *d_pos, float *d_out, void *stream) {
     int rc = wide_check(a, "kcuda_attn_decode_wide");

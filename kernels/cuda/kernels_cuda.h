@@ -259,9 +259,7 @@ int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int
  * more than 8 query heads per KV head): any even head_dim up to 256 (Falcon3 256, 1bitLLM 96 and
  * 100), any grouping. Plain kernels (attention_wide.cu): k/v roped and written to the cache,
  * then one block per (query head, token) with an online softmax; same cache, RoPE table and
- * arithmetic as the tiled kernels, q left unchanged. kcuda_attn_wide_supported: whether a shape
- * fits them. Launched without PDL. */
-int kcuda_attn_wide_supported(const KcudaAttnShape *a);
+ * arithmetic as the tiled kernels, q left unchanged. Launched without PDL. */
 int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                            uint16_t *d_vc, const int *d_pos, float *d_out, void *stream);
 int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T,
