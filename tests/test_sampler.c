@@ -352,11 +352,52 @@ static void test_large_vocab(void) {
     free(sorted);
 }
 
+/* What a device sampler takes from the host one (sampler_penalty_ids, sampler_peek_uniform,
+ * sampler_skip_uniform): the penalised ids distinct and ascending, none when the penalty is off,
+ * -1 past cap; the peeked uniform is the one the next draw uses (with 1000 equal logits the draw
+ * is token floor(u * 1000)), peeking consumes nothing, skipping consumes exactly one. */
+static void test_device_hooks(void) {
+    enum { NV = 1000 };
+    SamplerParams p = plain(1.0f, 99);
+    p.repeat_penalty = 1.1f;
+    p.repeat_last_n = 8;
+    Sampler *s = sampler_create(&p, NV);
+    const int32_t toks[10] = {5, 900, 5, 17, 3, 900, 42, 17, 7, 6}; /* the last 8 stay */
+    for (int i = 0; i < 10; i++) sampler_accept(s, toks[i]);
+    int32_t ids[8];
+    const int n = sampler_penalty_ids(s, ids, 8);
+    const int32_t want[7] = {3, 5, 6, 7, 17, 42, 900}; /* window 5 17 3 900 42 17 7 6, distinct, sorted */
+    CHECK_EQ_INT(n, 7);
+    for (int i = 0; i < 7 && i < n; i++) CHECK_EQ_INT(ids[i], want[i]);
+    CHECK_EQ_INT(sampler_penalty_ids(s, ids, 5), -1);
+    p.repeat_penalty = 1.0f;
+    Sampler *off = sampler_create(&p, NV);
+    for (int i = 0; i < 10; i++) sampler_accept(off, toks[i]);
+    CHECK_EQ_INT(sampler_penalty_ids(off, ids, 8), 0);
+    /* peek / skip against the draws of a twin sampler */
+    Sampler *a = sampler_create(&p, NV), *b = sampler_create(&p, NV);
+    float *l = malloc(sizeof(float) * NV);
+    for (int r = 0; r < 20; r++) {
+        const double u = sampler_peek_uniform(a);
+        CHECK(sampler_peek_uniform(a) == u);
+        for (int i = 0; i < NV; i++) l[i] = 0.5f;
+        const int t = sampler_sample(b, l, NV);
+        CHECK_EQ_INT(t, (int)(u * NV));
+        sampler_skip_uniform(a);
+    }
+    free(l);
+    sampler_free(s);
+    sampler_free(off);
+    sampler_free(a);
+    sampler_free(b);
+}
+
 int main(void) {
     test_greedy();
     test_distribution();
     test_seed();
     test_penalty();
     test_large_vocab();
+    test_device_hooks();
     return check_report("test_sampler");
 }

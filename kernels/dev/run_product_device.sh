@@ -29,6 +29,12 @@ if has tests; then
     cat $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt >>$OUT/tests.txt 2>/dev/null
     rm -f $OUT/tbc.txt $OUT/tkc.txt $OUT/golden.txt $OUT/lmi8.txt
 fi
+if has t; then
+    step test_sample_cuda 45 tests.txt $D/test_sample_cuda
+    step test_backend_cuda 20 tbc.txt $D/test_backend_cuda
+    cat $OUT/tbc.txt >>$OUT/tests.txt 2>/dev/null
+    rm -f $OUT/tbc.txt
+fi
 if has q; then
     step test_sample_cuda 60 tests.txt $D/test_sample_cuda
     step test_backend_cuda 30 tbc.txt $D/test_backend_cuda
