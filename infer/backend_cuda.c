@@ -4,7 +4,7 @@
  *     PREFILL_MAX tokens, then the lm_head on the last token;
  *   - decode (n == 1) as one CUDA graph captured on first use and replayed per token: token and
  *     position are read from device memory, 5 kernels per layer (QKV GEMV with fused RMSNorm
- *     +quant, attention with RoPE + KV write, O GEMV + residual, gate/up GEMV with relu^2*up,
+ *     +quant, attention with RoPE + KV write, O GEMV + residual, gate/up GEMV with act(g)*up,
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
@@ -31,7 +31,8 @@ enum { SAMPLE_MAX_PEN = 4096 };
 
 typedef struct {
     KcudaTernary qkv, o, gu, down;
-    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm; /* device */
+    const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm; /* device; sub-norms NULL
+                                                                         * without cfg.sub_norms */
     uint16_t *kc, *vc;                                                /* [n_kv][ctx][hd] f16 */
 } CudaLayer;
 
@@ -39,6 +40,7 @@ typedef struct {
     ModelConfig cfg;
     int ctx, dim, hd, q_dim, kv_dim, qkv_dim, ffn, vocab, kd, ko, kf;
     int pdl;           /* decode chained with programmatic dependent launch (else plain) */
+    int wide_attn;     /* heads the tiled attention kernels cannot hold: kcuda_attn_*_wide */
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -130,18 +132,21 @@ static int check_model(const Model *m, Err *err) {
     if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
         c->ffn_dim <= 0 || c->vocab_size <= 0 || !m->layers)
         return err_set(err, "cuda: model config incomplete");
-    /* The model families (ModelConfig) the kernels do not implement yet: the fused FFN
-     * epilogue computes relu(g)^2 * u, and o_proj / down_proj fuse the sub-norm into their
-     * input quantization. */
-    if (c->ffn_act != FFN_RELU2)
-        return err_set(err, "cuda: the SiLU feed-forward of %s models is not implemented on the GPU "
-                            "yet (--backend cpu runs it)", c->sub_norms ? "1bitLLM" : "Llama-style");
-    if (!c->sub_norms)
-        return err_set(err, "cuda: plain Llama blocks without sub-norms (Llama3-8B-1.58, Falcon3, "
-                            "Falcon-E) are not implemented on the GPU yet (--backend cpu runs them)");
-    if (c->n_heads % c->n_kv_heads || c->n_heads / c->n_kv_heads > 8 || c->head_dim % 16 || c->head_dim > 128)
-        return err_set(err, "cuda: attention shape %d/%d heads, head_dim %d unsupported (head_dim a multiple of 16 up to 128, at most 8 query heads per KV head)",
+    /* The model families (ModelConfig): the gate/up epilogue takes either activation
+     * (KcudaTernary.act); without sub-norms o_proj / down_proj quantize their input as is. */
+    if (c->ffn_act != FFN_RELU2 && c->ffn_act != FFN_SILU)
+        return err_set(err, "cuda: feed-forward activation %d unsupported", (int)c->ffn_act);
+    /* The tiled attention kernels hold head_dim <= 128 in multiples of 16 and up to 8 query
+     * heads per KV head; other heads (Falcon3's 256, 1bitLLM's 96 and 100) take the plain
+     * kernels of attention_wide.cu, which hold any even head_dim up to 256. */
+    if (c->n_heads % c->n_kv_heads || c->head_dim % 2 || c->head_dim > 256)
+        return err_set(err, "cuda: attention shape %d/%d heads, head_dim %d unsupported on the GPU (an even head_dim "
+                            "up to 256, query heads a multiple of KV heads); --backend cpu runs this model",
                        c->n_heads, c->n_kv_heads, c->head_dim);
+    /* the sub-norm before o_proj is [dim] (model.h) and normalizes the attention output */
+    if (c->sub_norms && c->n_heads * c->head_dim != c->dim)
+        return err_set(err, "cuda: sub-norms with %d x %d attention outputs for hidden size %d unsupported",
+                       c->n_heads, c->head_dim, c->dim);
     const int kd = i2s_round_up_k(c->dim);
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *w = &m->layers[l];
@@ -156,14 +161,20 @@ static int check_model(const Model *m, Err *err) {
         if (!w->wo.codes || w->wo.n_in != c->n_heads * c->head_dim || w->wo.n_out != c->dim ||
             !w->w_down.codes || w->w_down.n_in != c->ffn_dim || w->w_down.n_out != c->dim)
             return err_set(err, "cuda: layer %d: o/down projection shapes do not match the config", l);
-        if (!w->attn_norm || !w->attn_sub_norm || !w->ffn_norm || !w->ffn_sub_norm)
-            return err_set(err, "cuda: layer %d: missing norm weights", l);
+        if (!w->attn_norm || !w->ffn_norm || !w->attn_sub_norm != !c->sub_norms || !w->ffn_sub_norm != !c->sub_norms)
+            return err_set(err, "cuda: layer %d: norm weights do not match the config (%s)", l,
+                           c->sub_norms ? "attn/ffn norms and both sub-norms" : "attn/ffn norms only");
     }
     if (!m->tok_embd.data || !m->output.data || !m->output_norm)
         return err_set(err, "cuda: missing embedding, lm_head or output norm");
     if (m->tok_embd.rows != c->vocab_size || m->tok_embd.cols != c->dim || m->output.rows != c->vocab_size ||
         m->output.cols != c->dim)
         return err_set(err, "cuda: embedding/lm_head shape does not match the config");
+    /* kcuda_lm_head reads rows in 16-byte pieces and keeps the normed input in shared memory */
+    const size_t row_bytes = (size_t)c->dim * (m->output.type == FT_F32 ? 4 : 2);
+    if (row_bytes % 16 || c->dim > 16384)
+        return err_set(err, "cuda: lm_head rows of %d values unsupported on the GPU (a multiple of 16 bytes, at most "
+                            "16384 values); --backend cpu runs this model", c->dim);
     return 0;
 }
 
@@ -171,7 +182,7 @@ static int check_model(const Model *m, Err *err) {
  * moves the cursor past it: parts concatenated with a scale per segment, or, for gate/up,
  * interleaved row by row (kernels_cuda.h). */
 static int upload_matrix(KcudaTernary *t, uint8_t **cursor, const TernaryMatrix *const *parts, int n_parts,
-                         int interleave, Err *err) {
+                         int interleave, int act, Err *err) {
     const int k_pad = parts[0]->n_in_pad;
     int rows = 0;
     for (int i = 0; i < n_parts; i++) rows += parts[i]->n_out;
@@ -180,6 +191,7 @@ static int upload_matrix(KcudaTernary *t, uint8_t **cursor, const TernaryMatrix 
     t->n_out = rows;
     t->k_pad = k_pad;
     t->glu = interleave;
+    t->act = act;
     t->seg_end[0] = t->seg_end[1] = rows;
     int row0 = 0;
     for (int i = 0; i < n_parts; i++) {
@@ -215,8 +227,9 @@ static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
         const TernaryMatrix *gu[2] = {&w->w_gate, &w->w_up};
         const TernaryMatrix *om[1] = {&w->wo};
         const TernaryMatrix *dm[1] = {&w->w_down};
-        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, err) || upload_matrix(&L->o, &cur, om, 1, 0, err) ||
-            upload_matrix(&L->gu, &cur, gu, 2, 1, err) || upload_matrix(&L->down, &cur, dm, 1, 0, err))
+        const int act = b->cfg.ffn_act == FFN_SILU ? KCUDA_ACT_SILU : KCUDA_ACT_RELU2;
+        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, 0, err) || upload_matrix(&L->o, &cur, om, 1, 0, 0, err) ||
+            upload_matrix(&L->gu, &cur, gu, 2, 1, act, err) || upload_matrix(&L->down, &cur, dm, 1, 0, 0, err))
             return -1;
     }
     return 0;
@@ -227,7 +240,10 @@ static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
 static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     const ModelConfig *c = &b->cfg;
     const int NL = c->n_layers;
-    const size_t per_layer = (size_t)3 * b->dim + b->ffn;
+    /* the sub-norms only where the model has them (their pointers stay NULL otherwise: the
+     * GEMV / prefill quantization then takes its input as is, as the CPU forward does) */
+    const int sn = c->sub_norms;
+    const size_t per_layer = (size_t)2 * b->dim + (sn ? (size_t)b->dim + b->ffn : 0);
     const size_t rope_n = (size_t)b->ctx * b->hd;
     const size_t nfl = per_layer * NL + b->dim + rope_n;
     float *h = malloc(nfl * sizeof(float));
@@ -236,9 +252,9 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     for (int l = 0; l < NL; l++) {
         const LayerWeights *w = &m->layers[l];
         memcpy(p, w->attn_norm, b->dim * sizeof(float)), p += b->dim;
-        memcpy(p, w->attn_sub_norm, b->dim * sizeof(float)), p += b->dim;
+        if (sn) memcpy(p, w->attn_sub_norm, b->dim * sizeof(float)), p += b->dim;
         memcpy(p, w->ffn_norm, b->dim * sizeof(float)), p += b->dim;
-        memcpy(p, w->ffn_sub_norm, b->ffn * sizeof(float)), p += b->ffn;
+        if (sn) memcpy(p, w->ffn_sub_norm, b->ffn * sizeof(float)), p += b->ffn;
     }
     memcpy(p, m->output_norm, b->dim * sizeof(float)), p += b->dim;
     /* RoPE table as kernels/cpu rope_table_init computes it (fp32 inv_freq, cosf/sinf). */
@@ -258,9 +274,9 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     const float *d = b->d_dense;
     for (int l = 0; l < NL; l++) {
         b->L[l].attn_norm = d, d += b->dim;
-        b->L[l].attn_sub_norm = d, d += b->dim;
+        if (sn) b->L[l].attn_sub_norm = d, d += b->dim;
         b->L[l].ffn_norm = d, d += b->dim;
-        b->L[l].ffn_sub_norm = d, d += b->ffn;
+        if (sn) b->L[l].ffn_sub_norm = d, d += b->ffn;
     }
     b->d_out_norm = d, d += b->dim;
     b->ash.d_rope = d;
@@ -269,6 +285,7 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     b->ash.head_dim = b->hd;
     b->ash.ctx = b->ctx;
     b->ash.rope_style = c->rope_style == ROPE_ADJACENT ? 1 : 0;
+    b->wide_attn = b->hd % 16 || b->hd > 128 || c->n_heads / c->n_kv_heads > 8;
     return 0;
 }
 
@@ -469,8 +486,9 @@ static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
         if (kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
                             PDL(PDL_QKV), b->st))
             return layer_err(err, l, "QKV projection");
-        if (kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
-                              PDL(PDL_ATTN), b->st))
+        if (b->wide_attn ? kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st)
+                         : kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part,
+                                             b->d_count, PDL(PDL_ATTN), b->st))
             return layer_err(err, l, "attention");
         if (kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
                             PDL(PDL_O), b->st))
@@ -539,7 +557,9 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
         if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
             kcuda_w2a8_gemm_ex(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, pdl, b->st))
             return prefill_err(err, l, "QKV projection");
-        if (kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl, b->st))
+        if (b->wide_attn ? kcuda_attn_prefill_wide(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st)
+                         : kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl,
+                                                 b->st))
             return prefill_err(err, l, "attention");
         if (kcuda_rmsnorm_quant_prefill(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
             kcuda_w2a8_gemm_ex(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))

@@ -21,3 +21,22 @@ bn_add_test(NAME test_forward_onebit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_fo
             LIBS bn_infer ARGS families/onebit LABELS cpu)
 bn_add_test(NAME test_forward_onebit_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_forward_hf.c
             LIBS bn_infer ARGS families/onebit f16.gguf LABELS cpu)
+# The same fixtures on the CUDA backend against the CPU backend (SiLU epilogue, no sub-norms,
+# untied lm_head, 1bitLLM's head_dim 100), and random models at Falcon3's head_dim 256 and
+# others no fixture has, with a head_dim the GPU refuses. Label gpu; exit 77 without a device.
+set(BN_FAMILIES_CUDA_TESTS test_families_cuda_llama3 test_families_cuda_falcon3
+    test_families_cuda_falcon3_i2s test_families_cuda_onebit test_families_cuda_random)
+if(BN_HAVE_CUDA)
+  bn_add_tool(NAME test_families_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_families_cuda.c LIBS bn_infer)
+  add_test(NAME test_families_cuda_llama3 COMMAND test_families_cuda families/llama3)
+  add_test(NAME test_families_cuda_falcon3 COMMAND test_families_cuda families/falcon3)
+  add_test(NAME test_families_cuda_falcon3_i2s COMMAND test_families_cuda families/falcon3 i2s.gguf)
+  add_test(NAME test_families_cuda_onebit COMMAND test_families_cuda families/onebit)
+  add_test(NAME test_families_cuda_random COMMAND test_families_cuda random)
+  set_tests_properties(${BN_FAMILIES_CUDA_TESTS} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 300)
+else()
+  foreach(t ${BN_FAMILIES_CUDA_TESTS})
+    add_test(NAME ${t} COMMAND sh -c "echo 'SKIP: built without the CUDA backend (no nvcc found or -DBITNET_CUDA=OFF)'; exit 77")
+    set_tests_properties(${t} PROPERTIES LABELS gpu SKIP_RETURN_CODE 77)
+  endforeach()
+endif()

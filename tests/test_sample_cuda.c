@@ -303,7 +303,7 @@ static void backend_test(void) {
         CHECK(0);
         return;
     }
-    InferOptions o = {BACKEND_CUDA, 0, 256, 0};
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 256, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     if (!inf) {
         fprintf(stderr, "infer_create: %s\n", err.msg);

@@ -134,6 +134,16 @@ __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
     }
 }
 
+// The gated FFN's m = act(g) * u for the GLU epilogues (KcudaTernary.act), with the roundings
+// of kernels/cpu relu2_mul_ref / silu_mul_ref spelled out (no fused multiply-add). relu^2 is
+// then bit for bit the CPU's; SiLU differs only by expf (CUDA's is within 2 ulp, glibc's within
+// 1), a few ulp of m before the int8 quantization of down_proj's input.
+__device__ __forceinline__ float glu_act_mul(float g, float u, int act) {
+    if (act == KCUDA_ACT_SILU) return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+    const float r = g > 0.0f ? g : 0.0f;
+    return __fmul_rn(__fmul_rn(r, r), u);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -55,12 +55,20 @@ int kcuda_device_describe(char *buf, int cap);
 typedef struct {
     const uint8_t *d_codes;  /* device: n_out rows of k_pad/4 bytes, I2_S, codes 0..2 */
     int n_out, k_pad;        /* k_pad % 128 == 0 */
-    int glu;                 /* rows interleaved gate/up (output n_out/2, relu^2(g)*u) */
+    int glu;                 /* rows interleaved gate/up (output n_out/2, act(g)*u) */
     /* Scale per row segment: rows [0, seg_end[0]) gamma[0], [seg_end[0], seg_end[1])
      * gamma[1], rest gamma[2]. With glu: even rows gamma[0] (gate), odd rows gamma[1] (up). */
     int seg_end[2];
     float gamma[3];
+    /* The GLU epilogue's activation (ModelConfig.ffn_act, set at upload): KCUDA_ACT_RELU2
+     * relu(g)^2 * u (BitNet 2B-4T; 0, so a zeroed struct keeps it), KCUDA_ACT_SILU
+     * g / (1 + e^-g) * u (the Llama-style families). A field of the matrix, not a template
+     * parameter: the branch is uniform per launch and costs nothing next to the weight stream,
+     * and it doubles no kernel instantiations. */
+    int act;
 } KcudaTernary;
+
+enum { KCUDA_ACT_RELU2 = 0, KCUDA_ACT_SILU = 1 };
 
 /* Copies I2_S rows (host) into d_dst (device, rows*k_pad/4 bytes) starting at device row
  * `row0` with row stride `row_step` (1 = consecutive; 2 = interleave for gate/up), code 3
@@ -72,7 +80,7 @@ int kcuda_upload_i2s(uint8_t *d_dst, const uint8_t *h_rows, int rows, int k_pad,
 typedef enum {
     KCUDA_EP_F32 = 0,        /* out[r] = y                               (float) */
     KCUDA_EP_RESID = 1,      /* out[r] += y  (residual add in place)     (float) */
-    KCUDA_EP_GLU = 2,        /* out[r/2] = relu(y_gate)^2 * y_up; needs glu matrix (float) */
+    KCUDA_EP_GLU = 2,        /* out[r/2] = act(y_gate) * y_up (KcudaTernary.act); needs glu matrix (float) */
     KCUDA_EP_I32 = 3,        /* out[r] = acc, exact int32 (tests)        (int32) */
 } KcudaEpilogue;
 
@@ -250,6 +258,15 @@ int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T,
 /* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
 int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                           uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
+/* Heads the tiled kernels above cannot hold (head_dim not a multiple of 16 or above 128, or
+ * more than 8 query heads per KV head): any even head_dim up to 256 (Falcon3 256, 1bitLLM 96 and
+ * 100), any grouping. Plain kernels (attention_wide.cu): k/v roped and written to the cache,
+ * then one block per (query head, token) with an online softmax; same cache, RoPE table and
+ * arithmetic as the tiled kernels, q left unchanged. Launched without PDL. */
+int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
+                           uint16_t *d_vc, const int *d_pos, float *d_out, void *stream);
+int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T,
+                            int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
 /* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps), 3 (8 warps,
  * key tiles split over two warp sets and merged) or 0 (the default: 3 from T = 192 tokens on,
  * else 2). Lab only. */

@@ -18,6 +18,7 @@ struct GemmParams {
     const int32_t *qsum;
     int seg0, seg1;
     float g0, g1, g2;
+    int act;  // GLU activation (KcudaTernary.act)
     void *out;
     int ld_out;
 };
@@ -62,8 +63,7 @@ __device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[M
                     if (n + 1 < p.n_out) {
                         const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
                         const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
-                        const float r = g > 0.0f ? g : 0.0f;
-                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = __fmul_rn(__fmul_rn(r, r), u);
+                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = glu_act_mul(g, u, p.act);
                     }
                 } else {
                     float *o = (float *)p.out + (size_t)t * p.ld_out;
@@ -681,6 +681,8 @@ extern "C" int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, cons
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: GLU epilogue needs an interleaved gate/up matrix");
     if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: gate/up matrix needs the GLU epilogue");
+    if (w->act != KCUDA_ACT_RELU2 && w->act != KCUDA_ACT_SILU)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad GLU activation %d", w->act);
     const int out_cols = ep == KCUDA_EP_GLU ? w->n_out / 2 : w->n_out;
     if (ld_out < out_cols)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: ld_out %d < %d", ld_out, out_cols);
@@ -697,6 +699,7 @@ extern "C" int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, cons
     p.g0 = w->gamma[0];
     p.g1 = w->gamma[1];
     p.g2 = w->gamma[2];
+    p.act = w->act;
     p.out = d_out;
     p.ld_out = ld_out;
     const dim3 grid((unsigned)((w->n_out + BN - 1) / BN), (unsigned)((M + BM - 1) / BM));

@@ -145,6 +145,7 @@ struct GemvParams {
     const int32_t *qsum;
     int seg0, seg1;
     float g0, g1, g2;
+    int act;           // GLU activation (KcudaTernary.act)
     void *out;
     int late_trigger;  // next kernel may launch: 0 at the start, 1 after the PDL wait, 2 after the dot products
     L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
@@ -345,10 +346,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
         const float up = __shfl_down_sync(0xffffffffu, y, 8);
-        if (sub == 0 && (grp & 1) == 0 && row_ok) {
-            const float r = y > 0.0f ? y : 0.0f;
-            ((float *)p.out)[row >> 1] = __fmul_rn(__fmul_rn(r, r), up);
-        }
+        if (sub == 0 && (grp & 1) == 0 && row_ok) ((float *)p.out)[row >> 1] = glu_act_mul(y, up, p.act);
         return;
     }
     if (sub != 0 || !row_ok) return;
@@ -629,10 +627,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         if (EP == KCUDA_EP_GLU) {
             const float y = __fmul_rn(__fdiv_rn((float)a, s), (grp & 1) ? p.g1 : p.g0);
             const float up = __shfl_down_sync(0xffffffffu, y, 8);
-            if (sub == 0 && (grp & 1) == 0 && row_ok) {
-                const float rl = y > 0.0f ? y : 0.0f;
-                ((float *)p.out)[row >> 1] = __fmul_rn(__fmul_rn(rl, rl), up);
-            }
+            if (sub == 0 && (grp & 1) == 0 && row_ok) ((float *)p.out)[row >> 1] = glu_act_mul(y, up, p.act);
             continue;
         }
         if (sub != 0 || !row_ok) continue;
@@ -744,6 +739,8 @@ static int check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn
         return kcuda_fail(KCUDA_ERR_SHAPE, "%s: GLU epilogue needs an interleaved gate/up matrix with even rows (n_out %d)", fn, w->n_out);
     if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
         return kcuda_fail(KCUDA_ERR_ARG, "%s: gate/up matrix needs the GLU epilogue", fn);
+    if (w->act != KCUDA_ACT_RELU2 && w->act != KCUDA_ACT_SILU)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: bad GLU activation %d", fn, w->act);
     if ((int)ep < 0 || (int)ep > 3) return kcuda_fail(KCUDA_ERR_ARG, "%s: bad epilogue %d", fn, (int)ep);
     return KCUDA_OK;
 }
@@ -758,6 +755,7 @@ static GemvParams make_params(const KcudaTernary *w, void *out) {
     p.g0 = w->gamma[0];
     p.g1 = w->gamma[1];
     p.g2 = w->gamma[2];
+    p.act = w->act;
     p.out = out;
     return p;
 }
