@@ -1,0 +1,53 @@
+#!/bin/sh
+# One device call that checks a whole CUDA build the way users and CI get it: every GPU ctest,
+# compute-sanitizer over the backend, `bench --backend cuda`, and `bitnet-chat -p` on a 2B-shaped
+# model file (random weights) with the default sampling settings and others, at a short and a
+# long context. Run from the root of the source copy on the device machine:
+#   sh kernels/dev/run_release_device.sh X
+# X holds build.tar.xz (a CUDA build folder made on the development machine as
+# /work/main/build-cuda: its test files name that absolute path, so a link makes it valid here)
+# and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file). Logs and summary.txt go
+# to $OUT.
+set -u
+X=$(cd "${1:?carried folder}" && pwd)
+S=$OUT/summary.txt
+mkdir -p /work && { [ -e /work/main ] || ln -s "$PWD" /work/main; }
+tar xJf "$X/build.tar.xz" -C /work/main || { echo "cannot unpack the build"; exit 1; }
+B=/work/main/build-cuda
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
+step() { # name seconds log command...
+    n=$1 t=$2 log=$3
+    shift 3
+    t0=$(date +%s)
+    timeout "$t" "$@" >"$OUT/$log" 2>&1
+    echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
+}
+step "ctest -L gpu" 240 gpu_tests.txt ctest --test-dir $B -L gpu --output-on-failure --timeout 120
+grep -E "tests passed|\*\*\*|Passed|Not Run" "$OUT/gpu_tests.txt" | sed 's/^ *//' >>"$S"
+# What a user gets: -p on a 2B-shaped file, 500 tokens, the stats line from stderr.
+xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
+step "make_bench_model" 120 make.txt $B/tests/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b
+i=0
+long=/tmp/long.txt
+yes "The quick brown fox jumps over the lazy dog near the river bank today." | head -n 150 >$long
+while read -r label opts; do
+    i=$((i + 1))
+    for ctx in short long; do
+        if [ $ctx = short ]; then set -- -p "Tell me a long story about the sea."; else set -- -f $long; fi
+        timeout 60 $B/bitnet-chat "$@" --model /tmp/2b.gguf -n 500 --no-history --backend cuda $opts \
+            >/dev/null 2>"$OUT/p.txt" </dev/null
+        echo "-p $label, $ctx prompt: rc $? $(tail -1 $OUT/p.txt)" >>"$S"
+    done
+done <<'LIST'
+default-sampling
+greedy --temp 0
+greedy-nopenalty --temp 0 --repeat-penalty 1
+int8-head-default --lm-head int8
+LIST
+step "bench --backend cuda" 200 bench.txt $B/bitnet-chat bench --backend cuda --quick
+step "memcheck test_backend_cuda" 100 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
+grep -E "ERROR SUMMARY" "$OUT/san.txt" >>"$S"
+cat "$S"
+echo "--- bench"
+grep -vE "^\|[-|: ]+\|$" "$OUT/bench.txt" | tail -60
+exit 0
