@@ -3,8 +3,10 @@
 # (the file is mapped), but only after the crash handler has put the terminal back (the
 # emergency sequence leaves the alternate screen and turns mouse reporting off) and said what
 # happened. Runs the real chat in a pty (script(1)) on a copy of the demo model and truncates
-# the copy just after a question is sent. Skips when script(1) or the demo model is missing, or
-# when the reply ended before the truncation (no fault to observe).
+# the copy after the load, just before a question is sent (a demo reply can end within
+# milliseconds, before a truncation that follows the question). --mmap keeps every weight in the
+# file mapping (by default the matrices are copied onto huge pages at load and only the embedding
+# stays mapped). Skips when script(1) or the demo model is missing, or when no fault happened.
 set -u
 : "${BN_BIN:?}" "${BN_SOURCE_DIR:?}"
 command -v script >/dev/null 2>&1 || { echo "SKIP: script(1) not installed"; exit 77; }
@@ -13,8 +15,8 @@ DEMO="$BN_SOURCE_DIR/assets/bitnet-demo.gguf"
 T=$(mktemp -d "${TMPDIR:-/tmp}/bn_trunc.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 cp "$DEMO" "$T/m.gguf"
-(sleep 4; printf 'Tell me a very long story about the sea and ships.\r'; sleep 0.1; : >"$T/m.gguf"; sleep 4) |
-    timeout 60 script -qec "\"$BN_BIN\" --no-history \"$T/m.gguf\"; echo EXIT=\$?" /dev/null >"$T/out" 2>&1
+(sleep 4; : >"$T/m.gguf"; sleep 0.2; printf 'Tell me a very long story about the sea and ships.\r'; sleep 4) |
+    timeout 60 script -qec "\"$BN_BIN\" --no-history --mmap \"$T/m.gguf\"; echo EXIT=\$?" /dev/null >"$T/out" 2>&1
 code=$(grep -a -o 'EXIT=[0-9]*' "$T/out" | tail -n 1)
 case "$code" in
 EXIT=135) ;;
