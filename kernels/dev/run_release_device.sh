@@ -11,6 +11,7 @@
 # to $OUT.
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
+MODE=${2:-}
 S=$OUT/summary.txt
 mkdir -p /work && { [ -e /work/main ] || ln -s "$PWD" /work/main; }
 tar xJf "$X/build.tar.xz" -C /work/main || { echo "cannot unpack the build"; exit 1; }
@@ -46,7 +47,7 @@ greedy-nopenalty --temp 0 --repeat-penalty 1
 int8-head-default --lm-head int8
 LIST
 step "bench --backend cuda" 200 bench.txt $B/bitnet-chat bench --backend cuda --quick
-[ "${2:-}" = short ] || step "memcheck test_backend_cuda" 100 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
+[ "$MODE" = short ] || step "memcheck test_backend_cuda" 100 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
 grep -E "ERROR SUMMARY" "$OUT/san.txt" >>"$S"
 cat "$S"
 echo "--- bench"
