@@ -68,6 +68,7 @@ static void make_model(Model *m) {
     c->n_layers = 2, c->dim = 256, c->n_heads = 4, c->n_kv_heads = 2, c->head_dim = 64;
     c->ffn_dim = 320, c->vocab_size = 500, c->ctx_len = 128;
     c->rope_theta = 10000.0f, c->norm_eps = 1e-5f, c->rope_style = ROPE_HALF, c->bos_id = -1;
+    c->ffn_act = FFN_RELU2, c->sub_norms = 1, c->tied = 1; /* the 2B-4T block (model.h) */
     m->layers = calloc((size_t)c->n_layers, sizeof(LayerWeights));
     for (int l = 0; l < c->n_layers; l++) {
         LayerWeights *w = &m->layers[l];
@@ -218,6 +219,7 @@ int main(void) {
     InferOptions opt = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 0, .lm_head_int8 = 0};
     Err err = {{0}};
     void *b = backend_cuda_ops.create(&m, &opt, &err);
+    if (!b) fprintf(stderr, "create: %s\n", err.msg);
     REQUIRE(b != NULL);
     char desc[256];
     backend_cuda_ops.describe(b, desc, sizeof desc);
