@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/backend_cuda.h"
 #include "infer/infer.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
@@ -634,6 +635,25 @@ static const float *cuda_logits(void *vb) {
     return b->h_logits;
 }
 
+/* Packs sampler s's settings, its penalty ids (at most max_ids, into ids) and its next uniform
+ * for kcuda_sample; returns the number of ids, or -1 when the penalty window holds more distinct
+ * tokens than max_ids (the host then samples). The one packing the backend and its test use. */
+int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) {
+    const SamplerParams *p = sampler_params(s);
+    const int np = sampler_penalty_ids(s, ids, max_ids);
+    if (np < 0) return -1;
+    a->temperature = p->temperature;
+    a->top_k = p->top_k;
+    a->top_p = p->top_p;
+    a->min_p = p->min_p;
+    a->log_min_p = p->min_p > 0.0f ? logf(p->min_p) : 0.0f;
+    a->penalty = p->repeat_penalty;
+    a->n_pen = np;
+    a->inv_temp = p->temperature > 0.0f ? 1.0 / (double)p->temperature : 0.0;
+    a->u01 = p->temperature > 0.0f ? sampler_peek_uniform(s) : 0.0;
+    return np;
+}
+
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
  * else: the device sampler (kcuda_sample) after the logits, with the host sampler's penalty ids
  * and next uniform, so it draws what sampler_sample() would from the same logits. */
@@ -648,18 +668,8 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
         return 1;
     }
     KcudaSampleArgs *a = b->h_sargs;
-    int32_t *ids = (int32_t *)(a + 1);
-    const int np = sampler_penalty_ids(s, ids, SAMPLE_MAX_PEN);
+    const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN);
     if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
-    a->temperature = p->temperature;
-    a->top_k = p->top_k;
-    a->top_p = p->top_p;
-    a->min_p = p->min_p;
-    a->log_min_p = p->min_p > 0.0f ? logf(p->min_p) : 0.0f;
-    a->penalty = p->repeat_penalty;
-    a->n_pen = np;
-    a->inv_temp = p->temperature > 0.0f ? 1.0 / (double)p->temperature : 0.0;
-    a->u01 = p->temperature > 0.0f ? sampler_peek_uniform(s) : 0.0;
     if ((e = cudaMemcpyAsync(b->d_sargs, a, sizeof *a + (size_t)np * sizeof(int32_t), cudaMemcpyHostToDevice, b->st)) !=
         cudaSuccess)
         return cuda_err(err, "sample: copying the sampler settings", e);

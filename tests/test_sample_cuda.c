@@ -23,6 +23,7 @@
 #include <cuda_runtime_api.h>
 
 #include "check.h"
+#include "infer/backend_cuda.h"
 #include "infer/infer.h"
 #include "infer/model.h"
 #include "infer/sampler.h"
@@ -46,24 +47,14 @@ typedef struct {
     int n;
 } Dev;
 
-/* The backend's argument building (infer/backend_cuda.c cuda_sample), from sampler s. */
+/* The backend's argument packing (cuda_sample_args), from sampler s. */
 static int device_draw(Dev *d, Sampler *s, const float *logits, int *used) {
-    const SamplerParams *p = sampler_params(s);
     static unsigned char buf[sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t)];
     KcudaSampleArgs *a = (KcudaSampleArgs *)buf;
     int32_t *ids = (int32_t *)(a + 1);
     memset(a, 0, sizeof *a);
-    const int np = sampler_penalty_ids(s, ids, MAX_PEN);
+    const int np = cuda_sample_args(s, a, ids, MAX_PEN);
     if (np < 0) return -2;
-    a->temperature = p->temperature;
-    a->top_k = p->top_k;
-    a->top_p = p->top_p;
-    a->min_p = p->min_p;
-    a->log_min_p = p->min_p > 0.0f ? logf(p->min_p) : 0.0f;
-    a->penalty = p->repeat_penalty;
-    a->n_pen = np;
-    a->inv_temp = p->temperature > 0.0f ? 1.0 / (double)p->temperature : 0.0;
-    a->u01 = p->temperature > 0.0f ? sampler_peek_uniform(s) : 0.0;
     int out[2] = {-1, -1};
     if (cudaMemcpy(d->d_logits, logits, sizeof(float) * (size_t)d->n, cudaMemcpyHostToDevice) != cudaSuccess ||
         cudaMemcpy(d->d_args, buf, sizeof *a + (size_t)np * 4, cudaMemcpyHostToDevice) != cudaSuccess)
