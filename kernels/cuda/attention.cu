@@ -1,18 +1,21 @@
 // Decode attention over the f16 KV cache with RoPE and GQA (one token; flash-decoding style).
 // The prefill kernels are in attention_prefill.cu (and attention_wide.cu for wide heads).
 //
-// One block per (KV head, split of the context): the block loads each K/V row of its split once
-// and computes every query head of that KV group from it (GQA 1..8 in one block; larger groups
-// take several blocks per KV head). Why: the previous kernel ran one block per (query head,
-// chunk of 64), so every row was loaded n_rep times (4 for the 2B model) and the grid was mostly
-// tiny blocks; measured on an H100, decode at context 2756 ran at 665 tok/s against 859 at
-// context 515, ~1.1 TB/s on the unique KV bytes.
+// At long context, one block per (KV head, split of the context): the block loads each K/V row
+// of its split once and computes every query head of that KV group from it (GQA 1..8 in one
+// block; larger groups take several blocks per KV head). Why: the previous kernel ran one block
+// per (query head, chunk of 64), so every row was loaded n_rep times (4 for the 2B model) and the
+// grid was mostly tiny blocks; measured on an H100, decode at context 2756 ran at 665 tok/s
+// against 859 at context 515, ~1.1 TB/s on the unique KV bytes.
 //
-// The number of splits is fixed per launch (the graph is captured once; the position lives in
-// device memory) so that the KV groups times the splits fill the SMs about twice (the occupancy
-// query says how many blocks fit); each block derives its span from the position: at least 64
-// positions, longer at long context, so a short context makes few splits (little to combine)
-// and a long one makes ~2 blocks per SM that each stream their rows in tiles.
+// The grid is fixed per launch (the graph is captured once; the position lives in device
+// memory): rep blocks per KV head times a number of splits chosen so that one block per KV head
+// and split fills the SMs about twice (the occupancy query says how many blocks fit). Each block
+// derives its work from the position: the split length (at least 64 positions, longer at long
+// context), and how many of the rep blocks of a KV head work: all of them (one query head each)
+// where the splits are few, one (the whole group) where they fill the GPU. So a short context
+// makes few splits (little to combine) and keeps the SMs busy over the query heads, and a long
+// one makes ~2 blocks per SM that each stream their rows once.
 //
 // A block streams its span in tiles of 64 positions (32 for head_dim > 128) through two
 // shared-memory stages filled by 16-byte cp.async, the first two issued before the PDL wait:
@@ -43,7 +46,8 @@ enum {
 
 struct DecodeParams {
     int n_heads, n_kv, rep;  // query heads, KV heads, query heads per KV head
-    int hb, hgroups;         // query heads per block (<= MAX_REP), blocks per KV head
+    int hb_max, hg_min;      // query heads per block at most (<= MAX_REP); blocks per KV head at least
+    int target;              // blocks that fill the GPU (SMs x blocks per SM)
     int hd, ctx, style, splits;
     int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after its tiles
     const float *rope;  // [ctx][hd/2][2]
@@ -51,8 +55,8 @@ struct DecodeParams {
     __half *kc, *vc;    // [n_kv][ctx][hd]
     const int *pos;
     float *out;   // [n_heads][hd]
-    float *part;  // per (block column, split, head): o [hd4], then (max, sum) pairs after all o
-    int *count;   // arrivals per block column (n_kv * hgroups), left zero
+    float *part;  // per (block column, split, head < hb_max): o [hd4], then (max, sum) pairs after all o
+    int *count;   // arrivals per block column (n_kv * rep), left zero
 };
 
 __device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
@@ -111,8 +115,13 @@ __device__ __forceinline__ int split_chunk(int kv_len, int splits) {
     return chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
 }
 
-// grid (n_kv * hgroups, splits), THREADS threads. VEC8: head_dim % 8 == 0 (16-byte cp.async);
+// grid (n_kv * rep, splits), THREADS threads. VEC8: head_dim % 8 == 0 (16-byte cp.async);
 // otherwise the rows are copied with 4-byte loads (ld.global.cg) and shared stores.
+// Block (x, split) serves KV head x / rep; how many of its rep blocks work, and on how many query
+// heads each, is chosen from the position: at long context one block per KV head and split takes
+// the whole group (each row loaded once), at short context, where the splits are few, the
+// group's heads are spread over up to rep blocks so that the GPU still has work for its SMs (the
+// rows are then read by several blocks, from L2).
 template <int MAXHD, bool VEC8>
 __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     using C = Cfg<MAXHD>;
@@ -129,8 +138,6 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     if (p.late == 0) pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int bx = blockIdx.x, sp = blockIdx.y;
-    const int g = bx / p.hgroups, r0 = (bx % p.hgroups) * p.hb;
-    const int nh = min(p.hb, p.rep - r0);  // query heads of this block
     const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = hd;
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
@@ -139,6 +146,13 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     const int chunk = split_chunk(kv_len, p.splits);
     const int nsplit = (kv_len + chunk - 1) / chunk;
     if (sp >= nsplit) return;
+    int hg = p.target / (p.n_kv * nsplit);  // blocks per KV head and split at this position
+    hg = max(p.hg_min, min(p.rep, hg));
+    const int hb = (p.rep + hg - 1) / hg;   // query heads per block (<= hb_max)
+    hg = (p.rep + hb - 1) / hb;
+    const int g = bx / p.rep, slot = bx - g * p.rep;
+    if (slot >= hg) return;
+    const int r0 = slot * hb, nh = min(hb, p.rep - r0);  // this block's query heads: r0 .. r0 + nh - 1
     const int t0 = sp * chunk, n_span = min(chunk, kv_len - t0);
     const int n_tiles = (n_span + TILE - 1) / TILE;
     const bool has_cur = sp == nsplit - 1;  // the span ends at pos
@@ -407,8 +421,8 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     const int h0 = g * p.rep + r0;  // first query head of the block
     const int hd4 = (hd + 3) / 4 * 4;
     const int ncol = gridDim.x;
-    const size_t rec0 = ((size_t)bx * p.splits + sp) * p.hb;  // this split's first record
-    float *po = p.part, *pml = p.part + (size_t)ncol * p.splits * p.hb * hd4;
+    const size_t rec0 = ((size_t)bx * p.splits + sp) * p.hb_max;  // this split's first record
+    float *po = p.part, *pml = p.part + (size_t)ncol * p.splits * p.hb_max * hd4;
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
@@ -433,10 +447,10 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     // computed once per (split, head), then each thread adds 4 consecutive outputs of a head
     // over the splits, 8 independent 16-byte loads at a time.
     float *wm = (float *)dyn, *wl = wm + (size_t)nsplit * MAX_REP;  // [split][head]
-    const size_t recb = (size_t)bx * p.splits * p.hb;                 // split 0's first record
+    const size_t recb = (size_t)bx * p.splits * p.hb_max;             // split 0's first record
     for (int idx = tid; idx < nsplit * nh; idx += THREADS) {
         const int s2 = idx / nh, r = idx - s2 * nh;
-        const float2 v = __ldcg((const float2 *)(pml + (recb + (size_t)s2 * p.hb + r) * 2));
+        const float2 v = __ldcg((const float2 *)(pml + (recb + (size_t)s2 * p.hb_max + r) * 2));
         wm[s2 * MAX_REP + r] = v.x;
         wl[s2 * MAX_REP + r] = v.y;
     }
@@ -463,7 +477,7 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     for (int idx = tid; idx < nh * q4; idx += THREADS) {
         const int r = idx / q4, d = (idx - r * q4) * 4;
         const float *src = po + (recb + r) * hd4 + d;
-        const size_t step = (size_t)p.hb * hd4;  // next split, same head
+        const size_t step = (size_t)p.hb_max * hd4;  // next split, same head
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         for (int s0 = 0; s0 < nsplit; s0 += 8) {
             float4 v[8];
@@ -490,11 +504,11 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     if (tid == 0) p.count[bx] = 0;
 }
 
-// Blocks per KV head and query heads per block: up to MAX_REP heads share one block.
-void head_blocks(const KcudaAttnShape *a, int *hgroups, int *hb) {
+// Query heads per block at most, and the fewest blocks per KV head (at most MAX_REP heads a block).
+void head_blocks(const KcudaAttnShape *a, int *hg_min, int *hb_max) {
     const int rep = a->n_heads / a->n_kv;
-    *hgroups = (rep + MAX_REP - 1) / MAX_REP;
-    *hb = (rep + *hgroups - 1) / *hgroups;
+    *hg_min = (rep + MAX_REP - 1) / MAX_REP;
+    *hb_max = rep < MAX_REP ? rep : MAX_REP;
 }
 
 int max_splits(const KcudaAttnShape *a) {
@@ -523,8 +537,9 @@ int launch_decode(DecodeParams &p, int n_cols, int pdl, void *stream) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smax));
         attr_done = 1;
     }
-    // Splits: the block columns times the splits fill the SMs about twice (or as many blocks as
-    // fit at once), within [1, max_splits]. Each block then takes >= MIN_CHUNK positions.
+    // Splits: at long context (one block per KV head and split) the splits fill the SMs about
+    // twice (or as many blocks as fit at once), within [1, max_splits]. Each block then takes
+    // >= MIN_CHUNK positions. n_cols: the blocks per split at long context.
     int dev = 0, nsm = 0, per_sm = 0;
     KCUDA_TRY(cudaGetDevice(&dev));
     KCUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
@@ -532,22 +547,23 @@ int launch_decode(DecodeParams &p, int n_cols, int pdl, void *stream) {
     KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, THREADS, smem_probe));
     per_sm = per_sm < 1 ? 1 : per_sm > 2 ? 2 : per_sm;
     const int target = nsm * per_sm;
+    p.target = target;
     int splits = (target + n_cols - 1) / n_cols;
     if (splits > p.splits) splits = p.splits;  // p.splits holds the cap (max_splits)
     if (splits < 1) splits = 1;
     p.splits = splits;
     const size_t smem = dyn_smem<MAXHD>(p.hd, VEC8, splits);
-    return kcuda_launch(kern, dim3((unsigned)n_cols, (unsigned)splits), dim3(THREADS), smem, stream, pdl, p);
+    return kcuda_launch(kern, dim3((unsigned)(p.n_kv * p.rep), (unsigned)splits), dim3(THREADS), smem, stream, pdl, p);
 }
 
 }  // namespace
 
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
     if (!a || a->n_heads <= 0 || a->n_kv <= 0 || a->head_dim <= 0 || a->ctx <= 0) return 0;
-    int hgroups, hb;
-    head_blocks(a, &hgroups, &hb);
+    int hg_min, hb_max;
+    head_blocks(a, &hg_min, &hb_max);
     const size_t hd4 = (size_t)(a->head_dim + 3) / 4 * 4;
-    return (size_t)a->n_kv * hgroups * max_splits(a) * hb * (hd4 + 2);
+    return (size_t)a->n_heads * max_splits(a) * hb_max * (hd4 + 2);
 }
 
 extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
@@ -566,7 +582,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
     p.rep = a->n_heads / a->n_kv;
-    head_blocks(a, &p.hgroups, &p.hb);
+    head_blocks(a, &p.hg_min, &p.hb_max);
     p.hd = a->head_dim;
     p.ctx = a->ctx;
     p.style = a->rope_style;
@@ -580,7 +596,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
-    const int n_cols = a->n_kv * p.hgroups;
+    const int n_cols = a->n_kv * p.hg_min;
     if (a->head_dim <= 64)
         return vec8 ? launch_decode<64, true>(p, n_cols, pdl, stream) : launch_decode<64, false>(p, n_cols, pdl, stream);
     if (a->head_dim <= 128)
