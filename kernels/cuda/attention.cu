@@ -9,13 +9,13 @@
 // against 859 at context 515, ~1.1 TB/s on the unique KV bytes.
 //
 // The grid is fixed per launch (the graph is captured once; the position lives in device
-// memory): rep blocks per KV head times a number of splits chosen so that one block per KV head
-// and split fills the SMs about twice (the occupancy query says how many blocks fit). Each block
-// derives its work from the position: the split length (at least 64 positions, longer at long
-// context), and how many of the rep blocks of a KV head work: all of them (one query head each)
-// where the splits are few, one (the whole group) where they fill the GPU. So a short context
-// makes few splits (little to combine) and keeps the SMs busy over the query heads, and a long
-// one makes ~2 blocks per SM that each stream their rows once.
+// memory): about the blocks that fit on the GPU at once (2 per SM here; the occupancy query
+// says), with a number of splits chosen so that one block per KV head and split fills them.
+// Each block derives its work from the position: the split length (at least 64 positions,
+// longer at long context), and how many blocks per KV head and split work: up to one per query
+// head where the splits are few, one (the whole group) where they fill the GPU. So a short
+// context makes few splits (little to combine) and keeps the SMs busy over the query heads, and
+// a long one makes ~2 blocks per SM that each stream their rows once.
 //
 // A block streams its span in tiles of 64 positions (32 for head_dim > 128) through two
 // shared-memory stages filled by 16-byte cp.async, the first two issued before the PDL wait:
@@ -115,13 +115,15 @@ __device__ __forceinline__ int split_chunk(int kv_len, int splits) {
     return chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
 }
 
-// grid (n_kv * rep, splits), THREADS threads. VEC8: head_dim % 8 == 0 (16-byte cp.async);
-// otherwise the rows are copied with 4-byte loads (ld.global.cg) and shared stores.
-// Block (x, split) serves KV head x / rep; how many of its rep blocks work, and on how many query
-// heads each, is chosen from the position: at long context one block per KV head and split takes
-// the whole group (each row loaded once), at short context, where the splits are few, the
-// group's heads are spread over up to rep blocks so that the GPU still has work for its SMs (the
-// rows are then read by several blocks, from L2).
+// grid (blocks), THREADS threads, blocks >= the most any position uses (kcuda_attn_decode). VEC8:
+// head_dim % 8 == 0 (16-byte cp.async); otherwise the rows are copied with 4-byte loads
+// (ld.global.cg) and shared stores. The blocks' work is chosen from the position: the splits,
+// then how many blocks per KV head and split (hg) and on how many query heads each: at long
+// context one block per KV head and split takes the whole group (each row loaded once); at short
+// context, where the splits are few, the group's heads are spread over up to rep blocks so that
+// the GPU still has work for its SMs (the rows are then read by several blocks, from L2). Blocks
+// past the work leave at once; the grid is kept to about one wave of the GPU so that few do (a
+// block that leaves still holds its shared memory while it reads the position).
 template <int MAXHD, bool VEC8>
 __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     using C = Cfg<MAXHD>;
@@ -137,7 +139,6 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
 
     if (p.late == 0) pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int bx = blockIdx.x, sp = blockIdx.y;
     const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = hd;
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
@@ -145,13 +146,15 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     const int pos = *p.pos, kv_len = pos + 1;
     const int chunk = split_chunk(kv_len, p.splits);
     const int nsplit = (kv_len + chunk - 1) / chunk;
-    if (sp >= nsplit) return;
     int hg = p.target / (p.n_kv * nsplit);  // blocks per KV head and split at this position
     hg = max(p.hg_min, min(p.rep, hg));
     const int hb = (p.rep + hg - 1) / hg;   // query heads per block (<= hb_max)
     hg = (p.rep + hb - 1) / hb;
-    const int g = bx / p.rep, slot = bx - g * p.rep;
-    if (slot >= hg) return;
+    const int per_split = p.n_kv * hg;
+    if ((int)blockIdx.x >= per_split * nsplit) return;
+    const int sp = blockIdx.x / per_split, rem = blockIdx.x - sp * per_split;
+    const int g = rem / hg, slot = rem - g * hg;
+    const int bx = g * p.rep + slot;  // this (KV head, head slot)'s counter and record column
     const int r0 = slot * hb, nh = min(hb, p.rep - r0);  // this block's query heads: r0 .. r0 + nh - 1
     const int t0 = sp * chunk, n_span = min(chunk, kv_len - t0);
     const int n_tiles = (n_span + TILE - 1) / TILE;
@@ -420,7 +423,7 @@ __global__ void __launch_bounds__(THREADS) attn_decode_kernel(DecodeParams p) {
     __syncthreads();
     const int h0 = g * p.rep + r0;  // first query head of the block
     const int hd4 = (hd + 3) / 4 * 4;
-    const int ncol = gridDim.x;
+    const int ncol = p.n_kv * p.rep;
     const size_t rec0 = ((size_t)bx * p.splits + sp) * p.hb_max;  // this split's first record
     float *po = p.part, *pml = p.part + (size_t)ncol * p.splits * p.hb_max * hd4;
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
@@ -537,9 +540,10 @@ int launch_decode(DecodeParams &p, int n_cols, int pdl, void *stream) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smax));
         attr_done = 1;
     }
-    // Splits: at long context (one block per KV head and split) the splits fill the SMs about
-    // twice (or as many blocks as fit at once), within [1, max_splits]. Each block then takes
-    // >= MIN_CHUNK positions. n_cols: the blocks per split at long context.
+    // Splits: at long context (n_cols blocks per split, one per KV head) the splits fill the
+    // blocks that fit on the GPU at once (2 per SM where the occupancy allows: the K/V of a
+    // block's span then all in flight from before the wait), within [1, max_splits]; rounded
+    // down so that they make one wave. Each block takes >= MIN_CHUNK positions.
     int dev = 0, nsm = 0, per_sm = 0;
     KCUDA_TRY(cudaGetDevice(&dev));
     KCUDA_TRY(cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev));
@@ -548,12 +552,15 @@ int launch_decode(DecodeParams &p, int n_cols, int pdl, void *stream) {
     per_sm = per_sm < 1 ? 1 : per_sm > 2 ? 2 : per_sm;
     const int target = nsm * per_sm;
     p.target = target;
-    int splits = (target + n_cols - 1) / n_cols;
+    int splits = target / n_cols;
     if (splits > p.splits) splits = p.splits;  // p.splits holds the cap (max_splits)
     if (splits < 1) splits = 1;
     p.splits = splits;
+    // the most blocks any position uses: <= target where the heads are spread (hg chosen from
+    // target), <= n_cols * splits where they are not
+    const int blocks = target > n_cols * splits ? target : n_cols * splits;
     const size_t smem = dyn_smem<MAXHD>(p.hd, VEC8, splits);
-    return kcuda_launch(kern, dim3((unsigned)(p.n_kv * p.rep), (unsigned)splits), dim3(THREADS), smem, stream, pdl, p);
+    return kcuda_launch(kern, dim3((unsigned)blocks), dim3(THREADS), smem, stream, pdl, p);
 }
 
 }  // namespace
