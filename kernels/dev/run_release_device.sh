@@ -61,6 +61,12 @@ int8-head-default short --lm-head int8
 LIST
     [ "$MODE" = short ] && break
 done
+# The engine's per-token overhead: the engine thread (as -p and the chat use it) against a plain
+# infer_eval + infer_sample loop on the same file, same run.
+for smp in default greedy; do
+    step "bench_engine $smp" 60 eng_$smp.txt $B/tests/bench_engine --backend cuda --sampling $smp --model /tmp/2b.gguf /tmp/tokenizer.json 500
+    tail -2 "$OUT/eng_$smp.txt" >>"$S"
+done
 step "bench --backend cuda" 200 bench.txt $B/bitnet-chat bench --backend cuda --quick
 if [ "$MODE" != short ]; then
     step "memcheck test_backend_cuda" 100 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
