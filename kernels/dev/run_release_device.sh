@@ -8,7 +8,8 @@
 # time left)
 # X holds build.tar.xz (a CUDA build folder made on the development machine as
 # /work/main/build-cuda: its test files name that absolute path, so a link makes it valid here)
-# and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file). Logs and summary.txt go
+# and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file), optionally overlay.tar.xz
+# (build files newer than build.tar.xz) and bitnet-chat.base (a baseline binary). Logs and summary.txt go
 # to $OUT.
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
@@ -16,6 +17,8 @@ MODE=${2:-}
 S=$OUT/summary.txt
 mkdir -p /work && { [ -e /work/main ] || ln -s "$PWD" /work/main; }
 tar xJf "$X/build.tar.xz" -C /work/main || { echo "cannot unpack the build"; exit 1; }
+# optional: files rebuilt since build.tar.xz was made, unpacked over it (saves re-packing it all)
+[ -f "$X/overlay.tar.xz" ] && { tar xJf "$X/overlay.tar.xz" -C /work/main || exit 1; }
 B=/work/main/build-cuda
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
 step() { # name seconds log command...
