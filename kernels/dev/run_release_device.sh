@@ -9,7 +9,7 @@
 # X holds build.tar.xz (a CUDA build folder made on the development machine as
 # /work/main/build-cuda: its test files name that absolute path, so a link makes it valid here)
 # and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file), optionally overlay.tar.xz
-# (build files newer than build.tar.xz) and bitnet-chat.base (a baseline binary). Logs and summary.txt go
+# (build files newer than build.tar.xz) and bitnet-chat.base.xz (a baseline binary). Logs and summary.txt go
 # to $OUT.
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
@@ -32,7 +32,7 @@ step "ctest -L gpu" 240 gpu_tests.txt ctest --test-dir $B -L gpu --output-on-fai
 grep -E "tests passed|\*\*\*|Passed|Not Run" "$OUT/gpu_tests.txt" | sed 's/^ *//' >>"$S"
 # What a user gets: -p on a 2B-shaped file, the stats line from stderr, with each sampling
 # setting after a short prompt and after ~2000- and ~3600-token prompts (--ctx 4096). When X
-# holds bitnet-chat.base (the binary before a change), each row runs it too, alternated in two
+# holds bitnet-chat.base.xz (the binary before a change), each row runs it too, alternated in two
 # rounds, so the change is measured against a baseline from the same run.
 xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
 step "make_bench_model" 120 make.txt $B/tests/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b
@@ -40,7 +40,8 @@ line="The quick brown fox jumps over the lazy dog near the river bank today."
 yes "$line" | head -n 133 >/tmp/p2000.txt
 yes "$line" | head -n 240 >/tmp/p3600.txt
 bins="$B/bitnet-chat"
-[ -x "$X/bitnet-chat.base" ] && bins="$bins $X/bitnet-chat.base"
+[ -f "$X/bitnet-chat.base.xz" ] && xz -dc "$X/bitnet-chat.base.xz" >/tmp/bitnet-chat.base && chmod +x /tmp/bitnet-chat.base &&
+    bins="$bins /tmp/bitnet-chat.base"
 for round in 1 2; do
     while read -r label prompts opts; do
         for pr in $prompts; do
