@@ -201,6 +201,78 @@ static void test_chatml(void) {
     tokenizer_free(t2);
 }
 
+/* The published templates' structure (tests/data/families/templates, make_templates.py): the
+ * format each is recognised as, and the text rendered for CONVERSATION against what
+ * transformers' Jinja settings render from the template. The Falcon3 tokenizer here names a
+ * BOS (<|pad|>, as a GGUF whose converter took config.json's bos_token_id does): Falcon3's
+ * template writes none, so none may appear. Templates that use the same role markers but are
+ * not Falcon3's (Phi-3's <|end|>, GLM-Edge's no end of turn) or ChatML's (Phi-4's <|im_sep|>)
+ * are not taken for them. */
+static char *template_file(const char *name, const char *ext) {
+    char p[1100];
+    snprintf(p, sizeof p, "%s/families/templates/%s.%s", BN_TEST_DATA, name, ext);
+    size_t n = 0;
+    return read_file(p, &n);
+}
+
+static Tokenizer *fixture_tokenizer(const char *family, const char *config) {
+    char p[1100];
+    snprintf(p, sizeof p, "%s/families/%s/tokenizer.json", BN_TEST_DATA, family);
+    size_t n = 0;
+    char *json = read_file(p, &n);
+    Err err = {{0}};
+    Tokenizer *t = json ? tokenizer_load_json_buffer(json, n, config, &err) : NULL;
+    if (!t) fprintf(stderr, "%s: %s\n", p, err.msg);
+    free(json);
+    return t;
+}
+
+static void test_published_templates(void) {
+    Tokenizer *falcon = fixture_tokenizer("falcon3", "{\"bos_token\": \"<|pad|>\", \"eos_token\": \"<|endoftext|>\"}");
+    Tokenizer *llama = fixture_tokenizer("llama3", NULL);
+    Tokenizer *chatml = fixture_tokenizer("chatml", NULL);
+    REQUIRE(falcon && llama && chatml);
+    CHECK(tokenizer_bos(falcon) == tokenizer_find(falcon, "<|pad|>"));
+    const struct {
+        const char *name;
+        Tokenizer *t;
+        ChatFormat want;
+    } cases[] = {
+        {"falcon3", falcon, CHAT_FALCON3}, {"llama3", llama, CHAT_LLAMA3},
+        {"phi3", falcon, CHAT_PLAIN},      {"glmedge", falcon, CHAT_PLAIN},
+        {"phi4", chatml, CHAT_PLAIN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *tmpl = template_file(cases[i].name, "jinja"), *want = template_file(cases[i].name, "txt");
+        REQUIRE(tmpl && want);
+        char note[192];
+        const ChatFormat f = chat_format_detect(tmpl, cases[i].t, FFN_SILU, note, sizeof note);
+        CHECK_MSG(f == cases[i].want, "%s template: format %s, expected %s", cases[i].name,
+                  chat_format_name(f), chat_format_name(cases[i].want));
+        if (cases[i].want == CHAT_PLAIN) {
+            CHECK_MSG(strstr(note, "not one bitnet-chat knows") != NULL, "%s: note \"%s\"",
+                      cases[i].name, note);
+        } else {
+            CHECK_STREQ(note, "");
+            char *got = chat_template_text(cases[i].t, f, CONVERSATION, 4, 1);
+            CHECK_MSG(got && !strcmp(got, want), "%s: rendered\n%s\nexpected\n%s", cases[i].name,
+                      got ? got : "(null)", want);
+            free(got);
+        }
+        free(tmpl);
+        free(want);
+    }
+    /* and as tokens: no BOS id before Falcon3's first role marker */
+    ChatTokens ct;
+    Err err = {{0}};
+    REQUIRE(chat_template_tokens(falcon, CHAT_FALCON3, CONVERSATION, 4, 1, &ct, &err) == 0);
+    CHECK_EQ_INT(ct.ids[0], tokenizer_find(falcon, "<|system|>"));
+    chat_tokens_free(&ct);
+    tokenizer_free(falcon);
+    tokenizer_free(llama);
+    tokenizer_free(chatml);
+}
+
 /* A copy of the llama3 fixture folder (links to its files) with config.json edited by fn. */
 static void with_config(const char *tmp, void (*fn)(json_t *), char *msg,
                         size_t cap) {
@@ -546,6 +618,7 @@ int main(void) {
     test_spm();
     test_engine_switch();
     test_chatml();
+    test_published_templates();
     test_refusals();
     return check_report("test_families");
 }
