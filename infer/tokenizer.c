@@ -529,6 +529,7 @@ static int is_ordinary(int type) {
 
 int tokenizer_check(const Tokenizer *t, Err *err) {
     if (!t || t->n_vocab <= 0) return err_set(err, "tokenizer: empty vocabulary");
+    if (t->spm) return spm_check(t->spm, err);
     /* Ordinary tokens: none empty (it would match nothing yet take an id), none twice (the
      * second could never be produced, and decoding would disagree with encoding). */
     for (int i = 0; i < t->n_vocab; i++) {

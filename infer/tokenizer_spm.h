@@ -35,6 +35,22 @@ SpmModel *spm_from_pieces(int n, const char *const *pieces, const size_t *lens,
                           int bos, int eos, Err *err);
 void spm_free(SpmModel *s);
 
+/* The forms a Hugging Face tokenizer.json gives the same models (tokenizer_json.c):
+ *   spm_set_merges: BPE whose pairs merge by their rank in merges ("left right", lowest rank
+ *     first, leftmost on a tie) rather than by the merged piece's score; a pair whose parts or
+ *     result are not mergeable pieces is dropped;
+ *   spm_set_unigram: a Unigram model: the segmentation with the highest total score, an
+ *     unknown character scoring 10 below the lowest piece, neighbouring unknowns as one
+ *     symbol (then bytes, or the unknown piece);
+ *   spm_set_prefix: the space prefix: added or not, and (Metaspace) left out when the text
+ *     already starts with a space; no whitespace is collapsed. */
+int spm_set_merges(SpmModel *s, int n, const char *const *merges, const size_t *lens, Err *err);
+void spm_set_unigram(SpmModel *s);
+void spm_set_prefix(SpmModel *s, int add_prefix, int unless_space);
+
+/* Whether any text can be encoded: every byte piece (<0x00>..<0xFF>) or an unknown piece.
+ * Returns 0, or -1 with "tokenizer: ..." in err. */
+int spm_check(const SpmModel *s, Err *err);
 int spm_n_vocab(const SpmModel *s);
 int spm_bos(const SpmModel *s);
 int spm_eos(const SpmModel *s);

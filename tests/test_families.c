@@ -273,6 +273,75 @@ static void test_published_templates(void) {
     tokenizer_free(chatml);
 }
 
+/* tokenizer.json files of the SentencePiece kind (tests/data/families/spm_json,
+ * make_spm_json.py): LLaMA-2's BPE with byte fallback in transformers' legacy form (Prepend +
+ * Replace normalizers) and in the Metaspace form, and a Unigram model; each string's ids as the
+ * tokenizers package gives them. Then the forms not implemented are refused by name. */
+static void test_spm_json(void) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/families/spm_json/reference.txt", BN_TEST_DATA);
+    FILE *f = fopen(path, "r");
+    REQUIRE(f);
+    static char line[1 << 14];
+    int n_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        char dir[32];
+        int off = 0;
+        if (sscanf(line, "%31s %n", dir, &off) != 1) continue;
+        /* the quoted text, then the count and ids */
+        const char *q = line + off;
+        const char *end = q + 1;
+        while (*end && !(*end == '"' && end[-1] != '\\')) end++;
+        REQUIRE(*end == '"');
+        json_t *js = json_loadb(q, (size_t)(end - q + 1), JSON_DECODE_ANY, NULL);
+        REQUIRE(json_is_string(js));
+        int want[256];
+        const int n_want = read_ints(end + 1, want, 256);
+        snprintf(path, sizeof path, "%s/families/spm_json/%s/tokenizer.json", BN_TEST_DATA, dir);
+        Err err = {{0}};
+        Tokenizer *t = tokenizer_load_json(path, &err);
+        CHECK_MSG(t != NULL, "%s: %s", path, err.msg);
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        if (t && tokenizer_encode(t, json_string_value(js), json_string_length(js), &ids, &n_ids, &err) == 0) {
+            int same = (int)n_ids == n_want - 1;
+            for (int i = 0; same && i < n_want - 1; i++) same = ids[i] == want[i + 1];
+            CHECK_MSG(same && want[0] == n_want - 1, "%s %s: %zu ids, the tokenizers package %d", dir,
+                      json_string_value(js), n_ids, want[0]);
+        } else {
+            CHECK_MSG(0, "%s: encode: %s", dir, err.msg);
+        }
+        free(ids);
+        tokenizer_free(t);
+        json_decref(js);
+        n_lines++;
+    }
+    fclose(f);
+    CHECK(n_lines >= 30);
+    /* what is not implemented is refused, by name */
+    static const struct {
+        const char *json, *says;
+    } bad[] = {
+        {"{\"normalizer\": {\"type\": \"Precompiled\", \"precompiled_charsmap\": \"\"}, \"pre_tokenizer\": "
+         "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\"}, \"model\": {\"type\": \"Unigram\", "
+         "\"unk_id\": 0, \"vocab\": [[\"<unk>\", 0.0], [\"a\", -1.0]]}}",
+         "Precompiled"},
+        {"{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"split\": true}, "
+         "\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0.0], [\"a\", -1.0]]}}",
+         "split"},
+        {"{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\", \"byte_fallback\": "
+         "true, \"vocab\": {\"a\": 0}, \"merges\": []}}",
+         "Whitespace"},
+        {"{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", "WordPiece"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Err err = {{0}};
+        Tokenizer *t = tokenizer_load_json_buffer(bad[i].json, strlen(bad[i].json), NULL, &err);
+        CHECK_MSG(!t && strstr(err.msg, bad[i].says), "case %zu: \"%s\"", i, err.msg);
+        tokenizer_free(t);
+    }
+}
+
 /* A copy of the llama3 fixture folder (links to its files) with config.json edited by fn. */
 static void with_config(const char *tmp, void (*fn)(json_t *), char *msg,
                         size_t cap) {
@@ -530,8 +599,27 @@ static void test_spm(void) {
     snprintf(dir, sizeof dir, "%s/families/onebit", BN_TEST_DATA);
     snprintf(path, sizeof path, "%s/f16.gguf", dir);
     Err err = {{0}};
-    Tokenizer *tk[2] = {model_load_tokenizer(dir, &err), model_load_tokenizer(path, &err)};
-    REQUIRE(tk[0] && tk[1]);
+    /* and the folder as 1bitLLM ships it: tokenizer.json (transformers' legacy conversion of
+     * the same model, spm_json/legacy) beside tokenizer.model, which the JSON reader now reads */
+    char both[] = "/tmp/bn_spm_json_XXXXXX", src[1100], dst[1100];
+    REQUIRE(mkdtemp(both));
+    static const char *files[] = {"tokenizer.model", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/%s", dir, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", both, files[i]);
+        REQUIRE(symlink(src, dst) == 0);
+    }
+    snprintf(src, sizeof src, "%s/families/spm_json/legacy/tokenizer.json", BN_TEST_DATA);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", both);
+    REQUIRE(symlink(src, dst) == 0);
+    Tokenizer *tk[3] = {model_load_tokenizer(dir, &err), model_load_tokenizer(path, &err),
+                        model_load_tokenizer(dst, &err)};
+    REQUIRE(tk[0] && tk[1] && tk[2]);
+    Tokenizer *folder = model_load_tokenizer(both, &err);
+    CHECK_MSG(folder != NULL, "%s: %s", both, err.msg);
+    tokenizer_free(folder);
+    CHECK_EQ_INT(tokenizer_bos(tk[2]), tokenizer_bos(tk[0]));
+    CHECK_EQ_INT(tokenizer_eos(tk[2]), tokenizer_eos(tk[0]));
     snprintf(path, sizeof path, "%s/reference.txt", dir);
     FILE *f = fopen(path, "r");
     REQUIRE(f);
@@ -548,14 +636,14 @@ static void test_spm(void) {
         while (*rest == ' ') rest++;
         rest = strchr(rest, ' ');
         REQUIRE(read_ints(rest ? rest : "", want, 256) == n);
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             int32_t *ids = NULL;
             size_t n_ids = 0;
             REQUIRE(tokenizer_encode(tk[k], text, strlen(text), &ids, &n_ids, &err) == 0);
             int same = (int)n_ids == n;
             for (int i = 0; same && i < n; i++) same = ids[i] == want[i];
-            CHECK_MSG(same, "%s: \"%s\" encodes to %zu ids, sentencepiece %d", k ? "gguf" : "tokenizer.model",
-                      text, n_ids, n);
+            CHECK_MSG(same, "%s: \"%s\" encodes to %zu ids, sentencepiece %d",
+                      k == 2 ? "tokenizer.json" : k ? "gguf" : "tokenizer.model", text, n_ids, n);
             /* decoding: the pieces' bytes give back the text after the dummy-prefix space */
             char buf[1024];
             size_t o = 0;
@@ -589,6 +677,12 @@ static void test_spm(void) {
     CHECK(tokenizer_vocab(tk[0]) == NULL);
     tokenizer_free(tk[0]);
     tokenizer_free(tk[1]);
+    tokenizer_free(tk[2]);
+    for (int i = 0; i < 3; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", both, i < 2 ? files[i] : "tokenizer.json");
+        unlink(dst);
+    }
+    rmdir(both);
 
     /* the GGUF form is the HF folder's model */
     Model a, b;
@@ -619,6 +713,7 @@ int main(void) {
     test_engine_switch();
     test_chatml();
     test_published_templates();
+    test_spm_json();
     test_refusals();
     return check_report("test_families");
 }
