@@ -104,7 +104,28 @@ static int write_tensor(FILE *f, const OutTensor *t) {
     if (t->kind == SRC_TERNARY) {
         const TernaryMatrix *tm = t->tm;
         const size_t rb = (size_t)tm->n_in / 4;
-        if (t->permute_heads > 0) {
+        if (tm->n_in_pad != tm->n_in) {
+            /* rows of a length that is no multiple of 128 (1bitLLM-3B's 8640): bitnet.cpp's
+             * layout, 128-value blocks over the flattened tensor that cross rows
+             * (model_quant.h i2s_flat_to_i2s reads it back) */
+            const size_t prb = i2s_row_bytes(tm->n_in_pad);
+            const int hd = t->permute_heads > 0 ? tm->n_out / t->permute_heads : 0;
+            uint8_t blk[I2S_BLOCK_BYTES] = {0};
+            int pos = 0;
+            for (int g = 0; g < tm->n_out; g++) {
+                const int h = hd ? g / hd : 0, r = hd ? g % hd : 0;
+                const uint8_t *row = tm->codes + prb * (size_t)(hd ? h * hd + (r % 2) * (hd / 2) + r / 2 : g);
+                for (int k = 0; k < tm->n_in; k++) {
+                    const int c = row[k / I2S_BLOCK * I2S_BLOCK_BYTES + k % 32] >> (6 - 2 * (k % I2S_BLOCK / 32)) & 3;
+                    blk[pos % 32] |= (uint8_t)(c << (6 - 2 * (pos / 32)));
+                    if (++pos == I2S_BLOCK) {
+                        if (write_all(f, blk, sizeof blk)) return -1;
+                        memset(blk, 0, sizeof blk);
+                        pos = 0;
+                    }
+                }
+            }
+        } else if (t->permute_heads > 0) {
             /* llama.cpp's q/k order (model_load.c unpermute_qk is the inverse): file row
              * 2i + half of a head holds model row half * head_dim/2 + i */
             const int hd = tm->n_out / t->permute_heads;
@@ -250,9 +271,9 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
             if (!parts[i].tm && !parts[i].norm) continue; /* a plain Llama block's sub-norms */
             if (parts[i].tm) {
                 const TernaryMatrix *tm = parts[i].tm;
-                if (tm->n_in % I2S_BLOCK || tm->n_in_pad != tm->n_in) {
-                    err_set(err, "%s: %s has rows of %d weights; I2_S needs a multiple of %d",
-                            out_path, name, tm->n_in, I2S_BLOCK);
+                if ((uint64_t)tm->n_in * (uint64_t)tm->n_out % I2S_BLOCK || tm->n_in % 4) {
+                    err_set(err, "%s: %s holds %d x %d weights; I2_S needs a whole number of %d-value "
+                            "blocks", out_path, name, tm->n_out, tm->n_in, I2S_BLOCK);
                     goto out;
                 }
                 add_tensor(ts, &nt, name, SRC_TERNARY, GGML_I2_S, (uint64_t)tm->n_in, (uint64_t)tm->n_out, 2);

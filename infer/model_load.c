@@ -55,7 +55,7 @@ static int step(Progress *p, const char *stage, Err *err) {
  * master checkpoint is 2 G weights. The loading thread meanwhile reports progress and watches
  * the cancel flag. Each job writes only its own buffer and scale, so no locking is needed. */
 
-typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED } JobKind;
+typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED, JOB_I2S_FLAT } JobKind;
 
 typedef struct {
     JobKind kind;
@@ -106,6 +106,10 @@ static void job_run(ConvJob *j) {
         break;
     case JOB_PACKED:
         j->rc = hf_packed_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
+        *j->scale = j->packed_scale;
+        break;
+    case JOB_I2S_FLAT:
+        j->rc = i2s_flat_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
         *j->scale = j->packed_scale;
         break;
     }
@@ -325,9 +329,34 @@ static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_
     if (!t) return -1;
     switch (t->type) {
     case GGML_I2_S: {
-        if (n_in % I2S_BLOCK)
-            return err_set(err, "%s: I2_S tensor %s has rows of %d, not a multiple of %d", c->g.path,
-                           name, n_in, I2S_BLOCK);
+        if (n_in % I2S_BLOCK) {
+            /* bitnet.cpp's quantizers cut the flattened tensor into 128-value blocks, so with
+             * rows of another length (1bitLLM-3B's FFN width 8640) its blocks cross rows:
+             * repacked into padded rows. (bitnet.cpp itself lists I2_S as unsupported for
+             * that model; the layout is still well defined.) */
+            if ((uint64_t)n_out * (uint64_t)n_in % I2S_BLOCK)
+                return err_set(err, "%s: I2_S tensor %s holds %d x %d values, not a whole number of "
+                                    "%d-value blocks", c->g.path, name, n_out, n_in, I2S_BLOCK);
+            uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+            if (!buf) return -1;
+            memcpy(&tm->scale, t->data + (size_t)n_out * n_in / 4, 4);
+            if (!finite_scale(tm->scale))
+                return err_set(err, "%s: I2_S tensor %s has a bad scale %g", c->g.path, name,
+                               (double)tm->scale);
+            ConvJob *j = job_add(jl, err);
+            if (!j) return -1;
+            j->kind = JOB_I2S_FLAT;
+            j->src = t->data;
+            j->n_out = n_out;
+            j->n_in = n_in;
+            j->k_pad = tm->n_in_pad;
+            j->dst = buf;
+            j->scale = &tm->scale;
+            j->packed_scale = tm->scale;
+            snprintf(j->name, sizeof j->name, "%s", name);
+            note_weights(m, "I2_S repacked to padded rows");
+            return 0;
+        }
         tm->n_out = n_out;
         tm->n_in = n_in;
         tm->n_in_pad = n_in;
