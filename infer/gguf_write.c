@@ -16,6 +16,7 @@
 #include "infer/gguf.h"
 #include "infer/model_quant.h"
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 #include "kernels/w2a8.h"
 
 const char *const BITNET_CHAT_TEMPLATE =
@@ -230,12 +231,23 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
      * BitNet would be bitnet-b1.58 too, which readers tell from 2B-4T by its SentencePiece
      * vocabulary, and this writer only writes BPE ones. */
     const int is_llama = c->ffn_act == FFN_SILU && !c->sub_norms;
-    if (!is_llama && (c->ffn_act != FFN_RELU2 || !c->sub_norms))
-        return err_set(err, "%s: writing a %s model to GGUF is not supported", out_path,
-                       c->sub_norms ? "SiLU BitNet (1bitLLM)" : "relu2 model without sub-norms");
+    if (!is_llama && !c->sub_norms)
+        return err_set(err, "%s: writing a relu2 model without sub-norms to GGUF is not supported", out_path);
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
-    if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
+    const SpmModel *spm = tokenizer_spm(m->tok);
+    if (!v && !spm) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
+    if (spm && spm_gguf_form(spm, err)) {
+        err_prefix(err, "%s", out_path);
+        return -1;
+    }
+    /* 1bitLLM's SiLU BitNet is bitnet-b1.58 as bitnet.cpp writes it; readers tell it from
+     * 2B-4T (relu2) by its SentencePiece vocabulary, so a SiLU one with a BPE vocabulary, or a
+     * relu2 one with a SentencePiece vocabulary, would read back wrong */
+    if (!is_llama && (c->ffn_act == FFN_SILU) != (spm != NULL))
+        return err_set(err, "%s: a %s BitNet model with a %s vocabulary cannot be written so that it reads "
+                            "back the same (GGUF tells 1bitLLM's SiLU from 2B-4T's relu2 by the vocabulary)",
+                       out_path, c->ffn_act == FFN_SILU ? "SiLU" : "relu2", spm ? "SentencePiece" : "BPE");
 
     /* ---- tensor list ---- */
     const int n_max = 3 + 11 * c->n_layers;
@@ -309,6 +321,38 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     kv_f32(&kv, &n_kv, AK("attention.layer_norm_rms_epsilon"), c->norm_eps);
     kv_f32(&kv, &n_kv, AK("rope.freq_base"), c->rope_theta);
 #undef AK
+    if (spm) {
+        /* SentencePiece as llama.cpp's "llama" tokenizer: pieces, scores, token types */
+        const int n = spm_n_vocab(spm);
+        kv_str(&kv, &n_kv, "tokenizer.ggml.model", "llama");
+        kv_key(&kv, "tokenizer.ggml.tokens", GGUF_ARRAY);
+        put_u32(&kv, GGUF_STRING);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            size_t l = 0;
+            const char *p = spm_piece(spm, i, &l);
+            put_str(&kv, p, l);
+        }
+        n_kv++;
+        kv_key(&kv, "tokenizer.ggml.scores", GGUF_ARRAY);
+        put_u32(&kv, GGUF_FLOAT32);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            const float sc = spm_score(spm, i);
+            put(&kv, &sc, 4);
+        }
+        n_kv++;
+        kv_key(&kv, "tokenizer.ggml.token_type", GGUF_ARRAY);
+        put_u32(&kv, GGUF_INT32);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            const int32_t ty = spm_type(spm, i);
+            put(&kv, &ty, 4);
+        }
+        n_kv++;
+        kv_bool(&kv, &n_kv, "tokenizer.ggml.add_space_prefix", spm_add_prefix(spm));
+        goto specials;
+    }
     kv_str(&kv, &n_kv, "tokenizer.ggml.model", "gpt2");
     if (is_llama3_vocab(v)) kv_str(&kv, &n_kv, "tokenizer.ggml.pre", "llama-bpe");
     else kv_str(&kv, &n_kv, "tokenizer.ggml.pre", v->pre);
@@ -333,6 +377,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     for (int i = 0; i < v->n_merges; i++)
         put_str(&kv, v->merges[i], v->merge_lens ? v->merge_lens[i] : strlen(v->merges[i]));
     n_kv++;
+specials:;
     int bos = tokenizer_bos(m->tok), eos = tokenizer_eos(m->tok), eot = tokenizer_eot(m->tok);
     /* GGUF has one eos and one eot key. HF configs often name <|eot_id|> as the tokenizer's eos
      * and list <|end_of_text|> only in config.json; keep both stops by writing the first stop

@@ -1140,25 +1140,28 @@ static Tokenizer *checked_json_tokenizer(const char *path, Err *err) {
     return t;
 }
 
-/* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
- * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
- * it is of a kind the JSON reader does not handle (the first error is the one reported when
- * neither loads). */
+/* The tokenizer of an HF folder. SentencePiece's own tokenizer.model comes first where there
+ * is one (1bitLLM ships LLaMA-2's beside a tokenizer.json converted from it: the same encoding,
+ * and only the original keeps the scores GGUF stores); one this reader refuses (Unigram, a
+ * normalization rule) leaves tokenizer.json to answer. Otherwise tokenizer.json, byte-level
+ * BPE or the SentencePiece kinds tokenizer_json.c reads. When neither loads, the first error
+ * is the one reported. */
 static Tokenizer *hf_tokenizer(const char *dir, Err *err) {
     char tj[1200], tm[1200];
     struct stat st;
     snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
     snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
-    const int has_model = stat(tm, &st) == 0;
+    const int has_json = stat(tj, &st) == 0;
     Err e2 = {{0}};
-    if (stat(tj, &st) == 0) {
-        Tokenizer *t = checked_json_tokenizer(tj, err);
-        if (t || !has_model) return t;
-        SpmModel *s = spm_load_file(tm, &e2);
-        return s ? tokenizer_from_spm(s, err) : NULL;
+    if (stat(tm, &st) == 0) {
+        SpmModel *s = spm_load_file(tm, has_json ? &e2 : err);
+        Tokenizer *t = s ? tokenizer_from_spm(s, err) : NULL;
+        if (t || !has_json) return t;
+        Tokenizer *j = checked_json_tokenizer(tj, err);
+        if (!j && err && e2.msg[0]) *err = e2;
+        return j;
     }
-    SpmModel *s = spm_load_file(tm, err);
-    return s ? tokenizer_from_spm(s, err) : NULL;
+    return checked_json_tokenizer(tj, err);
 }
 
 /* Names of the four per-layer norms (attn, attn sub, ffn, ffn sub) after "model.layers.N.",

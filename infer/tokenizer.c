@@ -470,6 +470,7 @@ int tokenizer_bos(const Tokenizer *t) { return t ? t->bos : -1; }
 int tokenizer_eos(const Tokenizer *t) { return t ? t->eos : -1; }
 int tokenizer_eot(const Tokenizer *t) { return t ? t->eot : -1; }
 const TokenizerVocab *tokenizer_vocab(const Tokenizer *t) { return t && !t->spm ? &t->view : NULL; }
+const SpmModel *tokenizer_spm(const Tokenizer *t) { return t ? t->spm : NULL; }
 
 Tokenizer *tokenizer_from_spm(SpmModel *s, Err *err) {
     Tokenizer *t = s ? calloc(1, sizeof *t) : NULL;

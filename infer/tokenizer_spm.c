@@ -442,6 +442,24 @@ const char *spm_token_bytes(const SpmModel *s, int id, size_t *len) {
     return s->bytes[id];
 }
 
+int spm_gguf_form(const SpmModel *s, Err *err) {
+    if (s->pairs || s->unigram || s->prefix_unless_space || s->remove_extra_ws)
+        return err_set(err, "tokenizer: this SentencePiece model was read from a tokenizer.json (%s), which "
+                            "GGUF's scored pieces cannot express; a folder with tokenizer.model converts",
+                       s->unigram ? "Unigram" : s->pairs ? "merge ranks" : s->remove_extra_ws ? "whitespace collapsing" : "Metaspace");
+    return 0;
+}
+
+const char *spm_piece(const SpmModel *s, int id, size_t *len) {
+    if (id < 0 || id >= s->n) return NULL;
+    if (len) *len = s->plen[id];
+    return s->piece[id];
+}
+
+float spm_score(const SpmModel *s, int id) { return id >= 0 && id < s->n ? s->score[id] : 0.0f; }
+int spm_type(const SpmModel *s, int id) { return id >= 0 && id < s->n ? s->type[id] : TOKTYPE_NORMAL; }
+int spm_add_prefix(const SpmModel *s) { return s->add_dummy_prefix; }
+
 int spm_find(const SpmModel *s, const char *piece) {
     if (!piece || !*piece) return -1;
     const size_t n = strlen(piece);

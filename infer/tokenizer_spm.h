@@ -57,6 +57,15 @@ int spm_eos(const SpmModel *s);
 int spm_is_special(const SpmModel *s, int id);     /* control pieces */
 /* What a piece stands for: U+2581 as ' ', <0xXX> as that byte, control pieces as their text. */
 const char *spm_token_bytes(const SpmModel *s, int id, size_t *len);
+/* The model as GGUF stores it (tokenizer.ggml.model "llama"): each piece's spelling, score
+ * and type, and whether a space prefix is added. spm_gguf_form is 0 when the model encodes as
+ * those arrays say (read from tokenizer.model or GGUF), -1 with err when it does not (read from
+ * a tokenizer.json: merge ranks, Unigram or Metaspace's prefix rule, which GGUF cannot hold). */
+int spm_gguf_form(const SpmModel *s, Err *err);
+const char *spm_piece(const SpmModel *s, int id, size_t *len);
+float spm_score(const SpmModel *s, int id);
+int spm_type(const SpmModel *s, int id);
+int spm_add_prefix(const SpmModel *s);
 /* A piece by its spelling (e.g. "<s>"), -1 if none. */
 int spm_find(const SpmModel *s, const char *piece);
 /* *ids is malloc'ed (a valid pointer even for no ids). */
