@@ -103,6 +103,21 @@ int main(int argc, char **argv) {
     if (rc) fprintf(stderr, "make_bench_model: %s\n", err.msg);
     else printf("make_bench_model: wrote %s (%s, seed %llu)%s%s\n", argv[2], cfg.name, seed,
                 note[0] ? ": " : "", note);
+    if (!rc) {
+        /* what one decode step must read at least (kernels/dev/run_families_speed_device.sh
+         * turns it into % of the byte floor): every ternary matrix as stored (rows padded to
+         * 128), the f16 lm_head, one f16 embedding row, and the f16 K and V rows per position */
+        double w = 0;
+        for (int l = 0; l < cfg.n_layers; l++) {
+            const LayerWeights *L = &m.layers[l];
+            const TernaryMatrix *t[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (int i = 0; i < 7; i++) w += (double)t[i]->n_out * t[i]->n_in_pad / 4;
+        }
+        const double head = 2.0 * cfg.vocab_size * cfg.dim + 2.0 * cfg.dim;
+        const double kv = (double)cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * 2;
+        printf("bytes_per_token %.0f kv_bytes_per_position %.0f (ternary %.0f MB, lm_head %.0f MB)\n", w + head,
+               kv, w / 1e6, head / 1e6);
+    }
     model_free(&m);
     return rc ? 1 : 0;
 }
