@@ -124,6 +124,9 @@ static int spm_spaces(json_t *root, int *prefix, int *unless_space, Err *err) {
         json_t *scheme = json_object_get(pt, "prepend_scheme");
         if (json_is_string(scheme)) {
             const char *v = json_string_value(scheme);
+            /* "first" prepends to the first piece of the input only, not to text after a special
+             * token; the text here is always such a first piece (chat templates tokenize between
+             * specials, and no SentencePiece family has a template), so it is "always" */
             if (!strcmp(v, "always") || !strcmp(v, "first")) *prefix = 1;
             else if (strcmp(v, "never"))
                 return err_set(err, "tokenizer.json: Metaspace prepend_scheme \"%s\" is not supported", quote(v).s);
