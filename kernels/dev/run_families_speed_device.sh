@@ -7,6 +7,9 @@
 # context of the reply, over the copy bandwidth of the same run). Builds nothing. Run from the
 # root of the source copy on the device machine:
 #   sh kernels/dev/run_families_speed_device.sh .xfer/families [bench|families|all] [SHAPE...]
+# A whole run (bench, then all ten shapes) may pass the 10-minute limit of one call: run `bench`
+# first, then `families` (or a few SHAPEs at a time) with COPY_GBS=<the copy bandwidth that
+# bench's summary line gives> in the environment, so the % column uses the same figure.
 # .xfer/families/families.tar.xz holds (made on the development machine, see below):
 #   bin/bitnet-chat       a CUDA build (stripped)
 #   bin/make_bench_model  tests/make_bench_model of the same tree (stripped)
@@ -44,8 +47,8 @@ if [ "$MODE" != families ]; then
     copy=$(sed -n 's/.*copy bandwidth of this run (\([0-9.]*\) GB\/s).*/\1/p' "$OUT/bench.txt" | head -1)
 fi
 if [ "$MODE" != bench ]; then
-    # the copy bandwidth when bench did not run: its own measurement would need a CUDA tool; say so
-    [ -n "$copy" ] || copy=$(sed -n 's/.*copy bandwidth of this run (\([0-9.]*\) GB\/s).*/\1/p' "$OUT/bench.txt" 2>/dev/null | head -1)
+    # the copy bandwidth of an earlier bench call when this one ran none
+    [ -n "$copy" ] || copy=${COPY_GBS:-}
     echo "copy bandwidth (from bench, device-to-device, read + write counted): ${copy:-unknown} GB/s" >>"$S"
     echo "" >>"$S"
     echo "| shape | reply tokens | decode tok/s | MB read per token | % of byte floor | TTFT | load + run s |" >>"$S"
