@@ -710,8 +710,18 @@ static void test_spm(void) {
     Tokenizer *tk[3] = {model_load_tokenizer(dir, &err), model_load_tokenizer(path, &err),
                         model_load_tokenizer(dst, &err)};
     REQUIRE(tk[0] && tk[1] && tk[2]);
+    /* the folder with both reads tokenizer.model, the original (the one with a GGUF form) */
     Tokenizer *folder = model_load_tokenizer(both, &err);
     CHECK_MSG(folder != NULL, "%s: %s", both, err.msg);
+    CHECK(folder && tokenizer_spm(folder) && spm_gguf_form(tokenizer_spm(folder), &err) == 0);
+    CHECK(tokenizer_spm(tk[2]) && spm_gguf_form(tokenizer_spm(tk[2]), &err) == -1);
+    tokenizer_free(folder);
+    /* and without tokenizer.model, tokenizer.json */
+    snprintf(src, sizeof src, "%s/tokenizer.model", both);
+    REQUIRE(unlink(src) == 0);
+    folder = model_load_tokenizer(both, &err);
+    CHECK_MSG(folder && tokenizer_spm(folder) && spm_gguf_form(tokenizer_spm(folder), &err) == -1,
+              "%s without tokenizer.model: %s", both, err.msg);
     tokenizer_free(folder);
     CHECK_EQ_INT(tokenizer_bos(tk[2]), tokenizer_bos(tk[0]));
     CHECK_EQ_INT(tokenizer_eos(tk[2]), tokenizer_eos(tk[0]));
