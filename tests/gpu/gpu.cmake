@@ -5,7 +5,8 @@
 set(G ${CMAKE_CURRENT_LIST_DIR})
 if(BN_HAVE_CUDA)
   bn_add_test(NAME test_kernels_cuda SOURCES ${G}/test_kernels_cuda.c LIBS bn_kernels LABELS gpu)
-  bn_add_test(NAME test_backend_cuda SOURCES ${G}/test_backend_cuda.c LIBS bn_infer LABELS gpu)
+  bn_add_test(NAME test_backend_cuda SOURCES ${G}/test_backend_cuda.c ${BN_HELPERS}/forward_ref.c
+              LIBS bn_infer LABELS gpu)
   bn_add_test(NAME test_sample_cuda SOURCES ${G}/test_sample_cuda.c LIBS bn_infer LABELS gpu)
 else()
   bn_add_gpu_skip(test_kernels_cuda test_backend_cuda test_sample_cuda)

@@ -1,8 +1,7 @@
-/* The CUDA backend against a host forward pass written here from the reference formulas
- * (kernels/w2a8.h quant_act_ref + w2a8_gemv_ref, rmsnorm w*(x*inv), rotate-half RoPE with an
- * fp32 table, f16 KV cache, softmax attention, relu^2*up), on a small random model with ragged
- * sizes (ffn 320 -> k_pad 384, vocab 500): prefill logits (all positions), decode logits per
- * step, greedy continuations, and the error paths. Skips (77) without a CUDA device.
+/* The CUDA backend against the scalar reference forward pass (tests/helpers/forward_ref.c: the
+ * _ref kernels, f16 KV cache like the backend's), on a small random model with ragged sizes
+ * (ffn 320 -> k_pad 384, vocab 500): prefill logits (all positions), decode logits per step,
+ * greedy continuations, and the error paths. Skips (77) without a CUDA device.
  *
  * Tolerance: logits within 2e-2 of max|logit|. Why not exact: the norms' sums of squares are
  * added in another order on the GPU, so an activation landing on a rounding boundary of the
@@ -13,7 +12,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "forward_ref.h"
 #include "infer/infer.h"
+#include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
@@ -23,24 +24,6 @@ static uint32_t rnd(void) {
     return (uint32_t)(rng >> 16);
 }
 static float frand(float a) { return ((float)(rnd() % 200001) / 100000.0f - 1.0f) * a; }
-
-static uint16_t f2h(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
-    if (ax < 0x38800000u) return (uint16_t)sign;
-    uint32_t h = (ax >> 13) - ((127u - 15u) << 10);
-    const uint32_t rem = ax & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-static float h2f(uint16_t h) {
-    const uint32_t e = (h >> 10) & 0x1f, mnt = h & 0x3ff, sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t x = e == 0 ? sign : (sign | ((e + 112u) << 23) | (mnt << 13));
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 static void rand_ternary(TernaryMatrix *t, int n_out, int n_in, float gamma) {
     t->n_out = n_out;
@@ -83,7 +66,7 @@ static void make_model(Model *m) {
         rand_ternary(&w->w_down, 256, 320, 0.04f);
     }
     uint16_t *e = malloc(sizeof(uint16_t) * c->vocab_size * c->dim);
-    for (int i = 0; i < c->vocab_size * c->dim; i++) e[i] = f2h(frand(1.0f));
+    for (int i = 0; i < c->vocab_size * c->dim; i++) e[i] = f32_to_f16_ref(frand(1.0f));
     m->tok_embd = (DenseMatrix){FT_F16, c->vocab_size, c->dim, e};
     m->output = m->tok_embd;
     m->output_norm = rand_norm(c->dim);
@@ -99,100 +82,6 @@ static void free_model(Model *m) {
     free(m->layers);
     free((void *)m->tok_embd.data);
     free((void *)m->output_norm);
-}
-
-/* ---- host forward --------------------------------------------------------------------------- */
-
-typedef struct {
-    const Model *m;
-    float *kc, *vc; /* [layer][pos][kv_dim], values f16-rounded */
-    int ctx;
-} HostRef;
-
-static void rmsnorm(const float *x, const float *w, int n, float eps, float *out) {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int i = 0; i < n; i++) out[i] = w[i] * (x[i] * inv);
-}
-
-static void linear(const TernaryMatrix *t, const float *x, float *y) {
-    int8_t *q = malloc(t->n_in_pad);
-    int32_t *acc = malloc(sizeof(int32_t) * t->n_out);
-    const float s = quant_act_ref(x, t->n_in, t->n_in_pad, q);
-    w2a8_gemv_ref(t->codes, t->n_out, t->n_in_pad, q, acc);
-    for (int r = 0; r < t->n_out; r++) y[r] = (float)acc[r] / s * t->scale;
-    free(q), free(acc);
-}
-
-static void rope(float *v, int n_heads, int hd, int pos, float theta) {
-    const int half = hd / 2;
-    for (int h = 0; h < n_heads; h++)
-        for (int i = 0; i < half; i++) {
-            const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-            const float a = (float)pos * inv_freq, c = cosf(a), s = sinf(a);
-            float *p = v + (size_t)h * hd;
-            const float x0 = p[i], x1 = p[i + half];
-            p[i] = x0 * c - x1 * s;
-            p[i + half] = x1 * c + x0 * s;
-        }
-}
-
-static void host_step(HostRef *r, int tok, int pos, float *logits) {
-    const ModelConfig *c = &r->m->cfg;
-    const int D = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, F = c->ffn_dim;
-    float *x = malloc(sizeof(float) * D), *h = malloc(sizeof(float) * F), *q = malloc(sizeof(float) * qd);
-    float *k = malloc(sizeof(float) * kvd), *v = malloc(sizeof(float) * kvd), *att = malloc(sizeof(float) * qd);
-    float *o = malloc(sizeof(float) * D), *g = malloc(sizeof(float) * F), *u = malloc(sizeof(float) * F);
-    float *sc = malloc(sizeof(float) * (pos + 1)), *mm = malloc(sizeof(float) * F);
-    const uint16_t *E = r->m->tok_embd.data;
-    for (int i = 0; i < D; i++) x[i] = h2f(E[(size_t)tok * D + i]);
-    for (int l = 0; l < c->n_layers; l++) {
-        const LayerWeights *w = &r->m->layers[l];
-        rmsnorm(x, w->attn_norm, D, c->norm_eps, h);
-        linear(&w->wq, h, q);
-        linear(&w->wk, h, k);
-        linear(&w->wv, h, v);
-        rope(q, c->n_heads, hd, pos, c->rope_theta);
-        rope(k, c->n_kv_heads, hd, pos, c->rope_theta);
-        float *kc = r->kc + ((size_t)l * r->ctx) * kvd, *vc = r->vc + ((size_t)l * r->ctx) * kvd;
-        for (int i = 0; i < kvd; i++) kc[(size_t)pos * kvd + i] = h2f(f2h(k[i])), vc[(size_t)pos * kvd + i] = h2f(f2h(v[i]));
-        for (int hh = 0; hh < c->n_heads; hh++) {
-            const int gi = hh / (c->n_heads / c->n_kv_heads);
-            const float *qh = q + (size_t)hh * hd;
-            float mx = -INFINITY, sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                float d = 0.0f;
-                for (int i = 0; i < hd; i++) d += qh[i] * kc[(size_t)t * kvd + gi * hd + i];
-                sc[t] = d * (1.0f / sqrtf((float)hd));
-                if (sc[t] > mx) mx = sc[t];
-            }
-            for (int t = 0; t <= pos; t++) sum += (sc[t] = expf(sc[t] - mx));
-            for (int i = 0; i < hd; i++) att[hh * hd + i] = 0.0f;
-            for (int t = 0; t <= pos; t++)
-                for (int i = 0; i < hd; i++) att[hh * hd + i] += sc[t] / sum * vc[(size_t)t * kvd + gi * hd + i];
-        }
-        rmsnorm(att, w->attn_sub_norm, qd, c->norm_eps, h);
-        linear(&w->wo, h, o);
-        for (int i = 0; i < D; i++) x[i] += o[i];
-        rmsnorm(x, w->ffn_norm, D, c->norm_eps, h);
-        linear(&w->w_gate, h, g);
-        linear(&w->w_up, h, u);
-        for (int i = 0; i < F; i++) {
-            const float rr = g[i] > 0 ? g[i] : 0;
-            mm[i] = rr * rr * u[i];
-        }
-        rmsnorm(mm, w->ffn_sub_norm, F, c->norm_eps, h);
-        linear(&w->w_down, h, o);
-        for (int i = 0; i < D; i++) x[i] += o[i];
-    }
-    rmsnorm(x, r->m->output_norm, D, c->norm_eps, h);
-    for (int t = 0; t < c->vocab_size; t++) {
-        double acc = 0;
-        for (int i = 0; i < D; i++) acc += (double)h2f(E[(size_t)t * D + i]) * h[i];
-        logits[t] = (float)acc;
-    }
-    free(x), free(h), free(q), free(k), free(v), free(att), free(o), free(g), free(u), free(sc), free(mm);
 }
 
 static int argmax(const float *v, int n) {
@@ -225,17 +114,15 @@ int main(void) {
     backend_cuda_ops.describe(b, desc, sizeof desc);
     printf("%s\n", desc);
 
-    HostRef hr = {&m, NULL, NULL, m.cfg.ctx_len};
-    const int kvd = m.cfg.n_kv_heads * m.cfg.head_dim;
-    hr.kc = calloc((size_t)m.cfg.n_layers * hr.ctx * kvd, sizeof(float));
-    hr.vc = calloc((size_t)m.cfg.n_layers * hr.ctx * kvd, sizeof(float));
+    const int ctx = m.cfg.ctx_len;
+    RefForward *hr = ref_forward_create(&m, ctx, 1);
     int32_t toks[128];
     for (int i = 0; i < P; i++) toks[i] = (int32_t)(rnd() % V);
     float *all = malloc(sizeof(float) * V * P), *ref = malloc(sizeof(float) * V);
     CHECK_EQ_INT(backend_cuda_ops.eval(b, toks, P, 0, all, &err), 0);
     double worst = 0;
     for (int t = 0; t < P; t++) {
-        host_step(&hr, toks[t], t, ref);
+        ref_forward_step(hr, toks[t], t, ref);
         worst = fmax(worst, rel_err(all + (size_t)t * V, ref, V));
     }
     printf("prefill logits: max error / max|logit| = %.3g over %d positions\n", worst, P);
@@ -251,10 +138,10 @@ int main(void) {
     int same = gtok == htok, diverged_at = -1;
     double worst_dec = 0;
     int32_t cur = gtok;
-    for (int s = 0; s < G && P + s < hr.ctx; s++) {
+    for (int s = 0; s < G && P + s < ctx; s++) {
         const int pos = P + s;
         CHECK_EQ_INT(backend_cuda_ops.eval(b, &cur, 1, pos, NULL, &err), 0);
-        host_step(&hr, cur, pos, ref);
+        ref_forward_step(hr, cur, pos, ref);
         lg = backend_cuda_ops.logits(b);
         REQUIRE(lg != NULL);
         worst_dec = fmax(worst_dec, rel_err(lg, ref, V));
@@ -274,7 +161,7 @@ int main(void) {
     CHECK(same);
 
     /* errors: beyond the context, bad token id */
-    CHECK(backend_cuda_ops.eval(b, toks, 4, hr.ctx - 2, NULL, &err) != 0);
+    CHECK(backend_cuda_ops.eval(b, toks, 4, ctx - 2, NULL, &err) != 0);
     CHECK(strstr(err.msg, "beyond the context") != NULL);
     int32_t bad = V + 5;
     CHECK(backend_cuda_ops.eval(b, &bad, 1, 0, NULL, &err) != 0);
@@ -286,19 +173,18 @@ int main(void) {
         InferOptions lo = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 700, .lm_head_int8 = 0};
         void *b2 = backend_cuda_ops.create(&m, &lo, &err);
         REQUIRE(b2 != NULL);
-        HostRef h2 = {&m, NULL, NULL, 700};
-        h2.kc = calloc((size_t)m.cfg.n_layers * h2.ctx * kvd, sizeof(float));
-        h2.vc = calloc((size_t)m.cfg.n_layers * h2.ctx * kvd, sizeof(float));
+        RefForward *h2 = ref_forward_create(&m, 700, 1);
         int32_t *lt = malloc(sizeof(int32_t) * 600);
         for (int i = 0; i < 600; i++) lt[i] = (int32_t)(rnd() % V);
         CHECK_EQ_INT(backend_cuda_ops.eval(b2, lt, 600, 0, NULL, &err), 0);
-        for (int t = 0; t < 600; t++) host_step(&h2, lt[t], t, ref);
+        for (int t = 0; t < 600; t++) ref_forward_step(h2, lt[t], t, ref);
         lg = backend_cuda_ops.logits(b2);
         REQUIRE(lg != NULL);
         const double e2 = rel_err(lg, ref, V);
         printf("600-token prefill (2 chunks): last logits max error / max|logit| = %.3g\n", e2);
         CHECK(e2 < 2e-2);
-        free(lt), free(h2.kc), free(h2.vc);
+        free(lt);
+        ref_forward_free(h2);
         backend_cuda_ops.destroy(b2);
     }
 
@@ -309,7 +195,8 @@ int main(void) {
     CHECK(strstr(err.msg, "head_dim") != NULL);
     m.cfg.head_dim = 64;
 
-    free(all), free(ref), free(hr.kc), free(hr.vc);
+    free(all), free(ref);
+    ref_forward_free(hr);
     free_model(&m);
     return check_report("test_backend_cuda");
 }

@@ -122,7 +122,7 @@ static void test_gemv(int n, int k_in, int glu) {
         free(base);
         /* (5) with the RMSNorm prologue: version g_ver must give the same bits as version 3
          * (same per-thread partials and reduction order; rmsnorm itself is checked end to end
-         * by test_backend_cuda against the host forward pass) */
+         * by test_backend_cuda against the scalar reference forward pass) */
         if (g_ver != 3) {
             float *nw = malloc(sizeof(float) * k_pad), *ref3 = malloc(sizeof(float) * n);
             for (int i = 0; i < k_in; i++) nw[i] = 0.25f + (float)(rnd() % 1000) / 500.0f;

@@ -289,16 +289,13 @@ static void backend_test(void) {
     Err err = {{0}};
     char path[1024];
     snprintf(path, sizeof path, "%s/assets/bitnet-demo.gguf", root_dir());
-    if (model_load(&m, path, NULL, &err)) {
-        fprintf(stderr, "%s: %s\n", path, err.msg);
-        CHECK(0);
-        return;
-    }
+    const int loaded = model_load(&m, path, NULL, &err) == 0;
+    CHECK_MSG(loaded, "%s: %s", path, err.msg);
+    if (!loaded) return;
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 256, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
+    CHECK_MSG(inf != NULL, "infer_create: %s", err.msg);
     if (!inf) {
-        fprintf(stderr, "infer_create: %s\n", err.msg);
-        CHECK(0);
         model_free(&m);
         return;
     }
