@@ -659,7 +659,7 @@ static void test_prefill_versions(void) {
     kcuda_set_attn_prefill_version(0);
 }
 
-static void test_lm_head_i8_all(void); /* int8 lm_head (lmhead helper), defined at the end */
+static void test_lm_head_i8_all(void); /* int8 lm_head, defined at the end */
 
 /* `test_kernels_cuda prefill`: a small run of the prefill kernels alone, for compute-sanitizer
  * (memcheck, racecheck): every GEMM tile at ragged shapes, norm+quant, attention versions 2/3. */
