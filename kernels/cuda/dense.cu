@@ -339,7 +339,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", fn, n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, kcuda_take_prefetch(), kcuda_take_trace()};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, L2Pf{}, nullptr};
     int nb = 0, rc;
     if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
@@ -410,92 +410,12 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
     if (vocab <= 0 || dim <= 0 || T <= 0)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
-    const L2Pf pf = kcuda_take_prefetch();
-    unsigned long long *tr = kcuda_take_trace();
+    const L2Pf pf = {};
+    unsigned long long *const tr = nullptr;
     switch (type) {
     case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
     case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
     case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
-}
-
-// ---- benchmark of the two lm_heads (bitnet-chat bench) -----------------------------------------
-
-namespace {
-__global__ void fill_f16_kernel(__half *w, size_t n, unsigned seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        unsigned h = (unsigned)i * 2654435761u ^ seed;
-        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-        w[i] = __float2half(((float)(h & 0xffff) / 65536.0f - 0.5f) * 0.1f);
-    }
-}
-}  // namespace
-
-// Median time per launch (norm + GEMV + argmax, no PDL) of the f16 and the int8 lm_head at
-// n x k, random weights; the matrices (n*k*3 bytes) are far larger than L2, so each launch
-// streams its weights from HBM.
-extern "C" int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax) {
-    if (n <= 0 || k <= 0 || k % 16 || reps < 1 || reps > 101)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_bench_lm_head: bad shape %d x %d or reps %d", n, k, reps);
-    __half *w = NULL;
-    int8_t *q = NULL;
-    float *s = NULL, *x = NULL, *nw = NULL, *logits = NULL;
-    int *best = NULL, *am = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int rc = KCUDA_OK;
-    float ms[2][101];
-    const size_t nk = (size_t)n * k;
-    const int scr = kcuda_lm_head_scratch(n);
-    if (cudaMalloc(&w, nk * 2) != cudaSuccess || cudaMalloc(&q, nk) != cudaSuccess ||
-        cudaMalloc(&s, (size_t)n * 4) != cudaSuccess || cudaMalloc(&x, (size_t)k * 8) != cudaSuccess ||
-        cudaMalloc(&logits, (size_t)n * 4) != cudaSuccess || cudaMalloc(&best, (size_t)scr * 4) != cudaSuccess ||
-        cudaMalloc(&am, 8) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
-        rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of device memory");
-        goto done;
-    }
-    nw = x + k;
-    fill_f16_kernel<<<1024, 256>>>(w, nk, 12345u);
-    {
-        // x and the norm weights: simple finite values
-        float *h = (float *)malloc((size_t)k * 8);
-        if (!h) {
-            rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of memory");
-            goto done;
-        }
-        for (int i = 0; i < k; i++) h[i] = (float)((i * 37) % 101) / 50.0f - 1.0f, h[k + i] = 1.0f + (float)(i % 7) / 10.0f;
-        cudaMemcpy(x, h, (size_t)k * 8, cudaMemcpyHostToDevice);
-        free(h);
-    }
-    if ((rc = kcuda_quant_rows_i8(KCUDA_F16, w, n, k, q, s, NULL))) goto done;
-    for (int v = 0; v < 2 && !rc; v++) {
-        int am_v[2];
-        for (int r = -2; r < reps && !rc; r++) {  // two warm-up launches
-            cudaEventRecord(e0, NULL);
-            rc = v == 0 ? kcuda_lm_head(KCUDA_F16, w, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL)
-                        : kcuda_lm_head_i8(q, s, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL);
-            cudaEventRecord(e1, NULL);
-            if (cudaEventSynchronize(e1) != cudaSuccess) rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: launch failed");
-            if (r >= 0) cudaEventElapsedTime(&ms[v][r], e0, e1);
-        }
-        cudaMemcpy(&am_v[0], am, 4, cudaMemcpyDeviceToHost);
-        if (v == 0) *same_argmax = am_v[0];
-        else *same_argmax = *same_argmax == am_v[0];
-    }
-    if (!rc) {
-        for (int v = 0; v < 2; v++)  // insertion sort, then the median
-            for (int i = 1; i < reps; i++)
-                for (int j = i; j > 0 && ms[v][j] < ms[v][j - 1]; j--) {
-                    const float t = ms[v][j];
-                    ms[v][j] = ms[v][j - 1];
-                    ms[v][j - 1] = t;
-                }
-        *us_f16 = ms[0][reps / 2] * 1e3;
-        *us_i8 = ms[1][reps / 2] * 1e3;
-    }
-done:
-    cudaFree(w), cudaFree(q), cudaFree(s), cudaFree(x), cudaFree(logits), cudaFree(best), cudaFree(am);
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    return rc;
 }
