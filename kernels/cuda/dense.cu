@@ -18,8 +18,6 @@ struct LmParams {
     const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
     int *best;
     int *argmax;
-    L2Pf pf;  // weights of later launches to prefetch into L2 (decode), may be empty
-    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 template <typename T> struct Conv;
@@ -116,12 +114,9 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
         }
     };
-    trace_mark(p.trace, 0);
     issue(row, 0);
-    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     pdl_trigger();
     pdl_wait();
-    trace_mark(p.trace, 1);
 
     float inv = 1.0f;
     if (p.norm_w) {
@@ -194,7 +189,6 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             finish(acc, row);
         }
     }
-    trace_mark(p.trace, 2);
     if (!p.best) return;
     if (lane == 0) {
         bv_sh[warp] = best_v;
@@ -256,12 +250,9 @@ __global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
-                                                    float *x, int *err, L2Pf pf, unsigned long long *trace) {
-    trace_mark(trace, 0);
-    l2_prefetch_share(pf, blockIdx.x, gridDim.x);  // decode: the first layers' weights
+                                                    float *x, int *err) {
     pdl_trigger();
     pdl_wait();
-    trace_mark(trace, 1);
     const int t = blockIdx.x;
     const int id = tok[t];
     const bool ok = id >= 0 && id < vocab;
@@ -276,7 +267,6 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
         }
         x[(size_t)t * dim + i] = v;
     }
-    trace_mark(trace, 2);
 }
 
 template <typename T, int MAXL>
@@ -339,7 +329,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", fn, n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, L2Pf{}, nullptr};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax};
     int nb = 0, rc;
     if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
@@ -410,12 +400,10 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
     if (vocab <= 0 || dim <= 0 || T <= 0)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
-    const L2Pf pf = {};
-    unsigned long long *const tr = nullptr;
     switch (type) {
-    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
-    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
-    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
+    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
 }

@@ -18,8 +18,6 @@ struct GemvParams {
     int act;           // GLU activation (KcudaTernary.act)
     void *out;
     int late_trigger;  // next kernel may launch: 0 at the start, 1 after the PDL wait, 2 after the dot products
-    L2Pf pf;           // later kernels' weights to prefetch into L2 (decode), may be empty
-    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
@@ -64,7 +62,6 @@ template <int MAXC, int EP>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    trace_mark(p.trace, 0);
     __shared__ float red[GEMV_THREADS / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
@@ -89,11 +86,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
         const int e = 4 * (threadIdx.x + GEMV_THREADS * i);
         wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    // After this kernel's own loads: a later kernel's weights into L2 (no registers held).
-    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
-    trace_mark(p.trace, 1);
     if (p.late_trigger == 1) pdl_trigger();
 
     __shared__ int qred[GEMV_THREADS / 32];
@@ -215,7 +209,6 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
-    trace_mark(p.trace, 2);
     if (p.late_trigger == 2) pdl_trigger();
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
@@ -300,7 +293,6 @@ template <int MAXC, int R, int EP>
 __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    trace_mark(p.trace, 0);
     __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
     __shared__ int qred[GEMV_THREADS / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -330,10 +322,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         const int e = 4 * (tid + GEMV_THREADS * i);
         wnr[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
-    trace_mark(p.trace, 1);
     if (p.late_trigger == 1) pdl_trigger();
 
     float s;
@@ -457,7 +447,6 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     int qsum = 0;
 #pragma unroll
     for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
-    trace_mark(p.trace, 2);
     if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
