@@ -570,7 +570,7 @@ static int prefill_linear(CudaBackend *b, const KcudaTernary *w, const float *x,
                           KcudaEpilogue ep, float *out, int ld_out, int l, const char *step, Err *err) {
     if (kcuda_rmsnorm_quant_prefill(x, T, k_in, k_in, w->k_pad, norm_w, b->cfg.norm_eps, b->p_q, b->p_s, b->p_qsum,
                                     PREFILL_PDL, b->st))
-        return layer_err(err, "prefill", l, step);
+        return err_set(err, "cuda: prefill layer %d, %s, input norm + int8: %s", l, step, kcuda_last_error());
     if (kcuda_w2a8_gemm(w, b->p_q, b->p_s, b->p_qsum, T, ep, out, ld_out, PREFILL_PDL, b->st))
         return layer_err(err, "prefill", l, step);
     return 0;

@@ -9,6 +9,10 @@
 // Records the message of the last failure (thread-local) and returns code.
 int kcuda_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// KCUDA_OK, or the error (with a message naming fn) for a ternary matrix a GEMV / GEMM cannot take
+// with epilogue ep (NULL, shape, alignment, gate/up layout, activation, epilogue).
+int kcuda_check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn);
+
 // KCUDA_OK, or the error (with a message naming fn) for a shape no attention kernel supports.
 int kcuda_attn_check_shape(const KcudaAttnShape *a, const char *fn);
 
@@ -128,6 +132,15 @@ __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
         atomicMin(t + i, i == 2 ? ~now : now);
         if (i == 0) atomicMin(t + 3, ~now);  // the last block's entry
     }
+}
+
+// A 16-byte load of weights read once: through the non-coherent path, not kept in L1.
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
 }
 
 // The gated FFN's m = act(g) * u for the GLU epilogues (KcudaTernary.act), with the roundings

@@ -62,6 +62,25 @@ extern "C" size_t kcuda_mem_used(void) {
     return tot - fr;
 }
 
+// ---- arguments ---------------------------------------------------------------------------------
+
+int kcuda_check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn) {
+    if (!w || !w->d_codes)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL matrix", fn);
+    if (w->n_out <= 0 || w->k_pad <= 0 || w->k_pad % 128)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (k_pad must be a positive multiple of 128)", fn, w->n_out, w->k_pad);
+    if ((uintptr_t)w->d_codes % 16)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
+    if (ep == KCUDA_EP_GLU && (!w->glu || w->n_out % 2))
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: GLU epilogue needs an interleaved gate/up matrix with even rows (n_out %d)", fn, w->n_out);
+    if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: gate/up matrix needs the GLU epilogue", fn);
+    if (w->act != KCUDA_ACT_RELU2 && w->act != KCUDA_ACT_SILU)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: bad GLU activation %d", fn, w->act);
+    if ((int)ep < 0 || (int)ep > 3) return kcuda_fail(KCUDA_ERR_ARG, "%s: bad epilogue %d", fn, (int)ep);
+    return KCUDA_OK;
+}
+
 // ---- upload ------------------------------------------------------------------------------------
 
 extern "C" int kcuda_upload_i2s(uint8_t *d_dst, const uint8_t *h_rows, int rows, int k_pad,

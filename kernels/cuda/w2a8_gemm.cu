@@ -146,18 +146,11 @@ extern "C" int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x,
 extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                                const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out,
                                int ld_out, int pdl, void *stream) {
-    if (!w || !w->d_codes || !d_q || !d_qsum || !d_out)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: NULL pointer");
-    if (w->n_out <= 0 || w->k_pad <= 0 || w->k_pad % 128 || M <= 0)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: shape M %d, N %d, K %d unsupported (K must be a positive multiple of 128)", M, w->n_out, w->k_pad);
-    if (((uintptr_t)w->d_codes | (uintptr_t)d_q) % 16)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: weights and activations must be 16-byte aligned");
-    if (ep == KCUDA_EP_GLU && (!w->glu || w->n_out % 2))
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: GLU epilogue needs an interleaved gate/up matrix");
-    if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: gate/up matrix needs the GLU epilogue");
-    if (w->act != KCUDA_ACT_RELU2 && w->act != KCUDA_ACT_SILU)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad GLU activation %d", w->act);
+    const int rc = kcuda_check_ternary(w, ep, "kcuda_w2a8_gemm");
+    if (rc) return rc;
+    if (!d_q || !d_qsum || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: NULL pointer");
+    if (M <= 0) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: %d tokens", M);
+    if ((uintptr_t)d_q % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: activations not 16-byte aligned");
     const int out_cols = ep == KCUDA_EP_GLU ? w->n_out / 2 : w->n_out;
     if (ld_out < out_cols)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_w2a8_gemm: ld_out %d < %d", ld_out, out_cols);

@@ -36,23 +36,6 @@ static int gemv5_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, c
     }
 }
 
-static int check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn) {
-    if (!w || !w->d_codes)
-        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL matrix", fn);
-    if (w->n_out <= 0 || w->k_pad <= 0 || w->k_pad % 128)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (k_pad must be a positive multiple of 128)", fn, w->n_out, w->k_pad);
-    if ((uintptr_t)w->d_codes % 16)
-        return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
-    if (ep == KCUDA_EP_GLU && (!w->glu || w->n_out % 2))
-        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: GLU epilogue needs an interleaved gate/up matrix with even rows (n_out %d)", fn, w->n_out);
-    if (w->glu && ep != KCUDA_EP_GLU && ep != KCUDA_EP_I32)
-        return kcuda_fail(KCUDA_ERR_ARG, "%s: gate/up matrix needs the GLU epilogue", fn);
-    if (w->act != KCUDA_ACT_RELU2 && w->act != KCUDA_ACT_SILU)
-        return kcuda_fail(KCUDA_ERR_ARG, "%s: bad GLU activation %d", fn, w->act);
-    if ((int)ep < 0 || (int)ep > 3) return kcuda_fail(KCUDA_ERR_ARG, "%s: bad epilogue %d", fn, (int)ep);
-    return KCUDA_OK;
-}
-
 static GemvParams make_params(const KcudaTernary *w, void *out) {
     GemvParams p = {};
     p.w = w->d_codes;
@@ -72,7 +55,7 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
                                const float *d_norm_w, float eps, const int8_t *d_q,
                                const float *d_s, const int32_t *d_qsum, KcudaEpilogue ep,
                                void *d_out, int pdl, void *stream) {
-    int rc = check_ternary(w, ep, "kcuda_w2a8_gemv");
+    int rc = kcuda_check_ternary(w, ep, "kcuda_w2a8_gemv");
     if (rc) return rc;
     if (!d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemv: NULL output");
     if (d_x) {

@@ -31,14 +31,6 @@ __device__ __forceinline__ int act_offset(int i) {
     return (b << 7) + (h << 6) + (((j + b) & 3) << 4) + e;
 }
 
-__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
 __device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int acc) {
     const int b = c >> 1;
     const uint4 *base = (const uint4 *)(qs + (c << 6));
