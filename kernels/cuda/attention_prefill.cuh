@@ -328,11 +328,11 @@ template <int HD, int KSPLIT>
 int attn2_launch(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0, uint16_t *d_kc,
                  uint16_t *d_vc, float *d_out, int pdl, void *stream) {
     const size_t smem = (size_t)2 * KSPLIT * 2 * CHUNK * (HD + 8) * sizeof(__half);
-    static bool attr = false;
-    if (!attr) {
-        KCUDA_TRY(cudaFuncSetAttribute(attn_prefill_kernel2<HD, KSPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attr = true;
-    }
+    // once per kernel (thread-safe static initialization)
+    static const cudaError_t attr =
+        cudaFuncSetAttribute(attn_prefill_kernel2<HD, KSPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (attr != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_prefill: shared memory of %zu bytes: %s", smem, cudaGetErrorString(attr));
     Attn2Params p = {};
     p.qkv = d_qkv;
     p.ld = ld_qkv;

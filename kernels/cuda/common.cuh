@@ -9,6 +9,9 @@
 // Records the message of the last failure (thread-local) and returns code.
 int kcuda_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Streaming multiprocessors of the current device; 0 when it cannot be asked.
+int kcuda_sm_count();
+
 // KCUDA_OK, or the error (with a message naming fn) for a ternary matrix a GEMV / GEMM cannot take
 // with epilogue ep (NULL, shape, alignment, gate/up layout, activation, epilogue).
 int kcuda_check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn);

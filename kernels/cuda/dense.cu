@@ -261,20 +261,27 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
     }
 }
 
+// The persistent grid of one lm_head kernel: as many blocks as fit on the SMs at once (with
+// the shared memory of the first call's k); 0 when the device cannot be asked.
+template <typename T, int MAXL>
+int lm_grid(size_t smem) {
+    int per_sm = 0;
+    const int sms = kcuda_sm_count();
+    if (!sms ||
+        cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS,
+                                                      64 * 1024 > smem ? smem : 64 * 1024) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return sms * (per_sm < 1 ? 1 : per_sm);
+}
+
 template <typename T, int MAXL>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
-    static int grid = 0;
     const size_t smem = (size_t)lp.k * sizeof(float);
-    if (!grid) {
-        int per_sm = 0, dev = 0;
-        cudaDeviceProp prop;
-        KCUDA_TRY(cudaGetDevice(&dev));
-        KCUDA_TRY(cudaGetDeviceProperties(&prop, dev));
-        KCUDA_TRY(cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
-        KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS, 64 * 1024 > smem ? smem : 64 * 1024));
-        if (per_sm < 1) per_sm = 1;
-        grid = prop.multiProcessorCount * per_sm;
-    }
+    static const int grid = lm_grid<T, MAXL>(smem);  // once per kernel (thread-safe static initialization)
+    if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
@@ -291,21 +298,12 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     return lm_launch<T, 12>(lp, stream, pdl, nb);
 }
 
-int g_sms = 0;
-
 }  // namespace
 
 extern "C" int kcuda_lm_head_scratch(int n) {
-    if (!g_sms) {
-        int dev = 0;
-        cudaDeviceProp prop;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
-            g_sms = 256;
-        else
-            g_sms = prop.multiProcessorCount;
-    }
+    const int sms = kcuda_sm_count();
     (void)n;
-    return 2 * 64 * g_sms;  // at most 64 resident blocks per SM
+    return 2 * 64 * (sms ? sms : 256);  // at most 64 resident blocks per SM
 }
 
 // Shared by the float and int8 heads: type KCUDA_F32/F16/BF16 with row_scale NULL, or int8

@@ -56,6 +56,19 @@ extern "C" int kcuda_device_describe(char *buf, int cap) {
     return KCUDA_OK;
 }
 
+int kcuda_sm_count() {
+    // a device property, asked once (thread-safe static initialization)
+    static const int n = [] {
+        int dev = 0, c = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        return c;
+    }();
+    return n;
+}
+
 extern "C" size_t kcuda_mem_used(void) {
     size_t fr = 0, tot = 0;
     if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return 0;

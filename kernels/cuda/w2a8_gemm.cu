@@ -18,11 +18,10 @@ template <int EP, int WGM, int WGN, int MT, int NT, int ST, int KB>
 int gemm4_launch_ep(dim3 grid, int pdl, void *stream, const GemmParams &p) {
     using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     auto kern = w2a8_gemm_kernel4<EP, C, WGM, WGN, MT, NT>;
-    static bool attr = false;
-    if (!attr) {
-        KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
-        attr = true;
-    }
+    // once per kernel (thread-safe static initialization)
+    static const cudaError_t attr = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
+    if (attr != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_w2a8_gemm: shared memory of %zu bytes: %s", C::SMEM, cudaGetErrorString(attr));
     return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, pdl, p);
 }
 
@@ -39,22 +38,10 @@ int gemm4_launch(int ep, int pdl, void *stream, const GemmParams &p) {
     }
 }
 
-int sm_count() {
-    static int n = 0;  // a device property: the same answer for every caller
-    if (!n) {
-        int dev = 0, c = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&c, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-            cudaGetLastError();
-            c = 132;
-        }
-        n = c;
-    }
-    return n;
-}
-
 bool gemm_tile_64x64(int M, int N) {
+    const int sms = kcuda_sm_count();
     const long blocks = (long)((N + 63) / 64) * ((M + 63) / 64);
-    return blocks * 10 >= (long)sm_count() * 9;
+    return blocks * 10 >= (long)(sms ? sms : 132) * 9;
 }
 
 // ---- per-row RMSNorm + int8 quantization for prefill (lab version 2) -----------------------
