@@ -46,6 +46,56 @@ __device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int a
     return acc;
 }
 
+// The prologue's general paths, shared by both kernels: x that the float4 path cannot take (three
+// strided passes over x, L1/L2-resident), or a pre-quantized q with its scale and sum. Writes q
+// into qs (act_offset layout) and the per-warp sums of q into qred; returns s.
+__device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8_t *qs, float *red, int *qred,
+                                                       int lane, int warp) {
+    const int tid = threadIdx.x;
+    float s;
+    if (p.x) {
+        float inv = 1.0f;
+        if (p.norm_w) {
+            float ss = 0.0f;
+            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
+            ss = block_sum<GEMV_THREADS>(ss, red);
+            inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+    }
+        float amax = 0.0f;
+        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
+            float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+            amax = fmaxf(amax, fabsf(v));
+    }
+        amax = block_max<GEMV_THREADS>(amax, red);
+        s = 127.0f / fmaxf(amax, 1e-5f);
+        int sum = 0;
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
+            uint32_t word = 0;
+    #pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int i = i4 + j;
+                int qi = 0;
+                if (i < p.k_in) {
+                    float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+                    float r = fminf(fmaxf(rintf(v * s), -128.0f), 127.0f);
+                    qi = (int)r;
+                }
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * j);
+            }
+            *(uint32_t *)(qs + act_offset(i4)) = word;
+    }
+        sum = warp_sum_i(sum);
+        if (lane == 0) qred[warp] = sum;
+    } else {
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
+            *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
+        s = p.s ? p.s[0] : 1.0f;
+        if (tid < GEMV_THREADS / 32) qred[tid] = tid == 0 ? p.qsum[0] : 0;
+    }
+    return s;
+}
+
 // ---- kernel 3: one row per 8-lane group --------------------------------------------------------------
 // 8 lanes per row, 16 rows per 128-thread block, 16-byte loads: all of a lane's weight loads and
 // its norm weights are issued before the PDL wait, then the prologue quantizes x into swizzled
@@ -133,46 +183,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
         }
         sum = warp_sum_i(sum);
         if (lane == 0) qred[warp] = sum;
-    } else if (p.x) {
-        const int tid = threadIdx.x;
-        float inv = 1.0f;
-        if (p.norm_w) {
-            float ss = 0.0f;
-            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
-            ss = block_sum<GEMV_THREADS>(ss, red);
-            inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-        }
-        float amax = 0.0f;
-        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
-            float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-            amax = fmaxf(amax, fabsf(v));
-        }
-        amax = block_max<GEMV_THREADS>(amax, red);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
-            uint32_t word = 0;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int i = i4 + j;
-                int qi = 0;
-                if (i < p.k_in) {
-                    float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-                    float r = fminf(fmaxf(rintf(v * s), -128.0f), 127.0f);
-                    qi = (int)r;
-                }
-                sum += qi;
-                word |= (uint32_t)(qi & 0xff) << (8 * j);
-            }
-            *(uint32_t *)(qs + act_offset(i4)) = word;
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
     } else {
-        for (int i4 = threadIdx.x * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
-            *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
-        s = p.s ? p.s[0] : 1.0f;
-        if (threadIdx.x < GEMV_THREADS / 32) qred[threadIdx.x] = threadIdx.x == 0 ? p.qsum[0] : 0;
+        s = gemv_prologue_general(p, qs, red, qred, lane, warp);
     }
     __syncthreads();
 
@@ -366,45 +378,8 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         }
         sum = warp_sum_i(sum);
         if (lane == 0) qred[warp] = sum;
-    } else if (p.x) {
-        float inv = 1.0f;
-        if (p.norm_w) {
-            float ss = 0.0f;
-            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
-            ss = block_sum<GEMV_THREADS>(ss, red);
-            inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-        }
-        float amax = 0.0f;
-        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
-            float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-            amax = fmaxf(amax, fabsf(v));
-        }
-        amax = block_max<GEMV_THREADS>(amax, red);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
-            uint32_t word = 0;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int i = i4 + j;
-                int qi = 0;
-                if (i < p.k_in) {
-                    float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-                    float r = fminf(fmaxf(rintf(v * s), -128.0f), 127.0f);
-                    qi = (int)r;
-                }
-                sum += qi;
-                word |= (uint32_t)(qi & 0xff) << (8 * j);
-            }
-            *(uint32_t *)(qs + act_offset(i4)) = word;
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
     } else {
-        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
-            *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
-        s = p.s ? p.s[0] : 1.0f;
-        if (tid < GEMV_THREADS / 32) qred[tid] = tid == 0 ? p.qsum[0] : 0;
+        s = gemv_prologue_general(p, qs, red, qred, lane, warp);
     }
     __syncthreads();
 
