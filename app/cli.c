@@ -73,6 +73,9 @@ void cli_usage(FILE *to) {
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
         "                           (bench --backend cpu --model M adds rows on the file M)\n"
+        "      --skip-kernels       bench: no kernel table\n"
+        "      --profile            bench: one short end-to-end run (64 in, 8 out) instead of\n"
+        "                           the end-to-end tables (to run under a profiler)\n"
         "      --chunks N           perplexity: score at most the first N chunks\n"
         "      --kl-divergence-base F\n"
         "                           perplexity: save the scored positions' logits to F\n"
@@ -87,7 +90,7 @@ enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
     OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE, OPT_KLBASE, OPT_KL,
-    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP,
+    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP, OPT_SKIP_KERNELS, OPT_PROFILE,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +115,8 @@ static const struct option long_opts[] = {
     {"kl-divergence", required_argument, 0, OPT_KL},
     {"kv-cache", required_argument, 0, OPT_KVCACHE},
     {"mmap", no_argument, 0, OPT_MMAP},
+    {"skip-kernels", no_argument, 0, OPT_SKIP_KERNELS},
+    {"profile", no_argument, 0, OPT_PROFILE},
     {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
@@ -287,6 +292,8 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             break;
         case OPT_JSONL: c->jsonl = true; break;
         case OPT_QUICK: c->quick = true; break;
+        case OPT_SKIP_KERNELS: c->bench_skip_kernels = true; break;
+        case OPT_PROFILE: c->bench_profile = true; break;
         case OPT_KLBASE: c->kl_base = optarg; break;
         case OPT_KL: c->kl_compare = optarg; break;
         case OPT_CHUNKS:

@@ -53,6 +53,8 @@ typedef struct {
     bool force;                /* --force: --export -o may replace an existing file */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
+    bool bench_skip_kernels;   /* bench --skip-kernels: no kernel table */
+    bool bench_profile;        /* bench --profile: one short end-to-end pass only */
     const char *kl_base;       /* perplexity --kl-divergence-base FILE */
     const char *kl_compare;    /* perplexity --kl-divergence FILE */
     int chunks;                /* perplexity --chunks N; 0 = all */

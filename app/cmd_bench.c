@@ -1,4 +1,5 @@
-/* `bitnet-chat bench [--backend cpu|cuda] [--quick]`: prints its method, then
+/* `bitnet-chat bench [--backend cpu|cuda] [--quick] [--skip-kernels] [--profile]`: prints its
+ * method, then
  *   (1) a kernel table: W2A8 GEMV latency for the 8 shapes of the seed benchmark, L2-cold, and
  *       on CUDA cuBLAS bf16 GEMV measured the same way, GB/s and % of copy bandwidth measured
  *       in the same run;
@@ -71,7 +72,9 @@ static int cmp_double(const void *a, const void *b) {
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
 /* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
 /* shapes: the model the random weights imitate, for the table's title */
-static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int quick, int threads, int lm_int8) {
+/* profile: one short run of one row only (--profile: to run under a profiler) */
+static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int quick, int threads, int lm_int8,
+                     int profile) {
     InferOptions o = {.backend = kind, .threads = threads, .ctx = 1024, .lm_head_int8 = lm_int8};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
@@ -88,7 +91,6 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
     Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
     char desc[320];
     infer_describe(inf, desc, sizeof desc);
-    const int profile = getenv("BITNET_BENCH_PROFILE") != NULL; /* one short run, for a profiler */
     const int runs = profile ? 1 : kind == BACKEND_CPU ? 1 : quick ? 3 : 5;
     printf("\nEnd to end (%s), random model with %s shapes (model_init_random), batch 1,\n"
            "greedy, ctx 1024. Method: prefill = infer_eval(P tokens) + first infer_sample; decode = G-1 steps of\n"
@@ -580,13 +582,13 @@ int cmd_bench(const AppConfig *cfg) {
     int rc = 0;
 #ifdef BITNET_HAVE_CUDA
     double copy = 0;
-    /* BITNET_BENCH_SKIP_KERNELS=1 (lab): straight to the end-to-end tables, to spend less device time */
-    if (use_cuda && !getenv("BITNET_BENCH_PROFILE") && !getenv("BITNET_BENCH_SKIP_KERNELS"))
+    /* --skip-kernels: straight to the end-to-end tables, to spend less device time */
+    if (use_cuda && !cfg->bench_skip_kernels)
         rc = bench_cuda_kernels(cfg->quick, &copy);
     else if (use_cuda)
         copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, cfg->quick ? 5 : 15);
 #endif
-    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
+    if (!use_cuda && !cfg->bench_skip_kernels) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (!rc && !use_cuda && cfg->model) rc = bench_cpu_file(cfg->model, cfg->quick, cfg->threads);
     if (rc) return rc;
     printf("\nBuilding the random model...\n");
@@ -599,10 +601,10 @@ int cmd_bench(const AppConfig *cfg) {
         return 1;
     }
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, "BitNet-b1.58-2B-4T", cfg->quick, cfg->threads,
-                   cfg->lm_head_int8);
+                   cfg->lm_head_int8, cfg->bench_profile);
 #ifdef BITNET_HAVE_CUDA
-    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
-    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_lm_head_compare(&m, cfg->quick);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_lm_head_compare(&m, cfg->quick);
 #endif
     model_free(&m);
 #ifdef BITNET_HAVE_CUDA
@@ -610,7 +612,7 @@ int cmd_bench(const AppConfig *cfg) {
      * ternary weights (1.7 GB at 2 bits) and 2.1 GB of f16 embedding + head, so decode reads
      * ~2.8 GB a token against ~1.2 GB for the 2B shapes. CUDA only: on the CPU this model takes
      * minutes per configuration. */
-    if (!rc && use_cuda && !cfg->quick && !getenv("BITNET_BENCH_PROFILE")) {
+    if (!rc && use_cuda && !cfg->quick && !cfg->bench_profile) {
         printf("\nBuilding the random Llama3-8B-1.58 model...\n");
         fflush(stdout);
         const ModelConfig c8 = model_config_llama3_8b();
@@ -618,7 +620,7 @@ int cmd_bench(const AppConfig *cfg) {
             fprintf(stderr, "bench: %s\n", err.msg);
             return 1;
         }
-        rc = bench_e2e(BACKEND_CUDA, &m, "Llama3-8B-1.58", cfg->quick, cfg->threads, cfg->lm_head_int8);
+        rc = bench_e2e(BACKEND_CUDA, &m, "Llama3-8B-1.58", cfg->quick, cfg->threads, cfg->lm_head_int8, 0);
         model_free(&m);
     }
 #endif

@@ -229,9 +229,10 @@ static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
         const TernaryMatrix *om[1] = {&w->wo};
         const TernaryMatrix *dm[1] = {&w->w_down};
         const int act = b->cfg.ffn_act == FFN_SILU ? KCUDA_ACT_SILU : KCUDA_ACT_RELU2;
-        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, 0, err) || upload_matrix(&L->o, &cur, om, 1, 0, 0, err) ||
-            upload_matrix(&L->gu, &cur, gu, 2, 1, act, err) || upload_matrix(&L->down, &cur, dm, 1, 0, 0, err))
-            return -1;
+        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, 0, err)) return -1;
+        if (upload_matrix(&L->o, &cur, om, 1, 0, 0, err)) return -1;
+        if (upload_matrix(&L->gu, &cur, gu, 2, 1, act, err)) return -1;
+        if (upload_matrix(&L->down, &cur, dm, 1, 0, 0, err)) return -1;
     }
     return 0;
 }
@@ -422,6 +423,16 @@ static int alloc_host(CudaBackend *b, Err *err) {
     return 0;
 }
 
+/* Everything the backend holds on the device, in order; each step names itself in err. */
+static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *err) {
+    if (alloc_host(b, err)) return -1;
+    if (upload_ternary(b, m, err)) return -1;
+    if (upload_norms_rope(b, m, err)) return -1;
+    if (upload_embeddings(b, m, lm_head_int8, err)) return -1;
+    if (alloc_kv(b, err)) return -1;
+    return alloc_scratch(b, err);
+}
+
 static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     if (kcuda_device_count() <= 0) {
         err_set(err, "cuda: no CUDA device");
@@ -447,8 +458,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->kf = i2s_round_up_k(c->ffn_dim);
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
-    if (alloc_host(b, err) || upload_ternary(b, m, err) || upload_norms_rope(b, m, err) ||
-        upload_embeddings(b, m, o && o->lm_head_int8, err) || alloc_kv(b, err) || alloc_scratch(b, err)) {
+    if (upload_model(b, m, o && o->lm_head_int8, err)) {
         cuda_destroy(b);
         return NULL;
     }
@@ -471,38 +481,49 @@ enum {
     PDL_DOWN = KCUDA_PDL_LATE,
 };
 
-static int layer_err(Err *err, int l, const char *step) {
-    return err_set(err, "cuda: decode layer %d, %s: %s", l, step, kcuda_last_error());
+/* The launch option of a decode kernel: opt when the step is chained with PDL, else plain. */
+static int pdl_opt(int pdl, int opt) { return pdl ? opt : KCUDA_PDL_OFF; }
+
+static int layer_err(Err *err, const char *phase, int l, const char *step) {
+    return err_set(err, "cuda: %s layer %d, %s: %s", phase, l, step, kcuda_last_error());
+}
+
+/* One decode layer, five kernels: QKV (fused RMSNorm + int8), attention (RoPE, KV write, split
+ * over the context), O + residual, gate/up with act(g)*u, down + residual. pdl = 0 launches
+ * every kernel plainly; otherwise each lets its successor in where PDL_* says. */
+static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
+    const CudaLayer *L = &b->L[l];
+    const float eps = b->cfg.norm_eps;
+    int rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
+                             pdl_opt(pdl, PDL_QKV), b->st);
+    if (rc) return layer_err(err, "decode", l, "QKV projection");
+    if (b->wide_attn)
+        rc = kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st);
+    else
+        rc = kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
+                               pdl_opt(pdl, PDL_ATTN), b->st);
+    if (rc) return layer_err(err, "decode", l, "attention");
+    rc = kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
+                         pdl_opt(pdl, PDL_O), b->st);
+    if (rc) return layer_err(err, "decode", l, "output projection");
+    rc = kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu,
+                         pdl_opt(pdl, PDL_GATE_UP), b->st);
+    if (rc) return layer_err(err, "decode", l, "gate/up projection");
+    rc = kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
+                         pdl_opt(pdl, PDL_DOWN), b->st);
+    if (rc) return layer_err(err, "decode", l, "down projection");
+    return 0;
 }
 
 /* Enqueues one decode step: the token in d_io[0] and its position in d_io[1] (device memory) in,
- * the logits and the greedy pick (d_argmax) out. pdl = 0 launches every kernel plainly. */
+ * the logits and the greedy pick (d_argmax) out: embedding, the layers, the lm_head. */
 static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
-    const float eps = b->cfg.norm_eps;
-#define PDL(x) (pdl ? (x) : 0)
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, PDL(KCUDA_PDL_EARLY), b->st))
+    const int early = pdl_opt(pdl, KCUDA_PDL_EARLY);
+    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, early, b->st))
         return kc_err(err, "decode: embedding", -1);
-    for (int l = 0; l < b->cfg.n_layers; l++) {
-        CudaLayer *L = &b->L[l];
-        if (kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
-                            PDL(PDL_QKV), b->st))
-            return layer_err(err, l, "QKV projection");
-        if (b->wide_attn ? kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st)
-                         : kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part,
-                                             b->d_count, PDL(PDL_ATTN), b->st))
-            return layer_err(err, l, "attention");
-        if (kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
-                            PDL(PDL_O), b->st))
-            return layer_err(err, l, "output projection");
-        if (kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu,
-                            PDL(PDL_GATE_UP), b->st))
-            return layer_err(err, l, "gate/up projection");
-        if (kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
-                            PDL(PDL_DOWN), b->st))
-            return layer_err(err, l, "down projection");
-    }
-    if (lm_head(b, b->d_x, PDL(KCUDA_PDL_EARLY))) return kc_err(err, "decode: lm_head", -1);
-#undef PDL
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        if (decode_layer(b, l, pdl, err)) return -1;
+    if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head", -1);
     return 0;
 }
 
@@ -539,42 +560,59 @@ static int capture_graph(CudaBackend *b, Err *err) {
     return err_set(err, "cuda: capturing the decode graph failed");
 }
 
-static int prefill_err(Err *err, int l, const char *step) {
-    return err_set(err, "cuda: prefill layer %d, %s: %s", l, step, kcuda_last_error());
+/* Prefill launches plainly: chaining its ~10 kernels per layer with PDL made prefill 512
+ * slower on the H100 (8.75 vs 8.27 ms, bench 2026-11-23). */
+enum { PREFILL_PDL = KCUDA_PDL_OFF };
+
+/* One prefill projection over T rows: per-row RMSNorm (norm_w NULL: none) + int8 quantization of
+ * x [T][k_in] into the prefill scratch, then the GEMM into out (rows of ld_out). */
+static int prefill_linear(CudaBackend *b, const KcudaTernary *w, const float *x, int k_in, const float *norm_w, int T,
+                          KcudaEpilogue ep, float *out, int ld_out, int l, const char *step, Err *err) {
+    if (kcuda_rmsnorm_quant_prefill(x, T, k_in, k_in, w->k_pad, norm_w, b->cfg.norm_eps, b->p_q, b->p_s, b->p_qsum,
+                                    PREFILL_PDL, b->st))
+        return err_set(err, "cuda: prefill layer %d, %s, input norm + int8: %s", l, step, kcuda_last_error());
+    if (kcuda_w2a8_gemm(w, b->p_q, b->p_s, b->p_qsum, T, ep, out, ld_out, PREFILL_PDL, b->st))
+        return layer_err(err, "prefill", l, step);
+    return 0;
 }
 
+/* One prefill layer over T tokens at positions pos0..: the same five steps as decode_layer. */
+static int prefill_layer(CudaBackend *b, int l, int T, int pos0, Err *err) {
+    const CudaLayer *L = &b->L[l];
+    if (prefill_linear(b, &L->qkv, b->p_x, b->dim, L->attn_norm, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, l,
+                       "QKV projection", err))
+        return -1;
+    int rc;
+    if (b->wide_attn)
+        rc = kcuda_attn_prefill_wide(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st);
+    else
+        rc = kcuda_attn_prefill(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, PREFILL_PDL, b->st);
+    if (rc) return layer_err(err, "prefill", l, "attention");
+    if (prefill_linear(b, &L->o, b->p_att, b->q_dim, L->attn_sub_norm, T, KCUDA_EP_RESID, b->p_x, b->dim, l,
+                       "output projection", err))
+        return -1;
+    if (prefill_linear(b, &L->gu, b->p_x, b->dim, L->ffn_norm, T, KCUDA_EP_GLU, b->p_gu, b->ffn, l,
+                       "gate/up projection", err))
+        return -1;
+    if (prefill_linear(b, &L->down, b->p_gu, b->ffn, L->ffn_sub_norm, T, KCUDA_EP_RESID, b->p_x, b->dim, l,
+                       "down projection", err))
+        return -1;
+    return 0;
+}
+
+/* T <= PREFILL_MAX tokens at positions pos0..: embedding, the layers, then the lm_head on the
+ * last token (when `last`) or on every token (all_logits, copied out per token). */
 static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0, float *all_logits, int last,
                          Err *err) {
-    const float eps = b->cfg.norm_eps;
-    /* Prefill launches plainly: chaining its ~10 kernels per layer with PDL made prefill 512
-     * slower on the H100 (8.75 vs 8.27 ms, bench 2026-11-23). */
-    const int pdl = 0;
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
     if (e != cudaSuccess) return cuda_err(err, "copying tokens", e);
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, 0, b->st))
+    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, PREFILL_PDL, b->st))
         return kc_err(err, "prefill: embedding", -1);
-    for (int l = 0; l < b->cfg.n_layers; l++) {
-        CudaLayer *L = &b->L[l];
-        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, pdl, b->st))
-            return prefill_err(err, l, "QKV projection");
-        if (b->wide_attn ? kcuda_attn_prefill_wide(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st)
-                         : kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl,
-                                                 b->st))
-            return prefill_err(err, l, "attention");
-        if (kcuda_rmsnorm_quant_prefill(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
-            return prefill_err(err, l, "output projection");
-        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, pdl, b->st))
-            return prefill_err(err, l, "gate/up projection");
-        if (kcuda_rmsnorm_quant_prefill(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
-            return prefill_err(err, l, "down projection");
-    }
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        if (prefill_layer(b, l, T, pos0, err)) return -1;
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {
         if (!all_logits && !last) break;
-        if (lm_head(b, b->p_x + (size_t)t * b->dim, 0)) return kc_err(err, "lm_head", -1);
+        if (lm_head(b, b->p_x + (size_t)t * b->dim, PREFILL_PDL)) return kc_err(err, "prefill: lm_head", -1);
         if (all_logits) {
             e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
                                 cudaMemcpyDeviceToHost, b->st);
