@@ -43,8 +43,13 @@ namespace {
 enum {
     THREADS = 1024,   // every kernel's block; in kcuda_sample a block owns THREADS consecutive ids
     KEY_THREADS = 256,
-    TOPK_CAP = 1024,  // the largest candidate count kcuda_sample selects (top-k, top-p's prefix)
-    POOL_CAP = 2048,  // candidates the last block sorts in shared memory (16 KB of 64-bit keys)
+    // The largest candidate count kcuda_sample selects (top-k, top-p's prefix without top-k):
+    // the host's own bound for a rank-ordered nucleus (TOP_P_MAX_SORTED), far above the default
+    // top-k of 40 and the few hundred tokens a peaked distribution's nucleus holds.
+    TOPK_CAP = 1024,
+    // Candidates the last block sorts in shared memory (16 KB of 64-bit keys): twice TOPK_CAP,
+    // room for the other keys in the k-th key's histogram bucket.
+    POOL_CAP = 2048,
     HIST_BINS = 4096, // radix digits of the k-th key: bits 31..20, 19..8, 7..0
     MAX_BLOCKS = THREADS,  // the last block reads one partial per thread: vocabularies up to 1M
 };
@@ -190,6 +195,14 @@ __device__ __forceinline__ bool uses_select(const KcudaSampleArgs &a, int n) {
     return a.top_p < 1.0f && !(a.min_p > 0.0f);
 }
 
+// Radix levels 1 and 2 stop once the keys up to the k-th key's bucket are at most this many: a
+// bitonic sort of the pool takes log2(size)^2/2 block-wide steps (66 at 2048, 36 at 256), another
+// level one more pass over the keys. (A choice, not a measurement; level 3 takes up to POOL_CAP.)
+__device__ __forceinline__ int pool_goal(int k) {
+    const int g = 4 * k > 256 ? 4 * k : 256;
+    return g < POOL_CAP ? g : POOL_CAP;
+}
+
 // Called by every thread after its block's results are written: true in the last block of the
 // grid to get here (which then sees every block's results) and resets the ticket.
 __device__ bool last_block(State *st, int *flag) {
@@ -324,7 +337,7 @@ sample_scan_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
         b = find_bucket(f.hist, HIST_BINS, k, tmp.s, &bk);
         selected = true;
         if (b.bin < 0) declined = 1;
-        else if (b.before + b.count <= POOL_CAP) mode = M_GATHER, thresh = (uint32_t)b.bin << 20 | 0xfffffu;
+        else if (b.before + b.count <= pool_goal(k)) mode = M_GATHER, thresh = (uint32_t)b.bin << 20 | 0xfffffu;
         else mode = M_SELECT2;
     }
     if (hist_on && !selected)  // built but not needed after all: leave it zero
@@ -369,7 +382,7 @@ __global__ void __launch_bounds__(THREADS) sample_refine_kernel(int n, Fast f, i
     if (b.bin < 0) {
         st->mode = M_DONE;
         finish(out, -1, 0, 1);
-    } else if (level == 2 && pool > POOL_CAP) {
+    } else if (level == 2 && pool > pool_goal(st->need + st->before)) {
         st->mode = M_SELECT3;
         st->prefix = prefix << 12 | (uint32_t)b.bin;
         st->need -= b.before;

@@ -98,6 +98,10 @@ def draw_weight(vals, mx, inv_t):
     return out
 
 
+def pool_goal(k):
+    return min(POOL_CAP, max(4 * k, 256))
+
+
 def find_bucket(hist, k):
     """The bucket holding the k-th key (1-based), the keys before it and in it; -1 if fewer."""
     cum = np.cumsum(hist)
@@ -160,7 +164,7 @@ def emulate(logits, a):
         if b < 0:
             return -1, 0, 1
         mode = "gather"
-        if before + count <= POOL_CAP:
+        if before + count <= pool_goal(k):
             path("radix level 1")
             thresh = b << 20 | 0xFFFFF
         else:  # level 2 (bits 19..8)
@@ -169,7 +173,7 @@ def emulate(logits, a):
             b2, bef2, cnt2 = find_bucket(np.bincount((sub >> 8) & 0xFFF, minlength=4096), need)
             if b2 < 0:
                 return -1, 0, 1
-            if before + bef2 + cnt2 <= POOL_CAP:
+            if before + bef2 + cnt2 <= pool_goal(k):
                 path("radix level 2")
                 thresh = prefix << 20 | b2 << 8 | 0xFF
             else:  # level 3 (bits 7..0)
