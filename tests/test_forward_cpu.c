@@ -172,6 +172,9 @@ int main(void) {
     d.ffn_dim = 270, d.vocab_size = 300, d.ctx_len = 64, d.rope_theta = 10000.0f;
     d.ffn_act = FFN_SILU;
     run_config("1bitllm-style", &d, 64);
+    /* 1bitLLM-3B's FFN width itself, 8640 = 67.5 blocks of 128: down_proj's K padded to 8704 */
+    d.n_layers = 1, d.ffn_dim = 8640;
+    run_config("1bitllm-3b-ffn", &d, 64);
 
     /* the scalar kernels drive the same forward */
     cpu_isa_set(CPU_ISA_SCALAR);
