@@ -280,6 +280,72 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
     free(toks);
 }
 
+/* What each sampling setting costs per token on the device: decode through the engine API
+ * (infer_eval of one token + infer_sample) after a 64-token prompt, G tokens, with greedy (the
+ * decode graph's argmax), greedy with the repetition penalty, the default sampler and top-p
+ * alone; the settings interleaved run by run, median per setting. Sampling cost = ms/token minus
+ * greedy's ms/token in this run (which is the decode step itself). On random weights the logits
+ * are flat: top-p alone keeps most of the vocabulary there, so it shows the sorted fallback. */
+static void bench_sampler_cost(const Model *m, int quick) {
+    enum { P = 64, G = 128, NS = 4 };
+    const int runs = quick ? 3 : 7;
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = 0};
+    Err err = {{0}};
+    Infer *inf = infer_create(m, &o, &err);
+    if (!inf) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return;
+    }
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    const SamplerParams def = sampler_params_default();
+    SamplerParams sp[NS];
+    const char *name[NS] = {"greedy (temperature 0, no penalty)", "greedy + repetition penalty", "default sampler",
+                            "top-p alone"};
+    for (int k = 0; k < NS; k++) sp[k] = def, sp[k].seed = 42;
+    sp[0].temperature = 0.0f, sp[0].repeat_penalty = 1.0f;
+    sp[1].temperature = 0.0f;
+    sp[3].top_k = 0, sp[3].min_p = 0.0f, sp[3].repeat_penalty = 1.0f;
+    printf("\nSampling cost per token on the device: decode %d tokens after a %d-token prompt through the engine API\n"
+           "(infer_eval of one token + infer_sample), settings interleaved, median of %d runs after 1 warm-up.\n"
+           "Cost = ms/token - greedy's ms/token (the decode step, argmax in its graph) in this run. Default sampler =\n"
+           "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, penalty %.1f over %d; top-p alone = top-p %.2f at\n"
+           "temperature %.1f (random weights give flat logits: its nucleus is most of the vocabulary, the sorted path).\n\n",
+           G, P, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty, def.repeat_last_n, def.top_p,
+           def.temperature);
+    double ms[NS][16];
+    int rc = 0;
+    for (int r = 0; r <= runs && !rc; r++)
+        for (int k = 0; k < NS && !rc; k++) {
+            Sampler *smp = sampler_create(&sp[k], m->cfg.vocab_size);
+            int32_t tok = 0;
+            for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
+            rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+            const double t1 = now_s();
+            for (int g = 1; g < G && !rc; g++) {
+                sampler_accept(smp, tok);
+                rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+            }
+            if (r > 0) ms[k][r - 1] = (now_s() - t1) * 1e3 / (G - 1);
+            sampler_free(smp);
+        }
+    infer_destroy(inf);
+    if (rc) {
+        fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+        return;
+    }
+    double med[NS];
+    for (int k = 0; k < NS; k++) {
+        qsort(ms[k], (size_t)runs, sizeof(double), cmp_double);
+        med[k] = ms[k][runs / 2];
+    }
+    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step |\n|---|---:|---:|---:|---:|\n");
+    for (int k = 0; k < NS; k++)
+        printf("| %s | %.1f | %.3f | %.1f | %.1f%% |\n", name[k], 1e3 / med[k], med[k], (med[k] - med[0]) * 1e3,
+               100.0 * (med[k] - med[0]) / med[0]);
+    fflush(stdout);
+}
+
 /* The f16 and the int8 lm_head side by side in this run: the lm_head kernel alone at the 2B
  * shape, then decode 64/64 and 512/64 end to end and the backend's device memory, each way. */
 static void bench_lm_head_compare(const Model *m, int quick) {
@@ -604,6 +670,7 @@ int cmd_bench(const AppConfig *cfg) {
                    cfg->lm_head_int8, cfg->bench_profile);
 #ifdef BITNET_HAVE_CUDA
     if (!rc && use_cuda && !cfg->bench_profile) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_sampler_cost(&m, cfg->quick);
     if (!rc && use_cuda && !cfg->bench_profile) bench_lm_head_compare(&m, cfg->quick);
 #endif
     model_free(&m);

@@ -8,8 +8,11 @@
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
- * Logits stay on the device until logits() asks for them; sampling runs on the device (greedy in
- * the graph, every other setting by kcuda_sample after it), so one int per token crosses.
+ * Logits stay on the device until logits() asks for them; sampling runs on the device, so one int
+ * per token crosses: plain greedy is the decode graph's argmax; every other setting is a second,
+ * small graph (the sampler's arguments in, kcuda_sample, its result out) launched while the decode
+ * graph still runs, and waited for once; where kcuda_sample declines (candidates past its bounds)
+ * kcuda_sample_sorted follows.
  * Compiled only with the CUDA toolkit (BITNET_HAVE_CUDA). */
 #ifdef BITNET_HAVE_CUDA
 
@@ -63,10 +66,12 @@ typedef struct {
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
     cudaGraphExec_t graph;
+    cudaGraphExec_t sample_graph[2]; /* the device sampler: [0] greedy with a penalty, [1] the rest */
     int *h_pin;        /* pinned: [0] token, [1] position (read by the graph), [2] greedy pick,
-                        * [3] sampled token, [4] whether the sample used the uniform */
-    /* device sampler: pinned arguments + penalty ids (copied per token), their device twin,
-     * its result ([0] token, [1] used the uniform) and scratch */
+                        * [3] sampled token, [4] whether the sample used the uniform, [5] whether
+                        * kcuda_sample declined */
+    /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
+     * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
     KcudaSampleArgs *h_sargs, *d_sargs;
     int *d_sout;
     void *d_sscratch;
@@ -89,6 +94,8 @@ static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
     if (b->graph) cudaGraphExecDestroy(b->graph);
+    for (int i = 0; i < 2; i++)
+        if (b->sample_graph[i]) cudaGraphExecDestroy(b->sample_graph[i]);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
     cudaFree(b->d_kv);
@@ -380,7 +387,7 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_err = carve(a, sizeof(int));
     b->d_count = carve(a, (size_t)b->cfg.n_heads * 4);
     b->d_sargs = carve(a, sample_args_bytes());
-    b->d_sout = carve(a, 2 * sizeof(int));
+    b->d_sout = carve(a, 3 * sizeof(int));
     b->sscratch_bytes = kcuda_sample_scratch(b->vocab);
     b->d_sscratch = carve(a, b->sscratch_bytes);
     b->p_x = carve(a, T * b->dim * 4);
@@ -433,6 +440,31 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *e
     return alloc_scratch(b, err);
 }
 
+/* The device sampler as a graph (sample_graph[greedy ? 0 : 1]): the arguments and penalty ids in
+ * from pinned memory (the whole list, a fixed 16 KiB, so the graph never changes), kcuda_sample
+ * on the logits, its result out. Launched after the decode graph (or prefill), it costs the
+ * host one launch while the GPU still decodes, and one wait. */
+static int capture_sampler(CudaBackend *b, int greedy, Err *err) {
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
+    int rc = 0;
+    if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's argument copy", e);
+    if (!rc && kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), greedy,
+                            b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st))
+        rc = kc_err(err, "capturing the sampler", -1);
+    if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+                   cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's result copy", e);
+    e = cudaStreamEndCapture(b->st, &g);
+    if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
+    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[greedy ? 0 : 1], g, 0)) != cudaSuccess)
+        rc = cuda_err(err, "instantiating the sampler graph", e);
+    if (g) cudaGraphDestroy(g);
+    return rc;
+}
+
 static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     if (kcuda_device_count() <= 0) {
         err_set(err, "cuda: no CUDA device");
@@ -458,7 +490,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->kf = i2s_round_up_k(c->ffn_dim);
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
-    if (upload_model(b, m, o && o->lm_head_int8, err)) {
+    if (upload_model(b, m, o && o->lm_head_int8, err) || capture_sampler(b, 0, err) || capture_sampler(b, 1, err)) {
         cuda_destroy(b);
         return NULL;
     }
@@ -693,31 +725,36 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) 
 }
 
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
- * else: the device sampler (kcuda_sample) after the logits, with the host sampler's penalty ids
- * and next uniform, so it draws what sampler_sample() would from the same logits. */
+ * else: the sampler graph after the logits, with the host sampler's penalty ids and next uniform,
+ * so it draws what sampler_sample() would from the same logits; kcuda_sample_sorted where
+ * kcuda_sample declines. */
 static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     CudaBackend *b = vb;
     const SamplerParams *p = s ? sampler_params(s) : NULL;
+    KcudaSampleArgs *a = b->h_sargs; /* not read by any work in flight: the last sampler graph was waited for */
+    const int np = p ? cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) : 0;
+    if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
     cudaError_t e;
-    if (!p || (!(p->temperature > 0.0f) && p->repeat_penalty == 1.0f)) {
+    const int greedy = !p || !(p->temperature > 0.0f);
+    if (greedy && np == 0) {
         if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "greedy sample", e);
         b->inflight = 0;
         *tok = b->h_pin[2];
         return 1;
     }
-    KcudaSampleArgs *a = b->h_sargs;
-    const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN);
-    if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
-    if ((e = cudaMemcpyAsync(b->d_sargs, a, sizeof *a + (size_t)np * sizeof(int32_t), cudaMemcpyHostToDevice, b->st)) !=
-        cudaSuccess)
-        return cuda_err(err, "sample: copying the sampler settings", e);
-    if (kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
-                     b->sscratch_bytes, b->d_sout, b->st))
-        return kc_err(err, "sample", -1);
-    if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 2 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
+    if ((e = cudaGraphLaunch(b->sample_graph[greedy ? 0 : 1], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
+    if (b->h_pin[5]) { /* declined: the sort takes every setting (the arguments are on the device) */
+        if (kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
+                                b->sscratch_bytes, b->d_sout, b->st))
+            return kc_err(err, "sample (sorted)", -1);
+        if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+                cudaSuccess ||
+            (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
+            return cuda_err(err, "sample (sorted)", e);
+    }
     if (b->h_pin[4]) sampler_skip_uniform(s);
     *tok = b->h_pin[3];
     return 1;

@@ -176,12 +176,21 @@ typedef struct {
 } KcudaSampleArgs;
 
 /* d_out[0] = the token, d_out[1] = 1 when the draw used the uniform (the host then consumes it;
- * greedy and degenerate logits do not). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte
- * aligned. Not captured in a graph by the backend: launched after the decode graph, it is
- * enqueued while that graph runs. */
+ * greedy and degenerate logits do not), d_out[2] = 1 when kcuda_sample declined (d_out[0] is then
+ * -1): its candidates did not fit its bounds (top-k above 1024, a top-p nucleus beyond the 1024
+ * best without top-k, min-p keeping more than 2048 tokens without top-k, more than 2048 tokens
+ * tied with the k-th); the caller then runs kcuda_sample_sorted with the same arguments, which
+ * takes every setting (d_out[2] = 0). greedy != 0: only the penalised argmax, whatever the
+ * temperature (one kernel). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte aligned,
+ * zeroed once before its first use (kcuda_sample leaves its counters zero after each draw); one
+ * draw at a time per scratch. n_vocab up to 1048576; min_p at most 1. Both can be captured in a
+ * CUDA graph (the arguments are read on the device when it runs). */
 int kcuda_sample(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
-                 const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes, int *d_out,
-                 void *stream);
+                 const int32_t *d_pen_ids, int greedy, void *d_scratch, size_t scratch_bytes,
+                 int *d_out, void *stream);
+int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                        const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes,
+                        int *d_out, void *stream);
 size_t kcuda_sample_scratch(int n_vocab);
 
 /* ---- attention ----------------------------------------------------------------------------- */
