@@ -15,9 +15,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -227,51 +230,79 @@ static int bind_text(sqlite3_stmt *st, int i, const char *t) {
     return sqlite3_bind_text(st, i, t ? t : "", -1, SQLITE_TRANSIENT);
 }
 
-/* Sampling settings as a small JSON object; non-finite / negative "unset" values are left
- * out and read back as NAN / -1. */
-char *store_sampling_to_json(const StoreSampling *sp) {
+/* 0.7f is 0.69999998...: the shortest decimal that reads back as the same float is the value
+ * the user typed, so the JSON (and the export) hold 0.7 as a double, not the float's expansion.
+ * Nine significant digits always read back as the same float. */
+double store_float_decimal(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
+static void put_float(json_t *o, const SamplerParams *sp, unsigned bit, const char *key, float v) {
+    if ((sp->set & bit) && isfinite(v)) json_object_set_new(o, key, json_real(store_float_decimal(v)));
+}
+
+/* Sampling settings as a small JSON object holding the settings whose bit is set; the keys
+ * present set the bits when it is read back. */
+char *store_sampling_to_json(const SamplerParams *sp) {
     json_t *o = json_object();
     if (!o) return NULL;
-    struct { const char *k; double v; } d[] = {
-        {"temperature", sp->temperature}, {"top_p", sp->top_p}, {"min_p", sp->min_p},
-        {"repeat_penalty", sp->repeat_penalty}};
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-        if (isfinite(d[i].v)) json_object_set_new(o, d[i].k, json_real(d[i].v));
-    if (sp->top_k >= 0) json_object_set_new(o, "top_k", json_integer(sp->top_k));
-    if (sp->max_tokens >= 0) json_object_set_new(o, "max_tokens", json_integer(sp->max_tokens));
-    if (sp->seed >= 0) json_object_set_new(o, "seed", json_integer(sp->seed));
+    put_float(o, sp, SAMPLER_SET_TEMPERATURE, "temperature", sp->temperature);
+    put_float(o, sp, SAMPLER_SET_TOP_P, "top_p", sp->top_p);
+    put_float(o, sp, SAMPLER_SET_MIN_P, "min_p", sp->min_p);
+    put_float(o, sp, SAMPLER_SET_REPEAT_PENALTY, "repeat_penalty", sp->repeat_penalty);
+    if (sp->set & SAMPLER_SET_TOP_K) json_object_set_new(o, "top_k", json_integer(sp->top_k));
+    if (sp->set & SAMPLER_SET_MAX_TOKENS)
+        json_object_set_new(o, "max_tokens", json_integer(sp->max_tokens));
+    if (sp->set & SAMPLER_SET_SEED)
+        json_object_set_new(o, "seed", json_integer((json_int_t)(sp->seed & INT64_MAX)));
     char *r = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(o);
     return r;
 }
 
-StoreSampling store_sampling_unset(void) {
-    StoreSampling sp = {NAN, NAN, NAN, NAN, -1, -1, -1};
-    return sp;
+/* A number setting; one beyond a float's range is damage, not a setting. */
+static void get_float(const json_t *o, const char *key, unsigned bit, float *dst, unsigned *set) {
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX)) return;
+    *dst = (float)json_number_value(v);
+    *set |= bit;
 }
 
-void store_sampling_from_json(const char *text, StoreSampling *sp) {
-    *sp = store_sampling_unset();
+/* An integer setting in [0, max]; a negative one (older programs wrote -1 for "unset") is
+ * not set. */
+static bool get_count(const json_t *o, const char *key, json_int_t max, json_int_t *out) {
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+void store_sampling_from_json(const char *text, SamplerParams *sp) {
+    memset(sp, 0, sizeof *sp);
     if (!text) return;
     json_t *o = json_loads(text, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         return;
     }
-    json_t *v;
-    if ((v = json_object_get(o, "temperature")) && json_is_number(v)) sp->temperature = json_number_value(v);
-    if ((v = json_object_get(o, "top_p")) && json_is_number(v)) sp->top_p = json_number_value(v);
-    if ((v = json_object_get(o, "min_p")) && json_is_number(v)) sp->min_p = json_number_value(v);
-    if ((v = json_object_get(o, "repeat_penalty")) && json_is_number(v))
-        sp->repeat_penalty = json_number_value(v);
-    if ((v = json_object_get(o, "top_k")) && json_is_integer(v)) sp->top_k = (int)json_integer_value(v);
-    if ((v = json_object_get(o, "max_tokens")) && json_is_integer(v))
-        sp->max_tokens = (int)json_integer_value(v);
-    if ((v = json_object_get(o, "seed")) && json_is_integer(v)) sp->seed = json_integer_value(v);
+    get_float(o, "temperature", SAMPLER_SET_TEMPERATURE, &sp->temperature, &sp->set);
+    get_float(o, "top_p", SAMPLER_SET_TOP_P, &sp->top_p, &sp->set);
+    get_float(o, "min_p", SAMPLER_SET_MIN_P, &sp->min_p, &sp->set);
+    get_float(o, "repeat_penalty", SAMPLER_SET_REPEAT_PENALTY, &sp->repeat_penalty, &sp->set);
+    json_int_t n;
+    if (get_count(o, "top_k", INT_MAX, &n)) sp->top_k = (int)n, sp->set |= SAMPLER_SET_TOP_K;
+    if (get_count(o, "max_tokens", INT_MAX, &n))
+        sp->max_tokens = (int)n, sp->set |= SAMPLER_SET_MAX_TOKENS;
+    if (get_count(o, "seed", INT64_MAX, &n)) sp->seed = (uint64_t)n, sp->set |= SAMPLER_SET_SEED;
     json_decref(o);
 }
 
-static int bind_sampling(sqlite3_stmt *st, int i, const StoreSampling *sp) {
+static int bind_sampling(sqlite3_stmt *st, int i, const SamplerParams *sp) {
     char *j = store_sampling_to_json(sp);
     if (!j) return SQLITE_NOMEM;
     return sqlite3_bind_text(st, i, j, -1, free);

@@ -53,5 +53,7 @@ probe "$root/app/app.c" ui/ui.h no
 probe "$root/ui/ui.c" app/app.h yes
 probe "$root/ui/ui.c" infer/err.h no
 probe "$root/ui/ui.c" infer/utf8.h yes
+probe "$root/ui/ui.c" infer/sampler_params.h yes
+probe "$root/ui/ui.c" infer/sampler.h no
 probe "$root/ui/ui.c" kernels/w2a8.h no
 exit $bad
