@@ -140,6 +140,16 @@ static int parse_i64(const char *opt, const char *s, long long lo, long long hi,
     return 0;
 }
 
+/* A sampling option: its value into *dst, and its bit into the set-mask (given). */
+static int parse_setting(AppConfig *c, const char *opt, const char *s, double lo, double hi,
+                         float *dst, unsigned bit) {
+    double v;
+    if (parse_double(opt, s, lo, hi, &v)) return -1;
+    *dst = (float)v;
+    c->sampling.set |= bit;
+    return 0;
+}
+
 /* True when s holds something besides spaces, tabs and line breaks. */
 static bool has_visible_text(const char *s) {
     for (; s && *s; s++)
@@ -233,9 +243,9 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             break;
         case 's': c->system = optarg; break;
         case OPT_TEMP:
-            if (parse_double("--temp", optarg, 0, 100, &dv)) return 2;
-            c->sampling.temperature = (float)dv;
-            c->sampling.set |= SAMPLER_SET_TEMPERATURE;
+            if (parse_setting(c, "--temp", optarg, 0, 100, &c->sampling.temperature,
+                              SAMPLER_SET_TEMPERATURE))
+                return 2;
             break;
         case OPT_TOPK:
             if (parse_i64("--top-k", optarg, 0, 1 << 24, &iv)) return 2;
@@ -243,19 +253,17 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             c->sampling.set |= SAMPLER_SET_TOP_K;
             break;
         case OPT_TOPP:
-            if (parse_double("--top-p", optarg, 0, 1, &dv)) return 2;
-            c->sampling.top_p = (float)dv;
-            c->sampling.set |= SAMPLER_SET_TOP_P;
+            if (parse_setting(c, "--top-p", optarg, 0, 1, &c->sampling.top_p, SAMPLER_SET_TOP_P))
+                return 2;
             break;
         case OPT_MINP:
-            if (parse_double("--min-p", optarg, 0, 1, &dv)) return 2;
-            c->sampling.min_p = (float)dv;
-            c->sampling.set |= SAMPLER_SET_MIN_P;
+            if (parse_setting(c, "--min-p", optarg, 0, 1, &c->sampling.min_p, SAMPLER_SET_MIN_P))
+                return 2;
             break;
         case OPT_REPEAT:
-            if (parse_double("--repeat-penalty", optarg, 0.01, 100, &dv)) return 2;
-            c->sampling.repeat_penalty = (float)dv;
-            c->sampling.set |= SAMPLER_SET_REPEAT_PENALTY;
+            if (parse_setting(c, "--repeat-penalty", optarg, 0.01, 100, &c->sampling.repeat_penalty,
+                              SAMPLER_SET_REPEAT_PENALTY))
+                return 2;
             break;
         case OPT_SEED:
             if (parse_i64("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
