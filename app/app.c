@@ -413,7 +413,6 @@ static int start_reply(App *a) {
     }
     r->streaming = true;
     r->sampling = sp;
-    r->has_sampling = true;
     copy_str(r->model, sizeof r->model, a->model.name);
     copy_str(r->backend, sizeof r->backend, a->model.backend);
     a->reply_idx = a->tr.n - 1;
@@ -1047,10 +1046,7 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     m->interrupted = sm->interrupted;
     copy_str(m->model, sizeof m->model, sm->model_name);
     copy_str(m->backend, sizeof m->backend, sm->backend);
-    if (kind == MSG_ASSISTANT) {
-        m->sampling = sampling_over(&sm->sampling, fallback);
-        m->has_sampling = true;
-    }
+    if (kind == MSG_ASSISTANT) m->sampling = sampling_over(&sm->sampling, fallback);
     return m;
 }
 

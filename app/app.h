@@ -52,8 +52,7 @@ typedef struct {
     double ttft_ms, tok_s;
     char model[128];      /* model that wrote a reply */
     char backend[128];
-    SamplerParams sampling; /* settings a reply was made with, its seed included */
-    bool has_sampling;
+    SamplerParams sampling; /* settings a reply was made with, its seed included; set 0: none */
     int64_t store_id;     /* row in the history, 0 if not stored */
     int alt_i, alt_n;     /* a reply made again (/regen): version alt_i of alt_n (0: only one) */
     int64_t created_at;   /* unix ms */

@@ -76,7 +76,7 @@ static int tail_rows(const ChatView *v, const AppMessage *m) {
     int r = 1;
     if (m->kind == MSG_ASSISTANT && !m->streaming) {
         r++;
-        if (v->detailed && m->has_sampling) r++;
+        if (v->detailed && m->sampling.set) r++;
     }
     return r;
 }
