@@ -1027,13 +1027,9 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
     return 0;
 }
 
-/* A stored message as a transcript entry of the given kind (a note is the system prompt), with
- * its figures; an assistant reply gets its sampling, fallback filling what was not stored. */
-static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind kind,
-                               const StoreMessage *sm, const SamplerParams *fallback) {
-    AppMessage *m = tr_push(tr, serial, kind);
-    if (!m) return NULL;
-    if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
+/* m's text (after what it holds) and figures from stored message sm; a reply gets its sampling,
+ * fallback filling what was not stored. */
+static void fill_stored(AppMessage *m, const StoreMessage *sm, const SamplerParams *fallback) {
     msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
     m->store_id = sm->id;
     m->created_at = sm->created_at;
@@ -1046,7 +1042,16 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     m->interrupted = sm->interrupted;
     copy_str(m->model, sizeof m->model, sm->model_name);
     copy_str(m->backend, sizeof m->backend, sm->backend);
-    if (kind == MSG_ASSISTANT) m->sampling = sampling_over(&sm->sampling, fallback);
+    if (m->kind == MSG_ASSISTANT) m->sampling = sampling_over(&sm->sampling, fallback);
+}
+
+/* A stored message as a transcript entry of the given kind (a note is the system prompt). */
+static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind kind,
+                               const StoreMessage *sm, const SamplerParams *fallback) {
+    AppMessage *m = tr_push(tr, serial, kind);
+    if (!m) return NULL;
+    if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
+    fill_stored(m, sm, fallback);
     return m;
 }
 
@@ -1233,17 +1238,7 @@ int app_switch_reply(App *a, int version) {
     AppMessage *m = &a->tr.msgs[idx];
     m->len = 0;
     m->text[0] = 0;
-    msg_append(m, t->text ? t->text : "", t->text ? strlen(t->text) : 0);
-    m->store_id = t->id;
-    m->prompt_tokens = t->prompt_tokens;
-    m->gen_tokens = t->reply_tokens;
-    m->ttft_ms = t->ttft_ms;
-    m->tok_s = t->tok_per_s;
-    copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
-    copy_str(m->error, sizeof m->error, t->error);
-    m->interrupted = t->interrupted;
-    copy_str(m->model, sizeof m->model, t->model_name);
-    m->sampling = sampling_over(&t->sampling, &a->sampling);
+    fill_stored(m, t, &a->sampling);
     m->alt_i = version;
     m->alt_n = n;
     a->tr.generation++;

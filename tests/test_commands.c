@@ -594,6 +594,51 @@ static void test_failed_reply_resumed(void) {
     unlink(path);
 }
 
+/* /reply N shows version N as it was stored: its text, figures, time and backend (the time and
+ * backend of the version replaced stayed). */
+static void test_switch_reply_fields(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_switch_%d.db", (int)getpid());
+    unlink(path);
+    Err err = {{0}};
+    Store *s = store_open(path, &err);
+    REQUIRE(s != NULL);
+    StoreSession in = {.title = "versions"};
+    int64_t sid = store_session_create(s, &in, &err);
+    REQUIRE(sid > 0);
+    int64_t u = add_msg(s, sid, 0, "user", "name a bird");
+    StoreMessage v1 = {.session_id = sid, .parent_id = u, .text = "a heron", .created_at = 1000000,
+                       .reply_tokens = 3, .backend = "CPU, 2 threads", .model_name = "m1"};
+    StoreMessage v2 = {.session_id = sid, .parent_id = u, .text = "a wren", .created_at = 2000000,
+                       .reply_tokens = 4, .backend = "CUDA", .model_name = "m2"};
+    snprintf(v1.role, sizeof v1.role, "assistant");
+    snprintf(v2.role, sizeof v2.role, "assistant");
+    REQUIRE(store_message_add(s, &v1, &err) > 0);
+    REQUIRE(store_message_add(s, &v2, &err) > 0); /* the active version */
+    store_close(s);
+
+    App *a = make_app(path);
+    char why[256];
+    REQUIRE(app_session_resume(a, sid, why, sizeof why) == 0);
+    app_switch_reply(a, 1);
+    const AppTranscript *t = app_transcript(a);
+    const AppMessage *r = NULL;
+    for (int i = 0; i < t->n; i++)
+        if (t->msgs[i].kind == MSG_ASSISTANT) r = &t->msgs[i];
+    REQUIRE(r != NULL);
+    CHECK_STREQ(r->text, "a heron");
+    CHECK_EQ_INT(r->gen_tokens, 3);
+    CHECK_STREQ(r->model, "m1");
+    CHECK_STREQ(r->backend, "CPU, 2 threads");
+    CHECK_EQ_INT(r->created_at, 1000000);
+    CHECK_EQ_INT(r->alt_i, 1);
+    app_destroy(a);
+    unlink(path);
+    char side[300];
+    snprintf(side, sizeof side, "%s-wal", path), unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path), unlink(side);
+}
+
 static void test_view_branch_of_hit(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/bn_test_branch_%d.db", (int)getpid());
@@ -657,5 +702,6 @@ int main(void) {
     test_view_branch_of_hit();
     test_failed_reply_resumed();
     test_resume_settings();
+    test_switch_reply_fields();
     return check_report("test_commands");
 }
