@@ -1248,7 +1248,8 @@ int app_switch_reply(App *a, int version) {
 }
 
 /* "temperature 0.70 -> 0.20, top-k 40 -> 10" for the settings that differ; "" if none. */
-static void sampling_changes(const SamplerParams *o, const SamplerParams *n, char *out, size_t cap) {
+static void sampling_changes(const SamplerParams *o, const SamplerParams *n, char *out,
+                             size_t cap) {
     size_t k = 0;
     out[0] = 0;
 #define BN_CHANGED(cond, ...)                                                                  \

@@ -98,7 +98,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE id = :id",
     [ST_SESSION_TOUCH] = "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE id = :id",
     [ST_SET_LEAF] =
-        "UPDATE sessions SET active_leaf = :leaf, updated_at = max(updated_at, :now) WHERE id = :id",
+        "UPDATE sessions SET active_leaf = :leaf, updated_at = max(updated_at, :now) "
+        "WHERE id = :id",
     /* The message fields that INSERT and UPDATE share have the same names: one function binds
      * them for both (bind_message_fields). */
     [ST_MSG_INSERT] =
@@ -276,7 +277,8 @@ double store_float_decimal(float f) {
 }
 
 static void put_float(json_t *o, const SamplerParams *sp, unsigned bit, const char *key, float v) {
-    if ((sp->set & bit) && isfinite(v)) json_object_set_new(o, key, json_real(store_float_decimal(v)));
+    if ((sp->set & bit) && isfinite(v))
+        json_object_set_new(o, key, json_real(store_float_decimal(v)));
 }
 
 /* Sampling settings as a small JSON object holding the settings whose bit is set; the keys
@@ -310,7 +312,8 @@ static void get_float(const json_t *o, const char *key, unsigned bit, float *dst
  * not set. */
 static bool get_count(const json_t *o, const char *key, json_int_t max, json_int_t *out) {
     const json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) return false;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+        return false;
     *out = json_integer_value(v);
     return true;
 }
@@ -351,7 +354,9 @@ static void bound(Binder *b, const char *name, int rc) {
     if (rc != SQLITE_OK && b->rc == SQLITE_OK) b->rc = rc, b->failed = name;
 }
 
-static int param(const Binder *b, const char *name) { return sqlite3_bind_parameter_index(b->st, name); }
+static int param(const Binder *b, const char *name) {
+    return sqlite3_bind_parameter_index(b->st, name);
+}
 
 static void bind_int64(Binder *b, const char *name, int64_t v) {
     bound(b, name, sqlite3_bind_int64(b->st, param(b, name), v));
@@ -378,7 +383,8 @@ static void bind_id(Binder *b, const char *name, int64_t id) {
 
 static void bind_sampling(Binder *b, const char *name, const SamplerParams *sp) {
     char *j = store_sampling_to_json(sp);
-    bound(b, name, j ? sqlite3_bind_text(b->st, param(b, name), j, (int)strlen(j), free) : SQLITE_NOMEM);
+    bound(b, name,
+          j ? sqlite3_bind_text(b->st, param(b, name), j, (int)strlen(j), free) : SQLITE_NOMEM);
 }
 
 static void stmt_done(sqlite3_stmt *st);
@@ -885,7 +891,8 @@ int store_session_delete(Store *s, int64_t id, Err *err) {
     int own;
     if (tx_open(s, &own, err)) return -1;
     /* the messages first: parent_id has no ON DELETE action (see the v2 migration) */
-    Binder msgs = {.st = s->st[ST_SESSION_DELETE_MESSAGES]}, sess = {.st = s->st[ST_SESSION_DELETE]};
+    Binder msgs = {.st = s->st[ST_SESSION_DELETE_MESSAGES]};
+    Binder sess = {.st = s->st[ST_SESSION_DELETE]};
     bind_int64(&msgs, ":id", id);
     int ok = !bind_check(&msgs, err, "delete session");
     if (ok && !(ok = step_done(msgs.st) == 0)) db_fail(s, s->db, err, "delete session");

@@ -140,9 +140,11 @@ static json_t *jsampling(const SamplerParams *sp) {
     json_object_set_new(o, "top_k", jcount(sp, SAMPLER_SET_TOP_K, sp->top_k));
     json_object_set_new(o, "top_p", jsetting(sp, SAMPLER_SET_TOP_P, sp->top_p));
     json_object_set_new(o, "min_p", jsetting(sp, SAMPLER_SET_MIN_P, sp->min_p));
-    json_object_set_new(o, "repeat_penalty", jsetting(sp, SAMPLER_SET_REPEAT_PENALTY, sp->repeat_penalty));
+    json_object_set_new(o, "repeat_penalty",
+                        jsetting(sp, SAMPLER_SET_REPEAT_PENALTY, sp->repeat_penalty));
     json_object_set_new(o, "max_tokens", jcount(sp, SAMPLER_SET_MAX_TOKENS, sp->max_tokens));
-    json_object_set_new(o, "seed", jcount(sp, SAMPLER_SET_SEED, (json_int_t)(sp->seed & INT64_MAX)));
+    json_object_set_new(o, "seed",
+                        jcount(sp, SAMPLER_SET_SEED, (json_int_t)(sp->seed & INT64_MAX)));
     return o;
 }
 

@@ -514,7 +514,8 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
         if (linear(b, l, MAT_O, &o, 1, 1, T, err)) return -1;
         /* feed-forward */
         norm_quant(b, b->x, c->dim, c->dim, L->ffn_norm, L->w_gate.n_in_pad, T);
-        const LinearPart gate_up[2] = {{&L->w_gate, b->g, c->ffn_dim}, {&L->w_up, b->u, c->ffn_dim}};
+        const LinearPart gate_up[2] = {{&L->w_gate, b->g, c->ffn_dim},
+                                       {&L->w_up, b->u, c->ffn_dim}};
         if (linear(b, l, MAT_GATE, gate_up, 2, 0, T, err)) return -1;
         FfnMidJob fj = {b, T, L->ffn_sub_norm, L->w_down.n_in_pad, 0};
         run(b, ffn_mid_task, &fj, T > 1);
