@@ -15,6 +15,8 @@ set -u
 X=$(cd "${1:?carried folder}" && pwd)
 MODE=${2:-}
 S=$OUT/summary.txt
+L=/tmp/logs # every log; packed into $OUT/logs.tar.xz at the end (few files come back)
+mkdir -p $L
 mkdir -p /work && { [ -e /work/main ] || ln -s "$PWD" /work/main; }
 tar xJf "$X/build.tar.xz" -C /work/main || { echo "cannot unpack the build"; exit 1; }
 # optional: files rebuilt since build.tar.xz was made, unpacked over it (saves re-packing it all)
@@ -25,11 +27,11 @@ step() { # name seconds log command...
     n=$1 t=$2 log=$3
     shift 3
     t0=$(date +%s)
-    timeout "$t" "$@" >"$OUT/$log" 2>&1
+    timeout "$t" "$@" >"$L/$log" 2>&1
     echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
 }
 step "ctest -L gpu" 240 gpu_tests.txt ctest --test-dir $B -L gpu --output-on-failure --timeout 120
-grep -E "tests passed|\*\*\*|Passed|Not Run" "$OUT/gpu_tests.txt" | sed 's/^ *//' >>"$S"
+grep -E "tests passed|\*\*\*|Passed|Not Run" "$L/gpu_tests.txt" | sed 's/^ *//' >>"$S"
 # What a user gets: -p on a 2B-shaped file, the stats line from stderr, with each sampling
 # setting after a short prompt and after ~2000- and ~3600-token prompts (--ctx 4096). When X
 # holds bitnet-chat.base.xz (the binary before a change), each row runs it too, alternated in two
@@ -44,7 +46,7 @@ bins="$B/bitnet-chat"
     bins="$bins /tmp/bitnet-chat.base"
 for round in 1 2; do
     while read -r label prompts opts; do
-        for pr in $prompts; do
+        for pr in $(echo "$prompts" | tr , ' '); do
             case $pr in
             short) set -- -p "Tell me a long story about the sea." -n 500 ;;
             *) set -- -f /tmp/$pr.txt -n 400 --ctx 4096 ;;
@@ -53,13 +55,13 @@ for round in 1 2; do
                 name=new
                 [ "$bin" = "$B/bitnet-chat" ] || name=base
                 timeout 60 $bin "$@" --model /tmp/2b.gguf --no-history --backend cuda $opts \
-                    >/dev/null 2>"$OUT/p.txt" </dev/null
-                echo "round $round $name -p $label, $pr: rc $? $(tail -1 $OUT/p.txt)" >>"$S"
+                    >/dev/null 2>"$L/p.txt" </dev/null
+                echo "round $round $name -p $label, $pr: rc $? $(tail -1 $L/p.txt)" >>"$S"
             done
         done
     done <<'LIST'
-default-sampling short p2000 p3600
-greedy-nopenalty short p2000 p3600 --temp 0 --repeat-penalty 1
+default-sampling short,p2000,p3600
+greedy-nopenalty short,p2000,p3600 --temp 0 --repeat-penalty 1
 greedy short --temp 0
 int8-head-default short --lm-head int8
 LIST
@@ -69,16 +71,18 @@ done
 # infer_eval + infer_sample loop on the same file, same run.
 for smp in default greedy; do
     step "bench_engine $smp" 60 eng_$smp.txt $B/tests/bench_engine --backend cuda --sampling $smp --model /tmp/2b.gguf /tmp/tokenizer.json 500
-    tail -2 "$OUT/eng_$smp.txt" >>"$S"
+    tail -2 "$L/eng_$smp.txt" >>"$S"
 done
 step "bench --backend cuda" 200 bench.txt $B/bitnet-chat bench --backend cuda --quick
 if [ "$MODE" != short ]; then
     step "memcheck test_backend_cuda" 100 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
-    grep -E "ERROR SUMMARY" "$OUT/san.txt" >>"$S"
-    step "racecheck test_sample_cuda quick" 100 race.txt compute-sanitizer --tool racecheck $B/tests/test_sample_cuda quick
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/race.txt" >>"$S"
+    grep -E "ERROR SUMMARY" "$L/san.txt" >>"$S"
+    step "racecheck test_sample_cuda quick" 200 race.txt compute-sanitizer --tool racecheck $B/tests/test_sample_cuda quick
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$L/race.txt" >>"$S"
 fi
+tar cf - -C $L . | xz -6 >"$OUT/logs.tar.xz"
+cp "$L/bench.txt" "$OUT/" 2>/dev/null
 cat "$S"
 echo "--- bench"
-grep -vE "^\|[-|: ]+\|$" "$OUT/bench.txt" | tail -60
+grep -vE "^\|[-|: ]+\|$" "$L/bench.txt" | tail -60
 exit 0
