@@ -23,11 +23,12 @@
 #include "kernels/cuda/kernels_cuda.h"
 #endif
 
-static const int SHAPES[8][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
+enum { N_SHAPES = 8 };
+static const int SHAPES[N_SHAPES][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                  {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
 #ifdef BITNET_HAVE_CUDA
 /* Microsoft's seed W2A8 kernel on an H100, same method (research/peers-h100.md, table A). */
-static const double SEED_US[8] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
+static const double SEED_US[N_SHAPES] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
 #endif
 
 /* CPU read bandwidth measured by bench_cpu_kernels in this run (GB/s), for the % columns. */
@@ -399,7 +400,7 @@ static int bench_cpu_kernels(int quick, int threads) {
            quick ? 20 : 60);
     printf("\n| N x K | us | GB/s | %% read BW |\n|---|---:|---:|---:|\n");
     int rc = 0;
-    for (int i = 0; i < 8 && !rc; i++) {
+    for (int i = 0; i < N_SHAPES && !rc; i++) {
         const int n = SHAPES[i][0], k = SHAPES[i][1];
         const size_t wb = (size_t)n * k / 4;
         int R = (int)((((size_t)256 << 20) + wb - 1) / wb);
@@ -598,16 +599,16 @@ static int bench_cuda_kernels(int quick, double *copy_out) {
            "opened by bench only), same method. GB/s and %% of copy: int8 input with PDL, bytes = packed weights + activations + outputs.\n"
            "Seed = Microsoft BitNet gpu/ kernel (int8 input) on an H100, same method (research/peers-h100.md);\n"
            "seed / W2A8 uses the int8-input kernel with PDL.\n");
-    KcudaGemvBench rows[8];
+    KcudaGemvBench rows[N_SHAPES];
     memset(rows, 0, sizeof rows);
-    for (int i = 0; i < 8; i++) rows[i].n = SHAPES[i][0], rows[i].k = SHAPES[i][1];
-    if (kcuda_bench_gemv(rows, 8, quick)) {
+    for (int i = 0; i < N_SHAPES; i++) rows[i].n = SHAPES[i][0], rows[i].k = SHAPES[i][1];
+    if (kcuda_bench_gemv(rows, N_SHAPES, quick)) {
         fprintf(stderr, "bench: %s\n", kcuda_last_error());
         return 1;
     }
     printf("\n| N x K | int8-in us | int8-in PDL us | f32-in us | f32-in PDL us | GB/s | %% copy | cuBLAS bf16 us | bf16 / W2A8 | seed us | seed / W2A8 |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < N_SHAPES; i++) {
         const KcudaGemvBench *r = &rows[i];
         const double best = r->w2a8_q_pdl_us;
         const double gbs = r->w2a8_bytes / (best * 1e-6) / 1e9;

@@ -27,7 +27,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
-enum { PREFILL_MAX = 512 };
+enum { PREFILL_MAX = 512 }; /* tokens per prefill batch: the prompt buffers' size */
 
 /* Distinct penalised ids the device sampler takes per token; a wider penalty window (the CLI
  * allows up to 65536 tokens) hands the pick to the host sampler. 16 KiB of pinned copy. */
@@ -85,8 +85,8 @@ typedef struct {
 static int cuda_err(Err *err, const char *what, cudaError_t e) {
     return err_set(err, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
-static int kc_err(Err *err, const char *what, int rc) {
-    (void)rc;
+/* A kernel launcher's failure: its own message says why (kcuda_last_error). */
+static int kc_err(Err *err, const char *what) {
     return err_set(err, "cuda: %s: %s", what, kcuda_last_error());
 }
 
@@ -205,7 +205,7 @@ static int upload_matrix(KcudaTernary *t, uint8_t **cursor, const TernaryMatrix 
     for (int i = 0; i < n_parts; i++) {
         const TernaryMatrix *p = parts[i];
         if (kcuda_upload_i2s(*cursor, p->codes, p->n_out, k_pad, interleave ? i : row0, interleave ? 2 : 1))
-            return kc_err(err, "upload", -1);
+            return kc_err(err, "upload");
         t->gamma[i] = p->scale;
         row0 += p->n_out;
         if (!interleave && i < 2) t->seg_end[i] = row0;
@@ -332,7 +332,7 @@ static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, E
      * DMA may still be under way when it returns; b->st does not wait for that stream */
     if ((e = cudaDeviceSynchronize()) != cudaSuccess) return cuda_err(err, "uploading the lm_head", e);
     if (kcuda_quant_rows_i8(b->out_type, b->d_outw, b->vocab, b->dim, b->d_lm_q, b->d_lm_s, b->st))
-        return kc_err(err, "quantizing the lm_head", -1);
+        return kc_err(err, "quantizing the lm_head");
     if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "quantizing the lm_head", e);
     if (b->d_out_own) {
         cudaFree(b->d_out_own);
@@ -453,7 +453,7 @@ static int capture_sampler(CudaBackend *b, int greedy, Err *err) {
         rc = cuda_err(err, "capturing the sampler's argument copy", e);
     if (!rc && kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), greedy,
                             b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st))
-        rc = kc_err(err, "capturing the sampler", -1);
+        rc = kc_err(err, "capturing the sampler");
     if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
                    cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's result copy", e);
@@ -552,10 +552,10 @@ static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
 static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
     const int early = pdl_opt(pdl, KCUDA_PDL_EARLY);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, early, b->st))
-        return kc_err(err, "decode: embedding", -1);
+        return kc_err(err, "decode: embedding");
     for (int l = 0; l < b->cfg.n_layers; l++)
         if (decode_layer(b, l, pdl, err)) return -1;
-    if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head", -1);
+    if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
     return 0;
 }
 
@@ -639,12 +639,12 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
     if (e != cudaSuccess) return cuda_err(err, "copying tokens", e);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, PREFILL_PDL, b->st))
-        return kc_err(err, "prefill: embedding", -1);
+        return kc_err(err, "prefill: embedding");
     for (int l = 0; l < b->cfg.n_layers; l++)
         if (prefill_layer(b, l, T, pos0, err)) return -1;
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {
         if (!all_logits && !last) break;
-        if (lm_head(b, b->p_x + (size_t)t * b->dim, PREFILL_PDL)) return kc_err(err, "prefill: lm_head", -1);
+        if (lm_head(b, b->p_x + (size_t)t * b->dim, PREFILL_PDL)) return kc_err(err, "prefill: lm_head");
         if (all_logits) {
             e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
                                 cudaMemcpyDeviceToHost, b->st);
@@ -749,7 +749,7 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     if (b->h_pin[5]) { /* declined: the sort takes every setting (the arguments are on the device) */
         if (kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
                                 b->sscratch_bytes, b->d_sout, b->st))
-            return kc_err(err, "sample (sorted)", -1);
+            return kc_err(err, "sample (sorted)");
         if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
                 cudaSuccess ||
             (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
