@@ -30,6 +30,9 @@ bn_add_test(NAME test_commands
             SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_commands.c ${BN_UI_FAKE_DIR}/fake_engine.c
             LIBS bn_app LABELS cpu)
 
+# Command-line parsing: every option's value, range message and mode, in one process.
+bn_add_test(NAME test_cli SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.c LIBS bn_app LABELS cpu)
+
 # The real program with a real small model.
 bn_add_script_test(NAME test_ui_real SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_ui_real.sh
                    LABELS ui TIMEOUT 300)
