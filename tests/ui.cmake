@@ -22,8 +22,11 @@ if(BN_PYTHON3)
   set_tests_properties(test_probe PROPERTIES LABELS ui TIMEOUT 120)
 endif()
 
-# The man page must match `--help` and the slash-command table, both ways.
-bn_add_script_test(NAME test_manpage SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_manpage.sh LABELS cpu)
+# The man page, `--help`, the chat's /help and the README must agree, both ways.
+bn_add_tool(NAME slash_help SOURCES ${BN_UI_FAKE_DIR}/slash_help.c ${BN_UI_FAKE_DIR}/fake_engine.c
+            LIBS bn_app)
+bn_add_script_test(NAME test_manpage SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/ui/test_manpage.sh
+                   ARGS $<TARGET_FILE:slash_help> LABELS cpu)
 
 # Slash-command parsing and effects, no terminal (over the scripted engine).
 bn_add_test(NAME test_commands
