@@ -23,7 +23,8 @@ static int parse_v(const char *first, va_list ap) {
     char *argv[64];
     int argc = 0;
     argv[argc++] = "bitnet-chat";
-    for (const char *s = first; s && argc < 63; s = va_arg(ap, const char *)) argv[argc++] = (char *)s;
+    for (const char *s = first; s && argc < 63; s = va_arg(ap, const char *))
+        argv[argc++] = (char *)s;
     argv[argc] = NULL;
     fflush(stderr);
     int saved = dup(2);
