@@ -48,7 +48,9 @@ static int bad_arg(App *a, const Command *self, const char *why) {
 
 typedef enum { F_TEMP, F_TOP_P, F_MIN_P, F_REPEAT, F_TOP_K, F_MAX_TOKENS } Field;
 
-static int set_number(const Command *self, App *a, const CmdArgs *args, Field f) {
+/* /temp, /top_p, /min_p, /repeat_penalty, /top_k, /max_tokens: the entry's variant says which. */
+static int cmd_setting(const Command *self, App *a, const CmdArgs *args) {
+    const Field f = (Field)self->variant;
     AppSampling s = app_get_sampling(a);
     static const char *names[] = {"temperature", "top-p", "min-p", "repeat penalty", "top-k",
                                   "max tokens"};
@@ -65,7 +67,7 @@ static int set_number(const Command *self, App *a, const CmdArgs *args, Field f)
     }
     const char *v = args->v[0];
     char why[128];
-    double d;
+    double d = 0;
     long long i;
     switch (f) {
     case F_TEMP:
@@ -102,25 +104,6 @@ static int set_number(const Command *self, App *a, const CmdArgs *args, Field f)
     }
     app_set_hint(a, "%s set to %s%s", names[f], val, app_busy(a) ? " (from the next reply)" : "");
     return r | REACT_STATUS;
-}
-
-static int cmd_temp(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_TEMP);
-}
-static int cmd_top_p(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_TOP_P);
-}
-static int cmd_min_p(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_MIN_P);
-}
-static int cmd_top_k(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_TOP_K);
-}
-static int cmd_repeat(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_REPEAT);
-}
-static int cmd_max_tokens(const Command *self, App *a, const CmdArgs *args) {
-    return set_number(self, a, args, F_MAX_TOKENS);
 }
 
 static int cmd_seed(const Command *self, App *a, const CmdArgs *args) {
@@ -418,20 +401,20 @@ static const Command table[] = {
      .help = "list the commands, or explain one"},
     {.name = "/load", .usage = "/load PATH", .min_args = 1, .max_args = 1, .exec = cmd_load,
      .help = "switch to another model (the conversation is kept)", .arg_is_path = true},
-    {.name = "/temp", .usage = "/temp [T]", .min_args = 0, .max_args = 1, .exec = cmd_temp,
-     .help = "temperature, 0 = greedy (show or set)"},
-    {.name = "/top_p", .usage = "/top_p [P]", .min_args = 0, .max_args = 1, .exec = cmd_top_p,
-     .help = "nucleus sampling, 1 = off"},
-    {.name = "/top_k", .usage = "/top_k [K]", .min_args = 0, .max_args = 1, .exec = cmd_top_k,
-     .help = "keep the K most likely tokens, 0 = off"},
-    {.name = "/min_p", .usage = "/min_p [P]", .min_args = 0, .max_args = 1, .exec = cmd_min_p,
-     .help = "drop tokens below P x the top probability"},
+    {.name = "/temp", .usage = "/temp [T]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TEMP, .help = "temperature, 0 = greedy (show or set)"},
+    {.name = "/top_p", .usage = "/top_p [P]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TOP_P, .help = "nucleus sampling, 1 = off"},
+    {.name = "/top_k", .usage = "/top_k [K]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TOP_K, .help = "keep the K most likely tokens, 0 = off"},
+    {.name = "/min_p", .usage = "/min_p [P]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_MIN_P, .help = "drop tokens below P x the top probability"},
     {.name = "/repeat_penalty", .usage = "/repeat_penalty [R]", .min_args = 0, .max_args = 1,
-     .exec = cmd_repeat, .help = "penalty for repeated tokens, 1 = off"},
+     .exec = cmd_setting, .variant = F_REPEAT, .help = "penalty for repeated tokens, 1 = off"},
     {.name = "/seed", .usage = "/seed [N|random]", .min_args = 0, .max_args = 1, .exec = cmd_seed,
      .help = "fixed seed (reproducible replies) or random"},
     {.name = "/max_tokens", .usage = "/max_tokens [N]", .min_args = 0, .max_args = 1,
-     .exec = cmd_max_tokens, .help = "reply length limit"},
+     .exec = cmd_setting, .variant = F_MAX_TOKENS, .help = "reply length limit"},
     {.name = "/params", .usage = "/params", .min_args = 0, .max_args = 0, .exec = cmd_params,
      .help = "show all settings"},
     {.name = "/set", .usage = "/set [NAME VALUE]", .min_args = 0, .max_args = 2, .exec = cmd_set,
@@ -587,13 +570,11 @@ int commands_run(App *a, const char *line) {
     return commands_exec(c, a, p) | REACT_STATUS;
 }
 
-static bool is_blank(char ch) { return isspace((unsigned char)ch); }
-
 /* s without the white space around it, in place. */
 static char *trim(char *s) {
-    while (is_blank(*s)) s++;
+    while (isspace((unsigned char)*s)) s++;
     size_t n = strlen(s);
-    while (n && is_blank(s[n - 1])) s[--n] = 0;
+    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
     return s;
 }
 

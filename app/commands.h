@@ -34,6 +34,7 @@ struct Command {
     const char *help;   /* one line */
     int min_args, max_args; /* 0..CMD_MAX_ARGS */
     CommandExec exec;
+    int variant;        /* tells apart the commands that share one exec (the settings) */
     bool arg_is_path;   /* Tab completes file names in its argument */
     bool full_name;     /* leaves or drops what the chat holds: never run from a prefix */
 };

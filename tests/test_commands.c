@@ -1,6 +1,7 @@
 /* app/commands.c without a terminal: argument parsing and validation, the command table,
  * and the effect of each command on an App (over the scripted engine, no model, no history
  * unless a test asks for one). A bad argument must change nothing and leave a hint. */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -405,6 +406,47 @@ static void test_arity(void) {
     app_destroy(a);
 }
 
+/* The slash commands take the values the command line takes (app/cli.c's options and
+ * app/commands.c's cmd_setting hold a range each): both accept each range's ends and refuse
+ * just beyond. */
+static void test_ranges_match_cli(void) {
+    static const struct {
+        const char *option, *command, *in[2], *out[2];
+    } r[] = {
+        {"--temp", "/temp", {"0", "100"}, {"-0.001", "100.001"}},
+        {"--top-p", "/top_p", {"0", "1"}, {"-0.001", "1.001"}},
+        {"--min-p", "/min_p", {"0", "1"}, {"-0.001", "1.001"}},
+        {"--repeat-penalty", "/repeat_penalty", {"0.01", "100"}, {"0.0099", "100.001"}},
+        {"--top-k", "/top_k", {"0", "16777216"}, {"-1", "16777217"}},
+        {"--max-tokens", "/max_tokens", {"1", "16777216"}, {"0", "16777217"}},
+        {"--seed", "/seed", {"0", "9223372036854775807"}, {"-1", "9223372036854775808"}},
+    };
+    App *a = make_app(NULL);
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY); /* the refusals' messages */
+    REQUIRE(saved >= 0 && null >= 0);
+    dup2(null, 2);
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        for (int k = 0; k < 4; k++) {
+            const char *v = k < 2 ? r[i].in[k] : r[i].out[k - 2];
+            const bool ok = k < 2;
+            char *argv[] = {"bitnet-chat", (char *)r[i].option, (char *)v, NULL};
+            AppConfig cfg;
+            int rc = cli_parse(&cfg, 3, argv);
+            char line[128];
+            snprintf(line, sizeof line, "%s %s", r[i].command, v);
+            app_set_hint(a, "-");
+            app_submit_line(a, line);
+            const bool slash_ok = strstr(hint(a), "usage:") == NULL;
+            CHECK_MSG((rc == 0) == ok, "%s %s: cli_parse %d", r[i].option, v, rc);
+            CHECK_MSG(slash_ok == ok, "%s: %s", line, hint(a));
+        }
+    dup2(saved, 2);
+    close(saved);
+    close(null);
+    app_destroy(a);
+}
+
 static void test_export(void) {
     App *a = make_app(NULL);
     char path[256], written[512], why[256];
@@ -661,6 +703,7 @@ int main(void) {
     test_prefixes();
     test_more_commands();
     test_arity();
+    test_ranges_match_cli();
     test_export();
     test_export_view();
     test_broken_history();
