@@ -1,6 +1,6 @@
 #!/bin/sh
 # The man page, `bitnet-chat --help`, the chat's /help and the README must agree: the man page
-# describes the options of --help and nothing else; the man page's SLASH COMMANDS section and
+# describes the options of --help and nothing else, each with the argument --help names; the man page's SLASH COMMANDS section and
 # the README's command table list exactly the commands /help lists (/help is made from the
 # command table, so this is the table as the user sees it); the README's option tables hold only
 # real options, and it mentions every option. Prints what is missing on either side.
@@ -43,6 +43,19 @@ compare() {
     done
     for o in $(cat "$w/help_short"); do
         grep -qE -- "(^|[ \"])$o([ ,\"]|$)" "$w/man" || { echo "FAIL: $o is in --help but not in the man page"; c_bad=1; }
+    done
+
+    # Each option's argument: its name in --help ("--ctx N") is the man page's, in the heading
+    # line after each .TP of the OPTIONS section.
+    grep -E '^  (-[a-zA-Z], |    )--' "$c_help" | sed -E 's/^ +(-[a-zA-Z], )?//' |
+        grep -oE -- '^--[a-z][a-z-]*( [A-Z][A-Z_]*)?' | sort -u >"$w/help_args"
+    sed -n '/^\.SH OPTIONS/,/^\.SH /p' "$w/man" | awk '/^\.TP/ { getline; print }' |
+        sed 's/\\f[IRBP]//g; s/"//g' | tr -s ' ' |
+        grep -oE -- '--[a-z][a-z-]*( [A-Z][A-Z_]*)?' | sort -u >"$w/man_args"
+    for o in $(sed 's/ /=/' "$w/help_args"); do
+        a=$(echo "$o" | tr '=' ' ')
+        grep -qx -- "$a" "$w/man_args" ||
+            { echo "FAIL: --help gives '$a', the man page's OPTIONS do not"; c_bad=1; }
     done
 
     # Slash commands: /help's list (one "  /name ..." line each, between "Commands:" and
@@ -112,6 +125,8 @@ sed '/^Commands:/a\  /nosuch  planted' "$tmp/slash" >"$P/slash_more"
 grep -v '^  /rename ' "$tmp/slash" >"$P/slash_less"
 grep -v -- '--mmap ' "$tmp/help" >"$P/help_less"
 sed 's/^  -y, --yes /  -y, --yesss /' "$tmp/help" >"$P/help_renamed"
+sed 's/^  -c, --ctx N  /  -c, --ctx SIZE/' "$tmp/help" >"$P/help_arg"
+sed 's/^\.BI \\-\\-seed " N"/.BI \\-\\-seed " SEED"/' "$MAN" >"$P/man_arg"
 sed 's/`\/stats`, //' "$README" >"$P/readme_less"
 sed '/^## The chat screen/,/^## /s/^| `\/load PATH` |/| `\/nosuch` | planted |\n&/' "$README" >"$P/readme_more"
 sed 's/--kv-cache/--kv-cachex/g' "$README" >"$P/readme_option"
@@ -119,9 +134,9 @@ differs() { # differs ORIGINAL PLANTED: a planting that changed nothing is itsel
     cmp -s "$1" "$2" && { echo "FAIL: planting $2 changed nothing"; bad=1; }
     return 0
 }
-for f in man_less man_more man_renamed man_stats; do differs "$MAN" "$P/$f"; done
+for f in man_less man_more man_renamed man_stats man_arg; do differs "$MAN" "$P/$f"; done
 for f in slash_more slash_less; do differs "$tmp/slash" "$P/$f"; done
-for f in help_less help_renamed; do differs "$tmp/help" "$P/$f"; done
+for f in help_less help_renamed help_arg; do differs "$tmp/help" "$P/$f"; done
 for f in readme_less readme_more readme_option; do differs "$README" "$P/$f"; done
 planted "a command missing from the man page" "$P/man_less" "$README" "$tmp/help" "$tmp/slash"
 planted "a command only the man page has" "$P/man_more" "$README" "$tmp/help" "$tmp/slash"
@@ -131,6 +146,8 @@ planted "a command only /help has" "$MAN" "$README" "$tmp/help" "$P/slash_more"
 planted "a command missing from /help" "$MAN" "$README" "$tmp/help" "$P/slash_less"
 planted "an option missing from --help" "$MAN" "$README" "$P/help_less" "$tmp/slash"
 planted "an option renamed in --help" "$MAN" "$README" "$P/help_renamed" "$tmp/slash"
+planted "an option's argument named otherwise in --help" "$MAN" "$README" "$P/help_arg" "$tmp/slash"
+planted "an option's argument named otherwise in the man page" "$P/man_arg" "$README" "$tmp/help" "$tmp/slash"
 planted "a command missing from the README" "$MAN" "$P/readme_less" "$tmp/help" "$tmp/slash"
 planted "a command only the README has" "$MAN" "$P/readme_more" "$tmp/help" "$tmp/slash"
 planted "an option the README names wrongly" "$MAN" "$P/readme_option" "$tmp/help" "$tmp/slash"
