@@ -545,7 +545,7 @@ static void *engine_main(void *arg) {
      * stay unblocked: a blocked SIGSEGV/SIGBUS/SIGFPE/SIGILL raised by this thread (or by the
      * CPU pool threads, which inherit this mask) kills the process without running the crash
      * handler that puts the terminal back; a model file truncated during a reply does that
-     * (tests/test_engine_fault.c). */
+     * (tests/unit/test_engine_fault.c). */
     sigset_t all;
     sigfillset(&all);
     static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
