@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +18,8 @@ typedef enum {
     ARG_NONE,        /* a switch: bool = true */
     ARG_TEXT,        /* const char * = the argument as given */
     ARG_INT,         /* int = a whole number in [ilo, ihi] */
-    ARG_I64,         /* int64_t = a whole number in [ilo, ihi] */
-    ARG_REAL,        /* double = a number in [dlo, dhi] */
+    ARG_I64,         /* int64_t (or uint64_t, ilo >= 0) = a whole number in [ilo, ihi] */
+    ARG_REAL,        /* float = a number in [dlo, dhi] */
     ARG_CHOICE,      /* const char * = one of choices */
     ARG_CHOICE_BOOL, /* bool = the argument is the second of two choices ("f16" or "int8") */
 } ArgKind;
@@ -34,7 +33,7 @@ typedef struct {
     double dlo, dhi;        /* ARG_REAL */
     const char *const *choices; /* ARG_CHOICE*: NULL-terminated */
     size_t target;          /* offsetof(AppConfig, field) */
-    size_t also;            /* a bool set when the option is given (0: none; see below) */
+    unsigned set_bit;       /* a SAMPLER_SET_* bit set in sampling.set when it is given */
     AppMode mode;           /* the mode the option selects; MODE_CHAT: none */
     bool ends_parse;        /* --help, --version: the mode is taken and the parse ends */
     bool say_short;         /* messages name it by its short form (-p), as it is typed */
@@ -86,19 +85,25 @@ static const CliOption options[] = {
      .say_short = true, .empty_why = "empty file name (- reads stdin)",
      .help = "the prompt (after -p TEXT, if given) from FILE (- = stdin)"},
     {"system", 's', ARG_TEXT, "TEXT", .target = AT(system), .help = "system prompt"},
-    {"temp", 0, ARG_REAL, "T", .dlo = 0, .dhi = 100, .target = AT(temp),
+    {"temp", 0, ARG_REAL, "T", .dlo = 0, .dhi = 100, .target = AT(sampling.temperature),
+     .set_bit = SAMPLER_SET_TEMPERATURE,
      .help = "temperature, 0 = greedy (default 0.7)"},
-    {"top-k", 0, ARG_INT, "K", .ilo = 0, .ihi = 1 << 24, .target = AT(top_k),
+    {"top-k", 0, ARG_INT, "K", .ilo = 0, .ihi = 1 << 24, .target = AT(sampling.top_k),
+     .set_bit = SAMPLER_SET_TOP_K,
      .help = "keep the K most likely tokens, 0 = off (default 40)"},
-    {"top-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(top_p),
+    {"top-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(sampling.top_p),
+     .set_bit = SAMPLER_SET_TOP_P,
      .help = "nucleus sampling, 1 = off (default 0.95)"},
-    {"min-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(min_p),
+    {"min-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(sampling.min_p),
+     .set_bit = SAMPLER_SET_MIN_P,
      .help = "drop tokens below P x the top probability (default 0.05)"},
-    {"repeat-penalty", 0, ARG_REAL, "R", .dlo = 0.01, .dhi = 100, .target = AT(repeat_penalty),
+    {"repeat-penalty", 0, ARG_REAL, "R", .dlo = 0.01, .dhi = 100,
+     .target = AT(sampling.repeat_penalty), .set_bit = SAMPLER_SET_REPEAT_PENALTY,
      .help = "penalty for recent tokens, 1 = off (default 1.1)"},
-    {"seed", 0, ARG_I64, "N", .ilo = 0, .ihi = INT64_MAX, .target = AT(seed),
-     .also = AT(seed_set), .help = "random seed (default: from the clock)"},
-    {"max-tokens", 'n', ARG_INT, "N", .ilo = 1, .ihi = 1 << 24, .target = AT(max_tokens),
+    {"seed", 0, ARG_I64, "N", .ilo = 0, .ihi = INT64_MAX, .target = AT(sampling.seed),
+     .set_bit = SAMPLER_SET_SEED, .help = "random seed (default: from the clock)"},
+    {"max-tokens", 'n', ARG_INT, "N", .ilo = 1, .ihi = 1 << 24, .target = AT(sampling.max_tokens),
+     .set_bit = SAMPLER_SET_MAX_TOKENS,
      .help = "reply length limit (default 1024)"},
 
     {"db", 0, ARG_TEXT, "PATH", .target = AT(db_path), .section = "History",
@@ -130,6 +135,11 @@ static const CliOption options[] = {
      .help = "tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}"},
     {"quick", 0, ARG_NONE, NULL, .target = AT(quick),
      .help = "bench: fewer repetitions\n(bench --backend cpu --model M adds rows on the file M)"},
+    {"skip-kernels", 0, ARG_NONE, NULL, .target = AT(bench_skip_kernels),
+     .help = "bench: no kernel table"},
+    {"profile", 0, ARG_NONE, NULL, .target = AT(bench_profile),
+     .help = "bench: one short end-to-end run (64 in, 8 out) instead of\n"
+             "the end-to-end tables (to run under a profiler)"},
     {"chunks", 0, ARG_INT, "N", .ilo = 1, .ihi = 1 << 30, .target = AT(chunks),
      .help = "perplexity: score at most the first N chunks"},
     {"kl-divergence-base", 0, ARG_TEXT, "F", .target = AT(kl_base),
@@ -287,6 +297,7 @@ static int apply_option(AppConfig *c, const CliOption *o, const char *arg) {
     option_label(o, opt, sizeof opt);
     char *field = (char *)c + o->target;
     long long iv;
+    double dv;
     int k;
     switch (o->kind) {
     case ARG_NONE:
@@ -302,7 +313,8 @@ static int apply_option(AppConfig *c, const CliOption *o, const char *arg) {
         *(int64_t *)field = iv;
         break;
     case ARG_REAL:
-        if (parse_real(opt, arg, o->dlo, o->dhi, (double *)field)) return -1;
+        if (parse_real(opt, arg, o->dlo, o->dhi, &dv)) return -1;
+        *(float *)field = (float)dv;
         break;
     case ARG_CHOICE:
         if (parse_choice(opt, arg, o->choices) < 0) return -1;
@@ -313,7 +325,7 @@ static int apply_option(AppConfig *c, const CliOption *o, const char *arg) {
         *(bool *)field = k == 1;
         break;
     }
-    if (o->also) *(bool *)((char *)c + o->also) = true;
+    c->sampling.set |= o->set_bit;
     if (o->ends_parse) {
         c->mode = o->mode;
         return 0;
@@ -423,8 +435,6 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     protect_std_fds();
     memset(c, 0, sizeof *c);
     c->backend = "auto";
-    c->temp = c->top_p = c->min_p = c->repeat_penalty = NAN;
-    c->top_k = c->max_tokens = -1;
 
     /* A leading word selects a subcommand. */
     int first = 1;

@@ -71,10 +71,7 @@ static void test_defaults(void) {
     CHECK_EQ_INT(cfg.mode, MODE_CHAT);
     CHECK_STREQ(cfg.backend, "auto");
     CHECK(cfg.model == NULL && cfg.prompt == NULL && cfg.prompt_file == NULL);
-    CHECK(isnan(cfg.temp) && isnan(cfg.top_p) && isnan(cfg.min_p) && isnan(cfg.repeat_penalty));
-    CHECK_EQ_INT(cfg.top_k, -1);
-    CHECK_EQ_INT(cfg.max_tokens, -1);
-    CHECK(!cfg.seed_set);
+    CHECK_EQ_INT(cfg.sampling.set, 0); /* no sampling setting given */
     CHECK_EQ_INT(cfg.threads, 0);
     CHECK_EQ_INT(cfg.ctx, 0);
     CHECK(cfg.no_history && !cfg.lm_head_int8 && !cfg.kv_f32 && !cfg.mmap_weights);
@@ -90,26 +87,30 @@ static void test_values(void) {
     CHECK_EQ_INT(cfg.threads, 1);
     CHECK_EQ_INT(cfg.ctx, 64);
     CHECK_STREQ(cfg.system, "Be brief.");
-    CHECK_EQ_INT(cfg.max_tokens, 9);
+    CHECK_EQ_INT(cfg.sampling.max_tokens, 9);
+    CHECK_EQ_INT(cfg.sampling.set, SAMPLER_SET_MAX_TOKENS);
     ACCEPTED("--model", "y", "--backend", "cuda", "--threads", "1", "--ctx", "1048576",
              "--system", "s", "--max-tokens", "16777216");
     CHECK_STREQ(cfg.model, "y");
     CHECK_STREQ(cfg.backend, "cuda");
     CHECK_EQ_INT(cfg.ctx, 1 << 20);
-    CHECK_EQ_INT(cfg.max_tokens, 1 << 24);
+    CHECK_EQ_INT(cfg.sampling.max_tokens, 1 << 24);
     ACCEPTED("--temp", "0.25", "--top-k", "0", "--top-p", "1", "--min-p", "0",
              "--repeat-penalty", "0.01", "--seed", "9223372036854775807");
-    CHECK_NEAR(cfg.temp, 0.25, 0);
-    CHECK_EQ_INT(cfg.top_k, 0);
-    CHECK_NEAR(cfg.top_p, 1, 0);
-    CHECK_NEAR(cfg.min_p, 0, 0);
-    CHECK_NEAR(cfg.repeat_penalty, 0.01, 0);
-    CHECK(cfg.seed_set && cfg.seed == INT64_MAX);
+    CHECK_NEAR(cfg.sampling.temperature, 0.25, 0);
+    CHECK_EQ_INT(cfg.sampling.top_k, 0);
+    CHECK_NEAR(cfg.sampling.top_p, 1, 0);
+    CHECK_NEAR(cfg.sampling.min_p, 0, 0);
+    CHECK_NEAR(cfg.sampling.repeat_penalty, 0.01f, 0);
+    CHECK(cfg.sampling.seed == (uint64_t)INT64_MAX);
+    CHECK_EQ_INT(cfg.sampling.set, SAMPLER_SET_TEMPERATURE | SAMPLER_SET_TOP_K | SAMPLER_SET_TOP_P |
+                                       SAMPLER_SET_MIN_P | SAMPLER_SET_REPEAT_PENALTY |
+                                       SAMPLER_SET_SEED);
     ACCEPTED("--temp", "100", "--top-k", "16777216", "--repeat-penalty", "100", "--seed", "0");
-    CHECK_NEAR(cfg.temp, 100, 0);
-    CHECK_EQ_INT(cfg.top_k, 1 << 24);
-    CHECK_NEAR(cfg.repeat_penalty, 100, 0);
-    CHECK(cfg.seed_set && cfg.seed == 0);
+    CHECK_NEAR(cfg.sampling.temperature, 100, 0);
+    CHECK_EQ_INT(cfg.sampling.top_k, 1 << 24);
+    CHECK_NEAR(cfg.sampling.repeat_penalty, 100, 0);
+    CHECK((cfg.sampling.set & SAMPLER_SET_SEED) && cfg.sampling.seed == 0);
     ACCEPTED("--lm-head", "int8", "--kv-cache", "f32", "--mmap", "--db", "h.db", "--continue");
     CHECK(cfg.lm_head_int8 && cfg.kv_f32 && cfg.mmap_weights && cfg.resume_latest);
     CHECK_STREQ(cfg.db_path, "h.db");
@@ -123,7 +124,7 @@ static void test_values(void) {
     ACCEPTED("--sess");
     CHECK_EQ_INT(cfg.mode, MODE_SESSIONS);
     ACCEPTED("--repeat", "2");
-    CHECK_NEAR(cfg.repeat_penalty, 2, 0);
+    CHECK_NEAR(cfg.sampling.repeat_penalty, 2, 0);
 }
 
 static void test_modes(void) {
@@ -166,6 +167,9 @@ static void test_modes(void) {
     ACCEPTED("bench", "--quick", "--backend", "cpu");
     CHECK_EQ_INT(cfg.mode, MODE_BENCH);
     CHECK(cfg.quick);
+    CHECK(!cfg.bench_skip_kernels && !cfg.bench_profile);
+    ACCEPTED("bench", "--skip-kernels", "--profile");
+    CHECK(cfg.bench_skip_kernels && cfg.bench_profile);
     ACCEPTED("perplexity", "--model", "m", "t.txt", "--chunks", "1073741824",
              "--kl-divergence-base", "b.kl");
     CHECK_EQ_INT(cfg.mode, MODE_PERPLEXITY);
@@ -337,8 +341,8 @@ static void test_usage(void) {
                            "--max-tokens", "--db", "--no-history", "--sessions", "--show",
                            "--search", "--export", "--format", "--output", "--force",
                            "--delete", "--yes", "--browse", "--continue", "--resume", "--jsonl",
-                           "--quick", "--chunks", "--kl-divergence-base", "--kl-divergence",
-                           "--help", "--version"};
+                           "--quick", "--skip-kernels", "--profile", "--chunks",
+                           "--kl-divergence-base", "--kl-divergence", "--help", "--version"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char key[64];
         snprintf(key, sizeof key, "%s ", names[i]);
