@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "infer/backend_cpu.h"
 #include "infer/infer.h"
 #include "infer/model.h"
@@ -634,7 +634,7 @@ static int bench_cuda_kernels(int quick, double *copy_out) {
 }
 #endif
 
-int cmd_bench(const AppConfig *cfg) {
+int mode_bench(const AppConfig *cfg) {
     const char *want = cfg->backend ? cfg->backend : "auto";
     int use_cuda = 0;
 #ifdef BITNET_HAVE_CUDA
