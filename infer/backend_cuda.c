@@ -451,8 +451,14 @@ static int capture_sampler(CudaBackend *b, int greedy, Err *err) {
     int rc = 0;
     if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's argument copy", e);
-    if (!rc && kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), greedy,
-                            b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st))
+    /* Greedy with a penalty: kcuda_sample's penalised argmax (26.6 us a token on the H100,
+     * 2026-12-06, bench's sampling table, vs ~97 us for the sort). Every other setting: the sort
+     * directly, because kcuda_sample's selection path measured slower than it there (the
+     * defaults 133.5 us a token against ~97 for the sort, -p 800.7 vs 852.6 tok/s). */
+    if (!rc && (greedy ? kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), 1,
+                                      b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st)
+                       : kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1),
+                                             b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st)))
         rc = kc_err(err, "capturing the sampler");
     if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
                    cudaSuccess)
