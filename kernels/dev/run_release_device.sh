@@ -79,6 +79,10 @@ if [ "$MODE" != short ]; then
     grep -E "ERROR SUMMARY" "$L/san.txt" >>"$S"
     step "racecheck test_sample_cuda quick" 200 race.txt compute-sanitizer --tool racecheck $B/tests/test_sample_cuda quick
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$L/race.txt" >>"$S"
+    for tool in memcheck racecheck; do
+        step "$tool test_kernels_cuda attention" 120 k_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda attention
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/k_$tool.txt" | tail -2 >>"$S"
+    done
 fi
 tar cf - -C $L . | xz -6 >"$OUT/logs.tar.xz"
 cp "$L/bench.txt" "$OUT/" 2>/dev/null
