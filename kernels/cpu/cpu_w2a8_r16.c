@@ -8,10 +8,11 @@
  * int8 values broadcast to every lane (an embedded-broadcast memory operand of vpdpbusd). Each
  * accumulator then IS 16 outputs of one token: no horizontal sums, no unpack buffer, and a
  * prefill tile of 16 rows x 16 tokens issues 64 vpdpbusd per 64-byte weight load and 7 shift /
- * mask operations. Measured on one core of the 2-core EPYC (thread CPU time, 64 tokens):
- * 210-218 G multiply-adds/s against 163-175 for the I2_S GEMM (cpu_kernels_lab), i.e. 90-94% of
- * one 64-lane vpdpbusd per cycle at the 3.64 GHz the core runs at. Decode reads each group of 16
- * rows as one contiguous stream (I2_S: 4 interleaved row streams that need software prefetch).
+ * mask operations. Measured on one core of the 2-core EPYC (thread CPU time, 64 tokens, the four
+ * 2B shapes, cpu_kernels_lab): 215-229 G multiply-adds/s against 164-176 for the I2_S GEMM,
+ * i.e. 92-98% of one 64-lane vpdpbusd per cycle at the 3.64 GHz the core runs at. Decode reads each group of 16
+ * rows as one contiguous stream (I2_S: 4 interleaved row streams that need software prefetch):
+ * 0.95x the time of the I2_S decode GEMV on one core (gemv_group_r16).
  *
  * Layout: rows in groups of 16 (n_out padded to a multiple of 16 with zero weights); a group
  * is k_pad / 16 chunks of 64 bytes; byte 4l + b of chunk c holds, in bits 2f+1..2f, the code of
@@ -127,9 +128,13 @@ tile_r16(const uint8_t *wg, int nc, const int8_t *q, size_t ldq, int NT, __m512i
 }
 
 /* One token (decode): the 16 rows' sums with 8 independent accumulators (4 fields x 2 chunk
- * parities: a single chain would wait on vpdpbusd's latency every 64 bytes), the stream
- * prefetched PF bytes ahead. */
-enum { R16_PF = 2048 };
+ * parities: a single chain would wait on vpdpbusd's latency every 64 bytes). The group is one
+ * contiguous stream, prefetched R16_PF bytes ahead into L2 (up to the end of this call's rows,
+ * which may be followed by another thread's). Measured on one core (thread CPU time, the 30
+ * layers of 2B shapes, 521 MB, 5-9 paired rounds against the I2_S CODES_VALID GEMV, 2026-12-06):
+ * no software prefetch 0.93x its time; 4 KiB ahead into L1 0.99x; 8 KiB ahead into L2 0.86-0.97x
+ * (median 0.95x, 28-30 GB/s); 4 KiB into L2 1.10-1.14x; 16 KiB into L2 0.88-0.95x. */
+enum { R16_PF = 8192 };
 __attribute__((target(R16_TARGET), always_inline)) static inline __m512i
 gemv_group_r16(const uint8_t *wg, int nc, const int8_t *q, const uint8_t *pf_end) {
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -139,8 +144,8 @@ gemv_group_r16(const uint8_t *wg, int nc, const int8_t *q, const uint8_t *pf_end
     for (int c = 0; c < nc; c += 2) {
         const uint8_t *pf = wg + (size_t)c * 64 + R16_PF;
         if (pf < pf_end) {
-            _mm_prefetch((const char *)pf, _MM_HINT_T0);
-            _mm_prefetch((const char *)pf + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)pf, _MM_HINT_T1);
+            _mm_prefetch((const char *)pf + 64, _MM_HINT_T1);
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
