@@ -1,6 +1,6 @@
 /* Session exports: Markdown (the active branch, for reading) and JSON (every stored field of
  * the session and of every message on every branch, for scripts). The JSON format is
- * documented in README.md, section "History"; tests/test_store.c parses it back. One writer per
+ * documented in README.md, section "History"; tests/unit/test_store.c parses it back. One writer per
  * format takes a plain view (a session and its messages), which the database gives for a saved
  * session and the recorder's memory for one that is not saved (app_export). */
 #include <errno.h>

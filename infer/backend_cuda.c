@@ -698,6 +698,7 @@ const BackendOps backend_cuda_ops = {
     .logits = cuda_logits,
     .sample = cuda_sample,
     .describe = cuda_describe,
+    .eval_queues = 1, /* decode is one graph launch on the stream; sample() synchronizes */
 };
 
 #endif /* BITNET_HAVE_CUDA */

@@ -134,7 +134,12 @@ static const char *role_lower(ChatRole r) {
     return r == ROLE_SYSTEM ? "system" : r == ROLE_ASSISTANT ? "assistant" : "user";
 }
 
-static int render_bos(Out *o) {
+/* The leading BOS, where the format's template writes one. Falcon3's published template
+ * (Falcon3-*-Instruct and the -1.58bit copies made from it) never writes bos_token: its
+ * conversation starts with the first role marker even when a GGUF names a BOS id (bitnet.cpp's
+ * converter takes config.json's bos_token_id, 11 = <|endoftext|> for the 3B/7B models). */
+static int render_bos(Out *o, ChatFormat f) {
+    if (f == CHAT_FALCON3) return 0;
     if (!o->t) return out_str(o, "<|begin_of_text|>");
     int bos = tokenizer_bos(o->t);
     return bos >= 0 ? out_special(o, bos, "<bos>") : 0;
@@ -212,7 +217,7 @@ int chat_template_tokens(const Tokenizer *t, ChatFormat f, const ChatTurn *turns
         err_set(err, "chat template: out of memory");
         goto fail;
     }
-    if (render_bos(&o) || out_flush(&o)) goto fail;
+    if (render_bos(&o, f) || out_flush(&o)) goto fail;
     out->head_end = o.ids.n;
     for (int i = 0; i < n_turns; i++) {
         if (render_msg(&o, f, turns[i].role, turns[i].text, i == n_turns - 1) || out_flush(&o))
@@ -272,7 +277,7 @@ char *chat_template_text(const Tokenizer *t, ChatFormat f, const ChatTurn *turns
                          int add_generation_prompt) {
     Err err = {{0}};
     Out o = {t, 1, {0}, NULL, 0, 0, &err};
-    if (out_str(&o, "") || render_bos(&o)) goto fail;
+    if (out_str(&o, "") || render_bos(&o, f)) goto fail;
     for (int i = 0; i < n_turns; i++)
         if (render_msg(&o, f, turns[i].role, turns[i].text, i == n_turns - 1)) goto fail;
     if (add_generation_prompt && render_gen(&o, f)) goto fail;
@@ -317,10 +322,15 @@ ChatFormat chat_format_detect(const char *tmpl, const Tokenizer *t, FfnAct act, 
         if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>") && has(t, "<|eot_id|>"))
             return CHAT_LLAMA3;
         missing = "Llama 3 header";
-    } else if (tmpl && strstr(tmpl, "<|im_start|>")) {
+    } else if (tmpl && strstr(tmpl, "<|im_start|>") && !strstr(tmpl, "<|im_sep|>")) {
+        /* (Phi-4 writes <|im_start|>role<|im_sep|>: not ChatML's newline) */
         if (has(t, "<|im_start|>") && has(t, "<|im_end|>")) return CHAT_CHATML;
         missing = "ChatML";
-    } else if (tmpl && strstr(tmpl, "<|assistant|>")) {
+    } else if (tmpl && strstr(tmpl, "<|assistant|>") && strstr(tmpl, "eos_token") &&
+               !strstr(tmpl, "<|end|>") && !strstr(tmpl, "[gMASK]")) {
+        /* Falcon3's: the role markers, and an assistant turn closed by eos_token. Phi-3 closes
+         * every turn with <|end|> and ChatGLM / GLM-Edge close none, so their templates, which
+         * use the same markers, are not taken for it. */
         if (has(t, "<|system|>") && has(t, "<|user|>") && has(t, "<|assistant|>") &&
             tokenizer_eos(t) >= 0)
             return CHAT_FALCON3;

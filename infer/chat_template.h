@@ -9,7 +9,8 @@
  *       <|start_header_id|>assistant<|end_header_id|>\n\n
  *   CHAT_FALCON3 (Falcon3-*-1.58bit)
  *       <|system|>\n{text}\n<|user|>\n{text}\n<|assistant|>\n{text}<eos>\n ... <|assistant|>\n
- *       (no newline after the eos of a conversation's last message);
+ *       (no newline after the eos of a conversation's last message; no BOS, even where the
+ *       tokenizer names one: the published template writes none);
  *   CHAT_CHATML  (the form reported for Falcon-E)
  *       <bos><|im_start|>role\n{text}<|im_end|>\n ... <|im_start|>assistant\n
  *   CHAT_PLAIN   (no usable template: base models such as 1bitLLM's)
@@ -72,7 +73,9 @@ char *chat_template_text(const Tokenizer *t, ChatFormat f, const ChatTurn *turns
                          int add_generation_prompt);
 
 /* The format a model's template text asks for, recognised by the special tokens it uses (and
- * only when the tokenizer has them). tmpl may be NULL (the file has no template). A model
+ * only when the tokenizer has them). Templates that share markers with a known format but
+ * close turns differently are not taken for it: Phi-3 (<|end|>) and ChatGLM / GLM-Edge (no
+ * end of turn) beside Falcon3, Phi-4 (<|im_sep|>) beside ChatML. tmpl may be NULL (the file has no template). A model
  * with no template, or one not recognised, gets CHAT_BITNET when it is a BitNet 2B-4T-style
  * model (relu2; what it was trained on) and CHAT_PLAIN otherwise; when such a fallback
  * happens, note (cap bytes) gets a sentence saying so, else it is set to "". */

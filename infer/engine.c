@@ -489,16 +489,17 @@ static void do_submit(Engine *e, Request *r) {
         st.gen_tokens++;
         t_last = t;
         atomic_store(&e->reply_tokens, st.gen_tokens);
+        const int stop = st.gen_tokens >= max_tokens || e->n_kv >= ctx;
+        /* Where eval only queues the step (CUDA), queue the next token's step before handing
+         * this one out, so detokenizing and the channel run while the device computes. */
+        const int overlap = !stop && infer_eval_queues(e->inf);
+        const int eval_rc = overlap ? infer_eval(e->inf, &tok, 1, e->n_kv, NULL, &err) : 0;
         emit_token_text(e, r->id, &u8, tok);
-        if (st.gen_tokens >= max_tokens) {
-            reason = STOP_MAX_TOKENS;
+        if (stop) {
+            reason = st.gen_tokens >= max_tokens ? STOP_MAX_TOKENS : STOP_CTX_FULL;
             break;
         }
-        if (e->n_kv >= ctx) {
-            reason = STOP_CTX_FULL;
-            break;
-        }
-        if (infer_eval(e->inf, &tok, 1, e->n_kv, NULL, &err) < 0) {
+        if (eval_rc < 0 || (!overlap && infer_eval(e->inf, &tok, 1, e->n_kv, NULL, &err) < 0)) {
             failed = 1;
             break;
         }
@@ -544,7 +545,7 @@ static void *engine_main(void *arg) {
      * stay unblocked: a blocked SIGSEGV/SIGBUS/SIGFPE/SIGILL raised by this thread (or by the
      * CPU pool threads, which inherit this mask) kills the process without running the crash
      * handler that puts the terminal back; a model file truncated during a reply does that
-     * (tests/test_engine_fault.c). */
+     * (tests/unit/test_engine_fault.c). */
     sigset_t all;
     sigfillset(&all);
     static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};

@@ -16,6 +16,7 @@
 #include "infer/gguf.h"
 #include "infer/model_quant.h"
 #include "infer/tokenizer.h"
+#include "infer/tokenizer_spm.h"
 #include "kernels/w2a8.h"
 
 const char *const BITNET_CHAT_TEMPLATE =
@@ -104,7 +105,28 @@ static int write_tensor(FILE *f, const OutTensor *t) {
     if (t->kind == SRC_TERNARY) {
         const TernaryMatrix *tm = t->tm;
         const size_t rb = (size_t)tm->n_in / 4;
-        if (t->permute_heads > 0) {
+        if (tm->n_in_pad != tm->n_in) {
+            /* rows of a length that is no multiple of 128 (1bitLLM-3B's 8640): bitnet.cpp's
+             * layout, 128-value blocks over the flattened tensor that cross rows
+             * (model_quant.h i2s_flat_to_i2s reads it back) */
+            const size_t prb = i2s_row_bytes(tm->n_in_pad);
+            const int hd = t->permute_heads > 0 ? tm->n_out / t->permute_heads : 0;
+            uint8_t blk[I2S_BLOCK_BYTES] = {0};
+            int pos = 0;
+            for (int g = 0; g < tm->n_out; g++) {
+                const int h = hd ? g / hd : 0, r = hd ? g % hd : 0;
+                const uint8_t *row = tm->codes + prb * (size_t)(hd ? h * hd + (r % 2) * (hd / 2) + r / 2 : g);
+                for (int k = 0; k < tm->n_in; k++) {
+                    const int c = row[k / I2S_BLOCK * I2S_BLOCK_BYTES + k % 32] >> (6 - 2 * (k % I2S_BLOCK / 32)) & 3;
+                    blk[pos % 32] |= (uint8_t)(c << (6 - 2 * (pos / 32)));
+                    if (++pos == I2S_BLOCK) {
+                        if (write_all(f, blk, sizeof blk)) return -1;
+                        memset(blk, 0, sizeof blk);
+                        pos = 0;
+                    }
+                }
+            }
+        } else if (t->permute_heads > 0) {
             /* llama.cpp's q/k order (model_load.c unpermute_qk is the inverse): file row
              * 2i + half of a head holds model row half * head_dim/2 + i */
             const int hd = tm->n_out / t->permute_heads;
@@ -209,12 +231,23 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
      * BitNet would be bitnet-b1.58 too, which readers tell from 2B-4T by its SentencePiece
      * vocabulary, and this writer only writes BPE ones. */
     const int is_llama = c->ffn_act == FFN_SILU && !c->sub_norms;
-    if (!is_llama && (c->ffn_act != FFN_RELU2 || !c->sub_norms))
-        return err_set(err, "%s: writing a %s model to GGUF is not supported", out_path,
-                       c->sub_norms ? "SiLU BitNet (1bitLLM)" : "relu2 model without sub-norms");
+    if (!is_llama && !c->sub_norms)
+        return err_set(err, "%s: writing a relu2 model without sub-norms to GGUF is not supported", out_path);
     if (!m->tok) return err_set(err, "%s: the model has no tokenizer to write", out_path);
     const TokenizerVocab *v = tokenizer_vocab(m->tok);
-    if (!v) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
+    const SpmModel *spm = tokenizer_spm(m->tok);
+    if (!v && !spm) return err_set(err, "%s: the tokenizer cannot give back its vocabulary", out_path);
+    if (spm && spm_gguf_form(spm, err)) {
+        err_prefix(err, "%s", out_path);
+        return -1;
+    }
+    /* 1bitLLM's SiLU BitNet is bitnet-b1.58 as bitnet.cpp writes it; readers tell it from
+     * 2B-4T (relu2) by its SentencePiece vocabulary, so a SiLU one with a BPE vocabulary, or a
+     * relu2 one with a SentencePiece vocabulary, would read back wrong */
+    if (!is_llama && (c->ffn_act == FFN_SILU) != (spm != NULL))
+        return err_set(err, "%s: a %s BitNet model with a %s vocabulary cannot be written so that it reads "
+                            "back the same (GGUF tells 1bitLLM's SiLU from 2B-4T's relu2 by the vocabulary)",
+                       out_path, c->ffn_act == FFN_SILU ? "SiLU" : "relu2", spm ? "SentencePiece" : "BPE");
 
     /* ---- tensor list ---- */
     const int n_max = 3 + 11 * c->n_layers;
@@ -250,9 +283,9 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
             if (!parts[i].tm && !parts[i].norm) continue; /* a plain Llama block's sub-norms */
             if (parts[i].tm) {
                 const TernaryMatrix *tm = parts[i].tm;
-                if (tm->n_in % I2S_BLOCK || tm->n_in_pad != tm->n_in) {
-                    err_set(err, "%s: %s has rows of %d weights; I2_S needs a multiple of %d",
-                            out_path, name, tm->n_in, I2S_BLOCK);
+                if ((uint64_t)tm->n_in * (uint64_t)tm->n_out % I2S_BLOCK || tm->n_in % 4) {
+                    err_set(err, "%s: %s holds %d x %d weights; I2_S needs a whole number of %d-value "
+                            "blocks", out_path, name, tm->n_out, tm->n_in, I2S_BLOCK);
                     goto out;
                 }
                 add_tensor(ts, &nt, name, SRC_TERNARY, GGML_I2_S, (uint64_t)tm->n_in, (uint64_t)tm->n_out, 2);
@@ -288,6 +321,38 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     kv_f32(&kv, &n_kv, AK("attention.layer_norm_rms_epsilon"), c->norm_eps);
     kv_f32(&kv, &n_kv, AK("rope.freq_base"), c->rope_theta);
 #undef AK
+    if (spm) {
+        /* SentencePiece as llama.cpp's "llama" tokenizer: pieces, scores, token types */
+        const int n = spm_n_vocab(spm);
+        kv_str(&kv, &n_kv, "tokenizer.ggml.model", "llama");
+        kv_key(&kv, "tokenizer.ggml.tokens", GGUF_ARRAY);
+        put_u32(&kv, GGUF_STRING);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            size_t l = 0;
+            const char *p = spm_piece(spm, i, &l);
+            put_str(&kv, p, l);
+        }
+        n_kv++;
+        kv_key(&kv, "tokenizer.ggml.scores", GGUF_ARRAY);
+        put_u32(&kv, GGUF_FLOAT32);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            const float sc = spm_score(spm, i);
+            put(&kv, &sc, 4);
+        }
+        n_kv++;
+        kv_key(&kv, "tokenizer.ggml.token_type", GGUF_ARRAY);
+        put_u32(&kv, GGUF_INT32);
+        put_u64(&kv, (uint64_t)n);
+        for (int i = 0; i < n; i++) {
+            const int32_t ty = spm_type(spm, i);
+            put(&kv, &ty, 4);
+        }
+        n_kv++;
+        kv_bool(&kv, &n_kv, "tokenizer.ggml.add_space_prefix", spm_add_prefix(spm));
+        goto specials;
+    }
     kv_str(&kv, &n_kv, "tokenizer.ggml.model", "gpt2");
     if (is_llama3_vocab(v)) kv_str(&kv, &n_kv, "tokenizer.ggml.pre", "llama-bpe");
     else kv_str(&kv, &n_kv, "tokenizer.ggml.pre", v->pre);
@@ -312,6 +377,7 @@ int gguf_write_model(const Model *m, const char *out_path, char *note, size_t no
     for (int i = 0; i < v->n_merges; i++)
         put_str(&kv, v->merges[i], v->merge_lens ? v->merge_lens[i] : strlen(v->merges[i]));
     n_kv++;
+specials:;
     int bos = tokenizer_bos(m->tok), eos = tokenizer_eos(m->tok), eot = tokenizer_eot(m->tok);
     /* GGUF has one eos and one eot key. HF configs often name <|eot_id|> as the tokenizer's eos
      * and list <|end_of_text|> only in config.json; keep both stops by writing the first stop

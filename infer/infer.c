@@ -121,6 +121,8 @@ int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err) {
     return 0;
 }
 
+int infer_eval_queues(const Infer *inf) { return inf->ops->eval_queues; }
+
 int infer_ctx(const Infer *inf) { return inf->ctx; }
 
 BackendKind infer_backend(const Infer *inf) { return inf->kind; }

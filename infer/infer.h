@@ -41,6 +41,10 @@ typedef struct {
      * returns 1, or returns 0 to let the host sampler run on logits(). */
     int (*sample)(void *b, Sampler *s, int32_t *tok, Err *err);
     void (*describe)(void *b, char *buf, int cap);  /* "CPU, 2 threads, AVX2" / "CUDA: NVIDIA H100" */
+    /* 1: eval() of one token only queues the work and returns; logits()/sample() wait for it.
+     * The caller may then do host work (detokenize, hand out the previous token) while the
+     * device computes. 0: eval() returns when the work is done (the CPU backend). */
+    int eval_queues;
 } BackendOps;
 
 extern const BackendOps backend_cpu_ops;
@@ -53,6 +57,8 @@ void infer_destroy(Infer *inf);
 int infer_eval(Infer *inf, const int32_t *tokens, int n, int pos, float *all_logits, Err *err);
 const float *infer_logits(Infer *inf);
 int infer_sample(Infer *inf, Sampler *s, int32_t *tok, Err *err);
+/* 1 when infer_eval of one token returns before the work is done (BackendOps.eval_queues). */
+int infer_eval_queues(const Infer *inf);
 int infer_ctx(const Infer *inf);
 BackendKind infer_backend(const Infer *inf);
 void infer_describe(Infer *inf, char *buf, int cap);

@@ -55,7 +55,7 @@ static int step(Progress *p, const char *stage, Err *err) {
  * master checkpoint is 2 G weights. The loading thread meanwhile reports progress and watches
  * the cancel flag. Each job writes only its own buffer and scale, so no locking is needed. */
 
-typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED } JobKind;
+typedef enum { JOB_FLOAT, JOB_TQ1, JOB_TQ2, JOB_PACKED, JOB_I2S_FLAT } JobKind;
 
 typedef struct {
     JobKind kind;
@@ -106,6 +106,10 @@ static void job_run(ConvJob *j) {
         break;
     case JOB_PACKED:
         j->rc = hf_packed_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
+        *j->scale = j->packed_scale;
+        break;
+    case JOB_I2S_FLAT:
+        j->rc = i2s_flat_to_i2s(j->src, j->n_out, j->n_in, j->k_pad, j->dst, &j->err);
         *j->scale = j->packed_scale;
         break;
     }
@@ -325,9 +329,34 @@ static int g_ternary(Model *m, GgufCtx *c, JobList *jl, const char *name, int n_
     if (!t) return -1;
     switch (t->type) {
     case GGML_I2_S: {
-        if (n_in % I2S_BLOCK)
-            return err_set(err, "%s: I2_S tensor %s has rows of %d, not a multiple of %d", c->g.path,
-                           name, n_in, I2S_BLOCK);
+        if (n_in % I2S_BLOCK) {
+            /* bitnet.cpp's quantizers cut the flattened tensor into 128-value blocks, so with
+             * rows of another length (1bitLLM-3B's FFN width 8640) its blocks cross rows:
+             * repacked into padded rows. (bitnet.cpp itself lists I2_S as unsupported for
+             * that model; the layout is still well defined.) */
+            if ((uint64_t)n_out * (uint64_t)n_in % I2S_BLOCK)
+                return err_set(err, "%s: I2_S tensor %s holds %d x %d values, not a whole number of "
+                                    "%d-value blocks", c->g.path, name, n_out, n_in, I2S_BLOCK);
+            uint8_t *buf = alloc_codes(m, tm, n_out, n_in, err);
+            if (!buf) return -1;
+            memcpy(&tm->scale, t->data + (size_t)n_out * n_in / 4, 4);
+            if (!finite_scale(tm->scale))
+                return err_set(err, "%s: I2_S tensor %s has a bad scale %g", c->g.path, name,
+                               (double)tm->scale);
+            ConvJob *j = job_add(jl, err);
+            if (!j) return -1;
+            j->kind = JOB_I2S_FLAT;
+            j->src = t->data;
+            j->n_out = n_out;
+            j->n_in = n_in;
+            j->k_pad = tm->n_in_pad;
+            j->dst = buf;
+            j->scale = &tm->scale;
+            j->packed_scale = tm->scale;
+            snprintf(j->name, sizeof j->name, "%s", name);
+            note_weights(m, "I2_S repacked to padded rows");
+            return 0;
+        }
         tm->n_out = n_out;
         tm->n_in = n_in;
         tm->n_in_pad = n_in;
@@ -1111,25 +1140,28 @@ static Tokenizer *checked_json_tokenizer(const char *path, Err *err) {
     return t;
 }
 
-/* The tokenizer of an HF folder: tokenizer.json (byte-level BPE), else SentencePiece's
- * tokenizer.model (1bitLLM ships LLaMA-2's), which is also tried when a tokenizer.json beside
- * it is of a kind the JSON reader does not handle (the first error is the one reported when
- * neither loads). */
+/* The tokenizer of an HF folder. SentencePiece's own tokenizer.model comes first where there
+ * is one (1bitLLM ships LLaMA-2's beside a tokenizer.json converted from it: the same encoding,
+ * and only the original keeps the scores GGUF stores); one this reader refuses (Unigram, a
+ * normalization rule) leaves tokenizer.json to answer. Otherwise tokenizer.json, byte-level
+ * BPE or the SentencePiece kinds tokenizer_json.c reads. When neither loads, the first error
+ * is the one reported. */
 static Tokenizer *hf_tokenizer(const char *dir, Err *err) {
     char tj[1200], tm[1200];
     struct stat st;
     snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
     snprintf(tm, sizeof tm, "%s/tokenizer.model", dir);
-    const int has_model = stat(tm, &st) == 0;
+    const int has_json = stat(tj, &st) == 0;
     Err e2 = {{0}};
-    if (stat(tj, &st) == 0) {
-        Tokenizer *t = checked_json_tokenizer(tj, err);
-        if (t || !has_model) return t;
-        SpmModel *s = spm_load_file(tm, &e2);
-        return s ? tokenizer_from_spm(s, err) : NULL;
+    if (stat(tm, &st) == 0) {
+        SpmModel *s = spm_load_file(tm, has_json ? &e2 : err);
+        Tokenizer *t = s ? tokenizer_from_spm(s, err) : NULL;
+        if (t || !has_json) return t;
+        Tokenizer *j = checked_json_tokenizer(tj, err);
+        if (!j && err && e2.msg[0]) *err = e2;
+        return j;
     }
-    SpmModel *s = spm_load_file(tm, err);
-    return s ? tokenizer_from_spm(s, err) : NULL;
+    return checked_json_tokenizer(tj, err);
 }
 
 /* Names of the four per-layer norms (attn, attn sub, ffn, ffn sub) after "model.layers.N.",

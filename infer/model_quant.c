@@ -288,6 +288,26 @@ int tq1_0_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *ou
     return tq_to_i2s(src, n_out, n_in, k_pad, out, gamma, err, 1);
 }
 
+int i2s_flat_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, Err *err) {
+    uint8_t *codes = malloc((size_t)n_in);
+    if (!codes) return err_set(err, "out of memory");
+    const size_t rb = i2s_row_bytes(k_pad);
+    for (int r = 0; r < n_out; r++) {
+        for (int k = 0; k < n_in; k++) {
+            const size_t e = (size_t)r * (size_t)n_in + (size_t)k, j = e % I2S_BLOCK;
+            const uint8_t c = (uint8_t)(src[e / I2S_BLOCK * I2S_BLOCK_BYTES + j % 32] >> (6 - 2 * (j / 32)) & 3);
+            if (c == 3) {
+                free(codes);
+                return err_set(err, "row %d holds code 3, which is no ternary value", r);
+            }
+            codes[k] = c;
+        }
+        pack_row(codes, n_in, k_pad, out + (size_t)r * rb);
+    }
+    free(codes);
+    return 0;
+}
+
 int hf_packed_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, Err *err) {
     if (n_out % 4) return err_set(err, "packed weight has %d output rows, not a multiple of 4", n_out);
     const int q = n_out / 4;

@@ -34,6 +34,13 @@ int tq2_0_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *ou
 int tq1_0_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, float *gamma,
                  Err *err);
 
+/* bitnet.cpp's I2_S laid over the whole flattened tensor, as its quantizers write it: value e
+ * of W (e = r * n_in + k) sits in 128-value block e / 128, byte e % 32 of it, bits
+ * 7-6 / 5-4 / 3-2 / 1-0 for the block's quarter (e % 128) / 32. When n_in is a multiple of 128
+ * that is our row layout; otherwise the blocks cross rows, and this repacks them into rows of
+ * k_pad (zero codes after n_in). n_out * n_in must be a multiple of 128. Code 3 is refused. */
+int i2s_flat_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, Err *err);
+
 /* Hugging Face packed uint8 [n_out/4][n_in] (transformers' BitNet packing: bit pair i of
  * packed row r holds original row r + i*n_out/4, code = t + 1) to I2_S. Code 3 is refused. */
 int hf_packed_to_i2s(const uint8_t *src, int n_out, int n_in, int k_pad, uint8_t *out, Err *err);

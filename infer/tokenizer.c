@@ -470,6 +470,7 @@ int tokenizer_bos(const Tokenizer *t) { return t ? t->bos : -1; }
 int tokenizer_eos(const Tokenizer *t) { return t ? t->eos : -1; }
 int tokenizer_eot(const Tokenizer *t) { return t ? t->eot : -1; }
 const TokenizerVocab *tokenizer_vocab(const Tokenizer *t) { return t && !t->spm ? &t->view : NULL; }
+const SpmModel *tokenizer_spm(const Tokenizer *t) { return t ? t->spm : NULL; }
 
 Tokenizer *tokenizer_from_spm(SpmModel *s, Err *err) {
     Tokenizer *t = s ? calloc(1, sizeof *t) : NULL;
@@ -529,6 +530,7 @@ static int is_ordinary(int type) {
 
 int tokenizer_check(const Tokenizer *t, Err *err) {
     if (!t || t->n_vocab <= 0) return err_set(err, "tokenizer: empty vocabulary");
+    if (t->spm) return spm_check(t->spm, err);
     /* Ordinary tokens: none empty (it would match nothing yet take an id), none twice (the
      * second could never be produced, and decoding would disagree with encoding). */
     for (int i = 0; i < t->n_vocab; i++) {

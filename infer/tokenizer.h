@@ -53,6 +53,8 @@ int tokenizer_check(const Tokenizer *t, Err *err);
  * NULL for it (GGUF writing handles byte-level BPE vocabularies only), pretokenize an error. */
 typedef struct SpmModel SpmModel;
 Tokenizer *tokenizer_from_spm(SpmModel *s, Err *err);
+/* The SentencePiece model behind t, NULL for a byte-level BPE one. */
+const SpmModel *tokenizer_spm(const Tokenizer *t);
 
 /* Encodes plain text. Special-token strings in the text (e.g. "<|eot_id|>") are encoded as
  * ordinary text: specials are only ever inserted by the chat template. *ids is malloc'ed. */

@@ -2,6 +2,7 @@
  * model and pre-tokenizer it describes, gathers vocab, added tokens and merges (either the older
  * "a b" strings or the newer ["a", "b"] pairs) into a TokenizerVocab, and builds the tokenizer
  * from it (tokenizer.c). Hostile or malformed files give an error, never a crash. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -13,6 +14,7 @@
 
 #include "infer/tokenizer.h"
 #include "infer/tokenizer_internal.h"
+#include "infer/tokenizer_spm.h"
 
 #define MAX_JSON_BYTES ((size_t)1 << 30)
 
@@ -71,17 +73,193 @@ typedef struct {
     char *merge_arena;
 } JsonArrays;
 
+/* ---- SentencePiece models in tokenizer.json ---------------------------------------------------
+ * LLaMA-2's file (and 1bitLLM's copy) is a BPE model with byte_fallback over text whose spaces
+ * became U+2581: either normalizer Sequence[Prepend "\u2581", Replace " " -> "\u2581"] and no
+ * pre-tokenizer (transformers' legacy conversion), or no normalizer and a Metaspace
+ * pre-tokenizer (prepend_scheme "always" / "first" / "never", split false). Unigram models
+ * come with Metaspace. The pieces go to a SpmModel (tokenizer_spm.c), which encodes them. */
+
+static int is_str(json_t *o, const char *key, const char *want) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v && !strcmp(v, want);
+}
+
+#define METASPACE "\xe2\x96\x81"
+
+/* The space handling the file describes: *prefix (a leading U+2581 added), *unless_space (not
+ * when the text starts with one: Metaspace's rule). */
+static int spm_spaces(json_t *root, int *prefix, int *unless_space, Err *err) {
+    json_t *norm = json_object_get(root, "normalizer"), *pt = json_object_get(root, "pre_tokenizer");
+    *prefix = 0;
+    *unless_space = 0;
+    int replaced = 0;
+    if (norm && !json_is_null(norm)) {
+        json_t *list = json_object_get(norm, "normalizers"), *one[1] = {norm};
+        const size_t n = is_str(norm, "type", "Sequence") && json_is_array(list) ? json_array_size(list) : 1;
+        for (size_t i = 0; i < n; i++) {
+            json_t *x = n == 1 && !json_is_array(list) ? one[0] : json_array_get(list, i);
+            if (is_str(x, "type", "Prepend") && is_str(x, "prepend", METASPACE) && !replaced) {
+                *prefix = 1;
+            } else if (is_str(x, "type", "Replace") && is_str(json_object_get(x, "pattern"), "String", " ") &&
+                       is_str(x, "content", METASPACE)) {
+                replaced = 1;
+            } else {
+                const char *ty = json_string_value(json_object_get(x, "type"));
+                return err_set(err, "tokenizer.json: SentencePiece normalizer \"%s\" is not supported (only "
+                                    "Prepend \"\\u2581\" and Replace \" \" -> \"\\u2581\", as LLaMA's)",
+                               quote(ty ? ty : "?").s);
+            }
+        }
+    }
+    if (pt && !json_is_null(pt)) {
+        if (!is_str(pt, "type", "Metaspace") || !is_str(pt, "replacement", METASPACE))
+            return err_set(err, "tokenizer.json: pre_tokenizer \"%s\" is not supported with a SentencePiece "
+                                "model (only Metaspace \"\\u2581\")",
+                           quote(json_string_value(json_object_get(pt, "type"))).s);
+        if (json_is_true(json_object_get(pt, "split")))
+            return err_set(err, "tokenizer.json: Metaspace with split is not supported");
+        if (replaced || *prefix)
+            return err_set(err, "tokenizer.json: both a normalizer and Metaspace write U+2581 (unsupported)");
+        json_t *scheme = json_object_get(pt, "prepend_scheme");
+        if (json_is_string(scheme)) {
+            const char *v = json_string_value(scheme);
+            /* "first" prepends to the first piece of the input only, not to text after a special
+             * token; the text here is always such a first piece (chat templates tokenize between
+             * specials, and no SentencePiece family has a template), so it is "always" */
+            if (!strcmp(v, "always") || !strcmp(v, "first")) *prefix = 1;
+            else if (strcmp(v, "never"))
+                return err_set(err, "tokenizer.json: Metaspace prepend_scheme \"%s\" is not supported", quote(v).s);
+        } else {
+            *prefix = !json_is_false(json_object_get(pt, "add_prefix_space")); /* older files */
+        }
+        *unless_space = 1;
+        replaced = 1;
+    }
+    if (!replaced)
+        return err_set(err, "tokenizer.json: a SentencePiece model whose spaces are not written as U+2581 "
+                            "(no Replace normalizer or Metaspace) is not supported");
+    return 0;
+}
+
+static int looks_byte_piece(const char *p, size_t n) {
+    return n == 6 && !memcmp(p, "<0x", 3) && p[5] == '>' && isxdigit((unsigned char)p[3]) &&
+           isxdigit((unsigned char)p[4]);
+}
+
+static int read_vocab(json_t *root, json_t *model, JsonArrays *a, int *n_out, Err *err);
+static int read_merges(json_t *model, JsonArrays *a, size_t *n_out, Err *err);
+
+static Tokenizer *spm_json(json_t *root, json_t *model, json_t *cfg, Err *err) {
+    const int unigram = is_str(model, "type", "Unigram");
+    const int byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
+    int prefix, unless_space;
+    if (spm_spaces(root, &prefix, &unless_space, err)) return NULL;
+    JsonArrays a;
+    memset(&a, 0, sizeof a);
+    float *scores = NULL;
+    int n = 0;
+    size_t n_merges = 0;
+    Tokenizer *t = NULL;
+    SpmModel *sm = NULL;
+    if (unigram) {
+        json_t *vocab = json_object_get(model, "vocab");
+        if (!json_is_array(vocab) || json_array_size(vocab) == 0 || json_array_size(vocab) > MAX_VOCAB) {
+            err_set(err, "tokenizer.json: Unigram vocab is not a list of [piece, score]");
+            goto done;
+        }
+        n = (int)json_array_size(vocab);
+        a.tokens = calloc((size_t)n, sizeof *a.tokens);
+        a.lens = calloc((size_t)n, sizeof *a.lens);
+        a.types = calloc((size_t)n, sizeof *a.types);
+        scores = calloc((size_t)n, sizeof *scores);
+        if (!a.tokens || !a.lens || !a.types || !scores) {
+            err_set(err, "tokenizer.json: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n; i++) {
+            json_t *e = json_array_get(vocab, (size_t)i), *p = json_array_get(e, 0), *sc = json_array_get(e, 1);
+            if (!json_is_string(p) || !json_is_number(sc)) {
+                err_set(err, "tokenizer.json: Unigram vocab entry %d is not [piece, score]", i);
+                goto done;
+            }
+            a.tokens[i] = json_string_value(p);
+            a.lens[i] = json_string_length(p);
+            a.types[i] = TOKTYPE_NORMAL;
+            scores[i] = (float)json_number_value(sc);
+        }
+        json_t *unk = json_object_get(model, "unk_id");
+        if (json_is_integer(unk) && json_integer_value(unk) >= 0 && json_integer_value(unk) < n)
+            a.types[json_integer_value(unk)] = TOKTYPE_UNKNOWN;
+        size_t ai;
+        json_t *at;
+        json_array_foreach(json_object_get(root, "added_tokens"), ai, at) {
+            json_t *id = json_object_get(at, "id");
+            const char *c = json_string_value(json_object_get(at, "content"));
+            if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= n || !c ||
+                strcmp(c, a.tokens[json_integer_value(id)])) {
+                err_set(err, "tokenizer.json: added_tokens[%zu] is not a piece of the Unigram vocab", ai);
+                goto done;
+            }
+            if (a.types[json_integer_value(id)] != TOKTYPE_UNKNOWN)
+                a.types[json_integer_value(id)] =
+                    json_is_false(json_object_get(at, "special")) ? TOKTYPE_USER : TOKTYPE_CONTROL;
+        }
+    } else {
+        if (read_vocab(root, model, &a, &n, err) || read_merges(model, &a, &n_merges, err)) goto done;
+        const char *unk = json_string_value(json_object_get(model, "unk_token"));
+        for (int i = 0; i < n; i++)
+            if (unk && a.types[i] == TOKTYPE_NORMAL && !strcmp(a.tokens[i], unk)) a.types[i] = TOKTYPE_UNKNOWN;
+        /* in SentencePiece's BPE the merges come from the scores; here the ranks decide */
+    }
+    for (int i = 0; i < n; i++)
+        if (byte_fallback && a.types[i] == TOKTYPE_NORMAL && looks_byte_piece(a.tokens[i], a.lens[i]))
+            a.types[i] = TOKTYPE_BYTE;
+    int bos = -1, eos = -1;
+    for (int k = 0; k < 2; k++) {
+        const char *name = cfg ? config_token(cfg, k ? "eos_token" : "bos_token") : NULL;
+        const char *dflt = k ? "</s>" : "<s>";
+        int id = -1;
+        for (int i = 0; i < n && id < 0; i++)
+            if (!strcmp(a.tokens[i], name ? name : dflt) && strlen(a.tokens[i]) == a.lens[i]) id = i;
+        if (name && id < 0) {
+            err_set(err, "tokenizer_config.json: %s \"%s\" is not a token of tokenizer.json",
+                    k ? "eos_token" : "bos_token", quote(name).s);
+            goto done;
+        }
+        if (k) eos = id;
+        else bos = id;
+    }
+    sm = spm_from_pieces(n, a.tokens, a.lens, scores, a.types, prefix, bos, eos, err);
+    if (!sm) {
+        err_prefix(err, "tokenizer.json");
+        goto done;
+    }
+    spm_set_prefix(sm, prefix, unless_space);
+    if (unigram) spm_set_unigram(sm);
+    else if (spm_set_merges(sm, (int)n_merges, a.merges, a.merge_lens, err)) goto done;
+    t = tokenizer_from_spm(sm, err);
+    sm = NULL; /* owned by t, or freed */
+done:
+    spm_free(sm);
+    free(scores);
+    free(a.tokens);
+    free(a.lens);
+    free(a.types);
+    free(a.merges);
+    free(a.merge_lens);
+    free(a.merge_arena);
+    return t;
+}
+
 /* Step 1: the model and pre-tokenizer the file describes must be what tokenizer.c implements
  * (byte-level BPE, no normalizer); *pattern gets the pre-tokenizer regex. */
 static int check_model(json_t *root, json_t *model, const char **pattern, Err *err) {
     int bytelevel_regex = 0;
     const char *mtype = json_string_value(json_object_get(model, "type"));
     if (mtype && strcmp(mtype, "BPE")) {
-        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE only)", quote(mtype).s);
-        return -1;
-    }
-    if (json_is_true(json_object_get(model, "byte_fallback"))) {
-        err_set(err, "tokenizer.json: byte_fallback BPE is not supported (byte-level BPE only)");
+        err_set(err, "tokenizer.json: model type \"%s\" is not supported (BPE, or SentencePiece's BPE "
+                     "with byte fallback or Unigram)", quote(mtype).s);
         return -1;
     }
     const char *csp = json_string_value(json_object_get(model, "continuing_subword_prefix"));
@@ -294,6 +472,12 @@ Tokenizer *tokenizer_load_json_buffer(const char *json, size_t len, const char *
     json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
         err_set(err, "tokenizer.json: no \"model\" object");
+        goto done;
+    }
+    if (is_str(model, "type", "Unigram") ||
+        ((is_str(model, "type", "BPE") || !json_object_get(model, "type")) &&
+         json_is_true(json_object_get(model, "byte_fallback")))) {
+        t = spm_json(root, model, cfg, err);
         goto done;
     }
     if (check_model(root, model, &pattern, err) || read_vocab(root, model, &a, &n, err) ||

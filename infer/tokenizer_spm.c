@@ -15,6 +15,11 @@ typedef struct {
     int32_t id_plus1;
 } Slot;
 
+typedef struct {
+    uint64_t key;        /* (left id + 1) << 32 | (right id + 1); 0 = empty */
+    int32_t rank, id;    /* merge rank, resulting piece */
+} PairSlot;
+
 struct SpmModel {
     int n;
     char **piece;        /* spelling, NUL-terminated */
@@ -28,6 +33,13 @@ struct SpmModel {
     int byte_id[256];    /* <0xXX> pieces, -1 when absent */
     int unk, bos, eos;
     int add_dummy_prefix, remove_extra_ws;
+    int prefix_unless_space; /* Metaspace: no dummy prefix when the text starts with a space */
+    /* tokenizer.json's BPE: pairs merge by rank (lowest first), not by the result's score */
+    PairSlot *pairs;
+    uint32_t pair_mask;
+    int unigram;             /* Unigram: the segmentation with the highest total score */
+    float unk_score;         /* Unigram: score of an unknown character (lowest score - 10) */
+    uint32_t max_piece;      /* Unigram: longest mergeable piece, bytes */
 };
 
 static uint64_t fnv(const char *s, size_t n) {
@@ -59,6 +71,7 @@ void spm_free(SpmModel *s) {
     free(s->bytes);
     free(s->blen);
     free(s->map);
+    free(s->pairs);
     free(s);
 }
 
@@ -168,6 +181,73 @@ SpmModel *spm_from_pieces(int n, const char *const *pieces, const size_t *lens,
         return NULL;
     }
     return s;
+}
+
+static uint64_t pair_key(int a, int b) { return (uint64_t)(a + 1) << 32 | (uint32_t)(b + 1); }
+
+static const PairSlot *pair_find(const SpmModel *s, int a, int b) {
+    const uint64_t k = pair_key(a, b);
+    for (uint32_t i = (uint32_t)(k * 0x9e3779b97f4a7c15ull >> 32) & s->pair_mask;; i = (i + 1) & s->pair_mask) {
+        const PairSlot *e = &s->pairs[i];
+        if (!e->key) return NULL;
+        if (e->key == k) return e;
+    }
+}
+
+int spm_set_merges(SpmModel *s, int n, const char *const *merges, const size_t *lens, Err *err) {
+    uint32_t cap = 16;
+    while (cap < (uint32_t)n * 2u + 2u) cap *= 2;
+    free(s->pairs);
+    s->pairs = calloc(cap, sizeof *s->pairs);
+    if (!s->pairs) return err_set(err, "tokenizer: out of memory");
+    s->pair_mask = cap - 1;
+    size_t longest = 1;
+    for (int r = 0; r < n; r++) {
+        const size_t l = lens ? lens[r] : strlen(merges[r]);
+        if (l > longest) longest = l;
+    }
+    char *buf = malloc(longest);
+    if (!buf) return err_set(err, "tokenizer: out of memory");
+    for (int r = 0; r < n; r++) {
+        const size_t l = lens ? lens[r] : strlen(merges[r]);
+        const char *sp = memchr(merges[r], ' ', l);
+        if (!sp) {
+            free(buf);
+            return err_set(err, "tokenizer: merge %d is not \"left right\"", r);
+        }
+        const size_t la = (size_t)(sp - merges[r]), lb = l - la - 1;
+        const int a = map_find(s, merges[r], la), b = map_find(s, sp + 1, lb);
+        memcpy(buf, merges[r], la);
+        memcpy(buf + la, sp + 1, lb);
+        const int c = map_find(s, buf, la + lb);
+        if (a < 0 || b < 0 || c < 0) continue; /* a merge of pieces that never occur never applies */
+        const uint64_t k = pair_key(a, b);
+        uint32_t i = (uint32_t)(k * 0x9e3779b97f4a7c15ull >> 32) & s->pair_mask;
+        while (s->pairs[i].key && s->pairs[i].key != k) i = (i + 1) & s->pair_mask;
+        if (!s->pairs[i].key) s->pairs[i] = (PairSlot){k, r, c}; /* the first rank of a pair wins */
+    }
+    free(buf);
+    return 0;
+}
+
+void spm_set_unigram(SpmModel *s) {
+    s->unigram = 1;
+    float lo = 0.0f;
+    int any = 0;
+    s->max_piece = 1;
+    for (int i = 0; i < s->n; i++) {
+        if (s->type[i] != TOKTYPE_NORMAL && s->type[i] != TOKTYPE_USER) continue;
+        if (!any || s->score[i] < lo) lo = s->score[i];
+        any = 1;
+        if (s->plen[i] > s->max_piece) s->max_piece = s->plen[i];
+    }
+    s->unk_score = lo - 10.0f; /* what the tokenizers package gives an unknown character */
+}
+
+void spm_set_prefix(SpmModel *s, int add_prefix, int unless_space) {
+    s->add_dummy_prefix = add_prefix;
+    s->prefix_unless_space = unless_space;
+    s->remove_extra_ws = 0;
 }
 
 /* ---- protobuf (ModelProto) -------------------------------------------------------------------
@@ -335,6 +415,15 @@ SpmModel *spm_load_file(const char *path, Err *err) {
     return s;
 }
 
+int spm_check(const SpmModel *s, Err *err) {
+    int bytes = 0;
+    for (int b = 0; b < 256; b++) bytes += s->byte_id[b] >= 0;
+    if (bytes < 256 && s->unk < 0)
+        return err_set(err, "tokenizer: the SentencePiece model has %d of the 256 byte pieces and no unknown "
+                            "piece, so some text cannot be encoded", bytes);
+    return 0;
+}
+
 /* ---- queries ------------------------------------------------------------------------------------ */
 
 int spm_n_vocab(const SpmModel *s) { return s->n; }
@@ -353,6 +442,24 @@ const char *spm_token_bytes(const SpmModel *s, int id, size_t *len) {
     return s->bytes[id];
 }
 
+int spm_gguf_form(const SpmModel *s, Err *err) {
+    if (s->pairs || s->unigram || s->prefix_unless_space || s->remove_extra_ws)
+        return err_set(err, "tokenizer: this SentencePiece model was read from a tokenizer.json (%s), which "
+                            "GGUF's scored pieces cannot express; a folder with tokenizer.model converts",
+                       s->unigram ? "Unigram" : s->pairs ? "merge ranks" : s->remove_extra_ws ? "whitespace collapsing" : "Metaspace");
+    return 0;
+}
+
+const char *spm_piece(const SpmModel *s, int id, size_t *len) {
+    if (id < 0 || id >= s->n) return NULL;
+    if (len) *len = s->plen[id];
+    return s->piece[id];
+}
+
+float spm_score(const SpmModel *s, int id) { return id >= 0 && id < s->n ? s->score[id] : 0.0f; }
+int spm_type(const SpmModel *s, int id) { return id >= 0 && id < s->n ? s->type[id] : TOKTYPE_NORMAL; }
+int spm_add_prefix(const SpmModel *s) { return s->add_dummy_prefix; }
+
 int spm_find(const SpmModel *s, const char *piece) {
     if (!piece || !*piece) return -1;
     const size_t n = strlen(piece);
@@ -365,6 +472,91 @@ int spm_find(const SpmModel *s, const char *piece) {
 
 static int utf8_len(unsigned char c) {
     return c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+}
+
+/* tokenizer.json's BPE: the adjacent pair with the lowest merge rank is merged (leftmost on a
+ * tie) until no adjacent pair is a merge. Symbols are spans of norm (start/slen) linked by
+ * next/prev; a symbol that is not a piece never merges. */
+static int bpe_by_rank(const SpmModel *s, const char *norm, int *start, int *slen, int *prev,
+                       int *next, int n, Err *err) {
+    int *id = malloc((size_t)(n ? n : 1) * sizeof *id);
+    if (!id) return err_set(err, "tokenizer: out of memory");
+    for (int i = 0; i < n; i++) id[i] = map_find(s, norm + start[i], (size_t)slen[i]);
+    for (;;) {
+        int best = -1;
+        const PairSlot *bp = NULL;
+        for (int i = n ? 0 : -1; i >= 0 && next[i] >= 0; i = next[i]) {
+            const int j = next[i];
+            if (id[i] < 0 || id[j] < 0) continue;
+            const PairSlot *p = pair_find(s, id[i], id[j]);
+            if (p && (!bp || p->rank < bp->rank)) best = i, bp = p;
+        }
+        if (best < 0) break;
+        const int j = next[best];
+        slen[best] += slen[j];
+        id[best] = bp->id;
+        next[best] = next[j];
+        if (next[j] >= 0) prev[next[j]] = best;
+    }
+    free(id);
+    return 0;
+}
+
+/* Unigram: the segmentation of norm into pieces with the highest total score (Viterbi over
+ * character boundaries), as the tokenizers package finds it: candidates at each position in
+ * order of length, a later one taken only when strictly better; a character no single piece
+ * covers is an unknown of score unk_score, and neighbouring unknowns are one symbol. On return
+ * the symbol list (start/slen/next from the first symbol, 0) is the segmentation. */
+static int unigram_segment(const SpmModel *s, const char *norm, size_t m, int *start, int *slen,
+                           int *next, int n, Err *err) {
+    if (n == 0) return 0;
+    double *best = malloc((m + 1) * sizeof *best);
+    int *from = malloc((m + 1) * sizeof *from), *piece = malloc((m + 1) * sizeof *piece);
+    unsigned char *bound = calloc(m + 1, 1);
+    if (!best || !from || !piece || !bound) {
+        free(best), free(from), free(piece), free(bound);
+        return err_set(err, "tokenizer: out of memory");
+    }
+    for (int i = 0; i < n; i++) bound[start[i]] = 1;
+    bound[m] = 1;
+    for (size_t p = 0; p <= m; p++) from[p] = -1;
+    best[0] = 0.0;
+    from[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t p = (size_t)start[i];
+        if (from[p] < 0) continue;
+        int single = 0;
+        for (size_t l = 1; l <= s->max_piece && p + l <= m; l++) {
+            if (!bound[p + l]) continue;
+            const int id = map_find(s, norm + p, l);
+            if (id < 0) continue;
+            if (l == (size_t)slen[i]) single = 1;
+            const double sc = best[p] + s->score[id];
+            if (from[p + l] < 0 || sc > best[p + l]) best[p + l] = sc, from[p + l] = (int)p, piece[p + l] = id;
+        }
+        if (!single) {
+            const size_t q = p + (size_t)slen[i];
+            const double sc = best[p] + s->unk_score;
+            if (from[q] < 0 || sc > best[q]) best[q] = sc, from[q] = (int)p, piece[q] = -1;
+        }
+    }
+    /* back from the end: the pieces in reverse, unknowns fused */
+    int k = 0;
+    for (size_t q = m; q > 0;) {
+        size_t p = (size_t)from[q];
+        if (piece[q] < 0)
+            while (p > 0 && piece[p] < 0) p = (size_t)from[p];
+        start[k] = (int)p, slen[k] = (int)(q - p), k++;
+        q = p;
+    }
+    for (int a = 0, b = k - 1; a < b; a++, b--) {
+        int t = start[a];
+        start[a] = start[b], start[b] = t;
+        t = slen[a], slen[a] = slen[b], slen[b] = t;
+    }
+    for (int i = 0; i < k; i++) next[i] = i + 1 < k ? i + 1 : -1;
+    free(best), free(from), free(piece), free(bound);
+    return 0;
 }
 
 int spm_encode(const SpmModel *s, const char *text, size_t len, int32_t **ids, size_t *n_ids,
@@ -380,7 +572,9 @@ int spm_encode(const SpmModel *s, const char *text, size_t len, int32_t **ids, s
         while (a < e && text[a] == ' ') a++;
         while (e > a && text[e - 1] == ' ') e--;
     }
-    if (s->add_dummy_prefix && e > a) memcpy(norm, "\xe2\x96\x81", 3), m = 3;
+    const int leading_space = e > a && (text[a] == ' ' || (e - a >= 3 && !memcmp(text + a, "\xe2\x96\x81", 3)));
+    if (s->add_dummy_prefix && e > a && !(s->prefix_unless_space && leading_space))
+        memcpy(norm, "\xe2\x96\x81", 3), m = 3;
     for (size_t i = a; i < e; i++) {
         if (text[i] == ' ') {
             if (s->remove_extra_ws && i > a && text[i - 1] == ' ') continue;
@@ -407,9 +601,16 @@ int spm_encode(const SpmModel *s, const char *text, size_t len, int32_t **ids, s
         i += (size_t)l;
     }
     if (n) next[n - 1] = -1;
-    /* merge the best-scoring adjacent pair until none is a piece. O(n^2) per text; messages
-     * are short next to a forward pass (a 2,000-character prompt: ~4 M pair lookups). */
-    for (;;) {
+    if (s->unigram || s->pairs) {
+        const int rc = s->unigram ? unigram_segment(s, norm, m, start, slen, next, n, err)
+                                  : bpe_by_rank(s, norm, start, slen, prev, next, n, err);
+        if (rc) {
+            free(norm), free(start), free(slen), free(prev), free(next), free(out);
+            return rc;
+        }
+    } else for (;;) {
+        /* merge the best-scoring adjacent pair until none is a piece. O(n^2) per text;
+         * messages are short next to a forward pass (2,000 characters: ~4 M pair lookups). */
         int best = -1;
         float best_score = 0.0f;
         for (int i = n ? 0 : -1; i >= 0 && next[i] >= 0; i = next[i]) {

@@ -35,12 +35,37 @@ SpmModel *spm_from_pieces(int n, const char *const *pieces, const size_t *lens,
                           int bos, int eos, Err *err);
 void spm_free(SpmModel *s);
 
+/* The forms a Hugging Face tokenizer.json gives the same models (tokenizer_json.c):
+ *   spm_set_merges: BPE whose pairs merge by their rank in merges ("left right", lowest rank
+ *     first, leftmost on a tie) rather than by the merged piece's score; a pair whose parts or
+ *     result are not mergeable pieces is dropped;
+ *   spm_set_unigram: a Unigram model: the segmentation with the highest total score, an
+ *     unknown character scoring 10 below the lowest piece, neighbouring unknowns as one
+ *     symbol (then bytes, or the unknown piece);
+ *   spm_set_prefix: the space prefix: added or not, and (Metaspace) left out when the text
+ *     already starts with a space; no whitespace is collapsed. */
+int spm_set_merges(SpmModel *s, int n, const char *const *merges, const size_t *lens, Err *err);
+void spm_set_unigram(SpmModel *s);
+void spm_set_prefix(SpmModel *s, int add_prefix, int unless_space);
+
+/* Whether any text can be encoded: every byte piece (<0x00>..<0xFF>) or an unknown piece.
+ * Returns 0, or -1 with "tokenizer: ..." in err. */
+int spm_check(const SpmModel *s, Err *err);
 int spm_n_vocab(const SpmModel *s);
 int spm_bos(const SpmModel *s);
 int spm_eos(const SpmModel *s);
 int spm_is_special(const SpmModel *s, int id);     /* control pieces */
 /* What a piece stands for: U+2581 as ' ', <0xXX> as that byte, control pieces as their text. */
 const char *spm_token_bytes(const SpmModel *s, int id, size_t *len);
+/* The model as GGUF stores it (tokenizer.ggml.model "llama"): each piece's spelling, score
+ * and type, and whether a space prefix is added. spm_gguf_form is 0 when the model encodes as
+ * those arrays say (read from tokenizer.model or GGUF), -1 with err when it does not (read from
+ * a tokenizer.json: merge ranks, Unigram or Metaspace's prefix rule, which GGUF cannot hold). */
+int spm_gguf_form(const SpmModel *s, Err *err);
+const char *spm_piece(const SpmModel *s, int id, size_t *len);
+float spm_score(const SpmModel *s, int id);
+int spm_type(const SpmModel *s, int id);
+int spm_add_prefix(const SpmModel *s);
 /* A piece by its spelling (e.g. "<s>"), -1 if none. */
 int spm_find(const SpmModel *s, const char *piece);
 /* *ids is malloc'ed (a valid pointer even for no ids). */

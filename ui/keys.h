@@ -2,7 +2,7 @@
  * readline receives the original byte sequences (its keymaps and inputrc match on them);
  * this decoder only recognises the keys the UI handles itself (scrolling, mouse wheel,
  * bracketed paste, Esc, Ctrl-C) and passes every other sequence through whole. Pure, tested
- * in tests/test_keys.c. */
+ * in tests/unit/test_keys.c. */
 #ifndef BN_KEYS_H
 #define BN_KEYS_H
 

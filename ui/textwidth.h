@@ -1,5 +1,5 @@
 /* Display width of UTF-8 text and word wrapping: pure functions, no curses, unit-tested
- * (tests/test_textwidth.c). Widths follow wcwidth() of the current locale (main() calls
+ * (tests/unit/test_textwidth.c). Widths follow wcwidth() of the current locale (main() calls
  * setlocale) for each terminal cell: combining marks take 0 columns, East Asian wide and
  * emoji 2, the rest 1; text is measured, wrapped and cut by grapheme clusters (emoji ZWJ
  * sequences, flags, marks are never split; textwidth.c says which widths and why).

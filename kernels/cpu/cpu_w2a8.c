@@ -187,7 +187,7 @@ codes_avx2(__m256i wv, __m256i lut, __m256i m3, __m256i c[4]) {
  * the group after it. ROWS(g, NR, o, pf) leaves the raw sums of rows g..g+NR-1 in o; the loop
  * subtracts qsum. A macro, not a function, because each ISA's row kernel must be inlined into a
  * caller compiled for that ISA. */
-/* Prefetch distance of the decode GEMV, in 4-row groups. Measured with tests/ab_w2a8.sh (M = 1,
+/* Prefetch distance of the decode GEMV, in 4-row groups. Measured with tests/bench/ab_w2a8.sh (M = 1,
  * 15 interleaved rounds, 2 threads, 2026-12-06 on the shared 2-core VM) against 1 group: 2 groups
  * 0.99-1.04x the time over the four 2B shapes, 4 groups 0.97-1.20x; no gain, so one group. */
 #define GEMV_PF_GROUPS 1
@@ -642,7 +642,7 @@ static void store_linear(void *ctx, int m0, int mt, int r, int nr,
     /* token by token, the panel's rows together: each output line is touched once per panel
      * (row by row touched the 64 token lines 4 times, and a 64-token output of a 6912-row matrix
      * is larger than L2). perf (cpu-clock) put this store at 14% of the GEMM's samples in a
-     * 512-token prefill; tests/ab_w2a8.sh HEAD 64 9 build 1 gave 0.93-1.00x the thread CPU time. */
+     * 512-token prefill; tests/bench/ab_w2a8.sh HEAD 64 9 build 1 gave 0.93-1.00x the thread CPU time. */
     for (int m = 0; m < mt; m++) {
         float *d = &o->out[(size_t)(m0 + m) * o->ld_out + r];
         if (o->accumulate)

@@ -92,32 +92,45 @@ __device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
     return v > bv || (v == bv && i < bi);
 }
 
-// One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
-// up to MAXL of them in flight before the first use.
-template <typename T, int MAXL>
-__global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
+// A persistent grid; each warp takes R rows at a time (a group) and lane l reads the group's
+// 16-byte chunks l, l+32, ... (the rows' chunks end to end), up to MAXL of them in flight before
+// the first use, while the next group's are loaded. R = 2 for int8 rows: one int8 row of 2560 is
+// half the bytes of an f16 row, and with one row per warp the int8 head read only 1628 GB/s
+// against the f16 head's 2914 on an H100 (bench, 2026-12-06): the bytes in flight per warp, not
+// the arithmetic, set the pace. Rows longer than 32 * MAXL chunks (R = 1 only) are read in
+// pieces.
+template <typename T, int MAXL, int R>
+__global__ void __launch_bounds__(LM_THREADS, R > 1 ? 2 : 1) lm_head_kernel1(LmParams p) {
     extern __shared__ float xs[];
     __shared__ float red[LM_WARPS];
     __shared__ float bv_sh[LM_WARPS];
     __shared__ int bi_sh[LM_WARPS];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int EPC = Conv<T>::EPC;
-    const int C = p.k / EPC;
-    const size_t row_chunks = (size_t)C;
+    const int C = p.k / EPC;      // chunks per row
+    const int G = R * C;          // chunks per group
     const uint4 *W = (const uint4 *)p.w;
-    int row = blockIdx.x * LM_WARPS + warp;
+    int grp = blockIdx.x * LM_WARPS + warp;  // rows grp * R .. grp * R + R - 1
     const int stride = gridDim.x * LM_WARPS;
+    const int n_grp = R == 1 ? p.n : (p.n + R - 1) / R;
+    const bool whole = G <= 32 * MAXL;     // the group fits in one set of loads
 
-    uint4 wv[MAXL];
-    auto issue = [&](int r, int base) {
+    // chunk c of group g: row g * R + c / C, chunk c % C of that row (rows are contiguous, so
+    // that is chunk g * G + c of the matrix, when the row exists); groups of R > 1 rows are
+    // always whole (lm_dispatch)
+    auto issue_into = [&](uint4 (&dst)[MAXL], int g, int base) {
 #pragma unroll
         for (int i = 0; i < MAXL; i++) {
             const int c = base + lane + 32 * i;
-            wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
+            bool in;
+            if constexpr (R == 1) in = g < p.n && c < C;
+            else in = c < G && g * R + c / C < p.n;
+            dst[i] = in ? ld_stream(W + (size_t)g * G + c) : make_uint4(0, 0, 0, 0);
         }
     };
+    uint4 wv[MAXL];
     trace_mark(p.trace, 0);
-    issue(row, 0);
+    issue_into(wv, grp, 0);
     l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     pdl_trigger();
     pdl_wait();
@@ -138,6 +151,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     int best_i = 0x7fffffff;
     auto finish = [&](float acc, int r) {
         acc = warp_sum(acc);
+        if (R > 1 && r >= p.n) return;  // the phantom row of a last, half-full group
         if (p.row_scale) acc *= p.row_scale[r];
         if (lane == 0) p.logits[r] = acc;
         if (better(acc, r, best_v, best_i)) {
@@ -145,36 +159,34 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             best_i = r;
         }
     };
-    if (C <= 32 * MAXL) {
-        // Two register sets: the next row's loads are in flight while this row is reduced.
+    if (whole) {
+        // Two register sets: the next group's loads are in flight while this group is reduced.
         uint4 wn[MAXL];
-        auto issue_into = [&](uint4 (&dst)[MAXL], int r) {
+        auto dot_group = [&](const uint4 (&src)[MAXL], int g) {
+            float acc[R];
+#pragma unroll
+            for (int j = 0; j < R; j++) acc[j] = 0.0f;
 #pragma unroll
             for (int i = 0; i < MAXL; i++) {
                 const int c = lane + 32 * i;
-                dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
-            }
-        };
-        auto dot_row = [&](const uint4 (&src)[MAXL]) {
-            float acc = 0.0f;
 #pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                if (c < C) acc = Conv<T>::dot(src[i], xs + c * EPC, acc);
+                for (int j = 0; j < R; j++)
+                    if (c >= j * C && c < (j + 1) * C) acc[j] = Conv<T>::dot(src[i], xs + (c - j * C) * EPC, acc[j]);
             }
-            return acc;
+#pragma unroll
+            for (int j = 0; j < R; j++) finish(acc[j], g * R + j);
         };
-        while (row < p.n) {
-            issue_into(wn, row + stride);
-            finish(dot_row(wv), row);
-            row += stride;
-            if (row >= p.n) break;
-            issue_into(wv, row + stride);
-            finish(dot_row(wn), row);
-            row += stride;
+        while (grp < n_grp) {
+            issue_into(wn, grp + stride, 0);
+            dot_group(wv, grp);
+            grp += stride;
+            if (grp >= n_grp) break;
+            issue_into(wv, grp + stride, 0);
+            dot_group(wn, grp);
+            grp += stride;
         }
     } else {
-        for (; row < p.n; row += stride) {
+        for (int row = grp; row < p.n; row += stride) {  // R == 1 here (lm_dispatch)
             float acc = 0.0f;
 #pragma unroll
             for (int i = 0; i < MAXL; i++) {
@@ -182,7 +194,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
                 if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
             }
             for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
-                issue(row, base);
+                issue_into(wv, row, base);
 #pragma unroll
                 for (int i = 0; i < MAXL; i++) {
                     const int c = base + lane + 32 * i;
@@ -190,7 +202,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
                 }
             }
             const int next = row + stride;
-            if (next < p.n) issue(next, 0);
+            if (next < p.n) issue_into(wv, next, 0);
             finish(acc, row);
         }
     }
@@ -279,7 +291,7 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
     trace_mark(trace, 2);
 }
 
-template <typename T, int MAXL>
+template <typename T, int MAXL, int R>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     static int grid = 0;
     const size_t smem = (size_t)lp.k * sizeof(float);
@@ -288,25 +300,32 @@ int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
         cudaDeviceProp prop;
         KCUDA_TRY(cudaGetDevice(&dev));
         KCUDA_TRY(cudaGetDeviceProperties(&prop, dev));
-        KCUDA_TRY(cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
-        KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS, 64 * 1024 > smem ? smem : 64 * 1024));
+        KCUDA_TRY(cudaFuncSetAttribute(lm_head_kernel1<T, MAXL, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+        KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL, R>, LM_THREADS, 64 * 1024 > smem ? smem : 64 * 1024));
         if (per_sm < 1) per_sm = 1;
         grid = prop.multiProcessorCount * per_sm;
     }
     int g = grid;
-    const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
+    const int need = ((lp.n + R - 1) / R + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
     *nblocks_out = g;
-    return kcuda_launch(lm_head_kernel1<T, MAXL>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+    return kcuda_launch(lm_head_kernel1<T, MAXL, R>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
 }
 
+// Chunks in flight per lane: MAXL, for R rows per warp. Int8 rows take two per warp when both
+// fit one set of loads (see lm_head_kernel1).
 template <typename T>
 int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     const int per_lane = (lp.k / Conv<T>::EPC + 31) / 32;
-    if (per_lane <= 4) return lm_launch<T, 4>(lp, stream, pdl, nb);
-    if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
-    if (per_lane <= 10) return lm_launch<T, 10>(lp, stream, pdl, nb);
-    return lm_launch<T, 12>(lp, stream, pdl, nb);
+    if constexpr (sizeof(T) == 1) {
+        const int per_lane2 = (2 * (lp.k / Conv<T>::EPC) + 31) / 32;
+        if (per_lane2 <= 8) return lm_launch<T, 8, 2>(lp, stream, pdl, nb);
+        if (per_lane2 <= 10) return lm_launch<T, 10, 2>(lp, stream, pdl, nb);  // 12 would spill
+    }
+    if (per_lane <= 4) return lm_launch<T, 4, 1>(lp, stream, pdl, nb);
+    if (per_lane <= 8) return lm_launch<T, 8, 1>(lp, stream, pdl, nb);
+    if (per_lane <= 10) return lm_launch<T, 10, 1>(lp, stream, pdl, nb);
+    return lm_launch<T, 12, 1>(lp, stream, pdl, nb);
 }
 
 int g_sms = 0;

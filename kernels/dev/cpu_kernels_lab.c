@@ -1,6 +1,6 @@
 /* CPU kernel lab: checks each fast kernel against its _ref twin, then times it on one thread,
  * for every ISA this CPU has. Build: it is built as `cpu_kernels_lab` with the tests
- * (tests/cpu.cmake); run ./build/tests/cpu_kernels_lab [seconds-per-item, default 0.3].
+ * (tests/bench/bench.cmake); run ./build/tests/cpu_kernels_lab [seconds-per-item, default 0.3].
  *
  * Timings use the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), not wall time: on a shared
  * machine a preempted thread does not count against the kernel, while memory stalls do. Each

@@ -21,7 +21,7 @@ if has tests; then
     "$D/test_kernels_cuda" >"$OUT/tests.txt" 2>&1; echo "test_kernels_cuda rc $?" >>"$S"
     "$D/test_backend_cuda" >>"$OUT/tests.txt" 2>&1; echo "test_backend_cuda rc $?" >>"$S"
     BN_DEMO_ROOT=$PWD "$D/test_demo_golden_cuda" cuda >>"$OUT/tests.txt" 2>&1; echo "test_demo_golden_cuda rc $?" >>"$S"
-    BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$PWD sh tests/test_demo_golden_cli.sh cuda >>"$OUT/tests.txt" 2>&1
+    BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$PWD sh tests/cli/test_demo_golden_cli.sh cuda >>"$OUT/tests.txt" 2>&1
     echo "test_demo_golden_cli_cuda rc $?" >>"$S"
     grep -E "FAIL|worst error" "$OUT/tests.txt" | head -20 >>"$S"
 fi

@@ -12,7 +12,7 @@ if [ -x "$D/test_backend_cuda" ]; then
     timeout 60 "$D/test_backend_cuda" >"$OUT/tests.txt" 2>&1; echo "test_backend_cuda rc $?" >>"$S"
     BN_DEMO_ROOT=$PWD timeout 60 "$D/test_demo_golden_cuda" cuda >>"$OUT/tests.txt" 2>&1
     echo "test_demo_golden_cuda rc $?" >>"$S"
-    BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$PWD timeout 60 sh tests/test_demo_golden_cli.sh cuda >>"$OUT/tests.txt" 2>&1
+    BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$PWD timeout 60 sh tests/cli/test_demo_golden_cli.sh cuda >>"$OUT/tests.txt" 2>&1
     echo "test_demo_golden_cli_cuda rc $?" >>"$S"
 fi
 for t in memcheck racecheck synccheck; do

@@ -2,7 +2,7 @@
 """The grid oracle: random BitNet b1.58 models built with Hugging Face transformers' own classes
 (BitNetConfig / BitNetForCausalLM and its BitNet quantization), saved as HF folders, and
 transformers' float32 logits recorded as KL-divergence base files (write_kl_base.py's format).
-test_grid_oracle (tests/oracle.cmake) runs bitnet-chat's engine on every folder and compares.
+test_grid_oracle (tests/oracle/oracle.cmake) runs bitnet-chat's engine on every folder and compares.
 
     python3 tests/oracle/make_grid.py [OUT_DIR]      (default tests/data/grid; ~1 min on CPU)
     python3 tests/oracle/make_grid.py OUT --init default --only g1   (investigation variants)

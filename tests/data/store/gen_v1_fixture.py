@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes history_v1.db: a history database in schema version 1, the first schema bitnet-chat
 shipped (linear messages: no parent_id, no per-reply backend/model/sampling, no active_leaf,
-no full-text index). tests/test_store.c copies it and checks that opening migrates it to the
+no full-text index). tests/unit/test_store.c copies it and checks that opening migrates it to the
 current version without losing or changing anything.
 
 The v1 DDL below is the text of migration 1 in app/store.c; keep the two identical.
