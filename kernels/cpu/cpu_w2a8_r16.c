@@ -129,8 +129,9 @@ tile_r16(const uint8_t *wg, int nc, const int8_t *q, size_t ldq, int NT, __m512i
 
 /* One token (decode): the 16 rows' sums with 8 independent accumulators (4 fields x 2 chunk
  * parities: a single chain would wait on vpdpbusd's latency every 64 bytes). The group is one
- * contiguous stream, prefetched R16_PF bytes ahead into L2 (up to the end of this call's rows,
- * which may be followed by another thread's). Measured on one core (thread CPU time, the 30
+ * contiguous stream, prefetched R16_PF bytes ahead into L2, up to the end of the matrix: a
+ * thread's rows are a chunk, and stopping at the chunk's end left every chunk's last 8 KiB
+ * unprefetched (end to end, 1 thread, the I2_S GEMV's time x1.04-1.06 instead of 0.95). Measured on one core (thread CPU time, the 30
  * layers of 2B shapes, 521 MB, 5-9 paired rounds against the I2_S CODES_VALID GEMV, 2026-12-06):
  * no software prefetch 0.93x its time; 4 KiB ahead into L1 0.99x; 8 KiB ahead into L2 0.86-0.97x
  * (median 0.95x, 28-30 GB/s); 4 KiB into L2 1.10-1.14x; 16 KiB into L2 0.88-0.95x. */
@@ -186,11 +187,12 @@ block_r16(const uint8_t *wg, int k_pad, const int8_t *q, const int32_t *qsum, co
 }
 
 __attribute__((target(R16_TARGET))) static void
-linear_r16_avx512(const uint8_t *wr, int k_pad, float gamma, const int8_t *q, const int32_t *qsum,
-                  const float *s, int M, int r0, int r1, float *out, int ld_out, int accumulate) {
+linear_r16_avx512(const uint8_t *wr, int n_out, int k_pad, float gamma, const int8_t *q,
+                  const int32_t *qsum, const float *s, int M, int r0, int r1, float *out, int ld_out,
+                  int accumulate) {
     const size_t gb = (size_t)R16_ROWS * i2s_row_bytes(k_pad);
     const int nc = k_pad / 16;
-    const uint8_t *end = wr + gb * (size_t)((r1 + R16_ROWS - 1) / R16_ROWS);
+    const uint8_t *end = wr + gb * (size_t)((n_out + R16_ROWS - 1) / R16_ROWS);
     for (int r = r0; r < r1; r += R16_ROWS) {
         const uint8_t *wg = wr + gb * (size_t)(r / R16_ROWS);
         const __mmask16 mask = r1 - r >= R16_ROWS ? (__mmask16)0xffff : (__mmask16)((1u << (r1 - r)) - 1);
@@ -211,14 +213,14 @@ linear_r16_avx512(const uint8_t *wr, int k_pad, float gamma, const int8_t *q, co
 }
 #endif
 
-int w2a8_linear_r16_rows(const uint8_t *wr, int k_pad, float gamma, const int8_t *q,
+int w2a8_linear_r16_rows(const uint8_t *wr, int n_out, int k_pad, float gamma, const int8_t *q,
                          const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
                          int ld_out, int accumulate) {
-    if (k_pad <= 0 || k_pad % I2S_BLOCK || r0 < 0 || r0 % R16_ROWS || r1 < r0 || M < 0)
+    if (k_pad <= 0 || k_pad % I2S_BLOCK || r0 < 0 || r0 % R16_ROWS || r1 < r0 || r1 > n_out || M < 0)
         return KERR_SHAPE;
 #ifdef BN_X86
     if (cpu_isa_active() >= CPU_ISA_AVX512) {
-        linear_r16_avx512(wr, k_pad, gamma, q, qsum, s, M, r0, r1, out, ld_out, accumulate);
+        linear_r16_avx512(wr, n_out, k_pad, gamma, q, qsum, s, M, r0, r1, out, ld_out, accumulate);
         return 0;
     }
 #endif
@@ -259,7 +261,7 @@ static void r16_task(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     for (int c; (c = cpu_chunk_claim(&j->next)) * R16_CHUNK < j->n_out;) {
         const int r0 = c * R16_CHUNK, r1 = r0 + R16_CHUNK < j->n_out ? r0 + R16_CHUNK : j->n_out;
-        if (w2a8_linear_r16_rows(j->wr, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
+        if (w2a8_linear_r16_rows(j->wr, j->n_out, j->k_pad, j->gamma, j->q, j->qsum, j->s, j->M, r0, r1,
                                  j->out, j->ld_out, j->accumulate) != 0)
             j->rc = KERR_SHAPE;
     }

@@ -77,7 +77,7 @@ static void gemv_all(void *p) {
     for (int l = 0; l < 30; l++)
         for (int i = 0; i < 7; i++)
             if (c->flags == 2)
-                w2a8_linear_r16_rows(c->wr + c->layer_bytes * l + c->off[i], c->k[i], 0.01f, c->q,
+                w2a8_linear_r16_rows(c->wr + c->layer_bytes * l + c->off[i], c->n[i], c->k[i], 0.01f, c->q,
                                      &c->qsum, &c->s, 1, 0, c->n[i], c->y, c->n[i], 0);
             else w2a8_linear_rows_ex(c->w + c->layer_bytes * l + c->off[i], c->k[i], 0.01f, c->q,
                                 &c->qsum, &c->s, 1, 0, c->n[i], c->y, c->n[i], 0, c->flags);
@@ -120,7 +120,7 @@ typedef struct {
 
 static void gemm_one(void *p) {
     GemmCtx *c = p;
-    if (c->r16) w2a8_linear_r16_rows(c->w, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
+    if (c->r16) w2a8_linear_r16_rows(c->w, c->n, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
     else w2a8_linear_rows(c->w, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
 }
 

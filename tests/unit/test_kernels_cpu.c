@@ -118,7 +118,7 @@ static void test_gemm_shapes(CpuIsa isa) {
                         const int r0 = pass && n > R16_ROWS ? R16_ROWS : 0, r1 = pass && n > R16_ROWS + 2 ? n - 2 : n;
                         for (size_t i = 0; i < (size_t)M * n; i++) yr[i] = yg[i] = rndf();
                         w2a8_linear_ref(w, n, kp, gamma, q, s, M, yr, n, accm);
-                        CHECK_EQ_INT(w2a8_linear_r16_rows(wr, kp, gamma, q, qs, s, M, r0, r1, yg, n, accm), 0);
+                        CHECK_EQ_INT(w2a8_linear_r16_rows(wr, n, kp, gamma, q, qs, s, M, r0, r1, yg, n, accm), 0);
                         int bad = 0;
                         for (int m = 0; m < M; m++)
                             for (int r = r0; r < r1; r++)
@@ -147,8 +147,9 @@ static void test_gemm_shapes(CpuIsa isa) {
     CHECK_EQ_INT(w2a8_gemm_rows(w, 100, q, &qs0, 1, 0, 1, acc, 1), KERR_SHAPE);
     float s1 = 1.0f, y1[32];
     uint8_t wr[16 * 32];
-    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 128, 1.0f, q, &qs0, &s1, 1, 8, 16, y1, 16, 0), KERR_SHAPE);
-    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 100, 1.0f, q, &qs0, &s1, 1, 0, 16, y1, 16, 0), KERR_SHAPE);
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 128, 1.0f, q, &qs0, &s1, 1, 8, 16, y1, 16, 0), KERR_SHAPE);
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 100, 1.0f, q, &qs0, &s1, 1, 0, 16, y1, 16, 0), KERR_SHAPE);
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 128, 1.0f, q, &qs0, &s1, 1, 0, 32, y1, 16, 0), KERR_SHAPE);
 }
 
 static void test_quant(CpuIsa isa) {
