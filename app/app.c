@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +54,7 @@ struct App {
     bool submit_when_loaded;    /* a message typed while the model was loading */
     EngineStats stats;          /* live, then the last reply's final figures */
 
-    AppSampling sampling;
+    SamplerParams sampling;
     char *system_prompt;
 
     /* history */
@@ -180,48 +179,19 @@ const char *app_hint(const App *a, unsigned *serial) {
 
 /* ---- sampling ---------------------------------------------------------------------------- */
 
-static AppSampling sampling_from(const SamplerParams *p) {
-    AppSampling s = {
-        .temperature = p->temperature, .top_p = p->top_p, .min_p = p->min_p,
-        .repeat_penalty = p->repeat_penalty, .top_k = p->top_k, .max_tokens = p->max_tokens,
-        .seed = (int64_t)p->seed, .seed_set = false,
-    };
-    return s;
-}
-
-static SamplerParams sampler_from(const AppSampling *s) {
-    SamplerParams p = sampler_params_default();
-    p.temperature = (float)s->temperature;
-    p.top_p = (float)s->top_p;
-    p.min_p = (float)s->min_p;
-    p.repeat_penalty = (float)s->repeat_penalty;
-    p.top_k = s->top_k;
-    p.max_tokens = s->max_tokens;
-    if (s->seed_set) p.seed = (uint64_t)s->seed;
-    else {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        p.seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-    }
-    return p;
-}
-
-static StoreSampling store_sampling(const AppSampling *s) {
-    StoreSampling o = {s->temperature, s->top_p, s->min_p, s->repeat_penalty,
-                       s->top_k, s->max_tokens, s->seed_set ? s->seed : -1};
-    return o;
-}
-
-static AppSampling app_sampling_of(const StoreSampling *s, const AppSampling *fallback) {
-    AppSampling o = *fallback;
-    if (s->temperature >= 0) o.temperature = s->temperature;
-    if (s->top_p > 0) o.top_p = s->top_p;
-    if (s->min_p >= 0) o.min_p = s->min_p;
-    if (s->repeat_penalty > 0) o.repeat_penalty = s->repeat_penalty;
-    if (s->top_k >= 0) o.top_k = s->top_k;
-    if (s->max_tokens > 0) o.max_tokens = s->max_tokens;
-    o.seed_set = s->seed >= 0;
-    if (o.seed_set) o.seed = s->seed;
+/* The settings a stored session or reply holds, over fallback for what it lacks. Stored values
+ * out of range are damage and left out; the seed is fixed only when one was stored. */
+static SamplerParams sampling_over(const SamplerParams *stored, const SamplerParams *fallback) {
+    SamplerParams ok = *stored;
+    if (!(ok.temperature >= 0)) ok.set &= ~SAMPLER_SET_TEMPERATURE;
+    if (!(ok.top_p > 0)) ok.set &= ~SAMPLER_SET_TOP_P;
+    if (!(ok.min_p >= 0)) ok.set &= ~SAMPLER_SET_MIN_P;
+    if (!(ok.repeat_penalty > 0)) ok.set &= ~SAMPLER_SET_REPEAT_PENALTY;
+    if (ok.top_k < 0) ok.set &= ~SAMPLER_SET_TOP_K;
+    if (ok.max_tokens <= 0) ok.set &= ~SAMPLER_SET_MAX_TOKENS;
+    SamplerParams o = *fallback;
+    o.set &= ~SAMPLER_SET_SEED;
+    sampler_params_merge(&o, &ok);
     return o;
 }
 
@@ -251,7 +221,7 @@ static HistorySessionInfo session_info(const App *a) {
     in.model_name = a->model_loaded ? a->model.name : a->load_name;
     in.model_path = a->model_loaded ? a->model.path : "";
     in.system_prompt = a->system_prompt ? a->system_prompt : "";
-    in.sampling = store_sampling(&a->sampling);
+    in.sampling = a->sampling;
     return in;
 }
 
@@ -279,15 +249,9 @@ App *app_create(const AppConfig *cfg, const AppOptions *opt, char *errbuf, size_
     a->cfg = *cfg;
     a->reply_idx = -1;
 
-    SamplerParams sp = sampler_params_default();
-    a->sampling = sampling_from(&sp);
-    if (!isnan(cfg->temp)) a->sampling.temperature = cfg->temp;
-    if (!isnan(cfg->top_p)) a->sampling.top_p = cfg->top_p;
-    if (!isnan(cfg->min_p)) a->sampling.min_p = cfg->min_p;
-    if (!isnan(cfg->repeat_penalty)) a->sampling.repeat_penalty = cfg->repeat_penalty;
-    if (cfg->top_k >= 0) a->sampling.top_k = cfg->top_k;
-    if (cfg->max_tokens > 0) a->sampling.max_tokens = cfg->max_tokens;
-    if (cfg->seed_set) a->sampling.seed = cfg->seed, a->sampling.seed_set = true;
+    a->sampling = sampler_params_default();
+    a->sampling.set &= ~SAMPLER_SET_SEED; /* a seed from the clock per reply unless one is given */
+    sampler_params_merge(&a->sampling, &cfg->sampling);
     if (cfg->system && *cfg->system) a->system_prompt = strdup(cfg->system);
 
     /* History first: a broken database is a message, never a reason to stop. (The store
@@ -431,7 +395,11 @@ static int start_reply(App *a) {
         if (m->kind == MSG_USER) turns[n++] = (ChatTurn){ROLE_USER, m->text};
         else if (m->kind == MSG_ASSISTANT && m->len) turns[n++] = (ChatTurn){ROLE_ASSISTANT, m->text};
     }
-    SamplerParams sp = sampler_from(&a->sampling);
+    SamplerParams sp = a->sampling;
+    if (!(sp.set & SAMPLER_SET_SEED)) {
+        sp.seed = sampler_params_default().seed;
+        sp.set |= SAMPLER_SET_SEED; /* the reply records the seed it was made with */
+    }
     uint64_t req = engine_submit(a->engine, turns, n, &sp);
     free(turns);
     if (!req) return REACT_CHAT | REACT_STATUS; /* an EV_ERROR says why */
@@ -444,14 +412,11 @@ static int start_reply(App *a) {
         return REACT_STATUS;
     }
     r->streaming = true;
-    r->sampling = a->sampling;
-    r->sampling.seed = (int64_t)sp.seed;
-    r->has_sampling = true;
+    r->sampling = sp;
     copy_str(r->model, sizeof r->model, a->model.name);
     copy_str(r->backend, sizeof r->backend, a->model.backend);
     a->reply_idx = a->tr.n - 1;
-    HistoryReplyInfo ri = {a->model.name, a->model.backend, store_sampling(&r->sampling)};
-    ri.sampling.seed = r->sampling.seed;
+    HistoryReplyInfo ri = {a->model.name, a->model.backend, sp};
     history_reply_begin(a->hist, &ri);
     history_check(a);
     return REACT_CHAT | REACT_STATUS;
@@ -658,9 +623,9 @@ int app_tick(App *a) {
 
 /* ---- settings and actions -------------------------------------------------------------- */
 
-AppSampling app_get_sampling(const App *a) { return a->sampling; }
+SamplerParams app_get_sampling(const App *a) { return a->sampling; }
 
-int app_set_sampling(App *a, const AppSampling *s) {
+int app_set_sampling(App *a, const SamplerParams *s) {
     a->sampling = *s;
     history_save_settings(a);
     return REACT_STATUS;
@@ -1062,13 +1027,9 @@ int app_search(App *a, const char *query, AppSearchHit **out, int *n, char *why,
     return 0;
 }
 
-/* A stored message as a transcript entry of the given kind (a note is the system prompt), with
- * its figures; an assistant reply gets its sampling, fallback filling what was not stored. */
-static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind kind,
-                               const StoreMessage *sm, const AppSampling *fallback) {
-    AppMessage *m = tr_push(tr, serial, kind);
-    if (!m) return NULL;
-    if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
+/* m's text (after what it holds) and figures from stored message sm; a reply gets its sampling,
+ * fallback filling what was not stored. */
+static void fill_stored(AppMessage *m, const StoreMessage *sm, const SamplerParams *fallback) {
     msg_append(m, sm->text ? sm->text : "", sm->text ? strlen(sm->text) : 0);
     m->store_id = sm->id;
     m->created_at = sm->created_at;
@@ -1081,10 +1042,16 @@ static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind k
     m->interrupted = sm->interrupted;
     copy_str(m->model, sizeof m->model, sm->model_name);
     copy_str(m->backend, sizeof m->backend, sm->backend);
-    if (kind == MSG_ASSISTANT) {
-        m->sampling = app_sampling_of(&sm->sampling, fallback);
-        m->has_sampling = true;
-    }
+    if (m->kind == MSG_ASSISTANT) m->sampling = sampling_over(&sm->sampling, fallback);
+}
+
+/* A stored message as a transcript entry of the given kind (a note is the system prompt). */
+static AppMessage *push_stored(AppTranscript *tr, uint64_t *serial, AppMsgKind kind,
+                               const StoreMessage *sm, const SamplerParams *fallback) {
+    AppMessage *m = tr_push(tr, serial, kind);
+    if (!m) return NULL;
+    if (kind == MSG_NOTE) msg_append(m, "System prompt: ", 15);
+    fill_stored(m, sm, fallback);
     return m;
 }
 
@@ -1156,7 +1123,7 @@ static int load_branch(App *a, int64_t id, int64_t through, StoreSession *sess, 
         return -1;
     }
     *other = order != NULL;
-    AppSampling fallback = a->sampling;
+    SamplerParams fallback = a->sampling;
     const int n_show = order ? n_order : cnt;
     for (int j = 0; j < n_show; j++) {
         const StoreMessage *sm = &msgs[order ? order[j] : j];
@@ -1271,17 +1238,7 @@ int app_switch_reply(App *a, int version) {
     AppMessage *m = &a->tr.msgs[idx];
     m->len = 0;
     m->text[0] = 0;
-    msg_append(m, t->text ? t->text : "", t->text ? strlen(t->text) : 0);
-    m->store_id = t->id;
-    m->prompt_tokens = t->prompt_tokens;
-    m->gen_tokens = t->reply_tokens;
-    m->ttft_ms = t->ttft_ms;
-    m->tok_s = t->tok_per_s;
-    copy_str(m->stop_reason, sizeof m->stop_reason, t->stop_reason);
-    copy_str(m->error, sizeof m->error, t->error);
-    m->interrupted = t->interrupted;
-    copy_str(m->model, sizeof m->model, t->model_name);
-    m->sampling = app_sampling_of(&t->sampling, &a->sampling);
+    fill_stored(m, t, &a->sampling);
     m->alt_i = version;
     m->alt_n = n;
     a->tr.generation++;
@@ -1291,7 +1248,8 @@ int app_switch_reply(App *a, int version) {
 }
 
 /* "temperature 0.70 -> 0.20, top-k 40 -> 10" for the settings that differ; "" if none. */
-static void sampling_changes(const AppSampling *o, const AppSampling *n, char *out, size_t cap) {
+static void sampling_changes(const SamplerParams *o, const SamplerParams *n, char *out,
+                             size_t cap) {
     size_t k = 0;
     out[0] = 0;
 #define BN_CHANGED(cond, ...)                                                                  \
@@ -1308,8 +1266,9 @@ static void sampling_changes(const AppSampling *o, const AppSampling *n, char *o
                o->repeat_penalty, n->repeat_penalty);
     BN_CHANGED(o->max_tokens != n->max_tokens, "max tokens %d -> %d", o->max_tokens,
                n->max_tokens);
-    BN_CHANGED(o->seed_set != n->seed_set || (n->seed_set && o->seed != n->seed), "seed %s -> %s",
-               o->seed_set ? "fixed" : "random", n->seed_set ? "fixed" : "random");
+    const bool o_fixed = o->set & SAMPLER_SET_SEED, n_fixed = n->set & SAMPLER_SET_SEED;
+    BN_CHANGED(o_fixed != n_fixed || (n_fixed && o->seed != n->seed), "seed %s -> %s",
+               o_fixed ? "fixed" : "random", n_fixed ? "fixed" : "random");
 #undef BN_CHANGED
 }
 
@@ -1353,8 +1312,8 @@ int app_session_resume(App *a, int64_t id, char *why, size_t whylen) {
                                  sess->system_prompt ? sess->system_prompt : "") != 0;
     free(a->system_prompt);
     a->system_prompt = sess->system_prompt && *sess->system_prompt ? strdup(sess->system_prompt) : NULL;
-    AppSampling before = a->sampling;
-    a->sampling = app_sampling_of(&sess->sampling, &a->sampling);
+    SamplerParams before = a->sampling;
+    a->sampling = sampling_over(&sess->sampling, &a->sampling);
     /* The session's settings replace the ones in use: say which did change (it was silent). */
     char changed[512];
     sampling_changes(&before, &a->sampling, changed, sizeof changed);

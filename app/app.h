@@ -2,7 +2,8 @@
  * thread), the in-memory transcript, the history store and the sampling settings. It never
  * draws: every call changes state and returns AppReaction flags, and the UI alone decides
  * what to repaint (htop's pattern). The UI includes only this header (and app/commands.h),
- * never infer/: whatever it needs from the engine is re-exposed here as plain values.
+ * never infer/: whatever it needs from the engine is re-exposed here as plain values (the
+ * sampling settings are infer/sampler.h's SamplerParams, a plain value type, by way of cli.h).
  *
  * Threading: every function is called from the main thread. Engine events arrive through
  * app_event_fd() (poll it); app_process_events() drains them. */
@@ -30,17 +31,6 @@ enum {
     REACT_COPY = 1 << 7,       /* put app_take_copy() on the clipboard (/copy) */
 };
 
-typedef struct {
-    double temperature;   /* 0 = greedy */
-    double top_p;         /* 1 = off */
-    double min_p;         /* 0 = off */
-    double repeat_penalty;/* 1 = off */
-    int top_k;            /* 0 = off */
-    int max_tokens;
-    int64_t seed;         /* used when seed_set, else a new seed from the clock per reply */
-    bool seed_set;
-} AppSampling;
-
 typedef enum {
     MSG_USER = 0,
     MSG_ASSISTANT,
@@ -62,8 +52,7 @@ typedef struct {
     double ttft_ms, tok_s;
     char model[128];      /* model that wrote a reply */
     char backend[128];
-    AppSampling sampling; /* settings a reply was made with */
-    bool has_sampling;
+    SamplerParams sampling; /* settings a reply was made with, its seed included; set 0: none */
     int64_t store_id;     /* row in the history, 0 if not stored */
     int alt_i, alt_n;     /* a reply made again (/regen): version alt_i of alt_n (0: only one) */
     int64_t created_at;   /* unix ms */
@@ -103,7 +92,7 @@ typedef struct {
     int gen_tokens, prompt_tokens;
     int ctx_used, ctx_size;
     int dropped_turns;
-    AppSampling sampling;
+    SamplerParams sampling;
     bool history_ok;        /* false: the chat works in memory only */
     char history_msg[200];  /* why history is not saved */
     int64_t session_id;     /* 0 until the first message is stored */
@@ -143,9 +132,10 @@ void app_set_hint(App *a, const char *fmt, ...) __attribute__((format(printf, 2,
 void app_note(App *a, AppMsgKind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Settings and actions used by the slash commands (app/commands.c). Each returns reactions;
- * a refusal sets the hint. */
-AppSampling app_get_sampling(const App *a);
-int app_set_sampling(App *a, const AppSampling *s);   /* saved with the session */
+ * a refusal sets the hint. The sampling settings of the next reply have every bit set but
+ * SAMPLER_SET_SEED, which marks a fixed seed (without it each reply gets one from the clock). */
+SamplerParams app_get_sampling(const App *a);
+int app_set_sampling(App *a, const SamplerParams *s);   /* saved with the session */
 const char *app_get_system(const App *a);             /* "" if none */
 int app_set_system(App *a, const char *text);         /* NULL or "" clears */
 int app_load_model(App *a, const char *path);

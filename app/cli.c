@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +72,9 @@ void cli_usage(FILE *to) {
         "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
         "      --quick              bench: fewer repetitions\n"
         "                           (bench --backend cpu --model M adds rows on the file M)\n"
+        "      --skip-kernels       bench: no kernel table\n"
+        "      --profile            bench: one short end-to-end run (64 in, 8 out) instead of\n"
+        "                           the end-to-end tables (to run under a profiler)\n"
         "      --chunks N           perplexity: score at most the first N chunks\n"
         "      --kl-divergence-base F\n"
         "                           perplexity: save the scored positions' logits to F\n"
@@ -87,7 +89,7 @@ enum {
     OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
     OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
     OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE, OPT_KLBASE, OPT_KL,
-    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP,
+    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP, OPT_SKIP_KERNELS, OPT_PROFILE,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +114,8 @@ static const struct option long_opts[] = {
     {"kl-divergence", required_argument, 0, OPT_KL},
     {"kv-cache", required_argument, 0, OPT_KVCACHE},
     {"mmap", no_argument, 0, OPT_MMAP},
+    {"skip-kernels", no_argument, 0, OPT_SKIP_KERNELS},
+    {"profile", no_argument, 0, OPT_PROFILE},
     {"chunks", required_argument, 0, OPT_CHUNKS},
     {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
 };
@@ -138,6 +142,16 @@ static int parse_i64(const char *opt, const char *s, long long lo, long long hi,
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* A sampling option: its value into *dst, and its bit into the set-mask (given). */
+static int parse_setting(AppConfig *c, const char *opt, const char *s, double lo, double hi,
+                         float *dst, unsigned bit) {
+    double v;
+    if (parse_double(opt, s, lo, hi, &v)) return -1;
+    *dst = (float)v;
+    c->sampling.set |= bit;
     return 0;
 }
 
@@ -177,8 +191,6 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
     protect_std_fds();
     memset(c, 0, sizeof *c);
     c->backend = "auto";
-    c->temp = c->top_p = c->min_p = c->repeat_penalty = NAN;
-    c->top_k = c->max_tokens = -1;
 
     /* A leading word selects a subcommand. */
     int first = 1;
@@ -235,23 +247,38 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             c->prompt_file = optarg;
             break;
         case 's': c->system = optarg; break;
-        case OPT_TEMP: if (parse_double("--temp", optarg, 0, 100, &c->temp)) return 2; break;
+        case OPT_TEMP:
+            if (parse_setting(c, "--temp", optarg, 0, 100, &c->sampling.temperature,
+                              SAMPLER_SET_TEMPERATURE))
+                return 2;
+            break;
         case OPT_TOPK:
             if (parse_i64("--top-k", optarg, 0, 1 << 24, &iv)) return 2;
-            c->top_k = (int)iv;
+            c->sampling.top_k = (int)iv;
+            c->sampling.set |= SAMPLER_SET_TOP_K;
             break;
-        case OPT_TOPP: if (parse_double("--top-p", optarg, 0, 1, &c->top_p)) return 2; break;
-        case OPT_MINP: if (parse_double("--min-p", optarg, 0, 1, &c->min_p)) return 2; break;
+        case OPT_TOPP:
+            if (parse_setting(c, "--top-p", optarg, 0, 1, &c->sampling.top_p, SAMPLER_SET_TOP_P))
+                return 2;
+            break;
+        case OPT_MINP:
+            if (parse_setting(c, "--min-p", optarg, 0, 1, &c->sampling.min_p, SAMPLER_SET_MIN_P))
+                return 2;
+            break;
         case OPT_REPEAT:
-            if (parse_double("--repeat-penalty", optarg, 0.01, 100, &c->repeat_penalty)) return 2;
+            if (parse_setting(c, "--repeat-penalty", optarg, 0.01, 100, &c->sampling.repeat_penalty,
+                              SAMPLER_SET_REPEAT_PENALTY))
+                return 2;
             break;
         case OPT_SEED:
-            if (parse_i64("--seed", optarg, 0, INT64_MAX, &c->seed)) return 2;
-            c->seed_set = true;
+            if (parse_i64("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
+            c->sampling.seed = (uint64_t)iv;
+            c->sampling.set |= SAMPLER_SET_SEED;
             break;
         case 'n':
             if (parse_i64("--max-tokens", optarg, 1, 1 << 24, &iv)) return 2;
-            c->max_tokens = (int)iv;
+            c->sampling.max_tokens = (int)iv;
+            c->sampling.set |= SAMPLER_SET_MAX_TOKENS;
             break;
         case OPT_DB: c->db_path = optarg; break;
         case OPT_NOHIST: c->no_history = true; break;
@@ -287,6 +314,8 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
             break;
         case OPT_JSONL: c->jsonl = true; break;
         case OPT_QUICK: c->quick = true; break;
+        case OPT_SKIP_KERNELS: c->bench_skip_kernels = true; break;
+        case OPT_PROFILE: c->bench_profile = true; break;
         case OPT_KLBASE: c->kl_base = optarg; break;
         case OPT_KL: c->kl_compare = optarg; break;
         case OPT_CHUNKS:

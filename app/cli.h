@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "infer/sampler_params.h"
+
 typedef enum {
     MODE_CHAT = 0,   /* full-screen chat (default) */
     MODE_PROMPT,     /* -p: one-shot prompt to stdout */
@@ -36,11 +38,7 @@ typedef struct {
     bool lm_head_int8;         /* --lm-head int8 (CUDA backend) */
     bool kv_f32;               /* --kv-cache f32 (CPU backend) */
     bool mmap_weights;         /* --mmap: CPU backend reads the weights in place (no copy) */
-    /* Sampling overrides; NAN / -1 = not given on the command line. */
-    double temp, top_p, min_p, repeat_penalty;
-    int top_k, max_tokens;
-    int64_t seed;
-    bool seed_set;
+    SamplerParams sampling;    /* --temp, --top-k, ...: set bits mark the options given */
     const char *db_path;       /* --db */
     bool no_history;
     int64_t session_id;        /* --show/--export/--delete ID */
@@ -53,6 +51,8 @@ typedef struct {
     bool force;                /* --force: --export -o may replace an existing file */
     bool jsonl;                /* tokenize --jsonl */
     bool quick;                /* bench --quick */
+    bool bench_skip_kernels;   /* bench --skip-kernels: no kernel table */
+    bool bench_profile;        /* bench --profile: one short end-to-end pass only */
     const char *kl_base;       /* perplexity --kl-divergence-base FILE */
     const char *kl_compare;    /* perplexity --kl-divergence FILE */
     int chunks;                /* perplexity --chunks N; 0 = all */

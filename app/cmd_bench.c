@@ -1,4 +1,5 @@
-/* `bitnet-chat bench [--backend cpu|cuda] [--quick]`: prints its method, then
+/* `bitnet-chat bench [--backend cpu|cuda] [--quick] [--skip-kernels] [--profile]`: prints its
+ * method, then
  *   (1) a kernel table: W2A8 GEMV latency for the 8 shapes of the seed benchmark, L2-cold, and
  *       on CUDA cuBLAS bf16 GEMV measured the same way, GB/s and % of copy bandwidth measured
  *       in the same run;
@@ -22,11 +23,12 @@
 #include "kernels/cuda/kernels_cuda.h"
 #endif
 
-static const int SHAPES[8][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
+enum { N_SHAPES = 8 };
+static const int SHAPES[N_SHAPES][2] = {{2560, 2560}, {3840, 2560}, {13824, 2560}, {2560, 6912},
                                  {3200, 3200}, {4800, 3200}, {3200, 10240}, {20480, 3200}};
 #ifdef BITNET_HAVE_CUDA
 /* Microsoft's seed W2A8 kernel on an H100, same method (research/peers-h100.md, table A). */
-static const double SEED_US[8] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
+static const double SEED_US[N_SHAPES] = {5.07, 5.39, 8.97, 10.51, 6.05, 6.18, 14.50, 13.09};
 #endif
 
 /* CPU read bandwidth measured by bench_cpu_kernels in this run (GB/s), for the % columns. */
@@ -71,7 +73,9 @@ static int cmp_double(const void *a, const void *b) {
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
 /* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
 /* shapes: the model the random weights imitate, for the table's title */
-static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int quick, int threads, int lm_int8) {
+/* profile: one short run of one row only (--profile: to run under a profiler) */
+static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int quick, int threads, int lm_int8,
+                     int profile) {
     InferOptions o = {.backend = kind, .threads = threads, .ctx = 1024, .lm_head_int8 = lm_int8};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
@@ -88,7 +92,6 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
     Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
     char desc[320];
     infer_describe(inf, desc, sizeof desc);
-    const int profile = getenv("BITNET_BENCH_PROFILE") != NULL; /* one short run, for a profiler */
     const int runs = profile ? 1 : kind == BACKEND_CPU ? 1 : quick ? 3 : 5;
     printf("\nEnd to end (%s), random model with %s shapes (model_init_random), batch 1,\n"
            "greedy, ctx 1024. Method: prefill = infer_eval(P tokens) + first infer_sample; decode = G-1 steps of\n"
@@ -278,6 +281,72 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
     free(toks);
 }
 
+/* What each sampling setting costs per token on the device: decode through the engine API
+ * (infer_eval of one token + infer_sample) after a 64-token prompt, G tokens, with greedy (the
+ * decode graph's argmax), greedy with the repetition penalty, the default sampler and top-p
+ * alone; the settings interleaved run by run, median per setting. Sampling cost = ms/token minus
+ * greedy's ms/token in this run (which is the decode step itself). On random weights the logits
+ * are flat: top-p alone keeps most of the vocabulary there, so it shows the sorted fallback. */
+static void bench_sampler_cost(const Model *m, int quick) {
+    enum { P = 64, G = 128, NS = 4 };
+    const int runs = quick ? 3 : 7;
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = 0};
+    Err err = {{0}};
+    Infer *inf = infer_create(m, &o, &err);
+    if (!inf) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return;
+    }
+    int32_t toks[P];
+    for (int i = 0; i < P; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    const SamplerParams def = sampler_params_default();
+    SamplerParams sp[NS];
+    const char *name[NS] = {"greedy (temperature 0, no penalty)", "greedy + repetition penalty", "default sampler",
+                            "top-p alone"};
+    for (int k = 0; k < NS; k++) sp[k] = def, sp[k].seed = 42;
+    sp[0].temperature = 0.0f, sp[0].repeat_penalty = 1.0f;
+    sp[1].temperature = 0.0f;
+    sp[3].top_k = 0, sp[3].min_p = 0.0f, sp[3].repeat_penalty = 1.0f;
+    printf("\nSampling cost per token on the device: decode %d tokens after a %d-token prompt through the engine API\n"
+           "(infer_eval of one token + infer_sample), settings interleaved, median of %d runs after 1 warm-up.\n"
+           "Cost = ms/token - greedy's ms/token (the decode step, argmax in its graph) in this run. Default sampler =\n"
+           "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, penalty %.1f over %d; top-p alone = top-p %.2f at\n"
+           "temperature %.1f (random weights give flat logits: its nucleus is most of the vocabulary, the sorted path).\n\n",
+           G, P, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty, def.repeat_last_n, def.top_p,
+           def.temperature);
+    double ms[NS][16];
+    int rc = 0;
+    for (int r = 0; r <= runs && !rc; r++)
+        for (int k = 0; k < NS && !rc; k++) {
+            Sampler *smp = sampler_create(&sp[k], m->cfg.vocab_size);
+            int32_t tok = 0;
+            for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
+            rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+            const double t1 = now_s();
+            for (int g = 1; g < G && !rc; g++) {
+                sampler_accept(smp, tok);
+                rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+            }
+            if (r > 0) ms[k][r - 1] = (now_s() - t1) * 1e3 / (G - 1);
+            sampler_free(smp);
+        }
+    infer_destroy(inf);
+    if (rc) {
+        fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+        return;
+    }
+    double med[NS];
+    for (int k = 0; k < NS; k++) {
+        qsort(ms[k], (size_t)runs, sizeof(double), cmp_double);
+        med[k] = ms[k][runs / 2];
+    }
+    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step |\n|---|---:|---:|---:|---:|\n");
+    for (int k = 0; k < NS; k++)
+        printf("| %s | %.1f | %.3f | %.1f | %.1f%% |\n", name[k], 1e3 / med[k], med[k], (med[k] - med[0]) * 1e3,
+               100.0 * (med[k] - med[0]) / med[0]);
+    fflush(stdout);
+}
+
 /* The f16 and the int8 lm_head side by side in this run: the lm_head kernel alone at the 2B
  * shape, then decode 64/64 and 512/64 end to end and the backend's device memory, each way. */
 static void bench_lm_head_compare(const Model *m, int quick) {
@@ -331,7 +400,7 @@ static int bench_cpu_kernels(int quick, int threads) {
            quick ? 20 : 60);
     printf("\n| N x K | us | GB/s | %% read BW |\n|---|---:|---:|---:|\n");
     int rc = 0;
-    for (int i = 0; i < 8 && !rc; i++) {
+    for (int i = 0; i < N_SHAPES && !rc; i++) {
         const int n = SHAPES[i][0], k = SHAPES[i][1];
         const size_t wb = (size_t)n * k / 4;
         int R = (int)((((size_t)256 << 20) + wb - 1) / wb);
@@ -530,16 +599,16 @@ static int bench_cuda_kernels(int quick, double *copy_out) {
            "opened by bench only), same method. GB/s and %% of copy: int8 input with PDL, bytes = packed weights + activations + outputs.\n"
            "Seed = Microsoft BitNet gpu/ kernel (int8 input) on an H100, same method (research/peers-h100.md);\n"
            "seed / W2A8 uses the int8-input kernel with PDL.\n");
-    KcudaGemvBench rows[8];
+    KcudaGemvBench rows[N_SHAPES];
     memset(rows, 0, sizeof rows);
-    for (int i = 0; i < 8; i++) rows[i].n = SHAPES[i][0], rows[i].k = SHAPES[i][1];
-    if (kcuda_bench_gemv(rows, 8, quick)) {
+    for (int i = 0; i < N_SHAPES; i++) rows[i].n = SHAPES[i][0], rows[i].k = SHAPES[i][1];
+    if (kcuda_bench_gemv(rows, N_SHAPES, quick)) {
         fprintf(stderr, "bench: %s\n", kcuda_last_error());
         return 1;
     }
     printf("\n| N x K | int8-in us | int8-in PDL us | f32-in us | f32-in PDL us | GB/s | %% copy | cuBLAS bf16 us | bf16 / W2A8 | seed us | seed / W2A8 |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < N_SHAPES; i++) {
         const KcudaGemvBench *r = &rows[i];
         const double best = r->w2a8_q_pdl_us;
         const double gbs = r->w2a8_bytes / (best * 1e-6) / 1e9;
@@ -580,13 +649,13 @@ int cmd_bench(const AppConfig *cfg) {
     int rc = 0;
 #ifdef BITNET_HAVE_CUDA
     double copy = 0;
-    /* BITNET_BENCH_SKIP_KERNELS=1 (lab): straight to the end-to-end tables, to spend less device time */
-    if (use_cuda && !getenv("BITNET_BENCH_PROFILE") && !getenv("BITNET_BENCH_SKIP_KERNELS"))
+    /* --skip-kernels: straight to the end-to-end tables, to spend less device time */
+    if (use_cuda && !cfg->bench_skip_kernels)
         rc = bench_cuda_kernels(cfg->quick, &copy);
     else if (use_cuda)
         copy = kcuda_copy_bandwidth_gbs((size_t)1 << 30, cfg->quick ? 5 : 15);
 #endif
-    if (!use_cuda) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
+    if (!use_cuda && !cfg->bench_skip_kernels) rc = bench_cpu_kernels(cfg->quick, cfg->threads);
     if (!rc && !use_cuda && cfg->model) rc = bench_cpu_file(cfg->model, cfg->quick, cfg->threads);
     if (rc) return rc;
     printf("\nBuilding the random model...\n");
@@ -599,10 +668,11 @@ int cmd_bench(const AppConfig *cfg) {
         return 1;
     }
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, "BitNet-b1.58-2B-4T", cfg->quick, cfg->threads,
-                   cfg->lm_head_int8);
+                   cfg->lm_head_int8, cfg->bench_profile);
 #ifdef BITNET_HAVE_CUDA
-    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
-    if (!rc && use_cuda && !getenv("BITNET_BENCH_PROFILE")) bench_lm_head_compare(&m, cfg->quick);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_sampler_cost(&m, cfg->quick);
+    if (!rc && use_cuda && !cfg->bench_profile) bench_lm_head_compare(&m, cfg->quick);
 #endif
     model_free(&m);
 #ifdef BITNET_HAVE_CUDA
@@ -610,7 +680,7 @@ int cmd_bench(const AppConfig *cfg) {
      * ternary weights (1.7 GB at 2 bits) and 2.1 GB of f16 embedding + head, so decode reads
      * ~2.8 GB a token against ~1.2 GB for the 2B shapes. CUDA only: on the CPU this model takes
      * minutes per configuration. */
-    if (!rc && use_cuda && !cfg->quick && !getenv("BITNET_BENCH_PROFILE")) {
+    if (!rc && use_cuda && !cfg->quick && !cfg->bench_profile) {
         printf("\nBuilding the random Llama3-8B-1.58 model...\n");
         fflush(stdout);
         const ModelConfig c8 = model_config_llama3_8b();
@@ -618,7 +688,7 @@ int cmd_bench(const AppConfig *cfg) {
             fprintf(stderr, "bench: %s\n", err.msg);
             return 1;
         }
-        rc = bench_e2e(BACKEND_CUDA, &m, "Llama3-8B-1.58", cfg->quick, cfg->threads, cfg->lm_head_int8);
+        rc = bench_e2e(BACKEND_CUDA, &m, "Llama3-8B-1.58", cfg->quick, cfg->threads, cfg->lm_head_int8, 0);
         model_free(&m);
     }
 #endif

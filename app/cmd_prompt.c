@@ -42,19 +42,6 @@ static void ctx_capped_note(int asked, int got) {
             asked, got);
 }
 
-/* Sampler defaults with the command line's overrides (NAN / -1 = not given). */
-static SamplerParams sampler_params_from(const AppConfig *cfg) {
-    SamplerParams p = sampler_params_default();
-    if (!isnan(cfg->temp)) p.temperature = (float)cfg->temp;
-    if (!isnan(cfg->top_p)) p.top_p = (float)cfg->top_p;
-    if (!isnan(cfg->min_p)) p.min_p = (float)cfg->min_p;
-    if (!isnan(cfg->repeat_penalty)) p.repeat_penalty = (float)cfg->repeat_penalty;
-    if (cfg->top_k >= 0) p.top_k = cfg->top_k;
-    if (cfg->max_tokens > 0) p.max_tokens = cfg->max_tokens;
-    if (cfg->seed_set) p.seed = (uint64_t)cfg->seed;
-    return p;
-}
-
 static const char *model_path_or_default(const AppConfig *cfg) {
     if (cfg->model) return cfg->model;
     return app_default_model_path();
@@ -350,7 +337,8 @@ int cmd_prompt(const AppConfig *cfg) {
     int n_turns = 0;
     if (cfg->system && cfg->system[0]) turns[n_turns++] = (ChatTurn){ROLE_SYSTEM, cfg->system};
     turns[n_turns++] = (ChatTurn){ROLE_USER, prompt};
-    SamplerParams sp = sampler_params_from(cfg);
+    SamplerParams sp = sampler_params_default(); /* with the command line's settings */
+    sampler_params_merge(&sp, &cfg->sampling);
 
     /* The exchange is recorded like a chat: the user message is committed before generation,
      * the reply is checkpointed while it streams and finalised with its figures. */
@@ -369,9 +357,9 @@ int cmd_prompt(const AppConfig *cfg) {
     app_absolute_path(info.path, sizeof info.path);
     if (cfg->ctx > info.ctx_size) ctx_capped_note(cfg->ctx, info.ctx_size);
     HistorySessionInfo si = {.model_name = info.name, .model_path = info.path,
-                             .system_prompt = cfg->system, .sampling = history_sampling_from(&sp)};
+                             .system_prompt = cfg->system, .sampling = sp};
     HistoryReplyInfo ri = {.model_name = info.name, .backend = info.backend,
-                           .sampling = history_sampling_from(&sp)};
+                           .sampling = sp};
     history_begin_session(h, &si);
     history_add_user(h, prompt);
 

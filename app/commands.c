@@ -67,7 +67,7 @@ static int bad_arg(App *a, CommandFn fn, const char *why) {
 typedef enum { F_TEMP, F_TOP_P, F_MIN_P, F_REPEAT, F_TOP_K, F_MAX_TOKENS } Field;
 
 static int set_number(App *a, const char *args, Field f, CommandFn self) {
-    AppSampling s = app_get_sampling(a);
+    SamplerParams s = app_get_sampling(a);
     static const char *names[] = {"temperature", "top-p", "min-p", "repeat penalty", "top-k",
                                   "max tokens"};
     if (blank(args)) {
@@ -87,19 +87,19 @@ static int set_number(App *a, const char *args, Field f, CommandFn self) {
     switch (f) {
     case F_TEMP:
         if (cmd_parse_double(args, 0, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
-        s.temperature = d;
+        s.temperature = (float)d;
         break;
     case F_TOP_P:
         if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
-        s.top_p = d;
+        s.top_p = (float)d;
         break;
     case F_MIN_P:
         if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
-        s.min_p = d;
+        s.min_p = (float)d;
         break;
     case F_REPEAT:
         if (cmd_parse_double(args, 0.01, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
-        s.repeat_penalty = d;
+        s.repeat_penalty = (float)d;
         break;
     case F_TOP_K:
         if (cmd_parse_int(args, 0, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
@@ -133,16 +133,16 @@ static int cmd_max_tokens(App *a, const char *args) {
 }
 
 static int cmd_seed(App *a, const char *args) {
-    AppSampling s = app_get_sampling(a);
+    SamplerParams s = app_get_sampling(a);
     char buf[64];
     trimmed(args, buf, sizeof buf);
     if (!*buf) {
-        if (s.seed_set) app_set_hint(a, "seed %lld", (long long)s.seed);
+        if (s.set & SAMPLER_SET_SEED) app_set_hint(a, "seed %lld", (long long)s.seed);
         else app_set_hint(a, "seed: a new random seed for every reply");
         return REACT_STATUS;
     }
     if (!strcmp(buf, "random") || !strcmp(buf, "off")) {
-        s.seed_set = false;
+        s.set &= ~SAMPLER_SET_SEED;
         app_set_sampling(a, &s);
         app_set_hint(a, "seed: a new random seed for every reply");
         return REACT_STATUS;
@@ -153,8 +153,8 @@ static int cmd_seed(App *a, const char *args) {
         snprintf(why, sizeof why, "expected a whole number >= 0 or 'random'");
         return bad_arg(a, cmd_seed, why);
     }
-    s.seed = v;
-    s.seed_set = true;
+    s.seed = (uint64_t)v;
+    s.set |= SAMPLER_SET_SEED;
     app_set_sampling(a, &s);
     app_set_hint(a, "seed set to %lld: replies are reproducible", v);
     return REACT_STATUS;
@@ -162,9 +162,9 @@ static int cmd_seed(App *a, const char *args) {
 
 static int cmd_params(App *a, const char *args) {
     if (!blank(args)) return bad_arg(a, cmd_params, "takes no argument");
-    AppSampling s = app_get_sampling(a);
+    SamplerParams s = app_get_sampling(a);
     char seed[48];
-    if (s.seed_set) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
+    if (s.set & SAMPLER_SET_SEED) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
     else snprintf(seed, sizeof seed, "random per reply");
     const char *sys = app_get_system(a);
     /* Values in one column wide enough for the longest ("random per reply"), so that the

@@ -80,25 +80,6 @@ static void warn_why(History *h, const char *why, const char *then) {
     h->warn_pending = 1;
 }
 
-static double float_setting(float f) {
-    /* 0.7f is 0.69999998...; keep the value the user typed, not its float rounding. */
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.7g", (double)f);
-    return strtod(buf, NULL);
-}
-
-StoreSampling history_sampling_from(const SamplerParams *p) {
-    StoreSampling sp;
-    sp.temperature = float_setting(p->temperature);
-    sp.top_p = float_setting(p->top_p);
-    sp.min_p = float_setting(p->min_p);
-    sp.repeat_penalty = float_setting(p->repeat_penalty);
-    sp.top_k = p->top_k;
-    sp.max_tokens = p->max_tokens;
-    sp.seed = (int64_t)(p->seed & INT64_MAX);
-    return sp;
-}
-
 static void reset_conversation(History *h);
 
 /* ---- opening ---------------------------------------------------------------------------- */
@@ -356,7 +337,6 @@ static StoreMessage *push(History *h, const char *role, const char *text) {
     snprintf(m->role, sizeof m->role, "%s", role);
     m->text = t;
     m->created_at = store_now_ms();
-    m->sampling = store_sampling_unset();
     h->c.meta[h->c.n] = (MsgMeta){.dirty = 1, .len = len, .cap = len + 1};
     h->c.n++;
     return m;
@@ -404,7 +384,7 @@ static void reset_conversation(History *h) {
     h->c.sess.model_name = strdup("");
     h->c.sess.model_path = strdup("");
     h->c.sess.system_prompt = strdup("");
-    h->c.sess.sampling = store_sampling_unset();
+    h->c.sess.sampling = (SamplerParams){0};
     h->c.title_auto = 1;
     h->reply_open = 0;
 }

@@ -50,18 +50,15 @@ typedef struct {
     const char *title;          /* NULL: the first line of the first user message */
     const char *model_name, *model_path;
     const char *system_prompt;
-    StoreSampling sampling;
+    SamplerParams sampling;
 } HistorySessionInfo;
 
 /* What one reply is made with (per message: the model can change mid-session). */
 typedef struct {
     const char *model_name;
     const char *backend;        /* e.g. EngineModelInfo.backend */
-    StoreSampling sampling;
+    SamplerParams sampling;
 } HistoryReplyInfo;
-
-/* SamplerParams -> StoreSampling (the store keeps the settings a user can see and set). */
-StoreSampling history_sampling_from(const SamplerParams *p);
 
 /* Opens the recorder on path (NULL: the default $XDG_DATA_HOME/bitnet-chat/history.db).
  * no_history: nothing is read or written, no file or directory is created, no warning.

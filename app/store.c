@@ -15,9 +15,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,14 +32,45 @@
 
 /* ---- statements ------------------------------------------------------------------------- */
 
-#define MSG_COLS                                                                              \
-    "m.id, m.session_id, coalesce(m.parent_id, 0), m.role, m.text, m.created_at, "            \
-    "m.prompt_tokens, m.reply_tokens, m.ttft_ms, m.tok_per_s, m.stop_reason, m.interrupted, " \
-    "m.backend, m.model_name, m.sampling, m.prompt_tok_s, m.error"
-#define SESSION_COLS                                                                          \
-    "s.id, s.title, s.created_at, s.updated_at, s.model_name, s.model_path, s.system_prompt, " \
-    "s.sampling, coalesce(s.active_leaf, 0), "                                                \
-    "(SELECT count(*) FROM messages c WHERE c.session_id = s.id)"
+/* The columns a message or session query selects, each listed once with the name that reads it
+ * (MC_* / SC_*): the enum and the SQL come from the same list, so they cannot drift apart. */
+#define MSG_COLUMNS(X)                                                                        \
+    X(MC_ID, "m.id, ")                                                                        \
+    X(MC_SESSION_ID, "m.session_id, ")                                                        \
+    X(MC_PARENT_ID, "coalesce(m.parent_id, 0), ")                                             \
+    X(MC_ROLE, "m.role, ")                                                                    \
+    X(MC_TEXT, "m.text, ")                                                                    \
+    X(MC_CREATED_AT, "m.created_at, ")                                                        \
+    X(MC_PROMPT_TOKENS, "m.prompt_tokens, ")                                                  \
+    X(MC_REPLY_TOKENS, "m.reply_tokens, ")                                                    \
+    X(MC_TTFT_MS, "m.ttft_ms, ")                                                              \
+    X(MC_TOK_PER_S, "m.tok_per_s, ")                                                          \
+    X(MC_STOP_REASON, "m.stop_reason, ")                                                      \
+    X(MC_INTERRUPTED, "m.interrupted, ")                                                      \
+    X(MC_BACKEND, "m.backend, ")                                                              \
+    X(MC_MODEL_NAME, "m.model_name, ")                                                        \
+    X(MC_SAMPLING, "m.sampling, ")                                                            \
+    X(MC_PROMPT_TOK_S, "m.prompt_tok_s, ")                                                    \
+    X(MC_ERROR, "m.error") /* the last one without a comma */
+#define SESSION_COLUMNS(X)                                                                    \
+    X(SC_ID, "s.id, ")                                                                        \
+    X(SC_TITLE, "s.title, ")                                                                  \
+    X(SC_CREATED_AT, "s.created_at, ")                                                        \
+    X(SC_UPDATED_AT, "s.updated_at, ")                                                        \
+    X(SC_MODEL_NAME, "s.model_name, ")                                                        \
+    X(SC_MODEL_PATH, "s.model_path, ")                                                        \
+    X(SC_SYSTEM_PROMPT, "s.system_prompt, ")                                                  \
+    X(SC_SAMPLING, "s.sampling, ")                                                            \
+    X(SC_ACTIVE_LEAF, "coalesce(s.active_leaf, 0), ")                                         \
+    X(SC_MESSAGE_COUNT, "(SELECT count(*) FROM messages c WHERE c.session_id = s.id)")
+#define COLUMN_ENUM(name, sql) name,
+#define COLUMN_SQL(name, sql) sql
+enum { MSG_COLUMNS(COLUMN_ENUM) };
+enum { SESSION_COLUMNS(COLUMN_ENUM) };
+#define MSG_COLS MSG_COLUMNS(COLUMN_SQL)
+#define SESSION_COLS SESSION_COLUMNS(COLUMN_SQL)
+
+/* Parameters are named (":title") and bound by name, see Binder below. */
 
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
@@ -52,43 +86,50 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_SESSION_INSERT] =
         "INSERT INTO sessions(title, created_at, updated_at, model_name, model_path, "
-        "system_prompt, sampling, active_leaf) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-    [ST_SESSION_GET] = "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = ?1",
+        "system_prompt, sampling, active_leaf) VALUES(:title, :created_at, :updated_at, "
+        ":model_name, :model_path, :system_prompt, :sampling, NULL)",
+    [ST_SESSION_GET] = "SELECT " SESSION_COLS " FROM sessions s WHERE s.id = :id",
     [ST_SESSION_LIST] = "SELECT " SESSION_COLS " FROM sessions s ORDER BY s.updated_at DESC, s.id DESC",
-    [ST_SESSION_RENAME] = "UPDATE sessions SET title = ?2, updated_at = ?3 WHERE id = ?1",
+    [ST_SESSION_RENAME] = "UPDATE sessions SET title = :title, updated_at = :now WHERE id = :id",
     [ST_SESSION_SETTINGS] =
-        "UPDATE sessions SET model_name = ?2, model_path = ?3, system_prompt = ?4, sampling = ?5, "
-        "updated_at = ?6 WHERE id = ?1",
-    [ST_SESSION_DELETE_MESSAGES] = "DELETE FROM messages WHERE session_id = ?1",
-    [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE id = ?1",
-    [ST_SESSION_TOUCH] = "UPDATE sessions SET updated_at = max(updated_at, ?2) WHERE id = ?1",
+        "UPDATE sessions SET model_name = :model_name, model_path = :model_path, "
+        "system_prompt = :system_prompt, sampling = :sampling, updated_at = :now WHERE id = :id",
+    [ST_SESSION_DELETE_MESSAGES] = "DELETE FROM messages WHERE session_id = :id",
+    [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE id = :id",
+    [ST_SESSION_TOUCH] = "UPDATE sessions SET updated_at = max(updated_at, :now) WHERE id = :id",
     [ST_SET_LEAF] =
-        "UPDATE sessions SET active_leaf = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1",
+        "UPDATE sessions SET active_leaf = :leaf, updated_at = max(updated_at, :now) "
+        "WHERE id = :id",
+    /* The message fields that INSERT and UPDATE share have the same names: one function binds
+     * them for both (bind_message_fields). */
     [ST_MSG_INSERT] =
         "INSERT INTO messages(session_id, parent_id, role, text, created_at, prompt_tokens, "
         "reply_tokens, ttft_ms, tok_per_s, stop_reason, interrupted, backend, model_name, "
-        "sampling, prompt_tok_s, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13, ?14, ?15, ?16)",
+        "sampling, prompt_tok_s, error) VALUES(:session_id, :parent_id, :role, :text, :created_at, "
+        ":prompt_tokens, :reply_tokens, :ttft_ms, :tok_per_s, :stop_reason, :interrupted, "
+        ":backend, :model_name, :sampling, :prompt_tok_s, :error)",
     [ST_MSG_UPDATE] =
-        "UPDATE messages SET text = ?2, prompt_tokens = ?3, reply_tokens = ?4, ttft_ms = ?5, "
-        "tok_per_s = ?6, stop_reason = ?7, interrupted = ?8, backend = ?9, model_name = ?10, "
-        "sampling = ?11, prompt_tok_s = ?12, error = ?13 WHERE id = ?1",
-    [ST_MSG_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = ?1",
-    [ST_MSG_ALL] = "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = ?1 ORDER BY m.id",
+        "UPDATE messages SET text = :text, prompt_tokens = :prompt_tokens, "
+        "reply_tokens = :reply_tokens, ttft_ms = :ttft_ms, tok_per_s = :tok_per_s, "
+        "stop_reason = :stop_reason, interrupted = :interrupted, backend = :backend, "
+        "model_name = :model_name, sampling = :sampling, prompt_tok_s = :prompt_tok_s, "
+        "error = :error WHERE id = :id",
+    [ST_MSG_GET] = "SELECT " MSG_COLS " FROM messages m WHERE m.id = :id",
+    [ST_MSG_ALL] = "SELECT " MSG_COLS " FROM messages m WHERE m.session_id = :id ORDER BY m.id",
     [ST_MSG_SIBLINGS] =
-        "SELECT " MSG_COLS " FROM messages m, messages me WHERE me.id = ?1 "
+        "SELECT " MSG_COLS " FROM messages m, messages me WHERE me.id = :id "
         "AND m.session_id = me.session_id AND m.parent_id IS me.parent_id ORDER BY m.id",
-    [ST_MSG_NEWEST_CHILD] = "SELECT max(id) FROM messages WHERE parent_id = ?1",
+    [ST_MSG_NEWEST_CHILD] = "SELECT max(id) FROM messages WHERE parent_id = :id",
     /* Walk from the active leaf up to the root; depth orders the result root first. */
     [ST_BRANCH] =
         "WITH RECURSIVE b(id, depth) AS ("
-        "  SELECT active_leaf, 0 FROM sessions WHERE id = ?1 AND active_leaf IS NOT NULL"
+        "  SELECT active_leaf, 0 FROM sessions WHERE id = :id AND active_leaf IS NOT NULL"
         "  UNION ALL SELECT p.parent_id, b.depth + 1 FROM messages p JOIN b ON p.id = b.id"
         "  WHERE p.parent_id IS NOT NULL)"
         " SELECT " MSG_COLS " FROM b JOIN messages m ON m.id = b.id ORDER BY b.depth DESC",
     [ST_BRANCH_IDS] =
         "WITH RECURSIVE b(id) AS ("
-        "  SELECT active_leaf FROM sessions WHERE id = ?1 AND active_leaf IS NOT NULL"
+        "  SELECT active_leaf FROM sessions WHERE id = :id AND active_leaf IS NOT NULL"
         "  UNION ALL SELECT p.parent_id FROM messages p JOIN b ON p.id = b.id"
         "  WHERE p.parent_id IS NOT NULL) SELECT id FROM b",
     [ST_SEARCH] =
@@ -96,7 +137,7 @@ static const char *const stmt_sql[ST_COUNT] = {
         "snippet(messages_fts, 0, char(1), char(2), '\xe2\x80\xa6', 16) "
         "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
         "JOIN sessions s ON s.id = m.session_id "
-        "WHERE messages_fts MATCH ?1 ORDER BY rank, m.id DESC LIMIT ?2",
+        "WHERE messages_fts MATCH :query ORDER BY rank, m.id DESC LIMIT :max",
 };
 
 struct Store {
@@ -223,58 +264,137 @@ static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap) {
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *t) {
-    return sqlite3_bind_text(st, i, t ? t : "", -1, SQLITE_TRANSIENT);
+/* 0.7f is 0.69999998...: the shortest decimal that reads back as the same float is the value
+ * the user typed, so the JSON (and the export) hold 0.7 as a double, not the float's expansion.
+ * Nine significant digits always read back as the same float. */
+double store_float_decimal(float f) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
 }
 
-/* Sampling settings as a small JSON object; non-finite / negative "unset" values are left
- * out and read back as NAN / -1. */
-char *store_sampling_to_json(const StoreSampling *sp) {
+static void put_float(json_t *o, const SamplerParams *sp, unsigned bit, const char *key, float v) {
+    if ((sp->set & bit) && isfinite(v))
+        json_object_set_new(o, key, json_real(store_float_decimal(v)));
+}
+
+/* Sampling settings as a small JSON object holding the settings whose bit is set; the keys
+ * present set the bits when it is read back. */
+char *store_sampling_to_json(const SamplerParams *sp) {
     json_t *o = json_object();
     if (!o) return NULL;
-    struct { const char *k; double v; } d[] = {
-        {"temperature", sp->temperature}, {"top_p", sp->top_p}, {"min_p", sp->min_p},
-        {"repeat_penalty", sp->repeat_penalty}};
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-        if (isfinite(d[i].v)) json_object_set_new(o, d[i].k, json_real(d[i].v));
-    if (sp->top_k >= 0) json_object_set_new(o, "top_k", json_integer(sp->top_k));
-    if (sp->max_tokens >= 0) json_object_set_new(o, "max_tokens", json_integer(sp->max_tokens));
-    if (sp->seed >= 0) json_object_set_new(o, "seed", json_integer(sp->seed));
+    put_float(o, sp, SAMPLER_SET_TEMPERATURE, "temperature", sp->temperature);
+    put_float(o, sp, SAMPLER_SET_TOP_P, "top_p", sp->top_p);
+    put_float(o, sp, SAMPLER_SET_MIN_P, "min_p", sp->min_p);
+    put_float(o, sp, SAMPLER_SET_REPEAT_PENALTY, "repeat_penalty", sp->repeat_penalty);
+    if (sp->set & SAMPLER_SET_TOP_K) json_object_set_new(o, "top_k", json_integer(sp->top_k));
+    if (sp->set & SAMPLER_SET_MAX_TOKENS)
+        json_object_set_new(o, "max_tokens", json_integer(sp->max_tokens));
+    if (sp->set & SAMPLER_SET_SEED)
+        json_object_set_new(o, "seed", json_integer((json_int_t)(sp->seed & INT64_MAX)));
     char *r = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     json_decref(o);
     return r;
 }
 
-StoreSampling store_sampling_unset(void) {
-    StoreSampling sp = {NAN, NAN, NAN, NAN, -1, -1, -1};
-    return sp;
+/* A number setting; one beyond a float's range is damage, not a setting. */
+static void get_float(const json_t *o, const char *key, unsigned bit, float *dst, unsigned *set) {
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_number(v) || !(fabs(json_number_value(v)) <= FLT_MAX)) return;
+    *dst = (float)json_number_value(v);
+    *set |= bit;
 }
 
-void store_sampling_from_json(const char *text, StoreSampling *sp) {
-    *sp = store_sampling_unset();
+/* An integer setting in [0, max]; a negative one (older programs wrote -1 for "unset") is
+ * not set. */
+static bool get_count(const json_t *o, const char *key, json_int_t max, json_int_t *out) {
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+void store_sampling_from_json(const char *text, SamplerParams *sp) {
+    memset(sp, 0, sizeof *sp);
     if (!text) return;
     json_t *o = json_loads(text, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         return;
     }
-    json_t *v;
-    if ((v = json_object_get(o, "temperature")) && json_is_number(v)) sp->temperature = json_number_value(v);
-    if ((v = json_object_get(o, "top_p")) && json_is_number(v)) sp->top_p = json_number_value(v);
-    if ((v = json_object_get(o, "min_p")) && json_is_number(v)) sp->min_p = json_number_value(v);
-    if ((v = json_object_get(o, "repeat_penalty")) && json_is_number(v))
-        sp->repeat_penalty = json_number_value(v);
-    if ((v = json_object_get(o, "top_k")) && json_is_integer(v)) sp->top_k = (int)json_integer_value(v);
-    if ((v = json_object_get(o, "max_tokens")) && json_is_integer(v))
-        sp->max_tokens = (int)json_integer_value(v);
-    if ((v = json_object_get(o, "seed")) && json_is_integer(v)) sp->seed = json_integer_value(v);
+    get_float(o, "temperature", SAMPLER_SET_TEMPERATURE, &sp->temperature, &sp->set);
+    get_float(o, "top_p", SAMPLER_SET_TOP_P, &sp->top_p, &sp->set);
+    get_float(o, "min_p", SAMPLER_SET_MIN_P, &sp->min_p, &sp->set);
+    get_float(o, "repeat_penalty", SAMPLER_SET_REPEAT_PENALTY, &sp->repeat_penalty, &sp->set);
+    json_int_t n;
+    if (get_count(o, "top_k", INT_MAX, &n)) sp->top_k = (int)n, sp->set |= SAMPLER_SET_TOP_K;
+    if (get_count(o, "max_tokens", INT_MAX, &n))
+        sp->max_tokens = (int)n, sp->set |= SAMPLER_SET_MAX_TOKENS;
+    if (get_count(o, "seed", INT64_MAX, &n)) sp->seed = (uint64_t)n, sp->set |= SAMPLER_SET_SEED;
     json_decref(o);
 }
 
-static int bind_sampling(sqlite3_stmt *st, int i, const StoreSampling *sp) {
+/* ---- binding by name ---------------------------------------------------------------------
+ * fossil's db_bind_* by name: a statement's parameters are bound as ":title", never by a
+ * position that a reordered column list would shift. The first failure is kept: out of memory
+ * (the sampling JSON), or a name the statement lacks, a programming error that fails the call
+ * with a message naming the parameter rather than storing NULL. */
+
+typedef struct {
+    sqlite3_stmt *st;
+    int rc;             /* SQLITE_OK until a bind fails */
+    const char *failed; /* the parameter of the first failure */
+} Binder;
+
+static void bound(Binder *b, const char *name, int rc) {
+    if (rc != SQLITE_OK && b->rc == SQLITE_OK) b->rc = rc, b->failed = name;
+}
+
+static int param(const Binder *b, const char *name) {
+    return sqlite3_bind_parameter_index(b->st, name);
+}
+
+static void bind_int64(Binder *b, const char *name, int64_t v) {
+    bound(b, name, sqlite3_bind_int64(b->st, param(b, name), v));
+}
+
+static void bind_int(Binder *b, const char *name, int v) {
+    bound(b, name, sqlite3_bind_int(b->st, param(b, name), v));
+}
+
+/* A figure; a non-finite one (a division by a zero time) is stored as 0. */
+static void bind_figure(Binder *b, const char *name, double v) {
+    bound(b, name, sqlite3_bind_double(b->st, param(b, name), isfinite(v) ? v : 0));
+}
+
+static void bind_text(Binder *b, const char *name, const char *t) {
+    bound(b, name, sqlite3_bind_text(b->st, param(b, name), t ? t : "", -1, SQLITE_TRANSIENT));
+}
+
+/* A row id, NULL when 0 (no parent, no active leaf). */
+static void bind_id(Binder *b, const char *name, int64_t id) {
+    int i = param(b, name);
+    bound(b, name, id > 0 ? sqlite3_bind_int64(b->st, i, id) : sqlite3_bind_null(b->st, i));
+}
+
+static void bind_sampling(Binder *b, const char *name, const SamplerParams *sp) {
     char *j = store_sampling_to_json(sp);
-    if (!j) return SQLITE_NOMEM;
-    return sqlite3_bind_text(st, i, j, -1, free);
+    bound(b, name,
+          j ? sqlite3_bind_text(b->st, param(b, name), j, (int)strlen(j), free) : SQLITE_NOMEM);
+}
+
+static void stmt_done(sqlite3_stmt *st);
+
+/* 0 when every bind took; else resets the statement and fills err. */
+static int bind_check(Binder *b, Err *err, const char *what) {
+    if (b->rc == SQLITE_OK) return 0;
+    stmt_done(b->st);
+    if (b->rc == SQLITE_NOMEM) return err_set(err, "out of memory");
+    return err_set(err, "history %s: binding %s: %s", what, b->failed, sqlite3_errstr(b->rc));
 }
 
 /* Runs a statement that returns no rows (or whose rows are ignored). */
@@ -674,16 +794,16 @@ int store_integrity_check(Store *s, Err *err) {
 
 static int read_session(sqlite3_stmt *st, StoreSession *o) {
     memset(o, 0, sizeof *o);
-    o->id = sqlite3_column_int64(st, 0);
-    o->title = dup_col(st, 1);
-    o->created_at = sqlite3_column_int64(st, 2);
-    o->updated_at = sqlite3_column_int64(st, 3);
-    o->model_name = dup_col(st, 4);
-    o->model_path = dup_col(st, 5);
-    o->system_prompt = dup_col(st, 6);
-    store_sampling_from_json((const char *)sqlite3_column_text(st, 7), &o->sampling);
-    o->active_leaf = sqlite3_column_int64(st, 8);
-    o->message_count = sqlite3_column_int(st, 9);
+    o->id = sqlite3_column_int64(st, SC_ID);
+    o->title = dup_col(st, SC_TITLE);
+    o->created_at = sqlite3_column_int64(st, SC_CREATED_AT);
+    o->updated_at = sqlite3_column_int64(st, SC_UPDATED_AT);
+    o->model_name = dup_col(st, SC_MODEL_NAME);
+    o->model_path = dup_col(st, SC_MODEL_PATH);
+    o->system_prompt = dup_col(st, SC_SYSTEM_PROMPT);
+    store_sampling_from_json((const char *)sqlite3_column_text(st, SC_SAMPLING), &o->sampling);
+    o->active_leaf = sqlite3_column_int64(st, SC_ACTIVE_LEAF);
+    o->message_count = sqlite3_column_int(st, SC_MESSAGE_COUNT);
     if (!o->title || !o->model_name || !o->model_path || !o->system_prompt) {
         store_session_clear(o);
         return -1;
@@ -706,26 +826,25 @@ void store_sessions_free(StoreSession *arr, int n) {
 }
 
 int64_t store_session_create(Store *s, const StoreSession *in, Err *err) {
-    sqlite3_stmt *st = s->st[ST_SESSION_INSERT];
-    int64_t now = store_now_ms();
-    int64_t created = in->created_at ? in->created_at : now;
-    bind_text(st, 1, in->title);
-    sqlite3_bind_int64(st, 2, created);
-    sqlite3_bind_int64(st, 3, in->updated_at ? in->updated_at : created);
-    bind_text(st, 4, in->model_name);
-    bind_text(st, 5, in->model_path);
-    bind_text(st, 6, in->system_prompt);
-    if (bind_sampling(st, 7, &in->sampling) != SQLITE_OK) {
-        stmt_done(st);
-        return err_set(err, "out of memory");
-    }
-    if (step_done(st)) return db_fail(s, s->db, err, "create session");
+    Binder b = {.st = s->st[ST_SESSION_INSERT]};
+    int64_t created = in->created_at ? in->created_at : store_now_ms();
+    bind_text(&b, ":title", in->title);
+    bind_int64(&b, ":created_at", created);
+    bind_int64(&b, ":updated_at", in->updated_at ? in->updated_at : created);
+    bind_text(&b, ":model_name", in->model_name);
+    bind_text(&b, ":model_path", in->model_path);
+    bind_text(&b, ":system_prompt", in->system_prompt);
+    bind_sampling(&b, ":sampling", &in->sampling);
+    if (bind_check(&b, err, "create session")) return -1;
+    if (step_done(b.st)) return db_fail(s, s->db, err, "create session");
     return sqlite3_last_insert_rowid(s->db);
 }
 
 int store_session_get(Store *s, int64_t id, StoreSession *out, Err *err) {
-    sqlite3_stmt *st = s->st[ST_SESSION_GET];
-    sqlite3_bind_int64(st, 1, id);
+    Binder b = {.st = s->st[ST_SESSION_GET]};
+    bind_int64(&b, ":id", id);
+    if (bind_check(&b, err, "read session")) return -1;
+    sqlite3_stmt *st = b.st;
     int rc = sqlite3_step(st);
     int r = -1;
     if (rc == SQLITE_ROW) {
@@ -746,42 +865,44 @@ static int changes_or_missing(Store *s, int64_t id, Err *err) {
 }
 
 int store_session_rename(Store *s, int64_t id, const char *title, Err *err) {
-    sqlite3_stmt *st = s->st[ST_SESSION_RENAME];
-    sqlite3_bind_int64(st, 1, id);
-    bind_text(st, 2, title);
-    sqlite3_bind_int64(st, 3, store_now_ms());
-    if (step_done(st)) return db_fail(s, s->db, err, "rename session");
+    Binder b = {.st = s->st[ST_SESSION_RENAME]};
+    bind_int64(&b, ":id", id);
+    bind_text(&b, ":title", title);
+    bind_int64(&b, ":now", store_now_ms());
+    if (bind_check(&b, err, "rename session")) return -1;
+    if (step_done(b.st)) return db_fail(s, s->db, err, "rename session");
     return changes_or_missing(s, id, err);
 }
 
 int store_session_update_settings(Store *s, const StoreSession *in, Err *err) {
-    sqlite3_stmt *st = s->st[ST_SESSION_SETTINGS];
-    sqlite3_bind_int64(st, 1, in->id);
-    bind_text(st, 2, in->model_name);
-    bind_text(st, 3, in->model_path);
-    bind_text(st, 4, in->system_prompt);
-    if (bind_sampling(st, 5, &in->sampling) != SQLITE_OK) {
-        stmt_done(st);
-        return err_set(err, "out of memory");
-    }
-    sqlite3_bind_int64(st, 6, store_now_ms());
-    if (step_done(st)) return db_fail(s, s->db, err, "update session");
+    Binder b = {.st = s->st[ST_SESSION_SETTINGS]};
+    bind_int64(&b, ":id", in->id);
+    bind_text(&b, ":model_name", in->model_name);
+    bind_text(&b, ":model_path", in->model_path);
+    bind_text(&b, ":system_prompt", in->system_prompt);
+    bind_sampling(&b, ":sampling", &in->sampling);
+    bind_int64(&b, ":now", store_now_ms());
+    if (bind_check(&b, err, "update session")) return -1;
+    if (step_done(b.st)) return db_fail(s, s->db, err, "update session");
     return changes_or_missing(s, in->id, err);
 }
 
 int store_session_delete(Store *s, int64_t id, Err *err) {
     int own;
     if (tx_open(s, &own, err)) return -1;
-    sqlite3_stmt *a = s->st[ST_SESSION_DELETE_MESSAGES], *b = s->st[ST_SESSION_DELETE];
-    sqlite3_bind_int64(a, 1, id);
-    int ok = step_done(a) == 0;
+    /* the messages first: parent_id has no ON DELETE action (see the v2 migration) */
+    Binder msgs = {.st = s->st[ST_SESSION_DELETE_MESSAGES]};
+    Binder sess = {.st = s->st[ST_SESSION_DELETE]};
+    bind_int64(&msgs, ":id", id);
+    int ok = !bind_check(&msgs, err, "delete session");
+    if (ok && !(ok = step_done(msgs.st) == 0)) db_fail(s, s->db, err, "delete session");
     int found = 0;
     if (ok) {
-        sqlite3_bind_int64(b, 1, id);
-        ok = step_done(b) == 0;
-        found = sqlite3_changes(s->db) > 0;
+        bind_int64(&sess, ":id", id);
+        ok = !bind_check(&sess, err, "delete session");
+        if (ok && !(ok = step_done(sess.st) == 0)) db_fail(s, s->db, err, "delete session");
+        found = ok && sqlite3_changes(s->db) > 0;
     }
-    if (!ok) db_fail(s, s->db, err, "delete session");
     if (tx_close(s, own, ok, err)) return -1;
     if (!found) return err_set(err, "history: no session %lld", (long long)id);
     return 0;
@@ -822,23 +943,23 @@ oom:
 
 static int read_message(sqlite3_stmt *st, StoreMessage *m) {
     memset(m, 0, sizeof *m);
-    m->id = sqlite3_column_int64(st, 0);
-    m->session_id = sqlite3_column_int64(st, 1);
-    m->parent_id = sqlite3_column_int64(st, 2);
-    copy_col(st, 3, m->role, sizeof m->role);
-    m->text = dup_col(st, 4);
-    m->created_at = sqlite3_column_int64(st, 5);
-    m->prompt_tokens = sqlite3_column_int(st, 6);
-    m->reply_tokens = sqlite3_column_int(st, 7);
-    m->ttft_ms = sqlite3_column_double(st, 8);
-    m->tok_per_s = sqlite3_column_double(st, 9);
-    copy_col(st, 10, m->stop_reason, sizeof m->stop_reason);
-    m->interrupted = sqlite3_column_int(st, 11);
-    copy_col(st, 12, m->backend, sizeof m->backend);
-    copy_col(st, 13, m->model_name, sizeof m->model_name);
-    store_sampling_from_json((const char *)sqlite3_column_text(st, 14), &m->sampling);
-    m->prompt_tok_s = sqlite3_column_double(st, 15);
-    copy_col(st, 16, m->error, sizeof m->error);
+    m->id = sqlite3_column_int64(st, MC_ID);
+    m->session_id = sqlite3_column_int64(st, MC_SESSION_ID);
+    m->parent_id = sqlite3_column_int64(st, MC_PARENT_ID);
+    copy_col(st, MC_ROLE, m->role, sizeof m->role);
+    m->text = dup_col(st, MC_TEXT);
+    m->created_at = sqlite3_column_int64(st, MC_CREATED_AT);
+    m->prompt_tokens = sqlite3_column_int(st, MC_PROMPT_TOKENS);
+    m->reply_tokens = sqlite3_column_int(st, MC_REPLY_TOKENS);
+    m->ttft_ms = sqlite3_column_double(st, MC_TTFT_MS);
+    m->tok_per_s = sqlite3_column_double(st, MC_TOK_PER_S);
+    copy_col(st, MC_STOP_REASON, m->stop_reason, sizeof m->stop_reason);
+    m->interrupted = sqlite3_column_int(st, MC_INTERRUPTED);
+    copy_col(st, MC_BACKEND, m->backend, sizeof m->backend);
+    copy_col(st, MC_MODEL_NAME, m->model_name, sizeof m->model_name);
+    store_sampling_from_json((const char *)sqlite3_column_text(st, MC_SAMPLING), &m->sampling);
+    m->prompt_tok_s = sqlite3_column_double(st, MC_PROMPT_TOK_S);
+    copy_col(st, MC_ERROR, m->error, sizeof m->error);
     return m->text ? 0 : -1;
 }
 
@@ -853,24 +974,20 @@ void store_messages_free(StoreMessage *arr, int n) {
     free(arr);
 }
 
-static int bind_message_fields(sqlite3_stmt *st, const StoreMessage *m, int first_text) {
-    /* UPDATE binds from ?2: text, prompt_tokens, reply_tokens, ttft, tok/s, stop, interrupted,
-     * backend, model_name, sampling, prompt_tok_s, error. */
-    int i = first_text;
-    const char *t = m->text ? m->text : "";
-    sqlite3_bind_text(st, i++, t, (int)strlen(t), SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, i++, m->prompt_tokens);
-    sqlite3_bind_int(st, i++, m->reply_tokens);
-    sqlite3_bind_double(st, i++, isfinite(m->ttft_ms) ? m->ttft_ms : 0);
-    sqlite3_bind_double(st, i++, isfinite(m->tok_per_s) ? m->tok_per_s : 0);
-    bind_text(st, i++, m->stop_reason);
-    sqlite3_bind_int(st, i++, m->interrupted ? 1 : 0);
-    bind_text(st, i++, m->backend);
-    bind_text(st, i++, m->model_name);
-    if (bind_sampling(st, i++, &m->sampling) != SQLITE_OK) return -1;
-    sqlite3_bind_double(st, i++, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
-    bind_text(st, i++, m->error);
-    return 0;
+/* The fields INSERT and UPDATE share (same names in both statements). */
+static void bind_message_fields(Binder *b, const StoreMessage *m) {
+    bind_text(b, ":text", m->text);
+    bind_int(b, ":prompt_tokens", m->prompt_tokens);
+    bind_int(b, ":reply_tokens", m->reply_tokens);
+    bind_figure(b, ":ttft_ms", m->ttft_ms);
+    bind_figure(b, ":tok_per_s", m->tok_per_s);
+    bind_text(b, ":stop_reason", m->stop_reason);
+    bind_int(b, ":interrupted", m->interrupted ? 1 : 0);
+    bind_text(b, ":backend", m->backend);
+    bind_text(b, ":model_name", m->model_name);
+    bind_sampling(b, ":sampling", &m->sampling);
+    bind_figure(b, ":prompt_tok_s", m->prompt_tok_s);
+    bind_text(b, ":error", m->error);
 }
 
 int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
@@ -878,40 +995,27 @@ int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
         return err_set(err, "history: unknown message role '%s'", m->role);
     int own;
     if (tx_open(s, &own, err)) return -1;
-    int64_t now = store_now_ms(), id = -1;
-    sqlite3_stmt *st = s->st[ST_MSG_INSERT];
-    sqlite3_bind_int64(st, 1, m->session_id);
-    if (m->parent_id > 0) sqlite3_bind_int64(st, 2, m->parent_id);
-    else sqlite3_bind_null(st, 2);
-    bind_text(st, 3, m->role);
-    /* INSERT binds: ?4 text .. ?16 error, with created_at at ?5 in between. */
-    const char *t = m->text ? m->text : "";
-    sqlite3_bind_text(st, 4, t, (int)strlen(t), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 5, m->created_at ? m->created_at : now);
-    sqlite3_bind_int(st, 6, m->prompt_tokens);
-    sqlite3_bind_int(st, 7, m->reply_tokens);
-    sqlite3_bind_double(st, 8, isfinite(m->ttft_ms) ? m->ttft_ms : 0);
-    sqlite3_bind_double(st, 9, isfinite(m->tok_per_s) ? m->tok_per_s : 0);
-    bind_text(st, 10, m->stop_reason);
-    sqlite3_bind_int(st, 11, m->interrupted ? 1 : 0);
-    bind_text(st, 12, m->backend);
-    bind_text(st, 13, m->model_name);
-    int ok = bind_sampling(st, 14, &m->sampling) == SQLITE_OK;
-    sqlite3_bind_double(st, 15, isfinite(m->prompt_tok_s) ? m->prompt_tok_s : 0);
-    bind_text(st, 16, m->error);
-    if (!ok) {
-        stmt_done(st);
-        err_set(err, "out of memory");
-    } else if (step_done(st)) {
+    const int64_t created = m->created_at ? m->created_at : store_now_ms();
+    int64_t id = -1;
+    Binder ins = {.st = s->st[ST_MSG_INSERT]};
+    bind_int64(&ins, ":session_id", m->session_id);
+    bind_id(&ins, ":parent_id", m->parent_id);
+    bind_text(&ins, ":role", m->role);
+    bind_int64(&ins, ":created_at", created);
+    bind_message_fields(&ins, m);
+    int ok = !bind_check(&ins, err, "add message");
+    if (ok && step_done(ins.st)) {
         ok = 0;
         db_fail(s, s->db, err, "add message");
-    } else {
+    } else if (ok) {
         id = sqlite3_last_insert_rowid(s->db);
-        sqlite3_stmt *lf = s->st[ST_SET_LEAF];
-        sqlite3_bind_int64(lf, 1, m->session_id);
-        sqlite3_bind_int64(lf, 2, id);
-        sqlite3_bind_int64(lf, 3, m->created_at ? m->created_at : now);
-        if (step_done(lf)) {
+        Binder leaf = {.st = s->st[ST_SET_LEAF]};
+        bind_int64(&leaf, ":id", m->session_id);
+        bind_id(&leaf, ":leaf", id);
+        bind_int64(&leaf, ":now", created);
+        if (bind_check(&leaf, err, "add message")) {
+            ok = 0;
+        } else if (step_done(leaf.st)) {
             ok = 0;
             db_fail(s, s->db, err, "add message");
         } else if (sqlite3_changes(s->db) == 0) {
@@ -926,23 +1030,23 @@ int64_t store_message_add(Store *s, const StoreMessage *m, Err *err) {
 int store_message_update(Store *s, const StoreMessage *m, Err *err) {
     int own;
     if (tx_open(s, &own, err)) return -1;
-    sqlite3_stmt *st = s->st[ST_MSG_UPDATE];
-    sqlite3_bind_int64(st, 1, m->id);
-    int ok = bind_message_fields(st, m, 2) == 0;
-    if (!ok) {
-        stmt_done(st);
-        err_set(err, "out of memory");
-    } else if (step_done(st)) {
+    Binder up = {.st = s->st[ST_MSG_UPDATE]};
+    bind_int64(&up, ":id", m->id);
+    bind_message_fields(&up, m);
+    int ok = !bind_check(&up, err, "save message");
+    if (ok && step_done(up.st)) {
         ok = 0;
         db_fail(s, s->db, err, "save message");
-    } else if (sqlite3_changes(s->db) == 0) {
+    } else if (ok && sqlite3_changes(s->db) == 0) {
         ok = 0;
         err_set(err, "history: no message %lld", (long long)m->id);
-    } else {
-        sqlite3_stmt *tc = s->st[ST_SESSION_TOUCH];
-        sqlite3_bind_int64(tc, 1, m->session_id);
-        sqlite3_bind_int64(tc, 2, store_now_ms());
-        if (step_done(tc)) {
+    } else if (ok) {
+        Binder touch = {.st = s->st[ST_SESSION_TOUCH]};
+        bind_int64(&touch, ":id", m->session_id);
+        bind_int64(&touch, ":now", store_now_ms());
+        if (bind_check(&touch, err, "save message")) {
+            ok = 0;
+        } else if (step_done(touch.st)) {
             ok = 0;
             db_fail(s, s->db, err, "save message");
         }
@@ -955,8 +1059,10 @@ static int collect_messages(Store *s, int stmt, int64_t id, StoreMessage **out, 
                             const char *what) {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = s->st[stmt];
-    sqlite3_bind_int64(st, 1, id);
+    Binder b = {.st = s->st[stmt]};
+    bind_int64(&b, ":id", id);
+    if (bind_check(&b, err, what)) return -1;
+    sqlite3_stmt *st = b.st;
     StoreMessage *arr = NULL;
     int cap = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -990,8 +1096,15 @@ int store_message_branch(Store *s, int64_t session_id, StoreMessage **out, int *
 
 int store_message_all(Store *s, int64_t session_id, StoreMessage **out, int *n, Err *err) {
     if (collect_messages(s, ST_MSG_ALL, session_id, out, n, err, "read conversation")) return -1;
-    sqlite3_stmt *st = s->st[ST_BRANCH_IDS];
-    sqlite3_bind_int64(st, 1, session_id);
+    Binder b = {.st = s->st[ST_BRANCH_IDS]};
+    bind_int64(&b, ":id", session_id);
+    if (bind_check(&b, err, "read conversation")) {
+        store_messages_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return -1;
+    }
+    sqlite3_stmt *st = b.st;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
@@ -1009,8 +1122,10 @@ int store_message_all(Store *s, int64_t session_id, StoreMessage **out, int *n, 
 }
 
 int store_message_get(Store *s, int64_t id, StoreMessage *out, Err *err) {
-    sqlite3_stmt *st = s->st[ST_MSG_GET];
-    sqlite3_bind_int64(st, 1, id);
+    Binder b = {.st = s->st[ST_MSG_GET]};
+    bind_int64(&b, ":id", id);
+    if (bind_check(&b, err, "read message")) return -1;
+    sqlite3_stmt *st = b.st;
     int rc = sqlite3_step(st), r = -1;
     if (rc == SQLITE_ROW) {
         r = read_message(st, out);
@@ -1032,7 +1147,9 @@ int64_t store_branch_leaf(Store *s, int64_t message_id, Err *err) {
     sqlite3_stmt *st = s->st[ST_MSG_NEWEST_CHILD];
     int64_t cur = message_id;
     for (;;) {
-        sqlite3_bind_int64(st, 1, cur);
+        Binder b = {.st = st};
+        bind_int64(&b, ":id", cur);
+        if (bind_check(&b, err, "read branches")) return -1;
         int rc = sqlite3_step(st);
         int64_t child = 0;
         if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
@@ -1054,12 +1171,12 @@ int store_set_active_leaf(Store *s, int64_t session_id, int64_t message_id, Err 
             return err_set(err, "history: message %lld is not in session %lld",
                            (long long)message_id, (long long)session_id);
     }
-    sqlite3_stmt *st = s->st[ST_SET_LEAF];
-    sqlite3_bind_int64(st, 1, session_id);
-    if (message_id > 0) sqlite3_bind_int64(st, 2, message_id);
-    else sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, store_now_ms());
-    if (step_done(st)) return db_fail(s, s->db, err, "switch branch");
+    Binder b = {.st = s->st[ST_SET_LEAF]};
+    bind_int64(&b, ":id", session_id);
+    bind_id(&b, ":leaf", message_id);
+    bind_int64(&b, ":now", store_now_ms());
+    if (bind_check(&b, err, "switch branch")) return -1;
+    if (step_done(b.st)) return db_fail(s, s->db, err, "switch branch");
     return changes_or_missing(s, session_id, err);
 }
 
@@ -1143,9 +1260,12 @@ int store_search_max(Store *s, const char *query, int max, StoreSearchHit **out,
     if (!fts)
         return err_set(err, "search: '%s' has no word to search for (letters or digits)",
                        query ? query : "");
-    sqlite3_stmt *st = s->st[ST_SEARCH];
-    sqlite3_bind_text(st, 1, fts, -1, free);
-    sqlite3_bind_int(st, 2, max > 0 ? max : 100);
+    Binder b = {.st = s->st[ST_SEARCH]};
+    bind_text(&b, ":query", fts);
+    free(fts);
+    bind_int(&b, ":max", max > 0 ? max : 100);
+    if (bind_check(&b, err, "search")) return -1;
+    sqlite3_stmt *st = b.st;
     StoreSearchHit *arr = NULL;
     int cap = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

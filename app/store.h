@@ -8,14 +8,9 @@
 #include <stdio.h>
 
 #include "infer/err.h"
+#include "infer/sampler_params.h"
 
 typedef struct Store Store;
-
-typedef struct {
-    double temperature, top_p, min_p, repeat_penalty;
-    int top_k, max_tokens;
-    int64_t seed;
-} StoreSampling;
 
 typedef struct {
     int64_t id;
@@ -23,7 +18,7 @@ typedef struct {
     int64_t created_at, updated_at;   /* unix milliseconds */
     char *model_name, *model_path;
     char *system_prompt;
-    StoreSampling sampling;
+    SamplerParams sampling;           /* the settings whose bit is set were stored */
     int64_t active_leaf;              /* id of the last message of the active branch, 0 if none */
     int message_count;
 } StoreSession;
@@ -40,7 +35,7 @@ typedef struct {
     char error[384];                   /* why a reply failed (stop "error"), else "" (v4) */
     char backend[128];
     char model_name[128];
-    StoreSampling sampling;            /* settings the reply was made with */
+    SamplerParams sampling;            /* settings the reply was made with (those stored) */
     double prompt_tok_s;               /* prefill speed (prompt tokens / prefill time) */
     int on_active_branch;              /* filled by store_message_all: 1 if on the active branch */
 } StoreMessage;

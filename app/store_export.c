@@ -31,7 +31,7 @@ static void fmt_time(int64_t ms, char *buf, size_t cap) {
 }
 
 /* "temperature 0.7, top-k 40, ..." for the settings that are set; "" when none is. */
-void store_sampling_describe(const StoreSampling *sp, char *buf, size_t cap) {
+void store_sampling_describe(const SamplerParams *sp, char *buf, size_t cap) {
     size_t used = 0;
     buf[0] = 0;
 #define ADD(...)                                                                              \
@@ -45,13 +45,15 @@ void store_sampling_describe(const StoreSampling *sp, char *buf, size_t cap) {
             if (k > 0) used += (size_t)k;                                                     \
         }                                                                                     \
     } while (0)
-    if (isfinite(sp->temperature)) ADD("temperature %g", sp->temperature);
-    if (sp->top_k >= 0) ADD("top-k %d", sp->top_k);
-    if (isfinite(sp->top_p)) ADD("top-p %g", sp->top_p);
-    if (isfinite(sp->min_p)) ADD("min-p %g", sp->min_p);
-    if (isfinite(sp->repeat_penalty)) ADD("repeat penalty %g", sp->repeat_penalty);
-    if (sp->max_tokens >= 0) ADD("max tokens %d", sp->max_tokens);
-    if (sp->seed >= 0) ADD("seed %lld", (long long)sp->seed);
+    const unsigned set = sp->set;
+    if (set & SAMPLER_SET_TEMPERATURE) ADD("temperature %g", store_float_decimal(sp->temperature));
+    if (set & SAMPLER_SET_TOP_K) ADD("top-k %d", sp->top_k);
+    if (set & SAMPLER_SET_TOP_P) ADD("top-p %g", store_float_decimal(sp->top_p));
+    if (set & SAMPLER_SET_MIN_P) ADD("min-p %g", store_float_decimal(sp->min_p));
+    if (set & SAMPLER_SET_REPEAT_PENALTY)
+        ADD("repeat penalty %g", store_float_decimal(sp->repeat_penalty));
+    if (set & SAMPLER_SET_MAX_TOKENS) ADD("max tokens %d", sp->max_tokens);
+    if (set & SAMPLER_SET_SEED) ADD("seed %lld", (long long)(sp->seed & INT64_MAX));
 #undef ADD
 }
 
@@ -123,15 +125,26 @@ static json_t *jstr(const char *s) {
 
 static json_t *jreal(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
-static json_t *jsampling(const StoreSampling *sp) {
+/* A float setting: its decimal when its bit is set and it is finite, else null. */
+static json_t *jsetting(const SamplerParams *sp, unsigned bit, float v) {
+    return (sp->set & bit) && isfinite(v) ? json_real(store_float_decimal(v)) : json_null();
+}
+
+static json_t *jcount(const SamplerParams *sp, unsigned bit, json_int_t v) {
+    return sp->set & bit ? json_integer(v) : json_null();
+}
+
+static json_t *jsampling(const SamplerParams *sp) {
     json_t *o = json_object();
-    json_object_set_new(o, "temperature", jreal(sp->temperature));
-    json_object_set_new(o, "top_k", sp->top_k >= 0 ? json_integer(sp->top_k) : json_null());
-    json_object_set_new(o, "top_p", jreal(sp->top_p));
-    json_object_set_new(o, "min_p", jreal(sp->min_p));
-    json_object_set_new(o, "repeat_penalty", jreal(sp->repeat_penalty));
-    json_object_set_new(o, "max_tokens", sp->max_tokens >= 0 ? json_integer(sp->max_tokens) : json_null());
-    json_object_set_new(o, "seed", sp->seed >= 0 ? json_integer(sp->seed) : json_null());
+    json_object_set_new(o, "temperature", jsetting(sp, SAMPLER_SET_TEMPERATURE, sp->temperature));
+    json_object_set_new(o, "top_k", jcount(sp, SAMPLER_SET_TOP_K, sp->top_k));
+    json_object_set_new(o, "top_p", jsetting(sp, SAMPLER_SET_TOP_P, sp->top_p));
+    json_object_set_new(o, "min_p", jsetting(sp, SAMPLER_SET_MIN_P, sp->min_p));
+    json_object_set_new(o, "repeat_penalty",
+                        jsetting(sp, SAMPLER_SET_REPEAT_PENALTY, sp->repeat_penalty));
+    json_object_set_new(o, "max_tokens", jcount(sp, SAMPLER_SET_MAX_TOKENS, sp->max_tokens));
+    json_object_set_new(o, "seed",
+                        jcount(sp, SAMPLER_SET_SEED, (json_int_t)(sp->seed & INT64_MAX)));
     return o;
 }
 

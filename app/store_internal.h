@@ -15,15 +15,16 @@ Store *store_open_rc(const char *path, unsigned flags, Err *err, int *sqlite_rc)
 int64_t store_now_ms(void);
 /* The SQLite primary result code of the last failure (SQLITE_BUSY, SQLITE_FULL, ...). */
 int store_errcode(const Store *s);
-/* Sampling settings <-> the JSON text kept in the database (malloc'ed). Values marked unset
- * (non-finite doubles, negative integers) are left out and read back as unset. */
-char *store_sampling_to_json(const StoreSampling *sp);
-void store_sampling_from_json(const char *text, StoreSampling *sp);
-/* All fields unset: NAN doubles, -1 integers. */
-StoreSampling store_sampling_unset(void);
+/* Sampling settings <-> the JSON text kept in the database (malloc'ed). Only the settings
+ * whose bit is set are written; the keys present set the bits read back. */
+char *store_sampling_to_json(const SamplerParams *sp);
+void store_sampling_from_json(const char *text, SamplerParams *sp);
+/* The shortest decimal that reads back as f, as a double (0.7f -> 0.7): how the JSON and the
+ * export write a float setting. */
+double store_float_decimal(float f);
 
 /* One-line descriptions used by the exports and --show. */
-void store_sampling_describe(const StoreSampling *sp, char *buf, size_t cap);
+void store_sampling_describe(const SamplerParams *sp, char *buf, size_t cap);
 void store_reply_describe(const StoreMessage *m, char *buf, size_t cap);
 
 #endif

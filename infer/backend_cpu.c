@@ -27,7 +27,7 @@
 typedef struct {
     const Model *m;  /* the model as the kernels read it: the weight store's view (cpu_weights.h) */
     CpuWeights *weights;
-    const uint8_t *const *r16; /* [n_layers][7] R16 copies of the ternaries, or NULL entries */
+    const uint8_t *const *r16; /* [n_layers][MAT_COUNT] R16 copies of the ternaries, or NULL */
     const int8_t *lm_q;     /* optional int8 lm_head (InferOptions.lm_head_int8) */
     const float *lm_scale;
     ModelConfig c;
@@ -53,7 +53,7 @@ typedef struct {
     float *logits;   /* [vocab] of the last token evaluated */
     void *kcache, *vcache; /* [n_layers][ctx][kv_dim], f16 or f32 (lazy_map) */
     size_t kv_bytes, scores_bytes, rope_bytes; /* sizes of the lazy_map buffers */
-    uint8_t *valid;  /* [n_layers][7]: W2A8_CODES_VALID when the matrix holds no code 3 */
+    uint8_t *valid;  /* [n_layers][MAT_COUNT]: W2A8_CODES_VALID when the matrix holds no code 3 */
     char desc[160];
 } CpuBackend;
 
@@ -163,9 +163,9 @@ static int check_ternary(const TernaryMatrix *t, int n_out, int n_in, const char
     return 0;
 }
 
-/* The 7 ternary matrices of a layer in a fixed order (indexes of CpuBackend.valid). */
-enum { MAT_Q, MAT_K, MAT_V, MAT_O, MAT_GATE, MAT_UP, MAT_DOWN };
-static void layer_mats(const LayerWeights *L, const TernaryMatrix *ts[7]) {
+/* The ternary matrices of a layer in a fixed order (indexes of CpuBackend.valid). */
+enum { MAT_Q, MAT_K, MAT_V, MAT_O, MAT_GATE, MAT_UP, MAT_DOWN, MAT_COUNT };
+static void layer_mats(const LayerWeights *L, const TernaryMatrix *ts[MAT_COUNT]) {
     ts[MAT_Q] = &L->wq, ts[MAT_K] = &L->wk, ts[MAT_V] = &L->wv, ts[MAT_O] = &L->wo;
     ts[MAT_GATE] = &L->w_gate, ts[MAT_UP] = &L->w_up, ts[MAT_DOWN] = &L->w_down;
 }
@@ -283,7 +283,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->logits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
     b->kcache = lazy_map(b->kv_bytes, &failed);
     b->vcache = lazy_map(b->kv_bytes, &failed);
-    b->valid = xcalloc((size_t)c->n_layers * 7, 1, &failed);
+    b->valid = xcalloc((size_t)c->n_layers * MAT_COUNT, 1, &failed);
     if (failed) {
         err_set(err, "cpu backend: out of memory for a %d-token context (KV cache %.0f MiB)",
                 b->ctx, 2.0 * (double)kv_elems * (double)kv_size / 1048576.0);
@@ -293,10 +293,10 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     /* One pass over the codes (~25 ms for the 2B model) buys the faster decode GEMV for every
      * matrix without the unused code 3, i.e. all of them unless the file is damaged. */
     for (int l = 0; l < c->n_layers; l++) {
-        const TernaryMatrix *ts[7];
+        const TernaryMatrix *ts[MAT_COUNT];
         layer_mats(&b->m->layers[l], ts);
-        for (int i = 0; i < 7; i++)
-            b->valid[l * 7 + i] = b->r16[l * 7 + i] ? 0 : i2s_codes_valid(ts[i]->codes, (size_t)ts[i]->n_out * i2s_row_bytes(ts[i]->n_in_pad))
+        for (int i = 0; i < MAT_COUNT; i++)
+            b->valid[l * MAT_COUNT + i] = b->r16[l * MAT_COUNT + i] ? 0 : i2s_codes_valid(ts[i]->codes, (size_t)ts[i]->n_out * i2s_row_bytes(ts[i]->n_in_pad))
                                       ? W2A8_CODES_VALID : 0;
     }
     b->pool = cpu_pool_create(b->n_threads);
@@ -355,12 +355,17 @@ static void norm_quant(CpuBackend *b, const float *in, int ld_in, int n, const f
     run(b, norm_quant_task, &j, T > 1);
 }
 
+/* One matrix of a linear step and where its output goes: token t's row at out + t * ld. */
+typedef struct {
+    const TernaryMatrix *w;
+    float *out;
+    int ld;
+} LinearPart;
+
 /* Several ternary matrices sharing one int8 input, as one row space split across threads. */
 typedef struct {
-    const TernaryMatrix *w[3];
-    const uint8_t *r16[3]; /* the R16 copy of w[i], or NULL */
-    float *out[3];
-    int ld_out[3];
+    LinearPart part[3];
+    const uint8_t *r16[3]; /* the R16 copy of part[i].w, or NULL */
     int flags[3];
     int n_mat, accumulate, T;
     const int8_t *q8;
@@ -379,33 +384,36 @@ static void multi_linear_task(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     int n_chunks[3], total = 0;
     for (int i = 0; i < j->n_mat; i++) {
-        n_chunks[i] = (j->w[i]->n_out + LINEAR_CHUNK - 1) / LINEAR_CHUNK;
+        n_chunks[i] = (j->part[i].w->n_out + LINEAR_CHUNK - 1) / LINEAR_CHUNK;
         total += n_chunks[i];
     }
     for (int c; (c = cpu_chunk_claim(&j->next)) < total;) {
         int i = 0;
         while (c >= n_chunks[i]) c -= n_chunks[i++];
-        const TernaryMatrix *w = j->w[i];
+        const TernaryMatrix *w = j->part[i].w;
         const int a = c * LINEAR_CHUNK, e = a + LINEAR_CHUNK < w->n_out ? a + LINEAR_CHUNK : w->n_out;
         const int rc = j->r16[i]
             ? w2a8_linear_r16_rows(j->r16[i], w->n_out, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a,
-                                   e, j->out[i], j->ld_out[i], j->accumulate)
+                                   e, j->part[i].out, j->part[i].ld, j->accumulate)
             : w2a8_linear_rows_ex(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a,
-                                  e, j->out[i], j->ld_out[i], j->accumulate, j->flags[i]);
+                                  e, j->part[i].out, j->part[i].ld, j->accumulate, j->flags[i]);
         if (rc != 0) j->rc = -1;
     }
 }
 
-/* n_mat (1..3) matrices of layer l, starting at index mat (MAT_*), sharing one int8 input. */
-static int linear(CpuBackend *b, int l, int mat, int n_mat, const TernaryMatrix *w0, float *o0,
-                  const TernaryMatrix *w1, float *o1, const TernaryMatrix *w2, float *o2,
-                  int ld0, int ld12, int accumulate, int T, Err *err) {
-    const uint8_t *v = b->valid + l * 7 + mat;
-    const uint8_t *const *r = b->r16 + l * 7 + mat;
-    MultiLinearJob j = {{w0, w1, w2}, {r[0], n_mat > 1 ? r[1] : NULL, n_mat > 2 ? r[2] : NULL},
-                        {o0, o1, o2}, {ld0, ld12, ld12},
-                        {v[0], n_mat > 1 ? v[1] : 0, n_mat > 2 ? v[2] : 0}, n_mat, accumulate, T,
-                        b->q8, b->qsum, b->qs, 0, 0};
+/* The n_mat (1..3) matrices of layer l that start at index mat (MAT_*, in the order of parts),
+ * over the one int8 input of the T tokens; accumulate adds into the outputs (the residual
+ * stream) instead of writing them. */
+static int linear(CpuBackend *b, int l, int mat, const LinearPart *parts, int n_mat, int accumulate,
+                  int T, Err *err) {
+    const uint8_t *v = b->valid + l * MAT_COUNT + mat;
+    MultiLinearJob j = {.n_mat = n_mat, .accumulate = accumulate, .T = T, .q8 = b->q8,
+                        .qsum = b->qsum, .qs = b->qs};
+    for (int i = 0; i < n_mat; i++) {
+        j.part[i] = parts[i];
+        j.r16[i] = b->r16[l * MAT_COUNT + mat + i];
+        j.flags[i] = v[i];
+    }
     cpu_pool_run(b->pool, multi_linear_task, &j);
     if (j.rc) return err_set(err, "cpu backend: ternary linear rejected its shape");
     return 0;
@@ -503,26 +511,25 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
         const LayerWeights *L = &m->layers[l];
         /* attention */
         norm_quant(b, b->x, c->dim, c->dim, L->attn_norm, L->wq.n_in_pad, T);
-        if (linear(b, l, MAT_Q, 3, &L->wq, b->q, &L->wk, b->k, &L->wv, b->v, b->q_dim, b->kv_dim, 0,
-                   T, err))
-            return -1;
+        const LinearPart qkv[3] = {{&L->wq, b->q, b->q_dim}, {&L->wk, b->k, b->kv_dim},
+                                   {&L->wv, b->v, b->kv_dim}};
+        if (linear(b, l, MAT_Q, qkv, 3, 0, T, err)) return -1;
         AttnJob aj = {b, l, pos, T, 0};
         run(b, rope_store_task, &aj, T > 1);
         aj.next = 0;
         cpu_pool_run(b->pool, attention_task, &aj);
         norm_quant(b, b->att, b->q_dim, b->q_dim, L->attn_sub_norm, L->wo.n_in_pad, T);
-        if (linear(b, l, MAT_O, 1, &L->wo, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T, err))
-            return -1;
+        const LinearPart o = {&L->wo, b->x, c->dim};
+        if (linear(b, l, MAT_O, &o, 1, 1, T, err)) return -1;
         /* feed-forward */
         norm_quant(b, b->x, c->dim, c->dim, L->ffn_norm, L->w_gate.n_in_pad, T);
-        if (linear(b, l, MAT_GATE, 2, &L->w_gate, b->g, &L->w_up, b->u, NULL, NULL, c->ffn_dim,
-                   c->ffn_dim, 0, T, err))
-            return -1;
+        const LinearPart gate_up[2] = {{&L->w_gate, b->g, c->ffn_dim},
+                                       {&L->w_up, b->u, c->ffn_dim}};
+        if (linear(b, l, MAT_GATE, gate_up, 2, 0, T, err)) return -1;
         FfnMidJob fj = {b, T, L->ffn_sub_norm, L->w_down.n_in_pad, 0};
         run(b, ffn_mid_task, &fj, T > 1);
-        if (linear(b, l, MAT_DOWN, 1, &L->w_down, b->x, NULL, NULL, NULL, NULL, c->dim, 0, 1, T,
-                   err))
-            return -1;
+        const LinearPart down = {&L->w_down, b->x, c->dim};
+        if (linear(b, l, MAT_DOWN, &down, 1, 1, T, err)) return -1;
     }
 
     /* final norm + lm_head: every token for all_logits, else only the last one */

@@ -8,8 +8,11 @@
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
- * Logits stay on the device until logits() asks for them; sampling runs on the device (greedy in
- * the graph, every other setting by kcuda_sample after it), so one int per token crosses.
+ * Logits stay on the device until logits() asks for them; sampling runs on the device, so one int
+ * per token crosses: plain greedy is the decode graph's argmax; every other setting is a second,
+ * small graph (the sampler's arguments in, kcuda_sample, its result out) launched while the decode
+ * graph still runs, and waited for once; where kcuda_sample declines (candidates past its bounds)
+ * kcuda_sample_sorted follows.
  * Compiled only with the CUDA toolkit (BITNET_HAVE_CUDA). */
 #ifdef BITNET_HAVE_CUDA
 
@@ -24,7 +27,7 @@
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
-enum { PREFILL_MAX = 512 };
+enum { PREFILL_MAX = 512 }; /* tokens per prefill batch: the prompt buffers' size */
 
 /* Distinct penalised ids the device sampler takes per token; a wider penalty window (the CLI
  * allows up to 65536 tokens) hands the pick to the host sampler. 16 KiB of pinned copy. */
@@ -63,10 +66,12 @@ typedef struct {
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
     cudaGraphExec_t graph;
+    cudaGraphExec_t sample_graph[2]; /* the device sampler: [0] greedy with a penalty, [1] the rest */
     int *h_pin;        /* pinned: [0] token, [1] position (read by the graph), [2] greedy pick,
-                        * [3] sampled token, [4] whether the sample used the uniform */
-    /* device sampler: pinned arguments + penalty ids (copied per token), their device twin,
-     * its result ([0] token, [1] used the uniform) and scratch */
+                        * [3] sampled token, [4] whether the sample used the uniform, [5] whether
+                        * kcuda_sample declined */
+    /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
+     * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
     KcudaSampleArgs *h_sargs, *d_sargs;
     int *d_sout;
     void *d_sscratch;
@@ -80,8 +85,8 @@ typedef struct {
 static int cuda_err(Err *err, const char *what, cudaError_t e) {
     return err_set(err, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
-static int kc_err(Err *err, const char *what, int rc) {
-    (void)rc;
+/* A kernel launcher's failure: its own message says why (kcuda_last_error). */
+static int kc_err(Err *err, const char *what) {
     return err_set(err, "cuda: %s: %s", what, kcuda_last_error());
 }
 
@@ -89,6 +94,8 @@ static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
     if (b->graph) cudaGraphExecDestroy(b->graph);
+    for (int i = 0; i < 2; i++)
+        if (b->sample_graph[i]) cudaGraphExecDestroy(b->sample_graph[i]);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
     cudaFree(b->d_kv);
@@ -198,7 +205,7 @@ static int upload_matrix(KcudaTernary *t, uint8_t **cursor, const TernaryMatrix 
     for (int i = 0; i < n_parts; i++) {
         const TernaryMatrix *p = parts[i];
         if (kcuda_upload_i2s(*cursor, p->codes, p->n_out, k_pad, interleave ? i : row0, interleave ? 2 : 1))
-            return kc_err(err, "upload", -1);
+            return kc_err(err, "upload");
         t->gamma[i] = p->scale;
         row0 += p->n_out;
         if (!interleave && i < 2) t->seg_end[i] = row0;
@@ -229,9 +236,10 @@ static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
         const TernaryMatrix *om[1] = {&w->wo};
         const TernaryMatrix *dm[1] = {&w->w_down};
         const int act = b->cfg.ffn_act == FFN_SILU ? KCUDA_ACT_SILU : KCUDA_ACT_RELU2;
-        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, 0, err) || upload_matrix(&L->o, &cur, om, 1, 0, 0, err) ||
-            upload_matrix(&L->gu, &cur, gu, 2, 1, act, err) || upload_matrix(&L->down, &cur, dm, 1, 0, 0, err))
-            return -1;
+        if (upload_matrix(&L->qkv, &cur, qkv, 3, 0, 0, err)) return -1;
+        if (upload_matrix(&L->o, &cur, om, 1, 0, 0, err)) return -1;
+        if (upload_matrix(&L->gu, &cur, gu, 2, 1, act, err)) return -1;
+        if (upload_matrix(&L->down, &cur, dm, 1, 0, 0, err)) return -1;
     }
     return 0;
 }
@@ -324,7 +332,7 @@ static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, E
      * DMA may still be under way when it returns; b->st does not wait for that stream */
     if ((e = cudaDeviceSynchronize()) != cudaSuccess) return cuda_err(err, "uploading the lm_head", e);
     if (kcuda_quant_rows_i8(b->out_type, b->d_outw, b->vocab, b->dim, b->d_lm_q, b->d_lm_s, b->st))
-        return kc_err(err, "quantizing the lm_head", -1);
+        return kc_err(err, "quantizing the lm_head");
     if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "quantizing the lm_head", e);
     if (b->d_out_own) {
         cudaFree(b->d_out_own);
@@ -379,7 +387,7 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_err = carve(a, sizeof(int));
     b->d_count = carve(a, (size_t)b->cfg.n_heads * 4);
     b->d_sargs = carve(a, sample_args_bytes());
-    b->d_sout = carve(a, 2 * sizeof(int));
+    b->d_sout = carve(a, 3 * sizeof(int));
     b->sscratch_bytes = kcuda_sample_scratch(b->vocab);
     b->d_sscratch = carve(a, b->sscratch_bytes);
     b->p_x = carve(a, T * b->dim * 4);
@@ -422,6 +430,41 @@ static int alloc_host(CudaBackend *b, Err *err) {
     return 0;
 }
 
+/* Everything the backend holds on the device, in order; each step names itself in err. */
+static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *err) {
+    if (alloc_host(b, err)) return -1;
+    if (upload_ternary(b, m, err)) return -1;
+    if (upload_norms_rope(b, m, err)) return -1;
+    if (upload_embeddings(b, m, lm_head_int8, err)) return -1;
+    if (alloc_kv(b, err)) return -1;
+    return alloc_scratch(b, err);
+}
+
+/* The device sampler as a graph (sample_graph[greedy ? 0 : 1]): the arguments and penalty ids in
+ * from pinned memory (the whole list, a fixed 16 KiB, so the graph never changes), kcuda_sample
+ * on the logits, its result out. Launched after the decode graph (or prefill), it costs the
+ * host one launch while the GPU still decodes, and one wait. */
+static int capture_sampler(CudaBackend *b, int greedy, Err *err) {
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
+    int rc = 0;
+    if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's argument copy", e);
+    if (!rc && kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), greedy,
+                            b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st))
+        rc = kc_err(err, "capturing the sampler");
+    if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+                   cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's result copy", e);
+    e = cudaStreamEndCapture(b->st, &g);
+    if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
+    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[greedy ? 0 : 1], g, 0)) != cudaSuccess)
+        rc = cuda_err(err, "instantiating the sampler graph", e);
+    if (g) cudaGraphDestroy(g);
+    return rc;
+}
+
 static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     if (kcuda_device_count() <= 0) {
         err_set(err, "cuda: no CUDA device");
@@ -447,8 +490,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->kf = i2s_round_up_k(c->ffn_dim);
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
-    if (alloc_host(b, err) || upload_ternary(b, m, err) || upload_norms_rope(b, m, err) ||
-        upload_embeddings(b, m, o && o->lm_head_int8, err) || alloc_kv(b, err) || alloc_scratch(b, err)) {
+    if (upload_model(b, m, o && o->lm_head_int8, err) || capture_sampler(b, 0, err) || capture_sampler(b, 1, err)) {
         cuda_destroy(b);
         return NULL;
     }
@@ -471,38 +513,49 @@ enum {
     PDL_DOWN = KCUDA_PDL_LATE,
 };
 
-static int layer_err(Err *err, int l, const char *step) {
-    return err_set(err, "cuda: decode layer %d, %s: %s", l, step, kcuda_last_error());
+/* The launch option of a decode kernel: opt when the step is chained with PDL, else plain. */
+static int pdl_opt(int pdl, int opt) { return pdl ? opt : KCUDA_PDL_OFF; }
+
+static int layer_err(Err *err, const char *phase, int l, const char *step) {
+    return err_set(err, "cuda: %s layer %d, %s: %s", phase, l, step, kcuda_last_error());
+}
+
+/* One decode layer, five kernels: QKV (fused RMSNorm + int8), attention (RoPE, KV write, split
+ * over the context), O + residual, gate/up with act(g)*u, down + residual. pdl = 0 launches
+ * every kernel plainly; otherwise each lets its successor in where PDL_* says. */
+static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
+    const CudaLayer *L = &b->L[l];
+    const float eps = b->cfg.norm_eps;
+    int rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
+                             pdl_opt(pdl, PDL_QKV), b->st);
+    if (rc) return layer_err(err, "decode", l, "QKV projection");
+    if (b->wide_attn)
+        rc = kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st);
+    else
+        rc = kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
+                               pdl_opt(pdl, PDL_ATTN), b->st);
+    if (rc) return layer_err(err, "decode", l, "attention");
+    rc = kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
+                         pdl_opt(pdl, PDL_O), b->st);
+    if (rc) return layer_err(err, "decode", l, "output projection");
+    rc = kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu,
+                         pdl_opt(pdl, PDL_GATE_UP), b->st);
+    if (rc) return layer_err(err, "decode", l, "gate/up projection");
+    rc = kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
+                         pdl_opt(pdl, PDL_DOWN), b->st);
+    if (rc) return layer_err(err, "decode", l, "down projection");
+    return 0;
 }
 
 /* Enqueues one decode step: the token in d_io[0] and its position in d_io[1] (device memory) in,
- * the logits and the greedy pick (d_argmax) out. pdl = 0 launches every kernel plainly. */
+ * the logits and the greedy pick (d_argmax) out: embedding, the layers, the lm_head. */
 static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
-    const float eps = b->cfg.norm_eps;
-#define PDL(x) (pdl ? (x) : 0)
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, PDL(KCUDA_PDL_EARLY), b->st))
-        return kc_err(err, "decode: embedding", -1);
-    for (int l = 0; l < b->cfg.n_layers; l++) {
-        CudaLayer *L = &b->L[l];
-        if (kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
-                            PDL(PDL_QKV), b->st))
-            return layer_err(err, l, "QKV projection");
-        if (b->wide_attn ? kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st)
-                         : kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part,
-                                             b->d_count, PDL(PDL_ATTN), b->st))
-            return layer_err(err, l, "attention");
-        if (kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
-                            PDL(PDL_O), b->st))
-            return layer_err(err, l, "output projection");
-        if (kcuda_w2a8_gemv(&L->gu, b->d_x, b->dim, L->ffn_norm, eps, NULL, NULL, NULL, KCUDA_EP_GLU, b->d_gu,
-                            PDL(PDL_GATE_UP), b->st))
-            return layer_err(err, l, "gate/up projection");
-        if (kcuda_w2a8_gemv(&L->down, b->d_gu, b->ffn, L->ffn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
-                            PDL(PDL_DOWN), b->st))
-            return layer_err(err, l, "down projection");
-    }
-    if (lm_head(b, b->d_x, PDL(KCUDA_PDL_EARLY))) return kc_err(err, "decode: lm_head", -1);
-#undef PDL
+    const int early = pdl_opt(pdl, KCUDA_PDL_EARLY);
+    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, early, b->st))
+        return kc_err(err, "decode: embedding");
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        if (decode_layer(b, l, pdl, err)) return -1;
+    if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
     return 0;
 }
 
@@ -539,42 +592,59 @@ static int capture_graph(CudaBackend *b, Err *err) {
     return err_set(err, "cuda: capturing the decode graph failed");
 }
 
-static int prefill_err(Err *err, int l, const char *step) {
-    return err_set(err, "cuda: prefill layer %d, %s: %s", l, step, kcuda_last_error());
+/* Prefill launches plainly: chaining its ~10 kernels per layer with PDL made prefill 512
+ * slower on the H100 (8.75 vs 8.27 ms, bench 2026-11-23). */
+enum { PREFILL_PDL = KCUDA_PDL_OFF };
+
+/* One prefill projection over T rows: per-row RMSNorm (norm_w NULL: none) + int8 quantization of
+ * x [T][k_in] into the prefill scratch, then the GEMM into out (rows of ld_out). */
+static int prefill_linear(CudaBackend *b, const KcudaTernary *w, const float *x, int k_in, const float *norm_w, int T,
+                          KcudaEpilogue ep, float *out, int ld_out, int l, const char *step, Err *err) {
+    if (kcuda_rmsnorm_quant_prefill(x, T, k_in, k_in, w->k_pad, norm_w, b->cfg.norm_eps, b->p_q, b->p_s, b->p_qsum,
+                                    PREFILL_PDL, b->st))
+        return err_set(err, "cuda: prefill layer %d, %s, input norm + int8: %s", l, step, kcuda_last_error());
+    if (kcuda_w2a8_gemm(w, b->p_q, b->p_s, b->p_qsum, T, ep, out, ld_out, PREFILL_PDL, b->st))
+        return layer_err(err, "prefill", l, step);
+    return 0;
 }
 
+/* One prefill layer over T tokens at positions pos0..: the same five steps as decode_layer. */
+static int prefill_layer(CudaBackend *b, int l, int T, int pos0, Err *err) {
+    const CudaLayer *L = &b->L[l];
+    if (prefill_linear(b, &L->qkv, b->p_x, b->dim, L->attn_norm, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, l,
+                       "QKV projection", err))
+        return -1;
+    int rc;
+    if (b->wide_attn)
+        rc = kcuda_attn_prefill_wide(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st);
+    else
+        rc = kcuda_attn_prefill(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, PREFILL_PDL, b->st);
+    if (rc) return layer_err(err, "prefill", l, "attention");
+    if (prefill_linear(b, &L->o, b->p_att, b->q_dim, L->attn_sub_norm, T, KCUDA_EP_RESID, b->p_x, b->dim, l,
+                       "output projection", err))
+        return -1;
+    if (prefill_linear(b, &L->gu, b->p_x, b->dim, L->ffn_norm, T, KCUDA_EP_GLU, b->p_gu, b->ffn, l,
+                       "gate/up projection", err))
+        return -1;
+    if (prefill_linear(b, &L->down, b->p_gu, b->ffn, L->ffn_sub_norm, T, KCUDA_EP_RESID, b->p_x, b->dim, l,
+                       "down projection", err))
+        return -1;
+    return 0;
+}
+
+/* T <= PREFILL_MAX tokens at positions pos0..: embedding, the layers, then the lm_head on the
+ * last token (when `last`) or on every token (all_logits, copied out per token). */
 static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0, float *all_logits, int last,
                          Err *err) {
-    const float eps = b->cfg.norm_eps;
-    /* Prefill launches plainly: chaining its ~10 kernels per layer with PDL made prefill 512
-     * slower on the H100 (8.75 vs 8.27 ms, bench 2026-11-23). */
-    const int pdl = 0;
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
     if (e != cudaSuccess) return cuda_err(err, "copying tokens", e);
-    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, 0, b->st))
-        return kc_err(err, "prefill: embedding", -1);
-    for (int l = 0; l < b->cfg.n_layers; l++) {
-        CudaLayer *L = &b->L[l];
-        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->attn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->qkv, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_F32, b->p_qkv, b->qkv_dim, pdl, b->st))
-            return prefill_err(err, l, "QKV projection");
-        if (b->wide_attn ? kcuda_attn_prefill_wide(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, b->st)
-                         : kcuda_attn_prefill_ex(&b->ash, b->p_qkv, b->qkv_dim, T, pos0, L->kc, L->vc, b->p_att, pdl,
-                                                 b->st))
-            return prefill_err(err, l, "attention");
-        if (kcuda_rmsnorm_quant_prefill(b->p_att, T, b->q_dim, b->q_dim, b->ko, L->attn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->o, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
-            return prefill_err(err, l, "output projection");
-        if (kcuda_rmsnorm_quant_prefill(b->p_x, T, b->dim, b->dim, b->kd, L->ffn_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->gu, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_GLU, b->p_gu, b->ffn, pdl, b->st))
-            return prefill_err(err, l, "gate/up projection");
-        if (kcuda_rmsnorm_quant_prefill(b->p_gu, T, b->ffn, b->ffn, b->kf, L->ffn_sub_norm, eps, b->p_q, b->p_s, b->p_qsum, pdl, b->st) ||
-            kcuda_w2a8_gemm_ex(&L->down, b->p_q, b->p_s, b->p_qsum, T, KCUDA_EP_RESID, b->p_x, b->dim, pdl, b->st))
-            return prefill_err(err, l, "down projection");
-    }
+    if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->p_tok, T, b->p_x, b->d_err, PREFILL_PDL, b->st))
+        return kc_err(err, "prefill: embedding");
+    for (int l = 0; l < b->cfg.n_layers; l++)
+        if (prefill_layer(b, l, T, pos0, err)) return -1;
     for (int t = all_logits ? 0 : T - 1; t < T; t++) {
         if (!all_logits && !last) break;
-        if (lm_head(b, b->p_x + (size_t)t * b->dim, 0)) return kc_err(err, "lm_head", -1);
+        if (lm_head(b, b->p_x + (size_t)t * b->dim, PREFILL_PDL)) return kc_err(err, "prefill: lm_head");
         if (all_logits) {
             e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
                                 cudaMemcpyDeviceToHost, b->st);
@@ -655,31 +725,36 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) 
 }
 
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
- * else: the device sampler (kcuda_sample) after the logits, with the host sampler's penalty ids
- * and next uniform, so it draws what sampler_sample() would from the same logits. */
+ * else: the sampler graph after the logits, with the host sampler's penalty ids and next uniform,
+ * so it draws what sampler_sample() would from the same logits; kcuda_sample_sorted where
+ * kcuda_sample declines. */
 static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     CudaBackend *b = vb;
     const SamplerParams *p = s ? sampler_params(s) : NULL;
+    KcudaSampleArgs *a = b->h_sargs; /* not read by any work in flight: the last sampler graph was waited for */
+    const int np = p ? cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) : 0;
+    if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
     cudaError_t e;
-    if (!p || (!(p->temperature > 0.0f) && p->repeat_penalty == 1.0f)) {
+    const int greedy = !p || !(p->temperature > 0.0f);
+    if (greedy && np == 0) {
         if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "greedy sample", e);
         b->inflight = 0;
         *tok = b->h_pin[2];
         return 1;
     }
-    KcudaSampleArgs *a = b->h_sargs;
-    const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN);
-    if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
-    if ((e = cudaMemcpyAsync(b->d_sargs, a, sizeof *a + (size_t)np * sizeof(int32_t), cudaMemcpyHostToDevice, b->st)) !=
-        cudaSuccess)
-        return cuda_err(err, "sample: copying the sampler settings", e);
-    if (kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
-                     b->sscratch_bytes, b->d_sout, b->st))
-        return kc_err(err, "sample", -1);
-    if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 2 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
+    if ((e = cudaGraphLaunch(b->sample_graph[greedy ? 0 : 1], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
+    if (b->h_pin[5]) { /* declined: the sort takes every setting (the arguments are on the device) */
+        if (kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
+                                b->sscratch_bytes, b->d_sout, b->st))
+            return kc_err(err, "sample (sorted)");
+        if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+                cudaSuccess ||
+            (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
+            return cuda_err(err, "sample (sorted)", e);
+    }
     if (b->h_pin[4]) sampler_skip_uniform(s);
     *tok = b->h_pin[3];
     return 1;

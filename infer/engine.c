@@ -44,7 +44,10 @@
 
 enum {
     ENGINE_RING = 256,       /* events in the ring */
-    PREFILL_CHUNK = 512,     /* prompt tokens per infer_eval call (cancel is checked between) */
+    /* Prompt tokens per infer_eval call: a cancel is seen between calls. Not a backend's batch:
+     * each backend splits a call into batches its buffers hold (CUDA PREFILL_MAX, CPU
+     * max_batch), so the two numbers need not agree. */
+    PREFILL_CHUNK = 512,
     STATS_EVERY_MS = 250,
 };
 

@@ -57,8 +57,21 @@ SamplerParams sampler_params_default(void) {
         .repeat_last_n = 64,
         .seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec,
         .max_tokens = 1024,
+        .set = SAMPLER_SET_ALL,
     };
     return p;
+}
+
+void sampler_params_merge(SamplerParams *dst, const SamplerParams *src) {
+    const unsigned m = src->set;
+    if (m & SAMPLER_SET_TEMPERATURE) dst->temperature = src->temperature;
+    if (m & SAMPLER_SET_TOP_K) dst->top_k = src->top_k;
+    if (m & SAMPLER_SET_TOP_P) dst->top_p = src->top_p;
+    if (m & SAMPLER_SET_MIN_P) dst->min_p = src->min_p;
+    if (m & SAMPLER_SET_REPEAT_PENALTY) dst->repeat_penalty = src->repeat_penalty;
+    if (m & SAMPLER_SET_SEED) dst->seed = src->seed;
+    if (m & SAMPLER_SET_MAX_TOKENS) dst->max_tokens = src->max_tokens;
+    dst->set |= m & SAMPLER_SET_ALL;
 }
 
 /* ---- RNG: splitmix64 to expand the seed, xoshiro256** to draw ------------------------------- */

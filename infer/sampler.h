@@ -5,20 +5,7 @@
 
 #include <stdint.h>
 
-typedef struct {
-    float temperature;     /* 0 = greedy */
-    int top_k;             /* 0 = off */
-    float top_p;           /* 1 = off */
-    float min_p;           /* 0 = off */
-    float repeat_penalty;  /* 1 = off */
-    int repeat_last_n;     /* window for the penalty */
-    uint64_t seed;
-    int max_tokens;        /* reply length limit */
-} SamplerParams;
-
-/* Defaults: temperature 0.7, top_k 40, top_p 0.95, min_p 0.05, repeat_penalty 1.1 over 64,
- * seed from the clock, max_tokens 1024. */
-SamplerParams sampler_params_default(void);
+#include "infer/sampler_params.h"
 
 typedef struct Sampler Sampler;
 Sampler *sampler_create(const SamplerParams *p, int n_vocab);

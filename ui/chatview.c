@@ -76,7 +76,7 @@ static int tail_rows(const ChatView *v, const AppMessage *m) {
     int r = 1;
     if (m->kind == MSG_ASSISTANT && !m->streaming) {
         r++;
-        if (v->detailed && m->has_sampling) r++;
+        if (v->detailed && m->sampling.set) r++;
     }
     return r;
 }
@@ -156,7 +156,7 @@ static void head_text(const AppMessage *m, char *label, size_t lcap, char *meta,
 /* The figures under a finished reply (row 0) and, in the detailed view, its settings. */
 static void tail_text(const AppMessage *m, int row, char *out, size_t cap) {
     if (row == 1) {
-        const AppSampling *s = &m->sampling;
+        const SamplerParams *s = &m->sampling;
         snprintf(out, cap, "T %.2f · top-p %.2f · top-k %d · min-p %.2f · repeat %.2f · seed %lld%s%s",
                  s->temperature, s->top_p, s->top_k, s->min_p, s->repeat_penalty,
                  (long long)s->seed, m->backend[0] ? " · " : "", m->backend);

@@ -45,8 +45,6 @@ enum {
     INBUF = 16384,
 };
 
-enum { D_CHAT = 1, D_STATUS = 2, D_INPUT = 4, D_ALL = 8 };
-
 typedef struct {
     App *app;
     ChatView *view;
@@ -54,7 +52,8 @@ typedef struct {
     bool browse_only;        /* started as --browse: closing the browser quits */
     WINDOW *chat_w, *status_w, *input_w;
     int rows, cols, input_rows;
-    unsigned dirty;
+    bool dirty;              /* a frame is due: draw() repaints every window, and curses sends
+                              * the terminal only the cells that changed, so one flag is enough */
     int64_t last_draw;
     int64_t last_drain;      /* when engine events were last taken */
     bool engine_waiting;     /* the engine fd was readable; taken at the next frame */
@@ -82,7 +81,7 @@ static int64_t mono_ms(void) {
 static void show_hint(Ui *u, const char *text) {
     snprintf(u->hint, sizeof u->hint, "%s", text);
     u->hint_shown_at = mono_ms();
-    u->dirty |= D_CHAT;
+    u->dirty = true;
 }
 
 /* ---- layout and drawing ------------------------------------------------------------------ */
@@ -109,7 +108,7 @@ static void layout(Ui *u) {
     u->rows = rows;
     u->cols = cols;
     u->input_rows = want;
-    u->dirty |= D_ALL;
+    u->dirty = true;
     if (too_small(u)) return;
     int chat_rows = rows - 1 - want;
     u->chat_w = newwin(chat_rows, cols, 0, 0);
@@ -163,7 +162,7 @@ static void draw(Ui *u) {
     if (too_small(u)) {
         draw_too_small(u);
         doupdate();
-        u->dirty = 0;
+        u->dirty = false;
         return;
     }
     if (u->browser) {
@@ -174,7 +173,7 @@ static void draw(Ui *u) {
             delwin(full);
         }
         doupdate();
-        u->dirty = 0;
+        u->dirty = false;
         return;
     }
     AppStatus st;
@@ -187,16 +186,15 @@ static void draw(Ui *u) {
     wnoutrefresh(u->status_w);
     wnoutrefresh(u->input_w); /* last: the terminal cursor stays in the input line */
     doupdate();
-    u->dirty = 0;
+    u->dirty = false;
 }
 
 /* ---- reactions --------------------------------------------------------------------------- */
 
 static void apply(Ui *u, int react) {
-    if (react & REACT_CHAT) u->dirty |= D_CHAT;
-    if (react & REACT_STATUS) u->dirty |= D_STATUS;
+    if (react & (REACT_CHAT | REACT_STATUS)) u->dirty = true;
     if (react & REACT_REDRAW) {
-        u->dirty |= D_ALL;
+        u->dirty = true;
         chatview_end(u->view);
     }
     if (react & REACT_QUIT) u->quit = true;
@@ -204,7 +202,7 @@ static void apply(Ui *u, int react) {
     if (react & REACT_BROWSER) {
         browser_free(u->browser);
         u->browser = browser_open(u->app, app_browser_query(u->app));
-        u->dirty |= D_ALL;
+        u->dirty = true;
     }
     unsigned serial;
     const char *h = app_hint(u->app, &serial);
@@ -238,7 +236,7 @@ static void submit_lines(Ui *u) {
     else if (!(react & REACT_BROWSER)) chatview_end(u->view); /* sending jumps to the bottom */
     free(line);
     apply(u, react | REACT_CHAT);
-    u->dirty |= D_INPUT;
+    u->dirty = true;
 }
 
 /* ---- keys -------------------------------------------------------------------------------- */
@@ -263,7 +261,7 @@ static void browser_result(Ui *u, BrowserResult r) {
         apply(u, REACT_REDRAW | REACT_CHAT | REACT_STATUS);
         break;
     }
-    u->dirty |= D_ALL;
+    u->dirty = true;
 }
 
 static bool reply_just_ended(const Ui *u) {
@@ -274,7 +272,7 @@ static void chat_key(Ui *u, const Key *k) {
     /* Any key clears a hint that has been readable for a while. */
     if (u->hint[0] && mono_ms() - u->hint_shown_at > HINT_MIN_MS) {
         u->hint[0] = 0;
-        u->dirty |= D_CHAT;
+        u->dirty = true;
     }
     switch (k->type) {
     case K_CTRL_C:
@@ -286,24 +284,24 @@ static void chat_key(Ui *u, const Key *k) {
         if (app_busy(u->app)) apply(u, app_cancel(u->app));
         else if (!reply_just_ended(u)) input_escape(); /* else it was meant for the reply */
         break;
-    case K_PGUP: chatview_page(u->view, -1); u->dirty |= D_CHAT; break;
-    case K_PGDN: chatview_page(u->view, 1); u->dirty |= D_CHAT; break;
-    case K_WHEEL_UP: chatview_scroll(u->view, -3); u->dirty |= D_CHAT; break;
-    case K_WHEEL_DOWN: chatview_scroll(u->view, 3); u->dirty |= D_CHAT; break;
+    case K_PGUP: chatview_page(u->view, -1); u->dirty = true; break;
+    case K_PGDN: chatview_page(u->view, 1); u->dirty = true; break;
+    case K_WHEEL_UP: chatview_scroll(u->view, -3); u->dirty = true; break;
+    case K_WHEEL_DOWN: chatview_scroll(u->view, 3); u->dirty = true; break;
     case K_MOUSE_OTHER: break;
     case K_HOME:
     case K_END:
         if (input_is_empty()) {
             if (k->type == K_HOME) chatview_home(u->view);
             else chatview_end(u->view);
-            u->dirty |= D_CHAT;
+            u->dirty = true;
         } else {
             input_feed(k->bytes, k->len);
         }
         break;
     case K_CTRL_L:
         clearok(curscr, TRUE);
-        u->dirty |= D_ALL;
+        u->dirty = true;
         break;
     case K_BACKSPACE:
         if (!input_delete_cluster_before()) input_feed(k->bytes, k->len);
@@ -318,7 +316,7 @@ static void chat_key(Ui *u, const Key *k) {
         submit_lines(u);
         break;
     }
-    u->dirty |= D_INPUT;
+    u->dirty = true;
 }
 
 static void paste_append(Ui *u, const char *s, size_t n) {
@@ -339,7 +337,7 @@ static void paste_done(Ui *u) {
     else input_insert(u->paste, u->paste_len);
     u->paste_len = 0;
     u->in_paste = false;
-    u->dirty |= D_INPUT;
+    u->dirty = true;
 }
 
 /* Splits the bytes read so far into keys; with at_end, an unfinished escape is resolved. */
@@ -395,12 +393,12 @@ static void process_input(Ui *u, bool at_end) {
         if (k.type == K_CTRL_Z) {
             /* Suspends from the chat and from the browser alike. */
             screen_suspend();
-            u->dirty |= D_ALL;
+            u->dirty = true;
             continue;
         }
         if (u->browser) {
             browser_result(u, browser_key(u->browser, &k));
-            u->dirty |= D_ALL;
+            u->dirty = true;
         } else {
             chat_key(u, &k);
         }
@@ -460,7 +458,7 @@ static int run(const AppConfig *cfg, bool browse) {
     free(hist);
     u.inlen = screen_take_typeahead(u.inbuf, sizeof u.inbuf);
     if (browse) u.browser = browser_open(app, "");
-    u.dirty = D_ALL;
+    u.dirty = true;
     apply(&u, REACT_CHAT | REACT_STATUS);
 
     int quit_signal = 0;
@@ -501,14 +499,14 @@ static int run(const AppConfig *cfg, bool browse) {
         }
         if (sig.resize) {
             screen_apply_resize();
-            u.dirty |= D_ALL;
+            u.dirty = true;
         }
         if (sig.stop) {
             screen_suspend();
-            u.dirty |= D_ALL;
+            u.dirty = true;
         } else if (sig.cont) {
             screen_resume();
-            u.dirty |= D_ALL;
+            u.dirty = true;
         }
         if (sig.intr) {
             Key k = {K_CTRL_C, "\x03", 1};
@@ -537,7 +535,7 @@ static int run(const AppConfig *cfg, bool browse) {
 
         char matches[512];
         if (input_take_matches(matches, sizeof matches)) show_hint(&u, matches);
-        if (input_take_dirty()) u.dirty |= D_INPUT;
+        if (input_take_dirty()) u.dirty = true;
         now = mono_ms();
         if (u.dirty && now - u.last_draw >= FRAME_MS) {
             draw(&u);

@@ -1,9 +1,10 @@
 // Kernel benchmarks for `bitnet-chat bench`: copy bandwidth, W2A8 GEMV vs cuBLAS bf16 GEMV,
-// the four GEMVs of one 2B layer. Method: weights in rotating buffers (> 256 MB in all, over
+// the four GEMVs of one 2B layer, the f16 and the int8 lm_head. Method: weights in rotating buffers (> 256 MB in all, over
 // 5x the 50 MB L2) so every launch reads them from HBM; L launches captured in one CUDA graph;
 // 3 warm-up replays, then the median replay time / L.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <dlfcn.h>
 #include <stdio.h>
 
@@ -289,8 +290,10 @@ extern "C" int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick) {
     return rc;
 }
 
-static int bench_layer(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, int pdl_from, double *us,
-                       double *us_pdl) {
+// The four GEMVs of one 2B layer as decode runs them (f32 input with the norm prologue: QKV, O +
+// residual, gate/up with act(g)*u, down + residual), layers in rotating buffers, in a graph:
+// microseconds per layer without and with programmatic dependent launch (all triggers early).
+extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl) {
     cudaStream_t st;
     KCUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     const int kd = i2s_round_up_k(dim), kf = i2s_round_up_k(ffn);
@@ -319,22 +322,7 @@ static int bench_layer(int dim, int ffn, int n_kv_dim, size_t lookahead, int lat
     KCUDA_TRY(cudaMemcpy(att.p, hx.data(), (size_t)nq * 4, cudaMemcpyHostToDevice));
     KCUDA_TRY(cudaMemcpy(y.p, hx.data(), (size_t)kd * 4, cudaMemcpyHostToDevice));
     const float *nw = (const float *)x.p;  // any positive-ish weights will do for timing
-    // The stream of R layers is one buffer; with a lookahead, each GEMV prefetches the bytes
-    // [end of the previous GEMV + lookahead, its own end + lookahead) of it, wrapping around.
-    const size_t S = layer * R;
-    const size_t ends[4] = {b_qkv, b_qkv + b_o, b_qkv + b_o + b_gu, layer};
-    auto prefetch = [&](int i, int j) {
-        if (!lookahead) return;
-        const size_t g = layer * (size_t)(i % R);
-        size_t a = (g + (j ? ends[j - 1] : 0) + lookahead) % S;
-        size_t n = ends[j] - (j ? ends[j - 1] : 0);
-        const uint8_t *base = (const uint8_t *)w.p;
-        if (a + n <= S) kcuda_set_l2_prefetch(base + a, n, nullptr, 0);
-        else kcuda_set_l2_prefetch(base + a, S - a, base, a + n - S);
-    };
-    const int saved_late = kcuda_gemv_late_now();
-    if (pdl_from == 1) kcuda_set_gemv_late_trigger(late);  // the prefetch variant sets it
-    for (int pdl = pdl_from; pdl < 2 && !rc; pdl++) {
+    for (int pdl = 0; pdl < 2 && !rc; pdl++) {
         double t = 0;
         rc = time_graph(st, 3 * R, 11, [&](int i) {
             const uint8_t *base = (const uint8_t *)w.p + layer * (i % R);
@@ -345,41 +333,107 @@ static int bench_layer(int dim, int ffn, int n_kv_dim, size_t lookahead, int lat
             m.k_pad = kd;
             m.seg_end[0] = dim;
             m.seg_end[1] = dim + n_kv_dim;
-            prefetch(i, 0);
             int r = kcuda_w2a8_gemv(&m, (const float *)y.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_F32, att.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv;
             m.n_out = dim;
             m.seg_end[0] = m.seg_end[1] = dim;
-            prefetch(i, 1);
             r = kcuda_w2a8_gemv(&m, (const float *)att.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_RESID, y.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv + b_o;
             m.n_out = 2 * ffn;
             m.glu = 1;
-            prefetch(i, 2);
             r = kcuda_w2a8_gemv(&m, (const float *)y.p, dim, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_GLU, gu.p, pdl, st);
             if (r) return r;
             m.d_codes = base + b_qkv + b_o + b_gu;
             m.n_out = dim;
             m.k_pad = kf;
             m.glu = 0;
-            prefetch(i, 3);
             return kcuda_w2a8_gemv(&m, (const float *)gu.p, ffn, nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_RESID, y.p, pdl, st);
         }, &t);
         if (pdl) *us_pdl = t;
         else *us = t;
     }
-    kcuda_set_gemv_late_trigger(saved_late);
     cudaStreamDestroy(st);
     return rc;
 }
 
-extern "C" int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl) {
-    return bench_layer(dim, ffn, n_kv_dim, 0, 0, 0, us, us_pdl);
-}
+// ---- benchmark of the two lm_heads (bitnet-chat bench) -----------------------------------------
 
-extern "C" int kcuda_bench_layer_pf(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, double *us) {
-    double unused = 0;
-    return bench_layer(dim, ffn, n_kv_dim, lookahead, late, 1, &unused, us);
+namespace {
+__global__ void fill_f16_kernel(__half *w, size_t n, unsigned seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned h = (unsigned)i * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+        w[i] = __float2half(((float)(h & 0xffff) / 65536.0f - 0.5f) * 0.1f);
+    }
+}
+}  // namespace
+
+// Median time per launch (norm + GEMV + argmax, no PDL) of the f16 and the int8 lm_head at
+// n x k, random weights; the matrices (n*k*3 bytes) are far larger than L2, so each launch
+// streams its weights from HBM.
+extern "C" int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax) {
+    if (n <= 0 || k <= 0 || k % 16 || reps < 1 || reps > 101)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_bench_lm_head: bad shape %d x %d or reps %d", n, k, reps);
+    __half *w = NULL;
+    int8_t *q = NULL;
+    float *s = NULL, *x = NULL, *nw = NULL, *logits = NULL;
+    int *best = NULL, *am = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    int rc = KCUDA_OK;
+    float ms[2][101];
+    const size_t nk = (size_t)n * k;
+    const int scr = kcuda_lm_head_scratch(n);
+    if (cudaMalloc(&w, nk * 2) != cudaSuccess || cudaMalloc(&q, nk) != cudaSuccess ||
+        cudaMalloc(&s, (size_t)n * 4) != cudaSuccess || cudaMalloc(&x, (size_t)k * 8) != cudaSuccess ||
+        cudaMalloc(&logits, (size_t)n * 4) != cudaSuccess || cudaMalloc(&best, (size_t)scr * 4) != cudaSuccess ||
+        cudaMalloc(&am, 8) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
+        rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of device memory");
+        goto done;
+    }
+    nw = x + k;
+    fill_f16_kernel<<<1024, 256>>>(w, nk, 12345u);
+    {
+        // x and the norm weights: simple finite values
+        float *h = (float *)malloc((size_t)k * 8);
+        if (!h) {
+            rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of memory");
+            goto done;
+        }
+        for (int i = 0; i < k; i++) h[i] = (float)((i * 37) % 101) / 50.0f - 1.0f, h[k + i] = 1.0f + (float)(i % 7) / 10.0f;
+        cudaMemcpy(x, h, (size_t)k * 8, cudaMemcpyHostToDevice);
+        free(h);
+    }
+    if ((rc = kcuda_quant_rows_i8(KCUDA_F16, w, n, k, q, s, NULL))) goto done;
+    for (int v = 0; v < 2 && !rc; v++) {
+        int am_v[2];
+        for (int r = -2; r < reps && !rc; r++) {  // two warm-up launches
+            cudaEventRecord(e0, NULL);
+            rc = v == 0 ? kcuda_lm_head(KCUDA_F16, w, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL)
+                        : kcuda_lm_head_i8(q, s, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL);
+            cudaEventRecord(e1, NULL);
+            if (cudaEventSynchronize(e1) != cudaSuccess) rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: launch failed");
+            if (r >= 0) cudaEventElapsedTime(&ms[v][r], e0, e1);
+        }
+        cudaMemcpy(&am_v[0], am, 4, cudaMemcpyDeviceToHost);
+        if (v == 0) *same_argmax = am_v[0];
+        else *same_argmax = *same_argmax == am_v[0];
+    }
+    if (!rc) {
+        for (int v = 0; v < 2; v++)  // insertion sort, then the median
+            for (int i = 1; i < reps; i++)
+                for (int j = i; j > 0 && ms[v][j] < ms[v][j - 1]; j--) {
+                    const float t = ms[v][j];
+                    ms[v][j] = ms[v][j - 1];
+                    ms[v][j - 1] = t;
+                }
+        *us_f16 = ms[0][reps / 2] * 1e3;
+        *us_i8 = ms[1][reps / 2] * 1e3;
+    }
+done:
+    cudaFree(w), cudaFree(q), cudaFree(s), cudaFree(x), cudaFree(logits), cudaFree(best), cudaFree(am);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return rc;
 }

@@ -9,6 +9,13 @@
 // Records the message of the last failure (thread-local) and returns code.
 int kcuda_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Streaming multiprocessors of the current device; 0 when it cannot be asked.
+int kcuda_sm_count();
+
+// KCUDA_OK, or the error (with a message naming fn) for a ternary matrix a GEMV / GEMM cannot take
+// with epilogue ep (NULL, shape, alignment, gate/up layout, activation, epilogue).
+int kcuda_check_ternary(const KcudaTernary *w, KcudaEpilogue ep, const char *fn);
+
 // KCUDA_OK, or the error (with a message naming fn) for a shape no attention kernel supports.
 int kcuda_attn_check_shape(const KcudaAttnShape *a, const char *fn);
 
@@ -69,7 +76,7 @@ __device__ __forceinline__ void pdl_wait() {
 // PDL wait, and that later kernel then reads them from L2. `cp.async.bulk.prefetch.L2` (sm_90)
 // is fire-and-forget: no registers, no shared memory, no completion to wait for. Two byte ranges
 // (the weight stream can end in one buffer and go on in another, e.g. the lm_head), both
-// 16-byte aligned with sizes a multiple of 16 (kcuda_set_l2_prefetch rounds them).
+// 16-byte aligned with sizes a multiple of 16.
 struct L2Pf {
     const char *p0, *p1;
     unsigned long long n0, n1;
@@ -77,11 +84,11 @@ struct L2Pf {
 };
 enum { L2PF_CHUNK = 16384 };  // bytes per prefetch instruction
 
-// The range set by kcuda_set_l2_prefetch for the next decode launch on this thread (then
-// cleared), or an empty range.
-L2Pf kcuda_take_prefetch();
-// The GEMV late-trigger setting now (so a benchmark can restore it).
-int kcuda_gemv_late_now();
+// What attention.cu's launcher still asks for before its lab switches go (kernels/dev holds
+// the lab now): always no prefetch, no timeline, no trigger override.
+static inline L2Pf kcuda_take_prefetch() { return L2Pf{}; }
+static inline unsigned long long *kcuda_take_trace() { return nullptr; }
+static inline int kcuda_take_trigger() { return -1; }
 
 __device__ __forceinline__ void l2_prefetch_bulk(const void *p, unsigned bytes) {
 #if __CUDA_ARCH__ >= 900
@@ -117,14 +124,10 @@ __device__ __forceinline__ void l2_prefetch_share(const L2Pf &pf, unsigned blk, 
 }
 
 // ---- decode timeline (lab) ---------------------------------------------------------------------
-// When armed (kcuda_set_trace), thread 0 of every block of the next decode launch records
+// When given slots, thread 0 of every block of a decode launch records
 // %globaltimer (ns) into t[0..3] with atomicMin: its entry, the release of its PDL wait, the
 // complement of the time its block's work is done (so the minimum is the latest end), and the
 // complement of its entry (the last block's entry). Initialise the slots to all ones.
-unsigned long long *kcuda_take_trace();
-// The trigger placement armed for the next decode launch by kcuda_set_next_trigger (then
-// cleared): 0 early, 1 late, -1 none (the kernel's own setting).
-int kcuda_take_trigger();
 __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
     if (t && threadIdx.x == 0) {
         unsigned long long now;
@@ -132,6 +135,15 @@ __device__ __forceinline__ void trace_mark(unsigned long long *t, int i) {
         atomicMin(t + i, i == 2 ? ~now : now);
         if (i == 0) atomicMin(t + 3, ~now);  // the last block's entry
     }
+}
+
+// A 16-byte load of weights read once: through the non-coherent path, not kept in L1.
+__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
 }
 
 // The gated FFN's m = act(g) * u for the GLU epilogues (KcudaTernary.act), with the roundings

@@ -18,8 +18,6 @@ struct LmParams {
     const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
     int *best;
     int *argmax;
-    L2Pf pf;  // weights of later launches to prefetch into L2 (decode), may be empty
-    unsigned long long *trace;  // decode timeline slots (lab), or NULL
 };
 
 template <typename T> struct Conv;
@@ -80,14 +78,6 @@ template <> struct Conv<float> {
     enum { EPC = 4 };
 };
 
-__device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
 __device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
     return v > bv || (v == bv && i < bi);
 }
@@ -129,12 +119,9 @@ __global__ void __launch_bounds__(LM_THREADS, R > 1 ? 2 : 1) lm_head_kernel1(LmP
         }
     };
     uint4 wv[MAXL];
-    trace_mark(p.trace, 0);
     issue_into(wv, grp, 0);
-    l2_prefetch_share(p.pf, blockIdx.x, gridDim.x);
     pdl_trigger();
     pdl_wait();
-    trace_mark(p.trace, 1);
 
     float inv = 1.0f;
     if (p.norm_w) {
@@ -206,7 +193,6 @@ __global__ void __launch_bounds__(LM_THREADS, R > 1 ? 2 : 1) lm_head_kernel1(LmP
             finish(acc, row);
         }
     }
-    trace_mark(p.trace, 2);
     if (!p.best) return;
     if (lane == 0) {
         bv_sh[warp] = best_v;
@@ -268,12 +254,9 @@ __global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
-                                                    float *x, int *err, L2Pf pf, unsigned long long *trace) {
-    trace_mark(trace, 0);
-    l2_prefetch_share(pf, blockIdx.x, gridDim.x);  // decode: the first layers' weights
+                                                    float *x, int *err) {
     pdl_trigger();
     pdl_wait();
-    trace_mark(trace, 1);
     const int t = blockIdx.x;
     const int id = tok[t];
     const bool ok = id >= 0 && id < vocab;
@@ -288,23 +271,30 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
         }
         x[(size_t)t * dim + i] = v;
     }
-    trace_mark(trace, 2);
+}
+
+// The persistent grid of one lm_head kernel: as many blocks as fit on the SMs at once (with
+// the shared memory of the first call's k); 0 when the device cannot be asked.
+template <typename T, int MAXL, int R>
+int lm_grid(size_t smem) {
+    int per_sm = 0;
+    const int sms = kcuda_sm_count();
+    if (!sms ||
+        cudaFuncSetAttribute(lm_head_kernel1<T, MAXL, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL, R>, LM_THREADS,
+                                                      64 * 1024 > smem ? smem : 64 * 1024) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return sms * (per_sm < 1 ? 1 : per_sm);
 }
 
 template <typename T, int MAXL, int R>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
-    static int grid = 0;
     const size_t smem = (size_t)lp.k * sizeof(float);
-    if (!grid) {
-        int per_sm = 0, dev = 0;
-        cudaDeviceProp prop;
-        KCUDA_TRY(cudaGetDevice(&dev));
-        KCUDA_TRY(cudaGetDeviceProperties(&prop, dev));
-        KCUDA_TRY(cudaFuncSetAttribute(lm_head_kernel1<T, MAXL, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
-        KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL, R>, LM_THREADS, 64 * 1024 > smem ? smem : 64 * 1024));
-        if (per_sm < 1) per_sm = 1;
-        grid = prop.multiProcessorCount * per_sm;
-    }
+    static const int grid = lm_grid<T, MAXL, R>(smem);  // once per kernel (thread-safe static initialization)
+    if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = ((lp.n + R - 1) / R + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
@@ -328,21 +318,12 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     return lm_launch<T, 12, 1>(lp, stream, pdl, nb);
 }
 
-int g_sms = 0;
-
 }  // namespace
 
 extern "C" int kcuda_lm_head_scratch(int n) {
-    if (!g_sms) {
-        int dev = 0;
-        cudaDeviceProp prop;
-        if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
-            g_sms = 256;
-        else
-            g_sms = prop.multiProcessorCount;
-    }
+    const int sms = kcuda_sm_count();
     (void)n;
-    return 2 * 64 * g_sms;  // at most 64 resident blocks per SM
+    return 2 * 64 * (sms ? sms : 256);  // at most 64 resident blocks per SM
 }
 
 // Shared by the float and int8 heads: type KCUDA_F32/F16/BF16 with row_scale NULL, or int8
@@ -358,7 +339,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", fn, n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, kcuda_take_prefetch(), kcuda_take_trace()};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax};
     int nb = 0, rc;
     if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
@@ -429,92 +410,10 @@ extern "C" int kcuda_embed(KcudaDtype type, const void *d_e, int vocab, int dim,
     if (!d_e || !d_tok || !d_x) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: NULL pointer");
     if (vocab <= 0 || dim <= 0 || T <= 0)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_embed: vocab %d, dim %d, T %d", vocab, dim, T);
-    const L2Pf pf = kcuda_take_prefetch();
-    unsigned long long *tr = kcuda_take_trace();
     switch (type) {
-    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
-    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
-    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err, pf, tr);
+    case KCUDA_F16: return kcuda_launch(embed_kernel<__half>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __half *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_BF16: return kcuda_launch(embed_kernel<__nv_bfloat16>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const __nv_bfloat16 *)d_e, vocab, dim, d_tok, d_x, d_err);
+    case KCUDA_F32: return kcuda_launch(embed_kernel<float>, dim3((unsigned)T), dim3(256), 0, stream, pdl, (const float *)d_e, vocab, dim, d_tok, d_x, d_err);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_embed: bad dtype %d", (int)type);
     }
-}
-
-// ---- benchmark of the two lm_heads (bitnet-chat bench) -----------------------------------------
-
-namespace {
-__global__ void fill_f16_kernel(__half *w, size_t n, unsigned seed) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        unsigned h = (unsigned)i * 2654435761u ^ seed;
-        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-        w[i] = __float2half(((float)(h & 0xffff) / 65536.0f - 0.5f) * 0.1f);
-    }
-}
-}  // namespace
-
-// Median time per launch (norm + GEMV + argmax, no PDL) of the f16 and the int8 lm_head at
-// n x k, random weights; the matrices (n*k*3 bytes) are far larger than L2, so each launch
-// streams its weights from HBM.
-extern "C" int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax) {
-    if (n <= 0 || k <= 0 || k % 16 || reps < 1 || reps > 101)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_bench_lm_head: bad shape %d x %d or reps %d", n, k, reps);
-    __half *w = NULL;
-    int8_t *q = NULL;
-    float *s = NULL, *x = NULL, *nw = NULL, *logits = NULL;
-    int *best = NULL, *am = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int rc = KCUDA_OK;
-    float ms[2][101];
-    const size_t nk = (size_t)n * k;
-    const int scr = kcuda_lm_head_scratch(n);
-    if (cudaMalloc(&w, nk * 2) != cudaSuccess || cudaMalloc(&q, nk) != cudaSuccess ||
-        cudaMalloc(&s, (size_t)n * 4) != cudaSuccess || cudaMalloc(&x, (size_t)k * 8) != cudaSuccess ||
-        cudaMalloc(&logits, (size_t)n * 4) != cudaSuccess || cudaMalloc(&best, (size_t)scr * 4) != cudaSuccess ||
-        cudaMalloc(&am, 8) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
-        rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of device memory");
-        goto done;
-    }
-    nw = x + k;
-    fill_f16_kernel<<<1024, 256>>>(w, nk, 12345u);
-    {
-        // x and the norm weights: simple finite values
-        float *h = (float *)malloc((size_t)k * 8);
-        if (!h) {
-            rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: out of memory");
-            goto done;
-        }
-        for (int i = 0; i < k; i++) h[i] = (float)((i * 37) % 101) / 50.0f - 1.0f, h[k + i] = 1.0f + (float)(i % 7) / 10.0f;
-        cudaMemcpy(x, h, (size_t)k * 8, cudaMemcpyHostToDevice);
-        free(h);
-    }
-    if ((rc = kcuda_quant_rows_i8(KCUDA_F16, w, n, k, q, s, NULL))) goto done;
-    for (int v = 0; v < 2 && !rc; v++) {
-        int am_v[2];
-        for (int r = -2; r < reps && !rc; r++) {  // two warm-up launches
-            cudaEventRecord(e0, NULL);
-            rc = v == 0 ? kcuda_lm_head(KCUDA_F16, w, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL)
-                        : kcuda_lm_head_i8(q, s, n, k, x, nw, 1e-5f, logits, best, am, 0, NULL);
-            cudaEventRecord(e1, NULL);
-            if (cudaEventSynchronize(e1) != cudaSuccess) rc = kcuda_fail(KCUDA_ERR_CUDA, "kcuda_bench_lm_head: launch failed");
-            if (r >= 0) cudaEventElapsedTime(&ms[v][r], e0, e1);
-        }
-        cudaMemcpy(&am_v[0], am, 4, cudaMemcpyDeviceToHost);
-        if (v == 0) *same_argmax = am_v[0];
-        else *same_argmax = *same_argmax == am_v[0];
-    }
-    if (!rc) {
-        for (int v = 0; v < 2; v++)  // insertion sort, then the median
-            for (int i = 1; i < reps; i++)
-                for (int j = i; j > 0 && ms[v][j] < ms[v][j - 1]; j--) {
-                    const float t = ms[v][j];
-                    ms[v][j] = ms[v][j - 1];
-                    ms[v][j - 1] = t;
-                }
-        *us_f16 = ms[0][reps / 2] * 1e3;
-        *us_i8 = ms[1][reps / 2] * 1e3;
-    }
-done:
-    cudaFree(w), cudaFree(q), cudaFree(s), cudaFree(x), cudaFree(logits), cudaFree(best), cudaFree(am);
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    return rc;
 }

@@ -90,33 +90,13 @@ typedef enum {
  *       in shared memory (the "fused RMSNorm + quant" prologue), or
  *   (b) pre-quantized d_q (k_pad int8) with d_s (its scale) and d_qsum (sum of q): d_x NULL.
  * Launched with programmatic dependent launch when pdl != 0 (the weight loads start before the
- * previous kernel finishes; inputs are read after it). */
+ * previous kernel finishes; inputs are read after it), the next kernel let in where pdl says
+ * (KCUDA_PDL_EARLY, LATE or AFTER_WORK). All matrices give the bits of w2a8_gemv_ref; which
+ * kernel runs is chosen by shape (w2a8_gemv.cu). */
 int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const float *d_norm_w,
                     float eps, const int8_t *d_q, const float *d_s, const int32_t *d_qsum,
                     KcudaEpilogue ep, void *d_out, int pdl, void *stream);
 
-/* Switches of the decode GEMV (all versions give identical bits):
- *   3: 16 rows per block, norm weights in registers;
- *   5: 16*R rows per block (R = rows_per_group 1, 2, 4, or 0: by shape), norm weights staged in
- *      shared memory by cp.async before the wait;
- *   6: version 3 where R = 1 is chosen by shape (K > 4096 or small matrices), else version 5
- *      with the norm weights in registers. Version 6 with R = 2 is the default (the 13824-row
- *      gate/up matrix then runs in one wave; measured end to end, kernels/dev/README.md).
- * kcuda_set_gemv_late_trigger(1): the kernels let the next kernel launch only after their own
- * PDL wait (default 0: at their start; the decode backend chooses per kernel, see
- * kcuda_set_next_trigger; a launch option KCUDA_PDL_LATE or AFTER_WORK overrides both). Lab
- * switches: the product never calls them. */
-void kcuda_set_gemv_version(int v, int rows_per_group);
-void kcuda_set_gemv_late_trigger(int late);
-
-/* Decode L2 prefetch: the NEXT decode launch on this thread (kcuda_w2a8_gemv, kcuda_attn_decode,
- * kcuda_lm_head or kcuda_embed) also issues, at its very start and spread over its blocks,
- * `cp.async.bulk.prefetch.L2` of the device byte ranges [d_p0, d_p0+n0) and [d_p1, d_p1+n1)
- * (either may be empty; each is shrunk inwards to 16-byte boundaries); the setting is then
- * cleared. Meant for weights that a later kernel of the chain reads, so that kernel finds them
- * in L2 and the HBM streams while the dependency chain waits. Works inside graph capture (the
- * range becomes a kernel parameter). Prefetching is a hint: results never depend on it. */
-int kcuda_set_l2_prefetch(const void *d_p0, size_t n0, const void *d_p1, size_t n1);
 /* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
  * kernel's start (0, default); lab only. */
 void kcuda_set_attn_late_trigger(int late);
@@ -124,16 +104,6 @@ void kcuda_set_attn_late_trigger(int late);
  * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
  * Lab only. */
 void kcuda_set_attn_version(int v);
-/* Trigger placement of the NEXT decode launch on this thread (kcuda_w2a8_gemv or
- * kcuda_attn_decode; as for kcuda_set_l2_prefetch): 0 = let the next kernel launch at this
- * kernel's start, 1 = after its PDL wait, 2 = after its main work (GEMV: the dot products;
- * attention: the softmax), -1 = the kernel's global setting. */
-void kcuda_set_next_trigger(int late);
-/* Lab timeline: the NEXT decode launch on this thread (as for kcuda_set_l2_prefetch) records in
- * d_slots[0..3] (device, initialised to all ones) the %globaltimer ns of its first block's entry,
- * of the first release of its PDL wait, the complement (~t) of its last block's end of work and
- * the complement of its last block's entry, each with atomicMin. */
-void kcuda_set_trace(unsigned long long *d_slots);
 
 /* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
  * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].
@@ -142,37 +112,21 @@ int kcuda_rmsnorm_quant(const float *d_x, int rows, int ld_x, int k_in, int k_pa
                         const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
                         int32_t *d_qsum, int pdl, void *stream);
 
-/* The same for prefill rows, version 2 (the default): each row read once into registers.
- * Same arithmetic except the order of the sum of squares; rows that do not fit (k_pad > 8192,
- * k_in or ld_x not multiples of 4, unaligned pointers) and version 1
- * (kcuda_set_prefill_norm_version(1), lab) go to kcuda_rmsnorm_quant. */
+/* The same for prefill rows: each row read once into registers. Same arithmetic except the
+ * order of the sum of squares; rows that do not fit (k_pad > 8192, k_in or ld_x not multiples of
+ * 4, unaligned pointers) go to kcuda_rmsnorm_quant. */
 int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, int k_pad,
                                 const float *d_norm_w, float eps, int8_t *d_q, float *d_s,
                                 int32_t *d_qsum, int pdl, void *stream);
-void kcuda_set_prefill_norm_version(int v);
 
 /* Prefill GEMM on int8 tensor cores (mma.sync m16n8k32 s8): tokens q [M][k_pad] (from
- * kcuda_rmsnorm_quant), out rows of ld_out elements, epilogue as above per token. */
+ * kcuda_rmsnorm_quant), out rows of ld_out elements, epilogue as above per token; the tile
+ * (64x64, or 64x16 where that grid would not cover the SMs) is chosen by shape. With pdl != 0
+ * (programmatic dependent launch) the first weight tiles are fetched before the previous
+ * kernel finishes. */
 int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
-                    void *stream);
-
-/* The same, launched with programmatic dependent launch when pdl != 0 (version 4: the first
- * weight tiles are fetched before the previous kernel finishes). */
-int kcuda_w2a8_gemm_ex(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
-                       const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,
-                       int pdl, void *stream);
-
-/* Lab switch: GEMM version 1 (32-bit fragment loads), 2 (ldmatrix), 3 (ldmatrix + 4-stage
- * cp.async pipeline), 4 (the default: 2-bit weights expanded straight into mma fragments,
- * tile chosen by shape). */
-void kcuda_set_gemm_version(int v);
-/* Version 4's tile: 0 = by shape (the default: 64x64 where that grid covers the SMs, else
- * 64x16 with two k-tiles per stage), 1..7 = forced (1: 128x128, 2: 128x64, 3: 64x64, 4: 64x32,
- * 5: 64x16 tokens x outputs; 6: 64x64 and 7: 64x16 with two k-tiles per pipeline stage); lab
- * only. kcuda_gemm_config(M, N) returns the tile version 4 would use for that shape. */
-void kcuda_set_gemm_config(int c);
-int kcuda_gemm_config(int M, int N);
+                    int pdl, void *stream);
 
 /* ---- dense matrices (embedding, lm_head) ----------------------------------------------------- */
 
@@ -222,12 +176,21 @@ typedef struct {
 } KcudaSampleArgs;
 
 /* d_out[0] = the token, d_out[1] = 1 when the draw used the uniform (the host then consumes it;
- * greedy and degenerate logits do not). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte
- * aligned. Not captured in a graph by the backend: launched after the decode graph, it is
- * enqueued while that graph runs. */
+ * greedy and degenerate logits do not), d_out[2] = 1 when kcuda_sample declined (d_out[0] is then
+ * -1): its candidates did not fit its bounds (top-k above 1024, a top-p nucleus beyond the 1024
+ * best without top-k, min-p keeping more than 2048 tokens without top-k, more than 2048 tokens
+ * tied with the k-th); the caller then runs kcuda_sample_sorted with the same arguments, which
+ * takes every setting (d_out[2] = 0). greedy != 0: only the penalised argmax, whatever the
+ * temperature (one kernel). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte aligned,
+ * zeroed once before its first use (kcuda_sample leaves its counters zero after each draw); one
+ * draw at a time per scratch. n_vocab up to 1048576; min_p at most 1. Both can be captured in a
+ * CUDA graph (the arguments are read on the device when it runs). */
 int kcuda_sample(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
-                 const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes, int *d_out,
-                 void *stream);
+                 const int32_t *d_pen_ids, int greedy, void *d_scratch, size_t scratch_bytes,
+                 int *d_out, void *stream);
+int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                        const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes,
+                        int *d_out, void *stream);
 size_t kcuda_sample_scratch(int n_vocab);
 
 /* ---- attention ----------------------------------------------------------------------------- */
@@ -252,12 +215,10 @@ size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
 
 /* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv]. RoPE on q (in place) and k,
  * k/v written to the cache, then causal attention over positions 0..pos0+t for each t;
- * out [T][n_heads*hd]. */
+ * out [T][n_heads*hd]. Both of its kernels launched with programmatic dependent launch when
+ * pdl != 0. */
 int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
-                       uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
-/* The same with programmatic dependent launch (pdl != 0) for both of its kernels. */
-int kcuda_attn_prefill_ex(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
-                          uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
+                       uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
 /* Heads the tiled kernels above cannot hold (head_dim not a multiple of 16 or above 128, or
  * more than 8 query heads per KV head): any even head_dim up to 256 (Falcon3 256, 1bitLLM 96 and
  * 100), any grouping. Plain kernels (attention_wide.cu): k/v roped and written to the cache,
@@ -267,10 +228,6 @@ int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t
                            uint16_t *d_vc, const int *d_pos, float *d_out, void *stream);
 int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T,
                             int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
-/* Lab switch: prefill attention version 1 (CUDA cores), 2 (tensor cores, 4 warps), 3 (8 warps,
- * key tiles split over two warp sets and merged) or 0 (the default: 3 from T = 192 tokens on,
- * else 2). Lab only. */
-void kcuda_set_attn_prefill_version(int v);
 
 /* ---- benchmark ------------------------------------------------------------------------------ */
 
@@ -294,11 +251,6 @@ int kcuda_bench_gemv(KcudaGemvBench *rows, int n_rows, int quick);
 /* Four GEMVs of one 2B layer (QKV, O, gate/up, down) in sequence, L2-cold, in a graph:
  * microseconds per layer, with and without PDL. */
 int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl);
-
-/* The same layer with L2 prefetch as decode uses it: each GEMV prefetches, at its start, the
- * weights `lookahead` bytes further along the rotating stream of layers (0 = no prefetch), with
- * the GEMV late trigger on (late != 0) or off; PDL on. Microseconds per layer. */
-int kcuda_bench_layer_pf(int dim, int ffn, int n_kv_dim, size_t lookahead, int late, double *us);
 
 /* The f16 and the int8 lm_head at n x k (random weights, final norm and greedy argmax included,
  * no PDL): median microseconds per launch over reps (1..101) after 2 warm-ups, event-timed on

@@ -40,9 +40,9 @@ S=$OUT/summary.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.memory --format=csv,noheader >"$S" 2>&1
 copy=""
 if [ "$MODE" != families ]; then
-    # the kernel tables are skipped (BITNET_BENCH_SKIP_KERNELS): the end-to-end rows are what is wanted here
+    # the kernel tables are skipped (--skip-kernels): the end-to-end rows are what is wanted here
     t0=$(date +%s)
-    BITNET_BENCH_SKIP_KERNELS=1 timeout 400 "$B/bitnet-chat" bench --backend cuda >"$OUT/bench.txt" 2>&1
+    timeout 400 "$B/bitnet-chat" bench --backend cuda --skip-kernels >"$OUT/bench.txt" 2>&1
     echo "bench --backend cuda: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
     copy=$(sed -n 's/.*copy bandwidth of this run (\([0-9.]*\) GB\/s).*/\1/p' "$OUT/bench.txt" | head -1)
 fi

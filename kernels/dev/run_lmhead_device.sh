@@ -24,7 +24,7 @@ step() {
     echo "$n rc $? ($(( $(date +%s) - t0 )) s)" >>"$S"
 }
 step tkc_lm_head_i8 30 tkc_i8.txt $D/test_kernels_cuda lm_head_i8
-step bench 80 bench.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat bench --backend cuda --quick
+step bench 80 bench.txt $D/bitnet-chat bench --backend cuda --quick --skip-kernels
 step lm_head_int8_cuda 40 lmi8.txt env BN_DEMO_ROOT=$R $D/test_lm_head_int8_cuda cuda
 step cli_cuda 20 cli.txt env BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$R sh $R/tests/cli/test_lm_head_cli.sh cuda
 step test_backend_cuda 40 tbc.txt $D/test_backend_cuda

@@ -40,7 +40,7 @@ if has q; then
     step test_backend_cuda 30 tbc.txt $D/test_backend_cuda
     cat $OUT/tbc.txt >>$OUT/tests.txt 2>/dev/null
     rm -f $OUT/tbc.txt
-    step bench 90 bench.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat bench --backend cuda --quick
+    step bench 90 bench.txt $D/bitnet-chat bench --backend cuda --quick --skip-kernels
     cat "$S"
     step test_kernels_cuda 40 tkc.txt $D/test_kernels_cuda
     grep -E "FAIL|checks" $OUT/tkc.txt | tail -5 >>"$S"
@@ -53,7 +53,7 @@ if has core; then
     rm -f $OUT/tbc.txt $OUT/tkc.txt
 fi
 if has benchq; then
-    step bench 110 bench.txt env BITNET_BENCH_SKIP_KERNELS=1 $D/bitnet-chat bench --backend cuda --quick
+    step bench 110 bench.txt $D/bitnet-chat bench --backend cuda --quick --skip-kernels
 fi
 if has bench || has benchq; then
     # the engine path with the default sampler on the demo model (smoke + stats line), new and old

@@ -1,6 +1,6 @@
 // Kernel lab: the prefill path on the four matrices of one 2B layer (plus ragged shapes) at T
 // tokens: W2A8 GEMM versions (1: 32-bit fragment loads, 2: ldmatrix, 3: + 4-stage cp.async,
-// 4: 2-bit weights expanded straight into mma fragments, tiles 1..5 and "by shape"), each
+// 4: 2-bit weights expanded straight into mma fragments, tiles 1..7 and "by shape"), each
 // checked exactly (int32) against a host reference for EVERY token and column before it is
 // timed (the host reference is itself checked against w2a8_gemv_ref on sampled tokens); the
 // per-row norm+quant kernel; prefill attention versions 1 (CUDA cores), 2 and 3 (tensor cores),
@@ -20,10 +20,13 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/cuda/attention_prefill.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/w2a8.h"
 
+#include "kernels/dev/attention_prefill_v1.cuh"
 #include "kernels/dev/lab.cuh"
+#include "kernels/dev/w2a8_gemm_versions.cuh"
 
 // Median us per launch of `body`, L launches in a graph (lab.cuh), 23 replays, 3 warm-up.
 static double time_us(cudaStream_t st, int L, const std::function<int()> &body) {
@@ -122,10 +125,13 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
     m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
     std::vector<int32_t> got((size_t)T * n);
     for (const Variant &v : VARIANTS) {
-        kcuda_set_gemm_version(v.ver);
-        kcuda_set_gemm_config(v.cfg);
+        // version 4 "by shape" is the product's launcher, the rest the lab's
+        auto run = [&] {
+            return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, 0, st)
+                                            : lab_gemm(v.ver, v.cfg, &m, dq, dsum, T, dout, st);
+        };
         CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));  // poison: every output must be written
-        if (kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st)) {
+        if (run()) {
             fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
             return 1;
         }
@@ -140,14 +146,12 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
             return 1;
         }
         if (!timed) continue;
-        const double us = time_us(st, 20, [&] { return kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, st); });
+        const double us = time_us(st, 20, run);
         printf("| gemm | %s | %d | %dx%d | %.1f | %.0f |\n", v.name, T, n, k, us, 2.0 * T * n * k / (us * 1e-6) / 1e12);
         if (v.ver == 3) *best_v3 = us;
         if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
     }
     if (!timed) printf("| gemm | all versions exact | %d | %dx%d | - | - |\n", T, n, k);
-    kcuda_set_gemm_version(4);
-    kcuda_set_gemm_config(0);
     cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
     return 0;
 }
@@ -223,7 +227,7 @@ static int attention(cudaStream_t st, int T) {
     // lab run, error 1.3e-4 from that alone); they are checked against the host's within one step.
     {
         CK(cudaMemcpy(dqkv, dqkv0, (size_t)T * qkv * 4, cudaMemcpyDeviceToDevice));
-        if (kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st)) {
+        if (kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, 0, st)) {
             fprintf(stderr, "attention failed: %s\n", kcuda_last_error());
             return 1;
         }
@@ -268,13 +272,21 @@ static int attention(cudaStream_t st, int T) {
     for (double v : ref) amax = std::max(amax, fabs(v));
     std::vector<float> got((size_t)T * nh * hd);
     double us[4] = {0, 0, 0, 0};
+    // version 1: CUDA cores (lab only); 2 and 3: the product's kernel with one and two key splits
+    auto run = [&](int ver) {
+        int rc = kcuda_launch(rope_kv_prefill_kernel, dim3((unsigned)T), dim3(256), 0, st, 0, dqkv, qkv, nh, nkv, hd, ctx, 0,
+                              (const float *)drope, 0, (__half *)dk, (__half *)dv);
+        if (rc) return rc;
+        if (ver == 1) return lab_attn_prefill_v1(&a, dqkv, qkv, T, 0, dk, dv, datt, st);
+        if (ver == 2) return attn2_launch<128, 1>(&a, dqkv, qkv, T, 0, dk, dv, datt, 0, st);
+        return attn2_launch<128, 2>(&a, dqkv, qkv, T, 0, dk, dv, datt, 0, st);
+    };
     for (int ver = 1; ver <= 3; ver++) {
-        kcuda_set_attn_prefill_version(ver);
         CK(cudaMemcpy(dqkv, dqkv0, (size_t)T * qkv * 4, cudaMemcpyDeviceToDevice));
         CK(cudaMemset(datt, 0xff, (size_t)T * nh * hd * 4));  // NaN poison
         CK(cudaMemset(dk, 0xff, (size_t)nkv * ctx * hd * 2));
         CK(cudaMemset(dv, 0xff, (size_t)nkv * ctx * hd * 2));
-        if (kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st)) {
+        if (run(ver)) {
             fprintf(stderr, "attention failed: %s\n", kcuda_last_error());
             return 1;
         }
@@ -292,12 +304,11 @@ static int attention(cudaStream_t st, int T) {
         if (!ok && ver >= 2) return 1;
         // timed on q already rotated: the RoPE kernel rotates q in place each call, which changes
         // the values but not the work
-        us[ver] = time_us(st, 5, [&] { return kcuda_attn_prefill(&a, dqkv, qkv, T, 0, dk, dv, datt, st); });
+        us[ver] = time_us(st, 5, [&] { return run(ver); });
         printf("| attention prefill (RoPE + KV write + attention) | %d | T=%d | %.1f | %.1f TFLOP/s |\n", ver, T,
                us[ver], 4.0 * nh * hd * (double)T * (T + 1) / 2 / (us[ver] * 1e-6) / 1e12);
     }
     printf("attention v1 / v2 / v3 at T=%d: %.1f / %.1f / %.1f us\n", T, us[1], us[2], us[3]);
-    kcuda_set_attn_prefill_version(0);
     cudaFree(dqkv), cudaFree(dqkv0), cudaFree(datt), cudaFree(drope), cudaFree(dk), cudaFree(dv);
     return 0;
 }
@@ -320,7 +331,7 @@ int main(int argc, char **argv) {
             double b3 = 0, b4 = 0;
             if (gemm_shape(st, T, s[0], s[1], true, &b3, &b4)) return 1;
             l3 += b3, l4 += b4;
-            printf("(T=%d %dx%d: version 4 picks tile %d)\n", T, s[0], s[1], kcuda_gemm_config(T, s[0]));
+            printf("(T=%d %dx%d: version 4 picks tile %d)\n", T, s[0], s[1], lab_gemm_pick(T, s[0]));
         }
         printf("four GEMMs of one layer at T=%d: version 3 %.1f us, version 4 (by shape) %.1f us (x30: %.2f -> %.2f ms)\n",
                T, l3, l4, l3 * 30 / 1000, l4 * 30 / 1000);
@@ -339,7 +350,6 @@ int main(int argc, char **argv) {
         printf("| rmsnorm_quant rows | 1 | %d | x2560 | %.1f | - |\n", T, us);
         us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant(dx, T, 6912, 6912, 6912, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
         printf("| rmsnorm_quant rows | 1 | %d | x6912 | %.1f | - |\n", T, us);
-        kcuda_set_prefill_norm_version(2);
         us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant_prefill(dx, T, 2560, 2560, 2560, dx, 1e-5f, dq8, dsc, dqs, 0, st); });
         printf("| rmsnorm_quant rows | 2 | %d | x2560 | %.1f | - |\n", T, us);
         us = time_us(st, 20, [&] { return kcuda_rmsnorm_quant_prefill(dx, T, 6912, 6912, 6912, dx, 1e-5f, dq8, dsc, dqs, 0, st); });

@@ -43,15 +43,22 @@ root=${src%/infer/infer.c}
 if [ -z "$src" ]; then
     echo "FAIL: infer/infer.c not in $db"; exit 1
 fi
-probe "$root/kernels/w2a8_ref.c" kernels/w2a8.h yes
-probe "$root/kernels/w2a8_ref.c" infer/err.h no
-probe "$root/infer/infer.c" kernels/w2a8.h yes
-probe "$root/infer/infer.c" app/app.h no
-probe "$root/app/app.c" infer/err.h yes
-probe "$root/app/app.c" kernels/w2a8.h no
-probe "$root/app/app.c" ui/ui.h no
-probe "$root/ui/ui.c" app/app.h yes
-probe "$root/ui/ui.c" infer/err.h no
-probe "$root/ui/ui.c" infer/utf8.h yes
-probe "$root/ui/ui.c" kernels/w2a8.h no
+# FILE (whose include options the probe takes), INCLUDE, whether it must compile
+while read -r file include want; do
+    probe "$root/$file" "$include" "$want"
+done <<PROBES
+kernels/w2a8_ref.c kernels/w2a8.h yes
+kernels/w2a8_ref.c infer/err.h no
+infer/infer.c kernels/w2a8.h yes
+infer/infer.c app/app.h no
+app/app.c infer/err.h yes
+app/app.c kernels/w2a8.h no
+app/app.c ui/ui.h no
+ui/ui.c app/app.h yes
+ui/ui.c infer/err.h no
+ui/ui.c infer/utf8.h yes
+ui/ui.c infer/sampler_params.h yes
+ui/ui.c infer/sampler.h no
+ui/ui.c kernels/w2a8.h no
+PROBES
 exit $bad

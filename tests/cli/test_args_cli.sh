@@ -93,12 +93,17 @@ awk 'BEGIN { for (i = 0; i < 400; i++) printf "the cat sat on the mat and looked
 grep -q "ctx 1048576 is more than the model's trained context" "$T/err" \
     || { fail "perplexity --ctx 1048576: message"; cat "$T/err"; }
 
-# bench runs on the threads it is given (it used all cores whatever --threads said); the
-# profile setting keeps it to one short end-to-end run
-BITNET_BENCH_PROFILE=1 "$BN_BIN" bench --backend cpu --quick --threads 1 >"$T/out" 2>"$T/err" \
+# bench runs on the threads it is given (it used all cores whatever --threads said); --profile
+# keeps it to one short end-to-end run
+"$BN_BIN" bench --backend cpu --quick --threads 1 --profile >"$T/out" 2>"$T/err" \
     || { fail "bench --threads 1"; cat "$T/err"; }
 grep -q "^CPU: .*, 1 thread;" "$T/out" || { fail "bench --threads 1: kernel table not on 1 thread"; head -3 "$T/out"; }
 grep -q "^End to end (CPU, 1 thread," "$T/out" || { fail "bench --threads 1: end to end not on 1 thread"; grep "End to end" "$T/out"; }
+# --skip-kernels: no kernel table, the end-to-end run still there
+"$BN_BIN" bench --backend cpu --quick --threads 1 --profile --skip-kernels >"$T/out" 2>"$T/err" \
+    || { fail "bench --skip-kernels"; cat "$T/err"; }
+grep -q "^CPU: " "$T/out" && { fail "bench --skip-kernels: the kernel table ran"; head -3 "$T/out"; }
+grep -q "^End to end (CPU, 1 thread," "$T/out" || { fail "bench --skip-kernels: no end-to-end run"; cat "$T/out"; }
 
 # tokenize --jsonl: blank lines hold no record and are skipped
 printf '{"text": "a"}\n\n  \n{"text": "b"}\n\n' | "$BN_BIN" tokenize --jsonl "$M" >"$T/out" 2>"$T/err" \

@@ -90,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
      * each input dozens of synced transactions (4 inputs/s instead of hundreds). */
     history_set_checkpoint_ms(h, 3600 * 1000);
     HistorySessionInfo si = {.title = len[0] ? s[0] : NULL, .model_name = "fuzz", .model_path = "/fuzz",
-                             .system_prompt = s[1], .sampling = store_sampling_unset()};
-    HistoryReplyInfo ri = {.model_name = "fuzz", .backend = "cpu", .sampling = store_sampling_unset()};
+                             .system_prompt = s[1]};
+    HistoryReplyInfo ri = {.model_name = "fuzz", .backend = "cpu"};
     history_begin_session(h, &si);
     EngineStats st;
     memset(&st, 0, sizeof st);

@@ -45,9 +45,6 @@ static void rand_i2s(uint8_t *w, size_t bytes) {
 
 static float host_y(int32_t acc, float s, float g) { return (float)acc / s * g; }
 
-/* Decode GEMV version under test (kcuda_set_gemv_version): 3 (default), 5 or 6, rows per group. */
-static int g_ver = 3, g_rows = 0;
-
 static void test_gemv(int n, int k_in, int glu) {
     const int k_pad = i2s_round_up_k(k_in);
     const size_t rb = (size_t)k_pad / 4;
@@ -120,28 +117,6 @@ static void test_gemv(int n, int k_in, int glu) {
         }
         CHECK_MSG(bad == 0, "gemv %dx%d residual epilogue: %d rows differ", n, k_in, bad);
         free(base);
-        /* (5) with the RMSNorm prologue: version g_ver must give the same bits as version 3
-         * (same per-thread partials and reduction order; rmsnorm itself is checked end to end
-         * by test_backend_cuda against the scalar reference forward pass) */
-        if (g_ver != 3) {
-            float *nw = malloc(sizeof(float) * k_pad), *ref3 = malloc(sizeof(float) * n);
-            for (int i = 0; i < k_in; i++) nw[i] = 0.25f + (float)(rnd() % 1000) / 500.0f;
-            float *dnw = dmalloc(sizeof(float) * k_pad);
-            up(dnw, nw, sizeof(float) * k_in);
-            kcuda_set_gemv_version(3, 0);
-            REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
-            CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dout, 1, NULL), 0);
-            down(ref3, dout, sizeof(float) * n);
-            kcuda_set_gemv_version(g_ver, g_rows);
-            REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n) == cudaSuccess);
-            CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dout, 1, NULL), 0);
-            down(gotf, dout, sizeof(float) * n);
-            bad = 0;
-            for (int r = 0; r < n; r++) bad += memcmp(&gotf[r], &ref3[r], 4) != 0;
-            CHECK_MSG(bad == 0, "gemv v%d R%d %dx%d norm prologue: %d rows differ from version 3", g_ver, g_rows, n, k_in, bad);
-            free(nw), free(ref3);
-            cudaFree(dnw);
-        }
     } else {
         /* host rows 0..n/2-1 = gate, n/2.. = up; device interleaves them */
         const int h = n / 2;
@@ -172,7 +147,7 @@ static void test_gemv(int n, int k_in, int glu) {
         up(ds3, s3, 12);
         up(dqs3, qs3, 12);
         REQUIRE(cudaMemset(do3, 0xff, sizeof(float) * 3 * h) == cudaSuccess);
-        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq3, ds3, dqs3, 3, KCUDA_EP_GLU, do3, h, NULL), 0);
+        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq3, ds3, dqs3, 3, KCUDA_EP_GLU, do3, h, 0, NULL), 0);
         float *g3 = malloc(sizeof(float) * 3 * h);
         down(g3, do3, sizeof(float) * 3 * h);
         bad = 0;
@@ -184,6 +159,48 @@ static void test_gemv(int n, int k_in, int glu) {
     }
     free(hw), free(x), free(q), free(ref), free(got), free(gotf);
     cudaFree(dw), cudaFree(dx), cudaFree(dq), cudaFree(ds), cudaFree(dqs), cudaFree(dout);
+}
+
+/* The GEMV's two kernels (w2a8_gemv.cu picks by shape) give the same bits with the RMSNorm
+ * prologue: a 13824-row matrix (kernel 5, two rows per lane group) and its first 2560 rows
+ * alone (kernel 3) on the same input, norm weights and scales; rows 0..2559 must match bit for
+ * bit (same per-thread partials and reduction order). With each trigger placement. */
+static void test_gemv_kernels_agree(int k_in, int late) {
+    const int n = 13824, n_small = 2560, k_pad = i2s_round_up_k(k_in);
+    const size_t rb = (size_t)k_pad / 4;
+    uint8_t *hw = malloc(rb * n);
+    rand_i2s(hw, rb * n);
+    float *x = malloc(sizeof(float) * k_in), *nw = malloc(sizeof(float) * k_in);
+    for (int i = 0; i < k_in; i++) x[i] = frand(3.0f), nw[i] = 0.25f + (float)(rnd() % 1000) / 500.0f;
+    uint8_t *dw = dmalloc(rb * n);
+    float *dx = dmalloc(sizeof(float) * k_in), *dnw = dmalloc(sizeof(float) * k_in);
+    float *dbig = dmalloc(sizeof(float) * n), *dsmall = dmalloc(sizeof(float) * n_small);
+    REQUIRE(kcuda_upload_i2s(dw, hw, n, k_pad, 0, 1) == 0);
+    up(dx, x, sizeof(float) * k_in);
+    up(dnw, nw, sizeof(float) * k_in);
+    KcudaTernary m = {0};
+    m.d_codes = dw;
+    m.n_out = n;
+    m.k_pad = k_pad;
+    m.seg_end[0] = m.seg_end[1] = n;
+    m.gamma[0] = m.gamma[1] = m.gamma[2] = 0.75f;
+    REQUIRE(cudaMemset(dbig, 0xff, sizeof(float) * n) == cudaSuccess);
+    REQUIRE(cudaMemset(dsmall, 0xff, sizeof(float) * n_small) == cudaSuccess);
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dbig,
+                                 late ? KCUDA_PDL_AFTER_WORK : KCUDA_PDL_LATE, NULL), 0);
+    m.n_out = m.seg_end[0] = m.seg_end[1] = n_small;
+    CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, k_in, dnw, 1e-5f, NULL, NULL, NULL, KCUDA_EP_F32, dsmall,
+                                 late ? KCUDA_PDL_LATE : KCUDA_PDL_EARLY, NULL), 0);
+    float *big = malloc(sizeof(float) * n), *small = malloc(sizeof(float) * n_small);
+    down(big, dbig, sizeof(float) * n);
+    down(small, dsmall, sizeof(float) * n_small);
+    int bad = 0, nan = 0;
+    for (int r = 0; r < n_small; r++) bad += memcmp(&big[r], &small[r], 4) != 0;
+    for (int r = 0; r < n; r++) nan += big[r] != big[r];
+    CHECK_MSG(bad == 0 && nan == 0, "gemv %dx%d with norm: %d rows differ between the kernels, %d not written", n,
+              k_in, bad, nan);
+    free(hw), free(x), free(nw), free(big), free(small);
+    cudaFree(dw), cudaFree(dx), cudaFree(dnw), cudaFree(dbig), cudaFree(dsmall);
 }
 
 /* GEMM: M tokens, exact int32 against w2a8_gemv_ref per token, and the f32 epilogue. Also the
@@ -223,7 +240,7 @@ static void test_gemm(int M, int n, int k_in) {
     m.k_pad = k_pad;
     m.seg_end[0] = m.seg_end[1] = n;
     m.gamma[0] = m.gamma[1] = m.gamma[2] = 0.3f;
-    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_I32, dout, n, NULL), 0);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_I32, dout, n, 0, NULL), 0);
     int32_t *got = malloc(sizeof(int32_t) * M * n), *ref = malloc(sizeof(int32_t) * n);
     down(got, dout, sizeof(int32_t) * M * n);
     bad = 0;
@@ -232,7 +249,7 @@ static void test_gemm(int M, int n, int k_in) {
         for (int r = 0; r < n; r++) bad += got[(size_t)t * n + r] != ref[r];
     }
     CHECK_MSG(bad == 0, "gemm M=%d %dx%d: %d outputs differ", M, n, k_in, bad);
-    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_F32, dout, n, NULL), 0);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_F32, dout, n, 0, NULL), 0);
     float *gf = (float *)got;
     down(gf, dout, sizeof(float) * M * n);
     bad = 0;
@@ -255,7 +272,7 @@ static void test_bad_shapes(void) {
     m.k_pad = 100; /* not a multiple of 128 */
     CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 100, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_SHAPE);
     CHECK(strstr(kcuda_last_error(), "multiple of 128") != NULL);
-    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, (int8_t *)dx, dx, (int32_t *)dx, 4, KCUDA_EP_F32, dout, 8, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, (int8_t *)dx, dx, (int32_t *)dx, 4, KCUDA_EP_F32, dout, 8, 0, NULL), KCUDA_ERR_SHAPE);
     m.k_pad = 128;
     CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 200, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_SHAPE);
     CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 128, NULL, 0, NULL, NULL, NULL, KCUDA_EP_GLU, dout, 0, NULL), KCUDA_ERR_SHAPE);
@@ -264,7 +281,7 @@ static void test_bad_shapes(void) {
     CHECK_EQ_INT(kcuda_w2a8_gemv(&m, dx, 128, NULL, 0, NULL, NULL, NULL, KCUDA_EP_F32, dout, 0, NULL), KCUDA_ERR_ARG);
     CHECK_EQ_INT(kcuda_lm_head(KCUDA_F16, dw, 10, 100, dx, NULL, 0, dout, NULL, NULL, 0, NULL), KCUDA_ERR_SHAPE);
     KcudaAttnShape a = {4, 3, 64, 16, 0, dx}; /* 4 heads over 3 kv heads */
-    CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 1024, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, NULL), KCUDA_ERR_SHAPE);
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 1024, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, 0, NULL), KCUDA_ERR_SHAPE);
     CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, 1, 64, 200, 128, NULL, 0, (int8_t *)dw, dx, (int32_t *)dx, 0, NULL), KCUDA_ERR_SHAPE);
     cudaFree(dw), cudaFree(dx), cudaFree(dout);
 }
@@ -486,9 +503,9 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     REQUIRE(cudaMemset(dk, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     REQUIRE(cudaMemset(dv, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     const int t1 = steps / 2;
-    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, NULL), 0);
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, 0, NULL), 0);
     CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv + (size_t)t1 * qkv_dim, qkv_dim, steps - t1, t1, dk, dv,
-                                    dout + (size_t)t1 * n_heads * hd, NULL), 0);
+                                    dout + (size_t)t1 * n_heads * hd, 0, NULL), 0);
     down(got, dout, sizeof(float) * n_heads * hd * steps);
     down(hk, dk, 2 * cache_n);
     down(hv, dv, 2 * cache_n);
@@ -497,8 +514,8 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
 }
 
-/* Prefill GEMM version 4, every tile configuration (and version 3): the residual and GLU
- * epilogues against the host formulas on the exact int32 reference, outputs poisoned first. */
+/* Prefill GEMM: the residual and GLU epilogues against the host formulas on the exact int32
+ * reference, outputs poisoned first (the tile follows from M x N: kernels_cuda.h). */
 static void test_gemm_epilogues(int M, int n, int k_in) {
     const int k_pad = i2s_round_up_k(k_in);
     const size_t rb = (size_t)k_pad / 4;
@@ -532,7 +549,7 @@ static void test_gemm_epilogues(int M, int n, int k_in) {
     m.seg_end[0] = n / 3, m.seg_end[1] = 2 * n / 3;
     m.gamma[0] = 0.25f, m.gamma[1] = 1.75f, m.gamma[2] = 0.5f;
     up(dout, base, sizeof(float) * (size_t)M * n);
-    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_RESID, dout, n, NULL), 0);
+    CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_RESID, dout, n, 0, NULL), 0);
     down(got, dout, sizeof(float) * (size_t)M * n);
     int bad = 0;
     for (int t = 0; t < M; t++)
@@ -540,7 +557,7 @@ static void test_gemm_epilogues(int M, int n, int k_in) {
             const float g = r < m.seg_end[0] ? 0.25f : r < m.seg_end[1] ? 1.75f : 0.5f;
             bad += got[(size_t)t * n + r] != base[(size_t)t * n + r] + host_y(ref[(size_t)t * n + r], s[t], g);
         }
-    CHECK_MSG(bad == 0, "gemm resid M=%d %dx%d cfg %d: %d outputs differ", M, n, k_in, kcuda_gemm_config(M, n), bad);
+    CHECK_MSG(bad == 0, "gemm resid M=%d %dx%d: %d outputs differ", M, n, k_in, bad);
     /* GLU: rows interleaved gate/up (n even) */
     if (n % 2 == 0) {
         m.glu = 1;
@@ -548,7 +565,7 @@ static void test_gemm_epilogues(int M, int n, int k_in) {
         m.gamma[0] = 0.5f, m.gamma[1] = 1.5f;
         const int h = n / 2;
         REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * (size_t)M * n) == cudaSuccess);
-        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_GLU, dout, h, NULL), 0);
+        CHECK_EQ_INT(kcuda_w2a8_gemm(&m, dq, ds, dqs, M, KCUDA_EP_GLU, dout, h, 0, NULL), 0);
         down(got, dout, sizeof(float) * (size_t)M * h);
         bad = 0;
         for (int t = 0; t < M; t++)
@@ -558,7 +575,7 @@ static void test_gemm_epilogues(int M, int n, int k_in) {
                 const float r = g > 0 ? g : 0;
                 bad += got[(size_t)t * h + i] != r * r * u;
             }
-        CHECK_MSG(bad == 0, "gemm glu M=%d %dx%d cfg %d: %d outputs differ", M, n, k_in, kcuda_gemm_config(M, n), bad);
+        CHECK_MSG(bad == 0, "gemm glu M=%d %dx%d: %d outputs differ", M, n, k_in, bad);
     }
     free(hw), free(x), free(s), free(q), free(qs), free(ref), free(base), free(got);
     cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dout), cudaFree(dqs);
@@ -580,7 +597,6 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
     int32_t *dqs = dmalloc(sizeof(int32_t) * rows);
     up(dx, x, sizeof(float) * (size_t)rows * ld);
     up(dn, nw, sizeof(float) * k_in);
-    kcuda_set_prefill_norm_version(2);
     REQUIRE(cudaMemset(dq, 0x55, (size_t)rows * k_pad) == cudaSuccess);
     CHECK_EQ_INT(kcuda_rmsnorm_quant_prefill(dx, rows, ld, k_in, k_pad, NULL, 0, dq, ds, dqs, 0, NULL), 0);
     down(g2, dq, (size_t)rows * k_pad);
@@ -623,40 +639,26 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
     cudaFree(dx), cudaFree(dn), cudaFree(ds), cudaFree(dq), cudaFree(dqs);
 }
 
-/* The prefill lab switches: GEMM version 4 with each tile forced (exact int32 for every token
- * and column at ragged M, N and K 2560/3200/6912, the epilogues), version 3; attention
- * versions 1, 2 and 3 forced (the default picks 2 or 3 by T) and more group sizes and head
- * dims (48: padded to 64). */
-static void test_prefill_versions(void) {
-    const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560}, {200, 264, 2560}};
-    for (int v = 3; v <= 4; v++)
-        for (int c = v == 3 ? 0 : 1; c <= (v == 3 ? 0 : 7); c++) {
-            kcuda_set_gemm_version(v);
-            kcuda_set_gemm_config(c);
-            printf("GEMM version %d, tile %d\n", v, c);
-            for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) test_gemm(gs[i][0], gs[i][1], gs[i][2]);
-            test_gemm_epilogues(77, 1002, 2560);
-            test_gemm_epilogues(3, 64, 6912);
-        }
-    kcuda_set_gemm_version(4);
-    kcuda_set_gemm_config(0);
+/* The prefill kernels at more shapes: the GEMM's two tiles (64x64 where its grid covers ~90% of
+ * the SMs: 300 x 1610 and 260 x 1610 take it on a 132-SM GPU; 64x16 otherwise) at ragged M, N
+ * and K 2560/3200/6912 with the epilogues; norm+quant; attention with more group sizes and head
+ * dims (48: padded to 64) and both key splits (two from 192 tokens of a chunk on: T = 260). */
+static void test_prefill_more(void) {
+    const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560},
+                         {200, 264, 2560}, {300, 1610, 384}};
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) test_gemm(gs[i][0], gs[i][1], gs[i][2]);
+    test_gemm_epilogues(77, 1002, 2560);
+    test_gemm_epilogues(3, 64, 6912);
     test_gemm_epilogues(300, 1000, 2560);
+    test_gemm_epilogues(260, 1610, 2560);
     test_norm_prefill(37, 2560, 2560);
     test_norm_prefill(20, 6912, 6912);
     test_norm_prefill(9, 2600, 2604); /* k_pad 2688 > k_in, ld > k_in */
     test_norm_prefill(5, 8192, 8192);
-    test_norm_prefill(3, 9000, 9000); /* over 8192: falls back to version 1 */
+    test_norm_prefill(3, 9000, 9000); /* over 8192: the per-row fallback kernel */
     test_attention(6, 2, 48, 256, 130, 1);  /* 3 heads per KV head, head_dim 48 */
-    test_attention(8, 1, 128, 600, 520, 0); /* 8 heads per KV head */
-    for (int v = 1; v <= 3; v++) { /* the default (by T: 2 below 192 tokens, else 3) ran above */
-        kcuda_set_attn_prefill_version(v);
-        printf("attention prefill version %d\n", v);
-        test_attention(20, 5, 128, 512, 150, 0);
-        test_attention(4, 2, 64, 128, 70, 1);
-        test_attention(2, 1, 32, 1280, 1100, 0);
-        if (v >= 2) test_attention(6, 2, 48, 256, 130, 1);
-    }
-    kcuda_set_attn_prefill_version(0);
+    test_attention(8, 1, 128, 600, 520, 0); /* 8 heads per KV head; chunks of 260: two key splits */
+    test_attention(6, 2, 48, 600, 520, 1);
 }
 
 static void test_lm_head_i8_all(void); /* int8 lm_head, defined at the end */
@@ -664,20 +666,17 @@ static void test_lm_head_i8_all(void); /* int8 lm_head, defined at the end */
 /* `test_kernels_cuda prefill`: a small run of the prefill kernels alone, for compute-sanitizer
  * (memcheck, racecheck): every GEMM tile at ragged shapes, norm+quant, attention versions 2/3. */
 static int prefill_only(void) {
-    for (int c = 1; c <= 7; c++) {
-        kcuda_set_gemm_config(c);
-        test_gemm(5, 130, 384);
-        test_gemm(70, 200, 3200);
-        test_gemm_epilogues(19, 66, 256);
-    }
-    kcuda_set_gemm_config(0);
+    test_gemm(5, 130, 384);        /* 64x16 */
+    test_gemm(70, 200, 3200);      /* 64x16 */
+    test_gemm(300, 1610, 384);     /* 64x64 */
+    test_gemm_epilogues(19, 66, 256);
+    test_gemm_epilogues(260, 1610, 256);
     test_norm_prefill(7, 2560, 2560);
     test_norm_prefill(3, 2600, 2604);
-    for (int v = 3; v >= 2; v--) {
-        kcuda_set_attn_prefill_version(v);
-        test_attention(4, 2, 64, 160, 150, 1);
-        test_attention(8, 2, 128, 160, 150, 0);
-    }
+    test_attention(4, 2, 64, 160, 150, 1);  /* one key split */
+    test_attention(8, 2, 128, 160, 150, 0);
+    test_attention(4, 2, 64, 400, 390, 1);  /* two key splits */
+    test_attention(8, 2, 128, 400, 390, 0);
     return check_report("test_kernels_cuda prefill");
 }
 
@@ -692,10 +691,6 @@ int main(int argc, char **argv) {
     }
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
-    /* the default GEMV (version 3) first, so that the tests below draw the same random inputs
-     * whatever the list of lab versions at the end */
-    kcuda_set_gemv_version(3, 0);
-    kcuda_set_gemv_late_trigger(0);
     kcuda_set_attn_version(3);
     kcuda_set_attn_late_trigger(0);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
@@ -722,23 +717,9 @@ int main(int argc, char **argv) {
     kcuda_set_attn_late_trigger(1);
     test_attention(4, 2, 64, 128, 70, 1);
     kcuda_set_attn_late_trigger(0);
-    /* every other GEMV version / rows-per-group / trigger setting the backend can be switched
-     * to (BITNET_CUDA_GEMV, BITNET_CUDA_GEMV_LATE), each also against version 3 with a norm */
-    const int vers[10][3] = {{5, 1, 0}, {5, 2, 0}, {5, 4, 0}, {5, 0, 0}, {5, 0, 1},
-                             {6, 0, 0}, {6, 2, 1}, {6, 4, 1}, {3, 0, 1}, {6, 2, 0}};
-    for (int v = 0; v < 10; v++) {
-        g_ver = vers[v][0], g_rows = vers[v][1];
-        kcuda_set_gemv_version(g_ver, g_rows);
-        kcuda_set_gemv_late_trigger(vers[v][2]);
-        printf("GEMV version %d, rows per group %d, late trigger %d\n", g_ver, g_rows, vers[v][2]);
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
-        test_gemv(13824, 2560, 1);
-        test_gemv(22, 300, 1);
-        test_gemv(20480, 3200, 0);
-    }
-    kcuda_set_gemv_version(3, 0);
-    kcuda_set_gemv_late_trigger(0);
-    test_prefill_versions();
+    test_gemv_kernels_agree(2560, 0);
+    test_gemv_kernels_agree(3200, 1);
+    test_prefill_more();
     test_lm_head_i8_all();
     return check_report("test_kernels_cuda");
 }

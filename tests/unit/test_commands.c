@@ -85,25 +85,25 @@ static void test_table(void) {
 
 static void test_settings(void) {
     App *a = make_app(NULL);
-    AppSampling before = app_get_sampling(a);
+    SamplerParams before = app_get_sampling(a);
     int r = app_submit_line(a, "/temp 0.25");
     CHECK(r & REACT_STATUS);
-    CHECK_NEAR(app_get_sampling(a).temperature, 0.25, 1e-12);
+    CHECK(app_get_sampling(a).temperature == 0.25f);
     AppStatus st;
     app_status(a, &st);
-    CHECK_NEAR(st.sampling.temperature, 0.25, 1e-12); /* what the status bar shows */
+    CHECK(st.sampling.temperature == 0.25f); /* what the status bar shows */
 
     /* Bad values change nothing and explain themselves. */
     const char *bad[] = {"/temp hot", "/temp -1", "/temp 101", "/temp", "/top_p 1.5",
                          "/top_p x", "/top_k -3", "/top_k 2.5", "/min_p 2", "/repeat_penalty 0",
                          "/max_tokens 0", "/seed -5", "/seed abc"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        AppSampling s0 = app_get_sampling(a);
+        SamplerParams s0 = app_get_sampling(a);
         unsigned h0, h1;
         app_hint(a, &h0);
         app_submit_line(a, bad[i]);
         app_hint(a, &h1);
-        AppSampling s1 = app_get_sampling(a);
+        SamplerParams s1 = app_get_sampling(a);
         CHECK_MSG(!memcmp(&s0, &s1, sizeof s0), "%s changed the settings", bad[i]);
         CHECK_MSG(h1 != h0 && *hint(a), "%s gave no hint", bad[i]);
     }
@@ -119,15 +119,15 @@ static void test_settings(void) {
     app_submit_line(a, "/repeat_penalty 1.3");
     app_submit_line(a, "/max_tokens 77");
     app_submit_line(a, "/seed 42");
-    AppSampling s = app_get_sampling(a);
-    CHECK_NEAR(s.top_p, 0.5, 1e-12);
+    SamplerParams s = app_get_sampling(a);
+    CHECK(s.top_p == 0.5f);
     CHECK_EQ_INT(s.top_k, 7);
-    CHECK_NEAR(s.min_p, 0.1, 1e-12);
-    CHECK_NEAR(s.repeat_penalty, 1.3, 1e-12);
+    CHECK(s.min_p == 0.1f);
+    CHECK(s.repeat_penalty == 1.3f);
     CHECK_EQ_INT(s.max_tokens, 77);
-    CHECK(s.seed_set && s.seed == 42);
+    CHECK((s.set & SAMPLER_SET_SEED) && s.seed == 42);
     app_submit_line(a, "/seed random");
-    CHECK(!app_get_sampling(a).seed_set);
+    CHECK(!(app_get_sampling(a).set & SAMPLER_SET_SEED));
     CHECK(before.temperature != s.temperature);
 
     /* /params lists everything as a note in the transcript. */
@@ -220,7 +220,7 @@ static void test_actions(void) {
     }
     /* after them the App still works: a valid setting takes effect */
     app_submit_line(a, "/temp 0.25");
-    CHECK_NEAR(app_get_sampling(a).temperature, 0.25, 1e-12);
+    CHECK(app_get_sampling(a).temperature == 0.25f);
     app_destroy(a);
 }
 
@@ -235,7 +235,7 @@ static void test_prefixes(void) {
     CHECK(!(r & REACT_KEEP_INPUT));
     CHECK(strstr(hint(a), "No command after /") != NULL);
     CHECK_EQ_INT(app_transcript(a)->n, n0);
-    CHECK_NEAR(app_get_sampling(a).temperature, t0, 1e-12);
+    CHECK(app_get_sampling(a).temperature == t0);
     app_set_hint(a, "-");
     app_submit_line(a, "/");
     CHECK(strstr(hint(a), "No command after /") != NULL);
@@ -263,7 +263,7 @@ static void test_prefixes(void) {
     CHECK_EQ_INT(app_transcript(a)->view_start, 0);
     /* A harmless unique prefix still works. */
     app_submit_line(a, "/tem 0.4");
-    CHECK_NEAR(app_get_sampling(a).temperature, 0.4, 1e-12);
+    CHECK(app_get_sampling(a).temperature == 0.4f);
     app_submit_line(a, "/para");
     CHECK_EQ_INT(app_transcript(a)->msgs[app_transcript(a)->n - 1].kind, MSG_NOTE);
     /* /help explains any unique prefix, a full-name command included. */
@@ -278,7 +278,7 @@ static void test_prefixes(void) {
 static void test_more_commands(void) {
     App *a = make_app(NULL);
     app_submit_line(a, "/set temperature 0.3");
-    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    CHECK(app_get_sampling(a).temperature == 0.3f);
     app_submit_line(a, "/set num_predict 99");
     CHECK_EQ_INT(app_get_sampling(a).max_tokens, 99);
     app_submit_line(a, "/set top-k 5");
@@ -289,7 +289,7 @@ static void test_more_commands(void) {
     CHECK(strstr(hint(a), "no setting 'warmth'") != NULL);
     app_submit_line(a, "/set temperature hot");
     CHECK(strstr(hint(a), "expected a number") != NULL);
-    CHECK_NEAR(app_get_sampling(a).temperature, 0.3, 1e-12);
+    CHECK(app_get_sampling(a).temperature == 0.3f);
     CHECK_EQ_INT(app_submit_line(a, "/bye") & REACT_QUIT, REACT_QUIT);
     CHECK_EQ_INT(app_submit_line(a, "/by") & REACT_QUIT, 0);
     app_submit_line(a, "/show");
@@ -411,7 +411,7 @@ static void test_export(void) {
  * saved): ids 0 are null, text that is not UTF-8 is repaired, Markdown has no session line. */
 static void test_export_view(void) {
     StoreSession ss = {.title = "t", .system_prompt = "sys", .message_count = 2};
-    ss.sampling = (StoreSampling){0.5, NAN, NAN, NAN, -1, -1, -1};
+    ss.sampling = (SamplerParams){.temperature = 0.5f, .set = SAMPLER_SET_TEMPERATURE};
     StoreMessage m[2] = {{.role = "user", .text = "hi \xe2\x82", .on_active_branch = 1},
                          {.role = "assistant", .text = "hello", .reply_tokens = 3,
                           .stop_reason = "eos", .on_active_branch = 1}};
@@ -491,6 +491,62 @@ static bool view_has(const AppTranscript *t, const char *needle) {
     return false;
 }
 
+/* Resuming a session takes its stored settings over the ones in use: a value out of range is
+ * left out (the one in use stays), the seed is fixed only when one was stored, and a reply
+ * shows the settings it was stored with. */
+static void test_resume_settings(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_resume_settings_%d.db", (int)getpid());
+    unlink(path);
+    Err err = {{0}};
+    Store *s = store_open(path, &err);
+    REQUIRE(s != NULL);
+    StoreSession fixed = {.title = "fixed", .sampling = {.temperature = 0.2f, .top_p = -1.0f,
+                                                         .seed = 5,
+                                                         .set = SAMPLER_SET_TEMPERATURE |
+                                                                SAMPLER_SET_TOP_P |
+                                                                SAMPLER_SET_SEED}};
+    int64_t s1 = store_session_create(s, &fixed, &err);
+    StoreSession random = {.title = "random", .sampling = {.top_k = 3, .set = SAMPLER_SET_TOP_K}};
+    int64_t s2 = store_session_create(s, &random, &err);
+    REQUIRE(s1 > 0 && s2 > 0);
+    int64_t u = add_msg(s, s1, 0, "user", "hello");
+    StoreMessage r = {.session_id = s1, .parent_id = u, .text = "hi",
+                      .sampling = {.min_p = 0.25f, .seed = 77,
+                                   .set = SAMPLER_SET_MIN_P | SAMPLER_SET_SEED}};
+    snprintf(r.role, sizeof r.role, "assistant");
+    REQUIRE(store_message_add(s, &r, &err) > 0);
+    store_close(s);
+
+    App *a = make_app(path);
+    const SamplerParams before = app_get_sampling(a);
+    char why[256];
+    REQUIRE(app_session_resume(a, s1, why, sizeof why) == 0);
+    SamplerParams now = app_get_sampling(a);
+    CHECK(now.temperature == 0.2f);
+    CHECK(now.top_p == before.top_p); /* -1 stored: damage, the one in use stays */
+    CHECK_EQ_INT(now.top_k, before.top_k);
+    CHECK((now.set & SAMPLER_SET_SEED) && now.seed == 5);
+    CHECK_EQ_INT(now.set, SAMPLER_SET_ALL);
+    const AppTranscript *t = app_transcript(a);
+    int replies = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->msgs[i].kind == MSG_ASSISTANT) {
+            const SamplerParams *m = &t->msgs[i].sampling;
+            CHECK(m->min_p == 0.25f && m->seed == 77);
+            CHECK(m->temperature == before.temperature); /* not stored with it: those in use */
+            replies++;
+        }
+    CHECK_EQ_INT(replies, 1);
+    REQUIRE(app_session_resume(a, s2, why, sizeof why) == 0);
+    now = app_get_sampling(a);
+    CHECK_EQ_INT(now.top_k, 3);
+    CHECK(now.temperature == 0.2f);
+    CHECK(!(now.set & SAMPLER_SET_SEED)); /* none stored: a new seed per reply */
+    app_destroy(a);
+    unlink(path);
+}
+
 /* A reply that failed comes back with its reason, in the browser's view and on resume (it read
  * as an empty "interrupted" reply). */
 static void test_failed_reply_resumed(void) {
@@ -536,6 +592,51 @@ static void test_failed_reply_resumed(void) {
     CHECK_EQ_INT(found, 1);
     app_destroy(a);
     unlink(path);
+}
+
+/* /reply N shows version N as it was stored: its text, figures, time and backend (the time and
+ * backend of the version replaced stayed). */
+static void test_switch_reply_fields(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/bn_test_switch_%d.db", (int)getpid());
+    unlink(path);
+    Err err = {{0}};
+    Store *s = store_open(path, &err);
+    REQUIRE(s != NULL);
+    StoreSession in = {.title = "versions"};
+    int64_t sid = store_session_create(s, &in, &err);
+    REQUIRE(sid > 0);
+    int64_t u = add_msg(s, sid, 0, "user", "name a bird");
+    StoreMessage v1 = {.session_id = sid, .parent_id = u, .text = "a heron", .created_at = 1000000,
+                       .reply_tokens = 3, .backend = "CPU, 2 threads", .model_name = "m1"};
+    StoreMessage v2 = {.session_id = sid, .parent_id = u, .text = "a wren", .created_at = 2000000,
+                       .reply_tokens = 4, .backend = "CUDA", .model_name = "m2"};
+    snprintf(v1.role, sizeof v1.role, "assistant");
+    snprintf(v2.role, sizeof v2.role, "assistant");
+    REQUIRE(store_message_add(s, &v1, &err) > 0);
+    REQUIRE(store_message_add(s, &v2, &err) > 0); /* the active version */
+    store_close(s);
+
+    App *a = make_app(path);
+    char why[256];
+    REQUIRE(app_session_resume(a, sid, why, sizeof why) == 0);
+    app_switch_reply(a, 1);
+    const AppTranscript *t = app_transcript(a);
+    const AppMessage *r = NULL;
+    for (int i = 0; i < t->n; i++)
+        if (t->msgs[i].kind == MSG_ASSISTANT) r = &t->msgs[i];
+    REQUIRE(r != NULL);
+    CHECK_STREQ(r->text, "a heron");
+    CHECK_EQ_INT(r->gen_tokens, 3);
+    CHECK_STREQ(r->model, "m1");
+    CHECK_STREQ(r->backend, "CPU, 2 threads");
+    CHECK_EQ_INT(r->created_at, 1000000);
+    CHECK_EQ_INT(r->alt_i, 1);
+    app_destroy(a);
+    unlink(path);
+    char side[300];
+    snprintf(side, sizeof side, "%s-wal", path), unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path), unlink(side);
 }
 
 static void test_view_branch_of_hit(void) {
@@ -600,5 +701,7 @@ int main(void) {
     test_broken_history();
     test_view_branch_of_hit();
     test_failed_reply_resumed();
+    test_resume_settings();
+    test_switch_reply_fields();
     return check_report("test_commands");
 }

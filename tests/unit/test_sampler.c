@@ -392,7 +392,31 @@ static void test_device_hooks(void) {
     sampler_free(b);
 }
 
+/* The set-mask: defaults have every bit; a merge copies only the settings given, and marks them. */
+static void test_params_merge(void) {
+    SamplerParams d = sampler_params_default();
+    CHECK_EQ_INT(d.set, SAMPLER_SET_ALL);
+    SamplerParams given = {.temperature = 0.0f, .top_k = 5, .top_p = 0.5f, .seed = 9,
+                           .set = SAMPLER_SET_TEMPERATURE | SAMPLER_SET_SEED};
+    SamplerParams o = d;
+    o.set &= ~SAMPLER_SET_SEED;
+    sampler_params_merge(&o, &given);
+    CHECK(o.temperature == 0.0f);
+    CHECK_EQ_INT(o.seed, 9);
+    CHECK_EQ_INT(o.top_k, d.top_k);  /* not given: kept */
+    CHECK(o.top_p == d.top_p);
+    CHECK(o.min_p == d.min_p && o.repeat_penalty == d.repeat_penalty);
+    CHECK_EQ_INT(o.max_tokens, d.max_tokens);
+    CHECK_EQ_INT(o.set, SAMPLER_SET_ALL);
+    SamplerParams none = {0};
+    sampler_params_merge(&none, &(SamplerParams){.max_tokens = 7, .set = SAMPLER_SET_MAX_TOKENS});
+    CHECK_EQ_INT(none.set, SAMPLER_SET_MAX_TOKENS);
+    CHECK_EQ_INT(none.max_tokens, 7);
+    CHECK_EQ_INT(none.top_k, 0);
+}
+
 int main(void) {
+    test_params_merge();
     test_greedy();
     test_distribution();
     test_seed();

@@ -60,13 +60,15 @@ static int same_bytes(const char *p, const char *d, size_t n) {
     return same;
 }
 
-static StoreSampling sampling_a(void) {
-    StoreSampling sp = {.temperature = 0.7, .top_p = 0.95, .min_p = 0.05, .repeat_penalty = 1.1,
-                        .top_k = 40, .max_tokens = 1024, .seed = 123456789012345LL};
+static SamplerParams sampling_a(void) {
+    SamplerParams sp = {.temperature = 0.7f, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.1f,
+                        .top_k = 40, .max_tokens = 1024, .seed = 123456789012345ULL,
+                        .set = SAMPLER_SET_ALL};
     return sp;
 }
 
-static void check_sampling_eq(const StoreSampling *a, const StoreSampling *b) {
+static void check_sampling_eq(const SamplerParams *a, const SamplerParams *b) {
+    CHECK_EQ_INT(a->set, b->set);
     CHECK(a->temperature == b->temperature);
     CHECK(a->top_p == b->top_p);
     CHECK(a->min_p == b->min_p);
@@ -168,9 +170,10 @@ static void test_v1_migration(void) {
         CHECK_STREQ(ss[0].title, "Crème brûlée");
         CHECK_EQ_INT(ss[0].message_count, 2);
         CHECK_EQ_INT(ss[0].active_leaf, 6);
-        CHECK(ss[0].sampling.temperature == 0.0);
+        CHECK(ss[0].sampling.temperature == 0.0f);
         CHECK_EQ_INT(ss[0].sampling.top_k, 0);
-        CHECK(isnan(ss[0].sampling.top_p)); /* not in the v1 row: unknown, not invented */
+        /* not in the v1 row: unknown, not invented */
+        CHECK(!(ss[0].sampling.set & SAMPLER_SET_TOP_P));
         CHECK_EQ_INT(ss[0].sampling.seed, 7);
         CHECK_EQ_INT(ss[1].id, 1);
         CHECK_STREQ(ss[1].title, "Rust or C for a tokenizer?");
@@ -180,8 +183,8 @@ static void test_v1_migration(void) {
         CHECK_EQ_INT(ss[1].created_at, 1767225600000LL);
         CHECK_EQ_INT(ss[1].updated_at, 1767225600000LL + 65000);
         CHECK_EQ_INT(ss[1].active_leaf, 4);
-        CHECK(ss[1].sampling.temperature == 0.7);
-        CHECK(ss[1].sampling.repeat_penalty == 1.1);
+        CHECK(ss[1].sampling.temperature == 0.7f);
+        CHECK(ss[1].sampling.repeat_penalty == 1.1f);
         CHECK_EQ_INT(ss[1].sampling.max_tokens, 1024);
     }
     store_sessions_free(ss, n);
@@ -203,7 +206,7 @@ static void test_v1_migration(void) {
         CHECK(m[1].tok_per_s == 48.25);
         CHECK_STREQ(m[1].stop_reason, "eos");
         CHECK_STREQ(m[1].model_name, "bitnet-b1.58-2B-4T"); /* backfilled from the session */
-        CHECK(m[1].sampling.temperature == 0.7);
+        CHECK(m[1].sampling.temperature == 0.7f);
         CHECK_STREQ(m[0].model_name, "");                   /* user turns carry none */
         CHECK_EQ_INT(m[2].created_at, 1767225600000LL + 60000);
     }
@@ -311,6 +314,47 @@ static void test_newer_and_foreign_refused(void) {
 
 /* ---- round trips ------------------------------------------------------------------------ */
 
+/* The sampling JSON keeps the form older versions wrote, so databases need no migration: texts
+ * as the previous writer (StoreSampling doubles through jansson at 17 digits, "unset" left out)
+ * produced them read back to the same settings and are written again byte for byte; the float
+ * settings are stored as the decimals the user typed. Damaged values set nothing. */
+static void test_sampling_json(void) {
+    static const char *const old[] = {
+        "{\"max_tokens\":1024,\"min_p\":0.050000000000000003,\"repeat_penalty\":1.1000000000000001,"
+        "\"seed\":123456789012345,\"temperature\":0.69999999999999996,\"top_k\":40,"
+        "\"top_p\":0.94999999999999996}",
+        "{\"max_tokens\":1024,\"min_p\":0.050000000000000003,\"repeat_penalty\":1.1000000000000001,"
+        "\"temperature\":0.69999999999999996,\"top_k\":40,\"top_p\":0.94999999999999996}",
+        "{\"seed\":7,\"temperature\":0.0,\"top_k\":0}",
+        "{\"max_tokens\":99,\"min_p\":0.0,\"repeat_penalty\":1.0,\"seed\":0,\"temperature\":1.5,"
+        "\"top_k\":0,\"top_p\":1.0}",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+        SamplerParams sp;
+        store_sampling_from_json(old[i], &sp);
+        char *again = store_sampling_to_json(&sp);
+        CHECK_STREQ(again, old[i]);
+        free(again);
+    }
+    SamplerParams sp;
+    store_sampling_from_json(old[0], &sp);
+    check_sampling_eq(&sp, &(SamplerParams){.temperature = 0.7f, .top_p = 0.95f, .min_p = 0.05f,
+                                            .repeat_penalty = 1.1f, .top_k = 40, .max_tokens = 1024,
+                                            .seed = 123456789012345ULL, .set = SAMPLER_SET_ALL});
+    store_sampling_from_json(old[1], &sp);
+    CHECK_EQ_INT(sp.set, SAMPLER_SET_ALL & ~SAMPLER_SET_SEED);
+    CHECK(store_float_decimal(0.7f) == 0.7 && store_float_decimal(0.95f) == 0.95);
+    CHECK(store_float_decimal(1.0f / 3.0f) == 0.33333334);
+    store_sampling_from_json("{\"temperature\":1e300,\"top_p\":\"0.5\",\"top_k\":-1,\"seed\":-1,"
+                             "\"max_tokens\":9999999999}", &sp);
+    CHECK_EQ_INT(sp.set, 0);
+    store_sampling_from_json("not json", &sp);
+    CHECK_EQ_INT(sp.set, 0);
+    store_sampling_from_json(NULL, &sp);
+    CHECK_EQ_INT(sp.set, 0);
+}
+
 static void test_round_trip(void) {
     char p[600];
     path_in(p, sizeof p, "rt.db");
@@ -337,7 +381,7 @@ static void test_round_trip(void) {
     strcpy(a.stop_reason, "max_tokens");
     strcpy(a.backend, "CUDA: NVIDIA H100 80GB HBM3");
     strcpy(a.model_name, "bitnet-2B");
-    a.sampling.temperature = 0.0;
+    a.sampling.temperature = 0.0f;
     a.sampling.seed = 0;
     int64_t aid = store_message_add(s, &a, &err);
     REQUIRE(aid > 0);
@@ -419,10 +463,10 @@ static void test_round_trip(void) {
     CHECK(store_session_get(s, 9999, &out, &err) < 0);
 
     /* unset sampling values survive as unset */
-    StoreSession bare = {.title = "bare", .sampling = store_sampling_unset()};
+    StoreSession bare = {.title = "bare"};
     int64_t bid = store_session_create(s, &bare, &err);
     REQUIRE(store_session_get(s, bid, &out, &err) == 0);
-    CHECK(isnan(out.sampling.temperature) && out.sampling.top_k == -1 && out.sampling.seed == -1);
+    CHECK_EQ_INT(out.sampling.set, 0);
     store_session_clear(&out);
 
     /* explicit transaction: rolled back work leaves nothing */
@@ -648,14 +692,6 @@ static void test_recorder(void) {
     check_sampling_eq(&ss.sampling, &up.sampling);
     store_session_clear(&ss);
     store_close(s);
-
-    /* sampler settings as the user typed them, not their float rounding */
-    SamplerParams sp = {.temperature = 0.7f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-                        .repeat_penalty = 1.1f, .seed = 42, .max_tokens = 100};
-    StoreSampling ss2 = history_sampling_from(&sp);
-    CHECK(ss2.temperature == 0.7 && ss2.top_p == 0.95 && ss2.min_p == 0.05 &&
-          ss2.repeat_penalty == 1.1);
-    CHECK_EQ_INT(ss2.seed, 42);
 
     /* --no-history: nothing is created, everything is kept in memory */
     char q[600];
@@ -1003,12 +1039,15 @@ static void test_exports(void) {
             CHECK_STREQ(json_string_value(json_object_get(o, "model_name")), m->model_name);
             CHECK_EQ_INT(json_is_true(json_object_get(o, "on_active_branch")), m->on_active_branch);
             json_t *sp = json_object_get(o, "sampling");
-            if (isfinite(m->sampling.temperature))
-                CHECK_NEAR(json_number_value(json_object_get(sp, "temperature")), m->sampling.temperature, 1e-12);
-            if (m->sampling.top_k >= 0)
+            /* a float setting is its decimal (0.7, not 0.69999998...) */
+            if (m->sampling.set & SAMPLER_SET_TEMPERATURE)
+                CHECK(json_number_value(json_object_get(sp, "temperature")) ==
+                      store_float_decimal(m->sampling.temperature));
+            if (m->sampling.set & SAMPLER_SET_TOP_K)
                 CHECK_EQ_INT(json_integer_value(json_object_get(sp, "top_k")), m->sampling.top_k);
-            if (m->sampling.seed >= 0)
+            if (m->sampling.set & SAMPLER_SET_SEED)
                 CHECK_EQ_INT(json_integer_value(json_object_get(sp, "seed")), m->sampling.seed);
+            if (m->id == alt_id) CHECK(json_number_value(json_object_get(sp, "temperature")) == 0.7);
         }
         CHECK_EQ_INT(n, 3);
         if (n == 3) {
@@ -1593,6 +1632,7 @@ int main(void) {
     test_v1_migration();
     test_migration_steps();
     test_newer_and_foreign_refused();
+    test_sampling_json();
     test_round_trip();
     test_long_chain_delete();
     test_branches();
