@@ -73,7 +73,7 @@ def prompt_of(bc, model, n_target):
 
 
 def ours_p(bc, model, prompt, n, threads, extra=()):
-    _, err, secs, rss = run_rss([bc, "-p", prompt, "-m", model, "--no-history", "--temp", "0",
+    _, err, secs, rss = run_rss([bc, "-p", prompt, "-m", model, "-b", "cpu", "--no-history", "--temp", "0",
                                  "-n", str(n), "-t", str(threads)] + list(extra))
     # a 1-token reply has no decode rate: "(- tok/s)"
     m = re.search(r"prompt (\d+) tokens \(([\d.]+) tok/s\), reply (\d+) tokens \(([\d.]+|-) tok/s\)", err)
