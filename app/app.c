@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "app/commands.h"
-#include "app/commands_cli.h"
 #include "app/history.h"
+#include "app/paths.h"
 #include "app/store.h"
 #include "infer/engine.h"
 #include "infer/sampler.h"

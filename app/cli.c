@@ -1,138 +1,257 @@
+/* Command-line parsing: one table of options (name, argument kind, range, target field, help
+ * text) drives getopt_long, the value checks and --help; what concerns several options at once
+ * (modes that exclude each other, the positional arguments) follows the parse. */
 #include "app/cli.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "infer/infer.h"
 
+/* What an option's argument is; each kind writes one type of field of AppConfig. */
+typedef enum {
+    ARG_NONE,        /* a switch: bool = true */
+    ARG_TEXT,        /* const char * = the argument as given */
+    ARG_INT,         /* int = a whole number in [ilo, ihi] */
+    ARG_I64,         /* int64_t (or uint64_t, ilo >= 0) = a whole number in [ilo, ihi] */
+    ARG_REAL,        /* float = a number in [dlo, dhi] */
+    ARG_CHOICE,      /* const char * = one of choices */
+    ARG_CHOICE_BOOL, /* bool = the argument is the second of two choices ("f16" or "int8") */
+} ArgKind;
+
+typedef struct {
+    const char *name;       /* long name, without "--" */
+    char short_name;        /* 0: none */
+    ArgKind kind;
+    const char *arg;        /* the argument's name in --help ("PATH"); NULL for ARG_NONE */
+    long long ilo, ihi;     /* ARG_INT, ARG_I64 */
+    double dlo, dhi;        /* ARG_REAL */
+    const char *const *choices; /* ARG_CHOICE*: NULL-terminated */
+    size_t target;          /* offsetof(AppConfig, field) */
+    unsigned set_bit;       /* a SAMPLER_SET_* bit set in sampling.set when it is given */
+    AppMode mode;           /* the mode the option selects; MODE_CHAT: none */
+    bool ends_parse;        /* --help, --version: the mode is taken and the parse ends */
+    bool say_short;         /* messages name it by its short form (-p), as it is typed */
+    const char *empty_why;  /* ARG_TEXT: an empty argument is refused with this reason */
+    const char *section;    /* --help starts this section before the option */
+    const char *help;       /* lines separated by \n */
+} CliOption;
+
+/* Offset 0 is the mode, which no option writes through its offset: 0 can mean "none". */
+_Static_assert(offsetof(AppConfig, mode) == 0, "AppConfig.mode must come first");
+#define AT(field) offsetof(AppConfig, field)
+
+static const char *const backends[] = {"auto", "cpu", "cuda", NULL};
+static const char *const formats[] = {"md", "json", NULL};
+static const char *const lm_heads[] = {"f16", "int8", NULL};
+static const char *const kv_caches[] = {"f16", "f32", NULL};
+
+/* The session ids of --show, --export, --delete and --resume. */
+#define SESSION_ID ARG_I64, "ID", .ilo = 1, .ihi = INT64_MAX
+
+/* In --help order. The ranges match the slash commands' (app/commands.c). */
+static const CliOption options[] = {
+    {"model", 'm', ARG_TEXT, "PATH", .target = AT(model), .section = "Model and backend",
+     .help = "model file or directory"},
+    {"backend", 'b', ARG_CHOICE, "B", .choices = backends, .target = AT(backend),
+     .help = "auto (default), cpu or cuda"},
+    /* 0 is refused rather than read as "all cores": leaving the option out says that */
+    {"threads", 't', ARG_INT, "N", .ilo = 1, .ihi = 1024, .target = AT(threads),
+     .help = "CPU threads (default and maximum: all cores)"},
+    {"ctx", 'c', ARG_INT, "N", .ilo = 1, .ihi = 1 << 20, .target = AT(ctx),
+     .help = "context length (default and maximum: the model's)"},
+    {"lm-head", 0, ARG_CHOICE_BOOL, "T", .choices = lm_heads, .target = AT(lm_head_int8),
+     .help = "f16 (default) or int8: int8 lm_head with per-row\n"
+             "scales (half the bytes; top-1 may differ; CUDA:\n"
+             "experimental, not yet run on a GPU)"},
+    {"kv-cache", 0, ARG_CHOICE_BOOL, "T", .choices = kv_caches, .target = AT(kv_f32),
+     .help = "f16 (default) or f32: f32 keeps the KV cache unrounded\n"
+             "(CPU backend only; for comparisons with a reference)"},
+    {"mmap", 0, ARG_NONE, NULL, .target = AT(mmap_weights),
+     .help = "CPU backend: read the weights in place from the file\n"
+             "(default: copied onto huge pages at load; faster decode)"},
+
+    {"prompt", 'p', ARG_TEXT, "TEXT", .target = AT(prompt), .mode = MODE_PROMPT,
+     .say_short = true, .section = "Generation",
+     .help = "answer TEXT on stdout, stats on stderr, then exit;\n"
+             "- reads the prompt from stdin, and stdin that is not a\n"
+             "terminal is added after TEXT (cat f | ... -p \"Sum up:\")"},
+    {"file", 'f', ARG_TEXT, "FILE", .target = AT(prompt_file), .mode = MODE_PROMPT,
+     .say_short = true, .empty_why = "empty file name (- reads stdin)",
+     .help = "the prompt (after -p TEXT, if given) from FILE (- = stdin)"},
+    {"system", 's', ARG_TEXT, "TEXT", .target = AT(system), .help = "system prompt"},
+    {"temp", 0, ARG_REAL, "T", .dlo = 0, .dhi = 100, .target = AT(sampling.temperature),
+     .set_bit = SAMPLER_SET_TEMPERATURE,
+     .help = "temperature, 0 = greedy (default 0.7)"},
+    {"top-k", 0, ARG_INT, "K", .ilo = 0, .ihi = 1 << 24, .target = AT(sampling.top_k),
+     .set_bit = SAMPLER_SET_TOP_K,
+     .help = "keep the K most likely tokens, 0 = off (default 40)"},
+    {"top-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(sampling.top_p),
+     .set_bit = SAMPLER_SET_TOP_P,
+     .help = "nucleus sampling, 1 = off (default 0.95)"},
+    {"min-p", 0, ARG_REAL, "P", .dlo = 0, .dhi = 1, .target = AT(sampling.min_p),
+     .set_bit = SAMPLER_SET_MIN_P,
+     .help = "drop tokens below P x the top probability (default 0.05)"},
+    {"repeat-penalty", 0, ARG_REAL, "R", .dlo = 0.01, .dhi = 100,
+     .target = AT(sampling.repeat_penalty), .set_bit = SAMPLER_SET_REPEAT_PENALTY,
+     .help = "penalty for recent tokens, 1 = off (default 1.1)"},
+    {"seed", 0, ARG_I64, "N", .ilo = 0, .ihi = INT64_MAX, .target = AT(sampling.seed),
+     .set_bit = SAMPLER_SET_SEED, .help = "random seed (default: from the clock)"},
+    {"max-tokens", 'n', ARG_INT, "N", .ilo = 1, .ihi = 1 << 24, .target = AT(sampling.max_tokens),
+     .set_bit = SAMPLER_SET_MAX_TOKENS,
+     .help = "reply length limit (default 1024)"},
+
+    {"db", 0, ARG_TEXT, "PATH", .target = AT(db_path), .section = "History",
+     .help = "history database (default\n$XDG_DATA_HOME/bitnet-chat/history.db)"},
+    {"no-history", 0, ARG_NONE, NULL, .target = AT(no_history),
+     .help = "do not read or write the history database"},
+    {"sessions", 0, ARG_NONE, NULL, .mode = MODE_SESSIONS, .help = "list saved sessions"},
+    {"show", 0, SESSION_ID, .target = AT(session_id), .mode = MODE_SHOW,
+     .help = "print a session with per-reply stats"},
+    {"search", 0, ARG_TEXT, "TEXT", .target = AT(search), .mode = MODE_SEARCH,
+     .help = "full-text search across all messages"},
+    {"export", 0, SESSION_ID, .target = AT(session_id), .mode = MODE_EXPORT,
+     .help = "export a session (--format md|json, -o FILE)"},
+    {"format", 0, ARG_CHOICE, "F", .choices = formats, .target = AT(format),
+     .help = "md (default) or json; json also for --sessions, --show\nand --search"},
+    {"output", 'o', ARG_TEXT, "FILE", .target = AT(output),
+     .help = "write the export to FILE instead of stdout"},
+    {"force", 0, ARG_NONE, NULL, .target = AT(force),
+     .help = "let --export -o replace an existing FILE"},
+    {"delete", 0, SESSION_ID, .target = AT(session_id), .mode = MODE_DELETE,
+     .help = "delete a session (asks unless --yes)"},
+    {"yes", 'y', ARG_NONE, NULL, .target = AT(yes), .help = "do not ask for confirmation"},
+    {"browse", 0, ARG_NONE, NULL, .mode = MODE_BROWSE, .help = "open the session browser"},
+    {"continue", 0, ARG_NONE, NULL, .target = AT(resume_latest),
+     .help = "chat on in the newest saved session"},
+    {"resume", 0, SESSION_ID, .target = AT(resume_id), .help = "chat on in saved session ID"},
+
+    {"jsonl", 0, ARG_NONE, NULL, .target = AT(jsonl), .section = "Other",
+     .help = "tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}"},
+    {"quick", 0, ARG_NONE, NULL, .target = AT(quick),
+     .help = "bench: fewer repetitions\n(bench --backend cpu --model M adds rows on the file M)"},
+    {"skip-kernels", 0, ARG_NONE, NULL, .target = AT(bench_skip_kernels),
+     .help = "bench: no kernel table"},
+    {"profile", 0, ARG_NONE, NULL, .target = AT(bench_profile),
+     .help = "bench: one short end-to-end run (64 in, 8 out) instead of\n"
+             "the end-to-end tables (to run under a profiler)"},
+    {"chunks", 0, ARG_INT, "N", .ilo = 1, .ihi = 1 << 30, .target = AT(chunks),
+     .help = "perplexity: score at most the first N chunks"},
+    {"kl-divergence-base", 0, ARG_TEXT, "F", .target = AT(kl_base),
+     .help = "perplexity: save the scored positions' logits to F"},
+    {"kl-divergence", 0, ARG_TEXT, "F", .target = AT(kl_compare),
+     .help = "perplexity: compare with the base file F (its tokens\n"
+             "are scored): KL divergence, top-1 agreement, delta PPL"},
+    {"help", 'h', ARG_NONE, NULL, .mode = MODE_HELP, .ends_parse = true, .help = "show this help"},
+    {"version", 'V', ARG_NONE, NULL, .mode = MODE_VERSION, .ends_parse = true,
+     .help = "show the version"},
+};
+enum { N_OPTIONS = sizeof options / sizeof options[0] };
+
+/* Each mode: the word that selects it (a subcommand), and the positional arguments it takes.
+ * usage is printed when their number is wrong; without one, the first extra argument is named. */
+typedef struct {
+    const char *word;
+    int min_pos, max_pos;
+    const char *usage;
+    bool pos_is_model;  /* the one positional argument is the model (the chat and -p) */
+    bool runs_model;    /* loads a model, so that --threads matters */
+} ModeInfo;
+
+static const ModeInfo modes[] = {
+    [MODE_CHAT] = {.max_pos = 1, .pos_is_model = true, .runs_model = true},
+    [MODE_PROMPT] = {.max_pos = 1, .pos_is_model = true, .runs_model = true},
+    [MODE_SESSIONS] = {0},
+    [MODE_SHOW] = {0},
+    [MODE_SEARCH] = {0},
+    [MODE_EXPORT] = {0},
+    [MODE_DELETE] = {0},
+    [MODE_BROWSE] = {.max_pos = 1, .pos_is_model = true},
+    [MODE_CONVERT] = {"convert", 2, 2, "bitnet-chat convert SRC OUT.gguf"},
+    [MODE_TOKENIZE] = {"tokenize", 1, 2, "bitnet-chat tokenize MODEL_OR_TOKENIZER [TEXT]"},
+    [MODE_BENCH] = {"bench", .runs_model = true},
+    /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
+    [MODE_PERPLEXITY] = {"perplexity", 0, 1,
+                         "bitnet-chat perplexity --model M FILE [--ctx N] "
+                         "[--kl-divergence-base BASE] or --kl-divergence BASE",
+                         .runs_model = true},
+    [MODE_HELP] = {0},
+    [MODE_VERSION] = {0},
+};
+enum { N_MODES = sizeof modes / sizeof modes[0] };
+_Static_assert(N_MODES == MODE_VERSION + 1, "modes[] has one entry per AppMode");
+
+static const char usage_head[] =
+    "Usage: bitnet-chat [OPTIONS] [MODEL]          full-screen chat\n"
+    "       bitnet-chat -p PROMPT|-f FILE [OPTIONS] one reply to stdout\n"
+    "       bitnet-chat convert SRC OUT.gguf        write a GGUF I2_S model\n"
+    "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
+    "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
+    "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
+    "       bitnet-chat perplexity --model M --kl-divergence BASE\n"
+    "                                               compare with saved logits\n"
+    "\n"
+    "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
+    "shipped in assets/ is used.\n";
+
+/* --help's columns: the option from column 2, its help from column 27 (on a line of its own
+ * when the option and its argument are too wide). */
+enum { HELP_COL = 27, HELP_OPT_WIDTH = HELP_COL - 6 };
+
 void cli_usage(FILE *to) {
-    fputs(
-        "Usage: bitnet-chat [OPTIONS] [MODEL]          full-screen chat\n"
-        "       bitnet-chat -p PROMPT|-f FILE [OPTIONS] one reply to stdout\n"
-        "       bitnet-chat convert SRC OUT.gguf        write a GGUF I2_S model\n"
-        "       bitnet-chat tokenize MODEL [TEXT]       print token ids (stdin without TEXT)\n"
-        "       bitnet-chat bench [--backend B]         kernel and end-to-end benchmark\n"
-        "       bitnet-chat perplexity --model M FILE   perplexity of a text file\n"
-        "       bitnet-chat perplexity --model M --kl-divergence BASE\n"
-        "                                               compare with saved logits\n"
-        "\n"
-        "MODEL is a GGUF file or a Hugging Face directory; without one the small demo model\n"
-        "shipped in assets/ is used.\n"
-        "\n"
-        "Model and backend:\n"
-        "  -m, --model PATH         model file or directory\n"
-        "  -b, --backend B          auto (default), cpu or cuda\n"
-        "  -t, --threads N          CPU threads (default and maximum: all cores)\n"
-        "  -c, --ctx N              context length (default and maximum: the model's)\n"
-        "      --lm-head T          f16 (default) or int8: int8 lm_head with per-row\n"
-        "                           scales (half the bytes; top-1 may differ; CUDA:\n"
-        "                           experimental, not yet run on a GPU)\n"
-        "      --kv-cache T         f16 (default) or f32: f32 keeps the KV cache unrounded\n"
-        "                           (CPU backend only; for comparisons with a reference)\n"
-        "      --mmap               CPU backend: read the weights in place from the file\n"
-        "                           (default: copied onto huge pages at load; faster decode)\n"
-        "\n"
-        "Generation:\n"
-        "  -p, --prompt TEXT        answer TEXT on stdout, stats on stderr, then exit;\n"
-        "                           - reads the prompt from stdin, and stdin that is not a\n"
-        "                           terminal is added after TEXT (cat f | ... -p \"Sum up:\")\n"
-        "  -f, --file FILE          the prompt (after -p TEXT, if given) from FILE (- = stdin)\n"
-        "  -s, --system TEXT        system prompt\n"
-        "      --temp T             temperature, 0 = greedy (default 0.7)\n"
-        "      --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
-        "      --top-p P            nucleus sampling, 1 = off (default 0.95)\n"
-        "      --min-p P            drop tokens below P x the top probability (default 0.05)\n"
-        "      --repeat-penalty R   penalty for recent tokens, 1 = off (default 1.1)\n"
-        "      --seed N             random seed (default: from the clock)\n"
-        "  -n, --max-tokens N       reply length limit (default 1024)\n"
-        "\n"
-        "History:\n"
-        "      --db PATH            history database (default\n"
-        "                           $XDG_DATA_HOME/bitnet-chat/history.db)\n"
-        "      --no-history         do not read or write the history database\n"
-        "      --sessions           list saved sessions\n"
-        "      --show ID            print a session with per-reply stats\n"
-        "      --search TEXT        full-text search across all messages\n"
-        "      --export ID          export a session (--format md|json, -o FILE)\n"
-        "      --format F           md (default) or json; json also for --sessions, --show\n"
-        "                           and --search\n"
-        "  -o, --output FILE        write the export to FILE instead of stdout\n"
-        "      --force              let --export -o replace an existing FILE\n"
-        "      --delete ID          delete a session (asks unless --yes)\n"
-        "  -y, --yes                do not ask for confirmation\n"
-        "      --browse             open the session browser\n"
-        "      --continue           chat on in the newest saved session\n"
-        "      --resume ID          chat on in saved session ID\n"
-        "\n"
-        "Other:\n"
-        "      --jsonl              tokenize: read {\"text\": ...} lines, write {\"ids\": [...]}\n"
-        "      --quick              bench: fewer repetitions\n"
-        "                           (bench --backend cpu --model M adds rows on the file M)\n"
-        "      --skip-kernels       bench: no kernel table\n"
-        "      --profile            bench: one short end-to-end run (64 in, 8 out) instead of\n"
-        "                           the end-to-end tables (to run under a profiler)\n"
-        "      --chunks N           perplexity: score at most the first N chunks\n"
-        "      --kl-divergence-base F\n"
-        "                           perplexity: save the scored positions' logits to F\n"
-        "      --kl-divergence F    perplexity: compare with the base file F (its tokens\n"
-        "                           are scored): KL divergence, top-1 agreement, delta PPL\n"
-        "  -h, --help               show this help\n"
-        "  -V, --version            show the version\n",
-        to);
+    fputs(usage_head, to);
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const CliOption *o = &options[i];
+        if (o->section) fprintf(to, "\n%s:\n", o->section);
+        char opt[64];
+        int w = snprintf(opt, sizeof opt, "--%s%s%s", o->name, o->arg ? " " : "",
+                         o->arg ? o->arg : "");
+        if (o->short_name) fprintf(to, "  -%c, ", o->short_name);
+        else fputs("      ", to);
+        if (w <= HELP_OPT_WIDTH - 2) fprintf(to, "%-*s", HELP_OPT_WIDTH, opt);
+        else fprintf(to, "%s\n%*s", opt, HELP_COL, "");
+        for (const char *h = o->help; *h;) {
+            size_t n = strcspn(h, "\n");
+            fprintf(to, "%.*s\n", (int)n, h);
+            h += n;
+            if (*h == '\n' && *++h) fprintf(to, "%*s", HELP_COL, "");
+        }
+    }
 }
 
-enum {
-    OPT_TEMP = 1000, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REPEAT, OPT_SEED, OPT_DB, OPT_NOHIST,
-    OPT_SESSIONS, OPT_SHOW, OPT_SEARCH, OPT_EXPORT, OPT_FORMAT, OPT_DELETE, OPT_BROWSE,
-    OPT_JSONL, OPT_QUICK, OPT_LMHEAD, OPT_CONTINUE, OPT_RESUME, OPT_FORCE, OPT_KLBASE, OPT_KL,
-    OPT_KVCACHE, OPT_CHUNKS, OPT_MMAP, OPT_SKIP_KERNELS, OPT_PROFILE,
-};
+/* How messages name an option: "--threads", or "-p" for the few typed short. */
+static void option_label(const CliOption *o, char *buf, size_t cap) {
+    if (o->say_short) snprintf(buf, cap, "-%c", o->short_name);
+    else snprintf(buf, cap, "--%s", o->name);
+}
 
-static const struct option long_opts[] = {
-    {"model", required_argument, 0, 'm'},     {"backend", required_argument, 0, 'b'},
-    {"threads", required_argument, 0, 't'},   {"ctx", required_argument, 0, 'c'},
-    {"prompt", required_argument, 0, 'p'},    {"system", required_argument, 0, 's'},
-    {"file", required_argument, 0, 'f'},
-    {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOPK},
-    {"top-p", required_argument, 0, OPT_TOPP}, {"min-p", required_argument, 0, OPT_MINP},
-    {"repeat-penalty", required_argument, 0, OPT_REPEAT},
-    {"seed", required_argument, 0, OPT_SEED}, {"max-tokens", required_argument, 0, 'n'},
-    {"db", required_argument, 0, OPT_DB},     {"no-history", no_argument, 0, OPT_NOHIST},
-    {"sessions", no_argument, 0, OPT_SESSIONS}, {"show", required_argument, 0, OPT_SHOW},
-    {"search", required_argument, 0, OPT_SEARCH}, {"export", required_argument, 0, OPT_EXPORT},
-    {"format", required_argument, 0, OPT_FORMAT}, {"output", required_argument, 0, 'o'},
-    {"delete", required_argument, 0, OPT_DELETE}, {"yes", no_argument, 0, 'y'},
-    {"browse", no_argument, 0, OPT_BROWSE},   {"jsonl", no_argument, 0, OPT_JSONL},
-    {"continue", no_argument, 0, OPT_CONTINUE}, {"resume", required_argument, 0, OPT_RESUME},
-    {"force", no_argument, 0, OPT_FORCE},
-    {"quick", no_argument, 0, OPT_QUICK},     {"lm-head", required_argument, 0, OPT_LMHEAD},     {"help", no_argument, 0, 'h'},
-    {"kl-divergence-base", required_argument, 0, OPT_KLBASE},
-    {"kl-divergence", required_argument, 0, OPT_KL},
-    {"kv-cache", required_argument, 0, OPT_KVCACHE},
-    {"mmap", no_argument, 0, OPT_MMAP},
-    {"skip-kernels", no_argument, 0, OPT_SKIP_KERNELS},
-    {"profile", no_argument, 0, OPT_PROFILE},
-    {"chunks", required_argument, 0, OPT_CHUNKS},
-    {"version", no_argument, 0, 'V'},         {0, 0, 0, 0},
-};
+/* True when s holds something besides spaces, tabs and line breaks. */
+static bool has_visible_text(const char *s) {
+    for (; s && *s; s++)
+        if (!strchr(" \t\r\n\v\f", *s)) return true;
+    return false;
+}
 
-static int parse_double(const char *opt, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "bitnet-chat: %s: '%s' is not a number in [%g, %g]\n", opt, s, lo, hi);
+static int set_mode(AppConfig *c, AppMode m, const char *opt) {
+    if (c->mode != MODE_CHAT && c->mode != m) {
+        /* -p and -f name the one-shot form, which excludes the subcommands and the history
+         * tools alike */
+        fprintf(stderr, "bitnet-chat: %s cannot be combined with %s\n", opt,
+                m == MODE_PROMPT ? "a subcommand" : "another mode");
         return -1;
     }
-    *out = v;
+    c->mode = m;
     return 0;
 }
 
-static int parse_i64(const char *opt, const char *s, long long lo, long long hi, int64_t *out) {
+/* A whole number in [lo, hi], or a one-line message naming the option. */
+static int parse_integer(const char *opt, const char *s, long long lo, long long hi,
+                         long long *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -145,29 +264,77 @@ static int parse_i64(const char *opt, const char *s, long long lo, long long hi,
     return 0;
 }
 
-/* A sampling option: its value into *dst, and its bit into the set-mask (given). */
-static int parse_setting(AppConfig *c, const char *opt, const char *s, double lo, double hi,
-                         float *dst, unsigned bit) {
-    double v;
-    if (parse_double(opt, s, lo, hi, &v)) return -1;
-    *dst = (float)v;
-    c->sampling.set |= bit;
+static int parse_real(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "bitnet-chat: %s: '%s' is not a number in [%g, %g]\n", opt, s, lo, hi);
+        return -1;
+    }
+    *out = v;
     return 0;
 }
 
-/* True when s holds something besides spaces, tabs and line breaks. */
-static bool has_visible_text(const char *s) {
-    for (; s && *s; s++)
-        if (!strchr(" \t\r\n\v\f", *s)) return true;
-    return false;
+/* The index of s in choices, or -1 with "expected a, b or c, not 's'". */
+static int parse_choice(const char *opt, const char *s, const char *const *choices) {
+    int n = 0;
+    while (choices[n]) n++;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, choices[i])) return i;
+    fprintf(stderr, "bitnet-chat: %s: expected ", opt);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", choices[i], i + 2 < n ? ", " : i + 2 == n ? " or " : "");
+    fprintf(stderr, ", not '%s'\n", s);
+    return -1;
 }
 
-static int set_mode(AppConfig *c, AppMode m, const char *opt) {
-    if (c->mode != MODE_CHAT && c->mode != m) {
-        fprintf(stderr, "bitnet-chat: %s cannot be combined with another mode\n", opt);
+/* One option as getopt found it: its value checked and stored, its mode taken. In that order,
+ * so that of two mistakes in one option a bad number is reported before the mode; an empty
+ * name is looked at last. */
+static int apply_option(AppConfig *c, const CliOption *o, const char *arg) {
+    char opt[40];
+    option_label(o, opt, sizeof opt);
+    char *field = (char *)c + o->target;
+    long long iv;
+    double dv;
+    int k;
+    switch (o->kind) {
+    case ARG_NONE:
+        if (o->target) *(bool *)field = true;
+        break;
+    case ARG_TEXT: *(const char **)field = arg; break;
+    case ARG_INT:
+        if (parse_integer(opt, arg, o->ilo, o->ihi, &iv)) return -1;
+        *(int *)field = (int)iv;
+        break;
+    case ARG_I64:
+        if (parse_integer(opt, arg, o->ilo, o->ihi, &iv)) return -1;
+        *(int64_t *)field = iv;
+        break;
+    case ARG_REAL:
+        if (parse_real(opt, arg, o->dlo, o->dhi, &dv)) return -1;
+        *(float *)field = (float)dv;
+        break;
+    case ARG_CHOICE:
+        if (parse_choice(opt, arg, o->choices) < 0) return -1;
+        *(const char **)field = arg;
+        break;
+    case ARG_CHOICE_BOOL:
+        if ((k = parse_choice(opt, arg, o->choices)) < 0) return -1;
+        *(bool *)field = k == 1;
+        break;
+    }
+    c->sampling.set |= o->set_bit;
+    if (o->ends_parse) {
+        c->mode = o->mode;
+        return 0;
+    }
+    if (o->mode != MODE_CHAT && set_mode(c, o->mode, opt)) return -1;
+    if (o->empty_why && !arg[0]) {
+        fprintf(stderr, "bitnet-chat: %s: %s\n", opt, o->empty_why);
         return -1;
     }
-    c->mode = m;
     return 0;
 }
 
@@ -187,6 +354,83 @@ static void protect_std_fds(void) {
     }
 }
 
+/* getopt_long's tables, made from options[]: a short option's code is its letter, a long-only
+ * option's is FIRST_LONG_ONLY + its index. */
+enum { FIRST_LONG_ONLY = 256 };
+
+static void getopt_tables(struct option *longs, char *shorts) {
+    for (int i = 0; i < N_OPTIONS; i++) {
+        const CliOption *o = &options[i];
+        longs[i] = (struct option){o->name, o->kind == ARG_NONE ? no_argument : required_argument,
+                                   NULL, o->short_name ? o->short_name : FIRST_LONG_ONLY + i};
+        if (o->short_name) {
+            *shorts++ = o->short_name;
+            if (o->kind != ARG_NONE) *shorts++ = ':';
+        }
+    }
+    longs[N_OPTIONS] = (struct option){0, 0, 0, 0};
+    *shorts = 0;
+}
+
+static const CliOption *option_of_code(int code) {
+    if (code >= FIRST_LONG_ONLY && code < FIRST_LONG_ONLY + N_OPTIONS)
+        return &options[code - FIRST_LONG_ONLY];
+    for (int i = 0; i < N_OPTIONS; i++)
+        if (options[i].short_name && options[i].short_name == code) return &options[i];
+    return NULL;
+}
+
+/* What concerns several options at once, after all were read. */
+static int check_combinations(const AppConfig *c) {
+    const char *why = NULL;
+    if (c->db_path && !c->db_path[0])
+        why = "--db: empty path (leave the option out for the default)";
+    else if (c->prompt && c->prompt_file && !strcmp(c->prompt, "-") &&
+             !strcmp(c->prompt_file, "-"))
+        why = "-p - and -f - both read stdin: give one of them";
+    else if ((c->resume_latest || c->resume_id) && c->mode != MODE_CHAT)
+        why = "--continue and --resume open the chat; they cannot be combined with another mode";
+    else if (c->resume_latest && c->resume_id)
+        why = "give either --continue or --resume ID";
+    else if ((c->resume_latest || c->resume_id) && c->no_history)
+        why = "--continue and --resume write to the history; they cannot be combined with "
+              "--no-history";
+    else if (c->format && c->mode != MODE_EXPORT && c->mode != MODE_SESSIONS &&
+             c->mode != MODE_SHOW && c->mode != MODE_SEARCH)
+        why = "--format applies to --export, --sessions, --show and --search only";
+    else if (c->mode == MODE_PROMPT && c->prompt && !has_visible_text(c->prompt))
+        why = "-p: the prompt is empty";
+    if (why) {
+        fprintf(stderr, "bitnet-chat: %s\n", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* The positional arguments against the mode's count; in the chat modes the one positional is
+ * the model. */
+static int check_positional(AppConfig *c) {
+    const ModeInfo *m = &modes[c->mode];
+    bool bad = c->npos < m->min_pos || c->npos > m->max_pos;
+    if (c->mode == MODE_PERPLEXITY) bad = bad || (c->npos == 0 && !c->kl_compare) || !c->model;
+    if (bad && m->usage) {
+        fprintf(stderr, "bitnet-chat: usage: %s\n", m->usage);
+        return -1;
+    }
+    if (bad) {
+        fprintf(stderr, "bitnet-chat: unexpected argument '%s'\n", c->pos[m->max_pos]);
+        return -1;
+    }
+    if (m->pos_is_model && c->npos == 1) {
+        if (c->model) {
+            fprintf(stderr, "bitnet-chat: give the model either as MODEL or with --model\n");
+            return -1;
+        }
+        c->model = c->pos[0];
+    }
+    return 0;
+}
+
 int cli_parse(AppConfig *c, int argc, char **argv) {
     protect_std_fds();
     memset(c, 0, sizeof *c);
@@ -194,250 +438,40 @@ int cli_parse(AppConfig *c, int argc, char **argv) {
 
     /* A leading word selects a subcommand. */
     int first = 1;
-    if (argc > 1) {
-        const char *w = argv[1];
-        if (!strcmp(w, "convert")) c->mode = MODE_CONVERT, first = 2;
-        else if (!strcmp(w, "tokenize")) c->mode = MODE_TOKENIZE, first = 2;
-        else if (!strcmp(w, "bench")) c->mode = MODE_BENCH, first = 2;
-        else if (!strcmp(w, "perplexity")) c->mode = MODE_PERPLEXITY, first = 2;
-    }
+    for (int m = 0; argc > 1 && m < N_MODES; m++)
+        if (modes[m].word && !strcmp(argv[1], modes[m].word)) c->mode = (AppMode)m, first = 2;
+
+    struct option longs[N_OPTIONS + 1];
+    char shorts[2 * N_OPTIONS + 1];
+    getopt_tables(longs, shorts);
     optind = first;
     opterr = 1;
-    int ch;
-    int64_t iv;
-    double dv;
-    while ((ch = getopt_long(argc, argv, "m:b:t:c:p:f:s:n:o:yhV", long_opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': c->model = optarg; break;
-        case 'b':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) {
-                fprintf(stderr, "bitnet-chat: --backend: expected auto, cpu or cuda, not '%s'\n",
-                        optarg);
-                return 2;
-            }
-            c->backend = optarg;
-            break;
-        case 't':
-            /* 0 is refused rather than read as "all cores": leaving the option out says that */
-            if (parse_i64("--threads", optarg, 1, 1024, &iv)) return 2;
-            c->threads = (int)iv;
-            break;
-        case 'c':
-            if (parse_i64("--ctx", optarg, 1, 1 << 20, &iv)) return 2;
-            c->ctx = (int)iv;
-            break;
-        case 'p':
-            if (c->mode != MODE_CHAT && c->mode != MODE_PROMPT) {
-                fprintf(stderr, "bitnet-chat: -p cannot be combined with a subcommand\n");
-                return 2;
-            }
-            c->mode = MODE_PROMPT;
-            c->prompt = optarg;
-            break;
-        case 'f':
-            if (c->mode != MODE_CHAT && c->mode != MODE_PROMPT) {
-                fprintf(stderr, "bitnet-chat: -f cannot be combined with a subcommand\n");
-                return 2;
-            }
-            if (!optarg[0]) {
-                fprintf(stderr, "bitnet-chat: -f: empty file name (- reads stdin)\n");
-                return 2;
-            }
-            c->mode = MODE_PROMPT;
-            c->prompt_file = optarg;
-            break;
-        case 's': c->system = optarg; break;
-        case OPT_TEMP:
-            if (parse_setting(c, "--temp", optarg, 0, 100, &c->sampling.temperature,
-                              SAMPLER_SET_TEMPERATURE))
-                return 2;
-            break;
-        case OPT_TOPK:
-            if (parse_i64("--top-k", optarg, 0, 1 << 24, &iv)) return 2;
-            c->sampling.top_k = (int)iv;
-            c->sampling.set |= SAMPLER_SET_TOP_K;
-            break;
-        case OPT_TOPP:
-            if (parse_setting(c, "--top-p", optarg, 0, 1, &c->sampling.top_p, SAMPLER_SET_TOP_P))
-                return 2;
-            break;
-        case OPT_MINP:
-            if (parse_setting(c, "--min-p", optarg, 0, 1, &c->sampling.min_p, SAMPLER_SET_MIN_P))
-                return 2;
-            break;
-        case OPT_REPEAT:
-            if (parse_setting(c, "--repeat-penalty", optarg, 0.01, 100, &c->sampling.repeat_penalty,
-                              SAMPLER_SET_REPEAT_PENALTY))
-                return 2;
-            break;
-        case OPT_SEED:
-            if (parse_i64("--seed", optarg, 0, INT64_MAX, &iv)) return 2;
-            c->sampling.seed = (uint64_t)iv;
-            c->sampling.set |= SAMPLER_SET_SEED;
-            break;
-        case 'n':
-            if (parse_i64("--max-tokens", optarg, 1, 1 << 24, &iv)) return 2;
-            c->sampling.max_tokens = (int)iv;
-            c->sampling.set |= SAMPLER_SET_MAX_TOKENS;
-            break;
-        case OPT_DB: c->db_path = optarg; break;
-        case OPT_NOHIST: c->no_history = true; break;
-        case OPT_SESSIONS: if (set_mode(c, MODE_SESSIONS, "--sessions")) return 2; break;
-        case OPT_SHOW:
-        case OPT_EXPORT:
-        case OPT_DELETE: {
-            const char *name = ch == OPT_SHOW ? "--show" : ch == OPT_EXPORT ? "--export" : "--delete";
-            if (parse_i64(name, optarg, 1, INT64_MAX, &c->session_id)) return 2;
-            if (set_mode(c, ch == OPT_SHOW ? MODE_SHOW : ch == OPT_EXPORT ? MODE_EXPORT : MODE_DELETE,
-                         name))
-                return 2;
-            break;
-        }
-        case OPT_SEARCH:
-            if (set_mode(c, MODE_SEARCH, "--search")) return 2;
-            c->search = optarg;
-            break;
-        case OPT_FORMAT:
-            if (strcmp(optarg, "md") && strcmp(optarg, "json")) {
-                fprintf(stderr, "bitnet-chat: --format: expected md or json, not '%s'\n", optarg);
-                return 2;
-            }
-            c->format = optarg;
-            break;
-        case 'o': c->output = optarg; break;
-        case 'y': c->yes = true; break;
-        case OPT_BROWSE: if (set_mode(c, MODE_BROWSE, "--browse")) return 2; break;
-        case OPT_CONTINUE: c->resume_latest = true; break;
-        case OPT_FORCE: c->force = true; break;
-        case OPT_RESUME:
-            if (parse_i64("--resume", optarg, 1, INT64_MAX, &c->resume_id)) return 2;
-            break;
-        case OPT_JSONL: c->jsonl = true; break;
-        case OPT_QUICK: c->quick = true; break;
-        case OPT_SKIP_KERNELS: c->bench_skip_kernels = true; break;
-        case OPT_PROFILE: c->bench_profile = true; break;
-        case OPT_KLBASE: c->kl_base = optarg; break;
-        case OPT_KL: c->kl_compare = optarg; break;
-        case OPT_CHUNKS:
-            if (parse_i64("--chunks", optarg, 1, 1 << 30, &iv)) return 2;
-            c->chunks = (int)iv;
-            break;
-        case OPT_MMAP: c->mmap_weights = true; break;
-        case OPT_KVCACHE:
-            if (strcmp(optarg, "f16") && strcmp(optarg, "f32")) {
-                fprintf(stderr, "bitnet-chat: --kv-cache: expected f16 or f32, not '%s'\n", optarg);
-                return 2;
-            }
-            c->kv_f32 = !strcmp(optarg, "f32");
-            break;
-        case OPT_LMHEAD:
-            if (strcmp(optarg, "f16") && strcmp(optarg, "int8")) {
-                fprintf(stderr, "bitnet-chat: --lm-head: expected f16 or int8, not '%s'\n", optarg);
-                return 2;
-            }
-            c->lm_head_int8 = !strcmp(optarg, "int8");
-            break;
-        case 'h': c->mode = MODE_HELP; return 0;
-        case 'V': c->mode = MODE_VERSION; return 0;
-        default:
+    int code;
+    while ((code = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const CliOption *o = option_of_code(code);
+        if (!o) { /* getopt has said what was wrong */
             fprintf(stderr, "Try 'bitnet-chat --help' for more information.\n");
             return 2;
         }
+        if (apply_option(c, o, optarg)) return 2;
+        if (o->ends_parse) return 0;
     }
-    (void)dv;
-    if (c->db_path && !c->db_path[0]) {
-        fprintf(stderr, "bitnet-chat: --db: empty path (leave the option out for the default)\n");
-        return 2;
-    }
-    if (c->prompt && c->prompt_file && !strcmp(c->prompt, "-") && !strcmp(c->prompt_file, "-")) {
-        fprintf(stderr, "bitnet-chat: -p - and -f - both read stdin: give one of them\n");
-        return 2;
-    }
-    if ((c->resume_latest || c->resume_id) && c->mode != MODE_CHAT) {
-        fprintf(stderr, "bitnet-chat: --continue and --resume open the chat; they cannot be "
-                        "combined with another mode\n");
-        return 2;
-    }
-    if (c->resume_latest && c->resume_id) {
-        fprintf(stderr, "bitnet-chat: give either --continue or --resume ID\n");
-        return 2;
-    }
-    if ((c->resume_latest || c->resume_id) && c->no_history) {
-        fprintf(stderr, "bitnet-chat: --continue and --resume write to the history; they cannot "
-                        "be combined with --no-history\n");
-        return 2;
-    }
-    if (c->format && c->mode != MODE_EXPORT && c->mode != MODE_SESSIONS && c->mode != MODE_SHOW &&
-        c->mode != MODE_SEARCH) {
-        fprintf(stderr, "bitnet-chat: --format applies to --export, --sessions, --show and "
-                        "--search only\n");
-        return 2;
-    }
-    if (c->mode == MODE_PROMPT && c->prompt && !has_visible_text(c->prompt)) {
-        fprintf(stderr, "bitnet-chat: -p: the prompt is empty\n");
-        return 2;
-    }
+    if (check_combinations(c)) return 2;
     c->npos = argc - optind;
     c->pos = argv + optind;
     /* Threads beyond the CPUs this process may run on only wait for each other (1000 made the
      * first token take 15 s), so the request is capped, and said once. */
     const int cpus = infer_cpu_count();
     if (c->threads > cpus) {
-        const bool runs_model = c->mode == MODE_CHAT || c->mode == MODE_PROMPT ||
-                                c->mode == MODE_PERPLEXITY || c->mode == MODE_BENCH;
-        if (runs_model)
+        if (modes[c->mode].runs_model)
             fprintf(stderr, "bitnet-chat: --threads %d is more than the %d CPU%s available; "
                             "using %d\n", c->threads, cpus, cpus == 1 ? "" : "s", cpus);
         c->threads = cpus;
     }
-
     if ((c->kl_base || c->kl_compare || c->chunks) && c->mode != MODE_PERPLEXITY) {
         fprintf(stderr, "bitnet-chat: %s belongs to the perplexity subcommand\n",
                 c->kl_base ? "--kl-divergence-base" : c->kl_compare ? "--kl-divergence" : "--chunks");
         return 2;
     }
-
-    switch (c->mode) {
-    case MODE_CHAT:
-    case MODE_PROMPT:
-    case MODE_BROWSE:
-        if (c->npos > 1) {
-            fprintf(stderr, "bitnet-chat: unexpected argument '%s'\n", c->pos[1]);
-            return 2;
-        }
-        if (c->npos == 1) {
-            if (c->model) {
-                fprintf(stderr, "bitnet-chat: give the model either as MODEL or with --model\n");
-                return 2;
-            }
-            c->model = c->pos[0];
-        }
-        break;
-    case MODE_CONVERT:
-        if (c->npos != 2) {
-            fprintf(stderr, "bitnet-chat: usage: bitnet-chat convert SRC OUT.gguf\n");
-            return 2;
-        }
-        break;
-    case MODE_TOKENIZE:
-        if (c->npos < 1 || c->npos > 2) {
-            fprintf(stderr, "bitnet-chat: usage: bitnet-chat tokenize MODEL_OR_TOKENIZER [TEXT]\n");
-            return 2;
-        }
-        break;
-    case MODE_PERPLEXITY:
-        /* with --kl-divergence the tokens come from the base file; a text FILE is optional */
-        if (c->npos > 1 || (c->npos == 0 && !c->kl_compare) || !c->model) {
-            fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N] "
-                            "[--kl-divergence-base BASE] or --kl-divergence BASE\n");
-            return 2;
-        }
-        break;
-    default:
-        if (c->npos) {
-            fprintf(stderr, "bitnet-chat: unexpected argument '%s'\n", c->pos[0]);
-            return 2;
-        }
-    }
-    return 0;
+    return check_positional(c) ? 2 : 0;
 }

@@ -1,5 +1,6 @@
-/* Command-line parsing: argv -> AppConfig. The usage text here and man/bitnet-chat.1 describe
- * the same options; tests/ check that they agree. */
+/* Command-line parsing: argv -> AppConfig, from one table of options (app/cli.c) that also
+ * writes --help. --help and man/bitnet-chat.1 describe the same options; test_manpage checks
+ * that they agree, test_cli what each option does and refuses. */
 #ifndef BN_CLI_H
 #define BN_CLI_H
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "infer/backend_cpu.h"
 #include "infer/infer.h"
 #include "infer/model.h"
@@ -214,8 +214,9 @@ static double decode_floor_bytes(const Model *m, int lm_int8, double pos) {
 }
 
 /* Decode at contexts 64..4096 as a chat sees it: the engine API (infer_eval of one token +
- * infer_sample) with the default sampler and with greedy, after a prompt of C tokens; % of the
- * byte floor at the copy bandwidth measured in this run. */
+ * infer_sample) with the default sampler and with greedy, after a prompt of C tokens (C - G for
+ * the last row, so that its G steps end at the model's 4096 positions); % of the byte floor at
+ * the copy bandwidth measured in this run, counting the K/V rows read at each step. */
 static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_gbs) {
     enum { G = 64 };
     static const int CTX[4] = {64, 512, 2048, 4096};
@@ -230,19 +231,22 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
         free(toks);
         return;
     }
+    const int ctx = infer_ctx(inf); /* capped at the model's trained context */
     for (int i = 0; i < 4096; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
     const SamplerParams def = sampler_params_default();
-    printf("\nDecode by context (%s lm_head): the engine API, infer_eval(1 token) + infer_sample, after a prompt\n"
-           "of C random tokens; %d tokens generated; median of %d runs after 1 warm-up. Default sampler =\n"
-           "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, repetition penalty %.1f over %d (on the device);\n"
-           "greedy = temperature 0, no penalty. Byte floor = ternary weights + lm_head + the K/V rows read at\n"
-           "that context (mean position C + %d), at the copy bandwidth of this run (%.0f GB/s).\n\n",
-           lm_int8 ? "int8" : "f16", G, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty,
-           def.repeat_last_n, G / 2, copy_gbs);
-    printf("| context | greedy tok/s | default sampler tok/s | default / greedy | MB read per token | %% of byte floor (default) |\n"
-           "|---:|---:|---:|---:|---:|---:|\n");
+    printf("\nDecode by context (%s lm_head, KV cache of %d positions): the engine API, infer_eval(1 token) +\n"
+           "infer_sample, after a prompt of P random tokens (P = the context, less %d where the steps would pass the\n"
+           "cache); %d tokens generated; median of %d runs after 1 warm-up. Default sampler = temperature %.1f,\n"
+           "top-k %d, top-p %.2f, min-p %.2f, repetition penalty %.1f over %d (on the device); greedy = temperature\n"
+           "0, no penalty. Byte floor = ternary weights + lm_head + the K/V rows read at the mean position\n"
+           "(P + %d), at the copy bandwidth of this run (%.0f GB/s).\n\n",
+           lm_int8 ? "int8" : "f16", ctx, G, G, runs, def.temperature, def.top_k, def.top_p, def.min_p,
+           def.repeat_penalty, def.repeat_last_n, G / 2, copy_gbs);
+    printf("| context | prompt | greedy tok/s | default sampler tok/s | default / greedy | MB read per token | %% of byte floor (greedy) | %% of byte floor (default) |\n"
+           "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int ci = 0; ci < 4; ci++) {
-        const int C = CTX[ci];
+        const int C = CTX[ci], P = C + G <= ctx ? C : ctx - G;
+        if (P < 1) continue;
         double tps[2] = {0, 0};
         for (int way = 0; way < 2; way++) {
             SamplerParams sp = def;
@@ -253,12 +257,12 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
             for (int r = 0; r <= runs && !rc; r++) {
                 Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
                 int32_t tok = 0;
-                for (int i = 0; i < C && smp; i++) sampler_accept(smp, toks[i]);
-                rc = !smp || infer_eval(inf, toks, C, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
+                rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
                 const double t1 = now_s();
                 for (int g = 1; g < G && !rc; g++) {
                     sampler_accept(smp, tok);
-                    rc = infer_eval(inf, &tok, 1, C + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                    rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
                 }
                 dec[r] = now_s() - t1;
                 sampler_free(smp);
@@ -272,9 +276,9 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
             qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
             tps[way] = (G - 1) / dec[1 + runs / 2];
         }
-        const double bytes = decode_floor_bytes(m, lm_int8, C + G / 2.0);
-        printf("| %d | %.1f | %.1f | %.3f | %.0f | %.0f%% |\n", C, tps[0], tps[1], tps[1] / tps[0], bytes / 1e6,
-               100.0 * bytes * tps[1] / (copy_gbs * 1e9));
+        const double bytes = decode_floor_bytes(m, lm_int8, P + G / 2.0);
+        printf("| %d | %d | %.1f | %.1f | %.3f | %.0f | %.0f%% | %.0f%% |\n", C, P, tps[0], tps[1], tps[1] / tps[0],
+               bytes / 1e6, 100.0 * bytes * tps[0] / (copy_gbs * 1e9), 100.0 * bytes * tps[1] / (copy_gbs * 1e9));
         fflush(stdout);
     }
     infer_destroy(inf);
@@ -630,7 +634,7 @@ static int bench_cuda_kernels(int quick, double *copy_out) {
 }
 #endif
 
-int cmd_bench(const AppConfig *cfg) {
+int mode_bench(const AppConfig *cfg) {
     const char *want = cfg->backend ? cfg->backend : "auto";
     int use_cuda = 0;
 #ifdef BITNET_HAVE_CUDA

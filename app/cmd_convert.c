@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "infer/gguf_write.h"
 #include "infer/model.h"
 
@@ -69,7 +69,7 @@ static void on_stop_signal(int sig) {
     raise(sig);
 }
 
-int cmd_convert(const AppConfig *cfg) {
+int mode_convert(const AppConfig *cfg) {
     if (cfg->npos != 2) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat convert SRC OUT.gguf\n");
         return 2;

@@ -16,8 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/commands_cli.h"
 #include "app/history.h"
+#include "app/modes.h"
+#include "app/paths.h"
 #include "app/perplexity.h"
 #include "app/termsafe.h"
 #include "infer/engine.h"
@@ -289,7 +290,7 @@ void prompt_out_end(PromptOut *o) {
     if (!o->err && fflush(o->f)) o->err = errno ? errno : EIO;
 }
 
-int cmd_prompt(const AppConfig *cfg) {
+int mode_prompt(const AppConfig *cfg) {
     const char *path = model_path_or_default(cfg);
     if (!path) {
         fprintf(stderr, "bitnet-chat: no model given and the demo model (assets/bitnet-demo.gguf) "
@@ -489,7 +490,7 @@ static void on_chunk(void *user, int chunk, int n_chunks, double running_ppl, do
     fflush(stdout);
 }
 
-int cmd_perplexity(const AppConfig *cfg) {
+int mode_perplexity(const AppConfig *cfg) {
     const char *file = cfg->npos > 0 ? cfg->pos[0] : NULL;
     if (!cfg->model || (!file && !cfg->kl_compare)) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat perplexity --model M FILE [--ctx N]\n");

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "app/store.h"
 #include "app/store_internal.h"
 #include "app/termsafe.h"
@@ -449,7 +449,7 @@ static int finish_stdout(int rc) {
     return rc;
 }
 
-int cmd_sessions(const AppConfig *cfg) {
+int mode_sessions(const AppConfig *cfg) {
     switch (cfg->mode) {
     case MODE_SESSIONS: return finish_stdout(list_sessions(cfg));
     case MODE_SHOW: return finish_stdout(show_session(cfg));
@@ -458,6 +458,6 @@ int cmd_sessions(const AppConfig *cfg) {
     case MODE_DELETE: return finish_stdout(delete_session(cfg));
     default: break;
     }
-    fprintf(stderr, "bitnet-chat: internal error: cmd_sessions called for another mode\n");
+    fprintf(stderr, "bitnet-chat: internal error: mode_sessions called for another mode\n");
     return 2;
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "infer/model.h"
 #include "infer/tokenizer.h"
 
@@ -108,7 +108,7 @@ static int run_jsonl(const Tokenizer *t) {
     return rc;
 }
 
-int cmd_tokenize(const AppConfig *cfg) {
+int mode_tokenize(const AppConfig *cfg) {
     if (cfg->npos < 1) {
         fprintf(stderr, "bitnet-chat: usage: bitnet-chat tokenize MODEL_OR_TOKENIZER [TEXT]\n");
         return 2;

@@ -38,27 +38,9 @@ int cmd_parse_int(const char *s, long long lo, long long hi, long long *out, cha
     return 0;
 }
 
-static bool blank(const char *s) {
-    while (*s && isspace((unsigned char)*s)) s++;
-    return !*s;
-}
-
-/* The argument without surrounding white space, in a caller buffer. */
-static const char *trimmed(const char *s, char *buf, size_t cap) {
-    while (isspace((unsigned char)*s)) s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1])) n--;
-    if (n >= cap) n = cap - 1;
-    memcpy(buf, s, n);
-    buf[n] = 0;
-    return buf;
-}
-
-static const Command *find_by_fn(CommandFn fn);
-
-static int bad_arg(App *a, CommandFn fn, const char *why) {
-    const Command *c = find_by_fn(fn);
-    app_set_hint(a, "%s: %s (usage: %s)", c ? c->name : "?", why, c ? c->usage : "");
+/* The one format of an argument mistake: "/temp: expected ... (usage: /temp [T])". */
+static int bad_arg(App *a, const Command *self, const char *why) {
+    app_set_hint(a, "%s: %s (usage: %s)", self->name, why, self->usage);
     return REACT_STATUS;
 }
 
@@ -66,11 +48,13 @@ static int bad_arg(App *a, CommandFn fn, const char *why) {
 
 typedef enum { F_TEMP, F_TOP_P, F_MIN_P, F_REPEAT, F_TOP_K, F_MAX_TOKENS } Field;
 
-static int set_number(App *a, const char *args, Field f, CommandFn self) {
+/* /temp, /top_p, /min_p, /repeat_penalty, /top_k, /max_tokens: the entry's variant says which. */
+static int cmd_setting(const Command *self, App *a, const CmdArgs *args) {
+    const Field f = (Field)self->variant;
     SamplerParams s = app_get_sampling(a);
     static const char *names[] = {"temperature", "top-p", "min-p", "repeat penalty", "top-k",
                                   "max tokens"};
-    if (blank(args)) {
+    if (!args->n) {
         switch (f) {
         case F_TEMP: app_set_hint(a, "temperature %.2f", s.temperature); break;
         case F_TOP_P: app_set_hint(a, "top-p %.2f", s.top_p); break;
@@ -81,32 +65,33 @@ static int set_number(App *a, const char *args, Field f, CommandFn self) {
         }
         return REACT_STATUS;
     }
+    const char *v = args->v[0];
     char why[128];
-    double d;
+    double d = 0;
     long long i;
     switch (f) {
     case F_TEMP:
-        if (cmd_parse_double(args, 0, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_double(v, 0, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
         s.temperature = (float)d;
         break;
     case F_TOP_P:
-        if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_double(v, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
         s.top_p = (float)d;
         break;
     case F_MIN_P:
-        if (cmd_parse_double(args, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_double(v, 0, 1, &d, why, sizeof why)) return bad_arg(a, self, why);
         s.min_p = (float)d;
         break;
     case F_REPEAT:
-        if (cmd_parse_double(args, 0.01, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_double(v, 0.01, 100, &d, why, sizeof why)) return bad_arg(a, self, why);
         s.repeat_penalty = (float)d;
         break;
     case F_TOP_K:
-        if (cmd_parse_int(args, 0, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_int(v, 0, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
         s.top_k = (int)i;
         break;
     case F_MAX_TOKENS:
-        if (cmd_parse_int(args, 1, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
+        if (cmd_parse_int(v, 1, 1 << 24, &i, why, sizeof why)) return bad_arg(a, self, why);
         s.max_tokens = (int)i;
         break;
     }
@@ -121,21 +106,10 @@ static int set_number(App *a, const char *args, Field f, CommandFn self) {
     return r | REACT_STATUS;
 }
 
-static int cmd_temp(App *a, const char *args) { return set_number(a, args, F_TEMP, cmd_temp); }
-static int cmd_top_p(App *a, const char *args) { return set_number(a, args, F_TOP_P, cmd_top_p); }
-static int cmd_min_p(App *a, const char *args) { return set_number(a, args, F_MIN_P, cmd_min_p); }
-static int cmd_top_k(App *a, const char *args) { return set_number(a, args, F_TOP_K, cmd_top_k); }
-static int cmd_repeat(App *a, const char *args) {
-    return set_number(a, args, F_REPEAT, cmd_repeat);
-}
-static int cmd_max_tokens(App *a, const char *args) {
-    return set_number(a, args, F_MAX_TOKENS, cmd_max_tokens);
-}
-
-static int cmd_seed(App *a, const char *args) {
+static int cmd_seed(const Command *self, App *a, const CmdArgs *args) {
     SamplerParams s = app_get_sampling(a);
     char buf[64];
-    trimmed(args, buf, sizeof buf);
+    snprintf(buf, sizeof buf, "%s", args->n ? args->v[0] : "");
     if (!*buf) {
         if (s.set & SAMPLER_SET_SEED) app_set_hint(a, "seed %lld", (long long)s.seed);
         else app_set_hint(a, "seed: a new random seed for every reply");
@@ -151,7 +125,7 @@ static int cmd_seed(App *a, const char *args) {
     char why[128];
     if (cmd_parse_int(buf, 0, INT64_MAX, &v, why, sizeof why)) {
         snprintf(why, sizeof why, "expected a whole number >= 0 or 'random'");
-        return bad_arg(a, cmd_seed, why);
+        return bad_arg(a, self, why);
     }
     s.seed = (uint64_t)v;
     s.set |= SAMPLER_SET_SEED;
@@ -160,8 +134,7 @@ static int cmd_seed(App *a, const char *args) {
     return REACT_STATUS;
 }
 
-static int cmd_params(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_params, "takes no argument");
+static int cmd_params(const Command *self, App *a, const CmdArgs *args) {
     SamplerParams s = app_get_sampling(a);
     char seed[48];
     if (s.set & SAMPLER_SET_SEED) snprintf(seed, sizeof seed, "%lld", (long long)s.seed);
@@ -192,26 +165,21 @@ static int cmd_params(App *a, const char *args) {
     return REACT_CHAT;
 }
 
-static int cmd_system(App *a, const char *args) {
-    char *buf = strdup(args);
-    if (!buf) return REACT_NONE;
-    trimmed(args, buf, strlen(args) + 1);
-    if (!*buf) {
+static int cmd_system(const Command *self, App *a, const CmdArgs *args) {
+    if (!args->n) {
         const char *cur = app_get_system(a);
         if (*cur) app_note(a, MSG_NOTE, "System prompt: %s\n(/system - clears it)", cur);
         else app_set_hint(a, "No system prompt. Set one with /system TEXT.");
-        free(buf);
         return REACT_CHAT | REACT_STATUS;
     }
     int r;
-    if (!strcmp(buf, "-")) {
+    if (!strcmp(args->v[0], "-")) {
         r = app_set_system(a, NULL);
         app_set_hint(a, "System prompt cleared.");
     } else {
-        r = app_set_system(a, buf);
+        r = app_set_system(a, args->v[0]);
         app_set_hint(a, "System prompt set; it applies from the next reply.");
     }
-    free(buf);
     return r | REACT_STATUS;
 }
 
@@ -224,27 +192,23 @@ static void expand_home(const char *path, char *out, size_t cap) {
         snprintf(out, cap, "%s", path);
 }
 
-static int cmd_load(App *a, const char *args) {
+static int cmd_load(const Command *self, App *a, const CmdArgs *args) {
     char path[1024];
-    trimmed(args, path, sizeof path);
-    if (!*path) return bad_arg(a, cmd_load, "give the path of a model file or directory");
+    snprintf(path, sizeof path, "%s", args->v[0]);
     char full[1200];
     expand_home(path, full, sizeof full);
     return app_load_model(a, full);
 }
 
-static int cmd_new(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_new, "takes no argument");
+static int cmd_new(const Command *self, App *a, const CmdArgs *args) {
     return app_new_session(a);
 }
 
-static int cmd_regen(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_regen, "takes no argument");
+static int cmd_regen(const Command *self, App *a, const CmdArgs *args) {
     return app_regenerate(a);
 }
 
-static int cmd_clear(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_clear, "takes no argument");
+static int cmd_clear(const Command *self, App *a, const CmdArgs *args) {
     if (app_busy(a)) {
         /* Clearing would hide the reply being written while it goes on out of sight. */
         app_set_hint(a, "Stop the reply first (Esc), then /clear.");
@@ -253,56 +217,47 @@ static int cmd_clear(App *a, const char *args) {
     return app_clear_view(a);
 }
 
-static int cmd_sessions(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_sessions, "takes no argument (use /search TEXT)");
+static int cmd_sessions(const Command *self, App *a, const CmdArgs *args) {
     return app_open_browser(a, "");
 }
 
-static int cmd_search(App *a, const char *args) {
+static int cmd_search(const Command *self, App *a, const CmdArgs *args) {
     char q[256];
-    trimmed(args, q, sizeof q);
-    if (!*q) return bad_arg(a, cmd_search, "give the text to look for");
+    snprintf(q, sizeof q, "%s", args->v[0]);
     return app_open_browser(a, q);
 }
 
-static int cmd_rename(App *a, const char *args) {
+static int cmd_rename(const Command *self, App *a, const CmdArgs *args) {
     char t[160];
-    trimmed(args, t, sizeof t);
-    if (!*t) return bad_arg(a, cmd_rename, "give the new title");
+    snprintf(t, sizeof t, "%s", args->v[0]);
     return app_rename_session(a, t);
 }
 
-static int cmd_export(App *a, const char *args) {
-    char buf[1200];
-    trimmed(args, buf, sizeof buf);
-    const char *format = "md";
-    char *path = buf;
-    /* First word may be the format. */
-    char *sp = strpbrk(buf, " \t");
-    size_t wl = sp ? (size_t)(sp - buf) : strlen(buf);
+static int cmd_export(const Command *self, App *a, const CmdArgs *args) {
     static const char *const formats[][2] = {{"md", "md"}, {"markdown", "md"}, {"json", "json"}};
+    const char *format = "md";
     bool is_format = false;
-    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
-        if (wl == strlen(formats[i][0]) && !strncmp(buf, formats[i][0], wl)) {
+    /* The first word may be the format; the path is what follows it, or the whole text. */
+    for (size_t i = 0; args->n && i < sizeof formats / sizeof formats[0]; i++)
+        if (!strcmp(args->v[0], formats[i][0])) {
             format = formats[i][1];
             is_format = true;
         }
-    if (is_format) {
-        path = buf + wl;
-        while (*path == ' ' || *path == '\t') path++;
-    } else if (!sp) {
+    if (!is_format && args->n == 1) {
         /* One bare word that names another format ("/export txt") is a mistake, not a file
          * name: a file called "txt" in the working directory would surprise. */
         static const char *const others[] = {"txt", "text", "html", "xml", "csv", "yaml",
                                              "yml", "pdf", "org", "rst", "jsonl"};
         for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
-            if (!strcmp(buf, others[i])) {
+            if (!strcmp(args->v[0], others[i])) {
                 char why[120];
                 snprintf(why, sizeof why, "no format '%s': md or json (a file named so: ./%s)",
-                         buf, buf);
-                return bad_arg(a, cmd_export, why);
+                         others[i], others[i]);
+                return bad_arg(a, self, why);
             }
     }
+    char path[1200];
+    snprintf(path, sizeof path, "%s", is_format ? (args->n > 1 ? args->v[1] : "") : args->all);
     if (*path && !strcmp(format, "md") && !is_format) {
         size_t pl = strlen(path);
         if (pl > 5 && !strcmp(path + pl - 5, ".json")) format = "json";
@@ -314,7 +269,7 @@ static int cmd_export(App *a, const char *args) {
         if (access(full, F_OK) == 0) {
             char why[1400];
             snprintf(why, sizeof why, "%s already exists; choose another name", full);
-            return bad_arg(a, cmd_export, why);
+            return bad_arg(a, self, why);
         }
     }
     char written[1400], why[512];
@@ -329,8 +284,7 @@ static int cmd_export(App *a, const char *args) {
 /* "1 token", "2 tokens". */
 static const char *plural(int n, const char *one, const char *many) { return n == 1 ? one : many; }
 
-static int cmd_stats(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_stats, "takes no argument");
+static int cmd_stats(const Command *self, App *a, const CmdArgs *args) {
     AppStatus st;
     app_status(a, &st);
     const AppTranscript *t = app_transcript(a);
@@ -366,39 +320,35 @@ static int cmd_stats(App *a, const char *args) {
     return REACT_CHAT;
 }
 
-static int cmd_reset(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_reset, "takes no argument");
+static int cmd_reset(const Command *self, App *a, const CmdArgs *args) {
     return app_reset_context(a);
 }
 
-static int cmd_undo(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_undo, "takes no argument");
+static int cmd_undo(const Command *self, App *a, const CmdArgs *args) {
     return app_undo(a);
 }
 
-static int cmd_edit(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_edit, "takes no argument");
+static int cmd_edit(const Command *self, App *a, const CmdArgs *args) {
     return app_edit_last(a);
 }
 
-static int cmd_reply(App *a, const char *args) {
+static int cmd_reply(const Command *self, App *a, const CmdArgs *args) {
     long long n = 0;
     char why[128];
-    if (cmd_parse_int(args, 1, 1000, &n, why, sizeof why)) return bad_arg(a, cmd_reply, why);
+    if (cmd_parse_int(args->v[0], 1, 1000, &n, why, sizeof why)) return bad_arg(a, self, why);
     return app_switch_reply(a, (int)n);
 }
 
-static int cmd_copy(App *a, const char *args) {
+static int cmd_copy(const Command *self, App *a, const CmdArgs *args) {
     long long n = 0;
     char why[128];
-    if (!blank(args) && cmd_parse_int(args, 1, 1000, &n, why, sizeof why))
-        return bad_arg(a, cmd_copy, why);
+    if (args->n && cmd_parse_int(args->v[0], 1, 1000, &n, why, sizeof why))
+        return bad_arg(a, self, why);
     return app_copy_reply(a, (int)n);
 }
 
 /* /show and /info: what is loaded, with the long backend description the status bar shortens. */
-static int cmd_show(App *a, const char *args) {
-    if (!blank(args)) return bad_arg(a, cmd_show, "takes no argument");
+static int cmd_show(const Command *self, App *a, const CmdArgs *args) {
     AppStatus st;
     app_status(a, &st);
     if (!st.model_loaded) {
@@ -417,87 +367,103 @@ static int cmd_show(App *a, const char *args) {
     return REACT_CHAT;
 }
 
+static const Command *find_exact(const char *name);
+
 /* /set NAME VALUE: the names Ollama and llama.cpp users type, as aliases of the commands. */
-static int cmd_set(App *a, const char *args) {
+static int cmd_set(const Command *self, App *a, const CmdArgs *args) {
     static const struct {
-        const char *name;
-        CommandFn fn;
+        const char *name, *command;
     } names[] = {
-        {"temp", cmd_temp}, {"temperature", cmd_temp}, {"top_p", cmd_top_p}, {"top-p", cmd_top_p},
-        {"top_k", cmd_top_k}, {"top-k", cmd_top_k}, {"min_p", cmd_min_p}, {"min-p", cmd_min_p},
-        {"repeat_penalty", cmd_repeat}, {"repeat-penalty", cmd_repeat}, {"seed", cmd_seed},
-        {"max_tokens", cmd_max_tokens}, {"max-tokens", cmd_max_tokens},
-        {"num_predict", cmd_max_tokens}, {"system", cmd_system},
+        {"temp", "/temp"}, {"temperature", "/temp"}, {"top_p", "/top_p"}, {"top-p", "/top_p"},
+        {"top_k", "/top_k"}, {"top-k", "/top_k"}, {"min_p", "/min_p"}, {"min-p", "/min_p"},
+        {"repeat_penalty", "/repeat_penalty"}, {"repeat-penalty", "/repeat_penalty"},
+        {"seed", "/seed"}, {"max_tokens", "/max_tokens"}, {"max-tokens", "/max_tokens"},
+        {"num_predict", "/max_tokens"}, {"system", "/system"},
     };
-    while (isspace((unsigned char)*args)) args++;
-    if (!*args) return cmd_params(a, "");
-    size_t wl = strcspn(args, " \t");
-    const char *value = args + wl;
-    while (*value == ' ' || *value == '\t') value++;
+    if (!args->n) return commands_exec(find_exact("/params"), a, "");
+    const char *name = args->v[0], *value = args->n > 1 ? args->v[1] : "";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strlen(names[i].name) == wl && !strncmp(names[i].name, args, wl))
-            return names[i].fn(a, value);
+        if (!strcmp(names[i].name, name))
+            return commands_exec(find_exact(names[i].command), a, value);
     char why[200];
-    snprintf(why, sizeof why, "no setting '%.*s': temperature, top_p, top_k, min_p, "
-             "repeat_penalty, seed, max_tokens or system", (int)(wl > 40 ? 40 : wl), args);
-    return bad_arg(a, cmd_set, why);
+    snprintf(why, sizeof why, "no setting '%.40s': temperature, top_p, top_k, min_p, "
+             "repeat_penalty, seed, max_tokens or system", name);
+    return bad_arg(a, self, why);
 }
 
-static int cmd_help(App *a, const char *args);
+static int cmd_help(const Command *self, App *a, const CmdArgs *args);
 
-static int cmd_quit(App *a, const char *args) { return REACT_QUIT; }
+static int cmd_quit(const Command *self, App *a, const CmdArgs *args) { return REACT_QUIT; }
 
+/* One entry per command, in /help's order; min_args and max_args count as CmdArgs does. */
 static const Command table[] = {
-    {"/help", "/help [COMMAND]", "list the commands, or explain one", cmd_help, false, false},
-    {"/load", "/load PATH", "switch to another model (the conversation is kept)", cmd_load, true,
-     false},
-    {"/temp", "/temp [T]", "temperature, 0 = greedy (show or set)", cmd_temp, false, false},
-    {"/top_p", "/top_p [P]", "nucleus sampling, 1 = off", cmd_top_p, false, false},
-    {"/top_k", "/top_k [K]", "keep the K most likely tokens, 0 = off", cmd_top_k, false, false},
-    {"/min_p", "/min_p [P]", "drop tokens below P x the top probability", cmd_min_p, false, false},
-    {"/repeat_penalty", "/repeat_penalty [R]", "penalty for repeated tokens, 1 = off",
-     cmd_repeat, false, false},
-    {"/seed", "/seed [N|random]", "fixed seed (reproducible replies) or random", cmd_seed, false,
-     false},
-    {"/max_tokens", "/max_tokens [N]", "reply length limit", cmd_max_tokens, false, false},
-    {"/params", "/params", "show all settings", cmd_params, false, false},
-    {"/set", "/set [NAME VALUE]", "set temperature, top_p, top_k, ..., system (Ollama's names)",
-     cmd_set, false, false},
-    {"/show", "/show", "the model: file, architecture, weights, vocabulary, context, chat format, backend", cmd_show,
-     false, false},
-    {"/info", "/info", "the same as /show", cmd_show, false, false},
-    {"/system", "/system [TEXT|-]", "show, set or (with -) clear the system prompt", cmd_system,
-     false, false},
-    {"/new", "/new", "start a new session (model and settings kept)", cmd_new, false, true},
-    {"/regen", "/regen", "write the last reply again (the old one stays as a branch)", cmd_regen,
-     false, true},
-    {"/reply", "/reply N", "show version N of the last reply (\"2/2\" under one made again)",
-     cmd_reply, false, false},
-    {"/undo", "/undo", "drop your last message and its reply (kept as a branch)", cmd_undo,
-     false, true},
-    {"/edit", "/edit", "take your last message back into the input line to change and resend",
-     cmd_edit, false, true},
-    {"/copy", "/copy [N]", "put the last reply (or its N-th code block) on the clipboard",
-     cmd_copy, false, false},
-    {"/sessions", "/sessions", "browse saved sessions", cmd_sessions, false, false},
-    {"/search", "/search TEXT", "search all saved sessions", cmd_search, false, false},
-    {"/rename", "/rename TITLE", "rename this session", cmd_rename, false, false},
-    {"/export", "/export [md|json] [PATH]", "write this conversation to a file", cmd_export,
-     true, false},
-    {"/stats", "/stats", "figures of the last reply and the session", cmd_stats, false, false},
-    {"/clear", "/clear", "clear the screen (the model still sees the conversation)", cmd_clear,
-     false, true},
-    {"/reset", "/reset", "new context, same screen: the model forgets the text above", cmd_reset,
-     false, true},
-    {"/quit", "/quit", "leave (also Ctrl-D)", cmd_quit, false, true},
-    {"/exit", "/exit", "leave (the same as /quit)", cmd_quit, false, true},
-    {"/bye", "/bye", "leave (the same as /quit)", cmd_quit, false, true},
+    {.name = "/help", .usage = "/help [COMMAND]", .min_args = 0, .max_args = 1, .exec = cmd_help,
+     .help = "list the commands, or explain one"},
+    {.name = "/load", .usage = "/load PATH", .min_args = 1, .max_args = 1, .exec = cmd_load,
+     .help = "switch to another model (the conversation is kept)", .arg_is_path = true},
+    {.name = "/temp", .usage = "/temp [T]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TEMP, .help = "temperature, 0 = greedy (show or set)"},
+    {.name = "/top_p", .usage = "/top_p [P]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TOP_P, .help = "nucleus sampling, 1 = off"},
+    {.name = "/top_k", .usage = "/top_k [K]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_TOP_K, .help = "keep the K most likely tokens, 0 = off"},
+    {.name = "/min_p", .usage = "/min_p [P]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_MIN_P, .help = "drop tokens below P x the top probability"},
+    {.name = "/repeat_penalty", .usage = "/repeat_penalty [R]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_REPEAT, .help = "penalty for repeated tokens, 1 = off"},
+    {.name = "/seed", .usage = "/seed [N|random]", .min_args = 0, .max_args = 1, .exec = cmd_seed,
+     .help = "fixed seed (reproducible replies) or random"},
+    {.name = "/max_tokens", .usage = "/max_tokens [N]", .min_args = 0, .max_args = 1,
+     .exec = cmd_setting, .variant = F_MAX_TOKENS, .help = "reply length limit"},
+    {.name = "/params", .usage = "/params", .min_args = 0, .max_args = 0, .exec = cmd_params,
+     .help = "show all settings"},
+    {.name = "/set", .usage = "/set [NAME VALUE]", .min_args = 0, .max_args = 2, .exec = cmd_set,
+     .help = "set temperature, top_p, top_k, ..., system (Ollama's names)"},
+    {.name = "/show", .usage = "/show", .min_args = 0, .max_args = 0, .exec = cmd_show,
+     .help = "the model: file, architecture, weights, vocabulary, context, chat format, backend"},
+    {.name = "/info", .usage = "/info", .min_args = 0, .max_args = 0, .exec = cmd_show,
+     .help = "the same as /show"},
+    {.name = "/system", .usage = "/system [TEXT|-]", .min_args = 0, .max_args = 1,
+     .exec = cmd_system, .help = "show, set or (with -) clear the system prompt"},
+    {.name = "/new", .usage = "/new", .min_args = 0, .max_args = 0, .exec = cmd_new,
+     .help = "start a new session (model and settings kept)", .full_name = true},
+    {.name = "/regen", .usage = "/regen", .min_args = 0, .max_args = 0, .exec = cmd_regen,
+     .help = "write the last reply again (the old one stays as a branch)", .full_name = true},
+    {.name = "/reply", .usage = "/reply N", .min_args = 1, .max_args = 1, .exec = cmd_reply,
+     .help = "show version N of the last reply (\"2/2\" under one made again)"},
+    {.name = "/undo", .usage = "/undo", .min_args = 0, .max_args = 0, .exec = cmd_undo,
+     .help = "drop your last message and its reply (kept as a branch)", .full_name = true},
+    {.name = "/edit", .usage = "/edit", .min_args = 0, .max_args = 0, .exec = cmd_edit,
+     .help = "take your last message back into the input line to change and resend",
+     .full_name = true},
+    {.name = "/copy", .usage = "/copy [N]", .min_args = 0, .max_args = 1, .exec = cmd_copy,
+     .help = "put the last reply (or its N-th code block) on the clipboard"},
+    {.name = "/sessions", .usage = "/sessions", .min_args = 0, .max_args = 0, .exec = cmd_sessions,
+     .help = "browse saved sessions"},
+    {.name = "/search", .usage = "/search TEXT", .min_args = 1, .max_args = 1, .exec = cmd_search,
+     .help = "search all saved sessions"},
+    {.name = "/rename", .usage = "/rename TITLE", .min_args = 1, .max_args = 1, .exec = cmd_rename,
+     .help = "rename this session"},
+    {.name = "/export", .usage = "/export [md|json] [PATH]", .min_args = 0, .max_args = 2,
+     .exec = cmd_export, .help = "write this conversation to a file", .arg_is_path = true},
+    {.name = "/stats", .usage = "/stats", .min_args = 0, .max_args = 0, .exec = cmd_stats,
+     .help = "figures of the last reply and the session"},
+    {.name = "/clear", .usage = "/clear", .min_args = 0, .max_args = 0, .exec = cmd_clear,
+     .help = "clear the screen (the model still sees the conversation)", .full_name = true},
+    {.name = "/reset", .usage = "/reset", .min_args = 0, .max_args = 0, .exec = cmd_reset,
+     .help = "new context, same screen: the model forgets the text above", .full_name = true},
+    {.name = "/quit", .usage = "/quit", .min_args = 0, .max_args = 0, .exec = cmd_quit,
+     .help = "leave (also Ctrl-D)", .full_name = true},
+    {.name = "/exit", .usage = "/exit", .min_args = 0, .max_args = 0, .exec = cmd_quit,
+     .help = "leave (the same as /quit)", .full_name = true},
+    {.name = "/bye", .usage = "/bye", .min_args = 0, .max_args = 0, .exec = cmd_quit,
+     .help = "leave (the same as /quit)", .full_name = true},
 };
 enum { N_COMMANDS = sizeof table / sizeof table[0] };
 
-static const Command *find_by_fn(CommandFn fn) {
+static const Command *find_exact(const char *name) {
     for (int i = 0; i < N_COMMANDS; i++)
-        if (table[i].fn == fn) return &table[i];
+        if (!strcmp(table[i].name, name)) return &table[i];
     return NULL;
 }
 
@@ -537,9 +503,9 @@ const Command *commands_find(const char *name, size_t len) {
     return commands_match(name, len, &c) == CMD_FOUND ? c : NULL;
 }
 
-static int cmd_help(App *a, const char *args) {
+static int cmd_help(const Command *self, App *a, const CmdArgs *args) {
     char name[64];
-    trimmed(args, name, sizeof name);
+    snprintf(name, sizeof name, "%s", args->n ? args->v[0] : "");
     if (*name) {
         char with_slash[72];
         snprintf(with_slash, sizeof with_slash, "%s%s", name[0] == '/' ? "" : "/", name);
@@ -550,9 +516,9 @@ static int cmd_help(App *a, const char *args) {
             char names[300], why[340];
             commands_prefixed(with_slash, strlen(with_slash), names, sizeof names);
             snprintf(why, sizeof why, "ambiguous: %s", names);
-            return bad_arg(a, cmd_help, why);
+            return bad_arg(a, self, why);
         }
-        if (m == CMD_UNKNOWN) return bad_arg(a, cmd_help, "no such command");
+        if (m == CMD_UNKNOWN) return bad_arg(a, self, "no such command");
         app_note(a, MSG_NOTE, "%s\n  %s", c->usage, c->help);
         return REACT_CHAT;
     }
@@ -601,6 +567,45 @@ int commands_run(App *a, const char *line) {
                         "abbreviated).", shown, line, c->name);
         return REACT_STATUS;
     }
-    while (*p == ' ' || *p == '\t') p++;
-    return c->fn(a, p) | REACT_STATUS;
+    return commands_exec(c, a, p) | REACT_STATUS;
+}
+
+/* s without the white space around it, in place. */
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+    return s;
+}
+
+int commands_exec(const Command *c, App *a, const char *text) {
+    /* One copy for the words, one for the whole text. */
+    size_t len = strlen(text);
+    char *buf = malloc(2 * len + 2);
+    if (!buf) {
+        app_set_hint(a, "%s: out of memory", c->name);
+        return REACT_STATUS;
+    }
+    char *words = buf, *all = buf + len + 1;
+    memcpy(words, text, len + 1);
+    memcpy(all, text, len + 1);
+    CmdArgs args = {.all = trim(all)};
+    char *p = trim(words);
+    while (*p && args.n < c->max_args) {
+        if (args.n == c->max_args - 1) { /* the last argument runs to the end */
+            args.v[args.n++] = p;
+            break;
+        }
+        size_t wl = strcspn(p, " \t");
+        args.v[args.n++] = p;
+        p += wl;
+        if (*p) *p++ = 0;
+        while (*p == ' ' || *p == '\t') p++;
+    }
+    int r;
+    if (*args.all && c->max_args == 0) r = bad_arg(a, c, "takes no argument");
+    else if (args.n < c->min_args) r = bad_arg(a, c, "missing argument");
+    else r = c->exec(c, a, &args);
+    free(buf);
+    return r;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "app/cli.h"
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "ui/ui.h"
 
 static int run_mode(const AppConfig *cfg) {
@@ -16,16 +16,16 @@ static int run_mode(const AppConfig *cfg) {
     case MODE_VERSION: printf("bitnet-chat %s\n", BITNET_VERSION); return 0;
     case MODE_CHAT: return ui_run_chat(cfg);
     case MODE_BROWSE: return ui_run_browser(cfg);
-    case MODE_PROMPT: return cmd_prompt(cfg);
-    case MODE_PERPLEXITY: return cmd_perplexity(cfg);
-    case MODE_CONVERT: return cmd_convert(cfg);
-    case MODE_TOKENIZE: return cmd_tokenize(cfg);
-    case MODE_BENCH: return cmd_bench(cfg);
+    case MODE_PROMPT: return mode_prompt(cfg);
+    case MODE_PERPLEXITY: return mode_perplexity(cfg);
+    case MODE_CONVERT: return mode_convert(cfg);
+    case MODE_TOKENIZE: return mode_tokenize(cfg);
+    case MODE_BENCH: return mode_bench(cfg);
     case MODE_SESSIONS:
     case MODE_SHOW:
     case MODE_SEARCH:
     case MODE_EXPORT:
-    case MODE_DELETE: return cmd_sessions(cfg);
+    case MODE_DELETE: return mode_sessions(cfg);
     }
     return 2;
 }

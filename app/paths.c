@@ -1,6 +1,6 @@
 /* Where the default (demo) model is found: next to the binary (build tree), under the install
  * prefix (share/bitnet-chat), or in the source tree the binary was built from. Where the
- * per-user data lives: app_data_file (app/paths.h). */
+ * per-user data lives: app_data_file. */
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app/commands_cli.h"
 #include "app/paths.h"
 
 #define DEMO_MODEL "bitnet-demo.gguf"

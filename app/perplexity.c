@@ -52,8 +52,7 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-/* top-2 gap under PPL_KL_NEAR_TIE of the largest |logit| */
-static int near_tie(const float *x, int n) {
+int ppl_near_tie(const float *x, int n) {
     float a = -INFINITY, b = -INFINITY, mx = 0;
     for (int i = 0; i < n; i++) {
         if (x[i] > a) b = a, a = x[i];
@@ -253,7 +252,7 @@ int perplexity_run_kl(Infer *inf, int n_vocab, const int32_t *tokens, size_t n_t
                     ksum2 += d * d;
                     const int same = argmax(bl, n_vocab) == argmax(lg, n_vocab);
                     same_top += same;
-                    if (!near_tie(bl, n_vocab)) {
+                    if (!ppl_near_tie(bl, n_vocab)) {
                         n_clear++;
                         same_clear += same;
                     }

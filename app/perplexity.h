@@ -63,6 +63,9 @@ typedef struct {
  * of the logit range, README "Agreement with transformers") may swap the two, whichever engine
  * is right. Top-1 agreement is also reported without them. */
 #define PPL_KL_NEAR_TIE 0.01
+/* 1 when the top two of x[0..n) are closer than PPL_KL_NEAR_TIE of its largest |value|: a
+ * position where two correct engines may pick different tokens. */
+int ppl_near_tie(const float *x, int n);
 
 typedef struct {
     long n;                   /* positions compared */

@@ -44,7 +44,7 @@ typedef struct {
     ModelConfig cfg;
     int ctx, dim, hd, q_dim, kv_dim, qkv_dim, ffn, vocab, kd, ko, kf;
     int pdl;           /* decode chained with programmatic dependent launch (else plain) */
-    int wide_attn;     /* heads the tiled attention kernels cannot hold: kcuda_attn_*_wide */
+    int wide_attn;     /* heads the tiled prefill attention cannot hold: kcuda_attn_prefill_wide */
     cudaStream_t st;
     CudaLayer *L;
     KcudaAttnShape ash;
@@ -144,9 +144,9 @@ static int check_model(const Model *m, Err *err) {
      * (KcudaTernary.act); without sub-norms o_proj / down_proj quantize their input as is. */
     if (c->ffn_act != FFN_RELU2 && c->ffn_act != FFN_SILU)
         return err_set(err, "cuda: feed-forward activation %d unsupported", (int)c->ffn_act);
-    /* The tiled attention kernels hold head_dim <= 128 in multiples of 16 and up to 8 query
-     * heads per KV head; other heads (Falcon3's 256, 1bitLLM's 96 and 100) take the plain
-     * kernels of attention_wide.cu, which hold any even head_dim up to 256. */
+    /* Decode attention takes any even head_dim up to 256 and any grouping; the tiled prefill
+     * kernels hold head_dim <= 128 in multiples of 16 and up to 8 query heads per KV head, and
+     * other heads (Falcon3's 256, 1bitLLM's 96 and 100) prefill with attention_wide.cu. */
     if (c->n_heads % c->n_kv_heads || c->head_dim % 2 || c->head_dim > 256)
         return err_set(err, "cuda: attention shape %d/%d heads, head_dim %d unsupported on the GPU (an even head_dim "
                             "up to 256, query heads a multiple of KV heads); --backend cpu runs this model",
@@ -529,11 +529,8 @@ static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
     int rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
                              pdl_opt(pdl, PDL_QKV), b->st);
     if (rc) return layer_err(err, "decode", l, "QKV projection");
-    if (b->wide_attn)
-        rc = kcuda_attn_decode_wide(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->st);
-    else
-        rc = kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
-                               pdl_opt(pdl, PDL_ATTN), b->st);
+    rc = kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
+                           pdl_opt(pdl, PDL_ATTN), b->st);
     if (rc) return layer_err(err, "decode", l, "attention");
     rc = kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
                          pdl_opt(pdl, PDL_O), b->st);

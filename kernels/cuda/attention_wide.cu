@@ -1,9 +1,10 @@
-// Attention for heads the tiled kernels (attention.cu, attention_prefill.cu) cannot hold: any
-// even head_dim up to 256 (Falcon3's 256, 1bitLLM's 96 and 100). Correctness first and plain:
-// a RoPE + KV-write kernel, then one block per (query head, token) that walks the cached keys
-// with an online softmax per warp and merges its 8 warps at the end. The KV cache, the RoPE
-// table and the arithmetic are those of the tiled kernels: K and V rounded to f16 when written
-// and read back from the cache, q kept in f32, scores scaled by 1/sqrt(head_dim).
+// Prefill attention for heads the tiled prefill kernels (attention_prefill.cu) cannot hold: any
+// even head_dim up to 256 (Falcon3's 256, 1bitLLM's 96 and 100), any grouping. Correctness first
+// and plain: a RoPE + KV-write kernel, then one block per (query head, token) that walks the
+// cached keys with an online softmax per warp and merges its 8 warps at the end. The KV cache,
+// the RoPE table and the arithmetic are those of the other kernels: K and V rounded to f16 when
+// written and read back from the cache, q kept in f32, scores scaled by 1/sqrt(head_dim).
+// (Decode takes these shapes in attention.cu, kcuda_attn_decode.)
 #include <cuda_fp16.h>
 #include <math.h>
 
@@ -18,11 +19,10 @@ struct WideParams {
     const float *rope;  // [ctx][hd/2][2]
     const float *qkv;   // [T][ld_qkv]: q | k | v, before RoPE
     __half *kc, *vc;    // [n_kv][ctx][hd]
-    const int *pos;     // decode: the position in device memory (else pos0 + token)
     float *out;         // [T][n_heads * hd]
 };
 
-__device__ __forceinline__ int wide_pos(const WideParams &p, int t) { return p.pos ? *p.pos : p.pos0 + t; }
+__device__ __forceinline__ int wide_pos(const WideParams &p, int t) { return p.pos0 + t; }
 
 __device__ __forceinline__ void wide_pair(int style, int hd, int i, int *i0, int *i1) {
     if (style == 0) {
@@ -131,8 +131,8 @@ int wide_check(const KcudaAttnShape *a, const char *fn) {
     return KCUDA_OK;
 }
 
-int wide_run(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int pos0, const int *d_pos,
-             uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream) {
+int wide_run(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int pos0, uint16_t *d_kc,
+             uint16_t *d_vc, float *d_out, void *stream) {
     WideParams p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
@@ -145,7 +145,6 @@ int wide_run(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int
     p.qkv = d_qkv;
     p.kc = (__half *)d_kc;
     p.vc = (__half *)d_vc;
-    p.pos = d_pos;
     p.out = d_out;
     int rc = kcuda_launch(wide_kv_write_kernel, dim3((unsigned)a->n_kv, (unsigned)T), dim3(WIDE_THREADS), 0, stream, 0, p);
     if (rc) return rc;
@@ -154,14 +153,6 @@ int wide_run(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int
 
 }  // namespace
 
-extern "C" int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc, uint16_t *d_vc,
-                                      const int *d_pos, float *d_out, void *stream) {
-    int rc = wide_check(a, "kcuda_attn_decode_wide");
-    if (rc) return rc;
-    if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode_wide: NULL pointer");
-    return wide_run(a, d_qkv, (a->n_heads + 2 * a->n_kv) * a->head_dim, 1, 0, d_pos, d_kc, d_vc, d_out, stream);
-}
-
 extern "C" int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T, int pos0,
                                        uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream) {
     int rc = wide_check(a, "kcuda_attn_prefill_wide");
@@ -169,5 +160,5 @@ extern "C" int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_q
     if (!d_qkv || !d_kc || !d_vc || !d_out) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_prefill_wide: NULL pointer");
     if (T <= 0 || pos0 < 0 || pos0 + T > a->ctx || ld_qkv < (a->n_heads + 2 * a->n_kv) * a->head_dim)
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill_wide: T %d at %d beyond ctx %d (or ld %d)", T, pos0, a->ctx, ld_qkv);
-    return wide_run(a, d_qkv, ld_qkv, T, pos0, NULL, d_kc, d_vc, d_out, stream);
+    return wide_run(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, stream);
 }

@@ -97,13 +97,6 @@ int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in, const flo
                     float eps, const int8_t *d_q, const float *d_s, const int32_t *d_qsum,
                     KcudaEpilogue ep, void *d_out, int pdl, void *stream);
 
-/* kcuda_attn_decode: let the next launch start only after the PDL wait (1) instead of at the
- * kernel's start (0, default); lab only. */
-void kcuda_set_attn_late_trigger(int late);
-/* kcuda_attn_decode kernel version: 3 (default; reads of q/k/v after the PDL wait in program
- * order) or 4 (the same arithmetic, those reads in one batch; measured no faster end to end).
- * Lab only. */
-void kcuda_set_attn_version(int v);
 
 /* Per-row RMSNorm (optional) + int8 quantization, the same arithmetic as the GEMV prologue:
  * rows of x [rows][ld_x] (k_in used) -> q [rows][k_pad] (zeros past k_in), s[rows], qsum[rows].
@@ -204,10 +197,13 @@ typedef struct {
 
 /* Decode: one token at position *d_pos (device int), qkv = [q | k | v] (f32, n_heads*hd +
  * 2*n_kv*hd). Applies RoPE, writes k, v (f16) at *d_pos, attends positions 0..*d_pos, writes
- * out [n_heads*hd]. Split over the sequence in chunks of 64 with a last-block combine;
- * d_part (kcuda_attn_decode_scratch floats) and d_count (n_heads ints, zero at start, left
- * zero)
- * are scratch. */
+ * out [n_heads*hd]. Any even head_dim up to 256, any number of query heads per KV head. One
+ * block per (KV head, split of the context) computes all the query heads of its group (up to 8
+ * a block); the splits fill the SMs and the last block of a group combines them. d_part
+ * (kcuda_attn_decode_scratch floats, 16-byte aligned) and d_count (n_heads ints, zero at start,
+ * left zero) are scratch; the caches must be 16-byte aligned when head_dim % 8 == 0 (else 4).
+ * The rows < *d_pos and *d_pos itself are read before the PDL wait (they must not be written by
+ * the previous kernel); q/k/v after it. pdl: KCUDA_PDL_* (AFTER_WORK: after the last tile). */
 int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                       uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                       int *d_count, int pdl, void *stream);
@@ -219,13 +215,12 @@ size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
  * pdl != 0. */
 int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,
                        uint16_t *d_kc, uint16_t *d_vc, float *d_out, int pdl, void *stream);
-/* Heads the tiled kernels above cannot hold (head_dim not a multiple of 16 or above 128, or
- * more than 8 query heads per KV head): any even head_dim up to 256 (Falcon3 256, 1bitLLM 96 and
- * 100), any grouping. Plain kernels (attention_wide.cu): k/v roped and written to the cache,
- * then one block per (query head, token) with an online softmax; same cache, RoPE table and
- * arithmetic as the tiled kernels, q left unchanged. Launched without PDL. */
-int kcuda_attn_decode_wide(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
-                           uint16_t *d_vc, const int *d_pos, float *d_out, void *stream);
+/* Prefill for heads the tiled prefill kernels cannot hold (head_dim not a multiple of 16 or
+ * above 128, or more than 8 query heads per KV head): any even head_dim up to 256 (Falcon3 256,
+ * 1bitLLM 96 and 100), any grouping. Plain kernels (attention_wide.cu): k/v roped and written to
+ * the cache, then one block per (query head, token) with an online softmax; same cache, RoPE
+ * table and arithmetic as the tiled kernels, q left unchanged. Launched without PDL. (Decode
+ * takes every such shape: kcuda_attn_decode.) */
 int kcuda_attn_prefill_wide(const KcudaAttnShape *a, const float *d_qkv, int ld_qkv, int T,
                             int pos0, uint16_t *d_kc, uint16_t *d_vc, float *d_out, void *stream);
 

@@ -1,7 +1,9 @@
 /* Each CUDA kernel against the scalar references of kernels/w2a8.h (and plain loops here):
  * exact int32 accumulators of the GEMV and GEMM, the same float epilogue bit for bit, the fused
  * quant prologue equal to quant_act_ref, poisoned outputs, ragged shapes (odd N, k_in < k_pad),
- * rejected bad shapes; the lm_head + argmax, and attention (decode with splits, prefill).
+ * rejected bad shapes; the lm_head + argmax, and attention (decode split over the context at
+ * every GQA ratio and head_dim the families use, contexts past 4096; prefill).
+ * `test_kernels_cuda attention`: the decode attention tests alone, small (for compute-sanitizer).
  * Skips (77) without a CUDA device. */
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -368,89 +370,8 @@ static void rope_host(float *v, int hd, int pos, float theta, int style) {
     }
 }
 
-/* Checks attention outputs got [steps][n_heads*hd] (each step t attends positions 0..t) against a
- * float64 reference computed from the device's own f16 cache (kc, vc: [n_kv][ctx][hd]) and the
- * host-rotated queries Q, with a per-element bound instead of one absolute threshold.
- * The cache itself is checked first: V bit for bit against the host's f16 rounding, K within
- * one f16 ulp (the device may evaluate the RoPE products with fused multiply-adds, so its f32
- * result can differ from the host's in the last bit and then round to the neighbouring f16).
- * Bound (u = 2^-24, float32 unit roundoff), first order, for output element i of head h, step t:
- *   score error    e_s <= u (hd + 8) B,  B = max_j sum_d |k_jd| (|qa_d| + |qb_d|) / sqrt(hd),
- *                  where qa, qb are the two raw q values that RoPE mixes into q_d (a length-hd
- *                  float32 dot product, the rotation and the scale);
- *   weights        p_j relative error <= 2 e_s + u (2 n + 2 max|s_j| + 80) (max subtraction, expf
- *                  of an argument up to 2 max|s|, sums of n = t+1 terms and the split combine);
- *   output         |o_i - ref_i| <= (that + u (n + 80)) * sum_j p_j |v_ji|.
- * The check allows twice the bound (second-order terms). Errors of a real fault (a wrong position,
- * a lost split, a stale row) are of the size of the values themselves, orders above it; a fixed
- * 2e-5 instead failed once at 2.6e-5 on other random inputs. */
-static void attn_check(int n_heads, int n_kv, int hd, int ctx, int steps, int style, const float *qkv,
-                       const float *Q, const float *K, const float *V, const uint16_t *kc, const uint16_t *vc,
-                       const float *got, float *ref, float *tol, const char *what) {
-    const double u = 1.0 / 16777216.0;
-    const int qkv_dim = (n_heads + 2 * n_kv) * hd, half = hd / 2;
-    int kbad = 0, vbad = 0;
-    for (int t = 0; t < steps; t++)
-        for (int g = 0; g < n_kv; g++)
-            for (int i = 0; i < hd; i++) {
-                const size_t c = ((size_t)g * ctx + t) * hd + i, hsrc = ((size_t)t * n_kv + g) * hd + i;
-                const uint16_t hb = f2h(K[hsrc]); /* K is already f16-rounded: exact */
-                const int mg = kc[c] & 0x7fff, mh = hb & 0x7fff; /* distance in f16 steps, across 0 too */
-                const int dist = ((kc[c] ^ hb) & 0x8000) == 0 ? abs(mg - mh) : mg + mh;
-                if (dist > 1) kbad++;
-                if (vc[c] != f2h(V[hsrc])) vbad++;
-            }
-    CHECK_MSG(kbad == 0 && vbad == 0, "attention %s %d/%d hd %d: cache rows wrong (K %d, V %d elements)", what,
-              n_heads, n_kv, hd, kbad, vbad);
-    double *sc = malloc(sizeof(double) * steps), *p = malloc(sizeof(double) * steps);
-    double worst = 0, worst_err = 0, worst_tol = 0;
-    int bad = 0;
-    for (int t = 0; t < steps; t++)
-        for (int h = 0; h < n_heads; h++) {
-            const int g = h / (n_heads / n_kv);
-            const float *q = Q + ((size_t)t * n_heads + h) * hd, *qr = qkv + (size_t)t * qkv_dim + (size_t)h * hd;
-            double mx = -1e300, sum = 0, B = 0, smax = 0;
-            for (int j = 0; j <= t; j++) {
-                double d = 0, b = 0;
-                for (int i = 0; i < hd; i++) {
-                    const double kv = h2f(kc[((size_t)g * ctx + j) * hd + i]);
-                    const int pi = style ? (i ^ 1) : (i < half ? i + half : i - half);
-                    d += (double)q[i] * kv;
-                    b += fabs(kv) * (fabs(qr[i]) + fabs(qr[pi]));
-                }
-                sc[j] = d / sqrt((double)hd);
-                B = fmax(B, b / sqrt((double)hd));
-                mx = fmax(mx, sc[j]);
-                smax = fmax(smax, fabs(sc[j]));
-            }
-            for (int j = 0; j <= t; j++) sum += (p[j] = exp(sc[j] - mx));
-            const double n = t + 1, es = u * (hd + 8) * B;
-            const double rel = 2 * es + u * (2 * n + 2 * smax + 80) + u * (n + 80);
-            for (int i = 0; i < hd; i++) {
-                double o = 0, av = 0;
-                for (int j = 0; j <= t; j++) {
-                    const double vv = h2f(vc[((size_t)g * ctx + j) * hd + i]);
-                    o += p[j] / sum * vv;
-                    av += p[j] / sum * fabs(vv);
-                }
-                const size_t e = ((size_t)t * n_heads + h) * hd + i;
-                ref[e] = (float)o;
-                tol[e] = (float)(2 * rel * av);
-                const double err = fabs((double)got[e] - o);
-                if (!(err <= tol[e])) bad++;
-                if (tol[e] > 0 && err / tol[e] > worst) worst = err / tol[e], worst_err = err, worst_tol = tol[e];
-            }
-        }
-    printf("attention %s %d/%d hd %d style %d, %d steps: worst error %.3g = %.2f of its bound %.3g\n", what, n_heads,
-           n_kv, hd, style, steps, worst_err, worst, worst_tol);
-    CHECK_MSG(bad == 0, "attention %s %d/%d hd %d style %d: %d outputs beyond the error bound", what, n_heads, n_kv,
-              hd, style, bad);
-    free(sc), free(p);
-}
-
-static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
-    const float theta = 10000.0f;
-    const int qkv_dim = (n_heads + 2 * n_kv) * hd, half = hd / 2;
+static float *rope_table(int ctx, int hd, float theta) {
+    const int half = hd / 2;
     float *rope = malloc(sizeof(float) * ctx * hd);
     for (int i = 0; i < half; i++) {
         const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
@@ -459,6 +380,126 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
             rope[((size_t)p * half + i) * 2 + 1] = sinf((float)p * inv_freq);
         }
     }
+    return rope;
+}
+
+/* Elements of a cache row written by the device (dk, dv: hd values) that differ from the host's
+ * rotated k and v (f16-rounded already, exact in f16): V bit for bit, K within one f16 ulp (the
+ * device may evaluate the RoPE products with fused multiply-adds, so its f32 result can differ
+ * from the host's in the last bit and then round to the neighbouring f16). */
+static void cache_row_bad(const uint16_t *dk, const uint16_t *dv, const float *K, const float *V, int hd, int *kbad,
+                          int *vbad) {
+    for (int i = 0; i < hd; i++) {
+        const uint16_t hb = f2h(K[i]);
+        const int mg = dk[i] & 0x7fff, mh = hb & 0x7fff; /* distance in f16 steps, across 0 too */
+        const int dist = ((dk[i] ^ hb) & 0x8000) == 0 ? abs(mg - mh) : mg + mh;
+        if (dist > 1) (*kbad)++;
+        if (dv[i] != f2h(V[i])) (*vbad)++;
+    }
+}
+
+typedef struct {
+    double worst, worst_err, worst_tol;
+    int bad;
+} AttnErr;
+
+/* One query position against a float64 reference computed from the device's own f16 cache (kc,
+ * vc: [n_kv][ctx][hd]) over rows 0..n_rows-1 (n_rows = P + 1; a negative control passes fewer),
+ * with the query qraw (the raw qkv row: q of every head first) rotated on the host (Q, n_heads *
+ * hd), and a per-element bound instead of one absolute threshold.
+ * Bound (u = 2^-24, float32 unit roundoff), first order, for output element i of head h:
+ *   score error    e_s <= u (hd + 8) B,  B = max_j sum_d |k_jd| (|qa_d| + |qb_d|) / sqrt(hd),
+ *                  where qa, qb are the two raw q values that RoPE mixes into q_d (a length-hd
+ *                  float32 dot product, the rotation and the scale);
+ *   weights        p_j relative error <= 2 e_s + u (2 n + 2 max|s_j| + 80) (max subtraction, expf
+ *                  of an argument up to 2 max|s|, sums of n terms, the online-softmax rescales
+ *                  and the split combine);
+ *   output         |o_i - ref_i| <= (that + u (n + 80)) * sum_j p_j |v_ji|.
+ * The check allows twice the bound (second-order terms). Errors of a real fault (a wrong position,
+ * a lost split, a stale row, another head's query) are of the size of the values themselves,
+ * orders above it (the negative controls of test_attn_positions show that on the device); a
+ * fixed 2e-5 instead failed once at 2.6e-5 on other random inputs. */
+static void attn_step_check(int n_heads, int n_kv, int hd, int ctx, int n_rows, int style, const float *qraw,
+                            const float *Q, const uint16_t *kc, const uint16_t *vc, const float *got, AttnErr *e) {
+    const double u = 1.0 / 16777216.0;
+    const int half = hd / 2;
+    double *sc = malloc(sizeof(double) * n_rows), *p = malloc(sizeof(double) * n_rows);
+    for (int h = 0; h < n_heads; h++) {
+        const int g = h / (n_heads / n_kv);
+        const float *q = Q + (size_t)h * hd, *qr = qraw + (size_t)h * hd;
+        double mx = -1e300, sum = 0, B = 0, smax = 0;
+        for (int j = 0; j < n_rows; j++) {
+            double d = 0, b = 0;
+            for (int i = 0; i < hd; i++) {
+                const double kv = h2f(kc[((size_t)g * ctx + j) * hd + i]);
+                const int pi = style ? (i ^ 1) : (i < half ? i + half : i - half);
+                d += (double)q[i] * kv;
+                b += fabs(kv) * (fabs(qr[i]) + fabs(qr[pi]));
+            }
+            sc[j] = d / sqrt((double)hd);
+            B = fmax(B, b / sqrt((double)hd));
+            mx = fmax(mx, sc[j]);
+            smax = fmax(smax, fabs(sc[j]));
+        }
+        for (int j = 0; j < n_rows; j++) sum += (p[j] = exp(sc[j] - mx));
+        const double n = n_rows, es = u * (hd + 8) * B;
+        const double rel = 2 * es + u * (2 * n + 2 * smax + 80) + u * (n + 80);
+        for (int i = 0; i < hd; i++) {
+            double o = 0, av = 0;
+            for (int j = 0; j < n_rows; j++) {
+                const double vv = h2f(vc[((size_t)g * ctx + j) * hd + i]);
+                o += p[j] / sum * vv;
+                av += p[j] / sum * fabs(vv);
+            }
+            const double tol = 2 * rel * av, err = fabs((double)got[(size_t)h * hd + i] - o);
+            if (!(err <= tol)) e->bad++;
+            if (tol > 0 && err / tol > e->worst) e->worst = err / tol, e->worst_err = err, e->worst_tol = tol;
+        }
+    }
+    free(sc), free(p);
+}
+
+/* Checks attention outputs got [steps][n_heads*hd] (each step t attends positions 0..t) and the
+ * cache rows 0..steps-1 against the host (attn_step_check, cache_row_bad). */
+static void attn_check(int n_heads, int n_kv, int hd, int ctx, int steps, int style, const float *qkv,
+                       const float *Q, const float *K, const float *V, const uint16_t *kc, const uint16_t *vc,
+                       const float *got, const char *what) {
+    const int qkv_dim = (n_heads + 2 * n_kv) * hd;
+    int kbad = 0, vbad = 0;
+    for (int t = 0; t < steps; t++)
+        for (int g = 0; g < n_kv; g++) {
+            const size_t c = ((size_t)g * ctx + t) * hd, hsrc = ((size_t)t * n_kv + g) * hd;
+            cache_row_bad(kc + c, vc + c, K + hsrc, V + hsrc, hd, &kbad, &vbad);
+        }
+    CHECK_MSG(kbad == 0 && vbad == 0, "attention %s %d/%d hd %d: cache rows wrong (K %d, V %d elements)", what,
+              n_heads, n_kv, hd, kbad, vbad);
+    AttnErr e = {0};
+    for (int t = 0; t < steps; t++)
+        attn_step_check(n_heads, n_kv, hd, ctx, t + 1, style, qkv + (size_t)t * qkv_dim, Q + (size_t)t * n_heads * hd,
+                        kc, vc, got + (size_t)t * n_heads * hd, &e);
+    printf("attention %s %d/%d hd %d style %d, %d steps: worst error %.3g = %.2f of its bound %.3g\n", what, n_heads,
+           n_kv, hd, style, steps, e.worst_err, e.worst, e.worst_tol);
+    CHECK_MSG(e.bad == 0, "attention %s %d/%d hd %d style %d: %d outputs beyond the error bound", what, n_heads, n_kv,
+              hd, style, e.bad);
+}
+
+/* The split counters must be left zero (the next launch relies on it). */
+static void check_counts_zero(const int *dcount, int n, const char *what) {
+    int *c = malloc(sizeof(int) * n), nz = 0;
+    down(c, dcount, sizeof(int) * n);
+    for (int i = 0; i < n; i++) nz += c[i] != 0;
+    CHECK_MSG(nz == 0, "attention %s: %d split counters left non-zero", what, nz);
+    free(c);
+}
+
+/* Decode one position at a time from 0 (each step writes its cache row and attends 0..t), with
+ * the split scratch poisoned (NaN) before every other step, then prefill of the same tokens in
+ * two calls (the tiled kernels, or attention_wide.cu for the heads they cannot hold), both
+ * against the host. */
+static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
+    const float theta = 10000.0f;
+    const int qkv_dim = (n_heads + 2 * n_kv) * hd;
+    float *rope = rope_table(ctx, hd, theta);
     float *qkv = malloc(sizeof(float) * qkv_dim * steps);
     for (int i = 0; i < qkv_dim * steps; i++) qkv[i] = frand(1.5f);
     /* host K/V after rope, f16-rounded */
@@ -476,14 +517,15 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
             for (int i = 0; i < hd; i++) k[i] = h2f(f2h(k[i])), v[i] = h2f(f2h(v[i]));
         }
     }
-    float *ref = malloc(sizeof(float) * steps * n_heads * hd), *tol = malloc(sizeof(float) * steps * n_heads * hd);
     float *drope = dmalloc(sizeof(float) * ctx * hd), *dqkv = dmalloc(sizeof(float) * qkv_dim * steps);
     float *dout = dmalloc(sizeof(float) * n_heads * hd * steps);
     uint16_t *dk = dmalloc(2 * (size_t)n_kv * ctx * hd), *dv = dmalloc(2 * (size_t)n_kv * ctx * hd);
     const size_t cache_n = (size_t)n_kv * ctx * hd;
     uint16_t *hk = malloc(2 * cache_n), *hv = malloc(2 * cache_n);
     KcudaAttnShape a = {n_heads, n_kv, hd, ctx, style, drope};
-    float *dpart = dmalloc(sizeof(float) * kcuda_attn_decode_scratch(&a));
+    const size_t part_n = kcuda_attn_decode_scratch(&a);
+    CHECK(part_n > 0);
+    float *dpart = dmalloc(sizeof(float) * part_n);
     int *dcount = dmalloc(sizeof(int) * n_heads), *dpos = dmalloc(sizeof(int));
     REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_heads) == cudaSuccess);
     up(drope, rope, sizeof(float) * ctx * hd);
@@ -493,25 +535,217 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     for (int t = 0; t < steps; t++) {
         up(dpos, &t, sizeof(int));
         REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n_heads * hd) == cudaSuccess);
-        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv + (size_t)t * qkv_dim, dk, dv, dpos, dout, dpart, dcount, 1, NULL), 0);
+        if (t % 2) REQUIRE(cudaMemset(dpart, 0xff, sizeof(float) * part_n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv + (size_t)t * qkv_dim, dk, dv, dpos, dout, dpart, dcount,
+                                       1 + t % 3, NULL), 0);
         down(got + (size_t)t * n_heads * hd, dout, sizeof(float) * n_heads * hd);
     }
+    check_counts_zero(dcount, n_heads, "decode");
     down(hk, dk, 2 * cache_n);
     down(hv, dv, 2 * cache_n);
-    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got, ref, tol, "decode");
+    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got, "decode");
     /* prefill: first half at once, then the rest at once (pos0 > 0) */
     REQUIRE(cudaMemset(dk, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     REQUIRE(cudaMemset(dv, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     const int t1 = steps / 2;
-    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, 0, NULL), 0);
-    CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv + (size_t)t1 * qkv_dim, qkv_dim, steps - t1, t1, dk, dv,
-                                    dout + (size_t)t1 * n_heads * hd, 0, NULL), 0);
+    const int tiled = hd % 16 == 0 && hd <= 128 && n_heads / n_kv <= 8;
+    if (tiled) {
+        CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, 0, NULL), 0);
+        CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv + (size_t)t1 * qkv_dim, qkv_dim, steps - t1, t1, dk, dv,
+                                        dout + (size_t)t1 * n_heads * hd, 0, NULL), 0);
+    } else {
+        CHECK_EQ_INT(kcuda_attn_prefill_wide(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, NULL), 0);
+        CHECK_EQ_INT(kcuda_attn_prefill_wide(&a, dqkv + (size_t)t1 * qkv_dim, qkv_dim, steps - t1, t1, dk, dv,
+                                             dout + (size_t)t1 * n_heads * hd, NULL), 0);
+    }
     down(got, dout, sizeof(float) * n_heads * hd * steps);
     down(hk, dk, 2 * cache_n);
     down(hv, dv, 2 * cache_n);
-    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got, ref, tol, "prefill");
-    free(rope), free(qkv), free(K), free(V), free(Q), free(ref), free(tol), free(got), free(hk), free(hv);
+    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got, tiled ? "prefill" : "prefill wide");
+    free(rope), free(qkv), free(K), free(V), free(Q), free(got), free(hk), free(hv);
     cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
+}
+
+/* Decode at chosen positions of a long context, the rows before them random f16 data written
+ * straight into the cache (so a position of 4,000 costs one reference step, not 4,000): dense
+ * runs of positions around 64, 128, 1024, 2048, 4096 and 8192 (the splits are multiples of 16
+ * and at least 64 positions, the tiles 64 or 32, so every remainder of a split and of a tile is
+ * met), with the scratch poisoned (NaN) before every call and the counters checked zero after
+ * it. At each position the first query head of every KV group gets a spike: one earlier row's
+ * key is made parallel to that head's rotated query (score ~30 above the rest), so that head's
+ * output is about that row's value and a row lost, read twice or read from the wrong place
+ * moves it by the size of the values, at any context length (with uniform random rows a single
+ * row weighs 1/n, below the bound at n = 4096). The spike rows cycle over the first, the last,
+ * the middle and the 16-aligned rows of the context.
+ * With controls != 0, also three negative controls per position, each of which must fail the
+ * bound: the spike row's value swapped with its neighbour's in the reference (a misplaced row),
+ * the next head's output compared as this one's (a wrong query head), one output moved by 0.01
+ * (about what losing one split of 80 rows of 4,096 does). They show on the device that the
+ * check catches real faults. */
+static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int style, int dense, int controls) {
+    const float theta = 500000.0f;
+    const int qkv_dim = (n_heads + 2 * n_kv) * hd, rep = n_heads / n_kv;
+    const size_t cache_n = (size_t)n_kv * ctx * hd;
+    float *rope = rope_table(ctx, hd, theta);
+    uint16_t *hk = malloc(2 * cache_n), *hv = malloc(2 * cache_n);
+    for (size_t i = 0; i < cache_n; i++) hk[i] = f2h(frand(1.0f)), hv[i] = f2h(frand(1.0f));
+    float *drope = dmalloc(sizeof(float) * ctx * hd), *dqkv = dmalloc(sizeof(float) * qkv_dim);
+    float *dout = dmalloc(sizeof(float) * n_heads * hd);
+    uint16_t *dk = dmalloc(2 * cache_n), *dv = dmalloc(2 * cache_n);
+    KcudaAttnShape a = {n_heads, n_kv, hd, ctx, style, drope};
+    const size_t part_n = kcuda_attn_decode_scratch(&a);
+    float *dpart = dmalloc(sizeof(float) * part_n);
+    int *dcount = dmalloc(sizeof(int) * n_heads), *dpos = dmalloc(sizeof(int));
+    REQUIRE(cudaMemset(dcount, 0, sizeof(int) * n_heads) == cudaSuccess);
+    up(drope, rope, sizeof(float) * ctx * hd);
+    up(dk, hk, 2 * cache_n);
+    up(dv, hv, 2 * cache_n);
+    int pos[160], np = 0;
+    const int starts[] = {0, 60, 120, 1016, 2040, 4088, 8184};
+    for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++)
+        for (int i = 0; i < (dense ? 20 : 3); i++)
+            if (starts[s] + i < ctx && np < 150) pos[np++] = starts[s] + i;
+    if (pos[np - 1] != ctx - 1) pos[np++] = ctx - 1;
+    float *qkv = malloc(sizeof(float) * qkv_dim), *Q = malloc(sizeof(float) * n_heads * hd);
+    float *K = malloc(sizeof(float) * n_kv * hd), *V = malloc(sizeof(float) * n_kv * hd);
+    float *got = malloc(sizeof(float) * n_heads * hd), *bad_out = malloc(sizeof(float) * n_heads * hd);
+    uint16_t *tmp = malloc(2 * (size_t)hd);
+    AttnErr e = {0};
+    int kbad = 0, vbad = 0, ctl_ok = 1, n_ctl = 0;
+    for (int pi = 0; pi < np; pi++) {
+        const int P = pos[pi];
+        for (int i = 0; i < qkv_dim; i++) qkv[i] = frand(1.5f);
+        memcpy(Q, qkv, sizeof(float) * n_heads * hd);
+        for (int h = 0; h < n_heads; h++) rope_host(Q + (size_t)h * hd, hd, P, theta, style);
+        for (int g = 0; g < n_kv; g++) {
+            float *k = K + (size_t)g * hd, *v = V + (size_t)g * hd;
+            memcpy(k, qkv + (size_t)(n_heads + g) * hd, sizeof(float) * hd);
+            memcpy(v, qkv + (size_t)(n_heads + n_kv + g) * hd, sizeof(float) * hd);
+            rope_host(k, hd, P, theta, style);
+            for (int i = 0; i < hd; i++) k[i] = h2f(f2h(k[i])), v[i] = h2f(f2h(v[i]));
+        }
+        /* the spikes: row js[g] < P of group g parallel to head g * rep's rotated query */
+        int js[64] = {0};
+        for (int g = 0; g < n_kv && g < 64 && P > 0; g++) {
+            const int c = (pi + g) % 5;
+            js[g] = c == 0 ? 0 : c == 1 ? P - 1 : c == 2 ? P / 2 : c == 3 ? P / 16 * 16 : (P / 16 * 16 + P - 1) / 2;
+            if (js[g] >= P) js[g] = P - 1;
+            const float *qh = Q + (size_t)g * rep * hd;
+            double q2 = 0;
+            for (int i = 0; i < hd; i++) q2 += (double)qh[i] * qh[i];
+            const double beta = 30.0 * sqrt((double)hd) / q2;
+            const size_t c0 = ((size_t)g * ctx + js[g]) * hd;
+            for (int i = 0; i < hd; i++) hk[c0 + i] = f2h((float)(beta * qh[i]));
+            up(dk + c0, hk + c0, 2 * (size_t)hd);
+        }
+        up(dqkv, qkv, sizeof(float) * qkv_dim);
+        up(dpos, &P, sizeof(int));
+        REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n_heads * hd) == cudaSuccess);
+        REQUIRE(cudaMemset(dpart, 0xff, sizeof(float) * part_n) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv, dk, dv, dpos, dout, dpart, dcount, KCUDA_PDL_LATE, NULL), 0);
+        down(got, dout, sizeof(float) * n_heads * hd);
+        /* the new rows, into the host copy (later positions read them) */
+        for (int g = 0; g < n_kv; g++) {
+            const size_t c = ((size_t)g * ctx + P) * hd;
+            down(hk + c, dk + c, 2 * (size_t)hd);
+            down(hv + c, dv + c, 2 * (size_t)hd);
+            cache_row_bad(hk + c, hv + c, K + (size_t)g * hd, V + (size_t)g * hd, hd, &kbad, &vbad);
+        }
+        attn_step_check(n_heads, n_kv, hd, ctx, P + 1, style, qkv, Q, hk, hv, got, &e);
+        check_counts_zero(dcount, n_heads, "positions");
+        if (controls && P >= 2) {
+            AttnErr c1 = {0}, c2 = {0}, c3 = {0};
+            const size_t r0 = (size_t)js[0] * hd, r1 = (size_t)(js[0] + 1) * hd; /* rows js, js + 1 <= P */
+            memcpy(tmp, hv + r0, 2 * (size_t)hd), memcpy(hv + r0, hv + r1, 2 * (size_t)hd), memcpy(hv + r1, tmp, 2 * (size_t)hd);
+            attn_step_check(n_heads, n_kv, hd, ctx, P + 1, style, qkv, Q, hk, hv, got, &c1);
+            memcpy(tmp, hv + r0, 2 * (size_t)hd), memcpy(hv + r0, hv + r1, 2 * (size_t)hd), memcpy(hv + r1, tmp, 2 * (size_t)hd);
+            for (int h = 0; h < n_heads; h++)
+                memcpy(bad_out + (size_t)h * hd, got + (size_t)((h + 1) % n_heads) * hd, sizeof(float) * hd);
+            attn_step_check(n_heads, n_kv, hd, ctx, P + 1, style, qkv, Q, hk, hv, bad_out, &c2);
+            memcpy(bad_out, got, sizeof(float) * n_heads * hd);
+            bad_out[hd / 2] += 0.01f;
+            attn_step_check(n_heads, n_kv, hd, ctx, P + 1, style, qkv, Q, hk, hv, bad_out, &c3);
+            n_ctl++;
+            if (!c1.bad || (n_heads > 1 && !c2.bad) || !c3.bad) {
+                ctl_ok = 0;
+                fprintf(stderr, "a negative control passed at position %d: misplaced row %d, wrong head %d, +0.01 %d outputs beyond the bound\n",
+                        P, c1.bad, c2.bad, c3.bad);
+            }
+        }
+    }
+    printf("attention decode at %d positions up to %d, %d/%d hd %d style %d: worst error %.3g = %.2f of its bound %.3g",
+           np, pos[np - 1], n_heads, n_kv, hd, style, e.worst_err, e.worst, e.worst_tol);
+    if (controls) printf("; negative controls at %d positions%s", n_ctl, ctl_ok ? ", all caught" : ", NOT all caught");
+    printf("\n");
+    CHECK_MSG(kbad == 0 && vbad == 0, "attention positions %d/%d hd %d: cache rows wrong (K %d, V %d elements)",
+              n_heads, n_kv, hd, kbad, vbad);
+    CHECK_MSG(e.bad == 0, "attention decode positions %d/%d hd %d style %d: %d outputs beyond the error bound",
+              n_heads, n_kv, hd, style, e.bad);
+    CHECK_MSG(ctl_ok && (!controls || n_ctl > 0), "attention %d/%d hd %d: a negative control was not caught", n_heads,
+              n_kv, hd);
+    free(rope), free(hk), free(hv), free(qkv), free(Q), free(K), free(V), free(got), free(bad_out), free(tmp);
+    cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount),
+        cudaFree(dpos);
+}
+
+/* Shapes and arguments decode attention refuses, each with a message. */
+static void test_bad_attn_shapes(void) {
+    float *dx = dmalloc(1 << 16);
+    uint16_t *dc = dmalloc(1 << 16);
+    int *di = dmalloc(64);
+    REQUIRE(cudaMemset(dx, 0, 1 << 16) == cudaSuccess);
+    REQUIRE(cudaMemset(di, 0, 64) == cudaSuccess);
+    float *rope = dx, *qkv = dx + 4096, *out = dx + 8192, *part = dx + 12288;
+    int *pos = di, *count = di + 4;
+    KcudaAttnShape a = {4, 2, 66, 16, 0, rope};
+    CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_OK); /* even: taken */
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const int bad[][3] = {{4, 3, 64}, {4, 2, 65}, {4, 2, 258}, {4, 2, 0}, {0, 1, 64}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        KcudaAttnShape b = {bad[i][0], bad[i][1], bad[i][2], 16, 0, rope};
+        CHECK_EQ_INT(kcuda_attn_decode(&b, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
+        CHECK(strstr(kcuda_last_error(), "kcuda_attn_decode") != NULL);
+    }
+    a.head_dim = 64;
+    CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, NULL, count, 1, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc + 1, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG); /* misaligned */
+    CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 7, NULL), KCUDA_ERR_ARG); /* option */
+    a.d_rope = NULL;
+    CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG);
+    cudaFree(dx), cudaFree(dc), cudaFree(di);
+}
+
+/* Decode attention over the shapes the families need: every GQA ratio 1..8 (and 12, two blocks
+ * per KV head), head_dim 64, 80, 96, 100, 128, 256 (and 32, 48), both RoPE styles, contexts
+ * past 4096; long spans that stream many tiles through the two stages (many KV heads: few
+ * splits each). quick: the subset for compute-sanitizer. */
+static void test_attn_decode_all(int quick) {
+    if (quick) {
+        test_attention(8, 2, 128, 256, 140, 0);
+        test_attention(6, 2, 100, 160, 130, 1);
+        test_attn_positions(20, 5, 128, 4160, 0, 0, 0);
+        test_attn_positions(16, 16, 64, 1200, 1, 0, 0); /* 16 KV heads: spans of several tiles */
+        test_attn_positions(6, 2, 256, 600, 0, 0, 0);
+        return;
+    }
+    test_attn_positions(20, 5, 128, 4160, 0, 1, 1); /* the 2B-4T heads, dense around every boundary */
+    static const int hds[] = {64, 96, 100, 128, 256, 80, 64, 128};
+    for (int rep = 1; rep <= 8; rep++)
+        test_attn_positions(2 * rep, 2, hds[rep - 1], 4160, rep % 2, 0, 0);
+    test_attn_positions(24, 2, 80, 4160, 0, 0, 0);   /* 12 query heads per KV head */
+    test_attn_positions(12, 4, 256, 4160, 1, 0, 0);  /* Falcon3's heads */
+    test_attn_positions(64, 64, 64, 4160, 0, 0, 0);  /* 64 KV heads: ~820 positions a block */
+    test_attn_positions(32, 32, 100, 8200, 1, 0, 0); /* 1bitLLM's heads (4-byte rows), long spans */
+    test_attn_positions(8, 1, 128, 8200, 0, 0, 0);
+    /* step by step from position 0, and prefill */
+    test_attention(20, 5, 128, 512, 150, 0);
+    test_attention(4, 2, 64, 128, 70, 1);
+    test_attention(2, 2, 32, 64, 40, 0);
+    test_attention(2, 1, 32, 1280, 1100, 0);
+    test_attention(12, 4, 256, 300, 200, 0); /* wide prefill: head_dim 256 */
+    test_attention(6, 2, 96, 300, 200, 1);   /* wide prefill: 96 */
+    test_attention(6, 2, 100, 300, 200, 0);  /* wide prefill: 100 */
+    test_attention(24, 2, 64, 200, 130, 1);  /* wide prefill: 12 per KV head */
 }
 
 /* Prefill GEMM: the residual and GLU epilogues against the host formulas on the exact int32
@@ -685,14 +919,17 @@ int main(int argc, char **argv) {
     char desc[200];
     if (kcuda_device_describe(desc, sizeof desc) == 0) printf("device: %s\n", desc);
     if (argc > 1 && strcmp(argv[1], "prefill") == 0) return prefill_only();
+    if (argc > 1 && strcmp(argv[1], "attention") == 0) { /* decode attention alone, small: compute-sanitizer */
+        test_attn_decode_all(1);
+        test_bad_attn_shapes();
+        return check_report("test_kernels_cuda attention");
+    }
     if (argc > 1 && strcmp(argv[1], "lm_head_i8") == 0) { /* the int8 lm_head alone (short device runs) */
         test_lm_head_i8_all();
         return check_report("test_kernels_cuda lm_head_i8");
     }
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
-    kcuda_set_attn_version(3);
-    kcuda_set_attn_late_trigger(0);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
     test_gemv(13824, 2560, 1);
     test_gemv(22, 300, 1);
@@ -704,19 +941,8 @@ int main(int argc, char **argv) {
     test_lm_head(KCUDA_F16, 1000, 256);
     test_lm_head(KCUDA_BF16, 777, 2560);
     test_lm_head(KCUDA_F32, 300, 132);
-    test_attention(20, 5, 128, 512, 150, 0);
-    test_attention(4, 2, 64, 128, 70, 1);
-    test_attention(2, 2, 32, 64, 40, 0);
-    test_attention(2, 1, 32, 1280, 1100, 0); /* more than 16 splits: the general combine */
-    test_attention(2, 1, 32, 8448, 8300, 1); /* 130 splits: the combine's second tile of 128 */
-    /* the lab decode kernel (version 4: reads batched) and the late trigger */
-    kcuda_set_attn_version(4);
-    test_attention(20, 5, 128, 512, 150, 0);
-    test_attention(2, 1, 32, 1280, 1100, 0);
-    kcuda_set_attn_version(3);
-    kcuda_set_attn_late_trigger(1);
-    test_attention(4, 2, 64, 128, 70, 1);
-    kcuda_set_attn_late_trigger(0);
+    test_bad_attn_shapes();
+    test_attn_decode_all(0);
     test_gemv_kernels_agree(2560, 0);
     test_gemv_kernels_agree(3200, 1);
     test_prefill_more();

@@ -15,7 +15,7 @@
  * With the default f16 cache: perplexity within 0.5% and mean KL under 1e-3.
  * And on every grid model, 32 greedy tokens after a 16-token prompt are identical between the
  * scalar reference forward pass (tests/helpers/forward_ref.c) and the fast CPU backend, f32 and f16
- * caches alike.
+ * caches alike, up to the first step where the reference's own top two are a near-tie.
  * Built with -DGRID_CUDA (test_grid_oracle_cuda, label gpu; skips without a device) the same
  * runs use the CUDA backend (f16 cache only): the f16 checks against transformers, and greedy
  * tokens identical to the scalar reference with an f16 cache.
@@ -122,12 +122,13 @@ static void greedy_same(const char *dir, int kv_f32) {
     const int V = m.cfg.vocab_size;
     float *lg = malloc((size_t)V * sizeof *lg);
     int32_t ref_toks[PROMPT + GREEDY], fast_toks[PROMPT + GREEDY];
+    int ref_tie[PROMPT + GREEDY] = {0}; /* the reference's pick at that step was a near-tie */
     RefForward *rf = ref_forward_create(&m, PROMPT + GREEDY, !kv_f32);
     REQUIRE(rf && lg);
     for (int i = 0; i < PROMPT; i++) ref_toks[i] = fast_toks[i] = base.tokens[i];
     for (int i = 0; i < PROMPT + GREEDY - 1; i++) {
         ref_forward_step(rf, ref_toks[i], i, lg);
-        if (i >= PROMPT - 1) ref_toks[i + 1] = argmax(lg, V);
+        if (i >= PROMPT - 1) ref_toks[i + 1] = argmax(lg, V), ref_tie[i + 1] = ppl_near_tie(lg, V);
     }
     ref_forward_free(rf);
     InferOptions o = {.backend = GRID_BACKEND, .threads = 2, .ctx = PROMPT + GREEDY, .kv_f32 = kv_f32};
@@ -142,9 +143,17 @@ static void greedy_same(const char *dir, int kv_f32) {
     int first_diff = -1;
     for (int i = PROMPT; i < PROMPT + GREEDY && first_diff < 0; i++)
         if (ref_toks[i] != fast_toks[i]) first_diff = i - PROMPT;
-    CHECK_MSG(first_diff < 0, "%s KV %s: greedy step %d: reference %d, %s backend %d", dir,
-              kv_f32 ? "f32" : "f16", first_diff, ref_toks[PROMPT + first_diff],
-              GRID_BACKEND == BACKEND_CUDA ? "CUDA" : "fast CPU", fast_toks[PROMPT + first_diff]);
+    /* Identical up to the first near-tie of the reference; there the two may part (the top
+     * two closer than 1% of the largest |logit|: the last-bit differences of the f16 cache and
+     * the summation order decide it, as for the top-1 check above). g6 on the H100: step 24,
+     * margin 0.0095 of a range of 8.6. */
+    CHECK_MSG(first_diff < 0 || ref_tie[PROMPT + first_diff],
+              "%s KV %s: greedy step %d: reference %d, %s backend %d (not a near-tie)", dir, kv_f32 ? "f32" : "f16",
+              first_diff, ref_toks[PROMPT + first_diff], GRID_BACKEND == BACKEND_CUDA ? "CUDA" : "fast CPU",
+              fast_toks[PROMPT + first_diff]);
+    if (first_diff >= 0)
+        printf("%s KV %s: greedy identical for %d steps, then parts at a near-tie of the reference\n", dir,
+               kv_f32 ? "f32" : "f16", first_diff);
     infer_destroy(inf);
     free(lg);
     ppl_kl_base_close(&base);

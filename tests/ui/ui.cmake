@@ -1,6 +1,6 @@
 # UI tests: the real program in a private tmux server (lib.sh is the harness), over the scripted
 # engine (bitnet-chat-fake) or a real small model; the start-up width probe in a pty; the man
-# page against `--help` and the slash-command table. The UI benchmarks beside them use the
+# page against `--help`, /help and the README. The UI benchmarks beside them use the
 # same harness and are not tests.
 set(BN_UI_FAKE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
@@ -25,5 +25,8 @@ if(BN_PYTHON3)
   set_tests_properties(test_probe PROPERTIES LABELS ui TIMEOUT 120)
 endif()
 
-# The man page must match `--help` and the slash-command table, both ways.
-bn_add_script_test(NAME test_manpage SCRIPT ${BN_UI_FAKE_DIR}/test_manpage.sh LABELS cpu)
+# The man page, `--help`, the chat's /help (printed by slash_help) and the README must agree.
+bn_add_tool(NAME slash_help SOURCES ${BN_UI_FAKE_DIR}/slash_help.c ${BN_UI_FAKE_DIR}/fake_engine.c
+            LIBS bn_app)
+bn_add_script_test(NAME test_manpage SCRIPT ${BN_UI_FAKE_DIR}/test_manpage.sh
+                   ARGS $<TARGET_FILE:slash_help> LABELS cpu)

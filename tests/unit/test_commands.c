@@ -1,6 +1,7 @@
 /* app/commands.c without a terminal: argument parsing and validation, the command table,
  * and the effect of each command on an App (over the scripted engine, no model, no history
  * unless a test asks for one). A bad argument must change nothing and leave a hint. */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -67,7 +68,9 @@ static void test_table(void) {
     for (int i = 0; i < n; i++) {
         CHECK(t[i].name[0] == '/');
         CHECK(!strncmp(t[i].usage, t[i].name, strlen(t[i].name)));
-        CHECK(t[i].help && *t[i].help && t[i].fn);
+        CHECK(t[i].help && *t[i].help && t[i].exec);
+        CHECK(t[i].min_args >= 0 && t[i].min_args <= t[i].max_args);
+        CHECK(t[i].max_args <= CMD_MAX_ARGS);
         for (int j = 0; j < i; j++) CHECK(strcmp(t[i].name, t[j].name) != 0);
     }
     const char *required[] = {"/load", "/temp", "/top_p", "/top_k", "/min_p", "/repeat_penalty",
@@ -78,7 +81,7 @@ static void test_table(void) {
         CHECK_MSG(commands_find(required[i], strlen(required[i])) != NULL, "%s", required[i]);
     CHECK(commands_find("/he", 3) == commands_find("/help", 5));   /* unique prefix */
     CHECK(commands_find("/t", 2) == NULL);                         /* ambiguous */
-    CHECK(commands_find("/exit", 5)->fn == commands_find("/quit", 5)->fn); /* alias */
+    CHECK(commands_find("/exit", 5)->exec == commands_find("/quit", 5)->exec); /* alias */
     CHECK(commands_find("/nope", 5) == NULL);
     CHECK(commands_find("/load", 5)->arg_is_path);
 }
@@ -337,6 +340,110 @@ static void test_more_commands(void) {
     CHECK(strstr(help, "/clear") && strstr(help, "the model still sees the conversation"));
     CHECK(strstr(help, "/reset") && strstr(help, "the model forgets the text above"));
     CHECK(strstr(help, "/exit") != NULL);
+    app_destroy(a);
+}
+
+/* The table's arity, checked in one place with one message format: a command that takes no
+ * argument refuses one, a command that needs one says so, each naming itself (an alias too:
+ * "/info x" named /show when handlers looked their entry up by function). Nothing runs. */
+static void test_arity(void) {
+    App *a = make_app(NULL);
+    int n;
+    const Command *t = commands_table(&n);
+    for (int i = 0; i < n; i++) {
+        char line[80], want[200];
+        const int n0 = app_transcript(a)->n;
+        if (t[i].max_args == 0) {
+            snprintf(line, sizeof line, "%s now", t[i].name);
+            snprintf(want, sizeof want, "%s: takes no argument (usage: %s)", t[i].name,
+                     t[i].usage);
+        } else if (t[i].min_args > 0) {
+            snprintf(line, sizeof line, "%s  \t ", t[i].name);
+            snprintf(want, sizeof want, "%s: missing argument (usage: %s)", t[i].name,
+                     t[i].usage);
+        } else {
+            continue;
+        }
+        int r = app_submit_line(a, line);
+        CHECK_MSG(!strcmp(hint(a), want), "%s: hint \"%s\", expected \"%s\"", line, hint(a),
+                  want);
+        CHECK_MSG(!(r & (REACT_QUIT | REACT_BROWSER | REACT_REDRAW)), "%s ran", line);
+        CHECK_EQ_INT(app_transcript(a)->n, n0);
+    }
+    /* the last argument a command takes runs to the end of the line */
+    app_submit_line(a, "/temp 0.5 0.6");
+    CHECK_STREQ(hint(a), "/temp: expected a number from 0 to 100 (usage: /temp [T])");
+    app_submit_line(a, "/system   two  words\t ");
+    CHECK_STREQ(app_get_system(a), "two  words");
+    app_submit_line(a, "/set temp");
+    CHECK(strstr(hint(a), "temperature ") == hint(a)); /* shows the value */
+    app_submit_line(a, "/set temp 0.5 0.6");
+    CHECK_STREQ(hint(a), "/temp: expected a number from 0 to 100 (usage: /temp [T])");
+    app_submit_line(a, "/set  repeat-penalty\t1.5 ");
+    CHECK_NEAR(app_get_sampling(a).repeat_penalty, 1.5, 1e-12);
+    app_submit_line(a, "/help temp top_p");
+    CHECK_STREQ(hint(a), "/help: no such command (usage: /help [COMMAND])");
+    /* a path with spaces, after a format and without one */
+    char dir[128], line[400], path[300];
+    snprintf(dir, sizeof dir, "/tmp/bn test arity %d", (int)getpid());
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/a b.md", dir);
+    snprintf(line, sizeof line, "/export json %s", path);
+    app_submit_line(a, line);
+    CHECK(strstr(hint(a), "Exported to") != NULL);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) CHECK(fgetc(f) == '{'); /* JSON, as asked, despite the .md name */
+    if (f) fclose(f);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/c d.json", dir);
+    snprintf(line, sizeof line, "/export   %s  ", path);
+    app_submit_line(a, line);
+    CHECK(strstr(hint(a), "Exported to") != NULL);
+    CHECK(access(path, F_OK) == 0);
+    unlink(path);
+    CHECK_EQ_INT(rmdir(dir), 0);
+    app_destroy(a);
+}
+
+/* The slash commands take the values the command line takes (app/cli.c's options and
+ * app/commands.c's cmd_setting hold a range each): both accept each range's ends and refuse
+ * just beyond. */
+static void test_ranges_match_cli(void) {
+    static const struct {
+        const char *option, *command, *in[2], *out[2];
+    } r[] = {
+        {"--temp", "/temp", {"0", "100"}, {"-0.001", "100.001"}},
+        {"--top-p", "/top_p", {"0", "1"}, {"-0.001", "1.001"}},
+        {"--min-p", "/min_p", {"0", "1"}, {"-0.001", "1.001"}},
+        {"--repeat-penalty", "/repeat_penalty", {"0.01", "100"}, {"0.0099", "100.001"}},
+        {"--top-k", "/top_k", {"0", "16777216"}, {"-1", "16777217"}},
+        {"--max-tokens", "/max_tokens", {"1", "16777216"}, {"0", "16777217"}},
+        {"--seed", "/seed", {"0", "9223372036854775807"}, {"-1", "9223372036854775808"}},
+    };
+    App *a = make_app(NULL);
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY); /* the refusals' messages */
+    REQUIRE(saved >= 0 && null >= 0);
+    dup2(null, 2);
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        for (int k = 0; k < 4; k++) {
+            const char *v = k < 2 ? r[i].in[k] : r[i].out[k - 2];
+            const bool ok = k < 2;
+            char *argv[] = {"bitnet-chat", (char *)r[i].option, (char *)v, NULL};
+            AppConfig cfg;
+            int rc = cli_parse(&cfg, 3, argv);
+            char line[128];
+            snprintf(line, sizeof line, "%s %s", r[i].command, v);
+            app_set_hint(a, "-");
+            app_submit_line(a, line);
+            const bool slash_ok = strstr(hint(a), "usage:") == NULL;
+            CHECK_MSG((rc == 0) == ok, "%s %s: cli_parse %d", r[i].option, v, rc);
+            CHECK_MSG(slash_ok == ok, "%s: %s", line, hint(a));
+        }
+    dup2(saved, 2);
+    close(saved);
+    close(null);
     app_destroy(a);
 }
 
@@ -696,6 +803,8 @@ int main(void) {
     test_actions();
     test_prefixes();
     test_more_commands();
+    test_arity();
+    test_ranges_match_cli();
     test_export();
     test_export_view();
     test_broken_history();

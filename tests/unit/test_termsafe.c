@@ -11,7 +11,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "app/commands_cli.h"
+#include "app/modes.h"
 #include "app/termsafe.h"
 #include "check.h"
 
@@ -40,7 +40,7 @@ static void expect(const char *name, const char *in, size_t n, int keep, const c
 /* String literals with their exact length (they may hold NUL). */
 #define EXPECT(name, lit, keep, want) expect(name, lit, sizeof lit - 1, keep, want)
 
-/* -p's writer (PromptOut, app/commands_cli.h) fed a reply holding ESC sequences, a BEL and a
+/* -p's writer (PromptOut, app/modes.h) fed a reply holding ESC sequences, a BEL and a
  * C1 control split between pieces: to a terminal (a pty) they arrive as caret forms, to a pipe
  * byte for byte; a newline is added at the end. Reads what the writer wrote from the other end. */
 static const char *const reply_pieces[] = {"Hi \x1B[2J", "\x1B]52;c;aGk=\x07 x\xC2", "\x9B" "31m"};

@@ -64,6 +64,8 @@ bn_add_test(NAME test_termsafe SOURCES ${U}/test_termsafe.c LIBS bn_app LABELS c
 # Slash-command parsing and effects, no terminal (over the scripted engine of tests/ui/).
 bn_add_test(NAME test_commands SOURCES ${U}/test_commands.c ${CMAKE_CURRENT_SOURCE_DIR}/ui/fake_engine.c
             LIBS bn_app LABELS cpu)
+# Command-line parsing: every option's value, range message and mode, in one process.
+bn_add_test(NAME test_cli SOURCES ${U}/test_cli.c LIBS bn_app LABELS cpu)
 
 # ---- ui/ (the parts that need no terminal) ------------------------------------------------------
 bn_add_test(NAME test_textwidth
