@@ -27,6 +27,7 @@
 typedef struct {
     const Model *m;  /* the model as the kernels read it: the weight store's view (cpu_weights.h) */
     CpuWeights *weights;
+    const uint8_t *const *r16; /* [n_layers][MAT_COUNT] R16 copies of the ternaries, or NULL */
     const int8_t *lm_q;     /* optional int8 lm_head (InferOptions.lm_head_int8) */
     const float *lm_scale;
     ModelConfig c;
@@ -262,6 +263,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         return NULL;
     }
     b->m = wi.view;
+    b->r16 = wi.r16;
     b->lm_q = wi.lm_q;
     b->lm_scale = wi.lm_scale;
     int failed = 0;
@@ -294,7 +296,7 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         const TernaryMatrix *ts[MAT_COUNT];
         layer_mats(&b->m->layers[l], ts);
         for (int i = 0; i < MAT_COUNT; i++)
-            b->valid[l * MAT_COUNT + i] = i2s_codes_valid(ts[i]->codes, (size_t)ts[i]->n_out * i2s_row_bytes(ts[i]->n_in_pad))
+            b->valid[l * MAT_COUNT + i] = b->r16[l * MAT_COUNT + i] ? 0 : i2s_codes_valid(ts[i]->codes, (size_t)ts[i]->n_out * i2s_row_bytes(ts[i]->n_in_pad))
                                       ? W2A8_CODES_VALID : 0;
     }
     b->pool = cpu_pool_create(b->n_threads);
@@ -303,10 +305,10 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
         cpu_destroy(b);
         return NULL;
     }
-    snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s%s%s", b->n_threads,
+    snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s%s%s%s", b->n_threads,
              b->n_threads == 1 ? "" : "s", cpu_isa_name(cpu_isa_active()),
-             b->kv_f16 ? "f16" : "f32", wi.copied_bytes ? ", weights on huge pages" : "",
-             b->lm_q ? ", int8 lm_head" : "");
+             b->kv_f16 ? "f16" : "f32", wi.copied_bytes && wi.huge ? ", weights on huge pages" : "",
+             wi.r16_bytes ? ", R16 layout" : "", b->lm_q ? ", int8 lm_head" : "");
     return b;
 }
 
@@ -363,6 +365,7 @@ typedef struct {
 /* Several ternary matrices sharing one int8 input, as one row space split across threads. */
 typedef struct {
     LinearPart part[3];
+    const uint8_t *r16[3]; /* the R16 copy of part[i].w, or NULL */
     int flags[3];
     int n_mat, accumulate, T;
     const int8_t *q8;
@@ -371,7 +374,9 @@ typedef struct {
     int rc, next;
 } MultiLinearJob;
 
-enum { LINEAR_CHUNK = 64 }; /* rows per claimed chunk (a multiple of 4, the kernels' row group) */
+/* Rows per claimed chunk (a multiple of R16_ROWS, and so of the I2_S kernels' 4). 256 for
+ * decode measured the same as 64 (1 thread, thread CPU time, 2 x 5 paired rounds). */
+enum { LINEAR_CHUNK = 64 };
 
 /* Chunks of each matrix in turn; a chunk never spans two matrices. */
 static void multi_linear_task(void *ctx, int ith, int nth) {
@@ -387,9 +392,12 @@ static void multi_linear_task(void *ctx, int ith, int nth) {
         while (c >= n_chunks[i]) c -= n_chunks[i++];
         const TernaryMatrix *w = j->part[i].w;
         const int a = c * LINEAR_CHUNK, e = a + LINEAR_CHUNK < w->n_out ? a + LINEAR_CHUNK : w->n_out;
-        if (w2a8_linear_rows_ex(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a,
-                                e, j->part[i].out, j->part[i].ld, j->accumulate, j->flags[i]) != 0)
-            j->rc = -1;
+        const int rc = j->r16[i]
+            ? w2a8_linear_r16_rows(j->r16[i], w->n_out, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a,
+                                   e, j->part[i].out, j->part[i].ld, j->accumulate)
+            : w2a8_linear_rows_ex(w->codes, w->n_in_pad, w->scale, j->q8, j->qsum, j->qs, j->T, a,
+                                  e, j->part[i].out, j->part[i].ld, j->accumulate, j->flags[i]);
+        if (rc != 0) j->rc = -1;
     }
 }
 
@@ -403,6 +411,7 @@ static int linear(CpuBackend *b, int l, int mat, const LinearPart *parts, int n_
                         .qsum = b->qsum, .qs = b->qs};
     for (int i = 0; i < n_mat; i++) {
         j.part[i] = parts[i];
+        j.r16[i] = b->r16[l * MAT_COUNT + mat + i];
         j.flags[i] = v[i];
     }
     cpu_pool_run(b->pool, multi_linear_task, &j);

@@ -13,6 +13,7 @@
 struct CpuWeights {
     Model view;           /* shallow copy of the model; layers and output redirected */
     LayerWeights *layers; /* the view's layer table (owned) */
+    const uint8_t **r16;  /* [n_layers * 7] R16 copies in the store, or NULL entries */
     void *store;          /* one anonymous mapping holding every copied tensor */
     size_t store_len;
 };
@@ -66,13 +67,16 @@ static void quant_task(void *ctx, int ith, int nth) {
     }
 }
 
-/* The copy itself, shared by the pool's threads in 4 MiB pieces: a cold file is read from disk
- * here instead of during the first prompt, and two threads fault in and fill the huge pages
- * faster than one. */
+/* The copy itself, shared by the pool's threads in pieces of about 4 MiB: a cold file is read
+ * from disk here instead of during the first prompt, and two threads fault in and fill the huge
+ * pages faster than one. An item is either a plain copy of n bytes or, with n_out > 0, the R16
+ * repack of an I2_S matrix (pieces of whole 16-row groups). */
 typedef struct {
     const void *src;
     void *dst;
-    size_t n;
+    size_t n;        /* bytes of src */
+    int n_out, k_pad;/* R16 repack when n_out > 0 */
+    int mapped;      /* src lives in the file mapping: its pages are dropped once read */
 } CopyItem;
 
 typedef struct {
@@ -83,20 +87,46 @@ typedef struct {
 
 enum { COPY_PIECE = 4 << 20 };
 
+/* pieces of an item, and the size of one in units (bytes, or groups for a repack) */
+static size_t piece_units(const CopyItem *it) {
+    if (it->n_out <= 0) return COPY_PIECE;
+    const size_t gb = (size_t)R16_ROWS * i2s_row_bytes(it->k_pad);
+    return COPY_PIECE / gb ? COPY_PIECE / gb : 1;
+}
+static size_t item_units(const CopyItem *it) {
+    return it->n_out > 0 ? (size_t)(it->n_out + R16_ROWS - 1) / R16_ROWS : it->n;
+}
+
 static void copy_task(void *ctx, int ith, int nth) {
     CopyJob *j = ctx;
     (void)ith, (void)nth;
     for (int c; (c = cpu_chunk_claim(&j->next)) >= 0;) {
         int i = 0;
-        size_t off = (size_t)c * COPY_PIECE;
-        while (i < j->n_items && off >= j->items[i].n) off -= up(j->items[i].n, COPY_PIECE), i++;
+        size_t pc = (size_t)c;
+        for (; i < j->n_items; i++) {
+            const size_t np = (item_units(&j->items[i]) + piece_units(&j->items[i]) - 1) / piece_units(&j->items[i]);
+            if (pc < np) break;
+            pc -= np;
+        }
         if (i >= j->n_items) return;
-        /* piece c is [off, off + COPY_PIECE) of item i (items are counted in whole pieces) */
-        const size_t n = j->items[i].n - off < COPY_PIECE ? j->items[i].n - off : COPY_PIECE;
-        memcpy((char *)j->items[i].dst + off, (const char *)j->items[i].src + off, n);
+        const CopyItem *it = &j->items[i];
+        const size_t u0 = pc * piece_units(it), nu = item_units(it) - u0 < piece_units(it) ? item_units(it) - u0 : piece_units(it);
+        const char *src;
+        size_t n;
+        if (it->n_out > 0) {
+            const size_t gb = (size_t)R16_ROWS * i2s_row_bytes(it->k_pad);
+            w2a8_r16_pack(it->src, it->n_out, it->k_pad, (int)u0, (int)(u0 + nu), it->dst);
+            /* the source rows of these groups (the last group may be short) */
+            src = (const char *)it->src + u0 * gb;
+            n = (u0 + nu) * gb < it->n ? nu * gb : it->n - u0 * gb;
+        } else {
+            memcpy((char *)it->dst + u0, (const char *)it->src + u0, nu);
+            src = (const char *)it->src + u0, n = nu;
+        }
         /* released piece by piece, so the process never holds the file pages and the copy at
-         * once (peak RSS of a -p run: 2293 MiB when they were released only at the end) */
-        drop_mapped_pages((const char *)j->items[i].src + off, n);
+         * once (peak RSS of a -p run: 2293 MiB when they were released only at the end); never
+         * for anonymous memory, which MADV_DONTNEED would clear */
+        if (it->mapped) drop_mapped_pages(src, n);
     }
 }
 
@@ -117,16 +147,26 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
     w->view = *m;
     memcpy(w->layers, m->layers, (size_t)L * sizeof *w->layers);
     w->view.layers = w->layers;
+    if (!(w->r16 = calloc((size_t)L * 7, sizeof *w->r16))) {
+        cpu_weights_free(w);
+        err_set(err, "cpu backend: out of memory");
+        return NULL;
+    }
 
     /* What to copy: tensors that live in a file mapping (anonymous buffers already sit on huge
-     * pages: model_storage_alloc advises them). */
+     * pages: model_storage_alloc advises them). Where the CPU has AVX-512 VNNI every ternary
+     * matrix is instead repacked into the R16 layout (kernels_cpu.h), whose kernels prefill
+     * faster (README "CPU speed"); for an anonymous model that is a second copy of its codes. */
     const int copy = mode != CPU_WEIGHTS_MAP;
-    size_t need = 0;
+    const int r16 = copy && cpu_isa_active() >= CPU_ISA_AVX512;
+    size_t need = 0, need_r16 = 0;
     for (int l = 0; l < L && copy; l++) {
         TernaryMatrix *ts[7];
         layer_ternaries(&w->layers[l], ts);
-        for (int i = 0; i < 7; i++)
-            if (model_storage_is_mapped(m, ts[i]->codes)) need += up(ternary_bytes(ts[i]), ALIGN);
+        for (int i = 0; i < 7; i++) {
+            if (r16) need_r16 += up(w2a8_r16_bytes(ts[i]->n_out, ts[i]->n_in_pad), ALIGN);
+            else if (model_storage_is_mapped(m, ts[i]->codes)) need += up(ternary_bytes(ts[i]), ALIGN);
+        }
     }
     /* with the int8 lm_head the f16 table is only read a row per token, by the embedding lookup
      * (tied), so it stays in the mapping */
@@ -137,8 +177,10 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
     /* Copy only when it fits beside what is already resident: a copy that pushes the machine
      * into swap would cost far more than the huge pages gain. */
     const uint64_t avail = backend_cpu_mem_available();
-    if (need && avail && (double)need * 1.1 + (double)(lm_q_bytes + lm_s_bytes) > (double)avail) need = 0;
-    const size_t total = need + lm_q_bytes + lm_s_bytes;
+    if ((need || need_r16) && avail &&
+        (double)(need + need_r16) * 1.1 + (double)(lm_q_bytes + lm_s_bytes) > (double)avail)
+        need = need_r16 = 0;
+    const size_t total = need + need_r16 + lm_q_bytes + lm_s_bytes;
     if (total) {
         w->store_len = up(total, HUGE);
         /* 2 MiB alignment so every huge page of the store is fully inside it */
@@ -157,12 +199,13 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
 #ifdef MADV_HUGEPAGE
         info->huge = madvise(w->store, w->store_len, MADV_HUGEPAGE) == 0;
 #endif
-        /* Without transparent huge pages a copy buys nothing over the page cache. */
+        /* Without transparent huge pages a copy buys nothing over the page cache (the R16
+         * repack still does). */
         if (!info->huge) need = 0;
     }
     char *p = w->store;
-    CpuPool *pool = (need || lm_int8) && n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
-    if (need) {
+    CpuPool *pool = (need || need_r16 || lm_int8) && n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
+    if (need || need_r16) {
         CopyItem *items = malloc(sizeof(CopyItem) * ((size_t)L * 7 + 1));
         if (!items) {
             cpu_pool_destroy(pool);
@@ -175,24 +218,32 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
             TernaryMatrix *ts[7];
             layer_ternaries(&w->layers[l], ts);
             for (int i = 0; i < 7; i++) {
-                if (!model_storage_is_mapped(m, ts[i]->codes)) continue;
+                const int mapped = model_storage_is_mapped(m, ts[i]->codes);
                 const size_t n = ternary_bytes(ts[i]);
-                items[ni++] = (CopyItem){ts[i]->codes, p, n};
-                ts[i]->codes = (const uint8_t *)p;
-                p += up(n, ALIGN);
+                if (need_r16) {
+                    /* the view keeps the I2_S codes (unread: the backend runs on the copy) */
+                    items[ni++] = (CopyItem){ts[i]->codes, p, n, ts[i]->n_out, ts[i]->n_in_pad, mapped};
+                    w->r16[l * 7 + i] = (const uint8_t *)p;
+                    p += up(w2a8_r16_bytes(ts[i]->n_out, ts[i]->n_in_pad), ALIGN);
+                } else if (need && mapped) {
+                    items[ni++] = (CopyItem){ts[i]->codes, p, n, 0, 0, 1};
+                    ts[i]->codes = (const uint8_t *)p;
+                    p += up(n, ALIGN);
+                }
             }
         }
-        if (copy_out) {
+        if (copy_out && need) {
             /* a tied embedding keeps reading its rows from the file (a few per token) */
-            items[ni++] = (CopyItem){m->output.data, p, dense_bytes(&m->output)};
+            items[ni++] = (CopyItem){m->output.data, p, dense_bytes(&m->output), 0, 0, 1};
             w->view.output.data = p;
             p += up(dense_bytes(&m->output), ALIGN);
         }
         CopyJob cj = {items, ni, 0};
         cpu_pool_run(pool, copy_task, &cj);
         for (int i = 0; i < ni; i++) {
-            drop_mapped_pages(items[i].src, items[i].n);
+            if (items[i].mapped) drop_mapped_pages(items[i].src, items[i].n);
             info->copied_bytes += items[i].n;
+            info->r16_bytes += items[i].n_out > 0 ? w2a8_r16_bytes(items[i].n_out, items[i].k_pad) : 0;
         }
         free(items);
     }
@@ -208,12 +259,14 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
     }
     cpu_pool_destroy(pool);
     info->view = &w->view;
+    info->r16 = w->r16;
     return w;
 }
 
 void cpu_weights_free(CpuWeights *w) {
     if (!w) return;
     if (w->store) munmap(w->store, w->store_len);
+    free(w->r16);
     free(w->layers);
     free(w);
 }

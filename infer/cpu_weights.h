@@ -4,7 +4,9 @@
  * transparent huge pages (2 MiB), drops its mappings of the copied file pages, and runs on the
  * copy. Buffers that are already anonymous (a converted model, the random bench model) are
  * used as they are. With CPU_WEIGHTS_MAP nothing is copied (the mmap-without-copy promise, for
- * users short of memory). The optional int8 lm_head (per-row scales) lives in the same store.
+ * users short of memory). Where the CPU has AVX-512 VNNI the ternary matrices are repacked into
+ * the R16 layout (kernels/cpu/kernels_cpu.h) in the same pass instead of being copied as they
+ * are. The optional int8 lm_head (per-row scales) lives in the same store.
  * The Model is never changed: the backend runs on a view (a shallow copy of it whose layer
  * table and lm_head point into the store). */
 #ifndef BN_CPU_WEIGHTS_H
@@ -27,7 +29,10 @@ typedef struct {
     const Model *view;      /* the model the backend runs on (the original or the view) */
     const int8_t *lm_q;     /* int8 lm_head [vocab][dim], NULL unless requested */
     const float *lm_scale;  /* [vocab] per-row scales of lm_q */
+    const uint8_t *const *r16; /* [n_layers * 7] (q, k, v, o, gate, up, down): each ternary
+                                * matrix in the R16 layout, or NULL (use the view's I2_S) */
     size_t copied_bytes;    /* bytes copied into huge-page memory (0: none) */
+    size_t r16_bytes;       /* of which repacked into R16 */
     int huge;               /* 1 if the store was advised onto huge pages */
 } CpuWeightsInfo;
 

@@ -125,6 +125,28 @@ int w2a8_linear_mt_ex(CpuPool *p, const uint8_t *w, int n_out, int k_pad, float 
                       const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
                       int ld_out, int accumulate, int flags);
 
+/* The row-interleaved layout R16 (cpu_w2a8_r16.c explains it and why): the CPU backend repacks
+ * I2_S matrices into it at load when the CPU has AVX-512 VNNI, and its kernels equal the I2_S
+ * ones (and so w2a8_linear_ref) bit for bit. Rows come in groups of R16_ROWS; n_out is padded
+ * to a multiple of R16_ROWS with zero weights; code 3 is stored as 1 (read as 0, as everywhere). */
+enum { R16_ROWS = 16 };
+static inline size_t w2a8_r16_bytes(int n_out, int k_pad) {
+    return (size_t)((n_out + R16_ROWS - 1) / R16_ROWS) * R16_ROWS * i2s_row_bytes(k_pad);
+}
+/* Writes groups [g0, g1) of the R16 form of I2_S rows w [n_out][k_pad] into dst (the whole
+ * matrix's buffer, w2a8_r16_bytes long; groups are independent, so threads may share the work). */
+void w2a8_r16_pack(const uint8_t *w, int n_out, int k_pad, int g0, int g1, uint8_t *dst);
+/* w2a8_linear_rows_ex on R16 weights wr (the whole matrix of n_out rows): rows [r0, r1), r0 a
+ * multiple of R16_ROWS, r1 <= n_out; same outputs bit for bit. n_out bounds the decode GEMV's
+ * prefetch, which runs on past r1 (rows another thread may be reading: on this CPU it then takes
+ * them from our cache, not DRAM). _mt: the whole matrix on a pool. */
+int w2a8_linear_r16_rows(const uint8_t *wr, int n_out, int k_pad, float gamma, const int8_t *q,
+                         const int32_t *qsum, const float *s, int M, int r0, int r1, float *out,
+                         int ld_out, int accumulate);
+int w2a8_linear_r16_mt(CpuPool *p, const uint8_t *wr, int n_out, int k_pad, float gamma,
+                       const int8_t *q, const int32_t *qsum, const float *s, int M, float *out,
+                       int ld_out, int accumulate);
+
 /* ---- dense matrices (embedding / lm_head), fp32 accumulation ----------------------------------- */
 
 typedef enum { CPU_DENSE_F32 = 0, CPU_DENSE_F16 = 1, CPU_DENSE_BF16 = 30 } CpuDenseType;

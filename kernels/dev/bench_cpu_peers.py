@@ -5,9 +5,11 @@ builds the peers and the models in PEERS). Python standard library only.
 One round runs each configuration once, in an order rotated every round:
   ours-p    bitnet-chat -p on i2s.gguf: a 512-token prompt (prefill figure), and a short prompt
             with -n 64 (decode figure), greedy; figures from its stderr line
+  ours-int8 the same short-prompt decode with --lm-head int8 (the optional int8 lm_head: 0.85 GB
+            read per token instead of 1.18)
   bn        bitnet.cpp llama-bench on the same i2s.gguf: -p 512 -n 64 -r 1
   ik-rtr    ik_llama.cpp llama-bench on iq2bn.gguf with -rtr 1 (run-time repack): -p 512 -n 64 -r 1
-Peak RSS of each process comes from wait4. Cells: median (min-max) over rounds; ratios ours/peer
+Peak RSS of each process comes from wait4; the 1-minute load average is recorded before each run. Cells: median (min-max) over rounds; ratios ours/peer
 are taken within a round, then the median. Once, after the rounds: bitnet-chat bench --model
 (the same file through the backend alone, weights copied vs mapped, int8 lm_head) and the
 engine's per-token overhead of -p (its decode against the backend-only decode of that bench)."""
@@ -70,9 +72,9 @@ def prompt_of(bc, model, n_target):
     return " ".join(words[:lo])
 
 
-def ours_p(bc, model, prompt, n, threads):
-    _, err, secs, rss = run_rss([bc, "-p", prompt, "-m", model, "--no-history", "--temp", "0",
-                                 "-n", str(n), "-t", str(threads)])
+def ours_p(bc, model, prompt, n, threads, extra=()):
+    _, err, secs, rss = run_rss([bc, "-p", prompt, "-m", model, "-b", "cpu", "--no-history", "--temp", "0",
+                                 "-n", str(n), "-t", str(threads)] + list(extra))
     # a 1-token reply has no decode rate: "(- tok/s)"
     m = re.search(r"prompt (\d+) tokens \(([\d.]+) tok/s\), reply (\d+) tokens \(([\d.]+|-) tok/s\)", err)
     if not m:
@@ -112,8 +114,11 @@ def main():
     short_prompt = "Write a short story about a robot."
     log = open(f"{P}/logs/rounds-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", "w")
     configs = {
+        # prefill figures from the long prompt, decode figures (and RSS) from the short one
         "ours-p": lambda: {**{k: v for k, v in ours_p(bc, i2s, long_prompt, 1, a.threads).items() if k.startswith("pp")},
-                           **{k: v for k, v in ours_p(bc, i2s, short_prompt, 64, a.threads).items()}},
+                           **{k: v for k, v in ours_p(bc, i2s, short_prompt, 64, a.threads).items() if not k.startswith("pp")}},
+        "ours-int8": lambda: {k: v for k, v in ours_p(bc, i2s, short_prompt, 64, a.threads, ["--lm-head", "int8"]).items()
+                              if not k.startswith("pp")},
         "bn": lambda: llama_bench(bn_bench, i2s, a.threads, []),
         "ik-rtr": lambda: llama_bench(ik_bench, iq2, a.threads, ["-rtr", "1"]),
     }
@@ -129,8 +134,9 @@ def main():
     for r in range(a.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
+            load = os.getloadavg()[0]
             x = configs[n]()
-            x["round"], x["config"], x["load"] = r, n, os.getloadavg()[0]
+            x["round"], x["config"], x["load"] = r, n, load
             res[n].append(x)
             log.write(json.dumps(x) + "\n")
             log.flush()
@@ -142,21 +148,29 @@ def main():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
+    loads = [x["load"] for n in names for x in res[n]]
     print(f"\nCPU peers, {t_start} - {t_end}, {cpu}, {os.cpu_count()} CPUs, {a.threads} threads, "
-          f"{a.rounds} alternated rounds; median (min-max), tok/s")
+          f"{a.rounds} alternated rounds; median (min-max), tok/s; 1-minute load average before the "
+          f"runs {cell(loads)}")
     print(f"ours -p prompt: {res['ours-p'][0]['pp_tokens']} tokens for prefill; "
           f"reply tokens per decode run: {sorted(set(x['tg_tokens'] for x in res['ours-p']))}")
-    print("\n| engine | prefill 512 tok/s | decode 64 tok/s | peak RSS MiB |\n|---|---:|---:|---:|")
-    label = {"ours-p": "bitnet-chat `-p` (I2_S file)", "bn": "bitnet.cpp I2_S, llama-bench",
-             "ik-rtr": "ik_llama.cpp IQ2_BN `-rtr 1`, llama-bench"}
+    print("\n| engine | prefill 512 tok/s | decode 64 tok/s | peak RSS MiB | load avg |\n|---|---:|---:|---:|---:|")
+    label = {"ours-p": "bitnet-chat `-p` (I2_S file)", "ours-int8": "bitnet-chat `-p --lm-head int8`",
+             "bn": "bitnet.cpp I2_S, llama-bench", "ik-rtr": "ik_llama.cpp IQ2_BN `-rtr 1`, llama-bench"}
     for n in names:
-        print(f"| {label[n]} | {cell([x['pp'] for x in res[n]])} | {cell([x['tg'] for x in res[n]])} | "
-              f"{statistics.median([x['rss'] for x in res[n]]):.0f} |")
-    for peer in (p for p in ("ik-rtr", "bn") if p in res):
-        rp = [o["pp"] / p["pp"] for o, p in zip(res["ours-p"], res[peer])]
-        rt = [o["tg"] / p["tg"] for o, p in zip(res["ours-p"], res[peer])]
-        print(f"| ratio ours / {peer} (paired) | {statistics.median(rp):.2f} ({min(rp):.2f}-{max(rp):.2f}) | "
-              f"{statistics.median(rt):.2f} ({min(rt):.2f}-{max(rt):.2f}) | |")
+        pp = cell([x['pp'] for x in res[n]]) if "pp" in res[n][0] else "-"
+        print(f"| {label[n]} | {pp} | {cell([x['tg'] for x in res[n]])} | "
+              f"{statistics.median([x['rss'] for x in res[n]]):.0f} | {cell([x['load'] for x in res[n]])} |")
+    for ours in ("ours-p", "ours-int8"):
+        for peer in (p for p in ("ik-rtr", "bn") if p in res):
+            rt = [o["tg"] / p["tg"] for o, p in zip(res[ours], res[peer])]
+            if ours == "ours-p":
+                rp = [o["pp"] / p["pp"] for o, p in zip(res[ours], res[peer])]
+                pcell = f"{statistics.median(rp):.2f} ({min(rp):.2f}-{max(rp):.2f})"
+            else:
+                pcell = "-"
+            print(f"| ratio {label[ours]} / {peer} (paired) | {pcell} | "
+                  f"{statistics.median(rt):.2f} ({min(rt):.2f}-{max(rt):.2f}) | | |")
     # the backend alone on the same file, and the engine's per-token overhead in -p
     out, _, _, _ = run_rss([bc, "bench", "--backend", "cpu", "--quick", "-t", str(a.threads), "--model", i2s])
     print("\n`bitnet-chat bench --backend cpu --quick --model i2s.gguf` (once, after the rounds):")

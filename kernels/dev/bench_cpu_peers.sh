@@ -4,9 +4,12 @@
 # thread count, alternated rounds, medians and paired ratios (kernels/dev/bench_cpu_peers.py).
 #
 # Usage (from the repository root, after building bitnet-chat in build/):
-#   sh kernels/dev/bench_cpu_peers.sh [ROUNDS] [THREADS]        default 8 rounds, 2 threads
+#   sh kernels/dev/bench_cpu_peers.sh [ROUNDS] [THREADS] [PEERS]   default 8 rounds, 2 threads
+# A PEERS folder made before (e.g. another checkout's .peers with both peers built and the models
+# written) is used as it is: every step below is skipped when its output exists.
 # Environment (paths only; nothing here changes what an engine computes):
-#   PEERS    work folder, git-ignored (default ./.peers): peer trees, builds, models, logs
+#   PEERS    work folder (default ./.peers, git-ignored; the 3rd argument wins): peer trees,
+#            builds, models, logs
 #   IK_GIT   git dir of github ikawrakow/ik_llama.cpp          (default: the local mirror)
 #   BN_GIT   git dir of github ygqdan/BitNet-linux, which vendors microsoft/BitNet with its
 #            llama.cpp fork (Microsoft's own submodule commit is not fetchable here;
@@ -19,7 +22,7 @@ set -eu
 ROUNDS=${1:-8}
 THREADS=${2:-2}
 ROOT=$(pwd)
-PEERS=${PEERS:-$ROOT/.peers}
+PEERS=${3:-${PEERS:-$ROOT/.peers}}
 IK_GIT=${IK_GIT:-/work/.mirror/ikawrakow+ik_llama.cpp/repo}
 BN_GIT=${BN_GIT:-/work/.mirror/ygqdan+BitNet-linux/repo}
 TOKENIZER=${TOKENIZER:-/work/shared/tokenizer/llama3/tokenizer.json}

@@ -9,7 +9,8 @@
  *     beyond the L3), GB/s of weights streamed, against a plain vector read of 512 MiB on the
  *     same thread (the ceiling for a memory-bound kernel);
  *   - lm_head f16 GEMV: 128256 x 2560 (657 MB), GB/s;
- *   - prefill GEMM (64 tokens): GMAC/s per core (Zen 4 vpdpbusd peak: 64 MAC/cycle);
+ *   - prefill GEMM (64 tokens), I2_S and R16 layouts: GMAC/s per core (Zen 4 vpdpbusd peak: 64
+ *     MAC/cycle: 233 G/s at the 3.64 GHz measured on the 2-core EPYC VM);
  *   - attention: one GQA group of 4 heads, head_dim 128, f16 cache, GMAC/s (2 * ctx * 128 per
  *     head).
  * Findings that shaped the kernels are noted in the kernels/cpu sources (e.g. the GEMV software
@@ -62,6 +63,7 @@ static double time_best(Fn fn, void *ctx, double budget) {
 
 typedef struct {
     uint8_t *w;       /* 30 layers x 7 ternary matrices, packed back to back */
+    uint8_t *wr;      /* the same in the R16 layout (same offsets: every n_out % 16 == 0) */
     size_t off[7], layer_bytes;
     int n[7], k[7];
     int8_t *q;
@@ -74,7 +76,10 @@ static void gemv_all(void *p) {
     GemvCtx *c = p;
     for (int l = 0; l < 30; l++)
         for (int i = 0; i < 7; i++)
-            w2a8_linear_rows_ex(c->w + c->layer_bytes * l + c->off[i], c->k[i], 0.01f, c->q,
+            if (c->flags == 2)
+                w2a8_linear_r16_rows(c->wr + c->layer_bytes * l + c->off[i], c->n[i], c->k[i], 0.01f, c->q,
+                                     &c->qsum, &c->s, 1, 0, c->n[i], c->y, c->n[i], 0);
+            else w2a8_linear_rows_ex(c->w + c->layer_bytes * l + c->off[i], c->k[i], 0.01f, c->q,
                                 &c->qsum, &c->s, 1, 0, c->n[i], c->y, c->n[i], 0, c->flags);
 }
 
@@ -105,6 +110,7 @@ static void read_all(void *p) {
 
 typedef struct {
     const uint8_t *w;
+    int r16;
     int n, k, M;
     const int8_t *q;
     const int32_t *qs;
@@ -114,7 +120,8 @@ typedef struct {
 
 static void gemm_one(void *p) {
     GemmCtx *c = p;
-    w2a8_linear_rows(c->w, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
+    if (c->r16) w2a8_linear_r16_rows(c->w, c->n, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
+    else w2a8_linear_rows(c->w, c->k, 0.01f, c->q, c->qs, c->s, c->M, 0, c->n, c->y, c->n, 0);
 }
 
 typedef struct {
@@ -144,6 +151,7 @@ int main(int argc, char **argv) {
         g.layer_bytes += (size_t)g.n[i] * g.k[i] / 4;
     }
     g.w = big(g.layer_bytes * 30, 0x55);
+    g.wr = big(g.layer_bytes * 30, 0x55);
     g.q = malloc(6912);
     g.y = malloc(sizeof(float) * 6912);
     HeadCtx h = {big((size_t)128256 * 2560 * 2, 0x3c), NULL, malloc(sizeof(float) * 128256)};
@@ -154,6 +162,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (size_t i = 0; i < g.layer_bytes * 30; i += 4096) g.w[i] = rnd8() & 0xaa; /* codes 0/2 */
+    for (int l = 0; l < 30; l++)
+        for (int i = 0; i < 7; i++)
+            w2a8_r16_pack(g.w + g.layer_bytes * l + g.off[i], g.n[i], g.k[i], 0, g.n[i] / R16_ROWS,
+                          g.wr + g.layer_bytes * l + g.off[i]);
     for (int i = 0; i < 6912; i++) x[i] = sinf((float)i), g.q[i] = (int8_t)rnd8();
     h.x = x;
     g.qsum = qsum_ref(g.q, 2560); /* (the value does not change the timing) */
@@ -190,11 +202,11 @@ int main(int argc, char **argv) {
     for (int isa = (int)best; isa >= 0; isa--) {
         cpu_isa_set((CpuIsa)isa);
         printf("\n-- %s\n", cpu_isa_name((CpuIsa)isa));
-        for (int fl = 0; fl < 2; fl++) {
-            g.flags = fl ? W2A8_CODES_VALID : 0;
+        for (int fl = 0; fl < 3; fl++) {
+            g.flags = fl == 1 ? W2A8_CODES_VALID : fl;
             const double tg = time_best(gemv_all, &g, budget);
             printf("decode GEMV%s, 30 layers (%.0f MB): %.1f ms, %.1f GB/s (%.0f%% of the plain read)\n",
-                   fl ? " CODES_VALID" : "", 30.0 * g.layer_bytes / 1e6, tg * 1e3,
+                   fl == 2 ? " R16" : fl ? " CODES_VALID" : "", 30.0 * g.layer_bytes / 1e6, tg * 1e3,
                    30.0 * g.layer_bytes / tg / 1e9, 100.0 * 30.0 * g.layer_bytes / tg / 1e9 / read_gbs);
         }
         const double th = time_best(head_all, &h, budget);
@@ -207,10 +219,12 @@ int main(int argc, char **argv) {
             float s[64], *y = malloc(sizeof(float) * (size_t)M * g.n[i]);
             for (int j = 0; j < M * g.k[i]; j++) q[j] = (int8_t)rnd8();
             for (int m = 0; m < M; m++) qs[m] = qsum_ref(q + (size_t)m * g.k[i], g.k[i]), s[m] = 10.0f;
-            GemmCtx gc = {g.w + g.off[i], g.n[i], g.k[i], M, q, qs, s, y};
-            const double t = time_best(gemm_one, &gc, budget);
-            printf("prefill GEMM %4d x %4d, 64 tokens: %.2f ms, %.1f GMAC/s\n", g.n[i], g.k[i],
-                   t * 1e3, (double)g.n[i] * g.k[i] * M / t / 1e9);
+            for (int r16 = 0; r16 < 2; r16++) {
+                GemmCtx gc = {(r16 ? g.wr : g.w) + g.off[i], r16, g.n[i], g.k[i], M, q, qs, s, y};
+                const double t = time_best(gemm_one, &gc, budget);
+                printf("prefill GEMM%s %4d x %4d, 64 tokens: %.2f ms, %.1f GMAC/s\n", r16 ? " R16" : "",
+                       g.n[i], g.k[i], t * 1e3, (double)g.n[i] * g.k[i] * M / t / 1e9);
+            }
             free(q), free(y);
         }
         if (isa >= CPU_ISA_AVX2 || best == CPU_ISA_SCALAR) {

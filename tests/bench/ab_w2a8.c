@@ -7,7 +7,9 @@
  * median over rounds of the time per call, and new/old their ratio. Run it against the same
  * revision (A/A) to see the noise floor. usage: ab_w2a8 [M tokens] [rounds] [threads]
  * With threads = 1 the time is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), which the other
- * tenants of a shared VM disturb far less than wall time. */
+ * tenants of a shared VM disturb far less than wall time.
+ * With a 4th argument "r16", new = this tree's kernels on the R16 layout (the weights repacked
+ * once, outside the timing), old = the other revision's I2_S kernels: the layout change itself. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ static int cmpd(const void *a, const void *b) { double x = *(const double *)a, y
 int main(int argc, char **argv) {
     const int M = argc > 1 ? atoi(argv[1]) : 1, rounds = argc > 2 ? atoi(argv[2]) : 15;
     const int threads = argc > 3 ? atoi(argv[3]) : 2;
+    const int r16 = argc > 4 && strcmp(argv[4], "r16") == 0;
     if (M < 1 || M > 64 || rounds < 1 || rounds > 64) {
         fprintf(stderr, "usage: ab_w2a8 [M tokens, 1..64] [rounds, 1..64]\n");
         return 2;
@@ -42,14 +45,19 @@ int main(int argc, char **argv) {
         const int n = shapes[si][0], k = shapes[si][1];
         const size_t wb = (size_t)n * k / 4;
         const int R = (int)((((size_t)256 << 20) + wb - 1) / wb);
-        uint8_t *w = malloc(wb * R);
+        uint8_t *w = malloc(wb * R), *wr = NULL;
         for (size_t b = 0; b < wb * R; b++) { r ^= r << 13, r ^= r >> 7, r ^= r << 17; w[b] = (uint8_t)((r % 3) | ((r >> 8) % 3) << 2 | ((r >> 16) % 3) << 4 | ((r >> 24) % 3) << 6); }
+        if (r16) { /* n is a multiple of 16 here, so both layouts have the same size */
+            wr = malloc(wb * R);
+            for (int i = 0; i < R; i++) w2a8_r16_pack(w + wb * (size_t)i, n, k, 0, n / R16_ROWS, wr + wb * (size_t)i);
+        }
         int8_t *q = malloc((size_t)k * M); float *x = malloc(sizeof(float) * k * M), s[64]; int32_t qs[64];
         for (int j = 0; j < k * M; j++) x[j] = (float)((int)(j * 7919 % 2001) - 1000) / 100.0f;
         for (int m = 0; m < M; m++) s[m] = quant_act_cpu(x + (size_t)m * k, k, k, q + (size_t)m * k, &qs[m]);
         float *ya = malloc(sizeof(float) * n * M), *yb = malloc(sizeof(float) * n * M);
         old_w2a8_linear_mt_ex(pool, w, n, k, 0.5f, q, qs, s, M, ya, n, 0, W2A8_CODES_VALID);
-        w2a8_linear_mt_ex(pool, w, n, k, 0.5f, q, qs, s, M, yb, n, 0, W2A8_CODES_VALID);
+        if (r16) w2a8_linear_r16_mt(pool, wr, n, k, 0.5f, q, qs, s, M, yb, n, 0);
+        else w2a8_linear_mt_ex(pool, w, n, k, 0.5f, q, qs, s, M, yb, n, 0, W2A8_CODES_VALID);
         if (memcmp(ya, yb, sizeof(float) * n * M)) { printf("MISMATCH %dx%d\n", n, k); return 1; }
         double to[64], tn[64]; const int L = M == 1 ? 40 : 6;
         for (int rd = 0; rd < rounds; rd++) {
@@ -58,7 +66,8 @@ int main(int argc, char **argv) {
                 double t0 = threads == 1 ? thread_cpu_s() : now_s();
                 for (int it = 0; it < L; it++) {
                     const uint8_t *wi = w + wb * (size_t)(it % R);
-                    if (ver) w2a8_linear_mt_ex(pool, wi, n, k, 0.5f, q, qs, s, M, yb, n, 0, W2A8_CODES_VALID);
+                    if (ver && r16) w2a8_linear_r16_mt(pool, wr + wb * (size_t)(it % R), n, k, 0.5f, q, qs, s, M, yb, n, 0);
+                    else if (ver) w2a8_linear_mt_ex(pool, wi, n, k, 0.5f, q, qs, s, M, yb, n, 0, W2A8_CODES_VALID);
                     else old_w2a8_linear_mt_ex(pool, wi, n, k, 0.5f, q, qs, s, M, ya, n, 0, W2A8_CODES_VALID);
                 }
                 (ver ? tn : to)[rd] = ((threads == 1 ? thread_cpu_s() : now_s()) - t0) / L * 1e6;
@@ -68,7 +77,8 @@ int main(int argc, char **argv) {
         printf("M=%d %5dx%-5d old %8.1f us  new %8.1f us  new/old %.3f  (medians of %d interleaved rounds of %d calls, %s)\n",
                M, n, k, to[rounds / 2], tn[rounds / 2], tn[rounds / 2] / to[rounds / 2], rounds, L,
                threads == 1 ? "1 thread, thread CPU time" : "wall time");
-        free(w), free(q), free(x), free(ya), free(yb);
+        if (r16) printf("      (new = R16 layout, old = I2_S)\n");
+        free(w), free(wr), free(q), free(x), free(ya), free(yb);
     }
     return 0;
 }

@@ -2,7 +2,8 @@
  * in place from its mmap): by default the file-mapped ternary matrices and lm_head are copied
  * onto huge pages; with weights_map they are read in place. Checked here:
  *   - both ways give bit-identical logits (prefill of 40 tokens, then 8 decode steps, 1 and 2
- *     threads), equal to those of the plain Infer API;
+ *     threads), equal to those of the plain Infer API; with AVX-512 VNNI the default runs on
+ *     the R16 repack of the ternary matrices, the mapped way on the file's I2_S rows;
  *   - the copy really happened (the backend's description says so, and the view's codes are
  *     outside the file mapping) when the kernel offers transparent huge pages, and the Model
  *     itself is left untouched (its codes still point into the mapping);
@@ -81,6 +82,11 @@ int main(void) {
         CHECK(!strstr(dm, "huge pages"));
         if (thp) CHECK_MSG(strstr(dc, "weights on huge pages") != NULL, "no huge-page copy: %s", dc);
         else printf("note: transparent huge pages are off here; the copy is skipped by design\n");
+        /* with AVX-512 VNNI the default runs on the R16 repack, so the equality above checks
+         * the R16 kernels against the I2_S ones through the whole model */
+        if (cpu_isa_active() >= CPU_ISA_AVX512) CHECK_MSG(strstr(dc, "R16 layout") != NULL, "no R16 repack: %s", dc);
+        else printf("note: no AVX-512 VNNI here; the R16 repack is skipped by design\n");
+        CHECK(!strstr(dm, "R16"));
         CHECK(m.layers[0].wq.codes == codes0); /* the Model is never changed */
         /* the Infer API (the engine's path) computes the same */
         Infer *inf = infer_create(&m, &o, &err);

@@ -40,7 +40,7 @@ static void test_gemm_shapes(CpuIsa isa) {
     const struct { int n_out, k_pad, M; } shapes[] = {
         {1, 128, 1},    {7, 128, 3},    {13, 256, 1},   {64, 2560, 1},  {37, 384, 5},
         {5, 8320, 2},   {9, 8320, 1},   {33, 640, 67},  {20, 1024, 4},  {640, 2560, 1},
-        {30, 6912, 9},  {3, 2048, 1},   {4, 16384, 5},
+        {30, 6912, 9},  {3, 2048, 1},   {4, 16384, 5},  {48, 256, 16},  {16, 128, 31},
     };
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int n = shapes[si].n_out, kp = shapes[si].k_pad, M = shapes[si].M;
@@ -105,6 +105,38 @@ static void test_gemm_shapes(CpuIsa isa) {
                     }
                     cpu_pool_destroy(p);
                 }
+                /* the R16 layout (code 3 rewritten at the repack): the same bits as the
+                 * reference, plain and accumulating, whole and from the second group on, with
+                 * 1..3 threads; packed in two halves, as threads may share the repack */
+                uint8_t *wr = malloc(w2a8_r16_bytes(n, kp));
+                const int ng = (n + R16_ROWS - 1) / R16_ROWS;
+                memset(wr, 0xff, w2a8_r16_bytes(n, kp));
+                w2a8_r16_pack(w, n, kp, 0, ng / 2, wr);
+                w2a8_r16_pack(w, n, kp, ng / 2, ng, wr);
+                for (int accm = 0; accm < 2; accm++)
+                    for (int pass = 0; pass < 2; pass++) {
+                        const int r0 = pass && n > R16_ROWS ? R16_ROWS : 0, r1 = pass && n > R16_ROWS + 2 ? n - 2 : n;
+                        for (size_t i = 0; i < (size_t)M * n; i++) yr[i] = yg[i] = rndf();
+                        w2a8_linear_ref(w, n, kp, gamma, q, s, M, yr, n, accm);
+                        CHECK_EQ_INT(w2a8_linear_r16_rows(wr, n, kp, gamma, q, qs, s, M, r0, r1, yg, n, accm), 0);
+                        int bad = 0;
+                        for (int m = 0; m < M; m++)
+                            for (int r = r0; r < r1; r++)
+                                bad += memcmp(&yr[(size_t)m * n + r], &yg[(size_t)m * n + r], sizeof(float)) != 0;
+                        CHECK_MSG(bad == 0, "%s linear_r16 n=%d k=%d M=%d codes=%d acts=%d accumulate=%d rows [%d,%d): %d not bit-identical",
+                                  cpu_isa_name(isa), n, kp, M, cm, am, accm, r0, r1, bad);
+                    }
+                for (int th = 1; th <= 3; th++) {
+                    CpuPool *p = cpu_pool_create(th);
+                    REQUIRE(p != NULL);
+                    for (size_t i = 0; i < (size_t)M * n; i++) yg[i] = -1.0f;
+                    w2a8_linear_ref(w, n, kp, gamma, q, s, M, yr, n, 0);
+                    CHECK_EQ_INT(w2a8_linear_r16_mt(p, wr, n, kp, gamma, q, qs, s, M, yg, n, 0), 0);
+                    CHECK_MSG(memcmp(yr, yg, sizeof(float) * (size_t)M * n) == 0,
+                              "%s linear_r16_mt threads=%d n=%d k=%d M=%d", cpu_isa_name(isa), th, n, kp, M);
+                    cpu_pool_destroy(p);
+                }
+                free(wr);
                 free(w), free(q), free(qs), free(ref), free(got), free(s), free(yr), free(yg);
             }
     }
@@ -113,6 +145,11 @@ static void test_gemm_shapes(CpuIsa isa) {
     int32_t qs0 = 0, acc[1];
     uint8_t w[32];
     CHECK_EQ_INT(w2a8_gemm_rows(w, 100, q, &qs0, 1, 0, 1, acc, 1), KERR_SHAPE);
+    float s1 = 1.0f, y1[32];
+    uint8_t wr[16 * 32];
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 128, 1.0f, q, &qs0, &s1, 1, 8, 16, y1, 16, 0), KERR_SHAPE);
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 100, 1.0f, q, &qs0, &s1, 1, 0, 16, y1, 16, 0), KERR_SHAPE);
+    CHECK_EQ_INT(w2a8_linear_r16_rows(wr, 16, 128, 1.0f, q, &qs0, &s1, 1, 0, 32, y1, 16, 0), KERR_SHAPE);
 }
 
 static void test_quant(CpuIsa isa) {
