@@ -729,8 +729,9 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) 
 
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
  * else: the sampler graph after the logits, with the host sampler's penalty ids and next uniform,
- * so it draws what sampler_sample() would from the same logits; kcuda_sample_sorted where
- * kcuda_sample declines. */
+ * so it draws what sampler_sample() would from the same logits. Neither graph can decline
+ * (capture_sampler: the penalised argmax never does, the sort takes every setting), so [5]
+ * is always 0 here. */
 static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     CudaBackend *b = vb;
     const SamplerParams *p = s ? sampler_params(s) : NULL;
@@ -749,15 +750,6 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
-    if (b->h_pin[5]) { /* declined: the sort takes every setting (the arguments are on the device) */
-        if (kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), b->d_sscratch,
-                                b->sscratch_bytes, b->d_sout, b->st))
-            return kc_err(err, "sample (sorted)");
-        if ((e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
-                cudaSuccess ||
-            (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
-            return cuda_err(err, "sample (sorted)", e);
-    }
     if (b->h_pin[4]) sampler_skip_uniform(s);
     *tok = b->h_pin[3];
     return 1;
