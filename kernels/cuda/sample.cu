@@ -51,6 +51,9 @@ enum {
     // The top-k merge's shared pool of candidates: a round's list heads (fewer than 2 x 1.5 k,
     // see topk_merge) or the final candidates (at most max(2 k, 256)).
     POOL = 3 * TOPK_MAX,
+    // Penalty ids a block copies to shared memory (the backend sends at most 4096; a longer list
+    // is searched where it is).
+    PEN_SMEM = 4096,
 };
 static_assert(TOPK_MAX <= THREADS, "a block's list holds at most its THREADS ids, one per thread");
 constexpr uint32_t KEY_NAN = 0xffffffffu;
@@ -181,6 +184,20 @@ __device__ int host_argmax(const float *logits, const KcudaSampleArgs &a, const 
     return l0 != l0 || (uint32_t)(best >> 32) == KEY_NAN ? 0 : (int)(best & 0xffffffffu);
 }
 
+// The arguments and (up to PEN_SMEM of) the penalty ids in shared memory, read once per block:
+// every thread's penalty lookup then searches shared memory, and arguments in host memory (the
+// backend may pass pinned host pointers) cross PCIe once per block. Returns the list to search.
+__device__ const int32_t *stage_args(const KcudaSampleArgs *args, const int32_t *pen_ids, KcudaSampleArgs *sa,
+                                     int32_t *pen) {
+    if (threadIdx.x == 0) *sa = *args;
+    __syncthreads();
+    const int np = sa->n_pen;
+    if (np > PEN_SMEM) return pen_ids;
+    for (int j = threadIdx.x; j < np; j += THREADS) pen[j] = pen_ids[j];
+    __syncthreads();
+    return pen;
+}
+
 // Scratch of the argmax and top-k kernels (device memory, zeroed once: the tickets start at 0
 // and each kernel's last block leaves its ticket 0).
 struct Sel {
@@ -194,10 +211,13 @@ struct Sel {
 
 __global__ void __launch_bounds__(THREADS)
 sample_argmax_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
-                     const int32_t *__restrict__ pen_ids, Sel s, int *__restrict__ out) {
+                     const int32_t *__restrict__ pen_ids_in, Sel s, int *__restrict__ out) {
     __shared__ u64 red[32];
     __shared__ int flag;
-    const KcudaSampleArgs a = *args;
+    __shared__ KcudaSampleArgs sa;
+    __shared__ int32_t pen[PEN_SMEM];
+    const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, pen);
+    const KcudaSampleArgs a = sa;
     const int i = blockIdx.x * THREADS + threadIdx.x;
     const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
     const u64 best = block_min_u64((u64)key << 32 | (unsigned)i, red);
@@ -362,15 +382,18 @@ __device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, 
 
 __global__ void __launch_bounds__(THREADS)
 sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
-                   const int32_t *__restrict__ pen_ids, Sel s, int *__restrict__ out) {
+                   const int32_t *__restrict__ pen_ids_in, Sel s, int *__restrict__ out) {
     __shared__ union {
+        int32_t pen[PEN_SMEM];  // the penalty ids, until the keys are made
         u64 sort[2 * THREADS];
         Merge m;
     } sh;
     __shared__ MergeTmp tmp;
     __shared__ u64 bound;
     __shared__ int flag, bc;
-    const KcudaSampleArgs a = *args;
+    __shared__ KcudaSampleArgs sa;
+    const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, sh.pen);
+    const KcudaSampleArgs a = sa;
     const int k = a.top_k, t = threadIdx.x;
     if (!(k >= 1 && k < n && k <= TOPK_MAX)) {  // not this kernel's setting (every block sees it)
         if (blockIdx.x == 0) finish(out, -1, 0, 1);
@@ -379,7 +402,7 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     // this block's ids, sorted; its list: the best min(k, valid) of them
     const int i = blockIdx.x * THREADS + t;
     const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
-    const int valid = __syncthreads_count(key != KEY_NAN);
+    const int valid = __syncthreads_count(key != KEY_NAN);  // (and sh.pen is free for the sort)
     const u64 v = block_sort_u64((u64)key << 32 | (unsigned)i, sh.sort);
     const int len = valid < k ? valid : k;
     if (t < len) s.lists[(size_t)blockIdx.x * THREADS + t] = v;
@@ -389,7 +412,7 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     Merge &m = sh.m;
     const int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, &bound, &bc);
     if (!(a.temperature > 0.0f)) {
-        finish(out, host_argmax(logits, a, pen_ids, mm > 0 ? m.top[0] : ~0ull), 0, 0);
+        finish(out, host_argmax(logits, a, pen_ids_in, mm > 0 ? m.top[0] : ~0ull), 0, 0);
         return;
     }
     if (mm == 0) {  // all NaN: the host's argmax gives 0

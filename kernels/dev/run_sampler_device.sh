@@ -12,7 +12,9 @@
 # assets/ hold the demo model):
 #   sh kernels/dev/run_sampler_device.sh X
 # X holds bins.tar.xz (stripped bitnet-chat, test_sample_cuda and make_bench_model from a CUDA
-# build of this branch) and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file).
+# build of this branch; optionally bitnet-chat.a, another build of bitnet-chat whose -p rows then
+# run alternated with the new one, a baseline from the same run) and tokenizer.json.xz (the
+# Llama 3 tokenizer, for the 2B-shaped file).
 # The test binaries name the build's source folder (/work/wt-sampler-fast) for the demo model:
 # a link to this tree makes it valid here (BN_DEMO_ROOT says the same). Logs and summary.txt go
 # to $OUT; the summary is printed at the end.
@@ -52,12 +54,16 @@ grep -E "^(kernel|wide|backend|reference)|differ|FAIL|checks" "$OUT/sample.txt" 
 # what a user gets: -p on a 2B-shaped file, 500 tokens, the stats line from stderr
 xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
 step "make_bench_model" 120 make.txt $D/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b
+bins=$D/bitnet-chat
+[ -f $D/bitnet-chat.a ] && bins="$bins $D/bitnet-chat.a"
 for round in 1 2; do
     while read -r label opts; do
-        [ $(($(date +%s) - T0)) -gt $((BUDGET - 200)) ] && { echo "-p $label (round $round): skipped (time)" >>"$S"; continue; }
-        timeout 60 $D/bitnet-chat -p "Tell me a long story about the sea." --model /tmp/2b.gguf -n 500 --no-history \
-            --backend cuda $opts >/dev/null 2>"$OUT/p.txt" </dev/null
-        echo "-p $label (round $round): rc $? $(tail -1 $OUT/p.txt)" >>"$S"
+        for bin in $bins; do
+            [ $(($(date +%s) - T0)) -gt $((BUDGET - 200)) ] && { echo "-p $label (round $round): skipped (time)" >>"$S"; continue; }
+            timeout 60 $bin -p "Tell me a long story about the sea." --model /tmp/2b.gguf -n 500 --no-history \
+                --backend cuda $opts >/dev/null 2>"$OUT/p.txt" </dev/null
+            echo "$(basename $bin) -p $label (round $round): rc $? $(tail -1 $OUT/p.txt)" >>"$S"
+        done
     done <<'LIST'
 defaults
 temp0-penalty1 --temp 0 --repeat-penalty 1

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cuda_runtime_api.h>
 
@@ -346,6 +347,79 @@ static void sanitize_test(void) {
     CHECK_EQ_INT(bad, 0);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The sampler graph's shapes, as the backend could capture them, timed from the host (graph
+ * launch + stream synchronize, median of 3 x 200, the logits of d already there): the arguments
+ * copied in (16 KiB from pinned memory) and the result copied out around the kernel (the backend
+ * before 2026-12-06), or the kernel alone reading the arguments from and writing the result to
+ * pinned host memory (mapped), or the kernel alone on device memory (the floor). The defaults,
+ * kcuda_sample_topk. */
+static void graph_time(Dev *d, cudaStream_t st) {
+    enum { REPS = 200, BYTES = sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t) };
+    unsigned char *h_args = NULL;
+    int *h_out = NULL;
+    REQUIRE(cudaMallocHost((void **)&h_args, BYTES) == cudaSuccess && cudaMallocHost((void **)&h_out, 16) == cudaSuccess);
+    KcudaSampleArgs *a = (KcudaSampleArgs *)h_args;
+    SamplerParams p = sampler_params_default();
+    p.seed = 3;
+    Sampler *s = sampler_create(&p, d->n);
+    REQUIRE(s);
+    for (int w = 0; w < 64; w++) sampler_accept(s, (int32_t)(rnd() % (unsigned)d->n));
+    REQUIRE(cuda_sample_args(s, a, (int32_t *)(a + 1), MAX_PEN) >= 0);
+    REQUIRE(cudaMemcpy(d->d_args, h_args, BYTES, cudaMemcpyHostToDevice) == cudaSuccess);
+    KcudaSampleArgs *m_args = NULL;
+    int *m_out = NULL;
+    REQUIRE(cudaHostGetDevicePointer((void **)&m_args, h_args, 0) == cudaSuccess &&
+            cudaHostGetDevicePointer((void **)&m_out, h_out, 0) == cudaSuccess);
+    const char *name[3] = {"copy in + kernel + copy out", "kernel on mapped host memory", "kernel alone (device memory)"};
+    printf("\nsampler graph shapes, vocab %d, the defaults, kcuda_sample_topk: host time per graph launch + "
+           "synchronize, median of 3 x %d\n| graph | us | token |\n|---|---:|---:|\n", d->n, REPS);
+    for (int shape = 0; shape < 3; shape++) {
+        cudaGraph_t g = NULL;
+        cudaGraphExec_t ge = NULL;
+        REQUIRE(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+        int rc = 0;
+        if (shape == 0) {
+            rc |= cudaMemcpyAsync(d->d_args, h_args, BYTES, cudaMemcpyHostToDevice, st) != cudaSuccess;
+            rc |= kcuda_sample_topk(d->d_logits, d->n, d->d_args, (const int32_t *)(d->d_args + 1), d->d_scratch,
+                                    d->scratch, d->d_out, st);
+            rc |= cudaMemcpyAsync(h_out, d->d_out, 3 * sizeof(int), cudaMemcpyDeviceToHost, st) != cudaSuccess;
+        } else if (shape == 1) {
+            rc |= kcuda_sample_topk(d->d_logits, d->n, m_args, (const int32_t *)(m_args + 1), d->d_scratch, d->scratch,
+                                    m_out, st);
+        } else {
+            rc |= kcuda_sample_topk(d->d_logits, d->n, d->d_args, (const int32_t *)(d->d_args + 1), d->d_scratch,
+                                    d->scratch, d->d_out, st);
+        }
+        REQUIRE(cudaStreamEndCapture(st, &g) == cudaSuccess && rc == 0);
+        REQUIRE(cudaGraphInstantiate(&ge, g, 0) == cudaSuccess);
+        double t3[3];
+        for (int rep = 0; rep < 3; rep++) {
+            for (int w = 0; w < 20; w++)
+                REQUIRE(cudaGraphLaunch(ge, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess);
+            const double t0 = now_s();
+            for (int w = 0; w < REPS; w++)
+                REQUIRE(cudaGraphLaunch(ge, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess);
+            t3[rep] = (now_s() - t0) * 1e6 / REPS;
+        }
+        int out[3] = {-1, -1, -1};
+        if (shape == 2) REQUIRE(cudaMemcpy(out, d->d_out, sizeof out, cudaMemcpyDeviceToHost) == cudaSuccess);
+        else memcpy(out, h_out, sizeof out);
+        const double lo = t3[0] < t3[1] ? t3[0] : t3[1], hi = t3[0] < t3[1] ? t3[1] : t3[0];
+        printf("| %s | %.1f | %d |\n", name[shape], t3[2] < lo ? lo : t3[2] > hi ? hi : t3[2], out[0]);
+        cudaGraphExecDestroy(ge);
+        cudaGraphDestroy(g);
+    }
+    sampler_free(s);
+    cudaFreeHost(h_args);
+    cudaFreeHost(h_out);
+}
+
 /* Not a test: each launcher's time per draw (CUDA events around 200 launches on one stream,
  * after 20 warm-up launches; the arguments already on the device) at vocab 128256, on peaked and
  * flat logits, with the default settings (and their top-k at the cap), greedy with the penalty,
@@ -403,6 +477,7 @@ static void time_test(void) {
             sampler_free(s);
         }
     }
+    graph_time(&d, st);
     cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
     free(logits);
     dev_close(&d);
