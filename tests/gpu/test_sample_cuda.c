@@ -295,8 +295,9 @@ static int kernel_test(int n, int quick) {
     return 0;
 }
 
-/* For compute-sanitizer: kcuda_sample_topk (k 1, 40 and the cap) and kcuda_sample_argmax on
- * peaked, tied, NaN and all-equal logits at vocab 3000 (3 blocks) and 20000 (20 blocks), the
+/* For compute-sanitizer: kcuda_sample_topk (k 1, 40 and the cap; at k 40 also with the
+ * arguments and result in mapped pinned memory, as the backend runs it) and kcuda_sample_argmax
+ * on peaked, tied, NaN and all-equal logits at vocab 3000 (3 blocks) and 20000 (20 blocks), the
  * default filters; each draw still compared with the host. */
 static void sanitize_test(void) {
     const int vocabs[2] = {3000, 20000}, kinds[4] = {0, 2, 3, 9};
@@ -332,6 +333,21 @@ static void sanitize_test(void) {
                 const Draw f = dev_run(&d, PATH_TOPK);
                 bad += f.tok != th;
                 launches++;
+                if (kk == 1) { /* the backend's way: arguments and result in mapped pinned memory */
+                    unsigned char *h = NULL;
+                    KcudaSampleArgs *m_args = NULL;
+                    REQUIRE(cudaHostAlloc((void **)&h, sizeof buf + 16, cudaHostAllocMapped) == cudaSuccess);
+                    memcpy(h, buf, sizeof buf);
+                    int *h_out = (int *)(h + sizeof buf), *m_out = NULL;
+                    REQUIRE(cudaHostGetDevicePointer((void **)&m_args, h, 0) == cudaSuccess);
+                    m_out = (int *)((unsigned char *)m_args + sizeof buf);
+                    REQUIRE(kcuda_sample_topk(d.d_logits, n, m_args, (const int32_t *)(m_args + 1), d.d_scratch, d.scratch,
+                                              m_out, NULL) == 0);
+                    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+                    bad += h_out[0] != th;
+                    launches++;
+                    cudaFreeHost(h);
+                }
                 if (kk == 3) {
                     const Draw g = dev_run(&d, PATH_ARGMAX);
                     bad += g.tok != th;
