@@ -75,9 +75,8 @@ typedef struct {
                         * [3] sampled token, [4] whether the sample used the uniform, [5] whether
                         * the sampler declined (kcuda_sample_topk outside its range: never, as
                         * sample_graph_for chooses) */
-    /* device sampler: pinned arguments + penalty ids (read in place, or copied per token by the
-     * sort's graph into their device twin), the sort's result (d_sout: token, used the uniform,
-     * declined; copied out to h_pin[3..5]) and scratch */
+    /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
+     * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
     KcudaSampleArgs *h_sargs, *d_sargs;
     int *d_sout;
     void *d_sscratch;
@@ -422,12 +421,11 @@ static int alloc_scratch(CudaBackend *b, Err *err) {
 static int alloc_host(CudaBackend *b, Err *err) {
     cudaError_t e;
     if ((e = cudaStreamCreateWithFlags(&b->st, cudaStreamNonBlocking)) != cudaSuccess) return cuda_err(err, "stream", e);
-    /* mapped: the argmax and top-k sampler graphs read and write them from the device */
-    if ((e = cudaHostAlloc((void **)&b->h_pin, 64, cudaHostAllocMapped)) != cudaSuccess) {
+    if ((e = cudaMallocHost((void **)&b->h_pin, 64)) != cudaSuccess) {
         b->h_pin = NULL;
         return cuda_err(err, "pinned buffer", e);
     }
-    if ((e = cudaHostAlloc((void **)&b->h_sargs, sample_args_bytes(), cudaHostAllocMapped)) != cudaSuccess) {
+    if ((e = cudaMallocHost((void **)&b->h_sargs, sample_args_bytes())) != cudaSuccess) {
         b->h_sargs = NULL;
         return cuda_err(err, "pinned buffer", e);
     }
@@ -447,45 +445,39 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *e
     return alloc_scratch(b, err);
 }
 
-/* The device sampler as a graph (sample_graph[which]), launched after the decode graph (or
- * prefill): it costs the host one launch while the GPU still decodes, and one wait.
- *   - argmax and top-k: the kernel alone, reading its arguments and penalty ids from the pinned
- *     host buffer and writing its result to pinned h_pin[3..5] (mapped: each block reads the
- *     arguments once, kcuda_sample_*'s stage_args), so the graph holds one node;
- *   - the sort: the arguments and penalty ids copied in (the whole list, a fixed 16 KiB, so the
- *     graph never changes), the sort's kernels, the result copied out (its keys kernel searches
- *     the ids per logit, in device memory). */
+/* The device sampler as a graph (sample_graph[which]): the arguments and penalty ids in from
+ * pinned memory (the whole list, a fixed 16 KiB, so the graph never changes), the sampler on the
+ * logits, its result out. Launched after the decode graph (or prefill), it costs the host one
+ * launch while the GPU still decodes, and one wait. (The kernels reading the arguments from and
+ * writing the result to mapped pinned memory instead, without the two copies, measured slower:
+ * 98.1 us a graph launch + wait against 52.7 for the top-k kernel, H100, 2026-12-06,
+ * `test_sample_cuda time`.) */
 static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
-    KcudaSampleArgs *m_args = NULL;
-    int *m_pin = NULL;
-    cudaError_t e;
-    if ((e = cudaHostGetDevicePointer((void **)&m_args, b->h_sargs, 0)) != cudaSuccess ||
-        (e = cudaHostGetDevicePointer((void **)&m_pin, b->h_pin, 0)) != cudaSuccess)
-        return cuda_err(err, "mapping the sampler's pinned buffers", e);
     cudaGraph_t g = NULL;
-    if ((e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal)) != cudaSuccess)
-        return cuda_err(err, "begin capture", e);
-    int rc = 0, krc = 0;
-    const int32_t *m_ids = (const int32_t *)(m_args + 1), *d_ids = (const int32_t *)(b->d_sargs + 1);
-    switch (which) {
-    case SAMPLE_ARGMAX:
-        krc = kcuda_sample_argmax(b->d_logits, b->vocab, m_args, m_ids, b->d_sscratch, b->sscratch_bytes, m_pin + 3, b->st);
-        break;
-    case SAMPLE_TOPK:
-        krc = kcuda_sample_topk(b->d_logits, b->vocab, m_args, m_ids, b->d_sscratch, b->sscratch_bytes, m_pin + 3, b->st);
-        break;
-    default:
-        if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) !=
-            cudaSuccess)
-            rc = cuda_err(err, "capturing the sampler's argument copy", e);
-        else if ((krc = kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, d_ids, b->d_sscratch, b->sscratch_bytes,
-                                            b->d_sout, b->st)) == 0 &&
-                 (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
-                     cudaSuccess)
-            rc = cuda_err(err, "capturing the sampler's result copy", e);
-        break;
+    cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
+    int rc = 0;
+    if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's argument copy", e);
+    const int32_t *ids = (const int32_t *)(b->d_sargs + 1);
+    if (!rc) {
+        int krc;
+        switch (which) {
+        case SAMPLE_ARGMAX:
+            krc = kcuda_sample_argmax(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        case SAMPLE_TOPK:
+            krc = kcuda_sample_topk(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        default:
+            krc = kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        }
+        if (krc) rc = kc_err(err, "capturing the sampler");
     }
-    if (!rc && krc) rc = kc_err(err, "capturing the sampler");
+    if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+                   cudaSuccess)
+        rc = cuda_err(err, "capturing the sampler's result copy", e);
     e = cudaStreamEndCapture(b->st, &g);
     if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
     if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which], g, 0)) != cudaSuccess)
@@ -500,10 +492,10 @@ static int capture_samplers(CudaBackend *b, Err *err) {
     return 0;
 }
 
-/* Which sampler draws with these settings. Greedy with a penalty: the penalised argmax (26.1 us
- * a token on the H100, 2026-12-06, bench's sampling table). Top-k on, up to
- * KCUDA_SAMPLE_TOPK_MAX: kcuda_sample_topk (the defaults: see kernels/dev/README.md for its
- * cost against the sort's 89.1 us). Everything else: the sort. */
+/* Which sampler draws with these settings. Greedy with a penalty: the penalised argmax (7.5 us
+ * of kernel, H100, 2026-12-06). Top-k on, up to KCUDA_SAMPLE_TOPK_MAX: kcuda_sample_topk (the
+ * defaults; kernels/dev/README.md has its time against the sort's). Everything else: the sort
+ * (76 us of kernels). */
 static SampleGraph sample_graph_for(const SamplerParams *p, int vocab) {
     if (!(p->temperature > 0.0f)) return SAMPLE_ARGMAX;
     if (p->top_k >= 1 && p->top_k < vocab && p->top_k <= KCUDA_SAMPLE_TOPK_MAX) return SAMPLE_TOPK;

@@ -17,10 +17,10 @@
 //     list. The last block to finish merges the lists: while they hold many more candidates
 //     than k, a bound (the k-th smallest of the lists' first s entries, s the smallest power of
 //     two giving 1.5 k of them) cuts every list to its entries at or below it (the k best stay:
-//     k entries lie at or below the bound); then each remaining candidate's rank is the number
-//     of candidates below it (a binary search per list), which places the k best in order. Its
-//     pick then runs the host's walks one after the other (sums added left to right, as the
-//     host adds them), the per-candidate exp() computed by the block.
+//     k entries lie at or below the bound); then the remaining candidates, sorted (a count of
+//     the ones below each, or a block sort past 256), begin with the k best. Its pick runs the
+//     host's walks: the block computes each candidate's exp()s, one thread adds the running sums
+//     left to right as the host does, a warp finds where each walk stops.
 //   - kcuda_sample_sorted: every other setting: a stable radix sort of all (key, id) pairs
 //     (cub), one block walking the kept prefix (sums added in trees).
 // All use the host's formulas: the same float threshold for min-p (log(min_p) computed on the
@@ -48,14 +48,15 @@ enum {
     KEY_THREADS = 256,
     MAX_BLOCKS = THREADS,  // the last block gives one thread to each block: vocabularies up to 1M
     TOPK_MAX = KCUDA_SAMPLE_TOPK_MAX,
-    // The top-k merge's shared pool of candidates: a round's list heads (fewer than 2 x 1.5 k,
-    // see topk_merge) or the final candidates (at most max(2 k, 256)).
-    POOL = 3 * TOPK_MAX,
+    // The top-k merge's shared pool of candidates: a round's list heads (fewer than 2 x 1.5 k, or
+    // one per block; see topk_merge) or the final candidates (at most max(2 k, 256)); at most
+    // THREADS, so that one block sort orders them.
+    POOL = THREADS,
     // Penalty ids a block copies to shared memory (the backend sends at most 4096; a longer list
     // is searched where it is).
     PEN_SMEM = 4096,
 };
-static_assert(TOPK_MAX <= THREADS, "a block's list holds at most its THREADS ids, one per thread");
+static_assert(TOPK_MAX <= THREADS && 3 * TOPK_MAX <= POOL, "a block's list holds at most its THREADS ids; the heads fit the pool");
 constexpr uint32_t KEY_NAN = 0xffffffffu;
 
 // Ascending key order = descending float order; -0 and +0 share a key (the host compares them
@@ -258,16 +259,7 @@ __device__ u64 block_sort_u64(u64 v, u64 *buf) {
     return v;
 }
 
-// Entries of the ascending a[0..n) below v (lower) / at most v (upper).
-__device__ __forceinline__ int lower_bound_u64(const u64 *a, int n, u64 v) {
-    int lo = 0, hi = n;
-    while (lo < hi) {
-        const int mid = (lo + hi) >> 1;
-        if (a[mid] < v) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
-}
+// Entries of the ascending a[0..n) at most v.
 __device__ __forceinline__ int upper_bound_u64(const u64 *a, int n, u64 v, bool global) {
     int lo = 0, hi = n;
     while (lo < hi) {
@@ -282,8 +274,8 @@ __device__ __forceinline__ int upper_bound_u64(const u64 *a, int n, u64 v, bool 
 struct Merge {
     union {
         u64 pool[POOL];  // segments of the lists' prefixes, one after the other
-        struct {         // after the merge: the pick's per-candidate exp()s
-            double mass[TOPK_MAX];
+        struct {         // after the merge: the pick's per-candidate values and running sums
+            double mass[TOPK_MAX], cum_mass[TOPK_MAX], cum_w[TOPK_MAX];
             float w[TOPK_MAX];
         } pick;
     };
@@ -306,7 +298,7 @@ __device__ int block_sum_int(int v, MergeTmp &tmp, int *bc) {
 }
 
 // Copies the first h entries of each block's list (thread b gives block b's h) into the pool,
-// the non-empty prefixes as consecutive segments; returns the number of segments, and in *start
+// the non-empty prefixes as consecutive segments; returns the number of entries, and in *start
 // where thread b's prefix begins in the pool.
 __device__ int load_prefixes(const Sel &s, int h, int *start, Merge &m, MergeTmp &tmp) {
     int st, total, seg, n_seg;
@@ -314,7 +306,6 @@ __device__ int load_prefixes(const Sel &s, int h, int *start, Merge &m, MergeTmp
     __syncthreads();
     ScanInt(tmp.scan).ExclusiveSum(h > 0 ? 1 : 0, seg, n_seg);
     if (h > 0) m.off[seg] = st, m.lid[seg] = threadIdx.x;
-    if (threadIdx.x == 0) m.off[n_seg] = total;
     __syncthreads();
     for (int idx = threadIdx.x; idx < total; idx += THREADS) {
         int lo = 0, hi = n_seg - 1;  // the last segment starting at or before idx
@@ -327,25 +318,37 @@ __device__ int load_prefixes(const Sel &s, int h, int *start, Merge &m, MergeTmp
     }
     __syncthreads();
     *start = st;
-    return n_seg;
+    return total;
 }
 
-// Entries of the pool's n_seg segments below v (which is one of them), counted until `stop`.
-__device__ int pool_rank(const Merge &m, int n_seg, u64 v, int stop) {
-    int r = 0;
-    for (int a = 0; a < n_seg && r < stop; a++) r += lower_bound_u64(m.pool + m.off[a], m.off[a + 1] - m.off[a], v);
-    return r;
+// The pool's n (<= THREADS) entries in ascending order, as a block: thread t gets the t-th
+// (~0 past n). Up to 256 entries each thread counts the entries below its own (independent
+// broadcast reads: ~2 us less than a sort at 126 entries); more are sorted.
+__device__ u64 pool_sorted(const Merge &m, int n, u64 *sort_buf, u64 *out_sh) {
+    const int t = threadIdx.x;
+    if (n > 256) return block_sort_u64(t < n ? m.pool[t] : ~0ull, sort_buf);
+    if (t < n) {
+        const u64 v = m.pool[t];
+        int r = 0;
+#pragma unroll 8
+        for (int j = 0; j < n; j++) r += m.pool[j] < v;
+        out_sh[r] = v;
+    }
+    __syncthreads();
+    const u64 v = t < n ? out_sh[t] : ~0ull;
+    __syncthreads();
+    return v;
 }
 
 // In the last block: the k best (key, id) of the blocks' sorted lists, ascending, into m.top;
 // returns how many there are (min(k, valid logits)). While the lists hold more than
 // max(2 k, 256) entries in all, a round cuts them: with s the smallest power of two whose first s
-// entries of each list number at least 1.5 k (fewer than 3 k + 1: POOL), the k-th smallest of
-// those heads is a bound at or below which k entries lie, so every list keeps only its entries
-// at or below it; more than 0.5 k heads lie above it, so each round removes entries. Random
-// logits at k 40 need one round (a few dozen entries remain); ties (ids ascending across
-// blocks) a few. Then each remaining entry's rank is the count of entries below it.
-__device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, u64 *bound, int *bc) {
+// entries of each list number at least 1.5 k (fewer than 3 k + 1, or one per list: POOL), the
+// k-th smallest of those heads is a bound at or below which k entries lie, so every list keeps
+// only its entries at or below it; more than 0.5 k heads lie above it, so each round removes
+// entries. Random logits at k 40 need one round (a few dozen entries remain); ties (ids ascending
+// across blocks) a few. The remaining entries, sorted, begin with the k best.
+__device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, u64 *sort_buf, u64 *bound, int *bc) {
     const int t = threadIdx.x;
     int len = t < nb ? __ldcg(&s.len[t]) : 0;
     int total = block_sum_int(len, tmp, bc);
@@ -357,10 +360,9 @@ __device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, 
         while (h * lists < target) h <<= 1;
         while (block_sum_int(len < h ? len : h, tmp, bc) < target) h <<= 1;
         const int mine = len < h ? len : h;
-        const int n_seg = load_prefixes(s, mine, &start, m, tmp);
-        const int n_heads = m.off[n_seg];
-        for (int idx = t; idx < n_heads; idx += THREADS)
-            if (pool_rank(m, n_seg, m.pool[idx], k) == k - 1) *bound = m.pool[idx];
+        const int n_heads = load_prefixes(s, mine, &start, m, tmp);
+        const u64 v = pool_sorted(m, n_heads, sort_buf, m.top);
+        if (t == k - 1) *bound = v;
         __syncthreads();
         const u64 b = *bound;
         if (len > 0) {
@@ -370,14 +372,46 @@ __device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, 
         }
         total = block_sum_int(len, tmp, bc);  // (its barriers: the pool is free again)
     }
-    const int n_seg = load_prefixes(s, len, &start, m, tmp);
-    for (int idx = t; idx < total; idx += THREADS) {
-        const u64 v = m.pool[idx];
-        const int r = pool_rank(m, n_seg, v, k);
-        if (r < k) m.top[r] = v;
-    }
+    total = load_prefixes(s, len, &start, m, tmp);
+    const u64 v = pool_sorted(m, total, sort_buf, m.top);
+    if (t < k) m.top[t] = v;
     __syncthreads();
     return total < k ? total : k;
+}
+
+// Warp-wide (every lane gets it): the first r in [0, n) with pred(r), else n; the last r in
+// [0, n) with pred(r), else -1.
+template <typename P>
+__device__ int warp_first(int n, P pred) {
+    for (int base = 0; base < n; base += 32) {
+        const int r = base + (threadIdx.x & 31);
+        const unsigned hit = __ballot_sync(0xffffffffu, r < n && pred(r));
+        if (hit) return base + __ffs(hit) - 1;
+    }
+    return n;
+}
+template <typename P>
+__device__ int warp_last(int n, P pred) {
+    for (int base = (n - 1) & ~31; base >= 0; base -= 32) {
+        const int r = base + (threadIdx.x & 31);
+        const unsigned hit = __ballot_sync(0xffffffffu, r < n && pred(r));
+        if (hit) return base + 31 - __clz(hit);
+    }
+    return -1;
+}
+
+// Running sums of x[0..n) left to right (the host's order) into cum[0..n), by lane 0.
+template <typename X>
+__device__ void running_sum(int n, X x, double *cum) {
+    if ((threadIdx.x & 31) == 0) {
+        double c = 0.0;
+#pragma unroll 4
+        for (int r = 0; r < n; r++) {
+            c += x(r);
+            cum[r] = c;
+        }
+    }
+    __syncwarp();
 }
 
 __global__ void __launch_bounds__(THREADS)
@@ -386,8 +420,8 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     __shared__ union {
         int32_t pen[PEN_SMEM];  // the penalty ids, until the keys are made
         u64 sort[2 * THREADS];
-        Merge m;
     } sh;
+    __shared__ Merge m;
     __shared__ MergeTmp tmp;
     __shared__ u64 bound;
     __shared__ int flag, bc;
@@ -409,8 +443,7 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     if (t == 0) s.len[blockIdx.x] = len;
     if (!last_block(&s.ticket[1], &flag)) return;  // (its barriers: sh.sort is free again)
 
-    Merge &m = sh.m;
-    const int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, &bound, &bc);
+    const int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, sh.sort, &bound, &bc);
     if (!(a.temperature > 0.0f)) {
         finish(out, host_argmax(logits, a, pen_ids_in, mm > 0 ? m.top[0] : ~0ull), 0, 0);
         return;
@@ -425,58 +458,45 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
         finish(out, best_id, 0, 0);
         return;
     }
+    // The host's walks over its mm sorted candidates. The block computes each candidate's exp()s
+    // and min-p's cut (the candidates are sorted, so its kept prefix is a count); lane 0 of warp
+    // 0 adds the running sums left to right as the host does (z is the last one when no mass is
+    // below e^-80), and the warp finds where each walk stops.
     const double mx = (double)max_logit;
-    auto lg = [&](int r) { return key_value((uint32_t)(m.top[r] >> 32)); };
-    for (int r = t; r < mm; r += THREADS) {
-        m.pick.mass[r] = exp((double)lg(r) - mx);
-        m.pick.w[r] = (float)draw_weight((double)lg(r), mx, a.inv_temp);
+    const float lt = t < mm ? key_value((uint32_t)(m.top[t] >> 32)) : 0.0f;
+    if (t < mm) {
+        m.pick.mass[t] = exp((double)lt - mx);
+        m.pick.w[t] = (float)draw_weight((double)lt, mx, a.inv_temp);
     }
-    __syncthreads();
-    if (t != 0) return;
-    // The host's walks over its k sorted candidates, in its order (its sums added left to right).
+    const bool topp_on = a.top_p < 1.0f && mm > 1;
+    const int any_cut = __syncthreads_or(topp_on && t < mm && !((double)lt - mx > -80.0));
     int nc = mm;
-    double z = 0.0;
-    if (a.top_p < 1.0f && nc > 1)
-        for (int r = 0; r < nc; r++)
-            if ((double)lg(r) - mx > -80.0) z += m.pick.mass[r];
-    if (a.min_p > 0.0f && nc > 1) {
+    if (a.min_p > 0.0f && mm > 1) {
         const float thresh = max_logit + a.log_min_p;
-        int keep = 1;
-        while (keep < nc && lg(keep) >= thresh) keep++;
-        nc = keep;
+        const int keep = __syncthreads_count(t < mm && lt >= thresh);
+        nc = keep > 1 ? keep : 1;
     }
-    if (a.top_p < 1.0f && nc > 1) {
-        const double target = (double)(a.top_p > 0.0f ? a.top_p : 0.0f) * z;
-        double cum = 0.0;
-        for (int r = 0; r < nc; r++) {
-            cum += m.pick.mass[r];
-            if (cum >= target) {
-                nc = r + 1;
-                break;
-            }
+    if (t >= 32) return;
+    if (topp_on) {
+        running_sum(any_cut ? nc : mm, [&](int r) { return m.pick.mass[r]; }, m.pick.cum_mass);
+        double z = any_cut ? 0.0 : m.pick.cum_mass[mm - 1];
+        if (any_cut)
+            for (int r = 0; r < mm; r++)
+                if ((double)key_value((uint32_t)(m.top[r] >> 32)) - mx > -80.0) z += m.pick.mass[r];
+        if (nc > 1) {
+            const double target = (double)(a.top_p > 0.0f ? a.top_p : 0.0f) * z;
+            const int r = warp_first(nc, [&](int q) { return m.pick.cum_mass[q] >= target; });
+            if (r < nc) nc = r + 1;
         }
     }
-    double z2 = 0.0;
-    for (int r = 0; r < nc; r++) z2 += m.pick.w[r];
-    const double u = a.u01 * z2;
-    double cum = 0.0;
-    int pick = -1;
-    for (int r = 0; r < nc; r++) {
-        cum += m.pick.w[r];
-        if (u < cum) {
-            pick = r;
-            break;
-        }
+    running_sum(nc, [&](int r) { return (double)m.pick.w[r]; }, m.pick.cum_w);
+    const double u = a.u01 * m.pick.cum_w[nc - 1];
+    int pick = warp_first(nc, [&](int q) { return u < m.pick.cum_w[q]; });
+    if (pick >= nc) {  // rounding left u at the top: the last candidate with any weight, else the first
+        pick = warp_last(nc, [&](int q) { return q > 0 && m.pick.w[q] > 0.0f; });
+        if (pick < 0) pick = 0;
     }
-    if (pick < 0) {  // rounding left u at the top: the last candidate with any weight, else the first
-        pick = 0;
-        for (int r = nc - 1; r > 0; r--)
-            if (m.pick.w[r] > 0.0f) {
-                pick = r;
-                break;
-            }
-    }
-    out[0] = (int)(m.top[pick] & 0xffffffffu), out[1] = 1, out[2] = 0;
+    if (t == 0) out[0] = (int)(m.top[pick] & 0xffffffffu), out[1] = 1, out[2] = 0;
 }
 
 // ---- kcuda_sample_sorted: a full sort (every other setting) ----------------------------------

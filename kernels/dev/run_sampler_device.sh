@@ -5,8 +5,8 @@
 # (test_sample_cuda sanitize: kcuda_sample_topk and kcuda_sample_argmax only, a few dozen
 # launches), the whole test_sample_cuda (every launcher against the host sampler), what a user
 # gets (`bitnet-chat -p` decode figures on a 2B-shaped model file, random weights, 500 tokens,
-# two rounds: the defaults, greedy with and without the penalty, top-k past the top-k kernel's
-# cap) and the sampling cost table of `bench` (its rows: the top-k kernel, the sort with the same
+# two rounds: the defaults, greedy with and without the penalty, top-k 257, past the top-k
+# kernel's cap) and the sampling cost table of `bench` (its rows: the top-k kernel, the sort with the same
 # filters). Builds nothing; keeps the whole call under ~9.5 minutes (a step that would not fit
 # is cut short and says so). Run from the root of the source copy on the device machine (its
 # assets/ hold the demo model):
@@ -68,7 +68,7 @@ for round in 1 2; do
 defaults
 temp0-penalty1 --temp 0 --repeat-penalty 1
 temp0 --temp 0
-top-k-1025-sort --top-k 1025
+top-k-257-sort --top-k 257
 LIST
 done
 step "bench --backend cuda --skip-kernels --quick" 200 bench.txt $D/bitnet-chat bench --backend cuda --skip-kernels --quick

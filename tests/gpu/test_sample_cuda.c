@@ -438,7 +438,7 @@ static void graph_time(Dev *d, cudaStream_t st) {
 
 /* Not a test: each launcher's time per draw (CUDA events around 200 launches on one stream,
  * after 20 warm-up launches; the arguments already on the device) at vocab 128256, on peaked and
- * flat logits, with the default settings (and their top-k at the cap), greedy with the penalty,
+ * flat logits, with the default settings (and their top-k at the cap, 256), greedy with the penalty,
  * against kcuda_sample_sorted with the same settings. */
 static void time_test(void) {
     enum { V = 128256, REPS = 200, WARM = 20 };
@@ -457,17 +457,20 @@ static void time_test(void) {
     for (int kind = 0; kind < 2; kind++) {
         make_logits(logits, V, kind);
         dev_logits(&d, logits);
-        const struct { const char *name; float t; int k; int path; } R[] = {
-            {"defaults (top-k 40)", 0.7f, 40, PATH_SORTED},
-            {"defaults (top-k 40)", 0.7f, 40, PATH_TOPK},
-            {"defaults, top-k 1024", 0.7f, 1024, PATH_SORTED},
-            {"defaults, top-k 1024", 0.7f, 1024, PATH_TOPK},
-            {"greedy + penalty", 0.0f, 40, PATH_ARGMAX},
+        const struct { const char *name; float t; int k; float p, mp; int path; } R[] = {
+            {"defaults (top-k 40)", 0.7f, 40, 0.95f, 0.05f, PATH_SORTED},
+            {"defaults (top-k 40)", 0.7f, 40, 0.95f, 0.05f, PATH_TOPK},
+            {"defaults, top-k 256", 0.7f, KCUDA_SAMPLE_TOPK_MAX, 0.95f, 0.05f, PATH_SORTED},
+            {"defaults, top-k 256", 0.7f, KCUDA_SAMPLE_TOPK_MAX, 0.95f, 0.05f, PATH_TOPK},
+            /* the parts: the blocks' sorts with a trivial merge; the merge without top-p/min-p */
+            {"top-k 1", 0.7f, 1, 1.0f, 0.0f, PATH_TOPK},
+            {"top-k 40 alone", 0.7f, 40, 1.0f, 0.0f, PATH_TOPK},
+            {"greedy + penalty", 0.0f, 40, 1.0f, 0.0f, PATH_ARGMAX},
         };
         double sorted_us = 0;
         for (size_t r = 0; r < sizeof R / sizeof R[0]; r++) {
             SamplerParams p = sampler_params_default();
-            p.temperature = R[r].t, p.top_k = R[r].k, p.seed = 1;
+            p.temperature = R[r].t, p.top_k = R[r].k, p.top_p = R[r].p, p.min_p = R[r].mp, p.seed = 1;
             Sampler *s = sampler_create(&p, V);
             REQUIRE(s);
             for (int w = 0; w < 64; w++) sampler_accept(s, (int32_t)(rnd() % V));
@@ -723,8 +726,8 @@ static void backend_test(void) {
         {0.8f, 5, 1.0f, 0.0f, 1.3f},    /* top-k + penalty */
         {1.0f, 0, 1.0f, 0.2f, 1.0f},    /* min-p alone */
         {2.0f, 100, 0.5f, 0.02f, 0.9f}, /* everything, penalty < 1 */
-        {0.9f, 1024, 0.9f, 0.0f, 1.1f}, /* top-k at kcuda_sample_topk's cap */
-        {1.0f, 1025, 1.0f, 0.0f, 1.1f}, /* top-k past it: kcuda_sample_sorted */
+        {0.9f, KCUDA_SAMPLE_TOPK_MAX, 0.9f, 0.0f, 1.1f},     /* top-k at kcuda_sample_topk's cap */
+        {1.0f, KCUDA_SAMPLE_TOPK_MAX + 1, 1.0f, 0.0f, 1.1f}, /* top-k past it: kcuda_sample_sorted */
         {1.0f, 1, 1.0f, 0.0f, 1.0f},    /* top-k 1 */
     };
     int total = 0, differ = 0;
