@@ -233,13 +233,14 @@ sample_argmax_kernel(const float *__restrict__ logits, int n, const KcudaSampleA
 
 // Sorts one value per thread ascending over the block and returns thread t's value of the sorted
 // order (bitonic: strides below 32 by shuffles, the rest through buf, 2 * THREADS entries of
-// shared memory used in turn, so one barrier a stage suffices).
-__device__ u64 block_sort_u64(u64 v, u64 *buf) {
+// shared memory used in turn, so one barrier a stage suffices). The 55 stages are unrolled, so
+// each one's masks and path are constants.
+__device__ __forceinline__ u64 block_sort_u64(u64 v, u64 *buf) {
     const int t = threadIdx.x;
     int ping = 0;
-#pragma unroll 1
+#pragma unroll
     for (int k = 2; k <= THREADS; k <<= 1) {
-#pragma unroll 1
+#pragma unroll
         for (int j = k >> 1; j > 0; j >>= 1) {
             u64 p;
             if (j >= 32) {
@@ -427,7 +428,7 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     __shared__ int flag, bc;
     __shared__ KcudaSampleArgs sa;
     const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, sh.pen);
-    const KcudaSampleArgs a = sa;
+    const KcudaSampleArgs &a = sa;  // (read where used: fewer registers held across the sort)
     const int k = a.top_k, t = threadIdx.x;
     if (!(k >= 1 && k < n && k <= TOPK_MAX)) {  // not this kernel's setting (every block sees it)
         if (blockIdx.x == 0) finish(out, -1, 0, 1);
