@@ -741,7 +741,8 @@ static const float *cuda_logits(void *vb) {
 
 /* Packs sampler s's settings, its penalty ids (at most max_ids, into ids) and its next uniform
  * for the device sampler (kcuda_sample_*); returns the number of ids, or -1 when the penalty
- * window holds more distinct tokens than max_ids (the host then samples). The one packing the backend and its test use. */
+ * window holds more distinct tokens than max_ids (the host then samples). The one packing the
+ * backend and its test use. */
 int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) {
     const SamplerParams *p = sampler_params(s);
     const int np = sampler_penalty_ids(s, ids, max_ids);

@@ -11,7 +11,8 @@
 # is cut short and says so). Run from the root of the source copy on the device machine (its
 # assets/ hold the demo model):
 #   sh kernels/dev/run_sampler_device.sh X [short]
-# (short, ~3 minutes: no full test_sample_cuda, no bench, one round of -p rows)
+# (short, ~3 minutes: test_sample_cuda quick instead of the whole test, no bench, one round of
+# -p rows)
 # X holds bins.tar.xz (stripped bitnet-chat, test_sample_cuda and make_bench_model from a CUDA
 # build of this branch; optionally bitnet-chat.a, another build of bitnet-chat whose -p rows then
 # run alternated with the new one, a baseline from the same run) and tokenizer.json.xz (the
@@ -51,8 +52,12 @@ step "memcheck test_sample_cuda sanitize" 90 memcheck.txt compute-sanitizer --to
 grep -E "ERROR SUMMARY|checks" "$OUT/memcheck.txt" >>"$S"
 step "racecheck test_sample_cuda sanitize" 120 racecheck.txt compute-sanitizer --tool racecheck $D/test_sample_cuda sanitize
 grep -E "RACECHECK SUMMARY|ERROR SUMMARY|checks" "$OUT/racecheck.txt" >>"$S"
-[ "$MODE" = short ] || step "test_sample_cuda" 240 sample.txt $D/test_sample_cuda
-[ "$MODE" = short ] || grep -E "^(kernel|wide|backend|reference)|differ|FAIL|checks" "$OUT/sample.txt" | head -24 >>"$S"
+if [ "$MODE" = short ]; then
+    step "test_sample_cuda quick" 90 sample.txt $D/test_sample_cuda quick
+else
+    step "test_sample_cuda" 240 sample.txt $D/test_sample_cuda
+fi
+grep -E "^(kernel|wide|backend|reference)|differ|FAIL|checks" "$OUT/sample.txt" | head -24 >>"$S"
 # what a user gets: -p on a 2B-shaped file, 500 tokens, the stats line from stderr
 xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
 step "make_bench_model" 120 make.txt $D/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b

@@ -25,7 +25,7 @@
  * (and, in kcuda_sample_sorted, the order of the double sums) may differ in the last bit, which
  * can change a draw only when the uniform falls within ~1e-16 (relative) of a boundary between
  * two tokens (sample.cu). Exits 77 without a GPU.
- * Argument "quick": part 1 at vocab 1000 only, one draw per case, penalties 1 and 1.1.
+ * Argument "quick": part 1 at vocab 1000 and 20000 only, one draw per case, penalties 1 and 1.1.
  * Argument "sanitize": for compute-sanitizer, kcuda_sample_topk and kcuda_sample_argmax only, a
  * few dozen launches at vocab 3000 and 20000 (the top-k merge with and without its cutting rounds).
  * Argument "time": not a test: each launcher's time per draw at vocab 128256 (event-timed). */
@@ -794,6 +794,7 @@ int main(int argc, char **argv) {
     }
     const int quick = strcmp(mode, "quick") == 0;
     kernel_test(1000, quick);
+    if (quick) kernel_test(20000, 1); /* 20 blocks: kcuda_sample_topk's merge */
     if (!quick) {
         kernel_test(128256, 0);
         stat_test();
