@@ -12,9 +12,9 @@
 //   - kcuda_sample_argmax: greedy (the penalised argmax), one kernel;
 //   - kcuda_sample_topk: top-k on, 1 <= k <= KCUDA_SAMPLE_TOPK_MAX (the defaults), one kernel.
 //     With top-k on, every later filter and the draw look only at the k best in rank order, so
-//     only those are needed, sorted. Each block finds its 1024 ids' best min(k, valid) (key, id)
-//     numbers and writes them, sorted, to scratch: a list (block_best: each warp sorts its 32 by
-//     shuffles, a bound from the warps' first entries leaves few to sort in shared memory). The last block to finish merges the lists: while they hold many more candidates
+//     only those are needed, sorted. Each block sorts its 1024 ids' (key, id) numbers (bitonic,
+//     in registers and shared memory) and writes its best min(k, valid) to scratch: a sorted
+//     list. The last block to finish merges the lists: while they hold many more candidates
 //     than k, a bound (the k-th smallest of the lists' first s entries, s the smallest power of
 //     two giving 1.5 k of them) cuts every list to its entries at or below it (the k best stay:
 //     k entries lie at or below the bound); then the remaining candidates, sorted (a count of
@@ -231,17 +231,15 @@ sample_argmax_kernel(const float *__restrict__ logits, int n, const KcudaSampleA
 
 // ---- kcuda_sample_topk: top-k on, k <= TOPK_MAX -------------------------------------------------
 
-// Sorts one value per thread ascending within each group of N consecutive threads (N a power of
-// two up to THREADS; 32: each warp on its own, no barrier) and returns thread t's value of its
-// group's sorted order (bitonic: strides below 32 by shuffles, the rest through buf, 2 * THREADS
-// entries of shared memory used in turn, so one barrier a stage suffices; every thread of the
-// block calls it). The stages are unrolled, so each one's masks and path are constants.
-template <int N>
-__device__ __forceinline__ u64 group_sort_u64(u64 v, u64 *buf) {
+// Sorts one value per thread ascending over the block and returns thread t's value of the sorted
+// order (bitonic: strides below 32 by shuffles, the rest through buf, 2 * THREADS entries of
+// shared memory used in turn, so one barrier a stage suffices). The 55 stages are unrolled, so
+// each one's masks and path are constants.
+__device__ __forceinline__ u64 block_sort_u64(u64 v, u64 *buf) {
     const int t = threadIdx.x;
     int ping = 0;
 #pragma unroll
-    for (int k = 2; k <= N; k <<= 1) {
+    for (int k = 2; k <= THREADS; k <<= 1) {
 #pragma unroll
         for (int j = k >> 1; j > 0; j >>= 1) {
             u64 p;
@@ -254,9 +252,8 @@ __device__ __forceinline__ u64 group_sort_u64(u64 v, u64 *buf) {
             } else {
                 p = __shfl_xor_sync(0xffffffffu, v, j);
             }
-            // the lower index of a pair keeps the smaller value in an ascending run of k (the last
-            // round's runs, whole groups, all ascend)
-            const bool keep_min = ((t & j) == 0) == (k == N || (t & k) == 0);
+            // the lower index of a pair keeps the smaller value in an ascending run of k
+            const bool keep_min = ((t & j) == 0) == ((t & k) == 0);
             v = keep_min ? (p < v ? p : v) : (p < v ? v : p);
         }
     }
@@ -330,7 +327,7 @@ __device__ int load_prefixes(const Sel &s, int h, int *start, Merge &m, MergeTmp
 // broadcast reads: ~2 us less than a sort at 126 entries); more are sorted.
 __device__ u64 pool_sorted(const Merge &m, int n, u64 *sort_buf, u64 *out_sh) {
     const int t = threadIdx.x;
-    if (n > 256) return group_sort_u64<THREADS>(t < n ? m.pool[t] : ~0ull, sort_buf);
+    if (n > 256) return block_sort_u64(t < n ? m.pool[t] : ~0ull, sort_buf);
     if (t < n) {
         const u64 v = m.pool[t];
         int r = 0;
@@ -418,51 +415,6 @@ __device__ void running_sum(int n, X x, double *cum) {
     __syncwarp();
 }
 
-// The block's values in ascending order from thread 0 on, at least its k smallest (k <= 256);
-// past those, any order. Each warp sorts its 32 (shuffles only); the k-th smallest of the warps'
-// first s entries (32 s >= k) is a bound at or below which the block's k smallest lie; only the
-// values at or below it (k and a few more on random logits; up to the whole block when ties put
-// whole warps below it) are then sorted, as a group of the next power of two. Replaces a sort of
-// all 1024 values. buf: 2 * THREADS entries; sh_bound, sh_cnt (32 entries): shared memory.
-__device__ u64 block_best(u64 v, int k, u64 *buf, u64 *sh_bound, int *sh_cnt) {
-    const int t = threadIdx.x, lane = t & 31, w = t >> 5;
-    v = group_sort_u64<32>(v, buf);
-    int s = 1;
-    while (32 * s < k) s <<= 1;
-    const int nh = 32 * s;  // heads: each warp's first s
-    if (lane < s) buf[w * s + lane] = v;
-    __syncthreads();
-    if (t < nh) {
-        const u64 h = buf[t];
-        int r = 0;
-#pragma unroll 8
-        for (int j = 0; j < nh; j++) r += buf[j] < h;
-        if (r == k - 1) *sh_bound = h;
-    }
-    __syncthreads();
-    const u64 bound = *sh_bound;
-    const int c = __popc(__ballot_sync(0xffffffffu, v <= bound));  // a prefix of the warp's 32
-    if (lane == 0) sh_cnt[w] = c;
-    __syncthreads();
-    int off = 0, total = 0;
-    for (int j = 0; j < THREADS / 32; j++) {
-        const int x = sh_cnt[j];
-        off += j < w ? x : 0;
-        total += x;
-    }
-    u64 *cand = buf + THREADS;  // (the heads lie in buf[0, 256))
-    if (lane < c) cand[off + lane] = v;
-    __syncthreads();
-    const u64 x = t < total ? cand[t] : ~0ull;
-    __syncthreads();
-    if (total <= 32) return group_sort_u64<32>(x, buf);
-    if (total <= 64) return group_sort_u64<64>(x, buf);
-    if (total <= 128) return group_sort_u64<128>(x, buf);
-    if (total <= 256) return group_sort_u64<256>(x, buf);
-    if (total <= 512) return group_sort_u64<512>(x, buf);
-    return group_sort_u64<THREADS>(x, buf);
-}
-
 __global__ void __launch_bounds__(THREADS)
 sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
                    const int32_t *__restrict__ pen_ids_in, Sel s, int *__restrict__ out) {
@@ -482,11 +434,11 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
         if (blockIdx.x == 0) finish(out, -1, 0, 1);
         return;
     }
-    // this block's list: the best min(k, valid) of its ids, sorted
+    // this block's ids, sorted; its list: the best min(k, valid) of them
     const int i = blockIdx.x * THREADS + t;
     const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
     const int valid = __syncthreads_count(key != KEY_NAN);  // (and sh.pen is free for the sort)
-    const u64 v = block_best((u64)key << 32 | (unsigned)i, k, sh.sort, &bound, m.off);
+    const u64 v = block_sort_u64((u64)key << 32 | (unsigned)i, sh.sort);
     const int len = valid < k ? valid : k;
     if (t < len) s.lists[(size_t)blockIdx.x * THREADS + t] = v;
     if (t == 0) s.len[blockIdx.x] = len;

@@ -117,24 +117,6 @@ def upper_bound(a, v):
     return int(np.searchsorted(a, v, side="right"))
 
 
-def block_best(vals, first_id, k):
-    """block_best: the block's values (ids past the vocabulary: NaN keys), sorted at least up to its k smallest."""
-    v = (np.uint64(KEY_NAN) << np.uint64(32)) | np.arange(first_id, first_id + THREADS, dtype=np.uint64)
-    v[: len(vals)] = vals
-    warps = np.sort(v.reshape(THREADS // 32, 32), axis=1)
-    s = 1
-    while 32 * s < k:
-        s <<= 1
-    heads = warps[:, :s].reshape(-1)
-    bound = np.sort(heads)[k - 1]
-    cand = np.concatenate([w[w <= bound] for w in warps])
-    assert k <= len(cand) <= THREADS
-    stat("largest block candidate set", len(cand), "max")
-    out = np.sort(cand)
-    assert np.array_equal(out[:k], np.sort(v)[:k])
-    return out
-
-
 def merge(lists, k):
     """topk_merge: the k best of the blocks' sorted lists, ascending."""
     lens = [len(x) for x in lists]
@@ -190,7 +172,7 @@ def emulate(logits, a):
     comp = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
     lists = []
     for b in range(0, n, THREADS):
-        blk = block_best(comp[b:b + THREADS], b, k)
+        blk = np.sort(comp[b:b + THREADS])
         valid = int((keys[b:b + THREADS] != KEY_NAN).sum())
         lists.append(blk[: min(k, valid)])
     top = merge(lists, k)
