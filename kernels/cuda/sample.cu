@@ -20,7 +20,10 @@
 //     k entries lie at or below the bound); then the remaining candidates, sorted (a count of
 //     the ones below each, or a block sort past 256), begin with the k best. Its pick runs the
 //     host's walks: the block computes each candidate's exp()s, one thread adds the running sums
-//     left to right as the host does, a warp finds where each walk stops.
+//     left to right as the host does, a warp finds where each walk stops. Measured (H100,
+//     2026-12-06, vocab 128256, `test_sample_cuda time`): 22.1 us for the defaults against 79.1
+//     for the sort; 14.7 at top-k 1 (the blocks' sorts: the argmax kernel takes 7.7); 33.5-37.7
+//     at top-k 256, the cap (its merge's pool sort is sized for it).
 //   - kcuda_sample_sorted: every other setting: a stable radix sort of all (key, id) pairs
 //     (cub), one block walking the kept prefix (sums added in trees).
 // All use the host's formulas: the same float threshold for min-p (log(min_p) computed on the
