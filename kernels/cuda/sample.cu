@@ -59,7 +59,8 @@ enum {
     // is searched where it is).
     PEN_SMEM = 4096,
 };
-static_assert(TOPK_MAX <= THREADS && 3 * TOPK_MAX <= POOL, "a block's list holds at most its THREADS ids; the heads fit the pool");
+static_assert(TOPK_MAX <= THREADS && 3 * TOPK_MAX <= POOL,
+              "a block's list holds at most its THREADS ids; a round's heads fit the pool");
 constexpr uint32_t KEY_NAN = 0xffffffffu;
 
 // Ascending key order = descending float order; -0 and +0 share a key (the host compares them
@@ -189,8 +190,7 @@ __device__ int host_argmax(const float *logits, const KcudaSampleArgs &a, const 
 }
 
 // The arguments and (up to PEN_SMEM of) the penalty ids in shared memory, read once per block:
-// every thread's penalty lookup then searches shared memory, and arguments in host memory (the
-// backend may pass pinned host pointers) cross PCIe once per block. Returns the list to search.
+// every thread's penalty lookup then searches shared memory. Returns the list to search.
 __device__ const int32_t *stage_args(const KcudaSampleArgs *args, const int32_t *pen_ids, KcudaSampleArgs *sa,
                                      int32_t *pen) {
     if (threadIdx.x == 0) *sa = *args;
