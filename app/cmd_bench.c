@@ -287,12 +287,14 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
 
 /* What each sampling setting costs per token on the device: decode through the engine API
  * (infer_eval of one token + infer_sample) after a 64-token prompt, G tokens, with greedy (the
- * decode graph's argmax), greedy with the repetition penalty, the default sampler and top-p
- * alone; the settings interleaved run by run, median per setting. Sampling cost = ms/token minus
- * greedy's ms/token in this run (which is the decode step itself). On random weights the logits
- * are flat: top-p alone keeps most of the vocabulary there, so it shows the sorted fallback. */
+ * decode graph's argmax), greedy with the repetition penalty (kcuda_sample_argmax), the default
+ * sampler (top-k 40: kcuda_sample_topk), the defaults with top-k at the top-k kernel's cap and
+ * one past it (kcuda_sample_sorted: the sort's cost with the same filters, the baseline of the
+ * defaults' row) and top-p alone (the sort); the settings interleaved run by run, median per
+ * setting. Sampling cost = ms/token minus greedy's ms/token in this run (which is the decode step
+ * itself). On random weights the logits are flat: top-p alone keeps most of the vocabulary. */
 static void bench_sampler_cost(const Model *m, int quick) {
-    enum { P = 64, G = 128, NS = 4 };
+    enum { P = 64, G = 128, NS = 6 };
     const int runs = quick ? 3 : 7;
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = 0};
     Err err = {{0}};
@@ -305,19 +307,25 @@ static void bench_sampler_cost(const Model *m, int quick) {
     for (int i = 0; i < P; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
     const SamplerParams def = sampler_params_default();
     SamplerParams sp[NS];
-    const char *name[NS] = {"greedy (temperature 0, no penalty)", "greedy + repetition penalty", "default sampler",
-                            "top-p alone"};
+    char cap_name[64], past_name[64];
+    snprintf(cap_name, sizeof cap_name, "default sampler, top-k %d (top-k kernel)", KCUDA_SAMPLE_TOPK_MAX);
+    snprintf(past_name, sizeof past_name, "default sampler, top-k %d (sort)", KCUDA_SAMPLE_TOPK_MAX + 1);
+    const char *name[NS] = {"greedy (temperature 0, no penalty)", "greedy + repetition penalty",
+                            "default sampler (top-k kernel)", cap_name, past_name, "top-p alone (sort)"};
     for (int k = 0; k < NS; k++) sp[k] = def, sp[k].seed = 42;
     sp[0].temperature = 0.0f, sp[0].repeat_penalty = 1.0f;
     sp[1].temperature = 0.0f;
-    sp[3].top_k = 0, sp[3].min_p = 0.0f, sp[3].repeat_penalty = 1.0f;
+    sp[3].top_k = KCUDA_SAMPLE_TOPK_MAX;
+    sp[4].top_k = KCUDA_SAMPLE_TOPK_MAX + 1;
+    sp[5].top_k = 0, sp[5].min_p = 0.0f, sp[5].repeat_penalty = 1.0f;
     printf("\nSampling cost per token on the device: decode %d tokens after a %d-token prompt through the engine API\n"
            "(infer_eval of one token + infer_sample), settings interleaved, median of %d runs after 1 warm-up.\n"
            "Cost = ms/token - greedy's ms/token (the decode step, argmax in its graph) in this run. Default sampler =\n"
            "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, penalty %.1f over %d; top-p alone = top-p %.2f at\n"
-           "temperature %.1f (random weights give flat logits: its nucleus is most of the vocabulary, the sorted path).\n\n",
+           "temperature %.1f (random weights give flat logits: its nucleus is most of the vocabulary). The device sampler\n"
+           "runs kcuda_sample_argmax for greedy with a penalty, kcuda_sample_topk for top-k up to %d, else the sort.\n\n",
            G, P, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty, def.repeat_last_n, def.top_p,
-           def.temperature);
+           def.temperature, KCUDA_SAMPLE_TOPK_MAX);
     double ms[NS][16];
     int rc = 0;
     for (int r = 0; r <= runs && !rc; r++)
@@ -344,10 +352,14 @@ static void bench_sampler_cost(const Model *m, int quick) {
         qsort(ms[k], (size_t)runs, sizeof(double), cmp_double);
         med[k] = ms[k][runs / 2];
     }
-    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step |\n|---|---:|---:|---:|---:|\n");
+    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step | tok/s vs greedy |\n"
+           "|---|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < NS; k++)
-        printf("| %s | %.1f | %.3f | %.1f | %.1f%% |\n", name[k], 1e3 / med[k], med[k], (med[k] - med[0]) * 1e3,
-               100.0 * (med[k] - med[0]) / med[0]);
+        printf("| %s | %.1f | %.3f | %.1f | %.1f%% | %.3f |\n", name[k], 1e3 / med[k], med[k], (med[k] - med[0]) * 1e3,
+               100.0 * (med[k] - med[0]) / med[0], med[0] / med[k]);
+    printf("(sampling cost against the sort's with the same filters, top-k %d: the defaults %.2fx, top-k %d %.2fx)\n",
+           KCUDA_SAMPLE_TOPK_MAX + 1, (med[2] - med[0]) / (med[4] - med[0]), KCUDA_SAMPLE_TOPK_MAX,
+           (med[3] - med[0]) / (med[4] - med[0]));
     fflush(stdout);
 }
 

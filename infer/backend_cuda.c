@@ -10,9 +10,8 @@
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
  * Logits stay on the device until logits() asks for them; sampling runs on the device, so one int
  * per token crosses: plain greedy is the decode graph's argmax; every other setting is a second,
- * small graph (the sampler's arguments in, kcuda_sample, its result out) launched while the decode
- * graph still runs, and waited for once; where kcuda_sample declines (candidates past its bounds)
- * kcuda_sample_sorted follows.
+ * small graph (the sampler's arguments in, one of three samplers chosen by the settings, its
+ * result out) launched while the decode graph still runs, and waited for once.
  * Compiled only with the CUDA toolkit (BITNET_HAVE_CUDA). */
 #ifdef BITNET_HAVE_CUDA
 
@@ -32,6 +31,11 @@ enum { PREFILL_MAX = 512 }; /* tokens per prefill batch: the prompt buffers' siz
 /* Distinct penalised ids the device sampler takes per token; a wider penalty window (the CLI
  * allows up to 65536 tokens) hands the pick to the host sampler. 16 KiB of pinned copy. */
 enum { SAMPLE_MAX_PEN = 4096 };
+
+/* The device sampler's graphs, by setting (sample_graph_for): greedy with a penalty (the
+ * penalised argmax), top-k on up to KCUDA_SAMPLE_TOPK_MAX (the defaults), everything else (the
+ * sort of the whole vocabulary). */
+typedef enum { SAMPLE_ARGMAX, SAMPLE_TOPK, SAMPLE_SORTED, SAMPLE_GRAPHS } SampleGraph;
 
 typedef struct {
     KcudaTernary qkv, o, gu, down;
@@ -66,10 +70,11 @@ typedef struct {
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
     cudaGraphExec_t graph;
-    cudaGraphExec_t sample_graph[2]; /* the device sampler: [0] greedy with a penalty, [1] the rest */
+    cudaGraphExec_t sample_graph[SAMPLE_GRAPHS]; /* the device sampler, one graph per SampleGraph */
     int *h_pin;        /* pinned: [0] token, [1] position (read by the graph), [2] greedy pick,
                         * [3] sampled token, [4] whether the sample used the uniform, [5] whether
-                        * kcuda_sample declined */
+                        * the sampler declined (kcuda_sample_topk outside its range: never, as
+                        * sample_graph_for chooses) */
     /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
      * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
     KcudaSampleArgs *h_sargs, *d_sargs;
@@ -94,7 +99,7 @@ static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
     if (b->graph) cudaGraphExecDestroy(b->graph);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < SAMPLE_GRAPHS; i++)
         if (b->sample_graph[i]) cudaGraphExecDestroy(b->sample_graph[i]);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
@@ -440,35 +445,61 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *e
     return alloc_scratch(b, err);
 }
 
-/* The device sampler as a graph (sample_graph[greedy ? 0 : 1]): the arguments and penalty ids in
- * from pinned memory (the whole list, a fixed 16 KiB, so the graph never changes), kcuda_sample
- * on the logits, its result out. Launched after the decode graph (or prefill), it costs the
- * host one launch while the GPU still decodes, and one wait. */
-static int capture_sampler(CudaBackend *b, int greedy, Err *err) {
+/* The device sampler as a graph (sample_graph[which]): the arguments and penalty ids in from
+ * pinned memory (the whole list, a fixed 16 KiB, so the graph never changes), the sampler on the
+ * logits, its result out. Launched after the decode graph (or prefill), it costs the host one
+ * launch while the GPU still decodes, and one wait. (The kernels reading the arguments from and
+ * writing the result to mapped pinned memory instead, without the two copies, measured slower:
+ * 53.7 us a graph launch + wait against 36.2 with the copies, the top-k kernel alone 26.7, H100,
+ * 2026-12-06, `test_sample_cuda time`.) */
+static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
     int rc = 0;
     if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's argument copy", e);
-    /* Greedy with a penalty: kcuda_sample's penalised argmax (26.6 us a token on the H100,
-     * 2026-12-06, bench's sampling table, vs ~97 us for the sort). Every other setting: the sort
-     * directly, because kcuda_sample's selection path measured slower than it there (the
-     * defaults 133.5 us a token against ~97 for the sort, -p 800.7 vs 852.6 tok/s). */
-    if (!rc && (greedy ? kcuda_sample(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1), 1,
-                                      b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st)
-                       : kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, (const int32_t *)(b->d_sargs + 1),
-                                             b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st)))
-        rc = kc_err(err, "capturing the sampler");
+    const int32_t *ids = (const int32_t *)(b->d_sargs + 1);
+    if (!rc) {
+        int krc;
+        switch (which) {
+        case SAMPLE_ARGMAX:
+            krc = kcuda_sample_argmax(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        case SAMPLE_TOPK:
+            krc = kcuda_sample_topk(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        default:
+            krc = kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+            break;
+        }
+        if (krc) rc = kc_err(err, "capturing the sampler");
+    }
     if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
                    cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's result copy", e);
     e = cudaStreamEndCapture(b->st, &g);
     if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
-    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[greedy ? 0 : 1], g, 0)) != cudaSuccess)
+    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which], g, 0)) != cudaSuccess)
         rc = cuda_err(err, "instantiating the sampler graph", e);
     if (g) cudaGraphDestroy(g);
     return rc;
+}
+
+static int capture_samplers(CudaBackend *b, Err *err) {
+    for (int i = 0; i < SAMPLE_GRAPHS; i++)
+        if (capture_sampler(b, (SampleGraph)i, err)) return -1;
+    return 0;
+}
+
+/* Which sampler draws with these settings (kernel times per token, H100, 2026-12-06, vocab
+ * 128256): greedy with a penalty: the penalised argmax (7.7 us); top-k on, up to
+ * KCUDA_SAMPLE_TOPK_MAX: kcuda_sample_topk (22.1 us for the defaults); everything else: the sort
+ * (79 us). */
+static SampleGraph sample_graph_for(const SamplerParams *p, int vocab) {
+    if (!(p->temperature > 0.0f)) return SAMPLE_ARGMAX;
+    if (p->top_k >= 1 && p->top_k < vocab && p->top_k <= KCUDA_SAMPLE_TOPK_MAX) return SAMPLE_TOPK;
+    return SAMPLE_SORTED;
 }
 
 static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
@@ -496,7 +527,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->kf = i2s_round_up_k(c->ffn_dim);
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
-    if (upload_model(b, m, o && o->lm_head_int8, err) || capture_sampler(b, 0, err) || capture_sampler(b, 1, err)) {
+    if (upload_model(b, m, o && o->lm_head_int8, err) || capture_samplers(b, err)) {
         cuda_destroy(b);
         return NULL;
     }
@@ -709,8 +740,9 @@ static const float *cuda_logits(void *vb) {
 }
 
 /* Packs sampler s's settings, its penalty ids (at most max_ids, into ids) and its next uniform
- * for kcuda_sample; returns the number of ids, or -1 when the penalty window holds more distinct
- * tokens than max_ids (the host then samples). The one packing the backend and its test use. */
+ * for the device sampler (kcuda_sample_*); returns the number of ids, or -1 when the penalty
+ * window holds more distinct tokens than max_ids (the host then samples). The one packing the
+ * backend and its test use. */
 int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) {
     const SamplerParams *p = sampler_params(s);
     const int np = sampler_penalty_ids(s, ids, max_ids);
@@ -728,10 +760,8 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) 
 }
 
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
- * else: the sampler graph after the logits, with the host sampler's penalty ids and next uniform,
- * so it draws what sampler_sample() would from the same logits. Neither graph can decline
- * (capture_sampler: the penalised argmax never does, the sort takes every setting), so [5]
- * is always 0 here. */
+ * else: the sampler graph for the settings after the logits, with the host sampler's penalty ids
+ * and next uniform, so it draws what sampler_sample() would from the same logits. */
 static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     CudaBackend *b = vb;
     const SamplerParams *p = s ? sampler_params(s) : NULL;
@@ -739,17 +769,17 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     const int np = p ? cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) : 0;
     if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
     cudaError_t e;
-    const int greedy = !p || !(p->temperature > 0.0f);
-    if (greedy && np == 0) {
+    if ((!p || !(p->temperature > 0.0f)) && np == 0) {
         if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "greedy sample", e);
         b->inflight = 0;
         *tok = b->h_pin[2];
         return 1;
     }
-    if ((e = cudaGraphLaunch(b->sample_graph[greedy ? 0 : 1], b->st)) != cudaSuccess ||
+    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
+    if (b->h_pin[5]) return err_set(err, "cuda: sample: the device sampler declined its settings");
     if (b->h_pin[4]) sampler_skip_uniform(s);
     *tok = b->h_pin[3];
     return 1;

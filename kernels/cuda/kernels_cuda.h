@@ -168,19 +168,29 @@ typedef struct {
     double u01;           /* the host sampler's next uniform in [0, 1) */
 } KcudaSampleArgs;
 
-/* d_out[0] = the token, d_out[1] = 1 when the draw used the uniform (the host then consumes it;
- * greedy and degenerate logits do not), d_out[2] = 1 when kcuda_sample declined (d_out[0] is then
- * -1): its candidates did not fit its bounds (top-k above 1024, a top-p nucleus beyond the 1024
- * best without top-k, min-p keeping more than 2048 tokens without top-k, more than 2048 tokens
- * tied with the k-th); the caller then runs kcuda_sample_sorted with the same arguments, which
- * takes every setting (d_out[2] = 0). greedy != 0: only the penalised argmax, whatever the
- * temperature (one kernel). d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte aligned,
- * zeroed once before its first use (kcuda_sample leaves its counters zero after each draw); one
- * draw at a time per scratch. n_vocab up to 1048576; min_p at most 1. Both can be captured in a
- * CUDA graph (the arguments are read on the device when it runs). */
-int kcuda_sample(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
-                 const int32_t *d_pen_ids, int greedy, void *d_scratch, size_t scratch_bytes,
-                 int *d_out, void *stream);
+/* The largest top-k kcuda_sample_topk takes: its merge sorts up to 3 x 256 list heads in one
+ * block. At 256 it takes 33.5-37.7 us against 79 for the sort of the vocabulary (H100,
+ * 2026-12-06); its first version at 1024 took 181-299 us, slower than the sort. */
+enum { KCUDA_SAMPLE_TOPK_MAX = 256 };
+
+/* Three launchers, each the host's draw where its settings apply (the caller chooses by them):
+ *   - kcuda_sample_argmax: greedy, the argmax of the penalised logits (lowest id on ties; a NaN
+ *     first logit stays the pick, as on the host), whatever the temperature (one kernel);
+ *   - kcuda_sample_topk: top-k on with 1 <= top_k <= KCUDA_SAMPLE_TOPK_MAX and top_k < n_vocab,
+ *     every other setting free (one kernel); outside that range it declines: d_out = {-1, 0, 1};
+ *   - kcuda_sample_sorted: every setting (a radix sort of the whole vocabulary, three launches).
+ * d_out[0] = the token, d_out[1] = 1 when the draw used the uniform (the host then consumes it;
+ * greedy and degenerate logits do not), d_out[2] = 1 only when kcuda_sample_topk declined.
+ * d_scratch: kcuda_sample_scratch(n_vocab) bytes, 256-byte aligned, zeroed once before its first
+ * use (the kernels leave their counters zero after each draw); one draw at a time per scratch.
+ * n_vocab up to 1048576; min_p at most 1. All can be captured in a CUDA graph (the arguments are
+ * read on the device when it runs). */
+int kcuda_sample_argmax(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                        const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes,
+                        int *d_out, void *stream);
+int kcuda_sample_topk(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                      const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes,
+                      int *d_out, void *stream);
 int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
                         const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes,
                         int *d_out, void *stream);

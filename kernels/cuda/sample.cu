@@ -8,30 +8,34 @@
 // (sorted) id list, becomes a 32-bit key whose ascending order is the rank order (NaN last);
 // (key, id) as one 64-bit number is then unique and ascends in rank order.
 //
-// Two ways to the same draw:
-//   - kcuda_sample, without sorting the vocabulary (a handful of kernels, each block owning 1024
-//     consecutive ids, the last block of a kernel to finish doing the whole-vocabulary step):
-//       scan:    keys, the maximum (greedy ends here) and a histogram of the keys' top 12 bits;
-//                its last block plans the draw and finds the histogram bucket of the k-th key;
-//       refine:  (twice, at most) the next 12 and the last 8 bits of the k-th key, until the
-//                keys up to its bucket are few enough to sort in shared memory (POOL_CAP);
-//       gather:  appends the candidates (keys up to that bound, or min-p's survivors) to a pool,
-//                or, for a draw in vocabulary order, sums each block's weights; its last block
-//                sorts the pool and picks, or finds the drawn id block by block.
-//     Where the candidates do not fit (top-k above TOPK_CAP, min-p keeping more than POOL_CAP
-//     tokens, a top-p nucleus past the TOPK_CAP best, more than POOL_CAP tokens tied with the
-//     k-th) it declines, and the caller runs
-//   - kcuda_sample_sorted: a stable radix sort of all (key, id) pairs (cub), one block walking
-//     the kept prefix.
-// Both use the host's formulas: the same float threshold for min-p (log(min_p) computed on the
+// Three launchers, the caller choosing by the settings (infer/backend_cuda.c):
+//   - kcuda_sample_argmax: greedy (the penalised argmax), one kernel;
+//   - kcuda_sample_topk: top-k on, 1 <= k <= KCUDA_SAMPLE_TOPK_MAX (the defaults), one kernel.
+//     With top-k on, every later filter and the draw look only at the k best in rank order, so
+//     only those are needed, sorted. Each block sorts its 1024 ids' (key, id) numbers (bitonic,
+//     in registers and shared memory) and writes its best min(k, valid) to scratch: a sorted
+//     list. The last block to finish merges the lists: while they hold many more candidates
+//     than k, a bound (the k-th smallest of the lists' first s entries, s the smallest power of
+//     two giving 1.5 k of them) cuts every list to its entries at or below it (the k best stay:
+//     k entries lie at or below the bound); then the remaining candidates, sorted (a count of
+//     the ones below each, or a block sort past 256), begin with the k best. Its pick runs the
+//     host's walks: the block computes each candidate's exp()s, one thread adds the running sums
+//     left to right as the host does, a warp finds where each walk stops. Measured (H100,
+//     2026-12-06, vocab 128256, `test_sample_cuda time`): 22.1 us for the defaults against 79.1
+//     for the sort; 14.7 at top-k 1 (the blocks' sorts: the argmax kernel takes 7.7); 33.5-37.7
+//     at top-k 256, the cap (its merge's pool sort is sized for it).
+//   - kcuda_sample_sorted: every other setting: a stable radix sort of all (key, id) pairs
+//     (cub), one block walking the kept prefix (sums added in trees).
+// All use the host's formulas: the same float threshold for min-p (log(min_p) computed on the
 // host), double sums of exp() for top-p and of the (float) weights, the host's uniform, the first
 // candidate whose running weight exceeds it. Every comparison and every per-token weight has the
-// host's bits (up to the last bit of exp(), CUDA's and glibc's both within 1 ulp); the double sums
-// are added in another order (trees instead of left to right), which moves them by a few units
-// in the last place (~1e-16 relative). A draw can therefore differ only when the uniform lands
-// within ~1e-16 of a boundary between two tokens: about once in 1e15 draws. One exception, by
-// design: a top-p nucleus wider than 1024 tokens without top-k, where the host's order past rank
-// 1024 is its quickselect's; the device walks rank order there (the same distribution).
+// host's bits up to the last bit of exp() (CUDA's and glibc's are both within 1 ulp, and agree on
+// nearly every argument); kcuda_sample_topk adds its sums in the host's order, kcuda_sample_sorted
+// in trees, which moves them by a few units in the last place (~1e-16 relative). A draw can
+// therefore differ only when the uniform lands within ~1e-16 of a boundary between two tokens:
+// about once in 1e15 draws. One exception, by design: a top-p nucleus wider than 1024 tokens
+// without top-k, where the host's order past rank 1024 is its quickselect's; the device walks
+// rank order there (the same distribution).
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
@@ -40,21 +44,24 @@
 
 namespace {
 
+typedef unsigned long long u64;
+
 enum {
-    THREADS = 1024,   // every kernel's block; in kcuda_sample a block owns THREADS consecutive ids
+    THREADS = 1024,   // every kernel's block; argmax and top-k give a block THREADS consecutive ids
     KEY_THREADS = 256,
-    // The largest candidate count kcuda_sample selects (top-k, top-p's prefix without top-k):
-    // the host's own bound for a rank-ordered nucleus (TOP_P_MAX_SORTED), far above the default
-    // top-k of 40 and the few hundred tokens a peaked distribution's nucleus holds.
-    TOPK_CAP = 1024,
-    // Candidates the last block sorts in shared memory (16 KB of 64-bit keys): twice TOPK_CAP,
-    // room for the other keys in the k-th key's histogram bucket.
-    POOL_CAP = 2048,
-    HIST_BINS = 4096, // radix digits of the k-th key: bits 31..20, 19..8, 7..0
-    MAX_BLOCKS = THREADS,  // the last block reads one partial per thread: vocabularies up to 1M
+    MAX_BLOCKS = THREADS,  // the last block gives one thread to each block: vocabularies up to 1M
+    TOPK_MAX = KCUDA_SAMPLE_TOPK_MAX,
+    // The top-k merge's shared pool of candidates: a round's list heads (fewer than 2 x 1.5 k, or
+    // one per block; see topk_merge) or the final candidates (at most max(2 k, 256)); at most
+    // THREADS, so that one block sort orders them.
+    POOL = THREADS,
+    // Penalty ids a block copies to shared memory (the backend sends at most 4096; a longer list
+    // is searched where it is).
+    PEN_SMEM = 4096,
 };
+static_assert(TOPK_MAX <= THREADS && 3 * TOPK_MAX <= POOL,
+              "a block's list holds at most its THREADS ids; a round's heads fit the pool");
 constexpr uint32_t KEY_NAN = 0xffffffffu;
-constexpr uint32_t KEY_ALL = KEY_NAN - 1;  // a bound that keeps every valid key
 
 // Ascending key order = descending float order; -0 and +0 share a key (the host compares them
 // equal and breaks the tie by id).
@@ -140,78 +147,30 @@ __device__ int block_first_prefix(int n, F f, H hit, typename Scan::TempStorage 
 }
 
 // Smallest value over the block (every thread gets it); sh: 32 entries of shared memory.
-__device__ unsigned long long block_min_u64(unsigned long long v, unsigned long long *sh) {
+__device__ u64 block_min_u64(u64 v, u64 *sh) {
     for (int o = 16; o > 0; o >>= 1) {
-        const unsigned long long t = __shfl_xor_sync(0xffffffffu, v, o);
+        const u64 t = __shfl_xor_sync(0xffffffffu, v, o);
         v = t < v ? t : v;
     }
     __syncthreads();
     if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
     __syncthreads();
-    unsigned long long r = sh[0];
+    u64 r = sh[0];
     for (int w = 1; w < THREADS / 32; w++) r = sh[w] < r ? sh[w] : r;
     __syncthreads();
     return r;
 }
 
-// ---- kcuda_sample: no sort of the vocabulary -------------------------------------------------
-
-// What the kernels after `scan` do (State.mode).
-enum { M_DONE = 0, M_SELECT2, M_SELECT3, M_GATHER, M_UNRANKED };
-
-// Shared by the kernels of one draw, in device scratch. ticket, pool_n and the histogram are
-// zero between draws (zeroed once with the scratch; each user leaves them zero).
-struct State {
-    unsigned ticket;          // blocks of the running kernel done (its last block resets it)
-    int mode;
-    int n_valid;              // non-NaN logits
-    int need;                 // radix select: 1-based rank of the k-th key inside the bucket
-    int before;               // radix select: valid keys ranked before the bucket
-    uint32_t prefix;          // radix select: the k-th key's bits found so far
-    uint32_t thresh;          // M_GATHER / M_UNRANKED: the candidates are the keys <= thresh
-    uint32_t minp_key;        // min-p keeps the keys <= minp_key (KEY_ALL when off)
-    int pool_n;               // M_GATHER: candidates appended to the pool
-    unsigned long long best;  // smallest (key << 32 | id): the largest logit and its id
-};
-struct Part {
-    unsigned long long best;
-    int valid;
-    double z;  // sum of mass_cut over the block's valid logits (top-p's mass without top-k)
-    double w;  // sum of the draw weights of the block's candidates (M_UNRANKED)
-};
-struct Fast {
-    uint32_t *keys;            // [n_vocab]
-    Part *part;                // [blocks]
-    uint32_t *hist;            // [HIST_BINS]
-    State *st;
-    unsigned long long *pool;  // [POOL_CAP]
-};
-
-// Whether the plan may select the k-th key (the blocks of `scan` then build the histogram).
-__device__ __forceinline__ bool uses_select(const KcudaSampleArgs &a, int n) {
-    const bool top_k_on = a.top_k > 0 && a.top_k < n;
-    if (!(a.temperature > 0.0f)) return false;
-    if (top_k_on) return a.top_k <= TOPK_CAP;
-    return a.top_p < 1.0f && !(a.min_p > 0.0f);
-}
-
-// Radix levels 1 and 2 stop once the keys up to the k-th key's bucket are at most this many: a
-// bitonic sort of the pool takes log2(size)^2/2 block-wide steps (66 at 2048, 36 at 256), another
-// level one more pass over the keys. (A choice, not a measurement; level 3 takes up to POOL_CAP.)
-__device__ __forceinline__ int pool_goal(int k) {
-    const int g = 4 * k > 256 ? 4 * k : 256;
-    return g < POOL_CAP ? g : POOL_CAP;
-}
-
 // Called by every thread after its block's results are written: true in the last block of the
-// grid to get here (which then sees every block's results) and resets the ticket.
-__device__ bool last_block(State *st, int *flag) {
+// grid to get here (which then sees every block's results, read with __ldcg) and resets the
+// ticket for the next draw.
+__device__ bool last_block(unsigned *ticket, int *flag) {
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        const unsigned t = atomicAdd(&st->ticket, 1u);
+        const unsigned t = atomicAdd(ticket, 1u);
         *flag = t == gridDim.x - 1;
-        if (*flag) st->ticket = 0;
+        if (*flag) *ticket = 0;
     }
     __syncthreads();
     const bool last = *flag != 0;
@@ -219,356 +178,332 @@ __device__ bool last_block(State *st, int *flag) {
     return last;
 }
 
-// Adds the block's shared histogram to the global one (the non-zero bins).
-__device__ void flush_hist(const uint32_t *h, uint32_t *g, int nbins) {
-    __syncthreads();
-    for (int b = threadIdx.x; b < nbins; b += THREADS) {
-        const uint32_t c = h[b];
-        if (c) atomicAdd(&g[b], c);
-    }
-}
-
-// Over the global histogram g[0..nbins) (ascending keys = rank order): the bucket holding the
-// k-th key (1-based; -1 if there are fewer), the keys in the buckets before it and in it. Leaves g
-// zero. Every thread gets the answer.
-struct Bucket {
-    int bin, before, count;
-};
-__device__ Bucket find_bucket(uint32_t *g, int nbins, int k, typename ScanInt::TempStorage &tmp, Bucket *sh) {
-    enum { PER = HIST_BINS / THREADS };
-    const int b0 = threadIdx.x * PER;
-    int c[PER], tot = 0;
-    for (int j = 0; j < PER; j++) {
-        const int b = b0 + j;
-        c[j] = b < nbins ? (int)__ldcg(&g[b]) : 0;
-        if (b < nbins) g[b] = 0;
-        tot += c[j];
-    }
-    if (threadIdx.x == 0) *sh = Bucket{-1, 0, 0};
-    __syncthreads();
-    int excl;
-    ScanInt(tmp).ExclusiveSum(tot, excl);
-    if (excl < k && excl + tot >= k) {
-        int run = excl;
-        for (int j = 0; j < PER; j++) {
-            if (run + c[j] >= k) {
-                *sh = Bucket{b0 + j, run, c[j]};
-                break;
-            }
-            run += c[j];
-        }
-    }
-    __syncthreads();
-    const Bucket out = *sh;
-    __syncthreads();
-    return out;
-}
-
 __device__ void finish(int *out, int tok, int used, int declined) {
     if (threadIdx.x == 0) out[0] = tok, out[1] = used, out[2] = declined;
 }
 
-// 1. Keys, the maximum, the top-12-bit histogram; the last block plans.
-__global__ void __launch_bounds__(THREADS)
-sample_scan_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
-                   const int32_t *__restrict__ pen_ids, Fast f, int greedy_only, int *__restrict__ out) {
-    __shared__ uint32_t hist[HIST_BINS];
-    __shared__ unsigned long long red[32];
-    __shared__ union {
-        typename ReduceInt::TempStorage r;
-        typename ScanInt::TempStorage s;
-    } tmp;
-    __shared__ Bucket bk;
-    __shared__ int flag;
-    const KcudaSampleArgs a = *args;
-    const bool greedy = greedy_only || !(a.temperature > 0.0f);
-    const bool hist_on = !greedy && uses_select(a, n);
-    if (hist_on)
-        for (int b = threadIdx.x; b < HIST_BINS; b += THREADS) hist[b] = 0;
-    __syncthreads();
-    const int i = blockIdx.x * THREADS + threadIdx.x;
-    uint32_t key = KEY_NAN;
-    if (i < n) {
-        key = rank_key(penalised(logits, i, a, pen_ids));
-        f.keys[i] = key;
-        if (hist_on && key != KEY_NAN) atomicAdd(&hist[key >> 20], 1u);
-    }
-    const unsigned long long best = block_min_u64((unsigned long long)key << 32 | (unsigned)i, red);
-    const int valid = ReduceInt(tmp.r).Sum(key != KEY_NAN ? 1 : 0);
-    if (hist_on) flush_hist(hist, f.hist, HIST_BINS);
-    if (threadIdx.x == 0) f.part[blockIdx.x].best = best, f.part[blockIdx.x].valid = valid;
-    if (!last_block(f.st, &flag)) return;
+// The host's argmax over the penalised logits: nothing compares greater than a NaN first logit,
+// so it stays the pick; else the best (key, id), whose id is the lowest among equal maxima.
+__device__ int host_argmax(const float *logits, const KcudaSampleArgs &a, const int32_t *pen_ids, u64 best) {
+    const float l0 = penalised(logits, 0, a, pen_ids);
+    return l0 != l0 || (uint32_t)(best >> 32) == KEY_NAN ? 0 : (int)(best & 0xffffffffu);
+}
 
-    // The last block: the whole vocabulary's maximum and count, then the plan.
+// The arguments and (up to PEN_SMEM of) the penalty ids in shared memory, read once per block:
+// every thread's penalty lookup then searches shared memory. Returns the list to search.
+__device__ const int32_t *stage_args(const KcudaSampleArgs *args, const int32_t *pen_ids, KcudaSampleArgs *sa,
+                                     int32_t *pen) {
+    if (threadIdx.x == 0) *sa = *args;
+    __syncthreads();
+    const int np = sa->n_pen;
+    if (np > PEN_SMEM) return pen_ids;
+    for (int j = threadIdx.x; j < np; j += THREADS) pen[j] = pen_ids[j];
+    __syncthreads();
+    return pen;
+}
+
+// Scratch of the argmax and top-k kernels (device memory, zeroed once: the tickets start at 0
+// and each kernel's last block leaves its ticket 0).
+struct Sel {
+    unsigned *ticket;  // [2]: argmax, top-k
+    u64 *best;         // [blocks]: argmax: each block's smallest (key, id)
+    int *len;          // [blocks]: top-k: entries in each block's list
+    u64 *lists;        // [blocks * THREADS]: top-k: block b's list at b * THREADS, ascending
+};
+
+// ---- kcuda_sample_argmax: greedy with the penalty ---------------------------------------------
+
+__global__ void __launch_bounds__(THREADS)
+sample_argmax_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
+                     const int32_t *__restrict__ pen_ids_in, Sel s, int *__restrict__ out) {
+    __shared__ u64 red[32];
+    __shared__ int flag;
+    __shared__ KcudaSampleArgs sa;
+    __shared__ int32_t pen[PEN_SMEM];
+    const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, pen);
+    const KcudaSampleArgs a = sa;
+    const int i = blockIdx.x * THREADS + threadIdx.x;
+    const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
+    const u64 best = block_min_u64((u64)key << 32 | (unsigned)i, red);
+    if (threadIdx.x == 0) s.best[blockIdx.x] = best;
+    if (!last_block(&s.ticket[0], &flag)) return;
     const int t = threadIdx.x;
-    const bool has = t < (int)gridDim.x;
-    const unsigned long long all_best = block_min_u64(has ? __ldcg(&f.part[t].best) : ~0ull, red);
-    __syncthreads();
-    const int n_valid = ReduceInt(tmp.r).Sum(has ? __ldcg(&f.part[t].valid) : 0);
-    __syncthreads();
-    const uint32_t best_key = (uint32_t)(all_best >> 32);
-    const int best_id = (int)(all_best & 0xffffffffu);
-    const float max_logit = key_value(best_key);
-    const bool top_k_on = a.top_k > 0 && a.top_k < n;
-    const int n_c = top_k_on && a.top_k < n_valid ? a.top_k : n_valid;  // the host's n before min-p
-    const bool minp_on = a.min_p > 0.0f && n_c > 1;
-    const uint32_t minp_key = minp_on ? rank_key(max_logit + a.log_min_p) : KEY_ALL;
-    const int k = top_k_on ? a.top_k : TOPK_CAP;
-    int mode = M_DONE, tok = -1, declined = 0;
-    uint32_t thresh = KEY_ALL;
-    Bucket b = {0, 0, 0};
-    bool selected = false;
-    if (greedy) {
-        // the host's argmax: nothing compares greater than a NaN first logit, so it stays 0
-        tok = __ldcg(&f.keys[0]) == KEY_NAN ? 0 : best_id;
-    } else if (n_valid == 0 || max_logit == -INFINITY) {
-        tok = n_valid == 0 ? 0 : best_id;  // the host: argmax (0) / its first candidate
-    } else if (!top_k_on && !(a.top_p < 1.0f)) {
-        mode = M_UNRANKED;  // drawn in vocabulary order among min-p's survivors
-        thresh = minp_key;
-    } else if (top_k_on && a.top_k > TOPK_CAP) {
-        declined = 1;
-    } else if (!top_k_on && minp_on) {
-        mode = M_GATHER;  // the pool: min-p's survivors (gather declines past POOL_CAP)
-        thresh = minp_key;
-    } else if (n_valid <= k) {
-        mode = M_GATHER;  // every valid logit
-    } else {  // uses_select() held: the histogram is there
-        b = find_bucket(f.hist, HIST_BINS, k, tmp.s, &bk);
-        selected = true;
-        if (b.bin < 0) declined = 1;
-        else if (b.before + b.count <= pool_goal(k)) mode = M_GATHER, thresh = (uint32_t)b.bin << 20 | 0xfffffu;
-        else mode = M_SELECT2;
-    }
-    if (hist_on && !selected)  // built but not needed after all: leave it zero
-        for (int j = t; j < HIST_BINS; j += THREADS) f.hist[j] = 0;
-    if (mode == M_DONE) finish(out, tok, 0, declined);
-    State *st = f.st;
-    if (t == 0) {
-        st->mode = mode;
-        st->n_valid = n_valid;
-        st->best = all_best;
-        st->minp_key = minp_key;
-        st->thresh = thresh;
-        st->prefix = (uint32_t)b.bin;
-        st->need = k - b.before;
-        st->before = b.before;
-    }
+    const u64 all = block_min_u64(t < (int)gridDim.x ? __ldcg(&s.best[t]) : ~0ull, red);
+    if (t == 0) finish(out, host_argmax(logits, a, pen_ids, all), 0, 0);
 }
 
-// 2. and 3. The next digit of the k-th key (level 2: bits 19..8, level 3: bits 7..0) among the
-// keys whose higher bits are those found.
-__global__ void __launch_bounds__(THREADS) sample_refine_kernel(int n, Fast f, int level, int *__restrict__ out) {
-    __shared__ uint32_t hist[HIST_BINS];
-    __shared__ typename ScanInt::TempStorage tmp;
-    __shared__ Bucket bk;
-    __shared__ int flag;
-    State *st = f.st;
-    if (st->mode != (level == 2 ? M_SELECT2 : M_SELECT3)) return;
-    const uint32_t prefix = st->prefix;
-    const int shift = level == 2 ? 8 : 0, pshift = level == 2 ? 20 : 8, nbins = level == 2 ? HIST_BINS : 256;
-    for (int b = threadIdx.x; b < nbins; b += THREADS) hist[b] = 0;
-    __syncthreads();
-    const int i = blockIdx.x * THREADS + threadIdx.x;
-    if (i < n) {
-        const uint32_t key = f.keys[i];
-        if (key != KEY_NAN && key >> pshift == prefix) atomicAdd(&hist[(key >> shift) & (uint32_t)(nbins - 1)], 1u);
-    }
-    flush_hist(hist, f.hist, nbins);
-    if (!last_block(st, &flag)) return;
-    const Bucket b = find_bucket(f.hist, nbins, st->need, tmp, &bk);
-    if (threadIdx.x != 0) return;
-    const int pool = st->before + b.before + b.count;
-    if (b.bin < 0) {
-        st->mode = M_DONE;
-        finish(out, -1, 0, 1);
-    } else if (level == 2 && pool > pool_goal(st->need + st->before)) {
-        st->mode = M_SELECT3;
-        st->prefix = prefix << 12 | (uint32_t)b.bin;
-        st->need -= b.before;
-        st->before += b.before;
-    } else if (pool > POOL_CAP) {  // more than POOL_CAP keys tie with the k-th
-        st->mode = M_DONE;
-        finish(out, -1, 0, 1);
-    } else {
-        st->mode = M_GATHER;
-        st->thresh = level == 2 ? (prefix << 20 | (uint32_t)b.bin << 8 | 0xffu) : (prefix << 8 | (uint32_t)b.bin);
-    }
-}
+// ---- kcuda_sample_topk: top-k on, k <= TOPK_MAX -------------------------------------------------
 
-// Bitonic sort of s[0..n2) ascending, n2 a power of two, by the block.
-__device__ void block_sort(unsigned long long *s, int n2) {
-    for (int k = 2; k <= n2; k <<= 1)
+// Sorts one value per thread ascending over the block and returns thread t's value of the sorted
+// order (bitonic: strides below 32 by shuffles, the rest through buf, 2 * THREADS entries of
+// shared memory used in turn, so one barrier a stage suffices). The 55 stages are unrolled, so
+// each one's masks and path are constants.
+__device__ __forceinline__ u64 block_sort_u64(u64 v, u64 *buf) {
+    const int t = threadIdx.x;
+    int ping = 0;
+#pragma unroll
+    for (int k = 2; k <= THREADS; k <<= 1) {
+#pragma unroll
         for (int j = k >> 1; j > 0; j >>= 1) {
-            for (int x = threadIdx.x; x < n2; x += THREADS) {
-                const int y = x ^ j;
-                if (y > x) {
-                    const unsigned long long p = s[x], q = s[y];
-                    if ((p > q) == ((x & k) == 0)) s[x] = q, s[y] = p;
-                }
+            u64 p;
+            if (j >= 32) {
+                u64 *b = buf + ping * THREADS;
+                b[t] = v;
+                __syncthreads();
+                p = b[t ^ j];
+                ping ^= 1;
+            } else {
+                p = __shfl_xor_sync(0xffffffffu, v, j);
             }
-            __syncthreads();
+            // the lower index of a pair keeps the smaller value in an ascending run of k
+            const bool keep_min = ((t & j) == 0) == ((t & k) == 0);
+            v = keep_min ? (p < v ? p : v) : (p < v ? v : p);
         }
+    }
+    return v;
 }
 
-// 4. The candidates: appended to the pool (ranked draw) or their weights summed per block
-// (vocabulary order); the last block draws.
-__global__ void __launch_bounds__(THREADS)
-sample_gather_kernel(int n, const KcudaSampleArgs *__restrict__ args, Fast f, int *__restrict__ out) {
-    __shared__ union {
-        typename Reduce::TempStorage red;
-        typename Scan::TempStorage scan;
-        typename ScanInt::TempStorage iscan;
-    } tmp;
-    __shared__ unsigned long long sp[POOL_CAP];
-    __shared__ unsigned long long red[32];
-    __shared__ double carry;
-    __shared__ int found, flag, base;
-    State *st = f.st;
-    const int mode = st->mode;
-    if (mode != M_GATHER && mode != M_UNRANKED) return;
-    const KcudaSampleArgs a = *args;
-    const uint32_t thresh = st->thresh;
-    const int n_valid = st->n_valid;
-    const double mx = (double)key_value((uint32_t)(st->best >> 32));
-    const bool top_k_on = a.top_k > 0 && a.top_k < n;
-    const bool z_all = mode == M_GATHER && !top_k_on && a.top_p < 1.0f && n_valid > 1;  // top-p's mass over all
-    const int t = threadIdx.x, i = blockIdx.x * THREADS + t;
-    const uint32_t key = i < n ? f.keys[i] : KEY_NAN;
-    if (mode == M_GATHER) {
-        const int take = key <= thresh;
-        int off, total;
-        ScanInt(tmp.iscan).ExclusiveSum(take, off, total);
-        if (t == 0) base = total ? atomicAdd(&st->pool_n, total) : 0;
-        __syncthreads();
-        if (take && base + off < POOL_CAP) f.pool[base + off] = (unsigned long long)key << 32 | (unsigned)i;
-        if (z_all) {
-            const double z = Reduce(tmp.red).Sum(key != KEY_NAN ? mass_cut(key_value(key), mx) : 0.0);
-            if (t == 0) f.part[blockIdx.x].z = z;
-        }
-    } else {
-        const double w = key <= thresh ? draw_weight(key_value(key), mx, a.inv_temp) : 0.0;
-        const double ws = Reduce(tmp.red).Sum(w);
-        if (t == 0) f.part[blockIdx.x].w = ws;
+// Entries of the ascending a[0..n) at most v.
+__device__ __forceinline__ int upper_bound_u64(const u64 *a, int n, u64 v, bool global) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if ((global ? __ldcg(&a[mid]) : a[mid]) <= v) lo = mid + 1;
+        else hi = mid;
     }
-    if (!last_block(st, &flag)) return;
+    return lo;
+}
 
-    const int nb = (int)gridDim.x;
-    const bool has = t < nb;
-    if (mode == M_UNRANKED) {
-        // z: the sum of the blocks' sums; the first block whose running sum exceeds u, then the
-        // host's walk from that block's first id on (into the next block should rounding leave
-        // the walk short of u inside it)
-        double excl, z;
-        Scan(tmp.scan).ExclusiveSum(has ? __ldcg(&f.part[t].w) : 0.0, excl, z);
-        const double u = a.u01 * z;
-        if (t == 0) found = nb;
-        __syncthreads();
-        if (has && u < excl + __ldcg(&f.part[t].w)) atomicMin(&found, t);
-        __syncthreads();
-        const int blk = found;
-        __syncthreads();  // every thread has read `found` before block_first_prefix reuses it
-        if (t == blk) carry = excl;  // (ordered by the barrier in block_first_prefix)
-        int pick = -1;
-        if (blk < nb) {
-            const int from = blk * THREADS;
-            auto weight = [&](int r) {
-                const uint32_t k = f.keys[from + r];
-                return k <= thresh ? draw_weight(key_value(k), mx, a.inv_temp) : 0.0;
-            };
-            const int r = block_first_prefix(n - from, weight, [&](double cum) { return u < cum; }, tmp.scan, &carry,
-                                             &found);
-            if (r < n - from) pick = from + r;
-        }
-        if (pick < 0) {
-            // rounding left u at the top: the last candidate with any weight, else the first
-            int last = -1, first = n;
-            for (int id = t; id < n; id += THREADS) {
-                const uint32_t k = f.keys[id];
-                if (k > thresh) continue;
-                if (first == n) first = id;
-                if (draw_weight(key_value(k), mx, a.inv_temp) > 0.0) last = id;
-            }
-            const unsigned long long no = ~0ull;
-            const unsigned long long lm = block_min_u64(last >= 0 ? (unsigned long long)(n - 1 - last) : no, red);
-            const unsigned long long fm = block_min_u64((unsigned long long)first, red);
-            pick = lm != no ? n - 1 - (int)lm : (int)fm;
-        }
-        finish(out, pick, 1, 0);
-        return;
-    }
+// The merge's shared memory (the last block's).
+struct Merge {
+    union {
+        u64 pool[POOL];  // segments of the lists' prefixes, one after the other
+        struct {         // after the merge: the pick's per-candidate values and running sums
+            double mass[TOPK_MAX], cum_mass[TOPK_MAX], cum_w[TOPK_MAX];
+            float w[TOPK_MAX];
+        } pick;
+    };
+    u64 top[TOPK_MAX];      // the k best, ascending
+    int off[THREADS + 1];   // segment a is pool[off[a], off[a + 1])
+    int lid[THREADS];       // and the prefix of block lid[a]'s list
+};
+union MergeTmp {
+    typename ScanInt::TempStorage scan;
+    typename ReduceInt::TempStorage red;
+};
 
-    // M_GATHER: sort the pool, then the host's walk over its rank-ordered candidates
-    const int pn = __ldcg(&st->pool_n);
+__device__ int block_sum_int(int v, MergeTmp &tmp, int *bc) {
+    const int r = ReduceInt(tmp.red).Sum(v);
+    if (threadIdx.x == 0) *bc = r;
     __syncthreads();
-    if (t == 0) st->pool_n = 0;
-    if (pn > POOL_CAP) {  // min-p keeps too many
-        finish(out, -1, 0, 1);
-        return;
-    }
-    int n2 = 2;
-    while (n2 < pn) n2 <<= 1;
-    for (int r = t; r < n2; r += THREADS) sp[r] = r < pn ? __ldcg(&f.pool[r]) : ~0ull;
+    const int out = *bc;
     __syncthreads();
-    block_sort(sp, n2);
-    auto lg = [&](int r) { return (double)key_value((uint32_t)(sp[r] >> 32)); };
-    const int n_c = top_k_on && a.top_k < n_valid ? a.top_k : n_valid;  // the host's n before min-p
-    const bool minp_on = a.min_p > 0.0f && n_c > 1;
-    int m = top_k_on ? n_c : pn;  // candidates held: a rank prefix
-    // whether the pool holds every candidate that min-p keeps (else top-p must end inside it)
-    const bool complete = top_k_on || minp_on || pn == n_valid;
-    double z = 0.0;
-    if (a.top_p < 1.0f && n_c > 1) {
-        if (t == 0) carry = 0.0;
-        __syncthreads();
-        if (top_k_on) z = block_total(m, [&](int r) { return mass_cut(lg(r), mx); }, tmp.red, &carry);
-        else z = block_total(nb, [&](int r) { return __ldcg(&f.part[r].z); }, tmp.red, &carry);
-    }
-    if (minp_on) {
-        const uint32_t mk = st->minp_key;
-        int lo = 0, hi = m;  // the first rank whose key is above min-p's
+    return out;
+}
+
+// Copies the first h entries of each block's list (thread b gives block b's h) into the pool,
+// the non-empty prefixes as consecutive segments; returns the number of entries, and in *start
+// where thread b's prefix begins in the pool.
+__device__ int load_prefixes(const Sel &s, int h, int *start, Merge &m, MergeTmp &tmp) {
+    int st, total, seg, n_seg;
+    ScanInt(tmp.scan).ExclusiveSum(h, st, total);
+    __syncthreads();
+    ScanInt(tmp.scan).ExclusiveSum(h > 0 ? 1 : 0, seg, n_seg);
+    if (h > 0) m.off[seg] = st, m.lid[seg] = threadIdx.x;
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < total; idx += THREADS) {
+        int lo = 0, hi = n_seg - 1;  // the last segment starting at or before idx
         while (lo < hi) {
-            const int mid = (lo + hi) >> 1;
-            if ((uint32_t)(sp[mid] >> 32) <= mk) lo = mid + 1;
-            else hi = mid;
+            const int mid = (lo + hi + 1) >> 1;
+            if (m.off[mid] <= idx) lo = mid;
+            else hi = mid - 1;
         }
-        m = lo > 1 ? lo : 1;
+        m.pool[idx] = __ldcg(&s.lists[(size_t)m.lid[lo] * THREADS + (idx - m.off[lo])]);
     }
-    if (a.top_p < 1.0f && m > 1) {
-        const double target = (double)(a.top_p > 0.0f ? a.top_p : 0.0f) * z;
-        if (t == 0) carry = 0.0;
-        __syncthreads();
-        const int r = block_first_prefix(m, [&](int q) { return exp(lg(q) - mx); },
-                                         [&](double cum) { return cum >= target; }, tmp.scan, &carry, &found);
-        if (r < m) {
-            m = r + 1;
-        } else if (!complete) {  // the nucleus goes past the TOPK_CAP best
-            finish(out, -1, 0, 1);
-            return;
-        }
-    }
-    auto weight = [&](int r) { return draw_weight(lg(r), mx, a.inv_temp); };
-    if (t == 0) carry = 0.0;
     __syncthreads();
-    const double z2 = block_total(m, weight, tmp.red, &carry);
-    const double u = a.u01 * z2;
-    if (t == 0) carry = 0.0;
-    __syncthreads();
-    int pick = block_first_prefix(m, weight, [&](double cum) { return u < cum; }, tmp.scan, &carry, &found);
-    if (t == 0) {
-        if (pick >= m) {  // rounding left u at the top: the last candidate with any weight, else the first
-            pick = 0;
-            for (int r = m - 1; r > 0; r--)
-                if (weight(r) > 0.0) {
-                    pick = r;
-                    break;
-                }
-        }
-        out[0] = (int)(sp[pick] & 0xffffffffu), out[1] = 1, out[2] = 0;
-    }
+    *start = st;
+    return total;
 }
 
-// ---- kcuda_sample_sorted: a full sort (the fallback) ----------------------------------------
+// The pool's n (<= THREADS) entries in ascending order, as a block: thread t gets the t-th
+// (~0 past n). Up to 256 entries each thread counts the entries below its own (independent
+// broadcast reads: ~2 us less than a sort at 126 entries); more are sorted.
+__device__ u64 pool_sorted(const Merge &m, int n, u64 *sort_buf, u64 *out_sh) {
+    const int t = threadIdx.x;
+    if (n > 256) return block_sort_u64(t < n ? m.pool[t] : ~0ull, sort_buf);
+    if (t < n) {
+        const u64 v = m.pool[t];
+        int r = 0;
+#pragma unroll 8
+        for (int j = 0; j < n; j++) r += m.pool[j] < v;
+        out_sh[r] = v;
+    }
+    __syncthreads();
+    const u64 v = t < n ? out_sh[t] : ~0ull;
+    __syncthreads();
+    return v;
+}
+
+// In the last block: the k best (key, id) of the blocks' sorted lists, ascending, into m.top;
+// returns how many there are (min(k, valid logits)). While the lists hold more than
+// max(2 k, 256) entries in all, a round cuts them: with s the smallest power of two whose first s
+// entries of each list number at least 1.5 k (fewer than 3 k + 1, or one per list: POOL), the
+// k-th smallest of those heads is a bound at or below which k entries lie, so every list keeps
+// only its entries at or below it; more than 0.5 k heads lie above it, so each round removes
+// entries. Random logits at k 40 need one round (a few dozen entries remain); ties (ids ascending
+// across blocks) a few. The remaining entries, sorted, begin with the k best.
+__device__ int topk_merge(const Sel &s, int nb, int k, Merge &m, MergeTmp &tmp, u64 *sort_buf, u64 *bound, int *bc) {
+    const int t = threadIdx.x;
+    int len = t < nb ? __ldcg(&s.len[t]) : 0;
+    int total = block_sum_int(len, tmp, bc);
+    const int goal = 2 * k > 256 ? 2 * k : 256, target = k + (k + 1) / 2;
+    int start;
+    while (total > goal) {
+        const int lists = __syncthreads_count(len > 0);
+        int h = 1;
+        while (h * lists < target) h <<= 1;
+        while (block_sum_int(len < h ? len : h, tmp, bc) < target) h <<= 1;
+        const int mine = len < h ? len : h;
+        const int n_heads = load_prefixes(s, mine, &start, m, tmp);
+        const u64 v = pool_sorted(m, n_heads, sort_buf, m.top);
+        if (t == k - 1) *bound = v;
+        __syncthreads();
+        const u64 b = *bound;
+        if (len > 0) {
+            int c = upper_bound_u64(m.pool + start, mine, b, false);
+            if (c == mine && len > mine) c = mine + upper_bound_u64(s.lists + (size_t)t * THREADS + mine, len - mine, b, true);
+            len = c;
+        }
+        total = block_sum_int(len, tmp, bc);  // (its barriers: the pool is free again)
+    }
+    total = load_prefixes(s, len, &start, m, tmp);
+    const u64 v = pool_sorted(m, total, sort_buf, m.top);
+    if (t < k) m.top[t] = v;
+    __syncthreads();
+    return total < k ? total : k;
+}
+
+// Warp-wide (every lane gets it): the first r in [0, n) with pred(r), else n; the last r in
+// [0, n) with pred(r), else -1.
+template <typename P>
+__device__ int warp_first(int n, P pred) {
+    for (int base = 0; base < n; base += 32) {
+        const int r = base + (threadIdx.x & 31);
+        const unsigned hit = __ballot_sync(0xffffffffu, r < n && pred(r));
+        if (hit) return base + __ffs(hit) - 1;
+    }
+    return n;
+}
+template <typename P>
+__device__ int warp_last(int n, P pred) {
+    for (int base = (n - 1) & ~31; base >= 0; base -= 32) {
+        const int r = base + (threadIdx.x & 31);
+        const unsigned hit = __ballot_sync(0xffffffffu, r < n && pred(r));
+        if (hit) return base + 31 - __clz(hit);
+    }
+    return -1;
+}
+
+// Running sums of x[0..n) left to right (the host's order) into cum[0..n), by lane 0.
+template <typename X>
+__device__ void running_sum(int n, X x, double *cum) {
+    if ((threadIdx.x & 31) == 0) {
+        double c = 0.0;
+#pragma unroll 4
+        for (int r = 0; r < n; r++) {
+            c += x(r);
+            cum[r] = c;
+        }
+    }
+    __syncwarp();
+}
+
+__global__ void __launch_bounds__(THREADS)
+sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
+                   const int32_t *__restrict__ pen_ids_in, Sel s, int *__restrict__ out) {
+    __shared__ union {
+        int32_t pen[PEN_SMEM];  // the penalty ids, until the keys are made
+        u64 sort[2 * THREADS];
+    } sh;
+    __shared__ Merge m;
+    __shared__ MergeTmp tmp;
+    __shared__ u64 bound;
+    __shared__ int flag, bc;
+    __shared__ KcudaSampleArgs sa;
+    const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, sh.pen);
+    const KcudaSampleArgs &a = sa;  // (read where used: fewer registers held across the sort)
+    const int k = a.top_k, t = threadIdx.x;
+    if (!(k >= 1 && k < n && k <= TOPK_MAX)) {  // not this kernel's setting (every block sees it)
+        if (blockIdx.x == 0) finish(out, -1, 0, 1);
+        return;
+    }
+    // this block's ids, sorted; its list: the best min(k, valid) of them
+    const int i = blockIdx.x * THREADS + t;
+    const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
+    const int valid = __syncthreads_count(key != KEY_NAN);  // (and sh.pen is free for the sort)
+    const u64 v = block_sort_u64((u64)key << 32 | (unsigned)i, sh.sort);
+    const int len = valid < k ? valid : k;
+    if (t < len) s.lists[(size_t)blockIdx.x * THREADS + t] = v;
+    if (t == 0) s.len[blockIdx.x] = len;
+    if (!last_block(&s.ticket[1], &flag)) return;  // (its barriers: sh.sort is free again)
+
+    const int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, sh.sort, &bound, &bc);
+    if (!(a.temperature > 0.0f)) {
+        finish(out, host_argmax(logits, a, pen_ids_in, mm > 0 ? m.top[0] : ~0ull), 0, 0);
+        return;
+    }
+    if (mm == 0) {  // all NaN: the host's argmax gives 0
+        finish(out, 0, 0, 0);
+        return;
+    }
+    const float max_logit = key_value((uint32_t)(m.top[0] >> 32));
+    const int best_id = (int)(m.top[0] & 0xffffffffu);
+    if (max_logit == -INFINITY) {  // the host's first candidate
+        finish(out, best_id, 0, 0);
+        return;
+    }
+    // The host's walks over its mm sorted candidates. The block computes each candidate's exp()s
+    // and min-p's cut (the candidates are sorted, so its kept prefix is a count); lane 0 of warp
+    // 0 adds the running sums left to right as the host does (z is the last one when no mass is
+    // below e^-80), and the warp finds where each walk stops.
+    const double mx = (double)max_logit;
+    const float lt = t < mm ? key_value((uint32_t)(m.top[t] >> 32)) : 0.0f;
+    if (t < mm) {
+        m.pick.mass[t] = exp((double)lt - mx);
+        m.pick.w[t] = (float)draw_weight((double)lt, mx, a.inv_temp);
+    }
+    const bool topp_on = a.top_p < 1.0f && mm > 1;
+    const int any_cut = __syncthreads_or(topp_on && t < mm && !((double)lt - mx > -80.0));
+    int nc = mm;
+    if (a.min_p > 0.0f && mm > 1) {
+        const float thresh = max_logit + a.log_min_p;
+        const int keep = __syncthreads_count(t < mm && lt >= thresh);
+        nc = keep > 1 ? keep : 1;
+    }
+    if (t >= 32) return;
+    if (topp_on) {
+        running_sum(any_cut ? nc : mm, [&](int r) { return m.pick.mass[r]; }, m.pick.cum_mass);
+        double z = any_cut ? 0.0 : m.pick.cum_mass[mm - 1];
+        if (any_cut)
+            for (int r = 0; r < mm; r++)
+                if ((double)key_value((uint32_t)(m.top[r] >> 32)) - mx > -80.0) z += m.pick.mass[r];
+        if (nc > 1) {
+            const double target = (double)(a.top_p > 0.0f ? a.top_p : 0.0f) * z;
+            const int r = warp_first(nc, [&](int q) { return m.pick.cum_mass[q] >= target; });
+            if (r < nc) nc = r + 1;
+        }
+    }
+    running_sum(nc, [&](int r) { return (double)m.pick.w[r]; }, m.pick.cum_w);
+    const double u = a.u01 * m.pick.cum_w[nc - 1];
+    int pick = warp_first(nc, [&](int q) { return u < m.pick.cum_w[q]; });
+    if (pick >= nc) {  // rounding left u at the top: the last candidate with any weight, else the first
+        pick = warp_last(nc, [&](int q) { return q > 0 && m.pick.w[q] > 0.0f; });
+        if (pick < 0) pick = 0;
+    }
+    if (t == 0) out[0] = (int)(m.top[pick] & 0xffffffffu), out[1] = 1, out[2] = 0;
+}
+
+// ---- kcuda_sample_sorted: a full sort (every other setting) ----------------------------------
 
 __global__ void __launch_bounds__(KEY_THREADS)
 sample_keys_kernel(const float *__restrict__ logits, int n, const KcudaSampleArgs *__restrict__ args,
@@ -688,9 +623,9 @@ size_t cub_bytes(int n) {
 
 int blocks_of(int n) { return (n + THREADS - 1) / THREADS; }
 
-// The fast path's pieces first (state, histogram, pool, partials, keys), then the sort's.
+// The argmax's and top-k's pieces first (tickets, per-block results, lists), then the sort's.
 struct Scratch {
-    Fast f;
+    Sel sel;
     uint32_t *k0, *k1;
     int32_t *i0, *i1;
     void *cub;
@@ -700,12 +635,11 @@ struct Scratch {
 Scratch carve(void *base, int n) {
     Scratch s;
     char *p = (char *)base;
-    const size_t a = align_up((size_t)n * 4);
-    s.f.st = (State *)p, p += align_up(sizeof(State));
-    s.f.hist = (uint32_t *)p, p += align_up(HIST_BINS * 4);
-    s.f.pool = (unsigned long long *)p, p += align_up(POOL_CAP * 8);
-    s.f.part = (Part *)p, p += align_up((size_t)blocks_of(n) * sizeof(Part));
-    s.f.keys = (uint32_t *)p, p += a;
+    const size_t a = align_up((size_t)n * 4), nb = (size_t)blocks_of(n);
+    s.sel.ticket = (unsigned *)p, p += align_up(2 * sizeof(unsigned));
+    s.sel.best = (u64 *)p, p += align_up(nb * sizeof(u64));
+    s.sel.len = (int *)p, p += align_up(nb * sizeof(int));
+    s.sel.lists = (u64 *)p, p += align_up(nb * THREADS * sizeof(u64));
     s.k0 = (uint32_t *)p, p += a;
     s.k1 = (uint32_t *)p, p += a;
     s.i0 = (int32_t *)p, p += a;
@@ -735,20 +669,22 @@ extern "C" size_t kcuda_sample_scratch(int n_vocab) {
     return carve(nullptr, n_vocab).total;
 }
 
-extern "C" int kcuda_sample(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
-                            const int32_t *d_pen_ids, int greedy, void *d_scratch, size_t scratch_bytes, int *d_out,
-                            void *stream) {
-    int rc = check_args("kcuda_sample", d_logits, n_vocab, d_args, d_pen_ids, d_scratch, scratch_bytes, d_out);
+extern "C" int kcuda_sample_argmax(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                                   const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes, int *d_out,
+                                   void *stream) {
+    const int rc = check_args("kcuda_sample_argmax", d_logits, n_vocab, d_args, d_pen_ids, d_scratch, scratch_bytes, d_out);
     if (rc) return rc;
-    const Fast f = carve(d_scratch, n_vocab).f;
-    const dim3 grid((unsigned)blocks_of(n_vocab)), block(THREADS);
-    rc = kcuda_launch(sample_scan_kernel, grid, block, 0, stream, 0, d_logits, n_vocab, d_args, d_pen_ids, f,
-                      greedy ? 1 : 0, d_out);
-    if (rc || greedy) return rc;
-    if ((rc = kcuda_launch(sample_refine_kernel, grid, block, 0, stream, 0, n_vocab, f, 2, d_out)) ||
-        (rc = kcuda_launch(sample_refine_kernel, grid, block, 0, stream, 0, n_vocab, f, 3, d_out)))
-        return rc;
-    return kcuda_launch(sample_gather_kernel, grid, block, 0, stream, 0, n_vocab, d_args, f, d_out);
+    return kcuda_launch(sample_argmax_kernel, dim3((unsigned)blocks_of(n_vocab)), dim3(THREADS), 0, stream, 0, d_logits,
+                        n_vocab, d_args, d_pen_ids, carve(d_scratch, n_vocab).sel, d_out);
+}
+
+extern "C" int kcuda_sample_topk(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,
+                                 const int32_t *d_pen_ids, void *d_scratch, size_t scratch_bytes, int *d_out,
+                                 void *stream) {
+    const int rc = check_args("kcuda_sample_topk", d_logits, n_vocab, d_args, d_pen_ids, d_scratch, scratch_bytes, d_out);
+    if (rc) return rc;
+    return kcuda_launch(sample_topk_kernel, dim3((unsigned)blocks_of(n_vocab)), dim3(THREADS), 0, stream, 0, d_logits,
+                        n_vocab, d_args, d_pen_ids, carve(d_scratch, n_vocab).sel, d_out);
 }
 
 extern "C" int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArgs *d_args,

@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""A CPU emulation of kcuda_sample's algorithm (kernels/cuda/sample.cu) against the host sampler.
+"""A CPU emulation of kcuda_sample_topk's algorithm (kernels/cuda/sample.cu) against the host sampler.
 
 Lab check, run by hand (numpy; builds infer/sampler.c into a shared library with cc):
     python3 kernels/dev/sample_emu.py [vocab ...]      (default: 1000 5000 128256)
-It follows the kernels step by step where their logic lives: the rank keys, the plan of the scan
-kernel's last block, the three radix levels (histograms of key bits 31..20, 19..8, 7..0 and the
-bucket of the k-th key), the pool or the per-block weight sums of the gather kernel, and its last
-block's walk. The sums are added in another order than on the device (which adds them in trees);
-like the device, they may differ from the host's left-to-right sums in the last bits. Each draw
-is compared with the host sampler (infer/sampler.c, through ctypes) given the same logits,
-penalty window and uniform: the token, whether the uniform was used, and that a declined draw
-happens only where the bounds say so. It checks the algorithm, not the CUDA code (for that:
-tests/test_sample_cuda.c on a GPU).
+It follows the kernel step by step: the rank keys, each block's sorted list of its best
+min(k, valid) (key, id) numbers, the last block's merge (the cutting rounds: the power of two s,
+the heads, the bound of rank k - 1, each list cut at the bound, with the pool's capacity checked;
+then the remaining candidates sorted) and the pick
+(the host's walks, sums added left to right as the kernel adds them). Each draw is compared with
+the host sampler (infer/sampler.c, through ctypes) given the same logits, penalty window and
+uniform: the token, whether the uniform was used, and that the kernel declines exactly the
+settings outside its range. It checks the algorithm, not the CUDA code (for that:
+tests/gpu/test_sample_cuda.c on a GPU).
 """
 import ctypes
 import math
@@ -22,7 +22,8 @@ import tempfile
 
 import numpy as np
 
-THREADS, TOPK_CAP, POOL_CAP = 1024, 1024, 2048
+THREADS, TOPK_MAX = 1024, 256
+POOL = THREADS
 KEY_NAN = 0xFFFFFFFF
 KEY_ALL = KEY_NAN - 1
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,159 +99,134 @@ def draw_weight(vals, mx, inv_t):
     return out
 
 
-def pool_goal(k):
-    return min(POOL_CAP, max(4 * k, 256))
+STATS = {}  # merge rounds per draw, the largest pool used, for the summary
 
 
-def find_bucket(hist, k):
-    """The bucket holding the k-th key (1-based), the keys before it and in it; -1 if fewer."""
-    cum = np.cumsum(hist)
-    idx = int(np.searchsorted(cum, k))  # first bin with cum >= k
-    if idx >= len(hist):
-        return -1, 0, 0
-    return idx, int(cum[idx] - hist[idx]), int(hist[idx])
+def stat(name, v=1, mode="add"):
+    if mode == "max":
+        STATS[name] = max(STATS.get(name, 0), v)
+    else:
+        STATS[name] = STATS.get(name, 0) + v
 
 
-PATHS = {}  # how the draws went (plan, radix levels, declines), for the summary
+def lower_bound(a, v):
+    return int(np.searchsorted(a, v, side="left"))
 
 
-def path(name):
-    PATHS[name] = PATHS.get(name, 0) + 1
+def upper_bound(a, v):
+    return int(np.searchsorted(a, v, side="right"))
+
+
+def merge(lists, k):
+    """topk_merge: the k best of the blocks' sorted lists, ascending."""
+    lens = [len(x) for x in lists]
+    total = sum(lens)
+    goal, target = max(2 * k, 256), k + (k + 1) // 2
+    rounds = 0
+    while total > goal:
+        rounds += 1
+        n_lists = sum(1 for x in lens if x > 0)
+        h = 1
+        while h * n_lists < target:
+            h <<= 1
+        while sum(min(x, h) for x in lens) < target:
+            h <<= 1
+        segs = [lists[b][: min(lens[b], h)] for b in range(len(lists)) if lens[b] > 0]
+        heads = np.concatenate(segs)
+        assert len(heads) <= POOL, (len(heads), k)
+        stat("largest pool", len(heads), "max")
+        bound = np.sort(heads)[k - 1]  # pool_sorted: thread k - 1's entry
+        new = []
+        for b in range(len(lists)):
+            if lens[b] == 0:
+                new.append(0)
+                continue
+            mine = min(lens[b], h)
+            c = upper_bound(lists[b][:mine], bound)
+            if c == mine and lens[b] > mine:
+                c = mine + upper_bound(lists[b][mine:lens[b]], bound)
+            new.append(c)
+        assert sum(new) < total
+        lens, total = new, sum(new)
+    stat(f"draws with {rounds} cutting round{'s' if rounds != 1 else ''}")
+    segs = [lists[b][: lens[b]] for b in range(len(lists)) if lens[b] > 0]
+    if not segs:
+        return np.zeros(0, dtype=np.uint64)
+    pool = np.concatenate(segs)
+    assert len(pool) <= POOL
+    stat("largest pool", len(pool), "max")
+    return np.sort(pool)[: min(k, total)]
 
 
 def emulate(logits, a):
-    """kcuda_sample's draw: (token, used, declined); a: dict of KcudaSampleArgs' fields."""
-    n = len(logits)
+    """kcuda_sample_topk's draw: (token, used, declined); a: dict of KcudaSampleArgs' fields."""
+    n, k = len(logits), a["top_k"]
+    if not (1 <= k < n and k <= TOPK_MAX):
+        return -1, 0, 1
     v = logits.astype(np.float32).copy()
-    for i in a["pen_ids"]:  # penalised (a float divide or multiply, as on the device)
-        v[i] = v[i] / np.float32(a["penalty"]) if v[i] > 0 else v[i] * np.float32(a["penalty"])
+    ids = np.array(a["pen_ids"], dtype=np.int64)
+    if len(ids):
+        pv = v[ids]
+        v[ids] = np.where(pv > 0, pv / np.float32(a["penalty"]), pv * np.float32(a["penalty"])).astype(np.float32)
     keys = rank_keys(v)
-    vals = v.astype(np.float64)
-    vals[vals == 0] = 0.0  # what key_value gives back: the penalised logit, -0 as +0
-    valid = keys != KEY_NAN
-    n_valid = int(valid.sum())
-    combo = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
-    best = int(combo.min())
-    best_key, best_id = best >> 32, best & 0xFFFFFFFF
-    greedy = not (a["temperature"] > 0)
-    if greedy:
-        return (0 if keys[0] == KEY_NAN else best_id), 0, 0
-    max_logit = key_value(best_key)
-    if n_valid == 0 or max_logit == -math.inf:
-        return (0 if n_valid == 0 else best_id), 0, 0
-    top_k_on = 0 < a["top_k"] < n
-    n_c = a["top_k"] if top_k_on and a["top_k"] < n_valid else n_valid
-    minp_on = a["min_p"] > 0 and n_c > 1
-    minp_key = rank_key(np.float32(max_logit) + np.float32(a["log_min_p"])) if minp_on else KEY_ALL
-    k = a["top_k"] if top_k_on else TOPK_CAP
-    thresh = KEY_ALL
-    if not top_k_on and not a["top_p"] < 1:
-        path("vocabulary order")
-        mode = "unranked"
-        thresh = minp_key
-    elif top_k_on and a["top_k"] > TOPK_CAP:
-        path("declined: top-k above 1024")
-        return -1, 0, 1
-    elif not top_k_on and minp_on:
-        path("pool: min-p's survivors")
-        mode = "gather"
-        thresh = minp_key
-    elif n_valid <= k:
-        path("pool: every valid logit")
-        mode = "gather"
-    else:  # radix select of the k-th key: level 1 (bits 31..20)
-        vk = keys[valid]
-        b, before, count = find_bucket(np.bincount(vk >> 20, minlength=4096), k)
-        if b < 0:
-            return -1, 0, 1
-        mode = "gather"
-        if before + count <= pool_goal(k):
-            path("radix level 1")
-            thresh = b << 20 | 0xFFFFF
-        else:  # level 2 (bits 19..8)
-            need, prefix = k - before, b
-            sub = vk[(vk >> 20) == prefix]
-            b2, bef2, cnt2 = find_bucket(np.bincount((sub >> 8) & 0xFFF, minlength=4096), need)
-            if b2 < 0:
-                return -1, 0, 1
-            if before + bef2 + cnt2 <= pool_goal(k):
-                path("radix level 2")
-                thresh = prefix << 20 | b2 << 8 | 0xFF
-            else:  # level 3 (bits 7..0)
-                need -= bef2
-                before += bef2
-                prefix = prefix << 12 | b2
-                sub = vk[(vk >> 8) == prefix]
-                b3, bef3, cnt3 = find_bucket(np.bincount(sub & 0xFF, minlength=256), need)
-                if b3 < 0 or before + bef3 + cnt3 > POOL_CAP:
-                    path("declined: ties with the k-th")
-                    return -1, 0, 1
-                path("radix level 3")
-                thresh = prefix << 8 | b3
-    mx = max_logit
-    if mode == "unranked":
-        w = np.where(keys <= thresh, draw_weight(np.where(keys <= thresh, vals, mx), mx, a["inv_temp"]), 0.0)
-        parts = [w[b:b + THREADS].sum() for b in range(0, n, THREADS)]
-        z = sum(parts)
-        u = a["u01"] * z
-        cum = 0.0
-        for bi, p in enumerate(parts):
-            if u < cum + p:
-                c = cum
-                for i in range(bi * THREADS, n):
-                    c += w[i]
-                    if u < c:
-                        return i, 1, 0
-                break
-            cum += p
-        pos = np.nonzero(w > 0)[0]
-        if len(pos):
-            return int(pos[-1]), 1, 0
-        return int(np.nonzero(keys <= thresh)[0][0]), 1, 0
-    # gather: the pool, sorted
-    sel = np.nonzero(keys <= thresh)[0]
-    pn = len(sel)
-    if pn > POOL_CAP:
-        path("declined: min-p keeps too many")
-        return -1, 0, 1
-    pool = sorted(int(keys[i]) << 32 | int(i) for i in sel)
-    lg = np.array([vals[p & 0xFFFFFFFF] for p in pool])
-    m = n_c if top_k_on else pn
-    complete = top_k_on or minp_on or pn == n_valid
+    comp = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+    lists = []
+    for b in range(0, n, THREADS):
+        blk = np.sort(comp[b:b + THREADS])
+        valid = int((keys[b:b + THREADS] != KEY_NAN).sum())
+        lists.append(blk[: min(k, valid)])
+    top = merge(lists, k)
+    # the exact k best, for the record
+    vc = comp[keys != KEY_NAN]
+    assert np.array_equal(top, np.sort(vc)[: min(k, len(vc))])
+    mm = len(top)
+    if not a["temperature"] > 0:
+        nan0 = v[0] != v[0]
+        return (0 if nan0 or mm == 0 else int(top[0] & np.uint64(0xFFFFFFFF))), 0, 0
+    if mm == 0:
+        return 0, 0, 0
+    lg = [key_value(int(x >> np.uint64(32))) for x in top]
+    best = int(top[0] & np.uint64(0xFFFFFFFF))
+    max_logit = lg[0]
+    if max_logit == -math.inf:
+        return best, 0, 0
+    mx = float(max_logit)
+    d = np.array(lg, dtype=np.float64) - mx
+    mass = exps(d)
+    w = draw_weight(np.array(lg, dtype=np.float64), mx, a["inv_temp"])
+    nc = mm
     z = 0.0
-    if a["top_p"] < 1 and n_c > 1:
-        if top_k_on:
-            z = float(mass_cut(lg[:m], mx).sum())
-        else:
-            parts = mass_cut(np.where(valid, vals, mx), mx) * valid
-            z = float(sum(parts[b:b + THREADS].sum() for b in range(0, n, THREADS)))
-    if minp_on:
-        keep = sum(1 for r in range(m) if (pool[r] >> 32) <= minp_key)  # a prefix: the pool is sorted
-        m = max(keep, 1)
-    if a["top_p"] < 1 and m > 1:
-        target = (a["top_p"] if a["top_p"] > 0 else 0.0) * z
-        cum, hit = 0.0, -1
-        for r in range(m):
-            cum += math.exp(lg[r] - mx)
+    if a["top_p"] < 1 and nc > 1:
+        for r in range(nc):
+            if lg[r] - mx > -80.0:
+                z += mass[r]
+    if a["min_p"] > 0 and nc > 1:
+        thresh = np.float32(np.float32(max_logit) + np.float32(a["log_min_p"]))
+        keep = 1
+        while keep < nc and np.float32(lg[keep]) >= thresh:
+            keep += 1
+        nc = keep
+    if a["top_p"] < 1 and nc > 1:
+        target = float(np.float32(a["top_p"]) if a["top_p"] > 0 else 0.0) * z
+        cum = 0.0
+        for r in range(nc):
+            cum += mass[r]
             if cum >= target:
-                hit = r
+                nc = r + 1
                 break
-        if hit >= 0:
-            m = hit + 1
-        elif not complete:
-            path("declined: nucleus past the pool")
-            return -1, 0, 1
-    w = draw_weight(lg[:m], mx, a["inv_temp"])
-    u = a["u01"] * float(w.sum())
+    z2 = 0.0
+    for r in range(nc):
+        z2 += w[r]
+    u = a["u01"] * z2
     cum = 0.0
-    for r in range(m):
+    for r in range(nc):
         cum += w[r]
         if u < cum:
-            return pool[r] & 0xFFFFFFFF, 1, 0
-    for r in range(m - 1, 0, -1):
+            return int(top[r] & np.uint64(0xFFFFFFFF)), 1, 0
+    for r in range(nc - 1, 0, -1):
         if w[r] > 0:
-            return pool[r] & 0xFFFFFFFF, 1, 0
-    return pool[0] & 0xFFFFFFFF, 1, 0
+            return int(top[r] & np.uint64(0xFFFFFFFF)), 1, 0
+    return best, 1, 0
 
 
 def make_logits(rng, n, kind):
@@ -270,39 +246,32 @@ def make_logits(rng, n, kind):
         v[rng.integers(0, n)] = 1.0
     elif kind == 5:  # a few ulps apart
         v = (np.uint32(0x3F800000) + rng.integers(0, 4096, n).astype(np.uint32)).view(np.float32)
-    else:  # peaked, NaN first
+    elif kind == 6:  # peaked, NaN first
         v = -4 + 3 * f + np.where(rng.integers(0, 200, n) == 0, 9 * rng.random(n), 0)
         v[0] = np.nan
+    elif kind == 7:  # all NaN
+        v = np.full(n, np.nan)
+    elif kind == 8:  # NaN but for 30 tokens
+        v = np.full(n, np.nan)
+        v[rng.integers(0, n, 30)] = 2 * rng.random(30)
+    else:  # all equal
+        v = np.full(n, 0.75)
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def wide_nucleus(v, top_p, min_p):
-    """The host's top-p keep count without top-k (to leave out its quickselect-ordered draws)."""
-    s = np.sort(v[~np.isnan(v)])[::-1].astype(np.float64)
-    mx = s[0]
-    z = sum(math.exp(x - mx) for x in s if x - mx > -80)
-    if min_p > 0:
-        s = s[: max(1, int((s >= np.float32(mx) + LIBM.logf(min_p)).sum()))]
-    cum = 0.0
-    for i, x in enumerate(s):
-        cum += math.exp(x - mx)
-        if cum >= top_p * z:
-            return i + 1
-    return len(s)
-
-
 def run(lib, n, rng):
-    temps, topks, topps, minps, pens = [0.0, 0.7, 1.5], [0, 1, 40, 1000, 2000], [1.0, 0.95, 0.5, 0.0], \
+    cap = min(TOPK_MAX, n - 1)
+    temps, topks, topps, minps, pens = [0.0, 0.7, 1.5], [0, 1, 2, 40, cap, cap + 1], [1.0, 0.95, 0.5, 0.0], \
         [0.0, 0.05, 0.5], [1.0, 1.1, 0.8]
-    compared = bad = declined = wide = 0
+    compared = bad = declined = bad_decline = 0
     ids = (ctypes.c_int32 * 4096)()
-    for kind in range(7):
+    for kind in range(10):
         base = make_logits(rng, n, kind)
         for t in temps:
             for k in topks:
                 for p in topps:
                     for mp in minps:
-                        if t == 0 and (k or p < 1 or mp):
+                        if t == 0 and (p < 1 or mp):
                             continue
                         pen = pens[int(rng.integers(0, 3))]
                         prm = Params(t, k, p, mp, pen, 64, int(rng.integers(1, 1 << 30)), 0)
@@ -319,10 +288,10 @@ def run(lib, n, rng):
                             th = lib.sampler_sample(s, copy.ctypes.data, n)
                             used_h = lib.sampler_peek_uniform(s) != u
                             tok, used, dec = emulate(base, a)
+                            if dec != (not (1 <= k < n and k <= TOPK_MAX)):
+                                bad_decline += 1
                             if dec:
                                 declined += 1
-                            elif t > 0 and (k <= 0 or k >= n) and p < 1 and n > 1024 and wide_nucleus(copy, p, mp) > 1024:
-                                wide += 1
                             else:
                                 compared += 1
                                 if tok != th or bool(used) != used_h:
@@ -332,9 +301,9 @@ def run(lib, n, rng):
                                               f"(used {used_h}), emulation {tok} (used {used})")
                             lib.sampler_accept(s, th)
                         lib.sampler_free(s)
-    print(f"vocab {n}: {compared} draws compared, {bad} differ; {declined} declined (the sort takes them); "
-          f"{wide} from wide nuclei not compared")
-    return bad
+    print(f"vocab {n}: {compared} draws compared, {bad} differ; {declined} declined (the sort takes them), "
+          f"{bad_decline} wrongly")
+    return bad + bad_decline
 
 
 def main():
@@ -342,7 +311,7 @@ def main():
     rng = np.random.default_rng(7)
     sizes = [int(x) for x in sys.argv[1:]] or [1000, 5000, 128256]
     bad = sum(run(lib, n, rng) for n in sizes)
-    print("paths: " + ", ".join(f"{k} {v}" for k, v in sorted(PATHS.items())))
+    print("merge: " + ", ".join(f"{k} {v}" for k, v in sorted(STATS.items())))
     print("all draws equal" if bad == 0 else f"{bad} draws differ")
     return 1 if bad else 0
 

@@ -1,16 +1,18 @@
 /* The device sampler against the host sampler (infer/sampler.c), which is the reference. The
- * device has two ways to a draw: kcuda_sample (no sort of the vocabulary; it declines where the
- * candidates exceed its bounds) and kcuda_sample_sorted (a full sort, the fallback); the backend
- * runs the first and, where it declines, the second.
- *   1. kernel: synthetic logits built to hit the edges (ties, +-0, NaN, NaN first, -inf, a flat
- *      vocabulary, a peaked one, values a few ulps apart, a window of penalised ids) at vocab 1000
- *      and 128256, every combination of temperature, top-k, top-p, min-p and penalty, 12 draws
- *      each from one seeded pair of samplers: both device paths must give the host's token at
- *      every draw (kcuda_sample where it does not decline), and use the uniform exactly when the
- *      host does (else the two RNG streams part and later draws differ); kcuda_sample must both
- *      accept and decline at vocab 128256 (so the fallback is exercised). The exception: a top-p
- *      nucleus wider than 1024 tokens without top-k, where the host's order past rank 1024 is its
- *      quickselect's (those draws are not compared here: stat_test);
+ * device has three launchers (kernels/cuda/sample.cu): kcuda_sample_argmax (greedy),
+ * kcuda_sample_topk (top-k on, up to KCUDA_SAMPLE_TOPK_MAX; it declines other settings) and
+ * kcuda_sample_sorted (every setting); the backend picks one by the settings.
+ *   1. kernel: synthetic logits built to hit the edges (ties, +-0, NaN, NaN first, -inf, all
+ *      NaN, fewer valid logits than k, all equal, a flat vocabulary, a peaked one, values a few
+ *      ulps apart, a window of penalised ids) at vocab 1000 and 128256, every combination of
+ *      temperature, top-k (off, 1, 2, 40, the cap or n - 1, one past it), top-p, min-p and
+ *      penalty, 12 draws each (4 at vocab 128256) from one seeded pair of samplers: every launcher
+ *      that takes the setting must give the host's token at every draw and use the uniform exactly
+ *      when the host does (else the two RNG streams part and later draws differ); kcuda_sample_topk
+ *      must decline exactly the settings outside its range. The comparison is shown to be sharp: the top-k
+ *      kernel with a shifted uniform must differ from the host on some draws. The exception: a
+ *      top-p nucleus wider than 1024 tokens without top-k, where the host's order past rank 1024
+ *      is its quickselect's (those draws are not compared here: stat_test);
  *   2. stat_test: such a wide nucleus. The device walks it in rank order: every device draw must
  *      equal a plain rank-order reference draw (ref_draw, written here) with the same uniform;
  *      the host's draws must follow the exact distribution (chi-square over 16 bins). ref_draw
@@ -19,16 +21,20 @@
  *   3. backend: the demo model (assets/bitnet-demo.gguf) generating 48 tokens with each setting,
  *      infer_sample on the CUDA backend (device sampler) against the host sampler over the same
  *      backend's logits (infer_logits): the same token sequence for the same seed.
- * Exact equality is the expectation: every comparison the two make has the same bits; only double
- * sums are added in another order, which can change a draw only when the uniform falls within
- * ~1e-16 (relative) of a boundary between two tokens (sample.cu). Exits 77 without a GPU.
- * Argument "quick": part 1 at vocab 1000 only, one draw per case, penalties 1 and 1.1 (for
- * compute-sanitizer). */
+ * Exact equality is the expectation: every comparison the two make has the same bits; only exp()
+ * (and, in kcuda_sample_sorted, the order of the double sums) may differ in the last bit, which
+ * can change a draw only when the uniform falls within ~1e-16 (relative) of a boundary between
+ * two tokens (sample.cu). Exits 77 without a GPU.
+ * Argument "quick": part 1 at vocab 1000 and 20000 only, one draw per case, penalties 1 and 1.1.
+ * Argument "sanitize": for compute-sanitizer, kcuda_sample_topk and kcuda_sample_argmax only, a
+ * few dozen launches at vocab 3000 and 20000 (the top-k merge with and without its cutting rounds).
+ * Argument "time": not a test: each launcher's time per draw at vocab 128256 (event-timed). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cuda_runtime_api.h>
 
@@ -69,7 +75,7 @@ static void dev_open(Dev *d, int n) {
             cudaMalloc((void **)&d->d_out, 3 * sizeof(int)) == cudaSuccess &&
             cudaMalloc((void **)&d->d_logits, 4 * (size_t)n) == cudaSuccess &&
             cudaMalloc(&d->d_scratch, d->scratch) == cudaSuccess);
-    REQUIRE(cudaMemset(d->d_scratch, 0, d->scratch) == cudaSuccess); /* kcuda_sample's counters start at zero */
+    REQUIRE(cudaMemset(d->d_scratch, 0, d->scratch) == cudaSuccess); /* the kernels' counters start at zero */
 }
 
 static void dev_close(Dev *d) {
@@ -80,42 +86,66 @@ static void dev_logits(Dev *d, const float *logits) {
     REQUIRE(cudaMemcpy(d->d_logits, logits, sizeof(float) * (size_t)d->n, cudaMemcpyHostToDevice) == cudaSuccess);
 }
 
-/* One device draw with the arguments on the device: path 0 kcuda_sample, 1 kcuda_sample with
- * greedy set, 2 kcuda_sample_sorted. */
-static Draw dev_run(Dev *d, int path) {
+enum { PATH_TOPK, PATH_ARGMAX, PATH_SORTED };
+static const char *const PATH_NAME[3] = {"kcuda_sample_topk", "kcuda_sample_argmax", "kcuda_sample_sorted"};
+
+static int dev_launch(Dev *d, int path, void *stream) {
     const int32_t *ids = (const int32_t *)(d->d_args + 1);
-    int rc = path == 2 ? kcuda_sample_sorted(d->d_logits, d->n, d->d_args, ids, d->d_scratch, d->scratch, d->d_out, NULL)
-                       : kcuda_sample(d->d_logits, d->n, d->d_args, ids, path == 1, d->d_scratch, d->scratch, d->d_out,
-                                      NULL);
-    if (rc) fprintf(stderr, "%s: %s\n", path == 2 ? "kcuda_sample_sorted" : "kcuda_sample", kcuda_last_error());
+    switch (path) {
+    case PATH_TOPK: return kcuda_sample_topk(d->d_logits, d->n, d->d_args, ids, d->d_scratch, d->scratch, d->d_out, stream);
+    case PATH_ARGMAX:
+        return kcuda_sample_argmax(d->d_logits, d->n, d->d_args, ids, d->d_scratch, d->scratch, d->d_out, stream);
+    default: return kcuda_sample_sorted(d->d_logits, d->n, d->d_args, ids, d->d_scratch, d->scratch, d->d_out, stream);
+    }
+}
+
+/* One device draw by launcher `path`, with the arguments on the device. */
+static Draw dev_run(Dev *d, int path) {
+    const int rc = dev_launch(d, path, NULL);
+    if (rc) fprintf(stderr, "%s: %s\n", PATH_NAME[path], kcuda_last_error());
     REQUIRE(rc == 0);
     int out[3] = {-1, -1, -1};
     REQUIRE(cudaMemcpy(out, d->d_out, sizeof out, cudaMemcpyDeviceToHost) == cudaSuccess);
     return (Draw){out[0], out[1], out[2]};
 }
 
-/* The backend's argument packing (cuda_sample_args) from sampler s, then kcuda_sample (*fast)
- * and kcuda_sample_sorted (*sorted) on the logits already on the device, and with greedy set
- * (*greedy) when the temperature says greedy. Consumes the uniform when the draw the backend
- * would keep (fast, or sorted where fast declined) used it. */
-static void device_draw(Dev *d, Sampler *s, Draw *fast, Draw *sorted, Draw *greedy) {
+/* Whether kcuda_sample_topk takes these settings (the backend's choice, sample_graph_for). */
+static int topk_range(const SamplerParams *p, int n) {
+    return p->top_k >= 1 && p->top_k < n && p->top_k <= KCUDA_SAMPLE_TOPK_MAX;
+}
+
+/* The backend's argument packing (cuda_sample_args) from sampler s, then kcuda_sample_topk
+ * (*topk), kcuda_sample_sorted (*sorted) and, when the temperature says greedy,
+ * kcuda_sample_argmax (*greedy) on the logits already on the device. Consumes the uniform when
+ * the draw the backend would keep used it. *shifted (if not NULL): kcuda_sample_topk again with
+ * the uniform moved by a half (the test's sharpness check). */
+static void device_draw(Dev *d, Sampler *s, Draw *topk, Draw *sorted, Draw *greedy, Draw *shifted) {
     static unsigned char buf[sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t)];
     KcudaSampleArgs *a = (KcudaSampleArgs *)buf;
     memset(a, 0, sizeof *a);
     const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), MAX_PEN);
     REQUIRE(np >= 0);
     REQUIRE(cudaMemcpy(d->d_args, buf, sizeof *a + (size_t)np * 4, cudaMemcpyHostToDevice) == cudaSuccess);
-    *fast = dev_run(d, 0);
-    *sorted = dev_run(d, 2);
-    *greedy = a->temperature > 0.0f ? (Draw){-1, 0, 0} : dev_run(d, 1);
-    if (fast->declined ? sorted->used : fast->used) sampler_skip_uniform(s);
+    *topk = dev_run(d, PATH_TOPK);
+    *sorted = dev_run(d, PATH_SORTED);
+    *greedy = a->temperature > 0.0f ? (Draw){-1, 0, 0} : dev_run(d, PATH_ARGMAX);
+    if (shifted) {
+        a->u01 = fmod(a->u01 + 0.5, 1.0);
+        REQUIRE(cudaMemcpy(d->d_args, buf, sizeof *a, cudaMemcpyHostToDevice) == cudaSuccess);
+        *shifted = dev_run(d, PATH_TOPK);
+    }
+    const SamplerParams *p = sampler_params(s);
+    const Draw kept = !(p->temperature > 0.0f) ? *greedy : topk_range(p, d->n) ? *topk : *sorted;
+    if (kept.used) sampler_skip_uniform(s);
 }
 
 /* Logits of kind k: 0 peaked (a few strong tokens), 1 flat (all within 0.5), 2 coarse ties
  * (values on a grid of 0.25, +-0 included), 3 with NaN and -inf entries, 4 all -inf but one,
- * 5 values a few ulps apart (4096 distinct floats just above 1: kcuda_sample's radix select
- * down to its last digit), 6 peaked with a NaN first logit (the host's argmax keeps id 0). */
-enum { KINDS = 7 };
+ * 5 values a few ulps apart (4096 distinct floats just above 1), 6 peaked with a NaN first logit
+ * (the host's argmax keeps id 0), 7 all NaN, 8 NaN but for 30 tokens (fewer than most k), 9 all
+ * equal (rank order = id order: the top-k merge's lists overlap the most, its cutting rounds
+ * run several times). */
+enum { KINDS = 10 };
 static void make_logits(float *l, int n, int k) {
     for (int i = 0; i < n; i++) {
         switch (k) {
@@ -128,11 +158,15 @@ static void make_logits(float *l, int n, int k) {
             memcpy(&l[i], &u, 4);
             break;
         }
+        case 7: case 8: l[i] = NAN; break;
+        case 9: l[i] = 0.75f; break;
         default: l[i] = -INFINITY; break;
         }
     }
     if (k == 4) l[rnd() % (unsigned)n] = 1.0f;
     if (k == 6) l[0] = NAN;
+    if (k == 8)
+        for (int j = 0; j < 30; j++) l[rnd() % (unsigned)n] = 2.0f * frand();
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -171,25 +205,32 @@ static int nucleus(const float *pen, int n_vocab, const SamplerParams *p) {
 }
 
 static int kernel_test(int n, int quick) {
-    const int n_draws = quick ? 1 : 12, n_pens = quick ? 2 : 3;
+    /* 12 draws a case at vocab 1000, 4 at 128256 (the whole test stays under a minute on an H100:
+     * the host sampler and the sort take ~1 ms a draw there) */
+    const int n_draws = quick ? 1 : n > 100000 ? 4 : 12, n_pens = quick ? 2 : 3;
     Dev d;
     dev_open(&d, n);
     float *logits = malloc(sizeof(float) * (size_t)n), *copy = malloc(sizeof(float) * (size_t)n);
     REQUIRE(logits && copy);
     const float temps[] = {0.0f, 0.7f, 1.5f};
-    const int topk[] = {0, 1, 40, 1000, 2000};
+    const int cap = KCUDA_SAMPLE_TOPK_MAX < n - 1 ? KCUDA_SAMPLE_TOPK_MAX : n - 1;
+    const int topk[] = {0, 1, 2, 40, cap, cap + 1}; /* cap + 1: past the cap, or top-k off (= n) */
     const float topp[] = {1.0f, 0.95f, 0.5f, 0.0f};
     const float minp[] = {0.0f, 0.05f, 0.5f};
     const float pens[] = {1.0f, 1.1f, 0.8f};
-    int cases = 0, draws = 0, used = 0, wide = 0, accepted = 0, declined = 0;
-    int bad_fast = 0, bad_sorted = 0, bad_greedy = 0, bad_used = 0;
+    int cases = 0, draws = 0, used = 0, wide = 0, topk_draws = 0, sharp = 0, sharp_of = 0;
+    int bad_topk = 0, bad_sorted = 0, bad_greedy = 0, bad_decline = 0;
     for (int kind = 0; kind < KINDS; kind++)
         for (int ti = 0; ti < 3; ti++)
-            for (int ki = 0; ki < 5; ki++)
+            for (int ki = 0; ki < 6; ki++) {
+                /* fresh logits of this kind for each temperature and top-k (not each case: at
+                 * vocab 128256 making them costs ~2 ms) */
+                make_logits(logits, n, kind);
+                dev_logits(&d, logits);
                 for (int pi = 0; pi < 4; pi++)
                     for (int mi = 0; mi < 3; mi++)
                         for (int ri = 0; ri < n_pens; ri++) {
-                            if (ti == 0 && (ki || pi || mi)) continue; /* greedy ignores the filters */
+                            if (ti == 0 && (pi || mi || (ki && ki != 3))) continue; /* greedy ignores the filters */
                             SamplerParams p = sampler_params_default();
                             p.temperature = temps[ti];
                             p.top_k = topk[ki];
@@ -200,13 +241,12 @@ static int kernel_test(int n, int quick) {
                             p.seed = 1000u + (uint64_t)cases;
                             Sampler *sh = sampler_create(&p, n), *sd = sampler_create(&p, n);
                             REQUIRE(sh && sd);
-                            make_logits(logits, n, kind);
-                            dev_logits(&d, logits);
                             for (int w = 0; w < 80; w++) { /* repeats inside the window on purpose */
                                 const int32_t t = (int32_t)(rnd() % (unsigned)(w % 3 ? 64 : n));
                                 sampler_accept(sh, t);
                                 sampler_accept(sd, t);
                             }
+                            const int in_range = topk_range(&p, n);
                             int is_wide = 0;
                             for (int r = 0; r < n_draws; r++) {
                                 memcpy(copy, logits, sizeof(float) * (size_t)n);
@@ -214,26 +254,26 @@ static int kernel_test(int n, int quick) {
                                 if (r == 0 && p.temperature > 0.0f && (p.top_k <= 0 || p.top_k >= n) && p.top_p < 1.0f &&
                                     n > 1024)
                                     is_wide = nucleus(copy, n, &p) > 900; /* margin: the window shifts it */
-                                Draw f, so, g;
-                                device_draw(&d, sd, &f, &so, &g);
-                                if (f.declined) declined++;
-                                else accepted++;
+                                Draw f, so, g, sf;
+                                device_draw(&d, sd, &f, &so, &g, in_range && r == 0 ? &sf : NULL);
+                                /* kcuda_sample_topk declines exactly outside its range, and says nothing else */
+                                if (f.declined != !in_range || (f.declined && (f.tok != -1 || f.used))) bad_decline++;
                                 if (is_wide) { /* another order, the same distribution: stat_test */
                                     wide++;
                                 } else {
                                     draws++;
                                     used += so.used;
-                                    const int bf = !f.declined && (f.tok != th || f.used != so.used);
+                                    const int bt = in_range && (f.tok != th || f.used != so.used);
                                     const int bs = so.tok != th || so.declined;
                                     const int bg = p.temperature <= 0.0f && (g.tok != th || g.used || g.declined);
-                                    bad_fast += bf, bad_sorted += bs, bad_greedy += bg;
-                                    if ((bf || bs || bg) && bad_fast + bad_sorted + bad_greedy <= 10)
+                                    topk_draws += in_range;
+                                    bad_topk += bt, bad_sorted += bs, bad_greedy += bg;
+                                    if ((bt || bs || bg) && bad_topk + bad_sorted + bad_greedy <= 10)
                                         fprintf(stderr, "vocab %d kind %d t %.2f k %d p %.2f min_p %.2f pen %.1f draw %d: host %d, "
-                                                "fast %d (declined %d), sorted %d, greedy %d\n", n, kind, p.temperature, p.top_k,
+                                                "topk %d (declined %d), sorted %d, greedy %d\n", n, kind, p.temperature, p.top_k,
                                                 p.top_p, p.min_p, p.repeat_penalty, r, th, f.tok, f.declined, so.tok, g.tok);
+                                    if (in_range && r == 0 && f.used) sharp_of++, sharp += sf.tok != th;
                                 }
-                                /* a declined fast draw must say so and nothing else */
-                                if (f.declined && (f.tok != -1 || f.used)) bad_used++;
                                 sampler_accept(sh, th);
                                 sampler_accept(sd, th);
                             }
@@ -241,21 +281,230 @@ static int kernel_test(int n, int quick) {
                             sampler_free(sd);
                             cases++;
                         }
-    printf("kernel, vocab %d: %d settings x logits, %d draws compared (%d used the uniform); kcuda_sample accepted %d "
-           "and declined %d draws; differ from the host: kcuda_sample %d, kcuda_sample_sorted %d, greedy %d; %d draws "
-           "from top-p nuclei wider than 1024 tokens not compared (stat_test)\n", n, cases, draws, used, accepted, declined,
-           bad_fast, bad_sorted, bad_greedy, wide);
-    CHECK_EQ_INT(bad_fast, 0);
+            }
+    printf("kernel, vocab %d: %d settings x logits, %d draws compared (%d used the uniform), %d of them by "
+           "kcuda_sample_topk; differ from the host: kcuda_sample_topk %d, kcuda_sample_sorted %d, kcuda_sample_argmax %d; "
+           "kcuda_sample_topk declined wrongly %d times; with the uniform shifted by 0.5 it differs from the host in %d of %d "
+           "draws; %d draws from top-p nuclei wider than 1024 tokens not compared (stat_test)\n", n, cases, draws, used,
+           topk_draws, bad_topk, bad_sorted, bad_greedy, bad_decline, sharp, sharp_of, wide);
+    CHECK_EQ_INT(bad_topk, 0);
     CHECK_EQ_INT(bad_sorted, 0);
     CHECK_EQ_INT(bad_greedy, 0);
-    CHECK_EQ_INT(bad_used, 0);
+    CHECK_EQ_INT(bad_decline, 0);
     CHECK(used > draws / 2);
-    CHECK(accepted > 0);
-    if (n > 100000) CHECK(declined > 0); /* the fallback is exercised */
+    CHECK(topk_draws > draws / 3);
+    CHECK(sharp > sharp_of / 10); /* the comparison can fail */
     free(logits);
     free(copy);
     dev_close(&d);
     return 0;
+}
+
+/* For compute-sanitizer: kcuda_sample_topk (k 1, 40 and the cap; at k 40 also with the
+ * arguments and result in mapped pinned memory, as the backend runs it) and kcuda_sample_argmax
+ * on peaked, tied, NaN and all-equal logits at vocab 3000 (3 blocks) and 20000 (20 blocks), the
+ * default filters; each draw still compared with the host. */
+static void sanitize_test(void) {
+    const int vocabs[2] = {3000, 20000}, kinds[4] = {0, 2, 3, 9};
+    int launches = 0, bad = 0;
+    for (int vi = 0; vi < 2; vi++) {
+        const int n = vocabs[vi];
+        Dev d;
+        dev_open(&d, n);
+        float *logits = malloc(sizeof(float) * (size_t)n), *copy = malloc(sizeof(float) * (size_t)n);
+        REQUIRE(logits && copy);
+        for (int ki = 0; ki < 4; ki++)
+            for (int kk = 0; kk < 4; kk++) {
+                SamplerParams p = sampler_params_default();
+                p.seed = 7u + (uint64_t)launches;
+                p.top_k = kk == 0 ? 1 : kk == 1 ? 40 : KCUDA_SAMPLE_TOPK_MAX;
+                if (kk == 3) p.temperature = 0.0f; /* greedy: both launchers */
+                Sampler *sh = sampler_create(&p, n), *sd = sampler_create(&p, n);
+                REQUIRE(sh && sd);
+                make_logits(logits, n, kinds[ki]);
+                dev_logits(&d, logits);
+                for (int w = 0; w < 40; w++) {
+                    const int32_t t = (int32_t)(rnd() % (unsigned)n);
+                    sampler_accept(sh, t);
+                    sampler_accept(sd, t);
+                }
+                memcpy(copy, logits, sizeof(float) * (size_t)n);
+                const int th = sampler_sample(sh, copy, n);
+                static unsigned char buf[sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t)];
+                KcudaSampleArgs *a = (KcudaSampleArgs *)buf;
+                const int np = cuda_sample_args(sd, a, (int32_t *)(a + 1), MAX_PEN);
+                REQUIRE(np >= 0);
+                REQUIRE(cudaMemcpy(d.d_args, buf, sizeof *a + (size_t)np * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+                const Draw f = dev_run(&d, PATH_TOPK);
+                bad += f.tok != th;
+                launches++;
+                if (kk == 1) { /* the backend's way: arguments and result in mapped pinned memory */
+                    unsigned char *h = NULL;
+                    KcudaSampleArgs *m_args = NULL;
+                    REQUIRE(cudaHostAlloc((void **)&h, sizeof buf + 16, cudaHostAllocMapped) == cudaSuccess);
+                    memcpy(h, buf, sizeof buf);
+                    int *h_out = (int *)(h + sizeof buf), *m_out = NULL;
+                    REQUIRE(cudaHostGetDevicePointer((void **)&m_args, h, 0) == cudaSuccess);
+                    m_out = (int *)((unsigned char *)m_args + sizeof buf);
+                    REQUIRE(kcuda_sample_topk(d.d_logits, n, m_args, (const int32_t *)(m_args + 1), d.d_scratch, d.scratch,
+                                              m_out, NULL) == 0);
+                    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+                    bad += h_out[0] != th;
+                    launches++;
+                    cudaFreeHost(h);
+                }
+                if (kk == 3) {
+                    const Draw g = dev_run(&d, PATH_ARGMAX);
+                    bad += g.tok != th;
+                    launches++;
+                }
+                sampler_free(sh);
+                sampler_free(sd);
+            }
+        free(logits), free(copy);
+        dev_close(&d);
+    }
+    printf("sanitize: %d launches of kcuda_sample_topk / kcuda_sample_argmax, %d differ from the host\n", launches, bad);
+    CHECK_EQ_INT(bad, 0);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The sampler graph's shapes, as the backend could capture them, timed from the host (graph
+ * launch + stream synchronize, median of 3 x 200, the logits of d already there): the arguments
+ * copied in (16 KiB from pinned memory) and the result copied out around the kernel (the backend
+ * before 2026-12-06), or the kernel alone reading the arguments from and writing the result to
+ * pinned host memory (mapped), or the kernel alone on device memory (the floor). The defaults,
+ * kcuda_sample_topk. */
+static void graph_time(Dev *d, cudaStream_t st) {
+    enum { REPS = 200, BYTES = sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t) };
+    unsigned char *h_args = NULL;
+    int *h_out = NULL;
+    REQUIRE(cudaMallocHost((void **)&h_args, BYTES) == cudaSuccess && cudaMallocHost((void **)&h_out, 16) == cudaSuccess);
+    KcudaSampleArgs *a = (KcudaSampleArgs *)h_args;
+    SamplerParams p = sampler_params_default();
+    p.seed = 3;
+    Sampler *s = sampler_create(&p, d->n);
+    REQUIRE(s);
+    for (int w = 0; w < 64; w++) sampler_accept(s, (int32_t)(rnd() % (unsigned)d->n));
+    REQUIRE(cuda_sample_args(s, a, (int32_t *)(a + 1), MAX_PEN) >= 0);
+    REQUIRE(cudaMemcpy(d->d_args, h_args, BYTES, cudaMemcpyHostToDevice) == cudaSuccess);
+    KcudaSampleArgs *m_args = NULL;
+    int *m_out = NULL;
+    REQUIRE(cudaHostGetDevicePointer((void **)&m_args, h_args, 0) == cudaSuccess &&
+            cudaHostGetDevicePointer((void **)&m_out, h_out, 0) == cudaSuccess);
+    const char *name[3] = {"copy in + kernel + copy out", "kernel on mapped host memory", "kernel alone (device memory)"};
+    printf("\nsampler graph shapes, vocab %d, the defaults, kcuda_sample_topk: host time per graph launch + "
+           "synchronize, median of 3 x %d\n| graph | us | token |\n|---|---:|---:|\n", d->n, REPS);
+    for (int shape = 0; shape < 3; shape++) {
+        cudaGraph_t g = NULL;
+        cudaGraphExec_t ge = NULL;
+        REQUIRE(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+        int rc = 0;
+        if (shape == 0) {
+            rc |= cudaMemcpyAsync(d->d_args, h_args, BYTES, cudaMemcpyHostToDevice, st) != cudaSuccess;
+            rc |= kcuda_sample_topk(d->d_logits, d->n, d->d_args, (const int32_t *)(d->d_args + 1), d->d_scratch,
+                                    d->scratch, d->d_out, st);
+            rc |= cudaMemcpyAsync(h_out, d->d_out, 3 * sizeof(int), cudaMemcpyDeviceToHost, st) != cudaSuccess;
+        } else if (shape == 1) {
+            rc |= kcuda_sample_topk(d->d_logits, d->n, m_args, (const int32_t *)(m_args + 1), d->d_scratch, d->scratch,
+                                    m_out, st);
+        } else {
+            rc |= kcuda_sample_topk(d->d_logits, d->n, d->d_args, (const int32_t *)(d->d_args + 1), d->d_scratch,
+                                    d->scratch, d->d_out, st);
+        }
+        REQUIRE(cudaStreamEndCapture(st, &g) == cudaSuccess && rc == 0);
+        REQUIRE(cudaGraphInstantiate(&ge, g, 0) == cudaSuccess);
+        double t3[3];
+        for (int rep = 0; rep < 3; rep++) {
+            for (int w = 0; w < 20; w++)
+                REQUIRE(cudaGraphLaunch(ge, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess);
+            const double t0 = now_s();
+            for (int w = 0; w < REPS; w++)
+                REQUIRE(cudaGraphLaunch(ge, st) == cudaSuccess && cudaStreamSynchronize(st) == cudaSuccess);
+            t3[rep] = (now_s() - t0) * 1e6 / REPS;
+        }
+        int out[3] = {-1, -1, -1};
+        if (shape == 2) REQUIRE(cudaMemcpy(out, d->d_out, sizeof out, cudaMemcpyDeviceToHost) == cudaSuccess);
+        else memcpy(out, h_out, sizeof out);
+        const double lo = t3[0] < t3[1] ? t3[0] : t3[1], hi = t3[0] < t3[1] ? t3[1] : t3[0];
+        printf("| %s | %.1f | %d |\n", name[shape], t3[2] < lo ? lo : t3[2] > hi ? hi : t3[2], out[0]);
+        cudaGraphExecDestroy(ge);
+        cudaGraphDestroy(g);
+    }
+    sampler_free(s);
+    cudaFreeHost(h_args);
+    cudaFreeHost(h_out);
+}
+
+/* Not a test: each launcher's time per draw (CUDA events around 200 launches on one stream,
+ * after 20 warm-up launches; the arguments already on the device) at vocab 128256, on peaked and
+ * flat logits, with the default settings (and their top-k at the cap, 256), greedy with the penalty,
+ * against kcuda_sample_sorted with the same settings. */
+static void time_test(void) {
+    enum { V = 128256, REPS = 200, WARM = 20 };
+    Dev d;
+    dev_open(&d, V);
+    float *logits = malloc(sizeof(float) * V);
+    REQUIRE(logits);
+    cudaStream_t st;
+    cudaEvent_t e0, e1;
+    REQUIRE(cudaStreamCreate(&st) == cudaSuccess && cudaEventCreate(&e0) == cudaSuccess &&
+            cudaEventCreate(&e1) == cudaSuccess);
+    static unsigned char buf[sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t)];
+    printf("launcher time per draw, vocab %d, penalty 1.1 over 64 tokens, median of 3 x %d event-timed launches\n"
+           "| logits | setting | launcher | us | vs sorted |\n|---|---|---|---:|---:|\n", V, REPS);
+    const char *kname[2] = {"peaked", "flat"};
+    for (int kind = 0; kind < 2; kind++) {
+        make_logits(logits, V, kind);
+        dev_logits(&d, logits);
+        const struct { const char *name; float t; int k; float p, mp; int path; } R[] = {
+            {"defaults (top-k 40)", 0.7f, 40, 0.95f, 0.05f, PATH_SORTED},
+            {"defaults (top-k 40)", 0.7f, 40, 0.95f, 0.05f, PATH_TOPK},
+            {"defaults, top-k 256", 0.7f, KCUDA_SAMPLE_TOPK_MAX, 0.95f, 0.05f, PATH_SORTED},
+            {"defaults, top-k 256", 0.7f, KCUDA_SAMPLE_TOPK_MAX, 0.95f, 0.05f, PATH_TOPK},
+            /* the parts: the blocks' sorts with a trivial merge; the merge without top-p/min-p */
+            {"top-k 1", 0.7f, 1, 1.0f, 0.0f, PATH_TOPK},
+            {"top-k 40 alone", 0.7f, 40, 1.0f, 0.0f, PATH_TOPK},
+            {"greedy + penalty", 0.0f, 40, 1.0f, 0.0f, PATH_ARGMAX},
+        };
+        double sorted_us = 0;
+        for (size_t r = 0; r < sizeof R / sizeof R[0]; r++) {
+            SamplerParams p = sampler_params_default();
+            p.temperature = R[r].t, p.top_k = R[r].k, p.top_p = R[r].p, p.min_p = R[r].mp, p.seed = 1;
+            Sampler *s = sampler_create(&p, V);
+            REQUIRE(s);
+            for (int w = 0; w < 64; w++) sampler_accept(s, (int32_t)(rnd() % V));
+            KcudaSampleArgs *a = (KcudaSampleArgs *)buf;
+            const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), MAX_PEN);
+            REQUIRE(np >= 0);
+            REQUIRE(cudaMemcpy(d.d_args, buf, sizeof *a + (size_t)np * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+            double t3[3];
+            for (int rep = 0; rep < 3; rep++) {
+                for (int w = 0; w < WARM; w++) REQUIRE(dev_launch(&d, R[r].path, st) == 0);
+                REQUIRE(cudaEventRecord(e0, st) == cudaSuccess);
+                for (int w = 0; w < REPS; w++) REQUIRE(dev_launch(&d, R[r].path, st) == 0);
+                REQUIRE(cudaEventRecord(e1, st) == cudaSuccess && cudaEventSynchronize(e1) == cudaSuccess);
+                float ms = 0;
+                REQUIRE(cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess);
+                t3[rep] = ms * 1e3 / REPS;
+            }
+            const double lo = t3[0] < t3[1] ? t3[0] : t3[1], hi = t3[0] < t3[1] ? t3[1] : t3[0];
+            const double med = t3[2] < lo ? lo : t3[2] > hi ? hi : t3[2];
+            if (R[r].path == PATH_SORTED) sorted_us = med;
+            printf("| %s | %s | %s | %.1f | %.2fx |\n", kname[kind], R[r].name, PATH_NAME[R[r].path], med,
+                   sorted_us > 0 ? med / sorted_us : 0.0);
+            sampler_free(s);
+        }
+    }
+    graph_time(&d, st);
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(st);
+    free(logits);
+    dev_close(&d);
 }
 
 typedef struct {
@@ -365,14 +614,14 @@ static void ref_self_check(void) {
 /* A top-p nucleus wider than 1024 tokens without top-k, where the host's draw order past rank
  * 1024 is its quickselect's (fixed logits: vocab 128256, a slowly falling tail, so top-p 0.9
  * keeps a few thousand tokens). N draws each:
- *   - the device (kcuda_sample must decline: the nucleus is past its 1024 best; then
- *     kcuda_sample_sorted) against ref_draw with the same uniform: every draw equal;
+ *   - the device (kcuda_sample_topk must decline: no top-k; kcuda_sample_sorted draws) against
+ *     ref_draw with the same uniform: every draw equal;
  *   - the host sampler against the exact probabilities: chi-square over 16 bins of consecutive
  *     ranks of about equal probability (15 degrees of freedom) below 37.7 (p = 0.001).
  * (A chi-square of the device's draws against the exact probabilities is printed, not checked:
  * with exact equality to ref_draw it measures only the uniforms' luck.) */
 static void stat_test(void) {
-    enum { V = 128256, N = 3000, B = 16 };
+    enum { V = 128256, N = 2000, B = 16 };
     Dev d;
     dev_open(&d, V);
     float *lg = malloc(sizeof(float) * V), *copy = malloc(sizeof(float) * V), *v = malloc(sizeof(float) * V);
@@ -410,15 +659,15 @@ static void stat_test(void) {
     Sampler *sh = sampler_create(&p, V), *sd = sampler_create(&p, V);
     p.seed = 6;
     sampler_reset(sd, &p); /* independent streams */
-    int bad = 0, differ = 0, fast_taken = 0;
+    int bad = 0, differ = 0, topk_taken = 0;
     for (int t = 0; t < N; t++) {
         memcpy(copy, lg, sizeof(float) * V);
         const int th = sampler_sample(sh, copy, V);
         const double u = sampler_peek_uniform(sd);
         Draw f, so, g;
-        device_draw(&d, sd, &f, &so, &g);
+        device_draw(&d, sd, &f, &so, &g, NULL);
         const int tr = ref_draw(&ref, u);
-        fast_taken += !f.declined;
+        topk_taken += !f.declined;
         if (so.tok != tr && differ++ < 5) fprintf(stderr, "wide nucleus, draw %d (u %.17g): device %d, reference %d\n", t, u, so.tok, tr);
         if (th < 0 || th >= V || so.tok < 0 || so.tok >= V) {
             bad++;
@@ -432,13 +681,13 @@ static void stat_test(void) {
         if (e > 0) xh += (ch[k] - e) * (ch[k] - e) / e, xd += (cd[k] - e) * (cd[k] - e) / e;
     }
     printf("wide nucleus (%d tokens of %d, top-p 0.9, no top-k): %d draws; device vs the rank-order reference: %d "
-           "differ (kcuda_sample took %d, declined the rest); chi-square over %d bins: host vs exact %.1f (limit 37.7), "
-           "device vs exact %.1f (not checked)\n", keep, V, N, differ, fast_taken, B, xh, xd);
+           "differ (kcuda_sample_topk took %d, declined the rest); chi-square over %d bins: host vs exact %.1f (limit 37.7), "
+           "device vs exact %.1f (not checked)\n", keep, V, N, differ, topk_taken, B, xh, xd);
     CHECK(keep > 1024);
     CHECK_EQ_INT(ref.n, keep);
     CHECK_EQ_INT(bad, 0);
     CHECK_EQ_INT(differ, 0);
-    CHECK_EQ_INT(fast_taken, 0);
+    CHECK_EQ_INT(topk_taken, 0);
     CHECK(xh < 37.7);
     sampler_free(sh);
     sampler_free(sd);
@@ -482,7 +731,9 @@ static void backend_test(void) {
         {0.8f, 5, 1.0f, 0.0f, 1.3f},    /* top-k + penalty */
         {1.0f, 0, 1.0f, 0.2f, 1.0f},    /* min-p alone */
         {2.0f, 100, 0.5f, 0.02f, 0.9f}, /* everything, penalty < 1 */
-        {1.0f, 2000, 1.0f, 0.0f, 1.1f}, /* top-k past kcuda_sample's bound: kcuda_sample_sorted */
+        {0.9f, KCUDA_SAMPLE_TOPK_MAX, 0.9f, 0.0f, 1.1f},     /* top-k at kcuda_sample_topk's cap */
+        {1.0f, KCUDA_SAMPLE_TOPK_MAX + 1, 1.0f, 0.0f, 1.1f}, /* top-k past it: kcuda_sample_sorted */
+        {1.0f, 1, 1.0f, 0.0f, 1.0f},    /* top-k 1 */
     };
     int total = 0, differ = 0;
     for (size_t si = 0; si < sizeof S / sizeof S[0]; si++) {
@@ -530,19 +781,35 @@ static void backend_test(void) {
     model_free(&m);
 }
 
-/* argv[1] "quick": the kernel part at vocab 1000 only, smaller (for compute-sanitizer). */
+/* argv[1]: "quick", "sanitize" or "time" (the file's header). */
 int main(int argc, char **argv) {
     ref_self_check();
     if (kcuda_device_count() <= 0) {
         if (check_failures_) return check_report("test_sample_cuda");
         SKIP("no CUDA device (the CPU check of the reference draw passed)");
     }
-    const int quick = argc > 1 && strcmp(argv[1], "quick") == 0;
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "time") == 0) {
+        time_test();
+        return 0;
+    }
+    if (strcmp(mode, "sanitize") == 0) {
+        sanitize_test();
+        return check_report("test_sample_cuda");
+    }
+    const int quick = strcmp(mode, "quick") == 0;
+    const double t0 = now_s();
     kernel_test(1000, quick);
+    if (quick) kernel_test(20000, 1); /* 20 blocks: kcuda_sample_topk's merge */
     if (!quick) {
+        const double t1 = now_s();
         kernel_test(128256, 0);
+        const double t2 = now_s();
         stat_test();
+        const double t3 = now_s();
         backend_test();
+        printf("wall time: kernel part %.1f s (vocab 1000) + %.1f s (128256), stat_test %.1f s, backend %.1f s\n", t1 - t0,
+               t2 - t1, t3 - t2, now_s() - t3);
     }
     return check_report("test_sample_cuda");
 }
