@@ -46,7 +46,7 @@ step "dev_attn_decode all" 200 0 lab.txt $B/tests/dev_attn_decode all
 grep -E "^device|^config|^check|^gemv|^RANK|^BASE|^BEST|^CONFIRM|^TRIG|^CARVE" "$OUT/lab.txt" >>"$S"
 echo "lab FAIL lines: $(grep -c FAIL "$OUT/lab.txt")" >>"$S"
 grep FAIL "$OUT/lab.txt" | head -5 >>"$S"
-step "test_kernels_cuda" 120 200 kernels.txt $B/tests/test_kernels_cuda
+step "test_kernels_cuda" 180 170 kernels.txt $B/tests/test_kernels_cuda
 grep -E "CHECK failed|checks|passed|failed" "$OUT/kernels.txt" | tail -6 >>"$S"
 step "memcheck test_kernels_cuda attention" 60 250 memcheck.txt compute-sanitizer --tool memcheck $B/tests/test_kernels_cuda attention
 grep -E "ERROR SUMMARY|checks" "$OUT/memcheck.txt" | tail -2 >>"$S"
