@@ -54,7 +54,7 @@ step "racecheck test_kernels_cuda attention" 100 260 racecheck.txt compute-sanit
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|checks" "$OUT/racecheck.txt" | tail -3 >>"$S"
 step "memcheck dev_attn_decode san" 60 290 memcheck_lab.txt compute-sanitizer --tool memcheck $B/tests/dev_attn_decode san
 grep -E "ERROR SUMMARY|^san|FAIL" "$OUT/memcheck_lab.txt" | tail -3 >>"$S"
-step "racecheck dev_attn_decode san" 80 300 racecheck_lab.txt compute-sanitizer --tool racecheck $B/tests/dev_attn_decode san
+step "racecheck dev_attn_decode san" 80 280 racecheck_lab.txt compute-sanitizer --tool racecheck $B/tests/dev_attn_decode san
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|^san|FAIL" "$OUT/racecheck_lab.txt" | tail -3 >>"$S"
 step "bench --backend cuda --quick --skip-kernels" 120 240 bench.txt $B/bitnet-chat bench --backend cuda --quick --skip-kernels
 grep -A8 "^| context" "$OUT/bench.txt" | grep -vE "^\|[-|: ]+\|$" >>"$S"
