@@ -1,9 +1,9 @@
 #!/bin/sh
 # One device call for decode attention speed (issue #11), from prebuilt binaries (nothing is
 # built on the device). Run from the root of a source copy:
-#   sh kernels/dev/run_attn_device.sh X
+#   sh kernels/dev/run_attn_device.sh X [short]
 # Steps, each time-limited, in order of importance; a step that would start too late for the
-# 6-minute budget is skipped and says so:
+# 6-minute budget is skipped and says so (short: steps 1 and `test_kernels_cuda attention`, ~2 min):
 #   1. dev_attn_decode all: every variant checked against the host reference, then timed alone
 #      and inside 30 product decode layers at contexts 64..4064 (kernels/dev/attn_decode_lab.cu);
 #   2. test_kernels_cuda: every kernel against its reference, decode attention included (the
@@ -21,6 +21,7 @@
 # unpacked at that path. Logs and summary.txt go to $OUT.
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
+MODE=${2:-all}
 S=$OUT/summary.txt
 W=/work/wt-attn-speed
 T0=$(date +%s)
@@ -42,10 +43,19 @@ step() { # name seconds latest-start log command...
     timeout "$t" "$@" >"$OUT/$log" 2>&1
     echo "$n: rc $? ($(($(date +%s) - t1)) s)" >>"$S"
 }
-step "dev_attn_decode all" 200 0 lab.txt $B/tests/dev_attn_decode all
+LT=200
+[ "$MODE" = short ] && LT=160
+step "dev_attn_decode all" $LT 60 lab.txt $B/tests/dev_attn_decode all
 grep -E "^device|^config|^check|^gemv|^RANK|^BASE|^BEST|^CONFIRM|^TRIG|^CARVE" "$OUT/lab.txt" >>"$S"
 echo "lab FAIL lines: $(grep -c FAIL "$OUT/lab.txt")" >>"$S"
 grep FAIL "$OUT/lab.txt" | head -5 >>"$S"
+if [ "$MODE" = short ]; then
+    step "test_kernels_cuda attention" 40 200 kernels.txt $B/tests/test_kernels_cuda attention
+    grep -E "CHECK failed|checks|passed|failed" "$OUT/kernels.txt" | tail -4 >>"$S"
+    echo "total $(($(date +%s) - T0)) s" >>"$S"
+    cat "$S"
+    exit 0
+fi
 step "test_kernels_cuda" 180 170 kernels.txt $B/tests/test_kernels_cuda
 grep -E "CHECK failed|checks|passed|failed" "$OUT/kernels.txt" | tail -6 >>"$S"
 step "memcheck test_kernels_cuda attention" 60 250 memcheck.txt compute-sanitizer --tool memcheck $B/tests/test_kernels_cuda attention
