@@ -11,22 +11,22 @@
 // The grid is fixed per launch (the graph is captured once; the position lives in device
 // memory): about the blocks that fit on the GPU at once (2 per SM here; the occupancy query
 // says), with a number of splits chosen so that one block per KV head and split fills them.
-// Each block derives its work from the position: the split length (at least 64 positions,
-// longer at long context), and how many blocks per KV head and split work: up to one per query
-// head where the splits are few, one (the whole group) where they fill the GPU. So a short
-// context makes few splits (little to combine) and keeps the SMs busy over the query heads, and
-// a long one makes ~2 blocks per SM that each stream their rows once.
+// Each block derives its work from the position: its split (at least 64 positions, rounded up
+// to whole tiles, longer at long context) and its query heads (the whole group; more than 8 per
+// KV head take several blocks). Blocks past the work leave at once.
 //
 // A block streams its span in tiles of 64 positions (32 for head_dim > 128) through two
 // shared-memory stages filled by 16-byte cp.async, the first two issued before the PDL wait:
 // the rows < pos are final before the previous kernel starts (earlier steps wrote them), so the
 // KV traffic overlaps the QKV projection. Per tile: scores of all the group's heads (f32, q
-// rotated in shared memory), an online softmax in f32 (running max and sum per head), and
-// P.V accumulated in registers. A block that holds the current position computes its k (RoPE)
-// and v after the wait, patches them into its tile and (the first block of the group) writes
-// them to the cache. With more than one split, each block writes (max, sum, o) per head and the
-// last block of the group to arrive combines them (no second launch: a launch plus its PDL wait
-// costs ~1 us per layer, more than the combine at these sizes).
+// rotated in shared memory, two FMA chains per dot product), an online softmax in f32 (running
+// max and sum per head), and P.V accumulated in registers. A block that holds the current
+// position computes its k (RoPE) and v after the wait, patches them into its tile and (the first
+// block of the group) writes them to the cache. With more than one split, each block writes
+// (max, sum, o) per head and the last block of the group to arrive combines them (no second
+// launch: a launch plus its PDL wait costs ~1 us per layer, more than the combine at these sizes).
+// The device code and its knobs are in attention_decode.cuh; the lab (kernels/dev/
+// attn_decode_lab.cu) times every other setting of them.
 #include <stdint.h>
 
 #include "kernels/cuda/attention_decode.cuh"
@@ -36,12 +36,24 @@ namespace {
 
 using namespace attn_decode;
 
-// The product's configuration (kernels/dev/README.md, "Decode attention"): 128 threads, tiles of
-// 64 positions (32 for head_dim > 128), two blocks per SM, splits of >= 64 positions rounded to
-// 16, query heads spread at short context.
+// The product's configuration, the fastest of 349 in the lab at every context (H100 80GB HBM3,
+// 2026-12-06, dev_attn_decode: us per layer inside 30 product decode layers, less the same
+// layers without attention, at positions 96 / 544 / 2080 / 4064; kernels/dev/README.md):
+//   256 threads, tile 64, 2 stages, two FMA chains, 2 blocks per SM, splits >= 64 positions in
+//   whole tiles, no head spreading: 7.60 / 8.76 / 13.14 / 17.13;
+//   the previous setting (128 threads, one FMA chain, splits rounded to 16, heads spread at
+//   short context): 8.85 / 10.90 / 14.78 / 22.87; version 3 (block per query head and 64
+//   positions): 4.71 / 6.72 / 15.19 / 24.59.
+// Why: with 128 threads at 2 blocks per SM, 8 warps per SM run the latency-bound tile loop (256:
+// 16); whole tiles end no span with a part-tile (at 4064: 32 splits of 128 instead of 52 of 80,
+// also fewer records to combine); spreading a group's heads over several blocks at short
+// context made more, slower blocks (one head of four per block leaves 3/4 of the score threads
+// idle) and cost 0.2-1.5 us. Tile 32 (half the shared memory) was slower at every context (more
+// tiles in a row), 3 or 4 stages at 1 block per SM slower past 2048, combine batches of 32 no
+// gain. For head_dim > 128 the tile is 32 (shared memory), the rest the same (not timed there).
 template <int MAXHD>
-using ProductCfg = Cfg<MAXHD, 128, (MAXHD > 128 ? 32 : 64)>;
-constexpr Knobs PRODUCT_KNOBS = {2, 64, false, true};
+using ProductCfg = Cfg<MAXHD, 256, (MAXHD > 128 ? 32 : 64), 2, true>;
+constexpr Knobs PRODUCT_KNOBS = {2, 64, true, false};
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
