@@ -69,9 +69,10 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // Threads per block, positions per tile and the thread mappings, by the largest head_dim an
 // instantiation takes.
 // STAGES_: tiles in flight (shared-memory stages); ILP2_: the scores' dot products in two chains
-// of FMAs; CB_: the combine's loads per batch.
-template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16>
+// of FMAs; CB_: the combine's loads per batch; PC_: the combine's splits over all the threads.
+template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16, bool PC_ = false>
 struct Cfg {
+    static constexpr bool PC = PC_;
     static constexpr int STAGES = STAGES_;
     static constexpr bool ILP2 = ILP2_;
     static constexpr int CB = CB_;
@@ -102,7 +103,7 @@ template <class C, int MAXHD>
 size_t dyn_smem(int hd, bool vec8, int splits) {
     size_t b = C::STAGES * stage_halves<C>(hd, vec8) * sizeof(__half);
     const size_t red = (size_t)C::PH * MAX_REP * MAXHD * sizeof(float);
-    const size_t comb = (size_t)2 * splits * MAX_REP * sizeof(float);
+    const size_t comb = (size_t)2 * splits * MAX_REP * sizeof(float) + (C::PC ? (size_t)C::THREADS * 16 : 0);
     if (red > b) b = red;
     if (comb > b) b = comb;
     return (b + 15) / 16 * 16;
@@ -483,20 +484,29 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
         }
     }
     __syncthreads();
-    const int q4 = hd4 / 4;
-    for (int idx = tid; idx < nh * q4; idx += THREADS) {
-        const int r = idx / q4, d = (idx - r * q4) * 4;
+    // With PC, the threads left over by the (head, 4 outputs) items take the splits in G groups,
+    // whose sums are added through shared memory after the wm/wl table (fewer batches of loads
+    // in a row: 32 splits at 256 threads and 4 heads of 128 make one batch instead of two).
+    const int q4 = hd4 / 4, items = nh * q4;
+    int G = C::PC ? THREADS / items : 1;
+    G = G < 1 ? 1 : G > nsplit ? nsplit : G;
+    const int span = (nsplit + G - 1) / G;
+    float4 *gsum = (float4 *)(wl + (size_t)nsplit * MAX_REP);  // 64 * nsplit bytes from dyn: aligned
+    for (int idx = tid; idx < G * items; idx += THREADS) {
+        const int gi = idx / items, it = idx - gi * items;
+        const int r = it / q4, d = (it - r * q4) * 4;
+        const int sb = gi * span, se = min(nsplit, sb + span);
         const float *src = po + (recb + r) * hd4 + d;
         const size_t step = (size_t)p.hb_max * hd4;  // next split, same head
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int s0 = 0; s0 < nsplit; s0 += C::CB) {
+        for (int s0 = sb; s0 < se; s0 += C::CB) {
             float4 v[C::CB];
 #pragma unroll
             for (int u = 0; u < C::CB; u++)
-                v[u] = s0 + u < nsplit ? __ldcg((const float4 *)(src + (size_t)(s0 + u) * step)) : make_float4(0.f, 0.f, 0.f, 0.f);
+                v[u] = s0 + u < se ? __ldcg((const float4 *)(src + (size_t)(s0 + u) * step)) : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int u = 0; u < C::CB; u++)
-                if (s0 + u < nsplit) {
+                if (s0 + u < se) {
                     const float w = wm[(s0 + u) * MAX_REP + r];
                     acc.x = fmaf(v[u].x, w, acc.x);
                     acc.y = fmaf(v[u].y, w, acc.y);
@@ -504,12 +514,33 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
                     acc.w = fmaf(v[u].w, w, acc.w);
                 }
         }
+        if (G > 1) {
+            gsum[idx] = acc;
+            continue;
+        }
         const float L = lsum[r];
         float *dst = p.out + (size_t)(h0 + r) * hd + d;
         const float res[4] = {acc.x / L, acc.y / L, acc.z / L, acc.w / L};
 #pragma unroll
         for (int e = 0; e < 4; e++)
             if (d + e < hd) dst[e] = res[e];
+    }
+    if (G > 1) {
+        __syncthreads();
+        for (int it = tid; it < items; it += THREADS) {
+            const int r = it / q4, d = (it - r * q4) * 4;
+            float4 acc = gsum[it];
+            for (int gi = 1; gi < G; gi++) {
+                const float4 v = gsum[gi * items + it];
+                acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
+            }
+            const float L = lsum[r];
+            float *dst = p.out + (size_t)(h0 + r) * hd + d;
+            const float res[4] = {acc.x / L, acc.y / L, acc.z / L, acc.w / L};
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (d + e < hd) dst[e] = res[e];
+        }
     }
     if (tid == 0) p.count[bx] = 0;
 }

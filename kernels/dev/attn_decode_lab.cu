@@ -4,7 +4,7 @@
 // kernel until 2026-12-06, attention_decode_v3.cuh) as the baseline; 2B-4T heads (20 query
 // heads, 5 KV heads, head_dim 128, 30 layers).
 //
-//   dev_attn_decode [check|time|all|san] [top N]
+//   dev_attn_decode [check|time|all|san] [top N] [only CFG,CFG,...]
 //
 // check: every variant against a double-precision host reference (the kernel's own cache row
 // at the position, rows below it as uploaded) at 16 positions of the 2B shape up to 4095 and at
@@ -433,7 +433,12 @@ double time_chain(Chain &c, Bufs &b, const Variant *v, int pdl, cudaStream_t st)
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
-    int top = argc > 3 && !strcmp(argv[2], "top") ? atoi(argv[3]) : 12;
+    int top = 12;
+    const char *only = nullptr;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "top")) top = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "only")) only = argv[i + 1];
+    }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("SKIP: no CUDA device\n");
@@ -448,7 +453,7 @@ int main(int argc, char **argv) {
 
     std::vector<Variant> vs;
     // name: threads x tile, s stages, i two FMA chains in the scores, b32 combine batches of 32
-    add_config<Cfg<128, 128, 64>>(vs, "t128x64s2");  // the product's
+    add_config<Cfg<128, 128, 64>>(vs, "t128x64s2");  // the product's until 2026-12-06
     add_config<Cfg<128, 128, 32>>(vs, "t128x32s2");
     add_config<Cfg<128, 256, 64>>(vs, "t256x64s2");
     add_config<Cfg<128, 256, 32>>(vs, "t256x32s2");
@@ -462,13 +467,28 @@ int main(int argc, char **argv) {
     add_config<Cfg<128, 256, 32, 4, true>>(vs, "t256x32s4i");
     add_config<Cfg<128, 128, 64, 2, true, 32>>(vs, "t128x64s2ib32");
     add_config<Cfg<128, 256, 64, 3, true, 32>>(vs, "t256x64s3ib32");
+    add_config<Cfg<128, 256, 64, 2, true, 16, true>>(vs, "t256x64s2ip");  // p: combine over all threads
+    add_config<Cfg<128, 256, 64, 3, true, 16, true>>(vs, "t256x64s3ip");
+    add_config<Cfg<128, 256, 128, 1, true>>(vs, "t256x128s1i");  // a split of 128 in one tile
+    add_config<Cfg<128, 256, 128, 1, true, 16, true>>(vs, "t256x128s1ip");
+    add_config<Cfg<128, 256, 128, 2, true>>(vs, "t256x128s2i");
+    if (only) {  // keep the configurations named (comma-separated, the part of the name before the knobs)
+        std::vector<Variant> keep;
+        for (auto &v : vs) {
+            const std::string cfg = v.name.substr(0, v.name.find(' '));
+            if (("," + std::string(only) + ",").find("," + cfg + ",") != std::string::npos) keep.push_back(v);
+        }
+        vs.swap(keep);
+    }
     Variant v3;
     v3.name = "v3 (previous product)";
     v3.launch = launch_v3;
     v3.carveout = [](int pc) {
         CK(cudaFuncSetAttribute(attn_v3::attn_decode_kernel3, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
-    const std::string product = "t128x64s2 sm2 c64 a16 spread";
+    // the product's setting (attention.cu) and the one before it
+    const std::string product = "t256x64s2i sm2 c64 at group", before = "t128x64s2 sm2 c64 a16 spread";
+    auto is_base = [&](const Variant *v) { return v->name == product || v->name == before || v->name.rfind("v3", 0) == 0; };
     printf("%zu variants + v3; the product's: %s\n", vs.size(), product.c_str());
 
     int fails = 0;
@@ -541,7 +561,7 @@ int main(int argc, char **argv) {
         printf("RANK %2d %-32s %6.2f %6.2f %6.2f %6.2f sum %6.2f\n", i + 1, rank[i]->name.c_str(), rank[i]->chain[0], rank[i]->chain[1],
                rank[i]->chain[2], rank[i]->chain[3], sum(rank[i]));
     for (Variant *v : rank)
-        if (v->name == product || v == &v3)
+        if (is_base(v))
             printf("BASE    %-32s %6.2f %6.2f %6.2f %6.2f sum %6.2f\n", v->name.c_str(), v->chain[0], v->chain[1], v->chain[2],
                    v->chain[3], sum(v));
     // best per position
@@ -555,7 +575,7 @@ int main(int argc, char **argv) {
     printf("\nconfirm (3 rounds; median of the rounds, chain-gemv us per layer at 96 / 544 / 2080 / 4064):\n");
     std::vector<Variant *> conf(rank.begin(), rank.begin() + std::min<size_t>(8, rank.size()));
     for (Variant *v : rank)
-        if ((v->name == product || v == &v3) && std::find(conf.begin(), conf.end(), v) == conf.end()) conf.push_back(v);
+        if (is_base(v) && std::find(conf.begin(), conf.end(), v) == conf.end()) conf.push_back(v);
     std::vector<std::vector<double>> ct(conf.size(), std::vector<double>(12));
     for (int round = 0; round < 3; round++)
         for (int pi = 0; pi < 4; pi++) {
@@ -577,7 +597,7 @@ int main(int argc, char **argv) {
     printf("\ntrigger placement (chain-gemv, us per layer at 96 / 544 / 2080 / 4064):\n");
     std::vector<Variant *> trig(rank.begin(), rank.begin() + std::min<size_t>(3, rank.size()));
     for (Variant *v : rank)
-        if ((v->name == product || v == &v3) && std::find(trig.begin(), trig.end(), v) == trig.end()) trig.push_back(v);
+        if (is_base(v) && std::find(trig.begin(), trig.end(), v) == trig.end()) trig.push_back(v);
     for (Variant *v : trig)
         for (int pdl : {KCUDA_PDL_EARLY, KCUDA_PDL_AFTER_WORK}) {
             double t[4];

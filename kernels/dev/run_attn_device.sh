@@ -1,9 +1,10 @@
 #!/bin/sh
 # One device call for decode attention speed (issue #11), from prebuilt binaries (nothing is
 # built on the device). Run from the root of a source copy:
-#   sh kernels/dev/run_attn_device.sh X [short]
+#   sh kernels/dev/run_attn_device.sh X [all|short] [arguments for dev_attn_decode all]
 # Steps, each time-limited, in order of importance; a step that would start too late for the
-# 6-minute budget is skipped and says so (short: steps 1 and `test_kernels_cuda attention`, ~2 min):
+# 6-minute budget is skipped and says so (short: step 1, `test_kernels_cuda attention` and the two
+# sanitizers over it, ~2-3 min):
 #   1. dev_attn_decode all: every variant checked against the host reference, then timed alone
 #      and inside 30 product decode layers at contexts 64..4064 (kernels/dev/attn_decode_lab.cu);
 #   2. test_kernels_cuda: every kernel against its reference, decode attention included (the
@@ -22,6 +23,9 @@
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
 MODE=${2:-all}
+shift
+[ $# -gt 0 ] && shift
+# the rest: arguments for dev_attn_decode after "all" (e.g. only t256x64s2i,t128x64s2)
 S=$OUT/summary.txt
 W=/work/wt-attn-speed
 T0=$(date +%s)
@@ -45,13 +49,17 @@ step() { # name seconds latest-start log command...
 }
 LT=200
 [ "$MODE" = short ] && LT=160
-step "dev_attn_decode all" $LT 60 lab.txt $B/tests/dev_attn_decode all
+step "dev_attn_decode all $*" $LT 60 lab.txt $B/tests/dev_attn_decode all "$@"
 grep -E "^device|^config|^check|^gemv|^RANK|^BASE|^BEST|^CONFIRM|^TRIG|^CARVE" "$OUT/lab.txt" >>"$S"
 echo "lab FAIL lines: $(grep -c FAIL "$OUT/lab.txt")" >>"$S"
 grep FAIL "$OUT/lab.txt" | head -5 >>"$S"
 if [ "$MODE" = short ]; then
     step "test_kernels_cuda attention" 40 200 kernels.txt $B/tests/test_kernels_cuda attention
     grep -E "CHECK failed|checks|passed|failed" "$OUT/kernels.txt" | tail -4 >>"$S"
+    step "memcheck test_kernels_cuda attention" 40 110 memcheck.txt compute-sanitizer --tool memcheck $B/tests/test_kernels_cuda attention
+    grep -E "ERROR SUMMARY|checks" "$OUT/memcheck.txt" | tail -2 >>"$S"
+    step "racecheck test_kernels_cuda attention" 60 120 racecheck.txt compute-sanitizer --tool racecheck $B/tests/test_kernels_cuda attention
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|checks" "$OUT/racecheck.txt" | tail -3 >>"$S"
     echo "total $(($(date +%s) - T0)) s" >>"$S"
     cat "$S"
     exit 0
