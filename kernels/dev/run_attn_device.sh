@@ -3,8 +3,8 @@
 # built on the device). Run from the root of a source copy:
 #   sh kernels/dev/run_attn_device.sh X [all|short] [arguments for dev_attn_decode all]
 # Steps, each time-limited, in order of importance; a step that would start too late for the
-# 6-minute budget is skipped and says so (short: step 1, `test_kernels_cuda attention` and the two
-# sanitizers over it, ~2-3 min):
+# 6-minute budget is skipped and says so (short: step 1, `test_kernels_cuda attention`, step 4 and
+# the two sanitizers over `test_kernels_cuda attention`, ~2-3 min):
 #   1. dev_attn_decode all: every variant checked against the host reference, then timed alone
 #      and inside 30 product decode layers at contexts 64..4064 (kernels/dev/attn_decode_lab.cu);
 #   2. test_kernels_cuda: every kernel against its reference, decode attention included (the
@@ -56,9 +56,11 @@ grep FAIL "$OUT/lab.txt" | head -5 >>"$S"
 if [ "$MODE" = short ]; then
     step "test_kernels_cuda attention" 40 200 kernels.txt $B/tests/test_kernels_cuda attention
     grep -E "CHECK failed|checks|passed|failed" "$OUT/kernels.txt" | tail -4 >>"$S"
-    step "memcheck test_kernels_cuda attention" 40 110 memcheck.txt compute-sanitizer --tool memcheck $B/tests/test_kernels_cuda attention
+    step "bench --backend cuda --quick --skip-kernels" 60 100 bench.txt $B/bitnet-chat bench --backend cuda --quick --skip-kernels
+    grep -A8 "^| context" "$OUT/bench.txt" | grep -vE "^\|[-|: ]+\|$" >>"$S"
+    step "memcheck test_kernels_cuda attention" 40 120 memcheck.txt compute-sanitizer --tool memcheck $B/tests/test_kernels_cuda attention
     grep -E "ERROR SUMMARY|checks" "$OUT/memcheck.txt" | tail -2 >>"$S"
-    step "racecheck test_kernels_cuda attention" 60 120 racecheck.txt compute-sanitizer --tool racecheck $B/tests/test_kernels_cuda attention
+    step "racecheck test_kernels_cuda attention" 60 130 racecheck.txt compute-sanitizer --tool racecheck $B/tests/test_kernels_cuda attention
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard|checks" "$OUT/racecheck.txt" | tail -3 >>"$S"
     echo "total $(($(date +%s) - T0)) s" >>"$S"
     cat "$S"
