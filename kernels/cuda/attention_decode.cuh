@@ -69,10 +69,14 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // Threads per block, positions per tile and the thread mappings, by the largest head_dim an
 // instantiation takes.
 // STAGES_: tiles in flight (shared-memory stages); ILP2_: the scores' dot products in two chains
-// of FMAs; CB_: the combine's loads per batch; PC_: the combine's splits over all the threads.
-template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16, bool PC_ = false>
+// of FMAs; CB_: the combine's loads per batch; PC_: the combine's splits over all the threads;
+// TC_: the scores and P.V of a tile on tensor cores (mma.sync m16n8k16, f16 operands with q and
+// p split into f16 hi + lo, f32 accumulators; head_dim a multiple of 16).
+template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16, bool PC_ = false,
+          bool TC_ = false>
 struct Cfg {
     static constexpr bool PC = PC_;
+    static constexpr bool TC = TC_;
     static constexpr int STAGES = STAGES_;
     static constexpr bool ILP2 = ILP2_;
     static constexpr int CB = CB_;
@@ -88,16 +92,35 @@ struct Cfg {
     static_assert(PH >= 1 && THREADS % DP == 0, "P.V mapping");
     static_assert(WARPS <= MAX_REP && MAX_REP % WARPS == 0, "softmax: heads per warp");
     static_assert(THREADS >= MAXHD / 2, "RoPE: one pair per thread");
+    static_assert(!TC_ || (TILE_ == 8 * WARPS && MAXHD <= 16 * WARPS), "tensor cores: 8 positions and 16 dims a warp");
 };
 
 // Row strides (halves) of the K and V tiles: K rows padded by 16 bytes so that the 8 lanes of a
 // 16-byte shared load hit 8 different bank groups (row stride = 4 banks mod 32); V rows are read
 // along the row, so they are not padded. With head_dim % 8 != 0 the rows are 4-byte aligned.
+// (With tensor cores V is read by ldmatrix.trans, 8 rows at a time: padded like K.)
 __host__ __device__ __forceinline__ int ld_k(int hd, bool vec8) { return hd + (vec8 ? 8 : 2); }
+__host__ __device__ __forceinline__ int ld_v(int hd, bool vec8, bool tc) { return tc ? ld_k(hd, vec8) : hd; }
 
 template <class C>
 __host__ __device__ __forceinline__ size_t stage_halves(int hd, bool vec8) {
-    return (size_t)C::TILE * (ld_k(hd, vec8) + hd);
+    return (size_t)C::TILE * (ld_k(hd, vec8) + ld_v(hd, vec8, C::TC));
+}
+
+// f16 hi + lo of two floats (lo = the rounding error of hi, also in f16): a + b*2^-11-ish
+// products in f16 keep ~22 bits of a and b.
+__device__ __forceinline__ void split_h2(float a, float b, uint32_t &hi, uint32_t &lo) {
+    const __half ha = __float2half_rn(a), hb = __float2half_rn(b);
+    const __half la = __float2half_rn(a - __half2float(ha)), lb = __float2half_rn(b - __half2float(hb));
+    const __half2 h = __halves2half2(ha, hb), l = __halves2half2(la, lb);
+    hi = *(const uint32_t *)&h;
+    lo = *(const uint32_t *)&l;
+}
+// c += a (16x16, rows) * b (16x8, columns), f16 in, f32 accumulate
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 template <class C, int MAXHD>
 size_t dyn_smem(int hd, bool vec8, int splits) {
@@ -139,7 +162,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
 
     if (p.late == 0) pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = hd;
+    const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = ld_v(hd, VEC8, C::TC);
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it.
@@ -278,6 +301,14 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
     float o[MAX_REP][2];
 #pragma unroll
     for (int r = 0; r < MAX_REP; r++) o[r][0] = o[r][1] = 0.0f;
+    // Tensor cores: lane (gq, tq) = (lane / 4, lane % 4) of the mma fragments; row gq = query
+    // head gq of the block (rows 8..15 zero); warp w takes positions 8w.. of a tile for the scores
+    // and dims 16w.. for P.V (two 8-wide column blocks, accumulators oc).
+    const int gq = lane >> 2, tq = lane & 3;
+    const bool row_on = gq < nh;
+    constexpr int KS = MAXHD / 16;
+    uint32_t qh[KS][2], ql[KS][2];  // q's A fragments (row gq), hi and lo, per 16 dims
+    float oc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * TILE, cnt = min(TILE, n_span - it * TILE);
@@ -291,6 +322,36 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
             for (int d = tid; d < hd; d += THREADS) kw[d] = cur_k[d], vw[d] = cur_v[d];
             __syncthreads();
         }
+        if (C::TC) {
+            // P.V takes 16 positions at a time: rows cnt .. of a part-tile must be 0, not stale
+            const int pad = ((cnt + 15) & ~15) - cnt;
+            for (int idx = tid; idx < pad * ldv; idx += THREADS) ((__half *)vs)[(size_t)cnt * ldv + idx] = __float2half(0.0f);
+            if (it == 0)
+#pragma unroll
+                for (int k = 0; k < KS; k++) {
+                    const int k0 = 16 * k;
+                    float2 qa = make_float2(0.f, 0.f), qb = qa;
+                    if (row_on && k0 < hd) qa = *(const float2 *)&qs[gq][k0 + 2 * tq], qb = *(const float2 *)&qs[gq][k0 + 8 + 2 * tq];
+                    split_h2(qa.x, qa.y, qh[k][0], ql[k][0]);
+                    split_h2(qb.x, qb.y, qh[k][1], ql[k][1]);
+                }
+            // scores: warp w, positions 8w + (0..7) = the mma's 8 columns; K rows as B (k = dims)
+            const int jn = warp * 8;
+            float c[4] = {0.f, 0.f, 0.f, 0.f};
+            const __half *kb = ks + (size_t)(jn + gq) * ldk + 2 * tq;
+#pragma unroll
+            for (int k = 0; k < KS; k++) {
+                if (16 * k < hd) {
+                    const uint32_t b0 = *(const uint32_t *)(kb + 16 * k), b1 = *(const uint32_t *)(kb + 16 * k + 8);
+                    const uint32_t ah[4] = {qh[k][0], 0u, qh[k][1], 0u}, al[4] = {ql[k][0], 0u, ql[k][1], 0u};
+                    mma16816(c, ah, b0, b1);
+                    mma16816(c, al, b0, b1);
+                }
+            }
+            const int j0 = jn + 2 * tq;
+            if (row_on && j0 < cnt) sc[gq][j0] = c[0] * scale;
+            if (row_on && j0 + 1 < cnt) sc[gq][j0 + 1] = c[1] * scale;
+        } else
         // scores: thread (position jj, head slice hs) over all head_dim, heads hs + NPT i
         {
             const int jj = tid % TILE, hs = tid / TILE;
@@ -374,6 +435,34 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
             }
         }
         __syncthreads();
+        if (C::TC) {
+            // P.V: A = p (row gq, 16 positions, hi + lo), B = V rows by ldmatrix.trans (k = positions)
+            const float cr = row_on ? corr[gq] : 0.0f;
+#pragma unroll
+            for (int nb = 0; nb < 2; nb++) oc[nb][0] *= cr, oc[nb][1] *= cr;
+            for (int kk = 0; kk < cnt; kk += 16) {
+                const int ja = kk + 2 * tq, jb = ja + 8;
+                const float p0 = row_on && ja < cnt ? pr[ja][gq] : 0.f, p1 = row_on && ja + 1 < cnt ? pr[ja + 1][gq] : 0.f;
+                const float p2 = row_on && jb < cnt ? pr[jb][gq] : 0.f, p3 = row_on && jb + 1 < cnt ? pr[jb + 1][gq] : 0.f;
+                uint32_t ah[4] = {0u, 0u, 0u, 0u}, al[4] = {0u, 0u, 0u, 0u};
+                split_h2(p0, p1, ah[0], al[0]);
+                split_h2(p2, p3, ah[2], al[2]);
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++) {
+                    const int n0 = 16 * warp + 8 * nb;
+                    if (n0 < hd) {
+                        const uint32_t addr =
+                            (uint32_t)__cvta_generic_to_shared(vs + (size_t)(kk + (lane & 15)) * ldv + n0);
+                        uint32_t b0, b1;
+                        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
+                                     : "=r"(b0), "=r"(b1)
+                                     : "r"(addr));
+                        mma16816(oc[nb], ah, b0, b1);
+                        mma16816(oc[nb], al, b0, b1);
+                    }
+                }
+            }
+        } else
         // P.V: thread (dim pair dp, phase ph) for every head of the block
         if (dp_on) {
 #pragma unroll
@@ -413,8 +502,19 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
 
     // This split's outputs: the phases' partial sums added through shared memory (the stages
     // are free now; the last issue() calls committed empty groups).
-    float *ob = (float *)dyn;  // [PH][MAX_REP][MAXHD]
-    if (dp_on)
+    float *ob = (float *)dyn;  // [PH][MAX_REP][MAXHD] (tensor cores: phase 0 only)
+    constexpr int PHR = C::TC ? 1 : C::PH;
+    if (C::TC) {
+        if (row_on)
+#pragma unroll
+            for (int nb = 0; nb < 2; nb++) {
+                const int d = 16 * warp + 8 * nb + 2 * tq;
+                if (d < hd) {
+                    ob[(size_t)gq * MAXHD + d] = oc[nb][0];
+                    ob[(size_t)gq * MAXHD + d + 1] = oc[nb][1];
+                }
+            }
+    } else if (dp_on)
 #pragma unroll
         for (int r = 0; r < MAX_REP; r++)
             if (r < nh) {
@@ -437,7 +537,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
 #pragma unroll
-        for (int q = 0; q < C::PH; q++) s += ob[((size_t)q * MAX_REP + r) * MAXHD + d];
+        for (int q = 0; q < PHR; q++) s += ob[((size_t)q * MAX_REP + r) * MAXHD + d];
         if (nsplit == 1) p.out[(size_t)(h0 + r) * hd + d] = s / mlv[r][1];
         else po[(rec0 + r) * hd4 + d] = s;
     }
@@ -569,6 +669,8 @@ int launch(DecodeParams &p, const Knobs &k, int pdl, void *stream) {
                                        (int)dyn_smem<C, MAXHD>(MAXHD, VEC8, MAX_SPLITS)));
         attr_done = 1;
     }
+    if (C::TC && (!VEC8 || p.hd % 16))
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: the tensor-core tile needs head_dim %% 16 == 0 (%d)", p.hd);
     p.hg_lo = (p.rep + MAX_REP - 1) / MAX_REP;
     p.hg_hi = k.spread ? p.rep : p.hg_lo;
     p.hb_max = p.rep < MAX_REP ? p.rep : MAX_REP;

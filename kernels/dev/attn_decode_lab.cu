@@ -472,6 +472,9 @@ int main(int argc, char **argv) {
     add_config<Cfg<128, 256, 128, 1, true>>(vs, "t256x128s1i");  // a split of 128 in one tile
     add_config<Cfg<128, 256, 128, 1, true, 16, true>>(vs, "t256x128s1ip");
     add_config<Cfg<128, 256, 128, 2, true>>(vs, "t256x128s2i");
+    add_config<Cfg<128, 256, 64, 2, true, 16, false, true>>(vs, "t256x64s2t");  // t: tensor cores
+    add_config<Cfg<128, 256, 64, 2, true, 16, true, true>>(vs, "t256x64s2pt");
+    add_config<Cfg<128, 256, 64, 3, true, 16, true, true>>(vs, "t256x64s3pt");
     if (only) {  // keep the configurations named (comma-separated, the part of the name before the knobs)
         std::vector<Variant> keep;
         for (auto &v : vs) {
