@@ -29,6 +29,8 @@
 // attn_decode_lab.cu) times every other setting of them.
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/common.cuh"
 
@@ -36,24 +38,36 @@ namespace {
 
 using namespace attn_decode;
 
-// The product's configuration, the fastest of 349 in the lab at every context (H100 80GB HBM3,
-// 2026-12-06, dev_attn_decode: us per layer inside 30 product decode layers, less the same
-// layers without attention, at positions 96 / 544 / 2080 / 4064; kernels/dev/README.md):
-//   256 threads, tile 64, 2 stages, two FMA chains, 2 blocks per SM, splits >= 64 positions in
-//   whole tiles, no head spreading: 7.60 / 8.76 / 13.14 / 17.13;
-//   the previous setting (128 threads, one FMA chain, splits rounded to 16, heads spread at
-//   short context): 8.85 / 10.90 / 14.78 / 22.87; version 3 (block per query head and 64
-//   positions): 4.71 / 6.72 / 15.19 / 24.59.
-// Why: with 128 threads at 2 blocks per SM, 8 warps per SM run the latency-bound tile loop (256:
-// 16); whole tiles end no span with a part-tile (at 4064: 32 splits of 128 instead of 52 of 80,
-// also fewer records to combine); spreading a group's heads over several blocks at short
-// context made more, slower blocks (one head of four per block leaves 3/4 of the score threads
-// idle) and cost 0.2-1.5 us. Tile 32 (half the shared memory) was slower at every context (more
-// tiles in a row), 3 or 4 stages at 1 block per SM slower past 2048, combine batches of 32 no
-// gain. For head_dim > 128 the tile is 32 (shared memory), the rest the same (not timed there).
+// The product's configuration (H100 80GB HBM3, 2026-12-06, dev_attn_decode: us per layer inside
+// 30 product decode layers less the same layers without attention, at positions 96 / 544 / 2080
+// / 4064; kernels/dev/README.md, "Decode attention lab"), for head_dim <= 128:
+//   256 threads, one tile of 128 positions per split (1 stage), two FMA chains in the scores,
+//   the combine over all threads, 2 blocks per SM, splits of >= 128 positions in whole tiles, no
+//   head spreading: 5.39 / 10.60 / 12.45 / 14.65;
+//   the same with tiles of 64 in 2 stages and splits of >= 64: 7.92 / 8.69 / 13.13 / 17.34
+//   (bench: 965.0 / 931.1 / 831.8 / 744.6 tok/s at context 64 / 512 / 2048 / 4032);
+//   the setting before (128 threads, tiles of 64, one FMA chain, splits rounded to 16, heads
+//   spread at short context): 8.93 / 11.18 / 14.87 / 22.98; version 3 (block per query head and
+//   64 positions): 4.96 / 6.73 / 15.06 / 24.42.
+// Why: a tile costs ~1 us of dependent steps (wait, barrier, scores, barrier, softmax, barrier,
+// P.V, barrier) whatever its length, so at long context one tile of 128 per split beats two of
+// 64, and below 128 positions one split needs no combine (5.4 us at 96 against 7.9); between
+// ~130 and ~1800 positions splits of 64 would be faster (8.7 us at 544 against 10.6), the one
+// setting here that is slower. 256 threads give 16 warps per SM for the latency-bound loop (128:
+// 8); spreading a group's heads over several blocks made more, slower blocks. Past 52 x 128
+// positions a split takes several tiles, loaded one after the other (one stage).
+// head_dim > 128 (not timed): tiles of 32 in 2 stages (shared memory), splits of >= 64.
 template <int MAXHD>
-using ProductCfg = Cfg<MAXHD, 256, (MAXHD > 128 ? 32 : 64), 2, true>;
-constexpr Knobs PRODUCT_KNOBS = {2, 64, true, false};
+struct Product {
+    using Cfg128 = Cfg<MAXHD, 256, 128, 1, true, 16, true>;
+    using Cfg32 = Cfg<MAXHD, 256, 32, 2, true>;
+};
+template <int MAXHD>
+using ProductCfg = typename std::conditional<(MAXHD > 128), typename Product<MAXHD>::Cfg32, typename Product<MAXHD>::Cfg128>::type;
+template <int MAXHD>
+constexpr Knobs product_knobs() {
+    return MAXHD > 128 ? Knobs{2, 64, true, false} : Knobs{2, 128, true, false};
+}
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
@@ -103,13 +117,13 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.part = d_part;
     p.count = d_count;
     if (a->head_dim <= 64)
-        return vec8 ? launch<64, true, ProductCfg<64>>(p, PRODUCT_KNOBS, pdl, stream)
-                : launch<64, false, ProductCfg<64>>(p, PRODUCT_KNOBS, pdl, stream);
+        return vec8 ? launch<64, true, ProductCfg<64>>(p, product_knobs<64>(), pdl, stream)
+                : launch<64, false, ProductCfg<64>>(p, product_knobs<64>(), pdl, stream);
     if (a->head_dim <= 128)
-        return vec8 ? launch<128, true, ProductCfg<128>>(p, PRODUCT_KNOBS, pdl, stream)
-                : launch<128, false, ProductCfg<128>>(p, PRODUCT_KNOBS, pdl, stream);
-    return vec8 ? launch<256, true, ProductCfg<256>>(p, PRODUCT_KNOBS, pdl, stream)
-                : launch<256, false, ProductCfg<256>>(p, PRODUCT_KNOBS, pdl, stream);
+        return vec8 ? launch<128, true, ProductCfg<128>>(p, product_knobs<128>(), pdl, stream)
+                : launch<128, false, ProductCfg<128>>(p, product_knobs<128>(), pdl, stream);
+    return vec8 ? launch<256, true, ProductCfg<256>>(p, product_knobs<256>(), pdl, stream)
+                : launch<256, false, ProductCfg<256>>(p, product_knobs<256>(), pdl, stream);
 }
 
 // Shapes the tiled prefill kernels (attention_prefill.cu) support: their shared-memory tiles hold

@@ -489,9 +489,12 @@ int main(int argc, char **argv) {
     v3.carveout = [](int pc) {
         CK(cudaFuncSetAttribute(attn_v3::attn_decode_kernel3, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
-    // the product's setting (attention.cu) and the one before it
-    const std::string product = "t256x64s2i sm2 c64 at group", before = "t128x64s2 sm2 c64 a16 spread";
-    auto is_base = [&](const Variant *v) { return v->name == product || v->name == before || v->name.rfind("v3", 0) == 0; };
+    // the product's setting for head_dim <= 128 (attention.cu) and the two before it
+    const std::string product = "t256x128s1ip sm2 c128 at group", before = "t256x64s2i sm2 c64 at group",
+                      before2 = "t128x64s2 sm2 c64 a16 spread";
+    auto is_base = [&](const Variant *v) {
+        return v->name == product || v->name == before || v->name == before2 || v->name.rfind("v3", 0) == 0;
+    };
     printf("%zu variants + v3; the product's: %s\n", vs.size(), product.c_str());
 
     int fails = 0;
