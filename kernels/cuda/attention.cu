@@ -11,14 +11,14 @@
 // The grid is fixed per launch (the graph is captured once; the position lives in device
 // memory): about the blocks that fit on the GPU at once (2 per SM here; the occupancy query
 // says), with a number of splits chosen so that one block per KV head and split fills them.
-// Each block derives its work from the position: its split (at least 64 positions, rounded up
-// to whole tiles, longer at long context) and its query heads (the whole group; more than 8 per
-// KV head take several blocks). Blocks past the work leave at once.
+// Each block derives its work from the position: its split (at least one tile, rounded up to
+// whole tiles, longer at long context) and its query heads (the whole group; more than 8 per KV
+// head take several blocks). Blocks past the work leave at once.
 //
-// A block streams its span in tiles of 64 positions (32 for head_dim > 128) through two
-// shared-memory stages filled by 16-byte cp.async, the first two issued before the PDL wait:
-// the rows < pos are final before the previous kernel starts (earlier steps wrote them), so the
-// KV traffic overlaps the QKV projection. Per tile: scores of all the group's heads (f32, q
+// A block streams its span in tiles (128 positions in one shared-memory stage for head_dim <=
+// 128; 32 in two stages above) filled by 16-byte cp.async, the first stages issued before the
+// PDL wait: the rows < pos are final before the previous kernel starts (earlier steps wrote
+// them), so the KV traffic overlaps the QKV projection. Per tile: scores of all the group's heads (f32, q
 // rotated in shared memory, two FMA chains per dot product), an online softmax in f32 (running
 // max and sum per head), and P.V accumulated in registers. A block that holds the current
 // position computes its k (RoPE) and v after the wait, patches them into its tile and (the first
