@@ -18,9 +18,9 @@
 // A block streams its span in tiles (128 positions in one shared-memory stage for head_dim <=
 // 128; 32 in two stages above) filled by 16-byte cp.async, the first stages issued before the
 // PDL wait: the rows < pos are final before the previous kernel starts (earlier steps wrote
-// them), so the KV traffic overlaps the QKV projection. Per tile: scores of all the group's heads (f32, q
-// rotated in shared memory, two FMA chains per dot product), an online softmax in f32 (running
-// max and sum per head), and P.V accumulated in registers. A block that holds the current
+// them), so the KV traffic overlaps the QKV projection. Per tile: scores of all the group's
+// heads (f32, q rotated in shared memory, two FMA chains per dot product), an online softmax in
+// f32 (running max and sum per head), and P.V accumulated in registers. A block that holds the current
 // position computes its k (RoPE) and v after the wait, patches them into its tile and (the first
 // block of the group) writes them to the cache. With more than one split, each block writes
 // (max, sum, o) per head and the last block of the group to arrive combines them (no second
@@ -49,13 +49,14 @@ using namespace attn_decode;
 //   the setting before (128 threads, tiles of 64, one FMA chain, splits rounded to 16, heads
 //   spread at short context): 8.93 / 11.18 / 14.87 / 22.98; version 3 (block per query head and
 //   64 positions): 4.96 / 6.73 / 15.06 / 24.42.
-// Why: a tile costs ~1 us of dependent steps (wait, barrier, scores, barrier, softmax, barrier,
-// P.V, barrier) whatever its length, so at long context one tile of 128 per split beats two of
-// 64, and below 128 positions one split needs no combine (5.4 us at 96 against 7.9); between
-// ~130 and ~1800 positions splits of 64 would be faster (8.7 us at 544 against 10.6), the one
-// setting here that is slower. 256 threads give 16 warps per SM for the latency-bound loop (128:
-// 8); spreading a group's heads over several blocks made more, slower blocks. Past 52 x 128
-// positions a split takes several tiles, loaded one after the other (one stage).
+// Why (measured): at 4064 one tile of 128 per split is 2.7 us faster than two tiles of 64 (one
+// pass of a tile's dependent steps: wait, barrier, scores, barrier, softmax, barrier, P.V,
+// barrier); below 128 positions one split needs no combine (5.4 us at 96 against 7.9); at 544
+// splits of 64 are faster (8.7 against 10.6), the one position where this setting loses (a
+// kernel would need both tile shapes to pick by position). 256 threads give 16 warps per SM for
+// the latency-bound loop (128: 8); spreading a group's heads over several blocks made more,
+// slower blocks. Past 52 x 128 positions a split takes several tiles, loaded one after the
+// other (one stage).
 // head_dim > 128 (not timed): tiles of 32 in 2 stages (shared memory), splits of >= 64.
 template <int MAXHD>
 struct Product {
