@@ -28,6 +28,9 @@ enum {
 struct Knobs {
     int per_sm, min_chunk;
     bool align_tile, spread;
+    // lab: at most one_split positions make one split; below mid_until positions splits are
+    // rounded to half a tile (0, 0: off)
+    int one_split, mid_until;
 };
 
 struct DecodeParams {
@@ -36,6 +39,7 @@ struct DecodeParams {
     int hg_lo, hg_hi;        // blocks per KV head and split: at least, at most
     int target;              // blocks that fill the GPU (SMs x blocks per SM)
     int min_chunk, align;    // split length: at least, rounded up to a multiple of
+    int one_split, mid_until, align_mid;  // one split up to; below, rounded to align_mid
     int hd, ctx, style, splits;
     int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after its tiles
     const float *rope;  // [ctx][hd/2][2]
@@ -73,8 +77,9 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // TC_: the scores and P.V of a tile on tensor cores (mma.sync m16n8k16, f16 operands with q and
 // p split into f16 hi + lo, f32 accumulators; head_dim a multiple of 16).
 template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16, bool PC_ = false,
-          bool TC_ = false>
+          bool TC_ = false, bool ADAPT_ = false>
 struct Cfg {
+    static constexpr bool ADAPT = ADAPT_;  // scores of a half-full tile on twice the threads
     static constexpr bool PC = PC_;
     static constexpr bool TC = TC_;
     static constexpr int STAGES = STAGES_;
@@ -133,10 +138,12 @@ size_t dyn_smem(int hd, bool vec8, int splits) {
 }
 
 // Split s of a context of kv_len positions: [s * chunk, min(kv_len, (s + 1) * chunk)).
-__device__ __forceinline__ int split_chunk(int kv_len, int splits, int min_chunk, int align) {
-    int chunk = (kv_len + splits - 1) / splits;
+__device__ __forceinline__ int split_chunk(int kv_len, const DecodeParams &p) {
+    if (kv_len <= p.one_split) return kv_len;
+    const int align = kv_len < p.mid_until ? p.align_mid : p.align;
+    int chunk = (kv_len + p.splits - 1) / p.splits;
     chunk = (chunk + align - 1) / align * align;
-    return chunk < min_chunk ? min_chunk : chunk;
+    return chunk < p.min_chunk ? p.min_chunk : chunk;
 }
 
 // grid (blocks), THREADS threads, blocks >= the most any position uses (kcuda_attn_decode). VEC8:
@@ -167,7 +174,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it.
     const int pos = *p.pos, kv_len = pos + 1;
-    const int chunk = split_chunk(kv_len, p.splits, p.min_chunk, p.align);
+    const int chunk = split_chunk(kv_len, p);
     const int nsplit = (kv_len + chunk - 1) / chunk;
     int hg = p.target / (p.n_kv * nsplit);  // blocks per KV head and split at this position
     hg = max(p.hg_lo, min(p.hg_hi, hg));
@@ -354,7 +361,9 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
         } else
         // scores: thread (position jj, head slice hs) over all head_dim, heads hs + NPT i
         {
-            const int jj = tid % TILE, hs = tid / TILE;
+            // ADAPT: a tile at most half full takes twice the threads per position (a head each)
+            const int npt = C::ADAPT && 2 * cnt <= TILE && 2 * C::NPT <= MAX_REP ? 2 * C::NPT : C::NPT;
+            const int tl = THREADS / npt, jj = tid % tl, hs = tid / tl;
             if (jj < cnt) {
                 float acc[C::HPT], acc2[C::HPT];
 #pragma unroll
@@ -368,7 +377,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
                         const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
 #pragma unroll
                         for (int i = 0; i < C::HPT; i++) {
-                            const int r = hs + C::NPT * i;
+                            const int r = hs + npt * i;
                             if (r < nh) {
                                 const float4 qa4 = *(const float4 *)&qs[r][c], qb4 = *(const float4 *)&qs[r][c + 4];
                                 float a = acc[i], b = acc2[i];
@@ -396,7 +405,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
                         const float2 f = __half22float2(*(const __half2 *)(kr + c));
 #pragma unroll
                         for (int i = 0; i < C::HPT; i++) {
-                            const int r = hs + C::NPT * i;
+                            const int r = hs + npt * i;
                             if (r < nh) {
                                 const float2 q2 = *(const float2 *)&qs[r][c];
                                 acc[i] = fmaf(q2.y, f.y, fmaf(q2.x, f.x, acc[i]));
@@ -406,7 +415,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
                 }
 #pragma unroll
                 for (int i = 0; i < C::HPT; i++) {
-                    const int r = hs + C::NPT * i;
+                    const int r = hs + npt * i;
                     if (r < nh) sc[r][jj] = (C::ILP2 ? acc[i] + acc2[i] : acc[i]) * scale;
                 }
             }
@@ -676,6 +685,9 @@ int launch(DecodeParams &p, const Knobs &k, int pdl, void *stream) {
     p.hb_max = p.rep < MAX_REP ? p.rep : MAX_REP;
     p.min_chunk = k.min_chunk;
     p.align = k.align_tile ? C::TILE : 16;
+    p.one_split = k.one_split;
+    p.mid_until = k.mid_until;
+    p.align_mid = C::TILE / 2 > 16 ? C::TILE / 2 : 16;
     const int n_cols = p.n_kv * p.hg_lo;
     int nsm = kcuda_sm_count(), per_sm = 0;
     if (nsm <= 0) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: no SM count");

@@ -148,6 +148,22 @@ void add_config(std::vector<Variant> &vs, const char *cname) {
                     };
                     vs.push_back(v);
                 }
+    // the hybrid split policy (with ADAPT): one split up to a tile, splits of half a tile below
+    // mid_until positions, whole tiles from there
+    if (C::ADAPT)
+        for (int mid : {1024, 1536, 2048, 3072}) {
+            const Knobs k = {std::min(2, std::max(occ, 1)), 64, true, false, C::TILE, mid};
+            Variant v;
+            char nm[96];
+            snprintf(nm, sizeof nm, "%s sm%d hyb%d", cname, k.per_sm, mid);
+            v.name = nm;
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_mine<C>(k, b, l, pdl, st); };
+            v.carveout = [](int pc) {
+                CK(cudaFuncSetAttribute(attn_decode::attn_decode_kernel<128, true, C>,
+                                        cudaFuncAttributePreferredSharedMemoryCarveout, pc));
+            };
+            vs.push_back(v);
+        }
 }
 
 float h2f(__half h) { return __half2float(h); }
@@ -475,6 +491,8 @@ int main(int argc, char **argv) {
     add_config<Cfg<128, 256, 64, 2, true, 16, false, true>>(vs, "t256x64s2t");  // t: tensor cores
     add_config<Cfg<128, 256, 64, 2, true, 16, true, true>>(vs, "t256x64s2pt");
     add_config<Cfg<128, 256, 64, 3, true, 16, true, true>>(vs, "t256x64s3pt");
+    add_config<Cfg<128, 256, 128, 1, true, 16, true, false, true>>(vs, "t256x128s1ipa");  // a: ADAPT
+    add_config<Cfg<128, 256, 128, 1, true, 16, false, false, true>>(vs, "t256x128s1ia");
     if (only) {  // keep the configurations named (comma-separated, the part of the name before the knobs)
         std::vector<Variant> keep;
         for (auto &v : vs) {
