@@ -717,14 +717,16 @@ static void test_bad_attn_shapes(void) {
 
 /* Decode attention over the shapes the families need: every GQA ratio 1..8 (and 12, two blocks
  * per KV head), head_dim 64, 80, 96, 100, 128, 256 (and 32, 48), both RoPE styles, contexts
- * past 4096; long spans that stream many tiles through the two stages (many KV heads: few
- * splits each). quick: the subset for compute-sanitizer. */
+ * past 4096; long spans that stream many tiles through the stages (many KV heads: few splits
+ * each; one stage reused tile after tile where head_dim <= 128). quick: the subset for
+ * compute-sanitizer. */
 static void test_attn_decode_all(int quick) {
     if (quick) {
         test_attention(8, 2, 128, 256, 140, 0);
         test_attention(6, 2, 100, 160, 130, 1);
         test_attn_positions(20, 5, 128, 4160, 0, 0, 0);
-        test_attn_positions(16, 16, 64, 1200, 1, 0, 0); /* 16 KV heads: spans of several tiles */
+        test_attn_positions(16, 16, 64, 1200, 1, 0, 0);
+        test_attn_positions(32, 32, 128, 1200, 0, 0, 0); /* 32 KV heads: spans of 2 tiles in one stage */
         test_attn_positions(6, 2, 256, 600, 0, 0, 0);
         return;
     }
@@ -735,6 +737,7 @@ static void test_attn_decode_all(int quick) {
     test_attn_positions(24, 2, 80, 4160, 0, 0, 0);   /* 12 query heads per KV head */
     test_attn_positions(12, 4, 256, 4160, 1, 0, 0);  /* Falcon3's heads */
     test_attn_positions(64, 64, 64, 4160, 0, 0, 0);  /* 64 KV heads: ~820 positions a block */
+    test_attn_positions(32, 32, 128, 4160, 1, 0, 0); /* 32 KV heads of 128: 5 tiles a span, one stage */
     test_attn_positions(32, 32, 100, 8200, 1, 0, 0); /* 1bitLLM's heads (4-byte rows), long spans */
     test_attn_positions(8, 1, 128, 8200, 0, 0, 0);
     /* step by step from position 0, and prefill */

@@ -1,0 +1,233 @@
+// Decode attention version 3, the product's kernel until 2026-12-06 (kept as the lab's baseline:
+// kernels/dev/attn_decode_lab.cu): one block per (query head, chunk of 64 positions), the chunk's
+// K/V rows staged in shared memory with 16-byte loads issued before the PDL wait, the last block
+// of each head combining the splits. head_dim a multiple of 8 up to 128, up to 8 query heads per
+// KV head. Measured on an H100 end to end (bitnet-chat bench, 2B shapes): 1037.5 / 960.4 / 773.3
+// tok/s at context 64 / 512 / 2048.
+#pragma once
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/common.cuh"
+
+namespace {
+namespace attn_v3 {
+
+enum { ATT_THREADS = 128, CHUNK = 64, MAX_HD = 128, COMBINE_TILE = 128 };
+
+struct AttnParams {
+    int n_heads, n_kv, hd, ctx, style, max_splits;
+    const float *rope;
+    const float *qkv;
+    __half *kc, *vc;
+    const int *pos;
+    float *out, *part;
+    int *count;
+    int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after the softmax
+};
+
+__device__ __forceinline__ void rope_pair3(int style, int hd, int i, int *i0, int *i1) {
+    if (style == 0) {
+        *i0 = i;
+        *i1 = i + hd / 2;
+    } else {
+        *i0 = 2 * i;
+        *i1 = 2 * i + 1;
+    }
+}
+
+// Version 3: one block per (query head, chunk of 64 positions): 4x the blocks of version 2 (one
+// per KV head) and no per-head predication, so each block's instruction stream is ~10x shorter
+// (version 2: ~4k instructions per warp at 4 warps per SM, 18 us per layer). The chunk's K/V
+// rows are staged in shared memory with 16-byte loads issued before waiting on the previous
+// kernel (positions < pos and the position itself are final by then, see below).
+__global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p) {
+    __shared__ __align__(16) float qs[MAX_HD];
+    __shared__ float sc[CHUNK];
+    __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
+    __shared__ __align__(16) __half vs[CHUNK][MAX_HD];
+    __shared__ float ml[2];
+    __shared__ int last_sh;
+    __shared__ float mls[2][COMBINE_TILE];  // per split of a tile: e^(m - M), l
+    __shared__ float red[ATT_THREADS / 32];
+    if (!p.late) pdl_trigger();
+    // The position and the cached rows (< pos) were written before the previous kernel started
+    // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
+    // they are read before waiting on it: the K/V loads overlap the QKV projection.
+    const int h = blockIdx.x, sp = blockIdx.y, tid = threadIdx.x;
+    const int hd = p.hd, half = hd / 2, n_rep = p.n_heads / p.n_kv, g = h / n_rep;
+    const int pos = *p.pos, kv_len = pos + 1;
+    const int nsplit = (kv_len + CHUNK - 1) / CHUNK;
+    if (sp >= nsplit) return;
+    const int t0 = sp * CHUNK, nt = min(CHUNK, kv_len - t0);
+    const size_t head_base = ((size_t)g * p.ctx) * hd;
+    const int per_row = hd / 8;
+#pragma unroll 8
+    for (int idx = tid; idx < CHUNK * per_row; idx += ATT_THREADS) {
+        const int j = idx / per_row, c = idx % per_row, t = t0 + j;
+        uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+        if (j < nt && t != pos) {
+            kv4 = *(const uint4 *)(p.kc + head_base + (size_t)t * hd + c * 8);
+            vv4 = *(const uint4 *)(p.vc + head_base + (size_t)t * hd + c * 8);
+        }
+        *(uint4 *)&ks[j][c * 8] = kv4;
+        *(uint4 *)&vs[j][c * 8] = vv4;
+    }
+    // The rope pair of this thread, read before the wait (the table is constant).
+    const float *cs = p.rope + (size_t)pos * hd;  // [hd/2][2]
+    int i0 = 0, i1 = 0;
+    float c = 0.0f, s = 0.0f;
+    if (tid < half) {
+        rope_pair3(p.style, hd, tid, &i0, &i1);
+        c = cs[2 * tid];
+        s = cs[2 * tid + 1];
+    }
+    pdl_wait();
+    if (p.late == 1) pdl_trigger();
+    const float *q = p.qkv + (size_t)h * hd;
+    const bool last = sp == nsplit - 1;
+    const float *k = p.qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
+    const float *v = k + (size_t)p.n_kv * hd;
+    float a, b, ka, kb, vv;
+    __syncthreads();  // staged rows complete before the current row is written into them
+    if (tid < half) {
+        a = q[i0], b = q[i1];
+        qs[i0] = a * c - b * s;
+        qs[i1] = b * c + a * s;
+        if (last) {
+            const int jc = pos - t0;
+            ka = k[i0], kb = k[i1];
+            const __half h0 = __float2half_rn(ka * c - kb * s), h1 = __float2half_rn(kb * c + ka * s);
+            ks[jc][i0] = h0;
+            ks[jc][i1] = h1;
+            if (h % n_rep == 0) {  // one block per KV head writes the cache row
+                p.kc[head_base + (size_t)pos * hd + i0] = h0;
+                p.kc[head_base + (size_t)pos * hd + i1] = h1;
+            }
+        }
+    }
+    if (last && tid < hd) {
+        vv = v[tid];
+        const __half hv = __float2half_rn(vv);
+        vs[pos - t0][tid] = hv;
+        if (h % n_rep == 0) p.vc[head_base + (size_t)pos * hd + tid] = hv;
+    }
+    __syncthreads();
+    const float scale = 1.0f / sqrtf((float)hd);
+    {
+        const int j = tid >> 1, hh = tid & 1, d0 = hh * half;
+        float acc = 0.0f;
+        if (j < nt) {
+            for (int m = 0; m < half / 8; m++) {
+                const uint4 u = *(const uint4 *)&ks[j][d0 + m * 8];
+                const float4 qa = *(const float4 *)&qs[d0 + m * 8], qb = *(const float4 *)&qs[d0 + m * 8 + 4];
+                const __half2 *h2 = (const __half2 *)&u;
+                const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
+                const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
+                acc = fmaf(qa.x, f0.x, acc);
+                acc = fmaf(qa.y, f0.y, acc);
+                acc = fmaf(qa.z, f1.x, acc);
+                acc = fmaf(qa.w, f1.y, acc);
+                acc = fmaf(qb.x, f2.x, acc);
+                acc = fmaf(qb.y, f2.y, acc);
+                acc = fmaf(qb.z, f3.x, acc);
+                acc = fmaf(qb.w, f3.y, acc);
+            }
+        }
+        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        if (hh == 0) sc[j] = j < nt ? acc * scale : -INFINITY;
+    }
+    __syncthreads();
+    const int lane = tid & 31, warp = tid >> 5;
+    if (warp == 0) {
+        const float v0 = sc[lane], v1 = sc[lane + 32];
+        const float m = warp_max(fmaxf(v0, v1));
+        const float e0 = lane < nt ? expf(v0 - m) : 0.0f;
+        const float e1 = lane + 32 < nt ? expf(v1 - m) : 0.0f;
+        const float l = warp_sum(e0 + e1);
+        sc[lane] = e0;
+        sc[lane + 32] = e1;
+        if (lane == 0) {
+            ml[0] = m;
+            ml[1] = l;
+        }
+    }
+    __syncthreads();
+    if (p.late == 2) pdl_trigger();
+    const int d = tid;
+    float o = 0.0f;
+    if (d < hd) {
+#pragma unroll 8
+        for (int j = 0; j < nt; j++) o = fmaf(sc[j], __half2float(vs[j][d]), o);
+    }
+    if (nsplit == 1) {
+        if (d < hd) p.out[(size_t)h * hd + d] = o / ml[1];
+        return;
+    }
+    // Partial (m, l, o) of this split; the last split block of this head combines them.
+    const int rec = hd + 2;
+    float *base = p.part + (size_t)h * p.max_splits * rec;
+    if (d < hd) base[(size_t)sp * rec + 2 + d] = o;
+    if (tid == 0) {
+        base[(size_t)sp * rec] = ml[0];
+        base[(size_t)sp * rec + 1] = ml[1];
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
+    __syncthreads();
+    if (!last_sh) {
+        return;
+    }
+    __threadfence();
+    // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). The splits' (m, l) pass through
+    // shared memory in tiles, so the loop over splits reads no global memory but the o values,
+    // eight independent loads at a time. (The earlier form, past 16 splits, read m, l and o of
+    // every split in a loop of dependent L2 round trips, twice; issue #11 measured decode at
+    // context ~1,900, 30 splits, at about half the speed of context 512, 8 splits.)
+    {
+        float mloc = -INFINITY;
+        for (int s2 = tid; s2 < nsplit; s2 += ATT_THREADS) mloc = fmaxf(mloc, __ldcg(base + (size_t)s2 * rec));
+        const float M = block_max<ATT_THREADS>(mloc, red);
+        float num = 0.0f, den = 0.0f;
+        for (int s0 = 0; s0 < nsplit; s0 += COMBINE_TILE) {
+            const int ns = min((int)COMBINE_TILE, nsplit - s0);
+            __syncthreads();  // the previous tile is consumed
+            for (int j = tid; j < ns; j += ATT_THREADS) {
+                const float *r = base + (size_t)(s0 + j) * rec;
+                mls[0][j] = expf(__ldcg(r) - M);
+                mls[1][j] = __ldcg(r + 1);
+            }
+            __syncthreads();
+            if (d < hd) {
+                const float *o0 = base + (size_t)s0 * rec + 2 + d;
+                for (int j = 0; j < ns; j += 8) {
+                    float ov[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) ov[u] = j + u < ns ? __ldcg(o0 + (size_t)(j + u) * rec) : 0.0f;
+#pragma unroll
+                    for (int u = 0; u < 8; u++)
+                        if (j + u < ns) {
+                            den = fmaf(mls[1][j + u], mls[0][j + u], den);
+                            num = fmaf(ov[u], mls[0][j + u], num);
+                        }
+                }
+            }
+        }
+        if (d < hd) p.out[(size_t)h * hd + d] = num / den;
+    }
+    if (tid == 0) p.count[h] = 0;
+}
+
+
+
+// Scratch floats: (hd + 2) per (query head, chunk).
+inline size_t scratch(int n_heads, int hd, int ctx) { return (size_t)n_heads * ((ctx + CHUNK - 1) / CHUNK) * (hd + 2); }
+
+// With the product's carveout and PDL launch (kcuda_launch), as the product launched it.
+inline int launch(const AttnParams &p, int pdl, cudaStream_t st) {
+    return kcuda_launch(attn_decode_kernel3, dim3((unsigned)p.n_heads, (unsigned)p.max_splits), dim3(ATT_THREADS), 0,
+                        st, pdl, p);
+}
+
+}  // namespace attn_v3
+}  // namespace
