@@ -10,6 +10,12 @@
 //      4: 64x32, 4 warps of 16x32     5: 64x16, 4 warps of 16x16 (small M: many blocks)
 //      6: 64x64 as 3, two k-tiles per stage (half the barriers), 3 stages
 //      7: 64x16 as 5, two k-tiles per stage, 4 stages
+//      8: 64x64 as 3, 3 stages   9: 64x64 as 3, 6 stages
+//      10: 64x128, 4 warps of 64x32 (a warp's B fragments serve 4 row tiles; no two warps
+//          expand the same weights)   11: 64x64, 4 warps of 64x16
+//      12: 64x128, 8 warps of 32x32   13: 128x64, 8 warps of 32x32
+//      14: 128x64 as 2, 3 stages      15: 64x64, 2 warps of 64x32
+//      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
 //      (the product: 3 where its grid covers ~90% of the SMs, else 7)
 #pragma once
 #include "kernels/cuda/w2a8_gemm.cuh"
@@ -239,10 +245,19 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     X(4, 4, 1, 1, 4, 6, 1)  \
     X(5, 4, 1, 1, 2, 6, 1)  \
     X(6, 2, 2, 2, 4, 3, 2)  \
-    X(7, 4, 1, 1, 2, 4, 2)
+    X(7, 4, 1, 1, 2, 4, 2)  \
+    X(8, 2, 2, 2, 4, 3, 1)  \
+    X(9, 2, 2, 2, 4, 6, 1)  \
+    X(10, 1, 4, 4, 4, 4, 1) \
+    X(11, 1, 4, 4, 2, 4, 1) \
+    X(12, 2, 4, 2, 4, 4, 1) \
+    X(13, 4, 2, 2, 4, 4, 1) \
+    X(14, 2, 2, 4, 4, 3, 1) \
+    X(15, 1, 2, 4, 4, 4, 1)
+enum { GEMM4_N_CONFIGS = 15 };
 
 template <int WGM, int WGN, int MT, int NT, int ST, int KB>
-int lab_gemm4(void *stream, const GemmParams &p) {
+int lab_gemm4(void *stream, int sk, const GemmParams &p) {
     using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     auto kern = w2a8_gemm_kernel4<KCUDA_EP_I32, C, WGM, WGN, MT, NT>;
     static bool attr = false;
@@ -250,8 +265,8 @@ int lab_gemm4(void *stream, const GemmParams &p) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
         attr = true;
     }
-    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM));
-    return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, 0, p);
+    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM), (unsigned)sk);
+    return gemm4_launch_grid<C>(kern, grid, stream, 0, p);
 }
 
 // The tile the product picks (kernels/cuda/w2a8_gemm.cu), for the lab's printout.
@@ -264,9 +279,10 @@ int lab_gemm_pick(int M, int N) {
 
 }  // namespace
 
-// Version ver (1..4) of the prefill GEMM, version 4 with tile cfg (1..7), int32 accumulators
-// out [M][n_out]; the same arguments as kcuda_w2a8_gemm otherwise (one part, gamma unused).
-static int lab_gemm(int ver, int cfg, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
+// Version ver (1..4) of the prefill GEMM, version 4 with tile cfg (1..GEMM4_N_CONFIGS) split
+// over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
+// kcuda_w2a8_gemm otherwise (one part, gamma unused).
+static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
                     int32_t *d_out, void *stream) {
     GemmParams p = {};
     p.w = w->d_codes;
@@ -293,7 +309,7 @@ static int lab_gemm(int ver, int cfg, const KcudaTernary *w, const int8_t *d_q, 
     }
     switch (cfg) {
 #define X(id, wgm, wgn, mt, nt, st, kb) \
-    case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, p);
+    case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, sk, p);
         GEMM4_CONFIGS(X)
 #undef X
     default: return kcuda_fail(KCUDA_ERR_ARG, "lab_gemm: bad tile configuration %d", cfg);
