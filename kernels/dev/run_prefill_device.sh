@@ -10,8 +10,10 @@
 # X holds build.tar.xz (a CUDA build folder made on the development machine as
 # /work/wt-prefill-speed/build: the test files name that absolute path, so a link makes it valid
 # here; only the binaries below, stripped, plus the CTestTestfile.cmake files), base.tar.xz
-# (bitnet-chat and dev_w2a8_gemm built before the change) and tokenizer.json.xz (the Llama 3
-# tokenizer, for the 2B-shaped file). Packed on the development machine by
+# (bitnet-chat and the lab built before the change: bitnet-chat.base, dev_w2a8_gemm.base;
+# optionally bitnet-chat.pdl, the new build with the prefill chain launched with PDL, an
+# experiment) and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file). Packed on
+# the development machine by
 #   sh kernels/dev/run_prefill_device.sh --pack BUILD_DIR BASE_DIR TOKENIZER_XZ X
 # Logs and summary.txt go to $OUT.
 set -u
@@ -27,7 +29,9 @@ if [ "${1:-}" = --pack ]; then
         mkdir -p "$T/build/$(dirname "$f")" && cp "$B/$f" "$T/build/$f"
     done
     tar cf - -C "$T" build | xz -T2 --lzma2=preset=6,dict=128MiB >"$X/build.tar.xz" || exit 1
-    mkdir -p "$T/base" && cp "$BASE/bitnet-chat.base" "$BASE/dev_w2a8_gemm.base" "$T/base/" && strip "$T/base/"*
+    mkdir -p "$T/base" && cp "$BASE/bitnet-chat.base" "$BASE/dev_w2a8_gemm.base" "$T/base/" || exit 1
+    [ -f "$BASE/bitnet-chat.pdl" ] && cp "$BASE/bitnet-chat.pdl" "$T/base/"
+    strip "$T/base/"*
     tar cf - -C "$T" base | xz -T2 --lzma2=preset=6,dict=128MiB >"$X/base.tar.xz" || exit 1
     cp "$TOK" "$X/tokenizer.json.xz"
     rm -rf "$T"
@@ -53,19 +57,19 @@ step() { # name seconds log command...
 # correctness first: the GEMM (every tile the product picks, split-K at the small shapes, all
 # epilogues) and norm+quant against the references; prefill against decode and the CPU; the
 # demo golden replies; the model families (other K, head dims) on the GPU against the CPU
-step "ctest prefill-related GPU tests" 200 gpu_tests.txt ctest --test-dir $B --output-on-failure --timeout 120 \
-    -R '^(test_kernels_cuda|test_backend_cuda|test_demo_golden_cuda|test_demo_golden_cli_cuda|test_families_cuda_.*)$'
+step "ctest prefill-related GPU tests" 180 gpu_tests.txt ctest --test-dir $B --output-on-failure --timeout 120 \
+    -R '^(test_kernels_cuda|test_backend_cuda|test_demo_golden_cuda|test_demo_golden_cli_cuda|test_families_cuda_random)$'
 grep -E "tests passed|\*\*\*|Passed|Failed|Not Run" "$L/gpu_tests.txt" | sed 's/^ *//' >>"$S"
 # the lab: exact check of every variant, then timings (T = 512, the four 2B shapes)
-step "lab new" 150 lab_new.txt $B/tests/dev_w2a8_gemm 512
+step "lab new" 120 lab_new.txt $B/tests/dev_w2a8_gemm 512
 grep -E "^BEST|four GEMMs|rmsnorm_quant|attention v1|FAILED" "$L/lab_new.txt" >>"$S"
-step "lab base" 60 lab_base.txt /tmp/base/dev_w2a8_gemm.base 512
-grep -E "four GEMMs|rmsnorm_quant|FAILED" "$L/lab_base.txt" | sed 's/^/base: /' >>"$S"
 # end to end: bench rows (prefill 64 / 512, median of 3 after a warm-up), new and base alternated
-for round in 1 2; do
-    for bin in $B/bitnet-chat /tmp/base/bitnet-chat.base; do
-        name=new
-        [ "$bin" = "$B/bitnet-chat" ] || name=base
+bins="$B/bitnet-chat /tmp/base/bitnet-chat.base"
+[ -f /tmp/base/bitnet-chat.pdl ] && bins="$bins /tmp/base/bitnet-chat.pdl"
+name_of() { case $1 in */bitnet-chat) echo new ;; *.base) echo base ;; *) echo pdl ;; esac; }
+for round in 1; do
+    for bin in $bins; do
+        name=$(name_of $bin)
         step "bench $name round $round" 120 bench_${name}_$round.txt $bin bench --backend cuda --skip-kernels --quick
         grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_${name}_$round.txt" | head -3 | sed "s/^/$name r$round: /" >>"$S"
     done
@@ -76,11 +80,11 @@ step "make_bench_model" 150 make.txt $B/tests/make_bench_model /tmp/tokenizer.js
 line="The quick brown fox jumps over the lazy dog near the river bank today."
 yes "$line" | head -n 133 >/tmp/p2000.txt
 yes "$line" | head -n 32 >/tmp/p512.txt
-for round in 1 2 3; do
+for round in 1 2; do
     for pr in p2000 p512; do
-        for bin in $B/bitnet-chat /tmp/base/bitnet-chat.base; do
-            name=new
-            [ "$bin" = "$B/bitnet-chat" ] || name=base
+        for bin in $bins; do
+            [ $pr = p512 ] && [ $round = 2 ] && continue
+            name=$(name_of $bin)
             timeout 60 $bin -f /tmp/$pr.txt -n 4 --ctx 4096 --temp 0 --model /tmp/2b.gguf --no-history --backend cuda \
                 >/dev/null 2>"$L/p.txt" </dev/null
             echo "round $round $name -p $pr: rc $? $(tail -1 $L/p.txt)" >>"$S"
@@ -89,7 +93,7 @@ for round in 1 2 3; do
 done
 # where the GEMM's time goes (stall reasons, issue slots, occupancy) for four variants
 if command -v ncu >/dev/null 2>&1; then
-    step "ncu lab prof" 150 ncu.txt ncu --kernel-name regex:w2a8_gemm_kernel4 --section SchedulerStats \
+    step "ncu lab prof" 90 ncu.txt ncu --kernel-name regex:w2a8_gemm_kernel4 --section SchedulerStats \
         --section WarpStateStats --section Occupancy --section ComputeWorkloadAnalysis --section LaunchStats \
         $B/tests/dev_w2a8_gemm prof
 else

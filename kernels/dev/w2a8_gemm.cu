@@ -101,7 +101,8 @@ static std::vector<Variant> variants() {
     static const char *tiles[GEMM4_N_CONFIGS + 1] = {"",          "128x128",   "128x64",      "64x64",
                                                      "64x32",     "64x16",     "64x64 KB2",   "64x16 KB2",
                                                      "64x64 ST3", "64x64 ST6", "64x128 w64x32", "64x64 w64x16",
-                                                     "64x128 8w", "128x64 8w", "128x64 ST3",  "64x64 2w"};
+                                                     "64x128 8w", "128x64 8w", "128x64 ST3",  "64x64 2w",
+                                                     "128x32 w64x16", "64x128 w64x32 ST3", "64x64 ST5"};
     std::vector<Variant> v;
     for (int ver = 1; ver <= 3; ver++) v.push_back({ver, 0, 1, ""}), snprintf(v.back().name, 48, "%d", ver);
     for (int cfg = 1; cfg <= GEMM4_N_CONFIGS; cfg++)

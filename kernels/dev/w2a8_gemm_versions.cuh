@@ -15,6 +15,7 @@
 //          expand the same weights)   11: 64x64, 4 warps of 64x16
 //      12: 64x128, 8 warps of 32x32   13: 128x64, 8 warps of 32x32
 //      14: 128x64 as 2, 3 stages      15: 64x64, 2 warps of 64x32
+//      16: 128x32, 4 warps of 64x16   17: 10 with 3 stages   18: 64x64 as 3, 5 stages
 //      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
 //      (the product: 3 where its grid covers ~90% of the SMs, else 7)
 #pragma once
@@ -253,8 +254,11 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     X(12, 2, 4, 2, 4, 4, 1) \
     X(13, 4, 2, 2, 4, 4, 1) \
     X(14, 2, 2, 4, 4, 3, 1) \
-    X(15, 1, 2, 4, 4, 4, 1)
-enum { GEMM4_N_CONFIGS = 15 };
+    X(15, 1, 2, 4, 4, 4, 1) \
+    X(16, 2, 2, 4, 2, 4, 1) \
+    X(17, 1, 4, 4, 4, 3, 1) \
+    X(18, 2, 2, 2, 4, 5, 1)
+enum { GEMM4_N_CONFIGS = 18 };
 
 template <int WGM, int WGN, int MT, int NT, int ST, int KB>
 int lab_gemm4(void *stream, int sk, const GemmParams &p) {
