@@ -4,7 +4,7 @@
 # before it is timed), `bench --backend cuda --skip-kernels --quick` (prefill 64 / 512 rows) and
 # TTFT of `bitnet-chat -p` on a ~2000-token prompt (2B-shaped file, random weights), each for the
 # new build and the baseline binary (the build before the change) alternated in the same run, and
-# an Nsight Compute pass over four GEMM variants where ncu exists. Builds nothing. Run from the
+# an Nsight Compute pass over five GEMM variants where ncu exists. Builds nothing. Run from the
 # root of the source copy on the device machine:
 #   sh kernels/dev/run_prefill_device.sh X
 # X holds build.tar.xz (a CUDA build folder made on the development machine as
@@ -91,7 +91,7 @@ for round in 1 2; do
         done
     done
 done
-# where the GEMM's time goes (stall reasons, issue slots, occupancy) for four variants
+# where the GEMM's time goes (stall reasons, issue slots, occupancy) for five variants
 if command -v ncu >/dev/null 2>&1; then
     step "ncu lab prof" 90 ncu.txt ncu --kernel-name regex:w2a8_gemm_kernel4 --section SchedulerStats \
         --section WarpStateStats --section Occupancy --section ComputeWorkloadAnalysis --section LaunchStats \

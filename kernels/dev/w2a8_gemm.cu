@@ -9,7 +9,7 @@
 // compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
 // Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [prof] [T ...] (default 512 64;
-// prof: four version-4 variants once each at two T = 512 shapes, exactness only, for ncu)
+// prof: five version-4 variants once each at two T = 512 shapes, exactness only, for ncu)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -93,16 +93,18 @@ struct Variant {
     char name[48];
 };
 // Versions 1-3, version 4 at every tile (w2a8_gemm_versions.cuh) with 1..4 blocks per tile over
-// K, and the product's pick. g_prof: a few of them, each run once (under a profiler).
+// K, and the product's pick. g_prof: five of them, each run once (under a profiler).
 static int g_prof = 0;
 static std::vector<Variant> variants() {
     if (g_prof) return {{4, 3, 1, "4 c3 64x64 sk1"}, {4, 3, 2, "4 c3 64x64 sk2"}, {4, 10, 1, "4 c10 64x128 w64x32 sk1"},
-                        {4, 2, 1, "4 c2 128x64 sk1"}};
+                        {4, 2, 1, "4 c2 128x64 sk1"}, {4, 19, 1, "4 c19 64x128 w32x64 sk1"}};
     static const char *tiles[GEMM4_N_CONFIGS + 1] = {"",          "128x128",   "128x64",      "64x64",
                                                      "64x32",     "64x16",     "64x64 KB2",   "64x16 KB2",
                                                      "64x64 ST3", "64x64 ST6", "64x128 w64x32", "64x64 w64x16",
                                                      "64x128 8w", "128x64 8w", "128x64 ST3",  "64x64 2w",
-                                                     "128x32 w64x16", "64x128 w64x32 ST3", "64x64 ST5"};
+                                                     "128x32 w64x16", "64x128 w64x32 ST3", "64x64 ST5",
+                                                     "64x128 w32x64", "64x128 w32x64 ST3", "128x128 w32x64",
+                                                     "64x64 2w32x64"};
     std::vector<Variant> v;
     for (int ver = 1; ver <= 3; ver++) v.push_back({ver, 0, 1, ""}), snprintf(v.back().name, 48, "%d", ver);
     for (int cfg = 1; cfg <= GEMM4_N_CONFIGS; cfg++)
@@ -344,7 +346,7 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     printf("| op | version | T | shape | us | TOPS |\n|---|---|---:|---|---:|---:|\n");
     // ragged shapes first (exactness only): odd M, N not a multiple of any tile, K 3200
-    if (g_prof) {  // `prof`: four variants once each at two T = 512 shapes, for a profiler
+    if (g_prof) {  // `prof`: five variants once each at two T = 512 shapes, for a profiler
         const int ps[2][2] = {{2560, 2560}, {13824, 2560}};
         for (auto &s : ps)
             if (gemm_shape(st, 512, s[0], s[1], false, nullptr, nullptr)) return 1;

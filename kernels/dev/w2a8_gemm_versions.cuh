@@ -16,6 +16,9 @@
 //      12: 64x128, 8 warps of 32x32   13: 128x64, 8 warps of 32x32
 //      14: 128x64 as 2, 3 stages      15: 64x64, 2 warps of 64x32
 //      16: 128x32, 4 warps of 64x16   17: 10 with 3 stages   18: 64x64 as 3, 5 stages
+//      19: 64x128, 4 warps of 32x64 (an A fragment serves 8 column tiles: shared-memory bytes per
+//          mma 144 against 240 for tile 3, counting the cp.async writes)   20: 19 with 3 stages
+//      21: 128x128, 8 warps of 32x64   22: 64x64, 2 warps of 32x64
 //      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
 //      (the product: 3 where its grid covers ~90% of the SMs, else 7)
 #pragma once
@@ -257,8 +260,12 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     X(15, 1, 2, 4, 4, 4, 1) \
     X(16, 2, 2, 4, 2, 4, 1) \
     X(17, 1, 4, 4, 4, 3, 1) \
-    X(18, 2, 2, 2, 4, 5, 1)
-enum { GEMM4_N_CONFIGS = 18 };
+    X(18, 2, 2, 2, 4, 5, 1) \
+    X(19, 2, 2, 2, 8, 4, 1) \
+    X(20, 2, 2, 2, 8, 3, 1) \
+    X(21, 4, 2, 2, 8, 4, 1) \
+    X(22, 2, 1, 2, 8, 4, 1)
+enum { GEMM4_N_CONFIGS = 22 };
 
 template <int WGM, int WGN, int MT, int NT, int ST, int KB>
 int lab_gemm4(void *stream, int sk, const GemmParams &p) {
