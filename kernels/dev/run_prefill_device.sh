@@ -6,7 +6,10 @@
 # new build and the baseline binary (the build before the change) alternated in the same run, and
 # an Nsight Compute pass over five GEMM variants where ncu exists. Builds nothing. Run from the
 # root of the source copy on the device machine:
-#   sh kernels/dev/run_prefill_device.sh X
+#   sh kernels/dev/run_prefill_device.sh X [final|short]
+# (final: compute-sanitizer memcheck and racecheck over `test_kernels_cuda prefill`, which runs
+# the split GEMM, instead of the ncu pass; short, ~3 minutes: `test_kernels_cuda prefill`, the
+# bench rows and -p TTFT only, the PDL experiment last)
 # X holds build.tar.xz (a CUDA build folder made on the development machine as
 # /work/wt-prefill-speed/build: the test files name that absolute path, so a link makes it valid
 # here; only the binaries below, stripped, plus the CTestTestfile.cmake files), base.tar.xz
@@ -39,6 +42,7 @@ if [ "${1:-}" = --pack ]; then
     exit 0
 fi
 X=$(cd "${1:?carried folder}" && pwd)
+MODE=${2:-}
 S=$OUT/summary.txt
 L=/tmp/logs # every log; packed into $OUT/logs.tar.xz at the end
 mkdir -p $L
@@ -57,23 +61,37 @@ step() { # name seconds log command...
 # correctness first: the GEMM (every tile the product picks, split-K at the small shapes, all
 # epilogues) and norm+quant against the references; prefill against decode and the CPU; the
 # demo golden replies; the model families (other K, head dims) on the GPU against the CPU
+if [ "$MODE" = short ]; then
+    step "test_kernels_cuda prefill" 60 kprefill.txt $B/tests/test_kernels_cuda prefill
+    tail -2 "$L/kprefill.txt" >>"$S"
+else
 step "ctest prefill-related GPU tests" 180 gpu_tests.txt ctest --test-dir $B --output-on-failure --timeout 120 \
     -R '^(test_kernels_cuda|test_backend_cuda|test_demo_golden_cuda|test_demo_golden_cli_cuda|test_families_cuda_random)$'
 grep -E "tests passed|\*\*\*|Passed|Failed|Not Run" "$L/gpu_tests.txt" | sed 's/^ *//' >>"$S"
-# the lab: exact check of every variant, then timings (T = 512, the four 2B shapes)
-step "lab new" 120 lab_new.txt $B/tests/dev_w2a8_gemm 512
-grep -E "^BEST|four GEMMs|rmsnorm_quant|attention v1|FAILED" "$L/lab_new.txt" >>"$S"
-# end to end: bench rows (prefill 64 / 512, median of 3 after a warm-up), new and base alternated
-bins="$B/bitnet-chat /tmp/base/bitnet-chat.base"
-[ -f /tmp/base/bitnet-chat.pdl ] && bins="$bins /tmp/base/bitnet-chat.pdl"
-name_of() { case $1 in */bitnet-chat) echo new ;; *.base) echo base ;; *) echo pdl ;; esac; }
-for round in 1; do
-    for bin in $bins; do
-        name=$(name_of $bin)
-        step "bench $name round $round" 120 bench_${name}_$round.txt $bin bench --backend cuda --skip-kernels --quick
-        grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_${name}_$round.txt" | head -3 | sed "s/^/$name r$round: /" >>"$S"
+fi
+if [ "$MODE" = final ]; then
+    for tool in memcheck racecheck; do
+        step "$tool test_kernels_cuda prefill" 150 san_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda prefill
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/san_$tool.txt" | tail -2 >>"$S"
     done
-done
+fi
+# the lab: exact check of every variant, then timings (T = 512, the four 2B shapes)
+if [ "$MODE" != short ]; then
+    step "lab new" 120 lab_new.txt $B/tests/dev_w2a8_gemm 512
+    grep -E "^BEST|four GEMMs|rmsnorm_quant|attention v1|FAILED" "$L/lab_new.txt" >>"$S"
+fi
+# end to end: bench rows (prefill 64 / 512, median of 3 after a warm-up), new then base
+bins="$B/bitnet-chat /tmp/base/bitnet-chat.base"
+pdl=
+[ -f /tmp/base/bitnet-chat.pdl ] && pdl=/tmp/base/bitnet-chat.pdl
+[ "$MODE" = short ] || bins="$bins $pdl"
+name_of() { case $1 in */bitnet-chat) echo new ;; *.base) echo base ;; *) echo pdl ;; esac; }
+bench() { # binary
+    name=$(name_of $1)
+    step "bench $name" 120 bench_$name.txt $1 bench --backend cuda --skip-kernels --quick
+    grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_$name.txt" | head -3 | sed "s/^/$name: /" >>"$S"
+}
+for bin in $bins; do bench $bin; done
 # TTFT through -p on a 2B-shaped file: ~2000- and ~500-token prompts, new and base alternated
 xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
 step "make_bench_model" 150 make.txt $B/tests/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b
@@ -91,8 +109,13 @@ for round in 1 2; do
         done
     done
 done
-# where the GEMM's time goes (stall reasons, issue slots, occupancy) for five variants
-if command -v ncu >/dev/null 2>&1; then
+# short: the PDL experiment last; else where the GEMM's time goes (ncu: stall reasons, issue
+# slots, occupancy) for five variants
+if [ "$MODE" = short ]; then
+    [ -n "$pdl" ] && bench $pdl
+elif [ "$MODE" = final ]; then
+    :
+elif command -v ncu >/dev/null 2>&1; then
     step "ncu lab prof" 90 ncu.txt ncu --kernel-name regex:w2a8_gemm_kernel4 --section SchedulerStats \
         --section WarpStateStats --section Occupancy --section ComputeWorkloadAnalysis --section LaunchStats \
         $B/tests/dev_w2a8_gemm prof

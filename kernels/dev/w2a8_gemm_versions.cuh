@@ -1,6 +1,6 @@
 // Lab: the prefill GEMM's earlier versions and every tile of version 4, for dev_w2a8_gemm
 // (kernels/dev/w2a8_gemm.cu). Versions 1-3 live only here; version 4's kernel is the product's
-// (kernels/cuda/w2a8_gemm.cuh), which picks two of the seven tiles below by shape. All epilogue
+// (kernels/cuda/w2a8_gemm.cuh), which picks three of the tiles below by shape. All epilogue
 // int32 (the lab checks the accumulators exactly).
 //   1: 64x128 block tile, k-tile 128 = one I2_S block, 4 warps of 32x64, weights expanded from
 //      2-bit codes to int8 {0,1,2} in shared memory, next tile prefetched into registers
@@ -20,7 +20,8 @@
 //          mma 144 against 240 for tile 3, counting the cp.async writes)   20: 19 with 3 stages
 //      21: 128x128, 8 warps of 32x64   22: 64x64, 2 warps of 32x64
 //      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
-//      (the product: 3 where its grid covers ~90% of the SMs, else 7)
+//      (the product: 17, split over K by its rule, where its grid has a block per SM; else 3
+//      where its grid covers ~90% of the SMs; else 7)
 #pragma once
 #include "kernels/cuda/w2a8_gemm.cuh"
 
@@ -285,6 +286,7 @@ int lab_gemm_pick(int M, int N) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         sms = 132;
+    if ((long)((N + 127) / 128) * ((M + 63) / 64) >= (long)sms) return 17;
     return (long)((N + 63) / 64) * ((M + 63) / 64) * 10 >= (long)sms * 9 ? 3 : 7;
 }
 
