@@ -90,6 +90,7 @@ bench() { # binary
     name=$(name_of $1)
     step "bench $name" 120 bench_$name.txt $1 bench --backend cuda --skip-kernels --quick
     grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_$name.txt" | head -3 | sed "s/^/$name: /" >>"$S"
+    grep -E "^\| (512|2000|4000) \| [0-9.]+ \| [0-9]+ \|$" "$L/bench_$name.txt" | sed "s/^/$name TTFT: /" >>"$S"
 }
 for bin in $bins; do bench $bin; done
 # TTFT through -p on a 2B-shaped file: ~2000- and ~500-token prompts, new and base alternated
