@@ -55,7 +55,8 @@ int gemm4_launch_ep(int pdl, void *stream, bool split, const GemmParams &p) {
     static const cudaError_t attr = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
     if (attr != cudaSuccess)
         return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_w2a8_gemm: shared memory of %zu bytes: %s", C::SMEM, cudaGetErrorString(attr));
-    static const int per_sm = gemm4_blocks_per_sm<C>(kern);
+    // after the carveout is set (kcuda_prepare_func), which the occupancy depends on
+    static const int per_sm = kcuda_prepare_func((const void *)kern) ? 0 : gemm4_blocks_per_sm<C>(kern);
     dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM));
     grid.z = split ? (unsigned)gemm_split_k((long)grid.x * grid.y, per_sm, p.k_pad / BK) : 1u;
     return gemm4_launch_grid<C>(kern, grid, stream, pdl, p);
