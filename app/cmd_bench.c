@@ -4,7 +4,8 @@
  *       on CUDA cuBLAS bf16 GEMV measured the same way, GB/s and % of copy bandwidth measured
  *       in the same run;
  *   (2) an end-to-end table for (prompt, generated) = (64,16), (64,64), (512,64) on a random
- *       model with the shapes of BitNet-b1.58-2B-4T: prefill ms, decode ms, decode tok/s.
+ *       model with the shapes of BitNet-b1.58-2B-4T: prefill ms, decode ms, decode tok/s; on CUDA
+ *       the time to first token of 512-, 2000- and 4000-token prompts.
  * Every figure printed here is measured in this run; nothing is hard-coded. */
 #include <math.h>
 #include <stdio.h>
@@ -211,6 +212,57 @@ static double decode_floor_bytes(const Model *m, int lm_int8, double pos) {
     b += 2.0 * c->dim;
     b += (pos + 1) * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2.0;
     return b;
+}
+
+/* Time to first token of long prompts (prefill in chunks of up to 512 tokens, then the first
+ * greedy pick): infer_eval of P random tokens at position 0 + infer_sample, host clock, median of
+ * `runs` runs after 1 warm-up, KV cache of 4096 positions. */
+static void bench_ttft(const Model *m, int quick, int lm_int8) {
+    static const int PS[3] = {512, 2000, 4000};
+    const int runs = quick ? 3 : 5;
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 4096, .lm_head_int8 = lm_int8};
+    Err err = {{0}};
+    Infer *inf = infer_create(m, &o, &err);
+    int32_t *toks = malloc(sizeof(int32_t) * 4096);
+    SamplerParams sp = sampler_params_default();
+    sp.temperature = 0.0f;
+    sp.repeat_penalty = 1.0f;
+    Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
+    if (!inf || !toks || !smp) {
+        fprintf(stderr, "bench: %s\n", inf ? "out of memory" : err.msg);
+        infer_destroy(inf);
+        free(toks);
+        sampler_free(smp);
+        return;
+    }
+    const int ctx = infer_ctx(inf); /* capped at the model's trained context */
+    for (int i = 0; i < 4096; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)m->cfg.vocab_size);
+    printf("\nTime to first token (greedy, %s lm_head): infer_eval of a P-token random prompt at position 0\n"
+           "(prefill in chunks of up to 512) + the first infer_sample; host clock; median of %d runs after 1\n"
+           "warm-up; KV cache of %d positions.\n\n| prompt | TTFT ms | prompt tok/s |\n|---:|---:|---:|\n",
+           lm_int8 ? "int8" : "f16", runs, ctx);
+    for (int pi = 0; pi < 3; pi++) {
+        const int P = PS[pi] < ctx ? PS[pi] : ctx - 1;
+        double t[8];
+        int rc = 0;
+        for (int r = 0; r <= runs && !rc; r++) {
+            int32_t tok = 0;
+            const double t0 = now_s();
+            rc = infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+            t[r] = now_s() - t0;
+        }
+        if (rc) {
+            fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+            break;
+        }
+        qsort(t + 1, (size_t)runs, sizeof(double), cmp_double);
+        const double ms = t[1 + runs / 2] * 1e3;
+        printf("| %d | %.2f | %.0f |\n", P, ms, P / (ms * 1e-3));
+        fflush(stdout);
+    }
+    sampler_free(smp);
+    infer_destroy(inf);
+    free(toks);
 }
 
 /* Decode at contexts 64..4096 as a chat sees it: the engine API (infer_eval of one token +
@@ -686,6 +738,7 @@ int mode_bench(const AppConfig *cfg) {
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, "BitNet-b1.58-2B-4T", cfg->quick, cfg->threads,
                    cfg->lm_head_int8, cfg->bench_profile);
 #ifdef BITNET_HAVE_CUDA
+    if (!rc && use_cuda && !cfg->bench_profile) bench_ttft(&m, cfg->quick, cfg->lm_head_int8);
     if (!rc && use_cuda && !cfg->bench_profile) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);
     if (!rc && use_cuda && !cfg->bench_profile) bench_sampler_cost(&m, cfg->quick);
     if (!rc && use_cuda && !cfg->bench_profile) bench_lm_head_compare(&m, cfg->quick);

@@ -1,41 +1,81 @@
-// The prefill GEMM launcher (kernel 4 of w2a8_gemm.cuh, one of two tiles chosen by shape) and
-// the per-row RMSNorm + int8 quantization of the prefill rows.
+// The prefill GEMM launcher (kernel 4 of w2a8_gemm.cuh, one of three tiles chosen by shape, split
+// over K where that fills the GPU) and the per-row RMSNorm + int8 quantization of the prefill rows.
 #include "kernels/cuda/w2a8_gemm.cuh"
 
 namespace {
 
-// The two tiles the launcher picks from (Gemm4Cfg: warps WGM x WGN of MT x NT mma tiles,
-// pipeline stages, k-tiles per stage). Measured on the H100 (lab, 2026-11-23, kernels/dev/README.md):
-// the 64x64 tile (4 blocks of 4 warps per SM) is the fastest or within 10% at T = 512 on all four
-// 2B shapes and at T = 64 on gate/up; bigger tiles lose (fewer warps to hide the mma and
-// shared-load latencies). Where 64x64 gives too few blocks to cover the SMs (T = 64, N =
-// 2560/3840), 64x16 with two k-tiles per stage is fastest (7.2-7.4 us against 7.7-8.1 with
-// one). Rule: 64x64 when its grid covers ~90% of the SMs, else 64x16.
-#define GEMM_TILE_64X64 2, 2, 2, 4, 4, 1  // 4 warps of 32x32, 4 stages of one k-tile
-#define GEMM_TILE_64X16 4, 1, 1, 2, 4, 2  // 4 warps of 16x16, 4 stages of two k-tiles
+// The three tiles the launcher picks from (Gemm4Cfg: warps WGM x WGN of MT x NT mma tiles,
+// pipeline stages, k-tiles per stage). Measured on the H100 (lab, kernels/dev/README.md):
+// - 64x128 as 4 warps of 64x32, 3 stages (lab tile 17, 2026-12-06): a warp's B fragments serve
+//   four row tiles and no two warps expand the same weights. At T = 512 with the split below it
+//   takes the four 2B GEMMs from 157.0 us (64x64, no split) to 137.9 us: gate/up 72.3 -> 61.2,
+//   down 42.0 -> 34.7 (3 splits), QKV 23.7 -> 23.2, O 19.0 -> 18.8 (2 splits). Used where its
+//   grid has at least one block per SM.
+// - 64x64 as 4 warps of 32x32 (2026-11-23): the fastest of the first seven tiles at T = 512 and
+//   at T = 64 on gate/up; used below the 64x128 tile where its grid covers ~90% of the SMs.
+// - 64x16 with two k-tiles per stage: where 64x64 gives too few blocks (T = 64, N = 2560/3840),
+//   7.2-7.4 us against 7.7-8.1 with one.
+// Only the 64x128 tile splits over K (its T = 512 rows above); the two small-M tiles were not
+// measured split and launch as before.
+#define GEMM_TILE_64X128 1, 4, 4, 4, 3, 1  // 4 warps of 64x32, 3 stages of one k-tile
+#define GEMM_TILE_64X64 2, 2, 2, 4, 4, 1   // 4 warps of 32x32, 4 stages of one k-tile
+#define GEMM_TILE_64X16 4, 1, 1, 2, 4, 2   // 4 warps of 16x16, 4 stages of two k-tiles
+
+// Blocks of kernel 4 with configuration C that one SM holds at once (0 where the query fails).
+template <class C, typename K>
+int gemm4_blocks_per_sm(K kern) {
+    int n = 0;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, C::THREADS, C::SMEM) == cudaSuccess ? n : 0;
+}
+
+// Split-K factor for a grid of `blocks` tiles over nb I2_S blocks: the largest of 1..4 whose
+// split grid still fits the GPU at once (every block resident: one wave), keeping >= 8 I2_S
+// blocks per split (the pipeline's fill and the reduction stay small against the k-loop). On
+// the 64x128 tile at T = 512 this picks the fastest split of the lab's 1..4 on all four 2B
+// shapes (2026-12-06). Needs clusters (compute capability 9.0).
+int gemm_split_k(long blocks, int per_sm, int nb) {
+    static const int cc_major = [] {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+            v = 0;
+        return v;
+    }();
+    const long cap = (long)per_sm * kcuda_sm_count();
+    int sk = 1;
+    if (cc_major < 9) return 1;
+    while (sk < 4 && blocks * (sk + 1) <= cap && nb / (sk + 1) >= 8) sk++;
+    return sk;
+}
 
 template <int EP, int WGM, int WGN, int MT, int NT, int ST, int KB>
-int gemm4_launch_ep(dim3 grid, int pdl, void *stream, const GemmParams &p) {
+int gemm4_launch_ep(int pdl, void *stream, bool split, const GemmParams &p) {
     using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     auto kern = w2a8_gemm_kernel4<EP, C, WGM, WGN, MT, NT>;
     // once per kernel (thread-safe static initialization)
     static const cudaError_t attr = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
     if (attr != cudaSuccess)
         return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_w2a8_gemm: shared memory of %zu bytes: %s", C::SMEM, cudaGetErrorString(attr));
-    return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, pdl, p);
+    // after the carveout is set (kcuda_prepare_func), which the occupancy depends on
+    static const int per_sm = kcuda_prepare_func((const void *)kern) ? 0 : gemm4_blocks_per_sm<C>(kern);
+    dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM));
+    grid.z = split ? (unsigned)gemm_split_k((long)grid.x * grid.y, per_sm, p.k_pad / BK) : 1u;
+    return gemm4_launch_grid<C>(kern, grid, stream, pdl, p);
 }
 
 template <int WGM, int WGN, int MT, int NT, int ST, int KB>
-int gemm4_launch(int ep, int pdl, void *stream, const GemmParams &p) {
-    using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
-    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM));
+int gemm4_launch(int ep, int pdl, void *stream, bool split, const GemmParams &p) {
     switch (ep) {
-    case KCUDA_EP_F32: return gemm4_launch_ep<KCUDA_EP_F32, WGM, WGN, MT, NT, ST, KB>(grid, pdl, stream, p);
-    case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST, KB>(grid, pdl, stream, p);
-    case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST, KB>(grid, pdl, stream, p);
-    case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST, KB>(grid, pdl, stream, p);
+    case KCUDA_EP_F32: return gemm4_launch_ep<KCUDA_EP_F32, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
+    case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
+    case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
+    case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
     }
+}
+
+bool gemm_tile_64x128(int M, int N) {
+    const int sms = kcuda_sm_count();
+    return (long)((N + 127) / 128) * ((M + 63) / 64) >= (long)(sms ? sms : 132);
 }
 
 bool gemm_tile_64x64(int M, int N) {
@@ -113,7 +153,6 @@ __global__ void __launch_bounds__(NQ_THREADS) norm_quant_rows2_kernel(const floa
     }
 }
 
-
 }  // namespace
 
 // Rows that do not fit the kernel above (k_pad > 8192, k_in or ld_x not multiples of 4,
@@ -157,6 +196,7 @@ extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const f
     p.act = w->act;
     p.out = d_out;
     p.ld_out = ld_out;
-    if (gemm_tile_64x64(M, w->n_out)) return gemm4_launch<GEMM_TILE_64X64>(ep, pdl, stream, p);
-    return gemm4_launch<GEMM_TILE_64X16>(ep, pdl, stream, p);
+    if (gemm_tile_64x128(M, w->n_out)) return gemm4_launch<GEMM_TILE_64X128>(ep, pdl, stream, true, p);
+    if (gemm_tile_64x64(M, w->n_out)) return gemm4_launch<GEMM_TILE_64X64>(ep, pdl, stream, false, p);
+    return gemm4_launch<GEMM_TILE_64X16>(ep, pdl, stream, false, p);
 }

@@ -3,6 +3,8 @@
 // which runs it at every tile configuration next to the earlier versions. Internal to
 // kernels/cuda and kernels/dev.
 #pragma once
+#include <cooperative_groups.h>
+
 #include "kernels/cuda/common.cuh"
 
 namespace {
@@ -39,15 +41,17 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *ptr) {
 
 // Epilogue of every GEMM version: a warp's MT x NT mma tiles (rows from m0, columns from n0)
 // -> acc - qsum, then y = acc / s * gamma per the epilogue, bit for bit as the CPU reference.
+// With split-K (own_mod > 1) a block writes only the row groups (mt, half) with (2 mt + half) %
+// own_mod == own_rank: the others belong to the other blocks of its cluster.
 template <int EP, int MT, int NT>
 __device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[MT][NT][4], int m0, int n0,
-                                               int gid, int tig) {
+                                               int gid, int tig, int own_mod = 1, int own_rank = 0) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             const int t = m0 + mt * 16 + gid + half * 8;
-            if (t >= p.M) continue;
+            if (t >= p.M || (2 * mt + half) % own_mod != own_rank) continue;
             const float s = p.s ? p.s[t] : 1.0f;
             const int qs = p.qsum[t];
 #pragma unroll
@@ -108,6 +112,14 @@ struct Gemm4Cfg {  // KB: I2_S blocks (k-tiles of 128) per pipeline stage, i.e. 
     static constexpr size_t SMEM = (size_t)STAGES * (A_STAGE + W_STAGE);
 };
 
+//
+// Split-K (gridDim.z = SK > 1, launched as clusters of 1 x 1 x SK blocks): block z of a cluster
+// runs the z-th of SK contiguous runs of I2_S blocks of the same output tile; the SK partial int32
+// accumulators are summed through distributed shared memory (each block parks its accumulators
+// in its own pipeline buffers, each reads the others' for the row groups it owns) and every
+// block runs the epilogue on its share of the rows. Integer sums: exact in any order, no global
+// workspace, no atomics. It gives the narrow projections at T = 512 (2560 columns: 320 blocks of
+// 64x64 for 132 SMs that hold 5 each) the warps to hide the mma and shared-load latencies.
 template <int EP, class C, int WGM, int WGN, int MT, int NT>
 __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
     extern __shared__ __align__(128) uint8_t smem[];
@@ -118,7 +130,9 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
     const int n_base = blockIdx.x * C::BN, m_base = blockIdx.y * C::BM;
     const size_t rb = (size_t)p.k_pad / 4;
     constexpr int KB = C::A_STAGE / (C::BM * BK);
-    const int NB = p.k_pad / BK;             // I2_S blocks
+    const int sk = (int)gridDim.z, rank = (int)blockIdx.z;
+    const int kb_lo = p.k_pad / BK * rank / sk;                // this split's first I2_S block
+    const int NB = p.k_pad / BK * (rank + 1) / sk - kb_lo;     // and its number of blocks
     const int KT = (NB + KB - 1) / KB;       // pipeline stages; blocks past NB are zero-filled
     constexpr int A_CHUNKS = C::BM * 8, W_CHUNKS = C::BN * 2;
     auto issue_a = [&](int kt, int st) {
@@ -131,7 +145,7 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
                 if (A_CHUNKS % C::THREADS == 0 || idx < A_CHUNKS) {
                     const int r = idx >> 3, c = idx & 7, t = m_base + r;
                     const bool ok = t < p.M && kb < NB;
-                    const int8_t *src = p.q + (ok ? (size_t)t * p.k_pad + (size_t)kb * BK + c * 16 : 0);
+                    const int8_t *src = p.q + (ok ? (size_t)t * p.k_pad + (size_t)(kb_lo + kb) * BK + c * 16 : 0);
                     cp_async16(As + (size_t)st * C::A_STAGE + b * C::BM * BK + r * BK + ((c ^ (r & 7)) << 4), src, ok);
                 }
             }
@@ -147,7 +161,7 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
                 if (W_CHUNKS % C::THREADS == 0 || idx < W_CHUNKS) {
                     const int r = idx >> 1, h = idx & 1, n = n_base + r;
                     const bool ok = n < p.n_out && kb < NB;
-                    const uint8_t *src = p.w + (ok ? (size_t)n * rb + (size_t)kb * 32 + h * 16 : 0);
+                    const uint8_t *src = p.w + (ok ? (size_t)n * rb + (size_t)(kb_lo + kb) * 32 + h * 16 : 0);
                     cp_async16(Wr + (size_t)st * C::W_STAGE + b * C::BN * 32 + r * 32 + ((h ^ ((r >> 2) & 1)) << 4), src, ok);
                 }
             }
@@ -220,7 +234,80 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
         }
     }
     cp_async_wait<0>();
-    gemm4_epilogue<EP, MT, NT>(p, acc, m_base + wm * MT * 16, n_base + wn * NT * 8, gid, tig);
+    const int m0 = m_base + wm * MT * 16, n0 = n_base + wn * NT * 8;
+    if (sk == 1) {
+        gemm4_epilogue<EP, MT, NT>(p, acc, m0, n0, gid, tig);
+        return;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // clusters: the launcher splits K only on sm_90+
+    // split-K: park the accumulators as int2 [MT][NT][half][THREADS] (a warp's 32 lanes read and
+    // write 256 consecutive bytes), then add the other blocks' parts of the owned row groups
+    static_assert((size_t)MT * NT * 4 * C::THREADS * 4 <= C::SMEM, "split-K accumulators exceed the pipeline buffers");
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    int2 *park = (int2 *)smem;
+    __syncthreads();  // every warp is done with the pipeline buffers
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int half = 0; half < 2; half++)
+                park[((mt * NT + nt) * 2 + half) * C::THREADS + tid] = make_int2(acc[mt][nt][2 * half], acc[mt][nt][2 * half + 1]);
+    cluster.sync();  // every block's accumulators are parked
+    for (int r = 0; r < sk; r++) {
+        if (r == rank) continue;
+        const int2 *other = cluster.map_shared_rank(park, (unsigned)r);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                if ((2 * mt + half) % sk != rank) continue;
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const int2 v = other[((mt * NT + nt) * 2 + half) * C::THREADS + tid];
+                    acc[mt][nt][2 * half] += v.x;
+                    acc[mt][nt][2 * half + 1] += v.y;
+                }
+            }
+    }
+    cluster.sync();  // no block leaves (freeing its shared memory) while another still reads it
+    gemm4_epilogue<EP, MT, NT>(p, acc, m0, n0, gid, tig, sk, rank);
+#endif
+}
+
+// Launches kernel 4 (a split-K grid, gridDim.z > 1, as clusters of 1 x 1 x gridDim.z blocks),
+// with programmatic dependent launch on request.
+template <class C, typename K>
+int gemm4_launch_grid(K kern, dim3 grid, void *stream, int pdl, const GemmParams &p) {
+    int rc = kcuda_prepare_func((const void *)kern);
+    if (rc) return rc;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(C::THREADS);
+    cfg.dynamicSmemBytes = C::SMEM;
+    cfg.stream = (cudaStream_t)stream;
+    cudaLaunchAttribute attr[2];
+    int na = 0;
+    if (grid.z > 1) {
+        attr[na].id = cudaLaunchAttributeClusterDimension;
+        attr[na].val.clusterDim.x = 1;
+        attr[na].val.clusterDim.y = 1;
+        attr[na].val.clusterDim.z = grid.z;
+        na++;
+    }
+    if (pdl) {
+        attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[na].val.programmaticStreamSerializationAllowed = 1;
+        na++;
+    }
+    cfg.attrs = attr;
+    cfg.numAttrs = na;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
+    if (e != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "w2a8 GEMM launch (grid %u x %u x %u, block %d): %s", grid.x, grid.y, grid.z,
+                          C::THREADS, cudaGetErrorString(e));
+    return KCUDA_OK;
 }
 
 }  // namespace

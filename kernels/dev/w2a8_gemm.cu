@@ -8,7 +8,8 @@
 // Times: median of 20 graph replays of 20 launches each (weights L2-resident: prefill is
 // compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
-// Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [T ...] (default 512 64)
+// Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [prof] [T ...] (default 512 64;
+// prof: five version-4 variants once each at two T = 512 shapes, exactness only, for ncu)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -87,13 +89,29 @@ static std::vector<int32_t> host_gemm(const std::vector<uint8_t> &w, int n, int 
 }
 
 struct Variant {
-    int ver, cfg;  // cfg 0 = by shape (version 4)
-    const char *name;
+    int ver, cfg, sk;  // cfg 0 = by shape (version 4, the product's launcher); sk: split over K
+    char name[48];
 };
-static const Variant VARIANTS[] = {{1, 0, "1"},         {2, 0, "2"},         {3, 0, "3"},
-                                   {4, 1, "4 128x128"}, {4, 2, "4 128x64"},  {4, 3, "4 64x64"},
-                                   {4, 4, "4 64x32"},   {4, 5, "4 64x16"},   {4, 6, "4 64x64 KB2"},
-                                   {4, 7, "4 64x16 KB2"}, {4, 0, "4 by shape"}};
+// Versions 1-3, version 4 at every tile (w2a8_gemm_versions.cuh) with 1..4 blocks per tile over
+// K, and the product's pick. g_prof: five of them, each run once (under a profiler).
+static int g_prof = 0;
+static std::vector<Variant> variants() {
+    if (g_prof) return {{4, 3, 1, "4 c3 64x64 sk1"}, {4, 3, 2, "4 c3 64x64 sk2"}, {4, 10, 1, "4 c10 64x128 w64x32 sk1"},
+                        {4, 2, 1, "4 c2 128x64 sk1"}, {4, 19, 1, "4 c19 64x128 w32x64 sk1"}};
+    static const char *tiles[GEMM4_N_CONFIGS + 1] = {"",          "128x128",   "128x64",      "64x64",
+                                                     "64x32",     "64x16",     "64x64 KB2",   "64x16 KB2",
+                                                     "64x64 ST3", "64x64 ST6", "64x128 w64x32", "64x64 w64x16",
+                                                     "64x128 8w", "128x64 8w", "128x64 ST3",  "64x64 2w",
+                                                     "128x32 w64x16", "64x128 w64x32 ST3", "64x64 ST5",
+                                                     "64x128 w32x64", "64x128 w32x64 ST3", "128x128 w32x64",
+                                                     "64x64 2w32x64"};
+    std::vector<Variant> v;
+    for (int ver = 1; ver <= 3; ver++) v.push_back({ver, 0, 1, ""}), snprintf(v.back().name, 48, "%d", ver);
+    for (int cfg = 1; cfg <= GEMM4_N_CONFIGS; cfg++)
+        for (int sk = 1; sk <= 4; sk++) v.push_back({4, cfg, sk, ""}), snprintf(v.back().name, 48, "4 c%d %s sk%d", cfg, tiles[cfg], sk);
+    v.push_back({4, 0, 1, "4 by shape (product)"});
+    return v;
+}
 
 static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4) {
     const size_t wb = (size_t)n * k / 4;
@@ -124,11 +142,13 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
     m.seg_end[0] = m.seg_end[1] = n;
     m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
     std::vector<int32_t> got((size_t)T * n);
-    for (const Variant &v : VARIANTS) {
+    double best = 1e30;
+    std::string best_name;
+    for (const Variant &v : variants()) {
         // version 4 "by shape" is the product's launcher, the rest the lab's
         auto run = [&] {
             return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, 0, st)
-                                            : lab_gemm(v.ver, v.cfg, &m, dq, dsum, T, dout, st);
+                                            : lab_gemm(v.ver, v.cfg, v.sk, &m, dq, dsum, T, dout, st);
         };
         CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));  // poison: every output must be written
         if (run()) {
@@ -150,8 +170,11 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
         printf("| gemm | %s | %d | %dx%d | %.1f | %.0f |\n", v.name, T, n, k, us, 2.0 * T * n * k / (us * 1e-6) / 1e12);
         if (v.ver == 3) *best_v3 = us;
         if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
+        if (v.ver == 4 && us < best) best = us, best_name = v.name;
     }
     if (!timed) printf("| gemm | all versions exact | %d | %dx%d | - | - |\n", T, n, k);
+    else printf("BEST T=%d %dx%d: %s %.1f us (%.0f TOPS); product %.1f us\n", T, n, k, best_name.c_str(), best,
+                2.0 * T * n * k / (best * 1e-6) / 1e12, *best_v4);
     cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
     return 0;
 }
@@ -315,13 +338,20 @@ static int attention(cudaStream_t st, int T) {
 
 int main(int argc, char **argv) {
     std::vector<int> Ts;
-    for (int i = 1; i < argc; i++) Ts.push_back(atoi(argv[i]));
+    g_prof = argc > 1 && strcmp(argv[1], "prof") == 0;
+    for (int i = 1 + g_prof; i < argc; i++) Ts.push_back(atoi(argv[i]));
     if (Ts.empty()) Ts = {512, 64};
     const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     printf("| op | version | T | shape | us | TOPS |\n|---|---|---:|---|---:|---:|\n");
     // ragged shapes first (exactness only): odd M, N not a multiple of any tile, K 3200
+    if (g_prof) {  // `prof`: five variants once each at two T = 512 shapes, for a profiler
+        const int ps[2][2] = {{2560, 2560}, {13824, 2560}};
+        for (auto &s : ps)
+            if (gemm_shape(st, 512, s[0], s[1], false, nullptr, nullptr)) return 1;
+        return 0;
+    }
     const int ragged[4][3] = {{77, 1000, 3200}, {5, 130, 384}, {300, 2600, 6912}, {129, 3848, 2560}};
     for (auto &r : ragged)
         if (gemm_shape(st, r[0], r[1], r[2], false, nullptr, nullptr)) return 1;

@@ -1,6 +1,6 @@
 // Lab: the prefill GEMM's earlier versions and every tile of version 4, for dev_w2a8_gemm
 // (kernels/dev/w2a8_gemm.cu). Versions 1-3 live only here; version 4's kernel is the product's
-// (kernels/cuda/w2a8_gemm.cuh), which picks two of the seven tiles below by shape. All epilogue
+// (kernels/cuda/w2a8_gemm.cuh), which picks three of the tiles below by shape. All epilogue
 // int32 (the lab checks the accumulators exactly).
 //   1: 64x128 block tile, k-tile 128 = one I2_S block, 4 warps of 32x64, weights expanded from
 //      2-bit codes to int8 {0,1,2} in shared memory, next tile prefetched into registers
@@ -10,7 +10,18 @@
 //      4: 64x32, 4 warps of 16x32     5: 64x16, 4 warps of 16x16 (small M: many blocks)
 //      6: 64x64 as 3, two k-tiles per stage (half the barriers), 3 stages
 //      7: 64x16 as 5, two k-tiles per stage, 4 stages
-//      (the product: 3 where its grid covers ~90% of the SMs, else 7)
+//      8: 64x64 as 3, 3 stages   9: 64x64 as 3, 6 stages
+//      10: 64x128, 4 warps of 64x32 (a warp's B fragments serve 4 row tiles; no two warps
+//          expand the same weights)   11: 64x64, 4 warps of 64x16
+//      12: 64x128, 8 warps of 32x32   13: 128x64, 8 warps of 32x32
+//      14: 128x64 as 2, 3 stages      15: 64x64, 2 warps of 64x32
+//      16: 128x32, 4 warps of 64x16   17: 10 with 3 stages   18: 64x64 as 3, 5 stages
+//      19: 64x128, 4 warps of 32x64 (an A fragment serves 8 column tiles: shared-memory bytes per
+//          mma 144 against 240 for tile 3, counting the cp.async writes)   20: 19 with 3 stages
+//      21: 128x128, 8 warps of 32x64   22: 64x64, 2 warps of 32x64
+//      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
+//      (the product: 17, split over K by its rule, where its grid has a block per SM; else 3
+//      where its grid covers ~90% of the SMs; else 7)
 #pragma once
 #include "kernels/cuda/w2a8_gemm.cuh"
 
@@ -239,10 +250,26 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     X(4, 4, 1, 1, 4, 6, 1)  \
     X(5, 4, 1, 1, 2, 6, 1)  \
     X(6, 2, 2, 2, 4, 3, 2)  \
-    X(7, 4, 1, 1, 2, 4, 2)
+    X(7, 4, 1, 1, 2, 4, 2)  \
+    X(8, 2, 2, 2, 4, 3, 1)  \
+    X(9, 2, 2, 2, 4, 6, 1)  \
+    X(10, 1, 4, 4, 4, 4, 1) \
+    X(11, 1, 4, 4, 2, 4, 1) \
+    X(12, 2, 4, 2, 4, 4, 1) \
+    X(13, 4, 2, 2, 4, 4, 1) \
+    X(14, 2, 2, 4, 4, 3, 1) \
+    X(15, 1, 2, 4, 4, 4, 1) \
+    X(16, 2, 2, 4, 2, 4, 1) \
+    X(17, 1, 4, 4, 4, 3, 1) \
+    X(18, 2, 2, 2, 4, 5, 1) \
+    X(19, 2, 2, 2, 8, 4, 1) \
+    X(20, 2, 2, 2, 8, 3, 1) \
+    X(21, 4, 2, 2, 8, 4, 1) \
+    X(22, 2, 1, 2, 8, 4, 1)
+enum { GEMM4_N_CONFIGS = 22 };
 
 template <int WGM, int WGN, int MT, int NT, int ST, int KB>
-int lab_gemm4(void *stream, const GemmParams &p) {
+int lab_gemm4(void *stream, int sk, const GemmParams &p) {
     using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
     auto kern = w2a8_gemm_kernel4<KCUDA_EP_I32, C, WGM, WGN, MT, NT>;
     static bool attr = false;
@@ -250,8 +277,8 @@ int lab_gemm4(void *stream, const GemmParams &p) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
         attr = true;
     }
-    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM));
-    return kcuda_launch(kern, grid, dim3(C::THREADS), C::SMEM, stream, 0, p);
+    const dim3 grid((unsigned)((p.n_out + C::BN - 1) / C::BN), (unsigned)((p.M + C::BM - 1) / C::BM), (unsigned)sk);
+    return gemm4_launch_grid<C>(kern, grid, stream, 0, p);
 }
 
 // The tile the product picks (kernels/cuda/w2a8_gemm.cu), for the lab's printout.
@@ -259,14 +286,16 @@ int lab_gemm_pick(int M, int N) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         sms = 132;
+    if ((long)((N + 127) / 128) * ((M + 63) / 64) >= (long)sms) return 17;
     return (long)((N + 63) / 64) * ((M + 63) / 64) * 10 >= (long)sms * 9 ? 3 : 7;
 }
 
 }  // namespace
 
-// Version ver (1..4) of the prefill GEMM, version 4 with tile cfg (1..7), int32 accumulators
-// out [M][n_out]; the same arguments as kcuda_w2a8_gemm otherwise (one part, gamma unused).
-static int lab_gemm(int ver, int cfg, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
+// Version ver (1..4) of the prefill GEMM, version 4 with tile cfg (1..GEMM4_N_CONFIGS) split
+// over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
+// kcuda_w2a8_gemm otherwise (one part, gamma unused).
+static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
                     int32_t *d_out, void *stream) {
     GemmParams p = {};
     p.w = w->d_codes;
@@ -293,7 +322,7 @@ static int lab_gemm(int ver, int cfg, const KcudaTernary *w, const int8_t *d_q, 
     }
     switch (cfg) {
 #define X(id, wgm, wgn, mt, nt, st, kb) \
-    case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, p);
+    case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, sk, p);
         GEMM4_CONFIGS(X)
 #undef X
     default: return kcuda_fail(KCUDA_ERR_ARG, "lab_gemm: bad tile configuration %d", cfg);

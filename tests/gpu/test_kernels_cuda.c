@@ -876,8 +876,9 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
     cudaFree(dx), cudaFree(dn), cudaFree(ds), cudaFree(dq), cudaFree(dqs);
 }
 
-/* The prefill kernels at more shapes: the GEMM's two tiles (64x64 where its grid covers ~90% of
- * the SMs: 300 x 1610 and 260 x 1610 take it on a 132-SM GPU; 64x16 otherwise) at ragged M, N
+/* The prefill kernels at more shapes: the GEMM's three tiles (64x128 split over K where its grid
+ * has a block per SM; 64x64 where its grid covers ~90% of the SMs: 300 x 1610 and 260 x 1610
+ * take it on a 132-SM GPU; 64x16 otherwise) at ragged M, N
  * and K 2560/3200/6912 with the epilogues; norm+quant; attention with more group sizes and head
  * dims (48: padded to 64) and both key splits (two from 192 tokens of a chunk on: T = 260). */
 static void test_prefill_more(void) {
@@ -888,6 +889,9 @@ static void test_prefill_more(void) {
     test_gemm_epilogues(3, 64, 6912);
     test_gemm_epilogues(300, 1000, 2560);
     test_gemm_epilogues(260, 1610, 2560);
+    /* the 64x128 tile (a block per SM or more), split over K in 2 / 3 (132-SM H100) */
+    test_gemm(270, 4100, 2560);
+    test_gemm_epilogues(130, 7000, 6912);
     test_norm_prefill(37, 2560, 2560);
     test_norm_prefill(20, 6912, 6912);
     test_norm_prefill(9, 2600, 2604); /* k_pad 2688 > k_in, ld > k_in */
@@ -908,6 +912,7 @@ static int prefill_only(void) {
     test_gemm(300, 1610, 384);     /* 64x64 */
     test_gemm_epilogues(19, 66, 256);
     test_gemm_epilogues(260, 1610, 256);
+    test_gemm_epilogues(130, 5700, 2560); /* 64x128, split over K in 2 (132-SM H100) */
     test_norm_prefill(7, 2560, 2560);
     test_norm_prefill(3, 2600, 2604);
     test_attention(4, 2, 64, 160, 150, 1);  /* one key split */
