@@ -1,24 +1,15 @@
 // Dense (f16 / bf16 / f32) kernels: the lm_head GEMV with the final RMSNorm fused in front and
-// the greedy argmax fused behind, and the embedding lookup.
+// the greedy argmax fused behind (the int8 head's kernel is in lm_head.cuh), the int8
+// quantizer of the optional int8 head, and the embedding lookup.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/lm_head.cuh"
 
 namespace {
 
 enum { LM_THREADS = 256, LM_WARPS = LM_THREADS / 32 };
-
-struct LmParams {
-    const void *w;
-    int n, k;
-    const float *x, *norm_w;
-    float eps;
-    float *logits;
-    const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
-    int *best;
-    int *argmax;
-};
 
 template <typename T> struct Conv;
 template <> struct Conv<__half> {
@@ -46,27 +37,6 @@ template <> struct Conv<__nv_bfloat16> {
     }
     enum { EPC = 8 };
 };
-// int8 weights (the optional int8 lm_head): 16 weights per 16-byte chunk, f32 activations, so
-// the only error against the f16 head is the weight rounding; the row scale is applied once to
-// the finished dot product (finish()). Why not (float)(int8_t)byte: integer-to-float conversion
-// runs at a quarter of the FMA rate on sm_90 and would cost about as long as the weight stream
-// itself; instead each byte, biased to b + 128, is placed by one byte permute into the mantissa
-// of 2^23 (0x4B0000xx = 2^23 + b + 128), and one exact subtraction gives b.
-template <> struct Conv<int8_t> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const uint32_t u[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float f = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u + j)) - 8388736.0f;
-                acc = fmaf(f, x[4 * i + j], acc);
-            }
-        }
-        return acc;
-    }
-    enum { EPC = 16 };
-};
 template <> struct Conv<float> {
     static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
         acc = fmaf(__uint_as_float(v.x), x[0], acc);
@@ -78,20 +48,12 @@ template <> struct Conv<float> {
     enum { EPC = 4 };
 };
 
-__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
-    return v > bv || (v == bv && i < bi);
-}
-
 // One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
-// up to MAXL of them in flight before the first use. Int8 rows are half as long, but two rows
-// per warp (to keep as many bytes in flight as f16) measured slower on an H100 (2026-12-06:
-// 242 us against 202 for 128256 x 2560), so int8 keeps one row per warp too.
+// up to MAXL of them in flight before the first use.
 template <typename T, int MAXL>
 __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     extern __shared__ float xs[];
     __shared__ float red[LM_WARPS];
-    __shared__ float bv_sh[LM_WARPS];
-    __shared__ int bi_sh[LM_WARPS];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int EPC = Conv<T>::EPC;
     const int C = p.k / EPC;
@@ -127,9 +89,8 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     int best_i = 0x7fffffff;
     auto finish = [&](float acc, int r) {
         acc = warp_sum(acc);
-        if (p.row_scale) acc *= p.row_scale[r];
         if (lane == 0) p.logits[r] = acc;
-        if (better(acc, r, best_v, best_i)) {
+        if (lm_better(acc, r, best_v, best_i)) {
             best_v = acc;
             best_i = r;
         }
@@ -183,63 +144,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             finish(acc, row);
         }
     }
-    if (!p.best) return;
-    if (lane == 0) {
-        bv_sh[warp] = best_v;
-        bi_sh[warp] = best_i;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float v = bv_sh[0];
-        int i = bi_sh[0];
-        for (int w = 1; w < LM_WARPS; w++)
-            if (better(bv_sh[w], bi_sh[w], v, i)) {
-                v = bv_sh[w];
-                i = bi_sh[w];
-            }
-        p.best[2 * blockIdx.x] = __float_as_int(v);
-        p.best[2 * blockIdx.x + 1] = i;
-    }
-}
-
-__global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int nblocks, int *out) {
-    __shared__ float vs[32];
-    __shared__ int is[32];
-    pdl_trigger();
-    pdl_wait();
-    float v = -INFINITY;
-    int idx = 0x7fffffff;
-    for (int b = threadIdx.x; b < nblocks; b += blockDim.x) {
-        const float bv = __int_as_float(best[2 * b]);
-        const int bi = best[2 * b + 1];
-        if (better(bv, bi, v, idx)) {
-            v = bv;
-            idx = bi;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (better(ov, oi, v, idx)) {
-            v = ov;
-            idx = oi;
-        }
-    }
-    if ((threadIdx.x & 31) == 0) {
-        vs[threadIdx.x >> 5] = v;
-        is[threadIdx.x >> 5] = idx;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        v = vs[0];
-        idx = is[0];
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
-            if (better(vs[w], is[w], v, idx)) {
-                v = vs[w];
-                idx = is[w];
-            }
-        out[0] = idx == 0x7fffffff ? 0 : idx;
-    }
+    if (p.best) lm_block_best<LM_WARPS>(best_v, best_i, p.best);
 }
 
 template <typename T>
@@ -265,15 +170,12 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
 
 // The persistent grid of one lm_head kernel: as many blocks as fit on the SMs at once (with
 // the shared memory of the first call's k); 0 when the device cannot be asked.
-template <typename T, int MAXL>
-int lm_grid(size_t smem) {
+int lm_grid(const void *kernel, int threads, size_t smem, int smem_max) {
     int per_sm = 0;
     const int sms = kcuda_sm_count();
-    if (!sms ||
-        cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) !=
-            cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS,
-                                                      64 * 1024 > smem ? smem : 64 * 1024) != cudaSuccess) {
+    if (!sms || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads,
+                                                      (size_t)smem_max > smem ? smem : (size_t)smem_max) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
@@ -283,7 +185,8 @@ int lm_grid(size_t smem) {
 template <typename T, int MAXL>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     const size_t smem = (size_t)lp.k * sizeof(float);
-    static const int grid = lm_grid<T, MAXL>(smem);  // once per kernel (thread-safe static initialization)
+    // once per kernel (thread-safe static initialization)
+    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL>, LM_THREADS, smem, 64 * 1024);
     if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
@@ -299,6 +202,19 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
     if (per_lane <= 10) return lm_launch<T, 10>(lp, stream, pdl, nb);
     return lm_launch<T, 12>(lp, stream, pdl, nb);
+}
+
+// The int8 head (lm_head.cuh), batches of LM8_U steps (64 bytes of 16 rows each) in flight per
+// warp; the lab (kernels/dev/lm_head.cu) times U = 2, 4 and 5.
+enum { LM8_U = 4 };
+int lm_launch_i8(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
+    const size_t smem = lm8_smem(lp.k);
+    static const int grid = lm_grid((const void *)lm_head_i8_kernel<LM8_U>, LM8_THREADS, smem, (int)lm8_smem(16384));
+    if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head_i8: cannot size the grid (device query failed)");
+    const int tiles = (lp.n + 15) / 16, need = (tiles + LM8_WARPS - 1) / LM8_WARPS;
+    *nblocks_out = grid < need ? grid : need;
+    return kcuda_launch(lm_head_i8_kernel<LM8_U>, dim3((unsigned)*nblocks_out), dim3(LM8_THREADS), smem, stream, pdl,
+                        lp);
 }
 
 }  // namespace
@@ -324,7 +240,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
     LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax};
     int nb = 0, rc;
-    if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
+    if (row_scale) rc = lm_launch_i8(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
     else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
     else rc = lm_dispatch<float>(lp, stream, pdl, &nb);

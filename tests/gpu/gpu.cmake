@@ -39,6 +39,8 @@ if(BN_HAVE_CUDA)
   target_link_libraries(dev_w2a8_gemv PRIVATE bn_kernels)
   add_executable(dev_w2a8_gemm ${CMAKE_SOURCE_DIR}/kernels/dev/w2a8_gemm.cu)
   target_link_libraries(dev_w2a8_gemm PRIVATE bn_kernels)
+  add_executable(dev_lm_head ${CMAKE_SOURCE_DIR}/kernels/dev/lm_head.cu)
+  target_link_libraries(dev_lm_head PRIVATE bn_kernels)
   add_executable(dev_decode_persistent ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent_lab.cu
                  ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent.cu)
   target_include_directories(dev_decode_persistent PRIVATE ${CMAKE_SOURCE_DIR})

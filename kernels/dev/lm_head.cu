@@ -1,0 +1,361 @@
+// Kernel lab: the int8 lm_head (--lm-head int8) versions against the f16 lm_head and the
+// card's streaming bandwidth, each checked against a CPU reference before it is timed.
+//
+// Build (also built by CMake as dev_lm_head when nvcc is present):
+//   cmake --build build --target dev_lm_head
+// Run: ./dev_lm_head [n k] (default 128256 2560, the 2B-4T head)
+//
+// Versions (all with the final RMSNorm in front and the greedy argmax behind, as the product):
+//   f16        the product's f16 head (kcuda_lm_head): one warp per row, f32 FMA
+//   i8 v1      the int8 head until 2026-12-06: the f16 kernel's structure over int8 rows (one
+//              warp per row, 16 weights per 16-byte load, byte-permute conversion, f32 FMA with
+//              the activations in shared memory, 16 consecutive floats per lane)
+//   i8 v2      v1 with the activations stored so that the 32 lanes' reads of one 16-byte piece
+//              are consecutive (v1's 64-byte stride between lanes is a 4-way bank conflict)
+//   i8 mma Un  lm_head_i8_kernel<n> of kernels/cuda/lm_head.cuh: tensor cores, f16 pairs from
+//              int8, x as f16 hi + lo, batches of n steps in flight
+//   i8 product kcuda_lm_head_i8 (what the product runs)
+// Floors measured in the same run: a read-only kernel over the int8 table (16-byte loads, the
+// weights' path) and cudaMemcpy device to device of the same table (GB/s = bytes read + written).
+//
+// Timing: one launch (head + argmax) between two events, rounds over all versions in turn
+// (31 rounds, first 3 dropped), median per version. The int8 table (n * k bytes, 328 MB at
+// the default shape) is larger than L2 many times over, so each launch streams it from HBM.
+// Check: logits against the CPU reference in double from the same int8 table and scales (f16:
+// from the f16 weights): max |diff| <= 1e-5 * max |logit| + 1e-6 (test_kernels_cuda's bound),
+// and the argmax equal to the reference's.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kernels_cuda.h"
+#include "kernels/cuda/lm_head.cuh"
+#include "kernels/dev/lab.cuh"
+
+namespace {
+
+// ---- versions 1 and 2: f32 activations on the CUDA cores --------------------------------------
+// Activation index of weight j of 16-byte chunk c: v1 c * 16 + j; v2 piece j / 4 of every chunk
+// together, ((j / 4) * C + c) * 4 + j % 4, so lane l's float4 of piece q sits at (q * C + l) * 16.
+template <bool SPREAD>
+__device__ __forceinline__ int v12_index(int c, int j, int C) {
+    return SPREAD ? (((j >> 2) * C + c) << 2) + (j & 3) : (c << 4) + j;
+}
+
+template <bool SPREAD>
+__device__ __forceinline__ float v12_dot(uint4 v, const float *xs, int c, int C, float acc) {
+    const uint32_t u[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float4 x = *(const float4 *)(xs + v12_index<SPREAD>(c, 4 * i, C));
+        const float xv[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float f = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u + j)) - 8388736.0f;
+            acc = fmaf(f, xv[j], acc);
+        }
+    }
+    return acc;
+}
+
+// One warp per row, a persistent grid, lane l reads chunks l, l + 32, ... (C <= 32 * MAXL),
+// the next row's loads in flight while this row is reduced.
+template <bool SPREAD, int MAXL>
+__global__ void __launch_bounds__(256) v12_kernel(LmParams p) {
+    extern __shared__ float xs[];
+    __shared__ float red[8];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, C = p.k / 16;
+    const uint4 *W = (const uint4 *)p.w;
+    int row = blockIdx.x * 8 + warp;
+    const int stride = gridDim.x * 8;
+    uint4 wv[MAXL], wn[MAXL];
+    auto issue = [&](uint4 (&dst)[MAXL], int r) {
+#pragma unroll
+        for (int i = 0; i < MAXL; i++) {
+            const int c = lane + 32 * i;
+            dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * C + c) : make_uint4(0, 0, 0, 0);
+        }
+    };
+    issue(wv, row);
+    float inv = 1.0f;
+    if (p.norm_w) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < p.k; i += 256) ss += p.x[i] * p.x[i];
+        ss = block_sum<256>(ss, red);
+        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
+    }
+    for (int i = threadIdx.x; i < p.k; i += 256)
+        xs[v12_index<SPREAD>(i >> 4, i & 15, C)] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
+    __syncthreads();
+    float best_v = -INFINITY;
+    int best_i = 0x7fffffff;
+    auto dot_row = [&](const uint4 (&src)[MAXL], int r) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int i = 0; i < MAXL; i++) {
+            const int c = lane + 32 * i;
+            if (c < C) acc = v12_dot<SPREAD>(src[i], xs, c, C, acc);
+        }
+        acc = warp_sum(acc) * p.row_scale[r];
+        if (lane == 0) p.logits[r] = acc;
+        if (lm_better(acc, r, best_v, best_i)) best_v = acc, best_i = r;
+    };
+    while (row < p.n) {
+        issue(wn, row + stride);
+        dot_row(wv, row);
+        row += stride;
+        if (row >= p.n) break;
+        issue(wv, row + stride);
+        dot_row(wn, row);
+        row += stride;
+    }
+    lm_block_best<8>(best_v, best_i, p.best);
+}
+
+// ---- floors -------------------------------------------------------------------------------------
+__global__ void __launch_bounds__(512) read_kernel(const uint4 *p, size_t n16, unsigned *sink) {
+    unsigned acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n16; i += 4 * stride) {
+        const uint4 a = ld_stream(p + i), b = ld_stream(p + i + stride), c = ld_stream(p + i + 2 * stride),
+                    d = ld_stream(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n16; i += stride) {
+        const uint4 a = ld_stream(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == 0x9E3779B9u) sink[0] = acc;  // never true in practice; keeps the loads
+}
+
+// Persistent grid of a kernel: SMs x resident blocks at this shared-memory size.
+int grid_of(const void *kernel, int threads, size_t smem) {
+    int per_sm = 0, dev = 0, sms = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)std::max<size_t>(smem, 1024)));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    return sms * std::max(per_sm, 1);
+}
+
+struct Version {
+    std::string name;
+    double bytes;                          // bytes the version must read (for GB/s)
+    int checked;                           // 0: a floor (no logits), 1: int8 logits, 2: f16 logits
+    std::function<void(cudaStream_t)> run;
+    std::vector<float> ms;
+    double max_rel = 0;
+    int argmax = -1;
+};
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    const int n = argc > 2 ? atoi(argv[1]) : 128256, k = argc > 2 ? atoi(argv[2]) : 2560;
+    if (n <= 0 || k <= 0 || k % 64 || k > 8192) {
+        fprintf(stderr, "usage: dev_lm_head [n k] (k a multiple of 64, at most 8192)\n");
+        return 2;
+    }
+    if (kcuda_device_count() <= 0) {
+        printf("SKIP: no CUDA device\n");
+        return 77;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs; lm_head %d x %d\n", prop.name, prop.multiProcessorCount, n, k);
+    const size_t nk = (size_t)n * k;
+
+    // f16 weights, x and norm weights: seeded, the f16 range of a trained head (|w| < 0.1)
+    lab_seed(20261206);
+    std::vector<__half> w16(nk);
+    for (size_t i = 0; i < nk; i++) w16[i] = __float2half(((float)(rnd() & 0xffff) / 65536.0f - 0.5f) * 0.1f);
+    std::vector<float> x(k), nw(k);
+    for (int i = 0; i < k; i++) {
+        x[i] = ((float)(rnd() & 0xffff) / 65536.0f - 0.5f) * 4.0f;
+        nw[i] = 0.5f + (float)(rnd() & 0xffff) / 65536.0f;
+    }
+    __half *dw16;
+    int8_t *dq;
+    float *ds, *dx, *dnw, *dl;
+    int *dbest, *dam;
+    unsigned *dsink;
+    CK(cudaMalloc(&dw16, nk * 2));
+    CK(cudaMalloc(&dq, nk));
+    int8_t *dq2;  // the copy's destination
+    CK(cudaMalloc(&dq2, nk));
+    CK(cudaMalloc(&ds, sizeof(float) * n));
+    CK(cudaMalloc(&dx, sizeof(float) * k));
+    CK(cudaMalloc(&dnw, sizeof(float) * k));
+    CK(cudaMalloc(&dl, sizeof(float) * n));
+    CK(cudaMalloc(&dbest, sizeof(int) * kcuda_lm_head_scratch(n)));
+    CK(cudaMalloc(&dam, sizeof(int)));
+    CK(cudaMalloc(&dsink, sizeof(unsigned)));
+    CK(cudaMemcpy(dw16, w16.data(), nk * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dx, x.data(), sizeof(float) * k, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dnw, nw.data(), sizeof(float) * k, cudaMemcpyHostToDevice));
+    if (kcuda_quant_rows_i8(KCUDA_F16, dw16, n, k, dq, ds, NULL)) {
+        fprintf(stderr, "quantizer: %s\n", kcuda_last_error());
+        return 1;
+    }
+    std::vector<int8_t> q(nk);
+    std::vector<float> sc(n);
+    CK(cudaMemcpy(q.data(), dq, nk, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(sc.data(), ds, sizeof(float) * n, cudaMemcpyDeviceToHost));
+
+    // CPU references (double sums over the f32 normed activations)
+    std::vector<float> xn(k);
+    {
+        float ss = 0.0f;
+        for (int i = 0; i < k; i++) ss += x[i] * x[i];
+        const float inv = 1.0f / sqrtf(ss / (float)k + 1e-5f);
+        for (int i = 0; i < k; i++) xn[i] = nw[i] * (x[i] * inv);
+    }
+    std::vector<double> ref8(n), ref16(n);
+    int am8 = 0, am16 = 0;
+    double mx8 = 0, mx16 = 0;
+    for (int r = 0; r < n; r++) {
+        double s8 = 0, s16 = 0;
+        const int8_t *qr = &q[(size_t)r * k];
+        const __half *hr = &w16[(size_t)r * k];
+        for (int i = 0; i < k; i++) {
+            s8 += (double)qr[i] * xn[i];
+            s16 += (double)__half2float(hr[i]) * xn[i];
+        }
+        ref8[r] = s8 * sc[r];
+        ref16[r] = s16;
+        if (ref8[r] > ref8[am8]) am8 = r;
+        if (ref16[r] > ref16[am16]) am16 = r;
+        mx8 = std::max(mx8, fabs(ref8[r]));
+        mx16 = std::max(mx16, fabs(ref16[r]));
+    }
+
+    LmParams lp = {dq, n, k, dx, dnw, 1e-5f, dl, ds, dbest, dam};
+    const int C = k / 16;
+    const size_t smem12 = sizeof(float) * k;
+    const int g1 = grid_of((const void *)v12_kernel<false, 8>, 256, smem12);
+    const int g2 = grid_of((const void *)v12_kernel<true, 8>, 256, smem12);
+    const int tiles = (n + 15) / 16;
+    auto mma_grid = [&](const void *kern) {
+        return std::min(grid_of(kern, LM8_THREADS, lm8_smem(k)), (tiles + LM8_WARPS - 1) / LM8_WARPS);
+    };
+    const int gm2 = mma_grid((const void *)lm_head_i8_kernel<2>), gm4 = mma_grid((const void *)lm_head_i8_kernel<4>),
+              gm5 = mma_grid((const void *)lm_head_i8_kernel<5>);
+    const double b8 = (double)nk + 4.0 * n, b16 = 2.0 * nk;
+    const int rg = prop.multiProcessorCount * 4;
+    auto finalize = [&](cudaStream_t st, int nb) { argmax_final_kernel<<<1, 1024, 0, st>>>(dbest, nb, dam); };
+    auto launch_check = [](int rc) {
+        if (rc) {
+            fprintf(stderr, "launch: %s\n", kcuda_last_error());
+            exit(1);
+        }
+    };
+    std::vector<Version> vs;
+    vs.push_back({"read-only kernel (int8 table)", (double)nk, 0, [&](cudaStream_t st) {
+                      read_kernel<<<rg, 512, 0, st>>>((const uint4 *)dq, nk / 16, dsink);
+                  }});
+    vs.push_back({"cudaMemcpy D2D (int8 table, read + write)", 2.0 * nk, 0, [&](cudaStream_t st) {
+                      CK(cudaMemcpyAsync(dq2, dq, nk, cudaMemcpyDeviceToDevice, st));
+                  }});
+    vs.push_back({"f16 (product kcuda_lm_head)", b16, 2, [&](cudaStream_t st) {
+                      launch_check(kcuda_lm_head(KCUDA_F16, dw16, n, k, dx, dnw, 1e-5f, dl, dbest, dam, 0, st));
+                  }});
+    if (C <= 32 * 8) {
+        vs.push_back({"i8 v1 (f32 FMA, 1 row/warp, until 2026-12-06)", b8, 1, [&](cudaStream_t st) {
+                          v12_kernel<false, 8><<<g1, 256, smem12, st>>>(lp);
+                          finalize(st, g1);
+                      }});
+        vs.push_back({"i8 v2 (v1, conflict-free activations)", b8, 1, [&](cudaStream_t st) {
+                          v12_kernel<true, 8><<<g2, 256, smem12, st>>>(lp);
+                          finalize(st, g2);
+                      }});
+    }
+    vs.push_back({"i8 mma U2", b8, 1, [&](cudaStream_t st) {
+                      lm_head_i8_kernel<2><<<gm2, LM8_THREADS, lm8_smem(k), st>>>(lp);
+                      finalize(st, gm2);
+                  }});
+    vs.push_back({"i8 mma U4", b8, 1, [&](cudaStream_t st) {
+                      lm_head_i8_kernel<4><<<gm4, LM8_THREADS, lm8_smem(k), st>>>(lp);
+                      finalize(st, gm4);
+                  }});
+    vs.push_back({"i8 mma U5", b8, 1, [&](cudaStream_t st) {
+                      lm_head_i8_kernel<5><<<gm5, LM8_THREADS, lm8_smem(k), st>>>(lp);
+                      finalize(st, gm5);
+                  }});
+    vs.push_back({"i8 product (kcuda_lm_head_i8)", b8, 1, [&](cudaStream_t st) {
+                      launch_check(kcuda_lm_head_i8(dq, ds, n, k, dx, dnw, 1e-5f, dl, dbest, dam, 0, st));
+                  }});
+    printf("grids: v1 %d, v2 %d, mma U2 %d, U4 %d, U5 %d blocks\n", g1, g2, gm2, gm4, gm5);
+
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    int fails = 0;
+    std::vector<float> lg(n);
+    for (auto &v : vs) {  // check each version once before timing
+        if (!v.checked) continue;
+        CK(cudaMemset(dl, 0xff, sizeof(float) * n));  // NaN: a logit not written shows
+        v.run(st);
+        CK(cudaStreamSynchronize(st));
+        CK(cudaGetLastError());
+        CK(cudaMemcpy(lg.data(), dl, sizeof(float) * n, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(&v.argmax, dam, sizeof(int), cudaMemcpyDeviceToHost));
+        const std::vector<double> &ref = v.checked == 1 ? ref8 : ref16;
+        const double mx = v.checked == 1 ? mx8 : mx16;
+        double d = 0;
+        for (int r = 0; r < n; r++) d = std::max(d, std::isnan(lg[r]) ? INFINITY : fabs(lg[r] - ref[r]));
+        v.max_rel = d / mx;
+        const int want = v.checked == 1 ? am8 : am16;
+        const bool ok = d <= 1e-5 * mx + 1e-6 && (v.argmax == want || ref[v.argmax] == ref[want]);
+        if (!ok) {
+            fails++;
+            printf("FAIL %s: max |diff| %.3e of max |logit| %.3e, argmax %d (reference %d)\n", v.name.c_str(), d, mx,
+                   v.argmax, want);
+        }
+    }
+    const int rounds = 31, skip = 3;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    for (int r = 0; r < rounds; r++)
+        for (auto &v : vs) {
+            CK(cudaEventRecord(e0, st));
+            v.run(st);
+            CK(cudaEventRecord(e1, st));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= skip) v.ms.push_back(ms);
+        }
+    CK(cudaGetLastError());
+    double read_gbs = 0, f16_us = 0;
+    printf("\n| version | median us | min us | GB/s | %% of read-only | vs f16 | max err / max logit | argmax |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (auto &v : vs) {
+        std::sort(v.ms.begin(), v.ms.end());
+        const double us = v.ms[v.ms.size() / 2] * 1e3, mn = v.ms[0] * 1e3, gbs = v.bytes / us / 1e3;
+        if (read_gbs == 0) read_gbs = gbs;
+        if (v.checked == 2) f16_us = us;
+        char err[64] = "-", am[32] = "-", vf[32] = "-";
+        if (v.checked) {
+            snprintf(err, sizeof err, "%.2e", v.max_rel);
+            snprintf(am, sizeof am, "%d", v.argmax);
+        }
+        if (v.checked && f16_us > 0) snprintf(vf, sizeof vf, "%.2fx", f16_us / us);
+        printf("| %s | %.1f | %.1f | %.0f | %.0f%% | %s | %s | %s |\n", v.name.c_str(), us, mn, gbs,
+               100.0 * gbs / read_gbs, vf, err, am);
+    }
+    printf("(reference argmax: int8 %d, f16 %d; GB/s over the bytes each must read: int8 table + scales, f16 "
+           "table, the copy's read + write)\n",
+           am8, am16);
+    printf("%s\n", fails ? "SOME VERSIONS FAILED THE CHECK" : "all versions agree with the CPU reference");
+    return fails ? 1 : 0;
+}
