@@ -151,7 +151,7 @@ int grid_of(const void *kernel, int threads, size_t smem) {
 struct Version {
     std::string name;
     double bytes;                          // bytes the version must read (for GB/s)
-    int checked;                           // 0: a floor (no logits), 1: int8 logits, 2: f16 logits
+    int checked;  // 0: a floor (no logits), 1: int8 logits, 2: f16 logits, 3: int8 logits, no argmax
     std::function<void(cudaStream_t)> run;
     std::vector<float> ms;
     double max_rel = 0;
@@ -291,6 +291,16 @@ int main(int argc, char **argv) {
                       lm_head_i8_kernel<5><<<gm5, LM8_THREADS, lm8_smem(k), st>>>(lp);
                       finalize(st, gm5);
                   }});
+    const int sms = prop.multiProcessorCount;
+    vs.push_back({"i8 mma U4, one block per SM", b8, 1, [&](cudaStream_t st) {
+                      lm_head_i8_kernel<4><<<sms, LM8_THREADS, lm8_smem(k), st>>>(lp);
+                      finalize(st, sms);
+                  }});
+    LmParams lp_nobest = lp;
+    lp_nobest.best = NULL;
+    vs.push_back({"i8 mma U4, logits only (no argmax)", b8, 3, [&](cudaStream_t st) {
+                      lm_head_i8_kernel<4><<<gm4, LM8_THREADS, lm8_smem(k), st>>>(lp_nobest);
+                  }});
     vs.push_back({"i8 product (kcuda_lm_head_i8)", b8, 1, [&](cudaStream_t st) {
                       launch_check(kcuda_lm_head_i8(dq, ds, n, k, dx, dnw, 1e-5f, dl, dbest, dam, 0, st));
                   }});
@@ -303,18 +313,21 @@ int main(int argc, char **argv) {
     for (auto &v : vs) {  // check each version once before timing
         if (!v.checked) continue;
         CK(cudaMemset(dl, 0xff, sizeof(float) * n));  // NaN: a logit not written shows
+        CK(cudaMemset(dam, 0xff, sizeof(int)));       // -1: an argmax not written shows
         v.run(st);
         CK(cudaStreamSynchronize(st));
         CK(cudaGetLastError());
         CK(cudaMemcpy(lg.data(), dl, sizeof(float) * n, cudaMemcpyDeviceToHost));
         CK(cudaMemcpy(&v.argmax, dam, sizeof(int), cudaMemcpyDeviceToHost));
-        const std::vector<double> &ref = v.checked == 1 ? ref8 : ref16;
-        const double mx = v.checked == 1 ? mx8 : mx16;
+        const std::vector<double> &ref = v.checked == 2 ? ref16 : ref8;
+        const double mx = v.checked == 2 ? mx16 : mx8;
         double d = 0;
         for (int r = 0; r < n; r++) d = std::max(d, std::isnan(lg[r]) ? INFINITY : fabs(lg[r] - ref[r]));
         v.max_rel = d / mx;
-        const int want = v.checked == 1 ? am8 : am16;
-        const bool ok = d <= 1e-5 * mx + 1e-6 && (v.argmax == want || ref[v.argmax] == ref[want]);
+        const int want = v.checked == 2 ? am16 : am8;
+        if (v.checked == 3) v.argmax = want;  // no argmax asked
+        const bool ok = d <= 1e-5 * mx + 1e-6 && v.argmax >= 0 && v.argmax < n &&
+                        (v.argmax == want || ref[v.argmax] == ref[want]);
         if (!ok) {
             fails++;
             printf("FAIL %s: max |diff| %.3e of max |logit| %.3e, argmax %d (reference %d)\n", v.name.c_str(), d, mx,
