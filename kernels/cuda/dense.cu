@@ -1,6 +1,6 @@
-// Dense (f16 / bf16 / f32) kernels: the lm_head GEMV with the final RMSNorm fused in front and
-// the greedy argmax fused behind (the int8 head's kernel is in lm_head.cuh), the int8
-// quantizer of the optional int8 head, and the embedding lookup.
+// Dense (f16 / bf16 / f32, and int8 for the optional int8 lm_head) kernels: the lm_head
+// launcher (the kernel, with the final RMSNorm fused in front and the greedy argmax behind, is in
+// lm_head.cuh), the int8 quantizer of the optional int8 head, and the embedding lookup.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -8,144 +8,6 @@
 #include "kernels/cuda/lm_head.cuh"
 
 namespace {
-
-enum { LM_THREADS = 256, LM_WARPS = LM_THREADS / 32 };
-
-template <typename T> struct Conv;
-template <> struct Conv<__half> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const __half2 *h = (const __half2 *)&v;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float2 f = __half22float2(h[i]);
-            acc = fmaf(f.x, x[2 * i], acc);
-            acc = fmaf(f.y, x[2 * i + 1], acc);
-        }
-        return acc;
-    }
-    enum { EPC = 8 };
-};
-template <> struct Conv<__nv_bfloat16> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            acc = fmaf(__uint_as_float(u[i] << 16), x[2 * i], acc);
-            acc = fmaf(__uint_as_float(u[i] & 0xffff0000u), x[2 * i + 1], acc);
-        }
-        return acc;
-    }
-    enum { EPC = 8 };
-};
-template <> struct Conv<float> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        acc = fmaf(__uint_as_float(v.x), x[0], acc);
-        acc = fmaf(__uint_as_float(v.y), x[1], acc);
-        acc = fmaf(__uint_as_float(v.z), x[2], acc);
-        acc = fmaf(__uint_as_float(v.w), x[3], acc);
-        return acc;
-    }
-    enum { EPC = 4 };
-};
-
-// One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
-// up to MAXL of them in flight before the first use.
-template <typename T, int MAXL>
-__global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
-    extern __shared__ float xs[];
-    __shared__ float red[LM_WARPS];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int EPC = Conv<T>::EPC;
-    const int C = p.k / EPC;
-    const size_t row_chunks = (size_t)C;
-    const uint4 *W = (const uint4 *)p.w;
-    int row = blockIdx.x * LM_WARPS + warp;
-    const int stride = gridDim.x * LM_WARPS;
-
-    uint4 wv[MAXL];
-    auto issue = [&](int r, int base) {
-#pragma unroll
-        for (int i = 0; i < MAXL; i++) {
-            const int c = base + lane + 32 * i;
-            wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
-        }
-    };
-    issue(row, 0);
-    pdl_trigger();
-    pdl_wait();
-
-    float inv = 1.0f;
-    if (p.norm_w) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < p.k; i += LM_THREADS) ss += p.x[i] * p.x[i];
-        ss = block_sum<LM_THREADS>(ss, red);
-        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
-    }
-    for (int i = threadIdx.x; i < p.k; i += LM_THREADS)
-        xs[i] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-    __syncthreads();
-
-    float best_v = -INFINITY;
-    int best_i = 0x7fffffff;
-    auto finish = [&](float acc, int r) {
-        acc = warp_sum(acc);
-        if (lane == 0) p.logits[r] = acc;
-        if (lm_better(acc, r, best_v, best_i)) {
-            best_v = acc;
-            best_i = r;
-        }
-    };
-    if (C <= 32 * MAXL) {
-        // Two register sets: the next row's loads are in flight while this row is reduced.
-        uint4 wn[MAXL];
-        auto issue_into = [&](uint4 (&dst)[MAXL], int r) {
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
-            }
-        };
-        auto dot_row = [&](const uint4 (&src)[MAXL]) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                if (c < C) acc = Conv<T>::dot(src[i], xs + c * EPC, acc);
-            }
-            return acc;
-        };
-        while (row < p.n) {
-            issue_into(wn, row + stride);
-            finish(dot_row(wv), row);
-            row += stride;
-            if (row >= p.n) break;
-            issue_into(wv, row + stride);
-            finish(dot_row(wn), row);
-            row += stride;
-        }
-    } else {
-        for (; row < p.n; row += stride) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
-            }
-            for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
-                issue(row, base);
-#pragma unroll
-                for (int i = 0; i < MAXL; i++) {
-                    const int c = base + lane + 32 * i;
-                    if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
-                }
-            }
-            const int next = row + stride;
-            if (next < p.n) issue(next, 0);
-            finish(acc, row);
-        }
-    }
-    if (p.best) lm_block_best<LM_WARPS>(best_v, best_i, p.best);
-}
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
@@ -186,13 +48,13 @@ template <typename T, int MAXL>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     const size_t smem = (size_t)lp.k * sizeof(float);
     // once per kernel (thread-safe static initialization)
-    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL>, LM_THREADS, smem, 64 * 1024);
+    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, true>, LM_THREADS, smem, 64 * 1024);
     if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
     *nblocks_out = g;
-    return kcuda_launch(lm_head_kernel1<T, MAXL>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+    return kcuda_launch(lm_head_kernel1<T, MAXL, true>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
 }
 
 template <typename T>
@@ -202,19 +64,6 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
     if (per_lane <= 10) return lm_launch<T, 10>(lp, stream, pdl, nb);
     return lm_launch<T, 12>(lp, stream, pdl, nb);
-}
-
-// The int8 head (lm_head.cuh), batches of LM8_U steps (64 bytes of 16 rows each) in flight per
-// warp; the lab (kernels/dev/lm_head.cu) times U = 2, 4 and 5.
-enum { LM8_U = 4 };
-int lm_launch_i8(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
-    const size_t smem = lm8_smem(lp.k);
-    static const int grid = lm_grid((const void *)lm_head_i8_kernel<LM8_U>, LM8_THREADS, smem, (int)lm8_smem(16384));
-    if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head_i8: cannot size the grid (device query failed)");
-    const int tiles = (lp.n + 15) / 16, need = (tiles + LM8_WARPS - 1) / LM8_WARPS;
-    *nblocks_out = grid < need ? grid : need;
-    return kcuda_launch(lm_head_i8_kernel<LM8_U>, dim3((unsigned)*nblocks_out), dim3(LM8_THREADS), smem, stream, pdl,
-                        lp);
 }
 
 }  // namespace
@@ -240,7 +89,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
     LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax};
     int nb = 0, rc;
-    if (row_scale) rc = lm_launch_i8(lp, stream, pdl, &nb);
+    if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
     else if (type == KCUDA_BF16) rc = lm_dispatch<__nv_bfloat16>(lp, stream, pdl, &nb);
     else rc = lm_dispatch<float>(lp, stream, pdl, &nb);

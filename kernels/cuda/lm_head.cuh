@@ -1,13 +1,17 @@
-// The lm_head kernels' shared device code: the launch parameters, the greedy argmax over the
-// blocks' maxima, and the int8 lm_head kernel (tensor cores), shared by their launcher
-// (dense.cu) and the kernel lab (kernels/dev/lm_head.cu), which runs the int8 kernel at other
-// batch depths next to the versions it replaced. Internal to kernels/cuda and kernels/dev.
+// The lm_head kernel (f16 / bf16 / f32 rows, and int8 rows with per-row scales for the optional
+// int8 head): the final RMSNorm fused in front, the greedy argmax fused behind. Shared by its
+// launcher (dense.cu) and the kernel lab (kernels/dev/lm_head.cu), which runs it with the
+// activation layout the product no longer uses and next to the tensor-core version it beat.
+// Internal to kernels/cuda and kernels/dev.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/common.cuh"
 
 namespace {
+
+enum { LM_THREADS = 256, LM_WARPS = LM_THREADS / 32 };
 
 struct LmParams {
     const void *w;
@@ -94,165 +98,193 @@ __device__ __forceinline__ void lm_block_best(float v, int i, int *best) {
     }
 }
 
-// ---- the int8 lm_head on tensor cores ----------------------------------------------------------
-// Why tensor cores: with f32 activations on the CUDA cores, each weight byte costs a byte
-// permute, a subtraction and an FMA, and the activation vector is read from shared memory four
-// bytes per weight byte; that kernel streamed 1628 GB/s where the f16 head streams 2941 (H100,
-// 2026-12-06). Here each int8 pair becomes an exact f16 pair (one byte permute places the biased
-// bytes in the mantissas of 1024, one f16x2 subtraction removes 1152), and mma.sync m16n8k16
-// multiplies 16 rows by the activation vector split into two f16 columns, x = hi + lo
-// (hi = f16(x), lo = f16(x - hi)): the products are exact, and x is carried to 2^-22 of itself
-// (the f16 head's test tolerance is 1e-5 of the largest logit). Before the split x is scaled by
-// a power of two so that max|x| lies in [2^14, 2^15) (no f16 overflow, lo stays normal for the
-// larger entries); the logit is unscaled exactly. Each step's four products start from zero and
-// are added to the row's f32 sum with IEEE adds, so the tensor cores' own accumulation rounding
-// covers 64 products at a time.
-//
-// Work split: a warp owns a tile of 16 rows (16 * k bytes); per step, lane (g, t) (g = lane / 4,
-// t = lane % 4) loads 16 bytes of row g and of row g + 8 at byte 64 * step + 16 * t, and byte
-// 4m + j of its chunk is column k = 2t + j (j < 2) or 2t + 8 + j - 2 of mma m (m = 0..3); the
-// activation fragments read the same 16 positions as f16 (hi for even g, lo for odd g: columns
-// 0 and 1 of the product, the others are unused). Batches of U steps are double-buffered, the
-// next tile's first batch in flight while a tile finishes. Row sums land in lanes t = 0:
-// D[g][0] + D[g][1] and D[g + 8][0] + D[g + 8][1].
-enum { LM8_THREADS = 256, LM8_WARPS = LM8_THREADS / 32 };
-
-// Shared memory: hi at 0, lo at lm8_lo_offset (16 bytes past a 128-byte boundary, so that the hi
-// and lo fragments of one step fall in different banks), each k padded to 64 with zeros.
-__host__ __device__ __forceinline__ int lm8_kpad(int k) { return (k + 63) & ~63; }
-__host__ __device__ __forceinline__ size_t lm8_lo_offset(int k) {
-    return (((size_t)lm8_kpad(k) * 2 + 127) & ~(size_t)127) + 16;
+// Where a lane finds its activations: chunk c (16 bytes of a row, EPC weights) needs EPC / 4
+// pieces of 4 floats. SPREAD stores piece q of every chunk together, at (q * C + c) * 4, so the
+// 32 lanes of a warp (chunks c .. c + 31) read 512 consecutive bytes, no bank conflict; without
+// it, chunk-major at c * EPC + 4q, the lanes read at a stride of EPC * 4 bytes: a 2-way bank
+// conflict for f16 / bf16 (32 bytes), 4-way for int8 (64 bytes). Measured on an H100
+// (2026-12-06, dev_lm_head, 128256 x 2560 with the argmax): int8 198.4 us chunk-major, 121.6
+// spread (the read-only floor of those 328 MB: 112.1 us); f16: FIGURE.
+template <int EPC, bool SPREAD>
+__device__ __forceinline__ float4 lm_x4(const float *xs, int c, int C, int q) {
+    return *(const float4 *)(xs + (SPREAD ? (q * C + c) * 4 : c * EPC + 4 * q));
 }
-__host__ __device__ __forceinline__ size_t lm8_smem(int k) { return lm8_lo_offset(k) + (size_t)lm8_kpad(k) * 2; }
-
-// Two int8 weights (bytes sel of u, already XOR 0x80) as an exact f16 pair.
-__device__ __forceinline__ uint32_t lm8_pair(uint32_t u, uint32_t sel) {
-    const uint32_t h = __byte_perm(u, 0x64646464u, sel);  // f16 1024 + (b + 128) in each half
-    uint32_t r;
-    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(h), "r"(0x64806480u));  // - 1152
-    return r;
+template <int EPC, bool SPREAD>
+__device__ __forceinline__ int lm_xs_index(int i, int C) {
+    const int c = i / EPC, j = i % EPC;
+    return SPREAD ? ((j >> 2) * C + c) * 4 + (j & 3) : i;
 }
 
-__device__ __forceinline__ void lm8_mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                        uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-template <int U>
-__global__ void __launch_bounds__(LM8_THREADS, 2) lm_head_i8_kernel(LmParams p) {
-    extern __shared__ __align__(16) unsigned char lm8_sm[];
-    __shared__ float red[LM8_WARPS];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int kpad = lm8_kpad(p.k), steps = kpad >> 6, batches = (steps + U - 1) / U;
-    const int tiles = (p.n + 15) >> 4, tstride = gridDim.x * LM8_WARPS;
-    const int8_t *W = (const int8_t *)p.w;
-    int tile = blockIdx.x * LM8_WARPS + warp, batch = 0;
-
-    uint4 a[U], b[U], na[U], nb[U];
-    auto load = [&](uint4 (&A)[U], uint4 (&B)[U], int tl, int bt) {
-        const int r0 = tl * 16 + g, r1 = r0 + 8;
+// The dot product of one 16-byte chunk with its activations, in element order (so both layouts
+// give the same bits).
+template <typename T> struct Conv;
+template <> struct Conv<__half> {
+    template <bool S> static __device__ __forceinline__ float dot(uint4 v, const float *xs, int c, int C, float acc) {
+        const __half2 *h = (const __half2 *)&v;
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int col = ((bt * U + u) << 6) + (t << 4);
-            const bool in = col < p.k;
-            A[u] = in && r0 < p.n ? ld_stream((const uint4 *)(W + (size_t)r0 * p.k + col)) : make_uint4(0, 0, 0, 0);
-            B[u] = in && r1 < p.n ? ld_stream((const uint4 *)(W + (size_t)r1 * p.k + col)) : make_uint4(0, 0, 0, 0);
+        for (int q = 0; q < 2; q++) {
+            const float4 x = lm_x4<8, S>(xs, c, C, q);
+            const float2 f0 = __half22float2(h[2 * q]), f1 = __half22float2(h[2 * q + 1]);
+            acc = fmaf(f0.x, x.x, acc);
+            acc = fmaf(f0.y, x.y, acc);
+            acc = fmaf(f1.x, x.z, acc);
+            acc = fmaf(f1.y, x.w, acc);
+        }
+        return acc;
+    }
+    enum { EPC = 8 };
+};
+template <> struct Conv<__nv_bfloat16> {
+    template <bool S> static __device__ __forceinline__ float dot(uint4 v, const float *xs, int c, int C, float acc) {
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const float4 x = lm_x4<8, S>(xs, c, C, q);
+            acc = fmaf(__uint_as_float(u[2 * q] << 16), x.x, acc);
+            acc = fmaf(__uint_as_float(u[2 * q] & 0xffff0000u), x.y, acc);
+            acc = fmaf(__uint_as_float(u[2 * q + 1] << 16), x.z, acc);
+            acc = fmaf(__uint_as_float(u[2 * q + 1] & 0xffff0000u), x.w, acc);
+        }
+        return acc;
+    }
+    enum { EPC = 8 };
+};
+// int8 weights (the optional int8 lm_head): 16 weights per 16-byte chunk, f32 activations, so
+// the only error against the f16 head is the weight rounding; the row scale is applied once to
+// the finished dot product. Why not (float)(int8_t)byte: integer-to-float conversion runs at a
+// quarter of the FMA rate on sm_90 and would cost about as long as the weight stream itself;
+// instead each byte, biased to b + 128, is placed by one byte permute into the mantissa of 2^23
+// (0x4B0000xx = 2^23 + b + 128), and one exact subtraction gives b.
+template <> struct Conv<int8_t> {
+    template <bool S> static __device__ __forceinline__ float dot(uint4 v, const float *xs, int c, int C, float acc) {
+        const uint32_t u[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+            const float4 x = lm_x4<16, S>(xs, c, C, q);
+            const float xv[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float f = __uint_as_float(__byte_perm(u[q], 0x4B000000u, 0x7540u + j)) - 8388736.0f;
+                acc = fmaf(f, xv[j], acc);
+            }
+        }
+        return acc;
+    }
+    enum { EPC = 16 };
+};
+template <> struct Conv<float> {
+    template <bool S> static __device__ __forceinline__ float dot(uint4 v, const float *xs, int c, int C, float acc) {
+        const float4 x = lm_x4<4, S>(xs, c, C, 0);
+        acc = fmaf(__uint_as_float(v.x), x.x, acc);
+        acc = fmaf(__uint_as_float(v.y), x.y, acc);
+        acc = fmaf(__uint_as_float(v.z), x.z, acc);
+        acc = fmaf(__uint_as_float(v.w), x.w, acc);
+        return acc;
+    }
+    enum { EPC = 4 };
+};
+
+// One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
+// up to MAXL of them in flight before the first use. Int8 rows are half as long; two rows per
+// warp (as many bytes in flight as f16) measured slower (2026-12-06: 242 us against 202 with the
+// chunk-major layout), and the tensor-core kernel of kernels/dev/lm_head_mma.cuh slower than
+// this one with SPREAD (128.5 us against 121.6).
+template <typename T, int MAXL, bool SPREAD>
+__global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
+    extern __shared__ float xs[];
+    __shared__ float red[LM_WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    constexpr int EPC = Conv<T>::EPC;
+    const int C = p.k / EPC;
+    const size_t row_chunks = (size_t)C;
+    const uint4 *W = (const uint4 *)p.w;
+    int row = blockIdx.x * LM_WARPS + warp;
+    const int stride = gridDim.x * LM_WARPS;
+
+    uint4 wv[MAXL];
+    auto issue = [&](int r, int base) {
+#pragma unroll
+        for (int i = 0; i < MAXL; i++) {
+            const int c = base + lane + 32 * i;
+            wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
         }
     };
-    load(a, b, tile, 0);
+    issue(row, 0);
     pdl_trigger();
     pdl_wait();
 
-    // x_n = RMSNorm(x) (the f16 head's formula), scaled by 2^sh, split into f16 hi + lo.
-    __half *xh = (__half *)lm8_sm, *xl = (__half *)(lm8_sm + lm8_lo_offset(p.k));
     float inv = 1.0f;
     if (p.norm_w) {
         float ss = 0.0f;
-        for (int i = threadIdx.x; i < p.k; i += LM8_THREADS) ss += p.x[i] * p.x[i];
-        ss = block_sum<LM8_THREADS>(ss, red);
+        for (int i = threadIdx.x; i < p.k; i += LM_THREADS) ss += p.x[i] * p.x[i];
+        ss = block_sum<LM_THREADS>(ss, red);
         inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
     }
-    float amax = 0.0f;
-    for (int i = threadIdx.x; i < p.k; i += LM8_THREADS)
-        amax = fmaxf(amax, fabsf(p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i]));
-    amax = block_max<LM8_THREADS>(amax, red);
-    int ex = 0;
-    frexpf(amax, &ex);
-    const int sh = min(max(15 - ex, -100), 100);
-    for (int i = threadIdx.x; i < kpad; i += LM8_THREADS) {
-        const float v = i < p.k ? ldexpf(p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i], sh) : 0.0f;
-        const __half h = __float2half_rn(v);
-        xh[i] = h;
-        xl[i] = __float2half_rn(v - __half2float(h));
-    }
-    const float unscale = ldexpf(1.0f, -sh);
+    for (int i = threadIdx.x; i < p.k; i += LM_THREADS)
+        xs[lm_xs_index<EPC, SPREAD>(i, C)] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
     __syncthreads();
 
-    const __half *xs = (g & 1) ? xl : xh;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     float best_v = -INFINITY;
     int best_i = 0x7fffffff;
-    auto compute = [&](const uint4 (&A)[U], const uint4 (&B)[U], int bt) {
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int s = bt * U + u;
-            if (s < steps) {
-                const uint4 *xp = (const uint4 *)(xs + (s << 6) + (t << 4));
-                const uint4 x0 = xp[0], x1 = xp[1];
-                const uint32_t xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
-                const uint32_t ua[4] = {A[u].x ^ 0x80808080u, A[u].y ^ 0x80808080u, A[u].z ^ 0x80808080u,
-                                        A[u].w ^ 0x80808080u};
-                const uint32_t ub[4] = {B[u].x ^ 0x80808080u, B[u].y ^ 0x80808080u, B[u].z ^ 0x80808080u,
-                                        B[u].w ^ 0x80808080u};
-                float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-                for (int m = 0; m < 4; m++)
-                    lm8_mma(d, lm8_pair(ua[m], 0x4140u), lm8_pair(ub[m], 0x4140u), lm8_pair(ua[m], 0x4342u),
-                            lm8_pair(ub[m], 0x4342u), xv[2 * m], xv[2 * m + 1]);
-#pragma unroll
-                for (int i = 0; i < 4; i++) acc[i] += d[i];
-            }
+    auto finish = [&](float acc, int r) {
+        acc = warp_sum(acc);
+        if (p.row_scale) acc *= p.row_scale[r];
+        if (lane == 0) p.logits[r] = acc;
+        if (lm_better(acc, r, best_v, best_i)) {
+            best_v = acc;
+            best_i = r;
         }
     };
-    auto finish = [&](int tl) {
-        if (t == 0) {
-            const int r0 = tl * 16 + g, r1 = r0 + 8;
-            if (r0 < p.n) {
-                const float v = (acc[0] + acc[1]) * unscale * p.row_scale[r0];
-                p.logits[r0] = v;
-                if (lm_better(v, r0, best_v, best_i)) best_v = v, best_i = r0;
-            }
-            if (r1 < p.n) {
-                const float v = (acc[2] + acc[3]) * unscale * p.row_scale[r1];
-                p.logits[r1] = v;
-                if (lm_better(v, r1, best_v, best_i)) best_v = v, best_i = r1;
-            }
-        }
+    if (C <= 32 * MAXL) {
+        // Two register sets: the next row's loads are in flight while this row is reduced.
+        uint4 wn[MAXL];
+        auto issue_into = [&](uint4 (&dst)[MAXL], int r) {
 #pragma unroll
-        for (int i = 0; i < 4; i++) acc[i] = 0.0f;
-    };
-    // The next batch: the following steps of this tile, or the first of the warp's next tile.
-    auto advance = [&](int &tl, int &bt) {
-        if (++bt == batches) bt = 0, tl += tstride;
-    };
-    while (tile < tiles) {
-        int nt = tile, nbt = batch;
-        advance(nt, nbt);
-        load(na, nb, nt, nbt);
-        compute(a, b, batch);
-        if (batch == batches - 1) finish(tile);
-        tile = nt, batch = nbt;
-        if (tile >= tiles) break;
-        advance(nt, nbt);
-        load(a, b, nt, nbt);
-        compute(na, nb, batch);
-        if (batch == batches - 1) finish(tile);
-        tile = nt, batch = nbt;
+            for (int i = 0; i < MAXL; i++) {
+                const int c = lane + 32 * i;
+                dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
+            }
+        };
+        auto dot_row = [&](const uint4 (&src)[MAXL]) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MAXL; i++) {
+                const int c = lane + 32 * i;
+                if (c < C) acc = Conv<T>::template dot<SPREAD>(src[i], xs, c, C, acc);
+            }
+            return acc;
+        };
+        while (row < p.n) {
+            issue_into(wn, row + stride);
+            finish(dot_row(wv), row);
+            row += stride;
+            if (row >= p.n) break;
+            issue_into(wv, row + stride);
+            finish(dot_row(wn), row);
+            row += stride;
+        }
+    } else {
+        for (; row < p.n; row += stride) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < MAXL; i++) {
+                const int c = lane + 32 * i;
+                if (c < C) acc = Conv<T>::template dot<SPREAD>(wv[i], xs, c, C, acc);
+            }
+            for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
+                issue(row, base);
+#pragma unroll
+                for (int i = 0; i < MAXL; i++) {
+                    const int c = base + lane + 32 * i;
+                    if (c < C) acc = Conv<T>::template dot<SPREAD>(wv[i], xs, c, C, acc);
+                }
+            }
+            const int next = row + stride;
+            if (next < p.n) issue(next, 0);
+            finish(acc, row);
+        }
     }
-    if (p.best) lm_block_best<LM8_WARPS>(best_v, best_i, p.best);
+    if (p.best) lm_block_best<LM_WARPS>(best_v, best_i, p.best);
 }
 
 }  // namespace

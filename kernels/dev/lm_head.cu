@@ -6,15 +6,15 @@
 // Run: ./dev_lm_head [n k] (default 128256 2560, the 2B-4T head)
 //
 // Versions (all with the final RMSNorm in front and the greedy argmax behind, as the product):
-//   f16        the product's f16 head (kcuda_lm_head): one warp per row, f32 FMA
-//   i8 v1      the int8 head until 2026-12-06: the f16 kernel's structure over int8 rows (one
-//              warp per row, 16 weights per 16-byte load, byte-permute conversion, f32 FMA with
-//              the activations in shared memory, 16 consecutive floats per lane)
-//   i8 v2      v1 with the activations stored so that the 32 lanes' reads of one 16-byte piece
-//              are consecutive (v1's 64-byte stride between lanes is a 4-way bank conflict)
-//   i8 mma Un  lm_head_i8_kernel<n> of kernels/cuda/lm_head.cuh: tensor cores, f16 pairs from
-//              int8, x as f16 hi + lo, batches of n steps in flight
-//   i8 product kcuda_lm_head_i8 (what the product runs)
+//   f16 / i8 v1   lm_head_kernel1 (kernels/cuda/lm_head.cuh) with the chunk-major activation
+//                 layout (the product until 2026-12-06): one warp per row, f32 FMA; int8 rows
+//                 16 weights per 16-byte load, byte-permute conversion; lane l's activations
+//                 at a stride of 32 (f16) or 64 (int8) bytes: 2- and 4-way bank conflicts
+//   f16 / i8 v2   the same kernel with SPREAD (what the product runs): conflict-free reads
+//   i8 v2 MAXL 6  v2 with 6 loads per lane in flight instead of 8 (the row takes 5)
+//   i8 mma Un     kernels/dev/lm_head_mma.cuh: tensor cores, f16 pairs from int8, x as f16
+//                 hi + lo, batches of n steps in flight (measured slower than v2)
+//   product       kcuda_lm_head (f16) and kcuda_lm_head_i8, as the backend calls them
 // Floors measured in the same run: a read-only kernel over the int8 table (16-byte loads, the
 // weights' path) and cudaMemcpy device to device of the same table (GB/s = bytes read + written).
 //
@@ -39,87 +39,10 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/lm_head.cuh"
+#include "kernels/dev/lm_head_mma.cuh"
 #include "kernels/dev/lab.cuh"
 
 namespace {
-
-// ---- versions 1 and 2: f32 activations on the CUDA cores --------------------------------------
-// Activation index of weight j of 16-byte chunk c: v1 c * 16 + j; v2 piece j / 4 of every chunk
-// together, ((j / 4) * C + c) * 4 + j % 4, so lane l's float4 of piece q sits at (q * C + l) * 16.
-template <bool SPREAD>
-__device__ __forceinline__ int v12_index(int c, int j, int C) {
-    return SPREAD ? (((j >> 2) * C + c) << 2) + (j & 3) : (c << 4) + j;
-}
-
-template <bool SPREAD>
-__device__ __forceinline__ float v12_dot(uint4 v, const float *xs, int c, int C, float acc) {
-    const uint32_t u[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float4 x = *(const float4 *)(xs + v12_index<SPREAD>(c, 4 * i, C));
-        const float xv[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const float f = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u + j)) - 8388736.0f;
-            acc = fmaf(f, xv[j], acc);
-        }
-    }
-    return acc;
-}
-
-// One warp per row, a persistent grid, lane l reads chunks l, l + 32, ... (C <= 32 * MAXL),
-// the next row's loads in flight while this row is reduced.
-template <bool SPREAD, int MAXL>
-__global__ void __launch_bounds__(256) v12_kernel(LmParams p) {
-    extern __shared__ float xs[];
-    __shared__ float red[8];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, C = p.k / 16;
-    const uint4 *W = (const uint4 *)p.w;
-    int row = blockIdx.x * 8 + warp;
-    const int stride = gridDim.x * 8;
-    uint4 wv[MAXL], wn[MAXL];
-    auto issue = [&](uint4 (&dst)[MAXL], int r) {
-#pragma unroll
-        for (int i = 0; i < MAXL; i++) {
-            const int c = lane + 32 * i;
-            dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * C + c) : make_uint4(0, 0, 0, 0);
-        }
-    };
-    issue(wv, row);
-    float inv = 1.0f;
-    if (p.norm_w) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < p.k; i += 256) ss += p.x[i] * p.x[i];
-        ss = block_sum<256>(ss, red);
-        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
-    }
-    for (int i = threadIdx.x; i < p.k; i += 256)
-        xs[v12_index<SPREAD>(i >> 4, i & 15, C)] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-    __syncthreads();
-    float best_v = -INFINITY;
-    int best_i = 0x7fffffff;
-    auto dot_row = [&](const uint4 (&src)[MAXL], int r) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXL; i++) {
-            const int c = lane + 32 * i;
-            if (c < C) acc = v12_dot<SPREAD>(src[i], xs, c, C, acc);
-        }
-        acc = warp_sum(acc) * p.row_scale[r];
-        if (lane == 0) p.logits[r] = acc;
-        if (lm_better(acc, r, best_v, best_i)) best_v = acc, best_i = r;
-    };
-    while (row < p.n) {
-        issue(wn, row + stride);
-        dot_row(wv, row);
-        row += stride;
-        if (row >= p.n) break;
-        issue(wv, row + stride);
-        dot_row(wn, row);
-        row += stride;
-    }
-    lm_block_best<8>(best_v, best_i, p.best);
-}
 
 // ---- floors -------------------------------------------------------------------------------------
 __global__ void __launch_bounds__(512) read_kernel(const uint4 *p, size_t n16, unsigned *sink) {
@@ -240,18 +163,10 @@ int main(int argc, char **argv) {
     }
 
     LmParams lp = {dq, n, k, dx, dnw, 1e-5f, dl, ds, dbest, dam};
-    const int C = k / 16;
-    const size_t smem12 = sizeof(float) * k;
-    const int g1 = grid_of((const void *)v12_kernel<false, 8>, 256, smem12);
-    const int g2 = grid_of((const void *)v12_kernel<true, 8>, 256, smem12);
+    const size_t smem_x = sizeof(float) * k;
     const int tiles = (n + 15) / 16;
-    auto mma_grid = [&](const void *kern) {
-        return std::min(grid_of(kern, LM8_THREADS, lm8_smem(k)), (tiles + LM8_WARPS - 1) / LM8_WARPS);
-    };
-    const int gm2 = mma_grid((const void *)lm_head_i8_kernel<2>), gm4 = mma_grid((const void *)lm_head_i8_kernel<4>),
-              gm5 = mma_grid((const void *)lm_head_i8_kernel<5>);
     const double b8 = (double)nk + 4.0 * n, b16 = 2.0 * nk;
-    const int rg = prop.multiProcessorCount * 4;
+    const int sms = prop.multiProcessorCount, rg = sms * 4;
     auto finalize = [&](cudaStream_t st, int nb) { argmax_final_kernel<<<1, 1024, 0, st>>>(dbest, nb, dam); };
     auto launch_check = [](int rc) {
         if (rc) {
@@ -259,52 +174,59 @@ int main(int argc, char **argv) {
             exit(1);
         }
     };
+    LmParams lp16 = {dw16, n, k, dx, dnw, 1e-5f, dl, NULL, dbest, dam};
     std::vector<Version> vs;
+    // a CUDA-core version: lm_head_kernel1<T, MAXL, SPREAD> on its persistent grid
+    auto rows = [&](const char *name, const void *kern, void (*launch)(int, size_t, cudaStream_t, LmParams),
+                    const LmParams &p, int checked, double bytes) {
+        const int g = std::min(grid_of(kern, LM_THREADS, smem_x), (n + LM_WARPS - 1) / LM_WARPS);
+        vs.push_back({name, bytes, checked, [=](cudaStream_t st) {
+                          launch(g, smem_x, st, p);
+                          finalize(st, g);
+                      }});
+    };
+#define LM_ROWS(T, MAXL, S)                                                                          \
+    (const void *)lm_head_kernel1<T, MAXL, S>, [](int g, size_t sm, cudaStream_t st, LmParams p) { \
+        lm_head_kernel1<T, MAXL, S><<<g, LM_THREADS, sm, st>>>(p);                                  \
+    }
+    const int pl16 = (k / 8 + 31) / 32, pl8 = (k / 16 + 31) / 32;
     vs.push_back({"read-only kernel (int8 table)", (double)nk, 0, [&](cudaStream_t st) {
                       read_kernel<<<rg, 512, 0, st>>>((const uint4 *)dq, nk / 16, dsink);
                   }});
     vs.push_back({"cudaMemcpy D2D (int8 table, read + write)", 2.0 * nk, 0, [&](cudaStream_t st) {
                       CK(cudaMemcpyAsync(dq2, dq, nk, cudaMemcpyDeviceToDevice, st));
                   }});
-    vs.push_back({"f16 (product kcuda_lm_head)", b16, 2, [&](cudaStream_t st) {
+    if (pl16 <= 10) {
+        rows("f16 v1 (chunk-major, until 2026-12-06)", LM_ROWS(__half, 10, false), lp16, 2, b16);
+        rows("f16 v2 (spread)", LM_ROWS(__half, 10, true), lp16, 2, b16);
+    }
+    vs.push_back({"f16 product (kcuda_lm_head)", b16, 2, [&](cudaStream_t st) {
                       launch_check(kcuda_lm_head(KCUDA_F16, dw16, n, k, dx, dnw, 1e-5f, dl, dbest, dam, 0, st));
                   }});
-    if (C <= 32 * 8) {
-        vs.push_back({"i8 v1 (f32 FMA, 1 row/warp, until 2026-12-06)", b8, 1, [&](cudaStream_t st) {
-                          v12_kernel<false, 8><<<g1, 256, smem12, st>>>(lp);
-                          finalize(st, g1);
-                      }});
-        vs.push_back({"i8 v2 (v1, conflict-free activations)", b8, 1, [&](cudaStream_t st) {
-                          v12_kernel<true, 8><<<g2, 256, smem12, st>>>(lp);
-                          finalize(st, g2);
-                      }});
+    if (pl8 <= 8) {
+        rows("i8 v1 (chunk-major, until 2026-12-06)", LM_ROWS(int8_t, 8, false), lp, 1, b8);
+        rows("i8 v2 (spread)", LM_ROWS(int8_t, 8, true), lp, 1, b8);
     }
-    vs.push_back({"i8 mma U2", b8, 1, [&](cudaStream_t st) {
-                      lm_head_i8_kernel<2><<<gm2, LM8_THREADS, lm8_smem(k), st>>>(lp);
-                      finalize(st, gm2);
-                  }});
+    if (pl8 <= 6) rows("i8 v2, MAXL 6", LM_ROWS(int8_t, 6, true), lp, 1, b8);
+    auto mma_grid = [&](const void *kern) {
+        return std::min(grid_of(kern, LM8_THREADS, lm8_smem(k)), (tiles + LM8_WARPS - 1) / LM8_WARPS);
+    };
+    const int gm4 = mma_grid((const void *)lm_head_i8_kernel<4>);
     vs.push_back({"i8 mma U4", b8, 1, [&](cudaStream_t st) {
                       lm_head_i8_kernel<4><<<gm4, LM8_THREADS, lm8_smem(k), st>>>(lp);
                       finalize(st, gm4);
                   }});
-    vs.push_back({"i8 mma U5", b8, 1, [&](cudaStream_t st) {
-                      lm_head_i8_kernel<5><<<gm5, LM8_THREADS, lm8_smem(k), st>>>(lp);
-                      finalize(st, gm5);
-                  }});
-    const int sms = prop.multiProcessorCount;
-    vs.push_back({"i8 mma U4, one block per SM", b8, 1, [&](cudaStream_t st) {
-                      lm_head_i8_kernel<4><<<sms, LM8_THREADS, lm8_smem(k), st>>>(lp);
-                      finalize(st, sms);
-                  }});
-    LmParams lp_nobest = lp;
-    lp_nobest.best = NULL;
-    vs.push_back({"i8 mma U4, logits only (no argmax)", b8, 3, [&](cudaStream_t st) {
-                      lm_head_i8_kernel<4><<<gm4, LM8_THREADS, lm8_smem(k), st>>>(lp_nobest);
-                  }});
     vs.push_back({"i8 product (kcuda_lm_head_i8)", b8, 1, [&](cudaStream_t st) {
                       launch_check(kcuda_lm_head_i8(dq, ds, n, k, dx, dnw, 1e-5f, dl, dbest, dam, 0, st));
                   }});
-    printf("grids: v1 %d, v2 %d, mma U2 %d, U4 %d, U5 %d blocks\n", g1, g2, gm2, gm4, gm5);
+    LmParams lp_nobest = lp;
+    lp_nobest.best = NULL;
+    const int g2 = std::min(grid_of((const void *)lm_head_kernel1<int8_t, 8, true>, LM_THREADS, smem_x),
+                            (n + LM_WARPS - 1) / LM_WARPS);
+    if (pl8 <= 8)
+        vs.push_back({"i8 v2, logits only (no argmax launch)", b8, 3, [&](cudaStream_t st) {
+                          lm_head_kernel1<int8_t, 8, true><<<g2, LM_THREADS, smem_x, st>>>(lp_nobest);
+                      }});
 
     cudaStream_t st;
     CK(cudaStreamCreate(&st));
@@ -350,13 +272,15 @@ int main(int argc, char **argv) {
         }
     CK(cudaGetLastError());
     double read_gbs = 0, f16_us = 0;
-    printf("\n| version | median us | min us | GB/s | %% of read-only | vs f16 | max err / max logit | argmax |\n"
-           "|---|---|---|---|---|---|---|---|\n");
     for (auto &v : vs) {
         std::sort(v.ms.begin(), v.ms.end());
+        if (v.name.rfind("f16 product", 0) == 0) f16_us = v.ms[v.ms.size() / 2] * 1e3;
+    }
+    printf("\n| version | median us | min us | GB/s | %% of read-only | f16 product / this | max err / max logit | argmax |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (auto &v : vs) {
         const double us = v.ms[v.ms.size() / 2] * 1e3, mn = v.ms[0] * 1e3, gbs = v.bytes / us / 1e3;
         if (read_gbs == 0) read_gbs = gbs;
-        if (v.checked == 2) f16_us = us;
         char err[64] = "-", am[32] = "-", vf[32] = "-";
         if (v.checked) {
             snprintf(err, sizeof err, "%.2e", v.max_rel);
