@@ -357,12 +357,11 @@ static void bench_lm_head_compare(const Model *m, int quick) {
     const int V = m->cfg.vocab_size, D = m->cfg.dim, reps = quick ? 11 : 31, runs = quick ? 3 : 5;
     double us16 = 0, us8 = 0;
     int same = 0;
-    printf("\nlm_head f16 vs int8 (--lm-head; int8 = per-row absmax scales made at load, tensor cores with the\n"
-           "activations as two f16 parts (to 2^-22), final RMSNorm and greedy argmax fused as in f16).\n"
-           "Kernel: %d x %d, random weights, median of %d event-timed launches (the weights are far\n"
-           "larger than L2). Decode: as in the end-to-end table, median of %d runs after 1 warm-up.\n"
-           "Memory: device bytes the backend takes (ctx 1024); the embedding lookup keeps the f16 table\n"
-           "(tied to the lm_head), so int8 adds its copy.\n\n",
+    printf("\nlm_head f16 vs int8 (--lm-head; int8 = per-row absmax scales made at load, fp32 activations,\n"
+           "final RMSNorm and greedy argmax fused as in f16). Kernel: %d x %d, random weights, median of %d\n"
+           "event-timed launches (the weights are far larger than L2). Decode: as in the end-to-end table,\n"
+           "median of %d runs after 1 warm-up. Memory: device bytes the backend takes (ctx 1024); the\n"
+           "embedding lookup keeps the f16 table (tied to the lm_head), so int8 adds its copy.\n\n",
            V, D, reps, runs);
     if (kcuda_bench_lm_head(V, D, reps, &us16, &us8, &same)) {
         fprintf(stderr, "bench lm_head: %s\n", kcuda_last_error());

@@ -134,11 +134,9 @@ int kcuda_lm_head(KcudaDtype type, const void *d_w, int n, int k, const float *d
                   int pdl, void *stream);
 int kcuda_lm_head_scratch(int n);
 
-/* The optional int8 lm_head: the same as kcuda_lm_head (fused RMSNorm, greedy argmax epilogue)
- * over int8 rows d_q [n][k] with one f32 scale per row: logits[r] = d_scale[r] * sum_j q[r][j] *
- * x_n[j], on tensor cores: x_n enters as two f16 parts (hi + lo, after an exact power-of-two
- * scaling), i.e. to 2^-22 of itself, the products are exact and the sums f32.
- * k a multiple of 16. */
+/* The optional int8 lm_head: the same as kcuda_lm_head (fused RMSNorm, f32 activations, greedy
+ * argmax epilogue) over int8 rows d_q [n][k] with one f32 scale per row:
+ * logits[r] = d_scale[r] * sum_j q[r][j] * x_n[j]. k a multiple of 16. */
 int kcuda_lm_head_i8(const int8_t *d_q, const float *d_scale, int n, int k, const float *d_x,
                      const float *d_norm_w, float eps, float *d_logits, int *d_best,
                      int *d_argmax, int pdl, void *stream);

@@ -12,8 +12,7 @@
  * Paths (argv[1]):
  *   cpu  (label cpu): the CPU backend with lm_head_int8 = 0 and 1 (its int8 table has the bytes
  *        of lm_head_quant_i8_ref, the ones the CUDA quantizer makes, tested equal in
- *        test_kernels_cpu / test_kernels_cuda; logits scale * sum(q * x) with fp32 activations
- *        (the CUDA kernel carries them as f16 hi + lo, to 2^-22));
+ *        test_kernels_cpu / test_kernels_cuda; logits scale * sum(q * x) with fp32 activations);
  *        the same model whose lm_head is that table expanded to fp32 as q * scale is the
  *        reference the cuda path is held to;
  *   cuda (label gpu, skips without a device): the CUDA backend with lm_head_int8 = 0 and 1; and
@@ -332,11 +331,9 @@ int main(int argc, char **argv) {
          * activations that round the other way, test_demo_golden), because the layers below the
          * lm_head are the same code in both runs; what the int8 head adds on top is its own
          * arithmetic: the table moves each weight by <= max|w_r|/254 (so W8 - W16 maps the hidden
-         * difference to at most 0.4% of what W16 maps it to, per row) and the kernel's own
-         * rounding: it carries x_n as two f16 parts (to 2^-22 of each entry), its products are
-         * exact and its sums f32 in another order (tensor cores: <= ~K * 2^-23 of sum |q x|,
-         * K = 2560, so ~3e-4 at worst and ~1e-6 typically). So per position the int8 difference
-         * may exceed the f16 one by XEXCESS of max|logit| at most. */
+         * difference to at most 0.4% of what W16 maps it to, per row) and the kernel sums fp32
+         * products in another order (<= K * 2^-24 relative, K = 2560). So per position the int8
+         * difference may exceed the f16 one by XEXCESS of max|logit| at most. */
         InferOptions o = {.backend = BACKEND_CPU, .threads = 0, .ctx = MAXSEQ, .lm_head_int8 = 0};
         Infer *r = infer_create(&mq, &o, &err), *r16 = r ? infer_create(&m, &o, &err) : NULL;
         REQUIRE(r && r16);
