@@ -44,17 +44,25 @@ int lm_grid(const void *kernel, int threads, size_t smem, int smem_max) {
     return sms * (per_sm < 1 ? 1 : per_sm);
 }
 
+// The activation layout of lm_head_kernel1 (lm_head.cuh): piece-major (SPREAD) for int8, where
+// the chunk-major layout's 4-way bank conflict bound the kernel (H100, 2026-12-06, 128256 x 2560
+// with the argmax: 198.4 us chunk-major, 121.6 spread, read-only floor 112.1; dev_lm_head). The
+// float types keep the chunk-major layout (2-way conflict for f16/bf16, none for f32), which
+// streams at 94% of that floor (f16 237.4 us for 656 MB); dev_lm_head's "f16 v2" measures f16
+// with SPREAD, not yet run on a device.
+template <typename T> constexpr bool lm_spread() { return Conv<T>::EPC == 16; }
+
 template <typename T, int MAXL>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     const size_t smem = (size_t)lp.k * sizeof(float);
     // once per kernel (thread-safe static initialization)
-    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, true>, LM_THREADS, smem, 64 * 1024);
+    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, lm_spread<T>()>, LM_THREADS, smem, 64 * 1024);
     if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
     *nblocks_out = g;
-    return kcuda_launch(lm_head_kernel1<T, MAXL, true>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+    return kcuda_launch(lm_head_kernel1<T, MAXL, lm_spread<T>()>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
 }
 
 template <typename T>

@@ -104,7 +104,7 @@ __device__ __forceinline__ void lm_block_best(float v, int i, int *best) {
 // it, chunk-major at c * EPC + 4q, the lanes read at a stride of EPC * 4 bytes: a 2-way bank
 // conflict for f16 / bf16 (32 bytes), 4-way for int8 (64 bytes). Measured on an H100
 // (2026-12-06, dev_lm_head, 128256 x 2560 with the argmax): int8 198.4 us chunk-major, 121.6
-// spread (the read-only floor of those 328 MB: 112.1 us); f16: FIGURE.
+// spread (the read-only floor of those 328 MB: 112.1 us). The launcher (dense.cu) picks it.
 template <int EPC, bool SPREAD>
 __device__ __forceinline__ float4 lm_x4(const float *xs, int c, int C, int q) {
     return *(const float4 *)(xs + (SPREAD ? (q * C + c) * 4 : c * EPC + 4 * q));
