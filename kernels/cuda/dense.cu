@@ -1,246 +1,13 @@
-// Dense (f16 / bf16 / f32) kernels: the lm_head GEMV with the final RMSNorm fused in front and
-// the greedy argmax fused behind, and the embedding lookup.
+// Dense (f16 / bf16 / f32, and int8 for the optional int8 lm_head) kernels: the lm_head
+// launcher (the kernel, with the final RMSNorm fused in front and the greedy argmax behind, is in
+// lm_head.cuh), the int8 quantizer of the optional int8 head, and the embedding lookup.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/lm_head.cuh"
 
 namespace {
-
-enum { LM_THREADS = 256, LM_WARPS = LM_THREADS / 32 };
-
-struct LmParams {
-    const void *w;
-    int n, k;
-    const float *x, *norm_w;
-    float eps;
-    float *logits;
-    const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
-    int *best;
-    int *argmax;
-};
-
-template <typename T> struct Conv;
-template <> struct Conv<__half> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const __half2 *h = (const __half2 *)&v;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float2 f = __half22float2(h[i]);
-            acc = fmaf(f.x, x[2 * i], acc);
-            acc = fmaf(f.y, x[2 * i + 1], acc);
-        }
-        return acc;
-    }
-    enum { EPC = 8 };
-};
-template <> struct Conv<__nv_bfloat16> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            acc = fmaf(__uint_as_float(u[i] << 16), x[2 * i], acc);
-            acc = fmaf(__uint_as_float(u[i] & 0xffff0000u), x[2 * i + 1], acc);
-        }
-        return acc;
-    }
-    enum { EPC = 8 };
-};
-// int8 weights (the optional int8 lm_head): 16 weights per 16-byte chunk, f32 activations, so
-// the only error against the f16 head is the weight rounding; the row scale is applied once to
-// the finished dot product (finish()). Why not (float)(int8_t)byte: integer-to-float conversion
-// runs at a quarter of the FMA rate on sm_90 and would cost about as long as the weight stream
-// itself; instead each byte, biased to b + 128, is placed by one byte permute into the mantissa
-// of 2^23 (0x4B0000xx = 2^23 + b + 128), and one exact subtraction gives b.
-template <> struct Conv<int8_t> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        const uint32_t u[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u, v.w ^ 0x80808080u};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float f = __uint_as_float(__byte_perm(u[i], 0x4B000000u, 0x7540u + j)) - 8388736.0f;
-                acc = fmaf(f, x[4 * i + j], acc);
-            }
-        }
-        return acc;
-    }
-    enum { EPC = 16 };
-};
-template <> struct Conv<float> {
-    static __device__ __forceinline__ float dot(uint4 v, const float *x, float acc) {
-        acc = fmaf(__uint_as_float(v.x), x[0], acc);
-        acc = fmaf(__uint_as_float(v.y), x[1], acc);
-        acc = fmaf(__uint_as_float(v.z), x[2], acc);
-        acc = fmaf(__uint_as_float(v.w), x[3], acc);
-        return acc;
-    }
-    enum { EPC = 4 };
-};
-
-__device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
-    return v > bv || (v == bv && i < bi);
-}
-
-// One warp per row, a persistent grid; lane l reads 16-byte chunks l, l+32, ... of the row,
-// up to MAXL of them in flight before the first use. Int8 rows are half as long, but two rows
-// per warp (to keep as many bytes in flight as f16) measured slower on an H100 (2026-12-06:
-// 242 us against 202 for 128256 x 2560), so int8 keeps one row per warp too.
-template <typename T, int MAXL>
-__global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
-    extern __shared__ float xs[];
-    __shared__ float red[LM_WARPS];
-    __shared__ float bv_sh[LM_WARPS];
-    __shared__ int bi_sh[LM_WARPS];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int EPC = Conv<T>::EPC;
-    const int C = p.k / EPC;
-    const size_t row_chunks = (size_t)C;
-    const uint4 *W = (const uint4 *)p.w;
-    int row = blockIdx.x * LM_WARPS + warp;
-    const int stride = gridDim.x * LM_WARPS;
-
-    uint4 wv[MAXL];
-    auto issue = [&](int r, int base) {
-#pragma unroll
-        for (int i = 0; i < MAXL; i++) {
-            const int c = base + lane + 32 * i;
-            wv[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
-        }
-    };
-    issue(row, 0);
-    pdl_trigger();
-    pdl_wait();
-
-    float inv = 1.0f;
-    if (p.norm_w) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < p.k; i += LM_THREADS) ss += p.x[i] * p.x[i];
-        ss = block_sum<LM_THREADS>(ss, red);
-        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
-    }
-    for (int i = threadIdx.x; i < p.k; i += LM_THREADS)
-        xs[i] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-    __syncthreads();
-
-    float best_v = -INFINITY;
-    int best_i = 0x7fffffff;
-    auto finish = [&](float acc, int r) {
-        acc = warp_sum(acc);
-        if (p.row_scale) acc *= p.row_scale[r];
-        if (lane == 0) p.logits[r] = acc;
-        if (better(acc, r, best_v, best_i)) {
-            best_v = acc;
-            best_i = r;
-        }
-    };
-    if (C <= 32 * MAXL) {
-        // Two register sets: the next row's loads are in flight while this row is reduced.
-        uint4 wn[MAXL];
-        auto issue_into = [&](uint4 (&dst)[MAXL], int r) {
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                dst[i] = (r < p.n && c < C) ? ld_stream(W + (size_t)r * row_chunks + c) : make_uint4(0, 0, 0, 0);
-            }
-        };
-        auto dot_row = [&](const uint4 (&src)[MAXL]) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                if (c < C) acc = Conv<T>::dot(src[i], xs + c * EPC, acc);
-            }
-            return acc;
-        };
-        while (row < p.n) {
-            issue_into(wn, row + stride);
-            finish(dot_row(wv), row);
-            row += stride;
-            if (row >= p.n) break;
-            issue_into(wv, row + stride);
-            finish(dot_row(wn), row);
-            row += stride;
-        }
-    } else {
-        for (; row < p.n; row += stride) {
-            float acc = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXL; i++) {
-                const int c = lane + 32 * i;
-                if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
-            }
-            for (int base = 32 * MAXL; base < C; base += 32 * MAXL) {
-                issue(row, base);
-#pragma unroll
-                for (int i = 0; i < MAXL; i++) {
-                    const int c = base + lane + 32 * i;
-                    if (c < C) acc = Conv<T>::dot(wv[i], xs + c * EPC, acc);
-                }
-            }
-            const int next = row + stride;
-            if (next < p.n) issue(next, 0);
-            finish(acc, row);
-        }
-    }
-    if (!p.best) return;
-    if (lane == 0) {
-        bv_sh[warp] = best_v;
-        bi_sh[warp] = best_i;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        float v = bv_sh[0];
-        int i = bi_sh[0];
-        for (int w = 1; w < LM_WARPS; w++)
-            if (better(bv_sh[w], bi_sh[w], v, i)) {
-                v = bv_sh[w];
-                i = bi_sh[w];
-            }
-        p.best[2 * blockIdx.x] = __float_as_int(v);
-        p.best[2 * blockIdx.x + 1] = i;
-    }
-}
-
-__global__ void __launch_bounds__(1024) argmax_final_kernel(const int *best, int nblocks, int *out) {
-    __shared__ float vs[32];
-    __shared__ int is[32];
-    pdl_trigger();
-    pdl_wait();
-    float v = -INFINITY;
-    int idx = 0x7fffffff;
-    for (int b = threadIdx.x; b < nblocks; b += blockDim.x) {
-        const float bv = __int_as_float(best[2 * b]);
-        const int bi = best[2 * b + 1];
-        if (better(bv, bi, v, idx)) {
-            v = bv;
-            idx = bi;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (better(ov, oi, v, idx)) {
-            v = ov;
-            idx = oi;
-        }
-    }
-    if ((threadIdx.x & 31) == 0) {
-        vs[threadIdx.x >> 5] = v;
-        is[threadIdx.x >> 5] = idx;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        v = vs[0];
-        idx = is[0];
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
-            if (better(vs[w], is[w], v, idx)) {
-                v = vs[w];
-                idx = is[w];
-            }
-        out[0] = idx == 0x7fffffff ? 0 : idx;
-    }
-}
 
 template <typename T>
 __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int dim, const int32_t *tok,
@@ -265,31 +32,37 @@ __global__ void __launch_bounds__(256) embed_kernel(const T *e, int vocab, int d
 
 // The persistent grid of one lm_head kernel: as many blocks as fit on the SMs at once (with
 // the shared memory of the first call's k); 0 when the device cannot be asked.
-template <typename T, int MAXL>
-int lm_grid(size_t smem) {
+int lm_grid(const void *kernel, int threads, size_t smem, int smem_max) {
     int per_sm = 0;
     const int sms = kcuda_sm_count();
-    if (!sms ||
-        cudaFuncSetAttribute(lm_head_kernel1<T, MAXL>, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) !=
-            cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lm_head_kernel1<T, MAXL>, LM_THREADS,
-                                                      64 * 1024 > smem ? smem : 64 * 1024) != cudaSuccess) {
+    if (!sms || cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads,
+                                                      (size_t)smem_max > smem ? smem : (size_t)smem_max) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
     return sms * (per_sm < 1 ? 1 : per_sm);
 }
 
+// The activation layout of lm_head_kernel1 (lm_head.cuh): piece-major (SPREAD) for int8, where
+// the chunk-major layout's 4-way bank conflict bound the kernel (H100, 2026-12-06, 128256 x 2560
+// with the argmax: 198.4 us chunk-major, 121.6 spread, read-only floor 112.1; dev_lm_head). The
+// float types keep the chunk-major layout (2-way conflict for f16/bf16, none for f32), which
+// streams at 94% of that floor (f16 237.4 us for 656 MB); dev_lm_head's "f16 v2" measures f16
+// with SPREAD, not yet run on a device.
+template <typename T> constexpr bool lm_spread() { return Conv<T>::EPC == 16; }
+
 template <typename T, int MAXL>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     const size_t smem = (size_t)lp.k * sizeof(float);
-    static const int grid = lm_grid<T, MAXL>(smem);  // once per kernel (thread-safe static initialization)
+    // once per kernel (thread-safe static initialization)
+    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, lm_spread<T>()>, LM_THREADS, smem, 64 * 1024);
     if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
     *nblocks_out = g;
-    return kcuda_launch(lm_head_kernel1<T, MAXL>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+    return kcuda_launch(lm_head_kernel1<T, MAXL, lm_spread<T>()>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
 }
 
 template <typename T>

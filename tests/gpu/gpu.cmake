@@ -42,6 +42,8 @@ if(BN_HAVE_CUDA)
   add_executable(dev_attn_decode ${CMAKE_SOURCE_DIR}/kernels/dev/attn_decode_lab.cu)
   target_include_directories(dev_attn_decode PRIVATE ${CMAKE_SOURCE_DIR})
   target_link_libraries(dev_attn_decode PRIVATE bn_kernels)
+  add_executable(dev_lm_head ${CMAKE_SOURCE_DIR}/kernels/dev/lm_head.cu)
+  target_link_libraries(dev_lm_head PRIVATE bn_kernels)
   add_executable(dev_decode_persistent ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent_lab.cu
                  ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent.cu)
   target_include_directories(dev_decode_persistent PRIVATE ${CMAKE_SOURCE_DIR})

@@ -357,6 +357,20 @@ static void test_lm_head(KcudaDtype type, int n, int k) {
     cudaFree(dw), cudaFree(dx), cudaFree(dn), cudaFree(dl), cudaFree(dbest), cudaFree(dam);
 }
 
+/* Each float type through both code paths of the kernel (a row in one set of loads per lane,
+ * double-buffered, and longer rows in rounds of loads), with one chunk per row, ragged last
+ * rounds, and the 2B shape's k. */
+static void test_lm_head_float_all(void) {
+    test_lm_head(KCUDA_F16, 1000, 256);
+    test_lm_head(KCUDA_F16, 3001, 2560);
+    test_lm_head(KCUDA_F16, 40, 8192);
+    test_lm_head(KCUDA_F16, 9, 8);
+    test_lm_head(KCUDA_BF16, 777, 2560);
+    test_lm_head(KCUDA_BF16, 65, 4104);
+    test_lm_head(KCUDA_F32, 300, 132);
+    test_lm_head(KCUDA_F32, 100, 2560);
+}
+
 /* Attention: host reference over f16-rounded K/V (RoPE rotate-half or adjacent). */
 static void rope_host(float *v, int hd, int pos, float theta, int style) {
     const int half = hd / 2;
@@ -936,6 +950,11 @@ int main(int argc, char **argv) {
         test_lm_head_i8_all();
         return check_report("test_kernels_cuda lm_head_i8");
     }
+    if (argc > 1 && strcmp(argv[1], "lm_head") == 0) { /* every lm_head, small: compute-sanitizer */
+        test_lm_head_float_all();
+        test_lm_head_i8_all();
+        return check_report("test_kernels_cuda lm_head");
+    }
     const int shapes[][2] = {{2560, 2560}, {3840, 2560}, {2560, 6912}, {3200, 10240}, {7, 128},
                              {33, 200},    {100, 640},   {1001, 3200}, {17, 16384},  {50, 1000}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_gemv(shapes[i][0], shapes[i][1], 0);
@@ -946,9 +965,7 @@ int main(int argc, char **argv) {
     test_gemm(77, 3840, 2560);
     test_gemm(64, 200, 6912);
     test_bad_shapes();
-    test_lm_head(KCUDA_F16, 1000, 256);
-    test_lm_head(KCUDA_BF16, 777, 2560);
-    test_lm_head(KCUDA_F32, 300, 132);
+    test_lm_head_float_all();
     test_bad_attn_shapes();
     test_attn_decode_all(0);
     test_gemv_kernels_agree(2560, 0);
