@@ -93,7 +93,7 @@ for tool in memcheck racecheck; do
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/s_$tool.txt" | tail -2 >>"$S"
     step "$tool test_kernels_cuda attention" 60 k_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda attention
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/k_$tool.txt" | tail -2 >>"$S"
-    step "$tool test_kernels_cuda lm_head_i8" 60 h_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda lm_head_i8
+    step "$tool test_kernels_cuda lm_head" 60 h_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda lm_head
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/h_$tool.txt" | tail -2 >>"$S"
     step "$tool test_kernels_cuda prefill" 60 g_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda prefill
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/g_$tool.txt" | tail -2 >>"$S"
