@@ -6,15 +6,18 @@
 # duration (start to end, which with PDL includes the wait for its predecessor). ncu
 # (run_profile_device.sh) times kernels alone; this says what they cost in the chain. Run from
 # the source copy's root:
-#   sh kernels/dev/run_timeline_device.sh X T
-# X as for run_release_device.sh; T holds cupti_trace.so and libcupti.so.13.xz (CUDA 13's).
+#   sh kernels/dev/run_timeline_device.sh X T [BIN [LABEL]]
+# X as for run_release_device.sh; T holds cupti_trace.so and libcupti.so.13.xz (CUDA 13's); BIN
+# another bitnet-chat to trace instead of X's (a variant: run the script once per binary), LABEL
+# names its output ($OUT/timeline-LABEL.txt).
 set -u
 X=$(cd "${1:?carried folder}" && pwd)
 T=$(cd "${2:?tracer folder}" && pwd)
-S=$OUT/timeline.txt
+S=$OUT/timeline${4:+-$4}.txt
 mkdir -p /work && { [ -e /work/main ] || ln -s "$PWD" /work/main; }
 [ -x /work/main/build-cuda/bitnet-chat ] || tar xJf "$X/build.tar.xz" -C /work/main || { echo "cannot unpack the build"; exit 1; }
 B=/work/main/build-cuda
+CHAT=${3:-$B/bitnet-chat}
 mkdir -p /tmp/cupti && xz -dc "$T/libcupti.so.13.xz" >/tmp/cupti/libcupti.so.13
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$S" 2>&1
 [ -f /tmp/2b.gguf ] || {
@@ -27,7 +30,7 @@ trace() { # name args...
     n=$1
     shift
     LD_LIBRARY_PATH=/tmp/cupti LD_PRELOAD=$T/cupti_trace.so BN_TRACE_OUT=/tmp/$n.csv timeout 150 \
-        $B/bitnet-chat "$@" --model /tmp/2b.gguf --no-history --backend cuda </dev/null >/tmp/$n.out 2>&1
+        "$CHAT" "$@" --model /tmp/2b.gguf --no-history --backend cuda </dev/null >/tmp/$n.out 2>&1
     echo "$n: rc $? $(grep -E 'cupti_trace|tok/s' /tmp/$n.out | tr '\n' ' ')" >>"$S"
 }
 trace short -p "Tell me a long story about the sea." -n 40
