@@ -31,7 +31,23 @@ __device__ __forceinline__ int act_offset(int i) {
     return (b << 7) + (h << 6) + (((j + b) & 3) << 4) + e;
 }
 
-__device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int acc) {
+// The dot products take each 2-bit code in place instead of shifting it down: code j of a byte
+// (bits 6-2j) masked out is code << (6 - 2j), an unsigned byte <= 128, and one accumulator per j
+// sums those against the activations (dp4a u8 x s8), so acc[j] = 4^(3-j) * sum(code * q) exactly
+// and dot_total() shifts each back. One LOP3 + one IDP per 4 weights instead of SHF + LOP3 + IDP
+// (cuobjdump of kernel 3 at K 2560: 262 LOP3 + 149 SHF beside 160 IDP), and four independent
+// chains instead of one. |acc[0]| <= 128 * 128 * K/4 < 2^31 for K <= 32768 (the launcher's limit).
+__device__ __forceinline__ int dp4a_u8s8(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ int dot_total(const int (&acc)[4]) {
+    return (acc[0] >> 6) + (acc[1] >> 4) + (acc[2] >> 2) + acc[3];
+}
+
+__device__ __forceinline__ void dot_chunk(uint4 w, const int8_t *qs, int c, int (&acc)[4]) {
     const int b = c >> 1;
     const uint4 *base = (const uint4 *)(qs + (c << 6));
     const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
@@ -39,11 +55,10 @@ __device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int a
     for (int j = 0; j < 4; j++) {
         const uint4 a = base[(j + b) & 3];
         const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
-        const int sh = 6 - 2 * j;
+        const uint32_t mask = 0x03030303u << (6 - 2 * j);
 #pragma unroll
-        for (int m = 0; m < 4; m++) acc = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc);
+        for (int m = 0; m < 4; m++) acc[j] = dp4a_u8s8(ww[m] & mask, aa[m], acc[j]);
     }
-    return acc;
 }
 
 // The prologue's general paths, shared by both kernels: x that the float4 path cannot take (three
@@ -188,11 +203,11 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     }
     __syncthreads();
 
-    int acc = 0;
+    int acc4[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
         const int c = sub + 8 * i;
-        if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+        if (c < C) dot_chunk(wv[i], qs, c, acc4);
     }
     for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
 #pragma unroll
@@ -203,9 +218,10 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
             const int c = base + sub + 8 * i;
-            if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+            if (c < C) dot_chunk(wv[i], qs, c, acc4);
         }
     }
+    int acc = dot_total(acc4);
     acc += __shfl_xor_sync(0xffffffffu, acc, 4);
     acc += __shfl_xor_sync(0xffffffffu, acc, 2);
     acc += __shfl_xor_sync(0xffffffffu, acc, 1);
@@ -235,8 +251,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 }
 
 // ---- kernel 5: R rows per 8-lane group ------------------------------------------------------------
-// Version 3 with R rows per 8-lane group (a block covers 16*R rows) and 4 / 2 / 1 independent
-// dp4a accumulators per row (R 1 / 2 / 4): a big matrix runs in one wave with fewer registers per
+// Version 3 with R rows per 8-lane group (a block covers 16*R rows): a big matrix runs in one wave with fewer registers per
 // weight byte. Kernel 3 holds K 2560 in 80 registers (6 blocks per SM), so the 864 blocks of the
 // 13824-row gate/up matrix took two waves; with R 2 it is 432 blocks in one. Measured on an H100
 // (2026-11-23, kernels/dev/README.md): 13824x2560 5.83 -> 4.31 us alone (int8 input, PDL); decode
@@ -244,30 +259,21 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 // written exactly as in kernel 3 (same per-thread partials, same block reduction order): same s,
 // same q, same bits.
 
-// NA independent accumulators per row (a single int chain of MAXC*16 dependent dp4a was the
-// longest path after the PDL wait: K 6912 has 224 of them per lane); integer sums, so exact.
-template <int R>
-struct GemvAcc {
-    static constexpr int NA = R >= 4 ? 1 : R == 2 ? 2 : 4;
-};
-
 template <int MAXC, int R>
 __device__ __forceinline__ void dot_chunk_rows(const uint4 (&w)[R][MAXC], int i, const int8_t *qs, int c,
-                                               int (&acc)[R][GemvAcc<R>::NA]) {
-    constexpr int NA = GemvAcc<R>::NA;
+                                               int (&acc)[R][4]) {
     const int b = c >> 1;
     const uint4 *base = (const uint4 *)(qs + (c << 6));
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         const uint4 a = base[(j + b) & 3];
         const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
-        const int sh = 6 - 2 * j;
+        const uint32_t mask = 0x03030303u << (6 - 2 * j);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             const uint32_t ww[4] = {w[r][i].x, w[r][i].y, w[r][i].z, w[r][i].w};
 #pragma unroll
-            for (int m = 0; m < 4; m++)
-                acc[r][j % NA] = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc[r][j % NA]);
+            for (int m = 0; m < 4; m++) acc[r][j] = dp4a_u8s8(ww[m] & mask, aa[m], acc[r][j]);
         }
     }
 }
@@ -383,12 +389,11 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     }
     __syncthreads();
 
-    constexpr int NA = GemvAcc<R>::NA;
-    int acc[R][NA];
+    int acc[R][4];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int a = 0; a < NA; a++) acc[r][a] = 0;
+        for (int a = 0; a < 4; a++) acc[r][a] = 0;
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
         const int c = sub + 8 * i;
@@ -417,9 +422,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        int a = acc[r][0];
-#pragma unroll
-        for (int t = 1; t < NA; t++) a += acc[r][t];
+        int a = dot_total(acc[r]);
         a += __shfl_xor_sync(0xffffffffu, a, 4);
         a += __shfl_xor_sync(0xffffffffu, a, 2);
         a += __shfl_xor_sync(0xffffffffu, a, 1);
