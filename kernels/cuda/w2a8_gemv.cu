@@ -87,7 +87,12 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
         return gemv5_launch<8>(ep, grid, smem, stream, pdl, p);
     }
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
-    // Long rows (K > 4096: down_proj) take 16 lanes a row: MEASURE-ME.
+    // Long rows (K > 4096: down_proj) take 16 lanes a row (256-thread blocks, half the prologue
+    // and dot products per thread). Measured in the decode chain on an H100 (2026-12-06,
+    // kernels/dev/run_timeline_device.sh, 2B shapes, two rounds): down_proj 5.53 -> 4.69 us
+    // exposed per layer, decode step 995 -> 970 us (position ~50) and 1163 -> 1137 us (~530). 16
+    // lanes for the K 2560 matrices too: QKV -0.23 us but O +0.36 and attention at ~530 +1.5 us
+    // (step 1165 us there), so not for those.
     const int per_lane16 = (w->k_pad / 64 + 15) / 16;
     if (per_lane > 8) {
         if (per_lane16 <= 5) return gemv3_launch<5, 16>(ep, grid, smem, stream, pdl, p);
