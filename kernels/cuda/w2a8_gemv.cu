@@ -8,7 +8,12 @@
 // 432 blocks in one wave). Every other matrix takes kernel 3 (its latency, not its bandwidth,
 // decides). Measured on an H100 (2026-11-23, kernels/dev/README.md, lab versions 3 and 6 R 2):
 // decode 64/64 1046.5 tok/s with kernel 3 everywhere, 1062.4 with this choice, same triggers.
-enum { GEMV5_MIN_BLOCKS = 198, GEMV5_MAX_CHUNKS = 8 };
+// Kernel 5 runs 256-thread blocks (64 rows, 216 blocks for gate/up): half the blocks that each
+// read and normalise all of x. Measured in the decode chain on an H100 (2026-12-06,
+// kernels/dev/run_timeline_device.sh, 2B shapes, two rounds): gate/up 4.03 -> 3.90 us exposed
+// per layer, down (its successor) 4.66 -> 4.48, step 945 -> 930 us at position ~50 (1115 ->
+// 1114 at ~530); R 4 with 128 threads (the same 216 blocks) was slower (960 us).
+enum { GEMV5_MIN_BLOCKS = 198, GEMV5_MAX_CHUNKS = 8, GEMV5_THREADS = 256 };
 
 static bool gemv_two_rows(int n_out, int per_lane) {
     return per_lane <= GEMV5_MAX_CHUNKS && (n_out + 2 * GEMV_ROWS - 1) / (2 * GEMV_ROWS) >= GEMV5_MIN_BLOCKS;
@@ -25,14 +30,14 @@ static int gemv3_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, c
     }
 }
 
-template <int MAXC>
+template <int MAXC, int R = 2, int NT = GEMV5_THREADS>
 static int gemv5_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
-    const dim3 blk(GEMV_THREADS);
+    const dim3 blk(NT);
     switch (ep) {
-    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_F32>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_RESID>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_GLU>, grid, blk, smem, stream, pdl, p);
-    default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_I32>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_F32, NT>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_RESID, NT>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_GLU, NT>, grid, blk, smem, stream, pdl, p);
+    default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_I32, NT>, grid, blk, smem, stream, pdl, p);
     }
 }
 
@@ -80,7 +85,8 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     const size_t smem = (size_t)w->k_pad;  // the quantized activations
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     if (gemv_two_rows(w->n_out, per_lane)) {
-        const dim3 grid((unsigned)((w->n_out + 2 * GEMV_ROWS - 1) / (2 * GEMV_ROWS)));
+        const int rows = 2 * (GEMV5_THREADS / 8);
+        const dim3 grid((unsigned)((w->n_out + rows - 1) / rows));
         if (per_lane <= 4) return gemv5_launch<4>(ep, grid, smem, stream, pdl, p);
         if (per_lane <= 5) return gemv5_launch<5>(ep, grid, smem, stream, pdl, p);
         if (per_lane <= 7) return gemv5_launch<7>(ep, grid, smem, stream, pdl, p);

@@ -288,41 +288,44 @@ __device__ __forceinline__ void dot_chunk_rows(const uint4 (&w)[R][MAXC], int i,
 
 // Block reductions without the leading barrier of block_sum/block_max: each call gets its own
 // shared slots, so no earlier reader can still be using them. Same order of operations.
+template <int NT>
 __device__ __forceinline__ float block_sum_once(float v, float *red) {
     v = warp_sum(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     float t = 0.0f;
 #pragma unroll
-    for (int i = 0; i < GEMV_THREADS / 32; i++) t += red[i];
+    for (int i = 0; i < NT / 32; i++) t += red[i];
     return t;
 }
+template <int NT>
 __device__ __forceinline__ float block_max_once(float v, float *red) {
     v = warp_max(v);
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     float t = red[0];
 #pragma unroll
-    for (int i = 1; i < GEMV_THREADS / 32; i++) t = fmaxf(t, red[i]);
+    for (int i = 1; i < NT / 32; i++) t = fmaxf(t, red[i]);
     return t;
 }
 
-template <int MAXC, int R, int EP>
-__global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
+template <int MAXC, int R, int EP, int NT = GEMV_THREADS>
+__global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
+    constexpr int RS = NT / 8;  // rows of one R slice
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
-    __shared__ int qred[GEMV_THREADS / 32];
+    __shared__ float red[NT / 32], red2[NT / 32];
+    __shared__ int qred[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
-    const int row0 = blockIdx.x * (GEMV_ROWS * R) + warp * 4 + grp;  // row r: row0 + 16 r
+    const int row0 = blockIdx.x * (RS * R) + warp * 4 + grp;  // row r: row0 + RS r
     const int C = p.k_pad >> 6;
     const size_t rb = (size_t)(p.k_pad >> 2);
 
     uint4 wv[R][MAXC];
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const int row = row0 + GEMV_ROWS * r;
+        const int row = row0 + RS * r;
         const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
@@ -330,14 +333,14 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
             wv[r][i] = (row < p.n_out && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
         }
     }
-    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 4 * NT * MAXC && ((uintptr_t)p.x & 15) == 0 &&
                       ((uintptr_t)p.norm_w & 15) == 0;
     const int tid = threadIdx.x;
     // The norm weights are constant: loaded into registers before the wait (as version 3).
     float4 wnr[MAXC];
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
-        const int e = 4 * (tid + GEMV_THREADS * i);
+        const int e = 4 * (tid + NT * i);
         wnr[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     if (!p.late_trigger) pdl_trigger();
@@ -349,7 +352,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         float4 xv[MAXC];
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
+            const int e = 4 * (tid + NT * i);
             xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
         if (p.norm_w) {
@@ -357,7 +360,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
 #pragma unroll
             for (int i = 0; i < MAXC; i++)
                 ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-            ss = block_sum_once(ss, red);
+            ss = block_sum_once<NT>(ss, red);
             const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
 #pragma unroll
             for (int i = 0; i < MAXC; i++) {
@@ -372,12 +375,12 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
 #pragma unroll
         for (int i = 0; i < MAXC; i++)
             amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-        amax = block_max_once(amax, red2);
+        amax = block_max_once<NT>(amax, red2);
         s = 127.0f / fmaxf(amax, 1e-5f);
         int sum = 0;
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
+            const int e = 4 * (tid + NT * i);
             if (e < p.k_pad) {
                 const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
                 uint32_t word = 0;
@@ -393,7 +396,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         sum = warp_sum_i(sum);
         if (lane == 0) qred[warp] = sum;
     } else {
-        s = gemv_prologue_general(p, qs, red, qred, lane, warp);
+        s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
     }
     __syncthreads();
 
@@ -410,7 +413,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            const int row = row0 + GEMV_ROWS * r;
+            const int row = row0 + RS * r;
             const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
 #pragma unroll
             for (int i = 0; i < MAXC; i++) {
@@ -426,7 +429,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     }
     int qsum = 0;
 #pragma unroll
-    for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+    for (int w = 0; w < NT / 32; w++) qsum += qred[w];
     if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -435,7 +438,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
         a += __shfl_xor_sync(0xffffffffu, a, 2);
         a += __shfl_xor_sync(0xffffffffu, a, 1);
         a -= qsum;  // codes c = t + 1
-        const int row = row0 + GEMV_ROWS * r;
+        const int row = row0 + RS * r;
         const bool row_ok = row < p.n_out;
         if (EP == KCUDA_EP_GLU) {
             const float y = __fmul_rn(__fdiv_rn((float)a, s), (grp & 1) ? p.g1 : p.g0);
