@@ -115,6 +115,86 @@ __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8
     return s;
 }
 
+// Block reductions without the leading barrier of block_sum/block_max: each call gets its own
+// shared slots, so no earlier reader can still be using them. Same order of operations.
+template <int NT>
+__device__ __forceinline__ float block_sum_once(float v, float *red) {
+    v = warp_sum(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NT / 32; i++) t += red[i];
+    return t;
+}
+template <int NT>
+__device__ __forceinline__ float block_max_once(float v, float *red) {
+    v = warp_max(v);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float t = red[0];
+#pragma unroll
+    for (int i = 1; i < NT / 32; i++) t = fmaxf(t, red[i]);
+    return t;
+}
+
+// The fast prologue of both kernels: x in one batch of MAXC float4s per thread (one L2 round trip),
+// wn the norm weights loaded before the PDL wait, then two block reductions: x_n = wn * (x * inv),
+// s = 127 / max|x_n|, q = rint(x_n * s) into qs (act_offset layout), per-warp sums of q into
+// qred. Returns s. red, red2: NT/32 floats each. Used where k_in % 4 == 0, k_pad <= 4 NT MAXC
+// and x, norm_w are 16-byte aligned.
+template <int NT, int MAXC>
+__device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const float4 (&wn)[MAXC], int8_t *qs,
+                                                    float *red, float *red2, int *qred, int lane, int warp) {
+    const int tid = threadIdx.x;
+    float4 xv[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (tid + NT * i);
+        xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    if (p.norm_w) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < MAXC; i++)
+            ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
+        ss = block_sum_once<NT>(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            xv[i].x = wn[i].x * (xv[i].x * inv);
+            xv[i].y = wn[i].y * (xv[i].y * inv);
+            xv[i].z = wn[i].z * (xv[i].z * inv);
+            xv[i].w = wn[i].w * (xv[i].w * inv);
+        }
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++)
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
+    amax = block_max_once<NT>(amax, red2);
+    const float s = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (tid + NT * i);
+        if (e < p.k_pad) {
+            const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+            uint32_t word = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * j);
+            }
+            *(uint32_t *)(qs + act_offset(e)) = word;
+        }
+    }
+    sum = warp_sum_i(sum);
+    if (lane == 0) qred[warp] = sum;
+    return s;
+}
+
 // ---- kernel 3: one row per LPR-lane group ------------------------------------------------------------
 // LPR (8 or 16) lanes per row, 16 rows per block of 16 * LPR threads, 16-byte loads: all of a
 // lane's weight loads and its norm weights are issued before the PDL wait, then the prologue
@@ -126,7 +206,7 @@ __global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
     constexpr int NT = 16 * LPR;
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[NT / 32];
+    __shared__ float red[NT / 32], red2[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane / LPR, sub = lane % LPR;
     const int row = blockIdx.x * GEMV_ROWS + warp * (32 / LPR) + grp;
@@ -157,54 +237,7 @@ __global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
     __shared__ int qred[NT / 32];
     float s;
     if (fast) {
-        // Fast prologue: each thread loads its float4s of x in one batch, so the prologue
-        // waits for one L2 round trip, then two reductions.
-        const int tid = threadIdx.x;
-        float4 xv[MAXC];
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + NT * i);
-            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        if (p.norm_w) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXC; i++)
-                ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-            ss = block_sum<NT>(ss, red);
-            const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-#pragma unroll
-            for (int i = 0; i < MAXC; i++) {
-                xv[i].x = wn[i].x * (xv[i].x * inv);
-                xv[i].y = wn[i].y * (xv[i].y * inv);
-                xv[i].z = wn[i].z * (xv[i].z * inv);
-                xv[i].w = wn[i].w * (xv[i].w * inv);
-            }
-        }
-        float amax = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++)
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-        amax = block_max<NT>(amax, red);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + NT * i);
-            if (e < p.k_pad) {
-                const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-                uint32_t word = 0;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
-                    sum += qi;
-                    word |= (uint32_t)(qi & 0xff) << (8 * j);
-                }
-                *(uint32_t *)(qs + act_offset(e)) = word;
-            }
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
+        s = gemv_prologue_fast<NT, MAXC>(p, wn, qs, red, red2, qred, lane, warp);
     } else {
         s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
     }
@@ -286,29 +319,6 @@ __device__ __forceinline__ void dot_chunk_rows(const uint4 (&w)[R][MAXC], int i,
     }
 }
 
-// Block reductions without the leading barrier of block_sum/block_max: each call gets its own
-// shared slots, so no earlier reader can still be using them. Same order of operations.
-template <int NT>
-__device__ __forceinline__ float block_sum_once(float v, float *red) {
-    v = warp_sum(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NT / 32; i++) t += red[i];
-    return t;
-}
-template <int NT>
-__device__ __forceinline__ float block_max_once(float v, float *red) {
-    v = warp_max(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = red[0];
-#pragma unroll
-    for (int i = 1; i < NT / 32; i++) t = fmaxf(t, red[i]);
-    return t;
-}
-
 template <int MAXC, int R, int EP, int NT = GEMV_THREADS>
 __global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
     constexpr int RS = NT / 8;  // rows of one R slice
@@ -349,52 +359,7 @@ __global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
 
     float s;
     if (fast) {
-        float4 xv[MAXC];
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + NT * i);
-            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        if (p.norm_w) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXC; i++)
-                ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-            ss = block_sum_once<NT>(ss, red);
-            const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-#pragma unroll
-            for (int i = 0; i < MAXC; i++) {
-                const float4 wn = wnr[i];
-                xv[i].x = wn.x * (xv[i].x * inv);
-                xv[i].y = wn.y * (xv[i].y * inv);
-                xv[i].z = wn.z * (xv[i].z * inv);
-                xv[i].w = wn.w * (xv[i].w * inv);
-            }
-        }
-        float amax = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++)
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-        amax = block_max_once<NT>(amax, red2);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + NT * i);
-            if (e < p.k_pad) {
-                const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-                uint32_t word = 0;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
-                    sum += qi;
-                    word |= (uint32_t)(qi & 0xff) << (8 * j);
-                }
-                *(uint32_t *)(qs + act_offset(e)) = word;
-            }
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
+        s = gemv_prologue_fast<NT, MAXC>(p, wnr, qs, red, red2, qred, lane, warp);
     } else {
         s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
     }
