@@ -115,33 +115,11 @@ __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8
     return s;
 }
 
-// Block reductions without the leading barrier of block_sum/block_max: each call gets its own
-// shared slots, so no earlier reader can still be using them. Same order of operations.
-template <int NT>
-__device__ __forceinline__ float block_sum_once(float v, float *red) {
-    v = warp_sum(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = 0.0f;
-#pragma unroll
-    for (int i = 0; i < NT / 32; i++) t += red[i];
-    return t;
-}
-template <int NT>
-__device__ __forceinline__ float block_max_once(float v, float *red) {
-    v = warp_max(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = red[0];
-#pragma unroll
-    for (int i = 1; i < NT / 32; i++) t = fmaxf(t, red[i]);
-    return t;
-}
-
 // The fast prologue of both kernels: x in one batch of MAXC float4s per thread (one L2 round trip),
 // wn the norm weights loaded before the PDL wait, then two block reductions: x_n = wn * (x * inv),
 // s = 127 / max|x_n|, q = rint(x_n * s) into qs (act_offset layout), per-warp sums of q into
-// qred. Returns s. red, red2: NT/32 floats each. Used where k_in % 4 == 0, k_pad <= 4 NT MAXC
+// qred. Returns s. red, red2: NT/32 floats each, this call's own (its reductions skip the
+// leading barrier). Used where k_in % 4 == 0, k_pad <= 4 NT MAXC
 // and x, norm_w are 16-byte aligned.
 template <int NT, int MAXC>
 __device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const float4 (&wn)[MAXC], int8_t *qs,
@@ -158,7 +136,7 @@ __device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const f
 #pragma unroll
         for (int i = 0; i < MAXC; i++)
             ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-        ss = block_sum_once<NT>(ss, red);
+        ss = block_sum<NT, true>(ss, red);
         const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
@@ -172,7 +150,7 @@ __device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const f
 #pragma unroll
     for (int i = 0; i < MAXC; i++)
         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-    amax = block_max_once<NT>(amax, red2);
+    amax = block_max<NT, true>(amax, red2);
     const float s = 127.0f / fmaxf(amax, 1e-5f);
     int sum = 0;
 #pragma unroll
