@@ -8,6 +8,12 @@
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
+ * The float lm_head is screened by default (kernels_cuda.h, "the screened exact lm_head"): an
+ * int8 copy made at load bounds every row's f16 logit, and only the rows that can reach the m
+ * best the sampler looks at are computed in f16, the others -inf: the same tokens as the full
+ * head for half its bytes. m is the last draw's need (kcuda_screen_m: 1 for greedy, top-k plus
+ * the penalised ids); a draw that needs more gets the exact pass again in its sampler graph;
+ * logits() and all_logits get the full head (on demand after a screened step).
  * Logits stay on the device until logits() asks for them; sampling runs on the device, so one int
  * per token crosses: plain greedy is the decode graph's argmax; every other setting is a second,
  * small graph (the sampler's arguments in, one of three samplers chosen by the settings, its
@@ -75,7 +81,9 @@ typedef struct {
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
     cudaGraphExec_t graph[2]; /* decode: [0] the full head, [1] the screened head */
-    cudaGraphExec_t sample_graph[SAMPLE_GRAPHS]; /* the device sampler, one graph per SampleGraph */
+    /* the device sampler, one graph per SampleGraph; [1]: with the screen's exact pass in front
+     * (a draw that needs more rows than the decode step served) */
+    cudaGraphExec_t sample_graph[SAMPLE_GRAPHS][2];
     int *h_pin;        /* pinned: [0] token, [1] position, [2] the rows the screened head serves
                         * (kcuda_screen_m; KCUDA_SCREEN_FULL after a full head) (read by the
                         * graph), [3] greedy pick, [4] sampled token, [5] whether the sample used
@@ -86,6 +94,7 @@ typedef struct {
      * row, logits_asked = logits() was called since the last decode step (the next one then
      * computes the full head at once). */
     int m_pred, logits_full, logits_asked;
+    int m_served;      /* the rows the logits on the device serve (KCUDA_SCREEN_FULL: all) */
     int last_screened; /* the last decode step ran the screened head */
     /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
      * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
@@ -113,7 +122,8 @@ static void cuda_destroy(void *vb) {
     for (int i = 0; i < 2; i++)
         if (b->graph[i]) cudaGraphExecDestroy(b->graph[i]);
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
-        if (b->sample_graph[i]) cudaGraphExecDestroy(b->sample_graph[i]);
+        for (int j = 0; j < 2; j++)
+            if (b->sample_graph[i][j]) cudaGraphExecDestroy(b->sample_graph[i][j]);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
     cudaFree(b->d_kv);
@@ -480,7 +490,7 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, int sc
  * writing the result to mapped pinned memory instead, without the two copies, measured slower:
  * 53.7 us a graph launch + wait against 36.2 with the copies, the top-k kernel alone 26.7, H100,
  * 2026-12-06, `test_sample_cuda time`.) */
-static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
+static int capture_sampler(CudaBackend *b, SampleGraph which, int exact_pass, Err *err) {
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
@@ -489,7 +499,7 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
         rc = cuda_err(err, "capturing the sampler's argument copy", e);
     const int32_t *ids = (const int32_t *)(b->d_sargs + 1);
     /* after a screened decode step: the exact rows this draw needs beyond those it served */
-    if (!rc && b->screen &&
+    if (!rc && exact_pass &&
         kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
                            b->d_bmax, b->screen_nb, b->d_io + 2, b->d_sargs, b->d_logits, NULL, NULL, b->d_sstats,
                            KCUDA_PDL_OFF, b->st))
@@ -514,7 +524,7 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
         rc = cuda_err(err, "capturing the sampler's result copy", e);
     e = cudaStreamEndCapture(b->st, &g);
     if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
-    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which], g, 0)) != cudaSuccess)
+    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which][exact_pass], g, 0)) != cudaSuccess)
         rc = cuda_err(err, "instantiating the sampler graph", e);
     if (g) cudaGraphDestroy(g);
     return rc;
@@ -533,7 +543,8 @@ static int screen_blocks(CudaBackend *b, Err *err) {
 
 static int capture_samplers(CudaBackend *b, Err *err) {
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
-        if (capture_sampler(b, (SampleGraph)i, err)) return -1;
+        for (int j = 0; j < 1 + b->screen; j++)
+            if (capture_sampler(b, (SampleGraph)i, j, err)) return -1;
     return 0;
 }
 
@@ -573,6 +584,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
     b->m_pred = 1;
+    b->m_served = KCUDA_SCREEN_FULL;
     b->logits_full = 1;
     if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_blocks(b, err) ||
         capture_samplers(b, err)) {
@@ -772,6 +784,7 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
         if ((e = cudaGraphLaunch(b->graph[screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
         b->inflight = 1;
         b->logits_full = !screened;
+        b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
         b->last_screened = screened;
         if (all_logits) {
             if ((e = cudaMemcpyAsync(all_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st)) !=
@@ -795,6 +808,7 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "prefill", e);
     b->logits_full = 1;
+    b->m_served = KCUDA_SCREEN_FULL;
     return 0;
 }
 
@@ -807,6 +821,7 @@ static const float *cuda_logits(void *vb) {
             if (lm_head(b, b->d_x, KCUDA_PDL_OFF) || cudaMemsetAsync(b->d_io + 2, 0x7f, sizeof(int), b->st) != cudaSuccess)
                 return NULL;
             b->logits_full = 1;
+            b->m_served = KCUDA_SCREEN_FULL;
         }
         if (cudaMemcpyAsync(b->h_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st) !=
                 cudaSuccess ||
@@ -856,7 +871,11 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
         *tok = b->h_pin[3];
         return 1;
     }
-    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)], b->st)) != cudaSuccess ||
+    /* the exact pass only where this draw needs rows the decode step did not serve (it checks
+     * that again on the device, from d_io[2]) */
+    const int need = kcuda_screen_m(a, b->vocab), pass = b->screen && need > b->m_served;
+    if (pass) b->m_served = need;
+    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)][pass], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
