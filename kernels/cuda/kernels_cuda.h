@@ -210,7 +210,8 @@ size_t kcuda_sample_scratch(int n_vocab);
  *   |w_r.xs - s_r q_r.xs|   <= E_r X, E_r = ||w_r - s_r q_r||_2    (the int8 copy's error)
  *   |s_r q_r.xs - s_r fl()| <= gamma_D8 s_r ||q_r|| X              (int8 head's sum)
  *   |s_r fl() - a_r|        <= u / (1 - u) |a_r|                   (its scale multiply)
- * so |e_r - a_r| <= b_r = B_r X + 4u |a_r| + 1e-30 (the last term above every underflow error),
+ * so |e_r - a_r| <= b_r = B_r X + 4u |a_r| + 1e-30 (the last term above every underflow error
+ * while s_r <= 1e12; a row with a larger scale gets B_r = inf),
  * B_r = E_r + gamma_Df ||w_r|| + gamma_D8 s_r ||q_r|| made at load in double and rounded up,
  * X in double and rounded up, lo_r = a_r - b_r rounded down, hi_r = a_r + b_r rounded up. A row
  * with a non-finite a_r or a bound above 1e30 (where a partial sum could overflow) gets

@@ -54,7 +54,11 @@ __global__ void __launch_bounds__(SC_THREADS) screen_bound_kernel(const T *w, co
     if (threadIdx.x == 0) {
         double te = 0.0, tw = 0.0, tq = 0.0;
         for (int i = 0; i < SC_WARPS; i++) te += red[0][i], tw += red[1][i], tq += red[2][i];
-        const double b = (sqrt(te) + g_f * sqrt(tw) + g_8 * s * sqrt(tq)) * (1.0 + 1e-9);
+        double b = (sqrt(te) + g_f * sqrt(tw) + g_8 * s * sqrt(tq)) * (1.0 + 1e-9);
+        // Underflow: each rounding may also err by 2^-150 absolute, s_r times that in the int8
+        // sum; below 1e-30 (screen_bounds' floor) while s_r <= 1e12 (at most 517 roundings a
+        // product for any k <= 16384). A row with a larger scale is always a candidate.
+        if (!(s <= 1e12)) b = INFINITY;
         bound[r] = __double2float_ru(b);  // NaN / inf stay so: screen_bounds then keeps the row
     }
 }
