@@ -468,9 +468,9 @@ static void bench_lm_head_compare(const Model *m, int quick) {
     printf("Screened f16 (the default): the int8 copy gives every row an interval holding its exact f16 logit, then\n"
            "only the rows that can reach the sampler's m best are computed in f16 (the others -inf): the same tokens\n"
            "as the full head. Its kernel rows: screen + exact pass on the same random head with N(0, 0.02) weights\n"
-           "and N(0, 1) activations with 1%% 20x outliers, a new vector each launch (%d screen blocks); m = 1 is\n"
+           "and N(0, 1) activations with 1%% 20x outliers, a new vector each launch (%d screen warps); m = 1 is\n"
            "greedy, m = 104 the defaults (top-k 40 + 64 penalised ids); exact rows = mean / max per pass.\n"
-           "Decode rows are greedy (m = 1).\n\n", sb.blocks);
+           "Decode rows are greedy (m = 1).\n\n", sb.warps);
     printf("| lm_head | kernel us | GB/s | exact f16 rows | decode 64/64 tok/s | decode 512/64 tok/s | backend MiB |\n"
            "|---|---:|---:|---:|---:|---:|---:|\n");
     printf("| f16 full | %.1f | %.0f | %d | %.1f | %.1f | %.0f |\n", us16, (double)V * D * 2 / (us16 * 1e3), V, t[0][0],

@@ -67,8 +67,8 @@ typedef struct {
     int8_t *d_lm_q;
     float *d_lm_s, *d_lm_b;
     int lm_int8, screen;
-    float *d_lohi, *d_bmax; /* the screen's [lo, hi] per row and block maxima */
-    int screen_nb;          /* its blocks (set when the decode graph is captured) */
+    float *d_lohi, *d_bmax; /* the screen's [lo, hi] per row and warp maxima */
+    int screen_nb;          /* its warps: the most rows a screened step serves (set at load) */
     int *d_sstats;          /* kcuda_screen_exact's statistics */
     const float *d_out_norm;
     /* one allocation each for weights, norms + rope, KV cache, scratch */
@@ -422,7 +422,7 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_io = carve(a, 3 * sizeof(int));
     if (b->screen) {
         b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
-        b->d_bmax = carve(a, (size_t)kcuda_screen_blocks_max() * sizeof(float));
+        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
         b->d_sstats = carve(a, KCUDA_SCREEN_STATS * sizeof(int));
     }
     b->d_best = carve(a, (size_t)kcuda_lm_head_scratch(b->vocab) * 4);
@@ -530,9 +530,9 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, int exact_pass, Er
     return rc;
 }
 
-/* The screen's block count (the exact pass's threshold takes the m-th largest of their maxima;
+/* The screen's warp count (the exact pass's threshold takes the m-th largest of their maxima;
  * fixed per shape and device): one launch of the screen on the zeroed scratch. */
-static int screen_blocks(CudaBackend *b, Err *err) {
+static int screen_warps(CudaBackend *b, Err *err) {
     if (!b->screen) return 0;
     if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
                             b->d_lohi, b->d_bmax, &b->screen_nb, KCUDA_PDL_OFF, b->st))
@@ -586,7 +586,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->m_pred = 1;
     b->m_served = KCUDA_SCREEN_FULL;
     b->logits_full = 1;
-    if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_blocks(b, err) ||
+    if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_warps(b, err) ||
         capture_samplers(b, err)) {
         cuda_destroy(b);
         return NULL;
@@ -658,7 +658,7 @@ static int enqueue_decode(CudaBackend *b, int pdl, int screened, Err *err) {
     if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
                             b->d_lohi, b->d_bmax, &nb, early, b->st))
         return kc_err(err, "decode: lm_head screen");
-    if (nb != b->screen_nb) return err_set(err, "cuda: decode: lm_head screen launched %d blocks, expected %d", nb, b->screen_nb);
+    if (nb != b->screen_nb) return err_set(err, "cuda: decode: lm_head screen launched %d warps, expected %d", nb, b->screen_nb);
     if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
                            b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, b->d_sstats,
                            early, b->st))
@@ -773,7 +773,7 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
     cudaError_t e;
     if (n == 1) {
         /* the screened head unless these logits are wanted whole (all_logits, logits() last step)
-         * or the last draw needed every row (or more than the screen's blocks can bound) */
+         * or the last draw needed every row (or more than the screen's warps can bound) */
         const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
         b->logits_asked = 0;
         if (!b->graph[screened] && capture_graph(b, screened, err)) return -1;

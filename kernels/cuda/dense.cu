@@ -76,9 +76,9 @@ int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
 
 }  // namespace
 
-extern "C" int kcuda_screen_blocks_max(void) {
+extern "C" int kcuda_screen_warps_max(void) {
     const int sms = kcuda_sm_count();
-    return 64 * (sms ? sms : 256);  // at most 64 resident blocks per SM, as kcuda_lm_head_scratch
+    return 64 * LM_WARPS * (sms ? sms : 256);  // at most 64 resident blocks per SM, as kcuda_lm_head_scratch
 }
 
 extern "C" int kcuda_lm_head_scratch(int n) {
@@ -139,8 +139,9 @@ extern "C" int kcuda_screen_bounds(const int8_t *d_q, const float *d_scale, cons
     int nb = 0;
     const int rc = lm_dispatch<int8_t, true>(lp, stream, pdl, &nb);
     if (rc) return rc;
-    if (nb > kcuda_screen_blocks_max()) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_bounds: %d blocks exceed the scratch", nb);
-    *nb_out = nb;
+    if (nb * LM_WARPS > kcuda_screen_warps_max())
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_bounds: %d warps exceed the scratch", nb * LM_WARPS);
+    *nb_out = nb * LM_WARPS;
     return 0;
 }
 

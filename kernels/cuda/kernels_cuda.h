@@ -216,13 +216,13 @@ size_t kcuda_sample_scratch(int n_vocab);
  * X in double and rounded up, lo_r = a_r - b_r rounded down, hi_r = a_r + b_r rounded up. A row
  * with a non-finite a_r or a bound above 1e30 (where a partial sum could overflow) gets
  * [-inf, +inf]. The activations are f32 in both heads (no quantization of x).
- * Selection: the m-th largest of the screen blocks' maxima of lo is a T with at least m rows at
- * lo >= T (in distinct blocks). A sampler that keeps the k best after a repetition penalty
+ * Selection: the m-th largest of the screen warps' maxima of lo is a T with at least m rows at
+ * lo >= T (in distinct warps). A sampler that keeps the k best after a repetition penalty
  * p >= 1 on at most P ids needs m = k + P: at least k of those m rows are unpenalised with a
  * final logit >= T, and the penalty only lowers logits, so every row with hi < T is strictly
  * below the k-th best and can neither enter the k best nor tie with them. Candidates (hi >= T)
  * get their exact logit, every other row -inf; the samplers and the argmax then pick what they
- * pick from the full logits. m > the screen blocks, or KCUDA_SCREEN_FULL: every row exact. */
+ * pick from the full logits. m > the screen warps, or KCUDA_SCREEN_FULL: every row exact. */
 enum { KCUDA_SCREEN_FULL = 0x7f7f7f7f, KCUDA_SCREEN_STATS = 6 };
 
 /* The rows m a draw with these settings needs exactly (KCUDA_SCREEN_FULL: all): greedy 1, top-k
@@ -245,12 +245,13 @@ static inline int kcuda_screen_m(const KcudaSampleArgs *a, int n_vocab) {
 int kcuda_screen_prepare(KcudaDtype type, const void *d_w, const int8_t *d_q, const float *d_scale,
                          int n, int k, float *d_bound, void *stream);
 /* The screen: the int8 head (kcuda_lm_head_i8's kernel, fused RMSNorm) writing [lo_r, hi_r] to
- * d_lohi [2n] and each block's largest lo to d_bmax (kcuda_screen_blocks_max() floats); *nb_out
- * = the blocks launched (fixed per shape and device: a graph may keep it). */
+ * d_lohi [2n] and each warp's largest lo to d_bmax (kcuda_screen_warps_max() floats); *nb_out
+ * = the warps launched, the most rows m the exact pass can screen for (fixed per shape and
+ * device: a graph may keep it; 2112 for the 2B head on an H100). */
 int kcuda_screen_bounds(const int8_t *d_q, const float *d_scale, const float *d_bound, int n,
                         int k, const float *d_x, const float *d_norm_w, float eps, float *d_lohi,
                         float *d_bmax, int *nb_out, int pdl, void *stream);
-int kcuda_screen_blocks_max(void);
+int kcuda_screen_warps_max(void);
 /* The exact pass after the screen (same d_x, norm and eps): m = *d_m when d_args is NULL, else
  * m = kcuda_screen_m(d_args) and nothing happens when m <= *d_m (the logits already serve it).
  * Writes d_logits (exact or -inf), and with d_argmax the greedy pick as kcuda_lm_head does
@@ -337,7 +338,7 @@ int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, i
  * the screened greedy pick equalled the full one on every activation vector. */
 typedef struct {
     double us_full, us_screen[2], rows_mean[2];
-    int rows_max[2], m[2], same, blocks;
+    int rows_max[2], m[2], same, warps;
 } KcudaScreenBench;
 int kcuda_bench_lm_head_screen(int n, int k, int reps, KcudaScreenBench *out);
 

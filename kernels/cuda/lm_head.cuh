@@ -23,8 +23,8 @@ struct LmParams {
     int *best;
     int *argmax;
     // The screen (int8 weights, SCREEN = true; screen.cu): the per-row bound constant B_r in,
-    // [lo_r, hi_r] out (lohi[2r], lohi[2r + 1]) instead of logits, the block's largest lo_r in
-    // bmax[blockIdx.x] instead of its best pick.
+    // [lo_r, hi_r] out (lohi[2r], lohi[2r + 1]) instead of logits, each warp's largest lo_r in
+    // bmax[blockIdx.x * LM_WARPS + warp] instead of the block's best pick.
     const float *row_bound;
     float *lohi, *bmax;
 };
@@ -337,8 +337,7 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
         }
     }
     if constexpr (SCREEN) {
-        best_v = block_max<LM_THREADS>(best_v, red);
-        if (threadIdx.x == 0) p.bmax[blockIdx.x] = best_v;
+        if (lane == 0) p.bmax[blockIdx.x * LM_WARPS + warp] = best_v;  // the warp's largest lo
     } else if (p.best) {
         lm_block_best<LM_WARPS>(best_v, best_i, p.best);
     }

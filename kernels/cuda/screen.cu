@@ -14,7 +14,7 @@
 
 namespace {
 
-enum { SC_THREADS = 256, SC_WARPS = SC_THREADS / 32, SC_KEYS_SMEM = 2048 };
+enum { SC_THREADS = 256, SC_WARPS = SC_THREADS / 32, SC_KEYS_SMEM = 4096 };
 
 template <typename T> __device__ __forceinline__ double wval(T v) { return (double)(float)v; }
 template <> __device__ __forceinline__ double wval<__half>(__half v) { return (double)__half2float(v); }
@@ -98,9 +98,17 @@ __device__ float screen_threshold(const float *v, int nb, int m, uint32_t *keys,
     for (int shift = 24; shift >= 0; shift -= 8) {
         for (int i = threadIdx.x; i < 256; i += SC_THREADS) hist[i] = 0;
         __syncthreads();
-        for (int i = threadIdx.x; i < nb; i += SC_THREADS) {
-            const uint32_t key = in_smem ? keys[i] : ord_key(v[i]);
-            if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
+        // the whole warp walks the keys together, so that the lanes with one digit add once:
+        // the keys (maxima of similar logits) mostly share their top digits
+        for (int i0 = threadIdx.x & ~31; i0 < nb; i0 += SC_THREADS) {
+            const int i = i0 + (threadIdx.x & 31);
+            int digit = 256;
+            if (i < nb) {
+                const uint32_t key = in_smem ? keys[i] : ord_key(v[i]);
+                if ((key & mask) == prefix) digit = (int)((key >> shift) & 255u);
+            }
+            const unsigned peers = __match_any_sync(0xffffffffu, digit);
+            if (digit < 256 && (threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[digit], __popc(peers));
         }
         __syncthreads();
         if (threadIdx.x < 32) {
@@ -180,8 +188,8 @@ __device__ __forceinline__ float2 screen_rows2(const uint4 *W, int C, int r0, in
     return make_float2(warp_sum(acc0), warp_sum(acc1));
 }
 
-// Every row: hi_r >= T (T the m-th largest block maximum of lo) -> its exact logit, else -inf; all
-// rows exact when m exceeds the blocks or is KCUDA_SCREEN_FULL. Warps take groups of 32 rows,
+// Every row: hi_r >= T (T the m-th largest warp maximum of lo) -> its exact logit, else -inf; all
+// rows exact when m exceeds the warp maxima or is KCUDA_SCREEN_FULL. Warps take groups of 32 rows,
 // read their hi with one load per lane and compute the candidates one after another.
 template <typename T, int MAXL>
 __global__ void __launch_bounds__(SC_THREADS) screen_exact_kernel(ExactParams p) {
@@ -342,7 +350,7 @@ extern "C" int kcuda_screen_exact(KcudaDtype type, const void *d_w, int n, int k
     if (type != KCUDA_F32 && type != KCUDA_F16 && type != KCUDA_BF16)
         return kcuda_fail(KCUDA_ERR_ARG, "kcuda_screen_exact: bad dtype %d", (int)type);
     if (n <= 0 || k <= 0 || k % 16 || ((size_t)k * esize) % 16 || k > 16384 || nb <= 0)
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_exact: shape %d x %d (%d screen blocks) unsupported", n, k, nb);
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_exact: shape %d x %d (%d screen warps) unsupported", n, k, nb);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_screen_exact: weights not 16-byte aligned");
     ExactParams ep = {d_w, n, k, d_x, d_norm_w, eps, d_lohi, d_bmax, nb, d_m, d_args, d_logits, d_best, d_stats};
     int g = 0, rc;
@@ -394,7 +402,7 @@ extern "C" int kcuda_bench_lm_head_screen(int n, int k, int reps, KcudaScreenBen
     if (cudaMalloc(&w, nk * 2) != cudaSuccess || cudaMalloc(&q, nk) != cudaSuccess ||
         cudaMalloc(&s, (size_t)n * 8) != cudaSuccess || cudaMalloc(&x, (size_t)k * 4 * (R + 1)) != cudaSuccess ||
         cudaMalloc(&logits, (size_t)n * 4) != cudaSuccess || cudaMalloc(&lohi, (size_t)n * 8) != cudaSuccess ||
-        cudaMalloc(&bmax, (size_t)kcuda_screen_blocks_max() * 4) != cudaSuccess ||
+        cudaMalloc(&bmax, (size_t)kcuda_screen_warps_max() * 4) != cudaSuccess ||
         cudaMalloc(&best, (size_t)scr * 4) != cudaSuccess || cudaMalloc(&am, 16) != cudaSuccess ||
         cudaMalloc(&stats, KCUDA_SCREEN_STATS * 4) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
         cudaEventCreate(&e1) != cudaSuccess) {
@@ -473,7 +481,7 @@ extern "C" int kcuda_bench_lm_head_screen(int n, int k, int reps, KcudaScreenBen
         out->us_full = ms[0][reps / 2] * 1e3;
         out->us_screen[0] = ms[1][reps / 2] * 1e3;
         out->us_screen[1] = ms[2][reps / 2] * 1e3;
-        out->blocks = nb;
+        out->warps = nb;
     }
 done:
     cudaFree(w), cudaFree(q), cudaFree(s), cudaFree(x), cudaFree(logits), cudaFree(lohi), cudaFree(bmax);

@@ -4,7 +4,7 @@
  *   kernels: random heads at 2B-like width (f16, and bf16 / f32 at small shapes), hundreds of
  *     activations with heavy-tailed entries: (a) every row's full-head logit lies in [lo, hi];
  *     a bound shrunk 64x is violated (the check sees a missing term); (b) the exact pass for
- *     m = 1, 40, 104, 320 and through the sampler arguments: every row either the full logit
+ *     m = 1, 40, 104, 320, 4000 (every row) and through the sampler arguments: every row either the full logit
  *     bit for bit or -inf with its full logit strictly below the m-th best, the argmax equal;
  *     (c) a NaN weight row, an infinite activation and all-zero activations (flat logits) give
  *     the full logits.
@@ -124,7 +124,7 @@ static void head_open(Head *h, KcudaDtype type, int n, int k, int nan_row) {
     h->dfull = dmalloc(sizeof(float) * (size_t)n);
     h->dlog = dmalloc(sizeof(float) * (size_t)n);
     h->dlohi = dmalloc(sizeof(float) * 2 * (size_t)n);
-    h->dbmax = dmalloc(sizeof(float) * (size_t)kcuda_screen_blocks_max());
+    h->dbmax = dmalloc(sizeof(float) * (size_t)kcuda_screen_warps_max());
     h->dbest = dmalloc(sizeof(int) * (size_t)kcuda_lm_head_scratch(n));
     h->dam = dmalloc(2 * sizeof(int));
     h->dm = dmalloc(sizeof(int));
@@ -206,18 +206,18 @@ static void rand_x(float *x, int k, float scale) {
 static void kernel_case(KcudaDtype type, int n, int k, int steps, int nan_row) {
     Head h;
     head_open(&h, type, n, k, nan_row);
-    static const int ms[4] = {1, 40, 104, 320};
+    static const int ms[5] = {1, 40, 104, 320, 4000}; /* 4000: above the warps at these shapes */
     int bad = 0, am = 0;
     char what[96];
     snprintf(what, sizeof what, "type %d %dx%d%s", (int)type, n, k, nan_row >= 0 ? " NaN row" : "");
     for (int s = 0; s < steps; s++) {
         rand_x(h.x, k, s % 2 ? 1.0f : 30.0f);
         bad += head_step(&h, &am);
-        for (int i = 0; i < 4; i++) head_exact(&h, ms[i], am, what);
+        for (int i = 0; i < 5; i++) head_exact(&h, ms[i], am, what);
     }
     CHECK_MSG(bad == 0, "%s: %d rows outside [lo, hi] over %d steps", what, bad, steps);
     const long exact_m = h.rows_exact;
-    printf("%s: %d steps, every row in [lo, hi]: %s; exact rows per pass mean %.1f max %d (of %d), %d screen blocks\n",
+    printf("%s: %d steps, every row in [lo, hi]: %s; exact rows per pass mean %.1f max %d (of %d), %d screen warps\n",
            what, steps, bad ? "NO" : "yes", (double)exact_m / (double)(h.steps ? h.steps : 1), h.max_exact, n, h.nb);
 
     /* the sampler's arguments: top-k 40 with 5 penalised ids (m = 45) after an m = 1 pass
