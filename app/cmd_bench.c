@@ -160,8 +160,11 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
 /* Median decode tok/s of P-token prompt + G generated (greedy) over `runs` runs after a warm-up. */
 /* lm_int8: the int8 lm_head; mem (may be NULL): device bytes the backend took (cudaMemGetInfo
  * after infer_create minus before). */
-static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int lm_int8, size_t *mem) {
-    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = lm_int8};
+/* The CUDA lm_head ways the lm_head table compares (InferOptions.lm_head_int8 / lm_head_full). */
+enum { HEAD_SCREENED = 0, HEAD_INT8 = 1, HEAD_FULL = 2 };
+static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int head, size_t *mem) {
+    InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = head == HEAD_INT8,
+                      .lm_head_full = head == HEAD_FULL};
     Err err = {{0}};
     const size_t mem0 = kcuda_mem_used();
     Infer *inf = infer_create(m, &o, &err);
@@ -273,13 +276,21 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
     enum { G = 64 };
     static const int CTX[4] = {64, 512, 2048, 4096};
     const int runs = quick ? 3 : 5;
+    /* the float head both ways, full and screened (the same tokens), one backend each */
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 4096 + G, .lm_head_int8 = lm_int8};
     Err err = {{0}};
-    Infer *inf = infer_create(m, &o, &err);
+    Infer *way_inf[2] = {NULL, NULL};
+    const int heads = lm_int8 ? 1 : 2;
+    for (int h = 0; h < heads; h++) {
+        o.lm_head_full = heads == 2 && h == 0;
+        if (!(way_inf[h] = infer_create(m, &o, &err))) break;
+    }
+    Infer *inf = way_inf[heads - 1];
     int32_t *toks = malloc(sizeof(int32_t) * 4096);
-    if (!inf || !toks) {
+    if (!way_inf[0] || !inf || !toks) {
         fprintf(stderr, "bench: %s\n", inf ? "out of memory" : err.msg);
-        infer_destroy(inf);
+        infer_destroy(way_inf[0]);
+        if (heads == 2) infer_destroy(way_inf[1]);
         free(toks);
         return;
     }
@@ -291,49 +302,63 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
            "cache); %d tokens generated; median of %d runs after 1 warm-up. Default sampler = temperature %.1f,\n"
            "top-k %d, top-p %.2f, min-p %.2f, repetition penalty %.1f over %d (on the device); greedy = temperature\n"
            "0, no penalty. Byte floor = ternary weights + lm_head + the K/V rows read at the mean position\n"
-           "(P + %d), at the copy bandwidth of this run (%.0f GB/s).\n\n",
+           "(P + %d), at the copy bandwidth of this run (%.0f GB/s)%s.\n\n",
            lm_int8 ? "int8" : "f16", ctx, G, G, runs, def.temperature, def.top_k, def.top_p, def.min_p,
-           def.repeat_penalty, def.repeat_last_n, G / 2, copy_gbs);
-    printf("| context | prompt | greedy tok/s | default sampler tok/s | default / greedy | MB read per token | %% of byte floor (greedy) | %% of byte floor (default) |\n"
-           "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           def.repeat_penalty, def.repeat_last_n, G / 2, copy_gbs,
+           lm_int8 ? ""
+                   : "; the f16 head two ways, each row from its own backend in this run: full (every row each\n"
+                     "token, InferOptions.lm_head_full) and screened (the default: int8 bounds, then the f16 rows that\n"
+                     "can be sampled; the same tokens), the floor counted with the full f16 head for both");
+    printf("| context | prompt | lm_head | greedy tok/s | default sampler tok/s | default / greedy | MB read per token | %% of byte floor (greedy) | %% of byte floor (default) |\n"
+           "|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    double full_tps[2] = {0, 0}; /* the full head's row at this context */
     for (int ci = 0; ci < 4; ci++) {
         const int C = CTX[ci], P = C + G <= ctx ? C : ctx - G;
         if (P < 1) continue;
-        double tps[2] = {0, 0};
-        for (int way = 0; way < 2; way++) {
-            SamplerParams sp = def;
-            sp.seed = 42;
-            if (way == 0) sp.temperature = 0.0f, sp.repeat_penalty = 1.0f;
-            double dec[16];
-            int rc = 0;
-            for (int r = 0; r <= runs && !rc; r++) {
-                Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
-                int32_t tok = 0;
-                for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
-                rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
-                const double t1 = now_s();
-                for (int g = 1; g < G && !rc; g++) {
-                    sampler_accept(smp, tok);
-                    rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+        for (int h = 0; h < heads; h++) {
+            inf = way_inf[h];
+            double tps[2] = {0, 0};
+            for (int way = 0; way < 2; way++) {
+                SamplerParams sp = def;
+                sp.seed = 42;
+                if (way == 0) sp.temperature = 0.0f, sp.repeat_penalty = 1.0f;
+                double dec[16];
+                int rc = 0;
+                for (int r = 0; r <= runs && !rc; r++) {
+                    Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
+                    int32_t tok = 0;
+                    for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
+                    rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                    const double t1 = now_s();
+                    for (int g = 1; g < G && !rc; g++) {
+                        sampler_accept(smp, tok);
+                        rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
+                    }
+                    dec[r] = now_s() - t1;
+                    sampler_free(smp);
                 }
-                dec[r] = now_s() - t1;
-                sampler_free(smp);
+                if (rc) {
+                    fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+                    infer_destroy(way_inf[0]);
+                    if (heads == 2) infer_destroy(way_inf[1]);
+                    free(toks);
+                    return;
+                }
+                qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
+                tps[way] = (G - 1) / dec[1 + runs / 2];
             }
-            if (rc) {
-                fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
-                infer_destroy(inf);
-                free(toks);
-                return;
-            }
-            qsort(dec + 1, (size_t)runs, sizeof(double), cmp_double);
-            tps[way] = (G - 1) / dec[1 + runs / 2];
+            const double bytes = decode_floor_bytes(m, lm_int8, P + G / 2.0);
+            printf("| %d | %d | %s | %.1f | %.1f | %.3f | %.0f | %.0f%% | %.0f%% |\n", C, P,
+                   lm_int8 ? "int8" : h == 0 ? "f16 full" : "screened f16", tps[0], tps[1], tps[1] / tps[0], bytes / 1e6,
+                   100.0 * bytes * tps[0] / (copy_gbs * 1e9), 100.0 * bytes * tps[1] / (copy_gbs * 1e9));
+            if (heads == 2 && h == 0) full_tps[0] = tps[0], full_tps[1] = tps[1];
+            if (heads == 2 && h == 1 && full_tps[0] > 0)
+                printf("| %d | | screened / full | %.3f | %.3f | | | | |\n", C, tps[0] / full_tps[0], tps[1] / full_tps[1]);
+            fflush(stdout);
         }
-        const double bytes = decode_floor_bytes(m, lm_int8, P + G / 2.0);
-        printf("| %d | %d | %.1f | %.1f | %.3f | %.0f | %.0f%% | %.0f%% |\n", C, P, tps[0], tps[1], tps[1] / tps[0],
-               bytes / 1e6, 100.0 * bytes * tps[0] / (copy_gbs * 1e9), 100.0 * bytes * tps[1] / (copy_gbs * 1e9));
-        fflush(stdout);
     }
-    infer_destroy(inf);
+    infer_destroy(way_inf[0]);
+    if (heads == 2) infer_destroy(way_inf[1]);
     free(toks);
 }
 
@@ -421,31 +446,48 @@ static void bench_lm_head_compare(const Model *m, int quick) {
     const int V = m->cfg.vocab_size, D = m->cfg.dim, reps = quick ? 11 : 31, runs = quick ? 3 : 5;
     double us16 = 0, us8 = 0;
     int same = 0;
+    KcudaScreenBench sb;
     printf("\nlm_head f16 vs int8 (--lm-head; int8 = per-row absmax scales made at load, fp32 activations,\n"
            "final RMSNorm and greedy argmax fused as in f16). Kernel: %d x %d, random weights, median of %d\n"
            "event-timed launches (the weights are far larger than L2). Decode: as in the end-to-end table,\n"
            "median of %d runs after 1 warm-up. Memory: device bytes the backend takes (ctx 1024); the\n"
            "embedding lookup keeps the f16 table (tied to the lm_head), so int8 adds its copy.\n\n",
            V, D, reps, runs);
-    if (kcuda_bench_lm_head(V, D, reps, &us16, &us8, &same)) {
+    if (kcuda_bench_lm_head(V, D, reps, &us16, &us8, &same) || kcuda_bench_lm_head_screen(V, D, reps, &sb)) {
         fprintf(stderr, "bench lm_head: %s\n", kcuda_last_error());
         return;
     }
-    double t[2][2];
-    size_t mem[2];
-    for (int v = 0; v < 2; v++) {
-        t[v][0] = e2e_decode_tok_s_ex(m, 64, 64, runs, v, &mem[v]);
-        t[v][1] = e2e_decode_tok_s_ex(m, 512, 64, runs, v, NULL);
+    /* v: f16 full, f16 screened, int8 (HEAD_*) */
+    static const int head[3] = {HEAD_FULL, HEAD_SCREENED, HEAD_INT8};
+    double t[3][2];
+    size_t mem[3];
+    for (int v = 0; v < 3; v++) {
+        t[v][0] = e2e_decode_tok_s_ex(m, 64, 64, runs, head[v], &mem[v]);
+        t[v][1] = e2e_decode_tok_s_ex(m, 512, 64, runs, head[v], NULL);
     }
-    printf("| lm_head | kernel us | GB/s | decode 64/64 tok/s | decode 512/64 tok/s | backend MiB |\n"
-           "|---|---:|---:|---:|---:|---:|\n");
-    const double bytes[2] = {(double)V * D * 2, (double)V * D + V * 4.0};
-    const double us[2] = {us16, us8};
-    for (int v = 0; v < 2; v++)
-        printf("| %s | %.1f | %.0f | %.1f | %.1f | %.0f |\n", v ? "int8" : "f16", us[v], bytes[v] / (us[v] * 1e3),
-               t[v][0], t[v][1], mem[v] / 1048576.0);
-    printf("| int8 / f16 | %.2fx time | | %.2fx | %.2fx | %+.0f |\n", us8 / us16, t[1][0] / t[0][0], t[1][1] / t[0][1],
+    printf("Screened f16 (the default): the int8 copy gives every row an interval holding its exact f16 logit, then\n"
+           "only the rows that can reach the sampler's m best are computed in f16 (the others -inf): the same tokens\n"
+           "as the full head. Its kernel rows: screen + exact pass on the same random head with N(0, 0.02) weights\n"
+           "and N(0, 1) activations with 1%% 20x outliers, a new vector each launch (%d screen warps); m = 1 is\n"
+           "greedy, m = 104 the defaults (top-k 40 + 64 penalised ids); exact rows = mean / max per pass.\n"
+           "Decode rows are greedy (m = 1).\n\n", sb.warps);
+    printf("| lm_head | kernel us | GB/s | exact f16 rows | decode 64/64 tok/s | decode 512/64 tok/s | backend MiB |\n"
+           "|---|---:|---:|---:|---:|---:|---:|\n");
+    printf("| f16 full | %.1f | %.0f | %d | %.1f | %.1f | %.0f |\n", us16, (double)V * D * 2 / (us16 * 1e3), V, t[0][0],
+           t[0][1], mem[0] / 1048576.0);
+    for (int i = 0; i < 2; i++)
+        printf("| screened f16, m = %d | %.1f | | %.0f / %d | %s | %s | %s |\n", sb.m[i], sb.us_screen[i],
+               sb.rows_mean[i], sb.rows_max[i], i ? "" : "see below", i ? "" : "see below", i ? "" : "see below");
+    printf("| screened f16 (decode, greedy) | | | | %.1f | %.1f | %.0f |\n", t[1][0], t[1][1], mem[1] / 1048576.0);
+    printf("| int8 | %.1f | %.0f | | %.1f | %.1f | %.0f |\n", us8, ((double)V * D + V * 4.0) / (us8 * 1e3), t[2][0],
+           t[2][1], mem[2] / 1048576.0);
+    printf("| screened / full | %.2fx (m = 1), %.2fx (m = 104) time | | | %.3fx | %.3fx | %+.0f |\n",
+           sb.us_screen[0] / sb.us_full, sb.us_screen[1] / sb.us_full, t[1][0] / t[0][0], t[1][1] / t[0][1],
            ((double)mem[1] - (double)mem[0]) / 1048576.0);
+    printf("| int8 / f16 full | %.2fx time | | | %.3fx | %.3fx | %+.0f |\n", us8 / us16, t[2][0] / t[0][0],
+           t[2][1] / t[0][1], ((double)mem[2] - (double)mem[0]) / 1048576.0);
+    printf("(screened greedy picks %s the full head's on every bench vector; full f16 kernel in the screen bench:\n"
+           "%.1f us)\n", sb.same ? "equal" : "DIFFER FROM", sb.us_full);
     printf("(random weights: top-1 of the two kernels %s on the bench input; agreement on real text:\n"
            "test_lm_head_int8 on the demo model, README GPU section)\n", same ? "agreed" : "differed");
 }

@@ -8,6 +8,12 @@
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
+ * The float lm_head is screened by default (kernels_cuda.h, "the screened exact lm_head"): an
+ * int8 copy made at load bounds every row's f16 logit, and only the rows that can reach the m
+ * best the sampler looks at are computed in f16, the others -inf: the same tokens as the full
+ * head for half its bytes. m is the last draw's need (kcuda_screen_m: 1 for greedy, top-k plus
+ * the penalised ids); a draw that needs more gets the exact pass again in its sampler graph;
+ * logits() and all_logits get the full head (on demand after a screened step).
  * Logits stay on the device until logits() asks for them; sampling runs on the device, so one int
  * per token crosses: plain greedy is the decode graph's argmax; every other setting is a second,
  * small graph (the sampler's arguments in, one of three samplers chosen by the settings, its
@@ -56,9 +62,14 @@ typedef struct {
     const void *d_emb, *d_outw;
     /* the optional int8 lm_head (InferOptions.lm_head_int8): rows quantized at load, one f32
      * scale per row; replaces d_outw in decode and prefill (d_outw is then freed unless the
-     * embedding shares it) */
+     * embedding shares it). The screen (float head, unless InferOptions.lm_head_full) keeps
+     * d_outw and adds the same int8 copy with its bound constants d_lm_b (kernels_cuda.h). */
     int8_t *d_lm_q;
-    float *d_lm_s;
+    float *d_lm_s, *d_lm_b;
+    int lm_int8, screen;
+    float *d_lohi, *d_bmax; /* the screen's [lo, hi] per row and warp maxima */
+    int screen_nb;          /* its warps: the most rows a screened step serves (set at load) */
+    int *d_sstats;          /* kcuda_screen_exact's statistics */
     const float *d_out_norm;
     /* one allocation each for weights, norms + rope, KV cache, scratch */
     void *d_tern, *d_dense, *d_kv, *d_scratch, *d_emb_own, *d_out_own;
@@ -69,19 +80,29 @@ typedef struct {
     float *p_x, *p_qkv, *p_att, *p_gu, *p_s;
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
-    cudaGraphExec_t graph;
-    cudaGraphExec_t sample_graph[SAMPLE_GRAPHS]; /* the device sampler, one graph per SampleGraph */
-    int *h_pin;        /* pinned: [0] token, [1] position (read by the graph), [2] greedy pick,
-                        * [3] sampled token, [4] whether the sample used the uniform, [5] whether
-                        * the sampler declined (kcuda_sample_topk outside its range: never, as
-                        * sample_graph_for chooses) */
+    cudaGraphExec_t graph[2]; /* decode: [0] the full head, [1] the screened head */
+    /* the device sampler, one graph per SampleGraph; [1]: with the screen's exact pass in front
+     * (a draw that needs more rows than the decode step served) */
+    cudaGraphExec_t sample_graph[SAMPLE_GRAPHS][2];
+    int *h_pin;        /* pinned: [0] token, [1] position, [2] the rows the screened head serves
+                        * (kcuda_screen_m; KCUDA_SCREEN_FULL after a full head) (read by the
+                        * graph), [3] greedy pick, [4] sampled token, [5] whether the sample used
+                        * the uniform, [6] whether the sampler declined (kcuda_sample_topk outside
+                        * its range: never, as sample_graph_for chooses) */
+    /* The screen's bookkeeping: m_pred = the rows the next decode step screens for (the last
+     * draw's need: settings rarely change within a reply), logits_full = d_logits holds every
+     * row, logits_asked = logits() was called since the last decode step (the next one then
+     * computes the full head at once). */
+    int m_pred, logits_full, logits_asked;
+    int m_served;      /* the rows the logits on the device serve (KCUDA_SCREEN_FULL: all) */
+    int last_screened; /* the last decode step ran the screened head */
     /* device sampler: pinned arguments + penalty ids (copied per token by the sampler graph),
      * their device twin, its result (d_sout: token, used the uniform, declined) and scratch */
     KcudaSampleArgs *h_sargs, *d_sargs;
     int *d_sout;
     void *d_sscratch;
     size_t sscratch_bytes;
-    int inflight;      /* work queued that reads h_pin[0..1] */
+    int inflight;      /* work queued that reads h_pin[0..2] */
     float *h_logits;
     int logits_valid;
     char desc[256];
@@ -98,9 +119,11 @@ static int kc_err(Err *err, const char *what) {
 static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
-    if (b->graph) cudaGraphExecDestroy(b->graph);
+    for (int i = 0; i < 2; i++)
+        if (b->graph[i]) cudaGraphExecDestroy(b->graph[i]);
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
-        if (b->sample_graph[i]) cudaGraphExecDestroy(b->sample_graph[i]);
+        for (int j = 0; j < 2; j++)
+            if (b->sample_graph[i][j]) cudaGraphExecDestroy(b->sample_graph[i][j]);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
     cudaFree(b->d_kv);
@@ -132,7 +155,7 @@ static size_t dtype_size(KcudaDtype t) { return t == KCUDA_F32 ? 4 : 2; }
  * model's float type) by default, int8 with per-row scales when asked for. */
 static int lm_head(CudaBackend *b, const float *d_x, int pdl) {
     const float eps = b->cfg.norm_eps;
-    if (b->d_lm_q)
+    if (b->lm_int8)
         return kcuda_lm_head_i8(b->d_lm_q, b->d_lm_s, b->vocab, b->dim, d_x, b->d_out_norm, eps, b->d_logits,
                                 b->d_best, b->d_argmax, pdl, b->st);
     return kcuda_lm_head(b->out_type, b->d_outw, b->vocab, b->dim, d_x, b->d_out_norm, eps, b->d_logits, b->d_best,
@@ -306,7 +329,7 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
 /* The embedding and the lm_head (one table when tied), and with lm_head_int8 the int8 copy of the
  * lm_head, quantized on the device (one block per row, a few ms); the float lm_head then goes
  * unless the embedding lookup shares it. */
-static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, Err *err) {
+static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
     if (dtype_of(m->tok_embd.type, &b->emb_type) || dtype_of(m->output.type, &b->out_type))
         return err_set(err, "cuda: unsupported embedding type");
     cudaError_t e;
@@ -324,21 +347,31 @@ static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, E
             return cuda_err(err, "uploading the lm_head", e);
         b->d_outw = b->d_out_own;
     }
-    if (!lm_head_int8) return 0;
+    /* the screen needs the int8 copy's k in multiples of 16; other shapes run the full head */
+    b->screen = !lm_head_int8 && screen && b->dim % 16 == 0;
+    if (!lm_head_int8 && !b->screen) return 0;
     if (b->dim % 16)
         return err_set(err, "cuda: --lm-head int8 needs a hidden size that is a multiple of 16 (this model: %d)", b->dim);
-    const size_t qb = align256((size_t)b->vocab * b->dim);
-    if ((e = cudaMalloc((void **)&b->d_lm_q, qb + (size_t)b->vocab * sizeof(float))) != cudaSuccess) {
+    const size_t qb = align256((size_t)b->vocab * b->dim), sb = align256((size_t)b->vocab * sizeof(float));
+    if ((e = cudaMalloc((void **)&b->d_lm_q, qb + sb + (b->screen ? sb : 0))) != cudaSuccess) {
         b->d_lm_q = NULL;
         return cuda_err(err, "allocating the int8 lm_head", e);
     }
     b->d_lm_s = (float *)((char *)b->d_lm_q + qb);
+    if (b->screen) b->d_lm_b = (float *)((char *)b->d_lm_q + qb + sb);
     /* the table was copied with cudaMemcpy from pageable memory on the legacy stream, whose
      * DMA may still be under way when it returns; b->st does not wait for that stream */
     if ((e = cudaDeviceSynchronize()) != cudaSuccess) return cuda_err(err, "uploading the lm_head", e);
     if (kcuda_quant_rows_i8(b->out_type, b->d_outw, b->vocab, b->dim, b->d_lm_q, b->d_lm_s, b->st))
         return kc_err(err, "quantizing the lm_head");
+    if (b->screen) {
+        if (kcuda_screen_prepare(b->out_type, b->d_outw, b->d_lm_q, b->d_lm_s, b->vocab, b->dim, b->d_lm_b, b->st))
+            return kc_err(err, "the lm_head screen's bounds");
+        if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "the lm_head screen's bounds", e);
+        return 0;
+    }
     if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "quantizing the lm_head", e);
+    b->lm_int8 = 1;
     if (b->d_out_own) {
         cudaFree(b->d_out_own);
         b->d_out_own = NULL;
@@ -386,7 +419,12 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_gu = carve(a, (size_t)b->ffn * 4);
     b->d_logits = carve(a, (size_t)b->vocab * 4);
     b->d_part = carve(a, kcuda_attn_decode_scratch(&b->ash) * 4);
-    b->d_io = carve(a, 2 * sizeof(int));
+    b->d_io = carve(a, 3 * sizeof(int));
+    if (b->screen) {
+        b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
+        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
+        b->d_sstats = carve(a, KCUDA_SCREEN_STATS * sizeof(int));
+    }
     b->d_best = carve(a, (size_t)kcuda_lm_head_scratch(b->vocab) * 4);
     b->d_argmax = carve(a, sizeof(int));
     b->d_err = carve(a, sizeof(int));
@@ -436,11 +474,11 @@ static int alloc_host(CudaBackend *b, Err *err) {
 }
 
 /* Everything the backend holds on the device, in order; each step names itself in err. */
-static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *err) {
+static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
     if (alloc_host(b, err)) return -1;
     if (upload_ternary(b, m, err)) return -1;
     if (upload_norms_rope(b, m, err)) return -1;
-    if (upload_embeddings(b, m, lm_head_int8, err)) return -1;
+    if (upload_embeddings(b, m, lm_head_int8, screen, err)) return -1;
     if (alloc_kv(b, err)) return -1;
     return alloc_scratch(b, err);
 }
@@ -452,7 +490,7 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, Err *e
  * writing the result to mapped pinned memory instead, without the two copies, measured slower:
  * 53.7 us a graph launch + wait against 36.2 with the copies, the top-k kernel alone 26.7, H100,
  * 2026-12-06, `test_sample_cuda time`.) */
-static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
+static int capture_sampler(CudaBackend *b, SampleGraph which, int exact_pass, Err *err) {
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
     if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
@@ -460,6 +498,12 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
     if ((e = cudaMemcpyAsync(b->d_sargs, b->h_sargs, sample_args_bytes(), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's argument copy", e);
     const int32_t *ids = (const int32_t *)(b->d_sargs + 1);
+    /* after a screened decode step: the exact rows this draw needs beyond those it served */
+    if (!rc && exact_pass &&
+        kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
+                           b->d_bmax, b->screen_nb, b->d_io + 2, b->d_sargs, b->d_logits, NULL, NULL, b->d_sstats,
+                           KCUDA_PDL_OFF, b->st))
+        rc = kc_err(err, "capturing the screened lm_head's sampler pass");
     if (!rc) {
         int krc;
         switch (which) {
@@ -475,20 +519,32 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, Err *err) {
         }
         if (krc) rc = kc_err(err, "capturing the sampler");
     }
-    if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
+    if (!rc && (e = cudaMemcpyAsync(b->h_pin + 4, b->d_sout, 3 * sizeof(int), cudaMemcpyDeviceToHost, b->st)) !=
                    cudaSuccess)
         rc = cuda_err(err, "capturing the sampler's result copy", e);
     e = cudaStreamEndCapture(b->st, &g);
     if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
-    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which], g, 0)) != cudaSuccess)
+    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which][exact_pass], g, 0)) != cudaSuccess)
         rc = cuda_err(err, "instantiating the sampler graph", e);
     if (g) cudaGraphDestroy(g);
     return rc;
 }
 
+/* The screen's warp count (the exact pass's threshold takes the m-th largest of their maxima;
+ * fixed per shape and device): one launch of the screen on the zeroed scratch. */
+static int screen_warps(CudaBackend *b, Err *err) {
+    if (!b->screen) return 0;
+    if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
+                            b->d_lohi, b->d_bmax, &b->screen_nb, KCUDA_PDL_OFF, b->st))
+        return kc_err(err, "the lm_head screen");
+    cudaError_t e = cudaStreamSynchronize(b->st);
+    return e == cudaSuccess ? 0 : cuda_err(err, "the lm_head screen", e);
+}
+
 static int capture_samplers(CudaBackend *b, Err *err) {
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
-        if (capture_sampler(b, (SampleGraph)i, err)) return -1;
+        for (int j = 0; j < 1 + b->screen; j++)
+            if (capture_sampler(b, (SampleGraph)i, j, err)) return -1;
     return 0;
 }
 
@@ -527,14 +583,18 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->kf = i2s_round_up_k(c->ffn_dim);
     b->ctx = o && o->ctx > 0 ? o->ctx : (c->ctx_len > 0 ? c->ctx_len : 4096);
     b->pdl = 1; /* capture_graph falls back to plain launches where PDL cannot be captured */
-    if (upload_model(b, m, o && o->lm_head_int8, err) || capture_samplers(b, err)) {
+    b->m_pred = 1;
+    b->m_served = KCUDA_SCREEN_FULL;
+    b->logits_full = 1;
+    if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_warps(b, err) ||
+        capture_samplers(b, err)) {
         cuda_destroy(b);
         return NULL;
     }
     char dev[160] = "?";
     kcuda_device_describe(dev, sizeof dev);
     snprintf(b->desc, sizeof b->desc, "CUDA: %s; W2A8 dp4a GEMV, int8 mma GEMM, graph + PDL; %s lm_head; device sampler", dev,
-             b->d_lm_q ? "int8" : "f16");
+             b->lm_int8 ? "int8" : b->screen ? "screened f16" : "f16");
     return b;
 }
 
@@ -583,17 +643,30 @@ static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
 
 /* Enqueues one decode step: the token in d_io[0] and its position in d_io[1] (device memory) in,
  * the logits and the greedy pick (d_argmax) out: embedding, the layers, the lm_head. */
-static int enqueue_decode(CudaBackend *b, int pdl, Err *err) {
+static int enqueue_decode(CudaBackend *b, int pdl, int screened, Err *err) {
     const int early = pdl_opt(pdl, KCUDA_PDL_EARLY);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, early, b->st))
         return kc_err(err, "decode: embedding");
     for (int l = 0; l < b->cfg.n_layers; l++)
         if (decode_layer(b, l, pdl, err)) return -1;
-    if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
+    if (!screened) {
+        if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
+        return 0;
+    }
+    /* the screened head: the int8 bounds, then the exact rows for the m = d_io[2] best */
+    int nb = 0;
+    if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
+                            b->d_lohi, b->d_bmax, &nb, early, b->st))
+        return kc_err(err, "decode: lm_head screen");
+    if (nb != b->screen_nb) return err_set(err, "cuda: decode: lm_head screen launched %d warps, expected %d", nb, b->screen_nb);
+    if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
+                           b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, b->d_sstats,
+                           early, b->st))
+        return kc_err(err, "decode: lm_head exact rows");
     return 0;
 }
 
-static int capture_graph(CudaBackend *b, Err *err) {
+static int capture_graph(CudaBackend *b, int screened, Err *err) {
     for (int attempt = 0; attempt < 2; attempt++) {
         const int pdl = attempt == 0 ? b->pdl : 0;
         cudaGraph_t g = NULL;
@@ -602,10 +675,10 @@ static int capture_graph(CudaBackend *b, Err *err) {
         /* token and position in from pinned memory, the greedy pick out: one small copy each
          * way inside the graph, so a step costs the host one launch and one wait. */
         int rc = 0;
-        if ((e = cudaMemcpyAsync(b->d_io, b->h_pin, 2 * sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+        if ((e = cudaMemcpyAsync(b->d_io, b->h_pin, 3 * sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
             rc = cuda_err(err, "capturing the token copy", e);
-        if (!rc) rc = enqueue_decode(b, pdl, err);
-        if (!rc && (e = cudaMemcpyAsync(b->h_pin + 2, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess)
+        if (!rc) rc = enqueue_decode(b, pdl, screened, err);
+        if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess)
             rc = cuda_err(err, "capturing the result copy", e);
         e = cudaStreamEndCapture(b->st, &g);
         if (rc) {
@@ -613,7 +686,7 @@ static int capture_graph(CudaBackend *b, Err *err) {
             return -1;
         }
         if (e == cudaSuccess) {
-            e = cudaGraphInstantiate(&b->graph, g, 0);
+            e = cudaGraphInstantiate(&b->graph[screened], g, 0);
             cudaGraphDestroy(g);
             if (e == cudaSuccess) {
                 b->pdl = pdl;
@@ -699,12 +772,20 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
     b->logits_valid = 0;
     cudaError_t e;
     if (n == 1) {
-        if (!b->graph && capture_graph(b, err)) return -1;
+        /* the screened head unless these logits are wanted whole (all_logits, logits() last step)
+         * or the last draw needed every row (or more than the screen's warps can bound) */
+        const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
+        b->logits_asked = 0;
+        if (!b->graph[screened] && capture_graph(b, screened, err)) return -1;
         if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
         b->h_pin[0] = tokens[0];
         b->h_pin[1] = pos;
-        if ((e = cudaGraphLaunch(b->graph, b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
+        b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL;
+        if ((e = cudaGraphLaunch(b->graph[screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
         b->inflight = 1;
+        b->logits_full = !screened;
+        b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
+        b->last_screened = screened;
         if (all_logits) {
             if ((e = cudaMemcpyAsync(all_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st)) !=
                 cudaSuccess)
@@ -720,15 +801,28 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
             return -1;
         /* tokens are copied from pageable memory (staged at once), so the loop may go on. */
     }
-    if ((e = cudaMemcpyAsync(b->h_pin + 2, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
+    /* the full head ran: a sampler graph's screen pass has nothing to add (KCUDA_SCREEN_FULL is
+     * 0x7f in every byte) */
+    if ((e = cudaMemsetAsync(b->d_io + 2, 0x7f, sizeof(int), b->st)) != cudaSuccess ||
+        (e = cudaMemcpyAsync(b->h_pin + 3, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "prefill", e);
+    b->logits_full = 1;
+    b->m_served = KCUDA_SCREEN_FULL;
     return 0;
 }
 
 static const float *cuda_logits(void *vb) {
     CudaBackend *b = vb;
+    b->logits_asked = 1;
     if (!b->logits_valid) {
+        /* after a screened step: the full head on the same hidden state, on demand */
+        if (!b->logits_full) {
+            if (lm_head(b, b->d_x, KCUDA_PDL_OFF) || cudaMemsetAsync(b->d_io + 2, 0x7f, sizeof(int), b->st) != cudaSuccess)
+                return NULL;
+            b->logits_full = 1;
+            b->m_served = KCUDA_SCREEN_FULL;
+        }
         if (cudaMemcpyAsync(b->h_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st) !=
                 cudaSuccess ||
             cudaStreamSynchronize(b->st) != cudaSuccess)
@@ -767,22 +861,40 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     const SamplerParams *p = s ? sampler_params(s) : NULL;
     KcudaSampleArgs *a = b->h_sargs; /* not read by any work in flight: the last sampler graph was waited for */
     const int np = p ? cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) : 0;
+    /* the next step screens for this draw's need (settings rarely change within a reply) */
+    b->m_pred = np < 0 ? KCUDA_SCREEN_FULL : p ? kcuda_screen_m(a, b->vocab) : 1;
     if (np < 0) return 0; /* a penalty window wider than the device list: the host samples */
     cudaError_t e;
     if ((!p || !(p->temperature > 0.0f)) && np == 0) {
         if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "greedy sample", e);
         b->inflight = 0;
-        *tok = b->h_pin[2];
+        *tok = b->h_pin[3];
         return 1;
     }
-    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)], b->st)) != cudaSuccess ||
+    /* the exact pass only where this draw needs rows the decode step did not serve (it checks
+     * that again on the device, from d_io[2]) */
+    const int need = kcuda_screen_m(a, b->vocab), pass = b->screen && need > b->m_served;
+    if (pass) b->m_served = need;
+    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)][pass], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
-    if (b->h_pin[5]) return err_set(err, "cuda: sample: the device sampler declined its settings");
-    if (b->h_pin[4]) sampler_skip_uniform(s);
-    *tok = b->h_pin[3];
+    if (b->h_pin[6]) return err_set(err, "cuda: sample: the device sampler declined its settings");
+    if (b->h_pin[5]) sampler_skip_uniform(s);
+    *tok = b->h_pin[4];
     return 1;
+}
+
+int cuda_screen_probe(void *vb, float *lohi, int *stats) {
+    CudaBackend *b = vb;
+    if (cudaStreamSynchronize(b->st) != cudaSuccess) return -1;
+    b->inflight = 0;
+    if (stats) memset(stats, 0, KCUDA_SCREEN_STATS * sizeof(int));
+    if (!b->screen) return 0;
+    if ((lohi && cudaMemcpy(lohi, b->d_lohi, (size_t)b->vocab * 2 * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) ||
+        (stats && cudaMemcpy(stats, b->d_sstats, KCUDA_SCREEN_STATS * sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess))
+        return -1;
+    return b->last_screened;
 }
 
 static void cuda_describe(void *vb, char *buf, int cap) {

@@ -17,6 +17,9 @@ typedef struct {
     int threads;           /* CPU threads; 0 = all cores */
     int ctx;               /* KV cache length; 0 = the model's context length */
     int lm_head_int8;      /* CUDA: int8 lm_head (per-row scales, made at load); 0 = f16 as stored */
+    int lm_head_full;      /* CUDA, float head: 1 = every row each token; 0 = the screened exact
+                            * head (the same logits wherever the sampler looks, the same tokens;
+                            * kernels_cuda.h): the bench's baseline and the tests' reference */
     int kv_f32;            /* 1: KV cache in f32 (CPU backend only; AUTO then means CPU): for
                             * comparing with a float32 reference, where the f16 cache's rounding
                             * is the largest difference (README, "Agreement with transformers");

@@ -52,29 +52,34 @@ int lm_grid(const void *kernel, int threads, size_t smem, int smem_max) {
 // with SPREAD, not yet run on a device.
 template <typename T> constexpr bool lm_spread() { return Conv<T>::EPC == 16; }
 
-template <typename T, int MAXL>
+template <typename T, int MAXL, bool SCREEN = false>
 int lm_launch(const LmParams &lp, void *stream, int pdl, int *nblocks_out) {
     const size_t smem = (size_t)lp.k * sizeof(float);
     // once per kernel (thread-safe static initialization)
-    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, lm_spread<T>()>, LM_THREADS, smem, 64 * 1024);
+    static const int grid = lm_grid((const void *)lm_head_kernel1<T, MAXL, lm_spread<T>(), SCREEN>, LM_THREADS, smem, 64 * 1024);
     if (!grid) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_lm_head: cannot size the grid (device query failed)");
     int g = grid;
     const int need = (lp.n + LM_WARPS - 1) / LM_WARPS;
     if (g > need) g = need;
     *nblocks_out = g;
-    return kcuda_launch(lm_head_kernel1<T, MAXL, lm_spread<T>()>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
+    return kcuda_launch(lm_head_kernel1<T, MAXL, lm_spread<T>(), SCREEN>, dim3((unsigned)g), dim3(LM_THREADS), smem, stream, pdl, lp);
 }
 
-template <typename T>
+template <typename T, bool SCREEN = false>
 int lm_dispatch(const LmParams &lp, void *stream, int pdl, int *nb) {
     const int per_lane = (lp.k / Conv<T>::EPC + 31) / 32;
-    if (per_lane <= 4) return lm_launch<T, 4>(lp, stream, pdl, nb);
-    if (per_lane <= 8) return lm_launch<T, 8>(lp, stream, pdl, nb);
-    if (per_lane <= 10) return lm_launch<T, 10>(lp, stream, pdl, nb);
-    return lm_launch<T, 12>(lp, stream, pdl, nb);
+    if (per_lane <= 4) return lm_launch<T, 4, SCREEN>(lp, stream, pdl, nb);
+    if (per_lane <= 8) return lm_launch<T, 8, SCREEN>(lp, stream, pdl, nb);
+    if (per_lane <= 10) return lm_launch<T, 10, SCREEN>(lp, stream, pdl, nb);
+    return lm_launch<T, 12, SCREEN>(lp, stream, pdl, nb);
 }
 
 }  // namespace
+
+extern "C" int kcuda_screen_warps_max(void) {
+    const int sms = kcuda_sm_count();
+    return 64 * LM_WARPS * (sms ? sms : 256);  // at most 64 resident blocks per SM, as kcuda_lm_head_scratch
+}
 
 extern "C" int kcuda_lm_head_scratch(int n) {
     const int sms = kcuda_sm_count();
@@ -95,7 +100,7 @@ static int lm_head_common(KcudaDtype type, const void *d_w, const float *row_sca
     if (n <= 0 || k <= 0 || ((size_t)k * esize) % 16 || k > 16384)
         return kcuda_fail(KCUDA_ERR_SHAPE, "%s: shape %d x %d unsupported (row must be a multiple of 16 bytes, k <= 16384)", fn, n, k);
     if ((uintptr_t)d_w % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: weights not 16-byte aligned", fn);
-    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax};
+    LmParams lp = {d_w, n, k, d_x, d_norm_w, eps, d_logits, row_scale, d_best, d_argmax, NULL, NULL, NULL};
     int nb = 0, rc;
     if (row_scale) rc = lm_dispatch<int8_t>(lp, stream, pdl, &nb);
     else if (type == KCUDA_F16) rc = lm_dispatch<__half>(lp, stream, pdl, &nb);
@@ -120,6 +125,24 @@ extern "C" int kcuda_lm_head_i8(const int8_t *d_q, const float *d_scale, int n, 
     if (!d_scale) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_lm_head_i8: NULL row scales");
     return lm_head_common(KCUDA_F32, d_q, d_scale, n, k, d_x, d_norm_w, eps, d_logits, d_best, d_argmax, pdl, stream,
                           "kcuda_lm_head_i8");
+}
+
+extern "C" int kcuda_screen_bounds(const int8_t *d_q, const float *d_scale, const float *d_bound, int n, int k,
+                                   const float *d_x, const float *d_norm_w, float eps, float *d_lohi, float *d_bmax,
+                                   int *nb_out, int pdl, void *stream) {
+    if (!d_q || !d_scale || !d_bound || !d_x || !d_lohi || !d_bmax || !nb_out)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_screen_bounds: NULL pointer");
+    if (n <= 0 || k <= 0 || k % 16 || k > 16384)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_bounds: shape %d x %d unsupported (k a multiple of 16, at most 16384)", n, k);
+    if ((uintptr_t)d_q % 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_screen_bounds: weights not 16-byte aligned");
+    LmParams lp = {d_q, n, k, d_x, d_norm_w, eps, NULL, d_scale, NULL, NULL, d_bound, d_lohi, d_bmax};
+    int nb = 0;
+    const int rc = lm_dispatch<int8_t, true>(lp, stream, pdl, &nb);
+    if (rc) return rc;
+    if (nb * LM_WARPS > kcuda_screen_warps_max())
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_screen_bounds: %d warps exceed the scratch", nb * LM_WARPS);
+    *nb_out = nb * LM_WARPS;
+    return 0;
 }
 
 namespace {

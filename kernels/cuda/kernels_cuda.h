@@ -196,6 +196,73 @@ int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArg
                         int *d_out, void *stream);
 size_t kcuda_sample_scratch(int n_vocab);
 
+/* ---- the screened exact lm_head -------------------------------------------------------------
+ * The logits the float head (kcuda_lm_head) computes, bit for bit, for every row a sampler that
+ * looks at the m best logits can see, and -inf for every other row, reading the int8 copy of the
+ * head (kcuda_quant_rows_i8) and the candidate float rows instead of all float rows.
+ *
+ * Contract. Both heads see the same xs (lm_load_x, lm_head.cuh). The float head computes row r's
+ * logit e_r with the fused multiply-adds of kcuda_lm_head (lane l of a warp: chunks l, l + 32, ...
+ * in order, then a 5-step warp sum); the int8 head a_r = s_r * fl(sum_j q_rj xs_j) with the same
+ * structure. With X >= ||xs||_2, u = 2^-24, gamma_D = D u / (1 - D u), D the roundings a product
+ * meets (EPC ceil(C / 32) + 5; EPC = 8 for f16/bf16, 4 for f32, 16 for int8, C = k / EPC):
+ *   |e_r - w_r.xs|          <= gamma_Df ||w_r|| X                 (float head's roundings)
+ *   |w_r.xs - s_r q_r.xs|   <= E_r X, E_r = ||w_r - s_r q_r||_2    (the int8 copy's error)
+ *   |s_r q_r.xs - s_r fl()| <= gamma_D8 s_r ||q_r|| X              (int8 head's sum)
+ *   |s_r fl() - a_r|        <= u / (1 - u) |a_r|                   (its scale multiply)
+ * so |e_r - a_r| <= b_r = B_r X + 4u |a_r| + 1e-30 (the last term above every underflow error
+ * while s_r <= 1e12; a row with a larger scale gets B_r = inf),
+ * B_r = E_r + gamma_Df ||w_r|| + gamma_D8 s_r ||q_r|| made at load in double and rounded up,
+ * X in double and rounded up, lo_r = a_r - b_r rounded down, hi_r = a_r + b_r rounded up. A row
+ * with a non-finite a_r or a bound above 1e30 (where a partial sum could overflow) gets
+ * [-inf, +inf]. The activations are f32 in both heads (no quantization of x).
+ * Selection: the m-th largest of the screen warps' maxima of lo is a T with at least m rows at
+ * lo >= T (in distinct warps). A sampler that keeps the k best after a repetition penalty
+ * p >= 1 on at most P ids needs m = k + P: at least k of those m rows are unpenalised with a
+ * final logit >= T, and the penalty only lowers logits, so every row with hi < T is strictly
+ * below the k-th best and can neither enter the k best nor tie with them. Candidates (hi >= T)
+ * get their exact logit, every other row -inf; the samplers and the argmax then pick what they
+ * pick from the full logits. m > the screen warps, or KCUDA_SCREEN_FULL: every row exact. */
+enum { KCUDA_SCREEN_FULL = 0x7f7f7f7f, KCUDA_SCREEN_STATS = 6 };
+
+/* The rows m a draw with these settings needs exactly (KCUDA_SCREEN_FULL: all): greedy 1, top-k
+ * k (1 <= k < n_vocab, temperature > 0), else all; plus the penalised ids with a penalty >= 1,
+ * all with a penalty below 1. The device's twin is in screen.cu. */
+static inline int kcuda_screen_m(const KcudaSampleArgs *a, int n_vocab) {
+    int m;
+    if (!(a->temperature > 0.0f)) m = 1;
+    else if (a->top_k >= 1 && a->top_k < n_vocab) m = a->top_k;
+    else return KCUDA_SCREEN_FULL;
+    if (a->n_pen > 0) {
+        if (!(a->penalty >= 1.0f) || a->n_pen >= KCUDA_SCREEN_FULL - m) return KCUDA_SCREEN_FULL;
+        m += a->n_pen;
+    }
+    return m;
+}
+
+/* At load: d_bound[r] = B_r for the float head d_w (type) and its int8 copy d_q / d_scale, n x k
+ * (k a multiple of 16). */
+int kcuda_screen_prepare(KcudaDtype type, const void *d_w, const int8_t *d_q, const float *d_scale,
+                         int n, int k, float *d_bound, void *stream);
+/* The screen: the int8 head (kcuda_lm_head_i8's kernel, fused RMSNorm) writing [lo_r, hi_r] to
+ * d_lohi [2n] and each warp's largest lo to d_bmax (kcuda_screen_warps_max() floats); *nb_out
+ * = the warps launched, the most rows m the exact pass can screen for (fixed per shape and
+ * device: a graph may keep it; 2112 for the 2B head on an H100). */
+int kcuda_screen_bounds(const int8_t *d_q, const float *d_scale, const float *d_bound, int n,
+                        int k, const float *d_x, const float *d_norm_w, float eps, float *d_lohi,
+                        float *d_bmax, int *nb_out, int pdl, void *stream);
+int kcuda_screen_warps_max(void);
+/* The exact pass after the screen (same d_x, norm and eps): m = *d_m when d_args is NULL, else
+ * m = kcuda_screen_m(d_args) and nothing happens when m <= *d_m (the logits already serve it).
+ * Writes d_logits (exact or -inf), and with d_argmax the greedy pick as kcuda_lm_head does
+ * (d_best: kcuda_lm_head_scratch ints). d_stats (KCUDA_SCREEN_STATS ints, zeroed before the
+ * first use, or NULL): [0] += exact rows, [1] += steps, [2] = max(exact rows of a step),
+ * [5] += steps that took every row; [3], [4] the step's scratch. */
+int kcuda_screen_exact(KcudaDtype type, const void *d_w, int n, int k, const float *d_x,
+                       const float *d_norm_w, float eps, const float *d_lohi, const float *d_bmax,
+                       int nb, const int *d_m, const KcudaSampleArgs *d_args, float *d_logits,
+                       int *d_best, int *d_argmax, int *d_stats, int pdl, void *stream);
+
 /* ---- attention ----------------------------------------------------------------------------- */
 
 /* KV cache of one layer: K and V, each [n_kv][ctx][head_dim] f16. */
@@ -261,6 +328,19 @@ int kcuda_bench_layer(int dim, int ffn, int n_kv_dim, double *us, double *us_pdl
  * no PDL): median microseconds per launch over reps (1..101) after 2 warm-ups, event-timed on
  * the default stream; *same_argmax = 1 when both picked the same token. */
 int kcuda_bench_lm_head(int n, int k, int reps, double *us_f16, double *us_i8, int *same_argmax);
+
+/* The screened f16 lm_head against the full one at n x k: random weights N(0, 0.02) (a normal's
+ * tails: the int8 copy's error relative to the logits' spread is a trained head's), activations
+ * N(0, 1) with 1% of the entries 20x, a new activation vector each launch; median event-timed
+ * microseconds per launch (final norm + rows + greedy argmax, no PDL) over reps (1..101) after 2
+ * warm-ups: the full head, and the screen + exact pass for m[0] = 1 (greedy) and m[1] = 104 (the
+ * defaults: top-k 40 + 64 penalised ids), with the exact rows per pass (mean, max); same = 1 when
+ * the screened greedy pick equalled the full one on every activation vector. */
+typedef struct {
+    double us_full, us_screen[2], rows_mean[2];
+    int rows_max[2], m[2], same, warps;
+} KcudaScreenBench;
+int kcuda_bench_lm_head_screen(int n, int k, int reps, KcudaScreenBench *out);
 
 /* Bytes of device memory in use now (cudaMemGetInfo total - free). */
 size_t kcuda_mem_used(void);

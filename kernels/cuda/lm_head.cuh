@@ -22,6 +22,11 @@ struct LmParams {
     const float *row_scale;  // int8 weights: logit = row_scale[r] * dot (NULL for float types)
     int *best;
     int *argmax;
+    // The screen (int8 weights, SCREEN = true; screen.cu): the per-row bound constant B_r in,
+    // [lo_r, hi_r] out (lohi[2r], lohi[2r + 1]) instead of logits, each warp's largest lo_r in
+    // bmax[blockIdx.x * LM_WARPS + warp] instead of the block's best pick.
+    const float *row_bound;
+    float *lohi, *bmax;
 };
 
 __device__ __forceinline__ bool lm_better(float v, int i, float bv, int bi) {
@@ -115,6 +120,54 @@ __device__ __forceinline__ int lm_xs_index(int i, int C) {
     return SPREAD ? ((j >> 2) * C + c) * 4 + (j & 3) : i;
 }
 
+// The final RMSNorm of x into xs (shared memory, lm_x4's layout), as every lm_head kernel does
+// it: one function, so that the screen's exact rows (screen.cu) see the bits the full head
+// sees. NT threads; red: NT / 32 floats of shared memory.
+template <int EPC, bool SPREAD, int NT>
+__device__ __forceinline__ void lm_load_x(const float *x, const float *norm_w, float eps, int k, float *xs,
+                                          float *red) {
+    const int C = k / EPC;
+    float inv = 1.0f;
+    if (norm_w) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < k; i += NT) ss += x[i] * x[i];
+        ss = block_sum<NT>(ss, red);
+        inv = 1.0f / sqrtf(ss / (float)k + eps);
+    }
+    for (int i = threadIdx.x; i < k; i += NT)
+        xs[lm_xs_index<EPC, SPREAD>(i, C)] = norm_w ? norm_w[i] * (x[i] * inv) : x[i];
+    __syncthreads();
+}
+
+// The screen's ||xs||_2, rounded up: squares and sums in double (each square exact, the sum's
+// relative error below (k + NT) 2^-53, covered by the 1e-9 margin for any k the head takes),
+// the square root correctly rounded, then up to float. Every thread gets the value.
+template <int NT>
+__device__ __forceinline__ float lm_xs_norm_up(const float *xs, int k) {
+    __shared__ double dred[NT / 32];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < k; i += NT) s += (double)xs[i] * (double)xs[i];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) dred[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double t = 0.0;
+#pragma unroll
+    for (int i = 0; i < NT / 32; i++) t += dred[i];
+    return __double2float_ru(sqrt(t) * (1.0 + 1e-9));
+}
+
+// [lo, hi] of a row's exact f16-path logit from its int8 logit a, its bound constant B (see
+// kernels_cuda.h, kcuda_screen_prepare) and ||xs||_2 rounded up: b = B X + 4u |a| + 1e-30 (the
+// int8 path's final scale multiply, u = 2^-24, and a floor above every underflow error), each
+// operation rounded up, lo rounded down, hi up. A row whose a is not finite or whose bound is
+// huge (a partial sum could then overflow, which no relative bound covers) gets (-inf, +inf):
+// always a candidate, never a threshold.
+__device__ __forceinline__ float2 screen_bounds(float a, float B, float X) {
+    const float b = __fadd_ru(__fmul_ru(B, X), __fmaf_ru(fabsf(a), 2.4e-7f, 1e-30f));
+    if (!(fabsf(a) <= 1e30f) || !(b <= 1e30f)) return make_float2(-INFINITY, INFINITY);
+    return make_float2(__fsub_rd(a, b), __fadd_ru(a, b));
+}
+
 // The dot product of one 16-byte chunk with its activations, in element order (so both layouts
 // give the same bits).
 template <typename T> struct Conv;
@@ -189,7 +242,7 @@ template <> struct Conv<float> {
 // warp (as many bytes in flight as f16) measured slower (2026-12-06: 242 us against 202 with the
 // chunk-major layout), and the tensor-core kernel of kernels/dev/lm_head_mma.cuh slower than
 // this one with SPREAD (128.5 us against 121.6).
-template <typename T, int MAXL, bool SPREAD>
+template <typename T, int MAXL, bool SPREAD, bool SCREEN = false>
 __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     extern __shared__ float xs[];
     __shared__ float red[LM_WARPS];
@@ -213,26 +266,25 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
     pdl_trigger();
     pdl_wait();
 
-    float inv = 1.0f;
-    if (p.norm_w) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < p.k; i += LM_THREADS) ss += p.x[i] * p.x[i];
-        ss = block_sum<LM_THREADS>(ss, red);
-        inv = 1.0f / sqrtf(ss / (float)p.k + p.eps);
-    }
-    for (int i = threadIdx.x; i < p.k; i += LM_THREADS)
-        xs[lm_xs_index<EPC, SPREAD>(i, C)] = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
-    __syncthreads();
+    lm_load_x<EPC, SPREAD, LM_THREADS>(p.x, p.norm_w, p.eps, p.k, xs, red);
+    float xnorm = 0.0f;
+    if constexpr (SCREEN) xnorm = lm_xs_norm_up<LM_THREADS>(xs, p.k);
 
     float best_v = -INFINITY;
     int best_i = 0x7fffffff;
     auto finish = [&](float acc, int r) {
         acc = warp_sum(acc);
         if (p.row_scale) acc *= p.row_scale[r];
-        if (lane == 0) p.logits[r] = acc;
-        if (lm_better(acc, r, best_v, best_i)) {
-            best_v = acc;
-            best_i = r;
+        if constexpr (SCREEN) {
+            const float2 b = screen_bounds(acc, p.row_bound[r], xnorm);
+            if (lane == 0) *(float2 *)(p.lohi + 2 * (size_t)r) = b;
+            best_v = fmaxf(best_v, b.x);
+        } else {
+            if (lane == 0) p.logits[r] = acc;
+            if (lm_better(acc, r, best_v, best_i)) {
+                best_v = acc;
+                best_i = r;
+            }
         }
     };
     if (C <= 32 * MAXL) {
@@ -284,7 +336,11 @@ __global__ void __launch_bounds__(LM_THREADS) lm_head_kernel1(LmParams p) {
             finish(acc, row);
         }
     }
-    if (p.best) lm_block_best<LM_WARPS>(best_v, best_i, p.best);
+    if constexpr (SCREEN) {
+        if (lane == 0) p.bmax[blockIdx.x * LM_WARPS + warp] = best_v;  // the warp's largest lo
+    } else if (p.best) {
+        lm_block_best<LM_WARPS>(best_v, best_i, p.best);
+    }
 }
 
 }  // namespace
