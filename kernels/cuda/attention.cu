@@ -49,8 +49,10 @@ using namespace attn_decode;
 // 24.42, per-KV-group 5.39 / 10.60 / 12.45 / 14.65; the head kernel's cost grows ~5.4 ns per
 // position (20 blocks per 64 positions), the group kernel's ~1.2: they cross near 1400.
 constexpr int HEAD_UNTIL = 1408;
+static_assert(HEAD_UNTIL % attn_head::CHUNK == 0, "the head kernel's grid ends at its limit (NaN from there)");
 
-bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 8 == 0 && a->head_dim <= attn_head::MAX_HD; }
+// The head kernel's scores read each half of a row in 16-byte pieces: head_dim % 16 == 0.
+bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->head_dim <= attn_head::MAX_HD; }
 
 // The product's configuration (H100 80GB HBM3, 2026-12-06, dev_attn_decode: us per layer inside
 // 30 product decode layers less the same layers without attention, at positions 96 / 544 / 2080
@@ -134,7 +136,7 @@ extern "C" int kcuda_attn_decode_head(const KcudaAttnShape *a, const float *d_qk
     int rc = decode_args(a, d_qkv, d_kc, d_vc, d_pos, d_out, d_part, d_count, pdl, "kcuda_attn_decode_head");
     if (rc) return rc;
     if (!head_shape(a))
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode_head: head_dim %d unsupported (a multiple of 8 up to %d)",
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode_head: head_dim %d unsupported (a multiple of 16 up to %d)",
                           a->head_dim, (int)attn_head::MAX_HD);
     attn_head::AttnParams p = {};
     p.n_heads = a->n_heads;

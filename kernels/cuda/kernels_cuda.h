@@ -218,7 +218,7 @@ int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_k
                       uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                       int *d_count, int pdl, void *stream);
 /* Decode below kcuda_attn_decode_head_until(a) positions (0 where the shape has none: head_dim
- * not a multiple of 8 or above 128): the same contract as kcuda_attn_decode (same scratch,
+ * not a multiple of 16 or above 128): the same contract as kcuda_attn_decode (same scratch,
  * counters, results within f32 rounding) by one block per (query head, 64 positions), faster
  * there than kcuda_attn_decode (attention.cu has the figures). A position at or past the limit
  * makes the output NaN. */

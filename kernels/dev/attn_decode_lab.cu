@@ -300,7 +300,7 @@ int check_shape(std::vector<Variant> &vs, Variant &v3, const Shape &s, const std
     CK(cudaMemcpy(b.vc, d.vc.data(), n * 2, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(b.qkv, d.qkv.data(), (size_t)qkv_dim * 4, cudaMemcpyHostToDevice));
     int fails = 0;
-    const bool v3_ok = s.hd % 8 == 0 && s.hd <= 128 && s.n_heads / s.n_kv <= 8;
+    const bool v3_ok = s.hd % 16 == 0 && s.hd <= 128;
     std::vector<Variant *> all;
     for (auto &v : vs) all.push_back(&v);
     if (v3_ok) all.push_back(&v3);

@@ -14,9 +14,15 @@
 #   3. compute-sanitizer memcheck and racecheck over `test_kernels_cuda attention`;
 #   4. `bitnet-chat bench --backend cuda --skip-kernels --quick`, this build and (when X holds
 #      bitnet-chat.base.xz) the build before it, alternated twice: decode by context rows;
-#   5. test_kernels_cuda in full (every kernel; decode attention at every shape and both kernels).
+#   5. where X holds the tracer (cupti_trace.so, libcupti.so.13.xz: kernels/dev/cupti_trace.c) and
+#      tokenizer.json.xz: `bitnet-chat -p` on a 2B-shaped file, both binaries, greedy, after
+#      prompts of ~16, ~517 and ~1290 tokens (below the head kernel's limit), each kernel's
+#      start and end recorded (PDL overlap kept): per decode layer, attention's exposed time (its
+#      end minus its predecessor's) and duration, and the step's time (TIMELINE lines);
+#   6. test_kernels_cuda in full (every kernel; decode attention at every shape and both kernels).
 # X holds build.tar.xz: the folder build/ of the worktree /work/wt-attn-hybrid with bitnet-chat
-# and tests/{test_kernels_cuda,test_backend_cuda,test_families_cuda,dev_attn_decode} (stripped).
+# and tests/{test_kernels_cuda,test_backend_cuda,test_families_cuda,dev_attn_decode,
+# make_bench_model} (stripped).
 # The test binaries name /work/wt-attn-hybrid/tests/data (compiled in), so that path is made a
 # link to this source copy. summary.txt, lab.txt (the sweep), bench.txt and logs.tar.xz (every
 # other log) go to $OUT.
@@ -80,6 +86,58 @@ for round in 1 2; do
     done
 done
 cat "$OUT"/bench_* >"$OUT/bench.txt" 2>/dev/null && rm -f "$OUT"/bench_*_*.txt
+if [ -f "$X/cupti_trace.so" ] && [ -f "$X/libcupti.so.13.xz" ] && [ -f "$X/tokenizer.json.xz" ]; then
+    mkdir -p /tmp/ah/cupti && xz -dc "$X/libcupti.so.13.xz" >/tmp/ah/cupti/libcupti.so.13
+    xz -dc "$X/tokenizer.json.xz" >/tmp/ah/tokenizer.json
+    step "make_bench_model 2b" 120 make.txt $B/tests/make_bench_model /tmp/ah/tokenizer.json /tmp/ah/2b.gguf 2b
+    line="The quick brown fox jumps over the lazy dog near the river bank today."
+    yes "$line" | head -n 34 >/tmp/ah/p512.txt
+    yes "$line" | head -n 85 >/tmp/ah/p1290.txt
+    for bin in $bins; do
+        name=new
+        [ "$bin" = "$B/bitnet-chat" ] || name=base
+        for pr in short p512 p1290; do
+            case $pr in
+            short) set -- -p "Tell me a long story about the sea." ;;
+            *) set -- -f /tmp/ah/$pr.txt ;;
+            esac
+            [ $((DEADLINE - ($(date +%s) - T0))) -lt 40 ] && continue
+            LD_LIBRARY_PATH=/tmp/ah/cupti LD_PRELOAD=$X/cupti_trace.so BN_TRACE_OUT=$L/tl_${name}_$pr.csv timeout 60 \
+                "$bin" "$@" -n 40 --temp 0 --repeat-penalty 1 --model /tmp/ah/2b.gguf --no-history --backend cuda \
+                </dev/null >$L/tl_${name}_$pr.out 2>&1
+            echo "timeline $name $pr: rc $? $(grep -E 'tok/s' $L/tl_${name}_$pr.out | tr '\n' ' ')" >>"$S"
+        done
+    done
+    # per trace: the last 5 decode steps (each starts at the embedding kernel; 5 kernels a layer,
+    # attention second): step time, attention's mean exposed time and duration per layer
+    python3 - "$L" >>"$S" 2>&1 <<'EOF'
+import glob, os, sys
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "tl_*.csv"))):
+    rows = []
+    for line in open(f):
+        a = line.rstrip("\n").split(",", 3)
+        if len(a) == 4:
+            rows.append((int(a[0]), int(a[1]), a[3]))
+    rows.sort(key=lambda x: x[1])
+    starts = [i for i, x in enumerate(rows) if "embed" in x[2]]
+    name = os.path.basename(f)[3:-4]
+    if len(starts) < 6:
+        print(f"TIMELINE {name}: {len(rows)} kernels, {len(starts)} steps")
+        continue
+    steps = [rows[starts[i]:starts[i + 1]] for i in range(len(starts) - 6, len(starts) - 1)]
+    step_us = sum((s[-1][1] - s[0][0]) for s in steps) / len(steps) / 1e3
+    exp = dur = n = 0
+    kinds = set()
+    for s in steps:
+        for i in range(2, min(len(s), 151), 5):
+            exp += s[i][1] - s[i - 1][1]
+            dur += s[i][1] - s[i][0]
+            n += 1
+            kinds.add("head" if "attn_head" in s[i][2] else "group" if "attn_decode" in s[i][2] else s[i][2][:30])
+    print(f"TIMELINE {name:12s} step {step_us:7.1f} us; attention per layer exposed {exp / n / 1e3:6.2f} us, "
+          f"duration {dur / n / 1e3:6.2f} us ({'/'.join(sorted(kinds))})")
+EOF
+fi
 step "test_kernels_cuda (all)" 200 kernels_all.txt $B/tests/test_kernels_cuda
 grep -E "CHECK failed|checks" "$L/kernels_all.txt" | tail -4 >>"$S"
 echo "total $(($(date +%s) - T0)) s" >>"$S"

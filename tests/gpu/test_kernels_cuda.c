@@ -751,12 +751,14 @@ static void test_bad_attn_shapes(void) {
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, NULL, count, 1, NULL), KCUDA_ERR_ARG);
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc + 1, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG); /* misaligned */
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 7, NULL), KCUDA_ERR_ARG); /* option */
-    /* the per-query-head kernel: head_dim a multiple of 8 up to 128 */
+    /* the per-query-head kernel: head_dim a multiple of 16 up to 128 */
     CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 16); /* all of a short context */
-    a.head_dim = 66;
-    CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 0);
-    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
-    CHECK(strstr(kcuda_last_error(), "kcuda_attn_decode_head") != NULL);
+    for (int hd = 66; hd <= 72; hd += 6) { /* even; a multiple of 8 */
+        a.head_dim = hd;
+        CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 0);
+        CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
+        CHECK(strstr(kcuda_last_error(), "kcuda_attn_decode_head") != NULL);
+    }
     a.head_dim = 136;
     CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 0);
     CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
