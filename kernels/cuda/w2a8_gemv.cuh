@@ -21,6 +21,7 @@ struct GemvParams {
 };
 
 enum { GEMV_THREADS = 128, GEMV_ROWS = 16 };
+enum { GEMV_RED = 8 }; // the fast prologue's sum of squares: one partial per warp of 256 threads
 
 // Activation layout in shared memory: chunk c (64 weights = 16 bytes of a row, half h of I2_S
 // block b) needs the 16 activations at block offsets 32j + 16h for j = 0..3. Those four
@@ -118,7 +119,7 @@ __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8
 // The fast prologue of both kernels: x in one batch of MAXC float4s per thread (one L2 round trip),
 // wn the norm weights loaded before the PDL wait, then two block reductions: x_n = wn * (x * inv),
 // s = 127 / max|x_n|, q = rint(x_n * s) into qs (act_offset layout), per-warp sums of q into
-// qred. Returns s. red, red2: NT/32 floats each, this call's own (its reductions skip the
+// qred. Returns s. red: GEMV_RED floats, red2: NT/32, this call's own (its reductions skip the
 // leading barrier). Used where k_in % 4 == 0, k_pad <= 4 NT MAXC
 // and x, norm_w are 16-byte aligned.
 template <int NT, int MAXC>
@@ -132,11 +133,26 @@ __device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const f
         xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     if (p.norm_w) {
-        float ss = 0.0f;
+        // The sum of squares in the order of 256 threads whatever NT is (with 128, a thread keeps
+        // the partials of threads tid and tid + 128 apart), so every kernel, block size and
+        // matrix computes the same inv, s and q for the same x.
+        static_assert(NT == 128 || NT == 256, "the prologue's sum order is that of 256 threads");
+        constexpr int V = 256 / NT;
+        float ssv[V];
+#pragma unroll
+        for (int v = 0; v < V; v++) ssv[v] = 0.0f;
 #pragma unroll
         for (int i = 0; i < MAXC; i++)
-            ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-        ss = block_sum<NT, true>(ss, red);
+            ssv[i % V] += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
+#pragma unroll
+        for (int v = 0; v < V; v++) {
+            const float w = warp_sum(ssv[v]);
+            if (lane == 0) red[warp + v * (NT / 32)] = w;
+        }
+        __syncthreads();
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < GEMV_RED; k++) ss += red[k];
         const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
@@ -184,7 +200,7 @@ __global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
     constexpr int NT = 16 * LPR;
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[NT / 32], red2[NT / 32];
+    __shared__ float red[GEMV_RED], red2[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane / LPR, sub = lane % LPR;
     const int row = blockIdx.x * GEMV_ROWS + warp * (32 / LPR) + grp;
@@ -302,7 +318,7 @@ __global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
     constexpr int RS = NT / 8;  // rows of one R slice
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[NT / 32], red2[NT / 32];
+    __shared__ float red[GEMV_RED], red2[NT / 32];
     __shared__ int qred[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
