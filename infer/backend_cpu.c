@@ -343,7 +343,9 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
              b->n_threads == 1 ? "" : "s", cpu_isa_name(cpu_isa_active()),
              b->kv_f16 ? "f16" : "f32", wi.copied_bytes && wi.huge ? ", weights on huge pages" : "",
              wi.r16_bytes ? ", R16 layout" : "",
-             b->lm_bound ? ", screened f16 lm_head" : b->lm_q ? ", int8 lm_head" : "");
+             b->lm_bound ? (ot == CPU_DENSE_F16 ? ", screened f16 lm_head" : ot == CPU_DENSE_BF16
+                            ? ", screened bf16 lm_head" : ", screened f32 lm_head")
+                         : b->lm_q ? ", int8 lm_head" : "");
     return b;
 }
 
