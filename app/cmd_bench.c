@@ -603,15 +603,16 @@ static int bench_cpu_screen(const Model *m, const char *shapes, int quick, int t
                     t = sampler_sample(smp, buf, V);
                 }
                 rc = sr < 0 || t < 0;
+                if (!full) { /* this token's candidates */
+                    backend_cpu_screen_stats(b, &st1);
+                    if (st1.cand_sum - st0.cand_sum > cmax[si]) cmax[si] = (int)(st1.cand_sum - st0.cand_sum);
+                    cand[si] += st1.cand_sum - st0.cand_sum, scr[si] += st1.screened - st0.screened;
+                    st0 = st1;
+                }
                 sampler_accept(smp, t);
                 if (!rc) rc = backend_cpu_ops.eval(b, &t, 1, P + g, NULL, &err);
             }
             dec[si][full][r] = now_s() - t0;
-            backend_cpu_screen_stats(b, &st1);
-            if (!full) {
-                cand[si] += st1.cand_sum - st0.cand_sum, scr[si] += st1.screened - st0.screened;
-                if (st1.cand_max > cmax[si]) cmax[si] = st1.cand_max;
-            }
             sampler_free(smp);
         }
     backend_cpu_set_full_head(b, 0);
@@ -645,9 +646,10 @@ static int bench_cpu_screen(const Model *m, const char *shapes, int quick, int t
 
 /* "On the real file": the model of --model loaded as the chat loads it, then the CPU backend
  * four ways side by side in alternated rounds: weights copied onto huge pages with the screened
- * f16 lm_head (the default), the same backend computing the whole f16 head every token, weights
- * read in place from the file mapping (no copy, so no screen either), and the huge-page copy
- * with the int8 lm_head. */
+ * f16 lm_head (the default; the f16 table stays in the mapping), the huge-page copy with the
+ * whole f16 head read every token (InferOptions.lm_head_full; the table copied too), weights read
+ * in place from the file mapping (no copy, so no screen either), and the huge-page copy with the
+ * int8 lm_head. */
 static int bench_cpu_file(const char *path, int quick, int threads) {
     enum { NV = 4, PP = 512, P0 = 16, TG = 64, V_SCREEN = 0, V_FULL = 1, V_MAP = 2, V_INT8 = 3 };
     const int rounds = quick ? 3 : 5;
@@ -668,8 +670,8 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
     double create_s[NV] = {0}, rss_mib[NV] = {0};
     int rc = 0;
     for (int v = 0; v < NV && !rc; v++) {
-        if (v == V_FULL) continue; /* the default's backend, switched (backend_cpu_set_full_head) */
-        InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024, .lm_head_int8 = v == V_INT8};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024, .lm_head_int8 = v == V_INT8,
+                          .lm_head_full = v == V_FULL};
         CpuBackendOptions co = {.weights_map = v == V_MAP};
         const double r0 = proc_status_kb("VmRSS:");
         t0 = now_s();
@@ -678,9 +680,8 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
         rss_mib[v] = (proc_status_kb("VmRSS:") - r0) / 1024.0;
         if (!b[v]) fprintf(stderr, "bench: %s\n", err.msg), rc = 1;
     }
-    b[V_FULL] = b[V_SCREEN];
     const int V = m.cfg.vocab_size;
-    CpuScreenStats st0 = {0}, st1;
+    CpuScreenStats st0 = {0}, st1 = {0};
     long cand = 0, screened = 0;
     int cand_max = 0;
     int32_t *toks = malloc(sizeof(int32_t) * PP);
@@ -689,10 +690,9 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
     for (int i = 0; i < PP && !rc; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)V);
     char desc[NV][200];
     for (int v = 0; v < NV && !rc; v++) backend_cpu_ops.describe(b[v], desc[v], sizeof desc[v]);
-    if (!rc) snprintf(desc[V_FULL], sizeof desc[V_FULL], "the row above's, whole head");
     printf("Method: model_load once (%.2f s), then one backend per row (creation time: the copy, and\n"
-           "for int8 and the screen the quantization; the whole-head row is the default's backend switched\n"
-           "by backend_cpu_set_full_head); %d alternated rounds (order rotated each round), each row per round:\n"
+           "for int8 and the screen the quantization); %d alternated rounds (order rotated each round), each\n"
+           "row per round:\n"
            "prefill = eval of %d random tokens at position 0; decode = eval of a %d-token prompt, then %d\n"
            "steps of eval(1 token) + greedy pick (the backend's sample()), tok/s = %d / time of those steps.\n"
            "Medians; ratios paired within a round, then the median. RSS: growth of the process RSS while\n"
@@ -704,7 +704,6 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
     for (int r = 0; r < rounds && !rc; r++)
         for (int i = 0; i < NV && !rc; i++) {
             const int v = (i + r) % NV;
-            if (v == V_SCREEN || v == V_FULL) backend_cpu_set_full_head(b[v], v == V_FULL);
             double t1 = now_s();
             rc = backend_cpu_ops.eval(b[v], toks, PP, 0, NULL, &err);
             pre[v][r] = now_s() - t1;
@@ -715,17 +714,17 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
             for (int s = 0; s < TG && !rc; s++) {
                 int32_t t = 0;
                 rc = backend_cpu_ops.sample(b[v], NULL, &t, &err) != 1;
+                if (v == V_SCREEN) { /* this token's candidates */
+                    backend_cpu_screen_stats(b[v], &st1);
+                    if (st1.cand_sum - st0.cand_sum > cand_max) cand_max = (int)(st1.cand_sum - st0.cand_sum);
+                    cand += st1.cand_sum - st0.cand_sum, screened += st1.screened - st0.screened;
+                    st0 = st1;
+                }
                 if (!rc) rc = backend_cpu_ops.eval(b[v], &t, 1, P0 + s, NULL, &err);
             }
             dec[v][r] = now_s() - t1;
             dec_cpu[v][r] = thread_cpu_s() - c1;
-            if (v == V_SCREEN) {
-                backend_cpu_screen_stats(b[v], &st1);
-                cand += st1.cand_sum - st0.cand_sum, screened += st1.screened - st0.screened;
-                if (st1.cand_max > cand_max) cand_max = st1.cand_max;
-            }
         }
-    backend_cpu_set_full_head(b[V_SCREEN], 0);
     if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
     if (!rc) {
         if (threads == 1)
@@ -771,11 +770,11 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
                        rd[rounds / 2]);
             }
         }
-        printf("Peak RSS of this process (its three backends and the load): %.0f MiB.\n",
+        printf("Peak RSS of this process (all four backends and the load): %.0f MiB.\n",
                proc_status_kb("VmHWM:") / 1024.0);
     }
     for (int v = 0; v < NV; v++)
-        if (b[v] && v != V_FULL) backend_cpu_ops.destroy(b[v]);
+        if (b[v]) backend_cpu_ops.destroy(b[v]);
     free(toks);
     model_free(&m);
     return rc;

@@ -137,6 +137,79 @@ static void invariant(const char *name, const Model *m, int steps, float shrink)
     tables_free(&t);
 }
 
+/* ---- the kernel alone: lm_screen_mt against a brute-force top-k ------------------------------ */
+
+/* On the demo head with hidden vectors of a decode: for 1..3 threads, k in {1, 5, 40}, with and
+ * without a penalty mask: every row among the k best penalised exact logits (ties at the k-th
+ * included) is a candidate, every candidate holds dense_dot_row's bits, every other row -inf,
+ * and the count returned is the number of candidates; a cap below that count gives OVER_CAP. */
+static int desc_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x > y ? -1 : x < y;
+}
+
+static void kernel_alone(const Model *m) {
+    const int V = m->cfg.vocab_size, D = m->cfg.dim;
+    Tables t = tables(m);
+    float *y = malloc(sizeof(float) * V), *lg = malloc(sizeof(float) * V), *pen = malloc(sizeof(float) * V);
+    float *srt = malloc(sizeof(float) * V);
+    uint8_t *mask = calloc((size_t)V, 1);
+    REQUIRE(y && lg && pen && mask && srt);
+    for (int r = 0; r < V; r += 13) mask[r] = 1;
+    void *b = backend(m, 1, 1);
+    REQUIRE(b);
+    Err err = {{0}};
+    int32_t tok = 7;
+    long bad = 0, cases = 0;
+    for (int step = 0; step < 12; step++) {
+        REQUIRE(backend_cpu_ops.eval(b, &tok, 1, step, NULL, &err) == 0);
+        const float *x = backend_cpu_lm_input(b);
+        tok = (tok * 131 + 17) % V;
+        for (int th = 1; th <= 3; th++) {
+            CpuPool *pool = cpu_pool_create(th);
+            LmScreen *ls = lm_screen_create(V, th, 64);
+            REQUIRE(pool && ls);
+            dense_gemm_mt(pool, dtype(m), m->output.data, V, D, x, 1, y, V);
+            const int ks[3] = {1, 5, 40};
+            for (int ki = 0; ki < 3; ki++)
+                for (int pm = 0; pm < 2; pm++) {
+                    const float p = pm ? 1.3f : 1.0f;
+                    for (int r = 0; r < V; r++) pen[r] = pm && mask[r] ? (y[r] > 0 ? y[r] / p : y[r] * p) : y[r];
+                    /* the k-th best penalised value */
+                    memcpy(srt, pen, sizeof(float) * V);
+                    qsort(srt, (size_t)V, sizeof(float), desc_float);
+                    const float kth = srt[ks[ki] - 1];
+                    LmScreenQuery qy = {.k = ks[ki], .penalty = p, .mask = pm ? mask : NULL, .cap = V / 4};
+                    const int n = lm_screen_mt(pool, ls, dtype(m), m->output.data, t.q, t.scale, t.B, V, D, x, &qy, lg);
+                    int cnt = 0;
+                    for (int r = 0; r < V; r++) {
+                        if (lg[r] == -INFINITY) {
+                            bad += pen[r] >= kth; /* a row that can make the top k was dropped */
+                            continue;
+                        }
+                        cnt++;
+                        const float d = dense_dot_row(dtype(m), m->output.data, D, x, r);
+                        bad += memcmp(&lg[r], &d, sizeof d) != 0 || memcmp(&lg[r], &y[r], sizeof d) != 0;
+                    }
+                    bad += n != cnt || n < ks[ki];
+                    cases++;
+                    if (n > 1) { /* the same query with a cap just below: falls back */
+                        qy.cap = n - 1;
+                        bad += lm_screen_mt(pool, ls, dtype(m), m->output.data, t.q, t.scale, t.B, V, D, x, &qy, lg) !=
+                               LM_SCREEN_OVER_CAP;
+                    }
+                }
+            lm_screen_free(ls);
+            cpu_pool_destroy(pool);
+        }
+    }
+    printf("lm_screen_mt alone: %ld cases (12 tokens x 1-3 threads x k 1/5/40 x penalty), %ld wrong\n", cases, bad);
+    CHECK_EQ_INT(bad, 0);
+    backend_cpu_ops.destroy(b);
+    free(y), free(lg), free(pen), free(mask), free(srt);
+    tables_free(&t);
+}
+
 /* ---- 4 + 5: token identity ------------------------------------------------------------------- */
 
 /* As infer_sample: the backend's pick, else the host sampler over logits(). */
@@ -308,6 +381,7 @@ int main(void) {
         invariant("exact-int8 rows", &ex, 30, 0.0f);
         model_free(&ex);
     }
+    kernel_alone(&demo);
     identities("demo", &demo, 200);
     identities("2B-shaped", &big, 40);
 
