@@ -53,6 +53,14 @@ static double decode_bytes(const Model *m, int lm_int8) {
     return b + 4.0 * c->dim;
 }
 
+/* The same with the screened f16 lm_head (backend_cpu.c): the int8 table, its scales and bound
+ * constants, and cand f16 rows computed exactly (the mean per token); the screen's scratch
+ * (hi and logits, 8 bytes a row, written then read back from cache) is left out. */
+static double decode_bytes_screened(const Model *m, double cand) {
+    const double es = m->output.type == FT_F32 ? 4 : 2;
+    return decode_bytes(m, 1) + 4.0 * m->output.rows + cand * m->output.cols * es;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,10 +109,14 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
            desc, shapes, runs, runs > 1 ? " after 1 warm-up" : "");
     const int cfgs[3][2] = {{64, profile ? 8 : 16}, {64, 64}, {512, 64}};
     const int cpu_cols = kind == BACKEND_CPU && g_cpu_bw > 0;
-    const double dbytes = decode_bytes(m, lm_int8);
+    /* the CPU backend screens its f16 head with an int8 copy when it can (backend_cpu.c): the
+     * bytes of the screen, its few candidate rows (well under 1 MB a token) left out */
+    const int cpu_screened = kind == BACKEND_CPU && !lm_int8 && strstr(desc, ", screened ");
+    const double dbytes = cpu_screened ? decode_bytes_screened(m, 0) : decode_bytes(m, lm_int8);
     if (cpu_cols)
-        printf("Decode GB/s = %.1f MB read per token (ternary matrices + lm_head + norms) x tok/s; %% of the\n"
-               "read bandwidth measured above (%.1f GB/s).\n", dbytes / 1e6, g_cpu_bw);
+        printf("Decode GB/s = %.1f MB read per token (ternary matrices + lm_head%s + norms) x tok/s; %% of the\n"
+               "read bandwidth measured above (%.1f GB/s).\n", dbytes / 1e6,
+               cpu_screened ? " screened: int8 table, scales and bounds" : "", g_cpu_bw);
     printf("\n| prompt | gen | prefill ms | decode ms | decode tok/s | ms/token |%s\n|---:|---:|---:|---:|---:|---:|%s\n",
            cpu_cols ? " GB/s | % read BW |" : "", cpu_cols ? "---:|---:|" : "");
     int32_t *toks = malloc(sizeof(int32_t) * 512);
@@ -575,18 +587,113 @@ static double thread_cpu_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int argmax_f(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
+/* The screened f16 lm_head against the whole head on one backend (backend_cpu_set_full_head
+ * switches it), decode with greedy and with the default sampler, alternated rounds. */
+static int bench_cpu_screen(const Model *m, const char *shapes, int quick, int threads) {
+    enum { P = 64, G = 64, NS = 2 };
+    const int rounds = quick ? 3 : 5, V = m->cfg.vocab_size;
+    InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024};
+    Err err = {{0}};
+    void *b = backend_cpu_create_ex(m, &o, NULL, &err);
+    if (!b) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    CpuScreenStats st0, st1;
+    if (!backend_cpu_screen_stats(b, &st0)) {
+        printf("\nScreened lm_head: not in use on this backend (memory short or no f16 head).\n");
+        backend_cpu_ops.destroy(b);
+        return 0;
+    }
+    printf("\nScreened f16 lm_head vs the whole head (random model with %s shapes, one backend, %d thread%s).\n"
+           "Method: %d alternated rounds, each: for each sampler and each head (order rotated), eval of a %d-token\n"
+           "prompt, then %d steps of eval(1 token) + pick (the backend's sample(), else the host sampler on\n"
+           "logits(), as infer_sample); tok/s = %d / time of those steps, median. Defaults: temperature 0.7,\n"
+           "top-k 40, top-p 0.95, min-p 0.05, penalty 1.1 over 64, seed 1. MB/token as decode_bytes (screened:\n"
+           "the int8 table, scales, bounds and the candidate rows). Int8 table and bounds made at creation\n"
+           "in %.2f s.\n",
+           shapes, threads > 0 ? threads : cpu_num_cores(), (threads > 0 ? threads : cpu_num_cores()) == 1 ? "" : "s",
+           rounds, P, G, G, st0.prep_s);
+    int32_t *toks = malloc(sizeof(int32_t) * P);
+    float *buf = malloc(sizeof(float) * (size_t)V);
+    int rc = !toks || !buf;
+    for (int i = 0; i < P && !rc; i++) toks[i] = (int32_t)(rnd64() % (uint64_t)V);
+    double dec[NS][2][8];
+    long cand[NS] = {0}, scr[NS] = {0};
+    int cmax[NS] = {0};
+    for (int r = 0; r < rounds && !rc; r++)
+        for (int i = 0; i < 2 * NS && !rc; i++) {
+            const int k = (i + r) % (2 * NS), si = k / 2, full = k % 2;
+            SamplerParams sp = sampler_params_default();
+            sp.seed = 1;
+            if (si == 0) sp.temperature = 0.0f, sp.repeat_penalty = 1.0f;
+            Sampler *smp = sampler_create(&sp, V);
+            if (!smp) {
+                rc = 1;
+                break;
+            }
+            backend_cpu_set_full_head(b, full);
+            rc = backend_cpu_ops.eval(b, toks, P, 0, NULL, &err);
+            for (int j = 0; j < P; j++) sampler_accept(smp, toks[j]);
+            backend_cpu_screen_stats(b, &st0);
+            const double t0 = now_s();
+            for (int g = 0; g < G && !rc; g++) {
+                int32_t t = 0;
+                const int sr = backend_cpu_ops.sample(b, smp, &t, &err);
+                if (sr == 0) {
+                    memcpy(buf, backend_cpu_ops.logits(b), sizeof(float) * (size_t)V);
+                    t = sampler_sample(smp, buf, V);
+                }
+                rc = sr < 0 || t < 0;
+                if (!full) { /* this token's candidates */
+                    backend_cpu_screen_stats(b, &st1);
+                    if (st1.cand_sum - st0.cand_sum > cmax[si]) cmax[si] = (int)(st1.cand_sum - st0.cand_sum);
+                    cand[si] += st1.cand_sum - st0.cand_sum, scr[si] += st1.screened - st0.screened;
+                    st0 = st1;
+                }
+                sampler_accept(smp, t);
+                if (!rc) rc = backend_cpu_ops.eval(b, &t, 1, P + g, NULL, &err);
+            }
+            dec[si][full][r] = now_s() - t0;
+            sampler_free(smp);
+        }
+    backend_cpu_set_full_head(b, 0);
+    if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
+    if (!rc) {
+        printf("\n| sampler | lm_head | decode tok/s | MB/token | GB/s | %% read BW | candidates mean / max | screened / whole (paired) |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for (int si = 0; si < NS; si++)
+            for (int full = 0; full < 2; full++) {
+                double d[8], rr[8];
+                memcpy(d, dec[si][full], sizeof(double) * (size_t)rounds);
+                qsort(d, (size_t)rounds, sizeof(double), cmp_double);
+                for (int r = 0; r < rounds; r++) rr[r] = dec[si][1][r] / dec[si][0][r];
+                qsort(rr, (size_t)rounds, sizeof(double), cmp_double);
+                const double tps = G / d[rounds / 2], cm = scr[si] ? (double)cand[si] / scr[si] : 0;
+                const double mb = (full ? decode_bytes(m, 0) : decode_bytes_screened(m, cm)) / 1e6;
+                char cs[64] = "", rs[32] = "";
+                if (!full) {
+                    snprintf(cs, sizeof cs, "%.1f / %d (%ld of %d tokens)", cm, cmax[si], scr[si], rounds * G);
+                    snprintf(rs, sizeof rs, "%.3f", rr[rounds / 2]);
+                }
+                printf("| %s | %s | %.1f | %.1f | %.1f | %.0f%% | %s | %s |\n", si ? "defaults" : "greedy",
+                       full ? "whole f16" : "screened f16", tps, mb, mb * tps / 1e3,
+                       g_cpu_bw > 0 ? 100.0 * mb * tps / 1e3 / g_cpu_bw : 0.0, cs, rs);
+            }
+    }
+    free(toks), free(buf);
+    backend_cpu_ops.destroy(b);
+    return rc;
 }
 
 /* "On the real file": the model of --model loaded as the chat loads it, then the CPU backend
- * three ways side by side in alternated rounds: weights copied onto huge pages (the default),
- * read in place from the file mapping, and the huge-page copy with the int8 lm_head. */
+ * four ways side by side in alternated rounds: weights copied onto huge pages with the screened
+ * f16 lm_head (the default; the f16 table stays in the mapping), the huge-page copy with the
+ * whole f16 head read every token (InferOptions.lm_head_full; the table copied too), weights read
+ * in place from the file mapping (no copy, so no screen either), and the huge-page copy with the
+ * int8 lm_head. */
 static int bench_cpu_file(const char *path, int quick, int threads) {
-    enum { NV = 3, PP = 512, P0 = 16, TG = 64 };
+    enum { NV = 4, PP = 512, P0 = 16, TG = 64, V_SCREEN = 0, V_FULL = 1, V_MAP = 2, V_INT8 = 3 };
     const int rounds = quick ? 3 : 5;
     printf("\nOn the real file: %s\n", path);
     fflush(stdout);
@@ -598,13 +705,16 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
         return 1;
     }
     const double load_s = now_s() - t0;
-    static const char *names[NV] = {"huge-page copy (default)", "mapped in place", "huge-page copy, int8 lm_head"};
+    static const char *names[NV] = {"huge-page copy, screened f16 lm_head (default)",
+                                    "huge-page copy, whole f16 lm_head", "mapped in place (whole f16 lm_head)",
+                                    "huge-page copy, int8 lm_head"};
     void *b[NV] = {0};
-    double create_s[NV], rss_mib[NV];
+    double create_s[NV] = {0}, rss_mib[NV] = {0};
     int rc = 0;
     for (int v = 0; v < NV && !rc; v++) {
-        InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024, .lm_head_int8 = v == 2};
-        CpuBackendOptions co = {.weights_map = v == 1};
+        InferOptions o = {.backend = BACKEND_CPU, .threads = threads, .ctx = 1024, .lm_head_int8 = v == V_INT8,
+                          .lm_head_full = v == V_FULL};
+        CpuBackendOptions co = {.weights_map = v == V_MAP};
         const double r0 = proc_status_kb("VmRSS:");
         t0 = now_s();
         b[v] = backend_cpu_create_ex(&m, &o, &co, &err);
@@ -613,6 +723,9 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
         if (!b[v]) fprintf(stderr, "bench: %s\n", err.msg), rc = 1;
     }
     const int V = m.cfg.vocab_size;
+    CpuScreenStats st0 = {0}, st1 = {0};
+    long cand = 0, screened = 0;
+    int cand_max = 0;
     int32_t *toks = malloc(sizeof(int32_t) * PP);
     double pre[NV][8], dec[NV][8], dec_cpu[NV][8];
     rc |= !toks;
@@ -620,12 +733,15 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
     char desc[NV][200];
     for (int v = 0; v < NV && !rc; v++) backend_cpu_ops.describe(b[v], desc[v], sizeof desc[v]);
     printf("Method: model_load once (%.2f s), then one backend per row (creation time: the copy, and\n"
-           "for int8 the quantization); %d alternated rounds (order rotated each round), each row per round:\n"
+           "for int8 and the screen the quantization); %d alternated rounds (order rotated each round), each\n"
+           "row per round:\n"
            "prefill = eval of %d random tokens at position 0; decode = eval of a %d-token prompt, then %d\n"
-           "steps of eval(1 token) + host argmax, tok/s = %d / time of those steps. Medians; ratios paired\n"
-           "within a round, then the median. RSS: growth of the process RSS while the backend was created.\n"
-           "With 1 thread (-t 1) all work runs on the timing thread, so decode is also given from its CPU\n"
-           "time (CLOCK_THREAD_CPUTIME_ID), which other tenants of a shared machine disturb far less.\n",
+           "steps of eval(1 token) + greedy pick (the backend's sample()), tok/s = %d / time of those steps.\n"
+           "Medians; ratios paired within a round, then the median. RSS: growth of the process RSS while\n"
+           "the backend was created. MB/token: bytes a decode step reads (decode_bytes; screened: the int8\n"
+           "table, its scales and bounds, and the candidate f16 rows). With 1 thread (-t 1) all work runs on\n"
+           "the timing thread, so decode is also given from its CPU time (CLOCK_THREAD_CPUTIME_ID), which\n"
+           "other tenants of a shared machine disturb far less.\n",
            load_s, rounds, PP, P0, TG, TG);
     for (int r = 0; r < rounds && !rc; r++)
         for (int i = 0; i < NV && !rc; i++) {
@@ -634,11 +750,19 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
             rc = backend_cpu_ops.eval(b[v], toks, PP, 0, NULL, &err);
             pre[v][r] = now_s() - t1;
             if (!rc) rc = backend_cpu_ops.eval(b[v], toks, P0, 0, NULL, &err);
+            if (v == V_SCREEN) backend_cpu_screen_stats(b[v], &st0);
             t1 = now_s();
             const double c1 = thread_cpu_s();
             for (int s = 0; s < TG && !rc; s++) {
-                int32_t t = argmax_f(backend_cpu_ops.logits(b[v]), V);
-                rc = backend_cpu_ops.eval(b[v], &t, 1, P0 + s, NULL, &err);
+                int32_t t = 0;
+                rc = backend_cpu_ops.sample(b[v], NULL, &t, &err) != 1;
+                if (v == V_SCREEN) { /* this token's candidates */
+                    backend_cpu_screen_stats(b[v], &st1);
+                    if (st1.cand_sum - st0.cand_sum > cand_max) cand_max = (int)(st1.cand_sum - st0.cand_sum);
+                    cand += st1.cand_sum - st0.cand_sum, screened += st1.screened - st0.screened;
+                    st0 = st1;
+                }
+                if (!rc) rc = backend_cpu_ops.eval(b[v], &t, 1, P0 + s, NULL, &err);
             }
             dec[v][r] = now_s() - t1;
             dec_cpu[v][r] = thread_cpu_s() - c1;
@@ -652,6 +776,10 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
                 qsort(d, (size_t)rounds, sizeof(double), cmp_double);
                 printf("%s: decode %.1f tok/s by thread CPU time\n", names[v], TG / d[rounds / 2]);
             }
+        const double cmean = screened ? (double)cand / (double)screened : 0;
+        printf("Screened lm_head: %ld of %d decode tokens screened, candidates per token mean %.1f, max %d "
+               "(of %d rows); int8 table and bounds made in %.2f s at creation.\n",
+               screened, rounds * TG, cmean, cand_max, V, st1.prep_s);
         printf("\n| weights | backend | create s | RSS +MiB | prefill %d tok/s | decode tok/s | MB/token | GB/s | %% read BW |\n"
                "|---|---|---:|---:|---:|---:|---:|---:|---:|\n", PP);
         double pm[NV], dm[NV];
@@ -662,26 +790,29 @@ static int bench_cpu_file(const char *path, int quick, int threads) {
             qsort(a, (size_t)rounds, sizeof(double), cmp_double);
             qsort(d, (size_t)rounds, sizeof(double), cmp_double);
             pm[v] = PP / a[rounds / 2], dm[v] = TG / d[rounds / 2];
-            const double mb = decode_bytes(&m, v == 2) / 1e6, gbs = mb * dm[v] / 1e3;
+            const double mb = (v == V_SCREEN ? decode_bytes_screened(&m, cmean) : decode_bytes(&m, v == V_INT8)) / 1e6;
+            const double gbs = mb * dm[v] / 1e3;
             printf("| %s | %s | %.2f | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f%% |\n", names[v], desc[v], create_s[v],
                    rss_mib[v], pm[v], dm[v], mb, gbs, g_cpu_bw > 0 ? 100.0 * gbs / g_cpu_bw : 0.0);
         }
-        for (int v = 0; v < NV; v += 2) {
-            const int o = v == 0 ? 1 : 0; /* copy / map, then int8 / f16 (both copies) */
+        /* (row, baseline): screened / whole head, copy / map (both whole), int8 / whole f16 */
+        static const int pairs[3][2] = {{V_SCREEN, V_FULL}, {V_FULL, V_MAP}, {V_INT8, V_FULL}};
+        static const char *pnames[3] = {"screened / whole f16 head", "copy / map", "int8 / whole f16 head"};
+        for (int pi = 0; pi < 3; pi++) {
+            const int v = pairs[pi][0], o = pairs[pi][1];
             double rp[8], rd[8];
             for (int r = 0; r < rounds; r++) rp[r] = pre[o][r] / pre[v][r], rd[r] = dec[o][r] / dec[v][r];
             qsort(rp, (size_t)rounds, sizeof(double), cmp_double);
             qsort(rd, (size_t)rounds, sizeof(double), cmp_double);
-            printf("| ratio %s / %s (paired) | | | | %.3f | %.3f | | | |\n", v == 0 ? "copy" : "int8",
-                   v == 0 ? "map" : "f16", rp[rounds / 2], rd[rounds / 2]);
+            printf("| ratio %s (paired) | | | | %.3f | %.3f | | | |\n", pnames[pi], rp[rounds / 2], rd[rounds / 2]);
             if (threads == 1) {
                 for (int r = 0; r < rounds; r++) rd[r] = dec_cpu[o][r] / dec_cpu[v][r];
                 qsort(rd, (size_t)rounds, sizeof(double), cmp_double);
-                printf("| ratio %s / %s, decode by thread CPU time (paired) | | | | | %.3f | | | |\n",
-                       v == 0 ? "copy" : "int8", v == 0 ? "map" : "f16", rd[rounds / 2]);
+                printf("| ratio %s, decode by thread CPU time (paired) | | | | | %.3f | | | |\n", pnames[pi],
+                       rd[rounds / 2]);
             }
         }
-        printf("Peak RSS of this process (all three backends and the load): %.0f MiB.\n",
+        printf("Peak RSS of this process (all four backends and the load): %.0f MiB.\n",
                proc_status_kb("VmHWM:") / 1024.0);
     }
     for (int v = 0; v < NV; v++)
@@ -779,6 +910,8 @@ int mode_bench(const AppConfig *cfg) {
     }
     rc = bench_e2e(use_cuda ? BACKEND_CUDA : BACKEND_CPU, &m, "BitNet-b1.58-2B-4T", cfg->quick, cfg->threads,
                    cfg->lm_head_int8, cfg->bench_profile);
+    if (!rc && !use_cuda && !cfg->bench_profile && !cfg->lm_head_int8)
+        rc = bench_cpu_screen(&m, "BitNet-b1.58-2B-4T", cfg->quick, cfg->threads);
 #ifdef BITNET_HAVE_CUDA
     if (!rc && use_cuda && !cfg->bench_profile) bench_ttft(&m, cfg->quick, cfg->lm_head_int8);
     if (!rc && use_cuda && !cfg->bench_profile) bench_contexts(&m, cfg->quick, cfg->lm_head_int8, copy);

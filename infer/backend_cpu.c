@@ -7,6 +7,12 @@
  * where act is relu^2 (2B-4T) or SiLU (Llama-style, 1bitLLM), and a plain Llama block
  * (cfg.sub_norms == 0) quantizes the attention output and act(g) * u without the sub-norms.
  * then the final RMSNorm and the lm_head (f16/bf16/f32 embedding, fp32 accumulation).
+ * The lm_head of the last token is lazy: eval keeps its input (the normed final hidden vector);
+ * logits() computes the whole head on demand, and sample() screens it where the sampler only
+ * looks at the k best logits (greedy, top-k): an int8 copy of the table (half the bytes) bounds
+ * every logit, and only the rows that can reach the top k are computed exactly, by the very
+ * arithmetic of the whole head (kernels_cpu.h, "the screened exact lm_head"). The token picked
+ * is the one the whole head gives, ties and sampler draws included.
  * Prompts run in batches of up to max_batch tokens through the ternary GEMM, so each weight is
  * read once per batch; decode is the T = 1 case (GEMV). Every buffer, the KV cache and the RoPE
  * table are allocated once at create (the ones sized by the context are mapped and take memory
@@ -24,12 +30,24 @@
 #include "infer/cpu_weights.h"
 #include "kernels/cpu/kernels_cpu.h"
 
+enum { HEAD_NONE = 0, HEAD_PENDING, HEAD_FULL };
+
 typedef struct {
     const Model *m;  /* the model as the kernels read it: the weight store's view (cpu_weights.h) */
     CpuWeights *weights;
     const uint8_t *const *r16; /* [n_layers][MAT_COUNT] R16 copies of the ternaries, or NULL */
-    const int8_t *lm_q;     /* optional int8 lm_head (InferOptions.lm_head_int8) */
+    const int8_t *lm_q;     /* int8 lm_head (InferOptions.lm_head_int8), or the screen's table */
     const float *lm_scale;
+    const float *lm_bound;  /* the screen's B_r, NULL when the int8 table IS the head or no screen */
+    LmScreen *screen;
+    float *slogits;         /* [vocab] the screened logits (exact candidates, -inf elsewhere) */
+    uint8_t *pen_mask;      /* [vocab] rows under the repetition penalty, zero between tokens */
+    int32_t *pen_ids;       /* [vocab] */
+    float *xlast;           /* [dim] the lm_head input of the last token evaluated */
+    int head;               /* HEAD_*: what logits holds */
+    int screen_cap;         /* most candidates computed exactly before falling back */
+    int force_full;         /* backend_cpu_set_full_head (InferOptions.lm_head_full makes no screen) */
+    CpuScreenStats stats;
     ModelConfig c;
     CpuPool *pool;
     int n_threads;
@@ -95,8 +113,9 @@ static void cpu_destroy(void *bp) {
     if (!b) return;
     cpu_pool_destroy(b->pool);
     cpu_weights_free(b->weights);
+    lm_screen_free(b->screen);
     void *bufs[] = {b->x, b->xn, b->q8, b->qs, b->qsum, b->q, b->k, b->v, b->att, b->g,
-                    b->u, b->logits, b->valid};
+                    b->u, b->logits, b->valid, b->slogits, b->pen_mask, b->pen_ids, b->xlast};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     void *maps[] = {b->kcache, b->vcache, b->scores, b->rope};
     const size_t sizes[] = {b->kv_bytes, b->kv_bytes, b->scores_bytes, b->rope_bytes};
@@ -255,9 +274,11 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
      * (cpu_weights.h; measured in README "CPU speed"), or read in place when memory is short or
      * on request (--mmap). */
     CpuWeightsInfo wi;
+    const CpuLmHead lm = o && o->lm_head_int8 ? CPU_LM_INT8
+                         : o && o->lm_head_full ? CPU_LM_F16 : CPU_LM_SCREEN;
     b->weights = cpu_weights_create(m, (co && co->weights_map) || (o && o->weights_map)
                                         ? CPU_WEIGHTS_MAP : CPU_WEIGHTS_AUTO,
-                                    o && o->lm_head_int8, b->n_threads, &wi, err);
+                                    lm, b->n_threads, &wi, err);
     if (!b->weights) {
         cpu_destroy(b);
         return NULL;
@@ -266,6 +287,8 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->r16 = wi.r16;
     b->lm_q = wi.lm_q;
     b->lm_scale = wi.lm_scale;
+    b->lm_bound = wi.lm_bound;
+    b->stats.prep_s = wi.lm_prep_s;
     int failed = 0;
     b->x = xcalloc(B * c->dim, sizeof(float), &failed);
     b->xn = xcalloc(B * b->xn_ld, sizeof(float), &failed);
@@ -284,6 +307,18 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     b->kcache = lazy_map(b->kv_bytes, &failed);
     b->vcache = lazy_map(b->kv_bytes, &failed);
     b->valid = xcalloc((size_t)c->n_layers * MAT_COUNT, 1, &failed);
+    b->xlast = xcalloc((size_t)c->dim, sizeof(float), &failed);
+    if (b->lm_bound) {
+        /* 1/16 of the rows: the exact rows may then add 1/16 of the whole head's bytes to the
+         * int8 pass's half; typical tokens need far fewer (35 rows greedy, 315 with top-k 40 on
+         * the 2B shapes), and a top-k above half the cap falls back without trying */
+        b->screen_cap = c->vocab_size / 16 > 1 ? c->vocab_size / 16 : 1;
+        b->slogits = xcalloc((size_t)c->vocab_size, sizeof(float), &failed);
+        b->pen_mask = xcalloc((size_t)c->vocab_size, 1, &failed);
+        b->pen_ids = xcalloc((size_t)c->vocab_size, sizeof(int32_t), &failed);
+        if (!failed && !(b->screen = lm_screen_create(c->vocab_size, b->n_threads, b->screen_cap)))
+            failed = 1;
+    }
     if (failed) {
         err_set(err, "cpu backend: out of memory for a %d-token context (KV cache %.0f MiB)",
                 b->ctx, 2.0 * (double)kv_elems * (double)kv_size / 1048576.0);
@@ -308,7 +343,10 @@ void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBack
     snprintf(b->desc, sizeof b->desc, "CPU, %d thread%s, %s, KV %s%s%s%s", b->n_threads,
              b->n_threads == 1 ? "" : "s", cpu_isa_name(cpu_isa_active()),
              b->kv_f16 ? "f16" : "f32", wi.copied_bytes && wi.huge ? ", weights on huge pages" : "",
-             wi.r16_bytes ? ", R16 layout" : "", b->lm_q ? ", int8 lm_head" : "");
+             wi.r16_bytes ? ", R16 layout" : "",
+             b->lm_bound ? (ot == CPU_DENSE_F16 ? ", screened f16 lm_head" : ot == CPU_DENSE_BF16
+                            ? ", screened bf16 lm_head" : ", screened f32 lm_head")
+                         : b->lm_q ? ", int8 lm_head" : "");
     return b;
 }
 
@@ -535,10 +573,18 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
     /* final norm + lm_head: every token for all_logits, else only the last one */
     const int first = all_logits ? 0 : T - 1;
     if (!all_logits && !want_last) return 0;
+    if (!all_logits && !(b->lm_q && !b->lm_bound)) {
+        /* the f16 head waits for logits() or sample() */
+        rmsnorm_cpu(b->x + (size_t)(T - 1) * c->dim, m->output_norm, c->dim, c->norm_eps, b->xlast);
+        b->head = HEAD_PENDING;
+        return 0;
+    }
+    b->head = HEAD_FULL;
     for (int t = first; t < T; t++)
         rmsnorm_cpu(b->x + (size_t)t * c->dim, m->output_norm, c->dim, c->norm_eps,
                     b->xn + (size_t)(t - first) * c->dim); /* packed at dim apart */
-    if (b->lm_q) {
+    memcpy(b->xlast, b->xn + (size_t)(T - 1 - first) * c->dim, (size_t)c->dim * sizeof(float));
+    if (b->lm_q && !b->lm_bound) {
         float *y = all_logits ? all_logits : b->logits;
         lm_head_i8_gemm_mt(b->pool, b->lm_q, b->lm_scale, c->vocab_size, c->dim, b->xn,
                            T - first, y, c->vocab_size);
@@ -550,9 +596,6 @@ static int eval_batch(CpuBackend *b, const int32_t *tokens, int T, int pos, floa
                       all_logits, c->vocab_size);
         memcpy(b->logits, all_logits + (size_t)(T - 1) * c->vocab_size,
                (size_t)c->vocab_size * sizeof(float));
-    } else {
-        dense_gemm_mt(b->pool, b->out_type, m->output.data, c->vocab_size, c->dim, b->xn, 1,
-                      b->logits, c->vocab_size);
     }
     return 0;
 }
@@ -572,6 +615,7 @@ static int cpu_eval(void *bp, const int32_t *tokens, int n, int pos, float *all_
         rope_table_fill(b->rope, b->rope_rows, pos + n, b->c.head_dim, b->c.rope_theta);
         b->rope_rows = pos + n;
     }
+    b->head = HEAD_NONE; /* from here on the old logits are not the last token's */
     for (int i0 = 0; i0 < n; i0 += b->B) {
         const int T = n - i0 < b->B ? n - i0 : b->B;
         float *al = all_logits ? all_logits + (size_t)i0 * b->c.vocab_size : NULL;
@@ -580,19 +624,96 @@ static int cpu_eval(void *bp, const int32_t *tokens, int n, int pos, float *all_
     return 0;
 }
 
-static const float *cpu_logits(void *bp) { return ((CpuBackend *)bp)->logits; }
+/* The whole head for the pending token (the decode GEMV: dense_dot_row's values). */
+static void full_head(CpuBackend *b) {
+    if (b->head != HEAD_PENDING) return;
+    dense_gemm_mt(b->pool, b->out_type, b->m->output.data, b->c.vocab_size, b->c.dim, b->xlast, 1,
+                  b->logits, b->c.vocab_size);
+    b->head = HEAD_FULL;
+    b->stats.full++;
+}
 
-/* No sampler (s == NULL): greedy pick, returns 1. With a sampler: 0, so that infer_sample runs
- * the host sampler on logits() (the CPU has nothing faster to offer than that). */
+static const float *cpu_logits(void *bp) {
+    CpuBackend *b = bp;
+    full_head(b);
+    return b->logits;
+}
+
+static int argmax_f(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* How many of the best logits the sampler looks at: 1 for greedy, top_k for top-k sampling,
+ * 0 where it looks at them all (top_k off: top-p / min-p / the draw see the whole vocabulary). */
+static int sampler_k(const Sampler *s, int vocab) {
+    const SamplerParams *p = s ? sampler_params(s) : NULL;
+    if (!p || !(p->temperature > 0.0f)) return 1;
+    return p->top_k > 0 && p->top_k < vocab ? p->top_k : 0;
+}
+
+/* The screened head into slogits; 1 if it holds every logit the sampler can pick from. */
+static int screen(CpuBackend *b, Sampler *s) {
+    const int V = b->c.vocab_size, k = sampler_k(s, V);
+    if (!b->screen || b->force_full || k <= 0 || k > b->screen_cap / 2) {
+        b->stats.fallback_setting++;
+        return 0;
+    }
+    LmScreenQuery qy = {.k = k, .penalty = 1.0f, .mask = NULL, .cap = b->screen_cap};
+    const int np = s ? sampler_penalty_ids(s, b->pen_ids, V) : 0;
+    if (np < 0) { /* cannot happen: the buffer holds the whole vocabulary */
+        b->stats.fallback_setting++;
+        return 0;
+    }
+    if (np > 0) {
+        qy.penalty = sampler_params(s)->repeat_penalty;
+        qy.mask = b->pen_mask;
+        for (int i = 0; i < np; i++) b->pen_mask[b->pen_ids[i]] = 1;
+    }
+    const int rc = lm_screen_mt(b->pool, b->screen, b->out_type, b->m->output.data, b->lm_q,
+                                b->lm_scale, b->lm_bound, V, b->c.dim, b->xlast, &qy, b->slogits);
+    for (int i = 0; i < np; i++) b->pen_mask[b->pen_ids[i]] = 0;
+    if (rc == LM_SCREEN_NONFINITE) b->stats.fallback_nonfinite++;
+    else if (rc == LM_SCREEN_OVER_CAP) b->stats.fallback_cap++;
+    else if (rc < k) b->stats.fallback_setting++; /* KERR_SHAPE: cannot happen */
+    if (rc < k) return 0;
+    b->stats.screened++;
+    b->stats.cand_sum += rc;
+    if (rc > b->stats.cand_max) b->stats.cand_max = rc;
+    return 1;
+}
+
+/* Greedy without a sampler, or the screened head with one: the pick, returns 1. Otherwise
+ * (a setting the screen cannot serve, or no screen) the whole head is computed and 0 returned,
+ * so that infer_sample runs the host sampler on logits(). */
 static int cpu_sample(void *bp, Sampler *s, int32_t *tok, Err *err) {
     CpuBackend *b = bp;
-    (void)err;
+    const int V = b->c.vocab_size;
+    if (b->head == HEAD_PENDING && screen(b, s)) {
+        const int32_t t = s ? sampler_sample(s, b->slogits, V) : argmax_f(b->slogits, V);
+        if (t < 0 || t >= V) return err_set(err, "cpu backend: sampler returned %d", t);
+        *tok = t;
+        return 1;
+    }
+    full_head(b);
     if (s) return 0;
-    int best = 0;
-    for (int i = 1; i < b->c.vocab_size; i++)
-        if (b->logits[i] > b->logits[best]) best = i;
-    *tok = best;
+    *tok = argmax_f(b->logits, V);
     return 1;
+}
+
+void backend_cpu_set_full_head(void *bp, int full) { ((CpuBackend *)bp)->force_full = full; }
+
+int backend_cpu_screen_stats(void *bp, CpuScreenStats *st) {
+    const CpuBackend *b = bp;
+    *st = b->stats;
+    return b->screen != NULL;
+}
+
+const float *backend_cpu_lm_input(void *bp) {
+    const CpuBackend *b = bp;
+    return b->head == HEAD_NONE ? NULL : b->xlast;
 }
 
 static void cpu_describe(void *bp, char *buf, int cap) {

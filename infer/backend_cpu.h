@@ -20,6 +20,29 @@ typedef struct {
 void *backend_cpu_create_ex(const Model *m, const InferOptions *o, const CpuBackendOptions *co,
                             Err *err);
 
+/* The screened exact lm_head (backend_cpu.c; InferOptions.lm_head_full turns it off): what it
+ * did since the backend was created. */
+typedef struct {
+    long screened;           /* tokens picked from the screened head */
+    long cand_sum;           /* rows computed exactly over those tokens */
+    int cand_max;
+    long fallback_setting;   /* sample() calls the screen could not serve: sampler settings that
+                              * look at every logit (top-k off), no screen, or turned off */
+    long fallback_nonfinite; /* a bound was not finite (NaN/inf weights or activations) */
+    long fallback_cap;       /* too many candidates (flat logits) */
+    long full;               /* whole heads computed (logits(), fallbacks) */
+    double prep_s;           /* seconds spent at creation on the int8 table and the bounds */
+} CpuScreenStats;
+/* Copies the counters; returns 1 if the backend screens its lm_head, 0 if not (int8 or f32
+ * head asked, --mmap, memory short, or InferOptions.lm_head_full). */
+int backend_cpu_screen_stats(void *b, CpuScreenStats *st);
+/* 1: every token's head is computed whole from now on (benchmarks compare both ways on one
+ * backend); 0: screened again where the backend can. */
+void backend_cpu_set_full_head(void *b, int full);
+/* The lm_head's input of the last token evaluated (the normed final hidden vector, dim
+ * floats), or NULL before the first eval: tests check the screen's bound against it. */
+const float *backend_cpu_lm_input(void *b);
+
 /* Bytes of memory the process can still take without swapping (MemAvailable, lowered to a
  * cgroup v2 limit and to ulimit -v), or 0 when unknown. The backend refuses a context whose
  * KV cache would not fit in it. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "infer/backend_cpu.h"
@@ -50,10 +51,14 @@ typedef struct {
     CpuDenseType type;
     int8_t *q;
     float *scale;
+    float *bound; /* the screen's B_r, or NULL */
+    int mapped;   /* the table lives in the file mapping: its pages are dropped once read */
     int next;
 } QuantJob;
 
-enum { QUANT_CHUNK = 512 };
+/* 64 rows: the bound re-reads the rows just quantized while they are in L2 (320 KB of f16 at
+ * 2560 columns) */
+enum { QUANT_CHUNK = 64 };
 
 static void quant_task(void *ctx, int ith, int nth) {
     QuantJob *j = ctx;
@@ -62,8 +67,13 @@ static void quant_task(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     for (int c; (c = cpu_chunk_claim(&j->next)) * QUANT_CHUNK < o->rows;) {
         const int r0 = c * QUANT_CHUNK, n = o->rows - r0 < QUANT_CHUNK ? o->rows - r0 : QUANT_CHUNK;
-        lm_head_quant_i8_cpu(j->type, (const char *)o->data + (size_t)r0 * o->cols * es, n,
-                              o->cols, j->q + (size_t)r0 * o->cols, j->scale + r0);
+        const void *w = (const char *)o->data + (size_t)r0 * o->cols * es;
+        int8_t *q = j->q + (size_t)r0 * o->cols;
+        lm_head_quant_i8_cpu(j->type, w, n, o->cols, q, j->scale + r0);
+        if (j->bound) lm_head_screen_bound_cpu(j->type, w, q, j->scale + r0, n, o->cols, j->bound + r0);
+        /* as in copy_task: the process never holds the table's file pages and the int8 copy at
+         * once (a -p run peaked at 1485 MiB RSS when they were dropped only at the end) */
+        if (j->mapped) drop_mapped_pages(w, (size_t)n * o->cols * es);
     }
 }
 
@@ -134,7 +144,7 @@ static CpuDenseType dense_kind(FloatType t) {
     return t == FT_F32 ? CPU_DENSE_F32 : t == FT_F16 ? CPU_DENSE_F16 : CPU_DENSE_BF16;
 }
 
-CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8, int n_threads,
+CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, CpuLmHead lm, int n_threads,
                                CpuWeightsInfo *info, Err *err) {
     memset(info, 0, sizeof *info);
     CpuWeights *w = calloc(1, sizeof *w);
@@ -168,19 +178,29 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
             else if (model_storage_is_mapped(m, ts[i]->codes)) need += up(ternary_bytes(ts[i]), ALIGN);
         }
     }
-    /* with the int8 lm_head the f16 table is only read a row per token, by the embedding lookup
-     * (tied), so it stays in the mapping */
-    const int copy_out = copy && !lm_int8 && model_storage_is_mapped(m, m->output.data);
-    if (copy_out) need += up(dense_bytes(&m->output), ALIGN);
-    const size_t lm_q_bytes = lm_int8 ? up((size_t)m->output.rows * m->output.cols, ALIGN) : 0;
-    const size_t lm_s_bytes = lm_int8 ? up((size_t)m->output.rows * sizeof(float), ALIGN) : 0;
+    const int lm_int8 = lm == CPU_LM_INT8;
+    /* the screen is a copy too: none under CPU_WEIGHTS_MAP */
+    int screen = lm == CPU_LM_SCREEN && copy;
+    const size_t rows_bytes = up((size_t)m->output.rows * sizeof(float), ALIGN);
+    size_t lm_q_bytes = lm_int8 || screen ? up((size_t)m->output.rows * m->output.cols, ALIGN) : 0;
+    size_t lm_s_bytes = lm_int8 || screen ? rows_bytes : 0;
     /* Copy only when it fits beside what is already resident: a copy that pushes the machine
-     * into swap would cost far more than the huge pages gain. */
+     * into swap would cost far more than the huge pages gain. The screen (int8 table and
+     * bounds, 1/2 of an f16 lm_head) goes first. */
     const uint64_t avail = backend_cpu_mem_available();
+    if (screen && avail && (double)(lm_q_bytes + 2 * rows_bytes) * 1.1 > (double)avail)
+        screen = 0, lm_q_bytes = lm_s_bytes = 0;
+    const size_t lm_b_bytes = screen ? rows_bytes : 0;
+    /* With the int8 lm_head, or the screen, the f16 table is read a few rows per token (the
+     * embedding lookup when tied, the screen's candidates: 35 rows per greedy token on the 2B
+     * model), so it stays in the mapping: 657 MB less memory and copy time. Only settings the
+     * screen cannot serve (top-k off, logits()) then read the whole table through 4 KiB pages. */
+    const int copy_out = copy && !lm_int8 && !screen && model_storage_is_mapped(m, m->output.data);
+    if (copy_out) need += up(dense_bytes(&m->output), ALIGN);
     if ((need || need_r16) && avail &&
-        (double)(need + need_r16) * 1.1 + (double)(lm_q_bytes + lm_s_bytes) > (double)avail)
+        (double)(need + need_r16) * 1.1 + (double)(lm_q_bytes + lm_s_bytes + lm_b_bytes) > (double)avail)
         need = need_r16 = 0;
-    const size_t total = need + need_r16 + lm_q_bytes + lm_s_bytes;
+    const size_t total = need + need_r16 + lm_q_bytes + lm_s_bytes + lm_b_bytes;
     if (total) {
         w->store_len = up(total, HUGE);
         /* 2 MiB alignment so every huge page of the store is fully inside it */
@@ -204,7 +224,7 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
         if (!info->huge) need = 0;
     }
     char *p = w->store;
-    CpuPool *pool = (need || need_r16 || lm_int8) && n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
+    CpuPool *pool = (need || need_r16 || lm_q_bytes) && n_threads > 1 ? cpu_pool_create(n_threads) : NULL;
     if (need || need_r16) {
         CopyItem *items = malloc(sizeof(CopyItem) * ((size_t)L * 7 + 1));
         if (!items) {
@@ -247,15 +267,23 @@ CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8,
         }
         free(items);
     }
-    if (lm_int8) {
-        QuantJob j = {&w->view, dense_kind(m->output.type), (int8_t *)p,
-                      (float *)(p + lm_q_bytes), 0};
+    if (lm_q_bytes) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        /* from the view: the huge-page copy of the f16 table when there is one */
+        QuantJob j = {&w->view, dense_kind(m->output.type), (int8_t *)p, (float *)(p + lm_q_bytes),
+                      screen ? (float *)(p + lm_q_bytes + lm_s_bytes) : NULL,
+                      model_storage_is_mapped(m, w->view.output.data), 0};
         cpu_pool_run(pool, quant_task, &j);
-        /* the f16 pages just read for the quantization are not needed resident any more */
-        if (model_storage_is_mapped(m, m->output.data))
+        /* the f16 pages just read are not needed resident any more (the screen faults back the
+         * few rows it reads) */
+        if (model_storage_is_mapped(m, w->view.output.data))
             drop_mapped_pages(m->output.data, dense_bytes(&m->output));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         info->lm_q = j.q;
         info->lm_scale = j.scale;
+        info->lm_bound = j.bound;
+        info->lm_prep_s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     }
     cpu_pool_destroy(pool);
     info->view = &w->view;

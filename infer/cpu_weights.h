@@ -23,12 +23,21 @@ typedef enum {
     CPU_WEIGHTS_MAP = 1,  /* use the file mapping as is (no copy) */
 } CpuWeightsMode;
 
+/* What the store makes of the lm_head: nothing (the f16 table is read whole every token), the
+ * int8 table that replaces it (--lm-head int8), or the int8 table plus the per-row bound
+ * constants of the screened exact f16 head (kernels_cpu.h, "the screened exact lm_head"). */
+typedef enum { CPU_LM_F16 = 0, CPU_LM_INT8 = 1, CPU_LM_SCREEN = 2 } CpuLmHead;
+
 typedef struct CpuWeights CpuWeights;
 
 typedef struct {
     const Model *view;      /* the model the backend runs on (the original or the view) */
     const int8_t *lm_q;     /* int8 lm_head [vocab][dim], NULL unless requested */
     const float *lm_scale;  /* [vocab] per-row scales of lm_q */
+    const float *lm_bound;  /* [vocab] the screen's B_r (lm_head_screen_bound_cpu), NULL unless
+                             * CPU_LM_SCREEN was asked for and granted (not with CPU_WEIGHTS_MAP,
+                             * which promises no copy, nor when memory is short) */
+    double lm_prep_s;       /* seconds spent making lm_q (and lm_bound) */
     const uint8_t *const *r16; /* [n_layers * 7] (q, k, v, o, gate, up, down): each ternary
                                 * matrix in the R16 layout, or NULL (use the view's I2_S) */
     size_t copied_bytes;    /* bytes copied into huge-page memory (0: none) */
@@ -36,10 +45,10 @@ typedef struct {
     int huge;               /* 1 if the store was advised onto huge pages */
 } CpuWeightsInfo;
 
-/* Prepares the weights of m for the CPU backend; lm_int8: also make the int8 lm_head
- * (lm_head_quant_i8_ref's bytes). n_threads: how many threads may share the copy / quantization.
- * Returns NULL with err set (out of memory). *info describes the result. */
-CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, int lm_int8, int n_threads,
+/* Prepares the weights of m for the CPU backend; lm: what to make of the lm_head (the int8
+ * table has lm_head_quant_i8_ref's bytes). n_threads: how many threads may share the copy /
+ * quantization. Returns NULL with err set (out of memory). *info describes the result. */
+CpuWeights *cpu_weights_create(const Model *m, CpuWeightsMode mode, CpuLmHead lm, int n_threads,
                                CpuWeightsInfo *info, Err *err);
 void cpu_weights_free(CpuWeights *w); /* NULL ok */
 

@@ -62,19 +62,20 @@ void dense_row_to_f32(CpuDenseType type, const void *w, int k, int r, float *out
 
 /* ---- dense GEMM --------------------------------------------------------------------------------- */
 
+static float dense_row_scalar(CpuDenseType type, const void *w, int k, const float *xm, int r) {
+    float acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= k; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += dense_get(type, w, (size_t)r * k + j + l) * xm[j + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; j < k; j++) s += dense_get(type, w, (size_t)r * k + j) * xm[j];
+    return s;
+}
+
 static void dense_rows_scalar(CpuDenseType type, const void *w, int k, const float *x, int M,
                               int r0, int r1, float *y, int ld_y) {
     for (int r = r0; r < r1; r++)
-        for (int m = 0; m < M; m++) {
-            float acc[8] = {0};
-            const float *xm = x + (size_t)m * k;
-            int j = 0;
-            for (; j + 8 <= k; j += 8)
-                for (int l = 0; l < 8; l++) acc[l] += dense_get(type, w, (size_t)r * k + j + l) * xm[j + l];
-            float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-            for (; j < k; j++) s += dense_get(type, w, (size_t)r * k + j) * xm[j];
-            y[(size_t)m * ld_y + r] = s;
-        }
+        for (int m = 0; m < M; m++) y[(size_t)m * ld_y + r] = dense_row_scalar(type, w, k, x + (size_t)m * k, r);
 }
 
 #ifdef BN_X86
@@ -147,6 +148,22 @@ AVX2_TARGET static void softmax_avx2(float *x, int n) {
     for (; t < n; t++) x[t] = x[t] * inv;
 }
 
+/* One row of the GEMV below, with the very operations each row of its 4-row groups does, so
+ * that a row's value never depends on the group it fell in (dense_dot_row, the screen). */
+AVX2_TARGET static inline float gemv_row_avx2(CpuDenseType type, const void *w, int k,
+                                              const float *x, int r) {
+    const int k16 = k / 16 * 16;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    const size_t row = (size_t)r * k;
+    for (int j = 0; j < k16; j += 16) {
+        a0 = _mm256_fmadd_ps(load8(type, w, row + j), _mm256_loadu_ps(x + j), a0);
+        a1 = _mm256_fmadd_ps(load8(type, w, row + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+    }
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (int j = k16; j < k; j++) s += dense_get(type, w, row + j) * x[j];
+    return s;
+}
+
 /* One token: 4 rows at a time, two accumulators per row (8 FMA chains in flight). */
 AVX2_TARGET static void dense_gemv_avx2(CpuDenseType type, const void *w, int k, const float *x,
                                         int r0, int r1, float *y) {
@@ -179,7 +196,7 @@ AVX2_TARGET static void dense_gemv_avx2(CpuDenseType type, const void *w, int k,
             y[r + i] = s;
         }
     }
-    if (r < r1) dense_rows_scalar(type, w, k, x, 1, r, r1, y, 0);
+    for (; r < r1; r++) y[r] = gemv_row_avx2(type, w, k, x, r);
 }
 
 /* Many tokens: 2 rows x 4 tokens register tile, so each weight is converted once per 4 tokens
@@ -231,6 +248,13 @@ void dense_gemm_rows(CpuDenseType type, const void *w, int k, const float *x, in
     }
 #endif
     dense_rows_scalar(type, w, k, x, M, r0, r1, y, ld_y);
+}
+
+float dense_dot_row(CpuDenseType type, const void *w, int k, const float *x, int r) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) return gemv_row_avx2(type, w, k, x, r);
+#endif
+    return dense_row_scalar(type, w, k, x, r);
 }
 
 typedef struct {
@@ -312,6 +336,51 @@ void lm_head_quant_i8_cpu(CpuDenseType type, const void *w, int n, int k, int8_t
     }
 #endif
     lm_head_quant_i8_ref(type, w, n, k, q, scale);
+}
+
+/* The screen's bound constants (lm_head_screen_bound_ref), 8 elements at a time in two double
+ * vectors: the same sums of squares in another order, both rounded up with the same slack. */
+#ifdef BN_X86
+AVX2_TARGET static void screen_bound_avx2(CpuDenseType type, const void *w, const int8_t *q,
+                                          const float *scale, int n, int k, float *B) {
+    const int k8 = k / 8 * 8;
+    for (int r = 0; r < n; r++) {
+        const size_t base = (size_t)r * k;
+        const double s = scale[r];
+        const __m256d vs = _mm256_set1_pd(s);
+        __m256d e = _mm256_setzero_pd(), ww = _mm256_setzero_pd(), qq = _mm256_setzero_pd();
+        for (int j = 0; j < k8; j += 8) {
+            const __m256 wf = load8(type, w, base + j);
+            const __m256 qf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + base + j))));
+            const __m256d w0 = _mm256_cvtps_pd(_mm256_castps256_ps128(wf)), w1 = _mm256_cvtps_pd(_mm256_extractf128_ps(wf, 1));
+            const __m256d q0 = _mm256_cvtps_pd(_mm256_castps256_ps128(qf)), q1 = _mm256_cvtps_pd(_mm256_extractf128_ps(qf, 1));
+            const __m256d d0 = _mm256_sub_pd(w0, _mm256_mul_pd(vs, q0)), d1 = _mm256_sub_pd(w1, _mm256_mul_pd(vs, q1));
+            e = _mm256_add_pd(e, _mm256_add_pd(_mm256_mul_pd(d0, d0), _mm256_mul_pd(d1, d1)));
+            ww = _mm256_add_pd(ww, _mm256_add_pd(_mm256_mul_pd(w0, w0), _mm256_mul_pd(w1, w1)));
+            qq = _mm256_add_pd(qq, _mm256_add_pd(_mm256_mul_pd(q0, q0), _mm256_mul_pd(q1, q1)));
+        }
+        double le[4], lw[4], lq[4];
+        _mm256_storeu_pd(le, e), _mm256_storeu_pd(lw, ww), _mm256_storeu_pd(lq, qq);
+        double e2 = (le[0] + le[1]) + (le[2] + le[3]), w2 = (lw[0] + lw[1]) + (lw[2] + lw[3]);
+        double q2 = (lq[0] + lq[1]) + (lq[2] + lq[3]);
+        for (int j = k8; j < k; j++) {
+            const double wj = dense_get(type, w, base + j), qj = q[base + j], d = wj - s * qj;
+            e2 += d * d, w2 += wj * wj, q2 += qj * qj;
+        }
+        B[r] = lm_screen_bound_finish(e2, w2, q2, s, k);
+    }
+}
+#endif
+
+void lm_head_screen_bound_cpu(CpuDenseType type, const void *w, const int8_t *q,
+                              const float *scale, int n, int k, float *B) {
+#ifdef BN_X86
+    if (cpu_isa_active() >= CPU_ISA_AVX2) {
+        screen_bound_avx2(type, w, q, scale, n, k, B);
+        return;
+    }
+#endif
+    lm_head_screen_bound_ref(type, w, q, scale, n, k, B);
 }
 
 /* GEMV: y[r] = scale[r] * sum_j q[r][j] x[j], fp32 FMA lanes (the reference sums in double, so

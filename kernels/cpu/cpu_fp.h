@@ -9,4 +9,8 @@
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
 #endif
+
+/* Shared by cpu_ref.c and the fast path: the screen's bound constant B_r from the row's sums of
+ * squares in double (e2 = ||w - s q||^2, w2 = ||w||^2, q2 = ||q||^2), rounded up to fp32. */
+float lm_screen_bound_finish(double e2, double w2, double q2, double s, int k);
 #endif

@@ -129,6 +129,43 @@ void lm_head_i8_gemv_ref(const int8_t *q, const float *scale, int n, int k, cons
     }
 }
 
+/* The screen's per-row bound constant (kernels_cpu.h, "the screened exact lm_head"). The sums
+ * run in double: s_r q_rj is exact there (24 x 8 bits) and the relative error of the three
+ * sums of squares is below k 2^-53 (3e-13 at k = 2560), which the factor 1 + 1e-9 covers
+ * before the result is rounded up to fp32. */
+float lm_screen_bound_finish(double e2, double w2, double q2, double s, int k) {
+    const double u = 0x1p-24, K = (double)k + 16.0, gamma = K * u / (1.0 - K * u);
+    const double B = (sqrt(e2) + gamma * (sqrt(w2) + s * sqrt(q2))) * (1.0 + 1e-9);
+    float f = (float)B;
+    if ((double)f < B) f = nextafterf(f, INFINITY);
+    return f;
+}
+
+void lm_head_screen_bound_ref(CpuDenseType type, const void *w, const int8_t *q,
+                              const float *scale, int n, int k, float *B) {
+    for (int r = 0; r < n; r++) {
+        const double s = scale[r];
+        double e2 = 0, w2 = 0, q2 = 0;
+        for (int j = 0; j < k; j++) {
+            const double wj = dense_get(type, w, (size_t)r * k + j), qj = q[(size_t)r * k + j];
+            const double d = wj - s * qj;
+            e2 += d * d;
+            w2 += wj * wj;
+            q2 += qj * qj;
+        }
+        B[r] = lm_screen_bound_finish(e2, w2, q2, s, k);
+    }
+}
+
+float lm_screen_xnorm(const float *x, int k) {
+    double ss = 0;
+    for (int j = 0; j < k; j++) ss += (double)x[j] * x[j];
+    const double n = sqrt(ss) * (1.0 + 1e-9);
+    float f = (float)n;
+    if ((double)f < n) f = nextafterf(f, INFINITY);
+    return f;
+}
+
 /* ---- norms, rope, attention ----------------------------------------------------------------- */
 
 /* The fixed summation order of fp32 dot products in the reference: 8 interleaved partial sums

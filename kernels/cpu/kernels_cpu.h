@@ -179,6 +179,68 @@ void lm_head_i8_gemv_rows(const int8_t *q, const float *scale, int k, const floa
 void lm_head_i8_gemm_mt(CpuPool *p, const int8_t *q, const float *scale, int n, int k,
                         const float *x, int M, float *y, int ld_y);
 
+/* One row of dense_gemm_rows with M == 1 (the decode lm_head): returns exactly the value, bits
+ * included, that dense_gemm_rows(type, w, k, x, 1, r0, r1, y, 0) stores in y[r] for any range
+ * holding r, on the active ISA (the GEMV's 4-row groups and its leftover rows do the same
+ * operations per row). */
+float dense_dot_row(CpuDenseType type, const void *w, int k, const float *x, int r);
+
+/* ---- the screened exact lm_head ------------------------------------------------------------------
+ * The decode lm_head reads the whole f16 table (657 MB on the 2B model) to give the sampler
+ * logits of which it only looks at the k best (greedy: 1; top-k sampling: k). The screen
+ * reads the int8 copy of the table instead (half the bytes), gets an approximate logit a_r of
+ * every row and a rigorous radius b_r with |exact_r - a_r| <= b_r, where exact_r is what
+ * dense_dot_row computes (its float roundings included). With T the k-th largest a_r - b_r,
+ * every row with a_r + b_r < T is strictly below the k-th best exact logit; only the others
+ * (about 1% of the rows on the 2B model) are computed exactly. The sampler then sees exact
+ * logits for every row that can matter and -inf for the rest: it picks the same token.
+ *
+ * The contract (u = 2^-24, K = k + 16, gamma = K u / (1 - K u)):
+ *   exact_r = fl(sum_j w_rj x_j)          fp32, any order: |err| <= gamma ||w_r||_2 ||x||_2
+ *   a_r = fl(s_r * fl(sum_j q_rj x_j))    fp32:  |err| <= gamma s_r ||q_r||_2 ||x||_2 + u |a_r|
+ *   |sum_j (w_rj - s_r q_rj) x_j| <= E_r ||x||_2, E_r = ||w_r - s_r q_r||_2 (exact reals)
+ * K covers every summation tree the kernels use: no term of a dot goes through more than K
+ * roundings (the f16 GEMV: k/16 + 20; the scalar paths: k/8 + 12 and, for the int8 one, k).
+ * So with B_r >= E_r + gamma (||w_r||_2 + s_r ||q_r||_2) (made at load, in double, rounded up)
+ * and xnorm >= ||x||_2 (lm_screen_xnorm), lm_screen_radius gives b_r; its slack (1e-5 relative
+ * and 2.5e-7 |a_r|) also covers the float roundings of b_r, a_r - b_r and a_r + b_r. */
+void lm_head_screen_bound_ref(CpuDenseType type, const void *w, const int8_t *q,
+                              const float *scale, int n, int k, float *B);
+/* Fast twin (AVX2 in double lanes): upper bounds as rigorous as the reference's, equal to it to
+ * ~1e-12 relative (the double sums run in another order). Rows whose weights are not finite get
+ * a non-finite B, which makes every token screened with them fall back to the full head. */
+void lm_head_screen_bound_cpu(CpuDenseType type, const void *w, const int8_t *q,
+                              const float *scale, int n, int k, float *B);
+/* ||x||_2 of the lm_head input, summed in double, rounded up to fp32. */
+float lm_screen_xnorm(const float *x, int k);
+static inline float lm_screen_radius(float a, float B, float xnorm) {
+    return B * xnorm * 1.00001f + 2.5e-7f * (a < 0 ? -a : a);
+}
+
+/* Scratch of the screen (sized once: rows, threads, the largest k asked for). */
+typedef struct LmScreen LmScreen;
+LmScreen *lm_screen_create(int n_rows, int n_threads, int max_k); /* NULL: out of memory */
+void lm_screen_free(LmScreen *s);                                 /* NULL ok */
+
+typedef struct {
+    int k;               /* the sampler keeps the k best (1 <= k <= max_k, k < n) */
+    float penalty;       /* repetition penalty p > 0 of the rows flagged in mask (1: none) */
+    const uint8_t *mask; /* [n] 1 for the penalised rows, or NULL */
+    int cap;             /* most candidates worth computing exactly (else fall back) */
+} LmScreenQuery;
+
+enum { LM_SCREEN_NONFINITE = -1, LM_SCREEN_OVER_CAP = -2 };
+
+/* The screened lm_head for one token x [k] on the pool: the int8 table q/scale and the bound
+ * constants B of the f16/bf16/f32 table w [n][k]. On success returns the number of candidates
+ * (>= qy->k) and fills logits [n]: dense_dot_row's value for every candidate, -inf elsewhere.
+ * Returns LM_SCREEN_NONFINITE when some bound is not finite (NaN/inf weights or activations)
+ * and LM_SCREEN_OVER_CAP when more than qy->cap rows remain (flat logits); logits is then
+ * partly written and the caller computes the full head. */
+int lm_screen_mt(CpuPool *p, LmScreen *s, CpuDenseType type, const void *w, const int8_t *q,
+                 const float *scale, const float *B, int n, int k, const float *x,
+                 const LmScreenQuery *qy, float *logits);
+
 /* IEEE half / bfloat16 conversions, round to nearest even (scalar, exact). */
 uint16_t f32_to_f16_ref(float f);
 float f16_to_f32_ref(uint16_t h);

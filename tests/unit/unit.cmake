@@ -47,6 +47,9 @@ bn_add_test(NAME test_forward_cpu SOURCES ${U}/test_forward_cpu.c ${BN_HELPERS}/
             LIBS bn_infer LABELS cpu)
 # The CPU weight store: huge-page copy vs in-place mapping, the int8 lm_head (infer/cpu_weights.h).
 bn_add_test(NAME test_cpu_weights SOURCES ${U}/test_cpu_weights.c LIBS bn_infer LABELS cpu)
+# The screened exact lm_head (infer/backend_cpu.c, kernels/cpu/cpu_screen.c): the bound on every
+# row of every step, the same tokens as the whole f16 head, hostile heads.
+bn_add_test(NAME test_lm_screen SOURCES ${U}/test_lm_screen.c LIBS bn_infer LABELS cpu TIMEOUT 600)
 # Context length limits of the CPU backend (infer/backend_cpu.c).
 bn_add_test(NAME test_backend_cpu_ctx SOURCES ${U}/test_backend_cpu_ctx.c LIBS bn_infer LABELS cpu)
 
