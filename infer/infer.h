@@ -26,9 +26,6 @@ typedef struct {
                             * 0 = f16 */
     int weights_map;       /* CPU: 1 = read the weights in place from the model file's mapping;
                             * 0 = copy them onto huge pages when they fit (infer/cpu_weights.h) */
-    int lm_head_full;      /* CPU, f16 lm_head: 1 = compute the whole head for every token;
-                            * 0 = screen it through an int8 copy where the sampler only looks
-                            * at the k best logits (same tokens, half the bytes; backend_cpu.c) */
 } InferOptions;
 
 typedef struct Infer Infer;
