@@ -16,10 +16,12 @@ typedef struct {
     BackendKind backend;   /* AUTO: CUDA when a device is present, else CPU */
     int threads;           /* CPU threads; 0 = all cores */
     int ctx;               /* KV cache length; 0 = the model's context length */
-    int lm_head_int8;      /* CUDA: int8 lm_head (per-row scales, made at load); 0 = f16 as stored */
-    int lm_head_full;      /* CUDA, float head: 1 = every row each token; 0 = the screened exact
-                            * head (the same logits wherever the sampler looks, the same tokens;
-                            * kernels_cuda.h): the bench's baseline and the tests' reference */
+    int lm_head_int8;      /* int8 lm_head (per-row scales, made at load); 0 = the head as stored */
+    int lm_head_full;      /* float lm_head (both backends): 1 = compute every row each token;
+                            * 0 = the screened exact head (an int8 copy bounds every row; only
+                            * the rows the sampler can see are computed as stored: the same
+                            * tokens for about half the bytes; kernels_cuda.h, kernels_cpu.h):
+                            * the bench's baseline and the tests' reference */
     int kv_f32;            /* 1: KV cache in f32 (CPU backend only; AUTO then means CPU): for
                             * comparing with a float32 reference, where the f16 cache's rounding
                             * is the largest difference (README, "Agreement with transformers");
