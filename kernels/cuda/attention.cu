@@ -43,13 +43,33 @@ namespace {
 
 using namespace attn_decode;
 
-// Below this many positions decode takes the per-query-head kernel (where the shape allows it).
-// Measured (H100 80GB HBM3, 2026-12-06, dev_attn_decode, us per layer in place inside 30 product
-// decode layers, at positions 96 / 544 / 2080 / 4064): per-query-head 4.96 / 6.73 / 15.06 /
-// 24.42, per-KV-group 5.39 / 10.60 / 12.45 / 14.65; the head kernel's cost grows ~5.4 ns per
-// position (20 blocks per 64 positions), the group kernel's ~1.2: they cross near 1400.
-constexpr int HEAD_UNTIL = 1408;
-static_assert(HEAD_UNTIL % attn_head::CHUNK == 0, "the head kernel's grid ends at its limit (NaN from there)");
+// Decode takes the per-query-head kernel while its blocks (n_heads per 64 positions) fit in one
+// wave of the GPU (SMs x the blocks of it an SM holds: 132 x 4 on an H100), the per-KV-group
+// kernel from there. Measured (H100 80GB HBM3, 2026-12-06, `dev_attn_decode sweep`: us per layer
+// in place inside 30 product decode layers, median of 3 rounds, every 64 positions to 4095;
+// kernels/dev/README.md, "Decode attention by position"), 2B-4T heads (20 query heads):
+//   position          64    512   1024   1344   1664 | 1728   2048   4032
+//   per query head   4.83   6.97   8.64  10.71  11.36 | 13.01  14.94  24.59
+//   per KV group     5.39  10.85  11.59  11.90  12.29 | 12.35  12.70  14.86
+// The head kernel is faster at every position below 1728 and slower at every one from there: it
+// jumps by 1.7 us between 27 and 28 splits (540 and 560 blocks), a second wave. Llama3-8B's heads
+// (32/8/128, alone): faster up to 960 (17 splits x 32 = 544 blocks at 1088: 14.27 against 10.95),
+// the same edge. One wave (528 blocks) puts the limit at 1664 for 2B-4T and 1024 for 8B.
+int head_wave_blocks() {
+    // device properties, asked once (thread-safe static initialization); 0: no head kernel
+    static const int wave = [] {
+        int per_sm = 0;
+        const int nsm = kcuda_sm_count();
+        if (nsm <= 0 || kcuda_prepare_func((const void *)attn_head::attn_head_kernel) ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_head::attn_head_kernel, attn_head::ATT_THREADS, 0) !=
+                cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        return nsm * per_sm;
+    }();
+    return wave;
+}
 
 // The head kernel's scores read each half of a row in 16-byte pieces: head_dim % 16 == 0.
 bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->head_dim <= attn_head::MAX_HD; }
@@ -101,7 +121,8 @@ extern "C" int kcuda_attn_decode_head_until(const KcudaAttnShape *a) {
     if (!a || a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->head_dim <= 0 || a->ctx <= 0 ||
         !head_shape(a))
         return 0;
-    return a->ctx < HEAD_UNTIL ? a->ctx : HEAD_UNTIL;
+    const int until = head_wave_blocks() / a->n_heads * attn_head::CHUNK;  // a whole number of chunks: NaN from there
+    return a->ctx < until ? a->ctx : until;
 }
 
 // chunks of 64 positions the head kernel's grid covers

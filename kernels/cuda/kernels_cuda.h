@@ -284,11 +284,12 @@ typedef struct {
 int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                       uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                       int *d_count, int pdl, void *stream);
-/* Decode below kcuda_attn_decode_head_until(a) positions (0 where the shape has none: head_dim
- * not a multiple of 16 or above 128): the same contract as kcuda_attn_decode (same scratch,
- * counters, results within f32 rounding) by one block per (query head, 64 positions), faster
- * there than kcuda_attn_decode (attention.cu has the figures). A position at or past the limit
- * makes the output NaN. */
+/* Decode below kcuda_attn_decode_head_until(a) positions: the same contract as
+ * kcuda_attn_decode (same scratch, counters, results within f32 rounding) by one block per
+ * (query head, 64 positions), faster there than kcuda_attn_decode. The limit: where those blocks
+ * stop fitting in one wave of the GPU (1664 positions for 20 query heads on an H100; attention.cu
+ * has the figures), at most ctx; 0 where the shape has no such kernel (head_dim not a multiple of
+ * 16 or above 128). A position at or past the limit makes the output NaN. */
 int kcuda_attn_decode_head(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                            uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                            int *d_count, int pdl, void *stream);

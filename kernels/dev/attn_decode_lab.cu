@@ -495,8 +495,9 @@ void sweep(Chain &c, Bufs &b, Variant &v3, Variant *prod, Variant *lng, cudaStre
     for (int p = 64; p < b.s.ctx; p += 64) P.push_back(p);
     P.push_back(b.s.ctx - 1);
     const KcudaAttnShape a = {b.s.n_heads, b.s.n_kv, b.s.hd, b.s.ctx, 0, b.rope};
-    printf("\nsweep, 2B-4T heads in place (chain - gemv, us per layer, median of 3 rounds); the product's limit: %d\n",
-           kcuda_attn_decode_head_until(&a));
+    const KcudaAttnShape a8 = {32, 8, 128, 4096, 0, b.rope};
+    printf("\nsweep, 2B-4T heads in place (chain - gemv, us per layer, median of 3 rounds); the product's limit: %d (Llama3-8B heads: %d)\n",
+           kcuda_attn_decode_head_until(&a), kcuda_attn_decode_head_until(&a8));
     printf("| position | gemv chain | short (v3) | long | product by position | best |\n|---:|---:|---:|---:|---:|---|\n");
     std::vector<double> ts(P.size()), tl(P.size()), tp(P.size());
     for (size_t i = 0; i < P.size(); i++) {
@@ -527,7 +528,7 @@ void sweep(Chain &c, Bufs &b, Variant &v3, Variant *prod, Variant *lng, cudaStre
            lost, best);
 }
 
-void sweep_8b(Variant &v3, Variant *lng, cudaStream_t st) {
+void sweep_8b(Variant &v3, Variant *lng, Variant *prod, cudaStream_t st) {
     Bufs b;
     alloc(b, {32, 8, 128, 4096}, LAYERS);
     const size_t n = b.layer_n() * LAYERS;
@@ -540,18 +541,20 @@ void sweep_8b(Variant &v3, Variant *lng, cudaStream_t st) {
         for (auto &x : q) x = frand();
         CK(cudaMemcpy(b.qkv, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
     }
-    printf("\nsweep, Llama3-8B heads (32/8/128) alone (30 launches, us per launch, median of 3 rounds):\n");
+    printf("\nsweep, Llama3-8B heads (32/8/128) alone (30 launches, us per launch, median of 3 rounds): short, long, product by position\n");
     int cross = -1;
     for (int p = 64; p < 4096; p += 128) {
         set_pos(b, p);
-        double r[3][2];
+        double r[3][3];
         for (int round = 0; round < 3; round++) {
             r[round][0] = time_alone(v3, b, KCUDA_PDL_LATE, st);
             r[round][1] = time_alone(*lng, b, KCUDA_PDL_LATE, st);
+            r[round][2] = time_alone(*prod, b, KCUDA_PDL_LATE, st);
         }
         const double s0 = median3(r[0][0], r[1][0], r[2][0]), l0 = median3(r[0][1], r[1][1], r[2][1]);
+        const double p0 = median3(r[0][2], r[1][2], r[2][2]);
         if (cross < 0 && l0 <= s0) cross = p;
-        printf("SWEEP8B %5d %7.2f %7.2f %s\n", p, s0, l0, s0 < l0 ? "short" : "long");
+        printf("SWEEP8B %5d %7.2f %7.2f %7.2f %s\n", p, s0, l0, p0, s0 < l0 ? "short" : "long");
     }
     printf("CROSS 8B alone: first position where the long-context kernel is at least as fast: %d\n", cross);
     release(b);
@@ -712,7 +715,7 @@ int main(int argc, char **argv) {
             printf("EMPTY at %4d: long %.2f us per layer, with a launch that leaves after it %.2f (+%.2f)\n", TIME_POS[pi], a1, a2, a2 - a1);
         }
         release(b);
-        sweep_8b(v3, lng, st);
+        sweep_8b(v3, lng, prod, st);
         return fails ? 1 : 0;
     }
     printf("\nmicroseconds per layer (median of 12 graph replays of 30 layers); chain - gemv = attention in place\n");

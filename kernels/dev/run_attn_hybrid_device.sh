@@ -55,7 +55,7 @@ step() { # name seconds log command...: cut to what the deadline leaves, skipped
     echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
 }
 step "dev_attn_decode sweep" 150 lab.txt $B/tests/dev_attn_decode sweep
-grep -E "^check|FAIL|^CROSS|^GRAPH|^EMPTY" "$OUT/lab.txt" | head -20 >>"$S"
+grep -E "^check|FAIL|^sweep|^CROSS|^GRAPH|^EMPTY" "$OUT/lab.txt" | head -24 >>"$S"
 step "test_kernels_cuda attention" 60 kernels_attn.txt $B/tests/test_kernels_cuda attention
 grep -E "CHECK failed|checks|head kernel" "$L/kernels_attn.txt" | tail -4 >>"$S"
 step "test_backend_cuda" 60 backend.txt $B/tests/test_backend_cuda
@@ -143,7 +143,7 @@ grep -E "CHECK failed|checks" "$L/kernels_all.txt" | tail -4 >>"$S"
 echo "total $(($(date +%s) - T0)) s" >>"$S"
 tar cf - -C $L . | xz -6 >"$OUT/logs.tar.xz"
 echo "--- lab sweep"
-grep -E "^SWEEP|^CROSS|^GRAPH|^EMPTY" "$OUT/lab.txt"
+grep -E "^sweep|^SWEEP|^CROSS|^GRAPH|^EMPTY" "$OUT/lab.txt"
 echo "--- summary"
 cat "$S"
 exit 0
