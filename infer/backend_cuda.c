@@ -2,7 +2,9 @@
  * device I2_S rows, QKV fused, gate/up interleaved), keeps an f16 KV cache, and runs
  *   - prefill (n > 1) as per-row RMSNorm+quant + W2A8 GEMM on int8 tensor cores, in chunks of
  *     PREFILL_MAX tokens, then the lm_head on the last token;
- *   - decode (n == 1) as one CUDA graph captured on first use and replayed per token: token and
+ *   - decode (n == 1) as a CUDA graph captured on first use and replayed per token (up to four
+ *     graphs: the attention kernel chosen per token by position, ATTN_GRAPHS, times the lm_head,
+ *     full or screened): token and
  *     position are read from device memory, 5 kernels per layer (QKV GEMV with fused RMSNorm
  *     +quant, attention with RoPE + KV write, O GEMV + residual, gate/up GEMV with act(g)*up,
  *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
@@ -33,6 +35,16 @@
 #include "kernels/w2a8.h"
 
 enum { PREFILL_MAX = 512 }; /* tokens per prefill batch: the prompt buffers' size */
+
+/* The decode graphs, by attention kernel: below kcuda_attn_decode_head_until positions the
+ * per-query-head kernel is faster, from there the per-KV-group kernel (kernels/cuda/attention.cu
+ * has the figures). The host knows each step's position, so it picks the graph; each is captured
+ * when a step first needs it (a chat that stays short never captures the long one).
+ * Why two graphs rather than one that chooses on the device: the two kernels differ in grid,
+ * block and shared memory, so one launch cannot be both, and a second launch per layer that
+ * leaves at once still costs its place in the PDL chain; a second graph costs the host nothing
+ * per step (kernels/dev/README.md, "Decode attention by position", has the measurements). */
+enum { ATTN_HEAD = 0, ATTN_GROUP = 1, ATTN_GRAPHS = 2 };
 
 /* Distinct penalised ids the device sampler takes per token; a wider penalty window (the CLI
  * allows up to 65536 tokens) hands the pick to the host sampler. 16 KiB of pinned copy. */
@@ -79,7 +91,9 @@ typedef struct {
     float *p_x, *p_qkv, *p_att, *p_gu, *p_s;
     int8_t *p_q;
     int32_t *p_qsum, *p_tok;
-    cudaGraphExec_t graph[2]; /* decode: [0] the full head, [1] the screened head */
+    /* decode, by attention kernel (ATTN_*) and lm_head ([0] the full head, [1] the screened one) */
+    cudaGraphExec_t graph[ATTN_GRAPHS][2];
+    int head_until; /* positions below take ATTN_HEAD */
     /* the device sampler, one graph per SampleGraph; [1]: with the screen's exact pass in front
      * (a draw that needs more rows than the decode step served) */
     cudaGraphExec_t sample_graph[SAMPLE_GRAPHS][2];
@@ -118,8 +132,9 @@ static int kc_err(Err *err, const char *what) {
 static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
-    for (int i = 0; i < 2; i++)
-        if (b->graph[i]) cudaGraphExecDestroy(b->graph[i]);
+    for (int i = 0; i < ATTN_GRAPHS; i++)
+        for (int j = 0; j < 2; j++)
+            if (b->graph[i][j]) cudaGraphExecDestroy(b->graph[i][j]);
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
         for (int j = 0; j < 2; j++)
             if (b->sample_graph[i][j]) cudaGraphExecDestroy(b->sample_graph[i][j]);
@@ -321,6 +336,7 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     b->ash.head_dim = b->hd;
     b->ash.ctx = b->ctx;
     b->ash.rope_style = c->rope_style == ROPE_ADJACENT ? 1 : 0;
+    b->head_until = kcuda_attn_decode_head_until(&b->ash);
     b->wide_attn = b->hd % 16 || b->hd > 128 || c->n_heads / c->n_kv_heads > 8;
     return 0;
 }
@@ -616,16 +632,17 @@ static int layer_err(Err *err, const char *phase, int l, const char *step) {
 }
 
 /* One decode layer, five kernels: QKV (fused RMSNorm + int8), attention (RoPE, KV write, split
- * over the context), O + residual, gate/up with act(g)*u, down + residual. pdl = 0 launches
- * every kernel plainly; otherwise each lets its successor in where PDL_* says. */
-static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
+ * over the context; the kernel by attn, ATTN_*), O + residual, gate/up with act(g)*u, down +
+ * residual. pdl = 0 launches every kernel plainly; otherwise each lets its successor in where
+ * PDL_* says. */
+static int decode_layer(CudaBackend *b, int l, int attn, int pdl, Err *err) {
     const CudaLayer *L = &b->L[l];
     const float eps = b->cfg.norm_eps;
     int rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
                              pdl_opt(pdl, PDL_QKV), b->st);
     if (rc) return layer_err(err, "decode", l, "QKV projection");
-    rc = kcuda_attn_decode(&b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count,
-                           pdl_opt(pdl, PDL_ATTN), b->st);
+    rc = (attn == ATTN_HEAD ? kcuda_attn_decode_head : kcuda_attn_decode)(
+        &b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl_opt(pdl, PDL_ATTN), b->st);
     if (rc) return layer_err(err, "decode", l, "attention");
     rc = kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
                          pdl_opt(pdl, PDL_O), b->st);
@@ -640,13 +657,14 @@ static int decode_layer(CudaBackend *b, int l, int pdl, Err *err) {
 }
 
 /* Enqueues one decode step: the token in d_io[0] and its position in d_io[1] (device memory) in,
- * the logits and the greedy pick (d_argmax) out: embedding, the layers, the lm_head. */
-static int enqueue_decode(CudaBackend *b, int pdl, int screened, Err *err) {
+ * the logits and the greedy pick (d_argmax) out: embedding, the layers (attention kernel attn:
+ * ATTN_*), the lm_head (screened: the int8 bounds and the exact rows, else the full head). */
+static int enqueue_decode(CudaBackend *b, int attn, int pdl, int screened, Err *err) {
     const int early = pdl_opt(pdl, KCUDA_PDL_EARLY);
     if (kcuda_embed(b->emb_type, b->d_emb, b->vocab, b->dim, b->d_io, 1, b->d_x, b->d_err, early, b->st))
         return kc_err(err, "decode: embedding");
     for (int l = 0; l < b->cfg.n_layers; l++)
-        if (decode_layer(b, l, pdl, err)) return -1;
+        if (decode_layer(b, l, attn, pdl, err)) return -1;
     if (!screened) {
         if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
         return 0;
@@ -664,7 +682,7 @@ static int enqueue_decode(CudaBackend *b, int pdl, int screened, Err *err) {
     return 0;
 }
 
-static int capture_graph(CudaBackend *b, int screened, Err *err) {
+static int capture_graph(CudaBackend *b, int attn, int screened, Err *err) {
     for (int attempt = 0; attempt < 2; attempt++) {
         const int pdl = attempt == 0 ? b->pdl : 0;
         cudaGraph_t g = NULL;
@@ -675,7 +693,7 @@ static int capture_graph(CudaBackend *b, int screened, Err *err) {
         int rc = 0;
         if ((e = cudaMemcpyAsync(b->d_io, b->h_pin, 3 * sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
             rc = cuda_err(err, "capturing the token copy", e);
-        if (!rc) rc = enqueue_decode(b, pdl, screened, err);
+        if (!rc) rc = enqueue_decode(b, attn, pdl, screened, err);
         if (!rc && (e = cudaMemcpyAsync(b->h_pin + 3, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess)
             rc = cuda_err(err, "capturing the result copy", e);
         e = cudaStreamEndCapture(b->st, &g);
@@ -684,7 +702,7 @@ static int capture_graph(CudaBackend *b, int screened, Err *err) {
             return -1;
         }
         if (e == cudaSuccess) {
-            e = cudaGraphInstantiate(&b->graph[screened], g, 0);
+            e = cudaGraphInstantiate(&b->graph[attn][screened], g, 0);
             cudaGraphDestroy(g);
             if (e == cudaSuccess) {
                 b->pdl = pdl;
@@ -774,12 +792,13 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
          * or the last draw needed every row (or more than the screen's warps can bound) */
         const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
         b->logits_asked = 0;
-        if (!b->graph[screened] && capture_graph(b, screened, err)) return -1;
+        const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
+        if (!b->graph[attn][screened] && capture_graph(b, attn, screened, err)) return -1;
         if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
         b->h_pin[0] = tokens[0];
         b->h_pin[1] = pos;
         b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL;
-        if ((e = cudaGraphLaunch(b->graph[screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
+        if ((e = cudaGraphLaunch(b->graph[attn][screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
         b->inflight = 1;
         b->logits_full = !screened;
         b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;

@@ -1,7 +1,11 @@
-// Decode attention over the f16 KV cache with RoPE and GQA (one token; flash-decoding style).
-// The prefill kernels are in attention_prefill.cu (and attention_wide.cu for wide heads).
+// Decode attention over the f16 KV cache with RoPE and GQA (one token; flash-decoding style), in
+// two kernels: the per-KV-group kernel (kcuda_attn_decode, attention_decode.cuh) at any position,
+// and the per-query-head kernel (kcuda_attn_decode_head, attention_decode_head.cuh) below
+// kcuda_attn_decode_head_until positions, where it is faster; the backend captures one decode
+// graph per kernel and picks by position (infer/backend_cuda.c). The prefill kernels are in
+// attention_prefill.cu (and attention_wide.cu for wide heads).
 //
-// At long context, one block per (KV head, split of the context): the block loads each K/V row
+// The per-KV-group kernel: one block per (KV head, split of the context): the block loads each K/V row
 // of its split once and computes every query head of that KV group from it (GQA 1..8 in one
 // block; larger groups take several blocks per KV head). Why: the previous kernel ran one block
 // per (query head, chunk of 64), so every row was loaded n_rep times (4 for the 2B model) and the
@@ -32,11 +36,23 @@
 #include <type_traits>
 
 #include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/attention_decode_head.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace {
 
 using namespace attn_decode;
+
+// Below this many positions decode takes the per-query-head kernel (where the shape allows it).
+// Measured (H100 80GB HBM3, 2026-12-06, dev_attn_decode, us per layer in place inside 30 product
+// decode layers, at positions 96 / 544 / 2080 / 4064): per-query-head 4.96 / 6.73 / 15.06 /
+// 24.42, per-KV-group 5.39 / 10.60 / 12.45 / 14.65; the head kernel's cost grows ~5.4 ns per
+// position (20 blocks per 64 positions), the group kernel's ~1.2: they cross near 1400.
+constexpr int HEAD_UNTIL = 1408;
+static_assert(HEAD_UNTIL % attn_head::CHUNK == 0, "the head kernel's grid ends at its limit (NaN from there)");
+
+// The head kernel's scores read each half of a row in 16-byte pieces: head_dim % 16 == 0.
+bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->head_dim <= attn_head::MAX_HD; }
 
 // The product's configuration (H100 80GB HBM3, 2026-12-06, dev_attn_decode: us per layer inside
 // 30 product decode layers less the same layers without attention, at positions 96 / 544 / 2080
@@ -60,14 +76,14 @@ using namespace attn_decode;
 // head_dim > 128 (not timed): tiles of 32 in 2 stages (shared memory), splits of >= 64.
 template <int MAXHD>
 struct Product {
-    using Cfg128 = Cfg<MAXHD, 256, 128, 1, true, 16, true>;
-    using Cfg32 = Cfg<MAXHD, 256, 32, 2, true>;
+    using Cfg128 = Cfg<MAXHD, 256, 128, 1, true>;
+    using Cfg32 = Cfg<MAXHD, 256, 32, 2, false>;
 };
 template <int MAXHD>
 using ProductCfg = typename std::conditional<(MAXHD > 128), typename Product<MAXHD>::Cfg32, typename Product<MAXHD>::Cfg128>::type;
 template <int MAXHD>
 constexpr Knobs product_knobs() {
-    return MAXHD > 128 ? Knobs{2, 64, true, false} : Knobs{2, 128, true, false};
+    return MAXHD > 128 ? Knobs{2, 64} : Knobs{2, 128};
 }
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
@@ -81,25 +97,73 @@ int decode_check(const KcudaAttnShape *a, const char *fn) {
 
 }  // namespace
 
+extern "C" int kcuda_attn_decode_head_until(const KcudaAttnShape *a) {
+    if (!a || a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->head_dim <= 0 || a->ctx <= 0 ||
+        !head_shape(a))
+        return 0;
+    return a->ctx < HEAD_UNTIL ? a->ctx : HEAD_UNTIL;
+}
+
+// chunks of 64 positions the head kernel's grid covers
+static int head_splits(const KcudaAttnShape *a) {
+    return (kcuda_attn_decode_head_until(a) + attn_head::CHUNK - 1) / attn_head::CHUNK;
+}
+
 extern "C" size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a) {
     if (!a || a->n_heads <= 0 || a->n_kv <= 0 || a->head_dim <= 0 || a->ctx <= 0) return 0;
     const int rep = a->n_heads / a->n_kv, hb_max = rep < MAX_REP ? rep : MAX_REP;
     const size_t hd4 = (size_t)(a->head_dim + 3) / 4 * 4;
-    return (size_t)a->n_heads * max_splits(a->ctx) * hb_max * (hd4 + 2);
+    const size_t group = (size_t)a->n_heads * max_splits(a->ctx) * hb_max * (hd4 + 2);
+    const size_t head = attn_head::scratch(a->n_heads, a->head_dim, head_splits(a));
+    return group > head ? group : head;
+}
+
+static int decode_args(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc, uint16_t *d_vc, const int *d_pos,
+                       float *d_out, float *d_part, int *d_count, int pdl, const char *fn) {
+    int rc = decode_check(a, fn);
+    if (rc) return rc;
+    if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL pointer", fn);
+    const bool vec8 = a->head_dim % 8 == 0;
+    if ((uintptr_t)d_part % 16 || (uintptr_t)d_kc % (vec8 ? 16 : 4) || (uintptr_t)d_vc % (vec8 ? 16 : 4))
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: misaligned cache or scratch pointer", fn);
+    if (pdl < KCUDA_PDL_OFF || pdl > KCUDA_PDL_AFTER_WORK) return kcuda_fail(KCUDA_ERR_ARG, "%s: launch option %d", fn, pdl);
+    return KCUDA_OK;
+}
+
+extern "C" int kcuda_attn_decode_head(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc, uint16_t *d_vc,
+                                      const int *d_pos, float *d_out, float *d_part, int *d_count, int pdl, void *stream) {
+    int rc = decode_args(a, d_qkv, d_kc, d_vc, d_pos, d_out, d_part, d_count, pdl, "kcuda_attn_decode_head");
+    if (rc) return rc;
+    if (!head_shape(a))
+        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode_head: head_dim %d unsupported (a multiple of 16 up to %d)",
+                          a->head_dim, (int)attn_head::MAX_HD);
+    attn_head::AttnParams p = {};
+    p.n_heads = a->n_heads;
+    p.n_kv = a->n_kv;
+    p.hd = a->head_dim;
+    p.ctx = a->ctx;
+    p.style = a->rope_style;
+    p.max_splits = head_splits(a);
+    p.rope = a->d_rope;
+    p.qkv = d_qkv;
+    p.kc = (__half *)d_kc;
+    p.vc = (__half *)d_vc;
+    p.pos = d_pos;
+    p.out = d_out;
+    p.part = d_part;
+    p.count = d_count;
+    // the head kernel lets its successor in at its start, after its wait, or after its softmax
+    p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
+    return attn_head::launch(p, pdl, (cudaStream_t)stream);
 }
 
 extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                                  uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                                  int *d_count, int pdl, void *stream) {
-    int rc = decode_check(a, "kcuda_attn_decode");
+    const int rc = decode_args(a, d_qkv, d_kc, d_vc, d_pos, d_out, d_part, d_count, pdl, "kcuda_attn_decode");
     if (rc) return rc;
-    if (!d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_part || !d_count)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: NULL pointer");
     const bool vec8 = a->head_dim % 8 == 0;
-    if ((uintptr_t)d_part % 16 || (uintptr_t)d_kc % (vec8 ? 16 : 4) || (uintptr_t)d_vc % (vec8 ? 16 : 4))
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: misaligned cache or scratch pointer");
-    if (pdl < KCUDA_PDL_OFF || pdl > KCUDA_PDL_AFTER_WORK)
-        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: launch option %d", pdl);
     DecodeParams p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;

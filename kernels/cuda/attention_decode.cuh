@@ -1,8 +1,8 @@
-// The decode attention kernel (one token over the f16 KV cache, RoPE, GQA, split over the
-// context), its launch, and the knobs of both. The product (attention.cu: kcuda_attn_decode)
-// instantiates it with the configuration it measured fastest; the lab
-// (kernels/dev/attn_decode_lab.cu) with the others, so that it times the product's own code.
-// How it works and why: attention.cu.
+// The decode attention kernel for long contexts (one token over the f16 KV cache, RoPE, GQA, one
+// block per KV group and split of the context), its launch, and the knobs of both, as the product
+// (attention.cu: kcuda_attn_decode) instantiates them. The settings the lab measured and the
+// product does not use are in kernels/dev/attention_decode_knobs.cuh. How it works and why:
+// attention.cu.
 #pragma once
 #include <cuda_fp16.h>
 #include <math.h>
@@ -17,29 +17,22 @@ enum {
     MAX_REP = 8,      // query heads of one block
     MAX_SPLITS = 256, // splits of one KV group at most (bounds the combine's shared memory)
     MAX_HD = 256,
-    SCRATCH_CHUNK = 64,  // the shortest split any knob allows (sizes the scratch records)
+    SCRATCH_CHUNK = 64,  // the shortest split any setting takes (sizes the scratch records)
 };
 
 // How a launch divides the work (host side; the kernel derives its blocks from these and the
 // position). per_sm: blocks per SM the splits aim to fill (at most what fits); min_chunk:
-// positions of a split at least (a multiple of 16, >= SCRATCH_CHUNK); align_tile: split lengths
-// rounded up to whole tiles (else to 16 positions); spread: at short context, spread a KV
-// group's query heads over several blocks when the splits are too few to fill the GPU.
+// positions of a split at least (a multiple of the tile, >= SCRATCH_CHUNK). Split lengths are
+// rounded up to whole tiles.
 struct Knobs {
     int per_sm, min_chunk;
-    bool align_tile, spread;
-    // lab: at most one_split positions make one split; below mid_until positions splits are
-    // rounded to half a tile (0, 0: off)
-    int one_split, mid_until;
 };
 
 struct DecodeParams {
     int n_heads, n_kv, rep;  // query heads, KV heads, query heads per KV head
-    int hb_max;              // query heads per block at most (<= MAX_REP)
-    int hg_lo, hg_hi;        // blocks per KV head and split: at least, at most
-    int target;              // blocks that fill the GPU (SMs x blocks per SM)
-    int min_chunk, align;    // split length: at least, rounded up to a multiple of
-    int one_split, mid_until, align_mid;  // one split up to; below, rounded to align_mid
+    int hb_max;              // query heads per block (<= MAX_REP; the last block of a group may take fewer)
+    int hg;                  // blocks per KV head and split (rep > MAX_REP takes several)
+    int min_chunk, align;    // split length: at least, rounded up to a multiple of (the tile)
     int hd, ctx, style, splits;
     int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after its tiles
     const float *rope;  // [ctx][hd/2][2]
@@ -72,19 +65,14 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 
 // Threads per block, positions per tile and the thread mappings, by the largest head_dim an
 // instantiation takes.
-// STAGES_: tiles in flight (shared-memory stages); ILP2_: the scores' dot products in two chains
-// of FMAs; CB_: the combine's loads per batch; PC_: the combine's splits over all the threads;
-// TC_: the scores and P.V of a tile on tensor cores (mma.sync m16n8k16, f16 operands with q and
-// p split into f16 hi + lo, f32 accumulators; head_dim a multiple of 16).
-template <int MAXHD, int THREADS_, int TILE_, int STAGES_ = 2, bool ILP2_ = false, int CB_ = 16, bool PC_ = false,
-          bool TC_ = false, bool ADAPT_ = false>
+// STAGES_: tiles in flight (shared-memory stages); PC_: the combine's splits over all the
+// threads. The scores' dot products run in two chains of FMAs, the combine loads 16 splits a
+// batch (kernels/dev/README.md, "Decode attention lab": one chain and 32 a batch were slower).
+template <int MAXHD, int THREADS_, int TILE_, int STAGES_, bool PC_>
 struct Cfg {
-    static constexpr bool ADAPT = ADAPT_;  // scores of a half-full tile on twice the threads
     static constexpr bool PC = PC_;
-    static constexpr bool TC = TC_;
     static constexpr int STAGES = STAGES_;
-    static constexpr bool ILP2 = ILP2_;
-    static constexpr int CB = CB_;
+    static constexpr int CB = 16;
     static constexpr int THREADS = THREADS_;
     static constexpr int WARPS = THREADS / 32;
     static constexpr int TILE = TILE_;
@@ -97,36 +85,18 @@ struct Cfg {
     static_assert(PH >= 1 && THREADS % DP == 0, "P.V mapping");
     static_assert(WARPS <= MAX_REP && MAX_REP % WARPS == 0, "softmax: heads per warp");
     static_assert(THREADS >= MAXHD / 2, "RoPE: one pair per thread");
-    static_assert(!TC_ || (TILE_ == 8 * WARPS && MAXHD <= 16 * WARPS), "tensor cores: 8 positions and 16 dims a warp");
 };
 
 // Row strides (halves) of the K and V tiles: K rows padded by 16 bytes so that the 8 lanes of a
 // 16-byte shared load hit 8 different bank groups (row stride = 4 banks mod 32); V rows are read
 // along the row, so they are not padded. With head_dim % 8 != 0 the rows are 4-byte aligned.
-// (With tensor cores V is read by ldmatrix.trans, 8 rows at a time: padded like K.)
 __host__ __device__ __forceinline__ int ld_k(int hd, bool vec8) { return hd + (vec8 ? 8 : 2); }
-__host__ __device__ __forceinline__ int ld_v(int hd, bool vec8, bool tc) { return tc ? ld_k(hd, vec8) : hd; }
 
 template <class C>
 __host__ __device__ __forceinline__ size_t stage_halves(int hd, bool vec8) {
-    return (size_t)C::TILE * (ld_k(hd, vec8) + ld_v(hd, vec8, C::TC));
+    return (size_t)C::TILE * (ld_k(hd, vec8) + hd);
 }
 
-// f16 hi + lo of two floats (lo = the rounding error of hi, also in f16): a + b*2^-11-ish
-// products in f16 keep ~22 bits of a and b.
-__device__ __forceinline__ void split_h2(float a, float b, uint32_t &hi, uint32_t &lo) {
-    const __half ha = __float2half_rn(a), hb = __float2half_rn(b);
-    const __half la = __float2half_rn(a - __half2float(ha)), lb = __float2half_rn(b - __half2float(hb));
-    const __half2 h = __halves2half2(ha, hb), l = __halves2half2(la, lb);
-    hi = *(const uint32_t *)&h;
-    lo = *(const uint32_t *)&l;
-}
-// c += a (16x16, rows) * b (16x8, columns), f16 in, f32 accumulate
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 template <class C, int MAXHD>
 size_t dyn_smem(int hd, bool vec8, int splits) {
     size_t b = C::STAGES * stage_halves<C>(hd, vec8) * sizeof(__half);
@@ -139,22 +109,18 @@ size_t dyn_smem(int hd, bool vec8, int splits) {
 
 // Split s of a context of kv_len positions: [s * chunk, min(kv_len, (s + 1) * chunk)).
 __device__ __forceinline__ int split_chunk(int kv_len, const DecodeParams &p) {
-    if (kv_len <= p.one_split) return kv_len;
-    const int align = kv_len < p.mid_until ? p.align_mid : p.align;
     int chunk = (kv_len + p.splits - 1) / p.splits;
-    chunk = (chunk + align - 1) / align * align;
+    chunk = (chunk + p.align - 1) / p.align * p.align;
     return chunk < p.min_chunk ? p.min_chunk : chunk;
 }
 
 // grid (blocks), THREADS threads, blocks >= the most any position uses (kcuda_attn_decode). VEC8:
 // head_dim % 8 == 0 (16-byte cp.async); otherwise the rows are copied with 4-byte loads
 // (ld.global.cg) and shared stores. The blocks' work is chosen from the position: the splits,
-// then how many blocks per KV head and split (hg) and on how many query heads each: at long
-// context one block per KV head and split takes the whole group (each row loaded once); at short
-// context, where the splits are few, the group's heads are spread over up to rep blocks so that
-// the GPU still has work for its SMs (the rows are then read by several blocks, from L2). Blocks
-// past the work leave at once; the grid is kept to about one wave of the GPU so that few do (a
-// block that leaves still holds its shared memory while it reads the position).
+// then the block's KV head and query heads: one block per KV head and split takes the whole
+// group (each row loaded once; more than MAX_REP query heads take p.hg blocks). Blocks past the
+// work leave at once; the grid is one wave of the GPU at the longest split count, so that few
+// do (a block that leaves still holds its shared memory while it reads the position).
 template <int MAXHD, bool VEC8, class C>
 __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p) {
     constexpr int TILE = C::TILE, THREADS = C::THREADS, WARPS = C::WARPS;
@@ -169,17 +135,14 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
 
     if (p.late == 0) pdl_trigger();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = ld_v(hd, VEC8, C::TC);
+    const int hd = p.hd, half = hd / 2, ldk = ld_k(hd, VEC8), ldv = hd;
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it.
     const int pos = *p.pos, kv_len = pos + 1;
     const int chunk = split_chunk(kv_len, p);
     const int nsplit = (kv_len + chunk - 1) / chunk;
-    int hg = p.target / (p.n_kv * nsplit);  // blocks per KV head and split at this position
-    hg = max(p.hg_lo, min(p.hg_hi, hg));
-    const int hb = (p.rep + hg - 1) / hg;   // query heads per block (<= hb_max)
-    hg = (p.rep + hb - 1) / hb;
+    const int hg = p.hg, hb = p.hb_max;
     const int per_split = p.n_kv * hg;
     if ((int)blockIdx.x >= per_split * nsplit) return;
     const int sp = blockIdx.x / per_split, rem = blockIdx.x - sp * per_split;
@@ -308,15 +271,6 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
     float o[MAX_REP][2];
 #pragma unroll
     for (int r = 0; r < MAX_REP; r++) o[r][0] = o[r][1] = 0.0f;
-    // Tensor cores: lane (gq, tq) = (lane / 4, lane % 4) of the mma fragments; row gq = query
-    // head gq of the block (rows 8..15 zero); warp w takes positions 8w.. of a tile for the scores
-    // and dims 16w.. for P.V (two 8-wide column blocks, accumulators oc).
-    const int gq = lane >> 2, tq = lane & 3;
-    const bool row_on = gq < nh;
-    constexpr int KS = MAXHD / 16;
-    uint32_t qh[KS][2], ql[KS][2];  // q's A fragments (row gq), hi and lo, per 16 dims
-    float oc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * TILE, cnt = min(TILE, n_span - it * TILE);
         const __half *ks = stage0 + (size_t)(it % C::STAGES) * stage_n;
@@ -329,41 +283,10 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
             for (int d = tid; d < hd; d += THREADS) kw[d] = cur_k[d], vw[d] = cur_v[d];
             __syncthreads();
         }
-        if (C::TC) {
-            // P.V takes 16 positions at a time: rows cnt .. of a part-tile must be 0, not stale
-            const int pad = ((cnt + 15) & ~15) - cnt;
-            for (int idx = tid; idx < pad * ldv; idx += THREADS) ((__half *)vs)[(size_t)cnt * ldv + idx] = __float2half(0.0f);
-            if (it == 0)
-#pragma unroll
-                for (int k = 0; k < KS; k++) {
-                    const int k0 = 16 * k;
-                    float2 qa = make_float2(0.f, 0.f), qb = qa;
-                    if (row_on && k0 < hd) qa = *(const float2 *)&qs[gq][k0 + 2 * tq], qb = *(const float2 *)&qs[gq][k0 + 8 + 2 * tq];
-                    split_h2(qa.x, qa.y, qh[k][0], ql[k][0]);
-                    split_h2(qb.x, qb.y, qh[k][1], ql[k][1]);
-                }
-            // scores: warp w, positions 8w + (0..7) = the mma's 8 columns; K rows as B (k = dims)
-            const int jn = warp * 8;
-            float c[4] = {0.f, 0.f, 0.f, 0.f};
-            const __half *kb = ks + (size_t)(jn + gq) * ldk + 2 * tq;
-#pragma unroll
-            for (int k = 0; k < KS; k++) {
-                if (16 * k < hd) {
-                    const uint32_t b0 = *(const uint32_t *)(kb + 16 * k), b1 = *(const uint32_t *)(kb + 16 * k + 8);
-                    const uint32_t ah[4] = {qh[k][0], 0u, qh[k][1], 0u}, al[4] = {ql[k][0], 0u, ql[k][1], 0u};
-                    mma16816(c, ah, b0, b1);
-                    mma16816(c, al, b0, b1);
-                }
-            }
-            const int j0 = jn + 2 * tq;
-            if (row_on && j0 < cnt) sc[gq][j0] = c[0] * scale;
-            if (row_on && j0 + 1 < cnt) sc[gq][j0 + 1] = c[1] * scale;
-        } else
         // scores: thread (position jj, head slice hs) over all head_dim, heads hs + NPT i
         {
-            // ADAPT: a tile at most half full takes twice the threads per position (a head each)
-            const int npt = C::ADAPT && 2 * cnt <= TILE && 2 * C::NPT <= MAX_REP ? 2 * C::NPT : C::NPT;
-            const int tl = THREADS / npt, jj = tid % tl, hs = tid / tl;
+            constexpr int npt = C::NPT;
+            const int jj = tid % TILE, hs = tid / TILE;
             if (jj < cnt) {
                 float acc[C::HPT], acc2[C::HPT];
 #pragma unroll
@@ -385,17 +308,11 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
                                 a = fmaf(qa4.y, f0.y, a);
                                 a = fmaf(qa4.z, f1.x, a);
                                 a = fmaf(qa4.w, f1.y, a);
-                                if (C::ILP2) {  // a second chain: half the dependent FMAs
-                                    b = fmaf(qb4.x, f2.x, b);
-                                    b = fmaf(qb4.y, f2.y, b);
-                                    b = fmaf(qb4.z, f3.x, b);
-                                    b = fmaf(qb4.w, f3.y, b);
-                                } else {
-                                    a = fmaf(qb4.x, f2.x, a);
-                                    a = fmaf(qb4.y, f2.y, a);
-                                    a = fmaf(qb4.z, f3.x, a);
-                                    a = fmaf(qb4.w, f3.y, a);
-                                }
+                                // a second chain: half the dependent FMAs
+                                b = fmaf(qb4.x, f2.x, b);
+                                b = fmaf(qb4.y, f2.y, b);
+                                b = fmaf(qb4.z, f3.x, b);
+                                b = fmaf(qb4.w, f3.y, b);
                                 acc[i] = a, acc2[i] = b;
                             }
                         }
@@ -416,7 +333,7 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
 #pragma unroll
                 for (int i = 0; i < C::HPT; i++) {
                     const int r = hs + npt * i;
-                    if (r < nh) sc[r][jj] = (C::ILP2 ? acc[i] + acc2[i] : acc[i]) * scale;
+                    if (r < nh) sc[r][jj] = (acc[i] + acc2[i]) * scale;
                 }
             }
         }
@@ -444,34 +361,6 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
             }
         }
         __syncthreads();
-        if (C::TC) {
-            // P.V: A = p (row gq, 16 positions, hi + lo), B = V rows by ldmatrix.trans (k = positions)
-            const float cr = row_on ? corr[gq] : 0.0f;
-#pragma unroll
-            for (int nb = 0; nb < 2; nb++) oc[nb][0] *= cr, oc[nb][1] *= cr;
-            for (int kk = 0; kk < cnt; kk += 16) {
-                const int ja = kk + 2 * tq, jb = ja + 8;
-                const float p0 = row_on && ja < cnt ? pr[ja][gq] : 0.f, p1 = row_on && ja + 1 < cnt ? pr[ja + 1][gq] : 0.f;
-                const float p2 = row_on && jb < cnt ? pr[jb][gq] : 0.f, p3 = row_on && jb + 1 < cnt ? pr[jb + 1][gq] : 0.f;
-                uint32_t ah[4] = {0u, 0u, 0u, 0u}, al[4] = {0u, 0u, 0u, 0u};
-                split_h2(p0, p1, ah[0], al[0]);
-                split_h2(p2, p3, ah[2], al[2]);
-#pragma unroll
-                for (int nb = 0; nb < 2; nb++) {
-                    const int n0 = 16 * warp + 8 * nb;
-                    if (n0 < hd) {
-                        const uint32_t addr =
-                            (uint32_t)__cvta_generic_to_shared(vs + (size_t)(kk + (lane & 15)) * ldv + n0);
-                        uint32_t b0, b1;
-                        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];"
-                                     : "=r"(b0), "=r"(b1)
-                                     : "r"(addr));
-                        mma16816(oc[nb], ah, b0, b1);
-                        mma16816(oc[nb], al, b0, b1);
-                    }
-                }
-            }
-        } else
         // P.V: thread (dim pair dp, phase ph) for every head of the block
         if (dp_on) {
 #pragma unroll
@@ -511,19 +400,9 @@ __global__ void __launch_bounds__(C::THREADS) attn_decode_kernel(DecodeParams p)
 
     // This split's outputs: the phases' partial sums added through shared memory (the stages
     // are free now; the last issue() calls committed empty groups).
-    float *ob = (float *)dyn;  // [PH][MAX_REP][MAXHD] (tensor cores: phase 0 only)
-    constexpr int PHR = C::TC ? 1 : C::PH;
-    if (C::TC) {
-        if (row_on)
-#pragma unroll
-            for (int nb = 0; nb < 2; nb++) {
-                const int d = 16 * warp + 8 * nb + 2 * tq;
-                if (d < hd) {
-                    ob[(size_t)gq * MAXHD + d] = oc[nb][0];
-                    ob[(size_t)gq * MAXHD + d + 1] = oc[nb][1];
-                }
-            }
-    } else if (dp_on)
+    float *ob = (float *)dyn;  // [PH][MAX_REP][MAXHD]
+    constexpr int PHR = C::PH;
+    if (dp_on)
 #pragma unroll
         for (int r = 0; r < MAX_REP; r++)
             if (r < nh) {
@@ -662,10 +541,10 @@ inline int max_splits(int ctx) {
 }
 
 // Fills p's split and block fields from the knobs and launches. p holds the shape, the pointers,
-// late, and in p.splits the cap (max_splits). Splits: at long context (one block per KV head
-// and split, n_cols blocks per split) they fill the blocks that fit on the GPU at once (knobs.
-// per_sm per SM where the occupancy allows), within [1, cap]; rounded down so that they make
-// one wave. The grid is the most blocks any position uses.
+// late, and in p.splits the cap (max_splits). Splits: with one block per KV head and split
+// (n_cols blocks per split) they fill the blocks that fit on the GPU at once (knobs.per_sm per
+// SM where the occupancy allows), within [1, cap]; rounded down so that they make one wave. The
+// grid is the most blocks any position uses.
 template <int MAXHD, bool VEC8, class C>
 int launch(DecodeParams &p, const Knobs &k, int pdl, void *stream) {
     auto kern = attn_decode_kernel<MAXHD, VEC8, C>;
@@ -678,28 +557,20 @@ int launch(DecodeParams &p, const Knobs &k, int pdl, void *stream) {
                                        (int)dyn_smem<C, MAXHD>(MAXHD, VEC8, MAX_SPLITS)));
         attr_done = 1;
     }
-    if (C::TC && (!VEC8 || p.hd % 16))
-        return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: the tensor-core tile needs head_dim %% 16 == 0 (%d)", p.hd);
-    p.hg_lo = (p.rep + MAX_REP - 1) / MAX_REP;
-    p.hg_hi = k.spread ? p.rep : p.hg_lo;
-    p.hb_max = p.rep < MAX_REP ? p.rep : MAX_REP;
+    p.hg = (p.rep + MAX_REP - 1) / MAX_REP;
+    p.hb_max = (p.rep + p.hg - 1) / p.hg;
     p.min_chunk = k.min_chunk;
-    p.align = k.align_tile ? C::TILE : 16;
-    p.one_split = k.one_split;
-    p.mid_until = k.mid_until;
-    p.align_mid = C::TILE / 2 > 16 ? C::TILE / 2 : 16;
-    const int n_cols = p.n_kv * p.hg_lo;
+    p.align = C::TILE;
+    const int n_cols = p.n_kv * p.hg;
     int nsm = kcuda_sm_count(), per_sm = 0;
     if (nsm <= 0) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: no SM count");
     KCUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, C::THREADS, dyn_smem<C, MAXHD>(p.hd, VEC8, 1)));
     per_sm = per_sm < 1 ? 1 : per_sm > k.per_sm ? k.per_sm : per_sm;
-    p.target = nsm * per_sm;
-    int splits = p.target / n_cols;
+    int splits = nsm * per_sm / n_cols;
     if (splits > p.splits) splits = p.splits;
     if (splits < 1) splits = 1;
     p.splits = splits;
-    // <= target where the heads are spread (hg chosen from target), <= n_cols * splits where not
-    const int blocks = p.target > n_cols * splits ? p.target : n_cols * splits;
+    const int blocks = n_cols * splits;
     return kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), dyn_smem<C, MAXHD>(p.hd, VEC8, splits), stream, pdl, p);
 }
 

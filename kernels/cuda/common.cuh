@@ -103,11 +103,13 @@ __device__ __forceinline__ int warp_sum_i(int v) {
 }
 
 // Block-wide reductions for NT threads (multiple of 32); red is >= NT/32 floats of shared
-// memory. The order of additions is fixed, so every block computes the same bits.
-template <int NT>
+// memory. The order of additions is fixed, so every block computes the same bits. FRESH: red is
+// used by this call only (no earlier reader can still be at it), so the leading barrier is left
+// out.
+template <int NT, bool FRESH = false>
 __device__ __forceinline__ float block_sum(float v, float *red) {
     v = warp_sum(v);
-    __syncthreads();
+    if (!FRESH) __syncthreads();
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     float t = 0.0f;
@@ -115,10 +117,10 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
     for (int i = 0; i < NT / 32; i++) t += red[i];
     return t;
 }
-template <int NT>
+template <int NT, bool FRESH = false>
 __device__ __forceinline__ float block_max(float v, float *red) {
     v = warp_max(v);
-    __syncthreads();
+    if (!FRESH) __syncthreads();
     if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
     __syncthreads();
     float t = red[0];

@@ -284,6 +284,16 @@ typedef struct {
 int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
                       uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
                       int *d_count, int pdl, void *stream);
+/* Decode below kcuda_attn_decode_head_until(a) positions (0 where the shape has none: head_dim
+ * not a multiple of 16 or above 128): the same contract as kcuda_attn_decode (same scratch,
+ * counters, results within f32 rounding) by one block per (query head, 64 positions), faster
+ * there than kcuda_attn_decode (attention.cu has the figures). A position at or past the limit
+ * makes the output NaN. */
+int kcuda_attn_decode_head(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,
+                           uint16_t *d_vc, const int *d_pos, float *d_out, float *d_part,
+                           int *d_count, int pdl, void *stream);
+int kcuda_attn_decode_head_until(const KcudaAttnShape *a);
+/* Scratch floats of either decode kernel. */
 size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
 
 /* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv]. RoPE on q (in place) and k,

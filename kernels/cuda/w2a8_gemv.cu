@@ -8,31 +8,36 @@
 // 432 blocks in one wave). Every other matrix takes kernel 3 (its latency, not its bandwidth,
 // decides). Measured on an H100 (2026-11-23, kernels/dev/README.md, lab versions 3 and 6 R 2):
 // decode 64/64 1046.5 tok/s with kernel 3 everywhere, 1062.4 with this choice, same triggers.
-enum { GEMV5_MIN_BLOCKS = 198, GEMV5_MAX_CHUNKS = 8 };
+// Kernel 5 runs 256-thread blocks (64 rows, 216 blocks for gate/up): half the blocks that each
+// read and normalise all of x. Measured in the decode chain on an H100 (2026-12-06,
+// kernels/dev/run_timeline_device.sh, 2B shapes, two rounds): gate/up 4.03 -> 3.90 us exposed
+// per layer, down (its successor) 4.66 -> 4.48, step 945 -> 930 us at position ~50 (1115 ->
+// 1114 at ~530); R 4 with 128 threads (the same 216 blocks) was slower (960 us).
+enum { GEMV5_MIN_BLOCKS = 198, GEMV5_MAX_CHUNKS = 8, GEMV5_THREADS = 256 };
 
 static bool gemv_two_rows(int n_out, int per_lane) {
     return per_lane <= GEMV5_MAX_CHUNKS && (n_out + 2 * GEMV_ROWS - 1) / (2 * GEMV_ROWS) >= GEMV5_MIN_BLOCKS;
 }
 
-template <int MAXC>
+template <int MAXC, int LPR = 8>
 static int gemv3_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
-    const dim3 blk(GEMV_THREADS);
+    const dim3 blk(16 * LPR);
     switch (ep) {
-    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_F32>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_RESID>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_GLU>, grid, blk, smem, stream, pdl, p);
-    default: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_I32>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_F32, LPR>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_RESID, LPR>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_GLU, LPR>, grid, blk, smem, stream, pdl, p);
+    default: return kcuda_launch(w2a8_gemv_kernel3<MAXC, KCUDA_EP_I32, LPR>, grid, blk, smem, stream, pdl, p);
     }
 }
 
-template <int MAXC>
+template <int MAXC, int R = 2, int NT = GEMV5_THREADS>
 static int gemv5_launch(int ep, dim3 grid, size_t smem, void *stream, int pdl, const GemvParams &p) {
-    const dim3 blk(GEMV_THREADS);
+    const dim3 blk(NT);
     switch (ep) {
-    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_F32>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_RESID>, grid, blk, smem, stream, pdl, p);
-    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_GLU>, grid, blk, smem, stream, pdl, p);
-    default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, 2, KCUDA_EP_I32>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_F32: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_F32, NT>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_RESID: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_RESID, NT>, grid, blk, smem, stream, pdl, p);
+    case KCUDA_EP_GLU: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_GLU, NT>, grid, blk, smem, stream, pdl, p);
+    default: return kcuda_launch(w2a8_gemv_kernel5<MAXC, R, KCUDA_EP_I32, NT>, grid, blk, smem, stream, pdl, p);
     }
 }
 
@@ -80,21 +85,34 @@ extern "C" int kcuda_w2a8_gemv(const KcudaTernary *w, const float *d_x, int k_in
     const size_t smem = (size_t)w->k_pad;  // the quantized activations
     const int per_lane = (w->k_pad / 64 + 7) / 8;
     if (gemv_two_rows(w->n_out, per_lane)) {
-        const dim3 grid((unsigned)((w->n_out + 2 * GEMV_ROWS - 1) / (2 * GEMV_ROWS)));
+        const int rows = 2 * (GEMV5_THREADS / 8);
+        const dim3 grid((unsigned)((w->n_out + rows - 1) / rows));
         if (per_lane <= 4) return gemv5_launch<4>(ep, grid, smem, stream, pdl, p);
         if (per_lane <= 5) return gemv5_launch<5>(ep, grid, smem, stream, pdl, p);
         if (per_lane <= 7) return gemv5_launch<7>(ep, grid, smem, stream, pdl, p);
         return gemv5_launch<8>(ep, grid, smem, stream, pdl, p);
     }
     const dim3 grid((unsigned)((w->n_out + GEMV_ROWS - 1) / GEMV_ROWS));
-    // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7,
-    // 6912: 14), so no registers are spent on always-masked chunks.
+    // Long rows (K > 4096: down_proj) take 16 lanes a row (256-thread blocks, half the prologue
+    // and dot products per thread). Measured in the decode chain on an H100 (2026-12-06,
+    // kernels/dev/run_timeline_device.sh, 2B shapes, two rounds): down_proj 5.53 -> 4.69 us
+    // exposed per layer, decode step 995 -> 970 us (position ~50) and 1163 -> 1137 us (~530). 16
+    // lanes for the K 2560 matrices too: QKV -0.23 us but O +0.36 and attention at ~530 +1.5 us
+    // (step 1165 us there), so not for those.
+    const int per_lane16 = (w->k_pad / 64 + 15) / 16;
+    if (per_lane > 8) {
+        if (per_lane16 <= 5) return gemv3_launch<5, 16>(ep, grid, smem, stream, pdl, p);
+        if (per_lane16 <= 7) return gemv3_launch<7, 16>(ep, grid, smem, stream, pdl, p);
+        if (per_lane16 <= 8) return gemv3_launch<8, 16>(ep, grid, smem, stream, pdl, p);
+        if (per_lane16 <= 14) return gemv3_launch<14, 16>(ep, grid, smem, stream, pdl, p);
+        return gemv3_launch<16, 16>(ep, grid, smem, stream, pdl, p);
+    }
+    // Loads per lane in flight = MAXC; instantiated for the model shapes (K 2560: 5, 3200: 7),
+    // so no registers are spent on always-masked chunks.
     if (per_lane <= 4) return gemv3_launch<4>(ep, grid, smem, stream, pdl, p);
     if (per_lane <= 5) return gemv3_launch<5>(ep, grid, smem, stream, pdl, p);
     if (per_lane <= 7) return gemv3_launch<7>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 8) return gemv3_launch<8>(ep, grid, smem, stream, pdl, p);
-    if (per_lane <= 14) return gemv3_launch<14>(ep, grid, smem, stream, pdl, p);
-    return gemv3_launch<16>(ep, grid, smem, stream, pdl, p);
+    return gemv3_launch<8>(ep, grid, smem, stream, pdl, p);
 }
 
 // ---- per-row RMSNorm + quant (prefill) ------------------------------------------------------

@@ -31,7 +31,26 @@ __device__ __forceinline__ int act_offset(int i) {
     return (b << 7) + (h << 6) + (((j + b) & 3) << 4) + e;
 }
 
-__device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int acc) {
+// The dot products take each 2-bit code in place instead of shifting it down: code j of a byte
+// (bits 6-2j) masked out is code << (6 - 2j), an unsigned byte <= 128, and one accumulator per j
+// sums those against the activations (dp4a u8 x s8), so acc[j] = 4^(3-j) * sum(code * q) exactly
+// and dot_total() shifts each back. One LOP3 + one IDP per 4 weights instead of SHF + LOP3 + IDP
+// (cuobjdump of kernel 3 at K 2560: 262 LOP3 + 149 SHF beside 160 IDP), and four independent
+// chains instead of one. |acc[0]| <= 128 * 128 * K/4 < 2^31 for K <= 32768 (the launcher's limit).
+// Measured in the decode chain on an H100 (2026-12-06, kernels/dev/run_timeline_device.sh, 2B
+// shapes, two rounds alternated): gate/up 4.63 -> 4.03 us exposed per layer, QKV 3.84 -> 3.60,
+// decode step 990 -> 972 us at position ~50, 1164 -> 1138 us at ~530.
+__device__ __forceinline__ int dp4a_u8s8(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ int dot_total(const int (&acc)[4]) {
+    return (acc[0] >> 6) + (acc[1] >> 4) + (acc[2] >> 2) + acc[3];
+}
+
+__device__ __forceinline__ void dot_chunk(uint4 w, const int8_t *qs, int c, int (&acc)[4]) {
     const int b = c >> 1;
     const uint4 *base = (const uint4 *)(qs + (c << 6));
     const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
@@ -39,16 +58,16 @@ __device__ __forceinline__ int dot_chunk(uint4 w, const int8_t *qs, int c, int a
     for (int j = 0; j < 4; j++) {
         const uint4 a = base[(j + b) & 3];
         const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
-        const int sh = 6 - 2 * j;
+        const uint32_t mask = 0x03030303u << (6 - 2 * j);
 #pragma unroll
-        for (int m = 0; m < 4; m++) acc = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc);
+        for (int m = 0; m < 4; m++) acc[j] = dp4a_u8s8(ww[m] & mask, aa[m], acc[j]);
     }
-    return acc;
 }
 
 // The prologue's general paths, shared by both kernels: x that the float4 path cannot take (three
 // strided passes over x, L1/L2-resident), or a pre-quantized q with its scale and sum. Writes q
 // into qs (act_offset layout) and the per-warp sums of q into qred; returns s.
+template <int NT = GEMV_THREADS>
 __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8_t *qs, float *red, int *qred,
                                                        int lane, int warp) {
     const int tid = threadIdx.x;
@@ -57,19 +76,19 @@ __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8
         float inv = 1.0f;
         if (p.norm_w) {
             float ss = 0.0f;
-            for (int i = tid; i < p.k_in; i += GEMV_THREADS) ss += p.x[i] * p.x[i];
-            ss = block_sum<GEMV_THREADS>(ss, red);
+            for (int i = tid; i < p.k_in; i += NT) ss += p.x[i] * p.x[i];
+            ss = block_sum<NT>(ss, red);
             inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
     }
         float amax = 0.0f;
-        for (int i = tid; i < p.k_in; i += GEMV_THREADS) {
+        for (int i = tid; i < p.k_in; i += NT) {
             float v = p.norm_w ? p.norm_w[i] * (p.x[i] * inv) : p.x[i];
             amax = fmaxf(amax, fabsf(v));
     }
-        amax = block_max<GEMV_THREADS>(amax, red);
+        amax = block_max<NT>(amax, red);
         s = 127.0f / fmaxf(amax, 1e-5f);
         int sum = 0;
-        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4) {
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += NT * 4) {
             uint32_t word = 0;
     #pragma unroll
             for (int j = 0; j < 4; j++) {
@@ -88,26 +107,87 @@ __device__ __forceinline__ float gemv_prologue_general(const GemvParams &p, int8
         sum = warp_sum_i(sum);
         if (lane == 0) qred[warp] = sum;
     } else {
-        for (int i4 = tid * 4; i4 < p.k_pad; i4 += GEMV_THREADS * 4)
+        for (int i4 = tid * 4; i4 < p.k_pad; i4 += NT * 4)
             *(uint32_t *)(qs + act_offset(i4)) = *(const uint32_t *)(p.q + i4);
         s = p.s ? p.s[0] : 1.0f;
-        if (tid < GEMV_THREADS / 32) qred[tid] = tid == 0 ? p.qsum[0] : 0;
+        if (tid < NT / 32) qred[tid] = tid == 0 ? p.qsum[0] : 0;
     }
     return s;
 }
 
-// ---- kernel 3: one row per 8-lane group --------------------------------------------------------------
-// 8 lanes per row, 16 rows per 128-thread block, 16-byte loads: all of a lane's weight loads and
-// its norm weights are issued before the PDL wait, then the prologue quantizes x into swizzled
-// shared memory and the dot products run from registers. MAXC = 16-byte loads in flight per lane.
-template <int MAXC, int EP>
-__global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) {
+// The fast prologue of both kernels: x in one batch of MAXC float4s per thread (one L2 round trip),
+// wn the norm weights loaded before the PDL wait, then two block reductions: x_n = wn * (x * inv),
+// s = 127 / max|x_n|, q = rint(x_n * s) into qs (act_offset layout), per-warp sums of q into
+// qred. Returns s. red, red2: NT/32 floats each, this call's own (its reductions skip the
+// leading barrier). Used where k_in % 4 == 0, k_pad <= 4 NT MAXC
+// and x, norm_w are 16-byte aligned.
+template <int NT, int MAXC>
+__device__ __forceinline__ float gemv_prologue_fast(const GemvParams &p, const float4 (&wn)[MAXC], int8_t *qs,
+                                                    float *red, float *red2, int *qred, int lane, int warp) {
+    const int tid = threadIdx.x;
+    float4 xv[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (tid + NT * i);
+        xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    if (p.norm_w) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < MAXC; i++)
+            ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
+        ss = block_sum<NT, true>(ss, red);
+        const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            xv[i].x = wn[i].x * (xv[i].x * inv);
+            xv[i].y = wn[i].y * (xv[i].y * inv);
+            xv[i].z = wn[i].z * (xv[i].z * inv);
+            xv[i].w = wn[i].w * (xv[i].w * inv);
+        }
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++)
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
+    amax = block_max<NT, true>(amax, red2);
+    const float s = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (tid + NT * i);
+        if (e < p.k_pad) {
+            const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
+            uint32_t word = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
+                sum += qi;
+                word |= (uint32_t)(qi & 0xff) << (8 * j);
+            }
+            *(uint32_t *)(qs + act_offset(e)) = word;
+        }
+    }
+    sum = warp_sum_i(sum);
+    if (lane == 0) qred[warp] = sum;
+    return s;
+}
+
+// ---- kernel 3: one row per LPR-lane group ------------------------------------------------------------
+// LPR (8 or 16) lanes per row, 16 rows per block of 16 * LPR threads, 16-byte loads: all of a
+// lane's weight loads and its norm weights are issued before the PDL wait, then the prologue
+// quantizes x into swizzled shared memory and the dot products run from registers. MAXC = 16-byte
+// loads in flight per lane. 16 lanes halve each thread's share of a long row (K 6912: down_proj)
+// in the prologue and the dot products, both on the critical path after the wait.
+template <int MAXC, int EP, int LPR = 8>
+__global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
+    constexpr int NT = 16 * LPR;
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[GEMV_THREADS / 32];
+    __shared__ float red[NT / 32], red2[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int grp = lane >> 3, sub = lane & 7;
-    const int row = blockIdx.x * GEMV_ROWS + warp * 4 + grp;
+    const int grp = lane / LPR, sub = lane % LPR;
+    const int row = blockIdx.x * GEMV_ROWS + warp * (32 / LPR) + grp;
     const bool row_ok = row < p.n_out;
     const int C = p.k_pad >> 6;
     const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row_ok ? row : 0) * (size_t)(p.k_pad >> 2));
@@ -116,107 +196,62 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
     uint4 wv[MAXC];
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
-        const int c = sub + 8 * i;
+        const int c = sub + LPR * i;
         wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
     }
     // The norm weights are constant too: fetched before the wait as well.
-    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 4 * NT * MAXC && ((uintptr_t)p.x & 15) == 0 &&
                       ((uintptr_t)p.norm_w & 15) == 0;
     float4 wn[MAXC];
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
-        const int e = 4 * (threadIdx.x + GEMV_THREADS * i);
+        const int e = 4 * (threadIdx.x + NT * i);
         wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     if (p.late_trigger == 1) pdl_trigger();
 
-    __shared__ int qred[GEMV_THREADS / 32];
+    __shared__ int qred[NT / 32];
     float s;
     if (fast) {
-        // Fast prologue: each thread loads its float4s of x in one batch, so the prologue
-        // waits for one L2 round trip, then two reductions.
-        const int tid = threadIdx.x;
-        float4 xv[MAXC];
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
-            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        if (p.norm_w) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXC; i++)
-                ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-            ss = block_sum<GEMV_THREADS>(ss, red);
-            const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-#pragma unroll
-            for (int i = 0; i < MAXC; i++) {
-                xv[i].x = wn[i].x * (xv[i].x * inv);
-                xv[i].y = wn[i].y * (xv[i].y * inv);
-                xv[i].z = wn[i].z * (xv[i].z * inv);
-                xv[i].w = wn[i].w * (xv[i].w * inv);
-            }
-        }
-        float amax = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++)
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-        amax = block_max<GEMV_THREADS>(amax, red);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
-            if (e < p.k_pad) {
-                const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-                uint32_t word = 0;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
-                    sum += qi;
-                    word |= (uint32_t)(qi & 0xff) << (8 * j);
-                }
-                *(uint32_t *)(qs + act_offset(e)) = word;
-            }
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
+        s = gemv_prologue_fast<NT, MAXC>(p, wn, qs, red, red2, qred, lane, warp);
     } else {
-        s = gemv_prologue_general(p, qs, red, qred, lane, warp);
+        s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
     }
     __syncthreads();
 
-    int acc = 0;
+    int acc4[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
-        const int c = sub + 8 * i;
-        if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+        const int c = sub + LPR * i;
+        if (c < C) dot_chunk(wv[i], qs, c, acc4);
     }
-    for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
+    for (int base = LPR * MAXC; base < C; base += LPR * MAXC) {
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
-            const int c = base + sub + 8 * i;
+            const int c = base + sub + LPR * i;
             wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
         }
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
-            const int c = base + sub + 8 * i;
-            if (c < C) acc = dot_chunk(wv[i], qs, c, acc);
+            const int c = base + sub + LPR * i;
+            if (c < C) dot_chunk(wv[i], qs, c, acc4);
         }
     }
+    int acc = dot_total(acc4);
+    if (LPR == 16) acc += __shfl_xor_sync(0xffffffffu, acc, 8);
     acc += __shfl_xor_sync(0xffffffffu, acc, 4);
     acc += __shfl_xor_sync(0xffffffffu, acc, 2);
     acc += __shfl_xor_sync(0xffffffffu, acc, 1);
     int qsum = 0;
 #pragma unroll
-    for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+    for (int w = 0; w < NT / 32; w++) qsum += qred[w];
     acc -= qsum;  // codes c = t + 1
     if (p.late_trigger == 2) pdl_trigger();
     if (EP == KCUDA_EP_GLU) {
         const float y = __fmul_rn(__fdiv_rn((float)acc, s), (grp & 1) ? p.g1 : p.g0);
-        const float up = __shfl_down_sync(0xffffffffu, y, 8);
+        const float up = __shfl_down_sync(0xffffffffu, y, LPR);
         if (sub == 0 && (grp & 1) == 0 && row_ok) ((float *)p.out)[row >> 1] = glu_act_mul(y, up, p.act);
         return;
     }
@@ -235,8 +270,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 }
 
 // ---- kernel 5: R rows per 8-lane group ------------------------------------------------------------
-// Version 3 with R rows per 8-lane group (a block covers 16*R rows) and 4 / 2 / 1 independent
-// dp4a accumulators per row (R 1 / 2 / 4): a big matrix runs in one wave with fewer registers per
+// Version 3 with R rows per 8-lane group (a block covers 16*R rows): a big matrix runs in one wave with fewer registers per
 // weight byte. Kernel 3 holds K 2560 in 80 registers (6 blocks per SM), so the 864 blocks of the
 // 13824-row gate/up matrix took two waves; with R 2 it is 432 blocks in one. Measured on an H100
 // (2026-11-23, kernels/dev/README.md): 13824x2560 5.83 -> 4.31 us alone (int8 input, PDL); decode
@@ -244,71 +278,42 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel3(GemvParams p) 
 // written exactly as in kernel 3 (same per-thread partials, same block reduction order): same s,
 // same q, same bits.
 
-// NA independent accumulators per row (a single int chain of MAXC*16 dependent dp4a was the
-// longest path after the PDL wait: K 6912 has 224 of them per lane); integer sums, so exact.
-template <int R>
-struct GemvAcc {
-    static constexpr int NA = R >= 4 ? 1 : R == 2 ? 2 : 4;
-};
-
 template <int MAXC, int R>
 __device__ __forceinline__ void dot_chunk_rows(const uint4 (&w)[R][MAXC], int i, const int8_t *qs, int c,
-                                               int (&acc)[R][GemvAcc<R>::NA]) {
-    constexpr int NA = GemvAcc<R>::NA;
+                                               int (&acc)[R][4]) {
     const int b = c >> 1;
     const uint4 *base = (const uint4 *)(qs + (c << 6));
 #pragma unroll
     for (int j = 0; j < 4; j++) {
         const uint4 a = base[(j + b) & 3];
         const uint32_t aa[4] = {a.x, a.y, a.z, a.w};
-        const int sh = 6 - 2 * j;
+        const uint32_t mask = 0x03030303u << (6 - 2 * j);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             const uint32_t ww[4] = {w[r][i].x, w[r][i].y, w[r][i].z, w[r][i].w};
 #pragma unroll
-            for (int m = 0; m < 4; m++)
-                acc[r][j % NA] = __dp4a((int)((ww[m] >> sh) & 0x03030303u), (int)aa[m], acc[r][j % NA]);
+            for (int m = 0; m < 4; m++) acc[r][j] = dp4a_u8s8(ww[m] & mask, aa[m], acc[r][j]);
         }
     }
 }
 
-// Block reductions without the leading barrier of block_sum/block_max: each call gets its own
-// shared slots, so no earlier reader can still be using them. Same order of operations.
-__device__ __forceinline__ float block_sum_once(float v, float *red) {
-    v = warp_sum(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = 0.0f;
-#pragma unroll
-    for (int i = 0; i < GEMV_THREADS / 32; i++) t += red[i];
-    return t;
-}
-__device__ __forceinline__ float block_max_once(float v, float *red) {
-    v = warp_max(v);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t = red[0];
-#pragma unroll
-    for (int i = 1; i < GEMV_THREADS / 32; i++) t = fmaxf(t, red[i]);
-    return t;
-}
-
-template <int MAXC, int R, int EP>
-__global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) {
+template <int MAXC, int R, int EP, int NT = GEMV_THREADS>
+__global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
+    constexpr int RS = NT / 8;  // rows of one R slice
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
-    __shared__ float red[GEMV_THREADS / 32], red2[GEMV_THREADS / 32];
-    __shared__ int qred[GEMV_THREADS / 32];
+    __shared__ float red[NT / 32], red2[NT / 32];
+    __shared__ int qred[NT / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane >> 3, sub = lane & 7;
-    const int row0 = blockIdx.x * (GEMV_ROWS * R) + warp * 4 + grp;  // row r: row0 + 16 r
+    const int row0 = blockIdx.x * (RS * R) + warp * 4 + grp;  // row r: row0 + RS r
     const int C = p.k_pad >> 6;
     const size_t rb = (size_t)(p.k_pad >> 2);
 
     uint4 wv[R][MAXC];
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const int row = row0 + GEMV_ROWS * r;
+        const int row = row0 + RS * r;
         const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
 #pragma unroll
         for (int i = 0; i < MAXC; i++) {
@@ -316,14 +321,14 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
             wv[r][i] = (row < p.n_out && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
         }
     }
-    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 512 * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 4 * NT * MAXC && ((uintptr_t)p.x & 15) == 0 &&
                       ((uintptr_t)p.norm_w & 15) == 0;
     const int tid = threadIdx.x;
     // The norm weights are constant: loaded into registers before the wait (as version 3).
     float4 wnr[MAXC];
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
-        const int e = 4 * (tid + GEMV_THREADS * i);
+        const int e = 4 * (tid + NT * i);
         wnr[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     if (!p.late_trigger) pdl_trigger();
@@ -332,63 +337,17 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
 
     float s;
     if (fast) {
-        float4 xv[MAXC];
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
-            xv[i] = e < p.k_in ? *(const float4 *)(p.x + e) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        if (p.norm_w) {
-            float ss = 0.0f;
-#pragma unroll
-            for (int i = 0; i < MAXC; i++)
-                ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
-            ss = block_sum_once(ss, red);
-            const float inv = 1.0f / sqrtf(ss / (float)p.k_in + p.eps);
-#pragma unroll
-            for (int i = 0; i < MAXC; i++) {
-                const float4 wn = wnr[i];
-                xv[i].x = wn.x * (xv[i].x * inv);
-                xv[i].y = wn.y * (xv[i].y * inv);
-                xv[i].z = wn.z * (xv[i].z * inv);
-                xv[i].w = wn.w * (xv[i].w * inv);
-            }
-        }
-        float amax = 0.0f;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++)
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(xv[i].x), fabsf(xv[i].y)), fmaxf(fabsf(xv[i].z), fabsf(xv[i].w))));
-        amax = block_max_once(amax, red2);
-        s = 127.0f / fmaxf(amax, 1e-5f);
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < MAXC; i++) {
-            const int e = 4 * (tid + GEMV_THREADS * i);
-            if (e < p.k_pad) {
-                const float v[4] = {xv[i].x, xv[i].y, xv[i].z, xv[i].w};
-                uint32_t word = 0;
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int qi = (int)fminf(fmaxf(rintf(v[j] * s), -128.0f), 127.0f);
-                    sum += qi;
-                    word |= (uint32_t)(qi & 0xff) << (8 * j);
-                }
-                *(uint32_t *)(qs + act_offset(e)) = word;
-            }
-        }
-        sum = warp_sum_i(sum);
-        if (lane == 0) qred[warp] = sum;
+        s = gemv_prologue_fast<NT, MAXC>(p, wnr, qs, red, red2, qred, lane, warp);
     } else {
-        s = gemv_prologue_general(p, qs, red, qred, lane, warp);
+        s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
     }
     __syncthreads();
 
-    constexpr int NA = GemvAcc<R>::NA;
-    int acc[R][NA];
+    int acc[R][4];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
-        for (int a = 0; a < NA; a++) acc[r][a] = 0;
+        for (int a = 0; a < 4; a++) acc[r][a] = 0;
 #pragma unroll
     for (int i = 0; i < MAXC; i++) {
         const int c = sub + 8 * i;
@@ -397,7 +356,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     for (int base = 8 * MAXC; base < C; base += 8 * MAXC) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            const int row = row0 + GEMV_ROWS * r;
+            const int row = row0 + RS * r;
             const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row < p.n_out ? row : 0) * rb);
 #pragma unroll
             for (int i = 0; i < MAXC; i++) {
@@ -413,18 +372,16 @@ __global__ void __launch_bounds__(GEMV_THREADS) w2a8_gemv_kernel5(GemvParams p) 
     }
     int qsum = 0;
 #pragma unroll
-    for (int w = 0; w < GEMV_THREADS / 32; w++) qsum += qred[w];
+    for (int w = 0; w < NT / 32; w++) qsum += qred[w];
     if (p.late_trigger == 2) pdl_trigger();
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        int a = acc[r][0];
-#pragma unroll
-        for (int t = 1; t < NA; t++) a += acc[r][t];
+        int a = dot_total(acc[r]);
         a += __shfl_xor_sync(0xffffffffu, a, 4);
         a += __shfl_xor_sync(0xffffffffu, a, 2);
         a += __shfl_xor_sync(0xffffffffu, a, 1);
         a -= qsum;  // codes c = t + 1
-        const int row = row0 + GEMV_ROWS * r;
+        const int row = row0 + RS * r;
         const bool row_ok = row < p.n_out;
         if (EP == KCUDA_EP_GLU) {
             const float y = __fmul_rn(__fdiv_rn((float)a, s), (grp & 1) ? p.g1 : p.g0);

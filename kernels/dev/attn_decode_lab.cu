@@ -1,10 +1,13 @@
-// Decode attention lab (issue #11): the product's kernel (kernels/cuda/attention_decode.cuh) in
-// every configuration it can be built with (threads per block, tile length) and launched with
-// (blocks per SM, shortest split, split rounding, head spreading), and version 3 (the product's
-// kernel until 2026-12-06, attention_decode_v3.cuh) as the baseline; 2B-4T heads (20 query
-// heads, 5 KV heads, head_dim 128, 30 layers).
+// Decode attention lab (issues #11, #12): the long-context kernel (kernels/cuda/
+// attention_decode.cuh) in every configuration the lab measured (threads per block, tile length,
+// stages, FMA chains, combine; blocks per SM, shortest split, split rounding, head spreading:
+// the lab copy kernels/dev/attention_decode_knobs.cuh), the short-context kernel
+// (kernels/cuda/attention_decode_head.cuh, "v3": the product's kernel until 2026-12-06, here with
+// a grid over the whole context so that it runs at every position), and the product's entry
+// points as the backend calls them (kcuda_attn_decode; kcuda_attn_decode_head below its limit:
+// "product by position"); 2B-4T heads (20 query heads, 5 KV heads, head_dim 128, 30 layers).
 //
-//   dev_attn_decode [check|time|all|san] [top N] [only CFG,CFG,...]
+//   dev_attn_decode [check|time|all|san|sweep] [top N] [only CFG,CFG,...]
 //
 // check: every variant against a double-precision host reference (the kernel's own cache row
 // at the position, rows below it as uploaded) at 16 positions of the 2B shape up to 4095 and at
@@ -22,6 +25,12 @@
 // times the top 8 with the product's and v3 again in 3 rounds (CONFIRM lines) and the top 3's
 // trigger placements. san: the check of one launch setting per build configuration, few
 // positions (a run short enough for compute-sanitizer).
+// sweep: the short-context kernel, the long-context kernel and the product by position, in
+// place (chain - gemv), at positions 64, 128, ... 4096, 3 rounds each (SWEEP lines, medians),
+// the crossover (CROSS), the same for Llama3-8B's heads alone (32/8/128, SWEEP8B), what a second
+// decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
+// per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
+// with two launches).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -30,21 +39,22 @@
 #include <string.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu/kernels_cpu.h"
-#include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/kernels_cuda.h"
-#include "kernels/dev/attention_decode_v3.cuh"
+#include "kernels/cuda/attention_decode_head.cuh"
+#include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
 namespace {
 
-using attn_decode::Cfg;
-using attn_decode::DecodeParams;
-using attn_decode::Knobs;
+using attn_decode_knobs::Cfg;
+using attn_decode_knobs::DecodeParams;
+using attn_decode_knobs::Knobs;
 
 constexpr int LAYERS = 30;
 
@@ -59,15 +69,17 @@ struct Bufs {
     __half *kc = nullptr, *vc = nullptr;  // [layer][n_kv][ctx][hd]
     float *qkv = nullptr, *out = nullptr, *part = nullptr, *rope = nullptr;
     int *count = nullptr, *pos = nullptr;
+    int host_pos = 0;  // the position set_pos wrote (what the backend knows on the host)
     size_t layer_n() const { return (size_t)s.n_kv * s.ctx * s.hd; }
 };
 
 size_t part_floats(const Shape &s) {
     const size_t hd4 = (size_t)(s.hd + 3) / 4 * 4;
     const int rep = s.n_heads / s.n_kv, hb = rep < 8 ? rep : 8;
-    const size_t mine = (size_t)s.n_heads * attn_decode::max_splits(s.ctx) * hb * (hd4 + 2);
-    const size_t v3 = attn_v3::scratch(s.n_heads, s.hd, s.ctx);
-    return std::max(mine, v3);
+    const size_t mine = (size_t)s.n_heads * attn_decode_knobs::max_splits(s.ctx) * hb * (hd4 + 2);
+    const size_t v3 = attn_head::scratch(s.n_heads, s.hd, (s.ctx + attn_head::CHUNK - 1) / attn_head::CHUNK);
+    KcudaAttnShape a = {s.n_heads, s.n_kv, s.hd, s.ctx, 0, nullptr};
+    return std::max(std::max(mine, v3), kcuda_attn_decode_scratch(&a));
 }
 
 // A variant: a name and how to launch it on b (layer l) with a launch option.
@@ -88,7 +100,7 @@ int launch_mine(const Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
     p.hd = b.s.hd;
     p.ctx = b.s.ctx;
     p.style = 0;
-    p.splits = attn_decode::max_splits(b.s.ctx);
+    p.splits = attn_decode_knobs::max_splits(b.s.ctx);
     p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
     p.rope = b.rope;
     p.qkv = b.qkv;
@@ -98,17 +110,18 @@ int launch_mine(const Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
     p.out = b.out;
     p.part = b.part;
     p.count = b.count;
-    return attn_decode::launch<128, true, C>(p, k, pdl, st);
+    return attn_decode_knobs::launch<128, true, C>(p, k, pdl, st);
 }
 
+// The short-context kernel with a grid over the whole context (every position).
 int launch_v3(Bufs &b, int l, int pdl, cudaStream_t st) {
-    attn_v3::AttnParams p = {};
+    attn_head::AttnParams p = {};
     p.n_heads = b.s.n_heads;
     p.n_kv = b.s.n_kv;
     p.hd = b.s.hd;
     p.ctx = b.s.ctx;
     p.style = 0;
-    p.max_splits = (b.s.ctx + attn_v3::CHUNK - 1) / attn_v3::CHUNK;
+    p.max_splits = (b.s.ctx + attn_head::CHUNK - 1) / attn_head::CHUNK;
     p.rope = b.rope;
     p.qkv = b.qkv;
     p.kc = b.kc + (size_t)l * b.layer_n();
@@ -118,19 +131,28 @@ int launch_v3(Bufs &b, int l, int pdl, cudaStream_t st) {
     p.part = b.part;
     p.count = b.count;
     p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
-    return attn_v3::launch(p, pdl, st);
+    return attn_head::launch(p, pdl, st);
+}
+
+// The product's entry points (bn_kernels) as the backend calls them: by_pos picks the kernel
+// from the host's position (kcuda_attn_decode_head below its limit), else the long-context one.
+int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
+    const KcudaAttnShape a = {b.s.n_heads, b.s.n_kv, b.s.hd, b.s.ctx, 0, b.rope};
+    const bool head = by_pos && b.host_pos < kcuda_attn_decode_head_until(&a);
+    uint16_t *kc = (uint16_t *)(b.kc + (size_t)l * b.layer_n()), *vc = (uint16_t *)(b.vc + (size_t)l * b.layer_n());
+    return (head ? kcuda_attn_decode_head : kcuda_attn_decode)(&a, b.qkv, kc, vc, b.pos, b.out, b.part, b.count, pdl, st);
 }
 
 template <class C>
 void add_config(std::vector<Variant> &vs, const char *cname) {
     int occ = 0;
-    CK(cudaFuncSetAttribute(attn_decode::attn_decode_kernel<128, true, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            (int)attn_decode::dyn_smem<C, 128>(128, true, attn_decode::MAX_SPLITS)));
-    CK(cudaFuncSetAttribute(attn_decode::attn_decode_kernel<128, true, C>, cudaFuncAttributePreferredSharedMemoryCarveout, 70));
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attn_decode::attn_decode_kernel<128, true, C>, C::THREADS,
-                                                     attn_decode::dyn_smem<C, 128>(128, true, 1)));
+    CK(cudaFuncSetAttribute(attn_decode_knobs::attn_decode_kernel<128, true, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            (int)attn_decode_knobs::dyn_smem<C, 128>(128, true, attn_decode_knobs::MAX_SPLITS)));
+    CK(cudaFuncSetAttribute(attn_decode_knobs::attn_decode_kernel<128, true, C>, cudaFuncAttributePreferredSharedMemoryCarveout, 70));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attn_decode_knobs::attn_decode_kernel<128, true, C>, C::THREADS,
+                                                     attn_decode_knobs::dyn_smem<C, 128>(128, true, 1)));
     printf("config %s: %d threads, tile %d, %zu B dynamic shared memory, %d blocks per SM fit\n", cname, C::THREADS,
-           C::TILE, attn_decode::dyn_smem<C, 128>(128, true, 52), occ);
+           C::TILE, attn_decode_knobs::dyn_smem<C, 128>(128, true, 52), occ);
     for (int per_sm = 1; per_sm <= 4 && per_sm <= std::max(occ, 1); per_sm++)
         for (int mc : {64, 128, 256})
             for (int align = 0; align < 2; align++)
@@ -143,27 +165,11 @@ void add_config(std::vector<Variant> &vs, const char *cname) {
                     v.name = nm;
                     v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_mine<C>(k, b, l, pdl, st); };
                     v.carveout = [](int pc) {
-                        CK(cudaFuncSetAttribute(attn_decode::attn_decode_kernel<128, true, C>,
+                        CK(cudaFuncSetAttribute(attn_decode_knobs::attn_decode_kernel<128, true, C>,
                                                 cudaFuncAttributePreferredSharedMemoryCarveout, pc));
                     };
                     vs.push_back(v);
                 }
-    // the hybrid split policy (with ADAPT): one split up to a tile, splits of half a tile below
-    // mid_until positions, whole tiles from there
-    if (C::ADAPT)
-        for (int mid : {1024, 1536, 2048, 3072}) {
-            const Knobs k = {std::min(2, std::max(occ, 1)), 64, true, false, C::TILE, mid};
-            Variant v;
-            char nm[96];
-            snprintf(nm, sizeof nm, "%s sm%d hyb%d", cname, k.per_sm, mid);
-            v.name = nm;
-            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_mine<C>(k, b, l, pdl, st); };
-            v.carveout = [](int pc) {
-                CK(cudaFuncSetAttribute(attn_decode::attn_decode_kernel<128, true, C>,
-                                        cudaFuncAttributePreferredSharedMemoryCarveout, pc));
-            };
-            vs.push_back(v);
-        }
 }
 
 float h2f(__half h) { return __half2float(h); }
@@ -194,6 +200,7 @@ void release(Bufs &b) {
 
 // The stream is non-blocking: host-side copies and memsets are waited for before any launch.
 void set_pos(Bufs &b, int P) {
+    b.host_pos = P;
     CK(cudaMemcpy(b.pos, &P, 4, cudaMemcpyHostToDevice));
     CK(cudaDeviceSynchronize());
 }
@@ -293,7 +300,7 @@ int check_shape(std::vector<Variant> &vs, Variant &v3, const Shape &s, const std
     CK(cudaMemcpy(b.vc, d.vc.data(), n * 2, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(b.qkv, d.qkv.data(), (size_t)qkv_dim * 4, cudaMemcpyHostToDevice));
     int fails = 0;
-    const bool v3_ok = s.hd % 8 == 0 && s.hd <= 128 && s.n_heads / s.n_kv <= 8;
+    const bool v3_ok = s.hd % 16 == 0 && s.hd <= 128;
     std::vector<Variant *> all;
     for (auto &v : vs) all.push_back(&v);
     if (v3_ok) all.push_back(&v3);
@@ -445,6 +452,111 @@ double time_chain(Chain &c, Bufs &b, const Variant *v, int pdl, cudaStream_t st)
     return per;
 }
 
+// A launch that waits for its predecessor and leaves: what the unused kernel of a device-side
+// choice between two launches per layer costs at least (it must wait, or its successor could
+// pass its own PDL wait while attention still runs).
+__global__ void pass_kernel(const int *pos) {
+    pdl_wait();
+    if (*pos < 0) __trap();  // never: keeps the read
+}
+
+double lab_now_ms() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median3(double a, double b, double c) { return std::max(std::min(a, b), std::min(std::max(a, b), c)); }
+
+// Capture + instantiate of the 30-layer chain as one graph (about the product's decode graph:
+// 150 kernels here, 152 there): milliseconds on the host and device memory taken while it lives.
+void graph_cost(Chain &c, Bufs &b, const Variant *v, cudaStream_t st, double *ms, double *mib) {
+    CK(cudaDeviceSynchronize());
+    size_t free0 = 0, free1 = 0, total = 0;
+    CK(cudaMemGetInfo(&free0, &total));
+    const double t0 = lab_now_ms();
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < LAYERS; l++)
+        if (chain_layer(c, b, l, v, KCUDA_PDL_LATE, st)) exit(1);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    CK(cudaGraphUpload(ge, st));
+    CK(cudaStreamSynchronize(st));
+    *ms = lab_now_ms() - t0;
+    CK(cudaMemGetInfo(&free1, &total));
+    *mib = ((double)free0 - (double)free1) / 1048576.0;
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+}
+
+// The sweep (mode "sweep"): see the top of the file.
+void sweep(Chain &c, Bufs &b, Variant &v3, Variant *prod, Variant *lng, cudaStream_t st) {
+    std::vector<int> P;
+    for (int p = 64; p < b.s.ctx; p += 64) P.push_back(p);
+    P.push_back(b.s.ctx - 1);
+    const KcudaAttnShape a = {b.s.n_heads, b.s.n_kv, b.s.hd, b.s.ctx, 0, b.rope};
+    printf("\nsweep, 2B-4T heads in place (chain - gemv, us per layer, median of 3 rounds); the product's limit: %d\n",
+           kcuda_attn_decode_head_until(&a));
+    printf("| position | gemv chain | short (v3) | long | product by position | best |\n|---:|---:|---:|---:|---:|---|\n");
+    std::vector<double> ts(P.size()), tl(P.size()), tp(P.size());
+    for (size_t i = 0; i < P.size(); i++) {
+        set_pos(b, P[i]);
+        double r[3][4];
+        for (int round = 0; round < 3; round++) {
+            r[round][0] = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+            r[round][1] = time_chain(c, b, &v3, KCUDA_PDL_LATE, st) - r[round][0];
+            r[round][2] = time_chain(c, b, lng, KCUDA_PDL_LATE, st) - r[round][0];
+            r[round][3] = time_chain(c, b, prod, KCUDA_PDL_LATE, st) - r[round][0];
+        }
+        double m[4];
+        for (int k = 0; k < 4; k++) m[k] = median3(r[0][k], r[1][k], r[2][k]);
+        ts[i] = m[1], tl[i] = m[2], tp[i] = m[3];
+        printf("SWEEP %5d %7.2f %7.2f %7.2f %7.2f %s\n", P[i], m[0], m[1], m[2], m[3], m[1] < m[2] ? "short" : "long");
+        fflush(stdout);
+    }
+    // the crossover: the first position from which the long-context kernel is never slower
+    size_t k = P.size();
+    while (k > 0 && tl[k - 1] <= ts[k - 1]) k--;
+    int short_wins = 0;
+    for (size_t i = 0; i < k; i++) short_wins += ts[i] < tl[i];
+    printf("CROSS 2B: the long-context kernel is at least as fast from position %d on (short faster at %d of the %zu positions below)\n",
+           k < P.size() ? P[k] : -1, short_wins, k);
+    double lost = 0, best = 0;
+    for (size_t i = 0; i < P.size(); i++) lost += tp[i] - std::min(ts[i], tl[i]), best += std::min(ts[i], tl[i]);
+    printf("CROSS product by position: %.2f us per layer summed over the sweep above the best of the two at each position (%.2f)\n",
+           lost, best);
+}
+
+void sweep_8b(Variant &v3, Variant *lng, cudaStream_t st) {
+    Bufs b;
+    alloc(b, {32, 8, 128, 4096}, LAYERS);
+    const size_t n = b.layer_n() * LAYERS;
+    {
+        std::vector<__half> h(n);
+        for (auto &x : h) x = __float2half(frand());
+        CK(cudaMemcpy(b.kc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(b.vc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        std::vector<float> q((32 + 16) * 128);
+        for (auto &x : q) x = frand();
+        CK(cudaMemcpy(b.qkv, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+    }
+    printf("\nsweep, Llama3-8B heads (32/8/128) alone (30 launches, us per launch, median of 3 rounds):\n");
+    int cross = -1;
+    for (int p = 64; p < 4096; p += 128) {
+        set_pos(b, p);
+        double r[3][2];
+        for (int round = 0; round < 3; round++) {
+            r[round][0] = time_alone(v3, b, KCUDA_PDL_LATE, st);
+            r[round][1] = time_alone(*lng, b, KCUDA_PDL_LATE, st);
+        }
+        const double s0 = median3(r[0][0], r[1][0], r[2][0]), l0 = median3(r[0][1], r[1][1], r[2][1]);
+        if (cross < 0 && l0 <= s0) cross = p;
+        printf("SWEEP8B %5d %7.2f %7.2f %s\n", p, s0, l0, s0 < l0 ? "short" : "long");
+    }
+    printf("CROSS 8B alone: first position where the long-context kernel is at least as fast: %d\n", cross);
+    release(b);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -488,30 +600,39 @@ int main(int argc, char **argv) {
     add_config<Cfg<128, 256, 128, 1, true>>(vs, "t256x128s1i");  // a split of 128 in one tile
     add_config<Cfg<128, 256, 128, 1, true, 16, true>>(vs, "t256x128s1ip");
     add_config<Cfg<128, 256, 128, 2, true>>(vs, "t256x128s2i");
-    add_config<Cfg<128, 256, 64, 2, true, 16, false, true>>(vs, "t256x64s2t");  // t: tensor cores
-    add_config<Cfg<128, 256, 64, 2, true, 16, true, true>>(vs, "t256x64s2pt");
-    add_config<Cfg<128, 256, 64, 3, true, 16, true, true>>(vs, "t256x64s3pt");
-    add_config<Cfg<128, 256, 128, 1, true, 16, true, false, true>>(vs, "t256x128s1ipa");  // a: ADAPT
-    add_config<Cfg<128, 256, 128, 1, true, 16, false, false, true>>(vs, "t256x128s1ia");
+    for (int by_pos = 1; by_pos >= 0; by_pos--) {  // the product's code, through its entry points
+        Variant v;
+        v.name = by_pos ? "product by position" : "product long-context kernel";
+        v.launch = [by_pos](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_product(by_pos != 0, b, l, pdl, st); };
+        v.carveout = [](int) {};  // the library's kernels: not reachable from here
+        vs.push_back(v);
+    }
+    if (!strcmp(mode, "sweep")) {  // the product's entry points only (checked first)
+        std::vector<Variant> keep;
+        for (auto &v : vs)
+            if (v.name.rfind("product", 0) == 0) keep.push_back(v);
+        vs.swap(keep);
+    }
     if (only) {  // keep the configurations named (comma-separated, the part of the name before the knobs)
         std::vector<Variant> keep;
         for (auto &v : vs) {
             const std::string cfg = v.name.substr(0, v.name.find(' '));
-            if (("," + std::string(only) + ",").find("," + cfg + ",") != std::string::npos) keep.push_back(v);
+            if (cfg == "product" || ("," + std::string(only) + ",").find("," + cfg + ",") != std::string::npos) keep.push_back(v);
         }
         vs.swap(keep);
     }
     Variant v3;
-    v3.name = "v3 (previous product)";
+    v3.name = "v3 (short-context kernel, grid over the context)";
     v3.launch = launch_v3;
     v3.carveout = [](int pc) {
-        CK(cudaFuncSetAttribute(attn_v3::attn_decode_kernel3, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
+        CK(cudaFuncSetAttribute(attn_head::attn_head_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
     // the product's setting for head_dim <= 128 (attention.cu) and the two before it
     const std::string product = "t256x128s1ip sm2 c128 at group", before = "t256x64s2i sm2 c64 at group",
                       before2 = "t128x64s2 sm2 c64 a16 spread";
     auto is_base = [&](const Variant *v) {
-        return v->name == product || v->name == before || v->name == before2 || v->name.rfind("v3", 0) == 0;
+        return v->name == product || v->name == before || v->name == before2 || v->name.rfind("v3", 0) == 0 ||
+               v->name.rfind("product", 0) == 0;
     };
     printf("%zu variants + v3; the product's: %s\n", vs.size(), product.c_str());
 
@@ -519,7 +640,8 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "san")) {  // for compute-sanitizer: one launch setting per build configuration
         std::vector<Variant> few;
         for (auto &v : vs)
-            if (v.name.find(" sm1 c64 a16 spread") != std::string::npos || v.name.find(" sm2 c128 at group") != std::string::npos)
+            if (v.name.find(" sm1 c64 a16 spread") != std::string::npos || v.name.find(" sm2 c128 at group") != std::string::npos ||
+                v.name.rfind("product", 0) == 0)
                 few.push_back(v);
         fails += check_shape(few, v3, {20, 5, 128, 4096}, {0, 65, 1000, 4095}, st);
         fails += check_shape(few, v3, {24, 2, 96, 1024}, {65, 1023}, st);
@@ -528,7 +650,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "time")) {
         fails += check_shape(vs, v3, {20, 5, 128, 4096},
-                             {0, 1, 15, 63, 64, 65, 127, 128, 200, 511, 512, 1000, 2047, 2080, 3001, 4095}, st);
+                             {0, 1, 15, 63, 64, 65, 127, 128, 200, 511, 512, 1000, 1407, 1408, 2047, 2080, 3001, 4095}, st);
         fails += check_shape(vs, v3, {8, 8, 128, 1024}, {0, 64, 65, 700, 1023}, st);
         fails += check_shape(vs, v3, {16, 2, 128, 1024}, {0, 64, 65, 700, 1023}, st);
         fails += check_shape(vs, v3, {24, 2, 96, 1024}, {0, 64, 65, 700, 1023}, st);
@@ -555,6 +677,43 @@ int main(int argc, char **argv) {
     for (int pi = 0; pi < 4; pi++) {
         set_pos(b, TIME_POS[pi]);
         gemv[pi] = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+    }
+    if (!strcmp(mode, "sweep")) {
+        Variant *prod = nullptr, *lng = nullptr;
+        for (auto &v : vs) {
+            if (v.name == "product by position") prod = &v;
+            if (v.name == "product long-context kernel") lng = &v;
+        }
+        if (!prod || !lng || !prod->ok || !lng->ok || !v3.ok) {
+            printf("sweep: a variant failed its check\n");
+            return 1;
+        }
+        sweep(c, b, v3, prod, lng, st);
+        // what a second decode graph costs, and a device-side choice by a second launch per layer
+        double ms[3], mib[3];
+        for (int r = 0; r < 3; r++) graph_cost(c, b, lng, st, &ms[r], &mib[r]);
+        printf("GRAPH capture + instantiate + upload of 30 layers (150 kernels): %.2f ms (median of 3: %.2f %.2f %.2f), device memory %.2f MiB\n",
+               median3(ms[0], ms[1], ms[2]), ms[0], ms[1], ms[2], median3(mib[0], mib[1], mib[2]));
+        Variant pass = *lng;
+        pass.name = "long + a launch that leaves";
+        pass.launch = [lng](Bufs &bb, int l, int pdl, cudaStream_t s2) {
+            const int r = lng->launch(bb, l, pdl, s2);
+            return r ? r : kcuda_launch(pass_kernel, dim3(1), dim3(32), 0, s2, KCUDA_PDL_LATE, (const int *)bb.pos);
+        };
+        for (int pi = 0; pi < 4; pi++) {
+            set_pos(b, TIME_POS[pi]);
+            double r1[3], r2[3];
+            for (int r = 0; r < 3; r++) {
+                const double g = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+                r1[r] = time_chain(c, b, lng, KCUDA_PDL_LATE, st) - g;
+                r2[r] = time_chain(c, b, &pass, KCUDA_PDL_LATE, st) - g;
+            }
+            const double a1 = median3(r1[0], r1[1], r1[2]), a2 = median3(r2[0], r2[1], r2[2]);
+            printf("EMPTY at %4d: long %.2f us per layer, with a launch that leaves after it %.2f (+%.2f)\n", TIME_POS[pi], a1, a2, a2 - a1);
+        }
+        release(b);
+        sweep_8b(v3, lng, st);
+        return fails ? 1 : 0;
     }
     printf("\nmicroseconds per layer (median of 12 graph replays of 30 layers); chain - gemv = attention in place\n");
     printf("gemv chain without attention: %.2f %.2f %.2f %.2f\n", gemv[0], gemv[1], gemv[2], gemv[3]);

@@ -188,6 +188,50 @@ int main(void) {
         backend_cuda_ops.destroy(b2);
     }
 
+    /* decode across the attention kernels' boundary (the backend's two decode graphs, chosen by
+     * position: kcuda_attn_decode_head_until), then back below it (a rewound history): every
+     * step's logits against the host's, and the device's greedy pick against its own logits */
+    {
+        const int lctx = 2048;
+        InferOptions lo = {.backend = BACKEND_CUDA, .threads = 0, .ctx = lctx, .lm_head_int8 = 0};
+        void *b3 = backend_cuda_ops.create(&m, &lo, &err);
+        REQUIRE(b3 != NULL);
+        KcudaAttnShape as = {m.cfg.n_heads, m.cfg.n_kv_heads, m.cfg.head_dim, lctx, 0, NULL};
+        const int until = kcuda_attn_decode_head_until(&as);
+        CHECK(until > 16 && until < lctx - 16); /* the test model's heads have both kernels */
+        if (until > 16 && until < lctx - 16) {
+            RefForward *h3 = ref_forward_create(&m, lctx, 1);
+            const int P0 = until - 8;
+            int32_t *lt = malloc(sizeof(int32_t) * P0);
+            for (int i = 0; i < P0; i++) lt[i] = (int32_t)(rnd() % V);
+            CHECK_EQ_INT(backend_cuda_ops.eval(b3, lt, P0, 0, NULL, &err), 0);
+            for (int t = 0; t < P0; t++) ref_forward_step(h3, lt[t], t, ref);
+            double we = 0;
+            int steps = 0, below = 0, above = 0;
+            /* positions P0 .. until + 7, then P0 + 2 .. P0 + 5 again (below the boundary) */
+            for (int s = 0; s < 20; s++) {
+                const int pos = s < 16 ? P0 + s : P0 + 2 + (s - 16);
+                const int32_t tok = (int32_t)(rnd() % V);
+                CHECK_EQ_INT(backend_cuda_ops.eval(b3, &tok, 1, pos, NULL, &err), 0);
+                ref_forward_step(h3, tok, pos, ref);
+                lg = backend_cuda_ops.logits(b3);
+                REQUIRE(lg != NULL);
+                we = fmax(we, rel_err(lg, ref, V));
+                int32_t g;
+                CHECK_EQ_INT(backend_cuda_ops.sample(b3, NULL, &g, &err), 1);
+                CHECK_EQ_INT(g, argmax(lg, V));
+                steps++, below += pos < until, above += pos >= until;
+            }
+            printf("decode across the attention kernels' boundary (%d): %d steps (%d below, %d at or past), max error / max|logit| = %.3g\n",
+                   until, steps, below, above, we);
+            CHECK(below > 0 && above > 0);
+            CHECK(we < 2e-2);
+            free(lt);
+            ref_forward_free(h3);
+        }
+        backend_cuda_ops.destroy(b3);
+    }
+
     /* a shape the kernels cannot do (an odd head_dim: RoPE pairs) gives a message, not a crash */
     m.cfg.head_dim = 63;
     b = backend_cuda_ops.create(&m, &opt, &err);

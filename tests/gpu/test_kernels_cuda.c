@@ -506,11 +506,20 @@ static void check_counts_zero(const int *dcount, int n, const char *what) {
     free(c);
 }
 
+/* The decode kernels' common signature, and the one decode takes at position P: with by_pos the
+ * backend's choice (the per-query-head kernel below kcuda_attn_decode_head_until, where the
+ * shape has it), else always the per-KV-group kernel (which must be right at every position). */
+typedef int (*AttnDecodeFn)(const KcudaAttnShape *, const float *, uint16_t *, uint16_t *, const int *, float *,
+                            float *, int *, int, void *);
+static AttnDecodeFn attn_decode_at(const KcudaAttnShape *a, int P, int by_pos) {
+    return by_pos && P < kcuda_attn_decode_head_until(a) ? kcuda_attn_decode_head : kcuda_attn_decode;
+}
+
 /* Decode one position at a time from 0 (each step writes its cache row and attends 0..t), with
  * the split scratch poisoned (NaN) before every other step, then prefill of the same tokens in
  * two calls (the tiled kernels, or attention_wide.cu for the heads they cannot hold), both
- * against the host. */
-static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
+ * against the host. by_pos: attn_decode_at. */
+static void test_attention_k(int n_heads, int n_kv, int hd, int ctx, int steps, int style, int by_pos) {
     const float theta = 10000.0f;
     const int qkv_dim = (n_heads + 2 * n_kv) * hd;
     float *rope = rope_table(ctx, hd, theta);
@@ -550,14 +559,15 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
         up(dpos, &t, sizeof(int));
         REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n_heads * hd) == cudaSuccess);
         if (t % 2) REQUIRE(cudaMemset(dpart, 0xff, sizeof(float) * part_n) == cudaSuccess);
-        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv + (size_t)t * qkv_dim, dk, dv, dpos, dout, dpart, dcount,
-                                       1 + t % 3, NULL), 0);
+        CHECK_EQ_INT(attn_decode_at(&a, t, by_pos)(&a, dqkv + (size_t)t * qkv_dim, dk, dv, dpos, dout, dpart, dcount,
+                                                   1 + t % 3, NULL), 0);
         down(got + (size_t)t * n_heads * hd, dout, sizeof(float) * n_heads * hd);
     }
     check_counts_zero(dcount, n_heads, "decode");
     down(hk, dk, 2 * cache_n);
     down(hv, dv, 2 * cache_n);
-    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got, "decode");
+    attn_check(n_heads, n_kv, hd, ctx, steps, style, qkv, Q, K, V, hk, hv, got,
+               by_pos && kcuda_attn_decode_head_until(&a) > 0 ? "decode (head kernel below its limit)" : "decode");
     /* prefill: first half at once, then the rest at once (pos0 > 0) */
     REQUIRE(cudaMemset(dk, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     REQUIRE(cudaMemset(dv, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
@@ -580,6 +590,10 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
     cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
 }
 
+static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
+    test_attention_k(n_heads, n_kv, hd, ctx, steps, style, 1);
+}
+
 /* Decode at chosen positions of a long context, the rows before them random f16 data written
  * straight into the cache (so a position of 4,000 costs one reference step, not 4,000): dense
  * runs of positions around 64, 128, 1024, 2048, 4096 and 8192 (the splits are multiples of 16
@@ -595,8 +609,9 @@ static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, in
  * bound: the spike row's value swapped with its neighbour's in the reference (a misplaced row),
  * the next head's output compared as this one's (a wrong query head), one output moved by 0.01
  * (about what losing one split of 80 rows of 4,096 does). They show on the device that the
- * check catches real faults. */
-static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int style, int dense, int controls) {
+ * check catches real faults. by_pos: attn_decode_at; with it, where the per-query-head kernel's
+ * limit is below ctx, that kernel is also run once at its limit and must answer NaN. */
+static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int style, int dense, int controls, int by_pos) {
     const float theta = 500000.0f;
     const int qkv_dim = (n_heads + 2 * n_kv) * hd, rep = n_heads / n_kv;
     const size_t cache_n = (size_t)n_kv * ctx * hd;
@@ -615,17 +630,18 @@ static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int styl
     up(dk, hk, 2 * cache_n);
     up(dv, hv, 2 * cache_n);
     int pos[160], np = 0;
-    const int starts[] = {0, 60, 120, 1016, 2040, 4088, 8184};
+    const int until = kcuda_attn_decode_head_until(&a);
+    const int starts[] = {0, 60, 120, 1016, until - 2, 2040, 4088, 8184};
     for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++)
         for (int i = 0; i < (dense ? 20 : 3); i++)
-            if (starts[s] + i < ctx && np < 150) pos[np++] = starts[s] + i;
+            if (starts[s] + i < ctx && starts[s] + i > (np ? pos[np - 1] : -1) && np < 150) pos[np++] = starts[s] + i;
     if (pos[np - 1] != ctx - 1) pos[np++] = ctx - 1;
     float *qkv = malloc(sizeof(float) * qkv_dim), *Q = malloc(sizeof(float) * n_heads * hd);
     float *K = malloc(sizeof(float) * n_kv * hd), *V = malloc(sizeof(float) * n_kv * hd);
     float *got = malloc(sizeof(float) * n_heads * hd), *bad_out = malloc(sizeof(float) * n_heads * hd);
     uint16_t *tmp = malloc(2 * (size_t)hd);
     AttnErr e = {0};
-    int kbad = 0, vbad = 0, ctl_ok = 1, n_ctl = 0;
+    int kbad = 0, vbad = 0, ctl_ok = 1, n_ctl = 0, n_head = 0, n_past = 0;
     for (int pi = 0; pi < np; pi++) {
         const int P = pos[pi];
         for (int i = 0; i < qkv_dim; i++) qkv[i] = frand(1.5f);
@@ -656,7 +672,17 @@ static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int styl
         up(dpos, &P, sizeof(int));
         REQUIRE(cudaMemset(dout, 0xff, sizeof(float) * n_heads * hd) == cudaSuccess);
         REQUIRE(cudaMemset(dpart, 0xff, sizeof(float) * part_n) == cudaSuccess);
-        CHECK_EQ_INT(kcuda_attn_decode(&a, dqkv, dk, dv, dpos, dout, dpart, dcount, KCUDA_PDL_LATE, NULL), 0);
+        if (by_pos && until > 0 && P == until) { /* the head kernel past its limit: NaN, nothing else written */
+            CHECK_EQ_INT(kcuda_attn_decode_head(&a, dqkv, dk, dv, dpos, dout, dpart, dcount, KCUDA_PDL_LATE, NULL), 0);
+            down(got, dout, sizeof(float) * n_heads * hd);
+            int nan = 0;
+            for (int i = 0; i < n_heads * hd; i++) nan += isnan(got[i]) != 0;
+            CHECK_MSG(nan == n_heads * hd, "attention head kernel at its limit %d: %d of %d outputs NaN", P, nan, n_heads * hd);
+            check_counts_zero(dcount, n_heads, "head kernel at its limit");
+            n_past++;
+        }
+        CHECK_EQ_INT(attn_decode_at(&a, P, by_pos)(&a, dqkv, dk, dv, dpos, dout, dpart, dcount, KCUDA_PDL_LATE, NULL), 0);
+        n_head += attn_decode_at(&a, P, by_pos) == kcuda_attn_decode_head;
         down(got, dout, sizeof(float) * n_heads * hd);
         /* the new rows, into the host copy (later positions read them) */
         for (int g = 0; g < n_kv; g++) {
@@ -687,8 +713,9 @@ static void test_attn_positions(int n_heads, int n_kv, int hd, int ctx, int styl
             }
         }
     }
-    printf("attention decode at %d positions up to %d, %d/%d hd %d style %d: worst error %.3g = %.2f of its bound %.3g",
-           np, pos[np - 1], n_heads, n_kv, hd, style, e.worst_err, e.worst, e.worst_tol);
+    printf("attention decode at %d positions up to %d (%d by the head kernel, below %d), %d/%d hd %d style %d: worst error %.3g = %.2f of its bound %.3g",
+           np, pos[np - 1], n_head, by_pos ? until : 0, n_heads, n_kv, hd, style, e.worst_err, e.worst, e.worst_tol);
+    if (by_pos && until > 0 && until < ctx) CHECK_MSG(n_past == 1, "attention: the head kernel's limit %d not met", until);
     if (controls) printf("; negative controls at %d positions%s", n_ctl, ctl_ok ? ", all caught" : ", NOT all caught");
     printf("\n");
     CHECK_MSG(kbad == 0 && vbad == 0, "attention positions %d/%d hd %d: cache rows wrong (K %d, V %d elements)",
@@ -724,8 +751,24 @@ static void test_bad_attn_shapes(void) {
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, NULL, count, 1, NULL), KCUDA_ERR_ARG);
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc + 1, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG); /* misaligned */
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 7, NULL), KCUDA_ERR_ARG); /* option */
+    /* the per-query-head kernel: head_dim a multiple of 16 up to 128 */
+    CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 16); /* all of a short context */
+    for (int hd = 66; hd <= 72; hd += 6) { /* even; a multiple of 8 */
+        a.head_dim = hd;
+        CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 0);
+        CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
+        CHECK(strstr(kcuda_last_error(), "kcuda_attn_decode_head") != NULL);
+    }
+    a.head_dim = 136;
+    CHECK_EQ_INT(kcuda_attn_decode_head_until(&a), 0);
+    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_SHAPE);
+    a.head_dim = 64;
+    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, NULL, count, 1, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc + 1, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 7, NULL), KCUDA_ERR_ARG);
     a.d_rope = NULL;
     CHECK_EQ_INT(kcuda_attn_decode(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG);
+    CHECK_EQ_INT(kcuda_attn_decode_head(&a, qkv, dc, dc + 4096, pos, out, part, count, 1, NULL), KCUDA_ERR_ARG);
     cudaFree(dx), cudaFree(dc), cudaFree(di);
 }
 
@@ -737,28 +780,40 @@ static void test_bad_attn_shapes(void) {
 static void test_attn_decode_all(int quick) {
     if (quick) {
         test_attention(8, 2, 128, 256, 140, 0);
+        test_attention_k(8, 2, 128, 256, 140, 0, 0);
         test_attention(6, 2, 100, 160, 130, 1);
-        test_attn_positions(20, 5, 128, 4160, 0, 0, 0);
-        test_attn_positions(16, 16, 64, 1200, 1, 0, 0);
-        test_attn_positions(32, 32, 128, 1200, 0, 0, 0); /* 32 KV heads: spans of 2 tiles in one stage */
-        test_attn_positions(6, 2, 256, 600, 0, 0, 0);
+        test_attn_positions(20, 5, 128, 4160, 0, 0, 0, 1);
+        test_attn_positions(20, 5, 128, 1200, 0, 0, 0, 0);
+        test_attn_positions(16, 16, 64, 1200, 1, 0, 0, 1);
+        test_attn_positions(32, 32, 128, 1200, 0, 0, 0, 0); /* 32 KV heads: spans of 2 tiles in one stage */
+        test_attn_positions(6, 2, 256, 600, 0, 0, 0, 1);
         return;
     }
-    test_attn_positions(20, 5, 128, 4160, 0, 1, 1); /* the 2B-4T heads, dense around every boundary */
+    /* the 2B-4T heads, dense around every boundary: as the backend chooses, and the per-KV-group
+     * kernel alone (it must be right at every position: shapes without the head kernel take it
+     * from position 0) */
+    test_attn_positions(20, 5, 128, 4160, 0, 1, 1, 1);
+    test_attn_positions(20, 5, 128, 4160, 0, 1, 1, 0);
     static const int hds[] = {64, 96, 100, 128, 256, 80, 64, 128};
-    for (int rep = 1; rep <= 8; rep++)
-        test_attn_positions(2 * rep, 2, hds[rep - 1], 4160, rep % 2, 0, 0);
-    test_attn_positions(24, 2, 80, 4160, 0, 0, 0);   /* 12 query heads per KV head */
-    test_attn_positions(12, 4, 256, 4160, 1, 0, 0);  /* Falcon3's heads */
-    test_attn_positions(64, 64, 64, 4160, 0, 0, 0);  /* 64 KV heads: ~820 positions a block */
-    test_attn_positions(32, 32, 128, 4160, 1, 0, 0); /* 32 KV heads of 128: 5 tiles a span, one stage */
-    test_attn_positions(32, 32, 100, 8200, 1, 0, 0); /* 1bitLLM's heads (4-byte rows), long spans */
-    test_attn_positions(8, 1, 128, 8200, 0, 0, 0);
+    for (int by_pos = 0; by_pos < 2; by_pos++)
+        for (int rep = 1; rep <= 8; rep++)
+            test_attn_positions(2 * rep, 2, hds[rep - 1], 4160, rep % 2, 0, 0, by_pos);
+    test_attn_positions(24, 2, 80, 4160, 0, 0, 0, 1);   /* 12 query heads per KV head */
+    test_attn_positions(24, 2, 80, 4160, 0, 0, 0, 0);
+    test_attn_positions(12, 4, 256, 4160, 1, 0, 0, 1);  /* Falcon3's heads */
+    test_attn_positions(64, 64, 64, 4160, 0, 0, 0, 0);  /* 64 KV heads: ~820 positions a block */
+    test_attn_positions(64, 64, 64, 4160, 0, 0, 0, 1);
+    test_attn_positions(32, 32, 128, 4160, 1, 0, 0, 0); /* 32 KV heads of 128: 5 tiles a span, one stage */
+    test_attn_positions(32, 32, 100, 8200, 1, 0, 0, 1); /* 1bitLLM's heads (4-byte rows), long spans */
+    test_attn_positions(8, 1, 128, 8200, 0, 0, 0, 1);
+    test_attn_positions(32, 8, 128, 4160, 0, 0, 0, 1);  /* Llama3-8B's heads */
     /* step by step from position 0, and prefill */
     test_attention(20, 5, 128, 512, 150, 0);
+    test_attention_k(20, 5, 128, 512, 150, 0, 0);
     test_attention(4, 2, 64, 128, 70, 1);
     test_attention(2, 2, 32, 64, 40, 0);
     test_attention(2, 1, 32, 1280, 1100, 0);
+    test_attention_k(2, 1, 32, 1280, 1100, 0, 0);
     test_attention(12, 4, 256, 300, 200, 0); /* wide prefill: head_dim 256 */
     test_attention(6, 2, 96, 300, 200, 1);   /* wide prefill: 96 */
     test_attention(6, 2, 100, 300, 200, 0);  /* wide prefill: 100 */

@@ -1,21 +1,23 @@
-// Decode attention version 3, the product's kernel until 2026-12-06 (kept as the lab's baseline:
-// kernels/dev/attn_decode_lab.cu): one block per (query head, chunk of 64 positions), the chunk's
-// K/V rows staged in shared memory with 16-byte loads issued before the PDL wait, the last block
-// of each head combining the splits. head_dim a multiple of 8 up to 128, up to 8 query heads per
-// KV head. Measured on an H100 end to end (bitnet-chat bench, 2B shapes): 1037.5 / 960.4 / 773.3
-// tok/s at context 64 / 512 / 2048.
+// The decode attention kernel for short contexts (attention.cu: kcuda_attn_decode_head): one
+// block per (query head, chunk of 64 positions), the chunk's K/V rows staged in shared memory
+// with 16-byte loads issued before the PDL wait, the last block of each head combining the
+// splits. head_dim a multiple of 16 up to 128 (each half of a row in 16-byte pieces). It was the product's only decode kernel until
+// 2026-12-06 ("version 3" in kernels/dev/README.md); the per-KV-group kernel
+// (attention_decode.cuh) loads each row once per group instead of once per query head and wins
+// at long context, this one has fewer dependent steps per block and wins at short context.
 #pragma once
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/common.cuh"
 
 namespace {
-namespace attn_v3 {
+namespace attn_head {
 
 enum { ATT_THREADS = 128, CHUNK = 64, MAX_HD = 128, COMBINE_TILE = 128 };
 
 struct AttnParams {
-    int n_heads, n_kv, hd, ctx, style, max_splits;
+    int n_heads, n_kv, hd, ctx, style;
+    int max_splits;  // the grid's chunks per head: positions < 64 * max_splits only
     const float *rope;
     const float *qkv;
     __half *kc, *vc;
@@ -25,7 +27,7 @@ struct AttnParams {
     int late;  // the next launch may start: 0 at this kernel's start, 1 after its PDL wait, 2 after the softmax
 };
 
-__device__ __forceinline__ void rope_pair3(int style, int hd, int i, int *i0, int *i1) {
+__device__ __forceinline__ void rope_pair_h(int style, int hd, int i, int *i0, int *i1) {
     if (style == 0) {
         *i0 = i;
         *i1 = i + hd / 2;
@@ -35,12 +37,13 @@ __device__ __forceinline__ void rope_pair3(int style, int hd, int i, int *i0, in
     }
 }
 
-// Version 3: one block per (query head, chunk of 64 positions): 4x the blocks of version 2 (one
-// per KV head) and no per-head predication, so each block's instruction stream is ~10x shorter
-// (version 2: ~4k instructions per warp at 4 warps per SM, 18 us per layer). The chunk's K/V
-// rows are staged in shared memory with 16-byte loads issued before waiting on the previous
-// kernel (positions < pos and the position itself are final by then, see below).
-__global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p) {
+// grid (n_heads, max_splits), ATT_THREADS threads. One block per (query head, chunk of 64
+// positions): each block's instruction stream is short (no per-head predication). The chunk's
+// K/V rows are staged in shared memory with 16-byte loads issued before waiting on the previous
+// kernel (positions < pos are final by then, see below). A position past the grid's chunks
+// makes every head's output NaN (the caller chose the wrong kernel: loud, never a silent
+// partial sum).
+__global__ void __launch_bounds__(ATT_THREADS) attn_head_kernel(AttnParams p) {
     __shared__ __align__(16) float qs[MAX_HD];
     __shared__ float sc[CHUNK];
     __shared__ __align__(16) __half ks[CHUNK][MAX_HD + 8];
@@ -57,6 +60,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     const int hd = p.hd, half = hd / 2, n_rep = p.n_heads / p.n_kv, g = h / n_rep;
     const int pos = *p.pos, kv_len = pos + 1;
     const int nsplit = (kv_len + CHUNK - 1) / CHUNK;
+    if (nsplit > p.max_splits) {
+        if (sp == 0) {
+            pdl_wait();  // out may still be read before it
+            if (tid < hd) p.out[(size_t)h * hd + tid] = __int_as_float(0x7fc00000);
+        }
+        return;
+    }
     if (sp >= nsplit) return;
     const int t0 = sp * CHUNK, nt = min(CHUNK, kv_len - t0);
     const size_t head_base = ((size_t)g * p.ctx) * hd;
@@ -77,7 +87,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
     int i0 = 0, i1 = 0;
     float c = 0.0f, s = 0.0f;
     if (tid < half) {
-        rope_pair3(p.style, hd, tid, &i0, &i1);
+        rope_pair_h(p.style, hd, tid, &i0, &i1);
         c = cs[2 * tid];
         s = cs[2 * tid + 1];
     }
@@ -220,14 +230,14 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_decode_kernel3(AttnParams p)
 
 
 
-// Scratch floats: (hd + 2) per (query head, chunk).
-inline size_t scratch(int n_heads, int hd, int ctx) { return (size_t)n_heads * ((ctx + CHUNK - 1) / CHUNK) * (hd + 2); }
+// Scratch floats for a grid of max_splits chunks: (hd + 2) per (query head, chunk).
+inline size_t scratch(int n_heads, int hd, int max_splits) { return (size_t)n_heads * max_splits * (hd + 2); }
 
-// With the product's carveout and PDL launch (kcuda_launch), as the product launched it.
+// With the product's carveout and PDL launch (kcuda_launch).
 inline int launch(const AttnParams &p, int pdl, cudaStream_t st) {
-    return kcuda_launch(attn_decode_kernel3, dim3((unsigned)p.n_heads, (unsigned)p.max_splits), dim3(ATT_THREADS), 0,
+    return kcuda_launch(attn_head_kernel, dim3((unsigned)p.n_heads, (unsigned)p.max_splits), dim3(ATT_THREADS), 0,
                         st, pdl, p);
 }
 
-}  // namespace attn_v3
+}  // namespace attn_head
 }  // namespace
