@@ -83,7 +83,6 @@ typedef struct {
     int lm_int8, screen;
     float *d_lohi, *d_bmax; /* the screen's [lo, hi] per row and warp maxima */
     int screen_nb;          /* its warps: the most rows a screened step serves (set at load) */
-    int *d_sstats;          /* kcuda_screen_exact's statistics */
     const float *d_out_norm;
     /* one allocation each for weights, norms + rope, KV cache, scratch */
     void *d_tern, *d_dense, *d_kv, *d_scratch, *d_emb_own, *d_out_own;
@@ -441,7 +440,6 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     if (b->screen) {
         b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
         b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
-        b->d_sstats = carve(a, KCUDA_SCREEN_STATS * sizeof(int));
     }
     b->d_best = carve(a, (size_t)kcuda_lm_head_scratch(b->vocab) * 4);
     b->d_argmax = carve(a, sizeof(int));
@@ -519,7 +517,7 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, int exact_pass, Er
     /* after a screened decode step: the exact rows this draw needs beyond those it served */
     if (!rc && exact_pass &&
         kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
-                           b->d_bmax, b->screen_nb, b->d_io + 2, b->d_sargs, b->d_logits, NULL, NULL, b->d_sstats,
+                           b->d_bmax, b->screen_nb, b->d_io + 2, b->d_sargs, b->d_logits, NULL, NULL, NULL,
                            KCUDA_PDL_OFF, b->st))
         rc = kc_err(err, "capturing the screened lm_head's sampler pass");
     if (!rc) {
@@ -680,7 +678,7 @@ static int enqueue_decode(CudaBackend *b, int attn, int pdl, int screened, Err *
         return kc_err(err, "decode: lm_head screen");
     if (nb != b->screen_nb) return err_set(err, "cuda: decode: lm_head screen launched %d warps, expected %d", nb, b->screen_nb);
     if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
-                           b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, b->d_sstats,
+                           b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, NULL,
                            early, b->st))
         return kc_err(err, "decode: lm_head exact rows");
     return 0;
@@ -906,16 +904,21 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     return 1;
 }
 
-int cuda_screen_probe(void *vb, float *lohi, int *stats) {
+int cuda_screen_probe(void *vb, float *lohi, int *exact_rows) {
     CudaBackend *b = vb;
     if (cudaStreamSynchronize(b->st) != cudaSuccess) return -1;
     b->inflight = 0;
-    if (stats) memset(stats, 0, KCUDA_SCREEN_STATS * sizeof(int));
-    if (!b->screen) return 0;
-    if ((lohi && cudaMemcpy(lohi, b->d_lohi, (size_t)b->vocab * 2 * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess) ||
-        (stats && cudaMemcpy(stats, b->d_sstats, KCUDA_SCREEN_STATS * sizeof(int), cudaMemcpyDeviceToHost) != cudaSuccess))
+    if (exact_rows) *exact_rows = 0;
+    if (!b->screen || !b->last_screened || b->logits_full) return 0;
+    if (lohi && cudaMemcpy(lohi, b->d_lohi, (size_t)b->vocab * 2 * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
         return -1;
-    return b->last_screened;
+    if (exact_rows) {
+        /* the logits' rows other than -inf (an exact -inf also counts as left out: rare) */
+        if (cudaMemcpy(b->h_logits, b->d_logits, (size_t)b->vocab * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+            return -1;
+        for (int r = 0; r < b->vocab; r++) *exact_rows += b->h_logits[r] != -INFINITY;
+    }
+    return 1;
 }
 
 static void cuda_describe(void *vb, char *buf, int cap) {

@@ -14,12 +14,11 @@
  * host sampler draws instead). */
 int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids);
 
-/* The lm_head screen's state after the work queued so far (waits for it), for the tests and the
- * bench: [lo, hi] of every row of the last screened decode step into lohi (2 * vocab floats, or
- * NULL), kcuda_screen_exact's statistics since creation into stats (KCUDA_SCREEN_STATS ints, or
- * NULL). backend: a handle of backend_cuda_ops.create. Returns 1 when the last decode step ran
- * the screened head, 0 when it ran the full one or the backend has no screen, -1 on a CUDA
- * error. */
-int cuda_screen_probe(void *backend, float *lohi, int *stats);
+/* The lm_head screen's state after the work queued so far (waits for it), for the tests: when the
+ * logits on the device are a screened step's (the last decode step screened, and no full head
+ * since), [lo, hi] of every row into lohi (2 * vocab floats, or NULL) and the rows computed
+ * exactly (the logits other than -inf) into *exact_rows (or NULL), and returns 1; otherwise 0
+ * (*exact_rows = 0), -1 on a CUDA error. backend: a handle of backend_cuda_ops.create. */
+int cuda_screen_probe(void *backend, float *lohi, int *exact_rows);
 
 #endif

@@ -208,6 +208,12 @@ __global__ void __launch_bounds__(SC_THREADS) screen_exact_kernel(ExactParams p)
         m = *p.d_m;
     }
     const bool full = m < 1 || m > p.nb;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int groups = (p.n + 31) / 32, g0 = blockIdx.x * SC_WARPS + warp;
+    // the first group's hi, loaded while the threshold is found (the grid usually gives each
+    // warp one group)
+    float hi0 = 0.0f;
+    if (g0 < groups && g0 * 32 + lane < p.n) hi0 = p.lohi[2 * (size_t)(g0 * 32 + lane) + 1];
     const float thr = full ? -INFINITY : screen_threshold(p.bmax, p.nb, m, keys, hist, sel);
     constexpr int EPC = Conv<T>::EPC;
     const int C = p.k / EPC;
@@ -215,16 +221,15 @@ __global__ void __launch_bounds__(SC_THREADS) screen_exact_kernel(ExactParams p)
     if (threadIdx.x == 0) count_sh = 0;
     __syncthreads();
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const uint4 *W = (const uint4 *)p.w;
     float best_v = -INFINITY;
     int best_i = 0x7fffffff, count = 0;
-    const int groups = (p.n + 31) / 32;
-    for (int g = blockIdx.x * SC_WARPS + warp; g < groups; g += gridDim.x * SC_WARPS) {
+    for (int g = g0; g < groups; g += gridDim.x * SC_WARPS) {
         const int r = g * 32 + lane;
         bool cand = false;
         if (r < p.n) {
-            cand = full || !(p.lohi[2 * (size_t)r + 1] < thr);  // a NaN hi (none expected) stays in
+            const float hi = g == g0 ? hi0 : p.lohi[2 * (size_t)r + 1];
+            cand = full || !(hi < thr);  // a NaN hi (none expected) stays in
             if (!cand) p.logits[r] = -INFINITY;
         }
         unsigned todo = __ballot_sync(0xffffffffu, cand);
