@@ -77,7 +77,7 @@ for n in ("short", "greedy", "ctx512"):
     agg = {}
     for s in steps:
         for i in range(1, len(s)):
-            if "attn_decode" not in s[i][2] and i % 5 == 2:
+            if "attn" not in s[i][2] and i % 5 == 2:
                 break  # not the 5-per-layer shape
             j = (i - 1) % 5
             if i > 5 * 30:  # past the layers of a 30-layer model
