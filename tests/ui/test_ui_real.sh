@@ -106,8 +106,21 @@ t_type "/"; t_type "naïve"; t_keys Enter
 t_wait "1 match for \"naïve\""
 t_keys Enter
 t_wait "(read-only)"
-t_wait_re "T 0\.70 · top-p 0\.95"
-t_wait_re "T 100\.00 · top-p 1\.00 · top-k 0"
+# Each reply's header names its settings; a long sampled reply (the seed comes from the clock)
+# can push the later headers below the screen, so from the top page down until each is seen.
+wait_paging() {
+    T_CHECKS=$((T_CHECKS + 1))
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do t_keys PgUp; done
+    sleep 0.3
+    for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        if t_screen | grep -qE -- "$1"; then return 0; fi
+        t_keys PgDn
+        sleep 0.3
+    done
+    t_screen | grep -qE -- "$1" || t_fail "not found on any page: /$1/"
+}
+wait_paging "T 0\.70 · top-p 0\.95"
+wait_paging "T 100\.00 · top-p 1\.00 · top-k 0"
 t_keys Escape
 t_wait "Search \"naïve\""
 t_keys Escape
