@@ -51,7 +51,7 @@ typedef struct {
     int prompt_tokens, gen_tokens;
     double ttft_ms, tok_s;
     char model[128];      /* model that wrote a reply */
-    char backend[128];
+    char backend[256];
     SamplerParams sampling; /* settings a reply was made with, its seed included; set 0: none */
     int64_t store_id;     /* row in the history, 0 if not stored */
     int alt_i, alt_n;     /* a reply made again (/regen): version alt_i of alt_n (0: only one) */
@@ -81,7 +81,7 @@ typedef struct {
     char chat_format[16];   /* chat format in use */
     char chat_note[192];    /* why that format when it is a fallback, else "" */
     double load_ms;         /* how long its load took */
-    char backend[128];
+    char backend[256];
     bool model_loaded;
     bool loading;           /* a load is under way */
     float load_frac;        /* 0..1 */

@@ -605,7 +605,7 @@ int mode_perplexity(const AppConfig *cfg) {
         fprintf(stderr, "bitnet-chat: %s\n", err.msg);
         goto out;
     }
-    char desc[160] = "";
+    char desc[256] = "";
     infer_describe(inf, desc, sizeof desc);
     fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the last %d of each (%s)\n",
             n_tok, n_tok / (size_t)n_ctx, n_ctx, n_ctx - 1 - n_ctx / 2, desc);

@@ -33,7 +33,7 @@ typedef struct {
     char stop_reason[16];              /* "", "eos", "max_tokens", "ctx_full", "cancelled", "error" */
     int interrupted;
     char error[384];                   /* why a reply failed (stop "error"), else "" (v4) */
-    char backend[128];
+    char backend[256];
     char model_name[128];
     SamplerParams sampling;            /* settings the reply was made with (those stored) */
     double prompt_tok_s;               /* prefill speed (prompt tokens / prefill time) */

@@ -50,7 +50,8 @@ typedef struct {
 typedef struct {
     char name[128];         /* model name */
     char path[1024];
-    char backend[128];      /* "CUDA: NVIDIA H100 80GB HBM3" / "CPU, 2 threads (AVX2)" */
+    char backend[256];      /* "CUDA: NVIDIA H100 80GB HBM3" / "CPU, 2 threads (AVX2)"; with the
+                             * CPU layout, the lm_head and why CUDA was not used, ~160 chars */
     char arch[32];          /* ModelConfig.arch: "bitnet-b1.58", "llama", "bitnet" (HF) ... */
     char format[32];        /* Model.format: "gguf", "hf-safetensors" */
     char weights[48];       /* Model.weights: how the file stored the ternary weights */

@@ -16,4 +16,13 @@ fi
 "$BN_BIN" -p "Hello" --model "$M" --temp 0 -n 4 --backend auto --no-history >"$T/p" 2>"$T/p.err" \
     || { fail "-p exit $?"; cat "$T/p.err"; }
 grep -q "reply [0-9]* tokens" "$T/p.err" || { fail "-p: no stats line"; cat "$T/p.err"; }
+# Where the build's CUDA backend could not start, the backend description carries why, whole
+# (it was cut mid-word once the CPU description grew: "no CUDA , 2048-token context").
+i=0
+while [ $i -lt 40 ]; do printf 'The quick brown fox jumps over the lazy dog. '; i=$((i + 1)); done >"$T/text"
+"$BN_BIN" perplexity --model "$M" --ctx 64 "$T/text" >/dev/null 2>"$T/ppl.err" || { fail "perplexity exit $?"; cat "$T/ppl.err"; }
+line=$(grep "chunks of" "$T/ppl.err")
+case "$line" in
+*"CUDA unavailable"*) case "$line" in *"))") ;; *) fail "backend description cut: $line" ;; esac ;;
+esac
 cli_done
