@@ -169,11 +169,31 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
 }
 
 #ifdef BITNET_HAVE_CUDA
-/* Median decode tok/s of P-token prompt + G generated (greedy) over `runs` runs after a warm-up. */
-/* lm_int8: the int8 lm_head; mem (may be NULL): device bytes the backend took (cudaMemGetInfo
- * after infer_create minus before). */
+/* One timed decode through the engine API with sampler settings sp: the P-token prompt toks (its
+ * ids into the penalty window) and the first pick, then G-1 steps of infer_eval(1 token) +
+ * infer_sample, whose wall time goes to *seconds. Returns nonzero on failure (err set, or out of
+ * memory with err empty). */
+static int decode_timed(Infer *inf, const Model *m, const SamplerParams *sp, const int32_t *toks, int P, int G,
+                        double *seconds, Err *err) {
+    Sampler *smp = sampler_create(sp, m->cfg.vocab_size);
+    int32_t tok = 0;
+    for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
+    int rc = !smp || infer_eval(inf, toks, P, 0, NULL, err) || infer_sample(inf, smp, &tok, err);
+    const double t1 = now_s();
+    for (int g = 1; g < G && !rc; g++) {
+        sampler_accept(smp, tok);
+        rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, err) || infer_sample(inf, smp, &tok, err);
+    }
+    *seconds = now_s() - t1;
+    sampler_free(smp);
+    return rc;
+}
+
 /* The CUDA lm_head ways the lm_head table compares (InferOptions.lm_head_int8 / lm_head_full). */
 enum { HEAD_SCREENED = 0, HEAD_INT8 = 1, HEAD_FULL = 2 };
+/* Median decode tok/s of a P-token prompt + G generated (greedy) over `runs` runs after a warm-up,
+ * with lm_head way `head` (HEAD_*); mem (may be NULL): device bytes the backend took
+ * (cudaMemGetInfo after infer_create minus before). */
 static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int head, size_t *mem) {
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = head == HEAD_INT8,
                       .lm_head_full = head == HEAD_FULL};
@@ -336,19 +356,7 @@ static void bench_contexts(const Model *m, int quick, int lm_int8, double copy_g
                 if (way == 0) sp.temperature = 0.0f, sp.repeat_penalty = 1.0f;
                 double dec[16];
                 int rc = 0;
-                for (int r = 0; r <= runs && !rc; r++) {
-                    Sampler *smp = sampler_create(&sp, m->cfg.vocab_size);
-                    int32_t tok = 0;
-                    for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
-                    rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
-                    const double t1 = now_s();
-                    for (int g = 1; g < G && !rc; g++) {
-                        sampler_accept(smp, tok);
-                        rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
-                    }
-                    dec[r] = now_s() - t1;
-                    sampler_free(smp);
-                }
+                for (int r = 0; r <= runs && !rc; r++) rc = decode_timed(inf, m, &sp, toks, P, G, &dec[r], &err);
                 if (rc) {
                     fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
                     infer_destroy(way_inf[0]);
@@ -419,17 +427,9 @@ static void bench_sampler_cost(const Model *m, int quick) {
     int rc = 0;
     for (int r = 0; r <= runs && !rc; r++)
         for (int k = 0; k < NS && !rc; k++) {
-            Sampler *smp = sampler_create(&sp[k], m->cfg.vocab_size);
-            int32_t tok = 0;
-            for (int i = 0; i < P && smp; i++) sampler_accept(smp, toks[i]);
-            rc = !smp || infer_eval(inf, toks, P, 0, NULL, &err) || infer_sample(inf, smp, &tok, &err);
-            const double t1 = now_s();
-            for (int g = 1; g < G && !rc; g++) {
-                sampler_accept(smp, tok);
-                rc = infer_eval(inf, &tok, 1, P + g - 1, NULL, &err) || infer_sample(inf, smp, &tok, &err);
-            }
-            if (r > 0) ms[k][r - 1] = (now_s() - t1) * 1e3 / (G - 1);
-            sampler_free(smp);
+            double sec = 0;
+            rc = decode_timed(inf, m, &sp[k], toks, P, G, &sec, &err);
+            if (r > 0) ms[k][r - 1] = sec * 1e3 / (G - 1);
         }
     infer_destroy(inf);
     if (rc) {
