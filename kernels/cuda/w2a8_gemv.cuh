@@ -227,6 +227,9 @@ __global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     if (p.late_trigger == 1) pdl_trigger();
+    // The residual this row adds to, loaded now: its L2 round trip overlaps the prologue's load
+    // of x instead of following the dot products.
+    const float resid = (EP == KCUDA_EP_RESID && sub == 0 && row_ok) ? ((const float *)p.out)[row] : 0.0f;
 
     __shared__ int qred[NT / 32];
     float s;
@@ -281,8 +284,7 @@ __global__ void __launch_bounds__(16 * LPR) w2a8_gemv_kernel3(GemvParams p) {
     // y = (float)acc / s * gamma; out += y bit for bit.
     const float y = __fmul_rn(__fdiv_rn((float)acc, s), g);
     float *o = (float *)p.out + row;
-    if (EP == KCUDA_EP_RESID) *o = __fadd_rn(*o, y);
-    else *o = y;
+    *o = EP == KCUDA_EP_RESID ? __fadd_rn(resid, y) : y;
 }
 
 // ---- kernel 5: R rows per 8-lane group ------------------------------------------------------------
@@ -350,6 +352,13 @@ __global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
     if (!p.late_trigger) pdl_trigger();
     pdl_wait();
     if (p.late_trigger == 1) pdl_trigger();
+    // The residuals, loaded now (as kernel 3): their round trip overlaps the prologue's.
+    float resid[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int row = row0 + RS * r;
+        resid[r] = (EP == KCUDA_EP_RESID && sub == 0 && row < p.n_out) ? ((const float *)p.out)[row] : 0.0f;
+    }
 
     float s;
     if (fast) {
@@ -413,7 +422,6 @@ __global__ void __launch_bounds__(NT) w2a8_gemv_kernel5(GemvParams p) {
         const float g = row < p.seg0 ? p.g0 : row < p.seg1 ? p.g1 : p.g2;
         const float y = __fmul_rn(__fdiv_rn((float)a, s), g);
         float *o = (float *)p.out + row;
-        if (EP == KCUDA_EP_RESID) *o = __fadd_rn(*o, y);
-        else *o = y;
+        *o = EP == KCUDA_EP_RESID ? __fadd_rn(resid[r], y) : y;
     }
 }
