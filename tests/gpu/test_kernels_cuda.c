@@ -1011,6 +1011,13 @@ int main(int argc, char **argv) {
         test_lm_head_i8_all();
         return check_report("test_kernels_cuda lm_head_i8");
     }
+    if (argc > 1 && strcmp(argv[1], "gemv") == 0) { /* the decode GEMVs, small: compute-sanitizer */
+        test_gemv(33, 200, 0);
+        test_gemv(100, 640, 0);
+        test_gemv(22, 300, 1);
+        test_gemv_kernels_agree(2560, 0);
+        return check_report("test_kernels_cuda gemv");
+    }
     if (argc > 1 && strcmp(argv[1], "lm_head") == 0) { /* every lm_head, small: compute-sanitizer */
         test_lm_head_float_all();
         test_lm_head_i8_all();
