@@ -284,6 +284,17 @@ double sampler_peek_uniform(const Sampler *s) {
 
 void sampler_skip_uniform(Sampler *s) { (void)rng_uniform(s->rng); }
 
+int sampler_draw_state(const Sampler *s, uint64_t rng[4], int32_t *window, int max, int *cap, int *n, int *head) {
+    const int wl = window_len(s);
+    if (wl > max) return -1;
+    memcpy(rng, s->rng, 4 * sizeof *rng);
+    *cap = wl > 0 ? wl : 0;
+    *n = wl > 0 ? s->win_n : 0;
+    *head = wl > 0 ? s->win_head : 0;
+    if (wl > 0) memcpy(window, s->window, (size_t)wl * sizeof *window);
+    return 0;
+}
+
 /* ---- sampling --------------------------------------------------------------------------------- */
 
 /* llama.cpp semantics: each distinct token of the window once; positive logits are divided by

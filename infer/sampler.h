@@ -25,5 +25,12 @@ const SamplerParams *sampler_params(const Sampler *s);
 int sampler_penalty_ids(Sampler *s, int32_t *ids, int cap);
 double sampler_peek_uniform(const Sampler *s);
 void sampler_skip_uniform(Sampler *s);
+/* And for a device that draws several steps ahead of the host (kernels_cuda.h, KcudaDrawState):
+ * what one draw carries to the next, in the sampler's own layout: the RNG's four words, the
+ * penalty window as a ring (*cap slots, *n used, the oldest at *head) copied into
+ * window[0..*cap). Returns 0, or -1 when the window is longer than max (nothing copied). The
+ * device then repeats sampler_skip_uniform and sampler_accept after each draw, and the host does
+ * the same when it takes the token, so both stay equal. */
+int sampler_draw_state(const Sampler *s, uint64_t rng[4], int32_t *window, int max, int *cap, int *n, int *head);
 
 #endif

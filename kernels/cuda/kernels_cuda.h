@@ -196,6 +196,32 @@ int kcuda_sample_sorted(const float *d_logits, int n_vocab, const KcudaSampleArg
                         int *d_out, void *stream);
 size_t kcuda_sample_scratch(int n_vocab);
 
+/* ---- decoding ahead: the next step's inputs made on the device --------------------------------
+ * What the host sampler (infer/sampler.c) carries from one draw to the next, kept on the device so
+ * that the backend can queue a decode step before the host has read the previous token: its
+ * xoshiro256** state and its penalty window (a ring of win_cap tokens, win_n used, the oldest at
+ * win_head: the host's layout). The window holds at most KCUDA_DRAW_WINDOW_MAX tokens (the
+ * backend decodes ahead only with such a window). */
+enum { KCUDA_DRAW_WINDOW_MAX = 1024, KCUDA_DRAW_RING = 4 };
+typedef struct {
+    unsigned long long rng[4];
+    int win_cap, win_n, win_head;
+    int step; /* draws recorded since the state was set: the result ring's next slot */
+    int32_t window[KCUDA_DRAW_WINDOW_MAX];
+} KcudaDrawState;
+
+/* After a step's draw, one block does what the host does between two draws, in its order:
+ * record the draw (token, used, declined) in slot step % KCUDA_DRAW_RING of ring [4 ints a slot:
+ * token, used, declined, step + 1] (host memory mapped for the device, read by the host after
+ * the step's completion); unless the sampler declined, consume the uniform if the draw used it
+ * (sampler_skip_uniform), append the token to the window (sampler_accept), and make the next
+ * draw's arguments: d_args->u01 (sampler_peek_uniform), the window's distinct ids ascending in
+ * d_pen_ids with d_args->n_pen (sampler_penalty_ids), d_io[2] = kcuda_screen_m, and the next
+ * step's token and position d_io[0] = token, d_io[1] += 1. d_draw: the samplers' d_out, or with
+ * greedy_pick the argmax's single int (used = declined = 0). */
+int kcuda_draw_advance(const int *d_draw, int greedy_pick, KcudaDrawState *d_state, KcudaSampleArgs *d_args,
+                       int32_t *d_pen_ids, int *d_io, int n_vocab, int *ring, void *stream);
+
 /* ---- the screened exact lm_head -------------------------------------------------------------
  * The logits the float head (kcuda_lm_head) computes, bit for bit, for every row a sampler that
  * looks at the m best logits can see, and -inf for every other row, reading the int8 copy of the
@@ -227,8 +253,13 @@ enum { KCUDA_SCREEN_FULL = 0x7f7f7f7f, KCUDA_SCREEN_STATS = 6 };
 
 /* The rows m a draw with these settings needs exactly (KCUDA_SCREEN_FULL: all): greedy 1, top-k
  * k (1 <= k < n_vocab, temperature > 0), else all; plus the penalised ids with a penalty >= 1,
- * all with a penalty below 1. The device's twin is in screen.cu. */
-static inline int kcuda_screen_m(const KcudaSampleArgs *a, int n_vocab) {
+ * all with a penalty below 1. The host's and the device's (screen.cu, sample.cu) one formula. */
+#ifdef __CUDACC__
+#define KCUDA_HOST_DEVICE __host__ __device__
+#else
+#define KCUDA_HOST_DEVICE
+#endif
+static inline KCUDA_HOST_DEVICE int kcuda_screen_m(const KcudaSampleArgs *a, int n_vocab) {
     int m;
     if (!(a->temperature > 0.0f)) m = 1;
     else if (a->top_k >= 1 && a->top_k < n_vocab) m = a->top_k;

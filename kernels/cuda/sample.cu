@@ -662,6 +662,88 @@ int check_args(const char *fn, const float *d_logits, int n_vocab, const void *d
     return KCUDA_OK;
 }
 
+// ---- decoding ahead (kcuda_draw_advance) --------------------------------------------------------
+// xoshiro256** as infer/sampler.c draws it: the next 64 bits, and a uniform in [0, 1) from their
+// top 53.
+__device__ __forceinline__ u64 rotl64(u64 x, int k) { return (x << k) | (x >> (64 - k)); }
+__device__ __forceinline__ u64 xoshiro_next(u64 (&s)[4]) {
+    const u64 result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl64(s[3], 45);
+    return result;
+}
+
+// One block of KCUDA_DRAW_WINDOW_MAX threads; thread 0 does the serial part (the host's order),
+// then each thread takes one window slot: it keeps its token when no earlier slot holds it (the
+// host's first occurrence), and writes it at its rank among the kept tokens (ascending; distinct
+// by construction): O(window) per thread, ~1 us for 64 slots.
+__global__ void __launch_bounds__(KCUDA_DRAW_WINDOW_MAX)
+    draw_advance_kernel(const int *draw, int greedy_pick, KcudaDrawState *st, KcudaSampleArgs *args, int32_t *ids,
+                        int *io, int n_vocab, int *ring) {
+    __shared__ int32_t win[KCUDA_DRAW_WINDOW_MAX];
+    __shared__ int keep[KCUDA_DRAW_WINDOW_MAX];
+    __shared__ int s_go, s_n;
+    const int t = threadIdx.x;
+    if (t == 0) {
+        const int tok = draw[0], used = greedy_pick ? 0 : draw[1], declined = greedy_pick ? 0 : draw[2];
+        int *slot = ring + 4 * (st->step % KCUDA_DRAW_RING);
+        slot[0] = tok, slot[1] = used, slot[2] = declined, slot[3] = st->step + 1;
+        st->step++;
+        s_go = !declined;
+        if (!declined) {
+            u64 r[4] = {st->rng[0], st->rng[1], st->rng[2], st->rng[3]};
+            if (used) xoshiro_next(r);
+            st->rng[0] = r[0], st->rng[1] = r[1], st->rng[2] = r[2], st->rng[3] = r[3];
+            // a peek (r is a copy); 0 for greedy, as the host packs it (cuda_sample_args)
+            args->u01 = args->temperature > 0.0f ? (double)(xoshiro_next(r) >> 11) * 0x1.0p-53 : 0.0;
+            const int cap = st->win_cap;
+            if (cap > 0) {
+                if (st->win_n < cap) {
+                    st->window[(st->win_head + st->win_n) % cap] = tok;
+                    st->win_n++;
+                } else {
+                    st->window[st->win_head] = tok;
+                    st->win_head = (st->win_head + 1) % cap;
+                }
+            }
+            const bool on = !(args->penalty == 1.0f || args->penalty <= 0.0f) && st->win_n > 0 && cap > 0;
+            s_n = on ? st->win_n : 0;
+            io[0] = tok;
+            io[1] += 1;
+        }
+    }
+    __syncthreads();
+    if (!s_go) return;
+    const int n = s_n;
+    if (t < n) win[t] = st->window[(st->win_head + t) % st->win_cap];
+    __syncthreads();
+    int k = 0;
+    if (t < n) {
+        const int32_t v = win[t];
+        k = v >= 0 && v < n_vocab;
+        for (int j = 0; j < t && k; j++) k = win[j] != v;
+    }
+    keep[t] = k;
+    __syncthreads();
+    int rank = 0, total = 0;
+    if (t < n) {
+        const int32_t v = win[t];
+        for (int j = 0; j < n; j++) {
+            total += keep[j];
+            rank += keep[j] && win[j] < v;
+        }
+        if (k) ids[rank] = v;
+    }
+    if (t == 0) {
+        args->n_pen = n > 0 ? total : 0;
+        io[2] = kcuda_screen_m(args, n_vocab);
+    }
+}
+
 }  // namespace
 
 extern "C" size_t kcuda_sample_scratch(int n_vocab) {
@@ -701,4 +783,12 @@ extern "C" int kcuda_sample_sorted(const float *d_logits, int n_vocab, const Kcu
     KCUDA_TRY(cub::DeviceRadixSort::SortPairs(s.cub, cb, s.k0, s.k1, s.i0, s.i1, n_vocab, 0, 32, st));
     return kcuda_launch(sample_pick_kernel, dim3(1), dim3(THREADS), 0, stream, 0, (const uint32_t *)s.k1,
                         (const int32_t *)s.i1, (const uint32_t *)s.k0, n_vocab, d_args, d_out);
+}
+
+extern "C" int kcuda_draw_advance(const int *d_draw, int greedy_pick, KcudaDrawState *d_state, KcudaSampleArgs *d_args,
+                                  int32_t *d_pen_ids, int *d_io, int n_vocab, int *ring, void *stream) {
+    if (!d_draw || !d_state || !d_args || !d_pen_ids || !d_io || !ring || n_vocab <= 0)
+        return kcuda_fail(KCUDA_ERR_ARG, "kcuda_draw_advance: a NULL pointer or vocab %d", n_vocab);
+    return kcuda_launch(draw_advance_kernel, dim3(1), dim3(KCUDA_DRAW_WINDOW_MAX), 0, stream, 0, d_draw, greedy_pick,
+                        d_state, d_args, d_pen_ids, d_io, n_vocab, ring);
 }

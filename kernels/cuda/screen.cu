@@ -63,19 +63,6 @@ __global__ void __launch_bounds__(SC_THREADS) screen_bound_kernel(const T *w, co
     }
 }
 
-// The rows the sampler settings need exactly (host twin: kcuda_screen_m).
-__device__ __forceinline__ int screen_m_dev(const KcudaSampleArgs &a, int n) {
-    int m;
-    if (!(a.temperature > 0.0f)) m = 1;
-    else if (a.top_k >= 1 && a.top_k < n) m = a.top_k;
-    else return KCUDA_SCREEN_FULL;
-    if (a.n_pen > 0) {
-        if (!(a.penalty >= 1.0f) || a.n_pen >= KCUDA_SCREEN_FULL - m) return KCUDA_SCREEN_FULL;
-        m += a.n_pen;
-    }
-    return m;
-}
-
 // Float keys ascending with the value (-0 below +0; no NaN reaches here: the screen's lo is never
 // NaN).
 __device__ __forceinline__ uint32_t ord_key(float v) {
@@ -202,7 +189,7 @@ __global__ void __launch_bounds__(SC_THREADS) screen_exact_kernel(ExactParams p)
     pdl_wait();
     int m;
     if (p.args) {
-        m = screen_m_dev(*p.args, p.n);
+        m = kcuda_screen_m(p.args, p.n);
         if (m <= *p.d_m) return;  // the logits already hold every row this draw can see
     } else {
         m = *p.d_m;

@@ -21,6 +21,12 @@
  *   3. backend: the demo model (assets/bitnet-demo.gguf) generating 48 tokens with each setting,
  *      infer_sample on the CUDA backend (device sampler) against the host sampler over the same
  *      backend's logits (infer_logits): the same token sequence for the same seed.
+ *   4. advance_test: kcuda_draw_advance (decoding ahead) against the host sampler's own steps: from
+ *      a state copied with sampler_draw_state, a few hundred draws of random tokens, each used or
+ *      not, some declined, with windows of 0 to KCUDA_DRAW_WINDOW_MAX and tokens outside the
+ *      vocabulary: after each, the next draw's arguments (uniform bits, penalty ids, m), token,
+ *      position and the result ring equal what sampler_skip_uniform + sampler_accept +
+ *      cuda_sample_args give on the host.
  * Exact equality is the expectation: every comparison the two make has the same bits; only exp()
  * (and, in kcuda_sample_sorted, the order of the double sums) may differ in the last bit, which
  * can change a draw only when the uniform falls within ~1e-16 (relative) of a boundary between
@@ -781,6 +787,92 @@ static void backend_test(void) {
     model_free(&m);
 }
 
+/* Decoding ahead (item 4 of the header). */
+static void advance_case(const SamplerParams *p, int n_vocab, int prompt, int steps) {
+    Sampler *s = sampler_create(p, n_vocab);
+    REQUIRE(s != NULL);
+    for (int i = 0; i < prompt; i++) sampler_accept(s, (int32_t)(rnd() % (uint32_t)n_vocab));
+    for (int i = 0; i < 3; i++) sampler_skip_uniform(s);
+    KcudaDrawState *st = calloc(1, sizeof *st);
+    KcudaSampleArgs *a = calloc(1, sizeof *a + MAX_PEN * 4), *ha = calloc(1, sizeof *ha + MAX_PEN * 4),
+                    *got = calloc(1, sizeof *got + MAX_PEN * 4);
+    REQUIRE(st && a && ha && got);
+    uint64_t r[4];
+    REQUIRE(sampler_draw_state(s, r, st->window, KCUDA_DRAW_WINDOW_MAX, &st->win_cap, &st->win_n, &st->win_head) == 0);
+    memcpy(st->rng, r, sizeof r);
+    REQUIRE(cuda_sample_args(s, a, (int32_t *)(a + 1), MAX_PEN) >= 0);
+    KcudaDrawState *d_st;
+    KcudaSampleArgs *d_a;
+    int *d_draw, *d_io, *ring;
+    REQUIRE(cudaMalloc((void **)&d_st, sizeof *st) == cudaSuccess &&
+            cudaMalloc((void **)&d_a, sizeof *a + MAX_PEN * 4) == cudaSuccess &&
+            cudaMalloc((void **)&d_draw, 3 * sizeof(int)) == cudaSuccess &&
+            cudaMalloc((void **)&d_io, 3 * sizeof(int)) == cudaSuccess &&
+            cudaHostAlloc((void **)&ring, 4 * KCUDA_DRAW_RING * sizeof(int), cudaHostAllocMapped) == cudaSuccess);
+    int *d_ring;
+    REQUIRE(cudaHostGetDevicePointer((void **)&d_ring, ring, 0) == cudaSuccess);
+    int io[3] = {5, 100, kcuda_screen_m(a, n_vocab)};
+    REQUIRE(cudaMemcpy(d_st, st, sizeof *st, cudaMemcpyHostToDevice) == cudaSuccess &&
+            cudaMemcpy(d_a, a, sizeof *a + MAX_PEN * 4, cudaMemcpyHostToDevice) == cudaSuccess &&
+            cudaMemcpy(d_io, io, sizeof io, cudaMemcpyHostToDevice) == cudaSuccess);
+    int bad = 0, pos = 100;
+    for (int i = 0; i < steps && !bad; i++) {
+        /* tokens: mostly a small set (repeats in the window), some past the vocabulary */
+        const uint32_t k = rnd() % 16;
+        const int tok = k == 0 ? n_vocab + (int)(rnd() % 3) : (int)(rnd() % (k < 8 ? 12u : (uint32_t)n_vocab));
+        const int used = (int)(rnd() % 3 != 0), declined = rnd() % 29 == 0, greedy = rnd() % 7 == 0;
+        const int draw[3] = {tok, used, declined};
+        REQUIRE(cudaMemcpy(d_draw, draw, sizeof draw, cudaMemcpyHostToDevice) == cudaSuccess);
+        CHECK_EQ_INT(kcuda_draw_advance(d_draw, greedy, d_st, d_a, (int32_t *)(d_a + 1), d_io, n_vocab, d_ring, NULL), 0);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        const int *slot = ring + 4 * (i % KCUDA_DRAW_RING);
+        const int eu = greedy ? 0 : used, ed = greedy ? 0 : declined;
+        if (slot[0] != tok || slot[1] != eu || slot[2] != ed || slot[3] != i + 1) bad = 1;
+        if (!ed) {
+            if (eu) sampler_skip_uniform(s);
+            sampler_accept(s, tok);
+            pos++;
+        }
+        const int np = cuda_sample_args(s, ha, (int32_t *)(ha + 1), MAX_PEN);
+        REQUIRE(np >= 0);
+        REQUIRE(cudaMemcpy(got, d_a, sizeof *a + MAX_PEN * 4, cudaMemcpyDeviceToHost) == cudaSuccess &&
+                cudaMemcpy(io, d_io, sizeof io, cudaMemcpyDeviceToHost) == cudaSuccess);
+        if (ed) continue; /* a declined draw changes nothing but its ring slot (io keeps the last token) */
+        if (memcmp(&got->u01, &ha->u01, sizeof ha->u01) != 0 || got->n_pen != ha->n_pen ||
+            memcmp(got + 1, ha + 1, (size_t)np * 4) != 0 || io[0] != tok || io[1] != pos ||
+            io[2] != kcuda_screen_m(ha, n_vocab))
+            bad = 1;
+        if (bad)
+            fprintf(stderr, "draw %d (token %d used %d greedy %d): u01 %.17g / host %.17g, n_pen %d / %d, io %d %d %d\n", i,
+                    tok, used, greedy, got->u01, ha->u01, got->n_pen, ha->n_pen, io[0], io[1], io[2]);
+    }
+    CHECK_MSG(!bad, "kcuda_draw_advance equals the host sampler's steps (window %d, penalty %g, temperature %g, vocab %d)",
+              p->repeat_last_n, p->repeat_penalty, p->temperature, n_vocab);
+    cudaFree(d_st), cudaFree(d_a), cudaFree(d_draw), cudaFree(d_io), cudaFreeHost(ring);
+    free(st), free(a), free(ha), free(got);
+    sampler_free(s);
+}
+
+static void advance_test(void) {
+    SamplerParams p = sampler_params_default();
+    const int windows[] = {64, 0, 1, 7, 300, KCUDA_DRAW_WINDOW_MAX};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        p.repeat_last_n = windows[w];
+        p.repeat_penalty = 1.1f;
+        p.temperature = 0.7f;
+        advance_case(&p, 1000, w == 3 ? 3 : 20, 300);
+    }
+    p.repeat_last_n = 64;
+    p.repeat_penalty = 1.0f; /* penalty off: no window, no ids */
+    advance_case(&p, 50000, 20, 100);
+    p.repeat_penalty = 1.1f;
+    p.temperature = 0.0f; /* greedy with a penalty: no uniform in the arguments */
+    advance_case(&p, 1000, 20, 100);
+    p.repeat_penalty = 0.0f; /* a non-positive penalty: the host ignores the window */
+    p.temperature = 0.7f;
+    advance_case(&p, 1000, 20, 100);
+}
+
 /* argv[1]: "quick", "sanitize" or "time" (the file's header). */
 int main(int argc, char **argv) {
     ref_self_check();
@@ -793,6 +885,7 @@ int main(int argc, char **argv) {
         time_test();
         return 0;
     }
+    advance_test();
     if (strcmp(mode, "sanitize") == 0) {
         sanitize_test();
         return check_report("test_sample_cuda");

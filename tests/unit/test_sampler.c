@@ -370,6 +370,26 @@ static void test_device_hooks(void) {
     CHECK_EQ_INT(n, 7);
     for (int i = 0; i < 7 && i < n; i++) CHECK_EQ_INT(ids[i], want[i]);
     CHECK_EQ_INT(sampler_penalty_ids(s, ids, 5), -1);
+    /* the state copied for decoding ahead: the ring as accepted (the oldest at head), -1 past max */
+    {
+        uint64_t st[4];
+        int32_t win[8];
+        int cap = -1, wn = -1, head = -1;
+        CHECK_EQ_INT(sampler_draw_state(s, st, win, 8, &cap, &wn, &head), 0);
+        CHECK_EQ_INT(cap, 8);
+        CHECK_EQ_INT(wn, 8);
+        for (int i = 0; i < 8; i++) CHECK_EQ_INT(win[(head + i) % 8], toks[2 + i]);
+        CHECK_EQ_INT(sampler_draw_state(s, st, win, 7, &cap, &wn, &head), -1);
+        Sampler *twin = sampler_create(&p, NV); /* same seed: the same RNG words until a draw */
+        uint64_t st2[4];
+        CHECK_EQ_INT(sampler_draw_state(twin, st2, win, 8, &cap, &wn, &head), 0);
+        CHECK(memcmp(st, st2, sizeof st) == 0);
+        CHECK_EQ_INT(wn, 0);
+        sampler_skip_uniform(twin);
+        CHECK_EQ_INT(sampler_draw_state(twin, st2, win, 8, &cap, &wn, &head), 0);
+        CHECK(memcmp(st, st2, sizeof st) != 0);
+        sampler_free(twin);
+    }
     p.repeat_penalty = 1.0f;
     Sampler *off = sampler_create(&p, NV);
     for (int i = 0; i < 10; i++) sampler_accept(off, toks[i]);
