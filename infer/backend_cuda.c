@@ -57,6 +57,18 @@ enum { SAMPLE_MAX_PEN = 4096 };
  * sort of the whole vocabulary). */
 typedef enum { SAMPLE_ARGMAX, SAMPLE_TOPK, SAMPLE_SORTED, SAMPLE_GRAPHS } SampleGraph;
 
+/* Decoding ahead, by setting: greedy without a penalty (the decode graph's argmax), then the
+ * sampler graphs' three. */
+typedef enum { AHEAD_GREEDY, AHEAD_ARGMAX, AHEAD_TOPK, AHEAD_SORTED, AHEAD_KINDS } AheadKind;
+
+/* What starting a pipeline uploads, one copy: the draw state, the first step's inputs (token,
+ * position, m) and the draw that precedes it (token, used, declined). */
+typedef struct {
+    KcudaDrawState st;
+    int io[3];
+    int draw[3];
+} AheadUpload;
+
 typedef struct {
     KcudaTernary qkv, o, gu, down;
     const float *attn_norm, *attn_sub_norm, *ffn_norm, *ffn_sub_norm; /* device; sub-norms NULL
@@ -118,6 +130,25 @@ typedef struct {
     void *d_sscratch;
     size_t sscratch_bytes;
     int inflight;      /* work queued that reads h_pin[0..2] */
+    /* Decoding ahead ("decoding ahead" below): the device's copy of the host sampler's state
+     * (uploaded from h_up when a pipeline starts), the draws' ring (host memory the device
+     * writes), each step's completion event by ring slot, the graphs by attention kernel,
+     * lm_head and AheadKind. */
+    KcudaDrawState *d_dstate;
+    AheadUpload *h_up, *d_up;
+    int *h_ring, *d_ring;
+    cudaEvent_t ev[KCUDA_DRAW_RING];
+    cudaGraphExec_t ahead_graph[ATTN_GRAPHS][2][AHEAD_KINDS];
+    int ahead;               /* the device holds a draw state that mirrors ahead_s */
+    Sampler *ahead_s;
+    SamplerParams ahead_p;   /* its settings when the pipeline started */
+    int ahead_kind, ahead_screened;
+    int cur_ahead, cur_seq;  /* the current step was queued ahead; its draw's sequence number */
+    int32_t cur_tok;         /* the current step's token and position (a plain redo needs them) */
+    int cur_pos;
+    int spec_queued, spec_seq, spec_pos; /* the step after the current one is queued */
+    int32_t last_drawn;      /* the token the last draw returned (the queued step's input) */
+    long n_adopted, n_redone; /* steps adopted as queued ahead; steps done again (cuda_ahead_counts) */
     float *h_logits;
     int logits_valid;
     char desc[256];
@@ -140,6 +171,15 @@ static void cuda_destroy(void *vb) {
     for (int i = 0; i < SAMPLE_GRAPHS; i++)
         for (int j = 0; j < 2; j++)
             if (b->sample_graph[i][j]) cudaGraphExecDestroy(b->sample_graph[i][j]);
+    for (int i = 0; i < ATTN_GRAPHS; i++)
+        for (int j = 0; j < 2; j++)
+            for (int k = 0; k < AHEAD_KINDS; k++)
+                if (b->ahead_graph[i][j][k]) cudaGraphExecDestroy(b->ahead_graph[i][j][k]);
+    for (int i = 0; i < KCUDA_DRAW_RING; i++)
+        if (b->ev[i]) cudaEventDestroy(b->ev[i]);
+    if (b->h_up) cudaFreeHost(b->h_up);
+    if (b->h_ring) cudaFreeHost(b->h_ring);
+    cudaFree(b->d_up);
     cudaFree(b->d_tern);
     cudaFree(b->d_dense);
     cudaFree(b->d_kv);
@@ -483,6 +523,27 @@ static int alloc_host(CudaBackend *b, Err *err) {
         b->h_sargs = NULL;
         return cuda_err(err, "pinned buffer", e);
     }
+    if ((e = cudaMallocHost((void **)&b->h_up, sizeof *b->h_up)) != cudaSuccess) {
+        b->h_up = NULL;
+        return cuda_err(err, "pinned buffer", e);
+    }
+    if ((e = cudaHostAlloc((void **)&b->h_ring, KCUDA_DRAW_RING * KCUDA_DRAW_SLOT * sizeof(int), cudaHostAllocMapped)) !=
+        cudaSuccess) {
+        b->h_ring = NULL;
+        return cuda_err(err, "mapped buffer", e);
+    }
+    if ((e = cudaHostGetDevicePointer((void **)&b->d_ring, b->h_ring, 0)) != cudaSuccess)
+        return cuda_err(err, "mapped buffer", e);
+    if ((e = cudaMalloc((void **)&b->d_up, sizeof *b->d_up)) != cudaSuccess) {
+        b->d_up = NULL;
+        return cuda_err(err, "allocating the draw state", e);
+    }
+    b->d_dstate = &b->d_up->st;
+    for (int i = 0; i < KCUDA_DRAW_RING; i++)
+        if ((e = cudaEventCreateWithFlags(&b->ev[i], cudaEventDisableTiming)) != cudaSuccess) {
+            b->ev[i] = NULL;
+            return cuda_err(err, "event", e);
+        }
     b->L = calloc((size_t)b->cfg.n_layers, sizeof *b->L);
     b->h_logits = malloc((size_t)b->vocab * sizeof(float));
     if (!b->L || !b->h_logits) return err_set(err, "cuda: out of memory");
@@ -779,6 +840,205 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
     return 0;
 }
 
+/* One decode step the plain way: token and position in through h_pin, the decode graph, the
+ * greedy pick out (and with all_logits the whole head, copied out). */
+static int decode_plain(CudaBackend *b, int32_t tok, int pos, float *all_logits, Err *err) {
+    cudaError_t e;
+    /* the screened head unless these logits are wanted whole (all_logits, logits() last step)
+     * or the last draw needed every row (or more than the screen's warps can bound) */
+    const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
+    b->logits_asked = 0;
+    const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
+    if (!b->graph[attn][screened] && capture_graph(b, attn, screened, err)) return -1;
+    if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
+    b->h_pin[0] = tok;
+    b->h_pin[1] = pos;
+    b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL;
+    if ((e = cudaGraphLaunch(b->graph[attn][screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
+    b->inflight = 1;
+    b->cur_tok = tok;
+    b->cur_pos = pos;
+    b->cur_ahead = 0;
+    b->logits_full = !screened;
+    b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
+    b->last_screened = screened;
+    if (all_logits) {
+        if ((e = cudaMemcpyAsync(all_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st)) !=
+            cudaSuccess)
+            return cuda_err(err, "copying logits", e);
+        if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
+    }
+    return 0;
+}
+
+/* ---- decoding ahead ----------------------------------------------------------------------------
+ * Once a draw is made on the device with settings it can mirror, the backend queues the NEXT
+ * decode step at once, before the host has read the token: one graph (ahead_graph) decodes the
+ * token the last draw left in d_io[0] at position d_io[1], draws with the arguments the device
+ * made (kcuda_draw_advance repeats the host sampler's steps: the used uniform, the token into
+ * the penalty window), and leaves the next step's inputs. The caller's eval() of that token at
+ * that position then adopts the queued step; its sample() checks that the host sampler reached
+ * the state the device assumed (the arguments' fingerprint and the settings), queues the step
+ * after, and waits for the current draw only. So the device no longer waits between tokens
+ * for the host to wake, read the token, and launch (~110 us a token through `-p` on an H100,
+ * 2026-12-06: 850 us a token against a 737 us decode step).
+ * Anything else (another token or position, a prefill, other settings or another sampler,
+ * logits() once the next step is queued) settles: waits for the stream and forgets the queued
+ * step; its KV row lies at a position the caller has not evaluated, which the next step there
+ * writes again. */
+
+/* The draw an ahead pipeline makes with these settings, or -1 where the device cannot mirror the
+ * host sampler (the penalty window longer than the device keeps). */
+static int ahead_kind_for(const SamplerParams *p, int vocab, int n_pen) {
+    if (!(p->temperature > 0.0f) && n_pen == 0) return AHEAD_GREEDY;
+    switch (sample_graph_for(p, vocab)) {
+    case SAMPLE_ARGMAX: return AHEAD_ARGMAX;
+    case SAMPLE_TOPK: return AHEAD_TOPK;
+    default: return AHEAD_SORTED;
+    }
+}
+
+/* decode (token and position from d_io, the screened head for d_io[2] rows) + the draw + the
+ * next step's inputs; no copies. */
+static int capture_ahead(CudaBackend *b, int attn, int screened, int kind, Err *err) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const int pdl = attempt == 0 ? b->pdl : 0;
+        cudaGraph_t g = NULL;
+        cudaError_t e = cudaStreamBeginCapture(b->st, cudaStreamCaptureModeThreadLocal);
+        if (e != cudaSuccess) return cuda_err(err, "begin capture", e);
+        int rc = enqueue_decode(b, attn, pdl, screened, err);
+        const int32_t *ids = (const int32_t *)(b->d_sargs + 1);
+        int krc = 0;
+        if (!rc) {
+            switch (kind) {
+            case AHEAD_GREEDY: break;
+            case AHEAD_ARGMAX:
+                krc = kcuda_sample_argmax(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+                break;
+            case AHEAD_TOPK:
+                krc = kcuda_sample_topk(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+                break;
+            default:
+                krc = kcuda_sample_sorted(b->d_logits, b->vocab, b->d_sargs, ids, b->d_sscratch, b->sscratch_bytes, b->d_sout, b->st);
+                break;
+            }
+            if (!krc)
+                krc = kcuda_draw_advance(kind == AHEAD_GREEDY ? b->d_argmax : b->d_sout, kind == AHEAD_GREEDY, b->d_dstate,
+                                         b->d_sargs, (int32_t *)ids, b->d_io, b->vocab, b->d_ring, b->st);
+            if (krc) rc = kc_err(err, "capturing the draw ahead");
+        }
+        e = cudaStreamEndCapture(b->st, &g);
+        if (rc) {
+            if (g) cudaGraphDestroy(g);
+            return -1;
+        }
+        if (e == cudaSuccess) {
+            e = cudaGraphInstantiate(&b->ahead_graph[attn][screened][kind], g, 0);
+            cudaGraphDestroy(g);
+            if (e == cudaSuccess) return 0;
+        }
+        cudaGetLastError();
+        if (!pdl) return cuda_err(err, "capturing the decode-ahead graph", e);
+    }
+    return err_set(err, "cuda: capturing the decode-ahead graph failed");
+}
+
+/* Waits for the queue and forgets the step queued ahead. */
+static int ahead_settle(CudaBackend *b, Err *err) {
+    if (!b->ahead && !b->spec_queued) return 0;
+    b->ahead = 0;
+    b->spec_queued = 0;
+    b->cur_ahead = 0;
+    cudaError_t e = cudaStreamSynchronize(b->st);
+    b->inflight = 0;
+    return e == cudaSuccess ? 0 : cuda_err(err, "decode ahead", e);
+}
+
+/* Queues the step at pos whose input is the draw before it (sequence number seq). */
+static int ahead_queue(CudaBackend *b, int pos, int seq, Err *err) {
+    const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
+    cudaGraphExec_t *g = &b->ahead_graph[attn][b->ahead_screened][b->ahead_kind];
+    if (!*g && capture_ahead(b, attn, b->ahead_screened, b->ahead_kind, err)) return -1;
+    cudaError_t e;
+    if ((e = cudaGraphLaunch(*g, b->st)) != cudaSuccess || (e = cudaEventRecord(b->ev[seq % KCUDA_DRAW_RING], b->st)) != cudaSuccess)
+        return cuda_err(err, "decode-ahead graph", e);
+    b->spec_queued = 1;
+    b->spec_seq = seq;
+    b->spec_pos = pos;
+    return 0;
+}
+
+/* After a draw of token tok for the step at cur_pos (made the plain way, the uniform already
+ * consumed on the host when used): uploads the host sampler's state, lets the device append tok
+ * as sampler_accept will, and queues the next step. Returns 0 also where it does not start (the
+ * settings, the context's end): decoding then goes on the plain way. */
+static int ahead_start(CudaBackend *b, Sampler *s, int32_t tok, Err *err) {
+    if (!s || b->cur_pos < 0 || b->cur_pos + 1 >= b->ctx) return 0;
+    const SamplerParams *p = sampler_params(s);
+    KcudaSampleArgs *a = b->h_sargs; /* the sampler graph that read it has completed */
+    const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN);
+    AheadUpload *u = b->h_up;
+    if (np < 0 || sampler_draw_state(s, (uint64_t *)u->st.rng, u->st.window, KCUDA_DRAW_WINDOW_MAX, &u->st.win_cap,
+                                     &u->st.win_n, &u->st.win_head))
+        return 0;
+    u->st.step = 0;
+    /* the screened head where the largest m this window can ask for fits the screen */
+    KcudaSampleArgs worst = *a;
+    worst.n_pen = u->st.win_cap;
+    const int kind = ahead_kind_for(p, b->vocab, np);
+    const int screened = b->screen && kcuda_screen_m(&worst, b->vocab) <= b->screen_nb;
+    u->io[0] = tok, u->io[1] = b->cur_pos, u->io[2] = KCUDA_SCREEN_FULL;
+    u->draw[0] = tok, u->draw[1] = 0, u->draw[2] = 0;
+    cudaError_t e;
+    if ((e = cudaMemcpyAsync(b->d_up, u, sizeof *u, cudaMemcpyHostToDevice, b->st)) != cudaSuccess ||
+        (e = cudaMemcpyAsync(b->d_sargs, a, sizeof *a, cudaMemcpyHostToDevice, b->st)) != cudaSuccess ||
+        (e = cudaMemcpyAsync(b->d_io, b->d_up->io, sizeof u->io, cudaMemcpyDeviceToDevice, b->st)) != cudaSuccess)
+        return cuda_err(err, "starting decode ahead", e);
+    if (kcuda_draw_advance(b->d_up->draw, 0, b->d_dstate, b->d_sargs, (int32_t *)(b->d_sargs + 1), b->d_io, b->vocab,
+                           b->d_ring, b->st))
+        return kc_err(err, "starting decode ahead");
+    if ((e = cudaEventRecord(b->ev[0], b->st)) != cudaSuccess) return cuda_err(err, "starting decode ahead", e);
+    b->ahead = 1;
+    b->ahead_s = s;
+    b->ahead_p = *p;
+    b->ahead_kind = kind;
+    b->ahead_screened = screened;
+    b->last_drawn = tok;
+    b->inflight = 1;
+    return ahead_queue(b, b->cur_pos + 1, 1, err);
+}
+
+/* The current step was queued ahead: checks that the host sampler s is in the state the device
+ * assumed for its draw, queues the next step, waits for this draw and returns its token (1).
+ * Returns 0 when s does not match (nothing taken: the caller settles and redoes the step), -1 on
+ * an error. */
+static int ahead_take(CudaBackend *b, Sampler *s, int32_t *tok, Err *err) {
+    cudaError_t e;
+    const int q = b->cur_seq;
+    if (s != b->ahead_s || memcmp(sampler_params(s), &b->ahead_p, sizeof b->ahead_p) != 0) return 0;
+    /* the arguments the device made for this draw: in the previous draw's slot */
+    if ((e = cudaEventSynchronize(b->ev[(q - 1) % KCUDA_DRAW_RING])) != cudaSuccess) return cuda_err(err, "decode ahead", e);
+    KcudaSampleArgs *a = b->h_sargs; /* staging only: no copy reads it while a pipeline runs */
+    if (cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) < 0) return 0;
+    int fp[4];
+    kcuda_draw_fingerprint(a, (const int32_t *)(a + 1), fp);
+    if (memcmp(fp, b->h_ring + KCUDA_DRAW_SLOT * ((q - 1) % KCUDA_DRAW_RING) + KCUDA_DRAW_FP_N, sizeof fp) != 0) return 0;
+    if (b->cur_pos + 1 < b->ctx && !b->logits_asked && ahead_queue(b, b->cur_pos + 1, q + 1, err)) return -1;
+    if ((e = cudaEventSynchronize(b->ev[q % KCUDA_DRAW_RING])) != cudaSuccess) return cuda_err(err, "decode ahead", e);
+    const int *slot = b->h_ring + KCUDA_DRAW_SLOT * (q % KCUDA_DRAW_RING);
+    if (slot[KCUDA_DRAW_SEQ] != q + 1) return err_set(err, "cuda: decode ahead: draw %d not recorded", q);
+    if (slot[KCUDA_DRAW_DECLINED]) return err_set(err, "cuda: sample: the device sampler declined its settings");
+    if (slot[KCUDA_DRAW_USED]) sampler_skip_uniform(s);
+    *tok = slot[KCUDA_DRAW_TOKEN];
+    b->last_drawn = *tok;
+    b->cur_ahead = 0;
+    if (!b->spec_queued) {
+        b->ahead = 0;
+        b->inflight = 0;
+    }
+    return 1;
+}
+
 static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all_logits, Err *err) {
     CudaBackend *b = vb;
     if (!tokens || n <= 0) return err_set(err, "cuda: eval needs at least one token");
@@ -789,30 +1049,23 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
             return err_set(err, "cuda: token id %d out of range (vocab %d)", tokens[i], b->vocab);
     b->logits_valid = 0;
     cudaError_t e;
-    if (n == 1) {
-        /* the screened head unless these logits are wanted whole (all_logits, logits() last step)
-         * or the last draw needed every row (or more than the screen's warps can bound) */
-        const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
+    if (n == 1 && !all_logits && b->spec_queued && pos == b->spec_pos && tokens[0] == b->last_drawn) {
+        /* the step queued ahead: adopted as it runs */
+        b->n_adopted++;
+        b->spec_queued = 0;
+        b->cur_ahead = 1;
+        b->cur_seq = b->spec_seq;
+        b->cur_tok = tokens[0];
+        b->cur_pos = pos;
         b->logits_asked = 0;
-        const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
-        if (!b->graph[attn][screened] && capture_graph(b, attn, screened, err)) return -1;
-        if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
-        b->h_pin[0] = tokens[0];
-        b->h_pin[1] = pos;
-        b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL;
-        if ((e = cudaGraphLaunch(b->graph[attn][screened], b->st)) != cudaSuccess) return cuda_err(err, "decode graph", e);
-        b->inflight = 1;
-        b->logits_full = !screened;
-        b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
-        b->last_screened = screened;
-        if (all_logits) {
-            if ((e = cudaMemcpyAsync(all_logits, b->d_logits, (size_t)b->vocab * 4, cudaMemcpyDeviceToHost, b->st)) !=
-                cudaSuccess)
-                return cuda_err(err, "copying logits", e);
-            if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
-        }
+        b->logits_full = !b->ahead_screened;
+        b->m_served = b->ahead_screened ? 0 : KCUDA_SCREEN_FULL;
+        b->last_screened = b->ahead_screened;
         return 0;
     }
+    if (ahead_settle(b, err)) return -1;
+    if (n == 1) return decode_plain(b, tokens[0], pos, all_logits, err);
+    b->cur_pos = -1; /* the prefill's last token: no decode step to redo (ahead_start waits) */
     for (int done = 0; done < n; done += PREFILL_MAX) {
         const int T = n - done < PREFILL_MAX ? n - done : PREFILL_MAX;
         if (prefill_chunk(b, tokens + done, T, pos + done, all_logits ? all_logits + (size_t)done * b->vocab : NULL,
@@ -834,6 +1087,12 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
 static const float *cuda_logits(void *vb) {
     CudaBackend *b = vb;
     b->logits_asked = 1;
+    if (!b->logits_valid && b->spec_queued) {
+        /* the step queued ahead overwrites this step's hidden state: this step again */
+        Err e2 = {{0}};
+        b->n_redone++;
+        if (ahead_settle(b, &e2) || decode_plain(b, b->cur_tok, b->cur_pos, NULL, &e2)) return NULL;
+    }
     if (!b->logits_valid) {
         /* after a screened step: the full head on the same hidden state, on demand */
         if (!b->logits_full) {
@@ -875,8 +1134,9 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids) 
 /* Greedy without a penalty: the decode graph's argmax (one int already on its way). Anything
  * else: the sampler graph for the settings after the logits, with the host sampler's penalty ids
  * and next uniform, so it draws what sampler_sample() would from the same logits. */
-static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
-    CudaBackend *b = vb;
+/* The plain draw: greedy without a penalty from the decode graph's pick, else the sampler graph
+ * for the settings. */
+static int sample_plain(CudaBackend *b, Sampler *s, int32_t *tok, Err *err) {
     const SamplerParams *p = s ? sampler_params(s) : NULL;
     KcudaSampleArgs *a = b->h_sargs; /* not read by any work in flight: the last sampler graph was waited for */
     const int np = p ? cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN) : 0;
@@ -904,8 +1164,7 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     return 1;
 }
 
-int cuda_screen_probe(void *vb, float *lohi, int *exact_rows) {
-    CudaBackend *b = vb;
+static int screen_probe(CudaBackend *b, float *lohi, int *exact_rows) {
     if (cudaStreamSynchronize(b->st) != cudaSuccess) return -1;
     b->inflight = 0;
     if (exact_rows) *exact_rows = 0;
@@ -919,6 +1178,40 @@ int cuda_screen_probe(void *vb, float *lohi, int *exact_rows) {
         for (int r = 0; r < b->vocab; r++) *exact_rows += b->h_logits[r] != -INFINITY;
     }
     return 1;
+}
+
+static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
+    CudaBackend *b = vb;
+    if (b->cur_ahead) {
+        const int rc = ahead_take(b, s, tok, err);
+        if (rc) return rc;
+        /* the host sampler is not where the device assumed: this step again, the plain way */
+        b->n_redone++;
+        if (ahead_settle(b, err) || decode_plain(b, b->cur_tok, b->cur_pos, NULL, err)) return -1;
+    } else if (b->spec_queued) {
+        /* a second draw for a step whose successor is queued: settle, this step again */
+        b->n_redone++;
+        if (ahead_settle(b, err) || decode_plain(b, b->cur_tok, b->cur_pos, NULL, err)) return -1;
+    }
+    const int rc = sample_plain(b, s, tok, err);
+    if (rc == 1 && ahead_start(b, s, *tok, err)) return -1;
+    return rc;
+}
+
+int cuda_screen_probe(void *vb, float *lohi, int *exact_rows) {
+    CudaBackend *b = vb;
+    if (b->spec_queued) { /* the queued step would overwrite what the probe reads */
+        Err e2 = {{0}};
+        b->n_redone++;
+        if (ahead_settle(b, &e2) || decode_plain(b, b->cur_tok, b->cur_pos, NULL, &e2)) return -1;
+    }
+    return screen_probe(b, lohi, exact_rows);
+}
+
+void cuda_ahead_counts(void *vb, long *adopted, long *redone) {
+    const CudaBackend *b = vb;
+    *adopted = b->n_adopted;
+    *redone = b->n_redone;
 }
 
 static void cuda_describe(void *vb, char *buf, int cap) {

@@ -21,4 +21,9 @@ int cuda_sample_args(Sampler *s, KcudaSampleArgs *a, int32_t *ids, int max_ids);
  * (*exact_rows = 0), -1 on a CUDA error. backend: a handle of backend_cuda_ops.create. */
 int cuda_screen_probe(void *backend, float *lohi, int *exact_rows);
 
+/* Decoding ahead, for the tests: the decode steps adopted as queued ahead of the host, and the
+ * steps done again the plain way (the host sampler was not where the device assumed, or the
+ * logits of a step whose successor was queued were asked for). */
+void cuda_ahead_counts(void *backend, long *adopted, long *redone);
+
 #endif

@@ -20,8 +20,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kerr.h"
+
+/* Inline helpers of this header that device code uses too (sample.cu, screen.cu). */
+#ifdef __CUDACC__
+#define KCUDA_HOST_DEVICE __host__ __device__
+#else
+#define KCUDA_HOST_DEVICE
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -211,14 +219,36 @@ typedef struct {
 } KcudaDrawState;
 
 /* After a step's draw, one block does what the host does between two draws, in its order:
- * record the draw (token, used, declined) in slot step % KCUDA_DRAW_RING of ring [4 ints a slot:
- * token, used, declined, step + 1] (host memory mapped for the device, read by the host after
- * the step's completion); unless the sampler declined, consume the uniform if the draw used it
- * (sampler_skip_uniform), append the token to the window (sampler_accept), and make the next
- * draw's arguments: d_args->u01 (sampler_peek_uniform), the window's distinct ids ascending in
- * d_pen_ids with d_args->n_pen (sampler_penalty_ids), d_io[2] = kcuda_screen_m, and the next
- * step's token and position d_io[0] = token, d_io[1] += 1. d_draw: the samplers' d_out, or with
- * greedy_pick the argmax's single int (used = declined = 0). */
+ * record the draw in slot step % KCUDA_DRAW_RING of ring (KCUDA_DRAW_SLOT ints a slot, host
+ * memory mapped for the device, read by the host after the step's completion); unless the
+ * sampler declined, consume the uniform if the draw used it (sampler_skip_uniform), append the
+ * token to the window (sampler_accept), and make the next draw's arguments: d_args->u01
+ * (sampler_peek_uniform), the window's distinct ids ascending in d_pen_ids with d_args->n_pen
+ * (sampler_penalty_ids), d_io[2] = kcuda_screen_m, and the next step's token and position
+ * d_io[0] = token, d_io[1] += 1; the slot also gets those arguments' fingerprint
+ * (kcuda_draw_fingerprint), so the host can check that its sampler reached the same state.
+ * d_draw: the samplers' d_out, or with greedy_pick the argmax's single int (used = declined = 0). */
+enum {
+    KCUDA_DRAW_TOKEN, KCUDA_DRAW_USED, KCUDA_DRAW_DECLINED, KCUDA_DRAW_SEQ, /* seq: step + 1 */
+    KCUDA_DRAW_FP_N, KCUDA_DRAW_FP_IDS, KCUDA_DRAW_FP_U_LO, KCUDA_DRAW_FP_U_HI, /* the next draw's */
+    KCUDA_DRAW_SLOT
+};
+/* The fingerprint of a draw's arguments: n_pen, a hash of the ids (in order), the uniform's bits. */
+static inline KCUDA_HOST_DEVICE uint32_t kcuda_draw_id_hash(int32_t id, int i) {
+    uint32_t h = (uint32_t)id * 0x9e3779b1u + (uint32_t)i * 0x85ebca77u;
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    return h;
+}
+/* The host's side of the fingerprint: what the slot's FP_* hold for these arguments. */
+static inline void kcuda_draw_fingerprint(const KcudaSampleArgs *a, const int32_t *ids, int fp[4]) {
+    uint32_t h = 0;
+    for (int i = 0; i < a->n_pen; i++) h += kcuda_draw_id_hash(ids[i], i);
+    uint64_t ub;
+    memcpy(&ub, &a->u01, sizeof ub);
+    fp[0] = a->n_pen, fp[1] = (int)h, fp[2] = (int)(uint32_t)ub, fp[3] = (int)(uint32_t)(ub >> 32);
+}
 int kcuda_draw_advance(const int *d_draw, int greedy_pick, KcudaDrawState *d_state, KcudaSampleArgs *d_args,
                        int32_t *d_pen_ids, int *d_io, int n_vocab, int *ring, void *stream);
 
@@ -254,11 +284,6 @@ enum { KCUDA_SCREEN_FULL = 0x7f7f7f7f, KCUDA_SCREEN_STATS = 6 };
 /* The rows m a draw with these settings needs exactly (KCUDA_SCREEN_FULL: all): greedy 1, top-k
  * k (1 <= k < n_vocab, temperature > 0), else all; plus the penalised ids with a penalty >= 1,
  * all with a penalty below 1. The host's and the device's (screen.cu, sample.cu) one formula. */
-#ifdef __CUDACC__
-#define KCUDA_HOST_DEVICE __host__ __device__
-#else
-#define KCUDA_HOST_DEVICE
-#endif
 static inline KCUDA_HOST_DEVICE int kcuda_screen_m(const KcudaSampleArgs *a, int n_vocab) {
     int m;
     if (!(a->temperature > 0.0f)) m = 1;

@@ -687,13 +687,15 @@ __global__ void __launch_bounds__(KCUDA_DRAW_WINDOW_MAX)
     __shared__ int32_t win[KCUDA_DRAW_WINDOW_MAX];
     __shared__ int keep[KCUDA_DRAW_WINDOW_MAX];
     __shared__ int s_go, s_n;
+    __shared__ unsigned s_hash;
     const int t = threadIdx.x;
     if (t == 0) {
         const int tok = draw[0], used = greedy_pick ? 0 : draw[1], declined = greedy_pick ? 0 : draw[2];
-        int *slot = ring + 4 * (st->step % KCUDA_DRAW_RING);
-        slot[0] = tok, slot[1] = used, slot[2] = declined, slot[3] = st->step + 1;
-        st->step++;
+        int *slot = ring + KCUDA_DRAW_SLOT * (st->step % KCUDA_DRAW_RING);
+        slot[KCUDA_DRAW_TOKEN] = tok, slot[KCUDA_DRAW_USED] = used, slot[KCUDA_DRAW_DECLINED] = declined;
+        slot[KCUDA_DRAW_SEQ] = st->step + 1;
         s_go = !declined;
+        s_hash = 0;
         if (!declined) {
             u64 r[4] = {st->rng[0], st->rng[1], st->rng[2], st->rng[3]};
             if (used) xoshiro_next(r);
@@ -717,7 +719,10 @@ __global__ void __launch_bounds__(KCUDA_DRAW_WINDOW_MAX)
         }
     }
     __syncthreads();
-    if (!s_go) return;
+    if (!s_go) {
+        if (t == 0) st->step++;
+        return;
+    }
     const int n = s_n;
     if (t < n) win[t] = st->window[(st->win_head + t) % st->win_cap];
     __syncthreads();
@@ -736,11 +741,22 @@ __global__ void __launch_bounds__(KCUDA_DRAW_WINDOW_MAX)
             total += keep[j];
             rank += keep[j] && win[j] < v;
         }
-        if (k) ids[rank] = v;
+        if (k) {
+            ids[rank] = v;
+            atomicAdd(&s_hash, kcuda_draw_id_hash(v, rank));  // a sum: the same whatever the order
+        }
     }
+    __syncthreads();
     if (t == 0) {
         args->n_pen = n > 0 ? total : 0;
         io[2] = kcuda_screen_m(args, n_vocab);
+        int *slot = ring + KCUDA_DRAW_SLOT * (st->step % KCUDA_DRAW_RING);
+        const unsigned long long ub = (unsigned long long)__double_as_longlong(args->u01);
+        slot[KCUDA_DRAW_FP_N] = args->n_pen;
+        slot[KCUDA_DRAW_FP_IDS] = (int)s_hash;
+        slot[KCUDA_DRAW_FP_U_LO] = (int)(unsigned)ub;
+        slot[KCUDA_DRAW_FP_U_HI] = (int)(unsigned)(ub >> 32);
+        st->step++;
     }
 }
 

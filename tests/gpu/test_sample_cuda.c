@@ -27,6 +27,11 @@
  *      vocabulary: after each, the next draw's arguments (uniform bits, penalty ids, m), token,
  *      position and the result ring equal what sampler_skip_uniform + sampler_accept +
  *      cuda_sample_args give on the host.
+ *   5. ahead_test: decoding ahead through the backend on the demo model: the engine's pattern
+ *      (eval, sample, accept) gives the host sampler's tokens over the plain steps' logits, nearly
+ *      every step adopted as queued; with deviations (a token not accepted, logits() after a draw,
+ *      eval of another token) the same tokens, the steps done again, logits() equal to the plain
+ *      step's; a penalty window longer than the device keeps decodes the plain way.
  * Exact equality is the expectation: every comparison the two make has the same bits; only exp()
  * (and, in kcuda_sample_sorted, the order of the double sums) may differ in the last bit, which
  * can change a draw only when the uniform falls within ~1e-16 (relative) of a boundary between
@@ -808,7 +813,7 @@ static void advance_case(const SamplerParams *p, int n_vocab, int prompt, int st
             cudaMalloc((void **)&d_a, sizeof *a + MAX_PEN * 4) == cudaSuccess &&
             cudaMalloc((void **)&d_draw, 3 * sizeof(int)) == cudaSuccess &&
             cudaMalloc((void **)&d_io, 3 * sizeof(int)) == cudaSuccess &&
-            cudaHostAlloc((void **)&ring, 4 * KCUDA_DRAW_RING * sizeof(int), cudaHostAllocMapped) == cudaSuccess);
+            cudaHostAlloc((void **)&ring, KCUDA_DRAW_SLOT * KCUDA_DRAW_RING * sizeof(int), cudaHostAllocMapped) == cudaSuccess);
     int *d_ring;
     REQUIRE(cudaHostGetDevicePointer((void **)&d_ring, ring, 0) == cudaSuccess);
     int io[3] = {5, 100, kcuda_screen_m(a, n_vocab)};
@@ -825,9 +830,11 @@ static void advance_case(const SamplerParams *p, int n_vocab, int prompt, int st
         REQUIRE(cudaMemcpy(d_draw, draw, sizeof draw, cudaMemcpyHostToDevice) == cudaSuccess);
         CHECK_EQ_INT(kcuda_draw_advance(d_draw, greedy, d_st, d_a, (int32_t *)(d_a + 1), d_io, n_vocab, d_ring, NULL), 0);
         REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-        const int *slot = ring + 4 * (i % KCUDA_DRAW_RING);
+        const int *slot = ring + KCUDA_DRAW_SLOT * (i % KCUDA_DRAW_RING);
         const int eu = greedy ? 0 : used, ed = greedy ? 0 : declined;
-        if (slot[0] != tok || slot[1] != eu || slot[2] != ed || slot[3] != i + 1) bad = 1;
+        if (slot[KCUDA_DRAW_TOKEN] != tok || slot[KCUDA_DRAW_USED] != eu || slot[KCUDA_DRAW_DECLINED] != ed ||
+            slot[KCUDA_DRAW_SEQ] != i + 1)
+            bad = 1;
         if (!ed) {
             if (eu) sampler_skip_uniform(s);
             sampler_accept(s, tok);
@@ -842,6 +849,9 @@ static void advance_case(const SamplerParams *p, int n_vocab, int prompt, int st
             memcmp(got + 1, ha + 1, (size_t)np * 4) != 0 || io[0] != tok || io[1] != pos ||
             io[2] != kcuda_screen_m(ha, n_vocab))
             bad = 1;
+        int fp[4];
+        kcuda_draw_fingerprint(ha, (const int32_t *)(ha + 1), fp);
+        if (memcmp(fp, slot + KCUDA_DRAW_FP_N, sizeof fp) != 0) bad = 1;
         if (bad)
             fprintf(stderr, "draw %d (token %d used %d greedy %d): u01 %.17g / host %.17g, n_pen %d / %d, io %d %d %d\n", i,
                     tok, used, greedy, got->u01, ha->u01, got->n_pen, ha->n_pen, io[0], io[1], io[2]);
@@ -873,6 +883,111 @@ static void advance_test(void) {
     advance_case(&p, 1000, 20, 100);
 }
 
+/* Decoding ahead through the backend (item 5 of the header). One generation of GEN tokens on
+ * backend handle b in the engine's pattern (eval, sample, accept), with deviations at some steps:
+ * dev 1: the token is not accepted (the device assumed it was), dev 2: logits() after the draw
+ * (the next step is queued by then), dev 3: eval of another token than the one drawn. */
+enum { AHEAD_GEN = 40 };
+static void ahead_run(void *b, const SamplerParams *p, int V, const int *dev, int32_t *out, int host_ref, float *lg_out) {
+    Err err = {{0}};
+    Sampler *s = sampler_create(p, V);
+    REQUIRE(s != NULL);
+    const int32_t prompt[6] = {1, 300, 301, 302, 303, 304};
+    for (int i = 0; i < 6; i++) sampler_accept(s, prompt[i]);
+    float *copy = malloc(sizeof(float) * (size_t)V);
+    REQUIRE(copy && backend_cuda_ops.eval(b, prompt, 6, 0, NULL, &err) == 0);
+    int32_t tok = -1;
+    for (int g = 0; g < AHEAD_GEN; g++) {
+        if (g > 0) {
+            int32_t in = dev[g] == 3 ? (tok + 1) % V : tok;
+            REQUIRE(backend_cuda_ops.eval(b, &in, 1, 5 + g, NULL, &err) == 0);
+        }
+        if (host_ref) {
+            const float *lg = backend_cuda_ops.logits(b);
+            REQUIRE(lg != NULL);
+            memcpy(copy, lg, sizeof(float) * (size_t)V);
+            tok = sampler_sample(s, copy, V);
+        } else {
+            const int rc = backend_cuda_ops.sample(b, s, &tok, &err);
+            if (rc != 1) fprintf(stderr, "ahead: sample: %d %s\n", rc, err.msg);
+            REQUIRE(rc == 1);
+        }
+        if (dev[g] == 2 && lg_out) {
+            const float *lg = backend_cuda_ops.logits(b);
+            REQUIRE(lg != NULL);
+            memcpy(lg_out, lg, sizeof(float) * (size_t)V);
+        }
+        out[g] = tok;
+        if (dev[g] != 1) sampler_accept(s, tok);
+    }
+    free(copy);
+    sampler_free(s);
+}
+
+static void ahead_test(void) {
+    Model m;
+    Err err = {{0}};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/assets/bitnet-demo.gguf", root_dir());
+    const int loaded = model_load(&m, path, NULL, &err) == 0;
+    CHECK_MSG(loaded, "%s: %s", path, err.msg);
+    if (!loaded) return;
+    InferOptions o = {.backend = BACKEND_CUDA, .ctx = 256};
+    void *b = backend_cuda_ops.create(&m, &o, &err);
+    CHECK_MSG(b != NULL, "create: %s", err.msg);
+    if (!b) {
+        model_free(&m);
+        return;
+    }
+    const int V = m.cfg.vocab_size;
+    float *lg_dev = malloc(sizeof(float) * (size_t)V), *lg_ref = malloc(sizeof(float) * (size_t)V);
+    REQUIRE(lg_dev && lg_ref);
+    const struct { float t; int k; float p, mp, pen; int last_n; } S[] = {
+        {0.7f, 40, 0.95f, 0.05f, 1.1f, 64}, /* the defaults */
+        {0.0f, 0, 1.0f, 0.0f, 1.0f, 64},    /* plain greedy */
+        {0.0f, 0, 1.0f, 0.0f, 1.3f, 5},     /* greedy with a short penalty window */
+        {1.0f, 0, 0.9f, 0.0f, 1.1f, 64},    /* top-p: the sort */
+        {0.8f, 40, 1.0f, 0.0f, 1.1f, 2000}, /* a window longer than the device keeps: plain decode */
+    };
+    int none[AHEAD_GEN] = {0}, some[AHEAD_GEN] = {0};
+    some[9] = 1, some[17] = 2, some[25] = 3, some[30] = 1, some[31] = 2;
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++) {
+        SamplerParams p = sampler_params_default();
+        p.temperature = S[si].t, p.top_k = S[si].k, p.top_p = S[si].p, p.min_p = S[si].mp, p.repeat_penalty = S[si].pen;
+        p.repeat_last_n = S[si].last_n;
+        p.seed = 5 + si;
+        for (int pass = 0; pass < 2; pass++) {
+            const int *dev = pass ? some : none;
+            int32_t got[AHEAD_GEN], want[AHEAD_GEN];
+            long a0, r0, a1, r1;
+            cuda_ahead_counts(b, &a0, &r0);
+            ahead_run(b, &p, V, dev, got, 0, lg_dev);
+            cuda_ahead_counts(b, &a1, &r1);
+            ahead_run(b, &p, V, dev, want, 1, lg_ref);
+            int d = 0;
+            for (int g = 0; g < AHEAD_GEN; g++) d += got[g] != want[g];
+            const long adopted = a1 - a0, redone = r1 - r0;
+            printf("ahead, setting %zu, %s: %ld steps adopted, %ld done again, %d of %d tokens differ\n", si,
+                   pass ? "with deviations" : "engine pattern", adopted, redone, d, AHEAD_GEN);
+            CHECK_MSG(d == 0, "ahead, setting %zu pass %d: %d tokens differ from the host sampler", si, pass, d);
+            if (S[si].last_n <= KCUDA_DRAW_WINDOW_MAX && !pass) {
+                CHECK_MSG(adopted >= AHEAD_GEN - 3 && redone == 0, "ahead, setting %zu: %ld adopted, %ld redone", si,
+                          adopted, redone);
+            } else if (S[si].last_n <= KCUDA_DRAW_WINDOW_MAX) {
+                CHECK_MSG(redone >= 2 && adopted >= AHEAD_GEN / 2, "ahead, setting %zu with deviations: %ld adopted, %ld redone",
+                          si, adopted, redone);
+                CHECK_MSG(memcmp(lg_dev, lg_ref, sizeof(float) * (size_t)V) == 0,
+                          "ahead, setting %zu: logits() after a draw differ from the plain step's", si);
+            } else {
+                CHECK_MSG(adopted == 0, "ahead, setting %zu: a window past the device's was decoded ahead", si);
+            }
+        }
+    }
+    free(lg_dev), free(lg_ref);
+    backend_cuda_ops.destroy(b);
+    model_free(&m);
+}
+
 /* argv[1]: "quick", "sanitize" or "time" (the file's header). */
 int main(int argc, char **argv) {
     ref_self_check();
@@ -886,6 +1001,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     advance_test();
+    ahead_test();
     if (strcmp(mode, "sanitize") == 0) {
         sanitize_test();
         return check_report("test_sample_cuda");
