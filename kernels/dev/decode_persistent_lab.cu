@@ -4,24 +4,25 @@
 // Built by CMake as dev_decode_persistent where nvcc is present. Run:
 //   ./dev_decode_persistent [check|time|all|small|tiny]   (default all; small: the small shapes
 //                                                     only, tiny: those with dim <= 1024,
-//                                                     for compute-sanitizer)
+//                                                     for compute-sanitizer, schedule 0 only)
 //
-// Check (every shape, one decode step at the given positions, random ternary weights): the
-// kernel writes lab taps (decode_persistent.h) and every GEMV is checked per layer from the
+// Check (every shape and every load schedule (kcuda_decode_plan_set_variant), one decode step at
+// the given positions, random ternary weights): the kernel writes lab taps (decode_persistent.h) and every GEMV is checked per layer from the
 // kernel's own int8 input: y = w2a8_gemv_ref(W, q) / s * gamma, the residual adds and
 // relu^2(g)*u must equal the kernel's outputs bit for bit (integer dot products exact, the
 // epilogue in IEEE fp32 with the same roundings); the int8 inputs themselves against
-// quant_act_ref(rmsnorm_ref(kernel's input)) (the sum of squares is summed in another order, so
-// a lane may differ by one where x*s sits on a rounding boundary: counted, not failed below
+// quant_act_ref(rmsnorm_ref(kernel's input)) (the kernel sums the squares in the product GEMV's
+// order, the reference in another, so a lane may differ by one where x*s sits on a rounding boundary: counted, not failed below
 // 1e-3 of the lanes); attention against attention_group_ref over the kernel's own KV cache
 // (fp32 tolerance 2e-5 relative to the largest output). Then the end state of x against the
 // per-kernel chain (kcuda_w2a8_gemv + kcuda_attn_decode) from the same start, reported.
 //
 // Timing: lab_graph_us (kernels/dev/lab.cuh): `steps` decode steps captured in one graph,
 // median replay / steps; the whole model's weights (521 MB for 2B-4T) are > 10x L2, so every
-// step reads them from HBM. Baselines in the same run: the per-kernel chain as the product runs
-// it (PDL, triggers LLELL), the f16 lm_head alone, and a 1 GiB device-to-device copy (read +
-// write counted) for the byte floor.
+// step reads them from HBM. Every load schedule, and baselines in the same run: the per-kernel
+// chain as the product runs it (PDL, triggers LLELL), the f16 lm_head alone, and a 1 GiB
+// device-to-device copy (read + write counted) for the byte floor. Then, per position and
+// schedule, the timeline of one step (%globaltimer per block at each step's boundaries).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -39,6 +40,8 @@
 #include "kernels/w2a8.h"
 
 #include "kernels/dev/lab.cuh"
+
+enum { PD_LAB_VARIANTS = 3 };  // kcuda_decode_plan_set_variant
 
 struct Shape {
     const char *name;
@@ -277,7 +280,7 @@ static void check_q(const float *in, int k, int k_pad, const float *nw, const in
 }
 
 // One decode step at pos with taps; checks every layer. Returns the number of hard failures.
-static int check_step(Model &m, KcudaDecodePlan *plan, Chain &ch, int pos, int layers_checked) {
+static int check_step(Model &m, KcudaDecodePlan *plan, Chain &ch, int variant, int pos, int layers_checked) {
     const Shape &s = m.s;
     const int NL = s.n_layers;
     reset_kv(m);
@@ -422,17 +425,21 @@ static int check_step(Model &m, KcudaDecodePlan *plan, Chain &ch, int pos, int l
     const bool fail = exact_bad || kv_bad || att_err > 2e-5f || flip_rate > 1e-3 || k_err > 2e-3f;
     char cr[32] = "n/a";
     if (chain_rel >= 0) snprintf(cr, sizeof cr, "%.1e", chain_rel);
-    printf("| %s | %d | %d/%d | %ld/%ld | %ld | %.2e | %.1e | %ld/%ld | %.1e | %s | %s |\n", s.name, pos, LC, NL, exact_bad,
+    printf("| %s | v%d | %d | %d/%d | %ld/%ld | %ld | %.2e | %.1e | %ld/%ld | %.1e | %s | %s |\n", s.name, variant, pos, LC, NL, exact_bad,
            exact_n, kv_bad, att_err, k_err, qst.flips, qst.lanes, s_rel, cr, fail ? "FAIL" : "ok");
     return fail ? 1 : 0;
 }
 
 // The timeline of one step (after warm-up launches): per step of a layer, means over layers
 // 1..n-1 of the first and last block's wait release and of the step's completion (the last
-// block's count), each relative to the previous step's completion.
+// block's count), each relative to the previous step's completion; then per block (means over
+// blocks and layers 1..n-1): issue = step start to the start of the wait (the next GEMV's weight
+// loads issued, the residual rows loaded), spin = in the wait, prologue = release to the int8
+// input in shared memory, dots = the dot products (this step's weights from registers),
+// epilogue = outputs written and the step counted.
 static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_pos, int pos, cudaStream_t st) {
-    int blocks, stages, sb;
-    kcuda_decode_plan_describe(plan, &blocks, &stages, &sb);
+    int blocks, threads, per_sm;
+    kcuda_decode_plan_describe(plan, &blocks, &threads, &per_sm);
     const int NL = m.s.n_layers;
     const size_t n = (size_t)blocks * NL * 5 * 6;
     unsigned long long *d_tr = (unsigned long long *)dmalloc(m, n * 8);
@@ -446,24 +453,32 @@ static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_p
     CK(cudaStreamSynchronize(st));
     auto h = dget(d_tr, n);
     std::vector<double> rel_min(NL * 5, 1e30), rel_max(NL * 5, 0), done(NL * 5, 0);
-    double pro[5] = {0}, dots[5] = {0}, epi[5] = {0}, wt[5] = {0}, is[5] = {0};  // per block, layers 1..NL-1
-    int cnt[5] = {0};
+    double iss[5] = {0}, spin[5] = {0}, pro[5] = {0}, dots[5] = {0}, epi[5] = {0};  // per block, layers 1..NL-1
+    int cnt[5] = {0}, tasks[5] = {0};
     for (int b = 0; b < blocks; b++)
         for (int i = 0; i < NL * 5; i++) {
             const unsigned long long *e = &h[((size_t)b * NL * 5 + i) * 6];
             if (e[0]) rel_min[i] = std::min(rel_min[i], (double)e[0]), rel_max[i] = std::max(rel_max[i], (double)e[0]);
             if (e[1]) done[i] = std::max(done[i], (double)e[1]);
-            if (i >= 5 && e[0] && e[1] && e[2] && e[3]) {
-                const int k = i % 5;
+            const int k = i % 5;
+            if (i < 5 || !e[0] || !e[1]) continue;
+            if (k == 1) {  // attention: the blocks with a task
+                spin[k] += (double)(e[0] - e[4]), epi[k] += (double)(e[1] - e[0]);
+                cnt[k]++;
+                continue;
+            }
+            if (e[2] && e[3] && e[4] && e[5]) {
+                iss[k] += (double)(e[4] - e[5]), spin[k] += (double)(e[0] - e[4]);
                 pro[k] += (double)(e[2] - e[0]), dots[k] += (double)(e[3] - e[2]), epi[k] += (double)(e[1] - e[3]);
-                wt[k] += (double)e[4], is[k] += (double)e[5];
                 cnt[k]++;
             }
         }
+    for (int k = 0; k < 5; k++) tasks[k] = cnt[k] / std::max(1, NL - 1);
     const char *names[5] = {"QKV", "attention", "O", "gate/up", "down"};
-    printf("\nTimeline, %s at pos %d (us after the previous step's completion, means over layers 1..%d):\n\n"
-           "| step | first release | last release | done | block: prologue | dots | (of which stage waits | refills) | "
-           "epilogue+signal |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    printf("\nTimeline, %s at pos %d (us; release/done after the previous step's completion, means over layers 1..%d; "
+           "per block: means over blocks; attention: blocks with a task, 'epilogue' = release to done):\n\n"
+           "| step | first release | last release | done | blocks | issue | spin | prologue | dots | epilogue+count |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
            m.s.name, pos, NL - 1);
     for (int k = 0; k < 5; k++) {
         double a = 0, b2 = 0, c = 0;
@@ -473,8 +488,11 @@ static void timeline(Model &m, KcudaDecodePlan *plan, float *d_x, const int *d_p
             a += (rel_min[i] - prev) / 1e3 / (NL - 1), b2 += (rel_max[i] - prev) / 1e3 / (NL - 1), c += (done[i] - prev) / 1e3 / (NL - 1);
         }
         const double nc = cnt[k] ? cnt[k] * 1e3 : 1.0;
-        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", names[k], a, b2, c, pro[k] / nc, dots[k] / nc,
-               wt[k] / nc, is[k] / nc, epi[k] / nc);
+        if (k == 1)
+            printf("| %s | %.2f | %.2f | %.2f | %d | | %.2f | | | %.2f |\n", names[k], a, b2, c, tasks[k], spin[k] / nc, epi[k] / nc);
+        else
+            printf("| %s | %.2f | %.2f | %.2f | %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", names[k], a, b2, c, tasks[k], iss[k] / nc,
+                   spin[k] / nc, pro[k] / nc, dots[k] / nc, epi[k] / nc);
     }
     printf("layers 1..%d: %.2f us per layer; whole step (first release to last done): %.1f us\n", NL - 1,
            (done[NL * 5 - 1] - done[4]) / 1e3 / (NL - 1), (done[NL * 5 - 1] - rel_min[0]) / 1e3);
@@ -490,25 +508,38 @@ static void time_shape(Model &m, KcudaDecodePlan *plan, Chain &ch, int pos, doub
     CK(cudaMemcpy(d_pos, &pos, 4, cudaMemcpyHostToDevice));
     reset_kv(m);
     const int steps = 20;
-    const double pers = lab_graph_us(st, steps, 15, 3, [&](int) { return kcuda_decode_layers(plan, d_x, d_pos, st); });
+    double pers[PD_LAB_VARIANTS];
+    for (int v = 0; v < PD_LAB_VARIANTS; v++) {
+        CK(kcuda_decode_plan_set_variant(plan, v) ? cudaErrorUnknown : cudaSuccess);
+        pers[v] = lab_graph_us(st, steps, 15, 3, [&](int) { return kcuda_decode_layers(plan, d_x, d_pos, st); });
+    }
     double chain = -1.0;
     if (ch.ok) chain = lab_graph_us(st, steps, 15, 3, [&](int) { return chain_step(m, ch, d_x, d_pos, st); });
+    int best = 0;
+    for (int v = 1; v < PD_LAB_VARIANTS; v++)
+        if (pers[v] < pers[best]) best = v;
     const double kv_bytes = (double)s.n_layers * 2.0 * s.n_kv * (pos + 1) * s.hd * 2.0;
     const double bytes = (double)m.tern_bytes + kv_bytes;
     const double floor_us = bytes / (copy_gbs * 1e3);
     char cu[32] = "n/a", cr[32] = "n/a";
-    if (chain > 0) snprintf(cu, sizeof cu, "%.1f", chain), snprintf(cr, sizeof cr, "%.2f", chain / pers);
-    printf("| %s | %d | %.1f | %.1f | %.0f%% | %s | %s |", s.name, pos, bytes / 1e6, pers, 100.0 * floor_us / pers, cu, cr);
+    if (chain > 0) snprintf(cu, sizeof cu, "%.1f", chain), snprintf(cr, sizeof cr, "%.2f", chain / pers[best]);
+    printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f%% | %s | %.2f | %s |", s.name, pos, bytes / 1e6, pers[0],
+           pers[1], pers[2], pers[best] / s.n_layers, 100.0 * floor_us / pers[best], cu, chain > 0 ? chain / s.n_layers : 0.0, cr);
     if (lm_us > 0) {
         const double lm_bytes = 128256.0 * s.dim * 2.0;
         const double all_floor = (bytes + lm_bytes) / (copy_gbs * 1e3);
-        printf(" %.0f | %.0f | %.0f%% | %.0f |", 1e6 / (pers + lm_us), chain > 0 ? 1e6 / (chain + lm_us) : 0.0,
-               100.0 * all_floor / (pers + lm_us), 1e6 / all_floor);
+        printf(" %.0f | %.0f | %.0f%% | %.0f |", 1e6 / (pers[best] + lm_us), chain > 0 ? 1e6 / (chain + lm_us) : 0.0,
+               100.0 * all_floor / (pers[best] + lm_us), 1e6 / all_floor);
     } else {
         printf(" - | - | - | - |");
     }
     printf("\n");
-    if (pos == 63 || pos == 4095) timeline(m, plan, d_x, d_pos, pos, st);
+    for (int v = 0; v < PD_LAB_VARIANTS; v++) {
+        CK(kcuda_decode_plan_set_variant(plan, v) ? cudaErrorUnknown : cudaSuccess);
+        printf("(variant %d)", v);
+        timeline(m, plan, d_x, d_pos, pos, st);
+    }
+    CK(kcuda_decode_plan_set_variant(plan, 0) ? cudaErrorUnknown : cudaSuccess);
 }
 
 int main(int argc, char **argv) {
@@ -552,8 +583,8 @@ int main(int argc, char **argv) {
                "inputs; kv = cache rows wrong; att = max |err| / max |out| vs attention_group_ref; k = rel err of the "
                "rotated f16 k row; q flips vs quant_act_ref(rmsnorm_ref(input)); s = max rel diff of the scale; "
                "chain = max |x - x_chain| / max |x_chain| after all layers)\n\n"
-               "| shape | pos | layers checked | exact bad | kv bad | att | k | q flips | s | chain | |\n"
-               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+               "| shape | variant | pos | layers checked | exact bad | kv bad | att | k | q flips | s | chain | |\n"
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (const Shape &s : shapes) {
         if ((small && s.n_layers > 3) || (tiny && s.dim > 1024)) continue;
         if (!do_check && !s.time) continue;
@@ -562,10 +593,16 @@ int main(int argc, char **argv) {
         KcudaDecodePlan *plan = make_plan(m);
         Chain ch = chain_make(m);
         if (do_check)
-            for (int pos : s.pos) fails += check_step(m, plan, ch, pos, s.n_layers > 4 && pos > 0 ? 3 : s.n_layers);
+            // tiny (the sanitizers' mode): schedule 0 only; the schedules differ only in where the
+            // register loads are issued, not in shared or global memory accesses
+            for (int v = 0; v < (tiny ? 1 : PD_LAB_VARIANTS); v++) {
+                CK(kcuda_decode_plan_set_variant(plan, v) ? cudaErrorUnknown : cudaSuccess);
+                for (int pos : s.pos) fails += check_step(m, plan, ch, v, pos, s.n_layers > 4 && pos > 0 ? 3 : s.n_layers);
+            }
+        CK(kcuda_decode_plan_set_variant(plan, 0) ? cudaErrorUnknown : cudaSuccess);
         if (do_time && s.time) {
-            int blocks, stages, sb;
-            kcuda_decode_plan_describe(plan, &blocks, &stages, &sb);
+            int blocks, threads, per_sm;
+            kcuda_decode_plan_describe(plan, &blocks, &threads, &per_sm);
             if (lm_us < 0) {
                 // the f16 lm_head alone (final norm + greedy argmax), same run
                 const size_t n = 128256;
@@ -587,13 +624,14 @@ int main(int argc, char **argv) {
                 cudaFree(w), cudaFree(x), cudaFree(nw), cudaFree(logits), cudaFree(best), cudaFree(am);
                 printf("\nf16 lm_head 128256x%d alone: %.1f us\n", s.dim, lm_us);
             }
-            printf("\nTiming (%s: %d blocks, %d stages of %d bytes; graph of 20 steps, median of 12 replays; "
-                   "floor = (ternary + KV bytes) / copy bandwidth; chain = the per-kernel path, PDL, LLELL; tok/s with "
-                   "the f16 lm_head added)\n\n"
-                   "| shape | pos | MB read | persistent us | %% of floor | chain us | chain / persistent | tok/s "
-                   "persistent | tok/s chain | %% of step floor | floor tok/s |\n"
-                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-                   s.name, blocks, stages, sb);
+            printf("\nTiming (%s: %d blocks of %d threads, %d per SM; graph of 20 steps, median of 12 replays; "
+                   "persistent v0 / v1 / v2 = the three load schedules (kcuda_decode_plan_set_variant), the faster one in the "
+                   "per-layer, %% of floor, ratio and tok/s columns; floor = (ternary + KV bytes) / copy bandwidth; "
+                   "chain = the per-kernel path, PDL, LLELL, same run; tok/s with the f16 lm_head added)\n\n"
+                   "| shape | pos | MB read | persistent v0 us | v1 us | v2 us | best us/layer | %% of floor | chain us | chain "
+                   "us/layer | chain / persistent | tok/s persistent | tok/s chain | %% of step floor | floor tok/s |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                   s.name, blocks, threads, per_sm);
             for (int pos : s.pos) time_shape(m, plan, ch, pos, copy, lm_us, st);
         }
         kcuda_decode_plan_destroy(plan);

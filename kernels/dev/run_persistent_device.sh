@@ -1,23 +1,25 @@
 #!/bin/sh
-# The device call of the persistent decode lab (kernels/dev/README.md, "Persistent decode"), as
-# run on 2026-12-06. Run from the root of a checkout on the GPU machine; $1 = folder with the
-# binaries dev_decode_persistent (and, for the product tests, test_backend_cuda,
-# test_demo_golden_cuda, bitnet-chat); logs go to $OUT, a summary last.
+# The device call of the persistent decode lab (kernels/dev/README.md, "Persistent decode").
+# Builds nothing: run from the root of a checkout on the GPU machine with $1 = a folder holding
+# the binary dev_decode_persistent (build/tests/dev_decode_persistent of a CUDA build: static
+# CUDA runtime, no other file needed). Runs the lab (every check with both load schedules, then
+# the timing of both against the per-kernel chain in the same run, with per-step timelines), then
+# compute-sanitizer memcheck, racecheck and synccheck over the small shapes. Logs go to $OUT;
+# summary.txt (device, return codes, sanitizer summaries, then the lab's tables) is printed last.
+# Optional $2: the lab mode (default all; check, time, small, tiny).
 set -u
-D=$1
+D=$(cd "${1:?folder with dev_decode_persistent}" && pwd)
+MODE=${2:-all}
 S=$OUT/summary.txt
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$S" 2>&1
-timeout 150 "$D/dev_decode_persistent" all >"$OUT/lab.txt" 2>&1; echo "lab rc $?" >>"$S"
-if [ -x "$D/test_backend_cuda" ]; then
-    timeout 60 "$D/test_backend_cuda" >"$OUT/tests.txt" 2>&1; echo "test_backend_cuda rc $?" >>"$S"
-    BN_DEMO_ROOT=$PWD timeout 60 "$D/test_demo_golden_cuda" cuda >>"$OUT/tests.txt" 2>&1
-    echo "test_demo_golden_cuda rc $?" >>"$S"
-    BN_BIN=$D/bitnet-chat BN_SOURCE_DIR=$PWD timeout 60 sh tests/cli/test_demo_golden_cli.sh cuda >>"$OUT/tests.txt" 2>&1
-    echo "test_demo_golden_cli_cuda rc $?" >>"$S"
-fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
+date -u >>"$S"
+timeout 330 "$D/dev_decode_persistent" "$MODE" >"$OUT/lab.txt" 2>&1
+echo "lab ($MODE) rc $?" >>"$S"
 for t in memcheck racecheck synccheck; do
-    timeout 60 compute-sanitizer --tool $t "$D/dev_decode_persistent" tiny >"$OUT/san_$t.txt" 2>&1
+    timeout 70 compute-sanitizer --tool $t "$D/dev_decode_persistent" tiny >"$OUT/san_$t.txt" 2>&1
     echo "$t (tiny) rc $?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/san_$t.txt" | tail -1)" >>"$S"
 done
-cat "$S" "$OUT/lab.txt"
+echo >>"$S"
+cat "$OUT/lab.txt" >>"$S"
+cat "$S"
 exit 0
