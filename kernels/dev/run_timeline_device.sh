@@ -89,6 +89,11 @@ for n in ("short", "greedy", "ctx512"):
         if k in agg:
             c, e, d = agg[k]
             print(f"{c / len(steps):6.1f} {e / c / 1e3:8.2f} {d / c / 1e3:8.2f}  {k}")
+    # between steps: the last kernel's end of one step to the first kernel's start of the next
+    # (the device idle unless the next step was queued in time)
+    gaps = [(steps[i + 1][0][0] - steps[i][-1][1]) / 1e3 for i in range(len(steps) - 1)]
+    if gaps:
+        print("-- gaps between steps (us): " + " ".join(f"{g:.1f}" for g in gaps))
     print("-- the last step, first 16 kernels: start, end relative to the step's first start (us), exposed")
     s = steps[-1]; t0 = s[0][0]; prev = None
     for st, en, name in s[:16]:
