@@ -88,6 +88,7 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
     InferOptions o = {.backend = kind, .threads = threads, .ctx = 1024, .lm_head_int8 = lm_int8};
     Err err = {{0}};
 #ifdef BITNET_HAVE_CUDA
+    if (kind == BACKEND_CUDA) kcuda_context_trim(); /* as the backend will: the context's own size */
     const size_t mem0 = kind == BACKEND_CUDA ? kcuda_mem_used() : 0;
 #endif
     Infer *inf = infer_create(m, &o, &err);
@@ -198,6 +199,7 @@ static double e2e_decode_tok_s_ex(const Model *m, int P, int G, int runs, int he
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = head == HEAD_INT8,
                       .lm_head_full = head == HEAD_FULL};
     Err err = {{0}};
+    kcuda_context_trim(); /* as the backend will, so the difference is the backend's own */
     const size_t mem0 = kcuda_mem_used();
     Infer *inf = infer_create(m, &o, &err);
     if (mem) *mem = inf ? kcuda_mem_used() - mem0 : 0;

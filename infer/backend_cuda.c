@@ -641,6 +641,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
         return NULL;
     }
     if (check_model(m, err)) return NULL;
+    kcuda_context_trim();
     CudaBackend *b = calloc(1, sizeof *b);
     if (!b) {
         err_set(err, "cuda: out of memory");
