@@ -165,6 +165,8 @@ static int kc_err(Err *err, const char *what) {
 static void cuda_destroy(void *vb) {
     CudaBackend *b = vb;
     if (!b) return;
+    /* a step queued ahead may still run (a reply that stopped): it writes the mapped ring */
+    if (b->st) cudaStreamSynchronize(b->st);
     for (int i = 0; i < ATTN_GRAPHS; i++)
         for (int j = 0; j < 2; j++)
             if (b->graph[i][j]) cudaGraphExecDestroy(b->graph[i][j]);
