@@ -774,7 +774,9 @@ extern "C" int kcuda_decode_plan_create(const KcudaDecodeShape *s, const KcudaDe
     P.style = a->rope_style;
     // attention splits (att_plan): per query head at most G / nh; per KV group at most G / nkv,
     // or ctx / PD_ATT_CHUNK where the chunk reaches its cap
-    const int spl = G / nkv > 0 ? G / nkv : 1, long_splits = (a->ctx + PD_ATT_CHUNK - 1) / PD_ATT_CHUNK;
+    // (a split never holds fewer than PD_ATT_BATCH positions: at most ctx / PD_ATT_BATCH of them)
+    const int spl_g = G / nkv > 0 ? G / nkv : 1, batch_splits = (a->ctx + PD_ATT_BATCH - 1) / PD_ATT_BATCH;
+    const int spl = spl_g < batch_splits ? spl_g : batch_splits, long_splits = (a->ctx + PD_ATT_CHUNK - 1) / PD_ATT_CHUNK;
     const int group_splits = spl > long_splits ? spl : long_splits;
     P.max_splits = group_splits > G ? group_splits : G;
     if ((nh / nkv) * group_splits > PD_MAX_REP * PD_ATT_CHUNK / 2) {
