@@ -40,6 +40,7 @@
  * Argument "sanitize": for compute-sanitizer, kcuda_sample_topk and kcuda_sample_argmax only, a
  * few dozen launches at vocab 3000 and 20000 (the top-k merge with and without its cutting rounds),
  * with items 4 and 5 (5 for the defaults and greedy only).
+ * Argument "ahead": items 4 and 5 alone (5 for two settings), for compute-sanitizer's racecheck.
  * Argument "time": not a test: each launcher's time per draw at vocab 128256 (event-timed). */
 #include <math.h>
 #include <stdint.h>
@@ -713,17 +714,23 @@ static const char *root_dir(void) {
     return r && *r ? r : BN_SOURCE_DIR;
 }
 
+/* The demo model into m (0), or a failed check (-1). */
+static int load_demo(Model *m) {
+    Err err = {{0}};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/assets/bitnet-demo.gguf", root_dir());
+    const int loaded = model_load(m, path, NULL, &err) == 0;
+    CHECK_MSG(loaded, "%s: %s", path, err.msg);
+    return loaded ? 0 : -1;
+}
+
 /* Generates GEN tokens from a fixed prompt twice per setting, once with
  * infer_sample (the device sampler) and once with the host sampler over infer_logits. */
 static void backend_test(void) {
     enum { GEN = 48 };
     Model m;
     Err err = {{0}};
-    char path[1024];
-    snprintf(path, sizeof path, "%s/assets/bitnet-demo.gguf", root_dir());
-    const int loaded = model_load(&m, path, NULL, &err) == 0;
-    CHECK_MSG(loaded, "%s: %s", path, err.msg);
-    if (!loaded) return;
+    if (load_demo(&m)) return;
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 256, .lm_head_int8 = 0};
     Infer *inf = infer_create(&m, &o, &err);
     CHECK_MSG(inf != NULL, "infer_create: %s", err.msg);
@@ -928,11 +935,7 @@ static void ahead_run(void *b, const SamplerParams *p, int V, const int *dev, in
 static void ahead_test(int quick) {
     Model m;
     Err err = {{0}};
-    char path[1024];
-    snprintf(path, sizeof path, "%s/assets/bitnet-demo.gguf", root_dir());
-    const int loaded = model_load(&m, path, NULL, &err) == 0;
-    CHECK_MSG(loaded, "%s: %s", path, err.msg);
-    if (!loaded) return;
+    if (load_demo(&m)) return;
     InferOptions o = {.backend = BACKEND_CUDA, .ctx = 256};
     void *b = backend_cuda_ops.create(&m, &o, &err);
     CHECK_MSG(b != NULL, "create: %s", err.msg);
@@ -1002,7 +1005,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     advance_test();
-    ahead_test(strcmp(mode, "sanitize") == 0); /* under compute-sanitizer: the defaults and greedy */
+    ahead_test(strcmp(mode, "sanitize") == 0 || strcmp(mode, "ahead") == 0); /* sanitizers: two settings */
+    if (strcmp(mode, "ahead") == 0) return check_report("test_sample_cuda ahead");
     if (strcmp(mode, "sanitize") == 0) {
         sanitize_test();
         return check_report("test_sample_cuda");
