@@ -890,10 +890,11 @@ static int decode_plain(CudaBackend *b, int32_t tok, int pos, float *all_logits,
  * step; its KV row lies at a position the caller has not evaluated, which the next step there
  * writes again. */
 
-/* The draw an ahead pipeline makes with these settings, or -1 where the device cannot mirror the
- * host sampler (the penalty window longer than the device keeps). */
-static int ahead_kind_for(const SamplerParams *p, int vocab, int n_pen) {
-    if (!(p->temperature > 0.0f) && n_pen == 0) return AHEAD_GREEDY;
+/* The draw an ahead pipeline makes with these settings: the decode graph's argmax only where no
+ * later draw can have a penalty (an empty window now may fill). win_cap: the window's slots. */
+static int ahead_kind_for(const SamplerParams *p, int vocab, int win_cap) {
+    const int pen_off = p->repeat_penalty == 1.0f || p->repeat_penalty <= 0.0f || win_cap <= 0;
+    if (!(p->temperature > 0.0f) && pen_off) return AHEAD_GREEDY;
     switch (sample_graph_for(p, vocab)) {
     case SAMPLE_ARGMAX: return AHEAD_ARGMAX;
     case SAMPLE_TOPK: return AHEAD_TOPK;
@@ -988,7 +989,7 @@ static int ahead_start(CudaBackend *b, Sampler *s, int32_t tok, Err *err) {
     /* the screened head where the largest m this window can ask for fits the screen */
     KcudaSampleArgs worst = *a;
     worst.n_pen = u->st.win_cap;
-    const int kind = ahead_kind_for(p, b->vocab, np);
+    const int kind = ahead_kind_for(p, b->vocab, u->st.win_cap);
     const int screened = b->screen && kcuda_screen_m(&worst, b->vocab) <= b->screen_nb;
     u->io[0] = tok, u->io[1] = b->cur_pos, u->io[2] = KCUDA_SCREEN_FULL;
     u->draw[0] = tok, u->draw[1] = 0, u->draw[2] = 0;

@@ -894,14 +894,17 @@ static void advance_test(void) {
 /* Decoding ahead through the backend (item 5 of the header). One generation of GEN tokens on
  * backend handle b in the engine's pattern (eval, sample, accept), with deviations at some steps:
  * dev 1: the token is not accepted (the device assumed it was), dev 2: logits() after the draw
- * (the next step is queued by then), dev 3: eval of another token than the one drawn. */
+ * (the next step is queued by then), dev 3: eval of another token than the one drawn. A negative
+ * prompt_accept leaves the prompt out of the penalty window (so it is empty when decoding ahead
+ * starts if the first tokens are not accepted either). */
 enum { AHEAD_GEN = 40 };
-static void ahead_run(void *b, const SamplerParams *p, int V, const int *dev, int32_t *out, int host_ref, float *lg_out) {
+static void ahead_run(void *b, const SamplerParams *p, int V, const int *dev, int32_t *out, int host_ref, float *lg_out,
+                      int prompt_accept) {
     Err err = {{0}};
     Sampler *s = sampler_create(p, V);
     REQUIRE(s != NULL);
     const int32_t prompt[6] = {1, 300, 301, 302, 303, 304};
-    for (int i = 0; i < 6; i++) sampler_accept(s, prompt[i]);
+    for (int i = 0; i < 6 && prompt_accept >= 0; i++) sampler_accept(s, prompt[i]);
     float *copy = malloc(sizeof(float) * (size_t)V);
     REQUIRE(copy && backend_cuda_ops.eval(b, prompt, 6, 0, NULL, &err) == 0);
     int32_t tok = -1;
@@ -953,8 +956,21 @@ static void ahead_test(int quick) {
         {1.0f, 0, 0.9f, 0.0f, 1.1f, 64},    /* top-p: the sort */
         {0.8f, 40, 1.0f, 0.0f, 1.1f, 2000}, /* a window longer than the device keeps: plain decode */
     };
-    int none[AHEAD_GEN] = {0}, some[AHEAD_GEN] = {0};
+    int none[AHEAD_GEN] = {0}, some[AHEAD_GEN] = {0}, late[AHEAD_GEN] = {1, 1};
     some[9] = 1, some[17] = 2, some[25] = 3, some[30] = 1, some[31] = 2;
+    {
+        /* greedy with a penalty whose window is still empty when decoding ahead starts: later
+         * draws must apply the penalty (not the decode graph's plain argmax) */
+        SamplerParams p = sampler_params_default();
+        p.temperature = 0.0f, p.repeat_penalty = 1.5f, p.repeat_last_n = 8, p.seed = 3;
+        int32_t got[AHEAD_GEN], want[AHEAD_GEN];
+        ahead_run(b, &p, V, late, got, 0, NULL, -1);
+        ahead_run(b, &p, V, late, want, 1, NULL, -1);
+        int d = 0;
+        for (int g = 0; g < AHEAD_GEN; g++) d += got[g] != want[g];
+        printf("ahead, greedy + penalty from an empty window: %d of %d tokens differ\n", d, AHEAD_GEN);
+        CHECK_MSG(d == 0, "ahead, greedy + penalty from an empty window: %d tokens differ from the host sampler", d);
+    }
     for (size_t si = 0; si < (quick ? 2 : sizeof S / sizeof S[0]); si++) {
         SamplerParams p = sampler_params_default();
         p.temperature = S[si].t, p.top_k = S[si].k, p.top_p = S[si].p, p.min_p = S[si].mp, p.repeat_penalty = S[si].pen;
@@ -965,9 +981,9 @@ static void ahead_test(int quick) {
             int32_t got[AHEAD_GEN], want[AHEAD_GEN];
             long a0, r0, a1, r1;
             cuda_ahead_counts(b, &a0, &r0);
-            ahead_run(b, &p, V, dev, got, 0, lg_dev);
+            ahead_run(b, &p, V, dev, got, 0, lg_dev, 1);
             cuda_ahead_counts(b, &a1, &r1);
-            ahead_run(b, &p, V, dev, want, 1, lg_ref);
+            ahead_run(b, &p, V, dev, want, 1, lg_ref, 1);
             int d = 0;
             for (int g = 0; g < AHEAD_GEN; g++) d += got[g] != want[g];
             const long adopted = a1 - a0, redone = r1 - r0;
