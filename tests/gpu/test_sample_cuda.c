@@ -31,7 +31,8 @@
  *      (eval, sample, accept) gives the host sampler's tokens over the plain steps' logits, nearly
  *      every step adopted as queued; with deviations (a token not accepted, logits() after a draw,
  *      eval of another token) the same tokens, the steps done again, logits() equal to the plain
- *      step's; a penalty window longer than the device keeps decodes the plain way.
+ *      step's; a penalty window longer than the device keeps decodes the plain way; greedy with a
+ *      penalty from an empty window; the defaults with the whole f16 head and with the int8 head.
  * Exact equality is the expectation: every comparison the two make has the same bits; only exp()
  * (and, in kcuda_sample_sorted, the order of the double sums) may differ in the last bit, which
  * can change a draw only when the uniform falls within ~1e-16 (relative) of a boundary between
@@ -970,6 +971,28 @@ static void ahead_test(int quick) {
         for (int g = 0; g < AHEAD_GEN; g++) d += got[g] != want[g];
         printf("ahead, greedy + penalty from an empty window: %d of %d tokens differ\n", d, AHEAD_GEN);
         CHECK_MSG(d == 0, "ahead, greedy + penalty from an empty window: %d tokens differ from the host sampler", d);
+    }
+    for (int head = 0; head < 2 && !quick; head++) {
+        /* the other lm_heads (the whole f16 head, the int8 head): the defaults decoded ahead */
+        InferOptions o2 = {.backend = BACKEND_CUDA, .ctx = 256, .lm_head_full = head == 0, .lm_head_int8 = head == 1};
+        void *b2 = backend_cuda_ops.create(&m, &o2, &err);
+        CHECK_MSG(b2 != NULL, "create: %s", err.msg);
+        if (!b2) continue;
+        SamplerParams p = sampler_params_default();
+        p.seed = 11;
+        int32_t got[AHEAD_GEN], want[AHEAD_GEN];
+        long a0, r0, a1, r1;
+        cuda_ahead_counts(b2, &a0, &r0);
+        ahead_run(b2, &p, V, none, got, 0, NULL, 1);
+        cuda_ahead_counts(b2, &a1, &r1);
+        ahead_run(b2, &p, V, none, want, 1, NULL, 1);
+        int d = 0;
+        for (int g = 0; g < AHEAD_GEN; g++) d += got[g] != want[g];
+        printf("ahead, %s lm_head, defaults: %ld adopted, %d of %d tokens differ\n", head ? "int8" : "full f16", a1 - a0, d,
+               AHEAD_GEN);
+        CHECK_MSG(d == 0 && a1 - a0 >= AHEAD_GEN - 3 && r1 == r0, "ahead, %s lm_head: %d differ, %ld adopted, %ld redone",
+                  head ? "int8" : "full f16", d, a1 - a0, r1 - r0);
+        backend_cuda_ops.destroy(b2);
     }
     for (size_t si = 0; si < (quick ? 2 : sizeof S / sizeof S[0]); si++) {
         SamplerParams p = sampler_params_default();
