@@ -41,7 +41,8 @@
  * Argument "sanitize": for compute-sanitizer, kcuda_sample_topk and kcuda_sample_argmax only, a
  * few dozen launches at vocab 3000 and 20000 (the top-k merge with and without its cutting rounds),
  * with items 4 and 5 (5 for the defaults and greedy only).
- * Argument "ahead": items 4 and 5 alone (5 for two settings), for compute-sanitizer's racecheck.
+ * Argument "ahead": items 4 and 5 alone (5 for two settings); "advance": item 4 alone, two windows
+ * of 40 draws (compute-sanitizer's racecheck over kcuda_draw_advance).
  * Argument "time": not a test: each launcher's time per draw at vocab 128256 (event-timed). */
 #include <math.h>
 #include <stdint.h>
@@ -872,15 +873,16 @@ static void advance_case(const SamplerParams *p, int n_vocab, int prompt, int st
     sampler_free(s);
 }
 
-static void advance_test(void) {
+static void advance_test(int quick) {
     SamplerParams p = sampler_params_default();
     const int windows[] = {64, 0, 1, 7, 300, KCUDA_DRAW_WINDOW_MAX};
-    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+    for (size_t w = 0; w < (quick ? 2 : sizeof windows / sizeof windows[0]); w++) {
         p.repeat_last_n = windows[w];
         p.repeat_penalty = 1.1f;
         p.temperature = 0.7f;
-        advance_case(&p, 1000, w == 3 ? 3 : 20, 300);
+        advance_case(&p, 1000, w == 3 ? 3 : 20, quick ? 40 : 300);
     }
+    if (quick) return;
     p.repeat_last_n = 64;
     p.repeat_penalty = 1.0f; /* penalty off: no window, no ids */
     advance_case(&p, 50000, 20, 100);
@@ -1043,7 +1045,8 @@ int main(int argc, char **argv) {
         time_test();
         return 0;
     }
-    advance_test();
+    advance_test(strcmp(mode, "advance") == 0);
+    if (strcmp(mode, "advance") == 0) return check_report("test_sample_cuda advance");
     ahead_test(strcmp(mode, "sanitize") == 0 || strcmp(mode, "ahead") == 0); /* sanitizers: two settings */
     if (strcmp(mode, "ahead") == 0) return check_report("test_sample_cuda ahead");
     if (strcmp(mode, "sanitize") == 0) {
