@@ -397,9 +397,12 @@ static void bench_sampler_cost(const Model *m, int quick) {
     const int runs = quick ? 3 : 7;
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 1024, .lm_head_int8 = 0};
     Err err = {{0}};
-    Infer *inf = infer_create(m, &o, &err);
-    if (!inf) {
+    Infer *way[2] = {infer_create(m, &o, &err), NULL}; /* decoding ahead (the default), plain */
+    o.decode_plain = 1;
+    if (way[0]) way[1] = infer_create(m, &o, &err);
+    if (!way[0] || !way[1]) {
         fprintf(stderr, "bench: %s\n", err.msg);
+        infer_destroy(way[0]);
         return;
     }
     int32_t toks[P];
@@ -422,32 +425,39 @@ static void bench_sampler_cost(const Model *m, int quick) {
            "Cost = ms/token - greedy's ms/token (the decode step, argmax in its graph) in this run. Default sampler =\n"
            "temperature %.1f, top-k %d, top-p %.2f, min-p %.2f, penalty %.1f over %d; top-p alone = top-p %.2f at\n"
            "temperature %.1f (random weights give flat logits: its nucleus is most of the vocabulary). The device sampler\n"
-           "runs kcuda_sample_argmax for greedy with a penalty, kcuda_sample_topk for top-k up to %d, else the sort.\n\n",
+           "runs kcuda_sample_argmax for greedy with a penalty, kcuda_sample_topk for top-k up to %d, else the sort.\n"
+           "Plain = the same backend without decoding ahead (InferOptions.decode_plain: the host reads each token before\n"
+           "the next step is launched), interleaved with it: the same tokens.\n\n",
            G, P, runs, def.temperature, def.top_k, def.top_p, def.min_p, def.repeat_penalty, def.repeat_last_n, def.top_p,
            def.temperature, KCUDA_SAMPLE_TOPK_MAX);
-    double ms[NS][16];
+    double ms[2][NS][16];
     int rc = 0;
     for (int r = 0; r <= runs && !rc; r++)
-        for (int k = 0; k < NS && !rc; k++) {
-            double sec = 0;
-            rc = decode_timed(inf, m, &sp[k], toks, P, G, &sec, &err);
-            if (r > 0) ms[k][r - 1] = sec * 1e3 / (G - 1);
-        }
-    infer_destroy(inf);
+        for (int k = 0; k < NS && !rc; k++)
+            for (int w = 0; w < 2 && !rc; w++) {
+                double sec = 0;
+                rc = decode_timed(way[w], m, &sp[k], toks, P, G, &sec, &err);
+                if (r > 0) ms[w][k][r - 1] = sec * 1e3 / (G - 1);
+            }
+    infer_destroy(way[0]);
+    infer_destroy(way[1]);
     if (rc) {
         fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
         return;
     }
-    double med[NS];
+    double med[NS], plain[NS];
     for (int k = 0; k < NS; k++) {
-        qsort(ms[k], (size_t)runs, sizeof(double), cmp_double);
-        med[k] = ms[k][runs / 2];
+        qsort(ms[0][k], (size_t)runs, sizeof(double), cmp_double);
+        qsort(ms[1][k], (size_t)runs, sizeof(double), cmp_double);
+        med[k] = ms[0][k][runs / 2];
+        plain[k] = ms[1][k][runs / 2];
     }
-    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step | tok/s vs greedy |\n"
-           "|---|---:|---:|---:|---:|---:|\n");
+    printf("| setting | tok/s | ms/token | sampling us/token | %% of the decode step | tok/s vs greedy | plain tok/s | ahead / plain |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < NS; k++)
-        printf("| %s | %.1f | %.3f | %.1f | %.1f%% | %.3f |\n", name[k], 1e3 / med[k], med[k], (med[k] - med[0]) * 1e3,
-               100.0 * (med[k] - med[0]) / med[0], med[0] / med[k]);
+        printf("| %s | %.1f | %.3f | %.1f | %.1f%% | %.3f | %.1f | %.3f |\n", name[k], 1e3 / med[k], med[k],
+               (med[k] - med[0]) * 1e3, 100.0 * (med[k] - med[0]) / med[0], med[0] / med[k], 1e3 / plain[k],
+               plain[k] / med[k]);
     printf("(sampling cost against the sort's with the same filters, top-k %d: the defaults %.2fx, top-k %d %.2fx)\n",
            KCUDA_SAMPLE_TOPK_MAX + 1, (med[2] - med[0]) / (med[4] - med[0]), KCUDA_SAMPLE_TOPK_MAX,
            (med[3] - med[0]) / (med[4] - med[0]));

@@ -142,6 +142,7 @@ typedef struct {
     int *h_ring, *d_ring;
     cudaEvent_t ev[KCUDA_DRAW_RING];
     cudaGraphExec_t ahead_graph[ATTN_GRAPHS][2][AHEAD_KINDS];
+    int no_ahead;            /* InferOptions.decode_plain */
     int ahead;               /* the device holds a draw state that mirrors ahead_s */
     Sampler *ahead_s;
     SamplerParams ahead_p;   /* its settings when the pipeline started */
@@ -669,6 +670,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->m_pred = 1;
     b->m_served = KCUDA_SCREEN_FULL;
     b->logits_full = 1;
+    b->no_ahead = o && o->decode_plain;
     if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_warps(b, err) ||
         capture_samplers(b, err)) {
         cuda_destroy(b);
@@ -982,7 +984,7 @@ static int ahead_queue(CudaBackend *b, int pos, int seq, Err *err) {
  * as sampler_accept will, and queues the next step. Returns 0 also where it does not start (the
  * settings, the context's end): decoding then goes on the plain way. */
 static int ahead_start(CudaBackend *b, Sampler *s, int32_t tok, Err *err) {
-    if (!s || b->cur_pos < 0 || b->cur_pos + 1 >= b->ctx) return 0;
+    if (!s || b->no_ahead || b->cur_pos < 0 || b->cur_pos + 1 >= b->ctx) return 0;
     const SamplerParams *p = sampler_params(s);
     KcudaSampleArgs *a = b->h_sargs; /* the sampler graph that read it has completed */
     const int np = cuda_sample_args(s, a, (int32_t *)(a + 1), SAMPLE_MAX_PEN);

@@ -28,6 +28,9 @@ typedef struct {
                             * 0 = f16 */
     int weights_map;       /* CPU: 1 = read the weights in place from the model file's mapping;
                             * 0 = copy them onto huge pages when they fit (infer/cpu_weights.h) */
+    int decode_plain;      /* CUDA: 1 = never queue a decode step ahead of the host (the bench's
+                            * baseline); 0 = decode ahead after a device draw (the same tokens;
+                            * infer/backend_cuda.c, "decoding ahead") */
 } InferOptions;
 
 typedef struct Infer Infer;
