@@ -58,10 +58,14 @@ enum {
     // Penalty ids a block copies to shared memory (the backend sends at most 4096; a longer list
     // is searched where it is).
     PEN_SMEM = 4096,
+    // A top-k block with at most this many live logits ranks them by counting (each compares
+    // itself with all: 256 broadcast reads) instead of sorting its 1024 keys.
+    SPARSE_MAX = 256,
 };
 static_assert(TOPK_MAX <= THREADS && 3 * TOPK_MAX <= POOL,
               "a block's list holds at most its THREADS ids; a round's heads fit the pool");
 constexpr uint32_t KEY_NAN = 0xffffffffu;
+constexpr uint32_t KEY_NINF = 0xff800000u;  // rank_key(-INFINITY): every live logit's key is below
 
 // Ascending key order = descending float order; -0 and +0 share a key (the host compares them
 // equal and breaks the tie by id).
@@ -206,7 +210,7 @@ __device__ const int32_t *stage_args(const KcudaSampleArgs *args, const int32_t 
 // and each kernel's last block leaves its ticket 0).
 struct Sel {
     unsigned *ticket;  // [2]: argmax, top-k
-    u64 *best;         // [blocks]: argmax: each block's smallest (key, id)
+    u64 *best;         // [blocks]: argmax: each block's smallest (key, id); top-k: its lowest -inf id
     int *len;          // [blocks]: top-k: entries in each block's list
     u64 *lists;        // [blocks * THREADS]: top-k: block b's list at b * THREADS, ascending
 };
@@ -294,6 +298,15 @@ union MergeTmp {
 
 __device__ int block_sum_int(int v, MergeTmp &tmp, int *bc) {
     const int r = ReduceInt(tmp.red).Sum(v);
+    if (threadIdx.x == 0) *bc = r;
+    __syncthreads();
+    const int out = *bc;
+    __syncthreads();
+    return out;
+}
+
+__device__ int block_min_int(int v, MergeTmp &tmp, int *bc) {
+    const int r = ReduceInt(tmp.red).Reduce(v, [](int x, int y) { return y < x ? y : x; });
     if (threadIdx.x == 0) *bc = r;
     __syncthreads();
     const int out = *bc;
@@ -428,8 +441,9 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
     __shared__ Merge m;
     __shared__ MergeTmp tmp;
     __shared__ u64 bound;
-    __shared__ int flag, bc;
+    __shared__ int flag, bc, ninf_first, n_sparse;
     __shared__ KcudaSampleArgs sa;
+    if (threadIdx.x == 0) ninf_first = 0x7fffffff, n_sparse = 0;  // (stage_args' barrier orders this)
     const int32_t *pen_ids = stage_args(args, pen_ids_in, &sa, sh.pen);
     const KcudaSampleArgs &a = sa;  // (read where used: fewer registers held across the sort)
     const int k = a.top_k, t = threadIdx.x;
@@ -437,17 +451,47 @@ sample_topk_kernel(const float *__restrict__ logits, int n, const KcudaSampleArg
         if (blockIdx.x == 0) finish(out, -1, 0, 1);
         return;
     }
-    // this block's ids, sorted; its list: the best min(k, valid) of them
+    // This block's list: its best min(k, live) ids in rank order, where live ids are those whose
+    // penalised logit is neither NaN nor -inf. A -inf candidate has no top-p mass and no weight,
+    // and sorts after every live one, so leaving it out of the k best changes no walk of the pick
+    // (a shorter candidate list ends where the longer one's weights and masses become zero); only
+    // when no logit at all is live does the host's first candidate (the lowest -inf id) matter,
+    // and each block keeps that id in s.best. The screened lm_head leaves all but ~100 rows of the
+    // vocabulary at -inf, so most blocks have no live id and a few have some: those rank them by
+    // counting instead of sorting 1024 keys.
     const int i = blockIdx.x * THREADS + t;
     const uint32_t key = i < n ? rank_key(penalised(logits, i, a, pen_ids)) : KEY_NAN;
-    const int valid = __syncthreads_count(key != KEY_NAN);  // (and sh.pen is free for the sort)
-    const u64 v = block_sort_u64((u64)key << 32 | (unsigned)i, sh.sort);
-    const int len = valid < k ? valid : k;
-    if (t < len) s.lists[(size_t)blockIdx.x * THREADS + t] = v;
-    if (t == 0) s.len[blockIdx.x] = len;
+    const bool live = key < KEY_NINF;
+    const unsigned ninf_lanes = __ballot_sync(0xffffffffu, key == KEY_NINF);
+    if ((t & 31) == 0 && ninf_lanes) atomicMin(&ninf_first, i + __ffs(ninf_lanes) - 1);
+    const int n_live = __syncthreads_count(live);  // (and sh.pen is free for the ranking)
+    const int len = n_live < k ? n_live : k;
+    const u64 v = (u64)key << 32 | (unsigned)i;
+    u64 *list = s.lists + (size_t)blockIdx.x * THREADS;
+    if (n_live <= SPARSE_MAX) {
+        if (live) sh.sort[atomicAdd(&n_sparse, 1)] = v;  // (any order: the ranks are unique)
+        __syncthreads();
+        if (live) {
+            int r = 0;
+            for (int j = 0; j < n_live; j++) r += sh.sort[j] < v;
+            if (r < len) list[r] = v;
+        }
+    } else {
+        const u64 sorted = block_sort_u64(live ? v : ~0ull, sh.sort);
+        if (t < len) list[t] = sorted;
+    }
+    if (t == 0) s.len[blockIdx.x] = len, s.best[blockIdx.x] = (u64)(unsigned)ninf_first;
     if (!last_block(&s.ticket[1], &flag)) return;  // (its barriers: sh.sort is free again)
 
-    const int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, sh.sort, &bound, &bc);
+    int mm = topk_merge(s, (int)gridDim.x, k, m, tmp, sh.sort, &bound, &bc);
+    if (mm == 0) {  // nothing live: the lowest -inf id, if any, is the host's first candidate
+        const int first = block_min_int(t < (int)gridDim.x ? (int)__ldcg(&s.best[t]) : 0x7fffffff, tmp, &bc);
+        if (first != 0x7fffffff) {
+            if (t == 0) m.top[0] = (u64)KEY_NINF << 32 | (unsigned)first;
+            mm = 1;
+            __syncthreads();
+        }
+    }
     if (!(a.temperature > 0.0f)) {
         finish(out, host_argmax(logits, a, pen_ids_in, mm > 0 ? m.top[0] : ~0ull), 0, 0);
         return;

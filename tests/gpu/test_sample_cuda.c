@@ -160,8 +160,13 @@ static void device_draw(Dev *d, Sampler *s, Draw *topk, Draw *sorted, Draw *gree
  * 5 values a few ulps apart (4096 distinct floats just above 1), 6 peaked with a NaN first logit
  * (the host's argmax keeps id 0), 7 all NaN, 8 NaN but for 30 tokens (fewer than most k), 9 all
  * equal (rank order = id order: the top-k merge's lists overlap the most, its cutting rounds
- * run several times). */
-enum { KINDS = 10 };
+ * run several times), 10 as the screened lm_head leaves them (-inf but for ~150 peaked rows, in
+ * runs of neighbours as the screen's 32-row groups give them), 11 -inf but for one 1024-id block
+ * with exactly 256 live logits and one with 257 (kcuda_sample_topk's ranking by count and its
+ * sort, side by side; ties included; one block of 256 or 257 at vocabularies below 2048), 12 all
+ * -inf (the host's first candidate: id 0), 13 all -inf or NaN: NaN at ids 0 and 1 half the time
+ * (the lowest -inf id is then later), else -inf at 0 and NaN at 1. */
+enum { KINDS = 14 };
 static void make_logits(float *l, int n, int k) {
     for (int i = 0; i < n; i++) {
         switch (k) {
@@ -179,6 +184,26 @@ static void make_logits(float *l, int n, int k) {
         default: l[i] = -INFINITY; break;
         }
     }
+    if (k == 10)
+        for (int j = 0; j < 150; j++) {
+            const int at = (int)(rnd() % (unsigned)n), run = 1 + (int)(rnd() % 4);
+            for (int r = 0; r < run && at + r < n; r++) l[at + r] = -2.0f + 4.0f * frand() + (rnd() % 20 == 0 ? 6.0f : 0.0f);
+        }
+    if (k == 11) { /* block b0 gets 256 live ids, block b0 + 1 (or b0 if there is one) 257 */
+        const int blocks = (n + 1023) / 1024, b0 = blocks > 1 ? (int)(rnd() % (unsigned)(blocks - 1)) : 0;
+        for (int part = 0; part < (blocks > 1 ? 2 : 1); part++) {
+            const int base = (b0 + part) * 1024, span = n - base < 1024 ? n - base : 1024;
+            const int live = blocks > 1 ? 256 + part : 256 + (int)(rnd() & 1u), want = live < span ? live : span;
+            for (int c = 0; c < want;) {
+                const int at = base + (int)(rnd() % (unsigned)span);
+                if (l[at] == -INFINITY) l[at] = (float)(int)(rnd() % 9) * 0.5f, c++; /* coarse: ties */
+            }
+        }
+    }
+    if (k == 13)
+        for (int i = 0; i < n; i++)
+            if (rnd() % 3 == 0 || i < 2) l[i] = NAN;
+    if (k == 13 && (rnd() & 1)) l[0] = -INFINITY, l[1] = NAN; /* the lowest -inf id is 0: not special */
     if (k == 4) l[rnd() % (unsigned)n] = 1.0f;
     if (k == 6) l[0] = NAN;
     if (k == 8)
@@ -458,8 +483,8 @@ static void graph_time(Dev *d, cudaStream_t st) {
 }
 
 /* Not a test: each launcher's time per draw (CUDA events around 200 launches on one stream,
- * after 20 warm-up launches; the arguments already on the device) at vocab 128256, on peaked and
- * flat logits, with the default settings (and their top-k at the cap, 256), greedy with the penalty,
+ * after 20 warm-up launches; the arguments already on the device) at vocab 128256, on peaked, flat
+ * and screened logits, with the default settings (and their top-k at the cap, 256), greedy with the penalty,
  * against kcuda_sample_sorted with the same settings. */
 static void time_test(void) {
     enum { V = 128256, REPS = 200, WARM = 20 };
@@ -474,9 +499,12 @@ static void time_test(void) {
     static unsigned char buf[sizeof(KcudaSampleArgs) + MAX_PEN * sizeof(int32_t)];
     printf("launcher time per draw, vocab %d, penalty 1.1 over 64 tokens, median of 3 x %d event-timed launches\n"
            "| logits | setting | launcher | us | vs sorted |\n|---|---|---|---:|---:|\n", V, REPS);
-    const char *kname[2] = {"peaked", "flat"};
-    for (int kind = 0; kind < 2; kind++) {
-        make_logits(logits, V, kind);
+    /* screened: -inf but for ~150 rows, as the screened lm_head leaves them (kcuda_sample_topk's
+     * blocks rank their few live logits by counting; on the others they sort all 1024) */
+    const char *kname[3] = {"peaked", "flat", "screened"};
+    const int kinds[3] = {0, 1, 10};
+    for (int kind = 0; kind < 3; kind++) {
+        make_logits(logits, V, kinds[kind]);
         dev_logits(&d, logits);
         const struct { const char *name; float t; int k; float p, mp; int path; } R[] = {
             {"defaults (top-k 40)", 0.7f, 40, 0.95f, 0.05f, PATH_SORTED},
