@@ -131,6 +131,28 @@ __device__ float screen_threshold(const float *v, int nb, int m, uint32_t *keys,
     return ord_value(prefix);
 }
 
+// For m <= SC_THREADS: a T no larger than the m-th largest of v[0..nb) (m <= nb) with at least m
+// entries at or above it: thread t takes the largest of v[t], v[t + SC_THREADS], ..., and T is the
+// m-th largest of those slice maxima (ties by thread), by counting. m slices have a maximum >= T,
+// so m distinct entries do; the selection's argument (kernels_cuda.h) needs no more than that.
+// Where the radix select takes four dependent passes, this takes one round of loads and one
+// barrier; it admits the rows of a few more warps where two of the m largest share a slice.
+__device__ float screen_threshold_slices(const float *v, int nb, int m, float *smax, float *sel) {
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < nb; i += SC_THREADS) mx = fmaxf(mx, v[i]);
+    smax[threadIdx.x] = mx;
+    __syncthreads();
+    int r = 0;
+#pragma unroll 8
+    for (int j = 0; j < SC_THREADS; j++) {
+        const float o = smax[j];
+        r += o > mx || (o == mx && j < (int)threadIdx.x);
+    }
+    if (r == m - 1) *sel = mx;
+    __syncthreads();
+    return *sel;
+}
+
 struct ExactParams {
     const void *w;
     int n, k;
@@ -201,7 +223,9 @@ __global__ void __launch_bounds__(SC_THREADS) screen_exact_kernel(ExactParams p)
     // warp one group)
     float hi0 = 0.0f;
     if (g0 < groups && g0 * 32 + lane < p.n) hi0 = p.lohi[2 * (size_t)(g0 * 32 + lane) + 1];
-    const float thr = full ? -INFINITY : screen_threshold(p.bmax, p.nb, m, keys, hist, sel);
+    const float thr = full                ? -INFINITY
+                      : m <= SC_THREADS ? screen_threshold_slices(p.bmax, p.nb, m, (float *)keys, (float *)sel)
+                                        : screen_threshold(p.bmax, p.nb, m, keys, hist, sel);
     constexpr int EPC = Conv<T>::EPC;
     const int C = p.k / EPC;
     lm_load_x<EPC, false, SC_THREADS>(p.x, p.norm_w, p.eps, p.k, xs, red);
