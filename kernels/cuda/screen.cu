@@ -136,7 +136,9 @@ __device__ float screen_threshold(const float *v, int nb, int m, uint32_t *keys,
 // m-th largest of those slice maxima (ties by thread), by counting. m slices have a maximum >= T,
 // so m distinct entries do; the selection's argument (kernels_cuda.h) needs no more than that.
 // Where the radix select takes four dependent passes, this takes one round of loads and one
-// barrier; it admits the rows of a few more warps where two of the m largest share a slice.
+// barrier; it admits the rows of a few more warps where two of the m largest share a slice. In
+// the decode chain with the defaults (m = 104; H100, 2026-12-06, CUPTI timeline) the exact pass
+// went 13.4 -> 10.9 us.
 __device__ float screen_threshold_slices(const float *v, int nb, int m, float *smax, float *sel) {
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < nb; i += SC_THREADS) mx = fmaxf(mx, v[i]);
