@@ -259,6 +259,7 @@ static void bench_ttft(const Model *m, int quick, int lm_int8) {
     const int runs = quick ? 3 : 5;
     InferOptions o = {.backend = BACKEND_CUDA, .threads = 0, .ctx = 4096, .lm_head_int8 = lm_int8};
     Err err = {{0}};
+    const size_t mem0 = kcuda_mem_used();
     Infer *inf = infer_create(m, &o, &err);
     int32_t *toks = malloc(sizeof(int32_t) * 4096);
     SamplerParams sp = sampler_params_default();
@@ -297,6 +298,11 @@ static void bench_ttft(const Model *m, int quick, int lm_int8) {
         printf("| %d | %.2f | %.0f |\n", P, ms, P / (ms * 1e-3));
         fflush(stdout);
     }
+    /* the only backend alive: what a chat at the 2B model's full context holds on the device */
+    const size_t mem1 = kcuda_mem_used();
+    printf("\nDevice memory in use (cudaMemGetInfo) after these prompts, KV cache of %d positions: %.0f MiB, of\n"
+           "which %.0f MiB were in use before the backend was made (CUDA context); model + KV cache + scratch: %.0f MiB.\n",
+           ctx, mem1 / 1048576.0, mem0 / 1048576.0, (mem1 - mem0) / 1048576.0);
     sampler_free(smp);
     infer_destroy(inf);
     free(toks);
