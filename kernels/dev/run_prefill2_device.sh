@@ -10,23 +10,26 @@
 #   2. GPU tests through ctest: test_kernels_cuda (attention prefill at every shape it has, the
 #      new split-boundary cases), test_backend_cuda, test_families_cuda_* (prefill against the
 #      CPU backend), test_attn_prefill_cuda;
-#   3. `bitnet-chat bench --backend cuda --skip-kernels --quick` prefill and TTFT rows, new then
-#      base then new;
+#   3. `bitnet-chat bench --backend cuda --skip-kernels --quick` prefill and TTFT rows: new, base,
+#      and the experiment pm1024 (new with prefill batches of 1024 tokens instead of 512);
 #   4. TTFT of `bitnet-chat -f` on ~2000- and ~500-token prompts (2B-shaped file, random weights),
-#      new and base alternated, two rounds.
+#      new, base, pm1024 and pm2048 (batches of 2048) alternated, two rounds.
 # Run from the root of the source copy on the device machine:
 #   sh kernels/dev/run_prefill2_device.sh X
 # X holds build.tar.xz (the CUDA build folder made on the development machine as
 # /work/wt-prefill2/build: the CTest files name that absolute path, so a link makes it valid here;
 # only the binaries below, stripped, plus the CTestTestfile.cmake files), base.tar.xz
 # (bitnet-chat.base: the same tree with kernels/cuda/attention_prefill.cu[h] as on main before
-# this work) and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file). Packed on the
+# this work; bitnet-chat.pm1024 / .pm2048: the new tree with PREFILL_MAX 1024 / 2048 in
+# infer/backend_cuda.c, optional) and tokenizer.json.xz (the Llama 3 tokenizer, for the 2B-shaped file). Packed on the
 # development machine by
-#   sh kernels/dev/run_prefill2_device.sh --pack BUILD_DIR BASE_BIN TOKENIZER_JSON X
-# Logs go to $OUT/logs.tar.xz, the lab's output to $OUT/lab.txt, the summary to $OUT/summary.txt.
+#   sh kernels/dev/run_prefill2_device.sh --pack BUILD_DIR BASE_DIR TOKENIZER_JSON X
+# (BASE_DIR holds bitnet-chat.base and optionally bitnet-chat.pm1024, bitnet-chat.pm2048)
+# (packed for the lead at /work/main/.xfer/prefill2: sh kernels/dev/run_prefill2_device.sh
+# /path/to/prefill2, carrying that folder). Logs go to $OUT/logs.tar.xz, the lab's output to $OUT/lab.txt, the summary to $OUT/summary.txt.
 set -u
 if [ "${1:-}" = --pack ]; then
-    B=${2:?build dir} BASE=${3:?baseline bitnet-chat} TOK=${4:?tokenizer.json} X=${5:?output dir}
+    B=${2:?build dir} BASE=${3:?baseline dir} TOK=${4:?tokenizer.json} X=${5:?output dir}
     T=$(mktemp -d)
     mkdir -p "$T/build/tests" "$X"
     for f in bitnet-chat tests/test_kernels_cuda tests/test_backend_cuda tests/test_families_cuda \
@@ -37,7 +40,9 @@ if [ "${1:-}" = --pack ]; then
         mkdir -p "$T/build/$(dirname "$f")" && cp "$B/$f" "$T/build/$f"
     done
     tar cf - -C "$T" build | xz -T2 -6 >"$X/build.tar.xz" || exit 1
-    mkdir -p "$T/base" && cp "$BASE" "$T/base/bitnet-chat.base" && strip "$T/base/bitnet-chat.base" || exit 1
+    mkdir -p "$T/base" && cp "$BASE/bitnet-chat.base" "$T/base/" || exit 1
+    for v in pm1024 pm2048; do [ -f "$BASE/bitnet-chat.$v" ] && cp "$BASE/bitnet-chat.$v" "$T/base/"; done
+    strip "$T/base/"*
     tar cf - -C "$T" base | xz -T2 -6 >"$X/base.tar.xz" || exit 1
     xz -T2 -6 -c "$TOK" >"$X/tokenizer.json.xz" || exit 1
     rm -rf "$T"
@@ -64,20 +69,25 @@ step() { # name seconds log command...
 step "dev_attn_prefill" 120 lab.txt $B/tests/dev_attn_prefill
 grep -E "^device|^checks|FAILED|^\| time|all ok" "$L/lab.txt" >>"$S"
 # 2. the GPU tests that run prefill attention
-step "ctest GPU tests" 240 gpu_tests.txt ctest --test-dir $B --output-on-failure --timeout 200 -j2 \
-    -R '^(test_kernels_cuda|test_backend_cuda|test_families_cuda_.*|test_attn_prefill_cuda)$'
+# (test_attn_prefill_cuda is step 1's check again: left out)
+step "ctest GPU tests" 200 gpu_tests.txt ctest --test-dir $B --output-on-failure --timeout 180 \
+    -R '^(test_kernels_cuda|test_backend_cuda|test_families_cuda_.*)$'
 grep -E "tests passed|\*\*\*|Passed|Failed|Not Run" "$L/gpu_tests.txt" | sed 's/^ *//' >>"$S"
-grep -E "attention prefill .*worst" "$L/gpu_tests.txt" | head -40 >"$L/attn_worst.txt"
-# 3. bench rows: prefill and TTFT, new / base / new
+# the prefill attention checks' worst error against its bound (1.00 = at the bound)
+grep -E "attention prefill .*worst" "$L/gpu_tests.txt" | sort -t= -k2 -n | tail -3 | sed 's/^/  worst: /' >>"$S"
+# 3. bench rows: prefill and TTFT, new / base / pm1024
 bench() { # binary name
     step "bench $2" 90 bench_$2.txt $1 bench --backend cuda --skip-kernels --quick
     grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_$2.txt" | head -3 | sed "s/^/$2: /" >>"$S"
     grep -E "^\| (512|2000|4000) \| [0-9.]+ \| [0-9]+ \|$" "$L/bench_$2.txt" | sed "s/^/$2 TTFT: /" >>"$S"
 }
+bins="$B/bitnet-chat /tmp/base/bitnet-chat.base"
+for v in pm1024 pm2048; do [ -f /tmp/base/bitnet-chat.$v ] && bins="$bins /tmp/base/bitnet-chat.$v"; done
+name_of() { case $1 in */bitnet-chat) echo new ;; *.base) echo base ;; *.pm1024) echo pm1024 ;; *) echo pm2048 ;; esac; }
 bench $B/bitnet-chat new
 bench /tmp/base/bitnet-chat.base base
-bench $B/bitnet-chat new2
-# 4. TTFT through -f on a 2B-shaped file, new and base alternated
+[ -f /tmp/base/bitnet-chat.pm1024 ] && bench /tmp/base/bitnet-chat.pm1024 pm1024
+# 4. TTFT through -f on a 2B-shaped file, every binary alternated
 xz -dc "$X/tokenizer.json.xz" >/tmp/tokenizer.json
 step "make_bench_model" 120 make.txt $B/tests/make_bench_model /tmp/tokenizer.json /tmp/2b.gguf 2b
 line="The quick brown fox jumps over the lazy dog near the river bank today."
@@ -85,14 +95,18 @@ yes "$line" | head -n 133 >/tmp/p2000.txt
 yes "$line" | head -n 32 >/tmp/p512.txt
 for round in 1 2; do
     for pr in p2000 p512; do
-        for bin in $B/bitnet-chat /tmp/base/bitnet-chat.base; do
-            case $bin in *.base) name=base ;; *) name=new ;; esac
+        [ $pr = p512 ] && [ $round = 2 ] && continue
+        for bin in $bins; do
+            name=$(name_of $bin)
             timeout 60 $bin -f /tmp/$pr.txt -n 4 --ctx 4096 --temp 0 --model /tmp/2b.gguf --no-history --backend cuda \
                 >/tmp/out_$name.txt 2>"$L/p.txt" </dev/null
             echo "round $round $name -f $pr: rc $? $(tail -1 $L/p.txt)" >>"$S"
         done
-        cmp -s /tmp/out_new.txt /tmp/out_base.txt && echo "  $pr: new and base replies identical" >>"$S" ||
-            echo "  $pr: new and base replies differ" >>"$S"
+        for name in base pm1024 pm2048; do
+            [ -f /tmp/out_$name.txt ] || continue
+            cmp -s /tmp/out_new.txt /tmp/out_$name.txt && r=identical || r=differ
+            echo "  $pr: replies of new and $name $r" >>"$S"
+        done
     done
 done
 tar cf - -C $L . | xz -6 >"$OUT/logs.tar.xz"
