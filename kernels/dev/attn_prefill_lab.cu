@@ -11,9 +11,9 @@
 // K and V the same as version 2's RoPE kernel wrote. Shapes: ragged T, pos0 0 and not a multiple
 // of 16, GQA 1-8, head_dim 16-128 (multiples of 16: what the tiled kernels take; 100 and 256 go
 // to attention_wide.cu), both RoPE styles, cache rows before pos0 random.
-// Times: median of 23 graph replays of 5 launches (K/V or RoPE kernel + attention), 2B shapes
-// (20/5 heads of 128): T = 512 from 0, a chunk of 512 at 1536 (the last chunk of a 2000-token
-// prompt), a tail of 18 at 512, T = 64; Llama3-8B's 32/8 at T = 512.
+// Times: median of 20 graph replays of 5 launches (K/V or RoPE kernel + attention), 2B shapes
+// (20/5 heads of 128): T = 512 from 0 and at 512, 1024, 1536 (the chunks of a 2000-token
+// prompt), a tail of 18 at 512, T = 64, 128, 256, 200 at 1800; Llama3-8B's 32/8 at T = 512.
 //
 // Build: CMake target dev_attn_prefill. Run: ./dev_attn_prefill [check|time] (default both).
 #include <cuda_fp16.h>
@@ -347,8 +347,12 @@ int main(int argc, char **argv) {
         printf("checks: %d shapes, %d failed\n", n, bad);
     }
     if (do_time && !bad) {
-        const Case timed[] = {{20, 5, 128, 512, 0, 0}, {20, 5, 128, 512, 1536, 0}, {20, 5, 128, 18, 512, 0},
-                              {20, 5, 128, 64, 0, 0},  {20, 5, 128, 512, 512, 0},  {32, 8, 128, 512, 0, 0}};
+        // the 2B shapes at the chunks of a 2000-token prompt (512 at 0, 512, 1024, 1536) and of a
+        // ~530-token one (512, then 18 at 512), other T for the split rule; Llama3-8B's heads
+        const Case timed[] = {{20, 5, 128, 512, 0, 0},   {20, 5, 128, 512, 1536, 0}, {20, 5, 128, 18, 512, 0},
+                              {20, 5, 128, 512, 512, 0}, {20, 5, 128, 512, 1024, 0}, {20, 5, 128, 64, 0, 0},
+                              {20, 5, 128, 128, 0, 0},   {20, 5, 128, 256, 0, 0},    {20, 5, 128, 200, 1800, 0},
+                              {32, 8, 128, 512, 0, 0}};
         for (const Case &c : timed) bad += time_case(st, c);
     }
     cudaStreamDestroy(st);
