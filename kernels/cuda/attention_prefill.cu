@@ -50,6 +50,8 @@ extern "C" int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_
         return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_prefill: ld %d not a multiple of 4, or a pointer not 16-byte aligned", ld_qkv);
     rc = kv_prefill_launch(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, pdl, stream);
     if (rc) return rc;
+    // tiles by head_dim: 96 (and 80) would waste a third (a fifth) of the mma on zeros in 128
     if (a->head_dim <= 64) return attn4_run<64>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
+    if (a->head_dim <= 96) return attn4_run<96>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
     return attn4_run<128>(a, d_qkv, ld_qkv, T, pos0, d_kc, d_vc, d_out, pdl, stream);
 }

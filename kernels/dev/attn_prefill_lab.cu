@@ -221,15 +221,18 @@ struct Bench {
         if (S == 0) return kcuda_attn_prefill(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, 0, st);
         int rc = kv_prefill_launch(&a, dqkv, qkv, c.T, c.pos0, dk, dv, 0, st);
         if (rc) return rc;
-        return c.hd <= 64 ? attn4_launch<64>(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, S, 0, st)
-                          : attn4_launch<128>(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, S, 0, st);
+        if (c.hd <= 64) return attn4_launch<64>(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, S, 0, st);
+        if (c.hd <= 96) return attn4_launch<96>(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, S, 0, st);
+        return attn4_launch<128>(&a, dqkv, qkv, c.T, c.pos0, dk, dv, datt, S, 0, st);
     }
     int picked_split() const {
         int dev = 0, cc = 0, per_sm = 0;
         CK(cudaGetDevice(&dev));
         CK(cudaDeviceGetAttribute(&cc, cudaDevAttrComputeCapabilityMajor, dev));
-        const size_t smem = (size_t)2 * 2 * CHUNK * ((c.hd <= 64 ? 64 : 128) + 8) * 2;
-        if (c.hd <= 64) CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_prefill_kernel4<64>, ATT_THREADS, smem));
+        const int HD = c.hd <= 64 ? 64 : c.hd <= 96 ? 96 : 128;
+        const size_t smem = (size_t)2 * 2 * CHUNK * (HD + 8) * 2;
+        if (HD == 64) CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_prefill_kernel4<64>, ATT_THREADS, smem));
+        else if (HD == 96) CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_prefill_kernel4<96>, ATT_THREADS, smem));
         else CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_prefill_kernel4<128>, ATT_THREADS, smem));
         return attn4_pick_splits(c.T, c.pos0, q_span, n_cols, per_sm, kcuda_sm_count(), cc);
     }

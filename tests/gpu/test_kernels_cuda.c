@@ -608,6 +608,7 @@ static void test_attention_tails(void) {
     test_attention_t1(4, 1, 128, 1100, 1090, 0, 1, 1000);
     test_attention_t1(12, 3, 96, 600, 560, 1, 1, 547);  /* 13 at 547, 3 query heads per KV head */
     test_attention_t1(7, 7, 48, 300, 260, 0, 1, 3);     /* 3 then 257 at 3 */
+    test_attention_t1(10, 2, 80, 300, 280, 1, 1, 200);  /* head_dim 80 in the 96 tiles */
 }
 
 /* Decode at chosen positions of a long context, the rows before them random f16 data written
