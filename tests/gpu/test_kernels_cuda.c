@@ -284,6 +284,9 @@ static void test_bad_shapes(void) {
     CHECK_EQ_INT(kcuda_lm_head(KCUDA_F16, dw, 10, 100, dx, NULL, 0, dout, NULL, NULL, 0, NULL), KCUDA_ERR_SHAPE);
     KcudaAttnShape a = {4, 3, 64, 16, 0, dx}; /* 4 heads over 3 kv heads */
     CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 1024, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, 0, NULL), KCUDA_ERR_SHAPE);
+    a.n_kv = 2; /* a valid shape, but rows of qkv the kernels' float4 loads cannot read */
+    CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 770, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, 0, NULL), KCUDA_ERR_SHAPE);
+    CHECK(strstr(kcuda_last_error(), "multiple of 4") != NULL);
     CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, 1, 64, 200, 128, NULL, 0, (int8_t *)dw, dx, (int32_t *)dx, 0, NULL), KCUDA_ERR_SHAPE);
     cudaFree(dw), cudaFree(dx), cudaFree(dout);
 }
