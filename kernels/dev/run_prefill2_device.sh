@@ -80,6 +80,8 @@ bench() { # binary name
     step "bench $2" 90 bench_$2.txt $1 bench --backend cuda --skip-kernels --quick
     grep -E "^\| (64|512) \| (16|64) \|" "$L/bench_$2.txt" | head -3 | sed "s/^/$2: /" >>"$S"
     grep -E "^\| (512|2000|4000) \| [0-9.]+ \| [0-9]+ \|$" "$L/bench_$2.txt" | sed "s/^/$2 TTFT: /" >>"$S"
+    grep -A1 "^Device memory" "$L/bench_$2.txt" | tr '\n' ' ' | sed "s/^/$2: /" >>"$S"
+    echo >>"$S"
 }
 bins="$B/bitnet-chat /tmp/base/bitnet-chat.base"
 for v in pm1024 pm2048; do [ -f /tmp/base/bitnet-chat.$v ] && bins="$bins /tmp/base/bitnet-chat.$v"; done
