@@ -15,7 +15,9 @@
 #   4. TTFT of `bitnet-chat -f` on ~2000- and ~500-token prompts (2B-shaped file, random weights),
 #      new, base, pm1024 and pm2048 (batches of 2048) alternated, two rounds.
 # Run from the root of the source copy on the device machine:
-#   sh kernels/dev/run_prefill2_device.sh X
+#   sh kernels/dev/run_prefill2_device.sh X [final]
+# (final: also compute-sanitizer memcheck and racecheck over `test_kernels_cuda prefill`, which
+# runs the cluster-split kernel on tail chunks; ~1 minute more)
 # X holds build.tar.xz (the CUDA build folder made on the development machine as
 # /work/wt-prefill2/build: the CTest files name that absolute path, so a link makes it valid here;
 # only the binaries below, stripped, plus the CTestTestfile.cmake files), base.tar.xz
@@ -50,6 +52,7 @@ if [ "${1:-}" = --pack ]; then
     exit 0
 fi
 X=$(cd "${1:?carried folder}" && pwd)
+MODE=${2:-}
 S=$OUT/summary.txt
 L=/tmp/logs # every log; packed into $OUT/logs.tar.xz at the end
 mkdir -p $L
@@ -75,6 +78,12 @@ step "ctest GPU tests" 200 gpu_tests.txt ctest --test-dir $B --output-on-failure
 grep -E "tests passed|\*\*\*|Passed|Failed|Not Run" "$L/gpu_tests.txt" | sed 's/^ *//' >>"$S"
 # the prefill attention checks' worst error against its bound (1.00 = at the bound)
 grep -E "attention prefill .*worst" "$L/gpu_tests.txt" | sort -t= -k2 -n | tail -3 | sed 's/^/  worst: /' >>"$S"
+if [ "$MODE" = final ]; then
+    for tool in memcheck racecheck; do
+        step "$tool test_kernels_cuda prefill" 120 san_$tool.txt compute-sanitizer --tool $tool $B/tests/test_kernels_cuda prefill
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/san_$tool.txt" | tail -2 >>"$S"
+    done
+fi
 # 3. bench rows: prefill and TTFT, new / base / pm1024
 bench() { # binary name
     step "bench $2" 90 bench_$2.txt $1 bench --backend cuda --skip-kernels --quick
