@@ -82,38 +82,77 @@ __device__ __forceinline__ void wgmma_rs(int (&d)[BT / 2], const uint32_t (&a)[4
     else wgmma_rs_n256(d, a, desc_b);
 }
 
-// NWG warpgroups, each MW tiles of 64 output rows by BT tokens; STAGES pipeline buffers.
-template <int NWG, int MW, int BT, int ST>
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"((uint32_t)__cvta_generic_to_shared(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"((uint32_t)__cvta_generic_to_shared(bar)) : "memory");
+}
+// An arrival on bar once every cp.async this thread issued so far has landed (the barrier's
+// expected count stays as initialized).
+__device__ __forceinline__ void cp_async_mbar_arrive(uint64_t *bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"((uint32_t)__cvta_generic_to_shared(bar)) : "memory");
+}
+// Waits until the phase of bar with this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(bar);
+    uint32_t done;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(a), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+
+// NWG warpgroups, each MW tiles of 64 output rows by BT tokens; STAGES pipeline buffers. WS
+// (warp-specialized): one more warpgroup issues every load and the stages are handed over
+// through mbarriers (full: landed; empty: every consumer warp done with it), so the consumer
+// warpgroups never wait for each other and one's tensor work covers the other's wait for its
+// wgmmas and its fragment expansion; the load warpgroup gives registers to the consumers
+// (setmaxnreg: a block of 3 warpgroups gets 168 registers a thread, which spilled the 128
+// accumulators; a single load warp costs as much, warps being allotted registers by quarter of
+// the SM). Else every thread loads and the block meets at a barrier per k-tile.
+template <int NWG, int MW, int BT, int ST, bool WS>
 struct Gemm5Cfg {
     static_assert(BT == 64 || BT == 128 || BT == 256, "wgmma N");
     static_assert(ST >= 2, "pipeline stages");
-    static constexpr int BM = 64 * MW * NWG, THREADS = 128 * NWG, STAGES = ST;
+    static_assert(!WS || NWG == 2, "the register split below is for 2 consumer warpgroups");
+    static constexpr int BM = 64 * MW * NWG, CONSUMERS = 128 * NWG, THREADS = CONSUMERS + (WS ? 128 : 0), STAGES = ST;
+    // registers a thread with WS: consumers 208, loaders 88 (2 x 128 x 208 + 128 x 88 <= 65536;
+    // the tile with 128 accumulators needs ~203, and the loaders spilled at 40-72)
     static constexpr int A_STAGE = BT * BK, W_STAGE = BM * 32;  // activations, 2-bit weights
     static constexpr size_t PIPE = (size_t)ST * (A_STAGE + W_STAGE);
-    static constexpr size_t PARK = (size_t)MW * (BT / 2) * 4 * THREADS;  // split-K accumulators
-    static constexpr size_t SMEM = (PIPE > PARK ? PIPE : PARK) + 1024;    // + alignment to 1024
+    static constexpr size_t PARK = (size_t)MW * (BT / 2) * 4 * CONSUMERS;  // split-K accumulators
+    static constexpr size_t BAR_OFF = PIPE > PARK ? PIPE : PARK;          // mbarriers (WS) after both
+    static constexpr size_t SMEM = BAR_OFF + (WS ? 2 * ST * 8 : 0) + 1024;  // + alignment to 1024
 };
 
-template <int EP, class C, int NWG, int MW, int BT>
+template <int EP, class C, int NWG, int MW, int BT, bool WS>
 __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ uint8_t smem_raw[];
     uint8_t *const smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *const As = smem;                                   // [STAGES][BT][128], swizzled
     uint8_t *const Wr = smem + (size_t)C::STAGES * C::A_STAGE;  // [STAGES][BM][32]
+    uint64_t *const full = (uint64_t *)(smem + C::BAR_OFF), *const empty = full + C::STAGES;  // WS only
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, wq = warp & 3, gid = lane >> 2, tig = lane & 3;
+    const bool producer = WS && wg == NWG;
     const int n_base = blockIdx.x * C::BM, t_base = blockIdx.y * BT;
     const size_t rb = (size_t)p.k_pad / 4;
     const int sk = (int)gridDim.z, rank = (int)blockIdx.z;
     const int kb_lo = p.k_pad / BK * rank / sk;             // this split's first I2_S block
     const int NB = p.k_pad / BK * (rank + 1) / sk - kb_lo;  // and its number of blocks
     constexpr int A_CHUNKS = BT * 8, W_CHUNKS = C::BM * 2;
+    constexpr int LT = WS ? 128 : C::THREADS;  // threads that load
+    const int lt = WS ? tid - C::CONSUMERS : tid;
     auto issue_a = [&](int kb, int st) {
 #pragma unroll
-        for (int i = 0; i < (A_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
-            const int idx = tid + C::THREADS * i;
-            if (A_CHUNKS % C::THREADS == 0 || idx < A_CHUNKS) {
+        for (int i = 0; i < (A_CHUNKS + LT - 1) / LT; i++) {
+            const int idx = lt + LT * i;
+            if (A_CHUNKS % LT == 0 || idx < A_CHUNKS) {
                 const int r = idx >> 3, c = idx & 7, t = t_base + r;
                 const bool ok = t < p.M;
                 const int8_t *src = p.q + (ok ? (size_t)t * p.k_pad + (size_t)(kb_lo + kb) * BK + c * 16 : 0);
@@ -123,9 +162,9 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
     };
     auto issue_w = [&](int kb, int st) {
 #pragma unroll
-        for (int i = 0; i < (W_CHUNKS + C::THREADS - 1) / C::THREADS; i++) {
-            const int idx = tid + C::THREADS * i;
-            if (W_CHUNKS % C::THREADS == 0 || idx < W_CHUNKS) {
+        for (int i = 0; i < (W_CHUNKS + LT - 1) / LT; i++) {
+            const int idx = lt + LT * i;
+            if (W_CHUNKS % LT == 0 || idx < W_CHUNKS) {
                 const int r = idx >> 1, h = idx & 1, n = n_base + r;
                 const bool ok = n < p.n_out;
                 const uint8_t *src = p.w + (ok ? (size_t)n * rb + (size_t)(kb_lo + kb) * 32 + h * 16 : 0);
@@ -134,40 +173,21 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
         }
     };
     int acc[MW][BT / 2];
+    auto zero_acc = [&] {
 #pragma unroll
-    for (int m = 0; m < MW; m++)
+        for (int m = 0; m < MW; m++)
 #pragma unroll
-        for (int i = 0; i < BT / 2; i++) acc[m][i] = 0, reg_fence(acc[m][i]);
-    // weights (constant) before the wait on the previous kernel (PDL), activations after; group
-    // 0 holds W(0..STAGES-2) and A(0), group s A(s)
-    constexpr int AHEAD = C::STAGES - 1;
-    pdl_trigger();
-#pragma unroll
-    for (int st = 0; st < AHEAD; st++)
-        if (st < NB) issue_w(st, st);
-    pdl_wait();
-#pragma unroll
-    for (int st = 0; st < AHEAD; st++) {
-        if (st < NB) issue_a(st, st);
-        cp_async_commit();
-    }
+            for (int i = 0; i < BT / 2; i++) acc[m][i] = 0, reg_fence(acc[m][i]);
+    };
     // this thread's A rows within the block tile: fragment rows gid and gid + 8 of warp wq are
     // output rows 2gid and 2gid + 1 of its 16 (+ 64 per tile m)
     const int w_row = wg * 64 * MW + wq * 16 + 2 * gid;
     const uint32_t a_base = (uint32_t)__cvta_generic_to_shared(As);
-    for (int kb = 0; kb < NB; kb++) {
-        const int st = kb % C::STAGES;
-        cp_async_wait<C::STAGES - 2>();
-        fence_proxy_async();
-        __syncthreads();  // tile kb landed for every thread; every warpgroup finished tile kb-1
-        {
-            const int nk = kb + AHEAD;
-            if (nk < NB) {
-                issue_w(nk, nk % C::STAGES);
-                issue_a(nk, nk % C::STAGES);
-            }
-            cp_async_commit();
-        }
+    // The wgmmas of k-tile kb from stage st (landed and visible to this thread), then their wait:
+    // ptxas serializes every wgmma of a kernel where registers that a wgmma in flight reads are
+    // defined before its wait (info C7513, seen with wait_group 1 and two alternating fragment
+    // arrays), so a warpgroup waits for its own k-tile before expanding the next one.
+    auto mma_tile = [&](int st) {
         const uint8_t *W = Wr + (size_t)st * C::W_STAGE;
         uint32_t af[MW][4][4];
 #pragma unroll
@@ -202,13 +222,78 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
             for (int m = 0; m < MW; m++) wgmma_rs<BT>(acc[m], af[m][kk], desc[kk]);
         wgmma_commit();
         wgmma_wait<0>();
+    };
+    pdl_trigger();
+    if constexpr (WS) {
+        if (tid == 0)
+            for (int s = 0; s < C::STAGES; s++) mbar_init(&full[s], LT), mbar_init(&empty[s], NWG * 4);
+        __syncthreads();  // the barriers are initialized
+        if (producer) {
+            asm volatile("setmaxnreg.dec.sync.aligned.u32 88;\n" ::: "memory");
+            // weights (constant) of the first stages before the wait on the previous kernel (PDL)
+            for (int kb = 0; kb < C::STAGES && kb < NB; kb++) issue_w(kb, kb);
+            pdl_wait();
+            for (int kb = 0; kb < NB; kb++) {
+                const int st = kb % C::STAGES;
+                if (kb >= C::STAGES) {
+                    mbar_wait(&empty[st], ((kb / C::STAGES) + 1) & 1);  // its tile kb - STAGES consumed
+                    issue_w(kb, st);
+                }
+                issue_a(kb, st);
+                cp_async_mbar_arrive(&full[st]);
+            }
+            asm volatile("cp.async.wait_all;" ::: "memory");
+            if (sk > 1) {  // the consumers' split-K barriers below (this warpgroup never runs
+                           // their code: it holds 88 registers)
+                __syncthreads();
+                cooperative_groups::this_cluster().sync();
+                cooperative_groups::this_cluster().sync();
+            }
+            return;
+        }
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 208;\n" ::: "memory");
+        zero_acc();
+        pdl_wait();  // the epilogue reads the previous kernel's scales, sums (and residual)
+        for (int kb = 0; kb < NB; kb++) {
+            const int st = kb % C::STAGES;
+            mbar_wait(&full[st], (kb / C::STAGES) & 1);
+            fence_proxy_async();  // the landed stage, seen by this thread, to wgmma's proxy
+            mma_tile(st);
+            if (lane == 0) mbar_arrive(&empty[st]);
+        }
+    } else {
+        zero_acc();
+        // weights before the wait on the previous kernel, activations after; group 0 holds
+        // W(0..STAGES-2) and A(0), group s A(s); loads run STAGES - 1 k-tiles ahead
+        constexpr int AHEAD = C::STAGES - 1;
+#pragma unroll
+        for (int st = 0; st < AHEAD; st++)
+            if (st < NB) issue_w(st, st);
+        pdl_wait();
+#pragma unroll
+        for (int st = 0; st < AHEAD; st++) {
+            if (st < NB) issue_a(st, st);
+            cp_async_commit();
+        }
+        for (int kb = 0; kb < NB; kb++) {
+            const int st = kb % C::STAGES;
+            cp_async_wait<C::STAGES - 2>();
+            fence_proxy_async();
+            __syncthreads();  // tile kb landed for every thread; every warpgroup finished tile kb-1
+            const int nk = kb + AHEAD;
+            if (nk < NB) {
+                issue_w(nk, nk % C::STAGES);
+                issue_a(nk, nk % C::STAGES);
+            }
+            cp_async_commit();
+            mma_tile(st);
+        }
+        cp_async_wait<0>();
     }
-    wgmma_wait<0>();
 #pragma unroll
     for (int m = 0; m < MW; m++)
 #pragma unroll
         for (int i = 0; i < BT / 2; i++) reg_fence(acc[m][i]);
-    cp_async_wait<0>();
     // accumulator acc[m][4j + e] (e = 0, 1): output row n0 + 64m, token t0 + 8j + e; acc[m][4j +
     // 2 + e]: output row n0 + 64m + 1, same token
     const int n0 = n_base + w_row, t0 = t_base + 2 * tig;
@@ -228,8 +313,9 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
         for (int j = 0; j < BT / 8; j++) store(j);
         return;
     }
-    // split-K: park the accumulators as int4 [MW][BT/8][THREADS], then add the other blocks'
-    // parts of the token groups j this block owns (j % SK == rank)
+    // split-K: park the accumulators as int4 [MW][BT/8][CONSUMERS], then add the other blocks'
+    // parts of the token groups j this block owns (j % SK == rank); the load warpgroup (WS) meets
+    // the three barriers in its own branch
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
     int4 *park = (int4 *)smem;
@@ -238,7 +324,8 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
     for (int m = 0; m < MW; m++)
 #pragma unroll
         for (int j = 0; j < BT / 8; j++)
-            park[(m * (BT / 8) + j) * C::THREADS + tid] = make_int4(acc[m][4 * j], acc[m][4 * j + 1], acc[m][4 * j + 2], acc[m][4 * j + 3]);
+            park[(m * (BT / 8) + j) * C::CONSUMERS + tid] =
+                    make_int4(acc[m][4 * j], acc[m][4 * j + 1], acc[m][4 * j + 2], acc[m][4 * j + 3]);
     cluster.sync();  // every block's accumulators are parked
     for (int r = 0; r < sk; r++) {
         if (r == rank) continue;
@@ -248,7 +335,7 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
 #pragma unroll
             for (int j = 0; j < BT / 8; j++) {
                 if (j % sk != rank) continue;
-                const int4 v = other[(m * (BT / 8) + j) * C::THREADS + tid];
+                const int4 v = other[(m * (BT / 8) + j) * C::CONSUMERS + tid];
                 acc[m][4 * j] += v.x, acc[m][4 * j + 1] += v.y, acc[m][4 * j + 2] += v.z, acc[m][4 * j + 3] += v.w;
             }
     }
@@ -271,22 +358,26 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
 //   4: 128 x 128 (1 warpgroup of 128x128)   5: 256 x 64 (2 warpgroups of 128x64)
 //   6: 1 with 6 stages   7: 256 x 128 as 4 warpgroups of 64x128 (more warpgroups to cover each
 //      other's wait for their wgmmas)
-#define GEMM5_CONFIGS(X) \
-    X(1, 2, 2, 128, 4)   \
-    X(2, 2, 1, 256, 4)   \
-    X(3, 2, 1, 128, 4)   \
-    X(4, 1, 2, 128, 5)   \
-    X(5, 2, 2, 64, 6)    \
-    X(6, 2, 2, 128, 6)   \
-    X(7, 4, 1, 128, 4)
-enum { GEMM5_N_CONFIGS = 7 };
+//   8-10: warp-specialized (a load warpgroup, mbarriers): 8: as 1   9: as 6   10: as 2
+#define GEMM5_CONFIGS(X)     \
+    X(1, 2, 2, 128, 4, false) \
+    X(2, 2, 1, 256, 4, false) \
+    X(3, 2, 1, 128, 4, false) \
+    X(4, 1, 2, 128, 5, false) \
+    X(5, 2, 2, 64, 6, false)  \
+    X(6, 2, 2, 128, 6, false) \
+    X(7, 4, 1, 128, 4, false) \
+    X(8, 2, 2, 128, 4, true)  \
+    X(9, 2, 2, 128, 6, true)  \
+    X(10, 2, 1, 256, 4, true)
+enum { GEMM5_N_CONFIGS = 10 };
 
 namespace {
 
-template <int EP, int NWG, int MW, int BT, int ST>
+template <int EP, int NWG, int MW, int BT, int ST, bool WS>
 int lab_gemm5_ep(void *stream, int sk, const GemmParams &p) {
-    using C = Gemm5Cfg<NWG, MW, BT, ST>;
-    auto kern = w2a8_gemm_kernel5<EP, C, NWG, MW, BT>;
+    using C = Gemm5Cfg<NWG, MW, BT, ST, WS>;
+    auto kern = w2a8_gemm_kernel5<EP, C, NWG, MW, BT, WS>;
     static bool attr = false;
     if (!attr) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
@@ -299,11 +390,11 @@ int lab_gemm5_ep(void *stream, int sk, const GemmParams &p) {
 // Version 5 at tile cfg (GEMM5_CONFIGS), split over K into sk blocks per tile, epilogue ep.
 int lab_gemm5_cfg(int cfg, int ep, void *stream, int sk, const GemmParams &p) {
     switch (cfg * 8 + ep) {
-#define X(id, nwg, mw, bt, st)                                                                  \
-    case id * 8 + KCUDA_EP_I32: return lab_gemm5_ep<KCUDA_EP_I32, nwg, mw, bt, st>(stream, sk, p);     \
-    case id * 8 + KCUDA_EP_F32: return lab_gemm5_ep<KCUDA_EP_F32, nwg, mw, bt, st>(stream, sk, p);     \
-    case id * 8 + KCUDA_EP_RESID: return lab_gemm5_ep<KCUDA_EP_RESID, nwg, mw, bt, st>(stream, sk, p); \
-    case id * 8 + KCUDA_EP_GLU: return lab_gemm5_ep<KCUDA_EP_GLU, nwg, mw, bt, st>(stream, sk, p);
+#define X(id, nwg, mw, bt, st, ws)                                                                      \
+    case id * 8 + KCUDA_EP_I32: return lab_gemm5_ep<KCUDA_EP_I32, nwg, mw, bt, st, ws>(stream, sk, p);     \
+    case id * 8 + KCUDA_EP_F32: return lab_gemm5_ep<KCUDA_EP_F32, nwg, mw, bt, st, ws>(stream, sk, p);     \
+    case id * 8 + KCUDA_EP_RESID: return lab_gemm5_ep<KCUDA_EP_RESID, nwg, mw, bt, st, ws>(stream, sk, p); \
+    case id * 8 + KCUDA_EP_GLU: return lab_gemm5_ep<KCUDA_EP_GLU, nwg, mw, bt, st, ws>(stream, sk, p);
         GEMM5_CONFIGS(X)
 #undef X
     default: return kcuda_fail(KCUDA_ERR_ARG, "lab_gemm: bad version-5 tile %d or epilogue %d", cfg, ep);
