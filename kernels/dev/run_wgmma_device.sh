@@ -13,6 +13,8 @@
 #   sh kernels/dev/run_wgmma_device.sh --pack build X [BASELINE_BITNET_CHAT]
 # (the lab alone is enough for the first call; BASELINE_BITNET_CHAT: a bitnet-chat built before
 # the change, run beside the new one). Logs, the lab's output and summary.txt go to $OUT.
+# Packed for the first call (lab only, branch wgmma at a4aef2b): /work/main/.xfer/wgmma, i.e.
+#   sh kernels/dev/run_wgmma_device.sh .xfer/wgmma     (with /work/main/.xfer carried)
 set -u
 if [ "${1:-}" = --pack ]; then
     B=${2:?build dir} X=${3:?output dir} BASE=${4:-}
