@@ -1,8 +1,8 @@
 #!/bin/sh
 # One device call for the warpgroup-MMA prefill GEMM (version 5, kernels/dev/w2a8_gemm_wgmma.cuh;
-# issue #12): the GEMM lab in its wgmma mode (`dev_w2a8_gemm wgmma 512`: version 5's tiles x
+# issue #12): the GEMM lab in its wgmma mode (`dev_w2a8_gemm wgmma 512 64`: version 5's tiles x
 # splits 1..4 each checked exactly first, int32 and the float epilogues bit for bit, at the
-# ragged shapes and at T = 512, then timed beside version 4's tiles 17 (splits 1..4) and 3 and the
+# ragged shapes and at T = 512 and 64, then timed beside version 4's tiles 17 (splits 1..4) and 3 and the
 # product's pick, the four 2B-4T shapes); where the folder has them, `test_kernels_cuda prefill`
 # and `test_kernels_cuda` (the product's GEMM checks), and `bench --backend cuda --skip-kernels
 # --quick` of bitnet-chat and bitnet-chat.base (prefill 64 / 512 and TTFT rows, new then base).
@@ -45,10 +45,10 @@ step() { # name seconds log command...
 }
 # the lab: every variant checked before it is timed; a failed version-5 variant is reported
 # (where it differs) and left out, the others go on
-step "dev_w2a8_gemm wgmma 512" 200 lab_wgmma.txt "$D/dev_w2a8_gemm" wgmma 512
+step "dev_w2a8_gemm wgmma 512 64" 220 lab_wgmma.txt "$D/dev_w2a8_gemm" wgmma 512 64
 grep -E "FAILED|all versions exact|^BEST|four GEMMs|^  token" "$OUT/lab_wgmma.txt" | head -60 >>"$S"
-echo "--- T = 512, us (TOPS): version 4 tile 17 splits 1..4, tile 3, the product; version 5 tiles x splits" >>"$S"
-grep -E "^\| gemm \| (4|5) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s (%s)\n", $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
+echo "--- T shape version us (TOPS): version 4 tile 17 splits 1..4, tile 3, the product; version 5 tiles x splits" >>"$S"
+grep -E "^\| gemm \| (4|5) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s %s (%s)\n", $4, $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
 if [ -f "$D/test_kernels_cuda" ]; then
     step "test_kernels_cuda prefill" 90 kprefill.txt "$D/test_kernels_cuda" prefill
     grep -E "FAIL|checks" "$OUT/kprefill.txt" | head -10 >>"$S"
