@@ -15,6 +15,9 @@
 # the change, run beside the new one). Logs, the lab's output and summary.txt go to $OUT.
 # Packed for the first call (lab only, branch wgmma at a4aef2b): /work/main/.xfer/wgmma, i.e.
 #   sh kernels/dev/run_wgmma_device.sh .xfer/wgmma     (with /work/main/.xfer carried)
+# and for a second call with the product launching the wgmma kernel (branch wgmma-promote: the
+# lab, test_kernels_cuda, bitnet-chat built for 90a, and bitnet-chat.base, the same source built
+# with -DCMAKE_CUDA_ARCHITECTURES=90, i.e. the mma.sync kernel at every shape): .xfer/wgmma2
 set -u
 if [ "${1:-}" = --pack ]; then
     B=${2:?build dir} X=${3:?output dir} BASE=${4:-}
