@@ -39,10 +39,39 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *ptr) {
                  : "r"(a));
 }
 
-// Epilogue of every GEMM version: a warp's MT x NT mma tiles (rows from m0, columns from n0)
-// -> acc - qsum, then y = acc / s * gamma per the epilogue, bit for bit as the CPU reference.
-// With split-K (own_mod > 1) a block writes only the row groups (mt, half) with (2 mt + half) %
-// own_mod == own_rank: the others belong to the other blocks of its cluster.
+// One token's outputs at columns n and n+1 (n even) from its accumulators less qsum (a0, a1):
+// y = acc / s * gamma per the epilogue, bit for bit as the CPU reference. The one place that
+// turns accumulators into outputs, for every GEMM version (mma.sync and wgmma fragments alike).
+template <int EP>
+__device__ __forceinline__ void gemm_store_pair(const GemmParams &p, int t, int n, int a0, int a1, float s) {
+    if (EP == KCUDA_EP_I32) {
+        int32_t *o = (int32_t *)p.out + (size_t)t * p.ld_out;
+        if (n < p.n_out) o[n] = a0;
+        if (n + 1 < p.n_out) o[n + 1] = a1;
+    } else if (EP == KCUDA_EP_GLU) {
+        if (n + 1 < p.n_out) {
+            const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
+            const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
+            ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = glu_act_mul(g, u, p.act);
+        }
+    } else {
+        float *o = (float *)p.out + (size_t)t * p.ld_out;
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int nn = n + e;
+            if (nn >= p.n_out) continue;
+            const float g = nn < p.seg0 ? p.g0 : nn < p.seg1 ? p.g1 : p.g2;
+            const float y = __fmul_rn(__fdiv_rn((float)(e ? a1 : a0), s), g);
+            if (EP == KCUDA_EP_RESID) o[nn] = __fadd_rn(o[nn], y);
+            else o[nn] = y;
+        }
+    }
+}
+
+// Epilogue of the mma.sync GEMM versions: a warp's MT x NT mma tiles (rows from m0, columns
+// from n0) through gemm_store_pair. With split-K (own_mod > 1) a block writes only the row
+// groups (mt, half) with (2 mt + half) % own_mod == own_rank: the others belong to the other
+// blocks of its cluster.
 template <int EP, int MT, int NT>
 __device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[MT][NT][4], int m0, int n0,
                                                int gid, int tig, int own_mod = 1, int own_rank = 0) {
@@ -55,32 +84,8 @@ __device__ __forceinline__ void gemm4_epilogue(const GemmParams &p, int (&acc)[M
             const float s = p.s ? p.s[t] : 1.0f;
             const int qs = p.qsum[t];
 #pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const int n = n0 + nt * 8 + tig * 2;
-                const int a0 = acc[mt][nt][half * 2] - qs, a1 = acc[mt][nt][half * 2 + 1] - qs;
-                if (EP == KCUDA_EP_I32) {
-                    int32_t *o = (int32_t *)p.out + (size_t)t * p.ld_out;
-                    if (n < p.n_out) o[n] = a0;
-                    if (n + 1 < p.n_out) o[n + 1] = a1;
-                } else if (EP == KCUDA_EP_GLU) {
-                    if (n + 1 < p.n_out) {
-                        const float g = __fmul_rn(__fdiv_rn((float)a0, s), p.g0);
-                        const float u = __fmul_rn(__fdiv_rn((float)a1, s), p.g1);
-                        ((float *)p.out)[(size_t)t * p.ld_out + (n >> 1)] = glu_act_mul(g, u, p.act);
-                    }
-                } else {
-                    float *o = (float *)p.out + (size_t)t * p.ld_out;
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int nn = n + e;
-                        if (nn >= p.n_out) continue;
-                        const float g = nn < p.seg0 ? p.g0 : nn < p.seg1 ? p.g1 : p.g2;
-                        const float y = __fmul_rn(__fdiv_rn((float)(e ? a1 : a0), s), g);
-                        if (EP == KCUDA_EP_RESID) o[nn] = __fadd_rn(o[nn], y);
-                        else o[nn] = y;
-                    }
-                }
-            }
+            for (int nt = 0; nt < NT; nt++)
+                gemm_store_pair<EP>(p, t, n0 + nt * 8 + tig * 2, acc[mt][nt][half * 2] - qs, acc[mt][nt][half * 2 + 1] - qs, s);
         }
     }
 }

@@ -1,6 +1,7 @@
 // Kernel lab: the prefill path on the four matrices of one 2B layer (plus ragged shapes) at T
 // tokens: W2A8 GEMM versions (1: 32-bit fragment loads, 2: ldmatrix, 3: + 4-stage cp.async,
-// 4: 2-bit weights expanded straight into mma fragments, tiles 1..7 and "by shape"), each
+// 4: 2-bit weights expanded straight into mma fragments, tiles 1..22 and "by shape", 5: warpgroup
+// MMA (wgmma, sm_90a) with the 2-bit weights expanded straight into its register A operand), each
 // checked exactly (int32) against a host reference for EVERY token and column before it is
 // timed (the host reference is itself checked against w2a8_gemv_ref on sampled tokens); the
 // per-row norm+quant kernel; prefill attention versions 1 (CUDA cores), 2 and 3 (tensor cores),
@@ -8,8 +9,10 @@
 // Times: median of 20 graph replays of 20 launches each (weights L2-resident: prefill is
 // compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
-// Build: built by CMake as dev_w2a8_gemm. Run: ./dev_w2a8_gemm [prof] [T ...] (default 512 64;
-// prof: five version-4 variants once each at two T = 512 shapes, exactness only, for ncu)
+// Build: built by CMake as dev_w2a8_gemm (for sm_90a: version 5 needs wgmma). Run:
+// ./dev_w2a8_gemm [prof|wgmma] [T ...] (default 512 64; prof: five version-4 variants once each at
+// two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
+// 4's tiles 3 and 17 and the product's pick, GEMMs only)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -93,9 +96,17 @@ struct Variant {
     char name[48];
 };
 // Versions 1-3, version 4 at every tile (w2a8_gemm_versions.cuh) with 1..4 blocks per tile over
-// K, and the product's pick. g_prof: five of them, each run once (under a profiler).
-static int g_prof = 0;
+// K, version 5 (wgmma) at every tile likewise, and the product's pick. g_prof: five of them, each
+// run once (under a profiler). g_wgmma: version 5 beside version 4's tiles 3 and 17 and the
+// product's pick only.
+static int g_prof = 0, g_wgmma = 0;
+static int failed5 = 0;  // version-5 variants that failed a check (the lab goes on without them)
 static std::vector<Variant> variants() {
+    std::vector<Variant> v;
+    auto add5 = [&] {
+        for (int cfg = 1; cfg <= GEMM5_N_CONFIGS; cfg++)
+            for (int sk = 1; sk <= 4; sk++) v.push_back({5, cfg, sk, ""}), snprintf(v.back().name, 48, "5 wgmma c%d sk%d", cfg, sk);
+    };
     if (g_prof) return {{4, 3, 1, "4 c3 64x64 sk1"}, {4, 3, 2, "4 c3 64x64 sk2"}, {4, 10, 1, "4 c10 64x128 w64x32 sk1"},
                         {4, 2, 1, "4 c2 128x64 sk1"}, {4, 19, 1, "4 c19 64x128 w32x64 sk1"}};
     static const char *tiles[GEMM4_N_CONFIGS + 1] = {"",          "128x128",   "128x64",      "64x64",
@@ -105,15 +116,82 @@ static std::vector<Variant> variants() {
                                                      "128x32 w64x16", "64x128 w64x32 ST3", "64x64 ST5",
                                                      "64x128 w32x64", "64x128 w32x64 ST3", "128x128 w32x64",
                                                      "64x64 2w32x64"};
-    std::vector<Variant> v;
+    if (g_wgmma) {
+        for (int sk = 1; sk <= 4; sk++) v.push_back({4, 17, sk, ""}), snprintf(v.back().name, 48, "4 c17 %s sk%d", tiles[17], sk);
+        v.push_back({4, 3, 1, ""}), snprintf(v.back().name, 48, "4 c3 %s sk1", tiles[3]);
+        add5();
+        v.push_back({4, 0, 1, "4 by shape (product)"});
+        return v;
+    }
     for (int ver = 1; ver <= 3; ver++) v.push_back({ver, 0, 1, ""}), snprintf(v.back().name, 48, "%d", ver);
     for (int cfg = 1; cfg <= GEMM4_N_CONFIGS; cfg++)
         for (int sk = 1; sk <= 4; sk++) v.push_back({4, cfg, sk, ""}), snprintf(v.back().name, 48, "4 c%d %s sk%d", cfg, tiles[cfg], sk);
+    add5();
     v.push_back({4, 0, 1, "4 by shape (product)"});
     return v;
 }
 
-static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4) {
+// Version 5's float epilogues, bit for bit against the host (the CPU reference's formula y = acc /
+// s * gamma in float, each operation rounded): residual with three gamma segments (as QKV) onto
+// random values, and GLU with relu^2 (rows interleaved gate/up, as the 2B-4T FFN); random
+// per-token scales. ref holds the exact T x n accumulators less qsum.
+static int check_v5_floats(const Variant &v, cudaStream_t st, const uint8_t *dw, const int8_t *dq, const int32_t *dsum,
+                           int T, int n, int k, const std::vector<int32_t> &ref) {
+    std::vector<float> hs(T), base((size_t)T * n), got((size_t)T * n);
+    for (auto &x : hs) x = 0.5f + (float)(rnd() % 1000) / 10.0f;
+    for (auto &x : base) x = (float)((int)(rnd() % 2001) - 1000) / 250.0f;
+    float *ds, *dout;
+    CK(cudaMalloc(&ds, T * 4));
+    CK(cudaMalloc(&dout, (size_t)T * n * 4));
+    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
+    GemmParams p = {};
+    p.w = dw, p.n_out = n, p.k_pad = k, p.M = T, p.q = dq, p.s = ds, p.qsum = dsum, p.out = dout, p.ld_out = n;
+    p.seg0 = n / 3, p.seg1 = 2 * n / 3, p.g0 = 0.25f, p.g1 = 1.75f, p.g2 = 0.5f, p.act = KCUDA_ACT_RELU2;
+    auto y = [&](int t, int r, float g) {
+        const float a = (float)ref[(size_t)t * n + r] / hs[t];
+        return a * g;
+    };
+    CK(cudaMemcpy(dout, base.data(), base.size() * 4, cudaMemcpyHostToDevice));
+    int rc = lab_gemm5_cfg(v.cfg, KCUDA_EP_RESID, st, v.sk, p);
+    if (!rc) rc = cudaStreamSynchronize(st) == cudaSuccess ? 0 : 1;
+    size_t bad = 0;
+    if (!rc) {
+        CK(cudaMemcpy(got.data(), dout, got.size() * 4, cudaMemcpyDeviceToHost));
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < n; r++) {
+                const float g = r < p.seg0 ? p.g0 : r < p.seg1 ? p.g1 : p.g2;
+                const float want = base[(size_t)t * n + r] + y(t, r, g);
+                bad += memcmp(&want, &got[(size_t)t * n + r], 4) != 0;
+            }
+    }
+    size_t bad_glu = 0;
+    const int h = n / 2;
+    if (!rc && n % 2 == 0) {
+        p.seg0 = p.seg1 = n, p.g0 = 0.5f, p.g1 = 1.5f, p.ld_out = h;
+        CK(cudaMemset(dout, 0xff, (size_t)T * n * 4));
+        rc = lab_gemm5_cfg(v.cfg, KCUDA_EP_GLU, st, v.sk, p);
+        if (!rc) rc = cudaStreamSynchronize(st) == cudaSuccess ? 0 : 1;
+        if (!rc) {
+            CK(cudaMemcpy(got.data(), dout, (size_t)T * h * 4, cudaMemcpyDeviceToHost));
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < h; i++) {
+                    const float g = y(t, 2 * i, 0.5f), u = y(t, 2 * i + 1, 1.5f), r = g > 0 ? g : 0;
+                    const float rr = r * r, want = rr * u;
+                    bad_glu += memcmp(&want, &got[(size_t)t * h + i], 4) != 0;
+                }
+        }
+    }
+    cudaFree(ds), cudaFree(dout);
+    if (rc || bad || bad_glu) {
+        fprintf(stderr, "v%s M=%d %dx%d float epilogues: %s%zu residual and %zu GLU outputs differ FAILED\n", v.name, T, n, k,
+                rc ? "launch failed; " : "", bad, bad_glu);
+        return 1;
+    }
+    return 0;
+}
+
+static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4,
+                      double *best_v5 = nullptr) {
     const size_t wb = (size_t)n * k / 4;
     std::vector<uint8_t> hw = lab_random_i2s(wb);
     std::vector<int8_t> hq((size_t)T * k);
@@ -142,8 +220,8 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
     m.seg_end[0] = m.seg_end[1] = n;
     m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
     std::vector<int32_t> got((size_t)T * n);
-    double best = 1e30;
-    std::string best_name;
+    double best = 1e30, best5 = 1e30;
+    std::string best_name, best5_name;
     for (const Variant &v : variants()) {
         // version 4 "by shape" is the product's launcher, the rest the lab's
         auto run = [&] {
@@ -163,7 +241,19 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
         if (bad) {
             fprintf(stderr, "v%s M=%d %dx%d: %zu of %zu outputs differ (first: token %zu col %zu: %d vs %d) FAILED\n", v.name,
                     T, n, k, bad, got.size(), first / n, first % n, got[first], ref[first]);
-            return 1;
+            if (v.ver < 5) return 1;
+            // version 5 (new): where it goes wrong, then on with the others (a failed variant is
+            // neither timed nor counted)
+            int shown = 0;
+            for (size_t i = first; i < got.size() && shown < 8; i++)
+                if (got[i] != ref[i])
+                    fprintf(stderr, "  token %zu col %zu: %d vs %d\n", i / n, i % n, got[i], ref[i]), shown++;
+            failed5++;
+            continue;
+        }
+        if (v.ver == 5 && check_v5_floats(v, st, dw, dq, dsum, T, n, k, ref)) {
+            failed5++;
+            continue;
         }
         if (!timed) continue;
         const double us = time_us(st, 20, run);
@@ -171,10 +261,19 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
         if (v.ver == 3) *best_v3 = us;
         if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
         if (v.ver == 4 && us < best) best = us, best_name = v.name;
+        if (v.ver == 5 && us < best5) best5 = us, best5_name = v.name;
     }
-    if (!timed) printf("| gemm | all versions exact | %d | %dx%d | - | - |\n", T, n, k);
-    else printf("BEST T=%d %dx%d: %s %.1f us (%.0f TOPS); product %.1f us\n", T, n, k, best_name.c_str(), best,
-                2.0 * T * n * k / (best * 1e-6) / 1e12, *best_v4);
+    if (!timed) printf("| gemm | all versions exact (version 5: float epilogues too) | %d | %dx%d | - | - |%s\n", T, n, k,
+                       failed5 ? " EXCEPT the version-5 variants above that FAILED" : "");
+    else {
+        printf("BEST T=%d %dx%d: %s %.1f us (%.0f TOPS); product %.1f us\n", T, n, k, best_name.c_str(), best,
+               2.0 * T * n * k / (best * 1e-6) / 1e12, *best_v4);
+        if (best5_name.empty()) printf("BEST5 T=%d %dx%d: no version-5 variant passed its checks\n", T, n, k);
+        else
+            printf("BEST5 T=%d %dx%d: %s %.1f us (%.0f TOPS) against version 4's best %.1f us\n", T, n, k,
+                   best5_name.c_str(), best5, 2.0 * T * n * k / (best5 * 1e-6) / 1e12, best);
+        if (best_v5) *best_v5 = best5;
+    }
     cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
     return 0;
 }
@@ -339,7 +438,8 @@ static int attention(cudaStream_t st, int T) {
 int main(int argc, char **argv) {
     std::vector<int> Ts;
     g_prof = argc > 1 && strcmp(argv[1], "prof") == 0;
-    for (int i = 1 + g_prof; i < argc; i++) Ts.push_back(atoi(argv[i]));
+    g_wgmma = argc > 1 && strcmp(argv[1], "wgmma") == 0;
+    for (int i = 1 + g_prof + g_wgmma; i < argc; i++) Ts.push_back(atoi(argv[i]));
     if (Ts.empty()) Ts = {512, 64};
     const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
     cudaStream_t st;
@@ -356,15 +456,19 @@ int main(int argc, char **argv) {
     for (auto &r : ragged)
         if (gemm_shape(st, r[0], r[1], r[2], false, nullptr, nullptr)) return 1;
     for (int T : Ts) {
-        double l3 = 0, l4 = 0;
+        double l3 = 0, l4 = 0, l5 = 0;
         for (auto &s : shapes) {
-            double b3 = 0, b4 = 0;
-            if (gemm_shape(st, T, s[0], s[1], true, &b3, &b4)) return 1;
-            l3 += b3, l4 += b4;
+            double b3 = 0, b4 = 0, b5 = 0;
+            if (gemm_shape(st, T, s[0], s[1], true, &b3, &b4, &b5)) return 1;
+            l3 += b3, l4 += b4, l5 += b5;
             printf("(T=%d %dx%d: version 4 picks tile %d)\n", T, s[0], s[1], lab_gemm_pick(T, s[0]));
         }
-        printf("four GEMMs of one layer at T=%d: version 3 %.1f us, version 4 (by shape) %.1f us (x30: %.2f -> %.2f ms)\n",
-               T, l3, l4, l3 * 30 / 1000, l4 * 30 / 1000);
+        if (!g_wgmma)
+            printf("four GEMMs of one layer at T=%d: version 3 %.1f us, version 4 (by shape) %.1f us (x30: %.2f -> %.2f ms)\n",
+                   T, l3, l4, l3 * 30 / 1000, l4 * 30 / 1000);
+        printf("four GEMMs of one layer at T=%d: version 4 (by shape) %.1f us, version 5 (best tile and split per shape) %.1f us (x30: %.2f -> %.2f ms)\n",
+               T, l4, l5, l4 * 30 / 1000, l5 * 30 / 1000);
+        if (g_wgmma) continue;  // the GEMMs only
         // norm + quant rows
         float *dx, *dsc;
         int8_t *dq8;
@@ -387,5 +491,6 @@ int main(int argc, char **argv) {
         cudaFree(dx), cudaFree(dq8), cudaFree(dsc), cudaFree(dqs);
         if (attention(st, T)) return 1;
     }
-    return 0;
+    if (failed5) printf("%d version-5 checks FAILED (stderr says where)\n", failed5);
+    return failed5 ? 1 : 0;
 }

@@ -22,8 +22,11 @@
 //      each also split over K (1..4 blocks per tile, clusters; the product's rule picks the split)
 //      (the product: 17, split over K by its rule, where its grid has a block per SM; else 3
 //      where its grid covers ~90% of the SMs; else 7)
+//   5: warpgroup MMA (wgmma, sm_90a; kernels/dev/w2a8_gemm_wgmma.cuh), tiles GEMM5_CONFIGS, each
+//      also split over K (1..4)
 #pragma once
 #include "kernels/cuda/w2a8_gemm.cuh"
+#include "kernels/dev/w2a8_gemm_wgmma.cuh"
 
 namespace {
 
@@ -292,8 +295,8 @@ int lab_gemm_pick(int M, int N) {
 
 }  // namespace
 
-// Version ver (1..4) of the prefill GEMM, version 4 with tile cfg (1..GEMM4_N_CONFIGS) split
-// over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
+// Version ver (1..5) of the prefill GEMM, versions 4 and 5 with tile cfg (1..GEMM4_N_CONFIGS,
+// 1..GEMM5_N_CONFIGS) split over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
 // kcuda_w2a8_gemm otherwise (one part, gamma unused).
 static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
                     int32_t *d_out, void *stream) {
@@ -320,6 +323,7 @@ static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_
         }
         return kcuda_launch(w2a8_gemm_kernel3<KCUDA_EP_I32>, grid, dim3(GEMM_THREADS), GEMM3_SMEM, stream, 0, p);
     }
+    if (ver == 5) return lab_gemm5_cfg(cfg, KCUDA_EP_I32, stream, sk, p);
     switch (cfg) {
 #define X(id, wgm, wgn, mt, nt, st, kb) \
     case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, sk, p);
