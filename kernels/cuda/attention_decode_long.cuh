@@ -23,6 +23,7 @@
 // head_dim % 8 != 0 (e.g. 100) is staged with 4-byte loads into rows padded to a multiple of 8
 // with zeros (K) so that the compute is the same.
 #pragma once
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
@@ -43,9 +44,10 @@ enum {
 
 // How a launch divides the work (host side). per_sm: blocks per SM the spans aim to fill;
 // min_chunk: positions of a span at least (a multiple of ALIGN); smem: the dynamic shared
-// memory a block may take (bytes; bounds the tile).
+// memory a block may take (bytes; bounds the tile); cluster: with a CLUSTER instantiation, the
+// blocks of a cluster (8, or 16 where the device allows), which is then the number of spans.
 struct Knobs {
-    int per_sm, min_chunk, smem;
+    int per_sm, min_chunk, smem, cluster;
 };
 
 struct Params {
@@ -68,9 +70,13 @@ struct Params {
 // MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 or 512; HB:
 // query heads per block at most (4 or 8: the P.V accumulators are 8 per head and thread, so HB 4
 // keeps the 2B model's 4-head groups at ~80 registers, beside the GEMVs that share the SMs).
-template <int MAXHD_, int THREADS_, int HB_>
+// CLUSTER: a KV group's spans are the blocks of one thread-block cluster (compute capability
+// 9.0), combined through distributed shared memory after a cluster barrier: no partials in
+// global memory, no fence, no ticket, no last block's L2 round trips.
+template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
+    static constexpr bool CLUSTER = CLUSTER_;
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
     static constexpr int PVL = MAXHD / 8;   // P.V: lanes per position (one 16-byte chunk each)
@@ -95,7 +101,8 @@ __host__ __device__ __forceinline__ size_t tile_bytes(int hd, int tile) {
 template <class C>
 size_t dyn_smem(int hd, int tile, int splits) {
     size_t b = tile_bytes<C>(hd, tile);
-    const size_t red = (size_t)C::WARPS * MAX_REP * hd8_of(hd) * sizeof(float);
+    // the warps' sums, then (CLUSTER) the block's partial output [MAX_REP][hd8]
+    const size_t red = (size_t)(C::WARPS + (C::CLUSTER ? 1 : 0)) * MAX_REP * hd8_of(hd) * sizeof(float);
     const size_t comb = (size_t)2 * splits * MAX_REP * sizeof(float) + (size_t)C::THREADS * 16;  // weights, group sums
     if (red > b) b = red;
     if (comb > b) b = comb;
@@ -134,6 +141,64 @@ __device__ __forceinline__ int span_chunk(int kv_len, const Params &p) {
     return chunk < p.min_chunk ? p.min_chunk : chunk;
 }
 
+// The cluster barriers of a block without a span (CLUSTER, more than one span): the two that
+// the combining blocks pass (cluster_combine).
+__device__ __forceinline__ void cluster_idle() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    cl.sync();
+    cl.sync();
+#endif
+}
+
+// CLUSTER: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the spans s < nsplit (the
+// cluster's blocks of rank s), from their shared memory: cpo (the block's partial [nh][hd]) and
+// ml ((max, sum) per head) at the same addresses in every block. The block of span sp takes
+// the outputs sp * THREADS + tid + k * nsplit * THREADS.
+template <class C>
+__device__ __forceinline__ void cluster_combine(const Params &p, const float *cpo, const float *ml, int nh, int nsplit, int sp,
+                                                int h0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    __shared__ float wt[16][MAX_REP], lt[MAX_REP];  // weights e^(m_s - M) per (span, head); the sums
+    const int tid = threadIdx.x, hd = p.hd;
+    cl.sync();  // every block's partial and (max, sum) written (release / acquire at cluster scope)
+    if (tid < nsplit * nh) {
+        const int s2 = tid / nh, r = tid - s2 * nh;
+        const float *rml = cl.map_shared_rank(ml, (unsigned)s2);
+        wt[s2][r] = rml[2 * r];
+    }
+    __syncthreads();
+    if (tid < nh) {
+        float M = -INFINITY;
+        for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, wt[s2][tid]);
+        float L = 0.0f;
+        for (int s2 = 0; s2 < nsplit; s2++) {
+            const float *rml = cl.map_shared_rank(ml, (unsigned)s2);
+            const float w = expf(wt[s2][tid] - M);
+            wt[s2][tid] = w;
+            L = fmaf(rml[2 * tid + 1], w, L);
+        }
+        lt[tid] = L;
+    }
+    __syncthreads();
+    for (int idx = sp * C::THREADS + tid; idx < nh * hd; idx += nsplit * C::THREADS) {
+        const int r = idx / hd;
+        float v[16];
+#pragma unroll
+        for (int s2 = 0; s2 < 16; s2++) v[s2] = s2 < nsplit ? cl.map_shared_rank(cpo, (unsigned)s2)[idx] : 0.0f;
+        float acc = 0.0f;
+#pragma unroll
+        for (int s2 = 0; s2 < 16; s2++)
+            if (s2 < nsplit) acc = fmaf(v[s2], wt[s2][r], acc);
+        p.out[(size_t)h0 * hd + idx] = acc / lt[r];
+    }
+    cl.sync();  // no block leaves (freeing its shared memory) while another still reads it
+#endif
+}
+
 // grid (blocks), THREADS threads. VEC8: head_dim % 8 == 0 (16-byte cp.async of the rows);
 // otherwise 4-byte loads into rows padded with zeros. See the top of the file.
 template <bool VEC8, class C>
@@ -156,8 +221,22 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int nsplit = (kv_len + chunk - 1) / chunk;
     const int hg = p.hg, hb = p.hb_max;
     const int per_split = p.n_kv * hg;
-    if ((int)blockIdx.x >= per_split * nsplit) return;
-    const int sp = blockIdx.x / per_split, rem = blockIdx.x - sp * per_split;
+    // blocks: span-major (a span's blocks of every column, then the next span); CLUSTER:
+    // column-major, the p.splits spans of a column being one cluster
+    int sp, rem;
+    if (C::CLUSTER) {
+        rem = blockIdx.x / p.splits;
+        sp = blockIdx.x - rem * p.splits;
+        if (sp >= nsplit) {  // no span here: only the cluster barriers, unless nothing is combined
+            pdl_trigger();  // waits for nothing: lets the next kernel in at once
+            if (nsplit > 1) cluster_idle();
+            return;
+        }
+    } else {
+        if ((int)blockIdx.x >= per_split * nsplit) return;
+        sp = blockIdx.x / per_split;
+        rem = blockIdx.x - sp * per_split;
+    }
     const int g = rem / hg, slot = rem - g * hg;
     const int bx = g * p.rep + slot;  // this (KV head, head slot)'s counter and record column
     const int r0 = slot * hb, nh = min(hb, p.rep - r0);  // this block's query heads: r0 .. r0 + nh - 1
@@ -436,15 +515,21 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int ncol = p.n_kv * p.rep;
     const size_t rec0 = ((size_t)bx * p.splits + sp) * p.hb_max;  // this span's first record
     float *po = p.part, *pml = p.part + (size_t)ncol * p.splits * p.hb_max * hd4;
+    float *cpo = red + (size_t)WARPS * MAX_REP * hd8;  // CLUSTER: this block's partial [r][d]
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
 #pragma unroll
         for (int w = 0; w < WARPS; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
         if (nsplit == 1) p.out[(size_t)(h0 + r) * hd + d] = s / mlv[r][1];
+        else if (C::CLUSTER) cpo[idx] = s;
         else po[(rec0 + r) * hd4 + d] = s;
     }
     if (nsplit == 1) return;
+    if (C::CLUSTER) {
+        cluster_combine<C>(p, cpo, &mlv[0][0], nh, nsplit, sp, h0);
+        return;
+    }
     if (tid < nh) {
         pml[(rec0 + tid) * 2] = mlv[tid][0];
         pml[(rec0 + tid) * 2 + 1] = mlv[tid][1];
@@ -583,6 +668,10 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream) {
     int splits = nsm * k.per_sm / n_cols;
     const int cap = max_splits(p.ctx);
     splits = splits > cap ? cap : splits < 1 ? 1 : splits;
+    if (C::CLUSTER) {  // one cluster per column: its blocks are the spans (no scratch records)
+        if (k.cluster != 8 && k.cluster != 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: cluster of %d blocks", k.cluster);
+        splits = k.cluster;
+    }
     p.splits = splits;
     // the longest span: at the last position
     int span = (p.ctx + splits - 1) / splits;
@@ -599,25 +688,52 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream) {
         attr_max = (int)smem;
     }
     const int blocks = n_cols * splits;
-    return kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
+    if (!C::CLUSTER) return kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
+    int dev = 0, major = 0;
+    KCUDA_TRY(cudaGetDevice(&dev));
+    KCUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    if (major < 9) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: clusters need compute capability 9.0");
+    if (splits > 8) KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)blocks);
+    cfg.blockDim = dim3(C::THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = (cudaStream_t)stream;
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = (unsigned)splits;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 2 : 1;
+    int clusters = 0;
+    KCUDA_TRY(cudaOccupancyMaxActiveClusters(&clusters, kern, &cfg));
+    if (clusters < 1)
+        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: no cluster of %d blocks with %zu bytes of shared memory fits", splits, smem);
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
+    if (e != cudaSuccess)
+        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: cluster launch (%d blocks of %d): %s", blocks, splits, cudaGetErrorString(e));
+    return KCUDA_OK;
 }
 
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
 // where a block takes at most 4 query heads.
-template <int THREADS>
+template <int THREADS, bool CLUSTER = false>
 int launch_shape(Params &p, const Knobs &k, int pdl, void *stream) {
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 4>>(p, k, pdl, stream);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 8>>(p, k, pdl, stream);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 4>>(p, k, pdl, stream);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 8>>(p, k, pdl, stream);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 4>>(p, k, pdl, stream);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 8>>(p, k, pdl, stream);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
 }
 
 }  // namespace attn_long

@@ -7,7 +7,7 @@
 // points as the backend calls them (kcuda_attn_decode; kcuda_attn_decode_head below its limit:
 // "product by position"); 2B-4T heads (20 query heads, 5 KV heads, head_dim 128, 30 layers).
 //
-//   dev_attn_decode [check|time|all|san|sweep|long|longsan] [top N] [only CFG,CFG,...]
+//   dev_attn_decode [check|time|all|san|sweep|long|longk|longsan] [top N] [only CFG,CFG,...]
 //
 // check: every variant against a double-precision host reference (the kernel's own cache row
 // at the position, rows below it as uploaded) at 16 positions of the 2B shape up to 4095 and at
@@ -32,6 +32,7 @@
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
 // long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
+// longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -148,7 +149,7 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
 
 // The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
 // by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
-template <int THREADS>
+template <int THREADS, bool CLUSTER = false>
 int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
     attn_long::Params p = {};
     p.n_heads = b.s.n_heads;
@@ -166,25 +167,32 @@ int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t
     p.out = b.out;
     p.part = b.part;
     p.count = b.count;
-    return attn_long::launch_shape<THREADS>(p, k, pdl, st);
+    return attn_long::launch_shape<THREADS, CLUSTER>(p, k, pdl, st);
 }
 
 // The spans kernel's settings the "long" mode checks and times: name "S<threads> sm<blocks per
 // SM> c<shortest span> b<tile budget, KB>". b16 and b32 make several tiles per span at long
-// context (the online-softmax path), the others one.
-void add_long(std::vector<Variant> &vs) {
+// context (the online-softmax path), the others one. clusters: the CLUSTER instantiation
+// instead, "K<blocks per cluster> c<shortest span> b<budget>" (mode "longk").
+void add_long(std::vector<Variant> &vs, bool clusters = false) {
     struct L {
-        int threads, per_sm, min_chunk, kb;
+        int threads, per_sm, min_chunk, kb, cluster;
     };
-    const L ls[] = {{256, 1, 32, 100}, {256, 1, 64, 100}, {256, 2, 32, 64}, {256, 2, 16, 64}, {256, 3, 32, 48},
-                    {512, 1, 32, 100}, {512, 2, 32, 64}, {256, 2, 32, 32},  {256, 1, 32, 16}};
+    const L ls[] = {{256, 1, 32, 100, 0}, {256, 1, 64, 100, 0}, {256, 2, 32, 64, 0}, {256, 2, 16, 64, 0},
+                    {256, 3, 32, 48, 0},  {512, 1, 32, 100, 0}, {512, 2, 32, 64, 0}, {256, 2, 32, 32, 0},
+                    {256, 1, 32, 16, 0},  {256, 1, 32, 150, 16}, {256, 1, 32, 100, 16}, {256, 1, 16, 150, 16},
+                    {256, 1, 32, 150, 8}, {256, 1, 32, 32, 16}};
     for (const L &x : ls) {
-        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024};
+        if ((x.cluster != 0) != clusters) continue;
+        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster};
         Variant v;
         char nm[64];
-        snprintf(nm, sizeof nm, "S%d sm%d c%d b%d", x.threads, x.per_sm, x.min_chunk, x.kb);
+        if (x.cluster) snprintf(nm, sizeof nm, "K%d c%d b%d", x.cluster, x.min_chunk, x.kb);
+        else snprintf(nm, sizeof nm, "S%d sm%d c%d b%d", x.threads, x.per_sm, x.min_chunk, x.kb);
         v.name = nm;
-        if (x.threads == 512)
+        if (x.cluster)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true>(k, b, l, pdl, st); };
+        else if (x.threads == 512)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512>(k, b, l, pdl, st); };
         else
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256>(k, b, l, pdl, st); };
@@ -616,11 +624,11 @@ void sweep_8b(Variant &v3, Variant *lng, Variant *prod, cudaStream_t st) {
 // layer, median of 3 rounds, the rounds interleaved) at positions 64 / 512 / 1024 / 2048 / 4095
 // against the product by position (the head kernel below its limit, the tiled per-KV-group
 // kernel from there) and the tiled kernel alone; then Llama3-8B heads alone (30 launches).
-int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, cudaStream_t st) {
+int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clusters, cudaStream_t st) {
     std::vector<Variant> keep;
     for (auto &v : vs)
         if (v.name.rfind("product", 0) == 0) keep.push_back(v);
-    add_long(keep);
+    add_long(keep, clusters);
     if (only) {
         std::vector<Variant> k2;
         for (auto &v : keep)
@@ -795,12 +803,15 @@ int main(int argc, char **argv) {
     v3.carveout = [](int pc) {
         CK(cudaFuncSetAttribute(attn_head::attn_head_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
-    if (!strcmp(mode, "long")) return long_mode(vs, v3, only, st);
+    if (!strcmp(mode, "long") || !strcmp(mode, "longk")) return long_mode(vs, v3, only, !strcmp(mode, "longk"), st);
     if (!strcmp(mode, "longsan")) {  // for compute-sanitizer: the spans kernel, a few settings and positions
         std::vector<Variant> few, all_long;
-        add_long(all_long);
+        add_long(all_long, false);
+        add_long(all_long, true);
         for (auto &v : all_long)
-            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "S512 sm2 c32 b64") few.push_back(v);
+            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "S512 sm2 c32 b64" || v.name == "K16 c32 b150" ||
+                v.name == "K16 c32 b32")
+                few.push_back(v);
         int f = check_shape(few, v3, {20, 5, 128, 4096}, {0, 65, 2047, 4095}, st);
         f += check_shape(few, v3, {12, 4, 100, 1024}, {17, 1023}, st);
         f += check_shape(few, v3, {8, 1, 256, 2048}, {65, 2047}, st);

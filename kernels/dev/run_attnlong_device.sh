@@ -18,10 +18,12 @@
 #      interleaved rounds) at positions 64 / 512 / 1024 / 2048 / 4095, new against the product
 #      by position and the product's long-context kernel in the same run (LONG, RATIO, BEST
 #      lines), alone at 4095 (ALONE), and Llama3-8B heads alone (LONG8B);
-#   2. dev_attn_decode longsan under compute-sanitizer racecheck and memcheck (the spans kernel's
-#      settings at a few positions and shapes);
-#   3. where present: test_kernels_cuda attention, test_backend_cuda.
-# summary.txt and lab.txt go to $OUT, every other log to $OUT/logs.tar.xz.
+#   2. dev_attn_decode longk: the same for the cluster instantiation (K lines; a separate process,
+#      so that a fault there leaves step 1's figures);
+#   3. dev_attn_decode longsan under compute-sanitizer racecheck and memcheck (the spans kernel's
+#      settings, both instantiations, at a few positions and shapes);
+#   4. where present: test_kernels_cuda attention, test_backend_cuda.
+# summary.txt, lab.txt and lab_k.txt go to $OUT, every other log to $OUT/logs.tar.xz.
 set -u
 T0=$(date +%s)
 X=$(cd "${1:?carried folder}" && pwd)
@@ -52,9 +54,12 @@ step() { # name seconds log command...: cut to what the deadline leaves, skipped
     timeout "$t" "$@" >"$log" 2>&1
     echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
 }
-step "dev_attn_decode long" 150 lab.txt $B/dev_attn_decode long
+step "dev_attn_decode long" 100 lab.txt $B/dev_attn_decode long
 grep -E "^check|FAIL|refused|^LONG \||^RATIO|^BEST|^ALONE" "$OUT/lab.txt" | head -60 >>"$S"
 grep -E "^LONG8B" "$OUT/lab.txt" >>"$S"
+step "dev_attn_decode longk" 60 lab_k.txt $B/dev_attn_decode longk
+grep -E "^check|FAIL|refused|^LONG \||^RATIO|^BEST|^ALONE|rror" "$OUT/lab_k.txt" | head -40 >>"$S"
+grep -E "^LONG8B" "$OUT/lab_k.txt" | grep -v product >>"$S"
 for tool in racecheck memcheck; do
     step "$tool dev_attn_decode longsan" 40 san_$tool.txt compute-sanitizer --tool $tool $B/dev_attn_decode longsan
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^check|longsan" "$L/san_$tool.txt" | tail -4 >>"$S"
