@@ -622,17 +622,19 @@ void sweep_8b(Variant &v3, Variant *lng, Variant *prod, cudaStream_t st) {
 // against the host reference (2B-4T heads at 24 positions up to 4095; GQA 1, 3, 8 and 12,
 // head_dim 64, 80, 96, 100 and 256, Llama3-8B's heads), then in place (chain - gemv, us per
 // layer, median of 3 rounds, the rounds interleaved) at positions 64 / 512 / 1024 / 2048 / 4095
-// against the product by position (the head kernel below its limit, the tiled per-KV-group
-// kernel from there) and the tiled kernel alone; then Llama3-8B heads alone (30 launches).
+// against the product by position (the head kernel below its limit, kcuda_attn_decode from
+// there), kcuda_attn_decode alone, the tiled per-KV-group kernel in its product setting
+// (kernels/dev/attention_decode_knobs.cuh "t256x128s1ip sm2 c128 at group") and v3; then
+// Llama3-8B heads alone (30 launches).
 int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clusters, cudaStream_t st) {
     std::vector<Variant> keep;
-    for (auto &v : vs)
-        if (v.name.rfind("product", 0) == 0) keep.push_back(v);
+    for (auto &v : vs)  // the product's entry points, and the tiled kernel's product setting (before the spans kernel)
+        if (v.name.rfind("product", 0) == 0 || v.name == "t256x128s1ip sm2 c128 at group") keep.push_back(v);
     add_long(keep, clusters);
     if (only) {
         std::vector<Variant> k2;
         for (auto &v : keep)
-            if (v.name.rfind("product", 0) == 0 || ("," + std::string(only) + ",").find("," + v.name + ",") != std::string::npos)
+            if (v.name.rfind("product", 0) == 0 || v.name[0] == 't' || ("," + std::string(only) + ",").find("," + v.name + ",") != std::string::npos)
                 k2.push_back(v);
         keep.swap(k2);
     }
@@ -642,14 +644,21 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
                          {0, 1, 15, 16, 17, 31, 63, 64, 65, 127, 128, 200, 511, 512, 1000, 1407, 1663, 1664, 2047, 2048,
                           2080, 3001, 4094, 4095},
                          st);
-    fails += check_shape(vs, v3, {8, 8, 128, 1024}, {0, 64, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {12, 4, 100, 1024}, {0, 17, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {16, 2, 128, 1024}, {0, 64, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {24, 2, 96, 1024}, {0, 64, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {4, 2, 64, 1024}, {0, 64, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {6, 3, 80, 1024}, {0, 33, 65, 700, 1023}, st);
-    fails += check_shape(vs, v3, {8, 1, 256, 2048}, {0, 64, 65, 1500, 2047}, st);
     fails += check_shape(vs, v3, {32, 8, 128, 4096}, {0, 100, 1100, 4095}, st);
+    // the other shapes without the tiled lab setting (its lab launcher instantiates head_dim 128 only)
+    std::vector<Variant> any;
+    for (auto &v : vs)
+        if (v.name[0] != 't') any.push_back(v);
+    fails += check_shape(any, v3, {8, 8, 128, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {12, 4, 100, 1024}, {0, 17, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {16, 2, 128, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {24, 2, 96, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {4, 2, 64, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {6, 3, 80, 1024}, {0, 33, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {8, 1, 256, 2048}, {0, 64, 65, 1500, 2047}, st);
+    for (auto &v : vs)
+        for (auto &w : any)
+            if (w.name == v.name && !w.ok) v.ok = false;
     printf("check: %d failures\n", fails);
 
     const int POS[5] = {64, 512, 1024, 2048, 4095};
