@@ -818,12 +818,10 @@ int main(int argc, char **argv) {
         add_long(all_long, false);
         add_long(all_long, true);
         for (auto &v : all_long)
-            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "S512 sm2 c32 b64" || v.name == "K16 c32 b150" ||
-                v.name == "K16 c32 b32")
-                few.push_back(v);
-        int f = check_shape(few, v3, {20, 5, 128, 4096}, {0, 65, 2047, 4095}, st);
-        f += check_shape(few, v3, {12, 4, 100, 1024}, {17, 1023}, st);
-        f += check_shape(few, v3, {8, 1, 256, 2048}, {65, 2047}, st);
+            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "K16 c32 b150") few.push_back(v);
+        int f = check_shape(few, v3, {20, 5, 128, 4096}, {65, 4095}, st);
+        f += check_shape(few, v3, {12, 4, 100, 1024}, {1023}, st);
+        f += check_shape(few, v3, {8, 1, 256, 2048}, {2047}, st);
         printf("longsan: %d failures\n", f);
         return f ? 1 : 0;
     }
