@@ -653,8 +653,10 @@ inline int max_splits(int ctx) {
 // max_splits(ctx)], rounded down so that they make one wave. The tile: the longest span any
 // position makes (the span at ctx), rounded to ALIGN, within the shared-memory budget. The grid
 // is the most blocks any position uses.
+// probe (CLUSTER): only whether a cluster of the setting fits the device (KCUDA_OK) or not
+// (KCUDA_ERR_SHAPE, no message), nothing launched.
 template <bool VEC8, class C>
-int launch(Params &p, const Knobs &k, int pdl, void *stream) {
+int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
     auto kern = attn_long_kernel<VEC8, C>;
     const int rc = kcuda_prepare_func((const void *)kern);
     if (rc) return rc;
@@ -688,11 +690,11 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream) {
         attr_max = (int)smem;
     }
     const int blocks = n_cols * splits;
-    if (!C::CLUSTER) return kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
+    if (!C::CLUSTER) return probe ? KCUDA_OK : kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
     int dev = 0, major = 0;
     KCUDA_TRY(cudaGetDevice(&dev));
     KCUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    if (major < 9) return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: clusters need compute capability 9.0");
+    if (major < 9) return probe ? KCUDA_ERR_SHAPE : kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: clusters need compute capability 9.0");
     if (splits > 8) KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)blocks);
@@ -709,7 +711,11 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream) {
     cfg.attrs = attr;
     cfg.numAttrs = pdl ? 2 : 1;
     int clusters = 0;
-    KCUDA_TRY(cudaOccupancyMaxActiveClusters(&clusters, kern, &cfg));
+    if (cudaOccupancyMaxActiveClusters(&clusters, kern, &cfg) != cudaSuccess) {
+        cudaGetLastError();
+        clusters = 0;
+    }
+    if (probe) return clusters >= 1 ? KCUDA_OK : KCUDA_ERR_SHAPE;
     if (clusters < 1)
         return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: no cluster of %d blocks with %zu bytes of shared memory fits", splits, smem);
     const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
@@ -721,19 +727,19 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream) {
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
 // where a block takes at most 4 query heads.
 template <int THREADS, bool CLUSTER = false>
-int launch_shape(Params &p, const Knobs &k, int pdl, void *stream) {
+int launch_shape(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
 }
 
 }  // namespace attn_long
