@@ -2,14 +2,20 @@
 # One device call for the spans decode-attention kernel (issue #12, kernels/cuda/
 # attention_decode_long.cuh) against the product's decode attention, from prebuilt binaries only
 # (nothing is built on the device). Run from the root of a source copy:
-#   sh kernels/dev/run_attnlong_device.sh X
+#   sh kernels/dev/run_attnlong_device.sh X [product]
+# "product" (once the kernel is the product's kcuda_attn_decode): the product's attention tests
+# and sanitizers first, then `bitnet-chat bench --quick` of this build against bitnet-chat.base
+# (the branch point's, when X holds it), then the lab (steps 1-2 below), DEADLINE 270 unless set.
 # X holds xz-compressed stripped binaries of a CUDA build of this branch:
 #   dev_attn_decode.xz                         (required: the lab)
 #   test_kernels_cuda.xz, test_backend_cuda.xz (optional: the product's attention tests)
+#   bitnet-chat.xz, bitnet-chat.base.xz        (product mode: end to end, this build / the base)
 # Packing, on the development machine (from the worktree root, build/ a CUDA build):
 #   cmake --build build --target dev_attn_decode test_kernels_cuda test_backend_cuda
 #   mkdir -p X && for b in dev_attn_decode test_kernels_cuda test_backend_cuda; do
 #       strip -o X/$b build/tests/$b && xz -T2 -f X/$b; done
+#   strip -o X/bitnet-chat build/bitnet-chat && xz -T2 -f X/bitnet-chat   (product mode; and the
+#   base build's bitnet-chat as X/bitnet-chat.base.xz)
 # Steps, each cut to the time left (DEADLINE seconds of the call, 230 unless set), in order:
 #   1. dev_attn_decode long: the spans kernel's settings and the product's entry points checked
 #      against the double-precision host reference (2B-4T heads at 24 positions up to 4095; GQA
@@ -22,11 +28,13 @@
 #      so that a fault there leaves step 1's figures);
 #   3. dev_attn_decode longsan under compute-sanitizer racecheck and memcheck (the spans kernel's
 #      settings, both instantiations, at a few positions and shapes);
-#   4. where present: test_kernels_cuda attention, test_backend_cuda.
+#   4. where present: test_kernels_cuda attention, test_backend_cuda (product mode: before step 1,
+#      test_kernels_cuda attention_all, every decode-attention shape).
 # summary.txt, lab.txt and lab_k.txt go to $OUT, every other log to $OUT/logs.tar.xz.
 set -u
 T0=$(date +%s)
 X=$(cd "${1:?carried folder}" && pwd)
+MODE=${2:-lab}
 S=$OUT/summary.txt
 W=/work/wt-attnlong
 mkdir -p /work
@@ -34,12 +42,12 @@ mkdir -p /work
 B=/tmp/al
 L=$B/logs
 mkdir -p $L
-for b in dev_attn_decode test_kernels_cuda test_backend_cuda; do
+for b in dev_attn_decode test_kernels_cuda test_backend_cuda bitnet-chat bitnet-chat.base; do
     [ -f "$X/$b.xz" ] && xz -dc "$X/$b.xz" >$B/$b && chmod +x $B/$b
 done
 [ -x $B/dev_attn_decode ] || { echo "no $X/dev_attn_decode.xz" | tee "$S"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
-DEADLINE=${DEADLINE:-230}
+if [ "$MODE" = product ]; then DEADLINE=${DEADLINE:-270}; else DEADLINE=${DEADLINE:-230}; fi
 step() { # name seconds log command...: cut to what the deadline leaves, skipped past it
     n=$1 t=$2 log=$3
     case $log in lab*) log=$OUT/$log ;; *) log=$L/$log ;; esac
@@ -54,6 +62,25 @@ step() { # name seconds log command...: cut to what the deadline leaves, skipped
     timeout "$t" "$@" >"$log" 2>&1
     echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
 }
+if [ "$MODE" = product ]; then
+    for t in test_kernels_cuda test_backend_cuda; do
+        [ -x $B/$t ] || continue
+        a=; [ $t = test_kernels_cuda ] && a=attention_all
+        step "$t $a" 60 $t.txt $B/$t $a
+        grep -E "CHECK failed|checks|attention decode at .* 20/5 hd 128" "$L/$t.txt" | tail -5 >>"$S"
+    done
+    for tool in racecheck memcheck; do
+        [ -x $B/test_kernels_cuda ] || continue
+        step "$tool test_kernels_cuda attention" 45 tsan_$tool.txt compute-sanitizer --tool $tool $B/test_kernels_cuda attention
+        grep -E "ERROR SUMMARY|RACECHECK SUMMARY|checks" "$L/tsan_$tool.txt" | tail -2 >>"$S"
+    done
+    for bin in bitnet-chat bitnet-chat.base; do
+        [ -x $B/$bin ] || continue
+        step "bench $bin" 60 bench_$bin.txt $B/$bin bench --backend cuda --skip-kernels --quick
+        echo "bench $bin:" >>"$S"
+        grep -A7 "^| context" "$L/bench_$bin.txt" | grep -vE "^\|[-|: ]+\|$" >>"$S"
+    done
+fi
 step "dev_attn_decode long" 100 lab.txt $B/dev_attn_decode long
 grep -E "^check|FAIL|refused|^LONG \||^RATIO|^BEST|^ALONE" "$OUT/lab.txt" | head -60 >>"$S"
 grep -E "^LONG8B" "$OUT/lab.txt" >>"$S"
@@ -64,11 +91,11 @@ for tool in racecheck memcheck; do
     step "$tool dev_attn_decode longsan" 40 san_$tool.txt compute-sanitizer --tool $tool $B/dev_attn_decode longsan
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^check|longsan" "$L/san_$tool.txt" | tail -4 >>"$S"
 done
-if [ -x $B/test_kernels_cuda ]; then
+if [ "$MODE" != product ] && [ -x $B/test_kernels_cuda ]; then
     step "test_kernels_cuda attention" 40 kernels_attn.txt $B/test_kernels_cuda attention
     grep -E "CHECK failed|checks" "$L/kernels_attn.txt" | tail -4 >>"$S"
 fi
-if [ -x $B/test_backend_cuda ]; then
+if [ "$MODE" != product ] && [ -x $B/test_backend_cuda ]; then
     step "test_backend_cuda" 40 backend.txt $B/test_backend_cuda
     grep -E "CHECK failed|checks" "$L/backend.txt" | tail -4 >>"$S"
 fi
