@@ -64,12 +64,12 @@ step() { # name seconds log command...: cut to what the deadline leaves, skipped
     timeout "$t" "$@" >"$log" 2>&1
     echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
 }
-lab() { # log mode [only]: the lab's long mode and its summary lines
-    log=$1 m=$2
+lab() { # log mode [only]: the lab's long mode and its summary lines (step sets $log: lf here)
+    lf=$1 m=$2
     shift 2
-    step "dev_attn_decode $m $*" 100 $log $B/dev_attn_decode $m "$@"
-    grep -E "^check|FAIL|refused|^LONG \||^RATIO|^BEST|^ALONE|rror" "$OUT/$log" | head -60 >>"$S"
-    grep -E "^LONG8B" "$OUT/$log" | grep -v "product long" >>"$S"
+    step "dev_attn_decode $m $*" 100 $lf $B/dev_attn_decode $m "$@"
+    grep -E "^check|FAIL|refused|^LONG \||^RATIO|^BEST|^ALONE|rror" "$OUT/$lf" | head -60 >>"$S"
+    grep -E "^LONG8B" "$OUT/$lf" | grep -v "product long" >>"$S"
 }
 if [ "$MODE" = product ]; then
     [ -x $B/test_kernels_cuda ] && step "test_kernels_cuda attention_all" 60 tk.txt $B/test_kernels_cuda attention_all &&
