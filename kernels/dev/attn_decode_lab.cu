@@ -181,16 +181,18 @@ void add_long(std::vector<Variant> &vs, bool clusters = false) {
     const L ls[] = {{256, 1, 32, 100, 0}, {256, 1, 64, 100, 0}, {256, 2, 32, 64, 0}, {256, 2, 16, 64, 0},
                     {256, 3, 32, 48, 0},  {512, 1, 32, 100, 0}, {512, 2, 32, 64, 0}, {256, 2, 32, 32, 0},
                     {256, 1, 32, 16, 0},  {256, 1, 32, 150, 16}, {256, 1, 32, 100, 16}, {256, 1, 16, 150, 16},
-                    {256, 1, 32, 150, 8}, {256, 1, 32, 32, 16}};
+                    {256, 1, 32, 150, 8}, {256, 1, 32, 32, 16},  {512, 1, 32, 150, 16}};
     for (const L &x : ls) {
         if ((x.cluster != 0) != clusters) continue;
         const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster};
         Variant v;
         char nm[64];
-        if (x.cluster) snprintf(nm, sizeof nm, "K%d c%d b%d", x.cluster, x.min_chunk, x.kb);
+        if (x.cluster) snprintf(nm, sizeof nm, "K%d%s c%d b%d", x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb);
         else snprintf(nm, sizeof nm, "S%d sm%d c%d b%d", x.threads, x.per_sm, x.min_chunk, x.kb);
         v.name = nm;
-        if (x.cluster)
+        if (x.cluster && x.threads == 512)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, true>(k, b, l, pdl, st); };
+        else if (x.cluster)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true>(k, b, l, pdl, st); };
         else if (x.threads == 512)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512>(k, b, l, pdl, st); };
@@ -631,6 +633,7 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
     for (auto &v : vs)  // the product's entry points, and the tiled kernel's product setting (before the spans kernel)
         if (v.name.rfind("product", 0) == 0 || v.name == "t256x128s1ip sm2 c128 at group") keep.push_back(v);
     add_long(keep, clusters);
+    if (only) add_long(keep, !clusters);  // settings named from both instantiations
     if (only) {
         std::vector<Variant> k2;
         for (auto &v : keep)
