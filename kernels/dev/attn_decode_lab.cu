@@ -7,7 +7,7 @@
 // points as the backend calls them (kcuda_attn_decode; kcuda_attn_decode_head below its limit:
 // "product by position"); 2B-4T heads (20 query heads, 5 KV heads, head_dim 128, 30 layers).
 //
-//   dev_attn_decode [check|time|all|san|sweep] [top N] [only CFG,CFG,...]
+//   dev_attn_decode [check|time|all|san|sweep|long|longk|longsan] [top N] [only CFG,CFG,...]
 //
 // check: every variant against a double-precision host reference (the kernel's own cache row
 // at the position, rows below it as uploaded) at 16 positions of the 2B shape up to 4095 and at
@@ -31,6 +31,9 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
+// long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
+// longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
+// longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -47,6 +50,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
+#include "kernels/cuda/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
@@ -141,6 +145,62 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
     const bool head = by_pos && b.host_pos < kcuda_attn_decode_head_until(&a);
     uint16_t *kc = (uint16_t *)(b.kc + (size_t)l * b.layer_n()), *vc = (uint16_t *)(b.vc + (size_t)l * b.layer_n());
     return (head ? kcuda_attn_decode_head : kcuda_attn_decode)(&a, b.qkv, kc, vc, b.pos, b.out, b.part, b.count, pdl, st);
+}
+
+// The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
+// by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
+template <int THREADS, bool CLUSTER = false>
+int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
+    attn_long::Params p = {};
+    p.n_heads = b.s.n_heads;
+    p.n_kv = b.s.n_kv;
+    p.rep = b.s.n_heads / b.s.n_kv;
+    p.hd = b.s.hd;
+    p.ctx = b.s.ctx;
+    p.style = 0;
+    p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
+    p.rope = b.rope;
+    p.qkv = b.qkv;
+    p.kc = b.kc + (size_t)l * b.layer_n();
+    p.vc = b.vc + (size_t)l * b.layer_n();
+    p.pos = b.pos;
+    p.out = b.out;
+    p.part = b.part;
+    p.count = b.count;
+    return attn_long::launch_shape<THREADS, CLUSTER>(p, k, pdl, st);
+}
+
+// The spans kernel's settings the "long" mode checks and times: name "S<threads> sm<blocks per
+// SM> c<shortest span> b<tile budget, KB>". b16 and b32 make several tiles per span at long
+// context (the online-softmax path), the others one. clusters: the CLUSTER instantiation
+// instead, "K<blocks per cluster> c<shortest span> b<budget>" (mode "longk").
+void add_long(std::vector<Variant> &vs, bool clusters = false) {
+    struct L {
+        int threads, per_sm, min_chunk, kb, cluster;
+    };
+    const L ls[] = {{256, 1, 32, 100, 0}, {256, 1, 64, 100, 0}, {256, 2, 32, 64, 0}, {256, 2, 16, 64, 0},
+                    {256, 3, 32, 48, 0},  {512, 1, 32, 100, 0}, {512, 2, 32, 64, 0}, {256, 2, 32, 32, 0},
+                    {256, 1, 32, 16, 0},  {256, 1, 32, 150, 16}, {256, 1, 32, 100, 16}, {256, 1, 16, 150, 16},
+                    {256, 1, 32, 150, 8}, {256, 1, 32, 32, 16},  {512, 1, 32, 150, 16}};
+    for (const L &x : ls) {
+        if ((x.cluster != 0) != clusters) continue;
+        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster};
+        Variant v;
+        char nm[64];
+        if (x.cluster) snprintf(nm, sizeof nm, "K%d%s c%d b%d", x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb);
+        else snprintf(nm, sizeof nm, "S%d sm%d c%d b%d", x.threads, x.per_sm, x.min_chunk, x.kb);
+        v.name = nm;
+        if (x.cluster && x.threads == 512)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, true>(k, b, l, pdl, st); };
+        else if (x.cluster)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true>(k, b, l, pdl, st); };
+        else if (x.threads == 512)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512>(k, b, l, pdl, st); };
+        else
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256>(k, b, l, pdl, st); };
+        v.carveout = [](int) {};  // the product's 70% (kcuda_prepare_func)
+        vs.push_back(v);
+    }
 }
 
 template <class C>
@@ -560,6 +620,131 @@ void sweep_8b(Variant &v3, Variant *lng, Variant *prod, cudaStream_t st) {
     release(b);
 }
 
+// Mode "long" (issue #12): the spans kernel's settings and the product's entry points checked
+// against the host reference (2B-4T heads at 24 positions up to 4095; GQA 1, 3, 8 and 12,
+// head_dim 64, 80, 96, 100 and 256, Llama3-8B's heads), then in place (chain - gemv, us per
+// layer, median of 3 rounds, the rounds interleaved) at positions 64 / 512 / 1024 / 2048 / 4095
+// against the product by position (the head kernel below its limit, kcuda_attn_decode from
+// there), kcuda_attn_decode alone, the tiled per-KV-group kernel in its product setting
+// (kernels/dev/attention_decode_knobs.cuh "t256x128s1ip sm2 c128 at group") and v3; then
+// Llama3-8B heads alone (30 launches).
+int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clusters, cudaStream_t st) {
+    std::vector<Variant> keep;
+    for (auto &v : vs)  // the product's entry points, and the tiled kernel's product setting (before the spans kernel)
+        if (v.name.rfind("product", 0) == 0 || v.name == "t256x128s1ip sm2 c128 at group") keep.push_back(v);
+    add_long(keep, clusters);
+    if (only) add_long(keep, !clusters);  // settings named from both instantiations
+    if (only) {
+        std::vector<Variant> k2;
+        for (auto &v : keep)
+            if (v.name.rfind("product", 0) == 0 || v.name[0] == 't' || ("," + std::string(only) + ",").find("," + v.name + ",") != std::string::npos)
+                k2.push_back(v);
+        keep.swap(k2);
+    }
+    vs.swap(keep);
+    int fails = 0;
+    fails += check_shape(vs, v3, {20, 5, 128, 4096},
+                         {0, 1, 15, 16, 17, 31, 63, 64, 65, 127, 128, 200, 511, 512, 1000, 1407, 1663, 1664, 2047, 2048,
+                          2080, 3001, 4094, 4095},
+                         st);
+    fails += check_shape(vs, v3, {32, 8, 128, 4096}, {0, 100, 1100, 4095}, st);
+    // the other shapes without the tiled lab setting (its lab launcher instantiates head_dim 128 only)
+    std::vector<Variant> any;
+    for (auto &v : vs)
+        if (v.name[0] != 't') any.push_back(v);
+    fails += check_shape(any, v3, {8, 8, 128, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {12, 4, 100, 1024}, {0, 17, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {16, 2, 128, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {24, 2, 96, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {4, 2, 64, 1024}, {0, 64, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {6, 3, 80, 1024}, {0, 33, 65, 700, 1023}, st);
+    fails += check_shape(any, v3, {8, 1, 256, 2048}, {0, 64, 65, 1500, 2047}, st);
+    for (auto &v : vs)
+        for (auto &w : any)
+            if (w.name == v.name && !w.ok) v.ok = false;
+    printf("check: %d failures\n", fails);
+
+    const int POS[5] = {64, 512, 1024, 2048, 4095};
+    Bufs b;
+    alloc(b, {20, 5, 128, 4096}, LAYERS);
+    {
+        const size_t n = b.layer_n() * LAYERS;
+        std::vector<__half> h(n);
+        for (auto &x : h) x = __float2half(frand());
+        CK(cudaMemcpy(b.kc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(b.vc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        std::vector<float> q(3840);
+        for (auto &x : q) x = frand();
+        CK(cudaMemcpy(b.qkv, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+    }
+    Chain c;
+    chain_alloc(c);
+    std::vector<Variant *> tv;
+    for (auto &v : vs)
+        if (v.ok) tv.push_back(&v);
+    if (v3.ok) tv.push_back(&v3);
+    // [variant][position][round]
+    std::vector<std::vector<std::vector<double>>> t(tv.size(), std::vector<std::vector<double>>(5, std::vector<double>(3)));
+    std::vector<double> gemv(5);
+    for (int round = 0; round < 3; round++)
+        for (int pi = 0; pi < 5; pi++) {
+            set_pos(b, POS[pi]);
+            const double g = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+            if (round == 1) gemv[pi] = g;
+            for (size_t k = 0; k < tv.size(); k++) t[k][pi][round] = time_chain(c, b, tv[k], KCUDA_PDL_LATE, st) - g;
+        }
+    printf("\nin place (30 decode layers: chain - gemv, us per layer, median of 3 rounds); gemv chain %.2f %.2f %.2f %.2f %.2f\n",
+           gemv[0], gemv[1], gemv[2], gemv[3], gemv[4]);
+    printf("| variant | 64 | 512 | 1024 | 2048 | 4095 |\n|---|---:|---:|---:|---:|---:|\n");
+    std::vector<std::vector<double>> med(tv.size(), std::vector<double>(5));
+    int prod = -1;
+    for (size_t k = 0; k < tv.size(); k++) {
+        for (int pi = 0; pi < 5; pi++) med[k][pi] = median3(t[k][pi][0], t[k][pi][1], t[k][pi][2]);
+        if (tv[k]->name == "product by position") prod = (int)k;
+        printf("LONG | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", tv[k]->name.c_str(), med[k][0], med[k][1], med[k][2], med[k][3],
+               med[k][4]);
+    }
+    if (prod >= 0)
+        for (size_t k = 0; k < tv.size(); k++)
+            if ((int)k != prod)
+                printf("RATIO %-32s / product by position: %.3f %.3f %.3f %.3f %.3f\n", tv[k]->name.c_str(), med[k][0] / med[prod][0],
+                       med[k][1] / med[prod][1], med[k][2] / med[prod][2], med[k][3] / med[prod][3], med[k][4] / med[prod][4]);
+    for (int pi = 0; pi < 5; pi++) {
+        size_t best = 0;
+        for (size_t k = 1; k < tv.size(); k++)
+            if (med[k][pi] < med[best][pi]) best = k;
+        printf("BEST at %4d: %-32s %.2f us (product by position %.2f)\n", POS[pi], tv[best]->name.c_str(), med[best][pi],
+               prod >= 0 ? med[prod][pi] : 0.0);
+    }
+    // alone at 4095: what the bytes cost without the chain around (10.5 MB per layer: 3.5 us at 3 TB/s)
+    set_pos(b, 4095);
+    for (Variant *v : tv) printf("ALONE at 4095 %-32s %.2f us per launch\n", v->name.c_str(), time_alone(*v, b, KCUDA_PDL_LATE, st));
+    release(b);
+    // Llama3-8B heads alone
+    alloc(b, {32, 8, 128, 4096}, LAYERS);
+    {
+        const size_t n = b.layer_n() * LAYERS;
+        std::vector<__half> h(n);
+        for (auto &x : h) x = __float2half(frand());
+        CK(cudaMemcpy(b.kc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(b.vc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        std::vector<float> q((32 + 16) * 128);
+        for (auto &x : q) x = frand();
+        CK(cudaMemcpy(b.qkv, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+    }
+    printf("\nLlama3-8B heads (32/8/128) alone (30 launches, us per launch, median of 3 rounds):\n");
+    for (int pi = 0; pi < 5; pi++) {
+        set_pos(b, POS[pi]);
+        for (Variant *v : tv) {
+            double r[3];
+            for (int round = 0; round < 3; round++) r[round] = time_alone(*v, b, KCUDA_PDL_LATE, st);
+            printf("LONG8B %4d %-32s %.2f\n", POS[pi], v->name.c_str(), median3(r[0], r[1], r[2]));
+        }
+    }
+    release(b);
+    return fails ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -630,6 +815,19 @@ int main(int argc, char **argv) {
     v3.carveout = [](int pc) {
         CK(cudaFuncSetAttribute(attn_head::attn_head_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
+    if (!strcmp(mode, "long") || !strcmp(mode, "longk")) return long_mode(vs, v3, only, !strcmp(mode, "longk"), st);
+    if (!strcmp(mode, "longsan")) {  // for compute-sanitizer: the spans kernel, a few settings and positions
+        std::vector<Variant> few, all_long;
+        add_long(all_long, false);
+        add_long(all_long, true);
+        for (auto &v : all_long)
+            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "K16 c32 b150") few.push_back(v);
+        int f = check_shape(few, v3, {20, 5, 128, 4096}, {65, 4095}, st);
+        f += check_shape(few, v3, {12, 4, 100, 1024}, {1023}, st);
+        f += check_shape(few, v3, {8, 1, 256, 2048}, {2047}, st);
+        printf("longsan: %d failures\n", f);
+        return f ? 1 : 0;
+    }
     // the product's setting for head_dim <= 128 (attention.cu) and the two before it
     const std::string product = "t256x128s1ip sm2 c128 at group", before = "t256x64s2i sm2 c64 at group",
                       before2 = "t128x64s2 sm2 c64 a16 spread";

@@ -813,6 +813,7 @@ static void test_attn_decode_all(int quick) {
         test_attn_positions(16, 16, 64, 1200, 1, 0, 0, 1);
         test_attn_positions(32, 32, 128, 1200, 0, 0, 0, 0); /* 32 KV heads: spans of 2 tiles in one stage */
         test_attn_positions(6, 2, 256, 600, 0, 0, 0, 1);
+        test_attn_positions(64, 64, 64, 2100, 0, 0, 0, 0); /* 64 KV heads: several tiles a span */
         return;
     }
     /* the 2B-4T heads, dense around every boundary: as the backend chooses, and the per-KV-group
@@ -1030,6 +1031,11 @@ int main(int argc, char **argv) {
         test_attn_decode_all(1);
         test_bad_attn_shapes();
         return check_report("test_kernels_cuda attention");
+    }
+    if (argc > 1 && strcmp(argv[1], "attention_all") == 0) { /* decode attention alone, every shape (short device runs) */
+        test_attn_decode_all(0);
+        test_bad_attn_shapes();
+        return check_report("test_kernels_cuda attention_all");
     }
     if (argc > 1 && strcmp(argv[1], "lm_head_i8") == 0) { /* the int8 lm_head alone (short device runs) */
         test_lm_head_i8_all();
