@@ -51,7 +51,7 @@ step() { # name seconds log command...
 step "dev_w2a8_gemm wgmma 512 64" 220 lab_wgmma.txt "$D/dev_w2a8_gemm" wgmma 512 64
 grep -E "FAILED|all versions exact|^BEST|four GEMMs|^  token" "$OUT/lab_wgmma.txt" | head -60 >>"$S"
 echo "--- T shape version us (TOPS): version 4 tile 17 splits 1..4, tile 3, the product; version 5 tiles x splits" >>"$S"
-grep -E "^\| gemm \| (4|5) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s %s (%s)\n", $4, $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
+grep -E "^\| gemm \| (4|5|product) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s %s (%s)\n", $4, $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
 if [ -f "$D/test_kernels_cuda" ]; then
     step "test_kernels_cuda prefill" 90 kprefill.txt "$D/test_kernels_cuda" prefill
     grep -E "FAIL|checks" "$OUT/kprefill.txt" | head -10 >>"$S"
