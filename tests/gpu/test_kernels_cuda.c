@@ -971,10 +971,10 @@ static void test_prefill_more(void) {
     test_gemm_epilogues(130, 7000, 6912);
     test_gemm(100, 9000, 2560);
     /* warpgroup MMA (132-SM H100): one token past a tile and 1000 columns (a partial 256-row
-     * tile), K 3200 split in 3; 300 tokens x 2600 over K 6912 split in 4; the 2B O projection at
+     * tile), K 3200 split in 3; 300 tokens x 1100 over K 6912 split in 4; the 2B O projection at
      * 512 tokens split in 2; a tile with 3 I2_S blocks (no split) */
     test_gemm_epilogues(129, 1000, 3200);
-    test_gemm(300, 2600, 6912);
+    test_gemm(300, 1100, 6912);
     test_gemm(512, 2560, 2560);
     test_gemm_epilogues(140, 516, 384);
     test_norm_prefill(37, 2560, 2560);
