@@ -4,10 +4,11 @@
 # splits 1..4 each checked exactly first, int32 and the float epilogues bit for bit, at the
 # ragged shapes and at T = 512 and 64, then timed beside version 4's tiles 17 (splits 1..4) and 3 and the
 # product's pick, the four 2B-4T shapes); where the folder has them, `test_kernels_cuda prefill`
-# and `test_kernels_cuda` (the product's GEMM checks), and `bench --backend cuda --skip-kernels
+# (the product's GEMM at the edges of both kernels' tiles, with the epilogues), and `bench --backend cuda --skip-kernels
 # --quick` of bitnet-chat and bitnet-chat.base (prefill 64 / 512 and TTFT rows, new then base).
 # Builds nothing. Run from the root of the source copy on the device machine (~1-4 minutes):
-#   sh kernels/dev/run_wgmma_device.sh X
+#   sh kernels/dev/run_wgmma_device.sh X [full]
+# (full: also the whole test_kernels_cuda, ~1-3 minutes more)
 # X holds wgmma.tar.xz, packed on the development machine (stripped, xz) by
 #   cmake --build build --target dev_w2a8_gemm [test_kernels_cuda bitnet-chat]
 #   sh kernels/dev/run_wgmma_device.sh --pack build X [BASELINE_BITNET_CHAT]
@@ -51,12 +52,14 @@ step() { # name seconds log command...
 step "dev_w2a8_gemm wgmma 512 64" 220 lab_wgmma.txt "$D/dev_w2a8_gemm" wgmma 512 64
 grep -E "FAILED|all versions exact|^BEST|four GEMMs|^  token" "$OUT/lab_wgmma.txt" | head -60 >>"$S"
 echo "--- T shape version us (TOPS): version 4 tile 17 splits 1..4, tile 3, the product; version 5 tiles x splits" >>"$S"
-grep -E "^\| gemm \| (4|5) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s %s (%s)\n", $4, $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
+grep -E "^\| gemm \| (4|5|product) " "$OUT/lab_wgmma.txt" | awk -F'|' '{printf "%s %s %s %s (%s)\n", $4, $5, $3, $6, $7}' | sed 's/  */ /g' >>"$S"
 if [ -f "$D/test_kernels_cuda" ]; then
     step "test_kernels_cuda prefill" 90 kprefill.txt "$D/test_kernels_cuda" prefill
     grep -E "FAIL|checks" "$OUT/kprefill.txt" | head -10 >>"$S"
-    step "test_kernels_cuda" 240 kernels.txt "$D/test_kernels_cuda"
-    grep -E "FAIL|checks" "$OUT/kernels.txt" | head -10 >>"$S"
+    if [ "${2:-}" = full ]; then
+        step "test_kernels_cuda" 240 kernels.txt "$D/test_kernels_cuda"
+        grep -E "FAIL|checks" "$OUT/kernels.txt" | head -10 >>"$S"
+    fi
 fi
 for bin in bitnet-chat bitnet-chat.base; do
     [ -f "$D/$bin" ] || continue

@@ -92,7 +92,7 @@ static std::vector<int32_t> host_gemm(const std::vector<uint8_t> &w, int n, int 
 }
 
 struct Variant {
-    int ver, cfg, sk;  // cfg 0 = by shape (version 4, the product's launcher); sk: split over K
+    int ver, cfg, sk;  // ver 4 cfg 0 = the product's launcher (kcuda_w2a8_gemm); sk: split over K
     char name[48];
 };
 // Versions 1-3, version 4 at every tile (w2a8_gemm_versions.cuh) with 1..4 blocks per tile over
@@ -120,14 +120,14 @@ static std::vector<Variant> variants() {
         for (int sk = 1; sk <= 4; sk++) v.push_back({4, 17, sk, ""}), snprintf(v.back().name, 48, "4 c17 %s sk%d", tiles[17], sk);
         v.push_back({4, 3, 1, ""}), snprintf(v.back().name, 48, "4 c3 %s sk1", tiles[3]);
         add5();
-        v.push_back({4, 0, 1, "4 by shape (product)"});
+        v.push_back({4, 0, 1, "product (kcuda_w2a8_gemm)"});
         return v;
     }
     for (int ver = 1; ver <= 3; ver++) v.push_back({ver, 0, 1, ""}), snprintf(v.back().name, 48, "%d", ver);
     for (int cfg = 1; cfg <= GEMM4_N_CONFIGS; cfg++)
         for (int sk = 1; sk <= 4; sk++) v.push_back({4, cfg, sk, ""}), snprintf(v.back().name, 48, "4 c%d %s sk%d", cfg, tiles[cfg], sk);
     add5();
-    v.push_back({4, 0, 1, "4 by shape (product)"});
+    v.push_back({4, 0, 1, "product (kcuda_w2a8_gemm)"});
     return v;
 }
 
@@ -223,7 +223,7 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
     double best = 1e30, best5 = 1e30;
     std::string best_name, best5_name;
     for (const Variant &v : variants()) {
-        // version 4 "by shape" is the product's launcher, the rest the lab's
+        // version 4 cfg 0 is the product's launcher, the rest the lab's
         auto run = [&] {
             return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, 0, st)
                                             : lab_gemm(v.ver, v.cfg, v.sk, &m, dq, dsum, T, dout, st);
@@ -260,7 +260,7 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
         printf("| gemm | %s | %d | %dx%d | %.1f | %.0f |\n", v.name, T, n, k, us, 2.0 * T * n * k / (us * 1e-6) / 1e12);
         if (v.ver == 3) *best_v3 = us;
         if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
-        if (v.ver == 4 && us < best) best = us, best_name = v.name;
+        if (v.ver == 4 && v.cfg != 0 && us < best) best = us, best_name = v.name;
         if (v.ver == 5 && us < best5) best5 = us, best5_name = v.name;
     }
     if (!timed) printf("| gemm | all versions exact (version 5: float epilogues too) | %d | %dx%d | - | - |%s\n", T, n, k,
@@ -461,12 +461,12 @@ int main(int argc, char **argv) {
             double b3 = 0, b4 = 0, b5 = 0;
             if (gemm_shape(st, T, s[0], s[1], true, &b3, &b4, &b5)) return 1;
             l3 += b3, l4 += b4, l5 += b5;
-            printf("(T=%d %dx%d: version 4 picks tile %d)\n", T, s[0], s[1], lab_gemm_pick(T, s[0]));
+            printf("(T=%d %dx%d: kernel 4 picks tile %d where the product does not run wgmma)\n", T, s[0], s[1], lab_gemm_pick(T, s[0]));
         }
         if (!g_wgmma)
-            printf("four GEMMs of one layer at T=%d: version 3 %.1f us, version 4 (by shape) %.1f us (x30: %.2f -> %.2f ms)\n",
+            printf("four GEMMs of one layer at T=%d: version 3 %.1f us, the product %.1f us (x30: %.2f -> %.2f ms)\n",
                    T, l3, l4, l3 * 30 / 1000, l4 * 30 / 1000);
-        printf("four GEMMs of one layer at T=%d: version 4 (by shape) %.1f us, version 5 (best tile and split per shape) %.1f us (x30: %.2f -> %.2f ms)\n",
+        printf("four GEMMs of one layer at T=%d: the product %.1f us, version 5 (best tile and split per shape) %.1f us (x30: %.2f -> %.2f ms)\n",
                T, l4, l5, l4 * 30 / 1000, l5 * 30 / 1000);
         if (g_wgmma) continue;  // the GEMMs only
         // norm + quant rows
