@@ -496,12 +496,9 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->sscratch_bytes = kcuda_sample_scratch(b->vocab);
     b->d_sscratch = carve(a, b->sscratch_bytes);
     b->p_x = carve(a, T * b->dim * 4);
-    /* qkv and the attention output live from the QKV GEMM to o_proj's quantization, gate/up's
-     * output from its GEMM to down's quantization: one region holds either pair (stream order) */
-    const size_t qa = (size_t)b->qkv_dim + b->q_dim, region = qa > (size_t)b->ffn ? qa : (size_t)b->ffn;
-    b->p_gu = carve(a, T * region * 4);
-    b->p_qkv = b->p_gu;
-    b->p_att = b->p_gu ? b->p_gu + T * b->qkv_dim : NULL; /* NULL: the sizing pass */
+    b->p_qkv = carve(a, T * b->qkv_dim * 4);
+    b->p_att = carve(a, T * b->q_dim * 4);
+    b->p_gu = carve(a, T * b->ffn * 4);
     b->p_s = carve(a, T * 4);
     b->p_qsum = carve(a, T * 4);
     b->p_tok = carve(a, T * 4);

@@ -354,9 +354,8 @@ int kcuda_attn_decode_head_until(const KcudaAttnShape *a);
 /* Scratch floats of either decode kernel. */
 size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
 
-/* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv] (ld_qkv a multiple of 4, the
- * pointers 16-byte aligned). RoPE on k, k/v written to the cache, then causal attention over
- * positions 0..pos0+t for each t with q roped as it is read (qkv is left unchanged);
+/* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv]. RoPE on q (in place) and k,
+ * k/v written to the cache, then causal attention over positions 0..pos0+t for each t;
  * out [T][n_heads*hd]. Both of its kernels launched with programmatic dependent launch when
  * pdl != 0. */
 int kcuda_attn_prefill(const KcudaAttnShape *a, float *d_qkv, int ld_qkv, int T, int pos0,

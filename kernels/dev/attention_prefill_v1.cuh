@@ -4,7 +4,7 @@
 // included), 14.8 us at T = 64; the product's tensor-core kernel (attention_prefill.cuh) took
 // 29.5 / 26.6 us (one / two key splits) at T = 512. Reads the cache the RoPE kernel wrote.
 #pragma once
-#include "kernels/dev/attention_prefill_v2.cuh"
+#include "kernels/cuda/attention_prefill.cuh"
 
 namespace {
 enum { QT = 16, MAX_HD = 128 };  // queries per block, largest head_dim

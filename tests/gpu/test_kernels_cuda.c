@@ -284,9 +284,6 @@ static void test_bad_shapes(void) {
     CHECK_EQ_INT(kcuda_lm_head(KCUDA_F16, dw, 10, 100, dx, NULL, 0, dout, NULL, NULL, 0, NULL), KCUDA_ERR_SHAPE);
     KcudaAttnShape a = {4, 3, 64, 16, 0, dx}; /* 4 heads over 3 kv heads */
     CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 1024, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, 0, NULL), KCUDA_ERR_SHAPE);
-    a.n_kv = 2; /* a valid shape, but rows of qkv the kernels' float4 loads cannot read */
-    CHECK_EQ_INT(kcuda_attn_prefill(&a, dx, 770, 1, 0, (uint16_t *)dw, (uint16_t *)dw, dout, 0, NULL), KCUDA_ERR_SHAPE);
-    CHECK(strstr(kcuda_last_error(), "multiple of 4") != NULL);
     CHECK_EQ_INT(kcuda_rmsnorm_quant(dx, 1, 64, 200, 128, NULL, 0, (int8_t *)dw, dx, (int32_t *)dx, 0, NULL), KCUDA_ERR_SHAPE);
     cudaFree(dw), cudaFree(dx), cudaFree(dout);
 }
@@ -520,9 +517,9 @@ static AttnDecodeFn attn_decode_at(const KcudaAttnShape *a, int P, int by_pos) {
 
 /* Decode one position at a time from 0 (each step writes its cache row and attends 0..t), with
  * the split scratch poisoned (NaN) before every other step, then prefill of the same tokens in
- * two calls, t1 tokens then the rest (t1 0: half; the tiled kernels, or attention_wide.cu for
- * the heads they cannot hold), both against the host. by_pos: attn_decode_at. */
-static void test_attention_t1(int n_heads, int n_kv, int hd, int ctx, int steps, int style, int by_pos, int t1_arg) {
+ * two calls (the tiled kernels, or attention_wide.cu for the heads they cannot hold), both
+ * against the host. by_pos: attn_decode_at. */
+static void test_attention_k(int n_heads, int n_kv, int hd, int ctx, int steps, int style, int by_pos) {
     const float theta = 10000.0f;
     const int qkv_dim = (n_heads + 2 * n_kv) * hd;
     float *rope = rope_table(ctx, hd, theta);
@@ -574,7 +571,7 @@ static void test_attention_t1(int n_heads, int n_kv, int hd, int ctx, int steps,
     /* prefill: first half at once, then the rest at once (pos0 > 0) */
     REQUIRE(cudaMemset(dk, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
     REQUIRE(cudaMemset(dv, 0xff, 2 * (size_t)n_kv * ctx * hd) == cudaSuccess);
-    const int t1 = t1_arg ? t1_arg : steps / 2;
+    const int t1 = steps / 2;
     const int tiled = hd % 16 == 0 && hd <= 128 && n_heads / n_kv <= 8;
     if (tiled) {
         CHECK_EQ_INT(kcuda_attn_prefill(&a, dqkv, qkv_dim, t1, 0, dk, dv, dout, 0, NULL), 0);
@@ -593,25 +590,8 @@ static void test_attention_t1(int n_heads, int n_kv, int hd, int ctx, int steps,
     cudaFree(drope), cudaFree(dqkv), cudaFree(dout), cudaFree(dk), cudaFree(dv), cudaFree(dpart), cudaFree(dcount), cudaFree(dpos);
 }
 
-static void test_attention_k(int n_heads, int n_kv, int hd, int ctx, int steps, int style, int by_pos) {
-    test_attention_t1(n_heads, n_kv, hd, ctx, steps, style, by_pos, 0);
-}
-
 static void test_attention(int n_heads, int n_kv, int hd, int ctx, int steps, int style) {
     test_attention_k(n_heads, n_kv, hd, ctx, steps, style, 1);
-}
-
-/* Prefill where the second call is a short tail after a long first one: few query blocks over
- * many key tiles, so the tiled kernel splits the keys of each query tile over a cluster (up to 8
- * blocks, runs of unequal length, blocks with no tiles, runs that start inside a warp's rows
- * when pos0 is not a multiple of 16). */
-static void test_attention_tails(void) {
-    test_attention_t1(20, 5, 128, 600, 530, 0, 1, 512); /* 18 at 512: the 2B shapes' tail chunk */
-    test_attention_t1(8, 2, 64, 400, 390, 1, 1, 300);   /* 90 at 300 */
-    test_attention_t1(4, 1, 128, 1100, 1090, 0, 1, 1000);
-    test_attention_t1(12, 3, 96, 600, 560, 1, 1, 547);  /* 13 at 547, 3 query heads per KV head */
-    test_attention_t1(7, 7, 48, 300, 260, 0, 1, 3);     /* 3 then 257 at 3 */
-    test_attention_t1(10, 2, 80, 300, 280, 1, 1, 200);  /* head_dim 80 in the 96 tiles */
 }
 
 /* Decode at chosen positions of a long context, the rows before them random f16 data written
@@ -845,7 +825,6 @@ static void test_attn_decode_all(int quick) {
     test_attention(6, 2, 96, 300, 200, 1);   /* wide prefill: 96 */
     test_attention(6, 2, 100, 300, 200, 0);  /* wide prefill: 100 */
     test_attention(24, 2, 64, 200, 130, 1);  /* wide prefill: 12 per KV head */
-    test_attention_tails();
 }
 
 /* Prefill GEMM: the residual and GLU epilogues against the host formulas on the exact int32
@@ -1012,8 +991,7 @@ static void test_prefill_more(void) {
 static void test_lm_head_i8_all(void); /* int8 lm_head, defined at the end */
 
 /* `test_kernels_cuda prefill`: a small run of the prefill kernels alone, for compute-sanitizer
- * (memcheck, racecheck): every GEMM tile at ragged shapes, norm+quant, attention (one block per
- * query tile, and the keys split over a cluster). */
+ * (memcheck, racecheck): every GEMM tile at ragged shapes, norm+quant, attention versions 2/3. */
 static int prefill_only(void) {
     test_gemm(5, 130, 384);        /* 64x16 */
     test_gemm(70, 200, 3200);      /* 64x16 */
@@ -1029,8 +1007,6 @@ static int prefill_only(void) {
     test_attention(8, 2, 128, 160, 150, 0);
     test_attention(4, 2, 64, 400, 390, 1);  /* two key splits */
     test_attention(8, 2, 128, 400, 390, 0);
-    test_attention_t1(20, 5, 128, 600, 530, 0, 1, 512); /* a tail: keys split over a cluster */
-    test_attention_t1(8, 2, 64, 400, 390, 1, 1, 300);
     return check_report("test_kernels_cuda prefill");
 }
 
