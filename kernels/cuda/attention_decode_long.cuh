@@ -6,8 +6,10 @@
 //   block per (KV head, span) and per_sm blocks per SM make (26 x 5 = 130 blocks of 158
 //   positions for the 2B model at 4096 on 132 SMs, per_sm 1), rounded to 16 positions, not to
 //   a tile of 128 (which made 32 spans: 160 blocks, 28 SMs with two, so twice the bytes on the
-//   SMs that finish last). The KV bytes an SM must pull are what bounds this kernel at long
-//   context (10.5 MB per layer at 4096: 80 KB per SM).
+//   SMs that finish last). Measured (H100, kernels/dev/README.md, "Decode attention by balanced
+//   spans"): 11.20 / 14.91 us per layer in place at 2048 / 4095 against the tiled kernel's
+//   12.17 / 15.04, and ~14 us alone for 10.5 MB: the bytes per SM were not the bound; the
+//   kernel's latency chain is. A lab kernel (not the product's) until something beats that.
 // - A block's whole span is one tile where it fits the shared-memory budget (the dynamic shared
 //   memory is sized per launch, up to SPAN positions), all of it requested by 16-byte cp.async
 //   before the PDL wait, so one pass of the tile's dependent steps (scores, softmax, P.V) per
