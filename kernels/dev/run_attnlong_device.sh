@@ -1,5 +1,5 @@
 #!/bin/sh
-# One device call for the spans decode-attention kernel (issue #12, kernels/cuda/
+# One device call for the spans decode-attention kernel (issue #12, kernels/dev/
 # attention_decode_long.cuh) against the product's decode attention, from prebuilt binaries only
 # (nothing is built on the device). Run from the root of a source copy:
 #   sh kernels/dev/run_attnlong_device.sh X [product]

@@ -1,6 +1,6 @@
 // The decode attention kernel for long contexts, "spans" (one token over the f16 KV cache, RoPE,
 // GQA; one block per KV group and span of the context), its launch and its knobs. How it differs
-// from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_tiled.cuh) and why:
+// from the tiled per-KV-group kernel before it (kernels/cuda/attention_decode.cuh) and why:
 //
 // - The splits are balanced over the SMs: a KV group's context is cut into as many spans as one
 //   block per (KV head, span) and per_sm blocks per SM make (26 x 5 = 130 blocks of 158
