@@ -113,9 +113,10 @@ int gemm5_launch_ep(int pdl, void *stream, const GemmParams &p) {
         return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_w2a8_gemm: shared memory of %zu bytes: %s", C::SMEM, cudaGetErrorString(attr));
     static const int per_sm = kcuda_prepare_func((const void *)kern) ? 0 : gemm4_blocks_per_sm<C>(kern);
     dim3 grid((unsigned)((p.n_out + C::BM - 1) / C::BM), (unsigned)((p.M + BT - 1) / BT));
-    // At most 2 splits: the lab's T = 512 sweep on an H100 (2026-12-06) had split 2 fastest or
-    // within 0.1 us of the fastest on every 2B-4T shape, while kernel 4's rule picks 3 for the
-    // 2560-row projections (down: 46.7 us at split 3, 29.4 at split 2).
+    // At most 2 splits: in the lab's T = 512 sweep on an H100 (2026-12-06) split 2 was this
+    // tile's fastest on the QKV, O and down shapes (gate/up's grid fills the GPU: the rule gives
+    // it 1, also its fastest), while kernel 4's rule picks 3 for the 2560-row projections (down:
+    // 46.7 us at split 3, 29.4 at split 2).
     const int sk = gemm_split_k((long)grid.x * grid.y, per_sm, p.k_pad / BK);
     grid.z = (unsigned)(sk < 2 ? sk : 2);
     return gemm4_launch_grid<C>(kern, grid, stream, pdl, p);
