@@ -78,6 +78,17 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+#ifdef BITNET_HAVE_CUDA
+/* Device memory in use now (cudaMemGetInfo) beside mem0, what was in use before the backend was
+ * made (the CUDA context): the backend's model + KV cache of ctx positions + scratch. */
+static void print_device_memory(const char *when, int ctx, size_t mem0) {
+    const size_t mem1 = kcuda_mem_used();
+    printf("\nDevice memory in use (cudaMemGetInfo) %s, KV cache of %d positions: %.0f MiB, of\n"
+           "which %.0f MiB were in use before the backend was made (CUDA context); model + KV cache + scratch: %.0f MiB.\n",
+           when, ctx, mem1 / 1048576.0, mem0 / 1048576.0, (mem1 - mem0) / 1048576.0);
+}
+#endif
+
 /* End-to-end through the infer API: prefill P tokens (infer_eval) + the first greedy pick
  * (infer_sample), then G-1 steps of infer_eval(1 token) + infer_sample. */
 /* threads: --threads (0 = all cores; the command line has capped it at the CPU count) */
@@ -157,10 +168,7 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
     if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
 #ifdef BITNET_HAVE_CUDA
     if (kind == BACKEND_CUDA) {
-        const size_t mem1 = kcuda_mem_used();
-        printf("\nDevice memory in use (cudaMemGetInfo): %.0f MiB with the model loaded, of which %.0f MiB"
-               " were in use before it (CUDA context); model + KV cache (ctx 1024) + scratch: %.0f MiB.\n",
-               mem1 / 1048576.0, mem0 / 1048576.0, (mem1 - mem0) / 1048576.0);
+        print_device_memory("with the model loaded", o.ctx, mem0);
     }
 #endif
     free(toks);
@@ -299,10 +307,7 @@ static void bench_ttft(const Model *m, int quick, int lm_int8) {
         fflush(stdout);
     }
     /* the only backend alive: what a chat at the 2B model's full context holds on the device */
-    const size_t mem1 = kcuda_mem_used();
-    printf("\nDevice memory in use (cudaMemGetInfo) after these prompts, KV cache of %d positions: %.0f MiB, of\n"
-           "which %.0f MiB were in use before the backend was made (CUDA context); model + KV cache + scratch: %.0f MiB.\n",
-           ctx, mem1 / 1048576.0, mem0 / 1048576.0, (mem1 - mem0) / 1048576.0);
+    print_device_memory("after these prompts", ctx, mem0);
     sampler_free(smp);
     infer_destroy(inf);
     free(toks);
