@@ -826,8 +826,38 @@ static int prefill_layer(CudaBackend *b, int l, int T, int pos0, Err *err) {
     return 0;
 }
 
+/* The head of the prompt's last position: its hidden state x into d_x (where decode's head, the
+ * sampler graphs' exact pass and logits() read it), then the screened head for the rows the next
+ * draw is predicted to need, as a decode step takes it (decode_plain), else the whole head. The
+ * whole f16 head is 224 us on an H100, the int8 screen 111 us (kernels/dev/README.md). */
+static int prefill_head(CudaBackend *b, const float *x, Err *err) {
+    const int screened = b->screen && !b->logits_asked && b->m_pred <= b->screen_nb;
+    b->logits_asked = 0;
+    cudaError_t e = cudaMemcpyAsync(b->d_x, x, (size_t)b->dim * sizeof(float), cudaMemcpyDeviceToDevice, b->st);
+    if (e != cudaSuccess) return cuda_err(err, "prefill: the last position's hidden state", e);
+    b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL; /* read by the exact pass through d_io[2] */
+    if ((e = cudaMemcpyAsync(b->d_io + 2, b->h_pin + 2, sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
+        return cuda_err(err, "prefill: the screened rows", e);
+    if (!screened) {
+        if (lm_head(b, b->d_x, PREFILL_PDL)) return kc_err(err, "prefill: lm_head");
+    } else {
+        int nb = 0;
+        if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm,
+                                b->cfg.norm_eps, b->d_lohi, b->d_bmax, &nb, PREFILL_PDL, b->st))
+            return kc_err(err, "prefill: lm_head screen");
+        if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
+                               b->d_lohi, b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best,
+                               b->d_argmax, NULL, PREFILL_PDL, b->st))
+            return kc_err(err, "prefill: lm_head exact rows");
+    }
+    b->logits_full = !screened;
+    b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
+    b->last_screened = screened;
+    return 0;
+}
+
 /* T <= PREFILL_MAX tokens at positions pos0..: embedding, the layers, then the lm_head on the
- * last token (when `last`) or on every token (all_logits, copied out per token). */
+ * last token (when `last`: prefill_head) or on every token (all_logits, copied out per token). */
 static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0, float *all_logits, int last,
                          Err *err) {
     cudaError_t e = cudaMemcpyAsync(b->p_tok, tokens, (size_t)T * 4, cudaMemcpyHostToDevice, b->st);
@@ -836,15 +866,16 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
         return kc_err(err, "prefill: embedding");
     for (int l = 0; l < b->cfg.n_layers; l++)
         if (prefill_layer(b, l, T, pos0, err)) return -1;
-    for (int t = all_logits ? 0 : T - 1; t < T; t++) {
-        if (!all_logits && !last) break;
+    if (!all_logits) return last ? prefill_head(b, b->p_x + (size_t)(T - 1) * b->dim, err) : 0;
+    for (int t = 0; t < T; t++) {
         if (lm_head(b, b->p_x + (size_t)t * b->dim, PREFILL_PDL)) return kc_err(err, "prefill: lm_head");
-        if (all_logits) {
-            e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
-                                cudaMemcpyDeviceToHost, b->st);
-            if (e != cudaSuccess) return cuda_err(err, "copying logits", e);
-        }
+        e = cudaMemcpyAsync(all_logits + (size_t)t * b->vocab, b->d_logits, (size_t)b->vocab * 4,
+                            cudaMemcpyDeviceToHost, b->st);
+        if (e != cudaSuccess) return cuda_err(err, "copying logits", e);
     }
+    b->logits_full = 1;
+    b->m_served = KCUDA_SCREEN_FULL;
+    b->last_screened = 0;
     return 0;
 }
 
@@ -1077,6 +1108,9 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
     if (ahead_settle(b, err)) return -1;
     if (n == 1) return decode_plain(b, tokens[0], pos, all_logits, err);
     b->cur_pos = -1; /* the prefill's last token: no decode step to redo (ahead_start waits) */
+    /* prefill_head writes h_pin[2], which a decode step still queued may read */
+    if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "prefill", e);
+    b->inflight = 0;
     for (int done = 0; done < n; done += PREFILL_MAX) {
         const int T = n - done < PREFILL_MAX ? n - done : PREFILL_MAX;
         if (prefill_chunk(b, tokens + done, T, pos + done, all_logits ? all_logits + (size_t)done * b->vocab : NULL,
@@ -1084,14 +1118,12 @@ static int cuda_eval(void *vb, const int32_t *tokens, int n, int pos, float *all
             return -1;
         /* tokens are copied from pageable memory (staged at once), so the loop may go on. */
     }
-    /* the full head ran: a sampler graph's screen pass has nothing to add (KCUDA_SCREEN_FULL is
-     * 0x7f in every byte) */
-    if ((e = cudaMemsetAsync(b->d_io + 2, 0x7f, sizeof(int), b->st)) != cudaSuccess ||
+    /* with all_logits the full head ran: a sampler graph's screen pass has nothing to add
+     * (KCUDA_SCREEN_FULL is 0x7f in every byte) */
+    if ((all_logits && (e = cudaMemsetAsync(b->d_io + 2, 0x7f, sizeof(int), b->st)) != cudaSuccess) ||
         (e = cudaMemcpyAsync(b->h_pin + 3, b->d_argmax, sizeof(int), cudaMemcpyDeviceToHost, b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "prefill", e);
-    b->logits_full = 1;
-    b->m_served = KCUDA_SCREEN_FULL;
     return 0;
 }
 

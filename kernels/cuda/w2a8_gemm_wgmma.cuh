@@ -261,6 +261,10 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
             mbar_wait(&full[st], (kb / C::STAGES) & 1);
             fence_proxy_async();  // the landed stage, seen by this thread, to wgmma's proxy
             mma_tile(st);
+            // the warp's reads of stage st (every lane's weight loads in mma_tile) ordered before
+            // lane 0's arrival, which lets the load warpgroup overwrite the stage: without it
+            // racecheck reported the producer's cp.async into W against those loads (2026-12-06)
+            __syncwarp();
             if (lane == 0) mbar_arrive(&empty[st]);
         }
     } else {
