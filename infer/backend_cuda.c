@@ -101,10 +101,11 @@ typedef struct {
     const float *d_out_norm;
     /* one allocation each for weights, norms + rope, KV cache, scratch */
     void *d_tern, *d_dense, *d_kv, *d_scratch, *d_emb_own, *d_out_own;
-    /* their bytes (cuda_memory), the int8 head's (table, scales, bounds), the scratch's decode +
-     * sampler part (the rest is prefill's), and the device memory instantiating the graphs took
-     * (cudaMemGetInfo around each instantiation + upload: instantiate_graph) */
-    size_t n_tern, n_dense, n_kv, n_scratch, n_emb, n_out, n_lm_q, n_scratch_decode, n_graphs;
+    /* their bytes (cuda_memory), the int8 head's (table, scales, bounds), the scratch's parts,
+     * and the device memory instantiating the graphs took (cudaMemGetInfo around each
+     * instantiation + upload: instantiate_graph) */
+    size_t n_tern, n_dense, n_kv, n_emb, n_out, n_lm_q, n_graphs;
+    size_t n_scratch_decode, n_scratch_screen, n_scratch_sampler, n_scratch_prefill;
     int graphs;          /* graphs instantiated */
     char graphs_what[80]; /* their line in cuda_memory */
     /* decode scratch */
@@ -519,22 +520,26 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_logits = carve(a, (size_t)b->vocab * 4);
     b->d_part = carve(a, kcuda_attn_decode_scratch(&b->ash) * 4);
     b->d_io = carve(a, 3 * sizeof(int));
-    if (b->screen) {
-        b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
-        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
-    }
     b->d_best = carve(a, (size_t)kcuda_lm_head_scratch(b->vocab) * 4);
     b->d_argmax = carve(a, sizeof(int));
     b->d_err = carve(a, sizeof(int));
     b->d_count = carve(a, (size_t)b->cfg.n_heads * 4);
+    b->n_scratch_decode = a->used;
+    if (b->screen) {
+        b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
+        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
+    }
+    b->n_scratch_screen = a->used - b->n_scratch_decode;
     b->d_sargs = carve(a, sample_args_bytes());
     b->d_sout = carve(a, 3 * sizeof(int));
     b->sscratch_bytes = kcuda_sample_scratch(b->vocab);
     b->d_sscratch = carve(a, b->sscratch_bytes);
-    b->n_scratch_decode = a->used;
+    b->n_scratch_sampler = a->used - b->n_scratch_decode - b->n_scratch_screen;
+    const size_t before_prefill = a->used;
     CudaPrefillPlan pp;
     cuda_prefill_plan(&b->cfg, PREFILL_MAX, &pp);
     char *pre = carve(a, pp.bytes); /* NULL: the sizing pass */
+    b->n_scratch_prefill = a->used - before_prefill;
     b->p_x = pre ? (float *)(pre + pp.x) : NULL;
     b->p_qkv = pre ? (float *)(pre + pp.qkv) : NULL;
     b->p_att = pre ? (float *)(pre + pp.att) : NULL;
@@ -551,7 +556,6 @@ static int alloc_scratch(CudaBackend *b, Err *err) {
     cudaError_t e;
     if ((e = cudaMalloc(&b->d_scratch, a.used)) != cudaSuccess || (e = cudaMemset(b->d_scratch, 0, a.used)) != cudaSuccess)
         return cuda_err(err, "allocating scratch", e);
-    b->n_scratch = a.used;
     a = (Arena){b->d_scratch, 0};
     carve_scratch(b, &a);
     return 0;
@@ -1281,8 +1285,10 @@ static int cuda_memory(void *vb, InferMemPart *parts, int cap) {
         {b->lm_int8 ? "int8 lm_head (rows, scales)" : "int8 lm_head screen (rows, scales, bounds)", b->n_lm_q},
         {"KV cache (f16)", b->n_kv},
         {"norms + RoPE table", b->n_dense},
-        {"scratch: prefill batch", b->n_scratch - b->n_scratch_decode},
-        {"scratch: decode, lm_head screen, sampler", b->n_scratch_decode + sizeof *b->d_up},
+        {"scratch: prefill batch", b->n_scratch_prefill},
+        {"scratch: decode (activations, attention partials)", b->n_scratch_decode},
+        {"scratch: lm_head screen (bounds)", b->n_scratch_screen},
+        {"scratch: sampler, draw state", b->n_scratch_sampler + sizeof *b->d_up},
         {b->graphs_what, b->n_graphs},
     };
     int n = 0;

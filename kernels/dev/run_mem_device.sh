@@ -41,6 +41,9 @@ echo "== probe (fresh process) ==" >>"$S"
 xz -dc "$X/dev_mem_probe.xz" >/tmp/dev_mem_probe && chmod +x /tmp/dev_mem_probe
 step "dev_mem_probe" 60 probe.txt /tmp/dev_mem_probe
 cat "$L/probe.txt" >>"$S"
+# the same with one hardware queue instead of the default 8 (each may hold device memory)
+step "dev_mem_probe, CUDA_DEVICE_MAX_CONNECTIONS=1" 60 probe1.txt env CUDA_DEVICE_MAX_CONNECTIONS=1 /tmp/dev_mem_probe
+grep -E "^context made|stack +set +(1024|0):" "$L/probe1.txt" | head -3 >>"$S"
 echo "== largest kernel frames in bitnet-chat (cuobjdump --dump-resource-usage: STACK, LOCAL) ==" >>"$S"
 cuobjdump --dump-resource-usage $B/bitnet-chat >"$L/res.txt" 2>&1
 python3 - "$L/res.txt" >>"$S" 2>&1 <<'EOF'
@@ -88,6 +91,9 @@ for round in 1 2; do
     done
 done
 peak_run "new-short" $B/bitnet-chat -p "Tell me a long story about the sea." -n 200 --ctx 4096
+# what the kernels' code takes: every module loaded at start instead of on first use (the default)
+peak_run "new-eager" env CUDA_MODULE_LOADING=EAGER $B/bitnet-chat -f /tmp/p3600.txt -n 200 --ctx 4096
+peak_run "new-1-connection" env CUDA_DEVICE_MAX_CONNECTIONS=1 $B/bitnet-chat -f /tmp/p3600.txt -n 200 --ctx 4096
 echo "== bench --backend cuda --quick --skip-kernels: device memory ==" >>"$S"
 step "bench new" 150 bench.txt $B/bitnet-chat bench --backend cuda --quick --skip-kernels
 grep -E "^Device memory|^which|^  [a-zA-Z]|^\| (64|512|2000|4000) \|" "$L/bench.txt" | head -60 >>"$S"
