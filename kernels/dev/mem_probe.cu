@@ -96,6 +96,31 @@ int main(int argc, char **argv) {
            "in use %+.1f MiB\n", fa.localSizeBytes, cudaGetErrorString(e), h, ((5 * 7 + 3) & 63) * 3 + 5,
            get_limit(cudaLimitStackSize), mib((double)used() - (double)u0));
     set_limit("stack (again)", cudaLimitStackSize, 0);
+    {  // the same kernel first launched inside a graph, under a limit of 0 again
+        cudaStream_t gs;
+        cudaStreamCreateWithFlags(&gs, cudaStreamNonBlocking);
+        cudaMemset(d_out, 0, 132 * 256 * sizeof(int));
+        cudaGraph_t g = NULL;
+        cudaGraphExec_t x = NULL;
+        cudaStreamBeginCapture(gs, cudaStreamCaptureModeThreadLocal);
+        frame_kernel<<<132, 256, 0, gs>>>(d_out, 3);
+        cudaStreamEndCapture(gs, &g);
+        u0 = used();
+        e = cudaGraphInstantiate(&x, g, 0);
+        const size_t u1 = used();
+        if (e == cudaSuccess) e = cudaGraphLaunch(x, gs);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(gs);
+        h = -1;
+        cudaMemcpy(&h, d_out + 5, sizeof h, cudaMemcpyDeviceToHost);
+        printf("  frame_kernel in a graph under stack 0: %s, out[5] = %d (expected %d), stack now %zu B, in use "
+               "%+.1f MiB at instantiation, %+.1f after the launch\n", cudaGetErrorString(e), h,
+               ((5 * 7 + 3) & 63) * 3 + 5, get_limit(cudaLimitStackSize), mib((double)u1 - (double)u0),
+               mib((double)used() - (double)u1));
+        cudaGraphExecDestroy(x);
+        cudaGraphDestroy(g);
+        cudaStreamDestroy(gs);
+    }
+    set_limit("stack (again)", cudaLimitStackSize, 0);
 
     printf("\nstream and graphs:\n");
     u0 = used();
