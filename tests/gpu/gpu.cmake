@@ -53,7 +53,7 @@ if(BN_HAVE_CUDA)
   target_link_libraries(dev_attn_decode PRIVATE bn_kernels)
   add_executable(dev_lm_head ${CMAKE_SOURCE_DIR}/kernels/dev/lm_head.cu)
   target_link_libraries(dev_lm_head PRIVATE bn_kernels)
-  # device memory of the context's limits, a stream and graphs (kernels/dev/README.md, "Memory")
+  # device memory of the context's limits, a stream and graphs (kernels/dev/README.md, "Device memory")
   add_executable(dev_mem_probe ${CMAKE_SOURCE_DIR}/kernels/dev/mem_probe.cu)
   add_executable(dev_decode_persistent ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent_lab.cu
                  ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent.cu)
