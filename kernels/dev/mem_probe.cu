@@ -108,14 +108,17 @@ int main(int argc, char **argv) {
         u0 = used();
         e = cudaGraphInstantiate(&x, g, 0);
         const size_t u1 = used();
+        if (e == cudaSuccess) e = cudaGraphUpload(x, gs);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(gs);
+        const size_t u2 = used(), st_up = get_limit(cudaLimitStackSize);
         if (e == cudaSuccess) e = cudaGraphLaunch(x, gs);
         if (e == cudaSuccess) e = cudaStreamSynchronize(gs);
         h = -1;
         cudaMemcpy(&h, d_out + 5, sizeof h, cudaMemcpyDeviceToHost);
-        printf("  frame_kernel in a graph under stack 0: %s, out[5] = %d (expected %d), stack now %zu B, in use "
-               "%+.1f MiB at instantiation, %+.1f after the launch\n", cudaGetErrorString(e), h,
-               ((5 * 7 + 3) & 63) * 3 + 5, get_limit(cudaLimitStackSize), mib((double)u1 - (double)u0),
-               mib((double)used() - (double)u1));
+        printf("  frame_kernel in a graph under stack 0: %s, out[5] = %d (expected %d); in use %+.1f MiB at "
+               "instantiation, %+.1f at upload (stack %zu B), %+.1f after the launch (stack %zu B)\n",
+               cudaGetErrorString(e), h, ((5 * 7 + 3) & 63) * 3 + 5, mib((double)u1 - (double)u0),
+               mib((double)u2 - (double)u1), st_up, mib((double)used() - (double)u2), get_limit(cudaLimitStackSize));
         cudaGraphExecDestroy(x);
         cudaGraphDestroy(g);
         cudaStreamDestroy(gs);
