@@ -80,12 +80,25 @@ static int cmp_double(const void *a, const void *b) {
 
 #ifdef BITNET_HAVE_CUDA
 /* Device memory in use now (cudaMemGetInfo) beside mem0, what was in use before the backend was
- * made (the CUDA context): the backend's model + KV cache of ctx positions + scratch. */
-static void print_device_memory(const char *when, int ctx, size_t mem0) {
+ * made (the CUDA context): the backend's model + KV cache of ctx positions + scratch; then the
+ * backend's own account of its allocations by kind (infer_memory), their sum, and what
+ * cudaMemGetInfo saw beyond it (the allocator's rounding, the context's growth since mem0: its
+ * stack reserve grows to the largest kernel frame launched). */
+static void print_device_memory(Infer *inf, const char *when, int ctx, size_t mem0) {
     const size_t mem1 = kcuda_mem_used();
     printf("\nDevice memory in use (cudaMemGetInfo) %s, KV cache of %d positions: %.0f MiB, of\n"
            "which %.0f MiB were in use before the backend was made (CUDA context); model + KV cache + scratch: %.0f MiB.\n",
            when, ctx, mem1 / 1048576.0, mem0 / 1048576.0, (mem1 - mem0) / 1048576.0);
+    InferMemPart parts[INFER_MEM_PARTS_MAX];
+    const int n = infer_memory(inf, parts, INFER_MEM_PARTS_MAX);
+    size_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        printf("  %-52s %8.1f MiB\n", parts[i].what, parts[i].bytes / 1048576.0);
+        sum += parts[i].bytes;
+    }
+    if (n)
+        printf("  %-52s %8.1f MiB (cudaMemGetInfo beyond it since the context: %.1f MiB)\n", "the backend's allocations, sum",
+               sum / 1048576.0, ((double)mem1 - (double)mem0 - (double)sum) / 1048576.0);
 }
 #endif
 
@@ -168,7 +181,7 @@ static int bench_e2e(BackendKind kind, const Model *m, const char *shapes, int q
     if (rc) fprintf(stderr, "bench: %s\n", err.msg[0] ? err.msg : "out of memory");
 #ifdef BITNET_HAVE_CUDA
     if (kind == BACKEND_CUDA) {
-        print_device_memory("with the model loaded", o.ctx, mem0);
+        print_device_memory(inf, "with the model loaded", o.ctx, mem0);
     }
 #endif
     free(toks);
@@ -307,7 +320,7 @@ static void bench_ttft(const Model *m, int quick, int lm_int8) {
         fflush(stdout);
     }
     /* the only backend alive: what a chat at the 2B model's full context holds on the device */
-    print_device_memory("after these prompts", ctx, mem0);
+    print_device_memory(inf, "after these prompts", ctx, mem0);
     sampler_free(smp);
     infer_destroy(inf);
     free(toks);

@@ -95,12 +95,24 @@ typedef struct {
      * d_outw and adds the same int8 copy with its bound constants d_lm_b (kernels_cuda.h). */
     int8_t *d_lm_q;
     float *d_lm_s, *d_lm_b;
-    int lm_int8, screen;
+    int lm_int8, screen, tied;
     float *d_lohi, *d_bmax; /* the screen's [lo, hi] per row and warp maxima */
     int screen_nb;          /* its warps: the most rows a screened step serves (set at load) */
     const float *d_out_norm;
-    /* one allocation each for weights, norms + rope, KV cache, scratch */
+    /* Every device buffer sits in one allocation, d_all (alloc_device sizes them first; each
+     * cudaMalloc would round its own up to 2 MiB pages): the weights, norms + RoPE, the
+     * embedding, an untied float lm_head, the int8 lm_head, the KV cache, the scratch. Only a
+     * float lm_head that the int8 head replaces (--lm-head int8, untied) has its own, d_out_tmp,
+     * freed once quantized. */
+    void *d_all, *d_out_tmp;
     void *d_tern, *d_dense, *d_kv, *d_scratch, *d_emb_own, *d_out_own;
+    /* their bytes (cuda_memory), the int8 head's (table, scales, bounds), the scratch's parts,
+     * and the device memory instantiating the graphs took (cudaMemGetInfo around each
+     * instantiation + upload: instantiate_graph) */
+    size_t n_tern, n_dense, n_kv, n_emb, n_out, n_lm_q, n_graphs, n_scratch;
+    size_t n_scratch_decode, n_scratch_screen, n_scratch_sampler, n_scratch_prefill;
+    int graphs;          /* graphs instantiated */
+    char graphs_what[80]; /* their line in cuda_memory */
     /* decode scratch */
     float *d_x, *d_qkv, *d_att, *d_gu, *d_logits, *d_part;
     int *d_io, *d_best, *d_argmax, *d_err, *d_count;
@@ -185,14 +197,8 @@ static void cuda_destroy(void *vb) {
         if (b->ev[i]) cudaEventDestroy(b->ev[i]);
     if (b->h_up) cudaFreeHost(b->h_up);
     if (b->h_ring) cudaFreeHost(b->h_ring);
-    cudaFree(b->d_up);
-    cudaFree(b->d_tern);
-    cudaFree(b->d_dense);
-    cudaFree(b->d_kv);
-    cudaFree(b->d_scratch);
-    cudaFree(b->d_emb_own);
-    cudaFree(b->d_out_own);
-    cudaFree(b->d_lm_q);
+    cudaFree(b->d_all);
+    cudaFree(b->d_out_tmp);
     if (b->st) cudaStreamDestroy(b->st);
     if (b->h_pin) cudaFreeHost(b->h_pin);
     if (b->h_sargs) cudaFreeHost(b->h_sargs);
@@ -305,18 +311,21 @@ static int upload_matrix(KcudaTernary *t, uint8_t **cursor, const TernaryMatrix 
     return 0;
 }
 
-/* Every layer's ternary matrices in one allocation, in the order decode reads them (QKV fused,
- * O, gate/up interleaved, down). */
-static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
-    const int NL = b->cfg.n_layers;
+/* Bytes of every layer's ternary matrices on the device. */
+static size_t ternary_bytes(const CudaBackend *b, const Model *m) {
     size_t bytes = 0;
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < b->cfg.n_layers; l++) {
         const LayerWeights *w = &m->layers[l];
         bytes += (size_t)(w->wq.n_out + w->wk.n_out + w->wv.n_out + 2 * w->w_gate.n_out) * b->kd / 4;
         bytes += (size_t)w->wo.n_out * w->wo.n_in_pad / 4 + (size_t)w->w_down.n_out * w->w_down.n_in_pad / 4;
     }
-    cudaError_t e = cudaMalloc(&b->d_tern, bytes);
-    if (e != cudaSuccess) return cuda_err(err, "allocating ternary weights", e);
+    return bytes;
+}
+
+/* Every layer's ternary matrices into d_tern, in the order decode reads them (QKV fused, O,
+ * gate/up interleaved, down). */
+static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
+    const int NL = b->cfg.n_layers;
     uint8_t *cur = b->d_tern;
     for (int l = 0; l < NL; l++) {
         const LayerWeights *w = &m->layers[l];
@@ -334,17 +343,20 @@ static int upload_ternary(CudaBackend *b, const Model *m, Err *err) {
     return 0;
 }
 
-/* The norm weights of every layer, the output norm and the RoPE table, one allocation; also sets
- * the attention shape. */
+/* Floats of the norm weights of every layer (the sub-norms only where the model has them: their
+ * pointers stay NULL otherwise, and the GEMV / prefill quantization then takes its input as is,
+ * as the CPU forward does), the output norm and the RoPE table. */
+static size_t norms_rope_floats(const CudaBackend *b) {
+    const size_t per_layer = (size_t)2 * b->dim + (b->cfg.sub_norms ? (size_t)b->dim + b->ffn : 0);
+    return per_layer * b->cfg.n_layers + b->dim + (size_t)b->ctx * b->hd;
+}
+
+/* The norm weights of every layer, the output norm and the RoPE table into d_dense. */
 static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     const ModelConfig *c = &b->cfg;
     const int NL = c->n_layers;
-    /* the sub-norms only where the model has them (their pointers stay NULL otherwise: the
-     * GEMV / prefill quantization then takes its input as is, as the CPU forward does) */
     const int sn = c->sub_norms;
-    const size_t per_layer = (size_t)2 * b->dim + (sn ? (size_t)b->dim + b->ffn : 0);
-    const size_t rope_n = (size_t)b->ctx * b->hd;
-    const size_t nfl = per_layer * NL + b->dim + rope_n;
+    const size_t nfl = norms_rope_floats(b);
     float *h = malloc(nfl * sizeof(float));
     if (!h) return err_set(err, "cuda: out of memory");
     float *p = h;
@@ -366,8 +378,7 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
             p[((size_t)pp * half + i) * 2 + 1] = sinf(a);
         }
     }
-    cudaError_t e = cudaMalloc(&b->d_dense, nfl * sizeof(float));
-    if (e == cudaSuccess) e = cudaMemcpy(b->d_dense, h, nfl * sizeof(float), cudaMemcpyHostToDevice);
+    const cudaError_t e = cudaMemcpy(b->d_dense, h, nfl * sizeof(float), cudaMemcpyHostToDevice);
     free(h);
     if (e != cudaSuccess) return cuda_err(err, "uploading norms", e);
     const float *d = b->d_dense;
@@ -379,6 +390,12 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     }
     b->d_out_norm = d, d += b->dim;
     b->ash.d_rope = d;
+    return 0;
+}
+
+/* The attention shape (the RoPE table's pointer comes with the upload) and the kernels it takes. */
+static void set_attention(CudaBackend *b) {
+    const ModelConfig *c = &b->cfg;
     b->ash.n_heads = c->n_heads;
     b->ash.n_kv = c->n_kv_heads;
     b->ash.head_dim = b->hd;
@@ -386,40 +403,48 @@ static int upload_norms_rope(CudaBackend *b, const Model *m, Err *err) {
     b->ash.rope_style = c->rope_style == ROPE_ADJACENT ? 1 : 0;
     b->head_until = kcuda_attn_decode_head_until(&b->ash);
     b->wide_attn = b->hd % 16 || b->hd > 128 || c->n_heads / c->n_kv_heads > 8;
+}
+
+/* The embedding and the lm_head's sizes and types (one table when tied), the int8 copy's with
+ * lm_head_int8 or the screen (which needs its k in multiples of 16; other shapes run the full
+ * head): n_emb, n_out (0 when tied or when the int8 head replaces an untied float one), n_lm_q. */
+static int plan_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
+    if (dtype_of(m->tok_embd.type, &b->emb_type) || dtype_of(m->output.type, &b->out_type))
+        return err_set(err, "cuda: unsupported embedding type");
+    b->n_emb = (size_t)b->vocab * b->dim * dtype_size(b->emb_type);
+    b->tied = m->output.data == m->tok_embd.data && m->output.type == m->tok_embd.type;
+    b->n_out = b->tied || lm_head_int8 ? 0 : (size_t)b->vocab * b->dim * dtype_size(b->out_type);
+    b->screen = !lm_head_int8 && screen && b->dim % 16 == 0;
+    if (lm_head_int8 && b->dim % 16)
+        return err_set(err, "cuda: --lm-head int8 needs a hidden size that is a multiple of 16 (this model: %d)", b->dim);
+    const size_t qb = align256((size_t)b->vocab * b->dim), sb = align256((size_t)b->vocab * sizeof(float));
+    b->n_lm_q = lm_head_int8 || b->screen ? qb + sb + (b->screen ? sb : 0) : 0;
     return 0;
 }
 
-/* The embedding and the lm_head (one table when tied), and with lm_head_int8 the int8 copy of the
- * lm_head, quantized on the device (one block per row, a few ms); the float lm_head then goes
- * unless the embedding lookup shares it. */
-static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
-    if (dtype_of(m->tok_embd.type, &b->emb_type) || dtype_of(m->output.type, &b->out_type))
-        return err_set(err, "cuda: unsupported embedding type");
+/* The embedding and the lm_head (one table when tied) into their places, and with lm_head_int8 the
+ * int8 copy of the lm_head, quantized on the device (one block per row, a few ms); the float
+ * lm_head then goes unless the embedding lookup shares it. */
+static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, Err *err) {
     cudaError_t e;
-    const size_t eb = (size_t)b->vocab * b->dim * dtype_size(b->emb_type);
-    if ((e = cudaMalloc(&b->d_emb_own, eb)) != cudaSuccess ||
-        (e = cudaMemcpy(b->d_emb_own, m->tok_embd.data, eb, cudaMemcpyHostToDevice)) != cudaSuccess)
+    if ((e = cudaMemcpy(b->d_emb_own, m->tok_embd.data, b->n_emb, cudaMemcpyHostToDevice)) != cudaSuccess)
         return cuda_err(err, "uploading the embedding", e);
     b->d_emb = b->d_emb_own;
-    if (m->output.data == m->tok_embd.data && m->output.type == m->tok_embd.type) {
+    if (b->tied) {
         b->d_outw = b->d_emb;
     } else {
         const size_t ob = (size_t)b->vocab * b->dim * dtype_size(b->out_type);
-        if ((e = cudaMalloc(&b->d_out_own, ob)) != cudaSuccess ||
-            (e = cudaMemcpy(b->d_out_own, m->output.data, ob, cudaMemcpyHostToDevice)) != cudaSuccess)
+        if (lm_head_int8 && (e = cudaMalloc(&b->d_out_tmp, ob)) != cudaSuccess) {
+            b->d_out_tmp = NULL;
+            return cuda_err(err, "allocating the lm_head", e);
+        }
+        void *dst = lm_head_int8 ? b->d_out_tmp : b->d_out_own;
+        if ((e = cudaMemcpy(dst, m->output.data, ob, cudaMemcpyHostToDevice)) != cudaSuccess)
             return cuda_err(err, "uploading the lm_head", e);
-        b->d_outw = b->d_out_own;
+        b->d_outw = dst;
     }
-    /* the screen needs the int8 copy's k in multiples of 16; other shapes run the full head */
-    b->screen = !lm_head_int8 && screen && b->dim % 16 == 0;
     if (!lm_head_int8 && !b->screen) return 0;
-    if (b->dim % 16)
-        return err_set(err, "cuda: --lm-head int8 needs a hidden size that is a multiple of 16 (this model: %d)", b->dim);
     const size_t qb = align256((size_t)b->vocab * b->dim), sb = align256((size_t)b->vocab * sizeof(float));
-    if ((e = cudaMalloc((void **)&b->d_lm_q, qb + sb + (b->screen ? sb : 0))) != cudaSuccess) {
-        b->d_lm_q = NULL;
-        return cuda_err(err, "allocating the int8 lm_head", e);
-    }
     b->d_lm_s = (float *)((char *)b->d_lm_q + qb);
     if (b->screen) b->d_lm_b = (float *)((char *)b->d_lm_q + qb + sb);
     /* the table was copied with cudaMemcpy from pageable memory on the legacy stream, whose
@@ -435,25 +460,22 @@ static int upload_embeddings(CudaBackend *b, const Model *m, int lm_head_int8, i
     }
     if ((e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "quantizing the lm_head", e);
     b->lm_int8 = 1;
-    if (b->d_out_own) {
-        cudaFree(b->d_out_own);
-        b->d_out_own = NULL;
+    if (b->d_out_tmp) {
+        cudaFree(b->d_out_tmp);
+        b->d_out_tmp = NULL;
     }
     b->d_outw = b->d_lm_q;
     return 0;
 }
 
-/* The f16 KV cache of every layer, one allocation. */
-static int alloc_kv(CudaBackend *b, Err *err) {
+/* The f16 KV cache of every layer: d_kv split by layer. */
+static void place_kv(CudaBackend *b) {
     const size_t per = (size_t)b->cfg.n_kv_heads * b->ctx * b->hd;
-    cudaError_t e = cudaMalloc(&b->d_kv, per * 2 * b->cfg.n_layers * sizeof(uint16_t));
-    if (e != cudaSuccess) return cuda_err(err, "allocating the KV cache", e);
     uint16_t *kv = b->d_kv;
     for (int l = 0; l < b->cfg.n_layers; l++) {
         b->L[l].kc = kv, kv += per;
         b->L[l].vc = kv, kv += per;
     }
-    return 0;
 }
 
 /* The device sampler's per-token arguments: the settings and the penalty ids after them. */
@@ -471,11 +493,34 @@ static void *carve(Arena *a, size_t bytes) {
     return p;
 }
 
+void cuda_prefill_plan(const ModelConfig *c, int T, CudaPrefillPlan *p) {
+    const size_t dim = (size_t)c->dim, q = (size_t)c->n_heads * c->head_dim, qkv = q + 2 * (size_t)c->n_kv_heads * c->head_dim;
+    const size_t ffn = (size_t)c->ffn_dim, kd = (size_t)i2s_round_up_k(c->dim), ko = (size_t)i2s_round_up_k((int)q),
+                 kf = (size_t)i2s_round_up_k(c->ffn_dim);
+    const size_t maxk = kf > kd ? (kf > ko ? kf : ko) : (kd > ko ? kd : ko);
+    /* One region holds qkv with the attention output beside it, or gate/up's output. In stream
+     * order (prefill_layer) qkv lives from the QKV GEMM to the attention kernel (which ropes q in
+     * place and writes its output, rows < T, into its own part), the output until o_proj's
+     * quantization (into q) has read it; gate/up's GEMM then writes the region and down's
+     * quantization reads it before the next layer's QKV GEMM. x, q, s, qsum and tok are read or
+     * written while the region is live, so they stay apart (test_prefill_plan checks the plan
+     * against these lifetimes). 2B: 70.4 -> 44.8 KB a token of the batch, 36.0 -> 22.9 MB at
+     * PREFILL_MAX. */
+    const size_t region = qkv + q > ffn ? qkv + q : ffn;
+    size_t at = 0;
+    p->x = at, at += align256((size_t)T * dim * 4);
+    p->gu = p->qkv = at, at += align256((size_t)T * region * 4);
+    p->att = p->qkv + (size_t)T * qkv * 4;
+    p->s = at, at += align256((size_t)T * 4);
+    p->qsum = at, at += align256((size_t)T * 4);
+    p->tok = at, at += align256((size_t)T * 4);
+    p->q = at, at += align256((size_t)T * maxk);
+    p->bytes = at;
+}
+
 /* Decode and prefill scratch (activations, logits, attention partials, greedy pick, sampler),
  * zeroed (the attention split counters must start at zero). */
 static void carve_scratch(CudaBackend *b, Arena *a) {
-    const int maxk = b->kf > b->kd ? (b->kf > b->ko ? b->kf : b->ko) : (b->kd > b->ko ? b->kd : b->ko);
-    const size_t T = PREFILL_MAX;
     b->d_x = carve(a, (size_t)b->dim * 4);
     b->d_qkv = carve(a, (size_t)b->qkv_dim * 4);
     b->d_att = carve(a, (size_t)b->q_dim * 4);
@@ -483,36 +528,68 @@ static void carve_scratch(CudaBackend *b, Arena *a) {
     b->d_logits = carve(a, (size_t)b->vocab * 4);
     b->d_part = carve(a, kcuda_attn_decode_scratch(&b->ash) * 4);
     b->d_io = carve(a, 3 * sizeof(int));
-    if (b->screen) {
-        b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
-        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
-    }
     b->d_best = carve(a, (size_t)kcuda_lm_head_scratch(b->vocab) * 4);
     b->d_argmax = carve(a, sizeof(int));
     b->d_err = carve(a, sizeof(int));
     b->d_count = carve(a, (size_t)b->cfg.n_heads * 4);
+    b->n_scratch_decode = a->used;
+    if (b->screen) {
+        b->d_lohi = carve(a, (size_t)b->vocab * 2 * sizeof(float));
+        b->d_bmax = carve(a, (size_t)kcuda_screen_warps_max() * sizeof(float));
+    }
+    b->n_scratch_screen = a->used - b->n_scratch_decode;
     b->d_sargs = carve(a, sample_args_bytes());
     b->d_sout = carve(a, 3 * sizeof(int));
     b->sscratch_bytes = kcuda_sample_scratch(b->vocab);
     b->d_sscratch = carve(a, b->sscratch_bytes);
-    b->p_x = carve(a, T * b->dim * 4);
-    b->p_qkv = carve(a, T * b->qkv_dim * 4);
-    b->p_att = carve(a, T * b->q_dim * 4);
-    b->p_gu = carve(a, T * b->ffn * 4);
-    b->p_s = carve(a, T * 4);
-    b->p_qsum = carve(a, T * 4);
-    b->p_tok = carve(a, T * 4);
-    b->p_q = carve(a, T * (size_t)maxk);
+    b->d_up = carve(a, sizeof *b->d_up);
+    b->d_dstate = b->d_up ? &b->d_up->st : NULL;
+    b->n_scratch_sampler = a->used - b->n_scratch_decode - b->n_scratch_screen;
+    const size_t before_prefill = a->used;
+    CudaPrefillPlan pp;
+    cuda_prefill_plan(&b->cfg, PREFILL_MAX, &pp);
+    char *pre = carve(a, pp.bytes); /* NULL: the sizing pass */
+    b->n_scratch_prefill = a->used - before_prefill;
+    b->p_x = pre ? (float *)(pre + pp.x) : NULL;
+    b->p_qkv = pre ? (float *)(pre + pp.qkv) : NULL;
+    b->p_att = pre ? (float *)(pre + pp.att) : NULL;
+    b->p_gu = pre ? (float *)(pre + pp.gu) : NULL;
+    b->p_s = pre ? (float *)(pre + pp.s) : NULL;
+    b->p_qsum = pre ? (int32_t *)(pre + pp.qsum) : NULL;
+    b->p_tok = pre ? (int32_t *)(pre + pp.tok) : NULL;
+    b->p_q = pre ? (int8_t *)(pre + pp.q) : NULL;
 }
 
-static int alloc_scratch(CudaBackend *b, Err *err) {
+/* Sizes every device buffer (b->n_*), then makes the one allocation and places them in it:
+ * the scratch zeroed (the attention split counters and the sampler's tickets start at zero). */
+static int alloc_device(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
+    if (plan_embeddings(b, m, lm_head_int8, screen, err)) return -1;
+    set_attention(b);
+    b->n_tern = ternary_bytes(b, m);
+    b->n_dense = norms_rope_floats(b) * sizeof(float);
+    b->n_kv = (size_t)b->cfg.n_kv_heads * b->ctx * b->hd * 2 * b->cfg.n_layers * sizeof(uint16_t);
     Arena a = {NULL, 0};
     carve_scratch(b, &a);
+    b->n_scratch = a.used;
+    Arena all = {NULL, 0};
+    void **const at[7] = {&b->d_tern, &b->d_dense, &b->d_emb_own, &b->d_out_own, (void **)&b->d_lm_q, &b->d_kv,
+                          &b->d_scratch};
+    const size_t len[7] = {b->n_tern, b->n_dense, b->n_emb, b->n_out, b->n_lm_q, b->n_kv, b->n_scratch};
+    for (int i = 0; i < 7; i++) carve(&all, len[i]);
     cudaError_t e;
-    if ((e = cudaMalloc(&b->d_scratch, a.used)) != cudaSuccess || (e = cudaMemset(b->d_scratch, 0, a.used)) != cudaSuccess)
-        return cuda_err(err, "allocating scratch", e);
+    if ((e = cudaMalloc(&b->d_all, all.used)) != cudaSuccess) {
+        b->d_all = NULL;
+        return cuda_err(err, "allocating device memory for the model, KV cache and scratch", e);
+    }
+    all = (Arena){b->d_all, 0};
+    for (int i = 0; i < 7; i++) {
+        void *p = carve(&all, len[i]);
+        *at[i] = len[i] ? p : NULL;
+    }
+    if ((e = cudaMemset(b->d_scratch, 0, b->n_scratch)) != cudaSuccess) return cuda_err(err, "zeroing scratch", e);
     a = (Arena){b->d_scratch, 0};
     carve_scratch(b, &a);
+    place_kv(b);
     return 0;
 }
 
@@ -540,11 +617,6 @@ static int alloc_host(CudaBackend *b, Err *err) {
     }
     if ((e = cudaHostGetDevicePointer((void **)&b->d_ring, b->h_ring, 0)) != cudaSuccess)
         return cuda_err(err, "mapped buffer", e);
-    if ((e = cudaMalloc((void **)&b->d_up, sizeof *b->d_up)) != cudaSuccess) {
-        b->d_up = NULL;
-        return cuda_err(err, "allocating the draw state", e);
-    }
-    b->d_dstate = &b->d_up->st;
     for (int i = 0; i < KCUDA_DRAW_RING; i++)
         if ((e = cudaEventCreateWithFlags(&b->ev[i], cudaEventDisableTiming)) != cudaSuccess) {
             b->ev[i] = NULL;
@@ -558,12 +630,28 @@ static int alloc_host(CudaBackend *b, Err *err) {
 
 /* Everything the backend holds on the device, in order; each step names itself in err. */
 static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
-    if (alloc_host(b, err)) return -1;
+    if (alloc_host(b, err) || alloc_device(b, m, lm_head_int8, screen, err)) return -1;
     if (upload_ternary(b, m, err)) return -1;
     if (upload_norms_rope(b, m, err)) return -1;
-    if (upload_embeddings(b, m, lm_head_int8, screen, err)) return -1;
-    if (alloc_kv(b, err)) return -1;
-    return alloc_scratch(b, err);
+    return upload_embeddings(b, m, lm_head_int8, err);
+}
+
+/* Instantiates a captured graph into *exec and uploads it, adding the device memory that took
+ * (cudaMemGetInfo before and after: exact while no other thread of the process allocates) to
+ * n_graphs for cuda_memory. */
+static cudaError_t instantiate_graph(CudaBackend *b, cudaGraphExec_t *exec, cudaGraph_t g) {
+    const size_t before = kcuda_mem_used();
+    cudaError_t e = cudaGraphInstantiate(exec, g, 0);
+    if (e != cudaSuccess) return e;
+    if ((e = cudaGraphUpload(*exec, b->st)) != cudaSuccess) {
+        cudaGraphExecDestroy(*exec);
+        *exec = NULL;
+        return e;
+    }
+    const size_t after = kcuda_mem_used();
+    b->n_graphs += after > before ? after - before : 0;
+    b->graphs++;
+    return cudaSuccess;
 }
 
 /* The device sampler as a graph (sample_graph[which]): the arguments and penalty ids in from
@@ -607,7 +695,7 @@ static int capture_sampler(CudaBackend *b, SampleGraph which, int exact_pass, Er
         rc = cuda_err(err, "capturing the sampler's result copy", e);
     e = cudaStreamEndCapture(b->st, &g);
     if (!rc && e != cudaSuccess) rc = cuda_err(err, "capturing the sampler graph", e);
-    if (!rc && (e = cudaGraphInstantiate(&b->sample_graph[which][exact_pass], g, 0)) != cudaSuccess)
+    if (!rc && (e = instantiate_graph(b, &b->sample_graph[which][exact_pass], g)) != cudaSuccess)
         rc = cuda_err(err, "instantiating the sampler graph", e);
     if (g) cudaGraphDestroy(g);
     return rc;
@@ -773,7 +861,7 @@ static int capture_graph(CudaBackend *b, int attn, int screened, Err *err) {
             return -1;
         }
         if (e == cudaSuccess) {
-            e = cudaGraphInstantiate(&b->graph[attn][screened], g, 0);
+            e = instantiate_graph(b, &b->graph[attn][screened], g);
             cudaGraphDestroy(g);
             if (e == cudaSuccess) {
                 b->pdl = pdl;
@@ -975,7 +1063,7 @@ static int capture_ahead(CudaBackend *b, int attn, int screened, int kind, Err *
             return -1;
         }
         if (e == cudaSuccess) {
-            e = cudaGraphInstantiate(&b->ahead_graph[attn][screened][kind], g, 0);
+            e = instantiate_graph(b, &b->ahead_graph[attn][screened][kind], g);
             cudaGraphDestroy(g);
             if (e == cudaSuccess) return 0;
         }
@@ -1241,6 +1329,31 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
     return rc;
 }
 
+/* BackendOps.memory: every device allocation by kind, as sized at load (the graphs as measured
+ * when instantiated). */
+static int cuda_memory(void *vb, InferMemPart *parts, int cap) {
+    CudaBackend *b = vb;
+    snprintf(b->graphs_what, sizeof b->graphs_what, "CUDA graphs (%d; cudaMemGetInfo around each instantiation)",
+             b->graphs);
+    const InferMemPart all[] = {
+        {"ternary weights (2-bit)", b->n_tern},
+        {b->d_outw == b->d_emb ? "embedding = lm_head (float)" : "embedding (float)", b->n_emb},
+        {"lm_head (float, untied)", b->n_out},
+        {b->lm_int8 ? "int8 lm_head (rows, scales)" : "int8 lm_head screen (rows, scales, bounds)", b->n_lm_q},
+        {"KV cache (f16)", b->n_kv},
+        {"norms + RoPE table", b->n_dense},
+        {"scratch: prefill batch", b->n_scratch_prefill},
+        {"scratch: decode (activations, attention partials)", b->n_scratch_decode},
+        {"scratch: lm_head screen (bounds)", b->n_scratch_screen},
+        {"scratch: sampler, draw state", b->n_scratch_sampler},
+        {b->graphs_what, b->n_graphs},
+    };
+    int n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && n < cap; i++)
+        if (all[i].bytes || all[i].what == b->graphs_what) parts[n++] = all[i];
+    return n;
+}
+
 int cuda_screen_probe(void *vb, float *lohi, int *exact_rows) {
     CudaBackend *b = vb;
     if (b->spec_queued) { /* the queued step would overwrite what the probe reads */
@@ -1271,6 +1384,7 @@ const BackendOps backend_cuda_ops = {
     .sample = cuda_sample,
     .describe = cuda_describe,
     .eval_queues = 1, /* decode is one graph launch on the stream; sample() synchronizes */
+    .memory = cuda_memory,
 };
 
 #endif /* BITNET_HAVE_CUDA */

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "infer/model.h"
 #include "infer/sampler.h"
 #include "kernels/cuda/kernels_cuda.h"
 
@@ -25,5 +26,16 @@ int cuda_screen_probe(void *backend, float *lohi, int *exact_rows);
  * steps done again the plain way (the host sampler was not where the device assumed, or the
  * logits of a step whose successor was queued were asked for). */
 void cuda_ahead_counts(void *backend, long *adopted, long *redone);
+
+/* The prefill batch's buffers in the scratch (infer/backend_cuda.c carve_scratch): byte offsets
+ * from the start of their part, and its size, for T tokens of a model with config c. Buffers
+ * whose lifetimes in a layer's stream order are disjoint share bytes (qkv + the attention output
+ * and gate/up's output). Needs no device: test_prefill_plan checks it on every build. */
+typedef struct {
+    size_t x, qkv, att, gu, s, qsum, tok, q; /* f32 [T][dim], [T][qkv], [T][q], [T][ffn], f32 [T],
+                                              * i32 [T], i32 [T], int8 [T][largest k_pad] */
+    size_t bytes;
+} CudaPrefillPlan;
+void cuda_prefill_plan(const ModelConfig *c, int T, CudaPrefillPlan *p);
 
 #endif

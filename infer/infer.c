@@ -127,6 +127,10 @@ int infer_ctx(const Infer *inf) { return inf->ctx; }
 
 BackendKind infer_backend(const Infer *inf) { return inf->kind; }
 
+int infer_memory(Infer *inf, InferMemPart *parts, int cap) {
+    return inf->ops->memory && cap > 0 ? inf->ops->memory(inf->b, parts, cap) : 0;
+}
+
 int infer_cpu_count(void) { return cpu_num_cores(); }
 
 void infer_describe(Infer *inf, char *buf, int cap) {

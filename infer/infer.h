@@ -4,6 +4,7 @@
 #ifndef BN_INFER_H
 #define BN_INFER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "infer/err.h"
@@ -35,6 +36,13 @@ typedef struct {
 
 typedef struct Infer Infer;
 
+/* One kind of device memory a backend holds (infer_memory): what it is and its bytes. */
+typedef struct {
+    const char *what;
+    size_t bytes;
+} InferMemPart;
+enum { INFER_MEM_PARTS_MAX = 12 };
+
 /* Backend operations. infer.c dispatches through this table; each backend file defines one. */
 typedef struct {
     const char *kind;                      /* "cpu", "cuda" */
@@ -53,6 +61,9 @@ typedef struct {
      * The caller may then do host work (detokenize, hand out the previous token) while the
      * device computes. 0: eval() returns when the work is done (the CPU backend). */
     int eval_queues;
+    /* Optional: the device memory the backend holds, by kind, into parts[0..cap); returns the
+     * number of parts (NULL: a backend that holds none). */
+    int (*memory)(void *b, InferMemPart *parts, int cap);
 } BackendOps;
 
 extern const BackendOps backend_cpu_ops;
@@ -70,6 +81,9 @@ int infer_eval_queues(const Infer *inf);
 int infer_ctx(const Infer *inf);
 BackendKind infer_backend(const Infer *inf);
 void infer_describe(Infer *inf, char *buf, int cap);
+/* The device memory the backend holds, by kind (BackendOps.memory), at most cap parts; returns
+ * their number, 0 for a backend without device memory. */
+int infer_memory(Infer *inf, InferMemPart *parts, int cap);
 
 /* CPUs this process may run on (at least 1): more CPU threads than this only wait for each
  * other. */

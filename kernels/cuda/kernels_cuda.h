@@ -412,9 +412,9 @@ int kcuda_bench_lm_head_screen(int n, int k, int reps, KcudaScreenBench *out);
 
 /* Bytes of device memory in use now (cudaMemGetInfo total - free). */
 size_t kcuda_mem_used(void);
-/* Shrinks the CUDA context's per-thread stack reserve to what the kernels need (~230 MiB less
- * on an H100; runtime.cu says why that is safe). The CUDA backend calls it at creation; the
- * bench before it measures the context. */
+/* Shrinks the CUDA context's per-thread stack reserve to what the kernels launched need (the
+ * limit set to 0, once per process; ~260 MiB less on an H100; runtime.cu says why that is safe).
+ * The CUDA backend calls it at creation; the bench before it measures the context. */
 void kcuda_context_trim(void);
 
 #ifdef __cplusplus

@@ -69,14 +69,23 @@ int kcuda_sm_count() {
     return n;
 }
 
-// The CUDA context reserves each thread's stack for every thread the GPU can hold: at the
-// default 1 KiB that is ~250 MiB on an H100 (132 SMs x 2048 threads). Our kernels' frames are at
-// most 72 bytes (cuobjdump --dump-resource-usage, 2026-12-06), and the driver grows the reserve
-// at launch for a kernel that needs more (checked on an H100: a 1600-byte frame under a 64-byte
-// limit ran, gave its result and raised the limit). Measured there: 527 MiB in use by the
-// context at 1 KiB, 331 at 256 bytes, 281 at 64.
+// The CUDA context reserves each thread's stack for every thread the GPU can hold (132 SMs x
+// 2048 on an H100: each byte of the per-thread limit is 0.26 MiB of device memory). Measured
+// there: 527 MiB in use by the context at the default 1 KiB, 331 at 256 bytes, 281 at 64. The
+// driver grows the reserve at the launch of a kernel whose frame needs more and keeps it grown
+// (cuCtxSetLimit's contract; checked on an H100: a 1600-byte frame under a 64-byte limit ran,
+// gave its result and raised the limit), so the limit starts at 0 and the reserve becomes the
+// largest frame among the kernels the process launches (at most 72 bytes for ours, cuobjdump
+// --dump-resource-usage, 2026-12-06), not a guess above it. 128 bytes where 0 is refused. Once
+// per process: setting it again would shrink a reserve the kernels have grown (a stall and a
+// reallocation at their next launch).
 extern "C" void kcuda_context_trim(void) {
-    if (cudaDeviceSetLimit(cudaLimitStackSize, 128) != cudaSuccess) cudaGetLastError();
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (cudaDeviceSetLimit(cudaLimitStackSize, 0) == cudaSuccess) return;
+        cudaGetLastError();
+        if (cudaDeviceSetLimit(cudaLimitStackSize, 128) != cudaSuccess) cudaGetLastError();
+    });
 }
 
 extern "C" size_t kcuda_mem_used(void) {

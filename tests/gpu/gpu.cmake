@@ -10,8 +10,13 @@ if(BN_HAVE_CUDA)
   bn_add_test(NAME test_sample_cuda SOURCES ${G}/test_sample_cuda.c LIBS bn_infer LABELS gpu)
   # the screened exact lm_head against the full one: kernels and the backend side by side
   bn_add_test(NAME test_screen_cuda SOURCES ${G}/test_screen_cuda.c LIBS bn_infer LABELS gpu TIMEOUT 600)
+  # the backend's device-memory account (infer_memory) against its shapes and cudaMemGetInfo
+  bn_add_test(NAME test_memory_cuda SOURCES ${G}/test_memory_cuda.c LIBS bn_infer LABELS gpu)
+  # the prefill scratch plan against the buffers' lifetimes: no device needed, so label cpu
+  bn_add_test(NAME test_prefill_plan SOURCES ${G}/test_prefill_plan.c LIBS bn_infer LABELS cpu)
 else()
-  bn_add_gpu_skip(test_kernels_cuda test_backend_cuda test_sample_cuda test_screen_cuda)
+  bn_add_gpu_skip(test_kernels_cuda test_backend_cuda test_sample_cuda test_screen_cuda test_memory_cuda
+                  test_prefill_plan)
 endif()
 
 # The family fixtures (tests/data/families) on the CUDA backend against the CPU backend (SiLU
@@ -48,6 +53,8 @@ if(BN_HAVE_CUDA)
   target_link_libraries(dev_attn_decode PRIVATE bn_kernels)
   add_executable(dev_lm_head ${CMAKE_SOURCE_DIR}/kernels/dev/lm_head.cu)
   target_link_libraries(dev_lm_head PRIVATE bn_kernels)
+  # device memory of the context's limits, a stream and graphs (kernels/dev/README.md, "Device memory")
+  add_executable(dev_mem_probe ${CMAKE_SOURCE_DIR}/kernels/dev/mem_probe.cu)
   add_executable(dev_decode_persistent ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent_lab.cu
                  ${CMAKE_SOURCE_DIR}/kernels/dev/decode_persistent.cu)
   target_include_directories(dev_decode_persistent PRIVATE ${CMAKE_SOURCE_DIR})
