@@ -121,10 +121,8 @@ int kcuda_rmsnorm_quant_prefill(const float *d_x, int rows, int ld_x, int k_in, 
                                 int32_t *d_qsum, int pdl, void *stream);
 
 /* Prefill GEMM on int8 tensor cores: tokens q [M][k_pad] (from kcuda_rmsnorm_quant), out rows of
- * ld_out elements, epilogue as above per token. From 128 tokens on, on a compute capability 9.0
- * GPU with a build for sm_90a (the default), warpgroup MMA (wgmma, 256 x 128 tiles); else
- * mma.sync m16n8k32 s8 with the tile (64x128, 64x64 or 64x16) chosen by shape; both split over K
- * where that fills the GPU. With pdl != 0 (programmatic dependent launch) the first weight tiles
+ * ld_out elements, epilogue as above per token. mma.sync m16n8k32 s8 with the tile (64x128, 64x64
+ * or 64x16) chosen by shape, split over K where that fills the GPU. With pdl != 0 (programmatic dependent launch) the first weight tiles
  * are fetched before the previous kernel finishes. */
 int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const float *d_s,
                     const int32_t *d_qsum, int M, KcudaEpilogue ep, void *d_out, int ld_out,

@@ -1,9 +1,8 @@
-// The prefill GEMM launcher (warpgroup MMA, w2a8_gemm_wgmma.cuh, where the build and the device
-// have sm_90a and the tokens fill its tile; else kernel 4 of w2a8_gemm.cuh, one of three tiles
-// chosen by shape; both split over K where that fills the GPU) and the per-row RMSNorm + int8
-// quantization of the prefill rows.
+// The prefill GEMM launcher (kernel 4 of w2a8_gemm.cuh, one of three tiles chosen by shape, split
+// over K where that fills the GPU) and the per-row RMSNorm + int8 quantization of the prefill
+// rows. (The warpgroup-MMA kernel, version 5, is in the lab: kernels/dev/w2a8_gemm_wgmma_kernel.cuh
+// says why it left the product.)
 #include "kernels/cuda/w2a8_gemm.cuh"
-#include "kernels/cuda/w2a8_gemm_wgmma.cuh"
 
 namespace {
 
@@ -72,63 +71,6 @@ int gemm4_launch(int ep, int pdl, void *stream, bool split, const GemmParams &p)
     case KCUDA_EP_RESID: return gemm4_launch_ep<KCUDA_EP_RESID, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
     case KCUDA_EP_GLU: return gemm4_launch_ep<KCUDA_EP_GLU, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
     case KCUDA_EP_I32: return gemm4_launch_ep<KCUDA_EP_I32, WGM, WGN, MT, NT, ST, KB>(pdl, stream, split, p);
-    default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
-    }
-}
-
-// The warpgroup-MMA tile (Gemm5Cfg: warpgroups, 64-row tiles per warpgroup, tokens, stages,
-// warp-specialized): lab version 5 tile 8, 256 output rows x 128 tokens, a load warpgroup feeding
-// two consumer warpgroups; chosen before its first device run for the least global traffic per
-// multiply-add of the tiles with 128 accumulators and for the warpgroups that cover each other's
-// waits (kernels/dev/README.md, "Prefill GEMM on warpgroup MMA"). Below a full token tile
-// (128) kernel 4's small tiles keep the SMs busier.
-#define GEMM_WGMMA_TILE 2, 2, 128, 4, true
-enum { GEMM_WGMMA_MIN_M = 128 };
-
-// Whether the warpgroup-MMA kernel runs here: the build is for sm_90a (BITNET_CUDA_WGMMA, set by
-// CMake where the CUDA architectures hold 90a and no plain 90) and the device has compute
-// capability 9.0, the only one sm_90a code runs on. Elsewhere kernel 4 serves every shape (and the
-// wgmma kernel, built without the feature, would trap rather than compute nothing).
-bool gemm_wgmma_device() {
-#if defined(BITNET_CUDA_WGMMA)
-    static const bool ok = [] {
-        int dev = 0, major = 0, minor = 0;
-        return cudaGetDevice(&dev) == cudaSuccess &&
-               cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-               cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-               minor == 0;
-    }();
-    return ok;
-#else
-    return false;
-#endif
-}
-
-template <int EP, int NWG, int MW, int BT, int ST, bool WS>
-int gemm5_launch_ep(int pdl, void *stream, const GemmParams &p) {
-    using C = Gemm5Cfg<NWG, MW, BT, ST, WS>;
-    auto kern = w2a8_gemm_kernel5<EP, C, NWG, MW, BT, WS>;
-    static const cudaError_t attr = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
-    if (attr != cudaSuccess)
-        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_w2a8_gemm: shared memory of %zu bytes: %s", C::SMEM, cudaGetErrorString(attr));
-    static const int per_sm = kcuda_prepare_func((const void *)kern) ? 0 : gemm4_blocks_per_sm<C>(kern);
-    dim3 grid((unsigned)((p.n_out + C::BM - 1) / C::BM), (unsigned)((p.M + BT - 1) / BT));
-    // At most 2 splits: in the lab's T = 512 sweep on an H100 (2026-12-06) split 2 was this
-    // tile's fastest on the QKV, O and down shapes (gate/up's grid fills the GPU: the rule gives
-    // it 1, also its fastest), while kernel 4's rule picks 3 for the 2560-row projections (down:
-    // 46.7 us at split 3, 29.4 at split 2).
-    const int sk = gemm_split_k((long)grid.x * grid.y, per_sm, p.k_pad / BK);
-    grid.z = (unsigned)(sk < 2 ? sk : 2);
-    return gemm4_launch_grid<C>(kern, grid, stream, pdl, p);
-}
-
-template <int NWG, int MW, int BT, int ST, bool WS>
-int gemm5_launch(int ep, int pdl, void *stream, const GemmParams &p) {
-    switch (ep) {
-    case KCUDA_EP_F32: return gemm5_launch_ep<KCUDA_EP_F32, NWG, MW, BT, ST, WS>(pdl, stream, p);
-    case KCUDA_EP_RESID: return gemm5_launch_ep<KCUDA_EP_RESID, NWG, MW, BT, ST, WS>(pdl, stream, p);
-    case KCUDA_EP_GLU: return gemm5_launch_ep<KCUDA_EP_GLU, NWG, MW, BT, ST, WS>(pdl, stream, p);
-    case KCUDA_EP_I32: return gemm5_launch_ep<KCUDA_EP_I32, NWG, MW, BT, ST, WS>(pdl, stream, p);
     default: return kcuda_fail(KCUDA_ERR_ARG, "kcuda_w2a8_gemm: bad epilogue %d", ep);
     }
 }
@@ -256,7 +198,6 @@ extern "C" int kcuda_w2a8_gemm(const KcudaTernary *w, const int8_t *d_q, const f
     p.act = w->act;
     p.out = d_out;
     p.ld_out = ld_out;
-    if (M >= GEMM_WGMMA_MIN_M && gemm_wgmma_device()) return gemm5_launch<GEMM_WGMMA_TILE>(ep, pdl, stream, p);
     if (gemm_tile_64x128(M, w->n_out)) return gemm4_launch<GEMM_TILE_64X128>(ep, pdl, stream, true, p);
     if (gemm_tile_64x64(M, w->n_out)) return gemm4_launch<GEMM_TILE_64X64>(ep, pdl, stream, false, p);
     return gemm4_launch<GEMM_TILE_64X16>(ep, pdl, stream, false, p);

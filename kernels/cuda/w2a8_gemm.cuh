@@ -41,7 +41,7 @@ __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void *ptr) {
 
 // One token's outputs at columns n and n+1 (n even) from its accumulators less qsum (a0, a1):
 // y = acc / s * gamma per the epilogue, bit for bit as the CPU reference. The one place that
-// turns accumulators into outputs, for every GEMM version (mma.sync and wgmma fragments alike).
+// turns accumulators into outputs, for every GEMM version (the lab's wgmma kernel included).
 template <int EP>
 __device__ __forceinline__ void gemm_store_pair(const GemmParams &p, int t, int n, int a0, int a1, float s) {
     if (EP == KCUDA_EP_I32) {

@@ -1,7 +1,7 @@
-// Lab: the tiles of the warpgroup-MMA prefill GEMM (version 5, kernels/cuda/w2a8_gemm_wgmma.cuh)
+// Lab: the tiles of the warpgroup-MMA prefill GEMM (version 5, w2a8_gemm_wgmma_kernel.cuh)
 // that dev_w2a8_gemm runs, each at every epilogue (the lab checks the float epilogues too).
 #pragma once
-#include "kernels/cuda/w2a8_gemm_wgmma.cuh"
+#include "kernels/dev/w2a8_gemm_wgmma_kernel.cuh"
 
 // The tiles (id, warpgroups, 64-row tiles per warpgroup, tokens per block, stages, warp-specialized):
 //   1: 256 rows x 128 tokens (2 warpgroups of 128x128): per k-tile 16 KB of activations and 8 KB

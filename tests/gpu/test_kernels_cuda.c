@@ -952,11 +952,9 @@ static void test_norm_prefill(int rows, int k_in, int ld) {
     cudaFree(dx), cudaFree(dn), cudaFree(ds), cudaFree(dq), cudaFree(dqs);
 }
 
-/* The prefill kernels at more shapes: the GEMM's warpgroup-MMA kernel (on an H100 from 128 tokens
- * on: 256 x 128 tiles split over K where that fills the GPU) and the mma.sync kernel's three tiles
- * (below 128 tokens or on other GPUs: 64x128 split over K where its grid has a block per SM;
- * 64x64 where its grid covers ~90% of the SMs: 300 x 1610 and 260 x 1610 take it on a 132-SM GPU
- * without wgmma; 64x16 otherwise) at ragged M, N and K 2560/3200/6912 with the epilogues; norm+quant; attention with more group sizes and head
+/* The prefill kernels at more shapes: the GEMM's three tiles (64x128 split over K where its grid
+ * has a block per SM; 64x64 where its grid covers ~90% of the SMs: 300 x 1610 and 260 x 1610 take
+ * it on a 132-SM GPU; 64x16 otherwise) at ragged M, N and K 2560/3200/6912 with the epilogues; norm+quant; attention with more group sizes and head
  * dims (48: padded to 64) and both key splits (two from 192 tokens of a chunk on: T = 260). */
 static void test_prefill_more(void) {
     const int gs[][3] = {{1, 256, 256}, {5, 130, 384}, {77, 1000, 3200}, {130, 264, 6912}, {64, 200, 2560},
@@ -966,14 +964,13 @@ static void test_prefill_more(void) {
     test_gemm_epilogues(3, 64, 6912);
     test_gemm_epilogues(300, 1000, 2560);
     test_gemm_epilogues(260, 1610, 2560);
-    /* the 64x128 tile (a block per SM or more), split over K in 2 / 3 (132-SM H100 without
-     * wgmma); below 128 tokens it stays the H100's: 100 x 9000 splits in 2 */
+    /* the 64x128 tile (a block per SM or more), split over K in 2 / 3 (132-SM H100); 100 x 9000
+     * splits in 2 */
     test_gemm(270, 4100, 2560);
     test_gemm_epilogues(130, 7000, 6912);
     test_gemm(100, 9000, 2560);
-    /* warpgroup MMA (132-SM H100): one token past a tile and 1000 columns (a partial 256-row
-     * tile), K 3200 split in 3; 300 tokens x 1100 over K 6912 split in 4; the 2B O projection at
-     * 512 tokens split in 2; a tile with 3 I2_S blocks (no split) */
+    /* ragged tokens and columns at K 3200 and 6912, the 2B O projection at 512 tokens, a K of 3
+     * I2_S blocks (no split) */
     test_gemm_epilogues(129, 1000, 3200);
     test_gemm(300, 1100, 6912);
     test_gemm(512, 2560, 2560);
@@ -998,8 +995,8 @@ static int prefill_only(void) {
     test_gemm(300, 1610, 384);     /* 64x64 */
     test_gemm_epilogues(19, 66, 256);
     test_gemm_epilogues(260, 1610, 256);
-    test_gemm_epilogues(130, 5700, 2560); /* 64x128 split in 2 (132-SM GPU without wgmma); wgmma split in 2 */
-    test_gemm_epilogues(129, 1000, 3200); /* wgmma: a partial token tile and row tile, split in 3 */
+    test_gemm_epilogues(130, 5700, 2560); /* 64x128 split in 2 (132-SM GPU) */
+    test_gemm_epilogues(129, 1000, 3200); /* ragged tokens and columns, K 3200 */
     test_gemm(100, 9000, 2560);           /* 64x128 below 128 tokens, split in 2 */
     test_norm_prefill(7, 2560, 2560);
     test_norm_prefill(3, 2600, 2604);

@@ -1,7 +1,13 @@
 // The prefill GEMM on Hopper warpgroup MMA (wgmma.mma_async, sm_90a; lab version 5): the kernel
-// and its helpers, shared by its launcher (w2a8_gemm.cu) and the kernel lab (kernels/dev/
-// w2a8_gemm.cu), which runs it at every tile configuration next to the mma.sync kernel of
-// w2a8_gemm.cuh. Internal to kernels/cuda and kernels/dev.
+// and its helpers, which the lab (w2a8_gemm_wgmma.cuh, dev_w2a8_gemm) runs at every tile
+// configuration next to the mma.sync kernel of kernels/cuda/w2a8_gemm.cuh. It was the product's
+// prefill GEMM from 128 tokens for one session and went back to the lab: alone, the lab timed the
+// four 2B GEMMs of a layer at T = 512 at 112.4 us against 140.8 for mma.sync, but inside
+// `bitnet-chat` prefill (CUPTI timeline of a 2002-token prompt, H100, 2026-12-06) its 120 GEMMs of
+// a 512-token chunk took 6.60-6.75 ms against 4.76-4.86 for mma.sync, and bench TTFT at 512 was
+// 8.79 ms against 7.03 (kernels/dev/README.md, "Prefill GEMM on warpgroup MMA"). Racecheck also
+// reports hazards between the load warpgroup's cp.async into the weight stages and the consumers'
+// loads of them (with and without a __syncwarp before the empty-barrier arrival): unresolved.
 //
 // Operands: the product's output rows (weights) are wgmma's M and come from registers, the tokens
 // are its N and come from shared memory. The 2-bit weights stay 2-bit in shared memory and are
@@ -262,8 +268,7 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
             fence_proxy_async();  // the landed stage, seen by this thread, to wgmma's proxy
             mma_tile(st);
             // the warp's reads of stage st (every lane's weight loads in mma_tile) ordered before
-            // lane 0's arrival, which lets the load warpgroup overwrite the stage: without it
-            // racecheck reported the producer's cp.async into W against those loads (2026-12-06)
+            // lane 0's arrival, which lets the load warpgroup overwrite the stage
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[st]);
         }
