@@ -12,7 +12,7 @@
 # X holds build.tar.xz (the CUDA build folder made on the development machine as
 # /work/wt-mem/build; its test files name that absolute path, so a link makes it valid here),
 # tokenizer.json.xz (the Llama 3 tokenizer), dev_mem_probe.xz (the probe; pack_cuda_build.sh
-# keeps only the test binaries) and optionally bitnet-chat.base.xz. Logs and summary.txt go to
+# keeps only the test binaries) and optionally bitnet-chat.base.xz / .base0.xz (baselines). Logs and summary.txt go to
 # $OUT.
 set -u
 T0=$(date +%s)
