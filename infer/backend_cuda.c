@@ -123,8 +123,9 @@ typedef struct {
     /* decode, by attention kernel (ATTN_*) and lm_head ([0] the full head, [1] the screened one) */
     cudaGraphExec_t graph[ATTN_GRAPHS][2];
     int head_until; /* positions below take ATTN_HEAD */
-    /* the device sampler, one graph per SampleGraph; [1]: with the screen's exact pass in front
-     * (a draw that needs more rows than the decode step served) */
+    /* the device sampler, one graph per SampleGraph, captured when a draw first needs it; [1]:
+     * with the screen's exact pass in front (a draw that needs more rows than the decode step
+     * served) */
     cudaGraphExec_t sample_graph[SAMPLE_GRAPHS][2];
     int *h_pin;        /* pinned: [0] token, [1] position, [2] the rows the screened head serves
                         * (kcuda_screen_m; KCUDA_SCREEN_FULL after a full head) (read by the
@@ -638,7 +639,9 @@ static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, int sc
 
 /* Instantiates a captured graph into *exec and uploads it, adding the device memory that took
  * (cudaMemGetInfo before and after: exact while no other thread of the process allocates) to
- * n_graphs for cuda_memory. */
+ * n_graphs for cuda_memory. That is the graph's own (~0.3 MiB for 160 kernels on an H100, in 2
+ * MiB chunks: kernels/dev/README.md, "Device memory") and, the first time a kernel appears, what
+ * the context takes for it: its code (loaded lazily) and the stack reserve its frame needs. */
 static cudaError_t instantiate_graph(CudaBackend *b, cudaGraphExec_t *exec, cudaGraph_t g) {
     const size_t before = kcuda_mem_used();
     cudaError_t e = cudaGraphInstantiate(exec, g, 0);
@@ -712,13 +715,6 @@ static int screen_warps(CudaBackend *b, Err *err) {
     return e == cudaSuccess ? 0 : cuda_err(err, "the lm_head screen", e);
 }
 
-static int capture_samplers(CudaBackend *b, Err *err) {
-    for (int i = 0; i < SAMPLE_GRAPHS; i++)
-        for (int j = 0; j < 1 + b->screen; j++)
-            if (capture_sampler(b, (SampleGraph)i, j, err)) return -1;
-    return 0;
-}
-
 /* Which sampler draws with these settings (kernel times per token, H100, 2026-12-06, vocab
  * 128256): greedy with a penalty: the penalised argmax (7.7 us); top-k on, up to
  * KCUDA_SAMPLE_TOPK_MAX: kcuda_sample_topk (22.1 us for the defaults); everything else: the sort
@@ -759,8 +755,7 @@ static void *cuda_create(const Model *m, const InferOptions *o, Err *err) {
     b->m_served = KCUDA_SCREEN_FULL;
     b->logits_full = 1;
     b->no_ahead = o && o->decode_plain;
-    if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_warps(b, err) ||
-        capture_samplers(b, err)) {
+    if (upload_model(b, m, o && o->lm_head_int8, !(o && o->lm_head_full), err) || screen_warps(b, err)) {
         cuda_destroy(b);
         return NULL;
     }
@@ -1285,7 +1280,13 @@ static int sample_plain(CudaBackend *b, Sampler *s, int32_t *tok, Err *err) {
      * that again on the device, from d_io[2]) */
     const int need = kcuda_screen_m(a, b->vocab), pass = b->screen && need > b->m_served;
     if (pass) b->m_served = need;
-    if ((e = cudaGraphLaunch(b->sample_graph[sample_graph_for(p, b->vocab)][pass], b->st)) != cudaSuccess ||
+    /* each sampler graph is captured when a draw first needs it, not at creation: instantiating
+     * the sort's graph grows the context's stack reserve to its pick kernel's 72-byte frame
+     * (+16 MiB on an H100, whose reserve moves in 4 MiB steps; the other kernels' frames are at
+     * most 8 bytes) and loads the sort's kernels, which the default settings and greedy never run */
+    const SampleGraph which = sample_graph_for(p, b->vocab);
+    if (!b->sample_graph[which][pass] && capture_sampler(b, which, pass, err)) return -1;
+    if ((e = cudaGraphLaunch(b->sample_graph[which][pass], b->st)) != cudaSuccess ||
         (e = cudaStreamSynchronize(b->st)) != cudaSuccess)
         return cuda_err(err, "sample", e);
     b->inflight = 0;
@@ -1333,7 +1334,7 @@ static int cuda_sample(void *vb, Sampler *s, int32_t *tok, Err *err) {
  * when instantiated). */
 static int cuda_memory(void *vb, InferMemPart *parts, int cap) {
     CudaBackend *b = vb;
-    snprintf(b->graphs_what, sizeof b->graphs_what, "CUDA graphs (%d; cudaMemGetInfo around each instantiation)",
+    snprintf(b->graphs_what, sizeof b->graphs_what, "CUDA graphs (%d), with the kernel code and stack they load",
              b->graphs);
     const InferMemPart all[] = {
         {"ternary weights (2-bit)", b->n_tern},

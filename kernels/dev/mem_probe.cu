@@ -14,11 +14,13 @@ static size_t used() {
 }
 static double mib(double b) { return b / 1048576.0; }
 
-// A frame of 64 ints in local memory (indexed by a runtime value, so it cannot live in registers).
-__global__ void frame_kernel(int *out, int sel) {
-    volatile int buf[64];
-    for (int i = 0; i < 64; i++) buf[i] = i * sel + (int)threadIdx.x;
-    out[blockIdx.x * blockDim.x + threadIdx.x] = buf[(threadIdx.x * 7 + sel) & 63];
+// A frame of 64 ints in local memory: filled from memory and read at an index read from memory,
+// so the compiler can neither fold it nor keep it in registers.
+__global__ void frame_kernel(int *out, const int *in, int sel) {
+    int buf[64];
+#pragma unroll 1
+    for (int i = 0; i < 64; i++) buf[i] = in[i] * sel + (int)threadIdx.x;
+    out[blockIdx.x * blockDim.x + threadIdx.x] = buf[in[64 + (threadIdx.x & 63)] & 63];
 }
 __global__ void tiny_kernel(int *p) {
     if (threadIdx.x == 0) atomicAdd(p, 1);
@@ -81,19 +83,25 @@ int main(int argc, char **argv) {
     set_limit("stack", cudaLimitStackSize, 0);
     cudaFuncAttributes fa;
     cudaFuncGetAttributes(&fa, frame_kernel);
-    int *d_out = NULL, *d_cnt = NULL;
+    int *d_out = NULL, *d_cnt = NULL, *d_in = NULL;
     size_t u0 = used();
     cudaMalloc(&d_out, 132 * 256 * sizeof(int));
     cudaMalloc(&d_cnt, sizeof(int));
     cudaMemset(d_cnt, 0, sizeof(int));
+    {  // in[i] = i for the values, in[64 + j] = 7 j + 1 for the indices
+        int h_in[128];
+        for (int i = 0; i < 64; i++) h_in[i] = i, h_in[64 + i] = 7 * i + 1;
+        cudaMalloc(&d_in, sizeof h_in);
+        cudaMemcpy(d_in, h_in, sizeof h_in, cudaMemcpyHostToDevice);
+    }
     printf("  two small cudaMalloc's (33 KiB, 4 B): %+.1f MiB\n", mib((double)used() - (double)u0));
     u0 = used();
-    frame_kernel<<<132, 256>>>(d_out, 3);
+    frame_kernel<<<132, 256>>>(d_out, d_in, 3);
     cudaError_t e = cudaDeviceSynchronize();
     int h = -1;
     cudaMemcpy(&h, d_out + 5, sizeof h, cudaMemcpyDeviceToHost);
     printf("  frame_kernel (localSizeBytes %zu) under stack 0: %s, out[5] = %d (expected %d), stack now %zu B, "
-           "in use %+.1f MiB\n", fa.localSizeBytes, cudaGetErrorString(e), h, ((5 * 7 + 3) & 63) * 3 + 5,
+           "in use %+.1f MiB\n", fa.localSizeBytes, cudaGetErrorString(e), h, ((7 * 5 + 1) & 63) * 3 + 5,
            get_limit(cudaLimitStackSize), mib((double)used() - (double)u0));
     set_limit("stack (again)", cudaLimitStackSize, 0);
     {  // the same kernel first launched inside a graph, under a limit of 0 again
@@ -103,7 +111,7 @@ int main(int argc, char **argv) {
         cudaGraph_t g = NULL;
         cudaGraphExec_t x = NULL;
         cudaStreamBeginCapture(gs, cudaStreamCaptureModeThreadLocal);
-        frame_kernel<<<132, 256, 0, gs>>>(d_out, 3);
+        frame_kernel<<<132, 256, 0, gs>>>(d_out, d_in, 3);
         cudaStreamEndCapture(gs, &g);
         u0 = used();
         e = cudaGraphInstantiate(&x, g, 0);
@@ -117,7 +125,7 @@ int main(int argc, char **argv) {
         cudaMemcpy(&h, d_out + 5, sizeof h, cudaMemcpyDeviceToHost);
         printf("  frame_kernel in a graph under stack 0: %s, out[5] = %d (expected %d); in use %+.1f MiB at "
                "instantiation, %+.1f at upload (stack %zu B), %+.1f after the launch (stack %zu B)\n",
-               cudaGetErrorString(e), h, ((5 * 7 + 3) & 63) * 3 + 5, mib((double)u1 - (double)u0),
+               cudaGetErrorString(e), h, ((7 * 5 + 1) & 63) * 3 + 5, mib((double)u1 - (double)u0),
                mib((double)u2 - (double)u1), st_up, mib((double)used() - (double)u2), get_limit(cudaLimitStackSize));
         cudaGraphExecDestroy(x);
         cudaGraphDestroy(g);

@@ -4,14 +4,15 @@
 # each by cudaMemGetInfo), the largest kernel frames (cuobjdump --dump-resource-usage),
 # `bench --backend cuda --quick --skip-kernels` (its device-memory lines with the backend's
 # breakdown), and `bitnet-chat -p` after a ~3600-token prompt at --ctx 4096 with the process's
-# device memory sampled by nvidia-smi every 50 ms (peak) and the device's in use before; with
-# bitnet-chat.base.xz in X the same for the binary before the change, alternated, same run.
+# device memory sampled by nvidia-smi every 50 ms (peak) and the device's in use before, with the
+# default sampling, greedy and the sort (--top-k 0); with bitnet-chat.base.xz (and .base0.xz) in X
+# the same for the binaries before the change, alternated, same run.
 # Run from the root of the source copy on the device machine:
 #   sh X/run_mem_device.sh X
 # X holds build.tar.xz (the CUDA build folder made on the development machine as
 # /work/wt-mem/build; its test files name that absolute path, so a link makes it valid here),
 # tokenizer.json.xz (the Llama 3 tokenizer), dev_mem_probe.xz (the probe; pack_cuda_build.sh
-# keeps only the test binaries) and optionally bitnet-chat.base.xz. Logs and summary.txt go to
+# keeps only the test binaries) and optionally bitnet-chat.base.xz / .base0.xz (baselines). Logs and summary.txt go to
 # $OUT.
 set -u
 T0=$(date +%s)
@@ -65,8 +66,10 @@ step "make_bench_model" 120 make.txt $B/tests/make_bench_model /tmp/tokenizer.js
 line="The quick brown fox jumps over the lazy dog near the river bank today."
 yes "$line" | head -n 240 >/tmp/p3600.txt
 bins="$B/bitnet-chat"
-[ -f "$X/bitnet-chat.base.xz" ] && xz -dc "$X/bitnet-chat.base.xz" >/tmp/bitnet-chat.base && chmod +x /tmp/bitnet-chat.base &&
-    bins="$bins /tmp/bitnet-chat.base"
+for v in base base0; do
+    [ -f "$X/bitnet-chat.$v.xz" ] && xz -dc "$X/bitnet-chat.$v.xz" >/tmp/bitnet-chat.$v && chmod +x /tmp/bitnet-chat.$v &&
+        bins="$bins /tmp/bitnet-chat.$v"
+done
 # peak of the process's device memory (nvidia-smi per process, every 50 ms) during -p
 peak_run() { # name bin args...
     n=$1 bin=$2
@@ -82,13 +85,21 @@ peak_run() { # name bin args...
     peak=$(awk -F', *' '$2+0 > m {m = $2+0} END {print m+0}' "$L/smi_$n.txt")
     echo "$n: rc $rc; device in use before $before MiB; process peak (nvidia-smi) $peak MiB; $(tail -1 $L/p_$n.txt)" >>"$S"
 }
-echo "== -p after a ~3600-token prompt, --ctx 4096, default sampling (new, then base if carried) ==" >>"$S"
+echo "== -p after a ~3600-token prompt, --ctx 4096 (new, then the baselines carried) ==" >>"$S"
 for round in 1 2; do
-    for bin in $bins; do
-        name=new
-        [ "$bin" = "$B/bitnet-chat" ] || name=base
-        peak_run "$name-$round" $bin -f /tmp/p3600.txt -n 200 --ctx 4096
+    for setting in default greedy sort; do
+        case $setting in
+        default) set -- ;;
+        greedy) set -- --temp 0 ;;
+        sort) set -- --top-k 0 ;;
+        esac
+        for bin in $bins; do
+            name=new
+            [ "$bin" = "$B/bitnet-chat" ] || name=$(basename "$bin" | sed 's/bitnet-chat\.//')
+            peak_run "$name-$setting-$round" $bin -f /tmp/p3600.txt -n 200 --ctx 4096 "$@"
+        done
     done
+    [ $round = 1 ] || break
 done
 peak_run "new-short" $B/bitnet-chat -p "Tell me a long story about the sea." -n 200 --ctx 4096
 # what the kernels' code takes: every module loaded at start instead of on first use (the default)
@@ -97,10 +108,6 @@ peak_run "new-1-connection" env CUDA_DEVICE_MAX_CONNECTIONS=1 $B/bitnet-chat -f 
 echo "== bench --backend cuda --quick --skip-kernels: device memory ==" >>"$S"
 step "bench new" 150 bench.txt $B/bitnet-chat bench --backend cuda --quick --skip-kernels
 grep -E "^Device memory|^which|^  [a-zA-Z]|^\| (64|512|2000|4000) \|" "$L/bench.txt" | head -60 >>"$S"
-if [ -x /tmp/bitnet-chat.base ]; then
-    step "bench base" 120 bench_base.txt /tmp/bitnet-chat.base bench --backend cuda --quick --skip-kernels
-    grep -E "^Device memory|^which" "$L/bench_base.txt" | sed 's/^/base: /' >>"$S"
-fi
 step "memcheck test_backend_cuda" 120 san.txt compute-sanitizer --tool memcheck $B/tests/test_backend_cuda
 grep -E "ERROR SUMMARY" "$L/san.txt" >>"$S"
 echo "total $(($(date +%s) - T0)) s" >>"$S"
