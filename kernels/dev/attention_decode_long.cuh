@@ -50,6 +50,7 @@ enum {
 // blocks of a cluster (8, or 16 where the device allows), which is then the number of spans.
 struct Knobs {
     int per_sm, min_chunk, smem, cluster;
+    int bulk_rows;  // BULK instantiations: rows per bulk copy (0: 32)
 };
 
 struct Params {
@@ -67,7 +68,74 @@ struct Params {
     float *out;   // [n_heads][hd]
     float *part;  // per (block column, span, head < hb_max): o [hd4], then (max, sum) pairs after all o
     int *count;   // arrivals per block column (n_kv * rep), left zero
+    // lab only: where a launch records its blocks' timeline (PROBE_SLOTS per block: see
+    // probe_mark), or nullptr
+    unsigned long long *probe;
+    int bulk_rows;  // BULK: rows per bulk copy
 };
+
+// The probe (lab): per block, slot 0 the global timer (ns) at the start, 1..8 clock64 at the
+// marks below, 9 the global timer at the end, 10 the SM. Marks: 1 start, 2 loads issued, 3 PDL
+// wait passed, 4 q rotated (the tile loop's start), 5 the tile landed, 6 P.V done, 7 partials
+// written and the ticket taken, 8 end (the combine, in the last block).
+enum { PROBE_SLOTS = 16 };
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void probe_mark(const Params &p, int k) {
+    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS + k] = clock64();
+}
+__device__ __forceinline__ void probe_end(const Params &p) {
+    if (p.probe && threadIdx.x == 0) {
+        unsigned long long *r = p.probe + (size_t)blockIdx.x * PROBE_SLOTS;
+        r[8] = clock64();
+        r[9] = global_ns();
+        unsigned sm;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        r[10] = sm;
+    }
+}
+
+// The tensor memory accelerator's bulk copies (sm_90): global -> shared, completion counted in
+// bytes on an mbarrier. One thread issues a copy of many rows; the copy engine, not the
+// load/store units, keeps the bytes in flight.
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(unsigned long long *bar, unsigned count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned long long *bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes, unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long *bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned done = 0;
+    while (!done)
+        asm volatile(
+            "{\n\t.reg .pred q;\n\tmbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+            : "=r"(done)
+            : "r"(smem_u32(bar)), "r"(parity)
+            : "memory");
+#endif
+}
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
 
 // MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 or 512; HB:
 // query heads per block at most (4 or 8: the P.V accumulators are 8 per head and thread, so HB 4
@@ -75,10 +143,12 @@ struct Params {
 // CLUSTER: a KV group's spans are the blocks of one thread-block cluster (compute capability
 // 9.0), combined through distributed shared memory after a cluster barrier: no partials in
 // global memory, no fence, no ticket, no last block's L2 round trips.
-template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false>
+// BULK: the rows are staged by bulk copies (cp.async.bulk, p.bulk_rows rows each, issued by warp
+// 0) instead of 16-byte cp.async from every thread (head_dim % 8 == 0; others as before).
+template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
-    static constexpr bool CLUSTER = CLUSTER_;
+    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_;
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
     static constexpr int PVL = MAXHD / 8;   // P.V: lanes per position (one 16-byte chunk each)
@@ -211,8 +281,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __shared__ float rs[MAXHD];                         // RoPE (cos, sin) pairs at pos
     __shared__ float corr[MAX_REP], mlv[MAX_REP][2], lsum[MAX_REP];
     __shared__ int last_sh;
+    __shared__ __align__(8) unsigned long long bar;  // BULK: the tile's copies
+    constexpr bool BULK = C::BULK && VEC8;
 
     if (p.late == 0) pdl_trigger();
+    probe_mark(p, 1);
+    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, hd8 = hd8_of(hd), nch = hd8 / 8;
     // The position and the cached rows (< pos) were written before the previous kernel started
@@ -254,6 +328,21 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     // after the wait), and commits.
     auto issue = [&](int it) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
+        if (BULK) {  // row pos comes along (stale): it is patched after the copy landed
+            if (warp == 0) {
+                const unsigned row_b = (unsigned)hd * 2, rows = (unsigned)p.bulk_rows;
+                if (lane == 0) mbar_expect_tx(&bar, 2u * row_b * (unsigned)cnt);
+                __syncwarp();
+                const int nc = (cnt + (int)rows - 1) / (int)rows;
+                for (int c = lane; c < 2 * nc; c += 32) {
+                    const int j = (c >> 1) * (int)rows, n = min((int)rows, cnt - j);
+                    const size_t off = head_base + (size_t)(tb + j) * hd;
+                    if (c & 1) bulk_g2s(vs + (size_t)j * hd8, p.vc + off, (unsigned)n * row_b, &bar);
+                    else bulk_g2s(ks + (size_t)j * hd8, p.kc + off, (unsigned)n * row_b, &bar);
+                }
+            }
+            return;
+        }
         if (VEC8) {
             for (int idx = tid; idx < cnt * nch; idx += THREADS) {
                 const int j = idx / nch, c = idx - j * nch, t = tb + j;
@@ -279,7 +368,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             ks[j * hd8 + c] = __float2half(0.0f);
             vs[j * hd8 + c] = __float2half(0.0f);
         }
+    if (BULK && tid == 0) mbar_init(&bar, 1);
+    if (BULK) __syncwarp();
     issue(0);
+    probe_mark(p, 2);
     if (tid < half) {  // the RoPE pairs at pos (a constant table), before the wait too
         rs[2 * tid] = p.rope[(size_t)pos * hd + 2 * tid];
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
@@ -287,6 +379,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     for (int idx = tid; idx < MAX_REP * MAXHD; idx += THREADS) (&qs[0][0])[idx] = 0.0f;  // pads and absent heads
     pdl_wait();
     if (p.late == 1) pdl_trigger();
+    probe_mark(p, 3);
 
     // The previous kernel's outputs: q of the block's heads and, for the last span, this
     // position's k and v; all loads issued before any store. __ldcg: the q/k/v buffer is
@@ -366,6 +459,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         for (int e = 0; e < 8; e++) o[r][e] = 0.0f;
     // scores: 8 lanes per position (lane sl = lane % 8 takes chunks sl, sl + 8, ...), 4 positions per warp
     const int sl = lane & 7, sg = lane >> 3;
+    probe_mark(p, 4);
 
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
@@ -373,14 +467,18 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             __syncthreads();  // the previous tile consumed (P.V read vs, pr)
             issue(it);
         }
+        // the tile landed (this thread's copies; BULK: all of them), then the current row
+        // patched in (BULK copied a stale one)
+        if (BULK) mbar_wait(&bar, (unsigned)it & 1u);
+        else cp_async_wait_all();
         if (has_cur && tb == last_tb) {  // pos is in this tile
             const int jp = pos - tb;
             if (tid < half) ks[jp * hd8 + ci0] = cur_k0, ks[jp * hd8 + ci1] = cur_k1;
             if (tid < hd) vs[jp * hd8 + tid] = cur_v;
             if (!VEC8 && tid < hd8 - hd) vs[jp * hd8 + hd + tid] = __float2half(0.0f), ks[jp * hd8 + hd + tid] = __float2half(0.0f);
         }
-        cp_async_wait_all();
         __syncthreads();  // tile landed (all threads' copies); q and the current row written
+        if (it == 0) probe_mark(p, 5);
         for (int j0 = warp * 4; j0 < cnt; j0 += WARPS * 4) {
             const int j = j0 + sg;
             float acc[C::HB];
@@ -485,6 +583,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (p.late == 2) pdl_trigger();
+    probe_mark(p, 6);
 
     // The phases of a warp added by shuffles, the warps' sums through shared memory (the tile's
     // bytes are free after the barrier).
@@ -527,9 +626,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         else if (C::CLUSTER) cpo[idx] = s;
         else po[(rec0 + r) * hd4 + d] = s;
     }
-    if (nsplit == 1) return;
+    if (nsplit == 1) {
+        probe_mark(p, 7);
+        probe_end(p);
+        return;
+    }
     if (C::CLUSTER) {
+        probe_mark(p, 7);
         cluster_combine<C>(p, cpo, &mlv[0][0], nh, nsplit, sp, h0);
+        probe_end(p);
         return;
     }
     if (tid < nh) {
@@ -540,7 +645,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __syncthreads();
     if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
     __syncthreads();
-    if (!last_sh) return;
+    probe_mark(p, 7);
+    if (!last_sh) {
+        probe_end(p);
+        return;
+    }
     __threadfence();
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, per head.
     // Each thread takes 4 consecutive outputs of a head over a group of the spans (the threads
@@ -641,6 +750,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (tid == 0) p.count[bx] = 0;
+    probe_end(p);
 }
 
 // Spans of one KV group at most for a cache of ctx positions (sizes the scratch records).
@@ -668,6 +778,7 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
     p.hb_max = (p.rep + p.hg - 1) / p.hg;
     if (p.hb_max > C::HB) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: %d query heads per block, the kernel holds %d", p.hb_max, C::HB);
     p.min_chunk = (k.min_chunk + ALIGN - 1) / ALIGN * ALIGN;
+    p.bulk_rows = k.bulk_rows > 0 ? k.bulk_rows : 32;
     const int n_cols = p.n_kv * p.hg;
     int splits = nsm * k.per_sm / n_cols;
     const int cap = max_splits(p.ctx);
@@ -728,20 +839,20 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
 
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
 // where a block takes at most 4 query heads.
-template <int THREADS, bool CLUSTER = false>
+template <int THREADS, bool CLUSTER = false, bool BULK = false>
 int launch_shape(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
 }
 
 }  // namespace attn_long
