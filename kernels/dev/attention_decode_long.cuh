@@ -137,6 +137,23 @@ __device__ __forceinline__ void fence_proxy_async() {
 #endif
 }
 
+// TC: c += a . b (m16n8k16, f16 in, f32 accumulators) and the fragment loads.
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t a[4], const __half *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t a[4], const __half *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(smem_u32(p)));
+}
+
 // MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 or 512; HB:
 // query heads per block at most (4 or 8: the P.V accumulators are 8 per head and thread, so HB 4
 // keeps the 2B model's 4-head groups at ~80 registers, beside the GEMVs that share the SMs).
@@ -145,10 +162,16 @@ __device__ __forceinline__ void fence_proxy_async() {
 // global memory, no fence, no ticket, no last block's L2 round trips.
 // BULK: the rows are staged by bulk copies (cp.async.bulk, p.bulk_rows rows each, issued by warp
 // 0) instead of 16-byte cp.async from every thread (head_dim % 8 == 0; others as before).
-template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false>
+// TC: the scores and P.V on tensor cores (mma.sync m16n8k16, f16 operands, f32 accumulators; the
+// block's query heads are the 8 columns; q and p split into f16 hi + lo, two products each, so
+// the result is that of f32 operands to ~2^-22; K and V as stored). Rows padded by 16 bytes for
+// conflict-free ldmatrix (BULK then copies row by row). head_dim % 16 == 0 (the host launches
+// the other instantiation otherwise).
+template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false, bool TC_ = false>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
-    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_;
+    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_, TC = TC_;
+    static constexpr int MTW = (MAXHD / 16 + WARPS - 1) / WARPS;  // TC P.V: 16-dim tiles a warp at most
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
     static constexpr int PVL = MAXHD / 8;   // P.V: lanes per position (one 16-byte chunk each)
@@ -168,6 +191,9 @@ __host__ __device__ __forceinline__ int hd8_of(int hd) { return (hd + 7) / 8 * 8
 // [splits][MAX_REP] x 2.
 template <class C>
 __host__ __device__ __forceinline__ size_t tile_bytes(int hd, int tile) {
+    if (C::TC)  // padded K and V rows, scores [MAX_REP][tile] f32, p hi and lo [MAX_REP][tile + 8] f16
+        return (size_t)tile * (hd8_of(hd) + 8) * 2 * sizeof(__half) + (size_t)MAX_REP * tile * sizeof(float) +
+               (size_t)2 * MAX_REP * (tile + 8) * sizeof(__half);
     return (size_t)tile * hd8_of(hd) * 2 * sizeof(__half) + (size_t)2 * MAX_REP * tile * sizeof(float);
 }
 template <class C>
@@ -283,12 +309,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __shared__ int last_sh;
     __shared__ __align__(8) unsigned long long bar;  // BULK: the tile's copies
     constexpr bool BULK = C::BULK && VEC8;
+    constexpr bool TC = C::TC && VEC8;
+    constexpr int QHL = TC ? MAXHD + 8 : 2;  // TC: q hi / lo rows [head][dim], padded (conflict-free B loads)
+    __shared__ __align__(16) __half qh[TC ? MAX_REP : 1][QHL], ql[TC ? MAX_REP : 1][QHL];
 
     if (p.late == 0) pdl_trigger();
     probe_mark(p, 1);
     if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, hd8 = hd8_of(hd), nch = hd8 / 8;
+    const int ldr = TC ? hd8 + 8 : hd8;  // K and V row stride (halves) in shared memory
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it.
@@ -320,9 +350,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int tile = p.tile, n_tiles = (n_span + tile - 1) / tile;
     const bool has_cur = sp == nsplit - 1;  // the span ends at pos
     const size_t head_base = (size_t)g * p.ctx * hd;
-    __half *ks = (__half *)dyn, *vs = ks + (size_t)tile * hd8;
-    float *sc = (float *)(vs + (size_t)tile * hd8);  // [MAX_REP][tile]
+    __half *ks = (__half *)dyn, *vs = ks + (size_t)tile * ldr;
+    float *sc = (float *)(vs + (size_t)tile * ldr);  // [MAX_REP][tile]
     float *pr = sc + (size_t)MAX_REP * tile;         // [tile][MAX_REP]
+    const int pst = tile + 8;                        // TC: p hi / lo [MAX_REP][pst] f16 (in place of pr)
+    __half *ph = (__half *)pr, *pl = ph + (size_t)MAX_REP * pst;
 
     // Copies tile it (positions t0 + it * tile ...) into the stage, row pos excepted (written
     // after the wait), and commits.
@@ -330,15 +362,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
         if (BULK) {  // row pos comes along (stale): it is patched after the copy landed
             if (warp == 0) {
-                const unsigned row_b = (unsigned)hd * 2, rows = (unsigned)p.bulk_rows;
+                const unsigned row_b = (unsigned)hd * 2, rows = TC ? 1u : (unsigned)p.bulk_rows;  // TC: padded rows
                 if (lane == 0) mbar_expect_tx(&bar, 2u * row_b * (unsigned)cnt);
                 __syncwarp();
                 const int nc = (cnt + (int)rows - 1) / (int)rows;
                 for (int c = lane; c < 2 * nc; c += 32) {
                     const int j = (c >> 1) * (int)rows, n = min((int)rows, cnt - j);
                     const size_t off = head_base + (size_t)(tb + j) * hd;
-                    if (c & 1) bulk_g2s(vs + (size_t)j * hd8, p.vc + off, (unsigned)n * row_b, &bar);
-                    else bulk_g2s(ks + (size_t)j * hd8, p.kc + off, (unsigned)n * row_b, &bar);
+                    if (c & 1) bulk_g2s(vs + (size_t)j * ldr, p.vc + off, (unsigned)n * row_b, &bar);
+                    else bulk_g2s(ks + (size_t)j * ldr, p.kc + off, (unsigned)n * row_b, &bar);
                 }
             }
             return;
@@ -348,8 +380,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 const int j = idx / nch, c = idx - j * nch, t = tb + j;
                 if (t == pos) continue;
                 const size_t off = head_base + (size_t)t * hd + c * 8;
-                cp_async16(ks + j * hd8 + c * 8, p.kc + off);
-                cp_async16(vs + j * hd8 + c * 8, p.vc + off);
+                cp_async16(ks + j * ldr + c * 8, p.kc + off);
+                cp_async16(vs + j * ldr + c * 8, p.vc + off);
             }
         } else {
             for (int idx = tid; idx < cnt * half; idx += THREADS) {
@@ -365,8 +397,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     if (!VEC8)  // the pad columns: K zero (q's pad is zero too; 0 x garbage could be NaN), V zero
         for (int idx = tid; idx < tile * (hd8 - hd); idx += THREADS) {
             const int j = idx / (hd8 - hd), c = hd + idx % (hd8 - hd);
-            ks[j * hd8 + c] = __float2half(0.0f);
-            vs[j * hd8 + c] = __float2half(0.0f);
+            ks[j * ldr + c] = __float2half(0.0f);
+            vs[j * ldr + c] = __float2half(0.0f);
         }
     if (BULK && tid == 0) mbar_init(&bar, 1);
     if (BULK) __syncwarp();
@@ -377,6 +409,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
     }
     for (int idx = tid; idx < MAX_REP * MAXHD; idx += THREADS) (&qs[0][0])[idx] = 0.0f;  // pads and absent heads
+    if (TC)
+        for (int idx = tid; idx < MAX_REP * QHL; idx += THREADS) (&qh[0][0])[idx] = (&ql[0][0])[idx] = __float2half(0.0f);
     pdl_wait();
     if (p.late == 1) pdl_trigger();
     probe_mark(p, 3);
@@ -420,8 +454,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             int i0, i1;
             rope_pair(p.style, hd, i, &i0, &i1);
             const float c = rs[2 * i], s = rs[2 * i + 1];
-            qs[r][q_slot(i0)] = qa[u] * c - qb[u] * s;
-            qs[r][q_slot(i1)] = qb[u] * c + qa[u] * s;
+            const float x0 = qa[u] * c - qb[u] * s, x1 = qb[u] * c + qa[u] * s;
+            if (TC) {  // hi + lo: x - hi is exact in f32, its f16 rounding leaves ~2^-22 of x
+                const __half h0 = __float2half_rn(x0), h1 = __float2half_rn(x1);
+                qh[r][i0] = h0, qh[r][i1] = h1;
+                ql[r][i0] = __float2half_rn(x0 - __half2float(h0)), ql[r][i1] = __float2half_rn(x1 - __half2float(h1));
+            } else {
+                qs[r][q_slot(i0)] = x0;
+                qs[r][q_slot(i1)] = x1;
+            }
         }
     }
     // this position's k and v: into the tile that holds pos (the last one of the last span) and,
@@ -459,6 +500,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         for (int e = 0; e < 8; e++) o[r][e] = 0.0f;
     // scores: 8 lanes per position (lane sl = lane % 8 takes chunks sl, sl + 8, ...), 4 positions per warp
     const int sl = lane & 7, sg = lane >> 3;
+    // TC: the lane's fragment coordinates (gq, tq); P.V by warp: 16-dim tiles (mt_n of them) x
+    // position groups (ng; group grp takes the k-steps grp, grp + ng, ...), hi and lo accumulators
+    const int gq = lane >> 2, tq = lane & 3;
+    const int mt_n = hd / 16, ng = !TC || mt_n >= WARPS ? 1 : WARPS / mt_n, grp = !TC || mt_n >= WARPS ? 0 : warp / mt_n;
+    float oc[TC ? C::MTW : 1][4], ol[TC ? C::MTW : 1][4];
+#pragma unroll
+    for (int i = 0; i < (TC ? C::MTW : 1); i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) oc[i][e] = ol[i][e] = 0.0f;
     probe_mark(p, 4);
 
     for (int it = 0; it < n_tiles; it++) {
@@ -473,12 +523,41 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         else cp_async_wait_all();
         if (has_cur && tb == last_tb) {  // pos is in this tile
             const int jp = pos - tb;
-            if (tid < half) ks[jp * hd8 + ci0] = cur_k0, ks[jp * hd8 + ci1] = cur_k1;
-            if (tid < hd) vs[jp * hd8 + tid] = cur_v;
-            if (!VEC8 && tid < hd8 - hd) vs[jp * hd8 + hd + tid] = __float2half(0.0f), ks[jp * hd8 + hd + tid] = __float2half(0.0f);
+            if (tid < half) ks[jp * ldr + ci0] = cur_k0, ks[jp * ldr + ci1] = cur_k1;
+            if (tid < hd) vs[jp * ldr + tid] = cur_v;
+            if (!VEC8 && tid < hd8 - hd) vs[jp * ldr + hd + tid] = __float2half(0.0f), ks[jp * ldr + hd + tid] = __float2half(0.0f);
         }
+        if (TC && (cnt & 15))  // the V rows up to the next 16 (P.V's last k-step): zero, not stale (p is 0 there)
+            for (int idx = tid; idx < (16 - (cnt & 15)) * hd; idx += THREADS)
+                vs[(size_t)(cnt + idx / hd) * ldr + idx % hd] = __float2half(0.0f);
         __syncthreads();  // tile landed (all threads' copies); q and the current row written
         if (it == 0) probe_mark(p, 5);
+        if constexpr (TC) {
+            // scores on tensor cores: warp w takes 16-position tiles w, w + WARPS, ...: A = 16 K
+            // rows x 16 dims (ldmatrix), B = q hi / lo (16 dims x 8 heads), C = positions x heads
+            const int nmt = (cnt + 15) / 16, nks = hd / 16, mi = lane >> 3;
+            for (int mt = warp; mt < nmt; mt += WARPS) {
+                const int m0 = mt * 16;
+                const __half *arow = ks + (size_t)(m0 + (lane & 7) + (mi & 1) * 8) * ldr + (mi >> 1) * 8;
+                float ch[4] = {0.f, 0.f, 0.f, 0.f}, cl[4] = {0.f, 0.f, 0.f, 0.f};
+                for (int kk = 0; kk < nks; kk++) {
+                    uint32_t a[4];
+                    ldsm_x4(a, arow + kk * 16);
+                    const int k0 = kk * 16 + 2 * tq;
+                    mma16816(ch, a, *(const uint32_t *)&qh[gq][k0], *(const uint32_t *)&qh[gq][k0 + 8]);
+                    mma16816(cl, a, *(const uint32_t *)&ql[gq][k0], *(const uint32_t *)&ql[gq][k0 + 8]);
+                }
+                const int j0 = m0 + gq, j1 = j0 + 8, h0 = 2 * tq;
+                if (h0 < nh) {
+                    if (j0 < cnt) sc[h0 * tile + j0] = (ch[0] + cl[0]) * scale;
+                    if (j1 < cnt) sc[h0 * tile + j1] = (ch[2] + cl[2]) * scale;
+                }
+                if (h0 + 1 < nh) {
+                    if (j0 < cnt) sc[(h0 + 1) * tile + j0] = (ch[1] + cl[1]) * scale;
+                    if (j1 < cnt) sc[(h0 + 1) * tile + j1] = (ch[3] + cl[3]) * scale;
+                }
+            }
+        } else
         for (int j0 = warp * 4; j0 < cnt; j0 += WARPS * 4) {
             const int j = j0 + sg;
             float acc[C::HB];
@@ -533,9 +612,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 float sum = 0.0f;
                 for (int j = lane; j < cnt; j += 32) {
                     const float e = expf(sc[r * tile + j] - mn);
-                    pr[j * MAX_REP + r] = e;
+                    if (TC) {  // hi + lo, as q
+                        const __half eh = __float2half_rn(e);
+                        ph[r * pst + j] = eh;
+                        pl[r * pst + j] = __float2half_rn(e - __half2float(eh));
+                    } else {
+                        pr[j * MAX_REP + r] = e;
+                    }
                     sum += e;
                 }
+                if (TC)  // up to the next 16 positions (P.V's last k-step): 0
+                    for (int j = cnt + lane; j < ((cnt + 15) & ~15); j += 32) ph[r * pst + j] = pl[r * pst + j] = __float2half(0.0f);
                 sum = warp_sum(sum);
                 l_run[i] = l_run[i] * cr + sum;
                 m_run[i] = mn;
@@ -544,7 +631,30 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
         __syncthreads();
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
-        if (pv_on) {
+        if constexpr (TC) {
+            // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p
+            const int nk = (cnt + 15) / 16, mi = lane >> 3;
+            if (grp < ng)
+#pragma unroll
+                for (int i = 0; i < C::MTW; i++) {
+                    const int mt = mt_n >= WARPS ? warp + WARPS * i : i == 0 ? warp % mt_n : mt_n;
+                    if (mt < mt_n) {
+                        if (it > 0) {
+                            const float c0 = corr[2 * tq], c1 = corr[2 * tq + 1];
+                            oc[i][0] *= c0, oc[i][1] *= c1, oc[i][2] *= c0, oc[i][3] *= c1;
+                            ol[i][0] *= c0, ol[i][1] *= c1, ol[i][2] *= c0, ol[i][3] *= c1;
+                        }
+                        const __half *vb = vs + (size_t)((lane & 7) + (mi >> 1) * 8) * ldr + mt * 16 + (mi & 1) * 8;
+                        for (int kk = grp; kk < nk; kk += ng) {
+                            const int p0 = kk * 16, pj = gq * pst + p0 + 2 * tq;
+                            uint32_t a[4];
+                            ldsm_x4_t(a, vb + (size_t)p0 * ldr);
+                            mma16816(oc[i], a, *(const uint32_t *)&ph[pj], *(const uint32_t *)&ph[pj + 8]);
+                            mma16816(ol[i], a, *(const uint32_t *)&pl[pj], *(const uint32_t *)&pl[pj + 8]);
+                        }
+                    }
+                }
+        } else if (pv_on) {
             if (it > 0)
 #pragma unroll
                 for (int r = 0; r < C::HB; r++)
@@ -555,7 +665,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                     }
             const __half *vcol = vs + pv_c * 8;
             for (int j = pv_ph; j < cnt; j += C::NPH) {
-                const uint4 u = *(const uint4 *)(vcol + j * hd8);
+                const uint4 u = *(const uint4 *)(vcol + j * ldr);
                 const __half2 *h2 = (const __half2 *)&u;
                 float v[8];
 #pragma unroll
@@ -586,7 +696,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     probe_mark(p, 6);
 
     // The phases of a warp added by shuffles, the warps' sums through shared memory (the tile's
-    // bytes are free after the barrier).
+    // bytes are free after the barrier). TC: the position groups' sums.
+    if (!TC)
 #pragma unroll
     for (int r = 0; r < C::HB; r++)
         if (r < nh)
@@ -602,7 +713,19 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     __syncthreads();  // every warp done with the tile
     float *red = (float *)dyn;  // [WARPS][MAX_REP][hd8]
-    if (lane < C::PVL && pv_on)
+    const int nred = TC ? ng : WARPS;
+    if (TC) {
+        if (grp < ng)
+#pragma unroll
+            for (int i = 0; i < (TC ? C::MTW : 1); i++) {
+                const int mt = mt_n >= WARPS ? warp + WARPS * i : i == 0 ? warp % mt_n : mt_n;
+                if (mt >= mt_n) continue;
+                const int d = mt * 16 + gq, hA = 2 * tq;
+                float *dst = red + (size_t)grp * MAX_REP * hd8;
+                if (hA < nh) dst[hA * hd8 + d] = oc[i][0] + ol[i][0], dst[hA * hd8 + d + 8] = oc[i][2] + ol[i][2];
+                if (hA + 1 < nh) dst[(hA + 1) * hd8 + d] = oc[i][1] + ol[i][1], dst[(hA + 1) * hd8 + d + 8] = oc[i][3] + ol[i][3];
+            }
+    } else if (lane < C::PVL && pv_on)
 #pragma unroll
         for (int r = 0; r < C::HB; r++)
             if (r < nh) {
@@ -620,8 +743,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
+        for (int w = 0; w < nred; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
         if (nsplit == 1) p.out[(size_t)(h0 + r) * hd + d] = s / mlv[r][1];
         else if (C::CLUSTER) cpo[idx] = s;
         else po[(rec0 + r) * hd4 + d] = s;
@@ -838,21 +960,24 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
 }
 
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
-// where a block takes at most 4 query heads.
-template <int THREADS, bool CLUSTER = false, bool BULK = false>
+// where a block takes at most 4 query heads; TC where head_dim % 16 == 0.
+template <int THREADS, bool CLUSTER = false, bool BULK = false, bool TC = false>
 int launch_shape(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
+    if constexpr (TC) {  // tensor cores take 16 dims a k-step
+        if (p.hd % 16) return launch_shape<THREADS, CLUSTER, BULK, false>(p, k, pdl, stream, probe);
+    }
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER, BULK>>(p, k, pdl, stream, probe);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER, BULK>>(p, k, pdl, stream, probe);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
 }
 
 }  // namespace attn_long

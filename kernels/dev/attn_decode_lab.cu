@@ -154,7 +154,7 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
 unsigned long long *g_probe = nullptr;
 int g_probe_layer = -1;
 
-template <int THREADS, bool CLUSTER = false, bool BULK = false>
+template <int THREADS, bool CLUSTER = false, bool BULK = false, bool TC = false>
 int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
     attn_long::Params p = {};
     p.n_heads = b.s.n_heads;
@@ -173,17 +173,23 @@ int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t
     p.part = b.part;
     p.count = b.count;
     p.probe = l == g_probe_layer ? g_probe : nullptr;
-    return attn_long::launch_shape<THREADS, CLUSTER, BULK>(p, k, pdl, st);
+    return attn_long::launch_shape<THREADS, CLUSTER, BULK, TC>(p, k, pdl, st);
 }
 
 // The spans kernel's settings the "long" mode checks and times: name "S<threads> sm<blocks per
 // SM> c<shortest span> b<tile budget, KB>". b16 and b32 make several tiles per span at long
 // context (the online-softmax path), the others one. clusters: the CLUSTER instantiation
 // instead, "K<blocks per cluster> c<shortest span> b<budget>" (mode "longk").
-// bulk: the BULK instantiation (names "B..." and "BK...", "r<rows per bulk copy>" unless 32).
+// bulk: the BULK instantiation (names "B..." and "BK...", "r<rows per bulk copy>" unless 32);
+// tc: the TC instantiation (tensor cores; "T" in the name).
+template <bool CL, bool BU, bool TC>
+std::function<int(Bufs &, int, int, cudaStream_t)> long_launcher(const attn_long::Knobs &k, int threads) {
+    if (threads == 512) return [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, CL, BU, TC>(k, b, l, pdl, st); };
+    return [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, CL, BU, TC>(k, b, l, pdl, st); };
+}
 void add_long(std::vector<Variant> &vs, bool clusters = false) {
     struct L {
-        int threads, per_sm, min_chunk, kb, cluster, bulk, rows;
+        int threads, per_sm, min_chunk, kb, cluster, bulk, rows, tc = 0;
     };
     const L ls[] = {{256, 1, 32, 100, 0, 0, 0}, {256, 1, 64, 100, 0, 0, 0}, {256, 2, 32, 64, 0, 0, 0}, {256, 2, 16, 64, 0, 0, 0},
                     {256, 3, 32, 48, 0, 0, 0},  {512, 1, 32, 100, 0, 0, 0}, {512, 2, 32, 64, 0, 0, 0}, {256, 2, 32, 32, 0, 0, 0},
@@ -193,17 +199,26 @@ void add_long(std::vector<Variant> &vs, bool clusters = false) {
                     {256, 1, 64, 100, 0, 1, 32}, {256, 1, 32, 100, 0, 1, 32}, {256, 1, 64, 100, 0, 1, 16},
                     {256, 1, 64, 100, 0, 1, 256}, {256, 2, 32, 64, 0, 1, 32}, {256, 3, 32, 48, 0, 1, 16},
                     {512, 1, 32, 100, 0, 1, 32}, {256, 1, 32, 32, 0, 1, 32}, {256, 1, 32, 16, 0, 1, 16},
-                    {256, 1, 32, 150, 16, 1, 32}, {256, 1, 32, 150, 8, 1, 32}};
+                    {256, 1, 32, 150, 16, 1, 32}, {256, 1, 32, 150, 8, 1, 32},
+                    // tensor cores (T), with cp.async or bulk copies (BT)
+                    {256, 1, 64, 100, 0, 0, 0, 1}, {256, 1, 32, 100, 0, 0, 0, 1}, {256, 2, 32, 64, 0, 0, 0, 1},
+                    {256, 1, 64, 100, 0, 1, 1, 1}, {256, 2, 32, 64, 0, 1, 1, 1}, {512, 1, 32, 100, 0, 0, 0, 1},
+                    {256, 3, 32, 48, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 1, 1, 1},
+                    {256, 1, 32, 150, 16, 0, 0, 1}, {256, 1, 32, 150, 16, 1, 1, 1}};
     for (const L &x : ls) {
         if ((x.cluster != 0) != clusters) continue;
         const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster, x.rows};
         Variant v;
         char nm[64], rows[16] = "";
-        if (x.bulk && x.rows != 32) snprintf(rows, sizeof rows, " r%d", x.rows);
-        if (x.cluster) snprintf(nm, sizeof nm, "%sK%d%s c%d b%d%s", x.bulk ? "B" : "", x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb, rows);
-        else snprintf(nm, sizeof nm, "%s%d sm%d c%d b%d%s", x.bulk ? "B" : "S", x.threads, x.per_sm, x.min_chunk, x.kb, rows);
+        if (x.bulk && x.rows != 32 && !x.tc) snprintf(rows, sizeof rows, " r%d", x.rows);
+        const char *pre = x.bulk ? (x.tc ? "BT" : "B") : x.tc ? "T" : x.cluster ? "" : "S";
+        if (x.cluster) snprintf(nm, sizeof nm, "%sK%d%s c%d b%d%s", pre, x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb, rows);
+        else snprintf(nm, sizeof nm, "%s%d sm%d c%d b%d%s", pre, x.threads, x.per_sm, x.min_chunk, x.kb, rows);
         v.name = nm;
-        if (x.bulk && x.cluster)
+        if (x.tc) {
+            if (x.cluster) v.launch = x.bulk ? long_launcher<true, true, true>(k, x.threads) : long_launcher<true, false, true>(k, x.threads);
+            else v.launch = x.bulk ? long_launcher<false, true, true>(k, x.threads) : long_launcher<false, false, true>(k, x.threads);
+        } else if (x.bulk && x.cluster)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true, true>(k, b, l, pdl, st); };
         else if (x.bulk && x.threads == 512)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, false, true>(k, b, l, pdl, st); };
@@ -824,7 +839,7 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
     // the timeline of one launch (layer 15) of the spans variants, in place (QKV late, then
     // early) and alone
     for (Variant *v : tv)
-        if (v->name[0] == 'S' || v->name[0] == 'B')
+        if (v->name[0] == 'S' || v->name[0] == 'B' || v->name[0] == 'T')
             for (int P : {1024, 2048, 4095}) {
                 probe_report(*v, &c, b, P, st);
                 g_qkv_pdl = KCUDA_PDL_EARLY;
@@ -939,7 +954,8 @@ int main(int argc, char **argv) {
         add_long(all_long, true);
         for (auto &v : all_long)
             if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "K16 c32 b150" ||
-                v.name == "B256 sm1 c32 b100" || v.name == "B256 sm1 c32 b32" || v.name == "BK16 c32 b150")
+                v.name == "B256 sm1 c32 b100" || v.name == "B256 sm1 c32 b32" || v.name == "BK16 c32 b150" ||
+                v.name == "T256 sm1 c32 b100" || v.name == "BT256 sm1 c32 b32" || v.name == "TK16 c32 b150")
                 few.push_back(v);
         int f = check_shape(few, v3, {20, 5, 128, 4096}, {65, 4095}, st);
         f += check_shape(few, v3, {12, 4, 100, 1024}, {1023}, st);
