@@ -1,6 +1,7 @@
 // The decode attention kernel for long contexts, "spans" (one token over the f16 KV cache, RoPE,
 // GQA; one block per KV group and span of the context), its launch and its knobs. How it differs
-// from the tiled per-KV-group kernel before it (kernels/cuda/attention_decode.cuh) and why:
+// from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
+// "t256x128s1ip sm2 c128 at group") and why:
 //
 // - The splits are balanced over the SMs: a KV group's context is cut into as many spans as one
 //   block per (KV head, span) and per_sm blocks per SM make (26 x 5 = 130 blocks of 158
@@ -9,7 +10,9 @@
 //   SMs that finish last). Measured (H100, kernels/dev/README.md, "Decode attention by balanced
 //   spans"): 11.20 / 14.91 us per layer in place at 2048 / 4095 against the tiled kernel's
 //   12.17 / 15.04, and ~14 us alone for 10.5 MB: the bytes per SM were not the bound; the
-//   kernel's latency chain is. A lab kernel (not the product's) until something beats that.
+//   kernel's latency chain is (Nsight Compute: the CUDA-core scores and P.V after the PDL wait
+//   were ~45% of a block's life, the bytes ~10%; README, "Decode attention toward its bytes"),
+//   hence the tensor-core setting (TC, below).
 // - A block's whole span is one tile where it fits the shared-memory budget (the dynamic shared
 //   memory is sized per launch, up to SPAN positions), all of it requested by 16-byte cp.async
 //   before the PDL wait, so one pass of the tile's dependent steps (scores, softmax, P.V) per
