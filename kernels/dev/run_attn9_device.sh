@@ -12,7 +12,7 @@
 #   labs.tar.xz        the lab binary: tar cf - -C build/tests dev_attn_decode | xz (stripped)
 #   tokenizer.json.xz  for make_bench_model (a 2B-4T-shaped GGUF with random ternary weights)
 #   bitnet-chat.base.xz  (optional) the branch point's bitnet-chat: -p beside this build's
-# Steps, each cut to the time left (DEADLINE seconds, 540 unless set):
+# Steps, each cut to the time left (DEADLINE seconds, 560 unless set):
 #   1. dev_attn_decode long: every spans setting (S: 16-byte cp.async; B: bulk copies) and the
 #      product's entry points checked against the double-precision host reference (2B-4T heads at
 #      24 positions up to 4095; GQA 1, 3, 8, 12; head_dim 64, 80, 96, 100, 128, 256; Llama3-8B
@@ -21,16 +21,16 @@
 #      product by position in the same run (LONG, RATIO, BEST), the timeline of one launch per
 #      spans setting in place and alone at 1024 / 2048 / 4095 (PROBE), alone at 4095 (ALONE),
 #      Llama3-8B heads alone (LONG8B);
-#   2. dev_attn_decode longk: the cluster instantiations (K, BK; a separate process);
-#   3. compute-sanitizer racecheck and memcheck over dev_attn_decode longsan;
-#   4. ctest -L gpu (this build; MODE product only);
-#   5. bitnet-chat -p (defaults, 2B-shaped GGUF) after a short prompt, ~2000 and ~3600 tokens,
-#      this build and the base (when present), the decode rate line of each.
+#   2. ctest -L gpu (this build; MODE product only);
+#   3. bitnet-chat -p (defaults, 2B-shaped GGUF) after a short prompt, ~2000 and ~3600 tokens,
+#      this build and the base (when present), the decode rate line of each;
+#   4. dev_attn_decode longk: the cluster instantiations (K, BK, TK; a separate process);
+#   5. compute-sanitizer racecheck and memcheck over dev_attn_decode longsan.
 # summary.txt, lab.txt and lab_k.txt go to $OUT, every other log to $OUT/logs.tar.xz.
 set -u
 T0=$(date +%s)
 X=$(cd "${1:?carried folder}" && pwd)
-DEADLINE=${DEADLINE:-540}
+DEADLINE=${DEADLINE:-560}
 S=$OUT/summary.txt
 B=/tmp/a9
 L=$B/logs
@@ -67,11 +67,6 @@ lab() { # log mode [args]
     grep -E "^LONG8B" "$OUT/$lf" | grep -v "product long" >>"$S"
 }
 lab lab.txt long
-lab lab_k.txt longk
-for tool in racecheck memcheck; do
-    step "$tool dev_attn_decode longsan" 60 san_$tool.txt compute-sanitizer --tool $tool $B/dev_attn_decode longsan
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^check|longsan" "$L/san_$tool.txt" | tail -6 >>"$S"
-done
 if [ "$MODE" = product ]; then
     step "ctest -L gpu" 150 ctest.txt ctest --test-dir "$BD" -L gpu -j3 --output-on-failure --timeout 140
     grep -E "tests passed|\*\*\*|Failed|Not Run" "$L/ctest.txt" | sed 's/^ *//' >>"$S"
@@ -91,6 +86,11 @@ for pr in short p2000 p3600; do
         timeout 40 "$bin" "$@" --model $B/2b.gguf --no-history --backend cuda >/dev/null 2>$L/p_${name}_$pr.txt </dev/null
         echo "$name -p $pr: rc $? $(tail -1 $L/p_${name}_$pr.txt)" >>"$S"
     done
+done
+lab lab_k.txt longk
+for tool in racecheck memcheck; do
+    step "$tool dev_attn_decode longsan" 60 san_$tool.txt compute-sanitizer --tool $tool $B/dev_attn_decode longsan
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^check|longsan" "$L/san_$tool.txt" | tail -6 >>"$S"
 done
 echo "total $(($(date +%s) - T0)) s" >>"$S"
 tar cf - -C $B logs | xz >"$OUT/logs.tar.xz"
