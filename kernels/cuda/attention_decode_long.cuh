@@ -54,6 +54,7 @@ enum {
 struct Knobs {
     int per_sm, min_chunk, smem, cluster;
     int bulk_rows;  // BULK instantiations: rows per bulk copy (0: 32)
+    int rel_ticket; // 1: the ticket by one release-acquire atomic (no __threadfence)
 };
 
 struct Params {
@@ -75,6 +76,7 @@ struct Params {
     // probe_mark), or nullptr
     unsigned long long *probe;
     int bulk_rows;  // BULK: rows per bulk copy
+    int rel_ticket; // the combine's ticket by a release-acquire atomic instead of fences (Knobs)
 };
 
 // The probe (lab): per block, slot 0 the global timer (ns) at the start, 1..8 clock64 at the
@@ -766,16 +768,29 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         pml[(rec0 + tid) * 2] = mlv[tid][0];
         pml[(rec0 + tid) * 2 + 1] = mlv[tid][1];
     }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
-    __syncthreads();
+    if (p.rel_ticket) {
+        // the ticket as one release-acquire atomic by thread 0 between two barriers (the
+        // barrier orders the block's partial stores before it, and the last block's loads
+        // after it), in place of a full fence on every thread before and after
+        __syncthreads();
+        if (tid == 0) {
+            int old;
+            asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&p.count[bx]) : "memory");
+            last_sh = old == nsplit - 1;
+        }
+        __syncthreads();
+    } else {
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
+        __syncthreads();
+    }
     probe_mark(p, 7);
     if (!last_sh) {
         probe_end(p);
         return;
     }
-    __threadfence();
+    if (!p.rel_ticket) __threadfence();
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, per head.
     // Each thread takes 4 consecutive outputs of a head over a group of the spans (the threads
     // left over by the (head, 4 outputs) items take the spans in G groups, added through shared
@@ -904,6 +919,7 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
     if (p.hb_max > C::HB) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: %d query heads per block, the kernel holds %d", p.hb_max, C::HB);
     p.min_chunk = (k.min_chunk + ALIGN - 1) / ALIGN * ALIGN;
     p.bulk_rows = k.bulk_rows > 0 ? k.bulk_rows : 32;
+    p.rel_ticket = k.rel_ticket;
     const int n_cols = p.n_kv * p.hg;
     int splits = nsm * k.per_sm / n_cols;
     const int cap = max_splits(p.ctx);

@@ -189,7 +189,7 @@ std::function<int(Bufs &, int, int, cudaStream_t)> long_launcher(const attn_long
 }
 void add_long(std::vector<Variant> &vs, bool clusters = false) {
     struct L {
-        int threads, per_sm, min_chunk, kb, cluster, bulk, rows, tc = 0;
+        int threads, per_sm, min_chunk, kb, cluster, bulk, rows, tc = 0, rel = 0;
     };
     const L ls[] = {{256, 1, 32, 100, 0, 0, 0}, {256, 1, 64, 100, 0, 0, 0}, {256, 2, 32, 64, 0, 0, 0}, {256, 2, 16, 64, 0, 0, 0},
                     {256, 3, 32, 48, 0, 0, 0},  {512, 1, 32, 100, 0, 0, 0}, {512, 2, 32, 64, 0, 0, 0}, {256, 2, 32, 32, 0, 0, 0},
@@ -204,16 +204,18 @@ void add_long(std::vector<Variant> &vs, bool clusters = false) {
                     {256, 1, 64, 100, 0, 0, 0, 1}, {256, 1, 32, 100, 0, 0, 0, 1}, {256, 2, 32, 64, 0, 0, 0, 1},
                     {256, 1, 64, 100, 0, 1, 1, 1}, {256, 2, 32, 64, 0, 1, 1, 1}, {512, 1, 32, 100, 0, 0, 0, 1},
                     {256, 3, 32, 48, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 1, 1, 1},
-                    {256, 1, 32, 150, 16, 0, 0, 1}, {256, 1, 32, 150, 16, 1, 1, 1}};
+                    {256, 1, 32, 150, 16, 0, 0, 1}, {256, 1, 32, 150, 16, 1, 1, 1},
+                    // the ticket by a release-acquire atomic (" f")
+                    {256, 1, 64, 100, 0, 0, 0, 1, 1}, {256, 1, 64, 100, 0, 0, 0, 0, 1}, {512, 1, 32, 100, 0, 0, 0, 1, 1}};
     for (const L &x : ls) {
         if ((x.cluster != 0) != clusters) continue;
-        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster, x.rows};
+        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster, x.rows, x.rel};
         Variant v;
         char nm[64], rows[16] = "";
         if (x.bulk && x.rows != 32 && !x.tc) snprintf(rows, sizeof rows, " r%d", x.rows);
         const char *pre = x.bulk ? (x.tc ? "BT" : "B") : x.tc ? "T" : x.cluster ? "" : "S";
         if (x.cluster) snprintf(nm, sizeof nm, "%sK%d%s c%d b%d%s", pre, x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb, rows);
-        else snprintf(nm, sizeof nm, "%s%d sm%d c%d b%d%s", pre, x.threads, x.per_sm, x.min_chunk, x.kb, rows);
+        else snprintf(nm, sizeof nm, "%s%d sm%d c%d b%d%s%s", pre, x.threads, x.per_sm, x.min_chunk, x.kb, rows, x.rel ? " f" : "");
         v.name = nm;
         if (x.tc) {
             if (x.cluster) v.launch = x.bulk ? long_launcher<true, true, true>(k, x.threads) : long_launcher<true, false, true>(k, x.threads);

@@ -8,7 +8,10 @@
 #   build.tar.xz       `sh kernels/dev/pack_cuda_build.sh build X/build.tar.xz` (bitnet-chat, the
 #                      GPU tests, make_bench_model; ctest's files; any top folder name: its
 #                      absolute paths must be /work/wt-attn/<top> or /work/main/<top>)
-#   MODE               (optional) "product" when this build changes the product: runs ctest -L gpu
+#   MODE               (optional) "product" when this build changes the product: runs ctest -L gpu;
+#                      "final": step 1 only, for the settings in LAB_ONLY (a file in X, one
+#                      comma-separated line), DEADLINE 110; build.tar.xz and the
+#                      tokenizer are then not needed
 #   labs.tar.xz        the lab binary: tar cf - -C build/tests dev_attn_decode | xz (stripped)
 #   tokenizer.json.xz  for make_bench_model (a 2B-4T-shaped GGUF with random ternary weights)
 #   bitnet-chat.base.xz  (optional) the branch point's bitnet-chat: -p beside this build's
@@ -38,9 +41,13 @@ mkdir -p $L
 # the packed build's ctest files and tests name absolute paths under the packing tree
 mkdir -p /work
 for w in /work/wt-attn /work/main; do [ -e $w ] || ln -s "$PWD" $w; done
-tar xJf "$X/build.tar.xz" -C "$PWD" || { echo "cannot unpack build.tar.xz" | tee "$S"; exit 1; }
-BD=$PWD/$(xz -dc "$X/build.tar.xz" | tar tf - | head -1 | cut -d/ -f1)
 MODE=$(cat "$X/MODE" 2>/dev/null || echo lab)
+if [ "$MODE" != final ]; then
+    tar xJf "$X/build.tar.xz" -C "$PWD" || { echo "cannot unpack build.tar.xz" | tee "$S"; exit 1; }
+    BD=$PWD/$(xz -dc "$X/build.tar.xz" | tar tf - | head -1 | cut -d/ -f1)
+else
+    DEADLINE=110
+fi
 tar xJf "$X/labs.tar.xz" -C $B || { echo "cannot unpack labs.tar.xz" | tee "$S"; exit 1; }
 [ -f "$X/bitnet-chat.base.xz" ] && xz -dc "$X/bitnet-chat.base.xz" >$B/bitnet-chat.base && chmod +x $B/bitnet-chat.base
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
@@ -66,6 +73,12 @@ lab() { # log mode [args]
     grep -E "PROBE" "$OUT/$lf" >>"$S"
     grep -E "^LONG8B" "$OUT/$lf" | grep -v "product long" >>"$S"
 }
+if [ "$MODE" = final ]; then
+    lab lab.txt long only "$(cat "$X/LAB_ONLY")"
+    echo "total $(($(date +%s) - T0)) s" >>"$S"
+    cat "$S"
+    exit 0
+fi
 lab lab.txt long
 if [ "$MODE" = product ]; then
     step "ctest -L gpu" 150 ctest.txt ctest --test-dir "$BD" -L gpu -j3 --output-on-failure --timeout 140
