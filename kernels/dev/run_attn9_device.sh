@@ -10,8 +10,8 @@
 #                      absolute paths must be /work/wt-attn/<top> or /work/main/<top>)
 #   MODE               (optional) "product" when this build changes the product: runs ctest -L gpu;
 #                      "final": step 1 only, for the settings in LAB_ONLY (a file in X, one
-#                      comma-separated line), DEADLINE 110; build.tar.xz and the
-#                      tokenizer are then not needed
+#                      comma-separated line), then longk for those in LAB_ONLY_K (if present),
+#                      DEADLINE 110; build.tar.xz and the tokenizer are then not needed
 #   labs.tar.xz        the lab binary: tar cf - -C build/tests dev_attn_decode | xz (stripped)
 #   tokenizer.json.xz  for make_bench_model (a 2B-4T-shaped GGUF with random ternary weights)
 #   bitnet-chat.base.xz  (optional) the branch point's bitnet-chat: -p beside this build's
@@ -75,6 +75,8 @@ lab() { # log mode [args]
 }
 if [ "$MODE" = final ]; then
     lab lab.txt long only "$(cat "$X/LAB_ONLY")"
+    # the cluster settings in a process of their own (never run before: a fault there keeps the above)
+    [ -f "$X/LAB_ONLY_K" ] && lab lab_k.txt longk only "$(cat "$X/LAB_ONLY_K")"
     echo "total $(($(date +%s) - T0)) s" >>"$S"
     cat "$S"
     exit 0
