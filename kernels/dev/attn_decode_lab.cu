@@ -31,7 +31,7 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 #include <cuda_fp16.h>
@@ -50,7 +50,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
-#include "kernels/dev/attention_decode_long.cuh"
+#include "kernels/cuda/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
@@ -147,9 +147,14 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
     return (head ? kcuda_attn_decode_head : kcuda_attn_decode)(&a, b.qkv, kc, vc, b.pos, b.out, b.part, b.count, pdl, st);
 }
 
-// The spans kernel (kernels/dev/attention_decode_long.cuh) at the shape of b: the instantiation
+// The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
 // by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
-template <int THREADS, bool CLUSTER = false>
+// The probe (mode "probe"): the spans kernel's launch for layer g_probe_layer records its blocks'
+// timeline into g_probe (attn_long::probe_mark) while g_probe is set.
+unsigned long long *g_probe = nullptr;
+int g_probe_layer = -1;
+
+template <int THREADS, bool CLUSTER = false, bool BULK = false, bool TC = false>
 int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t st) {
     attn_long::Params p = {};
     p.n_heads = b.s.n_heads;
@@ -167,30 +172,61 @@ int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t
     p.out = b.out;
     p.part = b.part;
     p.count = b.count;
-    return attn_long::launch_shape<THREADS, CLUSTER>(p, k, pdl, st);
+    p.probe = l == g_probe_layer ? g_probe : nullptr;
+    return attn_long::launch_shape<THREADS, CLUSTER, BULK, TC>(p, k, pdl, st);
 }
 
 // The spans kernel's settings the "long" mode checks and times: name "S<threads> sm<blocks per
 // SM> c<shortest span> b<tile budget, KB>". b16 and b32 make several tiles per span at long
 // context (the online-softmax path), the others one. clusters: the CLUSTER instantiation
 // instead, "K<blocks per cluster> c<shortest span> b<budget>" (mode "longk").
+// bulk: the BULK instantiation (names "B..." and "BK...", "r<rows per bulk copy>" unless 32);
+// tc: the TC instantiation (tensor cores; "T" in the name).
+template <bool CL, bool BU, bool TC>
+std::function<int(Bufs &, int, int, cudaStream_t)> long_launcher(const attn_long::Knobs &k, int threads) {
+    if (threads == 512) return [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, CL, BU, TC>(k, b, l, pdl, st); };
+    return [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, CL, BU, TC>(k, b, l, pdl, st); };
+}
 void add_long(std::vector<Variant> &vs, bool clusters = false) {
     struct L {
-        int threads, per_sm, min_chunk, kb, cluster;
+        int threads, per_sm, min_chunk, kb, cluster, bulk, rows, tc = 0, rel = 0;
     };
-    const L ls[] = {{256, 1, 32, 100, 0}, {256, 1, 64, 100, 0}, {256, 2, 32, 64, 0}, {256, 2, 16, 64, 0},
-                    {256, 3, 32, 48, 0},  {512, 1, 32, 100, 0}, {512, 2, 32, 64, 0}, {256, 2, 32, 32, 0},
-                    {256, 1, 32, 16, 0},  {256, 1, 32, 150, 16}, {256, 1, 32, 100, 16}, {256, 1, 16, 150, 16},
-                    {256, 1, 32, 150, 8}, {256, 1, 32, 32, 16},  {512, 1, 32, 150, 16}};
+    const L ls[] = {{256, 1, 32, 100, 0, 0, 0}, {256, 1, 64, 100, 0, 0, 0}, {256, 2, 32, 64, 0, 0, 0}, {256, 2, 16, 64, 0, 0, 0},
+                    {256, 3, 32, 48, 0, 0, 0},  {512, 1, 32, 100, 0, 0, 0}, {512, 2, 32, 64, 0, 0, 0}, {256, 2, 32, 32, 0, 0, 0},
+                    {256, 1, 32, 16, 0, 0, 0},  {256, 1, 32, 150, 16, 0, 0}, {256, 1, 32, 100, 16, 0, 0}, {256, 1, 16, 150, 16, 0, 0},
+                    {256, 1, 32, 150, 8, 0, 0}, {256, 1, 32, 32, 16, 0, 0},  {512, 1, 32, 150, 16, 0, 0},
+                    // bulk copies (issue #12, session 9)
+                    {256, 1, 64, 100, 0, 1, 32}, {256, 1, 32, 100, 0, 1, 32}, {256, 1, 64, 100, 0, 1, 16},
+                    {256, 1, 64, 100, 0, 1, 256}, {256, 2, 32, 64, 0, 1, 32}, {256, 3, 32, 48, 0, 1, 16},
+                    {512, 1, 32, 100, 0, 1, 32}, {256, 1, 32, 32, 0, 1, 32}, {256, 1, 32, 16, 0, 1, 16},
+                    {256, 1, 32, 150, 16, 1, 32}, {256, 1, 32, 150, 8, 1, 32},
+                    // tensor cores (T), with cp.async or bulk copies (BT)
+                    {256, 1, 64, 100, 0, 0, 0, 1}, {256, 1, 32, 100, 0, 0, 0, 1}, {256, 2, 32, 64, 0, 0, 0, 1},
+                    {256, 1, 64, 100, 0, 1, 1, 1}, {256, 2, 32, 64, 0, 1, 1, 1}, {512, 1, 32, 100, 0, 0, 0, 1},
+                    {256, 3, 32, 48, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 0, 0, 1}, {256, 1, 32, 32, 0, 1, 1, 1},
+                    {256, 1, 32, 150, 16, 0, 0, 1}, {256, 1, 32, 150, 16, 1, 1, 1},
+                    // the ticket by a release-acquire atomic (" f")
+                    {256, 1, 64, 100, 0, 0, 0, 1, 1}, {256, 1, 64, 100, 0, 0, 0, 0, 1}, {512, 1, 32, 100, 0, 0, 0, 1, 1}};
     for (const L &x : ls) {
         if ((x.cluster != 0) != clusters) continue;
-        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster};
+        const attn_long::Knobs k = {x.per_sm, x.min_chunk, x.kb * 1024, x.cluster, x.rows, x.rel};
         Variant v;
-        char nm[64];
-        if (x.cluster) snprintf(nm, sizeof nm, "K%d%s c%d b%d", x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb);
-        else snprintf(nm, sizeof nm, "S%d sm%d c%d b%d", x.threads, x.per_sm, x.min_chunk, x.kb);
+        char nm[64], rows[16] = "";
+        if (x.bulk && x.rows != 32 && !x.tc) snprintf(rows, sizeof rows, " r%d", x.rows);
+        const char *pre = x.bulk ? (x.tc ? "BT" : "B") : x.tc ? "T" : x.cluster ? "" : "S";
+        if (x.cluster) snprintf(nm, sizeof nm, "%sK%d%s c%d b%d%s", pre, x.cluster, x.threads == 512 ? " t512" : "", x.min_chunk, x.kb, rows);
+        else snprintf(nm, sizeof nm, "%s%d sm%d c%d b%d%s%s", pre, x.threads, x.per_sm, x.min_chunk, x.kb, rows, x.rel ? " f" : "");
         v.name = nm;
-        if (x.cluster && x.threads == 512)
+        if (x.tc) {
+            if (x.cluster) v.launch = x.bulk ? long_launcher<true, true, true>(k, x.threads) : long_launcher<true, false, true>(k, x.threads);
+            else v.launch = x.bulk ? long_launcher<false, true, true>(k, x.threads) : long_launcher<false, false, true>(k, x.threads);
+        } else if (x.bulk && x.cluster)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true, true>(k, b, l, pdl, st); };
+        else if (x.bulk && x.threads == 512)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, false, true>(k, b, l, pdl, st); };
+        else if (x.bulk)
+            v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, false, true>(k, b, l, pdl, st); };
+        else if (x.cluster && x.threads == 512)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<512, true>(k, b, l, pdl, st); };
         else if (x.cluster)
             v.launch = [k](Bufs &b, int l, int pdl, cudaStream_t st) { return launch_long<256, true>(k, b, l, pdl, st); };
@@ -466,7 +502,13 @@ void chain_alloc(Chain &c) {
     CK(cudaMemcpy(c.nw, hx.data(), c.ffn * 4, cudaMemcpyHostToDevice));
 }
 
-// One decode layer l: QKV -> attention (attn, or none) -> O -> gate/up -> down, triggers LLELL.
+// The QKV projection's trigger in the chain: the product's LATE (after its PDL wait), or EARLY
+// (at its start: attention then launches while the previous layer's down projection still runs
+// and its K/V loads, issued before its own wait, have two kernels' time to land; mode "long").
+int g_qkv_pdl = KCUDA_PDL_LATE;
+
+// One decode layer l: QKV -> attention (attn, or none) -> O -> gate/up -> down, triggers LLELL
+// (QKV: g_qkv_pdl).
 int chain_layer(Chain &c, Bufs &b, int l, const Variant *attn, int attn_pdl, cudaStream_t st) {
     const uint8_t *base = c.w + c.layer * l;
     KcudaTernary m = {};
@@ -476,7 +518,7 @@ int chain_layer(Chain &c, Bufs &b, int l, const Variant *attn, int attn_pdl, cud
     m.k_pad = c.dim;
     m.seg_end[0] = c.dim;
     m.seg_end[1] = c.dim + 640;
-    int r = kcuda_w2a8_gemv(&m, c.x, c.dim, c.nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_F32, b.qkv, KCUDA_PDL_LATE, st);
+    int r = kcuda_w2a8_gemv(&m, c.x, c.dim, c.nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_F32, b.qkv, g_qkv_pdl, st);
     if (r) return r;
     if (attn) {
         r = attn->launch(b, l, attn_pdl, st);
@@ -620,6 +662,60 @@ void sweep_8b(Variant &v3, Variant *lng, Variant *prod, cudaStream_t st) {
     release(b);
 }
 
+// The timeline of one launch of a spans variant (layer 15 of 30) in place (chain) or alone: per
+// block the marks of attn_long::probe_mark; printed: blocks, start spread, end, and per phase the
+// median and largest duration over the blocks (ns: clock64 deltas scaled by the block's own
+// global-timer / clock ratio), and the phases of the block that ended last (the combine).
+void probe_report(Variant &v, Chain *c, Bufs &b, int P, cudaStream_t st) {
+    const int MAXB = 4096;
+    if (!g_probe) CK(cudaMalloc(&g_probe, (size_t)MAXB * attn_long::PROBE_SLOTS * 8));
+    CK(cudaMemset(g_probe, 0, (size_t)MAXB * attn_long::PROBE_SLOTS * 8));
+    set_pos(b, P);
+    g_probe_layer = 15;
+    if (c) time_chain(*c, b, &v, KCUDA_PDL_LATE, st);
+    else time_alone(v, b, KCUDA_PDL_LATE, st);
+    g_probe_layer = -1;
+    CK(cudaDeviceSynchronize());
+    std::vector<unsigned long long> h((size_t)MAXB * attn_long::PROBE_SLOTS);
+    CK(cudaMemcpy(h.data(), g_probe, h.size() * 8, cudaMemcpyDeviceToHost));
+    std::vector<int> blk;
+    for (int i = 0; i < MAXB; i++)
+        if (h[(size_t)i * attn_long::PROBE_SLOTS + 9]) blk.push_back(i);
+    if (blk.empty()) {
+        printf("PROBE %s at %d %s: no block recorded\n", v.name.c_str(), P, c ? "chain" : "alone");
+        return;
+    }
+    auto R = [&](int i, int k) { return h[(size_t)i * attn_long::PROBE_SLOTS + k]; };
+    unsigned long long t0 = ~0ull, tend = 0;
+    int last = blk[0];
+    std::vector<double> ratio;
+    for (int i : blk) {
+        t0 = std::min(t0, R(i, 0));
+        if (R(i, 9) > tend) tend = R(i, 9), last = i;
+        if (R(i, 8) > R(i, 1)) ratio.push_back((double)(R(i, 9) - R(i, 0)) / (double)(R(i, 8) - R(i, 1)));
+    }
+    std::sort(ratio.begin(), ratio.end());
+    const double ns_per_clk = ratio.empty() ? 0.0 : ratio[ratio.size() / 2];
+    std::vector<double> st0, en;
+    for (int i : blk) st0.push_back((double)(R(i, 0) - t0)), en.push_back((double)(R(i, 9) - t0));
+    std::sort(st0.begin(), st0.end());
+    std::sort(en.begin(), en.end());
+    printf("PROBE %s at %d %s: %zu blocks, %.3f ns/clk; start +%.0f/+%.0f/+%.0f ns (min/med/max), end +%.0f/+%.0f ns (med/max)\n",
+           v.name.c_str(), P, c ? "chain" : "alone", blk.size(), ns_per_clk, st0[0], st0[st0.size() / 2], st0.back(),
+           en[en.size() / 2], en.back());
+    const char *names[9] = {"", "", "issue", "wait", "q", "landed", "tile", "ticket", "end"};
+    printf("PROBE   phase ns (median / max over blocks; the last block):");
+    for (int k = 2; k <= 8; k++) {
+        std::vector<double> d;
+        for (int i : blk)
+            if (R(i, k) >= R(i, k - 1) && R(i, k - 1)) d.push_back((double)(R(i, k) - R(i, k - 1)) * ns_per_clk);
+        std::sort(d.begin(), d.end());
+        const double dl = R(last, k) >= R(last, k - 1) ? (double)(R(last, k) - R(last, k - 1)) * ns_per_clk : -1;
+        if (!d.empty()) printf(" %s %.0f/%.0f;%.0f", names[k], d[d.size() / 2], d.back(), dl);
+    }
+    printf("\n");
+}
+
 // Mode "long" (issue #12): the spans kernel's settings and the product's entry points checked
 // against the host reference (2B-4T heads at 24 positions up to 4095; GQA 1, 3, 8 and 12,
 // head_dim 64, 80, 96, 100 and 256, Llama3-8B's heads), then in place (chain - gemv, us per
@@ -716,6 +812,44 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
         printf("BEST at %4d: %-32s %.2f us (product by position %.2f)\n", POS[pi], tv[best]->name.c_str(), med[best][pi],
                prod >= 0 ? med[prod][pi] : 0.0);
     }
+    // QKV triggering at its start (EARLYQ): every variant's chain against the product's gemv
+    // chain (QKV late), i.e. what a layer costs more than the GEMVs as the product runs them
+    {
+        std::vector<std::vector<std::vector<double>>> te(tv.size(), std::vector<std::vector<double>>(5, std::vector<double>(3)));
+        std::vector<std::vector<double>> ge(5, std::vector<double>(3)), gl(5, std::vector<double>(3));
+        for (int round = 0; round < 3; round++)
+            for (int pi = 0; pi < 5; pi++) {
+                set_pos(b, POS[pi]);
+                g_qkv_pdl = KCUDA_PDL_LATE;
+                gl[pi][round] = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+                g_qkv_pdl = KCUDA_PDL_EARLY;
+                ge[pi][round] = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+                for (size_t k = 0; k < tv.size(); k++) te[k][pi][round] = time_chain(c, b, tv[k], KCUDA_PDL_LATE, st) - gl[pi][round];
+                g_qkv_pdl = KCUDA_PDL_LATE;
+            }
+        printf("\nQKV early (chain with QKV triggering at its start - the gemv chain with QKV late, us per layer, median of 3)\n");
+        printf("EARLYQ | gemv chain, QKV early - late | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+               median3(ge[0][0] - gl[0][0], ge[0][1] - gl[0][1], ge[0][2] - gl[0][2]), median3(ge[1][0] - gl[1][0], ge[1][1] - gl[1][1], ge[1][2] - gl[1][2]),
+               median3(ge[2][0] - gl[2][0], ge[2][1] - gl[2][1], ge[2][2] - gl[2][2]), median3(ge[3][0] - gl[3][0], ge[3][1] - gl[3][1], ge[3][2] - gl[3][2]),
+               median3(ge[4][0] - gl[4][0], ge[4][1] - gl[4][1], ge[4][2] - gl[4][2]));
+        for (size_t k = 0; k < tv.size(); k++) {
+            double m[5];
+            for (int pi = 0; pi < 5; pi++) m[pi] = median3(te[k][pi][0], te[k][pi][1], te[k][pi][2]);
+            printf("EARLYQ | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", tv[k]->name.c_str(), m[0], m[1], m[2], m[3], m[4]);
+        }
+    }
+    // the timeline of one launch (layer 15) of the spans variants, in place (QKV late, then
+    // early) and alone
+    for (Variant *v : tv)
+        if (v->name[0] == 'S' || v->name[0] == 'B' || v->name[0] == 'T')
+            for (int P : {1024, 2048, 4095}) {
+                probe_report(*v, &c, b, P, st);
+                g_qkv_pdl = KCUDA_PDL_EARLY;
+                printf("(QKV early) ");
+                probe_report(*v, &c, b, P, st);
+                g_qkv_pdl = KCUDA_PDL_LATE;
+                probe_report(*v, nullptr, b, P, st);
+            }
     // alone at 4095: what the bytes cost without the chain around (10.5 MB per layer: 3.5 us at 3 TB/s)
     set_pos(b, 4095);
     for (Variant *v : tv) printf("ALONE at 4095 %-32s %.2f us per launch\n", v->name.c_str(), time_alone(*v, b, KCUDA_PDL_LATE, st));
@@ -821,7 +955,10 @@ int main(int argc, char **argv) {
         add_long(all_long, false);
         add_long(all_long, true);
         for (auto &v : all_long)
-            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "K16 c32 b150") few.push_back(v);
+            if (v.name == "S256 sm1 c32 b100" || v.name == "S256 sm2 c32 b32" || v.name == "K16 c32 b150" ||
+                v.name == "B256 sm1 c32 b100" || v.name == "B256 sm1 c32 b32" || v.name == "BK16 c32 b150" ||
+                v.name == "T256 sm1 c32 b100" || v.name == "BT256 sm1 c32 b32" || v.name == "TK16 c32 b150")
+                few.push_back(v);
         int f = check_shape(few, v3, {20, 5, 128, 4096}, {65, 4095}, st);
         f += check_shape(few, v3, {12, 4, 100, 1024}, {1023}, st);
         f += check_shape(few, v3, {8, 1, 256, 2048}, {2047}, st);

@@ -1,6 +1,7 @@
 // The decode attention kernel for long contexts, "spans" (one token over the f16 KV cache, RoPE,
 // GQA; one block per KV group and span of the context), its launch and its knobs. How it differs
-// from the tiled per-KV-group kernel before it (kernels/cuda/attention_decode.cuh) and why:
+// from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
+// "t256x128s1ip sm2 c128 at group") and why:
 //
 // - The splits are balanced over the SMs: a KV group's context is cut into as many spans as one
 //   block per (KV head, span) and per_sm blocks per SM make (26 x 5 = 130 blocks of 158
@@ -9,7 +10,9 @@
 //   SMs that finish last). Measured (H100, kernels/dev/README.md, "Decode attention by balanced
 //   spans"): 11.20 / 14.91 us per layer in place at 2048 / 4095 against the tiled kernel's
 //   12.17 / 15.04, and ~14 us alone for 10.5 MB: the bytes per SM were not the bound; the
-//   kernel's latency chain is. A lab kernel (not the product's) until something beats that.
+//   kernel's latency chain is (Nsight Compute: the CUDA-core scores and P.V after the PDL wait
+//   were ~45% of a block's life, the bytes ~10%; README, "Decode attention toward its bytes"),
+//   hence the tensor-core setting (TC, below).
 // - A block's whole span is one tile where it fits the shared-memory budget (the dynamic shared
 //   memory is sized per launch, up to SPAN positions), all of it requested by 16-byte cp.async
 //   before the PDL wait, so one pass of the tile's dependent steps (scores, softmax, P.V) per
@@ -50,6 +53,8 @@ enum {
 // blocks of a cluster (8, or 16 where the device allows), which is then the number of spans.
 struct Knobs {
     int per_sm, min_chunk, smem, cluster;
+    int bulk_rows;  // BULK instantiations: rows per bulk copy (0: 32)
+    int rel_ticket; // 1: the ticket by one release-acquire atomic (no __threadfence)
 };
 
 struct Params {
@@ -67,7 +72,92 @@ struct Params {
     float *out;   // [n_heads][hd]
     float *part;  // per (block column, span, head < hb_max): o [hd4], then (max, sum) pairs after all o
     int *count;   // arrivals per block column (n_kv * rep), left zero
+    // lab only: where a launch records its blocks' timeline (PROBE_SLOTS per block: see
+    // probe_mark), or nullptr
+    unsigned long long *probe;
+    int bulk_rows;  // BULK: rows per bulk copy
+    int rel_ticket; // the combine's ticket by a release-acquire atomic instead of fences (Knobs)
 };
+
+// The probe (lab): per block, slot 0 the global timer (ns) at the start, 1..8 clock64 at the
+// marks below, 9 the global timer at the end, 10 the SM. Marks: 1 start, 2 loads issued, 3 PDL
+// wait passed, 4 q rotated (the tile loop's start), 5 the tile landed, 6 P.V done, 7 partials
+// written and the ticket taken, 8 end (the combine, in the last block).
+enum { PROBE_SLOTS = 16 };
+__device__ __forceinline__ unsigned long long global_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ void probe_mark(const Params &p, int k) {
+    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS + k] = clock64();
+}
+__device__ __forceinline__ void probe_end(const Params &p) {
+    if (p.probe && threadIdx.x == 0) {
+        unsigned long long *r = p.probe + (size_t)blockIdx.x * PROBE_SLOTS;
+        r[8] = clock64();
+        r[9] = global_ns();
+        unsigned sm;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        r[10] = sm;
+    }
+}
+
+// The tensor memory accelerator's bulk copies (sm_90): global -> shared, completion counted in
+// bytes on an mbarrier. One thread issues a copy of many rows; the copy engine, not the
+// load/store units, keeps the bytes in flight.
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(unsigned long long *bar, unsigned count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned long long *bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes, unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(unsigned long long *bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned done = 0;
+    while (!done)
+        asm volatile(
+            "{\n\t.reg .pred q;\n\tmbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n\tselp.u32 %0, 1, 0, q;\n\t}"
+            : "=r"(done)
+            : "r"(smem_u32(bar)), "r"(parity)
+            : "memory");
+#endif
+}
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+
+// TC: c += a . b (m16n8k16, f16 in, f32 accumulators) and the fragment loads.
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t a[4], const __half *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t a[4], const __half *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                 : "r"(smem_u32(p)));
+}
 
 // MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 or 512; HB:
 // query heads per block at most (4 or 8: the P.V accumulators are 8 per head and thread, so HB 4
@@ -75,10 +165,18 @@ struct Params {
 // CLUSTER: a KV group's spans are the blocks of one thread-block cluster (compute capability
 // 9.0), combined through distributed shared memory after a cluster barrier: no partials in
 // global memory, no fence, no ticket, no last block's L2 round trips.
-template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false>
+// BULK: the rows are staged by bulk copies (cp.async.bulk, p.bulk_rows rows each, issued by warp
+// 0) instead of 16-byte cp.async from every thread (head_dim % 8 == 0; others as before).
+// TC: the scores and P.V on tensor cores (mma.sync m16n8k16, f16 operands, f32 accumulators; the
+// block's query heads are the 8 columns; q and p split into f16 hi + lo, two products each, so
+// the result is that of f32 operands to ~2^-22; K and V as stored). Rows padded by 16 bytes for
+// conflict-free ldmatrix (BULK then copies row by row). head_dim % 16 == 0 (the host launches
+// the other instantiation otherwise).
+template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false, bool TC_ = false>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
-    static constexpr bool CLUSTER = CLUSTER_;
+    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_, TC = TC_;
+    static constexpr int MTW = (MAXHD / 16 + WARPS - 1) / WARPS;  // TC P.V: 16-dim tiles a warp at most
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
     static constexpr int PVL = MAXHD / 8;   // P.V: lanes per position (one 16-byte chunk each)
@@ -98,6 +196,9 @@ __host__ __device__ __forceinline__ int hd8_of(int hd) { return (hd + 7) / 8 * 8
 // [splits][MAX_REP] x 2.
 template <class C>
 __host__ __device__ __forceinline__ size_t tile_bytes(int hd, int tile) {
+    if (C::TC)  // padded K and V rows, scores [MAX_REP][tile] f32, p hi and lo [MAX_REP][tile + 8] f16
+        return (size_t)tile * (hd8_of(hd) + 8) * 2 * sizeof(__half) + (size_t)MAX_REP * tile * sizeof(float) +
+               (size_t)2 * MAX_REP * (tile + 8) * sizeof(__half);
     return (size_t)tile * hd8_of(hd) * 2 * sizeof(__half) + (size_t)2 * MAX_REP * tile * sizeof(float);
 }
 template <class C>
@@ -211,10 +312,18 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __shared__ float rs[MAXHD];                         // RoPE (cos, sin) pairs at pos
     __shared__ float corr[MAX_REP], mlv[MAX_REP][2], lsum[MAX_REP];
     __shared__ int last_sh;
+    __shared__ __align__(8) unsigned long long bar;  // BULK: the tile's copies
+    constexpr bool BULK = C::BULK && VEC8;
+    constexpr bool TC = C::TC && VEC8;
+    constexpr int QHL = TC ? MAXHD + 8 : 2;  // TC: q hi / lo rows [head][dim], padded (conflict-free B loads)
+    __shared__ __align__(16) __half qh[TC ? MAX_REP : 1][QHL], ql[TC ? MAX_REP : 1][QHL];
 
     if (p.late == 0) pdl_trigger();
+    probe_mark(p, 1);
+    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, hd8 = hd8_of(hd), nch = hd8 / 8;
+    const int ldr = TC ? hd8 + 8 : hd8;  // K and V row stride (halves) in shared memory
     // The position and the cached rows (< pos) were written before the previous kernel started
     // (graph order: the position copy precedes the first kernel; rows by earlier steps), so
     // they are read before waiting on it.
@@ -246,21 +355,38 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int tile = p.tile, n_tiles = (n_span + tile - 1) / tile;
     const bool has_cur = sp == nsplit - 1;  // the span ends at pos
     const size_t head_base = (size_t)g * p.ctx * hd;
-    __half *ks = (__half *)dyn, *vs = ks + (size_t)tile * hd8;
-    float *sc = (float *)(vs + (size_t)tile * hd8);  // [MAX_REP][tile]
+    __half *ks = (__half *)dyn, *vs = ks + (size_t)tile * ldr;
+    float *sc = (float *)(vs + (size_t)tile * ldr);  // [MAX_REP][tile]
     float *pr = sc + (size_t)MAX_REP * tile;         // [tile][MAX_REP]
+    const int pst = tile + 8;                        // TC: p hi / lo [MAX_REP][pst] f16 (in place of pr)
+    __half *ph = (__half *)pr, *pl = ph + (size_t)MAX_REP * pst;
 
     // Copies tile it (positions t0 + it * tile ...) into the stage, row pos excepted (written
     // after the wait), and commits.
     auto issue = [&](int it) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
+        if (BULK) {  // row pos comes along (stale): it is patched after the copy landed
+            if (warp == 0) {
+                const unsigned row_b = (unsigned)hd * 2, rows = TC ? 1u : (unsigned)p.bulk_rows;  // TC: padded rows
+                if (lane == 0) mbar_expect_tx(&bar, 2u * row_b * (unsigned)cnt);
+                __syncwarp();
+                const int nc = (cnt + (int)rows - 1) / (int)rows;
+                for (int c = lane; c < 2 * nc; c += 32) {
+                    const int j = (c >> 1) * (int)rows, n = min((int)rows, cnt - j);
+                    const size_t off = head_base + (size_t)(tb + j) * hd;
+                    if (c & 1) bulk_g2s(vs + (size_t)j * ldr, p.vc + off, (unsigned)n * row_b, &bar);
+                    else bulk_g2s(ks + (size_t)j * ldr, p.kc + off, (unsigned)n * row_b, &bar);
+                }
+            }
+            return;
+        }
         if (VEC8) {
             for (int idx = tid; idx < cnt * nch; idx += THREADS) {
                 const int j = idx / nch, c = idx - j * nch, t = tb + j;
                 if (t == pos) continue;
                 const size_t off = head_base + (size_t)t * hd + c * 8;
-                cp_async16(ks + j * hd8 + c * 8, p.kc + off);
-                cp_async16(vs + j * hd8 + c * 8, p.vc + off);
+                cp_async16(ks + j * ldr + c * 8, p.kc + off);
+                cp_async16(vs + j * ldr + c * 8, p.vc + off);
             }
         } else {
             for (int idx = tid; idx < cnt * half; idx += THREADS) {
@@ -276,17 +402,23 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     if (!VEC8)  // the pad columns: K zero (q's pad is zero too; 0 x garbage could be NaN), V zero
         for (int idx = tid; idx < tile * (hd8 - hd); idx += THREADS) {
             const int j = idx / (hd8 - hd), c = hd + idx % (hd8 - hd);
-            ks[j * hd8 + c] = __float2half(0.0f);
-            vs[j * hd8 + c] = __float2half(0.0f);
+            ks[j * ldr + c] = __float2half(0.0f);
+            vs[j * ldr + c] = __float2half(0.0f);
         }
+    if (BULK && tid == 0) mbar_init(&bar, 1);
+    if (BULK) __syncwarp();
     issue(0);
+    probe_mark(p, 2);
     if (tid < half) {  // the RoPE pairs at pos (a constant table), before the wait too
         rs[2 * tid] = p.rope[(size_t)pos * hd + 2 * tid];
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
     }
     for (int idx = tid; idx < MAX_REP * MAXHD; idx += THREADS) (&qs[0][0])[idx] = 0.0f;  // pads and absent heads
+    if (TC)
+        for (int idx = tid; idx < MAX_REP * QHL; idx += THREADS) (&qh[0][0])[idx] = (&ql[0][0])[idx] = __float2half(0.0f);
     pdl_wait();
     if (p.late == 1) pdl_trigger();
+    probe_mark(p, 3);
 
     // The previous kernel's outputs: q of the block's heads and, for the last span, this
     // position's k and v; all loads issued before any store. __ldcg: the q/k/v buffer is
@@ -327,8 +459,15 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             int i0, i1;
             rope_pair(p.style, hd, i, &i0, &i1);
             const float c = rs[2 * i], s = rs[2 * i + 1];
-            qs[r][q_slot(i0)] = qa[u] * c - qb[u] * s;
-            qs[r][q_slot(i1)] = qb[u] * c + qa[u] * s;
+            const float x0 = qa[u] * c - qb[u] * s, x1 = qb[u] * c + qa[u] * s;
+            if (TC) {  // hi + lo: x - hi is exact in f32, its f16 rounding leaves ~2^-22 of x
+                const __half h0 = __float2half_rn(x0), h1 = __float2half_rn(x1);
+                qh[r][i0] = h0, qh[r][i1] = h1;
+                ql[r][i0] = __float2half_rn(x0 - __half2float(h0)), ql[r][i1] = __float2half_rn(x1 - __half2float(h1));
+            } else {
+                qs[r][q_slot(i0)] = x0;
+                qs[r][q_slot(i1)] = x1;
+            }
         }
     }
     // this position's k and v: into the tile that holds pos (the last one of the last span) and,
@@ -366,6 +505,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         for (int e = 0; e < 8; e++) o[r][e] = 0.0f;
     // scores: 8 lanes per position (lane sl = lane % 8 takes chunks sl, sl + 8, ...), 4 positions per warp
     const int sl = lane & 7, sg = lane >> 3;
+    // TC: the lane's fragment coordinates (gq, tq); P.V by warp: 16-dim tiles (mt_n of them) x
+    // position groups (ng; group grp takes the k-steps grp, grp + ng, ...), hi and lo accumulators
+    const int gq = lane >> 2, tq = lane & 3;
+    const int mt_n = hd / 16, ng = !TC || mt_n >= WARPS ? 1 : WARPS / mt_n, grp = !TC || mt_n >= WARPS ? 0 : warp / mt_n;
+    float oc[TC ? C::MTW : 1][4], ol[TC ? C::MTW : 1][4];
+#pragma unroll
+    for (int i = 0; i < (TC ? C::MTW : 1); i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) oc[i][e] = ol[i][e] = 0.0f;
+    probe_mark(p, 4);
 
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
@@ -373,14 +522,47 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             __syncthreads();  // the previous tile consumed (P.V read vs, pr)
             issue(it);
         }
+        // the tile landed (this thread's copies; BULK: all of them), then the current row
+        // patched in (BULK copied a stale one)
+        if (BULK) mbar_wait(&bar, (unsigned)it & 1u);
+        else cp_async_wait_all();
         if (has_cur && tb == last_tb) {  // pos is in this tile
             const int jp = pos - tb;
-            if (tid < half) ks[jp * hd8 + ci0] = cur_k0, ks[jp * hd8 + ci1] = cur_k1;
-            if (tid < hd) vs[jp * hd8 + tid] = cur_v;
-            if (!VEC8 && tid < hd8 - hd) vs[jp * hd8 + hd + tid] = __float2half(0.0f), ks[jp * hd8 + hd + tid] = __float2half(0.0f);
+            if (tid < half) ks[jp * ldr + ci0] = cur_k0, ks[jp * ldr + ci1] = cur_k1;
+            if (tid < hd) vs[jp * ldr + tid] = cur_v;
+            if (!VEC8 && tid < hd8 - hd) vs[jp * ldr + hd + tid] = __float2half(0.0f), ks[jp * ldr + hd + tid] = __float2half(0.0f);
         }
-        cp_async_wait_all();
+        if (TC && (cnt & 15))  // the V rows up to the next 16 (P.V's last k-step): zero, not stale (p is 0 there)
+            for (int idx = tid; idx < (16 - (cnt & 15)) * hd; idx += THREADS)
+                vs[(size_t)(cnt + idx / hd) * ldr + idx % hd] = __float2half(0.0f);
         __syncthreads();  // tile landed (all threads' copies); q and the current row written
+        if (it == 0) probe_mark(p, 5);
+        if constexpr (TC) {
+            // scores on tensor cores: warp w takes 16-position tiles w, w + WARPS, ...: A = 16 K
+            // rows x 16 dims (ldmatrix), B = q hi / lo (16 dims x 8 heads), C = positions x heads
+            const int nmt = (cnt + 15) / 16, nks = hd / 16, mi = lane >> 3;
+            for (int mt = warp; mt < nmt; mt += WARPS) {
+                const int m0 = mt * 16;
+                const __half *arow = ks + (size_t)(m0 + (lane & 7) + (mi & 1) * 8) * ldr + (mi >> 1) * 8;
+                float ch[4] = {0.f, 0.f, 0.f, 0.f}, cl[4] = {0.f, 0.f, 0.f, 0.f};
+                for (int kk = 0; kk < nks; kk++) {
+                    uint32_t a[4];
+                    ldsm_x4(a, arow + kk * 16);
+                    const int k0 = kk * 16 + 2 * tq;
+                    mma16816(ch, a, *(const uint32_t *)&qh[gq][k0], *(const uint32_t *)&qh[gq][k0 + 8]);
+                    mma16816(cl, a, *(const uint32_t *)&ql[gq][k0], *(const uint32_t *)&ql[gq][k0 + 8]);
+                }
+                const int j0 = m0 + gq, j1 = j0 + 8, h0 = 2 * tq;
+                if (h0 < nh) {
+                    if (j0 < cnt) sc[h0 * tile + j0] = (ch[0] + cl[0]) * scale;
+                    if (j1 < cnt) sc[h0 * tile + j1] = (ch[2] + cl[2]) * scale;
+                }
+                if (h0 + 1 < nh) {
+                    if (j0 < cnt) sc[(h0 + 1) * tile + j0] = (ch[1] + cl[1]) * scale;
+                    if (j1 < cnt) sc[(h0 + 1) * tile + j1] = (ch[3] + cl[3]) * scale;
+                }
+            }
+        } else
         for (int j0 = warp * 4; j0 < cnt; j0 += WARPS * 4) {
             const int j = j0 + sg;
             float acc[C::HB];
@@ -435,9 +617,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 float sum = 0.0f;
                 for (int j = lane; j < cnt; j += 32) {
                     const float e = expf(sc[r * tile + j] - mn);
-                    pr[j * MAX_REP + r] = e;
+                    if (TC) {  // hi + lo, as q
+                        const __half eh = __float2half_rn(e);
+                        ph[r * pst + j] = eh;
+                        pl[r * pst + j] = __float2half_rn(e - __half2float(eh));
+                    } else {
+                        pr[j * MAX_REP + r] = e;
+                    }
                     sum += e;
                 }
+                if (TC)  // up to the next 16 positions (P.V's last k-step): 0
+                    for (int j = cnt + lane; j < ((cnt + 15) & ~15); j += 32) ph[r * pst + j] = pl[r * pst + j] = __float2half(0.0f);
                 sum = warp_sum(sum);
                 l_run[i] = l_run[i] * cr + sum;
                 m_run[i] = mn;
@@ -446,7 +636,30 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
         __syncthreads();
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
-        if (pv_on) {
+        if constexpr (TC) {
+            // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p
+            const int nk = (cnt + 15) / 16, mi = lane >> 3;
+            if (grp < ng)
+#pragma unroll
+                for (int i = 0; i < C::MTW; i++) {
+                    const int mt = mt_n >= WARPS ? warp + WARPS * i : i == 0 ? warp % mt_n : mt_n;
+                    if (mt < mt_n) {
+                        if (it > 0) {
+                            const float c0 = corr[2 * tq], c1 = corr[2 * tq + 1];
+                            oc[i][0] *= c0, oc[i][1] *= c1, oc[i][2] *= c0, oc[i][3] *= c1;
+                            ol[i][0] *= c0, ol[i][1] *= c1, ol[i][2] *= c0, ol[i][3] *= c1;
+                        }
+                        const __half *vb = vs + (size_t)((lane & 7) + (mi >> 1) * 8) * ldr + mt * 16 + (mi & 1) * 8;
+                        for (int kk = grp; kk < nk; kk += ng) {
+                            const int p0 = kk * 16, pj = gq * pst + p0 + 2 * tq;
+                            uint32_t a[4];
+                            ldsm_x4_t(a, vb + (size_t)p0 * ldr);
+                            mma16816(oc[i], a, *(const uint32_t *)&ph[pj], *(const uint32_t *)&ph[pj + 8]);
+                            mma16816(ol[i], a, *(const uint32_t *)&pl[pj], *(const uint32_t *)&pl[pj + 8]);
+                        }
+                    }
+                }
+        } else if (pv_on) {
             if (it > 0)
 #pragma unroll
                 for (int r = 0; r < C::HB; r++)
@@ -457,7 +670,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                     }
             const __half *vcol = vs + pv_c * 8;
             for (int j = pv_ph; j < cnt; j += C::NPH) {
-                const uint4 u = *(const uint4 *)(vcol + j * hd8);
+                const uint4 u = *(const uint4 *)(vcol + j * ldr);
                 const __half2 *h2 = (const __half2 *)&u;
                 float v[8];
 #pragma unroll
@@ -485,9 +698,11 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (p.late == 2) pdl_trigger();
+    probe_mark(p, 6);
 
     // The phases of a warp added by shuffles, the warps' sums through shared memory (the tile's
-    // bytes are free after the barrier).
+    // bytes are free after the barrier). TC: the position groups' sums.
+    if (!TC)
 #pragma unroll
     for (int r = 0; r < C::HB; r++)
         if (r < nh)
@@ -503,7 +718,19 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     __syncthreads();  // every warp done with the tile
     float *red = (float *)dyn;  // [WARPS][MAX_REP][hd8]
-    if (lane < C::PVL && pv_on)
+    const int nred = TC ? ng : WARPS;
+    if (TC) {
+        if (grp < ng)
+#pragma unroll
+            for (int i = 0; i < (TC ? C::MTW : 1); i++) {
+                const int mt = mt_n >= WARPS ? warp + WARPS * i : i == 0 ? warp % mt_n : mt_n;
+                if (mt >= mt_n) continue;
+                const int d = mt * 16 + gq, hA = 2 * tq;
+                float *dst = red + (size_t)grp * MAX_REP * hd8;
+                if (hA < nh) dst[hA * hd8 + d] = oc[i][0] + ol[i][0], dst[hA * hd8 + d + 8] = oc[i][2] + ol[i][2];
+                if (hA + 1 < nh) dst[(hA + 1) * hd8 + d] = oc[i][1] + ol[i][1], dst[(hA + 1) * hd8 + d + 8] = oc[i][3] + ol[i][3];
+            }
+    } else if (lane < C::PVL && pv_on)
 #pragma unroll
         for (int r = 0; r < C::HB; r++)
             if (r < nh) {
@@ -521,27 +748,49 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
-#pragma unroll
-        for (int w = 0; w < WARPS; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
+        for (int w = 0; w < nred; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
         if (nsplit == 1) p.out[(size_t)(h0 + r) * hd + d] = s / mlv[r][1];
         else if (C::CLUSTER) cpo[idx] = s;
         else po[(rec0 + r) * hd4 + d] = s;
     }
-    if (nsplit == 1) return;
+    if (nsplit == 1) {
+        probe_mark(p, 7);
+        probe_end(p);
+        return;
+    }
     if (C::CLUSTER) {
+        probe_mark(p, 7);
         cluster_combine<C>(p, cpo, &mlv[0][0], nh, nsplit, sp, h0);
+        probe_end(p);
         return;
     }
     if (tid < nh) {
         pml[(rec0 + tid) * 2] = mlv[tid][0];
         pml[(rec0 + tid) * 2 + 1] = mlv[tid][1];
     }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
-    __syncthreads();
-    if (!last_sh) return;
-    __threadfence();
+    if (p.rel_ticket) {
+        // the ticket as one release-acquire atomic by thread 0 between two barriers (the
+        // barrier orders the block's partial stores before it, and the last block's loads
+        // after it), in place of a full fence on every thread before and after
+        __syncthreads();
+        if (tid == 0) {
+            int old;
+            asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&p.count[bx]) : "memory");
+            last_sh = old == nsplit - 1;
+        }
+        __syncthreads();
+    } else {
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
+        __syncthreads();
+    }
+    probe_mark(p, 7);
+    if (!last_sh) {
+        probe_end(p);
+        return;
+    }
+    if (!p.rel_ticket) __threadfence();
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, per head.
     // Each thread takes 4 consecutive outputs of a head over a group of the spans (the threads
     // left over by the (head, 4 outputs) items take the spans in G groups, added through shared
@@ -641,6 +890,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (tid == 0) p.count[bx] = 0;
+    probe_end(p);
 }
 
 // Spans of one KV group at most for a cache of ctx positions (sizes the scratch records).
@@ -668,6 +918,8 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
     p.hb_max = (p.rep + p.hg - 1) / p.hg;
     if (p.hb_max > C::HB) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: %d query heads per block, the kernel holds %d", p.hb_max, C::HB);
     p.min_chunk = (k.min_chunk + ALIGN - 1) / ALIGN * ALIGN;
+    p.bulk_rows = k.bulk_rows > 0 ? k.bulk_rows : 32;
+    p.rel_ticket = k.rel_ticket;
     const int n_cols = p.n_kv * p.hg;
     int splits = nsm * k.per_sm / n_cols;
     const int cap = max_splits(p.ctx);
@@ -727,21 +979,24 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
 }
 
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
-// where a block takes at most 4 query heads.
-template <int THREADS, bool CLUSTER = false>
+// where a block takes at most 4 query heads; TC where head_dim % 16 == 0.
+template <int THREADS, bool CLUSTER = false, bool BULK = false, bool TC = false>
 int launch_shape(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
+    if constexpr (TC) {  // tensor cores take 16 dims a k-step
+        if (p.hd % 16) return launch_shape<THREADS, CLUSTER, BULK, false>(p, k, pdl, stream, probe);
+    }
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER>>(p, k, pdl, stream, probe);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER>>(p, k, pdl, stream, probe);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
 }
 
 }  // namespace attn_long
