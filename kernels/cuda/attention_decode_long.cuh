@@ -82,7 +82,8 @@ struct Params {
 // The probe (lab): per block, slot 0 the global timer (ns) at the start, 1..8 clock64 at the
 // marks below, 9 the global timer at the end, 10 the SM. Marks: 1 start, 2 loads issued, 3 PDL
 // wait passed, 4 q rotated (the tile loop's start), 5 the tile landed, 6 P.V done, 7 partials
-// written and the ticket taken, 8 end (the combine, in the last block).
+// written and the ticket taken, 8 end (the combine, in the last block); 11 and 12 the first
+// tile's scores and softmax done.
 enum { PROBE_SLOTS = 16 };
 __device__ __forceinline__ unsigned long long global_ns() {
     unsigned long long t;
@@ -604,6 +605,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 }
         }
         __syncthreads();
+        if (it == 0) probe_mark(p, 11);
         // online softmax: warp w updates heads w, w + WARPS over the tile's positions
 #pragma unroll
         for (int i = 0; i < C::HPW; i++) {
@@ -635,6 +637,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             }
         }
         __syncthreads();
+        if (it == 0) probe_mark(p, 12);
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
         if constexpr (TC) {
             // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p

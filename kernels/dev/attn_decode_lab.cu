@@ -713,6 +713,16 @@ void probe_report(Variant &v, Chain *c, Bufs &b, int P, cudaStream_t st) {
         const double dl = R(last, k) >= R(last, k - 1) ? (double)(R(last, k) - R(last, k - 1)) * ns_per_clk : -1;
         if (!d.empty()) printf(" %s %.0f/%.0f;%.0f", names[k], d[d.size() / 2], d.back(), dl);
     }
+    // the first tile's parts: landed -> scores -> softmax -> P.V (marks 5, 11, 12, 6)
+    const int sub[4] = {5, 11, 12, 6};
+    const char *subn[3] = {"scores", "softmax", "pv"};
+    for (int k = 0; k < 3; k++) {
+        std::vector<double> d;
+        for (int i : blk)
+            if (R(i, sub[k]) && R(i, sub[k + 1]) >= R(i, sub[k])) d.push_back((double)(R(i, sub[k + 1]) - R(i, sub[k])) * ns_per_clk);
+        std::sort(d.begin(), d.end());
+        if (!d.empty()) printf(" %s %.0f/%.0f", subn[k], d[d.size() / 2], d.back());
+    }
     printf("\n");
 }
 
