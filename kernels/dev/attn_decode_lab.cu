@@ -31,7 +31,7 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 #include <cuda_fp16.h>
@@ -50,7 +50,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
-#include "kernels/cuda/attention_decode_long.cuh"
+#include "kernels/dev/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
@@ -147,7 +147,7 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
     return (head ? kcuda_attn_decode_head : kcuda_attn_decode)(&a, b.qkv, kc, vc, b.pos, b.out, b.part, b.count, pdl, st);
 }
 
-// The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
+// The spans kernel (kernels/dev/attention_decode_long.cuh) at the shape of b: the instantiation
 // by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
 // The probe (mode "probe"): the spans kernel's launch for layer g_probe_layer records its blocks'
 // timeline into g_probe (attn_long::probe_mark) while g_probe is set.
