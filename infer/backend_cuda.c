@@ -810,6 +810,22 @@ static int decode_layer(CudaBackend *b, int l, int attn, int pdl, Err *err) {
     return 0;
 }
 
+/* The screened lm_head on d_x, enqueued: the int8 bounds, then the exact rows for the m = d_io[2]
+ * best (decode steps and the prompt's last position; phase names the caller in errors). */
+static int screened_head(CudaBackend *b, int pdl, const char *phase, Err *err) {
+    int nb = 0;
+    if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
+                            b->d_lohi, b->d_bmax, &nb, pdl, b->st))
+        return err_set(err, "cuda: %s: lm_head screen: %s", phase, kcuda_last_error());
+    if (nb != b->screen_nb)
+        return err_set(err, "cuda: %s: lm_head screen launched %d warps, expected %d", phase, nb, b->screen_nb);
+    if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
+                           b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, NULL, pdl,
+                           b->st))
+        return err_set(err, "cuda: %s: lm_head exact rows: %s", phase, kcuda_last_error());
+    return 0;
+}
+
 /* Enqueues one decode step: the token in d_io[0] and its position in d_io[1] (device memory) in,
  * the logits and the greedy pick (d_argmax) out: embedding, the layers (attention kernel attn:
  * ATTN_*), the lm_head (screened: the int8 bounds and the exact rows, else the full head). */
@@ -823,17 +839,7 @@ static int enqueue_decode(CudaBackend *b, int attn, int pdl, int screened, Err *
         if (lm_head(b, b->d_x, early)) return kc_err(err, "decode: lm_head");
         return 0;
     }
-    /* the screened head: the int8 bounds, then the exact rows for the m = d_io[2] best */
-    int nb = 0;
-    if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
-                            b->d_lohi, b->d_bmax, &nb, early, b->st))
-        return kc_err(err, "decode: lm_head screen");
-    if (nb != b->screen_nb) return err_set(err, "cuda: decode: lm_head screen launched %d warps, expected %d", nb, b->screen_nb);
-    if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps, b->d_lohi,
-                           b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best, b->d_argmax, NULL,
-                           early, b->st))
-        return kc_err(err, "decode: lm_head exact rows");
-    return 0;
+    return screened_head(b, early, "decode", err);
 }
 
 static int capture_graph(CudaBackend *b, int attn, int screened, Err *err) {
@@ -921,17 +927,10 @@ static int prefill_head(CudaBackend *b, const float *x, Err *err) {
     b->h_pin[2] = screened ? b->m_pred : KCUDA_SCREEN_FULL; /* read by the exact pass through d_io[2] */
     if ((e = cudaMemcpyAsync(b->d_io + 2, b->h_pin + 2, sizeof(int), cudaMemcpyHostToDevice, b->st)) != cudaSuccess)
         return cuda_err(err, "prefill: the screened rows", e);
-    if (!screened) {
-        if (lm_head(b, b->d_x, PREFILL_PDL)) return kc_err(err, "prefill: lm_head");
-    } else {
-        int nb = 0;
-        if (kcuda_screen_bounds(b->d_lm_q, b->d_lm_s, b->d_lm_b, b->vocab, b->dim, b->d_x, b->d_out_norm,
-                                b->cfg.norm_eps, b->d_lohi, b->d_bmax, &nb, PREFILL_PDL, b->st))
-            return kc_err(err, "prefill: lm_head screen");
-        if (kcuda_screen_exact(b->out_type, b->d_outw, b->vocab, b->dim, b->d_x, b->d_out_norm, b->cfg.norm_eps,
-                               b->d_lohi, b->d_bmax, b->screen_nb, b->d_io + 2, NULL, b->d_logits, b->d_best,
-                               b->d_argmax, NULL, PREFILL_PDL, b->st))
-            return kc_err(err, "prefill: lm_head exact rows");
+    if (screened) {
+        if (screened_head(b, PREFILL_PDL, "prefill", err)) return -1;
+    } else if (lm_head(b, b->d_x, PREFILL_PDL)) {
+        return kc_err(err, "prefill: lm_head");
     }
     b->logits_full = !screened;
     b->m_served = screened ? b->m_pred : KCUDA_SCREEN_FULL;
