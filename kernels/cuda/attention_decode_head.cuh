@@ -3,7 +3,7 @@
 // with 16-byte loads issued before the PDL wait, the last block of each head combining the
 // splits. head_dim a multiple of 16 up to 128 (each half of a row in 16-byte pieces). It was the product's only decode kernel until
 // 2026-12-06 ("version 3" in kernels/dev/README.md); the per-KV-group kernel
-// (attention_decode.cuh) loads each row once per group instead of once per query head and wins
+// (attention_decode_long.cuh) loads each row once per group instead of once per query head and wins
 // at long context, this one has fewer dependent steps per block and wins at short context.
 #pragma once
 #include <cuda_fp16.h>
@@ -37,12 +37,25 @@ __device__ __forceinline__ void rope_pair_h(int style, int hd, int i, int *i0, i
     }
 }
 
+// How the last block of a head combines the splits (the lab times the others against the
+// product's FENCES; kernels/dev/README.md, "Decode attention at every context length"):
+//   FENCES       every thread fences its partial stores, thread 0 takes the ticket, the last block
+//                fences again and reads the (max, sum) pairs, then the partial outputs: three
+//                dependent L2 round trips after the ticket (max, then weights, then outputs);
+//   ONE_TRIP     the same ticket; each output thread then loads the (max, sum) pair and its
+//                partial output of 16 splits at once and combines them with a running max: one
+//                L2 round trip per 16 splits;
+//   ONE_TRIP_REL ONE_TRIP with the ticket as one release-acquire atomic of thread 0 between two
+//                barriers instead of the fences.
+enum Combine { FENCES = 0, ONE_TRIP = 1, ONE_TRIP_REL = 2 };
+
 // grid (n_heads, max_splits), ATT_THREADS threads. One block per (query head, chunk of 64
 // positions): each block's instruction stream is short (no per-head predication). The chunk's
 // K/V rows are staged in shared memory with 16-byte loads issued before waiting on the previous
 // kernel (positions < pos are final by then, see below). A position past the grid's chunks
 // makes every head's output NaN (the caller chose the wrong kernel: loud, never a silent
 // partial sum).
+template <int COMBINE>
 __global__ void __launch_bounds__(ATT_THREADS) attn_head_kernel(AttnParams p) {
     __shared__ __align__(16) float qs[MAX_HD];
     __shared__ float sc[CHUNK];
@@ -181,14 +194,61 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_head_kernel(AttnParams p) {
         base[(size_t)sp * rec] = ml[0];
         base[(size_t)sp * rec + 1] = ml[1];
     }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
-    __syncthreads();
-    if (!last_sh) {
+    if (COMBINE == ONE_TRIP_REL) {
+        // the barrier orders the block's partial stores before thread 0's release, and the
+        // last block's loads after its acquire
+        __syncthreads();
+        if (tid == 0) {
+            int old;
+            asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&p.count[h]) : "memory");
+            last_sh = old == nsplit - 1;
+        }
+        __syncthreads();
+        if (!last_sh) return;
+    } else {
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) last_sh = atomicAdd(&p.count[h], 1) == nsplit - 1;
+        __syncthreads();
+        if (!last_sh) return;
+        __threadfence();
+    }
+    if (COMBINE != FENCES) {
+        // out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M): thread d loads (m, l, o_d) of 16
+        // splits at once (every thread of a warp the same m and l: one broadcast request), then
+        // folds them into a running (max, num, den)
+        if (d < hd) {
+            constexpr int B = 16;
+            float M = -INFINITY, num = 0.0f, den = 0.0f;
+            for (int s0 = 0; s0 < nsplit; s0 += B) {
+                float mv[B], lv[B], ov[B];
+#pragma unroll
+                for (int u = 0; u < B; u++) {
+                    const float *r = base + (size_t)(s0 + u) * rec;
+                    const bool in = s0 + u < nsplit;
+                    mv[u] = in ? __ldcg(r) : -INFINITY;
+                    lv[u] = in ? __ldcg(r + 1) : 0.0f;
+                    ov[u] = in ? __ldcg(r + 2 + d) : 0.0f;
+                }
+                float bm = mv[0];
+#pragma unroll
+                for (int u = 1; u < B; u++) bm = fmaxf(bm, mv[u]);
+                const float Mn = fmaxf(M, bm);  // finite: every split has a position
+                const float c = expf(M - Mn);    // 0 on the first batch
+                num *= c, den *= c;
+#pragma unroll
+                for (int u = 0; u < B; u++) {
+                    const float w = expf(mv[u] - Mn);  // 0 past nsplit
+                    den = fmaf(lv[u], w, den);
+                    num = fmaf(ov[u], w, num);
+                }
+                M = Mn;
+            }
+            p.out[(size_t)h * hd + d] = num / den;
+        }
+        if (tid == 0) p.count[h] = 0;
         return;
     }
-    __threadfence();
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M). The splits' (m, l) pass through
     // shared memory in tiles, so the loop over splits reads no global memory but the o values,
     // eight independent loads at a time. (The earlier form, past 16 splits, read m, l and o of
@@ -234,8 +294,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_head_kernel(AttnParams p) {
 inline size_t scratch(int n_heads, int hd, int max_splits) { return (size_t)n_heads * max_splits * (hd + 2); }
 
 // With the product's carveout and PDL launch (kcuda_launch).
+template <int COMBINE = FENCES>
 inline int launch(const AttnParams &p, int pdl, cudaStream_t st) {
-    return kcuda_launch(attn_head_kernel, dim3((unsigned)p.n_heads, (unsigned)p.max_splits), dim3(ATT_THREADS), 0,
+    return kcuda_launch(attn_head_kernel<COMBINE>, dim3((unsigned)p.n_heads, (unsigned)p.max_splits), dim3(ATT_THREADS), 0,
                         st, pdl, p);
 }
 

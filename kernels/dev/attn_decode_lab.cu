@@ -7,7 +7,7 @@
 // points as the backend calls them (kcuda_attn_decode; kcuda_attn_decode_head below its limit:
 // "product by position"); 2B-4T heads (20 query heads, 5 KV heads, head_dim 128, 30 layers).
 //
-//   dev_attn_decode [check|time|all|san|sweep|long|longk|longsan] [top N] [only CFG,CFG,...]
+//   dev_attn_decode [check|time|all|san|sweep|long|longk|longsan|attn10] [top N] [only CFG,CFG,...]
 //
 // check: every variant against a double-precision host reference (the kernel's own cache row
 // at the position, rows below it as uploaded) at 16 positions of the 2B shape up to 4095 and at
@@ -31,9 +31,11 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
+// attn10: the check at every shape the GPU tests run, then the product against this session's
+// candidates in place (attn10_mode); attn10k: the same for the cluster setting.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -50,7 +52,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
-#include "kernels/dev/attention_decode_long.cuh"
+#include "kernels/cuda/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
@@ -147,7 +149,34 @@ int launch_product(bool by_pos, Bufs &b, int l, int pdl, cudaStream_t st) {
     return (head ? kcuda_attn_decode_head : kcuda_attn_decode)(&a, b.qkv, kc, vc, b.pos, b.out, b.part, b.count, pdl, st);
 }
 
-// The spans kernel (kernels/dev/attention_decode_long.cuh) at the shape of b: the instantiation
+// The product by position with the head kernel's combine COMBINE (attn_head::Combine) below
+// its limit (the product's grid: the chunks below kcuda_attn_decode_head_until), the product's
+// kcuda_attn_decode from there: what the product would be with that combine (mode "attn10").
+template <int COMBINE>
+int launch_by_pos_head(Bufs &b, int l, int pdl, cudaStream_t st) {
+    const KcudaAttnShape a = {b.s.n_heads, b.s.n_kv, b.s.hd, b.s.ctx, 0, b.rope};
+    const int until = kcuda_attn_decode_head_until(&a);
+    if (b.host_pos >= until) return launch_product(false, b, l, pdl, st);
+    attn_head::AttnParams p = {};
+    p.n_heads = b.s.n_heads;
+    p.n_kv = b.s.n_kv;
+    p.hd = b.s.hd;
+    p.ctx = b.s.ctx;
+    p.style = 0;
+    p.max_splits = (until + attn_head::CHUNK - 1) / attn_head::CHUNK;
+    p.rope = b.rope;
+    p.qkv = b.qkv;
+    p.kc = b.kc + (size_t)l * b.layer_n();
+    p.vc = b.vc + (size_t)l * b.layer_n();
+    p.pos = b.pos;
+    p.out = b.out;
+    p.part = b.part;
+    p.count = b.count;
+    p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
+    return attn_head::launch<COMBINE>(p, pdl, st);
+}
+
+// The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
 // by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
 // The probe (mode "probe"): the spans kernel's launch for layer g_probe_layer records its blocks'
 // timeline into g_probe (attn_long::probe_mark) while g_probe is set.
@@ -173,6 +202,12 @@ int launch_long(const attn_long::Knobs &k, Bufs &b, int l, int pdl, cudaStream_t
     p.part = b.part;
     p.count = b.count;
     p.probe = l == g_probe_layer ? g_probe : nullptr;
+    // the probe build (Cfg PROBE): the product's instantiation (T256, cp.async) at the 2B-4T
+    // heads only; every other launch records nothing
+    if constexpr (THREADS == 256 && !CLUSTER && !BULK && TC)
+        if (p.probe && p.hd == 128 && p.rep <= 4)
+            return attn_long::launch<true, attn_long::Cfg<128, 256, 4, false, false, true, true>>(p, k, pdl, st);
+    p.probe = nullptr;
     return attn_long::launch_shape<THREADS, CLUSTER, BULK, TC>(p, k, pdl, st);
 }
 
@@ -851,7 +886,7 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
     // the timeline of one launch (layer 15) of the spans variants, in place (QKV late, then
     // early) and alone
     for (Variant *v : tv)
-        if (v->name[0] == 'S' || v->name[0] == 'B' || v->name[0] == 'T')
+        if (v->name.rfind("T256 ", 0) == 0)  // the probe build: the product's instantiation (launch_long)
             for (int P : {1024, 2048, 4095}) {
                 probe_report(*v, &c, b, P, st);
                 g_qkv_pdl = KCUDA_PDL_EARLY;
@@ -885,6 +920,130 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
             printf("LONG8B %4d %-32s %.2f\n", POS[pi], v->name.c_str(), median3(r[0], r[1], r[2]));
         }
     }
+    release(b);
+    return fails ? 1 : 0;
+}
+
+// Mode "attn10" (issue #12, session 10; kernels/dev/run_attn10_device.sh): one short run that
+// says whether the spans kernel may be the product and which combine is faster.
+//  1. check: the product's entry points (by position; kcuda_attn_decode alone at every
+//     position), the candidates below and v3 against the double-precision host reference at every
+//     attention shape tests/gpu runs (GQA 1-8 and 12, head_dim 32, 48, 64, 66, 72, 80, 96, 100,
+//     128, 256, contexts up to 8200, positions around every span, tile and chunk boundary and the
+//     head kernel's limit), counters left zero (CHECK10 lines; "check: N failures");
+//  2. in place (30 decode layers: chain - gemv, us per layer, median of 3 interleaved rounds) at
+//     positions 96 / 544 / 1100 / 2048 / 4095, the product by position against the candidates
+//     (IN10, RATIO10 lines):
+//       "by position, head one-trip" / "one-trip rel": the head kernel's combine ONE_TRIP /
+//         ONE_TRIP_REL (attention_decode_head.cuh) below its limit, the product's above;
+//       "T256 sm1 c64 b100 f": the spans kernel with the ticket as one release-acquire atomic
+//         (the product is "T256 sm1 c64 b100"), at every position.
+// clusters (mode "attn10k", a process of its own: a fault there keeps the rest): the candidate
+// is the spans kernel's cluster setting on tensor cores instead ("TK16 c32 b150": a KV group's
+// 16 spans combined through distributed shared memory after a cluster barrier, no ticket, no
+// partials in global memory; never run on a GPU before).
+int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool clusters) {
+    std::vector<Variant> vs;
+    for (auto &v : base)
+        if (v.name.rfind("product", 0) == 0) vs.push_back(v);
+    if (clusters) {
+        std::vector<Variant> lv;
+        add_long(lv, true);
+        for (auto &v : lv)
+            if (v.name == "TK16 c32 b150") vs.push_back(v);
+    }
+    Variant h1, h1r;
+    h1.name = "by position, head one-trip";
+    h1.launch = launch_by_pos_head<attn_head::ONE_TRIP>;
+    h1r.name = "by position, head one-trip rel";
+    h1r.launch = launch_by_pos_head<attn_head::ONE_TRIP_REL>;
+    for (Variant *v : {&h1, &h1r}) {
+        v->carveout = [](int) {};
+        if (!clusters) vs.push_back(*v);
+    }
+    if (!clusters) {
+        std::vector<Variant> lv;
+        add_long(lv, false);
+        for (auto &v : lv)
+            if (v.name == "T256 sm1 c64 b100" || v.name == "T256 sm1 c64 b100 f") vs.push_back(v);
+    }
+    struct S {
+        Shape s;
+        std::vector<int> pos;
+    };
+    const std::vector<S> shapes = {
+        {{20, 5, 128, 4096}, {0, 1, 15, 16, 17, 63, 64, 65, 95, 96, 127, 128, 129, 511, 543, 544, 1099, 1100, 1407, 1663, 1664, 1665, 2047, 2048, 3001, 4094, 4095}},
+        {{20, 5, 128, 8200}, {0, 1663, 1664, 4096, 8191, 8199}},
+        {{32, 32, 100, 8200}, {0, 64, 65, 4100, 8199}},
+        {{8, 1, 128, 8200}, {0, 63, 64, 1100, 8199}},
+        {{32, 8, 128, 4160}, {0, 100, 1023, 1024, 1100, 4159}},
+        {{2, 1, 32, 1280}, {0, 1, 63, 64, 65, 1099, 1279}},
+        {{2, 2, 32, 64}, {0, 17, 39, 63}},
+        {{6, 2, 48, 600}, {0, 64, 65, 130, 519, 599}},
+        {{24, 2, 80, 4160}, {0, 65, 1000, 4159}},
+        {{12, 4, 256, 4160}, {0, 65, 1000, 4159}},
+        {{64, 64, 64, 4160}, {0, 65, 511, 512, 1000, 4159}},
+        {{32, 32, 128, 4160}, {0, 65, 1000, 4159}},
+        {{6, 3, 72, 1024}, {0, 65, 1023}},
+        {{4, 2, 66, 256}, {0, 17, 255}},
+        {{2, 2, 64, 4160}, {0, 65, 4159}},
+        {{4, 2, 96, 4160}, {0, 65, 4159}},
+        {{6, 2, 100, 4160}, {0, 65, 4159}},
+        {{8, 2, 128, 4160}, {0, 65, 2000, 4159}},
+        {{10, 2, 256, 4160}, {0, 65, 4159}},
+        {{12, 2, 80, 4160}, {0, 65, 4159}},
+        {{14, 2, 64, 4160}, {0, 65, 4159}},
+        {{16, 2, 128, 4160}, {0, 65, 4159}},
+    };
+    int fails = 0;
+    for (const S &x : shapes) fails += check_shape(vs, v3, x.s, x.pos, st);
+    printf("check: %d failures\n", fails);
+    for (auto &v : vs) printf("CHECK10 %-34s %s\n", v.name.c_str(), v.ok ? "ok" : "FAILED");
+
+    const int POS[5] = {96, 544, 1100, 2048, 4095};
+    Bufs b;
+    alloc(b, {20, 5, 128, 4096}, LAYERS);
+    {
+        const size_t n = b.layer_n() * LAYERS;
+        std::vector<__half> h(n);
+        for (auto &x : h) x = __float2half(frand());
+        CK(cudaMemcpy(b.kc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(b.vc, h.data(), n * 2, cudaMemcpyHostToDevice));
+        std::vector<float> q(3840);
+        for (auto &x : q) x = frand();
+        CK(cudaMemcpy(b.qkv, q.data(), q.size() * 4, cudaMemcpyHostToDevice));
+    }
+    Chain c;
+    chain_alloc(c);
+    std::vector<Variant *> tv;
+    for (auto &v : vs)
+        if (v.ok) tv.push_back(&v);
+    std::vector<std::vector<std::vector<double>>> t(tv.size(), std::vector<std::vector<double>>(5, std::vector<double>(3)));
+    std::vector<double> gemv(5);
+    for (int round = 0; round < 3; round++)
+        for (int pi = 0; pi < 5; pi++) {
+            set_pos(b, POS[pi]);
+            const double g = time_chain(c, b, nullptr, KCUDA_PDL_LATE, st);
+            if (round == 1) gemv[pi] = g;
+            for (size_t k = 0; k < tv.size(); k++) t[k][pi][round] = time_chain(c, b, tv[k], KCUDA_PDL_LATE, st) - g;
+        }
+    printf("\nin place (30 decode layers: chain - gemv, us per layer, median of 3 rounds); gemv chain %.2f %.2f %.2f %.2f %.2f\n",
+           gemv[0], gemv[1], gemv[2], gemv[3], gemv[4]);
+    printf("IN10 | variant | 96 | 544 | 1100 | 2048 | 4095 |\n");
+    std::vector<std::vector<double>> med(tv.size(), std::vector<double>(5));
+    int prod = -1;
+    for (size_t k = 0; k < tv.size(); k++) {
+        for (int pi = 0; pi < 5; pi++) med[k][pi] = median3(t[k][pi][0], t[k][pi][1], t[k][pi][2]);
+        if (tv[k]->name == "product by position") prod = (int)k;
+        printf("IN10 | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", tv[k]->name.c_str(), med[k][0], med[k][1], med[k][2], med[k][3],
+               med[k][4]);
+    }
+    if (prod >= 0)
+        for (size_t k = 0; k < tv.size(); k++)
+            if ((int)k != prod)
+                printf("RATIO10 %-34s / product by position: %.3f %.3f %.3f %.3f %.3f\n", tv[k]->name.c_str(),
+                       med[k][0] / med[prod][0], med[k][1] / med[prod][1], med[k][2] / med[prod][2], med[k][3] / med[prod][3],
+                       med[k][4] / med[prod][4]);
     release(b);
     return fails ? 1 : 0;
 }
@@ -957,9 +1116,10 @@ int main(int argc, char **argv) {
     v3.name = "v3 (short-context kernel, grid over the context)";
     v3.launch = launch_v3;
     v3.carveout = [](int pc) {
-        CK(cudaFuncSetAttribute(attn_head::attn_head_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
+        CK(cudaFuncSetAttribute(attn_head::attn_head_kernel<attn_head::FENCES>, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
     if (!strcmp(mode, "long") || !strcmp(mode, "longk")) return long_mode(vs, v3, only, !strcmp(mode, "longk"), st);
+    if (!strcmp(mode, "attn10") || !strcmp(mode, "attn10k")) return attn10_mode(vs, v3, st, !strcmp(mode, "attn10k"));
     if (!strcmp(mode, "longsan")) {  // for compute-sanitizer: the spans kernel, a few settings and positions
         std::vector<Variant> few, all_long;
         add_long(all_long, false);

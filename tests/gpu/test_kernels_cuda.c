@@ -779,7 +779,7 @@ static void test_bad_attn_shapes(void) {
 }
 
 /* Decode attention over the shapes the families need: every GQA ratio 1..8 (and 12, two blocks
- * per KV head), head_dim 64, 80, 96, 100, 128, 256 (and 32, 48), both RoPE styles, contexts
+ * per KV head), head_dim 64, 72, 80, 96, 100, 128, 256 (and 32, 48), both RoPE styles, contexts
  * past 4096; long spans that stream many tiles through the stages (many KV heads: few splits
  * each; one stage reused tile after tile where head_dim <= 128). quick: the subset for
  * compute-sanitizer. */
@@ -814,6 +814,12 @@ static void test_attn_decode_all(int quick) {
     test_attn_positions(32, 32, 100, 8200, 1, 0, 0, 1); /* 1bitLLM's heads (4-byte rows), long spans */
     test_attn_positions(8, 1, 128, 8200, 0, 0, 0, 1);
     test_attn_positions(32, 8, 128, 4160, 0, 0, 0, 1);  /* Llama3-8B's heads */
+    /* the spans kernel where the other tests reach it least: head_dim 72 (16-byte rows, not a
+     * multiple of 16: no tensor cores), a context that is a multiple of nothing (spans and tiles
+     * end off every boundary), 48 (tensor cores on three 16-dim tiles) from position 0 */
+    test_attn_positions(6, 3, 72, 1100, 1, 0, 0, 1);
+    test_attn_positions(20, 5, 128, 4133, 0, 0, 0, 0);
+    test_attention_k(6, 2, 48, 600, 520, 1, 0);
     /* step by step from position 0, and prefill */
     test_attention(20, 5, 128, 512, 150, 0);
     test_attention_k(20, 5, 128, 512, 150, 0, 0);

@@ -1,9 +1,8 @@
-// Lab: the decode attention kernel for long contexts, "spans" (one token over the f16 KV cache,
-// RoPE, GQA; one block per KV group and span of the context), its launch and its knobs. Its
-// tensor-core setting (T256 sm1 c64 b100) was the product's kcuda_attn_decode for part of
-// 2026-12-06 (faster in place at 2048 / 4095: 10.73 / 12.73 against 12.33 / 14.92 us a layer)
-// and went back here because the GPU tests of that build (ctest -L gpu) did not finish in their
-// call; promote again once `ctest -L gpu` passes with it (kernels/dev/README.md). How it differs
+// The decode attention kernel from kcuda_attn_decode_head_until on, "spans" (one token over the
+// f16 KV cache, RoPE, GQA; one block per KV group and span of the context; attention.cu:
+// kcuda_attn_decode), its launch and its knobs; the lab (kernels/dev/attn_decode_lab.cu, modes
+// long / longk / probe) instantiates its other settings (clusters, bulk copies, the probe). The
+// product's setting is T256 sm1 c64 b100 (attention.cu: SPANS). How it differs
 // from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
 // "t256x128s1ip sm2 c128 at group") and why:
 //
@@ -36,6 +35,8 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
+
+#include <mutex>
 
 #include "kernels/cuda/common.cuh"
 
@@ -76,8 +77,8 @@ struct Params {
     float *out;   // [n_heads][hd]
     float *part;  // per (block column, span, head < hb_max): o [hd4], then (max, sum) pairs after all o
     int *count;   // arrivals per block column (n_kv * rep), left zero
-    // lab only: where a launch records its blocks' timeline (PROBE_SLOTS per block: see
-    // probe_mark), or nullptr
+    // lab only (Cfg PROBE): where a launch records its blocks' timeline (PROBE_SLOTS per block:
+    // see probe_mark), or nullptr
     unsigned long long *probe;
     int bulk_rows;  // BULK: rows per bulk copy
     int rel_ticket; // the combine's ticket by a release-acquire atomic instead of fences (Knobs)
@@ -94,10 +95,14 @@ __device__ __forceinline__ unsigned long long global_ns() {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
+template <class C>
 __device__ __forceinline__ void probe_mark(const Params &p, int k) {
-    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS + k] = clock64();
+    if constexpr (C::PROBE)
+        if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS + k] = clock64();
 }
+template <class C>
 __device__ __forceinline__ void probe_end(const Params &p) {
+    if (!C::PROBE) return;
     if (p.probe && threadIdx.x == 0) {
         unsigned long long *r = p.probe + (size_t)blockIdx.x * PROBE_SLOTS;
         r[8] = clock64();
@@ -177,10 +182,12 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t a[4], const __half *p) {
 // the result is that of f32 operands to ~2^-22; K and V as stored). Rows padded by 16 bytes for
 // conflict-free ldmatrix (BULK then copies row by row). head_dim % 16 == 0 (the host launches
 // the other instantiation otherwise).
-template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false, bool TC_ = false>
+// PROBE (lab builds only): the blocks record their timeline into p.probe (probe_mark); the
+// product's instantiations have none of that code.
+template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false, bool TC_ = false, bool PROBE_ = false>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
-    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_, TC = TC_;
+    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_, TC = TC_, PROBE = PROBE_;
     static constexpr int MTW = (MAXHD / 16 + WARPS - 1) / WARPS;  // TC P.V: 16-dim tiles a warp at most
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
@@ -324,8 +331,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __shared__ __align__(16) __half qh[TC ? MAX_REP : 1][QHL], ql[TC ? MAX_REP : 1][QHL];
 
     if (p.late == 0) pdl_trigger();
-    probe_mark(p, 1);
-    if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
+    probe_mark<C>(p, 1);
+    if constexpr (C::PROBE)
+        if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, hd8 = hd8_of(hd), nch = hd8 / 8;
     const int ldr = TC ? hd8 + 8 : hd8;  // K and V row stride (halves) in shared memory
@@ -413,7 +421,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     if (BULK && tid == 0) mbar_init(&bar, 1);
     if (BULK) __syncwarp();
     issue(0);
-    probe_mark(p, 2);
+    probe_mark<C>(p, 2);
     if (tid < half) {  // the RoPE pairs at pos (a constant table), before the wait too
         rs[2 * tid] = p.rope[(size_t)pos * hd + 2 * tid];
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
@@ -423,7 +431,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         for (int idx = tid; idx < MAX_REP * QHL; idx += THREADS) (&qh[0][0])[idx] = (&ql[0][0])[idx] = __float2half(0.0f);
     pdl_wait();
     if (p.late == 1) pdl_trigger();
-    probe_mark(p, 3);
+    probe_mark<C>(p, 3);
 
     // The previous kernel's outputs: q of the block's heads and, for the last span, this
     // position's k and v; all loads issued before any store. __ldcg: the q/k/v buffer is
@@ -519,7 +527,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     for (int i = 0; i < (TC ? C::MTW : 1); i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) oc[i][e] = ol[i][e] = 0.0f;
-    probe_mark(p, 4);
+    probe_mark<C>(p, 4);
 
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
@@ -541,7 +549,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             for (int idx = tid; idx < (16 - (cnt & 15)) * hd; idx += THREADS)
                 vs[(size_t)(cnt + idx / hd) * ldr + idx % hd] = __float2half(0.0f);
         __syncthreads();  // tile landed (all threads' copies); q and the current row written
-        if (it == 0) probe_mark(p, 5);
+        if (it == 0) probe_mark<C>(p, 5);
         if constexpr (TC) {
             // scores on tensor cores: warp w takes 16-position tiles w, w + WARPS, ...: A = 16 K
             // rows x 16 dims (ldmatrix), B = q hi / lo (16 dims x 8 heads), C = positions x heads
@@ -609,7 +617,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 }
         }
         __syncthreads();
-        if (it == 0) probe_mark(p, 11);
+        if (it == 0) probe_mark<C>(p, 11);
         // online softmax: warp w updates heads w, w + WARPS over the tile's positions
 #pragma unroll
         for (int i = 0; i < C::HPW; i++) {
@@ -641,7 +649,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             }
         }
         __syncthreads();
-        if (it == 0) probe_mark(p, 12);
+        if (it == 0) probe_mark<C>(p, 12);
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
         if constexpr (TC) {
             // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p
@@ -705,7 +713,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (p.late == 2) pdl_trigger();
-    probe_mark(p, 6);
+    probe_mark<C>(p, 6);
 
     // The phases of a warp added by shuffles, the warps' sums through shared memory (the tile's
     // bytes are free after the barrier). TC: the position groups' sums.
@@ -761,14 +769,14 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         else po[(rec0 + r) * hd4 + d] = s;
     }
     if (nsplit == 1) {
-        probe_mark(p, 7);
-        probe_end(p);
+        probe_mark<C>(p, 7);
+        probe_end<C>(p);
         return;
     }
     if (C::CLUSTER) {
-        probe_mark(p, 7);
+        probe_mark<C>(p, 7);
         cluster_combine<C>(p, cpo, &mlv[0][0], nh, nsplit, sp, h0);
-        probe_end(p);
+        probe_end<C>(p);
         return;
     }
     if (tid < nh) {
@@ -792,9 +800,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
         __syncthreads();
     }
-    probe_mark(p, 7);
+    probe_mark<C>(p, 7);
     if (!last_sh) {
-        probe_end(p);
+        probe_end<C>(p);
         return;
     }
     if (!p.rel_ticket) __threadfence();
@@ -897,7 +905,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (tid == 0) p.count[bx] = 0;
-    probe_end(p);
+    probe_end<C>(p);
 }
 
 // Spans of one KV group at most for a cache of ctx positions (sizes the scratch records).
@@ -945,10 +953,17 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
     if (budget < ALIGN) budget = ALIGN;
     p.tile = span < budget ? span : budget;
     const size_t smem = dyn_smem<C>(p.hd, p.tile, splits);
-    static int attr_max;  // per instantiation: the largest dynamic shared memory set so far
-    if ((int)smem > attr_max) {
-        KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        attr_max = (int)smem;
+    {
+        // per instantiation: the largest dynamic shared memory allowed so far, raised under a
+        // lock (two backends may launch from two threads: unlocked, one thread could lower the
+        // attribute below what the other recorded, and that one's next launch would fail)
+        static std::mutex mu;
+        static int attr_max;
+        std::lock_guard<std::mutex> hold(mu);
+        if ((int)smem > attr_max) {
+            KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+            attr_max = (int)smem;
+        }
     }
     const int blocks = n_cols * splits;
     if (!C::CLUSTER) return probe ? KCUDA_OK : kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
