@@ -25,6 +25,15 @@ using attn_long::MAX_HD;
 using attn_long::MAX_REP;
 using attn_long::max_splits;
 
+// How the head kernel's last block of a query head combines its splits (attention_decode_head.cuh,
+// attn_head::Combine): ONE_TRIP_REL, the (max, sum) pairs and partial outputs of 16 splits in one
+// batch of loads and the ticket as one release-acquire atomic, instead of FENCES (three dependent
+// L2 round trips and every thread's fences: the setting measured in the sweep below). Not yet
+// measured on a GPU: predicted 1.2-2 us a layer less from 64 positions to the limit (two L2
+// round trips and a fence fewer; kernels/dev/README.md, "Decode attention at every context
+// length"; `dev_attn_decode attn10` times all three).
+constexpr attn_head::Combine HEAD_COMBINE = attn_head::ONE_TRIP_REL;
+
 // Decode takes the per-query-head kernel while its blocks (n_heads per 64 positions) fit in one
 // wave of the GPU (SMs x the blocks of it an SM holds: 132 x 4 on an H100), the per-KV-group
 // kernel from there. Measured (H100 80GB HBM3, 2026-12-06, `dev_attn_decode sweep`: us per layer
@@ -42,8 +51,8 @@ int head_wave_blocks() {
     static const int wave = [] {
         int per_sm = 0;
         const int nsm = kcuda_sm_count();
-        if (nsm <= 0 || kcuda_prepare_func((const void *)attn_head::attn_head_kernel<attn_head::FENCES>) ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_head::attn_head_kernel<attn_head::FENCES>, attn_head::ATT_THREADS, 0) !=
+        if (nsm <= 0 || kcuda_prepare_func((const void *)attn_head::attn_head_kernel<HEAD_COMBINE>) ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_head::attn_head_kernel<HEAD_COMBINE>, attn_head::ATT_THREADS, 0) !=
                 cudaSuccess) {
             cudaGetLastError();
             return 0;
@@ -65,7 +74,14 @@ bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->he
 // 12.33 / 14.92 and the same spans on CUDA cores 10.48 / 11.60 / 15.14; bulk copies instead of
 // cp.async were slower (11.78 / 15.83 on CUDA cores at 2048 / 4095), two blocks per SM too
 // (11.84 / 14.44).
-constexpr attn_long::Knobs SPANS = {1, 64, 100 * 1024, 0, 0, 0};
+//
+// The ticket of the spans' combine: one release-acquire atomic of thread 0 between two barriers
+// (1, lab setting "T256 sm1 c64 b100 f") instead of every thread's fences before and after the
+// ticket (0, the setting measured above). Not yet measured on a GPU: predicted 0.3-0.8 us a layer
+// less at 2048 / 4095 (kernels/dev/README.md, "Decode attention at every context length";
+// `dev_attn_decode attn10` times both).
+constexpr int SPANS_REL_TICKET = 1;
+constexpr attn_long::Knobs SPANS = {1, 64, 100 * 1024, 0, 0, SPANS_REL_TICKET};
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
@@ -137,7 +153,7 @@ extern "C" int kcuda_attn_decode_head(const KcudaAttnShape *a, const float *d_qk
     p.count = d_count;
     // the head kernel lets its successor in at its start, after its wait, or after its softmax
     p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
-    return attn_head::launch(p, pdl, (cudaStream_t)stream);
+    return attn_head::launch<HEAD_COMBINE>(p, pdl, (cudaStream_t)stream);
 }
 
 extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, uint16_t *d_kc,

@@ -932,12 +932,14 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
 //     128, 256, contexts up to 8200, positions around every span, tile and chunk boundary and the
 //     head kernel's limit), counters left zero (CHECK10 lines; "check: N failures");
 //  2. in place (30 decode layers: chain - gemv, us per layer, median of 3 interleaved rounds) at
-//     positions 96 / 544 / 1100 / 2048 / 4095, the product by position against the candidates
-//     (IN10, RATIO10 lines):
-//       "by position, head one-trip" / "one-trip rel": the head kernel's combine ONE_TRIP /
-//         ONE_TRIP_REL (attention_decode_head.cuh) below its limit, the product's above;
-//       "T256 sm1 c64 b100 f": the spans kernel with the ticket as one release-acquire atomic
-//         (the product is "T256 sm1 c64 b100"), at every position.
+//     positions 96 / 544 / 1100 / 2048 / 4095, the product by position (attention.cu:
+//     HEAD_COMBINE, SPANS_REL_TICKET) against each setting named (IN10, RATIO10 lines):
+//       "by position, head fences" / "one-trip" / "one-trip rel": the head kernel's combine
+//         FENCES (measured last session) / ONE_TRIP / ONE_TRIP_REL (attention_decode_head.cuh)
+//         below its limit, the product's kcuda_attn_decode above;
+//       "T256 sm1 c64 b100" / "T256 sm1 c64 b100 f": the spans kernel with every thread's fences
+//         around the ticket (measured last session) / the ticket as one release-acquire atomic, at
+//         every position.
 // clusters (mode "attn10k", a process of its own: a fault there keeps the rest): the candidate
 // is the spans kernel's cluster setting on tensor cores instead ("TK16 c32 b150": a KV group's
 // 16 spans combined through distributed shared memory after a cluster barrier, no ticket, no
@@ -952,12 +954,14 @@ int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool c
         for (auto &v : lv)
             if (v.name == "TK16 c32 b150") vs.push_back(v);
     }
-    Variant h1, h1r;
+    Variant h0, h1, h1r;
+    h0.name = "by position, head fences";
+    h0.launch = launch_by_pos_head<attn_head::FENCES>;
     h1.name = "by position, head one-trip";
     h1.launch = launch_by_pos_head<attn_head::ONE_TRIP>;
     h1r.name = "by position, head one-trip rel";
     h1r.launch = launch_by_pos_head<attn_head::ONE_TRIP_REL>;
-    for (Variant *v : {&h1, &h1r}) {
+    for (Variant *v : {&h0, &h1, &h1r}) {
         v->carveout = [](int) {};
         if (!clusters) vs.push_back(*v);
     }
@@ -1041,7 +1045,7 @@ int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool c
     if (prod >= 0)
         for (size_t k = 0; k < tv.size(); k++)
             if ((int)k != prod)
-                printf("RATIO10 %-34s / product by position: %.3f %.3f %.3f %.3f %.3f\n", tv[k]->name.c_str(),
+                printf("RATIO10 %-34s / product: %.3f %.3f %.3f %.3f %.3f\n", tv[k]->name.c_str(),
                        med[k][0] / med[prod][0], med[k][1] / med[prod][1], med[k][2] / med[prod][2], med[k][3] / med[prod][3],
                        med[k][4] / med[prod][4]);
     release(b);
