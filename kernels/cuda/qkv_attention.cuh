@@ -1,0 +1,393 @@
+// The decode QKV projection with the short-context attention behind it in one kernel
+// (kcuda_qkv_attn_decode, qkv_attention.cu), shared by its launcher and the lab
+// (kernels/dev/fuse_lab.cu). Internal to kernels/cuda and kernels/dev.
+//
+// Why: a decode layer is five dependent kernels, and each boundary exposes ~3.4-4.4 us on an
+// H100 while its bytes take 0.5-2.9 us. QKV -> attention is the one boundary that is not global:
+// the attention of KV group g needs only the q rows of g's query heads and g's k and v rows. So
+// the QKV kernel (the decode GEMV's kernel 3, 8 lanes a row, 16 rows a block: same prologue,
+// same integer dot products, same bits in d_qkv) counts, per KV group, the blocks that have
+// written their rows (threadfence + atomicAdd: the last-block pattern, no spinning, no
+// assumption about which blocks are resident), and the LAST block of a group runs that group's
+// attention at the current position: RoPE on q and k, the f16 KV cache write of this position,
+// an online softmax in f32 over the pos + 1 positions in chunks of 64, P.V, the output where the
+// attention kernels write it (out[h * hd + d]). It resets its counter, so counters are zero
+// between launches (as the attention kernels leave theirs).
+//
+// Shapes: head_dim a multiple of 16 up to 128 (every block's 16 rows then lie in one part of one
+// group), up to 8 query heads per KV head, K of the QKV matrix up to 4096 (a lane's chunks in
+// registers). One block does a whole group's attention, so the work grows with the position
+// while the rest of the GPU idles: the launcher takes positions below a limit measured in the
+// lab (qkv_attention.cu).
+#pragma once
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/w2a8_gemv.cuh"
+
+namespace {
+namespace qkv_attn {
+
+enum { NT = 128, LPR = 8, CHUNK = 64, MAX_HD = 128, MAX_REP = 8 };
+
+struct Params {
+    GemvParams g;  // the QKV GEMV (EP_F32 into qkv), late_trigger as kernel 3
+    int n_heads, n_kv, hd, style;
+    const float *rope;  // [ctx][hd/2][2]
+    __half *kc, *vc;    // [n_kv][ctx][hd]
+    const int *pos;
+    float *out;  // [n_heads * hd]
+    int *count;  // n_kv ints, zero at start, left zero
+    int ctx;
+    int prefetch;  // before the PDL wait, the group's blocks prefetch its cached rows into L2
+};
+
+// Shared memory of the attention phase (bytes), aliasing the GEMV's activations once they are
+// consumed: q rotated [rep][hd] f32, scores [rep][CHUNK], the running (m, l, alpha) per head, the
+// current k and v rows, the chunk's K [CHUNK][hd + 8] and V [CHUNK][hd] in f16.
+__host__ __device__ inline int att_smem_bytes(int rep, int hd) {
+    return rep * hd * 4 + rep * CHUNK * 4 + 3 * MAX_REP * 4 + 2 * hd * 2 + CHUNK * (hd + 8) * 2 + CHUNK * hd * 2;
+}
+
+__device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
+    if (style == 0) {
+        *i0 = i;
+        *i1 = i + hd / 2;
+    } else {
+        *i0 = 2 * i;
+        *i1 = 2 * i + 1;
+    }
+}
+
+// The attention of KV group g at position pos by one block of NT threads; q, k, v are read from
+// global memory through L2 (other blocks of this grid wrote them).
+__device__ __forceinline__ void group_attention(const Params &p, int g, int pos, unsigned char *sm) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int hd = p.hd, half = hd / 2, rep = p.n_heads / p.n_kv, h0 = g * rep;
+    if (pos < 0 || pos >= p.ctx) {  // outside the cache: NaN, loud, and no write
+        for (int i = tid; i < rep * hd; i += NT) p.out[(size_t)h0 * hd + i] = __int_as_float(0x7fc00000);
+        return;
+    }
+    float *qf = (float *)sm;                    // [rep][hd]
+    float *sc = qf + rep * hd;                  // [rep][CHUNK]
+    float *mla = sc + rep * CHUNK;              // m [MAX_REP], l [MAX_REP], alpha [MAX_REP]
+    __half *kcur = (__half *)(mla + 3 * MAX_REP);  // [hd]
+    __half *vcur = kcur + hd;                   // [hd]
+    __half *ks = vcur + hd;                     // [CHUNK][hd + 8]
+    __half *vs = ks + CHUNK * (hd + 8);         // [CHUNK][hd]
+    const int kstride = hd + 8;
+    const float *cs = p.rope + (size_t)pos * hd;
+    const float *qkv = (const float *)p.g.out;
+    const size_t head_base = (size_t)g * p.ctx * hd;
+    for (int idx = tid; idx < rep * half; idx += NT) {
+        const int h = idx / half, i = idx % half;
+        int i0, i1;
+        rope_pair(p.style, hd, i, &i0, &i1);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
+        const float *q = qkv + (size_t)(h0 + h) * hd;
+        const float a = __ldcg(q + i0), b = __ldcg(q + i1);
+        qf[h * hd + i0] = a * c - b * s;
+        qf[h * hd + i1] = b * c + a * s;
+    }
+    const float *k = qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
+    const float *v = k + (size_t)p.n_kv * hd;
+    if (tid < half) {
+        int i0, i1;
+        rope_pair(p.style, hd, tid, &i0, &i1);
+        const float c = cs[2 * tid], s = cs[2 * tid + 1];
+        const float ka = __ldcg(k + i0), kb = __ldcg(k + i1);
+        const __half a0 = __float2half_rn(ka * c - kb * s), a1 = __float2half_rn(kb * c + ka * s);
+        kcur[i0] = a0;
+        kcur[i1] = a1;
+        p.kc[head_base + (size_t)pos * hd + i0] = a0;
+        p.kc[head_base + (size_t)pos * hd + i1] = a1;
+    }
+    for (int d = tid; d < hd; d += NT) {
+        const __half hv = __float2half_rn(__ldcg(v + d));
+        vcur[d] = hv;
+        p.vc[head_base + (size_t)pos * hd + d] = hv;
+    }
+    if (tid < MAX_REP) {
+        mla[tid] = -INFINITY;
+        mla[MAX_REP + tid] = 0.0f;
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int parts = NT / hd;  // P.V: threads per output element, splitting the positions
+    const int d = tid % hd, part = tid / hd;
+    float o[MAX_REP];
+#pragma unroll
+    for (int h = 0; h < MAX_REP; h++) o[h] = 0.0f;
+    const int kv_len = pos + 1, per_row = hd / 8;
+    for (int t0 = 0; t0 < kv_len; t0 += CHUNK) {
+        const int nt = min((int)CHUNK, kv_len - t0);
+        __syncthreads();  // the previous chunk is consumed (and the current rows are in kcur/vcur)
+        for (int idx = tid; idx < nt * per_row; idx += NT) {
+            const int j = idx / per_row, c = idx % per_row, t = t0 + j;
+            uint4 kv4, vv4;
+            if (t == pos) {
+                kv4 = *(const uint4 *)(kcur + c * 8);
+                vv4 = *(const uint4 *)(vcur + c * 8);
+            } else {
+                kv4 = *(const uint4 *)(p.kc + head_base + (size_t)t * hd + c * 8);
+                vv4 = *(const uint4 *)(p.vc + head_base + (size_t)t * hd + c * 8);
+            }
+            *(uint4 *)(ks + j * kstride + c * 8) = kv4;
+            *(uint4 *)(vs + j * hd + c * 8) = vv4;
+        }
+        __syncthreads();
+        // Scores: two threads a position (each half of the row), every head of the group.
+        {
+            const int j = tid >> 1, hh = tid & 1, d0 = hh * half;
+            float acc[MAX_REP];
+#pragma unroll
+            for (int h = 0; h < MAX_REP; h++) acc[h] = 0.0f;
+            if (j < nt) {
+                for (int m = 0; m < half / 8; m++) {
+                    const uint4 u = *(const uint4 *)(ks + j * kstride + d0 + m * 8);
+                    const __half2 *h2 = (const __half2 *)&u;
+                    float kf[8];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float2 f = __half22float2(h2[e]);
+                        kf[2 * e] = f.x;
+                        kf[2 * e + 1] = f.y;
+                    }
+#pragma unroll
+                    for (int h = 0; h < MAX_REP; h++) {
+                        if (h < rep) {
+                            const float4 qa = *(const float4 *)(qf + h * hd + d0 + m * 8);
+                            const float4 qb = *(const float4 *)(qf + h * hd + d0 + m * 8 + 4);
+                            acc[h] = fmaf(qa.x, kf[0], acc[h]);
+                            acc[h] = fmaf(qa.y, kf[1], acc[h]);
+                            acc[h] = fmaf(qa.z, kf[2], acc[h]);
+                            acc[h] = fmaf(qa.w, kf[3], acc[h]);
+                            acc[h] = fmaf(qb.x, kf[4], acc[h]);
+                            acc[h] = fmaf(qb.y, kf[5], acc[h]);
+                            acc[h] = fmaf(qb.z, kf[6], acc[h]);
+                            acc[h] = fmaf(qb.w, kf[7], acc[h]);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int h = 0; h < MAX_REP; h++) {
+                const float a = acc[h] + __shfl_xor_sync(0xffffffffu, acc[h], 1);
+                if (h < rep && hh == 0) sc[h * CHUNK + j] = j < nt ? a * scale : -INFINITY;
+            }
+        }
+        __syncthreads();
+        // The online softmax: a warp a head.
+        for (int h = warp; h < rep; h += NT / 32) {
+            const float v0 = sc[h * CHUNK + lane], v1 = sc[h * CHUNK + lane + 32];
+            const float mc = warp_max(fmaxf(v0, v1));
+            const float mo = mla[h], mn = fmaxf(mo, mc);
+            const float e0 = lane < nt ? expf(v0 - mn) : 0.0f;
+            const float e1 = lane + 32 < nt ? expf(v1 - mn) : 0.0f;
+            const float ls = warp_sum(e0 + e1);
+            sc[h * CHUNK + lane] = e0;
+            sc[h * CHUNK + lane + 32] = e1;
+            if (lane == 0) {
+                const float al = expf(mo - mn);  // 0 on the first chunk (mo = -inf)
+                mla[h] = mn;
+                mla[MAX_REP + h] = mla[MAX_REP + h] * al + ls;
+                mla[2 * MAX_REP + h] = al;
+            }
+        }
+        __syncthreads();
+        if (part < parts) {
+#pragma unroll
+            for (int h = 0; h < MAX_REP; h++)
+                if (h < rep) o[h] *= mla[2 * MAX_REP + h];
+            for (int j = part; j < nt; j += parts) {
+                const float vf = __half2float(vs[j * hd + d]);
+#pragma unroll
+                for (int h = 0; h < MAX_REP; h++)
+                    if (h < rep) o[h] = fmaf(sc[h * CHUNK + j], vf, o[h]);
+            }
+        }
+    }
+    // Sum the parts (hd < NT) through shared memory (the K tile, consumed), then o / l.
+    __syncthreads();
+    // [parts][rep][hd]: NT * MAX_REP floats (4 KiB) at most, within the K and V tiles (>= 5 KiB)
+    float *po = (float *)ks;
+    if (parts > 1) {
+        if (part < parts) {
+#pragma unroll
+            for (int h = 0; h < MAX_REP; h++)
+                if (h < rep) po[(part * rep + h) * hd + d] = o[h];
+        }
+        __syncthreads();
+        for (int idx = tid; idx < rep * hd; idx += NT) {
+            const int h = idx / hd, dd = idx % hd;
+            float s = 0.0f;
+            for (int q = 0; q < parts; q++) s += po[(q * rep + h) * hd + dd];
+            p.out[(size_t)(h0 + h) * hd + dd] = s / mla[MAX_REP + h];
+        }
+    } else if (part == 0) {
+#pragma unroll
+        for (int h = 0; h < MAX_REP; h++)
+            if (h < rep) p.out[(size_t)(h0 + h) * hd + d] = o[h] / mla[MAX_REP + h];
+    }
+}
+
+// grid: n_out / 16 blocks of NT threads; dynamic shared memory max(k_pad, att_smem_bytes).
+// The GEMV part is kernel 3 (w2a8_gemv.cuh) with the F32 epilogue, 8 lanes a row.
+template <int MAXC>
+__global__ void __launch_bounds__(NT) qkv_attn_kernel(Params pa) {
+    const GemvParams &p = pa.g;
+    extern __shared__ uint4 smem_q4[];
+    int8_t *qs = (int8_t *)smem_q4;
+    __shared__ float red[GEMV_RED], red2[NT / 32];
+    __shared__ int qred[NT / 32];
+    __shared__ int last_sh;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int grp = lane / LPR, sub = lane % LPR;
+    const int row = blockIdx.x * GEMV_ROWS + warp * (32 / LPR) + grp;
+    const bool row_ok = row < p.n_out;
+    const int C = p.k_pad >> 6;
+    const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row_ok ? row : 0) * (size_t)(p.k_pad >> 2));
+    uint4 wv[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int c = sub + LPR * i;
+        wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+    }
+    const bool fast = p.x && (p.k_in & 3) == 0 && p.k_pad <= 4 * NT * MAXC && ((uintptr_t)p.x & 15) == 0 &&
+                      ((uintptr_t)p.norm_w & 15) == 0;
+    float4 wn[MAXC];
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int e = 4 * (threadIdx.x + NT * i);
+        wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    // This block's rows lie in one part (q, k or v) of one KV group (head_dim % 16 == 0); rank:
+    // its place among the group's blocks.
+    const int hd = pa.hd, rep = pa.n_heads / pa.n_kv, qd = pa.n_heads * hd, kvd = pa.n_kv * hd;
+    const int r0 = blockIdx.x * GEMV_ROWS, qrows = rep * hd;
+    int grp_of, rank;
+    if (r0 < qd) {
+        grp_of = r0 / qrows, rank = (r0 - grp_of * qrows) / GEMV_ROWS;
+    } else if (r0 < qd + kvd) {
+        grp_of = (r0 - qd) / hd, rank = (qrows + r0 - qd - grp_of * hd) / GEMV_ROWS;
+    } else {
+        grp_of = (r0 - qd - kvd) / hd, rank = (qrows + hd + r0 - qd - kvd - grp_of * hd) / GEMV_ROWS;
+    }
+    const int expect = (rep + 2) * hd / GEMV_ROWS;  // blocks of a group: its q, k and v rows
+    if (pa.prefetch) {
+        // The group's cached rows below the position (written by earlier steps) into L2 while the
+        // previous kernel runs, so that the last block's loads hit L2. A hint only: the position
+        // may be read early here (a stale one would only prefetch other lines).
+        const int pp = *pa.pos;
+        if (pp > 0 && pp < pa.ctx) {
+            const size_t lines = ((size_t)pp * hd * 2 + 127) / 128;
+            const char *kb = (const char *)(pa.kc + (size_t)grp_of * pa.ctx * hd);
+            const char *vb = (const char *)(pa.vc + (size_t)grp_of * pa.ctx * hd);
+            for (size_t i = (size_t)rank * NT + threadIdx.x; i < 2 * lines; i += (size_t)expect * NT) {
+                const char *a = i < lines ? kb + i * 128 : vb + (i - lines) * 128;
+                asm volatile("prefetch.global.L2::evict_last [%0];" ::"l"(a));
+            }
+        }
+    }
+    if (!p.late_trigger) pdl_trigger();
+    pdl_wait();
+    if (p.late_trigger == 1) pdl_trigger();
+    float s;
+    if (fast) {
+        s = gemv_prologue_fast<NT, MAXC>(p, wn, qs, red, red2, qred, lane, warp);
+    } else {
+        s = gemv_prologue_general<NT>(p, qs, red, qred, lane, warp);
+    }
+    __syncthreads();
+    int acc4[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int i = 0; i < MAXC; i++) {
+        const int c = sub + LPR * i;
+        if (c < C) dot_chunk(wv[i], qs, c, acc4);
+    }
+    for (int base = LPR * MAXC; base < C; base += LPR * MAXC) {
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = base + sub + LPR * i;
+            wv[i] = (row_ok && c < C) ? ld_stream(wrow + c) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int i = 0; i < MAXC; i++) {
+            const int c = base + sub + LPR * i;
+            if (c < C) dot_chunk(wv[i], qs, c, acc4);
+        }
+    }
+    int acc = dot_total(acc4);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 4);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+    acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+    int qsum = 0;
+#pragma unroll
+    for (int w = 0; w < NT / 32; w++) qsum += qred[w];
+    acc -= qsum;  // codes c = t + 1
+    if (p.late_trigger == 2) pdl_trigger();
+    if (sub == 0 && row_ok) {
+        const float g = row < p.seg0 ? p.g0 : row < p.seg1 ? p.g1 : p.g2;
+        // the roundings of kernel 3 (the CPU's y = (float)acc / s * gamma)
+        ((float *)p.out)[row] = __fmul_rn(__fdiv_rn((float)acc, s), g);
+    }
+
+    __threadfence();  // this block's rows are visible before its arrival is counted
+    __syncthreads();
+    if (threadIdx.x == 0) last_sh = atomicAdd(&pa.count[grp_of], 1) == expect - 1;
+    __syncthreads();
+    if (!last_sh) return;
+    __threadfence();  // every other block's rows of the group are visible from here
+    if (threadIdx.x == 0) pa.count[grp_of] = 0;  // every block of the group has counted
+    group_attention(pa, grp_of, *pa.pos, (unsigned char *)smem_q4);
+}
+
+// The parameters of a launch (the shapes checked by kcuda_qkv_attn_decode); prefetch off.
+inline Params make_params(const KcudaTernary *w, const float *d_x, int k_in, const float *d_norm_w, float eps,
+                          const KcudaAttnShape *a, float *d_qkv, uint16_t *d_kc, uint16_t *d_vc, const int *d_pos,
+                          float *d_out, int *d_count, int pdl) {
+    qkv_attn::Params p = {};
+    p.g.w = w->d_codes;
+    p.g.n_out = w->n_out;
+    p.g.k_pad = w->k_pad;
+    p.g.k_in = k_in;
+    p.g.x = d_x;
+    p.g.norm_w = d_norm_w;
+    p.g.eps = eps;
+    p.g.seg0 = w->seg_end[0];
+    p.g.seg1 = w->seg_end[1];
+    p.g.g0 = w->gamma[0];
+    p.g.g1 = w->gamma[1];
+    p.g.g2 = w->gamma[2];
+    p.g.out = d_qkv;
+    p.g.late_trigger = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;  // as kcuda_w2a8_gemv
+    p.n_heads = a->n_heads;
+    p.n_kv = a->n_kv;
+    p.hd = a->head_dim;
+    p.style = a->rope_style;
+    p.ctx = a->ctx;
+    p.rope = a->d_rope;
+    p.kc = (__half *)d_kc;
+    p.vc = (__half *)d_vc;
+    p.pos = d_pos;
+    p.out = d_out;
+    p.count = d_count;
+    return p;
+}
+
+// The launch of a checked shape (qkv_attention.cu: kcuda_qkv_attn_decode checks it): kernel 3's
+// loads in flight per lane by K, shared memory for the GEMV's activations or the attention.
+template <int MAXC>
+inline int launch_maxc(const Params &p, size_t smem, int pdl, cudaStream_t st) {
+    return kcuda_launch(qkv_attn_kernel<MAXC>, dim3((unsigned)(p.g.n_out / GEMV_ROWS)), dim3(NT), smem, st, pdl, p);
+}
+inline int launch(const Params &p, int pdl, cudaStream_t st) {
+    const int att = att_smem_bytes(p.n_heads / p.n_kv, p.hd);
+    const size_t smem = (size_t)(att > p.g.k_pad ? att : p.g.k_pad);
+    const int per_lane = (p.g.k_pad / 64 + LPR - 1) / LPR;
+    if (per_lane <= 4) return launch_maxc<4>(p, smem, pdl, st);
+    if (per_lane <= 5) return launch_maxc<5>(p, smem, pdl, st);
+    if (per_lane <= 7) return launch_maxc<7>(p, smem, pdl, st);
+    return launch_maxc<8>(p, smem, pdl, st);
+}
+
+}  // namespace qkv_attn
+}  // namespace
