@@ -22,6 +22,7 @@
 #pragma once
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/w2a8_gemv.cuh"
 
 namespace {
@@ -48,15 +49,11 @@ __host__ __device__ inline int att_smem_bytes(int rep, int hd) {
     return rep * hd * 4 + rep * CHUNK * 4 + 3 * MAX_REP * 4 + 2 * hd * 2 + CHUNK * (hd + 8) * 2 + CHUNK * hd * 2;
 }
 
-__device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
-    if (style == 0) {
-        *i0 = i;
-        *i1 = i + hd / 2;
-    } else {
-        *i0 = 2 * i;
-        *i1 = 2 * i + 1;
-    }
-}
+// The RoPE pairs and the 16-byte asynchronous copies of the per-KV-group decode kernel.
+using attn_decode::cp_async16;
+using attn_decode::cp_async_commit;
+using attn_decode::cp_async_wait;
+using attn_decode::rope_pair;
 
 // The attention of KV group g at position pos by one block of NT threads; q, k, v are read from
 // global memory through L2 (other blocks of this grid wrote them).
@@ -78,33 +75,71 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
     const float *cs = p.rope + (size_t)pos * hd;
     const float *qkv = (const float *)p.g.out;
     const size_t head_base = (size_t)g * p.ctx * hd;
-    for (int idx = tid; idx < rep * half; idx += NT) {
-        const int h = idx / half, i = idx % half;
-        int i0, i1;
-        rope_pair(p.style, hd, i, &i0, &i1);
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float *q = qkv + (size_t)(h0 + h) * hd;
-        const float a = __ldcg(q + i0), b = __ldcg(q + i1);
-        qf[h * hd + i0] = a * c - b * s;
-        qf[h * hd + i1] = b * c + a * s;
-    }
+    const int kv_len = pos + 1, per_row = hd / 8;
+    // The chunk's cached rows (< pos: written by earlier steps) go to shared memory by cp.async,
+    // every copy issued at once and no register held: the first chunk's before this step's q, k
+    // and v are read (their round trips overlap). (Through registers, 16 uint4 a thread, the
+    // kernel took 168 registers a thread: 3 blocks an SM for the whole grid, against 80.)
+    auto load_chunk = [&](int t0) {
+        const int nt = min((int)CHUNK, kv_len - t0);
+        for (int idx = tid; idx < nt * per_row; idx += NT) {
+            const int j = idx / per_row, c = idx % per_row, t = t0 + j;
+            if (t != pos) {
+                cp_async16(ks + j * kstride + c * 8, p.kc + head_base + (size_t)t * hd + c * 8);
+                cp_async16(vs + j * hd + c * 8, p.vc + head_base + (size_t)t * hd + c * 8);
+            }
+        }
+        cp_async_commit();
+    };
+    load_chunk(0);
+    // q of the group's heads and this position's k with RoPE, v: loads first, then the math.
+    constexpr int QLOADS = MAX_REP * MAX_HD / 2 / NT;
+    float qa[QLOADS], qb[QLOADS], ka = 0.0f, kb = 0.0f, vv = 0.0f;
     const float *k = qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
     const float *v = k + (size_t)p.n_kv * hd;
+#pragma unroll
+    for (int u = 0; u < QLOADS; u++) {
+        const int idx = tid + u * NT, h = idx / half, i = idx % half;
+        if (idx < rep * half) {
+            int i0, i1;
+            rope_pair(p.style, hd, i, &i0, &i1);
+            qa[u] = __ldcg(qkv + (size_t)(h0 + h) * hd + i0);
+            qb[u] = __ldcg(qkv + (size_t)(h0 + h) * hd + i1);
+        }
+    }
+    if (tid < half) {
+        int i0, i1;
+        rope_pair(p.style, hd, tid, &i0, &i1);
+        ka = __ldcg(k + i0), kb = __ldcg(k + i1);
+    }
+    if (tid < hd) vv = __ldcg(v + tid);  // hd <= NT
+#pragma unroll
+    for (int u = 0; u < QLOADS; u++) {
+        const int idx = tid + u * NT, h = idx / half, i = idx % half;
+        if (idx < rep * half) {
+            int i0, i1;
+            rope_pair(p.style, hd, i, &i0, &i1);
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            qf[h * hd + i0] = qa[u] * c - qb[u] * s;
+            qf[h * hd + i1] = qb[u] * c + qa[u] * s;
+        }
+    }
     if (tid < half) {
         int i0, i1;
         rope_pair(p.style, hd, tid, &i0, &i1);
         const float c = cs[2 * tid], s = cs[2 * tid + 1];
-        const float ka = __ldcg(k + i0), kb = __ldcg(k + i1);
         const __half a0 = __float2half_rn(ka * c - kb * s), a1 = __float2half_rn(kb * c + ka * s);
         kcur[i0] = a0;
         kcur[i1] = a1;
+        if (pos < CHUNK) ks[pos * kstride + i0] = a0, ks[pos * kstride + i1] = a1;
         p.kc[head_base + (size_t)pos * hd + i0] = a0;
         p.kc[head_base + (size_t)pos * hd + i1] = a1;
     }
-    for (int d = tid; d < hd; d += NT) {
-        const __half hv = __float2half_rn(__ldcg(v + d));
-        vcur[d] = hv;
-        p.vc[head_base + (size_t)pos * hd + d] = hv;
+    if (tid < hd) {
+        const __half hv = __float2half_rn(vv);
+        vcur[tid] = hv;
+        if (pos < CHUNK) vs[pos * hd + tid] = hv;
+        p.vc[head_base + (size_t)pos * hd + tid] = hv;
     }
     if (tid < MAX_REP) {
         mla[tid] = -INFINITY;
@@ -116,24 +151,21 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
     float o[MAX_REP];
 #pragma unroll
     for (int h = 0; h < MAX_REP; h++) o[h] = 0.0f;
-    const int kv_len = pos + 1, per_row = hd / 8;
     for (int t0 = 0; t0 < kv_len; t0 += CHUNK) {
         const int nt = min((int)CHUNK, kv_len - t0);
-        __syncthreads();  // the previous chunk is consumed (and the current rows are in kcur/vcur)
-        for (int idx = tid; idx < nt * per_row; idx += NT) {
-            const int j = idx / per_row, c = idx % per_row, t = t0 + j;
-            uint4 kv4, vv4;
-            if (t == pos) {
-                kv4 = *(const uint4 *)(kcur + c * 8);
-                vv4 = *(const uint4 *)(vcur + c * 8);
-            } else {
-                kv4 = *(const uint4 *)(p.kc + head_base + (size_t)t * hd + c * 8);
-                vv4 = *(const uint4 *)(p.vc + head_base + (size_t)t * hd + c * 8);
-            }
-            *(uint4 *)(ks + j * kstride + c * 8) = kv4;
-            *(uint4 *)(vs + j * hd + c * 8) = vv4;
+        if (t0) {
+            __syncthreads();  // the previous chunk is consumed
+            load_chunk(t0);
+            // this position's rows in the last chunk, from kcur / vcur (written before the first
+            // chunk's barrier; the first chunk takes them in the rope phase)
+            if (pos - t0 < CHUNK)
+                for (int c = tid; c < per_row; c += NT) {
+                    *(uint4 *)(ks + (pos - t0) * kstride + c * 8) = *(const uint4 *)(kcur + c * 8);
+                    *(uint4 *)(vs + (pos - t0) * hd + c * 8) = *(const uint4 *)(vcur + c * 8);
+                }
         }
-        __syncthreads();
+        cp_async_wait<0>();
+        __syncthreads();  // the chunk's rows, and the first time kcur, vcur, qf and mla, visible
         // Scores: two threads a position (each half of the row), every head of the group.
         {
             const int j = tid >> 1, hh = tid & 1, d0 = hh * half;
@@ -231,8 +263,11 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
 
 // grid: n_out / 16 blocks of NT threads; dynamic shared memory max(k_pad, att_smem_bytes).
 // The GEMV part is kernel 3 (w2a8_gemv.cuh) with the F32 epilogue, 8 lanes a row.
+// Registers: with K <= 2560 (MAXC <= 5) held to kernel 3's 80 (6 blocks an SM; without the bound
+// the attention phase took 92, 5 blocks), which ptxas reaches without spilling; at 7 and 8 the
+// same bound spills (140-208 bytes), so those take what they need (122-124).
 template <int MAXC>
-__global__ void __launch_bounds__(NT) qkv_attn_kernel(Params pa) {
+__global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Params pa) {
     const GemvParams &p = pa.g;
     extern __shared__ uint4 smem_q4[];
     int8_t *qs = (int8_t *)smem_q4;
