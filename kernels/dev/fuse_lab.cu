@@ -7,7 +7,8 @@
 // GQA 1, 2 and 8, head_dim 64, 96 and 128, both RoPE styles), random weights, input, norm and
 // cache: the product's path (kcuda_w2a8_gemv into qkv, then the decode attention the backend
 // takes at that position) and the fused kernel (kcuda_qkv_attn_decode) from the same state.
-// Pass: qkv bit for bit the product's; the V row written at the position bit for bit, the K row
+// Pass: qkv bit for bit the product's and within 1e-2 of its max of the CPU reference (RMSNorm,
+// int8, w2a8_gemv_ref, scale); the V row written at the position bit for bit, the K row
 // within one f16 ulp; both outputs within 3e-5 of sum p|v| of a double-precision host reference
 // (from the product's qkv and the caches); the counters left zero. CHECK lines, then the count.
 // time: us per layer of 30 decode layers of the 2B-4T shapes (random ternary weights, 522 MB,
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels_cpu.h"
+#include "kernels/w2a8.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/qkv_attention.cuh"
 #include "kernels/dev/lab.cuh"
@@ -53,6 +55,7 @@ struct Dev {
     Shape s;
     int ctx, nq;
     uint8_t *w = nullptr;
+    std::vector<uint8_t> hw;  // the QKV weights on the host (when this Dev made them)
     float *x, *nw, *qkv, *out, *rope, *part;
     __half *kc, *vc;
     int *count, *pos;
@@ -69,8 +72,8 @@ void dev_alloc(Dev &d, const Shape &s, int ctx, int layers, const uint8_t *w_sha
         d.w = (uint8_t *)w_shared;
     } else {
         CK(cudaMalloc(&d.w, wb));
-        const std::vector<uint8_t> h = lab_random_i2s(wb);
-        CK(cudaMemcpy(d.w, h.data(), wb, cudaMemcpyHostToDevice));
+        d.hw = lab_random_i2s(wb);
+        CK(cudaMemcpy(d.w, d.hw.data(), wb, cudaMemcpyHostToDevice));
     }
     CK(cudaMalloc(&d.x, (size_t)s.dim * 4));
     CK(cudaMalloc(&d.nw, (size_t)s.dim * 4));
@@ -182,7 +185,7 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
     std::vector<int> cnt(s.n_heads);
     std::vector<double> ref, av;
     int fails = 0, k_own = 0;
-    double worst_a = 0, worst_b = 0;
+    double worst_a = 0, worst_b = 0, worst_cpu = 0;
     for (int P : positions) {
         for (auto &v : hx) v = 3.0f * frand();
         for (auto &v : hn) v = 1.0f + 0.2f * frand();
@@ -217,6 +220,29 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
         CK(cudaMemcpy(ob.data(), d.out, ob.size() * 4, cudaMemcpyDeviceToHost));
         CK(cudaMemcpy(cnt.data(), d.count, cnt.size() * 4, cudaMemcpyDeviceToHost));
         int bad = 0;
+        // the CPU reference of the projection: RMSNorm, int8, exact integer dot products, scale
+        // (the GPU's sum of squares runs in another order, which may move a q by one: a tolerance)
+        {
+            std::vector<float> xn(s.dim);
+            std::vector<int8_t> q8(s.dim);
+            std::vector<int32_t> acc(d.nq);
+            rmsnorm_ref(hx.data(), hn.data(), s.dim, 1e-5f, xn.data());
+            const float sc = quant_act_ref(xn.data(), s.dim, s.dim, q8.data());
+            w2a8_gemv_ref(d.hw.data(), d.nq, s.dim, q8.data(), acc.data());
+            double mx = 0, mr = 0;
+            for (int r = 0; r < d.nq; r++) {
+                const float g = r < d.m.seg_end[0] ? d.m.gamma[0] : r < d.m.seg_end[1] ? d.m.gamma[1] : d.m.gamma[2];
+                const float y = (float)acc[r] / sc * g;
+                mx = std::max(mx, fabs((double)qa[r] - y));
+                mr = std::max(mr, fabs((double)y));
+            }
+            worst_cpu = std::max(worst_cpu, mx / mr);
+            if (!(mx <= 1e-2 * mr)) {
+                fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: the projection differs from the CPU reference by %.3g of max\n",
+                        s.n_heads, s.n_kv, s.hd, s.style, P, mx / mr);
+                bad++;
+            }
+        }
         if (memcmp(qa.data(), qb.data(), qa.size() * 4)) {
             fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: qkv differs from the product's GEMV\n", s.n_heads, s.n_kv,
                     s.hd, s.style, P);
@@ -267,9 +293,9 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
         if (bad) CK(cudaMemset(d.count, 0, (size_t)s.n_heads * 4));
         fails += bad != 0;
     }
-    printf("CHECK %d/%d hd %d dim %d style %d: %zu positions, worst error of sum p|v| product %.3g fused %.3g, "
-           "K row rounded differently at %d, %d failing\n",
-           s.n_heads, s.n_kv, s.hd, s.dim, s.style, positions.size(), worst_a, worst_b, k_own, fails);
+    printf("CHECK %d/%d hd %d dim %d style %d: %zu positions, qkv vs CPU reference %.3g of max, attention error of "
+           "sum p|v| product %.3g fused %.3g, K row rounded differently at %d, %d failing\n",
+           s.n_heads, s.n_kv, s.hd, s.dim, s.style, positions.size(), worst_cpu, worst_a, worst_b, k_own, fails);
     return fails;
 }
 

@@ -7,7 +7,7 @@
 set -eu
 B=${1:?build dir}
 T=$(mktemp -d)
-for f in tests/dev_fuse tests/test_backend_cuda tests/test_demo_golden_cuda tests/test_families_cuda \
+for f in tests/dev_fuse tests/test_fused_decode_cuda tests/test_backend_cuda tests/test_demo_golden_cuda tests/test_families_cuda \
     tests/make_bench_model bitnet-chat fuse10_base/bitnet-chat; do
     mkdir -p "$T/build/$(dirname $f)"
     cp "$B/$f" "$T/build/$f"

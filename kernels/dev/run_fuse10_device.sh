@@ -5,7 +5,8 @@
 # copy of this branch, with the carried folder:
 #   sh kernels/dev/run_fuse10_device.sh build/fuse10_carry
 # The folder holds f10.tar.xz, made on the development machine by kernels/dev/pack_fuse10.sh:
-# build/tests/{dev_fuse,test_backend_cuda,test_demo_golden_cuda,test_families_cuda,make_bench_model},
+# build/tests/{dev_fuse,test_fused_decode_cuda,test_backend_cuda,test_demo_golden_cuda,test_families_cuda,
+# make_bench_model},
 # build/bitnet-chat (this branch), build/fuse10_base/bitnet-chat (this branch with the fused
 # kernel's limit set to 0: the decode graphs of main) and the Llama 3 tokenizer, stripped; their
 # absolute paths name /work/wt-fuse10 (a link to this copy is made).
@@ -14,8 +15,9 @@
 #      double-precision reference (7 shapes, positions 0-511; CHECK lines);
 #   2. dev_fuse time: us per layer, 30 decode layers of 2B-4T shapes, product vs fused variants at
 #      positions 0, 16, 63, 127, 255, 511 (TIME, BEST, LIMIT);
-#   3. the GPU tests the product path touches: test_demo_golden_cuda (greedy replies identical to
-#      the CPU backend on the demo model), test_backend_cuda, test_families_cuda random;
+#   3. the GPU tests the product path touches: test_fused_decode_cuda (decode across the fused
+#      limit, five shapes, against the reference forward), test_demo_golden_cuda (greedy replies
+#      identical to the CPU backend on the demo model), test_backend_cuda, test_families_cuda random;
 #   4. bitnet-chat -p on a 2B-shaped GGUF with random weights (default sampling), base and this
 #      build alternated: -n 100 after a short prompt (every step below the fused limit of 128)
 #      twice, and -n 500 once; the rate line of each.
@@ -51,6 +53,8 @@ grep -E "^CHECK|FAIL|refused|^check" $L/check.txt | head -30 >>"$S"
 step "dev_fuse time" 40 time.txt $B/tests/dev_fuse time
 grep -E "^time|^\| position|^TIME|^BEST|^LIMIT|FAIL|refused" $L/time.txt >>"$S"
 cd $B/tests
+step "test_fused_decode_cuda" 20 fused_decode.txt ./test_fused_decode_cuda
+grep -E "limit|FAIL|passed|failed" $L/fused_decode.txt | tail -8 >>"$S"
 step "test_demo_golden_cuda" 25 demo.txt ./test_demo_golden_cuda cuda
 tail -3 $L/demo.txt >>"$S"
 step "test_backend_cuda" 20 backend.txt ./test_backend_cuda

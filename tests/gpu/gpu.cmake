@@ -8,6 +8,10 @@ if(BN_HAVE_CUDA)
   bn_add_test(NAME test_backend_cuda SOURCES ${G}/test_backend_cuda.c ${BN_HELPERS}/forward_ref.c
               LIBS bn_infer LABELS gpu)
   bn_add_test(NAME test_sample_cuda SOURCES ${G}/test_sample_cuda.c LIBS bn_infer LABELS gpu)
+  # decode across the fused QKV + attention kernel's limit, five attention shapes, against the
+  # scalar reference forward
+  bn_add_test(NAME test_fused_decode_cuda SOURCES ${G}/test_fused_decode_cuda.c ${BN_HELPERS}/forward_ref.c
+              LIBS bn_infer LABELS gpu)
   # the screened exact lm_head against the full one: kernels and the backend side by side
   bn_add_test(NAME test_screen_cuda SOURCES ${G}/test_screen_cuda.c LIBS bn_infer LABELS gpu TIMEOUT 600)
   # the backend's device-memory account (infer_memory) against its shapes and cudaMemGetInfo
@@ -16,7 +20,7 @@ if(BN_HAVE_CUDA)
   bn_add_test(NAME test_prefill_plan SOURCES ${G}/test_prefill_plan.c LIBS bn_infer LABELS cpu)
 else()
   bn_add_gpu_skip(test_kernels_cuda test_backend_cuda test_sample_cuda test_screen_cuda test_memory_cuda
-                  test_prefill_plan)
+                  test_prefill_plan test_fused_decode_cuda)
 endif()
 
 # The family fixtures (tests/data/families) on the CUDA backend against the CPU backend (SiLU
