@@ -9,9 +9,12 @@ namespace {
 // attention kernel spreads the context over the GPU. Chosen from the lab (kernels/dev/fuse_lab.cu,
 // kernels/dev/README.md "QKV + attention in one kernel").
 constexpr int FUSE_UNTIL = 128;
-// The group's blocks prefetch its cached rows into L2 before their PDL wait (lab: "fusedNP" is
+// The group's blocks prefetch its cached rows into L2 before their PDL wait (lab: "fusedHN" is
 // the kernel without).
 constexpr int FUSE_PREFETCH = 1;
+// The attention per query head (each head's last block runs that head: rep blocks a group work
+// at once) rather than per KV group (one block runs the group's heads) (lab: fusedH, fusedG).
+constexpr int FUSE_PER_HEAD = 1;
 
 int fuse_shape_ok(const KcudaTernary *w, const KcudaAttnShape *a) {
     if (!w || !a || a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->ctx <= 0) return 0;
@@ -52,5 +55,6 @@ extern "C" int kcuda_qkv_attn_decode(const KcudaTernary *w, const float *d_x, in
     if (pdl < KCUDA_PDL_OFF || pdl > KCUDA_PDL_AFTER_WORK) return kcuda_fail(KCUDA_ERR_ARG, "%s: launch option %d", fn, pdl);
     qkv_attn::Params p = qkv_attn::make_params(w, d_x, k_in, d_norm_w, eps, a, d_qkv, d_kc, d_vc, d_pos, d_out, d_count, pdl);
     p.prefetch = FUSE_PREFETCH;
+    p.per_head = FUSE_PER_HEAD;
     return qkv_attn::launch(p, pdl, (cudaStream_t)stream);
 }

@@ -40,6 +40,8 @@ struct Params {
     int *count;  // n_kv ints, zero at start, left zero
     int ctx;
     int prefetch;  // before the PDL wait, the group's blocks prefetch its cached rows into L2
+    int per_head;  // the attention per query head (run by the last block of the head's q rows and
+                   // its group's k, v rows), else per KV group (the last block of the group's rows)
 };
 
 // Shared memory of the attention phase (bytes), aliasing the GEMV's activations once they are
@@ -55,11 +57,15 @@ using attn_decode::cp_async_commit;
 using attn_decode::cp_async_wait;
 using attn_decode::rope_pair;
 
-// The attention of KV group g at position pos by one block of NT threads; q, k, v are read from
-// global memory through L2 (other blocks of this grid wrote them).
-__device__ __forceinline__ void group_attention(const Params &p, int g, int pos, unsigned char *sm) {
+// The attention of query heads h0 .. h0 + rep - 1 (of KV group g) at position pos by one block
+// of NT threads; q, k, v are read from global memory through L2 (other blocks of this grid wrote
+// them). write: this block writes the group's cache row at pos (one block a group does). NH: the
+// most heads a call takes (the registers of its per-head sums).
+template <int NH>
+__device__ __forceinline__ void group_attention(const Params &p, int g, int h0, int rep, bool write, int pos,
+                                                unsigned char *sm) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int hd = p.hd, half = hd / 2, rep = p.n_heads / p.n_kv, h0 = g * rep;
+    const int hd = p.hd, half = hd / 2;
     if (pos < 0 || pos >= p.ctx) {  // outside the cache: NaN, loud, and no write
         for (int i = tid; i < rep * hd; i += NT) p.out[(size_t)h0 * hd + i] = __int_as_float(0x7fc00000);
         return;
@@ -93,7 +99,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
     };
     load_chunk(0);
     // q of the group's heads and this position's k with RoPE, v: loads first, then the math.
-    constexpr int QLOADS = MAX_REP * MAX_HD / 2 / NT;
+    constexpr int QLOADS = (NH * MAX_HD / 2 + NT - 1) / NT;
     float qa[QLOADS], qb[QLOADS], ka = 0.0f, kb = 0.0f, vv = 0.0f;
     const float *k = qkv + (size_t)p.n_heads * hd + (size_t)g * hd;
     const float *v = k + (size_t)p.n_kv * hd;
@@ -132,14 +138,16 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
         kcur[i0] = a0;
         kcur[i1] = a1;
         if (pos < CHUNK) ks[pos * kstride + i0] = a0, ks[pos * kstride + i1] = a1;
-        p.kc[head_base + (size_t)pos * hd + i0] = a0;
-        p.kc[head_base + (size_t)pos * hd + i1] = a1;
+        if (write) {
+            p.kc[head_base + (size_t)pos * hd + i0] = a0;
+            p.kc[head_base + (size_t)pos * hd + i1] = a1;
+        }
     }
     if (tid < hd) {
         const __half hv = __float2half_rn(vv);
         vcur[tid] = hv;
         if (pos < CHUNK) vs[pos * hd + tid] = hv;
-        p.vc[head_base + (size_t)pos * hd + tid] = hv;
+        if (write) p.vc[head_base + (size_t)pos * hd + tid] = hv;
     }
     if (tid < MAX_REP) {
         mla[tid] = -INFINITY;
@@ -148,9 +156,9 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
     const float scale = 1.0f / sqrtf((float)hd);
     const int parts = NT / hd;  // P.V: threads per output element, splitting the positions
     const int d = tid % hd, part = tid / hd;
-    float o[MAX_REP];
+    float o[NH];
 #pragma unroll
-    for (int h = 0; h < MAX_REP; h++) o[h] = 0.0f;
+    for (int h = 0; h < NH; h++) o[h] = 0.0f;
     for (int t0 = 0; t0 < kv_len; t0 += CHUNK) {
         const int nt = min((int)CHUNK, kv_len - t0);
         if (t0) {
@@ -169,9 +177,9 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
         // Scores: two threads a position (each half of the row), every head of the group.
         {
             const int j = tid >> 1, hh = tid & 1, d0 = hh * half;
-            float acc[MAX_REP];
+            float acc[NH];
 #pragma unroll
-            for (int h = 0; h < MAX_REP; h++) acc[h] = 0.0f;
+            for (int h = 0; h < NH; h++) acc[h] = 0.0f;
             if (j < nt) {
                 for (int m = 0; m < half / 8; m++) {
                     const uint4 u = *(const uint4 *)(ks + j * kstride + d0 + m * 8);
@@ -184,7 +192,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
                         kf[2 * e + 1] = f.y;
                     }
 #pragma unroll
-                    for (int h = 0; h < MAX_REP; h++) {
+                    for (int h = 0; h < NH; h++) {
                         if (h < rep) {
                             const float4 qa = *(const float4 *)(qf + h * hd + d0 + m * 8);
                             const float4 qb = *(const float4 *)(qf + h * hd + d0 + m * 8 + 4);
@@ -201,7 +209,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
                 }
             }
 #pragma unroll
-            for (int h = 0; h < MAX_REP; h++) {
+            for (int h = 0; h < NH; h++) {
                 const float a = acc[h] + __shfl_xor_sync(0xffffffffu, acc[h], 1);
                 if (h < rep && hh == 0) sc[h * CHUNK + j] = j < nt ? a * scale : -INFINITY;
             }
@@ -227,12 +235,12 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
         __syncthreads();
         if (part < parts) {
 #pragma unroll
-            for (int h = 0; h < MAX_REP; h++)
+            for (int h = 0; h < NH; h++)
                 if (h < rep) o[h] *= mla[2 * MAX_REP + h];
             for (int j = part; j < nt; j += parts) {
                 const float vf = __half2float(vs[j * hd + d]);
 #pragma unroll
-                for (int h = 0; h < MAX_REP; h++)
+                for (int h = 0; h < NH; h++)
                     if (h < rep) o[h] = fmaf(sc[h * CHUNK + j], vf, o[h]);
             }
         }
@@ -244,7 +252,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
     if (parts > 1) {
         if (part < parts) {
 #pragma unroll
-            for (int h = 0; h < MAX_REP; h++)
+            for (int h = 0; h < NH; h++)
                 if (h < rep) po[(part * rep + h) * hd + d] = o[h];
         }
         __syncthreads();
@@ -256,7 +264,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
         }
     } else if (part == 0) {
 #pragma unroll
-        for (int h = 0; h < MAX_REP; h++)
+        for (int h = 0; h < NH; h++)
             if (h < rep) p.out[(size_t)(h0 + h) * hd + d] = o[h] / mla[MAX_REP + h];
     }
 }
@@ -266,7 +274,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int pos,
 // Registers: with K <= 2560 (MAXC <= 5) held to kernel 3's 80 (6 blocks an SM; without the bound
 // the attention phase took 92, 5 blocks), which ptxas reaches without spilling; at 7 and 8 the
 // same bound spills (140-208 bytes), so those take what they need (122-124).
-template <int MAXC>
+template <int MAXC, bool PER_HEAD>
 __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Params pa) {
     const GemvParams &p = pa.g;
     extern __shared__ uint4 smem_q4[];
@@ -276,7 +284,15 @@ __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Param
     __shared__ int last_sh;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int grp = lane / LPR, sub = lane % LPR;
-    const int row = blockIdx.x * GEMV_ROWS + warp * (32 / LPR) + grp;
+    // This block's rows lie in one part (q, k or v) of one KV group (head_dim % 16 == 0). The k and
+    // v rows take the first blocks of the grid, the q rows the last: blocks start in index order,
+    // so the last block to finish a head's rows is most often one of its q blocks (per query head,
+    // each then runs its own head; were it a v block, that block would run all its group's heads).
+    const int hd = pa.hd, rep = pa.n_heads / pa.n_kv, qd = pa.n_heads * hd, kvd = pa.n_kv * hd;
+    const int kv_blocks = 2 * kvd / GEMV_ROWS, qrows = rep * hd;
+    const int r0 = (int)blockIdx.x < kv_blocks ? qd + (int)blockIdx.x * GEMV_ROWS
+                                               : ((int)blockIdx.x - kv_blocks) * GEMV_ROWS;
+    const int row = r0 + warp * (32 / LPR) + grp;
     const bool row_ok = row < p.n_out;
     const int C = p.k_pad >> 6;
     const uint4 *wrow = (const uint4 *)(p.w + (size_t)(row_ok ? row : 0) * (size_t)(p.k_pad >> 2));
@@ -294,10 +310,7 @@ __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Param
         const int e = 4 * (threadIdx.x + NT * i);
         wn[i] = fast && e < p.k_in && p.norm_w ? *(const float4 *)(p.norm_w + e) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
-    // This block's rows lie in one part (q, k or v) of one KV group (head_dim % 16 == 0); rank:
-    // its place among the group's blocks.
-    const int hd = pa.hd, rep = pa.n_heads / pa.n_kv, qd = pa.n_heads * hd, kvd = pa.n_kv * hd;
-    const int r0 = blockIdx.x * GEMV_ROWS, qrows = rep * hd;
+    // rank: this block's place among its group's blocks (its share of the prefetch)
     int grp_of, rank;
     if (r0 < qd) {
         grp_of = r0 / qrows, rank = (r0 - grp_of * qrows) / GEMV_ROWS;
@@ -367,12 +380,43 @@ __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Param
 
     __threadfence();  // this block's rows are visible before its arrival is counted
     __syncthreads();
-    if (threadIdx.x == 0) last_sh = atomicAdd(&pa.count[grp_of], 1) == expect - 1;
+    // Arrivals: per KV group, one count of its blocks; per query head, one count per head of the
+    // head's q blocks and its group's k and v blocks (a k or v block counts for each head of its
+    // group). last_sh: bit r set where this block is the last arrival of head (or group) r's unit.
+    const int expect_head = 3 * hd / GEMV_ROWS;
+    if (warp == 0) {
+        bool last = false;
+        if (!PER_HEAD) {
+            last = lane == 0 && atomicAdd(&pa.count[grp_of], 1) == expect - 1;
+        } else if (r0 < qd) {
+            last = lane == 0 && atomicAdd(&pa.count[r0 / hd], 1) == expect_head - 1;
+        } else {
+            last = lane < rep && atomicAdd(&pa.count[grp_of * rep + lane], 1) == expect_head - 1;
+        }
+        const unsigned m = __ballot_sync(0xffffffffu, last);
+        if (lane == 0) last_sh = (int)m;
+    }
     __syncthreads();
-    if (!last_sh) return;
-    __threadfence();  // every other block's rows of the group are visible from here
-    if (threadIdx.x == 0) pa.count[grp_of] = 0;  // every block of the group has counted
-    group_attention(pa, grp_of, *pa.pos, (unsigned char *)smem_q4);
+    const unsigned m = (unsigned)last_sh;
+    if (!m) return;
+    __threadfence();  // every other block's rows of the unit are visible from here
+    const int pos = *pa.pos;
+    // One call site (three inlined copies of the attention spilled at 80 registers).
+    for (int r = 0; r < MAX_REP; r++) {
+        if (!(m >> r & 1)) continue;
+        int h0, nh, unit;  // the unit's first head, its heads, its counter
+        if (!PER_HEAD) {
+            h0 = grp_of * rep, nh = rep, unit = grp_of;
+        } else if (r0 < qd) {
+            h0 = r0 / hd, nh = 1, unit = h0;
+        } else {
+            h0 = grp_of * rep + r, nh = 1, unit = h0;
+        }
+        __syncthreads();  // the previous unit's shared memory is consumed
+        if (threadIdx.x == 0) pa.count[unit] = 0;  // every block of the unit has counted
+        // the group's cache row at pos: by its group's unit, or by its first head's
+        group_attention<PER_HEAD ? 1 : MAX_REP>(pa, grp_of, h0, nh, h0 % rep == 0, pos, (unsigned char *)smem_q4);
+    }
 }
 
 // The parameters of a launch (the shapes checked by kcuda_qkv_attn_decode); prefetch off.
@@ -412,7 +456,9 @@ inline Params make_params(const KcudaTernary *w, const float *d_x, int k_in, con
 // loads in flight per lane by K, shared memory for the GEMV's activations or the attention.
 template <int MAXC>
 inline int launch_maxc(const Params &p, size_t smem, int pdl, cudaStream_t st) {
-    return kcuda_launch(qkv_attn_kernel<MAXC>, dim3((unsigned)(p.g.n_out / GEMV_ROWS)), dim3(NT), smem, st, pdl, p);
+    const dim3 grid((unsigned)(p.g.n_out / GEMV_ROWS));
+    if (p.per_head) return kcuda_launch(qkv_attn_kernel<MAXC, true>, grid, dim3(NT), smem, st, pdl, p);
+    return kcuda_launch(qkv_attn_kernel<MAXC, false>, grid, dim3(NT), smem, st, pdl, p);
 }
 inline int launch(const Params &p, int pdl, cudaStream_t st) {
     const int att = att_smem_bytes(p.n_heads / p.n_kv, p.hd);

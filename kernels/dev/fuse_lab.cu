@@ -7,8 +7,9 @@
 // GQA 1, 2 and 8, head_dim 64, 96 and 128, both RoPE styles), random weights, input, norm and
 // cache: the product's path (kcuda_w2a8_gemv into qkv, then the decode attention the backend
 // takes at that position) and the fused kernel (kcuda_qkv_attn_decode) from the same state.
-// Pass: qkv bit for bit the product's and within 1e-2 of its max of the CPU reference (RMSNorm,
-// int8, w2a8_gemv_ref, scale); the V row written at the position bit for bit, the K row
+// The fused kernel runs as the backend launches it, per KV group and per query head (each with the
+// L2 prefetch). Pass: qkv bit for bit the product's and within 1e-2 of its max of the CPU
+// reference (RMSNorm, int8, w2a8_gemv_ref, scale); the V row written at the position bit for bit, the K row
 // within one f16 ulp; both outputs within 3e-5 of sum p|v| of a double-precision host reference
 // (from the product's qkv and the caches); the counters left zero. CHECK lines, then the count.
 // time: us per layer of 30 decode layers of the 2B-4T shapes (random ternary weights, 522 MB,
@@ -19,8 +20,9 @@
 //   fused    the fused kernel as the backend launches it (kcuda_qkv_attn_decode: trigger after
 //            its wait as the product's QKV, the L2 prefetch as built) -> O -> gate/up -> down;
 //   fusedE   the same with the fused kernel triggering at its start;
-//   fusedP / fusedNP  trigger after the wait, the group's cached rows prefetched into L2 by its
-//            blocks before their wait / not (qkv_attention.cuh, Params.prefetch);
+//   fusedG / fusedH  trigger after the wait, the group's cached rows prefetched into L2 by its
+//            blocks before their wait (Params.prefetch), the attention per KV group / per query
+//            head (Params.per_head); fusedHN: per query head without the prefetch;
 //   gemv     the chain without attention (QKV -> O): the floor either path stands on.
 // TIME lines (position, each chain, fused - product), then BEST (the fastest fused variant
 // against product per position) and LIMIT (the first position from which none wins).
@@ -120,6 +122,16 @@ int fused(Dev &d, int l, const float *x, const float *nw, int pdl, cudaStream_t 
                                  (uint16_t *)(d.vc + off), d.pos, d.out, d.count, pdl, st);
 }
 
+// The fused kernel with a setting of its own (trigger after the wait).
+int fused_variant(Dev &d, int l, const float *x, const float *nw, int prefetch, int per_head, cudaStream_t st) {
+    const size_t off = (size_t)l * d.s.n_kv * d.ctx * d.s.hd;
+    qkv_attn::Params p = qkv_attn::make_params(&d.m, x, d.s.dim, nw, 1e-5f, &d.a, d.qkv, (uint16_t *)(d.kc + off),
+                                               (uint16_t *)(d.vc + off), d.pos, d.out, d.count, KCUDA_PDL_LATE);
+    p.prefetch = prefetch;
+    p.per_head = per_head;
+    return qkv_attn::launch(p, KCUDA_PDL_LATE, st);
+}
+
 // ---- check ---------------------------------------------------------------------------------------
 
 // Double-precision attention at P from qkv (host) and the caches (host; row P given).
@@ -169,6 +181,10 @@ double worst_err(const std::vector<float> &got, const std::vector<double> &ref, 
     return worst;
 }
 
+// The fused kernel's settings the check runs: as the backend launches it, per KV group, per
+// query head.
+const char *const CHECK_NAME[3] = {"as built", "per group", "per head"};
+
 int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t st) {
     const int ctx = 1024;
     Dev d;
@@ -185,16 +201,14 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
     std::vector<int> cnt(s.n_heads);
     std::vector<double> ref, av;
     int fails = 0, k_own = 0;
-    double worst_a = 0, worst_b = 0, worst_cpu = 0;
+    double worst_a = 0, worst_b[3] = {0, 0, 0}, worst_cpu = 0;
     for (int P : positions) {
         for (auto &v : hx) v = 3.0f * frand();
         for (auto &v : hn) v = 1.0f + 0.2f * frand();
         CK(cudaMemcpy(d.x, hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(d.nw, hn.data(), hn.size() * 4, cudaMemcpyHostToDevice));
-        for (int l = 0; l < 2; l++) {
-            CK(cudaMemcpy(d.kc + l * layer_n, kc.data(), layer_n * 2, cudaMemcpyHostToDevice));
-            CK(cudaMemcpy(d.vc + l * layer_n, vc.data(), layer_n * 2, cudaMemcpyHostToDevice));
-        }
+        CK(cudaMemcpy(d.kc, kc.data(), layer_n * 2, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(d.vc, vc.data(), layer_n * 2, cudaMemcpyHostToDevice));
         set_pos(d, P);
         // the product: QKV GEMV, then the attention
         CK(cudaMemset(d.out, 0xff, (size_t)nout * 4));
@@ -207,18 +221,6 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
         CK(cudaStreamSynchronize(st));
         CK(cudaMemcpy(qa.data(), d.qkv, qa.size() * 4, cudaMemcpyDeviceToHost));
         CK(cudaMemcpy(oa.data(), d.out, oa.size() * 4, cudaMemcpyDeviceToHost));
-        // the fused kernel from the same state
-        CK(cudaMemset(d.out, 0xff, (size_t)nout * 4));
-        CK(cudaMemset(d.qkv, 0xff, (size_t)d.nq * 4));
-        CK(cudaDeviceSynchronize());
-        if (fused(d, 1, d.x, d.nw, KCUDA_PDL_LATE, st)) {
-            fprintf(stderr, "fused launch refused: %s\n", kcuda_last_error());
-            return 1;
-        }
-        CK(cudaStreamSynchronize(st));
-        CK(cudaMemcpy(qb.data(), d.qkv, qb.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(ob.data(), d.out, ob.size() * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(cnt.data(), d.count, cnt.size() * 4, cudaMemcpyDeviceToHost));
         int bad = 0;
         // the CPU reference of the projection: RMSNorm, int8, exact integer dot products, scale
         // (the GPU's sum of squares runs in another order, which may move a q by one: a tolerance)
@@ -243,59 +245,97 @@ int check_shape(const Shape &s, const std::vector<int> &positions, cudaStream_t 
                 bad++;
             }
         }
-        if (memcmp(qa.data(), qb.data(), qa.size() * 4)) {
-            fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: qkv differs from the product's GEMV\n", s.n_heads, s.n_kv,
-                    s.hd, s.style, P);
-            bad++;
-        }
-        for (int c : cnt) bad += c != 0;
-        // the rows at P: V bit for bit, K within one f16 ulp (RoPE computed in another order may
-        // round differently); each path's reference takes its own rows
-        std::vector<__half> kc_a(kc), vc_a(vc), kc_b(kc);
-        bool k_same = true;
+        // the product's rows at P into the host caches; its reference
+        std::vector<__half> kc_a(kc), vc_a(vc);
         for (int g = 0; g < s.n_kv; g++) {
-            for (int which = 0; which < 2; which++) {
-                __half *base = which ? d.vc : d.kc;
-                const size_t at = ((size_t)g * ctx + P) * s.hd;
-                CK(cudaMemcpy(rowa.data(), base + at, (size_t)s.hd * 2, cudaMemcpyDeviceToHost));
-                CK(cudaMemcpy(rowb.data(), base + layer_n + at, (size_t)s.hd * 2, cudaMemcpyDeviceToHost));
-                for (int i = 0; i < s.hd; i++) {
-                    const float fa = h2f(rowa[i]), fb = h2f(rowb[i]);
-                    const bool ok = which ? fa == fb : fabsf(fa - fb) <= fabsf(fa) * (1.0f / 1024) + 1e-7f;
-                    if (!ok) {
-                        if (!bad)
-                            fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: %s row of group %d at %d: %g vs %g\n",
-                                    s.n_heads, s.n_kv, s.hd, s.style, P, which ? "V" : "K", g, i, fa, fb);
-                        bad++;
-                        break;
-                    }
-                }
-                std::copy(rowa.begin(), rowa.end(), (which ? vc_a : kc_a).begin() + at);
-                if (!which) {
-                    std::copy(rowb.begin(), rowb.end(), kc_b.begin() + at);
-                    k_same = k_same && !memcmp(rowa.data(), rowb.data(), (size_t)s.hd * 2);
-                }
-            }
+            const size_t at = ((size_t)g * ctx + P) * s.hd;
+            CK(cudaMemcpy(kc_a.data() + at, d.kc + at, (size_t)s.hd * 2, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(vc_a.data() + at, d.vc + at, (size_t)s.hd * 2, cudaMemcpyDeviceToHost));
         }
         reference(s, ctx, qa, kc_a, vc_a, rope, P, ref, av);
         const double ea = worst_err(oa, ref, av);
-        if (!k_same) {
-            k_own++;
-            reference(s, ctx, qa, kc_b, vc_a, rope, P, ref, av);
-        }
-        const double eb = worst_err(ob, ref, av);
-        worst_a = std::max(worst_a, ea), worst_b = std::max(worst_b, eb);
-        if (!(eb <= 3e-5) || !(ea <= 3e-5)) {
-            fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: error of sum p|v|: product %.3g, fused %.3g (bound 3e-5)\n",
-                    s.n_heads, s.n_kv, s.hd, s.style, P, ea, eb);
+        worst_a = std::max(worst_a, ea);
+        if (!(ea <= 3e-5)) {
+            fprintf(stderr, "FAIL %d/%d hd %d style %d pos %d: product attention error %.3g of sum p|v| (bound 3e-5)\n",
+                    s.n_heads, s.n_kv, s.hd, s.style, P, ea);
             bad++;
         }
-        if (bad) CK(cudaMemset(d.count, 0, (size_t)s.n_heads * 4));
+        // the fused kernel from the same state, in each setting
+        for (int v = 0; v < 3; v++) {
+            CK(cudaMemcpy(d.kc + layer_n, kc.data(), layer_n * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(d.vc + layer_n, vc.data(), layer_n * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemset(d.out, 0xff, (size_t)nout * 4));
+            CK(cudaMemset(d.qkv, 0xff, (size_t)d.nq * 4));
+            CK(cudaDeviceSynchronize());
+            const int rc = v == 0 ? fused(d, 1, d.x, d.nw, KCUDA_PDL_LATE, st)
+                                  : fused_variant(d, 1, d.x, d.nw, 1, v == 2, st);
+            if (rc) {
+                fprintf(stderr, "fused launch refused: %s\n", kcuda_last_error());
+                return 1;
+            }
+            CK(cudaStreamSynchronize(st));
+            CK(cudaMemcpy(qb.data(), d.qkv, qb.size() * 4, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(ob.data(), d.out, ob.size() * 4, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(cnt.data(), d.count, cnt.size() * 4, cudaMemcpyDeviceToHost));
+            int vbad = 0;
+            if (memcmp(qa.data(), qb.data(), qa.size() * 4)) {
+                fprintf(stderr, "FAIL %s %d/%d hd %d style %d pos %d: qkv differs from the product's GEMV\n", CHECK_NAME[v],
+                        s.n_heads, s.n_kv, s.hd, s.style, P);
+                vbad++;
+            }
+            int left = 0;
+            for (int c : cnt) left += c != 0;
+            if (left) {
+                fprintf(stderr, "FAIL %s %d/%d hd %d style %d pos %d: %d counters left nonzero\n", CHECK_NAME[v], s.n_heads,
+                        s.n_kv, s.hd, s.style, P, left);
+                vbad++;
+                CK(cudaMemset(d.count, 0, (size_t)s.n_heads * 4));
+            }
+            // the rows at P: V bit for bit, K within one f16 ulp (RoPE computed in another order
+            // may round differently); the fused reference takes the fused kernel's own K rows
+            std::vector<__half> kc_b(kc_a);
+            bool k_same = true;
+            for (int g = 0; g < s.n_kv; g++) {
+                for (int which = 0; which < 2; which++) {
+                    __half *base = which ? d.vc : d.kc;
+                    const size_t at = ((size_t)g * ctx + P) * s.hd;
+                    std::copy_n((which ? vc_a : kc_a).begin() + at, s.hd, rowa.begin());
+                    CK(cudaMemcpy(rowb.data(), base + layer_n + at, (size_t)s.hd * 2, cudaMemcpyDeviceToHost));
+                    for (int i = 0; i < s.hd; i++) {
+                        const float fa = h2f(rowa[i]), fb = h2f(rowb[i]);
+                        const bool ok = which ? fa == fb : fabsf(fa - fb) <= fabsf(fa) * (1.0f / 1024) + 1e-7f;
+                        if (!ok) {
+                            fprintf(stderr, "FAIL %s %d/%d hd %d style %d pos %d: %s row of group %d at %d: %g vs %g\n",
+                                    CHECK_NAME[v], s.n_heads, s.n_kv, s.hd, s.style, P, which ? "V" : "K", g, i, fa, fb);
+                            vbad++;
+                            break;
+                        }
+                    }
+                    if (!which) {
+                        std::copy(rowb.begin(), rowb.end(), kc_b.begin() + at);
+                        k_same = k_same && !memcmp(rowa.data(), rowb.data(), (size_t)s.hd * 2);
+                    }
+                }
+            }
+            std::vector<double> refb, avb;
+            if (!k_same) k_own++;
+            reference(s, ctx, qa, k_same ? kc_a : kc_b, vc_a, rope, P, refb, avb);
+            const double eb = worst_err(ob, refb, avb);
+            worst_b[v] = std::max(worst_b[v], eb);
+            if (!(eb <= 3e-5)) {
+                fprintf(stderr, "FAIL %s %d/%d hd %d style %d pos %d: fused attention error %.3g of sum p|v| (bound 3e-5)\n",
+                        CHECK_NAME[v], s.n_heads, s.n_kv, s.hd, s.style, P, eb);
+                vbad++;
+            }
+            bad += vbad;
+        }
         fails += bad != 0;
     }
     printf("CHECK %d/%d hd %d dim %d style %d: %zu positions, qkv vs CPU reference %.3g of max, attention error of "
-           "sum p|v| product %.3g fused %.3g, K row rounded differently at %d, %d failing\n",
-           s.n_heads, s.n_kv, s.hd, s.dim, s.style, positions.size(), worst_cpu, worst_a, worst_b, k_own, fails);
+           "sum p|v|: product %.3g, fused as built %.3g, per group %.3g, per head %.3g; K row rounded differently %d "
+           "times; %d positions failing\n",
+           s.n_heads, s.n_kv, s.hd, s.dim, s.style, positions.size(), worst_cpu, worst_a, worst_b[0], worst_b[1],
+           worst_b[2], k_own, fails);
     return fails;
 }
 
@@ -336,8 +376,8 @@ struct Chain {
     int dim = 2560, ffn = 6912;
 };
 
-enum Mode { PRODUCT, FUSED, FUSED_EARLY, FUSED_PF, FUSED_NOPF, GEMV_ONLY, MODES };
-const char *const MODE_NAME[MODES] = {"product", "fused", "fusedE", "fusedP", "fusedNP", "gemv"};
+enum Mode { PRODUCT, FUSED, FUSED_EARLY, FUSED_G, FUSED_H, FUSED_HN, GEMV_ONLY, MODES };
+const char *const MODE_NAME[MODES] = {"product", "fused", "fusedE", "fusedG", "fusedH", "fusedHN", "gemv"};
 
 int chain_layer(Chain &c, Dev &d, int l, Mode mode, int P, cudaStream_t st) {
     const uint8_t *base = c.w + c.layer * l;
@@ -345,12 +385,8 @@ int chain_layer(Chain &c, Dev &d, int l, Mode mode, int P, cudaStream_t st) {
     int r;
     if (mode == FUSED || mode == FUSED_EARLY) {
         r = fused(d, l, c.x, c.nw, mode == FUSED ? KCUDA_PDL_LATE : KCUDA_PDL_EARLY, st);
-    } else if (mode == FUSED_PF || mode == FUSED_NOPF) {
-        const size_t off = (size_t)l * d.s.n_kv * d.ctx * d.s.hd;
-        qkv_attn::Params p = qkv_attn::make_params(&d.m, c.x, d.s.dim, c.nw, 1e-5f, &d.a, d.qkv, (uint16_t *)(d.kc + off),
-                                                   (uint16_t *)(d.vc + off), d.pos, d.out, d.count, KCUDA_PDL_LATE);
-        p.prefetch = mode == FUSED_PF;
-        r = qkv_attn::launch(p, KCUDA_PDL_LATE, st);
+    } else if (mode == FUSED_G || mode == FUSED_H || mode == FUSED_HN) {
+        r = fused_variant(d, l, c.x, c.nw, mode != FUSED_HN, mode != FUSED_G, st);
     } else {
         r = kcuda_w2a8_gemv(&d.m, c.x, c.dim, c.nw, 1e-5f, nullptr, nullptr, nullptr, KCUDA_EP_F32, d.qkv, KCUDA_PDL_LATE, st);
         if (!r && mode == PRODUCT) r = product_attn(d, l, P, KCUDA_PDL_LATE, st);
