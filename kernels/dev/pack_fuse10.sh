@@ -16,6 +16,7 @@ done
 mkdir -p "$T/build/tokenizer-data/llama3"
 cp "$B/tokenizer-data/llama3/tokenizer.json" "$T/build/tokenizer-data/llama3/"
 mkdir -p "$B/fuse10_carry"
-tar cf - -C "$T" build | xz -T2 -6 >"$B/fuse10_carry/f10.tar.xz"
+tar cf - -C "$T" build | xz -T2 -6 >"$B/fuse10_carry/f10.tar.xz.tmp"
+mv "$B/fuse10_carry/f10.tar.xz.tmp" "$B/fuse10_carry/f10.tar.xz" 
 rm -rf "$T"
 ls -la "$B/fuse10_carry/f10.tar.xz"

@@ -20,7 +20,9 @@
 #      identical to the CPU backend on the demo model), test_backend_cuda, test_families_cuda random;
 #   4. bitnet-chat -p on a 2B-shaped GGUF with random weights (default sampling), base and this
 #      build alternated: -n 100 after a short prompt (every step below the fused limit of 128)
-#      twice, and -n 500 once; the rate line of each.
+#      twice, and -n 500 once; the rate line of each;
+#   5. test_families_cuda random, then (with the time left) compute-sanitizer racecheck and
+#      memcheck over `dev_fuse san`.
 # summary.txt goes to $OUT, every log to $OUT/logs.tar.xz.
 set -u
 T0=$(date +%s)
@@ -77,6 +79,11 @@ pp fused $B/bitnet-chat 500
 cd $B/tests
 step "test_families_cuda random" 30 families.txt ./test_families_cuda random
 tail -3 $L/families.txt >>"$S"
+# with what time is left: the fused kernel under compute-sanitizer (two shapes, two positions)
+for tool in racecheck memcheck; do
+    step "$tool dev_fuse san" 25 san_$tool.txt compute-sanitizer --tool $tool $B/tests/dev_fuse san
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^check" $L/san_$tool.txt | tail -3 >>"$S"
+done
 echo "total $(($(date +%s) - T0)) s" >>"$S"
 tar cf - -C $W logs | xz >"$OUT/logs.tar.xz"
 cat "$S"
