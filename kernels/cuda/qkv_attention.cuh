@@ -271,9 +271,11 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int h0, 
 
 // grid: n_out / 16 blocks of NT threads; dynamic shared memory max(k_pad, att_smem_bytes).
 // The GEMV part is kernel 3 (w2a8_gemv.cuh) with the F32 epilogue, 8 lanes a row.
-// Registers: with K <= 2560 (MAXC <= 5) held to kernel 3's 80 (6 blocks an SM; without the bound
-// the attention phase took 92, 5 blocks), which ptxas reaches without spilling; at 7 and 8 the
-// same bound spills (140-208 bytes), so those take what they need (122-124).
+// Registers: with K <= 2560 (MAXC <= 5) held to kernel 3's 80, so that two blocks still fit on an
+// SM beside the previous kernel's when PDL launches this one early (without the bound: 92 or
+// more; ptxas spills 16-56 bytes with it, the block's long-lived indices by the look of it); at 7
+// and 8 the bound spilled 140-208 bytes, so those take what they need (126-152).
+// PER_HEAD: Params.per_head as a template parameter (the per-head sums in registers: 1 or 8).
 template <int MAXC, bool PER_HEAD>
 __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Params pa) {
     const GemvParams &p = pa.g;
