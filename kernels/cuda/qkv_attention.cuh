@@ -22,7 +22,6 @@
 #pragma once
 #include <cuda_fp16.h>
 
-#include "kernels/cuda/attention_decode.cuh"
 #include "kernels/cuda/w2a8_gemv.cuh"
 
 namespace {
@@ -51,11 +50,24 @@ __host__ __device__ inline int att_smem_bytes(int rep, int hd) {
     return rep * hd * 4 + rep * CHUNK * 4 + 3 * MAX_REP * 4 + 2 * hd * 2 + CHUNK * (hd + 8) * 2 + CHUNK * hd * 2;
 }
 
-// The RoPE pairs and the 16-byte asynchronous copies of the per-KV-group decode kernel.
-using attn_decode::cp_async16;
-using attn_decode::cp_async_commit;
-using attn_decode::cp_async_wait;
-using attn_decode::rope_pair;
+// The RoPE pairs (KcudaAttnShape.rope_style) and 16-byte asynchronous copies. Each decode
+// attention header keeps its own (attention_decode_head.cuh: rope_pair_h), and those headers are
+// being reorganised; these are this kernel's.
+__device__ __forceinline__ void rope_pair(int style, int hd, int i, int *i0, int *i1) {
+    if (style == 0) {
+        *i0 = i;
+        *i1 = i + hd / 2;
+    } else {
+        *i0 = 2 * i;
+        *i1 = 2 * i + 1;
+    }
+}
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
 
 // The attention of query heads h0 .. h0 + rep - 1 (of KV group g) at position pos by one block
 // of NT threads; q, k, v are read from global memory through L2 (other blocks of this grid wrote
@@ -172,7 +184,7 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int h0, 
                     *(uint4 *)(vs + (pos - t0) * hd + c * 8) = *(const uint4 *)(vcur + c * 8);
                 }
         }
-        cp_async_wait<0>();
+        cp_async_wait_all();
         __syncthreads();  // the chunk's rows, and the first time kcur, vcur, qf and mla, visible
         // Scores: two threads a position (each half of the row), every head of the group.
         {
