@@ -2,13 +2,12 @@
  * device I2_S rows, QKV fused, gate/up interleaved), keeps an f16 KV cache, and runs
  *   - prefill (n > 1) as per-row RMSNorm+quant + W2A8 GEMM on int8 tensor cores, in chunks of
  *     PREFILL_MAX tokens, then the lm_head on the last token;
- *   - decode (n == 1) as a CUDA graph captured on first use and replayed per token (up to six
+ *   - decode (n == 1) as a CUDA graph captured on first use and replayed per token (up to four
  *     graphs: the attention kernel chosen per token by position, ATTN_GRAPHS, times the lm_head,
  *     full or screened): token and
  *     position are read from device memory, 5 kernels per layer (QKV GEMV with fused RMSNorm
  *     +quant, attention with RoPE + KV write, O GEMV + residual, gate/up GEMV with act(g)*up,
- *     down GEMV + residual; at short context QKV and attention are one kernel, ATTN_FUSED), then
- *     the lm_head with the final norm and a greedy argmax, chained
+ *     down GEMV + residual), then the lm_head with the final norm and a greedy argmax, chained
  *     with programmatic dependent launch so each kernel's weight loads overlap the previous one;
  *     where each kernel of a layer lets its successor launch is chosen per kernel (DECODE_PDL).
  * The float lm_head is screened by default (kernels_cuda.h, "the screened exact lm_head"): an
@@ -50,11 +49,7 @@ enum { PREFILL_MAX = 512 }; /* tokens per prefill batch: the prompt buffers' siz
  * more than the choice gains at most positions; a second graph cost 0.46 ms once (capture,
  * instantiate, upload of 150 kernels) and no device memory cudaMemGetInfo could see
  * (kernels/dev/README.md, "Decode attention by position"). */
-enum { ATTN_HEAD = 0, ATTN_GROUP = 1, ATTN_FUSED = 2, ATTN_GRAPHS = 3 };
-/* ATTN_FUSED: below kcuda_qkv_attn_decode_until positions the QKV projection and the attention
- * are one kernel (kernels/cuda/qkv_attention.cuh: the last block of each KV group's rows runs that
- * group's attention), one kernel boundary fewer per layer; its limit and figures are in
- * kernels/cuda/qkv_attention.cu. */
+enum { ATTN_HEAD = 0, ATTN_GROUP = 1, ATTN_GRAPHS = 2 };
 
 /* Distinct penalised ids the device sampler takes per token; a wider penalty window (the CLI
  * allows up to 65536 tokens) hands the pick to the host sampler. 16 KiB of pinned copy. */
@@ -128,7 +123,6 @@ typedef struct {
     /* decode, by attention kernel (ATTN_*) and lm_head ([0] the full head, [1] the screened one) */
     cudaGraphExec_t graph[ATTN_GRAPHS][2];
     int head_until; /* positions below take ATTN_HEAD */
-    int fuse_until; /* positions below take ATTN_FUSED (0: the shapes have no fused kernel) */
     /* the device sampler, one graph per SampleGraph, captured when a draw first needs it; [1]:
      * with the screen's exact pass in front (a draw that needs more rows than the decode step
      * served) */
@@ -639,7 +633,6 @@ static int alloc_host(CudaBackend *b, Err *err) {
 static int upload_model(CudaBackend *b, const Model *m, int lm_head_int8, int screen, Err *err) {
     if (alloc_host(b, err) || alloc_device(b, m, lm_head_int8, screen, err)) return -1;
     if (upload_ternary(b, m, err)) return -1;
-    b->fuse_until = kcuda_qkv_attn_decode_until(&b->L[0].qkv, &b->ash); /* every layer's QKV: one shape */
     if (upload_norms_rope(b, m, err)) return -1;
     return upload_embeddings(b, m, lm_head_int8, err);
 }
@@ -794,24 +787,17 @@ static int layer_err(Err *err, const char *phase, int l, const char *step) {
 
 /* One decode layer, five kernels: QKV (fused RMSNorm + int8), attention (RoPE, KV write, split
  * over the context; the kernel by attn, ATTN_*), O + residual, gate/up with act(g)*u, down +
- * residual; with ATTN_FUSED the first two are one kernel. pdl = 0 launches every kernel plainly;
- * otherwise each lets its successor in where PDL_* says (the fused kernel where QKV does). */
+ * residual. pdl = 0 launches every kernel plainly; otherwise each lets its successor in where
+ * PDL_* says. */
 static int decode_layer(CudaBackend *b, int l, int attn, int pdl, Err *err) {
     const CudaLayer *L = &b->L[l];
     const float eps = b->cfg.norm_eps;
-    int rc;
-    if (attn == ATTN_FUSED) {
-        rc = kcuda_qkv_attn_decode(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, &b->ash, b->d_qkv, L->kc, L->vc,
-                                   b->d_io + 1, b->d_att, b->d_count, pdl_opt(pdl, PDL_QKV), b->st);
-        if (rc) return layer_err(err, "decode", l, "QKV projection + attention");
-    } else {
-        rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
+    int rc = kcuda_w2a8_gemv(&L->qkv, b->d_x, b->dim, L->attn_norm, eps, NULL, NULL, NULL, KCUDA_EP_F32, b->d_qkv,
                              pdl_opt(pdl, PDL_QKV), b->st);
-        if (rc) return layer_err(err, "decode", l, "QKV projection");
-        rc = (attn == ATTN_HEAD ? kcuda_attn_decode_head : kcuda_attn_decode)(
-            &b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl_opt(pdl, PDL_ATTN), b->st);
-        if (rc) return layer_err(err, "decode", l, "attention");
-    }
+    if (rc) return layer_err(err, "decode", l, "QKV projection");
+    rc = (attn == ATTN_HEAD ? kcuda_attn_decode_head : kcuda_attn_decode)(
+        &b->ash, b->d_qkv, L->kc, L->vc, b->d_io + 1, b->d_att, b->d_part, b->d_count, pdl_opt(pdl, PDL_ATTN), b->st);
+    if (rc) return layer_err(err, "decode", l, "attention");
     rc = kcuda_w2a8_gemv(&L->o, b->d_att, b->q_dim, L->attn_sub_norm, eps, NULL, NULL, NULL, KCUDA_EP_RESID, b->d_x,
                          pdl_opt(pdl, PDL_O), b->st);
     if (rc) return layer_err(err, "decode", l, "output projection");
@@ -975,11 +961,6 @@ static int prefill_chunk(CudaBackend *b, const int32_t *tokens, int T, int pos0,
     return 0;
 }
 
-/* The decode graph's attention kernel at position pos (ATTN_*). */
-static int attn_for(const CudaBackend *b, int pos) {
-    return pos < b->fuse_until ? ATTN_FUSED : pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
-}
-
 /* One decode step the plain way: token and position in through h_pin, the decode graph, the
  * greedy pick out (and with all_logits the whole head, copied out). */
 static int decode_plain(CudaBackend *b, int32_t tok, int pos, float *all_logits, Err *err) {
@@ -988,7 +969,7 @@ static int decode_plain(CudaBackend *b, int32_t tok, int pos, float *all_logits,
      * or the last draw needed every row (or more than the screen's warps can bound) */
     const int screened = b->screen && !all_logits && !b->logits_asked && b->m_pred <= b->screen_nb;
     b->logits_asked = 0;
-    const int attn = attn_for(b, pos);
+    const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
     if (!b->graph[attn][screened] && capture_graph(b, attn, screened, err)) return -1;
     if (b->inflight && (e = cudaStreamSynchronize(b->st)) != cudaSuccess) return cuda_err(err, "decode", e);
     b->h_pin[0] = tok;
@@ -1099,7 +1080,7 @@ static int ahead_settle(CudaBackend *b, Err *err) {
 
 /* Queues the step at pos whose input is the draw before it (sequence number seq). */
 static int ahead_queue(CudaBackend *b, int pos, int seq, Err *err) {
-    const int attn = attn_for(b, pos);
+    const int attn = pos < b->head_until ? ATTN_HEAD : ATTN_GROUP;
     cudaGraphExec_t *g = &b->ahead_graph[attn][b->ahead_screened][b->ahead_kind];
     if (!*g && capture_ahead(b, attn, b->ahead_screened, b->ahead_kind, err)) return -1;
     cudaError_t e;

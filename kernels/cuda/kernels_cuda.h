@@ -352,21 +352,6 @@ int kcuda_attn_decode_head_until(const KcudaAttnShape *a);
 /* Scratch floats of either decode kernel. */
 size_t kcuda_attn_decode_scratch(const KcudaAttnShape *a);
 
-/* Decode, short context: the QKV projection and the attention behind it in one kernel. The
- * projection is kcuda_w2a8_gemv's (d_x with the optional RMSNorm, KCUDA_EP_F32 into d_qkv, the
- * same bits); the attention has kcuda_attn_decode's contract (RoPE, k and v written to the cache
- * at *d_pos, positions 0..*d_pos, out [n_heads*hd], results within f32 rounding; d_count: n_kv
- * ints, zero at start, left zero), computed per KV group by the last block that finishes the
- * group's rows. A position at or past ctx makes the output NaN. pdl: KCUDA_PDL_* as the GEMV.
- * kcuda_qkv_attn_decode_until: the positions below which it is faster than the separate
- * kernels (at most ctx); 0 where the shapes have no such kernel (head_dim not a multiple of 16
- * or above 128, more than 8 query heads per KV head, K above 4096, or a matrix that is not
- * this shape's QKV); the launcher refuses those shapes with KCUDA_ERR_SHAPE. */
-int kcuda_qkv_attn_decode(const KcudaTernary *qkv, const float *d_x, int k_in, const float *d_norm_w,
-                          float eps, const KcudaAttnShape *a, float *d_qkv, uint16_t *d_kc, uint16_t *d_vc,
-                          const int *d_pos, float *d_out, int *d_count, int pdl, void *stream);
-int kcuda_qkv_attn_decode_until(const KcudaTernary *qkv, const KcudaAttnShape *a);
-
 /* Prefill: T tokens at positions pos0..pos0+T-1, qkv [T][ld_qkv]. RoPE on q (in place) and k,
  * k/v written to the cache, then causal attention over positions 0..pos0+t for each t;
  * out [T][n_heads*hd]. Both of its kernels launched with programmatic dependent launch when

@@ -1,24 +1,25 @@
-// The decode QKV projection with the short-context attention behind it in one kernel
-// (kcuda_qkv_attn_decode, qkv_attention.cu), shared by its launcher and the lab
-// (kernels/dev/fuse_lab.cu). Internal to kernels/cuda and kernels/dev.
+// A lab kernel (issue #12, session 10; kernels/dev/README.md, "QKV + attention in one kernel":
+// measured slower than the product's two kernels at every position, so not in the product): the
+// decode QKV projection with the short-context attention behind it in one kernel, with its
+// launcher (qkv_attn::decode), for the lab kernels/dev/fuse_lab.cu (dev_fuse).
 //
-// Why: a decode layer is five dependent kernels, and each boundary exposes ~3.4-4.4 us on an
+// The idea: a decode layer is five dependent kernels, and each boundary exposes ~3.4-4.4 us on an
 // H100 while its bytes take 0.5-2.9 us. QKV -> attention is the one boundary that is not global:
 // the attention of KV group g needs only the q rows of g's query heads and g's k and v rows. So
 // the QKV kernel (the decode GEMV's kernel 3, 8 lanes a row, 16 rows a block: same prologue,
-// same integer dot products, same bits in d_qkv) counts, per KV group, the blocks that have
-// written their rows (threadfence + atomicAdd: the last-block pattern, no spinning, no
-// assumption about which blocks are resident), and the LAST block of a group runs that group's
+// same integer dot products, same bits in d_qkv) counts, per KV group (or per query head), the
+// blocks that have written their rows (threadfence + atomicAdd: the last-block pattern, no
+// spinning, no assumption about which blocks are resident), and the LAST block of a unit runs its
 // attention at the current position: RoPE on q and k, the f16 KV cache write of this position,
 // an online softmax in f32 over the pos + 1 positions in chunks of 64, P.V, the output where the
 // attention kernels write it (out[h * hd + d]). It resets its counter, so counters are zero
-// between launches (as the attention kernels leave theirs).
+// between launches (as the attention kernels leave theirs). Why it loses (measured): that one
+// block does a unit's attention serially while the rest of the GPU idles, +5 us a layer at
+// position 0 against the product's attention kernel, +70 us at 511.
 //
 // Shapes: head_dim a multiple of 16 up to 128 (every block's 16 rows then lie in one part of one
 // group), up to 8 query heads per KV head, K of the QKV matrix up to 4096 (a lane's chunks in
-// registers). One block does a whole group's attention, so the work grows with the position
-// while the rest of the GPU idles: the launcher takes positions below a limit measured in the
-// lab (qkv_attention.cu).
+// registers).
 #pragma once
 #include <cuda_fp16.h>
 
@@ -237,6 +238,9 @@ __device__ __forceinline__ void group_attention(const Params &p, int g, int h0, 
             const float ls = warp_sum(e0 + e1);
             sc[h * CHUNK + lane] = e0;
             sc[h * CHUNK + lane + 32] = e1;
+            // every lane has read mla[h] (mo) before lane 0 replaces it: the shuffles above
+            // converge the warp but order no memory (compute-sanitizer racecheck: 12 hazard warnings)
+            __syncwarp();
             if (lane == 0) {
                 const float al = expf(mo - mn);  // 0 on the first chunk (mo = -inf)
                 mla[h] = mn;
@@ -433,7 +437,7 @@ __global__ void __launch_bounds__(NT, (MAXC <= 5 ? 6 : 1)) qkv_attn_kernel(Param
     }
 }
 
-// The parameters of a launch (the shapes checked by kcuda_qkv_attn_decode); prefetch off.
+// The parameters of a launch (the shapes checked by decode below); prefetch and per_head off.
 inline Params make_params(const KcudaTernary *w, const float *d_x, int k_in, const float *d_norm_w, float eps,
                           const KcudaAttnShape *a, float *d_qkv, uint16_t *d_kc, uint16_t *d_vc, const int *d_pos,
                           float *d_out, int *d_count, int pdl) {
@@ -466,7 +470,7 @@ inline Params make_params(const KcudaTernary *w, const float *d_x, int k_in, con
     return p;
 }
 
-// The launch of a checked shape (qkv_attention.cu: kcuda_qkv_attn_decode checks it): kernel 3's
+// The launch of a checked shape (decode below checks it): kernel 3's
 // loads in flight per lane by K, shared memory for the GEMV's activations or the attention.
 template <int MAXC>
 inline int launch_maxc(const Params &p, size_t smem, int pdl, cudaStream_t st) {
@@ -482,6 +486,45 @@ inline int launch(const Params &p, int pdl, cudaStream_t st) {
     if (per_lane <= 5) return launch_maxc<5>(p, smem, pdl, st);
     if (per_lane <= 7) return launch_maxc<7>(p, smem, pdl, st);
     return launch_maxc<8>(p, smem, pdl, st);
+}
+
+// Whether the kernel takes these shapes (the QKV matrix as the backend uploads it).
+inline bool shape_ok(const KcudaTernary *w, const KcudaAttnShape *a) {
+    if (!w || !a || a->n_heads <= 0 || a->n_kv <= 0 || a->n_heads % a->n_kv || a->ctx <= 0) return false;
+    const int hd = a->head_dim, rep = a->n_heads / a->n_kv;
+    if (hd <= 0 || hd % 16 || hd > MAX_HD || rep > MAX_REP) return false;
+    if (w->glu || w->n_out != (a->n_heads + 2 * a->n_kv) * hd || w->k_pad <= 0 || w->k_pad % 128) return false;
+    // a lane's chunks of a row in registers (kernel 3 with MAXC <= 8): K <= 4096
+    return (w->k_pad / 64 + LPR - 1) / LPR <= 8;
+}
+
+// The launcher: the projection as kcuda_w2a8_gemv's (d_x with the optional RMSNorm, F32 epilogue
+// into d_qkv, the same bits), the attention with kcuda_attn_decode's contract (d_count: n_heads
+// ints, zero at start, left zero); prefetch and per_head as given. KCUDA_OK or the error (a shape
+// it does not take: KCUDA_ERR_SHAPE with a message).
+inline int decode(const KcudaTernary *w, const float *d_x, int k_in, const float *d_norm_w, float eps,
+                  const KcudaAttnShape *a, float *d_qkv, uint16_t *d_kc, uint16_t *d_vc, const int *d_pos,
+                  float *d_out, int *d_count, int pdl, int prefetch, int per_head, cudaStream_t st) {
+    const char *fn = "qkv_attn::decode";
+    int rc = kcuda_check_ternary(w, KCUDA_EP_F32, fn);
+    if (rc) return rc;
+    rc = kcuda_attn_check_shape(a, fn);
+    if (rc) return rc;
+    if (!d_x || !d_qkv || !d_kc || !d_vc || !d_pos || !d_out || !d_count)
+        return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL pointer", fn);
+    if (!shape_ok(w, a))
+        return kcuda_fail(KCUDA_ERR_SHAPE,
+                          "%s: heads %d/%d, head_dim %d, QKV %dx%d unsupported (head_dim a multiple of 16 up to %d, "
+                          "up to %d query heads per KV head, K up to 4096, rows = (heads + 2 KV heads) x head_dim)",
+                          fn, a->n_heads, a->n_kv, a->head_dim, w->n_out, w->k_pad, (int)MAX_HD, (int)MAX_REP);
+    if (k_in <= 0 || k_in > w->k_pad)
+        return kcuda_fail(KCUDA_ERR_SHAPE, "%s: input length %d does not fit k_pad %d", fn, k_in, w->k_pad);
+    if ((uintptr_t)d_kc % 16 || (uintptr_t)d_vc % 16) return kcuda_fail(KCUDA_ERR_ARG, "%s: cache not 16-byte aligned", fn);
+    if (pdl < KCUDA_PDL_OFF || pdl > KCUDA_PDL_AFTER_WORK) return kcuda_fail(KCUDA_ERR_ARG, "%s: launch option %d", fn, pdl);
+    Params p = make_params(w, d_x, k_in, d_norm_w, eps, a, d_qkv, d_kc, d_vc, d_pos, d_out, d_count, pdl);
+    p.prefetch = prefetch;
+    p.per_head = per_head;
+    return launch(p, pdl, st);
 }
 
 }  // namespace qkv_attn
