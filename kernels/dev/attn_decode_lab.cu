@@ -31,7 +31,7 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/cuda/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 // attn10: the check at every shape the GPU tests run, then the product against this session's
@@ -52,7 +52,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
-#include "kernels/cuda/attention_decode_long.cuh"
+#include "kernels/dev/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 
@@ -176,7 +176,7 @@ int launch_by_pos_head(Bufs &b, int l, int pdl, cudaStream_t st) {
     return attn_head::launch<COMBINE>(p, pdl, st);
 }
 
-// The spans kernel (kernels/cuda/attention_decode_long.cuh) at the shape of b: the instantiation
+// The spans kernel (kernels/dev/attention_decode_long.cuh) at the shape of b: the instantiation
 // by head_dim (64, 128, 256; 16-byte rows when head_dim % 8 == 0) with THREADS threads.
 // The probe (mode "probe"): the spans kernel's launch for layer g_probe_layer records its blocks'
 // timeline into g_probe (attn_long::probe_mark) while g_probe is set.
@@ -933,7 +933,8 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
 //     head kernel's limit), counters left zero (CHECK10 lines; "check: N failures");
 //  2. in place (30 decode layers: chain - gemv, us per layer, median of 3 interleaved rounds) at
 //     positions 96 / 544 / 1100 / 2048 / 4095, the product by position (attention.cu:
-//     HEAD_COMBINE, SPANS_REL_TICKET) against each setting named (IN10, RATIO10 lines):
+//     HEAD_COMBINE below the head kernel's limit, the tiled per-KV-group kernel from there)
+//     against each setting named (IN10, RATIO10 lines):
 //       "by position, head fences" / "one-trip" / "one-trip rel": the head kernel's combine
 //         FENCES (measured last session) / ONE_TRIP / ONE_TRIP_REL (attention_decode_head.cuh)
 //         below its limit, the product's kcuda_attn_decode above;
@@ -944,7 +945,9 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
 // is the spans kernel's cluster setting on tensor cores instead ("TK16 c32 b150": a KV group's
 // 16 spans combined through distributed shared memory after a cluster barrier, no ticket, no
 // partials in global memory; never run on a GPU before).
-int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool clusters) {
+// quick ("attn10 quick"): the check at the 2B-4T heads only (the 22 shapes took the whole 40 s
+// of the first call), so that the timing runs.
+int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool clusters, bool quick) {
     std::vector<Variant> vs;
     for (auto &v : base)
         if (v.name.rfind("product", 0) == 0) vs.push_back(v);
@@ -1000,7 +1003,10 @@ int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool c
         {{16, 2, 128, 4160}, {0, 65, 4159}},
     };
     int fails = 0;
-    for (const S &x : shapes) fails += check_shape(vs, v3, x.s, x.pos, st);
+    for (const S &x : shapes) {
+        fails += check_shape(vs, v3, x.s, x.pos, st);
+        if (quick) break;
+    }
     printf("check: %d failures\n", fails);
     for (auto &v : vs) printf("CHECK10 %-34s %s\n", v.name.c_str(), v.ok ? "ok" : "FAILED");
 
@@ -1123,7 +1129,7 @@ int main(int argc, char **argv) {
         CK(cudaFuncSetAttribute(attn_head::attn_head_kernel<attn_head::FENCES>, cudaFuncAttributePreferredSharedMemoryCarveout, pc));
     };
     if (!strcmp(mode, "long") || !strcmp(mode, "longk")) return long_mode(vs, v3, only, !strcmp(mode, "longk"), st);
-    if (!strcmp(mode, "attn10") || !strcmp(mode, "attn10k")) return attn10_mode(vs, v3, st, !strcmp(mode, "attn10k"));
+    if (!strcmp(mode, "attn10") || !strcmp(mode, "attn10k")) return attn10_mode(vs, v3, st, !strcmp(mode, "attn10k"), argc > 2 && !strcmp(argv[2], "quick"));
     if (!strcmp(mode, "longsan")) {  // for compute-sanitizer: the spans kernel, a few settings and positions
         std::vector<Variant> few, all_long;
         add_long(all_long, false);

@@ -1,8 +1,11 @@
-// The decode attention kernel from kcuda_attn_decode_head_until on, "spans" (one token over the
-// f16 KV cache, RoPE, GQA; one block per KV group and span of the context; attention.cu:
-// kcuda_attn_decode), its launch and its knobs; the lab (kernels/dev/attn_decode_lab.cu, modes
-// long / longk / probe) instantiates its other settings (clusters, bulk copies, the probe). The
-// product's setting is T256 sm1 c64 b100 (attention.cu: SPANS). How it differs
+// Lab: the decode attention kernel for long contexts, "spans" (one token over the f16 KV cache,
+// RoPE, GQA; one block per KV group and span of the context), its launch and its knobs. Its
+// tensor-core setting (T256 sm1 c64 b100) was the product's kcuda_attn_decode twice on
+// 2026-12-06 (faster in place and end to end: -p after 2002 / 3607 tokens 1000.2 / 934.7 against
+// 936.0 / 888.7 tok/s) and went back here both times: on the GPU its outputs miss the tests'
+// error bound where an output's reference sits in small probabilities (P.V takes p as f16 hi +
+// lo: no normal f16 below 2^-14, none at all below 2^-24, so e^-30 is 0; kernels/dev/README.md,
+// "Decode attention at every context length", says what would fix it). How it differs
 // from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
 // "t256x128s1ip sm2 c128 at group") and why:
 //
