@@ -3,9 +3,12 @@
 // tensor-core setting (T256 sm1 c64 b100) was the product's kcuda_attn_decode twice on
 // 2026-12-06 (faster in place and end to end: -p after 2002 / 3607 tokens 1000.2 / 934.7 against
 // 936.0 / 888.7 tok/s) and went back here both times: on the GPU its outputs miss the tests'
-// error bound where an output's reference sits in small probabilities (P.V takes p as f16 hi +
-// lo: no normal f16 below 2^-14, none at all below 2^-24, so e^-30 is 0; kernels/dev/README.md,
-// "Decode attention at every context length", says what would fix it). How it differs
+// error bound where an output's reference sits in small probabilities (P.V took p as f16 hi +
+// lo: no normal f16 below 2^-14, none at all below 2^-24, so e^-30 was 0; kernels/dev/README.md,
+// "Decode attention at every context length"). Its P.V now runs in TF32 (m16n8k8, p as tf32 hi
+// + lo: f32 range, ~2^-22 of p; V's f16 converts to tf32 exactly) and q is scaled by a power of
+// two before its f16 split (lo normal down to 2^-18 of the largest |q|): not yet run on a GPU.
+// How it differs
 // from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
 // "t256x128s1ip sm2 c128 at group") and why:
 //
@@ -161,6 +164,19 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// TC P.V: c += a . b (m16n8k8, tf32 in, f32 accumulators). tf32 has f32's exponent range, so
+// probabilities far below 2^-24 keep their relative precision (f16 had none there).
+__device__ __forceinline__ void mma1688_tf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// x rounded to tf32 (10 mantissa bits, to nearest, ties away), as a float whose low 13 bits are 0
+__device__ __forceinline__ float to_tf32(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+}
 __device__ __forceinline__ void ldsm_x4(uint32_t a[4], const __half *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
@@ -180,9 +196,12 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t a[4], const __half *p) {
 // global memory, no fence, no ticket, no last block's L2 round trips.
 // BULK: the rows are staged by bulk copies (cp.async.bulk, p.bulk_rows rows each, issued by warp
 // 0) instead of 16-byte cp.async from every thread (head_dim % 8 == 0; others as before).
-// TC: the scores and P.V on tensor cores (mma.sync m16n8k16, f16 operands, f32 accumulators; the
-// block's query heads are the 8 columns; q and p split into f16 hi + lo, two products each, so
-// the result is that of f32 operands to ~2^-22; K and V as stored). Rows padded by 16 bytes for
+// TC: the scores and P.V on tensor cores (f32 accumulators; the block's query heads are the 8
+// columns). Scores: mma.sync m16n8k16, q scaled by a power of two (the block's largest |q| to
+// [2^14, 2^15), undone exactly in f32) and split into f16 hi + lo (two products, ~2^-22 of q; K
+// as stored). P.V: mma.sync m16n8k8 tf32, p split into tf32 hi + lo (two products: ~2^-22 of p at
+// f32's range, where f16 hi + lo lost every p below 2^-24 and most bits below 2^-14; V's f16
+// values are tf32 values, converted exactly from the same ldmatrix fragments). Rows padded by 16 bytes for
 // conflict-free ldmatrix (BULK then copies row by row). head_dim % 16 == 0 (the host launches
 // the other instantiation otherwise).
 // PROBE (lab builds only): the blocks record their timeline into p.probe (probe_mark); the
@@ -211,9 +230,9 @@ __host__ __device__ __forceinline__ int hd8_of(int hd) { return (hd + 7) / 8 * 8
 // [splits][MAX_REP] x 2.
 template <class C>
 __host__ __device__ __forceinline__ size_t tile_bytes(int hd, int tile) {
-    if (C::TC)  // padded K and V rows, scores [MAX_REP][tile] f32, p hi and lo [MAX_REP][tile + 8] f16
+    if (C::TC)  // padded K and V rows, scores [MAX_REP][tile] f32, p hi and lo [MAX_REP][tile + 8] tf32
         return (size_t)tile * (hd8_of(hd) + 8) * 2 * sizeof(__half) + (size_t)MAX_REP * tile * sizeof(float) +
-               (size_t)2 * MAX_REP * (tile + 8) * sizeof(__half);
+               (size_t)2 * MAX_REP * (tile + 8) * sizeof(float);
     return (size_t)tile * hd8_of(hd) * 2 * sizeof(__half) + (size_t)2 * MAX_REP * tile * sizeof(float);
 }
 template <class C>
@@ -332,6 +351,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     constexpr bool TC = C::TC && VEC8;
     constexpr int QHL = TC ? MAXHD + 8 : 2;  // TC: q hi / lo rows [head][dim], padded (conflict-free B loads)
     __shared__ __align__(16) __half qh[TC ? MAX_REP : 1][QHL], ql[TC ? MAX_REP : 1][QHL];
+    __shared__ unsigned q_amax;  // TC: the largest |q| of the block's heads (f32 bits; non-negative floats order as integers)
 
     if (p.late == 0) pdl_trigger();
     probe_mark<C>(p, 1);
@@ -374,8 +394,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __half *ks = (__half *)dyn, *vs = ks + (size_t)tile * ldr;
     float *sc = (float *)(vs + (size_t)tile * ldr);  // [MAX_REP][tile]
     float *pr = sc + (size_t)MAX_REP * tile;         // [tile][MAX_REP]
-    const int pst = tile + 8;                        // TC: p hi / lo [MAX_REP][pst] f16 (in place of pr)
-    __half *ph = (__half *)pr, *pl = ph + (size_t)MAX_REP * pst;
+    // TC: p hi / lo [MAX_REP][pst] tf32 (in place of pr); pst = tile + 8 words: the P.V's 8-byte
+    // B loads (head gq, positions 2 tq, 2 tq + 1) of a half warp fall in 16 distinct bank pairs
+    const int pst = tile + 8;
+    float *ph = pr, *pl = ph + (size_t)MAX_REP * pst;
 
     // Copies tile it (positions t0 + it * tile ...) into the stage, row pos excepted (written
     // after the wait), and commits.
@@ -430,8 +452,10 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
     }
     for (int idx = tid; idx < MAX_REP * MAXHD; idx += THREADS) (&qs[0][0])[idx] = 0.0f;  // pads and absent heads
-    if (TC)
+    if (TC) {
         for (int idx = tid; idx < MAX_REP * QHL; idx += THREADS) (&qh[0][0])[idx] = (&ql[0][0])[idx] = __float2half(0.0f);
+        if (tid == 0) q_amax = 0u;
+    }
     pdl_wait();
     if (p.late == 1) pdl_trigger();
     probe_mark<C>(p, 3);
@@ -467,20 +491,58 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         if (tid < hd) va = __ldcg(vg + tid);
     }
     __syncthreads();  // rs complete, qs zeroed
+    float q_unscale = 1.0f;  // TC: the scores' factor 2^-k undoing q's scale (exact: a power of two)
+    if constexpr (TC) {
+        // q rotated, then scaled by 2^k so that the block's largest |q| lands in [2^14, 2^15) (f16
+        // max 65504) and split into f16 hi + lo: x - hi is exact in f32, its f16 rounding leaves
+        // ~2^-22 of x, and lo stays a normal f16 down to 2^-18 of the largest |q| (unscaled, q
+        // below 2^-3 had a subnormal lo: an absolute error of 2^-25 in place of ~2^-22 of q)
+        float amax = 0.0f;
 #pragma unroll
-    for (int u = 0; u < QI; u++) {
-        const int idx = tid + u * THREADS;
-        if (idx < nh * half) {
-            const int r = idx / half, i = idx - r * half;
-            int i0, i1;
-            rope_pair(p.style, hd, i, &i0, &i1);
-            const float c = rs[2 * i], s = rs[2 * i + 1];
-            const float x0 = qa[u] * c - qb[u] * s, x1 = qb[u] * c + qa[u] * s;
-            if (TC) {  // hi + lo: x - hi is exact in f32, its f16 rounding leaves ~2^-22 of x
+        for (int u = 0; u < QI; u++) {
+            const int idx = tid + u * THREADS;
+            if (idx < nh * half) {
+                const int i = idx % half;
+                const float c = rs[2 * i], s = rs[2 * i + 1];
+                const float x0 = qa[u] * c - qb[u] * s, x1 = qb[u] * c + qa[u] * s;
+                qa[u] = x0, qb[u] = x1;
+                amax = fmaxf(amax, fmaxf(fabsf(x0), fabsf(x1)));
+            }
+        }
+        amax = warp_max(amax);
+        if (lane == 0) atomicMax(&q_amax, __float_as_uint(amax));
+        __syncthreads();  // q_amax complete
+        const float m = __uint_as_float(q_amax);
+        int k = 0;
+        if (m > 0.0f && m < INFINITY) {  // 0 or inf/NaN (the reference's result then is too): unscaled
+            k = 14 - ilogbf(m);          // m 2^k in [2^14, 2^15)
+            k = k > 126 ? 126 : k < -126 ? -126 : k;
+        }
+        const float qsc = ldexpf(1.0f, k);
+        q_unscale = ldexpf(1.0f, -k);
+#pragma unroll
+        for (int u = 0; u < QI; u++) {
+            const int idx = tid + u * THREADS;
+            if (idx < nh * half) {
+                const int r = idx / half, i = idx - r * half;
+                int i0, i1;
+                rope_pair(p.style, hd, i, &i0, &i1);
+                const float x0 = qa[u] * qsc, x1 = qb[u] * qsc;
                 const __half h0 = __float2half_rn(x0), h1 = __float2half_rn(x1);
                 qh[r][i0] = h0, qh[r][i1] = h1;
                 ql[r][i0] = __float2half_rn(x0 - __half2float(h0)), ql[r][i1] = __float2half_rn(x1 - __half2float(h1));
-            } else {
+            }
+        }
+    } else {
+#pragma unroll
+        for (int u = 0; u < QI; u++) {
+            const int idx = tid + u * THREADS;
+            if (idx < nh * half) {
+                const int r = idx / half, i = idx - r * half;
+                int i0, i1;
+                rope_pair(p.style, hd, i, &i0, &i1);
+                const float c = rs[2 * i], s = rs[2 * i + 1];
+                const float x0 = qa[u] * c - qb[u] * s, x1 = qb[u] * c + qa[u] * s;
                 qs[r][q_slot(i0)] = x0;
                 qs[r][q_slot(i1)] = x1;
             }
@@ -570,12 +632,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 }
                 const int j0 = m0 + gq, j1 = j0 + 8, h0 = 2 * tq;
                 if (h0 < nh) {
-                    if (j0 < cnt) sc[h0 * tile + j0] = (ch[0] + cl[0]) * scale;
-                    if (j1 < cnt) sc[h0 * tile + j1] = (ch[2] + cl[2]) * scale;
+                    if (j0 < cnt) sc[h0 * tile + j0] = (ch[0] + cl[0]) * q_unscale * scale;
+                    if (j1 < cnt) sc[h0 * tile + j1] = (ch[2] + cl[2]) * q_unscale * scale;
                 }
                 if (h0 + 1 < nh) {
-                    if (j0 < cnt) sc[(h0 + 1) * tile + j0] = (ch[1] + cl[1]) * scale;
-                    if (j1 < cnt) sc[(h0 + 1) * tile + j1] = (ch[3] + cl[3]) * scale;
+                    if (j0 < cnt) sc[(h0 + 1) * tile + j0] = (ch[1] + cl[1]) * q_unscale * scale;
+                    if (j1 < cnt) sc[(h0 + 1) * tile + j1] = (ch[3] + cl[3]) * q_unscale * scale;
                 }
             }
         } else
@@ -634,17 +696,17 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 float sum = 0.0f;
                 for (int j = lane; j < cnt; j += 32) {
                     const float e = expf(sc[r * tile + j] - mn);
-                    if (TC) {  // hi + lo, as q
-                        const __half eh = __float2half_rn(e);
+                    if (TC) {  // tf32 hi + lo: e - hi is exact in f32, its tf32 rounding leaves ~2^-22 of e
+                        const float eh = to_tf32(e);
                         ph[r * pst + j] = eh;
-                        pl[r * pst + j] = __float2half_rn(e - __half2float(eh));
+                        pl[r * pst + j] = to_tf32(e - eh);
                     } else {
                         pr[j * MAX_REP + r] = e;
                     }
                     sum += e;
                 }
                 if (TC)  // up to the next 16 positions (P.V's last k-step): 0
-                    for (int j = cnt + lane; j < ((cnt + 15) & ~15); j += 32) ph[r * pst + j] = pl[r * pst + j] = __float2half(0.0f);
+                    for (int j = cnt + lane; j < ((cnt + 15) & ~15); j += 32) ph[r * pst + j] = pl[r * pst + j] = 0.0f;
                 sum = warp_sum(sum);
                 l_run[i] = l_run[i] * cr + sum;
                 m_run[i] = mn;
@@ -655,7 +717,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         if (it == 0) probe_mark<C>(p, 12);
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
         if constexpr (TC) {
-            // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p
+            // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p, as two
+            // tf32 k-steps of 8 positions. The f16 fragment a[] holds dim gq (a[0], a[2]) and gq + 8
+            // (a[1], a[3]) at positions 2 tq, 2 tq + 1 (a[0], a[1]) and 8 + 2 tq, 9 + 2 tq (a[2],
+            // a[3]); the tf32 layout wants k = tq (a0, a1; b0) and tq + 4 (a2, a3; b1). A dot product
+            // may take its k in any order applied to both A and B, so k = tq is position 2 tq and
+            // k = tq + 4 position 2 tq + 1: A from a[]'s low / high halves, B the pair p[gq][2 tq, 2 tq + 1].
             const int nk = (cnt + 15) / 16, mi = lane >> 3;
             if (grp < ng)
 #pragma unroll
@@ -672,8 +739,16 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                             const int p0 = kk * 16, pj = gq * pst + p0 + 2 * tq;
                             uint32_t a[4];
                             ldsm_x4_t(a, vb + (size_t)p0 * ldr);
-                            mma16816(oc[i], a, *(const uint32_t *)&ph[pj], *(const uint32_t *)&ph[pj + 8]);
-                            mma16816(ol[i], a, *(const uint32_t *)&pl[pj], *(const uint32_t *)&pl[pj + 8]);
+                            const float2 d0 = __half22float2(*(const __half2 *)&a[0]), d1 = __half22float2(*(const __half2 *)&a[1]);
+                            const float2 d2 = __half22float2(*(const __half2 *)&a[2]), d3 = __half22float2(*(const __half2 *)&a[3]);
+                            const uint32_t va0[4] = {__float_as_uint(d0.x), __float_as_uint(d1.x), __float_as_uint(d0.y), __float_as_uint(d1.y)};
+                            const uint32_t va1[4] = {__float_as_uint(d2.x), __float_as_uint(d3.x), __float_as_uint(d2.y), __float_as_uint(d3.y)};
+                            const float2 ph0 = *(const float2 *)&ph[pj], ph1 = *(const float2 *)&ph[pj + 8];
+                            const float2 pl0 = *(const float2 *)&pl[pj], pl1 = *(const float2 *)&pl[pj + 8];
+                            mma1688_tf32(oc[i], va0, __float_as_uint(ph0.x), __float_as_uint(ph0.y));
+                            mma1688_tf32(ol[i], va0, __float_as_uint(pl0.x), __float_as_uint(pl0.y));
+                            mma1688_tf32(oc[i], va1, __float_as_uint(ph1.x), __float_as_uint(ph1.y));
+                            mma1688_tf32(ol[i], va1, __float_as_uint(pl1.x), __float_as_uint(pl1.y));
                         }
                     }
                 }

@@ -800,6 +800,11 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
     fails += check_shape(any, v3, {4, 2, 64, 1024}, {0, 64, 65, 700, 1023}, st);
     fails += check_shape(any, v3, {6, 3, 80, 1024}, {0, 33, 65, 700, 1023}, st);
     fails += check_shape(any, v3, {8, 1, 256, 2048}, {0, 64, 65, 1500, 2047}, st);
+    // where the f16 P.V (p as f16 hi + lo) missed the bound on the GPU (2026-12-06 18:51, worst
+    // 1.7e-4 / 3.5e-5 / 2.8e-4 of sum p|v| against 3e-5): outputs in small probabilities
+    fails += check_shape(any, v3, {64, 64, 64, 4160}, {0, 65, 511, 512, 1000, 4159}, st);
+    fails += check_shape(any, v3, {32, 32, 128, 4160}, {0, 65, 1000, 4159}, st);
+    fails += check_shape(any, v3, {16, 2, 128, 4160}, {0, 65, 4159}, st);
     for (auto &v : vs)
         for (auto &w : any)
             if (w.name == v.name && !w.ok) v.ok = false;
@@ -945,7 +950,8 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
 // is the spans kernel's cluster setting on tensor cores instead ("TK16 c32 b150": a KV group's
 // 16 spans combined through distributed shared memory after a cluster barrier, no ticket, no
 // partials in global memory; never run on a GPU before).
-// quick ("attn10 quick"): the check at the 2B-4T heads only (the 22 shapes took the whole 40 s
+// quick ("attn10 quick"): the check at the 2B-4T heads and the three shapes where the f16 P.V
+// missed the bound (64/64 hd 64, 32/32 hd 128, 16/2 hd 128; the 22 shapes took the whole 40 s
 // of the first call), so that the timing runs.
 int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool clusters, bool quick) {
     std::vector<Variant> vs;
@@ -1004,8 +1010,10 @@ int attn10_mode(std::vector<Variant> &base, Variant &v3, cudaStream_t st, bool c
     };
     int fails = 0;
     for (const S &x : shapes) {
+        const bool small_p = (x.s.n_heads == 64 && x.s.hd == 64) || (x.s.n_heads == 32 && x.s.n_kv == 32 && x.s.hd == 128) ||
+                             (x.s.n_heads == 16 && x.s.n_kv == 2 && x.s.hd == 128);
+        if (quick && &x != &shapes[0] && !small_p) continue;
         fails += check_shape(vs, v3, x.s, x.pos, st);
-        if (quick) break;
     }
     printf("check: %d failures\n", fails);
     for (auto &v : vs) printf("CHECK10 %-34s %s\n", v.name.c_str(), v.ok ? "ok" : "FAILED");
@@ -1142,6 +1150,8 @@ int main(int argc, char **argv) {
         int f = check_shape(few, v3, {20, 5, 128, 4096}, {65, 4095}, st);
         f += check_shape(few, v3, {12, 4, 100, 1024}, {1023}, st);
         f += check_shape(few, v3, {8, 1, 256, 2048}, {2047}, st);
+        f += check_shape(few, v3, {64, 64, 64, 4160}, {512, 4159}, st);  // small probabilities (the f16 P.V's failures)
+        f += check_shape(few, v3, {32, 32, 128, 4160}, {4159}, st);
         printf("longsan: %d failures\n", f);
         return f ? 1 : 0;
     }

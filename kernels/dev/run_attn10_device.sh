@@ -8,8 +8,9 @@
 # D is either a CUDA build folder (-DCMAKE_CUDA_ARCHITECTURES=90) with tests/dev_attn_decode and
 # tests/test_kernels_cuda, or a folder with those two binaries xz-compressed (dev_attn_decode.xz,
 # test_kernels_cuda.xz).
-# QUICK=quick (environment): step 1 checks the 2B-4T heads only (the 22 shapes took all of its
-# 40 s in the first call, 2026-12-06 18:51), so that its timing runs.
+# QUICK=quick (environment): step 1 checks the 2B-4T heads and the three shapes where the f16 P.V
+# failed (64/64 hd 64, 32/32 hd 128, 16/2 hd 128) only (the 22 shapes took all of its 40 s in the
+# first call, 2026-12-06 18:51), so that its timing runs.
 # Steps:
 #   1. dev_attn_decode attn10 (40 s at most): the product's entry points, the spans kernel alone,
 #      the other settings and v3 checked against the double-precision host reference at 22 shapes
