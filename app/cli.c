@@ -67,8 +67,8 @@ static const CliOption options[] = {
      .help = "context length (default and maximum: the model's)"},
     {"lm-head", 0, ARG_CHOICE_BOOL, "T", .choices = lm_heads, .target = AT(lm_head_int8),
      .help = "f16 (default) or int8: int8 lm_head with per-row\n"
-             "scales (half the bytes; top-1 may differ; CUDA:\n"
-             "experimental, not yet run on a GPU)"},
+             "scales (half the bytes; the top-1 token may differ\n"
+             "from f16's, ~1% of positions: README, GPU section)"},
     {"kv-cache", 0, ARG_CHOICE_BOOL, "T", .choices = kv_caches, .target = AT(kv_f32),
      .help = "f16 (default) or f32: f32 keeps the KV cache unrounded\n"
              "(CPU backend only; for comparisons with a reference)"},
