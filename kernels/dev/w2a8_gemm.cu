@@ -10,9 +10,10 @@
 // compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
 // Build: built by CMake as dev_w2a8_gemm (for sm_90a: version 5 needs wgmma). Run:
-// ./dev_w2a8_gemm [prof|wgmma] [T ...] (default 512 64; prof: five version-4 variants once each at
-// two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
-// 4's tiles 3 and 17 and the product's pick, GEMMs only)
+// ./dev_w2a8_gemm [prof|wgmma|cold] [T ...] (default 512 64; prof: five version-4 variants once each
+// at two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
+// 4's tiles 3 and 17 and the product's pick, GEMMs only; cold: the product's GEMM and version 5's
+// tile 8 with the weights read from DRAM, as a prefill reads each layer's, beside L2-resident)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -278,6 +279,92 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
     return 0;
 }
 
+// Reads n16 x 16 bytes through L2 (ld.global.cg), as a GEMM's first touch of its weights would:
+// what an L2 fill ahead of a GEMM costs. The xor only keeps the loads alive; the sink is written
+// only if it happens to hit one value.
+__global__ void l2_fill_kernel(const uint4 *p, size_t n16, unsigned *sink) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n16; i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = __ldcg(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+// `cold`: why version 5 (wgmma), 112 us a layer in this lab, took 220 us a layer inside the
+// product's prefill while version 4 went 141 -> 161 (session 9's CUPTI timeline): the lab times a
+// GEMM on L2-resident weights, the prefill reads each layer's weights from DRAM once. Here the
+// same weights are copied C times (C x their bytes >= 200 MB, four times the 50 MB L2) and launch
+// i of a graph reads copy i % C: "cold" is DRAM-first weights, "warm" the lab's usual figure,
+// "fill + GEMM" an L2 fill kernel of the copy just before each GEMM (both timed), "fill" that
+// kernel alone. Every variant is checked exactly on the last copy first.
+static int cold_shape(cudaStream_t st, int T, int n, int k) {
+    const size_t wb = (size_t)n * k / 4;
+    const int C = (int)std::max<size_t>(2, (200u << 20) / wb + 1);
+    std::vector<uint8_t> hw = lab_random_i2s(wb);
+    std::vector<int8_t> hq((size_t)T * k);
+    std::vector<int32_t> hsum(T, 0);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
+    const std::vector<int32_t> ref = host_gemm(hw, n, k, hq, T);
+    uint8_t *dw;
+    int8_t *dq;
+    float *ds;
+    int32_t *dsum, *dout;
+    unsigned *dsink;
+    CK(cudaMalloc(&dw, wb * C));
+    CK(cudaMalloc(&dq, (size_t)T * k));
+    CK(cudaMalloc(&ds, T * 4));
+    CK(cudaMalloc(&dsum, T * 4));
+    CK(cudaMalloc(&dout, (size_t)T * n * 4));
+    CK(cudaMalloc(&dsink, 4));
+    CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
+    for (int c = 1; c < C; c++) CK(cudaMemcpy(dw + wb * c, dw, wb, cudaMemcpyDeviceToDevice));
+    CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
+    std::vector<float> hs(T, 1.0f);
+    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
+    KcudaTernary m = {};
+    m.n_out = n;
+    m.k_pad = k;
+    m.seg_end[0] = m.seg_end[1] = n;
+    m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    auto fill = [&](int c) {
+        return kcuda_launch(l2_fill_kernel, dim3(264), dim3(256), 0, st, 0, (const uint4 *)(dw + wb * c), wb / 16, dsink);
+    };
+    const Variant vs[] = {{4, 0, 1, "product (kcuda_w2a8_gemm)"}, {5, 8, 1, "5 wgmma c8 sk1"}, {5, 8, 2, "5 wgmma c8 sk2"}};
+    std::vector<int32_t> got((size_t)T * n);
+    for (const Variant &v : vs) {
+        auto run = [&](int c) {
+            m.d_codes = dw + wb * (c % C);
+            return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, 0, st)
+                                            : lab_gemm(v.ver, v.cfg, v.sk, &m, dq, dsum, T, dout, st);
+        };
+        CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));
+        if (run(C - 1)) {
+            fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
+            return 1;
+        }
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(got.data(), dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
+        size_t bad = 0;
+        for (size_t i = 0; i < got.size(); i++) bad += got[i] != ref[i];
+        if (bad) {
+            fprintf(stderr, "cold v%s M=%d %dx%d: %zu of %zu outputs differ FAILED\n", v.name, T, n, k, bad, got.size());
+            return 1;
+        }
+        const double warm = time_us(st, 20, [&] { return run(0); });
+        const double cold = lab_graph_us(st, C, 7, 2, [&](int i) { return run(i); });
+        const double filled = lab_graph_us(st, C, 7, 2, [&](int i) { return fill(i % C) || run(i); });
+        printf("| cold | %s | %d | %dx%d | %.1f | %.1f | %.1f | %.2f |\n", v.name, T, n, k, warm, cold, filled, cold / warm);
+    }
+    const double f = lab_graph_us(st, C, 7, 2, [&](int i) { return fill(i % C); });
+    printf("| cold | L2 fill alone (%zu bytes, %.0f GB/s) | %d | %dx%d | - | %.1f | - | - |\n", wb, wb / (f * 1e-6) / 1e9, T, n,
+           k, f);
+    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout), cudaFree(dsink);
+    return 0;
+}
+
 static uint16_t f2h(float f) {  // round to nearest even (normal range)
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -439,7 +526,8 @@ int main(int argc, char **argv) {
     std::vector<int> Ts;
     g_prof = argc > 1 && strcmp(argv[1], "prof") == 0;
     g_wgmma = argc > 1 && strcmp(argv[1], "wgmma") == 0;
-    for (int i = 1 + g_prof + g_wgmma; i < argc; i++) Ts.push_back(atoi(argv[i]));
+    const int cold = argc > 1 && strcmp(argv[1], "cold") == 0;
+    for (int i = 1 + g_prof + g_wgmma + cold; i < argc; i++) Ts.push_back(atoi(argv[i]));
     if (Ts.empty()) Ts = {512, 64};
     const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
     cudaStream_t st;
@@ -450,6 +538,13 @@ int main(int argc, char **argv) {
         const int ps[2][2] = {{2560, 2560}, {13824, 2560}};
         for (auto &s : ps)
             if (gemm_shape(st, 512, s[0], s[1], false, nullptr, nullptr)) return 1;
+        return 0;
+    }
+    if (cold) {
+        printf("\n| cold | variant | T | shape | warm us | cold us | fill + GEMM us | cold / warm |\n|---|---|---:|---|---:|---:|---:|---:|\n");
+        for (int T : Ts)
+            for (auto &s : shapes)
+                if (cold_shape(st, T, s[0], s[1])) return 1;
         return 0;
     }
     const int ragged[4][3] = {{77, 1000, 3200}, {5, 130, 384}, {300, 2600, 6912}, {129, 3848, 2560}};
