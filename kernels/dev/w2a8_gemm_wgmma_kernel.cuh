@@ -122,7 +122,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
 // (setmaxnreg: a block of 3 warpgroups gets 168 registers a thread, which spilled the 128
 // accumulators; a single load warp costs as much, warps being allotted registers by quarter of
 // the SM). Else every thread loads and the block meets at a barrier per k-tile.
-template <int NWG, int MW, int BT, int ST, bool WS>
+template <int NWG, int MW, int BT, int ST, int WS>
 struct Gemm5Cfg {
     static_assert(BT == 64 || BT == 128 || BT == 256, "wgmma N");
     static_assert(ST >= 2, "pipeline stages");
@@ -137,7 +137,7 @@ struct Gemm5Cfg {
     static constexpr size_t SMEM = BAR_OFF + (WS ? 2 * ST * 8 : 0) + 1024;  // + alignment to 1024
 };
 
-template <int EP, class C, int NWG, int MW, int BT, bool WS>
+template <int EP, class C, int NWG, int MW, int BT, int WS>
 __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ uint8_t smem_raw[];
@@ -238,6 +238,20 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
         __syncthreads();  // the barriers are initialized
         if (producer) {
             asm volatile("setmaxnreg.dec.sync.aligned.u32 88;\n" ::: "memory");
+            if constexpr (WS == 2) {
+                // every weight byte this block will read, asked of L2 at once (one bulk prefetch
+                // per row, the rows shared out over the blocks of the other token tiles, which
+                // read the same rows): the DRAM latency paid once instead of per k-tile, where a
+                // prefill meets each layer's weights in DRAM (the lab's `cold` mode)
+                const int gy = (int)gridDim.y, y = (int)blockIdx.y;
+                for (int r = lt; r < C::BM; r += 128) {
+                    const int n = n_base + r;
+                    if (n < p.n_out && r % gy == y)
+                        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p.w + (size_t)n * rb + (size_t)kb_lo * 32),
+                                     "r"(NB * 32)
+                                     : "memory");
+                }
+            }
             // weights (constant) of the first stages before the wait on the previous kernel (PDL)
             for (int kb = 0; kb < C::STAGES && kb < NB; kb++) issue_w(kb, kb);
             pdl_wait();
