@@ -27,6 +27,7 @@
 #pragma once
 #include "kernels/cuda/w2a8_gemm.cuh"
 #include "kernels/dev/w2a8_gemm_wgmma.cuh"
+#include "kernels/dev/w2a8_gemm_wgmma_ss.cuh"
 
 namespace {
 
@@ -295,7 +296,8 @@ int lab_gemm_pick(int M, int N) {
 
 }  // namespace
 
-// Version ver (1..5; 6: version 4's tile 17 with a bulk L2 prefetch of its weights) of the prefill GEMM, versions 4 and 5 with tile cfg (1..GEMM4_N_CONFIGS,
+// Version ver (1..5; 6: version 4's tile 17 with a bulk L2 prefetch of its weights; 7: wgmma with
+// both operands in shared memory, w2a8_gemm_wgmma_ss.cuh) of the prefill GEMM, versions 4 and 5 with tile cfg (1..GEMM4_N_CONFIGS,
 // 1..GEMM5_N_CONFIGS) split over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
 // kcuda_w2a8_gemm otherwise (one part, gamma unused).
 static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
@@ -325,6 +327,7 @@ static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_
     }
     if (ver == 5) return lab_gemm5_cfg(cfg, KCUDA_EP_I32, stream, sk, p);
     if (ver == 6) return lab_gemm4<1, 4, 4, 4, 3, 1, true>(stream, sk, p);  // tile 17 + L2 prefetch (`cold`)
+    if (ver == 7) return lab_gemm7_cfg(cfg, KCUDA_EP_I32, stream, sk, p);
     switch (cfg) {
 #define X(id, wgm, wgn, mt, nt, st, kb) \
     case id: return lab_gemm4<wgm, wgn, mt, nt, st, kb>(stream, sk, p);
