@@ -194,35 +194,56 @@ static int check_v5_floats(const Variant &v, cudaStream_t st, const uint8_t *dw,
     return 0;
 }
 
+// One GEMM case: random I2_S weights (on the device `copies` times, back to back), random int8
+// activations with their sums, unit scales, the exact host accumulators, an output buffer.
+struct GemmCase {
+    const int T, n, k, copies;
+    const size_t wb;  // bytes of one copy of the weights
+    std::vector<uint8_t> hw;
+    std::vector<int8_t> hq;
+    std::vector<int32_t> hsum, ref;
+    uint8_t *dw = nullptr;
+    int8_t *dq = nullptr;
+    float *ds = nullptr;
+    int32_t *dsum = nullptr, *dout = nullptr;
+    KcudaTernary m = {};
+    GemmCase(int T_, int n_, int k_, int copies_ = 1)
+        : T(T_), n(n_), k(k_), copies(copies_), wb((size_t)n_ * k_ / 4), hw(lab_random_i2s(wb)), hq((size_t)T_ * k_),
+          hsum(T_, 0) {
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
+        ref = host_gemm(hw, n, k, hq, T);
+        const std::vector<float> hs(T, 1.0f);
+        CK(cudaMalloc(&dw, wb * copies));
+        CK(cudaMalloc(&dq, (size_t)T * k));
+        CK(cudaMalloc(&ds, T * 4));
+        CK(cudaMalloc(&dsum, T * 4));
+        CK(cudaMalloc(&dout, (size_t)T * n * 4));
+        CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
+        for (int c = 1; c < copies; c++) CK(cudaMemcpy(dw + wb * c, dw, wb, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
+        m.d_codes = dw;
+        m.n_out = n;
+        m.k_pad = k;
+        m.seg_end[0] = m.seg_end[1] = n;
+        m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    }
+    ~GemmCase() { cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout); }
+    GemmCase(const GemmCase &) = delete;
+    GemmCase &operator=(const GemmCase &) = delete;
+};
+
 static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4,
                       double *best_v5 = nullptr) {
-    const size_t wb = (size_t)n * k / 4;
-    std::vector<uint8_t> hw = lab_random_i2s(wb);
-    std::vector<int8_t> hq((size_t)T * k);
-    std::vector<float> hs(T, 1.0f);
-    std::vector<int32_t> hsum(T, 0);
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
-    const std::vector<int32_t> ref = host_gemm(hw, n, k, hq, T);
-    uint8_t *dw;
-    int8_t *dq;
-    float *ds;
-    int32_t *dsum, *dout;
-    CK(cudaMalloc(&dw, wb));
-    CK(cudaMalloc(&dq, (size_t)T * k));
-    CK(cudaMalloc(&ds, T * 4));
-    CK(cudaMalloc(&dsum, T * 4));
-    CK(cudaMalloc(&dout, (size_t)T * n * 4));
-    CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
-    KcudaTernary m = {};
-    m.d_codes = dw;
-    m.n_out = n;
-    m.k_pad = k;
-    m.seg_end[0] = m.seg_end[1] = n;
-    m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    GemmCase g(T, n, k);
+    const std::vector<int32_t> &ref = g.ref;
+    uint8_t *dw = g.dw;
+    int8_t *dq = g.dq;
+    float *ds = g.ds;
+    int32_t *dsum = g.dsum, *dout = g.dout;
+    KcudaTernary &m = g.m;
     std::vector<int32_t> got((size_t)T * n);
     double best = 1e30, best5 = 1e30;
     std::string best_name, best5_name;
@@ -278,7 +299,6 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
                    best5_name.c_str(), best5, 2.0 * T * n * k / (best5 * 1e-6) / 1e12, best);
         if (best_v5) *best_v5 = best5;
     }
-    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
     return 0;
 }
 
@@ -306,34 +326,12 @@ __global__ void l2_fill_kernel(const uint4 *p, size_t n16, unsigned *sink) {
 static int cold_shape(cudaStream_t st, int T, int n, int k) {
     const size_t wb = (size_t)n * k / 4;
     const int C = (int)std::max<size_t>(2, (200u << 20) / wb + 1);
-    std::vector<uint8_t> hw = lab_random_i2s(wb);
-    std::vector<int8_t> hq((size_t)T * k);
-    std::vector<int32_t> hsum(T, 0);
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
-    const std::vector<int32_t> ref = host_gemm(hw, n, k, hq, T);
-    uint8_t *dw;
-    int8_t *dq;
-    float *ds;
-    int32_t *dsum, *dout;
+    GemmCase g(T, n, k, C);
+    const std::vector<int32_t> &ref = g.ref;
+    uint8_t *dw = g.dw;
     unsigned *dsink;
-    CK(cudaMalloc(&dw, wb * C));
-    CK(cudaMalloc(&dq, (size_t)T * k));
-    CK(cudaMalloc(&ds, T * 4));
-    CK(cudaMalloc(&dsum, T * 4));
-    CK(cudaMalloc(&dout, (size_t)T * n * 4));
     CK(cudaMalloc(&dsink, 4));
-    CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
-    for (int c = 1; c < C; c++) CK(cudaMemcpy(dw + wb * c, dw, wb, cudaMemcpyDeviceToDevice));
-    CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
-    std::vector<float> hs(T, 1.0f);
-    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
-    KcudaTernary m = {};
-    m.n_out = n;
-    m.k_pad = k;
-    m.seg_end[0] = m.seg_end[1] = n;
-    m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    KcudaTernary m = g.m;
     auto fill = [&](int c) {
         return kcuda_launch(l2_fill_kernel, dim3(264), dim3(256), 0, st, 0, (const uint4 *)(dw + wb * c), wb / 16, dsink);
     };
@@ -349,16 +347,16 @@ static int cold_shape(cudaStream_t st, int T, int n, int k) {
     for (const Variant &v : vs) {
         auto run = [&](int c) {
             m.d_codes = dw + wb * (c % C);
-            return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, dq, ds, dsum, T, KCUDA_EP_I32, dout, n, 0, st)
-                                            : lab_gemm(v.ver, v.cfg, v.sk, &m, dq, dsum, T, dout, st);
+            return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, g.dq, g.ds, g.dsum, T, KCUDA_EP_I32, g.dout, n, 0, st)
+                                            : lab_gemm(v.ver, v.cfg, v.sk, &m, g.dq, g.dsum, T, g.dout, st);
         };
-        CK(cudaMemset(dout, 0x7f, (size_t)T * n * 4));
+        CK(cudaMemset(g.dout, 0x7f, (size_t)T * n * 4));
         if (run(C - 1)) {
             fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
             return 1;
         }
         CK(cudaStreamSynchronize(st));
-        CK(cudaMemcpy(got.data(), dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(got.data(), g.dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
         size_t bad = 0;
         for (size_t i = 0; i < got.size(); i++) bad += got[i] != ref[i];
         if (bad) {
@@ -375,7 +373,7 @@ static int cold_shape(cudaStream_t st, int T, int n, int k) {
     const double f = lab_graph_us(st, C, 7, 2, [&](int i) { return fill(i % C); });
     printf("| cold | L2 fill alone (%zu bytes, %.0f GB/s) | %d | %dx%d | - | %.1f | - | - |\n", wb, wb / (f * 1e-6) / 1e9, T, n,
            k, f);
-    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout), cudaFree(dsink);
+    cudaFree(dsink);
     return 0;
 }
 
