@@ -10,9 +10,10 @@
 // compute-bound; 2 x T x N x K int8 operations counted for TOPS).
 //
 // Build: built by CMake as dev_w2a8_gemm (for sm_90a: version 5 needs wgmma). Run:
-// ./dev_w2a8_gemm [prof|wgmma] [T ...] (default 512 64; prof: five version-4 variants once each at
-// two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
-// 4's tiles 3 and 17 and the product's pick, GEMMs only)
+// ./dev_w2a8_gemm [prof|wgmma|cold] [T ...] (default 512 64; prof: five version-4 variants once each
+// at two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
+// 4's tiles 3 and 17 and the product's pick, GEMMs only; cold: the product's GEMM and version 5's
+// tile 8 with the weights read from DRAM, as a prefill reads each layer's, beside L2-resident)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -100,12 +101,14 @@ struct Variant {
 // run once (under a profiler). g_wgmma: version 5 beside version 4's tiles 3 and 17 and the
 // product's pick only.
 static int g_prof = 0, g_wgmma = 0;
-static int failed5 = 0;  // version-5 variants that failed a check (the lab goes on without them)
+static int failed5 = 0;  // version-5 and -7 variants that failed a check (the lab goes on without them)
 static std::vector<Variant> variants() {
     std::vector<Variant> v;
     auto add5 = [&] {
         for (int cfg = 1; cfg <= GEMM5_N_CONFIGS; cfg++)
             for (int sk = 1; sk <= 4; sk++) v.push_back({5, cfg, sk, ""}), snprintf(v.back().name, 48, "5 wgmma c%d sk%d", cfg, sk);
+        for (int cfg = 1; cfg <= GEMM7_N_CONFIGS; cfg++)
+            for (int sk = 1; sk <= 4; sk++) v.push_back({7, cfg, sk, ""}), snprintf(v.back().name, 48, "7 wgmma SS c%d sk%d", cfg, sk);
     };
     if (g_prof) return {{4, 3, 1, "4 c3 64x64 sk1"}, {4, 3, 2, "4 c3 64x64 sk2"}, {4, 10, 1, "4 c10 64x128 w64x32 sk1"},
                         {4, 2, 1, "4 c2 128x64 sk1"}, {4, 19, 1, "4 c19 64x128 w32x64 sk1"}};
@@ -152,7 +155,8 @@ static int check_v5_floats(const Variant &v, cudaStream_t st, const uint8_t *dw,
         return a * g;
     };
     CK(cudaMemcpy(dout, base.data(), base.size() * 4, cudaMemcpyHostToDevice));
-    int rc = lab_gemm5_cfg(v.cfg, KCUDA_EP_RESID, st, v.sk, p);
+    auto launch = [&](int ep) { return v.ver == 7 ? lab_gemm7_cfg(v.cfg, ep, st, v.sk, p) : lab_gemm5_cfg(v.cfg, ep, st, v.sk, p); };
+    int rc = launch(KCUDA_EP_RESID);
     if (!rc) rc = cudaStreamSynchronize(st) == cudaSuccess ? 0 : 1;
     size_t bad = 0;
     if (!rc) {
@@ -169,7 +173,7 @@ static int check_v5_floats(const Variant &v, cudaStream_t st, const uint8_t *dw,
     if (!rc && n % 2 == 0) {
         p.seg0 = p.seg1 = n, p.g0 = 0.5f, p.g1 = 1.5f, p.ld_out = h;
         CK(cudaMemset(dout, 0xff, (size_t)T * n * 4));
-        rc = lab_gemm5_cfg(v.cfg, KCUDA_EP_GLU, st, v.sk, p);
+        rc = launch(KCUDA_EP_GLU);
         if (!rc) rc = cudaStreamSynchronize(st) == cudaSuccess ? 0 : 1;
         if (!rc) {
             CK(cudaMemcpy(got.data(), dout, (size_t)T * h * 4, cudaMemcpyDeviceToHost));
@@ -190,35 +194,56 @@ static int check_v5_floats(const Variant &v, cudaStream_t st, const uint8_t *dw,
     return 0;
 }
 
+// One GEMM case: random I2_S weights (on the device `copies` times, back to back), random int8
+// activations with their sums, unit scales, the exact host accumulators, an output buffer.
+struct GemmCase {
+    const int T, n, k, copies;
+    const size_t wb;  // bytes of one copy of the weights
+    std::vector<uint8_t> hw;
+    std::vector<int8_t> hq;
+    std::vector<int32_t> hsum, ref;
+    uint8_t *dw = nullptr;
+    int8_t *dq = nullptr;
+    float *ds = nullptr;
+    int32_t *dsum = nullptr, *dout = nullptr;
+    KcudaTernary m = {};
+    GemmCase(int T_, int n_, int k_, int copies_ = 1)
+        : T(T_), n(n_), k(k_), copies(copies_), wb((size_t)n_ * k_ / 4), hw(lab_random_i2s(wb)), hq((size_t)T_ * k_),
+          hsum(T_, 0) {
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
+        ref = host_gemm(hw, n, k, hq, T);
+        const std::vector<float> hs(T, 1.0f);
+        CK(cudaMalloc(&dw, wb * copies));
+        CK(cudaMalloc(&dq, (size_t)T * k));
+        CK(cudaMalloc(&ds, T * 4));
+        CK(cudaMalloc(&dsum, T * 4));
+        CK(cudaMalloc(&dout, (size_t)T * n * 4));
+        CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
+        for (int c = 1; c < copies; c++) CK(cudaMemcpy(dw + wb * c, dw, wb, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
+        m.d_codes = dw;
+        m.n_out = n;
+        m.k_pad = k;
+        m.seg_end[0] = m.seg_end[1] = n;
+        m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    }
+    ~GemmCase() { cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout); }
+    GemmCase(const GemmCase &) = delete;
+    GemmCase &operator=(const GemmCase &) = delete;
+};
+
 static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *best_v3, double *best_v4,
                       double *best_v5 = nullptr) {
-    const size_t wb = (size_t)n * k / 4;
-    std::vector<uint8_t> hw = lab_random_i2s(wb);
-    std::vector<int8_t> hq((size_t)T * k);
-    std::vector<float> hs(T, 1.0f);
-    std::vector<int32_t> hsum(T, 0);
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < k; i++) hsum[t] += (hq[(size_t)t * k + i] = (int8_t)((int)(rnd() % 255) - 127));
-    const std::vector<int32_t> ref = host_gemm(hw, n, k, hq, T);
-    uint8_t *dw;
-    int8_t *dq;
-    float *ds;
-    int32_t *dsum, *dout;
-    CK(cudaMalloc(&dw, wb));
-    CK(cudaMalloc(&dq, (size_t)T * k));
-    CK(cudaMalloc(&ds, T * 4));
-    CK(cudaMalloc(&dsum, T * 4));
-    CK(cudaMalloc(&dout, (size_t)T * n * 4));
-    CK(cudaMemcpy(dw, hw.data(), wb, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dq, hq.data(), (size_t)T * k, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(ds, hs.data(), T * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dsum, hsum.data(), T * 4, cudaMemcpyHostToDevice));
-    KcudaTernary m = {};
-    m.d_codes = dw;
-    m.n_out = n;
-    m.k_pad = k;
-    m.seg_end[0] = m.seg_end[1] = n;
-    m.gamma[0] = m.gamma[1] = m.gamma[2] = 1.0f;
+    GemmCase g(T, n, k);
+    const std::vector<int32_t> &ref = g.ref;
+    uint8_t *dw = g.dw;
+    int8_t *dq = g.dq;
+    float *ds = g.ds;
+    int32_t *dsum = g.dsum, *dout = g.dout;
+    KcudaTernary &m = g.m;
     std::vector<int32_t> got((size_t)T * n);
     double best = 1e30, best5 = 1e30;
     std::string best_name, best5_name;
@@ -242,7 +267,7 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
             fprintf(stderr, "v%s M=%d %dx%d: %zu of %zu outputs differ (first: token %zu col %zu: %d vs %d) FAILED\n", v.name,
                     T, n, k, bad, got.size(), first / n, first % n, got[first], ref[first]);
             if (v.ver < 5) return 1;
-            // version 5 (new): where it goes wrong, then on with the others (a failed variant is
+            // versions 5 and 7 (new): where it goes wrong, then on with the others (a failed variant is
             // neither timed nor counted)
             int shown = 0;
             for (size_t i = first; i < got.size() && shown < 8; i++)
@@ -251,7 +276,7 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
             failed5++;
             continue;
         }
-        if (v.ver == 5 && check_v5_floats(v, st, dw, dq, dsum, T, n, k, ref)) {
+        if ((v.ver == 5 || v.ver == 7) && check_v5_floats(v, st, dw, dq, dsum, T, n, k, ref)) {
             failed5++;
             continue;
         }
@@ -261,7 +286,7 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
         if (v.ver == 3) *best_v3 = us;
         if (v.ver == 4 && v.cfg == 0) *best_v4 = us;
         if (v.ver == 4 && v.cfg != 0 && us < best) best = us, best_name = v.name;
-        if (v.ver == 5 && us < best5) best5 = us, best5_name = v.name;
+        if ((v.ver == 5 || v.ver == 7) && us < best5) best5 = us, best5_name = v.name;
     }
     if (!timed) printf("| gemm | all versions exact (version 5: float epilogues too) | %d | %dx%d | - | - |%s\n", T, n, k,
                        failed5 ? " EXCEPT the version-5 variants above that FAILED" : "");
@@ -274,7 +299,81 @@ static int gemm_shape(cudaStream_t st, int T, int n, int k, bool timed, double *
                    best5_name.c_str(), best5, 2.0 * T * n * k / (best5 * 1e-6) / 1e12, best);
         if (best_v5) *best_v5 = best5;
     }
-    cudaFree(dw), cudaFree(dq), cudaFree(ds), cudaFree(dsum), cudaFree(dout);
+    return 0;
+}
+
+// Reads n16 x 16 bytes through L2 (ld.global.cg), as a GEMM's first touch of its weights would:
+// what an L2 fill ahead of a GEMM costs. The xor only keeps the loads alive; the sink is written
+// only if it happens to hit one value.
+__global__ void l2_fill_kernel(const uint4 *p, size_t n16, unsigned *sink) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n16; i += (size_t)gridDim.x * blockDim.x) {
+        const uint4 v = __ldcg(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+// `cold`: why version 5 (wgmma), 112 us a layer in this lab, took 220 us a layer inside the
+// product's prefill while version 4 went 141 -> 161 (session 9's CUPTI timeline): the lab times a
+// GEMM on L2-resident weights, the prefill reads each layer's weights from DRAM once. Here the
+// same weights are copied C times (C x their bytes >= 200 MB, four times the 50 MB L2) and launch
+// i of a graph reads copy i % C: "cold" is DRAM-first weights, "warm" the lab's usual figure,
+// "fill + GEMM" an L2 fill kernel of the copy just before each GEMM (both timed), "fill" that
+// kernel alone; tile 11 is tile 8 with a bulk L2 prefetch of the block's weights at its start,
+// "4 c17 + L2 prefetch" the product's tile (version 4, tile 17) with the same prefetch.
+// Every variant is checked exactly on the last copy first.
+static int cold_shape(cudaStream_t st, int T, int n, int k) {
+    const size_t wb = (size_t)n * k / 4;
+    const int C = (int)std::max<size_t>(2, (200u << 20) / wb + 1);
+    GemmCase g(T, n, k, C);
+    const std::vector<int32_t> &ref = g.ref;
+    uint8_t *dw = g.dw;
+    unsigned *dsink;
+    CK(cudaMalloc(&dsink, 4));
+    KcudaTernary m = g.m;
+    auto fill = [&](int c) {
+        return kcuda_launch(l2_fill_kernel, dim3(264), dim3(256), 0, st, 0, (const uint4 *)(dw + wb * c), wb / 16, dsink);
+    };
+    const Variant vs[] = {{4, 0, 1, "product (kcuda_w2a8_gemm)"},
+                          {4, 17, 1, "4 c17 sk1"}, {4, 17, 2, "4 c17 sk2"}, {4, 17, 3, "4 c17 sk3"},
+                          {6, 17, 1, "4 c17 + L2 prefetch sk1"}, {6, 17, 2, "4 c17 + L2 prefetch sk2"},
+                          {6, 17, 3, "4 c17 + L2 prefetch sk3"},
+                          {5, 8, 1, "5 wgmma c8 sk1"}, {5, 8, 2, "5 wgmma c8 sk2"},
+                          {5, 11, 1, "5 wgmma c11 (L2 prefetch) sk1"}, {5, 11, 2, "5 wgmma c11 (L2 prefetch) sk2"},
+                          {7, 1, 1, "7 wgmma SS c1 sk1"}, {7, 1, 2, "7 wgmma SS c1 sk2"}, {7, 2, 1, "7 wgmma SS c2 sk1"},
+                          {7, 2, 2, "7 wgmma SS c2 sk2"}, {7, 3, 1, "7 wgmma SS c3 sk1"}, {7, 3, 2, "7 wgmma SS c3 sk2"}};
+    std::vector<int32_t> got((size_t)T * n);
+    for (const Variant &v : vs) {
+        auto run = [&](int c) {
+            m.d_codes = dw + wb * (c % C);
+            return v.ver == 4 && v.cfg == 0 ? kcuda_w2a8_gemm(&m, g.dq, g.ds, g.dsum, T, KCUDA_EP_I32, g.dout, n, 0, st)
+                                            : lab_gemm(v.ver, v.cfg, v.sk, &m, g.dq, g.dsum, T, g.dout, st);
+        };
+        CK(cudaMemset(g.dout, 0x7f, (size_t)T * n * 4));
+        if (run(C - 1)) {
+            fprintf(stderr, "gemm failed: %s\n", kcuda_last_error());
+            return 1;
+        }
+        CK(cudaStreamSynchronize(st));
+        CK(cudaMemcpy(got.data(), g.dout, (size_t)T * n * 4, cudaMemcpyDeviceToHost));
+        size_t bad = 0;
+        for (size_t i = 0; i < got.size(); i++) bad += got[i] != ref[i];
+        if (bad) {
+            fprintf(stderr, "cold v%s M=%d %dx%d: %zu of %zu outputs differ FAILED\n", v.name, T, n, k, bad, got.size());
+            printf("| cold | %s | %d | %dx%d | FAILED its check | - | - | - |\n", v.name, T, n, k);
+            if (v.ver < 7) return 1;
+            continue;  // version 7 (new): on with the others
+        }
+        const double warm = time_us(st, 20, [&] { return run(0); });
+        const double cold = lab_graph_us(st, C, 7, 2, [&](int i) { return run(i); });
+        const double filled = lab_graph_us(st, C, 7, 2, [&](int i) { return fill(i % C) || run(i); });
+        printf("| cold | %s | %d | %dx%d | %.1f | %.1f | %.1f | %.2f |\n", v.name, T, n, k, warm, cold, filled, cold / warm);
+    }
+    const double f = lab_graph_us(st, C, 7, 2, [&](int i) { return fill(i % C); });
+    printf("| cold | L2 fill alone (%zu bytes, %.0f GB/s) | %d | %dx%d | - | %.1f | - | - |\n", wb, wb / (f * 1e-6) / 1e9, T, n,
+           k, f);
+    cudaFree(dsink);
     return 0;
 }
 
@@ -439,7 +538,8 @@ int main(int argc, char **argv) {
     std::vector<int> Ts;
     g_prof = argc > 1 && strcmp(argv[1], "prof") == 0;
     g_wgmma = argc > 1 && strcmp(argv[1], "wgmma") == 0;
-    for (int i = 1 + g_prof + g_wgmma; i < argc; i++) Ts.push_back(atoi(argv[i]));
+    const int cold = argc > 1 && strcmp(argv[1], "cold") == 0;
+    for (int i = 1 + g_prof + g_wgmma + cold; i < argc; i++) Ts.push_back(atoi(argv[i]));
     if (Ts.empty()) Ts = {512, 64};
     const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
     cudaStream_t st;
@@ -450,6 +550,13 @@ int main(int argc, char **argv) {
         const int ps[2][2] = {{2560, 2560}, {13824, 2560}};
         for (auto &s : ps)
             if (gemm_shape(st, 512, s[0], s[1], false, nullptr, nullptr)) return 1;
+        return 0;
+    }
+    if (cold) {
+        printf("\n| cold | variant | T | shape | warm us | cold us | fill + GEMM us | cold / warm |\n|---|---|---:|---|---:|---:|---:|---:|\n");
+        for (int T : Ts)
+            for (auto &s : shapes)
+                if (cold_shape(st, T, s[0], s[1])) return 1;
         return 0;
     }
     const int ragged[4][3] = {{77, 1000, 3200}, {5, 130, 384}, {300, 2600, 6912}, {129, 3848, 2560}};

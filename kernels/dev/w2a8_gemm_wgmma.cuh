@@ -11,6 +11,7 @@
 //   6: 1 with 6 stages   7: 256 x 128 as 4 warpgroups of 64x128 (more warpgroups to cover each
 //      other's wait for their wgmmas)
 //   8-10: warp-specialized (a load warpgroup, mbarriers): 8: as 1   9: as 6   10: as 2
+//   11: 8 whose load warpgroup first asks L2 for all the block's weights (bulk prefetch per row)
 #define GEMM5_CONFIGS(X)     \
     X(1, 2, 2, 128, 4, false) \
     X(2, 2, 1, 256, 4, false) \
@@ -21,12 +22,13 @@
     X(7, 4, 1, 128, 4, false) \
     X(8, 2, 2, 128, 4, true)  \
     X(9, 2, 2, 128, 6, true)  \
-    X(10, 2, 1, 256, 4, true)
-enum { GEMM5_N_CONFIGS = 10 };
+    X(10, 2, 1, 256, 4, true) \
+    X(11, 2, 2, 128, 4, 2)
+enum { GEMM5_N_CONFIGS = 11 };
 
 namespace {
 
-template <int EP, int NWG, int MW, int BT, int ST, bool WS>
+template <int EP, int NWG, int MW, int BT, int ST, int WS>
 int lab_gemm5_ep(void *stream, int sk, const GemmParams &p) {
     using C = Gemm5Cfg<NWG, MW, BT, ST, WS>;
     auto kern = w2a8_gemm_kernel5<EP, C, NWG, MW, BT, WS>;

@@ -114,6 +114,60 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
     } while (!done);
 }
 
+// The end of a version-5 or version-7 block (consumer threads only): the accumulators of the
+// block's output rows n0 + 64m (the fragment rows permuted as above: acc[m][4j + e], e = 0, 1,
+// is row n0 + 64m, token t0 + 8j + e; acc[m][4j + 2 + e] row n0 + 64m + 1, same token) go through
+// the epilogue. Split-K: park them in smem (the pipeline buffers, free by then) as int4
+// [MW][BT/8][CONSUMERS], then add the other blocks' parts of the token groups j this block owns
+// (j % sk == rank); a load warpgroup meets the same three barriers in its own branch.
+template <int EP, int MW, int BT, int CONSUMERS>
+__device__ __forceinline__ void gemm5_finish(const GemmParams &p, int (&acc)[MW][BT / 2], uint8_t *smem, int n0, int t0,
+                                             int tid, int sk, int rank) {
+    auto store = [&](int j) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int t = t0 + 8 * j + e;
+            if (t >= p.M) continue;
+            const float s = p.s ? p.s[t] : 1.0f;
+            const int qs = p.qsum[t];
+#pragma unroll
+            for (int m = 0; m < MW; m++) gemm_store_pair<EP>(p, t, n0 + 64 * m, acc[m][4 * j + e] - qs, acc[m][4 * j + 2 + e] - qs, s);
+        }
+    };
+    if (sk == 1) {
+#pragma unroll
+        for (int j = 0; j < BT / 8; j++) store(j);
+        return;
+    }
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    int4 *park = (int4 *)smem;
+    __syncthreads();  // every warp is done with the pipeline buffers
+#pragma unroll
+    for (int m = 0; m < MW; m++)
+#pragma unroll
+        for (int j = 0; j < BT / 8; j++)
+            park[(m * (BT / 8) + j) * CONSUMERS + tid] =
+                    make_int4(acc[m][4 * j], acc[m][4 * j + 1], acc[m][4 * j + 2], acc[m][4 * j + 3]);
+    cluster.sync();  // every block's accumulators are parked
+    for (int r = 0; r < sk; r++) {
+        if (r == rank) continue;
+        const int4 *other = cluster.map_shared_rank(park, (unsigned)r);
+#pragma unroll
+        for (int m = 0; m < MW; m++)
+#pragma unroll
+            for (int j = 0; j < BT / 8; j++) {
+                if (j % sk != rank) continue;
+                const int4 v = other[(m * (BT / 8) + j) * CONSUMERS + tid];
+                acc[m][4 * j] += v.x, acc[m][4 * j + 1] += v.y, acc[m][4 * j + 2] += v.z, acc[m][4 * j + 3] += v.w;
+            }
+    }
+    cluster.sync();  // no block leaves (freeing its shared memory) while another still reads it
+#pragma unroll
+    for (int j = 0; j < BT / 8; j++)
+        if (j % sk == rank) store(j);
+}
+
 // NWG warpgroups, each MW tiles of 64 output rows by BT tokens; STAGES pipeline buffers. WS
 // (warp-specialized): one more warpgroup issues every load and the stages are handed over
 // through mbarriers (full: landed; empty: every consumer warp done with it), so the consumer
@@ -122,7 +176,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
 // (setmaxnreg: a block of 3 warpgroups gets 168 registers a thread, which spilled the 128
 // accumulators; a single load warp costs as much, warps being allotted registers by quarter of
 // the SM). Else every thread loads and the block meets at a barrier per k-tile.
-template <int NWG, int MW, int BT, int ST, bool WS>
+template <int NWG, int MW, int BT, int ST, int WS>
 struct Gemm5Cfg {
     static_assert(BT == 64 || BT == 128 || BT == 256, "wgmma N");
     static_assert(ST >= 2, "pipeline stages");
@@ -137,7 +191,7 @@ struct Gemm5Cfg {
     static constexpr size_t SMEM = BAR_OFF + (WS ? 2 * ST * 8 : 0) + 1024;  // + alignment to 1024
 };
 
-template <int EP, class C, int NWG, int MW, int BT, bool WS>
+template <int EP, class C, int NWG, int MW, int BT, int WS>
 __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     extern __shared__ uint8_t smem_raw[];
@@ -238,6 +292,20 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
         __syncthreads();  // the barriers are initialized
         if (producer) {
             asm volatile("setmaxnreg.dec.sync.aligned.u32 88;\n" ::: "memory");
+            if constexpr (WS == 2) {
+                // every weight byte this block will read, asked of L2 at once (one bulk prefetch
+                // per row, the rows shared out over the blocks of the other token tiles, which
+                // read the same rows): the DRAM latency paid once instead of per k-tile, where a
+                // prefill meets each layer's weights in DRAM (the lab's `cold` mode)
+                const int gy = (int)gridDim.y, y = (int)blockIdx.y;
+                for (int r = lt; r < C::BM; r += 128) {
+                    const int n = n_base + r;
+                    if (n < p.n_out && r % gy == y)
+                        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p.w + (size_t)n * rb + (size_t)kb_lo * 32),
+                                     "r"(NB * 32)
+                                     : "memory");
+                }
+            }
             // weights (constant) of the first stages before the wait on the previous kernel (PDL)
             for (int kb = 0; kb < C::STAGES && kb < NB; kb++) issue_w(kb, kb);
             pdl_wait();
@@ -305,55 +373,7 @@ __global__ void __launch_bounds__(C::THREADS, 1) w2a8_gemm_kernel5(GemmParams p)
     for (int m = 0; m < MW; m++)
 #pragma unroll
         for (int i = 0; i < BT / 2; i++) reg_fence(acc[m][i]);
-    // accumulator acc[m][4j + e] (e = 0, 1): output row n0 + 64m, token t0 + 8j + e; acc[m][4j +
-    // 2 + e]: output row n0 + 64m + 1, same token
-    const int n0 = n_base + w_row, t0 = t_base + 2 * tig;
-    auto store = [&](int j) {
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int t = t0 + 8 * j + e;
-            if (t >= p.M) continue;
-            const float s = p.s ? p.s[t] : 1.0f;
-            const int qs = p.qsum[t];
-#pragma unroll
-            for (int m = 0; m < MW; m++) gemm_store_pair<EP>(p, t, n0 + 64 * m, acc[m][4 * j + e] - qs, acc[m][4 * j + 2 + e] - qs, s);
-        }
-    };
-    if (sk == 1) {
-#pragma unroll
-        for (int j = 0; j < BT / 8; j++) store(j);
-        return;
-    }
-    // split-K: park the accumulators as int4 [MW][BT/8][CONSUMERS], then add the other blocks'
-    // parts of the token groups j this block owns (j % SK == rank); the load warpgroup (WS) meets
-    // the three barriers in its own branch
-    namespace cg = cooperative_groups;
-    cg::cluster_group cluster = cg::this_cluster();
-    int4 *park = (int4 *)smem;
-    __syncthreads();  // every warp is done with the pipeline buffers
-#pragma unroll
-    for (int m = 0; m < MW; m++)
-#pragma unroll
-        for (int j = 0; j < BT / 8; j++)
-            park[(m * (BT / 8) + j) * C::CONSUMERS + tid] =
-                    make_int4(acc[m][4 * j], acc[m][4 * j + 1], acc[m][4 * j + 2], acc[m][4 * j + 3]);
-    cluster.sync();  // every block's accumulators are parked
-    for (int r = 0; r < sk; r++) {
-        if (r == rank) continue;
-        const int4 *other = cluster.map_shared_rank(park, (unsigned)r);
-#pragma unroll
-        for (int m = 0; m < MW; m++)
-#pragma unroll
-            for (int j = 0; j < BT / 8; j++) {
-                if (j % sk != rank) continue;
-                const int4 v = other[(m * (BT / 8) + j) * C::CONSUMERS + tid];
-                acc[m][4 * j] += v.x, acc[m][4 * j + 1] += v.y, acc[m][4 * j + 2] += v.z, acc[m][4 * j + 3] += v.w;
-            }
-    }
-    cluster.sync();  // no block leaves (freeing its shared memory) while another still reads it
-#pragma unroll
-    for (int j = 0; j < BT / 8; j++)
-        if (j % sk == rank) store(j);
+    gemm5_finish<EP, MW, BT, C::CONSUMERS>(p, acc, smem, n_base + w_row, t_base + 2 * tig, tid, sk, rank);
 #else
     __trap();  // built without sm_90a features: the launcher never selects this kernel then
 #endif
