@@ -31,7 +31,7 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel (kernels/cuda/attention_decode_long.cuh, the product's from the head kernel's limit) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 // attn10: the check at every shape the GPU tests run, then the product against this session's
@@ -52,7 +52,7 @@
 #include "kernels/cpu/kernels_cpu.h"
 #include "kernels/cuda/kernels_cuda.h"
 #include "kernels/cuda/attention_decode_head.cuh"
-#include "kernels/dev/attention_decode_long.cuh"
+#include "kernels/cuda/attention_decode_long.cuh"
 #include "kernels/dev/attention_decode_knobs.cuh"
 #include "kernels/dev/lab.cuh"
 

@@ -1,13 +1,13 @@
-// Lab: the decode attention kernel for long contexts, "spans" (one token over the f16 KV cache,
-// RoPE, GQA; one block per KV group and span of the context), its launch and its knobs. Its
-// tensor-core setting (T256 sm1 c64 b100) was the product's kcuda_attn_decode twice on
-// 2026-12-06 (faster in place and end to end: -p after 2002 / 3607 tokens 1000.2 / 934.7 against
-// 936.0 / 888.7 tok/s) and went back here both times: on the GPU its outputs miss the tests'
-// error bound where an output's reference sits in small probabilities (P.V took p as f16 hi +
-// lo: no normal f16 below 2^-14, none at all below 2^-24, so e^-30 was 0; kernels/dev/README.md,
-// "Decode attention at every context length"). Its P.V now runs in TF32 (m16n8k8, p as tf32 hi
-// + lo: f32 range, ~2^-22 of p; V's f16 converts to tf32 exactly) and q is scaled by a power of
-// two before its f16 split (lo normal down to 2^-18 of the largest |q|): not yet run on a GPU.
+// The decode attention kernel for long contexts, "spans" (one token over the f16 KV cache, RoPE,
+// GQA; one block per KV group and span of the context), its launch and its settings: the
+// product's kcuda_attn_decode from the head kernel's limit on (kernels/cuda/attention.cu). The
+// lab (kernels/dev/attn_decode_lab.cu) instantiates the other settings kept here as template
+// arguments (CUDA-core dot products, clusters, bulk copies, the probe) to time them against it.
+// Its tensor-core P.V runs in TF32 (m16n8k8, p as tf32 hi + lo: f32's range with ~2^-22 of p;
+// V's f16 converts to tf32 exactly) and q is scaled by a power of two before its f16 split: an
+// earlier P.V that took p as f16 hi + lo lost every probability below 2^-24 and missed the
+// tests' error bound where an output sits in small probabilities (kernels/dev/README.md, "Decode
+// attention at every context length"; kernels/dev/pv_split_emu.c emulates both splits).
 // How it differs
 // from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
 // "t256x128s1ip sm2 c128 at group") and why:
