@@ -77,13 +77,13 @@ bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->he
 // cp.async were slower (11.78 / 15.83 on CUDA cores at 2048 / 4095), two blocks per SM too
 // (11.84 / 14.44).
 //
-// The ticket of the spans' combine: one release-acquire atomic of thread 0 between two barriers
-// (1, lab setting "T256 sm1 c64 b100 f") instead of every thread's fences before and after the
-// ticket (0, the setting measured above). Not yet measured on a GPU: predicted 0.3-0.8 us a layer
-// less at 2048 / 4095 (kernels/dev/README.md, "Decode attention at every context length";
-// `dev_attn_decode attn10` times both).
-constexpr int SPANS_REL_TICKET = 1;
-constexpr attn_long::Knobs SPANS = {1, 64, 100 * 1024, 0, 0, SPANS_REL_TICKET};
+// The spans' combine takes its ticket by one release-acquire atomic of thread 0 between two
+// barriers (attention_decode_long.cuh; lab setting "T256 sm1 c64 b100 f"), not by every thread's
+// fences before and after the ticket (the setting measured above): the lab copy
+// (kernels/dev/attention_decode_long.cuh) keeps the fence variant, and `dev_attn_decode attn10`
+// times the two against each other (kernels/dev/README.md, "Decode attention at every context
+// length").
+constexpr attn_long::Knobs SPANS = {1, 64, 100 * 1024};
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
@@ -179,7 +179,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
-    return attn_long::launch_shape<256, false, false, true>(p, SPANS, pdl, stream);
+    return attn_long::launch_shape<256, true>(p, SPANS, pdl, stream);
 }
 
 // Shapes the tiled prefill kernels (attention_prefill.cu) support: their shared-memory tiles hold

@@ -1,43 +1,51 @@
 // The decode attention kernel for long contexts, "spans" (one token over the f16 KV cache, RoPE,
-// GQA; one block per KV group and span of the context), its launch and its settings: the
-// product's kcuda_attn_decode from the head kernel's limit on (kernels/cuda/attention.cu). The
-// lab (kernels/dev/attn_decode_lab.cu) instantiates the other settings kept here as template
-// arguments (CUDA-core dot products, clusters, bulk copies, the probe) to time them against it.
-// Its tensor-core P.V runs in TF32 (m16n8k8, p as tf32 hi + lo: f32's range with ~2^-22 of p;
-// V's f16 converts to tf32 exactly) and q is scaled by a power of two before its f16 split: an
-// earlier P.V that took p as f16 hi + lo lost every probability below 2^-24 and missed the
-// tests' error bound where an output sits in small probabilities (kernels/dev/README.md, "Decode
-// attention at every context length"; kernels/dev/pv_split_emu.c emulates both splits).
-// How it differs
-// from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
-// "t256x128s1ip sm2 c128 at group") and why:
+// GQA; one block per KV group and span of the context, the spans of a group combined by its
+// last-arriving block) and its launch: the product's kcuda_attn_decode from the head kernel's
+// limit on (kernels/cuda/attention.cu holds the launch setting and its measurements). This file
+// holds what the product instantiates and nothing else: 256 threads, 4 or 8 query heads per
+// block, the scores and P.V on tensor cores where head_dim % 16 == 0 and on CUDA cores otherwise,
+// the rows staged by cp.async (16 bytes; 4-byte loads where head_dim % 8 != 0), the combine's
+// ticket by one release-acquire atomic. Its lab copy, kernels/dev/attention_decode_long.cuh
+// (timed by kernels/dev/attn_decode_lab.cu, `dev_attn_decode long` / `attn10`), keeps the
+// settings the lab compares against it: CUDA-core dot products at every head_dim, 512 threads,
+// thread-block clusters combined through distributed shared memory, bulk copies
+// (cp.async.bulk), the ticket between every thread's fences, and a timeline probe.
 //
+// Why, against the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh,
+// setting "t256x128s1ip sm2 c128 at group"; measurements on an H100, kernels/dev/README.md):
 // - The splits are balanced over the SMs: a KV group's context is cut into as many spans as one
 //   block per (KV head, span) and per_sm blocks per SM make (26 x 5 = 130 blocks of 158
 //   positions for the 2B model at 4096 on 132 SMs, per_sm 1), rounded to 16 positions, not to
 //   a tile of 128 (which made 32 spans: 160 blocks, 28 SMs with two, so twice the bytes on the
-//   SMs that finish last). Measured (H100, kernels/dev/README.md, "Decode attention by balanced
-//   spans"): 11.20 / 14.91 us per layer in place at 2048 / 4095 against the tiled kernel's
-//   12.17 / 15.04, and ~14 us alone for 10.5 MB: the bytes per SM were not the bound; the
-//   kernel's latency chain is (Nsight Compute: the CUDA-core scores and P.V after the PDL wait
-//   were ~45% of a block's life, the bytes ~10%; README, "Decode attention toward its bytes"),
-//   hence the tensor-core setting (TC, below).
+//   SMs that finish last). Measured ("Decode attention by balanced spans"): 11.20 / 14.91 us per
+//   layer in place at 2048 / 4095 against the tiled kernel's 12.17 / 15.04, and ~14 us alone for
+//   10.5 MB: the bytes per SM were not the bound; the kernel's latency chain is (Nsight Compute:
+//   the CUDA-core scores and P.V after the PDL wait were ~45% of a block's life, the bytes ~10%;
+//   "Decode attention toward its bytes"), hence the tensor cores (TC, at Cfg below).
+// - Tensor cores: TF32 P.V (m16n8k8, p as tf32 hi + lo: f32's range with ~2^-22 of p; V's f16
+//   converts to tf32 exactly) and q scaled by a power of two before its f16 split. An earlier
+//   P.V that took p as f16 hi + lo lost every probability below 2^-24 and missed the tests'
+//   error bound where an output sits in small probabilities ("Decode attention at every context
+//   length"; kernels/dev/pv_split_emu.c emulates both splits).
 // - A block's whole span is one tile where it fits the shared-memory budget (the dynamic shared
-//   memory is sized per launch, up to SPAN positions), all of it requested by 16-byte cp.async
+//   memory is sized per launch, up to the longest span), all of it requested by 16-byte cp.async
 //   before the PDL wait, so one pass of the tile's dependent steps (scores, softmax, P.V) per
-//   block; past the budget (long caches on few SMs) the block walks tiles with an online softmax.
-// - Scores: 8 lanes per position, each lane a 16-byte K chunk (a row's 8 lanes read 128
-//   contiguous bytes: no bank conflicts, no row padding) against q held in shared memory in the
-//   order the lanes read it (128 contiguous bytes per 8 lanes too), three shuffles per head.
-// - P.V: one lane per 16-byte V chunk (8 dims) and position phase, 8 accumulators per head; the
-//   phases of a warp are added by shuffles, the warps through shared memory.
+//   block; past the budget (long caches on few SMs) the block walks tiles with an online softmax
+//   (each tile loaded after the wait cost ~1.9 us on CUDA cores, "Decode attention by balanced
+//   spans"). Bulk copies instead of cp.async were slower (attention.cu).
+// - Scores on CUDA cores (head_dim % 16 != 0): 8 lanes per position, each lane a 16-byte K chunk
+//   (a row's 8 lanes read 128 contiguous bytes: no bank conflicts, no row padding) against q
+//   held in shared memory in the order the lanes read it (128 contiguous bytes per 8 lanes too),
+//   three shuffles per head.
+// - P.V on CUDA cores: one lane per 16-byte V chunk (8 dims) and position phase, 8 accumulators
+//   per head; the phases of a warp are added by shuffles, the warps through shared memory.
 // - The combine (last-arriving block of a group): the partial outputs are loaded in the same
 //   batch as the (max, sum) pairs, before the weights are known, so the combine is one L2 round
-//   trip, not two.
+//   trip, not two; the ticket is one release-acquire atomic of thread 0 between two barriers, not
+//   a fence in every thread before and after it (the lab copy keeps that variant to time it).
 // head_dim % 8 != 0 (e.g. 100) is staged with 4-byte loads into rows padded to a multiple of 8
 // with zeros (K) so that the compute is the same.
 #pragma once
-#include <cooperative_groups.h>
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdint.h>
@@ -60,12 +68,9 @@ enum {
 
 // How a launch divides the work (host side). per_sm: blocks per SM the spans aim to fill;
 // min_chunk: positions of a span at least (a multiple of ALIGN); smem: the dynamic shared
-// memory a block may take (bytes; bounds the tile); cluster: with a CLUSTER instantiation, the
-// blocks of a cluster (8, or 16 where the device allows), which is then the number of spans.
+// memory a block may take (bytes; bounds the tile).
 struct Knobs {
-    int per_sm, min_chunk, smem, cluster;
-    int bulk_rows;  // BULK instantiations: rows per bulk copy (0: 32)
-    int rel_ticket; // 1: the ticket by one release-acquire atomic (no __threadfence)
+    int per_sm, min_chunk, smem;
 };
 
 struct Params {
@@ -83,80 +88,10 @@ struct Params {
     float *out;   // [n_heads][hd]
     float *part;  // per (block column, span, head < hb_max): o [hd4], then (max, sum) pairs after all o
     int *count;   // arrivals per block column (n_kv * rep), left zero
-    // lab only (Cfg PROBE): where a launch records its blocks' timeline (PROBE_SLOTS per block:
-    // see probe_mark), or nullptr
-    unsigned long long *probe;
-    int bulk_rows;  // BULK: rows per bulk copy
-    int rel_ticket; // the combine's ticket by a release-acquire atomic instead of fences (Knobs)
 };
 
-// The probe (lab): per block, slot 0 the global timer (ns) at the start, 1..8 clock64 at the
-// marks below, 9 the global timer at the end, 10 the SM. Marks: 1 start, 2 loads issued, 3 PDL
-// wait passed, 4 q rotated (the tile loop's start), 5 the tile landed, 6 P.V done, 7 partials
-// written and the ticket taken, 8 end (the combine, in the last block); 11 and 12 the first
-// tile's scores and softmax done.
-enum { PROBE_SLOTS = 16 };
-__device__ __forceinline__ unsigned long long global_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-template <class C>
-__device__ __forceinline__ void probe_mark(const Params &p, int k) {
-    if constexpr (C::PROBE)
-        if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS + k] = clock64();
-}
-template <class C>
-__device__ __forceinline__ void probe_end(const Params &p) {
-    if (!C::PROBE) return;
-    if (p.probe && threadIdx.x == 0) {
-        unsigned long long *r = p.probe + (size_t)blockIdx.x * PROBE_SLOTS;
-        r[8] = clock64();
-        r[9] = global_ns();
-        unsigned sm;
-        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-        r[10] = sm;
-    }
-}
-
-// The tensor memory accelerator's bulk copies (sm_90): global -> shared, completion counted in
-// bytes on an mbarrier. One thread issues a copy of many rows; the copy engine, not the
-// load/store units, keeps the bytes in flight.
+// a shared-memory address as the 32-bit operand of ldmatrix
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(unsigned long long *bar, unsigned count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned long long *bar, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)), "r"(bytes) : "memory");
-#endif
-}
-__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes, unsigned long long *bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
-                 : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_wait(unsigned long long *bar, unsigned parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    unsigned done = 0;
-    while (!done)
-        asm volatile(
-            "{\n\t.reg .pred q;\n\tmbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\n\tselp.u32 %0, 1, 0, q;\n\t}"
-            : "=r"(done)
-            : "r"(smem_u32(bar)), "r"(parity)
-            : "memory");
-#endif
-}
-__device__ __forceinline__ void fence_proxy_async() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#endif
-}
 
 // TC: c += a . b (m16n8k16, f16 in, f32 accumulators) and the fragment loads.
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
@@ -188,28 +123,22 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t a[4], const __half *p) {
                  : "r"(smem_u32(p)));
 }
 
-// MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 or 512; HB:
-// query heads per block at most (4 or 8: the P.V accumulators are 8 per head and thread, so HB 4
-// keeps the 2B model's 4-head groups at ~80 registers, beside the GEMVs that share the SMs).
-// CLUSTER: a KV group's spans are the blocks of one thread-block cluster (compute capability
-// 9.0), combined through distributed shared memory after a cluster barrier: no partials in
-// global memory, no fence, no ticket, no last block's L2 round trips.
-// BULK: the rows are staged by bulk copies (cp.async.bulk, p.bulk_rows rows each, issued by warp
-// 0) instead of 16-byte cp.async from every thread (head_dim % 8 == 0; others as before).
+// MAXHD: the largest head_dim of an instantiation (64, 128 or 256); THREADS: 256 (the product's;
+// 512 gained nothing in place in the lab); HB: query heads per block at most (4 or 8: the P.V
+// accumulators are 8 per head and thread, so HB 4 keeps the 2B model's 4-head groups at ~80
+// registers, beside the GEMVs that share the SMs).
 // TC: the scores and P.V on tensor cores (f32 accumulators; the block's query heads are the 8
 // columns). Scores: mma.sync m16n8k16, q scaled by a power of two (the block's largest |q| to
 // [2^14, 2^15), undone exactly in f32) and split into f16 hi + lo (two products, ~2^-22 of q; K
 // as stored). P.V: mma.sync m16n8k8 tf32, p split into tf32 hi + lo (two products: ~2^-22 of p at
 // f32's range, where f16 hi + lo lost every p below 2^-24 and most bits below 2^-14; V's f16
-// values are tf32 values, converted exactly from the same ldmatrix fragments). Rows padded by 16 bytes for
-// conflict-free ldmatrix (BULK then copies row by row). head_dim % 16 == 0 (the host launches
-// the other instantiation otherwise).
-// PROBE (lab builds only): the blocks record their timeline into p.probe (probe_mark); the
-// product's instantiations have none of that code.
-template <int MAXHD_, int THREADS_, int HB_, bool CLUSTER_ = false, bool BULK_ = false, bool TC_ = false, bool PROBE_ = false>
+// values are tf32 values, converted exactly from the same ldmatrix fragments). Rows padded by 16
+// bytes for conflict-free ldmatrix. head_dim % 16 == 0 (the host launches the CUDA-core
+// instantiation, TC false, otherwise).
+template <int MAXHD_, int THREADS_, int HB_, bool TC_>
 struct Cfg {
     static constexpr int MAXHD = MAXHD_, THREADS = THREADS_, WARPS = THREADS / 32, HB = HB_;
-    static constexpr bool CLUSTER = CLUSTER_, BULK = BULK_, TC = TC_, PROBE = PROBE_;
+    static constexpr bool TC = TC_;
     static constexpr int MTW = (MAXHD / 16 + WARPS - 1) / WARPS;  // TC P.V: 16-dim tiles a warp at most
     // blocks per SM the registers allow at least: ~80 registers at 256 threads and HB 4 (no spills)
     static constexpr int MINB = THREADS >= 512 ? (HB > 4 ? 1 : 2) : (HB > 4 ? 2 : 3);
@@ -238,8 +167,7 @@ __host__ __device__ __forceinline__ size_t tile_bytes(int hd, int tile) {
 template <class C>
 size_t dyn_smem(int hd, int tile, int splits) {
     size_t b = tile_bytes<C>(hd, tile);
-    // the warps' sums, then (CLUSTER) the block's partial output [MAX_REP][hd8]
-    const size_t red = (size_t)(C::WARPS + (C::CLUSTER ? 1 : 0)) * MAX_REP * hd8_of(hd) * sizeof(float);
+    const size_t red = (size_t)C::WARPS * MAX_REP * hd8_of(hd) * sizeof(float);  // the warps' sums
     const size_t comb = (size_t)2 * splits * MAX_REP * sizeof(float) + (size_t)C::THREADS * 16;  // weights, group sums
     if (red > b) b = red;
     if (comb > b) b = comb;
@@ -278,64 +206,6 @@ __device__ __forceinline__ int span_chunk(int kv_len, const Params &p) {
     return chunk < p.min_chunk ? p.min_chunk : chunk;
 }
 
-// The cluster barriers of a block without a span (CLUSTER, more than one span): the two that
-// the combining blocks pass (cluster_combine).
-__device__ __forceinline__ void cluster_idle() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    cl.sync();
-    cl.sync();
-#endif
-}
-
-// CLUSTER: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M) over the spans s < nsplit (the
-// cluster's blocks of rank s), from their shared memory: cpo (the block's partial [nh][hd]) and
-// ml ((max, sum) per head) at the same addresses in every block. The block of span sp takes
-// the outputs sp * THREADS + tid + k * nsplit * THREADS.
-template <class C>
-__device__ __forceinline__ void cluster_combine(const Params &p, const float *cpo, const float *ml, int nh, int nsplit, int sp,
-                                                int h0) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    __shared__ float wt[16][MAX_REP], lt[MAX_REP];  // weights e^(m_s - M) per (span, head); the sums
-    const int tid = threadIdx.x, hd = p.hd;
-    cl.sync();  // every block's partial and (max, sum) written (release / acquire at cluster scope)
-    if (tid < nsplit * nh) {
-        const int s2 = tid / nh, r = tid - s2 * nh;
-        const float *rml = cl.map_shared_rank(ml, (unsigned)s2);
-        wt[s2][r] = rml[2 * r];
-    }
-    __syncthreads();
-    if (tid < nh) {
-        float M = -INFINITY;
-        for (int s2 = 0; s2 < nsplit; s2++) M = fmaxf(M, wt[s2][tid]);
-        float L = 0.0f;
-        for (int s2 = 0; s2 < nsplit; s2++) {
-            const float *rml = cl.map_shared_rank(ml, (unsigned)s2);
-            const float w = expf(wt[s2][tid] - M);
-            wt[s2][tid] = w;
-            L = fmaf(rml[2 * tid + 1], w, L);
-        }
-        lt[tid] = L;
-    }
-    __syncthreads();
-    for (int idx = sp * C::THREADS + tid; idx < nh * hd; idx += nsplit * C::THREADS) {
-        const int r = idx / hd;
-        float v[16];
-#pragma unroll
-        for (int s2 = 0; s2 < 16; s2++) v[s2] = s2 < nsplit ? cl.map_shared_rank(cpo, (unsigned)s2)[idx] : 0.0f;
-        float acc = 0.0f;
-#pragma unroll
-        for (int s2 = 0; s2 < 16; s2++)
-            if (s2 < nsplit) acc = fmaf(v[s2], wt[s2][r], acc);
-        p.out[(size_t)h0 * hd + idx] = acc / lt[r];
-    }
-    cl.sync();  // no block leaves (freeing its shared memory) while another still reads it
-#endif
-}
-
 // grid (blocks), THREADS threads. VEC8: head_dim % 8 == 0 (16-byte cp.async of the rows);
 // otherwise 4-byte loads into rows padded with zeros. See the top of the file.
 template <bool VEC8, class C>
@@ -346,17 +216,12 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     __shared__ float rs[MAXHD];                         // RoPE (cos, sin) pairs at pos
     __shared__ float corr[MAX_REP], mlv[MAX_REP][2], lsum[MAX_REP];
     __shared__ int last_sh;
-    __shared__ __align__(8) unsigned long long bar;  // BULK: the tile's copies
-    constexpr bool BULK = C::BULK && VEC8;
     constexpr bool TC = C::TC && VEC8;
     constexpr int QHL = TC ? MAXHD + 8 : 2;  // TC: q hi / lo rows [head][dim], padded (conflict-free B loads)
     __shared__ __align__(16) __half qh[TC ? MAX_REP : 1][QHL], ql[TC ? MAX_REP : 1][QHL];
     __shared__ unsigned q_amax;  // TC: the largest |q| of the block's heads (f32 bits; non-negative floats order as integers)
 
     if (p.late == 0) pdl_trigger();
-    probe_mark<C>(p, 1);
-    if constexpr (C::PROBE)
-        if (p.probe && threadIdx.x == 0) p.probe[(size_t)blockIdx.x * PROBE_SLOTS] = global_ns();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int hd = p.hd, half = hd / 2, hd8 = hd8_of(hd), nch = hd8 / 8;
     const int ldr = TC ? hd8 + 8 : hd8;  // K and V row stride (halves) in shared memory
@@ -368,22 +233,9 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int nsplit = (kv_len + chunk - 1) / chunk;
     const int hg = p.hg, hb = p.hb_max;
     const int per_split = p.n_kv * hg;
-    // blocks: span-major (a span's blocks of every column, then the next span); CLUSTER:
-    // column-major, the p.splits spans of a column being one cluster
-    int sp, rem;
-    if (C::CLUSTER) {
-        rem = blockIdx.x / p.splits;
-        sp = blockIdx.x - rem * p.splits;
-        if (sp >= nsplit) {  // no span here: only the cluster barriers, unless nothing is combined
-            pdl_trigger();  // waits for nothing: lets the next kernel in at once
-            if (nsplit > 1) cluster_idle();
-            return;
-        }
-    } else {
-        if ((int)blockIdx.x >= per_split * nsplit) return;
-        sp = blockIdx.x / per_split;
-        rem = blockIdx.x - sp * per_split;
-    }
+    // blocks: span-major (a span's blocks of every column, then the next span)
+    if ((int)blockIdx.x >= per_split * nsplit) return;
+    const int sp = blockIdx.x / per_split, rem = blockIdx.x - sp * per_split;
     const int g = rem / hg, slot = rem - g * hg;
     const int bx = g * p.rep + slot;  // this (KV head, head slot)'s counter and record column
     const int r0 = slot * hb, nh = min(hb, p.rep - r0);  // this block's query heads: r0 .. r0 + nh - 1
@@ -403,21 +255,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     // after the wait), and commits.
     auto issue = [&](int it) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
-        if (BULK) {  // row pos comes along (stale): it is patched after the copy landed
-            if (warp == 0) {
-                const unsigned row_b = (unsigned)hd * 2, rows = TC ? 1u : (unsigned)p.bulk_rows;  // TC: padded rows
-                if (lane == 0) mbar_expect_tx(&bar, 2u * row_b * (unsigned)cnt);
-                __syncwarp();
-                const int nc = (cnt + (int)rows - 1) / (int)rows;
-                for (int c = lane; c < 2 * nc; c += 32) {
-                    const int j = (c >> 1) * (int)rows, n = min((int)rows, cnt - j);
-                    const size_t off = head_base + (size_t)(tb + j) * hd;
-                    if (c & 1) bulk_g2s(vs + (size_t)j * ldr, p.vc + off, (unsigned)n * row_b, &bar);
-                    else bulk_g2s(ks + (size_t)j * ldr, p.kc + off, (unsigned)n * row_b, &bar);
-                }
-            }
-            return;
-        }
         if (VEC8) {
             for (int idx = tid; idx < cnt * nch; idx += THREADS) {
                 const int j = idx / nch, c = idx - j * nch, t = tb + j;
@@ -443,10 +280,7 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             ks[j * ldr + c] = __float2half(0.0f);
             vs[j * ldr + c] = __float2half(0.0f);
         }
-    if (BULK && tid == 0) mbar_init(&bar, 1);
-    if (BULK) __syncwarp();
     issue(0);
-    probe_mark<C>(p, 2);
     if (tid < half) {  // the RoPE pairs at pos (a constant table), before the wait too
         rs[2 * tid] = p.rope[(size_t)pos * hd + 2 * tid];
         rs[2 * tid + 1] = p.rope[(size_t)pos * hd + 2 * tid + 1];
@@ -458,7 +292,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     }
     pdl_wait();
     if (p.late == 1) pdl_trigger();
-    probe_mark<C>(p, 3);
 
     // The previous kernel's outputs: q of the block's heads and, for the last span, this
     // position's k and v; all loads issued before any store. __ldcg: the q/k/v buffer is
@@ -592,7 +425,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     for (int i = 0; i < (TC ? C::MTW : 1); i++)
 #pragma unroll
         for (int e = 0; e < 4; e++) oc[i][e] = ol[i][e] = 0.0f;
-    probe_mark<C>(p, 4);
 
     for (int it = 0; it < n_tiles; it++) {
         const int tb = t0 + it * tile, cnt = min(tile, n_span - it * tile);
@@ -600,10 +432,8 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             __syncthreads();  // the previous tile consumed (P.V read vs, pr)
             issue(it);
         }
-        // the tile landed (this thread's copies; BULK: all of them), then the current row
-        // patched in (BULK copied a stale one)
-        if (BULK) mbar_wait(&bar, (unsigned)it & 1u);
-        else cp_async_wait_all();
+        // the tile landed (this thread's copies), then the current row patched in
+        cp_async_wait_all();
         if (has_cur && tb == last_tb) {  // pos is in this tile
             const int jp = pos - tb;
             if (tid < half) ks[jp * ldr + ci0] = cur_k0, ks[jp * ldr + ci1] = cur_k1;
@@ -614,7 +444,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             for (int idx = tid; idx < (16 - (cnt & 15)) * hd; idx += THREADS)
                 vs[(size_t)(cnt + idx / hd) * ldr + idx % hd] = __float2half(0.0f);
         __syncthreads();  // tile landed (all threads' copies); q and the current row written
-        if (it == 0) probe_mark<C>(p, 5);
         if constexpr (TC) {
             // scores on tensor cores: warp w takes 16-position tiles w, w + WARPS, ...: A = 16 K
             // rows x 16 dims (ldmatrix), B = q hi / lo (16 dims x 8 heads), C = positions x heads
@@ -682,7 +511,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
                 }
         }
         __syncthreads();
-        if (it == 0) probe_mark<C>(p, 11);
         // online softmax: warp w updates heads w, w + WARPS over the tile's positions
 #pragma unroll
         for (int i = 0; i < C::HPW; i++) {
@@ -714,7 +542,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
             }
         }
         __syncthreads();
-        if (it == 0) probe_mark<C>(p, 12);
         // P.V: lane (chunk pv_c, phase pv_ph) over positions pv_ph + NPH k, every head of the block
         if constexpr (TC) {
             // on tensor cores: O^T (16 dims x 8 heads) += V^T (ldmatrix.trans of 16 rows) . p, as two
@@ -791,7 +618,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (p.late == 2) pdl_trigger();
-    probe_mark<C>(p, 6);
 
     // The phases of a warp added by shuffles, the warps' sums through shared memory (the tile's
     // bytes are free after the barrier). TC: the position groups' sums.
@@ -837,53 +663,29 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
     const int ncol = p.n_kv * p.rep;
     const size_t rec0 = ((size_t)bx * p.splits + sp) * p.hb_max;  // this span's first record
     float *po = p.part, *pml = p.part + (size_t)ncol * p.splits * p.hb_max * hd4;
-    float *cpo = red + (size_t)WARPS * MAX_REP * hd8;  // CLUSTER: this block's partial [r][d]
     for (int idx = tid; idx < nh * hd; idx += THREADS) {
         const int r = idx / hd, d = idx - r * hd;
         float s = 0.0f;
         for (int w = 0; w < nred; w++) s += red[((size_t)w * MAX_REP + r) * hd8 + d];
         if (nsplit == 1) p.out[(size_t)(h0 + r) * hd + d] = s / mlv[r][1];
-        else if (C::CLUSTER) cpo[idx] = s;
         else po[(rec0 + r) * hd4 + d] = s;
     }
-    if (nsplit == 1) {
-        probe_mark<C>(p, 7);
-        probe_end<C>(p);
-        return;
-    }
-    if (C::CLUSTER) {
-        probe_mark<C>(p, 7);
-        cluster_combine<C>(p, cpo, &mlv[0][0], nh, nsplit, sp, h0);
-        probe_end<C>(p);
-        return;
-    }
+    if (nsplit == 1) return;
     if (tid < nh) {
         pml[(rec0 + tid) * 2] = mlv[tid][0];
         pml[(rec0 + tid) * 2 + 1] = mlv[tid][1];
     }
-    if (p.rel_ticket) {
-        // the ticket as one release-acquire atomic by thread 0 between two barriers (the
-        // barrier orders the block's partial stores before it, and the last block's loads
-        // after it), in place of a full fence on every thread before and after
-        __syncthreads();
-        if (tid == 0) {
-            int old;
-            asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&p.count[bx]) : "memory");
-            last_sh = old == nsplit - 1;
-        }
-        __syncthreads();
-    } else {
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) last_sh = atomicAdd(&p.count[bx], 1) == nsplit - 1;
-        __syncthreads();
+    // The ticket: one release-acquire atomic by thread 0 between two barriers (the barrier
+    // orders the block's partial stores before it, and the last block's loads after it), in
+    // place of a full fence on every thread before and after (the lab's fence variant).
+    __syncthreads();
+    if (tid == 0) {
+        int old;
+        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(&p.count[bx]) : "memory");
+        last_sh = old == nsplit - 1;
     }
-    probe_mark<C>(p, 7);
-    if (!last_sh) {
-        probe_end<C>(p);
-        return;
-    }
-    if (!p.rel_ticket) __threadfence();
+    __syncthreads();
+    if (!last_sh) return;
     // Combine: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M), M = max_s m_s, per head.
     // Each thread takes 4 consecutive outputs of a head over a group of the spans (the threads
     // left over by the (head, 4 outputs) items take the spans in G groups, added through shared
@@ -983,7 +785,6 @@ __global__ void __launch_bounds__(C::THREADS, C::MINB) attn_long_kernel(Params p
         }
     }
     if (tid == 0) p.count[bx] = 0;
-    probe_end<C>(p);
 }
 
 // Spans of one KV group at most for a cache of ctx positions (sizes the scratch records).
@@ -998,10 +799,8 @@ inline int max_splits(int ctx) {
 // max_splits(ctx)], rounded down so that they make one wave. The tile: the longest span any
 // position makes (the span at ctx), rounded to ALIGN, within the shared-memory budget. The grid
 // is the most blocks any position uses.
-// probe (CLUSTER): only whether a cluster of the setting fits the device (KCUDA_OK) or not
-// (KCUDA_ERR_SHAPE, no message), nothing launched.
 template <bool VEC8, class C>
-int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
+int launch(Params &p, const Knobs &k, int pdl, void *stream) {
     auto kern = attn_long_kernel<VEC8, C>;
     const int rc = kcuda_prepare_func((const void *)kern);
     if (rc) return rc;
@@ -1011,16 +810,10 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
     p.hb_max = (p.rep + p.hg - 1) / p.hg;
     if (p.hb_max > C::HB) return kcuda_fail(KCUDA_ERR_SHAPE, "kcuda_attn_decode: %d query heads per block, the kernel holds %d", p.hb_max, C::HB);
     p.min_chunk = (k.min_chunk + ALIGN - 1) / ALIGN * ALIGN;
-    p.bulk_rows = k.bulk_rows > 0 ? k.bulk_rows : 32;
-    p.rel_ticket = k.rel_ticket;
     const int n_cols = p.n_kv * p.hg;
     int splits = nsm * k.per_sm / n_cols;
     const int cap = max_splits(p.ctx);
     splits = splits > cap ? cap : splits < 1 ? 1 : splits;
-    if (C::CLUSTER) {  // one cluster per column: its blocks are the spans (no scratch records)
-        if (k.cluster != 8 && k.cluster != 16) return kcuda_fail(KCUDA_ERR_ARG, "kcuda_attn_decode: cluster of %d blocks", k.cluster);
-        splits = k.cluster;
-    }
     p.splits = splits;
     // the longest span: at the last position
     int span = (p.ctx + splits - 1) / splits;
@@ -1044,59 +837,28 @@ int launch(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false)
         }
     }
     const int blocks = n_cols * splits;
-    if (!C::CLUSTER) return probe ? KCUDA_OK : kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
-    int dev = 0, major = 0;
-    KCUDA_TRY(cudaGetDevice(&dev));
-    KCUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    if (major < 9) return probe ? KCUDA_ERR_SHAPE : kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: clusters need compute capability 9.0");
-    if (splits > 8) KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)blocks);
-    cfg.blockDim = dim3(C::THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = (cudaStream_t)stream;
-    cudaLaunchAttribute attr[2];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = (unsigned)splits;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 2 : 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kern, &cfg) != cudaSuccess) {
-        cudaGetLastError();
-        clusters = 0;
-    }
-    if (probe) return clusters >= 1 ? KCUDA_OK : KCUDA_ERR_SHAPE;
-    if (clusters < 1)
-        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: no cluster of %d blocks with %zu bytes of shared memory fits", splits, smem);
-    const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
-    if (e != cudaSuccess)
-        return kcuda_fail(KCUDA_ERR_CUDA, "kcuda_attn_decode: cluster launch (%d blocks of %d): %s", blocks, splits, cudaGetErrorString(e));
-    return KCUDA_OK;
+    return kcuda_launch(kern, dim3((unsigned)blocks), dim3(C::THREADS), smem, stream, pdl, p);
 }
 
 // The instantiation for p's shape: MAXHD by head_dim, 16-byte rows where head_dim % 8 == 0, HB 4
 // where a block takes at most 4 query heads; TC where head_dim % 16 == 0.
-template <int THREADS, bool CLUSTER = false, bool BULK = false, bool TC = false>
-int launch_shape(Params &p, const Knobs &k, int pdl, void *stream, bool probe = false) {
+template <int THREADS, bool TC>
+int launch_shape(Params &p, const Knobs &k, int pdl, void *stream) {
     if constexpr (TC) {  // tensor cores take 16 dims a k-step
-        if (p.hd % 16) return launch_shape<THREADS, CLUSTER, BULK, false>(p, k, pdl, stream, probe);
+        if (p.hd % 16) return launch_shape<THREADS, false>(p, k, pdl, stream);
     }
     const bool vec8 = p.hd % 8 == 0;
     const int hg = (p.rep + MAX_REP - 1) / MAX_REP, hb4 = (p.rep + hg - 1) / hg <= 4;
     if (p.hd <= 64) {
-        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<64, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<64, THREADS, 4, TC>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 4, TC>>(p, k, pdl, stream);
+        return vec8 ? launch<true, Cfg<64, THREADS, 8, TC>>(p, k, pdl, stream) : launch<false, Cfg<64, THREADS, 8, TC>>(p, k, pdl, stream);
     }
     if (p.hd <= 128) {
-        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
-        return vec8 ? launch<true, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<128, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+        if (hb4) return vec8 ? launch<true, Cfg<128, THREADS, 4, TC>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 4, TC>>(p, k, pdl, stream);
+        return vec8 ? launch<true, Cfg<128, THREADS, 8, TC>>(p, k, pdl, stream) : launch<false, Cfg<128, THREADS, 8, TC>>(p, k, pdl, stream);
     }
-    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 4, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
-    return vec8 ? launch<true, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe) : launch<false, Cfg<256, THREADS, 8, CLUSTER, BULK, TC>>(p, k, pdl, stream, probe);
+    if (hb4) return vec8 ? launch<true, Cfg<256, THREADS, 4, TC>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 4, TC>>(p, k, pdl, stream);
+    return vec8 ? launch<true, Cfg<256, THREADS, 8, TC>>(p, k, pdl, stream) : launch<false, Cfg<256, THREADS, 8, TC>>(p, k, pdl, stream);
 }
 
 }  // namespace attn_long
