@@ -1,47 +1,29 @@
 // Decode attention over the f16 KV cache with RoPE and GQA (one token; flash-decoding style), in
-// two kernels: the per-KV-group kernel (kcuda_attn_decode, attention_decode.cuh) at any position,
-// and the per-query-head kernel (kcuda_attn_decode_head, attention_decode_head.cuh) below
-// kcuda_attn_decode_head_until positions, where it is faster; the backend captures one decode
-// graph per kernel and picks by position (infer/backend_cuda.c). The prefill kernels are in
-// attention_prefill.cu (and attention_wide.cu for wide heads).
+// two kernels: the per-KV-group spans kernel (kcuda_attn_decode, attention_decode_long.cuh) at
+// any position, and the per-query-head kernel (kcuda_attn_decode_head, attention_decode_head.cuh)
+// below kcuda_attn_decode_head_until positions, where it is faster; the backend captures one
+// decode graph per kernel and picks by position (infer/backend_cuda.c). The prefill kernels are
+// in attention_prefill.cu (and attention_wide.cu for wide heads).
 //
-// The per-KV-group kernel: one block per (KV head, split of the context): the block loads each K/V row
-// of its split once and computes every query head of that KV group from it (GQA 1..8 in one
-// block; larger groups take several blocks per KV head). Why: the previous kernel ran one block
-// per (query head, chunk of 64), so every row was loaded n_rep times (4 for the 2B model) and the
-// grid was mostly tiny blocks; measured on an H100, decode at context 2756 ran at 665 tok/s
-// against 859 at context 515, ~1.1 TB/s on the unique KV bytes.
-//
-// The grid is fixed per launch (the graph is captured once; the position lives in device
-// memory): about the blocks that fit on the GPU at once (2 per SM here; the occupancy query
-// says), with a number of splits chosen so that one block per KV head and split fills them.
-// Each block derives its work from the position: its split (at least one tile, rounded up to
-// whole tiles, longer at long context) and its query heads (the whole group; more than 8 per KV
-// head take several blocks). Blocks past the work leave at once.
-//
-// A block streams its span in tiles (128 positions in one shared-memory stage for head_dim <=
-// 128; 32 in two stages above) filled by 16-byte cp.async, the first stages issued before the
-// PDL wait: the rows < pos are final before the previous kernel starts (earlier steps wrote
-// them), so the KV traffic overlaps the QKV projection. Per tile: scores of all the group's
-// heads (f32, q rotated in shared memory, two FMA chains per dot product), an online softmax in
-// f32 (running max and sum per head), and P.V accumulated in registers. A block that holds the current
-// position computes its k (RoPE) and v after the wait, patches them into its tile and (the first
-// block of the group) writes them to the cache. With more than one split, each block writes
-// (max, sum, o) per head and the last block of the group to arrive combines them (no second
-// launch: a launch plus its PDL wait costs ~1 us per layer, more than the combine at these sizes).
-// The device code and its knobs are in attention_decode.cuh; the lab (kernels/dev/
-// attn_decode_lab.cu) times every other setting of them.
+// The spans kernel: one block per (KV head, span of the context) loads each K/V row of its span
+// once for every query head of its group (GQA 1..8 in one block; larger groups take several
+// blocks per KV head), the spans balanced over the SMs, a span's rows requested before the PDL
+// wait (they are final before the previous kernel starts), the scores and P.V on tensor cores
+// where head_dim % 16 == 0, and the spans of a group combined by the group's last-arriving
+// block. How and why: attention_decode_long.cuh. The tiled per-KV-group kernel it replaced (one
+// tile of 128 positions per split, CUDA-core dot products) is the lab's
+// kernels/dev/attention_decode_knobs.cuh, setting "t256x128s1ip sm2 c128 at group".
 #include <stdint.h>
 
-#include <type_traits>
-
-#include "kernels/cuda/attention_decode.cuh"
+#include "kernels/cuda/attention_decode_long.cuh"
 #include "kernels/cuda/attention_decode_head.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace {
 
-using namespace attn_decode;
+using attn_long::MAX_HD;
+using attn_long::MAX_REP;
+using attn_long::max_splits;
 
 // How the head kernel's last block of a query head combines its splits (attention_decode_head.cuh,
 // attn_head::Combine): ONE_TRIP_REL, the (max, sum) pairs and partial outputs of 16 splits in one
@@ -85,37 +67,23 @@ int head_wave_blocks() {
 // The head kernel's scores read each half of a row in 16-byte pieces: head_dim % 16 == 0.
 bool head_shape(const KcudaAttnShape *a) { return a->head_dim % 16 == 0 && a->head_dim <= attn_head::MAX_HD; }
 
-// The product's configuration (H100 80GB HBM3, 2026-12-06, dev_attn_decode: us per layer inside
-// 30 product decode layers less the same layers without attention, at positions 96 / 544 / 2080
-// / 4064; kernels/dev/README.md, "Decode attention lab"), for head_dim <= 128:
-//   256 threads, one tile of 128 positions per split (1 stage), two FMA chains in the scores,
-//   the combine over all threads, 2 blocks per SM, splits of >= 128 positions in whole tiles, no
-//   head spreading: 5.39 / 10.60 / 12.45 / 14.65;
-//   the same with tiles of 64 in 2 stages and splits of >= 64: 7.92 / 8.69 / 13.13 / 17.34
-//   (bench: 965.0 / 931.1 / 831.8 / 744.6 tok/s at context 64 / 512 / 2048 / 4032);
-//   the setting before (128 threads, tiles of 64, one FMA chain, splits rounded to 16, heads
-//   spread at short context): 8.93 / 11.18 / 14.87 / 22.98; version 3 (block per query head and
-//   64 positions): 4.96 / 6.73 / 15.06 / 24.42.
-// Why (measured): at 4064 one tile of 128 per split is 2.7 us faster than two tiles of 64 (one
-// pass of a tile's dependent steps: wait, barrier, scores, barrier, softmax, barrier, P.V,
-// barrier); below 128 positions one split needs no combine (5.4 us at 96 against 7.9); at 544
-// splits of 64 are faster (8.7 against 10.6), the one position where this setting loses (a
-// kernel would need both tile shapes to pick by position). 256 threads give 16 warps per SM for
-// the latency-bound loop (128: 8); spreading a group's heads over several blocks made more,
-// slower blocks. Past 52 x 128 positions a split takes several tiles, loaded one after the
-// other (one stage).
-// head_dim > 128 (not timed): tiles of 32 in 2 stages (shared memory), splits of >= 64.
-template <int MAXHD>
-struct Product {
-    using Cfg128 = Cfg<MAXHD, 256, 128, 1, true>;
-    using Cfg32 = Cfg<MAXHD, 256, 32, 2, false>;
-};
-template <int MAXHD>
-using ProductCfg = typename std::conditional<(MAXHD > 128), typename Product<MAXHD>::Cfg32, typename Product<MAXHD>::Cfg128>::type;
-template <int MAXHD>
-constexpr Knobs product_knobs() {
-    return MAXHD > 128 ? Knobs{2, 64} : Knobs{2, 128};
-}
+// The spans kernel's setting (kernels/dev/README.md, "Decode attention toward its bytes";
+// `dev_attn_decode long` times it against the alternatives): one block per SM (26 spans of up to
+// 160 positions per KV group for 2B-4T at 4096), spans of at least 64 positions, a tile budget of
+// 100 KB, 256 threads, 16-byte cp.async, tensor cores where head_dim % 16 == 0. Measured (H100
+// 80GB HBM3, 2026-12-06, in place inside 30 product decode layers, us per layer at 1024 / 2048 /
+// 4095, same run): 10.19 / 10.86 / 12.95 against the tiled per-KV-group kernel before it 10.79 /
+// 12.33 / 14.92 and the same spans on CUDA cores 10.48 / 11.60 / 15.14; bulk copies instead of
+// cp.async were slower (11.78 / 15.83 on CUDA cores at 2048 / 4095), two blocks per SM too
+// (11.84 / 14.44).
+//
+// The spans' combine takes its ticket by one release-acquire atomic of thread 0 between two
+// barriers (attention_decode_long.cuh; lab setting "T256 sm1 c64 b100 f"), not by every thread's
+// fences before and after the ticket (the setting measured above): the lab copy
+// (kernels/dev/attention_decode_long.cuh) keeps the fence variant, and `dev_attn_decode attn10`
+// times the two against each other (kernels/dev/README.md, "Decode attention at every context
+// length").
+constexpr attn_long::Knobs SPANS = {1, 64, 100 * 1024};
 
 int decode_check(const KcudaAttnShape *a, const char *fn) {
     if (!a || !a->d_rope) return kcuda_fail(KCUDA_ERR_ARG, "%s: NULL shape or rope table", fn);
@@ -195,15 +163,13 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
                                  int *d_count, int pdl, void *stream) {
     const int rc = decode_args(a, d_qkv, d_kc, d_vc, d_pos, d_out, d_part, d_count, pdl, "kcuda_attn_decode");
     if (rc) return rc;
-    const bool vec8 = a->head_dim % 8 == 0;
-    DecodeParams p = {};
+    attn_long::Params p = {};
     p.n_heads = a->n_heads;
     p.n_kv = a->n_kv;
     p.rep = a->n_heads / a->n_kv;
     p.hd = a->head_dim;
     p.ctx = a->ctx;
     p.style = a->rope_style;
-    p.splits = max_splits(a->ctx);
     p.late = pdl >= KCUDA_PDL_LATE ? pdl - 1 : 0;
     p.rope = a->d_rope;
     p.qkv = d_qkv;
@@ -213,14 +179,7 @@ extern "C" int kcuda_attn_decode(const KcudaAttnShape *a, const float *d_qkv, ui
     p.out = d_out;
     p.part = d_part;
     p.count = d_count;
-    if (a->head_dim <= 64)
-        return vec8 ? launch<64, true, ProductCfg<64>>(p, product_knobs<64>(), pdl, stream)
-                : launch<64, false, ProductCfg<64>>(p, product_knobs<64>(), pdl, stream);
-    if (a->head_dim <= 128)
-        return vec8 ? launch<128, true, ProductCfg<128>>(p, product_knobs<128>(), pdl, stream)
-                : launch<128, false, ProductCfg<128>>(p, product_knobs<128>(), pdl, stream);
-    return vec8 ? launch<256, true, ProductCfg<256>>(p, product_knobs<256>(), pdl, stream)
-                : launch<256, false, ProductCfg<256>>(p, product_knobs<256>(), pdl, stream);
+    return attn_long::launch_shape<256, true>(p, SPANS, pdl, stream);
 }
 
 // Shapes the tiled prefill kernels (attention_prefill.cu) support: their shared-memory tiles hold

@@ -3,7 +3,7 @@
 // with 16-byte loads issued before the PDL wait, the last block of each head combining the
 // splits. head_dim a multiple of 16 up to 128 (each half of a row in 16-byte pieces). It was the product's only decode kernel until
 // 2026-12-06 ("version 3" in kernels/dev/README.md); the per-KV-group kernel
-// (attention_decode.cuh) loads each row once per group instead of once per query head and wins
+// (attention_decode_long.cuh) loads each row once per group instead of once per query head and wins
 // at long context, this one has fewer dependent steps per block and wins at short context.
 #pragma once
 #include <cuda_fp16.h>

@@ -1,4 +1,5 @@
-// Lab copy of the long-context decode attention kernel (kernels/cuda/attention_decode.cuh) with
+// Lab copy of the tiled per-KV-group decode attention kernel (the product's kcuda_attn_decode
+// until the spans kernel, kernels/cuda/attention_decode_long.cuh, replaced it) with
 // every knob the lab measured (kernels/dev/README.md, "Decode attention lab"): threads, tile,
 // stages, one or two FMA chains in the scores, the combine's batch and its spreading over all
 // threads, blocks per SM, the shortest split, split rounding to 16 positions, head spreading at

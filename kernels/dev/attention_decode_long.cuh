@@ -1,13 +1,18 @@
-// Lab: the decode attention kernel for long contexts, "spans" (one token over the f16 KV cache,
-// RoPE, GQA; one block per KV group and span of the context), its launch and its knobs. Its
-// tensor-core setting (T256 sm1 c64 b100) was the product's kcuda_attn_decode twice on
-// 2026-12-06 (faster in place and end to end: -p after 2002 / 3607 tokens 1000.2 / 934.7 against
-// 936.0 / 888.7 tok/s) and went back here both times: on the GPU its outputs miss the tests'
-// error bound where an output's reference sits in small probabilities (P.V took p as f16 hi +
-// lo: no normal f16 below 2^-14, none at all below 2^-24, so e^-30 was 0; kernels/dev/README.md,
-// "Decode attention at every context length"). Its P.V now runs in TF32 (m16n8k8, p as tf32 hi
-// + lo: f32 range, ~2^-22 of p; V's f16 converts to tf32 exactly) and q is scaled by a power of
-// two before its f16 split (lo normal down to 2^-18 of the largest |q|): not yet run on a GPU.
+// Lab copy of the product's decode attention kernel for long contexts, "spans"
+// (kernels/cuda/attention_decode_long.cuh, kcuda_attn_decode from the head kernel's limit on: one
+// token over the f16 KV cache, RoPE, GQA; one block per KV group and span of the context), with
+// the settings the lab compares against it (kernels/dev/README.md, "Decode attention by balanced
+// spans" and the sections after it): CUDA-core dot products at every head_dim (TC false), 512
+// threads, thread-block clusters combined through distributed shared memory (CLUSTER), bulk
+// copies (BULK, Knobs.bulk_rows), the combine's ticket between every thread's fences
+// (Knobs.rel_ticket 0) and a timeline probe (PROBE). The product header keeps only the settings
+// the product instantiates (T256 sm1 c64 b100 with the release-acquire ticket, "T256 sm1 c64 b100
+// f" here); this copy lets dev_attn_decode time the others against it. Its P.V runs in TF32
+// (m16n8k8, p as tf32 hi + lo: f32 range, ~2^-22 of p; V's f16 converts to tf32 exactly) and q
+// is scaled by a power of two before its f16 split (lo normal down to 2^-18 of the largest |q|):
+// the f16 hi + lo P.V before it missed the tests' error bound where an output's reference sits
+// in small probabilities (no normal f16 below 2^-14, none at all below 2^-24, so e^-30 was 0;
+// "Decode attention at every context length").
 // How it differs
 // from the tiled per-KV-group kernel before it (kernels/dev/attention_decode_knobs.cuh, setting
 // "t256x128s1ip sm2 c128 at group") and why:

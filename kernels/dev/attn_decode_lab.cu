@@ -1,7 +1,9 @@
-// Decode attention lab (issues #11, #12): the long-context kernel (kernels/cuda/
-// attention_decode.cuh) in every configuration the lab measured (threads per block, tile length,
-// stages, FMA chains, combine; blocks per SM, shortest split, split rounding, head spreading:
-// the lab copy kernels/dev/attention_decode_knobs.cuh), the short-context kernel
+// Decode attention lab (issues #11, #12): the tiled per-KV-group kernel (the product's
+// kcuda_attn_decode until the spans kernel) in every configuration the lab measured (threads per
+// block, tile length, stages, FMA chains, combine; blocks per SM, shortest split, split rounding,
+// head spreading: its lab copy kernels/dev/attention_decode_knobs.cuh), the spans kernel's
+// settings (kernels/dev/attention_decode_long.cuh, the lab copy of the product's
+// kcuda_attn_decode: modes long, longk, longsan, attn10), the short-context kernel
 // (kernels/cuda/attention_decode_head.cuh, "v3": the product's kernel until 2026-12-06, here with
 // a grid over the whole context so that it runs at every position), and the product's entry
 // points as the backend calls them (kcuda_attn_decode; kcuda_attn_decode_head below its limit:
@@ -31,7 +33,8 @@
 // decode graph costs (capture + instantiate time, device memory: GRAPH) and what one more launch
 // per layer that leaves at once costs in the chain (EMPTY: the price of choosing on the device
 // with two launches).
-// long: the spans kernel (kernels/dev/attention_decode_long.cuh) against the product: long_mode;
+// long: the spans kernel's settings (kernels/dev/attention_decode_long.cuh, the lab copy of the
+// product's kcuda_attn_decode) against the product: long_mode;
 // longk: the same for its cluster instantiation (a separate run: a fault there ends the process);
 // longsan: its check at a few settings, shapes and positions (for compute-sanitizer).
 // attn10: the check at every shape the GPU tests run, then the product against this session's
@@ -938,7 +941,7 @@ int long_mode(std::vector<Variant> &vs, Variant &v3, const char *only, bool clus
 //     head kernel's limit), counters left zero (CHECK10 lines; "check: N failures");
 //  2. in place (30 decode layers: chain - gemv, us per layer, median of 3 interleaved rounds) at
 //     positions 96 / 544 / 1100 / 2048 / 4095, the product by position (attention.cu:
-//     HEAD_COMBINE below the head kernel's limit, the tiled per-KV-group kernel from there)
+//     HEAD_COMBINE below the head kernel's limit, kcuda_attn_decode from there)
 //     against each setting named (IN10, RATIO10 lines):
 //       "by position, head fences" / "one-trip" / "one-trip rel": the head kernel's combine
 //         FENCES (measured last session) / ONE_TRIP / ONE_TRIP_REL (attention_decode_head.cuh)
