@@ -125,7 +125,7 @@ struct Gemm4Cfg {  // KB: I2_S blocks (k-tiles of 128) per pipeline stage, i.e. 
 // block runs the epilogue on its share of the rows. Integer sums: exact in any order, no global
 // workspace, no atomics. It gives the narrow projections at T = 512 (2560 columns: 320 blocks of
 // 64x64 for 132 SMs that hold 5 each) the warps to hide the mma and shared-load latencies.
-template <int EP, class C, int WGM, int WGN, int MT, int NT, bool PF = false>
+template <int EP, class C, int WGM, int WGN, int MT, int NT>
 __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
     extern __shared__ __align__(128) uint8_t smem[];
     uint8_t *const As = smem;                                  // [STAGES][BM][128], swizzled
@@ -183,16 +183,6 @@ __global__ void __launch_bounds__(C::THREADS) w2a8_gemm_kernel4(GemmParams p) {
     // kernel (PDL), the activations after. Group 0 then holds W(0..STAGES-2) and A(0), group s
     // A(s): tile s is complete when group s is.
     pdl_trigger();
-    if constexpr (PF) {  // lab (`dev_w2a8_gemm cold`): every weight byte of the block asked of L2 first
-        const int gy = (int)gridDim.y, y = (int)blockIdx.y;
-        for (int r = tid; r < C::BN; r += C::THREADS) {
-            const int n = n_base + r;
-            if (n < p.n_out && r % gy == y)
-                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p.w + (size_t)n * rb + (size_t)kb_lo * 32),
-                             "r"(NB * 32)
-                             : "memory");
-        }
-    }
 #pragma unroll
     for (int st = 0; st < C::STAGES - 1; st++)
         if (st < KT) issue_w(st, st);

@@ -272,10 +272,10 @@ __global__ void __launch_bounds__(GEMM_THREADS) w2a8_gemm_kernel3(GemmParams p) 
     X(22, 2, 1, 2, 8, 4, 1)
 enum { GEMM4_N_CONFIGS = 22 };
 
-template <int WGM, int WGN, int MT, int NT, int ST, int KB, bool PF = false>
+template <int WGM, int WGN, int MT, int NT, int ST, int KB>
 int lab_gemm4(void *stream, int sk, const GemmParams &p) {
     using C = Gemm4Cfg<WGM, WGN, MT, NT, ST, KB>;
-    auto kern = w2a8_gemm_kernel4<KCUDA_EP_I32, C, WGM, WGN, MT, NT, PF>;
+    auto kern = w2a8_gemm_kernel4<KCUDA_EP_I32, C, WGM, WGN, MT, NT>;
     static bool attr = false;
     if (!attr) {
         KCUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
@@ -296,8 +296,8 @@ int lab_gemm_pick(int M, int N) {
 
 }  // namespace
 
-// Version ver (1..5; 6: version 4's tile 17 with a bulk L2 prefetch of its weights; 7: wgmma with
-// both operands in shared memory, w2a8_gemm_wgmma_ss.cuh) of the prefill GEMM, versions 4 and 5 with tile cfg (1..GEMM4_N_CONFIGS,
+// Version ver (1..5; 7: wgmma with both operands in shared memory, w2a8_gemm_wgmma_ss.cuh) of the
+// prefill GEMM, versions 4 and 5 with tile cfg (1..GEMM4_N_CONFIGS,
 // 1..GEMM5_N_CONFIGS) split over K into sk blocks per tile, int32 accumulators out [M][n_out]; the same arguments as
 // kcuda_w2a8_gemm otherwise (one part, gamma unused).
 static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_t *d_q, const int32_t *d_qsum, int M,
@@ -326,7 +326,6 @@ static int lab_gemm(int ver, int cfg, int sk, const KcudaTernary *w, const int8_
         return kcuda_launch(w2a8_gemm_kernel3<KCUDA_EP_I32>, grid, dim3(GEMM_THREADS), GEMM3_SMEM, stream, 0, p);
     }
     if (ver == 5) return lab_gemm5_cfg(cfg, KCUDA_EP_I32, stream, sk, p);
-    if (ver == 6) return lab_gemm4<1, 4, 4, 4, 3, 1, true>(stream, sk, p);  // tile 17 + L2 prefetch (`cold`)
     if (ver == 7) return lab_gemm7_cfg(cfg, KCUDA_EP_I32, stream, sk, p);
     switch (cfg) {
 #define X(id, wgm, wgn, mt, nt, st, kb) \
