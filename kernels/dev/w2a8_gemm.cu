@@ -13,7 +13,10 @@
 // ./dev_w2a8_gemm [prof|wgmma|cold] [T ...] (default 512 64; prof: five version-4 variants once each
 // at two T = 512 shapes, exactness only, for ncu; wgmma: version 5's tiles x splits beside version
 // 4's tiles 3 and 17 and the product's pick, GEMMs only; cold: the product's GEMM and version 5's
-// tile 8 with the weights read from DRAM, as a prefill reads each layer's, beside L2-resident)
+// tile 8 with the weights read from DRAM, as a prefill reads each layer's, beside L2-resident);
+// ./dev_w2a8_gemm chain [T [pos0 [layers]]] (default 512 1024 30): a prefill chunk launched as the
+// product does, the GEMM being kernel 4, version 5 or version 7, each checked bit for bit against
+// the product's chain, timed whole, without attention and GEMMs alone, and per kernel)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <thread>
@@ -532,11 +536,249 @@ static int attention(cudaStream_t st, int T) {
     return 0;
 }
 
+// `chain`: why version 5 lost its lab speed inside the product's prefill (session 9: the 120
+// GEMMs of a 512-token chunk took 6.60-6.75 ms against 4.76-4.86 for kernel 4, CUPTI, while the
+// lab times it 1.25x faster and `cold` showed DRAM-first weights cost it nothing). This runs one
+// prefill chunk of L layers as infer/backend_cuda.c's prefill_layer launches it (norm + quant,
+// QKV GEMM (F32 epilogue, three gamma segments), RoPE + KV write + attention at positions pos0..,
+// norm + quant, O GEMM (residual), norm + quant, gate/up GEMM (GLU, relu^2), norm + quant, down GEMM
+// (residual)), every layer with its own copy of the weights (DRAM-first, as a prefill reads them),
+// with the GEMM being the product's (kernel 4) or version 5 / 7 at a tile and a split per shape.
+// Three compositions tell where a loss sits: the whole layer, the layer without attention, and
+// the four GEMMs alone (same epilogues and weights; inputs quantized once). Each is timed as
+// plain stream launches (as the product runs prefill) and as one graph, and once with an event
+// between kernels (each kernel's own time, summed per step). Every variant's whole-layer chain is
+// first checked bit for bit against the product's: the residual stream after L layers and the
+// last layer's QKV, attention and gate/up outputs (the float epilogues are the same formula).
+struct ChainGemm {
+    int ver, cfg, sk[4];  // ver 4 = the product's launcher; sk per shape: QKV, O, gate/up, down
+    const char *name;
+};
+enum { CH_QKV, CH_O, CH_GU, CH_DOWN };
+
+static int chain_gemm(const ChainGemm &g, int which, const KcudaTernary *w, const int8_t *q, const float *s,
+                      const int32_t *qsum, int T, KcudaEpilogue ep, void *out, int ld_out, cudaStream_t st) {
+    if (g.ver == 4) return kcuda_w2a8_gemm(w, q, s, qsum, T, ep, out, ld_out, 0, st);
+    GemmParams p = {};  // as kcuda_w2a8_gemm fills it
+    p.w = w->d_codes, p.n_out = w->n_out, p.k_pad = w->k_pad, p.M = T, p.q = q, p.s = s, p.qsum = qsum;
+    p.seg0 = w->glu ? w->n_out : w->seg_end[0], p.seg1 = w->glu ? w->n_out : w->seg_end[1];
+    p.g0 = w->gamma[0], p.g1 = w->gamma[1], p.g2 = w->gamma[2], p.act = w->act, p.out = out, p.ld_out = ld_out;
+    return g.ver == 5 ? lab_gemm5_cfg(g.cfg, ep, st, g.sk[which], p) : lab_gemm7_cfg(g.cfg, ep, st, g.sk[which], p);
+}
+
+// Kernels that only occupy every SM between two GEMMs (compositions 3 and 4 of `chain`): the
+// first asks for no shared memory, the second for 200 KB as version 5 and 7 do, so the SMs'
+// L1 / shared-memory split is left as the small kernels of a layer leave it, or as a big GEMM wants it.
+__global__ void chain_idle_kernel() {}
+__global__ void chain_idle_smem_kernel() {
+    extern __shared__ unsigned char chain_smem[];
+    if (threadIdx.x == 1023) chain_smem[0] = 0;  // never true (128 threads): keeps the declaration
+}
+
+static int chain(cudaStream_t st, int T, int pos0, int L) {
+    const int dim = 2560, ffn = 6912, nh = 20, nkv = 5, hd = 128, qkv_dim = (nh + 2 * nkv) * hd, ctx = 4096;
+    if (T < 1 || pos0 < 0 || pos0 + T > ctx) {
+        fprintf(stderr, "chain: T %d at pos0 %d does not fit ctx %d\n", T, pos0, ctx);
+        return 1;
+    }
+    const int rows[4] = {qkv_dim, dim, 2 * ffn, dim}, ks[4] = {dim, dim, dim, ffn};
+    size_t wb[4], layer_b = 0;
+    for (int i = 0; i < 4; i++) layer_b += wb[i] = (size_t)rows[i] * ks[i] / 4;
+    const std::vector<uint8_t> hw = lab_random_i2s(layer_b);
+    uint8_t *dw;
+    CK(cudaMalloc(&dw, layer_b * L));
+    for (int l = 0; l < L; l++) CK(cudaMemcpy(dw + layer_b * l, hw.data(), layer_b, cudaMemcpyHostToDevice));
+    std::vector<KcudaTernary> m((size_t)L * 4);
+    for (int l = 0; l < L; l++) {
+        size_t off = layer_b * l;
+        for (int i = 0; i < 4; i++) {
+            KcudaTernary &t = m[(size_t)l * 4 + i];
+            t = {};
+            t.d_codes = dw + off, t.n_out = rows[i], t.k_pad = ks[i];
+            t.seg_end[0] = t.seg_end[1] = rows[i];
+            t.gamma[0] = t.gamma[1] = t.gamma[2] = 0.02f;
+            if (i == CH_QKV) t.seg_end[0] = nh * hd, t.seg_end[1] = (nh + nkv) * hd, t.gamma[1] = 0.03f, t.gamma[2] = 0.01f;
+            if (i == CH_GU) t.glu = 1, t.gamma[1] = 0.05f, t.act = KCUDA_ACT_RELU2;
+            off += wb[i];
+        }
+    }
+    std::vector<float> rope((size_t)ctx * hd), hx((size_t)T * dim), ones(ffn, 1.0f);
+    for (int i = 0; i < hd / 2; i++)
+        for (int p = 0; p < ctx; p++) {
+            const float f = 1.0f / powf(500000.0f, (float)(2 * i) / (float)hd);
+            rope[((size_t)p * hd / 2 + i) * 2] = cosf((float)p * f), rope[((size_t)p * hd / 2 + i) * 2 + 1] = sinf((float)p * f);
+        }
+    for (auto &v : hx) v = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    float *x0, *x, *dqkv, *att, *gu, *sc, *rp, *nw;
+    int8_t *q;
+    int32_t *qs;
+    uint16_t *kc, *vc;
+    const size_t kv = (size_t)nkv * ctx * hd;
+    CK(cudaMalloc(&x0, (size_t)T * dim * 4));
+    CK(cudaMalloc(&x, (size_t)T * dim * 4));
+    CK(cudaMalloc(&dqkv, (size_t)T * qkv_dim * 4));
+    CK(cudaMalloc(&att, (size_t)T * dim * 4));
+    CK(cudaMalloc(&gu, (size_t)T * ffn * 4));
+    CK(cudaMalloc(&q, (size_t)T * ffn));
+    CK(cudaMalloc(&sc, T * 4));
+    CK(cudaMalloc(&qs, T * 4));
+    CK(cudaMalloc(&rp, rope.size() * 4));
+    CK(cudaMalloc(&nw, ffn * 4));
+    CK(cudaMalloc(&kc, kv * 2 * L));
+    CK(cudaMalloc(&vc, kv * 2 * L));
+    CK(cudaMemset(kc, 0, kv * 2 * L));
+    CK(cudaMemset(vc, 0, kv * 2 * L));
+    CK(cudaMemcpy(x0, hx.data(), hx.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(rp, rope.data(), rope.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(nw, ones.data(), ffn * 4, cudaMemcpyHostToDevice));
+    const KcudaAttnShape a = {nh, nkv, hd, ctx, 0, rp};
+
+    // One layer's launches; comp 0: whole layer, 1: without attention, 2: the four GEMMs alone (q,
+    // s, qsum as the last norm left them: the kernels' work does not depend on the values), 3 and
+    // 4: as 2 with chain_idle_kernel or chain_idle_smem_kernel (264 blocks) before each GEMM.
+    // `mark` (may be null) is called after each launch with the step it ended.
+    enum { S_NORM, S_QKV, S_ATT, S_O, S_GU, S_DOWN, S_N };
+    const int smem_idle = 200 * 1024;
+    CK(cudaFuncSetAttribute(chain_idle_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_idle));
+    auto layer = [&](const ChainGemm &g, int comp, int l, const std::function<void(int)> &mark) -> int {
+        const KcudaTernary *w = &m[(size_t)l * 4];
+        uint16_t *k = kc + kv * l, *v = vc + kv * l;
+        auto norm = [&](const float *in, int k_in) {
+            if (comp == 3) return kcuda_launch(chain_idle_kernel, dim3(264), dim3(128), 0, st, 0);
+            if (comp == 4) return kcuda_launch(chain_idle_smem_kernel, dim3(264), dim3(128), smem_idle, st, 0);
+            if (comp == 2) return 0;
+            const int rc = kcuda_rmsnorm_quant_prefill(in, T, k_in, k_in, k_in, nw, 1e-5f, q, sc, qs, 0, st);
+            if (!rc && mark) mark(S_NORM);
+            return rc;
+        };
+        auto gemm = [&](int which, KcudaEpilogue ep, void *out, int ld) {
+            const int rc = chain_gemm(g, which, w + which, q, sc, qs, T, ep, out, ld, st);
+            if (!rc && mark) mark(S_QKV + (which == CH_QKV ? 0 : which + 1));
+            return rc;
+        };
+        if (norm(x, dim) || gemm(CH_QKV, KCUDA_EP_F32, dqkv, qkv_dim)) return 1;
+        if (comp == 0) {
+            if (kcuda_attn_prefill(&a, dqkv, qkv_dim, T, pos0, k, v, att, 0, st)) return 1;
+            if (mark) mark(S_ATT);
+        }
+        return norm(att, dim) || gemm(CH_O, KCUDA_EP_RESID, x, dim) || norm(x, dim) || gemm(CH_GU, KCUDA_EP_GLU, gu, ffn) ||
+               norm(gu, ffn) || gemm(CH_DOWN, KCUDA_EP_RESID, x, dim);
+    };
+    auto chunk = [&](const ChainGemm &g, int comp, const std::function<void(int)> &mark) -> int {
+        for (int l = 0; l < L; l++)
+            if (layer(g, comp, l, mark)) {
+                fprintf(stderr, "chain %s layer %d: %s\n", g.name, l, kcuda_last_error());
+                return 1;
+            }
+        return 0;
+    };
+    const ChainGemm vs[] = {{4, 0, {1, 1, 1, 1}, "product (kernel 4)"},
+                            {5, 8, {2, 2, 1, 2}, "5 wgmma c8 sk 2/2/1/2"},
+                            {5, 8, {1, 1, 1, 1}, "5 wgmma c8 sk1"},
+                            {7, 1, {2, 2, 1, 2}, "7 wgmma SS c1 sk 2/2/1/2"},
+                            {7, 3, {2, 2, 1, 2}, "7 wgmma SS c3 sk 2/2/1/2"}};
+    // bit-for-bit check of each whole-layer chain against the product's
+    const size_t nx = (size_t)T * dim;
+    std::vector<float> want[4], got[4];
+    auto snapshot = [&](std::vector<float> (&o)[4]) {
+        o[0].resize(nx), o[1].resize((size_t)T * qkv_dim), o[2].resize(nx), o[3].resize((size_t)T * ffn);
+        CK(cudaMemcpy(o[0].data(), x, nx * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(o[1].data(), dqkv, o[1].size() * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(o[2].data(), att, nx * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(o[3].data(), gu, o[3].size() * 4, cudaMemcpyDeviceToHost));
+    };
+    printf("\n| chain | GEMM | T | pos0 | layers | whole layer: plain us/layer | graph | without attention: plain | graph "
+           "| four GEMMs: plain | graph | GEMMs + idle kernels: no smem | 200 KB smem | check |\n"
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    double steps[8][S_N];
+    int nv = 0, failed = 0;
+    const char *step_names[S_N] = {"norm + quant (4)", "QKV", "RoPE + attention", "O", "gate/up", "down"};
+    for (const ChainGemm &g : vs) {
+        CK(cudaMemcpy(x, x0, nx * 4, cudaMemcpyDeviceToDevice));
+        if (chunk(g, 0, nullptr)) return 1;
+        CK(cudaStreamSynchronize(st));
+        const bool first = nv == 0;
+        snapshot(first ? want : got);
+        size_t bad = 0;
+        if (!first)
+            for (int i = 0; i < 4; i++)
+                for (size_t j = 0; j < want[i].size(); j++) bad += memcmp(&want[i][j], &got[i][j], 4) != 0;
+        size_t nonfinite = 0;
+        for (float f : first ? want[0] : got[0]) nonfinite += !std::isfinite(f);
+        char check[96];
+        snprintf(check, sizeof check, "%s%s", first ? "reference" : bad ? "FAILED" : "bit-identical", nonfinite ? " (non-finite x!)" : "");
+        if (bad) fprintf(stderr, "chain %s: %zu values differ from the product's FAILED\n", g.name, bad), failed++;
+        double t[5][2];
+        for (int comp = 0; comp < 5; comp++) {
+            // plain: the whole chunk enqueued from the host, events around it, median of 7 (2 warm-up)
+            std::vector<float> ms;
+            cudaEvent_t e0, e1;
+            CK(cudaEventCreate(&e0));
+            CK(cudaEventCreate(&e1));
+            for (int r = 0; r < 9; r++) {
+                CK(cudaEventRecord(e0, st));
+                if (chunk(g, comp, nullptr)) return 1;
+                CK(cudaEventRecord(e1, st));
+                CK(cudaEventSynchronize(e1));
+                float f;
+                CK(cudaEventElapsedTime(&f, e0, e1));
+                if (r >= 2) ms.push_back(f);
+            }
+            std::sort(ms.begin(), ms.end());
+            t[comp][0] = ms[ms.size() / 2] * 1000.0 / L;
+            t[comp][1] = lab_graph_us(st, 1, 7, 2, [&](int) { return chunk(g, comp, nullptr); }) / L;
+            cudaEventDestroy(e0), cudaEventDestroy(e1);
+        }
+        printf("| chain | %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", g.name, T, pos0,
+               L, t[0][0], t[0][1], t[1][0], t[1][1], t[2][0], t[2][1], t[3][1], t[4][1], check);
+        // each kernel's own time: an event after every launch of a whole-layer chunk
+        std::vector<cudaEvent_t> ev;
+        std::vector<int> which;
+        ev.reserve(16 * L + 1), which.reserve(16 * L);
+        auto newev = [&] {
+            cudaEvent_t e;
+            CK(cudaEventCreate(&e));
+            CK(cudaEventRecord(e, st));
+            ev.push_back(e);
+        };
+        newev();
+        if (chunk(g, 0, [&](int s) { newev(), which.push_back(s); })) return 1;
+        CK(cudaStreamSynchronize(st));
+        for (int s = 0; s < S_N; s++) steps[nv][s] = 0;
+        for (size_t i = 0; i < which.size(); i++) {
+            float f;
+            CK(cudaEventElapsedTime(&f, ev[i], ev[i + 1]));
+            steps[nv][which[i]] += f * 1000.0 / L;
+        }
+        for (cudaEvent_t e : ev) cudaEventDestroy(e);
+        nv++;
+    }
+    printf("\n| chain, us per layer by step (an event after each kernel) | T %d pos0 %d |", T, pos0);
+    for (int i = 0; i < nv; i++) printf(" %s |", vs[i].name);
+    printf("\n|---|---|");
+    for (int i = 0; i < nv; i++) printf("---:|");
+    printf("\n");
+    for (int s = 0; s < S_N; s++) {
+        printf("| %s | |", step_names[s]);
+        for (int i = 0; i < nv; i++) printf(" %.1f |", steps[i][s]);
+        printf("\n");
+    }
+    cudaFree(dw), cudaFree(x0), cudaFree(x), cudaFree(dqkv), cudaFree(att), cudaFree(gu), cudaFree(q), cudaFree(sc);
+    cudaFree(qs), cudaFree(rp), cudaFree(nw), cudaFree(kc), cudaFree(vc);
+    return failed;
+}
+
 int main(int argc, char **argv) {
     std::vector<int> Ts;
     g_prof = argc > 1 && strcmp(argv[1], "prof") == 0;
     g_wgmma = argc > 1 && strcmp(argv[1], "wgmma") == 0;
     const int cold = argc > 1 && strcmp(argv[1], "cold") == 0;
+    if (argc > 1 && strcmp(argv[1], "chain") == 0) {  // chain [T [pos0 [layers]]]
+        setvbuf(stdout, nullptr, _IOLBF, 0);
+        cudaStream_t st;
+        CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        return chain(st, argc > 2 ? atoi(argv[2]) : 512, argc > 3 ? atoi(argv[3]) : 1024, argc > 4 ? atoi(argv[4]) : 30);
+    }
     for (int i = 1 + g_prof + g_wgmma + cold; i < argc; i++) Ts.push_back(atoi(argv[i]));
     if (Ts.empty()) Ts = {512, 64};
     const int shapes[4][2] = {{3840, 2560}, {2560, 2560}, {13824, 2560}, {2560, 6912}};
