@@ -7,7 +7,7 @@
 # 4 and 5) and `dev_w2a8_gemm cold 512`. Builds nothing. Run from the root of the source copy on
 # the device machine (~2-4 minutes):
 #   sh kernels/dev/run_chain_device.sh X
-# X holds chain.tar.xz, packed on the development machine (stripped, xz, ~3 MB) by
+# X holds chain.tar.xz, packed on the development machine (stripped, xz, ~7 MB) by
 #   cmake --build build-cuda --target dev_w2a8_gemm
 #   sh kernels/dev/run_chain_device.sh --pack build-cuda X
 # with X a folder that .git/info/exclude ignores, carried by the call. Logs, the lab's output and
