@@ -40,6 +40,7 @@ enum {
      * after a reply ends, Esc + key is taken as two keys, so the key is never eaten. */
     ESC_AFTER_REPLY_MS = 1000,
     HINT_MIN_MS = 1500,/* a hint stays at least this long before a key clears it */
+    HINT_ROWS = 3,     /* rows a long hint may wrap over (draw_hint) */
     MIN_COLS = 24,
     MIN_ROWS = 5,
     INBUF = 16384,
@@ -145,16 +146,44 @@ static void draw_too_small(Ui *u) {
     wnoutrefresh(stdscr);
 }
 
+/* A hint is word-wrapped over up to HINT_ROWS rows at the bottom of the transcript pane, a
+ * space each side: a refused command's message ends with its usage, and a single row cut at 80
+ * columns lost it ("/export: PATH already exists; ... (usage: /export [md|" ). When even those
+ * rows are not enough, the last one ends in "…". */
 static void draw_hint(Ui *u) {
     if (!u->hint[0] || !u->chat_w) return;
     int rows, cols;
     getmaxyx(u->chat_w, rows, cols);
-    char line[600];
-    snprintf(line, sizeof line, " %s ", u->hint);
-    wattrset(u->chat_w, screen_style(ST_HINT));
-    mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
-    wattrset(u->chat_w, A_NORMAL);
-    screen_put(u->chat_w, rows - 1, 0, line, strlen(line), cols, screen_style(ST_HINT));
+    const int width = cols > 3 ? cols - 2 : 1;
+    const attr_t style = screen_style(ST_HINT);
+    TwLine *lines = NULL;
+    int n = 0, cap = 0;
+    if (tw_wrap(u->hint, strlen(u->hint), width, &lines, &n, &cap) < 0 || n < 1) {
+        free(lines); /* out of memory: the hint's first row, cut at the pane's edge */
+        wattrset(u->chat_w, style);
+        mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
+        wattrset(u->chat_w, A_NORMAL);
+        screen_put(u->chat_w, rows - 1, 1, u->hint, strlen(u->hint), width, style);
+        return;
+    }
+    int max_rows = rows > 1 ? rows - 1 : 1; /* leave the pane at least one row of its own */
+    if (max_rows > HINT_ROWS) max_rows = HINT_ROWS;
+    const int shown = n < max_rows ? n : max_rows;
+    for (int i = 0; i < shown; i++) {
+        const int row = rows - shown + i;
+        const TwLine *l = &lines[i];
+        wattrset(u->chat_w, style);
+        mvwhline(u->chat_w, row, 0, ' ', cols);
+        wattrset(u->chat_w, A_NORMAL);
+        if (i == shown - 1 && n > shown) {
+            const size_t fit = tw_fit(u->hint + l->start, l->len, width - 1);
+            screen_put(u->chat_w, row, 1, u->hint + l->start, fit, width - 1, style);
+            screen_put(u->chat_w, row, 1 + tw_width(u->hint + l->start, fit), "…", strlen("…"), 1, style);
+        } else {
+            screen_put(u->chat_w, row, 1, u->hint + l->start, l->len, width, style);
+        }
+    }
+    free(lines);
 }
 
 static void draw(Ui *u) {

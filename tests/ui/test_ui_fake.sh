@@ -49,6 +49,14 @@ t_type "again"; t_keys Enter
 t_wait "You said: again."
 t_wait_count "31 tok · " 2
 
+# 3b. A hint longer than the pane wraps over up to three rows instead of losing its end: a
+#     refused /export's usage comes last (cut at the pane's edge before).
+EXISTING="$T_DIR/an-export-file-that-exists-already-with-a-long-name.md"
+: >"$EXISTING"
+t_type "/export md $EXISTING"; t_keys Enter
+t_wait "already exists;"
+t_wait "[PATH])"
+
 # 4. Ctrl-C at an empty prompt explains how to quit; with text it clears the line.
 t_keys C-c
 t_wait "To leave, press Ctrl-D or type /quit."
