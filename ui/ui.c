@@ -132,7 +132,7 @@ static void draw_too_small(Ui *u) {
     for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
         msg = notes[i];
         n = 0;
-        tw_wrap(msg, strlen(msg), cols, &lines, &n, &cap);
+        tw_wrap(msg, strlen(msg), cols, 0, &lines, &n, &cap);
         bool fits = n <= u->rows;
         for (int j = 0; j < n; j++)
             if (lines[j].cols > cols) fits = false;
