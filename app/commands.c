@@ -530,11 +530,13 @@ static int cmd_help(const Command *self, App *a, const CmdArgs *args) {
                               table[i].help);
     if (o < sizeof buf)
         snprintf(buf + o, sizeof buf - o,
-                 "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn "
-                 "scroll,\n  Home/End (empty input) top/bottom, Ctrl-R search input history, "
-                 "Tab complete,\n  Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit. //text sends a "
-                 "line starting with /.\nA command may be shortened while it is unambiguous "
-                 "(/he), except those that leave or drop text.");
+                 /* Broken by hand at most 78 columns wide: whole in an 80-column terminal. */
+                 "\nKeys: Enter send, Ctrl-J new line, Esc/Ctrl-C stop a reply, PgUp/PgDn scroll,"
+                 "\n  Home/End (empty input) top/bottom, Ctrl-R search input history,"
+                 "\n  Tab complete, Ctrl-L redraw, Ctrl-Z suspend, Ctrl-D quit."
+                 "\n//text sends a line starting with /."
+                 "\nA command may be shortened while it is unambiguous (/he), except those that"
+                 "\n  leave or drop text.");
     app_note(a, MSG_NOTE, "%s", buf);
     return REACT_CHAT;
 }

@@ -83,6 +83,12 @@ static int tail_rows(const ChatView *v, const AppMessage *m) {
 
 static int text_indent(const AppMessage *m) { return has_head(m) ? INDENT : 0; }
 
+/* Continuation lines hang under list items and indented text in every message, and under the
+ * second column of the program's notes (their format is ours: /help, /params). */
+static unsigned hang_flags(const AppMessage *m) {
+    return TW_HANG_INDENT | (m->kind == MSG_NOTE ? TW_HANG_COLUMNS : 0);
+}
+
 static WrapCache *wrap(ChatView *v, int idx, const AppMessage *m, int cols) {
     if (idx >= v->n_cache) {
         int n = idx + 32;
@@ -98,15 +104,8 @@ static WrapCache *wrap(ChatView *v, int idx, const AppMessage *m, int cols) {
     if (c->serial == m->serial && c->version == m->version && c->width == width && c->n)
         return c;
     if (c->serial == m->serial && c->width == width && c->n && m->streaming && m->len >= c->len) {
-        /* A streaming reply only grows: the lines before the last one cannot change (greedy
-         * wrapping closed them on text already there), so only the last is wrapped again. */
-        size_t from = c->lines[c->n - 1].start;
-        c->n--;
-        int before = c->n;
-        if (tw_wrap(m->text + from, m->len - from, width, &c->lines, &c->n, &c->cap) < 0) {
-            c->n = 0;
-        } else {
-            for (int i = before; i < c->n; i++) c->lines[i].start += from;
+        /* A streaming reply only grows: only its last line is wrapped again. */
+        if (tw_rewrap_last(m->text, m->len, width, hang_flags(m), &c->lines, &c->n, &c->cap) >= 0) {
             c->version = m->version;
             c->len = m->len;
             return c;
@@ -117,7 +116,7 @@ static WrapCache *wrap(ChatView *v, int idx, const AppMessage *m, int cols) {
     c->width = width;
     c->len = m->len;
     c->n = 0;
-    if (tw_wrap(m->text, m->len, width, &c->lines, &c->n, &c->cap) < 0) c->n = 0;
+    if (tw_wrap(m->text, m->len, width, hang_flags(m), &c->lines, &c->n, &c->cap) < 0) c->n = 0;
     return c;
 }
 
@@ -212,10 +211,11 @@ static void draw_line(ChatView *v, WINDOW *w, int row, int cols, const AppMessag
             put_text(w, row, ind, "…", strlen("…"), cols - ind, screen_style(ST_META));
             return;
         }
-        put_text(w, row, ind, m->text + l->start, l->len, cols - ind, text_style(m));
-        if (m->streaming && line == c->n - 1 && ind + l->cols < cols) {
+        int x = ind + l->hang; /* a continuation line hangs under its first line's text */
+        put_text(w, row, x, m->text + l->start, l->len, cols - x, text_style(m));
+        if (m->streaming && line == c->n - 1 && x + l->cols < cols) {
             wattrset(w, screen_style(ST_META));
-            mvwaddstr(w, row, ind + l->cols, "▍");
+            mvwaddstr(w, row, x + l->cols, "▍");
             wattrset(w, A_NORMAL);
         }
         return;

@@ -218,7 +218,8 @@ size_t tw_fit(const char *s, size_t n, int max_cols) {
     return i;
 }
 
-static int push_line(TwLine **lines, int *count, int *cap, size_t start, size_t len, int cols) {
+static int push_line(TwLine **lines, int *count, int *cap, size_t start, size_t len, int cols,
+                     int hang) {
     if (*count == *cap) {
         int ncap = *cap ? *cap * 2 : 64;
         TwLine *nl = realloc(*lines, (size_t)ncap * sizeof *nl);
@@ -226,43 +227,137 @@ static int push_line(TwLine **lines, int *count, int *cap, size_t start, size_t 
         *lines = nl;
         *cap = ncap;
     }
-    (*lines)[(*count)++] = (TwLine){start, len, cols};
+    (*lines)[(*count)++] = (TwLine){start, len, cols, hang};
     return 0;
 }
 
-int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int *cap) {
+/* ---- hanging indents -------------------------------------------------------------------------
+ *
+ * A logical line's hang is decided from its first bytes only, and tw_rewrap_last relies on
+ * this: the hang given to a continuation line while a reply streams must be the one the whole
+ * text gives. It is, because a hang only counts if it is at most width - TW_HANG_MIN_ROOM and
+ * text follows it. A logical line breaks only once a cluster ends past column width; every
+ * byte the rules below read lies before a valid hang's column plus 11 (the longest marker
+ * looked ahead: 9 digits, "." and a blank), so it was there at the first break. A prefix not
+ * complete by then (the text ended inside it) would end past that column, where the whole
+ * text gives no valid hang either. */
+
+static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* Steps over blanks from s[*i], adding their columns to *col. */
+static void skip_blanks(const char *s, size_t n, size_t *i, int *col) {
+    for (; *i < n && is_blank(s[*i]); (*i)++) *col += s[*i] == '\t' ? TW_TAB : 1;
+}
+
+/* Bytes of a list marker at s[0..n) (its blank after it not included), 0 if none. */
+static size_t list_marker(const char *s, size_t n) {
+    size_t m = 0;
+    if (n >= 1 && (s[0] == '-' || s[0] == '*' || s[0] == '+')) m = 1;
+    else if (n >= 3 && !memcmp(s, "\xe2\x80\xa2", 3)) m = 3; /* • */
+    else {
+        while (m < n && m < 10 && s[m] >= '0' && s[m] <= '9') m++;
+        if (m == 0 || m > 9 || m >= n || (s[m] != '.' && s[m] != ')')) return 0;
+        m++;
+    }
+    return m < n && is_blank(s[m]) ? m : 0;
+}
+
+/* The column where the text after the prefix starts, if text follows it on the line and it
+ * is at most max; else 0. */
+static int text_column(const char *s, size_t n, size_t i, int col, int max) {
+    return i < n && s[i] != '\n' && col <= max ? col : 0;
+}
+
+static int indent_hang(const char *s, size_t n, int max) {
+    size_t i = 0;
+    int col = 0;
+    skip_blanks(s, n, &i, &col);
+    size_t m = list_marker(s + i, n - i);
+    if (m) {
+        col += tw_width(s + i, m);
+        i += m;
+        skip_blanks(s, n, &i, &col);
+    }
+    return text_column(s, n, i, col, max);
+}
+
+static int columns_hang(const char *s, size_t n, int max) {
+    size_t i = 0;
+    int col = 0;
+    skip_blanks(s, n, &i, &col);
+    if (i >= n || s[i] == '\n') return 0;
+    while (i < n && s[i] != '\n' && col <= max) {
+        if (s[i] == ' ' && i + 1 < n && s[i + 1] == ' ') {
+            for (; i < n && s[i] == ' '; i++) col++;
+            return text_column(s, n, i, col, max);
+        }
+        int w;
+        i += tw_cluster(s + i, n - i, &w);
+        col += w;
+    }
+    return 0;
+}
+
+/* The hang of the logical line that starts at s[0] (it runs to '\n' or n), 0 if none. */
+static int line_hang(const char *s, size_t n, int width, unsigned flags) {
+    int max = width / 2;
+    if (max > width - TW_HANG_MIN_ROOM) max = width - TW_HANG_MIN_ROOM;
+    if (max < 1) return 0;
+    int h = 0;
+    if (flags & TW_HANG_COLUMNS) h = columns_hang(s, n, max);
+    if (!h && (flags & TW_HANG_INDENT)) h = indent_hang(s, n, max);
+    return h;
+}
+
+/* Wraps s[from..n): from starts a logical line if hang < 0, else it starts a continuation
+ * line of a logical line with that hang. Line starts are offsets in s. */
+static int wrap_from(const char *s, size_t n, size_t from, int hang, int width, unsigned flags,
+                     TwLine **lines, int *count, int *cap) {
     if (width < 1) width = 1;
     int before = *count;
-    size_t line_start = 0, i = 0;
+    size_t line_start = from, i = from;
     int cols = 0;
+    /* first: this line is its logical line's first (drawn at 0, width columns of room, no
+     * break inside the prefix); else it is drawn at hang with width - hang of room. */
+    bool first = hang < 0;
+    if (first) hang = line_hang(s + from, n - from, width, flags);
+    int room = first ? width : width - hang;
     /* Last soft-break opportunity on this line: text before it ends the line, the line after
      * starts at brk_next (after the run of spaces). */
     size_t brk_end = 0, brk_next = 0;
     int brk_cols = 0, have_brk = 0;
+#define PUSH(len_, cols_)                                                                    \
+    do {                                                                                     \
+        if (push_line(lines, count, cap, line_start, (len_), (cols_), first ? 0 : hang))     \
+            return -1;                                                                       \
+    } while (0)
     for (;;) {
         if (i >= n || s[i] == '\n') {
             size_t end = i;
-            if (cols > width && have_brk && brk_next == i) {
+            if (cols > room && have_brk && brk_next == i) {
                 /* Trailing spaces past the edge are not part of the line. */
                 end = brk_end;
                 cols = brk_cols;
             }
-            if (push_line(lines, count, cap, line_start, end - line_start, cols)) return -1;
+            PUSH(end - line_start, cols);
             if (i >= n) break;
             i++;
             line_start = i;
             cols = 0;
             have_brk = 0;
+            first = true;
+            hang = line_hang(s + i, n - i, width, flags);
+            room = width;
             if (i >= n) { /* text ends with '\n': that is an empty last line */
-                if (push_line(lines, count, cap, line_start, 0, 0)) return -1;
+                PUSH(0, 0);
                 break;
             }
             continue;
         }
         int w;
         size_t len = tw_cluster(s + i, n - i, &w);
-        if (s[i] == ' ' && len == 1) {
-            /* A break opportunity: the line may end before this space. */
+        /* A space is a break opportunity, except inside the first line's prefix. */
+        if (s[i] == ' ' && len == 1 && !(first && cols < hang)) {
             if (!have_brk || brk_next != i) {
                 brk_end = i;
                 brk_cols = cols;
@@ -273,35 +368,59 @@ int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int 
             i += len; /* spaces past the edge are absorbed by the break */
             continue;
         }
-        if (cols + w > width && cols > 0) {
+        if (cols + w > room && cols > 0) {
             if (have_brk && brk_end > line_start) {
-                if (push_line(lines, count, cap, line_start, brk_end - line_start, brk_cols))
-                    return -1;
+                PUSH(brk_end - line_start, brk_cols);
                 /* Skip the spaces of the break, then restart measuring from there. */
                 line_start = brk_next;
                 i = brk_next;
-                cols = 0;
-                have_brk = 0;
-                continue;
-            }
-            if (have_brk && brk_end == line_start) {
-                /* Only leading spaces before a long word: drop them. */
+            } else if (have_brk && brk_end == line_start) {
+                /* Only leading spaces before a long word: drop them (never with a hang: they
+                 * are its prefix, no break). The line is still its logical line's first. */
                 line_start = brk_next;
                 i = brk_next;
                 cols = 0;
                 have_brk = 0;
                 continue;
+            } else {
+                PUSH(i - line_start, cols);
+                line_start = i;
             }
-            if (push_line(lines, count, cap, line_start, i - line_start, cols)) return -1;
-            line_start = i;
             cols = 0;
             have_brk = 0;
+            first = false;
+            room = width - hang;
             continue;
         }
         cols += w; /* a whole cluster: marks and joined emoji stay with their base */
         i += len;
     }
+#undef PUSH
     return *count - before;
+}
+
+int tw_wrap(const char *s, size_t n, int width, unsigned flags, TwLine **lines, int *count,
+            int *cap) {
+    return wrap_from(s, n, 0, -1, width, flags, lines, count, cap);
+}
+
+int tw_rewrap_last(const char *s, size_t n, int width, unsigned flags, TwLine **lines,
+                   int *count, int *cap) {
+    const TwLine *last = &(*lines)[*count - 1];
+    size_t from = last->start;
+    int hang = -1;
+    if (*count >= 2) {
+        /* A continuation line follows its predecessor with at most the spaces of the break
+         * between them; a logical line's first has a '\n' before it. */
+        size_t prev_end = last[-1].start + last[-1].len;
+        if (!memchr(s + prev_end, '\n', from - prev_end)) hang = last->hang;
+    }
+    /* A first line may have lost its leading spaces (before a long word): start before them,
+     * so that its hang is measured as tw_wrap does. */
+    if (hang < 0)
+        while (from > 0 && s[from - 1] != '\n') from--;
+    (*count)--;
+    return wrap_from(s, n, from, hang, width, flags, lines, count, cap);
 }
 
 size_t tw_to_wcs(const char *s, size_t n, wchar_t *out, size_t cap) {

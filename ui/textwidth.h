@@ -53,17 +53,47 @@ int tw_width(const char *s, size_t n);
  * cluster. */
 size_t tw_fit(const char *s, size_t n, int max_cols);
 
-/* One wrapped line: bytes [start, start+len) of the text, cols wide. */
+/* One wrapped line: bytes [start, start+len) of the text, cols wide, drawn hang columns right
+ * of the text's left edge (the hanging indent: 0 on the first line of each logical line). */
 typedef struct {
     size_t start, len;
     int cols;
+    int hang;
 } TwLine;
+
+/* Hanging indents (tw_wrap's flags): the continuation lines of a logical line ('\n' ends one)
+ * start under the text after its prefix, not at the left edge, so that list items and
+ * two-column text stay readable in a narrow pane.
+ *   TW_HANG_INDENT: the prefix is the line's leading spaces and tabs and a list marker after
+ *     them ("- ", "* ", "+ ", "• ", or 1 to 9 digits and ". " or ") ") with the blanks after it;
+ *   TW_HANG_COLUMNS: for text whose format we control (the program's notes: /help, /params):
+ *     the prefix runs to the end of the first run of 2 or more spaces after the line's first
+ *     text ("  /show      the model: ..." hangs under "the"). Tried first; where it finds no
+ *     prefix, or one too wide, TW_HANG_INDENT's rule (if asked for) applies.
+ * A prefix counts only when text follows it on its line and it leaves the continuation lines
+ * room: at most half the width, and at least TW_HANG_MIN_ROOM columns after it; else the
+ * line has no hang. */
+enum { TW_HANG_INDENT = 1u, TW_HANG_COLUMNS = 2u };
+enum { TW_HANG_MIN_ROOM = 16 };
 
 /* Word-wraps s[0..n) to width columns (width >= 1). '\n' ends a line; a line breaks after the
  * last space that fits, or inside a word longer than the line; the spaces at a soft break
- * are dropped; an empty text is one empty line. Appends to *lines (realloc'ed, *cap its
- * capacity, caller frees) and returns the number of lines appended, -1 if out of memory. */
-int tw_wrap(const char *s, size_t n, int width, TwLine **lines, int *count, int *cap);
+ * are dropped; an empty text is one empty line. With a hang (flags above), continuation lines
+ * are wrapped to width - hang, and the first line does not break inside its prefix (a long
+ * word after "- " is split, not moved below an orphaned "-"). Appends to *lines (realloc'ed,
+ * *cap its capacity, caller frees) and returns the number of lines appended, -1 if out of
+ * memory. */
+int tw_wrap(const char *s, size_t n, int width, unsigned flags, TwLine **lines, int *count,
+            int *cap);
+
+/* For text that only grows, by whole UTF-8 characters (a streaming reply): lines[0..*count) (*count >= 1) are tw_wrap's
+ * lines of s[0..m), m <= n, with the same width and flags; makes them tw_wrap's lines of
+ * s[0..n). Greedy wrapping closed the lines before the last on text already there, so only
+ * the last is wrapped again (from its logical line's start if it is that line's first, else
+ * from its own start with its hang). Returns the number of lines after the kept ones, -1 if
+ * out of memory (the lines are then incomplete: wrap the whole text). */
+int tw_rewrap_last(const char *s, size_t n, int width, unsigned flags, TwLine **lines,
+                   int *count, int *cap);
 
 /* Converts s[0..n) to what is drawn: wide chars, U+FFFD for bad bytes and controls, tabs as
  * spaces. Writes at most cap-1 wchar_t plus a terminating 0; returns how many were written. */

@@ -133,7 +133,7 @@ static void draw_too_small(Ui *u) {
     for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
         msg = notes[i];
         n = 0;
-        tw_wrap(msg, strlen(msg), cols, &lines, &n, &cap);
+        tw_wrap(msg, strlen(msg), cols, 0, &lines, &n, &cap);
         bool fits = n <= u->rows;
         for (int j = 0; j < n; j++)
             if (lines[j].cols > cols) fits = false;
@@ -158,7 +158,7 @@ static void draw_hint(Ui *u) {
     const attr_t style = screen_style(ST_HINT);
     TwLine *lines = NULL;
     int n = 0, cap = 0;
-    if (tw_wrap(u->hint, strlen(u->hint), width, &lines, &n, &cap) < 0 || n < 1) {
+    if (tw_wrap(u->hint, strlen(u->hint), width, 0, &lines, &n, &cap) < 0 || n < 1) {
         free(lines); /* out of memory: the hint's first row, cut at the pane's edge */
         wattrset(u->chat_w, style);
         mvwhline(u->chat_w, rows - 1, 0, ' ', cols);

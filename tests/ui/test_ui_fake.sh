@@ -1,7 +1,8 @@
 #!/bin/sh
 # UI mechanics over the scripted engine (exact reply lengths and rates): streaming and the
 # status bar, slash commands and hints, Ctrl-C / Esc stopping a long reply, resize mid-reply,
-# a tiny terminal, wide characters and emoji, multi-line input and bracketed paste, Ctrl-D.
+# a tiny terminal, wide characters and emoji, multi-line input and bracketed paste, Ctrl-D,
+# hanging indents of wrapped lines (/help, a list item in a reply).
 # usage: test_ui_fake.sh PATH/bitnet-chat-fake
 FAKE=${1:?usage: test_ui_fake.sh bitnet-chat-fake}
 . "$(dirname "$0")/lib.sh"
@@ -450,5 +451,34 @@ t_start 100 30 "BN_FAKE_TOKENS=3 $FAKE --no-history '$MODEL'"
 t_wait "Loaded model.gguf"
 t_type "/rename Kept nowhere"; t_keys Enter
 t_wait "nothing is saved (--no-history)"
+
+# 24. Hanging indents (ui/textwidth.h): at 80 columns /help's long descriptions continue under
+# the description column (29), not at the left edge, and its hand-broken lines fit whole.
+t_start 80 60 "BN_FAKE_TOKENS=3 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "/help"; t_keys Enter
+t_wait "leave or drop text."
+t_screen | sed -n '/^Commands:/,/leave or drop text\.$/p' >"$T_DIR/help24"
+T_CHECKS=$((T_CHECKS + 1))
+[ "$(grep -A1 '^  /show ' "$T_DIR/help24" | sed -n 2p)" = "$(printf '%29s' '')context, chat format, backend" ] ||
+    t_fail "/show's description does not continue at column 29"
+T_CHECKS=$((T_CHECKS + 1))
+at0=$(grep -vE '^(  |Commands:$|Keys: |//text |A command )' "$T_DIR/help24")
+[ -z "$at0" ] || t_fail "/help lines wrapped to column 0: $at0"
+T_CHECKS=$((T_CHECKS + 1))
+off=$(grep -E '^   ' "$T_DIR/help24" | grep -vE "^ {29}[^ ]")
+[ -z "$off" ] || t_fail "/help continuation lines not at column 29: $off"
+# A list item in a reply hangs under its text (column 2 + 2), while the reply streams and after.
+t_start 40 30 "BN_FAKE_TOKENS=40 BN_FAKE_RATE=15 $APP '$MODEL'"
+t_wait "Loaded model.gguf"
+t_type "list:"; t_keys C-j; t_type "- alpha beta gamma delta epsilon zeta eta"; t_keys Enter
+for when in streaming done; do
+    if [ $when = streaming ]; then t_wait "w12 "; else t_wait "41 tok · " 15; fi
+    T_CHECKS=$((T_CHECKS + 1))
+    off=$(t_screen | grep -E ' w[0-9]+' | grep -vE '^    [^ ]')
+    [ -z "$off" ] || t_fail "$when: reply lines not under the list item's text: $off"
+done
+T_CHECKS=$((T_CHECKS + 1))
+t_screen | grep -qxE '  - alpha beta gamma delta epsilon zeta' || t_fail "the list item's first line moved"
 
 t_done test_ui_fake

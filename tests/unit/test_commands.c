@@ -340,6 +340,14 @@ static void test_more_commands(void) {
     CHECK(strstr(help, "/clear") && strstr(help, "the model still sees the conversation"));
     CHECK(strstr(help, "/reset") && strstr(help, "the model forgets the text above"));
     CHECK(strstr(help, "/exit") != NULL);
+    /* Its other lines (the keys) are broken by hand to fit 80 columns whole (a command's row
+     * may wrap: it hangs under its description). All ASCII: bytes are columns. */
+    for (const char *l = help; *l;) {
+        size_t len = strcspn(l, "\n");
+        if (strncmp(l, "  /", 3))
+            CHECK_MSG(len <= 78, "/help line of %zu columns: %.*s", len, (int)len, l);
+        l += len + (l[len] == '\n');
+    }
     app_destroy(a);
 }
 

@@ -10,21 +10,28 @@
 static TwLine *g_lines;
 static int g_count, g_cap;
 
-/* Wraps and returns the lines joined with '|' (for compact expectations). */
-static const char *wrap_str(const char *s, int width) {
-    static char out[1024];
+/* Wraps with hanging-indent flags and returns the lines as drawn, joined with '|': each line
+ * after its hang in spaces (for compact expectations). */
+static const char *hwrap(const char *s, int width, unsigned flags) {
+    static char out[2048];
     g_count = 0;
-    int n = tw_wrap(s, strlen(s), width, &g_lines, &g_count, &g_cap);
+    int n = tw_wrap(s, strlen(s), width, flags, &g_lines, &g_count, &g_cap);
     size_t o = 0;
     out[0] = 0;
     for (int i = 0; i < n; i++) {
         if (i) out[o++] = '|';
+        for (int k = 0; k < g_lines[i].hang; k++) out[o++] = ' ';
         memcpy(out + o, s + g_lines[i].start, g_lines[i].len);
         o += g_lines[i].len;
         out[o] = 0;
     }
     return out;
 }
+
+#define HANGS(s, width, flags, want) CHECK_STREQ(hwrap(s, width, flags), want)
+
+/* Wraps without hangs and returns the lines joined with '|'. */
+static const char *wrap_str(const char *s, int width) { return hwrap(s, width, 0); }
 
 static void test_decode(void) {
     uint32_t cp;
@@ -213,40 +220,203 @@ static void test_terminal_modes(void) {
     tw_set_terminal(&saved);
 }
 
-/* Random texts: every line fits, lines are in order and together keep every non-space byte. */
+/* Hanging indents (the tests below): the continuation lines of a list item, an indented line
+ * and (asked for, for the program's notes) a two-column line start under the text after the
+ * prefix. First, list items. */
+static void test_hang_lists(void) {
+    const unsigned I = TW_HANG_INDENT;
+    HANGS("- alpha beta gamma delta epsilon", 24, I, "- alpha beta gamma delta|  epsilon");
+    CHECK_EQ_INT(g_lines[0].hang, 0);
+    CHECK_EQ_INT(g_lines[1].hang, 2);
+    HANGS("* alpha beta gamma delta epsilon", 24, I, "* alpha beta gamma delta|  epsilon");
+    HANGS("+ alpha beta gamma delta epsilon", 24, I, "+ alpha beta gamma delta|  epsilon");
+    HANGS("• alpha beta gamma delta epsilon", 24, I, "• alpha beta gamma delta|  epsilon");
+    HANGS("12. alpha beta gamma delta epsilon zeta eta theta", 24, I,
+          "12. alpha beta gamma|    delta epsilon zeta|    eta theta");
+    HANGS("3) alpha beta gamma delta epsilon", 24, I, "3) alpha beta gamma|   delta epsilon");
+    HANGS("123456789. alpha beta gamma delta", 30, I,
+          "123456789. alpha beta gamma|           delta");
+    /* Nested, and blanks after the marker: under the text. */
+    HANGS("  - nested item with some more words", 24, I,
+          "  - nested item with|    some more words");
+    HANGS("-   gap item with some more words", 24, I, "-   gap item with some|    more words");
+    /* Not markers: no space after, a decimal, ten digits, emphasis; no text after one. */
+    HANGS("12.5 is a number and more words", 24, I, "12.5 is a number and|more words");
+    HANGS("1234567890. ten digits is not a list", 24, I, "1234567890. ten digits|is not a list");
+    HANGS("-x is not a list item at all here", 24, I, "-x is not a list item at|all here");
+    HANGS("*bold* is not a list item at all", 24, I, "*bold* is not a list|item at all");
+    HANGS("1\xff. is not a list item at all", 24, I, "1\xff. is not a list item|at all");
+    HANGS("-", 24, I, "-");
+    HANGS("- ", 24, I, "- ");
+    /* A long word after the marker is split there, not moved under an orphaned "-". */
+    HANGS("- abcdefghijklmnopqrstuvwxyz0123456789", 20, I,
+          "- abcdefghijklmnopqr|  stuvwxyz0123456789");
+    HANGS("- abcdefghijklmnopqrstuvwxyz0123456789", 20, 0,
+          "-|abcdefghijklmnopqrst|uvwxyz0123456789");
+    /* Each logical line has its own hang; the first line of each is at 0. */
+    HANGS("Intro text here:\n- one two three four five six\n10. seven eight nine ten eleven",
+          24, I, "Intro text here:|- one two three four|  five six|10. seven eight nine ten|"
+                 "    eleven");
+    CHECK(g_count == 5 && g_lines[1].hang == 0 && g_lines[3].hang == 0 && g_lines[4].hang == 4);
+    /* Without the flag nothing hangs. */
+    HANGS("- alpha beta gamma delta epsilon", 24, 0, "- alpha beta gamma delta|epsilon");
+}
+
+static void test_hang_indent(void) {
+    const unsigned I = TW_HANG_INDENT;
+    HANGS("    code with some long words here", 24, I, "    code with some long|    words here");
+    HANGS("\tcode with some long words here", 24, I, "\tcode with some long|    words here");
+    CHECK_EQ_INT(g_lines[1].hang, TW_TAB);
+    HANGS(" \t- item in a tabbed list goes on", 24, I, " \t- item in a tabbed|       list goes on");
+    /* A long word after the indent is split in place (without a hang the spaces are dropped). */
+    HANGS("    abcdefghijklmnopqrstuvwxyz", 20, I, "    abcdefghijklmnop|    qrstuvwxyz");
+    HANGS("    abcdefghijklmnopqrstuvwxyz", 20, 0, "abcdefghijklmnopqrst|uvwxyz");
+    /* Blank lines and lines of blanks only have no hang. */
+    HANGS("    \n\n  x", 24, I, "    ||  x");
+}
+
+/* The two-column rule, on /help's own lines. */
+static void test_hang_columns(void) {
+    const unsigned C = TW_HANG_COLUMNS, IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
+    const char *show = "  /show                      the model: file, architecture, weights, "
+                       "vocabulary, context, chat format, backend";
+    char want[256];
+    snprintf(want, sizeof want, "%.80s|%29scontext, chat format, backend", show, "");
+    HANGS(show, 80, IC, want);
+    CHECK_EQ_INT(g_lines[1].hang, 29);
+    HANGS(show, 80, C, want);
+    /* Too wide a column for the width: the indent rule, or nothing. */
+    HANGS(show, 50, IC,
+          "  /show                      the model: file,"
+          "|  architecture, weights, vocabulary, context, chat|  format, backend");
+    HANGS(show, 50, C,
+          "  /show                      the model: file,"
+          "|architecture, weights, vocabulary, context, chat|format, backend");
+    /* Not asked for: the indent only. */
+    HANGS("  /x  alpha beta gamma delta epsilon", 24, TW_HANG_INDENT,
+          "  /x  alpha beta gamma|  delta epsilon");
+    HANGS("  /x  alpha beta gamma delta epsilon", 24, C,
+          "  /x  alpha beta gamma|      delta epsilon");
+    /* The first text may hold single spaces (/params' names); leading blanks are no run. */
+    HANGS("  system prompt   \"You are a helpful assistant.\"", 40, IC,
+          "  system prompt   \"You are a helpful|                  assistant.\"");
+    HANGS("     one two three four five six", 24, C, "     one two three four|five six");
+    /* No run, or no text after it: no column. */
+    HANGS("Keys: Enter send, Ctrl-J new line", 24, IC, "Keys: Enter send, Ctrl-J|new line");
+    HANGS("  /x    ", 24, C, "  /x    ");
+}
+
+/* Too little room left: no hang (never a width below TW_HANG_MIN_ROOM or past the middle). */
+static void test_hang_fallback(void) {
+    const unsigned I = TW_HANG_INDENT;
+    HANGS("- alpha beta gamma delta", 17, I, "- alpha beta|gamma delta");
+    HANGS("- alpha beta gamma delta", 18, I, "- alpha beta gamma|  delta");
+    char text[128], want[160];
+    /* At most half the width: 20 of 40 hangs, 21 does not. */
+    snprintf(text, sizeof text, "%20saaaa bbbb cccc dddd eeee", "");
+    snprintf(want, sizeof want, "%20saaaa bbbb cccc dddd|%20seeee", "", "");
+    HANGS(text, 40, I, want);
+    snprintf(text, sizeof text, "%21saaaa bbbb cccc dddd eeee", "");
+    snprintf(want, sizeof want, "%21saaaa bbbb cccc dddd|eeee", "");
+    HANGS(text, 40, I, want);
+    /* At least TW_HANG_MIN_ROOM after it: 14 of 30 hangs, 15 does not. */
+    snprintf(text, sizeof text, "%14saaaa bbbb cccc dddd", "");
+    snprintf(want, sizeof want, "%14saaaa bbbb cccc|%14sdddd", "", "");
+    HANGS(text, 30, I, want);
+    snprintf(text, sizeof text, "%15saaaa bbbb cccc dddd", "");
+    snprintf(want, sizeof want, "%15saaaa bbbb cccc|dddd", "");
+    HANGS(text, 30, I, want);
+    /* Tiny widths: as without a hang. */
+    for (int w = 1; w <= 17; w++) {
+        char plain[256];
+        snprintf(plain, sizeof plain, "%s", hwrap("- a list item  with\n  12. words", w, 0));
+        HANGS("- a list item  with\n  12. words", w, TW_HANG_INDENT | TW_HANG_COLUMNS, plain);
+    }
+}
+
+/* Wide characters (CJK, emoji) in the prefix count their columns; bytes that are not UTF-8
+ * count one column each, as drawn (U+FFFD). */
+static void test_hang_wide(void) {
+    const unsigned IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
+    HANGS("日本語  one two three four five six", 30, IC,
+          "日本語  one two three four|        five six");
+    CHECK_EQ_INT(g_lines[1].hang, 8);
+    HANGS("  " FAMILY3 "  one two three four five six", 30, IC,
+          "  " FAMILY3 "  one two three four five|      six");
+    HANGS("  😀e\xcc\x81  one two three four five six", 30, IC,
+          "  😀e\xcc\x81  one two three four five|       six");
+    HANGS("- 日本語日本語日本語日本語日本語", 20, IC, "- 日本語日本語日本語|  日本語日本語");
+    HANGS("• " FLAG_JP " flags and more words here", 24, IC,
+          "• " FLAG_JP " flags and more|  words here");
+}
+
+static void test_hang_invalid_utf8(void) {
+    const unsigned IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
+    HANGS("\xff\xfe  one two three four five six", 30, IC,
+          "\xff\xfe  one two three four five|    six");
+    CHECK_EQ_INT(g_lines[1].hang, 4);
+    /* Text of bad bytes after a marker hangs under them and keeps every byte. */
+    char text[64], want[80];
+    memcpy(text, "- ", 2);
+    memset(text + 2, '\xff', 30);
+    text[32] = 0;
+    snprintf(want, sizeof want, "- %.18s|  %.12s", text + 2, text + 2);
+    HANGS(text, 20, IC, want);
+    /* A cut-off "•" is no marker; nor is a marker's digit followed by a bad byte. */
+    HANGS("\xe2\x80 alpha beta gamma delta epsilon", 24, IC,
+          "\xe2\x80 alpha beta gamma|delta epsilon");
+    HANGS("- \xe2\x80\xa2 alpha beta gamma delta", 24, IC,
+          "- \xe2\x80\xa2 alpha beta gamma|  delta");
+}
+
+static const char *const g_pieces[] = {
+    "a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff", "longlonglongword", "\t",
+    FAMILY3, FAMILY4, FLAG_JP, RI_F, THUMBS_TONE, "\xf0\x9f\x8f\xbd", HEART_VS16, ACUTE, ZWJ_S,
+    "w12 ", "x", "\n- ", "\n* ", "\n• ", "\n12. ", "\n3) ", "\n  ", "\n\t", "- ", "12", ".", ")",
+    "1", "   ", "        ", "the ", "list ", "item ", "\xe2\x80"};
+enum { N_PIECES = sizeof g_pieces / sizeof g_pieces[0] };
+static const unsigned g_flags[] = {0, TW_HANG_INDENT, TW_HANG_COLUMNS,
+                                   TW_HANG_INDENT | TW_HANG_COLUMNS};
+
+/* Random texts: every line fits, lines are in order and together keep every non-space byte;
+ * a logical line's first line has no hang, its others share one that leaves them room. */
 static void test_wrap_random(void) {
-    const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
-                            "longlonglongword", "\t", FAMILY3, FAMILY4, FLAG_JP, RI_F, THUMBS_TONE,
-                            HEART_VS16, ACUTE, ZWJ_S};
     unsigned seed = 12345;
     int bad = 0;
-    for (int iter = 0; iter < 2000; iter++) {
+    for (int iter = 0; iter < 4000; iter++) {
         char text[512];
         size_t n = 0;
-        int parts = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+        int parts = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 60;
         for (int p = 0; p < parts; p++) {
             seed = seed * 1103515245u + 12345u;
-            const char *pc = pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+            const char *pc = g_pieces[(seed >> 16) % N_PIECES];
             size_t l = strlen(pc);
             if (n + l >= sizeof text) break;
             memcpy(text + n, pc, l);
             n += l;
         }
-        int width = 2 + (int)((seed >> 8) % 20);
+        int width = 2 + (int)((seed >> 8) % 50);
+        unsigned flags = g_flags[iter % 4];
         g_count = 0;
-        tw_wrap(text, n, width, &g_lines, &g_count, &g_cap);
+        tw_wrap(text, n, width, flags, &g_lines, &g_count, &g_cap);
         char joined[512];
         size_t jn = 0, last_end = 0;
+        int hang = 0;
         for (int i = 0; i < g_count; i++) {
             TwLine *l = &g_lines[i];
             int cw0;
             /* Only a single cluster wider than the whole line (a tab or wide char in a
              * very narrow pane) may exceed it. */
-            int oversize = l->cols > width &&
+            int oversize = l->hang + l->cols > width &&
                            !(l->len && tw_cluster(text + l->start, l->len, &cw0) == l->len);
             if (oversize || l->start < last_end ||
                 tw_width(text + l->start, l->len) != l->cols)
                 bad++;
+            bool first = i == 0 || memchr(text + last_end, '\n', l->start - last_end);
+            if (first ? l->hang != 0 : hang >= 0 && l->hang != hang) bad++;
+            hang = first ? -1 : l->hang;
+            if (l->hang && (l->hang > width / 2 || width - l->hang < TW_HANG_MIN_ROOM)) bad++;
+            if (!flags && l->hang) bad++;
             last_end = l->start + l->len;
             for (size_t k = 0; k < l->len; k++)
                 if (text[l->start + k] != ' ') joined[jn++] = text[l->start + k];
@@ -262,48 +432,96 @@ static void test_wrap_random(void) {
     CHECK_EQ_INT(bad, 0);
 }
 
-/* The chat view re-wraps a growing reply from the start of its last line only. That is right
- * only if appending text never moves an earlier break: check it against a full wrap. */
+/* Appends text code point by code point, re-wrapping with tw_rewrap_last each time; returns
+ * the number of times the lines differed from a full wrap. */
+static int stream_mismatches(const char *text, int width, unsigned flags) {
+    TwLine *inc = NULL, *full = NULL;
+    int n_inc = 0, cap_inc = 0, n_full = 0, cap_full = 0, bad = 0;
+    size_t total = strlen(text);
+    tw_wrap(text, 0, width, flags, &inc, &n_inc, &cap_inc);
+    for (size_t n = 0; n < total;) {
+        uint32_t cp;
+        n += (size_t)utf8_next(text + n, total - n, &cp);
+        tw_rewrap_last(text, n, width, flags, &inc, &n_inc, &cap_inc);
+        n_full = 0;
+        tw_wrap(text, n, width, flags, &full, &n_full, &cap_full);
+        bad += n_full != n_inc;
+        for (int i = 0; i < n_full && i < n_inc; i++)
+            bad += full[i].start != inc[i].start || full[i].len != inc[i].len ||
+                   full[i].cols != inc[i].cols || full[i].hang != inc[i].hang;
+    }
+    free(inc);
+    free(full);
+    return bad;
+}
+
+/* The chat view re-wraps a growing reply with tw_rewrap_last, from its last line only. That is
+ * right only if appending text never moves an earlier break nor changes the hang a
+ * continuation line was given: check it against a full wrap, piece by piece. */
 static void test_wrap_incremental(void) {
-    const char *pieces[] = {"a", "bc", " ", "  ", "\n", "日", "😀", "e\xcc\x81", "word", "\xff",
-                            "longlonglongword", "\t", "w12 ", "x", FAMILY3, FLAG_JP, RI_F,
-                            THUMBS_TONE, "\xf0\x9f\x8f\xbd", HEART_VS16, ACUTE, ZWJ_S};
     unsigned seed = 4242;
-    int bad = 0;
-    for (int iter = 0; iter < 500; iter++) {
-        char text[600];
+    int bad = 0, hung = 0;
+    for (int iter = 0; iter < 250; iter++) {
+        char text[1200];
         size_t n = 0;
-        int width = 3 + (int)(((seed = seed * 1103515245u + 12345u) >> 16) % 25);
+        int width = 3 + (int)(((seed = seed * 1103515245u + 12345u) >> 16) % 60);
+        unsigned flags = g_flags[iter % 4];
         TwLine *inc = NULL, *full = NULL;
         int n_inc = 0, cap_inc = 0, n_full = 0, cap_full = 0;
-        tw_wrap(text, 0, width, &inc, &n_inc, &cap_inc);
-        for (int step = 0; step < 60; step++) {
+        tw_wrap(text, 0, width, flags, &inc, &n_inc, &cap_inc);
+        for (int step = 0; step < 100; step++) {
             seed = seed * 1103515245u + 12345u;
-            const char *pc = pieces[(seed >> 16) % (sizeof pieces / sizeof pieces[0])];
+            const char *pc = g_pieces[(seed >> 16) % N_PIECES];
             size_t l = strlen(pc);
             if (n + l >= sizeof text) break;
             memcpy(text + n, pc, l);
             n += l;
-            size_t from = inc[n_inc - 1].start;
-            n_inc--;
-            int before = n_inc;
-            tw_wrap(text + from, n - from, width, &inc, &n_inc, &cap_inc);
-            for (int i = before; i < n_inc; i++) inc[i].start += from;
+            tw_rewrap_last(text, n, width, flags, &inc, &n_inc, &cap_inc);
             n_full = 0;
-            tw_wrap(text, n, width, &full, &n_full, &cap_full);
+            tw_wrap(text, n, width, flags, &full, &n_full, &cap_full);
             if (n_full != n_inc) {
                 bad++;
                 break;
             }
-            for (int i = 0; i < n_full; i++)
+            for (int i = 0; i < n_full; i++) {
                 if (full[i].start != inc[i].start || full[i].len != inc[i].len ||
-                    full[i].cols != inc[i].cols)
+                    full[i].cols != inc[i].cols || full[i].hang != inc[i].hang)
                     bad++;
+                hung += full[i].hang > 0;
+            }
         }
         free(inc);
         free(full);
     }
     CHECK_EQ_INT(bad, 0);
+    CHECK(hung > 1000); /* the hanging case was exercised */
+}
+
+/* Streams texts code point by code point at every width from the first that leaves a hang
+ * room (17) to 60, against the full wrap. */
+static void test_wrap_streaming_hang(void) {
+    /* Where a hang could change as the text grows: a list number longer than a marker's (so
+     * the rule never looks further ahead than the room a hang leaves), a first line that lost
+     * its leading spaces before a long word (its hang is measured from before them), list
+     * items and two-column lines. */
+    const unsigned IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
+    char digits[128];
+    snprintf(digits, sizeof digits, "  %s. tail words here and more words to wrap around it",
+             "123456789012345678901234567890");
+    int bad_digits = 0, bad_dropped = 0, bad_mixed = 0;
+    for (int w = 17; w <= 60; w++) {
+        bad_digits += stream_mismatches(digits, w, IC);
+        bad_dropped += stream_mismatches("                              longword  more words that "
+                                         "go on and on and on and on", w, IC);
+        bad_mixed += stream_mismatches("Intro:\n- one two three four five six seven eight nine\n"
+                                       "  12. ten eleven twelve thirteen fourteen fifteen\n"
+                                       "\tcode(with, some, arguments, that, are, long)\n"
+                                       "  /show      the model: file, architecture, weights",
+                                       w, IC);
+    }
+    CHECK_EQ_INT(bad_digits, 0);
+    CHECK_EQ_INT(bad_dropped, 0);
+    CHECK_EQ_INT(bad_mixed, 0);
 }
 
 int main(void) {
@@ -315,8 +533,15 @@ int main(void) {
     test_clusters();
     test_terminal_modes();
     test_sanitize();
+    test_hang_lists();
+    test_hang_indent();
+    test_hang_columns();
+    test_hang_fallback();
+    test_hang_wide();
+    test_hang_invalid_utf8();
     test_wrap_random();
     test_wrap_incremental();
+    test_wrap_streaming_hang();
     /* The wrapping invariants hold under every measured convention. */
     TwTerm saved = tw_get_terminal();
     for (int mode = 0; mode < 8; mode++) {
