@@ -885,29 +885,57 @@ int app_session_export(App *a, int64_t id, const char *format, const char *path,
     return export_to(a, id, format, path, written, wlen, why, whylen);
 }
 
-/* id 0: the live conversation from memory. Creates path (never replacing a file), mode 0600:
- * a conversation is as private as the database it comes from. */
-static int export_to(App *a, int64_t sid, const char *format, const char *path, char *written,
-                     size_t wlen, char *why, size_t whylen) {
-    bool json = format && !strcmp(format, "json");
-    char def[256];
-    if (!path || !*path) {
+/* Creates a new file for an export, mode 0600 (a conversation is as private as the database it
+ * comes from), never replacing one. No path: a time-stamped name in the working directory; a
+ * directory: that name inside it, with "-2", "-3", ... where an export of the same second is
+ * there already. The name used goes to out. Returns the open file, or NULL with why. */
+static FILE *export_create(const char *path, bool json, char *out, size_t olen, char *why,
+                           size_t whylen) {
+    struct stat sb;
+    const char *dir = !path || !*path                                 ? ""
+                      : stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? path
+                                                                    : NULL;
+    int fd = -1;
+    if (!dir) {
+        snprintf(out, olen, "%s", path);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    } else {
         time_t t = time(NULL);
         struct tm tm;
         localtime_r(&t, &tm);
         char stamp[32];
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-        snprintf(def, sizeof def, "bitnet-chat-%s.%s", stamp, json ? "json" : "md");
-        path = def;
+        const size_t dl = strlen(dir);
+        for (int i = 1; i < 100; i++) {
+            char nth[16] = "";
+            if (i > 1) snprintf(nth, sizeof nth, "-%d", i);
+            int n = snprintf(out, olen, "%s%sbitnet-chat-%s%s.%s", dir,
+                             dl && dir[dl - 1] != '/' ? "/" : "", stamp, nth, json ? "json" : "md");
+            if (n < 0 || (size_t)n >= olen) {
+                snprintf(why, whylen, "%s: path too long", dir);
+                return NULL;
+            }
+            fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd >= 0 || errno != EEXIST) break;
+        }
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
-        snprintf(why, whylen, "%s: %s", path,
+        snprintf(why, whylen, "%s: %s", out,
                  errno == EEXIST ? "already exists; choose another name" : strerror(errno));
-        if (fd >= 0) close(fd), unlink(path);
-        return -1;
+        if (fd >= 0) close(fd), unlink(out);
     }
+    return f;
+}
+
+/* id 0: the live conversation from memory. */
+static int export_to(App *a, int64_t sid, const char *format, const char *path, char *written,
+                     size_t wlen, char *why, size_t whylen) {
+    bool json = format && !strcmp(format, "json");
+    char name[4200];
+    FILE *f = export_create(path, json, name, sizeof name, why, whylen);
+    if (!f) return -1;
+    path = name;
     Store *st = browse_store(a);
     int rc;
     Err err = {{0}};

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cmd_parse_double(const char *s, double lo, double hi, double *out, char *why, size_t whylen) {
@@ -265,8 +266,10 @@ static int cmd_export(const Command *self, App *a, const CmdArgs *args) {
     char full[1300];
     if (*path) {
         expand_home(path, full, sizeof full);
-        /* Never overwrite: an existing file may be anything, a previous export included. */
-        if (access(full, F_OK) == 0) {
+        /* Never overwrite: an existing file may be anything, a previous export included. A
+         * directory takes a new time-stamped file (app_export). */
+        struct stat sb;
+        if (stat(full, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
             char why[1400];
             snprintf(why, sizeof why, "%s already exists; choose another name", full);
             return bad_arg(a, self, why);

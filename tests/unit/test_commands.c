@@ -519,6 +519,27 @@ static void test_export(void) {
     free(saved_home);
     CHECK_EQ_INT(app_export(a, "md", "/nonexistent-dir/x.md", written, sizeof written, why, sizeof why), -1);
     CHECK(strstr(why, "nonexistent-dir") != NULL);
+    /* A directory takes a new time-stamped file (it was refused as "already exists"); two in
+     * the same second get two names, neither replaced. */
+    snprintf(dir, sizeof dir, "/tmp/bn_test_export_into_%d", (int)getpid());
+    CHECK_EQ_INT(mkdir(dir, 0700), 0);
+    snprintf(line, sizeof line, "/export json %s/", dir);
+    char got[2][600] = {"", ""};
+    for (int i = 0; i < 2; i++) {
+        app_submit_line(a, line);
+        const char *h = strstr(hint(a), "Exported to ");
+        CHECK_MSG(h != NULL, "%s", hint(a));
+        if (h) snprintf(got[i], sizeof got[i], "%s", h + strlen("Exported to "));
+        CHECK_MSG(strncmp(got[i], dir, strlen(dir)) == 0 && strstr(got[i], "/bitnet-chat-") &&
+                      strstr(got[i], ".json"),
+                  "%s", got[i]);
+        struct stat sb;
+        CHECK(stat(got[i], &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 0777) == 0600);
+        line[strlen(line) - 1] = 0; /* the second time without the trailing slash */
+    }
+    CHECK(strcmp(got[0], got[1]) != 0);
+    for (int i = 0; i < 2; i++) unlink(got[i]);
+    CHECK_EQ_INT(rmdir(dir), 0);
     app_destroy(a);
 }
 
