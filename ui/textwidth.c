@@ -285,7 +285,9 @@ static int columns_hang(const char *s, size_t n, int max) {
     size_t i = 0;
     int col = 0;
     skip_blanks(s, n, &i, &col);
-    if (i >= n || s[i] == '\n') return 0;
+    /* Only indented rows are columns (/help's and /params' are): a note's unindented line
+     * may quote the user ("System prompt: Be   brief"), whose spaces are not a layout. */
+    if (i == 0 || i >= n || s[i] == '\n') return 0;
     while (i < n && s[i] != '\n' && col <= max) {
         if (s[i] == ' ' && i + 1 < n && s[i + 1] == ' ') {
             for (; i < n && s[i] == ' '; i++) col++;

@@ -67,8 +67,8 @@ typedef struct {
  *   TW_HANG_INDENT: the prefix is the line's leading spaces and tabs and a list marker after
  *     them ("- ", "* ", "+ ", "• ", or 1 to 9 digits and ". " or ") ") with the blanks after it;
  *   TW_HANG_COLUMNS: for text whose format we control (the program's notes: /help, /params):
- *     the prefix runs to the end of the first run of 2 or more spaces after the line's first
- *     text ("  /show      the model: ..." hangs under "the"). Tried first; where it finds no
+ *     on an indented line, the prefix runs to the end of the first run of 2 or more spaces
+ *     after the line's first text ("  /show      the model: ..." hangs under "the"). Tried first; where it finds no
  *     prefix, or one too wide, TW_HANG_INDENT's rule (if asked for) applies.
  * A prefix counts only when text follows it on its line and it leaves the continuation lines
  * room: at most half the width, and at least TW_HANG_MIN_ROOM columns after it; else the

@@ -303,6 +303,9 @@ static void test_hang_columns(void) {
     HANGS("     one two three four five six", 24, C, "     one two three four|five six");
     /* No run, or no text after it: no column. */
     HANGS("Keys: Enter send, Ctrl-J new line", 24, IC, "Keys: Enter send, Ctrl-J|new line");
+    /* An unindented line is no column row: a note may quote the user's own spaces. */
+    HANGS("System prompt: Be   brief and kind to all of them", 40, TW_HANG_COLUMNS,
+          "System prompt: Be   brief and kind to|all of them");
     HANGS("  /x    ", 24, C, "  /x    ");
 }
 
@@ -338,9 +341,9 @@ static void test_hang_fallback(void) {
  * count one column each, as drawn (U+FFFD). */
 static void test_hang_wide(void) {
     const unsigned IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
-    HANGS("日本語  one two three four five six", 30, IC,
-          "日本語  one two three four|        five six");
-    CHECK_EQ_INT(g_lines[1].hang, 8);
+    HANGS(" 日本語  one two three four five six", 30, IC,
+          " 日本語  one two three four|         five six");
+    CHECK_EQ_INT(g_lines[1].hang, 9);
     HANGS("  " FAMILY3 "  one two three four five six", 30, IC,
           "  " FAMILY3 "  one two three four five|      six");
     HANGS("  😀e\xcc\x81  one two three four five six", 30, IC,
@@ -352,9 +355,9 @@ static void test_hang_wide(void) {
 
 static void test_hang_invalid_utf8(void) {
     const unsigned IC = TW_HANG_INDENT | TW_HANG_COLUMNS;
-    HANGS("\xff\xfe  one two three four five six", 30, IC,
-          "\xff\xfe  one two three four five|    six");
-    CHECK_EQ_INT(g_lines[1].hang, 4);
+    HANGS(" \xff\xfe  one two three four five six", 30, IC,
+          " \xff\xfe  one two three four five|     six");
+    CHECK_EQ_INT(g_lines[1].hang, 5);
     /* Text of bad bytes after a marker hangs under them and keeps every byte. */
     char text[64], want[80];
     memcpy(text, "- ", 2);
