@@ -387,7 +387,29 @@ static void put_snippet(WINDOW *w, int row, int col, const char *s, int max_cols
     }
 }
 
-static void draw_footer(Browser *b, WINDOW *w, int rows, int cols, const char *keys) {
+/* The key help as far as it fits in cols: whole items (" · " between them), then " · …" when
+ * some are left out. It was cut wherever the edge fell ("n re", "e expo" at 40 columns). */
+static void fit_keys(const char *keys, int cols, char *out, size_t cap) {
+    static const char sep[] = " · ", more[] = " · …";
+    snprintf(out, cap, "%s", keys);
+    if (tw_width(out, strlen(out)) <= cols) return;
+    for (;;) {
+        /* drop the last item */
+        char *last = NULL;
+        for (char *p = strstr(out, sep); p; p = strstr(p + 1, sep)) last = p;
+        if (!last) return; /* one item: put() cuts it at the edge */
+        *last = 0;
+        const size_t len = strlen(out);
+        if (len + sizeof more > cap) return;
+        memcpy(out + len, more, sizeof more);
+        if (tw_width(out, strlen(out)) <= cols) return;
+        *last = 0; /* and try with one item fewer */
+    }
+}
+
+static void draw_footer(Browser *b, WINDOW *w, int rows, int cols, const char *keys_all) {
+    char keys[256];
+    fit_keys(keys_all, cols, keys, sizeof keys);
     int r = rows - 1;
     fill_row(w, r, cols, screen_style(ST_STATUS));
     if (b->prompt == PR_SEARCH || b->prompt == PR_RENAME) {

@@ -145,6 +145,12 @@ t_start 100 30 "BN_FAKE_TOKENS=3 $APP --browse '$MODEL'"
 t_wait "Saved sessions:"
 t_wait "long story"
 t_wait_re "^ hello +model\.gguf +20[0-9-]+ [0-9:]+ +4 msg"
+# At 40 columns the key help keeps whole items and says that more are left out (it was cut
+# mid-word: "/ search · n re").
+t_resize 40 30
+t_wait_re "^ Enter open · r resume · / search · …"
+t_resize 100 30
+t_wait_re "^ hello +model\.gguf +20[0-9-]+ [0-9:]+ +4 msg"
 t_type "/"
 t_wait "Search:"
 t_type "café"; t_keys Enter
