@@ -28,13 +28,7 @@ S=$OUT/summary.txt
 tar xJf "$X/chain.tar.xz" -C /tmp || { echo "cannot unpack $X/chain.tar.xz"; exit 1; }
 D=/tmp/chain
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader >"$S" 2>&1
-step() { # name seconds log command...
-    n=$1 t=$2 log=$3
-    shift 3
-    t0=$(date +%s)
-    timeout "$t" "$@" >"$OUT/$log" 2>&1
-    echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
-}
+. "$(dirname "$0")/device_step.sh" # step NAME SECONDS LOG COMMAND...
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 200 >"$OUT/clocks.csv" 2>&1 &
 SMI=$!
 step "chain 512 1024 30" 240 chain_1024.txt "$D/dev_w2a8_gemm" chain 512 1024 30

@@ -14,13 +14,7 @@ set -u
 D=$(cd "${1:?folder with the binaries}" && pwd)
 S=$OUT/summary.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$S" 2>&1
-step() { # name seconds log command...
-    n=$1 t=$2 log=$3
-    shift 3
-    t0=$(date +%s)
-    timeout "$t" "$@" >"$OUT/$log" 2>&1
-    echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
-}
+. "$(dirname "$0")/device_step.sh" # step NAME SECONDS LOG COMMAND...
 step test_kernels_cuda 240 kernels.txt "$D/test_kernels_cuda"
 grep -E "FAIL|checks" "$OUT/kernels.txt" | head -20 >>"$S"
 step test_backend_cuda 120 backend.txt "$D/test_backend_cuda"

@@ -51,13 +51,8 @@ tar xJf "$X/build.tar.xz" -C /work/wt-prefill-speed || { echo "cannot unpack the
 tar xJf "$X/base.tar.xz" -C /tmp || { echo "cannot unpack the baseline"; exit 1; }
 B=/work/wt-prefill-speed/build
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader >"$S" 2>&1
-step() { # name seconds log command...
-    n=$1 t=$2 log=$3
-    shift 3
-    t0=$(date +%s)
-    timeout "$t" "$@" >"$L/$log" 2>&1
-    echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
-}
+STEP_DIR=$L
+. "$(dirname "$0")/device_step.sh" # step NAME SECONDS LOG COMMAND...
 # correctness first: the GEMM (every tile the product picks, split-K at the small shapes, all
 # epilogues) and norm+quant against the references; prefill against decode and the CPU; the
 # demo golden replies; the model families (other K, head dims) on the GPU against the CPU

@@ -40,13 +40,7 @@ S=$OUT/summary.txt
 tar xJf "$X/wgmma.tar.xz" -C /tmp || { echo "cannot unpack $X/wgmma.tar.xz"; exit 1; }
 D=/tmp/wgmma
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader >"$S" 2>&1
-step() { # name seconds log command...
-    n=$1 t=$2 log=$3
-    shift 3
-    t0=$(date +%s)
-    timeout "$t" "$@" >"$OUT/$log" 2>&1
-    echo "$n: rc $? ($(($(date +%s) - t0)) s)" >>"$S"
-}
+. "$(dirname "$0")/device_step.sh" # step NAME SECONDS LOG COMMAND...
 # the lab: every variant checked before it is timed; a failed version-5 variant is reported
 # (where it differs) and left out, the others go on
 step "dev_w2a8_gemm wgmma 512 64" 220 lab_wgmma.txt "$D/dev_w2a8_gemm" wgmma 512 64
