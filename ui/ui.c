@@ -156,16 +156,11 @@ static void draw_hint(Ui *u) {
     getmaxyx(u->chat_w, rows, cols);
     const int width = cols > 3 ? cols - 2 : 1;
     const attr_t style = screen_style(ST_HINT);
-    TwLine *lines = NULL;
+    TwLine *wrapped = NULL, one = {0, strlen(u->hint), 0, 0};
     int n = 0, cap = 0;
-    if (tw_wrap(u->hint, strlen(u->hint), width, 0, &lines, &n, &cap) < 0 || n < 1) {
-        free(lines); /* out of memory: the hint's first row, cut at the pane's edge */
-        wattrset(u->chat_w, style);
-        mvwhline(u->chat_w, rows - 1, 0, ' ', cols);
-        wattrset(u->chat_w, A_NORMAL);
-        screen_put(u->chat_w, rows - 1, 1, u->hint, strlen(u->hint), width, style);
-        return;
-    }
+    const bool ok = tw_wrap(u->hint, strlen(u->hint), width, 0, &wrapped, &n, &cap) > 0;
+    const TwLine *lines = ok ? wrapped : &one; /* out of memory: one row, cut at the edge */
+    if (!ok) n = 1;
     int max_rows = rows > 1 ? rows - 1 : 1; /* leave the pane at least one row of its own */
     if (max_rows > HINT_ROWS) max_rows = HINT_ROWS;
     const int shown = n < max_rows ? n : max_rows;
@@ -183,7 +178,7 @@ static void draw_hint(Ui *u) {
             screen_put(u->chat_w, row, 1, u->hint + l->start, l->len, width, style);
         }
     }
-    free(lines);
+    free(wrapped);
 }
 
 static void draw(Ui *u) {
